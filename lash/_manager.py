@@ -1,0 +1,228 @@
+"""Hook dispatch: the five shapes, in lash's order, awaiting async implementations.
+
+pluggy is synchronous and calls implementations last-registered-first; lash needs config order and
+must await ``async def`` implementations itself (a coroutine is not ``None``, so pluggy's
+``firstresult`` cannot serve "first" over async code). So the kernel asks pluggy for the validated
+implementations once, orders them, and calls them here. This module is the one place async
+bridging happens: call sites never guess.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, NoReturn
+
+import pluggy
+
+from lash.errors import ExclusiveHookConflict, LashError, PluginError
+
+log = logging.getLogger("lash")
+
+#: A hook result tagged with the plugin that produced it: ``(plugin_name, value)``.
+Tagged = tuple[str, Any]
+
+Bind = Callable[[str], Mapping[str, Any]]
+
+
+class HookImpl(NamedTuple):
+    """One ordered implementation: plugin name, function, the arguments it takes, async or not."""
+
+    plugin: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+    is_async: bool
+
+
+def raise_plugin_error(hook: str, plugin: str, exc: Exception) -> NoReturn:
+    """Raise :func:`plugin_error` for ``exc``, chained to it unless it is ``exc`` itself."""
+    error = plugin_error(hook, plugin, exc)
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
+def plugin_error(hook: str, plugin: str, exc: BaseException) -> LashError:
+    """The error a failing implementation surfaces as: lash errors keep their type (with the
+    plugin and hook filled in); anything else is wrapped in a PluginError naming both."""
+    if isinstance(exc, LashError):
+        for attr, value in (("plugin", plugin), ("hook", hook)):
+            if hasattr(exc, attr) and getattr(exc, attr) is None:
+                setattr(exc, attr, value)
+        return exc
+    err = PluginError(
+        f"plugin {plugin!r} failed in hook {hook!r}: {type(exc).__name__}: {exc}",
+        plugin=plugin,
+        hook=hook,
+    )
+    err.__cause__ = exc
+    return err
+
+
+class HookDispatcher:
+    """Calls hooks of one core's plugin manager in the documented order and shapes.
+
+    ``order`` lists plugin names in their resolved order; ``tryfirst`` implementations come before
+    all others and ``trylast`` ones after, each group in plugin order.
+    """
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        order: Sequence[str],
+        *,
+        on_error: Callable[[LashError], None] | None = None,
+    ) -> None:
+        self._pm = pm
+        self._rank = {name: i for i, name in enumerate(order)}
+        self._cache: dict[str, tuple[HookImpl, ...]] = {}
+        self._on_error = on_error
+
+    def impls(self, hook: str) -> tuple[HookImpl, ...]:
+        """The ordered implementations of ``hook`` (cached; the plugin set is fixed per core)."""
+        cached = self._cache.get(hook)
+        if cached is not None:
+            return cached
+        caller = getattr(self._pm.hook, hook)
+        rank = self._rank
+        last = len(rank)
+
+        def key(impl: pluggy.HookImpl) -> tuple[int, int]:
+            bucket = 0 if impl.tryfirst else 2 if impl.trylast else 1
+            return (bucket, rank.get(impl.plugin_name, last))
+
+        result = tuple(
+            HookImpl(
+                impl.plugin_name,
+                impl.function,
+                tuple(impl.argnames),
+                inspect.iscoroutinefunction(impl.function),
+            )
+            for impl in sorted(caller.get_hookimpls(), key=key)
+        )
+        self._cache[hook] = result
+        return result
+
+    def plugins_implementing(self, hook: str) -> list[str]:
+        """Names of the plugins implementing ``hook``, in dispatch order."""
+        return [impl.plugin for impl in self.impls(hook)]
+
+    # -- collect -------------------------------------------------------------------------------
+
+    def collect_sync(
+        self, hook: str, /, *, bind: Bind | None = None, **kwargs: Any
+    ) -> list[Tagged]:
+        """Collect from synchronous implementations (registration hooks); ``None`` results are
+        dropped. ``bind(plugin)`` supplies per-plugin arguments (such as its options)."""
+        results: list[Tagged] = []
+        for plugin, function, argnames, _ in self.impls(hook):
+            call_kwargs = {**kwargs, **bind(plugin)} if bind is not None else kwargs
+            try:
+                value = function(*[call_kwargs[a] for a in argnames])
+            except Exception as exc:
+                raise_plugin_error(hook, plugin, exc)
+            if value is not None:
+                results.append((plugin, value))
+        return results
+
+    async def collect(
+        self, hook: str, /, *, bind: Bind | None = None, **kwargs: Any
+    ) -> list[Tagged]:
+        """Collect from every implementation, awaiting async ones; ``None`` results are dropped."""
+        results: list[Tagged] = []
+        for plugin, function, argnames, is_async in self.impls(hook):
+            call_kwargs = {**kwargs, **bind(plugin)} if bind is not None else kwargs
+            try:
+                value = function(*[call_kwargs[a] for a in argnames])
+                if is_async:
+                    value = await value
+            except Exception as exc:
+                raise_plugin_error(hook, plugin, exc)
+            if value is not None:
+                results.append((plugin, value))
+        return results
+
+    # -- chain ---------------------------------------------------------------------------------
+
+    async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
+        """Pass ``value`` (as argument ``key``) through every implementation in order; a
+        non-``None`` result replaces it for the next one. Returns the final value."""
+        for plugin, function, argnames, is_async in self.impls(hook):
+            call_kwargs = {**kwargs, key: value}
+            try:
+                result = function(*[call_kwargs[a] for a in argnames])
+                if is_async:
+                    result = await result
+            except Exception as exc:
+                raise_plugin_error(hook, plugin, exc)
+            if result is not None:
+                value = result
+        return value
+
+    # -- first ---------------------------------------------------------------------------------
+
+    async def first(self, hook: str, /, **kwargs: Any) -> Tagged | None:
+        """Call implementations in order until one returns non-``None``; return it, tagged."""
+        for plugin, function, argnames, is_async in self.impls(hook):
+            try:
+                value = function(*[kwargs[a] for a in argnames])
+                if is_async:
+                    value = await value
+            except Exception as exc:
+                raise_plugin_error(hook, plugin, exc)
+            if value is not None:
+                return (plugin, value)
+        return None
+
+    # -- exclusive -----------------------------------------------------------------------------
+
+    def exclusive_impl(self, hook: str) -> HookImpl | None:
+        """The single implementation of an exclusive hook, or ``None``.
+
+        :raises ExclusiveHookConflict: naming both plugins when two implement it.
+        """
+        impls = self.impls(hook)
+        if len(impls) > 1:
+            raise ExclusiveHookConflict(hook, [impls[0].plugin, impls[1].plugin])
+        return impls[0] if impls else None
+
+    async def exclusive(self, hook: str, /, **kwargs: Any) -> Tagged | None:
+        """Call the one implementation of an exclusive hook (``None`` when there is none)."""
+        impl = self.exclusive_impl(hook)
+        if impl is None:
+            return None
+        try:
+            value = impl.function(*[kwargs[a] for a in impl.argnames])
+            if impl.is_async:
+                value = await value
+        except Exception as exc:
+            raise_plugin_error(hook, impl.plugin, exc)
+        return (impl.plugin, value)
+
+    # -- broadcast -----------------------------------------------------------------------------
+
+    async def broadcast(self, hook: str, /, **kwargs: Any) -> list[LashError]:
+        """Call every implementation; failures are reported and isolated, never raised.
+
+        Returns the errors (each naming plugin and hook) after passing them to ``on_error``.
+        """
+        errors: list[LashError] = []
+        for plugin, function, argnames, is_async in self.impls(hook):
+            try:
+                value = function(*[kwargs[a] for a in argnames])
+                if is_async:
+                    await value
+            except Exception as exc:
+                errors.append(self.report(plugin_error(hook, plugin, exc)))
+        return errors
+
+    def report(self, error: LashError) -> LashError:
+        """Report an isolated error: log it and hand it to the ``on_error`` callback."""
+        log.error("lash: %s", error, exc_info=error.__cause__ or error)
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:  # a broken error sink must not break the turn either
+                log.exception("lash: error callback failed")
+        return error

@@ -1,0 +1,503 @@
+"""Plugin discovery, enablement policy, loading with isolation, and ordering."""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import inspect
+import logging
+import traceback
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+import pluggy
+
+from lash import hookspecs
+from lash._config import HostConfig
+from lash._markers import PROJECT_NAME
+from lash._options import build_options, check_options_class
+from lash._types import PluginMeta
+from lash.errors import (
+    OptionsError,
+    PluginLoadError,
+    PluginOrderError,
+    UnknownHookError,
+)
+
+log = logging.getLogger("lash")
+
+#: The entry-point group plugins declare themselves in.
+ENTRY_POINT_GROUP = "lash.plugins"
+
+#: The distribution whose plugins are the builtins.
+BUILTIN_DISTRIBUTION = "lash"
+
+Status = Literal["loaded", "failed", "disabled"]
+
+
+@attrs.frozen
+class PluginInfo:
+    """What lash knows about one plugin, loaded or not.
+
+    ``status`` is ``"loaded"``, ``"failed"`` (``error`` says why, in one paragraph) or
+    ``"disabled"`` (by config, environment or autoload policy; ``error`` says which).
+    """
+
+    name: str
+    status: Status
+    module: str | None = None
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+    meta: PluginMeta = attrs.field(factory=PluginMeta)
+
+    __module__ = "lash"
+
+
+@attrs.define
+class _Candidate:
+    name: str
+    load: Callable[[], object]
+    module: str | None = None
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+
+
+@attrs.define
+class LoadedPlugin:
+    """A plugin registered with the core's pluggy manager (internal)."""
+
+    name: str
+    obj: object
+    info: PluginInfo
+    #: Host-level options (config defaults), validated; None when the plugin declares none.
+    options: Any = None
+
+
+@attrs.define
+class LoadResult:
+    """Everything plugin loading produced (internal)."""
+
+    pm: pluggy.PluginManager
+    loaded: list[LoadedPlugin]
+    infos: list[PluginInfo]
+    failures: list[PluginLoadError]
+    warnings: list[str]
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A fresh pluggy manager with lash's hookspecs: one per core, never global."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def discover_entry_points() -> list[_Candidate]:
+    """Every ``lash.plugins`` entry point of the installed distributions (nothing is imported)."""
+    # importlib-metadata (not the stdlib copy) for the same behaviour on every supported Python.
+    import importlib_metadata
+
+    candidates = []
+    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        dist_name = dist.name if dist is not None else None
+        candidates.append(
+            _Candidate(
+                name=ep.name,
+                load=ep.load,
+                module=ep.module,
+                distribution=dist_name,
+                version=dist.version if dist is not None else None,
+                builtin=dist_name == BUILTIN_DISTRIBUTION,
+            )
+        )
+    return candidates
+
+
+def object_name(obj: object) -> str:
+    """The name of a plugin passed as an object: ``lash_plugin.name``, else derived from it."""
+    meta = getattr(obj, "lash_plugin", None)
+    if isinstance(meta, PluginMeta) and meta.name:
+        return meta.name
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__.rsplit(".", 1)[-1]
+    if isinstance(obj, type):
+        return obj.__name__
+    return type(obj).__name__
+
+
+def _object_candidate(obj: object) -> _Candidate:
+    module = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    return _Candidate(name=object_name(obj), load=lambda: obj, module=module)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    # One paragraph: the exception and where it was raised (the innermost frame).
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" (at {last.filename}:{last.lineno})"
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _select(
+    config: HostConfig,
+    discovered: Sequence[_Candidate],
+    explicit: Sequence[object | str] | None,
+) -> tuple[list[_Candidate], list[PluginInfo], list[PluginLoadError]]:
+    """Apply the enablement policy; return enabled candidates in configured order."""
+    by_name: dict[str, _Candidate] = {}
+    failures: list[PluginLoadError] = []
+    for cand in discovered:
+        if cand.name in by_name:
+            other = by_name[cand.name]
+            failures.append(
+                PluginLoadError(
+                    f"plugin name {cand.name!r} is declared by two distributions, "
+                    f"{other.distribution!r} and {cand.distribution!r}; uninstall one",
+                    plugin=cand.name,
+                    distribution=cand.distribution,
+                    version=cand.version,
+                )
+            )
+            continue
+        by_name[cand.name] = cand
+
+    allow = list(explicit) if explicit is not None else config.plugins
+    disabled = set(config.disable)
+    ordered: list[_Candidate] = []
+    seen: set[str] = set()
+    infos: list[PluginInfo] = []
+
+    def add(cand: _Candidate) -> None:
+        if cand.name in seen:
+            return
+        seen.add(cand.name)
+        if cand.name in disabled:
+            infos.append(_info_of(cand, "disabled", "disabled by config `disable`"))
+        else:
+            ordered.append(cand)
+
+    if allow is not None:
+        for entry in allow:
+            if isinstance(entry, str):
+                found = by_name.get(entry)
+                if found is None:
+                    if entry not in disabled:
+                        failures.append(
+                            PluginLoadError(
+                                f"plugin {entry!r} is listed in `plugins` but no installed "
+                                f"distribution declares it in the {ENTRY_POINT_GROUP!r} "
+                                f"entry-point group; install it or remove it from the list"
+                                + _suggest(entry, by_name),
+                                plugin=entry,
+                            )
+                        )
+                    continue
+                add(found)
+            else:
+                add(_object_candidate(entry))
+    # Builtins are part of lash: enabled unless disabled, after the listed plugins.
+    for cand in sorted(by_name.values(), key=lambda c: c.name):
+        if cand.builtin:
+            add(cand)
+    for cand in sorted(by_name.values(), key=lambda c: c.name):
+        if cand.builtin or cand.name in seen:
+            continue
+        if allow is not None:
+            seen.add(cand.name)
+            infos.append(_info_of(cand, "disabled", "not in the `plugins` allowlist"))
+        elif not config.autoload:
+            seen.add(cand.name)
+            infos.append(
+                _info_of(cand, "disabled", "autoload disabled and not listed in `plugins`")
+            )
+        else:
+            add(cand)
+    return ordered, infos, failures
+
+
+def _suggest(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _info_of(
+    cand: _Candidate,
+    status: Status,
+    error: str | None = None,
+    hooks: tuple[str, ...] = (),
+    meta: PluginMeta | None = None,
+) -> PluginInfo:
+    return PluginInfo(
+        name=cand.name,
+        status=status,
+        module=cand.module,
+        distribution=cand.distribution,
+        version=cand.version,
+        builtin=cand.builtin,
+        hooks=hooks,
+        error=error,
+        meta=meta or PluginMeta(),
+    )
+
+
+def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
+    """Import, instantiate, validate and register one plugin; raise PluginLoadError on failure."""
+
+    def fail(message: str, cls: type[PluginLoadError] = PluginLoadError, **kw: Any) -> Any:
+        return cls(
+            message, plugin=cand.name, distribution=cand.distribution, version=cand.version, **kw
+        )
+
+    try:
+        obj = cand.load()
+        if isinstance(obj, type):
+            # A class plugin is instantiated once per core; it may build clients in __init__.
+            obj = obj()
+    except Exception as exc:
+        raise fail(
+            f"plugin {cand.name!r} could not be imported: {_describe_exception(exc)}"
+        ) from exc
+    meta = getattr(obj, "lash_plugin", None)
+    if meta is None:
+        meta = PluginMeta()
+    elif not isinstance(meta, PluginMeta):
+        raise fail(
+            f"plugin {cand.name!r}: `lash_plugin` must be a lash.PluginMeta, "
+            f"got {type(meta).__name__}"
+        )
+    for what, cls in (("options", meta.options), ("state", meta.state)):
+        if cls is not None and (problem := check_options_class(cls, what)):
+            raise fail(f"plugin {cand.name!r}: {problem}")
+    try:
+        pm.register(obj, name=cand.name)
+    except Exception as exc:  # pluggy.PluginValidationError: bad signature, duplicate object...
+        raise fail(f"plugin {cand.name!r} is invalid: {exc}") from exc
+    try:
+        hooks = _validate_hooks(pm, obj, cand)
+    except PluginLoadError:
+        pm.unregister(obj)
+        raise
+    info = _info_of(cand, "loaded", hooks=hooks, meta=meta)
+    return LoadedPlugin(name=cand.name, obj=obj, info=info)
+
+
+def _validate_hooks(pm: pluggy.PluginManager, obj: object, cand: _Candidate) -> tuple[str, ...]:
+    names: list[str] = []
+    for caller in pm.get_hookcallers(obj) or ():
+        name = caller.name
+        if not caller.has_spec():
+            close = difflib.get_close_matches(name, list(hookspecs.SHAPES), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownHookError(
+                f"plugin {cand.name!r} implements {name!r}, which is not a lash hook{hint}",
+                plugin=cand.name,
+                hook=name,
+                suggestion=close[0] if close else None,
+                distribution=cand.distribution,
+                version=cand.version,
+            )
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not obj:
+                continue
+            if impl.hookwrapper or impl.wrapper:
+                raise PluginLoadError(
+                    f"plugin {cand.name!r}: hook wrappers are not supported ({name!r}); "
+                    "use tryfirst/trylast to adjust order",
+                    plugin=cand.name,
+                    hook=name,
+                    distribution=cand.distribution,
+                    version=cand.version,
+                )
+            if name not in hookspecs.ASYNC_ALLOWED and inspect.iscoroutinefunction(impl.function):
+                raise PluginLoadError(
+                    f"plugin {cand.name!r}: hook {name!r} must be synchronous (it runs while "
+                    "the core is built); drop `async`",
+                    plugin=cand.name,
+                    hook=name,
+                    distribution=cand.distribution,
+                    version=cand.version,
+                )
+        names.append(name)
+    return tuple(sorted(names))
+
+
+def order_plugins(
+    loaded: Sequence[LoadedPlugin],
+) -> tuple[list[LoadedPlugin], list[PluginOrderError]]:
+    """Topologically sort by ``before``/``after``, config order breaking ties.
+
+    A missing ``requires`` fails the requiring plugin (and, transitively, plugins requiring it);
+    plugins caught in an ordering cycle all fail with an error naming the cycle.
+    """
+    failures: list[PluginOrderError] = []
+    alive = {p.name: p for p in loaded}
+    changed = True
+    while changed:  # fixpoint: a plugin failing may break another's requirement
+        changed = False
+        for p in list(alive.values()):
+            missing = [r for r in p.info.meta.requires if r not in alive]
+            if missing:
+                del alive[p.name]
+                changed = True
+                failures.append(
+                    PluginOrderError(
+                        f"plugin {p.name!r} requires {', '.join(repr(m) for m in missing)}, "
+                        "which is not enabled (install it, list it in `plugins`, or remove it "
+                        "from `disable`)",
+                        plugin=p.name,
+                        plugins=(p.name, *missing),
+                    )
+                )
+    index = {p.name: i for i, p in enumerate(loaded)}
+    edges: dict[str, set[str]] = {name: set() for name in alive}  # a -> b: a runs before b
+    for p in alive.values():
+        for other in p.info.meta.before:
+            if other in alive and other != p.name:
+                edges[p.name].add(other)
+        for other in p.info.meta.after:
+            if other in alive and other != p.name:
+                edges[other].add(p.name)
+    indegree = {name: 0 for name in alive}
+    for targets in edges.values():
+        for t in targets:
+            indegree[t] += 1
+    ready = [(index[n], n) for n, d in indegree.items() if d == 0]
+    heapq.heapify(ready)
+    result: list[LoadedPlugin] = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        result.append(alive[name])
+        for t in edges[name]:
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                heapq.heappush(ready, (index[t], t))
+    stuck = [n for n in alive if indegree[n] > 0]
+    if stuck:
+        cycle = _find_cycle(edges, set(stuck))
+        text = " -> ".join(repr(n) for n in [*cycle, cycle[0]])
+        for name in sorted(stuck, key=index.__getitem__):
+            failures.append(
+                PluginOrderError(
+                    f"plugin {name!r} cannot be ordered: `before`/`after` declarations form a "
+                    f"cycle {text}; remove one of them",
+                    plugin=name,
+                    plugins=tuple(cycle),
+                )
+            )
+    return result, failures
+
+
+def _find_cycle(edges: Mapping[str, set[str]], nodes: set[str]) -> list[str]:
+    # Walk successors inside the stuck set until a node repeats: that loop is a cycle.
+    start = min(nodes)
+    path: list[str] = []
+    pos: dict[str, int] = {}
+    node = start
+    while node not in pos:
+        pos[node] = len(path)
+        path.append(node)
+        node = min(t for t in edges[node] if t in nodes)
+    return path[pos[node] :]
+
+
+def load_plugins(
+    config: HostConfig,
+    *,
+    explicit: Sequence[object | str] | None = None,
+    discover: bool = True,
+) -> LoadResult:
+    """Discover, select, load, validate and order plugins into a fresh plugin manager.
+
+    Failures are isolated: each failing plugin is recorded (``status="failed"``) and skipped. With
+    ``config.strict`` the first failure is raised instead, listing all of them.
+    """
+    pm = new_plugin_manager()
+    discovered = discover_entry_points() if discover else []
+    enabled, infos, failures_sel = _select(config, discovered, explicit)
+    failures: list[PluginLoadError] = list(failures_sel)
+    loaded: list[LoadedPlugin] = []
+    failed_info: dict[str, PluginInfo] = {}
+    for cand in enabled:
+        try:
+            loaded.append(_load_one(pm, cand))
+        except PluginLoadError as exc:
+            failures.append(exc)
+            failed_info[cand.name] = _info_of(cand, "failed", str(exc))
+    ordered, order_failures = order_plugins(loaded)
+    failures.extend(order_failures)
+    by_name = {p.name: p for p in loaded}
+    for order_failure in order_failures:
+        plugin = by_name[order_failure.plugin or ""]
+        pm.unregister(plugin.obj)
+        failed_info[plugin.name] = attrs.evolve(
+            plugin.info, status="failed", error=str(order_failure)
+        )
+
+    warnings: list[str] = []
+    final: list[LoadedPlugin] = []
+    for plugin in ordered:
+        meta = plugin.info.meta
+        data = config.options.get(plugin.name, {})
+        if meta.options is not None:
+            try:
+                plugin.options = build_options(plugin.name, meta.options, data)
+            except OptionsError as options_error:
+                pm.unregister(plugin.obj)
+                err = PluginLoadError(
+                    str(options_error),
+                    plugin=plugin.name,
+                    distribution=plugin.info.distribution,
+                    version=plugin.info.version,
+                )
+                err.__cause__ = options_error
+                failures.append(err)
+                failed_info[plugin.name] = attrs.evolve(
+                    plugin.info, status="failed", error=str(options_error)
+                )
+                continue
+        elif data:
+            warnings.append(
+                f"[options.{plugin.name}] is set but plugin {plugin.name!r} declares no options"
+            )
+        final.append(plugin)
+
+    known = {p.name for p in final} | set(failed_info) | {i.name for i in infos}
+    for name in config.options:
+        if name not in known:
+            warnings.append(f"[options.{name}] is set but no plugin named {name!r} is enabled")
+
+    if failures and config.strict:
+        first = failures[0]
+        if len(failures) > 1:
+            rest = "\n".join(f"  - {f}" for f in failures[1:])
+            first.args = (f"{first}\n(strict mode) {len(failures) - 1} more failure(s):\n{rest}",)
+        raise first
+
+    for failure in failures:
+        log.warning("lash: plugin skipped: %s", failure)
+    all_infos = [p.info for p in final]
+    all_infos += [
+        failed_info.get(c.name) or _info_of(c, "failed") for c in enabled if c.name in failed_info
+    ]
+    # Listed-but-missing plugins have no candidate; record them too.
+    for failure in failures:
+        if failure.plugin and failure.plugin not in {i.name for i in all_infos}:
+            all_infos.append(
+                PluginInfo(
+                    name=failure.plugin,
+                    status="failed",
+                    distribution=failure.distribution,
+                    version=failure.version,
+                    error=str(failure),
+                )
+            )
+    all_infos += infos
+    return LoadResult(pm=pm, loaded=final, infos=all_infos, failures=failures, warnings=warnings)

@@ -1,0 +1,175 @@
+"""The one configured cattrs converter, and readable validation errors.
+
+Everything lash structures (host config, plugin options, persisted records) goes through
+:func:`converter`; ``cattrs.global_converter`` is never used, so plugins that use cattrs themselves
+cannot change how lash reads its data.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+
+T = TypeVar("T")
+
+_MISSING = object()
+
+
+class EnvStr(str):
+    """A string read from the environment through ``"$env:NAME"``.
+
+    Environment values are always text, so fields typed ``int``/``float``/``bool`` accept an
+    ``EnvStr`` spelling of the value; a plain TOML string is not coerced (``port = "80"`` is an
+    error, ``port = "$env:PORT"`` is not).
+    """
+
+    __slots__ = ()
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _structure_int(value: Any, _: type) -> int:
+    # bool is an int subclass, but `retries = true` is a mistake, not 1.
+    if type(value) is int:
+        return value
+    if isinstance(value, EnvStr):
+        return int(value.strip())
+    raise TypeError(f"expected int, got {_describe(value)}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    if isinstance(value, EnvStr):
+        return float(value.strip())
+    raise TypeError(f"expected float, got {_describe(value)}")
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if type(value) is bool:
+        return value
+    if isinstance(value, EnvStr):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise TypeError(f"expected bool, got {_describe(value)}")
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"expected str, got {_describe(value)}")
+
+
+@functools.cache
+def converter() -> cattrs.Converter:
+    """The private converter: strict primitives, unknown keys forbidden, detailed errors."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(str, _structure_str)
+    return conv
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def type_name(tp: Any) -> str:
+    """A short readable spelling of a type annotation (``int``, ``list[str]``, ``str | None``)."""
+    if tp is None or tp is type(None):
+        return "None"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{name}[{inner}]"
+    return str(tp).replace("typing.", "")
+
+
+def _expected_from(exc: BaseException, tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    return type_name(tp)
+
+
+def validation_problems(exc: BaseException, data: Any, prefix: str = "") -> list[str]:
+    """Turn a cattrs structuring failure into one readable line per bad field.
+
+    Each line reads ``<dotted.path>: expected <type>, got <value> (<type of value>)``; unknown keys
+    and missing required fields get their own wording.
+    """
+    return list(_walk(exc, data, prefix, None))
+
+
+def _join(prefix: str, name: str | int) -> str:
+    if isinstance(name, int):
+        return f"{prefix}[{name}]"
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _walk(exc: BaseException, data: Any, path: str, tp: Any) -> Iterator[str]:
+    if isinstance(exc, ClassValidationError):
+        with_notes, without_notes = exc.group_exceptions()
+        for sub, note in with_notes:
+            name = note.name
+            value = data.get(name, _MISSING) if isinstance(data, Mapping) else _MISSING
+            yield from _walk(sub, value, _join(path, name), note.type)
+        for sub in without_notes:
+            yield from _walk(sub, data, path, exc.cl)
+    elif isinstance(exc, IterableValidationError):
+        with_notes_i, without_notes_i = exc.group_exceptions()
+        for sub, inote in with_notes_i:
+            idx = inote.index
+            value = _MISSING
+            if isinstance(data, Sequence) and not isinstance(data, str):
+                value = data[idx] if isinstance(idx, int) and idx < len(data) else _MISSING
+            elif isinstance(data, Mapping):
+                value = data.get(idx, _MISSING)
+            yield from _walk(sub, value, _join(path, idx), inote.type)
+        for sub in without_notes_i:
+            yield from _walk(sub, data, path, tp)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        known = sorted(a.name for a in getattr(exc.cl, "__attrs_attrs__", ()))
+        hint = f" (known: {', '.join(known)})" if known else ""
+        for key in sorted(exc.extra_fields):
+            yield f"{_join(path, key)}: unknown key{hint}"
+    elif isinstance(exc, KeyError) and data is _MISSING:
+        yield f"{path}: required, missing (expected {_expected_from(exc, tp)})"
+    elif data is _MISSING:
+        yield f"{path}: {exc}"
+    else:
+        yield f"{path}: expected {_expected_from(exc, tp)}, got {_describe(data)}"
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure ``data`` into ``cls`` with the private converter (errors are cattrs errors)."""
+    return converter().structure(data, cls)
+
+
+def unstructure(obj: Any) -> Any:
+    """Unstructure ``obj`` with the private converter."""
+    return converter().unstructure(obj)

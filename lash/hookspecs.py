@@ -1,0 +1,526 @@
+"""The plugin contract: every hook a lash plugin may implement.
+
+Plugins implement hooks with ``@lash.hookimpl`` on a function (module plugins) or method (class
+plugins) of the same name. An implementation may accept any *subset* of the documented arguments,
+which is how hooks evolve: new arguments are only ever added.
+
+Every hook has exactly one **dispatch shape**:
+
+collect
+    every implementation runs; results are gathered in order, each tagged with its plugin name.
+chain
+    each implementation receives the previous one's output; ``None`` means "no change".
+first
+    implementations run in order until one returns a value other than ``None``.
+exclusive
+    at most one plugin may implement the hook; a second is an error naming both.
+broadcast
+    every implementation runs; an exception is reported (log + error event) and isolated: it never
+    reaches the caller or stops the other implementations.
+
+**Order** is the config order of the enabled plugins (refined by their ``before``/``after``
+declarations), adjusted per implementation with ``@lash.hookimpl(tryfirst=True)`` or
+``trylast=True``. **Async**: hooks marked "may be async" accept ``async def`` implementations; the
+kernel awaits them itself. **Errors**: unless a hook says otherwise, an exception raised by an
+implementation is wrapped in :class:`lash.PluginError` naming the plugin and the hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from lash._markers import hookspec
+from lash._types import (
+    AgentFrame,
+    Compaction,
+    ProcessRecord,
+    PromptContribution,
+    PromptView,
+    RegisterProcessKind,
+    RegisterProtocol,
+    RegisterProvider,
+    RegisterStore,
+    RegisterTool,
+    SessionConfig,
+    SessionView,
+    ToolCall,
+    ToolCallDirective,
+    ToolCatalogEntry,
+    ToolContextView,
+    ToolResult,
+    TurnDirective,
+    TurnView,
+)
+
+if TYPE_CHECKING:
+    import click
+
+__all__ = [
+    "after_tool_call",
+    "after_turn",
+    "before_tool_call",
+    "before_turn",
+    "compact_context",
+    "filter_tool_catalog",
+    "frame_opened",
+    "materialize_session",
+    "mutate_session_config",
+    "process_finished",
+    "project_tool_result",
+    "prompt_contributions",
+    "register_commands",
+    "register_process_kinds",
+    "register_protocol",
+    "register_providers",
+    "register_stores",
+    "register_tools",
+    "session_closed",
+    "session_config_changed",
+    "session_opened",
+    "session_parked",
+    "session_restored",
+    "transform_prompt_view",
+    "turn_finalized",
+    "turn_persisted",
+]
+
+#: Dispatch shape of every hook, by name. The kernel dispatches through this table and the docs
+#: and meta-tests read it, so a hook's shape is stated in exactly one place.
+SHAPES: dict[str, str] = {
+    "register_tools": "collect",
+    "register_providers": "collect",
+    "register_protocol": "exclusive",
+    "register_process_kinds": "collect",
+    "register_stores": "collect",
+    "register_commands": "collect",
+    "materialize_session": "collect",
+    "mutate_session_config": "chain",
+    "session_config_changed": "broadcast",
+    "compact_context": "first",
+    "transform_prompt_view": "chain",
+    "filter_tool_catalog": "collect",
+    "prompt_contributions": "collect",
+    "before_turn": "collect",
+    "after_turn": "collect",
+    "before_tool_call": "collect",
+    "after_tool_call": "collect",
+    "project_tool_result": "exclusive",
+    "session_opened": "broadcast",
+    "session_restored": "broadcast",
+    "turn_finalized": "broadcast",
+    "turn_persisted": "broadcast",
+    "frame_opened": "broadcast",
+    "session_parked": "broadcast",
+    "session_closed": "broadcast",
+    "process_finished": "broadcast",
+}
+
+#: Hooks whose implementations may be ``async def``. Registration hooks run while the core is built
+#: and must be synchronous.
+ASYNC_ALLOWED: frozenset[str] = frozenset(SHAPES) - {
+    "register_tools",
+    "register_providers",
+    "register_protocol",
+    "register_process_kinds",
+    "register_stores",
+    "register_commands",
+}
+
+
+# ============================================================================================
+# Registration: called once while a LashCore is built
+# ============================================================================================
+
+
+@hookspec
+def register_tools(register: RegisterTool, options: Any) -> None:
+    """Contribute tools.
+
+    :param register: ``register(fn_or_tool, *, name=None, description=None)``. ``fn`` is a typed
+        Python function (sync or ``async``); its name, docstring and type hints become the tool's
+        name, description and JSON schema. A ready-made tool object (raw JSON schema) is accepted
+        too.
+    :param options: this plugin's options as configured by the host (an instance of its declared
+        options class), or ``None`` when it declares none.
+
+    **Shape:** collect. Tool names are unique across plugins: registering a name another plugin
+    already registered is a :class:`lash.PluginError` naming both plugins.
+    **Async:** no. **On error:** the core build fails with :class:`lash.PluginError`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_providers(register: RegisterProvider, options: Any) -> None:
+    """Contribute model providers.
+
+    :param register: ``register(name, provider)``; ``provider`` streams model responses. Build
+        clients here once per core; do no network I/O until the provider is first used.
+    :param options: this plugin's host-level options (or ``None``).
+
+    **Shape:** collect, unique names (a clash names both plugins). **Async:** no.
+    **On error:** the core build fails with :class:`lash.PluginError`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_protocol(register: RegisterProtocol, options: Any) -> None:
+    """Contribute the turn protocol: the driver of the model → tools → model loop.
+
+    :param register: ``register(name, protocol)``.
+    :param options: this plugin's host-level options (or ``None``).
+
+    **Shape:** exclusive and required: exactly one enabled plugin registers the protocol (the
+    builtin is ``standard``). A second implementation is a :class:`lash.ExclusiveHookConflict`
+    naming both plugins. **Async:** no. **On error:** the core build fails.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_process_kinds(register: RegisterProcessKind, options: Any) -> None:
+    """Contribute background process kinds.
+
+    :param register: ``register(kind, run, *, recovery=RecoveryDisposition.OWNER_BOUND)``;
+        ``run`` is an ``async`` callable; ``recovery`` says what happens when its worker dies.
+    :param options: this plugin's host-level options (or ``None``).
+
+    **Shape:** collect, unique kinds. **Async:** no. **On error:** the core build fails.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_stores(register: RegisterStore) -> None:
+    """Contribute store backends by URL scheme.
+
+    :param register: ``register(scheme, factory)``; ``factory(url)`` returns a store for URLs of
+        that scheme (``memory``, ``sqlite`` and ``postgresql`` are builtins).
+
+    **Shape:** collect, unique schemes. **Async:** no. **On error:** the core build fails.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``lash`` command line.
+
+    :param cli: the root :class:`click.Group`; use ``@cli.command()`` or ``cli.add_command``.
+
+    **Shape:** collect. A command name that is already taken is reported and the later plugin's
+    command skipped. **Async:** no. **On error:** reported by ``lash doctor``; the CLI keeps
+    working without that plugin's commands.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Protocol materialization: every open, resume and child creation
+# ============================================================================================
+
+
+@hookspec
+def materialize_session(session: SessionView, options: Any, is_root: bool) -> None:
+    """Apply this plugin's per-session options to a session being opened.
+
+    :param session: the session being opened, resumed or created as a child.
+    :param options: this plugin's validated per-session options (or ``None`` if it declares none).
+    :param is_root: ``False`` for child sessions (sub-agents).
+
+    Called for **every** enabled plugin on every open, so options apply at open. The protocol plugin
+    sets its protocol turn options here. Do no I/O: opening a session must stay cheap.
+
+    **Shape:** collect. **Async:** may be async. **On error:** the open fails with
+    :class:`lash.PluginError`; nothing is committed.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Session config mutation
+# ============================================================================================
+
+
+@hookspec
+def mutate_session_config(
+    session: SessionView, previous: SessionConfig, proposed: SessionConfig
+) -> SessionConfig | None:
+    """Amend or reject a proposed session configuration change.
+
+    :param previous: the configuration in force.
+    :param proposed: the proposal as amended by the plugins before this one.
+    :return: an amended :class:`lash.SessionConfig`, or ``None`` to pass ``proposed`` on unchanged.
+
+    Runs only when ``session.configure(patch)`` actually changes something. Raise
+    :class:`lash.ConfigRejected` with a reason to reject: the session is left untouched and the
+    error names this plugin.
+
+    **Shape:** chain. **Async:** may be async. **On error:** any other exception also rejects the
+    change, wrapped in :class:`lash.PluginError`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def session_config_changed(
+    session: SessionView, previous: SessionConfig, current: SessionConfig
+) -> None:
+    """A session's configuration changed (after the change is committed).
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Compaction and the prompt view
+# ============================================================================================
+
+
+@hookspec
+def compact_context(session: SessionView, instructions: str | None) -> Compaction | None:
+    """Compact the session's context into the seed of a new agent frame.
+
+    :param instructions: what the host asked to keep, from ``session.compact(instructions)``;
+        ``None`` for automatic compaction (token threshold reached).
+    :return: a :class:`lash.Compaction` to open a new frame with, or ``None`` to let the next
+        plugin decide. The old history stays in the graph.
+
+    **Shape:** first (fallback implementations use ``trylast=True``). **Async:** may be async.
+    **On error:** the compaction fails and commits nothing; the session keeps its current frame.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def transform_prompt_view(session: SessionView, view: PromptView) -> PromptView | None:
+    """Shape the messages of one model call without touching history.
+
+    :return: a new :class:`lash.PromptView`, or ``None`` to leave the view as is.
+
+    **Shape:** chain. **Async:** may be async. **On error:** the turn fails with
+    :class:`lash.PluginError`.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Tool catalog
+# ============================================================================================
+
+
+@hookspec
+def filter_tool_catalog(
+    session: SessionView, catalog: tuple[ToolCatalogEntry, ...]
+) -> Iterable[str] | None:
+    """Hide tools from a session's catalog for this resolution.
+
+    :param catalog: the member tools, each with its contributing plugin.
+    :return: names of tools to hide (or ``None``). Filters only remove; they never add tools.
+
+    **Shape:** collect (the union of every plugin's names is hidden). **Async:** may be async.
+    **On error:** the turn fails with :class:`lash.PluginError`.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Prompt
+# ============================================================================================
+
+
+@hookspec
+def prompt_contributions(
+    session: SessionView,
+) -> PromptContribution | Iterable[PromptContribution] | None:
+    """Contribute fragments of the system prompt for this turn.
+
+    :return: one :class:`lash.PromptContribution`, several, or ``None``.
+
+    **Shape:** collect; fragments are ordered by slot, priority, then plugin order.
+    **Async:** may be async. **On error:** the turn fails with :class:`lash.PluginError`.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Turn
+# ============================================================================================
+
+
+@hookspec
+def before_turn(turn: TurnView) -> TurnDirective | None:
+    """Inspect a turn before the first model call.
+
+    :return: :class:`lash.AbortTurn` to stop the turn (outcome ``stopped(plugin_abort)``),
+        :class:`lash.EnqueueMessages` to queue input for a later turn, or ``None``.
+
+    **Shape:** collect; every directive is applied, the first abort wins. **Async:** may be async.
+    **On error:** the turn ends ``failed`` with a :class:`lash.PluginError`; it is still committed.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def after_turn(turn: TurnView) -> TurnDirective | None:
+    """Inspect a finished turn before it is committed.
+
+    :return: a directive as for :func:`before_turn`; an abort marks the turn
+        ``stopped(plugin_abort)``.
+
+    **Shape:** collect. **Async:** may be async. **On error:** the turn ends ``failed`` with a
+    :class:`lash.PluginError`; it is still committed.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Tool calls
+# ============================================================================================
+
+
+@hookspec
+def before_tool_call(call: ToolCall, context: ToolContextView) -> ToolCallDirective | None:
+    """Inspect a tool call before the tool runs.
+
+    :return: :class:`lash.ReplaceToolArguments`, :class:`lash.ShortCircuitToolCall`,
+        :class:`lash.AbortToolCall`, or ``None``.
+
+    **Shape:** collect, folded in order: argument replacements apply one after another; the first
+    short-circuit or abort ends the fold and the tool is not called. **Async:** may be async.
+    **On error:** the call's result is an error result naming the plugin; the turn goes on.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def after_tool_call(
+    call: ToolCall, result: ToolResult, context: ToolContextView
+) -> ToolResult | None:
+    """Inspect or replace a tool result before it is recorded.
+
+    :param result: the result so far (as replaced by earlier plugins).
+    :return: a replacement :class:`lash.ToolResult`, or ``None`` to keep it.
+
+    **Shape:** collect, folded in order (each plugin sees the result as amended so far).
+    **Async:** may be async. **On error:** the call's result is an error result naming the plugin.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def project_tool_result(session: SessionView, call: ToolCall, result: ToolResult) -> str | None:
+    """Decide what the model sees of a tool result; the full result stays in the graph.
+
+    :return: the text to show the model, or ``None`` to show the result unchanged.
+
+    **Shape:** exclusive (the builtin is ``tool_output_budget``). **Async:** may be async.
+    **On error:** the model sees the unprojected result and the error is reported.
+
+    .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Lifecycle events (all broadcast: errors are reported and isolated)
+# ============================================================================================
+
+
+@hookspec
+def session_opened(session: SessionView) -> None:
+    """A session was opened (fresh or resumed), after materialization.
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def session_restored(session: SessionView) -> None:
+    """A session was resumed from its store (fires after :func:`session_opened`).
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def turn_finalized(turn: TurnView) -> None:
+    """A turn finished and is about to be committed.
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def turn_persisted(turn: TurnView, revision: int) -> None:
+    """A turn was committed to the store as head revision ``revision``.
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def frame_opened(session: SessionView, frame: AgentFrame) -> None:
+    """A new agent frame was opened (compaction, reset).
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def session_parked(session: SessionView) -> None:
+    """A session was parked: flushed and released from memory.
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def session_closed(session: SessionView) -> None:
+    """A session was closed and its lease released.
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def process_finished(process: ProcessRecord) -> None:
+    """A background process finished (succeeded, failed or was cancelled).
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.1
+    """
