@@ -35,6 +35,10 @@ class HookImpl(NamedTuple):
     is_async: bool
 
 
+# Set outside the body: NamedTuple bodies may only declare fields (for mypy).
+HookImpl.__module__ = "lash"
+
+
 def raise_plugin_error(hook: str, plugin: str, exc: Exception) -> NoReturn:
     """Raise :func:`plugin_error` for ``exc``, chained to it unless it is ``exc`` itself."""
     error = plugin_error(hook, plugin, exc)
@@ -47,8 +51,9 @@ def plugin_error(hook: str, plugin: str, exc: BaseException) -> LashError:
     """The error a failing implementation surfaces as: lash errors keep their type (with the
     plugin and hook filled in); anything else is wrapped in a PluginError naming both."""
     if isinstance(exc, LashError):
+        # Keep the type (hosts catch ConfigRejected...), but always say who raised it and where.
         for attr, value in (("plugin", plugin), ("hook", hook)):
-            if hasattr(exc, attr) and getattr(exc, attr) is None:
+            if getattr(exc, attr, None) is None:
                 setattr(exc, attr, value)
         return exc
     err = PluginError(
@@ -60,12 +65,32 @@ def plugin_error(hook: str, plugin: str, exc: BaseException) -> LashError:
     return err
 
 
+def _args(impl: HookImpl, kwargs: Mapping[str, Any]) -> list[Any]:
+    # Outside the plugin's try block: an argument the kernel failed to pass is a kernel bug, not
+    # the plugin's failure.
+    return [kwargs[a] for a in impl.argnames]
+
+
+async def _call(impl: HookImpl, args: Sequence[Any]) -> Any:
+    """Call one implementation, awaiting its result if needed.
+
+    ``is_async`` covers ``async def``; the awaitable test also covers a sync function that returns
+    a coroutine (a decorated or partial async function), which would otherwise never be awaited.
+    """
+    value = impl.function(*args)
+    if impl.is_async or inspect.isawaitable(value):
+        value = await value
+    return value
+
+
 class HookDispatcher:
     """Calls hooks of one core's plugin manager in the documented order and shapes.
 
     ``order`` lists plugin names in their resolved order; ``tryfirst`` implementations come before
     all others and ``trylast`` ones after, each group in plugin order.
     """
+
+    __module__ = "lash"
 
     def __init__(
         self,
@@ -116,12 +141,25 @@ class HookDispatcher:
         """Collect from synchronous implementations (registration hooks); ``None`` results are
         dropped. ``bind(plugin)`` supplies per-plugin arguments (such as its options)."""
         results: list[Tagged] = []
-        for plugin, function, argnames, _ in self.impls(hook):
+        for impl in self.impls(hook):
+            plugin = impl.plugin
             call_kwargs = {**kwargs, **bind(plugin)} if bind is not None else kwargs
+            args = _args(impl, call_kwargs)
             try:
-                value = function(*[call_kwargs[a] for a in argnames])
+                value = impl.function(*args)
             except Exception as exc:
                 raise_plugin_error(hook, plugin, exc)
+            if inspect.isawaitable(value):
+                # Nothing can await it here; close it so it does not warn "never awaited".
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise PluginError(
+                    f"plugin {plugin!r}: hook {hook!r} must be synchronous, but the "
+                    "implementation returned an awaitable; drop `async`",
+                    plugin=plugin,
+                    hook=hook,
+                )
             if value is not None:
                 results.append((plugin, value))
         return results
@@ -131,12 +169,12 @@ class HookDispatcher:
     ) -> list[Tagged]:
         """Collect from every implementation, awaiting async ones; ``None`` results are dropped."""
         results: list[Tagged] = []
-        for plugin, function, argnames, is_async in self.impls(hook):
+        for impl in self.impls(hook):
+            plugin = impl.plugin
             call_kwargs = {**kwargs, **bind(plugin)} if bind is not None else kwargs
+            args = _args(impl, call_kwargs)
             try:
-                value = function(*[call_kwargs[a] for a in argnames])
-                if is_async:
-                    value = await value
+                value = await _call(impl, args)
             except Exception as exc:
                 raise_plugin_error(hook, plugin, exc)
             if value is not None:
@@ -148,14 +186,12 @@ class HookDispatcher:
     async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
         """Pass ``value`` (as argument ``key``) through every implementation in order; a
         non-``None`` result replaces it for the next one. Returns the final value."""
-        for plugin, function, argnames, is_async in self.impls(hook):
-            call_kwargs = {**kwargs, key: value}
+        for impl in self.impls(hook):
+            args = _args(impl, {**kwargs, key: value})
             try:
-                result = function(*[call_kwargs[a] for a in argnames])
-                if is_async:
-                    result = await result
+                result = await _call(impl, args)
             except Exception as exc:
-                raise_plugin_error(hook, plugin, exc)
+                raise_plugin_error(hook, impl.plugin, exc)
             if result is not None:
                 value = result
         return value
@@ -164,15 +200,15 @@ class HookDispatcher:
 
     async def first(self, hook: str, /, **kwargs: Any) -> Tagged | None:
         """Call implementations in order until one returns non-``None``; return it, tagged."""
-        for plugin, function, argnames, is_async in self.impls(hook):
+        for impl in self.impls(hook):
+            args = _args(impl, kwargs)
             try:
-                value = function(*[kwargs[a] for a in argnames])
-                if is_async:
-                    value = await value
+                # Awaited before the None test: a coroutine object is never None.
+                value = await _call(impl, args)
             except Exception as exc:
-                raise_plugin_error(hook, plugin, exc)
+                raise_plugin_error(hook, impl.plugin, exc)
             if value is not None:
-                return (plugin, value)
+                return (impl.plugin, value)
         return None
 
     # -- exclusive -----------------------------------------------------------------------------
@@ -192,10 +228,9 @@ class HookDispatcher:
         impl = self.exclusive_impl(hook)
         if impl is None:
             return None
+        args = _args(impl, kwargs)
         try:
-            value = impl.function(*[kwargs[a] for a in impl.argnames])
-            if impl.is_async:
-                value = await value
+            value = await _call(impl, args)
         except Exception as exc:
             raise_plugin_error(hook, impl.plugin, exc)
         return (impl.plugin, value)
@@ -208,13 +243,12 @@ class HookDispatcher:
         Returns the errors (each naming plugin and hook) after passing them to ``on_error``.
         """
         errors: list[LashError] = []
-        for plugin, function, argnames, is_async in self.impls(hook):
+        for impl in self.impls(hook):
+            args = _args(impl, kwargs)
             try:
-                value = function(*[kwargs[a] for a in argnames])
-                if is_async:
-                    await value
+                await _call(impl, args)
             except Exception as exc:
-                errors.append(self.report(plugin_error(hook, plugin, exc)))
+                errors.append(self.report(plugin_error(hook, impl.plugin, exc)))
         return errors
 
     def report(self, error: LashError) -> LashError:

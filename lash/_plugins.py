@@ -15,7 +15,7 @@ import attrs
 import pluggy
 
 from lash import hookspecs
-from lash._config import HostConfig
+from lash._hostconfig import HostConfig
 from lash._markers import PROJECT_NAME
 from lash._options import build_options, check_options_class
 from lash._types import PluginMeta
@@ -138,12 +138,18 @@ def _object_candidate(obj: object) -> _Candidate:
 
 def _describe_exception(exc: BaseException) -> str:
     # One paragraph: the exception and where it was raised (the innermost frame).
+    # importlib's own frames ("<frozen importlib._bootstrap>") say nothing useful: skip them.
     where = ""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if frames:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        # The plugin's source could not be compiled: the location is in the error, not a frame.
+        where = f" (at {exc.filename}:{exc.lineno})"
+    elif frames:
         last = frames[-1]
         where = f" (at {last.filename}:{last.lineno})"
-    return f"{type(exc).__name__}: {exc}{where}"
+    # Multi-line exception messages are folded so the recorded error stays one paragraph.
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}{where}"
 
 
 def _select(
@@ -169,7 +175,10 @@ def _select(
             continue
         by_name[cand.name] = cand
 
-    allow = list(explicit) if explicit is not None else config.plugins
+    allow: Sequence[object | str] | None = config.plugins
+    if explicit is not None:
+        # A bare string is one plugin name, not a sequence of one-letter names.
+        allow = [explicit] if isinstance(explicit, str) else list(explicit)
     disabled = set(config.disable)
     ordered: list[_Candidate] = []
     seen: set[str] = set()
@@ -185,7 +194,10 @@ def _select(
             ordered.append(cand)
 
     if allow is not None:
+        # What each listed name refers to: the entry point (by its name) or the object itself.
+        listed: dict[str, object] = {}
         for entry in allow:
+            source: object = entry
             if isinstance(entry, str):
                 found = by_name.get(entry)
                 if found is None:
@@ -200,9 +212,21 @@ def _select(
                             )
                         )
                     continue
-                add(found)
+                cand = found
             else:
-                add(_object_candidate(entry))
+                cand = _object_candidate(entry)
+            previous = listed.setdefault(cand.name, source)
+            if previous is not source and not (isinstance(previous, str) and previous == source):
+                # Two different plugins under one name: the later one would silently vanish.
+                failures.append(
+                    PluginLoadError(
+                        f"two plugins in `plugins` are named {cand.name!r}; plugin names must be "
+                        "unique (give one of them `lash_plugin = lash.PluginMeta(name=...)`)",
+                        plugin=cand.name,
+                    )
+                )
+                continue
+            add(cand)
     # Builtins are part of lash: enabled unless disabled, after the listed plugins.
     for cand in sorted(by_name.values(), key=lambda c: c.name):
         if cand.builtin:
@@ -335,10 +359,39 @@ def order_plugins(
     """Topologically sort by ``before``/``after``, config order breaking ties.
 
     A missing ``requires`` fails the requiring plugin (and, transitively, plugins requiring it);
-    plugins caught in an ordering cycle all fail with an error naming the cycle.
+    plugins caught in an ordering cycle all fail with an error naming the cycle. The others are
+    ordered as if the failed plugins were not there.
     """
     failures: list[PluginOrderError] = []
     alive = {p.name: p for p in loaded}
+    index = {p.name: i for i, p in enumerate(loaded)}
+    while True:
+        # Dropping a cycle may break another plugin's requirement, and the other way round.
+        _drop_unmet_requirements(alive, failures)
+        edges = _edges(alive)
+        order = _topological(edges, index)
+        if len(order) == len(alive):
+            return [alive[name] for name in order], failures
+        stuck = set(alive) - set(order)
+        for members in _cyclic_components(edges, stuck, index):
+            text = " -> ".join(repr(n) for n in _cycle_path(edges, members, index))
+            names = ", ".join(repr(n) for n in members)
+            for name in members:
+                del alive[name]
+                failures.append(
+                    PluginOrderError(
+                        f"plugin {name!r} cannot be ordered: the `before`/`after` declarations "
+                        f"of {names} form a cycle ({text}, where -> means 'runs before'); "
+                        "remove one of them",
+                        plugin=name,
+                        plugins=members,
+                    )
+                )
+
+
+def _drop_unmet_requirements(
+    alive: dict[str, LoadedPlugin], failures: list[PluginOrderError]
+) -> None:
     changed = True
     while changed:  # fixpoint: a plugin failing may break another's requirement
         changed = False
@@ -350,14 +403,17 @@ def order_plugins(
                 failures.append(
                     PluginOrderError(
                         f"plugin {p.name!r} requires {', '.join(repr(m) for m in missing)}, "
-                        "which is not enabled (install it, list it in `plugins`, or remove it "
-                        "from `disable`)",
+                        "which is not loaded (install it, list it in `plugins`, remove it from "
+                        "`disable`, or fix its own load error)",
                         plugin=p.name,
                         plugins=(p.name, *missing),
                     )
                 )
-    index = {p.name: i for i, p in enumerate(loaded)}
-    edges: dict[str, set[str]] = {name: set() for name in alive}  # a -> b: a runs before b
+
+
+def _edges(alive: Mapping[str, LoadedPlugin]) -> dict[str, set[str]]:
+    """``a -> {b, ...}``: ``a`` runs before each ``b`` (``before``/``after`` among ``alive``)."""
+    edges: dict[str, set[str]] = {name: set() for name in alive}
     for p in alive.values():
         for other in p.info.meta.before:
             if other in alive and other != p.name:
@@ -365,47 +421,76 @@ def order_plugins(
         for other in p.info.meta.after:
             if other in alive and other != p.name:
                 edges[other].add(p.name)
-    indegree = {name: 0 for name in alive}
+    return edges
+
+
+def _topological(edges: Mapping[str, set[str]], index: Mapping[str, int]) -> list[str]:
+    """Kahn's algorithm, always taking the ready plugin earliest in config order.
+
+    Plugins on or behind a cycle are left out of the result.
+    """
+    indegree = dict.fromkeys(edges, 0)
     for targets in edges.values():
         for t in targets:
             indegree[t] += 1
     ready = [(index[n], n) for n, d in indegree.items() if d == 0]
     heapq.heapify(ready)
-    result: list[LoadedPlugin] = []
+    order: list[str] = []
     while ready:
         _, name = heapq.heappop(ready)
-        result.append(alive[name])
+        order.append(name)
         for t in edges[name]:
             indegree[t] -= 1
             if indegree[t] == 0:
                 heapq.heappush(ready, (index[t], t))
-    stuck = [n for n in alive if indegree[n] > 0]
-    if stuck:
-        cycle = _find_cycle(edges, set(stuck))
-        text = " -> ".join(repr(n) for n in [*cycle, cycle[0]])
-        for name in sorted(stuck, key=index.__getitem__):
-            failures.append(
-                PluginOrderError(
-                    f"plugin {name!r} cannot be ordered: `before`/`after` declarations form a "
-                    f"cycle {text}; remove one of them",
-                    plugin=name,
-                    plugins=tuple(cycle),
-                )
-            )
-    return result, failures
+    return order
 
 
-def _find_cycle(edges: Mapping[str, set[str]], nodes: set[str]) -> list[str]:
-    # Walk successors inside the stuck set until a node repeats: that loop is a cycle.
-    start = min(nodes)
+def _cyclic_components(
+    edges: Mapping[str, set[str]], stuck: set[str], index: Mapping[str, int]
+) -> list[tuple[str, ...]]:
+    """The strongly connected components of the stuck plugins that contain a cycle.
+
+    A plugin that is merely ordered after a cycle is stuck too, but is not part of one: it is not
+    returned, and is ordered normally once the cycle's plugins are gone.
+    """
+
+    def reachable(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [t for t in edges[start] if t in stuck]
+        while todo:
+            node = todo.pop()
+            if node not in seen:
+                seen.add(node)
+                todo.extend(t for t in edges[node] if t in stuck)
+        return seen
+
+    reach = {n: reachable(n) for n in stuck}
+    components: list[tuple[str, ...]] = []
+    done: set[str] = set()
+    for name in sorted(stuck, key=index.__getitem__):
+        if name in done or name not in reach[name]:
+            continue
+        members = tuple(sorted((m for m in reach[name] if name in reach[m]), key=index.__getitem__))
+        done.update(members)
+        components.append(members)
+    return components
+
+
+def _cycle_path(
+    edges: Mapping[str, set[str]], members: Sequence[str], index: Mapping[str, int]
+) -> list[str]:
+    # In a strongly connected component every member has a successor inside it: walking them
+    # (earliest in config order first) must revisit a node, closing a cycle.
+    inside = set(members)
     path: list[str] = []
     pos: dict[str, int] = {}
-    node = start
+    node = members[0]
     while node not in pos:
         pos[node] = len(path)
         path.append(node)
-        node = min(t for t in edges[node] if t in nodes)
-    return path[pos[node] :]
+        node = min((t for t in edges[node] if t in inside), key=index.__getitem__)
+    return [*path[pos[node] :], node]
 
 
 def load_plugins(
@@ -425,32 +510,28 @@ def load_plugins(
     failures: list[PluginLoadError] = list(failures_sel)
     loaded: list[LoadedPlugin] = []
     failed_info: dict[str, PluginInfo] = {}
+    warnings: list[str] = []
+
+    def drop(plugin: LoadedPlugin, error: PluginLoadError) -> None:
+        pm.unregister(plugin.obj)
+        failures.append(error)
+        failed_info[plugin.name] = attrs.evolve(plugin.info, status="failed", error=str(error))
+
     for cand in enabled:
         try:
-            loaded.append(_load_one(pm, cand))
+            plugin = _load_one(pm, cand)
         except PluginLoadError as exc:
             failures.append(exc)
             failed_info[cand.name] = _info_of(cand, "failed", str(exc))
-    ordered, order_failures = order_plugins(loaded)
-    failures.extend(order_failures)
-    by_name = {p.name: p for p in loaded}
-    for order_failure in order_failures:
-        plugin = by_name[order_failure.plugin or ""]
-        pm.unregister(plugin.obj)
-        failed_info[plugin.name] = attrs.evolve(
-            plugin.info, status="failed", error=str(order_failure)
-        )
-
-    warnings: list[str] = []
-    final: list[LoadedPlugin] = []
-    for plugin in ordered:
+            continue
+        # Options are validated before ordering, so a plugin that fails here cannot satisfy
+        # another plugin's `requires`.
         meta = plugin.info.meta
         data = config.options.get(plugin.name, {})
         if meta.options is not None:
             try:
                 plugin.options = build_options(plugin.name, meta.options, data)
             except OptionsError as options_error:
-                pm.unregister(plugin.obj)
                 err = PluginLoadError(
                     str(options_error),
                     plugin=plugin.name,
@@ -458,16 +539,18 @@ def load_plugins(
                     version=plugin.info.version,
                 )
                 err.__cause__ = options_error
-                failures.append(err)
-                failed_info[plugin.name] = attrs.evolve(
-                    plugin.info, status="failed", error=str(options_error)
-                )
+                drop(plugin, err)
                 continue
         elif data:
             warnings.append(
                 f"[options.{plugin.name}] is set but plugin {plugin.name!r} declares no options"
             )
-        final.append(plugin)
+        loaded.append(plugin)
+
+    final, order_failures = order_plugins(loaded)
+    by_name = {p.name: p for p in loaded}
+    for order_failure in order_failures:
+        drop(by_name[order_failure.plugin or ""], order_failure)
 
     known = {p.name for p in final} | set(failed_info) | {i.name for i in infos}
     for name in config.options:
@@ -484,12 +567,13 @@ def load_plugins(
     for failure in failures:
         log.warning("lash: plugin skipped: %s", failure)
     all_infos = [p.info for p in final]
-    all_infos += [
-        failed_info.get(c.name) or _info_of(c, "failed") for c in enabled if c.name in failed_info
-    ]
-    # Listed-but-missing plugins have no candidate; record them too.
+    all_infos += [failed_info[c.name] for c in enabled if c.name in failed_info]
+    # Listed-but-missing plugins (and name clashes) have no candidate of their own: record them
+    # too, once, unless the name is already accounted for.
+    recorded = {i.name for i in all_infos} | {i.name for i in infos}
     for failure in failures:
-        if failure.plugin and failure.plugin not in {i.name for i in all_infos}:
+        if failure.plugin and failure.plugin not in recorded:
+            recorded.add(failure.plugin)
             all_infos.append(
                 PluginInfo(
                     name=failure.plugin,

@@ -7,13 +7,15 @@ cannot change how lash reads its data.
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import functools
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.errors import (
     ClassValidationError,
@@ -47,7 +49,7 @@ def _structure_int(value: Any, _: type) -> int:
         return value
     if isinstance(value, EnvStr):
         return int(value.strip())
-    raise TypeError(f"expected int, got {_describe(value)}")
+    raise TypeError(f"expected int, got {describe_value(value)}")
 
 
 def _structure_float(value: Any, _: type) -> float:
@@ -55,7 +57,7 @@ def _structure_float(value: Any, _: type) -> float:
         return float(value)
     if isinstance(value, EnvStr):
         return float(value.strip())
-    raise TypeError(f"expected float, got {_describe(value)}")
+    raise TypeError(f"expected float, got {describe_value(value)}")
 
 
 def _structure_bool(value: Any, _: type) -> bool:
@@ -67,13 +69,50 @@ def _structure_bool(value: Any, _: type) -> bool:
             return True
         if word in _FALSE:
             return False
-    raise TypeError(f"expected bool, got {_describe(value)}")
+    raise TypeError(f"expected bool, got {describe_value(value)}")
 
 
 def _structure_str(value: Any, _: type) -> str:
     if isinstance(value, str):
         return str(value)
-    raise TypeError(f"expected str, got {_describe(value)}")
+    raise TypeError(f"expected str, got {describe_value(value)}")
+
+
+def _is_collection(tp: Any) -> bool:
+    # list/tuple/set/frozenset/deque/Sequence... fields: cattrs structures them by iterating the
+    # value, which would turn `tags = "abc"` into ["a", "b", "c"] and a table into its keys.
+    origin = typing.get_origin(tp) or tp
+    return (
+        isinstance(origin, type)
+        and issubclass(origin, collections.abc.Collection)
+        and not issubclass(origin, (str, bytes, bytearray, collections.abc.Mapping))
+        and not attrs.has(origin)
+    )
+
+
+def _reject_text_for_collections(conv: cattrs.Converter) -> None:
+    """Make collection fields refuse strings, bytes and mappings instead of iterating them."""
+    building: set[Any] = set()
+
+    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+        # Ask the converter for the hook it would use without this factory: the type is
+        # excluded from the predicate while the inner hook is built (public API only).
+        building.add(tp)
+        try:
+            inner = conv.get_structure_hook(tp, cache_result=False)
+        finally:
+            building.discard(tp)
+
+        def structure_collection(value: Any, cl: Any) -> Any:
+            if isinstance(value, (str, bytes, bytearray, collections.abc.Mapping)):
+                raise TypeError(f"expected {type_name(cl)}, got {describe_value(value)}")
+            return inner(value, cl)
+
+        return structure_collection
+
+    conv.register_structure_hook_factory(
+        lambda tp: tp not in building and _is_collection(tp), factory
+    )
 
 
 @functools.cache
@@ -84,11 +123,15 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _structure_str)
+    _reject_text_for_collections(conv)
     return conv
 
 
-def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+def describe_value(value: Any, *, redacted: bool = False) -> str:
+    """``'abc' (str)``: a value as error messages show it (``*** (str)`` when redacted)."""
+    # An EnvStr is text read from the environment: to the reader it is simply a str.
+    kind = "str" if isinstance(value, EnvStr) else type(value).__name__
+    return f"*** ({kind})" if redacted else f"{value!r} ({kind})"
 
 
 def type_name(tp: Any) -> str:
@@ -116,13 +159,20 @@ def _expected_from(exc: BaseException, tp: Any) -> str:
     return type_name(tp)
 
 
-def validation_problems(exc: BaseException, data: Any, prefix: str = "") -> list[str]:
+#: ``secret(cls, field_name)``: whether a field's value must not be shown in messages.
+SecretField = Callable[[type, str], bool]
+
+
+def validation_problems(
+    exc: BaseException, data: Any, prefix: str = "", *, secret: SecretField | None = None
+) -> list[str]:
     """Turn a cattrs structuring failure into one readable line per bad field.
 
     Each line reads ``<dotted.path>: expected <type>, got <value> (<type of value>)``; unknown keys
-    and missing required fields get their own wording.
+    and missing required fields get their own wording. Values of fields for which
+    ``secret(cls, name)`` is true are shown as ``***``.
     """
-    return list(_walk(exc, data, prefix, None))
+    return list(_walk(exc, data, prefix, None, secret, False))
 
 
 def _join(prefix: str, name: str | int) -> str:
@@ -131,15 +181,29 @@ def _join(prefix: str, name: str | int) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _walk(exc: BaseException, data: Any, path: str, tp: Any) -> Iterator[str]:
+def _walk(
+    exc: BaseException,
+    data: Any,
+    path: str,
+    tp: Any,
+    secret: SecretField | None,
+    redacted: bool,
+) -> Iterator[str]:
     if isinstance(exc, ClassValidationError):
         with_notes, without_notes = exc.group_exceptions()
         for sub, note in with_notes:
             name = note.name
             value = data.get(name, _MISSING) if isinstance(data, Mapping) else _MISSING
-            yield from _walk(sub, value, _join(path, name), note.type)
+            hidden = redacted or (secret is not None and secret(exc.cl, name))
+            yield from _walk(sub, value, _join(path, name), note.type, secret, hidden)
         for sub in without_notes:
-            yield from _walk(sub, data, path, exc.cl)
+            if isinstance(
+                sub, (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError)
+            ):
+                yield from _walk(sub, data, path, exc.cl, secret, redacted)
+            else:
+                # Raised while building the instance: an attrs validator rejected a value.
+                yield _validator_problem(sub, exc.cl, path, secret, redacted)
     elif isinstance(exc, IterableValidationError):
         with_notes_i, without_notes_i = exc.group_exceptions()
         for sub, inote in with_notes_i:
@@ -149,9 +213,9 @@ def _walk(exc: BaseException, data: Any, path: str, tp: Any) -> Iterator[str]:
                 value = data[idx] if isinstance(idx, int) and idx < len(data) else _MISSING
             elif isinstance(data, Mapping):
                 value = data.get(idx, _MISSING)
-            yield from _walk(sub, value, _join(path, idx), inote.type)
+            yield from _walk(sub, value, _join(path, idx), inote.type, secret, redacted)
         for sub in without_notes_i:
-            yield from _walk(sub, data, path, tp)
+            yield from _walk(sub, data, path, tp, secret, redacted)
     elif isinstance(exc, ForbiddenExtraKeysError):
         known = sorted(a.name for a in getattr(exc.cl, "__attrs_attrs__", ()))
         hint = f" (known: {', '.join(known)})" if known else ""
@@ -159,10 +223,26 @@ def _walk(exc: BaseException, data: Any, path: str, tp: Any) -> Iterator[str]:
             yield f"{_join(path, key)}: unknown key{hint}"
     elif isinstance(exc, KeyError) and data is _MISSING:
         yield f"{path}: required, missing (expected {_expected_from(exc, tp)})"
-    elif data is _MISSING:
+    elif data is _MISSING or tp is None:
         yield f"{path}: {exc}"
     else:
-        yield f"{path}: expected {_expected_from(exc, tp)}, got {_describe(data)}"
+        got = describe_value(data, redacted=redacted)
+        yield f"{path}: expected {_expected_from(exc, tp)}, got {got}"
+
+
+def _validator_problem(
+    exc: BaseException, cls: type, path: str, secret: SecretField | None, redacted: bool
+) -> str:
+    # attrs' own validators pass (message, attribute, ...) as args: name the field from it.
+    args: tuple[Any, ...] = exc.args
+    if len(args) >= 2 and isinstance(args[1], attrs.Attribute):
+        field = args[1].name
+        if redacted or (secret is not None and secret(cls, field)):
+            return f"{_join(path, field)}: rejected by its validator (value ***)"
+        return f"{_join(path, field)}: {args[0]}"
+    if redacted:
+        return f"{path}: rejected by a validator (value ***)"
+    return f"{path}: {exc}"
 
 
 def structure(data: Any, cls: type[T]) -> T:

@@ -25,11 +25,16 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 
 def _names(value: Iterable[str] | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
+    return None if value is None else _name_tuple(value)
 
 
 def _name_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+    # A bare string is one name, not a sequence of one-letter names.
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _options_repr(options: Mapping[str, Mapping[str, Any]]) -> str:
+    return "{" + ", ".join(f"{name!r}: {{...}}" for name in options) + "}"
 
 
 @attrs.frozen
@@ -48,7 +53,9 @@ class HostConfig:
     store: str | None = None
     provider: str | None = None
     model: str | None = None
-    options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    # The repr names the plugins but never shows option values: they may hold secrets, and which
+    # fields are secret is only known once each plugin's options class is loaded.
+    options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=_options_repr)
     #: The file the config came from (``None`` when built in code or no file was found).
     path: str | None = attrs.field(default=None, kw_only=True)
 
@@ -75,7 +82,8 @@ class HostConfig:
         elif env.get(ENV_CONFIG):
             found = Path(env[ENV_CONFIG])
         else:
-            found = find_config_file(Path(cwd) if cwd is not None else Path.cwd())
+            # absolute(): the upward search must not stop at the top of a relative path.
+            found = find_config_file(Path(cwd).absolute() if cwd is not None else Path.cwd())
         data: dict[str, Any] = {}
         if found is not None:
             data = read_config_file(found)
@@ -103,12 +111,15 @@ def find_config_file(start: Path) -> Path | None:
             return candidate
         pyproject = directory / "pyproject.toml"
         # A pyproject.toml without [tool.lash] belongs to some other tool: keep looking upward.
-        if pyproject.is_file() and "tool" in (doc := _parse(pyproject)) and "lash" in doc["tool"]:
-            return pyproject
+        if pyproject.is_file():
+            tool = _parse(pyproject).get("tool")
+            if isinstance(tool, Mapping) and "lash" in tool:
+                return pyproject
     return None
 
 
 _LOCATION = re.compile(r"\(at line (\d+), column (\d+)\)")
+_END = re.compile(r"\(at end of document\)")
 
 
 def _parse(path: Path) -> dict[str, Any]:
@@ -124,7 +135,11 @@ def _parse(path: Path) -> dict[str, Any]:
         match = _LOCATION.search(message)
         line = int(match.group(1)) if match else None
         column = int(match.group(2)) if match else None
-        message = _LOCATION.sub("", message).strip()
+        if match is None and _END.search(message):
+            # "(at end of document)": point at the position just past the last character.
+            line = text.count("\n") + 1
+            column = len(text.rsplit("\n", 1)[-1]) + 1
+        message = _END.sub("", _LOCATION.sub("", message)).strip()
         raise ConfigError(
             f"malformed TOML: {message}", path=str(path), line=line, column=column
         ) from None
@@ -136,9 +151,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError("config file not found (check --config or $LASH_CONFIG)", path=str(path))
     doc = _parse(path)
     if path.name == "pyproject.toml":
-        section = doc.get("tool", {}).get("lash")
+        tool = doc.get("tool")
+        section = tool.get("lash") if isinstance(tool, Mapping) else None
         if section is None:
             raise ConfigError("pyproject.toml has no [tool.lash] section", path=str(path))
+        if not isinstance(section, Mapping):
+            raise ConfigError("`tool.lash` must be a table ([tool.lash])", path=str(path))
         return dict(section)
     return doc
 
@@ -194,7 +212,11 @@ def from_mapping(
             "per-plugin options go in [options.<name>] tables",
             path=path,
         )
-    resolved = resolve_env(dict(data), env)
+    try:
+        resolved = resolve_env(dict(data), env)
+    except ConfigError as exc:
+        # Re-raise with the file, so the message says where the reference is.
+        raise ConfigError(str(exc), path=path) from None
     try:
         schema = structure(resolved, _FileSchema)
     except Exception as exc:
