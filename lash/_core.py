@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lash._config import HostConfig
+from lash._hostconfig import HostConfig
 from lash._manager import HookDispatcher
 from lash._plugins import LoadedPlugin, PluginInfo, load_plugins
 from lash._registry import Registry, run_registrations
-from lash.errors import LashError
+from lash._types import SessionConfig, ToolCatalogEntry
+from lash.errors import LashError, ProtocolMissing, UnknownProvider, UnknownStore
+from lash.hookspecs import SHAPES
+
+if TYPE_CHECKING:
+    from lash._providers import Provider, ToolSpec
+    from lash._session import Session
+    from lash._store import Store
+    from lash._tools import Tool
+
+#: The store used when none is configured.
+DEFAULT_STORE = "memory://"
+#: The model name used when neither config nor session names one.
+DEFAULT_MODEL = "default"
 
 #: Exclusive hooks, checked when the core is built so a conflict fails early and names both plugins.
-_EXCLUSIVE_HOOKS = ("register_protocol", "project_tool_result")
+#: Read from the one table of shapes, so a new exclusive hook cannot be forgotten here.
+_EXCLUSIVE_HOOKS = tuple(hook for hook, shape in SHAPES.items() if shape == "exclusive")
 
 
 class LashCore:
@@ -61,7 +75,8 @@ class LashCore:
         if options is not None:
             overrides["options"] = {**base.options, **options}
         if disable is not None:
-            overrides["disable"] = tuple(disable)
+            # HostConfig's converter turns it into a tuple (a bare string being one name).
+            overrides["disable"] = disable
         self.config: HostConfig = attrs.evolve(base, **overrides) if overrides else base
         result = load_plugins(self.config, explicit=plugins)
         self._loaded: list[LoadedPlugin] = result.loaded
@@ -73,6 +88,15 @@ class LashCore:
         for hook in _EXCLUSIVE_HOOKS:
             self.hooks.exclusive_impl(hook)
         self.registry: Registry = run_registrations(self.hooks, self._loaded)
+        self._options_owners = {
+            p.info.meta.options: p.name for p in self._loaded if p.info.meta.options is not None
+        }
+        self._state_owners = {
+            p.info.meta.state: p.name for p in self._loaded if p.info.meta.state is not None
+        }
+        self._store: Store | None = None
+        self._specs: dict[str, ToolSpec] = {}
+        self._protocol_obj: Any = None
 
     @classmethod
     def from_config(
@@ -106,6 +130,129 @@ class LashCore:
             if plugin.name == name:
                 return plugin.options
         raise KeyError(name)
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def session(
+        self,
+        session_id: str,
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Session:
+        """A handle on session ``session_id``; ``options`` overrides plugin options by plugin name
+        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next."""
+        from lash._session import Session
+
+        return Session(self, session_id, options=options)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete a session from the store.
+
+        :raises UnknownSession: when there is none.
+        """
+        await self.store.delete(session_id)
+
+    async def aclose(self) -> None:
+        """Release the store and provider clients."""
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+        for contribution in self.registry.of("provider").values():
+            closer = getattr(contribution.value, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def __aenter__(self) -> LashCore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def store(self) -> Store:
+        """The store, built on first use from the configured URL (default ``memory://``)."""
+        if self._store is None:
+            url = self.config.store or DEFAULT_STORE
+            scheme = url.split(":", 1)[0]
+            contribution = self.registry.of("store").get(scheme)
+            if contribution is None:
+                known = ", ".join(sorted(self.registry.of("store"))) or "none"
+                raise UnknownStore(
+                    f"no plugin provides a store for {scheme!r} URLs ({url!r}); "
+                    f"known schemes: {known}"
+                )
+            self._store = contribution.value(url)
+        return self._store
+
+    # -- kernel internals --------------------------------------------------------------------
+
+    @property
+    def _protocol(self) -> Any:
+        if self._protocol_obj is None:
+            protocols = self.registry.of("protocol")
+            if not protocols:
+                raise ProtocolMissing(
+                    "no enabled plugin registers the turn protocol; enable the builtin "
+                    "'standard' plugin (or another protocol plugin)"
+                )
+            self._protocol_obj = next(iter(protocols.values())).value
+        return self._protocol_obj
+
+    def _loaded_plugins(self) -> list[LoadedPlugin]:
+        return self._loaded
+
+    def _options_owner(self, cls: type) -> str:
+        try:
+            return self._options_owners[cls]
+        except KeyError:
+            raise KeyError(f"no enabled plugin declares options class {cls.__qualname__}") from None
+
+    def _state_owner(self, cls: type) -> str:
+        try:
+            return self._state_owners[cls]
+        except KeyError:
+            raise KeyError(f"no enabled plugin declares state class {cls.__qualname__}") from None
+
+    def _tool(self, name: str) -> Tool:
+        tool: Tool = self.registry.of("tool")[name].value
+        return tool
+
+    def _tool_spec(self, name: str) -> ToolSpec:
+        spec = self._specs.get(name)
+        if spec is None:
+            spec = self._specs[name] = self._tool(name).spec()
+        return spec
+
+    def _has_tool(self, name: str) -> bool:
+        return name in self.registry.of("tool")
+
+    def _tool_plugin(self, name: str) -> str | None:
+        contribution = self.registry.of("tool").get(name)
+        return contribution.plugin if contribution is not None else None
+
+    def _catalog_entries(self) -> tuple[ToolCatalogEntry, ...]:
+        return tuple(
+            ToolCatalogEntry(name=c.name, plugin=c.plugin, description=c.description)
+            for c in self.registry.of("tool").values()
+        )
+
+    def _provider_for(self, config: SessionConfig) -> tuple[str, Provider, str]:
+        providers = self.registry.of("provider")
+        name = config.provider or self.config.provider
+        if name is None:
+            if len(providers) != 1:
+                known = ", ".join(sorted(providers)) or "none"
+                raise UnknownProvider(
+                    f"no provider configured and {len(providers)} are registered ({known}); "
+                    'set `provider = "..."` in lash.toml or pass provider= to LashCore'
+                )
+            name = next(iter(providers))
+        contribution = providers.get(name)
+        if contribution is None:
+            known = ", ".join(sorted(providers)) or "none"
+            raise UnknownProvider(f"unknown provider {name!r}; registered providers: {known}")
+        model = config.model or self.config.model or DEFAULT_MODEL
+        return name, contribution.value, model
 
     def __repr__(self) -> str:
         return f"<LashCore plugins={self.plugin_names!r}>"

@@ -10,6 +10,7 @@ import attrs
 
 from lash._manager import HookDispatcher, plugin_error, raise_plugin_error
 from lash._plugins import LoadedPlugin
+from lash._tools import as_tool
 from lash._types import RecoveryDisposition
 from lash.errors import LashError, PluginError
 
@@ -50,6 +51,8 @@ class Registry:
     )
     errors: list[LashError] = attrs.field(factory=list)
 
+    __module__ = "lash"
+
     def of(self, kind: str) -> dict[str, Contribution]:
         """The contributions of one kind (``"tool"``, ``"provider"``...), by name."""
         return self.by_kind[kind]
@@ -67,10 +70,13 @@ class Registry:
         table = self.by_kind[contribution.kind]
         existing = table.get(contribution.name)
         if existing is not None:
+            if existing.plugin == contribution.plugin:
+                who = f"twice by plugin {existing.plugin!r}"
+            else:
+                who = f"by both plugin {existing.plugin!r} and plugin {contribution.plugin!r}"
             raise PluginError(
-                f"{contribution.kind} {contribution.name!r} is registered by both plugin "
-                f"{existing.plugin!r} and plugin {contribution.plugin!r}; names must be unique "
-                "(disable one plugin or rename)",
+                f"{contribution.kind} {contribution.name!r} is registered {who}; names must be "
+                "unique (disable one plugin or rename)",
                 plugin=contribution.plugin,
                 hook=hook,
             )
@@ -84,11 +90,10 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
         def register_tool(
             tool: Any, /, *, name: str | None = None, description: str | None = None
         ) -> None:
-            tool_name = name or getattr(tool, "name", None) or getattr(tool, "__name__", None)
-            if not isinstance(tool_name, str) or not tool_name:
-                raise TypeError(f"cannot tell the name of tool {tool!r}; pass name=")
-            desc = description or getattr(tool, "description", None) or _first_line(tool.__doc__)
-            registry.add(hook, Contribution(kind, tool_name, plugin, tool, desc or ""))
+            # Build the tool now, so a tool without type hints fails at registration, attributed
+            # to its plugin, rather than on first use.
+            built = as_tool(tool, name=name, description=description)
+            registry.add(hook, Contribution(kind, built.name, plugin, built, built.description))
 
         return register_tool
     if kind == "process_kind":
@@ -100,8 +105,15 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             *,
             recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
         ) -> None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"process kind must be a non-empty string, got {name!r}")
             if not inspect.iscoroutinefunction(run):
                 raise TypeError(f"process kind {name!r}: run must be an async function")
+            if not isinstance(recovery, RecoveryDisposition):
+                raise TypeError(
+                    f"process kind {name!r}: recovery must be a lash.RecoveryDisposition, "
+                    f"got {recovery!r}"
+                )
             registry.add(
                 hook, Contribution(kind, name, plugin, run, _first_line(run.__doc__), recovery)
             )

@@ -68,7 +68,7 @@ class PluginMeta:
 
         lash_plugin = lash.PluginMeta(options=Options, state=State, after=("files",))
 
-    ``options`` is an attrs class of per-session options (host config ``[plugins.<name>]`` gives
+    ``options`` is an attrs class of per-session options (host config ``[options.<name>]`` gives
     the defaults, ``core.session(id, options=...)`` overrides them); ``state`` is an attrs class of
     per-session state that the kernel snapshots inside every turn commit. ``before``/``after``
     refine the configured order; ``requires`` names plugins that must be enabled too.
@@ -114,11 +114,16 @@ class Usage:
 
 @attrs.frozen
 class ToolCall:
-    """A tool call the model asked for: ``id`` is the provider's call id."""
+    """A tool call the model asked for: ``id`` is the provider's call id.
+
+    ``invalid_arguments`` holds the raw argument text when the model sent something that is not
+    a JSON object; the kernel then answers with an error result instead of calling the tool.
+    """
 
     id: str
     name: str
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
+    invalid_arguments: str | None = None
 
     __module__ = "lash"
 
@@ -410,3 +415,14 @@ class RegisterStore(Protocol):
     """``register(scheme, factory)`` inside ``register_stores``; ``factory(url)`` builds a store."""
 
     def __call__(self, scheme: str, factory: Callable[[str], Any], /) -> None: ...
+
+
+# Protocol classes cannot set __module__ in their body (it would become a protocol member).
+SessionView.__module__ = "lash"
+TurnView.__module__ = "lash"
+ToolContextView.__module__ = "lash"
+RegisterTool.__module__ = "lash"
+RegisterProvider.__module__ = "lash"
+RegisterProtocol.__module__ = "lash"
+RegisterProcessKind.__module__ = "lash"
+RegisterStore.__module__ = "lash"

@@ -14,11 +14,23 @@ __all__ = [
     "ConfigRejected",
     "ExclusiveHookConflict",
     "LashError",
+    "ModelNotFound",
     "OptionsError",
     "PluginError",
     "PluginLoadError",
     "PluginOrderError",
+    "ProtocolMissing",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRequestError",
+    "RateLimited",
+    "RevisionConflict",
+    "ScriptExhausted",
+    "SessionError",
     "UnknownHookError",
+    "UnknownProvider",
+    "UnknownSession",
+    "UnknownStore",
 ]
 
 
@@ -184,3 +196,107 @@ class ConfigRejected(LashError):
     def __str__(self) -> str:
         who = f"plugin {self.plugin!r}" if self.plugin else "a plugin"
         return f"{who} rejected the configuration change: {self.reason}"
+
+
+class ProviderError(LashError):
+    """A model provider failed. ``provider`` names it; ``status`` is the HTTP status if any.
+
+    Subclasses say what to fix; the kernel turns a provider error into a ``failed`` turn.
+    """
+
+    __module__ = "lash"
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
+        self.provider = provider
+        self.status = status
+        super().__init__(message)
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials (HTTP 401/403): check the API key."""
+
+    __module__ = "lash"
+
+
+class ModelNotFound(ProviderError):
+    """The provider does not know the model or endpoint (HTTP 404): check model and base URL."""
+
+    __module__ = "lash"
+
+
+class ProviderRequestError(ProviderError):
+    """The provider rejected the request as malformed (HTTP 400/422)."""
+
+    __module__ = "lash"
+
+
+class RateLimited(ProviderError):
+    """The provider kept answering 429 after every retry."""
+
+    __module__ = "lash"
+
+
+class ScriptExhausted(ProviderError):
+    """The scripted provider was asked for more responses than its script holds."""
+
+    __module__ = "lash"
+
+
+class SessionError(LashError):
+    """Something is wrong with one session; ``session_id`` names it."""
+
+    __module__ = "lash"
+
+    def __init__(self, message: str, *, session_id: str | None = None) -> None:
+        self.session_id = session_id
+        super().__init__(message)
+
+
+class UnknownSession(SessionError, KeyError):
+    """No session with that id exists in the store."""
+
+    __module__ = "lash"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"no session {session_id!r} in the store (use open_fresh() to create one, or "
+            "`lash sessions list` to see what exists)",
+            session_id=session_id,
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class RevisionConflict(SessionError):
+    """A commit expected head revision ``expected`` but the store is at ``actual``: another writer
+    committed in between. Nothing was written; reopen the session and retry."""
+
+    __module__ = "lash"
+
+    def __init__(self, session_id: str, *, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"session {session_id!r}: commit expected head revision {expected} but the store is "
+            f"at {actual} (another writer committed); nothing was written, reopen and retry",
+            session_id=session_id,
+        )
+
+
+class UnknownStore(ConfigError):
+    """No plugin registers a store for the URL's scheme."""
+
+    __module__ = "lash"
+
+
+class UnknownProvider(ConfigError):
+    """No plugin registers the configured provider name."""
+
+    __module__ = "lash"
+
+
+class ProtocolMissing(ConfigError):
+    """No enabled plugin registers the turn protocol (``register_protocol`` is required)."""
+
+    __module__ = "lash"

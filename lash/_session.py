@@ -1,0 +1,379 @@
+"""Sessions: open/resume, per-plugin options and state, turns, the per-turn commit."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lash._graph import FrameBoundary, SessionGraph
+from lash._options import build_options
+from lash._serialization import structure, unstructure, validation_problems
+from lash._store import CommitDelta, SessionRecord
+from lash._tools import ToolContext
+from lash._turn import Turn
+from lash._types import Message, PromptContribution, SessionConfig, Usage
+from lash.errors import PluginError, SessionError, UnknownSession
+
+if TYPE_CHECKING:
+    from lash._core import LashCore
+    from lash._providers import Provider
+
+T = TypeVar("T")
+
+_SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
+
+
+class Session:
+    """One conversation: an append-only graph, per-plugin options and state, committed per turn.
+
+    Get one with ``core.session(id, options=...)``, then ``await session.open()`` (resume, or
+    start if new) or ``await session.open_fresh()`` (start over). Hooks receive the session as
+    their :class:`lash.SessionView`.
+    """
+
+    __module__ = "lash"
+
+    def __init__(
+        self,
+        core: LashCore,
+        session_id: str,
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        is_root: bool = True,
+    ) -> None:
+        if not session_id:
+            raise SessionError("a session id must be a non-empty string", session_id=session_id)
+        self.core = core
+        self._id = session_id
+        self._is_root = is_root
+        self._overrides = {k: dict(v) for k, v in (options or {}).items()}
+        self._graph = SessionGraph()
+        self._revision = 0
+        self._turns = 0
+        self._fresh = False
+        self._opened = False
+        self._config = SessionConfig(provider=core.config.provider, model=core.config.model)
+        self._config_dirty = False
+        self._protocol_options: dict[str, Any] = {}
+        self._protocol_options_committed: dict[str, Any] | None = None
+        self._pending: list[str] = []
+        self._pending_dirty = False
+        self._usage: dict[str, Usage] = {}
+        self._options: dict[str, Any] = {}
+        self._states: dict[str, Any] = {}
+        self._snapshots: dict[str, Any] = {}
+        self._turn_lock = asyncio.Lock()
+        self._running: set[Turn] = set()
+        self._last_catalog: list[str] = []
+
+    # -- SessionView -----------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def is_root(self) -> bool:
+        return self._is_root
+
+    @property
+    def config(self) -> SessionConfig:
+        return self._config
+
+    @property
+    def revision(self) -> int:
+        """The head revision this session last read or committed (0: never committed)."""
+        return self._revision
+
+    @property
+    def turns(self) -> int:
+        """How many turns have been committed."""
+        return self._turns
+
+    @property
+    def protocol_options(self) -> Mapping[str, Any]:
+        """The protocol's turn options for this session (set by the protocol at materialization)."""
+        return self._protocol_options
+
+    def set_protocol_options(self, **values: Any) -> None:
+        """Set protocol turn options (the protocol plugin calls this in ``materialize_session``);
+        they are committed with the session's next commit."""
+        self._protocol_options.update(values)
+
+    def options(self, cls: type[T]) -> T:
+        """The validated per-session options instance of the plugin that declared ``cls``."""
+        plugin = self.core._options_owner(cls)
+        try:
+            return self._options[plugin]  # type: ignore[no-any-return]
+        except KeyError:
+            raise SessionError(
+                f"session {self.id!r} is not open yet: options are validated at open",
+                session_id=self.id,
+            ) from None
+
+    def state(self, cls: type[T]) -> T:
+        """The per-session state of the plugin that declared ``cls`` (persisted every turn)."""
+        plugin = self.core._state_owner(cls)
+        try:
+            return self._states[plugin]  # type: ignore[no-any-return]
+        except KeyError:
+            raise SessionError(
+                f"session {self.id!r} is not open yet: state is restored at open",
+                session_id=self.id,
+            ) from None
+
+    @property
+    def nodes(self) -> tuple[Any, ...]:
+        """The nodes held in memory (the active agent frame, plus this session's new nodes)."""
+        return tuple(self._graph.nodes)
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Input queued for later turns (by ``EnqueueMessages`` directives)."""
+        return tuple(self._pending)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, *, must_exist: bool = False) -> Session:
+        """Resume the session from the store, or start it if it does not exist yet.
+
+        :raises UnknownSession: with ``must_exist=True`` when the store has no such session.
+        :raises OptionsError: when this session's options do not validate (names plugin, field).
+        """
+        record = await self.core.store.load(self.id)
+        if record is None and must_exist:
+            raise UnknownSession(self.id)
+        await self._materialize(record)
+        await self.core.hooks.broadcast("session_opened", session=self)
+        if record is not None:
+            await self.core.hooks.broadcast("session_restored", session=self)
+        return self
+
+    async def open_fresh(self) -> Session:
+        """Start the session over: the next commit replaces whatever the store holds."""
+        record = await self.core.store.load(self.id)
+        self._fresh = True
+        await self._materialize(None)
+        self._revision = record.revision if record is not None else 0
+        await self.core.hooks.broadcast("session_opened", session=self)
+        return self
+
+    async def _materialize(self, record: SessionRecord | None) -> None:
+        core = self.core
+        self._options = {}
+        for plugin in core._loaded_plugins():
+            meta = plugin.info.meta
+            if meta.options is not None:
+                data = {**core.config.options.get(plugin.name, {})}
+                data.update(self._overrides.get(plugin.name, {}))
+                self._options[plugin.name] = build_options(plugin.name, meta.options, data)
+        unknown = set(self._overrides) - set(self._options)
+        if unknown:
+            raise SessionError(
+                f"session {self.id!r}: options given for {sorted(unknown)}, which are not "
+                "enabled plugins declaring options",
+                session_id=self.id,
+            )
+        self._states = {}
+        self._snapshots = {}
+        saved = record.plugin_states if record is not None else {}
+        for plugin in core._loaded_plugins():
+            meta = plugin.info.meta
+            if meta.state is None:
+                continue
+            if plugin.name in saved:
+                try:
+                    self._states[plugin.name] = structure(saved[plugin.name], meta.state)
+                except Exception as exc:
+                    problems = validation_problems(exc, saved[plugin.name], f"state.{plugin.name}")
+                    raise SessionError(
+                        f"session {self.id!r}: saved state of plugin {plugin.name!r} no longer "
+                        f"fits its state class: {'; '.join(problems) or exc}",
+                        session_id=self.id,
+                    ) from None
+                self._snapshots[plugin.name] = saved[plugin.name]
+            else:
+                self._states[plugin.name] = meta.state()
+        if record is not None:
+            self._graph = SessionGraph()
+            self._graph.extend(record.nodes)
+            self._revision = record.revision
+            self._turns = record.turns
+            self._config = record.config
+            self._protocol_options = dict(record.protocol_options)
+            self._protocol_options_committed = dict(record.protocol_options)
+            self._pending = list(record.pending)
+            self._usage = dict(record.usage)
+        else:
+            self._graph = SessionGraph()
+            self._revision = 0
+            self._turns = 0
+            self._protocol_options = {}
+            self._protocol_options_committed = None
+            self._pending = []
+            self._usage = {}
+            self._config_dirty = True
+        await core.hooks.collect(
+            "materialize_session",
+            bind=lambda name: {"options": self._options.get(name)},
+            session=self,
+            is_root=self.is_root,
+        )
+        self._opened = True
+
+    async def close(self) -> None:
+        """Close the session (waits for a running turn to commit first)."""
+        async with self._turn_lock:
+            self._opened = False
+        await self.core.hooks.broadcast("session_closed", session=self)
+
+    async def __aenter__(self) -> Session:
+        if not self._opened:
+            await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- turns -----------------------------------------------------------------------------
+
+    def turn(self, text: str) -> Turn:
+        """A new turn with this input; ``await turn.run()`` or ``async for e in turn.stream()``."""
+        if not self._opened:
+            raise SessionError(
+                f"session {self.id!r} is not open; call `await session.open()` first",
+                session_id=self.id,
+            )
+        return Turn(self, text)
+
+    async def run_pending(self) -> list[Any]:
+        """Run queued input (from ``EnqueueMessages``), one turn each, oldest first."""
+        results = []
+        while self._pending:
+            text = self._pending.pop(0)
+            self._pending_dirty = True
+            results.append(await self.turn(text).run())
+        return results
+
+    def cancel_running_turns(self) -> int:
+        """Stop running turns cooperatively; each commits as ``stopped(cancelled)``.
+        Returns how many turns were asked to stop."""
+        running = list(self._running)
+        for turn in running:
+            turn.cancel()
+        return len(running)
+
+    def usage_report(self) -> dict[str, Any]:
+        """Committed token usage: ``{"total": {...}, "by_source": {source: {...}}}``."""
+        total = Usage()
+        for usage in self._usage.values():
+            total = total + usage
+        return {
+            "total": unstructure(total),
+            "by_source": {k: unstructure(v) for k, v in sorted(self._usage.items())},
+        }
+
+    # -- kernel internals used by turns ------------------------------------------------------
+
+    def _ensure_frame(self, turn: Turn) -> None:
+        if self._graph.frame_id is None:
+            frame_id = uuid.uuid4().hex
+            turn._append(
+                FrameBoundary(
+                    id=f"{self.id}:frame:{frame_id}",
+                    parent_id=None,
+                    frame_id=frame_id,
+                    turn=turn.index,
+                    previous_frame_id=None,
+                    reason="root",
+                )
+            )
+
+    async def _commit_turn(self, nodes: list[Any], usage: Usage) -> int:
+        states: dict[str, Any] = {}
+        for plugin, state in self._states.items():
+            snapshot = unstructure(state)
+            if self._snapshots.get(plugin) != snapshot:
+                states[plugin] = snapshot
+        protocol_options = None
+        if self._protocol_options != self._protocol_options_committed:
+            protocol_options = dict(self._protocol_options)
+        delta = CommitDelta(
+            nodes=tuple(nodes),
+            plugin_states=states,
+            config=self._config if self._config_dirty else None,
+            protocol_options=protocol_options,
+            pending=tuple(self._pending) if self._pending_dirty else None,
+            usage={"turn": usage} if usage != Usage() else {},
+            turns=1,
+            replace=self._fresh,
+        )
+        revision = await self.core.store.commit(
+            self.id, expected_revision=self._revision, delta=delta
+        )
+        # Only after the store accepted the commit does the in-memory head move.
+        self._revision = revision
+        self._turns += 1
+        self._fresh = False
+        self._config_dirty = False
+        self._pending_dirty = False
+        self._snapshots.update(states)
+        if protocol_options is not None:
+            self._protocol_options_committed = protocol_options
+        for source, amount in delta.usage.items():
+            self._usage[source] = self._usage.get(source, Usage()) + amount
+        return revision
+
+    async def _resolve_catalog(self) -> list[str]:
+        core = self.core
+        entries = core._catalog_entries()
+        hidden: set[str] = set()
+        for _plugin, names in await core.hooks.collect(
+            "filter_tool_catalog", session=self, catalog=entries
+        ):
+            hidden.update(names)
+        self._last_catalog = [e.name for e in entries if e.name not in hidden]
+        return self._last_catalog
+
+    async def _system_prompt(self, catalog: list[str]) -> str:
+        members = set(catalog)
+        fragments: list[tuple[int, int, int, str]] = []
+        results = await self.core.hooks.collect("prompt_contributions", session=self)
+        for position, (plugin, value) in enumerate(results):
+            items = [value] if isinstance(value, PromptContribution) else list(value)
+            for item in items:
+                if not isinstance(item, PromptContribution):
+                    raise PluginError(
+                        f"plugin {plugin!r} returned {type(item).__name__} from "
+                        "prompt_contributions; return lash.PromptContribution objects",
+                        plugin=plugin,
+                        hook="prompt_contributions",
+                    )
+                if item.requires_tool is not None and item.requires_tool not in members:
+                    continue
+                fragments.append((_SLOT_ORDER[item.slot], item.priority, position, item.text))
+        layers = list(self._config.prompt_layers)
+        layers += [text for *_, text in sorted(fragments)]
+        return "\n\n".join(layers)
+
+    def _context_messages(self) -> list[Message]:
+        return self._graph.messages()
+
+    def _provider(self) -> tuple[str, Provider, str]:
+        return self.core._provider_for(self._config)
+
+    def _tool_context(self, call_id: str, turn: Turn) -> ToolContext:
+        # One event per call: a tool timing out sets its own event, never its siblings'.
+        cancelled = asyncio.Event()
+        turn._call_events.append(cancelled)
+        if turn._cancel_requested:
+            cancelled.set()
+        return ToolContext(session=self, call_id=call_id, cancelled=cancelled)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id!r} revision={self._revision} turns={self._turns}>"
+
+
+__all__ = ["Session"]

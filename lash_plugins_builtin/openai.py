@@ -1,0 +1,631 @@
+"""The ``openai`` provider: any OpenAI-compatible Chat Completions server, over httpx.
+
+Works with OpenAI itself and with the servers that speak its wire protocol (Ollama, vLLM,
+llama.cpp, OpenRouter, LM Studio...). Configure it in ``[options.openai]`` or the environment::
+
+    [options.openai]
+    base_url = "http://localhost:11434/v1"   # default: $OPENAI_BASE_URL, else OpenAI
+    api_key = "$env:MY_KEY"                   # default: $OPENAI_API_KEY; unset: no auth header
+
+Responses stream by Server-Sent Events (``stream = false`` asks for one JSON response instead).
+Rate limits (429), server errors (5xx) and failed connections are retried with exponential
+backoff, honouring ``Retry-After``; other failures raise typed errors that say what to fix.
+
+httpx is imported only when a provider first talks to a server: plugin modules are imported by
+``lash --help``, and importing httpx would slow every command's cold start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
+
+import lash
+from lash import (
+    ModelDone,
+    ModelEvent,
+    ModelNotFound,
+    ModelRequest,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRequestError,
+    RateLimited,
+    TextDelta,
+    ToolCallReady,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OpenAIOptions",
+    "OpenAIProvider",
+    "register_providers",
+]
+
+#: The name the plugin registers its provider under.
+PROVIDER_NAME = "openai"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_API_KEY = "OPENAI_API_KEY"
+
+#: Longest ``Retry-After`` wait honoured; a server asking for more is retried after this long.
+MAX_RETRY_AFTER = 60.0
+
+#: How much of a server's error text goes into an error message.
+_MAX_SERVER_MESSAGE = 500
+
+_REDACTED = "***"
+
+#: Longest wait for the end of the body after ``[DONE]`` (see :func:`_drain`).
+_DRAIN_TIMEOUT = 1.0
+
+
+@attrs.frozen(repr=False)
+class OpenAIOptions:
+    """Options of the ``openai`` plugin (``[options.openai]``)."""
+
+    base_url: str | None = lash.option(
+        default=None,
+        help=f"server URL up to /v1 (default: ${ENV_BASE_URL}, else {DEFAULT_BASE_URL})",
+    )
+    api_key: str | None = lash.option(
+        default=None,
+        secret=True,
+        help=f"API key (default: ${ENV_API_KEY}; unset sends no Authorization header)",
+    )
+    timeout: float = lash.option(
+        default=60.0, help="seconds to wait to connect, and between streamed chunks"
+    )
+    max_retries: int = lash.option(
+        default=3, help="retries after a 429, a 5xx or a failed connection"
+    )
+    backoff: float = lash.option(
+        default=0.5, help="first retry delay in seconds, doubled for each retry"
+    )
+    stream: bool = lash.option(default=True, help="stream responses (Server-Sent Events)")
+
+    def __repr__(self) -> str:
+        # Hand-written so the key never reaches a log line or traceback through repr().
+        key = None if self.api_key is None else _REDACTED
+        return (
+            f"OpenAIOptions(base_url={self.base_url!r}, api_key={key!r}, "
+            f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
+            f"backoff={self.backoff!r}, stream={self.stream!r})"
+        )
+
+
+@attrs.define
+class _PartialCall:
+    # A tool call being assembled from streamed fragments (keyed by the call's `index`).
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = attrs.field(factory=list)
+
+
+def _tool_call(call_id: str | None, name: str, raw: str) -> lash.ToolCall:
+    """A finished tool call; arguments that are not a JSON object are kept as raw text."""
+    ident = call_id or f"call_{uuid.uuid4().hex[:24]}"
+    if not raw.strip():
+        # Tools without parameters: servers send "" (or nothing) for the arguments.
+        return lash.ToolCall(id=ident, name=name, arguments={})
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return lash.ToolCall(id=ident, name=name, arguments={}, invalid_arguments=raw)
+    return lash.ToolCall(id=ident, name=name, arguments=parsed)
+
+
+def _usage(data: Any) -> lash.Usage:
+    if not isinstance(data, Mapping):
+        return lash.Usage()
+    details = data.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return lash.Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(cached or 0),
+    )
+
+
+def _wire_message(message: lash.Message) -> dict[str, Any]:
+    """A lash message in Chat Completions shape."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            # null, not "": some servers reject an empty string beside tool calls.
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        # Replay what the model actually sent, even when it was not valid JSON,
+                        # so it can see (and fix) its own mistake.
+                        "arguments": call.invalid_arguments
+                        if call.invalid_arguments is not None
+                        else json.dumps(dict(call.arguments)),
+                    },
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": message.role, "content": message.content}
+
+
+def _server_message(body: bytes) -> str:
+    """The human-readable part of an error response body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, Mapping):
+        error = data.get("error", data)
+        if isinstance(error, Mapping):
+            for key in ("message", "detail", "error"):
+                value = error.get(key)
+                if isinstance(value, str):
+                    return value[:_MAX_SERVER_MESSAGE]
+            if "detail" in error:  # FastAPI-style 422 bodies (vLLM) carry a list of problems
+                return json.dumps(error["detail"])[:_MAX_SERVER_MESSAGE]
+        elif isinstance(error, str):
+            return error[:_MAX_SERVER_MESSAGE]
+    if len(text) > _MAX_SERVER_MESSAGE:
+        text = text[:_MAX_SERVER_MESSAGE] + "..."
+    return text or "(empty response body)"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, or ``Retry-After`` as seconds or
+    an HTTP date), or ``None``."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows ``[DONE]`` (the end of the chunked body), so the connection goes back to
+    the pool for the next call instead of being closed; a server that keeps the stream open
+    after ``[DONE]`` costs at most :data:`_DRAIN_TIMEOUT`, then the connection is dropped."""
+    import httpx
+
+    try:
+        async with asyncio.timeout(_DRAIN_TIMEOUT):
+            async for _ in lines:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the response is complete; only connection reuse is lost
+
+
+class OpenAIProvider:
+    """A provider for an OpenAI-compatible Chat Completions endpoint.
+
+    ``base_url`` and ``api_key`` default to ``$OPENAI_BASE_URL`` (else the OpenAI API) and
+    ``$OPENAI_API_KEY``, read when the provider is built. Without a key no ``Authorization``
+    header is sent, which local servers expect.
+
+    One ``httpx.AsyncClient`` (one connection pool) is built on first use and shared by every
+    call; close it with :meth:`aclose` (or use the provider as an ``async with`` block).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        stream: bool = True,
+        name: str = PROVIDER_NAME,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.name = name
+        self.base_url = (base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        # Kept private and out of repr and messages: secrets are never shown or persisted.
+        self._api_key = api_key if api_key is not None else (env.get(ENV_API_KEY) or None)
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.backoff = max(0.0, backoff)
+        self.stream_responses = stream
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_options(
+        cls, options: OpenAIOptions, *, environ: Mapping[str, str] | None = None
+    ) -> OpenAIProvider:
+        """A provider configured by the plugin's options (``None`` fields fall back to env)."""
+        return cls(
+            base_url=options.base_url,
+            api_key=options.api_key,
+            timeout=options.timeout,
+            max_retries=options.max_retries,
+            backoff=options.backoff,
+            stream=options.stream,
+            environ=environ,
+        )
+
+    @property
+    def url(self) -> str:
+        """The Chat Completions endpoint."""
+        return f"{self.base_url}/chat/completions"
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether an API key is configured (the key itself is never exposed)."""
+        return bool(self._api_key)
+
+    def __repr__(self) -> str:
+        key = _REDACTED if self._api_key else None
+        return f"<OpenAIProvider {self.name!r} base_url={self.base_url!r} api_key={key!r}>"
+
+    # ----------------------------------------------------------------------------------------
+    # Client lifecycle
+    # ----------------------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            # The pool's connections belong to the loop that opened them; reusing them from
+            # another loop fails with "Event loop is closed". That loop can no longer close them,
+            # so drop the client (its sockets are freed when it is garbage-collected). Hosts
+            # avoid this by calling `aclose()` before their event loop ends.
+            self._client = None
+        if self._client is None:
+            import httpx  # lazily: see the module docstring
+
+            headers = {"User-Agent": "lash", "Content-Type": "application/json"}
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+            self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout))
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its connections (a later call builds a new one).
+
+        Call it on the event loop that used the provider, before that loop ends.
+        """
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    async def __aenter__(self) -> OpenAIProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------------------------------
+    # The provider protocol
+    # ----------------------------------------------------------------------------------------
+
+    def payload(self, request: ModelRequest) -> dict[str, Any]:
+        """The JSON body sent for ``request``: model, messages, tools, then ``request.options``
+        (``temperature``, ``max_tokens``...). ``stream`` in the options overrides the provider's
+        setting for this call."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [_wire_message(m) for m in request.messages],
+        }
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": dict(tool.parameters),
+                    },
+                }
+                for tool in request.tools
+            ]
+        body.update(request.options)
+        stream = bool(body.get("stream", self.stream_responses))
+        body["stream"] = stream
+        if stream:
+            body.setdefault("stream_options", {"include_usage": True})
+        else:
+            body.pop("stream_options", None)
+        return body
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Send ``request`` and yield its text deltas, tool calls and finally usage.
+
+        :raises ProviderAuthError: 401/403.
+        :raises ModelNotFound: 404.
+        :raises ProviderRequestError: 400/422 (with the server's message).
+        :raises RateLimited: still 429 after every retry.
+        :raises lash.ProviderError: 5xx after every retry, timeouts, unreachable server,
+            a malformed or failed stream.
+        """
+        import httpx  # lazily: see the module docstring
+
+        body = self.payload(request)
+        response = await self._send(body, request)
+        try:
+            if body["stream"]:
+                # aclosing: a consumer that stops early closes the parser too, not the GC.
+                async with contextlib.aclosing(self._read_stream(response)) as events:
+                    async for event in events:
+                        yield event
+            else:
+                await response.aread()
+                for event in self._read_json(response.content):
+                    yield event
+        except httpx.TimeoutException:
+            raise ProviderError(
+                f"openai provider: {self.url} timed out after {self.timeout:g}s waiting for the "
+                "response; raise [options.openai] timeout if the model is slow",
+                provider=self.name,
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                f"openai provider: the connection to {self.url} broke mid-response: "
+                f"{type(exc).__name__}: {self._redact(str(exc))}",
+                provider=self.name,
+            ) from None
+        finally:
+            await response.aclose()
+
+    # ----------------------------------------------------------------------------------------
+    # Sending, retrying, errors
+    # ----------------------------------------------------------------------------------------
+
+    async def _send(self, body: dict[str, Any], request: ModelRequest) -> httpx.Response:
+        """POST the body; retry 429, 5xx and failed connections; return a 2xx response whose
+        body is not read yet (the caller closes it)."""
+        import httpx
+
+        client = self._http()
+        accept = "text/event-stream" if body["stream"] else "application/json"
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            delay = self.backoff * 2 ** (attempt - 1)
+            try:
+                response = await client.send(
+                    client.build_request("POST", self.url, json=body, headers={"Accept": accept}),
+                    stream=True,
+                )
+            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+                # Not retried: the server got the request and may still be generating; a retry
+                # would pay for the same tokens again.
+                raise ProviderError(
+                    f"openai provider: {self.url} timed out after {self.timeout:g}s; raise "
+                    "[options.openai] timeout if the model is slow, or check the server",
+                    provider=self.name,
+                ) from None
+            except httpx.TransportError as exc:
+                # Connection refused or reset, DNS failure, connect timeout: nothing was
+                # generated, so retrying is safe.
+                if not last:
+                    await asyncio.sleep(delay)
+                    continue
+                what = (
+                    f"timed out connecting after {self.timeout:g}s"
+                    if isinstance(exc, httpx.TimeoutException)
+                    else f"{type(exc).__name__}: {self._redact(str(exc)) or 'connection failed'}"
+                )
+                raise ProviderError(
+                    f"openai provider: cannot reach {self.url} ({what}) after {attempts} "
+                    f"attempt(s); check that the server is running and base_url / "
+                    f"{ENV_BASE_URL} is right",
+                    provider=self.name,
+                ) from None
+            if response.is_success:
+                return response
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            status = response.status_code
+            if (status == 429 or status >= 500) and not last:
+                wait = _retry_after(response.headers)
+                await asyncio.sleep(min(wait, MAX_RETRY_AFTER) if wait is not None else delay)
+                continue
+            self._raise_for_status(status, response.content, request, attempts)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _redact(self, text: str) -> str:
+        # Servers sometimes echo the key they refused; never let it into a message.
+        return text.replace(self._api_key, _REDACTED) if self._api_key else text
+
+    def _raise_for_status(
+        self, status: int, content: bytes, request: ModelRequest, attempts: int
+    ) -> NoReturn:
+        detail = self._redact(_server_message(content))
+        where = f"{self.url} answered HTTP {status}"
+        if status in (401, 403):
+            hint = "" if self._api_key else f" (no API key is set: {ENV_API_KEY} is unset)"
+            raise ProviderAuthError(
+                f"openai provider: {where}, refusing the credentials: {detail}{hint}; check "
+                f"{ENV_API_KEY} / [options.openai] api_key",
+                provider=self.name,
+                status=status,
+            )
+        if status == 404:
+            raise ModelNotFound(
+                f"openai provider: model {request.model!r} or the endpoint was not found at "
+                f"{self.base_url} (HTTP 404: {detail}); check the model name and base_url / "
+                f"{ENV_BASE_URL}",
+                provider=self.name,
+                status=status,
+            )
+        if status in (400, 422):
+            raise ProviderRequestError(
+                f"openai provider: {where}, rejecting the request: {detail}",
+                provider=self.name,
+                status=status,
+            )
+        if status == 429:
+            raise RateLimited(
+                f"openai provider: {where} (rate limited) on all {attempts} attempt(s): "
+                f"{detail}; wait and try again, or lower the request rate",
+                provider=self.name,
+                status=status,
+            )
+        retried = f" on all {attempts} attempt(s)" if status >= 500 else ""
+        raise ProviderError(
+            f"openai provider: {where}{retried}: {detail}", provider=self.name, status=status
+        )
+
+    def _reported_error(self, data: Mapping[str, Any], when: str) -> ProviderError:
+        # An error object inside a 200 response (OpenRouter and proxies do this).
+        error = data.get("error")
+        message = error.get("message") if isinstance(error, Mapping) else error
+        return ProviderError(
+            f"openai provider: {self.url} reported an error {when}: {self._redact(str(message))}",
+            provider=self.name,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Reading responses
+    # ----------------------------------------------------------------------------------------
+
+    async def _read_stream(self, response: httpx.Response) -> AsyncGenerator[ModelEvent, None]:
+        """Parse Server-Sent Events until ``[DONE]`` (or the end of the body)."""
+        calls: dict[int, _PartialCall] = {}
+        usage = lash.Usage()
+        finish: str | None = None
+        done = False
+        lines = response.aiter_lines()
+        async for line in lines:
+            # Only `data:` lines matter; comments (":"), `event:` and blank lines are framing.
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                raise ProviderError(
+                    f"openai provider: {self.url} sent a malformed stream event: {data[:200]!r}",
+                    provider=self.name,
+                ) from None
+            if not isinstance(chunk, Mapping):
+                continue
+            if chunk.get("error") is not None:
+                raise self._reported_error(chunk, "mid-stream")
+            if chunk.get("usage"):
+                usage = _usage(chunk["usage"])
+            # One completion per request (n=1): read the first choice only.
+            choices = chunk.get("choices") or []
+            choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                yield TextDelta(content)
+            for position, fragment in enumerate(delta.get("tool_calls") or []):
+                if not isinstance(fragment, Mapping):
+                    continue
+                index = fragment.get("index", position)
+                partial = calls.setdefault(index, _PartialCall())
+                if fragment.get("id"):
+                    partial.id = fragment["id"]
+                function = fragment.get("function") or {}
+                if function.get("name") and not partial.name:
+                    partial.name = function["name"]
+                if function.get("arguments"):
+                    partial.arguments.append(function["arguments"])
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+                # The calls are complete at the finish; usage may still follow in its own chunk.
+                for event in self._ready(calls):
+                    yield event
+        if done:
+            await _drain(lines)
+        # Servers that end the stream without a finish reason still get their calls delivered.
+        for event in self._ready(calls):
+            yield event
+        yield ModelDone(usage=usage, finish_reason=finish or "stop")
+
+    def _ready(self, calls: dict[int, _PartialCall]) -> list[ToolCallReady]:
+        events = [
+            ToolCallReady(_tool_call(p.id, p.name, "".join(p.arguments)))
+            for _, p in sorted(calls.items())
+        ]
+        calls.clear()
+        return events
+
+    def _read_json(self, content: bytes) -> list[ModelEvent]:
+        """Parse a non-streamed Chat Completions response."""
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise ProviderError(
+                f"openai provider: {self.url} sent a response that is not JSON: {content[:200]!r}",
+                provider=self.name,
+            ) from None
+        if not isinstance(data, Mapping):
+            raise ProviderError(
+                f"openai provider: {self.url} sent an unexpected response: {str(data)[:200]}",
+                provider=self.name,
+            )
+        if data.get("error") is not None:
+            raise self._reported_error(data, "instead of a completion")
+        choices = data.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
+        message = choice.get("message") or {}
+        events: list[ModelEvent] = []
+        if message.get("content"):
+            events.append(TextDelta(message["content"]))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            arguments = function.get("arguments")
+            raw = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+            events.append(ToolCallReady(_tool_call(call.get("id"), function.get("name", ""), raw)))
+        events.append(
+            ModelDone(
+                usage=_usage(data.get("usage")),
+                finish_reason=choice.get("finish_reason") or "stop",
+            )
+        )
+        return events
+
+
+lash_plugin = lash.PluginMeta(
+    options=OpenAIOptions,
+    description="OpenAI-compatible Chat Completions (OpenAI, Ollama, vLLM, llama.cpp, ...).",
+)
+
+
+@lash.hookimpl
+def register_providers(register: lash.RegisterProvider, options: OpenAIOptions | None) -> None:
+    """Register the ``openai`` provider (no network I/O until its first call)."""
+    register(PROVIDER_NAME, OpenAIProvider.from_options(options or OpenAIOptions()))

@@ -1,0 +1,58 @@
+"""``standard``: the builtin turn protocol, the native tool-calling loop.
+
+Each round calls the model; if it asks for tools, the calls of that one assistant message run
+concurrently (results recorded in emission order) and the model is called again, until it
+answers without tool calls or ``max_tool_rounds`` rounds of tools have run.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+import lash
+
+
+@attrs.frozen
+class StandardOptions:
+    """Per-session options of the standard protocol."""
+
+    max_tool_rounds: int = lash.option(
+        default=8, help="Rounds of tool calls a turn may run before it stops (max_tool_rounds)."
+    )
+
+
+lash_plugin = lash.PluginMeta(
+    options=StandardOptions,
+    description="The standard turn protocol: native tool calling.",
+)
+
+
+class StandardProtocol:
+    """Model → tools → model … until a final answer or the round limit."""
+
+    async def run(self, turn: lash.TurnDriver) -> None:
+        max_rounds = int(turn.options.get("max_tool_rounds", 8))
+        rounds = 0
+        while True:
+            response = await turn.call_model()
+            if not response.tool_calls:
+                turn.finish(response.text)
+                return
+            if rounds >= max_rounds:
+                turn.stop(
+                    "max_tool_rounds",
+                    f"the model still asked for tools after {max_rounds} round(s)",
+                )
+            await turn.run_tool_calls(response.tool_calls)
+            rounds += 1
+
+
+@lash.hookimpl
+def register_protocol(register: lash.RegisterProtocol) -> None:
+    register("standard", StandardProtocol())
+
+
+@lash.hookimpl
+def materialize_session(session: lash.Session, options: StandardOptions) -> None:
+    # Protocol options are durable with the session: apply-at-open, committed with the next turn.
+    session.set_protocol_options(max_tool_rounds=options.max_tool_rounds)
