@@ -244,7 +244,8 @@ class LashCore:
                 known = ", ".join(sorted(providers)) or "none"
                 raise UnknownProvider(
                     f"no provider configured and {len(providers)} are registered ({known}); "
-                    'set `provider = "..."` in lash.toml or pass provider= to LashCore'
+                    'set `provider = "..."` in lash.toml, pass provider= to LashCore, '
+                    "or use `lash run --provider NAME`"
                 )
             name = next(iter(providers))
         contribution = providers.get(name)

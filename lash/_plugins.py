@@ -285,7 +285,7 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
         if isinstance(obj, type):
             # A class plugin is instantiated once per core; it may build clients in __init__.
             obj = obj()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import is a failure too
         raise fail(
             f"plugin {cand.name!r} could not be imported: {_describe_exception(exc)}"
         ) from exc

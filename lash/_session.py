@@ -13,7 +13,7 @@ from lash._serialization import structure, unstructure, validation_problems
 from lash._store import CommitDelta, SessionRecord
 from lash._tools import ToolContext
 from lash._turn import Turn
-from lash._types import Message, PromptContribution, SessionConfig, Usage
+from lash._types import Message, PromptContribution, PromptView, SessionConfig, Usage
 from lash.errors import PluginError, SessionError, UnknownSession
 
 if TYPE_CHECKING:
@@ -142,6 +142,7 @@ class Session:
         :raises UnknownSession: with ``must_exist=True`` when the store has no such session.
         :raises OptionsError: when this session's options do not validate (names plugin, field).
         """
+        self._provider()  # fail fast on a missing or unknown provider, before any I/O
         record = await self.core.store.load(self.id)
         if record is None and must_exist:
             raise UnknownSession(self.id)
@@ -153,6 +154,7 @@ class Session:
 
     async def open_fresh(self) -> Session:
         """Start the session over: the next commit replaces whatever the store holds."""
+        self._provider()
         record = await self.core.store.load(self.id)
         self._fresh = True
         await self._materialize(None)
@@ -358,8 +360,19 @@ class Session:
         layers += [text for *_, text in sorted(fragments)]
         return "\n\n".join(layers)
 
-    def _context_messages(self) -> list[Message]:
-        return self._graph.messages()
+    async def prompt_preview(self) -> PromptView:
+        """The prompt the next model call would get: system prompt (layers and plugin
+        fragments), the active frame's messages, and the tool catalog, after
+        ``transform_prompt_view``. Nothing is recorded."""
+        catalog = await self._resolve_catalog()
+        system = await self._system_prompt(catalog)
+        messages: list[Message] = [Message("system", system)] if system else []
+        messages += self._graph.messages()
+        view = PromptView(tuple(messages), tuple(catalog))
+        result: PromptView = await self.core.hooks.chain(
+            "transform_prompt_view", key="view", value=view, session=self
+        )
+        return result
 
     def _provider(self) -> tuple[str, Provider, str]:
         return self.core._provider_for(self._config)

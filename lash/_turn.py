@@ -31,8 +31,6 @@ from lash._types import (
     AbortToolCall,
     AbortTurn,
     EnqueueMessages,
-    Message,
-    PromptView,
     ReplaceToolArguments,
     ShortCircuitToolCall,
     ToolCall,
@@ -313,13 +311,7 @@ class Turn:
     async def _call_model(self) -> ModelResponse:
         session = self.session
         core = session.core
-        hooks = core.hooks
-        catalog = await session._resolve_catalog()
-        system = await session._system_prompt(catalog)
-        messages: list[Message] = [Message("system", system)] if system else []
-        messages += session._context_messages()
-        view = PromptView(tuple(messages), tuple(catalog))
-        view = await hooks.chain("transform_prompt_view", key="view", value=view, session=session)
+        view = await session.prompt_preview()
         tools = tuple(core._tool_spec(name) for name in view.tools if core._has_tool(name))
         provider_name, provider, model = session._provider()
         request = ModelRequest(model=model, messages=view.messages, tools=tools)

@@ -2,45 +2,104 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import click
 
-from lash._inspect import Inspection, inspect_plugins
-from lash.cli._main import cli, config_or_exit
+from lash._hostconfig import (
+    ENV_CONFIG,
+    ENV_DISABLE_AUTOLOAD,
+    ENV_PLUGINS,
+    ENV_STRICT,
+    find_config_file,
+)
+from lash._inspect import CONTRIBUTION_KEYS, Inspection
+from lash.cli._main import cli, config_or_exit, get_inspection, load_config
+from lash.errors import ConfigError, LashError
+from lash.hookspecs import SHAPES
+
+_ENV_VARS = (ENV_CONFIG, ENV_PLUGINS, ENV_DISABLE_AUTOLOAD, ENV_STRICT)
 
 
-def _inspect(ctx: click.Context) -> Inspection:
-    return inspect_plugins(config_or_exit(ctx))
+def _indented(text: str, prefix: str) -> str:
+    # Multi-line messages (a list of bad fields) keep their shape under a bullet.
+    first, *rest = text.splitlines() or [""]
+    pad = " " * len(prefix)
+    return "\n".join([prefix + first, *(pad + line.strip() for line in rest)])
+
+
+def _check_hook(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value in SHAPES:
+        return value
+    close = difflib.get_close_matches(value, list(SHAPES), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (hooks: {', '.join(sorted(SHAPES))})"
+    raise click.BadParameter(f"{value!r} is not a lash hook{hint}", ctx, param)
+
+
+def _label(entry: dict[str, Any]) -> str:
+    version = f" {entry['version']}" if entry["version"] else ""
+    dist = f" ({entry['distribution']})" if entry["distribution"] else ""
+    return f"{entry['name']}{version}{dist}"
 
 
 def _format_entry(entry: dict[str, Any]) -> list[str]:
-    version = f" {entry['version']}" if entry["version"] else ""
-    dist = f" ({entry['distribution']}{version})" if entry["distribution"] else ""
-    lines = [f"{entry['name']}{dist}: {entry['status']}"]
+    lines = [f"{_label(entry)}: {entry['status']}{' (builtin)' if entry['builtin'] else ''}"]
     if entry["description"]:
         lines.append(f"  {entry['description']}")
     if entry["error"]:
-        lines.append(f"  error: {entry['error']}")
+        lines.append(_indented(entry["error"], "  error: "))
+    for warning in entry["warnings"]:
+        lines.append(_indented(warning, "  warning: "))
     if entry["hooks"]:
         lines.append(f"  hooks: {', '.join(entry['hooks'])}")
-    for kind, names in entry["contributes"].items():
-        lines.append(f"  {kind}s: {', '.join(names)}")
-    for opt in entry["options"]:
-        secret = " (secret)" if opt["secret"] else ""
-        lines.append(f"  option {opt['name']}: {opt['type']} = {opt['default']!r}{secret}")
+    for key in (*CONTRIBUTION_KEYS.values(), "commands"):
+        if entry.get(key):
+            lines.append(f"  {key.replace('_', ' ')}: {', '.join(entry[key])}")
+    for word in ("before", "after", "requires"):
+        if entry[word]:
+            lines.append(f"  {word}: {', '.join(entry[word])}")
+    if entry["options"]:
+        lines.append("  options:")
+        for name, opt in entry["options"].items():
+            default = "required" if opt["required"] else f"default {opt['default']!r}"
+            value = f", value {opt['value']!r}" if entry["status"] == "loaded" else ""
+            secret = ", secret" if opt["secret"] else ""
+            lines.append(f"    {name}: {opt['type']} ({default}{value}{secret})")
+            if opt["help"]:
+                lines.append(f"      {opt['help']}")
     return lines
 
 
 @cli.command("plugins")
-@click.option("--all", "show_all", is_flag=True, help="Include the builtin plugins.")
-@click.option("--hook", "hook", default=None, help="Only plugins implementing this hook.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per plugin).")
+@click.option("--all", "show_all", is_flag=True, help="Include the builtin plugins (of lash).")
+@click.option(
+    "--hook",
+    "hook",
+    default=None,
+    metavar="NAME",
+    callback=_check_hook,
+    help="Only the plugins implementing this hook.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per plugin.")
 @click.pass_context
 def plugins_command(ctx: click.Context, show_all: bool, hook: str | None, as_json: bool) -> None:
-    """List plugins: name, distribution, version, hooks, status, error, contributions."""
-    inspection = _inspect(ctx)
+    """List plugins, loaded or not, and what each contributes.
+
+    Each plugin shows its name, distribution, version, the hooks it implements, its status
+    (loaded, failed or disabled), the error when it did not load, and what it contributes: tools,
+    providers, protocols, stores, process kinds, commands and options (type, default, configured
+    value; secrets as ***). Broken plugins are listed, never fatal: see `lash doctor`.
+
+    \b
+    JSON keys: name, status, error, distribution, version, module, builtin, description, hooks,
+    tools, providers, protocols, stores, process_kinds, commands, options (by field name: type,
+    default, required, secret, help, value), before, after, requires, warnings.
+    """
+    inspection = get_inspection(ctx, config_or_exit(ctx))
     entries = [
         inspection.entry(info)
         for info in inspection.infos
@@ -50,47 +109,97 @@ def plugins_command(ctx: click.Context, show_all: bool, hook: str | None, as_jso
         click.echo(json.dumps(entries, indent=2, default=str))
         return
     if not entries:
-        click.echo("no plugins" + (" (use --all to include builtins)" if not show_all else ""))
+        click.echo("no plugins" + ("" if show_all else " (use --all to include the builtins)"))
         return
-    for entry in entries:
-        for line in _format_entry(entry):
-            click.echo(line)
+    for i, entry in enumerate(entries):
+        if i:
+            click.echo()
+        click.echo("\n".join(_format_entry(entry)))
+
+
+def _config_source(ctx: click.Context) -> str:
+    """Where the config comes from, in the order :meth:`HostConfig.load` looks."""
+    given = ctx.find_root().params.get("config_path")
+    if given is not None:
+        return f"{given} (from --config)"
+    if os.environ.get(ENV_CONFIG):
+        return f"{os.environ[ENV_CONFIG]} (from ${ENV_CONFIG})"
+    try:
+        found = find_config_file(Path.cwd())
+    except ConfigError:
+        found = None  # the same error is reported when the config is loaded
+    return f"{found} (nearest to the current directory)" if found else "none found (defaults)"
+
+
+def _settings(inspection: Inspection) -> list[str]:
+    config = inspection.config
+    plugins = ", ".join(config.plugins) if config.plugins is not None else "all installed"
+    lines = [
+        f"  strict: {'on' if config.strict else 'off'}; autoload: "
+        f"{'on' if config.autoload else 'off'}; plugins: {plugins or 'none'}; "
+        f"disable: {', '.join(config.disable) or 'none'}",
+        f"  store: {config.store or '-'}; provider: {config.provider or '-'}; "
+        f"model: {config.model or '-'}",
+    ]
+    env = [f"{name}={os.environ[name]}" for name in _ENV_VARS if name in os.environ]
+    if env:
+        lines.append(f"  environment: {' '.join(env)}")
+    return lines
+
+
+_MARKS = {"loaded": "ok", "failed": "FAILED", "disabled": "disabled"}
 
 
 @cli.command("doctor")
 @click.pass_context
 def doctor_command(ctx: click.Context) -> None:
-    """Check config, plugin loading, hook names and options; exit 0 only when healthy."""
+    """Check the config, plugin loading, hook names and options; exit 0 only when healthy.
+
+    Every problem is reported (a broken plugin does not hide the others), then a verdict; with
+    strict mode on (`strict = true` or LASH_STRICT_PLUGINS=1), a host would refuse to start.
+    """
+    click.echo(f"config: {_config_source(ctx)}")
     try:
-        config = config_or_exit(ctx)
-    except click.ClickException as exc:
-        click.echo(f"config: error\n  {exc.message}")
-        click.echo("unhealthy: 1 problem")
+        config = load_config(ctx)
+    except ConfigError as exc:
+        click.echo(_indented(str(exc), "  error: "))
+        click.echo("unhealthy: the configuration cannot be used; fix it, then run `lash doctor`")
         ctx.exit(1)
-    inspection = inspect_plugins(config)
-    click.echo(f"config: {config.path or 'none found (defaults)'}")
-    click.echo(f"strict: {'on' if config.strict else 'off'}")
-    counts = {status: 0 for status in ("loaded", "failed", "disabled")}
+    try:
+        inspection = get_inspection(ctx, config)
+    except LashError as exc:  # inspection isolates plugin failures; this is a last resort
+        click.echo(_indented(str(exc), "error: "))
+        click.echo("unhealthy: plugins could not be inspected")
+        ctx.exit(1)
+    for line in _settings(inspection):
+        click.echo(line)
+
+    counts = dict.fromkeys(_MARKS, 0)
     for info in inspection.infos:
         counts[info.status] += 1
     click.echo("plugins: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     for info in inspection.infos:
-        mark = {"loaded": "ok", "failed": "FAILED", "disabled": "disabled"}[info.status]
-        version = f" {info.version}" if info.version else ""
-        line = f"  [{mark}] {info.name}{version}"
-        if info.error and info.status != "loaded":
-            line += f": {info.error}"
+        entry = inspection.entry(info)
+        line = f"  {_MARKS[info.status]:<8}  {_label(entry)}{' [builtin]' if info.builtin else ''}"
+        if info.status == "disabled" and info.error:
+            line += f": {info.error}"  # why, in a few words; disabled is not a problem
         click.echo(line)
-    if inspection.problems:
-        click.echo("problems:")
-        for problem in inspection.problems:
-            click.echo(f"  - {problem}")
-        n = len(inspection.problems)
-        if config.strict:
-            click.echo("strict mode: a host would refuse to start with these problems")
-        click.echo(f"unhealthy: {n} problem{'s' if n != 1 else ''}")
-        ctx.exit(1)
-    click.echo("healthy")
+
+    for note in inspection.notes:
+        click.echo(_indented(note, "note: "))
+    if not inspection.problems:
+        click.echo("healthy")
+        return
+    n = len(inspection.problems)
+    click.echo(f"problems ({n}):")
+    for problem in inspection.problems:
+        click.echo(_indented(problem.message, "  - "))
+    if config.strict:
+        verdict = "strict mode is on: a host would refuse to start"
+    else:
+        verdict = "strict mode is off: a host would skip the plugins that fail to load"
+    click.echo(f"unhealthy: {n} problem{'s' if n != 1 else ''}; {verdict}")
+    ctx.exit(1)
 
 
 __all__ = ["doctor_command", "plugins_command"]

@@ -2,79 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import traceback
 from typing import Any
 
 import click
 
-from lash._config import HostConfig
+from lash._hostconfig import HostConfig
+from lash._inspect import Inspection, PluginCommand, inspect_plugins
 from lash.errors import ConfigError, LashError
 
-log = logging.getLogger("lash")
+_CONFIG_KEY = "lash.config"
+_INSPECTION_KEY = "lash.inspection"
+_COMMANDS_KEY = "lash.plugin_commands"
+
+
+def warn(message: str) -> None:
+    """Print a warning of the command line itself on stderr (stdout may carry JSON)."""
+    click.echo(f"lash: warning: {message}", err=True)
 
 
 class LashGroup(click.Group):
-    """A group that adds plugin commands (``register_commands``) the first time they are needed.
+    """The root group: the builtin commands, plus the commands plugins add (``register_commands``).
 
-    Plugin commands depend on ``--config``, so they are resolved after the group's own options
-    are parsed; a broken plugin never breaks the builtin commands.
+    Plugin commands depend on the config (``--config``), so they are resolved per invocation, after
+    the group's own options are parsed, and only when needed: a builtin command is found without
+    importing any plugin, so a broken plugin never breaks ``lash plugins`` or ``lash doctor``.
+    They are never added to this group object, which stays the same across invocations.
     """
 
-    _plugins_added = False
-
-    def _add_plugin_commands(self, ctx: click.Context) -> None:
-        if self._plugins_added:
-            return
-        self._plugins_added = True
-        try:
-            config = load_config(ctx)
-        except ConfigError:
-            return  # the builtin commands report config errors themselves
-        from lash._inspect import inspect_plugins
-
-        inspection = inspect_plugins(config)
-        builtin_names = set(self.commands)
-        for plugin in inspection.dispatcher.impls("register_commands"):
-            # Each plugin registers into a scratch group, so a name clash is caught and attributed
-            # instead of silently replacing another command.
-            scratch = click.Group()
-            try:
-                plugin.function(*[{"cli": scratch}[a] for a in plugin.argnames])
-            except Exception as exc:
-                log.warning("lash: plugin %r failed in register_commands: %s", plugin.plugin, exc)
-                continue
-            for name, command in scratch.commands.items():
-                if name in self.commands:
-                    owner = "lash" if name in builtin_names else "another plugin"
-                    log.warning(
-                        "lash: plugin %r: command %r is already provided by %s; skipped",
-                        plugin.plugin,
-                        name,
-                        owner,
-                    )
-                    continue
-                self.add_command(command, name)
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands(ctx)
-        return super().list_commands(ctx)
+        return sorted({*super().list_commands(ctx), *plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is None:
-            self._add_plugin_commands(ctx)
-            command = super().get_command(ctx, cmd_name)
+            contributed = plugin_commands(ctx).get(cmd_name)
+            command = contributed.command if contributed is not None else None
         return command
 
 
 def load_config(ctx: click.Context) -> HostConfig:
-    """The host config for this invocation (``--config``, ``$LASH_CONFIG`` or discovery); cached."""
+    """The host config for this invocation (``--config``, ``$LASH_CONFIG`` or discovery); cached.
+
+    :raises ConfigError: when the config cannot be read or is invalid.
+    """
     root = ctx.find_root()
-    cached = root.meta.get("lash.config")
+    cached = root.meta.get(_CONFIG_KEY)
     if isinstance(cached, HostConfig):
         return cached
     config = HostConfig.load(root.params.get("config_path"))
-    root.meta["lash.config"] = config
+    root.meta[_CONFIG_KEY] = config
     return config
 
 
@@ -86,12 +66,76 @@ def config_or_exit(ctx: click.Context) -> HostConfig:
         raise click.ClickException(str(exc)) from None
 
 
+def builtin_command_names(ctx: click.Context) -> set[str]:
+    """Names of the commands lash itself provides (plugins may not take them)."""
+    group = ctx.find_root().command
+    return set(group.commands) if isinstance(group, click.Group) else set()
+
+
+def get_inspection(ctx: click.Context, config: HostConfig) -> Inspection:
+    """Inspect the plugins of ``config`` once per invocation (commands share the result).
+
+    :raises LashError: when a plugin calls ``sys.exit()`` while it is imported.
+    """
+    root = ctx.find_root()
+    cached = root.meta.get(_INSPECTION_KEY)
+    if isinstance(cached, Inspection) and cached.config is config:
+        return cached
+    # Whatever plugins print while they are imported or register goes to stderr: stdout belongs
+    # to the command (`lash plugins --json` must stay parseable).
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            inspection = inspect_plugins(config, reserved_commands=builtin_command_names(ctx))
+    except SystemExit as exc:
+        # Loading isolates exceptions, not sys.exit() at import time: report it as an error, with
+        # where it was called, instead of ending `lash plugins` silently with its status.
+        raise LashError(
+            f"a plugin ended the process while plugins were loading (SystemExit: {exc.code!r}"
+            f"{_where(exc)}); fix or uninstall that plugin"
+        ) from None
+    root.meta[_INSPECTION_KEY] = inspection
+    return inspection
+
+
+def _where(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+
+
+def plugin_commands(ctx: click.Context) -> dict[str, PluginCommand]:
+    """The commands plugins add, by name; problems with them are warned about once, on stderr."""
+    root = ctx.find_root()
+    cached = root.meta.get(_COMMANDS_KEY)
+    if isinstance(cached, dict):
+        return cached
+    commands: dict[str, PluginCommand] = {}
+    root.meta[_COMMANDS_KEY] = commands  # cached before the work: a failure is not retried
+    try:
+        config = load_config(ctx)
+    except ConfigError as exc:
+        # Only reached for --help or a command lash does not provide: say why none is there.
+        warn(f"plugin commands are unavailable: {exc}")
+        return commands
+    try:
+        inspection = get_inspection(ctx, config)
+    except Exception as exc:  # whatever goes wrong, the builtin commands must keep working
+        warn(f"plugin commands are unavailable: {type(exc).__name__}: {exc}")
+        return commands
+    for problem in inspection.problems:
+        if problem.hook == "register_commands":
+            warn(problem.message)
+    commands.update(inspection.commands)
+    return commands
+
+
 @click.group(cls=LashGroup)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
     default=None,
+    # Eager, so `lash --config X --help` lists the commands of the plugins X enables.
+    is_eager=True,
     help="Config file (lash.toml or pyproject.toml); default: $LASH_CONFIG or the nearest one.",
 )
 @click.version_option(package_name="lash")
@@ -110,3 +154,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 # The builtin commands register themselves on `cli` when imported.
 from lash.cli import _inspect_cmds as _inspect_cmds  # noqa: E402 - registration import
+from lash.cli import _run_cmds as _run_cmds  # noqa: E402 - registration import

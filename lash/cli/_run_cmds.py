@@ -154,6 +154,7 @@ def demo_command(ctx: click.Context) -> None:
         core = LashCore(
             plugins=list(DEMO_PLUGINS),
             autoload=False,
+            disable=["openai"],
             provider="scripted",
             model="demo",
             options={"scripted": {"responses": DEMO_SCRIPT}},
@@ -173,6 +174,11 @@ def demo_command(ctx: click.Context) -> None:
                 f"session options: standard.max_tool_rounds = "
                 f"{session.protocol_options.get('max_tool_rounds')}"
             )
+            preview = await session.prompt_preview()
+            system = preview.messages[0].content if preview.messages else ""
+            click.echo("system prompt (fragments contributed by plugins):")
+            for line in system.splitlines():
+                click.echo(f"  | {line}")
             click.echo()
             for text in DEMO_TURNS:
                 result = await stream_turn(session, text, echo_user=True)
