@@ -1,5 +1,6 @@
 """lash: an SDK for building durable LLM-agent hosts out of plugins."""
 
+from lash._hostconfig import HostConfig
 from lash._core import LashCore
 from lash._events import (
     TextDeltaEvent,
@@ -20,7 +21,6 @@ from lash._graph import (
     ToolResultNode,
     UserMessage,
 )
-from lash._hostconfig import HostConfig
 from lash._manager import HookDispatcher, HookImpl
 from lash._markers import hookimpl, hookspec
 from lash._options import option
@@ -37,6 +37,7 @@ from lash._providers import (
     collect_response,
 )
 from lash._registry import Contribution, Registry
+from lash._serialization import from_data, to_data
 from lash._session import Session
 from lash._store import (
     CommitDelta,
@@ -91,6 +92,7 @@ from lash.errors import (
     ConfigRejected,
     ExclusiveHookConflict,
     LashError,
+    LeaseLost,
     ModelNotFound,
     OptionsError,
     PluginError,
@@ -103,11 +105,13 @@ from lash.errors import (
     RateLimited,
     RevisionConflict,
     ScriptExhausted,
+    SessionBusy,
     SessionError,
     UnknownHookError,
     UnknownProvider,
     UnknownSession,
     UnknownStore,
+    ValidationError,
 )
 
 __all__ = [
@@ -129,6 +133,7 @@ __all__ = [
     "HostConfig",
     "LashCore",
     "LashError",
+    "LeaseLost",
     "MemoryStore",
     "Message",
     "ModelDone",
@@ -163,6 +168,7 @@ __all__ = [
     "RevisionConflict",
     "ScriptExhausted",
     "Session",
+    "SessionBusy",
     "SessionConfig",
     "SessionError",
     "SessionGraph",
@@ -201,10 +207,13 @@ __all__ = [
     "UnknownStore",
     "Usage",
     "UserMessage",
+    "ValidationError",
     "collect_response",
+    "from_data",
     "hookimpl",
     "hookspec",
     "option",
     "raw_tool",
+    "to_data",
     "tool",
 ]

@@ -6,6 +6,7 @@ from typing import Literal
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._types import ToolCall, ToolResult, Usage
 
 Outcome = Literal["completed", "stopped", "failed"]
@@ -89,3 +90,6 @@ class TurnFinished:
 
 #: What ``turn.stream()`` yields.
 TurnEvent = TextDeltaEvent | ToolCallStarted | ToolCallFinished | TurnFinished
+
+
+resolve_here(globals())

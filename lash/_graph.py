@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._types import Message, ToolCall, Usage
 
 __all__ = [
@@ -175,3 +176,6 @@ def node_messages(node: GraphNode) -> list[Message]:
 def to_messages(nodes: Iterable[GraphNode]) -> list[Message]:
     """The chat messages a model sees for ``nodes``."""
     return [m for node in nodes for m in node_messages(node)]
+
+
+resolve_here(globals())

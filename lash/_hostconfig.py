@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._serialization import EnvStr, structure, validation_problems
 from lash.errors import ConfigError
 
@@ -235,3 +236,6 @@ def from_mapping(
         options=schema.options,
         path=path,
     )
+
+
+resolve_here(globals())

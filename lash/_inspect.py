@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import click
 
+from lash._annotations import resolve_here
 from lash._hostconfig import HostConfig
 from lash._manager import HookDispatcher, plugin_error
 from lash._options import describe_options, redact
@@ -282,3 +283,6 @@ def inspect_plugins(
         commands=commands,
         notes=notes,
     )
+
+
+resolve_here(globals())

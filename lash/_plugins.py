@@ -15,6 +15,7 @@ import attrs
 import pluggy
 
 from lash import hookspecs
+from lash._annotations import resolve_here
 from lash._hostconfig import HostConfig
 from lash._markers import PROJECT_NAME
 from lash._options import build_options, check_options_class
@@ -585,3 +586,6 @@ def load_plugins(
             )
     all_infos += infos
     return LoadResult(pm=pm, loaded=final, infos=all_infos, failures=failures, warnings=warnings)
+
+
+resolve_here(globals())

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._types import Message, ToolCall, Usage
 
 
@@ -113,3 +114,6 @@ async def collect_response(events: AsyncIterator[ModelEvent]) -> ModelResponse:
 
 # Protocol classes cannot set __module__ in their body (it would become a protocol member).
 Provider.__module__ = "lash"
+
+
+resolve_here(globals())

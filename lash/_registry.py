@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._manager import HookDispatcher, plugin_error, raise_plugin_error
 from lash._plugins import LoadedPlugin
 from lash._tools import as_tool
@@ -151,3 +152,6 @@ def run_registrations(
                     raise_plugin_error(hook, impl.plugin, exc)
                 registry.errors.append(plugin_error(hook, impl.plugin, exc))
     return registry
+
+
+resolve_here(globals())

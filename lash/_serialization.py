@@ -23,6 +23,8 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
+from lash.errors import ValidationError
+
 T = TypeVar("T")
 
 _MISSING = object()
@@ -124,7 +126,32 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(str, _structure_str)
     _reject_text_for_collections(conv)
+    _configure_nodes(conv)
     return conv
+
+
+#: The ``kind`` tag of each graph node variant in serialized form (stable: stored in databases).
+NODE_KINDS = {
+    "UserMessage": "user",
+    "AssistantMessage": "assistant",
+    "ToolCallNode": "tool_call",
+    "ToolResultNode": "tool_result",
+    "PluginNode": "plugin",
+    "FrameBoundary": "frame",
+}
+
+
+def _configure_nodes(conv: cattrs.Converter) -> None:
+    from cattrs.strategies import configure_tagged_union
+
+    from lash._graph import GraphNode
+
+    configure_tagged_union(
+        GraphNode,
+        conv,
+        tag_generator=lambda cl: NODE_KINDS[cl.__name__],
+        tag_name="kind",
+    )
 
 
 def describe_value(value: Any, *, redacted: bool = False) -> str:
@@ -253,3 +280,25 @@ def structure(data: Any, cls: type[T]) -> T:
 def unstructure(obj: Any) -> Any:
     """Unstructure ``obj`` with the private converter."""
     return converter().unstructure(obj)
+
+
+def to_data(obj: Any, as_type: Any = None) -> Any:
+    """Plain JSON-ready data (dicts, lists, strings, numbers) for ``obj``.
+
+    Graph nodes carry their ``kind`` tag when ``as_type`` is :data:`lash.GraphNode`, so
+    :func:`from_data` can tell the variants apart. This is how stores persist what the kernel
+    hands them.
+    """
+    return converter().unstructure(obj, unstructure_as=as_type)
+
+
+def from_data(data: Any, cls: Any, *, what: str = "data") -> Any:
+    """Build a ``cls`` value from plain data, validating strictly.
+
+    :raises lash.ValidationError: one readable line per bad field (path, expected type, value).
+    """
+    try:
+        return converter().structure(data, cls)
+    except Exception as exc:
+        problems = validation_problems(exc, data) or [f"{type(exc).__name__}: {exc}"]
+        raise ValidationError(what, problems) from None

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._graph import FrameBoundary, GraphNode
 from lash._types import SessionConfig, Usage
 from lash.errors import RevisionConflict, UnknownSession
@@ -192,3 +193,6 @@ class MemoryStore:
 
 # Protocol classes cannot set __module__ in their body (it would become a protocol member).
 Store.__module__ = "lash"
+
+
+resolve_here(globals())

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._providers import ToolSpec
 from lash._serialization import converter, type_name, validation_problems
 from lash._types import SessionView, ToolContextView, ToolResult
@@ -811,3 +812,6 @@ def as_tool(obj: Any, *, name: str | None = None, description: str | None = None
         f"cannot register {obj!r} as a tool: expected a lash.Tool or a typed function "
         "(use lash.raw_tool for a hand-written JSON schema)"
     )
+
+
+resolve_here(globals())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._annotations import resolve_here
 from lash._events import (
     StopReason,
     TextDeltaEvent,
@@ -432,3 +433,6 @@ class Turn:
             hooks.report(exc)  # documented: the model sees the unprojected result
             return None
         return value if isinstance(value, str) and value != result.content else None
+
+
+resolve_here(globals())

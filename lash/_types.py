@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
+from lash._annotations import resolve_here
+
 __all__ = [
     "AbortToolCall",
     "AbortTurn",
@@ -426,3 +428,6 @@ RegisterProvider.__module__ = "lash"
 RegisterProtocol.__module__ = "lash"
 RegisterProcessKind.__module__ = "lash"
 RegisterStore.__module__ = "lash"
+
+
+resolve_here(globals())

@@ -7,6 +7,7 @@ messages say what happened, where, and what to do.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ConfigRejected",
     "ExclusiveHookConflict",
     "LashError",
+    "LeaseLost",
     "ModelNotFound",
     "OptionsError",
     "PluginError",
@@ -26,11 +28,13 @@ __all__ = [
     "RateLimited",
     "RevisionConflict",
     "ScriptExhausted",
+    "SessionBusy",
     "SessionError",
     "UnknownHookError",
     "UnknownProvider",
     "UnknownSession",
     "UnknownStore",
+    "ValidationError",
 ]
 
 
@@ -300,3 +304,45 @@ class ProtocolMissing(ConfigError):
     """No enabled plugin registers the turn protocol (``register_protocol`` is required)."""
 
     __module__ = "lash"
+
+
+class SessionBusy(SessionError):
+    """Another writer holds the session's lease; ``owner`` names it, ``expires_at`` says until
+    when (epoch seconds). Wait, or open with ``wait=`` seconds to retry until then."""
+
+    __module__ = "lash"
+
+    def __init__(self, session_id: str, *, owner: str, expires_at: float) -> None:
+        self.owner = owner
+        self.expires_at = expires_at
+        super().__init__(
+            f"session {session_id!r} is busy: its lease is held by {owner!r} "
+            f"(for up to {max(0.0, expires_at - time.time()):.1f} s more); close it there, "
+            "or open with wait=<seconds>",
+            session_id=session_id,
+        )
+
+
+class LeaseLost(SessionError):
+    """This writer no longer holds the session's lease (it expired or was taken over), so it
+    cannot commit; nothing it tried to write is visible. Reopen the session to continue."""
+
+    __module__ = "lash"
+
+    def __init__(self, session_id: str, detail: str) -> None:
+        super().__init__(
+            f"session {session_id!r}: lease lost ({detail}); nothing was written, reopen the "
+            "session to continue",
+            session_id=session_id,
+        )
+
+
+class ValidationError(LashError, ValueError):
+    """Data does not fit a type; ``problems`` holds one readable line per bad field."""
+
+    __module__ = "lash"
+
+    def __init__(self, what: str, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {what}:\n{lines}")
