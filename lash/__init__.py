@@ -1,6 +1,5 @@
 """lash: an SDK for building durable LLM-agent hosts out of plugins."""
 
-from lash._hostconfig import HostConfig
 from lash._core import LashCore
 from lash._events import (
     TextDeltaEvent,
@@ -21,6 +20,7 @@ from lash._graph import (
     ToolResultNode,
     UserMessage,
 )
+from lash._hostconfig import HostConfig
 from lash._manager import HookDispatcher, HookImpl
 from lash._markers import hookimpl, hookspec
 from lash._options import option
