@@ -38,9 +38,10 @@ from lash._providers import (
 )
 from lash._registry import Contribution, Registry
 from lash._serialization import from_data, to_data
-from lash._session import Session
+from lash._session import ParkedSession, Session
 from lash._store import (
     CommitDelta,
+    Lease,
     MemoryStore,
     SessionRecord,
     SessionSummary,
@@ -133,6 +134,7 @@ __all__ = [
     "HostConfig",
     "LashCore",
     "LashError",
+    "Lease",
     "LeaseLost",
     "MemoryStore",
     "Message",
@@ -142,6 +144,7 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "OptionsError",
+    "ParkedSession",
     "PluginError",
     "PluginInfo",
     "PluginLoadError",

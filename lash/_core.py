@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ from lash.hookspecs import SHAPES
 
 if TYPE_CHECKING:
     from lash._providers import Provider, ToolSpec
-    from lash._session import Session
+    from lash._session import ParkedSession, Session
     from lash._store import Store
     from lash._tools import Tool
 
@@ -59,6 +61,7 @@ class LashCore:
         autoload: bool | None = None,
         strict: bool | None = None,
         on_error: Callable[[LashError], None] | None = None,
+        lease_ttl: float = 30.0,
     ) -> None:
         base = config if config is not None else HostConfig().with_env(os.environ)
         overrides: dict[str, Any] = {
@@ -95,6 +98,10 @@ class LashCore:
             p.info.meta.state: p.name for p in self._loaded if p.info.meta.state is not None
         }
         self._store: Store | None = None
+        #: Seconds a session lease lasts; running turns renew it every third of that.
+        self.lease_ttl = lease_ttl
+        #: This core's identity as a lease owner (host, process, random suffix).
+        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._specs: dict[str, ToolSpec] = {}
         self._protocol_obj: Any = None
 
@@ -144,6 +151,11 @@ class LashCore:
         from lash._session import Session
 
         return Session(self, session_id, options=options)
+
+    async def resume(self, handle: ParkedSession, *, wait: float = 0.0) -> Session:
+        """Reopen a session parked with :meth:`lash.Session.park`."""
+        session = self.session(handle.session_id, options=handle.options)
+        return await session.open(must_exist=True, wait=wait)
 
     async def delete_session(self, session_id: str) -> None:
         """Delete a session from the store.

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
+
 from lash._graph import FrameBoundary, SessionGraph
 from lash._options import build_options
 from lash._serialization import structure, unstructure, validation_problems
-from lash._store import CommitDelta, SessionRecord
+from lash._store import CommitDelta, Lease, SessionRecord
 from lash._tools import ToolContext
 from lash._turn import Turn
 from lash._types import Message, PromptContribution, PromptView, SessionConfig, Usage
-from lash.errors import PluginError, SessionError, UnknownSession
+from lash.errors import (
+    LeaseLost,
+    PluginError,
+    RevisionConflict,
+    SessionBusy,
+    SessionError,
+    UnknownSession,
+)
 
 if TYPE_CHECKING:
     from lash._core import LashCore
@@ -23,6 +34,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
+_handles = itertools.count(1)
+
+
+@attrs.frozen
+class ParkedSession:
+    """What :meth:`Session.park` returns: enough to reopen the session later."""
+
+    session_id: str
+    revision: int
+    options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    __module__ = "lash"
 
 
 class Session:
@@ -67,6 +90,9 @@ class Session:
         self._turn_lock = asyncio.Lock()
         self._running: set[Turn] = set()
         self._last_catalog: list[str] = []
+        self._lease: Lease | None = None
+        # A lease owner per Session object: two handles on one session never share a lease.
+        self._owner = f"{core.owner_id}/{next(_handles)}"
 
     # -- SessionView -----------------------------------------------------------------------
 
@@ -136,31 +162,70 @@ class Session:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self, *, must_exist: bool = False) -> Session:
-        """Resume the session from the store, or start it if it does not exist yet.
+    async def open(self, *, must_exist: bool = False, wait: float = 0.0) -> Session:
+        """Take the session's lease, then resume it from the store (only the active agent frame
+        is loaded), or start it if it does not exist yet.
 
-        :raises UnknownSession: with ``must_exist=True`` when the store has no such session.
+        :param must_exist: raise :class:`lash.UnknownSession` instead of starting a new session.
+        :param wait: seconds to keep retrying while another writer holds the lease.
+        :raises SessionBusy: when another writer holds the lease (after ``wait`` seconds).
         :raises OptionsError: when this session's options do not validate (names plugin, field).
         """
+        return await self._open(fresh=False, must_exist=must_exist, wait=wait)
+
+    async def open_fresh(self, *, wait: float = 0.0) -> Session:
+        """Start the session over: the next commit replaces whatever the store holds.
+
+        :raises SessionBusy: when another writer holds the lease (after ``wait`` seconds).
+        """
+        return await self._open(fresh=True, must_exist=False, wait=wait)
+
+    async def _open(self, *, fresh: bool, must_exist: bool, wait: float) -> Session:
+        if self._opened:
+            raise SessionError(f"session {self.id!r} is already open", session_id=self.id)
         self._provider()  # fail fast on a missing or unknown provider, before any I/O
-        record = await self.core.store.load(self.id)
-        if record is None and must_exist:
-            raise UnknownSession(self.id)
-        await self._materialize(record)
+        store = self.core.store
+        self._lease = await self._acquire(wait)
+        try:
+            record = await store.load(self.id)
+            if record is None and must_exist:
+                raise UnknownSession(self.id)
+            self._fresh = fresh
+            await self._materialize(None if fresh else record)
+            if fresh:
+                self._revision = record.revision if record is not None else 0
+        except BaseException:
+            await self._release()
+            raise
         await self.core.hooks.broadcast("session_opened", session=self)
-        if record is not None:
+        if record is not None and not fresh:
             await self.core.hooks.broadcast("session_restored", session=self)
         return self
 
-    async def open_fresh(self) -> Session:
-        """Start the session over: the next commit replaces whatever the store holds."""
-        self._provider()
-        record = await self.core.store.load(self.id)
-        self._fresh = True
-        await self._materialize(None)
-        self._revision = record.revision if record is not None else 0
-        await self.core.hooks.broadcast("session_opened", session=self)
-        return self
+    async def _acquire(self, wait: float) -> Lease:
+        store = self.core.store
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return await store.acquire_lease(self.id, self._owner, ttl=self.core.lease_ttl)
+            except SessionBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    async def _release(self) -> None:
+        lease, self._lease = self._lease, None
+        self._opened = False
+        if lease is not None:
+            await self.core.store.release_lease(lease)
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease while a turn runs, so a long turn does not lose it."""
+        ttl = self.core.lease_ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            if self._lease is not None:
+                self._lease = await self.core.store.renew_lease(self._lease, ttl=ttl)
 
     async def _materialize(self, record: SessionRecord | None) -> None:
         core = self.core
@@ -226,10 +291,27 @@ class Session:
         self._opened = True
 
     async def close(self) -> None:
-        """Close the session (waits for a running turn to commit first)."""
+        """Close the session: wait for a running turn to commit, then release the lease."""
         async with self._turn_lock:
-            self._opened = False
+            if not self._opened and self._lease is None:
+                return
+            await self._release()
         await self.core.hooks.broadcast("session_closed", session=self)
+
+    async def park(self) -> ParkedSession:
+        """Release the lease and the session's memory (graph, options, state); return a small
+        handle that :meth:`lash.LashCore.resume` reopens from the store."""
+        async with self._turn_lock:
+            if not self._opened:
+                raise SessionError(f"session {self.id!r} is not open", session_id=self.id)
+            await self._release()
+            handle = ParkedSession(self.id, self._revision, self._overrides)
+            self._graph = SessionGraph()
+            self._states = {}
+            self._snapshots = {}
+            self._options = {}
+        await self.core.hooks.broadcast("session_parked", session=self)
+        return handle
 
     async def __aenter__(self) -> Session:
         if not self._opened:
@@ -312,9 +394,22 @@ class Session:
             turns=1,
             replace=self._fresh,
         )
-        revision = await self.core.store.commit(
-            self.id, expected_revision=self._revision, delta=delta
-        )
+        lease = self._lease
+        if lease is None:
+            raise SessionError(f"session {self.id!r} is not open", session_id=self.id)
+        store = self.core.store
+        try:
+            if lease.remaining() < self.core.lease_ttl / 2:
+                lease = self._lease = await store.renew_lease(lease, ttl=self.core.lease_ttl)
+            revision = await store.commit(
+                self.id, lease=lease, expected_revision=self._revision, delta=delta
+            )
+        except (LeaseLost, RevisionConflict):
+            # Another writer owns the session now: this object's memory is stale. Close it;
+            # reopening reloads what the store holds.
+            self._lease = None
+            self._opened = False
+            raise
         # Only after the store accepted the commit does the in-memory head move.
         self._revision = revision
         self._turns += 1

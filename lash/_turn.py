@@ -8,6 +8,7 @@ its outcome; only a crash of the process commits nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,7 @@ class Turn:
         self._started = True
         async with self.session._turn_lock:
             self.session._running.add(self)
+            keeper = asyncio.create_task(self.session._keep_lease())
             try:
                 runner = asyncio.create_task(self._drive())
                 try:
@@ -168,6 +170,10 @@ class Turn:
                     await runner
             finally:
                 self.session._running.discard(self)
+                keeper.cancel()
+                # A failed renewal surfaces at commit (LeaseLost); here it only needs reaping.
+                with contextlib.suppress(asyncio.CancelledError, LashError):
+                    await keeper
 
     def cancel(self) -> None:
         """Ask the turn to stop; it still commits, as ``stopped(cancelled)``."""

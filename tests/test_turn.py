@@ -430,6 +430,7 @@ async def test_plan_state_survives_resume_and_prompt_shows_it() -> None:
     first = await core.session("p").open()
     result = await first.turn("plan it").run()
     assert result.tool_calls[0].result.content.startswith("plan updated")
+    await first.close()
     resumed = await core.session("p").open(must_exist=True)
     state = resumed.state(plan.PlanState)
     assert [(s.step, s.status) for s in state.steps] == [("one", "completed"), ("two", "pending")]
@@ -454,6 +455,7 @@ async def test_materialize_session_fires_on_every_open_and_resume() -> None:
     core = make_core(Recorder(["hi"]), mat)
     session = await core.session("m").open()
     await session.turn("x").run()
+    await session.close()
     await core.session("m").open(must_exist=True)
     assert mat.calls == [("m", True), ("m", True)]
 
