@@ -39,6 +39,9 @@ class TurnResult:
     text: str = ""
     reason: StopReason | None = None
     error: str | None = None
+    #: For a turn failed by a plugin: which plugin, in which hook.
+    error_plugin: str | None = None
+    error_hook: str | None = None
     detail: str | None = None
     tool_calls: tuple[ToolCallRecord, ...] = ()
     usage: Usage = Usage()

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import pluggy
 
-from lash.errors import ExclusiveHookConflict, LashError, PluginError
+from lash.errors import ConfigRejected, ExclusiveHookConflict, LashError, PluginError
 
 log = logging.getLogger("lash")
 
@@ -48,10 +48,15 @@ def raise_plugin_error(hook: str, plugin: str, exc: Exception) -> NoReturn:
 
 
 def plugin_error(hook: str, plugin: str, exc: BaseException) -> LashError:
-    """The error a failing implementation surfaces as: lash errors keep their type (with the
-    plugin and hook filled in); anything else is wrapped in a PluginError naming both."""
-    if isinstance(exc, LashError):
-        # Keep the type (hosts catch ConfigRejected...), but always say who raised it and where.
+    """The error a failing implementation surfaces as.
+
+    A :class:`PluginError` (already attributed, e.g. from a nested dispatch) and a
+    :class:`ConfigRejected` (the documented way to reject a config change) keep their type, with
+    any missing plugin/hook filled in. Everything else, other lash errors included, is wrapped in
+    a :class:`PluginError` whose message names the plugin and the hook, so a host always learns
+    who failed where; the original is the ``__cause__``.
+    """
+    if isinstance(exc, PluginError | ConfigRejected):
         for attr, value in (("plugin", plugin), ("hook", hook)):
             if getattr(exc, attr, None) is None:
                 setattr(exc, attr, value)
@@ -69,6 +74,16 @@ def _args(impl: HookImpl, kwargs: Mapping[str, Any]) -> list[Any]:
     # Outside the plugin's try block: an argument the kernel failed to pass is a kernel bug, not
     # the plugin's failure.
     return [kwargs[a] for a in impl.argnames]
+
+
+async def call_impl(hook: str, impl: HookImpl, **kwargs: Any) -> Any:
+    """Call one implementation (for call sites that fold results themselves); failures become
+    errors naming the plugin and the hook, exactly as in the dispatch shapes."""
+    args = _args(impl, kwargs)
+    try:
+        return await _call(impl, args)
+    except Exception as exc:
+        raise_plugin_error(hook, impl.plugin, exc)
 
 
 async def _call(impl: HookImpl, args: Sequence[Any]) -> Any:

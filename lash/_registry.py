@@ -146,7 +146,15 @@ def run_registrations(
                 "options": options.get(impl.plugin),
             }
             try:
-                impl.function(*[call[a] for a in impl.argnames])
+                returned = impl.function(*[call[a] for a in impl.argnames])
+                if inspect.isawaitable(returned):
+                    # A decorated async implementation: registration runs synchronously, so its
+                    # registrations would silently never happen.
+                    if inspect.iscoroutine(returned):
+                        returned.close()
+                    raise TypeError(
+                        f"{hook} returned an awaitable; registration hooks must be synchronous"
+                    )
             except Exception as exc:
                 if not isolate:
                     raise_plugin_error(hook, impl.plugin, exc)

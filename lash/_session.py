@@ -183,7 +183,9 @@ class Session:
     async def _open(self, *, fresh: bool, must_exist: bool, wait: float) -> Session:
         if self._opened:
             raise SessionError(f"session {self.id!r} is already open", session_id=self.id)
-        self._provider()  # fail fast on a missing or unknown provider, before any I/O
+        # Fail fast on a missing protocol or provider, before any I/O.
+        self.core._protocol  # noqa: B018 - resolving it raises ProtocolMissing
+        self._provider()
         store = self.core.store
         self._lease = await self._acquire(wait)
         try:

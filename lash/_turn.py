@@ -27,7 +27,7 @@ from lash._events import (
     TurnResult,
 )
 from lash._graph import AssistantMessage, GraphNode, ToolCallNode, ToolResultNode, UserMessage
-from lash._manager import HookImpl, raise_plugin_error
+from lash._manager import call_impl
 from lash._providers import ModelDone, ModelRequest, ModelResponse, TextDelta, ToolCallReady
 from lash._types import (
     AbortToolCall,
@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
 _ids = itertools.count(1)
+
+
+def _describe(exc: BaseException) -> str:
+    # Lash errors carry readable messages; anything else (a protocol plugin's bug) gets its type.
+    return str(exc) if isinstance(exc, LashError) else f"{type(exc).__name__}: {exc}"
 
 
 class _Stop(Exception):
@@ -67,17 +72,6 @@ class TurnInfo:
     result: TurnResult | None = None
 
     __module__ = "lash"
-
-
-async def call_impl(hook: str, impl: HookImpl, **kwargs: Any) -> Any:
-    """Call one implementation, awaiting it if async; failures become errors naming the plugin."""
-    try:
-        value = impl.function(*[kwargs[a] for a in impl.argnames])
-        if impl.is_async:
-            value = await value
-    except Exception as exc:
-        raise_plugin_error(hook, impl.plugin, exc)
-    return value
 
 
 class TurnDriver:
@@ -216,7 +210,7 @@ class Turn:
         self._append(self._new_node(UserMessage, text=self.input))
         reason: StopReason | None = None
         detail: str | None = None
-        error: str | None = None
+        failure: Exception | None = None
         try:
             for _plugin, directive in await hooks.collect("before_turn", turn=info):
                 stop = self._apply_directive(directive)
@@ -233,23 +227,25 @@ class Turn:
             if not self._cancel_requested:
                 raise  # the host cancelled the task driving us: propagate
             reason = "cancelled"
-        except LashError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug in a protocol plugin: the turn fails, the session lives
-            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # provider, plugin or protocol failure: the turn fails, the
+            failure = exc  # session lives on
+        error = _describe(failure) if failure is not None else None
         self._close_dangling_calls(error or detail or reason or "turn ended")
-        result = self._result_of(reason, detail, error)
+        result = self._result_of(reason, detail, failure)
         info.result = result
-        if error is None:
-            try:
-                for _plugin, directive in await hooks.collect("after_turn", turn=info):
-                    stop = self._apply_directive(directive)
-                    if stop is not None and result.outcome == "completed":
-                        result = attrs.evolve(
-                            result, outcome="stopped", reason="plugin_abort", detail=stop
-                        )
-            except LashError as exc:
-                result = attrs.evolve(result, outcome="failed", error=str(exc))
+        # after_turn sees every outcome, failed turns included (it may want to log or enqueue).
+        try:
+            for _plugin, directive in await hooks.collect("after_turn", turn=info):
+                stop = self._apply_directive(directive)
+                if stop is not None and result.outcome == "completed":
+                    result = attrs.evolve(
+                        result, outcome="stopped", reason="plugin_abort", detail=stop
+                    )
+        except LashError as exc:
+            if result.outcome == "failed":
+                hooks.report(exc)  # the first failure is the turn's error; report this one
+            else:
+                result = self._result_of(None, None, exc)
         info.result = result
         await hooks.broadcast("turn_finalized", turn=info)
         revision = await session._commit_turn(self._nodes, self._usage)
@@ -272,7 +268,7 @@ class Turn:
         return None
 
     def _result_of(
-        self, reason: StopReason | None, detail: str | None, error: str | None
+        self, reason: StopReason | None, detail: str | None, failure: Exception | None
     ) -> TurnResult:
         result = TurnResult(
             session_id=self.session.id,
@@ -282,8 +278,14 @@ class Turn:
             tool_calls=tuple(self._records),
             usage=self._usage,
         )
-        if error is not None:
-            return attrs.evolve(result, outcome="failed", error=error)
+        if failure is not None:
+            return attrs.evolve(
+                result,
+                outcome="failed",
+                error=_describe(failure),
+                error_plugin=getattr(failure, "plugin", None),
+                error_hook=getattr(failure, "hook", None),
+            )
         if reason is not None:
             return attrs.evolve(result, outcome="stopped", reason=reason, detail=detail)
         return result

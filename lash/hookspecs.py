@@ -175,8 +175,10 @@ def register_protocol(register: RegisterProtocol, options: Any) -> None:
     :param options: this plugin's host-level options (or ``None``).
 
     **Shape:** exclusive and required: exactly one enabled plugin registers the protocol (the
-    builtin is ``standard``). A second implementation is a :class:`lash.ExclusiveHookConflict`
-    naming both plugins. **Async:** no. **On error:** the core build fails.
+    builtin is ``standard``); opening a session without one raises
+    :class:`lash.ProtocolMissing`. A second implementation is a
+    :class:`lash.ExclusiveHookConflict` naming both plugins. **Async:** no. **On error:** the core
+    build fails.
 
     .. versionadded:: 0.1
     """
@@ -380,13 +382,15 @@ def before_turn(turn: TurnView) -> TurnDirective | None:
 
 @hookspec
 def after_turn(turn: TurnView) -> TurnDirective | None:
-    """Inspect a finished turn before it is committed.
+    """Inspect a finished turn before it is committed (every outcome, failed turns included:
+    ``turn.result`` says how it ended).
 
-    :return: a directive as for :func:`before_turn`; an abort marks the turn
+    :return: a directive as for :func:`before_turn`; an abort marks a completed turn
         ``stopped(plugin_abort)``.
 
     **Shape:** collect. **Async:** may be async. **On error:** the turn ends ``failed`` with a
-    :class:`lash.PluginError`; it is still committed.
+    :class:`lash.PluginError` (a turn that had already failed keeps its first error and this one
+    is reported); it is still committed.
 
     .. versionadded:: 0.1
     """

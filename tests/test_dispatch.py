@@ -470,16 +470,21 @@ async def test_lash_error_keeps_plugin_it_names() -> None:
 
 
 @pytest.mark.anyio
-async def test_plain_lash_error_gets_plugin_and_hook() -> None:
-    """A LashError without plugin context keeps its type and is told plugin and hook."""
+async def test_plain_lash_error_is_wrapped_naming_plugin_and_hook() -> None:
+    """A LashError other than PluginError/ConfigRejected is wrapped in a PluginError whose
+    message names plugin and hook, with the original as its cause."""
 
     def fails(session: object) -> None:
         raise lash.ConfigError("bad setting")
 
     hooks = dispatcher(plugin("cfg", session_opened=fails))
     (error,) = await hooks.broadcast("session_opened", session="s")
-    assert type(error) is lash.ConfigError
-    assert (error.plugin, error.hook) == ("cfg", "session_opened")  # type: ignore[attr-defined]
+    assert type(error) is lash.PluginError
+    assert (error.plugin, error.hook) == ("cfg", "session_opened")
+    assert (
+        "'cfg'" in str(error) and "'session_opened'" in str(error) and "bad setting" in str(error)
+    )
+    assert isinstance(error.__cause__, lash.ConfigError)
 
 
 @pytest.mark.anyio

@@ -378,8 +378,11 @@ async def test_plugin_without_script_errors_on_first_use() -> None:
 
 
 def test_plugin_rejects_script_and_responses_together(tmp_path: Path) -> None:
-    """Setting both `script` and `responses` fails the core build, saying which to drop."""
-    with pytest.raises(lash.ConfigError, match="set either `script`"):
+    """Setting both `script` and `responses` fails the core build, naming the plugin and hook
+    and saying which to drop."""
+    with pytest.raises(
+        lash.PluginError, match=r"'scripted'.*'register_providers'.*set either `script`"
+    ):
         scripted_from_core(script=str(tmp_path / "s.json"), responses=[{"text": "x"}])
 
 
@@ -387,7 +390,7 @@ def test_plugin_bad_script_file_fails_core_build(tmp_path: Path) -> None:
     """A bad script file named in the options fails the core build with the field message."""
     path = tmp_path / "script.json"
     path.write_text('[{"chunk_size": "big"}]')
-    with pytest.raises(lash.ConfigError, match=r"responses\[0\]\.chunk_size: expected int"):
+    with pytest.raises(lash.PluginError, match=r"responses\[0\]\.chunk_size: expected int"):
         scripted_from_core(script=str(path))
 
 

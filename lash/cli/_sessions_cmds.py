@@ -1,0 +1,542 @@
+"""``lash sessions``: list, show, export and delete the sessions a store holds.
+
+These commands only touch the configured store: they need no provider, and they read without
+taking a session's lease, so they are safe to run while a host works on the same sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import sys
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from lash._core import DEFAULT_STORE, LashCore
+from lash._graph import (
+    AssistantMessage,
+    FrameBoundary,
+    GraphNode,
+    PluginNode,
+    ToolCallNode,
+    ToolResultNode,
+    UserMessage,
+)
+from lash._serialization import to_data
+from lash._store import SessionRecord, SessionSummary, Store
+from lash._types import ToolCall, Usage
+from lash.cli._main import cli, config_or_exit, warn
+from lash.errors import LashError, SessionBusy, UnknownSession, UnknownStore
+
+T = TypeVar("T")
+
+#: Characters of the last user message shown in `lash sessions list`.
+_MESSAGE_PREVIEW = 48
+#: Arguments and data up to this length stay on one line in `lash sessions show`.
+_INLINE_JSON = 100
+#: Version of the `lash sessions export` format (in its header line).
+EXPORT_FORMAT = 1
+
+
+# -- store access ----------------------------------------------------------------------------
+
+
+def _display_url(url: str) -> str:
+    """The store URL as messages show it: a password in it is replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _run_on_store(ctx: click.Context, action: Callable[[Store, str], Awaitable[T]]) -> T:
+    """Build the host from the config, open its store, run ``action(store, shown_url)``.
+
+    Every lash error ends the command with one line (exit 1); the store is closed in any case.
+    """
+    config = config_or_exit(ctx)
+    url = _display_url(config.store or DEFAULT_STORE)
+    if url.split(":", 1)[0] == "memory":
+        # memory:// is the default: an empty listing would otherwise look like lost sessions.
+        warn(
+            f"the store is {url} (in process memory): sessions do not outlive the process that "
+            'ran them; configure a durable store in lash.toml (store = "sqlite:///path/lash.db")'
+        )
+
+    async def go() -> T:
+        try:
+            # Plugins may print while they load: stdout carries JSON and exports.
+            with contextlib.redirect_stdout(sys.stderr):
+                core = LashCore(config=config)
+        except LashError as exc:
+            raise click.ClickException(
+                f"cannot open the store: the host cannot be built from the config: {exc}"
+            ) from None
+        async with core:
+            try:
+                store = core.store
+            except UnknownStore as exc:
+                raise click.ClickException(str(exc)) from None
+            except Exception as exc:  # a backend rejecting its URL raises what it likes
+                raise click.ClickException(
+                    f"cannot open store {url!r}: {type(exc).__name__}: {exc}"
+                ) from None
+            return await action(store, url)
+
+    try:
+        return asyncio.run(go())
+    except UnknownSession as exc:
+        raise click.ClickException(
+            f"no session {exc.session_id!r} in store {url!r}; "
+            "`lash sessions list` shows the sessions it holds"
+        ) from None
+    except LashError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _load(store: Store, session_id: str, *, full: bool) -> SessionRecord:
+    record = await store.load(session_id, full=full)
+    if record is None:
+        raise UnknownSession(session_id)
+    return record
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat()
+
+
+def _local(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _total(usage: Mapping[str, Usage]) -> Usage:
+    total = Usage()
+    for part in usage.values():
+        total = total + part
+    return total
+
+
+def _summary_data(row: SessionSummary) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "turns": row.turns,
+        "revision": row.revision,
+        "last_user_message": row.last_user_message,
+        "usage": to_data(row.usage),
+    }
+
+
+def _head_data(record: SessionRecord) -> dict[str, Any]:
+    """The head of a fully loaded session: the listing's fields, then the rest of the head."""
+    last_user = None
+    for node in reversed(record.nodes):
+        if isinstance(node, UserMessage):
+            last_user = node.text
+            break
+    return {
+        "session_id": record.session_id,
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+        "turns": record.turns,
+        "revision": record.revision,
+        "last_user_message": last_user,
+        "usage": to_data(_total(record.usage)),
+        "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
+        "config": to_data(record.config),
+        "protocol_options": dict(record.protocol_options),
+        "plugin_states": dict(record.plugin_states),
+        "pending": list(record.pending),
+        "node_count": len(record.nodes),
+    }
+
+
+def _node_data(node: GraphNode) -> Any:
+    return to_data(node, GraphNode)
+
+
+def _json(data: Any, **kwargs: Any) -> str:
+    # default=str: plugin states and node data are JSON-ready by contract, but a listing must
+    # not die on one odd value.
+    return json.dumps(data, default=str, **kwargs)
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _turns(n: int) -> str:
+    return f"{n} turn{'s' if n != 1 else ''}"
+
+
+def _tokens(usage: Usage) -> str:
+    return f"{usage.input_tokens}/{usage.output_tokens}/{usage.cached_tokens}"
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    last = len(header) - 1
+
+    def line(cells: tuple[str, ...]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if i == last:
+                out.append(cell)  # no padding after the last column
+            else:
+                out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def _block(text: str, indent: str) -> list[str]:
+    """``text`` as indented lines (``(empty)`` for no text)."""
+    lines = text.splitlines() or ["(empty)"]
+    return [f"{indent}{line}".rstrip() for line in lines]
+
+
+def _prefixed(prefix: str, text: str, indent: str) -> list[str]:
+    """``prefix`` then the first line of ``text``; further lines aligned under it."""
+    first, *rest = text.splitlines() or [""]
+    pad = indent + " " * len(prefix)
+    return [f"{indent}{click.style(prefix, bold=True)}{first}", *(pad + line for line in rest)]
+
+
+def _data_lines(label: str, data: Any, indent: str) -> list[str]:
+    """``label: <json>`` on one line when short, else the label and indented pretty JSON."""
+    compact = _json(data)
+    if len(compact) <= _INLINE_JSON and "\n" not in compact:
+        return [f"{indent}{label}: {compact}"]
+    return [f"{indent}{label}:", *_block(_json(data, indent=2), indent + "  ")]
+
+
+def _frame_lines(node: FrameBoundary) -> list[str]:
+    frame = node.frame_id[:8]
+    if node.previous_frame_id is None and node.reason == "root":
+        lines = [f"--- agent frame {frame} (root)"]
+    else:
+        after = f", after frame {node.previous_frame_id[:8]}" if node.previous_frame_id else ""
+        lines = [f"--- new agent frame {frame} ({node.reason}{after})"]
+    if node.summary:
+        lines += _prefixed("summary: ", node.summary, "    ")
+    return [click.style(line, fg="cyan") for line in lines]
+
+
+def _assistant_lines(node: AssistantMessage, executed: set[str]) -> list[str]:
+    lines = []
+    if node.text or not node.tool_calls:
+        lines += _prefixed("assistant> ", node.text or "(no text)", "  ")
+    meta = [node.model] if node.model else []
+    if node.usage != Usage():
+        meta.append(
+            f"{node.usage.input_tokens} in / {node.usage.output_tokens} out / "
+            f"{node.usage.cached_tokens} cached tokens"
+        )
+    if meta:
+        lines.append(click.style(f"    ({', '.join(meta)})", dim=True))
+    # A call the kernel records a ToolCallNode for is shown there; others (a protocol that
+    # records none) are shown here so the transcript never hides a request.
+    for call in node.tool_calls:
+        if call.id not in executed:
+            lines.append(f"  requested tool call {call.name} [{call.id}] (no execution recorded)")
+            lines += _arguments_lines(call, "    ")
+    return lines
+
+
+def _arguments_lines(call: ToolCall, indent: str) -> list[str]:
+    if call.invalid_arguments is not None:
+        return [f"{indent}invalid arguments (not a JSON object): {call.invalid_arguments}"]
+    return _data_lines("arguments", dict(call.arguments), indent)
+
+
+def _tool_call_lines(node: ToolCallNode, requested: Mapping[str, ToolCall]) -> list[str]:
+    call = node.call
+    by = f" (plugin {node.plugin})" if node.plugin else ""
+    lines = [f"  {click.style('tool call', bold=True)} {call.name} [{call.id}]{by}"]
+    lines += _arguments_lines(call, "    ")
+    asked = requested.get(call.id)
+    if asked is not None and (
+        asked.arguments != call.arguments or asked.invalid_arguments != call.invalid_arguments
+    ):
+        lines += _data_lines("model asked for", dict(asked.arguments), "    ")
+    return lines
+
+
+def _tool_result_lines(node: ToolResultNode) -> list[str]:
+    mark = " " + click.style("ERROR", fg="red", bold=True) if node.is_error else ""
+    lines = [f"  {click.style('tool result', bold=True)} {node.name} [{node.call_id}]{mark}:"]
+    lines += _block(node.content, "    ")
+    if node.projected is not None and node.projected != node.content:
+        lines.append("  shown to the model (projected):")
+        lines += _block(node.projected, "    ")
+    return lines
+
+
+def _plugin_lines(node: PluginNode) -> list[str]:
+    lines = [f"  {click.style('plugin', bold=True)} {node.plugin}: {node.kind}"]
+    if node.data is not None:
+        lines += _data_lines("data", node.data, "    ")
+    return lines
+
+
+def transcript(record: SessionRecord) -> Iterator[str]:
+    """The lines of a readable transcript of every node of ``record``, in order."""
+    total = _total(record.usage)
+    yield click.style(f"session {record.session_id!r}", bold=True) + (
+        f": {_turns(record.turns)}, revision {record.revision}"
+    )
+    yield f"  created {_local(record.created_at)}, updated {_local(record.updated_at)}"
+    yield (
+        f"  usage: {total.input_tokens} input / {total.output_tokens} output / "
+        f"{total.cached_tokens} cached tokens"
+    )
+    if record.config.provider or record.config.model:
+        yield f"  provider: {record.config.provider or '-'}; model: {record.config.model or '-'}"
+    for text in record.pending:
+        yield f"  pending input: {_one_line(text, 100)}"
+    if not record.nodes:
+        yield "  (no nodes)"
+        return
+
+    requested = {
+        call.id: call
+        for node in record.nodes
+        if isinstance(node, AssistantMessage)
+        for call in node.tool_calls
+    }
+    executed = {node.call.id for node in record.nodes if isinstance(node, ToolCallNode)}
+    turn: int | None = None
+    for node in record.nodes:
+        if isinstance(node, FrameBoundary):
+            yield ""
+            yield from _frame_lines(node)
+            turn = None  # the turn continues in the new frame: say so again
+            continue
+        if node.turn != turn:
+            turn = node.turn
+            yield ""
+            yield click.style(f"turn {turn}", bold=True)
+        yield from _node_lines(node, requested, executed)
+
+
+def _node_lines(
+    node: GraphNode, requested: Mapping[str, ToolCall], executed: set[str]
+) -> list[str]:
+    if isinstance(node, UserMessage):
+        lines = _prefixed("user> ", node.text, "  ")
+        if node.items:
+            lines += _data_lines("items", to_data(node.items), "    ")
+        return lines
+    if isinstance(node, AssistantMessage):
+        return _assistant_lines(node, executed)
+    if isinstance(node, ToolCallNode):
+        return _tool_call_lines(node, requested)
+    if isinstance(node, ToolResultNode):
+        return _tool_result_lines(node)
+    if isinstance(node, PluginNode):
+        return _plugin_lines(node)
+    return [f"  {_json(_node_data(node))}"]  # a node kind this lash does not know how to show
+
+
+def _listing(rows: Iterable[SessionSummary]) -> list[str]:
+    header = (
+        "SESSION",
+        "UPDATED",
+        "CREATED",
+        "TURNS",
+        "REVISION",
+        "TOKENS IN/OUT/CACHED",
+        "LAST USER MESSAGE",
+    )
+    table = [
+        (
+            row.session_id,
+            _local(row.updated_at),
+            _local(row.created_at),
+            str(row.turns),
+            str(row.revision),
+            _tokens(row.usage),
+            _one_line(row.last_user_message, _MESSAGE_PREVIEW)
+            if row.last_user_message is not None
+            else "-",
+        )
+        for row in rows
+    ]
+    return _table(header, table, right={3, 4})
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+@cli.group("sessions")
+def sessions_group() -> None:
+    """List, show, export and delete the sessions of the configured store.
+
+    The store is the one of the config (`store = "sqlite:///path/lash.db"` in lash.toml). These
+    commands need no provider and never take a session's lease to read it.
+    """
+
+
+@sessions_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per session.")
+@click.pass_context
+def list_command(ctx: click.Context, as_json: bool) -> None:
+    """List the sessions of the store, most recently updated first.
+
+    Text mode shows local times, token usage as input/output/cached and the last user message
+    (shortened).
+
+    \b
+    JSON keys: session_id, created_at, updated_at (ISO 8601, UTC), turns, revision,
+    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens).
+    """
+
+    async def action(store: Store, url: str) -> list[SessionSummary]:
+        return await store.list_sessions()
+
+    rows = _run_on_store(ctx, action)
+    if as_json:
+        click.echo(_json([_summary_data(row) for row in rows], indent=2))
+        return
+    if not rows:
+        url = _display_url(config_or_exit(ctx).store or DEFAULT_STORE)
+        click.echo(f"no sessions in store {url!r} (`lash run PROMPT --session ID` starts one)")
+        return
+    for line in _listing(rows):
+        click.echo(line)
+
+
+@sessions_group.command("show")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the head and every node as JSON.")
+@click.pass_context
+def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    """Print the whole history of SESSION_ID: every agent frame, turn and node.
+
+    Shows user messages, assistant text, tool calls with their arguments and full results
+    (errors marked, and what the model was shown when a plugin projected the result), plugin
+    nodes, and where a new agent frame starts (with its compaction summary).
+
+    \b
+    JSON: {"session": {...}, "nodes": [...]}. "session" has the keys of `lash sessions list
+    --json` plus usage_by_source, config, protocol_options, plugin_states, pending and
+    node_count; each node is the stored form of a graph node, tagged by "kind" (user,
+    assistant, tool_call, tool_result, plugin, frame).
+    """
+
+    async def action(store: Store, url: str) -> SessionRecord:
+        return await _load(store, session_id, full=True)
+
+    record = _run_on_store(ctx, action)
+    if as_json:
+        data = {"session": _head_data(record), "nodes": [_node_data(n) for n in record.nodes]}
+        click.echo(_json(data, indent=2))
+        return
+    for line in transcript(record):
+        click.echo(line)
+
+
+@sessions_group.command("export")
+@click.argument("session_id")
+@click.pass_context
+def export_command(ctx: click.Context, session_id: str) -> None:
+    """Write SESSION_ID as JSON Lines to stdout (`lash sessions export ID > ID.jsonl`).
+
+    \b
+    Line 1, the header: {"kind": "session", "export_format": 1, ...} with the keys of the
+    "session" object of `lash sessions show --json`.
+    Then one line per node, oldest first, in the stored form of `lash sessions show --json`.
+    """
+
+    async def action(store: Store, url: str) -> SessionRecord:
+        return await _load(store, session_id, full=True)
+
+    record = _run_on_store(ctx, action)
+    header = {"kind": "session", "export_format": EXPORT_FORMAT, **_head_data(record)}
+    click.echo(_json(header))
+    for node in record.nodes:
+        click.echo(_json(_node_data(node)))
+
+
+def _busy_message(exc: SessionBusy, session_id: str) -> str:
+    left = max(0.0, exc.expires_at - time.time())
+    return (
+        f"cannot delete session {session_id!r}: it is open elsewhere, its lease is held by "
+        f"{exc.owner!r} (for up to {left:.1f} s more); close it there, or retry once the "
+        "lease has expired"
+    )
+
+
+@sessions_group.command("delete")
+@click.argument("session_id")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Delete without asking (required when stdin is not a terminal).",
+)
+@click.pass_context
+def delete_command(ctx: click.Context, session_id: str, yes: bool) -> None:
+    """Delete SESSION_ID and everything the store holds for it; this cannot be undone.
+
+    Asks for confirmation on a terminal. Without a terminal (scripts, pipes), --yes is required:
+    without it nothing is deleted and the command exits 1. A session open in another process
+    (its lease is live) is not deleted: the error names the lease's owner.
+    """
+
+    async def action(store: Store, url: str) -> SessionRecord | None:
+        record = await _load(store, session_id, full=False)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    f"not deleting session {session_id!r} without confirmation: stdin is not "
+                    "a terminal; pass --yes to delete it"
+                )
+            question = (
+                f"Delete session {session_id!r} ({_turns(record.turns)}, revision "
+                f"{record.revision}, updated {_local(record.updated_at)})? This cannot be undone."
+            )
+            if not click.confirm(question, default=False):
+                return None
+        try:
+            await store.delete(session_id)
+        except SessionBusy as exc:
+            raise click.ClickException(_busy_message(exc, session_id)) from None
+        return record
+
+    deleted = _run_on_store(ctx, action)
+    if deleted is None:
+        click.echo("nothing deleted")
+        return
+    click.echo(
+        f"deleted session {session_id!r} ({_turns(deleted.turns)}, revision {deleted.revision})"
+    )
+
+
+__all__ = [
+    "delete_command",
+    "export_command",
+    "list_command",
+    "sessions_group",
+    "show_command",
+    "transcript",
+]
