@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
@@ -90,28 +90,43 @@ class TurnDriver:
 
     @property
     def session(self) -> Session:
+        """The session the turn runs in."""
         return self._turn.session
 
     @property
     def options(self) -> dict[str, Any]:
+        """The session's protocol options (a copy), as set in ``materialize_session``."""
         return dict(self._turn.session.protocol_options)
 
     async def call_model(self) -> ModelResponse:
+        """Call the model once over the current context; stream its text as events; record the
+        assistant message (with its tool calls and usage) and return the whole response."""
         return await self._turn._call_model()
 
     async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+        """Run the calls of one assistant message concurrently, through the tool-call hooks;
+        record calls and results in emission order and return the (full) results."""
         return await self._turn._run_tool_calls(calls)
 
     def finish(self, text: str) -> None:
+        """Set the turn's final answer (the outcome is ``completed`` when the protocol returns)."""
         self._turn._final_text = text
 
-    def stop(self, reason: StopReason, detail: str | None = None) -> None:
+    def stop(self, reason: StopReason, detail: str | None = None) -> NoReturn:
+        """End the turn now with outcome ``stopped(reason)`` (raises; does not return)."""
         raise _Stop(reason, detail)
 
 
 class Turn:
     """A turn of a session. ``await turn.run()`` returns a :class:`lash.TurnResult`;
-    ``turn.stream()`` yields typed events ending with :class:`lash.TurnFinished`."""
+    ``turn.stream()`` yields typed events ending with :class:`lash.TurnFinished`.
+
+    Closing a stream early (``break`` inside ``async with contextlib.aclosing(turn.stream())``)
+    cancels the turn, which still commits as ``stopped(cancelled)``. A stream abandoned without
+    closing keeps the session's turn lock until it is garbage collected, so close it. Errors of
+    the commit itself (:class:`lash.LeaseLost`, :class:`lash.RevisionConflict`, store errors)
+    are raised from ``run()`` / ``stream()``.
+    """
 
     __module__ = "lash"
 
@@ -201,6 +216,14 @@ class Turn:
         )
 
     async def _drive(self) -> None:
+        try:
+            await self._drive_turn()
+        finally:
+            # Always end the event stream, even when the commit raised (LeaseLost, a store
+            # error...): stream() then re-raises that error from `await runner`.
+            self._events.put_nowait(None)
+
+    async def _drive_turn(self) -> None:
         session = self.session
         core = session.core
         hooks = core.hooks
@@ -254,7 +277,6 @@ class Turn:
         self._result = result
         await hooks.broadcast("turn_persisted", turn=info, revision=revision)
         self._emit(TurnFinished(result))
-        self._events.put_nowait(None)
 
     async def _run_protocol(self) -> None:
         await self.session.core._protocol.run(TurnDriver(self))

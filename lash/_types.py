@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -46,6 +46,9 @@ __all__ = [
     "TurnView",
     "Usage",
 ]
+
+if TYPE_CHECKING:
+    from lash._events import TurnResult
 
 T = TypeVar("T")
 
@@ -349,6 +352,13 @@ class SessionView(Protocol):
 
     def state(self, cls: type[T]) -> T: ...
 
+    @property
+    def protocol_options(self) -> Mapping[str, Any]:
+        """The protocol's turn options for this session."""
+
+    def set_protocol_options(self, **values: Any) -> None:
+        """Set protocol turn options (the protocol plugin does, in ``materialize_session``)."""
+
 
 @runtime_checkable
 class TurnView(Protocol):
@@ -362,6 +372,10 @@ class TurnView(Protocol):
 
     @property
     def index(self) -> int: ...
+
+    @property
+    def result(self) -> TurnResult | None:
+        """How the turn ended: ``None`` in ``before_turn``; set for ``after_turn`` and later."""
 
 
 @runtime_checkable

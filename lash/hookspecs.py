@@ -203,7 +203,7 @@ def register_stores(register: RegisterStore) -> None:
     """Contribute store backends by URL scheme.
 
     :param register: ``register(scheme, factory)``; ``factory(url)`` returns a store for URLs of
-        that scheme (``memory``, ``sqlite`` and ``postgresql`` are builtins).
+        that scheme (``memory`` and ``sqlite`` are builtins).
 
     **Shape:** collect, unique schemes. **Async:** no. **On error:** the core build fails.
 
@@ -438,7 +438,7 @@ def project_tool_result(session: SessionView, call: ToolCall, result: ToolResult
 
     :return: the text to show the model, or ``None`` to show the result unchanged.
 
-    **Shape:** exclusive (the builtin is ``tool_output_budget``). **Async:** may be async.
+    **Shape:** exclusive (one plugin decides, e.g. an output budget). **Async:** may be async.
     **On error:** the model sees the unprojected result and the error is reported.
 
     .. versionadded:: 0.1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+import logging
 import os
 import re
 import shutil
@@ -23,14 +25,23 @@ from typing import Any
 import attrs
 import pluggy
 import pytest
+from openai_wire_server import Reply, WireServer
 
 import lash
 import lash.hookspecs
+from lash_plugins_builtin.openai import OpenAIOptions
+from lash_plugins_builtin.scripted import ScriptedResponse, ScriptedToolCall
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
-EXAMPLE_MODULES = ("greeter", "ordering", "policy", "host")
+EXAMPLE_MODULES = (
+    *("greeter", "ordering", "policy", "host"),
+    *("quickstart", "streaming", "embed_config"),
+    *("notebook", "notebook_demo", "forecast"),
+    *("echo_provider", "test_scripted_host"),
+    *("lifecycle", "deadline", "autopilot", "autopilot_host", "budget_protocol"),
+)
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
 
@@ -443,3 +454,399 @@ def test_lash_doctor_transcript(installed_greeter: Path, tmp_path: Path) -> None
     ]
     expected = (EXAMPLES / "cli" / "doctor.txt").read_text(encoding="utf-8").splitlines()
     assert lines == expected, "update docs/examples/cli/doctor.txt"
+
+
+# -- the session kernel pages: quickstart, tools, providers, turns ---------------------------
+
+
+@pytest.fixture
+def no_lash_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process cores read LASH_* from the environment: the examples run without them."""
+    for name in list(os.environ):
+        if name.startswith("LASH_"):
+            monkeypatch.delenv(name)
+
+
+def transcript(name: str) -> str:
+    """The output shown on a page, next to the example that prints it."""
+    return (EXAMPLES / name).read_text(encoding="utf-8")
+
+
+def scripted_core(script: list[Any], *plugins: object, **kwargs: Any) -> lash.LashCore:
+    """A core of the builtins plus ``plugins`` whose model plays ``script``."""
+    return lash.LashCore(
+        plugins=["standard", "stores", "scripted", *plugins],
+        autoload=False,
+        provider="scripted",
+        options={"scripted": {"responses": script}, **kwargs.pop("options", {})},
+        **kwargs,
+    )
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_quickstart_runs_offline(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The quickstart returns a completed, committed TurnResult and prints what the page shows."""
+    result = asyncio.run(examples["quickstart"].main())
+    assert isinstance(result, lash.TurnResult)
+    assert (result.outcome, result.index, result.revision) == ("completed", 1, 1)
+    assert result.text == "Hello! I am a scripted model, so I always say this."
+    assert result.tool_calls == ()
+    assert capsys.readouterr().out == transcript("quickstart.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_streaming_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Streaming prints text chunks and the tool call as they happen, then the committed result."""
+    result = asyncio.run(examples["streaming"].main())
+    assert (result.outcome, result.text) == ("completed", "Done: the park is picked, food is next.")
+    ((call, tool_result),) = [(r.call, r.result) for r in result.tool_calls]
+    assert call.name == "update_plan" and not tool_result.is_error
+    assert result.usage == lash.Usage(input_tokens=300, output_tokens=42)
+    assert capsys.readouterr().out == transcript("streaming.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_embed_config_talks_to_an_openai_compatible_server(
+    examples: dict[str, ModuleType],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The quickstart's lash.toml selects the openai provider and model; the key and the server
+    come from OPENAI_API_KEY and OPENAI_BASE_URL (here a real server on 127.0.0.1)."""
+    with WireServer() as server:
+        server.push(Reply(text=["I am ", "a real model."]))
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-test")
+        result = asyncio.run(examples["embed_config"].main(str(EXAMPLES / "lash_openai.toml")))
+        (request,) = server.requests
+    assert (result.outcome, result.text) == ("completed", "I am a real model.")
+    assert capsys.readouterr().out == "completed: I am a real model.\n"
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-docs-test"
+    assert request.body["model"] == "gpt-4.1-mini"
+    assert request.body["stream"] is True
+    assert request.body["messages"][-1] == {"role": "user", "content": "Hi, who are you?"}
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_openai_server_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Ollama and OpenRouter configurations on the providers page build the provider."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    ollama = lash.HostConfig.load(EXAMPLES / "ollama.toml", environ={})
+    assert (ollama.provider, ollama.model) == ("openai", "llama3.2")
+    provider = lash.LashCore(config=ollama).registry.of("provider")["openai"].value
+    assert (provider.url, provider.timeout) == ("http://localhost:11434/v1/chat/completions", 120.0)
+
+    environ = {"OPENROUTER_API_KEY": "sk-or-secret"}
+    openrouter = lash.HostConfig.load(EXAMPLES / "openrouter.toml", environ=environ)
+    assert (openrouter.provider, openrouter.model) == ("openai", "anthropic/claude-3.5-haiku")
+    provider = lash.LashCore(config=openrouter).registry.of("provider")["openai"].value
+    assert provider.base_url == "https://openrouter.ai/api/v1"
+    assert provider.has_api_key and provider.max_retries == 5
+    assert "sk-or-secret" not in repr(provider) + repr(openrouter)
+    with pytest.raises(lash.ConfigError, match="OPENROUTER_API_KEY"):
+        lash.HostConfig.load(EXAMPLES / "openrouter.toml", environ={})
+
+
+def test_notebook_tools_and_their_schemas(examples: dict[str, ModuleType]) -> None:
+    """register_tools contributes four tools: typed functions (schema from hints, description
+    from the docstring, the context left out), one renamed, one with a timeout, one raw."""
+    notebook = examples["notebook"]
+    core = lash.LashCore(plugins=[notebook], autoload=False)
+    tools = {n: c for n, c in core.registry.of("tool").items() if c.plugin == "notebook"}
+    assert set(tools) == {"add_note", "search_notes", "count_primes", "retag"}
+
+    add_note = tools["add_note"].value
+    assert add_note.description == "Save a note in this conversation's notebook."
+    schema = add_note.parameters
+    assert (schema["required"], schema["additionalProperties"]) == (["text"], False)
+    assert list(schema["properties"]) == ["text", "tags", "priority"]  # no `context`
+    assert schema["properties"]["text"] == {
+        "type": "string",
+        "description": "What to remember, in one or two sentences.",
+    }
+    assert schema["properties"]["priority"]["enum"] == ["low", "normal", "high"]
+    assert schema["properties"]["priority"]["default"] == "normal"
+    assert schema["properties"]["tags"]["anyOf"] == [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "null"},
+    ]
+
+    search = tools["search_notes"].value
+    assert search.fn is notebook.find_notes
+    assert search.parameters["properties"]["limit"] == {"type": "integer", "default": 5}
+    assert tools["count_primes"].value.timeout == 10.0  # NotebookOptions.prime_timeout
+    retag = tools["retag"].value
+    assert retag.parameters == notebook.RETAG_SCHEMA
+    assert retag.parameters is not notebook.RETAG_SCHEMA  # lash keeps its own copy
+
+    configured = lash.LashCore(
+        plugins=[notebook], autoload=False, options={"notebook": {"prime_timeout": 2.5}}
+    )
+    assert configured.registry.of("tool")["count_primes"].value.timeout == 2.5
+
+
+def test_forecast_schema_is_the_one_on_the_page(examples: dict[str, ModuleType]) -> None:
+    """Each supported type hint maps to the documented schema; arguments are checked and
+    converted before the call."""
+    tool = examples["forecast"].forecast
+    assert isinstance(tool, lash.Tool)
+    assert (tool.name, tool.description, tool.timeout) == ("forecast", "Forecast the weather.", 5.0)
+    shown = json.loads((EXAMPLES / "forecast.schema.json").read_text(encoding="utf-8"))
+    assert tool.parameters == shown
+    props = shown["properties"]
+    assert shown["required"] == ["place"]
+    assert props["place"]["required"] == ["city"] and props["place"]["type"] == "object"
+    assert props["unit"] == {
+        "type": "string",
+        "enum": ["celsius", "fahrenheit"],
+        "default": "celsius",
+    }
+    assert props["detail"]["enum"] == ["brief", "hourly"]
+    assert props["hours"]["anyOf"][0] == {"type": "array", "items": {"type": "integer"}}
+    assert props["thresholds"]["anyOf"][0] == {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+    }
+
+    context = lash.ToolContext(FakeSession(), "call-1")
+    good = {"place": {"city": "Oslo"}, "unit": "fahrenheit", "hours": [9, 18]}
+    result = asyncio.run(tool.invoke(good, context))
+    assert result == lash.ToolResult(
+        "call-1", "Oslo: sunny for 3 day(s), 21 degrees fahrenheit (brief)"
+    )
+    bad = asyncio.run(tool.invoke({"place": "Oslo", "days": "3", "color": 1}, context))
+    assert bad.is_error
+    assert bad.content.splitlines() == [
+        "invalid arguments for tool 'forecast':",
+        "  - place: expected Place, got 'Oslo' (str)",
+        "  - days: expected int, got '3' (str)",
+        "  - color: unknown key (known: days, detail, hours, place, thresholds, unit)",
+    ]
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_notebook_demo_shows_every_kind_of_error_result(
+    examples: dict[str, ModuleType],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Invalid arguments, exceptions, timeouts, unknown tools and non-JSON arguments all become
+    error results the model reads, and the turn completes; the page shows that transcript."""
+    with caplog.at_level(logging.WARNING, logger="lash.tools"):
+        result = asyncio.run(examples["notebook_demo"].main())
+    assert (result.outcome, result.text) == ("completed", "Noted: Ada prefers tea.")
+    assert [(r.call.name, r.result.is_error) for r in result.tool_calls] == [
+        ("add_note", False),
+        ("add_note", True),
+        ("search_notes", False),
+        ("count_primes", True),
+        ("retag", True),
+        ("add_note", True),
+        ("delete_note", True),
+        ("search_notes", True),
+    ]
+    assert capsys.readouterr().out == transcript("notebook_demo.txt")
+    # The exception is logged with its traceback, at WARNING on the lash.tools logger.
+    (record,) = [r for r in caplog.records if r.name == "lash.tools"]
+    assert record.levelno == logging.WARNING and record.exc_info is not None
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_tool_state_is_committed_and_restored(examples: dict[str, ModuleType]) -> None:
+    """What a tool writes to its plugin's state is committed with the turn and restored on open."""
+    notebook = examples["notebook"]
+    script = [
+        {"tool_calls": [{"name": "add_note", "arguments": {"text": "Tea", "tags": ["ada"]}}]},
+        {"text": "Saved."},
+    ]
+
+    async def go() -> list[Any]:
+        core = scripted_core(script, notebook)
+        async with core.session("n") as session:
+            await session.turn("Remember: tea.").run()
+        resumed = await core.session("n").open(must_exist=True)
+        return resumed.state(notebook.NotebookState).notes
+
+    assert asyncio.run(go()) == [notebook.Note(1, "Tea", ["ada"], "normal")]
+
+
+class Ping:
+    """A plugin with one tool and no arguments, for the echo provider's ``/tool`` command."""
+
+    lash_plugin = lash.PluginMeta(name="ping")
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        def ping() -> str:
+            """Answer pong."""
+            return "pong"
+
+        register(ping)
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_echo_provider_plugin(examples: dict[str, ModuleType]) -> None:
+    """A provider plugin streams text deltas, asks for tools with ToolCallReady, and reports usage
+    with one final ModelDone; the kernel runs the tool and calls the model again."""
+    echo = examples["echo_provider"]
+
+    async def go() -> tuple[list[lash.TurnEvent], lash.TurnResult, lash.ModelResponse]:
+        core = lash.LashCore(
+            plugins=["standard", "stores", echo.Echo, Ping],
+            autoload=False,
+            disable=["scripted", "openai", "plan"],
+            provider="echo",
+        )
+        async with core:
+            session = await core.session("e").open()
+            events = [e async for e in session.turn("hello there world").stream()]
+            tooled = await session.turn("/tool ping").run()
+        request = lash.ModelRequest("any", (lash.Message("user", "one two"),))
+        direct = await lash.collect_response(echo.EchoProvider().stream(request))
+        return events, tooled, direct
+
+    events, tooled, direct = asyncio.run(go())
+    deltas = [e.text for e in events if isinstance(e, lash.TextDeltaEvent)]
+    assert deltas == ["hello", " there", " world"]
+    assert isinstance(events[-1], lash.TurnFinished)
+    assert events[-1].result.text == "hello there world"
+    assert events[-1].result.usage == lash.Usage(input_tokens=3, output_tokens=3)
+    assert (tooled.outcome, tooled.text) == ("completed", "The tool said: pong")
+    assert [(r.call.name, r.result.content) for r in tooled.tool_calls] == [("ping", "pong")]
+    assert (direct.text, direct.tool_calls, direct.finish_reason) == ("one two", (), "stop")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_scripted_host_tests_pass(
+    examples: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example test module of the providers page passes (scripts from TOML, JSON, code)."""
+    module = examples["test_scripted_host"]
+    tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
+    assert len(tests) == 3
+    monkeypatch.chdir(EXAMPLES.parent)  # script paths are absolute: the cwd must not matter
+    for test in tests:
+        asyncio.run(test())
+
+
+def test_provider_tables_list_every_option() -> None:
+    """The providers page documents every option of the openai provider and every field of a
+    scripted response."""
+    page = (DOCS / "providers.rst").read_text(encoding="utf-8")
+    fields = [f.name for cls in (OpenAIOptions, ScriptedResponse) for f in attrs.fields(cls)]
+    fields += [f.name for f in attrs.fields(ScriptedToolCall)]
+    missing = [name for name in fields if f"``{name}``" not in page]
+    assert not missing, f"undocumented on docs/providers.rst: {missing}"
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_lifecycle_trace(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hooks fire in the documented order: open, before_turn, per model call the catalog,
+    prompt and view hooks, per tool call before/invoke/after/project, after_turn, finalized,
+    commit, persisted; close; resume adds session_restored."""
+    lines = asyncio.run(examples["lifecycle"].main())
+    assert capsys.readouterr().out == transcript("lifecycle.txt")
+    per_call = ["filter_tool_catalog", "prompt_contributions", "transform_prompt_view", "model"]
+    expected = [
+        *("materialize_session", "session_opened", "before_turn"),
+        *per_call,
+        *("before_tool_call", "tool", "after_tool_call", "project_tool_result"),
+        *per_call,
+        *("after_turn", "turn_finalized", "turn_persisted", "session_closed", "--"),
+        *("materialize_session", "session_opened", "session_restored"),
+    ]
+    assert [re.split(r"[(: ]", line.strip(), maxsplit=1)[0] for line in lines] == expected
+    assert "turn_persisted(revision=1)" in lines
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_deadline_cancels_and_the_turn_still_commits(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cancel_running_turns stops the turn at the running tool; it commits stopped(cancelled)
+    with an error result for the interrupted call, and the session goes on."""
+    stopped, after = asyncio.run(examples["deadline"].main(seconds=0.2))
+    assert (stopped.outcome, stopped.reason, stopped.revision) == ("stopped", "cancelled", 1)
+    ((call, result),) = [(r.call, r.result) for r in stopped.tool_calls]
+    assert call.name == "wait_for_build"
+    assert result == lash.ToolResult(call.id, "tool call not completed: cancelled", True)
+    assert (after.outcome, after.text, after.revision) == ("completed", "OK, I stopped waiting.", 2)
+    assert capsys.readouterr().out == transcript("deadline.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_autopilot_queues_follow_ups(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """after_turn's EnqueueMessages queues input; run_pending runs it, turn by turn, until the
+    plan is done; usage_report sums the committed turns."""
+    results = asyncio.run(examples["autopilot_host"].main())
+    assert [(r.index, r.outcome) for r in results] == [(i, "completed") for i in (1, 2, 3)]
+    assert results[-1].text == "Hotel booked: all done."
+    assert capsys.readouterr().out == transcript("autopilot_host.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_autopilot_limits_and_aborts(examples: dict[str, ModuleType]) -> None:
+    """before_turn aborts empty input before any model call; max_follow_ups bounds the queue."""
+    autopilot = examples["autopilot"]
+    script = examples["autopilot_host"].SCRIPT
+
+    async def go() -> tuple[lash.TurnResult, list[lash.TurnResult], tuple[str, ...], int]:
+        core = scripted_core(
+            script, "plan", autopilot, options={"autopilot": {"max_follow_ups": 1}}
+        )
+        async with core:
+            session = await core.session("a").open()
+            empty = await session.turn("   ").run()
+            await session.turn("Book my trip to Lisbon.").run()
+            follow_ups = await session.run_pending()
+            model = core.registry.of("provider")["scripted"].value
+            return empty, follow_ups, session.pending, len(model.requests)
+
+    empty, follow_ups, pending, model_calls = asyncio.run(go())
+    assert (empty.outcome, empty.reason, empty.detail) == ("stopped", "plugin_abort", "empty input")
+    assert [r.text for r in follow_ups] == ["Flight booked; the hotel is next."]
+    assert pending == ()
+    assert model_calls == 4  # none for the empty input
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_budget_protocol(examples: dict[str, ModuleType]) -> None:
+    """The protocol plugin replaces ``standard``: it finishes, or stops the turn when the token
+    budget is spent, and the unanswered call still gets an error result."""
+    budget = examples["budget_protocol"]
+    plan_call = {"name": "update_plan", "arguments": {"steps": [{"step": "Pack"}]}}
+    script = [
+        {"tool_calls": [plan_call], "usage": {"input_tokens": 50, "output_tokens": 10}},
+        {"text": "Planned.", "usage": {"input_tokens": 70, "output_tokens": 2}},
+        {"tool_calls": [plan_call], "usage": {"input_tokens": 50, "output_tokens": 10}},
+    ]
+
+    async def go() -> tuple[lash.TurnResult, lash.TurnResult, dict[str, Any]]:
+        core = scripted_core(script, budget, disable=["standard"])
+        assert core.hooks.plugins_implementing("register_protocol") == ["budget"]
+        async with core:
+            roomy = await core.session("roomy").open()
+            done = await roomy.turn("Plan the trip.").run()
+            tight = await core.session("tight", options={"budget": {"token_budget": 50}}).open()
+            stopped = await tight.turn("Plan the trip.").run()
+            return done, stopped, dict(tight.protocol_options)
+
+    done, stopped, options = asyncio.run(go())
+    assert (done.outcome, done.text) == ("completed", "Planned.")
+    assert options == {"max_tool_rounds": 8, "token_budget": 50}
+    assert (stopped.outcome, stopped.reason) == ("stopped", "plugin_abort")
+    assert stopped.detail == "token budget spent: 60 of 50 tokens"
+    ((_, result),) = [(r.call, r.result) for r in stopped.tool_calls]
+    assert result.is_error and result.content.startswith("tool call not completed")
+    with pytest.raises(lash.ExclusiveHookConflict) as conflict:
+        scripted_core(script, budget)
+    assert set(conflict.value.plugins) == {"standard", "budget"}

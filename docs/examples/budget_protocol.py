@@ -1,0 +1,57 @@
+"""A turn protocol plugin: the standard loop, plus a token budget per turn."""
+
+from __future__ import annotations
+
+import attrs
+
+import lash
+
+
+@attrs.frozen
+class BudgetOptions:
+    """Per-session options (``[options.budget]``, or ``core.session(id, options=...)``)."""
+
+    max_tool_rounds: int = lash.option(8, help="Rounds of tool calls per turn.")
+    token_budget: int = lash.option(20_000, help="Tokens a turn may spend on model calls.")
+
+
+class BudgetedProtocol:
+    """Model → tools → model … until an answer, the round limit, or the token budget."""
+
+    async def run(self, turn: lash.TurnDriver) -> None:
+        budget = turn.options["token_budget"]
+        max_rounds = turn.options["max_tool_rounds"]
+        spent = rounds = 0
+        while True:
+            response = await turn.call_model()  # records the assistant message and its usage
+            spent += response.usage.total_tokens
+            if not response.tool_calls:
+                turn.finish(response.text)  # the turn completes with this answer
+                return
+            if spent > budget:
+                # stop() ends the turn "stopped"; the calls asked for get error results.
+                turn.stop("plugin_abort", f"token budget spent: {spent} of {budget} tokens")
+            if rounds == max_rounds:
+                turn.stop("max_tool_rounds", f"still asking for tools after {rounds} rounds")
+            await turn.run_tool_calls(response.tool_calls)  # concurrently; hooks included
+            rounds += 1
+
+
+lash_plugin = lash.PluginMeta(
+    name="budget",
+    description="The standard tool loop with a per-turn token budget.",
+    options=BudgetOptions,
+)
+
+
+@lash.hookimpl
+def register_protocol(register: lash.RegisterProtocol) -> None:
+    register("budgeted", BudgetedProtocol())
+
+
+@lash.hookimpl
+def materialize_session(session: lash.Session, options: BudgetOptions) -> None:
+    # Protocol options are stored with the session: set them at every open.
+    session.set_protocol_options(
+        max_tool_rounds=options.max_tool_rounds, token_budget=options.token_budget
+    )
