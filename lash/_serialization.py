@@ -130,7 +130,7 @@ def converter() -> cattrs.Converter:
     return conv
 
 
-#: The ``kind`` tag of each graph node variant in serialized form (stable: stored in databases).
+#: The ``type`` tag of each graph node variant in serialized form (stable: stored in databases).
 NODE_KINDS = {
     "UserMessage": "user",
     "AssistantMessage": "assistant",
@@ -150,7 +150,8 @@ def _configure_nodes(conv: cattrs.Converter) -> None:
         GraphNode,
         conv,
         tag_generator=lambda cl: NODE_KINDS[cl.__name__],
-        tag_name="kind",
+        # "type", not "kind": PluginNode has a field named kind of its own.
+        tag_name="type",
     )
 
 
@@ -285,7 +286,7 @@ def unstructure(obj: Any) -> Any:
 def to_data(obj: Any, as_type: Any = None) -> Any:
     """Plain JSON-ready data (dicts, lists, strings, numbers) for ``obj``.
 
-    Graph nodes carry their ``kind`` tag when ``as_type`` is :data:`lash.GraphNode`, so
+    Graph nodes carry their ``type`` tag when ``as_type`` is :data:`lash.GraphNode`, so
     :func:`from_data` can tell the variants apart. This is how stores persist what the kernel
     hands them.
     """

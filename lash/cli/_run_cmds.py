@@ -81,7 +81,10 @@ def run_command(
     async def go() -> TurnResult:
         async with LashCore(config=config, provider=provider, model=model) as core:
             session = await core.session(session_id).open()
-            return await stream_turn(session, prompt)
+            try:
+                return await stream_turn(session, prompt)
+            finally:
+                await session.close()  # release the lease now, not when it expires
 
     try:
         result = asyncio.run(go())

@@ -32,7 +32,7 @@ from lash._serialization import to_data
 from lash._store import SessionRecord, SessionSummary, Store
 from lash._types import ToolCall, Usage
 from lash.cli._main import cli, config_or_exit, warn
-from lash.errors import LashError, SessionBusy, UnknownSession, UnknownStore
+from lash.errors import LashError, SessionBusy, UnknownSession
 
 T = TypeVar("T")
 
@@ -60,13 +60,18 @@ def _display_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _run_on_store(ctx: click.Context, action: Callable[[Store, str], Awaitable[T]]) -> T:
-    """Build the host from the config, open its store, run ``action(store, shown_url)``.
+def _store_url(ctx: click.Context) -> str:
+    """The configured store URL, as messages show it."""
+    return _display_url(config_or_exit(ctx).store or DEFAULT_STORE)
+
+
+def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Build the host from the config, open its store, return ``await action(store)``.
 
     Every lash error ends the command with one line (exit 1); the store is closed in any case.
     """
     config = config_or_exit(ctx)
-    url = _display_url(config.store or DEFAULT_STORE)
+    url = _store_url(ctx)
     if url.split(":", 1)[0] == "memory":
         # memory:// is the default: an empty listing would otherwise look like lost sessions.
         warn(
@@ -86,13 +91,13 @@ def _run_on_store(ctx: click.Context, action: Callable[[Store, str], Awaitable[T
         async with core:
             try:
                 store = core.store
-            except UnknownStore as exc:
+            except LashError as exc:  # unknown scheme, or a URL its backend rejects
                 raise click.ClickException(str(exc)) from None
-            except Exception as exc:  # a backend rejecting its URL raises what it likes
+            except Exception as exc:  # a third-party backend may raise anything
                 raise click.ClickException(
                     f"cannot open store {url!r}: {type(exc).__name__}: {exc}"
                 ) from None
-            return await action(store, url)
+            return await action(store)
 
     try:
         return asyncio.run(go())
@@ -410,7 +415,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
     last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens).
     """
 
-    async def action(store: Store, url: str) -> list[SessionSummary]:
+    async def action(store: Store) -> list[SessionSummary]:
         return await store.list_sessions()
 
     rows = _run_on_store(ctx, action)
@@ -418,14 +423,15 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
         click.echo(_json([_summary_data(row) for row in rows], indent=2))
         return
     if not rows:
-        url = _display_url(config_or_exit(ctx).store or DEFAULT_STORE)
-        click.echo(f"no sessions in store {url!r} (`lash run PROMPT --session ID` starts one)")
+        click.echo(
+            f"no sessions in store {_store_url(ctx)!r} (`lash run PROMPT --session ID` starts one)"
+        )
         return
     for line in _listing(rows):
         click.echo(line)
 
 
-@sessions_group.command("show")
+@sessions_group.command("show", short_help="Print the whole history of a session.")
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the head and every node as JSON.")
 @click.pass_context
@@ -439,11 +445,11 @@ def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
     \b
     JSON: {"session": {...}, "nodes": [...]}. "session" has the keys of `lash sessions list
     --json` plus usage_by_source, config, protocol_options, plugin_states, pending and
-    node_count; each node is the stored form of a graph node, tagged by "kind" (user,
+    node_count; each node is the stored form of a graph node, tagged by "type" (user,
     assistant, tool_call, tool_result, plugin, frame).
     """
 
-    async def action(store: Store, url: str) -> SessionRecord:
+    async def action(store: Store) -> SessionRecord:
         return await _load(store, session_id, full=True)
 
     record = _run_on_store(ctx, action)
@@ -455,23 +461,23 @@ def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
         click.echo(line)
 
 
-@sessions_group.command("export")
+@sessions_group.command("export", short_help="Write a session as JSON Lines to stdout.")
 @click.argument("session_id")
 @click.pass_context
 def export_command(ctx: click.Context, session_id: str) -> None:
     """Write SESSION_ID as JSON Lines to stdout (`lash sessions export ID > ID.jsonl`).
 
     \b
-    Line 1, the header: {"kind": "session", "export_format": 1, ...} with the keys of the
+    Line 1, the header: {"type": "session", "export_format": 1, ...} with the keys of the
     "session" object of `lash sessions show --json`.
     Then one line per node, oldest first, in the stored form of `lash sessions show --json`.
     """
 
-    async def action(store: Store, url: str) -> SessionRecord:
+    async def action(store: Store) -> SessionRecord:
         return await _load(store, session_id, full=True)
 
     record = _run_on_store(ctx, action)
-    header = {"kind": "session", "export_format": EXPORT_FORMAT, **_head_data(record)}
+    header = {"type": "session", "export_format": EXPORT_FORMAT, **_head_data(record)}
     click.echo(_json(header))
     for node in record.nodes:
         click.echo(_json(_node_data(node)))
@@ -486,7 +492,7 @@ def _busy_message(exc: SessionBusy, session_id: str) -> str:
     )
 
 
-@sessions_group.command("delete")
+@sessions_group.command("delete", short_help="Delete a session (asks first; --yes in scripts).")
 @click.argument("session_id")
 @click.option(
     "--yes",
@@ -503,7 +509,7 @@ def delete_command(ctx: click.Context, session_id: str, yes: bool) -> None:
     (its lease is live) is not deleted: the error names the lease's owner.
     """
 
-    async def action(store: Store, url: str) -> SessionRecord | None:
+    async def action(store: Store) -> SessionRecord | None:
         record = await _load(store, session_id, full=False)
         if not yes:
             if not sys.stdin.isatty():
