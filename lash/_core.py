@@ -12,9 +12,10 @@ import attrs
 
 from lash._hostconfig import HostConfig
 from lash._manager import HookDispatcher
+from lash._options import is_secret
 from lash._plugins import LoadedPlugin, PluginInfo, load_plugins
 from lash._registry import Registry, run_registrations
-from lash._types import SessionConfig, ToolCatalogEntry
+from lash._types import SessionConfig
 from lash.errors import LashError, ProtocolMissing, UnknownProvider, UnknownStore
 from lash.hookspecs import SHAPES
 
@@ -103,6 +104,7 @@ class LashCore:
         #: This core's identity as a lease owner (host, process, random suffix).
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._specs: dict[str, ToolSpec] = {}
+        self._tool_table: dict[str, tuple[str, str]] | None = None
         self._protocol_obj: Any = None
 
     @classmethod
@@ -242,11 +244,22 @@ class LashCore:
         contribution = self.registry.of("tool").get(name)
         return contribution.plugin if contribution is not None else None
 
-    def _catalog_entries(self) -> tuple[ToolCatalogEntry, ...]:
-        return tuple(
-            ToolCatalogEntry(name=c.name, plugin=c.plugin, description=c.description)
-            for c in self.registry.of("tool").values()
-        )
+    def _available_tools(self) -> dict[str, tuple[str, str]]:
+        """Every registered tool: name -> (plugin, description). Fixed per core, so cached."""
+        if self._tool_table is None:
+            self._tool_table = {
+                c.name: (c.plugin, c.description) for c in self.registry.of("tool").values()
+            }
+        return self._tool_table
+
+    def _secret_option_fields(self, plugin: str) -> frozenset[str]:
+        """Names of the option fields of ``plugin`` declared with ``option(secret=True)``."""
+        for loaded in self._loaded:
+            if loaded.name == plugin and loaded.info.meta.options is not None:
+                return frozenset(
+                    f.name for f in attrs.fields(loaded.info.meta.options) if is_secret(f)
+                )
+        return frozenset()
 
     def _provider_for(self, config: SessionConfig) -> tuple[str, Provider, str]:
         providers = self.registry.of("provider")

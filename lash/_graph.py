@@ -7,6 +7,7 @@ frame (from its boundary to the leaf).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -25,6 +26,11 @@ __all__ = [
     "ToolResultNode",
     "UserMessage",
 ]
+
+
+def new_node_id() -> str:
+    """A node id: 64 random bits, unique within a session across processes and restarts."""
+    return secrets.token_hex(8)
 
 
 @attrs.frozen(kw_only=True)
@@ -59,7 +65,9 @@ class AssistantMessage(_NodeBase):
 
 @attrs.frozen(kw_only=True)
 class ToolCallNode(_NodeBase):
-    """A tool call as it was executed (arguments after ``before_tool_call`` directives)."""
+    """A tool call as the model asked for it (recorded before the tool-call hooks run; the
+    arguments actually used after ``before_tool_call`` directives are in the turn's
+    :class:`lash.ToolCallRecord`)."""
 
     call: ToolCall
     plugin: str | None = None
@@ -110,15 +118,15 @@ GraphNode = (
 
 @attrs.define
 class SessionGraph:
-    """The nodes a session holds in memory: by default only the active frame of the session.
+    """The nodes a session holds in memory: the active agent frame, boundary first.
 
-    ``nodes`` is append-only; ``frame_start`` indexes the boundary of the active frame.
+    Appending a :class:`FrameBoundary` starts a new active frame and lets go of the previous one
+    (it is committed history; stores keep it).
     """
 
     __module__ = "lash"
 
     nodes: list[GraphNode] = attrs.field(factory=list)
-    frame_start: int = 0
     # The active frame's messages, kept in step with `nodes` so building a prompt never walks
     # the history again (turn cost must not grow with it).
     _messages: list[Message] = attrs.field(factory=list, alias="_messages")
@@ -131,15 +139,17 @@ class SessionGraph:
     def frame_id(self) -> str | None:
         if not self.nodes:
             return None
-        return self.nodes[self.frame_start].frame_id
+        return self.nodes[0].frame_id
 
     def active_path(self) -> Sequence[GraphNode]:
         """The nodes of the active agent frame, boundary first."""
-        return self.nodes[self.frame_start :]
+        return self.nodes
 
     def append(self, node: GraphNode) -> None:
         if isinstance(node, FrameBoundary):
-            self.frame_start = len(self.nodes)
+            # Earlier frames are committed history the model no longer sees: memory holds only
+            # the active frame (the store keeps everything).
+            self.nodes = []
             self._messages = []
         self.nodes.append(node)
         self._messages.extend(node_messages(node))

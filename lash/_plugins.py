@@ -32,6 +32,9 @@ log = logging.getLogger("lash")
 #: The entry-point group plugins declare themselves in.
 ENTRY_POINT_GROUP = "lash.plugins"
 
+#: No plugin may use this name: the kernel keeps its own per-session state under it.
+RESERVED_NAME = "lash"
+
 #: The distribution whose plugins are the builtins.
 BUILTIN_DISTRIBUTION = "lash"
 
@@ -281,6 +284,11 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
             message, plugin=cand.name, distribution=cand.distribution, version=cand.version, **kw
         )
 
+    if cand.name == RESERVED_NAME:
+        raise fail(
+            f"plugin name {RESERVED_NAME!r} is reserved (the kernel stores its own per-session "
+            "state under it); rename the entry point"
+        )
     try:
         obj = cand.load()
         if isinstance(obj, type):

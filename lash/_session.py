@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from lash._graph import FrameBoundary, SessionGraph
+from lash._graph import FrameBoundary, SessionGraph, new_node_id
+from lash._kernel_state import KERNEL_STATE_KEY, KernelState
 from lash._options import build_options
 from lash._serialization import structure, unstructure, validation_problems
+from lash._session_admin import SessionAdmin
 from lash._store import CommitDelta, Lease, SessionRecord
 from lash._tools import ToolContext
 from lash._turn import Turn
@@ -48,7 +50,7 @@ class ParkedSession:
     __module__ = "lash"
 
 
-class Session:
+class Session(SessionAdmin):
     """One conversation: an append-only graph, per-plugin options and state, committed per turn.
 
     Get one with ``core.session(id, options=...)``, then ``await session.open()`` (resume, or
@@ -72,25 +74,30 @@ class Session:
         self._id = session_id
         self._is_root = is_root
         self._overrides = {k: dict(v) for k, v in (options or {}).items()}
-        self._graph = SessionGraph()
-        self._revision = 0
-        self._turns = 0
-        self._fresh = False
-        self._opened = False
-        self._config = SessionConfig(provider=core.config.provider, model=core.config.model)
-        self._config_dirty = False
+        self._graph: SessionGraph = SessionGraph()
+        self._revision: int = 0
+        self._turns: int = 0
+        self._fresh: bool = False
+        self._opened: bool = False
+        self._config: SessionConfig = SessionConfig(
+            provider=core.config.provider, model=core.config.model
+        )
+        self._config_dirty: bool = False
         self._protocol_options: dict[str, Any] = {}
         self._protocol_options_committed: dict[str, Any] | None = None
         self._pending: list[str] = []
-        self._pending_dirty = False
+        self._pending_dirty: bool = False
         self._usage: dict[str, Usage] = {}
         self._options: dict[str, Any] = {}
         self._states: dict[str, Any] = {}
         self._snapshots: dict[str, Any] = {}
-        self._turn_lock = asyncio.Lock()
+        self._turn_lock: asyncio.Lock = asyncio.Lock()
         self._running: set[Turn] = set()
         self._last_catalog: list[str] = []
         self._lease: Lease | None = None
+        # Usage of direct completions (session.complete) not yet committed, by source.
+        self._pending_usage: dict[str, Usage] = {}
+        self._compact_threshold: int | None = None
         # A lease owner per Session object: two handles on one session never share a lease.
         self._owner = f"{core.owner_id}/{next(_handles)}"
 
@@ -151,8 +158,42 @@ class Session:
             ) from None
 
     @property
+    def _kernel(self) -> KernelState:
+        kernel: KernelState = self._states[KERNEL_STATE_KEY]
+        return kernel
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise SessionError(
+                f"session {self.id!r} is not open; call `await session.open()` first",
+                session_id=self.id,
+            )
+
+    def _build_options(self, configured: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Every plugin's options for this session: host config, then the options given when
+        the session handle was made, then options set with ``configure()`` (durable)."""
+        core = self.core
+        built: dict[str, Any] = {}
+        for plugin in core._loaded_plugins():
+            meta = plugin.info.meta
+            if meta.options is not None:
+                data = {**core.config.options.get(plugin.name, {})}
+                data.update(self._overrides.get(plugin.name, {}))
+                data.update(configured.get(plugin.name, {}))
+                built[plugin.name] = build_options(plugin.name, meta.options, data)
+        unknown = (set(self._overrides) | set(configured)) - set(built)
+        if unknown:
+            raise SessionError(
+                f"session {self.id!r}: options given for {sorted(unknown)}, which are not "
+                "enabled plugins declaring options",
+                session_id=self.id,
+            )
+        return built
+
+    @property
     def nodes(self) -> tuple[Any, ...]:
-        """The nodes held in memory (the active agent frame, plus this session's new nodes)."""
+        """The nodes of the active agent frame, boundary first (what the model's context is
+        built from; earlier frames are in the store: ``core.store.load(id, full=True)``)."""
         return tuple(self._graph.nodes)
 
     @property
@@ -231,52 +272,47 @@ class Session:
 
     async def _materialize(self, record: SessionRecord | None) -> None:
         core = self.core
-        self._options = {}
-        for plugin in core._loaded_plugins():
-            meta = plugin.info.meta
-            if meta.options is not None:
-                data = {**core.config.options.get(plugin.name, {})}
-                data.update(self._overrides.get(plugin.name, {}))
-                self._options[plugin.name] = build_options(plugin.name, meta.options, data)
-        unknown = set(self._overrides) - set(self._options)
-        if unknown:
-            raise SessionError(
-                f"session {self.id!r}: options given for {sorted(unknown)}, which are not "
-                "enabled plugins declaring options",
-                session_id=self.id,
-            )
+        if record is not None:
+            config = record.config
+        else:
+            config = SessionConfig(provider=core.config.provider, model=core.config.model)
+        self._options = self._build_options(config.plugin_options)
+        saved = record.plugin_states if record is not None else {}
+        declared: list[tuple[str, type]] = [(KERNEL_STATE_KEY, KernelState)]
+        declared += [
+            (p.name, p.info.meta.state) for p in core._loaded_plugins() if p.info.meta.state
+        ]
         self._states = {}
         self._snapshots = {}
-        saved = record.plugin_states if record is not None else {}
-        for plugin in core._loaded_plugins():
-            meta = plugin.info.meta
-            if meta.state is None:
-                continue
-            if plugin.name in saved:
+        # States saved for plugins that are not enabled now are left untouched in the store
+        # (commits only write states that changed), ready for when the plugin returns.
+        for name, cls in declared:
+            if name in saved:
                 try:
-                    self._states[plugin.name] = structure(saved[plugin.name], meta.state)
+                    self._states[name] = structure(saved[name], cls)
                 except Exception as exc:
-                    problems = validation_problems(exc, saved[plugin.name], f"state.{plugin.name}")
+                    problems = validation_problems(exc, saved[name], f"state.{name}")
                     raise SessionError(
-                        f"session {self.id!r}: saved state of plugin {plugin.name!r} no longer "
+                        f"session {self.id!r}: saved state of plugin {name!r} no longer "
                         f"fits its state class: {'; '.join(problems) or exc}",
                         session_id=self.id,
                     ) from None
-                self._snapshots[plugin.name] = saved[plugin.name]
+                self._snapshots[name] = saved[name]
             else:
-                self._states[plugin.name] = meta.state()
+                self._states[name] = cls()
+        self._graph = SessionGraph()
+        self._config = config
+        self._pending_usage = {}
         if record is not None:
-            self._graph = SessionGraph()
             self._graph.extend(record.nodes)
             self._revision = record.revision
             self._turns = record.turns
-            self._config = record.config
             self._protocol_options = dict(record.protocol_options)
             self._protocol_options_committed = dict(record.protocol_options)
             self._pending = list(record.pending)
             self._usage = dict(record.usage)
+            self._config_dirty = False
         else:
-            self._graph = SessionGraph()
             self._revision = 0
             self._turns = 0
             self._protocol_options = {}
@@ -284,6 +320,8 @@ class Session:
             self._pending = []
             self._usage = {}
             self._config_dirty = True
+            available = core._available_tools()
+            self._kernel.refresh({name: plugin for name, (plugin, _) in available.items()})
         await core.hooks.collect(
             "materialize_session",
             bind=lambda name: {"options": self._options.get(name)},
@@ -368,7 +406,7 @@ class Session:
             frame_id = uuid.uuid4().hex
             turn._append(
                 FrameBoundary(
-                    id=f"{self.id}:frame:{frame_id}",
+                    id=new_node_id(),
                     parent_id=None,
                     frame_id=frame_id,
                     turn=turn.index,
@@ -378,6 +416,15 @@ class Session:
             )
 
     async def _commit_turn(self, nodes: list[Any], usage: Usage) -> int:
+        """Commit a turn: its nodes, its usage and any direct-completion usage it caused."""
+        by_source = dict(self._pending_usage)
+        if usage != Usage():
+            by_source["turn"] = by_source.get("turn", Usage()) + usage
+        self._pending_usage.clear()
+        return await self._commit(nodes, by_source, turns=1)
+
+    async def _commit(self, nodes: list[Any], usage: Mapping[str, Usage], *, turns: int) -> int:
+        """One atomic commit of everything that changed since the last one."""
         states: dict[str, Any] = {}
         for plugin, state in self._states.items():
             snapshot = unstructure(state)
@@ -389,11 +436,11 @@ class Session:
         delta = CommitDelta(
             nodes=tuple(nodes),
             plugin_states=states,
-            config=self._config if self._config_dirty else None,
+            config=self._persistable_config() if self._config_dirty else None,
             protocol_options=protocol_options,
             pending=tuple(self._pending) if self._pending_dirty else None,
-            usage={"turn": usage} if usage != Usage() else {},
-            turns=1,
+            usage={k: v for k, v in usage.items() if v != Usage()},
+            turns=turns,
             replace=self._fresh,
         )
         lease = self._lease
@@ -414,7 +461,7 @@ class Session:
             raise
         # Only after the store accepted the commit does the in-memory head move.
         self._revision = revision
-        self._turns += 1
+        self._turns += turns
         self._fresh = False
         self._config_dirty = False
         self._pending_dirty = False
@@ -425,9 +472,21 @@ class Session:
             self._usage[source] = self._usage.get(source, Usage()) + amount
         return revision
 
+    def _persistable_config(self) -> SessionConfig:
+        """The config as stored: option fields marked secret are dropped (secrets are never
+        persisted; they come back from host config or the environment at open)."""
+        config = self._config
+        if not config.plugin_options:
+            return config
+        stripped: dict[str, dict[str, Any]] = {}
+        for plugin, values in config.plugin_options.items():
+            secret = self.core._secret_option_fields(plugin)
+            stripped[plugin] = {k: v for k, v in values.items() if k not in secret}
+        return attrs.evolve(config, plugin_options=stripped)
+
     async def _resolve_catalog(self) -> list[str]:
         core = self.core
-        entries = core._catalog_entries()
+        entries = tuple(e for e in self.tools() if e.member and not e.orphaned)
         hidden: set[str] = set()
         for _plugin, names in await core.hooks.collect(
             "filter_tool_catalog", session=self, catalog=entries

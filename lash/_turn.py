@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -26,7 +25,14 @@ from lash._events import (
     TurnFinished,
     TurnResult,
 )
-from lash._graph import AssistantMessage, GraphNode, ToolCallNode, ToolResultNode, UserMessage
+from lash._graph import (
+    AssistantMessage,
+    GraphNode,
+    ToolCallNode,
+    ToolResultNode,
+    UserMessage,
+    new_node_id,
+)
 from lash._manager import call_impl
 from lash._providers import ModelDone, ModelRequest, ModelResponse, TextDelta, ToolCallReady
 from lash._types import (
@@ -45,7 +51,6 @@ if TYPE_CHECKING:
     from lash._session import Session
 
 _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
-_ids = itertools.count(1)
 
 
 def _describe(exc: BaseException) -> str:
@@ -197,9 +202,6 @@ class Turn:
     def _emit(self, event: TurnEvent) -> None:
         self._events.put_nowait(event)
 
-    def _node_ids(self) -> str:
-        return f"{self.session.id}:{self.index}:{next(_ids)}"
-
     def _append(self, node: GraphNode) -> None:
         self._nodes.append(node)
         self.session._graph.append(node)
@@ -208,7 +210,7 @@ class Turn:
         graph = self.session._graph
         leaf = graph.leaf
         return cls(
-            id=self._node_ids(),
+            id=new_node_id(),
             parent_id=leaf.id if leaf is not None else None,
             frame_id=graph.frame_id or "",
             turn=self.index,
@@ -229,6 +231,9 @@ class Turn:
         hooks = core.hooks
         self.index = session._turns + 1
         info = TurnInfo(session=session, input=self.input, index=self.index)
+        # Queued session commands (refresh_tool_catalog, reset) apply first, in this commit.
+        for node in session._run_commands():
+            self._append(node)
         session._ensure_frame(self)
         self._append(self._new_node(UserMessage, text=self.input))
         reason: StopReason | None = None
@@ -276,6 +281,7 @@ class Turn:
         info.result = result
         self._result = result
         await hooks.broadcast("turn_persisted", turn=info, revision=revision)
+        await session._maybe_auto_compact()
         self._emit(TurnFinished(result))
 
     async def _run_protocol(self) -> None:

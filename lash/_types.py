@@ -288,12 +288,17 @@ class Compaction:
 
 @attrs.frozen
 class ToolCatalogEntry:
-    """One tool in a session's catalog, with the plugin that contributed it."""
+    """One tool in a session's catalog, with the plugin that contributed it.
+
+    ``member`` says whether the session offers it to the model; an ``orphaned`` tool's plugin is
+    no longer enabled (it is kept, as a non-member, and comes back with its plugin).
+    """
 
     name: str
     plugin: str
     description: str = ""
     member: bool = True
+    orphaned: bool = False
 
     __module__ = "lash"
 

@@ -25,17 +25,25 @@ def lash(
 
 
 def test_demo_runs_offline_and_prints_a_transcript(tmp_path: Path) -> None:
-    """`lash demo` runs a multi-turn scripted session with the plan tool and exits 0."""
+    """`lash demo` runs a scripted session showing plugin tools, options and prompt fragments,
+    a config mutation, a compaction into a new agent frame, and exits 0."""
     proc = lash("demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "plan contributes tools: update_plan" in out
     assert "standard.max_tool_rounds = 4" in out
     assert "| Keep a plan for multi-step work with the update_plan tool." in out
-    assert out.count("user> ") == 2
+    assert out.count("user> ") == 3
     assert "tool update_plan(" in out
     assert "-> plan updated: [x] Pick a park [~] Shop for food [ ] Invite friends" in out
-    assert "2 turns committed, revision 2" in out
+    assert "configured: model demo -> demo-large" in out
+    assert "compacted into agent frame" in out
+    assert "summary: The user is organising a Saturday picnic." in out
+    assert "carried over verbatim: the last turn (5 nodes)" in out
+    assert "Next: buy sandwiches, fruit and lemonade" in out
+    # Turns 1-2, the config commit, the compaction commit, turn 3.
+    assert "3 turns committed, revision 5" in out
+    assert "usage by source: compaction 410 in / 30 out, turn 1245 in / 120 out" in out
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 # The builtin commands register themselves on `cli` when imported.
+from lash.cli import _demo as _demo  # noqa: E402 - registration import
 from lash.cli import _inspect_cmds as _inspect_cmds  # noqa: E402 - registration import
 from lash.cli import _run_cmds as _run_cmds  # noqa: E402 - registration import
 from lash.cli import _sessions_cmds as _sessions_cmds  # noqa: E402 - registration import

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -92,110 +92,3 @@ def run_command(
         raise click.ClickException(str(exc)) from None
     if result.outcome == "failed":
         ctx.exit(1)
-
-
-def _call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
-
-
-#: The demo's scripted model: what a model would answer to the demo's turns, tool calls included.
-DEMO_SCRIPT: list[dict[str, Any]] = [
-    {
-        "text": "Let me lay out a plan first.",
-        "tool_calls": [
-            _call(
-                "update_plan",
-                steps=[
-                    {"step": "Pick a park", "status": "in_progress"},
-                    {"step": "Shop for food"},
-                    {"step": "Invite friends"},
-                ],
-            )
-        ],
-        "usage": {"input_tokens": 182, "output_tokens": 41},
-        "chunk_size": 8,
-    },
-    {
-        "text": "Plan is set: park first, then food, then invitations.",
-        "usage": {"input_tokens": 260, "output_tokens": 14},
-        "chunk_size": 8,
-    },
-    {
-        "tool_calls": [
-            _call(
-                "update_plan",
-                steps=[
-                    {"step": "Pick a park", "status": "completed"},
-                    {"step": "Shop for food", "status": "in_progress"},
-                    {"step": "Invite friends"},
-                ],
-            )
-        ],
-        "usage": {"input_tokens": 301, "output_tokens": 38},
-    },
-    {
-        "text": "Riverside Park it is. Next up: shopping.",
-        "usage": {"input_tokens": 352, "output_tokens": 11},
-        "chunk_size": 8,
-    },
-]
-
-DEMO_TURNS: Sequence[str] = (
-    "Help me organise a picnic on Saturday.",
-    "We chose Riverside Park.",
-)
-
-DEMO_PLUGINS = ("standard", "stores", "scripted", "plan")
-
-
-@cli.command("demo")
-@click.pass_context
-def demo_command(ctx: click.Context) -> None:
-    """Run an offline demo session (scripted model) and print its transcript."""
-
-    async def go() -> None:
-        core = LashCore(
-            plugins=list(DEMO_PLUGINS),
-            autoload=False,
-            disable=["openai"],
-            provider="scripted",
-            model="demo",
-            options={"scripted": {"responses": DEMO_SCRIPT}},
-        )
-        async with core:
-            click.echo(click.style("lash demo", bold=True) + " (offline, scripted model)")
-            click.echo(f"plugins: {', '.join(core.plugin_names)}")
-            for name in core.plugin_names:
-                contributions = core.registry.by_plugin(name)
-                if contributions:
-                    parts = [f"{k}s: {', '.join(v)}" for k, v in contributions.items()]
-                    click.echo(f"  {name} contributes {'; '.join(parts)}")
-            session = await core.session(
-                "demo", options={"standard": {"max_tool_rounds": 4}}
-            ).open_fresh()
-            click.echo(
-                f"session options: standard.max_tool_rounds = "
-                f"{session.protocol_options.get('max_tool_rounds')}"
-            )
-            preview = await session.prompt_preview()
-            system = preview.messages[0].content if preview.messages else ""
-            click.echo("system prompt (fragments contributed by plugins):")
-            for line in system.splitlines():
-                click.echo(f"  | {line}")
-            click.echo()
-            for text in DEMO_TURNS:
-                result = await stream_turn(session, text, echo_user=True)
-                if result.outcome != "completed":
-                    raise click.ClickException(f"demo turn did not complete: {result}")
-                click.echo()
-            report = session.usage_report()["total"]
-            click.echo(
-                f"session {session.id!r}: {session.turns} turns committed, revision "
-                f"{session.revision}, {report['input_tokens']} input / "
-                f"{report['output_tokens']} output tokens"
-            )
-
-    try:
-        asyncio.run(go())
-    except LashError as exc:
-        raise click.ClickException(str(exc)) from None

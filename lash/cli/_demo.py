@@ -1,0 +1,162 @@
+"""``lash demo``: an offline session where builtin plugins show what plugins contribute."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from lash._core import LashCore
+from lash._session import Session
+from lash.cli._main import cli
+from lash.cli._run_cmds import stream_turn
+from lash.errors import LashError
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments}
+
+
+def _plan(*steps: tuple[str, str]) -> dict[str, Any]:
+    return _call("update_plan", steps=[{"step": s, "status": st} for s, st in steps])
+
+
+#: The demo's scripted model: what a model would answer to the demo's turns, tool calls and the
+#: compaction summary included. One entry per model call, in order.
+DEMO_SCRIPT: list[dict[str, Any]] = [
+    {  # turn 1: plan
+        "text": "Let me lay out a plan first.",
+        "tool_calls": [
+            _plan(
+                ("Pick a park", "in_progress"),
+                ("Shop for food", "pending"),
+                ("Invite friends", "pending"),
+            )
+        ],
+        "usage": {"input_tokens": 182, "output_tokens": 41},
+        "chunk_size": 8,
+    },
+    {
+        "text": "Plan is set: park first, then food, then invitations.",
+        "usage": {"input_tokens": 260, "output_tokens": 14},
+        "chunk_size": 8,
+    },
+    {  # turn 2: progress
+        "tool_calls": [
+            _plan(
+                ("Pick a park", "completed"),
+                ("Shop for food", "in_progress"),
+                ("Invite friends", "pending"),
+            )
+        ],
+        "usage": {"input_tokens": 301, "output_tokens": 38},
+    },
+    {
+        "text": "Riverside Park it is. Next up: shopping.",
+        "usage": {"input_tokens": 352, "output_tokens": 11},
+        "chunk_size": 8,
+    },
+    {  # the compaction plugin's summary request
+        "text": "The user is organising a Saturday picnic. Riverside Park was chosen; "
+        "shopping for food is in progress; inviting friends is still to do.",
+        "usage": {"input_tokens": 410, "output_tokens": 30},
+    },
+    {  # turn 3, after compaction, on the larger model
+        "text": "Next: buy sandwiches, fruit and lemonade, then send the invitations.",
+        "usage": {"input_tokens": 150, "output_tokens": 16},
+        "chunk_size": 8,
+    },
+]
+
+DEMO_TURNS: Sequence[str] = (
+    "Help me organise a picnic on Saturday.",
+    "We chose Riverside Park.",
+)
+AFTER_COMPACTION = "What should I do next?"
+
+DEMO_PLUGINS = ("standard", "stores", "scripted", "plan", "compaction")
+
+
+async def _turn(session: Session, text: str) -> None:
+    result = await stream_turn(session, text, echo_user=True)
+    if result.outcome != "completed":
+        raise click.ClickException(f"demo turn did not complete: {result}")
+    click.echo()
+
+
+def _note(text: str) -> None:
+    click.echo(click.style(f"== {text}", fg="cyan"))
+
+
+@cli.command("demo")
+def demo_command() -> None:
+    """Run an offline demo session (scripted model) and print its transcript."""
+
+    async def go() -> None:
+        core = LashCore(
+            plugins=list(DEMO_PLUGINS),
+            autoload=False,
+            disable=["openai"],
+            provider="scripted",
+            model="demo",
+            options={
+                "scripted": {"responses": DEMO_SCRIPT},
+                "compaction": {"keep_recent_turns": 1},
+            },
+        )
+        async with core:
+            click.echo(click.style("lash demo", bold=True) + " (offline, scripted model)")
+            click.echo(f"store: {core.config.store or 'memory://'}")
+            click.echo(f"plugins: {', '.join(core.plugin_names)}")
+            for name in core.plugin_names:
+                contributions = core.registry.by_plugin(name)
+                if contributions:
+                    parts = [f"{k}s: {', '.join(v)}" for k, v in contributions.items()]
+                    click.echo(f"  {name} contributes {'; '.join(parts)}")
+            session = await core.session(
+                "demo", options={"standard": {"max_tool_rounds": 4}}
+            ).open_fresh()
+            click.echo(
+                "session options: standard.max_tool_rounds = "
+                f"{session.protocol_options.get('max_tool_rounds')}, "
+                "compaction.keep_recent_turns = 1"
+            )
+            preview = await session.prompt_preview()
+            system = preview.messages[0].content if preview.messages else ""
+            click.echo("system prompt (fragments contributed by plugins):")
+            for line in system.splitlines():
+                click.echo(f"  | {line}")
+            click.echo()
+            for text in DEMO_TURNS:
+                await _turn(session, text)
+
+            config = await session.configure(
+                model="demo-large", prompt_layers=["You are a concise picnic planner."]
+            )
+            _note(f"configured: model demo -> {config.model}; prompt layer added (committed)")
+            frame = await session.compact()
+            assert frame is not None  # the compaction plugin always answers
+            boundary = session.nodes[0]
+            _note(f"compacted into agent frame {frame.id[:8]} (the old one stays in history)")
+            click.echo(f"   summary: {getattr(boundary, 'summary', '')}")
+            click.echo(f"   carried over verbatim: the last turn ({len(session.nodes) - 1} nodes)")
+            click.echo()
+            await _turn(session, AFTER_COMPACTION)
+
+            report = session.usage_report()
+            by_source = ", ".join(
+                f"{src} {u['input_tokens']} in / {u['output_tokens']} out"
+                for src, u in report["by_source"].items()
+            )
+            click.echo(
+                f"session {session.id!r}: {session.turns} turns committed, revision "
+                f"{session.revision}; usage by source: {by_source}"
+            )
+            await session.close()
+
+    try:
+        asyncio.run(go())
+    except LashError as exc:
+        raise click.ClickException(str(exc)) from None
