@@ -320,14 +320,18 @@ class Session(SessionAdmin):
             self._pending = []
             self._usage = {}
             self._config_dirty = True
-            available = core._available_tools()
-            self._kernel.refresh({name: plugin for name, (plugin, _) in available.items()})
+        # Record which plugin provides each tool now (committed with the next commit), so a
+        # tool whose plugin later goes away is still known, as an orphan.
+        available = core._available_tools()
+        self._kernel.refresh({name: plugin for name, (plugin, _) in available.items()})
         await core.hooks.collect(
             "materialize_session",
             bind=lambda name: {"options": self._options.get(name)},
             session=self,
             is_root=self.is_root,
         )
+        # Protocol options set with configure() win over the defaults plugins apply at open.
+        self._protocol_options.update(self._config.protocol_options)
         self._opened = True
 
     async def close(self) -> None:

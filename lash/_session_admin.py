@@ -7,15 +7,18 @@ nothing and leaves the session as it was.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lash._frames import SplitToolPair, seed_frame
-from lash._graph import AssistantMessage, GraphNode
-from lash._kernel_state import COMMANDS, KernelState, QueuedCommand
+from lash._graph import AssistantMessage, FrameBoundary, GraphNode
+from lash._kernel_state import COMMANDS, KERNEL_STATE_KEY, KernelState, QueuedCommand
+from lash._manager import call_impl
 from lash._providers import ModelRequest, ModelResponse, collect_response
+from lash._serialization import structure, unstructure
 from lash._types import AgentFrame, Compaction, Message, SessionConfig, ToolCatalogEntry, Usage
 from lash.errors import PluginError, SessionError
 
@@ -55,24 +58,28 @@ class SessionAdmin:
             if proposed == previous:
                 return previous
             hooks = self.core.hooks
-            final: SessionConfig = await hooks.chain(
-                "mutate_session_config",
-                key="proposed",
-                value=proposed,
-                session=self,
-                previous=previous,
-            )
-            if not isinstance(final, SessionConfig):
-                raise PluginError(
-                    "mutate_session_config must return a lash.SessionConfig or None",
-                    plugin=None,
-                    hook="mutate_session_config",
+            final = proposed
+            # The chain, run here so each amendment is checked as it is made and a wrong
+            # return value is blamed on the plugin that returned it.
+            for impl in hooks.impls("mutate_session_config"):
+                amended = await call_impl(
+                    "mutate_session_config", impl, session=self, previous=previous, proposed=final
                 )
+                if amended is None:
+                    continue
+                if not isinstance(amended, SessionConfig):
+                    raise PluginError(
+                        f"plugin {impl.plugin!r} returned {type(amended).__name__} from "
+                        "mutate_session_config; return a lash.SessionConfig (or None)",
+                        plugin=impl.plugin,
+                        hook="mutate_session_config",
+                    )
+                final = amended
             if final == previous:
                 return previous
             self.core._provider_for(final)  # an unknown provider is rejected before committing
             options = self._build_options(final.plugin_options)
-            old_options = self._options
+            old_options, old_protocol = self._options, dict(self._protocol_options)
             self._config, self._config_dirty = final, True
             self._options = options
             self._protocol_options.update(final.protocol_options)
@@ -80,6 +87,7 @@ class SessionAdmin:
                 await self._commit([], {}, turns=0)
             except BaseException:
                 self._config, self._options = previous, old_options
+                self._protocol_options = old_protocol
                 raise
         await hooks.broadcast(
             "session_config_changed", session=self, previous=previous, current=final
@@ -112,8 +120,7 @@ class SessionAdmin:
             "compact_context", session=self, instructions=instructions
         )
         if answer is None:
-            self._pending_usage.clear()
-            return None
+            return None  # any completion usage is committed with the next commit
         plugin, compaction = answer
         if not isinstance(compaction, Compaction):
             raise PluginError(
@@ -134,16 +141,20 @@ class SessionAdmin:
         nodes = self._seed(reason=reason, summary=summary, keep_recent_turns=keep_recent_turns)
         usage = dict(self._pending_usage)
         self._pending_usage.clear()
-        await self._commit(nodes, usage, turns=0)
+        try:
+            await self._commit(nodes, usage, turns=0)
+        except BaseException:
+            self._pending_usage.update(usage)  # not committed: keep it for the next commit
+            raise
         self._graph.extend(nodes)
-        boundary = nodes[0]
-        frame = AgentFrame(
-            id=boundary.frame_id,
-            parent_id=getattr(boundary, "previous_frame_id", None),
-            reason=reason,
+        await self._frames_opened(nodes)
+        return AgentFrame(
+            id=nodes[0].frame_id, parent_id=self._previous_frame(nodes[0]), reason=reason
         )
-        await self.core.hooks.broadcast("frame_opened", session=self, frame=frame)
-        return frame
+
+    @staticmethod
+    def _previous_frame(node: GraphNode) -> str | None:
+        return node.previous_frame_id if isinstance(node, FrameBoundary) else None
 
     def _seed(  # type: ignore[misc]
         self: Session, *, reason: str, summary: str | None, keep_recent_turns: int
@@ -159,15 +170,15 @@ class SessionAdmin:
         except SplitToolPair as exc:
             raise SessionError(f"session {self.id!r}: {exc}", session_id=self.id) from None
 
-    async def _maybe_auto_compact(self: Session) -> None:  # type: ignore[misc]
-        """After a turn: compact when its last prompt went over the threshold (errors are
-        reported, never raised: the turn itself is already committed)."""
+    async def _maybe_auto_compact(  # type: ignore[misc]
+        self: Session, turn_nodes: Sequence[GraphNode]
+    ) -> None:
+        """After a turn: compact when the turn's last prompt went over the threshold (errors
+        are reported, never raised: the turn itself is already committed)."""
         threshold = self._compact_threshold
         if threshold is None:
             return
-        last = next(
-            (n for n in reversed(self._graph.nodes) if isinstance(n, AssistantMessage)), None
-        )
+        last = next((n for n in reversed(turn_nodes) if isinstance(n, AssistantMessage)), None)
         if last is None or last.usage.input_tokens <= threshold:
             return
         try:
@@ -211,14 +222,15 @@ class SessionAdmin:
         async with self._turn_lock:
             self._require_open()
             known = set(self.core._available_tools()) | set(self._kernel.tool_plugins)
-            try:
-                changed = self._kernel.set_members(changes, known)
-            except KeyError as exc:
-                raise SessionError(
-                    f"session {self.id!r}: unknown tool(s) {exc.args[0]}", session_id=self.id
-                ) from None
-            if changed:
-                await self._commit([], {}, turns=0)
+            with self._kernel_rollback():
+                try:
+                    changed = self._kernel.set_members(changes, known)
+                except KeyError as exc:
+                    raise SessionError(
+                        f"session {self.id!r}: unknown tool(s) {exc.args[0]}", session_id=self.id
+                    ) from None
+                if changed:
+                    await self._commit([], {}, turns=0)
             return self._kernel.generation
 
     # -- session commands ------------------------------------------------------------------
@@ -244,8 +256,9 @@ class SessionAdmin:
             self._require_open()
             if self._kernel.knows_key(key):
                 return False
-            self._kernel.commands.append(QueuedCommand(name, key))  # type: ignore[arg-type]
-            await self._commit([], {}, turns=0)
+            with self._kernel_rollback():
+                self._kernel.commands.append(QueuedCommand(name, key))  # type: ignore[arg-type]
+                await self._commit([], {}, turns=0)
             return True
 
     async def apply_commands(self: Session) -> int:  # type: ignore[misc]
@@ -255,10 +268,33 @@ class SessionAdmin:
             count = len(self._kernel.commands)
             if count == 0:
                 return 0
-            nodes = self._run_commands()
-            await self._commit(nodes, {}, turns=0)
+            with self._kernel_rollback():
+                nodes = self._run_commands()
+                await self._commit(nodes, {}, turns=0)
             self._graph.extend(nodes)
+            await self._frames_opened(nodes)
             return count
+
+    @contextlib.contextmanager
+    def _kernel_rollback(self: Session) -> Iterator[None]:  # type: ignore[misc]
+        """Restore the kernel state if the block fails (memory never drifts from the store)."""
+        saved = unstructure(self._kernel)
+        try:
+            yield
+        except BaseException:
+            self._states[KERNEL_STATE_KEY] = structure(saved, KernelState)
+            raise
+
+    async def _frames_opened(  # type: ignore[misc]
+        self: Session, nodes: Sequence[GraphNode]
+    ) -> None:
+        """Broadcast ``frame_opened`` for every frame boundary among committed ``nodes``."""
+        for node in nodes:
+            if isinstance(node, FrameBoundary):
+                frame = AgentFrame(
+                    id=node.frame_id, parent_id=node.previous_frame_id, reason=node.reason
+                )
+                await self.core.hooks.broadcast("frame_opened", session=self, frame=frame)
 
     def _run_commands(self: Session) -> list[GraphNode]:  # type: ignore[misc]
         """Apply and dequeue every queued command; return the nodes they add (reset frames,

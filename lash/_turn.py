@@ -232,7 +232,8 @@ class Turn:
         self.index = session._turns + 1
         info = TurnInfo(session=session, input=self.input, index=self.index)
         # Queued session commands (refresh_tool_catalog, reset) apply first, in this commit.
-        for node in session._run_commands():
+        command_nodes = session._run_commands()
+        for node in command_nodes:
             self._append(node)
         session._ensure_frame(self)
         self._append(self._new_node(UserMessage, text=self.input))
@@ -280,8 +281,9 @@ class Turn:
         result = attrs.evolve(result, revision=revision)
         info.result = result
         self._result = result
+        await session._frames_opened(command_nodes)
         await hooks.broadcast("turn_persisted", turn=info, revision=revision)
-        await session._maybe_auto_compact()
+        await session._maybe_auto_compact(self._nodes)
         self._emit(TurnFinished(result))
 
     async def _run_protocol(self) -> None:

@@ -77,7 +77,9 @@ def render_transcript(nodes: Sequence[lash.GraphNode]) -> str:
 
 @lash.hookimpl
 def materialize_session(session: lash.Session, options: CompactionOptions) -> None:
-    session.set_compaction_threshold(options.threshold_tokens)
+    # Unset means "not from this plugin": another plugin may have set a threshold.
+    if options.threshold_tokens is not None:
+        session.set_compaction_threshold(options.threshold_tokens)
 
 
 @lash.hookimpl(trylast=True)
