@@ -95,7 +95,7 @@ async def kernel_run(turns: int) -> list[float]:
     core = lash.LashCore(
         plugins=[standard, stores, Provider(turns), *(make_noop(i) for i in range(10))],
         autoload=False,
-        disable=["scripted", "openai", "plan"],
+        disable=["scripted", "openai", "plan", "compaction", "tool_output_budget"],
         provider="bench",
     )
     session = await core.session("bench").open()

@@ -151,6 +151,10 @@ def check_lease(current: Lease | None, lease: Lease) -> None:
     """Raise :class:`LeaseLost` unless ``lease`` is the session's current lease."""
     if current is None:
         raise LeaseLost(lease.session_id, "the session has no lease (it was released)")
+    if current.session_id != lease.session_id:
+        raise LeaseLost(
+            current.session_id, f"the lease presented is for session {lease.session_id!r}"
+        )
     if current.token != lease.token or current.owner != lease.owner:
         raise LeaseLost(
             lease.session_id,

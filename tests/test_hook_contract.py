@@ -158,7 +158,7 @@ def make_core(
     return lash.LashCore(
         plugins=[*base, rec, *plugins],
         autoload=False,
-        disable=["scripted", "openai", "plan", *disable],
+        disable=["scripted", "openai", "plan", "tool_output_budget", *disable],
         provider="recorder",
         **kwargs,
     )

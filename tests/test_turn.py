@@ -46,7 +46,7 @@ def make_core(recorder: Recorder, *plugins: object, **kwargs: Any) -> lash.LashC
     return lash.LashCore(
         plugins=[standard, stores, recorder, *plugins],
         autoload=False,
-        disable=["scripted", "openai", "plan"],
+        disable=["scripted", "openai", "plan", "tool_output_budget"],
         provider="recorder",
         **kwargs,
     )
@@ -424,7 +424,7 @@ async def test_plan_state_survives_resume_and_prompt_shows_it() -> None:
     core = lash.LashCore(
         plugins=[standard, stores, rec, plan],
         autoload=False,
-        disable=["scripted", "openai"],
+        disable=["scripted", "openai", "tool_output_budget"],
         provider="recorder",
     )
     first = await core.session("p").open()

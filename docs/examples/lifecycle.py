@@ -116,7 +116,7 @@ async def main() -> list[str]:
     core = lash.LashCore(
         plugins=["standard", "stores", tracer],
         autoload=False,
-        disable=["plan", "scripted", "openai"],
+        disable=["plan", "scripted", "openai", "tool_output_budget"],
         provider="traced",
     )
     async with core:
