@@ -46,6 +46,8 @@ from lash._store import (
     SessionRecord,
     SessionSummary,
     Store,
+    check_lease,
+    take_lease,
 )
 from lash._tools import (
     Tool,
@@ -211,12 +213,14 @@ __all__ = [
     "Usage",
     "UserMessage",
     "ValidationError",
+    "check_lease",
     "collect_response",
     "from_data",
     "hookimpl",
     "hookspec",
     "option",
     "raw_tool",
+    "take_lease",
     "to_data",
     "tool",
 ]

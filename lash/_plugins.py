@@ -70,6 +70,8 @@ class _Candidate:
     distribution: str | None = None
     version: str | None = None
     builtin: bool = False
+    #: Named in the allowlist (or passed as an object): required to enable opt-in plugins.
+    listed: bool = False
 
 
 @attrs.define
@@ -230,8 +232,9 @@ def _select(
                     )
                 )
                 continue
+            cand.listed = True
             add(cand)
-    # Builtins are part of lash: enabled unless disabled, after the listed plugins.
+    # Builtins are part of lash: enabled unless disabled (or opt-in), after the listed plugins.
     for cand in sorted(by_name.values(), key=lambda c: c.name):
         if cand.builtin:
             add(cand)
@@ -532,6 +535,17 @@ def load_plugins(
         except PluginLoadError as exc:
             failures.append(exc)
             failed_info[cand.name] = _info_of(cand, "failed", str(exc))
+            continue
+        if plugin.info.meta.opt_in and not cand.listed:
+            # Opt-in plugins (e.g. ones granting file access) never load just by being installed.
+            pm.unregister(plugin.obj)
+            infos.append(
+                attrs.evolve(
+                    plugin.info,
+                    status="disabled",
+                    error="opt-in plugin: name it in `plugins` to enable it",
+                )
+            )
             continue
         # Options are validated before ordering, so a plugin that fails here cannot satisfy
         # another plugin's `requires`.

@@ -148,9 +148,15 @@ class Store(Protocol):
 
 
 def check_lease(current: Lease | None, lease: Lease) -> None:
-    """Raise :class:`LeaseLost` unless ``lease`` is the session's current lease."""
+    """Raise :class:`LeaseLost` unless ``lease`` is the session's current lease.
+
+    A released lease (kept with ``expires_at == 0`` so the next holder's token is higher) no
+    longer commits; an expired one that nobody took over still does, since its token is current.
+    """
     if current is None:
         raise LeaseLost(lease.session_id, "the session has no lease (it was released)")
+    if current.owner == lease.owner and current.token == lease.token and current.expires_at == 0:
+        raise LeaseLost(lease.session_id, "the lease was released")
     if current.session_id != lease.session_id:
         raise LeaseLost(
             current.session_id, f"the lease presented is for session {lease.session_id!r}"

@@ -76,7 +76,10 @@ class PluginMeta:
     ``options`` is an attrs class of per-session options (host config ``[options.<name>]`` gives
     the defaults, ``core.session(id, options=...)`` overrides them); ``state`` is an attrs class of
     per-session state that the kernel snapshots inside every turn commit. ``before``/``after``
-    refine the configured order; ``requires`` names plugins that must be enabled too.
+    refine the configured order; ``requires`` names plugins that must be enabled too. An
+    ``opt_in`` plugin loads only when named in the ``plugins`` allowlist (or passed to
+    :class:`lash.LashCore` explicitly), never just because it is installed: use it for plugins
+    that grant powers a host must choose, like file access.
     """
 
     name: str | None = None
@@ -86,6 +89,7 @@ class PluginMeta:
     before: tuple[str, ...] = attrs.field(default=(), converter=_names)
     after: tuple[str, ...] = attrs.field(default=(), converter=_names)
     requires: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    opt_in: bool = False
 
     __module__ = "lash"
 

@@ -1,0 +1,445 @@
+"""What a lash SQLite file is: its schema, forward migrations and marker, the statements of
+the hot paths, and how a file is checked and prepared before the ``sqlite://`` store uses it.
+
+Tables (one database file holds many sessions):
+
+``sessions``
+    One head row per session: ``revision`` (0 for a row a lease created before any commit),
+    ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next node gets, so a
+    commit never counts nodes), ``frame_start`` (seq of the active frame's boundary),
+    ``last_user_message``, the content hashes of ``config`` / ``protocol_options`` /
+    ``pending``, and the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``).
+``nodes``
+    Append-only graph nodes, keyed by ``(session_id, seq)``; ``data`` is the node's JSON as
+    ``lash.to_data(node, lash.GraphNode)`` writes it, and ``kind`` repeats its variant tag
+    (``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``, ``frame``).
+``blobs``
+    Content-addressed JSON (sha256 of the canonical text) for plugin states, config, protocol
+    options and pending input. Blobs nothing refers to any more are deleted in the transaction
+    that drops the last reference.
+``plugin_states``
+    ``(session_id, plugin) -> blob hash``.
+``usage_ledger``
+    One row per commit per usage source, with the revision it was committed at (append-only).
+``usage_totals``
+    The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
+    loading or listing a session never sums a ledger that grows with its history.
+``lash_migrations``
+    ``(id, name, applied_at, lash_version)`` of every migration step applied to the file.
+
+The file is marked as a lash database with ``PRAGMA application_id`` (:data:`APPLICATION_ID`);
+``PRAGMA user_version`` mirrors the newest migration id, for tools that only read the header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import os
+import sqlite3
+import time
+
+import aiosqlite
+import attrs
+
+import lash
+
+#: ``PRAGMA application_id`` of a lash database: the ASCII bytes of "LASH".
+APPLICATION_ID = 0x4C415348
+
+
+@attrs.frozen
+class Migration:
+    """One forward step of the schema; ``id`` orders them and is never reused."""
+
+    id: int
+    name: str
+    statements: tuple[str, ...]
+
+
+#: Created before migrations run, so a database can always say which steps it has.
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS lash_migrations (
+    id INTEGER PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL,
+    lash_version TEXT NOT NULL
+)"""
+
+_INITIAL = (
+    # A rowid table: rows carry the last user message, which may be long (WITHOUT ROWID tables
+    # are for small rows).
+    """CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY NOT NULL,
+        revision INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL DEFAULT 0,
+        turns INTEGER NOT NULL DEFAULT 0,
+        next_seq INTEGER NOT NULL DEFAULT 0,
+        frame_start INTEGER NOT NULL DEFAULT 0,
+        last_user_message TEXT,
+        config_hash TEXT,
+        protocol_options_hash TEXT,
+        pending_hash TEXT,
+        lease_owner TEXT,
+        lease_token INTEGER NOT NULL DEFAULT 0,
+        lease_expires_at REAL NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE nodes (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        node_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        frame_id TEXT NOT NULL,
+        turn INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    )""",
+    """CREATE TABLE blobs (
+        hash TEXT PRIMARY KEY NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    """CREATE TABLE plugin_states (
+        session_id TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        blob_hash TEXT NOT NULL,
+        PRIMARY KEY (session_id, plugin)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE usage_ledger (
+        session_id TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        recorded_at REAL NOT NULL,
+        PRIMARY KEY (session_id, revision, source)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE usage_totals (
+        session_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        PRIMARY KEY (session_id, source)
+    ) WITHOUT ROWID""",
+    # Reference lookups for blob garbage collection: one index probe per dropped reference.
+    "CREATE INDEX plugin_states_by_blob ON plugin_states (blob_hash)",
+    "CREATE INDEX sessions_by_config ON sessions (config_hash)",
+    "CREATE INDEX sessions_by_protocol_options ON sessions (protocol_options_hash)",
+    "CREATE INDEX sessions_by_pending ON sessions (pending_hash)",
+)
+
+#: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _INITIAL),)
+
+#: The newest migration id this lash knows.
+LATEST = MIGRATIONS[-1].id
+
+
+# -- statements ------------------------------------------------------------------------------
+# Named here so a test can check with EXPLAIN QUERY PLAN that none of them scans a table: their
+# cost must not grow with a session's history (DESIGN invariant 2).
+
+HEAD = """SELECT revision, created_at, updated_at, turns, next_seq, frame_start,
+    last_user_message, config_hash, protocol_options_hash, pending_hash,
+    lease_owner, lease_token, lease_expires_at
+    FROM sessions WHERE session_id = ?"""
+
+LEASE = "SELECT lease_owner, lease_token, lease_expires_at FROM sessions WHERE session_id = ?"
+
+SET_LEASE = """INSERT INTO sessions (session_id, lease_owner, lease_token, lease_expires_at)
+    VALUES (?, ?, ?, ?)
+    ON CONFLICT (session_id) DO UPDATE SET lease_owner = excluded.lease_owner,
+        lease_token = excluded.lease_token, lease_expires_at = excluded.lease_expires_at"""
+
+SET_EXPIRY = "UPDATE sessions SET lease_expires_at = ? WHERE session_id = ?"
+
+ACTIVE_NODES = "SELECT data FROM nodes WHERE session_id = ? AND seq >= ? ORDER BY seq"
+
+ALL_NODES = "SELECT data FROM nodes WHERE session_id = ? ORDER BY seq"
+
+INSERT_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
+    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+
+INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
+
+BLOB = "SELECT data FROM blobs WHERE hash = ?"
+
+STATES = """SELECT p.plugin, b.data FROM plugin_states AS p
+    JOIN blobs AS b ON b.hash = p.blob_hash WHERE p.session_id = ? ORDER BY p.plugin"""
+
+STATE_HASH = "SELECT blob_hash FROM plugin_states WHERE session_id = ? AND plugin = ?"
+
+SET_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
+    ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
+
+INSERT_USAGE = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+    output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+
+ADD_USAGE = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+    cached_tokens) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (session_id, source) DO UPDATE SET
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens"""
+
+USAGE = """SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_totals
+    WHERE session_id = ? ORDER BY source"""
+
+UPDATE_HEAD = """UPDATE sessions SET revision = ?, created_at = ?, updated_at = ?, turns = ?,
+    next_seq = ?, frame_start = ?, last_user_message = ?, config_hash = ?,
+    protocol_options_hash = ?, pending_hash = ? WHERE session_id = ?"""
+
+#: Drop blob ``:h`` unless a plugin state or a session head still refers to it.
+RELEASE_BLOB = """DELETE FROM blobs WHERE hash = :h
+    AND NOT EXISTS (SELECT 1 FROM plugin_states WHERE blob_hash = :h)
+    AND NOT EXISTS (SELECT 1 FROM sessions WHERE config_hash = :h)
+    AND NOT EXISTS (SELECT 1 FROM sessions WHERE protocol_options_hash = :h)
+    AND NOT EXISTS (SELECT 1 FROM sessions WHERE pending_hash = :h)"""
+
+#: The statements of ``acquire_lease``/``renew_lease``/``release_lease``, ``load`` and
+#: ``commit`` (without ``replace``): each must be an index lookup or an index range.
+HOT_STATEMENTS: dict[str, str] = {
+    "HEAD": HEAD,
+    "LEASE": LEASE,
+    "SET_LEASE": SET_LEASE,
+    "SET_EXPIRY": SET_EXPIRY,
+    "ACTIVE_NODES": ACTIVE_NODES,
+    "INSERT_NODE": INSERT_NODE,
+    "INSERT_BLOB": INSERT_BLOB,
+    "BLOB": BLOB,
+    "STATES": STATES,
+    "STATE_HASH": STATE_HASH,
+    "SET_STATE": SET_STATE,
+    "INSERT_USAGE": INSERT_USAGE,
+    "ADD_USAGE": ADD_USAGE,
+    "USAGE": USAGE,
+    "UPDATE_HEAD": UPDATE_HEAD,
+    "RELEASE_BLOB": RELEASE_BLOB,
+}
+
+# Replacing or deleting a session drops its rows (cost: what it stored, by index range).
+SESSION_STATE_HASHES = "SELECT blob_hash FROM plugin_states WHERE session_id = ?"
+DROP_NODES = "DELETE FROM nodes WHERE session_id = ?"
+DROP_STATES = "DELETE FROM plugin_states WHERE session_id = ?"
+DROP_LEDGER = "DELETE FROM usage_ledger WHERE session_id = ?"
+DROP_TOTALS = "DELETE FROM usage_totals WHERE session_id = ?"
+
+#: A deleted session keeps its head row as a tombstone at revision 0 with its lease, so the
+#: next holder's fencing token is still higher than any token handed out before.
+TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
+    next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
+    protocol_options_hash = NULL, pending_hash = NULL WHERE session_id = ?"""
+
+#: Committed sessions (revision > 0) with their usage totals, most recently updated first.
+LIST_SESSIONS = """SELECT s.session_id, s.created_at, s.updated_at, s.turns, s.revision,
+    s.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
+    COALESCE(SUM(u.cached_tokens), 0)
+    FROM sessions AS s LEFT JOIN usage_totals AS u ON u.session_id = s.session_id
+    WHERE s.revision > 0
+    GROUP BY s.session_id
+    ORDER BY s.updated_at DESC, s.session_id"""
+
+
+# -- opening a file ---------------------------------------------------------------------------
+
+
+@functools.cache
+def lash_version() -> str:
+    """The installed lash version (recorded with each applied migration)."""
+    try:
+        return importlib.metadata.version("lash")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        return "unknown"
+
+
+def check_path(path: str, *, create_dirs: bool) -> None:
+    """Refuse paths SQLite could only fail on, with what to do about each."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise lash.ConfigError(
+                f"{directory} is not a directory; point the store URL at a file in a directory",
+                path=path,
+            )
+        if not create_dirs:
+            raise lash.ConfigError(
+                f"the directory {directory} does not exist; create it "
+                f"(mkdir -p {directory}) or add ?create_dirs=1 to the store URL",
+                path=path,
+            )
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise lash.ConfigError(
+                f"cannot create the directory {directory}: {exc.strerror or exc}",
+                path=path,
+            ) from exc
+    if os.path.isdir(path):
+        raise lash.ConfigError(
+            "this is a directory, not a database file; point the store URL at a file "
+            f"inside it (e.g. sqlite:///{os.path.join(path, 'lash.db')})",
+            path=path,
+        )
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise lash.ConfigError(
+            "the database file is read-only (or unreadable) for this process; lash writes "
+            "every turn to it: make it readable and writable (chmod u+rw), or use another "
+            "path",
+            path=path,
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise lash.ConfigError(
+            f"the directory {directory} is not writable; SQLite creates the database and "
+            "its -wal and -shm files there: make it writable, or use another path",
+            path=path,
+        )
+
+
+async def prepare(
+    conn: aiosqlite.Connection, path: str, *, synchronous: str, busy_timeout: int
+) -> None:
+    """Set the connection up and bring the file's schema forward (refusing files not ours)."""
+    memory = path == ":memory:"
+    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
+    # Read-only checks first: a file that is not ours is refused before anything is written.
+    marked, applied = await inspect(conn, path)
+    if not memory:
+        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        mode = str(rows[0][0]).lower() if rows else "?"
+        if mode != "wal":
+            raise lash.ConfigError(
+                f"SQLite could not switch the database to WAL mode (it stays in {mode!r}); "
+                "lash needs WAL so that readers never block a commit: put the database on "
+                "a local filesystem",
+                path=path,
+            )
+    await conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if marked and set(applied) >= {m.id for m in MIGRATIONS}:
+        return
+    try:
+        await conn.execute("BEGIN IMMEDIATE")
+        # Another process may have set the file up while we waited for the write lock.
+        _, applied = await inspect(conn, path)
+        await conn.execute(CREATE_MIGRATIONS_TABLE)
+        now = time.time()
+        for migration in MIGRATIONS:
+            if migration.id in applied:
+                continue
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO lash_migrations (id, name, applied_at, lash_version) "
+                "VALUES (?, ?, ?, ?)",
+                (migration.id, migration.name, now, lash_version()),
+            )
+        await conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        await conn.execute(f"PRAGMA user_version = {LATEST}")
+        await conn.execute("COMMIT")
+    except BaseException:
+        await rollback(conn)
+        raise
+
+
+async def inspect(conn: aiosqlite.Connection, path: str) -> tuple[bool, dict[int, str]]:
+    """Whether the file carries lash's marker, and the migrations applied to it.
+
+    :raises lash.ConfigError: for another application's database, or a newer lash's.
+    """
+    rows = list(await conn.execute_fetchall("PRAGMA application_id"))
+    app_id = int(rows[0][0]) if rows else 0
+    tables = {
+        str(r[0])
+        for r in await conn.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    }
+    if app_id not in (0, APPLICATION_ID):
+        raise lash.ConfigError(
+            f"this SQLite database belongs to another application (application_id "
+            f"{app_id:#x}, lash's is {APPLICATION_ID:#x}); lash will not write to it: "
+            "point the store URL at a new file or at a lash database",
+            path=path,
+        )
+    if tables and "lash_migrations" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise lash.ConfigError(
+            f"this SQLite database is not a lash database (it has the tables {shown} and "
+            "no lash marker); lash will not write to it: point the store URL at a new file "
+            "or at a lash database",
+            path=path,
+        )
+    applied: dict[int, str] = {}
+    newest: tuple[int, str, str] | None = None
+    if "lash_migrations" in tables:
+        for mid, name, version in await conn.execute_fetchall(
+            "SELECT id, name, lash_version FROM lash_migrations ORDER BY id"
+        ):
+            applied[int(mid)] = str(name)
+            newest = (int(mid), str(name), str(version))
+    known = {m.id: m.name for m in MIGRATIONS}
+    if newest is not None and newest[0] > LATEST:
+        mid, name, version = newest
+        raise lash.ConfigError(
+            f"this database was written by a newer lash: its schema has migration {mid} "
+            f"({name!r}, applied by lash {version}) but this lash ({lash_version()}) knows "
+            f"migrations up to {LATEST}; upgrade lash to {version} or later "
+            "(lash never downgrades or recreates a database)",
+            path=path,
+        )
+    for mid, name in applied.items():
+        if known.get(mid) != name:
+            raise lash.ConfigError(
+                f"the database's schema migration {mid} is {name!r} but this lash's is "
+                f"{known.get(mid)!r}: the file was migrated by an incompatible lash build; "
+                "open it with the lash that wrote it",
+                path=path,
+            )
+    return app_id == APPLICATION_ID, applied
+
+
+def explain(exc: sqlite3.Error, path: str, *, busy_timeout: int) -> lash.LashError:
+    """The lash error for a SQLite failure: what happened to which file, and what to do."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    detail = f"{exc} [{name}]" if name else str(exc)
+    if name == "SQLITE_NOTADB":
+        return lash.ConfigError(
+            f"this file is not a SQLite database ({detail}); lash will not overwrite it: "
+            "point the store URL at a new file or at a lash database",
+            path=path,
+        )
+    if name.startswith("SQLITE_CORRUPT"):
+        return lash.ConfigError(
+            f"the database is corrupt ({detail}); restore it from a backup, or move it "
+            "aside so that lash starts a new one",
+            path=path,
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return lash.ConfigError(
+            f"cannot open the database for writing ({detail}); the file and its directory "
+            "must exist and be readable and writable (SQLite creates -wal and -shm files "
+            "beside it)",
+            path=path,
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return lash.LashError(
+            f"{path}: the database stayed locked by another connection for more than "
+            f"{busy_timeout} ms ({detail}); retry, or raise the wait with "
+            "?busy_timeout=MS in the store URL"
+        )
+    if name.startswith("SQLITE_FULL"):
+        return lash.LashError(f"{path}: the disk is full ({detail}); nothing was written")
+    return lash.LashError(f"{path}: SQLite failed: {detail}")
+
+
+async def rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back the open transaction, if any, without masking the error that got us here."""
+    # Always queued, never decided here: statements of a cancelled await (BEGIN included) may
+    # still be waiting in the connection's worker thread, so `in_transaction` can be stale.
+    # The worker runs them first, then this rollback, which is a no-op if nothing is open
+    # (as after a COMMIT that completed although its caller was cancelled).
+    with contextlib.suppress(sqlite3.Error):
+        await conn.rollback()

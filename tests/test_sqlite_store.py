@@ -1,0 +1,1152 @@
+"""The ``sqlite://`` store on real SQLite files: round trips, leases, commits, migrations, errors,
+and a kernel that resumes from the file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lash
+import lash_plugins_builtin.openai as openai_plugin
+from lash_plugins_builtin import _sqlite_schema, plan, standard, stores
+from lash_plugins_builtin.scripted import ScriptedProvider
+from lash_plugins_builtin.sqlite import SQLiteStore, parse_url
+
+pytestmark = pytest.mark.anyio
+
+#: ``PRAGMA application_id`` the spec gives a lash database: "LASH" in ASCII.
+LASH_APPLICATION_ID = 0x4C415348
+
+
+def url_of(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@contextlib.asynccontextmanager
+async def opened(path: Path, **kwargs: Any) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(url_of(path), **kwargs)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Read the database directly, beside the store."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    tables = ["sessions", "nodes", "blobs", "plugin_states", "usage_ledger", "usage_totals"]
+    return {t: query(path, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
+
+
+def dump(path: Path) -> list[tuple[Any, ...]]:
+    """Every row of every lash table (a snapshot to compare before/after a refused write)."""
+    rows: list[tuple[Any, ...]] = []
+    for table in ["sessions", "nodes", "blobs", "plugin_states", "usage_ledger", "usage_totals"]:
+        rows += [(table, *r) for r in query(path, f"SELECT * FROM {table} ORDER BY 1, 2")]
+    return rows
+
+
+_ids = itertools.count(1)
+
+
+def node_id() -> str:
+    return f"n{next(_ids)}"
+
+
+def every_kind(frame: str = "F1", turn: int = 1, previous: str | None = None) -> list[Any]:
+    """One node of each kind, opening frame ``frame``."""
+    call = lash.ToolCall("c1", "add", {"b": 2, "a": 1})
+    return [
+        lash.FrameBoundary(
+            id=node_id(),
+            parent_id=None,
+            frame_id=frame,
+            turn=turn,
+            previous_frame_id=previous,
+            reason="compaction" if previous else "root",
+            summary="so far: a sum" if previous else None,
+        ),
+        lash.UserMessage(
+            id=node_id(), parent_id=None, frame_id=frame, turn=turn, text="hé ✓", items=({"k": 1},)
+        ),
+        lash.AssistantMessage(
+            id=node_id(),
+            parent_id=None,
+            frame_id=frame,
+            turn=turn,
+            text="adding",
+            tool_calls=(call, lash.ToolCall("c2", "x", {}, invalid_arguments="{oops")),
+            usage=lash.Usage(3, 2, 1),
+            model="m1",
+        ),
+        lash.ToolCallNode(id=node_id(), parent_id=None, frame_id=frame, turn=turn, call=call),
+        lash.ToolResultNode(
+            id=node_id(),
+            parent_id=None,
+            frame_id=frame,
+            turn=turn,
+            call_id="c1",
+            name="add",
+            content="3",
+            is_error=False,
+            projected="three",
+        ),
+        lash.PluginNode(
+            id=node_id(),
+            parent_id=None,
+            frame_id=frame,
+            turn=turn,
+            plugin="notes",
+            kind="memo",
+            data={"list": [1, 2.5, None, True], "nested": {"x": "y"}},
+        ),
+    ]
+
+
+async def leased(store: SQLiteStore, session_id: str, owner: str = "w1") -> lash.Lease:
+    return await store.acquire_lease(session_id, owner, ttl=30)
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) -> None:
+    """Every node kind, state, config, options, pending and usage come back as committed."""
+    db = tmp_path / "lash.db"
+    nodes = every_kind()
+    config = lash.SessionConfig(
+        provider="p",
+        model="m",
+        prompt_layers=("be brief",),
+        protocol_options={"max_rounds": 3},
+        plugin_options={"plan": {"max_steps": 4}},
+    )
+    delta = lash.CommitDelta(
+        nodes=tuple(nodes),
+        plugin_states={"plan": {"steps": [{"step": "a", "status": "pending"}], "updates": 1}},
+        config=config,
+        protocol_options={"max_rounds": 3, "parallel": True},
+        pending=("next", "after"),
+        usage={"turn": lash.Usage(10, 5, 2)},
+        turns=1,
+    )
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        assert await store.commit("s", lease=lease, expected_revision=0, delta=delta) == 1
+        first = await store.load("s")
+    async with opened(db) as again:
+        second = await again.load("s", full=True)
+    for record in (first, second):
+        assert record is not None
+        assert record.session_id == "s" and record.revision == 1 and record.turns == 1
+        assert list(record.nodes) == nodes
+        assert record.config == config
+        assert record.protocol_options == {"max_rounds": 3, "parallel": True}
+        assert record.plugin_states == {
+            "plan": {"steps": [{"step": "a", "status": "pending"}], "updates": 1}
+        }
+        assert record.pending == ("next", "after")
+        assert record.usage == {"turn": lash.Usage(10, 5, 2)}
+        assert record.created_at == record.updated_at > 0
+    assert first == second
+    # Tool-call arguments keep the order they came in (they go back to the provider verbatim).
+    stored = json.loads(query(db, "SELECT data FROM nodes WHERE kind = 'tool_call'")[0][0])
+    assert list(stored["call"]["arguments"]) == ["b", "a"]
+    assert query(db, "SELECT seq, node_id, kind, frame_id, turn FROM nodes ORDER BY seq") == [
+        (0, nodes[0].id, "frame", "F1", 1),
+        (1, nodes[1].id, "user", "F1", 1),
+        (2, nodes[2].id, "assistant", "F1", 1),
+        (3, nodes[3].id, "tool_call", "F1", 1),
+        (4, nodes[4].id, "tool_result", "F1", 1),
+        (5, nodes[5].id, "plugin", "F1", 1),
+    ]
+
+
+async def test_text_with_lone_surrogates_round_trips(tmp_path: Path) -> None:
+    """Text that is not valid UTF-8 (surrogate-escaped bytes) is stored and read back exactly."""
+    text = "raw \udcff byte"
+    node = lash.UserMessage(id="u", parent_id=None, frame_id="F", turn=1, text=text)
+    async with opened(tmp_path / "lash.db") as store:
+        lease = await leased(store, "s")
+        delta = lash.CommitDelta(nodes=(node,), plugin_states={"p": {"t": text}})
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        record = await store.load("s")
+        (summary,) = await store.list_sessions()
+    assert record is not None
+    assert record.nodes == (node,) and record.plugin_states == {"p": {"t": text}}
+    assert summary.last_user_message == "raw \ufffd byte"
+
+
+async def test_load_returns_the_active_frame_unless_full(tmp_path: Path) -> None:
+    """``load`` starts at the active frame's boundary; ``full=True`` returns every node."""
+    db = tmp_path / "lash.db"
+    old = every_kind("F1", 1)
+    new = every_kind("F2", 2, previous="F1")
+    tail = [lash.UserMessage(id=node_id(), parent_id=None, frame_id="F2", turn=3, text="later")]
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        rev = 0
+        for nodes in (old, new, tail):
+            delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+            rev = await store.commit("s", lease=lease, expected_revision=rev, delta=delta)
+        active = await store.load("s")
+        full = await store.load("s", full=True)
+    assert active is not None and full is not None
+    assert list(active.nodes) == new + tail
+    assert list(full.nodes) == old + new + tail
+    assert active.revision == full.revision == 3 and active.turns == 3
+    assert query(db, "SELECT next_seq, frame_start FROM sessions") == [(13, 6)]
+
+
+async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
+    """Leases, load and commit use index lookups and ranges only: cost independent of history."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        await store.open()
+    conn = sqlite3.connect(db)
+    try:
+        for name, sql in _sqlite_schema.HOT_STATEMENTS.items():
+            params: Any = {"h": "x"} if ":h" in sql else (None,) * sql.count("?")
+            plan_rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            steps = [row[3] for row in plan_rows]
+            assert not [s for s in steps if s.startswith("SCAN")], (name, steps)
+            assert "USE TEMP B-TREE" not in " ".join(steps), (name, steps)
+    finally:
+        conn.close()
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+async def test_live_lease_is_busy_for_another_owner_and_refreshed_for_its_own(
+    tmp_path: Path,
+) -> None:
+    """A second writer (another connection) gets SessionBusy; the owner keeps its token."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as one, opened(db) as two:
+        first = await one.acquire_lease("s", "A", ttl=30)
+        assert (first.session_id, first.owner, first.token) == ("s", "A", 1)
+        with pytest.raises(lash.SessionBusy) as busy:
+            await two.acquire_lease("s", "B", ttl=30)
+        assert busy.value.owner == "A" and busy.value.expires_at == first.expires_at
+        again = await two.acquire_lease("s", "A", ttl=60)
+        assert again.token == 1 and again.expires_at > first.expires_at
+    assert query(db, "SELECT lease_owner, lease_token FROM sessions") == [("A", 1)]
+
+
+async def test_expired_lease_is_taken_over_and_the_stale_writer_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """After expiry B takes over with token 2; A's commit and renewal raise LeaseLost."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as a_store, opened(db) as b_store:
+        a = await a_store.acquire_lease("s", "A", ttl=30)
+        delta = lash.CommitDelta(nodes=tuple(every_kind()), turns=1)
+        assert await a_store.commit("s", lease=a, expected_revision=0, delta=delta) == 1
+        a = await a_store.renew_lease(a, ttl=0.01)
+        time.sleep(0.05)
+        b = await b_store.acquire_lease("s", "B", ttl=30)
+        assert (b.owner, b.token) == ("B", 2)
+        before = dump(db)
+        stale = lash.CommitDelta(
+            nodes=tuple(every_kind()),
+            plugin_states={"p": {"x": 1}},
+            config=lash.SessionConfig(model="stale"),
+            usage={"turn": lash.Usage(1, 1, 1)},
+            turns=1,
+        )
+        with pytest.raises(lash.LeaseLost, match="fencing token 2, ours 1"):
+            await a_store.commit("s", lease=a, expected_revision=1, delta=stale)
+        with pytest.raises(lash.LeaseLost):
+            await a_store.renew_lease(a, ttl=30)
+        await a_store.release_lease(a)  # not current: nothing happens
+        assert dump(db) == before
+        ok = lash.CommitDelta(nodes=tuple(every_kind()), turns=1)
+        assert await b_store.commit("s", lease=b, expected_revision=1, delta=ok) == 2
+
+
+async def test_revision_conflict_writes_nothing(tmp_path: Path) -> None:
+    """A commit at the wrong head revision raises RevisionConflict and leaves the file as is."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit(
+            "s",
+            lease=lease,
+            expected_revision=0,
+            delta=lash.CommitDelta(tuple(every_kind()), turns=1),
+        )
+        before = dump(db)
+        delta = lash.CommitDelta(
+            nodes=tuple(every_kind()),
+            plugin_states={"p": {"x": 2}},
+            pending=("x",),
+            usage={"turn": lash.Usage(1, 0, 0)},
+            turns=1,
+            replace=True,
+        )
+        for expected in (0, 2):
+            with pytest.raises(lash.RevisionConflict) as conflict:
+                await store.commit("s", lease=lease, expected_revision=expected, delta=delta)
+            assert (conflict.value.expected, conflict.value.actual) == (expected, 1)
+        assert dump(db) == before
+
+
+async def test_release_keeps_the_token_and_renew_extends(tmp_path: Path) -> None:
+    """Release expires the lease but keeps its token; the next holder gets a higher one."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        a = await store.acquire_lease("s", "A", ttl=5)
+        renewed = await store.renew_lease(a, ttl=60)
+        assert renewed.token == 1 and renewed.expires_at > a.expires_at
+        await store.release_lease(renewed)
+        assert query(db, "SELECT lease_owner, lease_token, lease_expires_at FROM sessions") == [
+            ("A", 1, 0.0)
+        ]
+        b = await store.acquire_lease("s", "B", ttl=5)
+        assert b.token == 2
+        with pytest.raises(lash.LeaseLost):
+            await store.commit("s", lease=a, expected_revision=0, delta=lash.CommitDelta())
+
+
+async def test_lease_without_commit_is_a_revision_zero_head(tmp_path: Path) -> None:
+    """A lease on a new session makes a revision-0 head: not loaded or listed, committable at 0."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "new")
+        assert await store.load("new") is None
+        assert await store.list_sessions() == []
+        with pytest.raises(lash.UnknownSession):
+            await store.delete("new")
+        assert query(db, "SELECT session_id, revision FROM sessions") == [("new", 0)]
+        assert (
+            await store.commit("new", lease=lease, expected_revision=0, delta=lash.CommitDelta())
+            == 1
+        )
+        with pytest.raises(lash.LeaseLost, match="no lease"):
+            await store.commit(
+                "never-leased",
+                lease=lash.Lease("never-leased", "w1", 1, time.time() + 5),
+                expected_revision=0,
+                delta=lash.CommitDelta(),
+            )
+
+
+async def test_lease_of_another_session_cannot_commit(tmp_path: Path) -> None:
+    """A lease on one session never commits another, even with the same owner and token."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease_a = await leased(store, "a")
+        lease_b = await leased(store, "b")
+        assert (lease_a.owner, lease_a.token) == (lease_b.owner, lease_b.token)
+        with pytest.raises(lash.LeaseLost, match="for session 'a'"):
+            await store.commit("b", lease=lease_a, expected_revision=0, delta=lash.CommitDelta())
+        assert query(db, "SELECT session_id, revision FROM sessions ORDER BY 1") == [
+            ("a", 0),
+            ("b", 0),
+        ]
+
+
+async def test_cancelled_commit_is_all_or_nothing_and_the_store_stays_usable(
+    tmp_path: Path,
+) -> None:
+    """A commit cancelled at any moment leaves the whole delta or none of it; commits go on."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        revision = 0
+        outcomes = set()
+        for attempt in range(40):
+            nodes = every_kind(f"F{attempt}", attempt)
+            delta = lash.CommitDelta(
+                nodes=tuple(nodes),
+                plugin_states={"p": {"attempt": attempt}},
+                usage={"turn": lash.Usage(1, 0, 0)},
+                turns=1,
+            )
+            task = asyncio.create_task(
+                store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+            )
+            await asyncio.sleep(attempt * 0.0003)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            record = await store.load("s", full=True)
+            stored = record.revision if record is not None else 0
+            assert stored in (revision, revision + 1)
+            outcomes.add(stored - revision)
+            revision = stored
+            assert record is None or (len(record.nodes), record.turns) == (6 * revision, revision)
+            if record is not None:
+                assert record.usage == {"turn": lash.Usage(revision, 0, 0)}
+        assert outcomes == {0, 1}
+        final = lash.CommitDelta(turns=1)
+        assert await store.commit("s", lease=lease, expected_revision=revision, delta=final) == (
+            revision + 1
+        )
+
+
+# -- replace, usage, listing, deleting ---------------------------------------------------------
+
+
+async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> None:
+    """``replace`` drops old nodes, states, usage, config and pending; keeps created_at."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        first = lash.CommitDelta(
+            nodes=tuple(every_kind()),
+            plugin_states={"a": {"v": 1}, "b": {"v": 2}},
+            config=lash.SessionConfig(model="old"),
+            protocol_options={"o": 1},
+            pending=("queued",),
+            usage={"turn": lash.Usage(7, 7, 7)},
+            turns=2,
+        )
+        await store.commit("s", lease=lease, expected_revision=0, delta=first)
+        created = (await store.load("s")).created_at  # type: ignore[union-attr]
+        fresh_nodes = every_kind("F9")
+        fresh = lash.CommitDelta(
+            nodes=tuple(fresh_nodes),
+            plugin_states={"b": {"v": 3}},
+            usage={"turn": lash.Usage(1, 2, 3)},
+            turns=1,
+            replace=True,
+        )
+        assert await store.commit("s", lease=lease, expected_revision=1, delta=fresh) == 2
+        record = await store.load("s", full=True)
+    assert record is not None
+    assert list(record.nodes) == fresh_nodes
+    assert record.plugin_states == {"b": {"v": 3}}
+    assert record.config == lash.SessionConfig() and record.protocol_options == {}
+    assert record.pending == () and record.turns == 1 and record.revision == 2
+    assert record.usage == {"turn": lash.Usage(1, 2, 3)}
+    assert record.created_at == created
+    assert query(db, "SELECT revision, source FROM usage_ledger") == [(2, "turn")]
+    # Only blobs still referenced remain (the new state of "b").
+    assert query(db, "SELECT data FROM blobs") == [('{"v":3}',)]
+
+
+async def test_usage_ledger_has_a_row_per_commit_and_source_and_load_sums_it(
+    tmp_path: Path,
+) -> None:
+    """Each commit adds one ledger row per source; load and list report the sums."""
+    db = tmp_path / "lash.db"
+    commits = [
+        {"turn": lash.Usage(10, 2, 1)},
+        {"turn": lash.Usage(5, 1, 0), "compaction": lash.Usage(3, 0, 0)},
+        {},
+        {"compaction": lash.Usage(1, 1, 1)},
+    ]
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        for revision, usage in enumerate(commits):
+            delta = lash.CommitDelta(usage=usage, turns=1)
+            await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+        record = await store.load("s")
+        (summary,) = await store.list_sessions()
+    assert record is not None
+    assert record.usage == {"turn": lash.Usage(15, 3, 1), "compaction": lash.Usage(4, 1, 1)}
+    assert summary.usage == lash.Usage(19, 4, 2)
+    ledger = query(
+        db,
+        "SELECT revision, source, input_tokens, output_tokens, cached_tokens FROM usage_ledger "
+        "ORDER BY revision, source",
+    )
+    assert ledger == [
+        (1, "turn", 10, 2, 1),
+        (2, "compaction", 3, 0, 0),
+        (2, "turn", 5, 1, 0),
+        (4, "compaction", 1, 1, 1),
+    ]
+    sums = query(
+        db,
+        "SELECT source, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens) "
+        "FROM usage_ledger GROUP BY source ORDER BY source",
+    )
+    totals = query(
+        db, "SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_totals"
+    )
+    assert sorted(totals) == sums
+
+
+async def test_list_sessions_summaries_most_recent_first(tmp_path: Path) -> None:
+    """Summaries carry id, times, turns, revision, last user message and usage total."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        for sid in ("a", "b", "c"):
+            lease = await leased(store, sid)
+            msg = lash.UserMessage(id=node_id(), parent_id=None, frame_id="F", turn=1, text=sid)
+            delta = lash.CommitDelta(
+                nodes=(msg,), usage={"turn": lash.Usage(len(sid), 1, 0)}, turns=1
+            )
+            await store.commit(sid, lease=lease, expected_revision=0, delta=delta)
+        lease = await leased(store, "a")
+        later = lash.UserMessage(id=node_id(), parent_id=None, frame_id="F", turn=2, text="a2")
+        await store.commit(
+            "a", lease=lease, expected_revision=1, delta=lash.CommitDelta(nodes=(later,), turns=1)
+        )
+        await leased(store, "leased-only")
+        rows = await store.list_sessions()
+    assert [(r.session_id, r.turns, r.revision, r.last_user_message) for r in rows] == [
+        ("a", 2, 2, "a2"),
+        ("c", 1, 1, "c"),
+        ("b", 1, 1, "b"),
+    ]
+    assert rows[0].usage == lash.Usage(1, 1, 0)
+    assert rows[0].created_at < rows[0].updated_at
+    assert rows[1].updated_at >= rows[2].updated_at
+
+
+async def test_delete_drops_everything_but_a_tombstone_lease(tmp_path: Path) -> None:
+    """Delete removes the session's rows and unshared blobs; the next lease gets a higher token."""
+    db = tmp_path / "lash.db"
+    shared = {"same": "state"}
+    async with opened(db) as store:
+        for sid in ("gone", "kept"):
+            lease = await leased(store, sid)
+            delta = lash.CommitDelta(
+                nodes=tuple(every_kind()),
+                plugin_states={"shared": shared, "own": {"sid": sid}},
+                config=lash.SessionConfig(model=sid),
+                usage={"turn": lash.Usage(1, 1, 1)},
+                turns=1,
+            )
+            await store.commit(sid, lease=lease, expected_revision=0, delta=delta)
+        with pytest.raises(lash.SessionBusy):
+            await store.delete("gone")
+        await store.release_lease(await leased(store, "gone"))
+        await store.delete("gone")
+        with pytest.raises(lash.UnknownSession):
+            await store.delete("gone")
+        with pytest.raises(lash.UnknownSession):
+            await store.delete("never")
+        assert await store.load("gone") is None
+        assert [r.session_id for r in await store.list_sessions()] == ["kept"]
+        assert query(db, "SELECT DISTINCT session_id FROM nodes") == [("kept",)]
+        assert query(db, "SELECT DISTINCT session_id FROM usage_ledger") == [("kept",)]
+        assert query(db, "SELECT DISTINCT session_id FROM usage_totals") == [("kept",)]
+        assert query(db, "SELECT DISTINCT session_id FROM plugin_states") == [("kept",)]
+        # The shared state blob stays (kept refers to it); gone's own state and config do not.
+        data = sorted(d for (d,) in query(db, "SELECT data FROM blobs"))
+        assert not [d for d in data if "gone" in d]
+        assert '{"same":"state"}' in data and '{"sid":"kept"}' in data
+        assert query(
+            db, "SELECT revision, lease_token FROM sessions WHERE session_id = 'gone'"
+        ) == [(0, 1)]
+        lease = await leased(store, "gone", owner="other")
+        assert lease.token == 2
+        assert (
+            await store.commit("gone", lease=lease, expected_revision=0, delta=lash.CommitDelta())
+            == 1
+        )
+
+
+async def test_content_addressed_blobs_are_shared_and_superseded_ones_dropped(
+    tmp_path: Path,
+) -> None:
+    """Equal state data is one blob; a state replaced by a new value frees the old blob."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        same = {"b": [1, 2], "a": "x"}
+        delta = lash.CommitDelta(plugin_states={"p": same, "q": {"a": "x", "b": [1, 2]}})
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        assert query(db, "SELECT data FROM blobs") == [('{"a":"x","b":[1,2]}',)]
+        hashes = query(db, "SELECT DISTINCT blob_hash FROM plugin_states")
+        assert len(hashes) == 1 and len(hashes[0][0]) == 64
+        delta = lash.CommitDelta(plugin_states={"p": {"v": 2}})
+        await store.commit("s", lease=lease, expected_revision=1, delta=delta)
+        assert sorted(d for (d,) in query(db, "SELECT data FROM blobs")) == [
+            '{"a":"x","b":[1,2]}',
+            '{"v":2}',
+        ]
+        delta = lash.CommitDelta(plugin_states={"q": {"v": 2}})
+        await store.commit("s", lease=lease, expected_revision=2, delta=delta)
+        assert query(db, "SELECT data FROM blobs") == [('{"v":2}',)]
+
+
+async def test_value_that_is_not_json_fails_before_writing(tmp_path: Path) -> None:
+    """A plugin state that JSON cannot hold raises SessionError and writes nothing."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        before = dump(db)
+        delta = lash.CommitDelta(nodes=tuple(every_kind()), plugin_states={"p": {"x": object()}})
+        with pytest.raises(lash.SessionError, match="state of plugin 'p'"):
+            await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        assert dump(db) == before
+        assert (
+            await store.commit("s", lease=lease, expected_revision=0, delta=lash.CommitDelta()) == 1
+        )
+
+
+# -- the file: migrations, marker, refusals ----------------------------------------------------
+
+
+async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
+    """Opening creates the schema: application_id, lash_migrations rows, WAL, NORMAL sync."""
+    db = tmp_path / "lash.db"
+    before = time.time()
+    async with opened(db) as store:
+        info = await store.info()
+        assert query(db, "PRAGMA journal_mode") == [("wal",)]
+    assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
+    assert query(db, "PRAGMA user_version") == [(1,)]
+    ((mid, name, applied_at, version),) = query(
+        db, "SELECT id, name, applied_at, lash_version FROM lash_migrations"
+    )
+    assert (mid, name) == (1, "initial schema")
+    assert before <= applied_at <= time.time() and version
+    assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
+    assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
+    assert [m["id"] for m in info["migrations"]] == [1]
+    # Reopening applies nothing twice.
+    async with opened(db) as store:
+        await store.open()
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(1,)]
+
+
+async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
+    """``?synchronous=FULL&busy_timeout=1234`` reach the connection."""
+    store = SQLiteStore(url_of(tmp_path / "lash.db") + "?synchronous=full&busy_timeout=1234")
+    try:
+        info = await store.info()
+    finally:
+        await store.close()
+    assert (info["synchronous"], info["busy_timeout"]) == ("FULL", 1234)
+
+
+async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> None:
+    """A migration id above the known ones is refused, naming the lash version it needs."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=lash.CommitDelta(turns=1))
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "INSERT INTO lash_migrations VALUES (?, ?, ?, ?)", (99, "process queue", 1.0, "9.4.0")
+        )
+    conn.close()
+    before = db.read_bytes()
+    async with opened(db) as store:
+        with pytest.raises(lash.ConfigError) as refused:
+            await store.load("s")
+    message = str(refused.value)
+    assert str(db) in message and "newer lash" in message
+    assert "migration 99" in message and "'process queue'" in message and "9.4.0" in message
+    assert refused.value.path == str(db)
+    assert db.read_bytes() == before
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (99,)]
+
+
+async def test_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
+    """A text file at the path gives one ConfigError naming it; its bytes stay as they were."""
+    db = tmp_path / "notes.db"
+    db.write_text("these are my notes, not a database\n" * 200)
+    before = db.read_bytes()
+    async with opened(db) as store:
+        with pytest.raises(lash.ConfigError, match="not a SQLite database") as refused:
+            await store.list_sessions()
+    assert str(refused.value).startswith(f"{db}: ")
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+async def test_corrupt_database_is_refused(tmp_path: Path) -> None:
+    """A lash file whose pages are garbage gives a ConfigError saying it is corrupt."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        await store.open()
+    data = bytearray(db.read_bytes())
+    data[100:4096] = b"\xa5" * (4096 - 100)
+    db.write_bytes(bytes(data))
+    async with opened(db) as store:
+        with pytest.raises(lash.ConfigError, match="corrupt") as refused:
+            await store.open()
+    assert str(db) in str(refused.value) and "backup" in str(refused.value)
+
+
+async def test_sqlite_database_of_another_application_is_refused_untouched(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file with other tables (or another application_id) is not taken over."""
+    other = tmp_path / "app.db"
+    conn = sqlite3.connect(other)
+    with conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.execute("INSERT INTO users VALUES ('ada')")
+    conn.close()
+    marked = tmp_path / "marked.db"
+    conn = sqlite3.connect(marked)
+    conn.execute("PRAGMA application_id = 42")
+    conn.close()
+    for path, expected in ((other, "not a lash database"), (marked, "another application")):
+        before = path.read_bytes()
+        async with opened(path) as store:
+            with pytest.raises(lash.ConfigError, match=expected) as refused:
+                await store.open()
+        assert str(refused.value).startswith(f"{path}: ")
+        assert path.read_bytes() == before
+        assert query(path, "PRAGMA journal_mode") == [("delete",)]
+    assert query(other, "SELECT name FROM users") == [("ada",)]
+
+
+async def test_missing_directory_is_an_error_unless_create_dirs(tmp_path: Path) -> None:
+    """A missing parent directory is refused (naming it); ``create_dirs`` creates it."""
+    db = tmp_path / "state" / "deep" / "lash.db"
+    async with opened(db) as store:
+        with pytest.raises(lash.ConfigError) as refused:
+            await store.open()
+    message = str(refused.value)
+    assert str(db.parent) in message and "does not exist" in message
+    assert "create_dirs" in message and "mkdir -p" in message
+    assert not (tmp_path / "state").exists()
+    for store in (
+        SQLiteStore(url_of(db) + "?create_dirs=1"),
+        SQLiteStore(url_of(db), create_dirs=True),
+    ):
+        try:
+            await store.open()
+        finally:
+            await store.close()
+    assert db.is_file()
+
+
+async def test_directory_at_the_path_is_refused(tmp_path: Path) -> None:
+    """A directory where the file should be is a clear error."""
+    async with opened(tmp_path) as store:
+        with pytest.raises(lash.ConfigError, match="is a directory"):
+            await store.open()
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` read-only for this process (permission bits, or the immutable flag when
+    running as root, which ignores permission bits)."""
+    mode = path.stat().st_mode
+    path.chmod(0o555 if path.is_dir() else 0o444)
+    immutable = False
+    try:
+        if os.access(path, os.W_OK) and shutil.which("chattr"):
+            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+            immutable = done.returncode == 0
+        if os.access(path, os.W_OK):
+            pytest.skip("cannot make a path read-only for this user")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(mode)
+
+
+async def test_read_only_file_is_refused(tmp_path: Path) -> None:
+    """A database file this process cannot write gives a ConfigError naming it."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        await store.open()
+    with read_only(db):
+        async with opened(db) as store:
+            with pytest.raises(lash.ConfigError, match="read-only") as refused:
+                await store.load("s")
+    assert str(refused.value).startswith(f"{db}: ") and "chmod" in str(refused.value)
+
+
+async def test_read_only_directory_is_refused(tmp_path: Path) -> None:
+    """A directory SQLite cannot create files in (database, -wal, -shm) is a clear error."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with read_only(folder):
+        async with opened(folder / "lash.db") as store:
+            with pytest.raises(lash.ConfigError, match="not writable") as refused:
+                await store.open()
+    assert str(folder) in str(refused.value) and "-wal" in str(refused.value)
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+def test_url_forms() -> None:
+    """Three slashes then the path (four: absolute), ``:memory:``, and query parameters."""
+    assert parse_url("sqlite:///rel/lash.db").path == "rel/lash.db"
+    assert parse_url("sqlite:////abs/lash.db").path == "/abs/lash.db"
+    assert parse_url("sqlite://:memory:").path == ":memory:"
+    assert parse_url("sqlite:///my%20dir/lash.db").path == "my dir/lash.db"
+    settings_ = parse_url("sqlite:///x.db?synchronous=FULL&busy_timeout=250&create_dirs=yes")
+    assert (settings_.synchronous, settings_.busy_timeout, settings_.create_dirs) == (
+        "FULL",
+        250,
+        True,
+    )
+    defaults = parse_url("sqlite:///x.db")
+    assert (defaults.synchronous, defaults.busy_timeout, defaults.create_dirs) == (
+        "NORMAL",
+        5000,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite://lash.db", "sqlite:///relative/path.db"),
+        ("sqlite://", "sqlite:///relative/path.db"),
+        ("sqlite:///", "sqlite:///relative/path.db"),
+        ("postgresql://db", "not a sqlite URL"),
+        ("sqlite:///x.db?synchronous=SOMETIMES", "synchronous='SOMETIMES'"),
+        ("sqlite:///x.db?busy_timeout=soon", "busy_timeout='soon'"),
+        ("sqlite:///x.db?create_dirs=maybe", "create_dirs='maybe'"),
+        ("sqlite:///x.db?colour=red", "unknown parameter 'colour'"),
+    ],
+)
+def test_bad_urls_are_config_errors(url: str, expected: str) -> None:
+    """Malformed URLs and unknown or bad parameters say what is wrong and the accepted forms."""
+    with pytest.raises(lash.ConfigError, match=expected.replace("?", r"\?")):
+        SQLiteStore(url)
+
+
+async def test_relative_path_is_fixed_when_the_store_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///rel.db`` is relative to the working directory at build time."""
+    monkeypatch.chdir(tmp_path)
+    store = SQLiteStore("sqlite:///data/lash.db", create_dirs=True)
+    assert store.path == str(tmp_path / "data" / "lash.db")
+    monkeypatch.chdir("/")
+    try:
+        await store.open()
+    finally:
+        await store.close()
+    assert (tmp_path / "data" / "lash.db").is_file()
+
+
+async def test_memory_database_works_without_files(tmp_path: Path) -> None:
+    """``sqlite://:memory:`` is a private database with the same behaviour."""
+    store = SQLiteStore("sqlite://:memory:")
+    try:
+        lease = await leased(store, "s")
+        nodes = every_kind()
+        delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+        assert await store.commit("s", lease=lease, expected_revision=0, delta=delta) == 1
+        record = await store.load("s")
+        assert record is not None and list(record.nodes) == nodes
+    finally:
+        await store.close()
+
+
+# -- the kernel on a SQLite file ---------------------------------------------------------------
+
+
+class Recorder:
+    """A provider plugin that plays a script and records every request it receives."""
+
+    lash_plugin = lash.PluginMeta(name="recorder")
+
+    def __init__(self, responses: Sequence[Any]) -> None:
+        self.script = ScriptedProvider(list(responses))
+        self.requests: list[lash.ModelRequest] = []
+
+    @lash.hookimpl
+    def register_providers(self, register: lash.RegisterProvider) -> None:
+        register("recorder", self)
+
+    async def stream(self, request: lash.ModelRequest) -> AsyncIterator[lash.ModelEvent]:
+        self.requests.append(request)
+        async for event in self.script.stream(request):
+            yield event
+
+
+def make_core(db: Path, recorder: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:
+    return lash.LashCore(
+        plugins=[standard, stores, recorder, *plugins],
+        autoload=False,
+        disable=["scripted", "openai"],
+        provider="recorder",
+        store=url_of(db),
+        **kwargs,
+    )
+
+
+async def test_sqlite_scheme_is_registered_by_the_stores_plugin(tmp_path: Path) -> None:
+    """A core configured with a sqlite URL builds a SQLiteStore (a lash.Store)."""
+    core = make_core(tmp_path / "lash.db", Recorder([]))
+    try:
+        assert isinstance(core.store, SQLiteStore) and isinstance(core.store, lash.Store)
+        assert core.store.path == str(tmp_path / "lash.db")
+    finally:
+        await core.aclose()
+
+
+async def test_kernel_resumes_a_session_from_the_file_with_plugin_state(tmp_path: Path) -> None:
+    """Turns committed by one core are resumed by a new one: history, plan state, usage."""
+    db = tmp_path / "lash.db"
+    steps = [{"step": "measure", "status": "in_progress"}, {"step": "cut"}]
+    first = Recorder(
+        [
+            {
+                "text": "planning",
+                "tool_calls": [{"id": "c1", "name": "update_plan", "arguments": {"steps": steps}}],
+                "usage": {"input_tokens": 10, "output_tokens": 2},
+            },
+            {"text": "Plan made.", "usage": {"input_tokens": 20, "output_tokens": 3}},
+            {"text": "You are welcome.", "usage": {"input_tokens": 30, "output_tokens": 4}},
+        ]
+    )
+    core = make_core(db, first, plan)
+    try:
+        session = await core.session("job").open()
+        assert (await session.turn("make a plan").run()).text == "Plan made."
+        assert (await session.turn("thanks").run()).revision == 2
+        await session.close()
+    finally:
+        await core.aclose()
+
+    second = Recorder([{"text": "Cutting now.", "usage": {"input_tokens": 5, "output_tokens": 1}}])
+    core = make_core(db, second, plan)
+    try:
+        session = await core.session("job").open(must_exist=True)
+        assert (session.revision, session.turns) == (2, 2)
+        state = session.state(plan.PlanState)
+        assert state.steps == [plan.PlanStep("measure", "in_progress"), plan.PlanStep("cut")]
+        assert state.updates == 1
+        result = await session.turn("go on").run()
+        assert result.outcome == "completed" and result.text == "Cutting now."
+        assert (result.index, result.revision) == (3, 3)
+        request = second.requests[0]
+        seen = [(m.role, m.content) for m in request.messages if m.role in ("user", "assistant")]
+        assert seen[:2] == [("user", "make a plan"), ("assistant", "planning")]
+        assert seen[-1] == ("user", "go on")
+        assert "[~] measure\n[ ] cut" in request.messages[0].content
+        assert session.usage_report()["total"] == {
+            "input_tokens": 65,
+            "output_tokens": 10,
+            "cached_tokens": 0,
+        }
+        await session.close()
+        (summary,) = await core.store.list_sessions()
+        assert (summary.session_id, summary.turns, summary.revision) == ("job", 3, 3)
+        assert summary.last_user_message == "go on"
+        assert summary.usage == lash.Usage(65, 10, 0)
+        record = await core.store.load("job", full=True)
+        assert record is not None
+        texts = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
+        assert texts == ["make a plan", "thanks", "go on"]
+        assert record.plugin_states["plan"]["updates"] == 1
+    finally:
+        await core.aclose()
+
+
+async def test_provider_key_never_reaches_the_database_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API keys from host options, session options and the environment are never written."""
+    host_key = "sk-host-SECRET-5f1d0c9b7a"
+    env_key = "sk-env-SECRET-8e2a4b6c1d"
+    session_key = "sk-session-SECRET-3c7e9a1f0b"
+    monkeypatch.setenv("OPENAI_API_KEY", env_key)
+    db = tmp_path / "lash.db"
+    rec = Recorder([{"text": f"answer {i}"} for i in range(3)])
+    core = lash.LashCore(
+        plugins=[standard, stores, rec, openai_plugin, plan],
+        autoload=False,
+        disable=["scripted"],
+        provider="recorder",
+        store=url_of(db),
+        options={"openai": {"api_key": host_key}},
+    )
+    try:
+        session = await core.session("s", options={"openai": {"api_key": session_key}}).open()
+        for i in range(3):
+            assert (await session.turn(f"question {i}").run()).outcome == "completed"
+        await session.close()
+        files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+        assert files[1].exists()
+        contents = [p.read_bytes() for p in files if p.exists()]
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        finally:
+            conn.close()
+        contents += [p.read_bytes() for p in files if p.exists()]
+    finally:
+        await core.aclose()
+    contents += [p.read_bytes() for p in tmp_path.iterdir() if p.is_file()]
+    for key in (host_key, env_key, session_key):
+        for blob in contents:
+            assert key.encode() not in blob
+            assert key.encode("utf-16-le") not in blob
+    assert b"question 2" in b"".join(contents)  # the scan does see what was committed
+
+
+# -- property: random commit sequences round-trip like the reference store --------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+names = st.sampled_from(["a", "b", "c"])
+texts = st.text(max_size=12)
+usages = st.builds(lash.Usage, st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
+tool_calls = st.builds(
+    lash.ToolCall,
+    id=texts,
+    name=names,
+    arguments=st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+    invalid_arguments=st.none() | texts,
+)
+
+
+@st.composite
+def graph_nodes(draw: st.DrawFn) -> Any:
+    base = {
+        "id": f"p{next(_ids)}",
+        "parent_id": draw(st.none() | texts),
+        "frame_id": draw(names),
+        "turn": draw(st.integers(0, 50)),
+    }
+    kind = draw(st.sampled_from(["user", "assistant", "call", "result", "plugin", "frame"]))
+    if kind == "user":
+        items = draw(st.lists(json_values, max_size=2))
+        return lash.UserMessage(**base, text=draw(texts), items=tuple(items))
+    if kind == "assistant":
+        calls = tuple(draw(st.lists(tool_calls, max_size=2)))
+        model = draw(st.none() | names)
+        return lash.AssistantMessage(
+            **base, text=draw(texts), tool_calls=calls, usage=draw(usages), model=model
+        )
+    if kind == "call":
+        return lash.ToolCallNode(**base, call=draw(tool_calls), plugin=draw(st.none() | names))
+    if kind == "result":
+        return lash.ToolResultNode(
+            **base,
+            call_id=draw(texts),
+            name=draw(names),
+            content=draw(texts),
+            is_error=draw(st.booleans()),
+            projected=draw(st.none() | texts),
+        )
+    if kind == "plugin":
+        return lash.PluginNode(**base, plugin=draw(names), kind=draw(names), data=draw(json_values))
+    return lash.FrameBoundary(
+        **base,
+        previous_frame_id=draw(st.none() | names),
+        reason=draw(names),
+        summary=draw(st.none() | texts),
+    )
+
+
+configs = st.builds(
+    lash.SessionConfig,
+    provider=st.none() | names,
+    model=st.none() | names,
+    prompt_layers=st.lists(texts, max_size=2).map(tuple),
+    protocol_options=st.dictionaries(names, json_values, max_size=2),
+    plugin_options=st.dictionaries(names, st.dictionaries(names, json_values, max_size=2)),
+)
+deltas = st.builds(
+    lash.CommitDelta,
+    nodes=st.lists(graph_nodes(), max_size=5).map(tuple),
+    plugin_states=st.dictionaries(names, json_values, max_size=2),
+    config=st.none() | configs,
+    protocol_options=st.none() | st.dictionaries(names, json_values, max_size=2),
+    pending=st.none() | st.lists(texts, max_size=2).map(tuple),
+    usage=st.dictionaries(names, usages, max_size=2),
+    turns=st.integers(0, 2),
+    replace=st.booleans(),
+)
+operations = st.lists(
+    st.tuples(st.sampled_from(["s1", "s2"]), st.none() | deltas), min_size=1, max_size=8
+)
+
+
+def without_times(record: lash.SessionRecord | None) -> Any:
+    if record is None:
+        return None
+    return attrs.evolve(record, created_at=0.0, updated_at=0.0)
+
+
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=operations)
+async def test_random_commit_sequences_round_trip_like_the_memory_store(
+    tmp_path: Path, ops: list[tuple[str, lash.CommitDelta | None]]
+) -> None:
+    """Random commits (every node kind, replaces, states, usage) and deletes: the file holds
+    exactly what the reference MemoryStore holds, also after reopening."""
+    db = tmp_path / f"prop-{next(_examples)}.db"
+    reference = lash.MemoryStore()
+    async with opened(db) as store:
+        revisions: dict[str, int] = {}
+        for sid, delta in ops:
+            if delta is None:  # delete
+                if sid in revisions:
+                    for backend in (reference, store):
+                        await backend.release_lease(await backend.acquire_lease(sid, "w", ttl=5))
+                        await backend.delete(sid)
+                    del revisions[sid]
+                continue
+            expected = revisions.get(sid, 0)
+            got = []
+            for backend in (reference, store):
+                lease = await backend.acquire_lease(sid, "w", ttl=30)
+                got.append(
+                    await backend.commit(sid, lease=lease, expected_revision=expected, delta=delta)
+                )
+            assert got[0] == got[1] == expected + 1
+            revisions[sid] = expected + 1
+        for sid in ("s1", "s2"):
+            for full in (False, True):
+                assert without_times(await store.load(sid, full=full)) == without_times(
+                    await reference.load(sid, full=full)
+                )
+
+        def summaries(rows: list[lash.SessionSummary]) -> dict[str, Any]:
+            return {r.session_id: attrs.evolve(r, created_at=0.0, updated_at=0.0) for r in rows}
+
+        assert summaries(await store.list_sessions()) == summaries(await reference.list_sessions())
+    async with opened(db) as again:
+        for sid in ("s1", "s2"):
+            assert without_times(await again.load(sid, full=True)) == without_times(
+                await reference.load(sid, full=True)
+            )
+        # Every blob is referenced by some session: replaced and deleted data was dropped.
+        referenced = {h for (h,) in query(db, "SELECT blob_hash FROM plugin_states")}
+        for column in ("config_hash", "protocol_options_hash", "pending_hash"):
+            referenced |= {h for (h,) in query(db, f"SELECT {column} FROM sessions") if h}
+        assert {h for (h,) in query(db, "SELECT hash FROM blobs")} == referenced

@@ -1,0 +1,266 @@
+"""The store conformance suite of lash.testing: the reference store, broken stores, the runner."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import lash
+import lash.testing
+from lash.testing import STORE_CHECKS, StoreConformanceError, check_store, run_store_check
+
+pytestmark = pytest.mark.anyio
+
+# --------------------------------------------------------------------------------------------
+# The reference store
+# --------------------------------------------------------------------------------------------
+
+
+async def test_memory_store_passes_the_suite_in_one_call() -> None:
+    """One check_store call runs every check against MemoryStore and reports their names."""
+    report = await check_store(lash.MemoryStore)
+    assert report.checks == tuple(STORE_CHECKS)
+    assert set(report.durations) == set(STORE_CHECKS)
+
+
+@pytest.mark.parametrize("check", STORE_CHECKS)
+async def test_memory_store_check(check: str) -> None:
+    """Each check, as its own test case, passes against MemoryStore."""
+    await run_store_check(check, lash.MemoryStore)
+
+
+async def test_async_factory_is_awaited() -> None:
+    """A factory may be an async function returning the store."""
+
+    async def factory() -> lash.Store:
+        await asyncio.sleep(0)
+        return lash.MemoryStore()
+
+    report = await check_store(factory, checks=["lease_acquire_new", "node_round_trip"])
+    assert report.checks == ("lease_acquire_new", "node_round_trip")
+
+
+# --------------------------------------------------------------------------------------------
+# Broken stores: the suite catches each violation and names the checks that saw it
+# --------------------------------------------------------------------------------------------
+
+
+class LeaselessCommitStore(lash.MemoryStore):
+    """Commits with whatever lease it is given (no fencing)."""
+
+    async def commit(
+        self, session_id: str, *, lease: lash.Lease, expected_revision: int, delta: Any
+    ) -> int:
+        current = self._leases.get(session_id)
+        self._leases[session_id] = lease  # pretend the caller's lease is current
+        try:
+            return await super().commit(
+                session_id, lease=lease, expected_revision=expected_revision, delta=delta
+            )
+        finally:
+            if current is None:
+                del self._leases[session_id]
+            else:
+                self._leases[session_id] = current
+
+
+class AllNodesStore(lash.MemoryStore):
+    """Always loads every node, ignoring agent frames."""
+
+    async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+        return await super().load(session_id, full=True)
+
+
+class KeyErrorDeleteStore(lash.MemoryStore):
+    """Raises a bare KeyError instead of UnknownSession for a missing session."""
+
+    async def delete(self, session_id: str) -> None:
+        if (await self.load(session_id)) is None:
+            raise KeyError(session_id)
+        await super().delete(session_id)
+
+
+@pytest.mark.parametrize(
+    ("store_class", "failing"),
+    [
+        # Every check that commits with a lease that is not current (taken over, released,
+        # forged, or from before a delete) must see the write go through.
+        (
+            LeaselessCommitStore,
+            {
+                "lease_takeover_after_expiry",
+                "lease_release",
+                "commit_stale_lease",
+                "commit_foreign_lease",
+                "concurrent_commits_two_leases",
+                "delete",
+            },
+        ),
+        # Only these checks have a frame boundary after the first node.
+        (AllNodesStore, {"load_active_frame", "large_history"}),
+        (KeyErrorDeleteStore, {"delete"}),
+    ],
+    ids=["leaseless-commit", "all-nodes", "keyerror-delete"],
+)
+async def test_broken_store_fails_the_checks_it_breaks(
+    store_class: Callable[[], lash.Store], failing: set[str]
+) -> None:
+    """A broken store fails exactly the checks covering its violation, each named in the error."""
+    with pytest.raises(AssertionError) as info:
+        await check_store(store_class)
+    error = info.value
+    assert isinstance(error, StoreConformanceError)
+    assert set(error.failures) == failing
+    message = str(error)
+    assert f"failed {len(failing)} of {len(STORE_CHECKS)} conformance checks" in message
+    for name in failing:
+        assert f"  - {name}: AssertionError: " in message
+
+
+async def test_failure_message_says_what_broke() -> None:
+    """A failure names the check, the operation, what was expected and what the store did."""
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(KeyErrorDeleteStore, checks=["delete"])
+    assert str(info.value) == (
+        "the store failed 1 of 1 conformance checks:\n"
+        "  - delete: AssertionError: delete of an unknown session: expected UnknownSession, "
+        f"got KeyError: {info.value.failures['delete'].__cause__}"
+    )
+
+
+async def test_run_store_check_raises_the_checks_own_error() -> None:
+    """run_store_check lets the check's AssertionError through, noting the check's name."""
+    with pytest.raises(AssertionError, match=re.escape("load().nodes after a boundary")) as info:
+        await run_store_check("load_active_frame", AllNodesStore)
+    assert "lash store conformance check 'load_active_frame'" in info.value.__notes__
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------
+
+
+class CountingStore(lash.MemoryStore):
+    """Counts the stores built and how often each is closed."""
+
+    built: ClassVar[list[CountingStore]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = 0
+        self.built.append(self)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_each_check_gets_a_fresh_store_closed_after() -> None:
+    """Every check runs on a store of its own, closed once after the check."""
+    CountingStore.built = []
+    names = ["lease_busy", "usage_sums", "list_sessions"]
+    await check_store(CountingStore, checks=names)
+    assert len(CountingStore.built) == len(names)
+    assert [store.closed for store in CountingStore.built] == [1, 1, 1]
+
+
+async def test_unknown_check_name_is_rejected_before_any_store_is_built() -> None:
+    """Naming a check that does not exist is a KeyError that lists the known names."""
+    CountingStore.built = []
+    with pytest.raises(KeyError, match=r"no_such_check.*lease_acquire_new"):
+        await check_store(CountingStore, checks=["usage_sums", "no_such_check"])
+    assert CountingStore.built == []
+
+
+async def test_failing_close_fails_the_check() -> None:
+    """A store whose close() raises fails the check, saying so."""
+
+    class BadClose(lash.MemoryStore):
+        async def close(self) -> None:
+            raise OSError("disk on fire")
+
+    with pytest.raises(AssertionError, match=r"store.close\(\) raised OSError: disk on fire"):
+        await run_store_check("turns_counter", BadClose)
+
+
+async def test_hanging_check_times_out_and_closes_the_store() -> None:
+    """A check that does not finish within the timeout fails, and its store is still closed."""
+
+    class Hanging(CountingStore):
+        async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+            await asyncio.Event().wait()
+            return None
+
+    CountingStore.built = []
+    with pytest.raises(AssertionError, match=re.escape("'load_missing' did not finish in 0.1 s")):
+        await run_store_check("load_missing", Hanging, timeout=0.1)
+    assert [store.closed for store in CountingStore.built] == [1]
+
+
+async def test_factory_errors_fail_every_check() -> None:
+    """A factory that raises fails each check with its error rather than stopping the run."""
+
+    def factory() -> lash.Store:
+        raise RuntimeError("cannot connect")
+
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(factory, checks=["usage_sums", "turns_counter"])
+    assert list(info.value.failures) == ["usage_sums", "turns_counter"]
+    assert "  - turns_counter: RuntimeError: cannot connect" in str(info.value)
+
+
+async def test_a_check_function_can_be_run_directly() -> None:
+    """run_store_check accepts a check function as well as a name."""
+    await run_store_check(lash.testing.CHECKS["turns_counter"], lash.MemoryStore)
+
+
+def test_checks_are_named_documented_and_exported() -> None:
+    """Every check has a docstring; STORE_CHECKS lists CHECKS in order; __all__ is complete."""
+    assert tuple(lash.testing.CHECKS) == STORE_CHECKS
+    assert len(STORE_CHECKS) >= 25
+    for name, check in lash.testing.CHECKS.items():
+        assert check.__name__ == f"check_{name}"
+        assert check.__doc__ and check.__doc__.strip(), name
+    for name in lash.testing.__all__:
+        assert hasattr(lash.testing, name), name
+
+
+def test_testing_plugin_has_no_hooks() -> None:
+    """lash.testing, loaded into every pytest run, defines no pytest hooks."""
+    assert not [name for name in dir(lash.testing) if name.startswith("pytest_")]
+
+
+# --------------------------------------------------------------------------------------------
+# The SQLite backend
+# --------------------------------------------------------------------------------------------
+
+
+def sqlite_store_factory() -> Callable[[str], lash.Store]:
+    """The factory the builtins register for ``sqlite://`` URLs (as a host would build it)."""
+    from lash_plugins_builtin import stores
+
+    found: dict[str, Callable[[str], Any]] = {}
+
+    def register(scheme: str, factory: Callable[[str], Any], /) -> None:
+        found[scheme] = factory
+
+    stores.register_stores(register)
+    return found["sqlite"]
+
+
+async def test_sqlite_store_passes_the_suite_in_one_call(tmp_path: Path) -> None:
+    """The SQLite backend passes every check, each on a new store over one database file."""
+    make = sqlite_store_factory()
+    report = await check_store(lambda: make(f"sqlite:///{tmp_path}/x.db"))
+    assert report.checks == STORE_CHECKS
+
+
+@pytest.mark.parametrize("check", STORE_CHECKS)
+async def test_sqlite_store_check(check: str, tmp_path: Path) -> None:
+    """Each check, as its own test case, passes against SQLite on a fresh database file."""
+    make = sqlite_store_factory()
+    await run_store_check(check, lambda: make(f"sqlite:///{tmp_path}/x.db"))
