@@ -97,6 +97,7 @@ async def kernel_run(turns: int) -> list[float]:
         autoload=False,
         disable=["scripted", "openai", "plan", "compaction", "tool_output_budget"],
         provider="bench",
+        store="memory://",
     )
     session = await core.session("bench").open()
     times = []
@@ -105,6 +106,7 @@ async def kernel_run(turns: int) -> list[float]:
         result = await session.turn(f"turn {i}").run()
         times.append((time.perf_counter_ns() - t0) / 1e6)
         assert result.outcome == "completed", result
+    await core.aclose()
     return times
 
 

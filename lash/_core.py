@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,13 +28,25 @@ if TYPE_CHECKING:
     from lash._tools import Tool
 
 #: The store used when none is configured.
-DEFAULT_STORE = "memory://"
+#: Where sessions are stored when no ``store`` is configured: an embedded SQLite file under the
+#: project directory (the config file's directory, else the working directory).
+DEFAULT_STORE_PATH = ".lash/lash.db"
 #: The model name used when neither config nor session names one.
 DEFAULT_MODEL = "default"
 
 #: Exclusive hooks, checked when the core is built so a conflict fails early and names both plugins.
 #: Read from the one table of shapes, so a new exclusive hook cannot be forgotten here.
 _EXCLUSIVE_HOOKS = tuple(hook for hook, shape in SHAPES.items() if shape == "exclusive")
+
+
+def store_url(config: HostConfig) -> str:
+    """The store URL a host with ``config`` uses: its ``store``, or the default embedded
+    ``sqlite:///<project>/.lash/lash.db`` (project: the config file's directory, else the
+    working directory)."""
+    if config.store:
+        return config.store
+    project = Path(config.path).parent if config.path else Path.cwd()
+    return f"sqlite:///{(project / DEFAULT_STORE_PATH).resolve()}?create_dirs=1"
 
 
 class LashCore:
@@ -99,6 +113,9 @@ class LashCore:
             p.info.meta.state: p.name for p in self._loaded if p.info.meta.state is not None
         }
         self._store: Store | None = None
+        # Sessions handed out, so aclose() can release their leases; weak: a session the host
+        # dropped must not be kept alive by the core.
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         #: Seconds a session lease lasts; running turns renew it every third of that.
         self.lease_ttl = lease_ttl
         #: This core's identity as a lease owner (host, process, random suffix).
@@ -152,7 +169,9 @@ class LashCore:
         (validated at open). Call ``await session.open()`` or ``open_fresh()`` next."""
         from lash._session import Session
 
-        return Session(self, session_id, options=options)
+        session = Session(self, session_id, options=options)
+        self._sessions.add(session)
+        return session
 
     async def resume(self, handle: ParkedSession, *, wait: float = 0.0) -> Session:
         """Reopen a session parked with :meth:`lash.Session.park`."""
@@ -167,7 +186,10 @@ class LashCore:
         await self.store.delete(session_id)
 
     async def aclose(self) -> None:
-        """Release the store and provider clients."""
+        """Close the sessions still open (releasing their leases), then the store and the
+        provider clients. ``async with core:`` does this on exit."""
+        for session in list(self._sessions):
+            await session.close()
         if self._store is not None:
             await self._store.close()
             self._store = None
@@ -183,10 +205,17 @@ class LashCore:
         await self.aclose()
 
     @property
+    def store_url(self) -> str:
+        """The configured store URL, or the default ``sqlite:///<project>/.lash/lash.db`` where
+        the project directory is the config file's directory (else the working directory)."""
+        return store_url(self.config)
+
+    @property
     def store(self) -> Store:
-        """The store, built on first use from the configured URL (default ``memory://``)."""
+        """The store, built on first use from the configured URL (default: the embedded SQLite
+        file ``.lash/lash.db`` under the project directory, see :attr:`store_url`)."""
         if self._store is None:
-            url = self.config.store or DEFAULT_STORE
+            url = self.store_url
             scheme = url.split(":", 1)[0]
             contribution = self.registry.of("store").get(scheme)
             if contribution is None:

@@ -218,7 +218,7 @@ class HookDispatcher:
                 value = function(*args)
                 # A coroutine is never None: await before testing (also a sync function that
                 # returns one, e.g. a decorated async implementation).
-                if is_async or _is_awaitable(value):
+                if is_async or (_AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)):
                     value = await value
             except Exception as exc:
                 raise_plugin_error(hook, plugin, exc)
@@ -237,7 +237,7 @@ class HookDispatcher:
             args = [call_kwargs[a] for a in argnames]
             try:
                 result = function(*args)
-                if is_async or _is_awaitable(result):
+                if is_async or (_AWAITABLE_TYPES.get(type(result), True) and _is_awaitable(result)):
                     result = await result
             except Exception as exc:
                 raise_plugin_error(hook, plugin, exc)
@@ -254,7 +254,7 @@ class HookDispatcher:
             try:
                 value = function(*args)
                 # Awaited before the None test: a coroutine object is never None.
-                if is_async or _is_awaitable(value):
+                if is_async or (_AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)):
                     value = await value
             except Exception as exc:
                 raise_plugin_error(hook, plugin, exc)
@@ -298,7 +298,7 @@ class HookDispatcher:
             args = [kwargs[a] for a in argnames]
             try:
                 value = function(*args)
-                if is_async or _is_awaitable(value):
+                if is_async or (_AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)):
                     await value
             except Exception as exc:
                 errors.append(self.report(plugin_error(hook, plugin, exc)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import inspect
 import logging
@@ -255,6 +254,8 @@ def _select(
 
 
 def _suggest(name: str, names: Iterable[str]) -> str:
+    import difflib  # only for error messages
+
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -330,6 +331,8 @@ def _validate_hooks(pm: pluggy.PluginManager, obj: object, cand: _Candidate) -> 
     for caller in pm.get_hookcallers(obj) or ():
         name = caller.name
         if not caller.has_spec():
+            import difflib  # only for error messages
+
             close = difflib.get_close_matches(name, list(hookspecs.SHAPES), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UnknownHookError(

@@ -146,3 +146,16 @@ def test_run_against_a_real_openai_compatible_server(tmp_path: Path) -> None:
     assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {
         "steps": [{"step": "Buy milk"}]
     }
+
+
+def test_lazy_command_table_matches_the_commands() -> None:
+    """`lash --help` lists lazily imported commands with the help their modules really have."""
+    import importlib
+
+    from lash.cli import cli
+    from lash.cli._main import LAZY_COMMANDS
+
+    for name, (module, short_help) in LAZY_COMMANDS.items():
+        importlib.import_module(module)
+        command = cli.commands[name]
+        assert (command.help or "").splitlines()[0] == short_help, name

@@ -437,12 +437,30 @@ def test_store_and_config_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_memory_store_warns_on_stderr(tmp_path: Path) -> None:
-    """With the default memory:// store the listing is empty and stderr says why."""
-    (tmp_path / "lash.toml").write_text('disable = ["openai"]\n', encoding="utf-8")
+    """With a memory:// store the listing is empty and stderr says why."""
+    (tmp_path / "lash.toml").write_text(
+        'store = "memory://"\ndisable = ["openai"]\n', encoding="utf-8"
+    )
     proc = lash_cli("sessions", "list", "--json", cwd=tmp_path)
     assert json.loads(ok(proc)) == []
     assert "the store is memory://" in proc.stderr
     assert "sessions do not outlive the process" in proc.stderr
+
+
+def test_default_store_is_sqlite_under_the_project_directory(tmp_path: Path) -> None:
+    """With no store configured, sessions go to .lash/lash.db next to lash.toml, durably."""
+    (tmp_path / "lash.toml").write_text(
+        'provider = "scripted"\ndisable = ["openai"]\n'
+        '[[options.scripted.responses]]\ntext = "stored"\n',
+        encoding="utf-8",
+    )
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    ok(lash_cli("run", "remember me", "--session", "d1", cwd=sub))
+    assert (tmp_path / ".lash" / "lash.db").is_file()
+    assert not (sub / ".lash").exists()
+    rows = json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path)))
+    assert [(r["session_id"], r["last_user_message"]) for r in rows] == [("d1", "remember me")]
 
 
 def answer_on_a_terminal(tmp_path: Path, answer: str, *args: str) -> str:

@@ -44,6 +44,7 @@ class Recorder:
 
 def make_core(rec: Recorder, **options: Any) -> lash.LashCore:
     return lash.LashCore(
+        store="memory://",
         plugins=[standard, stores, rec, files],
         autoload=False,
         disable=["scripted", "openai", "plan"],
@@ -311,6 +312,7 @@ def test_invalid_limits_are_refused_when_the_options_are_validated() -> None:
     """A size limit below 1 is an options error naming the field."""
     with pytest.raises(lash.PluginLoadError, match="max_read_bytes must be at least 1, got 0"):
         lash.LashCore(
+            store="memory://",
             plugins=[standard, stores, files],
             autoload=False,
             options={"files": {"max_read_bytes": 0}},
@@ -639,6 +641,7 @@ def test_docs_example_config_validates() -> None:
     """The example [options.files] table is valid options for the plugin."""
     config = lash.HostConfig.load(EXAMPLE / "files.toml", environ={})
     core = lash.LashCore(
+        store="memory://",
         plugins=[standard, stores, files], autoload=False, options=config.options, strict=True
     )
     assert core.plugin_options("files") == files.FilesOptions(

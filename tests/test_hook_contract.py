@@ -160,7 +160,7 @@ def make_core(
         autoload=False,
         disable=["scripted", "openai", "plan", "tool_output_budget", *disable],
         provider="recorder",
-        **kwargs,
+        **{"store": "memory://", **kwargs},
     )
 
 

@@ -358,6 +358,7 @@ def make_core(
     if store is not None:
         extra.append(SharedStore(store))
         kw["store"] = "shared://"
+    kw.setdefault("store", "memory://")
     return lash.LashCore(
         plugins=[standard, stores, *extra, *plugins],
         autoload=False,

@@ -64,6 +64,7 @@ class Tools:
 def make_core(model: Model, options: Mapping[str, Any] | None = None, **kw: Any) -> lash.LashCore:
     """A core of standard, stores, the budget (as a module object), the tools and ``model``."""
     return lash.LashCore(
+        store="memory://",
         plugins=[standard, stores, tool_output_budget, Tools(), model],
         autoload=False,
         disable=["scripted", "openai", "plan"],

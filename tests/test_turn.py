@@ -44,6 +44,7 @@ def call(name: str, call_id: str | None = None, **arguments: Any) -> dict[str, A
 
 def make_core(recorder: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:
     return lash.LashCore(
+        store="memory://",
         plugins=[standard, stores, recorder, *plugins],
         autoload=False,
         disable=["scripted", "openai", "plan", "tool_output_budget"],
@@ -422,6 +423,7 @@ async def test_plan_state_survives_resume_and_prompt_shows_it() -> None:
     steps = [{"step": "one", "status": "completed"}, {"step": "two"}]
     rec = Recorder([{"tool_calls": [call("update_plan", "p1", steps=steps)]}, "planned", "next"])
     core = lash.LashCore(
+        store="memory://",
         plugins=[standard, stores, rec, plan],
         autoload=False,
         disable=["scripted", "openai", "tool_output_budget"],

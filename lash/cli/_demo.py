@@ -108,7 +108,7 @@ def demo_command() -> None:
         )
         async with core:
             click.echo(click.style("lash demo", bold=True) + " (offline, scripted model)")
-            click.echo(f"store: {core.config.store or 'memory://'}")
+            click.echo(f"store: {core.store_url}")
             click.echo(f"plugins: {', '.join(core.plugin_names)}")
             for name in core.plugin_names:
                 contributions = core.registry.by_plugin(name)

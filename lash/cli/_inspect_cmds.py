@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,8 @@ def _indented(text: str, prefix: str) -> str:
 def _check_hook(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None or value in SHAPES:
         return value
+    import difflib  # only for error messages
+
     close = difflib.get_close_matches(value, list(SHAPES), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f" (hooks: {', '.join(sorted(SHAPES))})"
     raise click.BadParameter(f"{value!r} is not a lash hook{hint}", ctx, param)
@@ -106,6 +106,8 @@ def plugins_command(ctx: click.Context, show_all: bool, hook: str | None, as_jso
         if (show_all or not info.builtin) and (hook is None or hook in info.hooks)
     ]
     if as_json:
+        import json  # only for --json
+
         click.echo(json.dumps(entries, indent=2, default=str))
         return
     if not entries:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import sys
 import traceback
@@ -24,6 +25,29 @@ def warn(message: str) -> None:
     click.echo(f"lash: warning: {message}", err=True)
 
 
+#: Builtin commands imported on first use: name -> (module, one-line help). Listing them (``lash
+#: --help``) must not import them: they need the session kernel, which ``lash --help`` and ``lash
+#: plugins`` do not. Each module registers its command on ``cli`` when imported.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "lash.cli._demo",
+        "Run an offline demo session (scripted model) and print its transcript.",
+    ),
+    "new-plugin": (
+        "lash.cli._new_plugin",
+        "Generate a plugin package (tool, options, state, hook, tests, CI) from lash's template.",
+    ),
+    "run": (
+        "lash.cli._run_cmds",
+        "Run one turn of PROMPT in a session, streaming the answer and tool activity.",
+    ),
+    "sessions": (
+        "lash.cli._sessions_cmds",
+        "List, show, export and delete the sessions of the configured store.",
+    ),
+}
+
+
 class LashGroup(click.Group):
     """The root group: the builtin commands, plus the commands plugins add (``register_commands``).
 
@@ -34,14 +58,36 @@ class LashGroup(click.Group):
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *plugin_commands(ctx)})
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS, *plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = LAZY_COMMANDS.get(cmd_name)
+        if lazy is not None and cmd_name not in self.commands:
+            importlib.import_module(lazy[0])  # the module registers its command on `cli`
         command = super().get_command(ctx, cmd_name)
         if command is None:
             contributed = plugin_commands(ctx).get(cmd_name)
             command = contributed.command if contributed is not None else None
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own, except that lazy builtin commands not yet imported show their table help.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        rows = []
+        for name in names:
+            lazy = LAZY_COMMANDS.get(name)
+            if lazy is not None and name not in self.commands:
+                # A stand-in command shortens the help exactly as click does.
+                rows.append((name, click.Command(name, help=lazy[1]).get_short_help_str(limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def load_config(ctx: click.Context) -> HostConfig:
@@ -69,7 +115,7 @@ def config_or_exit(ctx: click.Context) -> HostConfig:
 def builtin_command_names(ctx: click.Context) -> set[str]:
     """Names of the commands lash itself provides (plugins may not take them)."""
     group = ctx.find_root().command
-    return set(group.commands) if isinstance(group, click.Group) else set()
+    return {*group.commands, *LAZY_COMMANDS} if isinstance(group, click.Group) else set()
 
 
 def get_inspection(ctx: click.Context, config: HostConfig) -> Inspection:
@@ -153,7 +199,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 # The builtin commands register themselves on `cli` when imported.
-from lash.cli import _demo as _demo  # noqa: E402 - registration import
 from lash.cli import _inspect_cmds as _inspect_cmds  # noqa: E402 - registration import
-from lash.cli import _run_cmds as _run_cmds  # noqa: E402 - registration import
-from lash.cli import _sessions_cmds as _sessions_cmds  # noqa: E402 - registration import

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from lash._core import DEFAULT_STORE, LashCore
+from lash._core import LashCore, store_url
 from lash._graph import (
     AssistantMessage,
     FrameBoundary,
@@ -62,7 +62,7 @@ def _display_url(url: str) -> str:
 
 def _store_url(ctx: click.Context) -> str:
     """The configured store URL, as messages show it."""
-    return _display_url(config_or_exit(ctx).store or DEFAULT_STORE)
+    return _display_url(store_url(config_or_exit(ctx)))
 
 
 def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -> T:
@@ -73,7 +73,7 @@ def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -
     config = config_or_exit(ctx)
     url = _store_url(ctx)
     if url.split(":", 1)[0] == "memory":
-        # memory:// is the default: an empty listing would otherwise look like lost sessions.
+        # An empty listing from memory:// would otherwise look like lost sessions.
         warn(
             f"the store is {url} (in process memory): sessions do not outlive the process that "
             'ran them; configure a durable store in lash.toml (store = "sqlite:///path/lash.db")'
