@@ -37,6 +37,12 @@ from lash._providers import (
     collect_response,
 )
 from lash._registry import Contribution, Registry
+from lash._scripted import (
+    ScriptedProvider,
+    ScriptedResponse,
+    ScriptedToolCall,
+    load_script,
+)
 from lash._serialization import from_data, to_data
 from lash._session import ParkedSession, Session
 from lash._store import (
@@ -172,6 +178,9 @@ __all__ = [
     "ReplaceToolArguments",
     "RevisionConflict",
     "ScriptExhausted",
+    "ScriptedProvider",
+    "ScriptedResponse",
+    "ScriptedToolCall",
     "Session",
     "SessionBusy",
     "SessionConfig",
@@ -218,6 +227,7 @@ __all__ = [
     "from_data",
     "hookimpl",
     "hookspec",
+    "load_script",
     "option",
     "raw_tool",
     "take_lease",

@@ -1,7 +1,26 @@
 """Test helpers for plugin authors, registered as the ``lash`` pytest plugin (``pytest11``).
 
-Importing this module has no side effects on test suites that do not use its helpers: it defines
-no fixtures that run on their own and no hooks.
+Installing lash makes two fixtures available to every test suite; nothing runs unless a test asks
+for it: this module defines no autouse fixtures and no pytest hooks, so suites that do not use
+lash see no difference.
+
+**Plugins.** The ``lash_core`` fixture builds cores holding exactly the plugins under test and
+closes them after the test; :class:`Script` (or :func:`script`) is a scripted model;
+:func:`run_tool` runs one tool outside a session; :func:`record_hooks` (or the ``hook_recorder``
+fixture) records every hook call; :func:`check_plugin` validates a plugin the way hosts will::
+
+    from lash.testing import Script, check_plugin, run_tool
+
+    import hello
+
+    def test_hello_is_a_valid_plugin():
+        check_plugin(hello).assert_ok()
+
+    async def test_greets(lash_core):
+        core = lash_core(hello, script=[Script.tool_call("greet", name="Ada"), "Done."])
+        async with core.session("s") as session:
+            result = await session.turn("Greet Ada").run()
+        assert result.tool_calls[0].result.content == "Hello, Ada!"
 
 **Store conformance.** A store backend proves it honours the :class:`lash.Store` contract with
 one call::
@@ -24,6 +43,10 @@ one database.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
+import pytest
+
 from lash._conformance import (
     CHECKS,
     STORE_CHECKS,
@@ -34,14 +57,60 @@ from lash._conformance import (
     check_store,
     run_store_check,
 )
+from lash._core import LashCore
+from lash._testing_check import PluginCheck, check_plugin
+from lash._testing_core import LashCoreFactory
+from lash._testing_hooks import HookCall, HookRecorder, record_hooks
+from lash._testing_script import Script, script
+from lash._testing_tools import StubSession, run_tool, run_tool_sync
 
 __all__ = [
     "CHECKS",
     "STORE_CHECKS",
     "ConformanceReport",
+    "HookCall",
+    "HookRecorder",
+    "LashCoreFactory",
+    "PluginCheck",
+    "Script",
     "StoreCheck",
     "StoreConformanceError",
     "StoreFactory",
+    "StubSession",
+    "check_plugin",
     "check_store",
+    "record_hooks",
     "run_store_check",
+    "run_tool",
+    "run_tool_sync",
+    "script",
 ]
+
+
+@pytest.fixture
+def lash_core(request: pytest.FixtureRequest) -> Iterator[LashCoreFactory]:
+    """A factory of cores for one test: ``lash_core(*plugins, script=None, provider=None,
+    store="memory://", options=None, builtins=("standard", "stores"), **kw)``.
+
+    Each call builds a :class:`lash.LashCore` holding exactly ``plugins`` and the named builtins
+    (see :meth:`LashCoreFactory.__call__`); every core built is closed when the test ends.
+    """
+    factory = LashCoreFactory(lambda: request.getfixturevalue("tmp_path"))
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def hook_recorder() -> Iterator[Callable[[LashCore], HookRecorder]]:
+    """``hook_recorder(core)`` starts a :class:`HookRecorder` on ``core`` (as
+    :func:`record_hooks` does); recorders still running stop when the test ends."""
+    started: list[HookRecorder] = []
+
+    def start(core: LashCore) -> HookRecorder:
+        recorder = record_hooks(core)
+        started.append(recorder)
+        return recorder
+
+    yield start
+    for recorder in reversed(started):
+        recorder.stop()
