@@ -182,6 +182,7 @@ class LashCore:
         """Delete a session from the store.
 
         :raises UnknownSession: when there is none.
+        :raises SessionBusy: while the session is open (here or in another process).
         """
         await self.store.delete(session_id)
 

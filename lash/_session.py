@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -367,14 +367,19 @@ class Session(SessionAdmin):
 
     # -- turns -----------------------------------------------------------------------------
 
-    def turn(self, text: str) -> Turn:
-        """A new turn with this input; ``await turn.run()`` or ``async for e in turn.stream()``."""
+    def turn(self, text: str, *, items: Sequence[Any] = ()) -> Turn:
+        """A new turn with this input; ``await turn.run()`` or ``async for e in turn.stream()``.
+
+        ``items`` are optional structured input (JSON-ready values: attachments, form data...)
+        recorded on the user message node with the text; plugins read them from
+        ``turn.items`` or the node, and shape what the model sees (``transform_prompt_view``).
+        """
         if not self._opened:
             raise SessionError(
                 f"session {self.id!r} is not open; call `await session.open()` first",
                 session_id=self.id,
             )
-        return Turn(self, text)
+        return Turn(self, text, items=tuple(items))
 
     async def run_pending(self) -> list[Any]:
         """Run queued input (from ``EnqueueMessages``), one turn each, oldest first."""

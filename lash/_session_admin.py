@@ -42,6 +42,10 @@ class SessionAdmin:
         validated (provider exists, plugin options fit their classes), committed durably, and
         ``session_config_changed`` is broadcast. Returns the configuration in force.
 
+        ``materialize_session`` does not run again: ``protocol_options`` apply at once, while
+        plugin options that plugins read only at open (e.g. ``standard``'s ``max_tool_rounds``,
+        a compaction threshold) take effect at the next open.
+
         :raises ConfigRejected: naming the plugin that rejected the change and why; the session
             is left untouched.
         """

@@ -137,7 +137,7 @@ class Store(Protocol):
         """Delete a session and everything it stored.
 
         :raises UnknownSession: when there is none.
-        :raises SessionBusy: when another owner holds a live lease on it.
+        :raises SessionBusy: while any lease on it is live.
         """
 
     async def list_sessions(self) -> list[SessionSummary]:

@@ -135,9 +135,10 @@ class Turn:
 
     __module__ = "lash"
 
-    def __init__(self, session: Session, text: str) -> None:
+    def __init__(self, session: Session, text: str, *, items: tuple[Any, ...] = ()) -> None:
         self.session = session
         self.input = text
+        self.items = items
         self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._nodes: list[GraphNode] = []
         self._usage = Usage()
@@ -236,7 +237,7 @@ class Turn:
         for node in command_nodes:
             self._append(node)
         session._ensure_frame(self)
-        self._append(self._new_node(UserMessage, text=self.input))
+        self._append(self._new_node(UserMessage, text=self.input, items=self.items))
         reason: StopReason | None = None
         detail: str | None = None
         failure: Exception | None = None

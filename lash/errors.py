@@ -324,8 +324,9 @@ class SessionBusy(SessionError):
 
 
 class LeaseLost(SessionError):
-    """This writer no longer holds the session's lease (it expired or was taken over), so it
-    cannot commit; nothing it tried to write is visible. Reopen the session to continue."""
+    """This writer no longer holds the session's lease (it was released, or taken over after it
+    expired), so it cannot commit; nothing it tried to write is visible. Reopen the session to
+    continue."""
 
     __module__ = "lash"
 

@@ -492,7 +492,8 @@ def turn_persisted(turn: TurnView, revision: int) -> None:
 
 @hookspec
 def frame_opened(session: SessionView, frame: AgentFrame) -> None:
-    """A new agent frame was opened (compaction, reset).
+    """A new agent frame was opened and committed (compaction, automatic compaction, reset);
+    not for a session's root frame.
 
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 
@@ -502,7 +503,8 @@ def frame_opened(session: SessionView, frame: AgentFrame) -> None:
 
 @hookspec
 def session_parked(session: SessionView) -> None:
-    """A session was parked: flushed and released from memory.
+    """A session was parked: its lease released and its memory (graph, options, state) freed;
+    nothing is committed by parking.
 
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 

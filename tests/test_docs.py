@@ -7,12 +7,17 @@ so a page never shows code that does not work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
 import re
+import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -29,8 +34,13 @@ from openai_wire_server import Reply, WireServer
 
 import lash
 import lash.hookspecs
+import lash.testing
+from lash_plugins_builtin.compaction import CompactionOptions
 from lash_plugins_builtin.openai import OpenAIOptions
+from lash_plugins_builtin.plan import PlanOptions, PlanState, PlanStep
 from lash_plugins_builtin.scripted import ScriptedResponse, ScriptedToolCall
+from lash_plugins_builtin.sqlite import SYNCHRONOUS, SQLiteSettings, SQLiteStore, parse_url
+from lash_plugins_builtin.standard import StandardOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -41,6 +51,7 @@ EXAMPLE_MODULES = (
     *("notebook", "notebook_demo", "forecast"),
     *("echo_provider", "test_scripted_host"),
     *("lifecycle", "deadline", "autopilot", "autopilot_host", "budget_protocol"),
+    *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -477,7 +488,8 @@ def transcript(name: str) -> str:
 
 
 def scripted_core(script: list[Any], *plugins: object, **kwargs: Any) -> lash.LashCore:
-    """A core of the builtins plus ``plugins`` whose model plays ``script``."""
+    """A core of the builtins plus ``plugins`` whose model plays ``script`` (memory store)."""
+    kwargs.setdefault("store", "memory://")
     return lash.LashCore(
         plugins=["standard", "stores", "scripted", *plugins],
         autoload=False,
@@ -854,3 +866,331 @@ def test_budget_protocol(examples: dict[str, ModuleType]) -> None:
     with pytest.raises(lash.ExclusiveHookConflict) as conflict:
         scripted_core(script, budget)
     assert set(conflict.value.plugins) == {"standard", "budget"}
+
+
+# -- persistence, store authors, session operations, builtins -------------------------------
+
+#: What varies between runs of a transcript: local times, random frame ids and session ids.
+_VARYING = (
+    (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"), "<time>"),
+    (re.compile(r"agent frame [0-9a-f]{8}"), "agent frame <id>"),
+    (re.compile(r"(conformance-[a-z-]+)-[0-9a-f]{12}"), r"\1-<id>"),
+)
+_LASH_MAIN = "import sys; from lash.cli import main; sys.exit(main())"
+
+
+def normalized(text: str) -> str:
+    """``text`` with what varies between runs (times, random ids) replaced by placeholders."""
+    for pattern, replacement in _VARYING:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def run_console(path: Path, cwd: Path) -> str:
+    """Run the ``$ ...`` lines of a console transcript in ``cwd`` (``lash`` with this Python;
+    ``> file`` redirects stdout) and return the transcript they print now."""
+    out: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("$ "):
+            continue
+        out.append(line)
+        argv = shlex.split(line[2:])
+        target = None
+        if ">" in argv:
+            at = argv.index(">")
+            argv, target = argv[:at], argv[at + 1]
+        if argv[0] == "lash":
+            argv = [sys.executable, "-c", _LASH_MAIN, *argv[1:]]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, cwd=cwd, env=clean_env(), timeout=120
+        )
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}{proc.stderr}"
+        if target is not None:
+            (cwd / target).write_text(proc.stdout, encoding="utf-8")
+        else:
+            out.extend(proc.stdout.splitlines())
+    return "\n".join(out) + "\n"
+
+
+def load_builtin_example(name: str) -> ModuleType:
+    """``docs/examples/builtins/<name>.py``, imported under a name no builtin uses."""
+    spec = importlib.util.spec_from_file_location(
+        f"_docs_builtin_{name}", EXAMPLES / "builtins" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_persistence_host_survives_restarts(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Sessions outlive their core in a SQLite file: resume restores plugin state and usage; a
+    second writer gets SessionBusy or waits; a taken-over lease gets LeaseLost; park/resume,
+    open_fresh, delete and an online backup do what the persistence page says."""
+    db = asyncio.run(examples["persistence_host"].main(tmp_path))
+    assert capsys.readouterr().out == transcript("persistence_host.txt")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    async def stored() -> tuple[lash.SessionRecord | None, lash.SessionRecord | None]:
+        live, backup = (
+            SQLiteStore(f"sqlite:///{db}"),
+            SQLiteStore(f"sqlite:///{tmp_path}/backup.db"),
+        )
+        try:
+            return await live.load("trip", full=True), await backup.load("trip", full=True)
+        finally:
+            await live.close()
+            await backup.close()
+
+    deleted, backed_up = asyncio.run(stored())
+    assert deleted is None
+    assert backed_up is not None
+    # open_fresh replaced four turns with one; revisions went on counting (4 + 1).
+    assert (backed_up.revision, backed_up.turns) == (5, 1)
+    assert [type(n) for n in backed_up.nodes] == [
+        lash.FrameBoundary,
+        lash.UserMessage,
+        lash.AssistantMessage,
+    ]
+
+
+def test_persistence_store_urls() -> None:
+    """The deployed config and every URL form and parameter the persistence page shows."""
+    config = lash.HostConfig.load(EXAMPLES / "persistence.toml", environ={})
+    assert parse_url(config.store or "") == SQLiteSettings(
+        "/var/lib/travel-agent/lash.db", synchronous="FULL", busy_timeout=10000
+    )
+    assert parse_url("sqlite:///relative/path.db").path == "relative/path.db"
+    assert parse_url("sqlite:////absolute/path.db").path == "/absolute/path.db"
+    assert parse_url("sqlite://:memory:").path == ":memory:"
+    assert parse_url("sqlite:///x.db?create_dirs=1").create_dirs is True
+    assert parse_url("sqlite:///x.db") == SQLiteSettings("x.db", "NORMAL", 5000, False)
+    with pytest.raises(lash.ConfigError, match="busy_timeout, create_dirs, synchronous"):
+        parse_url("sqlite:///x.db?journal=wal")
+    page = (DOCS / "persistence.rst").read_text(encoding="utf-8")
+    assert all(f"``{level}``" in page for level in SYNCHRONOUS)
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_default_store_is_sqlite_under_the_project(tmp_path: Path) -> None:
+    """Without a store setting: .lash/lash.db under the config file's directory, else the
+    working directory, created when missing."""
+    (tmp_path / "lash.toml").write_text('provider = "scripted"\n', encoding="utf-8")
+    core = lash.LashCore(config=lash.HostConfig.load(tmp_path / "lash.toml", environ={}))
+    assert core.store_url == f"sqlite:///{tmp_path.resolve()}/.lash/lash.db?create_dirs=1"
+    plain = lash.LashCore(autoload=False)
+    assert plain.store_url == f"sqlite:///{Path.cwd().resolve()}/.lash/lash.db?create_dirs=1"
+
+
+def test_lash_sessions_transcript(tmp_path: Path) -> None:
+    """``lash run`` then ``lash sessions list/show/export/delete`` print what the page shows
+    (times and the frame id aside); export writes the header and one line per node."""
+    shutil.copy(EXAMPLES / "persistence" / "lash.toml", tmp_path / "lash.toml")
+    page = EXAMPLES / "persistence" / "sessions.txt"
+    assert normalized(run_console(page, tmp_path)) == normalized(page.read_text("utf-8"))
+    header, *nodes = (tmp_path / "trip.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(header)["type"] == "session"
+    assert [json.loads(n)["type"] for n in nodes] == [
+        *("frame", "user", "assistant", "tool_call", "tool_result", "assistant"),
+    ]
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="needs the sqlite3 command-line tool")
+@pytest.mark.usefixtures("no_lash_env")
+def test_sqlite3_backup_transcript(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``sqlite3 lash.db ".backup backup.db"`` copies a database lash can open, session included."""
+    asyncio.run(examples["persistence_host"].first_process(tmp_path / "lash.db"))
+    capsys.readouterr()
+    page = EXAMPLES / "persistence" / "backup.txt"
+    assert run_console(page, tmp_path) == page.read_text("utf-8")
+
+    async def listed() -> list[lash.SessionSummary]:
+        store = SQLiteStore(f"sqlite:///{tmp_path}/backup.db")
+        try:
+            return await store.list_sessions()
+        finally:
+            await store.close()
+
+    assert [(r.session_id, r.turns) for r in asyncio.run(listed())] == [("trip", 1)]
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_kv_store_example_passes_its_tests(examples: dict[str, ModuleType]) -> None:
+    """The store authors' example backend passes the whole conformance suite, in one call and
+    check by check, and a host selects it by URL: its test module passes."""
+    module = examples["test_kv_store"]
+    asyncio.run(module.test_kv_store_conforms())
+    for check in lash.testing.STORE_CHECKS:
+        asyncio.run(module.test_kv_store_check(check))
+    asyncio.run(module.test_hosts_select_it_by_url())
+    core = lash.LashCore(plugins=[examples["kv_store"]], autoload=False)
+    assert core.registry.of("store")["kv"].plugin == "kv_store"
+    with pytest.raises(lash.ConfigError, match="not a kv:// URL"):
+        examples["kv_store"].KVStore("memory://")
+
+
+def test_kv_store_keeps_commits_o_delta(examples: dict[str, ModuleType]) -> None:
+    """A commit writes its new nodes and the head, nothing else; load reads the active frame."""
+
+    class Counting(dict[str, str]):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[str] = []
+            self.reads: list[str] = []
+
+        def __setitem__(self, key: str, value: str) -> None:
+            self.writes.append(key)
+            super().__setitem__(key, value)
+
+        def __getitem__(self, key: str) -> str:
+            self.reads.append(key)
+            return super().__getitem__(key)
+
+    async def go() -> tuple[list[str], list[str]]:
+        data = Counting()
+        store = examples["kv_store"].KVStore("kv://", data)
+        lease = await store.acquire_lease("s", "me", ttl=30)
+        history = [
+            lash.UserMessage(id=f"u{i}", parent_id=None, frame_id="f", turn=i, text="q")
+            for i in range(50)
+        ]
+        await store.commit(
+            "s", lease=lease, expected_revision=0, delta=lash.CommitDelta(tuple(history))
+        )
+        boundary = lash.FrameBoundary(
+            id="b", parent_id="u49", frame_id="g", turn=51, previous_frame_id="f"
+        )
+        delta = lash.CommitDelta((boundary, history[0]))
+        data.writes.clear()
+        await store.commit("s", lease=lease, expected_revision=1, delta=delta)
+        writes = list(data.writes)
+        data.reads.clear()
+        await store.load("s")
+        return writes, list(data.reads)
+
+    writes, reads = asyncio.run(go())
+    assert writes == ["node/s/50", "node/s/51", "head/s"]
+    assert reads == ["node/s/50", "node/s/51"]
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_unfenced_store_fails_the_lease_checks(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store that lets any lease commit fails exactly the fencing checks, as the page shows."""
+    error = asyncio.run(examples["kv_store_unfenced"].main())
+    assert list(error.failures) == [
+        "lease_takeover_after_expiry",
+        "lease_release",
+        "commit_stale_lease",
+        "concurrent_commits_two_leases",
+        "delete",
+    ]
+    shown = transcript("kv_store_unfenced.txt")
+    assert normalized(capsys.readouterr().out) == normalized(shown)
+
+
+def test_store_authors_page_lists_every_check() -> None:
+    """The table of checks on the store authors' page names every conformance check."""
+    page = (DOCS / "store_authors.rst").read_text(encoding="utf-8")
+    missing = [name for name in lash.testing.STORE_CHECKS if f"* - ``{name}``" not in page]
+    assert not missing, f"checks missing from docs/store_authors.rst: {missing}"
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_session_operations_and_their_events(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """configure (amended, rejected), compact, tool membership and an idempotent reset command
+    each commit once; the lifecycle events fire in the order the sessions page documents."""
+    lines = asyncio.run(examples["session_ops"].main())
+    assert capsys.readouterr().out == transcript("session_ops.txt")
+    assert lines == [
+        "session_opened ('ops')",
+        "turn_persisted (turn 1, revision 1)",  # then configure: 2, compact: 3, catalog: 4,
+        "session_config_changed (model small -> large)",  # enqueue_command: 5
+        "frame_opened (reason 'compaction')",
+        "frame_opened (reason 'reset')",  # applied in turn 2's commit, announced before it
+        "turn_persisted (turn 2, revision 6)",
+        "session_parked",
+        "session_opened ('ops')",
+        "session_restored",
+        "turn_persisted (turn 3, revision 7)",
+        "session_closed",
+    ]
+
+
+def test_sessions_page_lists_every_lifecycle_event() -> None:
+    """The events table names every session lifecycle hook (process events excepted)."""
+    page = (DOCS / "sessions.rst").read_text(encoding="utf-8")
+    table = page[page.index(".. _sessions-events:") : page.index(".. _sessions-configure:")]
+    events = [
+        name
+        for name, shape in lash.hookspecs.SHAPES.items()
+        if shape == "broadcast" and name != "process_finished"
+    ]
+    missing = [name for name in [*events, "materialize_session"] if f"hook-{name}`" not in table]
+    assert not missing, f"lifecycle events missing from docs/sessions.rst: {missing}"
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_builtin_compaction_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """Over threshold_tokens the session compacts after the turn, keeping one turn; compact()
+    passes instructions; the summaries' usage is the compaction source's."""
+    session = asyncio.run(load_builtin_example("compaction").main())
+    assert capsys.readouterr().out == (EXAMPLES / "builtins" / "compaction.txt").read_text("utf-8")
+    boundary, *kept = session.nodes
+    assert isinstance(boundary, lash.FrameBoundary) and boundary.reason == "compaction"
+    assert boundary.summary == "A trip to Lisbon in May; the user notes prices (tram: 3 euros)."
+    # keep_recent_turns = 1: the last turn, copied into the new frame.
+    assert [(type(n), n.frame_id) for n in kept] == [
+        (lash.UserMessage, boundary.frame_id),
+        (lash.AssistantMessage, boundary.frame_id),
+    ]
+    assert kept[0].text == "What did I ask so far?"
+    # The two summaries' prompts (700 and 500 tokens) are the compaction source's usage.
+    assert session.usage_report()["by_source"]["compaction"]["input_tokens"] == 1200
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_builtin_plan_example(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The plan is refused over max_steps, kept in state, shown in the prompt, restored on open."""
+    with caplog.at_level(logging.WARNING, logger="lash.tools"):
+        state = asyncio.run(load_builtin_example("plan").main())
+    assert capsys.readouterr().out == (EXAMPLES / "builtins" / "plan.txt").read_text("utf-8")
+    assert state == PlanState(
+        [PlanStep("Book the flight", "completed"), PlanStep("Book the hotel", "in_progress")], 2
+    )
+
+
+def test_builtins_index_covers_every_builtin() -> None:
+    """docs/builtins.rst names every builtin; every docs/builtins page is in its toctree; the
+    builtin pages document every option field."""
+    page = (DOCS / "builtins.rst").read_text(encoding="utf-8")
+    builtins = sorted(
+        ep.name
+        for ep in importlib.metadata.entry_points(group="lash.plugins")
+        if ep.value.startswith("lash_plugins_builtin.")
+    )
+    assert len(builtins) == 8
+    missing = [name for name in builtins if f"``{name}``" not in page]
+    assert not missing, f"builtins missing from docs/builtins.rst: {missing}"
+    for sub in sorted((DOCS / "builtins").glob("*.rst")):
+        assert f"   builtins/{sub.stem}\n" in page, f"{sub.name} is not in the builtins toctree"
+        assert ":orphan:" not in sub.read_text(encoding="utf-8"), sub.name
+    for where, options in [
+        ("builtins.rst", StandardOptions),
+        ("builtins/plan.rst", PlanOptions),
+        ("builtins/compaction.rst", CompactionOptions),
+    ]:
+        text = (DOCS / where).read_text(encoding="utf-8")
+        undocumented = [f.name for f in attrs.fields(options) if f"``{f.name}``" not in text]
+        assert not undocumented, f"options not documented on docs/{where}: {undocumented}"

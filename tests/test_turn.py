@@ -513,3 +513,16 @@ async def test_provider_error_fails_the_turn_and_is_committed() -> None:
     result = await session.turn("x").run()
     assert result.outcome == "failed" and "model overloaded" in (result.error or "")
     assert (await session.turn("again").run()).text == "recovered"
+
+
+async def test_structured_input_items_are_recorded_with_the_text() -> None:
+    """Turn input is text plus optional structured items, recorded on the user message node."""
+    session = await make_core(Recorder(["ok"])).session("items").open()
+    items = ({"kind": "attachment", "name": "plan.pdf", "pages": 3},)
+    await session.turn("see attached", items=items).run()
+    user = next(n for n in session.nodes if isinstance(n, lash.UserMessage))
+    assert (user.text, user.items) == ("see attached", items)
+    await session.close()
+    stored = await session.core.store.load("items")
+    assert stored is not None
+    assert next(n for n in stored.nodes if isinstance(n, lash.UserMessage)).items == items

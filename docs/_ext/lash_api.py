@@ -157,6 +157,13 @@ def describe(name: str, modname: str | None) -> str:
             options = []  # a NamedTuple: the signature lists the fields
         else:
             options = [":members:"]
+            # Members that come from a private lash base (Session's SessionAdmin mixin) belong
+            # to the public class's documentation.
+            if any(
+                base.__module__.startswith("lash") and base.__name__ not in lash.__all__
+                for base in obj.__mro__[1:-1]
+            ):
+                options.append(":inherited-members:")
         return "\n".join([f".. autoclass:: {target}", *(f"   {o}" for o in options)]) + "\n"
     if inspect.isfunction(obj):
         return f".. autofunction:: {target}\n"
