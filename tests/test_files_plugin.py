@@ -5,41 +5,22 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from _recorder import Recorder
 
 import lash
 from lash_plugins_builtin import files, standard, stores
-from lash_plugins_builtin.scripted import ScriptedProvider
 
 pytestmark = pytest.mark.anyio
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "builtins"
 WRITE_TOOLS = {"write_file", "edit_file"}
 ALL_TOOLS = {"read_file", "list_dir", "write_file", "edit_file"}
-
-
-class Recorder:
-    """A provider plugin that plays a script and records every request it receives."""
-
-    lash_plugin = lash.PluginMeta(name="recorder")
-
-    def __init__(self, responses: Sequence[Any]) -> None:
-        self.script = ScriptedProvider(list(responses))
-        self.requests: list[lash.ModelRequest] = []
-
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
-        register("recorder", self)
-
-    async def stream(self, request: lash.ModelRequest) -> AsyncIterator[lash.ModelEvent]:
-        self.requests.append(request)
-        async for event in self.script.stream(request):
-            yield event
 
 
 def make_core(rec: Recorder, **options: Any) -> lash.LashCore:
@@ -642,7 +623,10 @@ def test_docs_example_config_validates() -> None:
     config = lash.HostConfig.load(EXAMPLE / "files.toml", environ={})
     core = lash.LashCore(
         store="memory://",
-        plugins=[standard, stores, files], autoload=False, options=config.options, strict=True
+        plugins=[standard, stores, files],
+        autoload=False,
+        options=config.options,
+        strict=True,
     )
     assert core.plugin_options("files") == files.FilesOptions(
         root="workspace", max_read_bytes=65536, read_only=True

@@ -26,16 +26,16 @@ import functools
 import logging
 import types
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import pytest
+from _recorder import Recorder
 
 import lash
 from lash import hookspecs
 from lash_plugins_builtin import standard, stores
-from lash_plugins_builtin.scripted import ScriptedProvider
 
 REGISTRATION = (
     "register_tools",
@@ -89,25 +89,6 @@ OUT_OF_SCOPE = frozenset(
 
 
 # -- building blocks ------------------------------------------------------------------------------
-
-
-class Recorder:
-    """A provider plugin that plays a script and records every request it receives."""
-
-    lash_plugin = lash.PluginMeta(name="recorder")
-
-    def __init__(self, responses: Sequence[Any]) -> None:
-        self.script = ScriptedProvider(list(responses))
-        self.requests: list[lash.ModelRequest] = []
-
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
-        register("recorder", self)
-
-    async def stream(self, request: lash.ModelRequest) -> AsyncIterator[lash.ModelEvent]:
-        self.requests.append(request)
-        async for event in self.script.stream(request):
-            yield event
 
 
 class Tools:

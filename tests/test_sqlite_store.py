@@ -18,13 +18,13 @@ from typing import Any
 
 import attrs
 import pytest
+from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lash
 import lash_plugins_builtin.openai as openai_plugin
 from lash_plugins_builtin import _sqlite_schema, plan, standard, stores
-from lash_plugins_builtin.scripted import ScriptedProvider
 from lash_plugins_builtin.sqlite import SQLiteStore, parse_url
 
 pytestmark = pytest.mark.anyio
@@ -858,25 +858,6 @@ async def test_memory_database_works_without_files(tmp_path: Path) -> None:
 
 
 # -- the kernel on a SQLite file ---------------------------------------------------------------
-
-
-class Recorder:
-    """A provider plugin that plays a script and records every request it receives."""
-
-    lash_plugin = lash.PluginMeta(name="recorder")
-
-    def __init__(self, responses: Sequence[Any]) -> None:
-        self.script = ScriptedProvider(list(responses))
-        self.requests: list[lash.ModelRequest] = []
-
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
-        register("recorder", self)
-
-    async def stream(self, request: lash.ModelRequest) -> AsyncIterator[lash.ModelEvent]:
-        self.requests.append(request)
-        async for event in self.script.stream(request):
-            yield event
 
 
 def make_core(db: Path, recorder: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:

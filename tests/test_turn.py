@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import attrs
 import pytest
+from _recorder import Recorder
 
 import lash
 from lash_plugins_builtin import plan, standard, stores
-from lash_plugins_builtin.scripted import ScriptedProvider
 
 pytestmark = pytest.mark.anyio
-
-
-class Recorder:
-    """A provider plugin that plays a script and records every request it receives."""
-
-    lash_plugin = lash.PluginMeta(name="recorder")
-
-    def __init__(self, responses: Sequence[Any]) -> None:
-        self.script = ScriptedProvider(list(responses))
-        self.requests: list[lash.ModelRequest] = []
-
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
-        register("recorder", self)
-
-    async def stream(self, request: lash.ModelRequest) -> AsyncIterator[lash.ModelEvent]:
-        self.requests.append(request)
-        async for event in self.script.stream(request):
-            yield event
 
 
 def call(name: str, call_id: str | None = None, **arguments: Any) -> dict[str, Any]:
