@@ -183,9 +183,4 @@ def node_messages(node: GraphNode) -> list[Message]:
     return []
 
 
-def to_messages(nodes: Iterable[GraphNode]) -> list[Message]:
-    """The chat messages a model sees for ``nodes``."""
-    return [m for node in nodes for m in node_messages(node)]
-
-
 resolve_here(globals())

@@ -50,8 +50,6 @@ from lash.errors import LashError
 if TYPE_CHECKING:
     from lash._session import Session
 
-_SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
-
 
 def _describe(exc: BaseException) -> str:
     # Lash errors carry readable messages; anything else (a protocol plugin's bug) gets its type.
@@ -150,7 +148,6 @@ class Turn:
         self._call_events: list[asyncio.Event] = []
         self._task: asyncio.Task[None] | None = None
         self._started = False
-        self._result: TurnResult | None = None
         self.index = 0
 
     # -- host side -------------------------------------------------------------------------
@@ -281,7 +278,6 @@ class Turn:
         revision = await session._commit_turn(self._nodes, self._usage)
         result = attrs.evolve(result, revision=revision)
         info.result = result
-        self._result = result
         await session._frames_opened(command_nodes)
         await hooks.broadcast("turn_persisted", turn=info, revision=revision)
         await session._maybe_auto_compact(self._nodes)
