@@ -1,101 +1,16 @@
-"""lash: an SDK for building durable LLM-agent hosts out of plugins."""
+"""lash: an SDK for building durable LLM-agent hosts out of plugins.
 
-from lash._core import LashCore
-from lash._events import (
-    TextDeltaEvent,
-    ToolCallFinished,
-    ToolCallRecord,
-    ToolCallStarted,
-    TurnEvent,
-    TurnFinished,
-    TurnResult,
-)
-from lash._graph import (
-    AssistantMessage,
-    FrameBoundary,
-    GraphNode,
-    PluginNode,
-    SessionGraph,
-    ToolCallNode,
-    ToolResultNode,
-    UserMessage,
-)
-from lash._hostconfig import HostConfig
-from lash._manager import HookDispatcher, HookImpl
+Only the hook markers and the errors are imported here; every other name loads from its private
+module on first access (see ``lash/_facade.py``: ``import lash`` stays cheap for plugins and the
+command line).
+"""
+
+import typing
+
+# PEP 562: names not bound here are looked up (and cached) by lash._facade.__getattr__.
+from lash._facade import __dir__ as __dir__
+from lash._facade import __getattr__ as __getattr__
 from lash._markers import hookimpl, hookspec
-from lash._options import option
-from lash._plugins import PluginInfo
-from lash._providers import (
-    ModelDone,
-    ModelEvent,
-    ModelRequest,
-    ModelResponse,
-    Provider,
-    TextDelta,
-    ToolCallReady,
-    ToolSpec,
-    collect_response,
-)
-from lash._registry import Contribution, Registry
-from lash._scripted import (
-    ScriptedProvider,
-    ScriptedResponse,
-    ScriptedToolCall,
-    load_script,
-)
-from lash._serialization import from_data, to_data
-from lash._session import ParkedSession, Session
-from lash._store import (
-    CommitDelta,
-    Lease,
-    MemoryStore,
-    SessionRecord,
-    SessionSummary,
-    Store,
-    check_lease,
-    take_lease,
-)
-from lash._tools import (
-    Tool,
-    ToolContext,
-    raw_tool,
-    tool,
-)
-from lash._turn import (
-    Turn,
-    TurnDriver,
-    TurnInfo,
-)
-from lash._types import (
-    AbortToolCall,
-    AbortTurn,
-    AgentFrame,
-    Compaction,
-    EnqueueMessages,
-    Message,
-    PluginMeta,
-    ProcessRecord,
-    PromptContribution,
-    PromptView,
-    RecoveryDisposition,
-    RegisterProcessKind,
-    RegisterProtocol,
-    RegisterProvider,
-    RegisterStore,
-    RegisterTool,
-    ReplaceToolArguments,
-    SessionConfig,
-    SessionView,
-    ShortCircuitToolCall,
-    ToolCall,
-    ToolCallDirective,
-    ToolCatalogEntry,
-    ToolContextView,
-    ToolResult,
-    TurnDirective,
-    TurnView,
-    Usage,
-)
 from lash.errors import (
     ConfigError,
     ConfigRejected,
@@ -122,6 +37,103 @@ from lash.errors import (
     UnknownStore,
     ValidationError,
 )
+
+if typing.TYPE_CHECKING:
+    from lash._core import LashCore
+    from lash._events import (
+        TextDeltaEvent,
+        ToolCallFinished,
+        ToolCallRecord,
+        ToolCallStarted,
+        TurnEvent,
+        TurnFinished,
+        TurnResult,
+    )
+    from lash._graph import (
+        AssistantMessage,
+        FrameBoundary,
+        GraphNode,
+        PluginNode,
+        SessionGraph,
+        ToolCallNode,
+        ToolResultNode,
+        UserMessage,
+    )
+    from lash._hostconfig import HostConfig
+    from lash._manager import HookDispatcher, HookImpl
+    from lash._options import option
+    from lash._plugins import PluginInfo
+    from lash._providers import (
+        ModelDone,
+        ModelEvent,
+        ModelRequest,
+        ModelResponse,
+        Provider,
+        TextDelta,
+        ToolCallReady,
+        ToolSpec,
+        collect_response,
+    )
+    from lash._registry import Contribution, Registry
+    from lash._scripted import (
+        ScriptedProvider,
+        ScriptedResponse,
+        ScriptedToolCall,
+        load_script,
+    )
+    from lash._serialization import from_data, to_data
+    from lash._session import ParkedSession, Session
+    from lash._store import (
+        CommitDelta,
+        Lease,
+        MemoryStore,
+        SessionRecord,
+        SessionSummary,
+        Store,
+        check_lease,
+        take_lease,
+    )
+    from lash._tools import (
+        Tool,
+        ToolContext,
+        raw_tool,
+        tool,
+    )
+    from lash._turn import (
+        Turn,
+        TurnDriver,
+        TurnInfo,
+    )
+    from lash._types import (
+        AbortToolCall,
+        AbortTurn,
+        AgentFrame,
+        Compaction,
+        EnqueueMessages,
+        Message,
+        PluginMeta,
+        ProcessRecord,
+        PromptContribution,
+        PromptView,
+        RecoveryDisposition,
+        RegisterProcessKind,
+        RegisterProtocol,
+        RegisterProvider,
+        RegisterStore,
+        RegisterTool,
+        ReplaceToolArguments,
+        SessionConfig,
+        SessionView,
+        ShortCircuitToolCall,
+        ToolCall,
+        ToolCallDirective,
+        ToolCatalogEntry,
+        ToolContextView,
+        ToolResult,
+        TurnDirective,
+        TurnView,
+        Usage,
+    )
 
 __all__ = [
     "AbortToolCall",

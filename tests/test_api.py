@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import lash
+import lash._facade
 import lash.errors
 
 INIT = Path(lash.__file__)
@@ -18,17 +22,37 @@ INIT = Path(lash.__file__)
 #: (the test then passes and pytest reports XPASS).
 
 
-def names_imported_by_init() -> set[str]:
-    """Every name ``lash/__init__.py`` binds at top level, read from its source."""
+def _init_imports() -> list[ast.ImportFrom | ast.Import]:
+    """The import statements of ``lash/__init__.py``: top level and under ``TYPE_CHECKING``."""
     tree = ast.parse(INIT.read_text(encoding="utf-8"))
-    names: set[str] = set()
+    found: list[ast.ImportFrom | ast.Import] = []
     for node in tree.body:
         if isinstance(node, ast.ImportFrom | ast.Import):
-            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return {n for n in names if not n.startswith("_") and n != "annotations"}
+            found.append(node)
+        elif isinstance(node, ast.If):
+            found.extend(n for n in node.body if isinstance(n, ast.ImportFrom | ast.Import))
+    return found
+
+
+def names_imported_by_init() -> set[str]:
+    """Every public name ``lash/__init__.py`` binds or declares, read from its source."""
+    names: set[str] = set()
+    for node in _init_imports():
+        names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+    return {n for n in names if not n.startswith("_") and n not in ("annotations", "typing")}
+
+
+def lazy_imports_of_init() -> dict[str, str]:
+    """Name -> module of the imports under ``if typing.TYPE_CHECKING:`` in ``lash/__init__.py``."""
+    tree = ast.parse(INIT.read_text(encoding="utf-8"))
+    table: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If):
+            assert ast.unparse(node.test) == "typing.TYPE_CHECKING"
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module is not None
+                table.update({alias.name: imp.module for alias in imp.names})
+    return table
 
 
 def public_classes() -> list[str]:
@@ -67,15 +91,79 @@ def test_no_unexported_public_attributes() -> None:
 
 
 def test_init_holds_no_logic() -> None:
-    """``lash/__init__.py`` only imports and declares ``__all__`` (no logic in the facade)."""
+    """``lash/__init__.py`` only imports and declares ``__all__`` (no logic in the facade).
+
+    Imports under ``if typing.TYPE_CHECKING:`` are the lazily loaded names (``lash._facade``).
+    """
     tree = ast.parse(INIT.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # the module docstring
         if isinstance(node, ast.Import | ast.ImportFrom):
             continue
+        if isinstance(node, ast.If):
+            assert ast.unparse(node.test) == "typing.TYPE_CHECKING"
+            assert all(isinstance(n, ast.ImportFrom) for n in node.body) and not node.orelse
+            continue
         assert isinstance(node, ast.Assign), ast.dump(node)
         assert [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]
+
+
+def test_lazy_table_matches_the_type_checking_imports() -> None:
+    """What ``lash._facade`` loads lazily is exactly what type checkers read in ``__init__``."""
+    assert lash._facade.EXPORTS == lazy_imports_of_init()
+
+
+@pytest.mark.parametrize("name", sorted(lazy_imports_of_init()))
+def test_lazy_name_is_the_defining_modules_object(name: str) -> None:
+    """``lash.Name`` is the very object its private module defines (no proxy, no copy)."""
+    module = importlib.import_module(lazy_imports_of_init()[name])
+    assert getattr(lash, name) is getattr(module, name)
+    assert vars(lash)[name] is getattr(module, name)  # cached: later reads skip __getattr__
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    """A name lash does not export is an ``AttributeError`` naming it (``hasattr`` works)."""
+    with pytest.raises(AttributeError, match="module 'lash' has no attribute 'Sesion'"):
+        lash.Sesion  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(lash, "Sesion")
+
+
+def test_dir_lists_names_not_loaded_yet() -> None:
+    """``dir(lash)`` shows every exported name, loaded or not (completion, ``help()``)."""
+    assert set(lash.__all__) <= set(dir(lash))
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_import_lash_loads_only_markers_and_errors() -> None:
+    """``import lash`` (what every plugin module runs) loads no kernel module and no asyncio."""
+    loaded = {m for m in _modules_after("import lash") if m.startswith("lash")}
+    assert loaded == {"lash", "lash._facade", "lash._markers", "lash.errors"}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plugins", "--all"]])
+def test_cli_inspection_does_not_load_the_session_kernel(argv: list[str]) -> None:
+    """``lash --help`` and ``lash plugins`` import no session, store, graph or asyncio code."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from lash.cli import main\n"
+        f"sys.argv = ['lash', *{argv!r}]\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main()"
+    )
+    loaded = _modules_after(code)
+    assert "lash_plugins_builtin.standard" in loaded  # the plugins were really loaded
+    heavy = {"asyncio", "aiosqlite", "httpx", "lash._session", "lash._store", "lash._graph"}
+    assert loaded & heavy == set()
 
 
 @pytest.mark.parametrize("name", public_classes())
