@@ -22,9 +22,7 @@ the builtin ``scripted`` plugin registers it as the provider ``"scripted"``.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import tomllib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -149,6 +147,8 @@ def load_script(path: str | Path) -> tuple[ScriptedResponse, ...]:
         if isinstance(data, list):
             data = {"responses": data}
     else:
+        import tomllib  # only a TOML script pays for the parser
+
         try:
             data = tomllib.loads(raw)
         except tomllib.TOMLDecodeError as exc:
@@ -272,6 +272,8 @@ class ScriptedProvider:
                 )
             )
         if response.delay > 0:
+            import asyncio  # not at the top: registering the provider must not load asyncio
+
             await asyncio.sleep(response.delay)
         text = response.text
         if text:

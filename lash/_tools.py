@@ -12,7 +12,9 @@ to. Only cancellation (:class:`asyncio.CancelledError`) propagates, because it i
 
 from __future__ import annotations
 
-import asyncio
+# asyncio (with ssl, sockets and threads behind it) is imported by the functions that run tools,
+# not here: building and registering tools (``lash plugins``, ``lash --help``, every core build)
+# must not pay for it. The kernel that runs turns has imported it long before.
 import contextvars
 import copy
 import enum
@@ -24,7 +26,7 @@ import threading
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import attrs
 
@@ -32,6 +34,9 @@ from lash._annotations import resolve_here
 from lash._providers import ToolSpec
 from lash._serialization import converter, type_name, validation_problems
 from lash._types import SessionView, ToolContextView, ToolResult
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Tool", "ToolContext", "as_tool", "raw_tool", "tool"]
 
@@ -65,6 +70,12 @@ def _check_timeout(value: float | None) -> None:
         raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
 
 
+def _new_event() -> asyncio.Event:
+    import asyncio  # see the note at the imports
+
+    return asyncio.Event()
+
+
 @attrs.define
 class ToolContext:
     """What a tool learns about the call in progress (a :class:`lash.ToolContextView`).
@@ -80,7 +91,7 @@ class ToolContext:
     session: SessionView
     call_id: str
     timeout: float = attrs.field(default=60.0, kw_only=True)
-    cancelled: asyncio.Event = attrs.field(factory=asyncio.Event, kw_only=True)
+    cancelled: asyncio.Event = attrs.field(factory=_new_event, kw_only=True)
 
     __module__ = "lash"
 
@@ -100,6 +111,8 @@ class ToolContext:
     def raise_if_cancelled(self) -> None:
         """Raise :class:`asyncio.CancelledError` if the call was cancelled."""
         if self.cancelled.is_set():
+            import asyncio  # see the note at the imports
+
             raise asyncio.CancelledError(f"tool call {self.call_id} was cancelled")
 
     def state(self, cls: type[T]) -> T:
@@ -487,6 +500,8 @@ async def _in_thread(call: Callable[[], Any], name: str) -> Any:
     hung tool would hang the host's shutdown, and it would hold one of the executor's few workers.
     A daemon thread per call costs little next to a tool call and is simply left behind.
     """
+    import asyncio  # see the note at the imports
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
@@ -584,6 +599,8 @@ class Tool:
         except Exception as exc:  # a bug in binding must still not escape into the turn
             logger.exception("binding the arguments of tool %r failed", self.name)
             return self._error(context, f"tool {self.name!r} could not be called: {exc}")
+
+        import asyncio  # see the note at the imports
 
         limit = self.timeout if self.timeout is not None else context.timeout
         deadline = asyncio.timeout(limit)

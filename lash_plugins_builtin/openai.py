@@ -11,13 +11,13 @@ Responses stream by Server-Sent Events (``stream = false`` asks for one JSON res
 Rate limits (429), server errors (5xx) and failed connections are retried with exponential
 backoff, honouring ``Retry-After``; other failures raise typed errors that say what to fix.
 
-httpx is imported only when a provider first talks to a server: plugin modules are imported by
-``lash --help``, and importing httpx would slow every command's cold start.
+httpx (and asyncio) are imported only when a provider first talks to a server: plugin modules are
+imported by ``lash --help`` and ``lash plugins``, and importing them would slow every command's
+cold start.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -43,6 +43,8 @@ from lash import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
 __all__ = [
@@ -219,6 +221,8 @@ async def _drain(lines: AsyncIterator[str]) -> None:
     """Read what follows ``[DONE]`` (the end of the chunked body), so the connection goes back to
     the pool for the next call instead of being closed; a server that keeps the stream open
     after ``[DONE]`` costs at most :data:`_DRAIN_TIMEOUT`, then the connection is dropped."""
+    import asyncio  # here, not at the top: see the module docstring
+
     import httpx
 
     try:
@@ -298,6 +302,8 @@ class OpenAIProvider:
     # ----------------------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
+        import asyncio  # here, not at the top: see the module docstring
+
         loop = asyncio.get_running_loop()
         if self._client is not None and self._client_loop is not loop:
             # The pool's connections belong to the loop that opened them; reusing them from
@@ -320,6 +326,8 @@ class OpenAIProvider:
 
         Call it on the event loop that used the provider, before that loop ends.
         """
+        import asyncio  # here, not at the top: see the module docstring
+
         client, self._client = self._client, None
         if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.aclose()
@@ -409,6 +417,8 @@ class OpenAIProvider:
     async def _send(self, body: dict[str, Any], request: ModelRequest) -> httpx.Response:
         """POST the body; retry 429, 5xx and failed connections; return a 2xx response whose
         body is not read yet (the caller closes it)."""
+        import asyncio  # here, not at the top: see the module docstring
+
         import httpx
 
         client = self._http()

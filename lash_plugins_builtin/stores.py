@@ -7,6 +7,16 @@ import lash
 lash_plugin = lash.PluginMeta(description="Builtin store backends: memory://, sqlite://.")
 
 
+# Both backends are built by functions that reach their class only when a store is opened, so
+# registering them (every core build, ``lash plugins``) imports neither the graph and store
+# records behind MemoryStore nor aiosqlite.
+
+
+def memory_store(url: str) -> lash.Store:
+    """``memory://``: sessions held in this process (tests, demos)."""
+    return lash.MemoryStore(url)
+
+
 def sqlite_store(url: str) -> lash.Store:
     """``sqlite://`` (imported on first use: building a core does not load aiosqlite)."""
     from lash_plugins_builtin.sqlite import SQLiteStore
@@ -16,5 +26,5 @@ def sqlite_store(url: str) -> lash.Store:
 
 @lash.hookimpl
 def register_stores(register: lash.RegisterStore) -> None:
-    register("memory", lash.MemoryStore)
+    register("memory", memory_store)
     register("sqlite", sqlite_store)
