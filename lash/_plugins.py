@@ -107,21 +107,49 @@ def discover_entry_points() -> list[_Candidate]:
     # importlib-metadata (not the stdlib copy) for the same behaviour on every supported Python.
     import importlib_metadata
 
+    identities: dict[int, tuple[str | None, str | None]] = {}
     candidates = []
     for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
-        dist_name = dist.name if dist is not None else None
+        dist_name, version = None, None
+        if dist is not None:
+            # The entry points of one distribution share its ``dist`` object: read it once.
+            if id(dist) not in identities:
+                identities[id(dist)] = _identity(dist)
+            dist_name, version = identities[id(dist)]
         candidates.append(
             _Candidate(
                 name=ep.name,
                 load=ep.load,
                 module=ep.module,
                 distribution=dist_name,
-                version=dist.version if dist is not None else None,
+                version=version,
                 builtin=dist_name == BUILTIN_DISTRIBUTION,
             )
         )
     return candidates
+
+
+def _identity(dist: Any) -> tuple[str | None, str | None]:
+    """A distribution's name and version, read from the head of its core metadata.
+
+    ``dist.name`` and ``dist.version`` each parse the whole file with the ``email`` package, whose
+    import alone costs more than the rest of discovery. ``Name`` and ``Version`` are required,
+    single-line fields of the header block, so reading that block suffices; anything unusual
+    (a missing field, a continuation line) falls back to the full parse.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line[0] in " \t":
+            break  # the end of the headers, or a folded line: leave the rest to the parser
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version"):
+            fields.setdefault(key, value.strip())
+            if len(fields) == 2:
+                return fields["Name"], fields["Version"]
+    metadata = dist.metadata
+    return metadata["Name"], metadata["Version"]
 
 
 def object_name(obj: object) -> str:
