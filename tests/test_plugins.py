@@ -137,6 +137,26 @@ def test_installed_plugin_is_discovered_and_loaded(site: Site) -> None:
     assert core.registry.of("tool")["alpha_tool"].plugin == "alpha"
 
 
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        # The usual order, then other headers and a body.
+        "Metadata-Version: 2.1\nName: lashtest-meta\nVersion: 2.5\nSummary: s\n\nBody.\n",
+        # Version before Name, after other headers.
+        "Metadata-Version: 2.4\nSummary: s\nVersion: 2.5\nName: lashtest-meta\n",
+        # A folded header before Name: the header scan stops, the full parse answers.
+        "Metadata-Version: 2.1\nSummary: a\n  folded line\nName: lashtest-meta\nVersion: 2.5\n",
+    ],
+)
+def test_distribution_name_and_version_from_metadata(site: Site, metadata: str) -> None:
+    """A plugin's distribution and version come from its core metadata, however it is laid out."""
+    module = site.module("meta", TOOL_PLUGIN.format(name="meta"))
+    site.dist("lashtest-meta", "2.5", meta=module)
+    (site.root / "lashtest_meta-2.5.dist-info" / "METADATA").write_text(metadata, "utf-8")
+    info = info_of(LashCore(), "meta")
+    assert (info.distribution, info.version) == ("lashtest-meta", "2.5")
+
+
 def test_other_entry_point_groups_are_ignored(site: Site) -> None:
     """Only the ``lash.plugins`` group is read."""
     module = site.module("other", TOOL_PLUGIN.format(name="other"))
