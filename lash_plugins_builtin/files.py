@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -298,7 +297,9 @@ def _atomic_write(
             f"{_kind(old.st_mode)}; only files can be written"
         )
     # A hidden, random name: O_EXCL never reuses a file, and list_dir does not show it.
-    temp = f".{target.name}.{secrets.token_hex(6)}.tmp"
+    # os.urandom, not secrets.token_hex (the same bytes): secrets imports hmac and OpenSSL, a
+    # cost every `lash` command would pay when it imports this plugin.
+    temp = f".{target.name}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW
     fd = os.open(temp, flags, 0o666, dir_fd=dir_fd)  # the umask applies, as for any new file
     try:
