@@ -19,6 +19,7 @@ import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import (
+    AttributeValidationNote,
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
@@ -104,9 +105,11 @@ def _reject_text_for_collections(conv: cattrs.Converter) -> None:
     """Make collection fields refuse strings, bytes and mappings instead of iterating them."""
     building: set[Any] = set()
 
-    def factory(tp: Any) -> Callable[[Any, Any], Any]:
+    def factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
         # Ask the converter for the hook it would use without this factory: the type is
-        # excluded from the predicate while the inner hook is built (public API only).
+        # excluded from the predicate while the inner hook is built (public API only). The
+        # converter is the one asking (cattrs passes it), so copies of this converter (the data
+        # converters) build collections of their own hooks, e.g. tuple[GraphNode, ...].
         building.add(tp)
         try:
             inner = conv.get_structure_hook(tp, cache_result=False)
@@ -140,9 +143,7 @@ def converter(*, detailed: bool = True) -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     # tuple[X, ...] through a generated hook rather than cattrs' generic tuple path (it is in
     # every stored node: tool calls, items), registered first so the text guard below wraps it.
-    conv.register_structure_hook_factory(
-        _is_homogeneous_tuple, lambda tp: homogenous_tuple_structure_factory(tp, conv)
-    )
+    conv.register_structure_hook_factory(_is_homogeneous_tuple, homogenous_tuple_structure_factory)
     _reject_text_for_collections(conv)
     return conv
 
@@ -154,7 +155,8 @@ def data_converter(*, detailed: bool = True) -> cattrs.Converter:
     class (~10 ms), which config loading, options and ``lash --help`` / ``lash plugins`` never
     need."""
     conv = converter(detailed=detailed).copy()
-    _configure_nodes(conv)
+    # The detailed converter is the error path: it keeps cattrs' own union hook.
+    _configure_nodes(conv, fast=not detailed)
     return conv
 
 
@@ -169,7 +171,7 @@ NODE_KINDS = {
 }
 
 
-def _configure_nodes(conv: cattrs.Converter) -> None:
+def _configure_nodes(conv: cattrs.Converter, *, fast: bool) -> None:
     from cattrs.strategies import configure_tagged_union
 
     from lash._graph import GraphNode
@@ -181,6 +183,190 @@ def _configure_nodes(conv: cattrs.Converter) -> None:
         # "type", not "kind": PluginNode has a field named kind of its own.
         tag_name="type",
     )
+    tagged = conv.get_structure_hook(GraphNode)
+    tags = frozenset(NODE_KINDS.values())
+    tag_type: Any = typing.Literal[tuple(sorted(tags))]  # how errors spell the expected tags
+
+    def structure_tagged(value: Any, cl: Any) -> Any:
+        # Checked here so that a bad tag reads as one ("type: expected 'assistant' | ...,
+        # got ..."), not as the KeyError cattrs' union raises for it.
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"expected a graph node (a mapping with a 'type' key), got {describe_value(value)}"
+            )
+        tag = value.get("type", _MISSING)
+        if not (isinstance(tag, str) and tag in tags):
+            problem = KeyError("type") if tag is _MISSING else ValueError(f"unknown tag {tag!r}")
+            problem.add_note(AttributeValidationNote("the node's variant", "type", tag_type))
+            raise ClassValidationError("invalid graph node", [problem], cl)
+        return tagged(value, cl)
+
+    if not fast:
+        conv.register_structure_hook(GraphNode, structure_tagged)
+        return
+    # Resuming a session structures every node of its active frame, and the cattrs path (a
+    # copy to pop the tag, a hook call per field) costs more than decoding the JSON. Builders
+    # generated per node class take the form to_data writes (every field, exact JSON types)
+    # with inline checks; anything else goes the cattrs way, so what is accepted, and every
+    # error, stays the converter's.
+    builders = _Builders(conv).for_union(GraphNode, "type", NODE_KINDS)
+
+    def structure_node(value: Any, cl: Any) -> Any:
+        if type(value) is dict:
+            try:
+                return builders[value["type"]](value)
+            except Exception:
+                pass
+        return structure_tagged(value, cl)
+
+    conv.register_structure_hook(GraphNode, structure_node)
+    # A store loads a frame's nodes as one tuple: one pass over the list, without the per-item
+    # hook call; on any doubt, the generic tuple path (item by item, as above).
+    nodes = tuple[GraphNode, ...]
+    generic = conv.get_structure_hook(nodes)
+
+    def structure_nodes(value: Any, cl: Any) -> Any:
+        if type(value) is list:
+            try:
+                return tuple([builders[item["type"]](item) for item in value])
+            except Exception:
+                pass
+        return generic(value, cl)
+
+    conv.register_structure_hook_func(lambda tp: tp == nodes, structure_nodes)
+
+
+class _Unfit(Exception):
+    """A generated builder's "not as is": the value goes through cattrs instead."""
+
+
+def _plain_slots(cl: type) -> dict[str, Any] | None:
+    """The slot descriptors of an attrs class whose ``__init__`` only stores its arguments,
+    by field name; ``None`` if it may do more (its own ``__init__``, a validator, a converter,
+    a default for a field not in ``__init__``, pre/post-init hooks, a hidden slot)."""
+    init = cl.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    # How attrs names the code it generates; should that change, builders call __init__.
+    if code is None or not code.co_filename.startswith("<attrs generated"):
+        return None
+    fields = attrs.fields(cl)
+    if any(not a.init or a.validator is not None or a.converter is not None for a in fields):
+        return None
+    if hasattr(cl, "__attrs_pre_init__") or hasattr(cl, "__attrs_post_init__"):
+        return None
+    slots: dict[str, Any] = {}
+    for klass in cl.__mro__[:-1]:  # object last
+        names = klass.__dict__.get("__slots__")
+        if names is None:
+            return None  # a class in the chain has a __dict__
+        for name in (names,) if isinstance(names, str) else names:
+            if name != "__weakref__":
+                slots.setdefault(name, klass.__dict__[name])
+    return slots if set(slots) == {a.name for a in fields} else None
+
+
+class _Builders:
+    """Generate strict structuring functions for attrs classes.
+
+    A builder takes a dict holding every field of the class (and the union's tag, if any) and
+    nothing else, with exact JSON types: ``str``, ``int``, ``bool`` (a bool is not an int),
+    ``None`` for ``X | None``, a list for ``tuple[X, ...]``, a dict with str keys for
+    ``Mapping[str, Any]``, a dict for a nested attrs class; ``Any`` takes anything. Other field
+    types go through the converter's own hook. It raises for anything else: it accepts a subset
+    of what the converter accepts, and builds the same value.
+    """
+
+    def __init__(self, conv: cattrs.Converter) -> None:
+        self.conv = conv
+        self.env: dict[str, Any] = {"_Unfit": _Unfit}
+        self.built: dict[tuple[type, str | None], Callable[[Any], Any] | None] = {}
+
+    def for_union(
+        self, union: Any, tag_name: str, tags: Mapping[str, str]
+    ) -> dict[str, Callable[[Any], Any]]:
+        """``{tag: builder}`` for the classes of a tagged union that get one."""
+        builders = {}
+        for cl in typing.get_args(union):
+            build = self.build(cl, tag_name)
+            if build is not None:
+                builders[tags[cl.__name__]] = build
+        return builders
+
+    def build(self, cl: type, tag_name: str | None = None) -> Callable[[Any], Any] | None:
+        key = (cl, tag_name)
+        if key not in self.built:
+            self.built[key] = None  # a class nested in itself uses the converter's hook there
+            self.built[key] = self._generate(cl, tag_name)
+        return self.built[key]
+
+    def _name(self, value: Any) -> str:
+        name = f"_v{len(self.env)}"
+        self.env[name] = value
+        return name
+
+    def _generate(self, cl: type, tag_name: str | None) -> Callable[[Any], Any] | None:
+        fields = [a for a in attrs.fields(cl) if a.init]
+        keys = len(fields) + (tag_name is not None)
+        if tag_name in {a.name for a in fields}:
+            return None
+        # Every key the class knows is read below, so with as many keys as that, there is no
+        # unknown one (a missing one is a KeyError).
+        lines = ["def build(d):", f"    if type(d) is not dict or len(d) != {keys}:"]
+        lines.append("        raise _Unfit")
+        if tag_name is not None:
+            lines.append(f"    d[{tag_name!r}]")
+        args = []
+        for i, a in enumerate(fields):
+            if isinstance(a.type, str) or a.type is None:
+                return None  # an unresolved annotation: cattrs says what it can do
+            lines.append(f"    f{i} = d[{a.name!r}]")
+            lines += self._check(a.type, f"f{i}", "    ")
+            args.append(f"{a.alias}=f{i}")
+        slots = _plain_slots(cl)
+        if slots is None:
+            lines.append(f"    return {self._name(cl)}({', '.join(args)})")
+        else:
+            # What __init__ would do, for half its cost (the better part of a node's build): a
+            # new instance with each slot set, as unpickling restores a slotted attrs instance.
+            lines.append(f"    o = {self._name(object.__new__)}({self._name(cl)})")
+            for i, a in enumerate(fields):
+                lines.append(f"    {self._name(slots[a.name].__set__)}(o, f{i})")
+            lines.append("    return o")
+        namespace = dict(self.env)
+        exec(compile("\n".join(lines), f"<lash builder {cl.__qualname__}>", "exec"), namespace)
+        build: Callable[[Any], Any] = namespace["build"]
+        return build
+
+    def _check(self, tp: Any, var: str, indent: str) -> list[str]:
+        """Lines that check ``var`` against ``tp`` (raising :class:`_Unfit`) and convert it."""
+        fail = f"{indent}    raise _Unfit"
+        if tp is Any:
+            return []
+        if tp in (str, int, bool):
+            return [f"{indent}if type({var}) is not {tp.__name__}:", fail]
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            (inner,) = [a for a in args if a is not type(None)]
+            return [f"{indent}if {var} is not None:", *self._check(inner, var, indent + "    ")]
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            head = [f"{indent}if type({var}) is not list:", fail]
+            if args[0] is Any:
+                return [*head, f"{indent}{var} = tuple({var})"]
+            if attrs.has(args[0]) and (item := self.build(args[0])) is not None:
+                return [*head, f"{indent}{var} = tuple([{self._name(item)}(x) for x in {var}])"]
+        if origin in (dict, collections.abc.Mapping) and args == (str, Any):
+            return [
+                f"{indent}if type({var}) is not dict:",
+                fail,
+                f"{indent}for k in {var}:",
+                f"{indent}    if type(k) is not str:",
+                f"{indent}        raise _Unfit",
+                f"{indent}{var} = dict({var})",
+            ]
+        if attrs.has(tp) and (nested := self.build(tp)) is not None:
+            return [f"{indent}{var} = {self._name(nested)}({var})"]
+        hook = self.conv.get_structure_hook(tp)
+        return [f"{indent}{var} = {self._name(hook)}({var}, {self._name(tp)})"]
 
 
 def describe_value(value: Any, *, redacted: bool = False) -> str:
@@ -326,8 +512,9 @@ def from_data(data: Any, cls: Any, *, what: str = "data") -> Any:
 
     :raises lash.ValidationError: one readable line per bad field (path, expected type, value).
     """
+    fast = data_converter(detailed=False)  # outside the try: a broken converter is a bug
     try:
-        return data_converter(detailed=False).structure(data, cls)
+        return fast.structure(data, cls)
     except Exception:
         pass
     try:
