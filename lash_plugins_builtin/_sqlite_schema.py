@@ -147,6 +147,16 @@ HEAD = """SELECT revision, created_at, updated_at, turns, next_seq, frame_start,
     lease_owner, lease_token, lease_expires_at
     FROM sessions WHERE session_id = ?"""
 
+#: The head row as ``load`` needs it, with the JSON of the blobs it refers to (NULL for a
+#: hash whose blob is missing, which ``load`` reports).
+LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns,
+    s.config_hash, s.protocol_options_hash, s.pending_hash, c.data, p.data, q.data
+    FROM sessions AS s
+    LEFT JOIN blobs AS c ON c.hash = s.config_hash
+    LEFT JOIN blobs AS p ON p.hash = s.protocol_options_hash
+    LEFT JOIN blobs AS q ON q.hash = s.pending_hash
+    WHERE s.session_id = ?"""
+
 LEASE = "SELECT lease_owner, lease_token, lease_expires_at FROM sessions WHERE session_id = ?"
 
 SET_LEASE = """INSERT INTO sessions (session_id, lease_owner, lease_token, lease_expires_at)
@@ -156,7 +166,10 @@ SET_LEASE = """INSERT INTO sessions (session_id, lease_owner, lease_token, lease
 
 SET_EXPIRY = "UPDATE sessions SET lease_expires_at = ? WHERE session_id = ?"
 
-ACTIVE_NODES = "SELECT data FROM nodes WHERE session_id = ? AND seq >= ? ORDER BY seq"
+#: The active frame's nodes: from the head's ``frame_start`` on (parameters: the session id,
+#: twice), so that ``load`` reads them in the same round trip as the head.
+ACTIVE_NODES = """SELECT data FROM nodes WHERE session_id = ?
+    AND seq >= (SELECT frame_start FROM sessions WHERE session_id = ?) ORDER BY seq"""
 
 ALL_NODES = "SELECT data FROM nodes WHERE session_id = ? ORDER BY seq"
 
@@ -165,12 +178,10 @@ INSERT_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, tu
 
 INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 
-BLOB = "SELECT data FROM blobs WHERE hash = ?"
-
 STATES = """SELECT p.plugin, b.data FROM plugin_states AS p
     JOIN blobs AS b ON b.hash = p.blob_hash WHERE p.session_id = ? ORDER BY p.plugin"""
 
-STATE_HASH = "SELECT blob_hash FROM plugin_states WHERE session_id = ? AND plugin = ?"
+STATE_HASHES = "SELECT plugin, blob_hash FROM plugin_states WHERE session_id = ?"
 
 SET_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
     ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
@@ -203,15 +214,15 @@ RELEASE_BLOB = """DELETE FROM blobs WHERE hash = :h
 #: ``commit`` (without ``replace``): each must be an index lookup or an index range.
 HOT_STATEMENTS: dict[str, str] = {
     "HEAD": HEAD,
+    "LOAD_HEAD": LOAD_HEAD,
     "LEASE": LEASE,
     "SET_LEASE": SET_LEASE,
     "SET_EXPIRY": SET_EXPIRY,
     "ACTIVE_NODES": ACTIVE_NODES,
     "INSERT_NODE": INSERT_NODE,
     "INSERT_BLOB": INSERT_BLOB,
-    "BLOB": BLOB,
     "STATES": STATES,
-    "STATE_HASH": STATE_HASH,
+    "STATE_HASHES": STATE_HASHES,
     "SET_STATE": SET_STATE,
     "INSERT_USAGE": INSERT_USAGE,
     "ADD_USAGE": ADD_USAGE,
@@ -220,12 +231,13 @@ HOT_STATEMENTS: dict[str, str] = {
     "RELEASE_BLOB": RELEASE_BLOB,
 }
 
-# Replacing or deleting a session drops its rows (cost: what it stored, by index range).
-SESSION_STATE_HASHES = "SELECT blob_hash FROM plugin_states WHERE session_id = ?"
-DROP_NODES = "DELETE FROM nodes WHERE session_id = ?"
-DROP_STATES = "DELETE FROM plugin_states WHERE session_id = ?"
-DROP_LEDGER = "DELETE FROM usage_ledger WHERE session_id = ?"
-DROP_TOTALS = "DELETE FROM usage_totals WHERE session_id = ?"
+#: Replacing or deleting a session drops its rows (cost: what it stored, by index range).
+DROP_SESSION_ROWS = (
+    "DELETE FROM nodes WHERE session_id = ?",
+    "DELETE FROM plugin_states WHERE session_id = ?",
+    "DELETE FROM usage_ledger WHERE session_id = ?",
+    "DELETE FROM usage_totals WHERE session_id = ?",
+)
 
 #: A deleted session keeps its head row as a tombstone at revision 0 with its lease, so the
 #: next holder's fencing token is still higher than any token handed out before.

@@ -35,11 +35,12 @@ from openai_wire_server import Reply, WireServer
 import lash
 import lash.hookspecs
 import lash.testing
+from lash_plugins_builtin._sqlite_url import SYNCHRONOUS
 from lash_plugins_builtin.compaction import CompactionOptions
 from lash_plugins_builtin.openai import OpenAIOptions
 from lash_plugins_builtin.plan import PlanOptions, PlanState, PlanStep
 from lash_plugins_builtin.scripted import ScriptedResponse, ScriptedToolCall
-from lash_plugins_builtin.sqlite import SYNCHRONOUS, SQLiteSettings, SQLiteStore, parse_url
+from lash_plugins_builtin.sqlite import SQLiteSettings, SQLiteStore, parse_url
 from lash_plugins_builtin.standard import StandardOptions
 
 ROOT = Path(__file__).resolve().parent.parent

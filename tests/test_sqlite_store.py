@@ -603,6 +603,234 @@ async def test_value_that_is_not_json_fails_before_writing(tmp_path: Path) -> No
         )
 
 
+# -- a commit is all or nothing, also when one of its writes fails -----------------------------
+
+
+def install_failure(db: Path, table: str, event: str, when: str) -> None:
+    """A trigger that makes the matching row's write fail, as a full disk or a constraint
+    would: SQLite then fails that statement only and the transaction stays open."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute(
+            f"CREATE TRIGGER injected_failure BEFORE {event} ON {table} WHEN {when} "
+            "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "event", "when"),
+    [
+        # The first write of a commit (node rows), one in the middle (the usage ledger; the
+        # writes after it would succeed) and the last but one (the head row).
+        ("nodes", "INSERT", "NEW.kind = 'plugin'"),
+        ("usage_ledger", "INSERT", "NEW.source = 'boom'"),
+        ("sessions", "UPDATE", "NEW.protocol_options_hash IS NOT NULL"),
+    ],
+)
+async def test_a_failing_write_fails_the_commit_and_writes_nothing(
+    tmp_path: Path, table: str, event: str, when: str
+) -> None:
+    """When any write of a commit fails, the commit raises and none of its writes is kept
+    (no COMMIT follows a failed write); the next commit at the same revision succeeds."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        first = lash.CommitDelta(
+            nodes=tuple(every_kind("F1")[:2]),
+            plugin_states={"p": {"v": 1}},
+            pending=("a",),
+            usage={"turn": lash.Usage(1, 1, 0)},
+            turns=1,
+        )
+        assert await store.commit("s", lease=lease, expected_revision=0, delta=first) == 1
+        install_failure(db, table, event, when)
+        before = dump(db)
+        failing = lash.CommitDelta(
+            nodes=tuple(every_kind("F2", 2, previous="F1")),
+            plugin_states={"p": {"v": 2}, "q": {"v": 3}},
+            config=lash.SessionConfig(model="m"),
+            protocol_options={"x": 1},
+            pending=(),
+            usage={"turn": lash.Usage(2, 2, 0), "boom": lash.Usage(1, 0, 0)},
+            turns=1,
+        )
+        with pytest.raises(lash.LashError, match="injected failure"):
+            await store.commit("s", lease=lease, expected_revision=1, delta=failing)
+        assert dump(db) == before
+        record = await store.load("s")
+        assert record is not None and record.revision == 1 and record.pending == ("a",)
+        sound = lash.CommitDelta(plugin_states={"p": {"v": 4}}, turns=1)
+        assert await store.commit("s", lease=lease, expected_revision=1, delta=sound) == 2
+    assert query(db, "SELECT revision, turns FROM sessions") == [(2, 2)]
+
+
+async def test_missing_blob_is_reported_by_load(tmp_path: Path) -> None:
+    """A head row whose config blob was deleted by hand: load names the missing blob."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.CommitDelta(config=lash.SessionConfig(model="m"), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        (digest,) = query(db, "SELECT config_hash FROM sessions")[0]
+        conn = sqlite3.connect(db)
+        try:
+            conn.execute("DELETE FROM blobs WHERE hash = ?", (digest,))
+            conn.commit()
+        finally:
+            conn.close()
+        with pytest.raises(lash.LashError, match=f"stored blob {digest} is missing"):
+            await store.load("s")
+
+
+# -- stored rows are read strictly --------------------------------------------------------------
+
+#: The variant tags of stored nodes, as errors list them (the persisted spelling).
+TAGS = "'assistant' | 'frame' | 'plugin' | 'tool_call' | 'tool_result' | 'user'"
+
+
+def set_row(db: Path, session_id: str, seq: int, text: str) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute(
+            "UPDATE nodes SET data = ? WHERE session_id = ? AND seq = ?", (text, session_id, seq)
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def stored_row(db: Path, session_id: str, seq: int) -> dict[str, Any]:
+    rows = query(db, "SELECT data FROM nodes WHERE session_id = ? AND seq = ?", (session_id, seq))
+    data: dict[str, Any] = json.loads(rows[0][0])
+    return data
+
+
+def edited(change: Any) -> Any:
+    def edit(data: dict[str, Any]) -> str:
+        change(data)
+        return json.dumps(data)
+
+    return edit
+
+
+# (seq of the row in every_kind(): 0 frame, 1 user, 2 assistant, 3 tool_call, 4 tool_result,
+# 5 plugin; how the row is spoiled; the problem the error must state)
+SPOILED_ROWS = {
+    "unknown key": (
+        1,
+        edited(lambda d: d.update(extra=1)),
+        "extra: unknown key (known: frame_id, id, items, parent_id, text, turn)",
+    ),
+    "text for an int": (1, edited(lambda d: d.update(turn="1")), "turn: expected int, got '1'"),
+    "bool for an int": (
+        2,
+        edited(lambda d: d["usage"].update(input_tokens=True)),
+        "usage.input_tokens: expected int, got True (bool)",
+    ),
+    "null for a str": (
+        4,
+        edited(lambda d: d.update(content=None)),
+        "content: expected str, got None (NoneType)",
+    ),
+    "missing field": (1, edited(lambda d: d.pop("text")), "text: required, missing (expected str)"),
+    "unknown tag": (
+        5,
+        edited(lambda d: d.update(type="memo")),
+        f"type: expected {TAGS}, got 'memo' (str)",
+    ),
+    "missing tag": (
+        0,
+        edited(lambda d: d.pop("type")),
+        f"type: required, missing (expected {TAGS})",
+    ),
+    "unknown nested key": (
+        2,
+        edited(lambda d: d["tool_calls"][0].update(zzz=1)),
+        "tool_calls[0].zzz: unknown key (known: arguments, id, invalid_arguments, name)",
+    ),
+    "list for a mapping": (
+        3,
+        edited(lambda d: d["call"].update(arguments=[1])),
+        "call.arguments: expected Mapping[str, Any], got [1] (list)",
+    ),
+    "text for a tuple": (
+        1,
+        edited(lambda d: d.update(items="ab")),
+        "items: expected tuple[Any, ...], got 'ab' (str)",
+    ),
+    "not an object": (
+        1,
+        lambda d: "[1, 2]",
+        "expected a graph node (a mapping with a 'type' key), got [1, 2] (list)",
+    ),
+    "not JSON": (1, lambda d: json.dumps(d)[:-1], "not JSON: Expecting ',' delimiter"),
+    "two values": (1, lambda d: f"{json.dumps(d)},{json.dumps(d)}", "not JSON: Extra data"),
+}
+
+
+@pytest.mark.parametrize("case", SPOILED_ROWS)
+async def test_spoiled_node_row_is_a_validation_error_naming_the_session(
+    tmp_path: Path, case: str
+) -> None:
+    """A stored node that does not fit its type fails load with a ValidationError naming the
+    session and the bad field, whether the row is alone or among good ones."""
+    seq, spoil, problem = SPOILED_ROWS[case]
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        nodes = every_kind() + every_kind("F2", 2, previous="F1")
+        delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        set_row(db, "s", seq, spoil(stored_row(db, "s", seq)))
+        for full in (True, False):
+            if not full and seq < 6:
+                continue  # the row is in the first frame: load() without full skips it
+            with pytest.raises(lash.ValidationError) as invalid:
+                await store.load("s", full=full)
+            assert str(invalid.value).startswith("invalid stored node of 's':\n  - ")
+            (line,) = invalid.value.problems
+            assert problem in line
+        set_row(db, "s", 6 + seq, spoil(stored_row(db, "s", 6 + seq)))
+        with pytest.raises(lash.ValidationError, match="invalid stored node of 's'"):
+            await store.load("s")
+
+
+async def test_rows_without_defaulted_fields_load_with_the_defaults(tmp_path: Path) -> None:
+    """A stored node that leaves out fields with defaults (another writer's row, keys in any
+    order) loads with those defaults."""
+    db = tmp_path / "lash.db"
+    base = {"parent_id": None, "frame_id": "F", "turn": 1}
+    rows = [
+        {"type": "frame", "id": "f", "previous_frame_id": None, **base},
+        {"text": "hi", "id": "u", "type": "user", **base},
+        {"type": "assistant", "id": "a", "text": "ok", **base},
+        {"type": "tool_call", "id": "c", "call": {"name": "echo", "id": "c1"}, **base},
+        {"type": "tool_result", "id": "r", "call_id": "c1", "name": "echo", "content": "x", **base},
+        {"type": "plugin", "id": "p", "plugin": "notes", "kind": "memo", **base},
+    ]
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.CommitDelta(nodes=tuple(every_kind("F")), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        for seq, row in enumerate(rows):
+            set_row(db, "s", seq, json.dumps(row))
+        record = await store.load("s")
+    assert record is not None
+    common: dict[str, Any] = {"parent_id": None, "frame_id": "F", "turn": 1}
+    assert record.nodes == (
+        lash.FrameBoundary(id="f", previous_frame_id=None, **common),
+        lash.UserMessage(id="u", text="hi", **common),
+        lash.AssistantMessage(id="a", text="ok", **common),
+        lash.ToolCallNode(id="c", call=lash.ToolCall("c1", "echo"), **common),
+        lash.ToolResultNode(id="r", call_id="c1", name="echo", content="x", **common),
+        lash.PluginNode(id="p", plugin="notes", kind="memo", **common),
+    )
+    assert record.nodes[2].usage == lash.Usage() and record.nodes[4].is_error is False
+
+
 # -- the file: migrations, marker, refusals ----------------------------------------------------
 
 
@@ -1131,3 +1359,51 @@ async def test_random_commit_sequences_round_trip_like_the_memory_store(
         for column in ("config_hash", "protocol_options_hash", "pending_hash"):
             referenced |= {h for (h,) in query(db, f"SELECT {column} FROM sessions") if h}
         assert {h for (h,) in query(db, "SELECT hash FROM blobs")} == referenced
+
+
+SPOILERS: dict[str, tuple[Any, str]] = {
+    # how a row is spoiled; the start of the problem its error must state
+    "unknown key": (lambda d: d.update(zz=1), "zz: unknown key"),
+    "missing id": (lambda d: d.pop("id"), "id: required, missing (expected str)"),
+    "missing parent": (lambda d: d.pop("parent_id"), "parent_id: required, missing"),
+    "int for a str": (lambda d: d.update(frame_id=7), "frame_id: expected str, got 7 (int)"),
+    "text for an int": (lambda d: d.update(turn="3"), "turn: expected int, got '3' (str)"),
+    "bool for an int": (lambda d: d.update(turn=False), "turn: expected int, got False (bool)"),
+    "float for an int": (lambda d: d.update(turn=1.5), "turn: expected int, got 1.5 (float)"),
+    "unknown tag": (lambda d: d.update(type="nope"), "type: expected 'assistant' | "),
+}
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    nodes=st.lists(graph_nodes(), min_size=1, max_size=4),
+    pick=st.integers(0, 3),
+    spoiler=st.sampled_from(sorted(SPOILERS)),
+)
+async def test_random_nodes_load_as_committed_and_spoiled_rows_are_refused(
+    tmp_path: Path, nodes: list[Any], pick: int, spoiler: str
+) -> None:
+    """Random nodes of every kind load back equal; one of their rows spoiled in a way its type
+    forbids makes load fail with a ValidationError naming the session and the field."""
+    db = tmp_path / "spoiled.db"
+    sid = f"s{next(_examples)}"
+    seq = pick % len(nodes)
+    spoil, problem = SPOILERS[spoiler]
+    async with opened(db) as store:
+        lease = await leased(store, sid)
+        delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+        await store.commit(sid, lease=lease, expected_revision=0, delta=delta)
+        record = await store.load(sid, full=True)
+        assert record is not None and list(record.nodes) == nodes
+        data = stored_row(db, sid, seq)
+        spoil(data)
+        set_row(db, sid, seq, json.dumps(data))
+        with pytest.raises(lash.ValidationError) as invalid:
+            await store.load(sid, full=True)
+    assert invalid.value.args[0].startswith(f"invalid stored node of {sid!r}:")
+    (line,) = invalid.value.problems
+    assert line.startswith(problem)
