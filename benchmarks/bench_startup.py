@@ -39,6 +39,9 @@ N_DISTS = 300
 N_PLUGIN_DISTS = 10
 N_SCRIPT_DISTS = 100
 BASELINE_CODE = "import pluggy, attrs, cattrs, aiosqlite"
+#: Information: the libraries ``lash --help`` / ``lash plugins`` cannot do without (the CLI,
+#: entry-point discovery, hooks, options), with none of lash's own work: the floor of the target.
+FLOOR_CODE = "import click, importlib_metadata, pluggy, attrs, cattrs"
 
 BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python") if (BIN / "python").exists() else sys.executable
@@ -140,8 +143,9 @@ def ms(ns: float) -> str:
 
 def print_table(rows: list[tuple[str, list[Sample], str]], reference: list[Sample]) -> None:
     ref_wall, ref_cpu = wall(reference), cpu(reference)
+    width = max(52, *(len(label) + 2 for label, _, _ in rows))
     header = (
-        f"{'command':<52}{'wall ms':>9}{'min':>7}{'p75':>7}{'ratio':>7}"
+        f"{'command':<{width}}{'wall ms':>9}{'min':>7}{'p75':>7}{'ratio':>7}"
         f"{'cpu ms':>8}{'ratio':>7}  result"
     )
     print(header)
@@ -150,7 +154,7 @@ def print_table(rows: list[tuple[str, list[Sample], str]], reference: list[Sampl
         walls = [s.wall for s in samples]
         p75 = statistics.quantiles(walls, n=4)[2]
         print(
-            f"{label:<52}{ms(wall(samples)):>9}{ms(min(walls)):>7}{ms(p75):>7}"
+            f"{label:<{width}}{ms(wall(samples)):>9}{ms(min(walls)):>7}{ms(p75):>7}"
             f"{wall(samples) / ref_wall:>7.2f}{ms(cpu(samples)):>8}{cpu(samples) / ref_cpu:>7.2f}"
             f"  {result}"
         )
@@ -211,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         t_start = time.perf_counter()
         commands = {
             "base": ([PYTHON, "-c", BASELINE_CODE], env),
+            "floor": ([PYTHON, "-c", FLOOR_CODE], env),
             "help": ([LASH, "--help"], env),
             "plugins": ([LASH, "plugins"], env),
         }
@@ -219,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             commands[f"cand{i} help"] = ([LASH, "--help"], cand_env)
             commands[f"cand{i} plugins"] = ([LASH, "plugins"], cand_env)
         s = interleaved(commands, runs, cwd)
-        rows = [(f'python -c "{BASELINE_CODE}"', s["base"], "baseline")]
+        rows = [
+            (f'python -c "{BASELINE_CODE}"', s["base"], "baseline"),
+            (f'python -c "{FLOOR_CODE}"', s["floor"], "info (floor)"),
+        ]
         verdicts = []
         for name, label in (("help", "lash --help"), ("plugins", "lash plugins")):
             ok, result = verdict(s[name], s["base"])
