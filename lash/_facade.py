@@ -7,7 +7,7 @@ module runs) would more than double the start-up of those commands. So ``lash/__
 binds the hook markers and the errors eagerly and declares every other public name here; the
 first ``lash.Name`` imports the one module that defines it and caches the object on the package,
 so later lookups are ordinary attribute reads. Objects are real (no proxies): ``isinstance``,
-``except lash.SessionBusy``, subclassing and pickling behave as with eager imports. Static type
+``match`` on event classes, subclassing and pickling behave as with eager imports. Static type
 checkers read the same names from the ``if typing.TYPE_CHECKING:`` imports in ``__init__.py``; a
 test keeps the two lists identical.
 """
