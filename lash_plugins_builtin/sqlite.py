@@ -159,6 +159,24 @@ class SQLiteStore:
         return schema.explain(exc, self.path, busy_timeout=self.settings.busy_timeout)
 
     @contextlib.asynccontextmanager
+    async def _operation(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for one operation at a time: whatever the operation leaves open
+        when it fails is rolled back, and SQLite's errors are explained (which file, what to
+        do)."""
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                if conn.in_transaction:  # defensive: every failed transaction was rolled back
+                    await conn.rollback()
+                try:
+                    yield conn
+                except BaseException:
+                    await schema.rollback(conn)
+                    raise
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from exc
+
+    @contextlib.asynccontextmanager
     async def _transaction(
         self, *reads: tuple[str, Any]
     ) -> AsyncIterator[tuple[aiosqlite.Connection, list[list[Any]]]]:
@@ -171,24 +189,15 @@ class SQLiteStore:
         the body, which has checked every write it made: in SQLite a failed statement does not
         end the transaction, so a ``COMMIT`` queued behind writes would commit part of them.
         """
-        async with self._lock:
-            conn = await self._connection()
-            try:
-                if conn.in_transaction:  # defensive: every failed transaction was rolled back
-                    await conn.rollback()
-                try:
-                    # Inside the try: cancelled while queued, BEGIN still runs later.
-                    rows = await _pipeline(
-                        (conn.execute, "BEGIN IMMEDIATE", ()),
-                        *((conn.execute_fetchall, sql, params) for sql, params in reads),
-                    )
-                    yield conn, [list(r) for r in rows[1:]]
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await schema.rollback(conn)
-                    raise
-            except sqlite3.Error as exc:
-                raise self._explain(exc) from exc
+        async with self._operation() as conn:
+            # Inside the operation: cancelled while queued, BEGIN still runs later, and the
+            # rollback queued behind it undoes it.
+            rows = await _pipeline(
+                (conn.execute, "BEGIN IMMEDIATE", ()),
+                *((conn.execute_fetchall, sql, params) for sql, params in reads),
+            )
+            yield conn, [list(r) for r in rows[1:]]
+            await conn.execute("COMMIT")
 
     async def _read(self, *reads: tuple[str, Any]) -> list[list[Any]]:
         """The rows of ``reads`` (``(sql, parameters)``), from one snapshot of the database.
@@ -196,22 +205,12 @@ class SQLiteStore:
         ``BEGIN``, the reads and ``COMMIT`` go to the worker thread together (one round trip):
         a transaction that writes nothing commits nothing, whatever a read did.
         """
-        async with self._lock:
-            conn = await self._connection()
-            try:
-                if conn.in_transaction:
-                    await conn.rollback()
-                try:
-                    rows = await _pipeline(
-                        (conn.execute, "BEGIN DEFERRED", ()),
-                        *((conn.execute_fetchall, sql, params) for sql, params in reads),
-                        (conn.execute, "COMMIT", ()),
-                    )
-                except BaseException:
-                    await schema.rollback(conn)
-                    raise
-            except sqlite3.Error as exc:
-                raise self._explain(exc) from exc
+        async with self._operation() as conn:
+            rows = await _pipeline(
+                (conn.execute, "BEGIN DEFERRED", ()),
+                *((conn.execute_fetchall, sql, params) for sql, params in reads),
+                (conn.execute, "COMMIT", ()),
+            )
         return [list(r) for r in rows[1:-1]]
 
     # -- leases ----------------------------------------------------------------------------
