@@ -531,14 +531,18 @@ def test_embed_config_talks_to_an_openai_compatible_server(
     examples: dict[str, ModuleType],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """The quickstart's lash.toml selects the openai provider and model; the key and the server
     come from OPENAI_API_KEY and OPENAI_BASE_URL (here a real server on 127.0.0.1)."""
+    # A copy: the session database goes to .lash/ beside the file, out of the source tree.
+    config = tmp_path / "lash.toml"
+    shutil.copyfile(EXAMPLES / "lash_openai.toml", config)
     with WireServer() as server:
         server.push(Reply(text=["I am ", "a real model."]))
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-test")
-        result = asyncio.run(examples["embed_config"].main(str(EXAMPLES / "lash_openai.toml")))
+        result = asyncio.run(examples["embed_config"].main(str(config)))
         (request,) = server.requests
     assert (result.outcome, result.text) == ("completed", "I am a real model.")
     assert capsys.readouterr().out == "completed: I am a real model.\n"
@@ -740,13 +744,13 @@ def test_echo_provider_plugin(examples: dict[str, ModuleType]) -> None:
 
 @pytest.mark.usefixtures("no_lash_env")
 def test_scripted_host_tests_pass(
-    examples: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+    examples: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The example test module of the providers page passes (scripts from TOML, JSON, code)."""
     module = examples["test_scripted_host"]
     tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
     assert len(tests) == 3
-    monkeypatch.chdir(EXAMPLES.parent)  # script paths are absolute: the cwd must not matter
+    monkeypatch.chdir(tmp_path)  # script paths are absolute: the cwd must not matter
     for test in tests:
         asyncio.run(test())
 
