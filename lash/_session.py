@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -48,6 +50,36 @@ class ParkedSession:
     options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     __module__ = "lash"
+
+
+async def _through_cancellation(commit: Coroutine[Any, Any, int]) -> tuple[int, bool]:
+    """Await a store's commit to its end, even when the caller is cancelled meanwhile; return
+    the revision and whether a cancellation arrived.
+
+    A commit on its way may be durable already (SQLite runs what it was sent), and the
+    session's memory must say what the store holds. So a cancellation that arrives during the
+    commit waits for it: if the commit failed, the cancellation is raised at once (nothing was
+    committed; the caller undoes its changes); if it succeeded, the caller records the commit
+    and :meth:`Session._exclusive` raises the cancellation when the operation ends.
+    """
+    task = asyncio.ensure_future(commit)
+    cancelled = False
+    while not task.done():
+        # Wait on a future of our own: a cancellation cancels it, not the commit.
+        waiter = asyncio.get_running_loop().create_future()
+        task.add_done_callback(functools.partial(_wake, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled and (task.cancelled() or task.exception() is not None):
+        raise asyncio.CancelledError  # the caller's: the commit failed, nothing was committed
+    return task.result(), cancelled
+
+
+def _wake(waiter: asyncio.Future[None], _task: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Session(SessionAdmin):
@@ -92,6 +124,7 @@ class Session(SessionAdmin):
         self._states: dict[str, Any] = {}
         self._snapshots: dict[str, Any] = {}
         self._turn_lock: asyncio.Lock = asyncio.Lock()
+        self._cancel_after_commit = False  # see _exclusive
         self._running: set[Turn] = set()
         self._last_catalog: list[str] = []
         self._lease: Lease | None = None
@@ -334,9 +367,25 @@ class Session(SessionAdmin):
         self._protocol_options.update(self._config.protocol_options)
         self._opened = True
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """The session's turn lock, held by every turn and operation (one at a time).
+
+        A cancellation that arrived while the block's commit was on its way was held back
+        until the commit ended (:func:`_through_cancellation`); once the block has recorded
+        the commit, it is raised here.
+        """
+        async with self._turn_lock:
+            try:
+                yield
+            finally:
+                cancelled, self._cancel_after_commit = self._cancel_after_commit, False
+            if cancelled:
+                raise asyncio.CancelledError
+
     async def close(self) -> None:
         """Close the session: wait for a running turn to commit, then release the lease."""
-        async with self._turn_lock:
+        async with self._exclusive():
             if not self._opened and self._lease is None:
                 return
             await self._release()
@@ -345,7 +394,7 @@ class Session(SessionAdmin):
     async def park(self) -> ParkedSession:
         """Release the lease and the session's memory (graph, options, state); return a small
         handle that :meth:`lash.LashCore.resume` reopens from the store."""
-        async with self._turn_lock:
+        async with self._exclusive():
             if not self._opened:
                 raise SessionError(f"session {self.id!r} is not open", session_id=self.id)
             await self._release()
@@ -459,8 +508,8 @@ class Session(SessionAdmin):
         try:
             if lease.remaining() < self.core.lease_ttl / 2:
                 lease = self._lease = await store.renew_lease(lease, ttl=self.core.lease_ttl)
-            revision = await store.commit(
-                self.id, lease=lease, expected_revision=self._revision, delta=delta
+            revision, cancelled = await _through_cancellation(
+                store.commit(self.id, lease=lease, expected_revision=self._revision, delta=delta)
             )
         except (LeaseLost, RevisionConflict):
             # Another writer owns the session now: this object's memory is stale. Close it;
@@ -479,6 +528,7 @@ class Session(SessionAdmin):
             self._protocol_options_committed = protocol_options
         for source, amount in delta.usage.items():
             self._usage[source] = self._usage.get(source, Usage()) + amount
+        self._cancel_after_commit |= cancelled
         return revision
 
     def _persistable_config(self) -> SessionConfig:

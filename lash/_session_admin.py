@@ -2,7 +2,8 @@
 
 Each operation takes the session's turn lock (never runs inside a turn) and ends in one commit of
 its own, so it is as durable and atomic as a turn: a failing or cancelled operation commits
-nothing and leaves the session as it was.
+nothing and leaves the session as it was (a cancellation that arrives while the commit is on its
+way waits for it, and is raised once the session recorded it).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class SessionAdmin:
                 f"configure() got unknown field(s) {unknown}; known: {', '.join(_CONFIG_FIELDS)}",
                 session_id=self.id,
             )
-        async with self._turn_lock:
+        async with self._exclusive():
             self._require_open()
             previous = self._config
             proposed = _apply_patch(previous, patch)
@@ -111,9 +112,10 @@ class SessionAdmin:
         """Compact the context into a new agent frame (``compact_context``, a "first" hook).
 
         Returns the new frame, or ``None`` when no plugin compacted. The old history stays in
-        the graph. A failing or cancelled compaction commits nothing.
+        the graph. A failing or cancelled compaction commits nothing (see the module's note on
+        a cancellation during the commit).
         """
-        async with self._turn_lock:
+        async with self._exclusive():
             self._require_open()
             return await self._compact(instructions, reason="compaction")
 
@@ -223,7 +225,7 @@ class SessionAdmin:
     ) -> int:
         """Make tools members (offered to the model) or not; committed at once. Returns the
         catalog generation. :raises SessionError: naming unknown tools."""
-        async with self._turn_lock:
+        async with self._exclusive():
             self._require_open()
             known = set(self.core._available_tools()) | set(self._kernel.tool_plugins)
             with self._kernel_rollback():
@@ -256,7 +258,7 @@ class SessionAdmin:
                 f"session {self.id!r}: unknown command {name!r}; known: {', '.join(COMMANDS)}",
                 session_id=self.id,
             )
-        async with self._turn_lock:
+        async with self._exclusive():
             self._require_open()
             if self._kernel.knows_key(key):
                 return False
@@ -267,7 +269,7 @@ class SessionAdmin:
 
     async def apply_commands(self: Session) -> int:  # type: ignore[misc]
         """Apply queued commands now (a turn does this first anyway); returns how many ran."""
-        async with self._turn_lock:
+        async with self._exclusive():
             self._require_open()
             count = len(self._kernel.commands)
             if count == 0:

@@ -164,7 +164,7 @@ class Turn:
         if self._started:
             raise RuntimeError("a turn runs once; call session.turn(...) again for another")
         self._started = True
-        async with self.session._turn_lock:
+        async with self.session._exclusive():
             self.session._running.add(self)
             keeper = asyncio.create_task(self.session._keep_lease())
             try:

@@ -1168,6 +1168,46 @@ async def test_kernel_resumes_a_session_from_the_file_with_plugin_state(tmp_path
         await core.aclose()
 
 
+async def test_a_cancelled_operation_leaves_the_session_as_the_store_has_it(
+    tmp_path: Path,
+) -> None:
+    """``configure()`` cancelled at every step of its commit: a cancellation that arrives
+    before the commit is sent commits nothing; one that arrives while it is on its way lets it
+    finish (the database has it, and so does the session) and is raised after it. The session
+    never drifts from the store, so its next commit succeeds."""
+    db = tmp_path / "lash.db"
+    core = make_core(db, Recorder([]))
+    seen = set()
+    try:
+        session = await core.session("s").open()
+        for steps in range(40):
+            before = session.revision
+            layers = (f"v{steps}",)
+            task = asyncio.create_task(session.configure(prompt_layers=layers))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+                outcome = "returned"
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+            record = await core.store.load("s")
+            stored = record.revision if record is not None else 0
+            assert session.revision == stored, (steps, outcome)
+            if record is not None:
+                assert session.config.prompt_layers == record.config.prompt_layers
+            committed = stored == before + 1
+            assert committed == (session.config.prompt_layers == layers), steps
+            seen.add((outcome, committed))
+        assert seen >= {("cancelled", False), ("cancelled", True)}, seen
+        final = await session.configure(prompt_layers=("final",))
+        assert final.prompt_layers == ("final",)
+        await session.close()
+    finally:
+        await core.aclose()
+
+
 async def test_provider_key_never_reaches_the_database_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
