@@ -26,6 +26,9 @@ Tables (one database file holds many sessions):
     loading or listing a session never sums a ledger that grows with its history.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied to the file.
+``commit_requests``
+    A view that holds no rows: a commit is one ``INSERT`` into it, and its trigger checks the
+    lease and the head, then writes the delta (see :data:`COMMIT_TRIGGER_STATEMENTS`).
 
 The file is marked as a lash database with ``PRAGMA application_id`` (:data:`APPLICATION_ID`);
 ``PRAGMA user_version`` mirrors the newest migration id, for tools that only read the header.
@@ -131,8 +134,114 @@ _INITIAL = (
     "CREATE INDEX sessions_by_pending ON sessions (pending_hash)",
 )
 
+#: The head columns a commit continues from: its guard checks each against the stored row.
+HEAD_COLUMNS = (
+    "revision",
+    "created_at",
+    "updated_at",
+    "turns",
+    "next_seq",
+    "frame_start",
+    "last_user_message",
+    "config_hash",
+    "protocol_options_hash",
+    "pending_hash",
+)
+
+#: The columns of ``commit_requests``: one row is one whole commit. The guard columns say which
+#: head the writer computed it from (all of it, so that equal timestamps cannot pass another
+#: head for it); the rest are the new head's values and the delta, whose variable-length parts
+#: are JSON arrays of arrays (``None`` for none).
+COMMIT_COLUMNS = (
+    # the guard: the head it was computed from, and the writer's lease
+    "session_id",
+    *(f"expected_{column}" for column in HEAD_COLUMNS),
+    "lease_owner",
+    "lease_token",
+    # the new head
+    *HEAD_COLUMNS,
+    # the delta
+    "replace",  # 1: drop the session's nodes, states and usage first
+    "nodes",  # [[seq, node_id, kind, frame_id, turn, data], ...]
+    "blobs",  # [[hash, data], ...]
+    "states",  # [[plugin, blob_hash], ...]
+    "usage",  # [[source, input_tokens, output_tokens, cached_tokens], ...]
+    "released",  # [hash, ...]: blobs to drop unless something still refers to them
+)
+
+#: The message of the guard's ``RAISE``: the head changed since the writer read it (another
+#: commit, a lost lease, a delete). The store then reads the head again and says what happened.
+STALE_HEAD = "lash: the session head is not the one this commit was computed from"
+
+
+def _item(index: int) -> str:
+    return f"json_extract(value, '$[{index}]')"
+
+
+def _items(count: int) -> str:
+    return ", ".join(_item(i) for i in range(count))
+
+
+#: The statements of the ``commit_requests`` trigger, in order. A commit is one ``INSERT`` into
+#: that view: SQLite undoes every effect of a statement that fails, so a commit is all or
+#: nothing even when a ``COMMIT`` was queued right behind it (no separate round trip to check
+#: that every write succeeded). ``NEW.replace AND ...`` is tested once, before any row is
+#: visited (a term that names no table), so a commit that replaces nothing costs nothing here.
+COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
+    "guard": f"""SELECT RAISE(ABORT, '{STALE_HEAD}') WHERE NOT EXISTS (
+        SELECT 1 FROM sessions WHERE session_id = NEW.session_id
+        {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS)}
+        AND lease_owner = NEW.lease_owner AND lease_token = NEW.lease_token
+        AND lease_expires_at != 0)""",
+    "drop_nodes": "DELETE FROM nodes WHERE NEW.replace AND session_id = NEW.session_id",
+    "drop_states": "DELETE FROM plugin_states WHERE NEW.replace AND session_id = NEW.session_id",
+    "drop_ledger": "DELETE FROM usage_ledger WHERE NEW.replace AND session_id = NEW.session_id",
+    "drop_totals": "DELETE FROM usage_totals WHERE NEW.replace AND session_id = NEW.session_id",
+    "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
+        SELECT NEW.session_id, {_items(6)} FROM json_each(NEW.nodes)""",
+    "blobs": f"""INSERT OR IGNORE INTO blobs (hash, data)
+        SELECT {_items(2)} FROM json_each(NEW.blobs)""",
+    # WHERE 1: an upsert's SELECT needs a WHERE clause (SQLite's parsing rule).
+    "states": f"""INSERT INTO plugin_states (session_id, plugin, blob_hash)
+        SELECT NEW.session_id, {_items(2)} FROM json_each(NEW.states) WHERE 1
+        ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash""",
+    "ledger": f"""INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+        output_tokens, cached_tokens, recorded_at)
+        SELECT NEW.session_id, NEW.revision, {_items(4)}, NEW.updated_at
+        FROM json_each(NEW.usage)""",
+    "totals": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+        cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage) WHERE 1
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cached_tokens = cached_tokens + excluded.cached_tokens""",
+    "head": """UPDATE sessions SET revision = NEW.revision, created_at = NEW.created_at,
+        updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
+        frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
+        config_hash = NEW.config_hash, protocol_options_hash = NEW.protocol_options_hash,
+        pending_hash = NEW.pending_hash WHERE session_id = NEW.session_id""",
+    # Last: after the head and the states point at their new blobs.
+    "release": """DELETE FROM blobs WHERE hash IN (SELECT value FROM json_each(NEW.released))
+        AND NOT EXISTS (SELECT 1 FROM plugin_states AS r WHERE r.blob_hash = blobs.hash)
+        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.config_hash = blobs.hash)
+        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.protocol_options_hash = blobs.hash)
+        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.pending_hash = blobs.hash)""",
+}
+
+_ONE_STATEMENT_COMMIT = (
+    # A view that holds no rows: it exists for its trigger.
+    f"""CREATE VIEW commit_requests ({", ".join(COMMIT_COLUMNS)})
+        AS SELECT {", ".join(["NULL"] * len(COMMIT_COLUMNS))} WHERE 0""",
+    "CREATE TRIGGER apply_commit_request INSTEAD OF INSERT ON commit_requests BEGIN\n"
+    + "".join(f"    {sql};\n" for sql in COMMIT_TRIGGER_STATEMENTS.values())
+    + "END",
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _INITIAL),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _INITIAL),
+    Migration(2, "one-statement commit", _ONE_STATEMENT_COMMIT),
+)
 
 #: The newest migration id this lash knows.
 LATEST = MIGRATIONS[-1].id
@@ -142,9 +251,7 @@ LATEST = MIGRATIONS[-1].id
 # Named here so a test can check with EXPLAIN QUERY PLAN that none of them scans a table: their
 # cost must not grow with a session's history (DESIGN invariant 2).
 
-HEAD = """SELECT revision, created_at, updated_at, turns, next_seq, frame_start,
-    last_user_message, config_hash, protocol_options_hash, pending_hash,
-    lease_owner, lease_token, lease_expires_at
+HEAD = f"""SELECT {", ".join(HEAD_COLUMNS)}, lease_owner, lease_token, lease_expires_at
     FROM sessions WHERE session_id = ?"""
 
 #: The head row as ``load`` needs it, with the JSON of the blobs it refers to (NULL for a
@@ -173,35 +280,17 @@ ACTIVE_NODES = """SELECT data FROM nodes WHERE session_id = ?
 
 ALL_NODES = "SELECT data FROM nodes WHERE session_id = ? ORDER BY seq"
 
-INSERT_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
-    VALUES (?, ?, ?, ?, ?, ?, ?)"""
-
-INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
-
 STATES = """SELECT p.plugin, b.data FROM plugin_states AS p
     JOIN blobs AS b ON b.hash = p.blob_hash WHERE p.session_id = ? ORDER BY p.plugin"""
 
 STATE_HASHES = "SELECT plugin, blob_hash FROM plugin_states WHERE session_id = ?"
 
-SET_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
-    ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
-
-INSERT_USAGE = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
-    output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
-
-ADD_USAGE = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
-    cached_tokens) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (session_id, source) DO UPDATE SET
-        input_tokens = input_tokens + excluded.input_tokens,
-        output_tokens = output_tokens + excluded.output_tokens,
-        cached_tokens = cached_tokens + excluded.cached_tokens"""
-
 USAGE = """SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_totals
     WHERE session_id = ? ORDER BY source"""
 
-UPDATE_HEAD = """UPDATE sessions SET revision = ?, created_at = ?, updated_at = ?, turns = ?,
-    next_seq = ?, frame_start = ?, last_user_message = ?, config_hash = ?,
-    protocol_options_hash = ?, pending_hash = ? WHERE session_id = ?"""
+#: One commit (see :data:`COMMIT_TRIGGER_STATEMENTS`).
+COMMIT = f"""INSERT INTO commit_requests ({", ".join(COMMIT_COLUMNS)})
+    VALUES ({", ".join(["?"] * len(COMMIT_COLUMNS))})"""
 
 #: Drop blob ``:h`` unless a plugin state or a session head still refers to it.
 RELEASE_BLOB = """DELETE FROM blobs WHERE hash = :h
@@ -211,7 +300,8 @@ RELEASE_BLOB = """DELETE FROM blobs WHERE hash = :h
     AND NOT EXISTS (SELECT 1 FROM sessions WHERE pending_hash = :h)"""
 
 #: The statements of ``acquire_lease``/``renew_lease``/``release_lease``, ``load`` and
-#: ``commit`` (without ``replace``): each must be an index lookup or an index range.
+#: ``commit`` (without ``replace``, the trigger's statements included): each must be an index
+#: lookup or an index range (or a pass over the commit's own JSON arrays).
 HOT_STATEMENTS: dict[str, str] = {
     "HEAD": HEAD,
     "LOAD_HEAD": LOAD_HEAD,
@@ -219,16 +309,11 @@ HOT_STATEMENTS: dict[str, str] = {
     "SET_LEASE": SET_LEASE,
     "SET_EXPIRY": SET_EXPIRY,
     "ACTIVE_NODES": ACTIVE_NODES,
-    "INSERT_NODE": INSERT_NODE,
-    "INSERT_BLOB": INSERT_BLOB,
     "STATES": STATES,
     "STATE_HASHES": STATE_HASHES,
-    "SET_STATE": SET_STATE,
-    "INSERT_USAGE": INSERT_USAGE,
-    "ADD_USAGE": ADD_USAGE,
     "USAGE": USAGE,
-    "UPDATE_HEAD": UPDATE_HEAD,
     "RELEASE_BLOB": RELEASE_BLOB,
+    **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},
 }
 
 #: Replacing or deleting a session drops its rows (cost: what it stored, by index range).

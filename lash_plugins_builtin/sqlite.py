@@ -18,15 +18,25 @@ it may be rolled back (never half-applied: the database stays consistent). Use
 fsync per turn.
 
 **Concurrency.** Every read-then-write (lease acquisition and renewal, commit, delete) runs in
-``BEGIN IMMEDIATE``, so two processes sharing the file never interleave inside one; SQLite waits
+``BEGIN IMMEDIATE``, or is one statement that SQLite runs the same way (taking the write lock
+before it reads), so two processes sharing the file never interleave inside one; SQLite waits
 ``busy_timeout`` ms for the file's write lock. Readers never block writers (WAL). Each store
 instance holds one connection, opened on first use and used by one operation at a time.
 
 **Cost.** aiosqlite runs each statement on the connection's worker thread, and waiting for that
 thread costs more than a small statement itself. So statements that do not depend on each
 other's results are queued together: a load is one round trip to the thread (``BEGIN``, every
-read, ``COMMIT``), a commit three whatever its size (``BEGIN IMMEDIATE`` with the reads the
-writes depend on; every write; ``COMMIT``, sent only once every write succeeded).
+read, ``COMMIT``). A commit is **one statement**, an ``INSERT`` into the view
+``commit_requests`` whose trigger writes the whole delta; SQLite applies a statement whole or
+not at all, and runs one outside ``BEGIN`` as a transaction of its own. The trigger first
+checks the lease and that the stored head is the one the commit was computed from. A store
+remembers the head of the sessions it committed last, so the next commit of such a session is
+that statement alone: one round trip. Any other commit reads the head first, in a
+``BEGIN IMMEDIATE`` transaction: two round trips (the reads; the statement with ``COMMIT``),
+three when the guard refused the first attempt (the head changed: another writer committed or
+took the lease over). A commit is stamped (``updated_at``) just before it is
+sent, so commits that wait for the file's write lock may be stamped slightly out of order across
+sessions; within a session, stamps follow the revisions.
 
 The schema, its migrations and the hot statements live in ``_sqlite_schema``; URL parsing in
 ``_sqlite_url``.
@@ -41,7 +51,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -91,6 +101,9 @@ class SQLiteStore:
         self.settings = settings
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        # The head of each session as this store's last commit left it: the next commit's
+        # starting point, checked by the commit statement's guard (see ``commit``).
+        self._heads: dict[str, _Head] = {}
 
     @property
     def path(self) -> str:
@@ -114,6 +127,7 @@ class SQLiteStore:
     async def close(self) -> None:
         """Close the connection (the next call opens it again)."""
         async with self._lock:
+            self._heads.clear()
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()
@@ -233,6 +247,7 @@ class SQLiteStore:
 
     async def release_lease(self, lease: lash.Lease) -> None:
         sid = lease.session_id
+        self._heads.pop(sid, None)
         async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
             current = _lease_of(sid, _first(row))
             if current is not None and (current.token, current.owner) == (lease.token, lease.owner):
@@ -282,115 +297,46 @@ class SQLiteStore:
     ) -> int:
         # Serialize before taking the write lock: a value that is not JSON fails here, with
         # nothing written and no other writer kept waiting.
-        nodes = [_node_row(session_id, node) for node in delta.nodes]
-        states = {
-            plugin: _canonical(session_id, f"state of plugin {plugin!r}", data)
-            for plugin, data in delta.plugin_states.items()
-        }
-        config = (
-            None
-            if delta.config is None
-            else _canonical(session_id, "config", lash.to_data(delta.config))
-        )
-        protocol = (
-            None
-            if delta.protocol_options is None
-            else _canonical(session_id, "protocol options", dict(delta.protocol_options))
-        )
-        pending = (
-            None
-            if delta.pending is None
-            else _canonical(session_id, "pending input", list(delta.pending))
-        )
-        sid = (session_id,)
-        # Three round trips to the worker thread, whatever the delta: BEGIN with the reads the
-        # writes depend on; every write; COMMIT once every write succeeded.
-        reads = [(schema.HEAD, sid)]
-        if states or delta.replace:
-            reads.append((schema.STATE_HASHES, sid))
-        async with self._transaction(*reads) as (conn, (head_rows, *more)):
-            now = time.time()  # once the write lock is ours: commits are stamped in order
-            head = _first(head_rows)
-            check_lease(_lease_of(session_id, None if head is None else head[10:13]), lease)
-            assert head is not None  # a current lease lives in the head row
-            current, created_at, _updated, turns, next_seq, frame_start, last_user = head[:7]
-            config_hash, protocol_hash, pending_hash = head[7:10]
-            if current != expected_revision:
-                raise lash.RevisionConflict(session_id, expected=expected_revision, actual=current)
-            old_states: dict[str, str] = dict(more[0]) if more else {}  # plugin -> blob hash
-            writes: list[_Step] = []
-            released: set[str] = set()
-            if delta.replace and current > 0:
-                writes += [(conn.execute, sql, sid) for sql in schema.DROP_SESSION_ROWS]
-                released.update(old_states.values())
-                released.update(h for h in (config_hash, protocol_hash, pending_hash) if h)
-                old_states = {}
-                turns = next_seq = frame_start = 0
-                last_user = config_hash = protocol_hash = pending_hash = None
-            if current == 0:
-                created_at = now
-            revision = int(current) + 1
-            rows = []
-            for seq, (node_id, kind, frame_id, turn, text, opens_frame, user_text) in enumerate(
-                nodes, start=next_seq
+        encoded = _Encoded.of(session_id, delta)
+        async with self._operation() as conn:
+            # Popped: whatever happens below, a head that was not just committed is not kept.
+            head = self._heads.pop(session_id, None)
+            if (
+                head is not None
+                and head.revision == expected_revision
+                and lease.session_id == session_id
             ):
-                if opens_frame:
-                    frame_start = seq
-                if user_text is not None:
-                    last_user = user_text
-                rows.append((session_id, seq, node_id, kind, frame_id, turn, text))
-            if rows:
-                writes.append((conn.executemany, schema.INSERT_NODE, rows))
-            next_seq += len(rows)
-            blobs = [*states.values(), *(b for b in (config, protocol, pending) if b is not None)]
-            if blobs:
-                writes.append((conn.executemany, schema.INSERT_BLOB, blobs))
-            if states:
-                for plugin, (digest, _) in states.items():
-                    old = old_states.get(plugin)
-                    if old is not None and old != digest:
-                        released.add(old)
-                set_states = [
-                    (session_id, plugin, digest) for plugin, (digest, _) in states.items()
-                ]
-                writes.append((conn.executemany, schema.SET_STATE, set_states))
-            old_hashes = (config_hash, protocol_hash, pending_hash)
-            new_hashes = tuple(
-                old if blob is None else blob[0]
-                for old, blob in zip(old_hashes, (config, protocol, pending), strict=True)
+                # The head this store committed last: one round trip. The guard refuses the
+                # commit if the stored head is another one now (then the slow path says why).
+                row, new_head = _plan(session_id, lease, head, delta, encoded, time.time())
+                if await _commit_at_once(conn, row):
+                    self._heads[session_id] = new_head
+                    return new_head.revision
+            # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
+            sid = (session_id,)
+            _, head_rows, state_rows = await _pipeline(
+                (conn.execute, "BEGIN IMMEDIATE", ()),
+                (conn.execute_fetchall, schema.HEAD, sid),
+                (conn.execute_fetchall, schema.STATE_HASHES, sid),
             )
-            released.update(o for o, n in zip(old_hashes, new_hashes, strict=True) if o and o != n)
-            config_hash, protocol_hash, pending_hash = new_hashes
-            if delta.usage:
-                amounts = [
-                    (source, u.input_tokens, u.output_tokens, u.cached_tokens)
-                    for source, u in delta.usage.items()
-                ]
-                ledger = [(session_id, revision, *a, now) for a in amounts]
-                writes.append((conn.executemany, schema.INSERT_USAGE, ledger))
-                totals = [(session_id, *a) for a in amounts]
-                writes.append((conn.executemany, schema.ADD_USAGE, totals))
-            head_row = (
-                revision,
-                created_at,
-                now,
-                turns + delta.turns,
-                next_seq,
-                frame_start,
-                last_user,
-                config_hash,
-                protocol_hash,
-                pending_hash,
-                session_id,
-            )
-            writes.append((conn.execute, schema.UPDATE_HEAD, head_row))
-            if released:
-                # After the head and states point at their new blobs: drop what nothing uses now.
-                writes.append(_release_blobs(conn, released))
-            await _pipeline(*writes)
-        return revision
+            now = time.time()
+            stored = _first(list(head_rows))
+            check_lease(_lease_of(session_id, None if stored is None else stored[10:13]), lease)
+            assert stored is not None  # a current lease lives in the head row
+            if stored[0] != expected_revision:
+                raise lash.RevisionConflict(
+                    session_id, expected=expected_revision, actual=stored[0]
+                )
+            head = _Head.of_row(stored, dict(state_rows))
+            row, new_head = _plan(session_id, lease, head, delta, encoded, now)
+            # A failed statement leaves nothing of itself, so the COMMIT behind it commits
+            # nothing (the transaction only read) and its error is raised.
+            await _pipeline((conn.execute, schema.COMMIT, row), (conn.execute, "COMMIT", ()))
+            self._heads[session_id] = new_head
+            return new_head.revision
 
     async def delete(self, session_id: str) -> None:
+        self._heads.pop(session_id, None)
         sid = (session_id,)
         reads = ((schema.HEAD, sid), (schema.STATE_HASHES, sid))
         async with self._transaction(*reads) as (conn, (head_rows, state_rows)):
@@ -477,6 +423,214 @@ async def _pipeline(*steps: _Step) -> list[Any]:
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+async def _commit_at_once(conn: aiosqlite.Connection, row: tuple[Any, ...]) -> bool:
+    """The commit statement alone, in one round trip; False when its guard refused it.
+
+    Outside ``BEGIN``, SQLite runs a statement that writes as a transaction of its own, and
+    takes the write lock (waiting ``busy_timeout`` for it) before the statement reads anything,
+    as ``BEGIN IMMEDIATE`` does: the guard reads the head the statement then writes over. The
+    statement is all or nothing, so a failure of any kind leaves nothing of it.
+    """
+    try:
+        await conn.execute(schema.COMMIT, row)
+    except sqlite3.IntegrityError as exc:
+        if str(exc) == schema.STALE_HEAD:
+            return False
+        raise
+    return True
+
+
+@attrs.frozen
+class _Head:
+    """A session's head row as a commit continues from it (``schema.HEAD_COLUMNS``) and its
+    plugin states. The commit statement's guard checks every head column against the stored
+    row, so a commit computed from another head (another writer's, or this store's from before
+    a delete) is refused, also when the two were stamped with the same time."""
+
+    revision: int
+    created_at: float
+    updated_at: float
+    turns: int
+    next_seq: int
+    frame_start: int
+    last_user_message: str | None
+    hashes: tuple[str | None, ...]  # of config, protocol options, pending input
+    states: dict[str, str]  # plugin -> blob hash
+
+    @classmethod
+    def of_row(cls, row: Sequence[Any], states: dict[str, str]) -> _Head:
+        """The head in a row that starts with ``schema.HEAD_COLUMNS``."""
+        return cls(
+            revision=row[0],
+            created_at=row[1],
+            updated_at=row[2],
+            turns=row[3],
+            next_seq=row[4],
+            frame_start=row[5],
+            last_user_message=row[6],
+            hashes=tuple(row[7:10]),
+            states=states,
+        )
+
+    def columns(self) -> tuple[Any, ...]:
+        """The values of ``schema.HEAD_COLUMNS``, in order."""
+        return (
+            self.revision,
+            self.created_at,
+            self.updated_at,
+            self.turns,
+            self.next_seq,
+            self.frame_start,
+            self.last_user_message,
+            *self.hashes,
+        )
+
+
+#: ``(hash, canonical JSON)`` of a blob.
+_Blob = tuple[str, str]
+
+
+@attrs.frozen
+class _Encoded:
+    """A delta's values as the database stores them, computed (and checked) before any lock
+    is taken."""
+
+    nodes: list[tuple[str, str, str, int, str, bool, str | None]]
+    states: dict[str, _Blob]
+    blobs: tuple[_Blob | None, ...]  # config, protocol options, pending input (None: unchanged)
+    usage: list[tuple[str, int, int, int]]
+
+    @classmethod
+    def of(cls, session_id: str, delta: lash.CommitDelta) -> _Encoded:
+        def blob(what: str, data: Any) -> _Blob | None:
+            return None if data is None else _canonical(session_id, what, data)
+
+        def key(what: str, value: str) -> str:
+            # The commit statement reads keys out of JSON, and SQLite's JSON functions end a
+            # string at an escaped NUL: refused rather than cut.
+            if "\0" in value:
+                raise _unstorable(session_id, f"{what} {value!r}", "it holds a NUL character")
+            return value
+
+        def integer(what: str, value: int) -> int:
+            if not -(2**63) <= value < 2**63:
+                raise _unstorable(session_id, f"{what} ({value})", "SQLite integers are 64-bit")
+            return value
+
+        for node in delta.nodes:
+            key("node id", node.id)
+            key(f"frame id of node {node.id!r}", node.frame_id)
+            integer(f"turn of node {node.id!r}", node.turn)
+        return cls(
+            nodes=[_node_row(session_id, node) for node in delta.nodes],
+            states={
+                key("plugin name", plugin): _canonical(
+                    session_id, f"state of plugin {plugin!r}", data
+                )
+                for plugin, data in delta.plugin_states.items()
+            },
+            blobs=(
+                blob("config", None if delta.config is None else lash.to_data(delta.config)),
+                blob(
+                    "protocol options",
+                    None if delta.protocol_options is None else dict(delta.protocol_options),
+                ),
+                blob("pending input", None if delta.pending is None else list(delta.pending)),
+            ),
+            usage=[
+                (
+                    key("usage source", source),
+                    integer(f"input tokens of {source!r}", u.input_tokens),
+                    integer(f"output tokens of {source!r}", u.output_tokens),
+                    integer(f"cached tokens of {source!r}", u.cached_tokens),
+                )
+                for source, u in delta.usage.items()
+            ],
+        )
+
+
+def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
+    return lash.SessionError(
+        f"session {session_id!r}: cannot store the {what}: {why}", session_id=session_id
+    )
+
+
+def _plan(
+    session_id: str,
+    lease: lash.Lease,
+    head: _Head,
+    delta: lash.CommitDelta,
+    encoded: _Encoded,
+    now: float,
+) -> tuple[tuple[Any, ...], _Head]:
+    """The commit statement's parameters (:data:`schema.COMMIT_COLUMNS`) for ``delta`` on top
+    of ``head``, and the head it leaves."""
+    turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
+    last_user, hashes, old_states = head.last_user_message, head.hashes, head.states
+    released: set[str] = set()
+    replace = delta.replace and head.revision > 0
+    if replace:
+        released.update(old_states.values())
+        released.update(h for h in hashes if h)
+        turns = next_seq = frame_start = 0
+        last_user, hashes, old_states = None, (None, None, None), {}
+    nodes = []
+    for seq, (node_id, kind, frame_id, turn, text, opens_frame, user_text) in enumerate(
+        encoded.nodes, start=next_seq
+    ):
+        if opens_frame:
+            frame_start = seq
+        if user_text is not None:
+            last_user = user_text
+        nodes.append((seq, node_id, kind, frame_id, turn, text))
+    states = dict(old_states)
+    for plugin, (digest, _) in encoded.states.items():
+        old = states.get(plugin)
+        if old is not None and old != digest:
+            released.add(old)
+        states[plugin] = digest
+    new_hashes = tuple(
+        old if blob is None else blob[0] for old, blob in zip(hashes, encoded.blobs, strict=True)
+    )
+    released.update(o for o, n in zip(hashes, new_hashes, strict=True) if o and o != n)
+    blobs = [*encoded.states.values(), *(b for b in encoded.blobs if b is not None)]
+    new_head = _Head(
+        revision=head.revision + 1,
+        created_at=now if head.revision == 0 else head.created_at,
+        updated_at=now,
+        turns=turns + delta.turns,
+        next_seq=next_seq + len(nodes),
+        frame_start=frame_start,
+        last_user_message=last_user,
+        hashes=new_hashes,
+        states=states,
+    )
+    row = (
+        session_id,
+        *head.columns(),
+        lease.owner,
+        lease.token,
+        *new_head.columns(),
+        int(replace),
+        _array(nodes),
+        _array(blobs),
+        _array([(plugin, digest) for plugin, (digest, _) in encoded.states.items()]),
+        _array(encoded.usage),
+        _array(sorted(released)),
+    )
+    return row, new_head
+
+
+_encode_array = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False
+).encode
+
+
+def _array(items: list[Any]) -> str | None:
+    """A JSON array for the commit statement (``None`` for none: nothing for SQL to parse)."""
+    return _encode_array(items) if items else None
 
 
 def _first(rows: list[Any]) -> Any:
