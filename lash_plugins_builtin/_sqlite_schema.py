@@ -174,6 +174,26 @@ COMMIT_COLUMNS = (
 STALE_HEAD = "lash: the session head is not the one this commit was computed from"
 
 
+#: The tables holding a session's rows besides its head (dropped on replace and on delete).
+SESSION_TABLES = ("nodes", "plugin_states", "usage_ledger", "usage_totals")
+
+#: ``(table, column)`` of every reference to a blob hash: a blob nothing refers to is dropped.
+BLOB_REFERENCES = (
+    ("plugin_states", "blob_hash"),
+    ("sessions", "config_hash"),
+    ("sessions", "protocol_options_hash"),
+    ("sessions", "pending_hash"),
+)
+
+
+def _unreferenced(blob: str) -> str:
+    """SQL: true when nothing in :data:`BLOB_REFERENCES` refers to the hash ``blob``."""
+    return "\n        AND ".join(
+        f"NOT EXISTS (SELECT 1 FROM {table} AS r WHERE r.{column} = {blob})"
+        for table, column in BLOB_REFERENCES
+    )
+
+
 def _item(index: int) -> str:
     return f"json_extract(value, '$[{index}]')"
 
@@ -193,10 +213,10 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS)}
         AND lease_owner = NEW.lease_owner AND lease_token = NEW.lease_token
         AND lease_expires_at != 0)""",
-    "drop_nodes": "DELETE FROM nodes WHERE NEW.replace AND session_id = NEW.session_id",
-    "drop_states": "DELETE FROM plugin_states WHERE NEW.replace AND session_id = NEW.session_id",
-    "drop_ledger": "DELETE FROM usage_ledger WHERE NEW.replace AND session_id = NEW.session_id",
-    "drop_totals": "DELETE FROM usage_totals WHERE NEW.replace AND session_id = NEW.session_id",
+    **{
+        f"drop {table}": f"DELETE FROM {table} WHERE NEW.replace AND session_id = NEW.session_id"
+        for table in SESSION_TABLES
+    },
     "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
         SELECT NEW.session_id, {_items(6)} FROM json_each(NEW.nodes)""",
     "blobs": f"""INSERT OR IGNORE INTO blobs (hash, data)
@@ -221,11 +241,8 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         config_hash = NEW.config_hash, protocol_options_hash = NEW.protocol_options_hash,
         pending_hash = NEW.pending_hash WHERE session_id = NEW.session_id""",
     # Last: after the head and the states point at their new blobs.
-    "release": """DELETE FROM blobs WHERE hash IN (SELECT value FROM json_each(NEW.released))
-        AND NOT EXISTS (SELECT 1 FROM plugin_states AS r WHERE r.blob_hash = blobs.hash)
-        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.config_hash = blobs.hash)
-        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.protocol_options_hash = blobs.hash)
-        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.pending_hash = blobs.hash)""",
+    "release": f"""DELETE FROM blobs WHERE hash IN (SELECT value FROM json_each(NEW.released))
+        AND {_unreferenced("blobs.hash")}""",
 }
 
 _ONE_STATEMENT_COMMIT = (
@@ -293,11 +310,7 @@ COMMIT = f"""INSERT INTO commit_requests ({", ".join(COMMIT_COLUMNS)})
     VALUES ({", ".join(["?"] * len(COMMIT_COLUMNS))})"""
 
 #: Drop blob ``:h`` unless a plugin state or a session head still refers to it.
-RELEASE_BLOB = """DELETE FROM blobs WHERE hash = :h
-    AND NOT EXISTS (SELECT 1 FROM plugin_states WHERE blob_hash = :h)
-    AND NOT EXISTS (SELECT 1 FROM sessions WHERE config_hash = :h)
-    AND NOT EXISTS (SELECT 1 FROM sessions WHERE protocol_options_hash = :h)
-    AND NOT EXISTS (SELECT 1 FROM sessions WHERE pending_hash = :h)"""
+RELEASE_BLOB = f"DELETE FROM blobs WHERE hash = :h AND {_unreferenced(':h')}"
 
 #: The statements of ``acquire_lease``/``renew_lease``/``release_lease``, ``load`` and
 #: ``commit`` (without ``replace``, the trigger's statements included): each must be an index
@@ -317,12 +330,7 @@ HOT_STATEMENTS: dict[str, str] = {
 }
 
 #: Replacing or deleting a session drops its rows (cost: what it stored, by index range).
-DROP_SESSION_ROWS = (
-    "DELETE FROM nodes WHERE session_id = ?",
-    "DELETE FROM plugin_states WHERE session_id = ?",
-    "DELETE FROM usage_ledger WHERE session_id = ?",
-    "DELETE FROM usage_totals WHERE session_id = ?",
-)
+DROP_SESSION_ROWS = tuple(f"DELETE FROM {table} WHERE session_id = ?" for table in SESSION_TABLES)
 
 #: A deleted session keeps its head row as a tombstone at revision 0 with its lease, so the
 #: next holder's fencing token is still higher than any token handed out before.

@@ -204,13 +204,8 @@ class SQLiteStore:
         end the transaction, so a ``COMMIT`` queued behind writes would commit part of them.
         """
         async with self._operation() as conn:
-            # Inside the operation: cancelled while queued, BEGIN still runs later, and the
-            # rollback queued behind it undoes it.
-            rows = await _pipeline(
-                (conn.execute, "BEGIN IMMEDIATE", ()),
-                *((conn.execute_fetchall, sql, params) for sql, params in reads),
-            )
-            yield conn, [list(r) for r in rows[1:]]
+            rows = await _begin_immediate(conn, *reads)
+            yield conn, rows
             await conn.execute("COMMIT")
 
     async def _read(self, *reads: tuple[str, Any]) -> list[list[Any]]:
@@ -314,13 +309,11 @@ class SQLiteStore:
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
-            _, head_rows, state_rows = await _pipeline(
-                (conn.execute, "BEGIN IMMEDIATE", ()),
-                (conn.execute_fetchall, schema.HEAD, sid),
-                (conn.execute_fetchall, schema.STATE_HASHES, sid),
+            head_rows, state_rows = await _begin_immediate(
+                conn, (schema.HEAD, sid), (schema.STATE_HASHES, sid)
             )
             now = time.time()
-            stored = _first(list(head_rows))
+            stored = _first(head_rows)
             check_lease(_lease_of(session_id, None if stored is None else stored[10:13]), lease)
             assert stored is not None  # a current lease lives in the head row
             if stored[0] != expected_revision:
@@ -423,6 +416,19 @@ async def _pipeline(*steps: _Step) -> list[Any]:
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+async def _begin_immediate(conn: aiosqlite.Connection, *reads: tuple[str, Any]) -> list[list[Any]]:
+    """``BEGIN IMMEDIATE`` and ``reads`` (``(sql, parameters)``) in one round trip; the rows of
+    each read. (Should ``BEGIN`` fail, the reads ran outside a transaction, which for reads is
+    harmless, and ``BEGIN``'s error is raised.) Call it inside :meth:`SQLiteStore._operation`:
+    cancelled while queued, ``BEGIN`` still runs later, and the rollback queued behind it
+    undoes it."""
+    rows = await _pipeline(
+        (conn.execute, "BEGIN IMMEDIATE", ()),
+        *((conn.execute_fetchall, sql, params) for sql, params in reads),
+    )
+    return [list(r) for r in rows[1:]]
 
 
 async def _commit_at_once(conn: aiosqlite.Connection, row: tuple[Any, ...]) -> bool:
