@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import time
 import uuid
@@ -65,21 +64,13 @@ async def _through_cancellation(commit: Coroutine[Any, Any, int]) -> tuple[int, 
     task = asyncio.ensure_future(commit)
     cancelled = False
     while not task.done():
-        # Wait on a future of our own: a cancellation cancels it, not the commit.
-        waiter = asyncio.get_running_loop().create_future()
-        task.add_done_callback(functools.partial(_wake, waiter))
         try:
-            await waiter
+            await asyncio.wait((task,))  # cancelled, it leaves the task running
         except asyncio.CancelledError:
             cancelled = True
     if cancelled and (task.cancelled() or task.exception() is not None):
         raise asyncio.CancelledError  # the caller's: the commit failed, nothing was committed
     return task.result(), cancelled
-
-
-def _wake(waiter: asyncio.Future[None], _task: object) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class Session(SessionAdmin):
