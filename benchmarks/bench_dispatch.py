@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--candidate",
         metavar="MANAGER_PY",
-        help="also measure the HookDispatcher of this file (a proposed lash/_manager.py)",
+        help="also measure the HookDispatcher of this file (a proposed lash/_plugins/dispatch.py)",
     )
     args = parser.parse_args(argv)
     repeats = 7 if args.quick else max(args.repeats, 3)

@@ -168,7 +168,7 @@ def main() -> None:
     total = stats.total_tt  # type: ignore[attr-defined]
     dispatch = 0.0
     for (filename, _, func), row in stats.stats.items():  # type: ignore[attr-defined]
-        if filename.endswith(("lash/_manager.py", "lash/_turn.py")) and func in {
+        if filename.endswith(("lash/_plugins/dispatch.py", "lash/_turn.py")) and func in {
             "collect",
             "chain",
             "broadcast",

@@ -10,7 +10,7 @@ import typing
 # PEP 562: names not bound here are looked up (and cached) by lash._facade.__getattr__.
 from lash._facade import __dir__ as __dir__
 from lash._facade import __getattr__ as __getattr__
-from lash._markers import hookimpl, hookspec
+from lash._plugins.markers import hookimpl, hookspec
 from lash.errors import (
     ConfigError,
     ConfigRejected,
@@ -39,8 +39,7 @@ from lash.errors import (
 )
 
 if typing.TYPE_CHECKING:
-    from lash._core import LashCore
-    from lash._events import (
+    from lash._contract.events import (
         TextDeltaEvent,
         ToolCallFinished,
         ToolCallRecord,
@@ -49,7 +48,7 @@ if typing.TYPE_CHECKING:
         TurnFinished,
         TurnResult,
     )
-    from lash._graph import (
+    from lash._contract.graph import (
         AssistantMessage,
         FrameBoundary,
         GraphNode,
@@ -59,11 +58,7 @@ if typing.TYPE_CHECKING:
         ToolResultNode,
         UserMessage,
     )
-    from lash._hostconfig import HostConfig
-    from lash._manager import HookDispatcher, HookImpl
-    from lash._options import option
-    from lash._plugins import PluginInfo
-    from lash._providers import (
+    from lash._contract.providers import (
         ModelDone,
         ModelEvent,
         ModelRequest,
@@ -74,37 +69,8 @@ if typing.TYPE_CHECKING:
         ToolSpec,
         collect_response,
     )
-    from lash._registry import Contribution, Registry
-    from lash._scripted import (
-        ScriptedProvider,
-        ScriptedResponse,
-        ScriptedToolCall,
-        load_script,
-    )
-    from lash._serialization import from_data, to_data
-    from lash._session import ParkedSession, Session
-    from lash._store import (
-        CommitDelta,
-        Lease,
-        MemoryStore,
-        SessionRecord,
-        SessionSummary,
-        Store,
-        check_lease,
-        take_lease,
-    )
-    from lash._tools import (
-        Tool,
-        ToolContext,
-        raw_tool,
-        tool,
-    )
-    from lash._turn import (
-        Turn,
-        TurnDriver,
-        TurnInfo,
-    )
-    from lash._types import (
+    from lash._contract.serialization import from_data, to_data
+    from lash._contract.types import (
         AbortToolCall,
         AbortTurn,
         AgentFrame,
@@ -133,6 +99,40 @@ if typing.TYPE_CHECKING:
         TurnDirective,
         TurnView,
         Usage,
+    )
+    from lash._kernel.core import LashCore
+    from lash._kernel.session import ParkedSession, Session
+    from lash._kernel.turn import (
+        Turn,
+        TurnDriver,
+        TurnInfo,
+    )
+    from lash._plugins.dispatch import HookDispatcher, HookImpl
+    from lash._plugins.hostconfig import HostConfig
+    from lash._plugins.loading import PluginInfo
+    from lash._plugins.options import option
+    from lash._plugins.registry import Contribution, Registry
+    from lash._store.protocol import (
+        CommitDelta,
+        Lease,
+        MemoryStore,
+        SessionRecord,
+        SessionSummary,
+        Store,
+        check_lease,
+        take_lease,
+    )
+    from lash._testing.scripted import (
+        ScriptedProvider,
+        ScriptedResponse,
+        ScriptedToolCall,
+        load_script,
+    )
+    from lash._tools.tool import (
+        Tool,
+        ToolContext,
+        raw_tool,
+        tool,
     )
 
 __all__ = [

@@ -30,8 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lash._markers import hookspec
-from lash._types import (
+from lash._contract.types import (
     AgentFrame,
     Compaction,
     ProcessRecord,
@@ -52,6 +51,7 @@ from lash._types import (
     TurnDirective,
     TurnView,
 )
+from lash._plugins.markers import hookspec
 
 if TYPE_CHECKING:
     import click

@@ -47,7 +47,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lash._conformance import (
+from lash._kernel.core import LashCore
+from lash._testing.check import PluginCheck, check_plugin
+from lash._testing.conformance import (
     CHECKS,
     STORE_CHECKS,
     ConformanceReport,
@@ -57,12 +59,10 @@ from lash._conformance import (
     check_store,
     run_store_check,
 )
-from lash._core import LashCore
-from lash._testing_check import PluginCheck, check_plugin
-from lash._testing_core import LashCoreFactory
-from lash._testing_hooks import HookCall, HookRecorder, record_hooks
-from lash._testing_script import Script, script
-from lash._testing_tools import StubSession, run_tool, run_tool_sync
+from lash._testing.cores import LashCoreFactory
+from lash._testing.hooks import HookCall, HookRecorder, record_hooks
+from lash._testing.script import Script, script
+from lash._testing.tools import StubSession, run_tool, run_tool_sync
 
 __all__ = [
     "CHECKS",

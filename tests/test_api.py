@@ -147,7 +147,7 @@ def _modules_after(code: str) -> set[str]:
 def test_import_lash_loads_only_markers_and_errors() -> None:
     """``import lash`` (what every plugin module runs) loads no kernel module and no asyncio."""
     loaded = {m for m in _modules_after("import lash") if m.startswith("lash")}
-    assert loaded == {"lash", "lash._facade", "lash._markers", "lash.errors"}
+    assert loaded == {"lash", "lash._facade", "lash._plugins", "lash._plugins.markers", "lash.errors"}
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["plugins", "--all"]])
@@ -162,7 +162,14 @@ def test_cli_inspection_does_not_load_the_session_kernel(argv: list[str]) -> Non
     )
     loaded = _modules_after(code)
     assert "lash_plugins_builtin.standard" in loaded  # the plugins were really loaded
-    heavy = {"asyncio", "aiosqlite", "httpx", "lash._session", "lash._store", "lash._graph"}
+    heavy = {
+        "asyncio",
+        "aiosqlite",
+        "httpx",
+        "lash._kernel.session",
+        "lash._store.protocol",
+        "lash._contract.graph",
+    }
     assert loaded & heavy == set()
 
 

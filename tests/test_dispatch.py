@@ -19,7 +19,7 @@ from lash import (
     LashError,
     PluginError,
 )
-from lash._plugins import load_plugins
+from lash._plugins.loading import load_plugins
 
 
 def plugin(name: str, **hooks: Callable[..., Any]) -> types.ModuleType:

@@ -11,8 +11,8 @@ import pytest
 
 import lash
 from lash import ConfigError, HostConfig, LashCore, OptionsError
-from lash._options import build_options, check_options_class, describe_options, redact
-from lash._serialization import EnvStr
+from lash._contract.serialization import EnvStr
+from lash._plugins.options import build_options, check_options_class, describe_options, redact
 
 ENV_VARS = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD", "LASH_STRICT_PLUGINS")
 

@@ -27,7 +27,7 @@ from lash import (
     PluginOrderError,
     UnknownHookError,
 )
-from lash._plugins import LoadedPlugin, order_plugins
+from lash._plugins.loading import LoadedPlugin, order_plugins
 
 ENV_VARS = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD", "LASH_STRICT_PLUGINS")
 

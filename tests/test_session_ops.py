@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lash
-from lash._frames import SplitToolPair, check_tool_pairs, unanswered_calls
+from lash._kernel.frames import SplitToolPair, check_tool_pairs, unanswered_calls
 from lash_plugins_builtin import standard, stores
 from lash_plugins_builtin.scripted import ScriptedProvider
 

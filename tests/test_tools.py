@@ -13,8 +13,8 @@ import attrs
 import pytest
 
 import lash
-from lash._providers import ToolSpec
-from lash._tools import Tool, ToolContext, as_tool, parse_docstring, raw_tool, tool
+from lash._contract.providers import ToolSpec
+from lash._tools.tool import Tool, ToolContext, as_tool, parse_docstring, raw_tool, tool
 
 T = TypeVar("T")
 

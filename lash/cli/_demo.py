@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from lash._core import LashCore
-from lash._session import Session
+from lash._kernel.core import LashCore
+from lash._kernel.session import Session
 from lash.cli._main import cli
 from lash.cli._run_cmds import stream_turn
 from lash.errors import LashError

@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
-from lash._hostconfig import (
+from lash._plugins.hostconfig import (
     ENV_CONFIG,
     ENV_DISABLE_AUTOLOAD,
     ENV_PLUGINS,
     ENV_STRICT,
     find_config_file,
 )
-from lash._inspect import CONTRIBUTION_KEYS, Inspection
+from lash._plugins.inspection import CONTRIBUTION_KEYS, Inspection
 from lash.cli._main import cli, config_or_exit, get_inspection, load_config
 from lash.errors import ConfigError, LashError
 from lash.hookspecs import SHAPES

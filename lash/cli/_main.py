@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from lash._hostconfig import HostConfig
-from lash._inspect import Inspection, PluginCommand, inspect_plugins
+from lash._plugins.hostconfig import HostConfig
+from lash._plugins.inspection import Inspection, PluginCommand, inspect_plugins
 from lash.errors import ConfigError, LashError
 
 _CONFIG_KEY = "lash.config"

@@ -9,9 +9,15 @@ from typing import Any
 
 import click
 
-from lash._core import LashCore
-from lash._events import TextDeltaEvent, ToolCallFinished, ToolCallStarted, TurnFinished, TurnResult
-from lash._session import Session
+from lash._contract.events import (
+    TextDeltaEvent,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnFinished,
+    TurnResult,
+)
+from lash._kernel.core import LashCore
+from lash._kernel.session import Session
 from lash.cli._main import cli, config_or_exit
 from lash.errors import LashError
 

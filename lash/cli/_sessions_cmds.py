@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from lash._core import LashCore, store_url
-from lash._graph import (
+from lash._contract.graph import (
     AssistantMessage,
     FrameBoundary,
     GraphNode,
@@ -28,9 +27,10 @@ from lash._graph import (
     ToolResultNode,
     UserMessage,
 )
-from lash._serialization import to_data
-from lash._store import SessionRecord, SessionSummary, Store
-from lash._types import ToolCall, Usage
+from lash._contract.serialization import to_data
+from lash._contract.types import ToolCall, Usage
+from lash._kernel.core import LashCore, store_url
+from lash._store.protocol import SessionRecord, SessionSummary, Store
 from lash.cli._main import cli, config_or_exit, warn
 from lash.errors import LashError, SessionBusy, UnknownSession
 

@@ -1,0 +1,98 @@
+"""Turn results and the typed events a streaming turn yields."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from lash._contract.annotations import resolve_here
+from lash._contract.types import ToolCall, ToolResult, Usage
+
+Outcome = Literal["completed", "stopped", "failed"]
+StopReason = Literal["cancelled", "max_tool_rounds", "plugin_abort"]
+
+
+@attrs.frozen
+class ToolCallRecord:
+    """A tool call of a turn and the (full) result it produced."""
+
+    call: ToolCall
+    result: ToolResult
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class TurnResult:
+    """How a turn ended.
+
+    ``outcome`` is ``"completed"``, ``"stopped"`` (``reason``: ``"cancelled"``,
+    ``"max_tool_rounds"`` or ``"plugin_abort"``) or ``"failed"`` (``error`` says why). ``text`` is
+    the final assistant text, ``tool_calls`` every call with its result, ``usage`` the sum over the
+    turn's model calls, ``revision`` the head revision the turn was committed as.
+    """
+
+    session_id: str
+    index: int
+    outcome: Outcome
+    text: str = ""
+    reason: StopReason | None = None
+    error: str | None = None
+    #: For a turn failed by a plugin: which plugin, in which hook.
+    error_plugin: str | None = None
+    error_hook: str | None = None
+    detail: str | None = None
+    tool_calls: tuple[ToolCallRecord, ...] = ()
+    usage: Usage = Usage()
+    revision: int = 0
+
+    __module__ = "lash"
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "completed"
+
+
+@attrs.frozen
+class TextDeltaEvent:
+    """A chunk of assistant text, as the model streams it."""
+
+    text: str
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ToolCallStarted:
+    """A tool call is about to run."""
+
+    call: ToolCall
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ToolCallFinished:
+    """A tool call finished; ``result`` is the full result."""
+
+    call: ToolCall
+    result: ToolResult
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class TurnFinished:
+    """The turn ended and was committed (always the last event of a stream)."""
+
+    result: TurnResult
+
+    __module__ = "lash"
+
+
+#: What ``turn.stream()`` yields.
+TurnEvent = TextDeltaEvent | ToolCallStarted | ToolCallFinished | TurnFinished
+
+
+resolve_here(globals())

@@ -1,0 +1,186 @@
+"""The session graph: append-only nodes grouped into agent frames.
+
+Nothing here rewrites history (DESIGN invariant 1). A session's nodes form a chain of parent
+links; a :class:`FrameBoundary` node opens a new agent frame, and the model only sees the active
+frame (from its boundary to the leaf).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from lash._contract.annotations import resolve_here
+from lash._contract.types import Message, ToolCall, Usage
+
+__all__ = [
+    "AssistantMessage",
+    "FrameBoundary",
+    "GraphNode",
+    "PluginNode",
+    "SessionGraph",
+    "ToolCallNode",
+    "ToolResultNode",
+    "UserMessage",
+]
+
+
+def new_node_id() -> str:
+    """A node id: 64 random bits, unique within a session across processes and restarts."""
+    return secrets.token_hex(8)
+
+
+@attrs.frozen(kw_only=True)
+class _NodeBase:
+    id: str
+    parent_id: str | None
+    frame_id: str
+    turn: int
+
+
+@attrs.frozen(kw_only=True)
+class UserMessage(_NodeBase):
+    """What the user said (turn input)."""
+
+    text: str
+    items: tuple[Any, ...] = ()
+
+    __module__ = "lash"
+
+
+@attrs.frozen(kw_only=True)
+class AssistantMessage(_NodeBase):
+    """One model response: its text, the tool calls it asked for, and its usage."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+    model: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallNode(_NodeBase):
+    """A tool call as the model asked for it (recorded before the tool-call hooks run; the
+    arguments actually used after ``before_tool_call`` directives are in the turn's
+    :class:`lash.ToolCallRecord`)."""
+
+    call: ToolCall
+    plugin: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen(kw_only=True)
+class ToolResultNode(_NodeBase):
+    """The full result of a tool call; ``projected`` is what the model was shown, if different."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    projected: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen(kw_only=True)
+class PluginNode(_NodeBase):
+    """A node a plugin records in the history (not shown to the model unless it says so)."""
+
+    plugin: str
+    kind: str
+    data: Any = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen(kw_only=True)
+class FrameBoundary(_NodeBase):
+    """Opens agent frame ``frame_id``; ``summary`` seeds it (compaction), ``reason`` says why."""
+
+    previous_frame_id: str | None
+    reason: str = "root"
+    summary: str | None = None
+
+    __module__ = "lash"
+
+
+#: Every node variant (a tagged union in serialized form).
+GraphNode = (
+    UserMessage | AssistantMessage | ToolCallNode | ToolResultNode | PluginNode | FrameBoundary
+)
+
+
+@attrs.define
+class SessionGraph:
+    """The nodes a session holds in memory: the active agent frame, boundary first.
+
+    Appending a :class:`FrameBoundary` starts a new active frame and lets go of the previous one
+    (it is committed history; stores keep it).
+    """
+
+    __module__ = "lash"
+
+    nodes: list[GraphNode] = attrs.field(factory=list)
+    # The active frame's messages, kept in step with `nodes` so building a prompt never walks
+    # the history again (turn cost must not grow with it).
+    _messages: list[Message] = attrs.field(factory=list, alias="_messages")
+
+    @property
+    def leaf(self) -> GraphNode | None:
+        return self.nodes[-1] if self.nodes else None
+
+    @property
+    def frame_id(self) -> str | None:
+        if not self.nodes:
+            return None
+        return self.nodes[0].frame_id
+
+    def active_path(self) -> Sequence[GraphNode]:
+        """The nodes of the active agent frame, boundary first."""
+        return self.nodes
+
+    def append(self, node: GraphNode) -> None:
+        if isinstance(node, FrameBoundary):
+            # Earlier frames are committed history the model no longer sees: memory holds only
+            # the active frame (the store keeps everything).
+            self.nodes = []
+            self._messages = []
+        self.nodes.append(node)
+        self._messages.extend(node_messages(node))
+
+    def messages(self) -> list[Message]:
+        """The chat messages of the active frame (a copy)."""
+        return list(self._messages)
+
+    def extend(self, nodes: Iterable[GraphNode]) -> None:
+        for node in nodes:
+            self.append(node)
+
+    def __iter__(self) -> Iterator[GraphNode]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def node_messages(node: GraphNode) -> list[Message]:
+    """The chat messages a model sees for one node (tool results as projected)."""
+    if isinstance(node, UserMessage):
+        return [Message("user", node.text)]
+    if isinstance(node, AssistantMessage):
+        return [Message("assistant", node.text, node.tool_calls)]
+    if isinstance(node, ToolResultNode):
+        content = node.projected if node.projected is not None else node.content
+        return [Message("tool", content, tool_call_id=node.call_id)]
+    if isinstance(node, FrameBoundary) and node.summary:
+        return [Message("user", f"[Summary of the conversation so far]\n{node.summary}")]
+    return []
+
+
+resolve_here(globals())

@@ -1,0 +1,524 @@
+"""The one configured cattrs converter, and readable validation errors.
+
+Everything lash structures (host config, plugin options, persisted records) goes through
+:func:`converter`; ``cattrs.global_converter`` is never used, so plugins that use cattrs themselves
+cannot change how lash reads its data.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+
+from lash.errors import ValidationError
+
+T = TypeVar("T")
+
+_MISSING = object()
+
+
+class EnvStr(str):
+    """A string read from the environment through ``"$env:NAME"``.
+
+    Environment values are always text, so fields typed ``int``/``float``/``bool`` accept an
+    ``EnvStr`` spelling of the value; a plain TOML string is not coerced (``port = "80"`` is an
+    error, ``port = "$env:PORT"`` is not).
+    """
+
+    __slots__ = ()
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _structure_int(value: Any, _: type) -> int:
+    # bool is an int subclass, but `retries = true` is a mistake, not 1.
+    if type(value) is int:
+        return value
+    if isinstance(value, EnvStr):
+        return int(value.strip())
+    raise TypeError(f"expected int, got {describe_value(value)}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    if isinstance(value, EnvStr):
+        return float(value.strip())
+    raise TypeError(f"expected float, got {describe_value(value)}")
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if type(value) is bool:
+        return value
+    if isinstance(value, EnvStr):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise TypeError(f"expected bool, got {describe_value(value)}")
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if type(value) is str:  # the common case, checked first: this runs for every string field
+        return value
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"expected str, got {describe_value(value)}")
+
+
+def _is_homogeneous_tuple(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _is_collection(tp: Any) -> bool:
+    # list/tuple/set/frozenset/deque/Sequence... fields: cattrs structures them by iterating the
+    # value, which would turn `tags = "abc"` into ["a", "b", "c"] and a table into its keys.
+    origin = typing.get_origin(tp) or tp
+    return (
+        isinstance(origin, type)
+        and issubclass(origin, collections.abc.Collection)
+        and not issubclass(origin, (str, bytes, bytearray, collections.abc.Mapping))
+        and not attrs.has(origin)
+    )
+
+
+def _reject_text_for_collections(conv: cattrs.Converter) -> None:
+    """Make collection fields refuse strings, bytes and mappings instead of iterating them."""
+    building: set[Any] = set()
+
+    def factory(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+        # Ask the converter for the hook it would use without this factory: the type is
+        # excluded from the predicate while the inner hook is built (public API only). The
+        # converter is the one asking (cattrs passes it), so copies of this converter (the data
+        # converters) build collections of their own hooks, e.g. tuple[GraphNode, ...].
+        building.add(tp)
+        try:
+            inner = conv.get_structure_hook(tp, cache_result=False)
+        finally:
+            building.discard(tp)
+
+        def structure_collection(value: Any, cl: Any) -> Any:
+            if isinstance(value, (str, bytes, bytearray, collections.abc.Mapping)):
+                raise TypeError(f"expected {type_name(cl)}, got {describe_value(value)}")
+            return inner(value, cl)
+
+        return structure_collection
+
+    conv.register_structure_hook_factory(
+        lambda tp: tp not in building and _is_collection(tp), factory
+    )
+
+
+@functools.cache
+def converter(*, detailed: bool = True) -> cattrs.Converter:
+    """The private converter: strict primitives, unknown keys forbidden, detailed errors.
+
+    ``detailed=False`` is the same validation without cattrs' per-field error bookkeeping:
+    about a third faster, for loading data that is almost always valid (stored history); a
+    failure there is re-run through the detailed converter for its message.
+    """
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=detailed)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(str, _structure_str)
+    # tuple[X, ...] through a generated hook rather than cattrs' generic tuple path (it is in
+    # every stored node: tool calls, items), registered first so the text guard below wraps it.
+    conv.register_structure_hook_factory(_is_homogeneous_tuple, homogenous_tuple_structure_factory)
+    _reject_text_for_collections(conv)
+    return conv
+
+
+@functools.cache
+def data_converter(*, detailed: bool = True) -> cattrs.Converter:
+    """:func:`converter` plus the tagged union of graph nodes, for persisted data (:func:`to_data`,
+    :func:`from_data`). Separate because configuring the union generates code for every node
+    class (~10 ms), which config loading, options and ``lash --help`` / ``lash plugins`` never
+    need."""
+    conv = converter(detailed=detailed).copy()
+    # The detailed converter is the error path: it keeps cattrs' own union hook.
+    _configure_nodes(conv, fast=not detailed)
+    return conv
+
+
+#: The ``type`` tag of each graph node variant in serialized form (stable: stored in databases).
+NODE_KINDS = {
+    "UserMessage": "user",
+    "AssistantMessage": "assistant",
+    "ToolCallNode": "tool_call",
+    "ToolResultNode": "tool_result",
+    "PluginNode": "plugin",
+    "FrameBoundary": "frame",
+}
+
+
+def _configure_nodes(conv: cattrs.Converter, *, fast: bool) -> None:
+    from cattrs.strategies import configure_tagged_union
+
+    from lash._contract.graph import GraphNode
+
+    configure_tagged_union(
+        GraphNode,
+        conv,
+        tag_generator=lambda cl: NODE_KINDS[cl.__name__],
+        # "type", not "kind": PluginNode has a field named kind of its own.
+        tag_name="type",
+    )
+    tagged = conv.get_structure_hook(GraphNode)
+    tags = frozenset(NODE_KINDS.values())
+    tag_type: Any = typing.Literal[tuple(sorted(tags))]  # how errors spell the expected tags
+
+    def structure_tagged(value: Any, cl: Any) -> Any:
+        # Checked here so that a bad tag reads as one ("type: expected 'assistant' | ...,
+        # got ..."), not as the KeyError cattrs' union raises for it.
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"expected a graph node (a mapping with a 'type' key), got {describe_value(value)}"
+            )
+        tag = value.get("type", _MISSING)
+        if not (isinstance(tag, str) and tag in tags):
+            problem = KeyError("type") if tag is _MISSING else ValueError(f"unknown tag {tag!r}")
+            problem.add_note(AttributeValidationNote("the node's variant", "type", tag_type))
+            raise ClassValidationError("invalid graph node", [problem], cl)
+        return tagged(value, cl)
+
+    if not fast:
+        conv.register_structure_hook(GraphNode, structure_tagged)
+        return
+    # Resuming a session structures every node of its active frame, and the cattrs path (a
+    # copy to pop the tag, a hook call per field) costs more than decoding the JSON. Builders
+    # generated per node class take the form to_data writes (every field, exact JSON types)
+    # with inline checks; anything else goes the cattrs way, so what is accepted, and every
+    # error, stays the converter's.
+    builders = _Builders(conv).for_union(GraphNode, "type", NODE_KINDS)
+
+    def structure_node(value: Any, cl: Any) -> Any:
+        if type(value) is dict:
+            try:
+                return builders[value["type"]](value)
+            except Exception:
+                pass
+        return structure_tagged(value, cl)
+
+    conv.register_structure_hook(GraphNode, structure_node)
+    # A store loads a frame's nodes as one tuple: one pass over the list, without the per-item
+    # hook call; on any doubt, the generic tuple path (item by item, as above).
+    nodes = tuple[GraphNode, ...]
+    generic = conv.get_structure_hook(nodes)
+
+    def structure_nodes(value: Any, cl: Any) -> Any:
+        if type(value) is list:
+            try:
+                return tuple([builders[item["type"]](item) for item in value])
+            except Exception:
+                pass
+        return generic(value, cl)
+
+    conv.register_structure_hook_func(lambda tp: tp == nodes, structure_nodes)
+
+
+class _Unfit(Exception):
+    """A generated builder's "not as is": the value goes through cattrs instead."""
+
+
+def _plain_slots(cl: type) -> dict[str, Any] | None:
+    """The slot descriptors of an attrs class whose ``__init__`` only stores its arguments,
+    by field name; ``None`` if it may do more (its own ``__init__``, a validator, a converter,
+    a default for a field not in ``__init__``, pre/post-init hooks, a hidden slot)."""
+    init = cl.__dict__.get("__init__")
+    code = getattr(init, "__code__", None)
+    # How attrs names the code it generates; should that change, builders call __init__.
+    if code is None or not code.co_filename.startswith("<attrs generated"):
+        return None
+    fields = attrs.fields(cl)
+    if any(not a.init or a.validator is not None or a.converter is not None for a in fields):
+        return None
+    if hasattr(cl, "__attrs_pre_init__") or hasattr(cl, "__attrs_post_init__"):
+        return None
+    slots: dict[str, Any] = {}
+    for klass in cl.__mro__[:-1]:  # object last
+        names = klass.__dict__.get("__slots__")
+        if names is None:
+            return None  # a class in the chain has a __dict__
+        for name in (names,) if isinstance(names, str) else names:
+            if name != "__weakref__":
+                slots.setdefault(name, klass.__dict__[name])
+    return slots if set(slots) == {a.name for a in fields} else None
+
+
+class _Builders:
+    """Generate strict structuring functions for attrs classes.
+
+    A builder takes a dict holding every field of the class (and the union's tag, if any) and
+    nothing else, with exact JSON types: ``str``, ``int``, ``bool`` (a bool is not an int),
+    ``None`` for ``X | None``, a list for ``tuple[X, ...]``, a dict with str keys for
+    ``Mapping[str, Any]``, a dict for a nested attrs class; ``Any`` takes anything. Other field
+    types go through the converter's own hook. It raises for anything else: it accepts a subset
+    of what the converter accepts, and builds the same value.
+    """
+
+    def __init__(self, conv: cattrs.Converter) -> None:
+        self.conv = conv
+        self.env: dict[str, Any] = {"_Unfit": _Unfit}
+        self.built: dict[tuple[type, str | None], Callable[[Any], Any] | None] = {}
+
+    def for_union(
+        self, union: Any, tag_name: str, tags: Mapping[str, str]
+    ) -> dict[str, Callable[[Any], Any]]:
+        """``{tag: builder}`` for the classes of a tagged union that get one."""
+        builders = {}
+        for cl in typing.get_args(union):
+            build = self.build(cl, tag_name)
+            if build is not None:
+                builders[tags[cl.__name__]] = build
+        return builders
+
+    def build(self, cl: type, tag_name: str | None = None) -> Callable[[Any], Any] | None:
+        key = (cl, tag_name)
+        if key not in self.built:
+            self.built[key] = None  # a class nested in itself uses the converter's hook there
+            self.built[key] = self._generate(cl, tag_name)
+        return self.built[key]
+
+    def _name(self, value: Any) -> str:
+        name = f"_v{len(self.env)}"
+        self.env[name] = value
+        return name
+
+    def _generate(self, cl: type, tag_name: str | None) -> Callable[[Any], Any] | None:
+        fields = [a for a in attrs.fields(cl) if a.init]
+        keys = len(fields) + (tag_name is not None)
+        if tag_name in {a.name for a in fields}:
+            return None
+        # Every key the class knows is read below, so with as many keys as that, there is no
+        # unknown one (a missing one is a KeyError).
+        lines = ["def build(d):", f"    if type(d) is not dict or len(d) != {keys}:"]
+        lines.append("        raise _Unfit")
+        if tag_name is not None:
+            lines.append(f"    d[{tag_name!r}]")
+        args = []
+        for i, a in enumerate(fields):
+            if isinstance(a.type, str) or a.type is None:
+                return None  # an unresolved annotation: cattrs says what it can do
+            lines.append(f"    f{i} = d[{a.name!r}]")
+            lines += self._check(a.type, f"f{i}", "    ")
+            args.append(f"{a.alias}=f{i}")
+        slots = _plain_slots(cl)
+        if slots is None:
+            lines.append(f"    return {self._name(cl)}({', '.join(args)})")
+        else:
+            # What __init__ would do, for half its cost (the better part of a node's build): a
+            # new instance with each slot set, as unpickling restores a slotted attrs instance.
+            lines.append(f"    o = {self._name(object.__new__)}({self._name(cl)})")
+            for i, a in enumerate(fields):
+                lines.append(f"    {self._name(slots[a.name].__set__)}(o, f{i})")
+            lines.append("    return o")
+        namespace = dict(self.env)
+        exec(compile("\n".join(lines), f"<lash builder {cl.__qualname__}>", "exec"), namespace)
+        build: Callable[[Any], Any] = namespace["build"]
+        return build
+
+    def _check(self, tp: Any, var: str, indent: str) -> list[str]:
+        """Lines that check ``var`` against ``tp`` (raising :class:`_Unfit`) and convert it."""
+        fail = f"{indent}    raise _Unfit"
+        if tp is Any:
+            return []
+        if tp in (str, int, bool):
+            return [f"{indent}if type({var}) is not {tp.__name__}:", fail]
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            (inner,) = [a for a in args if a is not type(None)]
+            return [f"{indent}if {var} is not None:", *self._check(inner, var, indent + "    ")]
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            head = [f"{indent}if type({var}) is not list:", fail]
+            if args[0] is Any:
+                return [*head, f"{indent}{var} = tuple({var})"]
+            if attrs.has(args[0]) and (item := self.build(args[0])) is not None:
+                return [*head, f"{indent}{var} = tuple([{self._name(item)}(x) for x in {var}])"]
+        if origin in (dict, collections.abc.Mapping) and args == (str, Any):
+            return [
+                f"{indent}if type({var}) is not dict:",
+                fail,
+                f"{indent}for k in {var}:",
+                f"{indent}    if type(k) is not str:",
+                f"{indent}        raise _Unfit",
+                f"{indent}{var} = dict({var})",
+            ]
+        if attrs.has(tp) and (nested := self.build(tp)) is not None:
+            return [f"{indent}{var} = {self._name(nested)}({var})"]
+        hook = self.conv.get_structure_hook(tp)
+        return [f"{indent}{var} = {self._name(hook)}({var}, {self._name(tp)})"]
+
+
+def describe_value(value: Any, *, redacted: bool = False) -> str:
+    """``'abc' (str)``: a value as error messages show it (``*** (str)`` when redacted)."""
+    # An EnvStr is text read from the environment: to the reader it is simply a str.
+    kind = "str" if isinstance(value, EnvStr) else type(value).__name__
+    return f"*** ({kind})" if redacted else f"{value!r} ({kind})"
+
+
+def type_name(tp: Any) -> str:
+    """A short readable spelling of a type annotation (``int``, ``list[str]``, ``str | None``)."""
+    if tp is None or tp is type(None):
+        return "None"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{name}[{inner}]"
+    return str(tp).replace("typing.", "")
+
+
+def _expected_from(exc: BaseException, tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    return type_name(tp)
+
+
+#: ``secret(cls, field_name)``: whether a field's value must not be shown in messages.
+SecretField = Callable[[type, str], bool]
+
+
+def validation_problems(
+    exc: BaseException, data: Any, prefix: str = "", *, secret: SecretField | None = None
+) -> list[str]:
+    """Turn a cattrs structuring failure into one readable line per bad field.
+
+    Each line reads ``<dotted.path>: expected <type>, got <value> (<type of value>)``; unknown keys
+    and missing required fields get their own wording. Values of fields for which
+    ``secret(cls, name)`` is true are shown as ``***``.
+    """
+    return list(_walk(exc, data, prefix, None, secret, False))
+
+
+def _join(prefix: str, name: str | int) -> str:
+    if isinstance(name, int):
+        return f"{prefix}[{name}]"
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _walk(
+    exc: BaseException,
+    data: Any,
+    path: str,
+    tp: Any,
+    secret: SecretField | None,
+    redacted: bool,
+) -> Iterator[str]:
+    if isinstance(exc, ClassValidationError):
+        with_notes, without_notes = exc.group_exceptions()
+        for sub, note in with_notes:
+            name = note.name
+            value = data.get(name, _MISSING) if isinstance(data, Mapping) else _MISSING
+            hidden = redacted or (secret is not None and secret(exc.cl, name))
+            yield from _walk(sub, value, _join(path, name), note.type, secret, hidden)
+        for sub in without_notes:
+            if isinstance(
+                sub, (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError)
+            ):
+                yield from _walk(sub, data, path, exc.cl, secret, redacted)
+            else:
+                # Raised while building the instance: an attrs validator rejected a value.
+                yield _validator_problem(sub, exc.cl, path, secret, redacted)
+    elif isinstance(exc, IterableValidationError):
+        with_notes_i, without_notes_i = exc.group_exceptions()
+        for sub, inote in with_notes_i:
+            idx = inote.index
+            value = _MISSING
+            if isinstance(data, Sequence) and not isinstance(data, str):
+                value = data[idx] if isinstance(idx, int) and idx < len(data) else _MISSING
+            elif isinstance(data, Mapping):
+                value = data.get(idx, _MISSING)
+            yield from _walk(sub, value, _join(path, idx), inote.type, secret, redacted)
+        for sub in without_notes_i:
+            yield from _walk(sub, data, path, tp, secret, redacted)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        known = sorted(a.name for a in getattr(exc.cl, "__attrs_attrs__", ()))
+        hint = f" (known: {', '.join(known)})" if known else ""
+        for key in sorted(exc.extra_fields):
+            yield f"{_join(path, key)}: unknown key{hint}"
+    elif isinstance(exc, KeyError) and data is _MISSING:
+        yield f"{path}: required, missing (expected {_expected_from(exc, tp)})"
+    elif data is _MISSING or tp is None:
+        yield f"{path}: {exc}"
+    else:
+        got = describe_value(data, redacted=redacted)
+        yield f"{path}: expected {_expected_from(exc, tp)}, got {got}"
+
+
+def _validator_problem(
+    exc: BaseException, cls: type, path: str, secret: SecretField | None, redacted: bool
+) -> str:
+    # attrs' own validators pass (message, attribute, ...) as args: name the field from it.
+    args: tuple[Any, ...] = exc.args
+    if len(args) >= 2 and isinstance(args[1], attrs.Attribute):
+        field = args[1].name
+        if redacted or (secret is not None and secret(cls, field)):
+            return f"{_join(path, field)}: rejected by its validator (value ***)"
+        return f"{_join(path, field)}: {args[0]}"
+    if redacted:
+        return f"{path}: rejected by a validator (value ***)"
+    return f"{path}: {exc}"
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure ``data`` into ``cls`` with the private converter (errors are cattrs errors)."""
+    return converter().structure(data, cls)
+
+
+def unstructure(obj: Any) -> Any:
+    """Unstructure ``obj`` with the private converter."""
+    return converter().unstructure(obj)
+
+
+def to_data(obj: Any, as_type: Any = None) -> Any:
+    """Plain JSON-ready data (dicts, lists, strings, numbers) for ``obj``.
+
+    Graph nodes carry their ``type`` tag when ``as_type`` is :data:`lash.GraphNode`, so
+    :func:`from_data` can tell the variants apart. This is how stores persist what the kernel
+    hands them.
+    """
+    return data_converter().unstructure(obj, unstructure_as=as_type)
+
+
+def from_data(data: Any, cls: Any, *, what: str = "data") -> Any:
+    """Build a ``cls`` value from plain data, validating strictly.
+
+    :raises lash.ValidationError: one readable line per bad field (path, expected type, value).
+    """
+    fast = data_converter(detailed=False)  # outside the try: a broken converter is a bug
+    try:
+        return fast.structure(data, cls)
+    except Exception:
+        pass
+    try:
+        return data_converter().structure(data, cls)
+    except Exception as exc:
+        problems = validation_problems(exc, data) or [f"{type(exc).__name__}: {exc}"]
+        raise ValidationError(what, problems) from None

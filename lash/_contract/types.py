@@ -1,0 +1,456 @@
+"""Plain data and narrow views that hooks receive and return.
+
+These are the nouns of the hook contract in :mod:`lash.hookspecs`. Records that are persisted or
+travel between plugins are frozen attrs classes; the objects through which plugins reach a session
+are :class:`typing.Protocol` views, so the kernel can hand out narrow, documented surfaces (DESIGN
+invariant 4) and plugin authors can type against them without importing kernel internals.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import attrs
+
+from lash._contract.annotations import resolve_here
+
+__all__ = [
+    "AbortToolCall",
+    "AbortTurn",
+    "AgentFrame",
+    "Compaction",
+    "EnqueueMessages",
+    "Message",
+    "PluginMeta",
+    "ProcessRecord",
+    "PromptContribution",
+    "PromptView",
+    "RecoveryDisposition",
+    "RegisterProcessKind",
+    "RegisterProtocol",
+    "RegisterProvider",
+    "RegisterStore",
+    "RegisterTool",
+    "ReplaceToolArguments",
+    "SessionConfig",
+    "SessionView",
+    "ShortCircuitToolCall",
+    "ToolCall",
+    "ToolCallDirective",
+    "ToolCatalogEntry",
+    "ToolContextView",
+    "ToolResult",
+    "TurnDirective",
+    "TurnView",
+    "Usage",
+]
+
+if TYPE_CHECKING:
+    from lash._contract.events import TurnResult
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# Plugin declaration
+# --------------------------------------------------------------------------------------------
+
+
+def _names(value: object) -> tuple[str, ...]:
+    # Accept one name or any iterable of names; a bare string is one name, not its characters.
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)  # type: ignore[attr-defined]
+
+
+@attrs.frozen
+class PluginMeta:
+    """What a plugin declares about itself, beside its hook implementations.
+
+    A plugin exposes it as the attribute ``lash_plugin`` (module global or class attribute)::
+
+        lash_plugin = lash.PluginMeta(options=Options, state=State, after=("files",))
+
+    ``options`` is an attrs class of per-session options (host config ``[options.<name>]`` gives
+    the defaults, ``core.session(id, options=...)`` overrides them); ``state`` is an attrs class of
+    per-session state that the kernel snapshots inside every turn commit. ``before``/``after``
+    refine the configured order; ``requires`` names plugins that must be enabled too. An
+    ``opt_in`` plugin loads only when named in the ``plugins`` allowlist (or passed to
+    :class:`lash.LashCore` explicitly), never just because it is installed: use it for plugins
+    that grant powers a host must choose, like file access.
+    """
+
+    name: str | None = None
+    description: str | None = None
+    options: type | None = None
+    state: type | None = None
+    before: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    after: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    requires: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    opt_in: bool = False
+
+    __module__ = "lash"
+
+
+# --------------------------------------------------------------------------------------------
+# Messages, tool calls, usage
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Usage:
+    """Token usage of one model call (or a sum of them)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+    __module__ = "lash"
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@attrs.frozen
+class ToolCall:
+    """A tool call the model asked for: ``id`` is the provider's call id.
+
+    ``invalid_arguments`` holds the raw argument text when the model sent something that is not
+    a JSON object; the kernel then answers with an error result instead of calling the tool.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any] = attrs.field(factory=dict)
+    invalid_arguments: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ToolResult:
+    """The result of one tool call; ``is_error`` marks a failure reported to the model."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class Message:
+    """One message of a model prompt (provider-neutral chat shape)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class PromptView:
+    """The messages (and tool names) of one model call.
+
+    ``transform_prompt_view`` receives and returns this; changing it never changes history.
+    """
+
+    messages: tuple[Message, ...]
+    tools: tuple[str, ...] = ()
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class AgentFrame:
+    """An agent frame: a span of the session graph the model sees as its context.
+
+    Compaction opens a new frame seeded with summary nodes; ``parent_id`` is the frame it replaced.
+    """
+
+    id: str
+    parent_id: str | None = None
+    reason: str = "root"
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class SessionConfig:
+    """The mutable configuration of one session (what ``session.configure(patch)`` changes)."""
+
+    provider: str | None = None
+    model: str | None = None
+    prompt_layers: tuple[str, ...] = ()
+    protocol_options: Mapping[str, Any] = attrs.field(factory=dict)
+    plugin_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    __module__ = "lash"
+
+
+# --------------------------------------------------------------------------------------------
+# Hook results and directives
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PromptContribution:
+    """A fragment a plugin adds to the system prompt.
+
+    Fragments are ordered by ``slot`` (``"system"``, then ``"context"``, then ``"reminder"``), then
+    by ``priority`` (lower first), then by plugin order. With ``requires_tool`` set, the fragment is
+    included only while that tool is a member of the session's tool catalog.
+    """
+
+    text: str
+    slot: Literal["system", "context", "reminder"] = "system"
+    priority: int = 100
+    requires_tool: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class AbortTurn:
+    """Turn directive: stop the turn with outcome ``stopped(plugin_abort)`` and this reason."""
+
+    reason: str
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class EnqueueMessages:
+    """Turn directive: queue these user messages as pending input for the next turn."""
+
+    messages: tuple[str, ...]
+
+    __module__ = "lash"
+
+
+#: What ``before_turn`` / ``after_turn`` may return (or ``None`` for no directive).
+TurnDirective = AbortTurn | EnqueueMessages
+
+
+@attrs.frozen
+class ReplaceToolArguments:
+    """Tool-call directive: call the tool with these arguments instead."""
+
+    arguments: Mapping[str, Any]
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ShortCircuitToolCall:
+    """Tool-call directive: do not call the tool; use this content as its result."""
+
+    content: str
+    is_error: bool = False
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class AbortToolCall:
+    """Tool-call directive: refuse the call; the model sees an error result with this reason."""
+
+    reason: str
+
+    __module__ = "lash"
+
+
+#: What ``before_tool_call`` may return (or ``None`` for no directive).
+ToolCallDirective = ReplaceToolArguments | ShortCircuitToolCall | AbortToolCall
+
+
+@attrs.frozen
+class Compaction:
+    """What a ``compact_context`` implementation returns: the seed of the new agent frame.
+
+    ``summary`` becomes the first node of the new frame; ``keep_recent_turns`` turns of the old
+    frame are carried over verbatim after it (never splitting a tool call from its result).
+    """
+
+    summary: str
+    keep_recent_turns: int = 0
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ToolCatalogEntry:
+    """One tool in a session's catalog, with the plugin that contributed it.
+
+    ``member`` says whether the session offers it to the model; an ``orphaned`` tool's plugin is
+    no longer enabled (it is kept, as a non-member, and comes back with its plugin).
+    """
+
+    name: str
+    plugin: str
+    description: str = ""
+    member: bool = True
+    orphaned: bool = False
+
+    __module__ = "lash"
+
+
+class RecoveryDisposition(enum.Enum):
+    """What happens to a background process whose worker died.
+
+    ``RERUNNABLE`` processes are started again; ``OWNER_BOUND`` ones are never run twice (they are
+    marked failed); ``EXTERNALLY_OWNED`` ones are left to the system that owns them.
+    """
+
+    RERUNNABLE = "rerunnable"
+    OWNER_BOUND = "owner_bound"
+    EXTERNALLY_OWNED = "externally_owned"
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ProcessRecord:
+    """A durable record of a background process run."""
+
+    id: str
+    kind: str
+    session_id: str | None
+    status: Literal["pending", "running", "succeeded", "failed", "cancelled"]
+    result: Any = None
+    error: str | None = None
+
+    __module__ = "lash"
+
+
+# --------------------------------------------------------------------------------------------
+# Views plugins receive (the concrete classes live in the kernel)
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class SessionView(Protocol):
+    """The narrow view of a session that hooks receive.
+
+    ``options(cls)`` returns the validated per-session options instance of the plugin that declared
+    ``cls``; ``state(cls)`` returns its mutable per-session state (persisted with every turn).
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def is_root(self) -> bool: ...
+
+    @property
+    def config(self) -> SessionConfig: ...
+
+    def options(self, cls: type[T]) -> T: ...
+
+    def state(self, cls: type[T]) -> T: ...
+
+    @property
+    def protocol_options(self) -> Mapping[str, Any]:
+        """The protocol's turn options for this session."""
+
+    def set_protocol_options(self, **values: Any) -> None:
+        """Set protocol turn options (the protocol plugin does, in ``materialize_session``)."""
+
+
+@runtime_checkable
+class TurnView(Protocol):
+    """The turn that ``before_turn`` / ``after_turn`` / ``turn_finalized`` see."""
+
+    @property
+    def session(self) -> SessionView: ...
+
+    @property
+    def input(self) -> str: ...
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def result(self) -> TurnResult | None:
+        """How the turn ended: ``None`` in ``before_turn``; set for ``after_turn`` and later."""
+
+
+@runtime_checkable
+class ToolContextView(Protocol):
+    """What a tool (and the tool-call hooks) learn about the call in progress."""
+
+    @property
+    def session(self) -> SessionView: ...
+
+    @property
+    def call_id(self) -> str: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Registrars passed to register_* hooks
+# --------------------------------------------------------------------------------------------
+
+
+class RegisterTool(Protocol):
+    """``register(fn_or_tool, *, name=None, description=None)`` inside ``register_tools``."""
+
+    def __call__(
+        self, tool: Any, /, *, name: str | None = None, description: str | None = None
+    ) -> None: ...
+
+
+class RegisterProvider(Protocol):
+    """``register(name, provider)`` inside ``register_providers``."""
+
+    def __call__(self, name: str, provider: Any, /) -> None: ...
+
+
+class RegisterProtocol(Protocol):
+    """``register(name, protocol)`` inside ``register_protocol``."""
+
+    def __call__(self, name: str, protocol: Any, /) -> None: ...
+
+
+class RegisterProcessKind(Protocol):
+    """``register(kind, run, *, recovery)`` inside ``register_process_kinds``."""
+
+    def __call__(
+        self,
+        kind: str,
+        run: Callable[..., Awaitable[Any]],
+        /,
+        *,
+        recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
+    ) -> None: ...
+
+
+class RegisterStore(Protocol):
+    """``register(scheme, factory)`` inside ``register_stores``; ``factory(url)`` builds a store."""
+
+    def __call__(self, scheme: str, factory: Callable[[str], Any], /) -> None: ...
+
+
+# Protocol classes cannot set __module__ in their body (it would become a protocol member).
+SessionView.__module__ = "lash"
+TurnView.__module__ = "lash"
+ToolContextView.__module__ = "lash"
+RegisterTool.__module__ = "lash"
+RegisterProvider.__module__ = "lash"
+RegisterProtocol.__module__ = "lash"
+RegisterProcessKind.__module__ = "lash"
+RegisterStore.__module__ = "lash"
+
+
+resolve_here(globals())

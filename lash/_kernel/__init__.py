@@ -1,0 +1,1 @@
+"""The session kernel: the core, sessions, turns, frames, commits."""

@@ -1,0 +1,1 @@
+"""Plugins: discovery, ordering, options, host config, registration, dispatch, composition."""

@@ -1,0 +1,165 @@
+"""What plugins contribute through the ``register_*`` hooks, attributed and de-duplicated."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from lash._contract.annotations import resolve_here
+from lash._contract.types import RecoveryDisposition
+from lash._plugins.dispatch import HookDispatcher, plugin_error, raise_plugin_error
+from lash._plugins.loading import LoadedPlugin
+from lash._tools.tool import as_tool
+from lash.errors import LashError, PluginError
+
+#: The registration hooks, the kind of thing each contributes, and the name of its registry.
+REGISTRATION_HOOKS: dict[str, str] = {
+    "register_tools": "tool",
+    "register_providers": "provider",
+    "register_protocol": "protocol",
+    "register_process_kinds": "process_kind",
+    "register_stores": "store",
+}
+
+
+@attrs.frozen
+class Contribution:
+    """One named thing a plugin registered: a tool, provider, protocol, process kind or store."""
+
+    kind: str
+    name: str
+    plugin: str
+    value: Any
+    description: str = ""
+    extra: Any = None
+
+    __module__ = "lash"
+
+
+def _first_line(doc: str | None) -> str:
+    return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
+
+
+@attrs.define
+class Registry:
+    """Every contribution of one core, by kind and name."""
+
+    by_kind: dict[str, dict[str, Contribution]] = attrs.field(
+        factory=lambda: {kind: {} for kind in REGISTRATION_HOOKS.values()}
+    )
+    errors: list[LashError] = attrs.field(factory=list)
+
+    __module__ = "lash"
+
+    def of(self, kind: str) -> dict[str, Contribution]:
+        """The contributions of one kind (``"tool"``, ``"provider"``...), by name."""
+        return self.by_kind[kind]
+
+    def by_plugin(self, plugin: str) -> dict[str, list[str]]:
+        """Names contributed by ``plugin``, grouped by kind (kinds with none are omitted)."""
+        out: dict[str, list[str]] = {}
+        for kind, entries in self.by_kind.items():
+            names = [c.name for c in entries.values() if c.plugin == plugin]
+            if names:
+                out[kind] = names
+        return out
+
+    def add(self, hook: str, contribution: Contribution) -> None:
+        table = self.by_kind[contribution.kind]
+        existing = table.get(contribution.name)
+        if existing is not None:
+            if existing.plugin == contribution.plugin:
+                who = f"twice by plugin {existing.plugin!r}"
+            else:
+                who = f"by both plugin {existing.plugin!r} and plugin {contribution.plugin!r}"
+            raise PluginError(
+                f"{contribution.kind} {contribution.name!r} is registered {who}; names must be "
+                "unique (disable one plugin or rename)",
+                plugin=contribution.plugin,
+                hook=hook,
+            )
+        table[contribution.name] = contribution
+
+
+def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callable[..., None]:
+    """The ``register`` callback handed to ``plugin`` for ``hook``."""
+    if kind == "tool":
+
+        def register_tool(
+            tool: Any, /, *, name: str | None = None, description: str | None = None
+        ) -> None:
+            # Build the tool now, so a tool without type hints fails at registration, attributed
+            # to its plugin, rather than on first use.
+            built = as_tool(tool, name=name, description=description)
+            registry.add(hook, Contribution(kind, built.name, plugin, built, built.description))
+
+        return register_tool
+    if kind == "process_kind":
+
+        def register_process_kind(
+            name: str,
+            run: Callable[..., Any],
+            /,
+            *,
+            recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
+        ) -> None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"process kind must be a non-empty string, got {name!r}")
+            if not inspect.iscoroutinefunction(run):
+                raise TypeError(f"process kind {name!r}: run must be an async function")
+            if not isinstance(recovery, RecoveryDisposition):
+                raise TypeError(
+                    f"process kind {name!r}: recovery must be a lash.RecoveryDisposition, "
+                    f"got {recovery!r}"
+                )
+            registry.add(
+                hook, Contribution(kind, name, plugin, run, _first_line(run.__doc__), recovery)
+            )
+
+        return register_process_kind
+
+    def register(name: str, value: Any, /) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
+        registry.add(hook, Contribution(kind, name, plugin, value, _first_line(value.__doc__)))
+
+    return register
+
+
+def run_registrations(
+    hooks: HookDispatcher, plugins: list[LoadedPlugin], *, isolate: bool = False
+) -> Registry:
+    """Call every registration hook once, plugin by plugin, into a fresh :class:`Registry`.
+
+    With ``isolate=True`` (used by ``lash plugins`` and ``lash doctor``) a failing plugin's error is
+    recorded in ``registry.errors`` and the others go on; otherwise the first error is raised.
+    """
+    registry = Registry()
+    options = {p.name: p.options for p in plugins}
+    for hook, kind in REGISTRATION_HOOKS.items():
+        for impl in hooks.impls(hook):
+            call = {
+                "register": _registrar(registry, hook, kind, impl.plugin),
+                "options": options.get(impl.plugin),
+            }
+            try:
+                returned = impl.function(*[call[a] for a in impl.argnames])
+                if inspect.isawaitable(returned):
+                    # A decorated async implementation: registration runs synchronously, so its
+                    # registrations would silently never happen.
+                    if inspect.iscoroutine(returned):
+                        returned.close()
+                    raise TypeError(
+                        f"{hook} returned an awaitable; registration hooks must be synchronous"
+                    )
+            except Exception as exc:
+                if not isolate:
+                    raise_plugin_error(hook, impl.plugin, exc)
+                registry.errors.append(plugin_error(hook, impl.plugin, exc))
+    return registry
+
+
+resolve_here(globals())

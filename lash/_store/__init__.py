@@ -1,0 +1,1 @@
+"""The store contract, lease rules and the in-memory backend."""

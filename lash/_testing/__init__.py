@@ -1,0 +1,1 @@
+"""The testing kit and the store conformance suite (public through lash.testing)."""

@@ -1,0 +1,1 @@
+"""Tools: typed functions as model tools (JSON schema, argument validation, results)."""
