@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 project = "lash"
 author = "The lash developers"
 copyright = "The lash developers"
-release = _version("lash")
+release = _version("lash-sdk")
 version = ".".join(release.split(".")[:2])
 
 extensions = [

@@ -355,7 +355,7 @@ LIST_SESSIONS = """SELECT s.session_id, s.created_at, s.updated_at, s.turns, s.r
 def lash_version() -> str:
     """The installed lash version (recorded with each applied migration)."""
     try:
-        return importlib.metadata.version("lash")
+        return importlib.metadata.version("lash-sdk")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
         return "unknown"
 

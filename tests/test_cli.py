@@ -142,9 +142,9 @@ DISTRIBUTIONS: dict[str, tuple[str, str, dict[str, str]]] = {
     "clash": ("lash-clash", "0.1.0", {"clash": CLASH}),
     "badcmd": ("lash-badcmd", "0.1.0", {"badcmd": BADCMD}),
     "exiter": ("lash-exiter", "0.1.0", {"exiter": EXITER}),
-    # Named "lash": its plugins are builtins by definition. It shadows the real distribution only
-    # in the subprocesses that put it on their path.
-    "fake_lash": ("lash", "0.0.0", {"fakebuiltin": FAKE_BUILTIN}),
+    # Named "lash-sdk": its plugins are builtins by definition. It shadows the real distribution
+    # only in the subprocesses that put it on their path.
+    "fake_lash": ("lash-sdk", "0.0.0", {"fakebuiltin": FAKE_BUILTIN}),
 }
 
 
@@ -408,14 +408,14 @@ def test_hook_filter_keeps_the_plugins_implementing_it(
 
 
 def test_all_includes_the_builtins(dist: dict[str, Path], workdir: Path) -> None:
-    """Plugins of the distribution "lash" are builtins, listed only with --all."""
+    """Plugins of the distribution "lash-sdk" are builtins, listed only with --all."""
     installed = [dist["good"], dist["fake_lash"]]
     assert list(listing(cwd=workdir, installed=installed)) == ["good"]
     everything = listing("--all", cwd=workdir, installed=installed)
     assert set(everything) == {"good", "fakebuiltin"}
     builtin = everything["fakebuiltin"]
     assert builtin["builtin"] is True
-    assert builtin["distribution"] == "lash"
+    assert builtin["distribution"] == "lash-sdk"
     assert builtin["status"] == "loaded"
     assert builtin["tools"] == ["echo"]
     assert everything["good"]["builtin"] is False
@@ -423,7 +423,7 @@ def test_all_includes_the_builtins(dist: dict[str, Path], workdir: Path) -> None
     # The real builtins (the `lash.plugins` entry points of the installed lash) behave the same.
     real = {
         ep.name
-        for ep in importlib.metadata.distribution("lash").entry_points
+        for ep in importlib.metadata.distribution("lash-sdk").entry_points
         if ep.group == "lash.plugins"
     }
     assert real.isdisjoint(listing(cwd=workdir, installed=[dist["good"]]))

@@ -26,12 +26,12 @@ ENV_VARS = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD", "LASH
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No LASH_* variables, and an empty "lash" distribution shadows the installed builtins."""
+    """No LASH_* variables, and an empty "lash-sdk" distribution shadows the installed builtins."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    dist_info = tmp_path / "site" / "lash-0.0.0.dist-info"
+    dist_info = tmp_path / "site" / "lash_sdk-0.0.0.dist-info"
     dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: lash\nVersion: 0.0.0\n")
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: lash-sdk\nVersion: 0.0.0\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
 
 

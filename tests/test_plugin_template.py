@@ -173,7 +173,7 @@ def test_new_plugin_generates_the_package(hello: Flow) -> None:
     project = pyproject["project"]
     assert project["name"] == "lash-hello"
     assert project["entry-points"]["lash.plugins"] == {"hello": "lash_hello"}
-    assert "lash>=0.1" in project["dependencies"]
+    assert project["dependencies"] == ["lash-sdk>=0.1"]  # never the index's unrelated "lash"
     assert "pytest>=8.0" in project["optional-dependencies"]["test"]
     assert pyproject["build-system"]["build-backend"] == "setuptools.build_meta"
     # The workflow is copied as it is: GitHub, not cookiecutter, fills in ${{ ... }}.
@@ -282,7 +282,8 @@ INVALID = [
     ({"package_name": "lash"}, "package_name", "one of lash's own packages"),
     ({"project_slug": "-hello"}, "project_slug", "PEP 508 distribution name"),
     ({"project_slug": "hello world"}, "project_slug", "PEP 508 distribution name"),
-    ({"project_slug": "LASH"}, "project_slug", "lash's own distribution name"),
+    ({"project_slug": "Lash_SDK"}, "project_slug", "lash's own distribution name"),
+    ({"project_slug": "LASH"}, "project_slug", "an unrelated project on the package index"),
     ({"author": 'Ada "the Countess"'}, "author", "without double quotes"),
     ({"description": "two\nlines"}, "description", "one line of text"),
 ]

@@ -71,13 +71,13 @@ class Site:
 
 @pytest.fixture(autouse=True)
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    """A private site directory; an empty "lash" distribution in it shadows the real builtins."""
+    """A private site directory; an empty "lash-sdk" distribution in it hides the real builtins."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "site"
     root.mkdir()
     site = Site(root)
-    site.dist("lash", "0.0.0")
+    site.dist("lash-sdk", "0.0.0")
     monkeypatch.syspath_prepend(str(root))
     yield site
     for name in [m for m in sys.modules if m.startswith(site.prefix)]:
@@ -650,9 +650,9 @@ def test_object_clashing_with_listed_entry_point(site: Site) -> None:
 
 
 def builtins(site: Site) -> None:
-    """Make two builtins: plugins of the distribution named "lash"."""
+    """Make two builtins: plugins of the distribution named "lash-sdk"."""
     site.dist(
-        "lash",
+        "lash-sdk",
         "0.0.0",
         core_b=site.module("core_b", TOOL_PLUGIN.format(name="core_b")),
         core_a=site.module("core_a", TOOL_PLUGIN.format(name="core_a")),
@@ -660,13 +660,13 @@ def builtins(site: Site) -> None:
 
 
 def test_builtins_load_by_default(site: Site) -> None:
-    """Plugins of the "lash" distribution are builtins and load by default."""
+    """Plugins of the "lash-sdk" distribution are builtins and load by default."""
     builtins(site)
     tool_plugin(site, "third")
     core = LashCore()
     assert sorted(core.plugin_names) == ["core_a", "core_b", "third"]
     assert info_of(core, "core_a").builtin is True
-    assert info_of(core, "core_a").distribution == "lash"
+    assert info_of(core, "core_a").distribution == "lash-sdk"
     assert info_of(core, "third").builtin is False
 
 

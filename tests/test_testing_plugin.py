@@ -40,7 +40,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples" / "testi
 BUILTINS = sorted(
     ep.name
     for ep in importlib.metadata.entry_points(group="lash.plugins")
-    if ep.dist is not None and ep.dist.name == "lash"
+    if ep.dist is not None and ep.dist.name == "lash-sdk"
 )
 
 

@@ -34,8 +34,9 @@ ENTRY_POINT_GROUP = "lash.plugins"
 #: No plugin may use this name: the kernel keeps its own per-session state under it.
 RESERVED_NAME = "lash"
 
-#: The distribution whose plugins are the builtins.
-BUILTIN_DISTRIBUTION = "lash"
+#: The distribution whose plugins are the builtins: lash's own, as installed from the package index.
+#: (The index's ``lash`` is an unrelated project; the import package and the command stay ``lash``.)
+BUILTIN_DISTRIBUTION = "lash-sdk"
 
 Status = Literal["loaded", "failed", "disabled"]
 

@@ -38,7 +38,7 @@ DEFAULT_BUILTINS: tuple[str, ...] = ("standard", "stores")
 
 def builtin_plugin_names() -> tuple[str, ...]:
     """The names of the builtin plugins: the ``lash.plugins`` entry points of distribution
-    ``lash``, sorted (read from the installed metadata; nothing is imported)."""
+    ``lash-sdk``, sorted (read from the installed metadata; nothing is imported)."""
     return tuple(sorted(c.name for c in discover_entry_points() if c.builtin))
 
 

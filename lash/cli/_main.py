@@ -184,7 +184,7 @@ def plugin_commands(ctx: click.Context) -> dict[str, PluginCommand]:
     is_eager=True,
     help="Config file (lash.toml or pyproject.toml); default: $LASH_CONFIG or the nearest one.",
 )
-@click.version_option(package_name="lash")
+@click.version_option(package_name="lash-sdk")
 def cli(config_path: str | None) -> None:
     """lash: durable LLM-agent hosts built from plugins."""
 

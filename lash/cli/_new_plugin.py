@@ -31,7 +31,7 @@ def template_dir() -> Path:
     if not isinstance(root, Path) or not (root / "cookiecutter.json").is_file():
         raise click.ClickException(
             f"the plugin template is missing from this installation of lash ({root}); "
-            "reinstall lash"
+            "reinstall lash-sdk"
         )
     return root
 

@@ -29,12 +29,14 @@ PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]*")
 DISTRIBUTION_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", re.IGNORECASE)
 # Packages a plugin must not shadow: importing it would replace lash itself.
 RESERVED_PACKAGES = frozenset({"lash", "lash_plugins_builtin", "lash_plugin_template"})
+#: lash's distribution name on the package index.
+LASH_DISTRIBUTION = "lash-sdk"
 
 
 def builtin_plugins() -> frozenset[str]:
     """Plugin names the installed lash distribution itself declares (they are taken)."""
     try:
-        entry_points = importlib.metadata.distribution("lash").entry_points
+        entry_points = importlib.metadata.distribution(LASH_DISTRIBUTION).entry_points
     except importlib.metadata.PackageNotFoundError:  # cookiecutter run without lash installed
         return frozenset()
     return frozenset(ep.name for ep in entry_points if ep.group == "lash.plugins")
@@ -78,8 +80,15 @@ def slug_problem(slug: str) -> str | None:
             "use a PEP 508 distribution name: letters, digits, '-', '_' and '.', "
             "starting and ending with a letter or digit (like lash-hello)"
         )
-    if re.sub(r"[-_.]+", "-", slug).lower() == "lash":
+    normalized = re.sub(r"[-_.]+", "-", slug).lower()
+    if normalized == LASH_DISTRIBUTION:
         return "that is lash's own distribution name (PEP 503 normalized); use one like lash-hello"
+    if normalized == "lash":
+        # Taken on the package index by a project unrelated to lash: `pip install` would fetch it.
+        return (
+            "that name belongs to an unrelated project on the package index (lash itself is "
+            "lash-sdk); use one like lash-hello"
+        )
     return None
 
 

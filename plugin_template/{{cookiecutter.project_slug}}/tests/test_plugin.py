@@ -16,8 +16,9 @@ def test_the_plugin_is_valid() -> None:
     """The installed plugin passes lash's checks, as hosts will load it."""
     check = check_plugin("{{ cookiecutter.name }}")
     check.assert_ok()
-    assert check.hooks == ("register_tools", "turn_persisted")
-    assert check.contributions == {"tool": ["say_hello"]}
+    # At least these: a hook or tool added later must not break this test.
+    assert {"register_tools", "turn_persisted"} <= set(check.hooks)
+    assert "say_hello" in check.contributions["tool"]
 
 
 @pytest.mark.anyio
