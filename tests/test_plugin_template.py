@@ -11,6 +11,7 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from _pkgs import LASH
+from _pkgs import LASH, build_wheels
 
 from lash.cli._new_plugin import template_dir
 
@@ -309,6 +310,69 @@ def test_invalid_inputs_are_refused(
     assert err.count("\n") == 1  # one message, one line
     # Nothing but cookiecutter's own config and replay files: no project directory.
     assert sorted(p.name for p in out.iterdir()) == ["cc-replay", "cookiecutter.yaml"]
+
+
+# -- a fresh environment -----------------------------------------------------------------------
+
+#: What of the checkout a wheel of lash-sdk is not built from (copied away before building, so
+#: the build writes nothing into the checkout and sees none of its local state).
+NOT_PACKAGED = shutil.ignore_patterns(
+    ".*", "build", "dist", "docs", "tests", "benchmarks", "*.egg-info", "__pycache__"
+)
+
+
+def normalized(name: str) -> str:
+    """A distribution name normalized as PEP 503 says (``Lash_SDK`` and ``lash-sdk`` are one)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.slow
+def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) -> None:
+    """A lash-sdk wheel and a generated plugin in a fresh venv: the plugin loads, no "lash"."""
+    source = tmp_path / "lash-sdk"
+    shutil.copytree(ROOT, source, ignore=NOT_PACKAGED)
+    plugin = render(tmp_path / "plugins", name="hello")
+    wheels = build_wheels([source, plugin], tmp_path / "wheels")
+    assert [w.name.split("-")[0] for w in wheels] == ["lash_sdk", "lash_hello"]
+
+    # A virtual environment of the base interpreter: nothing of the test environment is in it.
+    venv = tmp_path / "venv"
+    env = clean_env(tmp_path)
+    made = run(sys.executable, "-m", "venv", venv, cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    python, lash = venv / "bin" / "python", venv / "bin" / "lash"
+    # The plugin's dependency on lash-sdk is met by the local wheel; the rest (pluggy, click...)
+    # comes from the package index.
+    install = run(
+        *(python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *wheels),
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+
+    listed = run(python, "-m", "pip", "list", "--format=json", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    versions = {normalized(d["name"]): d["version"] for d in json.loads(listed.stdout)}
+    assert versions["lash-sdk"] == "0.1.0"
+    assert versions["lash-hello"] == "0.1.0"
+    assert "lash" not in versions  # the index's unrelated "lash" was not pulled in
+
+    work = tmp_path / "host"
+    work.mkdir()
+    (work / "lash.toml").write_text("", encoding="utf-8")  # no config further up is found
+    plugins = run(lash, "plugins", "--all", "--json", cwd=work, env=env)
+    assert plugins.returncode == 0, plugins.stderr
+    entries = {entry["name"]: entry for entry in json.loads(plugins.stdout)}
+    assert entries["hello"]["status"] == "loaded", entries["hello"]["error"]
+    assert entries["hello"]["distribution"] == "lash-hello"
+    assert entries["hello"]["tools"] == ["say_hello"]
+    # The builtins are recognized by their distribution's name, as installed from the wheel.
+    assert entries["standard"]["builtin"] is True
+    assert entries["standard"]["distribution"] == "lash-sdk"
+    assert all(e["status"] != "failed" for e in entries.values()), entries
+    version = run(lash, "--version", cwd=work, env=env)
+    assert (version.returncode, version.stdout) == (0, "lash, version 0.1.0\n"), version.stderr
 
 
 # -- `lash new-plugin` -------------------------------------------------------------------------
