@@ -3,11 +3,16 @@
 Each distribution is a source tree with a ``pyproject.toml`` declaring its ``lash.plugins`` entry
 points, installed with pip into its own target directory; a test "installs" a set of them by putting
 their directories on ``PYTHONPATH`` of a ``lash`` subprocess.
+
+The plugins installed in the test environment itself, other than lash's builtins, are hidden from
+every test (:func:`hide_installed_plugins`, wired up by ``conftest.py``): the suite's results do
+not depend on what else is installed where it runs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,6 +21,54 @@ from pathlib import Path
 
 #: The ``lash`` console script of the environment running the tests (any checkout, any venv).
 LASH = Path(sys.executable).parent / "lash"
+
+#: lash's own distribution: its plugins are the builtins, which tests expect to find.
+LASH_DISTRIBUTION = "lash-sdk"
+
+#: The directory hiding the environment's third-party plugins, once conftest.py has made it.
+_hiding: list[Path] = []
+
+
+def hide_installed_plugins(root: Path) -> list[str]:
+    """Hide the lash plugins of every installed distribution but lash-sdk; return their names.
+
+    ``root`` gets an empty distribution (metadata, no entry points) named like each of them.
+    Discovery keeps only the first distribution of a name on the path, so with ``root`` ahead of
+    site-packages (on ``sys.path`` and, through :func:`pythonpath`, on every subprocess's
+    ``PYTHONPATH``) a plugin someone installed into the environment, as the tutorial has them
+    do, loads in no test. The distributions a test installs itself go ahead of ``root``, so they
+    are found as usual, even under the same name.
+    """
+    # importlib-metadata, as lash's discovery: the same distributions, deduplicated the same way.
+    import importlib_metadata
+
+    names = sorted(
+        {
+            ep.dist.name
+            for ep in importlib_metadata.entry_points(group="lash.plugins")
+            if ep.dist is not None and normalize(ep.dist.name) != LASH_DISTRIBUTION
+        }
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        # The directory's name is what discovery deduplicates by (PEP 503, as a file name).
+        info = root / f"{normalize(name).replace('-', '_')}-0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 0\n", encoding="utf-8"
+        )
+    _hiding[:] = [root]
+    return names
+
+
+def pythonpath(*dirs: Path) -> str:
+    """A subprocess's ``PYTHONPATH``: ``dirs``, then the directory hiding installed plugins."""
+    return os.pathsep.join(str(path) for path in [*dirs, *_hiding])
+
+
+def normalize(name: str) -> str:
+    """A distribution name normalized as PEP 503 says (``Lash_SDK`` and ``lash-sdk`` are one)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def write_package(
@@ -130,7 +183,8 @@ def run_lash(
     env: Mapping[str, str] | None = None,
     executable: Sequence[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ``lash`` command (or ``executable``) with only ``installed`` added to the path.
+    """Run the ``lash`` command (or ``executable``) with only ``installed`` added to the path
+    (and the environment's own third-party plugins hidden).
 
     The ``LASH_*`` variables of the calling environment are dropped, so only ``env`` sets them.
     """
@@ -139,8 +193,8 @@ def run_lash(
         for key, value in os.environ.items()
         if not key.startswith("LASH_") and key != "PYTHONPATH"
     }
-    if installed:
-        environ["PYTHONPATH"] = os.pathsep.join(str(path) for path in installed)
+    if path := pythonpath(*installed):
+        environ["PYTHONPATH"] = path
     environ.update(env or {})
     command = [*(executable or [str(LASH)]), *args]
     return subprocess.run(

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
+from _pkgs import hide_installed_plugins, pythonpath
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_builtin_plugins_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hide the third-party lash plugins installed where the suite runs, in this process and its
+    subprocesses: a plugin installed into .venv (as the tutorial has an author do) changes no test.
+    Tests that need plugins install their own, ahead of the hidden ones."""
+    hiding = tmp_path_factory.mktemp("hidden-plugins")
+    hide_installed_plugins(hiding)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(hiding))
+        # Subprocesses that inherit the environment; those that set PYTHONPATH use pythonpath().
+        inherited = os.environ.get("PYTHONPATH")
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [pythonpath(), inherited])))
+        yield
 
 
 @pytest.fixture(autouse=True)

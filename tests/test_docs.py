@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import pluggy
 import pytest
+from _pkgs import pythonpath
 from openai_wire_server import Reply, WireServer
 
 import lash
@@ -434,7 +435,7 @@ def run_lash(*args: str, cwd: Path, site: Path, **env: str) -> subprocess.Comple
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=clean_env(PYTHONPATH=str(site), **env),
+        env=clean_env(PYTHONPATH=pythonpath(site), **env),
         timeout=120,
     )
 

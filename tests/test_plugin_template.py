@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from _pkgs import LASH, build_wheels
+from _pkgs import LASH, build_wheels, normalize, pythonpath, write_package
 
 from lash.cli._new_plugin import template_dir
 
@@ -47,17 +48,24 @@ def files_under(root: Path) -> list[str]:
 
 
 def clean_env(work: Path, *, path: Sequence[Path] = ()) -> dict[str, str]:
-    """A subprocess environment: no LASH_*/PYTEST_* variables, ``path`` as PYTHONPATH."""
+    """A subprocess environment: no LASH_*/PYTEST_* variables, ``path`` as PYTHONPATH (and the
+    test environment's own third-party plugins hidden, see ``_pkgs.pythonpath``)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("LASH_", "PYTEST_", "COOKIECUTTER")) and key != "PYTHONPATH"
     }
-    if path:
-        env["PYTHONPATH"] = os.pathsep.join(map(str, path))
+    if search_path := pythonpath(*path):
+        env["PYTHONPATH"] = search_path
     # Not the user's ~/.cookiecutterrc (its defaults would change the inputs), no replay in $HOME.
     env["COOKIECUTTER_CONFIG"] = str(cookiecutter_config(work))
     return env
+
+
+def other_env(work: Path) -> dict[str, str]:
+    """``clean_env`` for the Python of another environment: nothing is added to its path (the
+    directory hiding this environment's plugins would hide that environment's own)."""
+    return {key: value for key, value in clean_env(work).items() if key != "PYTHONPATH"}
 
 
 def cookiecutter_config(work: Path) -> Path:
@@ -321,11 +329,6 @@ NOT_PACKAGED = shutil.ignore_patterns(
 )
 
 
-def normalized(name: str) -> str:
-    """A distribution name normalized as PEP 503 says (``Lash_SDK`` and ``lash-sdk`` are one)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 @pytest.mark.slow
 def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) -> None:
     """A lash-sdk wheel and a generated plugin in a fresh venv: the plugin loads, no "lash"."""
@@ -337,7 +340,7 @@ def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) ->
 
     # A virtual environment of the base interpreter: nothing of the test environment is in it.
     venv = tmp_path / "venv"
-    env = clean_env(tmp_path)
+    env = other_env(tmp_path)
     made = run(sys.executable, "-m", "venv", venv, cwd=tmp_path, env=env)
     assert made.returncode == 0, made.stderr
     python, lash = venv / "bin" / "python", venv / "bin" / "lash"
@@ -353,7 +356,7 @@ def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) ->
 
     listed = run(python, "-m", "pip", "list", "--format=json", cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
-    versions = {normalized(d["name"]): d["version"] for d in json.loads(listed.stdout)}
+    versions = {normalize(d["name"]): d["version"] for d in json.loads(listed.stdout)}
     assert versions["lash-sdk"] == "0.1.0"
     assert versions["lash-hello"] == "0.1.0"
     assert "lash" not in versions  # the index's unrelated "lash" was not pulled in
@@ -373,6 +376,105 @@ def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) ->
     assert all(e["status"] != "failed" for e in entries.values()), entries
     version = run(lash, "--version", cwd=work, env=env)
     assert (version.returncode, version.stdout) == (0, "lash, version 0.1.0\n"), version.stderr
+
+
+#: Tests that discover the installed plugins, one or more of each way: cores that autoload,
+#: in-process (test_plugins, test_core, test_options) and through the test kit (lash_core);
+#: ``lash`` subprocesses given a PYTHONPATH (_pkgs.run_lash, this module's clean_env, the docs'
+#: transcripts) and inheriting the environment (lash run, lash sessions). Each of the single tests
+#: named failed with a generated plugin installed in the environment, before it was hidden.
+DISCOVERING_TESTS = [
+    "tests/test_plugins.py",
+    "tests/test_core.py",
+    "tests/test_options.py",
+    "tests/test_cli.py",
+    "tests/test_testing_plugin.py::test_lash_core_loads_exactly_the_plugins_and_the_named_builtins",
+    "tests/test_plugin_template.py::test_lash_plugins_lists_the_installed_plugin",
+    "tests/test_plugin_template.py::test_the_tutorial_shows_what_the_flow_does",
+    "tests/test_docs.py::test_lash_plugins_transcript",
+    "tests/test_docs.py::test_lash_doctor_transcript",
+    "tests/test_cli_run.py::test_run_against_a_real_openai_compatible_server",
+    "tests/test_cli_sessions.py::test_show_prints_the_whole_transcript",
+]
+
+
+WEATHER = """
+import lash
+
+@lash.hookimpl
+def register_tools(register):
+    def forecast(city: str) -> str:
+        "Tomorrow's weather in a city."
+        return "sunny"
+    register(forecast)
+"""
+
+
+def environment_with(projects: Sequence[Path], root: Path) -> Path:
+    """A virtual environment that has everything of this test environment (lash included) and,
+    installed in it as the tutorial installs a plugin (editable), ``projects``; return its Python.
+
+    A ``.pth`` file adds this environment's site-packages after the new one's own, so nothing is
+    installed twice and this environment is left as it is.
+    """
+    env = other_env(root)
+    made = run(sys.executable, "-m", "venv", "--without-pip", root / "venv", cwd=root, env=env)
+    assert made.returncode == 0, made.stderr
+    python = root / "venv" / "bin" / "python"
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    own = run(python, "-c", purelib, cwd=root, env=env)
+    parent = sysconfig.get_path("purelib")
+    (Path(own.stdout.strip()) / "test_environment.pth").write_text(
+        f"import site; site.addsitedir({parent!r})\n", encoding="utf-8"
+    )
+    # This environment's `lash` console script, run by the new environment's interpreter.
+    _, script = LASH.read_text(encoding="utf-8").split("\n", 1)
+    (root / "venv" / "bin" / "lash").write_text(f"#!{python}\n{script}", encoding="utf-8")
+    (root / "venv" / "bin" / "lash").chmod(0o755)
+    install = run(
+        *(python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index"),
+        *("--disable-pip-version-check", "--quiet"),
+        *(arg for project in projects for arg in ("--editable", project)),
+        cwd=root,
+        env=env,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return python
+
+
+@pytest.mark.slow
+def test_a_plugin_installed_where_the_suite_runs_changes_no_test(tmp_path: Path) -> None:
+    """With plugins installed in its environment, lash's plugin-discovering tests pass."""
+    # The tutorial's plugin, named like the one the template tests install themselves, and one
+    # that no test knows.
+    hello = render(tmp_path / "author", name="hello")
+    weather = write_package(
+        tmp_path / "author",
+        "lash-weather",
+        plugins={"weather": "lash_weather"},
+        modules={"lash_weather": WEATHER},
+    )
+    python = environment_with([hello, weather], tmp_path)
+    env = other_env(tmp_path)
+    # The plugins are really there: a host in that environment loads them.
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "lash.toml").write_text("", encoding="utf-8")
+    plugins = run(python.parent / "lash", "plugins", "--json", cwd=host, env=env)
+    assert plugins.returncode == 0, plugins.stderr
+    loaded = [(e["name"], e["status"]) for e in json.loads(plugins.stdout)]
+    assert loaded == [("hello", "loaded"), ("weather", "loaded")]
+    suite = run(
+        *(python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "not slow"),
+        *("--basetemp", tmp_path / "inner", *DISCOVERING_TESTS),
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    summary = suite.stdout.strip().splitlines()[-1]
+    assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr
+    assert re.search(r"\b\d+ passed\b", summary), summary
+    assert not re.search(r"failed|error|skipped", summary), summary
 
 
 # -- `lash new-plugin` -------------------------------------------------------------------------
