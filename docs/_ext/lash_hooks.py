@@ -3,7 +3,7 @@
 Three directives:
 
 ``.. lash-hook-summary::``
-    a table of every hook: lifecycle area, dispatch shape, async or not, failure rule.
+    a table per lifecycle area, a row per hook: dispatch shape, async or not, failure rule.
 ``.. lash-hooks::``
     one section per hook, labelled ``hook-<name>``, grouped by lifecycle area (labelled
     ``hook-area-<slug>``): signature, shape (from ``SHAPES``), async (from ``ASYNC_ALLOWED``), the
@@ -238,30 +238,32 @@ def _async_text(name: str) -> str:
 
 
 class HookSummaryDirective(_HookDirective):
-    """``.. lash-hook-summary::``: one table row per hook."""
+    """``.. lash-hook-summary::``: a table per lifecycle area, one row per hook."""
 
     def run(self) -> list[nodes.Node]:
         self.env.note_dependency(inspect.getfile(hookspecs))
         functions = hook_functions()
-        rows = []
+        tables = []
+        # One table per area, titled by it: an area column would take the width the failure
+        # rule, the longest cell, needs to stay readable.
         for area in areas(functions):
+            rows = []
             for name in area.hooks:
                 shape = hookspecs.SHAPES.get(name, "?")
                 rows.append(
                     f"   * - :ref:`{name} <hook-{name}>`\n"
-                    f"     - :ref:`{area.title.lower()} <{area.label}>`\n"
                     f"     - :ref:`{shape} <shape-{shape}>`\n"
                     f"     - {'yes' if name in hookspecs.ASYNC_ALLOWED else 'no'}\n"
                     f"     - {on_error(name, docstring(functions[name]))}"
                 )
-        text = (
-            ".. list-table:: Every hook, its dispatch shape and its failure rule\n"
-            "   :header-rows: 1\n"
-            "   :widths: 24 18 12 8 38\n\n"
-            "   * - Hook\n     - Area\n     - Shape\n     - Async\n     - On error\n"
-            + "\n".join(rows)
-        )
-        return parse_rst(self, text)
+            tables.append(
+                f".. list-table:: :ref:`{area.title} <{area.label}>`\n"
+                "   :header-rows: 1\n"
+                "   :widths: 30 14 10 46\n"
+                "   :class: hook-summary\n\n"
+                "   * - Hook\n     - Shape\n     - Async\n     - On error\n" + "\n".join(rows)
+            )
+        return parse_rst(self, "\n\n".join(tables))
 
 
 class HooksDirective(_HookDirective):
