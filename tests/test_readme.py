@@ -65,7 +65,7 @@ def test_readme_config_snippet_is_a_valid_host_config(tmp_path: Path) -> None:
 
     (tmp_path / "lash.toml").write_text(block("toml"), encoding="utf-8")
     config = lash.HostConfig.load(cwd=tmp_path)
-    assert config.plugins == ("standard", "openai", "plan", "files")
+    assert config.plugins == ("standard", "stores", "openai", "plan", "files")
     assert (config.provider, config.model) == ("openai", "gpt-4o-mini")
     assert tomllib.loads(block("toml"))["options"]["files"] == {"root": "workspace"}
 
