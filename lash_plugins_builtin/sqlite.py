@@ -58,7 +58,8 @@ import aiosqlite
 import attrs
 
 import lash
-from lash import check_lease, take_lease
+import lash.store
+from lash.store import check_lease, take_lease
 from lash_plugins_builtin import _sqlite_schema as schema
 from lash_plugins_builtin._sqlite_url import MEMORY, SYNCHRONOUS, SQLiteSettings, parse_url
 
@@ -224,7 +225,7 @@ class SQLiteStore:
 
     # -- leases ----------------------------------------------------------------------------
 
-    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.Lease:
+    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
         async with self._transaction((schema.LEASE, (session_id,))) as (conn, (row,)):
             lease = take_lease(_lease_of(session_id, _first(row)), session_id, owner, ttl)
             await conn.execute(
@@ -232,15 +233,15 @@ class SQLiteStore:
             )
         return lease
 
-    async def renew_lease(self, lease: lash.Lease, *, ttl: float) -> lash.Lease:
+    async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
         sid = lease.session_id
         async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
             check_lease(_lease_of(sid, _first(row)), lease)
-            renewed = lash.Lease(sid, lease.owner, lease.token, time.time() + ttl)
+            renewed = lash.store.Lease(sid, lease.owner, lease.token, time.time() + ttl)
             await conn.execute(schema.SET_EXPIRY, (renewed.expires_at, sid))
         return renewed
 
-    async def release_lease(self, lease: lash.Lease) -> None:
+    async def release_lease(self, lease: lash.store.Lease) -> None:
         sid = lease.session_id
         self._heads.pop(sid, None)
         async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
@@ -251,7 +252,7 @@ class SQLiteStore:
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+    async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
         sid = (session_id,)
         nodes_read = (schema.ALL_NODES, sid) if full else (schema.ACTIVE_NODES, sid * 2)
         head_rows, node_rows, state_rows, usage_rows = await self._read(
@@ -261,10 +262,11 @@ class SQLiteStore:
         if head is None or head[0] == 0:
             return None
         revision, created_at, updated_at, turns = head[:4]
-        config, protocol_options, pending = (
+        # The middle blob is lash 0.1's protocol options: no longer read or written.
+        config, _protocol_options, pending = (
             _blob(digest, data) for digest, data in zip(head[4:7], head[7:10], strict=True)
         )
-        return lash.SessionRecord(
+        return lash.store.SessionRecord(
             session_id=session_id,
             revision=revision,
             created_at=created_at,
@@ -275,7 +277,6 @@ class SQLiteStore:
                 if config is None
                 else lash.from_data(config, lash.SessionConfig, what="stored session config")
             ),
-            protocol_options=protocol_options if protocol_options is not None else {},
             plugin_states={str(plugin): json.loads(data) for plugin, data in state_rows},
             pending=tuple(pending) if pending is not None else (),
             usage={str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in usage_rows},
@@ -286,9 +287,9 @@ class SQLiteStore:
         self,
         session_id: str,
         *,
-        lease: lash.Lease,
+        lease: lash.store.Lease,
         expected_revision: int,
-        delta: lash.CommitDelta,
+        delta: lash.store.CommitDelta,
     ) -> int:
         # Serialize before taking the write lock: a value that is not JSON fails here, with
         # nothing written and no other writer kept waiting.
@@ -347,10 +348,10 @@ class SQLiteStore:
                 writes.append(_release_blobs(conn, released))
             await _pipeline(*writes)
 
-    async def list_sessions(self) -> list[lash.SessionSummary]:
+    async def list_sessions(self) -> list[lash.store.SessionSummary]:
         (rows,) = await self._read((schema.LIST_SESSIONS, ()))
         return [
-            lash.SessionSummary(
+            lash.store.SessionSummary(
                 session_id=sid,
                 created_at=created_at,
                 updated_at=updated_at,
@@ -462,7 +463,7 @@ class _Head:
     next_seq: int
     frame_start: int
     last_user_message: str | None
-    hashes: tuple[str | None, ...]  # of config, protocol options, pending input
+    hashes: tuple[str | None, ...]  # of config, (unused) protocol options, pending input
     states: dict[str, str]  # plugin -> blob hash
 
     @classmethod
@@ -505,11 +506,11 @@ class _Encoded:
 
     nodes: list[tuple[str, str, str, int, str, bool, str | None]]
     states: dict[str, _Blob]
-    blobs: tuple[_Blob | None, ...]  # config, protocol options, pending input (None: unchanged)
+    blobs: tuple[_Blob | None, ...]  # config, (unused) protocol options, pending (None: unchanged)
     usage: list[tuple[str, int, int, int]]
 
     @classmethod
-    def of(cls, session_id: str, delta: lash.CommitDelta) -> _Encoded:
+    def of(cls, session_id: str, delta: lash.store.CommitDelta) -> _Encoded:
         def blob(what: str, data: Any) -> _Blob | None:
             return None if data is None else _canonical(session_id, what, data)
 
@@ -539,10 +540,7 @@ class _Encoded:
             },
             blobs=(
                 blob("config", None if delta.config is None else lash.to_data(delta.config)),
-                blob(
-                    "protocol options",
-                    None if delta.protocol_options is None else dict(delta.protocol_options),
-                ),
+                None,  # lash 0.1's protocol options column: left as it is (unused)
                 blob("pending input", None if delta.pending is None else list(delta.pending)),
             ),
             usage=[
@@ -565,9 +563,9 @@ def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
 
 def _plan(
     session_id: str,
-    lease: lash.Lease,
+    lease: lash.store.Lease,
     head: _Head,
-    delta: lash.CommitDelta,
+    delta: lash.store.CommitDelta,
     encoded: _Encoded,
     now: float,
 ) -> tuple[tuple[Any, ...], _Head]:
@@ -643,14 +641,14 @@ def _first(rows: list[Any]) -> Any:
     return rows[0] if rows else None
 
 
-def _lease_of(session_id: str, row: Iterable[Any] | None) -> lash.Lease | None:
+def _lease_of(session_id: str, row: Iterable[Any] | None) -> lash.store.Lease | None:
     """The lease stored in a head row's ``(owner, token, expires_at)``, if any."""
     if row is None:
         return None
     owner, token, expires_at = row
     if owner is None:
         return None
-    return lash.Lease(session_id, owner, token, expires_at)
+    return lash.store.Lease(session_id, owner, token, expires_at)
 
 
 def _blob(digest: str | None, data: str | None) -> Any:

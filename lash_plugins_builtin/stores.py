@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lash
+
+if TYPE_CHECKING:
+    import lash.store
 
 lash_plugin = lash.PluginMeta(description="Builtin store backends: memory://, sqlite://.")
 
@@ -12,12 +17,14 @@ lash_plugin = lash.PluginMeta(description="Builtin store backends: memory://, sq
 # records behind MemoryStore nor aiosqlite.
 
 
-def memory_store(url: str) -> lash.Store:
+def memory_store(url: str) -> lash.store.Store:
     """``memory://``: sessions held in this process (tests, demos)."""
-    return lash.MemoryStore(url)
+    import lash.store
+
+    return lash.store.MemoryStore(url)
 
 
-def sqlite_store(url: str) -> lash.Store:
+def sqlite_store(url: str) -> lash.store.Store:
     """``sqlite://`` (imported on first use: building a core does not load aiosqlite)."""
     from lash_plugins_builtin.sqlite import SQLiteStore
 

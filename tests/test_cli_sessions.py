@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 import lash
+import lash.store
 
 LASH = str(Path(sys.executable).parent / "lash")
 
@@ -58,7 +59,6 @@ SUMMARY_KEYS = {
 HEAD_KEYS = SUMMARY_KEYS | {
     "usage_by_source",
     "config",
-    "protocol_options",
     "plugin_states",
     "pending",
     "node_count",
@@ -266,7 +266,7 @@ def test_show_marks_frames_summaries_and_projected_results(tmp_path: Path) -> No
     setup(tmp_path)
     run_turn(tmp_path, "make a plan", "s1")
 
-    async def compact(store: lash.Store) -> None:
+    async def compact(store: lash.store.Store) -> None:
         record = await store.load("s1")
         assert record is not None
         root = record.nodes[0].frame_id
@@ -300,7 +300,7 @@ def test_show_marks_frames_summaries_and_projected_results(tmp_path: Path) -> No
             "s1",
             lease=lease,
             expected_revision=record.revision,
-            delta=lash.CommitDelta(nodes=nodes, turns=1),
+            delta=lash.store.CommitDelta(nodes=nodes, turns=1),
         )
         await store.release_lease(lease)
 
@@ -379,11 +379,13 @@ def test_reading_never_takes_the_lease(tmp_path: Path) -> None:
     ok(lash_cli("sessions", "show", "s1", cwd=tmp_path))
     ok(lash_cli("sessions", "export", "s1", cwd=tmp_path))
 
-    async def still_ours(store: lash.Store) -> int:
+    async def still_ours(store: lash.store.Store) -> int:
         # Same owner, same fencing token: nobody took the lease over in between.
         again = await store.acquire_lease("s1", "writer", ttl=120)
         assert again.token == lease.token
-        return await store.commit("s1", lease=again, expected_revision=1, delta=lash.CommitDelta())
+        return await store.commit(
+            "s1", lease=again, expected_revision=1, delta=lash.store.CommitDelta()
+        )
 
     assert in_store(tmp_path, still_ours) == 2
 
@@ -506,7 +508,7 @@ def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
 
     common = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
     call = lash.ToolCall(id="c1", name="read_file", invalid_arguments="{path: notes")
-    record = lash.SessionRecord(
+    record = lash.store.SessionRecord(
         session_id="p1",
         revision=1,
         created_at=0.0,

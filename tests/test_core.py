@@ -12,7 +12,6 @@ import pytest
 
 import lash
 from lash import (
-    Contribution,
     ExclusiveHookConflict,
     HostConfig,
     LashCore,
@@ -20,6 +19,7 @@ from lash import (
     PluginMeta,
     RecoveryDisposition,
 )
+from lash._plugins.registry import Contribution
 
 ENV_VARS = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD", "LASH_STRICT_PLUGINS")
 
@@ -205,17 +205,11 @@ def test_register_process_kinds() -> None:
     async def index() -> None:
         return None
 
-    core = LashCore(
-        [
-            plugin(
-                "procs",
-                register_process_kinds=lambda register: (
-                    register("crawl", crawl, recovery=RecoveryDisposition.RERUNNABLE),
-                    register("index", index),
-                ),
-            )
-        ]
-    )
+    def register_kinds(register: Callable[..., None]) -> None:
+        register("crawl", crawl, recovery=RecoveryDisposition.RERUNNABLE)
+        register("index", index)
+
+    core = LashCore([plugin("procs", register_process_kinds=register_kinds)])
     kinds = core.registry.of("process_kind")
     assert kinds["crawl"] == Contribution(
         "process_kind", "crawl", "procs", crawl, "Crawl the site.", RecoveryDisposition.RERUNNABLE

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 import lash
+import lash.store
 import lash.testing
 from lash.testing import STORE_CHECKS, StoreConformanceError, check_store, run_store_check
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_memory_store_passes_the_suite_in_one_call() -> None:
     """One check_store call runs every check against MemoryStore and reports their names."""
-    report = await check_store(lash.MemoryStore)
+    report = await check_store(lash.store.MemoryStore)
     assert report.checks == tuple(STORE_CHECKS)
     assert set(report.durations) == set(STORE_CHECKS)
 
@@ -31,15 +32,15 @@ async def test_memory_store_passes_the_suite_in_one_call() -> None:
 @pytest.mark.parametrize("check", STORE_CHECKS)
 async def test_memory_store_check(check: str) -> None:
     """Each check, as its own test case, passes against MemoryStore."""
-    await run_store_check(check, lash.MemoryStore)
+    await run_store_check(check, lash.store.MemoryStore)
 
 
 async def test_async_factory_is_awaited() -> None:
     """A factory may be an async function returning the store."""
 
-    async def factory() -> lash.Store:
+    async def factory() -> lash.store.Store:
         await asyncio.sleep(0)
-        return lash.MemoryStore()
+        return lash.store.MemoryStore()
 
     report = await check_store(factory, checks=["lease_acquire_new", "node_round_trip"])
     assert report.checks == ("lease_acquire_new", "node_round_trip")
@@ -50,11 +51,11 @@ async def test_async_factory_is_awaited() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class LeaselessCommitStore(lash.MemoryStore):
+class LeaselessCommitStore(lash.store.MemoryStore):
     """Commits with whatever lease it is given (no fencing)."""
 
     async def commit(
-        self, session_id: str, *, lease: lash.Lease, expected_revision: int, delta: Any
+        self, session_id: str, *, lease: lash.store.Lease, expected_revision: int, delta: Any
     ) -> int:
         current = self._leases.get(session_id)
         self._leases[session_id] = lease  # pretend the caller's lease is current
@@ -69,14 +70,14 @@ class LeaselessCommitStore(lash.MemoryStore):
                 self._leases[session_id] = current
 
 
-class AllNodesStore(lash.MemoryStore):
+class AllNodesStore(lash.store.MemoryStore):
     """Always loads every node, ignoring agent frames."""
 
-    async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+    async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
         return await super().load(session_id, full=True)
 
 
-class KeyErrorDeleteStore(lash.MemoryStore):
+class KeyErrorDeleteStore(lash.store.MemoryStore):
     """Raises a bare KeyError instead of UnknownSession for a missing session."""
 
     async def delete(self, session_id: str) -> None:
@@ -108,7 +109,7 @@ class KeyErrorDeleteStore(lash.MemoryStore):
     ids=["leaseless-commit", "all-nodes", "keyerror-delete"],
 )
 async def test_broken_store_fails_the_checks_it_breaks(
-    store_class: Callable[[], lash.Store], failing: set[str]
+    store_class: Callable[[], lash.store.Store], failing: set[str]
 ) -> None:
     """A broken store fails exactly the checks covering its violation, each named in the error."""
     with pytest.raises(AssertionError) as info:
@@ -145,7 +146,7 @@ async def test_run_store_check_raises_the_checks_own_error() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class CountingStore(lash.MemoryStore):
+class CountingStore(lash.store.MemoryStore):
     """Counts the stores built and how often each is closed."""
 
     built: ClassVar[list[CountingStore]] = []
@@ -179,7 +180,7 @@ async def test_unknown_check_name_is_rejected_before_any_store_is_built() -> Non
 async def test_failing_close_fails_the_check() -> None:
     """A store whose close() raises fails the check, saying so."""
 
-    class BadClose(lash.MemoryStore):
+    class BadClose(lash.store.MemoryStore):
         async def close(self) -> None:
             raise OSError("disk on fire")
 
@@ -191,7 +192,9 @@ async def test_hanging_check_times_out_and_closes_the_store() -> None:
     """A check that does not finish within the timeout fails, and its store is still closed."""
 
     class Hanging(CountingStore):
-        async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+        async def load(
+            self, session_id: str, *, full: bool = False
+        ) -> lash.store.SessionRecord | None:
             await asyncio.Event().wait()
             return None
 
@@ -204,7 +207,7 @@ async def test_hanging_check_times_out_and_closes_the_store() -> None:
 async def test_factory_errors_fail_every_check() -> None:
     """A factory that raises fails each check with its error rather than stopping the run."""
 
-    def factory() -> lash.Store:
+    def factory() -> lash.store.Store:
         raise RuntimeError("cannot connect")
 
     with pytest.raises(StoreConformanceError) as info:
@@ -215,7 +218,7 @@ async def test_factory_errors_fail_every_check() -> None:
 
 async def test_a_check_function_can_be_run_directly() -> None:
     """run_store_check accepts a check function as well as a name."""
-    await run_store_check(lash.testing.CHECKS["turns_counter"], lash.MemoryStore)
+    await run_store_check(lash.testing.CHECKS["turns_counter"], lash.store.MemoryStore)
 
 
 def test_checks_are_named_documented_and_exported() -> None:
@@ -239,7 +242,7 @@ def test_testing_plugin_has_no_hooks() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def sqlite_store_factory() -> Callable[[str], lash.Store]:
+def sqlite_store_factory() -> Callable[[str], lash.store.Store]:
     """The factory the builtins register for ``sqlite://`` URLs (as a host would build it)."""
     from lash_plugins_builtin import stores
 

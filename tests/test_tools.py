@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 import lash
+import lash.store
 from lash._contract.providers import ToolSpec
 from lash._tools.tool import Tool, ToolContext, as_tool, parse_docstring, raw_tool, tool
 
@@ -421,7 +422,7 @@ async def test_context_is_injected_by_annotation_whatever_its_name() -> None:
     got: list[Any] = []
 
     @tool
-    def remember(note: str, where: ToolContext, view: lash.ToolContextView) -> str:
+    def remember(note: str, where: ToolContext, view: lash.ToolContext) -> str:
         """Remember a note in session state."""
         where.state(Counter).calls += 1
         got.extend([where, view])
@@ -918,7 +919,7 @@ def test_unresolvable_type_hint_is_a_type_error() -> None:
 def test_tool_context_is_a_tool_context_view() -> None:
     """ToolContext satisfies the ToolContextView protocol and delegates to the session."""
     context = make_context("c8")
-    assert isinstance(context, lash.ToolContextView)
+    assert isinstance(context, lash.ToolContext)
     assert context.session_id == "s1"
     assert context.state(Counter) is context.session.state(Counter)
     assert not context.is_cancelled

@@ -39,7 +39,7 @@ class Lease:
     token: int
     expires_at: float
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
     def remaining(self, now: float | None = None) -> float:
         """Seconds until the lease expires (negative once expired)."""
@@ -56,13 +56,12 @@ class SessionRecord:
     updated_at: float
     nodes: tuple[GraphNode, ...]
     config: SessionConfig = SessionConfig()
-    protocol_options: Mapping[str, Any] = attrs.field(factory=dict)
     plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
     pending: tuple[str, ...] = ()
     usage: Mapping[str, Usage] = attrs.field(factory=dict)
     turns: int = 0
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
 
 @attrs.frozen
@@ -73,13 +72,12 @@ class CommitDelta:
     nodes: tuple[GraphNode, ...] = ()
     plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
     config: SessionConfig | None = None
-    protocol_options: Mapping[str, Any] | None = None
     pending: tuple[str, ...] | None = None
     usage: Mapping[str, Usage] = attrs.field(factory=dict)
     turns: int = 0
     replace: bool = False
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
 
 @attrs.frozen
@@ -94,7 +92,7 @@ class SessionSummary:
     last_user_message: str | None = None
     usage: Usage = Usage()
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
 
 @runtime_checkable
@@ -187,7 +185,6 @@ class _MemorySession:
     nodes: list[GraphNode] = attrs.field(factory=list)
     frame_start: int = 0
     config: SessionConfig = SessionConfig()
-    protocol_options: Mapping[str, Any] = attrs.field(factory=dict)
     plugin_states: dict[str, Any] = attrs.field(factory=dict)
     pending: tuple[str, ...] = ()
     usage: dict[str, Usage] = attrs.field(factory=dict)
@@ -232,7 +229,6 @@ class MemoryStore:
             updated_at=s.updated_at,
             nodes=tuple(nodes),
             config=s.config,
-            protocol_options=dict(s.protocol_options),
             plugin_states=dict(s.plugin_states),
             pending=s.pending,
             usage=dict(s.usage),
@@ -260,8 +256,6 @@ class MemoryStore:
         s.plugin_states.update(delta.plugin_states)
         if delta.config is not None:
             s.config = delta.config
-        if delta.protocol_options is not None:
-            s.protocol_options = delta.protocol_options
         if delta.pending is not None:
             s.pending = delta.pending
         for source, usage in delta.usage.items():
@@ -298,7 +292,7 @@ class MemoryStore:
 
 
 # Protocol classes cannot set __module__ in their body (it would become a protocol member).
-Store.__module__ = "lash"
-MemoryStore.__module__ = "lash"
+Store.__module__ = "lash.store"
+MemoryStore.__module__ = "lash.store"
 
 resolve_here(globals())

@@ -1,4 +1,4 @@
-"""The store conformance suite: run every contract check against a :class:`lash.Store` backend.
+"""The store conformance suite: every contract check, run against a :class:`lash.store.Store`.
 
 This module is the runner and its public surface (re-exported by :mod:`lash.testing`); the checks
 live in :mod:`lash._testing.store_checks` (leases, fencing, compare-and-swap, races) and

@@ -15,6 +15,12 @@ from lash.cli._run_cmds import stream_turn
 from lash.errors import LashError
 
 
+def _option(core: LashCore, session: Session, plugin: str, field: str) -> Any:
+    """One field of a plugin's options for ``session`` (the class is the plugin's own)."""
+    declared = core.composition.plugin(plugin).info.meta.options
+    return getattr(session.options(declared), field) if declared is not None else None
+
+
 def _call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"name": name, "arguments": arguments}
 
@@ -120,7 +126,7 @@ def demo_command() -> None:
             ).open_fresh()
             click.echo(
                 "session options: standard.max_tool_rounds = "
-                f"{session.protocol_options.get('max_tool_rounds')}, "
+                f"{_option(core, session, 'standard', 'max_tool_rounds')}, "
                 "compaction.keep_recent_turns = 1"
             )
             preview = await session.prompt_preview()

@@ -164,7 +164,6 @@ def _head_data(record: SessionRecord) -> dict[str, Any]:
         "usage": to_data(_total(record.usage)),
         "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
         "config": to_data(record.config),
-        "protocol_options": dict(record.protocol_options),
         "plugin_states": dict(record.plugin_states),
         "pending": list(record.pending),
         "node_count": len(record.nodes),
@@ -444,7 +443,7 @@ def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
 
     \b
     JSON: {"session": {...}, "nodes": [...]}. "session" has the keys of `lash sessions list
-    --json` plus usage_by_source, config, protocol_options, plugin_states, pending and
+    --json` plus usage_by_source, config, plugin_states, pending and
     node_count; each node is the stored form of a graph node, tagged by "type" (user,
     assistant, tool_call, tool_result, plugin, frame).
     """
