@@ -36,6 +36,7 @@ The file is marked as a lash database with ``PRAGMA application_id`` (:data:`APP
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.metadata
@@ -412,8 +413,7 @@ async def prepare(
     # Read-only checks first: a file that is not ours is refused before anything is written.
     marked, applied = await inspect(conn, path)
     if not memory:
-        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-        mode = str(rows[0][0]).lower() if rows else "?"
+        mode = await _switch_to_wal(conn, busy_timeout)
         if mode != "wal":
             raise lash.ConfigError(
                 f"SQLite could not switch the database to WAL mode (it stays in {mode!r}); "
@@ -446,6 +446,38 @@ async def prepare(
     except BaseException:
         await rollback(conn)
         raise
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection, busy_timeout: int) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the write lock;
+    the journal mode it leaves (``"wal"`` unless the file system cannot do WAL).
+
+    On a file in rollback mode (a new file is), the switch writes the file's header: SQLite
+    starts a read transaction, sees the old mode, then upgrades to a write transaction. SQLite
+    does not invoke the busy handler for that upgrade (a reader waiting for a writer that waits
+    for the readers to leave would deadlock: see ``sqlite3_busy_handler``), so when another
+    connection holds the write lock, as every other store does for an instant while it makes
+    the same switch on a new file that several open at once, the switch fails with SQLITE_BUSY
+    at once, having waited for nothing. The failed statement has released its read lock, and
+    SQLite's remedy is to try again: the retry's read lock waits in the busy handler for the
+    writer to finish, then finds the file in WAL mode and writes nothing. The short pauses only
+    cover the instant before the writer blocks new readers; the whole wait is bounded by
+    ``busy_timeout``, like any other wait for a lock.
+    """
+    deadline = time.monotonic() + busy_timeout / 1000
+    pause = 0.001
+    while True:
+        try:
+            rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_BUSY":
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            continue
+        return str(rows[0][0]).lower() if rows else "?"
 
 
 async def inspect(conn: aiosqlite.Connection, path: str) -> tuple[bool, dict[int, str]]:
