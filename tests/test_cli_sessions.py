@@ -170,6 +170,7 @@ def test_list_shows_sessions_with_their_fields(tmp_path: Path) -> None:
 def test_list_of_an_empty_store_says_so(tmp_path: Path) -> None:
     """An empty store gives one friendly line, and `[]` in JSON mode."""
     setup(tmp_path)
+    assert in_store(tmp_path, lambda store: store.list_sessions()) == []  # creates it
     out = ok(lash_cli("sessions", "list", cwd=tmp_path))
     assert out.startswith("no sessions in store 'sqlite:///")
     assert "`lash run PROMPT --session ID`" in out
@@ -434,6 +435,71 @@ def test_store_and_config_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "lash.toml").write_text('store = "sqlite:///x.db\n', encoding="utf-8")
     err = fails(lash_cli("sessions", "list", cwd=tmp_path))
     assert err.startswith(f"Error: {tmp_path / 'lash.toml'}:1:")
+
+
+def test_inspection_never_creates_the_default_store(tmp_path: Path) -> None:
+    """With no store yet, list says so, show/export/delete fail naming it; nothing is created."""
+    db = tmp_path.resolve() / ".lash" / "lash.db"
+    no_store = (
+        f"no sessions yet: the default store {db} does not exist "
+        "(`lash run PROMPT --session ID` creates it)\n"
+    )
+    assert ok(lash_cli("sessions", "list", cwd=tmp_path)) == no_store
+    assert json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path))) == []
+    for command in (["show", "s1"], ["show", "s1", "--json"], ["export", "s1"]):
+        assert fails(lash_cli("sessions", *command, cwd=tmp_path)) == f"Error: {no_store}"
+    assert fails(lash_cli("sessions", "delete", "s1", "--yes", cwd=tmp_path)) == (
+        f"Error: {no_store}"
+    )
+    ok(lash_cli("plugins", "--all", cwd=tmp_path))
+    ok(lash_cli("plugins", "--json", cwd=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspection_of_a_configured_store_that_is_not_there_is_an_error(tmp_path: Path) -> None:
+    """A store URL that points at nothing is an error naming the path; nothing is created."""
+    db = tmp_path / "state" / "lash.db"
+    url = f"sqlite:///{db}?create_dirs=1"
+    config = tmp_path / "lash.toml"
+    config.write_text(f'store = "{url}"\ndisable = ["openai"]\n', encoding="utf-8")
+    commands = (["list"], ["list", "--json"], ["show", "s1"], ["export", "s1"])
+    for command in (*commands, ["delete", "s1", "--yes"]):
+        err = fails(lash_cli("sessions", *command, cwd=tmp_path))
+        assert err == (
+            f"Error: the configured store {url!r} points at {db}, which does not exist; "
+            f"`lash sessions` never creates a store: check the store URL in {config}, or run a "
+            "session first (`lash run PROMPT --session ID` creates the store)\n"
+        )
+    ok(lash_cli("plugins", "--all", cwd=tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["lash.toml"]
+
+
+def test_reading_leaves_the_store_files_as_they_were(tmp_path: Path) -> None:
+    """list, show and export write nothing: same database bytes, no -wal or -shm left."""
+    setup(tmp_path)
+    run_turn(tmp_path, "make a plan", "s1")
+    db = tmp_path / "lash.db"
+    files = sorted(p.name for p in tmp_path.iterdir())
+    content = db.read_bytes()
+    ok(lash_cli("sessions", "list", cwd=tmp_path))
+    ok(lash_cli("sessions", "show", "s1", cwd=tmp_path))
+    ok(lash_cli("sessions", "export", "s1", cwd=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    assert db.read_bytes() == content
+
+
+def test_a_read_only_store_url_stays_read_only(tmp_path: Path) -> None:
+    """With ``?mode=ro`` in the config, list works and delete is refused, saying why."""
+    setup(tmp_path)
+    run_turn(tmp_path, "make a plan", "s1")
+    (tmp_path / "lash.toml").write_text(
+        f'store = "sqlite:///{tmp_path / "lash.db"}?mode=ro"\ndisable = ["openai"]\n',
+        encoding="utf-8",
+    )
+    assert "s1" in ok(lash_cli("sessions", "list", cwd=tmp_path))
+    err = fails(lash_cli("sessions", "delete", "s1", "--yes", cwd=tmp_path))
+    assert err.startswith(f"Error: {tmp_path / 'lash.db'}: this store only reads (mode=ro")
+    assert "s1" in ok(lash_cli("sessions", "list", cwd=tmp_path))
 
 
 def test_memory_store_warns_on_stderr(tmp_path: Path) -> None:
