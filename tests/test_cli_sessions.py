@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -366,6 +367,8 @@ def test_delete_refuses_a_session_leased_by_another_process(tmp_path: Path) -> N
     assert f"cannot delete session 's1': it is open elsewhere, its lease is held by {owner!r}" in (
         err
     )
+    # The time left, rounded up to whole seconds (120 s less the moments since it was taken).
+    assert re.search(r" \(for up to 1[12]\d s more\); close it there", err), err
     listed = json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path)))
     assert [row["session_id"] for row in listed] == ["s1"]
 
@@ -591,8 +594,51 @@ def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
     lines = [click.unstyle(line) for line in transcript(record)]
     assert lines[lines.index("turn 1") + 1 :] == [
         "  user> hi",
+        "  assistant> (tool calls: read_file)",
         "  tool call read_file [c1]",
         "    invalid arguments (not a JSON object): {path: notes",
         "  plugin memo: note",
         '    data: {"saved": ["a", "b"]}',
+    ]
+
+
+def test_transcript_shows_a_tool_only_message_with_its_usage() -> None:
+    """An assistant message with tool calls and no text gets its own line, and its model and
+    usage follow it, not the user message before it."""
+    from lash.cli._sessions_cmds import transcript
+
+    common = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
+    calls = (
+        lash.ToolCall(id="c1", name="read_file", arguments={"path": "a.txt"}),
+        lash.ToolCall(id="c2", name="list_dir", arguments={}),
+    )
+    record = lash.SessionRecord(
+        session_id="t1",
+        revision=1,
+        created_at=0.0,
+        updated_at=0.0,
+        nodes=(
+            lash.FrameBoundary(id="f", previous_frame_id=None, **common),
+            lash.UserMessage(id="u", text="look around", **common),
+            lash.AssistantMessage(
+                id="a",
+                text="",
+                tool_calls=calls,
+                model="gpt-test",
+                usage=lash.Usage(input_tokens=12, output_tokens=3, cached_tokens=4),
+                **common,
+            ),
+            *(lash.ToolCallNode(id=f"t{c.id}", call=c, **common) for c in calls),
+        ),
+        turns=1,
+    )
+    lines = [click.unstyle(line) for line in transcript(record)]
+    assert lines[lines.index("turn 1") + 1 :] == [
+        "  user> look around",
+        "  assistant> (tool calls: read_file, list_dir)",
+        "    (gpt-test, 12 in / 3 out / 4 cached tokens)",
+        "  tool call read_file [c1]",
+        '    arguments: {"path": "a.txt"}',
+        "  tool call list_dir [c2]",
+        "    arguments: {}",
     ]

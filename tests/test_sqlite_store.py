@@ -270,6 +270,28 @@ async def test_live_lease_is_busy_for_another_owner_and_refreshed_for_its_own(
     assert query(db, "SELECT lease_owner, lease_token FROM sessions") == [("A", 1)]
 
 
+async def test_busy_says_how_long_the_lease_lasts_never_zero(tmp_path: Path) -> None:
+    """SessionBusy rounds the time left up (tenths below 10 s, seconds above) and says "about to
+    expire" below a tenth of a second, never "for up to 0.0 s more"."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as one, opened(db) as two:
+        await one.acquire_lease("s", "A", ttl=30)
+        with pytest.raises(lash.SessionBusy) as busy:
+            await two.acquire_lease("s", "B", ttl=30)
+    assert str(busy.value) == (
+        "session 's' is busy: its lease is held by 'A' (for up to 30 s more); close it there, "
+        "or open with wait=<seconds>"
+    )
+    # Built directly, within microseconds of the expiry time given: exact values (a store
+    # cannot be made to refuse a lease in its last tenth of a second without racing it).
+    for left, when in ((2.35, "for up to 2.4 s more"), (9.91, "for up to 10.0 s more")):
+        busy_now = lash.SessionBusy("s", owner="A", expires_at=time.time() + left)
+        assert f"({when})" in str(busy_now)
+    for left in (0.04, 0.0, -5.0):  # the last: a clock that stepped back
+        busy_now = lash.SessionBusy("s", owner="A", expires_at=time.time() + left)
+        assert "(about to expire)" in str(busy_now) and "0.0 s" not in str(busy_now)
+
+
 async def test_expired_lease_is_taken_over_and_the_stale_writer_writes_nothing(
     tmp_path: Path,
 ) -> None:

@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import sys
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -36,7 +35,7 @@ from lash._contract.types import ToolCall, Usage
 from lash._kernel.core import LashCore, store_url
 from lash._store.protocol import SessionRecord, SessionSummary, Store
 from lash.cli._main import cli, config_or_exit, warn
-from lash.errors import ConfigError, LashError, SessionBusy, UnknownSession
+from lash.errors import ConfigError, LashError, SessionBusy, UnknownSession, _lease_left
 
 T = TypeVar("T")
 
@@ -305,9 +304,13 @@ def _frame_lines(node: FrameBoundary) -> list[str]:
 
 
 def _assistant_lines(node: AssistantMessage, executed: set[str]) -> list[str]:
-    lines = []
     if node.text or not node.tool_calls:
-        lines += _prefixed("assistant> ", node.text or "(no text)", "  ")
+        lines = _prefixed("assistant> ", node.text or "(no text)", "  ")
+    else:
+        # Said even without text: the model and usage lines below belong to this message, and
+        # would read as the previous node's (the user's) without it.
+        names = ", ".join(call.name for call in node.tool_calls)
+        lines = _prefixed("assistant> ", f"(tool calls: {names})", "  ")
     meta = [node.model] if node.model else []
     if node.usage != Usage():
         meta.append(
@@ -547,10 +550,9 @@ def export_command(ctx: click.Context, session_id: str) -> None:
 
 
 def _busy_message(exc: SessionBusy, session_id: str) -> str:
-    left = max(0.0, exc.expires_at - time.time())
     return (
         f"cannot delete session {session_id!r}: it is open elsewhere, its lease is held by "
-        f"{exc.owner!r} (for up to {left:.1f} s more); close it there, or retry once the "
+        f"{exc.owner!r} ({_lease_left(exc.expires_at)}); close it there, or retry once the "
         "lease has expired"
     )
 
