@@ -568,31 +568,36 @@ def test_delete_asks_on_a_terminal(tmp_path: Path) -> None:
     assert ok(lash_cli("sessions", "list", cwd=tmp_path)).startswith("no sessions in store ")
 
 
-def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
-    """Plugin nodes show plugin, kind and data; unparsable arguments are shown raw."""
+#: The fields every node of :func:`turn_one_lines` shares.
+COMMON = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
+
+
+def turn_one_lines(*nodes: lash.GraphNode) -> list[str]:
+    """The unstyled transcript lines after "turn 1" of a one-turn session of ``nodes``."""
     # In process, on a record built directly: the exact rendering of rare node shapes.
     from lash.cli._sessions_cmds import transcript
 
-    common = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
-    call = lash.ToolCall(id="c1", name="read_file", invalid_arguments="{path: notes")
     record = lash.SessionRecord(
         session_id="p1",
         revision=1,
         created_at=0.0,
         updated_at=0.0,
-        nodes=(
-            lash.FrameBoundary(id="f", previous_frame_id=None, **common),
-            lash.UserMessage(id="u", text="hi", **common),
-            lash.AssistantMessage(id="a", text="", tool_calls=(call,), **common),
-            lash.ToolCallNode(id="t", call=call, **common),
-            lash.PluginNode(
-                id="p", plugin="memo", kind="note", data={"saved": ["a", "b"]}, **common
-            ),
-        ),
+        nodes=(lash.FrameBoundary(id="f", previous_frame_id=None, **COMMON), *nodes),
         turns=1,
     )
     lines = [click.unstyle(line) for line in transcript(record)]
-    assert lines[lines.index("turn 1") + 1 :] == [
+    return lines[lines.index("turn 1") + 1 :]
+
+
+def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
+    """Plugin nodes show plugin, kind and data; unparsable arguments are shown raw."""
+    call = lash.ToolCall(id="c1", name="read_file", invalid_arguments="{path: notes")
+    assert turn_one_lines(
+        lash.UserMessage(id="u", text="hi", **COMMON),
+        lash.AssistantMessage(id="a", text="", tool_calls=(call,), **COMMON),
+        lash.ToolCallNode(id="t", call=call, **COMMON),
+        lash.PluginNode(id="p", plugin="memo", kind="note", data={"saved": ["a", "b"]}, **COMMON),
+    ) == [
         "  user> hi",
         "  assistant> (tool calls: read_file)",
         "  tool call read_file [c1]",
@@ -605,35 +610,18 @@ def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
 def test_transcript_shows_a_tool_only_message_with_its_usage() -> None:
     """An assistant message with tool calls and no text gets its own line, and its model and
     usage follow it, not the user message before it."""
-    from lash.cli._sessions_cmds import transcript
-
-    common = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
     calls = (
         lash.ToolCall(id="c1", name="read_file", arguments={"path": "a.txt"}),
         lash.ToolCall(id="c2", name="list_dir", arguments={}),
     )
-    record = lash.SessionRecord(
-        session_id="t1",
-        revision=1,
-        created_at=0.0,
-        updated_at=0.0,
-        nodes=(
-            lash.FrameBoundary(id="f", previous_frame_id=None, **common),
-            lash.UserMessage(id="u", text="look around", **common),
-            lash.AssistantMessage(
-                id="a",
-                text="",
-                tool_calls=calls,
-                model="gpt-test",
-                usage=lash.Usage(input_tokens=12, output_tokens=3, cached_tokens=4),
-                **common,
-            ),
-            *(lash.ToolCallNode(id=f"t{c.id}", call=c, **common) for c in calls),
+    usage = lash.Usage(input_tokens=12, output_tokens=3, cached_tokens=4)
+    assert turn_one_lines(
+        lash.UserMessage(id="u", text="look around", **COMMON),
+        lash.AssistantMessage(
+            id="a", text="", tool_calls=calls, model="gpt-test", usage=usage, **COMMON
         ),
-        turns=1,
-    )
-    lines = [click.unstyle(line) for line in transcript(record)]
-    assert lines[lines.index("turn 1") + 1 :] == [
+        *(lash.ToolCallNode(id=f"t{c.id}", call=c, **COMMON) for c in calls),
+    ) == [
         "  user> look around",
         "  assistant> (tool calls: read_file, list_dir)",
         "    (gpt-test, 12 in / 3 out / 4 cached tokens)",
