@@ -435,6 +435,12 @@ def test_store_and_config_errors_are_clear(tmp_path: Path) -> None:
     assert err.startswith("Error: bad sqlite URL 'sqlite://lash.db': use sqlite:///")
     assert err.count("\n") == 1
 
+    (tmp_path / "lash.toml").write_text(
+        'store = "sqlite:///x.db?mode=bogus"\ndisable = ["openai"]\n', encoding="utf-8"
+    )
+    err = fails(lash_cli("sessions", "list", cwd=tmp_path))
+    assert err.startswith("Error: bad sqlite URL 'sqlite:///x.db?mode=bogus': mode='bogus'; use")
+
     (tmp_path / "lash.toml").write_text('store = "sqlite:///x.db\n', encoding="utf-8")
     err = fails(lash_cli("sessions", "list", cwd=tmp_path))
     assert err.startswith(f"Error: {tmp_path / 'lash.toml'}:1:")

@@ -88,7 +88,9 @@ def _without_creating(url: str, mode: str) -> str:
         return url
     params = urllib.parse.parse_qsl(query, keep_blank_values=True)
     own = [value.strip().lower() for key, value in params if key == "mode"]
-    if own and own[-1] in _SQLITE_MODES:
+    if own and own[-1] not in _SQLITE_MODES:
+        return url  # as configured: the store says what is wrong with it
+    if own:
         mode = min(mode, own[-1], key=_SQLITE_MODES.index)
     kept = [(key, value) for key, value in params if key not in ("mode", "create_dirs")]
     return f"{base}?{urllib.parse.urlencode([*kept, ('mode', mode)])}"
