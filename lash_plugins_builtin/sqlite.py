@@ -7,8 +7,11 @@ URLs (SQLAlchemy style: three slashes, then the path)::
     sqlite://:memory:                a private in-memory database (gone when the store closes)
 
 Query parameters tune the connection: ``?synchronous=FULL`` (default ``NORMAL``),
-``?busy_timeout=10000`` (milliseconds, default 5000) and ``?create_dirs=1`` (create a missing
-parent directory instead of refusing to open; lash creates nothing unasked).
+``?busy_timeout=10000`` (milliseconds, default 5000), ``?create_dirs=1`` (create a missing
+parent directory instead of refusing to open; lash creates nothing unasked) and ``?mode=``
+(SQLite's words: ``rwc``, the default, reads, writes and creates the database; ``rw`` reads and
+writes one that exists; ``ro`` only reads one that exists, and writes nothing, not even a
+migration: what ``lash sessions`` uses to inspect a store without creating it).
 
 **Durability.** The database runs in WAL mode with ``synchronous=NORMAL``: a commit is written
 to the WAL before :meth:`SQLiteStore.commit` returns, so a committed turn survives the process
@@ -61,7 +64,13 @@ import lash
 import lash.store
 from lash.store import check_lease, take_lease
 from lash_plugins_builtin import _sqlite_schema as schema
-from lash_plugins_builtin._sqlite_url import MEMORY, SYNCHRONOUS, SQLiteSettings, parse_url
+from lash_plugins_builtin._sqlite_url import (
+    MEMORY,
+    SYNCHRONOUS,
+    SQLiteSettings,
+    check_mode,
+    parse_url,
+)
 
 __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 
@@ -69,8 +78,8 @@ __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 class SQLiteStore:
     """``sqlite://``: sessions in one SQLite file (WAL), on one aiosqlite connection.
 
-    ``create_dirs``, ``synchronous`` and ``busy_timeout`` override the URL's parameters. The
-    database is opened (and migrated forward) on first use, or by :meth:`open`.
+    ``create_dirs``, ``synchronous``, ``busy_timeout`` and ``mode`` override the URL's
+    parameters. The database is opened (and migrated forward) on first use, or by :meth:`open`.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class SQLiteStore:
         create_dirs: bool | None = None,
         synchronous: str | None = None,
         busy_timeout: int | None = None,
+        mode: str | None = None,
     ) -> None:
         settings = parse_url(url)
         overrides: dict[str, Any] = {}
@@ -93,6 +103,8 @@ class SQLiteStore:
             overrides["synchronous"] = synchronous.upper()
         if busy_timeout is not None:
             overrides["busy_timeout"] = busy_timeout
+        if mode is not None:
+            overrides["mode"] = check_mode(mode, settings.path)
         if overrides:
             settings = attrs.evolve(settings, **overrides)
         if settings.path != MEMORY:
@@ -141,10 +153,12 @@ class SQLiteStore:
 
     async def _open(self) -> aiosqlite.Connection:
         memory = self.path == MEMORY
+        mode = self.settings.mode
         if not memory:
-            schema.check_path(self.path, create_dirs=self.settings.create_dirs)
+            schema.check_path(self.path, create_dirs=self.settings.create_dirs, mode=mode)
         try:
-            pending = aiosqlite.connect(self.path, isolation_level=None)
+            target, uri = schema.connect_target(self.path, mode)
+            pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
             # aiosqlite's worker thread is not a daemon: a host that exits without closing its
             # core would hang at interpreter exit, holding the database. A daemon worker dies
             # with the process instead, which WAL makes as safe as a crash (committed data stays;
@@ -161,6 +175,7 @@ class SQLiteStore:
                 self.path,
                 synchronous=self.settings.synchronous,
                 busy_timeout=self.settings.busy_timeout,
+                read_only=mode == "ro",
             )
         except sqlite3.Error as exc:
             await conn.close()
@@ -171,7 +186,12 @@ class SQLiteStore:
         return conn
 
     def _explain(self, exc: sqlite3.Error) -> lash.LashError:
-        return schema.explain(exc, self.path, busy_timeout=self.settings.busy_timeout)
+        return schema.explain(
+            exc,
+            self.path,
+            busy_timeout=self.settings.busy_timeout,
+            read_only=self.settings.mode == "ro",
+        )
 
     @contextlib.asynccontextmanager
     async def _operation(self) -> AsyncIterator[aiosqlite.Connection]:

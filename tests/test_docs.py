@@ -979,7 +979,8 @@ def test_persistence_store_urls() -> None:
     assert parse_url("sqlite://:memory:").path == ":memory:"
     assert parse_url("sqlite:///x.db?create_dirs=1").create_dirs is True
     assert parse_url("sqlite:///x.db") == SQLiteSettings("x.db", "NORMAL", 5000, False)
-    with pytest.raises(lash.ConfigError, match="busy_timeout, create_dirs, synchronous"):
+    assert parse_url("sqlite:///x.db?mode=ro").mode == "ro"
+    with pytest.raises(lash.ConfigError, match="busy_timeout, create_dirs, mode, synchronous"):
         parse_url("sqlite:///x.db?journal=wal")
     page = (DOCS / "persistence.rst").read_text(encoding="utf-8")
     assert all(f"``{level}``" in page for level in SYNCHRONOUS)

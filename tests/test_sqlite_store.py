@@ -268,6 +268,28 @@ async def test_live_lease_is_busy_for_another_owner_and_refreshed_for_its_own(
     assert query(db, "SELECT lease_owner, lease_token FROM sessions") == [("A", 1)]
 
 
+async def test_busy_says_how_long_the_lease_lasts_never_zero(tmp_path: Path) -> None:
+    """SessionBusy rounds the time left up (tenths below 10 s, seconds above) and says "about to
+    expire" below a tenth of a second, never "for up to 0.0 s more"."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as one, opened(db) as two:
+        await one.acquire_lease("s", "A", ttl=30)
+        with pytest.raises(lash.SessionBusy) as busy:
+            await two.acquire_lease("s", "B", ttl=30)
+    assert str(busy.value) == (
+        "session 's' is busy: its lease is held by 'A' (for up to 30 s more); close it there, "
+        "or open with wait=<seconds>"
+    )
+    # Built directly, within microseconds of the expiry time given: exact values (a store
+    # cannot be made to refuse a lease in its last tenth of a second without racing it).
+    for left, when in ((2.35, "for up to 2.4 s more"), (9.91, "for up to 10.0 s more")):
+        busy_now = lash.SessionBusy("s", owner="A", expires_at=time.time() + left)
+        assert f"({when})" in str(busy_now)
+    for left in (0.04, 0.0, -5.0):  # the last: a clock that stepped back
+        busy_now = lash.SessionBusy("s", owner="A", expires_at=time.time() + left)
+        assert "(about to expire)" in str(busy_now) and "0.0 s" not in str(busy_now)
+
+
 async def test_expired_lease_is_taken_over_and_the_stale_writer_writes_nothing(
     tmp_path: Path,
 ) -> None:
@@ -1213,6 +1235,106 @@ async def test_read_only_directory_is_refused(tmp_path: Path) -> None:
     assert str(folder) in str(refused.value) and "-wal" in str(refused.value)
 
 
+# -- mode: opening without creating --------------------------------------------------------------
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+async def test_ro_and_rw_create_nothing_and_name_the_path(tmp_path: Path, mode: str) -> None:
+    """``mode=ro`` / ``rw`` on a missing file or directory: a ConfigError naming it, no file."""
+    for db in (tmp_path / "lash.db", tmp_path / "state" / "lash.db"):
+        for store in (
+            SQLiteStore(f"{url_of(db)}?mode={mode}&create_dirs=1"),
+            SQLiteStore(url_of(db), mode=mode, create_dirs=True),
+        ):
+            try:
+                with pytest.raises(lash.ConfigError) as refused:
+                    await store.list_sessions()
+            finally:
+                await store.close()
+            assert refused.value.path == str(db)
+            assert str(refused.value).startswith(f"{db}: there is no database here")
+            assert f"mode={mode}" in str(refused.value)
+    assert listing(tmp_path) == []
+
+
+async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> None:
+    """A ``mode=ro`` store loads and lists; every write is refused; the files stay as they were."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=turn_delta("F1", 1, 1))
+        await store.release_lease(lease)
+        expected = await store.load("s", full=True)
+    content = db.read_bytes()
+    assert listing(tmp_path) == ["lash.db"]
+
+    async with opened(db, mode="ro") as reader:
+        assert await reader.load("s", full=True) == expected
+        assert [row.session_id for row in await reader.list_sessions()] == ["s"]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2]
+        writes = {
+            "acquire": reader.acquire_lease("t", "w", ttl=30),
+            "renew": reader.renew_lease(lash.store.Lease("s", "w", 1, time.time() + 30), ttl=30),
+            "commit": reader.commit(
+                "s", lease=lease, expected_revision=1, delta=turn_delta("F1", 2, 2)
+            ),
+            "delete": reader.delete("s"),
+        }
+        for name, write in writes.items():
+            with pytest.raises(lash.ConfigError) as refused:
+                await write
+            assert str(refused.value).startswith(f"{db}: this store only reads (mode=ro"), name
+    # Closed, it leaves no -wal or -shm file behind, and the database as it was.
+    assert listing(tmp_path) == ["lash.db"]
+    assert db.read_bytes() == content
+
+
+async def test_ro_reads_a_file_this_process_cannot_write(tmp_path: Path) -> None:
+    """``mode=ro`` reads a database file that is read-only for this process."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=turn_delta("F1", 1, 1))
+    with read_only(db):
+        async with opened(db, mode="ro") as reader:
+            assert [row.session_id for row in await reader.list_sessions()] == ["s"]
+
+
+async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: Path) -> None:
+    """``mode=ro`` migrates nothing: an empty file, or one lacking a migration, is refused."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    async with opened(empty, mode="ro") as reader:
+        with pytest.raises(lash.ConfigError, match="not a lash database yet") as refused:
+            await reader.list_sessions()
+    assert refused.value.path == str(empty)
+    assert empty.read_bytes() == b""
+
+    db = tmp_path / "old.db"
+    async with opened(db) as store:
+        await store.open()
+    conn = sqlite3.connect(db)
+    with conn:  # the first schema, as in the migration test above
+        conn.execute("DROP TRIGGER apply_commit_request")
+        conn.execute("DROP VIEW commit_requests")
+        conn.execute("DELETE FROM lash_migrations WHERE id = 2")
+    conn.close()
+    async with opened(db, mode="ro") as reader:
+        with pytest.raises(lash.ConfigError) as refused:
+            await reader.list_sessions()
+    assert "lacks the schema migrations 2 ('one-statement commit')" in str(refused.value)
+    assert "open it once without mode=ro" in str(refused.value)
+    assert query(db, "SELECT id FROM lash_migrations") == [(1,)]
+    # Without mode=ro (rw: it exists), the store migrates it forward.
+    async with opened(db, mode="rw") as store:
+        assert await store.list_sessions() == []
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,)]
+
+
 # -- URLs ---------------------------------------------------------------------------------------
 
 
@@ -1229,11 +1351,17 @@ def test_url_forms() -> None:
         True,
     )
     defaults = parse_url("sqlite:///x.db")
-    assert (defaults.synchronous, defaults.busy_timeout, defaults.create_dirs) == (
+    assert (defaults.synchronous, defaults.busy_timeout, defaults.create_dirs, defaults.mode) == (
         "NORMAL",
         5000,
         False,
+        "rwc",
     )
+    assert [parse_url(f"sqlite:///x.db?mode={m}").mode for m in ("ro", "RW", "rwc")] == [
+        "ro",
+        "rw",
+        "rwc",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -1247,6 +1375,8 @@ def test_url_forms() -> None:
         ("sqlite:///x.db?busy_timeout=soon", "busy_timeout='soon'"),
         ("sqlite:///x.db?create_dirs=maybe", "create_dirs='maybe'"),
         ("sqlite:///x.db?colour=red", "unknown parameter 'colour'"),
+        ("sqlite:///x.db?mode=wr", "mode='wr'; use rwc"),
+        ("sqlite://:memory:?mode=ro", "mode=ro opens an existing database"),
     ],
 )
 def test_bad_urls_are_config_errors(url: str, expected: str) -> None:
