@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.types import SessionConfig
+from lash._plugins.arguments import check_core_arguments
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import LoadedPlugin, PluginInfo, load_plugins
@@ -78,6 +79,7 @@ class LashCore:
         on_error: Callable[[LashError], None] | None = None,
         lease_ttl: float = 30.0,
     ) -> None:
+        check_core_arguments(locals())  # first: a bad argument must fail before it is used
         base = config if config is not None else HostConfig().with_env(os.environ)
         overrides: dict[str, Any] = {
             key: value
