@@ -112,6 +112,7 @@ if typing.TYPE_CHECKING:
     from lash._plugins.loading import PluginInfo
     from lash._plugins.options import option
     from lash._plugins.registry import Contribution, Registry
+    from lash._store.ids import check_session_id
     from lash._store.protocol import (
         CommitDelta,
         Lease,
@@ -235,6 +236,7 @@ __all__ = [
     "UserMessage",
     "ValidationError",
     "check_lease",
+    "check_session_id",
     "collect_response",
     "from_data",
     "hookimpl",

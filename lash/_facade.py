@@ -94,6 +94,7 @@ EXPORTS: dict[str, str] = {
     "Usage": "lash._contract.types",
     "UserMessage": "lash._contract.graph",
     "check_lease": "lash._store.protocol",
+    "check_session_id": "lash._store.ids",
     "collect_response": "lash._contract.providers",
     "from_data": "lash._contract.serialization",
     "load_script": "lash._testing.scripted",

@@ -19,6 +19,7 @@ from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import LoadedPlugin, PluginInfo, load_plugins
 from lash._plugins.options import is_secret
 from lash._plugins.registry import Registry, run_registrations
+from lash._store.ids import check_session_id
 from lash.errors import LashError, ProtocolMissing, UnknownProvider, UnknownStore
 from lash.hookspecs import SHAPES
 
@@ -168,8 +169,13 @@ class LashCore:
         options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Session:
         """A handle on session ``session_id``; ``options`` overrides plugin options by plugin name
-        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next."""
+        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next.
+
+        :raises SessionError: when ``session_id`` breaks the session id rule (see
+            :func:`lash.check_session_id`)."""
         from lash._kernel.session import Session
+
+        check_session_id(session_id)
 
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
