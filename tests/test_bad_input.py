@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 from _pkgs import run_lash
+from _recorder import Recorder
+from openai_wire_server import Reply, WireServer, WireToolCall
 
 import lash
+import lash_plugins_builtin.openai as openai_plugin
+from lash._tools.arguments import MAX_ARGUMENT_DEPTH
 from lash_plugins_builtin.sqlite import SQLiteStore
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -174,3 +178,208 @@ def test_cli_reports_an_invalid_session_id_without_traceback(tmp_path: Path) -> 
     assert result.returncode != 0
     assert "invalid session id ' x': it starts or ends with whitespace" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# -- tool arguments nested too deep ----------------------------------------------------------------
+
+#: The limit documented in docs/tools.rst: the arguments object is level 1, and each array or
+#: object inside adds one.
+LIMIT = 64
+TOO_DEEP = (
+    "the arguments nest deeper than 64 levels of arrays and objects (the limit for tool "
+    "arguments); send flatter arguments"
+)
+
+
+def nested_lists(levels: int) -> Any:
+    """``levels`` lists, each the only item of the one around it (``[[[]]]`` is 3 levels)."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+class EchoTools:
+    """A typed tool and a raw tool that record what they are called with."""
+
+    lash_plugin = lash.PluginMeta(name="echo_tools")
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        calls = self.calls
+
+        def typed(value: list[Any]) -> str:
+            """Echo a list."""
+            calls.append(value)
+            return "typed ok"
+
+        def raw(arguments: dict[str, Any], context: lash.ToolContext) -> str:
+            calls.append(arguments["value"])
+            return "raw ok"
+
+        register(typed)
+        register(lash.raw_tool("raw", "Echo anything.", {"type": "object"}, raw))
+
+
+def deep_core(url: str, recorder: Recorder, *plugins: object) -> lash.LashCore:
+    return lash.LashCore(
+        plugins=["standard", "stores", recorder, *plugins],
+        store=url,
+        provider="recorder",
+        autoload=False,
+    )
+
+
+async def run_one_call(
+    tmp_path: Path, tool: str, value: Any, *plugins: object
+) -> tuple[lash.TurnResult, Recorder, list[Any]]:
+    """One turn on a real SQLite file whose model calls ``tool(value=value)``, then answers."""
+    call = lash.ScriptedToolCall(tool, {"value": value}, id="c1")
+    recorder = Recorder([lash.ScriptedResponse(tool_calls=[call]), "done"])
+    tools = EchoTools()
+    async with deep_core(f"sqlite:///{tmp_path}/lash.db", recorder, tools, *plugins) as core:
+        session = await core.session("deep").open()
+        result = await session.turn("go").run()
+    return result, recorder, tools.calls
+
+
+async def stored_nodes(tmp_path: Path) -> tuple[Any, ...]:
+    """The nodes of session "deep", read back by a new store on the same file."""
+    store = SQLiteStore(f"sqlite:///{tmp_path}/lash.db")
+    try:
+        record = await store.load("deep", full=True)
+    finally:
+        await store.close()
+    assert record is not None
+    return record.nodes
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool", ["typed", "raw"])
+async def test_arguments_10000_levels_deep_get_an_error_and_the_turn_commits(
+    tmp_path: Path, tool: str
+) -> None:
+    """10,000 nested lists from the model: the tool is not called, the model reads why, and the
+    turn completes and commits on a real SQLite file, readable afterwards."""
+    result, recorder, calls = await run_one_call(tmp_path, tool, nested_lists(10_000))
+    assert (result.outcome, result.text, result.revision) == ("completed", "done", 1)
+    expected = f"tool {tool!r} was not called: {TOO_DEEP}"
+    assert [(r.result.content, r.result.is_error) for r in result.tool_calls] == [(expected, True)]
+    assert calls == []
+    answer = [m for m in recorder.requests[1].messages if m.role == "tool"]
+    assert [m.content for m in answer] == [expected]
+
+    nodes = await stored_nodes(tmp_path)
+    (assistant,) = [n for n in nodes if isinstance(n, lash.AssistantMessage) and n.tool_calls]
+    (recorded,) = assistant.tool_calls
+    # Recorded as an invalid-arguments call: its text down to one level past the limit (the
+    # object, 63 lists, then the 65th level cut), and no arguments to walk.
+    assert recorded.arguments == {}
+    assert recorded.invalid_arguments == '{"value": ' + "[" * 63 + "[…]" + "]" * 63 + "}"
+    (result_node,) = [n for n in nodes if isinstance(n, lash.ToolResultNode)]
+    assert (result_node.content, result_node.is_error) == (expected, True)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool", ["typed", "raw"])
+async def test_arguments_exactly_at_the_limit_are_accepted_and_stored(
+    tmp_path: Path, tool: str
+) -> None:
+    """64 levels (the object and 63 lists) reach the tool and load back equal from SQLite."""
+    value = nested_lists(LIMIT - 1)
+    result, _, calls = await run_one_call(tmp_path, tool, value)
+    assert [r.result.content for r in result.tool_calls] == [f"{tool} ok"]
+    assert calls == [value]
+    nodes = await stored_nodes(tmp_path)
+    (assistant,) = [n for n in nodes if isinstance(n, lash.AssistantMessage) and n.tool_calls]
+    assert assistant.tool_calls[0].arguments == {"value": value}
+
+
+@pytest.mark.anyio
+async def test_one_level_past_the_limit_is_refused(tmp_path: Path) -> None:
+    """65 levels (the object and 64 lists) are refused."""
+    result, _, calls = await run_one_call(tmp_path, "typed", nested_lists(LIMIT))
+    assert [r.result.content for r in result.tool_calls] == [
+        f"tool 'typed' was not called: {TOO_DEEP}"
+    ]
+    assert calls == []
+
+
+@pytest.mark.anyio
+async def test_depth_counts_objects_and_arrays_alike(tmp_path: Path) -> None:
+    """Objects nested in objects count as arrays do: 65 levels of {"k": ...} are refused."""
+    value: Any = {}
+    for _ in range(LIMIT - 1):
+        value = {"k": value}
+    result, _, _ = await run_one_call(tmp_path, "raw", value)
+    assert result.tool_calls[0].result.is_error
+    assert TOO_DEEP in result.tool_calls[0].result.content
+
+
+class DeepReplacer:
+    """Replaces every call's arguments with 10,000 nested lists (a buggy plugin)."""
+
+    lash_plugin = lash.PluginMeta(name="deep_replacer")
+
+    @lash.hookimpl
+    def before_tool_call(self, call: lash.ToolCall) -> lash.ReplaceToolArguments:
+        return lash.ReplaceToolArguments({"value": nested_lists(10_000)})
+
+
+@pytest.mark.anyio
+async def test_deep_arguments_from_a_hook_get_an_error_result(tmp_path: Path) -> None:
+    """Arguments a before_tool_call hook makes too deep fail the call, not the turn."""
+    result, _, calls = await run_one_call(tmp_path, "typed", [1], DeepReplacer())
+    assert (result.outcome, result.revision) == ("completed", 1)
+    assert [r.result.content for r in result.tool_calls] == [
+        f"invalid arguments for tool 'typed': {TOO_DEEP}"
+    ]
+    assert calls == []
+
+
+@pytest.mark.anyio
+async def test_openai_arguments_too_deep_for_json_loads_fail_the_call_not_the_turn(
+    tmp_path: Path,
+) -> None:
+    """A Chat Completions response whose arguments JSON nests 100,000 levels (json.loads raises
+    RecursionError on it) becomes an invalid-arguments call: error result, turn committed, and
+    the raw text replayed to the model as it sent it."""
+    raw = '{"value": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with WireServer() as server:
+        server.push(
+            Reply(tool_calls=[WireToolCall("c1", "typed", [raw[:50_000], raw[50_000:]])]),
+            Reply(text=["done"]),
+        )
+        options = {"openai": {"base_url": server.base_url, "api_key": "sk-test", "backoff": 0.01}}
+        tools = EchoTools()
+        core = lash.LashCore(
+            plugins=["standard", "stores", openai_plugin, tools],
+            store=f"sqlite:///{tmp_path}/lash.db",
+            provider="openai",
+            options=options,
+            autoload=False,
+        )
+        async with core:
+            session = await core.session("deep").open()
+            result = await session.turn("go").run()
+        replayed = server.requests[1].body["messages"]
+    assert (result.outcome, result.text, result.revision) == ("completed", "done", 1)
+    expected = f"tool 'typed' was not called: {TOO_DEEP}"
+    assert [r.result.content for r in result.tool_calls] == [expected]
+    assert tools.calls == []
+    (assistant,) = [m for m in replayed if m["role"] == "assistant"]
+    assert assistant["tool_calls"][0]["function"]["arguments"] == raw
+    nodes = await stored_nodes(tmp_path)
+    (call_node,) = [n for n in nodes if isinstance(n, lash.ToolCallNode)]
+    assert call_node.call.invalid_arguments == raw
+
+
+def test_tools_page_documents_the_limit() -> None:
+    """docs/tools.rst states the nesting limit lash applies, and the message the model reads."""
+    page = " ".join((DOCS / "tools.rst").read_text(encoding="utf-8").split())
+    assert MAX_ARGUMENT_DEPTH == LIMIT
+    assert f"nested more than **{LIMIT} levels**" in page
+    assert f"``tool 'x' was not called: {TOO_DEEP}``" in page

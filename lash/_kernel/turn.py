@@ -51,6 +51,7 @@ from lash._contract.types import (
     Usage,
 )
 from lash._plugins.dispatch import call_impl
+from lash._tools.arguments import admit_tool_call, invalid_arguments_result
 from lash.errors import LashError
 
 if TYPE_CHECKING:
@@ -366,7 +367,7 @@ class Turn:
                 text.append(event.text)
                 self._emit(TextDeltaEvent(event.text))
             elif isinstance(event, ToolCallReady):
-                calls.append(event.call)
+                calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
                 usage = usage + event.usage
                 finish = event.finish_reason
@@ -447,12 +448,7 @@ class Turn:
     async def _invoke(self, call: ToolCall, context: Any) -> ToolResult:
         core = self.session.core
         if call.invalid_arguments is not None:
-            return ToolResult(
-                call.id,
-                f"tool {call.name!r}: arguments are not a JSON object: "
-                f"{call.invalid_arguments[:200]!r}; send the arguments as a JSON object",
-                True,
-            )
+            return invalid_arguments_result(call)
         if call.name not in self.session._last_catalog or not core._has_tool(call.name):
             available = ", ".join(sorted(self.session._last_catalog)) or "none"
             return ToolResult(
