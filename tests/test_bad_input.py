@@ -41,6 +41,19 @@ def test_cli_reports_a_config_that_is_not_utf8_without_traceback(
     assert "Traceback" not in output and "UnicodeDecodeError" not in output
 
 
+def test_doctor_suggests_the_plugin_a_misspelled_options_table_meant(tmp_path: Path) -> None:
+    """`lash doctor` reports [options.opnai] with "did you mean 'openai'?"."""
+    (tmp_path / "lash.toml").write_text(
+        'autoload = false\nstore = "memory://"\n[options.opnai]\ntimeout = 3\n', encoding="utf-8"
+    )
+    result = run_lash("doctor", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        "  - [options.opnai] is set but no plugin named 'opnai' is enabled "
+        "(did you mean 'openai'?)\n" in result.stdout
+    )
+
+
 # -- session ids -----------------------------------------------------------------------------------
 
 #: Ids breaking the rule of docs/sessions.rst, and the part of the rule each breaks.

@@ -115,6 +115,20 @@ def test_warnings_for_unused_option_sections() -> None:
     ]
 
 
+def test_misspelled_option_section_gets_a_suggestion() -> None:
+    """An options table named like no plugin, but close to one, says which one was meant."""
+    core = LashCore(
+        [plugin("tool_host"), plugin("plain")],
+        options={"tool_hots": {"x": 1}, "plian": {}, "zzz": {}},
+    )
+    assert sorted(core.warnings) == [
+        "[options.plian] is set but no plugin named 'plian' is enabled (did you mean 'plain'?)",
+        "[options.tool_hots] is set but no plugin named 'tool_hots' is enabled "
+        "(did you mean 'tool_host'?)",
+        "[options.zzz] is set but no plugin named 'zzz' is enabled",
+    ]
+
+
 def test_strict_environment_applies_to_code_built_core(monkeypatch: pytest.MonkeyPatch) -> None:
     """A core built in code still honours ``LASH_STRICT_PLUGINS``."""
     monkeypatch.setenv("LASH_STRICT_PLUGINS", "1")
