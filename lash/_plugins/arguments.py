@@ -22,12 +22,12 @@ _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
 
 #: Values that are never a plugin object, though Python would let them be registered as one.
-_NOT_PLUGINS = (bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset)
+_NOT_PLUGINS = (bool, int, float, complex, bytes, bytearray, list, tuple, dict, set, frozenset)
 
 _Rule = Callable[[Any], "str | None"]
 
 
-def shown(value: Any) -> str:
+def _shown(value: Any) -> str:
     """``7 (int)``: a value as a problem line shows it, its repr cut short."""
     return f"{_REPR.repr(value)} ({type(value).__name__})"
 
@@ -43,31 +43,29 @@ def _sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
 
 
-def _plugins(value: Any) -> str | None:
-    expected = "a list of plugin names (str) or plugin objects (modules, classes, instances)"
-    if value is None or isinstance(value, str):  # a bare string is one plugin name
+def _list_of(expected: str, item: str, fits: Callable[[Any], bool]) -> _Rule:
+    """A rule for None, one plugin name (a bare str), or a list whose items all ``fits``."""
+
+    def rule(value: Any) -> str | None:
+        if value is None or isinstance(value, str):  # a bare string is one plugin name
+            return None
+        if not _sequence(value):
+            return f"expected {expected}, got {_shown(value)}"
+        for index, element in enumerate(value):
+            if not fits(element):
+                return f"[{index}]: expected {item}, got {_shown(element)}"
         return None
-    if not _sequence(value):
-        return f"expected {expected}, got {shown(value)}"
-    for index, item in enumerate(value):
-        if item is None or (isinstance(item, _NOT_PLUGINS) and not isinstance(item, str)):
-            return (
-                f"[{index}]: expected a plugin name (str) or a plugin object (module, class or "
-                f"instance), got {shown(item)}"
-            )
-    return None
+
+    return rule
 
 
-def _names(value: Any) -> str | None:
-    expected = "a list of plugin names (str)"
-    if value is None or isinstance(value, str):  # a bare string is one plugin name
-        return None
-    if not _sequence(value):
-        return f"expected {expected}, got {shown(value)}"
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            return f"[{index}]: expected a plugin name (str), got {shown(item)}"
-    return None
+def _is_plugin(item: Any) -> bool:
+    # A str is a plugin name; anything else but these is a plugin object.
+    return item is not None and not isinstance(item, _NOT_PLUGINS)
+
+
+def _is_name(item: Any) -> bool:
+    return isinstance(item, str)
 
 
 def _options(value: Any) -> str | None:
@@ -81,7 +79,7 @@ def _options(value: Any) -> str | None:
         )
     for name, table in value.items():
         if not isinstance(name, str):
-            return f"expected plugin names (str) as keys, got {shown(name)}"
+            return f"expected plugin names (str) as keys, got {_shown(name)}"
         if not isinstance(table, Mapping):
             return f"[{name!r}]: expected a mapping of option names to values, got {_kind(table)}"
     return None
@@ -91,7 +89,7 @@ def _optional(kind: type, expected: str) -> _Rule:
     def rule(value: Any) -> str | None:
         if value is None or isinstance(value, kind):
             return None
-        return f"expected {expected}, got {shown(value)}"
+        return f"expected {expected}, got {_shown(value)}"
 
     return rule
 
@@ -99,7 +97,7 @@ def _optional(kind: type, expected: str) -> _Rule:
 def _on_error(value: Any) -> str | None:
     if value is None or callable(value):
         return None
-    return f"expected a function taking a lash.LashError (or None), got {shown(value)}"
+    return f"expected a function taking a lash.LashError (or None), got {_shown(value)}"
 
 
 def _lease_ttl(value: Any) -> str | None:
@@ -107,18 +105,22 @@ def _lease_ttl(value: Any) -> str | None:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if number and math.isfinite(value) and value > 0:
         return None
-    return f"expected a positive number of seconds (int or float), got {shown(value)}"
+    return f"expected a positive number of seconds (int or float), got {_shown(value)}"
 
 
 #: One rule per parameter of ``LashCore.__init__``; each returns a problem or None.
 RULES: dict[str, _Rule] = {
-    "plugins": _plugins,
+    "plugins": _list_of(
+        "a list of plugin names (str) or plugin objects (modules, classes, instances)",
+        "a plugin name (str) or a plugin object (module, class or instance)",
+        _is_plugin,
+    ),
     "config": _optional(HostConfig, "a lash.HostConfig (from lash.HostConfig.load()) or None"),
     "store": _optional(str, "a store URL (str) such as 'sqlite:///sessions.db' or 'memory://'"),
     "provider": _optional(str, "a provider name (str) such as 'openai'"),
     "model": _optional(str, "a model name (str)"),
     "options": _options,
-    "disable": _names,
+    "disable": _list_of("a list of plugin names (str)", "a plugin name (str)", _is_name),
     "autoload": _optional(bool, "True, False or None"),
     "strict": _optional(bool, "True, False or None"),
     "on_error": _on_error,
