@@ -176,7 +176,6 @@ class LashCore:
         from lash._kernel.session import Session
 
         check_session_id(session_id)
-
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
         return session

@@ -37,18 +37,15 @@ def _exceeds(value: Any, limit: int) -> bool:
     Iterative, and it never looks past level ``limit + 1``, so neither depth nor a cycle (a
     dict that contains itself, from a plugin's hook) can make it recurse or loop.
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    containers = (Mapping, list, tuple)
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, containers) else []
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, Mapping):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in item.values() if isinstance(item, Mapping) else item:
+            if isinstance(child, containers):  # scalars cannot nest: not worth a push
+                stack.append((child, depth + 1))
     return False
 
 
