@@ -16,6 +16,7 @@ Graph nodes and other records are encoded for storage with :func:`to_data` and r
 """
 
 from lash._contract.serialization import from_data, to_data
+from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.protocol import (
     CommitDelta,
     Lease,
@@ -39,6 +40,7 @@ from lash._testing.conformance import (
 
 __all__ = [
     "CHECKS",
+    "MAX_SESSION_ID_LENGTH",
     "STORE_CHECKS",
     "CommitDelta",
     "ConformanceReport",
@@ -51,6 +53,7 @@ __all__ = [
     "StoreConformanceError",
     "StoreFactory",
     "check_lease",
+    "check_session_id",
     "check_store",
     "from_data",
     "run_store_check",

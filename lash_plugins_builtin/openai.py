@@ -122,7 +122,7 @@ def _tool_call(call_id: str | None, name: str, raw: str) -> lash.ToolCall:
         return lash.ToolCall(id=ident, name=name, arguments={})
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         parsed = None
     if not isinstance(parsed, dict):
         return lash.ToolCall(id=ident, name=name, arguments={}, invalid_arguments=raw)

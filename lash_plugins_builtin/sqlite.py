@@ -62,7 +62,7 @@ import attrs
 
 import lash
 import lash.store
-from lash.store import check_lease, take_lease
+from lash.store import check_lease, check_session_id, take_lease
 from lash_plugins_builtin import _sqlite_schema as schema
 from lash_plugins_builtin._sqlite_url import (
     MEMORY,
@@ -246,6 +246,7 @@ class SQLiteStore:
     # -- leases ----------------------------------------------------------------------------
 
     async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+        check_session_id(session_id)
         async with self._transaction((schema.LEASE, (session_id,))) as (conn, (row,)):
             lease = take_lease(_lease_of(session_id, _first(row)), session_id, owner, ttl)
             await conn.execute(
@@ -273,6 +274,7 @@ class SQLiteStore:
     # -- sessions --------------------------------------------------------------------------
 
     async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
+        check_session_id(session_id)
         sid = (session_id,)
         nodes_read = (schema.ALL_NODES, sid) if full else (schema.ACTIVE_NODES, sid * 2)
         head_rows, node_rows, state_rows, usage_rows = await self._read(
@@ -311,6 +313,7 @@ class SQLiteStore:
         expected_revision: int,
         delta: lash.store.CommitDelta,
     ) -> int:
+        check_session_id(session_id)
         # Serialize before taking the write lock: a value that is not JSON fails here, with
         # nothing written and no other writer kept waiting.
         encoded = _Encoded.of(session_id, delta)
@@ -350,6 +353,7 @@ class SQLiteStore:
             return new_head.revision
 
     async def delete(self, session_id: str) -> None:
+        check_session_id(session_id)
         self._heads.pop(session_id, None)
         sid = (session_id,)
         reads = ((schema.HEAD, sid), (schema.STATE_HASHES, sid))

@@ -134,6 +134,61 @@ async def test_failure_message_says_what_broke() -> None:
     )
 
 
+async def test_store_that_does_not_check_ids_fails_the_id_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A memory store with its session id check removed fails session_id_rule, and only it."""
+    import lash._store.protocol
+
+    monkeypatch.setattr(lash._store.protocol, "check_session_id", lambda session_id: session_id)
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(lash.store.MemoryStore)
+    assert list(info.value.failures) == ["session_id_rule"]
+    assert str(info.value.failures["session_id_rule"]).startswith(
+        "acquire_lease(''): expected SessionError for the invalid id, but it returned "
+        "Lease(session_id='', owner='owner-a', token=1, "
+    )
+
+
+class PartialIdCheckStore(lash.store.MemoryStore):
+    """Checks ids everywhere but in delete, which looks the session up first."""
+
+    async def delete(self, session_id: str) -> None:
+        if session_id not in self._sessions:
+            raise lash.UnknownSession(session_id)
+        await super().delete(session_id)
+
+
+class ShortIdStore(lash.store.MemoryStore):
+    """Refuses what a VARCHAR(128) ASCII column could not hold: valid ids among them."""
+
+    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+        lash.store.check_session_id(session_id)
+        if len(session_id) > 128 or not session_id.isascii():
+            raise lash.SessionError(f"session id too long or not ASCII: {session_id!r}")
+        return await super().acquire_lease(session_id, owner, ttl=ttl)
+
+
+async def test_store_that_checks_ids_too_late_fails_the_id_rule() -> None:
+    """A store that looks an invalid id up (UnknownSession) instead of refusing it fails."""
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(PartialIdCheckStore, checks=["session_id_rule"])
+    message = str(info.value.failures["session_id_rule"])
+    assert message.startswith(
+        "delete(''): expected SessionError for the invalid id, got UnknownSession: "
+    )
+    assert "check the id with lash.store.check_session_id() before anything else" in message
+
+
+async def test_store_that_refuses_valid_ids_fails_the_id_rule() -> None:
+    """A store that cannot hold a 256-character non-ASCII id fails, naming the id."""
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(ShortIdStore, checks=["session_id_rule"])
+    error = info.value.failures["session_id_rule"]
+    assert isinstance(error, lash.SessionError)
+    assert "session id too long or not ASCII: 'conformance-ids-" in str(error)
+
+
 async def test_run_store_check_raises_the_checks_own_error() -> None:
     """run_store_check lets the check's AssertionError through, noting the check's name."""
     with pytest.raises(AssertionError, match=re.escape("load().nodes after a boundary")) as info:

@@ -45,6 +45,7 @@ TITLES: dict[str, str] = {
     "lash._contract.graph": "The session graph",
     "lash._contract.providers": "Model providers",
     "lash._store.protocol": "Stores",
+    "lash._store.ids": "Session ids",
     "lash.errors": "Errors",
 }
 

@@ -61,6 +61,7 @@ class KVStore:
     # -- leases --------------------------------------------------------------------------
 
     async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+        lash.store.check_session_id(session_id)  # the same ids as every store, or SessionError
         # A lease may come before the first commit: a head at revision 0 holds it.
         head = self._head(session_id) or empty_head()
         lease = lash.store.take_lease(self._lease(session_id, head), session_id, owner, ttl)
@@ -89,6 +90,7 @@ class KVStore:
     # -- sessions ------------------------------------------------------------------------
 
     async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
+        lash.store.check_session_id(session_id)
         head = self._head(session_id)
         if head is None or head["revision"] == 0:
             return None
@@ -121,6 +123,7 @@ class KVStore:
         expected_revision: int,
         delta: lash.store.CommitDelta,
     ) -> int:
+        lash.store.check_session_id(session_id)
         head = self._head(session_id)
         lash.store.check_lease(self._lease(session_id, head), lease)  # the fencing token
         assert head is not None
@@ -165,6 +168,7 @@ class KVStore:
         return int(head["revision"])
 
     async def delete(self, session_id: str) -> None:
+        lash.store.check_session_id(session_id)
         head = self._head(session_id)
         if head is None or head["revision"] == 0:
             raise lash.UnknownSession(session_id)

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._plugins.arguments import check_core_arguments
 from lash._plugins.composition import DEFAULT_MODEL, Composition, compose
 from lash._plugins.dispatch import HookDispatcher, MonitorAfter, MonitorBefore
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import Builtins, PluginInfo
 from lash._plugins.registry import Registry
+from lash._store.ids import check_session_id
 from lash.errors import LashError
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class LashCore:
         lease_ttl: float = 30.0,
         hook_timeout: float | None = None,
     ) -> None:
+        check_core_arguments(locals())  # first: a bad argument must fail before it is used
         base = config if config is not None else HostConfig().with_env(os.environ)
         overrides: dict[str, Any] = {
             key: value
@@ -179,9 +182,13 @@ class LashCore:
         options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Session:
         """A handle on session ``session_id``; ``options`` overrides plugin options by plugin name
-        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next."""
+        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next.
+
+        :raises SessionError: when ``session_id`` breaks the session id rule (see
+            :func:`lash.store.check_session_id`)."""
         from lash._kernel.session import Session
 
+        check_session_id(session_id)
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
         return session

@@ -68,6 +68,7 @@ from lash._contract.types import (
 )
 from lash._kernel import operations
 from lash._kernel.prompt import prompt_view
+from lash._tools.arguments import admit_tool_call, invalid_arguments_result
 from lash.errors import LashError
 
 if TYPE_CHECKING:
@@ -405,7 +406,7 @@ class Turn:
                 text.append(event.text)
                 self._emit(TextDeltaEvent(event.text))
             elif isinstance(event, ToolCallReady):
-                calls.append(event.call)
+                calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
                 usage = usage + event.usage
                 finish = event.finish_reason
@@ -506,12 +507,7 @@ class Turn:
     async def _invoke(self, call: ToolCall, context: ToolContext) -> ToolResult:
         composition = self._runtime.composition
         if call.invalid_arguments is not None:
-            return ToolResult(
-                call.id,
-                f"tool {call.name!r}: arguments are not a JSON object: "
-                f"{call.invalid_arguments[:200]!r}; send the arguments as a JSON object",
-                True,
-            )
+            return invalid_arguments_result(call)
         offered = self._runtime.last_catalog
         if call.name not in offered or not composition.has_tool(call.name):
             available = ", ".join(sorted(offered)) or "none"

@@ -88,8 +88,9 @@ class HostConfig:
         """Read the host config: ``path``, else ``$LASH_CONFIG``, else the nearest ``lash.toml`` or
         ``pyproject.toml`` with ``[tool.lash]`` from ``cwd`` upward; then apply the environment.
 
-        :raises ConfigError: malformed TOML (file, line, column), unknown keys, bad values,
-            ``"$env:NAME"`` naming an unset variable, or a ``path`` that does not exist.
+        :raises ConfigError: a file that is not UTF-8 (file, line, column, byte offset),
+            malformed TOML (file, line, column), unknown keys, bad values, ``"$env:NAME"``
+            naming an unset variable, or a ``path`` that does not exist.
         """
         env = os.environ if environ is None else environ
         found: Path | None
@@ -142,11 +143,34 @@ _LOCATION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _END = re.compile(r"\(at end of document\)")
 
 
+def _decode(path: Path, data: bytes) -> str:
+    """The text of a config file; TOML is UTF-8 by definition, so anything else is an error.
+
+    :raises ConfigError: naming the file, the line and column, and the byte offset of the first
+        byte that is not UTF-8.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Everything before the bad byte decoded, so it locates the line and column exactly.
+        before = data[: exc.start].decode("utf-8")
+        bad = " ".join(f"0x{byte:02x}" for byte in data[exc.start : exc.end])
+        plural = "s" if exc.end - exc.start > 1 else ""
+        raise ConfigError(
+            f"not UTF-8 text: byte{plural} {bad} at byte offset {exc.start} cannot be decoded "
+            f"({exc.reason}); TOML files must be UTF-8, so re-save the file with UTF-8 encoding",
+            path=str(path),
+            line=before.count("\n") + 1,
+            column=len(before) - (before.rfind("\n") + 1) + 1,
+        ) from None
+
+
 def _parse(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
+    text = _decode(path, data)
     import tomllib  # here, not at the top: only a start that finds a config file pays for it
 
     try:

@@ -673,7 +673,10 @@ def load_plugins(
     known = {p.name for p in final} | set(failed_info) | {i.name for i in infos}
     for name in config.options:
         if name not in known:
-            warnings.append(f"[options.{name}] is set but no plugin named {name!r} is enabled")
+            warnings.append(
+                f"[options.{name}] is set but no plugin named {name!r} is enabled"
+                + _suggest(name, known)  # a misspelled table, like a misspelled hook
+            )
 
     if failures and config.strict:
         first = failures[0]

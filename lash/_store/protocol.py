@@ -26,6 +26,7 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, UserMessage
 from lash._contract.types import SessionConfig, Usage
+from lash._store.ids import check_session_id
 from lash.errors import LeaseLost, RevisionConflict, SessionBusy, UnknownSession
 
 
@@ -100,7 +101,9 @@ class Store(Protocol):
     """What a store backend implements (contributed by URL scheme through ``register_stores``).
 
     Every method is a coroutine. ``lash.testing`` ships a conformance suite that checks a backend
-    against this contract.
+    against this contract. Every method that takes a ``session_id`` first checks it with
+    :func:`lash.store.check_session_id`, raising :class:`lash.SessionError` for an id that breaks
+    the session id rule (and doing nothing else).
     """
 
     async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> Lease:
@@ -201,6 +204,7 @@ class MemoryStore:
         self._leases: dict[str, Lease] = {}
 
     async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> Lease:
+        check_session_id(session_id)
         lease = take_lease(self._leases.get(session_id), session_id, owner, ttl)
         self._leases[session_id] = lease
         return lease
@@ -218,6 +222,7 @@ class MemoryStore:
             self._leases[lease.session_id] = attrs.evolve(current, expires_at=0.0)
 
     async def load(self, session_id: str, *, full: bool = False) -> SessionRecord | None:
+        check_session_id(session_id)
         s = self._sessions.get(session_id)
         if s is None:
             return None
@@ -238,6 +243,7 @@ class MemoryStore:
     async def commit(
         self, session_id: str, *, lease: Lease, expected_revision: int, delta: CommitDelta
     ) -> int:
+        check_session_id(session_id)
         check_lease(self._leases.get(session_id), lease)
         now = time.time()
         old = self._sessions.get(session_id)
@@ -267,6 +273,7 @@ class MemoryStore:
         return s.revision
 
     async def delete(self, session_id: str) -> None:
+        check_session_id(session_id)
         if session_id not in self._sessions:
             raise UnknownSession(session_id)
         lease = self._leases.get(session_id)

@@ -35,6 +35,7 @@ from lash._contract.providers import ToolSpec
 from lash._contract.serialization import converter, type_name, validation_problems
 from lash._contract.services import ToolContext, check_timeout
 from lash._contract.types import ToolResult
+from lash._tools.arguments import depth_problem
 
 if TYPE_CHECKING:
     import asyncio
@@ -530,6 +531,11 @@ class Tool:
                 f"invalid arguments for tool {self.name!r}: expected a JSON object, "
                 f"got {_describe(arguments)}",
             )
+        # Before binding, which walks the arguments recursively (as a hook may have replaced
+        # the arguments the kernel admitted, this cannot rely on the kernel's check alone).
+        too_deep = depth_problem(arguments)
+        if too_deep is not None:
+            return self._error(context, f"invalid arguments for tool {self.name!r}: {too_deep}")
         try:
             args, kwargs = self._bind(arguments, context)
         except _InvalidArguments as exc:
