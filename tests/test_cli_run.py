@@ -132,14 +132,19 @@ def test_prompt_comes_from_stdin_without_argument_or_with_dash(tmp_path: Path) -
     assert users == ["make a plan", "and another\nline two"]
 
 
-def test_missing_or_empty_prompt_is_a_usage_error(tmp_path: Path) -> None:
-    """An empty stdin (and nothing else) ends `lash run` with exit 2 and a message on stderr."""
+def test_empty_or_undecodable_stdin_is_a_usage_error(tmp_path: Path) -> None:
+    """A blank stdin, or one that is not UTF-8, ends `lash run` with exit 2 and a message on
+    stderr naming the problem (the offending byte and where it is)."""
     config = write_config(tmp_path, PLAN_CONFIG)
     for args in (("run",), ("run", "-")):
         result = invoke("--config", str(config), *args, input=" \n")
         assert result.exit_code == 2
         assert result.stdout == ""
         assert "prompt read from stdin is empty" in result.stderr
+    latin1 = CliRunner().invoke(cli, ["--config", str(config), "run"], input=b"caf\xe9\n")
+    assert latin1.exit_code == 2
+    assert latin1.stdout == ""
+    assert "not utf-8 text (byte 0xe9 at offset 3)" in latin1.stderr
     assert not (tmp_path / ".lash").exists()  # refused before any session was opened
 
 
@@ -427,6 +432,35 @@ def test_the_scripting_example_of_the_cli_page_works(tmp_path: Path) -> None:
         n["text"] for n in show(tmp_path / "lash.toml", "notes")["nodes"] if n["type"] == "user"
     ]
     assert users == ["make a plan", "Summarise that in one line."]
+
+
+def test_sigint_while_reading_a_prompt_at_a_terminal_exits_130(tmp_path: Path) -> None:
+    """`lash run -` at a terminal says it reads until end of input; Ctrl-C there exits 130
+    (not click's "Aborted!" and 1), and no session is created."""
+    write_config(tmp_path, PLAN_CONFIG)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [LASH, "run", "-"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(follower)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "reading the prompt until end of input (Ctrl-D)" in first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 130, err
+    assert "lash: interrupted" in err and "Aborted" not in err
+    assert out == ""
+    assert not (tmp_path / ".lash").exists()
 
 
 def test_run_against_a_real_openai_compatible_server(tmp_path: Path) -> None:

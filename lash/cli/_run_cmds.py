@@ -194,6 +194,23 @@ def cancel_on_interrupt(turn: Turn) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGINT)
 
 
+def _read_text(stream: Any) -> str:
+    """All of ``stream``, decoded strictly: Python's stdin would let undecodable bytes through as
+    lone surrogates (surrogateescape), which no store can encode."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
+        return str(stream.read())
+    data = binary.read()
+    try:
+        return str(data.decode(encoding))
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(
+            f"the prompt on stdin is not {encoding} text (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start}); convert it first, for instance with iconv"
+        ) from None
+
+
 def read_prompt(prompt: str | None) -> str:
     """The prompt: the argument, or stdin when it is ``-`` or missing and stdin is not a
     terminal.
@@ -207,7 +224,9 @@ def read_prompt(prompt: str | None) -> str:
         raise click.UsageError(
             "no prompt: give PROMPT, or pipe it on stdin (`echo hi | lash run`, `lash run -`)"
         )
-    text = stdin.read() if stdin is not None else ""
+    if stdin is not None and stdin.isatty():  # `lash run -` at a terminal: say what it waits for
+        click.echo("lash: reading the prompt until end of input (Ctrl-D)", err=True)
+    text = _read_text(stdin) if stdin is not None else ""
     if not text.strip():
         raise click.UsageError("the prompt read from stdin is empty")
     # `echo hi |` ends with a newline that is no part of the prompt.
@@ -259,6 +278,27 @@ def run_command(
       130  interrupted (Ctrl-C): the turn is committed as stopped (cancelled);
            a second Ctrl-C quits at once
     """
+    try:
+        result = _run(ctx, prompt, session_id, provider, model, system, as_json)
+    except KeyboardInterrupt:
+        # Outside the turn (reading stdin, opening, closing) or a second Ctrl-C: nothing more to
+        # report. Caught here because click would turn it into "Aborted!" and exit 1.
+        click.echo("lash: interrupted", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps(result_data(result), ensure_ascii=False))
+    ctx.exit(exit_code(result))
+
+
+def _run(
+    ctx: click.Context,
+    prompt: str | None,
+    session_id: str,
+    provider: str | None,
+    model: str | None,
+    system: str | None,
+    as_json: bool,
+) -> TurnResult:
     text = read_prompt(prompt)
     try:
         config = load_config(ctx)
@@ -280,16 +320,8 @@ def run_command(
                 await session.close()  # release the lease now, not when it expires
 
     try:
-        result = asyncio.run(go())
-    except KeyboardInterrupt:
-        # Outside the turn (opening, closing) or a second Ctrl-C: nothing more to report. Caught
-        # here because click would turn it into "Aborted!" and exit 1.
-        click.echo("lash: interrupted", err=True)
-        ctx.exit(EXIT_INTERRUPTED)
+        return asyncio.run(go())
     except _CONFIG_ERRORS as exc:
         raise ConfigProblem(str(exc)) from None
     except LashError as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(result_data(result), ensure_ascii=False))
-    ctx.exit(exit_code(result))
