@@ -233,6 +233,18 @@ def read_prompt(prompt: str | None) -> str:
     return text.rstrip("\r\n")
 
 
+@attrs.frozen
+class RunOptions:
+    """The arguments of one ``lash run``."""
+
+    prompt: str | None
+    session_id: str
+    provider: str | None
+    model: str | None
+    system: str | None
+    as_json: bool
+
+
 @cli.command("run")
 @click.argument("prompt", required=False)
 @click.option("--session", "session_id", default="default", show_default=True, help="Session id.")
@@ -278,8 +290,9 @@ def run_command(
       130  interrupted (Ctrl-C): the turn is committed as stopped (cancelled);
            a second Ctrl-C quits at once
     """
+    options = RunOptions(prompt, session_id, provider, model, system, as_json)
     try:
-        result = _run(ctx, prompt, session_id, provider, model, system, as_json)
+        result = _run(ctx, options)
     except KeyboardInterrupt:
         # Outside the turn (reading stdin, opening, closing) or a second Ctrl-C: nothing more to
         # report. Caught here because click would turn it into "Aborted!" and exit 1.
@@ -290,26 +303,19 @@ def run_command(
     ctx.exit(exit_code(result))
 
 
-def _run(
-    ctx: click.Context,
-    prompt: str | None,
-    session_id: str,
-    provider: str | None,
-    model: str | None,
-    system: str | None,
-    as_json: bool,
-) -> TurnResult:
-    text = read_prompt(prompt)
+def _run(ctx: click.Context, options: RunOptions) -> TurnResult:
+    text = read_prompt(options.prompt)
     try:
         config = load_config(ctx)
     except ConfigError as exc:
         raise ConfigProblem(str(exc)) from None
-    terminal = sys.stdout.isatty() and not as_json
-    layout = Layout(text=not as_json, prefix=terminal, activity_to_stderr=True)
+    terminal = sys.stdout.isatty() and not options.as_json
+    layout = Layout(text=not options.as_json, prefix=terminal, activity_to_stderr=True)
+    system = options.system
 
     async def go() -> TurnResult:
-        async with LashCore(config=config, provider=provider, model=model) as core:
-            session = await core.session(session_id).open()
+        async with LashCore(config=config, provider=options.provider, model=options.model) as core:
+            session = await core.session(options.session_id).open()
             try:
                 if system is not None:
                     await session.configure(prompt_layers=[system] if system else [])
