@@ -3,7 +3,7 @@
 The conventions are those of ``llm`` and of Unix filters: the prompt may come from stdin, stdout
 carries the answer and nothing else (one JSON object with ``--json``), everything about the turn
 (tool activity, the status line, errors) goes to stderr, and the exit status says how the turn
-ended (:data:`EXIT_CODES`).
+ended (the ``EXIT_*`` constants).
 """
 
 from __future__ import annotations
@@ -195,8 +195,8 @@ def cancel_on_interrupt(turn: Turn) -> Iterator[None]:
 
 
 def _read_text(stream: Any) -> str:
-    """All of ``stream``, decoded strictly: Python's stdin would let undecodable bytes through as
-    lone surrogates (surrogateescape), which no store can encode."""
+    """All of ``stream``, decoded strictly: Python's stdin may let undecodable bytes through as
+    lone surrogates (surrogateescape), text that a strict UTF-8 encoder then refuses."""
     encoding = getattr(stream, "encoding", None) or "utf-8"
     binary = getattr(stream, "buffer", None)
     if binary is None:
