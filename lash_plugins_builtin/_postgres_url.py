@@ -102,6 +102,8 @@ def parse_url(url: str) -> PostgresSettings:
                 f"connect_timeout={own['connect_timeout']!r} is not a positive number of "
                 "seconds (e.g. connect_timeout=10)"
             )
+    if not any(key == "application_name" for key, _ in passed):
+        passed.append(("application_name", "lash"))  # what pg_stat_activity shows
     # asyncpg reads the rest; it knows postgresql:// only.
     dsn = urllib.parse.urlunsplit(
         ("postgresql", parts.netloc, parts.path, urllib.parse.urlencode(passed), "")

@@ -143,6 +143,7 @@ class PostgresStore:
                 min_size=s.pool_min,
                 max_size=s.pool_size,
                 timeout=s.connect_timeout,
+                server_settings={"statement_timeout": str(s.statement_timeout)},
                 # No reset query when a connection goes back to the pool: the store leaves no
                 # session state behind (no SET, no LISTEN, only transaction-scoped locks), and
                 # the default reset would cost every operation a second round trip.
@@ -341,9 +342,15 @@ class PostgresStore:
 
     async def info(self) -> dict[str, Any]:
         """What the store runs with, for diagnostics: the URL (password masked), the server's
-        version, the pool's sizes and the migrations applied."""
+        version, the pool's sizes, the connection's ``statement_timeout`` and
+        ``application_name`` as the server has them, and the migrations applied."""
         async with self._connection("reading the server's settings") as conn:
-            version = await conn.fetchval("SHOW server_version")
+            settings = await conn.fetchrow(
+                "SELECT current_setting('server_version'), "
+                "current_setting('statement_timeout'), current_setting('application_name')"
+            )
+            assert settings is not None
+            version, timeout, application = settings
             migrations = await conn.fetch(
                 "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id"
             )
@@ -353,7 +360,8 @@ class PostgresStore:
             "server_version": version,
             "pool_size": s.pool_size,
             "pool_min": s.pool_min,
-            "statement_timeout": s.statement_timeout,
+            "statement_timeout": timeout,
+            "application_name": application,
             "migrations": [dict(r) for r in migrations],
         }
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -107,10 +108,12 @@ async def test_new_database_gets_every_migration_and_a_second_open_changes_nothi
     postgres_url: str,
 ) -> None:
     """Opening an empty database applies each known migration once and records it; opening
-    it again applies nothing."""
-    async with opened(postgres_url) as store:
+    it again applies nothing. The connections carry the URL's statement_timeout."""
+    async with opened(f"{postgres_url}?statement_timeout=1234") as store:
         await store.open()
         info = await store.info()
+    # What the server has for the store's connections.
+    assert (info["statement_timeout"], info["application_name"]) == ("1234ms", "lash")
     assert [(m["id"], m["name"]) for m in info["migrations"]] == [
         (m.id, m.name) for m in _postgres_schema.MIGRATIONS
     ]
@@ -245,7 +248,11 @@ def test_url_options_and_their_defaults() -> None:
     )
     assert (tuned.pool_size, tuned.pool_min, tuned.connect_timeout) == (3, 0, 2.5)
     assert tuned.statement_timeout == 0
-    assert tuned.dsn == "postgresql://u@h/app?sslmode=disable&search_path=lash"
+    assert tuned.dsn == (
+        "postgresql://u@h/app?sslmode=disable&search_path=lash&application_name=lash"
+    )
+    named = parse_url("postgresql://h/app?application_name=mine")
+    assert named.dsn == "postgresql://h/app?application_name=mine"
     assert PostgresStore("postgresql://h/db", pool_size=4).settings.pool_size == 4
 
 
@@ -747,3 +754,15 @@ async def test_random_commit_sequences_round_trip_like_the_memory_store(
                 assert without_times(await again.load(sid, full=full)) == without_times(
                     await reference.load(sid, full=full)
                 )
+
+
+def test_the_documented_host_config_names_a_postgres_store() -> None:
+    """docs/examples/persistence_postgres.toml loads, and its URL sets the pool and passes
+    sslmode on, with no password in it."""
+    example = Path(__file__).resolve().parent.parent / "docs/examples/persistence_postgres.toml"
+    config = lash.HostConfig.load(example, environ={})
+    settings = parse_url(config.store or "")
+    assert (settings.pool_size, settings.secrets) == (20, ())
+    assert settings.dsn == (
+        "postgresql://lash@db.internal:5432/lash?sslmode=require&application_name=lash"
+    )
