@@ -117,7 +117,8 @@ class PostgresServer:
         """A ``postgresql://`` URL of ``database`` on this server."""
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> PostgresServer:
+    def start(self, **overrides: str | None) -> PostgresServer:
+        """Start the server; ``overrides`` change its settings (``None`` drops one)."""
         # Not in pytest's tmp dirs: their parents are private to root, and the server runs
         # as `postgres`.
         self.root = Path(tempfile.mkdtemp(prefix="lash-test-pg-"))
@@ -137,9 +138,12 @@ class PostgresServer:
             "autovacuum": "off",
             "max_connections": "200",
         }
+        settings.update(overrides)
         for attempt in range(3):
             self.port = free_port()  # free now; another process may take it before we do
-            options = " ".join(f"-c {key}={value}" for key, value in settings.items())
+            options = " ".join(
+                f"-c {key}={value}" for key, value in settings.items() if value is not None
+            )
             try:
                 self._run(
                     "pg_ctl", "start", "-w", "-t", "30", "-D", str(self.data), "-l", str(self.log),
