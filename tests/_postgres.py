@@ -180,9 +180,6 @@ class PostgresServer:
         self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return name
 
-    def drop_database(self, name: str) -> None:
-        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
     def _run(self, program: str, *args: str) -> str:
         # Server programs run as the data directory's owner; psql, a client, as we are.
         runner = [] if program == "psql" else self._as
