@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import _postgres
 import asyncpg
 import attrs
 import pytest
@@ -763,3 +764,25 @@ def test_the_documented_host_config_names_a_postgres_store() -> None:
     assert settings.dsn == (
         "postgresql://lash@db.internal:5432/lash?sslmode=require&application_name=lash"
     )
+
+
+# -- the test server itself --------------------------------------------------------------------
+
+
+def test_a_missing_server_is_reported_with_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PostgreSQL's programs the test server says so, and how to install them."""
+    monkeypatch.setattr(_postgres.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(_postgres.shutil, "which", lambda name: None)
+    with pytest.raises(_postgres.PostgresUnavailable, match="apt-get install -y postgresql"):
+        _postgres.find_bindir()
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log() -> None:
+    """A server that refuses to start raises with pg_ctl's error and the server's own words,
+    and leaves no directory behind."""
+    server = _postgres.PostgresServer()
+    with pytest.raises(_postgres.PostgresUnavailable) as failed:
+        server.start(max_connections="many")
+    assert "pg_ctl failed" in str(failed.value)
+    assert 'invalid value for parameter "max_connections": "many"' in str(failed.value)
+    assert server.root is None
