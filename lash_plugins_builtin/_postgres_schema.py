@@ -128,6 +128,18 @@ _DROP_SESSION_ROWS = "\n".join(
     f"        DELETE FROM {table} WHERE session_id = p_session;" for table in SESSION_TABLES
 )
 
+
+def _refused(*columns: str) -> str:
+    """PL/pgSQL, after a guarded write: when it changed no row, return ``false`` with
+    ``columns`` and the lease of the session's head (no row when there is none), and stop."""
+    selected = ", ".join((*columns, "s.lease_owner", "s.lease_token", "s.lease_expires_at"))
+    return f"""    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, {selected}
+            FROM lash_sessions AS s WHERE s.session_id = p_session;
+        RETURN;
+    END IF;"""
+
+
 _NOW = """CREATE FUNCTION lash_now() RETURNS double precision LANGUAGE sql VOLATILE
     AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$"""
 
@@ -135,7 +147,7 @@ _NOW = """CREATE FUNCTION lash_now() RETURNS double precision LANGUAGE sql VOLAT
 #: keeps its token and gets a new expiry; another owner takes an expired (or released) lease
 #: with the next token; a live lease of another owner is refused (``granted`` false, with the
 #: holder's lease). One upsert: Postgres locks the row while it decides.
-_ACQUIRE_LEASE = """CREATE FUNCTION lash_acquire_lease(
+_ACQUIRE_LEASE = f"""CREATE FUNCTION lash_acquire_lease(
     p_session text, p_owner text, p_ttl double precision)
 RETURNS TABLE (granted boolean, holder text, holder_token bigint,
     holder_expires_at double precision)
@@ -153,15 +165,12 @@ BEGIN
         lease_expires_at = excluded.lease_expires_at
     WHERE s.lease_owner = excluded.lease_owner OR s.lease_expires_at <= v_now
     RETURNING true, s.lease_owner, s.lease_token, s.lease_expires_at;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT false, s.lease_owner, s.lease_token, s.lease_expires_at
-            FROM lash_sessions AS s WHERE s.session_id = p_session;
-    END IF;
+{_refused()}
 END $$"""
 
 #: Extend the lease if it is still the current one (even expired; not released). Refused:
 #: ``renewed`` false with the current lease, for the client to say why.
-_RENEW_LEASE = """CREATE FUNCTION lash_renew_lease(
+_RENEW_LEASE = f"""CREATE FUNCTION lash_renew_lease(
     p_session text, p_owner text, p_token bigint, p_ttl double precision)
 RETURNS TABLE (renewed boolean, holder text, holder_token bigint,
     holder_expires_at double precision)
@@ -172,10 +181,7 @@ BEGIN
     WHERE s.session_id = p_session AND s.lease_owner = p_owner AND s.lease_token = p_token
         AND s.lease_expires_at <> 0
     RETURNING true, s.lease_owner, s.lease_token, s.lease_expires_at;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT false, s.lease_owner, s.lease_token, s.lease_expires_at
-            FROM lash_sessions AS s WHERE s.session_id = p_session;
-    END IF;
+{_refused()}
 END $$"""
 
 #: One whole commit. The head row is updated first, guarded by the lease and the expected
@@ -231,11 +237,7 @@ BEGIN
     WHERE s.session_id = p_session AND s.revision = p_expected
         AND s.lease_owner = p_owner AND s.lease_token = p_token AND s.lease_expires_at <> 0
     RETURNING s.next_seq - v_count, s.revision INTO v_first, v_revision;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT false, s.revision, s.lease_owner, s.lease_token, s.lease_expires_at
-            FROM lash_sessions AS s WHERE s.session_id = p_session;
-        RETURN;
-    END IF;
+{_refused("s.revision")}
     IF p_replace AND v_revision > 1 THEN
 {_DROP_SESSION_ROWS}
     END IF;
