@@ -91,7 +91,7 @@ class PostgresStore:
         }
         if overrides:
             settings = attrs.evolve(settings, **overrides)
-        if not 0 <= settings.pool_min <= settings.pool_size:
+        if not 0 <= settings.pool_min <= settings.pool_size or settings.pool_size < 1:
             raise lash.ConfigError(
                 f"{settings.url}: pool_min={settings.pool_min} and pool_size="
                 f"{settings.pool_size}: need 0 <= pool_min <= pool_size and pool_size >= 1"

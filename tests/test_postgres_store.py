@@ -252,6 +252,9 @@ def test_url_options_and_their_defaults() -> None:
     named = parse_url("postgresql://h/app?application_name=mine")
     assert named.dsn == "postgresql://h/app?application_name=mine"
     assert PostgresStore("postgresql://h/db", pool_size=4).settings.pool_size == 4
+    for sizes in ({"pool_size": 0, "pool_min": 0}, {"pool_size": 2, "pool_min": 3}):
+        with pytest.raises(lash.ConfigError, match="need 0 <= pool_min <= pool_size"):
+            PostgresStore("postgresql://u:hunter22@h/db", **sizes)
 
 
 @pytest.mark.parametrize(
