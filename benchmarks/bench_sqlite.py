@@ -53,6 +53,7 @@ from typing import Any
 import aiosqlite
 
 import lash
+import lash.store
 from lash_plugins_builtin import standard, stores
 
 # The workload is bench_turns.py's: the same provider plugin, tool and no-op plugins.
@@ -301,7 +302,13 @@ def turn_nodes(leaf: str, frame: str, turn: int) -> list[Any]:
 class Writer:
     """Appends turns to a session straight through ``store.commit`` under its own lease."""
 
-    def __init__(self, store: lash.Store, session_id: str, lease: lash.Lease, head: dict[str, Any]):
+    def __init__(
+        self,
+        store: lash.store.Store,
+        session_id: str,
+        lease: lash.store.Lease,
+        head: dict[str, Any],
+    ):
         self.store = store
         self.session_id = session_id
         self.lease = lease
@@ -311,7 +318,7 @@ class Writer:
         self.frame: str = head["frame"]
 
     @classmethod
-    async def take(cls, store: lash.Store, session_id: str) -> Writer:
+    async def take(cls, store: lash.store.Store, session_id: str) -> Writer:
         lease = await store.acquire_lease(session_id, "bench-writer", ttl=3600)
         record = await store.load(session_id)
         assert record is not None
@@ -323,7 +330,7 @@ class Writer:
         }
         return cls(store, session_id, lease, head)
 
-    def delta(self, turns: int, *, new_frame: bool = False) -> lash.CommitDelta:
+    def delta(self, turns: int, *, new_frame: bool = False) -> lash.store.CommitDelta:
         nodes: list[Any] = []
         if new_frame:
             boundary = lash.FrameBoundary(
@@ -341,11 +348,11 @@ class Writer:
             nodes += turn_nodes(self.leaf, self.frame, t)
             self.leaf = nodes[-1].id
         self.turns += turns
-        return lash.CommitDelta(
+        return lash.store.CommitDelta(
             nodes=tuple(nodes), usage={"turn": lash.Usage(22 * turns, 5 * turns)}, turns=turns
         )
 
-    async def commit(self, delta: lash.CommitDelta) -> None:
+    async def commit(self, delta: lash.store.CommitDelta) -> None:
         self.revision = await self.store.commit(
             self.session_id, lease=self.lease, expected_revision=self.revision, delta=delta
         )
@@ -539,7 +546,7 @@ async def memory_run(root: str, count: int) -> dict[str, Any]:
         gc.collect()
         parked = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        out["graph_nodes_parked"] = max(len(s._graph) for s in sessions)
+        out["graph_nodes_parked"] = max(len(s.nodes) for s in sessions)
         out["nodes_parked"] = max(len(s.nodes) for s in sessions)
         out["per_open"] = (opened - base) / count
         out["released"] = (opened - parked) / count

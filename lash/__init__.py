@@ -53,7 +53,6 @@ if typing.TYPE_CHECKING:
         FrameBoundary,
         GraphNode,
         PluginNode,
-        SessionGraph,
         ToolCallNode,
         ToolResultNode,
         UserMessage,
@@ -70,10 +69,17 @@ if typing.TYPE_CHECKING:
         collect_response,
     )
     from lash._contract.serialization import from_data, to_data
+    from lash._contract.services import (
+        SessionView,
+        ToolContext,
+        TurnDriver,
+        TurnView,
+    )
     from lash._contract.types import (
         AbortToolCall,
         AbortTurn,
         AgentFrame,
+        Compact,
         Compaction,
         EnqueueMessages,
         Message,
@@ -82,6 +88,7 @@ if typing.TYPE_CHECKING:
         PromptContribution,
         PromptView,
         RecoveryDisposition,
+        RegisterCommand,
         RegisterProcessKind,
         RegisterProtocol,
         RegisterProvider,
@@ -89,39 +96,20 @@ if typing.TYPE_CHECKING:
         RegisterTool,
         ReplaceToolArguments,
         SessionConfig,
-        SessionView,
         ShortCircuitToolCall,
         ToolCall,
         ToolCallDirective,
         ToolCatalogEntry,
-        ToolContextView,
         ToolResult,
         TurnDirective,
-        TurnView,
         Usage,
     )
     from lash._kernel.core import LashCore
     from lash._kernel.session import ParkedSession, Session
-    from lash._kernel.turn import (
-        Turn,
-        TurnDriver,
-        TurnInfo,
-    )
-    from lash._plugins.dispatch import HookDispatcher, HookImpl
+    from lash._kernel.turn import Turn
     from lash._plugins.hostconfig import HostConfig
     from lash._plugins.loading import PluginInfo
     from lash._plugins.options import option
-    from lash._plugins.registry import Contribution, Registry
-    from lash._store.protocol import (
-        CommitDelta,
-        Lease,
-        MemoryStore,
-        SessionRecord,
-        SessionSummary,
-        Store,
-        check_lease,
-        take_lease,
-    )
     from lash._testing.scripted import (
         ScriptedProvider,
         ScriptedResponse,
@@ -130,7 +118,6 @@ if typing.TYPE_CHECKING:
     )
     from lash._tools.tool import (
         Tool,
-        ToolContext,
         raw_tool,
         tool,
     )
@@ -140,23 +127,18 @@ __all__ = [
     "AbortTurn",
     "AgentFrame",
     "AssistantMessage",
-    "CommitDelta",
+    "Compact",
     "Compaction",
     "ConfigError",
     "ConfigRejected",
-    "Contribution",
     "EnqueueMessages",
     "ExclusiveHookConflict",
     "FrameBoundary",
     "GraphNode",
-    "HookDispatcher",
-    "HookImpl",
     "HostConfig",
     "LashCore",
     "LashError",
-    "Lease",
     "LeaseLost",
-    "MemoryStore",
     "Message",
     "ModelDone",
     "ModelEvent",
@@ -181,12 +163,12 @@ __all__ = [
     "ProviderRequestError",
     "RateLimited",
     "RecoveryDisposition",
+    "RegisterCommand",
     "RegisterProcessKind",
     "RegisterProtocol",
     "RegisterProvider",
     "RegisterStore",
     "RegisterTool",
-    "Registry",
     "ReplaceToolArguments",
     "RevisionConflict",
     "ScriptExhausted",
@@ -197,12 +179,8 @@ __all__ = [
     "SessionBusy",
     "SessionConfig",
     "SessionError",
-    "SessionGraph",
-    "SessionRecord",
-    "SessionSummary",
     "SessionView",
     "ShortCircuitToolCall",
-    "Store",
     "TextDelta",
     "TextDeltaEvent",
     "Tool",
@@ -215,7 +193,6 @@ __all__ = [
     "ToolCallStarted",
     "ToolCatalogEntry",
     "ToolContext",
-    "ToolContextView",
     "ToolResult",
     "ToolResultNode",
     "ToolSpec",
@@ -224,7 +201,6 @@ __all__ = [
     "TurnDriver",
     "TurnEvent",
     "TurnFinished",
-    "TurnInfo",
     "TurnResult",
     "TurnView",
     "UnknownHookError",
@@ -234,7 +210,6 @@ __all__ = [
     "Usage",
     "UserMessage",
     "ValidationError",
-    "check_lease",
     "collect_response",
     "from_data",
     "hookimpl",
@@ -242,7 +217,6 @@ __all__ = [
     "load_script",
     "option",
     "raw_tool",
-    "take_lease",
     "to_data",
     "tool",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 #: Public name -> the private module that defines it.
 EXPORTS: dict[str, str] = {
@@ -23,18 +24,13 @@ EXPORTS: dict[str, str] = {
     "AbortTurn": "lash._contract.types",
     "AgentFrame": "lash._contract.types",
     "AssistantMessage": "lash._contract.graph",
-    "CommitDelta": "lash._store.protocol",
+    "Compact": "lash._contract.types",
     "Compaction": "lash._contract.types",
-    "Contribution": "lash._plugins.registry",
     "EnqueueMessages": "lash._contract.types",
     "FrameBoundary": "lash._contract.graph",
     "GraphNode": "lash._contract.graph",
-    "HookDispatcher": "lash._plugins.dispatch",
-    "HookImpl": "lash._plugins.dispatch",
     "HostConfig": "lash._plugins.hostconfig",
     "LashCore": "lash._kernel.core",
-    "Lease": "lash._store.protocol",
-    "MemoryStore": "lash._store.protocol",
     "Message": "lash._contract.types",
     "ModelDone": "lash._contract.providers",
     "ModelEvent": "lash._contract.providers",
@@ -49,24 +45,20 @@ EXPORTS: dict[str, str] = {
     "PromptView": "lash._contract.types",
     "Provider": "lash._contract.providers",
     "RecoveryDisposition": "lash._contract.types",
+    "RegisterCommand": "lash._contract.types",
     "RegisterProcessKind": "lash._contract.types",
     "RegisterProtocol": "lash._contract.types",
     "RegisterProvider": "lash._contract.types",
     "RegisterStore": "lash._contract.types",
     "RegisterTool": "lash._contract.types",
-    "Registry": "lash._plugins.registry",
     "ReplaceToolArguments": "lash._contract.types",
     "ScriptedProvider": "lash._testing.scripted",
     "ScriptedResponse": "lash._testing.scripted",
     "ScriptedToolCall": "lash._testing.scripted",
     "Session": "lash._kernel.session",
     "SessionConfig": "lash._contract.types",
-    "SessionGraph": "lash._contract.graph",
-    "SessionRecord": "lash._store.protocol",
-    "SessionSummary": "lash._store.protocol",
-    "SessionView": "lash._contract.types",
+    "SessionView": "lash._contract.services",
     "ShortCircuitToolCall": "lash._contract.types",
-    "Store": "lash._store.protocol",
     "TextDelta": "lash._contract.providers",
     "TextDeltaEvent": "lash._contract.events",
     "Tool": "lash._tools.tool",
@@ -78,30 +70,39 @@ EXPORTS: dict[str, str] = {
     "ToolCallRecord": "lash._contract.events",
     "ToolCallStarted": "lash._contract.events",
     "ToolCatalogEntry": "lash._contract.types",
-    "ToolContext": "lash._tools.tool",
-    "ToolContextView": "lash._contract.types",
+    "ToolContext": "lash._contract.services",
     "ToolResult": "lash._contract.types",
     "ToolResultNode": "lash._contract.graph",
     "ToolSpec": "lash._contract.providers",
     "Turn": "lash._kernel.turn",
     "TurnDirective": "lash._contract.types",
-    "TurnDriver": "lash._kernel.turn",
+    "TurnDriver": "lash._contract.services",
     "TurnEvent": "lash._contract.events",
     "TurnFinished": "lash._contract.events",
-    "TurnInfo": "lash._kernel.turn",
     "TurnResult": "lash._contract.events",
-    "TurnView": "lash._contract.types",
+    "TurnView": "lash._contract.services",
     "Usage": "lash._contract.types",
     "UserMessage": "lash._contract.graph",
-    "check_lease": "lash._store.protocol",
     "collect_response": "lash._contract.providers",
     "from_data": "lash._contract.serialization",
     "load_script": "lash._testing.scripted",
     "option": "lash._plugins.options",
     "raw_tool": "lash._tools.tool",
-    "take_lease": "lash._store.protocol",
     "to_data": "lash._contract.serialization",
     "tool": "lash._tools.tool",
+}
+
+#: Names lash 0.1 exported that moved to a narrower public face (store authors' names to
+#: ``lash.store``); ``lash.Name`` still finds them until 0.3, with a DeprecationWarning.
+MOVED: dict[str, str] = {
+    "CommitDelta": "lash.store",
+    "Lease": "lash.store",
+    "MemoryStore": "lash.store",
+    "SessionRecord": "lash.store",
+    "SessionSummary": "lash.store",
+    "Store": "lash.store",
+    "check_lease": "lash.store",
+    "take_lease": "lash.store",
 }
 
 
@@ -109,7 +110,20 @@ def __getattr__(name: str) -> object:
     """Import ``name``'s module, cache the object on ``lash`` and return it."""
     module = EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'lash' has no attribute {name!r}")
+        if name == "store":
+            # `lash.store.Lease` works after a plain `import lash`, as submodules do once
+            # imported (the store face is light; lash.testing, which imports pytest, is not).
+            return importlib.import_module("lash.store")
+        moved = MOVED.get(name)
+        if moved is None:
+            raise AttributeError(f"module 'lash' has no attribute {name!r}")
+        warnings.warn(
+            f"lash.{name} moved to {moved}.{name} in lash 0.2 (import it from there; the old "
+            "name goes away in 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(moved), name)
     value = getattr(importlib.import_module(module), name)
     setattr(sys.modules["lash"], name, value)
     return value

@@ -7,6 +7,7 @@ messages say what happened, where, and what to do.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -317,10 +318,21 @@ class SessionBusy(SessionError):
         self.expires_at = expires_at
         super().__init__(
             f"session {session_id!r} is busy: its lease is held by {owner!r} "
-            f"(for up to {max(0.0, expires_at - time.time()):.1f} s more); close it there, "
-            "or open with wait=<seconds>",
+            f"({_lease_left(expires_at)}); close it there, or open with wait=<seconds>",
             session_id=session_id,
         )
+
+
+def _lease_left(expires_at: float) -> str:
+    """How long a lease that ends at ``expires_at`` lasts, for a message: rounded up, so that
+    "for up to" stays true (tenths below 10 s, whole seconds above), and "about to expire"
+    below a tenth of a second rather than "for up to 0.0 s more"."""
+    left = expires_at - time.time()
+    if left < 0.1:
+        return "about to expire"
+    if left < 10:
+        return f"for up to {math.ceil(left * 10) / 10:.1f} s more"
+    return f"for up to {math.ceil(left)} s more"
 
 
 class LeaseLost(SessionError):

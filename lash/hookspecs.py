@@ -30,26 +30,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from lash._contract.services import SessionView, ToolContext, TurnView
 from lash._contract.types import (
     AgentFrame,
     Compaction,
     ProcessRecord,
     PromptContribution,
     PromptView,
+    RegisterCommand,
     RegisterProcessKind,
     RegisterProtocol,
     RegisterProvider,
     RegisterStore,
     RegisterTool,
     SessionConfig,
-    SessionView,
     ToolCall,
     ToolCallDirective,
     ToolCatalogEntry,
-    ToolContextView,
     ToolResult,
     TurnDirective,
-    TurnView,
 )
 from lash._plugins.markers import hookspec
 
@@ -64,8 +63,8 @@ __all__ = [
     "compact_context",
     "filter_tool_catalog",
     "frame_opened",
-    "materialize_session",
     "mutate_session_config",
+    "prepare_session",
     "process_finished",
     "project_tool_result",
     "prompt_contributions",
@@ -79,7 +78,6 @@ __all__ = [
     "session_config_changed",
     "session_opened",
     "session_parked",
-    "session_restored",
     "transform_prompt_view",
     "turn_finalized",
     "turn_persisted",
@@ -94,7 +92,7 @@ SHAPES: dict[str, str] = {
     "register_process_kinds": "collect",
     "register_stores": "collect",
     "register_commands": "collect",
-    "materialize_session": "collect",
+    "prepare_session": "collect",
     "mutate_session_config": "chain",
     "session_config_changed": "broadcast",
     "compact_context": "first",
@@ -107,13 +105,21 @@ SHAPES: dict[str, str] = {
     "after_tool_call": "collect",
     "project_tool_result": "exclusive",
     "session_opened": "broadcast",
-    "session_restored": "broadcast",
     "turn_finalized": "broadcast",
     "turn_persisted": "broadcast",
     "frame_opened": "broadcast",
     "session_parked": "broadcast",
     "session_closed": "broadcast",
     "process_finished": "broadcast",
+}
+
+#: Renamed hooks: old name -> new name. An implementation under the old name still runs (as the
+#: new hook, in the same order) for one release, with a DeprecationWarning naming its plugin when
+#: the plugin is loaded. ``session_restored(session)`` runs as ``session_opened`` for resumed
+#: sessions only, which is what it meant.
+DEPRECATED: dict[str, str] = {
+    "materialize_session": "prepare_session",
+    "session_restored": "session_opened",
 }
 
 #: Hooks whose implementations may be ``async def``. Registration hooks run while the core is built
@@ -199,52 +205,71 @@ def register_process_kinds(register: RegisterProcessKind, options: Any) -> None:
 
 
 @hookspec
-def register_stores(register: RegisterStore) -> None:
+def register_stores(register: RegisterStore, options: Any) -> None:
     """Contribute store backends by URL scheme.
 
     :param register: ``register(scheme, factory)``; ``factory(url)`` returns a store for URLs of
         that scheme (``memory`` and ``sqlite`` are builtins).
+    :param options: this plugin's host-level options (or ``None``).
 
     **Shape:** collect, unique schemes. **Async:** no. **On error:** the core build fails.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 receives ``options``, like every ``register_*`` hook.
     """
 
 
 @hookspec
-def register_commands(cli: click.Group) -> None:
+def register_commands(register: RegisterCommand, options: Any, cli: click.Group) -> None:
     """Add subcommands to the ``lash`` command line.
 
-    :param cli: the root :class:`click.Group`; use ``@cli.command()`` or ``cli.add_command``.
+    :param register: ``register(command)``: a :class:`click.Command` or group, added under its
+        own name.
+    :param options: this plugin's host-level options (or ``None``).
+    :param cli: a group collecting this plugin's commands (``@cli.command()`` works too: what
+        0.1 plugins do).
 
     **Shape:** collect. A command name that is already taken is reported and the later plugin's
     command skipped. **Async:** no. **On error:** reported by ``lash doctor``; the CLI keeps
     working without that plugin's commands.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 receives ``register`` and ``options``, like every ``register_*`` hook.
     """
 
 
 # ============================================================================================
-# Protocol materialization: every open, resume and child creation
+# Preparing a session: every open, resume and child creation
 # ============================================================================================
 
 
 @hookspec
-def materialize_session(session: SessionView, options: Any, is_root: bool) -> None:
-    """Apply this plugin's per-session options to a session being opened.
+def prepare_session(session: SessionView, options: Any, is_root: bool) -> None:
+    """Prepare this plugin's part of a session being opened, from its per-session options.
 
-    :param session: the session being opened, resumed or created as a child.
+    Called for **every** enabled plugin each time a session is built in memory (opened fresh,
+    resumed, or created as a child), after its options are validated and its state restored and
+    before :func:`session_opened`. Set tool membership defaults or initialize state here; what
+    you change is committed with the session's next commit. Do no I/O: opening a session must
+    stay cheap.
+
+    :param session: the session being opened.
     :param options: this plugin's validated per-session options (or ``None`` if it declares none).
     :param is_root: ``False`` for child sessions (sub-agents).
-
-    Called for **every** enabled plugin on every open, so options apply at open. The protocol plugin
-    sets its protocol turn options here. Do no I/O: opening a session must stay cheap.
 
     **Shape:** collect. **Async:** may be async. **On error:** the open fails with
     :class:`lash.PluginError`; nothing is committed.
 
-    .. versionadded:: 0.1
+    .. versionadded:: 0.2 (was ``materialize_session``, which still works until 0.3, with a
+       deprecation warning naming the plugin).
+    """
+
+
+@hookspec
+def materialize_session(session: SessionView, options: Any, is_root: bool) -> None:
+    """Deprecated name of :func:`prepare_session` (removed in 0.3).
+
+    .. deprecated:: 0.2 implement :func:`prepare_session` instead.
     """
 
 
@@ -332,7 +357,9 @@ def filter_tool_catalog(
     """Hide tools from a session's catalog for this resolution.
 
     :param catalog: the member tools, each with its contributing plugin.
-    :return: names of tools to hide (or ``None``). Filters only remove; they never add tools.
+    :return: names of tools to hide: an iterable of names, or one name as a ``str`` (never read
+        as its characters); or ``None``. Filters only remove; they never add tools. Anything
+        else is a :class:`lash.PluginError` naming the plugin.
 
     **Shape:** collect (the union of every plugin's names is hidden). **Async:** may be async.
     **On error:** the turn fails with :class:`lash.PluginError`.
@@ -370,8 +397,10 @@ def prompt_contributions(
 def before_turn(turn: TurnView) -> TurnDirective | None:
     """Inspect a turn before the first model call.
 
-    :return: :class:`lash.AbortTurn` to stop the turn (outcome ``stopped(plugin_abort)``),
-        :class:`lash.EnqueueMessages` to queue input for a later turn, or ``None``.
+    :return: a directive, an iterable of directives, or ``None``: :class:`lash.AbortTurn` to
+        stop the turn (outcome ``stopped(plugin_abort)``), :class:`lash.EnqueueMessages` to queue
+        input for a later turn, :class:`lash.Compact` to compact after the turn's commit.
+        Anything else is a :class:`lash.PluginError` naming the plugin (the turn fails).
 
     **Shape:** collect; every directive is applied, the first abort wins. **Async:** may be async.
     **On error:** the turn ends ``failed`` with a :class:`lash.PluginError`; it is still committed.
@@ -385,8 +414,9 @@ def after_turn(turn: TurnView) -> TurnDirective | None:
     """Inspect a finished turn before it is committed (every outcome, failed turns included:
     ``turn.result`` says how it ended).
 
-    :return: a directive as for :func:`before_turn`; an abort marks a completed turn
-        ``stopped(plugin_abort)``.
+    :return: directives as for :func:`before_turn`; an abort marks a completed turn
+        ``stopped(plugin_abort)``; :class:`lash.Compact` compacts the context once the turn is
+        committed (how the ``compaction`` builtin compacts automatically).
 
     **Shape:** collect. **Async:** may be async. **On error:** the turn ends ``failed`` with a
     :class:`lash.PluginError` (a turn that had already failed keeps its first error and this one
@@ -402,7 +432,7 @@ def after_turn(turn: TurnView) -> TurnDirective | None:
 
 
 @hookspec
-def before_tool_call(call: ToolCall, context: ToolContextView) -> ToolCallDirective | None:
+def before_tool_call(call: ToolCall, context: ToolContext) -> ToolCallDirective | None:
     """Inspect a tool call before the tool runs.
 
     :return: :class:`lash.ReplaceToolArguments`, :class:`lash.ShortCircuitToolCall`,
@@ -418,7 +448,7 @@ def before_tool_call(call: ToolCall, context: ToolContextView) -> ToolCallDirect
 
 @hookspec
 def after_tool_call(
-    call: ToolCall, result: ToolResult, context: ToolContextView
+    call: ToolCall, result: ToolResult, context: ToolContext
 ) -> ToolResult | None:
     """Inspect or replace a tool result before it is recorded.
 
@@ -451,22 +481,25 @@ def project_tool_result(session: SessionView, call: ToolCall, result: ToolResult
 
 
 @hookspec
-def session_opened(session: SessionView) -> None:
-    """A session was opened (fresh or resumed), after materialization.
+def session_opened(session: SessionView, restored: bool) -> None:
+    """A session was opened, after :func:`prepare_session`.
+
+    :param restored: ``True`` when the session was resumed from its store, ``False`` when it
+        starts empty (new, or opened with ``open_fresh()``).
 
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 receives ``restored`` (``session_restored`` is merged into it).
     """
 
 
 @hookspec
 def session_restored(session: SessionView) -> None:
-    """A session was resumed from its store (fires after :func:`session_opened`).
+    """Deprecated: implement :func:`session_opened` and test its ``restored`` argument (an
+    implementation of this hook runs as ``session_opened`` for resumed sessions until 0.3).
 
-    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
-
-    .. versionadded:: 0.1
+    .. deprecated:: 0.2
     """
 
 

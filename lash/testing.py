@@ -22,7 +22,7 @@ fixture) records every hook call; :func:`check_plugin` validates a plugin the wa
             result = await session.turn("Greet Ada").run()
         assert result.tool_calls[0].result.content == "Hello, Ada!"
 
-**Store conformance.** A store backend proves it honours the :class:`lash.Store` contract with
+**Store conformance.** A store backend proves it honours the :class:`lash.store.Store` contract with
 one call::
 
     import lash.testing

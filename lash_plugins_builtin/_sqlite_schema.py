@@ -36,12 +36,14 @@ The file is marked as a lash database with ``PRAGMA application_id`` (:data:`APP
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.metadata
 import os
 import sqlite3
 import time
+import urllib.parse
 
 import aiosqlite
 import attrs
@@ -360,39 +362,41 @@ def lash_version() -> str:
         return "unknown"
 
 
-def check_path(path: str, *, create_dirs: bool) -> None:
-    """Refuse paths SQLite could only fail on, with what to do about each."""
+def check_path(path: str, *, create_dirs: bool, mode: str = "rwc") -> None:
+    """Refuse paths SQLite could only fail on, with what to do about each.
+
+    ``mode`` is the URL's (:data:`lash_plugins_builtin._sqlite_url.MODES`): ``rw`` and ``ro``
+    need the database to exist already (and create nothing), ``ro`` only reads it.
+    """
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        if os.path.exists(directory):
-            raise lash.ConfigError(
-                f"{directory} is not a directory; point the store URL at a file in a directory",
-                path=path,
-            )
-        if not create_dirs:
-            raise lash.ConfigError(
-                f"the directory {directory} does not exist; create it "
-                f"(mkdir -p {directory}) or add ?create_dirs=1 to the store URL",
-                path=path,
-            )
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise lash.ConfigError(
-                f"cannot create the directory {directory}: {exc.strerror or exc}",
-                path=path,
-            ) from exc
+    if mode == "rwc":
+        _check_directory(path, directory, create_dirs=create_dirs)
+    elif not os.path.exists(path):
+        raise lash.ConfigError(
+            f"there is no database here, and the store is opened with mode={mode}, which "
+            "opens an existing database only and creates no file or directory: check the path "
+            "in the store URL (a store opened without mode creates the database)",
+            path=path,
+        )
     if os.path.isdir(path):
         raise lash.ConfigError(
             "this is a directory, not a database file; point the store URL at a file "
             f"inside it (e.g. sqlite:///{os.path.join(path, 'lash.db')})",
             path=path,
         )
+    if mode == "ro":
+        if not os.access(path, os.R_OK):
+            raise lash.ConfigError(
+                "the database file is not readable for this process: make it readable "
+                "(chmod u+r), or use another path",
+                path=path,
+            )
+        return
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
         raise lash.ConfigError(
             "the database file is read-only (or unreadable) for this process; lash writes "
-            "every turn to it: make it readable and writable (chmod u+rw), or use another "
-            "path",
+            "every turn to it: make it readable and writable (chmod u+rw), use another "
+            "path, or add ?mode=ro to the store URL to only read it",
             path=path,
         )
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -403,17 +407,74 @@ def check_path(path: str, *, create_dirs: bool) -> None:
         )
 
 
+def _check_directory(path: str, directory: str, *, create_dirs: bool) -> None:
+    """The database's directory exists (made here with ``create_dirs``)."""
+    if os.path.isdir(directory):
+        return
+    if os.path.exists(directory):
+        raise lash.ConfigError(
+            f"{directory} is not a directory; point the store URL at a file in a directory",
+            path=path,
+        )
+    if not create_dirs:
+        raise lash.ConfigError(
+            f"the directory {directory} does not exist; create it "
+            f"(mkdir -p {directory}) or add ?create_dirs=1 to the store URL",
+            path=path,
+        )
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise lash.ConfigError(
+            f"cannot create the directory {directory}: {exc.strerror or exc}",
+            path=path,
+        ) from exc
+
+
+def connect_target(path: str, mode: str) -> tuple[str, bool]:
+    """What to give ``sqlite3.connect`` for the database at ``path`` in ``mode``: the name, and
+    whether it is a URI.
+
+    ``rw`` and ``ro`` go through a ``file:`` URI, the only way to tell SQLite not to create a
+    missing file (the check before the open can be outrun). For ``ro``, SQLite's read-only mode
+    is the last resort: a reader of a WAL database makes its ``-wal`` and ``-shm`` files, and
+    only a connection that may write removes them when it closes, so a read-only one would
+    leave them behind. Where this process may write, ``ro`` opens the file like ``rw`` and
+    :func:`prepare` forbids every change with ``PRAGMA query_only``.
+    """
+    if mode == "rwc" or path == ":memory:":
+        return path, False
+    if mode == "ro":
+        writable = os.access(path, os.R_OK | os.W_OK)
+        if not (writable and os.access(os.path.dirname(path), os.W_OK | os.X_OK)):
+            return f"file:{urllib.parse.quote(path)}?mode=ro", True
+    return f"file:{urllib.parse.quote(path)}?mode=rw", True
+
+
 async def prepare(
-    conn: aiosqlite.Connection, path: str, *, synchronous: str, busy_timeout: int
+    conn: aiosqlite.Connection,
+    path: str,
+    *,
+    synchronous: str,
+    busy_timeout: int,
+    read_only: bool = False,
 ) -> None:
-    """Set the connection up and bring the file's schema forward (refusing files not ours)."""
+    """Set the connection up and bring the file's schema forward (refusing files not ours).
+
+    ``read_only``: the connection only reads (``mode=ro``: ``PRAGMA query_only``); the file must
+    already be a lash database of this lash's schema, which is checked and left as it is.
+    """
     memory = path == ":memory:"
+    if read_only:  # first: nothing below may write
+        await conn.execute("PRAGMA query_only = 1")
     await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
     # Read-only checks first: a file that is not ours is refused before anything is written.
     marked, applied = await inspect(conn, path)
+    if read_only:
+        _check_readable(path, marked, applied)
+        return
     if not memory:
-        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-        mode = str(rows[0][0]).lower() if rows else "?"
+        mode = await _switch_to_wal(conn, busy_timeout)
         if mode != "wal":
             raise lash.ConfigError(
                 f"SQLite could not switch the database to WAL mode (it stays in {mode!r}); "
@@ -446,6 +507,57 @@ async def prepare(
     except BaseException:
         await rollback(conn)
         raise
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection, busy_timeout: int) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the write lock;
+    the journal mode it leaves (``"wal"`` unless the file system cannot do WAL).
+
+    On a file in rollback mode (a new file is), the switch writes the file's header: SQLite
+    starts a read transaction, sees the old mode, then upgrades to a write transaction. SQLite
+    does not invoke the busy handler for that upgrade (a reader waiting for a writer that waits
+    for the readers to leave would deadlock: see ``sqlite3_busy_handler``), so when another
+    connection holds the write lock, as every other store does for an instant while it makes
+    the same switch on a new file that several open at once, the switch fails with SQLITE_BUSY
+    at once, having waited for nothing. The failed statement has released its read lock, and
+    SQLite's remedy is to try again: the retry's read lock waits in the busy handler for the
+    writer to finish, then finds the file in WAL mode and writes nothing. The short pauses only
+    cover the instant before the writer blocks new readers; the whole wait is bounded by
+    ``busy_timeout``, like any other wait for a lock.
+    """
+    deadline = time.monotonic() + busy_timeout / 1000
+    pause = 0.001
+    while True:
+        try:
+            rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname != "SQLITE_BUSY":
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            continue
+        return str(rows[0][0]).lower() if rows else "?"
+
+
+def _check_readable(path: str, marked: bool, applied: dict[int, str]) -> None:
+    """Refuse, for reading only, a file that is not (yet) a lash database of this schema."""
+    if not marked:
+        raise lash.ConfigError(
+            "this file is not a lash database yet (it is empty), and mode=ro in the store URL "
+            "writes nothing: a host sets it up the first time it opens it",
+            path=path,
+        )
+    missing = [m for m in MIGRATIONS if m.id not in applied]
+    if missing:
+        steps = ", ".join(f"{m.id} ({m.name!r})" for m in missing)
+        raise lash.ConfigError(
+            f"the database was written by an older lash and lacks the schema migrations {steps}; "
+            "mode=ro in the store URL writes nothing: open it once without mode=ro (any host "
+            "does: it migrates the file forward), then read it",
+            path=path,
+        )
 
 
 async def inspect(conn: aiosqlite.Connection, path: str) -> tuple[bool, dict[int, str]]:
@@ -506,8 +618,13 @@ async def inspect(conn: aiosqlite.Connection, path: str) -> tuple[bool, dict[int
     return app_id == APPLICATION_ID, applied
 
 
-def explain(exc: sqlite3.Error, path: str, *, busy_timeout: int) -> lash.LashError:
-    """The lash error for a SQLite failure: what happened to which file, and what to do."""
+def explain(
+    exc: sqlite3.Error, path: str, *, busy_timeout: int, read_only: bool = False
+) -> lash.LashError:
+    """The lash error for a SQLite failure: what happened to which file, and what to do.
+
+    ``read_only``: the store was opened with ``mode=ro``, so a write was refused by design.
+    """
     name = str(getattr(exc, "sqlite_errorname", "") or "")
     detail = f"{exc} [{name}]" if name else str(exc)
     if name == "SQLITE_NOTADB":
@@ -520,6 +637,17 @@ def explain(exc: sqlite3.Error, path: str, *, busy_timeout: int) -> lash.LashErr
         return lash.ConfigError(
             f"the database is corrupt ({detail}); restore it from a backup, or move it "
             "aside so that lash starts a new one",
+            path=path,
+        )
+    if read_only and name.startswith("SQLITE_READONLY"):
+        return lash.ConfigError(
+            f"this store only reads (mode=ro in its URL): it takes no lease and commits, "
+            f"deletes or migrates nothing ({detail}); open it without mode=ro to write",
+            path=path,
+        )
+    if read_only and name.startswith("SQLITE_CANTOPEN"):
+        return lash.ConfigError(
+            f"cannot open the database for reading ({detail}); the file must exist and be readable",
             path=path,
         )
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):

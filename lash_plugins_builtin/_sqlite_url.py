@@ -12,7 +12,15 @@ import attrs
 
 import lash
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "MEMORY", "SYNCHRONOUS", "SQLiteSettings", "parse_url"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "MEMORY",
+    "MODES",
+    "SYNCHRONOUS",
+    "SQLiteSettings",
+    "check_mode",
+    "parse_url",
+]
 
 SCHEME = "sqlite"
 MEMORY = ":memory:"
@@ -20,12 +28,17 @@ MEMORY = ":memory:"
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 DEFAULT_SYNCHRONOUS = "NORMAL"
 DEFAULT_BUSY_TIMEOUT = 5000
+#: What the store may do to the file, in SQLite's words: ``rwc`` read, write and create it (and
+#: its directory, with ``create_dirs``); ``rw`` read and write a database that exists already;
+#: ``ro`` only read one (no lease, no commit, no migration).
+MODES = ("ro", "rw", "rwc")
+DEFAULT_MODE = "rwc"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _URL_FORMS = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite://:memory:, "
-    "optionally followed by ?synchronous=NORMAL|FULL&busy_timeout=MS&create_dirs=1"
+    "optionally followed by ?synchronous=NORMAL|FULL&busy_timeout=MS&create_dirs=1&mode=rwc|rw|ro"
 )
 
 
@@ -37,6 +50,27 @@ class SQLiteSettings:
     synchronous: str = DEFAULT_SYNCHRONOUS
     busy_timeout: int = DEFAULT_BUSY_TIMEOUT
     create_dirs: bool = False
+    mode: str = DEFAULT_MODE
+
+
+def check_mode(mode: str, path: str, *, url: str | None = None) -> str:
+    """``mode`` checked (one of :data:`MODES`) for the database at ``path``.
+
+    :raises lash.ConfigError: for another value, or a mode that needs an existing database with
+        ``:memory:`` (always a new one).
+    """
+    where = f"bad sqlite URL {url!r}: " if url is not None else ""
+    if mode not in MODES:
+        raise lash.ConfigError(
+            f"{where}mode={mode!r}; use rwc (read, write, create: the default), rw (an existing "
+            "database, read and written) or ro (an existing database, only read)"
+        )
+    if path == MEMORY and mode != DEFAULT_MODE:
+        raise lash.ConfigError(
+            f"{where}mode={mode} opens an existing database, and a :memory: database is always "
+            "a new one; leave mode out"
+        )
+    return mode
 
 
 def parse_url(url: str) -> SQLiteSettings:
@@ -83,9 +117,11 @@ def parse_url(url: str) -> SQLiteSettings:
                     f"bad sqlite URL {url!r}: create_dirs={value!r}; use create_dirs=1 or 0"
                 )
             values["create_dirs"] = word in _TRUE
+        elif key == "mode":
+            values["mode"] = check_mode(value.strip().lower(), path, url=url)
         else:
             raise lash.ConfigError(
                 f"bad sqlite URL {url!r}: unknown parameter {key!r} "
-                "(known: busy_timeout, create_dirs, synchronous)"
+                "(known: busy_timeout, create_dirs, mode, synchronous)"
             )
     return SQLiteSettings(path, **values)

@@ -2,8 +2,10 @@
 
 A fallback ``compact_context`` (``trylast``, so any other compactor wins): it asks the session's
 own provider for a summary through ``session.complete`` (usage attributed to the source
-``compaction``) and keeps the most recent turns verbatim. With ``threshold_tokens`` set, the
-kernel compacts automatically after a turn whose last prompt went over it.
+``compaction``) and keeps the most recent turns verbatim. With ``threshold_tokens`` set, it
+compacts automatically: its ``after_turn`` asks for a compaction (a :class:`lash.Compact`
+directive) once a turn's last prompt went over the threshold, and the kernel compacts right after
+committing that turn.
 """
 
 from __future__ import annotations
@@ -76,14 +78,21 @@ def render_transcript(nodes: Sequence[lash.GraphNode]) -> str:
 
 
 @lash.hookimpl
-def materialize_session(session: lash.Session, options: CompactionOptions) -> None:
-    # Unset means "not from this plugin": another plugin may have set a threshold.
-    if options.threshold_tokens is not None:
-        session.set_compaction_threshold(options.threshold_tokens)
+def after_turn(turn: lash.TurnView) -> lash.Compact | None:
+    threshold = turn.session.options(CompactionOptions).threshold_tokens
+    if threshold is None:
+        return None
+    # The last model call of the turn: its prompt is what the next turn's starts from.
+    last = next((n for n in reversed(turn.nodes) if isinstance(n, lash.AssistantMessage)), None)
+    if last is None or last.usage.input_tokens <= threshold:
+        return None
+    return lash.Compact()
 
 
 @lash.hookimpl(trylast=True)
-async def compact_context(session: lash.Session, instructions: str | None) -> lash.Compaction:
+async def compact_context(
+    session: lash.SessionView, instructions: str | None
+) -> lash.Compaction:
     options = session.options(CompactionOptions)
     nodes = session.nodes
     # The turns carried verbatim need no summary: summarize what comes before them.

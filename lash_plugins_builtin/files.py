@@ -6,7 +6,9 @@ outside the root through a symbolic link, wherever the link is (a middle directo
 name, a dangling link). The check is made twice: on the real path (``os.path.realpath``), then
 while opening, by walking the resolved components down from a descriptor of the root with
 ``O_NOFOLLOW`` on each one, so a link swapped in after the check is refused too (no time-of-check
-to time-of-use gap). Writes go to a temporary file in the target's directory, renamed over the
+to time-of-use gap). A file with more than one hard link is neither read nor written: a hard
+link is a second name of the same file, which may be outside the root, and nothing says where
+the other names are. Writes go to a temporary file in the target's directory, renamed over the
 target with ``os.replace``: readers see the old content or the new, never a part.
 
 POSIX only: the walk needs ``dir_fd`` support (Linux, macOS, the BSDs).
@@ -264,7 +266,18 @@ def _open_file(dir_fd: int, target: _Target) -> tuple[int, os.stat_result]:
             f"{target.shown!r} in the workspace root {target.root} is a "
             f"{_kind(info.st_mode)}, not a file"
         )
+    if info.st_nlink > 1:  # checked on the open file: the one that would be read
+        os.close(fd)
+        raise _hard_linked(target, info.st_nlink)
     return fd, info
+
+
+def _hard_linked(target: _Target, links: int) -> WorkspaceError:
+    return WorkspaceError(
+        f"{target.shown!r} in the workspace root {target.root} has {links} hard links: it may "
+        "be the same file as one outside the workspace, so the file tools neither read nor "
+        "write it"
+    )
 
 
 def _decode(data: bytes, target: _Target) -> str:
@@ -296,6 +309,10 @@ def _atomic_write(
             f"{target.shown!r} in the workspace root {target.root} is a "
             f"{_kind(old.st_mode)}; only files can be written"
         )
+    # The rename below would not write through the link, only split the names apart; refused
+    # all the same, as reading is: whoever made the link meant the two names to be one file.
+    if old is not None and old.st_nlink > 1:
+        raise _hard_linked(target, old.st_nlink)
     # A hidden, random name: O_EXCL never reuses a file, and list_dir does not show it.
     # os.urandom, not secrets.token_hex (the same bytes): secrets imports hmac and OpenSSL, a
     # cost every `lash` command would pay when it imports this plugin.

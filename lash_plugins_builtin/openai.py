@@ -122,7 +122,7 @@ def _tool_call(call_id: str | None, name: str, raw: str) -> lash.ToolCall:
         return lash.ToolCall(id=ident, name=name, arguments={})
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         parsed = None
     if not isinstance(parsed, dict):
         return lash.ToolCall(id=ident, name=name, arguments={}, invalid_arguments=raw)
@@ -190,6 +190,33 @@ def _server_message(body: bytes) -> str:
     if len(text) > _MAX_SERVER_MESSAGE:
         text = text[:_MAX_SERVER_MESSAGE] + "..."
     return text or "(empty response body)"
+
+
+def _model_ids(body: bytes) -> set[str] | None:
+    """The ids of a ``GET /models`` answer (``{"data": [{"id": ...}, ...]}``), or ``None`` when
+    the body is not such a list."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    listed = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(listed, list):
+        return None
+    return {m["id"] for m in listed if isinstance(m, Mapping) and isinstance(m.get("id"), str)}
+
+
+def _os_reason(exc: BaseException) -> str:
+    """What the operating system said, for a failed connection: httpx's message for a refused
+    connection is "All connection attempts failed"; the OS error it wraps says "Connection
+    refused" (or "Name or service not known"...)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno is not None and cause.errno > 0:
+            return os.strerror(cause.errno)  # asyncio words it "Connect call failed (...)"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror  # DNS errors: negative codes that os.strerror does not know
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -410,6 +437,53 @@ class OpenAIProvider:
         finally:
             await response.aclose()
 
+    async def check(self, model: str) -> str:
+        """Check that the server answers at ``base_url``, accepts the API key and serves
+        ``model``, with one ``GET {base_url}/models`` (free: no tokens are spent, nothing is
+        retried); return what was checked. ``lash doctor --online`` calls it.
+
+        :raises ProviderAuthError: the server refuses the key (401, 403).
+        :raises ModelNotFound: the server has no ``/models`` (``base_url`` is probably wrong), or
+            its list of models does not include ``model``.
+        :raises lash.ProviderError: the server cannot be reached, times out, or answers with
+            another error or something that is not a list of models.
+        """
+        import httpx  # lazily: see the module docstring
+
+        url = f"{self.base_url}/models"
+        try:
+            response = await self._http().get(url, headers={"Accept": "application/json"})
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc, url, 1) from None
+        status = response.status_code
+        if status == 404:
+            raise ModelNotFound(
+                f"openai provider: {url} answered HTTP 404: there is no OpenAI-compatible API at "
+                f"{self.base_url}; check base_url / {ENV_BASE_URL} (it usually ends in /v1)",
+                provider=self.name,
+                status=status,
+            )
+        if not response.is_success:
+            self._raise_for_status(status, response.content, model, url, 1)
+        models = _model_ids(response.content)
+        if models is None:
+            raise ProviderError(
+                f"openai provider: {url} answered, but not with a list of models: "
+                f"{self._redact(response.text[:200])!r}; check base_url / {ENV_BASE_URL}",
+                provider=self.name,
+            )
+        key = "accepts the API key" if self._api_key else "needs no API key"
+        if model in models:
+            return f"{self.base_url} answers, {key} and serves model {model!r}"
+        if not models:
+            return f"{self.base_url} answers and {key}, but lists no models to find {model!r} in"
+        shown = ", ".join(sorted(models)[:10]) + (", ..." if len(models) > 10 else "")
+        raise ModelNotFound(
+            f"openai provider: {self.base_url} {key} but does not serve model {model!r} (it "
+            f"serves: {shown}); set `model` in lash.toml, or pass --model",
+            provider=self.name,
+        )
+
     # ----------------------------------------------------------------------------------------
     # Sending, retrying, errors
     # ----------------------------------------------------------------------------------------
@@ -446,17 +520,7 @@ class OpenAIProvider:
                 if not last:
                     await asyncio.sleep(delay)
                     continue
-                what = (
-                    f"timed out connecting after {self.timeout:g}s"
-                    if isinstance(exc, httpx.TimeoutException)
-                    else f"{type(exc).__name__}: {self._redact(str(exc)) or 'connection failed'}"
-                )
-                raise ProviderError(
-                    f"openai provider: cannot reach {self.url} ({what}) after {attempts} "
-                    f"attempt(s); check that the server is running and base_url / "
-                    f"{ENV_BASE_URL} is right",
-                    provider=self.name,
-                ) from None
+                raise self._unreachable(exc, self.url, attempts) from None
             if response.is_success:
                 return response
             try:
@@ -468,18 +532,32 @@ class OpenAIProvider:
                 wait = _retry_after(response.headers)
                 await asyncio.sleep(min(wait, MAX_RETRY_AFTER) if wait is not None else delay)
                 continue
-            self._raise_for_status(status, response.content, request, attempts)
+            self._raise_for_status(status, response.content, request.model, self.url, attempts)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
     def _redact(self, text: str) -> str:
         # Servers sometimes echo the key they refused; never let it into a message.
         return text.replace(self._api_key, _REDACTED) if self._api_key else text
 
+    def _unreachable(self, exc: Exception, url: str, attempts: int) -> ProviderError:
+        import httpx  # here, not at the top: see the module docstring
+
+        what = (
+            f"timed out connecting after {self.timeout:g}s"
+            if isinstance(exc, httpx.TimeoutException)
+            else f"{type(exc).__name__}: {self._redact(_os_reason(exc)) or 'connection failed'}"
+        )
+        return ProviderError(
+            f"openai provider: cannot reach {url} ({what}) after {attempts} attempt(s); check "
+            f"that the server is running and base_url / {ENV_BASE_URL} is right",
+            provider=self.name,
+        )
+
     def _raise_for_status(
-        self, status: int, content: bytes, request: ModelRequest, attempts: int
+        self, status: int, content: bytes, model: str, url: str, attempts: int
     ) -> NoReturn:
         detail = self._redact(_server_message(content))
-        where = f"{self.url} answered HTTP {status}"
+        where = f"{url} answered HTTP {status}"
         if status in (401, 403):
             hint = "" if self._api_key else f" (no API key is set: {ENV_API_KEY} is unset)"
             raise ProviderAuthError(
@@ -490,7 +568,7 @@ class OpenAIProvider:
             )
         if status == 404:
             raise ModelNotFound(
-                f"openai provider: model {request.model!r} or the endpoint was not found at "
+                f"openai provider: model {model!r} or the endpoint was not found at "
                 f"{self.base_url} (HTTP 404: {detail}); check the model name and base_url / "
                 f"{ENV_BASE_URL}",
                 provider=self.name,

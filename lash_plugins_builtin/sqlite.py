@@ -7,8 +7,11 @@ URLs (SQLAlchemy style: three slashes, then the path)::
     sqlite://:memory:                a private in-memory database (gone when the store closes)
 
 Query parameters tune the connection: ``?synchronous=FULL`` (default ``NORMAL``),
-``?busy_timeout=10000`` (milliseconds, default 5000) and ``?create_dirs=1`` (create a missing
-parent directory instead of refusing to open; lash creates nothing unasked).
+``?busy_timeout=10000`` (milliseconds, default 5000), ``?create_dirs=1`` (create a missing
+parent directory instead of refusing to open; lash creates nothing unasked) and ``?mode=``
+(SQLite's words: ``rwc``, the default, reads, writes and creates the database; ``rw`` reads and
+writes one that exists; ``ro`` only reads one that exists, and writes nothing, not even a
+migration: what ``lash sessions`` uses to inspect a store without creating it).
 
 **Durability.** The database runs in WAL mode with ``synchronous=NORMAL``: a commit is written
 to the WAL before :meth:`SQLiteStore.commit` returns, so a committed turn survives the process
@@ -58,9 +61,16 @@ import aiosqlite
 import attrs
 
 import lash
-from lash import check_lease, take_lease
+import lash.store
+from lash.store import check_lease, check_session_id, take_lease
 from lash_plugins_builtin import _sqlite_schema as schema
-from lash_plugins_builtin._sqlite_url import MEMORY, SYNCHRONOUS, SQLiteSettings, parse_url
+from lash_plugins_builtin._sqlite_url import (
+    MEMORY,
+    SYNCHRONOUS,
+    SQLiteSettings,
+    check_mode,
+    parse_url,
+)
 
 __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 
@@ -68,8 +78,8 @@ __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 class SQLiteStore:
     """``sqlite://``: sessions in one SQLite file (WAL), on one aiosqlite connection.
 
-    ``create_dirs``, ``synchronous`` and ``busy_timeout`` override the URL's parameters. The
-    database is opened (and migrated forward) on first use, or by :meth:`open`.
+    ``create_dirs``, ``synchronous``, ``busy_timeout`` and ``mode`` override the URL's
+    parameters. The database is opened (and migrated forward) on first use, or by :meth:`open`.
     """
 
     def __init__(
@@ -79,6 +89,7 @@ class SQLiteStore:
         create_dirs: bool | None = None,
         synchronous: str | None = None,
         busy_timeout: int | None = None,
+        mode: str | None = None,
     ) -> None:
         settings = parse_url(url)
         overrides: dict[str, Any] = {}
@@ -92,6 +103,8 @@ class SQLiteStore:
             overrides["synchronous"] = synchronous.upper()
         if busy_timeout is not None:
             overrides["busy_timeout"] = busy_timeout
+        if mode is not None:
+            overrides["mode"] = check_mode(mode, settings.path)
         if overrides:
             settings = attrs.evolve(settings, **overrides)
         if settings.path != MEMORY:
@@ -140,10 +153,12 @@ class SQLiteStore:
 
     async def _open(self) -> aiosqlite.Connection:
         memory = self.path == MEMORY
+        mode = self.settings.mode
         if not memory:
-            schema.check_path(self.path, create_dirs=self.settings.create_dirs)
+            schema.check_path(self.path, create_dirs=self.settings.create_dirs, mode=mode)
         try:
-            pending = aiosqlite.connect(self.path, isolation_level=None)
+            target, uri = schema.connect_target(self.path, mode)
+            pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
             # aiosqlite's worker thread is not a daemon: a host that exits without closing its
             # core would hang at interpreter exit, holding the database. A daemon worker dies
             # with the process instead, which WAL makes as safe as a crash (committed data stays;
@@ -160,6 +175,7 @@ class SQLiteStore:
                 self.path,
                 synchronous=self.settings.synchronous,
                 busy_timeout=self.settings.busy_timeout,
+                read_only=mode == "ro",
             )
         except sqlite3.Error as exc:
             await conn.close()
@@ -170,7 +186,12 @@ class SQLiteStore:
         return conn
 
     def _explain(self, exc: sqlite3.Error) -> lash.LashError:
-        return schema.explain(exc, self.path, busy_timeout=self.settings.busy_timeout)
+        return schema.explain(
+            exc,
+            self.path,
+            busy_timeout=self.settings.busy_timeout,
+            read_only=self.settings.mode == "ro",
+        )
 
     @contextlib.asynccontextmanager
     async def _operation(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -224,7 +245,8 @@ class SQLiteStore:
 
     # -- leases ----------------------------------------------------------------------------
 
-    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.Lease:
+    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+        check_session_id(session_id)
         async with self._transaction((schema.LEASE, (session_id,))) as (conn, (row,)):
             lease = take_lease(_lease_of(session_id, _first(row)), session_id, owner, ttl)
             await conn.execute(
@@ -232,15 +254,15 @@ class SQLiteStore:
             )
         return lease
 
-    async def renew_lease(self, lease: lash.Lease, *, ttl: float) -> lash.Lease:
+    async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
         sid = lease.session_id
         async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
             check_lease(_lease_of(sid, _first(row)), lease)
-            renewed = lash.Lease(sid, lease.owner, lease.token, time.time() + ttl)
+            renewed = lash.store.Lease(sid, lease.owner, lease.token, time.time() + ttl)
             await conn.execute(schema.SET_EXPIRY, (renewed.expires_at, sid))
         return renewed
 
-    async def release_lease(self, lease: lash.Lease) -> None:
+    async def release_lease(self, lease: lash.store.Lease) -> None:
         sid = lease.session_id
         self._heads.pop(sid, None)
         async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
@@ -251,7 +273,8 @@ class SQLiteStore:
 
     # -- sessions --------------------------------------------------------------------------
 
-    async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+    async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
+        check_session_id(session_id)
         sid = (session_id,)
         nodes_read = (schema.ALL_NODES, sid) if full else (schema.ACTIVE_NODES, sid * 2)
         head_rows, node_rows, state_rows, usage_rows = await self._read(
@@ -261,10 +284,11 @@ class SQLiteStore:
         if head is None or head[0] == 0:
             return None
         revision, created_at, updated_at, turns = head[:4]
-        config, protocol_options, pending = (
+        # The middle blob is lash 0.1's protocol options: no longer read or written.
+        config, _protocol_options, pending = (
             _blob(digest, data) for digest, data in zip(head[4:7], head[7:10], strict=True)
         )
-        return lash.SessionRecord(
+        return lash.store.SessionRecord(
             session_id=session_id,
             revision=revision,
             created_at=created_at,
@@ -275,7 +299,6 @@ class SQLiteStore:
                 if config is None
                 else lash.from_data(config, lash.SessionConfig, what="stored session config")
             ),
-            protocol_options=protocol_options if protocol_options is not None else {},
             plugin_states={str(plugin): json.loads(data) for plugin, data in state_rows},
             pending=tuple(pending) if pending is not None else (),
             usage={str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in usage_rows},
@@ -286,10 +309,11 @@ class SQLiteStore:
         self,
         session_id: str,
         *,
-        lease: lash.Lease,
+        lease: lash.store.Lease,
         expected_revision: int,
-        delta: lash.CommitDelta,
+        delta: lash.store.CommitDelta,
     ) -> int:
+        check_session_id(session_id)
         # Serialize before taking the write lock: a value that is not JSON fails here, with
         # nothing written and no other writer kept waiting.
         encoded = _Encoded.of(session_id, delta)
@@ -329,6 +353,7 @@ class SQLiteStore:
             return new_head.revision
 
     async def delete(self, session_id: str) -> None:
+        check_session_id(session_id)
         self._heads.pop(session_id, None)
         sid = (session_id,)
         reads = ((schema.HEAD, sid), (schema.STATE_HASHES, sid))
@@ -347,10 +372,10 @@ class SQLiteStore:
                 writes.append(_release_blobs(conn, released))
             await _pipeline(*writes)
 
-    async def list_sessions(self) -> list[lash.SessionSummary]:
+    async def list_sessions(self) -> list[lash.store.SessionSummary]:
         (rows,) = await self._read((schema.LIST_SESSIONS, ()))
         return [
-            lash.SessionSummary(
+            lash.store.SessionSummary(
                 session_id=sid,
                 created_at=created_at,
                 updated_at=updated_at,
@@ -462,7 +487,7 @@ class _Head:
     next_seq: int
     frame_start: int
     last_user_message: str | None
-    hashes: tuple[str | None, ...]  # of config, protocol options, pending input
+    hashes: tuple[str | None, ...]  # of config, (unused) protocol options, pending input
     states: dict[str, str]  # plugin -> blob hash
 
     @classmethod
@@ -505,11 +530,11 @@ class _Encoded:
 
     nodes: list[tuple[str, str, str, int, str, bool, str | None]]
     states: dict[str, _Blob]
-    blobs: tuple[_Blob | None, ...]  # config, protocol options, pending input (None: unchanged)
+    blobs: tuple[_Blob | None, ...]  # config, (unused) protocol options, pending (None: unchanged)
     usage: list[tuple[str, int, int, int]]
 
     @classmethod
-    def of(cls, session_id: str, delta: lash.CommitDelta) -> _Encoded:
+    def of(cls, session_id: str, delta: lash.store.CommitDelta) -> _Encoded:
         def blob(what: str, data: Any) -> _Blob | None:
             return None if data is None else _canonical(session_id, what, data)
 
@@ -539,10 +564,7 @@ class _Encoded:
             },
             blobs=(
                 blob("config", None if delta.config is None else lash.to_data(delta.config)),
-                blob(
-                    "protocol options",
-                    None if delta.protocol_options is None else dict(delta.protocol_options),
-                ),
+                None,  # lash 0.1's protocol options column: left as it is (unused)
                 blob("pending input", None if delta.pending is None else list(delta.pending)),
             ),
             usage=[
@@ -565,9 +587,9 @@ def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
 
 def _plan(
     session_id: str,
-    lease: lash.Lease,
+    lease: lash.store.Lease,
     head: _Head,
-    delta: lash.CommitDelta,
+    delta: lash.store.CommitDelta,
     encoded: _Encoded,
     now: float,
 ) -> tuple[tuple[Any, ...], _Head]:
@@ -643,14 +665,14 @@ def _first(rows: list[Any]) -> Any:
     return rows[0] if rows else None
 
 
-def _lease_of(session_id: str, row: Iterable[Any] | None) -> lash.Lease | None:
+def _lease_of(session_id: str, row: Iterable[Any] | None) -> lash.store.Lease | None:
     """The lease stored in a head row's ``(owner, token, expires_at)``, if any."""
     if row is None:
         return None
     owner, token, expires_at = row
     if owner is None:
         return None
-    return lash.Lease(session_id, owner, token, expires_at)
+    return lash.store.Lease(session_id, owner, token, expires_at)
 
 
 def _blob(digest: str | None, data: str | None) -> Any:

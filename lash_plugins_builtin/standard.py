@@ -31,7 +31,8 @@ class StandardProtocol:
     """Model → tools → model … until a final answer or the round limit."""
 
     async def run(self, turn: lash.TurnDriver) -> None:
-        max_rounds = int(turn.options.get("max_tool_rounds", 8))
+        # Read at each turn: a configure(plugin_options=...) applies to the next turn.
+        max_rounds = turn.session.options(StandardOptions).max_tool_rounds
         rounds = 0
         while True:
             response = await turn.call_model()
@@ -50,9 +51,3 @@ class StandardProtocol:
 @lash.hookimpl
 def register_protocol(register: lash.RegisterProtocol) -> None:
     register("standard", StandardProtocol())
-
-
-@lash.hookimpl
-def materialize_session(session: lash.Session, options: StandardOptions) -> None:
-    # Protocol options are durable with the session: apply-at-open, committed with the next turn.
-    session.set_protocol_options(max_tool_rounds=options.max_tool_rounds)

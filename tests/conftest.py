@@ -1,12 +1,17 @@
-"""Shared fixtures: every test builds its own core; async tests run on asyncio via anyio."""
+"""Shared fixtures: every test builds its own core; async tests run on asyncio via anyio; the
+Postgres tests share one throwaway server (tests/_postgres.py), with a database per test."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from _pkgs import hide_installed_plugins, pythonpath
+
+if TYPE_CHECKING:
+    from _postgres import PostgresServer
 
 
 @pytest.fixture
@@ -36,3 +41,27 @@ def _isolated_cwd(
     """Run every test in an empty working directory: no lash.toml is found upward by accident,
     and the default store (``.lash/lash.db`` under the working directory) lands in a temp dir."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run, started on first use (tests/_postgres.py).
+
+    When it cannot start, every test that needs it fails with the reason: never a skip."""
+    from _postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"the Postgres tests need a PostgreSQL server, and none started: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database of its own on the test server. Databases are not
+    dropped one by one (Postgres checkpoints to drop one): they go with the server."""
+    return postgres_server.url(postgres_server.create_database())

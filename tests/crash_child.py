@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 
 import lash
+import lash.store
 
 SCHEME = "sqlite"
 KIT = "crashkit"
@@ -435,7 +436,7 @@ class Child:
         return [e for e in self.events if e["event"] == event]
 
 
-def verify_history(record: lash.SessionRecord) -> list[str]:
+def verify_history(record: lash.store.SessionRecord) -> list[str]:
     """Check that every turn of ``record`` (loaded with ``full=True``) is complete and in order;
     return the user message of each turn (index 0 is turn 1).
 

@@ -40,11 +40,13 @@ class WireToolCall:
 class Reply:
     """One canned answer.
 
-    With ``status`` 200 the reply is a completion: ``text`` (streamed one element per SSE event),
-    ``tool_calls`` (their argument fragments interleaved round-robin across events, so parallel
-    calls arrive mixed like real servers send them), ``usage`` and ``finish_reason``. With another
-    status, ``body`` is sent as the JSON error body. ``delay`` waits before answering (timeouts);
-    ``events`` replaces the generated SSE data lines with raw ones.
+    To a ``POST``, with ``status`` 200 the reply is a completion: ``text`` (streamed one element
+    per SSE event), ``tool_calls`` (their argument fragments interleaved round-robin across
+    events, so parallel calls arrive mixed like real servers send them), ``usage`` and
+    ``finish_reason``. With another status, ``body`` is sent as the JSON error body. ``delay``
+    waits before answering (timeouts); ``events`` replaces the generated SSE data lines with raw
+    ones. A ``GET`` (``/models``) is answered with ``status`` and ``body`` as JSON (see
+    :func:`model_list`).
     """
 
     status: int = 200
@@ -66,6 +68,16 @@ class RecordedRequest:
     path: str
     headers: Mapping[str, str]
     body: Any
+
+
+def model_list(*ids: str) -> Reply:
+    """The reply of an OpenAI-compatible server to ``GET /models``, listing ``ids``."""
+    return Reply(
+        body={
+            "object": "list",
+            "data": [{"id": i, "object": "model", "owned_by": "test"} for i in ids],
+        }
+    )
 
 
 def _finish(reply: Reply) -> str:
@@ -137,23 +149,36 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
 
-    def do_POST(self) -> None:
+    def _receive(self, method: str) -> tuple[Any, Reply | None]:
+        """Read and record the request; return its body and the reply queued for it."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         try:
-            body: Any = json.loads(raw)
+            body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
         owner = self.server.owner
         owner.record(
             RecordedRequest(
-                method="POST",
+                method=method,
                 path=self.path,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
             )
         )
-        reply = owner.next_reply()
+        return body, owner.next_reply()
+
+    def do_GET(self) -> None:
+        # `GET /models`: a reply's `body` is sent as the JSON document, whatever its status.
+        _, reply = self._receive("GET")
+        if reply is None:
+            self._json(418, {"error": {"message": "wire server: no reply queued"}}, {})
+        else:
+            self._json(reply.status, reply.body, reply.headers)
+
+    def do_POST(self) -> None:
+        body, reply = self._receive("POST")
+        owner = self.server.owner
         try:
             if reply is None:
                 self._json(418, {"error": {"message": "wire server: no reply queued"}}, {})

@@ -147,7 +147,13 @@ def _modules_after(code: str) -> set[str]:
 def test_import_lash_loads_only_markers_and_errors() -> None:
     """``import lash`` (what every plugin module runs) loads no kernel module and no asyncio."""
     loaded = {m for m in _modules_after("import lash") if m.startswith("lash")}
-    assert loaded == {"lash", "lash._facade", "lash._plugins", "lash._plugins.markers", "lash.errors"}
+    assert loaded == {
+        "lash",
+        "lash._facade",
+        "lash._plugins",
+        "lash._plugins.markers",
+        "lash.errors",
+    }
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["plugins", "--all"]])
@@ -192,10 +198,7 @@ def test_foundation_names_are_public() -> None:
     for name in (
         "ConfigError",
         "ConfigRejected",
-        "Contribution",
         "ExclusiveHookConflict",
-        "HookDispatcher",
-        "HookImpl",
         "HostConfig",
         "LashCore",
         "OptionsError",
@@ -204,10 +207,17 @@ def test_foundation_names_are_public() -> None:
         "PluginLoadError",
         "PluginMeta",
         "PluginOrderError",
-        "Registry",
         "UnknownHookError",
         "hookimpl",
         "hookspec",
         "option",
     ):
         assert name in lash.__all__
+
+
+def test_kernel_plumbing_is_not_public() -> None:
+    """Dispatch and registry plumbing stay out of ``lash`` (hosts reach them as ``core.hooks``
+    / ``core.registry`` attributes, plugin authors never)."""
+    for name in ("Contribution", "HookDispatcher", "HookImpl", "Registry", "SessionGraph"):
+        assert name not in lash.__all__
+        assert not hasattr(lash, name)

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _pkgs import build_wheels, pip_install, run_lash, write_package
+from click.testing import CliRunner, Result
+from openai_wire_server import Reply, WireServer, model_list
+
+from lash.cli import cli
 
 GOOD = '''
 """A well-behaved plugin: one typed tool, and options with a secret."""
@@ -169,10 +176,15 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return pip_install(groups, root / "site")
 
 
+#: The smallest healthy config: with two providers registered (the builtins `openai` and
+#: `scripted`), `lash doctor` wants one chosen.
+HEALTHY = 'provider = "scripted"\n'
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """An empty directory with an empty lash.toml, so no config further up is discovered."""
-    (tmp_path / "lash.toml").write_text("", encoding="utf-8")
+    """An empty directory with a healthy lash.toml, so no config further up is discovered."""
+    (tmp_path / "lash.toml").write_text(HEALTHY, encoding="utf-8")
     return tmp_path
 
 
@@ -325,7 +337,7 @@ def test_env_references_are_resolved_from_the_environment(
 ) -> None:
     """`$env:NAME` option values come from the environment; an unset one is a doctor error."""
     (workdir / "lash.toml").write_text(
-        "[options.good]\n"
+        HEALTHY + "[options.good]\n"
         'endpoint = "$env:GOOD_ENDPOINT"\n'
         'retries = "$env:GOOD_RETRIES"\n'
         'api_key = "$env:GOOD_KEY"\n',
@@ -435,7 +447,7 @@ def test_disable_allowlist_and_environment(dist: dict[str, Path], workdir: Path)
     installed = [dist["good"], dist["greeter"], dist["boom"]]
     config = workdir / "lash.toml"
 
-    config.write_text('disable = ["boom"]\n', encoding="utf-8")
+    config.write_text(HEALTHY + 'disable = ["boom"]\n', encoding="utf-8")
     entries = listing(cwd=workdir, installed=installed)
     assert {n: e["status"] for n, e in entries.items()} == {
         "good": "loaded",
@@ -547,3 +559,136 @@ def test_plugin_calling_sys_exit_does_not_end_lash_silently(
     usage = run_lash("--help", cwd=workdir, installed=installed)
     assert usage.returncode == 0
     assert lines_with(usage.stdout, "doctor")
+
+
+# -- doctor and the provider (in-process) ------------------------------------------------------
+
+
+@pytest.fixture
+def host_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs read LASH_* and OPENAI_*: none leaks in from outside."""
+    for name in list(os.environ):
+        if name.startswith(("LASH_", "OPENAI_")):
+            monkeypatch.delenv(name)
+
+
+def doctor(config: Path, *args: str, **env: str) -> Result:
+    """``lash --config CONFIG doctor ARGS`` in-process, with ``env`` set."""
+    return CliRunner().invoke(
+        cli, ["--config", str(config), "doctor", *args], env=env, catch_exceptions=False
+    )
+
+
+@pytest.mark.usefixtures("host_env")
+def test_doctor_reports_that_no_provider_is_chosen(tmp_path: Path) -> None:
+    """With several providers registered and none configured, doctor reports it as a problem
+    naming them; one registered provider, or a configured one, is healthy."""
+    config = tmp_path / "lash.toml"
+    config.write_text("autoload = false\n", encoding="utf-8")
+    unchosen = doctor(config)
+    assert unchosen.exit_code == 1
+    assert lines_with(
+        unchosen.stdout, "- no provider configured", "2 are registered (openai, scripted)"
+    )
+    assert lines_with(unchosen.stdout, "no provider configured", str(config), "--provider")
+
+    config.write_text('autoload = false\ndisable = ["openai"]\n', encoding="utf-8")
+    assert doctor(config).stdout.splitlines()[-1] == "healthy"
+    config.write_text('autoload = false\nprovider = "openai"\n', encoding="utf-8")
+    assert doctor(config).stdout.splitlines()[-1] == "healthy"
+    config.write_text('autoload = false\ndisable = ["openai", "scripted"]\n', encoding="utf-8")
+    none = doctor(config)
+    assert none.exit_code == 0, none.stdout
+    assert lines_with(none.stdout, "note:", "no enabled plugin registers a provider")
+
+
+@pytest.fixture
+def openai_host(tmp_path: Path, host_env: None) -> Path:
+    """A config using the openai provider with model gpt-test."""
+    config = tmp_path / "lash.toml"
+    config.write_text(
+        'autoload = false\nprovider = "openai"\nmodel = "gpt-test"\n', encoding="utf-8"
+    )
+    return config
+
+
+@pytest.fixture
+def server() -> Iterator[WireServer]:
+    with WireServer() as wire:
+        yield wire
+
+
+def test_doctor_online_confirms_url_key_and_model(openai_host: Path, server: WireServer) -> None:
+    """`doctor --online` asks the server for its models once, with the key, and reports that the
+    URL, the key and the model work; without --online nothing is sent."""
+    server.push(model_list("gpt-other", "gpt-test"))
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-doctor-secret"}
+    assert doctor(openai_host, **env).exit_code == 0
+    assert server.requests == []
+    result = doctor(openai_host, "--online", **env)
+    assert result.exit_code == 0, result.stdout
+    assert lines_with(
+        result.stdout,
+        "online: provider 'openai', model 'gpt-test': ok",
+        server.base_url,
+        "accepts the API key",
+    )
+    assert result.stdout.splitlines()[-1] == "healthy"
+    [request] = server.requests
+    assert (request.method, request.path) == ("GET", "/v1/models")
+    assert request.headers["authorization"] == "Bearer sk-doctor-secret"
+    assert "sk-doctor-secret" not in result.output
+
+
+def test_doctor_online_diagnoses_each_failure(openai_host: Path, server: WireServer) -> None:
+    """A refused connection, a refused key, an unknown model and a wrong base URL each get
+    their own diagnosis, exit 1, and the key is never echoed (even when the server does)."""
+    key = "sk-wrong-key-123"
+    closed = socket.socket()  # bound, never listening: connecting to it is refused
+    closed.bind(("127.0.0.1", 0))
+    with closed:
+        refused_url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+        refused = doctor(openai_host, "--online", OPENAI_BASE_URL=refused_url, OPENAI_API_KEY=key)
+    assert lines_with(refused.stdout, "- online check:", f"cannot reach {refused_url}/models")
+    assert lines_with(refused.stdout, "Connection refused", "check that the server is running")
+
+    server.push(
+        Reply(status=401, body={"error": {"message": f"Incorrect API key provided: {key}"}}),
+        model_list("gpt-other", "gpt-mini"),
+    )
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": key}
+    unauthorized = doctor(openai_host, "--online", **env)
+    assert lines_with(unauthorized.stdout, "- online check:", "HTTP 401", "OPENAI_API_KEY")
+    unknown = doctor(openai_host, "--online", **env)
+    assert lines_with(
+        unknown.stdout, "- online check:", "does not serve model 'gpt-test'", "gpt-mini, gpt-other"
+    )
+    server.push(Reply(status=404, body={"detail": "Not Found"}))
+    wrong_url = doctor(openai_host, "--online", **{**env, "OPENAI_BASE_URL": server.base_url[:-3]})
+    assert lines_with(wrong_url.stdout, "- online check:", "HTTP 404", "no OpenAI-compatible API")
+
+    for result in (refused, unauthorized, unknown, wrong_url):
+        assert result.exit_code == 1
+        assert lines_with(result.stdout, "online: provider 'openai', model 'gpt-test': FAILED")
+        assert key not in result.output
+        assert_no_traceback(result)
+
+
+def test_doctor_online_names_the_default_model_and_skips_what_it_cannot_check(
+    tmp_path: Path, server: WireServer, host_env: None
+) -> None:
+    """Without a configured model doctor says which one a turn would ask for; a provider with
+    no check method (scripted) is not checked and not a problem."""
+    config = tmp_path / "lash.toml"
+    config.write_text('autoload = false\nprovider = "openai"\n', encoding="utf-8")
+    server.push(model_list("default"))
+    result = doctor(config, "--online", OPENAI_BASE_URL=server.base_url)
+    assert result.exit_code == 0, result.stdout
+    assert lines_with(
+        result.stdout, "model 'default' (no model configured: the default): ok", "needs no API key"
+    )
+
+    config.write_text('autoload = false\nprovider = "scripted"\n', encoding="utf-8")
+    scripted = doctor(config, "--online")
+    assert scripted.exit_code == 0, scripted.stdout
+    assert lines_with(scripted.stdout, "provider 'scripted'", "not checked", "no check method")

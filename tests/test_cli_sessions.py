@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import click
 
 import lash
+import lash.store
 
 LASH = str(Path(sys.executable).parent / "lash")
 
@@ -58,7 +60,6 @@ SUMMARY_KEYS = {
 HEAD_KEYS = SUMMARY_KEYS | {
     "usage_by_source",
     "config",
-    "protocol_options",
     "plugin_states",
     "pending",
     "node_count",
@@ -170,6 +171,7 @@ def test_list_shows_sessions_with_their_fields(tmp_path: Path) -> None:
 def test_list_of_an_empty_store_says_so(tmp_path: Path) -> None:
     """An empty store gives one friendly line, and `[]` in JSON mode."""
     setup(tmp_path)
+    assert in_store(tmp_path, lambda store: store.list_sessions()) == []  # creates it
     out = ok(lash_cli("sessions", "list", cwd=tmp_path))
     assert out.startswith("no sessions in store 'sqlite:///")
     assert "`lash run PROMPT --session ID`" in out
@@ -266,7 +268,7 @@ def test_show_marks_frames_summaries_and_projected_results(tmp_path: Path) -> No
     setup(tmp_path)
     run_turn(tmp_path, "make a plan", "s1")
 
-    async def compact(store: lash.Store) -> None:
+    async def compact(store: lash.store.Store) -> None:
         record = await store.load("s1")
         assert record is not None
         root = record.nodes[0].frame_id
@@ -300,7 +302,7 @@ def test_show_marks_frames_summaries_and_projected_results(tmp_path: Path) -> No
             "s1",
             lease=lease,
             expected_revision=record.revision,
-            delta=lash.CommitDelta(nodes=nodes, turns=1),
+            delta=lash.store.CommitDelta(nodes=nodes, turns=1),
         )
         await store.release_lease(lease)
 
@@ -365,6 +367,8 @@ def test_delete_refuses_a_session_leased_by_another_process(tmp_path: Path) -> N
     assert f"cannot delete session 's1': it is open elsewhere, its lease is held by {owner!r}" in (
         err
     )
+    # The time left, rounded up to whole seconds (120 s less the moments since it was taken).
+    assert re.search(r" \(for up to 1[12]\d s more\); close it there", err), err
     listed = json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path)))
     assert [row["session_id"] for row in listed] == ["s1"]
 
@@ -379,11 +383,13 @@ def test_reading_never_takes_the_lease(tmp_path: Path) -> None:
     ok(lash_cli("sessions", "show", "s1", cwd=tmp_path))
     ok(lash_cli("sessions", "export", "s1", cwd=tmp_path))
 
-    async def still_ours(store: lash.Store) -> int:
+    async def still_ours(store: lash.store.Store) -> int:
         # Same owner, same fencing token: nobody took the lease over in between.
         again = await store.acquire_lease("s1", "writer", ttl=120)
         assert again.token == lease.token
-        return await store.commit("s1", lease=again, expected_revision=1, delta=lash.CommitDelta())
+        return await store.commit(
+            "s1", lease=again, expected_revision=1, delta=lash.store.CommitDelta()
+        )
 
     assert in_store(tmp_path, still_ours) == 2
 
@@ -431,9 +437,80 @@ def test_store_and_config_errors_are_clear(tmp_path: Path) -> None:
     assert err.startswith("Error: bad sqlite URL 'sqlite://lash.db': use sqlite:///")
     assert err.count("\n") == 1
 
+    (tmp_path / "lash.toml").write_text(
+        'store = "sqlite:///x.db?mode=bogus"\ndisable = ["openai"]\n', encoding="utf-8"
+    )
+    err = fails(lash_cli("sessions", "list", cwd=tmp_path))
+    assert err.startswith("Error: bad sqlite URL 'sqlite:///x.db?mode=bogus': mode='bogus'; use")
+
     (tmp_path / "lash.toml").write_text('store = "sqlite:///x.db\n', encoding="utf-8")
     err = fails(lash_cli("sessions", "list", cwd=tmp_path))
     assert err.startswith(f"Error: {tmp_path / 'lash.toml'}:1:")
+
+
+def test_inspection_never_creates_the_default_store(tmp_path: Path) -> None:
+    """With no store yet, list says so, show/export/delete fail naming it; nothing is created."""
+    db = tmp_path.resolve() / ".lash" / "lash.db"
+    no_store = (
+        f"no sessions yet: the default store {db} does not exist "
+        "(`lash run PROMPT --session ID` creates it)\n"
+    )
+    assert ok(lash_cli("sessions", "list", cwd=tmp_path)) == no_store
+    assert json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path))) == []
+    for command in (["show", "s1"], ["show", "s1", "--json"], ["export", "s1"]):
+        assert fails(lash_cli("sessions", *command, cwd=tmp_path)) == f"Error: {no_store}"
+    assert fails(lash_cli("sessions", "delete", "s1", "--yes", cwd=tmp_path)) == (
+        f"Error: {no_store}"
+    )
+    ok(lash_cli("plugins", "--all", cwd=tmp_path))
+    ok(lash_cli("plugins", "--json", cwd=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspection_of_a_configured_store_that_is_not_there_is_an_error(tmp_path: Path) -> None:
+    """A store URL that points at nothing is an error naming the path; nothing is created."""
+    db = tmp_path / "state" / "lash.db"
+    url = f"sqlite:///{db}?create_dirs=1"
+    config = tmp_path / "lash.toml"
+    config.write_text(f'store = "{url}"\ndisable = ["openai"]\n', encoding="utf-8")
+    commands = (["list"], ["list", "--json"], ["show", "s1"], ["export", "s1"])
+    for command in (*commands, ["delete", "s1", "--yes"]):
+        err = fails(lash_cli("sessions", *command, cwd=tmp_path))
+        assert err == (
+            f"Error: the configured store {url!r} points at {db}, which does not exist; "
+            f"`lash sessions` never creates a store: check the store URL in {config}, or run a "
+            "session first (`lash run PROMPT --session ID` creates the store)\n"
+        )
+    ok(lash_cli("plugins", "--all", cwd=tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["lash.toml"]
+
+
+def test_reading_leaves_the_store_files_as_they_were(tmp_path: Path) -> None:
+    """list, show and export write nothing: same database bytes, no -wal or -shm left."""
+    setup(tmp_path)
+    run_turn(tmp_path, "make a plan", "s1")
+    db = tmp_path / "lash.db"
+    files = sorted(p.name for p in tmp_path.iterdir())
+    content = db.read_bytes()
+    ok(lash_cli("sessions", "list", cwd=tmp_path))
+    ok(lash_cli("sessions", "show", "s1", cwd=tmp_path))
+    ok(lash_cli("sessions", "export", "s1", cwd=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    assert db.read_bytes() == content
+
+
+def test_a_read_only_store_url_stays_read_only(tmp_path: Path) -> None:
+    """With ``?mode=ro`` in the config, list works and delete is refused, saying why."""
+    setup(tmp_path)
+    run_turn(tmp_path, "make a plan", "s1")
+    (tmp_path / "lash.toml").write_text(
+        f'store = "sqlite:///{tmp_path / "lash.db"}?mode=ro"\ndisable = ["openai"]\n',
+        encoding="utf-8",
+    )
+    assert "s1" in ok(lash_cli("sessions", "list", cwd=tmp_path))
+    err = fails(lash_cli("sessions", "delete", "s1", "--yes", cwd=tmp_path))
+    assert err.startswith(f"Error: {tmp_path / 'lash.db'}: this store only reads (mode=ro")
+    assert "s1" in ok(lash_cli("sessions", "list", cwd=tmp_path))
 
 
 def test_memory_store_warns_on_stderr(tmp_path: Path) -> None:
@@ -499,34 +576,65 @@ def test_delete_asks_on_a_terminal(tmp_path: Path) -> None:
     assert ok(lash_cli("sessions", "list", cwd=tmp_path)).startswith("no sessions in store ")
 
 
-def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
-    """Plugin nodes show plugin, kind and data; unparsable arguments are shown raw."""
+#: The fields every node of :func:`turn_one_lines` shares.
+COMMON = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
+
+
+def turn_one_lines(*nodes: lash.GraphNode) -> list[str]:
+    """The unstyled transcript lines after "turn 1" of a one-turn session of ``nodes``."""
     # In process, on a record built directly: the exact rendering of rare node shapes.
     from lash.cli._sessions_cmds import transcript
 
-    common = {"parent_id": None, "frame_id": "f" * 32, "turn": 1}
-    call = lash.ToolCall(id="c1", name="read_file", invalid_arguments="{path: notes")
-    record = lash.SessionRecord(
+    record = lash.store.SessionRecord(
         session_id="p1",
         revision=1,
         created_at=0.0,
         updated_at=0.0,
-        nodes=(
-            lash.FrameBoundary(id="f", previous_frame_id=None, **common),
-            lash.UserMessage(id="u", text="hi", **common),
-            lash.AssistantMessage(id="a", text="", tool_calls=(call,), **common),
-            lash.ToolCallNode(id="t", call=call, **common),
-            lash.PluginNode(
-                id="p", plugin="memo", kind="note", data={"saved": ["a", "b"]}, **common
-            ),
-        ),
+        nodes=(lash.FrameBoundary(id="f", previous_frame_id=None, **COMMON), *nodes),
         turns=1,
     )
     lines = [click.unstyle(line) for line in transcript(record)]
-    assert lines[lines.index("turn 1") + 1 :] == [
+    return lines[lines.index("turn 1") + 1 :]
+
+
+def test_transcript_shows_plugin_nodes_and_invalid_arguments() -> None:
+    """Plugin nodes show plugin, kind and data; unparsable arguments are shown raw."""
+    call = lash.ToolCall(id="c1", name="read_file", invalid_arguments="{path: notes")
+    assert turn_one_lines(
+        lash.UserMessage(id="u", text="hi", **COMMON),
+        lash.AssistantMessage(id="a", text="", tool_calls=(call,), **COMMON),
+        lash.ToolCallNode(id="t", call=call, **COMMON),
+        lash.PluginNode(id="p", plugin="memo", kind="note", data={"saved": ["a", "b"]}, **COMMON),
+    ) == [
         "  user> hi",
+        "  assistant> (tool calls: read_file)",
         "  tool call read_file [c1]",
         "    invalid arguments (not a JSON object): {path: notes",
         "  plugin memo: note",
         '    data: {"saved": ["a", "b"]}',
+    ]
+
+
+def test_transcript_shows_a_tool_only_message_with_its_usage() -> None:
+    """An assistant message with tool calls and no text gets its own line, and its model and
+    usage follow it, not the user message before it."""
+    calls = (
+        lash.ToolCall(id="c1", name="read_file", arguments={"path": "a.txt"}),
+        lash.ToolCall(id="c2", name="list_dir", arguments={}),
+    )
+    usage = lash.Usage(input_tokens=12, output_tokens=3, cached_tokens=4)
+    assert turn_one_lines(
+        lash.UserMessage(id="u", text="look around", **COMMON),
+        lash.AssistantMessage(
+            id="a", text="", tool_calls=calls, model="gpt-test", usage=usage, **COMMON
+        ),
+        *(lash.ToolCallNode(id=f"t{c.id}", call=c, **COMMON) for c in calls),
+    ) == [
+        "  user> look around",
+        "  assistant> (tool calls: read_file, list_dir)",
+        "    (gpt-test, 12 in / 3 out / 4 cached tokens)",
+        "  tool call read_file [c1]",
+        '    arguments: {"path": "a.txt"}',
+        "  tool call list_dir [c2]",
+        "    arguments: {}",
     ]

@@ -23,11 +23,12 @@ from crash_child import (
 )
 
 import lash
+import lash.store
 
 RACERS = 4
 
 
-async def load(db: Path, session_id: str) -> lash.SessionRecord:
+async def load(db: Path, session_id: str) -> lash.store.SessionRecord:
     core = build_core(db)
     try:
         record = await core.store.load(session_id, full=True)

@@ -229,6 +229,40 @@ def test_malformed_pyproject_found_by_search(tmp_path: Path) -> None:
     assert info.value.line == 1
 
 
+def test_config_that_is_not_utf8_names_file_and_byte_offset(tmp_path: Path) -> None:
+    """A lash.toml with a byte that is not UTF-8 is a ConfigError with its offset and position."""
+    bad = tmp_path / "lash.toml"
+    # Line 2 is "# café " (é is 2 bytes in UTF-8) and then a Latin-1 "ü" (0xfc): 14 bytes of
+    # line 1 + 8 bytes before it = offset 22; 7 characters before it on its line = column 8.
+    bad.write_bytes(b'strict = true\n# caf\xc3\xa9 \xfc\nmodel = "m"\n')
+    with pytest.raises(ConfigError) as info:
+        HostConfig.load(bad)
+    error = info.value
+    assert (error.path, error.line, error.column) == (str(bad), 2, 8)
+    assert str(error).startswith(f"{bad}:2:8: not UTF-8 text: byte 0xfc at byte offset 22 ")
+    assert "must be UTF-8" in str(error)
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_pyproject_that_is_not_utf8_found_by_search(tmp_path: Path) -> None:
+    """A pyproject.toml met during the upward search that is not UTF-8 is reported, naming it."""
+    bad = tmp_path / "pyproject.toml"
+    bad.write_bytes(b'[tool.lash]\nmodel = "\xff"\n')  # 12 + 9 bytes before 0xff
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ConfigError, match="byte 0xff at byte offset 21 ") as info:
+        HostConfig.load(cwd=tmp_path / "sub")
+    assert (info.value.path, info.value.line, info.value.column) == (str(bad), 2, 10)
+
+
+def test_utf16_config_is_not_utf8(tmp_path: Path) -> None:
+    """A config saved as UTF-16 (an editor's "Unicode") fails at its byte-order mark."""
+    bad = tmp_path / "lash.toml"
+    bad.write_bytes('model = "m"\n'.encode("utf-16"))
+    with pytest.raises(ConfigError, match="byte 0xff at byte offset 0 ") as info:
+        HostConfig.load(bad)
+    assert (info.value.line, info.value.column) == (1, 1)
+
+
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     """An unknown key is an error naming it and listing the known keys."""
     bad = write(tmp_path / "lash.toml", 'modle = "typo"\n')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,6 @@ import pytest
 
 import lash
 from lash import (
-    Contribution,
     ExclusiveHookConflict,
     HostConfig,
     LashCore,
@@ -20,6 +20,7 @@ from lash import (
     PluginMeta,
     RecoveryDisposition,
 )
+from lash._plugins.registry import Contribution
 
 ENV_VARS = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD", "LASH_STRICT_PLUGINS")
 
@@ -114,6 +115,20 @@ def test_warnings_for_unused_option_sections() -> None:
     ]
 
 
+def test_misspelled_option_section_gets_a_suggestion() -> None:
+    """An options table named like no plugin, but close to one, says which one was meant."""
+    core = LashCore(
+        [plugin("tool_host"), plugin("plain")],
+        options={"tool_hots": {"x": 1}, "plian": {}, "zzz": {}},
+    )
+    assert sorted(core.warnings) == [
+        "[options.plian] is set but no plugin named 'plian' is enabled (did you mean 'plain'?)",
+        "[options.tool_hots] is set but no plugin named 'tool_hots' is enabled "
+        "(did you mean 'tool_host'?)",
+        "[options.zzz] is set but no plugin named 'zzz' is enabled",
+    ]
+
+
 def test_strict_environment_applies_to_code_built_core(monkeypatch: pytest.MonkeyPatch) -> None:
     """A core built in code still honours ``LASH_STRICT_PLUGINS``."""
     monkeypatch.setenv("LASH_STRICT_PLUGINS", "1")
@@ -205,17 +220,11 @@ def test_register_process_kinds() -> None:
     async def index() -> None:
         return None
 
-    core = LashCore(
-        [
-            plugin(
-                "procs",
-                register_process_kinds=lambda register: (
-                    register("crawl", crawl, recovery=RecoveryDisposition.RERUNNABLE),
-                    register("index", index),
-                ),
-            )
-        ]
-    )
+    def register_kinds(register: Callable[..., None]) -> None:
+        register("crawl", crawl, recovery=RecoveryDisposition.RERUNNABLE)
+        register("index", index)
+
+    core = LashCore([plugin("procs", register_process_kinds=register_kinds)])
     kinds = core.registry.of("process_kind")
     assert kinds["crawl"] == Contribution(
         "process_kind", "crawl", "procs", crawl, "Crawl the site.", RecoveryDisposition.RERUNNABLE
@@ -376,3 +385,102 @@ def test_exclusive_conflict_avoided_by_disabling_one() -> None:
         disable=["budget_a"],
     )
     assert core.hooks.plugins_implementing("project_tool_result") == ["budget_b"]
+
+
+# -- wrong argument types -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"plugins": 7}, "plugins: expected a list of plugin names (str) or plugin objects"),
+        ({"plugins": ["standard", None]}, "plugins[1]: expected a plugin name (str) or a plugin"),
+        ({"plugins": [3]}, "got 3 (int)"),
+        ({"options": []}, "options: expected a mapping of plugin name to that plugin's options"),
+        ({"options": {"openai": 3}}, "options['openai']: expected a mapping of option names"),
+        ({"options": {3: {}}}, "options: expected plugin names (str) as keys, got 3 (int)"),
+        ({"store": 3}, "store: expected a store URL (str) such as"),
+        ({"provider": ["openai"]}, "provider: expected a provider name (str)"),
+        ({"model": 4}, "model: expected a model name (str), got 4 (int)"),
+        ({"disable": 5}, "disable: expected a list of plugin names (str), got 5 (int)"),
+        ({"disable": ["openai", 5]}, "disable[1]: expected a plugin name (str), got 5 (int)"),
+        ({"autoload": "yes"}, "autoload: expected True, False or None, got 'yes' (str)"),
+        ({"strict": 1}, "strict: expected True, False or None, got 1 (int)"),
+        ({"config": {"store": "memory://"}}, "config: expected a lash.HostConfig"),
+        ({"on_error": "print"}, "on_error: expected a function taking a lash.LashError"),
+        ({"lease_ttl": "x"}, "lease_ttl: expected a positive number of seconds"),
+        ({"lease_ttl": 0}, "got 0 (int)"),
+        ({"lease_ttl": float("inf")}, "got inf (float)"),
+        ({"lease_ttl": True}, "got True (bool)"),
+    ],
+)
+def test_wrong_argument_types_are_a_config_error(arguments: dict[str, Any], problem: str) -> None:
+    """A wrong type for any LashCore argument is a ConfigError naming it, expected and given."""
+    with pytest.raises(lash.ConfigError) as info:
+        LashCore(**arguments)
+    assert str(info.value).startswith("invalid arguments to lash.LashCore():\n  - ")
+    assert problem in str(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_every_bad_argument_is_reported_at_once() -> None:
+    """Several bad arguments are listed together, one line each, in parameter order."""
+    with pytest.raises(lash.ConfigError) as info:
+        LashCore(plugins=7, options=[], lease_ttl="x")
+    lines = str(info.value).splitlines()[1:]
+    assert [line.split(":")[0] for line in lines] == ["  - plugins", "  - options", "  - lease_ttl"]
+
+
+def test_bad_options_argument_never_shows_values() -> None:
+    """Options may hold secrets: a misshapen options argument names types, not values."""
+    with pytest.raises(lash.ConfigError) as info:
+        LashCore(options={"openai": "sk-very-secret"})
+    assert "sk-very-secret" not in str(info.value)
+    with pytest.raises(lash.ConfigError) as info:
+        LashCore(options=[("openai", {"api_key": "sk-very-secret"})])
+    assert "sk-very-secret" not in str(info.value)
+    assert "got a list" in str(info.value)
+
+
+def test_long_bad_values_are_cut_short() -> None:
+    """A huge bad value is shown cut short, so the message stays readable."""
+    with pytest.raises(lash.ConfigError) as info:
+        LashCore(lease_ttl="x" * 10_000)
+    assert len(str(info.value)) < 300
+
+
+def test_bad_arguments_fail_before_anything_loads() -> None:
+    """A bad argument fails before plugins load: no plugin hook runs."""
+    ran: list[str] = []
+    probe = plugin("probe", register_tools=lambda register: ran.append("registered"))
+    with pytest.raises(lash.ConfigError):
+        LashCore([probe], autoload=False, lease_ttl=-1)
+    assert ran == []
+
+
+def test_well_typed_arguments_still_work() -> None:
+    """Accepted shapes: a bare name, tuples, plugin objects, None, a bare disable name, an int."""
+    core = LashCore(
+        (plugin("tool_host"),),
+        store="memory://",
+        provider=None,
+        model="m",
+        options={"tool_host": {}},
+        disable="openai",
+        autoload=False,
+        strict=False,
+        on_error=print,
+        lease_ttl=5,
+    )
+    assert core.plugin_names == ["tool_host"] and core.lease_ttl == 5
+    assert core.config.disable == ("openai",)
+    # A bare string is one plugin name (here one that is not installed: a failure, not an error).
+    assert [p.name for p in LashCore("ghost", autoload=False).plugins] == ["ghost"]
+
+
+def test_every_core_parameter_has_a_rule() -> None:
+    """Each parameter of LashCore.__init__ is checked: a new one needs a rule in RULES."""
+    from lash._plugins.arguments import RULES
+
+    parameters = list(inspect.signature(LashCore.__init__).parameters)[1:]
+    assert sorted(parameters) == sorted(RULES)

@@ -14,11 +14,11 @@ import lash
 from lash import (
     ConfigRejected,
     ExclusiveHookConflict,
-    HookDispatcher,
     HostConfig,
     LashError,
     PluginError,
 )
+from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import load_plugins
 
 
@@ -37,6 +37,19 @@ def dispatcher(
     """A dispatcher over exactly ``plugins`` (no discovery), in the given order."""
     result = load_plugins(HostConfig(strict=True), explicit=list(plugins), discover=False)
     return HookDispatcher(result.pm, [p.name for p in result.loaded], on_error=on_error)
+
+
+def pc(text: str) -> lash.PromptContribution:
+    return lash.PromptContribution(text)
+
+
+def pv(content: str) -> lash.PromptView:
+    """A prompt view of one user message (what transform_prompt_view chains)."""
+    return lash.PromptView((lash.Message("user", content),))
+
+
+def text(view: lash.PromptView) -> str:
+    return view.messages[0].content
 
 
 def tryfirst(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,17 +124,17 @@ def test_impls_describe_each_implementation() -> None:
 async def test_collect_tags_results_and_drops_none() -> None:
     """collect gathers every non-None result, tagged ``(plugin, value)``, in plugin order."""
 
-    async def async_contribution(session: str) -> str:
-        return f"async:{session}"
+    async def async_contribution(session: str) -> lash.PromptContribution:
+        return pc(f"async:{session}")
 
     hooks = dispatcher(
-        plugin("a", prompt_contributions=lambda session: f"a:{session}"),
+        plugin("a", prompt_contributions=lambda session: pc(f"a:{session}")),
         plugin("none", prompt_contributions=lambda session: None),
         plugin("b", prompt_contributions=async_contribution),
     )
     assert await hooks.collect("prompt_contributions", session="s1") == [
-        ("a", "a:s1"),
-        ("b", "async:s1"),
+        ("a", pc("a:s1")),
+        ("b", pc("async:s1")),
     ]
 
 
@@ -134,27 +147,32 @@ async def test_collect_with_no_implementations() -> None:
 @pytest.mark.anyio
 async def test_collect_binds_per_plugin_arguments() -> None:
     """``bind(plugin)`` supplies arguments that differ per plugin (such as its options)."""
+    seen: list[tuple[str, object, object]] = []
     hooks = dispatcher(
-        plugin("a", materialize_session=lambda session, options: (session, options)),
-        plugin("b", materialize_session=lambda options, is_root: (options, is_root)),
+        plugin("a", prepare_session=lambda session, options: seen.append(("a", session, options))),
+        plugin("b", prepare_session=lambda options, is_root: seen.append(("b", options, is_root))),
     )
     results = await hooks.collect(
-        "materialize_session",
+        "prepare_session",
         bind=lambda name: {"options": f"options-of-{name}"},
         session="s",
         is_root=True,
     )
-    assert results == [("a", ("s", "options-of-a")), ("b", ("options-of-b", True))]
+    assert results == []
+    assert seen == [("a", "s", "options-of-a"), ("b", "options-of-b", True)]
 
 
 def test_collect_sync() -> None:
     """collect_sync gathers synchronous implementations the same way."""
     hooks = dispatcher(
-        plugin("a", prompt_contributions=lambda: "a"),
+        plugin("a", prompt_contributions=lambda: pc("a")),
         plugin("b", prompt_contributions=lambda session: None),
-        plugin("c", prompt_contributions=lambda session: session),
+        plugin("c", prompt_contributions=lambda session: pc(session)),
     )
-    assert hooks.collect_sync("prompt_contributions", session="s") == [("a", "a"), ("c", "s")]
+    assert hooks.collect_sync("prompt_contributions", session="s") == [
+        ("a", pc("a")),
+        ("c", pc("s")),
+    ]
 
 
 def test_collect_sync_rejects_async_implementations() -> None:
@@ -176,17 +194,17 @@ def test_collect_sync_rejects_async_implementations() -> None:
 async def test_chain_passes_each_output_on() -> None:
     """chain hands each implementation the previous output; None means "no change"."""
 
-    async def exclaim(session: object, view: str) -> str:
-        return view + "!"
+    async def exclaim(session: object, view: lash.PromptView) -> lash.PromptView:
+        return pv(text(view) + "!")
 
     hooks = dispatcher(
-        plugin("upper", transform_prompt_view=lambda view: view.upper()),
+        plugin("upper", transform_prompt_view=lambda view: pv(text(view).upper())),
         plugin("noop", transform_prompt_view=lambda session, view: None),
         plugin("exclaim", transform_prompt_view=exclaim),
-        plugin("suffix", transform_prompt_view=lambda view: view + "?"),
+        plugin("suffix", transform_prompt_view=lambda view: pv(text(view) + "?")),
     )
-    result = await hooks.chain("transform_prompt_view", "view", "hello", session="s")
-    assert result == "HELLO!?"
+    result = await hooks.chain("transform_prompt_view", "view", pv("hello"), session="s")
+    assert result == pv("HELLO!?")
 
 
 @pytest.mark.anyio
@@ -207,13 +225,13 @@ async def test_first_over_async_implementations() -> None:
     async def declines(session: object, instructions: object) -> None:
         called.append("declines")
 
-    async def answers(session: object) -> str:
+    async def answers(session: object) -> lash.Compaction:
         called.append("answers")
-        return "summary"
+        return lash.Compaction("summary")
 
-    def never(session: object) -> str:
+    def never(session: object) -> lash.Compaction:
         called.append("never")
-        return "too late"
+        return lash.Compaction("too late")
 
     hooks = dispatcher(
         plugin("declines", compact_context=declines),
@@ -222,7 +240,7 @@ async def test_first_over_async_implementations() -> None:
     )
     assert await hooks.first("compact_context", session="s", instructions=None) == (
         "answers",
-        "summary",
+        lash.Compaction("summary"),
     )
     assert called == ["declines", "answers"]
 
@@ -230,16 +248,23 @@ async def test_first_over_async_implementations() -> None:
 @pytest.mark.anyio
 async def test_first_respects_trylast_fallback() -> None:
     """A trylast fallback only answers when every other implementation declines."""
-    fallback = plugin("fallback", compact_context=trylast(lambda session: "fallback"))
-    specific = plugin("specific", compact_context=lambda instructions: instructions)
+    fallback = plugin(
+        "fallback", compact_context=trylast(lambda session: lash.Compaction("fallback"))
+    )
+    specific = plugin(
+        "specific",
+        compact_context=lambda instructions: (
+            lash.Compaction(instructions) if instructions else None
+        ),
+    )
     hooks = dispatcher(fallback, specific)
     assert await hooks.first("compact_context", session="s", instructions="keep") == (
         "specific",
-        "keep",
+        lash.Compaction("keep"),
     )
     assert await hooks.first("compact_context", session="s", instructions=None) == (
         "fallback",
-        "fallback",
+        lash.Compaction("fallback"),
     )
 
 
@@ -254,8 +279,8 @@ async def test_first_when_all_decline() -> None:
 async def test_sync_function_returning_coroutine_is_awaited() -> None:
     """An implementation that is a sync wrapper returning a coroutine is awaited too."""
 
-    async def real(session: object) -> str:
-        return "from coroutine"
+    async def real(session: object) -> lash.Compaction:
+        return lash.Compaction("from coroutine")
 
     @functools.wraps(real)
     def wrapper(session: object) -> Any:
@@ -274,7 +299,7 @@ async def test_sync_function_returning_coroutine_is_awaited() -> None:
     )
     assert await hooks.first("compact_context", session="s", instructions=None) == (
         "wrapped",
-        "from coroutine",
+        lash.Compaction("from coroutine"),
     )
 
 
@@ -501,17 +526,14 @@ async def test_missing_argument_is_not_blamed_on_plugin() -> None:
 @pytest.mark.anyio
 async def test_implementations_accept_a_subset_of_arguments() -> None:
     """An implementation receives only the arguments it names, whatever their order."""
+    seen: list[object] = []
     hooks = dispatcher(
-        plugin("none", turn_persisted=lambda: "none"),
-        plugin("revision", turn_persisted=lambda revision: revision),
-        plugin("swapped", turn_persisted=lambda revision, turn: (turn, revision)),
+        plugin("none", turn_persisted=lambda: seen.append("none")),
+        plugin("revision", turn_persisted=lambda revision: seen.append(revision)),
+        plugin("swapped", turn_persisted=lambda revision, turn: seen.append((turn, revision))),
     )
-    # turn_persisted is a broadcast hook; collect is used here to see what each one received.
-    assert await hooks.collect("turn_persisted", turn="t", revision=7) == [
-        ("none", "none"),
-        ("revision", 7),
-        ("swapped", ("t", 7)),
-    ]
+    assert await hooks.broadcast("turn_persisted", turn="t", revision=7) == []
+    assert seen == ["none", 7, ("t", 7)]
 
 
 def test_class_plugin_methods_do_not_take_self_as_argument() -> None:
@@ -522,8 +544,8 @@ def test_class_plugin_methods_do_not_take_self_as_argument() -> None:
             self.prefix = "bound"
 
         @lash.hookimpl
-        def prompt_contributions(self, session: str) -> str:
-            return f"{self.prefix}:{session}"
+        def prompt_contributions(self, session: str) -> lash.PromptContribution:
+            return pc(f"{self.prefix}:{session}")
 
     hooks = dispatcher(Plugin)
-    assert hooks.collect_sync("prompt_contributions", session="s") == [("Plugin", "bound:s")]
+    assert hooks.collect_sync("prompt_contributions", session="s") == [("Plugin", pc("bound:s"))]

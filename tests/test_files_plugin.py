@@ -379,6 +379,63 @@ async def test_list_dir_refuses_paths_that_escape_the_root(
     assert "secret.txt" not in result.content
 
 
+def hard_links_refused(ws: Path, path: str, links: int) -> str:
+    """What the model reads when a tool refuses ``path`` for its hard links."""
+    return (
+        f"{path!r} in the workspace root {real(ws)} has {links} hard links: it may be the same "
+        "file as one outside the workspace, so the file tools neither read nor write it"
+    )
+
+
+@pytest.mark.parametrize("tool", sorted(FILE_CALLS))
+async def test_file_tools_refuse_a_hard_link_to_a_file_outside(
+    ws: Path, outside: Path, tool: str
+) -> None:
+    """A hard link in the root to a file outside it is neither read nor written; the model is
+    told why."""
+    os.link(outside / "secret.txt", ws / "hard.txt")
+    before = tree(outside)
+    (result,), rec = await run_calls(
+        [(tool, {"path": "hard.txt", **FILE_CALLS[tool]})], root=str(ws)
+    )
+    assert result.is_error
+    (seen,) = [m for m in rec.requests[1].messages if m.role == "tool"]
+    assert seen.content == result.content
+    assert seen.content.endswith(f"WorkspaceError: {hard_links_refused(ws, 'hard.txt', 2)}")
+    assert "secret\n" not in seen.content
+    assert tree(outside) == before
+    # Still one file under two names: not even split apart by a rename.
+    assert (ws / "hard.txt").stat().st_ino == (outside / "secret.txt").stat().st_ino
+    assert (ws / "hard.txt").stat().st_nlink == 2
+
+
+async def test_a_file_with_two_names_in_the_root_is_refused_until_one_goes(ws: Path) -> None:
+    """Two hard links inside the root are refused too (where a link is cannot be known); with
+    one name left, the file is read and written again."""
+    os.link(ws / "notes.txt", ws / "src" / "again.txt")
+    results, _ = await run_calls(
+        [
+            ("read_file", {"path": "notes.txt"}),
+            ("read_file", {"path": "src/again.txt"}),
+            ("edit_file", {"path": "notes.txt", "old": "two", "new": "2"}),
+            ("write_file", {"path": "src/again.txt", "content": "new"}),
+        ],
+        root=str(ws),
+    )
+    refused = [(r.is_error, r.content.rpartition("WorkspaceError: ")[2]) for r in results]
+    assert refused == [
+        (True, hard_links_refused(ws, "notes.txt", 2)),
+        (True, hard_links_refused(ws, "src/again.txt", 2)),
+        (True, hard_links_refused(ws, "notes.txt", 2)),
+        (True, hard_links_refused(ws, "src/again.txt", 2)),
+    ]
+    assert (ws / "notes.txt").read_text(encoding="utf-8") == "one\ntwo\nthree\n"
+    (ws / "src" / "again.txt").unlink()
+    assert (await run_one("read_file", ws, path="notes.txt")).content == "one\ntwo\nthree\n"
+    edited = await run_one("edit_file", ws, path="notes.txt", old="two", new="2")
+    assert edited.content == "edited 'notes.txt': replaced 1 occurrence"
+
+
 async def test_a_root_that_is_itself_a_link_works(ws: Path, tmp_path: Path) -> None:
     """The root is resolved first, so a root reached through a link is not an escape."""
     (tmp_path / "ws-link").symlink_to(ws, target_is_directory=True)

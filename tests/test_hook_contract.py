@@ -9,9 +9,9 @@ subset of the arguments, and the failure rule when an implementation raises. Exp
 from the hookspec docstrings, not from running the kernel.
 
 Covered: register_tools, register_providers, register_protocol, register_process_kinds,
-register_stores, materialize_session, filter_tool_catalog, prompt_contributions,
+register_stores, prepare_session, filter_tool_catalog, prompt_contributions,
 transform_prompt_view, before_turn, after_turn, before_tool_call, after_tool_call,
-project_tool_result, session_opened, session_restored, turn_finalized, turn_persisted,
+project_tool_result, session_opened, turn_finalized, turn_persisted,
 session_closed.
 
 Out of scope (no kernel call site yet): mutate_session_config, session_config_changed,
@@ -34,6 +34,7 @@ import pytest
 from _recorder import Recorder
 
 import lash
+import lash.store
 from lash import hookspecs
 from lash_plugins_builtin import standard, stores
 
@@ -52,7 +53,6 @@ TURN_FAILING = (
 )
 BROADCAST = (
     "session_opened",
-    "session_restored",
     "turn_finalized",
     "turn_persisted",
     "session_closed",
@@ -60,9 +60,8 @@ BROADCAST = (
 #: Every hook with several implementations allowed, in the order a scenario first calls them.
 ORDERED = (
     *REGISTRATION,
-    "materialize_session",
+    "prepare_session",
     "session_opened",
-    "session_restored",
     "filter_tool_catalog",
     "prompt_contributions",
     "transform_prompt_view",
@@ -327,16 +326,12 @@ class Subset:
         self.seen["register_stores"] = callable(register)
 
     @lash.hookimpl
-    def materialize_session(self, is_root: bool, session: lash.SessionView) -> None:
-        self.seen.setdefault("materialize_session", []).append((is_root, session.id))
+    def prepare_session(self, is_root: bool, session: lash.SessionView) -> None:
+        self.seen.setdefault("prepare_session", []).append((is_root, session.id))
 
     @lash.hookimpl
-    def session_opened(self) -> None:
-        self.seen["session_opened"] = True
-
-    @lash.hookimpl
-    async def session_restored(self, session: lash.SessionView) -> None:
-        self.seen["session_restored"] = session.id
+    async def session_opened(self, restored: bool) -> None:
+        self.seen.setdefault("session_opened", []).append(restored)
 
     @lash.hookimpl
     def filter_tool_catalog(self, catalog: tuple[lash.ToolCatalogEntry, ...]) -> None:
@@ -356,7 +351,7 @@ class Subset:
         self.seen["before_turn"] = (turn.input, turn.index, turn.session.id)
 
     @lash.hookimpl
-    def before_tool_call(self, context: lash.ToolContextView, call: lash.ToolCall) -> None:
+    def before_tool_call(self, context: lash.ToolContext, call: lash.ToolCall) -> None:
         self.seen["before_tool_call"] = (context.call_id, context.session.id, call.id)
 
     @lash.hookimpl
@@ -398,9 +393,8 @@ async def test_implementations_accepting_a_subset_of_arguments_keep_working() ->
         "register_providers": True,
         "register_process_kinds": True,
         "register_stores": True,
-        "materialize_session": [(True, "s"), (True, "s")],
-        "session_opened": True,
-        "session_restored": "s",
+        "prepare_session": [(True, "s"), (True, "s")],
+        "session_opened": [False, True],
         "filter_tool_catalog": tools,
         "prompt_contributions": True,
         "transform_prompt_view": ["count", "echo", "reverse"],
@@ -524,7 +518,7 @@ def test_registration_hook_raising_a_lash_error_still_fails_with_plugin_error() 
     assert_names(info.value, "bad", "register_tools")
 
 
-# -- materialize_session --------------------------------------------------------------------------
+# -- prepare_session --------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -535,7 +529,7 @@ class GreeterOptions:
 
 
 class Greeter:
-    """Records what materialize_session hands it (it declares options)."""
+    """Records what prepare_session hands it (it declares options)."""
 
     lash_plugin = lash.PluginMeta(name="greeter", options=GreeterOptions)
 
@@ -543,14 +537,14 @@ class Greeter:
         self.calls: list[tuple[str, Any, bool]] = []
 
     @lash.hookimpl
-    async def materialize_session(
+    async def prepare_session(
         self, session: lash.SessionView, options: GreeterOptions, is_root: bool
     ) -> None:
         self.calls.append((session.id, options, is_root))
 
 
 class Plain:
-    """Records what materialize_session hands it (it declares no options)."""
+    """Records what prepare_session hands it (it declares no options)."""
 
     lash_plugin = lash.PluginMeta(name="plain")
 
@@ -558,15 +552,15 @@ class Plain:
         self.calls: list[tuple[str, Any, bool]] = []
 
     @lash.hookimpl
-    def materialize_session(self, session: lash.SessionView, options: Any, is_root: bool) -> None:
+    def prepare_session(self, session: lash.SessionView, options: Any, is_root: bool) -> None:
         self.calls.append((session.id, options, is_root))
 
 
 @pytest.mark.anyio
-async def test_materialize_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> (
+async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> (
     None
 ):
-    """materialize_session runs for each plugin on open, resume and open_fresh, each receiving
+    """prepare_session runs for each plugin on open, resume and open_fresh, each receiving
     its own validated options (None when it declares none)."""
     greeter, plain = Greeter(), Plain()
     core = make_core(Recorder(["hi"]), greeter, plain)
@@ -584,7 +578,7 @@ async def test_materialize_session_runs_for_every_plugin_on_every_open_with_its_
 
 
 class FailingMaterializer:
-    """materialize_session raises once ``fail`` is set."""
+    """prepare_session raises once ``fail`` is set."""
 
     lash_plugin = lash.PluginMeta(name="bad")
 
@@ -597,7 +591,7 @@ class FailingMaterializer:
             raise lash.ConfigError("bad setting") if self.lash_error else ValueError("bad setting")
 
     @lash.hookimpl
-    def materialize_session(self) -> None:
+    def prepare_session(self) -> None:
         self._check()
 
 
@@ -605,16 +599,16 @@ class AsyncFailingMaterializer(FailingMaterializer):
     """The same, implemented with ``async def``."""
 
     @lash.hookimpl
-    async def materialize_session(self) -> None:  # type: ignore[override]
+    async def prepare_session(self) -> None:  # type: ignore[override]
         self._check()
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-async def test_materialize_session_raising_fails_the_open_and_commits_nothing(
+async def test_prepare_session_raising_fails_the_open_and_commits_nothing(
     is_async: bool,
 ) -> None:
-    """A raising materialize_session fails open/open_fresh with a PluginError naming plugin and
+    """A raising prepare_session fails open/open_fresh with a PluginError naming plugin and
     hook; nothing is committed and the session is not open."""
     bad = AsyncFailingMaterializer() if is_async else FailingMaterializer()
     bad.fail = True
@@ -622,7 +616,7 @@ async def test_materialize_session_raising_fails_the_open_and_commits_nothing(
     fresh = core.session("s")
     with pytest.raises(lash.PluginError) as info:
         await fresh.open()
-    assert_names(info.value, "bad", "materialize_session")
+    assert_names(info.value, "bad", "prepare_session")
     assert isinstance(info.value.__cause__, ValueError)
     assert await core.store.load("s") is None
     with pytest.raises(lash.SessionError):
@@ -638,20 +632,20 @@ async def test_materialize_session_raising_fails_the_open_and_commits_nothing(
     for open_again in (core.session("s").open, core.session("s").open_fresh):
         with pytest.raises(lash.PluginError) as info:
             await open_again()
-        assert_names(info.value, "bad", "materialize_session")
+        assert_names(info.value, "bad", "prepare_session")
         assert await core.store.load("s") == before
 
 
 @pytest.mark.anyio
-async def test_materialize_session_raising_a_lash_error_fails_the_open_with_plugin_error() -> None:
-    """A lash error (not a PluginError) raised in materialize_session still fails the open with a
+async def test_prepare_session_raising_a_lash_error_fails_the_open_with_plugin_error() -> None:
+    """A lash error (not a PluginError) raised in prepare_session still fails the open with a
     PluginError naming the plugin and the hook."""
     bad = FailingMaterializer(lash_error=True)
     bad.fail = True
     core = make_core(Recorder([]), bad)
     with pytest.raises(lash.PluginError) as info:
         await core.session("s").open()
-    assert_names(info.value, "bad", "materialize_session")
+    assert_names(info.value, "bad", "prepare_session")
 
 
 # -- catalog, prompt, prompt view -----------------------------------------------------------------
@@ -1156,16 +1150,12 @@ class Timeline:
         return await head(self.core)
 
     @lash.hookimpl
-    async def materialize_session(self) -> None:
-        self.events.append(("materialize_session", None))
+    async def prepare_session(self) -> None:
+        self.events.append(("prepare_session", None))
 
     @lash.hookimpl
-    async def session_opened(self) -> None:
-        self.events.append(("session_opened", None))
-
-    @lash.hookimpl
-    async def session_restored(self) -> None:
-        self.events.append(("session_restored", None))
+    async def session_opened(self, restored: bool) -> None:
+        self.events.append(("session_opened", restored))
 
     @lash.hookimpl
     async def after_turn(self) -> None:
@@ -1186,7 +1176,7 @@ class Timeline:
 
 @pytest.mark.anyio
 async def test_lifecycle_hooks_fire_when_documented() -> None:
-    """session_opened after materialization; session_restored after it, on resume only;
+    """session_opened after prepare_session, saying whether the session was restored;
     after_turn and turn_finalized before the commit; turn_persisted after it, with its
     revision; session_closed on close."""
     timeline = Timeline()
@@ -1201,21 +1191,20 @@ async def test_lifecycle_hooks_fire_when_documented() -> None:
     await core.session("s").open_fresh()
     assert (first.revision, second.revision) == (1, 2)
     assert timeline.events == [
-        ("materialize_session", None),
-        ("session_opened", None),
+        ("prepare_session", None),
+        ("session_opened", False),
         ("after_turn", 0),
         ("turn_finalized", 0),
         ("turn_persisted", (1, 1)),
         ("session_closed", None),
-        ("materialize_session", None),
-        ("session_opened", None),
-        ("session_restored", None),
+        ("prepare_session", None),
+        ("session_opened", True),
         ("after_turn", 1),
         ("turn_finalized", 1),
         ("turn_persisted", (2, 2)),
         ("session_closed", None),
-        ("materialize_session", None),
-        ("session_opened", None),
+        ("prepare_session", None),
+        ("session_opened", False),
     ]
 
 

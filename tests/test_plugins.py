@@ -671,14 +671,52 @@ def test_builtins_load_by_default(site: Site) -> None:
 
 
 def test_builtins_load_unless_disabled(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Builtins load even when not in the allowlist or with autoload off; ``disable`` stops them."""
+    """Without an allowlist builtins load even with autoload off; ``disable`` stops them."""
     builtins(site)
     tool_plugin(site, "third")
     monkeypatch.setenv("LASH_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert sorted(LashCore().plugin_names) == ["core_a", "core_b"]
-    core = LashCore(config=HostConfig(plugins=["third"], disable=["core_b"]))
-    assert sorted(core.plugin_names) == ["core_a", "third"]
+    core = LashCore(config=HostConfig(autoload=False, disable=["core_b"]))
+    assert sorted(core.plugin_names) == ["core_a"]
     assert info_of(core, "core_b").status == "disabled"
+
+
+def test_an_allowlist_loads_only_what_it_lists(site: Site) -> None:
+    """With ``plugins`` set, a builtin that is not listed does not load (the allowlist means
+    what it says); ``builtins = "default"`` adds every builtin back, a list adds those named."""
+    builtins(site)
+    tool_plugin(site, "third")
+    core = LashCore(config=HostConfig(plugins=["third"]))
+    assert core.plugin_names == ["third"]
+    assert info_of(core, "core_a").status == "disabled"
+    assert info_of(core, "core_a").error == "not in the `plugins` allowlist"
+    assert LashCore(plugins=["third"]).plugin_names == ["third"]
+    every = LashCore(config=HostConfig(plugins=["third"], builtins="default"))
+    assert every.plugin_names == ["third", "core_a", "core_b"]
+    named = LashCore(plugins=["third"], builtins=["core_b"])
+    assert named.plugin_names == ["third", "core_b"]
+    assert LashCore(plugins=[], builtins=()).plugin_names == []
+
+
+def test_builtins_names_must_be_builtins(site: Site) -> None:
+    """A name in ``builtins`` that is no installed builtin fails loading, with a suggestion."""
+    builtins(site)
+    tool_plugin(site, "third")
+    builtin = r"'core_c', which is not an installed builtin.*did you mean 'core_[ab]'"
+    with pytest.raises(lash.PluginLoadError, match=builtin):
+        LashCore(plugins=["third"], builtins=["core_c"], strict=True)
+
+
+def test_disable_from_the_environment_and_the_argument_add_up(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LASH_DISABLE_PLUGINS=a,b`` disables plugins for one run, on top of ``disable``."""
+    builtins(site)
+    tool_plugin(site, "third")
+    monkeypatch.setenv("LASH_DISABLE_PLUGINS", " core_a , third ")
+    core = LashCore(disable=["core_b"])
+    assert core.plugin_names == []
+    assert {info_of(core, n).status for n in ("core_a", "core_b", "third")} == {"disabled"}
 
 
 def test_listed_builtins_take_their_listed_position(site: Site) -> None:

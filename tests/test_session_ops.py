@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lash
+import lash.store
 from lash._kernel.frames import SplitToolPair, check_tool_pairs, unanswered_calls
 from lash_plugins_builtin import standard, stores
 from lash_plugins_builtin.scripted import ScriptedProvider
@@ -71,7 +72,7 @@ class SharedStore:
 
     lash_plugin = lash.PluginMeta(name="shared_store")
 
-    def __init__(self, store: lash.MemoryStore) -> None:
+    def __init__(self, store: lash.store.MemoryStore) -> None:
         self.store = store
 
     @lash.hookimpl
@@ -230,16 +231,20 @@ class StuckCompactor:
 
 
 class Threshold:
-    """materialize_session: turns automatic compaction on for every session."""
+    """after_turn: asks for a compaction (lash.Compact) after a turn whose last model call's
+    prompt went over ``tokens`` (``None``: never), as the compaction builtin does."""
 
     lash_plugin = lash.PluginMeta(name="threshold")
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int | None) -> None:
         self.tokens = tokens
 
     @lash.hookimpl
-    def materialize_session(self, session: lash.Session) -> None:
-        session.set_compaction_threshold(self.tokens)
+    def after_turn(self, turn: lash.TurnView) -> lash.Compact | None:
+        calls = [n for n in turn.nodes if isinstance(n, lash.AssistantMessage)]
+        if self.tokens is None or not calls or calls[-1].usage.input_tokens <= self.tokens:
+            return None
+        return lash.Compact()
 
 
 class Aborter:
@@ -348,7 +353,7 @@ class Hider:
 
 def make_core(
     *plugins: object,
-    store: lash.MemoryStore | None = None,
+    store: lash.store.MemoryStore | None = None,
     builtins: Sequence[str] = (),
     **kw: Any,
 ) -> lash.LashCore:
@@ -424,7 +429,6 @@ async def test_configure_runs_the_chain_in_plugin_order_and_commits_once() -> No
         model="m2",
         provider="alt",
         prompt_layers=["Be terse."],
-        protocol_options={"style": "plain"},
         plugin_options={"knobs": {"level": 5}},
     )
     assert [name for name, _, _ in log] == ["first", "second"]
@@ -434,7 +438,6 @@ async def test_configure_runs_the_chain_in_plugin_order_and_commits_once() -> No
     assert result == session.config
     assert (result.model, result.provider) == ("m2", "alt")
     assert tuple(result.prompt_layers) == ("Be terse.", "from first")
-    assert result.protocol_options["style"] == "plain"
     assert result.plugin_options["knobs"]["level"] == 5
     assert session.options(KnobOptions).level == 5
     assert session.revision == before + 1
@@ -567,14 +570,12 @@ async def test_configuration_is_durable_across_close_and_reopen() -> None:
     configured = await session.configure(
         model="m2",
         prompt_layers=["Layer one."],
-        protocol_options={"style": "plain"},
         plugin_options={"knobs": {"level": 4}},
     )
     await session.close()
     again = await core.session("s").open(must_exist=True)
     assert again.config.model == "m2"
     assert tuple(again.config.prompt_layers) == ("Layer one.",)
-    assert again.config.protocol_options["style"] == "plain"
     assert again.config.plugin_options["knobs"]["level"] == 4
     assert again.config == configured
     assert again.options(KnobOptions).level == 4
@@ -584,16 +585,30 @@ async def test_configuration_is_durable_across_close_and_reopen() -> None:
 
 
 async def test_configured_protocol_options_stay_in_force_after_reopen() -> None:
-    """Protocol options set by configure() are still the session's protocol options on reopen."""
+    """The protocol's settings are its plugin's options: set by configure(), they apply to the
+    next turn at once and are still in force on reopen."""
     rec = Recorder()
-    core = make_core(rec)
+    core = make_core(rec, Kit())
     session = await core.session("s").open()
-    await session.configure(protocol_options={"max_tool_rounds": 1})
-    assert session.protocol_options["max_tool_rounds"] == 1
+    await session.configure(plugin_options={"standard": {"max_tool_rounds": 1}})
+    assert session.options(standard.StandardOptions).max_tool_rounds == 1
+    rec.add({"tool_calls": [call("alpha", "c1")]}, {"tool_calls": [call("alpha", "c2")]})
+    stopped = await session.turn("loop").run()
+    assert (stopped.outcome, stopped.reason) == ("stopped", "max_tool_rounds")
     await session.close()
     again = await core.session("s").open(must_exist=True)
-    assert again.config.protocol_options["max_tool_rounds"] == 1
-    assert again.protocol_options["max_tool_rounds"] == 1
+    assert again.config.plugin_options["standard"] == {"max_tool_rounds": 1}
+    assert again.options(standard.StandardOptions).max_tool_rounds == 1
+
+
+async def test_configure_protocol_options_still_works_with_a_deprecation_warning() -> None:
+    """lash 0.1's configure(protocol_options=...) warns and sets the protocol plugin's options."""
+    core = make_core(Recorder())
+    session = await core.session("s").open()
+    with pytest.warns(DeprecationWarning, match=r"plugin_options=\{'standard'"):
+        config = await session.configure(protocol_options={"max_tool_rounds": 2})
+    assert config.plugin_options["standard"] == {"max_tool_rounds": 2}
+    assert session.options(standard.StandardOptions).max_tool_rounds == 2
 
 
 async def test_invalid_plugin_option_is_rejected_naming_plugin_and_field() -> None:
@@ -880,9 +895,8 @@ async def test_auto_compaction_after_a_turn_over_the_threshold() -> None:
     """A turn whose last model call exceeds the threshold is followed by a compaction commit."""
     rec = Recorder()
     compactor = Compactor(keep=0)
-    core = make_core(rec, compactor)
+    core = make_core(rec, compactor, Threshold(100))
     session = await core.session("s").open()
-    session.set_compaction_threshold(100)
     rec.add({"text": "small", "usage": {"input_tokens": 90}})
     small = await session.turn("first").run()
     assert small.outcome == "completed"
@@ -903,9 +917,8 @@ async def test_auto_compaction_looks_at_the_last_model_call_of_the_turn() -> Non
     """Only the turn's last model call counts against the threshold, not an earlier one."""
     rec = Recorder()
     compactor = Compactor(keep=0)
-    core = make_core(rec, Kit(), compactor)
+    core = make_core(rec, Kit(), compactor, Threshold(100))
     session = await core.session("s").open()
-    session.set_compaction_threshold(100)
     rec.add(
         {"tool_calls": [call("alpha", "c1")], "usage": {"input_tokens": 500}},
         {"text": "done", "usage": {"input_tokens": 60}},
@@ -926,19 +939,21 @@ async def test_turn_without_a_model_call_never_triggers_auto_compaction() -> Non
     """A turn with no model call (aborted in before_turn) never triggers auto compaction."""
     rec = Recorder()
     compactor = Compactor(keep=1)
-    core = make_core(rec, Aborter(), compactor)
+    threshold = Threshold(None)
+    core = make_core(rec, Aborter(), compactor, threshold)
     session = await core.session("s").open()
     rec.add({"text": "big", "usage": {"input_tokens": 500}})
     await session.turn("large prompt").run()
-    session.set_compaction_threshold(100)
+    threshold.tokens = 100
     aborted = await session.turn("abort").run()
     assert (aborted.outcome, aborted.reason) == ("stopped", "plugin_abort")
     assert compactor.instructions == []
     assert await store_revision(core, "s") == aborted.revision
 
 
-async def test_threshold_set_in_materialize_session_compacts_automatically() -> None:
-    """A plugin that sets the threshold in materialize_session turns auto compaction on."""
+async def test_compact_directive_from_after_turn_compacts_automatically() -> None:
+    """A plugin whose after_turn returns lash.Compact gets the context compacted right after
+    the turn's commit, in a commit of its own."""
     rec = Recorder()
     compactor = Compactor(keep=0)
     core = make_core(rec, Threshold(100), compactor)
@@ -952,7 +967,8 @@ async def test_threshold_set_in_materialize_session_compacts_automatically() -> 
 
 
 async def test_plugin_threshold_survives_the_builtin_compaction_plugin() -> None:
-    """A plugin's materialize_session threshold holds with the builtin compaction enabled."""
+    """A plugin's own Compact directive holds with the builtin compaction enabled (and its
+    threshold unset)."""
     rec = Recorder()
     compactor = Compactor(keep=0)
     core = make_core(rec, Threshold(100), compactor, builtins=["compaction"])
@@ -968,9 +984,8 @@ async def test_failing_auto_compaction_is_reported_and_the_turn_completes() -> N
     """A failing automatic compaction goes to on_error; the turn's result is still completed."""
     rec = Recorder()
     errors: list[lash.LashError] = []
-    core = make_core(rec, BrokenCompactor(), on_error=errors.append)
+    core = make_core(rec, BrokenCompactor(), Threshold(100), on_error=errors.append)
     session = await core.session("s").open()
-    session.set_compaction_threshold(100)
     rec.add({"text": "big", "usage": {"input_tokens": 150}})
     result = await session.turn("hello").run()
     assert result.outcome == "completed"
@@ -1053,7 +1068,7 @@ async def test_tool_membership_is_restored_on_resume() -> None:
 
 async def test_tools_of_a_missing_plugin_are_orphaned_and_come_back() -> None:
     """Tools of a missing plugin are orphaned, its state kept; back, both are as they were."""
-    store = lash.MemoryStore()
+    store = lash.store.MemoryStore()
     rec1 = Recorder()
     core1 = make_core(rec1, Kit(), Extra(), store=store)
     session = await core1.session("s").open()
@@ -1097,7 +1112,7 @@ async def test_tools_of_a_missing_plugin_are_orphaned_and_come_back() -> None:
 
 async def test_tool_of_a_plugin_enabled_after_creation_is_orphaned_when_it_goes() -> None:
     """A tool first seen on a later resume is orphaned (plugin kept) once its plugin goes."""
-    store = lash.MemoryStore()
+    store = lash.store.MemoryStore()
     rec = Recorder()
     created = await make_core(rec, Kit(), store=store).session("s").open()
     await run_turns(created, rec, "created without extra")

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lash
+import lash.store
 import lash_plugins_builtin.openai as openai_plugin
 from lash_plugins_builtin import _sqlite_schema, plan, standard, stores
 from lash_plugins_builtin.sqlite import SQLiteStore, parse_url
@@ -126,7 +127,7 @@ def every_kind(frame: str = "F1", turn: int = 1, previous: str | None = None) ->
     ]
 
 
-async def leased(store: SQLiteStore, session_id: str, owner: str = "w1") -> lash.Lease:
+async def leased(store: SQLiteStore, session_id: str, owner: str = "w1") -> lash.store.Lease:
     return await store.acquire_lease(session_id, owner, ttl=30)
 
 
@@ -141,14 +142,12 @@ async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) 
         provider="p",
         model="m",
         prompt_layers=("be brief",),
-        protocol_options={"max_rounds": 3},
         plugin_options={"plan": {"max_steps": 4}},
     )
-    delta = lash.CommitDelta(
+    delta = lash.store.CommitDelta(
         nodes=tuple(nodes),
         plugin_states={"plan": {"steps": [{"step": "a", "status": "pending"}], "updates": 1}},
         config=config,
-        protocol_options={"max_rounds": 3, "parallel": True},
         pending=("next", "after"),
         usage={"turn": lash.Usage(10, 5, 2)},
         turns=1,
@@ -164,7 +163,6 @@ async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) 
         assert record.session_id == "s" and record.revision == 1 and record.turns == 1
         assert list(record.nodes) == nodes
         assert record.config == config
-        assert record.protocol_options == {"max_rounds": 3, "parallel": True}
         assert record.plugin_states == {
             "plan": {"steps": [{"step": "a", "status": "pending"}], "updates": 1}
         }
@@ -191,7 +189,7 @@ async def test_text_with_lone_surrogates_round_trips(tmp_path: Path) -> None:
     node = lash.UserMessage(id="u", parent_id=None, frame_id="F", turn=1, text=text)
     async with opened(tmp_path / "lash.db") as store:
         lease = await leased(store, "s")
-        delta = lash.CommitDelta(nodes=(node,), plugin_states={"p": {"t": text}})
+        delta = lash.store.CommitDelta(nodes=(node,), plugin_states={"p": {"t": text}})
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
         record = await store.load("s")
         (summary,) = await store.list_sessions()
@@ -210,7 +208,7 @@ async def test_load_returns_the_active_frame_unless_full(tmp_path: Path) -> None
         lease = await leased(store, "s")
         rev = 0
         for nodes in (old, new, tail):
-            delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+            delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
             rev = await store.commit("s", lease=lease, expected_revision=rev, delta=delta)
         active = await store.load("s")
         full = await store.load("s", full=True)
@@ -270,6 +268,28 @@ async def test_live_lease_is_busy_for_another_owner_and_refreshed_for_its_own(
     assert query(db, "SELECT lease_owner, lease_token FROM sessions") == [("A", 1)]
 
 
+async def test_busy_says_how_long_the_lease_lasts_never_zero(tmp_path: Path) -> None:
+    """SessionBusy rounds the time left up (tenths below 10 s, seconds above) and says "about to
+    expire" below a tenth of a second, never "for up to 0.0 s more"."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as one, opened(db) as two:
+        await one.acquire_lease("s", "A", ttl=30)
+        with pytest.raises(lash.SessionBusy) as busy:
+            await two.acquire_lease("s", "B", ttl=30)
+    assert str(busy.value) == (
+        "session 's' is busy: its lease is held by 'A' (for up to 30 s more); close it there, "
+        "or open with wait=<seconds>"
+    )
+    # Built directly, within microseconds of the expiry time given: exact values (a store
+    # cannot be made to refuse a lease in its last tenth of a second without racing it).
+    for left, when in ((2.35, "for up to 2.4 s more"), (9.91, "for up to 10.0 s more")):
+        busy_now = lash.SessionBusy("s", owner="A", expires_at=time.time() + left)
+        assert f"({when})" in str(busy_now)
+    for left in (0.04, 0.0, -5.0):  # the last: a clock that stepped back
+        busy_now = lash.SessionBusy("s", owner="A", expires_at=time.time() + left)
+        assert "(about to expire)" in str(busy_now) and "0.0 s" not in str(busy_now)
+
+
 async def test_expired_lease_is_taken_over_and_the_stale_writer_writes_nothing(
     tmp_path: Path,
 ) -> None:
@@ -277,14 +297,14 @@ async def test_expired_lease_is_taken_over_and_the_stale_writer_writes_nothing(
     db = tmp_path / "lash.db"
     async with opened(db) as a_store, opened(db) as b_store:
         a = await a_store.acquire_lease("s", "A", ttl=30)
-        delta = lash.CommitDelta(nodes=tuple(every_kind()), turns=1)
+        delta = lash.store.CommitDelta(nodes=tuple(every_kind()), turns=1)
         assert await a_store.commit("s", lease=a, expected_revision=0, delta=delta) == 1
         a = await a_store.renew_lease(a, ttl=0.01)
         time.sleep(0.05)
         b = await b_store.acquire_lease("s", "B", ttl=30)
         assert (b.owner, b.token) == ("B", 2)
         before = dump(db)
-        stale = lash.CommitDelta(
+        stale = lash.store.CommitDelta(
             nodes=tuple(every_kind()),
             plugin_states={"p": {"x": 1}},
             config=lash.SessionConfig(model="stale"),
@@ -297,7 +317,7 @@ async def test_expired_lease_is_taken_over_and_the_stale_writer_writes_nothing(
             await a_store.renew_lease(a, ttl=30)
         await a_store.release_lease(a)  # not current: nothing happens
         assert dump(db) == before
-        ok = lash.CommitDelta(nodes=tuple(every_kind()), turns=1)
+        ok = lash.store.CommitDelta(nodes=tuple(every_kind()), turns=1)
         assert await b_store.commit("s", lease=b, expected_revision=1, delta=ok) == 2
 
 
@@ -310,10 +330,10 @@ async def test_revision_conflict_writes_nothing(tmp_path: Path) -> None:
             "s",
             lease=lease,
             expected_revision=0,
-            delta=lash.CommitDelta(tuple(every_kind()), turns=1),
+            delta=lash.store.CommitDelta(tuple(every_kind()), turns=1),
         )
         before = dump(db)
-        delta = lash.CommitDelta(
+        delta = lash.store.CommitDelta(
             nodes=tuple(every_kind()),
             plugin_states={"p": {"x": 2}},
             pending=("x",),
@@ -342,7 +362,7 @@ async def test_release_keeps_the_token_and_renew_extends(tmp_path: Path) -> None
         b = await store.acquire_lease("s", "B", ttl=5)
         assert b.token == 2
         with pytest.raises(lash.LeaseLost):
-            await store.commit("s", lease=a, expected_revision=0, delta=lash.CommitDelta())
+            await store.commit("s", lease=a, expected_revision=0, delta=lash.store.CommitDelta())
 
 
 async def test_lease_without_commit_is_a_revision_zero_head(tmp_path: Path) -> None:
@@ -356,15 +376,17 @@ async def test_lease_without_commit_is_a_revision_zero_head(tmp_path: Path) -> N
             await store.delete("new")
         assert query(db, "SELECT session_id, revision FROM sessions") == [("new", 0)]
         assert (
-            await store.commit("new", lease=lease, expected_revision=0, delta=lash.CommitDelta())
+            await store.commit(
+                "new", lease=lease, expected_revision=0, delta=lash.store.CommitDelta()
+            )
             == 1
         )
         with pytest.raises(lash.LeaseLost, match="no lease"):
             await store.commit(
                 "never-leased",
-                lease=lash.Lease("never-leased", "w1", 1, time.time() + 5),
+                lease=lash.store.Lease("never-leased", "w1", 1, time.time() + 5),
                 expected_revision=0,
-                delta=lash.CommitDelta(),
+                delta=lash.store.CommitDelta(),
             )
 
 
@@ -376,7 +398,9 @@ async def test_lease_of_another_session_cannot_commit(tmp_path: Path) -> None:
         lease_b = await leased(store, "b")
         assert (lease_a.owner, lease_a.token) == (lease_b.owner, lease_b.token)
         with pytest.raises(lash.LeaseLost, match="for session 'a'"):
-            await store.commit("b", lease=lease_a, expected_revision=0, delta=lash.CommitDelta())
+            await store.commit(
+                "b", lease=lease_a, expected_revision=0, delta=lash.store.CommitDelta()
+            )
         assert query(db, "SELECT session_id, revision FROM sessions ORDER BY 1") == [
             ("a", 0),
             ("b", 0),
@@ -394,7 +418,7 @@ async def test_cancelled_commit_is_all_or_nothing_and_the_store_stays_usable(
         outcomes = set()
         for attempt in range(40):
             nodes = every_kind(f"F{attempt}", attempt)
-            delta = lash.CommitDelta(
+            delta = lash.store.CommitDelta(
                 nodes=tuple(nodes),
                 plugin_states={"p": {"attempt": attempt}},
                 usage={"turn": lash.Usage(1, 0, 0)},
@@ -416,7 +440,7 @@ async def test_cancelled_commit_is_all_or_nothing_and_the_store_stays_usable(
             if record is not None:
                 assert record.usage == {"turn": lash.Usage(revision, 0, 0)}
         assert outcomes == {0, 1}
-        final = lash.CommitDelta(turns=1)
+        final = lash.store.CommitDelta(turns=1)
         assert await store.commit("s", lease=lease, expected_revision=revision, delta=final) == (
             revision + 1
         )
@@ -430,11 +454,10 @@ async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> 
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
-        first = lash.CommitDelta(
+        first = lash.store.CommitDelta(
             nodes=tuple(every_kind()),
             plugin_states={"a": {"v": 1}, "b": {"v": 2}},
             config=lash.SessionConfig(model="old"),
-            protocol_options={"o": 1},
             pending=("queued",),
             usage={"turn": lash.Usage(7, 7, 7)},
             turns=2,
@@ -442,7 +465,7 @@ async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> 
         await store.commit("s", lease=lease, expected_revision=0, delta=first)
         created = (await store.load("s")).created_at  # type: ignore[union-attr]
         fresh_nodes = every_kind("F9")
-        fresh = lash.CommitDelta(
+        fresh = lash.store.CommitDelta(
             nodes=tuple(fresh_nodes),
             plugin_states={"b": {"v": 3}},
             usage={"turn": lash.Usage(1, 2, 3)},
@@ -454,7 +477,7 @@ async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> 
     assert record is not None
     assert list(record.nodes) == fresh_nodes
     assert record.plugin_states == {"b": {"v": 3}}
-    assert record.config == lash.SessionConfig() and record.protocol_options == {}
+    assert record.config == lash.SessionConfig()
     assert record.pending == () and record.turns == 1 and record.revision == 2
     assert record.usage == {"turn": lash.Usage(1, 2, 3)}
     assert record.created_at == created
@@ -477,7 +500,7 @@ async def test_usage_ledger_has_a_row_per_commit_and_source_and_load_sums_it(
     async with opened(db) as store:
         lease = await leased(store, "s")
         for revision, usage in enumerate(commits):
-            delta = lash.CommitDelta(usage=usage, turns=1)
+            delta = lash.store.CommitDelta(usage=usage, turns=1)
             await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
         record = await store.load("s")
         (summary,) = await store.list_sessions()
@@ -513,14 +536,17 @@ async def test_list_sessions_summaries_most_recent_first(tmp_path: Path) -> None
         for sid in ("a", "b", "c"):
             lease = await leased(store, sid)
             msg = lash.UserMessage(id=node_id(), parent_id=None, frame_id="F", turn=1, text=sid)
-            delta = lash.CommitDelta(
+            delta = lash.store.CommitDelta(
                 nodes=(msg,), usage={"turn": lash.Usage(len(sid), 1, 0)}, turns=1
             )
             await store.commit(sid, lease=lease, expected_revision=0, delta=delta)
         lease = await leased(store, "a")
         later = lash.UserMessage(id=node_id(), parent_id=None, frame_id="F", turn=2, text="a2")
         await store.commit(
-            "a", lease=lease, expected_revision=1, delta=lash.CommitDelta(nodes=(later,), turns=1)
+            "a",
+            lease=lease,
+            expected_revision=1,
+            delta=lash.store.CommitDelta(nodes=(later,), turns=1),
         )
         await leased(store, "leased-only")
         rows = await store.list_sessions()
@@ -541,7 +567,7 @@ async def test_delete_drops_everything_but_a_tombstone_lease(tmp_path: Path) -> 
     async with opened(db) as store:
         for sid in ("gone", "kept"):
             lease = await leased(store, sid)
-            delta = lash.CommitDelta(
+            delta = lash.store.CommitDelta(
                 nodes=tuple(every_kind()),
                 plugin_states={"shared": shared, "own": {"sid": sid}},
                 config=lash.SessionConfig(model=sid),
@@ -573,7 +599,9 @@ async def test_delete_drops_everything_but_a_tombstone_lease(tmp_path: Path) -> 
         lease = await leased(store, "gone", owner="other")
         assert lease.token == 2
         assert (
-            await store.commit("gone", lease=lease, expected_revision=0, delta=lash.CommitDelta())
+            await store.commit(
+                "gone", lease=lease, expected_revision=0, delta=lash.store.CommitDelta()
+            )
             == 1
         )
 
@@ -586,18 +614,18 @@ async def test_content_addressed_blobs_are_shared_and_superseded_ones_dropped(
     async with opened(db) as store:
         lease = await leased(store, "s")
         same = {"b": [1, 2], "a": "x"}
-        delta = lash.CommitDelta(plugin_states={"p": same, "q": {"a": "x", "b": [1, 2]}})
+        delta = lash.store.CommitDelta(plugin_states={"p": same, "q": {"a": "x", "b": [1, 2]}})
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
         assert query(db, "SELECT data FROM blobs") == [('{"a":"x","b":[1,2]}',)]
         hashes = query(db, "SELECT DISTINCT blob_hash FROM plugin_states")
         assert len(hashes) == 1 and len(hashes[0][0]) == 64
-        delta = lash.CommitDelta(plugin_states={"p": {"v": 2}})
+        delta = lash.store.CommitDelta(plugin_states={"p": {"v": 2}})
         await store.commit("s", lease=lease, expected_revision=1, delta=delta)
         assert sorted(d for (d,) in query(db, "SELECT data FROM blobs")) == [
             '{"a":"x","b":[1,2]}',
             '{"v":2}',
         ]
-        delta = lash.CommitDelta(plugin_states={"q": {"v": 2}})
+        delta = lash.store.CommitDelta(plugin_states={"q": {"v": 2}})
         await store.commit("s", lease=lease, expected_revision=2, delta=delta)
         assert query(db, "SELECT data FROM blobs") == [('{"v":2}',)]
 
@@ -608,12 +636,17 @@ async def test_value_that_is_not_json_fails_before_writing(tmp_path: Path) -> No
     async with opened(db) as store:
         lease = await leased(store, "s")
         before = dump(db)
-        delta = lash.CommitDelta(nodes=tuple(every_kind()), plugin_states={"p": {"x": object()}})
+        delta = lash.store.CommitDelta(
+            nodes=tuple(every_kind()), plugin_states={"p": {"x": object()}}
+        )
         with pytest.raises(lash.SessionError, match="state of plugin 'p'"):
             await store.commit("s", lease=lease, expected_revision=0, delta=delta)
         assert dump(db) == before
         assert (
-            await store.commit("s", lease=lease, expected_revision=0, delta=lash.CommitDelta()) == 1
+            await store.commit(
+                "s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta()
+            )
+            == 1
         )
 
 
@@ -624,17 +657,17 @@ def nul_node() -> Any:
 @pytest.mark.parametrize(
     ("delta", "expected"),
     [
-        (lash.CommitDelta(plugin_states={"p\0q": {}}), r"plugin name 'p\\x00q'.*NUL"),
-        (lash.CommitDelta(usage={"src\0": lash.Usage(1)}), r"usage source 'src\\x00'.*NUL"),
-        (lash.CommitDelta(nodes=(nul_node(),)), r"node id 'n\\x00x'.*NUL"),
+        (lash.store.CommitDelta(plugin_states={"p\0q": {}}), r"plugin name 'p\\x00q'.*NUL"),
+        (lash.store.CommitDelta(usage={"src\0": lash.Usage(1)}), r"usage source 'src\\x00'.*NUL"),
+        (lash.store.CommitDelta(nodes=(nul_node(),)), r"node id 'n\\x00x'.*NUL"),
         (
-            lash.CommitDelta(usage={"turn": lash.Usage(2**63)}),
+            lash.store.CommitDelta(usage={"turn": lash.Usage(2**63)}),
             r"input tokens of 'turn' \(9223372036854775808\).*64-bit",
         ),
     ],
 )
 async def test_keys_sqlite_cannot_hold_fail_before_writing(
-    tmp_path: Path, delta: lash.CommitDelta, expected: str
+    tmp_path: Path, delta: lash.store.CommitDelta, expected: str
 ) -> None:
     """A NUL in a key (SQLite's JSON functions would cut the string there) or an integer
     beyond 64 bits raises SessionError naming the value, and writes nothing."""
@@ -647,7 +680,10 @@ async def test_keys_sqlite_cannot_hold_fail_before_writing(
         assert refused.value.session_id == "s"
         assert dump(db) == before
         assert (
-            await store.commit("s", lease=lease, expected_revision=0, delta=lash.CommitDelta()) == 1
+            await store.commit(
+                "s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta()
+            )
+            == 1
         )
 
 
@@ -675,7 +711,7 @@ def install_failure(db: Path, table: str, event: str, when: str) -> None:
         # writes after it would succeed) and the last but one (the head row).
         ("nodes", "INSERT", "NEW.kind = 'plugin'"),
         ("usage_ledger", "INSERT", "NEW.source = 'boom'"),
-        ("sessions", "UPDATE", "NEW.protocol_options_hash IS NOT NULL"),
+        ("sessions", "UPDATE", "NEW.config_hash IS NOT NULL"),
     ],
 )
 async def test_a_failing_write_fails_the_commit_and_writes_nothing(
@@ -686,7 +722,7 @@ async def test_a_failing_write_fails_the_commit_and_writes_nothing(
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
-        first = lash.CommitDelta(
+        first = lash.store.CommitDelta(
             nodes=tuple(every_kind("F1")[:2]),
             plugin_states={"p": {"v": 1}},
             pending=("a",),
@@ -696,11 +732,10 @@ async def test_a_failing_write_fails_the_commit_and_writes_nothing(
         assert await store.commit("s", lease=lease, expected_revision=0, delta=first) == 1
         install_failure(db, table, event, when)
         before = dump(db)
-        failing = lash.CommitDelta(
+        failing = lash.store.CommitDelta(
             nodes=tuple(every_kind("F2", 2, previous="F1")),
             plugin_states={"p": {"v": 2}, "q": {"v": 3}},
             config=lash.SessionConfig(model="m"),
-            protocol_options={"x": 1},
             pending=(),
             usage={"turn": lash.Usage(2, 2, 0), "boom": lash.Usage(1, 0, 0)},
             turns=1,
@@ -710,7 +745,7 @@ async def test_a_failing_write_fails_the_commit_and_writes_nothing(
         assert dump(db) == before
         record = await store.load("s")
         assert record is not None and record.revision == 1 and record.pending == ("a",)
-        sound = lash.CommitDelta(plugin_states={"p": {"v": 4}}, turns=1)
+        sound = lash.store.CommitDelta(plugin_states={"p": {"v": 4}}, turns=1)
         assert await store.commit("s", lease=lease, expected_revision=1, delta=sound) == 2
     assert query(db, "SELECT revision, turns FROM sessions") == [(2, 2)]
 
@@ -718,8 +753,8 @@ async def test_a_failing_write_fails_the_commit_and_writes_nothing(
 # -- the one-statement commit ------------------------------------------------------------------
 
 
-def turn_delta(frame: str, turn: int, state: Any) -> lash.CommitDelta:
-    return lash.CommitDelta(
+def turn_delta(frame: str, turn: int, state: Any) -> lash.store.CommitDelta:
+    return lash.store.CommitDelta(
         nodes=tuple(every_kind(frame, turn)),
         plugin_states={"p": state},
         usage={"turn": lash.Usage(3, 2, 1)},
@@ -740,7 +775,7 @@ async def test_commit_work_does_not_grow_with_history(tmp_path: Path) -> None:
                 sid,
                 lease=lease,
                 expected_revision=0,
-                delta=lash.CommitDelta(
+                delta=lash.store.CommitDelta(
                     nodes=tuple(n for t in range(history) for n in every_kind(f"H{t}", t))
                 ),
             )
@@ -793,7 +828,7 @@ async def test_a_head_this_store_did_not_write_is_read_again(
         await b_store.delete("s")
         again = await b_store.acquire_lease("s", "w", ttl=30)
         assert (again.owner, again.token) == (lease.owner, lease.token)
-        two_nodes = lash.CommitDelta(nodes=tuple(every_kind("B1", 1)[:2]), turns=1)
+        two_nodes = lash.store.CommitDelta(nodes=tuple(every_kind("B1", 1)[:2]), turns=1)
         assert await b_store.commit("s", lease=again, expected_revision=0, delta=two_nodes) == 1
         assert (
             await a_store.commit(
@@ -853,7 +888,7 @@ async def test_missing_blob_is_reported_by_load(tmp_path: Path) -> None:
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
-        delta = lash.CommitDelta(config=lash.SessionConfig(model="m"), turns=1)
+        delta = lash.store.CommitDelta(config=lash.SessionConfig(model="m"), turns=1)
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
         (digest,) = query(db, "SELECT config_hash FROM sessions")[0]
         conn = sqlite3.connect(db)
@@ -963,7 +998,7 @@ async def test_spoiled_node_row_is_a_validation_error_naming_the_session(
     async with opened(db) as store:
         lease = await leased(store, "s")
         nodes = every_kind() + every_kind("F2", 2, previous="F1")
-        delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+        delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
         set_row(db, "s", seq, spoil(stored_row(db, "s", seq)))
         for full in (True, False):
@@ -994,7 +1029,7 @@ async def test_rows_without_defaulted_fields_load_with_the_defaults(tmp_path: Pa
     ]
     async with opened(db) as store:
         lease = await leased(store, "s")
-        delta = lash.CommitDelta(nodes=tuple(every_kind("F")), turns=1)
+        delta = lash.store.CommitDelta(nodes=tuple(every_kind("F")), turns=1)
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
         for seq, row in enumerate(rows):
             set_row(db, "s", seq, json.dumps(row))
@@ -1056,7 +1091,9 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
-        await store.commit("s", lease=lease, expected_revision=0, delta=lash.CommitDelta(turns=1))
+        await store.commit(
+            "s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta(turns=1)
+        )
     conn = sqlite3.connect(db)
     with conn:
         conn.execute(
@@ -1198,6 +1235,106 @@ async def test_read_only_directory_is_refused(tmp_path: Path) -> None:
     assert str(folder) in str(refused.value) and "-wal" in str(refused.value)
 
 
+# -- mode: opening without creating --------------------------------------------------------------
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+async def test_ro_and_rw_create_nothing_and_name_the_path(tmp_path: Path, mode: str) -> None:
+    """``mode=ro`` / ``rw`` on a missing file or directory: a ConfigError naming it, no file."""
+    for db in (tmp_path / "lash.db", tmp_path / "state" / "lash.db"):
+        for store in (
+            SQLiteStore(f"{url_of(db)}?mode={mode}&create_dirs=1"),
+            SQLiteStore(url_of(db), mode=mode, create_dirs=True),
+        ):
+            try:
+                with pytest.raises(lash.ConfigError) as refused:
+                    await store.list_sessions()
+            finally:
+                await store.close()
+            assert refused.value.path == str(db)
+            assert str(refused.value).startswith(f"{db}: there is no database here")
+            assert f"mode={mode}" in str(refused.value)
+    assert listing(tmp_path) == []
+
+
+async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> None:
+    """A ``mode=ro`` store loads and lists; every write is refused; the files stay as they were."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=turn_delta("F1", 1, 1))
+        await store.release_lease(lease)
+        expected = await store.load("s", full=True)
+    content = db.read_bytes()
+    assert listing(tmp_path) == ["lash.db"]
+
+    async with opened(db, mode="ro") as reader:
+        assert await reader.load("s", full=True) == expected
+        assert [row.session_id for row in await reader.list_sessions()] == ["s"]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2]
+        writes = {
+            "acquire": reader.acquire_lease("t", "w", ttl=30),
+            "renew": reader.renew_lease(lash.store.Lease("s", "w", 1, time.time() + 30), ttl=30),
+            "commit": reader.commit(
+                "s", lease=lease, expected_revision=1, delta=turn_delta("F1", 2, 2)
+            ),
+            "delete": reader.delete("s"),
+        }
+        for name, write in writes.items():
+            with pytest.raises(lash.ConfigError) as refused:
+                await write
+            assert str(refused.value).startswith(f"{db}: this store only reads (mode=ro"), name
+    # Closed, it leaves no -wal or -shm file behind, and the database as it was.
+    assert listing(tmp_path) == ["lash.db"]
+    assert db.read_bytes() == content
+
+
+async def test_ro_reads_a_file_this_process_cannot_write(tmp_path: Path) -> None:
+    """``mode=ro`` reads a database file that is read-only for this process."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=turn_delta("F1", 1, 1))
+    with read_only(db):
+        async with opened(db, mode="ro") as reader:
+            assert [row.session_id for row in await reader.list_sessions()] == ["s"]
+
+
+async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: Path) -> None:
+    """``mode=ro`` migrates nothing: an empty file, or one lacking a migration, is refused."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    async with opened(empty, mode="ro") as reader:
+        with pytest.raises(lash.ConfigError, match="not a lash database yet") as refused:
+            await reader.list_sessions()
+    assert refused.value.path == str(empty)
+    assert empty.read_bytes() == b""
+
+    db = tmp_path / "old.db"
+    async with opened(db) as store:
+        await store.open()
+    conn = sqlite3.connect(db)
+    with conn:  # the first schema, as in the migration test above
+        conn.execute("DROP TRIGGER apply_commit_request")
+        conn.execute("DROP VIEW commit_requests")
+        conn.execute("DELETE FROM lash_migrations WHERE id = 2")
+    conn.close()
+    async with opened(db, mode="ro") as reader:
+        with pytest.raises(lash.ConfigError) as refused:
+            await reader.list_sessions()
+    assert "lacks the schema migrations 2 ('one-statement commit')" in str(refused.value)
+    assert "open it once without mode=ro" in str(refused.value)
+    assert query(db, "SELECT id FROM lash_migrations") == [(1,)]
+    # Without mode=ro (rw: it exists), the store migrates it forward.
+    async with opened(db, mode="rw") as store:
+        assert await store.list_sessions() == []
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,)]
+
+
 # -- URLs ---------------------------------------------------------------------------------------
 
 
@@ -1214,11 +1351,17 @@ def test_url_forms() -> None:
         True,
     )
     defaults = parse_url("sqlite:///x.db")
-    assert (defaults.synchronous, defaults.busy_timeout, defaults.create_dirs) == (
+    assert (defaults.synchronous, defaults.busy_timeout, defaults.create_dirs, defaults.mode) == (
         "NORMAL",
         5000,
         False,
+        "rwc",
     )
+    assert [parse_url(f"sqlite:///x.db?mode={m}").mode for m in ("ro", "RW", "rwc")] == [
+        "ro",
+        "rw",
+        "rwc",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -1232,6 +1375,8 @@ def test_url_forms() -> None:
         ("sqlite:///x.db?busy_timeout=soon", "busy_timeout='soon'"),
         ("sqlite:///x.db?create_dirs=maybe", "create_dirs='maybe'"),
         ("sqlite:///x.db?colour=red", "unknown parameter 'colour'"),
+        ("sqlite:///x.db?mode=wr", "mode='wr'; use rwc"),
+        ("sqlite://:memory:?mode=ro", "mode=ro opens an existing database"),
     ],
 )
 def test_bad_urls_are_config_errors(url: str, expected: str) -> None:
@@ -1261,7 +1406,7 @@ async def test_memory_database_works_without_files(tmp_path: Path) -> None:
     try:
         lease = await leased(store, "s")
         nodes = every_kind()
-        delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+        delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
         assert await store.commit("s", lease=lease, expected_revision=0, delta=delta) == 1
         record = await store.load("s")
         assert record is not None and list(record.nodes) == nodes
@@ -1284,10 +1429,10 @@ def make_core(db: Path, recorder: Recorder, *plugins: object, **kwargs: Any) -> 
 
 
 async def test_sqlite_scheme_is_registered_by_the_stores_plugin(tmp_path: Path) -> None:
-    """A core configured with a sqlite URL builds a SQLiteStore (a lash.Store)."""
+    """A core configured with a sqlite URL builds a SQLiteStore (a lash.store.Store)."""
     core = make_core(tmp_path / "lash.db", Recorder([]))
     try:
-        assert isinstance(core.store, SQLiteStore) and isinstance(core.store, lash.Store)
+        assert isinstance(core.store, SQLiteStore) and isinstance(core.store, lash.store.Store)
         assert core.store.path == str(tmp_path / "lash.db")
     finally:
         await core.aclose()
@@ -1503,15 +1648,13 @@ configs = st.builds(
     provider=st.none() | names,
     model=st.none() | names,
     prompt_layers=st.lists(texts, max_size=2).map(tuple),
-    protocol_options=st.dictionaries(names, json_values, max_size=2),
     plugin_options=st.dictionaries(names, st.dictionaries(names, json_values, max_size=2)),
 )
 deltas = st.builds(
-    lash.CommitDelta,
+    lash.store.CommitDelta,
     nodes=st.lists(graph_nodes(), max_size=5).map(tuple),
     plugin_states=st.dictionaries(names, json_values, max_size=2),
     config=st.none() | configs,
-    protocol_options=st.none() | st.dictionaries(names, json_values, max_size=2),
     pending=st.none() | st.lists(texts, max_size=2).map(tuple),
     usage=st.dictionaries(names, usages, max_size=2),
     turns=st.integers(0, 2),
@@ -1522,7 +1665,7 @@ operations = st.lists(
 )
 
 
-def without_times(record: lash.SessionRecord | None) -> Any:
+def without_times(record: lash.store.SessionRecord | None) -> Any:
     if record is None:
         return None
     return attrs.evolve(record, created_at=0.0, updated_at=0.0)
@@ -1538,12 +1681,12 @@ _examples = itertools.count()
 )
 @given(ops=operations)
 async def test_random_commit_sequences_round_trip_like_the_memory_store(
-    tmp_path: Path, ops: list[tuple[str, lash.CommitDelta | None]]
+    tmp_path: Path, ops: list[tuple[str, lash.store.CommitDelta | None]]
 ) -> None:
     """Random commits (every node kind, replaces, states, usage) and deletes: the file holds
     exactly what the reference MemoryStore holds, also after reopening."""
     db = tmp_path / f"prop-{next(_examples)}.db"
-    reference = lash.MemoryStore()
+    reference = lash.store.MemoryStore()
     async with opened(db) as store:
         revisions: dict[str, int] = {}
         for sid, delta in ops:
@@ -1569,7 +1712,7 @@ async def test_random_commit_sequences_round_trip_like_the_memory_store(
                     await reference.load(sid, full=full)
                 )
 
-        def summaries(rows: list[lash.SessionSummary]) -> dict[str, Any]:
+        def summaries(rows: list[lash.store.SessionSummary]) -> dict[str, Any]:
             return {r.session_id: attrs.evolve(r, created_at=0.0, updated_at=0.0) for r in rows}
 
         assert summaries(await store.list_sessions()) == summaries(await reference.list_sessions())
@@ -1619,7 +1762,7 @@ async def test_random_nodes_load_as_committed_and_spoiled_rows_are_refused(
     spoil, problem = SPOILERS[spoiler]
     async with opened(db) as store:
         lease = await leased(store, sid)
-        delta = lash.CommitDelta(nodes=tuple(nodes), turns=1)
+        delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
         await store.commit(sid, lease=lease, expected_revision=0, delta=delta)
         record = await store.load(sid, full=True)
         assert record is not None and list(record.nodes) == nodes

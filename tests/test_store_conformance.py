@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 import lash
+import lash.store
 import lash.testing
 from lash.testing import STORE_CHECKS, StoreConformanceError, check_store, run_store_check
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_memory_store_passes_the_suite_in_one_call() -> None:
     """One check_store call runs every check against MemoryStore and reports their names."""
-    report = await check_store(lash.MemoryStore)
+    report = await check_store(lash.store.MemoryStore)
     assert report.checks == tuple(STORE_CHECKS)
     assert set(report.durations) == set(STORE_CHECKS)
 
@@ -31,15 +32,15 @@ async def test_memory_store_passes_the_suite_in_one_call() -> None:
 @pytest.mark.parametrize("check", STORE_CHECKS)
 async def test_memory_store_check(check: str) -> None:
     """Each check, as its own test case, passes against MemoryStore."""
-    await run_store_check(check, lash.MemoryStore)
+    await run_store_check(check, lash.store.MemoryStore)
 
 
 async def test_async_factory_is_awaited() -> None:
     """A factory may be an async function returning the store."""
 
-    async def factory() -> lash.Store:
+    async def factory() -> lash.store.Store:
         await asyncio.sleep(0)
-        return lash.MemoryStore()
+        return lash.store.MemoryStore()
 
     report = await check_store(factory, checks=["lease_acquire_new", "node_round_trip"])
     assert report.checks == ("lease_acquire_new", "node_round_trip")
@@ -50,11 +51,11 @@ async def test_async_factory_is_awaited() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class LeaselessCommitStore(lash.MemoryStore):
+class LeaselessCommitStore(lash.store.MemoryStore):
     """Commits with whatever lease it is given (no fencing)."""
 
     async def commit(
-        self, session_id: str, *, lease: lash.Lease, expected_revision: int, delta: Any
+        self, session_id: str, *, lease: lash.store.Lease, expected_revision: int, delta: Any
     ) -> int:
         current = self._leases.get(session_id)
         self._leases[session_id] = lease  # pretend the caller's lease is current
@@ -69,14 +70,14 @@ class LeaselessCommitStore(lash.MemoryStore):
                 self._leases[session_id] = current
 
 
-class AllNodesStore(lash.MemoryStore):
+class AllNodesStore(lash.store.MemoryStore):
     """Always loads every node, ignoring agent frames."""
 
-    async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+    async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
         return await super().load(session_id, full=True)
 
 
-class KeyErrorDeleteStore(lash.MemoryStore):
+class KeyErrorDeleteStore(lash.store.MemoryStore):
     """Raises a bare KeyError instead of UnknownSession for a missing session."""
 
     async def delete(self, session_id: str) -> None:
@@ -108,7 +109,7 @@ class KeyErrorDeleteStore(lash.MemoryStore):
     ids=["leaseless-commit", "all-nodes", "keyerror-delete"],
 )
 async def test_broken_store_fails_the_checks_it_breaks(
-    store_class: Callable[[], lash.Store], failing: set[str]
+    store_class: Callable[[], lash.store.Store], failing: set[str]
 ) -> None:
     """A broken store fails exactly the checks covering its violation, each named in the error."""
     with pytest.raises(AssertionError) as info:
@@ -133,6 +134,61 @@ async def test_failure_message_says_what_broke() -> None:
     )
 
 
+async def test_store_that_does_not_check_ids_fails_the_id_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A memory store with its session id check removed fails session_id_rule, and only it."""
+    import lash._store.protocol
+
+    monkeypatch.setattr(lash._store.protocol, "check_session_id", lambda session_id: session_id)
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(lash.store.MemoryStore)
+    assert list(info.value.failures) == ["session_id_rule"]
+    assert str(info.value.failures["session_id_rule"]).startswith(
+        "acquire_lease(''): expected SessionError for the invalid id, but it returned "
+        "Lease(session_id='', owner='owner-a', token=1, "
+    )
+
+
+class PartialIdCheckStore(lash.store.MemoryStore):
+    """Checks ids everywhere but in delete, which looks the session up first."""
+
+    async def delete(self, session_id: str) -> None:
+        if session_id not in self._sessions:
+            raise lash.UnknownSession(session_id)
+        await super().delete(session_id)
+
+
+class ShortIdStore(lash.store.MemoryStore):
+    """Refuses what a VARCHAR(128) ASCII column could not hold: valid ids among them."""
+
+    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+        lash.store.check_session_id(session_id)
+        if len(session_id) > 128 or not session_id.isascii():
+            raise lash.SessionError(f"session id too long or not ASCII: {session_id!r}")
+        return await super().acquire_lease(session_id, owner, ttl=ttl)
+
+
+async def test_store_that_checks_ids_too_late_fails_the_id_rule() -> None:
+    """A store that looks an invalid id up (UnknownSession) instead of refusing it fails."""
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(PartialIdCheckStore, checks=["session_id_rule"])
+    message = str(info.value.failures["session_id_rule"])
+    assert message.startswith(
+        "delete(''): expected SessionError for the invalid id, got UnknownSession: "
+    )
+    assert "check the id with lash.store.check_session_id() before anything else" in message
+
+
+async def test_store_that_refuses_valid_ids_fails_the_id_rule() -> None:
+    """A store that cannot hold a 256-character non-ASCII id fails, naming the id."""
+    with pytest.raises(StoreConformanceError) as info:
+        await check_store(ShortIdStore, checks=["session_id_rule"])
+    error = info.value.failures["session_id_rule"]
+    assert isinstance(error, lash.SessionError)
+    assert "session id too long or not ASCII: 'conformance-ids-" in str(error)
+
+
 async def test_run_store_check_raises_the_checks_own_error() -> None:
     """run_store_check lets the check's AssertionError through, noting the check's name."""
     with pytest.raises(AssertionError, match=re.escape("load().nodes after a boundary")) as info:
@@ -145,7 +201,7 @@ async def test_run_store_check_raises_the_checks_own_error() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class CountingStore(lash.MemoryStore):
+class CountingStore(lash.store.MemoryStore):
     """Counts the stores built and how often each is closed."""
 
     built: ClassVar[list[CountingStore]] = []
@@ -179,7 +235,7 @@ async def test_unknown_check_name_is_rejected_before_any_store_is_built() -> Non
 async def test_failing_close_fails_the_check() -> None:
     """A store whose close() raises fails the check, saying so."""
 
-    class BadClose(lash.MemoryStore):
+    class BadClose(lash.store.MemoryStore):
         async def close(self) -> None:
             raise OSError("disk on fire")
 
@@ -191,7 +247,9 @@ async def test_hanging_check_times_out_and_closes_the_store() -> None:
     """A check that does not finish within the timeout fails, and its store is still closed."""
 
     class Hanging(CountingStore):
-        async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+        async def load(
+            self, session_id: str, *, full: bool = False
+        ) -> lash.store.SessionRecord | None:
             await asyncio.Event().wait()
             return None
 
@@ -204,7 +262,7 @@ async def test_hanging_check_times_out_and_closes_the_store() -> None:
 async def test_factory_errors_fail_every_check() -> None:
     """A factory that raises fails each check with its error rather than stopping the run."""
 
-    def factory() -> lash.Store:
+    def factory() -> lash.store.Store:
         raise RuntimeError("cannot connect")
 
     with pytest.raises(StoreConformanceError) as info:
@@ -215,7 +273,7 @@ async def test_factory_errors_fail_every_check() -> None:
 
 async def test_a_check_function_can_be_run_directly() -> None:
     """run_store_check accepts a check function as well as a name."""
-    await run_store_check(lash.testing.CHECKS["turns_counter"], lash.MemoryStore)
+    await run_store_check(lash.testing.CHECKS["turns_counter"], lash.store.MemoryStore)
 
 
 def test_checks_are_named_documented_and_exported() -> None:
@@ -239,7 +297,7 @@ def test_testing_plugin_has_no_hooks() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def sqlite_store_factory() -> Callable[[str], lash.Store]:
+def sqlite_store_factory() -> Callable[[str], lash.store.Store]:
     """The factory the builtins register for ``sqlite://`` URLs (as a host would build it)."""
     from lash_plugins_builtin import stores
 

@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 import lash
+import lash.store
 from lash._contract.providers import ToolSpec
 from lash._tools.tool import Tool, ToolContext, as_tool, parse_docstring, raw_tool, tool
 
@@ -383,6 +384,53 @@ async def test_sync_tool_is_called_with_structured_arguments() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["typed", "raw"])
+async def test_arguments_nested_past_the_limit_are_an_error_result(kind: str) -> None:
+    """Arguments 65 levels deep (the object and 64 lists) are refused before binding; 64 pass."""
+    seen: list[Any] = []
+
+    def keep(value: list[Any]) -> str:
+        """Keep a value."""
+        seen.append(value)
+        return "kept"
+
+    def keep_raw(arguments: dict[str, Any], context: ToolContext) -> str:
+        seen.append(arguments["value"])
+        return "kept"
+
+    subject = (
+        tool(keep) if kind == "typed" else raw_tool("keep", "Keep.", {"type": "object"}, keep_raw)
+    )
+    deepest: list[Any] = []
+    for _ in range(62):  # 63 lists: with the arguments object, 64 levels
+        deepest = [deepest]
+    assert (await subject.invoke({"value": deepest}, make_context())).content == "kept"
+    result = await subject.invoke({"value": [deepest]}, make_context("c2"))
+    assert result == lash.ToolResult(
+        "c2",
+        "invalid arguments for tool 'keep': the arguments nest deeper than 64 levels of arrays "
+        "and objects (the limit for tool arguments); send flatter arguments",
+        is_error=True,
+    )
+    assert seen == [deepest]
+
+
+@pytest.mark.anyio
+async def test_arguments_that_contain_themselves_are_refused() -> None:
+    """A dict that contains itself (only a plugin can build one) is refused, not walked forever."""
+
+    @tool
+    def keep(value: dict[str, Any]) -> str:
+        """Keep a value."""
+        return "kept"
+
+    loop: dict[str, Any] = {}
+    loop["again"] = loop
+    result = await keep.invoke({"value": loop}, make_context())
+    assert result.is_error and "nest deeper than 64 levels" in result.content
+
+
+@pytest.mark.anyio
 async def test_async_tool_is_awaited() -> None:
     """An async tool is awaited and its result rendered."""
 
@@ -421,7 +469,7 @@ async def test_context_is_injected_by_annotation_whatever_its_name() -> None:
     got: list[Any] = []
 
     @tool
-    def remember(note: str, where: ToolContext, view: lash.ToolContextView) -> str:
+    def remember(note: str, where: ToolContext, view: lash.ToolContext) -> str:
         """Remember a note in session state."""
         where.state(Counter).calls += 1
         got.extend([where, view])
@@ -918,7 +966,7 @@ def test_unresolvable_type_hint_is_a_type_error() -> None:
 def test_tool_context_is_a_tool_context_view() -> None:
     """ToolContext satisfies the ToolContextView protocol and delegates to the session."""
     context = make_context("c8")
-    assert isinstance(context, lash.ToolContextView)
+    assert isinstance(context, lash.ToolContext)
     assert context.session_id == "s1"
     assert context.state(Counter) is context.session.state(Counter)
     assert not context.is_cancelled

@@ -188,7 +188,7 @@ async def test_max_tool_rounds_stops_the_turn_and_closes_the_calls() -> None:
     )
     core = make_core(rec, ToolsPlugin())
     session = await core.session("s", options={"standard": {"max_tool_rounds": 1}}).open()
-    assert session.protocol_options["max_tool_rounds"] == 1
+    assert session.options(standard.StandardOptions).max_tool_rounds == 1
     result = await session.turn("loop").run()
     assert (result.outcome, result.reason) == ("stopped", "max_tool_rounds")
     results = [n for n in session.nodes if isinstance(n, lash.ToolResultNode)]
@@ -210,7 +210,7 @@ async def test_cancellation_mid_stream_commits_stopped_and_session_stays_usable(
     turn = session.turn("slow please")
 
     async def cancel_soon() -> None:
-        while not session._running:
+        while not session._runtime.running:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
         assert session.cancel_running_turns() == 1
@@ -427,12 +427,12 @@ class Materializer:
         self.calls: list[tuple[str, bool]] = []
 
     @lash.hookimpl
-    def materialize_session(self, session: lash.SessionView, is_root: bool) -> None:
+    def prepare_session(self, session: lash.SessionView, is_root: bool) -> None:
         self.calls.append((session.id, is_root))
 
 
-async def test_materialize_session_fires_on_every_open_and_resume() -> None:
-    """materialize_session runs for the plugin on open, and again on resume."""
+async def test_prepare_session_fires_on_every_open_and_resume() -> None:
+    """prepare_session runs for the plugin on open, and again on resume."""
     mat = Materializer()
     core = make_core(Recorder(["hi"]), mat)
     session = await core.session("m").open()

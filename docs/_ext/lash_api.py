@@ -1,10 +1,12 @@
-"""Sphinx extension: the API reference of ``lash.__all__``, generated with autodoc.
+"""Sphinx extension: the API reference of a public face (``lash.__all__``, ``lash.store``...),
+generated with autodoc.
 
-``.. lash-api::`` documents every name of ``lash.__all__`` exactly once, as ``lash.<name>``,
-grouped by the private module that defines it (titles below; a module not listed gets a title
-derived from its name). Each group is a section labelled ``api-<module>`` and opens with the first
-paragraph of that module's docstring. A name added to ``__all__`` is documented without any change
-here.
+``.. lash-api:: [module]`` documents every name of the module's ``__all__`` (default ``lash``)
+exactly once, as ``<module>.<name>``, grouped by the private module that defines it (titles
+below; a module not listed gets a title derived from its name). Each group is a section labelled
+``api-<module>`` and opens with the first paragraph of that module's docstring. A name added to
+``__all__`` is documented without any change here. ``:exclude:`` lists names documented on
+another page (re-exports).
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ TITLES: dict[str, str] = {
     "lash._plugins.markers": "Hook markers",
     "lash._plugins.loading": "Plugins",
     "lash._plugins.options": "Plugin options",
-    "lash._contract.types": "Hook data, directives and views",
-    "lash._plugins.registry": "Contributions",
-    "lash._plugins.dispatch": "Hook dispatch",
+    "lash._contract.services": "Session services",
+    "lash._contract.types": "Hook data and directives",
     "lash._contract.graph": "The session graph",
     "lash._contract.providers": "Model providers",
     "lash._store.protocol": "Stores",
+    "lash._store.ids": "Session ids",
     "lash.errors": "Errors",
 }
 
@@ -67,16 +69,17 @@ def defined_names(module: types.ModuleType) -> set[str]:
     return names
 
 
-def home_modules() -> dict[str, str]:
-    """The defining module of each name of ``lash.__all__`` (names not found are left out)."""
+def home_modules(public: types.ModuleType) -> dict[str, str]:
+    """The private module defining each name of ``public.__all__`` (names not found are left
+    out)."""
     homes: dict[str, str] = {}
     modules = sorted(
         name
         for name, module in sys.modules.items()
-        if module is not None and name.startswith("lash.") and not name.startswith("lash.cli")
+        if module is not None and name.startswith("lash._")
     )
     for modname in modules:
-        for name in defined_names(sys.modules[modname]) & set(lash.__all__):
+        for name in defined_names(sys.modules[modname]) & set(public.__all__):
             homes.setdefault(name, modname)
     return homes
 
@@ -139,10 +142,10 @@ def _is_protocol(obj: type) -> bool:
     return bool(getattr(obj, "_is_protocol", False))
 
 
-def describe(name: str, modname: str | None) -> str:
-    """The reST documenting ``lash.<name>``."""
-    obj = getattr(lash, name)
-    target = f"lash.{name}"
+def describe(name: str, modname: str | None, public: types.ModuleType = lash) -> str:
+    """The reST documenting ``<public>.<name>``."""
+    obj = getattr(public, name)
+    target = f"{public.__name__}.{name}"
     if inspect.isclass(obj):
         options = []
         if issubclass(obj, BaseException):
@@ -157,13 +160,6 @@ def describe(name: str, modname: str | None) -> str:
             options = []  # a NamedTuple: the signature lists the fields
         else:
             options = [":members:"]
-            # Members that come from a private lash base (Session's SessionAdmin mixin) belong
-            # to the public class's documentation.
-            if any(
-                base.__module__.startswith("lash") and base.__name__ not in lash.__all__
-                for base in obj.__mro__[1:-1]
-            ):
-                options.append(":inherited-members:")
         return "\n".join([f".. autoclass:: {target}", *(f"   {o}" for o in options)]) + "\n"
     if inspect.isfunction(obj):
         return f".. autofunction:: {target}\n"
@@ -180,28 +176,36 @@ def describe(name: str, modname: str | None) -> str:
 
 
 class ApiDirective(SphinxDirective):
-    """``.. lash-api::``: every name of ``lash.__all__``, grouped by defining module."""
+    """``.. lash-api:: [module]``: every name of its ``__all__``, grouped by defining module."""
 
     has_content = False
+    optional_arguments = 1
+    option_spec = {"exclude": lambda text: text.split()}  # noqa: RUF012 - docutils' own API
 
     def run(self) -> list[nodes.Node]:
-        homes = home_modules()
+        import importlib
+
+        public = importlib.import_module(self.arguments[0] if self.arguments else "lash")
+        excluded = set(self.options.get("exclude", ()))
+        homes = home_modules(public)
         groups: dict[str | None, list[str]] = {}
-        for name in lash.__all__:
-            groups.setdefault(homes.get(name), []).append(name)
+        for name in public.__all__:
+            if name not in excluded:
+                groups.setdefault(homes.get(name), []).append(name)
         for modname in groups:
             if modname is not None:
                 self.env.note_dependency(str(Path(inspect.getfile(sys.modules[modname]))))
         order = [m for m in TITLES if m in groups]
         order += sorted(m for m in groups if m is not None and m not in TITLES)
-        parts = [".. py:currentmodule:: lash\n"]
+        parts = [f".. py:currentmodule:: {public.__name__}\n"]
+        prefix = "api-" if public is lash else f"api-{public.__name__.split('.', 1)[1]}-"
         for modname in [*order, *([None] if None in groups else [])]:
             title = title_of(modname) if modname is not None else "Other"
-            label = "api-" + (modname or "lash.other").split(".", 1)[1].strip("_")
+            label = prefix + (modname or "lash.other").split(".", 1)[1].strip("_")
             parts.append(f".. _{label}:\n\n{title}\n{'-' * len(title)}\n")
             if modname is not None and (intro := first_paragraph(sys.modules[modname])):
                 parts.append(intro + "\n")
-            parts += [describe(name, modname) for name in groups[modname]]
+            parts += [describe(name, modname, public) for name in groups[modname]]
         return parse_rst(self, "\n".join(parts), titles=True)
 
 

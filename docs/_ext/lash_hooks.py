@@ -75,7 +75,10 @@ def hook_functions() -> dict[str, Callable[..., Any]]:
     found = {
         name: fn
         for name, fn in vars(hookspecs).items()
-        if callable(fn) and hasattr(fn, "lash_spec") and not name.startswith("_")
+        if callable(fn)
+        and hasattr(fn, "lash_spec")
+        and not name.startswith("_")
+        and name not in hookspecs.DEPRECATED  # old names of renamed hooks: listed apart
     }
     return dict(sorted(found.items(), key=lambda item: item[1].__code__.co_firstlineno))
 

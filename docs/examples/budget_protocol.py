@@ -19,8 +19,9 @@ class BudgetedProtocol:
     """Model → tools → model … until an answer, the round limit, or the token budget."""
 
     async def run(self, turn: lash.TurnDriver) -> None:
-        budget = turn.options["token_budget"]
-        max_rounds = turn.options["max_tool_rounds"]
+        # The protocol's settings are its plugin's typed options, read at every turn.
+        options = turn.session.options(BudgetOptions)
+        budget, max_rounds = options.token_budget, options.max_tool_rounds
         spent = rounds = 0
         while True:
             response = await turn.call_model()  # records the assistant message and its usage
@@ -47,11 +48,3 @@ lash_plugin = lash.PluginMeta(
 @lash.hookimpl
 def register_protocol(register: lash.RegisterProtocol) -> None:
     register("budgeted", BudgetedProtocol())
-
-
-@lash.hookimpl
-def materialize_session(session: lash.Session, options: BudgetOptions) -> None:
-    # Protocol options are stored with the session: set them at every open.
-    session.set_protocol_options(
-        max_tool_rounds=options.max_tool_rounds, token_budget=options.token_budget
-    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 
 import lash
+import lash.store
 
 
 @attrs.frozen
@@ -71,7 +72,7 @@ def before_tool_call(call: lash.ToolCall) -> lash.ToolCallDirective | None:
 
 @lash.hookimpl
 def after_tool_call(
-    call: lash.ToolCall, result: lash.ToolResult, context: lash.ToolContextView
+    call: lash.ToolCall, result: lash.ToolResult, context: lash.ToolContext
 ) -> None:
     """Remember who was greeted: state changes are committed with the turn."""
     if call.name == "greet" and not result.is_error:

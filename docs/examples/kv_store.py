@@ -28,12 +28,13 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import lash
+import lash.store
 
 SCHEME = "kv"
 
 
 class KVStore:
-    """``kv://``: a :class:`lash.Store` over a key-value mapping of JSON text."""
+    """``kv://``: a :class:`lash.store.Store` over a key-value mapping of JSON text."""
 
     def __init__(self, url: str = "kv://", data: MutableMapping[str, str] | None = None) -> None:
         if not url.startswith(f"{SCHEME}://"):
@@ -51,32 +52,33 @@ class KVStore:
         self.data[f"head/{session_id}"] = json.dumps(head)
 
     @staticmethod
-    def _lease(session_id: str, head: dict[str, Any] | None) -> lash.Lease | None:
+    def _lease(session_id: str, head: dict[str, Any] | None) -> lash.store.Lease | None:
         if head is None or head["lease"] is None:
             return None
         owner, token, expires_at = head["lease"]
-        return lash.Lease(session_id, owner, token, expires_at)
+        return lash.store.Lease(session_id, owner, token, expires_at)
 
     # -- leases --------------------------------------------------------------------------
 
-    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.Lease:
+    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+        lash.store.check_session_id(session_id)  # the same ids as every store, or SessionError
         # A lease may come before the first commit: a head at revision 0 holds it.
         head = self._head(session_id) or empty_head()
-        lease = lash.take_lease(self._lease(session_id, head), session_id, owner, ttl)
+        lease = lash.store.take_lease(self._lease(session_id, head), session_id, owner, ttl)
         head["lease"] = [lease.owner, lease.token, lease.expires_at]
         self._write_head(session_id, head)
         return lease
 
-    async def renew_lease(self, lease: lash.Lease, *, ttl: float) -> lash.Lease:
+    async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
         head = self._head(lease.session_id)
-        lash.check_lease(self._lease(lease.session_id, head), lease)
+        lash.store.check_lease(self._lease(lease.session_id, head), lease)
         assert head is not None  # check_lease found the current lease in it
-        renewed = lash.Lease(lease.session_id, lease.owner, lease.token, time.time() + ttl)
+        renewed = lash.store.Lease(lease.session_id, lease.owner, lease.token, time.time() + ttl)
         head["lease"] = [renewed.owner, renewed.token, renewed.expires_at]
         self._write_head(lease.session_id, head)
         return renewed
 
-    async def release_lease(self, lease: lash.Lease) -> None:
+    async def release_lease(self, lease: lash.store.Lease) -> None:
         head = self._head(lease.session_id)
         current = self._lease(lease.session_id, head)
         if current is not None and (current.owner, current.token) == (lease.owner, lease.token):
@@ -87,7 +89,8 @@ class KVStore:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def load(self, session_id: str, *, full: bool = False) -> lash.SessionRecord | None:
+    async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
+        lash.store.check_session_id(session_id)
         head = self._head(session_id)
         if head is None or head["revision"] == 0:
             return None
@@ -99,14 +102,13 @@ class KVStore:
         config = lash.SessionConfig()
         if head["config"] is not None:
             config = lash.from_data(head["config"], lash.SessionConfig)
-        return lash.SessionRecord(
+        return lash.store.SessionRecord(
             session_id=session_id,
             revision=head["revision"],
             created_at=head["created_at"],
             updated_at=head["updated_at"],
             nodes=tuple(nodes),
             config=config,
-            protocol_options=head["protocol_options"],
             plugin_states=head["plugin_states"],
             pending=tuple(head["pending"]),
             usage={k: lash.from_data(v, lash.Usage) for k, v in head["usage"].items()},
@@ -117,12 +119,13 @@ class KVStore:
         self,
         session_id: str,
         *,
-        lease: lash.Lease,
+        lease: lash.store.Lease,
         expected_revision: int,
-        delta: lash.CommitDelta,
+        delta: lash.store.CommitDelta,
     ) -> int:
+        lash.store.check_session_id(session_id)
         head = self._head(session_id)
-        lash.check_lease(self._lease(session_id, head), lease)  # the fencing token
+        lash.store.check_lease(self._lease(session_id, head), lease)  # the fencing token
         assert head is not None
         if head["revision"] != expected_revision:  # the compare-and-swap
             raise lash.RevisionConflict(
@@ -151,8 +154,6 @@ class KVStore:
         head["plugin_states"].update(delta.plugin_states)  # each state is replaced whole
         if delta.config is not None:
             head["config"] = lash.to_data(delta.config)
-        if delta.protocol_options is not None:
-            head["protocol_options"] = dict(delta.protocol_options)
         if delta.pending is not None:
             head["pending"] = list(delta.pending)
         for source, usage in delta.usage.items():
@@ -167,6 +168,7 @@ class KVStore:
         return int(head["revision"])
 
     async def delete(self, session_id: str) -> None:
+        lash.store.check_session_id(session_id)
         head = self._head(session_id)
         if head is None or head["revision"] == 0:
             raise lash.UnknownSession(session_id)
@@ -178,7 +180,7 @@ class KVStore:
         # A tombstone: revision 0 (no session), but the lease and its token stay.
         self._write_head(session_id, {**empty_head(), "lease": head["lease"]})
 
-    async def list_sessions(self) -> list[lash.SessionSummary]:
+    async def list_sessions(self) -> list[lash.store.SessionSummary]:
         rows = []
         for key in list(self.data):
             if not key.startswith("head/"):
@@ -190,7 +192,7 @@ class KVStore:
             for usage in head["usage"].values():
                 total = total + lash.from_data(usage, lash.Usage)
             rows.append(
-                lash.SessionSummary(
+                lash.store.SessionSummary(
                     session_id=key.removeprefix("head/"),
                     created_at=head["created_at"],
                     updated_at=head["updated_at"],
@@ -218,7 +220,6 @@ def empty_head() -> dict[str, Any]:
         "frame_start": 0,
         "last_user_message": None,
         "config": None,
-        "protocol_options": {},
         "plugin_states": {},
         "pending": [],
         "usage": {},

@@ -5,6 +5,7 @@ import asyncio
 from kv_store import KVStore, empty_head
 
 import lash
+import lash.store
 import lash.testing
 
 
@@ -15,9 +16,9 @@ class UnfencedStore(KVStore):
         self,
         session_id: str,
         *,
-        lease: lash.Lease,
+        lease: lash.store.Lease,
         expected_revision: int,
-        delta: lash.CommitDelta,
+        delta: lash.store.CommitDelta,
     ) -> int:
         head = self._head(session_id) or empty_head()
         head["lease"] = [lease.owner, lease.token, lease.expires_at]  # whoever asks, wins

@@ -44,16 +44,12 @@ class Tracer:
     # -- opening a session
 
     @lash.hookimpl
-    def materialize_session(self, is_root: bool) -> None:
-        self.log(f"materialize_session(is_root={is_root})")
+    def prepare_session(self, is_root: bool) -> None:
+        self.log(f"prepare_session(is_root={is_root})")
 
     @lash.hookimpl
-    def session_opened(self, session: lash.SessionView) -> None:
-        self.log(f"session_opened({session.id!r})")
-
-    @lash.hookimpl
-    def session_restored(self, session: lash.SessionView) -> None:
-        self.log(f"session_restored({session.id!r})")
+    def session_opened(self, session: lash.SessionView, restored: bool) -> None:
+        self.log(f"session_opened({session.id!r}, restored={restored})")
 
     # -- a turn
 

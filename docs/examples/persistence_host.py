@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lash
+import lash.store
 from lash_plugins_builtin.plan import PlanState
 
 PLAN = {"steps": [{"step": "Book the flight", "status": "completed"}, {"step": "Book the hotel"}]}
@@ -143,7 +144,7 @@ async def inspect_and_delete(db: Path, copy: Path) -> None:
     async with build_core(db) as core:
         for row in await core.store.list_sessions():
             print(f"listed: {row.session_id!r}, {row.turns} turn(s), revision {row.revision}")
-        info = await core.store.info()  # SQLiteStore's diagnostics (not part of lash.Store)
+        info = await core.store.info()  # SQLiteStore's diagnostics (not part of lash.store.Store)
         names = [m["name"] for m in info["migrations"]]
         print(f"database: journal_mode={info['journal_mode']}, synchronous={info['synchronous']}")
         print(f"  migrations applied: {names}")

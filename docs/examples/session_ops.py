@@ -55,12 +55,8 @@ class Journal:
         self.lines: list[str] = []
 
     @lash.hookimpl
-    def session_opened(self, session: lash.SessionView) -> None:
-        self.lines.append(f"session_opened ({session.id!r})")
-
-    @lash.hookimpl
-    def session_restored(self, session: lash.SessionView) -> None:
-        self.lines.append("session_restored")
+    def session_opened(self, session: lash.SessionView, restored: bool) -> None:
+        self.lines.append(f"session_opened ({session.id!r}{', restored' if restored else ''})")
 
     @lash.hookimpl
     def turn_persisted(self, turn: lash.TurnView, revision: int) -> None:

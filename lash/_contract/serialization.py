@@ -157,7 +157,28 @@ def data_converter(*, detailed: bool = True) -> cattrs.Converter:
     conv = converter(detailed=detailed).copy()
     # The detailed converter is the error path: it keeps cattrs' own union hook.
     _configure_nodes(conv, fast=not detailed)
+    _configure_legacy_config(conv)
     return conv
+
+
+def _configure_legacy_config(conv: cattrs.Converter) -> None:
+    """Stored session configs written by lash 0.1 carry ``protocol_options``, a field 0.2
+    removed: read it into ``plugin_options["lash"]`` (a reserved plugin name), where the kernel
+    migrates it into the protocol plugin's options when the session is opened."""
+    from lash._contract.types import SessionConfig
+
+    structure_config = conv.get_structure_hook(SessionConfig)
+
+    def structure_legacy(value: Any, cl: Any) -> Any:
+        if isinstance(value, Mapping) and "protocol_options" in value:
+            value = dict(value)
+            legacy = value.pop("protocol_options")
+            options = dict(value.get("plugin_options") or {})
+            options["lash"] = {"protocol_options": legacy}
+            value["plugin_options"] = options
+        return structure_config(value, cl)
+
+    conv.register_structure_hook(SessionConfig, structure_legacy)
 
 
 #: The ``type`` tag of each graph node variant in serialized form (stable: stored in databases).

@@ -1,16 +1,15 @@
-"""Plain data and narrow views that hooks receive and return.
+"""Plain data that hooks receive and return, and the registrars of the ``register_*`` hooks.
 
 These are the nouns of the hook contract in :mod:`lash.hookspecs`. Records that are persisted or
-travel between plugins are frozen attrs classes; the objects through which plugins reach a session
-are :class:`typing.Protocol` views, so the kernel can hand out narrow, documented surfaces (DESIGN
-invariant 4) and plugin authors can type against them without importing kernel internals.
+travel between plugins are frozen attrs classes. The services through which plugins reach a
+session (``SessionView`` and friends) are in :mod:`lash._contract.services`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -20,6 +19,7 @@ __all__ = [
     "AbortToolCall",
     "AbortTurn",
     "AgentFrame",
+    "Compact",
     "Compaction",
     "EnqueueMessages",
     "Message",
@@ -28,6 +28,7 @@ __all__ = [
     "PromptContribution",
     "PromptView",
     "RecoveryDisposition",
+    "RegisterCommand",
     "RegisterProcessKind",
     "RegisterProtocol",
     "RegisterProvider",
@@ -35,22 +36,14 @@ __all__ = [
     "RegisterTool",
     "ReplaceToolArguments",
     "SessionConfig",
-    "SessionView",
     "ShortCircuitToolCall",
     "ToolCall",
     "ToolCallDirective",
     "ToolCatalogEntry",
-    "ToolContextView",
     "ToolResult",
     "TurnDirective",
-    "TurnView",
     "Usage",
 ]
-
-if TYPE_CHECKING:
-    from lash._contract.events import TurnResult
-
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,12 +182,15 @@ class AgentFrame:
 
 @attrs.frozen
 class SessionConfig:
-    """The mutable configuration of one session (what ``session.configure(patch)`` changes)."""
+    """The mutable configuration of one session (what ``session.configure(patch)`` changes).
+
+    ``plugin_options`` override plugins' per-session options by plugin name (the protocol's
+    settings are its plugin's options like any other plugin's).
+    """
 
     provider: str | None = None
     model: str | None = None
     prompt_layers: tuple[str, ...] = ()
-    protocol_options: Mapping[str, Any] = attrs.field(factory=dict)
     plugin_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     __module__ = "lash"
@@ -240,8 +236,20 @@ class EnqueueMessages:
     __module__ = "lash"
 
 
-#: What ``before_turn`` / ``after_turn`` may return (or ``None`` for no directive).
-TurnDirective = AbortTurn | EnqueueMessages
+@attrs.frozen
+class Compact:
+    """Turn directive (``after_turn``): compact the session's context into a new agent frame
+    once this turn is committed, in the same session operation (``compact_context`` decides how;
+    the frame's reason is ``"auto_compaction"``). A failing compaction is reported; the turn
+    stays committed."""
+
+    instructions: str | None = None
+
+    __module__ = "lash"
+
+
+#: What ``before_turn`` / ``after_turn`` may return (one, an iterable of them, or ``None``).
+TurnDirective = AbortTurn | EnqueueMessages | Compact
 
 
 @attrs.frozen
@@ -336,69 +344,6 @@ class ProcessRecord:
 
 
 # --------------------------------------------------------------------------------------------
-# Views plugins receive (the concrete classes live in the kernel)
-# --------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class SessionView(Protocol):
-    """The narrow view of a session that hooks receive.
-
-    ``options(cls)`` returns the validated per-session options instance of the plugin that declared
-    ``cls``; ``state(cls)`` returns its mutable per-session state (persisted with every turn).
-    """
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def is_root(self) -> bool: ...
-
-    @property
-    def config(self) -> SessionConfig: ...
-
-    def options(self, cls: type[T]) -> T: ...
-
-    def state(self, cls: type[T]) -> T: ...
-
-    @property
-    def protocol_options(self) -> Mapping[str, Any]:
-        """The protocol's turn options for this session."""
-
-    def set_protocol_options(self, **values: Any) -> None:
-        """Set protocol turn options (the protocol plugin does, in ``materialize_session``)."""
-
-
-@runtime_checkable
-class TurnView(Protocol):
-    """The turn that ``before_turn`` / ``after_turn`` / ``turn_finalized`` see."""
-
-    @property
-    def session(self) -> SessionView: ...
-
-    @property
-    def input(self) -> str: ...
-
-    @property
-    def index(self) -> int: ...
-
-    @property
-    def result(self) -> TurnResult | None:
-        """How the turn ended: ``None`` in ``before_turn``; set for ``after_turn`` and later."""
-
-
-@runtime_checkable
-class ToolContextView(Protocol):
-    """What a tool (and the tool-call hooks) learn about the call in progress."""
-
-    @property
-    def session(self) -> SessionView: ...
-
-    @property
-    def call_id(self) -> str: ...
-
-
-# --------------------------------------------------------------------------------------------
 # Registrars passed to register_* hooks
 # --------------------------------------------------------------------------------------------
 
@@ -442,15 +387,20 @@ class RegisterStore(Protocol):
     def __call__(self, scheme: str, factory: Callable[[str], Any], /) -> None: ...
 
 
+class RegisterCommand(Protocol):
+    """``register(command)`` inside ``register_commands``: a :class:`click.Command` (or group),
+    added to the ``lash`` command line under its own name."""
+
+    def __call__(self, command: Any, /) -> None: ...
+
+
 # Protocol classes cannot set __module__ in their body (it would become a protocol member).
-SessionView.__module__ = "lash"
-TurnView.__module__ = "lash"
-ToolContextView.__module__ = "lash"
 RegisterTool.__module__ = "lash"
 RegisterProvider.__module__ = "lash"
 RegisterProtocol.__module__ = "lash"
 RegisterProcessKind.__module__ = "lash"
 RegisterStore.__module__ = "lash"
+RegisterCommand.__module__ = "lash"
 
 
 resolve_here(globals())

@@ -12,31 +12,24 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lash._contract.types import SessionConfig
-from lash._plugins.dispatch import HookDispatcher
+from lash._plugins.arguments import check_core_arguments
+from lash._plugins.composition import DEFAULT_MODEL, Composition, compose
+from lash._plugins.dispatch import HookDispatcher, MonitorAfter, MonitorBefore
 from lash._plugins.hostconfig import HostConfig
-from lash._plugins.loading import LoadedPlugin, PluginInfo, load_plugins
-from lash._plugins.options import is_secret
-from lash._plugins.registry import Registry, run_registrations
-from lash.errors import LashError, ProtocolMissing, UnknownProvider, UnknownStore
-from lash.hookspecs import SHAPES
+from lash._plugins.loading import Builtins, PluginInfo
+from lash._plugins.registry import Registry
+from lash._store.ids import check_session_id
+from lash.errors import LashError
 
 if TYPE_CHECKING:
-    from lash._contract.providers import Provider, ToolSpec
     from lash._kernel.session import ParkedSession, Session
     from lash._store.protocol import Store
-    from lash._tools.tool import Tool
 
-#: The store used when none is configured.
+__all__ = ["DEFAULT_MODEL", "DEFAULT_STORE_PATH", "LashCore", "store_url"]
+
 #: Where sessions are stored when no ``store`` is configured: an embedded SQLite file under the
 #: project directory (the config file's directory, else the working directory).
 DEFAULT_STORE_PATH = ".lash/lash.db"
-#: The model name used when neither config nor session names one.
-DEFAULT_MODEL = "default"
-
-#: Exclusive hooks, checked when the core is built so a conflict fails early and names both plugins.
-#: Read from the one table of shapes, so a new exclusive hook cannot be forgotten here.
-_EXCLUSIVE_HOOKS = tuple(hook for hook, shape in SHAPES.items() if shape == "exclusive")
 
 
 def store_url(config: HostConfig) -> str:
@@ -54,11 +47,20 @@ class LashCore:
 
     Build one from config with :meth:`from_config`, or from explicit arguments::
 
-        core = lash.LashCore(plugins=["standard", "scripted", my_plugin], autoload=False)
+        core = lash.LashCore(plugins=["standard", "scripted", my_plugin], builtins=())
 
     ``plugins`` is the allowlist and order: entry-point names or plugin objects (module, class or
-    instance). Builtins not listed still load unless disabled. Each core builds its own pluggy
-    manager: nothing is global, and nothing is discovered at import time.
+    instance). ``builtins`` chooses the builtin plugins that load without being listed:
+    ``"default"`` (all of them, unless disabled), a list of builtin names, or ``()`` (none: the
+    core loads exactly ``plugins``); left unset, it is ``"default"`` when no allowlist is given
+    and ``()`` when one is (an allowlist means what it says; the config key ``builtins`` sets it
+    too). ``disable`` removes plugins by name (with ``LASH_DISABLE_PLUGINS`` and ``lash
+    --disable``). Each core builds its own plugin composition: nothing is global, and nothing is
+    discovered at import time.
+
+    ``hook_timeout`` (seconds) bounds every awaited hook implementation: one that runs longer
+    fails as a :class:`lash.PluginError` naming its plugin and hook (a synchronous hook that
+    blocks cannot be interrupted: that is the plugin's bug).
     """
 
     __module__ = "lash"
@@ -67,6 +69,7 @@ class LashCore:
         self,
         plugins: Sequence[object | str] | None = None,
         *,
+        builtins: Builtins = None,
         config: HostConfig | None = None,
         store: str | None = None,
         provider: str | None = None,
@@ -77,7 +80,9 @@ class LashCore:
         strict: bool | None = None,
         on_error: Callable[[LashError], None] | None = None,
         lease_ttl: float = 30.0,
+        hook_timeout: float | None = None,
     ) -> None:
+        check_core_arguments(locals())  # first: a bad argument must fail before it is used
         base = config if config is not None else HostConfig().with_env(os.environ)
         overrides: dict[str, Any] = {
             key: value
@@ -94,24 +99,19 @@ class LashCore:
             overrides["options"] = {**base.options, **options}
         if disable is not None:
             # HostConfig's converter turns it into a tuple (a bare string being one name).
-            overrides["disable"] = disable
+            overrides["disable"] = (
+                *base.disable,
+                *((disable,) if isinstance(disable, str) else disable),
+            )
+        if builtins is not None:
+            overrides["builtins"] = builtins
         self.config: HostConfig = attrs.evolve(base, **overrides) if overrides else base
-        result = load_plugins(self.config, explicit=plugins)
-        self._loaded: list[LoadedPlugin] = result.loaded
-        self._infos = result.infos
+        #: The plugins, assembled: what the kernel reads about plugins comes from here.
+        self.composition: Composition = compose(
+            self.config, explicit=plugins, on_error=on_error, hook_timeout=hook_timeout
+        )
         #: Problems that did not stop the build (unused option sections...), for ``lash doctor``.
-        self.warnings: list[str] = result.warnings
-        self.hooks = HookDispatcher(result.pm, [p.name for p in result.loaded], on_error=on_error)
-        self._pm = result.pm
-        for hook in _EXCLUSIVE_HOOKS:
-            self.hooks.exclusive_impl(hook)
-        self.registry: Registry = run_registrations(self.hooks, self._loaded)
-        self._options_owners = {
-            p.info.meta.options: p.name for p in self._loaded if p.info.meta.options is not None
-        }
-        self._state_owners = {
-            p.info.meta.state: p.name for p in self._loaded if p.info.meta.state is not None
-        }
+        self.warnings: list[str] = self.composition.warnings
         self._store: Store | None = None
         # Sessions handed out, so aclose() can release their leases; weak: a session the host
         # dropped must not be kept alive by the core.
@@ -120,9 +120,6 @@ class LashCore:
         self.lease_ttl = lease_ttl
         #: This core's identity as a lease owner (host, process, random suffix).
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._specs: dict[str, ToolSpec] = {}
-        self._tool_table: dict[str, tuple[str, str]] | None = None
-        self._protocol_obj: Any = None
 
     @classmethod
     def from_config(
@@ -138,24 +135,43 @@ class LashCore:
         return cls(config=config, **overrides)
 
     @property
+    def hooks(self) -> HookDispatcher:
+        """The core's hook dispatcher (``add_monitor`` observes every hook call)."""
+        return self.composition.hooks
+
+    def add_hook_monitor(self, before: MonitorBefore, after: MonitorAfter) -> Callable[[], None]:
+        """Observe every hook implementation this core calls (tracing, debugging, tests).
+
+        ``before(hook, plugin, kwargs)`` runs before each implementation with the arguments it
+        is given; ``after(hook, plugin, kwargs, result, exception)`` after it, with what it
+        returned (awaited, for async implementations) or raised, before lash checks the result.
+        Returns a function that removes the monitor. Dispatch is unchanged, and costs nothing
+        extra while no monitor is installed. A monitor that raises fails the hook call: keep
+        monitors simple.
+        """
+        return self.composition.hooks.add_monitor(before, after)
+
+    @property
+    def registry(self) -> Registry:
+        """Everything the plugins registered (tools, providers, the protocol, stores...)."""
+        return self.composition.registry
+
+    @property
     def plugins(self) -> list[PluginInfo]:
         """Every plugin lash considered, in order: loaded first, then failed and disabled ones."""
-        return list(self._infos)
+        return list(self.composition.infos)
 
     @property
     def plugin_names(self) -> list[str]:
         """Names of the loaded plugins, in dispatch order."""
-        return [p.name for p in self._loaded]
+        return self.composition.plugin_names
 
     def plugin_options(self, name: str) -> Any:
         """The host-level (config) options instance of plugin ``name`` (``None`` if it has none).
 
         :raises KeyError: when no plugin of that name is loaded.
         """
-        for plugin in self._loaded:
-            if plugin.name == name:
-                return plugin.options
-        raise KeyError(name)
+        return self.composition.plugin(name).options
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -166,9 +182,13 @@ class LashCore:
         options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Session:
         """A handle on session ``session_id``; ``options`` overrides plugin options by plugin name
-        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next."""
+        (validated at open). Call ``await session.open()`` or ``open_fresh()`` next.
+
+        :raises SessionError: when ``session_id`` breaks the session id rule (see
+            :func:`lash.store.check_session_id`)."""
         from lash._kernel.session import Session
 
+        check_session_id(session_id)
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
         return session
@@ -217,98 +237,8 @@ class LashCore:
         file ``.lash/lash.db`` under the project directory, see :attr:`store_url`)."""
         if self._store is None:
             url = self.store_url
-            scheme = url.split(":", 1)[0]
-            contribution = self.registry.of("store").get(scheme)
-            if contribution is None:
-                known = ", ".join(sorted(self.registry.of("store"))) or "none"
-                raise UnknownStore(
-                    f"no plugin provides a store for {scheme!r} URLs ({url!r}); "
-                    f"known schemes: {known}"
-                )
-            self._store = contribution.value(url)
+            self._store = self.composition.store_factory(url)(url)
         return self._store
-
-    # -- kernel internals --------------------------------------------------------------------
-
-    @property
-    def _protocol(self) -> Any:
-        if self._protocol_obj is None:
-            protocols = self.registry.of("protocol")
-            if not protocols:
-                raise ProtocolMissing(
-                    "no enabled plugin registers the turn protocol; enable the builtin "
-                    "'standard' plugin (or another protocol plugin)"
-                )
-            self._protocol_obj = next(iter(protocols.values())).value
-        return self._protocol_obj
-
-    def _loaded_plugins(self) -> list[LoadedPlugin]:
-        return self._loaded
-
-    def _options_owner(self, cls: type) -> str:
-        try:
-            return self._options_owners[cls]
-        except KeyError:
-            raise KeyError(f"no enabled plugin declares options class {cls.__qualname__}") from None
-
-    def _state_owner(self, cls: type) -> str:
-        try:
-            return self._state_owners[cls]
-        except KeyError:
-            raise KeyError(f"no enabled plugin declares state class {cls.__qualname__}") from None
-
-    def _tool(self, name: str) -> Tool:
-        tool: Tool = self.registry.of("tool")[name].value
-        return tool
-
-    def _tool_spec(self, name: str) -> ToolSpec:
-        spec = self._specs.get(name)
-        if spec is None:
-            spec = self._specs[name] = self._tool(name).spec()
-        return spec
-
-    def _has_tool(self, name: str) -> bool:
-        return name in self.registry.of("tool")
-
-    def _tool_plugin(self, name: str) -> str | None:
-        contribution = self.registry.of("tool").get(name)
-        return contribution.plugin if contribution is not None else None
-
-    def _available_tools(self) -> dict[str, tuple[str, str]]:
-        """Every registered tool: name -> (plugin, description). Fixed per core, so cached."""
-        if self._tool_table is None:
-            self._tool_table = {
-                c.name: (c.plugin, c.description) for c in self.registry.of("tool").values()
-            }
-        return self._tool_table
-
-    def _secret_option_fields(self, plugin: str) -> frozenset[str]:
-        """Names of the option fields of ``plugin`` declared with ``option(secret=True)``."""
-        for loaded in self._loaded:
-            if loaded.name == plugin and loaded.info.meta.options is not None:
-                return frozenset(
-                    f.name for f in attrs.fields(loaded.info.meta.options) if is_secret(f)
-                )
-        return frozenset()
-
-    def _provider_for(self, config: SessionConfig) -> tuple[str, Provider, str]:
-        providers = self.registry.of("provider")
-        name = config.provider or self.config.provider
-        if name is None:
-            if len(providers) != 1:
-                known = ", ".join(sorted(providers)) or "none"
-                raise UnknownProvider(
-                    f"no provider configured and {len(providers)} are registered ({known}); "
-                    'set `provider = "..."` in lash.toml, pass provider= to LashCore, '
-                    "or use `lash run --provider NAME`"
-                )
-            name = next(iter(providers))
-        contribution = providers.get(name)
-        if contribution is None:
-            known = ", ".join(sorted(providers)) or "none"
-            raise UnknownProvider(f"unknown provider {name!r}; registered providers: {known}")
-        model = config.model or self.config.model or DEFAULT_MODEL
-        return name, contribution.value, model
 
     def __repr__(self) -> str:
         return f"<LashCore plugins={self.plugin_names!r}>"

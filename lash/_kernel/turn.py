@@ -1,20 +1,33 @@
 """One turn: input → model → tools → model … → answer, committed once.
 
 The kernel owns the turn's bookkeeping (nodes, usage, hooks, the commit); the protocol plugin owns
-the loop, through the :class:`TurnDriver` it is handed. A turn always commits exactly once, whatever
-its outcome; only a crash of the process commits nothing.
+the loop, through the :class:`lash.TurnDriver` it is handed. A turn always commits exactly once,
+whatever its outcome; only a crash of the process commits nothing.
+
+A turn runs in phases, each of which :meth:`Turn.cancel` interrupts wherever it is waiting (a
+protocol's model call, a tool, a hung ``async`` hook):
+
+1. **work**: queued commands, ``before_turn``, the protocol. Interrupted, the turn ends
+   ``stopped(cancelled)``.
+2. **finish**: ``after_turn`` and ``turn_finalized``. Interrupted, the rest of the phase is
+   skipped and a turn that had completed ends ``stopped(cancelled)``.
+3. **commit**: never interrupted (a commit on its way may already be durable).
+4. **after the commit**: ``frame_opened``, ``turn_persisted``, the compaction a ``Compact``
+   directive asked for, and the commit of what those changed. Interrupted, the rest is skipped;
+   the caller gets the committed result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.calls import CALLER, Caller
 from lash._contract.events import (
     StopReason,
     TextDeltaEvent,
@@ -27,6 +40,7 @@ from lash._contract.events import (
 )
 from lash._contract.graph import (
     AssistantMessage,
+    FrameBoundary,
     GraphNode,
     ToolCallNode,
     ToolResultNode,
@@ -40,9 +54,11 @@ from lash._contract.providers import (
     TextDelta,
     ToolCallReady,
 )
+from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
 from lash._contract.types import (
     AbortToolCall,
     AbortTurn,
+    Compact,
     EnqueueMessages,
     ReplaceToolArguments,
     ShortCircuitToolCall,
@@ -50,11 +66,13 @@ from lash._contract.types import (
     ToolResult,
     Usage,
 )
-from lash._plugins.dispatch import call_impl
+from lash._kernel import operations
+from lash._kernel.prompt import prompt_view
+from lash._tools.arguments import admit_tool_call, invalid_arguments_result
 from lash.errors import LashError
 
 if TYPE_CHECKING:
-    from lash._kernel.session import Session
+    from lash._kernel.runtime import SessionRuntime
 
 
 def _describe(exc: BaseException) -> str:
@@ -62,68 +80,9 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LashError) else f"{type(exc).__name__}: {exc}"
 
 
-class _Stop(Exception):
-    """Raised inside the driver to end the turn as ``stopped``."""
-
-    def __init__(self, reason: StopReason, detail: str | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(reason)
-
-
-@attrs.define
-class TurnInfo:
-    """The view of a turn that ``before_turn``/``after_turn``/``turn_finalized`` receive."""
-
-    session: Session
-    input: str
-    index: int
-    result: TurnResult | None = None
-
-    __module__ = "lash"
-
-
-class TurnDriver:
-    """What a protocol plugin drives a turn with.
-
-    ``await call_model()`` makes one model call over the current context and records the
-    assistant message; ``await run_tool_calls(calls)`` runs the calls of one assistant message
-    concurrently and records their results in emission order; ``finish(text)`` ends the turn
-    completed; ``stop(reason)`` ends it stopped. ``options`` are the session's protocol options.
-    """
-
-    __module__ = "lash"
-
-    def __init__(self, turn: Turn) -> None:
-        self._turn = turn
-
-    @property
-    def session(self) -> Session:
-        """The session the turn runs in."""
-        return self._turn.session
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The session's protocol options (a copy), as set in ``materialize_session``."""
-        return dict(self._turn.session.protocol_options)
-
-    async def call_model(self) -> ModelResponse:
-        """Call the model once over the current context; stream its text as events; record the
-        assistant message (with its tool calls and usage) and return the whole response."""
-        return await self._turn._call_model()
-
-    async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        """Run the calls of one assistant message concurrently, through the tool-call hooks;
-        record calls and results in emission order and return the (full) results."""
-        return await self._turn._run_tool_calls(calls)
-
-    def finish(self, text: str) -> None:
-        """Set the turn's final answer (the outcome is ``completed`` when the protocol returns)."""
-        self._turn._final_text = text
-
-    def stop(self, reason: StopReason, detail: str | None = None) -> NoReturn:
-        """End the turn now with outcome ``stopped(reason)`` (raises; does not return)."""
-        raise _Stop(reason, detail)
+def _directives(value: Any) -> tuple[Any, ...]:
+    # One directive, or a tuple of them: the dispatcher checked and normalized the result.
+    return value if type(value) is tuple else (value,)
 
 
 class Turn:
@@ -139,8 +98,8 @@ class Turn:
 
     __module__ = "lash"
 
-    def __init__(self, session: Session, text: str, *, items: tuple[Any, ...] = ()) -> None:
-        self.session = session
+    def __init__(self, runtime: SessionRuntime, text: str, *, items: tuple[Any, ...] = ()) -> None:
+        self._runtime = runtime
         self.input = text
         self.items = items
         self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
@@ -152,29 +111,39 @@ class Turn:
         # Each tool call's cancellation event, set on cancel so tools (even abandoned sync ones)
         # can notice and stop.
         self._call_events: list[asyncio.Event] = []
-        self._task: asyncio.Task[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        # Whether the running phase may be interrupted, and whether it was.
+        self._interruptible = False
+        self._interrupted = False
         self._started = False
         self.index = 0
+
+    @property
+    def session_id(self) -> str:
+        return self._runtime.id
 
     # -- host side -------------------------------------------------------------------------
 
     async def run(self) -> TurnResult:
         """Run the turn to its end and return the result (events are discarded)."""
-        async for event in self.stream():
-            if isinstance(event, TurnFinished):
-                return event.result
+        async with contextlib.aclosing(self.stream()) as events:
+            async for event in events:
+                if isinstance(event, TurnFinished):
+                    return event.result
         raise AssertionError("turn stream ended without TurnFinished")  # kernel bug
 
-    async def stream(self) -> AsyncIterator[TurnEvent]:
+    async def stream(self) -> AsyncGenerator[TurnEvent, None]:
         """Run the turn, yielding events as they happen; the last is :class:`TurnFinished`."""
         if self._started:
             raise RuntimeError("a turn runs once; call session.turn(...) again for another")
         self._started = True
-        async with self.session._exclusive():
-            self.session._running.add(self)
-            keeper = asyncio.create_task(self.session._keep_lease())
+        runtime = self._runtime
+        async with runtime.execute("turn") as ex:
+            self.index = ex.turn = runtime.image.turns + 1
+            runtime.running.add(self)
+            keeper = asyncio.create_task(runtime.keep_lease())
             try:
-                runner = asyncio.create_task(self._drive())
+                self._runner = runner = asyncio.create_task(self._drive())
                 try:
                     while True:
                         event = await self._events.get()
@@ -182,129 +151,160 @@ class Turn:
                             break
                         yield event
                 finally:
-                    if not runner.done():
-                        # The consumer stopped listening: cancel cooperatively, still commit.
+                    # The consumer stopped listening (or was cancelled): cancel cooperatively,
+                    # still commit. Each cancellation of the consumer interrupts the turn's
+                    # current phase again, so a second one gets past a hung hook too.
+                    while not runner.done():
                         self.cancel()
-                    await runner
+                        try:
+                            await asyncio.wait((runner,))
+                        except asyncio.CancelledError:
+                            continue
+                    runner.result()  # the commit's own error (LeaseLost...), if any
             finally:
-                self.session._running.discard(self)
+                runtime.running.discard(self)
                 keeper.cancel()
                 # A failed renewal surfaces at commit (LeaseLost); here it only needs reaping.
                 with contextlib.suppress(asyncio.CancelledError, LashError):
                     await keeper
 
     def cancel(self) -> None:
-        """Ask the turn to stop; it still commits, as ``stopped(cancelled)``."""
+        """Ask the turn to stop: it still commits, as ``stopped(cancelled)`` (or, once it is
+        committed, returns its result). Whatever the turn is waiting for is interrupted: the
+        model, a tool, or a plugin's hook."""
         self._cancel_requested = True
         for event in self._call_events:
             event.set()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        runner = self._runner
+        if runner is not None and not runner.done() and self._interruptible:
+            if not self._interrupted:
+                self._interrupted = True
+                runner.cancel()
 
-    # -- kernel side -----------------------------------------------------------------------
+    # -- phases ----------------------------------------------------------------------------
 
-    def _emit(self, event: TurnEvent) -> None:
-        self._events.put_nowait(event)
-
-    def _append(self, node: GraphNode) -> None:
-        self._nodes.append(node)
-        self.session._graph.append(node)
-
-    def _new_node(self, cls: type[Any], **fields: Any) -> Any:
-        graph = self.session._graph
-        leaf = graph.leaf
-        return cls(
-            id=new_node_id(),
-            parent_id=leaf.id if leaf is not None else None,
-            frame_id=graph.frame_id or "",
-            turn=self.index,
-            **fields,
-        )
+    @contextlib.asynccontextmanager
+    async def _phase(self) -> AsyncIterator[list[bool]]:
+        """An interruptible phase; the flag it yields says whether :meth:`cancel` interrupted
+        it (the phase's body stops at the cancellation point and execution goes on after it)."""
+        interrupted = [False]
+        self._interruptible, self._interrupted = True, False
+        try:
+            yield interrupted
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise  # the host cancelled the task running the turn: propagate
+            interrupted[0] = True
+        finally:
+            self._interruptible = False
+        if self._interrupted:
+            # Balance our runner.cancel() (asyncio.timeout and friends read the count). A body
+            # that swallowed the CancelledError (plugin code catching it) still counts as
+            # interrupted: the cancellation was asked for.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            interrupted[0] = True
 
     async def _drive(self) -> None:
         try:
             await self._drive_turn()
         finally:
             # Always end the event stream, even when the commit raised (LeaseLost, a store
-            # error...): stream() then re-raises that error from `await runner`.
+            # error...): stream() then re-raises that error from the runner.
             self._events.put_nowait(None)
 
     async def _drive_turn(self) -> None:
-        session = self.session
-        core = session.core
-        hooks = core.hooks
-        self.index = session._turns + 1
-        info = TurnInfo(session=session, input=self.input, index=self.index)
-        # Queued session commands (refresh_tool_catalog, reset) apply first, in this commit.
-        command_nodes = session._run_commands()
-        for node in command_nodes:
-            self._append(node)
-        session._ensure_frame(self)
-        self._append(self._new_node(UserMessage, text=self.input, items=self.items))
+        runtime = self._runtime
+        hooks = runtime.composition.hooks
+        view = TurnView(runtime.view, self.input, self.index, items=self.items, nodes=self._nodes)
         reason: StopReason | None = None
         detail: str | None = None
         failure: Exception | None = None
-        try:
-            for _plugin, directive in await hooks.collect("before_turn", turn=info):
-                stop = self._apply_directive(directive)
-                if stop is not None and reason is None:
-                    reason, detail = "plugin_abort", stop
-            if reason is None:
-                self._task = asyncio.create_task(self._run_protocol())
-                if self._cancel_requested:
-                    self._task.cancel()
-                await self._task
-        except _Stop as stop_exc:
-            reason, detail = stop_exc.reason, stop_exc.detail
-        except asyncio.CancelledError:
-            if not self._cancel_requested:
-                raise  # the host cancelled the task driving us: propagate
-            reason = "cancelled"
-        except Exception as exc:  # provider, plugin or protocol failure: the turn fails, the
-            failure = exc  # session lives on
+        compact: Compact | None = None
+        # Queued session commands (refresh_tool_catalog, reset) apply first, in this commit.
+        command_nodes = operations.run_commands(runtime)
+        for node in command_nodes:
+            self._append(node)
+        self._ensure_frame()
+        self._append(self._new_node(UserMessage, text=self.input, items=self.items))
+
+        async with self._phase() as stopped:
+            try:
+                for _plugin, value in await hooks.collect("before_turn", turn=view):
+                    for directive in _directives(value):
+                        compact = self._apply(directive, compact)
+                        if isinstance(directive, AbortTurn) and reason is None:
+                            reason, detail = "plugin_abort", directive.reason
+                if reason is None and not self._cancel_requested:
+                    _plugin_name, protocol = runtime.composition.protocol()
+                    await protocol.run(TurnDriver(self, runtime.view))
+            except TurnStopped as stop:
+                reason, detail = stop.reason, stop.detail
+            except Exception as exc:  # provider, plugin or protocol failure: the turn fails,
+                failure = exc  # the session lives on
+        if stopped[0] or (self._cancel_requested and reason is None and failure is None):
+            reason, detail, failure = "cancelled", None, None
+
         error = _describe(failure) if failure is not None else None
         self._close_dangling_calls(error or detail or reason or "turn ended")
         result = self._result_of(reason, detail, failure)
-        info.result = result
-        # after_turn sees every outcome, failed turns included (it may want to log or enqueue).
-        try:
-            for _plugin, directive in await hooks.collect("after_turn", turn=info):
-                stop = self._apply_directive(directive)
-                if stop is not None and result.outcome == "completed":
-                    result = attrs.evolve(
-                        result, outcome="stopped", reason="plugin_abort", detail=stop
-                    )
-        except LashError as exc:
-            if result.outcome == "failed":
-                hooks.report(exc)  # the first failure is the turn's error; report this one
-            else:
-                result = self._result_of(None, None, exc)
-        info.result = result
-        await hooks.broadcast("turn_finalized", turn=info)
-        revision = await session._commit_turn(self._nodes, self._usage)
+        view.result = result
+        async with self._phase() as stopped:
+            # after_turn sees every outcome, failed turns included (it may log or enqueue).
+            try:
+                for _plugin, value in await hooks.collect("after_turn", turn=view):
+                    for directive in _directives(value):
+                        compact = self._apply(directive, compact)
+                        if isinstance(directive, AbortTurn) and result.outcome == "completed":
+                            result = attrs.evolve(
+                                result,
+                                outcome="stopped",
+                                reason="plugin_abort",
+                                detail=directive.reason,
+                            )
+            except LashError as exc:
+                if result.outcome == "failed":
+                    hooks.report(exc)  # the first failure is the turn's error; report this one
+                else:
+                    result = self._result_of(None, None, exc)
+            view.result = result
+            await hooks.broadcast("turn_finalized", turn=view)
+        if stopped[0] and result.outcome == "completed":
+            result = attrs.evolve(result, outcome="stopped", reason="cancelled", detail=None)
+            view.result = result
+
+        revision = await self._commit(result)
         result = attrs.evolve(result, revision=revision)
-        info.result = result
-        await session._frames_opened(command_nodes)
-        await hooks.broadcast("turn_persisted", turn=info, revision=revision)
-        await session._maybe_auto_compact(self._nodes)
+        view.result = result
+        async with self._phase():
+            await operations.frames_opened(runtime, command_nodes)
+            await hooks.broadcast("turn_persisted", turn=view, revision=revision)
+            if compact is not None:
+                await operations.compact_after_turn(runtime, compact.instructions)
         self._emit(TurnFinished(result))
 
-    async def _run_protocol(self) -> None:
-        await self.session.core._protocol.run(TurnDriver(self))
+    async def _commit(self, result: TurnResult) -> int:
+        runtime = self._runtime
+        if self._usage != Usage():
+            runtime.add_usage("turn", self._usage)
+        return await runtime.commit(turns=1)
 
-    def _apply_directive(self, directive: Any) -> str | None:
-        if isinstance(directive, AbortTurn):
-            return directive.reason
+    def _apply(self, directive: Any, compact: Compact | None) -> Compact | None:
+        """Apply a turn directive's side effect; returns the compaction asked for so far."""
         if isinstance(directive, EnqueueMessages):
-            self.session._pending.extend(directive.messages)
-            self.session._pending_dirty = True
-        return None
+            image = self._runtime.image
+            image.pending.extend(directive.messages)
+            image.pending_dirty = True
+        elif isinstance(directive, Compact):
+            return compact or directive
+        return compact
 
     def _result_of(
         self, reason: StopReason | None, detail: str | None, failure: Exception | None
     ) -> TurnResult:
         result = TurnResult(
-            session_id=self.session.id,
+            session_id=self._runtime.id,
             index=self.index,
             outcome="completed",
             text=self._final_text,
@@ -322,6 +322,41 @@ class Turn:
         if reason is not None:
             return attrs.evolve(result, outcome="stopped", reason=reason, detail=detail)
         return result
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    def _emit(self, event: TurnEvent) -> None:
+        self._events.put_nowait(event)
+
+    def _append(self, node: GraphNode) -> None:
+        self._nodes.append(node)
+        self._runtime.add_node(node)
+
+    def _new_node(self, cls: type[Any], **fields: Any) -> Any:
+        graph = self._runtime.image.graph
+        leaf = graph.leaf
+        return cls(
+            id=new_node_id(),
+            parent_id=leaf.id if leaf is not None else None,
+            frame_id=graph.frame_id or "",
+            turn=self.index,
+            **fields,
+        )
+
+    def _ensure_frame(self) -> None:
+        if self._runtime.image.graph.frame_id is None:
+            import uuid
+
+            self._append(
+                FrameBoundary(
+                    id=new_node_id(),
+                    parent_id=None,
+                    frame_id=uuid.uuid4().hex,
+                    turn=self.index,
+                    previous_frame_id=None,
+                    reason="root",
+                )
+            )
 
     def _close_dangling_calls(self, why: str) -> None:
         # A stopped or failed turn must not leave a tool call without its result: the pair would
@@ -348,14 +383,19 @@ class Turn:
                     )
                 )
 
-    # -- model calls -----------------------------------------------------------------------
+    # -- the turn driver's backend (what lash.TurnDriver forwards to) ------------------------
 
-    async def _call_model(self) -> ModelResponse:
-        session = self.session
-        core = session.core
-        view = await session.prompt_preview()
-        tools = tuple(core._tool_spec(name) for name in view.tools if core._has_tool(name))
-        provider_name, provider, model = session._provider()
+    def finish(self, text: str) -> None:
+        self._final_text = text
+
+    async def call_model(self) -> ModelResponse:
+        runtime = self._runtime
+        composition = runtime.composition
+        view = await prompt_view(runtime)
+        tools = tuple(
+            composition.tool_spec(name) for name in view.tools if composition.has_tool(name)
+        )
+        provider_name, provider, model = runtime.provider()
         request = ModelRequest(model=model, messages=view.messages, tools=tools)
         text: list[str] = []
         calls: list[ToolCall] = []
@@ -366,7 +406,7 @@ class Turn:
                 text.append(event.text)
                 self._emit(TextDeltaEvent(event.text))
             elif isinstance(event, ToolCallReady):
-                calls.append(event.call)
+                calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
                 usage = usage + event.usage
                 finish = event.finish_reason
@@ -385,11 +425,10 @@ class Turn:
             self._final_text = response.text
         return response
 
-    # -- tool calls ------------------------------------------------------------------------
-
-    async def _run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+    async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+        composition = self._runtime.composition
         for call in calls:
-            plugin = self.session.core._tool_plugin(call.name)
+            plugin = composition.tool_plugin(call.name)
             self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
             self._emit(ToolCallStarted(call))
         if len(calls) == 1:
@@ -412,68 +451,89 @@ class Turn:
             self._emit(ToolCallFinished(final_call, result))
         return [r for _, r in results]
 
+    def _tool_context(self, call_id: str) -> ToolContext:
+        # One event per call: a tool timing out sets its own event, never its siblings'.
+        cancelled = asyncio.Event()
+        self._call_events.append(cancelled)
+        if self._cancel_requested:
+            cancelled.set()
+        return ToolContext(self._runtime.view, call_id, cancelled=cancelled)
+
     async def _run_one(self, call: ToolCall) -> tuple[ToolCall, ToolResult]:
-        session = self.session
-        core = session.core
-        context = session._tool_context(call.id, self)
-        try:
-            for impl in core.hooks.impls("before_tool_call"):
-                directive = await call_impl("before_tool_call", impl, call=call, context=context)
-                if isinstance(directive, ReplaceToolArguments):
-                    call = attrs.evolve(call, arguments=dict(directive.arguments))
-                elif isinstance(directive, ShortCircuitToolCall):
-                    return call, ToolResult(call.id, directive.content, directive.is_error)
-                elif isinstance(directive, AbortToolCall):
-                    return call, ToolResult(
-                        call.id,
-                        f"tool call {call.name!r} refused by plugin {impl.plugin!r}: "
+        hooks = self._runtime.composition.hooks
+        context = self._tool_context(call.id)
+        outcome: list[ToolResult] = []
+
+        def before(plugin: str, directive: Any, kwargs: dict[str, Any]) -> bool:
+            current: ToolCall = kwargs["call"]
+            if isinstance(directive, ReplaceToolArguments):
+                kwargs["call"] = attrs.evolve(current, arguments=dict(directive.arguments))
+                return False
+            if isinstance(directive, ShortCircuitToolCall):
+                outcome.append(ToolResult(current.id, directive.content, directive.is_error))
+            elif isinstance(directive, AbortToolCall):
+                outcome.append(
+                    ToolResult(
+                        current.id,
+                        f"tool call {current.name!r} refused by plugin {plugin!r}: "
                         f"{directive.reason}",
                         True,
                     )
+                )
+            return True
+
+        try:
+            folded = await hooks.fold("before_tool_call", before, call=call, context=context)
+            call = folded["call"]
         except LashError as exc:
             return call, ToolResult(call.id, str(exc), True)
+        if outcome:
+            return call, outcome[0]
         result = await self._invoke(call, context)
+
+        def after(plugin: str, replaced: Any, kwargs: dict[str, Any]) -> bool:
+            kwargs["result"] = attrs.evolve(replaced, call_id=call.id)
+            return False
+
         try:
-            for impl in core.hooks.impls("after_tool_call"):
-                replaced = await call_impl(
-                    "after_tool_call", impl, call=call, result=result, context=context
-                )
-                if isinstance(replaced, ToolResult):
-                    result = attrs.evolve(replaced, call_id=call.id)
+            folded = await hooks.fold(
+                "after_tool_call", after, call=call, result=result, context=context
+            )
+            result = folded["result"]
         except LashError as exc:
             result = ToolResult(call.id, str(exc), True)
         return call, result
 
-    async def _invoke(self, call: ToolCall, context: Any) -> ToolResult:
-        core = self.session.core
+    async def _invoke(self, call: ToolCall, context: ToolContext) -> ToolResult:
+        composition = self._runtime.composition
         if call.invalid_arguments is not None:
-            return ToolResult(
-                call.id,
-                f"tool {call.name!r}: arguments are not a JSON object: "
-                f"{call.invalid_arguments[:200]!r}; send the arguments as a JSON object",
-                True,
-            )
-        if call.name not in self.session._last_catalog or not core._has_tool(call.name):
-            available = ", ".join(sorted(self.session._last_catalog)) or "none"
+            return invalid_arguments_result(call)
+        offered = self._runtime.last_catalog
+        if call.name not in offered or not composition.has_tool(call.name):
+            available = ", ".join(sorted(offered)) or "none"
             return ToolResult(
                 call.id, f"unknown tool {call.name!r}; available tools: {available}", True
             )
-        result: ToolResult = await core._tool(call.name).invoke(call.arguments, context)
+        token = CALLER.set(Caller(f"tool {call.name!r}", composition.tool_plugin(call.name)))
+        try:
+            result: ToolResult = await composition.tool(call.name).invoke(call.arguments, context)
+        finally:
+            CALLER.reset(token)
         return attrs.evolve(result, call_id=call.id)
 
     async def _project(self, call: ToolCall, result: ToolResult) -> str | None:
-        hooks = self.session.core.hooks
-        impl = hooks.exclusive_impl("project_tool_result")
-        if impl is None:
-            return None
+        hooks = self._runtime.composition.hooks
         try:
-            value = await call_impl(
-                "project_tool_result", impl, session=self.session, call=call, result=result
+            answer = await hooks.exclusive(
+                "project_tool_result", session=self._runtime.view, call=call, result=result
             )
         except LashError as exc:
             hooks.report(exc)  # documented: the model sees the unprojected result
             return None
-        return value if isinstance(value, str) and value != result.content else None
+        if answer is None:
+            return None
+        value: str = answer[1]
+        return value if value != result.content else None
 
 
 resolve_here(globals())

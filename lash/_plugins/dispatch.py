@@ -1,10 +1,16 @@
-"""Hook dispatch: the five shapes, in lash's order, awaiting async implementations.
+"""Hook dispatch: the five shapes, in lash's order, through one validated path.
 
 pluggy is synchronous and calls implementations last-registered-first; lash needs config order and
 must await ``async def`` implementations itself (a coroutine is not ``None``, so pluggy's
 ``firstresult`` cannot serve "first" over async code). So the kernel asks pluggy for the validated
-implementations once, orders them, and calls them here. This module is the one place async
-bridging happens: call sites never guess.
+implementations once, orders them, and calls them here, in :meth:`HookDispatcher._dispatch`: the
+one loop every shape, the registration hooks and the CLI commands go through. It awaits async
+results (the one place async bridging happens), applies the per-core hook timeout, checks every
+result against the hook's contract (:mod:`lash._plugins.results`), attributes every failure to its
+plugin and hook, and records which plugin is running (:data:`lash._contract.calls.CALLER`).
+
+Each public method names the shape it implements and asserts that the hook was declared with that
+shape in :data:`lash.hookspecs.SHAPES`: a call site cannot dispatch a hook in the wrong shape.
 """
 
 from __future__ import annotations
@@ -12,19 +18,31 @@ from __future__ import annotations
 import inspect
 import logging
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple, NoReturn
 
 import pluggy
 
+from lash._contract.calls import CALLER, Caller
+from lash._plugins.results import ResultCheck, checker
 from lash.errors import ConfigRejected, ExclusiveHookConflict, LashError, PluginError
+from lash.hookspecs import DEPRECATED, SHAPES
 
 log = logging.getLogger("lash")
 
 #: A hook result tagged with the plugin that produced it: ``(plugin_name, value)``.
 Tagged = tuple[str, Any]
 
+#: ``bind(plugin)``: arguments that differ per plugin (its options, its register callback).
 Bind = Callable[[str], Mapping[str, Any]]
+
+#: ``step(plugin, value, kwargs) -> stop``: a fold's step; it may change ``kwargs`` for the next
+#: implementation (the value being folded is one of them) and returns True to end the fold.
+Step = Callable[[str, Any, dict[str, Any]], bool]
+
+#: ``before(hook, plugin, kwargs)`` and ``after(hook, plugin, kwargs, result, exception)``.
+MonitorBefore = Callable[[str, str, Mapping[str, Any]], None]
+MonitorAfter = Callable[[str, str, Mapping[str, Any], Any, BaseException | None], None]
 
 
 class HookImpl(NamedTuple):
@@ -34,10 +52,6 @@ class HookImpl(NamedTuple):
     function: Callable[..., Any]
     argnames: tuple[str, ...]
     is_async: bool
-
-
-# Set outside the body: NamedTuple bodies may only declare fields (for mypy).
-HookImpl.__module__ = "lash"
 
 
 def raise_plugin_error(hook: str, plugin: str, exc: Exception) -> NoReturn:
@@ -71,22 +85,6 @@ def plugin_error(hook: str, plugin: str, exc: BaseException) -> LashError:
     return err
 
 
-def _args(impl: HookImpl, kwargs: Mapping[str, Any]) -> list[Any]:
-    # Outside the plugin's try block: an argument the kernel failed to pass is a kernel bug, not
-    # the plugin's failure.
-    return [kwargs[a] for a in impl.argnames]
-
-
-async def call_impl(hook: str, impl: HookImpl, **kwargs: Any) -> Any:
-    """Call one implementation (for call sites that fold results themselves); failures become
-    errors naming the plugin and the hook, exactly as in the dispatch shapes."""
-    args = _args(impl, kwargs)
-    try:
-        return await _call(impl, args)
-    except Exception as exc:
-        raise_plugin_error(hook, impl.plugin, exc)
-
-
 #: Whether values of a type are awaitable, learned per type: inspect.isawaitable goes through
 #: the Awaitable ABC, several times slower than a dict lookup on the hot path.
 _AWAITABLE_TYPES: dict[type, bool] = {types.CoroutineType: True, type(None): False}
@@ -115,26 +113,46 @@ def _refuse_awaitable(hook: str, plugin: str, value: object) -> NoReturn:
     )
 
 
-async def _call(impl: HookImpl, args: Sequence[Any]) -> Any:
-    """Call one implementation, awaiting its result if needed.
+# The dispatch modes of the one loop (module constants: compared by identity on the hot path).
+_COLLECT, _CHAIN, _FIRST, _BROADCAST, _FOLD = range(5)
 
-    ``is_async`` covers ``async def``; the awaitable test also covers a sync function that returns
-    a coroutine (a decorated or partial async function), which would otherwise never be awaited.
-    """
-    value = impl.function(*args)
-    if impl.is_async or _is_awaitable(value):
-        value = await value
-    return value
+
+class _Plan(NamedTuple):
+    """What the loop needs for one hook, computed once per core (and per monitor change)."""
+
+    hook: str
+    shape: str
+    impls: tuple[HookImpl, ...]
+    accepted: frozenset[type]
+    check: Callable[[str, Any], Any]
+    caller: str
+
+
+def _restored_only(impl: HookImpl) -> HookImpl:
+    """A deprecated ``session_restored`` implementation, called as ``session_opened`` only for
+    resumed sessions (what the old hook meant)."""
+    function, argnames = impl.function, impl.argnames
+
+    def opened(*args: Any) -> Any:
+        *forwarded, restored = args
+        return function(*forwarded) if restored else None
+
+    # Not marked async: it returns None for fresh sessions, and the loop awaits what is awaitable.
+    return HookImpl(impl.plugin, opened, (*argnames, "restored"), False)
+
+
+#: How an implementation of a deprecated hook is called under its new name.
+_ADAPT: dict[str, Callable[[HookImpl], HookImpl]] = {"session_restored": _restored_only}
 
 
 class HookDispatcher:
     """Calls hooks of one core's plugin manager in the documented order and shapes.
 
     ``order`` lists plugin names in their resolved order; ``tryfirst`` implementations come before
-    all others and ``trylast`` ones after, each group in plugin order.
+    all others and ``trylast`` ones after, each group in plugin order. ``hook_timeout`` (seconds)
+    bounds every awaited implementation: one that runs longer fails as a
+    :class:`lash.PluginError` naming its plugin and hook.
     """
-
-    __module__ = "lash"
 
     def __init__(
         self,
@@ -142,127 +160,50 @@ class HookDispatcher:
         order: Sequence[str],
         *,
         on_error: Callable[[LashError], None] | None = None,
+        hook_timeout: float | None = None,
     ) -> None:
         self._pm = pm
         self._rank = {name: i for i, name in enumerate(order)}
-        self._cache: dict[str, tuple[HookImpl, ...]] = {}
+        self._impls: dict[str, tuple[HookImpl, ...]] = {}
+        self._plans: dict[str, _Plan] = {}
         self._on_error = on_error
+        self._monitors: list[tuple[MonitorBefore, MonitorAfter]] = []
+        #: Seconds an awaited implementation may take (``None``: no limit).
+        self.hook_timeout = hook_timeout
+
+    # -- implementations ---------------------------------------------------------------------
 
     def impls(self, hook: str) -> tuple[HookImpl, ...]:
-        """The ordered implementations of ``hook`` (cached; the plugin set is fixed per core)."""
-        cached = self._cache.get(hook)
+        """The ordered implementations of ``hook`` (cached; the plugin set is fixed per core),
+        including implementations of the deprecated name it replaces."""
+        cached = self._impls.get(hook)
         if cached is not None:
             return cached
-        caller = getattr(self._pm.hook, hook)
         rank = self._rank
         last = len(rank)
-
-        def key(impl: pluggy.HookImpl) -> tuple[int, int]:
-            bucket = 0 if impl.tryfirst else 2 if impl.trylast else 1
-            return (bucket, rank.get(impl.plugin_name, last))
-
-        result = tuple(
-            HookImpl(
-                impl.plugin_name,
-                impl.function,
-                tuple(impl.argnames),
-                inspect.iscoroutinefunction(impl.function),
-            )
-            for impl in sorted(caller.get_hookimpls(), key=key)
-        )
-        self._cache[hook] = result
+        found: list[tuple[tuple[int, int], HookImpl]] = []
+        names = [hook] + [old for old, new in DEPRECATED.items() if new == hook]
+        for name in names:
+            adapt = _ADAPT.get(name)
+            for impl in getattr(self._pm.hook, name).get_hookimpls():
+                bucket = 0 if impl.tryfirst else 2 if impl.trylast else 1
+                ours = HookImpl(
+                    impl.plugin_name,
+                    impl.function,
+                    tuple(impl.argnames),
+                    inspect.iscoroutinefunction(impl.function),
+                )
+                found.append(
+                    ((bucket, rank.get(impl.plugin_name, last)), adapt(ours) if adapt else ours)
+                )
+        # sorted() is stable: within one plugin, the current name's implementation comes first.
+        result = tuple(impl for _, impl in sorted(found, key=lambda item: item[0]))
+        self._impls[hook] = result
         return result
 
     def plugins_implementing(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in dispatch order."""
         return [impl.plugin for impl in self.impls(hook)]
-
-    # -- collect -------------------------------------------------------------------------------
-    #
-    # The loops below are the kernel's hottest code: they unpack the cached tuples, build the
-    # argument list outside the plugin's try block (a missing argument is a kernel bug, not the
-    # plugin's failure), and await inline rather than through a helper coroutine per call.
-
-    def collect_sync(
-        self, hook: str, /, *, bind: Bind | None = None, **kwargs: Any
-    ) -> list[Tagged]:
-        """Collect from synchronous implementations (registration hooks); ``None`` results are
-        dropped. ``bind(plugin)`` supplies per-plugin arguments (such as its options)."""
-        results: list[Tagged] = []
-        call_kwargs = kwargs
-        for plugin, function, argnames, _ in self.impls(hook):
-            if bind is not None:
-                call_kwargs = {**kwargs, **bind(plugin)}
-            args = [call_kwargs[a] for a in argnames]
-            try:
-                value = function(*args)
-            except Exception as exc:
-                raise_plugin_error(hook, plugin, exc)
-            if value is not None:
-                if _AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value):
-                    _refuse_awaitable(hook, plugin, value)
-                results.append((plugin, value))
-        return results
-
-    async def collect(
-        self, hook: str, /, *, bind: Bind | None = None, **kwargs: Any
-    ) -> list[Tagged]:
-        """Collect from every implementation, awaiting async ones; ``None`` results are dropped."""
-        results: list[Tagged] = []
-        call_kwargs = kwargs
-        for plugin, function, argnames, is_async in self.impls(hook):
-            if bind is not None:
-                call_kwargs = {**kwargs, **bind(plugin)}
-            args = [call_kwargs[a] for a in argnames]
-            try:
-                value = function(*args)
-                # A coroutine is never None: await before testing (also a sync function that
-                # returns one, e.g. a decorated async implementation).
-                if is_async or (_AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)):
-                    value = await value
-            except Exception as exc:
-                raise_plugin_error(hook, plugin, exc)
-            if value is not None:
-                results.append((plugin, value))
-        return results
-
-    # -- chain ---------------------------------------------------------------------------------
-
-    async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
-        """Pass ``value`` (as argument ``key``) through every implementation in order; a
-        non-``None`` result replaces it for the next one. Returns the final value."""
-        call_kwargs = dict(kwargs)
-        for plugin, function, argnames, is_async in self.impls(hook):
-            call_kwargs[key] = value
-            args = [call_kwargs[a] for a in argnames]
-            try:
-                result = function(*args)
-                if is_async or (_AWAITABLE_TYPES.get(type(result), True) and _is_awaitable(result)):
-                    result = await result
-            except Exception as exc:
-                raise_plugin_error(hook, plugin, exc)
-            if result is not None:
-                value = result
-        return value
-
-    # -- first ---------------------------------------------------------------------------------
-
-    async def first(self, hook: str, /, **kwargs: Any) -> Tagged | None:
-        """Call implementations in order until one returns non-``None``; return it, tagged."""
-        for plugin, function, argnames, is_async in self.impls(hook):
-            args = [kwargs[a] for a in argnames]
-            try:
-                value = function(*args)
-                # Awaited before the None test: a coroutine object is never None.
-                if is_async or (_AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)):
-                    value = await value
-            except Exception as exc:
-                raise_plugin_error(hook, plugin, exc)
-            if value is not None:
-                return (plugin, value)
-        return None
-
-    # -- exclusive -----------------------------------------------------------------------------
 
     def exclusive_impl(self, hook: str) -> HookImpl | None:
         """The single implementation of an exclusive hook, or ``None``.
@@ -274,34 +215,263 @@ class HookDispatcher:
             raise ExclusiveHookConflict(hook, [impls[0].plugin, impls[1].plugin])
         return impls[0] if impls else None
 
-    async def exclusive(self, hook: str, /, **kwargs: Any) -> Tagged | None:
-        """Call the one implementation of an exclusive hook (``None`` when there is none)."""
-        impl = self.exclusive_impl(hook)
-        if impl is None:
-            return None
-        args = _args(impl, kwargs)
-        try:
-            value = await _call(impl, args)
-        except Exception as exc:
-            raise_plugin_error(hook, impl.plugin, exc)
-        return (impl.plugin, value)
+    def _plan(self, hook: str) -> _Plan:
+        plan = self._plans.get(hook)
+        if plan is None:
+            shape = SHAPES.get(hook)
+            if shape is None:
+                raise AssertionError(f"kernel bug: {hook!r} is not a hook of lash.hookspecs")
+            impls = self.impls(hook)
+            if self._monitors:
+                impls = tuple(self._monitored(hook, impl) for impl in impls)
+            check: ResultCheck = checker(hook)
+            plan = _Plan(hook, shape, impls, check.accepted, check.slow, hook)
+            self._plans[hook] = plan
+        return plan
 
-    # -- broadcast -----------------------------------------------------------------------------
+    # -- monitoring ---------------------------------------------------------------------------
+
+    def add_monitor(self, before: MonitorBefore, after: MonitorAfter) -> Callable[[], None]:
+        """Call ``before(hook, plugin, kwargs)`` before and ``after(hook, plugin, kwargs, result,
+        exception)`` after every implementation this dispatcher calls (``result`` awaited for
+        async implementations; ``exception`` as raised, before it is attributed). Returns a
+        function that removes the monitor. Monitors see exactly what each plugin was given and
+        answered; dispatch itself is unchanged (and costs nothing extra without monitors)."""
+        monitor = (before, after)
+        self._monitors.append(monitor)
+        self._plans.clear()
+
+        def undo() -> None:
+            if monitor in self._monitors:
+                self._monitors.remove(monitor)
+                self._plans.clear()
+
+        return undo
+
+    def _monitored(self, hook: str, impl: HookImpl) -> HookImpl:
+        monitors = tuple(self._monitors)
+        function, argnames, plugin = impl.function, impl.argnames, impl.plugin
+
+        def begin(args: Sequence[Any]) -> dict[str, Any]:
+            kwargs = dict(zip(argnames, args, strict=True))
+            for before, _ in monitors:
+                before(hook, plugin, kwargs)
+            return kwargs
+
+        def end(kwargs: Mapping[str, Any], result: Any, exc: BaseException | None) -> None:
+            for _, after in monitors:
+                after(hook, plugin, kwargs, result, exc)
+
+        async def settle(kwargs: Mapping[str, Any], awaitable: Any) -> Any:
+            try:
+                value = await awaitable
+            except BaseException as exc:
+                end(kwargs, None, exc)
+                raise
+            end(kwargs, value, None)
+            return value
+
+        def monitored(*args: Any) -> Any:
+            kwargs = begin(args)
+            try:
+                value = function(*args)
+            except BaseException as exc:
+                end(kwargs, None, exc)
+                raise
+            if _is_awaitable(value):
+                return settle(kwargs, value)  # the loop awaits this in the implementation's place
+            end(kwargs, value, None)
+            return value
+
+        return HookImpl(plugin, monitored, argnames, False)
+
+    # -- the one loop -------------------------------------------------------------------------
+
+    async def _dispatch(
+        self,
+        plan: _Plan,
+        mode: int,
+        kwargs: dict[str, Any],
+        *,
+        key: str = "",
+        step: Step | None = None,
+        bind: Bind | None = None,
+        on_failure: Callable[[LashError], None] | None = None,
+        sync: bool = False,
+    ) -> Any:
+        """Call ``plan``'s implementations in order; what happens to each result depends on
+        ``mode``. ``kwargs`` is this dispatch's own dict (chains and folds change it).
+
+        Results are checked against the hook's contract before anything uses them; an
+        implementation's failure (a wrong result included) is raised attributed to its plugin
+        and hook, or handed to ``on_failure`` (broadcasts, inspection) and the loop goes on.
+        """
+        hook = plan.hook
+        accepted = plan.accepted
+        timeout = self.hook_timeout
+        results: list[Tagged] = []
+        caller = Caller(plan.caller)
+        token = CALLER.set(caller)
+        try:
+            call_kwargs = kwargs
+            for plugin, function, argnames, is_async in plan.impls:
+                if bind is not None:
+                    call_kwargs = {**kwargs, **bind(plugin)}
+                # Outside the try: an argument the kernel failed to pass is a kernel bug.
+                args = [call_kwargs[a] for a in argnames]
+                caller.plugin = plugin
+                try:
+                    value = function(*args)
+                    # A coroutine is never None: await before testing (also a sync function
+                    # that returns one, e.g. a decorated async implementation).
+                    if is_async or (
+                        _AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)
+                    ):
+                        if sync:
+                            _refuse_awaitable(hook, plugin, value)
+                        if timeout is None:
+                            value = await value
+                        else:
+                            value = await self._bounded(hook, plugin, value, timeout)
+                    if value is not None and value.__class__ not in accepted:
+                        value = plan.check(plugin, value)
+                except Exception as exc:
+                    if on_failure is None:
+                        raise_plugin_error(hook, plugin, exc)
+                    on_failure(plugin_error(hook, plugin, exc))
+                    continue
+                if value is None:
+                    continue
+                if mode is _COLLECT:
+                    results.append((plugin, value))
+                elif mode is _CHAIN:
+                    call_kwargs[key] = value
+                elif mode is _FIRST:
+                    return (plugin, value)
+                elif mode is _FOLD:
+                    assert step is not None
+                    if step(plugin, value, call_kwargs):
+                        break
+            if mode is _CHAIN:
+                return call_kwargs[key]
+            if mode is _FIRST:
+                return None
+            return results
+        finally:
+            CALLER.reset(token)
+
+    @staticmethod
+    async def _bounded(hook: str, plugin: str, awaitable: Any, timeout: float) -> Any:
+        import asyncio  # the dispatcher is built before any loop runs; see lash._tools.tool
+
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                return await awaitable
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the plugin's own TimeoutError, attributed like any other failure
+            raise PluginError(
+                f"plugin {plugin!r} did not return from hook {hook!r} within {timeout:g} s "
+                "(the core's hook_timeout); it was cancelled",
+                plugin=plugin,
+                hook=hook,
+            ) from None
+
+    def _start(self, hook: str, shape: str) -> _Plan:
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape != shape:
+            raise AssertionError(
+                f"kernel bug: hook {hook!r} is declared {plan.shape!r} in lash.hookspecs.SHAPES "
+                f"but dispatched as {shape!r}"
+            )
+        return plan
+
+    # -- the shapes ---------------------------------------------------------------------------
+
+    def collect_sync(
+        self,
+        hook: str,
+        /,
+        *,
+        bind: Bind | None = None,
+        on_failure: Callable[[LashError], None] | None = None,
+        **kwargs: Any,
+    ) -> list[Tagged]:
+        """Collect from synchronous implementations (registration and command hooks): the same
+        loop, driven without an event loop; an implementation returning an awaitable is an
+        error. ``bind(plugin)`` supplies per-plugin arguments (its options, its registrar)."""
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape not in ("collect", "exclusive"):  # register_protocol is exclusive
+            self._start(hook, "collect")
+        results: list[Tagged] = _run_sync(
+            self._dispatch(plan, _COLLECT, kwargs, bind=bind, on_failure=on_failure, sync=True)
+        )
+        return results
+
+    async def collect(
+        self, hook: str, /, *, bind: Bind | None = None, **kwargs: Any
+    ) -> list[Tagged]:
+        """Every implementation's non-``None`` result, tagged with its plugin, in order."""
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape != "collect":
+            self._start(hook, "collect")
+        result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
+        return result
+
+    async def fold(self, hook: str, /, step: Step, **kwargs: Any) -> dict[str, Any]:
+        """Fold a collect or chain hook's results in order with ``step(plugin, value, kwargs)``,
+        which may change the arguments the next implementation gets and returns True to stop.
+        Returns the arguments as the fold left them (the tool-call and config hooks read their
+        folded value from there)."""
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape not in ("collect", "chain"):
+            self._start(hook, "collect or chain")
+        folded = dict(kwargs)
+        await self._dispatch(plan, _FOLD, folded, step=step)
+        return folded
+
+    async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
+        """Pass ``value`` (as argument ``key``) through every implementation in order; a
+        non-``None`` result replaces it for the next one. Returns the final value."""
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape != "chain":
+            self._start(hook, "chain")
+        kwargs[key] = value
+        return await self._dispatch(plan, _CHAIN, kwargs, key=key)
+
+    async def first(self, hook: str, /, **kwargs: Any) -> Tagged | None:
+        """Call implementations in order until one returns non-``None``; return it, tagged."""
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape != "first":
+            self._start(hook, "first")
+        result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs)
+        return result
+
+    async def exclusive(self, hook: str, /, **kwargs: Any) -> Tagged | None:
+        """Call the one implementation of an exclusive hook (``None`` when there is none or it
+        returned ``None``)."""
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape != "exclusive":
+            self._start(hook, "exclusive")
+        if len(plan.impls) > 1:
+            self.exclusive_impl(hook)  # raises, naming both plugins
+        result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs)
+        return result
 
     async def broadcast(self, hook: str, /, **kwargs: Any) -> list[LashError]:
         """Call every implementation; failures are reported and isolated, never raised.
 
         Returns the errors (each naming plugin and hook) after passing them to ``on_error``.
         """
+        plan = self._plans.get(hook) or self._plan(hook)
+        if plan.shape != "broadcast":
+            self._start(hook, "broadcast")
         errors: list[LashError] = []
-        for plugin, function, argnames, is_async in self.impls(hook):
-            args = [kwargs[a] for a in argnames]
-            try:
-                value = function(*args)
-                if is_async or (_AWAITABLE_TYPES.get(type(value), True) and _is_awaitable(value)):
-                    await value
-            except Exception as exc:
-                errors.append(self.report(plugin_error(hook, plugin, exc)))
+
+        def isolate(error: LashError) -> None:
+            errors.append(self.report(error))
+
+        await self._dispatch(plan, _BROADCAST, kwargs, on_failure=isolate)
         return errors
 
     def report(self, error: LashError) -> LashError:
@@ -313,3 +483,13 @@ class HookDispatcher:
             except Exception:  # a broken error sink must not break the turn either
                 log.exception("lash: error callback failed")
         return error
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a dispatch that cannot suspend (``sync=True`` refuses awaitables) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise AssertionError("kernel bug: a synchronous dispatch suspended")

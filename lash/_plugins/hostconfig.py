@@ -19,6 +19,7 @@ ENV_CONFIG = "LASH_CONFIG"
 ENV_PLUGINS = "LASH_PLUGINS"
 ENV_DISABLE_AUTOLOAD = "LASH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_STRICT = "LASH_STRICT_PLUGINS"
+ENV_DISABLE = "LASH_DISABLE_PLUGINS"
 
 _ENV_PREFIX = "$env:"
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -33,6 +34,17 @@ def _name_tuple(value: Iterable[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _builtins(value: str | Iterable[str] | None) -> str | tuple[str, ...] | None:
+    # "default" is the one string value; anything else is a list of builtin names.
+    if value is None or value == "default":
+        return value
+    if isinstance(value, str):
+        raise ConfigError(
+            f'`builtins` must be "default" or a list of builtin plugin names, got {value!r}'
+        )
+    return tuple(value)
+
+
 def _options_repr(options: Mapping[str, Mapping[str, Any]]) -> str:
     return "{" + ", ".join(f"{name!r}: {{...}}" for name in options) + "}"
 
@@ -41,13 +53,17 @@ def _options_repr(options: Mapping[str, Mapping[str, Any]]) -> str:
 class HostConfig:
     """A host's configuration, as read from ``lash.toml`` or ``[tool.lash]`` plus the environment.
 
-    ``plugins`` is the allowlist and order (``None``: every installed plugin); ``disable`` removes
-    plugins; ``autoload=False`` loads third-party entry points only when they are named in
-    ``plugins``; ``options`` maps a plugin name to its option values (``[options.<name>]``).
+    ``plugins`` is the allowlist and order (``None``: every installed plugin); a builtin plugin
+    that is not listed loads only when ``builtins`` says so (``"default"``: every builtin; a list:
+    those builtins; unset: every builtin without an allowlist, none with one). ``disable``
+    removes plugins (``LASH_DISABLE_PLUGINS`` and ``lash --disable`` add to it);
+    ``autoload=False`` loads third-party entry points only when they are named in ``plugins``;
+    ``options`` maps a plugin name to its option values (``[options.<name>]``).
     """
 
     strict: bool = False
     plugins: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
+    builtins: str | tuple[str, ...] | None = attrs.field(default=None, converter=_builtins)
     disable: tuple[str, ...] = attrs.field(default=(), converter=_name_tuple)
     autoload: bool = True
     store: str | None = None
@@ -72,8 +88,9 @@ class HostConfig:
         """Read the host config: ``path``, else ``$LASH_CONFIG``, else the nearest ``lash.toml`` or
         ``pyproject.toml`` with ``[tool.lash]`` from ``cwd`` upward; then apply the environment.
 
-        :raises ConfigError: malformed TOML (file, line, column), unknown keys, bad values,
-            ``"$env:NAME"`` naming an unset variable, or a ``path`` that does not exist.
+        :raises ConfigError: a file that is not UTF-8 (file, line, column, byte offset),
+            malformed TOML (file, line, column), unknown keys, bad values, ``"$env:NAME"``
+            naming an unset variable, or a ``path`` that does not exist.
         """
         env = os.environ if environ is None else environ
         found: Path | None
@@ -91,11 +108,15 @@ class HostConfig:
         return config.with_env(env)
 
     def with_env(self, environ: Mapping[str, str]) -> HostConfig:
-        """Apply ``LASH_PLUGINS``, ``LASH_DISABLE_PLUGIN_AUTOLOAD`` and ``LASH_STRICT_PLUGINS``."""
+        """Apply ``LASH_PLUGINS``, ``LASH_DISABLE_PLUGINS`` (added to ``disable``),
+        ``LASH_DISABLE_PLUGIN_AUTOLOAD`` and ``LASH_STRICT_PLUGINS``."""
         changes: dict[str, Any] = {}
         listed = environ.get(ENV_PLUGINS)
         if listed is not None and listed.strip():
             changes["plugins"] = tuple(n.strip() for n in listed.split(",") if n.strip())
+        off = [n.strip() for n in environ.get(ENV_DISABLE, "").split(",") if n.strip()]
+        if off:
+            changes["disable"] = (*self.disable, *(n for n in off if n not in self.disable))
         if environ.get(ENV_DISABLE_AUTOLOAD, "").strip().lower() in _TRUTHY:
             changes["autoload"] = False
         if environ.get(ENV_STRICT, "").strip().lower() in _TRUTHY:
@@ -122,11 +143,34 @@ _LOCATION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _END = re.compile(r"\(at end of document\)")
 
 
+def _decode(path: Path, data: bytes) -> str:
+    """The text of a config file; TOML is UTF-8 by definition, so anything else is an error.
+
+    :raises ConfigError: naming the file, the line and column, and the byte offset of the first
+        byte that is not UTF-8.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Everything before the bad byte decoded, so it locates the line and column exactly.
+        before = data[: exc.start].decode("utf-8")
+        bad = " ".join(f"0x{byte:02x}" for byte in data[exc.start : exc.end])
+        plural = "s" if exc.end - exc.start > 1 else ""
+        raise ConfigError(
+            f"not UTF-8 text: byte{plural} {bad} at byte offset {exc.start} cannot be decoded "
+            f"({exc.reason}); TOML files must be UTF-8, so re-save the file with UTF-8 encoding",
+            path=str(path),
+            line=before.count("\n") + 1,
+            column=len(before) - (before.rfind("\n") + 1) + 1,
+        ) from None
+
+
 def _parse(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from None
+    text = _decode(path, data)
     import tomllib  # here, not at the top: only a start that finds a config file pays for it
 
     try:
@@ -191,6 +235,8 @@ class _FileSchema:
     # The accepted top-level keys. Unknown keys are errors, so typos do not pass silently.
     strict: bool = False
     plugins: list[str] | None = None
+    # "default" or a list of names: checked by HostConfig's converter (a union cattrs would guess).
+    builtins: Any = None
     disable: list[str] = attrs.field(factory=list)
     autoload: bool = True
     store: str | None = None
@@ -226,17 +272,21 @@ def from_mapping(
         raise ConfigError(
             "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems), path=path
         ) from None
-    return HostConfig(
-        strict=schema.strict,
-        plugins=schema.plugins,
-        disable=schema.disable,
-        autoload=schema.autoload,
-        store=schema.store,
-        provider=schema.provider,
-        model=schema.model,
-        options=schema.options,
-        path=path,
-    )
+    try:
+        return HostConfig(
+            strict=schema.strict,
+            plugins=schema.plugins,
+            builtins=schema.builtins,
+            disable=schema.disable,
+            autoload=schema.autoload,
+            store=schema.store,
+            provider=schema.provider,
+            model=schema.model,
+            options=schema.options,
+            path=path,
+        )
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path=path) from None
 
 
 resolve_here(globals())

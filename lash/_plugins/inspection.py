@@ -1,49 +1,30 @@
 """Inspect a plugin composition without failing on broken plugins (``lash plugins``, ``doctor``).
 
-Inspection loads plugins the way a host does, but in isolation mode whatever the config says: every
-failure (import, hook names, ordering, options, registration, CLI commands, exclusive hooks) becomes
-a :class:`Problem` attributed to its plugin, and the healthy plugins are still described.
+Inspection builds the composition the way a host does (:func:`lash._plugins.composition.compose`),
+but in isolation mode whatever the config says: every failure (import, hook names, ordering,
+options, registration, CLI commands, exclusive hooks) becomes a :class:`Problem` attributed to its
+plugin, and the healthy plugins are still described.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import attrs
-import click
 
 from lash._contract.annotations import resolve_here
-from lash._plugins.dispatch import HookDispatcher, plugin_error
+from lash._plugins.composition import PluginCommand, Problem, compose
+from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
-from lash._plugins.loading import LoadedPlugin, PluginInfo, load_plugins
+from lash._plugins.loading import LoadedPlugin, PluginInfo
 from lash._plugins.options import describe_options, redact
-from lash._plugins.registry import REGISTRATION_HOOKS, Registry, run_registrations
-from lash.errors import ExclusiveHookConflict, LashError, OptionsError
-from lash.hookspecs import SHAPES
+from lash._plugins.registry import REGISTRATION_HOOKS, Registry
+
+__all__ = ["CONTRIBUTION_KEYS", "Inspection", "PluginCommand", "Problem", "inspect_plugins"]
 
 #: The key of each kind of contribution in ``lash plugins --json``: ``tools``, ``stores``...
 CONTRIBUTION_KEYS: dict[str, str] = {kind: f"{kind}s" for kind in REGISTRATION_HOOKS.values()}
-
-
-@attrs.frozen
-class Problem:
-    """One reason a composition is unhealthy, with the plugin and hook it concerns when known."""
-
-    message: str
-    plugin: str | None = None
-    hook: str | None = None
-
-
-@attrs.frozen
-class PluginCommand:
-    """A CLI command contributed through ``register_commands``."""
-
-    name: str
-    plugin: str
-    command: click.Command
 
 
 @attrs.define
@@ -127,77 +108,7 @@ def options_of(cls: type, current: Any = None) -> dict[str, dict[str, Any]]:
     return rows
 
 
-# -- plugin commands -------------------------------------------------------------------------
-
-_COMMANDS_HOOK = "register_commands"
-
-
-def _collect_commands(
-    dispatcher: HookDispatcher, usable: Collection[str], reserved: Collection[str]
-) -> tuple[dict[str, PluginCommand], list[Problem]]:
-    """Call ``register_commands`` plugin by plugin, each into a scratch group, so a failure or a
-    name clash is attributed to its plugin instead of breaking or replacing another command."""
-    commands: dict[str, PluginCommand] = {}
-    problems: list[Problem] = []
-    for impl in dispatcher.impls(_COMMANDS_HOOK):
-        if impl.plugin not in usable:
-            continue
-        scratch = click.Group(name=impl.plugin)
-        try:
-            impl.function(*[{"cli": scratch}[a] for a in impl.argnames])
-        except Exception as exc:
-            error = plugin_error(_COMMANDS_HOOK, impl.plugin, exc)
-            problems.append(
-                Problem(f"{error}; its commands are not available", impl.plugin, _COMMANDS_HOOK)
-            )
-            continue
-        for name, command in scratch.commands.items():
-            if name in reserved:
-                owner = "lash"
-            elif name in commands:
-                owner = f"plugin {commands[name].plugin!r}"
-            else:
-                commands[name] = PluginCommand(name, impl.plugin, command)
-                continue
-            problems.append(
-                Problem(
-                    f"plugin {impl.plugin!r} adds command {name!r}, which {owner} already "
-                    "provides; the plugin's command is skipped (rename it)",
-                    impl.plugin,
-                    _COMMANDS_HOOK,
-                )
-            )
-    return commands, problems
-
-
 # -- inspection ------------------------------------------------------------------------------
-
-
-class _DropAll(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-@contextlib.contextmanager
-def _quiet(logger: logging.Logger) -> Iterator[None]:
-    # Loading logs every skipped plugin; inspection reports them itself, so the log lines would
-    # only repeat the report (on stderr, around `--json` output).
-    drop = _DropAll()
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
-
-
-def _problems_of(error: LashError) -> list[Problem]:
-    plugin = getattr(error, "plugin", None)
-    hook = getattr(error, "hook", None)
-    cause = error.__cause__
-    if isinstance(cause, OptionsError) and cause.problems:
-        # One line per bad field: plugin, dotted path, expected type and the value received.
-        return [Problem(f"plugin {cause.plugin!r}: {line}", plugin) for line in cause.problems]
-    return [Problem(str(error), plugin, hook)]
 
 
 def _config_problems(config: HostConfig, registry: Registry) -> list[Problem]:
@@ -210,7 +121,8 @@ def _config_problems(config: HostConfig, registry: Registry) -> list[Problem]:
             problems.append(
                 Problem(
                     f"config `store = {config.store!r}`: no enabled plugin registers the store "
-                    f"scheme {scheme!r} (registered: {', '.join(known) or 'none'})"
+                    f"scheme {scheme!r} (registered: {', '.join(known) or 'none'})",
+                    stage="config",
                 )
             )
     if config.provider:
@@ -219,7 +131,8 @@ def _config_problems(config: HostConfig, registry: Registry) -> list[Problem]:
             problems.append(
                 Problem(
                     f"config `provider = {config.provider!r}`: no enabled plugin registers that "
-                    f"provider (registered: {', '.join(known) or 'none'})"
+                    f"provider (registered: {', '.join(known) or 'none'})",
+                    stage="config",
                 )
             )
     return problems
@@ -231,41 +144,15 @@ def inspect_plugins(
     explicit: Sequence[object | str] | None = None,
     reserved_commands: Collection[str] = (),
 ) -> Inspection:
-    """Load plugins in isolation mode and run their registrations, collecting every problem.
+    """Build the composition of ``config`` in isolation mode (the same :func:`compose` a core
+    uses), collecting every problem instead of raising.
 
     Strict mode is honoured only as a report: inspection never raises for a broken plugin.
     ``reserved_commands`` are command names plugins may not take (the builtin commands).
     """
-    with _quiet(logging.getLogger("lash")):
-        result = load_plugins(attrs.evolve(config, strict=False), explicit=explicit)
-    dispatcher = HookDispatcher(result.pm, [p.name for p in result.loaded])
-    problems: list[Problem] = []
-    for failure in result.failures:
-        problems += _problems_of(failure)
-    problems += [Problem(w) for w in result.warnings]
-    registry = run_registrations(dispatcher, result.loaded, isolate=True)
-    failed_registration: dict[str, LashError] = {}
-    for error in registry.errors:
-        problems += _problems_of(error)
-        plugin = getattr(error, "plugin", None)
-        if plugin is not None:
-            failed_registration.setdefault(plugin, error)
-    for hook, shape in SHAPES.items():
-        if shape == "exclusive":
-            try:
-                dispatcher.exclusive_impl(hook)
-            except ExclusiveHookConflict as exc:
-                problems.append(Problem(str(exc), exc.plugin, hook))
-    infos = [
-        attrs.evolve(info, status="failed", error=str(failed_registration[info.name]))
-        if info.name in failed_registration
-        else info
-        for info in result.infos
-    ]
-    usable = {p.name for p in result.loaded} - set(failed_registration)
-    commands, command_problems = _collect_commands(dispatcher, usable, set(reserved_commands))
-    problems += command_problems
-    problems += _config_problems(config, registry)
+    composition = compose(config, explicit=explicit, isolate=True, commands=reserved_commands)
+    registry = composition.registry
+    problems = [*composition.problems, *_config_problems(config, registry)]
     notes = []
     if not registry.of("protocol"):
         # Not a problem: a host may use tools, stores or processes without running turns.
@@ -275,12 +162,12 @@ def inspect_plugins(
         )
     return Inspection(
         config=config,
-        infos=infos,
+        infos=composition.infos,
         registry=registry,
-        dispatcher=dispatcher,
+        dispatcher=composition.hooks,
         problems=problems,
-        loaded={p.name: p for p in result.loaded if p.name in usable},
-        commands=commands,
+        loaded={p.name: p for p in composition.loaded},
+        commands=composition.commands,
         notes=notes,
     )
 

@@ -7,6 +7,7 @@ import inspect
 import logging
 import traceback
 import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from lash._plugins.hostconfig import HostConfig
 from lash._plugins.markers import PROJECT_NAME
 from lash._plugins.options import build_options, check_options_class
 from lash.errors import (
+    ConfigError,
     OptionsError,
     PluginLoadError,
     PluginOrderError,
@@ -39,6 +41,12 @@ RESERVED_NAME = "lash"
 BUILTIN_DISTRIBUTION = "lash-sdk"
 
 Status = Literal["loaded", "failed", "disabled"]
+
+#: Which builtin plugins load without being listed in the allowlist: ``"default"`` (every
+#: installed builtin that is not disabled or opt-in), a sequence of builtin names (exactly those),
+#: or ``None``: ``"default"`` when there is no allowlist, none when there is one (an allowlist
+#: means what it says).
+Builtins = str | Sequence[str] | None
 
 
 @attrs.frozen
@@ -186,10 +194,37 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}{where}"
 
 
+def _builtin_policy(
+    builtins: Builtins, allow: object, known: Mapping[str, _Candidate]
+) -> tuple[bool, set[str], list[PluginLoadError]]:
+    """(all builtins?, the builtins named, errors for names that are not builtins)."""
+    if builtins is None:
+        return allow is None, set(), []
+    if isinstance(builtins, str):
+        if builtins != "default":
+            raise ConfigError(
+                f'`builtins` must be "default" or a list of builtin plugin names, got {builtins!r}'
+            )
+        return True, set(), []
+    names = set(builtins)
+    every = [c.name for c in known.values() if c.builtin]
+    errors = [
+        PluginLoadError(
+            f"`builtins` names {name!r}, which is not an installed builtin plugin "
+            f"(builtins: {', '.join(sorted(every)) or 'none'}){_suggest(name, every)}",
+            plugin=name,
+        )
+        for name in sorted(names)
+        if name not in every
+    ]
+    return False, names, errors
+
+
 def _select(
     config: HostConfig,
     discovered: Sequence[_Candidate],
     explicit: Sequence[object | str] | None,
+    builtins: Builtins = None,
 ) -> tuple[list[_Candidate], list[PluginInfo], list[PluginLoadError]]:
     """Apply the enablement policy; return enabled candidates in configured order."""
     by_name: dict[str, _Candidate] = {}
@@ -213,6 +248,10 @@ def _select(
     if explicit is not None:
         # A bare string is one plugin name, not a sequence of one-letter names.
         allow = [explicit] if isinstance(explicit, str) else list(explicit)
+    if builtins is None:
+        builtins = config.builtins
+    all_builtins, named_builtins, builtin_errors = _builtin_policy(builtins, allow, by_name)
+    failures += builtin_errors
     disabled = set(config.disable)
     ordered: list[_Candidate] = []
     seen: set[str] = set()
@@ -262,10 +301,17 @@ def _select(
                 continue
             cand.listed = True
             add(cand)
-    # Builtins are part of lash: enabled unless disabled (or opt-in), after the listed plugins.
+    # Builtins not listed load after the listed plugins when the policy says so (unless disabled
+    # or opt-in); otherwise they are reported as not enabled.
     for cand in sorted(by_name.values(), key=lambda c: c.name):
-        if cand.builtin:
+        if not cand.builtin or cand.name in seen:
+            continue
+        if all_builtins or cand.name in named_builtins:
             add(cand)
+        else:
+            seen.add(cand.name)
+            why = "not in the `plugins` allowlist" if allow is not None else "not in `builtins`"
+            infos.append(_info_of(cand, "disabled", why))
     for cand in sorted(by_name.values(), key=lambda c: c.name):
         if cand.builtin or cand.name in seen:
             continue
@@ -384,7 +430,10 @@ def _validate_hooks(pm: pluggy.PluginManager, obj: object, cand: _Candidate) -> 
                     distribution=cand.distribution,
                     version=cand.version,
                 )
-            if name not in hookspecs.ASYNC_ALLOWED and inspect.iscoroutinefunction(impl.function):
+            current = hookspecs.DEPRECATED.get(name, name)
+            if current not in hookspecs.ASYNC_ALLOWED and inspect.iscoroutinefunction(
+                impl.function
+            ):
                 raise PluginLoadError(
                     f"plugin {cand.name!r}: hook {name!r} must be synchronous (it runs while "
                     "the core is built); drop `async`",
@@ -394,7 +443,21 @@ def _validate_hooks(pm: pluggy.PluginManager, obj: object, cand: _Candidate) -> 
                     version=cand.version,
                 )
         names.append(name)
+    warn_deprecated_hooks(cand.name, names)
     return tuple(sorted(names))
+
+
+def warn_deprecated_hooks(plugin: str, hooks: Sequence[str]) -> None:
+    """Warn (naming the plugin) for each deprecated hook name it implements."""
+    for hook in hooks:
+        new = hookspecs.DEPRECATED.get(hook)
+        if new is not None:
+            warnings.warn(
+                f"plugin {plugin!r} implements hook {hook!r}, which lash 0.2 renamed "
+                f"{new!r}: rename the function (the old name stops working in lash 0.3)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
 
 
 def order_plugins(
@@ -541,6 +604,7 @@ def load_plugins(
     config: HostConfig,
     *,
     explicit: Sequence[object | str] | None = None,
+    builtins: Builtins = None,
     discover: bool = True,
 ) -> LoadResult:
     """Discover, select, load, validate and order plugins into a fresh plugin manager.
@@ -550,7 +614,7 @@ def load_plugins(
     """
     pm = new_plugin_manager()
     discovered = discover_entry_points() if discover else []
-    enabled, infos, failures_sel = _select(config, discovered, explicit)
+    enabled, infos, failures_sel = _select(config, discovered, explicit, builtins)
     failures: list[PluginLoadError] = list(failures_sel)
     loaded: list[LoadedPlugin] = []
     failed_info: dict[str, PluginInfo] = {}
@@ -610,7 +674,10 @@ def load_plugins(
     known = {p.name for p in final} | set(failed_info) | {i.name for i in infos}
     for name in config.options:
         if name not in known:
-            warnings.append(f"[options.{name}] is set but no plugin named {name!r} is enabled")
+            warnings.append(
+                f"[options.{name}] is set but no plugin named {name!r} is enabled"
+                + _suggest(name, known)  # a misspelled table, like a misspelled hook
+            )
 
     if failures and config.strict:
         first = failures[0]

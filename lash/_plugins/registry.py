@@ -10,7 +10,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.types import RecoveryDisposition
-from lash._plugins.dispatch import HookDispatcher, plugin_error, raise_plugin_error
+from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
 from lash._tools.tool import as_tool
 from lash.errors import LashError, PluginError
@@ -36,7 +36,6 @@ class Contribution:
     description: str = ""
     extra: Any = None
 
-    __module__ = "lash"
 
 
 def _first_line(doc: str | None) -> str:
@@ -52,7 +51,6 @@ class Registry:
     )
     errors: list[LashError] = attrs.field(factory=list)
 
-    __module__ = "lash"
 
     def of(self, kind: str) -> dict[str, Contribution]:
         """The contributions of one kind (``"tool"``, ``"provider"``...), by name."""
@@ -130,35 +128,31 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
 
 
 def run_registrations(
-    hooks: HookDispatcher, plugins: list[LoadedPlugin], *, isolate: bool = False
+    hooks: HookDispatcher,
+    plugins: list[LoadedPlugin],
+    *,
+    isolate: bool = False,
 ) -> Registry:
     """Call every registration hook once, plugin by plugin, into a fresh :class:`Registry`.
 
-    With ``isolate=True`` (used by ``lash plugins`` and ``lash doctor``) a failing plugin's error is
-    recorded in ``registry.errors`` and the others go on; otherwise the first error is raised.
+    Each plugin gets its own ``register`` callback (so every contribution is attributed) and its
+    host-level options. With ``isolate=True`` (inspection: ``lash plugins``, ``lash doctor``)
+    a failing plugin's error is recorded in ``registry.errors`` and the others go on; otherwise
+    the first error is raised. Registration hooks are synchronous: an implementation that
+    returns an awaitable fails.
     """
     registry = Registry()
     options = {p.name: p.options for p in plugins}
+    on_failure = registry.errors.append if isolate else None
     for hook, kind in REGISTRATION_HOOKS.items():
-        for impl in hooks.impls(hook):
-            call = {
-                "register": _registrar(registry, hook, kind, impl.plugin),
-                "options": options.get(impl.plugin),
+
+        def bind(plugin: str, hook: str = hook, kind: str = kind) -> dict[str, Any]:
+            return {
+                "register": _registrar(registry, hook, kind, plugin),
+                "options": options.get(plugin),
             }
-            try:
-                returned = impl.function(*[call[a] for a in impl.argnames])
-                if inspect.isawaitable(returned):
-                    # A decorated async implementation: registration runs synchronously, so its
-                    # registrations would silently never happen.
-                    if inspect.iscoroutine(returned):
-                        returned.close()
-                    raise TypeError(
-                        f"{hook} returned an awaitable; registration hooks must be synchronous"
-                    )
-            except Exception as exc:
-                if not isolate:
-                    raise_plugin_error(hook, impl.plugin, exc)
-                registry.errors.append(plugin_error(hook, impl.plugin, exc))
+
+        hooks.collect_sync(hook, bind=bind, on_failure=on_failure)
     return registry
 
 

@@ -26,6 +26,7 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, UserMessage
 from lash._contract.types import SessionConfig, Usage
+from lash._store.ids import check_session_id
 from lash.errors import LeaseLost, RevisionConflict, SessionBusy, UnknownSession
 
 
@@ -39,7 +40,7 @@ class Lease:
     token: int
     expires_at: float
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
     def remaining(self, now: float | None = None) -> float:
         """Seconds until the lease expires (negative once expired)."""
@@ -56,13 +57,12 @@ class SessionRecord:
     updated_at: float
     nodes: tuple[GraphNode, ...]
     config: SessionConfig = SessionConfig()
-    protocol_options: Mapping[str, Any] = attrs.field(factory=dict)
     plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
     pending: tuple[str, ...] = ()
     usage: Mapping[str, Usage] = attrs.field(factory=dict)
     turns: int = 0
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
 
 @attrs.frozen
@@ -73,13 +73,12 @@ class CommitDelta:
     nodes: tuple[GraphNode, ...] = ()
     plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
     config: SessionConfig | None = None
-    protocol_options: Mapping[str, Any] | None = None
     pending: tuple[str, ...] | None = None
     usage: Mapping[str, Usage] = attrs.field(factory=dict)
     turns: int = 0
     replace: bool = False
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
 
 @attrs.frozen
@@ -94,7 +93,7 @@ class SessionSummary:
     last_user_message: str | None = None
     usage: Usage = Usage()
 
-    __module__ = "lash"
+    __module__ = "lash.store"
 
 
 @runtime_checkable
@@ -102,7 +101,9 @@ class Store(Protocol):
     """What a store backend implements (contributed by URL scheme through ``register_stores``).
 
     Every method is a coroutine. ``lash.testing`` ships a conformance suite that checks a backend
-    against this contract.
+    against this contract. Every method that takes a ``session_id`` first checks it with
+    :func:`lash.store.check_session_id`, raising :class:`lash.SessionError` for an id that breaks
+    the session id rule (and doing nothing else).
     """
 
     async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> Lease:
@@ -187,7 +188,6 @@ class _MemorySession:
     nodes: list[GraphNode] = attrs.field(factory=list)
     frame_start: int = 0
     config: SessionConfig = SessionConfig()
-    protocol_options: Mapping[str, Any] = attrs.field(factory=dict)
     plugin_states: dict[str, Any] = attrs.field(factory=dict)
     pending: tuple[str, ...] = ()
     usage: dict[str, Usage] = attrs.field(factory=dict)
@@ -204,6 +204,7 @@ class MemoryStore:
         self._leases: dict[str, Lease] = {}
 
     async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> Lease:
+        check_session_id(session_id)
         lease = take_lease(self._leases.get(session_id), session_id, owner, ttl)
         self._leases[session_id] = lease
         return lease
@@ -221,6 +222,7 @@ class MemoryStore:
             self._leases[lease.session_id] = attrs.evolve(current, expires_at=0.0)
 
     async def load(self, session_id: str, *, full: bool = False) -> SessionRecord | None:
+        check_session_id(session_id)
         s = self._sessions.get(session_id)
         if s is None:
             return None
@@ -232,7 +234,6 @@ class MemoryStore:
             updated_at=s.updated_at,
             nodes=tuple(nodes),
             config=s.config,
-            protocol_options=dict(s.protocol_options),
             plugin_states=dict(s.plugin_states),
             pending=s.pending,
             usage=dict(s.usage),
@@ -242,6 +243,7 @@ class MemoryStore:
     async def commit(
         self, session_id: str, *, lease: Lease, expected_revision: int, delta: CommitDelta
     ) -> int:
+        check_session_id(session_id)
         check_lease(self._leases.get(session_id), lease)
         now = time.time()
         old = self._sessions.get(session_id)
@@ -260,8 +262,6 @@ class MemoryStore:
         s.plugin_states.update(delta.plugin_states)
         if delta.config is not None:
             s.config = delta.config
-        if delta.protocol_options is not None:
-            s.protocol_options = delta.protocol_options
         if delta.pending is not None:
             s.pending = delta.pending
         for source, usage in delta.usage.items():
@@ -273,6 +273,7 @@ class MemoryStore:
         return s.revision
 
     async def delete(self, session_id: str) -> None:
+        check_session_id(session_id)
         if session_id not in self._sessions:
             raise UnknownSession(session_id)
         lease = self._leases.get(session_id)
@@ -298,7 +299,7 @@ class MemoryStore:
 
 
 # Protocol classes cannot set __module__ in their body (it would become a protocol member).
-Store.__module__ = "lash"
-MemoryStore.__module__ = "lash"
+Store.__module__ = "lash.store"
+MemoryStore.__module__ = "lash.store"
 
 resolve_here(globals())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,21 +24,18 @@ from lash import hookspecs
 from lash._contract.annotations import resolve_here
 from lash._contract.serialization import from_data, to_data
 from lash._contract.types import PluginMeta
-from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import (
     BUILTIN_DISTRIBUTION,
     ENTRY_POINT_GROUP,
     RESERVED_NAME,
     _describe_exception,
-    load_plugins,
     new_plugin_manager,
     object_name,
 )
 from lash._plugins.options import build_options, check_options_class
-from lash._plugins.registry import run_registrations
 from lash._testing.cores import builtin_plugin_names
-from lash.errors import ExclusiveHookConflict, OptionsError, PluginOrderError
+from lash.errors import OptionsError, PluginOrderError
 
 if TYPE_CHECKING:
     from importlib_metadata import EntryPoint
@@ -424,53 +420,38 @@ def _load_problems(
     *,
     found_already: bool,
 ) -> tuple[tuple[str, ...], dict[str, list[str]], list[str]]:
-    """Load the plugin into a throwaway composition; return its hooks, its contributions, and
-    the problems loading and registration found.
+    """Build the plugin into a throwaway composition (the one a host builds, in isolation mode);
+    return its hooks, its contributions, and the problems loading and registration found.
 
     Loading stops at a plugin's first problem: when the reading found problems already, that
     first one is among them, and the load failure is left out (a failed ``requires`` excepted,
     which only loading sees).
     """
-    # Imported here: inspection brings the CLI's click, which test suites that never check a
-    # plugin should not pay for at pytest startup (lash.testing is loaded by every run).
-    from lash._plugins.inspection import _collect_commands, _problems_of, _quiet
+    # Imported here: the CLI's click, needed for the commands check, should not be paid for at
+    # pytest startup by suites that never check a plugin (lash.testing is loaded by every run).
+    from lash._plugins.composition import compose
 
     requires = meta.requires if meta is not None else ()
-    builtins = builtin_plugin_names()
-    config = HostConfig(
-        autoload=False,
-        disable=tuple(b for b in builtins if b not in requires and b != name),
-        options={name: dict(options)} if options else {},
-    )
+    config = HostConfig(autoload=False, options={name: dict(options)} if options else {})
     explicit = [listed, *(r for r in requires if r != name)]
-    with _quiet(logging.getLogger("lash")):
-        result = load_plugins(config, explicit=explicit)
+    composition = compose(
+        config, explicit=explicit, builtins=(), isolate=True, commands=_builtin_commands()
+    )
     problems: list[str] = []
-    for failure in result.failures:
-        if failure.plugin != name:
+    for problem in composition.problems:
+        if problem.plugin != name:
             continue  # a required plugin's own failure; this plugin's is reported below
-        if found_already and not isinstance(failure, PluginOrderError):
+        if (
+            found_already
+            and problem.stage == "load"
+            and not isinstance(problem.error, PluginOrderError)
+        ):
             continue
-        problems += [p.message for p in _problems_of(failure)]
-    problems += result.warnings
-    loaded = {p.name: p for p in result.loaded}
+        problems.append(problem.message)
+    loaded = {p.name: p for p in composition.loaded}
     if name not in loaded:
         return (), {}, problems
-    dispatcher = HookDispatcher(result.pm, [p.name for p in result.loaded])
-    registry = run_registrations(dispatcher, result.loaded, isolate=True)
-    for error in registry.errors:
-        if getattr(error, "plugin", None) == name:
-            problems += [p.message for p in _problems_of(error)]
-    for hook, shape in hookspecs.SHAPES.items():
-        if shape == "exclusive":
-            try:
-                dispatcher.exclusive_impl(hook)
-            except ExclusiveHookConflict as exc:
-                if name in exc.plugins:
-                    problems.append(str(exc))
-    _, command_problems = _collect_commands(dispatcher, {name}, _builtin_commands())
-    problems += [p.message for p in command_problems]
-    return loaded[name].info.hooks, registry.by_plugin(name), problems
+    return loaded[name].info.hooks, composition.registry.by_plugin(name), problems
 
 
 resolve_here(globals())

@@ -1,8 +1,9 @@
-"""The store conformance suite: run every contract check against a :class:`lash.Store` backend.
+"""The store conformance suite: every contract check, run against a :class:`lash.store.Store`.
 
 This module is the runner and its public surface (re-exported by :mod:`lash.testing`); the checks
-live in :mod:`lash._testing.store_checks` (leases, fencing, compare-and-swap, races) and
-:mod:`lash._testing.store_data_checks` (what a commit persists and how it reads back).
+live in :mod:`lash._testing.store_checks` (leases, fencing, compare-and-swap, races),
+:mod:`lash._testing.store_data_checks` (what a commit persists and how it reads back) and
+:mod:`lash._testing.store_id_checks` (which session ids a store accepts).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lash._contract.annotations import resolve_here
 from lash._store.protocol import Store
 from lash._testing import store_checks as _store_checks
 from lash._testing import store_data_checks as _store_data_checks
+from lash._testing import store_id_checks as _store_id_checks
 from lash._testing.store_checks import describe
 
 __all__ = [
@@ -41,7 +43,7 @@ StoreCheck: TypeAlias = Callable[[Store], Awaitable[None]]
 #: Every check by name, in the order :func:`check_store` runs them.
 CHECKS: dict[str, StoreCheck] = {
     check.__name__.removeprefix("check_"): check
-    for check in (*_store_checks.CHECKS, *_store_data_checks.CHECKS)
+    for check in (*_store_checks.CHECKS, *_store_data_checks.CHECKS, *_store_id_checks.CHECKS)
 }
 
 #: The names of every check, in order: ``@pytest.mark.parametrize("check", STORE_CHECKS)``.

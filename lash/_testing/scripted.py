@@ -16,8 +16,8 @@ that simulates a provider failure. Write the script in code, or in a JSON or TOM
     chunk_size = 4
     usage = { input_tokens = 120, output_tokens = 8 }
 
-It lives in lash itself (like :class:`lash.MemoryStore`) so that ``lash.testing`` can build on it;
-the builtin ``scripted`` plugin registers it as the provider ``"scripted"``.
+It lives in lash itself (like :class:`lash.store.MemoryStore`) so that ``lash.testing`` can
+build on it; the builtin ``scripted`` plugin registers it as the provider ``"scripted"``.
 """
 
 from __future__ import annotations

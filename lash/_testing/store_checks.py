@@ -231,7 +231,7 @@ async def check_store_protocol(store: Store) -> None:
         if not callable(getattr(store, name, None))
     ]
     expect(not missing, f"{type(store).__name__} lacks Store methods: {', '.join(missing)}")
-    expect(isinstance(store, Store), f"{type(store).__name__} is not a lash.Store")
+    expect(isinstance(store, Store), f"{type(store).__name__} is not a lash.store.Store")
 
 
 async def check_lease_acquire_new(store: Store) -> None:
@@ -240,7 +240,9 @@ async def check_lease_acquire_new(store: Store) -> None:
     before = time.time()
     lease = await store.acquire_lease(sid, "owner-a", ttl=LONG_TTL)
     after = time.time()
-    expect(isinstance(lease, Lease), f"acquire_lease returned {short(lease)}, not a lash.Lease")
+    expect(
+        isinstance(lease, Lease), f"acquire_lease returned {short(lease)}, not a lash.store.Lease"
+    )
     expect_equal(lease.session_id, sid, "lease.session_id")
     expect_equal(lease.owner, "owner-a", "lease.owner")
     expect(type(lease.token) is int, f"lease.token must be an int, got {lease.token!r}")
@@ -468,7 +470,6 @@ async def check_commit_stale_lease(store: Store) -> None:
         nodes=chain.exchange("lost", "lost"),
         plugin_states={"probe": {"n": 2}},
         config=SessionConfig(model="lost"),
-        protocol_options={"lost": True},
         pending=("lost",),
         usage={"model": Usage(100, 100, 100)},
         turns=1,

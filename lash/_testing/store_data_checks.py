@@ -217,39 +217,32 @@ async def check_plugin_states(store: Store) -> None:
 
 
 async def check_session_fields(store: Store) -> None:
-    """config, protocol_options and pending are persisted, and kept when the delta leaves None."""
+    """config and pending are persisted, and kept when the delta leaves None."""
     lease = await new_lease(store, "fields")
     sid = lease.session_id
     await commit_at(store, lease, 0, turns=1)
     record = await load_record(store, sid)
     expect_equal(record.config, SessionConfig(), "config before any was committed")
-    expect_equal(dict(record.protocol_options), {}, "protocol_options before any was committed")
     expect_equal(record.pending, (), "pending before any was committed")
     config = SessionConfig(
         provider="scripted",
         model="model-x",
         prompt_layers=("base", "coding"),
-        protocol_options={"max_rounds": 8, "parallel": True},
         plugin_options={"plan": {"max_steps": 5, "labels": ["a", "b"]}, "files": {}},
     )
-    options = {"max_rounds": 4, "stop": ["END"], "nested": {"k": 0.25}}
     pending = ("first queued", "second ✓")
-    await commit_at(store, lease, 1, config=config, protocol_options=options, pending=pending)
+    await commit_at(store, lease, 1, config=config, pending=pending)
     for revision, what in ((2, "a commit leaving them None"), (3, "another one")):
         record = await load_record(store, sid)
         expect_equal(record.config, config, f"config (after {what})")
-        expect_equal(dict(record.protocol_options), options, f"protocol_options (after {what})")
         expect_equal(record.pending, pending, f"pending (after {what})")
         await commit_at(
             store, lease, revision, nodes=Chain(prefix=f"r{revision}-").exchange("q", "a")
         )
     # Empty values are values: they clear the field.
-    await commit_at(
-        store, lease, 4, config=SessionConfig(model="m2"), protocol_options={}, pending=()
-    )
+    await commit_at(store, lease, 4, config=SessionConfig(model="m2"), pending=())
     record = await load_record(store, sid)
     expect_equal(record.config, SessionConfig(model="m2"), "config after replacing it")
-    expect_equal(dict(record.protocol_options), {}, "protocol_options after committing {}")
     expect_equal(record.pending, (), "pending after committing ()")
 
 

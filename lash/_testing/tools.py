@@ -12,18 +12,29 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 
+from lash._contract.calls import CALLER
+from lash._contract.graph import GraphNode, PluginNode
+from lash._contract.providers import ModelResponse
 from lash._contract.serialization import to_data
-from lash._contract.types import PluginMeta, SessionConfig, SessionView, ToolResult
+from lash._contract.services import SessionView, ToolContext
+from lash._contract.types import (
+    Message,
+    PluginMeta,
+    SessionConfig,
+    ToolCatalogEntry,
+    ToolResult,
+    Usage,
+)
 from lash._kernel.core import LashCore
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import discover_entry_points, object_name
-from lash._testing.cores import builtin_plugin_names
-from lash._tools.tool import Tool, ToolContext, as_tool
+from lash._tools.tool import Tool, as_tool
+from lash.errors import SessionError
 
 __all__ = ["StubSession", "run_tool", "run_tool_sync"]
 
@@ -51,12 +62,112 @@ def _objects(value: object | Iterable[object] | None, what: str) -> list[object]
     )
 
 
-class StubSession:
-    """A minimal :class:`lash.SessionView` for calling tools and hooks outside a session.
+class _StubBackend:
+    """What a :class:`StubSession` forwards to: objects given by the test, changes recorded."""
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        options: list[object],
+        state: list[object],
+        config: SessionConfig,
+        is_root: bool,
+        nodes: Sequence[GraphNode],
+        tools: Sequence[ToolCatalogEntry],
+    ) -> None:
+        self.id = id
+        self.is_root = is_root
+        self.config = config
+        self.revision = 0
+        self.turns = 0
+        self.nodes = list(nodes)
+        self.tools = {entry.name: entry for entry in tools}
+        self.generation = 0
+        self.options: dict[type, Any] = {type(o): o for o in options}
+        self.states: dict[type, Any] = {type(s): s for s in state}
+        self.recorded: list[PluginNode] = []
+
+    def active_nodes(self) -> Sequence[GraphNode]:
+        return self.nodes
+
+    def options_of(self, cls: type[T]) -> T:
+        return _get(self.options, cls, "options")
+
+    def state_of(self, cls: type[T]) -> T:
+        return _get(self.states, cls, "state")
+
+    def catalog(self) -> tuple[ToolCatalogEntry, ...]:
+        return tuple(self.tools.values())
+
+    async def set_tool_membership(self, changes: Mapping[str, bool]) -> int:
+        unknown = sorted(set(changes) - set(self.tools))
+        if unknown:
+            raise SessionError(
+                f"session {self.id!r}: unknown tool(s) {', '.join(unknown)} (a StubSession knows "
+                "the tools given as tools=[lash.ToolCatalogEntry(...)])",
+                session_id=self.id,
+            )
+        for name, member in changes.items():
+            self.tools[name] = attrs.evolve(self.tools[name], member=member)
+        self.generation += 1
+        return self.generation
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        source: str,
+        model: str | None,
+        options: Mapping[str, Any] | None,
+    ) -> ModelResponse:
+        raise SessionError(
+            f"session {self.id!r}: a StubSession has no model to complete() with; test code "
+            "that asks the model with lash_core(plugin, script=[...]) and a real session",
+            session_id=self.id,
+        )
+
+    async def record(self, kind: str, data: Any) -> PluginNode:
+        caller = CALLER.get()
+        node = PluginNode(
+            id=f"stub-{len(self.recorded) + 1}",
+            parent_id=None,
+            frame_id="",
+            turn=self.turns,
+            plugin=caller.plugin if caller is not None and caller.plugin else "test",
+            kind=kind,
+            data=data,
+        )
+        self.recorded.append(node)
+        return node
+
+    def usage_report(self) -> dict[str, Any]:
+        return {"total": to_data(Usage()), "by_source": {}}
+
+
+def _get(table: dict[type, Any], cls: type[T], what: str) -> T:
+    found = table.get(cls)
+    if found is None:
+        try:
+            found = table[cls] = cls()
+        except Exception as exc:
+            raise LookupError(
+                f"StubSession: no {what} object of class {cls.__qualname__} was given and "
+                f"it cannot be built from its defaults ({type(exc).__name__}: {exc}); pass "
+                f"{what}={cls.__qualname__}(...)"
+            ) from exc
+    return found
+
+
+class StubSession(SessionView):
+    """A :class:`lash.SessionView` for calling tools and hooks outside a session.
 
     ``options(cls)`` and ``state(cls)`` return the object of class ``cls`` given here; for a class
     not given, they build one from its defaults on first use and keep it, so a tool's changes to
-    its state can be read back with :meth:`state` after the call.
+    its state can be read back with :meth:`state` after the call. ``nodes`` are what
+    :attr:`nodes` returns; ``tools`` the catalog (``set_tool_membership`` changes it, and
+    :attr:`generation` counts the changes); what the code under test records is in
+    :attr:`recorded`. A stub has no model: ``complete()`` raises.
     """
 
     __module__ = "lash.testing"
@@ -69,61 +180,32 @@ class StubSession:
         state: object | Iterable[object] | None = None,
         config: SessionConfig | None = None,
         is_root: bool = True,
+        nodes: Sequence[GraphNode] = (),
+        tools: Sequence[ToolCatalogEntry] = (),
     ) -> None:
-        self._id = id
-        self._is_root = is_root
-        self._config = config if config is not None else SessionConfig()
-        self._options: dict[type, Any] = {type(o): o for o in _objects(options, "options")}
-        self._states: dict[type, Any] = {type(s): s for s in _objects(state, "state")}
-        self._protocol_options: dict[str, Any] = {}
+        self._stub = _StubBackend(
+            id,
+            options=_objects(options, "options"),
+            state=_objects(state, "state"),
+            config=config if config is not None else SessionConfig(),
+            is_root=is_root,
+            nodes=nodes,
+            tools=tools,
+        )
+        super().__init__(self._stub)
 
     @property
-    def id(self) -> str:
-        """The session id (``"test-session"`` unless given)."""
-        return self._id
+    def recorded(self) -> list[PluginNode]:
+        """The plugin nodes recorded through this session, in order."""
+        return self._stub.recorded
 
     @property
-    def is_root(self) -> bool:
-        """Whether this is a root session (true unless given)."""
-        return self._is_root
-
-    @property
-    def config(self) -> SessionConfig:
-        """The session configuration (an empty :class:`lash.SessionConfig` unless given)."""
-        return self._config
-
-    def options(self, cls: type[T]) -> T:
-        """The options object of class ``cls`` given to the stub, else ``cls()`` (kept)."""
-        return self._get(self._options, cls, "options")
-
-    def state(self, cls: type[T]) -> T:
-        """The state object of class ``cls`` given to the stub, else ``cls()`` (kept)."""
-        return self._get(self._states, cls, "state")
-
-    @property
-    def protocol_options(self) -> Mapping[str, Any]:
-        """Protocol turn options set with :meth:`set_protocol_options`."""
-        return self._protocol_options
-
-    def set_protocol_options(self, **values: Any) -> None:
-        """Set protocol turn options."""
-        self._protocol_options.update(values)
-
-    def _get(self, table: dict[type, Any], cls: type[T], what: str) -> T:
-        found = table.get(cls)
-        if found is None:
-            try:
-                found = table[cls] = cls()
-            except Exception as exc:
-                raise LookupError(
-                    f"StubSession: no {what} object of class {cls.__qualname__} was given and "
-                    f"it cannot be built from its defaults ({type(exc).__name__}: {exc}); pass "
-                    f"{what}={cls.__qualname__}(...)"
-                ) from exc
-        return found
+    def generation(self) -> int:
+        """How many tool-membership changes were made."""
+        return self._stub.generation
 
     def __repr__(self) -> str:
-        return f"<StubSession {self._id!r}>"
+        return f"<StubSession {self.id!r}>"
 
 
 def _declared(plugin: object | str) -> tuple[str, PluginMeta]:
@@ -147,9 +229,9 @@ async def _tool_of_plugin(plugin: object | str, tool: str | None, options: list[
     given = [o for o in options if meta.options is not None and type(o) is meta.options]
     probe = LashCore(
         [plugin, *requires],
+        builtins=(),
         config=HostConfig(),
         autoload=False,
-        disable=[b for b in builtin_plugin_names() if b != name and b not in requires],
         strict=True,
         # Registration sees the options given, as it would see a host's config.
         options={name: to_data(given[0])} if given else None,

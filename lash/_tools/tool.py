@@ -33,12 +33,14 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.providers import ToolSpec
 from lash._contract.serialization import converter, type_name, validation_problems
-from lash._contract.types import SessionView, ToolContextView, ToolResult
+from lash._contract.services import ToolContext, check_timeout
+from lash._contract.types import ToolResult
+from lash._tools.arguments import depth_problem
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Tool", "ToolContext", "as_tool", "raw_tool", "tool"]
+__all__ = ["Tool", "as_tool", "raw_tool", "tool"]
 
 T = TypeVar("T")
 
@@ -54,74 +56,12 @@ _SUPPORTED = (
 
 
 # --------------------------------------------------------------------------------------------
-# The context a tool receives
+# The context a tool receives (lash.ToolContext, one of the session services)
 # --------------------------------------------------------------------------------------------
 
 
-# Checks run in __attrs_post_init__, not as attrs validators: attrs evaluates a validating
-# __init__ in the namespace of ``__module__``, where "lash" has a ``_config`` submodule that
-# shadows the attrs ``_config`` the generated code reads.
-
-
-def _check_timeout(value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
-
-
-def _new_event() -> asyncio.Event:
-    import asyncio  # see the note at the imports
-
-    return asyncio.Event()
-
-
-@attrs.define
-class ToolContext:
-    """What a tool learns about the call in progress (a :class:`lash.ToolContextView`).
-
-    A tool receives it by declaring a parameter annotated ``lash.ToolContext`` (whatever its
-    name); that parameter is left out of the JSON schema. ``state(cls)`` is the calling plugin's
-    per-session state, persisted with the turn. ``cancelled`` is set when the call is cancelled
-    or abandoned after its timeout: a long-running tool checks :attr:`is_cancelled` (or calls
-    :meth:`raise_if_cancelled`) to stop early, which matters most for sync tools, since a thread
-    cannot be interrupted. ``timeout`` is the default limit, in seconds, for tools that set none.
-    """
-
-    session: SessionView
-    call_id: str
-    timeout: float = attrs.field(default=60.0, kw_only=True)
-    cancelled: asyncio.Event = attrs.field(factory=_new_event, kw_only=True)
-
-    __module__ = "lash"
-
-    def __attrs_post_init__(self) -> None:
-        _check_timeout(self.timeout)
-
-    @property
-    def session_id(self) -> str:
-        """The id of the session the call belongs to."""
-        return self.session.id
-
-    @property
-    def is_cancelled(self) -> bool:
-        """Whether the call was cancelled (or timed out) and its result will not be used."""
-        return self.cancelled.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        """Raise :class:`asyncio.CancelledError` if the call was cancelled."""
-        if self.cancelled.is_set():
-            import asyncio  # see the note at the imports
-
-            raise asyncio.CancelledError(f"tool call {self.call_id} was cancelled")
-
-    def state(self, cls: type[T]) -> T:
-        """The per-session state of the plugin that declared ``cls`` (see ``PluginMeta.state``)."""
-        return self.session.state(cls)
-
-
 def _is_context(hint: Any) -> bool:
-    return hint is ToolContext or hint is ToolContextView
+    return hint is ToolContext
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,7 +506,7 @@ class Tool:
 
     def __attrs_post_init__(self) -> None:
         _check_name(self.name)
-        _check_timeout(self.timeout)
+        check_timeout(self.timeout)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the original function directly (no validation, no timeout)."""
@@ -591,6 +531,11 @@ class Tool:
                 f"invalid arguments for tool {self.name!r}: expected a JSON object, "
                 f"got {_describe(arguments)}",
             )
+        # Before binding, which walks the arguments recursively (as a hook may have replaced
+        # the arguments the kernel admitted, this cannot rely on the kernel's check alone).
+        too_deep = depth_problem(arguments)
+        if too_deep is not None:
+            return self._error(context, f"invalid arguments for tool {self.name!r}: {too_deep}")
         try:
             args, kwargs = self._bind(arguments, context)
         except _InvalidArguments as exc:

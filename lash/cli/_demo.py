@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,13 @@ from lash._kernel.core import LashCore
 from lash._kernel.session import Session
 from lash.cli._main import cli
 from lash.cli._run_cmds import stream_turn
-from lash.errors import LashError
+from lash.errors import LashError, UnknownSession
+
+
+def _option(core: LashCore, session: Session, plugin: str, field: str) -> Any:
+    """One field of a plugin's options for ``session`` (the class is the plugin's own)."""
+    declared = core.composition.plugin(plugin).info.meta.options
+    return getattr(session.options(declared), field) if declared is not None else None
 
 
 def _call(name: str, **arguments: Any) -> dict[str, Any]:
@@ -79,8 +86,13 @@ AFTER_COMPACTION = "What should I do next?"
 DEMO_PLUGINS = ("standard", "stores", "scripted", "plan", "compaction")
 
 
+#: The session the demo runs in; each run starts it over.
+DEMO_SESSION = "demo"
+
+
 async def _turn(session: Session, text: str) -> None:
-    result = await stream_turn(session, text, echo_user=True)
+    click.echo(click.style("user> ", bold=True) + text)
+    result = await stream_turn(session.turn(text))
     if result.outcome != "completed":
         raise click.ClickException(f"demo turn did not complete: {result}")
     click.echo()
@@ -115,12 +127,17 @@ def demo_command() -> None:
                 if contributions:
                     parts = [f"{k}s: {', '.join(v)}" for k, v in contributions.items()]
                     click.echo(f"  {name} contributes {'; '.join(parts)}")
+            # Deleted, not opened with open_fresh(): a fresh open keeps counting revisions from
+            # the old record, and each run should read the same (revision 1 is its first commit).
+            with contextlib.suppress(UnknownSession):
+                await core.delete_session(DEMO_SESSION)
+                click.echo(f"session {DEMO_SESSION!r}: the previous run's session was deleted")
             session = await core.session(
-                "demo", options={"standard": {"max_tool_rounds": 4}}
-            ).open_fresh()
+                DEMO_SESSION, options={"standard": {"max_tool_rounds": 4}}
+            ).open()
             click.echo(
                 "session options: standard.max_tool_rounds = "
-                f"{session.protocol_options.get('max_tool_rounds')}, "
+                f"{_option(core, session, 'standard', 'max_tool_rounds')}, "
                 "compaction.keep_recent_turns = 1"
             )
             preview = await session.prompt_preview()
@@ -135,11 +152,17 @@ def demo_command() -> None:
             config = await session.configure(
                 model="demo-large", prompt_layers=["You are a concise picnic planner."]
             )
-            _note(f"configured: model demo -> {config.model}; prompt layer added (committed)")
+            _note(
+                f"configured: model demo -> {config.model}; prompt layer added "
+                f"(committed as revision {session.revision})"
+            )
             frame = await session.compact()
             assert frame is not None  # the compaction plugin always answers
             boundary = session.nodes[0]
-            _note(f"compacted into agent frame {frame.id[:8]} (the old one stays in history)")
+            _note(
+                f"compacted into agent frame {frame.id[:8]} (the old one stays in history; "
+                f"committed as revision {session.revision})"
+            )
             click.echo(f"   summary: {getattr(boundary, 'summary', '')}")
             click.echo(f"   carried over verbatim: the last turn ({len(session.nodes) - 1} nodes)")
             click.echo()

@@ -152,13 +152,81 @@ def _settings(inspection: Inspection) -> list[str]:
 _MARKS = {"loaded": "ok", "failed": "FAILED", "disabled": "disabled"}
 
 
+def _provider_problems(inspection: Inspection) -> tuple[list[str], list[str]]:
+    """Problems and notes about the provider a turn would use (an unknown configured provider
+    is already one of the inspection's problems)."""
+    config = inspection.config
+    providers = sorted(inspection.registry.of("provider"))
+    if config.provider is not None:
+        return [], []
+    if len(providers) > 1:
+        where = f"in {config.path}" if config.path else "in lash.toml"
+        return [
+            f"no provider configured, and {len(providers)} are registered "
+            f'({", ".join(providers)}): a turn cannot choose one; set `provider = "NAME"` '
+            f"{where}, or pass --provider to `lash run`"
+        ], []
+    if not providers:
+        # Not a problem: a host may use tools, stores or processes without calling a model.
+        return [], ["no enabled plugin registers a provider: sessions cannot call a model"]
+    return [], []
+
+
+def _online_check(inspection: Inspection) -> tuple[str, list[str]]:
+    """One cheap request to the provider a turn would use: the line to print, and the problem
+    it found (if any). A provider takes part with an ``async check(model) -> str`` method."""
+    import asyncio  # only for --online
+
+    from lash._kernel.core import DEFAULT_MODEL
+
+    config = inspection.config
+    providers = inspection.registry.of("provider")
+    name = config.provider if config.provider is not None else None
+    if name is None and len(providers) == 1:
+        name = next(iter(providers))
+    if name is None or name not in providers:
+        return "online: skipped, no provider to check (see the problems)", []
+    model = config.model or DEFAULT_MODEL
+    label = f"online: provider {name!r}, model {model!r}" + (
+        "" if config.model else " (no model configured: the default)"
+    )
+    provider = providers[name].value
+    check = getattr(provider, "check", None)
+    if check is None:
+        return f"{label}: not checked, the provider has no check method", []
+
+    async def run() -> str:
+        try:
+            return str(await check(model))
+        finally:
+            closer = getattr(provider, "aclose", None)
+            if closer is not None:
+                await closer()  # on this loop, which ends with the check
+
+    try:
+        return f"{label}: ok, {asyncio.run(run())}", []
+    except LashError as exc:
+        return f"{label}: FAILED", [f"online check: {exc}"]
+    except Exception as exc:  # a provider's bug must not hide the rest of the report
+        return f"{label}: FAILED", [
+            f"online check: provider {name!r} raised {type(exc).__name__}: {exc}"
+        ]
+
+
 @cli.command("doctor")
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also make one cheap request to the provider (is its URL, key and model right?).",
+)
 @click.pass_context
-def doctor_command(ctx: click.Context) -> None:
+def doctor_command(ctx: click.Context, online: bool) -> None:
     """Check the config, plugin loading, hook names and options; exit 0 only when healthy.
 
     Every problem is reported (a broken plugin does not hide the others), then a verdict; with
     strict mode on (`strict = true` or LASH_STRICT_PLUGINS=1), a host would refuse to start.
+    With --online, the provider a turn would use is asked whether its URL, key and model work
+    (the `openai` provider lists the server's models: no tokens are spent).
     """
     click.echo(f"config: {_config_source(ctx)}")
     try:
@@ -187,15 +255,22 @@ def doctor_command(ctx: click.Context) -> None:
             line += f": {info.error}"  # why, in a few words; disabled is not a problem
         click.echo(line)
 
-    for note in inspection.notes:
+    problems = [problem.message for problem in inspection.problems]
+    more_problems, notes = _provider_problems(inspection)
+    problems += more_problems
+    if online:
+        line, failures = _online_check(inspection)
+        click.echo(line)
+        problems += failures
+    for note in [*inspection.notes, *notes]:
         click.echo(_indented(note, "note: "))
-    if not inspection.problems:
+    if not problems:
         click.echo("healthy")
         return
-    n = len(inspection.problems)
+    n = len(problems)
     click.echo(f"problems ({n}):")
-    for problem in inspection.problems:
-        click.echo(_indented(problem.message, "  - "))
+    for message in problems:
+        click.echo(_indented(message, "  - "))
     if config.strict:
         verdict = "strict mode is on: a host would refuse to start"
     else:

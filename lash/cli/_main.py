@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Any
@@ -185,8 +186,13 @@ def plugin_commands(ctx: click.Context) -> dict[str, PluginCommand]:
     help="Config file (lash.toml or pyproject.toml); default: $LASH_CONFIG or the nearest one.",
 )
 @click.version_option(package_name="lash-sdk")
-def cli(config_path: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
     """lash: durable LLM-agent hosts built from plugins."""
+    # https://no-color.org: a non-empty NO_COLOR turns styling off, even in a terminal (click
+    # already leaves it out when the output is not a terminal). Subcommands inherit `color`.
+    if os.environ.get("NO_COLOR"):
+        ctx.color = False
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -1,12 +1,22 @@
-"""``lash run`` and ``lash demo``: drive sessions from the terminal."""
+"""``lash run``: one turn of a session, from a terminal, a pipe or a script.
+
+The conventions are those of ``llm`` and of Unix filters: the prompt may come from stdin, stdout
+carries the answer and nothing else (one JSON object with ``--json``), everything about the turn
+(tool activity, the status line, errors) goes to stderr, and the exit status says how the turn
+ended (the ``EXIT_*`` constants).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+import signal
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import attrs
 import click
 
 from lash._contract.events import (
@@ -16,12 +26,40 @@ from lash._contract.events import (
     TurnFinished,
     TurnResult,
 )
+from lash._contract.serialization import to_data
 from lash._kernel.core import LashCore
-from lash._kernel.session import Session
-from lash.cli._main import cli, config_or_exit
-from lash.errors import LashError
+from lash._kernel.turn import Turn
+from lash.cli._main import cli, load_config
+from lash.errors import ConfigError, ExclusiveHookConflict, LashError, PluginLoadError
+
+#: How ``lash run`` exits: completed, failed, usage or configuration error, stopped (the tool
+#: round limit, a plugin's abort), interrupted (SIGINT, the turn committed as cancelled).
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STOPPED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
+
+#: Errors that say the host's configuration or plugin composition cannot work: retrying the same
+#: command cannot help, so they exit like a usage error.
+_CONFIG_ERRORS = (ConfigError, PluginLoadError, ExclusiveHookConflict)
 
 _PREVIEW = 160
+
+
+class ConfigProblem(click.ClickException):
+    """A configuration or composition error: printed on stderr, exit status 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def exit_code(result: TurnResult) -> int:
+    """The exit status of ``lash run`` for a turn that ended with ``result``."""
+    if result.outcome == "completed":
+        return EXIT_COMPLETED
+    if result.outcome == "failed":
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if result.reason == "cancelled" else EXIT_STOPPED
 
 
 def _preview(text: str, limit: int = _PREVIEW) -> str:
@@ -33,68 +71,263 @@ def _arguments(arguments: Mapping[str, Any]) -> str:
     return _preview(json.dumps(dict(arguments), ensure_ascii=False), 120)
 
 
-async def stream_turn(session: Session, text: str, *, echo_user: bool = False) -> TurnResult:
-    """Run one turn, printing assistant text as it streams and each tool call as it runs."""
-    if echo_user:
-        click.echo(click.style("user> ", bold=True) + text)
-    started_text = False
-    result: TurnResult | None = None
-    async for event in session.turn(text).stream():
-        if isinstance(event, TextDeltaEvent):
-            if not started_text:
-                click.echo(click.style("assistant> ", bold=True), nl=False)
-                started_text = True
-            click.echo(event.text, nl=False)
-        elif isinstance(event, ToolCallStarted):
-            if started_text:
-                click.echo()
-                started_text = False
-            click.echo(f"  tool {event.call.name}({_arguments(event.call.arguments)})")
-        elif isinstance(event, ToolCallFinished):
-            mark = "error" if event.result.is_error else "->"
-            click.echo(f"    {mark} {_preview(event.result.content)}")
-        elif isinstance(event, TurnFinished):
-            result = event.result
-    if started_text:
-        click.echo()
-    assert result is not None  # a stream always ends with TurnFinished
-    usage = result.usage
+@attrs.frozen
+class Layout:
+    """Where the parts of a streamed turn are printed.
+
+    ``text``: the assistant's text goes to stdout as it streams; ``prefix``: after an
+    ``assistant>`` label (a transcript for people); ``activity_to_stderr``: tool activity and the
+    status line go to stderr, so stdout carries the answer alone.
+    """
+
+    text: bool = True
+    prefix: bool = True
+    activity_to_stderr: bool = False
+
+
+#: ``lash demo``: a transcript, everything on stdout.
+TRANSCRIPT = Layout()
+
+
+def status_line(result: TurnResult) -> str:
+    """``[turn 1 completed | 7 in / 3 out tokens | revision 2]``, with the reason or error."""
     status = result.outcome + (f" ({result.reason})" if result.reason else "")
     if result.error:
         status += f": {result.error}"
-    click.echo(
-        click.style(
-            f"[turn {result.index} {status} | {usage.input_tokens} in / "
-            f"{usage.output_tokens} out tokens | revision {result.revision}]",
-            dim=True,
-        )
+    elif result.detail:
+        status += f": {result.detail}"
+    usage = result.usage
+    return (
+        f"[turn {result.index} {status} | {usage.input_tokens} in / {usage.output_tokens} out "
+        f"tokens | revision {result.revision}]"
     )
+
+
+async def stream_turn(turn: Turn, layout: Layout = TRANSCRIPT) -> TurnResult:
+    """Run ``turn``, printing its text as it streams and each tool call as it runs."""
+    err = layout.activity_to_stderr
+    line_open = False  # assistant text was printed on stdout without its newline yet
+
+    def end_text_line() -> None:
+        nonlocal line_open
+        if line_open:
+            click.echo()
+            line_open = False
+
+    result: TurnResult | None = None
+    async for event in turn.stream():
+        if isinstance(event, TextDeltaEvent):
+            if not layout.text:
+                continue
+            if not line_open and layout.prefix:
+                click.echo(click.style("assistant> ", bold=True), nl=False)
+            click.echo(event.text, nl=False)
+            line_open = True
+        elif isinstance(event, ToolCallStarted):
+            # The text of the next model call starts on a line of its own, in a pipe too.
+            end_text_line()
+            click.echo(f"  tool {event.call.name}({_arguments(event.call.arguments)})", err=err)
+        elif isinstance(event, ToolCallFinished):
+            mark = "error" if event.result.is_error else "->"
+            click.echo(f"    {mark} {_preview(event.result.content)}", err=err)
+        elif isinstance(event, TurnFinished):
+            result = event.result
+    end_text_line()
+    assert result is not None  # a stream always ends with TurnFinished
+    click.echo(click.style(status_line(result), dim=True), err=err)
     return result
 
 
+def result_data(result: TurnResult) -> dict[str, Any]:
+    """The object ``lash run --json`` prints for ``result``.
+
+    ``turn`` is an object so it can grow (a turn id beside the index) without breaking readers.
+    """
+    return {
+        "session": result.session_id,
+        "turn": {"index": result.index},
+        "revision": result.revision,
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "detail": result.detail,
+        "error": result.error,
+        "error_plugin": result.error_plugin,
+        "error_hook": result.error_hook,
+        "text": result.text,
+        "tool_calls": [
+            {
+                "id": record.call.id,
+                "name": record.call.name,
+                "arguments": dict(record.call.arguments),
+                "invalid_arguments": record.call.invalid_arguments,
+                "result": record.result.content,
+                "is_error": record.result.is_error,
+            }
+            for record in result.tool_calls
+        ],
+        "usage": to_data(result.usage),
+    }
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt(turn: Turn) -> Iterator[None]:
+    """While the block runs, the first SIGINT (Ctrl-C) cancels ``turn``, which then commits as
+    ``stopped(cancelled)`` and ends its stream normally; a second one interrupts at once."""
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        # From now on SIGINT raises KeyboardInterrupt again (asyncio restores the default).
+        loop.remove_signal_handler(signal.SIGINT)
+        click.echo("lash: interrupted: cancelling the turn (Ctrl-C again to quit now)", err=True)
+        turn.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    except (NotImplementedError, RuntimeError):
+        # No signal handlers on this loop (Windows): Ctrl-C cancels the task running the turn,
+        # whose stream still commits the turn as cancelled before KeyboardInterrupt surfaces.
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _read_text(stream: Any) -> str:
+    """All of ``stream``, decoded strictly: Python's stdin may let undecodable bytes through as
+    lone surrogates (surrogateescape), text that a strict UTF-8 encoder then refuses."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
+        return str(stream.read())
+    data = binary.read()
+    try:
+        return str(data.decode(encoding))
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(
+            f"the prompt on stdin is not {encoding} text (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start}); convert it first, for instance with iconv"
+        ) from None
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt: the argument, or stdin when it is ``-`` or missing and stdin is not a
+    terminal.
+
+    :raises click.UsageError: when there is no prompt, or stdin holds only whitespace.
+    """
+    if prompt is not None and prompt != "-":
+        return prompt
+    stdin = sys.stdin
+    if prompt is None and (stdin is None or stdin.isatty()):
+        raise click.UsageError(
+            "no prompt: give PROMPT, or pipe it on stdin (`echo hi | lash run`, `lash run -`)"
+        )
+    if stdin is not None and stdin.isatty():  # `lash run -` at a terminal: say what it waits for
+        click.echo("lash: reading the prompt until end of input (Ctrl-D)", err=True)
+    text = _read_text(stdin) if stdin is not None else ""
+    if not text.strip():
+        raise click.UsageError("the prompt read from stdin is empty")
+    # `echo hi |` ends with a newline that is no part of the prompt.
+    return text.rstrip("\r\n")
+
+
+@attrs.frozen
+class RunOptions:
+    """The arguments of one ``lash run``."""
+
+    prompt: str | None
+    session_id: str
+    provider: str | None
+    model: str | None
+    system: str | None
+    as_json: bool
+
+
 @cli.command("run")
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.option("--session", "session_id", default="default", show_default=True, help="Session id.")
 @click.option("--provider", default=None, help="Provider name (overrides config).")
 @click.option("--model", default=None, help="Model name (overrides config).")
+@click.option(
+    "--system",
+    default=None,
+    metavar="TEXT",
+    help="System prompt of the session, saved with it ('' removes it).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the turn.")
 @click.pass_context
 def run_command(
-    ctx: click.Context, prompt: str, session_id: str, provider: str | None, model: str | None
+    ctx: click.Context,
+    prompt: str | None,
+    session_id: str,
+    provider: str | None,
+    model: str | None,
+    system: str | None,
+    as_json: bool,
 ) -> None:
-    """Run one turn of PROMPT in a session, streaming the answer and tool activity."""
-    config = config_or_exit(ctx)
+    """Run one turn of PROMPT in a session, streaming the answer and tool activity.
+
+    PROMPT may come from stdin: `echo hi | lash run`, or `lash run -`. In a terminal the answer
+    follows `assistant>`; otherwise stdout carries only the answer text. Tool activity, the
+    status line and errors go to stderr. --system sets the session's prompt layers to TEXT, and
+    is committed with the session: its later runs keep TEXT until another --system changes it.
+
+    \b
+    --json prints one object: session, turn (an object: index), revision,
+    outcome (completed, stopped, failed), reason (cancelled, max_tool_rounds,
+    plugin_abort), detail, error, error_plugin, error_hook, text (the final
+    answer), tool_calls (id, name, arguments, invalid_arguments, result,
+    is_error), usage (input_tokens, output_tokens, cached_tokens).
+
+    \b
+    Exit status:
+      0    completed
+      1    failed (or another error)
+      2    usage or configuration error
+      3    stopped (max_tool_rounds, plugin_abort)
+      130  interrupted (Ctrl-C): the turn is committed as stopped (cancelled);
+           a second Ctrl-C quits at once
+    """
+    options = RunOptions(prompt, session_id, provider, model, system, as_json)
+    try:
+        result = _run(ctx, options)
+    except KeyboardInterrupt:
+        # Outside the turn (reading stdin, opening, closing) or a second Ctrl-C: nothing more to
+        # report. Caught here because click would turn it into "Aborted!" and exit 1.
+        click.echo("lash: interrupted", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps(result_data(result), ensure_ascii=False))
+    ctx.exit(exit_code(result))
+
+
+def _run(ctx: click.Context, options: RunOptions) -> TurnResult:
+    text = read_prompt(options.prompt)
+    try:
+        config = load_config(ctx)
+    except ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+    terminal = sys.stdout.isatty() and not options.as_json
+    layout = Layout(text=not options.as_json, prefix=terminal, activity_to_stderr=True)
+    system = options.system
 
     async def go() -> TurnResult:
-        async with LashCore(config=config, provider=provider, model=model) as core:
-            session = await core.session(session_id).open()
+        async with LashCore(config=config, provider=options.provider, model=options.model) as core:
+            session = await core.session(options.session_id).open()
             try:
-                return await stream_turn(session, prompt)
+                if system is not None:
+                    await session.configure(prompt_layers=[system] if system else [])
+                turn = session.turn(text)
+                with cancel_on_interrupt(turn):
+                    return await stream_turn(turn, layout)
             finally:
                 await session.close()  # release the lease now, not when it expires
 
     try:
-        result = asyncio.run(go())
+        return asyncio.run(go())
+    except _CONFIG_ERRORS as exc:
+        raise ConfigProblem(str(exc)) from None
     except LashError as exc:
         raise click.ClickException(str(exc)) from None
-    if result.outcome == "failed":
-        ctx.exit(1)

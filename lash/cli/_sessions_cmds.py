@@ -1,7 +1,9 @@
 """``lash sessions``: list, show, export and delete the sessions a store holds.
 
 These commands only touch the configured store: they need no provider, and they read without
-taking a session's lease, so they are safe to run while a host works on the same sessions.
+taking a session's lease, so they are safe to run while a host works on the same sessions. They
+never create a store: a SQLite store is opened with ``mode=ro`` to read (``mode=rw`` to delete),
+so a URL that points at nothing is an error naming the path, not a new empty database.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
 import sys
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+import attrs
 import click
 
 from lash._contract.graph import (
@@ -32,7 +35,7 @@ from lash._contract.types import ToolCall, Usage
 from lash._kernel.core import LashCore, store_url
 from lash._store.protocol import SessionRecord, SessionSummary, Store
 from lash.cli._main import cli, config_or_exit, warn
-from lash.errors import LashError, SessionBusy, UnknownSession
+from lash.errors import ConfigError, LashError, SessionBusy, UnknownSession, _lease_left
 
 T = TypeVar("T")
 
@@ -65,10 +68,48 @@ def _store_url(ctx: click.Context) -> str:
     return _display_url(store_url(config_or_exit(ctx)))
 
 
-def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -> T:
+#: What `lash sessions` says when no store is configured and the default one does not exist.
+_NO_SESSIONS_YET = (
+    "no sessions yet: the default store {path} does not exist "
+    "(`lash run PROMPT --session ID` creates it)"
+)
+
+#: SQLite's modes, from the most restrictive (see ``lash_plugins_builtin._sqlite_url.MODES``).
+_SQLITE_MODES = ("ro", "rw", "rwc")
+
+
+def _without_creating(url: str, mode: str) -> str:
+    """``url`` opened in SQLite ``mode`` (``ro`` or ``rw``: the database must exist, and nothing
+    is created, ``create_dirs`` is dropped), or in the URL's own mode if that is stricter. URLs
+    of other schemes are returned as they are: their backends decide what opening creates.
+    """
+    base, _, query = url.partition("?")
+    if not base.startswith("sqlite://") or base.endswith(":memory:"):
+        return url
+    params = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    own = [value.strip().lower() for key, value in params if key == "mode"]
+    if own and own[-1] not in _SQLITE_MODES:
+        return url  # as configured: the store says what is wrong with it
+    if own:
+        mode = min(mode, own[-1], key=_SQLITE_MODES.index)
+    kept = [(key, value) for key, value in params if key not in ("mode", "create_dirs")]
+    return f"{base}?{urllib.parse.urlencode([*kept, ('mode', mode)])}"
+
+
+def _run_on_store(
+    ctx: click.Context,
+    action: Callable[[Store], Awaitable[T]],
+    *,
+    mode: str = "ro",
+    if_no_default_store: Callable[[str], T] | None = None,
+) -> T:
     """Build the host from the config, open its store, return ``await action(store)``.
 
-    Every lash error ends the command with one line (exit 1); the store is closed in any case.
+    The store is never created: a SQLite store is opened in ``mode`` (``ro``, or ``rw`` to
+    delete). ``if_no_default_store(path)`` gives the result when no store is configured and the
+    default database does not exist yet (otherwise that is an error naming the path, as for a
+    configured one). Every lash error ends the command with one line (exit 1); the store is
+    closed in any case.
     """
     config = config_or_exit(ctx)
     url = _store_url(ctx)
@@ -78,12 +119,14 @@ def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -
             f"the store is {url} (in process memory): sessions do not outlive the process that "
             'ran them; configure a durable store in lash.toml (store = "sqlite:///path/lash.db")'
         )
+    configured = store_url(config)
+    opened = attrs.evolve(config, store=_without_creating(configured, mode))
 
     async def go() -> T:
         try:
             # Plugins may print while they load: stdout carries JSON and exports.
             with contextlib.redirect_stdout(sys.stderr):
-                core = LashCore(config=config)
+                core = LashCore(config=opened)
         except LashError as exc:
             raise click.ClickException(
                 f"cannot open the store: the host cannot be built from the config: {exc}"
@@ -92,7 +135,9 @@ def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -
             try:
                 store = core.store
             except LashError as exc:  # unknown scheme, or a URL its backend rejects
-                raise click.ClickException(str(exc)) from None
+                # Quoted as configured, without the mode added here.
+                message = str(exc).replace(repr(opened.store), repr(configured))
+                raise click.ClickException(message) from None
             except Exception as exc:  # a third-party backend may raise anything
                 raise click.ClickException(
                     f"cannot open store {url!r}: {type(exc).__name__}: {exc}"
@@ -106,6 +151,20 @@ def _run_on_store(ctx: click.Context, action: Callable[[Store], Awaitable[T]]) -
             f"no session {exc.session_id!r} in store {url!r}; "
             "`lash sessions list` shows the sessions it holds"
         ) from None
+    except ConfigError as exc:
+        if exc.path is None or os.path.exists(exc.path):
+            raise click.ClickException(str(exc)) from None
+        # The store refused to open a database that is not there (mode ro or rw).
+        if config.store is not None:
+            where = f" in {config.path}" if config.path else ""
+            raise click.ClickException(
+                f"the configured store {url!r} points at {exc.path}, which does not exist; "
+                f"`lash sessions` never creates a store: check the store URL{where}, or run a "
+                "session first (`lash run PROMPT --session ID` creates the store)"
+            ) from None
+        if if_no_default_store is not None:
+            return if_no_default_store(exc.path)
+        raise click.ClickException(_NO_SESSIONS_YET.format(path=exc.path)) from None
     except LashError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -164,7 +223,6 @@ def _head_data(record: SessionRecord) -> dict[str, Any]:
         "usage": to_data(_total(record.usage)),
         "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
         "config": to_data(record.config),
-        "protocol_options": dict(record.protocol_options),
         "plugin_states": dict(record.plugin_states),
         "pending": list(record.pending),
         "node_count": len(record.nodes),
@@ -247,9 +305,13 @@ def _frame_lines(node: FrameBoundary) -> list[str]:
 
 
 def _assistant_lines(node: AssistantMessage, executed: set[str]) -> list[str]:
-    lines = []
     if node.text or not node.tool_calls:
-        lines += _prefixed("assistant> ", node.text or "(no text)", "  ")
+        lines = _prefixed("assistant> ", node.text or "(no text)", "  ")
+    else:
+        # Said even without text: the model and usage lines below belong to this message, and
+        # would read as the previous node's (the user's) without it.
+        names = ", ".join(call.name for call in node.tool_calls)
+        lines = _prefixed("assistant> ", f"(tool calls: {names})", "  ")
     meta = [node.model] if node.model else []
     if node.usage != Usage():
         meta.append(
@@ -415,17 +477,22 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
     last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens).
     """
 
-    async def action(store: Store) -> list[SessionSummary]:
-        return await store.list_sessions()
+    async def action(store: Store) -> tuple[list[SessionSummary], str]:
+        empty = (
+            f"no sessions in store {_store_url(ctx)!r} (`lash run PROMPT --session ID` starts one)"
+        )
+        return await store.list_sessions(), empty
 
-    rows = _run_on_store(ctx, action)
+    def no_store_yet(path: str) -> tuple[list[SessionSummary], str]:
+        # The default store is made by the first session: not having one yet is no error.
+        return [], _NO_SESSIONS_YET.format(path=path)
+
+    rows, empty = _run_on_store(ctx, action, if_no_default_store=no_store_yet)
     if as_json:
         click.echo(_json([_summary_data(row) for row in rows], indent=2))
         return
     if not rows:
-        click.echo(
-            f"no sessions in store {_store_url(ctx)!r} (`lash run PROMPT --session ID` starts one)"
-        )
+        click.echo(empty)
         return
     for line in _listing(rows):
         click.echo(line)
@@ -444,7 +511,7 @@ def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
 
     \b
     JSON: {"session": {...}, "nodes": [...]}. "session" has the keys of `lash sessions list
-    --json` plus usage_by_source, config, protocol_options, plugin_states, pending and
+    --json` plus usage_by_source, config, plugin_states, pending and
     node_count; each node is the stored form of a graph node, tagged by "type" (user,
     assistant, tool_call, tool_result, plugin, frame).
     """
@@ -484,10 +551,9 @@ def export_command(ctx: click.Context, session_id: str) -> None:
 
 
 def _busy_message(exc: SessionBusy, session_id: str) -> str:
-    left = max(0.0, exc.expires_at - time.time())
     return (
         f"cannot delete session {session_id!r}: it is open elsewhere, its lease is held by "
-        f"{exc.owner!r} (for up to {left:.1f} s more); close it there, or retry once the "
+        f"{exc.owner!r} ({_lease_left(exc.expires_at)}); close it there, or retry once the "
         "lease has expired"
     )
 
@@ -529,7 +595,7 @@ def delete_command(ctx: click.Context, session_id: str, yes: bool) -> None:
             raise click.ClickException(_busy_message(exc, session_id)) from None
         return record
 
-    deleted = _run_on_store(ctx, action)
+    deleted = _run_on_store(ctx, action, mode="rw")
     if deleted is None:
         click.echo("nothing deleted")
         return

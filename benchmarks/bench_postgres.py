@@ -1,0 +1,435 @@
+"""Durable turn overhead on Postgres: the ``postgresql://`` store under the kernel-turn workload.
+
+Workload (bench_sqlite.py's, on Postgres): scripted provider; each turn = user message -> one
+tool call -> the tool returns a short string -> final text; 10 no-op plugins implementing the
+turn and tool hooks. Every figure is compared with a raw-asyncpg baseline measured in the same
+run against the same server, so the ratios isolate what lash adds on top of the Postgres work
+it cannot avoid. The baseline is issue 14's: per turn ``BEGIN``; ``UPDATE`` of the session's
+head row with compare-and-swap on revision and lease token; ``executemany`` of the turn's rows
+(as many node rows, with JSON of the same sizes, as lash wrote per turn, measured from lash's
+own ``lash_nodes`` table); ``COMMIT`` (four round trips; lash's commit is one statement).
+
+Targets (PASS/FAIL in the final table):
+
+1. one session: per-turn lash time <= 1.5x the baseline's (median of the per-repetition
+   ratios of per-repetition medians; the two interleaved turn by turn).
+2. exactly one transaction and at most 1.05 WAL flushes per committed turn, from
+   ``pg_stat_database`` and ``pg_stat_wal`` deltas (the difference between a run of 20 turns
+   and one of 220, so that opening and closing do not count); the baseline's are shown too.
+
+Information: a store.commit into a session of ~10,000 nodes against one of ~16, alternating.
+Many workers (4 and 8 processes x 25 sessions, 8 workers on one session) come with
+``lash worker``.
+
+Run: .venv/bin/python benchmarks/bench_postgres.py [--repeats 5] [--quick] [--url URL] [--no-sync]
+
+``--no-sync`` runs both sides with ``synchronous_commit=off``: commits then return before their
+WAL flush, which shows what lash adds besides waiting for the disk (information only).
+
+Without ``--url`` the benchmark starts a throwaway server (tests/_postgres.py: initdb and
+pg_ctl, as the ``postgres`` user when run as root; fsync on, autovacuum on, no statement
+tracking) and removes it at the end; with
+``--url postgresql://superuser@host:port/postgres`` it uses that server and creates (and drops)
+databases of its own on it. The script exits 0 whatever the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+# The workload and its helpers are bench_sqlite.py's; the throwaway server is the tests'.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
+from _postgres import PostgresServer
+from bench_sqlite import Writer, grow, make_core, median, ms, payload_template, run_turn
+
+TURNS = 200
+HISTORY = 10_000
+
+RAW_SCHEMA = (
+    """CREATE TABLE raw_sessions (session_id text PRIMARY KEY, revision bigint NOT NULL,
+        lease_token bigint NOT NULL, updated_at double precision NOT NULL,
+        turns bigint NOT NULL, next_seq bigint NOT NULL, last_user_message text)""",
+    """CREATE TABLE raw_nodes (session_id text NOT NULL, seq bigint NOT NULL,
+        node_id text NOT NULL, kind text NOT NULL, frame_id text NOT NULL, turn bigint NOT NULL,
+        data text NOT NULL, PRIMARY KEY (session_id, seq))""",
+)
+RAW_UPDATE_HEAD = """UPDATE raw_sessions SET revision = $1, updated_at = $2, turns = $3,
+    next_seq = $4, last_user_message = $5
+    WHERE session_id = $6 AND revision = $7 AND lease_token = $8"""
+RAW_INSERT_NODE = """INSERT INTO raw_nodes (session_id, seq, node_id, kind, frame_id, turn, data)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+
+
+class Databases:
+    """Databases of this run on the server: made on demand, dropped at the end."""
+
+    def __init__(self, admin_url: str, query: str = "") -> None:
+        self.admin_url = admin_url
+        self.query = query  # connection settings of both sides (``--no-sync``)
+        self.made: list[str] = []
+
+    def url(self, name: str) -> str:
+        head, _, _ = self.admin_url.rpartition("/")
+        return f"{head}/{name}{self.query}"
+
+    async def create(self) -> str:
+        name = f"lash_bench_{uuid.uuid4().hex[:10]}"
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.made.append(name)
+        return self.url(name)
+
+    async def drop_all(self) -> None:
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            for name in self.made:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+# -- what lash writes per turn (the baseline copies its shape) --------------------------------
+
+
+async def measure_turn_rows(url: str) -> list[tuple[str, int]]:
+    """``(kind, JSON bytes)`` of each node row lash writes for one steady-state turn."""
+    core = make_core(url, 10)
+    try:
+        session = await core.session("probe").open()
+        for i in range(6):
+            await run_turn(session, f"turn {i}")
+        await session.close()
+    finally:
+        await core.aclose()
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT kind, octet_length(data) FROM lash_nodes "
+            "WHERE session_id = 'probe' AND turn = 4 ORDER BY seq"
+        )
+        per_turn = await conn.fetch(
+            "SELECT turn, count(*) FROM lash_nodes WHERE session_id = 'probe' GROUP BY turn"
+        )
+    finally:
+        await conn.close()
+    assert {n for t, n in per_turn if t > 1} == {len(rows)}, (per_turn, rows)
+    return [(str(kind), int(size)) for kind, size in rows]
+
+
+class RawWriter:
+    """The baseline: one transaction per turn writing the same rows, guarded like lash's."""
+
+    def __init__(self, conn: Any, shape: list[tuple[str, int]], session_id: str) -> None:
+        self.conn = conn
+        self.templates = [payload_template(kind, size) for kind, size in shape]
+        self.session_id = session_id
+        self.seq = 0
+        self.revision = 0
+
+    @classmethod
+    async def open(cls, url: str, shape: list[tuple[str, int]], session_id: str) -> RawWriter:
+        """A writer of a new session (in tables created when the database has none)."""
+        conn = await asyncpg.connect(url)
+        for statement in RAW_SCHEMA:
+            await conn.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+        await conn.execute("INSERT INTO raw_sessions VALUES ($1, 0, 7, 0, 0, 0, NULL)", session_id)
+        return cls(conn, shape, session_id)
+
+    async def turn(self, i: int) -> None:
+        # The application serializes its rows too: dumps is inside the timed region.
+        rows = []
+        for template in self.templates:
+            template["turn"] = i
+            rows.append(
+                (
+                    self.session_id,
+                    self.seq,
+                    template["id"],
+                    template["type"],
+                    template["frame_id"],
+                    i,
+                    json.dumps(template, separators=(",", ":")),
+                )
+            )
+            self.seq += 1
+        conn = self.conn
+        async with conn.transaction():
+            status = await conn.execute(
+                RAW_UPDATE_HEAD,
+                self.revision + 1,
+                time.time(),
+                self.revision + 1,
+                self.seq,
+                f"turn {i}",
+                self.session_id,
+                self.revision,
+                7,
+            )
+            if status != "UPDATE 1":
+                raise AssertionError(f"the baseline's compare-and-swap failed: {status}")
+            await conn.executemany(RAW_INSERT_NODE, rows)
+        self.revision += 1
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+# -- 1: one session, per turn -----------------------------------------------------------------
+
+
+async def turn_run(dbs: Databases, shape: list[tuple[str, int]], repeat: int) -> dict[str, Any]:
+    """One repetition: a fresh lash database and a fresh raw one, and (for information) a
+    memory-store session, advanced turn by turn in a rotating order."""
+    pg_core = make_core(await dbs.create(), TURNS)
+    mem_core = make_core("memory://", TURNS)
+    raw = await RawWriter.open(await dbs.create(), shape, "raw")
+    times: dict[str, list[float]] = {"postgres": [], "raw": [], "memory": []}
+    try:
+        pg_session = await pg_core.session("bench").open()
+        mem_session = await mem_core.session("bench").open()
+        steps: dict[str, Callable[[int], Awaitable[None]]] = {
+            "postgres": lambda i: run_turn(pg_session, f"turn {i}"),
+            "raw": raw.turn,
+            "memory": lambda i: run_turn(mem_session, f"turn {i}"),
+        }
+        names = list(steps)
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(TURNS):
+                k = (i + repeat) % len(names)
+                for name in names[k:] + names[:k]:
+                    t0 = time.perf_counter_ns()
+                    await steps[name](i)
+                    times[name].append(ms(time.perf_counter_ns() - t0))
+        finally:
+            gc.enable()
+        await pg_session.close()
+        await mem_session.close()
+    finally:
+        await raw.close()
+        await pg_core.aclose()
+        await mem_core.aclose()
+    return times
+
+
+# -- 2: transactions and WAL flushes per committed turn ----------------------------------------
+
+
+async def counters(admin: Any, database: str) -> tuple[int, int]:
+    """(transactions of ``database``, WAL syncs of the server), once the database's
+    connections have gone (a backend reports its counters when it exits)."""
+    for _ in range(1000):
+        if not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
+        ):
+            break
+        await asyncio.sleep(0.01)
+    xacts = await admin.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+    )
+    syncs = await admin.fetchval("SELECT wal_sync FROM pg_stat_wal")
+    return int(xacts), int(syncs)
+
+
+async def flush_run(dbs: Databases, shape: list[tuple[str, int]]) -> dict[str, tuple[float, float]]:
+    """Per committed turn: (transactions, WAL flushes) of lash and of the baseline."""
+    admin = await asyncpg.connect(dbs.admin_url)
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        lash_url = await dbs.create()
+        raw_url = await dbs.create()
+
+        async def lash_turns(count: int, sid: str) -> None:
+            core = make_core(lash_url, count)
+            try:
+                session = await core.session(sid).open()
+                for i in range(count):
+                    await run_turn(session, f"turn {i}")
+                await session.close()
+            finally:
+                await core.aclose()
+
+        async def raw_turns(count: int, sid: str) -> None:
+            writer = await RawWriter.open(raw_url, shape, sid)
+            try:
+                for i in range(count):
+                    await writer.turn(i)
+            finally:
+                await writer.close()
+
+        for name, url, run in (("lash", lash_url, lash_turns), ("raw", raw_url, raw_turns)):
+            database = url.rpartition("/")[2].partition("?")[0]
+            await run(1, "warm")  # the first store to open a database migrates it
+            deltas = []
+            for count in (20, 220):
+                before = await counters(admin, database)
+                await run(count, f"s{count}")
+                after = await counters(admin, database)
+                deltas.append((after[0] - before[0], after[1] - before[1]))
+            (x1, w1), (x2, w2) = deltas
+            out[name] = ((x2 - x1) / 200, (w2 - w1) / 200)
+    finally:
+        await admin.close()
+    return out
+
+
+# -- information: commit at 10,000 nodes vs ~16 ------------------------------------------------
+
+
+async def history_run(dbs: Databases, repeats: int) -> dict[str, Any]:
+    core = make_core(await dbs.create(), 8 + 2 * repeats)
+    try:
+        long_nodes = await grow(core, "long", HISTORY)
+        shorts = [f"short{k}" for k in range(repeats)]
+        for sid in shorts:
+            await grow(core, sid, 10)
+        store = core.store
+        long_writer = await Writer.take(store, "long")
+        short_writers = [await Writer.take(store, sid) for sid in shorts]
+        for writer in [long_writer, *short_writers]:  # warm: each connection prepares once
+            await writer.commit(writer.delta(1))
+        commit_long: list[float] = []
+        commit_short: list[float] = []
+        for k in range(repeats):
+            pairs = [(long_writer, commit_long), (short_writers[k], commit_short)]
+            for writer, sink in pairs if k % 2 else pairs[::-1]:
+                delta = writer.delta(1)
+                t0 = time.perf_counter_ns()
+                await writer.commit(delta)
+                sink.append(ms(time.perf_counter_ns() - t0))
+        for writer in [long_writer, *short_writers]:
+            await writer.release()
+    finally:
+        await core.aclose()
+    return {"long_nodes": long_nodes, "long": commit_long, "short": commit_short}
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+async def bench(admin_url: str, repeats: int, commit_repeats: int, query: str) -> None:
+    dbs = Databases(admin_url, query)
+    started = time.perf_counter_ns()
+    try:
+        admin = await asyncpg.connect(admin_url)
+        version = await admin.fetchval("SHOW server_version")
+        fsync = await admin.fetchval("SHOW fsync")
+        sync_commit = await admin.fetchval("SHOW synchronous_commit")
+        await admin.close()
+        print(
+            f"bench_postgres: python {sys.version.split()[0]}, PostgreSQL {version} (fsync "
+            f"{fsync}, synchronous_commit {sync_commit}{query and ' but ' + query[1:]}), "
+            f"asyncpg {asyncpg.__version__}, load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
+        shape = await measure_turn_rows(await dbs.create())
+        await turn_run(dbs, shape, 0)  # warm-up: imports, converters, statement caches
+        per: dict[str, list[float]] = {"postgres": [], "raw": [], "memory": []}
+        ratios: list[float] = []
+        for r in range(repeats):
+            times = await turn_run(dbs, shape, r)
+            for name, values in times.items():
+                per[name].append(median(values))
+            ratios.append(median(times["postgres"]) / median(times["raw"]))
+        flushes = await flush_run(dbs, shape)
+        hist = await history_run(dbs, commit_repeats)
+    finally:
+        await dbs.drop_all()
+
+    pg_turn, raw_turn, mem_turn = (median(per[k]) for k in ("postgres", "raw", "memory"))
+    ratio = median(ratios)
+    lash_x, lash_w = flushes["lash"]
+    raw_x, raw_w = flushes["raw"]
+    c_long, c_short = median(hist["long"]), median(hist["short"])
+    row_bytes = sum(size for _, size in shape)
+    print(
+        f"\nworkload: {TURNS} turns x {repeats} repetitions; per turn lash writes {len(shape)} "
+        f"node rows ({'/'.join(k for k, _ in shape)}; {row_bytes} B of JSON), usage rows and "
+        "the head row, in one statement; the baseline writes the same node rows and the head"
+    )
+    print("\n1. one session, per turn (median of per-repetition medians; interleaved)")
+    print(f"   lash turn, postgresql://          {pg_turn:8.3f} ms")
+    print(
+        f"   raw asyncpg transaction            {raw_turn:8.3f} ms   (BEGIN; UPDATE head CAS; "
+        "executemany; COMMIT)"
+    )
+    print(f"   lash turn, memory:// (info)        {mem_turn:8.3f} ms   (the kernel without I/O)")
+    print(f"   per-repetition ratios lash/raw     {' '.join(f'{x:.2f}' for x in ratios)}")
+    print("\n2. per committed turn (differences of pg_stat_* between 220 and 20 turns)")
+    print(f"   lash: transactions {lash_x:.3f}, WAL flushes {lash_w:.3f}")
+    print(f"   raw:  transactions {raw_x:.3f}, WAL flushes {raw_w:.3f}")
+    print(
+        f"\n3. store.commit of one turn (info)   {c_short:8.3f} ms at ~16 prior nodes, "
+        f"{c_long:.3f} ms at ~{hist['long_nodes']:,} ({len(hist['long'])} each, alternating)"
+    )
+    print("\nRESULTS")
+    rows = [
+        ("1", "turn / raw transaction", f"{ratio:.2f} x", "<= 1.5 x", ratio <= 1.5),
+        ("2a", "transactions per turn", f"{lash_x:.3f}", "== 1", lash_x == 1),
+        ("2b", "WAL flushes per turn", f"{lash_w:.3f}", "<= 1.05", lash_w <= 1.05),
+        ("i", "commit @10k / @16 nodes", f"{c_long / c_short:.2f} x", "(info)", True),
+    ]
+    print(f"   {'#':3s} {'target':28s} {'measured':>10s}   {'limit':9s} verdict")
+    for num, what, measured, limit, ok in rows:
+        shown = "-" if limit == "(info)" else verdict(ok)
+        print(f"   {num:3s} {what:28s} {measured:>10s}   {limit:9s} {shown}")
+    print("   many workers (4 and 8 processes x 25 sessions; 8 on one session): with lash worker")
+    print(f"\n(total {(time.perf_counter_ns() - started) / 1e9:.0f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeats", type=int, default=5, help="200-turn repetitions (default 5)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (fewer repetitions)")
+    parser.add_argument("--url", help="a superuser URL of a server to use instead of a new one")
+    parser.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="both sides with synchronous_commit=off: what remains without the WAL flush wait "
+        "(information; the targets are for durable commits)",
+    )
+    args = parser.parse_args()
+    repeats = 2 if args.quick else args.repeats
+    commit_repeats = 11 if args.quick else 41
+    server = None
+    url = args.url
+    if url is None:
+        # As a deployment runs it: no statement tracking (the tests' server tracks every
+        # statement, nested ones too, which costs a function like lash_commit more than the
+        # baseline's plain statements), autovacuum on.
+        server = PostgresServer().start(
+            shared_preload_libraries=None, **{"pg_stat_statements.track": None}, autovacuum="on"
+        )
+        url = server.url()
+    try:
+        query = "?synchronous_commit=off" if args.no_sync else ""
+        asyncio.run(bench(url, repeats, commit_repeats, query))
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
