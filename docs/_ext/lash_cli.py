@@ -7,7 +7,6 @@ config the build runs next to.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import click
@@ -34,13 +33,11 @@ class CliHelpDirective(SphinxDirective):
         root = click.Context(cli, info_name="lash", terminal_width=WIDTH, max_content_width=WIDTH)
         if self.arguments:
             name = self.arguments[0]
-            # `cli.commands`, not `cli.get_command()`: only lash's own commands, no plugin loading.
-            # Commands listed in LAZY_COMMANDS register themselves when their module is imported.
-            from lash.cli._main import LAZY_COMMANDS
+            # The builtin command table, not `cli.get_command()`: only lash's own commands, no
+            # plugin loading.
+            from lash.cli._context import builtin_command
 
-            if name in LAZY_COMMANDS:
-                importlib.import_module(LAZY_COMMANDS[name][0])
-            command = cli.commands.get(name)
+            command = builtin_command(name)
             if command is None:
                 logger.warning(f"lash has no command {name!r}", location=self.get_location())
                 return []

@@ -2,7 +2,7 @@
 
 A :class:`SessionRuntime` holds the session's image (:mod:`lash._kernel.image`), its lock and
 lease, and the changes pending since the last commit. It runs every operation as an
-:class:`~lash._kernel.execution.Execution` (:meth:`SessionRuntime.execute`), commits
+:class:`Execution` (:meth:`SessionRuntime.execute`), commits
 (:meth:`SessionRuntime.commit`), and is the backend the session's :class:`lash.SessionView`
 forwards to. The turn, the operations and the host-facing :class:`lash.Session` use this small
 interface; none of them reaches into another's private members.
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lash._contract.calls import CALLER
 from lash._contract.graph import GraphNode, PluginNode, new_node_id
@@ -24,7 +25,6 @@ from lash._contract.providers import ModelRequest, ModelResponse, collect_respon
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
 from lash._contract.types import Message, SessionConfig, ToolCatalogEntry, Usage
-from lash._kernel.execution import EXECUTION, Execution, through_cancellation
 from lash._kernel.image import SessionImage
 from lash._store.protocol import Lease
 from lash.errors import (
@@ -37,8 +37,8 @@ from lash.errors import (
 
 if TYPE_CHECKING:
     from lash._contract.providers import Provider
-    from lash._kernel.core import LashCore
-    from lash._kernel.turn import Turn
+    from lash._plugins.composition import Composition
+    from lash._store.protocol import Store
 
 T = TypeVar("T")
 
@@ -47,12 +47,94 @@ log = logging.getLogger("lash")
 _handles = itertools.count(1)
 
 
+class KernelCore(Protocol):
+    """What a session runtime needs of the core that made it (:class:`lash.LashCore` is one)."""
+
+    @property
+    def composition(self) -> Composition: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def lease_ttl(self) -> float: ...
+
+    @property
+    def owner_id(self) -> str: ...
+
+
+class Stoppable(Protocol):
+    """A running turn, as the runtime tracks it (``cancel_running_turns``)."""
+
+    def cancel(self) -> None: ...
+
+
+# -- executions ---------------------------------------------------------------------------------
+#
+# An Execution is one operation holding a session: a turn, or a change that commits
+# (``configure``, ``compact``, a tool-membership change, a command...), or an open. While it runs,
+# plugins change the session through their lash.SessionView (nodes recorded, usage of direct
+# completions, catalog membership, plugin state); the runtime keeps those changes pending until
+# the next commit takes all of them, atomically, with the operation's own. An operation may
+# commit more than once (a turn, then the compaction its Compact directive asked for); what is
+# still pending when it ends is committed then (an open is the exception: opening writes
+# nothing, so changes made while opening wait for the session's next commit).
+#
+# EXECUTION says which execution the running code belongs to. Session services use it to join
+# the running operation instead of waiting for the session (which would wait for themselves),
+# and the host API uses it to refuse a re-entrant operation with an error instead of a deadlock.
+
+
+class Execution:
+    """One operation holding a session (see the module docstring)."""
+
+    __slots__ = ("done", "name", "runtime", "turn")
+
+    def __init__(self, runtime: SessionRuntime, name: str, *, turn: int | None = None) -> None:
+        self.runtime = runtime
+        #: What the operation is (``"turn"``, ``"configure"``...), for error messages.
+        self.name = name
+        #: The index of the turn this execution runs (``None``: not a turn).
+        self.turn = turn
+        self.done = False
+
+
+#: The execution the running code belongs to (inherited by the tasks it starts).
+EXECUTION: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "lash_execution", default=None
+)
+
+
+async def through_cancellation(commit: Coroutine[Any, Any, int]) -> tuple[int, bool]:
+    """Await a store's commit to its end, even when the caller is cancelled meanwhile; return
+    the revision and whether a cancellation arrived.
+
+    A commit on its way may be durable already (SQLite runs what it was sent), and the
+    session's memory must say what the store holds. So a cancellation that arrives during the
+    commit waits for it: if the commit failed, the cancellation is raised at once (nothing was
+    committed; the caller drops its changes); if it succeeded, the caller records the commit
+    and the operation raises the cancellation when it ends (:meth:`SessionRuntime.execute`).
+    """
+    task = asyncio.ensure_future(commit)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))  # cancelled, it leaves the task running
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled and (task.cancelled() or task.exception() is not None):
+        raise asyncio.CancelledError  # the caller's: the commit failed, nothing was committed
+    return task.result(), cancelled
+
+
+
+
 class SessionRuntime:
     """One session handle's image, lock, lease and pending changes (see the module docstring)."""
 
     def __init__(
         self,
-        core: LashCore,
+        core: KernelCore,
         session_id: str,
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -72,7 +154,7 @@ class SessionRuntime:
         #: What plugins and tools see of the session.
         self.view = SessionView(self)
         #: Turns running now (cancel_running_turns).
-        self.running: set[Turn] = set()
+        self.running: set[Stoppable] = set()
         #: The tools offered at the last model call (a call of any other tool is refused).
         self.last_catalog: list[str] = []
         # Changes since the last commit that the image cannot diff: nodes and usage.

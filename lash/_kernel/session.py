@@ -10,7 +10,7 @@ for itself). Hooks and tools never get a ``Session``: they get the session's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -20,12 +20,9 @@ from lash._contract.services import SessionView
 from lash._contract.types import AgentFrame, PromptView, SessionConfig, ToolCatalogEntry
 from lash._kernel import operations
 from lash._kernel.prompt import prompt_view
-from lash._kernel.runtime import SessionRuntime
+from lash._kernel.runtime import KernelCore, SessionRuntime
 from lash._kernel.turn import Turn
 from lash.errors import SessionError
-
-if TYPE_CHECKING:
-    from lash._kernel.core import LashCore
 
 T = TypeVar("T")
 
@@ -53,7 +50,7 @@ class Session:
 
     def __init__(
         self,
-        core: LashCore,
+        core: KernelCore,
         session_id: str,
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -61,6 +58,7 @@ class Session:
     ) -> None:
         if not session_id:
             raise SessionError("a session id must be a non-empty string", session_id=session_id)
+        #: The core that made this handle (a :class:`lash.LashCore`).
         self.core = core
         self._runtime = SessionRuntime(core, session_id, options=options, is_root=is_root)
 

@@ -407,9 +407,9 @@ def _round_trip(instance: Any, cls: type, what: str) -> str | None:
 
 def _builtin_commands() -> set[str]:
     # Imported here: the CLI (click, its commands) is needed only for this check.
-    from lash.cli._main import LAZY_COMMANDS, cli
+    from lash.cli._context import builtin_command_names
 
-    return {*cli.commands, *LAZY_COMMANDS}
+    return builtin_command_names()
 
 
 def _load_problems(

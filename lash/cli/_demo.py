@@ -11,7 +11,6 @@ import click
 
 from lash._kernel.core import LashCore
 from lash._kernel.session import Session
-from lash.cli._main import cli
 from lash.cli._run_cmds import stream_turn
 from lash.errors import LashError, UnknownSession
 
@@ -102,7 +101,7 @@ def _note(text: str) -> None:
     click.echo(click.style(f"== {text}", fg="cyan"))
 
 
-@cli.command("demo")
+@click.command("demo")
 def demo_command() -> None:
     """Run an offline demo session (scripted model) and print its transcript."""
 

@@ -16,7 +16,7 @@ from lash._plugins.hostconfig import (
     find_config_file,
 )
 from lash._plugins.inspection import CONTRIBUTION_KEYS, Inspection
-from lash.cli._main import cli, config_or_exit, get_inspection, load_config
+from lash.cli._context import config_or_exit, get_inspection, load_config
 from lash.errors import ConfigError, LashError
 from lash.hookspecs import SHAPES
 
@@ -74,7 +74,7 @@ def _format_entry(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-@cli.command("plugins")
+@click.command("plugins")
 @click.option("--all", "show_all", is_flag=True, help="Include the builtin plugins (of lash).")
 @click.option(
     "--hook",
@@ -213,7 +213,7 @@ def _online_check(inspection: Inspection) -> tuple[str, list[str]]:
         ]
 
 
-@cli.command("doctor")
+@click.command("doctor")
 @click.option(
     "--online",
     is_flag=True,

@@ -1,52 +1,15 @@
-"""The root ``lash`` group: global options, config loading, plugin-contributed commands."""
+"""The root ``lash`` group: global options, and the builtin and plugin commands it finds."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import logging
 import os
-import sys
-import traceback
 from typing import Any
 
 import click
 
-from lash._plugins.hostconfig import HostConfig
-from lash._plugins.inspection import Inspection, PluginCommand, inspect_plugins
-from lash.errors import ConfigError, LashError
-
-_CONFIG_KEY = "lash.config"
-_INSPECTION_KEY = "lash.inspection"
-_COMMANDS_KEY = "lash.plugin_commands"
-
-
-def warn(message: str) -> None:
-    """Print a warning of the command line itself on stderr (stdout may carry JSON)."""
-    click.echo(f"lash: warning: {message}", err=True)
-
-
-#: Builtin commands imported on first use: name -> (module, one-line help). Listing them (``lash
-#: --help``) must not import them: they need the session kernel, which ``lash --help`` and ``lash
-#: plugins`` do not. Each module registers its command on ``cli`` when imported.
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": (
-        "lash.cli._demo",
-        "Run an offline demo session (scripted model) and print its transcript.",
-    ),
-    "new-plugin": (
-        "lash.cli._new_plugin",
-        "Generate a plugin package (tool, options, state, hook, tests, CI) from lash's template.",
-    ),
-    "run": (
-        "lash.cli._run_cmds",
-        "Run one turn of PROMPT in a session, streaming the answer and tool activity.",
-    ),
-    "sessions": (
-        "lash.cli._sessions_cmds",
-        "List, show, export and delete the sessions of the configured store.",
-    ),
-}
+from lash.cli._context import COMMANDS, builtin_command, plugin_commands
+from lash.errors import LashError
 
 
 class LashGroup(click.Group):
@@ -59,12 +22,13 @@ class LashGroup(click.Group):
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS, *plugin_commands(ctx)})
+        return sorted({*super().list_commands(ctx), *COMMANDS, *plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        lazy = LAZY_COMMANDS.get(cmd_name)
-        if lazy is not None and cmd_name not in self.commands:
-            importlib.import_module(lazy[0])  # the module registers its command on `cli`
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            builtin = builtin_command(cmd_name)  # imported on first use
+            if builtin is not None:
+                self.add_command(builtin, cmd_name)
         command = super().get_command(ctx, cmd_name)
         if command is None:
             contributed = plugin_commands(ctx).get(cmd_name)
@@ -77,10 +41,10 @@ class LashGroup(click.Group):
         limit = formatter.width - 6 - max(map(len, names), default=0)
         rows = []
         for name in names:
-            lazy = LAZY_COMMANDS.get(name)
+            lazy = COMMANDS.get(name)
             if lazy is not None and name not in self.commands:
                 # A stand-in command shortens the help exactly as click does.
-                rows.append((name, click.Command(name, help=lazy[1]).get_short_help_str(limit)))
+                rows.append((name, click.Command(name, help=lazy[2]).get_short_help_str(limit)))
                 continue
             command = self.get_command(ctx, name)
             if command is None or command.hidden:
@@ -89,90 +53,6 @@ class LashGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-def load_config(ctx: click.Context) -> HostConfig:
-    """The host config for this invocation (``--config``, ``$LASH_CONFIG`` or discovery); cached.
-
-    :raises ConfigError: when the config cannot be read or is invalid.
-    """
-    root = ctx.find_root()
-    cached = root.meta.get(_CONFIG_KEY)
-    if isinstance(cached, HostConfig):
-        return cached
-    config = HostConfig.load(root.params.get("config_path"))
-    root.meta[_CONFIG_KEY] = config
-    return config
-
-
-def config_or_exit(ctx: click.Context) -> HostConfig:
-    """Like :func:`load_config`, but a config error ends the command with a clear message."""
-    try:
-        return load_config(ctx)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def builtin_command_names(ctx: click.Context) -> set[str]:
-    """Names of the commands lash itself provides (plugins may not take them)."""
-    group = ctx.find_root().command
-    return {*group.commands, *LAZY_COMMANDS} if isinstance(group, click.Group) else set()
-
-
-def get_inspection(ctx: click.Context, config: HostConfig) -> Inspection:
-    """Inspect the plugins of ``config`` once per invocation (commands share the result).
-
-    :raises LashError: when a plugin calls ``sys.exit()`` while it is imported.
-    """
-    root = ctx.find_root()
-    cached = root.meta.get(_INSPECTION_KEY)
-    if isinstance(cached, Inspection) and cached.config is config:
-        return cached
-    # Whatever plugins print while they are imported or register goes to stderr: stdout belongs
-    # to the command (`lash plugins --json` must stay parseable).
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            inspection = inspect_plugins(config, reserved_commands=builtin_command_names(ctx))
-    except SystemExit as exc:
-        # Loading isolates exceptions, not sys.exit() at import time: report it as an error, with
-        # where it was called, instead of ending `lash plugins` silently with its status.
-        raise LashError(
-            f"a plugin ended the process while plugins were loading (SystemExit: {exc.code!r}"
-            f"{_where(exc)}); fix or uninstall that plugin"
-        ) from None
-    root.meta[_INSPECTION_KEY] = inspection
-    return inspection
-
-
-def _where(exc: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
-    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-
-
-def plugin_commands(ctx: click.Context) -> dict[str, PluginCommand]:
-    """The commands plugins add, by name; problems with them are warned about once, on stderr."""
-    root = ctx.find_root()
-    cached = root.meta.get(_COMMANDS_KEY)
-    if isinstance(cached, dict):
-        return cached
-    commands: dict[str, PluginCommand] = {}
-    root.meta[_COMMANDS_KEY] = commands  # cached before the work: a failure is not retried
-    try:
-        config = load_config(ctx)
-    except ConfigError as exc:
-        # Only reached for --help or a command lash does not provide: say why none is there.
-        warn(f"plugin commands are unavailable: {exc}")
-        return commands
-    try:
-        inspection = get_inspection(ctx, config)
-    except Exception as exc:  # whatever goes wrong, the builtin commands must keep working
-        warn(f"plugin commands are unavailable: {type(exc).__name__}: {exc}")
-        return commands
-    for problem in inspection.problems:
-        if problem.hook == "register_commands":
-            warn(problem.message)
-    commands.update(inspection.commands)
-    return commands
 
 
 @click.group(cls=LashGroup)
@@ -185,9 +65,18 @@ def plugin_commands(ctx: click.Context) -> dict[str, PluginCommand]:
     is_eager=True,
     help="Config file (lash.toml or pyproject.toml); default: $LASH_CONFIG or the nearest one.",
 )
+@click.option(
+    "--disable",
+    "disabled",
+    multiple=True,
+    metavar="NAME",
+    # Eager like --config: plugin commands are looked up with the plugins of this run.
+    is_eager=True,
+    help="Disable plugin NAME for this run (repeatable; also LASH_DISABLE_PLUGINS=a,b).",
+)
 @click.version_option(package_name="lash-sdk")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None) -> None:
+def cli(ctx: click.Context, config_path: str | None, disabled: tuple[str, ...]) -> None:
     """lash: durable LLM-agent hosts built from plugins."""
     # https://no-color.org: a non-empty NO_COLOR turns styling off, even in a terminal (click
     # already leaves it out when the output is not a terminal). Subcommands inherit `color`.
@@ -203,6 +92,3 @@ def main(argv: list[str] | None = None) -> Any:
     except LashError as exc:  # commands convert their own errors; this is the last resort
         raise SystemExit(f"error: {exc}") from None
 
-
-# The builtin commands register themselves on `cli` when imported.
-from lash.cli import _inspect_cmds as _inspect_cmds  # noqa: E402 - registration import

@@ -14,8 +14,6 @@ from typing import Any
 
 import click
 
-from lash.cli._main import cli
-
 #: The package the template is installed as (``plugin_template/`` of the source tree).
 TEMPLATE_PACKAGE = "lash_plugin_template"
 
@@ -73,7 +71,7 @@ def _quiet_cookiecutter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-@cli.command("new-plugin")
+@click.command("new-plugin")
 @click.option(
     "--no-input",
     is_flag=True,

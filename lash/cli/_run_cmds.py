@@ -29,7 +29,7 @@ from lash._contract.events import (
 from lash._contract.serialization import to_data
 from lash._kernel.core import LashCore
 from lash._kernel.turn import Turn
-from lash.cli._main import cli, load_config
+from lash.cli._context import load_config
 from lash.errors import ConfigError, ExclusiveHookConflict, LashError, PluginLoadError
 
 #: How ``lash run`` exits: completed, failed, usage or configuration error, stopped (the tool
@@ -245,7 +245,7 @@ class RunOptions:
     as_json: bool
 
 
-@cli.command("run")
+@click.command("run")
 @click.argument("prompt", required=False)
 @click.option("--session", "session_id", default="default", show_default=True, help="Session id.")
 @click.option("--provider", default=None, help="Provider name (overrides config).")

@@ -34,7 +34,7 @@ from lash._contract.serialization import to_data
 from lash._contract.types import ToolCall, Usage
 from lash._kernel.core import LashCore, store_url
 from lash._store.protocol import SessionRecord, SessionSummary, Store
-from lash.cli._main import cli, config_or_exit, warn
+from lash.cli._context import config_or_exit, warn
 from lash.errors import ConfigError, LashError, SessionBusy, UnknownSession, _lease_left
 
 T = TypeVar("T")
@@ -454,7 +454,7 @@ def _listing(rows: Iterable[SessionSummary]) -> list[str]:
 # -- commands --------------------------------------------------------------------------------
 
 
-@cli.group("sessions")
+@click.group("sessions")
 def sessions_group() -> None:
     """List, show, export and delete the sessions of the configured store.
 
