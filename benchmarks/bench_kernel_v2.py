@@ -60,28 +60,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TARGET = 1.05
 DEFAULT_OLD = "b4fc911"  # before "Layout: private subpackages" (714fcd6) and "Kernel contract v2"
-DISABLE = ["scripted", "openai", "plan", "compaction", "tool_output_budget", "files"]
 STORES = ("memory", "sqlite")
 
 
 # -- worker side --------------------------------------------------------------------------------
 # Runs under either tree: it uses only the API both have (bench_turns.py's workload and
 # LashCore's constructor), imported after PYTHONPATH chose the lash.
-
-
-def make_core(url: str, turns: int) -> Any:
-    from bench_turns import Provider, make_noop
-
-    import lash
-    from lash_plugins_builtin import standard, stores
-
-    return lash.LashCore(
-        plugins=[standard, stores, Provider(turns), *(make_noop(i) for i in range(10))],
-        autoload=False,
-        disable=DISABLE,
-        provider="bench",
-        store=url,
-    )
 
 
 class Run:
@@ -126,6 +110,8 @@ class LashRun(Run):
     """The kernel: ``await session.turn(text).run()``, which returns once the turn is committed."""
 
     async def open(self) -> None:
+        from bench_turns import make_core
+
         url = "memory://" if self.store == "memory" else f"sqlite:///{self.path}"
         self.core = make_core(url, self.turns)
         self.session = await self.core.session("bench").open()
