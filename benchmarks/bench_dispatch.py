@@ -616,8 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "first/chain/broadcast/fold: pluggy has no such shape (nor awaits); their baseline calls "
-        "every\nimplementation once, awaiting coroutines for async impls. fold and hook_timeout "
-        "rows: information."
+        "every\nimplementation once, awaiting coroutines for async impls. fold rows: "
+        "information."
     )
     return 0
 

@@ -270,19 +270,20 @@ def tree_of(spec: str, root: str, label: str) -> tuple[str, str]:
     ref exported (``git archive``) into ``root``."""
     if os.path.isdir(spec):
         return os.path.abspath(spec), f"{os.path.abspath(spec)} (working tree)"
-    commit = subprocess.run(
-        ["git", "-C", ROOT, "rev-parse", "--short", f"{spec}^{{commit}}"],
+    # A tree-ish: a commit, or a tree (e.g. what ``git merge-tree --write-tree A B`` prints).
+    tree = subprocess.run(
+        ["git", "-C", ROOT, "rev-parse", "--short", f"{spec}^{{tree}}"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
     archive = subprocess.run(
-        ["git", "-C", ROOT, "archive", "--format=tar", commit], check=True, capture_output=True
+        ["git", "-C", ROOT, "archive", "--format=tar", tree], check=True, capture_output=True
     ).stdout
     target = os.path.join(root, label)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
-    return target, f"git {commit} (exported to {target})"
+    return target, f"git {spec} (tree {tree}, exported to {target})"
 
 
 class Worker:
@@ -358,9 +359,11 @@ def main() -> None:
         "--chunk", type=int, default=10, help="turns a worker runs per turn of the rotation"
     )
     parser.add_argument(
-        "--old", default=DEFAULT_OLD, help=f"ref or directory (default {DEFAULT_OLD})"
+        "--old", default=DEFAULT_OLD, help=f"ref, tree or directory (default {DEFAULT_OLD})"
     )
-    parser.add_argument("--new", default=ROOT, help="ref or directory (default: this checkout)")
+    parser.add_argument(
+        "--new", default=ROOT, help="ref, tree or directory (default: this checkout)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one session of each")
     parser.add_argument("--worker", choices=("lash", "loop"), help=argparse.SUPPRESS)
     parser.add_argument("--store", choices=STORES, help=argparse.SUPPRESS)
