@@ -1,23 +1,26 @@
-"""Kernel hook dispatch overhead versus a bare pluggy call of the same hook.
+"""Hook dispatch on the production path versus a bare pluggy call of the same hook.
 
-Run: ``.venv/bin/python benchmarks/bench_dispatch.py [--repeats 41] [--quick]
-[--candidate path/to/_manager.py]``
+Run: ``.venv/bin/python benchmarks/bench_dispatch.py [--repeats 41] [--quick] [--clock cpu]
+[--candidate path/to/dispatch.py]``
 
-Both sides dispatch over the *same* ``pluggy.PluginManager`` (lash's hookspecs, N registered
-plugins each implementing the hook), so the implementations called are identical; only the
-dispatch machinery differs:
+Both sides dispatch over the *same* ``pluggy.PluginManager`` (lash's hookspecs, N = 1, 10 and 50
+registered plugins each implementing the hooks below), so the implementations called are
+identical; only the dispatch machinery differs:
 
 * baseline: ``pm.hook.<name>(**kwargs)``, plus ``await`` of each returned coroutine for async
   implementations (pluggy does not await);
-* lash: ``lash.HookDispatcher(pm, order)`` (what ``LashCore.hooks`` is), e.g.
-  ``dispatcher.collect_sync(name, **kwargs)`` or ``await dispatcher.collect(name, **kwargs)``.
+* lash: the kernel's ``HookDispatcher`` (``lash._plugins.dispatch``), built as the composition
+  builds it and called as the kernel calls it: ``collect_sync`` with a per-plugin ``bind`` for
+  the registration hooks, ``await collect / chain / first / broadcast / fold`` for the session
+  and turn hooks. Every result goes through the dispatcher's validation, so the implementations
+  return what their hook allows (``lash.PromptContribution``, ``lash.PromptView``, ``None``).
 
 Each cell is the median over many repeats of (time of K back-to-back calls) / K, with the
 variants' repeats interleaved (in alternating order) so drift hits them alike, and the cost of
-the empty timing loop subtracted (it would otherwise flatter the ratio). Async cells run inside
-one running event loop. ``--candidate`` loads another ``_manager.py`` (a proposed change) and
-measures its ``HookDispatcher`` in the same cells. Exits 0 whatever the result: this is a
-benchmark, not a test.
+the empty timing loop subtracted (it would otherwise flatter the ratio); ``paired`` is the median
+of the per-repeat ratios. Async cells run inside one running event loop. ``--candidate`` loads
+another ``dispatch.py`` (a proposed change) and measures its ``HookDispatcher`` in the same
+cells. Exits 0 whatever the result: this is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
 import lash
 from lash import hookspecs
+from lash._plugins.dispatch import HookDispatcher
 
 TARGET_RATIO = 1.3
 COUNTS = (1, 10, 50)
@@ -53,24 +57,47 @@ _now = time.perf_counter_ns
 
 # -- plugins ------------------------------------------------------------------------------------
 
-_SESSION = object()  # hooks only pass it along; the dispatch cost does not depend on its type
-_VIEW = object()
-_CONTRIBUTION = "fragment"
+# Hooks only pass these along; the dispatch cost does not depend on their type.
+_SESSION = object()
+_TURN = object()
+_CALL = object()
+_CONTEXT = object()
+# Results must be valid for their hook: the dispatcher checks every one.
+_CONTRIBUTION = lash.PromptContribution("fragment")
+_VIEW = lash.PromptView(messages=(lash.Message("user", "hi"),), tools=("echo",))
+
+
+def _register(*args: Any) -> None:
+    """The registration callback of the pluggy baseline (the plugins never call it)."""
 
 
 def make_plugin(index: int, *, is_async: bool) -> object:
     """One plugin instance implementing every hook benchmarked here, sync or async.
 
-    ``prompt_contributions`` returns a value (collect keeps it); ``compact_context`` returns
-    ``None`` (so "first" calls every implementation); ``transform_prompt_view`` returns the view
-    (so "chain" replaces it at every step); ``session_opened`` returns ``None``.
+    ``prompt_contributions`` returns a fragment (collect keeps it); ``before_turn``,
+    ``before_tool_call`` and ``compact_context`` return ``None`` (so collect keeps nothing, the
+    fold never steps, and "first" calls every implementation); ``transform_prompt_view`` returns
+    the view (so "chain" replaces it at every step); ``turn_finalized`` returns ``None``.
+    ``register_tools`` is synchronous in both (registration hooks must be).
     """
     if is_async:
 
         class AsyncPlugin:
             @lash.hookimpl
+            def register_tools(self, register: Any, options: Any) -> None:
+                return None
+
+            @lash.hookimpl
             async def prompt_contributions(self, session: Any) -> Any:
                 return _CONTRIBUTION
+
+            @lash.hookimpl
+            async def before_turn(self, turn: Any) -> None:
+                return None
+
+            @lash.hookimpl
+            async def before_tool_call(self, call: Any, context: Any) -> None:
+                return None
 
             @lash.hookimpl
             async def compact_context(self, session: Any, instructions: Any) -> Any:
@@ -81,7 +108,7 @@ def make_plugin(index: int, *, is_async: bool) -> object:
                 return view
 
             @lash.hookimpl
-            async def session_opened(self, session: Any) -> None:
+            async def turn_finalized(self, turn: Any) -> None:
                 return None
 
         cls: type = AsyncPlugin
@@ -89,8 +116,20 @@ def make_plugin(index: int, *, is_async: bool) -> object:
 
         class SyncPlugin:
             @lash.hookimpl
+            def register_tools(self, register: Any, options: Any) -> None:
+                return None
+
+            @lash.hookimpl
             def prompt_contributions(self, session: Any) -> Any:
                 return _CONTRIBUTION
+
+            @lash.hookimpl
+            def before_turn(self, turn: Any) -> None:
+                return None
+
+            @lash.hookimpl
+            def before_tool_call(self, call: Any, context: Any) -> None:
+                return None
 
             @lash.hookimpl
             def compact_context(self, session: Any, instructions: Any) -> Any:
@@ -101,7 +140,7 @@ def make_plugin(index: int, *, is_async: bool) -> object:
                 return view
 
             @lash.hookimpl
-            def session_opened(self, session: Any) -> None:
+            def turn_finalized(self, turn: Any) -> None:
                 return None
 
         cls = SyncPlugin
@@ -123,13 +162,24 @@ def build(n: int, *, is_async: bool) -> tuple[pluggy.PluginManager, list[str]]:
 
 
 def load_candidate(path: str) -> type:
-    """``HookDispatcher`` from another ``_manager.py`` (it may import lash's other modules)."""
-    spec = importlib.util.spec_from_file_location("lash_bench_candidate_manager", path)
+    """``HookDispatcher`` from another ``dispatch.py`` (it may import lash's other modules)."""
+    spec = importlib.util.spec_from_file_location("lash_bench_candidate_dispatch", path)
     assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module.HookDispatcher  # type: ignore[no-any-return]
+
+
+def _bind_for(names: list[str]) -> Callable[[str], dict[str, Any]]:
+    """A registration ``bind``: each plugin's own arguments, built once (as the registry's
+    registrars are per plugin; building them is registry work, not dispatch)."""
+    bound = {name: {"register": _register, "options": None} for name in names}
+    return bound.__getitem__
+
+
+def _never_steps(plugin: str, value: Any, kwargs: dict[str, Any]) -> bool:
+    raise AssertionError("the benchmark's before_tool_call implementations return None")
 
 
 # -- timed loops --------------------------------------------------------------------------------
@@ -151,55 +201,65 @@ async def _aempty(k: int) -> int:
     return _now() - t0
 
 
-def sync_base(pm: pluggy.PluginManager) -> Body:
-    relay, s = pm.hook, _SESSION
+def register_base(pm: pluggy.PluginManager) -> Body:
+    relay = pm.hook
 
     def base(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            relay.prompt_contributions(session=s)
+            relay.register_tools(register=_register, options=None)
         return _now() - t0
 
     return base
 
 
-def sync_lash(d: Any) -> Body:
-    s = _SESSION
-
+def register_lash(d: Any, bind: Callable[[str], dict[str, Any]]) -> Body:
     def ours(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            d.collect_sync("prompt_contributions", session=s)
+            d.collect_sync("register_tools", bind=bind)
         return _now() - t0
 
     return ours
 
 
-def async_base(pm: pluggy.PluginManager, shape: str, is_async: bool) -> Body:
+def async_base(pm: pluggy.PluginManager, case: str, is_async: bool) -> Body:
     """The plain pluggy call of the hook, each returned coroutine awaited for async impls.
 
-    For first/chain/broadcast pluggy has no equivalent; calling every implementation once (as
-    lash must, given the plugins above) is the floor it is compared with.
+    For first/chain/broadcast/fold pluggy has no equivalent; calling every implementation once
+    (as lash must, given the plugins above) is the floor it is compared with.
     """
-    relay, s, v = pm.hook, _SESSION, _VIEW
+    relay, s, t, v, c, x = pm.hook, _SESSION, _TURN, _VIEW, _CALL, _CONTEXT
 
-    async def collect_async(k: int) -> int:
+    async def contributions_async(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            [await c for c in relay.prompt_contributions(session=s)]
+            [await r for r in relay.prompt_contributions(session=s)]
         return _now() - t0
 
-    async def collect_sync(k: int) -> int:
+    async def contributions_sync(k: int) -> int:
         t0 = _now()
         for _ in range(k):
             relay.prompt_contributions(session=s)
         return _now() - t0
 
+    async def before_turn_async(k: int) -> int:
+        t0 = _now()
+        for _ in range(k):
+            [await r for r in relay.before_turn(turn=t)]
+        return _now() - t0
+
+    async def before_turn_sync(k: int) -> int:
+        t0 = _now()
+        for _ in range(k):
+            relay.before_turn(turn=t)
+        return _now() - t0
+
     async def first_async(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            for c in relay.compact_context(session=s, instructions=None):
-                if await c is not None:
+            for r in relay.compact_context(session=s, instructions=None):
+                if await r is not None:
                     break
         return _now() - t0
 
@@ -212,7 +272,7 @@ def async_base(pm: pluggy.PluginManager, shape: str, is_async: bool) -> Body:
     async def chain_async(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            [await c for c in relay.transform_prompt_view(session=s, view=v)]
+            [await r for r in relay.transform_prompt_view(session=s, view=v)]
         return _now() - t0
 
     async def chain_sync(k: int) -> int:
@@ -224,31 +284,51 @@ def async_base(pm: pluggy.PluginManager, shape: str, is_async: bool) -> Body:
     async def broadcast_async(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            [await c for c in relay.session_opened(session=s)]
+            [await r for r in relay.turn_finalized(turn=t)]
         return _now() - t0
 
     async def broadcast_sync(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            relay.session_opened(session=s)
+            relay.turn_finalized(turn=t)
+        return _now() - t0
+
+    async def fold_async(k: int) -> int:
+        t0 = _now()
+        for _ in range(k):
+            [await r for r in relay.before_tool_call(call=c, context=x)]
+        return _now() - t0
+
+    async def fold_sync(k: int) -> int:
+        t0 = _now()
+        for _ in range(k):
+            relay.before_tool_call(call=c, context=x)
         return _now() - t0
 
     table = {
-        "collect": (collect_async, collect_sync),
+        "collect": (contributions_async, contributions_sync),
+        "collect_none": (before_turn_async, before_turn_sync),
         "first": (first_async, first_sync),
         "chain": (chain_async, chain_sync),
         "broadcast": (broadcast_async, broadcast_sync),
+        "fold": (fold_async, fold_sync),
     }
-    return table[shape][0 if is_async else 1]
+    return table[case][0 if is_async else 1]
 
 
-def async_lash(d: Any, shape: str) -> Body:
-    s, v = _SESSION, _VIEW
+def async_lash(d: Any, case: str) -> Body:
+    s, t, v, c, x, step = _SESSION, _TURN, _VIEW, _CALL, _CONTEXT, _never_steps
 
     async def collect(k: int) -> int:
         t0 = _now()
         for _ in range(k):
             await d.collect("prompt_contributions", session=s)
+        return _now() - t0
+
+    async def collect_none(k: int) -> int:
+        t0 = _now()
+        for _ in range(k):
+            await d.collect("before_turn", turn=t)
         return _now() - t0
 
     async def first(k: int) -> int:
@@ -260,16 +340,30 @@ def async_lash(d: Any, shape: str) -> Body:
     async def chain(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            await d.chain("transform_prompt_view", "view", v, session=s)
+            await d.chain("transform_prompt_view", key="view", value=v, session=s)
         return _now() - t0
 
     async def broadcast(k: int) -> int:
         t0 = _now()
         for _ in range(k):
-            await d.broadcast("session_opened", session=s)
+            await d.broadcast("turn_finalized", turn=t)
         return _now() - t0
 
-    return {"collect": collect, "first": first, "chain": chain, "broadcast": broadcast}[shape]
+    async def fold(k: int) -> int:
+        t0 = _now()
+        for _ in range(k):
+            await d.fold("before_tool_call", step, call=c, context=x)
+        return _now() - t0
+
+    table = {
+        "collect": collect,
+        "collect_none": collect_none,
+        "first": first,
+        "chain": chain,
+        "broadcast": broadcast,
+        "fold": fold,
+    }
+    return table[case]
 
 
 # -- measurement --------------------------------------------------------------------------------
@@ -321,39 +415,85 @@ def _measure(run: Callable[[str, int], int], names: list[str], repeats: int) -> 
     }
 
 
-def measure_sync(n: int, repeats: int, candidate: type | None) -> dict[str, Any]:
-    pm, order = build(n, is_async=False)
-    bodies: dict[str, Body] = {"base": sync_base(pm), "empty": _empty}
-    dispatchers: dict[str, Any] = {"lash": lash.HookDispatcher(pm, order)}
+class Case(NamedTuple):
+    label: str
+    case: str  # "register" (collect_sync) or a key of async_base / async_lash
+    is_async: bool  # async implementations
+    target: bool  # False: information only
+    hook_timeout: float | None = None
+
+
+def _dispatchers(
+    pm: pluggy.PluginManager, order: list[str], case: Case, candidate: type | None
+) -> dict[str, Any]:
+    """The dispatcher(s) under test, built as the composition builds the kernel's."""
+    made = {"lash": HookDispatcher(pm, order, hook_timeout=case.hook_timeout)}
     if candidate is not None:
-        dispatchers["candidate"] = candidate(pm, order)
+        made["candidate"] = candidate(pm, order, hook_timeout=case.hook_timeout)
+    return made
+
+
+def measure_register(n: int, case: Case, repeats: int, candidate: type | None) -> dict[str, Any]:
+    pm, order = build(n, is_async=case.is_async)
+    bind = _bind_for(order)
+    bodies: dict[str, Body] = {"base": register_base(pm), "empty": _empty}
+    dispatchers = _dispatchers(pm, order, case, candidate)
     for name, d in dispatchers.items():
-        # Same implementations, same results (lash's tagged with the plugin name).
-        assert len(d.collect_sync("prompt_contributions", session=_SESSION)) == n
-        bodies[name] = sync_lash(d)
-    assert len(pm.hook.prompt_contributions(session=_SESSION)) == n
+        # Same implementations called: every plugin's, each returning None.
+        assert d.plugins_implementing("register_tools") == order
+        assert d.collect_sync("register_tools", bind=bind) == []
+        bodies[name] = register_lash(d, bind)
+    assert pm.hook.register_tools(register=_register, options=None) == []
     return _measure(lambda name, k: bodies[name](k), ["base", *dispatchers], repeats)
 
 
-def measure_async(
-    n: int, shape: str, repeats: int, candidate: type | None, *, is_async: bool
-) -> dict[str, Any]:
-    pm, order = build(n, is_async=is_async)
-    bodies: dict[str, Body] = {"base": async_base(pm, shape, is_async), "empty": _aempty}
-    dispatchers: dict[str, Any] = {"lash": lash.HookDispatcher(pm, order)}
-    if candidate is not None:
-        dispatchers["candidate"] = candidate(pm, order)
+async def _check_same_work(d: Any, pm: pluggy.PluginManager, n: int, case: Case) -> None:
+    """Both sides call every implementation and get the same results (lash's tagged)."""
+    if case.case == "collect":
+        got = await d.collect("prompt_contributions", session=_SESSION)
+        assert [value for _, value in got] == [_CONTRIBUTION] * n, got
+    elif case.case == "collect_none":
+        assert await d.collect("before_turn", turn=_TURN) == []
+    elif case.case == "first":
+        assert await d.first("compact_context", session=_SESSION, instructions=None) is None
+    elif case.case == "chain":
+        view = await d.chain("transform_prompt_view", key="view", value=_VIEW, session=_SESSION)
+        assert view is _VIEW, view
+    elif case.case == "broadcast":
+        assert await d.broadcast("turn_finalized", turn=_TURN) == []
+    elif case.case == "fold":
+        folded = await d.fold("before_tool_call", _never_steps, call=_CALL, context=_CONTEXT)
+        assert folded == {"call": _CALL, "context": _CONTEXT}, folded
+    hook = {
+        "collect": "prompt_contributions",
+        "collect_none": "before_turn",
+        "first": "compact_context",
+        "chain": "transform_prompt_view",
+        "broadcast": "turn_finalized",
+        "fold": "before_tool_call",
+    }[case.case]
+    assert len(d.plugins_implementing(hook)) == n
+    assert len(getattr(pm.hook, hook).get_hookimpls()) == n
+
+
+def measure_async(n: int, case: Case, repeats: int, candidate: type | None) -> dict[str, Any]:
+    pm, order = build(n, is_async=case.is_async)
+    bodies: dict[str, Body] = {
+        "base": async_base(pm, case.case, case.is_async),
+        "empty": _aempty,
+    }
+    dispatchers = _dispatchers(pm, order, case, candidate)
     for name, d in dispatchers.items():
-        bodies[name] = async_lash(d, shape)
+        bodies[name] = async_lash(d, case.case)
 
     async def main() -> dict[str, Any]:
         for d in dispatchers.values():
-            assert len(await d.collect("prompt_contributions", session=_SESSION)) == n
-        assert asyncio.get_running_loop().is_running()
+            await _check_same_work(d, pm, n, case)
 
         def run(name: str, k: int) -> int:
             # _measure is synchronous: drive the timed coroutine by hand. Nothing in it ever
-            # suspends, so one send() runs it to completion, inside this running event loop.
+            # suspends, so one send() runs it to completion, inside this running event loop
+            # (and inside its main task, which asyncio.timeout needs).
             coro: Coroutine[Any, Any, int] = bodies[name](k)
             try:
                 coro.send(None)
@@ -369,17 +509,20 @@ def measure_async(
 
 # -- report -------------------------------------------------------------------------------------
 
-CASES: list[tuple[str, str, bool, bool]] = [
-    # (label, shape, async impls, has the target)
-    ("collect_sync, sync impls", "collect_sync", False, True),
-    ("collect, async impls", "collect", True, True),
-    ("collect, sync impls", "collect", False, False),
-    ("first, sync impls (all None)", "first", False, False),
-    ("first, async impls (all None)", "first", True, False),
-    ("chain, sync impls", "chain", False, False),
-    ("chain, async impls", "chain", True, False),
-    ("broadcast, sync impls", "broadcast", False, False),
-    ("broadcast, async impls", "broadcast", True, False),
+CASES: list[Case] = [
+    Case("collect_sync register_tools+bind", "register", False, True),
+    Case("collect prompt_contributions, sync", "collect", False, True),
+    Case("collect prompt_contributions, async", "collect", True, True),
+    Case("collect before_turn (None), sync", "collect_none", False, True),
+    Case("collect before_turn (None), async", "collect_none", True, True),
+    Case("chain transform_prompt_view, sync", "chain", False, True),
+    Case("chain transform_prompt_view, async", "chain", True, True),
+    Case("first compact_context (None), sync", "first", False, True),
+    Case("first compact_context (None), async", "first", True, True),
+    Case("broadcast turn_finalized, sync", "broadcast", False, True),
+    Case("broadcast turn_finalized, async", "broadcast", True, True),
+    Case("fold before_tool_call (None), sync", "fold", False, False),
+    Case("fold before_tool_call (None), async", "fold", True, False),
 ]
 
 
@@ -402,44 +545,53 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--candidate",
-        metavar="MANAGER_PY",
+        metavar="DISPATCH_PY",
         help="also measure the HookDispatcher of this file (a proposed lash/_plugins/dispatch.py)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="WORD",
+        help="run only the cases whose label contains WORD (e.g. chain, async)",
     )
     args = parser.parse_args(argv)
     repeats = 7 if args.quick else max(args.repeats, 3)
     global _now
     _now = time.perf_counter_ns if args.clock == "wall" else time.thread_time_ns
     candidate = load_candidate(args.candidate) if args.candidate else None
+    cases = [c for c in CASES if args.only is None or args.only in c.label]
 
     print(
-        f"lash hook dispatch vs bare pluggy {pluggy.__version__}  |  Python "
+        f"lash hook dispatch (production path) vs bare pluggy {pluggy.__version__}  |  Python "
         f"{platform.python_version()} {platform.machine()}  |  {repeats} interleaved repeats "
         f"of ~{REPEAT_NS / 1e6:g} ms per variant per cell  |  clock: {args.clock}  |  {_loadavg()}"
     )
-    print("ns = median per call, empty-loop cost subtracted; ratio = lash / pluggy medians")
-    header = f"{'case':<32}{'N':>4}{'pluggy ns':>11}{'lash ns':>10}{'ratio':>7}{'paired':>8}"
+    print(
+        "ns = median per call, empty-loop cost subtracted; ratio = lash / pluggy medians; "
+        "paired = median of per-repeat ratios"
+    )
+    header = f"{'case':<40}{'N':>4}{'pluggy ns':>11}{'lash ns':>10}{'ratio':>7}{'paired':>8}"
     if candidate is not None:
         header += f"{'cand ns':>10}{'ratio':>7}"
     header += "  result"
     print(header)
-    print("-" * (len(header) + 10))
+    print("-" * (len(header) + 20))
     verdicts: list[bool] = []
     cand_verdicts: list[bool] = []
     t_start = time.perf_counter()
-    for label, shape, is_async, has_target in CASES:
+    for case in cases:
         for n in COUNTS:
-            if shape == "collect_sync":
-                r = measure_sync(n, repeats, candidate)
+            if case.case == "register":
+                r = measure_register(n, case, repeats, candidate)
             else:
-                r = measure_async(n, shape, repeats, candidate, is_async=is_async)
+                r = measure_async(n, case, repeats, candidate)
             ns, ratio = r["ns"], r["ratio"]
             line = (
-                f"{label:<32}{n:>4}{ns['base']:>11.0f}{ns['lash']:>10.0f}{ratio['lash']:>7.2f}"
-                f"{r['paired']['lash']:>8.2f}"
+                f"{case.label:<40}{n:>4}{ns['base']:>11.0f}{ns['lash']:>10.0f}"
+                f"{ratio['lash']:>7.2f}{r['paired']['lash']:>8.2f}"
             )
             if candidate is not None:
                 line += f"{ns['candidate']:>10.0f}{ratio['candidate']:>7.2f}"
-            if has_target:
+            if case.target:
                 ok = ratio["lash"] <= TARGET_RATIO
                 verdicts.append(ok)
                 line += f"  {'PASS' if ok else 'FAIL'} (<= {TARGET_RATIO}x)"
@@ -451,8 +603,8 @@ def main(argv: list[str] | None = None) -> int:
                 line += "  info"
             print(line, flush=True)
     print(
-        f"\ntarget 1 (dispatch <= {TARGET_RATIO}x pluggy at N = {', '.join(map(str, COUNTS))}, "
-        f"collect_sync and async collect): {'PASS' if all(verdicts) else 'FAIL'} "
+        f"\ntarget (production-path dispatch <= {TARGET_RATIO}x pluggy at N = "
+        f"{', '.join(map(str, COUNTS))}): {'PASS' if all(verdicts) else 'FAIL'} "
         f"({sum(verdicts)}/{len(verdicts)} cells)"
         + (
             f"; candidate: {'PASS' if all(cand_verdicts) else 'FAIL'} "
@@ -463,9 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         + f"  [{time.perf_counter() - t_start:.0f} s, {_loadavg()}]"
     )
     print(
-        "paired = median of per-repeat ratios (robust to drift). first/chain/broadcast: pluggy "
-        "has no such\nshape (nor awaits); their baseline calls every implementation once, "
-        "awaiting coroutines for async impls."
+        "first/chain/broadcast/fold: pluggy has no such shape (nor awaits); their baseline calls "
+        "every\nimplementation once, awaiting coroutines for async impls. fold rows: "
+        "information."
     )
     return 0
 

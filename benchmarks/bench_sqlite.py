@@ -54,13 +54,11 @@ import aiosqlite
 
 import lash
 import lash.store
-from lash_plugins_builtin import standard, stores
 
 # The workload is bench_turns.py's: the same provider plugin, tool and no-op plugins.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_turns import Provider, make_noop
+from bench_turns import make_core
 
-DISABLE = ["scripted", "openai", "plan", "compaction", "tool_output_budget", "files"]
 TURNS = 200
 HISTORY = 10_000  # nodes of the "long" session (targets 2b and 3)
 SESSIONS = 1_000  # idle sessions (target 4)
@@ -96,17 +94,6 @@ def ms(ns: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def make_core(url: str, turns: int) -> lash.LashCore:
-    """bench_turns.py's composition, on ``url``, with every other builtin disabled."""
-    return lash.LashCore(
-        plugins=[standard, stores, Provider(turns), *(make_noop(i) for i in range(10))],
-        autoload=False,
-        disable=DISABLE,
-        provider="bench",
-        store=url,
-    )
 
 
 def sqlite_url(directory: str) -> str:

@@ -91,14 +91,27 @@ class Provider:
         register(echo)
 
 
-async def kernel_run(turns: int) -> list[float]:
-    core = lash.LashCore(
+#: Every builtin but the two the workload needs (the protocol and the stores).
+DISABLE = ["scripted", "openai", "plan", "compaction", "tool_output_budget", "files"]
+
+
+def make_core(url: str, turns: int) -> lash.LashCore:
+    """The workload's composition on ``url``: the provider plugin and 10 no-op plugins.
+
+    (bench_sqlite.py and bench_kernel_v2.py use it too; the latter under the code before kernel
+    contract v2 as well, so it uses only what both versions have.)
+    """
+    return lash.LashCore(
         plugins=[standard, stores, Provider(turns), *(make_noop(i) for i in range(10))],
         autoload=False,
-        disable=["scripted", "openai", "plan", "compaction", "tool_output_budget"],
+        disable=DISABLE,
         provider="bench",
-        store="memory://",
+        store=url,
     )
+
+
+async def kernel_run(turns: int) -> list[float]:
+    core = make_core("memory://", turns)
     session = await core.session("bench").open()
     times = []
     for i in range(turns):
@@ -168,17 +181,17 @@ def main() -> None:
     total = stats.total_tt  # type: ignore[attr-defined]
     dispatch = 0.0
     for (filename, _, func), row in stats.stats.items():  # type: ignore[attr-defined]
-        if filename.endswith(("lash/_plugins/dispatch.py", "lash/_turn.py")) and func in {
+        if filename.endswith("lash/_plugins/dispatch.py") and func in {
             "collect",
             "chain",
             "broadcast",
             "first",
             "exclusive",
-            "call_impl",
+            "fold",
         }:
             dispatch += row[3]  # cumulative time
     # Hook implementations themselves are no-ops here, so the cumulative time of the dispatch
-    # helpers is the dispatch cost (nested helpers would double count; there are none).
+    # methods is the dispatch cost (each runs the one loop, _dispatch; none calls another).
     print(
         f"  hook dispatch share {100 * dispatch / total:6.1f} % of profiled time "
         f"({dispatch * 1000:.1f} ms of {total * 1000:.1f} ms, cProfile inflates both)"

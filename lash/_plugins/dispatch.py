@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import types
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple, NoReturn
@@ -117,12 +118,44 @@ def _refuse_awaitable(hook: str, plugin: str, value: object) -> NoReturn:
 _COLLECT, _CHAIN, _FIRST, _BROADCAST, _FOLD = range(5)
 
 
+def _no_arguments(kwargs: Mapping[str, Any]) -> tuple[()]:
+    return ()
+
+
+class _Call(NamedTuple):
+    """One implementation as the loop calls it: ``function(arguments(kwargs))``, or
+    ``function(*arguments(kwargs))`` when ``spread``.
+
+    ``arguments`` is an :func:`operator.itemgetter` of the implementation's argument names, built
+    once: on Python 3.11 a list comprehension per call (what pluggy does) costs a function call of
+    its own, ~0.25 us per implementation, which alone put dispatch over 1.3x a bare pluggy call at
+    10 and 50 implementations. An itemgetter of one name returns the value, not a 1-tuple: such
+    implementations (most hooks take one argument) are called without spreading.
+    """
+
+    plugin: str
+    function: Callable[..., Any]
+    arguments: Callable[[Mapping[str, Any]], Any]
+    spread: bool
+    is_async: bool
+
+
+def _call(impl: HookImpl) -> _Call:
+    names = impl.argnames
+    if len(names) == 1:
+        arguments: Callable[[Mapping[str, Any]], Any] = operator.itemgetter(names[0])
+        return _Call(impl.plugin, impl.function, arguments, False, impl.is_async)
+    arguments = operator.itemgetter(*names) if names else _no_arguments
+    return _Call(impl.plugin, impl.function, arguments, True, impl.is_async)
+
+
 class _Plan(NamedTuple):
     """What the loop needs for one hook, computed once per core (and per monitor change)."""
 
     hook: str
     shape: str
     impls: tuple[HookImpl, ...]
+    calls: tuple[_Call, ...]
     accepted: frozenset[type]
     check: Callable[[str, Any], Any]
     caller: str
@@ -225,7 +258,8 @@ class HookDispatcher:
             if self._monitors:
                 impls = tuple(self._monitored(hook, impl) for impl in impls)
             check: ResultCheck = checker(hook)
-            plan = _Plan(hook, shape, impls, check.accepted, check.slow, hook)
+            calls = tuple(_call(impl) for impl in impls)
+            plan = _Plan(hook, shape, impls, calls, check.accepted, check.slow, hook)
             self._plans[hook] = plan
         return plan
 
@@ -314,14 +348,14 @@ class HookDispatcher:
         token = CALLER.set(caller)
         try:
             call_kwargs = kwargs
-            for plugin, function, argnames, is_async in plan.impls:
+            for plugin, function, arguments, spread, is_async in plan.calls:
                 if bind is not None:
                     call_kwargs = {**kwargs, **bind(plugin)}
                 # Outside the try: an argument the kernel failed to pass is a kernel bug.
-                args = [call_kwargs[a] for a in argnames]
+                args = arguments(call_kwargs)
                 caller.plugin = plugin
                 try:
-                    value = function(*args)
+                    value = function(*args) if spread else function(args)
                     # A coroutine is never None: await before testing (also a sync function
                     # that returns one, e.g. a decorated async implementation).
                     if is_async or (
