@@ -1361,7 +1361,8 @@ def test_explicit_builtins(
     asyncio.run(examples["explicit_builtins"].main())
     out = capsys.readouterr().out
     assert out == transcript("explicit_builtins.txt")
-    assert "plugins=[...]:                 ['standard', 'scripted', 'notes']\n" in out
+    assert "allowlist:  ['standard', 'scripted', 'notes']\n" in out
+    assert "two:        ['notes', 'standard', 'stores']\n" in out
     assert "the builtin plugin 'stores' provides it but is not enabled" in " ".join(out.split())
 
 
@@ -1378,3 +1379,29 @@ def test_renamed_hooks_still_run_with_a_warning(
         *("before: preparing 's'", "after: preparing 's'"),
         *("before: 's' was resumed", "after: 's' was resumed"),
     ]
+
+
+def test_api_page_lists_every_moved_name() -> None:
+    """The API page maps every name moved out of ``lash`` to its new home."""
+    from lash._facade import MOVED
+
+    page = (DOCS / "api.rst").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name, home in MOVED.items()
+        if f"``lash.{name}``" not in page or f"`{home}.{name}`" not in page
+    ]
+    assert not missing, f"moved names missing from docs/api.rst: {missing}"
+
+
+def test_codebase_tour_names_every_package() -> None:
+    """The codebase tour has a paragraph for every package of lash and names every public face."""
+    page = (DOCS / "codebase.rst").read_text(encoding="utf-8")
+    packages = sorted(
+        f"lash/{p.name}" if p.name.startswith("_") else f"lash.{p.name}"
+        for p in (ROOT / "lash").iterdir()
+        if (p / "__init__.py").is_file()
+    )
+    faces = ["lash.store", "lash.testing", "lash.hookspecs", "lash.errors"]
+    missing = [name for name in [*packages, *faces] if f"``{name}``" not in page]
+    assert not missing, f"packages missing from docs/codebase.rst: {missing}"

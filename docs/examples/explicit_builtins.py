@@ -18,22 +18,26 @@ class Notes:
 
 
 async def main() -> None:
-    # An allowlist loads exactly what it lists, in that order: no builtin comes uninvited.
-    exact = lash.LashCore(plugins=["standard", "scripted", Notes], store="memory://")
-    print(f"plugins=[...]:                 {exact.plugin_names}")
+    # An allowlist loads exactly what it lists, in that order: no builtin
+    # comes uninvited.
+    exact = lash.LashCore(plugins=["standard", "scripted", Notes])
+    print(f"allowlist:  {exact.plugin_names}")
 
-    # builtins= adds builtins without listing them: some of them, or all ("default").
+    # builtins= adds builtins without listing them: some, or all ("default").
     some = lash.LashCore(plugins=[Notes], builtins=["standard", "stores"])
-    print(f"builtins=['standard', 'stores']: {some.plugin_names}")
-    every = lash.LashCore(plugins=[Notes], builtins="default", disable=["files", "openai"])
-    print(f"builtins='default', disable=...: {every.plugin_names}")
+    print(f"two:        {some.plugin_names}")
+    every = lash.LashCore(plugins=[Notes], builtins="default", disable=["openai"])
+    print(f"default:    {every.plugin_names}")
 
-    # A builtin left out is not loaded; when what it provides is needed, the error says so.
-    async with lash.LashCore(plugins=["standard", "scripted"], store="memory://") as core:
+    # A builtin left out is not loaded; when what it provides is needed,
+    # the error says so.
+    core = lash.LashCore(plugins=["standard", "scripted"], store="memory://")
+    async with core:
         try:
             await core.session("s").open()
         except lash.UnknownStore as exc:
-            print(textwrap.fill(f"UnknownStore: {exc}", 96, subsequent_indent="    "))
+            text = f"UnknownStore: {exc}"
+            print(textwrap.fill(text, 96, subsequent_indent="    "))
 
 
 if __name__ == "__main__":

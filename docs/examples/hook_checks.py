@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Mapping
 from typing import Any
 
 import lash
@@ -56,7 +55,8 @@ class Stuck:
     @lash.hookimpl
     async def before_turn(self) -> None:
         self.waiting.set()
-        await asyncio.Event().wait()  # a bug: waits for something that never happens
+        # A bug: waits for something that never happens.
+        await asyncio.Event().wait()
 
 
 def core_of(*plugins: object, **kwargs: Any) -> lash.LashCore:
@@ -64,45 +64,46 @@ def core_of(*plugins: object, **kwargs: Any) -> lash.LashCore:
         plugins=["standard", "stores", "scripted", *plugins],
         store="memory://",
         provider="scripted",
-        options={"scripted": {"responses": [{"text": "Nothing to clean."}]}},
+        options={"scripted": {"responses": [{"text": "Nothing to do."}]}},
         **kwargs,
     )
 
 
-def say(text: str) -> None:
+def report(result: lash.TurnResult) -> None:
+    where = f"plugin {result.error_plugin!r}, hook {result.error_hook!r}"
+    text = f"{result.outcome} ({where}): {result.error}"
     print(textwrap.fill(text, 96, subsequent_indent="    "))
 
 
-def show(
-    hook: str, plugin: str, kwargs: Mapping[str, Any], result: Any, error: BaseException | None
-) -> None:
-    """A hook monitor's ``after``: print what this example's plugins returned."""
+def show(hook: str, plugin: str, kwargs: Any, result: Any, error: Any) -> None:
+    """A hook monitor's ``after``: what this example's plugins returned."""
     if plugin in ("cleanup", "sloppy"):
         print(f"  {plugin}: {hook} returned {result!r}")
 
 
 async def results() -> lash.TurnResult:
-    """A wrong result is an error naming the plugin, the hook, the value and what is expected."""
+    """A wrong result is an error naming plugin, hook, value and expectation."""
     core = core_of(Cleanup, Sloppy)
     core.add_hook_monitor(lambda hook, plugin, kwargs: None, show)
     async with core, core.session("results") as session:
         preview = await session.prompt_preview()
         print(f"offered to the model: {list(preview.tools)}")
         result = await session.turn("Clean up my workspace.").run()
-        say(f"{result.outcome} ({result.error_plugin}, {result.error_hook}): {result.error}")
+        report(result)
         return result
 
 
 async def timeout() -> lash.TurnResult:
-    """hook_timeout bounds every async hook: one that runs longer is a PluginError."""
-    async with core_of(Stuck(), hook_timeout=0.1) as core, core.session("timeout") as session:
+    """hook_timeout bounds every async hook: one that runs longer fails."""
+    core = core_of(Stuck(), hook_timeout=0.1)
+    async with core, core.session("timeout") as session:
         result = await session.turn("Clean up my workspace.").run()
-        say(f"{result.outcome} ({result.error_plugin}, {result.error_hook}): {result.error}")
+        report(result)
         return result
 
 
 async def cancel() -> lash.TurnResult:
-    """Without hook_timeout, turn.cancel() interrupts the hung hook; the turn still commits."""
+    """turn.cancel() interrupts a hung hook; the turn is still committed."""
     stuck = Stuck()
     async with core_of(stuck) as core, core.session("cancel") as session:
         turn = session.turn("Clean up my workspace.")
@@ -110,7 +111,7 @@ async def cancel() -> lash.TurnResult:
         await stuck.waiting.wait()  # the hook is hanging now
         turn.cancel()
         result = await running
-        print(f"{result.outcome} ({result.reason}), committed as revision {result.revision}")
+        print(f"{result.outcome} ({result.reason}), revision {result.revision}")
         return result
 
 

@@ -22,13 +22,15 @@ OPEN: dict[str, lash.Session] = {}
 async def finish_setup_wrong(context: lash.ToolContext) -> str:
     """Finish the setup (the wrong way: through the host's Session)."""
     session = OPEN[context.session_id]
-    await session.set_tool_membership({"finish_setup_wrong": False})  # raises SessionError
+    # Raises SessionError: the operation would wait for this very turn.
+    await session.set_tool_membership({"finish_setup_wrong": False})
     return "Setup finished."
 
 
 async def finish_setup(context: lash.ToolContext) -> str:
     """Finish the setup (the right way: through the session view)."""
-    await context.session.set_tool_membership({"finish_setup": False})  # joins the turn
+    # Joins the running turn: committed with it.
+    await context.session.set_tool_membership({"finish_setup": False})
     return "Setup finished."
 
 

@@ -18,7 +18,7 @@ import lash
 
 @attrs.define
 class SetupState:
-    """Per-session state: the widget's colour and the conversation's title."""
+    """Per-session state: the widget's colour, the conversation's title."""
 
     colour: str | None = None
     title: str | None = None
@@ -30,10 +30,13 @@ async def set_colour(colour: str, context: lash.ToolContext) -> str:
     Args:
         colour: a colour name.
     """
-    context.state(SetupState).colour = colour  # snapshotted into the turn's commit
+    # State: snapshotted into the turn's commit.
+    context.state(SetupState).colour = colour
     session = context.session
-    await session.set_tool_membership({"set_colour": False})  # the next model call sees it
-    await session.record("setup_finished", {"colour": colour})  # a node, attributed to "setup"
+    # Out of the catalog: the turn's next model call no longer offers it.
+    await session.set_tool_membership({"set_colour": False})
+    # A PluginNode in the history, attributed to the plugin "setup".
+    await session.record("setup_finished", {"colour": colour})
     return f"The widget is {colour} now."
 
 
@@ -48,9 +51,9 @@ class Setup:
     async def after_turn(self, turn: lash.TurnView) -> None:
         state = turn.session.state(SetupState)
         if state.title is None:
-            question = f"Give this request a title of three words at most: {turn.input}"
-            # A direct model call: its usage is committed with the turn, under "titles".
-            answer = await turn.session.complete([lash.Message("user", question)], source="titles")
+            ask = f"A title of three words at most for: {turn.input}"
+            # A direct model call: its usage is committed with the turn.
+            answer = await turn.session.complete([lash.Message("user", ask)], source="titles")
             state.title = answer.text
 
 
@@ -73,22 +76,23 @@ async def main(store: str = "memory://") -> lash.Session:
         session = await core.session("widget").open()
         print(f"before the turn: revision {session.revision}")
         result = await session.turn("Make my widget teal.").run()
-        print(f"{result.outcome}: {result.text!r}, committed as revision {result.revision}")
+        print(f"{result.outcome}, committed as revision {result.revision}")
 
         # What the tool and the hook changed is all in that one commit:
         print(f"  state: {session.state(SetupState)}")
-        offered = {entry.name: entry.member for entry in session.tools()}
-        print(f"  set_colour still offered: {offered['set_colour']}")
+        member = {entry.name: entry.member for entry in session.tools()}
+        print(f"  set_colour offered: {member['set_colour']}")
         for node in session.nodes:
             if isinstance(node, lash.PluginNode):
-                print(f"  recorded by {node.plugin!r}: {node.kind} {node.data}")
-        for source, usage in session.usage_report()["by_source"].items():
-            print(f"  usage of {source!r}: {usage['input_tokens']} tokens in")
+                print(f"  {node.plugin!r} recorded {node.kind} {node.data}")
+        usage = session.usage_report()["by_source"]
+        for source, tokens in usage.items():
+            print(f"  usage of {source!r}: {tokens['input_tokens']} tokens in")
         model = core.registry.of("provider")["scripted"].value
-        offered_per_call = [[tool.name for tool in r.tools] for r in model.requests]
-        print(f"  tools offered at each model call: {offered_per_call}")
+        offered = [[tool.name for tool in r.tools] for r in model.requests]
+        print(f"  tools offered at each model call: {offered}")
 
-        # The same service used when no operation runs commits on its own.
+        # The same service, used when no operation runs, commits on its own.
         await session.view.set_tool_membership({"set_colour": True})
         print(f"after a change outside any operation: revision {session.revision}")
         return session
