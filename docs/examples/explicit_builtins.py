@@ -37,7 +37,7 @@ async def main() -> None:
             await core.session("s").open()
         except lash.UnknownStore as exc:
             text = f"UnknownStore: {exc}"
-            print(textwrap.fill(text, 96, subsequent_indent="    "))
+            print(textwrap.fill(text, 76, subsequent_indent="    "))
 
 
 if __name__ == "__main__":

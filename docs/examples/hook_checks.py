@@ -35,7 +35,8 @@ class Cleanup:
 
     @lash.hookimpl
     def filter_tool_catalog(self) -> str:
-        return "delete_files"  # one name, not twelve one-letter names
+        # One name, not twelve one-letter names.
+        return "delete_files"
 
 
 class Sloppy:
@@ -43,7 +44,8 @@ class Sloppy:
 
     @lash.hookimpl
     def before_turn(self) -> str:
-        return "looks fine"  # a bug: before_turn returns directives or None
+        # A bug: before_turn returns directives, or None.
+        return "looks fine"
 
 
 class Stuck:
@@ -72,7 +74,7 @@ def core_of(*plugins: object, **kwargs: Any) -> lash.LashCore:
 def report(result: lash.TurnResult) -> None:
     where = f"plugin {result.error_plugin!r}, hook {result.error_hook!r}"
     text = f"{result.outcome} ({where}): {result.error}"
-    print(textwrap.fill(text, 96, subsequent_indent="    "))
+    print(textwrap.fill(text, 76, subsequent_indent="    "))
 
 
 def show(hook: str, plugin: str, kwargs: Any, result: Any, error: Any) -> None:

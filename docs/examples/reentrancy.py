@@ -63,7 +63,7 @@ async def main() -> lash.TurnResult:
         for record in result.tool_calls:
             status = "error" if record.result.is_error else "ok"
             print(f"{record.call.name} ({status}):")
-            print(textwrap.indent(textwrap.fill(record.result.content, 92), "    "))
+            print(textwrap.indent(textwrap.fill(record.result.content, 72), "    "))
         print(f"{result.outcome}, committed as revision {result.revision}")
         members = [entry.name for entry in session.tools() if entry.member]
         print(f"tools still offered: {members}")

@@ -54,7 +54,7 @@ async def main() -> list[str]:
         )
     for warning in caught:
         text = f"{warning.category.__name__}: {warning.message}"
-        print(textwrap.fill(text, 96, subsequent_indent="    "))
+        print(textwrap.fill(text, 76, subsequent_indent="    "))
     async with core:
         for _ in range(2):  # a new session, then the same session resumed
             async with core.session("s") as session:
