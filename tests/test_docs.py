@@ -55,6 +55,7 @@ EXAMPLE_MODULES = (
     *("echo_provider", "test_scripted_host"),
     *("lifecycle", "deadline", "autopilot", "autopilot_host", "budget_protocol"),
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
+    *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -1263,3 +1264,145 @@ def test_cli_command_example_adds_a_subcommand(tmp_path: Path) -> None:
     proc = run_lash("hello", "docs", cwd=tmp_path, site=site)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "hello, docs!\n"
+
+
+# -- what hooks and tools may call, and what lash checks about them ------------------------------
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_session_services_commit_with_the_turn(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """State, tool membership, a recorded node and a direct completion's usage, changed by a
+    tool and an after_turn hook, are all in the turn's one commit (revision 1); the next model
+    call of the turn no longer offers the hidden tool; a change outside any operation is a
+    commit of its own (revision 2)."""
+    services = examples["session_services"]
+    db = tmp_path / "services.db"
+    asyncio.run(services.main(f"sqlite:///{db}"))
+    assert capsys.readouterr().out == transcript("session_services.txt")
+
+    async def stored() -> lash.store.SessionRecord | None:
+        store = SQLiteStore(f"sqlite:///{db}")
+        try:
+            return await store.load("widget", full=True)
+        finally:
+            await store.close()
+
+    record = asyncio.run(stored())
+    assert record is not None
+    assert (record.revision, record.turns) == (2, 1)
+    assert record.plugin_states["setup"] == {"colour": "teal", "title": "Teal widget setup"}
+    (node,) = [n for n in record.nodes if isinstance(n, lash.PluginNode)]
+    assert (node.plugin, node.kind, node.data, node.turn) == (
+        "setup",
+        "setup_finished",
+        {"colour": "teal"},
+        1,
+    )
+    assert record.usage["titles"].input_tokens == 100  # one completion, USAGE of the script
+    assert record.usage["turn"].input_tokens == 200  # the turn's two model calls
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_reentrant_operation_is_refused_and_the_view_joins(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tool calling its own session's set_tool_membership gets a SessionError at once, naming
+    the session, the operation and the tool (the model reads it); the same change through the
+    tool's SessionView joins the turn and is committed with it."""
+    reentrancy = examples["reentrancy"]
+    # A deadline only as a guard: a re-entrant call that waited would never end.
+    result = asyncio.run(asyncio.wait_for(reentrancy.main(), timeout=30))
+    assert capsys.readouterr().out == transcript("reentrancy.txt")
+    wrong, right = result.tool_calls
+    assert wrong.result.is_error
+    assert "SessionError: session 'setup': set_tool_membership() called from tool " in (
+        wrong.result.content
+    )
+    assert "'finish_setup_wrong' of plugin 'setup'" in wrong.result.content
+    assert (right.result.is_error, right.result.content) == (False, "Setup finished.")
+    assert (result.outcome, result.revision) == ("completed", 1)
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_hook_checks_results_timeout_and_cancel(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A str from filter_tool_catalog hides one tool; a str from before_turn fails the turn with
+    an error naming plugin, hook, value and what is expected; hook_timeout fails a hung async
+    hook; turn.cancel() interrupts it and the turn commits stopped(cancelled)."""
+    results, timed_out, cancelled = asyncio.run(examples["hook_checks"].main())
+    assert capsys.readouterr().out == transcript("hook_checks.txt")
+    assert (results.outcome, results.error_plugin, results.error_hook) == (
+        "failed",
+        "sloppy",
+        "before_turn",
+    )
+    assert results.error is not None
+    assert results.error.startswith("plugin 'sloppy' returned str 'looks fine' from hook")
+    assert (timed_out.outcome, timed_out.error_plugin, timed_out.error_hook) == (
+        "failed",
+        "stuck",
+        "before_turn",
+    )
+    assert (cancelled.outcome, cancelled.reason, cancelled.revision) == (
+        "stopped",
+        "cancelled",
+        1,
+    )
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_explicit_builtins(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An allowlist loads exactly what it lists; builtins= adds some or all builtins; a builtin
+    left out that provides what the host needs is named in the error."""
+    asyncio.run(examples["explicit_builtins"].main())
+    out = capsys.readouterr().out
+    assert out == transcript("explicit_builtins.txt")
+    assert "allowlist:  ['standard', 'scripted', 'notes']\n" in out
+    assert "two:        ['notes', 'standard', 'stores']\n" in out
+    assert "the builtin plugin 'stores' provides it but is not enabled" in " ".join(out.split())
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_renamed_hooks_still_run_with_a_warning(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """materialize_session and session_restored run as prepare_session and session_opened
+    (resumed sessions only), each with a DeprecationWarning naming the plugin."""
+    log = asyncio.run(examples["renamed_hooks"].main())
+    assert capsys.readouterr().out == transcript("renamed_hooks.txt")
+    assert log == [
+        *("before: preparing 's'", "after: preparing 's'"),
+        *("before: preparing 's'", "after: preparing 's'"),
+        *("before: 's' was resumed", "after: 's' was resumed"),
+    ]
+
+
+def test_api_page_lists_every_moved_name() -> None:
+    """The API page maps every name moved out of ``lash`` to its new home."""
+    from lash._facade import MOVED
+
+    page = (DOCS / "api.rst").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name, home in MOVED.items()
+        if f"``lash.{name}``" not in page or f"`{home}.{name}`" not in page
+    ]
+    assert not missing, f"moved names missing from docs/api.rst: {missing}"
+
+
+def test_codebase_tour_names_every_package() -> None:
+    """The codebase tour has a paragraph for every package of lash and names every public face."""
+    page = (DOCS / "codebase.rst").read_text(encoding="utf-8")
+    packages = sorted(
+        f"lash/{p.name}" if p.name.startswith("_") else f"lash.{p.name}"
+        for p in (ROOT / "lash").iterdir()
+        if (p / "__init__.py").is_file()
+    )
+    faces = ["lash.store", "lash.testing", "lash.hookspecs", "lash.errors"]
+    missing = [name for name in [*packages, *faces] if f"``{name}``" not in page]
+    assert not missing, f"packages missing from docs/codebase.rst: {missing}"

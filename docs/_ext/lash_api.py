@@ -73,10 +73,12 @@ def home_modules(public: types.ModuleType) -> dict[str, str]:
     """The private module defining each name of ``public.__all__`` (names not found are left
     out)."""
     homes: dict[str, str] = {}
+    for name in public.__all__:
+        getattr(public, name)  # `lash` imports lazily: load every defining module first
     modules = sorted(
         name
         for name, module in sys.modules.items()
-        if module is not None and name.startswith("lash._")
+        if module is not None and (name.startswith("lash._") or name == "lash.errors")
     )
     for modname in modules:
         for name in defined_names(sys.modules[modname]) & set(public.__all__):

@@ -39,7 +39,7 @@ def before_turn(turn: lash.TurnView) -> lash.AbortTurn | None:
 
 
 @lash.hookimpl
-def after_turn(turn: lash.TurnInfo) -> lash.EnqueueMessages | None:
+def after_turn(turn: lash.TurnView) -> lash.EnqueueMessages | None:
     if turn.result is None or turn.result.outcome != "completed":
         return None
     session = turn.session

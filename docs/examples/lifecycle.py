@@ -84,7 +84,7 @@ class Tracer:
         self.log(f"    project_tool_result({call.name})")
 
     @lash.hookimpl
-    def after_turn(self, turn: lash.TurnInfo) -> None:
+    def after_turn(self, turn: lash.TurnView) -> None:
         assert turn.result is not None
         self.log(f"after_turn({turn.result.outcome}, {turn.result.text!r})")
 
