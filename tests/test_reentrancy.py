@@ -503,3 +503,73 @@ async def test_a_task_that_outlives_the_turn_runs_its_operation_afterwards(
     assert session.revision == 2  # the turn, then the configuration
     assert (await stored(tmp_path)).config.model == "later"
     await core.aclose()
+
+
+async def test_a_hook_of_a_nested_session_calling_the_outer_session_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A hook of session A that runs a turn of session B (a sub-agent): B's hooks are still
+    inside A's turn, so B's hook calling A.configure() is refused instead of waiting for A."""
+    errors: list[BaseException] = []
+    handles: dict[str, lash.Session] = {}
+
+    class Nest:
+        lash_plugin = lash.PluginMeta(name="nest")
+
+        @lash.hookimpl
+        async def before_turn(self, turn: lash.TurnView) -> None:
+            if turn.session.id == "outer":
+                inner = await handles["inner"].turn("child").run()
+                assert inner.outcome == "failed", inner
+            else:
+                try:
+                    await handles["outer"].configure(model="other")
+                except lash.SessionError as exc:
+                    errors.append(exc)
+                    raise
+
+    core = make_core(tmp_path, Recorder(["done"]), Nest())
+    handles["outer"] = await core.session("outer").open()
+    handles["inner"] = await core.session("inner").open()
+
+    result = await asyncio.wait_for(handles["outer"].turn("hi").run(), LIMIT)
+
+    assert result.outcome == "completed", result
+    [error] = errors
+    assert str(error).startswith(
+        "session 'outer': configure() called from hook 'before_turn' of plugin 'nest' while "
+        "the session's turn is running"
+    ), str(error)
+    await core.aclose()
+
+
+async def test_a_nested_sessions_hook_changing_the_outer_view_joins_the_outer_turn(
+    tmp_path: Path,
+) -> None:
+    """Session A's view, used by a hook of session B's turn that runs inside A's turn, joins
+    A's turn: the change is committed with A's turn instead of waiting for it."""
+    handles: dict[str, lash.Session] = {}
+
+    class Nest:
+        lash_plugin = lash.PluginMeta(name="nest")
+
+        @lash.hookimpl
+        async def before_turn(self, turn: lash.TurnView) -> None:
+            if turn.session.id == "outer":
+                inner = await handles["inner"].turn("child").run()
+                assert inner.outcome == "completed", inner
+            else:
+                await handles["outer"].view.set_tool_membership({"noop": False})
+
+    rec = Recorder(["child answer", "done"])
+    core = make_core(tmp_path, rec, plugin_at("tool", Attempt("configure")), Nest())
+    handles["outer"] = await core.session("outer").open()
+    handles["inner"] = await core.session("inner").open()
+
+    result = await asyncio.wait_for(handles["outer"].turn("hi").run(), LIMIT)
+
+    assert result.outcome == "completed", result
+    assert [spec.name for spec in rec.requests[0].tools] == ["noop", "reenter_tool"]  # inner
+    assert [spec.name for spec in rec.requests[1].tools] == ["reenter_tool"]  # outer
+    assert handles["outer"].revision == 1  # one commit: the turn, with the membership change
+    await core.aclose()
