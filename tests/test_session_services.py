@@ -261,6 +261,27 @@ async def test_record_from_host_code_is_refused(tmp_path: Path) -> None:
     await core.aclose()
 
 
+async def test_unstorable_record_data_is_refused_at_once_and_the_turn_commits(
+    tmp_path: Path,
+) -> None:
+    """record() with data JSON cannot hold (a set) raises SessionError in the tool, naming the
+    plugin; the tool call gets an error result and the turn still commits."""
+    services = Services()
+    core = make_core(tmp_path, Recorder([calls("note_badly"), "done"]), services)
+    session = await core.session("s").open()
+
+    result = await asyncio.wait_for(session.turn("hi").run(), LIMIT)
+
+    [error] = services.errors
+    assert type(error) is lash.SessionError
+    assert "plugin 'services' recorded data that cannot be stored as JSON" in str(error)
+    assert result.outcome == "completed", result
+    assert result.tool_calls[0].result.is_error
+    record = await stored(tmp_path)
+    assert record.turns == 1 and plugin_nodes(record) == []
+    await core.aclose()
+
+
 async def test_record_with_an_empty_kind_is_refused(tmp_path: Path) -> None:
     """record('') raises SessionError at once (the kind names what was recorded)."""
     errors: list[BaseException] = []

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
@@ -264,7 +265,9 @@ class SessionRuntime:
                 session_id=self.id,
             )
         try:
-            to_data(data)  # refused now, not at the commit: an unstorable node would fail it
+            # Refused now, not at the commit: an unstorable node would fail the whole turn's
+            # commit. to_data alone passes unknown objects through; JSON is what stores keep.
+            json.dumps(to_data(data))
         except Exception as exc:
             raise SessionError(
                 f"session {self.id!r}: plugin {caller.plugin!r} recorded data that cannot be "
