@@ -16,11 +16,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import _cores as cores
 import pytest
 from _recorder import Recorder
 
 import lash
-from lash_plugins_builtin import standard, stores
 
 pytestmark = pytest.mark.anyio
 
@@ -55,24 +55,8 @@ class Hung:
         setattr(self, hook, lash.hookimpl(specname=hook)(impl))
 
 
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/lash.db"
-
-
 def make_core(tmp_path: Path, *plugins: object, script: Any = ("done", "again")) -> lash.LashCore:
-    return lash.LashCore(
-        plugins=[standard, stores, Recorder(list(script)), *plugins],
-        builtins=(),
-        store=url(tmp_path),
-        provider="recorder",
-    )
-
-
-async def stored(tmp_path: Path) -> lash.store.SessionRecord:
-    async with lash.LashCore(plugins=[stores], builtins=(), store=url(tmp_path)) as core:
-        record = await core.store.load("s")
-    assert record is not None
-    return record
+    return cores.make_core(tmp_path, Recorder(list(script)), *plugins)
 
 
 async def cancel_hung_turn(
@@ -133,7 +117,7 @@ async def test_a_hung_turn_hook_is_cancelled_and_the_turn_ends_as_documented(
         else:
             assert (outcome.outcome, outcome.reason) == ("stopped", "cancelled"), outcome
             assert outcome.revision == 1
-    record = await stored(tmp_path)
+    record = await cores.stored(tmp_path)
     assert (record.revision, record.turns) == (1, 1)
     assert session.revision == 1
     await usable_then_released(session, tmp_path)
@@ -154,7 +138,7 @@ async def test_a_hook_that_swallows_the_cancellation_still_ends_the_turn_cancell
 
     assert isinstance(outcome, lash.TurnResult), outcome
     assert (outcome.outcome, outcome.reason) == ("stopped", "cancelled"), outcome
-    assert (await stored(tmp_path)).turns == 1
+    assert (await cores.stored(tmp_path)).turns == 1
     await usable_then_released(session, tmp_path)
     await core.aclose()
 
@@ -163,9 +147,7 @@ async def test_a_cancelled_before_turn_never_calls_the_model(tmp_path: Path) -> 
     """Cancelled while before_turn hangs, the turn ends without calling the model."""
     hung = Hung("before_turn")
     rec = Recorder(["unused"])
-    core = lash.LashCore(
-        plugins=[standard, stores, rec, hung], builtins=(), store=url(tmp_path), provider="recorder"
-    )
+    core = cores.make_core(tmp_path, rec, hung)
     session = await core.session("s").open()
 
     outcome = await cancel_hung_turn(session, hung, "turn.cancel")
@@ -185,6 +167,8 @@ async def test_an_after_turn_cancelled_turn_keeps_what_the_model_said(tmp_path: 
     outcome = await cancel_hung_turn(session, hung, "turn.cancel")
 
     assert isinstance(outcome, lash.TurnResult) and outcome.text == "done"
-    texts = [n.text for n in (await stored(tmp_path)).nodes if isinstance(n, lash.AssistantMessage)]
+    texts = [
+        n.text for n in (await cores.stored(tmp_path)).nodes if isinstance(n, lash.AssistantMessage)
+    ]
     assert texts == ["done"]
     await core.aclose()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cores import Echo, make_core, stored
 from _recorder import Recorder
 
 import lash
@@ -24,24 +25,6 @@ from lash_plugins_builtin import standard, stores
 pytestmark = pytest.mark.anyio
 
 LIMIT = 5.0
-
-
-def make_core(tmp_path: Path, rec: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:
-    return lash.LashCore(
-        plugins=[standard, stores, rec, *plugins],
-        builtins=(),
-        store=f"sqlite:///{tmp_path}/lash.db",
-        provider="recorder",
-        **kwargs,
-    )
-
-
-async def stored_turns(tmp_path: Path) -> int:
-    async with lash.LashCore(
-        plugins=[stores], builtins=(), store=f"sqlite:///{tmp_path}/lash.db"
-    ) as core:
-        record = await core.store.load("s")
-    return record.turns if record is not None else 0
 
 
 # -- shape assertions ---------------------------------------------------------------------------
@@ -304,7 +287,7 @@ async def test_before_turn_over_the_hook_timeout_fails_the_turn_and_commits(
     )
     assert hangs.cancelled.is_set()
     assert 0.2 <= elapsed < 2.0
-    assert await stored_turns(tmp_path) == 1
+    assert (await stored(tmp_path)).turns == 1
     await core.aclose()
 
 
@@ -327,7 +310,7 @@ async def test_broadcast_over_the_hook_timeout_is_reported_and_the_turn_complete
     assert isinstance(error, lash.PluginError)
     assert (error.plugin, error.hook) == ("hangs", hook)
     assert f"did not return from hook {hook!r} within 0.2 s" in str(error)
-    assert await stored_turns(tmp_path) == 1
+    assert (await stored(tmp_path)).turns == 1
     await core.aclose()
 
 
@@ -337,20 +320,9 @@ async def test_tool_call_hook_over_the_hook_timeout_gives_the_call_an_error_resu
     """before_tool_call running past hook_timeout: the call's result is the error naming
     plugin and hook; the turn goes on."""
 
-    def echo(text: str) -> str:
-        """Echoes."""
-        return text
-
-    class Tools:
-        lash_plugin = lash.PluginMeta(name="tools")
-
-        @lash.hookimpl
-        def register_tools(self, register: lash.RegisterTool) -> None:
-            register(echo)
-
     script = [{"tool_calls": [{"name": "echo", "arguments": {"text": "x"}}]}, "done"]
     core = make_core(
-        tmp_path, Recorder(script), Tools(), Hangs("before_tool_call"), hook_timeout=0.2
+        tmp_path, Recorder(script), Echo(), Hangs("before_tool_call"), hook_timeout=0.2
     )
     session = await core.session("s").open()
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import _cores as cores
 import pytest
 from _recorder import Recorder
 
@@ -27,19 +28,6 @@ from lash_plugins_builtin import plan, standard, stores
 pytestmark = pytest.mark.anyio
 
 LIMIT = 5.0
-
-
-def echo(text: str) -> str:
-    """Echoes its input."""
-    return text
-
-
-class Echo:
-    lash_plugin = lash.PluginMeta(name="echo")
-
-    @lash.hookimpl
-    def register_tools(self, register: lash.RegisterTool) -> None:
-        register(echo)
 
 
 class Compactor:
@@ -74,21 +62,7 @@ ROUND_TRIP = [{"tool_calls": [{"name": "echo", "id": "c1", "arguments": {"text":
 
 
 def make_core(tmp_path: Path, rec: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:
-    return lash.LashCore(
-        plugins=[standard, stores, rec, Echo(), Compactor(), *plugins],
-        builtins=(),
-        store=f"sqlite:///{tmp_path}/lash.db",
-        provider="recorder",
-        **kwargs,
-    )
-
-
-async def turns_stored(tmp_path: Path) -> int:
-    async with lash.LashCore(
-        plugins=[stores], builtins=(), store=f"sqlite:///{tmp_path}/lash.db"
-    ) as core:
-        record = await core.store.load("s")
-    return record.turns if record is not None else 0
+    return cores.make_core(tmp_path, rec, cores.Echo(), Compactor(), *plugins, **kwargs)
 
 
 # -- each hook's failure rule, with what it observed -------------------------------------------
@@ -107,7 +81,7 @@ def turn_fails(hook: str) -> Failure:
             result = await asyncio.wait_for(session.turn("hi").run(), LIMIT)
             assert result.outcome == "failed", result
             assert (result.error_plugin, result.error_hook) == ("bad", hook)
-        assert await turns_stored(tmp_path) == 1
+        assert (await cores.stored(tmp_path)).turns == 1
         return result.error or ""
 
     return failure
@@ -334,7 +308,7 @@ class Tools:
     @lash.hookimpl
     def register_tools(self, register: lash.RegisterTool) -> None:
         for name in ("u", "p"):
-            register(echo, name=name)
+            register(cores.echo, name=name)
 
 
 async def test_filter_tool_catalog_returning_a_str_hides_that_one_tool(tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cores import make_core, stored
 from _recorder import Recorder
 
 import lash
-from lash_plugins_builtin import standard, stores
 
 pytestmark = pytest.mark.anyio
 
@@ -110,16 +110,6 @@ def plugin_at(where: str, attempt: Attempt) -> types.ModuleType:
     return module
 
 
-def make_core(tmp_path: Path, rec: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:
-    return lash.LashCore(
-        plugins=[standard, stores, rec, *plugins],
-        builtins=(),
-        store=f"sqlite:///{tmp_path}/lash.db",
-        provider="recorder",
-        **kwargs,
-    )
-
-
 def describe(where: str) -> str:
     if where == "tool":
         return "tool 'reenter_tool' of plugin 'reenter'"
@@ -143,14 +133,6 @@ def assert_refused(attempt: Attempt, where: str, running: str) -> lash.SessionEr
 def assert_names(error: BaseException, hook: str) -> None:
     assert isinstance(error, lash.PluginError), repr(error)
     assert (error.plugin, error.hook) == ("reenter", hook)
-
-
-async def stored(tmp_path: Path) -> lash.store.SessionRecord:
-    """The session as a fresh core reads it from the SQLite file."""
-    async with make_core(tmp_path, Recorder([])) as core:
-        record = await core.store.load("s")
-    assert record is not None
-    return record
 
 
 async def still_usable(session: lash.Session, tmp_path: Path, *, turns: int) -> None:
@@ -485,36 +467,53 @@ async def test_a_task_that_outlives_the_turn_runs_its_operation_afterwards(
     await core.aclose()
 
 
+class Nest:
+    """Session 'outer''s before_turn runs a turn of session 'inner' (a sub-agent); inner's
+    before_turn runs ``inner(handles)``."""
+
+    lash_plugin = lash.PluginMeta(name="nest")
+
+    def __init__(self, inner: Callable[[dict[str, lash.Session]], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.handles: dict[str, lash.Session] = {}
+        self.inner_results: list[lash.TurnResult] = []
+
+    @lash.hookimpl
+    async def before_turn(self, turn: lash.TurnView) -> None:
+        if turn.session.id == "outer":
+            self.inner_results.append(await self.handles["inner"].turn("child").run())
+        else:
+            await self.inner(self.handles)
+
+    async def open(self, core: lash.LashCore) -> lash.Session:
+        """Open both sessions; return the outer one."""
+        for name in ("outer", "inner"):
+            self.handles[name] = await core.session(name).open()
+        return self.handles["outer"]
+
+
 async def test_a_hook_of_a_nested_session_calling_the_outer_session_is_refused(
     tmp_path: Path,
 ) -> None:
     """A hook of session A that runs a turn of session B (a sub-agent): B's hooks are still
     inside A's turn, so B's hook calling A.configure() is refused instead of waiting for A."""
     errors: list[BaseException] = []
-    handles: dict[str, lash.Session] = {}
 
-    class Nest:
-        lash_plugin = lash.PluginMeta(name="nest")
+    async def reconfigure_outer(handles: dict[str, lash.Session]) -> None:
+        try:
+            await handles["outer"].configure(model="other")
+        except lash.SessionError as exc:
+            errors.append(exc)
+            raise
 
-        @lash.hookimpl
-        async def before_turn(self, turn: lash.TurnView) -> None:
-            if turn.session.id == "outer":
-                inner = await handles["inner"].turn("child").run()
-                assert inner.outcome == "failed", inner
-            else:
-                try:
-                    await handles["outer"].configure(model="other")
-                except lash.SessionError as exc:
-                    errors.append(exc)
-                    raise
+    nest = Nest(reconfigure_outer)
+    core = make_core(tmp_path, Recorder(["done"]), nest)
+    outer = await nest.open(core)
 
-    core = make_core(tmp_path, Recorder(["done"]), Nest())
-    handles["outer"] = await core.session("outer").open()
-    handles["inner"] = await core.session("inner").open()
-
-    result = await asyncio.wait_for(handles["outer"].turn("hi").run(), LIMIT)
+    result = await asyncio.wait_for(outer.turn("hi").run(), LIMIT)
 
     assert result.outcome == "completed", result
+    assert [r.outcome for r in nest.inner_results] == ["failed"]
     [error] = errors
     assert str(error).startswith(
         "session 'outer': configure() called from hook 'before_turn' of plugin 'nest' while "
@@ -528,28 +527,20 @@ async def test_a_nested_sessions_hook_changing_the_outer_view_joins_the_outer_tu
 ) -> None:
     """Session A's view, used by a hook of session B's turn that runs inside A's turn, joins
     A's turn: the change is committed with A's turn instead of waiting for it."""
-    handles: dict[str, lash.Session] = {}
 
-    class Nest:
-        lash_plugin = lash.PluginMeta(name="nest")
+    async def hide_from_outer(handles: dict[str, lash.Session]) -> None:
+        await handles["outer"].view.set_tool_membership({"noop": False})
 
-        @lash.hookimpl
-        async def before_turn(self, turn: lash.TurnView) -> None:
-            if turn.session.id == "outer":
-                inner = await handles["inner"].turn("child").run()
-                assert inner.outcome == "completed", inner
-            else:
-                await handles["outer"].view.set_tool_membership({"noop": False})
-
+    nest = Nest(hide_from_outer)
     rec = Recorder(["child answer", "done"])
-    core = make_core(tmp_path, rec, plugin_at("tool", Attempt("configure")), Nest())
-    handles["outer"] = await core.session("outer").open()
-    handles["inner"] = await core.session("inner").open()
+    core = make_core(tmp_path, rec, plugin_at("tool", Attempt("configure")), nest)
+    outer = await nest.open(core)
 
-    result = await asyncio.wait_for(handles["outer"].turn("hi").run(), LIMIT)
+    result = await asyncio.wait_for(outer.turn("hi").run(), LIMIT)
 
     assert result.outcome == "completed", result
+    assert [r.outcome for r in nest.inner_results] == ["completed"]
     assert [spec.name for spec in rec.requests[0].tools] == ["noop", "reenter_tool"]  # inner
     assert [spec.name for spec in rec.requests[1].tools] == ["reenter_tool"]  # outer
-    assert handles["outer"].revision == 1  # one commit: the turn, with the membership change
+    assert outer.revision == 1  # one commit: the turn, with the membership change
     await core.aclose()

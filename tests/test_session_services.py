@@ -17,33 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cores import make_core, stored
 from _recorder import Recorder
 
 import lash
 import lash.store
-from lash_plugins_builtin import plan, standard, stores
+from lash_plugins_builtin import plan
 
 pytestmark = pytest.mark.anyio
 
 LIMIT = 5.0
-
-
-def make_core(tmp_path: Path, rec: Recorder, *plugins: object, **kwargs: Any) -> lash.LashCore:
-    return lash.LashCore(
-        plugins=[standard, stores, rec, *plugins],
-        builtins=(),
-        store=f"sqlite:///{tmp_path}/lash.db",
-        provider="recorder",
-        **kwargs,
-    )
-
-
-async def stored(tmp_path: Path, session_id: str = "s") -> lash.store.SessionRecord:
-    """The session as a fresh core reads it from the SQLite file (all frames)."""
-    async with make_core(tmp_path, Recorder([])) as core:
-        record = await core.store.load(session_id, full=True)
-    assert record is not None, f"nothing stored for {session_id!r}"
-    return record
 
 
 def calls(*names: str) -> dict[str, Any]:
@@ -119,14 +102,14 @@ async def test_tool_changing_membership_mid_turn_is_in_the_turns_commit_and_next
     core = make_core(tmp_path, rec, Services())
     session = await core.session("s").open()
     await session.turn("first").run()
-    before = (await stored(tmp_path)).revision
+    before = (await stored(tmp_path, full=True)).revision
 
     result = await asyncio.wait_for(session.turn("hide it").run(), LIMIT)
 
     assert result.outcome == "completed", result
     assert "other" in offered(rec.requests[1])
     assert "other" not in offered(rec.requests[2])  # the same turn's next model call
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == before + 1
     assert record.plugin_states["lash"]["members"] == {"other": False}
     await core.aclose()
@@ -157,7 +140,7 @@ async def test_before_turn_changing_membership_applies_to_the_turns_first_reques
     await asyncio.wait_for(session.turn("hi").run(), LIMIT)
 
     assert "other" not in offered(rec.requests[0])
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == 1
     assert record.plugin_states["lash"]["members"] == {"other": False}
     await core.aclose()
@@ -197,12 +180,12 @@ async def test_record_from_a_hook_and_a_tool_is_committed_with_the_turn(tmp_path
     core = make_core(tmp_path, rec, Services(), Noter())
     session = await core.session("s").open()
     await session.turn("first").run()
-    before = (await stored(tmp_path)).revision
+    before = (await stored(tmp_path, full=True)).revision
 
     result = await asyncio.wait_for(session.turn("second").run(), LIMIT)
 
     assert result.outcome == "completed", result
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == before + 1
     nodes = [n for n in plugin_nodes(record) if n.turn == 2]
     assert [(n.plugin, n.kind, n.data) for n in nodes] == [
@@ -226,12 +209,12 @@ async def test_record_after_the_turn_commits_on_its_own_attributed_to_its_plugin
     core = make_core(tmp_path, Recorder(["done"]), noter)
     session = await core.session("s").open()
     await asyncio.wait_for(session.turn("hi").run(), LIMIT)
-    assert (await stored(tmp_path)).revision == 1
+    assert (await stored(tmp_path, full=True)).revision == 1
 
     later.set()
     node = await asyncio.wait_for(noter.tasks[0], LIMIT)
 
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == 2
     assert plugin_nodes(record) == [node]
     assert (node.plugin, node.kind, node.turn, node.data) == ("noter", "afterwards", 1, [1, 2])
@@ -257,7 +240,7 @@ async def test_record_from_host_code_is_refused(tmp_path: Path) -> None:
             except lash.SessionError as exc:
                 refused.append(exc)
     assert len(refused) == 1
-    assert plugin_nodes(await stored(tmp_path)) == []
+    assert plugin_nodes(await stored(tmp_path, full=True)) == []
     await core.aclose()
 
 
@@ -277,7 +260,7 @@ async def test_unstorable_record_data_is_refused_at_once_and_the_turn_commits(
     assert "plugin 'services' recorded data that cannot be stored as JSON" in str(error)
     assert result.outcome == "completed", result
     assert result.tool_calls[0].result.is_error
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.turns == 1 and plugin_nodes(record) == []
     await core.aclose()
 
@@ -329,7 +312,7 @@ async def test_complete_in_a_tool_is_committed_with_the_turn_under_its_source(
 
     assert result.tool_calls[0].result.content == "side answer"
     assert rec.requests[1].tools == ()  # a direct call: no tools
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == 1
     assert record.usage["ask"] == lash.Usage(100, 7)
     assert record.usage["turn"] == lash.Usage(30, 3)
@@ -359,7 +342,7 @@ async def test_complete_during_compaction_is_committed_with_the_compaction(
     frame = await asyncio.wait_for(session.compact(), LIMIT)
 
     assert frame is not None
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == 2
     assert record.usage["sum"] == lash.Usage(50, 5)
     assert [n.summary for n in record.nodes if isinstance(n, lash.FrameBoundary)] == [
@@ -380,7 +363,7 @@ async def test_complete_outside_any_operation_commits_its_usage_on_its_own(
     response = await session.view.complete([lash.Message("user", "hi")], source="aside")
 
     assert response.text == "aside"
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == 1 and record.usage == {"aside": lash.Usage(4, 1)}
     assert session.usage_report()["by_source"]["aside"]["input_tokens"] == 4
     await core.aclose()
@@ -409,7 +392,7 @@ async def test_state_a_tool_changes_is_in_the_turns_commit(tmp_path: Path) -> No
 
     await asyncio.wait_for(session.turn("plan it").run(), LIMIT)
 
-    record = await stored(tmp_path)
+    record = await stored(tmp_path, full=True)
     assert record.revision == 1
     assert record.plugin_states["plan"] == {
         "steps": [{"step": "pack", "status": "in_progress"}],
