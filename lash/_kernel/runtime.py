@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
@@ -88,10 +89,20 @@ class Stoppable(Protocol):
 class Execution:
     """One operation holding a session (see the module docstring)."""
 
-    __slots__ = ("done", "name", "runtime", "turn")
+    __slots__ = ("done", "name", "outer", "runtime", "turn")
 
-    def __init__(self, runtime: SessionRuntime, name: str, *, turn: int | None = None) -> None:
+    def __init__(
+        self,
+        runtime: SessionRuntime,
+        name: str,
+        *,
+        turn: int | None = None,
+        outer: Execution | None = None,
+    ) -> None:
         self.runtime = runtime
+        #: The execution whose code started this one: a hook of session A running a turn of
+        #: session B (a sub-agent) is still inside A's turn, and so is every hook of B's turn.
+        self.outer = outer
         #: What the operation is (``"turn"``, ``"configure"``...), for error messages.
         self.name = name
         #: The index of the turn this execution runs (``None``: not a turn).
@@ -254,7 +265,9 @@ class SessionRuntime:
                 session_id=self.id,
             )
         try:
-            to_data(data)  # refused now, not at the commit: an unstorable node would fail it
+            # Refused now, not at the commit: an unstorable node would fail the whole turn's
+            # commit. to_data alone passes unknown objects through; JSON is what stores keep.
+            json.dumps(to_data(data))
         except Exception as exc:
             raise SessionError(
                 f"session {self.id!r}: plugin {caller.plugin!r} recorded data that cannot be "
@@ -337,8 +350,10 @@ class SessionRuntime:
     def joinable(self) -> Execution | None:
         """The running execution of this handle the calling code belongs to, if any."""
         ex = EXECUTION.get()
-        if ex is not None and not ex.done and ex.runtime is self:
-            return ex
+        while ex is not None:
+            if ex.runtime is self and not ex.done:
+                return ex
+            ex = ex.outer
         return None
 
     def refuse_reentry(self, operation: str) -> None:
@@ -346,10 +361,13 @@ class SessionRuntime:
         inside an operation of this same session: waiting for the session there would wait for
         the very operation that runs the caller."""
         ex = EXECUTION.get()
-        if ex is None or ex.done:
-            return
-        other = ex.runtime
-        if other.id != self.id or other.core is not self.core:
+        # Outer executions too: code of session B's turn that runs inside a hook of session A's
+        # turn would wait for A just the same.
+        while ex is not None and (
+            ex.done or ex.runtime.id != self.id or ex.runtime.core is not self.core
+        ):
+            ex = ex.outer
+        if ex is None:
             return
         caller = CALLER.get()
         where = f" from {caller.describe()}" if caller is not None else ""
@@ -381,7 +399,7 @@ class SessionRuntime:
         """
         self.refuse_reentry(name)
         async with self.lock:
-            ex = Execution(self, name, turn=turn)
+            ex = Execution(self, name, turn=turn, outer=EXECUTION.get())
             token = EXECUTION.set(ex)
             try:
                 if needs_open:

@@ -14,7 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
-import lash
+# The private modules, not the `lash` facade: the testing kit sits below the public faces
+# (lash.testing re-exports it), and a lower layer never imports a higher one.
+from lash._contract.providers import ModelRequest
+from lash._contract.types import PluginMeta, RegisterProvider, Usage
+from lash._plugins.markers import hookimpl
 from lash._testing.scripted import ScriptedProvider, ScriptedResponse, ScriptedToolCall
 
 __all__ = ["ResponseLike", "Script", "script"]
@@ -27,12 +31,12 @@ ResponseLike: TypeAlias = ScriptedResponse | str | Mapping[str, Any]
 DEFAULT_NAME = "script"
 
 
-def _usage(usage: lash.Usage | Mapping[str, int] | None) -> lash.Usage:
+def _usage(usage: Usage | Mapping[str, int] | None) -> Usage:
     if usage is None:
-        return lash.Usage()
-    if isinstance(usage, lash.Usage):
+        return Usage()
+    if isinstance(usage, Usage):
         return usage
-    return lash.Usage(**usage)
+    return Usage(**usage)
 
 
 def _chunk_size(text: str, chunks: int | None) -> int | None:
@@ -63,7 +67,7 @@ class Script:
         #: The provider name (and the plugin name) hosts select it by.
         self.name = name
         # An instance attribute, so two scripts with different names can share a core.
-        self.lash_plugin = lash.PluginMeta(
+        self.lash_plugin = PluginMeta(
             name=name, description="A scripted model for tests (lash.testing.Script)."
         )
         #: The builtin scripted provider doing the playing.
@@ -71,15 +75,15 @@ class Script:
 
     # -- the plugin ---------------------------------------------------------------------------
 
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
+    @hookimpl
+    def register_providers(self, register: RegisterProvider) -> None:
         """Register the provider under :attr:`name`."""
         register(self.name, self.provider)
 
     # -- the script ---------------------------------------------------------------------------
 
     @property
-    def requests(self) -> list[lash.ModelRequest]:
+    def requests(self) -> list[ModelRequest]:
         """Every request the model received, in order (failed and exhausted calls included)."""
         return self.provider.requests
 
@@ -120,7 +124,7 @@ class Script:
         /,
         *,
         chunks: int | None = None,
-        usage: lash.Usage | Mapping[str, int] | None = None,
+        usage: Usage | Mapping[str, int] | None = None,
         finish_reason: str | None = None,
         delay: float = 0.0,
     ) -> ScriptedResponse:
@@ -165,7 +169,7 @@ class Script:
     def tool_calls(
         *calls: ScriptedToolCall,
         text: str = "",
-        usage: lash.Usage | Mapping[str, int] | None = None,
+        usage: Usage | Mapping[str, int] | None = None,
     ) -> ScriptedResponse:
         """A reply with ``text`` (optional) followed by several tool calls, built with
         :meth:`call`; the kernel runs them concurrently."""
