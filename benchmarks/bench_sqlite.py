@@ -62,7 +62,8 @@ from bench_turns import make_core
 TURNS = 200
 HISTORY = 10_000  # nodes of the "long" session (targets 2b and 3)
 SESSIONS = 1_000  # idle sessions (target 4)
-NODES_PER_TURN = 5  # user, assistant(tool call), tool_call, tool_result, assistant(text)
+# user, assistant(tool call), tool_call, tool_result, assistant(text), outcome
+NODES_PER_TURN = 6
 
 # -- the raw-aiosqlite baseline's schema: the shape of lash's tables it writes ----------------
 
@@ -229,6 +230,7 @@ async def turn_run(root: str, shape: list[tuple[str, int]], repeat: int) -> dict
     raw = await RawWriter.open(os.path.join(raw_dir, "raw.db"), shape)
     piped = await RawWriter.open(os.path.join(raw_dir, "piped.db"), shape, pipelined=True)
     times: dict[str, list[float]] = {"sqlite": [], "raw": [], "raw_piped": [], "memory": []}
+    timed_store_calls(sql_core.store, times)
     try:
         sql_session = await sql_core.session("bench").open()
         mem_session = await mem_core.session("bench").open()
@@ -260,11 +262,30 @@ async def turn_run(root: str, shape: list[tuple[str, int]], repeat: int) -> dict
     return times
 
 
+def timed_store_calls(store: Any, times: dict[str, list[float]]) -> None:
+    """Time the store's ``acquire_lease`` and ``commit`` (what a durable turn asks of it: the
+    lease, then the commit that releases it) into ``times["acquire"]`` / ``times["commit"]``."""
+    for name in ("acquire_lease", "commit"):
+        sink = times.setdefault(name.removesuffix("_lease"), [])
+
+        def wrap(call: Any, sink: list[float] = sink) -> Any:
+            async def timed(*args: Any, **kwargs: Any) -> Any:
+                t0 = time.perf_counter_ns()
+                try:
+                    return await call(*args, **kwargs)
+                finally:
+                    sink.append(ms(time.perf_counter_ns() - t0))
+
+            return timed
+
+        setattr(store, name, wrap(getattr(store, name)))
+
+
 # -- building long sessions quickly ----------------------------------------------------------
 
 
 def turn_nodes(leaf: str, frame: str, turn: int) -> list[Any]:
-    """The five nodes of one workload turn, as the kernel records them."""
+    """The six nodes of one workload turn, as the kernel records them."""
     call = lash.ToolCall(id=f"bulk_{turn}", name="echo", arguments={"text": f"t{turn}"})
     ids = [secrets.token_hex(8) for _ in range(NODES_PER_TURN)]
     parents = [leaf, *ids[:-1]]
@@ -283,6 +304,7 @@ def turn_nodes(leaf: str, frame: str, turn: int) -> list[Any]:
         lash.AssistantMessage(
             **common[4], text=f"answer {turn}", usage=lash.Usage(12, 2), model=model
         ),
+        lash.TurnOutcome(**common[5], turn_id=f"bulk-{turn}", outcome="completed"),
     ]
 
 
@@ -618,7 +640,14 @@ def main() -> None:
     try:
         shape = asyncio.run(measure_turn_rows(tempfile.mkdtemp(dir=root)))
         asyncio.run(turn_run(root, shape, 0))  # warm-up: imports, converters, page cache
-        per: dict[str, list[float]] = {"sqlite": [], "raw": [], "raw_piped": [], "memory": []}
+        per: dict[str, list[float]] = {
+            "sqlite": [],
+            "raw": [],
+            "raw_piped": [],
+            "memory": [],
+            "acquire": [],
+            "commit": [],
+        }
         first50: dict[str, list[float]] = {"sqlite": [], "raw": []}
         last50: dict[str, list[float]] = {"sqlite": [], "raw": []}
         ratios: list[float] = []
@@ -677,6 +706,10 @@ def main() -> None:
         "(the same, writes queued together: 3 round trips, not 5)"
     )
     print(f"   lash turn, memory:// (info)      {mem_turn:8.3f} ms   (the kernel without I/O)")
+    print(
+        f"   of the sqlite turn (info)        {median(per['acquire']):8.3f} ms acquire_lease + "
+        f"{median(per['commit']):.3f} ms commit (releasing the lease): one round trip each"
+    )
     print(
         f"   sqlite - memory (info)           {sqlite_turn - mem_turn:8.3f} ms   "
         "(what the durable commit adds to a turn)"

@@ -15,6 +15,7 @@ from lash.errors import (
     ConfigError,
     ConfigRejected,
     ExclusiveHookConflict,
+    InputConflict,
     LashError,
     LeaseLost,
     ModelNotFound,
@@ -40,6 +41,7 @@ from lash.errors import (
 
 if typing.TYPE_CHECKING:
     from lash._contract.events import (
+        PluginEvent,
         TextDeltaEvent,
         ToolCallFinished,
         ToolCallRecord,
@@ -55,6 +57,7 @@ if typing.TYPE_CHECKING:
         PluginNode,
         ToolCallNode,
         ToolResultNode,
+        TurnOutcome,
         UserMessage,
     )
     from lash._contract.providers import (
@@ -69,18 +72,14 @@ if typing.TYPE_CHECKING:
         collect_response,
     )
     from lash._contract.serialization import from_data, to_data
-    from lash._contract.services import (
-        SessionView,
-        ToolContext,
-        TurnDriver,
-        TurnView,
-    )
+    from lash._contract.services import SessionView, ToolContext, TurnDriver, TurnView
     from lash._contract.types import (
         AbortToolCall,
         AbortTurn,
         AgentFrame,
         Compact,
         Compaction,
+        EmitEvent,
         EnqueueMessages,
         Message,
         PluginMeta,
@@ -92,6 +91,7 @@ if typing.TYPE_CHECKING:
         RegisterProcessKind,
         RegisterProtocol,
         RegisterProvider,
+        RegisterSessionCommand,
         RegisterStore,
         RegisterTool,
         ReplaceToolArguments,
@@ -105,6 +105,7 @@ if typing.TYPE_CHECKING:
         Usage,
     )
     from lash._kernel.core import LashCore
+    from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.session import ParkedSession, Session
     from lash._kernel.turn import Turn
     from lash._plugins.hostconfig import HostConfig
@@ -116,11 +117,7 @@ if typing.TYPE_CHECKING:
         ScriptedToolCall,
         load_script,
     )
-    from lash._tools.tool import (
-        Tool,
-        raw_tool,
-        tool,
-    )
+    from lash._tools.tool import Tool, raw_tool, tool
 
 __all__ = [
     "AbortToolCall",
@@ -131,11 +128,13 @@ __all__ = [
     "Compaction",
     "ConfigError",
     "ConfigRejected",
+    "EmitEvent",
     "EnqueueMessages",
     "ExclusiveHookConflict",
     "FrameBoundary",
     "GraphNode",
     "HostConfig",
+    "InputConflict",
     "LashCore",
     "LashError",
     "LeaseLost",
@@ -145,9 +144,12 @@ __all__ = [
     "ModelNotFound",
     "ModelRequest",
     "ModelResponse",
+    "ObservationGap",
+    "ObservedEvent",
     "OptionsError",
     "ParkedSession",
     "PluginError",
+    "PluginEvent",
     "PluginInfo",
     "PluginLoadError",
     "PluginMeta",
@@ -167,6 +169,7 @@ __all__ = [
     "RegisterProcessKind",
     "RegisterProtocol",
     "RegisterProvider",
+    "RegisterSessionCommand",
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
@@ -179,6 +182,7 @@ __all__ = [
     "SessionBusy",
     "SessionConfig",
     "SessionError",
+    "SessionSnapshot",
     "SessionView",
     "ShortCircuitToolCall",
     "TextDelta",
@@ -201,6 +205,7 @@ __all__ = [
     "TurnDriver",
     "TurnEvent",
     "TurnFinished",
+    "TurnOutcome",
     "TurnResult",
     "TurnView",
     "UnknownHookError",

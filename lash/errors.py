@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "ConfigRejected",
     "ExclusiveHookConflict",
+    "InputConflict",
     "LashError",
     "LeaseLost",
     "ModelNotFound",
@@ -275,7 +276,8 @@ class UnknownSession(SessionError, KeyError):
 
 class RevisionConflict(SessionError):
     """A commit expected head revision ``expected`` but the store is at ``actual``: another writer
-    committed in between. Nothing was written; reopen the session and retry."""
+    committed in between. Nothing was written; the handle reloads the session before its next
+    operation: retry."""
 
     __module__ = "lash"
 
@@ -284,7 +286,8 @@ class RevisionConflict(SessionError):
         self.actual = actual
         super().__init__(
             f"session {session_id!r}: commit expected head revision {expected} but the store is "
-            f"at {actual} (another writer committed); nothing was written, reopen and retry",
+            f"at {actual} (another writer committed); nothing was written: retry (the session is "
+            "reloaded first)",
             session_id=session_id,
         )
 
@@ -308,17 +311,23 @@ class ProtocolMissing(ConfigError):
 
 
 class SessionBusy(SessionError):
-    """Another writer holds the session's lease; ``owner`` names it, ``expires_at`` says until
-    when (epoch seconds). Wait, or open with ``wait=`` seconds to retry until then."""
+    """Another execution held the session's lease for longer than this one may wait (the core's
+    ``lease_wait``, or ``open(wait=...)``); ``owner`` names the holder, ``expires_at`` says until
+    when its lease runs (epoch seconds), ``token`` is its fencing token. Nothing ran; try again,
+    or wait longer."""
 
     __module__ = "lash"
 
-    def __init__(self, session_id: str, *, owner: str, expires_at: float) -> None:
+    def __init__(
+        self, session_id: str, *, owner: str, expires_at: float, token: int | None = None
+    ) -> None:
         self.owner = owner
         self.expires_at = expires_at
+        #: The holder's fencing token (``None`` when the store did not say).
+        self.token = token
         super().__init__(
             f"session {session_id!r} is busy: its lease is held by {owner!r} "
-            f"({_lease_left(expires_at)}); close it there, or open with wait=<seconds>",
+            f"({_lease_left(expires_at)}); wait for it (the core's lease_wait, or wait=<seconds>)",
             session_id=session_id,
         )
 
@@ -336,16 +345,33 @@ def _lease_left(expires_at: float) -> str:
 
 
 class LeaseLost(SessionError):
-    """This writer no longer holds the session's lease (it was released, or taken over after it
-    expired), so it cannot commit; nothing it tried to write is visible. Reopen the session to
-    continue."""
+    """This execution no longer holds the session's lease (it was released, or taken over after
+    it expired), so it cannot commit; nothing it tried to write is visible. The handle's next
+    execution reloads the session from the store (reopening it works too)."""
 
     __module__ = "lash"
 
     def __init__(self, session_id: str, detail: str) -> None:
         super().__init__(
-            f"session {session_id!r}: lease lost ({detail}); nothing was written, reopen the "
-            "session to continue",
+            f"session {session_id!r}: lease lost ({detail}); nothing was written: retry (the "
+            "session is reloaded first)",
+            session_id=session_id,
+        )
+
+
+class InputConflict(SessionError):
+    """An idempotency key was used again with other content: ``key`` names it, ``existing_id``
+    is the input (or command) already queued under it. Nothing was queued; use a new key, or
+    the same content."""
+
+    __module__ = "lash"
+
+    def __init__(self, session_id: str, key: str, existing_id: str, what: str = "input") -> None:
+        self.key = key
+        self.existing_id = existing_id
+        super().__init__(
+            f"session {session_id!r}: key {key!r} was already used for {what} {existing_id!r} "
+            "with other content; nothing was queued (use a new key, or send the same content)",
             session_id=session_id,
         )
 

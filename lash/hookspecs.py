@@ -41,6 +41,7 @@ from lash._contract.types import (
     RegisterProcessKind,
     RegisterProtocol,
     RegisterProvider,
+    RegisterSessionCommand,
     RegisterStore,
     RegisterTool,
     SessionConfig,
@@ -60,6 +61,7 @@ __all__ = [
     "after_turn",
     "before_tool_call",
     "before_turn",
+    "checkpoint",
     "compact_context",
     "filter_tool_catalog",
     "frame_opened",
@@ -72,6 +74,7 @@ __all__ = [
     "register_process_kinds",
     "register_protocol",
     "register_providers",
+    "register_session_commands",
     "register_stores",
     "register_tools",
     "session_closed",
@@ -92,6 +95,7 @@ SHAPES: dict[str, str] = {
     "register_process_kinds": "collect",
     "register_stores": "collect",
     "register_commands": "collect",
+    "register_session_commands": "collect",
     "prepare_session": "collect",
     "mutate_session_config": "chain",
     "session_config_changed": "broadcast",
@@ -100,6 +104,7 @@ SHAPES: dict[str, str] = {
     "filter_tool_catalog": "collect",
     "prompt_contributions": "collect",
     "before_turn": "collect",
+    "checkpoint": "collect",
     "after_turn": "collect",
     "before_tool_call": "collect",
     "after_tool_call": "collect",
@@ -131,6 +136,7 @@ ASYNC_ALLOWED: frozenset[str] = frozenset(SHAPES) - {
     "register_process_kinds",
     "register_stores",
     "register_commands",
+    "register_session_commands",
 }
 
 
@@ -235,6 +241,25 @@ def register_commands(register: RegisterCommand, options: Any, cli: click.Group)
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2 receives ``register`` and ``options``, like every ``register_*`` hook.
+    """
+
+
+@hookspec
+def register_session_commands(register: RegisterSessionCommand, options: Any) -> None:
+    """Contribute session commands: work any process may queue for a session, by name
+    (``core.enqueue_command(session_id, name, key=..., args=...)``), that the session's next
+    execution applies before its turn work, and commits with it.
+
+    :param register: ``register(name, apply)``; ``apply(session, args)`` (sync or ``async``)
+        receives the session's :class:`lash.SessionView` and the command's JSON ``args``, and
+        changes the session through the view (its changes commit with the execution).
+    :param options: this plugin's host-level options (or ``None``).
+
+    **Shape:** collect, unique names (``refresh_tool_catalog`` and ``reset`` are the kernel's).
+    **Async:** no (``apply`` may be). **On error:** the core build fails. A command whose
+    ``apply`` raises is reported, naming the plugin, and settled: it is not retried.
+
+    .. versionadded:: 0.2
     """
 
 
@@ -399,13 +424,38 @@ def before_turn(turn: TurnView) -> TurnDirective | None:
 
     :return: a directive, an iterable of directives, or ``None``: :class:`lash.AbortTurn` to
         stop the turn (outcome ``stopped(plugin_abort)``), :class:`lash.EnqueueMessages` to queue
-        input for a later turn, :class:`lash.Compact` to compact after the turn's commit.
-        Anything else is a :class:`lash.PluginError` naming the plugin (the turn fails).
+        input for a later turn (with ``target="current_turn"``: to add user messages to this
+        turn, before its first model call), :class:`lash.Compact` to compact after the turn's
+        commit, :class:`lash.EmitEvent` to log an event for the session's observers. Anything
+        else is a :class:`lash.PluginError` naming the plugin (the turn fails).
 
     **Shape:** collect; every directive is applied, the first abort wins. **Async:** may be async.
     **On error:** the turn ends ``failed`` with a :class:`lash.PluginError`; it is still committed.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def checkpoint(turn: TurnView, kind: str) -> TurnDirective | None:
+    """A checkpoint of a running turn: ``kind`` is ``"after_tools"`` (after each round of tool
+    calls) or ``"before_completion"`` (when the model answered without tool calls, before the
+    turn completes; protocols call it with ``await turn.checkpoint()``).
+
+    Input queued with ``ingress="active_turn"`` has joined the turn just before (its user
+    messages are in ``turn.nodes``).
+
+    :return: directives, as for :func:`before_turn`: :class:`lash.EnqueueMessages` with
+        ``target="current_turn"`` adds user messages to the running turn (the model sees them in
+        its next call; before completion, the turn goes on), with the default target it queues
+        them for a later turn; :class:`lash.AbortTurn` stops the turn
+        (``stopped(plugin_abort)``); :class:`lash.EmitEvent` logs an event for observers;
+        :class:`lash.Compact` compacts after the turn's commit.
+
+    **Shape:** collect. **Async:** may be async. **On error:** the turn ends ``failed`` with a
+    :class:`lash.PluginError`; it is still committed.
+
+    .. versionadded:: 0.2
     """
 
 
@@ -447,9 +497,7 @@ def before_tool_call(call: ToolCall, context: ToolContext) -> ToolCallDirective 
 
 
 @hookspec
-def after_tool_call(
-    call: ToolCall, result: ToolResult, context: ToolContext
-) -> ToolResult | None:
+def after_tool_call(call: ToolCall, result: ToolResult, context: ToolContext) -> ToolResult | None:
     """Inspect or replace a tool result before it is recorded.
 
     :param result: the result so far (as replaced by earlier plugins).
@@ -536,8 +584,8 @@ def frame_opened(session: SessionView, frame: AgentFrame) -> None:
 
 @hookspec
 def session_parked(session: SessionView) -> None:
-    """A session was parked: its lease released and its memory (graph, options, state) freed;
-    nothing is committed by parking.
+    """A session was parked: what was still pending committed, and its memory (graph, options,
+    state) freed.
 
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 
@@ -547,7 +595,8 @@ def session_parked(session: SessionView) -> None:
 
 @hookspec
 def session_closed(session: SessionView) -> None:
-    """A session was closed and its lease released.
+    """A session was closed: a running turn committed, what was still pending committed, and the
+    handle let go of the session.
 
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 

@@ -1,17 +1,21 @@
-"""What lash keeps in a Postgres database: its tables, the functions a commit and a lease run as,
-the forward migrations that create them, and how a database is checked and migrated.
+"""What lash keeps in a Postgres database: its tables, the functions every write runs as, the
+forward migrations that create them, and how a database is checked and migrated.
 
 Tables (one database holds many sessions; every name starts with ``lash_`` so that lash can
 share a database, or a schema, with an application):
 
 ``lash_sessions``
-    One head row per session, as in the SQLite store: ``revision`` (0 for a row a lease created
+    One head row per session: ``revision`` (0 for a row that a lease or queued input created
     before any commit, or the tombstone of a deleted session), ``created_at``/``updated_at``
     (epoch seconds, from the database's clock), ``turns``, ``next_seq`` (the seq the next node
     gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's boundary),
     ``last_user_message`` (as a JSON string: Postgres text cannot hold every Python string, and
-    the listing shows it exactly), the JSON of ``config`` and ``pending``,
-    and the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``).
+    the listing shows it exactly), ``status`` (how the last turn ended), the JSON of ``config``;
+    the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``; 0 once released) and the
+    turn it runs (``running_turn``); and the counters the mailbox and the event log number their
+    rows from (``input_seq``, ``command_seq``, ``event_seq``): a writer takes numbers from them
+    under the head row's lock, so a session's events are numbered without gaps or repeats
+    however many connections write at once.
 ``lash_nodes``
     Append-only graph nodes keyed by ``(session_id, seq)``; ``data`` is the node's JSON text
     (``text``, not ``jsonb``: key order is kept, tool-call arguments go back to the provider as
@@ -21,13 +25,28 @@ share a database, or a schema, with an application):
 ``lash_usage_ledger`` / ``lash_usage_totals``
     One row per commit and usage source (with its revision), and their running sums, updated by
     the same commit, so loading or listing never sums a ledger that grows with history.
+``lash_inputs``
+    The mailbox's input, ``(session_id, seq)``, with its ``id`` and idempotency ``key`` unique in
+    the session; ``text_json``/``items_json`` as JSON; ``state`` as stored (``claimed`` with the
+    ``claim_token`` of the lease that claimed it: the claim is live only while that lease is the
+    session's live lease, see :data:`INPUT_STATE`).
+``lash_commands``
+    Queued session commands, ``(session_id, seq)``, ``key`` unique in the session.
+``lash_turns`` / ``lash_cancel_requests``
+    Turn records and cancellation requests, by ``(session_id, turn_id)``.
+``lash_events``
+    The event log, ``(session_id, seq)`` with ``type``, ``data`` (JSON text) and ``at``; each
+    write that logs keeps the newest ``events_kept`` of the session, younger than
+    ``events_max_age`` (the replay window).
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied.
 
-Every write that reads first runs inside one plpgsql function (``lash_commit``,
-``lash_acquire_lease``, ``lash_renew_lease``, ``lash_delete_session``): one statement from the
-client, so one round trip and one transaction. Times come from the database's clock
-(``lash_now()``), so hosts whose clocks disagree still agree on when a lease expires.
+Every write is one plpgsql function call (``lash_commit``, ``lash_acquire_lease``,
+``lash_claim_inputs``, ``lash_enqueue_input``...): one statement from the client, so one round
+trip and one transaction. Times come from the database's clock (``lash_now()``), so hosts whose
+clocks disagree still agree on when a lease expires. Every write that logs events sends
+``NOTIFY lash_events`` with the session id (when the store's ``notify`` option is on), which
+``PostgresStore.wait_events`` listens for.
 """
 
 from __future__ import annotations
@@ -59,6 +78,17 @@ class Migration:
 #: "lashmigr", so that two processes opening a new database at once do not both create it.
 MIGRATION_LOCK = 0x6C6173686D696772
 
+#: The channel every write that logs events notifies, with the session id as the payload.
+CHANNEL = "lash_events"
+
+#: SQLSTATEs lash's functions raise (class ``LS``, which Postgres does not use): the client
+#: turns each into lash's error; the transaction is rolled back, so nothing was written.
+CLAIM_LOST = "LS001"  # DETAIL: the input id the commit settles that its lease did not claim
+COMMAND_GONE = "LS002"  # DETAIL: the command id the commit applies that is not pending
+TURN_COMMITTED = "LS003"  # DETAIL: the head revision; the turn id already has a record
+KEY_CONFLICT = "LS004"  # DETAIL: the key; HINT: the id of the input already queued under it
+KEY_RACE = "LS005"  # an enqueue lost a race for its key with another: try again
+
 CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS lash_migrations (
     id integer PRIMARY KEY,
     name text NOT NULL,
@@ -67,8 +97,8 @@ CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS lash_migrations (
 )"""
 
 _TABLES = (
-    # fillfactor: every commit updates the head row; room on its page lets Postgres update it
-    # in place (a HOT update: no new index entry, no index page to write).
+    # fillfactor: every commit, lease and enqueue updates the head row; room on its page lets
+    # Postgres update it in place (a HOT update: no new index entry, no index page to write).
     """CREATE TABLE lash_sessions (
         session_id text PRIMARY KEY,
         revision bigint NOT NULL DEFAULT 0,
@@ -78,11 +108,15 @@ _TABLES = (
         next_seq bigint NOT NULL DEFAULT 0,
         frame_start bigint NOT NULL DEFAULT 0,
         last_user_message text,
+        status text,
         config text,
-        pending text,
-        lease_owner text NOT NULL,
-        lease_token bigint NOT NULL,
-        lease_expires_at double precision NOT NULL
+        lease_owner text,
+        lease_token bigint NOT NULL DEFAULT 0,
+        lease_expires_at double precision NOT NULL DEFAULT 0,
+        running_turn text,
+        input_seq bigint NOT NULL DEFAULT 0,
+        command_seq bigint NOT NULL DEFAULT 0,
+        event_seq bigint NOT NULL DEFAULT 0
     ) WITH (fillfactor = 70)""",
     """CREATE TABLE lash_nodes (
         session_id text NOT NULL,
@@ -118,13 +152,139 @@ _TABLES = (
         cached_tokens bigint NOT NULL,
         PRIMARY KEY (session_id, source)
     )""",
+    """CREATE TABLE lash_inputs (
+        session_id text NOT NULL,
+        seq bigint NOT NULL,
+        id text NOT NULL,
+        key text,
+        text_json text NOT NULL,
+        items_json text NOT NULL,
+        ingress text NOT NULL,
+        source text,
+        state text NOT NULL,
+        claim_token bigint,
+        created_at double precision NOT NULL,
+        settled_at double precision,
+        turn_id text,
+        PRIMARY KEY (session_id, seq),
+        UNIQUE (session_id, id),
+        UNIQUE (session_id, key)
+    )""",
+    # What claims, counts and listings scan: the open inputs only, however many were settled.
+    """CREATE INDEX lash_inputs_open ON lash_inputs (session_id, seq)
+        WHERE state IN ('pending', 'claimed')""",
+    """CREATE TABLE lash_commands (
+        session_id text NOT NULL,
+        seq bigint NOT NULL,
+        id text NOT NULL,
+        key text NOT NULL,
+        name text NOT NULL,
+        args_json text NOT NULL,
+        source text,
+        state text NOT NULL,
+        created_at double precision NOT NULL,
+        applied_at double precision,
+        PRIMARY KEY (session_id, seq),
+        UNIQUE (session_id, id),
+        UNIQUE (session_id, key)
+    )""",
+    """CREATE INDEX lash_commands_pending ON lash_commands (session_id, seq)
+        WHERE state = 'pending'""",
+    """CREATE TABLE lash_turns (
+        session_id text NOT NULL,
+        turn_id text NOT NULL,
+        turn_index bigint NOT NULL,
+        outcome text NOT NULL,
+        revision bigint NOT NULL,
+        reason_json text,
+        result_json text NOT NULL,
+        committed_at double precision NOT NULL,
+        PRIMARY KEY (session_id, turn_id)
+    )""",
+    """CREATE TABLE lash_cancel_requests (
+        session_id text NOT NULL,
+        turn_id text NOT NULL,
+        origin text NOT NULL,
+        reason_json text,
+        requested_at double precision NOT NULL,
+        PRIMARY KEY (session_id, turn_id)
+    )""",
+    """CREATE TABLE lash_events (
+        session_id text NOT NULL,
+        seq bigint NOT NULL,
+        type text NOT NULL,
+        data text NOT NULL,
+        at double precision NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    )""",
 )
 
-#: The tables holding a session's rows besides its head (dropped on replace and on delete).
-SESSION_TABLES = ("lash_nodes", "lash_plugin_states", "lash_usage_ledger", "lash_usage_totals")
+#: The tables of a session's graph (dropped by a commit that replaces the session).
+GRAPH_TABLES = ("lash_nodes", "lash_plugin_states", "lash_usage_ledger", "lash_usage_totals")
+#: Every table holding a session's rows besides its head (dropped when it is deleted).
+SESSION_TABLES = (
+    *GRAPH_TABLES,
+    "lash_inputs",
+    "lash_commands",
+    "lash_turns",
+    "lash_cancel_requests",
+    "lash_events",
+)
 
-_DROP_SESSION_ROWS = "\n".join(
-    f"        DELETE FROM {table} WHERE session_id = p_session;" for table in SESSION_TABLES
+
+def _drop_rows(tables: tuple[str, ...]) -> str:
+    return "\n".join(
+        f"        DELETE FROM {table} WHERE session_id = p_session;" for table in tables
+    )
+
+
+#: The columns of an input as the client reads it (``state`` is added: the effective one).
+INPUT_COLUMNS = (
+    "id",
+    "seq",
+    "text_json",
+    "items_json",
+    "key",
+    "ingress",
+    "source",
+    "created_at",
+    "settled_at",
+    "turn_id",
+)
+#: The columns of a command as the client reads it.
+COMMAND_COLUMNS = (
+    "id",
+    "seq",
+    "name",
+    "key",
+    "args_json",
+    "source",
+    "state",
+    "created_at",
+    "applied_at",
+)
+
+
+def _columns(prefix: str, columns: tuple[str, ...]) -> str:
+    return ", ".join(f"{prefix}.{column}" for column in columns)
+
+
+def _declare_columns(columns: tuple[str, ...], types: dict[str, str]) -> str:
+    return ", ".join(f"{column} {types.get(column, 'text')}" for column in columns)
+
+
+_TYPES = {
+    "seq": "bigint",
+    "created_at": "double precision",
+    "settled_at": "double precision",
+    "applied_at": "double precision",
+}
+#: Nulls in place of an input's columns and state (for a row that names no input).
+_NO_INPUT = ", ".join(f"NULL::{_TYPES.get(column, 'text')}" for column in (*INPUT_COLUMNS, "state"))
+#: ``RETURNS TABLE`` columns of the functions that hand inputs back (``o_``: plpgsql would
+#: otherwise confuse them with the table's columns of the same names).
+_INPUT_OUT = ", ".join(
+    f"o_{column} {_TYPES.get(column, 'text')}" for column in (*INPUT_COLUMNS, "state")
 )
 
 
@@ -142,73 +302,224 @@ def _refused(*columns: str) -> str:
 _NOW = """CREATE FUNCTION lash_now() RETURNS double precision LANGUAGE sql VOLATILE
     AS $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$"""
 
-#: Take the lease, as ``lash.take_lease`` says: a new session gets token 1; the same owner
-#: keeps its token and gets a new expiry; another owner takes an expired (or released) lease
-#: with the next token; a live lease of another owner is refused (``granted`` false, with the
-#: holder's lease). One upsert: Postgres locks the row while it decides.
+#: An input's state as everyone sees it (``lash.store.effective_state``): a claim whose lease
+#: is not the session's live lease (released, expired, taken over) is pending again. An inlined
+#: SQL expression: the lease is the head row's, ``p_now`` the database's time.
+_INPUT_STATE = """CREATE FUNCTION lash_input_state(
+    p_state text, p_claim bigint, p_lease_token bigint, p_lease_expires double precision,
+    p_now double precision) RETURNS text LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN p_state = 'claimed'
+        AND NOT coalesce(p_claim = p_lease_token AND p_lease_expires > p_now, false)
+        THEN 'pending' ELSE p_state END $$"""
+
+#: The JSON of an input as ``lash.to_data(PendingInput)`` gives it (the data of the
+#: ``input_*`` events), from its row and the state to show. Text concatenation, not
+#: ``json_build_object``: the text and items are JSON already, and Postgres's ``jsonb`` would
+#: refuse the ``\\u0000`` escapes they may hold.
+_INPUT_JSON = """CREATE FUNCTION lash_input_json(i lash_inputs, p_state text) RETURNS text
+    LANGUAGE sql STABLE AS $$ SELECT '{"id":' || to_json(i.id)
+    || ',"session_id":' || to_json(i.session_id) || ',"seq":' || i.seq
+    || ',"text":' || i.text_json || ',"items":' || i.items_json
+    || ',"key":' || coalesce(to_json(i.key)::text, 'null')
+    || ',"ingress":' || to_json(i.ingress)
+    || ',"source":' || coalesce(to_json(i.source)::text, 'null')
+    || ',"state":' || to_json(p_state) || ',"created_at":' || to_json(i.created_at)
+    || ',"settled_at":' || coalesce(to_json(i.settled_at)::text, 'null')
+    || ',"turn_id":' || coalesce(to_json(i.turn_id)::text, 'null') || '}' $$"""
+
+#: The JSON of a command as ``lash.to_data(QueuedCommand)`` gives it.
+_COMMAND_JSON = """CREATE FUNCTION lash_command_json(c lash_commands) RETURNS text
+    LANGUAGE sql STABLE AS $$ SELECT '{"id":' || to_json(c.id)
+    || ',"session_id":' || to_json(c.session_id) || ',"seq":' || c.seq
+    || ',"name":' || to_json(c.name) || ',"key":' || to_json(c.key)
+    || ',"args":' || c.args_json
+    || ',"source":' || coalesce(to_json(c.source)::text, 'null')
+    || ',"state":' || to_json(c.state) || ',"created_at":' || to_json(c.created_at)
+    || ',"applied_at":' || coalesce(to_json(c.applied_at)::text, 'null') || '}' $$"""
+
+#: Append events ``p_last - n + 1 .. p_last`` (the caller took the numbers from the head row,
+#: under its lock), keep the replay window (the newest ``p_keep``, younger than ``p_max_age``
+#: seconds: ``seq`` and ``at`` grow together, so what is too old is a prefix, found by walking
+#: the index from the session's oldest event to its first young one) and notify listeners.
+_LOG = """CREATE FUNCTION lash_log(
+    p_session text, p_last bigint, p_types text[], p_datas text[], p_now double precision,
+    p_keep bigint, p_max_age double precision, p_notify boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_count bigint := coalesce(cardinality(p_types), 0);
+    v_oldest bigint;
+    v_oldest_at double precision;
+BEGIN
+    IF v_count = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO lash_events (session_id, seq, type, data, at)
+    SELECT p_session, p_last - v_count + u.ord, u.type, u.data, p_now
+    FROM unnest(p_types, p_datas) WITH ORDINALITY AS u (type, data, ord);
+    -- The oldest event kept says whether anything is due (one index probe); only then is
+    -- the window's floor looked for and everything below it deleted.
+    SELECT e.seq, e.at INTO v_oldest, v_oldest_at FROM lash_events AS e
+    WHERE e.session_id = p_session ORDER BY e.seq LIMIT 1;
+    IF v_oldest <= p_last - p_keep OR v_oldest_at < p_now - p_max_age THEN
+        DELETE FROM lash_events AS e WHERE e.session_id = p_session AND e.seq < greatest(
+            p_last + 1 - p_keep,
+            (SELECT min(y.seq) FROM lash_events AS y
+                WHERE y.session_id = p_session AND y.at >= p_now - p_max_age));
+    END IF;
+    IF p_notify THEN
+        PERFORM pg_notify('lash_events', p_session);
+    END IF;
+END $$"""
+
+#: Leases, claims and releases matter only while the lease lives, and the commit that ends an
+#: execution is durable (its WAL flush covers everything written before it): their own
+#: transactions need not wait for a flush of their own (unless ``p_durable``). See
+#: ``PostgresStore`` ("Durability").
+_ASYNC = """    IF NOT p_durable THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;"""
+
+#: The effective-pending inputs and the pending commands of a session, under lease
+#: ``(v_token, v_expires)``.
+_COUNTS = """(SELECT count(*) FROM lash_inputs AS i
+            WHERE i.session_id = p_session AND i.state IN ('pending', 'claimed')
+            AND lash_input_state(i.state, i.claim_token, v_token, v_expires, v_now) = 'pending'),
+        (SELECT count(*) FROM lash_commands AS c
+            WHERE c.session_id = p_session AND c.state = 'pending')"""
+
+#: PL/pgSQL, after a lease write guarded by its ``WHERE``: when it changed no row, return
+#: ``false`` with the session's current lease and revision (no row when there is none), and stop.
+_LEASE_REFUSED = """    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, s.lease_owner, s.lease_token, s.lease_expires_at,
+            s.revision, 0::bigint, 0::bigint
+            FROM lash_sessions AS s WHERE s.session_id = p_session;
+        RETURN;
+    END IF;"""
+
+#: Take the lease, as ``lash.store.take_lease`` says: a new session gets token 1; the owner's
+#: own live lease keeps its token and gets a new expiry; anything else held by nobody live (no
+#: lease, released, expired), or the lease ``p_take_*`` names (the caller proved its holder
+#: dead), goes to the next token; another owner's live lease is refused (``granted`` false,
+#: with the holder's lease). One upsert: Postgres locks the row while it decides. Granted, the
+#: running turn is recorded, ``p_types``/``p_datas`` are logged, and the head revision and the
+#: pending counts come back.
 _ACQUIRE_LEASE = f"""CREATE FUNCTION lash_acquire_lease(
-    p_session text, p_owner text, p_ttl double precision)
+    p_session text, p_owner text, p_ttl double precision, p_take_owner text,
+    p_take_token bigint, p_turn text, p_types text[], p_datas text[], p_keep bigint,
+    p_max_age double precision, p_notify boolean, p_durable boolean)
 RETURNS TABLE (granted boolean, holder text, holder_token bigint,
-    holder_expires_at double precision)
+    holder_expires_at double precision, head_revision bigint, pending_inputs bigint,
+    pending_commands bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now double precision := lash_now();
+    v_logged bigint := coalesce(cardinality(p_types), 0);
+    v_token bigint;
+    v_expires double precision;
+    v_revision bigint;
+    v_last bigint;
 BEGIN
-    RETURN QUERY
-    INSERT INTO lash_sessions AS s (session_id, lease_owner, lease_token, lease_expires_at)
-    VALUES (p_session, p_owner, 1, v_now + p_ttl)
+{_ASYNC}
+    INSERT INTO lash_sessions AS s (session_id, lease_owner, lease_token, lease_expires_at,
+        running_turn, event_seq)
+    VALUES (p_session, p_owner, 1, v_now + p_ttl, p_turn, v_logged)
     ON CONFLICT (session_id) DO UPDATE SET
-        lease_owner = excluded.lease_owner,
-        lease_token = s.lease_token
-            + CASE WHEN s.lease_owner = excluded.lease_owner THEN 0 ELSE 1 END,
-        lease_expires_at = excluded.lease_expires_at
-    WHERE s.lease_owner = excluded.lease_owner OR s.lease_expires_at <= v_now
-    RETURNING true, s.lease_owner, s.lease_token, s.lease_expires_at;
-{_refused()}
+        lease_token = CASE WHEN s.lease_owner = p_owner AND s.lease_expires_at > v_now
+            THEN s.lease_token ELSE s.lease_token + 1 END,
+        lease_owner = p_owner,
+        lease_expires_at = v_now + p_ttl,
+        running_turn = p_turn,
+        event_seq = s.event_seq + v_logged
+    WHERE s.lease_owner IS NULL OR s.lease_owner = p_owner OR s.lease_expires_at <= v_now
+        OR (s.lease_owner = p_take_owner AND s.lease_token = p_take_token)
+    RETURNING s.lease_token, s.lease_expires_at, s.revision, s.event_seq
+        INTO v_token, v_expires, v_revision, v_last;
+{_LEASE_REFUSED}
+    PERFORM lash_log(p_session, v_last, p_types, p_datas, v_now, p_keep, p_max_age, p_notify);
+    RETURN QUERY SELECT true, p_owner, v_token, v_expires, v_revision,
+        {_COUNTS};
 END $$"""
 
 #: Extend the lease if it is still the current one (even expired; not released). Refused:
 #: ``renewed`` false with the current lease, for the client to say why.
 _RENEW_LEASE = f"""CREATE FUNCTION lash_renew_lease(
-    p_session text, p_owner text, p_token bigint, p_ttl double precision)
+    p_session text, p_owner text, p_token bigint, p_ttl double precision, p_durable boolean)
 RETURNS TABLE (renewed boolean, holder text, holder_token bigint,
-    holder_expires_at double precision)
+    holder_expires_at double precision, head_revision bigint, pending_inputs bigint,
+    pending_commands bigint)
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := lash_now();
+    v_token bigint;
+    v_expires double precision;
+    v_revision bigint;
 BEGIN
-    RETURN QUERY
-    UPDATE lash_sessions AS s SET lease_expires_at = lash_now() + p_ttl
+{_ASYNC}
+    UPDATE lash_sessions AS s SET lease_expires_at = v_now + p_ttl
     WHERE s.session_id = p_session AND s.lease_owner = p_owner AND s.lease_token = p_token
         AND s.lease_expires_at <> 0
-    RETURNING true, s.lease_owner, s.lease_token, s.lease_expires_at;
-{_refused()}
+    RETURNING s.lease_token, s.lease_expires_at, s.revision INTO v_token, v_expires, v_revision;
+{_LEASE_REFUSED}
+    RETURN QUERY SELECT true, p_owner, v_token, v_expires, v_revision,
+        {_COUNTS};
+END $$"""
+
+#: Give the lease up if it is still the current one; the token stays (as a lease that expired
+#: at 0), so the next holder's is higher. Its claims are pending again (their token is no
+#: longer the live lease's).
+_RELEASE_LEASE = f"""CREATE FUNCTION lash_release_lease(
+    p_session text, p_owner text, p_token bigint, p_durable boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+{_ASYNC}
+    UPDATE lash_sessions SET lease_expires_at = 0, running_turn = NULL
+    WHERE session_id = p_session AND lease_owner = p_owner AND lease_token = p_token;
 END $$"""
 
 #: One whole commit. The head row is updated first, guarded by the lease and the expected
 #: revision (compare-and-swap): the update locks the row, so a concurrent commit of the same
-#: session waits for this one and then finds the revision moved. Refused, the function returns
-#: ``committed`` false with the head's revision and lease, for the client to say why; the
-#: transaction then holds no change. Accepted, the delta's rows follow, numbered from the
-#: head's ``next_seq``: each statement touches only the delta's rows (and, for a replace, the
-#: session's old ones), never the history.
+#: session waits for this one and then finds the revision moved, and every other writer of the
+#: session (leases, the mailbox) waits too. Refused, the function returns ``committed`` false
+#: with the head's revision and lease, for the client to say why; the transaction then holds no
+#: change. Then the checks that need the lock (the inputs settled are claimed by this lease,
+#: the commands applied are pending, the turn id is new, a queued key is not taken by other
+#: content): a failed one raises (an ``LS`` SQLSTATE), which rolls the head update back too.
+#: Then the delta's rows, numbered from the head's counters: each statement touches only the
+#: delta's rows (and, for a replace, the session's old ones), never the history.
 _COMMIT = f"""CREATE FUNCTION lash_commit(
     p_session text, p_owner text, p_token bigint, p_expected bigint,
     p_replace boolean, p_turns bigint,
     p_node_ids text[], p_kinds text[], p_frame_ids text[], p_node_turns bigint[],
     p_datas text[],
     p_frame_offset bigint,
-    p_last_user text,
+    p_last_user text, p_status text,
     p_state_plugins text[], p_state_datas text[],
-    p_config text, p_pending text,
+    p_config text,
     p_usage_sources text[], p_usage_input bigint[], p_usage_output bigint[],
-    p_usage_cached bigint[])
+    p_usage_cached bigint[],
+    p_claimed text[], p_applied text[],
+    p_enqueue_ids text[], p_enqueue_keys text[], p_enqueue_texts text[],
+    p_enqueue_items text[], p_enqueue_ingress text[], p_enqueue_sources text[],
+    p_turn_id text, p_turn_index bigint, p_turn_outcome text, p_turn_reason text,
+    p_turn_result text,
+    p_event_types text[], p_event_datas text[],
+    p_release boolean, p_keep bigint, p_max_age double precision, p_notify boolean)
 RETURNS TABLE (committed boolean, head_revision bigint, holder text, holder_token bigint,
     holder_expires_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now double precision := lash_now();
     v_count bigint := coalesce(cardinality(p_node_ids), 0);
+    v_enqueue bigint := coalesce(cardinality(p_enqueue_ids), 0);
+    v_queued bigint := v_enqueue;
     v_first bigint;
     v_revision bigint;
+    v_input_seq bigint;
+    v_last bigint;
+    v_missing text;
+    v_key text;
+    v_existing text;
+    v_datas text[];
 BEGIN
     UPDATE lash_sessions AS s SET
         revision = s.revision + 1,
@@ -225,16 +536,78 @@ BEGIN
             WHEN p_last_user IS NOT NULL THEN p_last_user
             WHEN p_replace THEN NULL
             ELSE s.last_user_message END,
+        status = CASE
+            WHEN p_status IS NOT NULL THEN p_status WHEN p_replace THEN NULL ELSE s.status END,
         config = CASE
             WHEN p_config IS NOT NULL THEN p_config WHEN p_replace THEN NULL ELSE s.config END,
-        pending = CASE
-            WHEN p_pending IS NOT NULL THEN p_pending WHEN p_replace THEN NULL ELSE s.pending END
+        -- Numbers for every queued input and event; given back below in the rare case of a
+        -- queued key that turns out to be there already.
+        input_seq = s.input_seq + v_enqueue,
+        event_seq = s.event_seq + v_enqueue + coalesce(cardinality(p_event_types), 0),
+        lease_expires_at = CASE WHEN p_release THEN 0 ELSE s.lease_expires_at END,
+        running_turn = CASE WHEN p_release THEN NULL ELSE s.running_turn END
     WHERE s.session_id = p_session AND s.revision = p_expected
         AND s.lease_owner = p_owner AND s.lease_token = p_token AND s.lease_expires_at <> 0
-    RETURNING s.next_seq - v_count, s.revision INTO v_first, v_revision;
+    RETURNING s.next_seq - v_count, s.revision, s.input_seq, s.event_seq
+        INTO v_first, v_revision, v_input_seq, v_last;
 {_refused("s.revision")}
+    IF cardinality(p_claimed) > 0 THEN
+        SELECT c INTO v_missing FROM unnest(p_claimed) AS c
+        WHERE NOT EXISTS (SELECT 1 FROM lash_inputs AS i WHERE i.session_id = p_session
+            AND i.id = c AND i.state = 'claimed' AND i.claim_token = p_token)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'an input the commit settles is not claimed by its lease'
+                USING ERRCODE = '{CLAIM_LOST}', DETAIL = v_missing;
+        END IF;
+    END IF;
+    IF cardinality(p_applied) > 0 THEN
+        SELECT c INTO v_missing FROM unnest(p_applied) AS c
+        WHERE NOT EXISTS (SELECT 1 FROM lash_commands AS k WHERE k.session_id = p_session
+            AND k.id = c AND k.state = 'pending')
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'a command the commit applies is not pending'
+                USING ERRCODE = '{COMMAND_GONE}', DETAIL = v_missing;
+        END IF;
+    END IF;
+    IF p_turn_id IS NOT NULL THEN
+        INSERT INTO lash_turns (session_id, turn_id, turn_index, outcome, revision, reason_json,
+            result_json, committed_at)
+        VALUES (p_session, p_turn_id, p_turn_index, p_turn_outcome, v_revision, p_turn_reason,
+            p_turn_result, v_now)
+        ON CONFLICT (session_id, turn_id) DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'the turn has a record already'
+                USING ERRCODE = '{TURN_COMMITTED}', DETAIL = (v_revision - 1)::text;
+        END IF;
+        DELETE FROM lash_cancel_requests WHERE session_id = p_session AND turn_id = p_turn_id;
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_enqueue_keys) AS k WHERE k IS NOT NULL) THEN
+        SELECT u.key, i.id INTO v_key, v_existing
+        FROM unnest(p_enqueue_keys, p_enqueue_texts, p_enqueue_items, p_enqueue_ingress)
+            AS u (key, text_json, items_json, ingress)
+        JOIN lash_inputs AS i ON i.session_id = p_session AND i.key = u.key
+        WHERE (i.text_json, i.items_json, i.ingress)
+            IS DISTINCT FROM (u.text_json, u.items_json, u.ingress)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'a key the commit queues is taken by other content'
+                USING ERRCODE = '{KEY_CONFLICT}', DETAIL = v_key, HINT = v_existing;
+        END IF;
+        SELECT count(*) INTO v_queued FROM unnest(p_enqueue_keys) AS k
+        WHERE k IS NULL OR NOT EXISTS (
+            SELECT 1 FROM lash_inputs AS i WHERE i.session_id = p_session AND i.key = k);
+        IF v_queued < v_enqueue THEN
+            UPDATE lash_sessions SET input_seq = input_seq - (v_enqueue - v_queued),
+                event_seq = event_seq - (v_enqueue - v_queued)
+            WHERE session_id = p_session;
+            v_input_seq := v_input_seq - (v_enqueue - v_queued);
+            v_last := v_last - (v_enqueue - v_queued);
+        END IF;
+    END IF;
     IF p_replace AND v_revision > 1 THEN
-{_DROP_SESSION_ROWS}
+{_drop_rows(GRAPH_TABLES)}
     END IF;
     IF v_count > 0 THEN
         INSERT INTO lash_nodes (session_id, seq, node_id, kind, frame_id, turn, data)
@@ -264,41 +637,350 @@ BEGIN
             output_tokens = t.output_tokens + excluded.output_tokens,
             cached_tokens = t.cached_tokens + excluded.cached_tokens;
     END IF;
+    IF cardinality(p_claimed) > 0 THEN
+        UPDATE lash_inputs SET state = 'completed', settled_at = v_now, turn_id = p_turn_id,
+            claim_token = NULL
+        WHERE session_id = p_session AND id = ANY (p_claimed);
+    END IF;
+    IF cardinality(p_applied) > 0 THEN
+        UPDATE lash_commands SET state = 'applied', applied_at = v_now
+        WHERE session_id = p_session AND id = ANY (p_applied);
+    END IF;
+    IF v_queued > 0 THEN
+        INSERT INTO lash_inputs (session_id, seq, id, key, text_json, items_json, ingress,
+            source, state, created_at)
+        SELECT p_session, v_input_seq - v_queued + row_number() OVER (ORDER BY u.ord), u.id,
+            u.key, u.text_json, u.items_json, u.ingress, u.source, 'pending', v_now
+        FROM unnest(p_enqueue_ids, p_enqueue_keys, p_enqueue_texts, p_enqueue_items,
+            p_enqueue_ingress, p_enqueue_sources)
+            WITH ORDINALITY AS u (id, key, text_json, items_json, ingress, source, ord)
+        WHERE u.key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM lash_inputs AS i WHERE i.session_id = p_session AND i.key = u.key);
+        v_datas := ARRAY(SELECT '{{"input":' || lash_input_json(i, 'pending') || '}}'
+            FROM lash_inputs AS i WHERE i.session_id = p_session
+            AND i.seq > v_input_seq - v_queued ORDER BY i.seq);
+        PERFORM lash_log(p_session, v_last,
+            array_cat(array_fill('input_queued'::text, ARRAY[v_queued]::integer[]),
+                p_event_types),
+            array_cat(v_datas, p_event_datas), v_now, p_keep, p_max_age, p_notify);
+    ELSE
+        PERFORM lash_log(p_session, v_last, p_event_types, p_event_datas, v_now, p_keep,
+            p_max_age, p_notify);
+    END IF;
     RETURN QUERY SELECT true, v_revision, p_owner, p_token, 0::double precision;
 END $$"""
 
 #: Delete a committed session unless its lease is live: ``'unknown'``, ``'busy'`` (with the
-#: holder) or ``'deleted'``. The head row stays as a tombstone at revision 0 with its lease, so
-#: the next holder's fencing token is still higher than any handed out before.
+#: holder) or ``'deleted'``. The head row stays as a tombstone at revision 0 with its lease and
+#: its counters, so the next holder's fencing token is still higher than any handed out before
+#: and a cursor from before the delete never names an event of the session made anew.
 _DELETE_SESSION = f"""CREATE FUNCTION lash_delete_session(p_session text)
-RETURNS TABLE (outcome text, holder text, holder_expires_at double precision)
+RETURNS TABLE (outcome text, holder text, holder_token bigint,
+    holder_expires_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_head lash_sessions%ROWTYPE;
 BEGIN
     SELECT * INTO v_head FROM lash_sessions WHERE session_id = p_session FOR UPDATE;
-    IF NOT FOUND OR v_head.revision = 0 THEN
-        RETURN QUERY SELECT 'unknown'::text, NULL::text, NULL::double precision;
+    -- A session is known by its history, or by what waits in its mailbox.
+    IF NOT FOUND OR (v_head.revision = 0
+            AND NOT EXISTS (SELECT 1 FROM lash_inputs WHERE session_id = p_session)
+            AND NOT EXISTS (SELECT 1 FROM lash_commands WHERE session_id = p_session)) THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::text, NULL::bigint, NULL::double precision;
         RETURN;
     END IF;
     IF v_head.lease_expires_at > lash_now() THEN
-        RETURN QUERY SELECT 'busy'::text, v_head.lease_owner, v_head.lease_expires_at;
+        RETURN QUERY SELECT 'busy'::text, v_head.lease_owner, v_head.lease_token,
+            v_head.lease_expires_at;
         RETURN;
     END IF;
-{_DROP_SESSION_ROWS}
+{_drop_rows(SESSION_TABLES)}
     UPDATE lash_sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
-        next_seq = 0, frame_start = 0, last_user_message = NULL, config = NULL,
-        pending = NULL
+        next_seq = 0, frame_start = 0, last_user_message = NULL, status = NULL, config = NULL,
+        running_turn = NULL
     WHERE session_id = p_session;
-    RETURN QUERY SELECT 'deleted'::text, NULL::text, NULL::double precision;
+    RETURN QUERY SELECT 'deleted'::text, NULL::text, NULL::bigint, NULL::double precision;
 END $$"""
 
-#: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
+#: Queue input. A key already used in the session returns that input (``inserted`` false, no
+#: write: the client compares the content). Otherwise the head row (made if there is none)
+#: gives the input and its ``input_queued`` event their numbers under its lock; should an
+#: enqueue of the same key have committed in between, the function raises ``KEY_RACE`` and
+#: the client calls it again (to find that input).
+_ENQUEUE_INPUT = f"""CREATE FUNCTION lash_enqueue_input(
+    p_session text, p_id text, p_key text, p_text text, p_items text, p_ingress text,
+    p_source text, p_keep bigint, p_max_age double precision, p_notify boolean)
+RETURNS TABLE (inserted boolean, {_INPUT_OUT})
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := lash_now();
+    v_seq bigint;
+    v_last bigint;
+    v_row lash_inputs%ROWTYPE;
+BEGIN
+    IF p_key IS NOT NULL THEN
+        RETURN QUERY SELECT false, {_columns("i", INPUT_COLUMNS)},
+            lash_input_state(i.state, i.claim_token, s.lease_token, s.lease_expires_at, v_now)
+        FROM lash_inputs AS i JOIN lash_sessions AS s ON s.session_id = i.session_id
+        WHERE i.session_id = p_session AND i.key = p_key;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    INSERT INTO lash_sessions AS s (session_id, input_seq, event_seq) VALUES (p_session, 1, 1)
+    ON CONFLICT (session_id) DO UPDATE SET
+        input_seq = s.input_seq + 1, event_seq = s.event_seq + 1
+    RETURNING s.input_seq, s.event_seq INTO v_seq, v_last;
+    INSERT INTO lash_inputs (session_id, seq, id, key, text_json, items_json, ingress, source,
+        state, created_at)
+    VALUES (p_session, v_seq, p_id, p_key, p_text, p_items, p_ingress, p_source, 'pending',
+        v_now)
+    ON CONFLICT (session_id, key) DO NOTHING
+    RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'another enqueue took the key first' USING ERRCODE = '{KEY_RACE}';
+    END IF;
+    PERFORM lash_log(p_session, v_last, ARRAY['input_queued'],
+        ARRAY['{{"input":' || lash_input_json(v_row, 'pending') || '}}'], v_now, p_keep,
+        p_max_age, p_notify);
+    RETURN QUERY SELECT true, {_columns("v_row", INPUT_COLUMNS)}, 'pending'::text;
+END $$"""
+
+#: Queue a session command: as ``lash_enqueue_input``, by its (required) key.
+_ENQUEUE_COMMAND = f"""CREATE FUNCTION lash_enqueue_command(
+    p_session text, p_id text, p_key text, p_name text, p_args text, p_source text,
+    p_keep bigint, p_max_age double precision, p_notify boolean)
+RETURNS TABLE (inserted boolean, {
+    _declare_columns(
+        tuple(f"o_{c}" for c in COMMAND_COLUMNS),
+        {f"o_{k}": v for k, v in _TYPES.items()},
+    )
+})
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := lash_now();
+    v_seq bigint;
+    v_last bigint;
+    v_row lash_commands%ROWTYPE;
+BEGIN
+    RETURN QUERY SELECT false, {_columns("c", COMMAND_COLUMNS)}
+    FROM lash_commands AS c WHERE c.session_id = p_session AND c.key = p_key;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO lash_sessions AS s (session_id, command_seq, event_seq)
+    VALUES (p_session, 1, 1)
+    ON CONFLICT (session_id) DO UPDATE SET
+        command_seq = s.command_seq + 1, event_seq = s.event_seq + 1
+    RETURNING s.command_seq, s.event_seq INTO v_seq, v_last;
+    INSERT INTO lash_commands (session_id, seq, id, key, name, args_json, source, state,
+        created_at)
+    VALUES (p_session, v_seq, p_id, p_key, p_name, p_args, p_source, 'pending', v_now)
+    ON CONFLICT (session_id, key) DO NOTHING
+    RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'another enqueue took the key first' USING ERRCODE = '{KEY_RACE}';
+    END IF;
+    PERFORM lash_log(p_session, v_last, ARRAY['command_queued'],
+        ARRAY['{{"command":' || lash_command_json(v_row) || '}}'], v_now, p_keep, p_max_age,
+        p_notify);
+    RETURN QUERY SELECT true, {_columns("v_row", COMMAND_COLUMNS)};
+END $$"""
+
+#: Claim up to ``p_limit`` inputs, oldest first, for the lease ``(p_owner, p_token)``: those
+#: whose effective state is pending (of ``p_ingress`` only, if given), skipping rows another
+#: transaction holds locked (``FOR UPDATE SKIP LOCKED``: a claim never waits behind someone
+#: else's row lock). The head row is locked first, as by every writer of the session: it checks
+#: the lease and numbers the ``input_claimed`` events. Refused (not the current lease):
+#: ``granted`` false with the current lease.
+_CLAIM_INPUTS = f"""CREATE FUNCTION lash_claim_inputs(
+    p_session text, p_owner text, p_token bigint, p_limit bigint, p_ingress text,
+    p_keep bigint, p_max_age double precision, p_notify boolean, p_durable boolean)
+RETURNS TABLE (granted boolean, holder text, holder_token bigint,
+    holder_expires_at double precision, {_INPUT_OUT})
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := lash_now();
+    v_head lash_sessions%ROWTYPE;
+    v_seqs bigint[];
+    v_last bigint;
+BEGIN
+{_ASYNC}
+    SELECT * INTO v_head FROM lash_sessions WHERE session_id = p_session FOR UPDATE;
+    IF NOT FOUND OR v_head.lease_owner IS DISTINCT FROM p_owner
+            OR v_head.lease_token <> p_token OR v_head.lease_expires_at = 0 THEN
+        RETURN QUERY SELECT false, v_head.lease_owner, v_head.lease_token,
+            v_head.lease_expires_at, {_NO_INPUT};
+        RETURN;
+    END IF;
+    v_seqs := ARRAY(SELECT i.seq FROM lash_inputs AS i
+        WHERE i.session_id = p_session AND i.state IN ('pending', 'claimed')
+        AND lash_input_state(i.state, i.claim_token, v_head.lease_token,
+            v_head.lease_expires_at, v_now) = 'pending'
+        AND (p_ingress IS NULL OR i.ingress = p_ingress)
+        ORDER BY i.seq LIMIT p_limit
+        FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_seqs) = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE lash_inputs SET state = 'claimed', claim_token = p_token
+    WHERE session_id = p_session AND seq = ANY (v_seqs);
+    UPDATE lash_sessions SET event_seq = event_seq + cardinality(v_seqs)
+    WHERE session_id = p_session RETURNING event_seq INTO v_last;
+    PERFORM lash_log(p_session, v_last,
+        array_fill('input_claimed'::text, ARRAY[cardinality(v_seqs)]),
+        ARRAY(SELECT '{{"input":' || lash_input_json(i, 'claimed') || '}}'
+            FROM lash_inputs AS i WHERE i.session_id = p_session AND i.seq = ANY (v_seqs)
+            ORDER BY i.seq),
+        v_now, p_keep, p_max_age, p_notify);
+    RETURN QUERY SELECT true, p_owner, p_token, v_head.lease_expires_at,
+        {_columns("i", INPUT_COLUMNS)}, 'claimed'::text
+    FROM lash_inputs AS i WHERE i.session_id = p_session AND i.seq = ANY (v_seqs)
+    ORDER BY i.seq;
+END $$"""
+
+#: The PL/pgSQL that settles one input of ``lash_cancel_inputs`` (in ``v_row``, locked): a
+#: pending one is cancelled (and logged), any other gets its ``already_*`` outcome.
+_CANCEL_ONE = f"""v_state := lash_input_state(v_row.state, v_row.claim_token,
+                v_head.lease_token, v_head.lease_expires_at, v_now);
+            IF v_state = 'pending' THEN
+                UPDATE lash_inputs SET state = 'cancelled', settled_at = v_now,
+                    claim_token = NULL
+                WHERE session_id = p_session AND seq = v_row.seq RETURNING * INTO v_row;
+                v_state := 'cancelled';
+                v_outcome := 'cancelled';
+                v_datas := v_datas || ('{{"input":' || lash_input_json(v_row, v_state) || '}}');
+            ELSE
+                v_outcome := 'already_' || v_state;
+            END IF;
+            RETURN QUERY SELECT v_target, v_outcome, {_columns("v_row", INPUT_COLUMNS)},
+                v_state;"""
+
+#: Cancel inputs by id or key (``p_suffix``: the input ``p_targets[1]`` and every later one),
+#: one outcome row per target, in order; ``input_cancelled`` logged for each one cancelled.
+_CANCEL_INPUTS = f"""CREATE FUNCTION lash_cancel_inputs(
+    p_session text, p_targets text[], p_suffix boolean, p_keep bigint,
+    p_max_age double precision, p_notify boolean)
+RETURNS TABLE (target text, outcome text, {_INPUT_OUT})
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := lash_now();
+    v_head lash_sessions%ROWTYPE;
+    v_row lash_inputs%ROWTYPE;
+    v_target text;
+    v_state text;
+    v_outcome text;
+    v_anchor bigint;
+    v_datas text[] := ARRAY[]::text[];
+    v_last bigint;
+BEGIN
+    SELECT * INTO v_head FROM lash_sessions WHERE session_id = p_session FOR UPDATE;
+    IF p_suffix THEN
+        SELECT i.seq INTO v_anchor FROM lash_inputs AS i WHERE i.session_id = p_session
+            AND (i.id = p_targets[1] OR i.key = p_targets[1])
+        ORDER BY i.seq LIMIT 1;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT p_targets[1], 'unknown'::text,
+                {_NO_INPUT};
+            RETURN;
+        END IF;
+        FOR v_row IN SELECT * FROM lash_inputs AS i
+                WHERE i.session_id = p_session AND i.seq >= v_anchor ORDER BY i.seq
+                FOR UPDATE LOOP
+            v_target := v_row.id;
+            {_CANCEL_ONE}
+        END LOOP;
+    ELSE
+        FOREACH v_target IN ARRAY p_targets LOOP
+            SELECT * INTO v_row FROM lash_inputs AS i WHERE i.session_id = p_session
+                AND (i.id = v_target OR i.key = v_target)
+            ORDER BY i.seq LIMIT 1 FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN QUERY SELECT v_target, 'unknown'::text,
+                    {_NO_INPUT};
+                CONTINUE;
+            END IF;
+            {_CANCEL_ONE}
+        END LOOP;
+    END IF;
+    IF cardinality(v_datas) > 0 THEN
+        UPDATE lash_sessions SET event_seq = event_seq + cardinality(v_datas)
+        WHERE session_id = p_session RETURNING event_seq INTO v_last;
+        PERFORM lash_log(p_session, v_last,
+            array_fill('input_cancelled'::text, ARRAY[cardinality(v_datas)]), v_datas, v_now,
+            p_keep, p_max_age, p_notify);
+    END IF;
+END $$"""
+
+#: Ask turn ``p_turn`` to stop: ``already_finished`` (with its record), ``already_requested``
+#: (with the first request), ``requested`` (stored: it runs now under a live lease) or
+#: ``unknown``. The head row is share-locked first, so a commit of that turn (which deletes
+#: its request) is either wholly before this or wholly after.
+_REQUEST_CANCEL = """CREATE FUNCTION lash_request_cancel(
+    p_session text, p_turn text, p_origin text, p_reason text)
+RETURNS TABLE (status text, turn_index bigint, outcome text, revision bigint,
+    reason_json text, result_json text, committed_at double precision, origin text,
+    requested_at double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := lash_now();
+    v_head lash_sessions%ROWTYPE;
+BEGIN
+    SELECT * INTO v_head FROM lash_sessions WHERE session_id = p_session FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::bigint, NULL::text, NULL::bigint,
+            NULL::text, NULL::text, NULL::double precision, NULL::text,
+            NULL::double precision;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'already_finished'::text, t.turn_index, t.outcome, t.revision,
+        t.reason_json, t.result_json, t.committed_at, NULL::text, NULL::double precision
+    FROM lash_turns AS t WHERE t.session_id = p_session AND t.turn_id = p_turn;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'already_requested'::text, NULL::bigint, NULL::text, NULL::bigint,
+        r.reason_json, NULL::text, NULL::double precision, r.origin, r.requested_at
+    FROM lash_cancel_requests AS r WHERE r.session_id = p_session AND r.turn_id = p_turn;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    IF v_head.running_turn = p_turn AND v_head.lease_expires_at > v_now THEN
+        INSERT INTO lash_cancel_requests (session_id, turn_id, origin, reason_json,
+            requested_at)
+        VALUES (p_session, p_turn, p_origin, p_reason, v_now);
+        RETURN QUERY SELECT 'requested'::text, NULL::bigint, NULL::text, NULL::bigint,
+            p_reason, NULL::text, NULL::double precision, p_origin, v_now;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT 'unknown'::text, NULL::bigint, NULL::text, NULL::bigint, NULL::text,
+        NULL::text, NULL::double precision, NULL::text, NULL::double precision;
+END $$"""
+
+#: Every migration this lash knows, in order. Append new steps; never edit or renumber one
+#: (the schema was not released before the mailbox: its tables are in the initial step).
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "initial schema",
-        (*_TABLES, _NOW, _ACQUIRE_LEASE, _RENEW_LEASE, _COMMIT, _DELETE_SESSION),
+        (
+            *_TABLES,
+            _NOW,
+            _INPUT_STATE,
+            _INPUT_JSON,
+            _COMMAND_JSON,
+            _LOG,
+            _ACQUIRE_LEASE,
+            _RENEW_LEASE,
+            _RELEASE_LEASE,
+            _COMMIT,
+            _DELETE_SESSION,
+            _ENQUEUE_INPUT,
+            _ENQUEUE_COMMAND,
+            _CLAIM_INPUTS,
+            _CANCEL_INPUTS,
+            _REQUEST_CANCEL,
+        ),
     ),
 )
 
@@ -308,18 +990,26 @@ LATEST = MIGRATIONS[-1].id
 
 # -- statements ------------------------------------------------------------------------------
 
-ACQUIRE_LEASE = "SELECT * FROM lash_acquire_lease($1, $2, $3)"
-RENEW_LEASE = "SELECT * FROM lash_renew_lease($1, $2, $3, $4)"
-RELEASE_LEASE = """UPDATE lash_sessions SET lease_expires_at = 0
-    WHERE session_id = $1 AND lease_owner = $2 AND lease_token = $3"""
-COMMIT = f"SELECT * FROM lash_commit({', '.join(f'${i}' for i in range(1, 22))})"
-DELETE_SESSION = "SELECT * FROM lash_delete_session($1)"
+
+def _call(function: str, count: int) -> str:
+    return f"SELECT * FROM {function}({', '.join(f'${i}' for i in range(1, count + 1))})"
+
+
+ACQUIRE_LEASE = _call("lash_acquire_lease", 12)
+RENEW_LEASE = _call("lash_renew_lease", 5)
+RELEASE_LEASE = _call("lash_release_lease", 4)
+COMMIT = _call("lash_commit", 40)
+DELETE_SESSION = _call("lash_delete_session", 1)
+ENQUEUE_INPUT = _call("lash_enqueue_input", 10)
+ENQUEUE_COMMAND = _call("lash_enqueue_command", 9)
+CLAIM_INPUTS = _call("lash_claim_inputs", 9)
+CANCEL_INPUTS = _call("lash_cancel_inputs", 6)
+REQUEST_CANCEL = _call("lash_request_cancel", 4)
 
 #: A session as ``load`` returns it, in one statement (one snapshot, one round trip): the head,
 #: the nodes (of the active frame, from ``frame_start``, unless ``$2``), the plugin states and
 #: the usage totals, as arrays.
-LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns,
-    s.config, s.pending,
+LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.config, s.event_seq,
     ARRAY(SELECT n.data FROM lash_nodes AS n WHERE n.session_id = s.session_id
         AND n.seq >= CASE WHEN $2 THEN 0 ELSE s.frame_start END ORDER BY n.seq),
     ARRAY(SELECT p.plugin FROM lash_plugin_states AS p
@@ -332,14 +1022,53 @@ LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns,
         FROM lash_usage_totals AS u WHERE u.session_id = s.session_id ORDER BY u.source)
     FROM lash_sessions AS s WHERE s.session_id = $1"""
 
-#: Committed sessions (revision > 0) with their usage totals, most recently updated first.
+#: Committed sessions (revision > 0) with their usage totals, last turn's status and pending
+#: input, most recently updated first.
 LIST_SESSIONS = """SELECT s.session_id, s.created_at, s.updated_at, s.turns, s.revision,
-    s.last_user_message, COALESCE(SUM(u.input_tokens), 0)::bigint,
-    COALESCE(SUM(u.output_tokens), 0)::bigint, COALESCE(SUM(u.cached_tokens), 0)::bigint
-    FROM lash_sessions AS s LEFT JOIN lash_usage_totals AS u ON u.session_id = s.session_id
+    s.last_user_message, u.i, u.o, u.c, s.status, p.n
+    FROM lash_sessions AS s CROSS JOIN (SELECT lash_now() AS now) AS t,
+    LATERAL (SELECT COALESCE(SUM(x.input_tokens), 0)::bigint AS i,
+        COALESCE(SUM(x.output_tokens), 0)::bigint AS o,
+        COALESCE(SUM(x.cached_tokens), 0)::bigint AS c
+        FROM lash_usage_totals AS x WHERE x.session_id = s.session_id) AS u,
+    LATERAL (SELECT count(*) AS n FROM lash_inputs AS i
+        WHERE i.session_id = s.session_id AND i.state IN ('pending', 'claimed')
+        AND lash_input_state(i.state, i.claim_token, s.lease_token, s.lease_expires_at,
+            t.now) = 'pending') AS p
     WHERE s.revision > 0
-    GROUP BY s.session_id
     ORDER BY s.updated_at DESC, s.session_id"""
+
+_LIST_INPUTS = f"""SELECT {_columns("i", INPUT_COLUMNS)},
+    lash_input_state(i.state, i.claim_token, s.lease_token, s.lease_expires_at, t.now)
+    FROM lash_inputs AS i JOIN lash_sessions AS s ON s.session_id = i.session_id
+    CROSS JOIN (SELECT lash_now() AS now) AS t
+    WHERE i.session_id = $1 {{}} ORDER BY i.seq"""
+#: A session's open inputs (with their effective state), oldest first; and all of them.
+LIST_OPEN_INPUTS = _LIST_INPUTS.format("AND i.state IN ('pending', 'claimed')")
+LIST_ALL_INPUTS = _LIST_INPUTS.format("")
+
+_LIST_COMMANDS = f"""SELECT {_columns("c", COMMAND_COLUMNS)} FROM lash_commands AS c
+    WHERE c.session_id = $1 {{}} ORDER BY c.seq"""
+LIST_PENDING_COMMANDS = _LIST_COMMANDS.format("AND c.state = 'pending'")
+LIST_ALL_COMMANDS = _LIST_COMMANDS.format("")
+
+TURN_RECORD = """SELECT turn_index, outcome, revision, reason_json, result_json, committed_at
+    FROM lash_turns WHERE session_id = $1 AND turn_id = $2"""
+CANCEL_REQUEST = """SELECT origin, reason_json, requested_at FROM lash_cancel_requests
+    WHERE session_id = $1 AND turn_id = $2"""
+
+#: ``read_events``: the latest seq, the oldest kept (null: none), then up to ``$3`` events
+#: after ``$2`` (one row of nulls when there are none), in one snapshot.
+READ_EVENTS = """SELECT s.event_seq,
+    (SELECT min(y.seq) FROM lash_events AS y WHERE y.session_id = s.session_id),
+    e.seq, e.type, e.data, e.at
+    FROM lash_sessions AS s
+    LEFT JOIN LATERAL (SELECT x.seq, x.type, x.data, x.at FROM lash_events AS x
+        WHERE x.session_id = s.session_id AND x.seq > $2 ORDER BY x.seq LIMIT $3) AS e ON true
+    WHERE s.session_id = $1"""
+
+#: The latest event seq of a session (``wait_events``).
+EVENT_SEQ = "SELECT event_seq FROM lash_sessions WHERE session_id = $1"
 
 
 # -- migrating a database ---------------------------------------------------------------------

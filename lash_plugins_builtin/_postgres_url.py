@@ -19,16 +19,30 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_POOL_MIN = 1
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_STATEMENT_TIMEOUT = 30_000
+#: The replay window of each session's event log: the newest events, younger than this.
+DEFAULT_EVENTS_KEPT = 10_000
+DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600.0
 #: Shown in place of a password (in ``repr``, errors and logs).
 MASK = "***"
 
 _URL_FORM = (
     "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, optionally followed by "
-    "?pool_size=N&pool_min=N&connect_timeout=SECONDS&statement_timeout=MS"
+    "?pool_size=N&pool_min=N&connect_timeout=SECONDS&statement_timeout=MS&events_kept=N"
+    "&events_max_age=SECONDS&notify=on|off&durable_leases=on|off"
 )
 #: Parameters lash reads itself; any other is passed on to asyncpg (libpq's ``sslmode``...,
 #: or a server setting such as ``search_path``).
-_OWN = ("connect_timeout", "pool_min", "pool_size", "statement_timeout")
+_OWN = (
+    "connect_timeout",
+    "durable_leases",
+    "events_kept",
+    "events_max_age",
+    "notify",
+    "pool_min",
+    "pool_size",
+    "statement_timeout",
+)
+_BOOLEANS = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
 @attrs.frozen
@@ -44,6 +58,10 @@ class PostgresSettings:
     pool_min: int = DEFAULT_POOL_MIN
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     statement_timeout: int = DEFAULT_STATEMENT_TIMEOUT
+    events_kept: int = DEFAULT_EVENTS_KEPT
+    events_max_age: float = DEFAULT_EVENTS_MAX_AGE
+    notify: bool = True
+    durable_leases: bool = False
     #: Where the server is, for messages: ``host:port/database`` (``?`` for what the URL leaves
     #: to libpq's defaults).
     target: str = "?"
@@ -91,17 +109,11 @@ def parse_url(url: str) -> PostgresSettings:
     statement_timeout = _integer(
         own, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, minimum=0, bad=bad
     )
-    connect_timeout = DEFAULT_CONNECT_TIMEOUT
-    if "connect_timeout" in own:
-        try:
-            connect_timeout = float(own["connect_timeout"])
-        except ValueError:
-            connect_timeout = -1.0
-        if not connect_timeout > 0:
-            raise bad(
-                f"connect_timeout={own['connect_timeout']!r} is not a positive number of "
-                "seconds (e.g. connect_timeout=10)"
-            )
+    connect_timeout = _seconds(own, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, bad=bad)
+    events_kept = _integer(own, "events_kept", DEFAULT_EVENTS_KEPT, minimum=1, bad=bad)
+    events_max_age = _seconds(own, "events_max_age", DEFAULT_EVENTS_MAX_AGE, bad=bad)
+    notify = _boolean(own, "notify", True, bad=bad)
+    durable_leases = _boolean(own, "durable_leases", False, bad=bad)
     if not any(key == "application_name" for key, _ in passed):
         passed.append(("application_name", "lash"))  # what pg_stat_activity shows
     # asyncpg reads the rest; it knows postgresql:// only.
@@ -118,6 +130,10 @@ def parse_url(url: str) -> PostgresSettings:
         pool_min=pool_min,
         connect_timeout=connect_timeout,
         statement_timeout=statement_timeout,
+        events_kept=events_kept,
+        events_max_age=events_max_age,
+        notify=notify,
+        durable_leases=durable_leases,
         target=f"{host}:{port or 5432}/{database}",
     )
 
@@ -138,6 +154,31 @@ def _integer(
         value = minimum - 1
     if value < minimum:
         raise bad(f"{key}={own[key]!r} is not a whole number >= {minimum}")
+    return value
+
+
+def _seconds(
+    own: Mapping[str, str], key: str, default: float, *, bad: Callable[[str], lash.ConfigError]
+) -> float:
+    if key not in own:
+        return default
+    try:
+        value = float(own[key])
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise bad(f"{key}={own[key]!r} is not a positive number of seconds (e.g. {key}=10)")
+    return value
+
+
+def _boolean(
+    own: Mapping[str, str], key: str, default: bool, *, bad: Callable[[str], lash.ConfigError]
+) -> bool:
+    if key not in own:
+        return default
+    value = _BOOLEANS.get(own[key].lower())
+    if value is None:
+        raise bad(f"{key}={own[key]!r} is not on or off")
     return value
 
 

@@ -4,19 +4,22 @@ the hot paths, and how a file is checked and prepared before the ``sqlite://`` s
 Tables (one database file holds many sessions):
 
 ``sessions``
-    One head row per session: ``revision`` (0 for a row a lease created before any commit),
-    ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next node gets, so a
-    commit never counts nodes), ``frame_start`` (seq of the active frame's boundary),
-    ``last_user_message``, the content hashes of ``config`` / ``protocol_options`` /
-    ``pending``, and the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``).
+    One head row per session: ``revision`` (0 for a row that a lease or queued input created
+    before any commit), ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next
+    node gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's
+    boundary), ``last_user_message``, the content hash of ``config``, ``status`` (how the last
+    committed turn ended), the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
+    and ``running_turn`` (the turn id the lease runs), and the counters of the mailbox and the
+    event log: ``input_seq``, ``command_seq``, ``event_seq`` (the latest of each). Two columns
+    of lash 0.1, ``protocol_options_hash`` and ``pending_hash``, are kept empty (migration 3).
 ``nodes``
     Append-only graph nodes, keyed by ``(session_id, seq)``; ``data`` is the node's JSON as
     ``lash.to_data(node, lash.GraphNode)`` writes it, and ``kind`` repeats its variant tag
-    (``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``, ``frame``).
+    (``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``, ``frame``,
+    ``outcome``).
 ``blobs``
-    Content-addressed JSON (sha256 of the canonical text) for plugin states, config, protocol
-    options and pending input. Blobs nothing refers to any more are deleted in the transaction
-    that drops the last reference.
+    Content-addressed JSON (sha256 of the canonical text) for plugin states and config. Blobs
+    nothing refers to any more are deleted in the transaction that drops the last reference.
 ``plugin_states``
     ``(session_id, plugin) -> blob hash``.
 ``usage_ledger``
@@ -24,11 +27,32 @@ Tables (one database file holds many sessions):
 ``usage_totals``
     The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
     loading or listing a session never sums a ledger that grows with its history.
+``inputs``
+    The mailbox's input, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session
+    when set), ``text``, ``items`` (JSON, NULL for none), ``ingress``, ``source``, ``state``
+    (``pending``, ``claimed``, ``completed``, ``cancelled``), ``claim_token`` (the fencing token
+    of the lease that claimed it), ``created_at``, ``settled_at``, ``turn_id``. The state stored
+    is the one last written: a ``claimed`` input whose claim token is not the token of the
+    session's live lease reads as ``pending`` (:data:`EFFECTIVE_STATE`).
+``commands``
+    Session commands, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session),
+    ``name``, ``args`` (JSON), ``source``, ``state`` (``pending``, ``applied``), ``created_at``,
+    ``applied_at``.
+``turn_records``
+    How each committed turn ended, keyed by ``(session_id, turn_id)``; ``result`` is the turn's
+    result as JSON.
+``cancel_requests``
+    Requests to cancel a running turn, keyed by ``(session_id, turn_id)``.
+``events``
+    The event log, keyed by ``(session_id, seq)``: ``type``, ``data`` (JSON), ``at``. Each
+    connection trims it (see :func:`event_retention`).
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied to the file.
-``commit_requests``
-    A view that holds no rows: a commit is one ``INSERT`` into it, and its trigger checks the
-    lease and the head, then writes the delta (see :data:`COMMIT_TRIGGER_STATEMENTS`).
+``commit_requests``, ``lease_requests``, ``input_requests``, ``input_updates``
+    Views that hold no rows: a commit, a lease acquisition, a queued input and a claim or
+    cancellation of inputs are each one ``INSERT`` into one of them, whose trigger checks and
+    writes everything (see :data:`COMMIT_TRIGGER_STATEMENTS`, :data:`LEASE_TRIGGER_STATEMENTS`,
+    :data:`INPUT_TRIGGER_STATEMENTS`, :data:`INPUT_UPDATE_TRIGGER_STATEMENTS`).
 
 The file is marked as a lash database with ``PRAGMA application_id`` (:data:`APPLICATION_ID`);
 ``PRAGMA user_version`` mirrors the newest migration id, for tools that only read the header.
@@ -40,15 +64,19 @@ import asyncio
 import contextlib
 import functools
 import importlib.metadata
+import json
 import os
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiosqlite
 import attrs
 
 import lash
+import lash.store
 
 #: ``PRAGMA application_id`` of a lash database: the ASCII bytes of "LASH".
 APPLICATION_ID = 0x4C415348
@@ -56,11 +84,13 @@ APPLICATION_ID = 0x4C415348
 
 @attrs.frozen
 class Migration:
-    """One forward step of the schema; ``id`` orders them and is never reused."""
+    """One forward step of the schema; ``id`` orders them and is never reused. ``run`` moves
+    data after the statements ran (in the same transaction)."""
 
     id: int
     name: str
     statements: tuple[str, ...]
+    run: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None
 
 
 #: Created before migrations run, so a database can always say which steps it has.
@@ -136,7 +166,221 @@ _INITIAL = (
     "CREATE INDEX sessions_by_pending ON sessions (pending_hash)",
 )
 
+#: Migration 2 as lash 0.1 wrote it (frozen: migration 3 replaces its view and trigger).
+_ONE_STATEMENT_COMMIT_V2 = (
+    """CREATE VIEW commit_requests (session_id, expected_revision, expected_created_at,
+        expected_updated_at, expected_turns, expected_next_seq, expected_frame_start,
+        expected_last_user_message, expected_config_hash, expected_protocol_options_hash,
+        expected_pending_hash, lease_owner, lease_token, revision, created_at, updated_at,
+        turns, next_seq, frame_start, last_user_message, config_hash, protocol_options_hash,
+        pending_hash, replace, nodes, blobs, states, usage, released)
+        AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL WHERE 0""",
+    """CREATE TRIGGER apply_commit_request INSTEAD OF INSERT ON commit_requests BEGIN
+    SELECT RAISE(ABORT, 'lash: the session head is not the one this commit was computed from')
+        WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE session_id = NEW.session_id
+        AND revision IS NEW.expected_revision AND created_at IS NEW.expected_created_at
+        AND updated_at IS NEW.expected_updated_at AND turns IS NEW.expected_turns
+        AND next_seq IS NEW.expected_next_seq AND frame_start IS NEW.expected_frame_start
+        AND last_user_message IS NEW.expected_last_user_message
+        AND config_hash IS NEW.expected_config_hash
+        AND protocol_options_hash IS NEW.expected_protocol_options_hash
+        AND pending_hash IS NEW.expected_pending_hash
+        AND lease_owner = NEW.lease_owner AND lease_token = NEW.lease_token
+        AND lease_expires_at != 0);
+    DELETE FROM nodes WHERE NEW.replace AND session_id = NEW.session_id;
+    DELETE FROM plugin_states WHERE NEW.replace AND session_id = NEW.session_id;
+    DELETE FROM usage_ledger WHERE NEW.replace AND session_id = NEW.session_id;
+    DELETE FROM usage_totals WHERE NEW.replace AND session_id = NEW.session_id;
+    INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
+        SELECT NEW.session_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+        json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),
+        json_extract(value, '$[5]') FROM json_each(NEW.nodes);
+    INSERT OR IGNORE INTO blobs (hash, data)
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(NEW.blobs);
+    INSERT INTO plugin_states (session_id, plugin, blob_hash)
+        SELECT NEW.session_id, json_extract(value, '$[0]'), json_extract(value, '$[1]')
+        FROM json_each(NEW.states) WHERE 1
+        ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash;
+    INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+        output_tokens, cached_tokens, recorded_at)
+        SELECT NEW.session_id, NEW.revision, json_extract(value, '$[0]'),
+        json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+        NEW.updated_at FROM json_each(NEW.usage);
+    INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens, cached_tokens)
+        SELECT NEW.session_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+        json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(NEW.usage) WHERE 1
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cached_tokens = cached_tokens + excluded.cached_tokens;
+    UPDATE sessions SET revision = NEW.revision, created_at = NEW.created_at,
+        updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
+        frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
+        config_hash = NEW.config_hash, protocol_options_hash = NEW.protocol_options_hash,
+        pending_hash = NEW.pending_hash WHERE session_id = NEW.session_id;
+    DELETE FROM blobs WHERE hash IN (SELECT value FROM json_each(NEW.released))
+        AND NOT EXISTS (SELECT 1 FROM plugin_states AS r WHERE r.blob_hash = blobs.hash)
+        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.config_hash = blobs.hash)
+        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.protocol_options_hash = blobs.hash)
+        AND NOT EXISTS (SELECT 1 FROM sessions AS r WHERE r.pending_hash = blobs.hash);
+END""",
+)
+
+# -- migration 3: the mailbox --------------------------------------------------------------------
+
+_MAILBOX_TABLES = (
+    "ALTER TABLE sessions ADD COLUMN status TEXT",
+    "ALTER TABLE sessions ADD COLUMN running_turn TEXT",
+    "ALTER TABLE sessions ADD COLUMN input_seq INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD COLUMN command_seq INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0",
+    # When event_seq last moved (the writer's clock): "now" for the log's retention.
+    "ALTER TABLE sessions ADD COLUMN events_at REAL NOT NULL DEFAULT 0",
+    # A rowid table: with its rows in the primary key's B-tree (WITHOUT ROWID), SQLite's
+    # planner, which has no statistics, would walk a session's whole history by that key rather
+    # than the small partial indexes below.
+    """CREATE TABLE inputs (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        key TEXT,
+        text TEXT NOT NULL,
+        items TEXT,
+        ingress TEXT NOT NULL,
+        source TEXT,
+        state TEXT NOT NULL,
+        claim_token INTEGER,
+        created_at REAL NOT NULL,
+        settled_at REAL,
+        turn_id TEXT,
+        PRIMARY KEY (session_id, seq)
+    )""",
+    "CREATE UNIQUE INDEX inputs_by_id ON inputs (session_id, id)",
+    "CREATE UNIQUE INDEX inputs_by_key ON inputs (session_id, key) WHERE key IS NOT NULL",
+    # The open ones only: claiming, counting and listing pending input never walk the settled
+    # inputs of a session's history.
+    """CREATE INDEX inputs_open ON inputs (session_id, seq)
+        WHERE state IN ('pending', 'claimed')""",
+    """CREATE TABLE commands (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        source TEXT,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        applied_at REAL,
+        PRIMARY KEY (session_id, seq)
+    )""",
+    "CREATE UNIQUE INDEX commands_by_id ON commands (session_id, id)",
+    "CREATE UNIQUE INDEX commands_by_key ON commands (session_id, key)",
+    "CREATE INDEX commands_pending ON commands (session_id, seq) WHERE state = 'pending'",
+    """CREATE TABLE turn_records (
+        session_id TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        turn_index INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        reason TEXT,
+        result TEXT NOT NULL,
+        committed_at REAL NOT NULL,
+        PRIMARY KEY (session_id, turn_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE cancel_requests (
+        session_id TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        reason TEXT,
+        requested_at REAL NOT NULL,
+        PRIMARY KEY (session_id, turn_id)
+    ) WITHOUT ROWID""",
+    # WITHOUT ROWID: a row lives in one B-tree (its primary key's), not a table and an index,
+    # so appending an event (or a turn record, below) writes one page less to the WAL. Event
+    # data may be long: SQLite spills what does not fit a page's share to overflow pages.
+    """CREATE TABLE events (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID""",
+    # Nothing refers to a blob through these columns any more (see _move_legacy_pending).
+    "DROP INDEX sessions_by_protocol_options",
+    "DROP INDEX sessions_by_pending",
+    # The commit statement's view changes shape: dropped here, created again below.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+)
+
+#: The source of input that lash 0.1 (or 0.2) had queued on a session head.
+LEGACY_INPUT_SOURCE = "lash 0.1"
+
+
+async def _move_legacy_pending(conn: aiosqlite.Connection) -> None:
+    """Migration 3's data step: the queued input strings that lash 0.1 kept in a ``pending``
+    blob on the session head become pending input rows (ingress ``next_turn``, source
+    :data:`LEGACY_INPUT_SOURCE`, queued when the head was last committed), each logged as
+    ``input_queued``; the head's ``pending_hash`` and ``protocol_options_hash`` (unused since
+    lash 0.2: the config carries the options) are cleared and their blobs dropped unless
+    something else refers to them.
+
+    Written in Python rather than SQL: SQLite's JSON functions cut a string at an escaped NUL,
+    and input text is stored exactly (:func:`stored_text`)."""
+    rows = await conn.execute_fetchall(
+        """SELECT s.session_id, s.updated_at, b.data FROM sessions AS s
+        JOIN blobs AS b ON b.hash = s.pending_hash ORDER BY s.session_id"""
+    )
+    for session_id, updated_at, data in rows:
+        texts = json.loads(data)
+        if not isinstance(texts, list):
+            continue
+        events = []
+        for seq, value in enumerate(texts, start=1):
+            text = value if isinstance(value, str) else json.dumps(value)
+            pending = lash.store.PendingInput(
+                id=new_input_id(),
+                session_id=session_id,
+                seq=seq,
+                text=text,
+                source=LEGACY_INPUT_SOURCE,
+                created_at=updated_at,
+            )
+            await conn.execute(
+                """INSERT INTO inputs (session_id, seq, id, text, ingress, source, state,
+                created_at) VALUES (?, ?, ?, ?, 'next_turn', ?, 'pending', ?)""",
+                (session_id, seq, pending.id, stored_text(text), pending.source, updated_at),
+            )
+            event = lash.store.input_event("input_queued", pending)
+            events.append((session_id, seq, event.type, dumps(event.data), updated_at))
+        await conn.executemany(
+            "INSERT INTO events (session_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)", events
+        )
+        await conn.execute(
+            "UPDATE sessions SET input_seq = ?, event_seq = ? WHERE session_id = ?",
+            (len(events), len(events), session_id),
+        )
+    released = [
+        str(h)
+        for (h,) in await conn.execute_fetchall(
+            """SELECT pending_hash FROM sessions WHERE pending_hash IS NOT NULL
+            UNION SELECT protocol_options_hash FROM sessions
+            WHERE protocol_options_hash IS NOT NULL"""
+        )
+    ]
+    await conn.execute("UPDATE sessions SET pending_hash = NULL, protocol_options_hash = NULL")
+    await conn.executemany(RELEASE_BLOB, [{"h": digest} for digest in released])
+
+
+# -- the one-statement writes ----------------------------------------------------------------
+
 #: The head columns a commit continues from: its guard checks each against the stored row.
+#: Only commits write them; the lease, the mailbox and the event log live in other columns,
+#: which other processes change without disturbing a writer's view of the head.
 HEAD_COLUMNS = (
     "revision",
     "created_at",
@@ -146,14 +390,13 @@ HEAD_COLUMNS = (
     "frame_start",
     "last_user_message",
     "config_hash",
-    "protocol_options_hash",
-    "pending_hash",
+    "status",
 )
 
 #: The columns of ``commit_requests``: one row is one whole commit. The guard columns say which
 #: head the writer computed it from (all of it, so that equal timestamps cannot pass another
 #: head for it); the rest are the new head's values and the delta, whose variable-length parts
-#: are JSON arrays of arrays (``None`` for none).
+#: are JSON arrays (``None`` for none).
 COMMIT_COLUMNS = (
     # the guard: the head it was computed from, and the writer's lease
     "session_id",
@@ -169,23 +412,36 @@ COMMIT_COLUMNS = (
     "states",  # [[plugin, blob_hash], ...]
     "usage",  # [[source, input_tokens, output_tokens, cached_tokens], ...]
     "released",  # [hash, ...]: blobs to drop unless something still refers to them
+    "claimed",  # [input id, ...]: claimed by this lease, completed by this commit
+    "applied",  # [command id, ...]: pending, applied by this commit
+    "turn_id",  # the turn this commit completes (NULL: none), and its record:
+    "turn_index",
+    "turn_outcome",
+    "turn_reason",
+    "turn_result",  # JSON
+    "events",  # [[type, data], ...]: appended to the event log, in order
+    "release",  # 1: release the lease
 )
 
-#: The message of the guard's ``RAISE``: the head changed since the writer read it (another
-#: commit, a lost lease, a delete). The store then reads the head again and says what happened.
+#: The messages of the commit trigger's ``RAISE``\ s. ``STALE_HEAD``: the head changed since
+#: the writer read it (another commit, a lost lease, a delete); the store then reads the head
+#: again and says what happened. The others refuse the commit for what its delta says.
 STALE_HEAD = "lash: the session head is not the one this commit was computed from"
+CLAIM_LOST = "lash: an input this commit settles is not claimed by its lease"
+COMMAND_GONE = "lash: a command this commit applies is not pending"
+TURN_EXISTS = "lash: a turn with this id is committed already"
+#: ``lease_requests``: another owner holds a live lease.
+BUSY = "lash: another owner holds the lease of the session"
+#: ``input_requests``: the key is taken by other content.
+KEY_CONFLICT = "lash: the key was used with other content"
 
-
-#: The tables holding a session's rows besides its head (dropped on replace and on delete).
+#: The tables holding a session's rows besides its head, dropped when a commit replaces it.
 SESSION_TABLES = ("nodes", "plugin_states", "usage_ledger", "usage_totals")
+#: And the ones a delete drops too: the mailbox, turn records and the event log.
+MAILBOX_TABLES = ("inputs", "commands", "turn_records", "cancel_requests", "events")
 
 #: ``(table, column)`` of every reference to a blob hash: a blob nothing refers to is dropped.
-BLOB_REFERENCES = (
-    ("plugin_states", "blob_hash"),
-    ("sessions", "config_hash"),
-    ("sessions", "protocol_options_hash"),
-    ("sessions", "pending_hash"),
-)
+BLOB_REFERENCES = (("plugin_states", "blob_hash"), ("sessions", "config_hash"))
 
 
 def _unreferenced(blob: str) -> str:
@@ -204,17 +460,49 @@ def _items(count: int) -> str:
     return ", ".join(_item(i) for i in range(count))
 
 
+def _append_events(at: str) -> str:
+    """SQL (in a trigger): append ``NEW.events`` (``[[type, data], ...]``) to the session's log
+    after its latest event, stamped ``at``; the head's ``event_seq`` is moved after them."""
+    return f"""INSERT INTO events (session_id, seq, type, data, at)
+        SELECT NEW.session_id, h.event_seq + key + 1, {_items(2)}, {at}
+        FROM sessions AS h, json_each(NEW.events) WHERE h.session_id = NEW.session_id"""
+
+
+#: SQL: how many events ``NEW.events`` holds.
+_EVENT_COUNT = "COALESCE(json_array_length(NEW.events), 0)"
+
+
+def _all_found(table: str, ids: str, condition: str) -> str:
+    """SQL: every id of the JSON array ``ids`` names a row of the session in ``table`` that
+    meets ``condition`` (the array holds no id twice)."""
+    return f"""(SELECT COUNT(*) FROM {table} WHERE session_id = NEW.session_id
+        AND id IN (SELECT value FROM json_each({ids})) AND {condition})
+        = json_array_length({ids})"""
+
+
 #: The statements of the ``commit_requests`` trigger, in order. A commit is one ``INSERT`` into
 #: that view: SQLite undoes every effect of a statement that fails, so a commit is all or
 #: nothing even when a ``COMMIT`` was queued right behind it (no separate round trip to check
-#: that every write succeeded). ``NEW.replace AND ...`` is tested once, before any row is
-#: visited (a term that names no table), so a commit that replaces nothing costs nothing here.
+#: that every write succeeded). A term that names no table (``NEW.replace AND ...``,
+#: ``NEW.claimed IS NOT NULL AND ...``) is tested once, before any row is visited, so what a
+#: commit does not carry costs it nothing.
 COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
     "guard": f"""SELECT RAISE(ABORT, '{STALE_HEAD}') WHERE NOT EXISTS (
         SELECT 1 FROM sessions WHERE session_id = NEW.session_id
         {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS)}
         AND lease_owner = NEW.lease_owner AND lease_token = NEW.lease_token
         AND lease_expires_at != 0)""",
+    # The claims the commit settles are this lease's (whether or not the lease has expired:
+    # an expired lease nobody took over still commits, see lash.store.check_lease).
+    "claims": f"""SELECT RAISE(ABORT, '{CLAIM_LOST}') WHERE NEW.claimed IS NOT NULL
+        AND NOT {
+        _all_found("inputs", "NEW.claimed", "state = 'claimed' AND claim_token = NEW.lease_token")
+    }""",
+    "commands": f"""SELECT RAISE(ABORT, '{COMMAND_GONE}') WHERE NEW.applied IS NOT NULL
+        AND NOT {_all_found("commands", "NEW.applied", "state = 'pending'")}""",
+    "turn": f"""SELECT RAISE(ABORT, '{TURN_EXISTS}') WHERE NEW.turn_id IS NOT NULL
+        AND EXISTS (SELECT 1 FROM turn_records WHERE session_id = NEW.session_id
+        AND turn_id = NEW.turn_id)""",
     **{
         f"drop {table}": f"DELETE FROM {table} WHERE NEW.replace AND session_id = NEW.session_id"
         for table in SESSION_TABLES
@@ -237,60 +525,243 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
-    "head": """UPDATE sessions SET revision = NEW.revision, created_at = NEW.created_at,
+    "settle": """UPDATE inputs SET state = 'completed', settled_at = NEW.updated_at,
+        turn_id = NEW.turn_id, claim_token = NULL
+        WHERE NEW.claimed IS NOT NULL AND session_id = NEW.session_id
+        AND id IN (SELECT value FROM json_each(NEW.claimed))""",
+    "apply": """UPDATE commands SET state = 'applied', applied_at = NEW.updated_at
+        WHERE NEW.applied IS NOT NULL AND session_id = NEW.session_id
+        AND id IN (SELECT value FROM json_each(NEW.applied))""",
+    "record": """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
+        reason, result, committed_at) SELECT NEW.session_id, NEW.turn_id, NEW.turn_index,
+        NEW.turn_outcome, NEW.revision, NEW.turn_reason, NEW.turn_result, NEW.updated_at
+        WHERE NEW.turn_id IS NOT NULL""",
+    "cancelled": """DELETE FROM cancel_requests WHERE NEW.turn_id IS NOT NULL
+        AND session_id = NEW.session_id AND turn_id = NEW.turn_id""",
+    "events": _append_events("NEW.updated_at"),
+    "head": f"""UPDATE sessions SET revision = NEW.revision, created_at = NEW.created_at,
         updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
         frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
-        config_hash = NEW.config_hash, protocol_options_hash = NEW.protocol_options_hash,
-        pending_hash = NEW.pending_hash WHERE session_id = NEW.session_id""",
+        config_hash = NEW.config_hash, status = NEW.status,
+        event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
+        lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
+        running_turn = CASE WHEN NEW.release THEN NULL ELSE running_turn END
+        WHERE session_id = NEW.session_id""",
     # Last: after the head and the states point at their new blobs.
     "release": f"""DELETE FROM blobs WHERE hash IN (SELECT value FROM json_each(NEW.released))
         AND {_unreferenced("blobs.hash")}""",
 }
 
-_ONE_STATEMENT_COMMIT = (
-    # A view that holds no rows: it exists for its trigger.
-    f"""CREATE VIEW commit_requests ({", ".join(COMMIT_COLUMNS)})
-        AS SELECT {", ".join(["NULL"] * len(COMMIT_COLUMNS))} WHERE 0""",
-    "CREATE TRIGGER apply_commit_request INSTEAD OF INSERT ON commit_requests BEGIN\n"
-    + "".join(f"    {sql};\n" for sql in COMMIT_TRIGGER_STATEMENTS.values())
-    + "END",
+#: The columns of ``lease_requests``: one row is one ``acquire_lease``.
+LEASE_COLUMNS = (
+    "session_id",
+    "owner",
+    "now",
+    "expires_at",
+    "take_over_owner",  # the lease the caller proved dead (NULL: none)
+    "take_over_token",
+    "turn",  # the turn id the lease runs (NULL: none)
+    "events",  # [[type, data], ...]
+)
+
+#: The statements of the ``lease_requests`` trigger: :func:`lash.store.take_lease` in SQL.
+#: Another owner's live lease refuses (``BUSY``) unless it is exactly the lease presented as
+#: ``take_over``; the owner's own live lease is extended and keeps its token; anything else
+#: (no lease, an expired or released one, one taken over) gets the next token.
+LEASE_TRIGGER_STATEMENTS: dict[str, str] = {
+    "head": "INSERT OR IGNORE INTO sessions (session_id) VALUES (NEW.session_id)",
+    "busy": f"""SELECT RAISE(ABORT, '{BUSY}') FROM sessions WHERE session_id = NEW.session_id
+        AND lease_owner IS NOT NULL AND lease_owner != NEW.owner AND lease_expires_at > NEW.now
+        AND NOT (lease_owner IS NEW.take_over_owner AND lease_token IS NEW.take_over_token)""",
+    "events": _append_events("NEW.now"),
+    "lease": f"""UPDATE sessions SET
+        lease_token = CASE WHEN lease_owner = NEW.owner AND lease_expires_at > NEW.now
+            THEN lease_token ELSE lease_token + 1 END,
+        lease_owner = NEW.owner, lease_expires_at = NEW.expires_at, running_turn = NEW.turn,
+        event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.now
+        WHERE session_id = NEW.session_id""",
+}
+
+#: The columns of ``input_requests``: one row is one input to queue (``event`` is its
+#: ``input_queued`` data, whose ``input.seq`` the trigger fills in).
+INPUT_COLUMNS = (
+    "session_id",
+    "id",
+    "key",
+    "text",
+    "items",
+    "ingress",
+    "source",
+    "created_at",
+    "event",
+)
+
+#: SQL (in the ``input_requests`` trigger): the input already queued under ``NEW.key``.
+_KEYED = "FROM inputs WHERE NEW.key IS NOT NULL AND session_id = NEW.session_id AND key = NEW.key"
+
+#: The statements of the ``input_requests`` trigger: a key already used with the same text,
+#: items and ingress queues nothing; with other content it refuses (``KEY_CONFLICT``). The
+#: head row (created for a new session) moves its counters first, and the input and its event
+#: take their numbers.
+INPUT_TRIGGER_STATEMENTS: dict[str, str] = {
+    "conflict": f"""SELECT RAISE(ABORT, '{KEY_CONFLICT}') {_KEYED}
+        AND NOT (text IS NEW.text AND items IS NEW.items AND ingress IS NEW.ingress)""",
+    # WHERE: an upsert's SELECT needs one (SQLite's parsing rule), and this one queues nothing
+    # for a key that is taken.
+    "head": f"""INSERT INTO sessions (session_id, input_seq, event_seq, events_at)
+        SELECT NEW.session_id, 1, 1, NEW.created_at WHERE NOT EXISTS (SELECT 1 {_KEYED})
+        ON CONFLICT (session_id) DO UPDATE SET input_seq = input_seq + 1,
+            event_seq = event_seq + 1, events_at = excluded.events_at""",
+    "input": f"""INSERT INTO inputs (session_id, seq, id, key, text, items, ingress, source,
+        state, created_at) SELECT NEW.session_id, input_seq, NEW.id, NEW.key, NEW.text,
+        NEW.items, NEW.ingress, NEW.source, 'pending', NEW.created_at FROM sessions
+        WHERE session_id = NEW.session_id AND NOT EXISTS (SELECT 1 {_KEYED})""",
+    # Only for an input queued now (its id is new).
+    "event": """INSERT INTO events (session_id, seq, type, data, at)
+        SELECT NEW.session_id, h.event_seq, 'input_queued',
+            json_set(NEW.event, '$.input.seq', h.input_seq), NEW.created_at
+        FROM sessions AS h WHERE h.session_id = NEW.session_id AND EXISTS (SELECT 1 FROM inputs
+            WHERE session_id = NEW.session_id AND seq = h.input_seq AND id = NEW.id)""",
+}
+
+
+#: The columns of ``input_updates``: one row sets inputs (``ids``, a JSON array) to ``state``
+#: with ``claim_token`` (a claim, a cancellation) and logs ``events``.
+INPUT_UPDATE_COLUMNS = ("session_id", "ids", "state", "claim_token", "now", "events")
+
+#: The statements of the ``input_updates`` trigger.
+INPUT_UPDATE_TRIGGER_STATEMENTS: dict[str, str] = {
+    "inputs": """UPDATE inputs SET state = NEW.state, claim_token = NEW.claim_token,
+        settled_at = CASE WHEN NEW.state = 'cancelled' THEN NEW.now ELSE settled_at END
+        WHERE session_id = NEW.session_id AND id IN (SELECT value FROM json_each(NEW.ids))""",
+    "events": _append_events("NEW.now"),
+    "counter": f"""UPDATE sessions SET event_seq = event_seq + {_EVENT_COUNT},
+        events_at = NEW.now WHERE session_id = NEW.session_id""",
+}
+
+
+def _view(name: str, columns: tuple[str, ...], statements: dict[str, str]) -> tuple[str, str]:
+    """A view that holds no rows, and the trigger that runs ``statements`` for each row
+    inserted into it."""
+    return (
+        f"""CREATE VIEW {name} ({", ".join(columns)})
+        AS SELECT {", ".join(["NULL"] * len(columns))} WHERE 0""",
+        f"CREATE TRIGGER apply_{name.removesuffix('s')} INSTEAD OF INSERT ON {name} BEGIN\n"
+        + "".join(f"    {sql};\n" for sql in statements.values())
+        + "END",
+    )
+
+
+_ONE_STATEMENT_WRITES = (
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+    *_view("lease_requests", LEASE_COLUMNS, LEASE_TRIGGER_STATEMENTS),
+    *_view("input_requests", INPUT_COLUMNS, INPUT_TRIGGER_STATEMENTS),
+    *_view("input_updates", INPUT_UPDATE_COLUMNS, INPUT_UPDATE_TRIGGER_STATEMENTS),
 )
 
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
-    Migration(2, "one-statement commit", _ONE_STATEMENT_COMMIT),
+    Migration(2, "one-statement commit", _ONE_STATEMENT_COMMIT_V2),
+    Migration(3, "mailbox", (*_MAILBOX_TABLES, *_ONE_STATEMENT_WRITES), _move_legacy_pending),
 )
 
 #: The newest migration id this lash knows.
 LATEST = MIGRATIONS[-1].id
 
 
+# -- values as the database holds them -------------------------------------------------------
+
+
+def new_input_id() -> str:
+    """A new input id: 64 random bits, as the memory store's."""
+    return f"in-{os.urandom(8).hex()}"
+
+
+#: ``json.dumps`` with these arguments builds an encoder on each call: built once here, by
+#: (keys sorted, ASCII only).
+_ENCODERS = {
+    (canonical, ascii_only): json.JSONEncoder(
+        separators=(",", ":"), sort_keys=canonical, ensure_ascii=ascii_only
+    ).encode
+    for canonical in (False, True)
+    for ascii_only in (False, True)
+}
+
+
+def dumps(data: Any, *, canonical: bool = False) -> str:
+    """Compact JSON of ``data`` (``canonical``: keys sorted). Lone surrogates (undecodable bytes
+    kept by surrogateescape) cannot be stored as UTF-8 text: then JSON escapes hold them, which
+    round-trip exactly.
+
+    :raises TypeError, ValueError: for what is not JSON data.
+    """
+    text = _ENCODERS[canonical, False](data)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = _ENCODERS[canonical, True](data)
+    return text
+
+
+def stored_text(text: str) -> str | bytes:
+    """``text`` as a column holds it exactly: text, or (for text with lone surrogates, which
+    SQLite text cannot hold) its UTF-8 bytes with the surrogates kept, as a blob."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+    return text
+
+
+def read_text(value: str | bytes | None) -> str | None:
+    """A column written by :func:`stored_text`, as the text it was."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogatepass")
+    return value
+
+
 # -- statements ------------------------------------------------------------------------------
 # Named here so a test can check with EXPLAIN QUERY PLAN that none of them scans a table: their
 # cost must not grow with a session's history (DESIGN invariant 2).
 
-HEAD = f"""SELECT {", ".join(HEAD_COLUMNS)}, lease_owner, lease_token, lease_expires_at
-    FROM sessions WHERE session_id = ?"""
+#: The lease columns of the head row.
+LEASE_OF_HEAD = "lease_owner, lease_token, lease_expires_at"
 
-#: The head row as ``load`` needs it, with the JSON of the blobs it refers to (NULL for a
-#: hash whose blob is missing, which ``load`` reports).
-LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns,
-    s.config_hash, s.protocol_options_hash, s.pending_hash, c.data, p.data, q.data
-    FROM sessions AS s
-    LEFT JOIN blobs AS c ON c.hash = s.config_hash
-    LEFT JOIN blobs AS p ON p.hash = s.protocol_options_hash
-    LEFT JOIN blobs AS q ON q.hash = s.pending_hash
+HEAD = f"""SELECT {", ".join(HEAD_COLUMNS)}, {LEASE_OF_HEAD} FROM sessions WHERE session_id = ?"""
+
+#: SQL: the state of input row ``i`` as everyone sees it, given its session's head row ``h``
+#: and the time ``:now``: a claim whose lease is not live (released, expired, taken over) is
+#: ``pending`` again (:func:`lash.store.effective_state`).
+EFFECTIVE_STATE = """CASE WHEN i.state = 'claimed' AND NOT (i.claim_token IS h.lease_token
+    AND h.lease_expires_at > :now) THEN 'pending' ELSE i.state END"""
+
+#: SQL: pending input (and commands) of the session of head row ``h``.
+PENDING_COUNTS = f"""(SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
+        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'),
+    (SELECT COUNT(*) FROM commands AS c WHERE c.session_id = h.session_id
+        AND c.state = 'pending')"""
+
+#: The lease, the head revision and the pending counts (parameters ``:sid``, ``:now``).
+LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
+    FROM sessions AS h WHERE h.session_id = :sid"""
+
+#: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
+#: blob is missing, which ``load`` reports).
+LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
+    s.config_hash, c.data
+    FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
-LEASE = "SELECT lease_owner, lease_token, lease_expires_at FROM sessions WHERE session_id = ?"
+#: Give a lease up: it stays as an expired one, so the next holder's token is still higher.
+RELEASE_LEASE = """UPDATE sessions SET lease_expires_at = 0, running_turn = NULL
+    WHERE session_id = ? AND lease_owner = ? AND lease_token = ?"""
 
-SET_LEASE = """INSERT INTO sessions (session_id, lease_owner, lease_token, lease_expires_at)
-    VALUES (?, ?, ?, ?)
-    ON CONFLICT (session_id) DO UPDATE SET lease_owner = excluded.lease_owner,
-        lease_token = excluded.lease_token, lease_expires_at = excluded.lease_expires_at"""
-
-SET_EXPIRY = "UPDATE sessions SET lease_expires_at = ? WHERE session_id = ?"
+#: Extend the current lease (not a released one: parameters ``:sid``, ``:owner``, ``:token``,
+#: ``:expires_at``).
+RENEW_LEASE = """UPDATE sessions SET lease_expires_at = :expires_at WHERE session_id = :sid
+    AND lease_owner = :owner AND lease_token = :token AND lease_expires_at != 0"""
 
 #: The active frame's nodes: from the head's ``frame_start`` on (parameters: the session id,
 #: twice), so that ``load`` reads them in the same round trip as the head.
@@ -311,43 +782,181 @@ USAGE = """SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_
 COMMIT = f"""INSERT INTO commit_requests ({", ".join(COMMIT_COLUMNS)})
     VALUES ({", ".join(["?"] * len(COMMIT_COLUMNS))})"""
 
+#: One lease acquisition (see :data:`LEASE_TRIGGER_STATEMENTS`).
+ACQUIRE = f"""INSERT INTO lease_requests ({", ".join(LEASE_COLUMNS)})
+    VALUES ({", ".join(["?"] * len(LEASE_COLUMNS))})"""
+
+#: One input queued (see :data:`INPUT_TRIGGER_STATEMENTS`).
+ENQUEUE = f"""INSERT INTO input_requests ({", ".join(INPUT_COLUMNS)})
+    VALUES ({", ".join(["?"] * len(INPUT_COLUMNS))})"""
+
+#: Inputs claimed or cancelled (see :data:`INPUT_UPDATE_TRIGGER_STATEMENTS`).
+UPDATE_INPUTS = f"""INSERT INTO input_updates ({", ".join(INPUT_UPDATE_COLUMNS)})
+    VALUES ({", ".join(["?"] * len(INPUT_UPDATE_COLUMNS))})"""
+
 #: Drop blob ``:h`` unless a plugin state or a session head still refers to it.
 RELEASE_BLOB = f"DELETE FROM blobs WHERE hash = :h AND {_unreferenced(':h')}"
 
-#: The statements of ``acquire_lease``/``renew_lease``/``release_lease``, ``load`` and
-#: ``commit`` (without ``replace``, the trigger's statements included): each must be an index
-#: lookup or an index range (or a pass over the commit's own JSON arrays).
+#: The columns of a :class:`lash.store.PendingInput` as it reads (for input row ``i`` of the
+#: session of head row ``h``, at ``:now``).
+INPUT_FIELDS = f"""i.id, i.seq, i.text, i.items, i.key, i.ingress, i.source,
+    {EFFECTIVE_STATE}, i.created_at, i.settled_at, i.turn_id"""
+
+_INPUTS_OF = f"""SELECT {INPUT_FIELDS} FROM inputs AS i
+    JOIN sessions AS h ON h.session_id = i.session_id WHERE i.session_id = :sid"""
+
+#: The session's pending and claimed inputs, oldest first (``:sid``, ``:now``).
+OPEN_INPUTS = f"{_INPUTS_OF} AND i.state IN ('pending', 'claimed') ORDER BY i.seq"
+#: All of them.
+ALL_INPUTS = f"{_INPUTS_OF} ORDER BY i.seq"
+#: One, by id (``:id``) or key (``:key``).
+INPUT_BY_ID = f"{_INPUTS_OF} AND i.id = :id"
+INPUT_BY_KEY = f"{_INPUTS_OF} AND i.key = :key"
+#: SQL: the seq of the oldest input whose id or key is ``:target`` (two index lookups: an
+#: ``OR`` of the two would walk the session's inputs).
+_NAMED = """(SELECT MIN(seq) FROM (
+        SELECT seq FROM inputs WHERE session_id = :sid AND id = :target
+        UNION ALL SELECT seq FROM inputs WHERE session_id = :sid AND key = :target))"""
+#: The oldest input whose id or key is ``:target``.
+INPUT_NAMED = f"{_INPUTS_OF} AND i.seq = {_NAMED}"
+#: The inputs from that one on (a suffix cancellation).
+INPUTS_SUFFIX = f"{_INPUTS_OF} AND i.seq >= {_NAMED} ORDER BY i.seq"
+#: The oldest inputs a claim may take (``:limit``; only ``:ingress`` ones unless NULL).
+CLAIMABLE = f"""{_INPUTS_OF} AND i.state IN ('pending', 'claimed')
+    AND (:ingress IS NULL OR i.ingress = :ingress) AND {EFFECTIVE_STATE} = 'pending'
+    ORDER BY i.seq LIMIT :limit"""
+
+#: The head's event counter and lease, read before writing events from Python (``:sid``,
+#: ``:now``), with the pending counts.
+MAILBOX_HEAD = f"""SELECT h.event_seq, h.command_seq, {LEASE_OF_HEAD}, h.running_turn, h.revision,
+    {PENDING_COUNTS} FROM sessions AS h WHERE h.session_id = :sid"""
+#: Append one event (``session_id, seq, type, data, at``).
+APPEND_EVENT = "INSERT INTO events (session_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)"
+#: Create the head row of a new session (at revision 0).
+NEW_HEAD = "INSERT OR IGNORE INTO sessions (session_id) VALUES (?)"
+#: Move the head's command and event counters (at the time given).
+SET_COUNTERS = """UPDATE sessions SET command_seq = ?, event_seq = ?, events_at = ?
+    WHERE session_id = ?"""
+
+_COMMAND_FIELDS = """id, seq, name, key, args, source, state, created_at, applied_at"""
+#: The session's commands, oldest first (pending ones only, or all).
+PENDING_COMMANDS = f"""SELECT {_COMMAND_FIELDS} FROM commands
+    WHERE session_id = ? AND state = 'pending' ORDER BY seq"""
+ALL_COMMANDS = f"SELECT {_COMMAND_FIELDS} FROM commands WHERE session_id = ? ORDER BY seq"
+COMMAND_BY_KEY = f"SELECT {_COMMAND_FIELDS} FROM commands WHERE session_id = ? AND key = ?"
+INSERT_COMMAND = """INSERT INTO commands (session_id, seq, id, key, name, args, source, state,
+    created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)"""
+SET_COMMAND_SEQ = "UPDATE sessions SET command_seq = ? WHERE session_id = ?"
+
+TURN_RECORD = """SELECT turn_index, outcome, revision, reason, result, committed_at
+    FROM turn_records WHERE session_id = ? AND turn_id = ?"""
+CANCEL_REQUEST = """SELECT origin, reason, requested_at FROM cancel_requests
+    WHERE session_id = ? AND turn_id = ?"""
+INSERT_CANCEL_REQUEST = """INSERT INTO cancel_requests (session_id, turn_id, origin, reason,
+    requested_at) VALUES (?, ?, ?, ?, ?)"""
+
+#: The event log after ``:after`` within the replay window: the newest ``:kept`` events
+#: (``:limit`` of them), with the window's bounds (the oldest stored, the latest).
+EVENTS_AFTER = """SELECT seq, type, data, at FROM events WHERE session_id = :sid
+    AND seq > MAX(:after, (SELECT event_seq FROM sessions WHERE session_id = :sid) - :kept)
+    ORDER BY seq LIMIT :limit"""
+EVENT_BOUNDS = """SELECT h.event_seq, (SELECT MIN(seq) FROM events WHERE session_id = :sid)
+    FROM sessions AS h WHERE h.session_id = :sid"""
+
+#: The statements of ``acquire_lease``/``renew_lease``/``release_lease``, ``load``,
+#: ``commit`` (without ``replace``, the trigger's statements included) and the mailbox: each
+#: must be an index lookup or an index range (or a pass over a JSON array it was given).
 HOT_STATEMENTS: dict[str, str] = {
     "HEAD": HEAD,
     "LOAD_HEAD": LOAD_HEAD,
     "LEASE": LEASE,
-    "SET_LEASE": SET_LEASE,
-    "SET_EXPIRY": SET_EXPIRY,
+    "RELEASE_LEASE": RELEASE_LEASE,
+    "RENEW_LEASE": RENEW_LEASE,
     "ACTIVE_NODES": ACTIVE_NODES,
     "STATES": STATES,
     "STATE_HASHES": STATE_HASHES,
     "USAGE": USAGE,
     "RELEASE_BLOB": RELEASE_BLOB,
+    "OPEN_INPUTS": OPEN_INPUTS,
+    "INPUT_BY_ID": INPUT_BY_ID,
+    "INPUT_BY_KEY": INPUT_BY_KEY,
+    "INPUT_NAMED": INPUT_NAMED,
+    "INPUTS_SUFFIX": INPUTS_SUFFIX,
+    "CLAIMABLE": CLAIMABLE,
+    "MAILBOX_HEAD": MAILBOX_HEAD,
+    "PENDING_COMMANDS": PENDING_COMMANDS,
+    "COMMAND_BY_KEY": COMMAND_BY_KEY,
+    "TURN_RECORD": TURN_RECORD,
+    "CANCEL_REQUEST": CANCEL_REQUEST,
+    "EVENTS_AFTER": EVENTS_AFTER,
+    "EVENT_BOUNDS": EVENT_BOUNDS,
     **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},
+    **{f"lease trigger: {name}": sql for name, sql in LEASE_TRIGGER_STATEMENTS.items()},
+    **{f"input trigger: {name}": sql for name, sql in INPUT_TRIGGER_STATEMENTS.items()},
+    **{f"update trigger: {name}": sql for name, sql in INPUT_UPDATE_TRIGGER_STATEMENTS.items()},
 }
 
-#: Replacing or deleting a session drops its rows (cost: what it stored, by index range).
-DROP_SESSION_ROWS = tuple(f"DELETE FROM {table} WHERE session_id = ?" for table in SESSION_TABLES)
+#: Deleting a session drops its rows (cost: what it stored, by index range).
+DROP_SESSION_ROWS = tuple(
+    f"DELETE FROM {table} WHERE session_id = ?" for table in (*SESSION_TABLES, *MAILBOX_TABLES)
+)
 
-#: A deleted session keeps its head row as a tombstone at revision 0 with its lease, so the
-#: next holder's fencing token is still higher than any token handed out before.
+#: A deleted session keeps its head row as a tombstone at revision 0 with its lease and its
+#: counters, so the next holder's fencing token is still higher than any token handed out
+#: before, and event numbers (cursors) of a session created again under the id go on rising.
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
-    protocol_options_hash = NULL, pending_hash = NULL WHERE session_id = ?"""
+    protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
+    events_at = 0 WHERE session_id = ?"""
 
-#: Committed sessions (revision > 0) with their usage totals, most recently updated first.
-LIST_SESSIONS = """SELECT s.session_id, s.created_at, s.updated_at, s.turns, s.revision,
-    s.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
-    COALESCE(SUM(u.cached_tokens), 0)
-    FROM sessions AS s LEFT JOIN usage_totals AS u ON u.session_id = s.session_id
-    WHERE s.revision > 0
-    GROUP BY s.session_id
-    ORDER BY s.updated_at DESC, s.session_id"""
+#: Whether a session has anything in its mailbox (one with no commit exists by it).
+HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
+    OR EXISTS (SELECT 1 FROM commands WHERE session_id = ?1)"""
+
+#: Committed sessions (revision > 0) with their usage totals, status and pending input count,
+#: most recently updated first (``:now``).
+LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.revision,
+    h.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
+    COALESCE(SUM(u.cached_tokens), 0), h.status,
+    (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
+        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending')
+    FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id
+    WHERE h.revision > 0
+    GROUP BY h.session_id
+    ORDER BY h.updated_at DESC, h.session_id"""
+
+
+# -- the event log's retention ---------------------------------------------------------------
+
+
+def event_retention(kept: int, max_age: float) -> tuple[str, ...]:
+    """The statements that make a connection trim the event log it writes: a session keeps its
+    newest ``kept`` events, and none older than ``max_age`` seconds.
+
+    A ``TEMP`` trigger (it lives with the connection, so each store applies its own URL's
+    limits) on the head's ``event_seq``, which every write that appends events moves (with
+    ``events_at``, the writer's time). It trims in batches, not on every write: the events
+    beyond the newest ``kept`` go when the counter crosses a multiple of ``kept // 10`` (at
+    most 1,000), so a write deletes nothing most of the time (``read_events`` never shows more
+    than ``kept`` events); events older than ``max_age`` go as soon as the oldest one is (one
+    index lookup per write: the oldest event's time).
+    """
+    batch = max(1, min(1000, kept // 10))
+    oldest = "(SELECT at FROM main.events WHERE session_id = NEW.session_id ORDER BY seq LIMIT 1)"
+    cutoff = f"NEW.events_at - {float(max_age)!r}"
+    return (
+        "DROP TRIGGER IF EXISTS temp.lash_event_retention",
+        f"""CREATE TEMP TRIGGER lash_event_retention AFTER UPDATE OF event_seq ON main.sessions
+        WHEN NEW.event_seq / {batch} != OLD.event_seq / {batch} OR {oldest} < {cutoff}
+        BEGIN
+            DELETE FROM events WHERE session_id = NEW.session_id
+                AND seq <= NEW.event_seq - {int(kept)};
+            DELETE FROM events WHERE session_id = NEW.session_id AND seq < COALESCE(
+                (SELECT seq FROM main.events WHERE session_id = NEW.session_id
+                    AND at >= {cutoff} ORDER BY seq LIMIT 1),
+                NEW.event_seq + 1);
+        END""",
+    )
 
 
 # -- opening a file ---------------------------------------------------------------------------
@@ -496,6 +1105,8 @@ async def prepare(
                 continue
             for statement in migration.statements:
                 await conn.execute(statement)
+            if migration.run is not None:
+                await migration.run(conn)
             await conn.execute(
                 "INSERT INTO lash_migrations (id, name, applied_at, lash_version) "
                 "VALUES (?, ?, ?, ?)",

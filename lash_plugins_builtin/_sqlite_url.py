@@ -5,6 +5,7 @@ The URL forms are documented in :mod:`lash_plugins_builtin.sqlite`.
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 from typing import Any
 
@@ -14,10 +15,14 @@ import lash
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
+    "DEFAULT_EVENTS_KEPT",
+    "DEFAULT_EVENTS_MAX_AGE",
     "MEMORY",
     "MODES",
     "SYNCHRONOUS",
     "SQLiteSettings",
+    "check_events_kept",
+    "check_events_max_age",
     "check_mode",
     "parse_url",
 ]
@@ -33,12 +38,17 @@ DEFAULT_BUSY_TIMEOUT = 5000
 #: ``ro`` only read one (no lease, no commit, no migration).
 MODES = ("ro", "rw", "rwc")
 DEFAULT_MODE = "rwc"
+#: The event log's replay window: a session keeps its newest ``events_kept`` events, none older
+#: than ``events_max_age`` seconds (the memory store's defaults).
+DEFAULT_EVENTS_KEPT = 10_000
+DEFAULT_EVENTS_MAX_AGE = 7 * 24 * 3600.0
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _URL_FORMS = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite://:memory:, "
     "optionally followed by ?synchronous=NORMAL|FULL&busy_timeout=MS&create_dirs=1&mode=rwc|rw|ro"
+    "&events_kept=N&events_max_age=SECONDS"
 )
 
 
@@ -51,6 +61,8 @@ class SQLiteSettings:
     busy_timeout: int = DEFAULT_BUSY_TIMEOUT
     create_dirs: bool = False
     mode: str = DEFAULT_MODE
+    events_kept: int = DEFAULT_EVENTS_KEPT
+    events_max_age: float = DEFAULT_EVENTS_MAX_AGE
 
 
 def check_mode(mode: str, path: str, *, url: str | None = None) -> str:
@@ -71,6 +83,46 @@ def check_mode(mode: str, path: str, *, url: str | None = None) -> str:
             "a new one; leave mode out"
         )
     return mode
+
+
+def check_events_kept(value: Any, *, url: str | None = None) -> int:
+    """``events_kept`` checked: a whole number of events, at least 1.
+
+    :raises lash.ConfigError: for anything else.
+    """
+    where = f"bad sqlite URL {url!r}: " if url is not None else ""
+    try:
+        kept = int(value)
+        if isinstance(value, bool) or kept < 1 or (isinstance(value, float) and kept != value):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise lash.ConfigError(
+            f"{where}events_kept={value!r} is not a number of events of at least 1 (each "
+            "session keeps its newest events_kept events for observers; default "
+            f"{DEFAULT_EVENTS_KEPT})"
+        ) from None
+    return kept
+
+
+def check_events_max_age(value: Any, *, url: str | None = None) -> float:
+    """``events_max_age`` checked: a finite number of seconds, more than 0.
+
+    :raises lash.ConfigError: for anything else.
+    """
+    where = f"bad sqlite URL {url!r}: " if url is not None else ""
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        seconds = float(value)
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise lash.ConfigError(
+            f"{where}events_max_age={value!r} is not a number of seconds above 0 (each "
+            "session keeps no event older than that for observers; default "
+            f"{DEFAULT_EVENTS_MAX_AGE:.0f}, 7 days)"
+        ) from None
+    return seconds
 
 
 def parse_url(url: str) -> SQLiteSettings:
@@ -119,9 +171,14 @@ def parse_url(url: str) -> SQLiteSettings:
             values["create_dirs"] = word in _TRUE
         elif key == "mode":
             values["mode"] = check_mode(value.strip().lower(), path, url=url)
+        elif key == "events_kept":
+            values["events_kept"] = check_events_kept(value.strip(), url=url)
+        elif key == "events_max_age":
+            values["events_max_age"] = check_events_max_age(value.strip(), url=url)
         else:
             raise lash.ConfigError(
                 f"bad sqlite URL {url!r}: unknown parameter {key!r} "
-                "(known: busy_timeout, create_dirs, mode, synchronous)"
+                "(known: busy_timeout, create_dirs, events_kept, events_max_age, mode, "
+                "synchronous)"
             )
     return SQLiteSettings(path, **values)

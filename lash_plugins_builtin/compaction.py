@@ -90,9 +90,7 @@ def after_turn(turn: lash.TurnView) -> lash.Compact | None:
 
 
 @lash.hookimpl(trylast=True)
-async def compact_context(
-    session: lash.SessionView, instructions: str | None
-) -> lash.Compaction:
+async def compact_context(session: lash.SessionView, instructions: str | None) -> lash.Compaction:
     options = session.options(CompactionOptions)
     nodes = session.nodes
     # The turns carried verbatim need no summary: summarize what comes before them.

@@ -7,13 +7,23 @@ URL (libpq's form; ``postgres://`` is accepted too)::
 Query parameters lash reads itself:
 
 ``pool_size`` (default 10)
-    the most connections this store opens at once (its asyncpg pool's size);
+    the most connections this store's pool opens at once (its asyncpg pool's size; while
+    :meth:`PostgresStore.wait_events` waits, one more connection listens for notifications);
 ``pool_min`` (default 1)
     connections kept open while idle;
 ``connect_timeout`` (seconds, default 10)
     how long to wait for the server when connecting;
 ``statement_timeout`` (milliseconds, default 30000; 0: none)
-    Postgres's ``statement_timeout`` on the store's connections.
+    Postgres's ``statement_timeout`` on the store's connections;
+``events_kept`` (default 10000) and ``events_max_age`` (seconds, default 604800: 7 days)
+    each session's replay window: every write that logs events keeps the session's newest
+    ``events_kept`` events younger than ``events_max_age`` and drops the rest;
+``notify`` (``on``/``off``, default ``on``)
+    whether writes that log events send ``NOTIFY lash_events`` (with the session id) and
+    :meth:`PostgresStore.wait_events` listens for it; set it alike on every host;
+``durable_leases`` (``on``/``off``, default ``off``)
+    whether taking, renewing and releasing a lease and claiming input wait for their own WAL
+    flush (see "Durability").
 
 Any other parameter goes to asyncpg: libpq's (``sslmode=require``, ``sslrootcert=...``,
 ``password=...``) or a server setting (``search_path=lash`` keeps lash's tables in a schema of
@@ -30,16 +40,33 @@ the version to upgrade to (``_postgres_schema``).
 
 **Cost.** Every operation is one statement, so one round trip and one transaction: a commit
 calls the plpgsql function ``lash_commit``, which checks the lease and the head revision by
-updating the head row (compare-and-swap; the row lock makes concurrent commits of a session
-wait for each other) and writes the delta's rows with ``unnest`` of arrays. A commit's work is
-its delta's rows and the head row, never the history. Leases use the database's clock.
+updating the head row (compare-and-swap; the row lock makes concurrent writers of a session
+wait for each other) and writes the delta's rows with ``unnest`` of arrays, settles the input
+and commands it consumed, stores the turn record, logs its events and releases the lease. A
+commit's work is its delta's rows and the head row, never the history. Leases use the
+database's clock.
+
+**Durability.** A commit, queued input or command, a cancellation and a deletion are durable
+when the call returns (the transaction waited for its WAL flush). Taking, renewing and
+releasing a lease and claiming input are not, unless ``durable_leases=on``: their transactions
+commit with ``synchronous_commit=off``, so an execution (take the lease, maybe claim input,
+commit) waits for one WAL flush, not two or three. This is safe for what they protect: the
+commit that ends the execution is durable, and its flush makes everything logged before it
+durable too; should the database server crash before that, the lease (or claim) is lost with
+it, and the commit that would follow is refused by its fencing token (``LeaseLost``), leaving
+the input pending. What observers may notice: events logged by those calls (``turn_started``,
+``input_claimed``) are visible at once, and a server crash within a fraction of a second
+after them can undo them, so that their sequence numbers are given to later events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -52,15 +79,25 @@ from lash.store import check_lease, check_session_id
 from lash_plugins_builtin import _postgres_schema as schema
 from lash_plugins_builtin._postgres_url import PostgresSettings, parse_url
 
-# The node codec is the SQLite store's: both keep a node as the JSON text lash.to_data gives.
-from lash_plugins_builtin.sqlite import _dumps, _loads, _node_row, _nodes, _unstorable
-
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
+
+log = logging.getLogger("lash")
 
 _INT64 = range(-(2**63), 2**63)
 
 #: A connection of the store's pool, as asyncpg hands it out.
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+
+class _Refused(Exception):
+    """One of lash's functions refused a write (an ``LS`` SQLSTATE): the transaction was rolled
+    back. ``detail`` and ``hint`` say what the function found."""
+
+    def __init__(self, sqlstate: str, detail: str | None, hint: str | None) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+        self.detail = detail or ""
+        self.hint = hint or ""
 
 
 class PostgresStore:
@@ -78,6 +115,10 @@ class PostgresStore:
         pool_min: int | None = None,
         connect_timeout: float | None = None,
         statement_timeout: int | None = None,
+        events_kept: int | None = None,
+        events_max_age: float | None = None,
+        notify: bool | None = None,
+        durable_leases: bool | None = None,
     ) -> None:
         settings = parse_url(url)
         overrides: dict[str, Any] = {
@@ -87,6 +128,10 @@ class PostgresStore:
                 ("pool_min", pool_min),
                 ("connect_timeout", connect_timeout),
                 ("statement_timeout", statement_timeout),
+                ("events_kept", events_kept),
+                ("events_max_age", events_max_age),
+                ("notify", notify),
+                ("durable_leases", durable_leases),
             )
             if value is not None
         }
@@ -97,9 +142,22 @@ class PostgresStore:
                 f"{settings.url}: pool_min={settings.pool_min} and pool_size="
                 f"{settings.pool_size}: need 0 <= pool_min <= pool_size and pool_size >= 1"
             )
+        if settings.events_kept < 1 or not settings.events_max_age > 0:
+            raise lash.ConfigError(
+                f"{settings.url}: events_kept={settings.events_kept} and events_max_age="
+                f"{settings.events_max_age}: both must be positive"
+            )
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        # wait_events: one connection that LISTENs, and the futures of the callers waiting,
+        # by session id.
+        self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Lock()
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        s = settings
+        #: What every logging function takes last: the replay window and whether to notify.
+        self._window = (s.events_kept, s.events_max_age, s.notify)
 
     @property
     def url(self) -> str:
@@ -121,7 +179,15 @@ class PostgresStore:
         await self._ready()
 
     async def close(self) -> None:
-        """Close the pool's connections (the next call opens a new pool)."""
+        """Close the pool's connections and the listening one (the next call opens a new
+        pool); callers of :meth:`wait_events` return at once."""
+        async with self._listening:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.remove_termination_listener(self._listener_lost)
+                with contextlib.suppress(Exception):
+                    await listener.close(timeout=5)
+        self._wake_all()
         async with self._opening:
             pool, self._pool = self._pool, None
             if pool is not None:
@@ -146,8 +212,9 @@ class PostgresStore:
                 timeout=s.connect_timeout,
                 server_settings={"statement_timeout": str(s.statement_timeout)},
                 # No reset query when a connection goes back to the pool: the store leaves no
-                # session state behind (no SET, no LISTEN, only transaction-scoped locks), and
-                # the default reset would cost every operation a second round trip.
+                # session state behind (no SET, no LISTEN on pooled connections, only
+                # transaction-scoped locks and settings), and the default reset would cost
+                # every operation a second round trip.
                 reset=_no_reset,
             )
         except Exception as exc:
@@ -195,60 +262,106 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[Connection]:
         """A pooled connection for one operation; what Postgres or the network does to it is
-        a :class:`lash.LashError` naming the store and the operation."""
+        a :class:`lash.LashError` naming the store and the operation (a refusal by one of
+        lash's functions is a :class:`_Refused`, for the caller to name)."""
         pool = await self._ready()
         try:
             async with pool.acquire() as conn:
                 yield conn
         except asyncpg.PostgresError as exc:
+            sqlstate = getattr(exc, "sqlstate", None) or ""
+            if sqlstate.startswith("LS"):
+                raise _Refused(sqlstate, exc.detail, exc.hint) from None
             raise lash.LashError(
                 f"Postgres store {self.url}: {action} failed: {self.settings.scrub(_describe(exc))}"
             ) from exc
         except (OSError, asyncpg.InterfaceError) as exc:
             raise lash.LashError(
                 f"Postgres store {self.url}: {action}: the connection to the server failed "
-                f"({self.settings.scrub(_describe(exc))}); if this was a commit, it may or may "
-                "not have been applied: load the session to see"
+                f"({self.settings.scrub(_describe(exc))}); if this was a write, it may or may "
+                "not have been applied: read the session to see"
             ) from exc
+
+    async def _fetch(self, action: str, statement: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection(action) as conn:
+            return await conn.fetch(statement, *args)
+
+    async def _fetchrow(self, action: str, statement: str, *args: Any) -> asyncpg.Record | None:
+        async with self._connection(action) as conn:
+            return await conn.fetchrow(statement, *args)
 
     # -- leases ----------------------------------------------------------------------------
 
-    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+    async def acquire_lease(
+        self,
+        session_id: str,
+        owner: str,
+        *,
+        ttl: float,
+        take_over: lash.store.Lease | None = None,
+        turn: str | None = None,
+        events: Sequence[lash.store.EventDraft] = (),
+    ) -> lash.store.Lease:
         check_session_id(session_id)
-        _text(session_id, "session id", session_id)
         _text(session_id, "lease owner", owner)
-        async with self._connection(f"taking the lease of session {session_id!r}") as conn:
-            row = await conn.fetchrow(schema.ACQUIRE_LEASE, session_id, owner, float(ttl))
+        dead = take_over if take_over is not None and take_over.session_id == session_id else None
+        types, datas = _events(session_id, events)
+        row = await self._fetchrow(
+            f"taking the lease of session {session_id!r}",
+            schema.ACQUIRE_LEASE,
+            session_id,
+            owner,
+            float(ttl),
+            None if dead is None else dead.owner,
+            None if dead is None else _int64(session_id, "fencing token", dead.token),
+            None if turn is None else _text(session_id, "turn id", turn),
+            types,
+            datas,
+            *self._window,
+            self.settings.durable_leases,
+        )
         assert row is not None  # the function returns the lease it granted or refused
-        granted, holder, token, expires_at = row
+        granted, holder, token, expires_at, revision, inputs, commands = row
         if not granted:
-            raise lash.SessionBusy(session_id, owner=holder, expires_at=expires_at)
-        return lash.store.Lease(session_id, owner, token, expires_at)
+            raise lash.SessionBusy(session_id, owner=holder, expires_at=expires_at, token=token)
+        return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
         sid = lease.session_id
-        async with self._connection(f"renewing the lease of session {sid!r}") as conn:
-            row = await conn.fetchrow(schema.RENEW_LEASE, sid, lease.owner, lease.token, float(ttl))
+        row = await self._fetchrow(
+            f"renewing the lease of session {sid!r}",
+            schema.RENEW_LEASE,
+            sid,
+            lease.owner,
+            lease.token,
+            float(ttl),
+            self.settings.durable_leases,
+        )
         if row is not None and row["renewed"]:
-            return lash.store.Lease(sid, lease.owner, lease.token, row["holder_expires_at"])
+            _, _, token, expires_at, revision, inputs, commands = row
+            return lash.store.Lease(sid, lease.owner, token, expires_at, revision, inputs, commands)
         check_lease(_lease_of(sid, row), lease)
         raise lash.LeaseLost(sid, "the lease changed while it was being renewed")
 
     async def release_lease(self, lease: lash.store.Lease) -> None:
         sid = lease.session_id
-        async with self._connection(f"releasing the lease of session {sid!r}") as conn:
-            # Keeps the token (as an expired lease) so the next holder's is still higher.
-            await conn.execute(schema.RELEASE_LEASE, sid, lease.owner, lease.token)
+        await self._fetch(
+            f"releasing the lease of session {sid!r}",
+            schema.RELEASE_LEASE,
+            sid,
+            lease.owner,
+            lease.token,
+            self.settings.durable_leases,
+        )
 
     # -- sessions --------------------------------------------------------------------------
 
     async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
         check_session_id(session_id)
-        async with self._connection(f"loading session {session_id!r}") as conn:
-            row = await conn.fetchrow(schema.LOAD, session_id, full)
+        row = await self._fetchrow(f"loading session {session_id!r}", schema.LOAD, session_id, full)
         if row is None or row[0] == 0:
             return None
-        revision, created_at, updated_at, turns, config, pending = row[:6]
+        revision, created_at, updated_at, turns, config, event_seq = row[:6]
         nodes, plugins, states, sources, usage = row[6:]
         return lash.store.SessionRecord(
             session_id=session_id,
@@ -269,11 +382,11 @@ class PostgresStore:
                 plugin: _loads(f"stored state of plugin {plugin!r}", data)
                 for plugin, data in zip(plugins, states, strict=True)
             },
-            pending=() if pending is None else tuple(_loads("stored pending input", pending)),
             usage={
                 source: lash.Usage(*tokens) for source, tokens in zip(sources, usage, strict=True)
             },
             turns=turns,
+            event_seq=event_seq,
         )
 
     async def commit(
@@ -292,14 +405,25 @@ class PostgresStore:
             raise lash.LeaseLost(
                 session_id, f"the lease presented is for session {lease.session_id!r}"
             )
+        action = f"commit to session {session_id!r}"
         # A refused commit is re-read in the same call; should the head have changed between
         # the guard and that read into one this commit fits (a released lease taken back by
         # its owner), it is tried again.
         for _ in range(3):
-            async with self._connection(f"commit to session {session_id!r}") as conn:
-                row = await conn.fetchrow(
-                    schema.COMMIT, session_id, lease.owner, lease.token, expected_revision, *args
+            try:
+                row = await self._fetchrow(
+                    action,
+                    schema.COMMIT,
+                    session_id,
+                    _text(session_id, "lease owner", lease.owner),
+                    _int64(session_id, "fencing token", lease.token),
+                    _int64(session_id, "expected revision", expected_revision),
+                    *args,
+                    delta.release,
+                    *self._window,
                 )
+            except _Refused as refused:
+                raise _commit_refused(session_id, expected_revision, refused) from None
             if row is not None and row["committed"]:
                 revision: int = row["head_revision"]
                 return revision
@@ -313,18 +437,18 @@ class PostgresStore:
 
     async def delete(self, session_id: str) -> None:
         check_session_id(session_id)
-        async with self._connection(f"deleting session {session_id!r}") as conn:
-            row = await conn.fetchrow(schema.DELETE_SESSION, session_id)
+        row = await self._fetchrow(
+            f"deleting session {session_id!r}", schema.DELETE_SESSION, session_id
+        )
         assert row is not None
-        outcome, holder, expires_at = row
+        outcome, holder, token, expires_at = row
         if outcome == "unknown":
             raise lash.UnknownSession(session_id)
         if outcome == "busy":
-            raise lash.SessionBusy(session_id, owner=holder, expires_at=expires_at)
+            raise lash.SessionBusy(session_id, owner=holder, expires_at=expires_at, token=token)
 
     async def list_sessions(self) -> list[lash.store.SessionSummary]:
-        async with self._connection("listing sessions") as conn:
-            rows = await conn.fetch(schema.LIST_SESSIONS)
+        rows = await self._fetch("listing sessions", schema.LIST_SESSIONS)
         return [
             lash.store.SessionSummary(
                 session_id=sid,
@@ -336,16 +460,360 @@ class PostgresStore:
                     None if last_user is None else _loads("stored last user message", last_user)
                 ),
                 usage=lash.Usage(inp, out, cached),
+                status=status,
+                pending_inputs=pending,
             )
-            for sid, created_at, updated_at, turns, revision, last_user, inp, out, cached in rows
+            for (
+                sid,
+                created_at,
+                updated_at,
+                turns,
+                revision,
+                last_user,
+                inp,
+                out,
+                cached,
+                status,
+                pending,
+            ) in rows
         ]
+
+    # -- the mailbox -----------------------------------------------------------------------
+
+    async def enqueue_input(
+        self, session_id: str, draft: lash.store.InputDraft
+    ) -> lash.store.PendingInput:
+        check_session_id(session_id)
+        key = None if draft.key is None else _text(session_id, "input key", draft.key)
+        text = _dumps(session_id, "input text", draft.text)
+        items = _dumps(session_id, "input items", list(draft.items))
+        row = await self._enqueue(
+            f"queueing input for session {session_id!r}",
+            schema.ENQUEUE_INPUT,
+            session_id,
+            _input_id(),
+            key,
+            text,
+            items,
+            _text(session_id, "input ingress", draft.ingress),
+            None if draft.source is None else _text(session_id, "input source", draft.source),
+            *self._window,
+        )
+        pending = _input(session_id, row[1:])
+        if not row[0]:
+            same = (pending.text, pending.items, pending.ingress) == (
+                draft.text,
+                tuple(_loads("input items", items)),
+                draft.ingress,
+            )
+            if not same:
+                raise lash.InputConflict(session_id, draft.key or "", pending.id)
+        return pending
+
+    async def _enqueue(self, action: str, statement: str, *args: Any) -> asyncpg.Record:
+        """Run an enqueue function; one that lost the race for its key (to another enqueue of
+        the same key that committed first) runs again, and finds that one's row."""
+        for _ in range(5):
+            try:
+                row = await self._fetchrow(action, statement, *args)
+            except _Refused as refused:
+                if refused.sqlstate != schema.KEY_RACE:
+                    raise
+                continue
+            assert row is not None
+            return row
+        raise lash.LashError(f"Postgres store {self.url}: {action}: the key kept changing hands")
+
+    async def list_inputs(
+        self, session_id: str, *, settled: bool = False
+    ) -> list[lash.store.PendingInput]:
+        check_session_id(session_id)
+        rows = await self._fetch(
+            f"listing the inputs of session {session_id!r}",
+            schema.LIST_ALL_INPUTS if settled else schema.LIST_OPEN_INPUTS,
+            session_id,
+        )
+        return [_input(session_id, row) for row in rows]
+
+    async def cancel_inputs(
+        self, session_id: str, targets: Sequence[str], *, suffix: bool = False
+    ) -> list[lash.store.InputCancellation]:
+        check_session_id(session_id)
+        if suffix and len(targets) != 1:
+            raise ValueError("a suffix cancellation takes one target: the first input")
+        names = [_text(session_id, "input to cancel", target) for target in targets]
+        if not names:
+            return []
+        rows = await self._fetch(
+            f"cancelling inputs of session {session_id!r}",
+            schema.CANCEL_INPUTS,
+            session_id,
+            names,
+            suffix,
+            *self._window,
+        )
+        return [
+            lash.store.InputCancellation(
+                row[0], row[1], None if row[2] is None else _input(session_id, row[2:])
+            )
+            for row in rows
+        ]
+
+    async def claim_inputs(
+        self,
+        lease: lash.store.Lease,
+        *,
+        limit: int = 1,
+        ingress: lash.store.Ingress | None = None,
+    ) -> list[lash.store.PendingInput]:
+        sid = lease.session_id
+        check_session_id(sid)
+        rows = await self._fetch(
+            f"claiming input of session {sid!r}",
+            schema.CLAIM_INPUTS,
+            sid,
+            _text(sid, "lease owner", lease.owner),
+            _int64(sid, "fencing token", lease.token),
+            max(0, min(limit, 2**63 - 1)),
+            ingress,
+            *self._window,
+            self.settings.durable_leases,
+        )
+        if rows and not rows[0]["granted"]:
+            check_lease(_lease_of(sid, rows[0]), lease)
+            raise lash.LeaseLost(sid, "the lease changed while input was being claimed")
+        return [_input(sid, row[4:]) for row in rows]
+
+    async def enqueue_command(
+        self, session_id: str, draft: lash.store.CommandDraft
+    ) -> lash.store.QueuedCommand:
+        check_session_id(session_id)
+        args = _dumps(session_id, "command arguments", dict(draft.args))
+        row = await self._enqueue(
+            f"queueing a command for session {session_id!r}",
+            schema.ENQUEUE_COMMAND,
+            session_id,
+            f"cmd-{uuid.uuid4().hex[:16]}",
+            _text(session_id, "command key", draft.key),
+            _text(session_id, "command name", draft.name),
+            args,
+            None if draft.source is None else _text(session_id, "command source", draft.source),
+            *self._window,
+        )
+        command = _command(session_id, row[1:])
+        if not row[0]:
+            same = (command.name, dict(command.args)) == (
+                draft.name,
+                _loads("command arguments", args),
+            )
+            if not same:
+                raise lash.InputConflict(session_id, draft.key, command.id, "command")
+        return command
+
+    async def list_commands(
+        self, session_id: str, *, settled: bool = False
+    ) -> list[lash.store.QueuedCommand]:
+        check_session_id(session_id)
+        rows = await self._fetch(
+            f"listing the commands of session {session_id!r}",
+            schema.LIST_ALL_COMMANDS if settled else schema.LIST_PENDING_COMMANDS,
+            session_id,
+        )
+        return [_command(session_id, row) for row in rows]
+
+    # -- turns and their cancellation --------------------------------------------------------
+
+    async def turn_record(self, session_id: str, turn_id: str) -> lash.store.TurnRecord | None:
+        check_session_id(session_id)
+        if not _storable(turn_id):
+            return None  # no turn id Postgres cannot hold was ever stored
+        row = await self._fetchrow(
+            f"reading turn {turn_id!r} of session {session_id!r}",
+            schema.TURN_RECORD,
+            session_id,
+            turn_id,
+        )
+        return None if row is None else _turn(session_id, turn_id, row)
+
+    async def request_cancel(
+        self, session_id: str, turn_id: str, *, origin: str, reason: str | None = None
+    ) -> lash.store.CancelReceipt:
+        check_session_id(session_id)
+        if not _storable(turn_id):
+            return lash.store.CancelReceipt("unknown", session_id, turn_id)
+        row = await self._fetchrow(
+            f"asking turn {turn_id!r} of session {session_id!r} to stop",
+            schema.REQUEST_CANCEL,
+            session_id,
+            turn_id,
+            _text(session_id, "cancellation origin", origin),
+            _json(session_id, "cancellation reason", reason),
+        )
+        assert row is not None
+        status = row["status"]
+        if status == "already_finished":
+            record = _turn(session_id, turn_id, row[1:7])
+            return lash.store.CancelReceipt(status, session_id, turn_id, record=record)
+        if status in ("requested", "already_requested"):
+            request = lash.store.CancelRequest(
+                session_id,
+                turn_id,
+                row["origin"],
+                _maybe_json("stored cancellation reason", row["reason_json"]),
+                row["requested_at"],
+            )
+            return lash.store.CancelReceipt(status, session_id, turn_id, request=request)
+        return lash.store.CancelReceipt("unknown", session_id, turn_id)
+
+    async def cancel_request(
+        self, session_id: str, turn_id: str
+    ) -> lash.store.CancelRequest | None:
+        check_session_id(session_id)
+        if not _storable(turn_id):
+            return None
+        row = await self._fetchrow(
+            f"reading the cancellation of turn {turn_id!r} of session {session_id!r}",
+            schema.CANCEL_REQUEST,
+            session_id,
+            turn_id,
+        )
+        if row is None:
+            return None
+        origin, reason, requested_at = row
+        return lash.store.CancelRequest(
+            session_id,
+            turn_id,
+            origin,
+            _maybe_json("stored cancellation reason", reason),
+            requested_at,
+        )
+
+    # -- observation -------------------------------------------------------------------------
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int = 1000
+    ) -> lash.store.EventPage:
+        check_session_id(session_id)
+        rows = await self._fetch(
+            f"reading the events of session {session_id!r}",
+            schema.READ_EVENTS,
+            session_id,
+            max(-1, min(after, 2**63 - 1)),
+            max(0, min(limit, 2**63 - 1)),
+        )
+        if not rows:
+            return lash.store.EventPage((), 1, 0)
+        last, first = rows[0][0], rows[0][1]
+        found = [row for row in rows if row[2] is not None]
+        datas = _many_json(f"stored events of {session_id!r}", [row[4] for row in found])
+        events = tuple(
+            lash.store.StoredEvent(session_id, seq, type_, data, at)
+            for (_, _, seq, type_, _, at), data in zip(found, datas, strict=True)
+        )
+        return lash.store.EventPage(events, last + 1 if first is None else first, last)
+
+    async def wait_events(self, session_id: str, after: int, timeout: float) -> bool:
+        """Return when the session's event log may have grown past ``after`` (``True``), or
+        after ``timeout`` seconds (``False``).
+
+        It listens on one connection of its own (``LISTEN lash_events``, opened on first use)
+        for the notifications every write that logs sends; it returns at once when the log is
+        already past ``after``. A notification can be lost (a broken connection, ``notify=off``
+        on a writer): ``False`` only says none came, so a caller reads the log after either
+        return, and polling every ``timeout`` seconds is its fallback. With ``notify=off``
+        it only sleeps (and checks the log once first). Cancelling it is safe and cheap.
+        """
+        check_session_id(session_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Registered before the log is read: a write committed after that read notifies, and
+        # wakes this future; one committed before it is seen by the read.
+        waiting = self._waiters.setdefault(session_id, set())
+        waiting.add(future)
+        try:
+            listening = self.settings.notify and await self._listen()
+            # Shielded: a caller that stops waiting (cancels) does not cut the query short,
+            # which would cost asyncpg a cancel request on a connection of its own.
+            row = await asyncio.shield(
+                self._fetchrow(
+                    f"reading the latest event of session {session_id!r}",
+                    schema.EVENT_SEQ,
+                    session_id,
+                )
+            )
+            if row is not None and row[0] > after:
+                return True
+            if timeout <= 0:
+                return False
+            if not listening:
+                await asyncio.sleep(timeout)
+                return False
+            try:
+                async with asyncio.timeout(timeout):
+                    await future
+            except TimeoutError:
+                return False
+            return True
+        finally:
+            waiting.discard(future)
+            if not waiting and self._waiters.get(session_id) is waiting:
+                del self._waiters[session_id]
+
+    async def _listen(self) -> bool:
+        """Whether the listening connection is up (opening it when it is not)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        await self._ready()  # the schema is there, the URL works
+        async with self._listening:
+            if self._listener is not None and not self._listener.is_closed():
+                return True
+            s = self.settings
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    s.dsn,
+                    timeout=s.connect_timeout,
+                    server_settings={"statement_timeout": str(s.statement_timeout)},
+                )
+                await conn.add_listener(schema.CHANNEL, self._notified)
+                conn.add_termination_listener(self._listener_lost)
+            except Exception as exc:
+                if conn is not None:
+                    conn.terminate()
+                # Waiting degrades to polling; the next call tries again.
+                log.warning(
+                    "lash: Postgres store %s: cannot listen for events (%s); waiting polls",
+                    self.url,
+                    s.scrub(_describe(exc)),
+                )
+                return False
+            self._listener = conn
+            return True
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        for future in self._waiters.get(str(payload), ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _listener_lost(self, conn: object) -> None:
+        # Notifications sent while no one listens are lost: wake every waiter, so that each
+        # reads the log, then waits on a new connection.
+        if self._listener is conn:
+            self._listener = None
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for waiting in self._waiters.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
 
     # -- diagnostics -----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
         """What the store runs with, for diagnostics: the URL (password masked), the server's
         version, the pool's sizes, the connection's ``statement_timeout`` and
-        ``application_name`` as the server has them, and the migrations applied."""
+        ``application_name`` as the server has them, the replay window, whether it notifies
+        and whether leases are durable, and the migrations applied."""
         async with self._connection("reading the server's settings") as conn:
             settings = await conn.fetchrow(
                 "SELECT current_setting('server_version'), "
@@ -364,6 +832,10 @@ class PostgresStore:
             "pool_min": s.pool_min,
             "statement_timeout": timeout,
             "application_name": application,
+            "events_kept": s.events_kept,
+            "events_max_age": s.events_max_age,
+            "notify": s.notify,
+            "durable_leases": s.durable_leases,
             "migrations": [dict(r) for r in migrations],
         }
 
@@ -380,6 +852,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _input_id() -> str:
+    return f"in-{uuid.uuid4().hex[:16]}"
+
+
 def _lease_of(session_id: str, row: asyncpg.Record | None) -> lash.store.Lease | None:
     """The lease in a row of ``holder``, ``holder_token``, ``holder_expires_at`` (or none)."""
     if row is None or row["holder"] is None:
@@ -387,6 +863,39 @@ def _lease_of(session_id: str, row: asyncpg.Record | None) -> lash.store.Lease |
     return lash.store.Lease(
         session_id, row["holder"], row["holder_token"], row["holder_expires_at"]
     )
+
+
+def _commit_refused(
+    session_id: str, expected_revision: int, refused: _Refused
+) -> lash.SessionError:
+    """The error for a commit ``lash_commit`` refused after its guard (rolled back whole)."""
+    if refused.sqlstate == schema.CLAIM_LOST:
+        return lash.LeaseLost(
+            session_id, f"input {refused.detail!r} is not claimed by this lease any more"
+        )
+    if refused.sqlstate == schema.COMMAND_GONE:
+        return lash.LeaseLost(session_id, f"command {refused.detail!r} is not pending any more")
+    if refused.sqlstate == schema.TURN_COMMITTED:
+        return lash.RevisionConflict(
+            session_id, expected=expected_revision, actual=int(refused.detail)
+        )
+    if refused.sqlstate == schema.KEY_CONFLICT:
+        return lash.InputConflict(session_id, refused.detail, refused.hint)
+    return lash.SessionError(
+        f"session {session_id!r}: the commit was refused ({refused.sqlstate}); nothing was written",
+        session_id=session_id,
+    )
+
+
+def _storable(value: str) -> bool:
+    """Whether Postgres ``text`` can hold ``value`` (no NUL, no lone surrogate)."""
+    if "\0" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(session_id: str, what: str, value: str) -> str:
@@ -409,11 +918,156 @@ def _int64(session_id: str, what: str, value: int) -> int:
 
 
 def _json(session_id: str, what: str, data: Any) -> str | None:
-    return None if data is None else _dumps(session_id, what, data, canonical=False)
+    return None if data is None else _dumps(session_id, what, data)
+
+
+def _maybe_json(what: str, text: str | None) -> Any:
+    return None if text is None else _loads(what, text)
+
+
+# -- the JSON codec ----------------------------------------------------------------------------
+# A node, a state, an input is kept as the JSON text lash.to_data gives, as in the SQLite store
+# (whose helpers these were: copied, so that the two stores can change apart).
+
+
+def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
+    return lash.SessionError(
+        f"session {session_id!r}: cannot store the {what}: {why}", session_id=session_id
+    )
+
+
+def _dumps(session_id: str, what: str, data: Any) -> str:
+    """``data`` as JSON text, key order kept (tool-call arguments go back to the provider as
+    they came)."""
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise lash.SessionError(
+            f"session {session_id!r}: cannot store its {what}: {exc}; stored values must be "
+            "JSON data (dicts with str keys, lists, str, int, float, bool, None)",
+            session_id=session_id,
+        ) from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (undecodable bytes kept by surrogateescape) cannot be stored as
+        # UTF-8 text; JSON escapes round-trip them exactly.
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    return text
+
+
+def _loads(what: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise lash.ValidationError(what, [f"not JSON: {exc}"]) from None
+
+
+def _many_json(what: str, texts: list[str]) -> list[Any]:
+    """Decode JSON texts: one ``json.loads`` over all of them is ~40% faster than one per
+    text (resume cost); on a bad one (or one holding two values: "{...},{...}"), one at a
+    time, to name it."""
+    try:
+        datas = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        datas = []
+    if len(datas) != len(texts):
+        datas = [_loads(what, text) for text in texts]
+    return list(datas)
+
+
+def _node_row(
+    session_id: str, node: lash.GraphNode
+) -> tuple[str, str, str, int, str, bool, str | None]:
+    """``(id, kind, frame id, turn, JSON, opens a frame, outcome)`` of a node: the tagged
+    form (``"type": "user"``...) so that from_data knows the variant, the tag being the row's
+    ``kind``; ``outcome`` is a TurnOutcome's (how the turn ended, for the listing's status)."""
+    data = lash.to_data(node, lash.GraphNode)
+    text = _dumps(session_id, f"node {node.id!r}", data)
+    kind = str(data["type"])
+    outcome = str(data["outcome"]) if kind == "outcome" else None
+    opens_frame = isinstance(node, lash.FrameBoundary)
+    return node.id, kind, node.frame_id, node.turn, text, opens_frame, outcome
+
+
+def _nodes(session_id: str, texts: list[str]) -> tuple[Any, ...]:
+    """Decode stored nodes: one ``from_data`` over all of them saves a converter dispatch per
+    node; on a bad one, the per-node path finds it and raises its error."""
+    what = f"stored node of {session_id!r}"
+    datas = _many_json(what, texts)
+    try:
+        nodes: tuple[Any, ...] = lash.from_data(datas, tuple[lash.GraphNode, ...], what=what)
+    except lash.ValidationError:
+        for data in datas:
+            lash.from_data(data, lash.GraphNode, what=what)
+        raise
+    return nodes
+
+
+def _events(
+    session_id: str, events: Iterable[lash.store.EventDraft]
+) -> tuple[list[str], list[str]]:
+    """The types and JSON data of events to log."""
+    types: list[str] = []
+    datas: list[str] = []
+    for event in events:
+        types.append(_text(session_id, "event type", event.type))
+        datas.append(_dumps(session_id, f"data of event {event.type!r}", dict(event.data)))
+    return types, datas
+
+
+def _input(session_id: str, row: Iterable[Any]) -> lash.store.PendingInput:
+    """A :class:`PendingInput` from a row of ``schema.INPUT_COLUMNS`` and the state."""
+    id_, seq, text, items, key, ingress, source, created_at, settled_at, turn_id, state = row
+    return lash.store.PendingInput(
+        id=id_,
+        session_id=session_id,
+        seq=seq,
+        text=_loads("stored input text", text),
+        items=tuple(_loads("stored input items", items)),
+        key=key,
+        ingress=ingress,
+        source=source,
+        state=state,
+        created_at=created_at,
+        settled_at=settled_at,
+        turn_id=turn_id,
+    )
+
+
+def _command(session_id: str, row: Iterable[Any]) -> lash.store.QueuedCommand:
+    """A :class:`QueuedCommand` from a row of ``schema.COMMAND_COLUMNS``."""
+    id_, seq, name, key, args, source, state, created_at, applied_at = row
+    return lash.store.QueuedCommand(
+        id=id_,
+        session_id=session_id,
+        seq=seq,
+        name=name,
+        key=key,
+        args=_loads("stored command arguments", args),
+        source=source,
+        state=state,
+        created_at=created_at,
+        applied_at=applied_at,
+    )
+
+
+def _turn(session_id: str, turn_id: str, row: Iterable[Any]) -> lash.store.TurnRecord:
+    index, outcome, revision, reason, result, committed_at = row
+    return lash.store.TurnRecord(
+        session_id=session_id,
+        turn_id=turn_id,
+        index=index,
+        outcome=outcome,
+        revision=revision,
+        reason=_maybe_json("stored turn reason", reason),
+        result=_loads("stored turn result", result),
+        committed_at=committed_at,
+    )
 
 
 def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, ...]:
-    """``lash_commit``'s parameters after the guard's (``p_replace`` on), for ``delta``."""
+    """``lash_commit``'s parameters from ``p_replace`` to ``p_event_datas``, for ``delta``."""
     node_ids: list[str] = []
     kinds: list[str] = []
     frame_ids: list[str] = []
@@ -421,8 +1075,9 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
     datas: list[str] = []
     frame_offset: int | None = None
     last_user: str | None = None
+    status: str | None = None
     for index, node in enumerate(delta.nodes):
-        node_id, kind, frame_id, turn, data, opens_frame, _ = _node_row(session_id, node)
+        node_id, kind, frame_id, turn, data, opens_frame, outcome = _node_row(session_id, node)
         node_ids.append(_text(session_id, "node id", node_id))
         kinds.append(kind)
         frame_ids.append(_text(session_id, f"frame id of node {node_id!r}", frame_id))
@@ -433,9 +1088,11 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
         if isinstance(node, lash.UserMessage):
             # JSON, as the node: the listing shows the text exactly, NUL characters included.
             last_user = node.text
+        elif outcome is not None:  # a TurnOutcome: how the turn ended is the session's status
+            status = outcome
     plugins = [_text(session_id, "plugin name", plugin) for plugin in delta.plugin_states]
     states = [
-        _dumps(session_id, f"state of plugin {plugin!r}", data, canonical=False)
+        _dumps(session_id, f"state of plugin {plugin!r}", data)
         for plugin, data in delta.plugin_states.items()
     ]
     sources: list[str] = []
@@ -452,6 +1109,20 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
             strict=True,
         ):
             column.append(_int64(session_id, f"{name} tokens of {source!r}", count))
+    queued: list[list[str | None]] = [[], [], [], [], [], []]
+    for draft in delta.enqueue:
+        row = (
+            _input_id(),
+            None if draft.key is None else _text(session_id, "input key", draft.key),
+            _dumps(session_id, "input text", draft.text),
+            _dumps(session_id, "input items", list(draft.items)),
+            _text(session_id, "input ingress", draft.ingress),
+            None if draft.source is None else _text(session_id, "input source", draft.source),
+        )
+        for values, value in zip(queued, row, strict=True):
+            values.append(value)
+    record = delta.turn
+    types, event_datas = _events(session_id, delta.events)
     return (
         delta.replace,
         _int64(session_id, "turns", delta.turns),
@@ -462,10 +1133,20 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
         datas,
         frame_offset,
         _json(session_id, "last user message", last_user),
+        status,
         plugins,
         states,
         _json(session_id, "config", None if delta.config is None else lash.to_data(delta.config)),
-        _json(session_id, "pending input", None if delta.pending is None else list(delta.pending)),
         sources,
         *tokens,
+        [_text(session_id, "claimed input id", i) for i in delta.claimed],
+        [_text(session_id, "applied command id", c) for c in delta.applied],
+        *queued,
+        None if record is None else _text(session_id, "turn id", record.turn_id),
+        None if record is None else _int64(session_id, "turn index", record.index),
+        None if record is None else record.outcome,
+        None if record is None else _json(session_id, "turn reason", record.reason),
+        None if record is None else _dumps(session_id, "turn result", dict(record.result)),
+        types,
+        event_datas,
     )

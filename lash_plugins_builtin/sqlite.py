@@ -8,10 +8,12 @@ URLs (SQLAlchemy style: three slashes, then the path)::
 
 Query parameters tune the connection: ``?synchronous=FULL`` (default ``NORMAL``),
 ``?busy_timeout=10000`` (milliseconds, default 5000), ``?create_dirs=1`` (create a missing
-parent directory instead of refusing to open; lash creates nothing unasked) and ``?mode=``
+parent directory instead of refusing to open; lash creates nothing unasked), ``?mode=``
 (SQLite's words: ``rwc``, the default, reads, writes and creates the database; ``rw`` reads and
 writes one that exists; ``ro`` only reads one that exists, and writes nothing, not even a
-migration: what ``lash sessions`` uses to inspect a store without creating it).
+migration: what ``lash sessions`` uses to inspect a store without creating it), and the event
+log's replay window: ``?events_kept=10000`` (the newest events each session keeps) and
+``?events_max_age=604800`` (seconds: older events are dropped).
 
 **Durability.** The database runs in WAL mode with ``synchronous=NORMAL``: a commit is written
 to the WAL before :meth:`SQLiteStore.commit` returns, so a committed turn survives the process
@@ -20,26 +22,33 @@ it may be rolled back (never half-applied: the database stays consistent). Use
 ``?synchronous=FULL`` to fsync the WAL on every commit and keep those too, at the cost of one
 fsync per turn.
 
-**Concurrency.** Every read-then-write (lease acquisition and renewal, commit, delete) runs in
-``BEGIN IMMEDIATE``, or is one statement that SQLite runs the same way (taking the write lock
-before it reads), so two processes sharing the file never interleave inside one; SQLite waits
-``busy_timeout`` ms for the file's write lock. Readers never block writers (WAL). Each store
-instance holds one connection, opened on first use and used by one operation at a time.
+**Concurrency.** Every read-then-write (lease acquisition and renewal, commit, queueing and
+claiming input, delete) runs in ``BEGIN IMMEDIATE``, or is one statement (or a transaction whose
+first statement writes) that SQLite runs the same way (taking the write lock before it reads),
+so two processes sharing the file never interleave inside one; SQLite waits ``busy_timeout`` ms
+for the file's write lock. Readers never block writers (WAL). Each store instance holds one
+connection, opened on first use and used by one operation at a time. Processes queue input,
+claim it and commit on one file at once: a claim belongs to the lease that made it, and the
+commit that settles it checks it in the same statement.
 
 **Cost.** aiosqlite runs each statement on the connection's worker thread, and waiting for that
 thread costs more than a small statement itself. So statements that do not depend on each
 other's results are queued together: a load is one round trip to the thread (``BEGIN``, every
-read, ``COMMIT``). A commit is **one statement**, an ``INSERT`` into the view
-``commit_requests`` whose trigger writes the whole delta; SQLite applies a statement whole or
-not at all, and runs one outside ``BEGIN`` as a transaction of its own. The trigger first
-checks the lease and that the stored head is the one the commit was computed from. A store
-remembers the head of the sessions it committed last, so the next commit of such a session is
-that statement alone: one round trip. Any other commit reads the head first, in a
-``BEGIN IMMEDIATE`` transaction: two round trips (the reads; the statement with ``COMMIT``),
-three when the guard refused the first attempt (the head changed: another writer committed or
-took the lease over). A commit is stamped (``updated_at``) just before it is
-sent, so commits that wait for the file's write lock may be stamped slightly out of order across
-sessions; within a session, stamps follow the revisions.
+read, ``COMMIT``), and so is a lease acquisition (``BEGIN``, one ``INSERT`` into the view
+``lease_requests`` whose trigger applies :func:`lash.store.take_lease`, the read of what the
+lease reports, ``COMMIT``) and a queued input (the same, with ``input_requests``). A commit is
+**one statement**, an ``INSERT`` into the view ``commit_requests`` whose trigger writes the
+whole delta (nodes, states, usage, settled claims, applied commands, the turn record, events,
+the lease's release); SQLite applies a statement whole or not at all, and runs one outside
+``BEGIN`` as a transaction of its own. The trigger first checks the lease and that the stored
+head is the one the commit was computed from. A store remembers the head of the sessions it
+committed last, so the next commit of such a session is that statement alone: one round trip.
+Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
+(the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
+head changed: another writer committed or took the lease over). A commit that also queues input
+(``delta.enqueue``) takes one round trip more. A commit is stamped (``updated_at``) just before
+it is sent, so commits that wait for the file's write lock may be stamped slightly out of order
+across sessions; within a session, stamps follow the revisions.
 
 The schema, its migrations and the hot statements live in ``_sqlite_schema``; URL parsing in
 ``_sqlite_url``.
@@ -54,32 +63,49 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, Literal, cast
 
 import aiosqlite
 import attrs
 
 import lash
 import lash.store
-from lash.store import check_lease, check_session_id, take_lease
+from lash.store import check_lease, check_session_id
 from lash_plugins_builtin import _sqlite_schema as schema
+from lash_plugins_builtin._sqlite_schema import read_text, stored_text
 from lash_plugins_builtin._sqlite_url import (
     MEMORY,
     SYNCHRONOUS,
     SQLiteSettings,
+    check_events_kept,
+    check_events_max_age,
     check_mode,
     parse_url,
 )
 
 __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 
+#: How many sessions' heads a store remembers for one-round-trip commits (the most recently
+#: committed ones; a commit of another session reads its head first).
+HEADS_REMEMBERED = 4096
+
+#: Run the statements of an operation as one function on aiosqlite's worker thread (see
+#: :func:`_gather`); False (or an aiosqlite without the private names it uses): queue them one
+#: by one.
+ONE_HOP = True
+
+#: Where the lease columns start in a :data:`schema.HEAD` row.
+_LEASE_AT = len(schema.HEAD_COLUMNS)
+
 
 class SQLiteStore:
     """``sqlite://``: sessions in one SQLite file (WAL), on one aiosqlite connection.
 
-    ``create_dirs``, ``synchronous``, ``busy_timeout`` and ``mode`` override the URL's
-    parameters. The database is opened (and migrated forward) on first use, or by :meth:`open`.
+    ``create_dirs``, ``synchronous``, ``busy_timeout``, ``mode``, ``events_kept`` and
+    ``events_max_age`` override the URL's parameters. The database is opened (and migrated
+    forward) on first use, or by :meth:`open`.
     """
 
     def __init__(
@@ -90,6 +116,8 @@ class SQLiteStore:
         synchronous: str | None = None,
         busy_timeout: int | None = None,
         mode: str | None = None,
+        events_kept: int | None = None,
+        events_max_age: float | None = None,
     ) -> None:
         settings = parse_url(url)
         overrides: dict[str, Any] = {}
@@ -105,6 +133,10 @@ class SQLiteStore:
             overrides["busy_timeout"] = busy_timeout
         if mode is not None:
             overrides["mode"] = check_mode(mode, settings.path)
+        if events_kept is not None:
+            overrides["events_kept"] = check_events_kept(events_kept)
+        if events_max_age is not None:
+            overrides["events_max_age"] = check_events_max_age(events_max_age)
         if overrides:
             settings = attrs.evolve(settings, **overrides)
         if settings.path != MEMORY:
@@ -113,6 +145,19 @@ class SQLiteStore:
         self.url = url
         self.settings = settings
         self._conn: aiosqlite.Connection | None = None
+        # A second connection to the file, used on the event loop's own thread for the small
+        # writes of a turn (lease, commit, queued input) when the write lock is free at once
+        # (see ``_operation``); None until first used, False where it is not used.
+        self._inline: sqlite3.Connection | bool | None = (
+            None
+            if INLINE
+            and settings.path != MEMORY
+            and settings.mode != "ro"
+            and settings.synchronous in ("NORMAL", "OFF")
+            else False
+        )
+        self._inline_commits = 0
+        self._checkpointing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
@@ -142,6 +187,9 @@ class SQLiteStore:
         async with self._lock:
             self._heads.clear()
             conn, self._conn = self._conn, None
+            if isinstance(self._inline, sqlite3.Connection):
+                self._inline.close()
+                self._inline = None
             if conn is not None:
                 await conn.close()
 
@@ -177,6 +225,12 @@ class SQLiteStore:
                 busy_timeout=self.settings.busy_timeout,
                 read_only=mode == "ro",
             )
+            if mode != "ro":
+                # The event log's retention, with this store's limits.
+                for sql in schema.event_retention(
+                    self.settings.events_kept, self.settings.events_max_age
+                ):
+                    await conn.execute(sql)
         except sqlite3.Error as exc:
             await conn.close()
             raise self._explain(exc) from exc
@@ -184,6 +238,62 @@ class SQLiteStore:
             await conn.close()
             raise
         return conn
+
+    def _begin_inline(self) -> sqlite3.Connection | None:
+        """The inline connection inside a ``BEGIN IMMEDIATE`` it just ran, or None: not used
+        here, or the write lock is taken (by this store's worker or another process)."""
+        if self._inline is False:
+            return None
+        if self._inline is None or self._inline is True:
+            try:
+                self._inline = self._open_inline()
+            except sqlite3.Error:
+                self._inline = False  # the worker's connection does everything, as before
+                return None
+        direct = self._inline
+        assert isinstance(direct, sqlite3.Connection)
+        try:
+            direct.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return None  # busy: the worker waits for the lock instead
+        return direct
+
+    def _open_inline(self) -> sqlite3.Connection:
+        target, uri = schema.connect_target(self.path, self.settings.mode)
+        direct = sqlite3.connect(target, isolation_level=None, uri=uri, timeout=0)
+        try:
+            direct.execute("PRAGMA busy_timeout = 0")
+            direct.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
+            # Checkpoints (which sync the file) run on the worker thread, never on this one.
+            direct.execute("PRAGMA wal_autocheckpoint = 0")
+            for sql in schema.event_retention(
+                self.settings.events_kept, self.settings.events_max_age
+            ):
+                direct.execute(sql)
+        except BaseException:
+            direct.close()
+            raise
+        return direct
+
+    def _after_inline(self) -> None:
+        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL on
+        the worker thread (in the background: nobody waits for it)."""
+        self._inline_commits += 1
+        if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
+            return
+
+        async def checkpoint() -> None:
+            try:
+                async with self._lock:
+                    if self._conn is not None:
+                        with contextlib.suppress(sqlite3.Error):
+                            # Fetched: a statement left unfinished would keep the
+                            # connection's next COMMIT from completing.
+                            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                self._checkpointing = None
+
+        self._checkpointing = asyncio.get_running_loop().create_task(checkpoint())
 
     def _explain(self, exc: sqlite3.Error) -> lash.LashError:
         return schema.explain(
@@ -194,12 +304,38 @@ class SQLiteStore:
         )
 
     @contextlib.asynccontextmanager
-    async def _operation(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _operation(self, *, inline: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """The connection, for one operation at a time: whatever the operation leaves open
         when it fails is rolled back, and SQLite's errors are explained (which file, what to
-        do)."""
+        do).
+
+        ``inline`` (a small write: a lease, a commit, queued input): when the database's write
+        lock is free at once, the operation runs on this thread, on a second connection that
+        already holds it (``BEGIN IMMEDIATE``), instead of on the worker thread: a round trip
+        to the worker costs more than the statements. Nothing waits on this thread: a write
+        lock held elsewhere sends the operation to the worker as before, which waits for it.
+        With ``synchronous=NORMAL`` a commit does not sync, so an inline one is only a few
+        tens of microseconds of the loop's time; the WAL is checkpointed on the worker.
+        """
         async with self._lock:
             conn = await self._connection()
+            if inline and ONE_HOP:
+                direct = self._begin_inline()
+                if direct is not None:
+                    try:
+                        yield cast(aiosqlite.Connection, _InlineConnection(direct))
+                        # What would have been its own transaction on the worker's connection
+                        # (one statement, autocommitted) is part of the one begun here.
+                        if direct.in_transaction:
+                            direct.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        raise self._explain(exc) from exc
+                    finally:
+                        if direct.in_transaction:  # the operation failed: nothing of it stays
+                            with contextlib.suppress(sqlite3.Error):
+                                direct.rollback()
+                    self._after_inline()
+                    return
             try:
                 if conn.in_transaction:  # defensive: every failed transaction was rolled back
                     await conn.rollback()
@@ -227,7 +363,7 @@ class SQLiteStore:
         async with self._operation() as conn:
             rows = await _begin_immediate(conn, *reads)
             yield conn, rows
-            await conn.execute("COMMIT")
+            await _pipeline(conn, ("run", "COMMIT", ()))
 
     async def _read(self, *reads: tuple[str, Any]) -> list[list[Any]]:
         """The rows of ``reads`` (``(sql, parameters)``), from one snapshot of the database.
@@ -237,39 +373,95 @@ class SQLiteStore:
         """
         async with self._operation() as conn:
             rows = await _pipeline(
-                (conn.execute, "BEGIN DEFERRED", ()),
-                *((conn.execute_fetchall, sql, params) for sql, params in reads),
-                (conn.execute, "COMMIT", ()),
+                conn,
+                ("run", "BEGIN DEFERRED", ()),
+                *(("rows", sql, params) for sql, params in reads),
+                ("run", "COMMIT", ()),
             )
         return [list(r) for r in rows[1:-1]]
 
+    async def _write_then_read(
+        self, write: tuple[str, Any], read: tuple[str, Any]
+    ) -> tuple[sqlite3.Error | None, list[Any]]:
+        """One statement that writes, then a read, in one transaction and one round trip:
+        ``BEGIN``, the write, the read, ``COMMIT``. The write is the transaction's first
+        statement, so it takes the write lock before reading anything (as ``BEGIN IMMEDIATE``
+        would), and it applies whole or not at all: the ``COMMIT`` behind it commits it, or
+        nothing when it failed. Returns the write's error (``None``: it succeeded) and the rows
+        of the read, which sees the write."""
+        async with self._operation(inline=True) as conn:
+            begun, written, rows, committed = await _gather(
+                conn, ("run", "BEGIN", ()), ("run", *write), ("rows", *read), ("run", "COMMIT", ())
+            )
+            for result in (begun, rows, committed):
+                if isinstance(result, BaseException):
+                    raise result
+            if not isinstance(written, BaseException):
+                return None, list(rows)
+            if not isinstance(written, sqlite3.Error):
+                raise written
+        return written, list(rows)
+
     # -- leases ----------------------------------------------------------------------------
 
-    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+    async def acquire_lease(
+        self,
+        session_id: str,
+        owner: str,
+        *,
+        ttl: float,
+        take_over: lash.store.Lease | None = None,
+        turn: str | None = None,
+        events: Sequence[lash.store.EventDraft] = (),
+    ) -> lash.store.Lease:
         check_session_id(session_id)
-        async with self._transaction((schema.LEASE, (session_id,))) as (conn, (row,)):
-            lease = take_lease(_lease_of(session_id, _first(row)), session_id, owner, ttl)
-            await conn.execute(
-                schema.SET_LEASE, (session_id, lease.owner, lease.token, lease.expires_at)
-            )
-        return lease
+        encoded = _events(session_id, events)
+        now = time.time()
+        expires_at = now + ttl
+        request = (
+            session_id,
+            owner,
+            now,
+            expires_at,
+            None if take_over is None else take_over.owner,
+            None if take_over is None else take_over.token,
+            None if turn is None else stored_text(turn),
+            encoded,
+        )
+        failure, rows = await self._write_then_read(
+            (schema.ACQUIRE, request), (schema.LEASE, {"sid": session_id, "now": now})
+        )
+        if failure is not None and not _raised(failure, schema.BUSY):
+            raise self._explain(failure) from failure
+        holder, token, holder_expires, revision, inputs, commands = rows[0]
+        if failure is not None:
+            raise lash.SessionBusy(session_id, owner=holder, expires_at=holder_expires, token=token)
+        return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
         sid = lease.session_id
-        async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
-            check_lease(_lease_of(sid, _first(row)), lease)
-            renewed = lash.store.Lease(sid, lease.owner, lease.token, time.time() + ttl)
-            await conn.execute(schema.SET_EXPIRY, (renewed.expires_at, sid))
-        return renewed
+        now = time.time()
+        expires_at = now + ttl
+        renew = {"sid": sid, "owner": lease.owner, "token": lease.token, "expires_at": expires_at}
+        failure, rows = await self._write_then_read(
+            (schema.RENEW_LEASE, renew), (schema.LEASE, {"sid": sid, "now": now})
+        )
+        if failure is not None:
+            raise self._explain(failure) from failure
+        row = _first(rows)
+        current = _lease_of(sid, None if row is None else row[:3])
+        check_lease(current, lease)
+        if current is None or current.expires_at != expires_at:  # pragma: no cover - defensive
+            raise lash.LeaseLost(sid, "the lease changed while it was renewed")
+        return attrs.evolve(
+            current, revision=row[3], pending_inputs=row[4], pending_commands=row[5]
+        )
 
     async def release_lease(self, lease: lash.store.Lease) -> None:
-        sid = lease.session_id
-        self._heads.pop(sid, None)
-        async with self._transaction((schema.LEASE, (sid,))) as (conn, (row,)):
-            current = _lease_of(sid, _first(row))
-            if current is not None and (current.token, current.owner) == (lease.token, lease.owner):
-                # Keep the token (as an expired lease) so the next holder's is still higher.
-                await conn.execute(schema.SET_EXPIRY, (0.0, sid))
+        async with self._operation(inline=True) as conn:
+            # One statement: it releases the lease only while it is still this one.
+            release = (lease.session_id, lease.owner, lease.token)
+            await _pipeline(conn, ("run", schema.RELEASE_LEASE, release))
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -283,11 +475,8 @@ class SQLiteStore:
         head = _first(head_rows)
         if head is None or head[0] == 0:
             return None
-        revision, created_at, updated_at, turns = head[:4]
-        # The middle blob is lash 0.1's protocol options: no longer read or written.
-        config, _protocol_options, pending = (
-            _blob(digest, data) for digest, data in zip(head[4:7], head[7:10], strict=True)
-        )
+        revision, created_at, updated_at, turns, event_seq, config_hash, config_data = head
+        config = _blob(config_hash, config_data)
         return lash.store.SessionRecord(
             session_id=session_id,
             revision=revision,
@@ -300,9 +489,9 @@ class SQLiteStore:
                 else lash.from_data(config, lash.SessionConfig, what="stored session config")
             ),
             plugin_states={str(plugin): json.loads(data) for plugin, data in state_rows},
-            pending=tuple(pending) if pending is not None else (),
             usage={str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in usage_rows},
             turns=turns,
+            event_seq=event_seq,
         )
 
     async def commit(
@@ -317,7 +506,10 @@ class SQLiteStore:
         # Serialize before taking the write lock: a value that is not JSON fails here, with
         # nothing written and no other writer kept waiting.
         encoded = _Encoded.of(session_id, delta)
-        async with self._operation() as conn:
+        # A turn's commit is small; a replacing one (deleting history) or a large one (an import)
+        # goes to the worker thread, never holding up the event loop.
+        small = not delta.replace and len(delta.nodes) <= INLINE_MAX_NODES
+        async with self._operation(inline=small) as conn:
             # Popped: whatever happens below, a head that was not just committed is not kept.
             head = self._heads.pop(session_id, None)
             if (
@@ -327,9 +519,11 @@ class SQLiteStore:
             ):
                 # The head this store committed last: one round trip. The guard refuses the
                 # commit if the stored head is another one now (then the slow path says why).
-                row, new_head = _plan(session_id, lease, head, delta, encoded, time.time())
-                if await _commit_at_once(conn, row):
-                    self._heads[session_id] = new_head
+                now = time.time()
+                row, new_head = _plan(session_id, lease, head, delta, encoded, now)
+                commit = _Commit(session_id, lease, expected_revision, encoded, row, now)
+                if await commit.send(conn, begun=False):
+                    self._remember(session_id, new_head)
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
@@ -338,7 +532,9 @@ class SQLiteStore:
             )
             now = time.time()
             stored = _first(head_rows)
-            check_lease(_lease_of(session_id, None if stored is None else stored[10:13]), lease)
+            check_lease(
+                _lease_of(session_id, None if stored is None else stored[_LEASE_AT:]), lease
+            )
             assert stored is not None  # a current lease lives in the head row
             if stored[0] != expected_revision:
                 raise lash.RevisionConflict(
@@ -346,34 +542,42 @@ class SQLiteStore:
                 )
             head = _Head.of_row(stored, dict(state_rows))
             row, new_head = _plan(session_id, lease, head, delta, encoded, now)
-            # A failed statement leaves nothing of itself, so the COMMIT behind it commits
-            # nothing (the transaction only read) and its error is raised.
-            await _pipeline((conn.execute, schema.COMMIT, row), (conn.execute, "COMMIT", ()))
-            self._heads[session_id] = new_head
+            await _Commit(session_id, lease, expected_revision, encoded, row, now).send(
+                conn, begun=True
+            )
+            self._remember(session_id, new_head)
             return new_head.revision
+
+    def _remember(self, session_id: str, head: _Head) -> None:
+        heads = self._heads
+        heads[session_id] = head
+        if len(heads) > HEADS_REMEMBERED:  # the least recently committed goes (dict order)
+            del heads[next(iter(heads))]
 
     async def delete(self, session_id: str) -> None:
         check_session_id(session_id)
         self._heads.pop(session_id, None)
         sid = (session_id,)
-        reads = ((schema.HEAD, sid), (schema.STATE_HASHES, sid))
-        async with self._transaction(*reads) as (conn, (head_rows, state_rows)):
+        reads = ((schema.HEAD, sid), (schema.STATE_HASHES, sid), (schema.HAS_MAILBOX, sid))
+        async with self._transaction(*reads) as (conn, (head_rows, state_rows, mailbox)):
             head = _first(head_rows)
-            if head is None or head[0] == 0:
+            if head is None or (head[0] == 0 and not mailbox[0][0]):
                 raise lash.UnknownSession(session_id)
-            owner, _token, expires_at = head[10:13]
+            owner, token, expires_at = head[_LEASE_AT:]
             if owner is not None and expires_at > time.time():
-                raise lash.SessionBusy(session_id, owner=owner, expires_at=expires_at)
+                raise lash.SessionBusy(session_id, owner=owner, expires_at=expires_at, token=token)
             released = {str(h) for _, h in state_rows}
-            released.update(h for h in head[7:10] if h)
-            writes: list[_Step] = [(conn.execute, sql, sid) for sql in schema.DROP_SESSION_ROWS]
-            writes.append((conn.execute, schema.TOMBSTONE, sid))
+            config_hash = head[schema.HEAD_COLUMNS.index("config_hash")]
+            if config_hash:
+                released.add(config_hash)
+            writes: list[_Step] = [("run", sql, sid) for sql in schema.DROP_SESSION_ROWS]
+            writes.append(("run", schema.TOMBSTONE, sid))
             if released:
-                writes.append(_release_blobs(conn, released))
-            await _pipeline(*writes)
+                writes.append(_release_blobs(released))
+            await _pipeline(conn, *writes)
 
     async def list_sessions(self) -> list[lash.store.SessionSummary]:
-        (rows,) = await self._read((schema.LIST_SESSIONS, ()))
+        (rows,) = await self._read((schema.LIST_SESSIONS, {"now": time.time()}))
         return [
             lash.store.SessionSummary(
                 session_id=sid,
@@ -383,9 +587,252 @@ class SQLiteStore:
                 revision=revision,
                 last_user_message=last_user,
                 usage=lash.Usage(inp, out, cached),
+                status=status,
+                pending_inputs=pending,
             )
-            for sid, created_at, updated_at, turns, revision, last_user, inp, out, cached in rows
+            for (
+                sid,
+                created_at,
+                updated_at,
+                turns,
+                revision,
+                last_user,
+                inp,
+                out,
+                cached,
+                status,
+                pending,
+            ) in rows
         ]
+
+    # -- the mailbox -------------------------------------------------------------------------
+
+    async def enqueue_input(
+        self, session_id: str, draft: lash.store.InputDraft
+    ) -> lash.store.PendingInput:
+        check_session_id(session_id)
+        now = time.time()
+        pending = _new_input(session_id, draft, now)
+        request = _input_request(pending)
+        found = {"sid": session_id, "now": now}
+        read = (
+            (schema.INPUT_BY_ID, {**found, "id": pending.id})
+            if draft.key is None
+            else (schema.INPUT_BY_KEY, {**found, "key": stored_text(draft.key)})
+        )
+        failure, rows = await self._write_then_read((schema.ENQUEUE, request), read)
+        if failure is not None and not (_raised(failure, schema.KEY_CONFLICT) and rows):
+            raise self._explain(failure) from failure
+        if failure is not None and draft.key is not None:
+            raise lash.InputConflict(session_id, draft.key, str(rows[0][0]))
+        return _input(session_id, rows[0])
+
+    async def list_inputs(
+        self, session_id: str, *, settled: bool = False
+    ) -> list[lash.store.PendingInput]:
+        check_session_id(session_id)
+        sql = schema.ALL_INPUTS if settled else schema.OPEN_INPUTS
+        (rows,) = await self._read((sql, {"sid": session_id, "now": time.time()}))
+        return [_input(session_id, row) for row in rows]
+
+    async def cancel_inputs(
+        self, session_id: str, targets: Sequence[str], *, suffix: bool = False
+    ) -> list[lash.store.InputCancellation]:
+        check_session_id(session_id)
+        targets = list(targets)
+        if suffix and len(targets) != 1:
+            raise ValueError("a suffix cancellation takes one target: the first input")
+        now = time.time()
+        found = {"sid": session_id, "now": now}
+        if suffix:
+            reads = [(schema.INPUTS_SUFFIX, {**found, "target": stored_text(targets[0])})]
+        else:
+            unique = list(dict.fromkeys(targets))
+            reads = [(schema.INPUT_NAMED, {**found, "target": stored_text(t)}) for t in unique]
+        async with self._operation() as conn:
+            found_rows = await _begin_immediate(conn, *reads)
+            chosen: list[tuple[str, lash.store.PendingInput | None]]
+            if suffix:
+                inputs = [_input(session_id, row) for row in found_rows[0]]
+                chosen = [(i.id, i) for i in inputs] or [(targets[0], None)]
+            else:
+                by_target = {
+                    t: _input(session_id, rows[0]) if rows else None
+                    for t, rows in zip(unique, found_rows, strict=True)
+                }
+                chosen = [(t, by_target[t]) for t in targets]
+            outcomes, cancelled = _cancellations(chosen, now)
+            steps: list[_Step] = []
+            if cancelled:
+                events = [lash.store.input_event("input_cancelled", i) for i in cancelled]
+                update = _input_update(session_id, cancelled, "cancelled", None, events, now)
+                steps.append(("run", schema.UPDATE_INPUTS, update))
+            # One statement, so the COMMIT behind it commits it whole (or nothing).
+            await _pipeline(conn, *steps, ("run", "COMMIT", ()))
+        return outcomes
+
+    async def claim_inputs(
+        self,
+        lease: lash.store.Lease,
+        *,
+        limit: int = 1,
+        ingress: lash.store.Ingress | None = None,
+    ) -> list[lash.store.PendingInput]:
+        sid = lease.session_id
+        now = time.time()
+        found = {"sid": sid, "now": now}
+        claimable = {**found, "ingress": ingress, "limit": max(0, limit)}
+        async with self._operation(inline=True) as conn:
+            head_rows, rows = await _begin_immediate(
+                conn, (schema.MAILBOX_HEAD, found), (schema.CLAIMABLE, claimable)
+            )
+            head = _first(head_rows)
+            check_lease(_lease_of(sid, None if head is None else head[2:5]), lease)
+            claimed = [attrs.evolve(_input(sid, row), state="claimed") for row in rows]
+            steps: list[_Step] = []
+            if claimed:
+                events = [lash.store.input_event("input_claimed", i) for i in claimed]
+                update = _input_update(sid, claimed, "claimed", lease.token, events, now)
+                steps.append(("run", schema.UPDATE_INPUTS, update))
+            # One statement, so the COMMIT behind it commits it whole (or nothing).
+            await _pipeline(conn, *steps, ("run", "COMMIT", ()))
+        return claimed
+
+    async def enqueue_command(
+        self, session_id: str, draft: lash.store.CommandDraft
+    ) -> lash.store.QueuedCommand:
+        check_session_id(session_id)
+        now = time.time()
+        args = _json_copy(session_id, f"args of command {draft.name!r}", dict(draft.args))
+        key = stored_text(draft.key)
+        found = {"sid": session_id, "now": now}
+        reads = ((schema.MAILBOX_HEAD, found), (schema.COMMAND_BY_KEY, (session_id, key)))
+        async with self._transaction(*reads) as (conn, (head_rows, command_rows)):
+            if command_rows:
+                existing = _command(session_id, command_rows[0])
+                if (existing.name, dict(existing.args)) != (draft.name, args):
+                    raise lash.InputConflict(session_id, draft.key, existing.id, "command")
+                return existing
+            head = _first(head_rows)
+            event_seq, command_seq = (0, 0) if head is None else head[:2]
+            command = lash.store.QueuedCommand(
+                id=f"cmd-{uuid.uuid4().hex[:16]}",
+                session_id=session_id,
+                seq=command_seq + 1,
+                name=draft.name,
+                key=draft.key,
+                args=args,
+                source=draft.source,
+                created_at=now,
+            )
+            event = lash.store.command_event("command_queued", command)
+            await _pipeline(
+                conn,
+                ("run", schema.NEW_HEAD, (session_id,)),
+                (
+                    "run",
+                    schema.INSERT_COMMAND,
+                    (
+                        session_id,
+                        command.seq,
+                        command.id,
+                        key,
+                        stored_text(command.name),
+                        schema.dumps(args),
+                        _maybe_text(command.source),
+                        now,
+                    ),
+                ),
+                (
+                    "run",
+                    schema.APPEND_EVENT,
+                    (session_id, event_seq + 1, event.type, _event_data(session_id, event), now),
+                ),
+                ("run", schema.SET_COUNTERS, (command.seq, event_seq + 1, now, session_id)),
+            )
+        return command
+
+    async def list_commands(
+        self, session_id: str, *, settled: bool = False
+    ) -> list[lash.store.QueuedCommand]:
+        check_session_id(session_id)
+        sql = schema.ALL_COMMANDS if settled else schema.PENDING_COMMANDS
+        (rows,) = await self._read((sql, (session_id,)))
+        return [_command(session_id, row) for row in rows]
+
+    # -- turns -------------------------------------------------------------------------------
+
+    async def turn_record(self, session_id: str, turn_id: str) -> lash.store.TurnRecord | None:
+        check_session_id(session_id)
+        (rows,) = await self._read((schema.TURN_RECORD, (session_id, stored_text(turn_id))))
+        return _turn_record(session_id, turn_id, _first(rows))
+
+    async def request_cancel(
+        self, session_id: str, turn_id: str, *, origin: str, reason: str | None = None
+    ) -> lash.store.CancelReceipt:
+        check_session_id(session_id)
+        now = time.time()
+        key = (session_id, stored_text(turn_id))
+        reads = (
+            (schema.TURN_RECORD, key),
+            (schema.CANCEL_REQUEST, key),
+            (schema.MAILBOX_HEAD, {"sid": session_id, "now": now}),
+        )
+        async with self._transaction(*reads) as (conn, (records, requests, heads)):
+            record = _turn_record(session_id, turn_id, _first(records))
+            if record is not None:
+                return lash.store.CancelReceipt(
+                    "already_finished", session_id, turn_id, record=record
+                )
+            if requests:
+                stored_origin, stored_reason, at = requests[0]
+                request = lash.store.CancelRequest(
+                    session_id, turn_id, str(read_text(stored_origin)), read_text(stored_reason), at
+                )
+                return lash.store.CancelReceipt(
+                    "already_requested", session_id, turn_id, request=request
+                )
+            head = _first(heads)
+            if head is None or read_text(head[5]) != turn_id or not head[4] > now:
+                return lash.store.CancelReceipt("unknown", session_id, turn_id)
+            request = lash.store.CancelRequest(session_id, turn_id, origin, reason, now)
+            request_row = (*key, stored_text(origin), _maybe_text(reason), now)
+            await _pipeline(conn, ("run", schema.INSERT_CANCEL_REQUEST, request_row))
+        return lash.store.CancelReceipt("requested", session_id, turn_id, request=request)
+
+    async def cancel_request(
+        self, session_id: str, turn_id: str
+    ) -> lash.store.CancelRequest | None:
+        check_session_id(session_id)
+        (rows,) = await self._read((schema.CANCEL_REQUEST, (session_id, stored_text(turn_id))))
+        if not rows:
+            return None
+        origin, reason, at = rows[0]
+        return lash.store.CancelRequest(
+            session_id, turn_id, str(read_text(origin)), read_text(reason), at
+        )
+
+    # -- observation -------------------------------------------------------------------------
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int = 1000
+    ) -> lash.store.EventPage:
+        check_session_id(session_id)
+        kept = self.settings.events_kept
+        window = {"sid": session_id, "after": after, "kept": kept, "limit": max(0, limit)}
+        bounds, rows = await self._read(
+            (schema.EVENT_BOUNDS, {"sid": session_id}), (schema.EVENTS_AFTER, window)
+        )
+        if not bounds:
+            return lash.store.EventPage((), 1, 0)
+        last, oldest = bounds[0]
+        # The window: the newest `kept` events of those stored (the log is trimmed in batches).
+        first = last + 1 if oldest is None else max(oldest, last - kept + 1)
+        events = tuple(
+            lash.store.StoredEvent(session_id, seq, kind, json.loads(data), at)
+            for seq, kind, data, at in rows
+        )
+        return lash.store.EventPage(events, first, last)
 
     # -- diagnostics -----------------------------------------------------------------------
 
@@ -414,29 +861,104 @@ class SQLiteStore:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-#: One statement for :func:`_pipeline`: the connection's method, SQL, parameters.
-_Step = tuple[Callable[[str, Any], Awaitable[Any]], str, Any]
+#: One statement for :func:`_gather`: what to do with it (``run`` it, read its ``rows``, or
+#: run it for ``many`` parameter sets), the SQL, the parameters.
+_Step = tuple[Literal["run", "rows", "many"], str, Any]
 
 
-async def _pipeline(*steps: _Step) -> list[Any]:
-    """Run statements back to back on the connection's worker thread: one thread round trip
-    for all of them, instead of one each (0.1 to 0.3 ms each on a small VM: most of what a
-    small commit costs, the statements themselves taking 0.01 to 0.1 ms).
+#: Whether stores made from now on run small writes inline (see ``SQLiteStore._operation``);
+#: tests turn it off to exercise the worker thread's path.
+INLINE = True
+#: Inline writes between two WAL checkpoints (run on the worker thread; see ``_operation``).
+INLINE_CHECKPOINT = 200
+#: The largest commit (in nodes) that may run inline.
+INLINE_MAX_NODES = 64
 
-    aiosqlite's worker runs requests in the order they are queued. ``gather`` starts its tasks
-    in order and each queues its statement when it starts, all in one pass of the event loop,
-    so the worker gets them in this order and runs them without waiting for the loop in
-    between. Every result is awaited, a failure too (no task's error is left unretrieved), and
-    the first failure is raised: the caller decides whether the transaction may commit.
-    Cancelled, the tasks are cancelled but statements already queued still run; the caller's
-    rollback, queued after them, undoes them.
+_BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE", "BEGIN DEFERRED"})
+
+
+class _InlineConnection:
+    """Stands in for the aiosqlite connection in an inline operation (``_operation``): its
+    steps run at once on this thread, on a connection whose ``BEGIN IMMEDIATE`` already took
+    the write lock (so an operation's own ``BEGIN`` is skipped)."""
+
+    def __init__(self, direct: sqlite3.Connection) -> None:
+        self._connection = direct
+
+    async def _execute(
+        self, function: Callable[[sqlite3.Connection, Sequence[_Step]], list[Any]], *args: Any
+    ) -> list[Any]:
+        direct, steps = args
+        skipped = [kind == "run" and sql in _BEGINS for kind, sql, _ in steps]
+        ran = iter(
+            function(direct, [s for s, skip in zip(steps, skipped, strict=True) if not skip])
+        )
+        return [None if skip else next(ran) for skip in skipped]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
+
+    async def rollback(self) -> None:
+        self._connection.rollback()
+
+
+def _run_steps(conn: sqlite3.Connection, steps: Sequence[_Step]) -> list[Any]:
+    """Run ``steps`` one after another on the connection's worker thread: each one's rows (for
+    ``rows``), or ``None``, or the error it raised (the next ones still run, as they would have
+    if each had been sent alone)."""
+    results: list[Any] = []
+    for kind, sql, params in steps:
+        try:
+            if kind == "rows":
+                results.append(conn.execute(sql, params).fetchall())
+                continue
+            if kind == "many":
+                conn.executemany(sql, params)
+            else:
+                conn.execute(sql, params)
+            results.append(None)
+        except Exception as exc:  # handed to the caller, which raises it
+            results.append(exc)
+    return results
+
+
+async def _gather(conn: aiosqlite.Connection, *steps: _Step) -> list[Any]:
+    """Run statements back to back on the connection's worker thread, in one round trip to it
+    instead of one each: each one's result, or its error.
+
+    A round trip costs more than a small statement: queueing a request wakes the worker, which
+    then waits for the event loop's thread to let go of the GIL, and its answer wakes the loop
+    (0.05 to 0.3 ms on a small VM, against 0.01 to 0.05 ms for the statements of a commit). So
+    the statements go as one function, run by the worker with aiosqlite's ``_execute`` (how
+    each of its own methods reaches the worker), on its ``sqlite3`` connection. Both are
+    private; should a later aiosqlite lack them, the statements are queued together with its
+    public methods instead (one request each, in order, without waiting in between).
+    Cancelled, the caller stops waiting but the function still runs to its end; the caller's
+    rollback, queued after it, undoes it.
     """
-    if len(steps) == 1:  # nothing to overlap: spare the task
-        run, sql, params = steps[0]
-        return [await run(sql, params)]
-    results = await asyncio.gather(
-        *(run(sql, params) for run, sql, params in steps), return_exceptions=True
-    )
+    execute = getattr(conn, "_execute", None)
+    sqlite_conn = getattr(conn, "_connection", None)
+    if ONE_HOP and execute is not None and isinstance(sqlite_conn, sqlite3.Connection):
+        results: list[Any] = await execute(_run_steps, sqlite_conn, steps)
+        return results
+
+    async def step(kind: str, sql: str, params: Any) -> Any:
+        if kind == "rows":
+            return await conn.execute_fetchall(sql, params)
+        if kind == "many":
+            await conn.executemany(sql, params)
+        else:
+            await conn.execute(sql, params)
+        return None
+
+    return list(await asyncio.gather(*(step(*s) for s in steps), return_exceptions=True))
+
+
+async def _pipeline(conn: aiosqlite.Connection, *steps: _Step) -> list[Any]:
+    """:func:`_gather`, raising the first failure (the caller decides whether the transaction
+    may commit)."""
+    results = await _gather(conn, *steps)
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -450,27 +972,118 @@ async def _begin_immediate(conn: aiosqlite.Connection, *reads: tuple[str, Any]) 
     cancelled while queued, ``BEGIN`` still runs later, and the rollback queued behind it
     undoes it."""
     rows = await _pipeline(
-        (conn.execute, "BEGIN IMMEDIATE", ()),
-        *((conn.execute_fetchall, sql, params) for sql, params in reads),
+        conn, ("run", "BEGIN IMMEDIATE", ()), *(("rows", sql, params) for sql, params in reads)
     )
     return [list(r) for r in rows[1:]]
 
 
-async def _commit_at_once(conn: aiosqlite.Connection, row: tuple[Any, ...]) -> bool:
-    """The commit statement alone, in one round trip; False when its guard refused it.
+def _raised(exc: BaseException, message: str) -> bool:
+    """Whether ``exc`` is a trigger's ``RAISE(ABORT, message)``."""
+    return isinstance(exc, sqlite3.IntegrityError) and str(exc) == message
 
-    Outside ``BEGIN``, SQLite runs a statement that writes as a transaction of its own, and
-    takes the write lock (waiting ``busy_timeout`` for it) before the statement reads anything,
-    as ``BEGIN IMMEDIATE`` does: the guard reads the head the statement then writes over. The
-    statement is all or nothing, so a failure of any kind leaves nothing of it.
-    """
-    try:
-        await conn.execute(schema.COMMIT, row)
-    except sqlite3.IntegrityError as exc:
-        if str(exc) == schema.STALE_HEAD:
+
+@attrs.frozen
+class _Commit:
+    """One commit statement on its way, with what it needs to say why it was refused."""
+
+    session_id: str
+    lease: lash.store.Lease
+    expected_revision: int
+    encoded: _Encoded
+    row: tuple[Any, ...]
+    now: float
+
+    async def send(self, conn: aiosqlite.Connection, *, begun: bool) -> bool:
+        """Send the commit (``begun``: in the ``BEGIN IMMEDIATE`` transaction that read its head,
+        which this commits). False when the guard found another head (only possible when not
+        ``begun``: then nothing is left open).
+
+        Alone, the statement is its own transaction: one round trip. With input to queue, the
+        inputs' statements (each one an ``INSERT`` into ``input_requests``) go first, in one
+        transaction with it, and ``COMMIT`` follows once all of them succeeded.
+        """
+        requests = [
+            _input_request(_new_input(self.session_id, d, self.now)) for d in self.encoded.enqueue
+        ]
+        steps: list[_Step] = []
+        if requests and not begun:
+            steps.append(("run", "BEGIN", ()))
+        steps += [("run", schema.ENQUEUE, request) for request in requests]
+        steps.append(("run", schema.COMMIT, self.row))
+        if begun and not requests:
+            # One statement: the COMMIT behind it commits it whole, or nothing when it failed.
+            steps.append(("run", "COMMIT", ()))
+        results = await _gather(conn, *steps)
+        start = 1 if requests and not begun else 0
+        if start and isinstance(results[0], BaseException):
+            raise results[0]
+        outcome = results[start + len(requests)]
+        if _raised(outcome, schema.STALE_HEAD) and not begun:
+            if requests:
+                await _pipeline(conn, ("run", "ROLLBACK", ()))
             return False
-        raise
-    return True
+        if isinstance(outcome, BaseException):
+            raise await self._refusal(conn, outcome)
+        for draft, result in zip(self.encoded.enqueue, results[start:], strict=False):
+            if _raised(result, schema.KEY_CONFLICT) and draft.key is not None:
+                ((row,),) = await _pipeline(
+                    conn,
+                    (
+                        "rows",
+                        "SELECT id FROM inputs WHERE session_id = ? AND key = ?",
+                        (self.session_id, stored_text(draft.key)),
+                    ),
+                )
+                raise lash.InputConflict(self.session_id, draft.key, str(row[0]))
+            if isinstance(result, BaseException):
+                raise result
+        for result in results[start + len(requests) + 1 :]:
+            if isinstance(result, BaseException):
+                raise result
+        if requests:
+            await _pipeline(conn, ("run", "COMMIT", ()))
+        return True
+
+    async def _refusal(self, conn: aiosqlite.Connection, exc: BaseException) -> BaseException:
+        """The error of a commit statement that failed: what the guard that refused it means
+        (named after a read of what it found), or the failure itself."""
+        sid = self.session_id
+        if _raised(exc, schema.CLAIM_LOST):
+            (rows,) = await _pipeline(
+                conn,
+                (
+                    "rows",
+                    """SELECT id, state, claim_token FROM inputs WHERE session_id = ?
+                    AND id IN (SELECT value FROM json_each(?))""",
+                    (sid, self.encoded.claimed),
+                ),
+            )
+            found = {str(r[0]): (r[1], r[2]) for r in rows}
+            lost = [
+                f"{input_id!r} ({'unknown' if input_id not in found else found[input_id][0]})"
+                for input_id in json.loads(self.encoded.claimed or "[]")
+                if found.get(input_id) != ("claimed", self.lease.token)
+            ]
+            return lash.LeaseLost(
+                sid,
+                f"input {', '.join(lost)} is not claimed by this lease (token "
+                f"{self.lease.token}) any more: its claim ended with the lease",
+            )
+        if _raised(exc, schema.COMMAND_GONE):
+            return lash.LeaseLost(
+                sid,
+                "a command this commit applies is not pending any more (another commit applied it)",
+            )
+        if _raised(exc, schema.TURN_EXISTS):
+            conflict = lash.RevisionConflict(
+                sid, expected=self.expected_revision, actual=self.expected_revision
+            )
+            conflict.add_note(
+                f"turn {self.row[schema.COMMIT_COLUMNS.index('turn_id')]!r} is "
+                "committed already: a turn id is committed once"
+            )
+            return conflict
+        return exc
 
 
 @attrs.frozen
@@ -487,23 +1100,15 @@ class _Head:
     next_seq: int
     frame_start: int
     last_user_message: str | None
-    hashes: tuple[str | None, ...]  # of config, (unused) protocol options, pending input
+    config_hash: str | None
+    status: str | None
     states: dict[str, str]  # plugin -> blob hash
 
     @classmethod
     def of_row(cls, row: Sequence[Any], states: dict[str, str]) -> _Head:
         """The head in a row that starts with ``schema.HEAD_COLUMNS``."""
-        return cls(
-            revision=row[0],
-            created_at=row[1],
-            updated_at=row[2],
-            turns=row[3],
-            next_seq=row[4],
-            frame_start=row[5],
-            last_user_message=row[6],
-            hashes=tuple(row[7:10]),
-            states=states,
-        )
+        fields = dict(zip(schema.HEAD_COLUMNS, row[:_LEASE_AT], strict=True))
+        return cls(**fields, states=states)
 
     def columns(self) -> tuple[Any, ...]:
         """The values of ``schema.HEAD_COLUMNS``, in order."""
@@ -515,12 +1120,17 @@ class _Head:
             self.next_seq,
             self.frame_start,
             self.last_user_message,
-            *self.hashes,
+            self.config_hash,
+            self.status,
         )
 
 
 #: ``(hash, canonical JSON)`` of a blob.
 _Blob = tuple[str, str]
+
+#: A node as the commit statement stores it: ``(node_id, kind, frame_id, turn, JSON,
+#: opens a frame, user text for the listing, the outcome of a TurnOutcome node)``.
+_NodeRow = tuple[str, str, str, int, str, bool, str | None, str | None]
 
 
 @attrs.frozen
@@ -528,55 +1138,103 @@ class _Encoded:
     """A delta's values as the database stores them, computed (and checked) before any lock
     is taken."""
 
-    nodes: list[tuple[str, str, str, int, str, bool, str | None]]
+    nodes: list[_NodeRow]
     states: dict[str, _Blob]
-    blobs: tuple[_Blob | None, ...]  # config, (unused) protocol options, pending (None: unchanged)
+    config: _Blob | None  # None: unchanged
     usage: list[tuple[str, int, int, int]]
+    claimed: str | None  # JSON array of input ids
+    applied: str | None  # JSON array of command ids
+    turn: tuple[Any, ...]  # turn_id, index, outcome, reason, result (all None: no turn)
+    events: str | None  # JSON array of [type, data]
+    enqueue: tuple[lash.store.InputDraft, ...]
 
     @classmethod
     def of(cls, session_id: str, delta: lash.store.CommitDelta) -> _Encoded:
-        def blob(what: str, data: Any) -> _Blob | None:
-            return None if data is None else _canonical(session_id, what, data)
-
-        def key(what: str, value: str) -> str:
-            # The commit statement reads keys out of JSON, and SQLite's JSON functions end a
-            # string at an escaped NUL: refused rather than cut.
-            if "\0" in value:
-                raise _unstorable(session_id, f"{what} {value!r}", "it holds a NUL character")
-            return value
-
         def integer(what: str, value: int) -> int:
             if not -(2**63) <= value < 2**63:
                 raise _unstorable(session_id, f"{what} ({value})", "SQLite integers are 64-bit")
             return value
 
         for node in delta.nodes:
-            key("node id", node.id)
-            key(f"frame id of node {node.id!r}", node.frame_id)
+            _key(session_id, "node id", node.id)
+            _key(session_id, f"frame id of node {node.id!r}", node.frame_id)
             integer(f"turn of node {node.id!r}", node.turn)
+        for draft in delta.enqueue:  # checked now: they are encoded when the commit is sent
+            _new_input(session_id, draft, 0.0)
+        turn = delta.turn
         return cls(
             nodes=[_node_row(session_id, node) for node in delta.nodes],
             states={
-                key("plugin name", plugin): _canonical(
+                _key(session_id, "plugin name", plugin): _canonical(
                     session_id, f"state of plugin {plugin!r}", data
                 )
                 for plugin, data in delta.plugin_states.items()
             },
-            blobs=(
-                blob("config", None if delta.config is None else lash.to_data(delta.config)),
-                None,  # lash 0.1's protocol options column: left as it is (unused)
-                blob("pending input", None if delta.pending is None else list(delta.pending)),
+            config=(
+                None
+                if delta.config is None
+                else _canonical(session_id, "config", lash.to_data(delta.config))
             ),
             usage=[
                 (
-                    key("usage source", source),
+                    _key(session_id, "usage source", source),
                     integer(f"input tokens of {source!r}", u.input_tokens),
                     integer(f"output tokens of {source!r}", u.output_tokens),
                     integer(f"cached tokens of {source!r}", u.cached_tokens),
                 )
                 for source, u in delta.usage.items()
             ],
+            claimed=_ids(session_id, "input", delta.claimed),
+            applied=_ids(session_id, "command", delta.applied),
+            turn=(None,) * 5
+            if turn is None
+            else (
+                stored_text(turn.turn_id),
+                integer("turn index", turn.index),
+                turn.outcome,
+                _maybe_text(turn.reason),
+                _dumps(session_id, f"result of turn {turn.turn_id!r}", dict(turn.result)),
+            ),
+            events=_events(session_id, delta.events),
+            enqueue=tuple(delta.enqueue),
         )
+
+
+def _key(session_id: str, what: str, value: str) -> str:
+    """A name the commit statement reads out of JSON: SQLite's JSON functions end a string at
+    an escaped NUL, so one holding NUL is refused rather than cut."""
+    if "\0" in value:
+        raise _unstorable(session_id, f"{what} {value!r}", "it holds a NUL character")
+    return value
+
+
+def _ids(session_id: str, what: str, ids: Sequence[str]) -> str | None:
+    """The JSON array of ``ids`` (each once) a commit settles, or None for none."""
+    unique = list(dict.fromkeys(ids))
+    for value in unique:
+        if not isinstance(value, str) or "\0" in value:
+            raise lash.LeaseLost(
+                session_id, f"{what} {value!r} is not one this store gave out (not claimed)"
+            )
+    return _array(unique)
+
+
+def _events(session_id: str, events: Sequence[lash.store.EventDraft]) -> str | None:
+    """``events`` as the JSON array the triggers append to the log (``[[type, data], ...]``),
+    or None for none."""
+    return _array([[_event_type(session_id, e.type), _event_data(session_id, e)] for e in events])
+
+
+def _event_type(session_id: str, kind: str) -> str:
+    try:
+        kind.encode("utf-8")
+    except (AttributeError, UnicodeEncodeError):
+        raise _unstorable(session_id, f"event type {kind!r}", "it is not text") from None
+    return _key(session_id, "event type", kind)
+
+
+def _event_data(session_id: str, event: lash.store.EventDraft) -> str:
+    return _dumps(session_id, f"data of event {event.type!r}", dict(event.data))
 
 
 def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
@@ -596,22 +1254,26 @@ def _plan(
     """The commit statement's parameters (:data:`schema.COMMIT_COLUMNS`) for ``delta`` on top
     of ``head``, and the head it leaves."""
     turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
-    last_user, hashes, old_states = head.last_user_message, head.hashes, head.states
+    last_user, config_hash, status = head.last_user_message, head.config_hash, head.status
+    old_states = head.states
     released: set[str] = set()
     replace = delta.replace and head.revision > 0
     if replace:
         released.update(old_states.values())
-        released.update(h for h in hashes if h)
+        if config_hash:
+            released.add(config_hash)
         turns = next_seq = frame_start = 0
-        last_user, hashes, old_states = None, (None, None, None), {}
+        last_user, config_hash, status, old_states = None, None, None, {}
     nodes = []
-    for seq, (node_id, kind, frame_id, turn, text, opens_frame, user_text) in enumerate(
+    for seq, (node_id, kind, frame_id, turn, text, opens_frame, user_text, outcome) in enumerate(
         encoded.nodes, start=next_seq
     ):
         if opens_frame:
             frame_start = seq
         if user_text is not None:
             last_user = user_text
+        if outcome is not None:
+            status = outcome
         nodes.append((seq, node_id, kind, frame_id, turn, text))
     states = dict(old_states)
     for plugin, (digest, _) in encoded.states.items():
@@ -619,11 +1281,12 @@ def _plan(
         if old is not None and old != digest:
             released.add(old)
         states[plugin] = digest
-    new_hashes = tuple(
-        old if blob is None else blob[0] for old, blob in zip(hashes, encoded.blobs, strict=True)
-    )
-    released.update(o for o, n in zip(hashes, new_hashes, strict=True) if o and o != n)
-    blobs = [*encoded.states.values(), *(b for b in encoded.blobs if b is not None)]
+    blobs = list(encoded.states.values())
+    if encoded.config is not None:
+        if config_hash and config_hash != encoded.config[0]:
+            released.add(config_hash)
+        config_hash = encoded.config[0]
+        blobs.append(encoded.config)
     new_head = _Head(
         revision=head.revision + 1,
         created_at=now if head.revision == 0 else head.created_at,
@@ -632,7 +1295,8 @@ def _plan(
         next_seq=next_seq + len(nodes),
         frame_start=frame_start,
         last_user_message=last_user,
-        hashes=new_hashes,
+        config_hash=config_hash,
+        status=status,
         states=states,
     )
     row = (
@@ -647,6 +1311,11 @@ def _plan(
         _array([(plugin, digest) for plugin, (digest, _) in encoded.states.items()]),
         _array(encoded.usage),
         _array(sorted(released)),
+        encoded.claimed,
+        encoded.applied,
+        *encoded.turn,
+        encoded.events,
+        int(delta.release),
     )
     return row, new_head
 
@@ -656,8 +1325,8 @@ _encode_array = json.JSONEncoder(
 ).encode
 
 
-def _array(items: list[Any]) -> str | None:
-    """A JSON array for the commit statement (``None`` for none: nothing for SQL to parse)."""
+def _array(items: Sequence[Any]) -> str | None:
+    """A JSON array for a trigger (``None`` for none: nothing for SQL to parse)."""
     return _encode_array(items) if items else None
 
 
@@ -684,22 +1353,20 @@ def _blob(digest: str | None, data: str | None) -> Any:
     return json.loads(data)
 
 
-def _dumps(session_id: str, what: str, data: Any, *, canonical: bool) -> str:
+def _dumps(session_id: str, what: str, data: Any, *, canonical: bool = False) -> str:
     try:
-        text = json.dumps(data, separators=(",", ":"), sort_keys=canonical, ensure_ascii=False)
+        return schema.dumps(data, canonical=canonical)
     except (TypeError, ValueError) as exc:
         raise lash.SessionError(
             f"session {session_id!r}: cannot store its {what}: {exc}; stored values must be "
             "JSON data (dicts with str keys, lists, str, int, float, bool, None)",
             session_id=session_id,
         ) from None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates (undecodable bytes kept by surrogateescape) cannot be stored as
-        # UTF-8 text; JSON escapes round-trip them exactly.
-        text = json.dumps(data, separators=(",", ":"), sort_keys=canonical, ensure_ascii=True)
-    return text
+
+
+def _json_copy(session_id: str, what: str, data: Any) -> Any:
+    """``data`` as it reads back from the database (tuples become lists...)."""
+    return json.loads(_dumps(session_id, what, data))
 
 
 def _canonical(session_id: str, what: str, data: Any) -> tuple[str, str]:
@@ -708,17 +1375,22 @@ def _canonical(session_id: str, what: str, data: Any) -> tuple[str, str]:
     return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
 
 
-def _node_row(
-    session_id: str, node: lash.GraphNode
-) -> tuple[str, str, str, int, str, bool, str | None]:
+def _maybe_text(value: str | None) -> str | bytes | None:
+    return None if value is None else stored_text(value)
+
+
+def _node_row(session_id: str, node: lash.GraphNode) -> _NodeRow:
     # The tagged form ("type": "user", "plugin", ...) so that from_data knows the variant;
     # the tag is also the row's `kind` column. Key order is kept: tool-call arguments go back
     # to the provider as they came.
     data = lash.to_data(node, lash.GraphNode)
-    text = _dumps(session_id, f"node {node.id!r}", data, canonical=False)
+    text = _dumps(session_id, f"node {node.id!r}", data)
     user_text = _summary_text(node.text) if isinstance(node, lash.UserMessage) else None
     opens_frame = isinstance(node, lash.FrameBoundary)
-    return node.id, str(data["type"]), node.frame_id, node.turn, text, opens_frame, user_text
+    kind = str(data["type"])
+    # How a turn ended, for the listing's status (the TurnOutcome node, by its tag).
+    outcome = str(data["outcome"]) if kind == "outcome" else None
+    return node.id, kind, node.frame_id, node.turn, text, opens_frame, user_text, outcome
 
 
 def _summary_text(text: str) -> str:
@@ -758,6 +1430,147 @@ def _loads(what: str, text: str) -> Any:
         raise lash.ValidationError(what, [f"not JSON: {exc}"]) from None
 
 
-def _release_blobs(conn: aiosqlite.Connection, hashes: Iterable[str]) -> _Step:
+def _release_blobs(hashes: Iterable[str]) -> _Step:
     """The step that drops those of ``hashes`` nothing refers to any more."""
-    return (conn.executemany, schema.RELEASE_BLOB, [{"h": digest} for digest in sorted(hashes)])
+    return ("many", schema.RELEASE_BLOB, [{"h": digest} for digest in sorted(hashes)])
+
+
+# -- the mailbox's rows ----------------------------------------------------------------------
+
+
+def _new_input(
+    session_id: str, draft: lash.store.InputDraft, now: float
+) -> lash.store.PendingInput:
+    """The input ``draft`` queues (its ``seq`` is the database's to give), checked storable."""
+    items = (
+        tuple(_json_copy(session_id, "items of the input", list(draft.items)))
+        if draft.items
+        else ()
+    )
+    return lash.store.PendingInput(
+        id=schema.new_input_id(),
+        session_id=session_id,
+        seq=0,
+        text=draft.text,
+        items=items,
+        key=draft.key,
+        ingress=draft.ingress,
+        source=draft.source,
+        created_at=now,
+    )
+
+
+def _input_request(pending: lash.store.PendingInput) -> tuple[Any, ...]:
+    """The ``input_requests`` row that queues ``pending`` (:data:`schema.INPUT_COLUMNS`)."""
+    event = lash.store.input_event("input_queued", pending)
+    return (
+        pending.session_id,
+        pending.id,
+        _maybe_text(pending.key),
+        stored_text(pending.text),
+        schema.dumps(list(pending.items)) if pending.items else None,
+        pending.ingress,
+        _maybe_text(pending.source),
+        pending.created_at,
+        schema.dumps(event.data),
+    )
+
+
+def _input(session_id: str, row: Sequence[Any]) -> lash.store.PendingInput:
+    """An input read with :data:`schema.INPUT_FIELDS`."""
+    input_id, seq, text, items, key, ingress, source, state, created_at, settled_at, turn = row
+    return lash.store.PendingInput(
+        id=input_id,
+        session_id=session_id,
+        seq=seq,
+        text=str(read_text(text)),
+        items=() if items is None else tuple(json.loads(items)),
+        key=read_text(key),
+        ingress=ingress,
+        source=read_text(source),
+        state=state,
+        created_at=created_at,
+        settled_at=settled_at,
+        turn_id=read_text(turn),
+    )
+
+
+def _cancellations(
+    chosen: Sequence[tuple[str, lash.store.PendingInput | None]], now: float
+) -> tuple[list[lash.store.InputCancellation], list[lash.store.PendingInput]]:
+    """The outcome of cancelling each ``(target, input)`` in order (a target named twice is
+    ``already_cancelled`` the second time), and the inputs cancelled."""
+    current: dict[str, lash.store.PendingInput] = {}
+    outcomes: list[lash.store.InputCancellation] = []
+    cancelled: list[lash.store.PendingInput] = []
+    for target, found in chosen:
+        if found is None:
+            outcomes.append(lash.store.InputCancellation(target, "unknown"))
+            continue
+        item = current.get(found.id, found)
+        if item.state == "pending":
+            item = attrs.evolve(item, state="cancelled", settled_at=now)
+            current[item.id] = item
+            cancelled.append(item)
+            outcomes.append(lash.store.InputCancellation(target, "cancelled", item))
+        else:
+            outcome: lash.store.CancelOutcome = {  # type: ignore[assignment]
+                "claimed": "already_claimed",
+                "completed": "already_completed",
+                "cancelled": "already_cancelled",
+            }[item.state]
+            outcomes.append(lash.store.InputCancellation(target, outcome, item))
+    return outcomes, cancelled
+
+
+def _input_update(
+    session_id: str,
+    inputs: Sequence[lash.store.PendingInput],
+    state: str,
+    token: int | None,
+    events: Sequence[lash.store.EventDraft],
+    now: float,
+) -> tuple[Any, ...]:
+    """The ``input_updates`` row that sets ``inputs`` to ``state`` and logs ``events``."""
+    return (
+        session_id,
+        _encode_array([i.id for i in inputs]),
+        state,
+        token,
+        now,
+        _events(session_id, events),
+    )
+
+
+def _command(session_id: str, row: Sequence[Any]) -> lash.store.QueuedCommand:
+    command_id, seq, name, key, args, source, state, created_at, applied_at = row
+    return lash.store.QueuedCommand(
+        id=command_id,
+        session_id=session_id,
+        seq=seq,
+        name=str(read_text(name)),
+        key=str(read_text(key)),
+        args=json.loads(args),
+        source=read_text(source),
+        state=state,
+        created_at=created_at,
+        applied_at=applied_at,
+    )
+
+
+def _turn_record(
+    session_id: str, turn_id: str, row: Sequence[Any] | None
+) -> lash.store.TurnRecord | None:
+    if row is None:
+        return None
+    index, outcome, revision, reason, result, committed_at = row
+    return lash.store.TurnRecord(
+        session_id=session_id,
+        turn_id=turn_id,
+        index=index,
+        outcome=outcome,
+        revision=revision,
+        reason=read_text(reason),
+        result=json.loads(result),
+        committed_at=committed_at,
+    )

@@ -2,7 +2,9 @@
 
 Each round calls the model; if it asks for tools, the calls of that one assistant message run
 concurrently (results recorded in emission order) and the model is called again, until it
-answers without tool calls or ``max_tool_rounds`` rounds of tools have run.
+answers without tool calls or ``max_tool_rounds`` rounds of tools have run. Before it finishes,
+the turn's "before completion" checkpoint runs: messages that join the turn there (input queued
+for the running turn, or added by a ``checkpoint`` hook) make one more round.
 """
 
 from __future__ import annotations
@@ -36,15 +38,22 @@ class StandardProtocol:
         rounds = 0
         while True:
             response = await turn.call_model()
-            if not response.tool_calls:
+            if response.tool_calls:
+                if rounds >= max_rounds:
+                    turn.stop(
+                        "max_tool_rounds",
+                        f"the model still asked for tools after {max_rounds} round(s)",
+                    )
+                await turn.run_tool_calls(response.tool_calls)
+            elif not await turn.checkpoint():
                 turn.finish(response.text)
                 return
-            if rounds >= max_rounds:
+            elif rounds >= max_rounds:
+                # Messages joined at the checkpoint (queued for the running turn, or added by a
+                # checkpoint hook) get an answer in this turn, within the same round limit.
                 turn.stop(
-                    "max_tool_rounds",
-                    f"the model still asked for tools after {max_rounds} round(s)",
+                    "max_tool_rounds", f"messages kept joining the turn after {max_rounds} round(s)"
                 )
-            await turn.run_tool_calls(response.tool_calls)
             rounds += 1
 
 

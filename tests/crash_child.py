@@ -12,6 +12,9 @@ object per line, flushed at once, so a parent that SIGKILLs it knows exactly wha
   (the parent SIGSTOPs it there so its lease expires); report how that turn's commit ended, then
   reopen and commit one more turn.
 - ``takeover``: open with a long wait, commit one turn, hold the lease until a line on stdin.
+- ``enqueue``: after ``GO``, queue inputs keyed by its name (``core.enqueue``, no lease).
+- ``drain``: after ``GO``, drain the session (one turn per input) until it stays empty a while.
+- ``hold``: run one turn (its id is ``--name``) whose tool blocks until the turn is cancelled.
 
 The parent side (:class:`Child`, :func:`verify_history`) lives here too, so both test modules
 share one reading of the protocol and of what a complete turn looks like.
@@ -235,7 +238,12 @@ async def race(args: argparse.Namespace) -> None:
                 await asyncio.sleep(rng.uniform(0.0, 0.01))
                 continue
             try:
+                # Opening takes no lease: the turn claims it, and with wait=0 a racer that finds
+                # it held is refused at once.
                 result = await session.turn(text).run()
+            except lash.SessionBusy:
+                refused += 1
+                emit("busy", attempt=attempt, text=text)
             except lash.LeaseLost as exc:
                 refused += 1
                 emit("lost", attempt=attempt, text=text, error=str(exc))
@@ -300,7 +308,79 @@ async def takeover(args: argparse.Namespace) -> None:
     emit("closed")
 
 
-MODES = {"crash": crash, "race": race, "stall": stall, "takeover": takeover}
+async def enqueue(args: argparse.Namespace) -> None:
+    """Queue ``--commits`` inputs (keyed by this child's name), reporting each once queued."""
+    rng = random.Random(args.seed)
+    async with build_core(args.db) as core:
+        emit("ready")
+        if sys.stdin.readline().strip() != "GO":
+            sys.exit(4)
+        for number in range(args.commits):
+            text = f"{args.name} input {number}"
+            queued = await core.enqueue(args.session, text, key=f"{args.name}-{number}")
+            emit("queued", text=text, id=queued.id)
+            await asyncio.sleep(rng.uniform(0.0, 0.01))
+        emit("done")
+
+
+async def drain(args: argparse.Namespace) -> None:
+    """Drain the session until it has had no queued input for ``--wait`` seconds, reporting
+    each committed turn (the parent may SIGKILL it at any moment)."""
+    rng = random.Random(args.seed)
+
+    async def pause(text: str) -> None:
+        await asyncio.sleep(rng.uniform(0.0, 0.005))  # kills land at ever different points
+
+    async with build_core(args.db, lease_ttl=args.ttl, pause=pause) as core:
+        emit("ready")
+        if sys.stdin.readline().strip() != "GO":
+            sys.exit(4)
+        session = await core.session(args.session).open()
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < args.wait:
+            results = await session.drain()
+            for result in results:
+                # The answer names the input it answers (the history check verifies it).
+                text = result.text.removeprefix(answer(""))
+                emit("committed", text=text, turn_id=result.turn_id, revision=result.revision)
+                check_result(result, text)
+            if results:
+                idle_since = time.monotonic()
+            else:
+                await asyncio.sleep(0.01)
+        emit("done")
+
+
+async def hold(args: argparse.Namespace) -> None:
+    """Run turn ``--name`` (its id too) whose tool blocks until the turn is cancelled; report
+    how it ended."""
+
+    async def pause(text: str) -> None:
+        emit("in_tool", text=text)
+        await asyncio.Event().wait()  # until cancelled (or killed)
+
+    async with build_core(args.db, lease_ttl=args.ttl, pause=pause) as core:
+        session = await core.session(args.session).open()
+        result = await session.turn(args.name, id=args.name).run()
+        emit(
+            "finished",
+            outcome=result.outcome,
+            reason=result.reason,
+            cancelled_by=result.cancelled_by,
+            cancel_reason=result.cancel_reason,
+            revision=result.revision,
+        )
+
+
+MODES = {
+    "crash": crash,
+    "race": race,
+    "stall": stall,
+    "takeover": takeover,
+    "enqueue": enqueue,
+    "drain": drain,
+    "hold": hold,
+}
 
 
 def main() -> None:
@@ -441,7 +521,8 @@ def verify_history(record: lash.store.SessionRecord) -> list[str]:
     return the user message of each turn (index 0 is turn 1).
 
     A turn is exactly: user message, assistant asking for ``note``, the call, its result, the
-    final answer; turn 1 starts with the root frame boundary. Nodes form one parent chain.
+    final answer, the turn's outcome (completed); turn 1 starts with the root frame boundary.
+    Nodes form one parent chain.
     """
     nodes = list(record.nodes)
     assert nodes, "the session has no nodes"
@@ -453,9 +534,9 @@ def verify_history(record: lash.store.SessionRecord) -> list[str]:
     assert isinstance(nodes[0], lash.FrameBoundary) and nodes[0].turn == 1
     body = nodes[1:]
     texts: list[str] = []
-    for start in range(0, len(body), 5):
-        turn = start // 5 + 1
-        group = body[start : start + 5]
+    for start in range(0, len(body), 6):
+        turn = start // 6 + 1
+        group = body[start : start + 6]
         kinds = [type(n).__name__ for n in group]
         assert kinds == [
             "UserMessage",
@@ -463,9 +544,11 @@ def verify_history(record: lash.store.SessionRecord) -> list[str]:
             "ToolCallNode",
             "ToolResultNode",
             "AssistantMessage",
+            "TurnOutcome",
         ], f"turn {turn} is incomplete or out of shape: {kinds}"
-        user, ask, call, result, final = group
-        assert [n.turn for n in group] == [turn] * 5, f"turn {turn}: wrong turn numbers"
+        user, ask, call, result, final, outcome = group
+        assert [n.turn for n in group] == [turn] * 6, f"turn {turn}: wrong turn numbers"
+        assert outcome.outcome == "completed", f"turn {turn} ended {outcome.outcome}"
         assert len(ask.tool_calls) == 1 and ask.tool_calls[0].id == call_id(user.text)
         assert call.call == ask.tool_calls[0]
         assert result.call_id == call.call.id and not result.is_error
@@ -499,7 +582,7 @@ def verify_tables(db: str | os.PathLike[str], session_id: str, turns: int) -> No
         assert conn.execute(query, (session_id,)).fetchone() == (turns, turns, len(seqs))
         query = "SELECT turn, COUNT(*) FROM nodes WHERE session_id = ? GROUP BY turn ORDER BY turn"
         sizes = conn.execute(query, (session_id,)).fetchall()
-        assert sizes == [(turn, 6 if turn == 1 else 5) for turn in range(1, turns + 1)]
+        assert sizes == [(turn, 7 if turn == 1 else 6) for turn in range(1, turns + 1)]
         query = "SELECT revision FROM usage_ledger WHERE session_id = ? ORDER BY revision"
         revisions = [row[0] for row in conn.execute(query, (session_id,))]
         assert revisions == list(range(1, turns + 1)), "commit revisions are not 1..N"

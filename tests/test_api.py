@@ -173,7 +173,7 @@ def test_cli_inspection_does_not_load_the_session_kernel(argv: list[str]) -> Non
         "aiosqlite",
         "httpx",
         "lash._kernel.session",
-        "lash._store.protocol",
+        "lash._store.records",
         "lash._contract.graph",
     }
     assert loaded & heavy == set()

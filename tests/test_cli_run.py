@@ -355,7 +355,7 @@ def test_sigint_cancels_the_turn_which_commits_and_exits_130(tmp_path: Path) -> 
     record = json.loads(stored.stdout)
     assert (record["session"]["turns"], record["session"]["revision"]) == (1, 1)
     kinds = [node["type"] for node in record["nodes"] if node["type"] != "frame"]
-    assert kinds == ["user", "assistant", "tool_call", "tool_result"]
+    assert kinds == ["user", "assistant", "tool_call", "tool_result", "outcome"]
     assert "never sent" not in stored.stdout
 
 
@@ -527,7 +527,7 @@ def test_demo_runs_offline_and_prints_a_transcript(tmp_path: Path) -> None:
     assert "configured: model demo -> demo-large" in out
     assert "compacted into agent frame" in out
     assert "summary: The user is organising a Saturday picnic." in out
-    assert "carried over verbatim: the last turn (5 nodes)" in out
+    assert "carried over verbatim: the last turn (6 nodes)" in out
     assert "Next: buy sandwiches, fruit and lemonade" in out
     # Turns 1-2, the config commit, the compaction commit, turn 3.
     assert "3 turns committed, revision 5" in out

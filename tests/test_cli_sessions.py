@@ -46,7 +46,7 @@ usage = {{ input_tokens = 7, output_tokens = 3 }}
 
 #: The kinds of the nodes one `lash run` of CONFIG's script commits, after the root frame.
 TURN_KINDS = ["user", "assistant", "tool_call", "tool_call"]
-TURN_KINDS += ["tool_result", "tool_result", "assistant"]
+TURN_KINDS += ["tool_result", "tool_result", "assistant", "outcome"]
 
 SUMMARY_KEYS = {
     "session_id",
@@ -61,7 +61,6 @@ HEAD_KEYS = SUMMARY_KEYS | {
     "usage_by_source",
     "config",
     "plugin_states",
-    "pending",
     "node_count",
 }
 
@@ -223,10 +222,9 @@ def test_show_json_and_export_carry_every_node(tmp_path: Path) -> None:
     assert head["usage"] == {"input_tokens": 36, "output_tokens": 16, "cached_tokens": 4}
     assert head["config"]["provider"] == "scripted"
     assert head["plugin_states"]["plan"]["steps"] == [{"step": "Write tests", "status": "pending"}]
-    assert head["pending"] == []
     assert [n["type"] for n in nodes] == ["frame", *TURN_KINDS, *TURN_KINDS]
     assert head["node_count"] == len(nodes)
-    assert [n["turn"] for n in nodes] == [1] * 8 + [2] * 7
+    assert [n["turn"] for n in nodes] == [1] * 9 + [2] * 8
     assert [n["text"] for n in nodes if n["type"] == "user"] == ["make a plan", "again"]
     error = [n for n in nodes if n["type"] == "tool_result" and n["is_error"]]
     assert [n["name"] for n in error] == ["no_such_tool", "no_such_tool"]
@@ -259,7 +257,7 @@ def test_export_pipes_to_a_file(tmp_path: Path) -> None:
     lines = target.read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert records[0]["type"] == "session"
-    assert records[0]["node_count"] == len(records) - 1 == 8
+    assert records[0]["node_count"] == len(records) - 1 == 9
     assert [r["type"] for r in records[1:]] == ["frame", *TURN_KINDS]
 
 

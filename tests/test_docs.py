@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import tomllib
 import zlib
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ EXAMPLE_MODULES = (
     *("lifecycle", "deadline", "autopilot", "autopilot_host", "budget_protocol"),
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
+    *("mailbox_host", "mailbox_ops"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -813,7 +815,7 @@ def test_deadline_cancels_and_the_turn_still_commits(
 def test_autopilot_queues_follow_ups(
     examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """after_turn's EnqueueMessages queues input; run_pending runs it, turn by turn, until the
+    """after_turn's EnqueueMessages queues input; drain runs it, turn by turn, until the
     plan is done; usage_report sums the committed turns."""
     results = asyncio.run(examples["autopilot_host"].main())
     assert [(r.index, r.outcome) for r in results] == [(i, "completed") for i in (1, 2, 3)]
@@ -835,9 +837,10 @@ def test_autopilot_limits_and_aborts(examples: dict[str, ModuleType]) -> None:
             session = await core.session("a").open()
             empty = await session.turn("   ").run()
             await session.turn("Book my trip to Lisbon.").run()
-            follow_ups = await session.run_pending()
+            follow_ups = await session.drain()
             model = core.registry.of("provider")["scripted"].value
-            return empty, follow_ups, session.pending, len(model.requests)
+            pending = tuple(i.text for i in await session.inputs())
+            return empty, follow_ups, pending, len(model.requests)
 
     empty, follow_ups, pending, model_calls = asyncio.run(go())
     assert (empty.outcome, empty.reason, empty.detail) == ("stopped", "plugin_abort", "empty input")
@@ -887,6 +890,7 @@ _VARYING = (
     (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"), "<time>"),
     (re.compile(r"agent frame [0-9a-f]{8}"), "agent frame <id>"),
     (re.compile(r"(conformance-[a-z-]+)-[0-9a-f]{12}"), r"\1-<id>"),
+    (re.compile(r"turn-[0-9a-f]{16}"), "turn-<id>"),
 )
 _LASH_MAIN = "import sys; from lash.cli import main; sys.exit(main())"
 
@@ -939,9 +943,10 @@ def load_builtin_example(name: str) -> ModuleType:
 def test_persistence_host_survives_restarts(
     examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """Sessions outlive their core in a SQLite file: resume restores plugin state and usage; a
-    second writer gets SessionBusy or waits; a taken-over lease gets LeaseLost; park/resume,
-    open_fresh, delete and an online backup do what the persistence page says."""
+    """Sessions outlive their core in a SQLite file: resume restores plugin state and usage; two
+    hosts both open a session, a turn that finds the lease held gets SessionBusy (wait=0) or
+    waits, then runs on the reloaded view; park/resume, open_fresh, delete and an online backup
+    do what the persistence page says."""
     db = asyncio.run(examples["persistence_host"].main(tmp_path))
     assert capsys.readouterr().out == transcript("persistence_host.txt")
     with contextlib.closing(sqlite3.connect(db)) as conn:
@@ -961,12 +966,13 @@ def test_persistence_host_survives_restarts(
     deleted, backed_up = asyncio.run(stored())
     assert deleted is None
     assert backed_up is not None
-    # open_fresh replaced four turns with one; revisions went on counting (4 + 1).
-    assert (backed_up.revision, backed_up.turns) == (5, 1)
+    # open_fresh replaced five turns with one; revisions went on counting (5 + 1).
+    assert (backed_up.revision, backed_up.turns) == (6, 1)
     assert [type(n) for n in backed_up.nodes] == [
         lash.FrameBoundary,
         lash.UserMessage,
         lash.AssistantMessage,
+        lash.TurnOutcome,
     ]
 
 
@@ -982,10 +988,13 @@ def test_persistence_store_urls() -> None:
     assert parse_url("sqlite:///x.db?create_dirs=1").create_dirs is True
     assert parse_url("sqlite:///x.db") == SQLiteSettings("x.db", "NORMAL", 5000, False)
     assert parse_url("sqlite:///x.db?mode=ro").mode == "ro"
-    with pytest.raises(lash.ConfigError, match="busy_timeout, create_dirs, mode, synchronous"):
+    assert parse_url("sqlite:///x.db?events_kept=5&events_max_age=60").events_kept == 5
+    known = "busy_timeout, create_dirs, events_kept, events_max_age, mode, synchronous"
+    with pytest.raises(lash.ConfigError, match=known):
         parse_url("sqlite:///x.db?journal=wal")
     page = (DOCS / "persistence.rst").read_text(encoding="utf-8")
     assert all(f"``{level}``" in page for level in SYNCHRONOUS)
+    assert all(f"``{name}``" in page for name in known.split(", "))
 
 
 @pytest.mark.usefixtures("no_lash_env")
@@ -1008,7 +1017,7 @@ def test_lash_sessions_transcript(tmp_path: Path) -> None:
     header, *nodes = (tmp_path / "trip.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(header)["type"] == "session"
     assert [json.loads(n)["type"] for n in nodes] == [
-        *("frame", "user", "assistant", "tool_call", "tool_result", "assistant"),
+        *("frame", "user", "assistant", "tool_call", "tool_result", "assistant", "outcome"),
     ]
 
 
@@ -1048,25 +1057,29 @@ def test_kv_store_example_passes_its_tests(examples: dict[str, ModuleType]) -> N
         examples["kv_store"].KVStore("memory://")
 
 
+class CountingDict(dict[str, str]):
+    """A key-value database that records the keys written and read (``[]``, not ``get``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+        self.reads: list[str] = []
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+    def __getitem__(self, key: str) -> str:
+        self.reads.append(key)
+        return super().__getitem__(key)
+
+
 def test_kv_store_keeps_commits_o_delta(examples: dict[str, ModuleType]) -> None:
-    """A commit writes its new nodes and the head, nothing else; load reads the active frame."""
+    """A commit writes its new nodes, the inputs it settles, its turn record, its events and the
+    head, nothing else; load reads the active frame."""
 
-    class Counting(dict[str, str]):
-        def __init__(self) -> None:
-            super().__init__()
-            self.writes: list[str] = []
-            self.reads: list[str] = []
-
-        def __setitem__(self, key: str, value: str) -> None:
-            self.writes.append(key)
-            super().__setitem__(key, value)
-
-        def __getitem__(self, key: str) -> str:
-            self.reads.append(key)
-            return super().__getitem__(key)
-
-    async def go() -> tuple[list[str], list[str]]:
-        data = Counting()
+    async def go() -> tuple[list[str], list[str], list[str]]:
+        data = CountingDict()
         store = examples["kv_store"].KVStore("kv://", data)
         lease = await store.acquire_lease("s", "me", ttl=30)
         history = [
@@ -1085,11 +1098,222 @@ def test_kv_store_keeps_commits_o_delta(examples: dict[str, ModuleType]) -> None
         writes = list(data.writes)
         data.reads.clear()
         await store.load("s")
-        return writes, list(data.reads)
+        reads = list(data.reads)
 
-    writes, reads = asyncio.run(go())
+        queued = [await store.enqueue_input("s", lash.store.InputDraft(t)) for t in "ab"]
+        (claimed,) = await store.claim_inputs(lease)
+        record = lash.store.TurnRecord("s", "t", 52, "completed", 0)
+        turn = lash.store.CommitDelta(
+            (history[1],),
+            claimed=(claimed.id,),
+            turn=record,
+            events=(lash.store.EventDraft("turn_committed"),),
+        )
+        data.writes.clear()
+        await store.commit("s", lease=lease, expected_revision=2, delta=turn)
+        assert [i.seq for i in queued] == [1, 2]
+        return writes, reads, list(data.writes)
+
+    writes, reads, turn_writes = asyncio.run(go())
     assert writes == ["node/s/50", "node/s/51", "head/s"]
     assert reads == ["node/s/50", "node/s/51"]
+    # Events 1 to 3: two input_queued, one input_claimed. Input 2 stays pending, unwritten.
+    assert turn_writes == ["node/s/52", "input/s/1", "turn/s/t", "event/s/4", "head/s"]
+
+
+def test_kv_store_keeps_a_bounded_event_window(examples: dict[str, ModuleType]) -> None:
+    """The kv:// event log keeps the newest ``events_kept`` events, none older than
+    ``events_max_age`` (7 days by default), deleting the rest; numbers stay gap-free."""
+    kv_store = examples["kv_store"]
+
+    async def by_count() -> tuple[lash.store.EventPage, list[str]]:
+        data: dict[str, str] = {}
+        store = kv_store.KVStore("kv://", data, events_kept=3)
+        drafts = [lash.store.EventDraft(f"e{i}") for i in range(1, 6)]
+        lease = await store.acquire_lease("s", "me", ttl=30, events=drafts[:1])
+        await store.commit(
+            "s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta(events=drafts[1:])
+        )
+        return await store.read_events("s"), sorted(k for k in data if k.startswith("event/"))
+
+    page, keys = asyncio.run(by_count())
+    assert [(e.seq, e.type) for e in page.events] == [(3, "e3"), (4, "e4"), (5, "e5")]
+    assert (page.first, page.last) == (3, 5)
+    assert keys == ["event/s/3", "event/s/4", "event/s/5"]
+
+    async def by_age() -> tuple[lash.store.EventPage, list[str]]:
+        data: dict[str, str] = {}
+        store = kv_store.KVStore("kv://", data)
+        for text in ("one", "two", "three"):
+            await store.enqueue_input("s", lash.store.InputDraft(text))
+        # Events 1 and 2 were written eight days ago (as the database would hold them).
+        for seq in (1, 2):
+            event = json.loads(data[f"event/s/{seq}"])
+            data[f"event/s/{seq}"] = json.dumps({**event, "at": time.time() - 8 * 24 * 3600})
+        await store.enqueue_input("s", lash.store.InputDraft("four"))
+        return await store.read_events("s"), sorted(k for k in data if k.startswith("event/"))
+
+    page, keys = asyncio.run(by_age())
+    assert [e.seq for e in page.events] == [3, 4]
+    assert (page.first, page.last) == (3, 4)
+    assert keys == ["event/s/3", "event/s/4"]
+
+
+def test_kv_store_keys_escape_ids(examples: dict[str, ModuleType]) -> None:
+    """Ids holding ``/`` do not collide in kv:// keys: session ``a`` turn ``b/c`` and session
+    ``a/b`` turn ``c`` are two records, and deleting ``a`` leaves ``a/b`` whole."""
+
+    async def go() -> None:
+        store = examples["kv_store"].KVStore()
+        for session_id, turn_id in (("a", "b/c"), ("a/b", "c")):
+            lease = await store.acquire_lease(session_id, "me", ttl=30)
+            record = lash.store.TurnRecord(session_id, turn_id, 1, "completed", 0)
+            delta = lash.store.CommitDelta(turns=1, turn=record, release=True)
+            await store.commit(session_id, lease=lease, expected_revision=0, delta=delta)
+            await store.enqueue_input(session_id, lash.store.InputDraft(f"for {session_id}"))
+        await store.delete("a")
+        assert await store.turn_record("a", "b/c") is None
+        kept = await store.turn_record("a/b", "c")
+        assert kept is not None and kept.session_id == "a/b"
+        assert [i.text for i in await store.list_inputs("a/b")] == ["for a/b"]
+        assert [row.session_id for row in await store.list_sessions()] == ["a/b"]
+
+    asyncio.run(go())
+
+
+def test_kv_store_fences_the_lease_from_before_a_delete(examples: dict[str, ModuleType]) -> None:
+    """kv:// keeps a deleted session's token: the next lease, even the same owner's, gets a
+    higher one, and the lease from before the delete cannot commit to the new session."""
+
+    async def go() -> None:
+        store = examples["kv_store"].KVStore()
+        old = await store.acquire_lease("s", "host-a", ttl=30)
+        delta = lash.store.CommitDelta(turns=1, release=True)
+        await store.commit("s", lease=old, expected_revision=0, delta=delta)
+        await store.delete("s")
+        new = await store.acquire_lease("s", "host-a", ttl=30)
+        assert new.token > old.token
+        with pytest.raises(lash.LeaseLost):
+            await store.commit("s", lease=old, expected_revision=0, delta=delta)
+        assert await store.load("s") is None
+
+    asyncio.run(go())
+
+
+def test_kv_store_commit_refused_by_its_enqueue_writes_nothing(
+    examples: dict[str, ModuleType],
+) -> None:
+    """A commit whose ``enqueue`` reuses a key with other content is an InputConflict, and
+    nothing of the commit is written (no node, no revision, no event)."""
+
+    async def go() -> None:
+        store = examples["kv_store"].KVStore()
+        await store.enqueue_input("s", lash.store.InputDraft("first", key="k"))
+        lease = await store.acquire_lease("s", "me", ttl=30)
+        node = lash.UserMessage(id="u", parent_id=None, frame_id="f", turn=1, text="q")
+        delta = lash.store.CommitDelta(
+            (node,), turns=1, enqueue=(lash.store.InputDraft("other", key="k"),)
+        )
+        with pytest.raises(lash.InputConflict):
+            await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        assert await store.load("s") is None
+        assert (await store.read_events("s")).last == 1  # the first input_queued only
+
+    asyncio.run(go())
+
+
+def mailbox_store(examples: dict[str, ModuleType], backend: str) -> lash.store.Store:
+    """A new store: the kv:// example, or the reference memory store to compare it with."""
+    if backend == "kv":
+        store: lash.store.Store = examples["kv_store"].KVStore()
+        return store
+    return lash.store.MemoryStore()
+
+
+@pytest.mark.parametrize("backend", ["kv", "memory"])
+def test_store_settles_only_claims_of_its_lease(
+    examples: dict[str, ModuleType], backend: str
+) -> None:
+    """A commit settling an input claimed by an earlier holder's lease (released since) is
+    LeaseLost, writes nothing, and the input stays pending."""
+
+    async def go() -> None:
+        store = mailbox_store(examples, backend)
+        queued = await store.enqueue_input("s", lash.store.InputDraft("work"))
+        first = await store.acquire_lease("s", "a", ttl=30)
+        (claimed,) = await store.claim_inputs(first)
+        await store.release_lease(first)
+        second = await store.acquire_lease("s", "b", ttl=30)
+        last = (await store.read_events("s")).last
+        delta = lash.store.CommitDelta(turns=1, claimed=(claimed.id,))
+        with pytest.raises(lash.LeaseLost, match=claimed.id):
+            await store.commit("s", lease=second, expected_revision=0, delta=delta)
+        assert await store.load("s") is None
+        assert [(i.id, i.state) for i in await store.list_inputs("s")] == [(queued.id, "pending")]
+        assert (await store.read_events("s")).last == last
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("backend", ["kv", "memory"])
+def test_store_commit_answers_the_cancel_request(
+    examples: dict[str, ModuleType], backend: str
+) -> None:
+    """The commit that records a turn drops the stored request to cancel it."""
+
+    async def go() -> None:
+        store = mailbox_store(examples, backend)
+        lease = await store.acquire_lease("s", "a", ttl=30, turn="t")
+        receipt = await store.request_cancel("s", "t", origin="host", reason="stop")
+        assert receipt.status == "requested"
+        record = lash.store.TurnRecord("s", "t", 1, "stopped", 0, reason="cancelled")
+        delta = lash.store.CommitDelta(turns=1, turn=record, release=True)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        assert await store.cancel_request("s", "t") is None
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("backend", ["kv", "memory"])
+def test_store_replace_keeps_the_mailbox_and_the_log(
+    examples: dict[str, ModuleType], backend: str
+) -> None:
+    """A replace commit starts the graph over but keeps the inputs, commands, turn records and
+    events (the contract's ``replace`` drops nodes, states, usage, turns and config only)."""
+
+    async def go() -> None:
+        store = mailbox_store(examples, backend)
+        await store.enqueue_input("s", lash.store.InputDraft("later"))
+        await store.enqueue_command("s", lash.store.CommandDraft("reset", "k"))
+        lease = await store.acquire_lease("s", "a", ttl=30)
+        record = lash.store.TurnRecord("s", "t", 1, "completed", 0)
+        node = lash.UserMessage(id="u", parent_id=None, frame_id="f", turn=1, text="q")
+        await store.commit(
+            "s",
+            lease=lease,
+            expected_revision=0,
+            delta=lash.store.CommitDelta((node,), turns=1, turn=record),
+        )
+        before = (
+            await store.list_inputs("s", settled=True),
+            await store.list_commands("s", settled=True),
+            await store.read_events("s"),
+        )
+        await store.commit(
+            "s", lease=lease, expected_revision=1, delta=lash.store.CommitDelta(replace=True)
+        )
+        after = (
+            await store.list_inputs("s", settled=True),
+            await store.list_commands("s", settled=True),
+            await store.read_events("s"),
+        )
+        assert after == before
+        assert len(before[0]) == len(before[1]) == 1
+        assert await store.turn_record("s", "t") is not None
+        loaded = await store.load("s", full=True)
+        assert loaded is not None and (loaded.nodes, loaded.turns) == ((), 0)
+
+    asyncio.run(go())
 
 
 @pytest.mark.usefixtures("no_lash_env")
@@ -1104,6 +1328,9 @@ def test_unfenced_store_fails_the_lease_checks(
         "commit_stale_lease",
         "concurrent_commits_two_leases",
         "delete",
+        "lease_take_over_dead_holder",
+        "commit_releases_the_lease",
+        "delete_keeps_fencing_and_event_numbers",
     ]
     shown = transcript("kv_store_unfenced.txt")
     assert normalized(capsys.readouterr().out) == normalized(shown)
@@ -1126,16 +1353,61 @@ def test_session_operations_and_their_events(
     assert capsys.readouterr().out == transcript("session_ops.txt")
     assert lines == [
         "session_opened ('ops')",
-        "turn_persisted (turn 1, revision 1)",  # then configure: 2, compact: 3, catalog: 4,
-        "session_config_changed (model small -> large)",  # enqueue_command: 5
+        "turn_persisted (turn 1, revision 1)",  # then configure: 2, compact: 3, catalog: 4
+        "session_config_changed (model small -> large)",  # (enqueue_command commits nothing)
         "frame_opened (reason 'compaction')",
         "frame_opened (reason 'reset')",  # applied in turn 2's commit, announced before it
-        "turn_persisted (turn 2, revision 6)",
+        "turn_persisted (turn 2, revision 5)",
         "session_parked",
         "session_opened ('ops', restored)",
-        "turn_persisted (turn 3, revision 7)",
+        "turn_persisted (turn 3, revision 6)",
         "session_closed",
     ]
+
+
+def test_mailbox_host_across_two_processes(tmp_path: Path) -> None:
+    """A front end queues two inputs (one of them twice, by key) and watches without the lease;
+    a worker subprocess drains them: each is claimed, run and committed once, in order, and the
+    watcher sees it all; the page's transcript is what the example prints."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "mailbox_host.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == transcript("mailbox_host.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_mailbox_operations(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """cancel_turn from another core stops the turn by its id (and a resubmitted id does not run
+    again); active_turn input and a checkpoint hook's message join the running turn; a plugin's
+    session command queued from another core is applied once; the store holds each outcome."""
+    asyncio.run(examples["mailbox_ops"].main(tmp_path))
+    assert capsys.readouterr().out == transcript("mailbox_ops.txt")
+
+    async def stored() -> lash.store.SessionRecord | None:
+        store = SQLiteStore(f"sqlite:///{tmp_path}/lash.db")
+        try:
+            return await store.load("orders", full=True)
+        finally:
+            await store.close()
+
+    record = asyncio.run(stored())
+    assert record is not None
+    outcomes = [
+        (n.turn_id, n.outcome, n.reason, n.cancelled_by)
+        for n in record.nodes
+        if isinstance(n, lash.TurnOutcome)
+    ]
+    assert outcomes[0] == ("order-7", "stopped", "cancelled", "desk:alice")
+    assert [o[1:] for o in outcomes[1:]] == [("completed", None, None)]
+    assert record.plugin_states["notes"] == {"notes": ["VIP customer: deliver before noon."]}
 
 
 def test_sessions_page_lists_every_lifecycle_event() -> None:
@@ -1160,10 +1432,11 @@ def test_builtin_compaction_example(capsys: pytest.CaptureFixture[str]) -> None:
     boundary, *kept = session.nodes
     assert isinstance(boundary, lash.FrameBoundary) and boundary.reason == "compaction"
     assert boundary.summary == "A trip to Lisbon in May; the user notes prices (tram: 3 euros)."
-    # keep_recent_turns = 1: the last turn, copied into the new frame.
+    # keep_recent_turns = 1: the last turn, copied into the new frame (its outcome too).
     assert [(type(n), n.frame_id) for n in kept] == [
         (lash.UserMessage, boundary.frame_id),
         (lash.AssistantMessage, boundary.frame_id),
+        (lash.TurnOutcome, boundary.frame_id),
     ]
     assert kept[0].text == "What did I ask so far?"
     # The two summaries' prompts (700 and 500 tokens) are the compaction source's usage.

@@ -193,6 +193,7 @@ RULES: dict[str, Failure] = {
     "prompt_contributions": turn_fails("prompt_contributions"),
     "before_turn": turn_fails("before_turn"),
     "after_turn": turn_fails("after_turn"),
+    "checkpoint": turn_fails("checkpoint"),
     "before_tool_call": call_fails("before_tool_call"),
     "after_tool_call": call_fails("after_tool_call"),
     "project_tool_result": reported("project_tool_result", _turn),
@@ -211,10 +212,16 @@ REGISTRATION = (
     "register_protocol",
     "register_process_kinds",
     "register_stores",
+    "register_session_commands",
 )
 
 #: Hooks with no kernel call site yet (nothing to drive them through).
 NOT_CALLED = frozenset({"process_finished"})
+
+DIRECTIVES = (
+    "expected a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, "
+    "lash.EmitEvent)"
+)
 
 #: What each hook's error says is expected (from its hookspec's ``:return:``).
 EXPECTED = {
@@ -223,8 +230,9 @@ EXPECTED = {
     "transform_prompt_view": "expected a lash.PromptView, or None",
     "filter_tool_catalog": "expected tool names to hide (a str is one name), or None",
     "prompt_contributions": "expected a lash.PromptContribution, an iterable of them, or None",
-    "before_turn": "expected a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact)",
-    "after_turn": "expected a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact)",
+    "before_turn": DIRECTIVES,
+    "after_turn": DIRECTIVES,
+    "checkpoint": DIRECTIVES,
     "before_tool_call": (
         "expected lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, or None"
     ),
@@ -242,6 +250,7 @@ WRONG_CLASS: dict[str, Any] = {
     "prompt_contributions": lash.Compact(),
     "before_turn": lash.AbortToolCall("no"),
     "after_turn": lash.ShortCircuitToolCall("no"),
+    "checkpoint": lash.ReplaceToolArguments({}),
     "before_tool_call": lash.AbortTurn("no"),
     "after_tool_call": lash.ShortCircuitToolCall("no"),
     "project_tool_result": lash.ToolResult("c1", "text"),
@@ -255,7 +264,7 @@ def wrong_values(hook: str) -> list[tuple[str, Any]]:
     if hook not in ("filter_tool_catalog", "project_tool_result"):
         values.append(("str", "oops"))
     values.append(("wrong class", WRONG_CLASS.get(hook, lash.AbortTurn("no"))))
-    if hook in ("before_turn", "after_turn"):
+    if hook in ("before_turn", "after_turn", "checkpoint"):
         values.append(("list with a wrong element", [lash.AbortTurn("no"), 7]))
     if hook == "prompt_contributions":
         values.append(("list with a wrong element", [lash.PromptContribution("x"), "text"]))
@@ -361,7 +370,7 @@ async def test_turn_directives_as_an_iterable_are_all_applied(
             "plugin_abort",
             "enough",
         )
-        assert session.pending == ("later",)
+        assert [i.text for i in await session.inputs()] == ["later"]
 
 
 async def test_prompt_contributions_as_a_generator_are_all_used(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +23,16 @@ import pytest
 from _postgres import PostgresServer, free_port
 from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
-from test_sqlite_store import every_kind, operations, without_times
+from hypothesis import strategies as st
+from test_sqlite_store import (
+    configs,
+    every_kind,
+    graph_nodes,
+    json_values,
+    names,
+    usages,
+    without_times,
+)
 
 import lash
 import lash.store
@@ -77,7 +88,7 @@ async def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     try:
         tables = ["lash_sessions", *_postgres_schema.SESSION_TABLES]
         return {
-            t: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {t} ORDER BY 1, 2")]
+            t: sorted((tuple(r) for r in await conn.fetch(f"SELECT * FROM {t}")), key=repr)
             for t in tables
         }
     finally:
@@ -239,6 +250,8 @@ def test_url_options_and_their_defaults() -> None:
     default = parse_url("postgresql://u:pw@db.example:6543/app")
     assert (default.pool_size, default.pool_min, default.connect_timeout) == (10, 1, 10.0)
     assert default.statement_timeout == 30_000
+    assert (default.events_kept, default.events_max_age) == (10_000, 7 * 24 * 3600)
+    assert (default.notify, default.durable_leases) == (True, False)
     assert default.url == "postgresql://u:***@db.example:6543/app"
     assert default.target == "db.example:6543/app"
     tuned = parse_url(
@@ -250,6 +263,12 @@ def test_url_options_and_their_defaults() -> None:
     assert tuned.dsn == (
         "postgresql://u@h/app?sslmode=disable&search_path=lash&application_name=lash"
     )
+    window = parse_url(
+        "postgresql://h/app?events_kept=50&events_max_age=3600&notify=off&durable_leases=on"
+    )
+    assert (window.events_kept, window.events_max_age) == (50, 3600.0)
+    assert (window.notify, window.durable_leases) == (False, True)
+    assert window.dsn == "postgresql://h/app?application_name=lash"
     named = parse_url("postgresql://h/app?application_name=mine")
     assert named.dsn == "postgresql://h/app?application_name=mine"
     assert PostgresStore("postgresql://h/db", pool_size=4).settings.pool_size == 4
@@ -267,6 +286,9 @@ def test_url_options_and_their_defaults() -> None:
         ("postgresql://u:hunter22@h/db?pool_size=x", "pool_size='x' is not a whole number >= 1"),
         ("postgresql://u:hunter22@h/db?pool_min=5&pool_size=2", "pool_min=5 is more than"),
         ("postgresql://u:hunter22@h/db?connect_timeout=-1", "connect_timeout='-1' is not a"),
+        ("postgresql://u:hunter22@h/db?events_kept=0", "events_kept='0' is not a whole number"),
+        ("postgresql://u:hunter22@h/db?events_max_age=x", "events_max_age='x' is not a positive"),
+        ("postgresql://u:hunter22@h/db?notify=maybe", "notify='maybe' is not on or off"),
         ("postgresql://u@h/db?password=hunter22&pool_size=-3", "?password=***&pool_size=-3"),
     ],
 )
@@ -442,8 +464,9 @@ async def test_writers_on_several_connections_race_and_exactly_one_wins_each_rou
 async def test_a_commit_that_fails_inside_the_database_writes_nothing(
     postgres_server: PostgresServer, postgres_url: str
 ) -> None:
-    """A commit whose last write fails (a trigger refuses a usage total) leaves every table as
-    it was, and the next commit at the same revision goes through."""
+    """A commit whose last write fails (a trigger refuses its last event) leaves every table
+    as it was (nodes, states, usage, the claimed input, the command, the queued input, the
+    turn record, the events, the lease), and the same commit without that event goes through."""
     async with opened(postgres_url) as store:
         lease = await leased(store, "s")
         await store.commit(
@@ -451,34 +474,42 @@ async def test_a_commit_that_fails_inside_the_database_writes_nothing(
             delta=lash.store.CommitDelta(nodes=tuple(every_kind("F1")), plugin_states={"p": 1},
                                    usage={"turn": lash.Usage(1, 1, 1)}, turns=1),
         )  # fmt: skip
+        await store.enqueue_input("s", lash.store.InputDraft("work"))
+        command = await store.enqueue_command("s", lash.store.CommandDraft("reset", "k"))
+        (claimed,) = await store.claim_inputs(lease)
         async with admin(postgres_server, database_of(postgres_url)) as conn:
             await conn.execute(
                 """CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-                CREATE TRIGGER refuse BEFORE INSERT ON lash_usage_totals FOR EACH ROW
-                WHEN (NEW.source = 'boom') EXECUTE FUNCTION refuse();"""
+                CREATE TRIGGER refuse BEFORE INSERT ON lash_events FOR EACH ROW
+                WHEN (NEW.type = 'boom') EXECUTE FUNCTION refuse();"""
             )
         before = await table_rows(postgres_url)
         doomed = lash.store.CommitDelta(
             nodes=tuple(every_kind("F2")),
             plugin_states={"p": 2, "q": 3},
             config=lash.SessionConfig(model="lost"),
-            pending=("lost",),
-            usage={"turn": lash.Usage(5, 5, 5), "boom": lash.Usage(1)},
+            usage={"turn": lash.Usage(5, 5, 5), "other": lash.Usage(1)},
             turns=1,
             replace=True,
+            claimed=(claimed.id,),
+            applied=(command.id,),
+            enqueue=(lash.store.InputDraft("follow-up"),),
+            turn=lash.store.TurnRecord("s", "t-1", 2, "completed", 0),
+            events=(lash.store.EventDraft("fine"), lash.store.EventDraft("boom")),
+            release=True,
         )
         with pytest.raises(
             lash.LashError, match=r"commit to session 's' failed: .*refused by the test"
         ):
             await store.commit("s", lease=lease, expected_revision=1, delta=doomed)
         assert await table_rows(postgres_url) == before
-        assert (
-            await store.commit(
-                "s", lease=lease, expected_revision=1, delta=attrs.evolve(doomed, usage={})
-            )
-            == 2
-        )
+        fine = attrs.evolve(doomed, events=(lash.store.EventDraft("fine"),))
+        assert await store.commit("s", lease=lease, expected_revision=1, delta=fine) == 2
+        settled = {i.text: (i.state, i.turn_id) for i in await store.list_inputs("s", settled=True)}
+        assert settled == {"work": ("completed", "t-1"), "follow-up": ("pending", None)}
+        assert [c.state for c in await store.list_commands("s", settled=True)] == ["applied"]
+        assert (await leased(store, "s", owner="w2")).token == lease.token + 1  # released
 
 
 async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
@@ -506,9 +537,21 @@ async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
             await store.acquire_lease("a\0b", "w", ttl=30)  # the session id rule, first
         with pytest.raises(lash.SessionError, match="cannot store the lease owner"):
             await store.acquire_lease("s2", "w\0", ttl=30)
+        for what, draft in (
+            ("input key", lash.store.InputDraft("x", key="k\0")),
+            ("input source", lash.store.InputDraft("x", source="\udc80")),
+        ):
+            with pytest.raises(lash.SessionError, match=f"session 's': cannot store the {what}"):
+                await store.enqueue_input("s", draft)
+        with pytest.raises(lash.SessionError, match="cannot store the event type"):
+            await store.acquire_lease("s", "w1", ttl=30, events=[lash.store.EventDraft("a\0")])
+        assert (await store.read_events("s")).last == 0
         text = "nul \0 and \udc80 surrogate"
         exact = lash.store.CommitDelta(
-            nodes=(attrs.evolve(node, text=text),), plugin_states={"p": {"k": text}}, turns=1
+            nodes=(attrs.evolve(node, text=text),),
+            plugin_states={"p": {"k": text}},
+            turns=1,
+            events=(lash.store.EventDraft("e", {"text": text}),),
         )
         await store.commit("s", lease=lease, expected_revision=0, delta=exact)
         record = await store.load("s")
@@ -516,6 +559,11 @@ async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
         assert record.plugin_states == {"p": {"k": text}}
         (summary,) = await store.list_sessions()
         assert summary.last_user_message == text
+        queued = await store.enqueue_input("s", lash.store.InputDraft(text, items=({"t": text},)))
+        (listed,) = await store.list_inputs("s")
+        assert (listed.text, listed.items) == (queued.text, queued.items) == (text, ({"t": text},))
+        page = await store.read_events("s")
+        assert [dict(e.data) for e in page.events if e.type == "e"] == [{"text": text}]
 
 
 async def test_leases_expire_by_the_database_clock(
@@ -540,12 +588,15 @@ async def test_leases_expire_by_the_database_clock(
         assert abs(summary.updated_at - real) < 5
 
 
-async def test_one_transaction_and_at_most_one_wal_flush_per_committed_turn(
+async def test_one_wal_flush_per_committed_turn_with_its_lease_and_claim(
     postgres_server: PostgresServer, postgres_url: str
 ) -> None:
-    """A committed turn is exactly one transaction and at most 1.05 WAL flushes (fsync on),
-    counted from pg_stat_database and pg_stat_wal over 100 turns (the difference between a
-    run of 120 turns and one of 20, so that opening the store does not count)."""
+    """An execution as the kernel runs a drained turn (take the lease logging turn_started;
+    claim one input; one commit settling it, with the turn's nodes, state, usage, record and
+    events, releasing the lease) is three transactions and at most 1.05 WAL flushes (fsync
+    on), counted from pg_stat_database and pg_stat_wal over 100 turns (the difference between
+    a run of 120 turns and one of 20, so that opening the store does not count). With
+    ``durable_leases=on`` the lease and the claim wait for flushes of their own: about three."""
     database = database_of(postgres_url)
     async with opened(postgres_url) as store:
         await store.open()  # migrations: not part of what is measured
@@ -567,27 +618,46 @@ async def test_one_transaction_and_at_most_one_wal_flush_per_committed_turn(
         syncs = await conn.fetchval("SELECT wal_sync FROM pg_stat_wal")
         return xacts, syncs
 
-    async def run(turns: int, session_id: str) -> tuple[int, int]:
+    async def run(turns: int, session_id: str, query: str) -> tuple[int, int]:
+        async with opened(postgres_url) as store:
+            for turn in range(turns):
+                await store.enqueue_input(session_id, lash.store.InputDraft(f"input {turn}"))
         async with admin(postgres_server) as conn:
             before = await counters(conn)
-            async with opened(f"{postgres_url}?pool_size=1") as store:
-                lease = await leased(store, session_id)
+            async with opened(f"{postgres_url}?pool_size=1{query}") as store:
                 for turn in range(turns):
+                    started = lash.store.EventDraft("turn_started", {"turn_id": f"t{turn}"})
+                    lease = await store.acquire_lease(
+                        session_id, "w1", ttl=30, turn=f"t{turn}", events=[started]
+                    )
+                    (claimed,) = await store.claim_inputs(lease)
                     delta = lash.store.CommitDelta(
                         nodes=tuple(every_kind(f"T{turn}", turn)[1:]),
                         plugin_states={"p": {"turn": turn}},
                         usage={"turn": lash.Usage(10, 2)},
                         turns=1,
+                        claimed=(claimed.id,),
+                        turn=lash.store.TurnRecord(
+                            session_id, f"t{turn}", turn + 1, "completed", 0
+                        ),
+                        events=(lash.store.EventDraft("turn_committed", {"turn_id": f"t{turn}"}),),
+                        release=True,
                     )
                     await store.commit(session_id, lease=lease, expected_revision=turn, delta=delta)
             after = await counters(conn)
         return after[0] - before[0], after[1] - before[1]
 
-    short = await run(20, "short")
-    long = await run(120, "long")
-    transactions, flushes = long[0] - short[0], long[1] - short[1]
-    assert transactions == 100, (short, long)
-    assert 0 < flushes <= 105, (short, long)
+    measured = {}
+    for query in ("", "&durable_leases=on"):
+        short = await run(20, f"short{query}", query)
+        long = await run(120, f"long{query}", query)
+        measured[query] = (long[0] - short[0], long[1] - short[1])
+    transactions, flushes = measured[""]
+    assert transactions == 300, measured
+    assert 0 < flushes <= 105, measured
+    transactions, flushes = measured["&durable_leases=on"]
+    assert transactions == 300, measured
+    assert flushes >= 250, measured
 
 
 async def test_a_commit_runs_the_same_statements_at_10000_nodes_as_at_10(
@@ -637,6 +707,503 @@ async def test_a_commit_runs_the_same_statements_at_10000_nodes_as_at_10(
         pages_short, pages_long = sum(r[3] for r in short), sum(r[3] for r in long)
         # A deeper index may cost a page per lookup; a scan of 10,000 nodes, hundreds.
         assert pages_long <= pages_short + 10, (pages_short, pages_long)
+
+
+# -- the mailbox -------------------------------------------------------------------------------
+
+
+async def test_mailbox_events_carry_the_records_as_lash_store_writes_them(
+    postgres_url: str,
+) -> None:
+    """The data of input_queued / input_claimed / input_cancelled / command_queued (built in
+    SQL) is what lash.store.input_event and command_event give for the records the calls
+    returned and list_inputs shows, NUL characters and lone surrogates included."""
+    text = 'nul \0, surrogate \udc80, quote " and \u00e9'
+    async with opened(postgres_url) as store:
+        queued = await store.enqueue_input(
+            "s",
+            lash.store.InputDraft(
+                text, items=({"k": [1, 2.5, None, text]},), key="k\u00e9", source="host",
+                ingress="active_turn",
+            ),
+        )  # fmt: skip
+        command = await store.enqueue_command(
+            "s", lash.store.CommandDraft("reset", "c1", {"why": text}, source="cli")
+        )
+        lease = await leased(store, "s")
+        (claimed,) = await store.claim_inputs(lease)
+        other = await store.enqueue_input("s", lash.store.InputDraft("other"))
+        (cancelled,) = await store.cancel_inputs("s", [other.id])
+        await store.commit(
+            "s", lease=lease, expected_revision=0,
+            delta=lash.store.CommitDelta(turns=1, enqueue=(lash.store.InputDraft("later"),)),
+        )  # fmt: skip
+        listed = {i.text: i for i in await store.list_inputs("s", settled=True)}
+        page = await store.read_events("s")
+    assert cancelled.input is not None
+    expected = [
+        lash.store.input_event("input_queued", queued),
+        lash.store.command_event("command_queued", command),
+        lash.store.input_event("input_claimed", claimed),
+        lash.store.input_event("input_queued", other),
+        lash.store.input_event("input_cancelled", cancelled.input),
+        lash.store.input_event("input_queued", listed["later"]),
+    ]
+    assert [(e.type, dict(e.data)) for e in page.events] == [(d.type, d.data) for d in expected]
+    assert (claimed.text, claimed.items) == (text, ({"k": [1, 2.5, None, text]},))
+    assert listed["other"] == cancelled.input
+    assert attrs.evolve(listed[text], state="claimed", settled_at=None) == claimed
+
+
+async def test_concurrent_writers_number_a_sessions_events_without_gaps(
+    postgres_url: str,
+) -> None:
+    """Six stores (six pools, twelve connections) enqueue input and commands into one session
+    while its lease holder commits events: the log's seqs are 1..N, each write's events are
+    there once, and the inputs' seqs are distinct and gap-free too."""
+    writers = [PostgresStore(postgres_url, pool_size=2) for _ in range(6)]
+    try:
+        lease = await leased(writers[0], "s")
+
+        async def enqueue(w: int) -> None:
+            for i in range(20):
+                await writers[w].enqueue_input("s", lash.store.InputDraft(f"w{w}-{i}"))
+                if i % 5 == 0:
+                    draft = lash.store.CommandDraft("reset", f"c{w}-{i}")
+                    await writers[w].enqueue_command("s", draft)
+
+        async def commit() -> None:
+            for revision in range(15):
+                events = tuple(lash.store.EventDraft("tick", {"n": k}) for k in range(3))
+                await writers[0].commit(
+                    "s", lease=lease, expected_revision=revision,
+                    delta=lash.store.CommitDelta(turns=1, events=events),
+                )  # fmt: skip
+
+        await asyncio.gather(commit(), *(enqueue(w) for w in range(6)))
+        page = await writers[1].read_events("s", limit=10_000)
+        inputs = await writers[2].list_inputs("s")
+    finally:
+        for store in writers:
+            await store.close()
+    total = 6 * 20 + 6 * 4 + 15 * 3
+    assert [e.seq for e in page.events] == list(range(1, total + 1))
+    assert (page.first, page.last) == (1, total)
+    queued = sorted(e.data["input"]["text"] for e in page.events if e.type == "input_queued")
+    assert queued == sorted(f"w{w}-{i}" for w in range(6) for i in range(20))
+    assert sum(e.type == "command_queued" for e in page.events) == 24
+    assert sorted(i.seq for i in inputs) == list(range(1, 121))
+
+
+async def test_two_executors_claim_and_settle_each_input_once(postgres_url: str) -> None:
+    """Two executors (stores of their own) take turns on one session (lease, claim up to
+    two inputs, one commit that settles them and releases the lease) while two more stores
+    enqueue 60 inputs: each input is claimed by one committed turn only, completed by it,
+    and its text is in the history once."""
+    stores_ = [PostgresStore(postgres_url, pool_size=2) for _ in range(4)]
+    enqueued = asyncio.Event()
+    settled: dict[str, list[str]] = {"A": [], "B": []}
+    try:
+
+        async def enqueue(w: int) -> None:
+            for i in range(30):
+                await stores_[w].enqueue_input("s", lash.store.InputDraft(f"w{w}-{i}"))
+                await asyncio.sleep(0)
+
+        async def execute(store: PostgresStore, owner: str) -> None:
+            while True:
+                try:
+                    lease = await store.acquire_lease("s", owner, ttl=30)
+                except lash.SessionBusy:
+                    await asyncio.sleep(0.002)
+                    continue
+                claimed = await store.claim_inputs(lease, limit=2)
+                if not claimed:
+                    await store.release_lease(lease)
+                    if enqueued.is_set():
+                        return
+                    await asyncio.sleep(0.002)
+                    continue
+                turn = f"{owner}-{lease.revision}"
+                nodes = tuple(
+                    lash.UserMessage(id=f"{turn}-{k}", parent_id=None, frame_id="f", turn=1,
+                                     text=i.text)
+                    for k, i in enumerate(claimed)
+                )  # fmt: skip
+                await store.commit(
+                    "s", lease=lease, expected_revision=lease.revision,
+                    delta=lash.store.CommitDelta(
+                        nodes=nodes, turns=1, claimed=tuple(i.id for i in claimed),
+                        turn=lash.store.TurnRecord("s", turn, 1, "completed", 0), release=True,
+                    ),
+                )  # fmt: skip
+                settled[owner] += [i.id for i in claimed]
+
+        async def enqueue_all() -> None:
+            await asyncio.gather(enqueue(2), enqueue(3))
+            enqueued.set()
+
+        await asyncio.gather(enqueue_all(), execute(stores_[0], "A"), execute(stores_[1], "B"))
+        inputs = await stores_[0].list_inputs("s", settled=True)
+        record = await stores_[0].load("s", full=True)
+    finally:
+        for store in stores_:
+            await store.close()
+    ids = settled["A"] + settled["B"]
+    assert sorted(ids) == sorted(i.id for i in inputs) and len(inputs) == 60
+    assert settled["A"] and settled["B"], settled  # both executors did work
+    assert {i.state for i in inputs} == {"completed"}
+    assert record is not None
+    texts = [n.text for n in record.nodes]
+    assert sorted(texts) == sorted(i.text for i in inputs)
+
+
+async def test_a_claim_skips_inputs_another_transaction_holds_locked(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """While another transaction holds the oldest input's row locked, a claim takes the next
+    one at once (FOR UPDATE SKIP LOCKED) instead of waiting; the first is claimed later."""
+    async with opened(postgres_url) as store:
+        first = await store.enqueue_input("s", lash.store.InputDraft("first"))
+        second = await store.enqueue_input("s", lash.store.InputDraft("second"))
+        lease = await leased(store, "s")
+        async with admin(postgres_server, database_of(postgres_url)) as conn:
+            locking = conn.transaction()
+            await locking.start()
+            await conn.execute("SELECT 1 FROM lash_inputs WHERE id = $1 FOR UPDATE", first.id)
+            got = await asyncio.wait_for(store.claim_inputs(lease, limit=2), timeout=5)
+            assert [i.id for i in got] == [second.id]
+            await locking.rollback()
+        (later,) = await store.claim_inputs(lease, limit=2)
+        assert later.id == first.id
+
+
+async def test_the_event_log_keeps_the_newest_events_younger_than_the_max_age(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """With events_kept=5 the log keeps the newest five events (older rows are deleted, and
+    read_events starts its window there); with events_max_age=0.5 a write drops the events
+    older than half a second."""
+
+    async def rows() -> int:
+        async with admin(postgres_server, database_of(postgres_url)) as conn:
+            count: int = await conn.fetchval("SELECT count(*) FROM lash_events")
+            return count
+
+    async with opened(f"{postgres_url}?events_kept=5") as store:
+        lease = await leased(store, "s")
+        for revision in range(4):
+            events = tuple(lash.store.EventDraft("e", {"n": revision * 3 + k}) for k in range(3))
+            await store.commit(
+                "s", lease=lease, expected_revision=revision,
+                delta=lash.store.CommitDelta(events=events),
+            )  # fmt: skip
+        page = await store.read_events("s")
+        assert [e.seq for e in page.events] == [8, 9, 10, 11, 12]
+        assert [e.data["n"] for e in page.events] == [7, 8, 9, 10, 11]
+        assert (page.first, page.last) == (8, 12)
+        assert await rows() == 5
+    async with opened(f"{postgres_url}?events_max_age=0.5") as store:
+        await store.enqueue_input("s", lash.store.InputDraft("one"))
+        await asyncio.sleep(0.8)
+        await store.enqueue_input("s", lash.store.InputDraft("two"))
+        page = await store.read_events("s")
+        assert [(e.seq, e.type) for e in page.events] == [(14, "input_queued")]
+        assert (page.first, page.last) == (14, 14)
+        assert await rows() == 1
+
+
+async def test_a_deleted_session_keeps_its_counters(postgres_url: str) -> None:
+    """After a delete, the session's events are gone but their numbers are not given again:
+    the next event of a session made anew under that id follows the last one, and its lease
+    token is higher than any before."""
+    async with opened(postgres_url) as store:
+        lease = await leased(store, "s")
+        events = (lash.store.EventDraft("a"), lash.store.EventDraft("b"))
+        await store.commit(
+            "s", lease=lease, expected_revision=0,
+            delta=lash.store.CommitDelta(turns=1, events=events, release=True),
+        )  # fmt: skip
+        await store.delete("s")
+        page = await store.read_events("s")
+        assert (page.events, page.first, page.last) == ((), 3, 2)
+        again = await store.acquire_lease("s", "w2", ttl=30, events=[events[0]])
+        assert again.token > lease.token
+        assert [e.seq for e in (await store.read_events("s")).events] == [3]
+
+
+ENQUEUER = """
+import asyncio, sys
+import lash.store
+from lash_plugins_builtin.postgres import PostgresStore
+
+async def main():
+    url, sid, worker, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    store = PostgresStore(url, pool_size=1)
+    await store.open()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for i in range(count):
+        name = f"w{worker}-{i}"
+        await store.enqueue_input(sid, lash.store.InputDraft(name, key=name))
+    await store.close()
+    print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+CLAIMER = """
+import asyncio, random, sys
+import lash, lash.store
+from lash_plugins_builtin.postgres import PostgresStore
+
+async def main():
+    url, sid, owner, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    store = PostgresStore(url, pool_size=2)
+    await store.open()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    turns = 0
+    while True:
+        try:
+            lease = await store.acquire_lease(sid, owner, ttl=1.0)
+        except lash.SessionBusy:
+            await asyncio.sleep(0.005)
+            continue
+        claimed = await store.claim_inputs(lease, limit=random.randint(1, 3))
+        if not claimed:
+            await store.release_lease(lease)
+            inputs = await store.list_inputs(sid, settled=True)
+            if sum(i.state == "completed" for i in inputs) == total:
+                break
+            await asyncio.sleep(0.005)
+            continue
+        print("claimed", turns + 1, flush=True)
+        await asyncio.sleep(random.uniform(0.02, 0.05))  # the model call
+        turns += 1
+        turn = f"{owner}-{turns}"
+        nodes = tuple(
+            lash.UserMessage(id=f"{turn}-{k}", parent_id=None, frame_id="f", turn=1, text=i.text)
+            for k, i in enumerate(claimed)
+        )
+        delta = lash.store.CommitDelta(
+            nodes=nodes, turns=1, claimed=tuple(i.id for i in claimed), release=True,
+            turn=lash.store.TurnRecord(sid, turn, turns, "completed", 0),
+        )
+        try:
+            await store.commit(sid, lease=lease, expected_revision=lease.revision, delta=delta)
+        except (lash.LeaseLost, lash.RevisionConflict):
+            continue
+        print("committed", turns, flush=True)
+    await store.close()
+    print("finished", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_eight_processes_enqueue_two_drain_one_is_killed_each_input_runs_once(
+    postgres_url: str,
+) -> None:
+    """8 processes enqueue 15 inputs each into one session while 2 processes take its lease,
+    claim input and commit it (a turn per claim); one of them is SIGKILLed in the middle of
+    its fourth turn, holding claims it never commits. The survivor takes over once the dead one's
+    lease (1 s) expires: every input is completed, by a committed turn, and its text is in
+    the history exactly once; the event log has no gap."""
+    sid, per_worker = "mp", 15
+    total = 8 * per_worker
+
+    def spawn(script: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", script, postgres_url, sid, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    procs = [spawn(ENQUEUER, str(w), str(per_worker)) for w in range(8)]
+    victim, survivor = spawn(CLAIMER, "A", str(total)), spawn(CLAIMER, "B", str(total))
+    procs += [victim, survivor]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        assert victim.stdout is not None
+        while victim.stdout.readline() != "claimed 4\n":
+            pass
+        await asyncio.sleep(random.uniform(0, 0.01))  # during its fourth turn's model call
+        victim.kill()
+        victim.wait()
+        outputs = {proc.pid: proc.communicate(timeout=120) for proc in procs if proc is not victim}
+        for proc in procs:
+            if proc is not victim:
+                assert proc.returncode == 0, outputs[proc.pid][1]
+        assert outputs[survivor.pid][0].endswith("finished\n")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    async with opened(postgres_url) as store:
+        inputs = await store.list_inputs(sid, settled=True)
+        record = await store.load(sid, full=True)
+        page = await store.read_events(sid, limit=100_000)
+        turn_ids = {i.turn_id for i in inputs}
+        records = [await store.turn_record(sid, t) for t in turn_ids if t is not None]
+    expected = sorted(f"w{w}-{i}" for w in range(8) for i in range(per_worker))
+    assert sorted(i.text for i in inputs) == expected
+    assert {i.state for i in inputs} == {"completed"}
+    assert all(r is not None for r in records) and None not in turn_ids
+    assert record is not None
+    assert sorted(n.text for n in record.nodes) == expected
+    assert [e.seq for e in page.events] == list(range(1, page.last + 1))
+
+
+# -- waiting for events (LISTEN/NOTIFY) ----------------------------------------------------------
+
+WRITER = """
+import asyncio, random, sys
+import lash.store
+from lash_plugins_builtin.postgres import PostgresStore
+
+async def main():
+    store = PostgresStore(sys.argv[1])
+    await store.open()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for i in range(int(sys.argv[3])):
+        await asyncio.sleep(random.uniform(0.02, 0.06))
+        await store.enqueue_input(sys.argv[2], lash.store.InputDraft(f"input {i}"))
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_wait_events_wakes_on_a_write_from_another_process(postgres_url: str) -> None:
+    """A waiter wakes (True) when another process enqueues into the session: median latency
+    from the write (its event's database time) to the wake-up under 50 ms, no wake missed:
+    every one of 20 writes is seen, each after a wake-up, none after a timeout."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, postgres_url, "s", "20"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    latencies: list[float] = []
+    try:
+        async with opened(postgres_url) as store:
+            assert await store.wait_events("s", 0, 0) is False  # opens the listener
+            assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+            assert writer.stdin is not None
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            last = 0
+            while last < 20:
+                assert await store.wait_events("s", last, 10), f"timed out after event {last}"
+                woke = time.time()
+                page = await store.read_events("s", after=last)
+                latencies += [woke - e.at for e in page.events]
+                last = page.last
+    finally:
+        writer.kill()
+        writer.communicate()
+    assert len(latencies) == 20
+    latencies.sort()
+    assert latencies[10] < 0.05, latencies
+
+
+async def test_wait_events_returns_at_once_times_out_and_survives_a_lost_listener(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """wait_events is True at once when the log is already past ``after``; False after the
+    timeout when nothing is written (and when a writer sends no notification: notify=off, the
+    write then found by reading); woken (True) when its listening connection is killed, after
+    which it listens again on a new one."""
+    async with opened(postgres_url) as store, opened(f"{postgres_url}?notify=off") as quiet:
+        await store.enqueue_input("s", lash.store.InputDraft("x"))
+        assert await asyncio.wait_for(store.wait_events("s", 0, 30), 5) is True
+        started = time.monotonic()
+        assert await store.wait_events("s", 1, 0.3) is False
+        assert 0.3 <= time.monotonic() - started < 2
+
+        async def write_quietly() -> None:
+            await asyncio.sleep(0.1)
+            await quiet.enqueue_input("s", lash.store.InputDraft("y"))
+
+        results = await asyncio.gather(store.wait_events("s", 1, 0.6), write_quietly())
+        assert results[0] is False
+        assert (await store.read_events("s")).last == 2
+
+        async def kill_listener() -> None:
+            await asyncio.sleep(0.2)
+            async with admin(postgres_server) as conn:
+                killed = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND query LIKE 'LISTEN%'",
+                    database_of(postgres_url),
+                )
+            assert killed == 1
+
+        started = time.monotonic()
+        results = await asyncio.gather(store.wait_events("s", 2, 30), kill_listener())
+        assert results[0] is True and time.monotonic() - started < 5
+
+        async def write() -> None:
+            await asyncio.sleep(0.2)
+            await store.enqueue_input("s", lash.store.InputDraft("z"))
+
+        results = await asyncio.gather(store.wait_events("s", 2, 30), write())
+        assert results[0] is True
+        assert (await store.read_events("s")).last == 3
+
+
+async def test_a_write_wakes_the_waiters_of_its_session_only_and_a_wait_can_be_cancelled(
+    postgres_url: str,
+) -> None:
+    """With waiters on two sessions, an enqueue into one wakes its waiter (from another
+    store) and leaves the other waiting; that one, cancelled, raises CancelledError, and a new
+    wait on its session is woken by the next write there."""
+    async with opened(postgres_url) as store, opened(postgres_url) as writer:
+        assert await store.wait_events("a", 0, 0) is False  # the listener is up
+        waiting_a = asyncio.ensure_future(store.wait_events("a", 0, 30))
+        waiting_b = asyncio.ensure_future(store.wait_events("b", 0, 30))
+        await asyncio.sleep(0.2)
+        await writer.enqueue_input("a", lash.store.InputDraft("for a"))
+        assert await asyncio.wait_for(waiting_a, 5) is True
+        await asyncio.sleep(0.2)
+        assert not waiting_b.done()
+        waiting_b.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting_b
+        again = asyncio.ensure_future(store.wait_events("b", 0, 30))
+        await asyncio.sleep(0.2)
+        await writer.enqueue_input("b", lash.store.InputDraft("for b"))
+        assert await asyncio.wait_for(again, 5) is True
+
+
+async def test_an_idle_waiter_sends_one_query_per_wait(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Waiting two seconds for an idle session costs one query (reading where its log is);
+    the rest of the time it waits on LISTEN (pg_stat_statements counts every statement)."""
+    database = database_of(postgres_url)
+    async with admin(postgres_server, database) as conn, opened(postgres_url) as store:
+        await conn.execute("CREATE EXTENSION pg_stat_statements")
+        dbid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = $1", database)
+        assert await store.wait_events("s", 0, 0) is False  # the listener is up
+        await conn.execute("SELECT pg_stat_statements_reset(0, $1, 0)", dbid)
+        assert await store.wait_events("s", 0, 2) is False
+        calls = await conn.fetchval(
+            """SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = $1
+            AND query NOT LIKE '%pg_stat_statements%'""",
+            dbid,
+        )
+    assert calls == 1
 
 
 # -- the kernel on Postgres --------------------------------------------------------------------
@@ -705,9 +1272,105 @@ async def test_kernel_resumes_a_session_from_postgres_with_plugin_state(postgres
         await core.aclose()
 
 
+async def test_two_cores_run_turns_on_one_session_their_leases_serialise_them(
+    postgres_url: str,
+) -> None:
+    """Two cores (two stores) run five turns each on one session at the same time: every
+    turn waits for the lease rather than failing, all ten commit, one after another (a turn's
+    user message and answer are never split by another's), and the listing shows ten
+    completed turns and, as the last status, ``completed``."""
+
+    def make(tag: str) -> lash.LashCore:
+        return lash.LashCore(
+            plugins=[standard, stores, Recorder([{"text": f"{tag}{i}"} for i in range(5)])],
+            autoload=False,
+            disable=["scripted", "openai"],
+            provider="recorder",
+            store=postgres_url,
+            lease_wait=60,
+        )
+
+    cores = [make("a"), make("b")]
+    try:
+        sessions = [await core.session("job").open() for core in cores]
+
+        async def run(session: lash.Session, tag: str) -> list[str]:
+            return [(await session.turn(f"{tag} {i}").run()).outcome for i in range(5)]
+
+        outcomes = await asyncio.gather(run(sessions[0], "a"), run(sessions[1], "b"))
+        for session in sessions:
+            await session.close()
+        record = await cores[0].store.load("job", full=True)
+        (summary,) = await cores[0].store.list_sessions()
+        events = await cores[0].store.read_events("job", limit=10_000)
+    finally:
+        for core in cores:
+            await core.aclose()
+    assert outcomes == [["completed"] * 5, ["completed"] * 5]
+    assert record is not None
+    said = [n.text for n in record.nodes if isinstance(n, lash.UserMessage | lash.AssistantMessage)]
+    pairs = list(zip(said[::2], said[1::2], strict=True))
+    assert len(pairs) == 10
+    assert all(question[0] == answer[0] for question, answer in pairs), pairs
+    assert (summary.turns, summary.status, summary.pending_inputs) == (10, "completed", 0)
+    assert [e.seq for e in events.events] == list(range(1, events.last + 1))
+
+
+async def test_two_cores_drain_one_session_each_input_becomes_one_turn(postgres_url: str) -> None:
+    """Input enqueued through one core is drained by two cores at once (one process, two
+    stores): each input becomes exactly one completed turn, and the session's listing shows
+    the last turn's status and no pending input."""
+
+    def make(answers: int) -> lash.LashCore:
+        return lash.LashCore(
+            plugins=[standard, stores, Recorder([{"text": f"a{i}"} for i in range(answers)])],
+            autoload=False,
+            disable=["scripted", "openai"],
+            provider="recorder",
+            store=postgres_url,
+        )
+
+    cores = [make(12), make(12), make(0)]
+    try:
+        texts = [f"question {i}" for i in range(12)]
+        for text in texts:
+            await cores[2].enqueue("job", text)
+        sessions = [await core.session("job").open() for core in cores[:2]]
+        results = await asyncio.gather(*(session.drain() for session in sessions))
+        for session in sessions:
+            await session.close()
+        inputs = await cores[2].inputs("job", settled=True)
+        record = await cores[2].store.load("job", full=True)
+        (summary,) = await cores[2].store.list_sessions()
+    finally:
+        for core in cores:
+            await core.aclose()
+    assert sum(len(r) for r in results) == 12
+    assert {r.outcome for rs in results for r in rs} == {"completed"}
+    assert {i.state for i in inputs} == {"completed"}
+    assert len({i.turn_id for i in inputs}) == 12
+    assert record is not None
+    asked = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
+    assert sorted(asked) == sorted(texts)
+    assert (summary.turns, summary.status, summary.pending_inputs) == (12, "completed", 0)
+
+
 # -- property: random commit sequences round-trip like the reference store ---------------------
 
 _examples = itertools.count()
+
+deltas = st.builds(
+    lash.store.CommitDelta,
+    nodes=st.lists(graph_nodes(), max_size=5).map(tuple),
+    plugin_states=st.dictionaries(names, json_values, max_size=2),
+    config=st.none() | configs,
+    usage=st.dictionaries(names, usages, max_size=2),
+    turns=st.integers(0, 2),
+    replace=st.booleans(),
+)
+operations = st.lists(
+    st.tuples(st.sampled_from(["s1", "s2"]), st.none() | deltas), min_size=1, max_size=8
+)
 
 
 @settings(
@@ -763,6 +1426,156 @@ async def test_random_commit_sequences_round_trip_like_the_memory_store(
                 )
 
 
+ingresses = st.sampled_from(["next_turn", "active_turn"])
+mailbox_operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("enqueue"),
+            st.sampled_from(["x", "y"]),
+            st.none() | st.sampled_from(["k1", "k2"]),
+            ingresses,
+        ),
+        st.tuples(
+            st.just("command"),
+            st.sampled_from(["reset", "refresh_tool_catalog"]),
+            st.sampled_from(["c1", "c2"]),
+        ),
+        st.tuples(st.just("acquire"), st.sampled_from(["A", "B"])),
+        st.tuples(st.just("claim"), st.integers(0, 3), st.none() | ingresses),
+        # settle the claims, apply the pending commands, release, queue an input
+        st.tuples(
+            st.just("commit"),
+            st.booleans(),
+            st.booleans(),
+            st.booleans(),
+            st.none() | st.just("follow-up"),
+        ),
+        st.tuples(st.just("release")),
+        st.tuples(
+            st.just("cancel"),
+            st.integers(0, 5) | st.sampled_from(["k1", "k2", "nope"]),
+            st.booleans(),
+        ),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+@attrs.define
+class _Executor:
+    """One backend's side of a mailbox run: its lease, what it claimed, its revision."""
+
+    store: Any
+    lease: lash.store.Lease | None = None
+    claimed: list[str] = attrs.field(factory=list)
+    revision: int = 0
+    turns: int = 0
+
+
+async def _mailbox_step(sid: str, ex: _Executor, op: tuple[Any, ...]) -> Any:
+    """Run one operation on one backend; what it returned, with ids and times left out."""
+    store = ex.store
+    kind = op[0]
+    try:
+        if kind == "enqueue":
+            _, text, key, ingress = op
+            got = await store.enqueue_input(
+                sid, lash.store.InputDraft(text, key=key, ingress=ingress)
+            )
+            return (got.seq, got.text, got.key, got.state)
+        if kind == "command":
+            _, name, key = op
+            cmd = await store.enqueue_command(sid, lash.store.CommandDraft(name, key))
+            return (cmd.seq, cmd.name, cmd.key, cmd.state)
+        if kind == "acquire":
+            lease = await store.acquire_lease(sid, op[1], ttl=60)
+            if ex.lease is None or ex.lease.token != lease.token:
+                ex.claimed = []  # claims die with the lease that made them
+            ex.lease = lease
+            return (lease.owner, lease.token, lease.revision, lease.pending_inputs,
+                    lease.pending_commands)  # fmt: skip
+        if kind == "release":
+            if ex.lease is not None:
+                await store.release_lease(ex.lease)
+            return None
+        if ex.lease is None:
+            return "no lease"
+        if kind == "claim":
+            _, limit, ingress = op
+            got = await store.claim_inputs(ex.lease, limit=limit, ingress=ingress)
+            ex.claimed += [i.id for i in got]
+            return [(i.seq, i.text, i.state) for i in got]
+        if kind == "commit":
+            _, settle, apply, release, follow_up = op
+            commands = await store.list_commands(sid) if apply else []
+            ex.turns += 1
+            delta = lash.store.CommitDelta(
+                turns=1,
+                claimed=tuple(ex.claimed) if settle else (),
+                applied=tuple(c.id for c in commands),
+                enqueue=() if follow_up is None else (lash.store.InputDraft(follow_up),),
+                turn=lash.store.TurnRecord(sid, f"t{ex.turns}", ex.turns, "completed", 0),
+                events=(lash.store.EventDraft("turn_committed", {"n": ex.turns}),),
+                release=release,
+            )
+            revision = await store.commit(
+                sid, lease=ex.lease, expected_revision=ex.revision, delta=delta
+            )
+            ex.revision = revision
+            if settle:
+                ex.claimed = []
+            return revision
+        if kind == "cancel":
+            _, target, suffix = op
+            if isinstance(target, int):
+                listed = await store.list_inputs(sid, settled=True)
+                target = listed[target].id if target < len(listed) else f"missing-{target}"
+            outcomes = await store.cancel_inputs(sid, [target], suffix=suffix)
+            return [(o.outcome, o.input and (o.input.seq, o.input.state)) for o in outcomes]
+    except (lash.SessionBusy, lash.LeaseLost, lash.RevisionConflict, lash.InputConflict) as exc:
+        return type(exc).__name__
+    raise AssertionError(f"unknown operation {op}")
+
+
+async def _mailbox_view(sid: str, store: Any) -> Any:
+    inputs = await store.list_inputs(sid, settled=True)
+    commands = await store.list_commands(sid, settled=True)
+    events = await store.read_events(sid)
+    record = await store.load(sid)
+    return (
+        [(i.seq, i.text, i.key, i.ingress, i.state, i.turn_id) for i in inputs],
+        [(c.seq, c.name, c.key, c.state) for c in commands],
+        [(e.seq, e.type) for e in events.events],
+        (events.first, events.last),
+        None if record is None else (record.revision, record.turns, record.event_seq),
+    )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=mailbox_operations)
+async def test_random_mailbox_operations_behave_like_the_memory_store(
+    shared_database: str, ops: list[tuple[Any, ...]]
+) -> None:
+    """Random sequences of enqueues (with and without keys), commands, leases taken and
+    released by two owners, claims, commits that settle claims, apply commands and queue
+    input, and cancellations (one, or a suffix): every call returns what the reference
+    MemoryStore returns, and the inputs, commands, events and head agree after each one."""
+    sid = f"mailbox{next(_examples)}"
+    url = f"{shared_database}?synchronous_commit=off"
+    async with opened(url) as store:
+        sides = [_Executor(lash.store.MemoryStore()), _Executor(store)]
+        for step, op in enumerate(ops):
+            got = [await _mailbox_step(sid, side, op) for side in sides]
+            assert got[0] == got[1], (step, op)
+            views = [await _mailbox_view(sid, side.store) for side in sides]
+            assert views[0] == views[1], (step, op)
+
+
 def test_the_documented_host_config_names_a_postgres_store() -> None:
     """docs/examples/persistence_postgres.toml loads, and its URL sets the pool and passes
     sslmode on, with no password in it."""
@@ -795,3 +1608,44 @@ def test_a_server_that_cannot_start_is_reported_with_its_log() -> None:
     assert "pg_ctl failed" in str(failed.value)
     assert 'invalid value for parameter "max_connections": "many"' in str(failed.value)
     assert server.root is None
+
+
+async def test_an_observer_in_another_core_is_woken_by_notify_not_by_polling(
+    postgres_url: str,
+) -> None:
+    """core.observe over Postgres waits on LISTEN/NOTIFY: a turn another core commits reaches
+    the observer well before the polling fallback (NOTIFY_FALLBACK seconds) would."""
+    from lash._kernel.observation import NOTIFY_FALLBACK
+
+    def core(recorder: Recorder) -> lash.LashCore:
+        return lash.LashCore(
+            plugins=[standard, stores, recorder],
+            autoload=False,
+            disable=["scripted", "openai"],
+            provider="recorder",
+            store=postgres_url,
+            observe_poll=60.0,  # were it polling, the observer would wait this long
+        )
+
+    watcher, runner = core(Recorder([])), core(Recorder([{"text": "done"}]))
+    try:
+        start = (await watcher.current("watched")).cursor
+        seen: list[float] = []
+
+        async def watch() -> None:
+            async with contextlib.aclosing(watcher.observe("watched", after=start)) as events:
+                async for event in events:
+                    if isinstance(event, lash.ObservedEvent) and event.type == "turn_committed":
+                        seen.append(time.monotonic())
+                        return
+
+        task = asyncio.create_task(watch())
+        await asyncio.sleep(0.3)  # the watcher is waiting on the store by now
+        session = await runner.session("watched").open()
+        await session.turn("go").run()
+        committed = time.monotonic()
+        await asyncio.wait_for(task, NOTIFY_FALLBACK)
+        assert seen[0] - committed < NOTIFY_FALLBACK / 5, seen[0] - committed
+    finally:
+        await watcher.aclose()
+        await runner.aclose()

@@ -1160,15 +1160,22 @@ async def test_filter_tool_catalog_hides_tools_per_turn_on_top_of_membership() -
 
 
 async def test_enqueue_command_is_idempotent_by_key() -> None:
-    """The same key enqueues once: True the first time, False after."""
+    """The same key enqueues once: the second call returns the command the first queued. A
+    queued command is mailbox state, not graph state: the revision does not move until it is
+    applied."""
     core = make_core(Recorder())
     session = await core.session("s").open()
+    assert session.revision == 0
+    first = await session.enqueue_command("refresh_tool_catalog", key="k1")
+    assert (first.name, first.key, first.state) == ("refresh_tool_catalog", "k1", "pending")
     revision = session.revision
-    assert await session.enqueue_command("refresh_tool_catalog", key="k1") is True
-    assert session.revision == revision + 1
-    assert await session.enqueue_command("refresh_tool_catalog", key="k1") is False
-    assert session.revision == revision + 1
+    again = await session.enqueue_command("refresh_tool_catalog", key="k1")
+    assert again.id == first.id and again.state == "pending"
+    assert session.revision == revision
     assert await session.apply_commands() == 1
+    assert session.revision == revision + 1
+    applied = await session.enqueue_command("refresh_tool_catalog", key="k1")
+    assert applied.id == first.id and applied.state == "applied"
 
 
 @pytest.mark.parametrize("key", ["", "   "])
@@ -1195,7 +1202,7 @@ async def test_reset_opens_a_fresh_frame_before_the_next_turn() -> None:
     session = await core.session("s").open()
     await run_turns(session, rec, "old one", "old two")
     old_frame = session.nodes[0].frame_id
-    assert await session.enqueue_command("reset", key="r1") is True
+    assert (await session.enqueue_command("reset", key="r1")).state == "pending"
     await run_turns(session, rec, "after reset")
     nodes = session.nodes
     boundary = nodes[0]
@@ -1204,7 +1211,7 @@ async def test_reset_opens_a_fresh_frame_before_the_next_turn() -> None:
     assert boundary.summary is None
     assert boundary.previous_frame_id == old_frame
     assert isinstance(nodes[1], lash.UserMessage) and nodes[1].text == "after reset"
-    assert [type(n) for n in nodes[2:]] == [lash.AssistantMessage]
+    assert [type(n) for n in nodes[2:]] == [lash.AssistantMessage, lash.TurnOutcome]
     assert chat(rec.requests[-1]) == [("user", "after reset")]
     stored = [n.text for n in await full_nodes(core, "s") if isinstance(n, lash.UserMessage)]
     assert stored == ["old one", "old two", "after reset"]
@@ -1260,7 +1267,8 @@ async def test_queued_commands_survive_reopen_and_apply_before_the_next_turn() -
     await session.enqueue_command("reset", key="r1")
     await session.close()
     again = await core.session("s").open(must_exist=True)
-    assert await again.enqueue_command("reset", key="r1") is False
+    queued = await again.enqueue_command("reset", key="r1")
+    assert queued.state == "pending"
     await run_turns(again, rec, "after")
     assert chat(rec.requests[-1]) == [("user", "after")]
     assert again.nodes[0].reason == "reset"
@@ -1278,8 +1286,8 @@ async def test_queued_command_counted_by_apply_after_reopen_and_key_remembered()
     await again.close()
     third = await core.session("s").open(must_exist=True)
     assert await third.apply_commands() == 0
-    assert await third.enqueue_command("refresh_tool_catalog", key="k1") is False
-    assert await third.enqueue_command("refresh_tool_catalog", key="k2") is True
+    assert (await third.enqueue_command("refresh_tool_catalog", key="k1")).state == "applied"
+    assert (await third.enqueue_command("refresh_tool_catalog", key="k2")).state == "pending"
 
 
 # ------------------------------------------------------------------------------------------
@@ -1353,7 +1361,9 @@ async def test_random_operation_sequences_keep_the_invariants(
             commits = 0 if session.config.model == arg else 1
             await session.configure(model=arg)
         elif kind == "reset":
-            assert await session.enqueue_command("reset", key=f"reset-{step}") is True
+            queued = await session.enqueue_command("reset", key=f"reset-{step}")
+            assert queued.state == "pending"
+            assert await session.apply_commands() == 1
             commits = 1
         else:
             await session.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -13,7 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import lash
 import lash.store
 import lash_plugins_builtin.openai as openai_plugin
 from lash_plugins_builtin import _sqlite_schema, plan, standard, stores
+from lash_plugins_builtin import sqlite as sqlite_module
 from lash_plugins_builtin.sqlite import SQLiteStore, parse_url
 
 pytestmark = pytest.mark.anyio
@@ -57,15 +59,30 @@ def query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
         conn.close()
 
 
+#: Every table of a lash database (migrations 1 to 3).
+TABLES = (
+    "sessions",
+    "nodes",
+    "blobs",
+    "plugin_states",
+    "usage_ledger",
+    "usage_totals",
+    "inputs",
+    "commands",
+    "turn_records",
+    "cancel_requests",
+    "events",
+)
+
+
 def row_counts(path: Path) -> dict[str, int]:
-    tables = ["sessions", "nodes", "blobs", "plugin_states", "usage_ledger", "usage_totals"]
-    return {t: query(path, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}
+    return {t: query(path, f"SELECT COUNT(*) FROM {t}")[0][0] for t in TABLES}
 
 
 def dump(path: Path) -> list[tuple[Any, ...]]:
     """Every row of every lash table (a snapshot to compare before/after a refused write)."""
     rows: list[tuple[Any, ...]] = []
-    for table in ["sessions", "nodes", "blobs", "plugin_states", "usage_ledger", "usage_totals"]:
+    for table in TABLES:
         rows += [(table, *r) for r in query(path, f"SELECT * FROM {table} ORDER BY 1, 2")]
     return rows
 
@@ -135,7 +152,7 @@ async def leased(store: SQLiteStore, session_id: str, owner: str = "w1") -> lash
 
 
 async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) -> None:
-    """Every node kind, state, config, options, pending and usage come back as committed."""
+    """Every node kind, state, config, options and usage come back as committed."""
     db = tmp_path / "lash.db"
     nodes = every_kind()
     config = lash.SessionConfig(
@@ -148,7 +165,6 @@ async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) 
         nodes=tuple(nodes),
         plugin_states={"plan": {"steps": [{"step": "a", "status": "pending"}], "updates": 1}},
         config=config,
-        pending=("next", "after"),
         usage={"turn": lash.Usage(10, 5, 2)},
         turns=1,
     )
@@ -166,7 +182,6 @@ async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) 
         assert record.plugin_states == {
             "plan": {"steps": [{"step": "a", "status": "pending"}], "updates": 1}
         }
-        assert record.pending == ("next", "after")
         assert record.usage == {"turn": lash.Usage(10, 5, 2)}
         assert record.created_at == record.updated_at > 0
     assert first == second
@@ -219,6 +234,17 @@ async def test_load_returns_the_active_frame_unless_full(tmp_path: Path) -> None
     assert query(db, "SELECT next_seq, frame_start FROM sessions") == [(13, 6)]
 
 
+#: The tables whose rows a session adds to all its life.
+GROWING = {"nodes", "inputs", "events", "usage_ledger", "turn_records", "commands"}
+#: Statements that visit all of a session's rows in one of them, by design: replacing it, and
+#: the oldest event kept (MIN over the key reads its first entry).
+WALKS_A_SESSION = {
+    "commit trigger: drop nodes",
+    "commit trigger: drop usage_ledger",
+    "EVENT_BOUNDS",
+}
+
+
 async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
     """Leases, load and commit use index lookups and ranges only: cost independent of history.
 
@@ -244,6 +270,16 @@ async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
             ]
             assert not scans, (name, steps)
             assert "USE TEMP B-TREE" not in " ".join(steps), (name, steps)
+            # Nor walks a session's rows by its key alone in a table that grows with history
+            # (the partial indexes of open inputs and pending commands are fine, and so is MIN).
+            if name not in WALKS_A_SESSION:
+                for step in steps:
+                    walk = re.fullmatch(
+                        r"SEARCH (\w+) USING (?:INDEX sqlite_autoindex_(\w+)_1|PRIMARY KEY) "
+                        r"\(session_id=\?\)",
+                        step,
+                    )
+                    assert not (walk and (walk[2] or walk[1]) in GROWING), (name, steps)
         assert any(name.startswith("commit trigger") for name in _sqlite_schema.HOT_STATEMENTS)
     finally:
         conn.close()
@@ -277,8 +313,8 @@ async def test_busy_says_how_long_the_lease_lasts_never_zero(tmp_path: Path) -> 
         with pytest.raises(lash.SessionBusy) as busy:
             await two.acquire_lease("s", "B", ttl=30)
     assert str(busy.value) == (
-        "session 's' is busy: its lease is held by 'A' (for up to 30 s more); close it there, "
-        "or open with wait=<seconds>"
+        "session 's' is busy: its lease is held by 'A' (for up to 30 s more); wait for it "
+        "(the core's lease_wait, or wait=<seconds>)"
     )
     # Built directly, within microseconds of the expiry time given: exact values (a store
     # cannot be made to refuse a lease in its last tenth of a second without racing it).
@@ -336,7 +372,6 @@ async def test_revision_conflict_writes_nothing(tmp_path: Path) -> None:
         delta = lash.store.CommitDelta(
             nodes=tuple(every_kind()),
             plugin_states={"p": {"x": 2}},
-            pending=("x",),
             usage={"turn": lash.Usage(1, 0, 0)},
             turns=1,
             replace=True,
@@ -408,10 +443,12 @@ async def test_lease_of_another_session_cannot_commit(tmp_path: Path) -> None:
 
 
 async def test_cancelled_commit_is_all_or_nothing_and_the_store_stays_usable(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A commit cancelled at any moment leaves the whole delta or none of it; commits go on."""
+    """A commit cancelled at any moment leaves the whole delta or none of it; commits go on.
+    (On the worker thread: an inline commit runs to its end before anything else can run.)"""
     db = tmp_path / "lash.db"
+    monkeypatch.setattr(sqlite_module, "INLINE", False)
     async with opened(db) as store:
         lease = await leased(store, "s")
         revision = 0
@@ -450,7 +487,7 @@ async def test_cancelled_commit_is_all_or_nothing_and_the_store_stays_usable(
 
 
 async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> None:
-    """``replace`` drops old nodes, states, usage, config and pending; keeps created_at."""
+    """``replace`` drops old nodes, states, usage and config; keeps created_at and the mailbox."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
@@ -458,9 +495,9 @@ async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> 
             nodes=tuple(every_kind()),
             plugin_states={"a": {"v": 1}, "b": {"v": 2}},
             config=lash.SessionConfig(model="old"),
-            pending=("queued",),
             usage={"turn": lash.Usage(7, 7, 7)},
             turns=2,
+            enqueue=(lash.store.InputDraft("queued"),),
         )
         await store.commit("s", lease=lease, expected_revision=0, delta=first)
         created = (await store.load("s")).created_at  # type: ignore[union-attr]
@@ -478,12 +515,14 @@ async def test_replace_starts_the_session_over_in_one_commit(tmp_path: Path) -> 
     assert list(record.nodes) == fresh_nodes
     assert record.plugin_states == {"b": {"v": 3}}
     assert record.config == lash.SessionConfig()
-    assert record.pending == () and record.turns == 1 and record.revision == 2
+    assert record.turns == 1 and record.revision == 2
     assert record.usage == {"turn": lash.Usage(1, 2, 3)}
     assert record.created_at == created
     assert query(db, "SELECT revision, source FROM usage_ledger") == [(2, "turn")]
     # Only blobs still referenced remain (the new state of "b").
     assert query(db, "SELECT data FROM blobs") == [('{"v":3}',)]
+    # The mailbox is the session's, not its history's: the input queued stays.
+    assert query(db, "SELECT text, state FROM inputs") == [("queued", "pending")]
 
 
 async def test_usage_ledger_has_a_row_per_commit_and_source_and_load_sums_it(
@@ -707,11 +746,17 @@ def install_failure(db: Path, table: str, event: str, when: str) -> None:
 @pytest.mark.parametrize(
     ("table", "event", "when"),
     [
-        # The first write of a commit (node rows), one in the middle (the usage ledger; the
-        # writes after it would succeed) and the last but one (the head row).
+        # The first write of a commit (node rows), some in the middle (the usage ledger, the
+        # settled input, the turn record, the second event; the writes after each would
+        # succeed), the head row, and an input the commit queues (its own statement, before
+        # the commit's).
         ("nodes", "INSERT", "NEW.kind = 'plugin'"),
         ("usage_ledger", "INSERT", "NEW.source = 'boom'"),
+        ("inputs", "UPDATE", "NEW.state = 'completed'"),
+        ("turn_records", "INSERT", "1"),
+        ("events", "INSERT", "NEW.type = 'boom'"),
         ("sessions", "UPDATE", "NEW.config_hash IS NOT NULL"),
+        ("inputs", "INSERT", "NEW.text = 'follow-up'"),
     ],
 )
 async def test_a_failing_write_fails_the_commit_and_writes_nothing(
@@ -725,26 +770,33 @@ async def test_a_failing_write_fails_the_commit_and_writes_nothing(
         first = lash.store.CommitDelta(
             nodes=tuple(every_kind("F1")[:2]),
             plugin_states={"p": {"v": 1}},
-            pending=("a",),
             usage={"turn": lash.Usage(1, 1, 0)},
             turns=1,
         )
         assert await store.commit("s", lease=lease, expected_revision=0, delta=first) == 1
+        queued = await store.enqueue_input("s", lash.store.InputDraft("a"))
+        assert [i.id for i in await store.claim_inputs(lease)] == [queued.id]
         install_failure(db, table, event, when)
         before = dump(db)
         failing = lash.store.CommitDelta(
             nodes=tuple(every_kind("F2", 2, previous="F1")),
             plugin_states={"p": {"v": 2}, "q": {"v": 3}},
             config=lash.SessionConfig(model="m"),
-            pending=(),
             usage={"turn": lash.Usage(2, 2, 0), "boom": lash.Usage(1, 0, 0)},
             turns=1,
+            claimed=(queued.id,),
+            enqueue=(lash.store.InputDraft("follow-up"),),
+            turn=lash.store.TurnRecord("s", "t-2", 2, "completed", 0),
+            events=(lash.store.EventDraft("fine"), lash.store.EventDraft("boom")),
+            release=True,
         )
         with pytest.raises(lash.LashError, match="injected failure"):
             await store.commit("s", lease=lease, expected_revision=1, delta=failing)
         assert dump(db) == before
         record = await store.load("s")
-        assert record is not None and record.revision == 1 and record.pending == ("a",)
+        assert record is not None and record.revision == 1
+        (still,) = await store.list_inputs("s")
+        assert (still.id, still.state) == (queued.id, "claimed")  # the lease was not released
         sound = lash.store.CommitDelta(plugin_states={"p": {"v": 4}}, turns=1)
         assert await store.commit("s", lease=lease, expected_revision=1, delta=sound) == 2
     assert query(db, "SELECT revision, turns FROM sessions") == [(2, 2)]
@@ -762,23 +814,53 @@ def turn_delta(frame: str, turn: int, state: Any) -> lash.store.CommitDelta:
     )
 
 
-async def test_commit_work_does_not_grow_with_history(tmp_path: Path) -> None:
-    """A commit costs as many SQLite VM instructions at 3,000 nodes of history as at 6 (counted
-    with a progress handler called on every instruction: a pass over the session's rows, such
-    as a replace-only DELETE evaluated row by row, would add thousands)."""
+async def mailbox_turn(
+    store: SQLiteStore, sid: str, revision: int, turn: int, step: Callable[[str], None]
+) -> int:
+    """One turn as a kernel drains queued input: input queued (no lease), the lease taken with
+    the turn's id and an event, the input claimed, the turn committed (nodes, state, usage,
+    the settled claim, the turn record, events) releasing the lease; ``step(name)`` is called
+    after each of the four. Returns the new revision."""
+    queued = await store.enqueue_input(sid, lash.store.InputDraft(f"input {turn}"))
+    step("enqueue")
+    lease = await store.acquire_lease(
+        sid, "w1", ttl=30, turn=f"t{turn}", events=[lash.store.EventDraft("turn_started")]
+    )
+    step("acquire")
+    (claimed,) = await store.claim_inputs(lease)
+    step("claim")
+    assert claimed.id == queued.id
+    delta = attrs.evolve(
+        turn_delta(f"T{turn}", turn, {"turn": turn}),
+        claimed=(claimed.id,),
+        turn=lash.store.TurnRecord(sid, f"t{turn}", turn, "completed", 0),
+        events=(lash.store.EventDraft("turn_committed", {"turn": turn}),),
+        release=True,
+    )
+    revision = await store.commit(sid, lease=lease, expected_revision=revision, delta=delta)
+    step("commit")
+    return revision
+
+
+async def test_commit_work_does_not_grow_with_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit, a lease acquisition, queueing input and claiming it cost as many SQLite VM
+    instructions at 3,000 nodes of history (and 500 settled inputs, 500 turn records, 1,500
+    events) as at 6 (counted with a progress handler called on every instruction: a pass over
+    the session's rows, such as a replace-only DELETE evaluated row by row, or a look for
+    pending input among the settled ones, would add thousands)."""
     db = tmp_path / "lash.db"
-    work: dict[str, list[int]] = {}
+    steps = ("enqueue", "acquire", "claim", "commit")
+    work: dict[str, dict[str, list[int]]] = {}
+    # Every statement on the worker's connection, where the progress handler counts them (the
+    # inline connection runs the same statements).
+    monkeypatch.setattr(sqlite_module, "INLINE", False)
     async with opened(db) as store:
         for sid, history in (("short", 1), ("long", 500)):
-            lease = await leased(store, sid)
-            revision = await store.commit(
-                sid,
-                lease=lease,
-                expected_revision=0,
-                delta=lash.store.CommitDelta(
-                    nodes=tuple(n for t in range(history) for n in every_kind(f"H{t}", t))
-                ),
-            )
+            revision = 0
+            for turn in range(history):
+                revision = await mailbox_turn(store, sid, revision, turn, lambda name: None)
             instructions = 0
 
             def count() -> int:
@@ -786,24 +868,31 @@ async def test_commit_work_does_not_grow_with_history(tmp_path: Path) -> None:
                 instructions += 1
                 return 0  # go on
 
+            def measured(name: str, sid: str = sid) -> None:
+                # What the step ran on the connection since the last one.
+                nonlocal instructions
+                work[sid][name].append(instructions)
+                instructions = 0
+
             conn = store._conn  # the store's connection: the handler is per connection
             assert conn is not None
+            work[sid] = {step: [] for step in steps}
             await conn.set_progress_handler(count, 1)
-            work[sid] = []
-            for turn in range(3):
+            for turn in range(history, history + 3):
                 instructions = 0
-                delta = turn_delta(f"T{turn}", turn, {"turn": turn})
-                revision = await store.commit(
-                    sid, lease=lease, expected_revision=revision, delta=delta
-                )
-                work[sid].append(instructions)
+                revision = await mailbox_turn(store, sid, revision, turn, measured)
             await conn.set_progress_handler(None, 1)
     assert query(db, "SELECT session_id, COUNT(*) FROM nodes GROUP BY 1 ORDER BY 1") == [
-        ("long", 6 * 500 + 18),
-        ("short", 6 + 18),
+        ("long", 6 * 503),
+        ("short", 6 * 4),
     ]
-    for short, long in zip(work["short"], work["long"], strict=True):
-        assert 0 < short and long <= short * 1.05, work
+    assert query(
+        db,
+        "SELECT session_id, COUNT(*) FROM inputs WHERE state = 'completed' GROUP BY 1 ORDER BY 1",
+    ) == [("long", 503), ("short", 4)]
+    for step in steps:
+        for short, long in zip(work["short"][step], work["long"][step], strict=True):
+            assert 0 < short and long <= short * 1.05, (step, work)
 
 
 async def test_a_head_this_store_did_not_write_is_read_again(
@@ -811,25 +900,23 @@ async def test_a_head_this_store_did_not_write_is_read_again(
 ) -> None:
     """A store continues from the head it committed last only while the stored head is that
     one. Here another store deletes the session and recommits it to the same revision under
-    the same owner and token (a lease renewal hands back the token), and with the clock
-    standing still (a coarse clock): both heads have the same revision and the same time. The
-    first store's next commit must go on from what is stored, not from what it remembers."""
+    the same lease (one that has expired, which nobody took over: it still commits, and no
+    longer blocks a delete), and with the clock standing still (a coarse clock): both heads
+    have the same revision and the same time. The first store's next commit must go on from
+    what is stored, not from what it remembers."""
     monkeypatch.setattr(time, "time", lambda: 1_700_000_000.25)
     db = tmp_path / "lash.db"
     async with opened(db) as a_store, opened(db) as b_store:
-        lease = await a_store.acquire_lease("s", "w", ttl=30)
+        lease = await a_store.acquire_lease("s", "w", ttl=0)  # expired at once
         assert (
             await a_store.commit(
                 "s", lease=lease, expected_revision=0, delta=turn_delta("A1", 1, {"by": "a"})
             )
             == 1
         )
-        await b_store.release_lease(lease)
         await b_store.delete("s")
-        again = await b_store.acquire_lease("s", "w", ttl=30)
-        assert (again.owner, again.token) == (lease.owner, lease.token)
         two_nodes = lash.store.CommitDelta(nodes=tuple(every_kind("B1", 1)[:2]), turns=1)
-        assert await b_store.commit("s", lease=again, expected_revision=0, delta=two_nodes) == 1
+        assert await b_store.commit("s", lease=lease, expected_revision=0, delta=two_nodes) == 1
         assert (
             await a_store.commit(
                 "s", lease=lease, expected_revision=1, delta=turn_delta("A2", 2, {"by": "a, later"})
@@ -847,39 +934,72 @@ async def test_a_head_this_store_did_not_write_is_read_again(
     assert query(db, "SELECT data FROM blobs") == [('{"by":"a, later"}',)]
 
 
+#: A database lash 0.1 wrote: migrations 1 and 2, one session ("old-1", see the file's header).
+LEGACY_SQL = Path(__file__).parent / "data" / "lash-0.1-session.sql"
+
+
+def legacy_database(path: Path, *, first_schema: bool = False, pending: Sequence[str] = ()) -> None:
+    """Write :data:`LEGACY_SQL` to ``path``. ``first_schema``: without migration 2 (its view and
+    trigger: what lash wrote before the one-statement commit). ``pending``: input strings
+    queued on the session's head, in a blob as lash 0.1 kept them (canonical JSON, sha256)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(LEGACY_SQL.read_text(encoding="utf-8"))
+        with conn:
+            if first_schema:
+                conn.execute("DROP TRIGGER apply_commit_request")
+                conn.execute("DROP VIEW commit_requests")
+                conn.execute("DELETE FROM lash_migrations WHERE id = 2")
+                conn.execute("PRAGMA user_version = 1")
+            if pending:
+                data = json.dumps(list(pending), separators=(",", ":"), ensure_ascii=False)
+                digest = hashlib.sha256(data.encode()).hexdigest()
+                conn.execute("INSERT INTO blobs VALUES (?, ?)", (digest, data))
+                conn.execute("UPDATE sessions SET pending_hash = ?", (digest,))
+    finally:
+        conn.close()
+
+
+def legacy_rows(path: Path) -> list[tuple[Any, ...]]:
+    """The rows of the tables lash 0.1 wrote that migration 3 leaves as they are."""
+    rows: list[tuple[Any, ...]] = []
+    for table in ("nodes", "plugin_states", "usage_ledger", "usage_totals"):
+        rows += [(table, *r) for r in query(path, f"SELECT * FROM {table} ORDER BY 1, 2")]
+    return rows
+
+
 async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Path) -> None:
-    """A file with migration 1 only (what lash wrote before the one-statement commit) gets
-    migration 2 on open, keeps every session as it was, and takes commits again."""
+    """A file with migration 1 only (lash 0.1's, before the one-statement commit) gets
+    migrations 2 and 3 on open, keeps its session as it was, and takes commits again."""
     db = tmp_path / "lash.db"
+    legacy_database(db, first_schema=True)
+    rows = legacy_rows(db)
     async with opened(db) as store:
-        lease = await leased(store, "s")
-        await store.commit("s", lease=lease, expected_revision=0, delta=turn_delta("F1", 1, 1))
-        await store.commit("s", lease=lease, expected_revision=1, delta=turn_delta("F2", 2, 2))
-        await store.release_lease(lease)
-        before = await store.load("s", full=True)
-    conn = sqlite3.connect(db)
-    with conn:  # back to the first schema: migration 2 added the view and its trigger only
-        conn.execute("DROP TRIGGER apply_commit_request")
-        conn.execute("DROP VIEW commit_requests")
-        conn.execute("DELETE FROM lash_migrations WHERE id = 2")
-        conn.execute("PRAGMA user_version = 1")
-    conn.close()
-    rows = dump(db)
-    async with opened(db) as store:
-        assert await store.load("s", full=True) == before
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2]
-        assert dump(db) == rows
-        lease = await leased(store, "s")
+        before = await store.load("old-1", full=True)
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3]
+        assert legacy_rows(db) == rows
+        active = await store.load("old-1")
+        lease = await leased(store, "old-1")
+        # The lease lash 0.1 left (released: expires_at 0) had token 1.
+        assert (lease.token, lease.revision, lease.pending_inputs) == (2, 4, 0)
         delta = turn_delta("F3", 3, 3)
-        assert await store.commit("s", lease=lease, expected_revision=2, delta=delta) == 3
-        after = await store.load("s", full=True)
-    assert query(db, "PRAGMA user_version") == [(2,)]
-    assert before is not None and after is not None
+        assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
+        after = await store.load("old-1", full=True)
+    assert query(db, "PRAGMA user_version") == [(3,)]
+    # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
+    assert before is not None and active is not None and after is not None
+    assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
+    assert before.usage == {"compaction": lash.Usage(5, 2, 0), "turn": lash.Usage(37, 9, 0)}
+    assert before.plugin_states["plan"] == {
+        "steps": [{"status": "in_progress", "step": "pack"}],
+        "updates": 1,
+    }
+    assert before.config.model == "m1" and before.config.provider == "scripted"
     assert after.nodes == before.nodes + delta.nodes
-    assert (after.turns, after.plugin_states, after.usage) == (
+    assert (after.turns, after.plugin_states["p"], after.usage["turn"]) == (
         3,
-        {"p": 3},
-        {"turn": lash.Usage(9, 6, 3)},
+        3,
+        lash.Usage(40, 11, 1),
     )
 
 
@@ -904,7 +1024,7 @@ async def test_missing_blob_is_reported_by_load(tmp_path: Path) -> None:
 # -- stored rows are read strictly --------------------------------------------------------------
 
 #: The variant tags of stored nodes, as errors list them (the persisted spelling).
-TAGS = "'assistant' | 'frame' | 'plugin' | 'tool_call' | 'tool_result' | 'user'"
+TAGS = "'assistant' | 'frame' | 'outcome' | 'plugin' | 'tool_call' | 'tool_result' | 'user'"
 
 
 def set_row(db: Path, session_id: str, seq: int, text: str) -> None:
@@ -1058,22 +1178,23 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(2,)]
+    assert query(db, "PRAGMA user_version") == [(3,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
         (2, "one-statement commit"),
+        (3, "mailbox"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(2,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(3,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1109,7 +1230,7 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
     assert "migration 99" in message and "'process queue'" in message and "9.4.0" in message
     assert refused.value.path == str(db)
     assert db.read_bytes() == before
-    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,), (99,)]
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,), (3,), (99,)]
 
 
 async def test_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
@@ -1275,14 +1396,23 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3]
+        assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
+        assert await reader.turn_record("s", "t") is None
+        dead = lash.store.Lease("s", "w", 1, time.time() + 30)
         writes = {
             "acquire": reader.acquire_lease("t", "w", ttl=30),
-            "renew": reader.renew_lease(lash.store.Lease("s", "w", 1, time.time() + 30), ttl=30),
+            "renew": reader.renew_lease(dead, ttl=30),
+            "release": reader.release_lease(dead),
             "commit": reader.commit(
                 "s", lease=lease, expected_revision=1, delta=turn_delta("F1", 2, 2)
             ),
             "delete": reader.delete("s"),
+            "enqueue": reader.enqueue_input("s", lash.store.InputDraft("x")),
+            "claim": reader.claim_inputs(dead),
+            "cancel": reader.cancel_inputs("s", ["x"]),
+            "command": reader.enqueue_command("s", lash.store.CommandDraft("reset", "k")),
+            "cancel turn": reader.request_cancel("s", "t", origin="o"),
         }
         for name, write in writes.items():
             with pytest.raises(lash.ConfigError) as refused:
@@ -1315,24 +1445,19 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
     assert empty.read_bytes() == b""
 
     db = tmp_path / "old.db"
-    async with opened(db) as store:
-        await store.open()
-    conn = sqlite3.connect(db)
-    with conn:  # the first schema, as in the migration test above
-        conn.execute("DROP TRIGGER apply_commit_request")
-        conn.execute("DROP VIEW commit_requests")
-        conn.execute("DELETE FROM lash_migrations WHERE id = 2")
-    conn.close()
+    legacy_database(db, first_schema=True)
     async with opened(db, mode="ro") as reader:
         with pytest.raises(lash.ConfigError) as refused:
             await reader.list_sessions()
-    assert "lacks the schema migrations 2 ('one-statement commit')" in str(refused.value)
+    assert "lacks the schema migrations 2 ('one-statement commit'), 3 ('mailbox')" in str(
+        refused.value
+    )
     assert "open it once without mode=ro" in str(refused.value)
     assert query(db, "SELECT id FROM lash_migrations") == [(1,)]
     # Without mode=ro (rw: it exists), the store migrates it forward.
     async with opened(db, mode="rw") as store:
-        assert await store.list_sessions() == []
-    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,)]
+        assert [row.session_id for row in await store.list_sessions()] == ["old-1"]
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,), (3,)]
 
 
 # -- URLs ---------------------------------------------------------------------------------------
@@ -1612,7 +1737,9 @@ def graph_nodes(draw: st.DrawFn) -> Any:
         "frame_id": draw(names),
         "turn": draw(st.integers(0, 50)),
     }
-    kind = draw(st.sampled_from(["user", "assistant", "call", "result", "plugin", "frame"]))
+    kind = draw(
+        st.sampled_from(["user", "assistant", "call", "result", "plugin", "frame", "outcome"])
+    )
     if kind == "user":
         items = draw(st.lists(json_values, max_size=2))
         return lash.UserMessage(**base, text=draw(texts), items=tuple(items))
@@ -1635,6 +1762,16 @@ def graph_nodes(draw: st.DrawFn) -> Any:
         )
     if kind == "plugin":
         return lash.PluginNode(**base, plugin=draw(names), kind=draw(names), data=draw(json_values))
+    if kind == "outcome":  # how a turn ended (the listing's status)
+        outcome = {
+            **base,
+            "type": "outcome",
+            "turn_id": draw(names),
+            "outcome": draw(st.sampled_from(["completed", "stopped", "failed"])),
+            "reason": draw(st.none() | names),
+            "error": draw(st.none() | texts),
+        }
+        return lash.from_data(outcome, lash.GraphNode)
     return lash.FrameBoundary(
         **base,
         previous_frame_id=draw(st.none() | names),
@@ -1655,7 +1792,6 @@ deltas = st.builds(
     nodes=st.lists(graph_nodes(), max_size=5).map(tuple),
     plugin_states=st.dictionaries(names, json_values, max_size=2),
     config=st.none() | configs,
-    pending=st.none() | st.lists(texts, max_size=2).map(tuple),
     usage=st.dictionaries(names, usages, max_size=2),
     turns=st.integers(0, 2),
     replace=st.booleans(),
@@ -1684,7 +1820,8 @@ async def test_random_commit_sequences_round_trip_like_the_memory_store(
     tmp_path: Path, ops: list[tuple[str, lash.store.CommitDelta | None]]
 ) -> None:
     """Random commits (every node kind, replaces, states, usage) and deletes: the file holds
-    exactly what the reference MemoryStore holds, also after reopening."""
+    exactly what the reference MemoryStore holds (the listing's status too), also after
+    reopening."""
     db = tmp_path / f"prop-{next(_examples)}.db"
     reference = lash.store.MemoryStore()
     async with opened(db) as store:
@@ -1723,8 +1860,7 @@ async def test_random_commit_sequences_round_trip_like_the_memory_store(
             )
         # Every blob is referenced by some session: replaced and deleted data was dropped.
         referenced = {h for (h,) in query(db, "SELECT blob_hash FROM plugin_states")}
-        for column in ("config_hash", "protocol_options_hash", "pending_hash"):
-            referenced |= {h for (h,) in query(db, f"SELECT {column} FROM sessions") if h}
+        referenced |= {h for (h,) in query(db, "SELECT config_hash FROM sessions") if h}
         assert {h for (h,) in query(db, "SELECT hash FROM blobs")} == referenced
 
 
@@ -1774,3 +1910,43 @@ async def test_random_nodes_load_as_committed_and_spoiled_rows_are_refused(
     assert invalid.value.args[0].startswith(f"invalid stored node of {sid!r}:")
     (line,) = invalid.value.problems
     assert line.startswith(problem)
+
+
+async def test_small_writes_run_inline_and_wait_on_the_worker_when_the_lock_is_taken(
+    tmp_path: Path,
+) -> None:
+    """A lease and a turn's commit run on the event loop's thread (the worker's connection runs
+    none of their statements) while the write lock is free; with another connection holding
+    it, they go to the worker, which waits for it, while the event loop goes on."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        await store.open()
+        conn = store._conn
+        assert conn is not None
+        on_worker = 0
+
+        def count() -> int:
+            nonlocal on_worker
+            on_worker += 1
+            return 0
+
+        await conn.set_progress_handler(count, 1)
+        lease = await store.acquire_lease("s", "w1", ttl=30)
+        delta = lash.store.CommitDelta(nodes=tuple(every_kind("F", 0)), turns=1, release=True)
+        assert await store.commit("s", lease=lease, expected_revision=0, delta=delta) == 1
+        assert on_worker == 0, "a small write went to the worker thread"
+
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(store.acquire_lease("s", "w1", ttl=30))
+        ticks = 0
+        while ticks < 20:  # the loop runs on while the acquisition waits for the lock
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not task.done()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        again = await asyncio.wait_for(task, 10)
+        assert (again.revision, again.token) == (1, lease.token + 1)
+        assert on_worker > 0, "the busy write did not go to the worker thread"
+        await conn.set_progress_handler(None, 1)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 
 import lash
@@ -57,17 +58,16 @@ class LeaselessCommitStore(lash.store.MemoryStore):
     async def commit(
         self, session_id: str, *, lease: lash.store.Lease, expected_revision: int, delta: Any
     ) -> int:
-        current = self._leases.get(session_id)
-        self._leases[session_id] = lease  # pretend the caller's lease is current
+        head = self._session(session_id)
+        current = head.lease
+        head.lease = lease  # pretend the caller's lease is current
         try:
             return await super().commit(
                 session_id, lease=lease, expected_revision=expected_revision, delta=delta
             )
         finally:
-            if current is None:
-                del self._leases[session_id]
-            else:
-                self._leases[session_id] = current
+            if head.lease is lease:
+                head.lease = current
 
 
 class AllNodesStore(lash.store.MemoryStore):
@@ -75,6 +75,31 @@ class AllNodesStore(lash.store.MemoryStore):
 
     async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
         return await super().load(session_id, full=True)
+
+
+class ForgetfulDeleteStore(lash.store.MemoryStore):
+    """Deletes a session without a trace: its lease tokens and event numbers start over."""
+
+    async def delete(self, session_id: str) -> None:
+        await super().delete(session_id)
+        del self._sessions[session_id]
+
+
+class LateConflictStore(lash.store.MemoryStore):
+    """Checks a commit's enqueue keys only after applying the rest of the commit."""
+
+    async def commit(
+        self, session_id: str, *, lease: lash.store.Lease, expected_revision: int, delta: Any
+    ) -> int:
+        revision = await super().commit(
+            session_id,
+            lease=lease,
+            expected_revision=expected_revision,
+            delta=attrs.evolve(delta, enqueue=()),
+        )
+        for draft in delta.enqueue:
+            await self.enqueue_input(session_id, draft)
+        return revision
 
 
 class KeyErrorDeleteStore(lash.store.MemoryStore):
@@ -100,13 +125,19 @@ class KeyErrorDeleteStore(lash.store.MemoryStore):
                 "commit_foreign_lease",
                 "concurrent_commits_two_leases",
                 "delete",
+                "lease_take_over_dead_holder",
+                "commit_releases_the_lease",
+                "delete_keeps_fencing_and_event_numbers",
             },
         ),
         # Only these checks have a frame boundary after the first node.
         (AllNodesStore, {"load_active_frame", "large_history"}),
-        (KeyErrorDeleteStore, {"delete"}),
+        # A session with only queued input is deleted too (load() says None for it).
+        (KeyErrorDeleteStore, {"delete", "delete_keeps_fencing_and_event_numbers"}),
+        (ForgetfulDeleteStore, {"delete_keeps_fencing_and_event_numbers"}),
+        (LateConflictStore, {"commit_enqueue_conflict_writes_nothing"}),
     ],
-    ids=["leaseless-commit", "all-nodes", "keyerror-delete"],
+    ids=["leaseless-commit", "all-nodes", "keyerror-delete", "forgetful-delete", "late-conflict"],
 )
 async def test_broken_store_fails_the_checks_it_breaks(
     store_class: Callable[[], lash.store.Store], failing: set[str]
@@ -138,9 +169,9 @@ async def test_store_that_does_not_check_ids_fails_the_id_rule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A memory store with its session id check removed fails session_id_rule, and only it."""
-    import lash._store.protocol
+    import lash._store.memory
 
-    monkeypatch.setattr(lash._store.protocol, "check_session_id", lambda session_id: session_id)
+    monkeypatch.setattr(lash._store.memory, "check_session_id", lambda session_id: session_id)
     with pytest.raises(StoreConformanceError) as info:
         await check_store(lash.store.MemoryStore)
     assert list(info.value.failures) == ["session_id_rule"]

@@ -257,7 +257,9 @@ class Aborter:
     def before_turn(self, turn: lash.TurnView) -> lash.TurnDirective | None:
         if self.when == "before" and "forbidden" in turn.input:
             return lash.AbortTurn("forbidden topic")
-        return lash.EnqueueMessages(("follow-up",)) if self.when == "enqueue" else None
+        if self.when == "enqueue" and turn.input == "first":
+            return lash.EnqueueMessages(("follow-up",))
+        return None
 
     @lash.hookimpl
     async def after_turn(self, turn: lash.TurnView) -> lash.TurnDirective | None:
@@ -285,10 +287,14 @@ async def test_after_turn_abort_marks_the_turn_stopped() -> None:
 
 
 async def test_enqueue_directive_queues_input_for_a_later_turn() -> None:
-    """EnqueueMessages puts input in the session's pending queue; run_pending runs it."""
+    """EnqueueMessages queues input in the session's mailbox with the turn; drain runs it."""
     session = await make_core(Recorder(["one", "two"]), Aborter("enqueue")).session("s").open()
     await session.turn("first").run()
-    assert session.pending == ("follow-up",)
+    (queued,) = await session.inputs()
+    assert (queued.text, queued.state, queued.source) == ("follow-up", "pending", "plugin:aborter")
+    (follow_up,) = await session.drain()
+    assert (follow_up.outcome, follow_up.text, follow_up.index) == ("completed", "two", 2)
+    assert await session.inputs() == []
 
 
 class Raiser:

@@ -1,4 +1,4 @@
-"""A host running queued follow-up turns: ``session.run_pending()``."""
+"""A host running queued follow-up turns: ``session.drain()``."""
 
 import asyncio
 
@@ -39,8 +39,8 @@ async def main() -> list[lash.TurnResult]:
     async with core:
         session = await core.session("trip").open()
         results = [await session.turn("Book my trip to Lisbon.").run()]
-        print(f"queued: {session.pending}")
-        results += await session.run_pending()  # one turn per queued input, oldest first
+        print(f"queued: {[i.text for i in await session.inputs()]}")
+        results += await session.drain()  # one turn per queued input, oldest first
         for result in results:
             print(f"turn {result.index}: {result.text} ({result.usage.total_tokens} tokens)")
         print(f"session: {session.usage_report()['total']}")

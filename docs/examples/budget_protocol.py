@@ -26,15 +26,18 @@ class BudgetedProtocol:
         while True:
             response = await turn.call_model()  # records the assistant message and its usage
             spent += response.usage.total_tokens
-            if not response.tool_calls:
-                turn.finish(response.text)  # the turn completes with this answer
+            if not response.tool_calls and not await turn.checkpoint():
+                # Nothing joined the turn at its "before completion" checkpoint (input queued for
+                # the running turn, a checkpoint hook's message): it completes with this answer.
+                turn.finish(response.text)
                 return
             if spent > budget:
                 # stop() ends the turn "stopped"; the calls asked for get error results.
                 turn.stop("plugin_abort", f"token budget spent: {spent} of {budget} tokens")
             if rounds == max_rounds:
-                turn.stop("max_tool_rounds", f"still asking for tools after {rounds} rounds")
-            await turn.run_tool_calls(response.tool_calls)  # concurrently; hooks included
+                turn.stop("max_tool_rounds", f"still going after {rounds} rounds")
+            if response.tool_calls:
+                await turn.run_tool_calls(response.tool_calls)  # concurrently; hooks included
             rounds += 1
 
 

@@ -4,52 +4,133 @@ The database is anything with the interface of a ``MutableMapping[str, str]``: t
 URL gets a dict (sessions then live as long as the process, like ``memory://``), and a real
 key-value service's client with that interface would slot in unchanged. Every value is JSON text.
 
-Two kinds of keys::
+A session is a handful of kinds of keys (``<sid>`` is the session id; it and the other ids
+are %-escaped, since an id may hold ``/``)::
 
-    head/<session id>          the head: revision, counters, config, states, usage, the lease
-    node/<session id>/<seq>    one graph node, numbered in commit order
+    head/<sid>               the head: revision, counters, config, plugin states, usage, the
+                             lease and the turn it runs, the open inputs and their claims, the
+                             pending commands, the event window, the next number of each kind
+    node/<sid>/<n>           one graph node, numbered in commit order
+    input/<sid>/<n>          one input of the mailbox, numbered in queue order
+    input-id/<sid>/<id>      the number of the input with this id, and
+    input-key/<sid>/<key>    of the one with this idempotency key (a key-value database has
+                             no secondary indexes: the store keeps its own)
+    command/<sid>/<n>        one session command, numbered in queue order
+    command-id/<sid>/<id>    the number of the command with this id, and
+    command-key/<sid>/<key>  of the one with this idempotency key
+    turn/<sid>/<turn id>     the record of a committed turn
+    cancel/<sid>/<turn id>   a request to cancel a running turn
+    event/<sid>/<n>          one event of the session's log, numbered from 1
 
-A commit writes its new nodes under fresh keys, then the head, **last**: the head is the commit
-point, so a commit that fails half-way leaves nodes nothing points at (the next commit reuses
-their keys) and a session that is exactly as before. A commit writes only its delta, and a load
-reads only the nodes from the active frame's boundary on, however long the history.
+**One write per call.** Each method reads what it needs, checks it, and gathers every change
+in a :class:`Batch`; ``_write`` then applies the batch at once, the head last, with no ``await``
+anywhere in the method: on one event loop nothing can slip in between a read and the write, and
+nobody sees half a commit. That is how a commit (its nodes, the inputs it completes, the commands
+it applies, its turn record, its events, the lease it releases) stays all or nothing.
 
-Each method reads and writes without awaiting in between, so on one event loop nothing can slip
-into a read-then-write. A backend shared by several processes needs the same guarantee from its
-database: a transaction around every read-then-write (``BEGIN IMMEDIATE`` in SQLite,
-``SELECT ... FOR UPDATE`` in Postgres).
+A database shared by several processes needs the same from its own means: apply the batch as
+one multi-key transaction, made conditional on the head being unchanged since it was read
+(etcd ``Txn`` comparing the head's mod revision, DynamoDB ``TransactWriteItems`` with a condition
+on it, Redis ``WATCH``/``MULTI``/``EXEC``, a FoundationDB transaction). Every write to a session
+rewrites its head, so that one condition serialises them all; when it fails, read again and
+retry. A commit writes only its delta, and a load reads only the active frame's nodes, however
+long the history.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import MutableMapping
-from typing import Any
+import uuid
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+import attrs
 
 import lash
 import lash.store
 
 SCHEME = "kv"
 
+T = TypeVar("T")
+
+
+def key(kind: str, session_id: str, *rest: str | int) -> str:
+    """``kind/<session id>/...``: each id %-escaped, so that ``/`` in one cannot make two
+    sessions' keys collide (session ``a`` turn ``b/c`` against session ``a/b`` turn ``c``)."""
+    parts = (str(part) for part in (session_id, *rest))
+    return "/".join([kind, *(quote(part, safe="", errors="surrogatepass") for part in parts)])
+
+
+class Batch:
+    """The changes one store call makes, applied at once by ``KVStore._write``. Reads through
+    the batch see its own changes (a commit may queue two inputs with one key)."""
+
+    def __init__(self, data: MutableMapping[str, str]) -> None:
+        self.data = data
+        self.changes: dict[str, str | None] = {}  # None: delete the key
+
+    def get(self, k: str) -> Any:
+        text = self.changes[k] if k in self.changes else self.data.get(k)
+        return None if text is None else json.loads(text)
+
+    def put(self, k: str, value: Any) -> None:
+        self.changes[k] = json.dumps(value)
+
+    def delete(self, k: str) -> None:
+        self.changes[k] = None
+
 
 class KVStore:
-    """``kv://``: a :class:`lash.store.Store` over a key-value mapping of JSON text."""
+    """``kv://``: a :class:`lash.store.Store` over a key-value mapping of JSON text.
 
-    def __init__(self, url: str = "kv://", data: MutableMapping[str, str] | None = None) -> None:
+    ``events_kept`` and ``events_max_age`` bound each session's event log (the window an
+    observer resumes in): an append drops the events beyond it.
+    """
+
+    def __init__(
+        self,
+        url: str = "kv://",
+        data: MutableMapping[str, str] | None = None,
+        *,
+        events_kept: int = lash.store.EVENTS_KEPT,  # the replay window every store keeps
+        events_max_age: float = lash.store.EVENTS_MAX_AGE,
+    ) -> None:
         if not url.startswith(f"{SCHEME}://"):
             raise lash.ConfigError(f"not a {SCHEME}:// URL: {url!r}")
         self.url = url
         self.data: MutableMapping[str, str] = {} if data is None else data
+        self.events_kept = events_kept
+        self.events_max_age = events_max_age
 
-    # -- the head record -----------------------------------------------------------------
+    # -- reading and writing ------------------------------------------------------------
 
-    def _head(self, session_id: str) -> dict[str, Any] | None:
-        text = self.data.get(f"head/{session_id}")
+    def _get(self, k: str) -> Any:
+        """The JSON value at ``k``, or None."""
+        text = self.data.get(k)
         return None if text is None else json.loads(text)
 
-    def _write_head(self, session_id: str, head: dict[str, Any]) -> None:
-        self.data[f"head/{session_id}"] = json.dumps(head)
+    def _head(self, session_id: str) -> dict[str, Any] | None:
+        head: dict[str, Any] | None = self._get(key("head", session_id))
+        return head
+
+    def _write(self, batch: Batch, session_id: str, head: dict[str, Any]) -> None:
+        """The one write of a store call: its batch and the head it changed, all at once (no
+        other coroutine runs during the loop; a dict dies whole with its process)."""
+        batch.put(key("head", session_id), head)
+        for k, text in batch.changes.items():
+            if text is None:
+                self.data.pop(k, None)
+            else:
+                self.data[k] = text
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        # A key-value service lists keys by prefix (an etcd range, Redis SCAN MATCH, a
+        # DynamoDB Query); a dict can only be scanned.
+        return (k for k in list(self.data) if k.startswith(prefix))
+
+    # -- the lease, kept in the head ------------------------------------------------------
 
     @staticmethod
     def _lease(session_id: str, head: dict[str, Any] | None) -> lash.store.Lease | None:
@@ -58,46 +139,74 @@ class KVStore:
         owner, token, expires_at = head["lease"]
         return lash.store.Lease(session_id, owner, token, expires_at)
 
-    # -- leases --------------------------------------------------------------------------
+    def _granted(self, session_id: str, head: dict[str, Any]) -> lash.store.Lease:
+        """The head's lease, with what its holder needs to know: the revision and the work
+        queued (pending inputs: unsettled ones whose claim is not live)."""
+        lease = self._lease(session_id, head)
+        assert lease is not None
+        pending = sum(state(claim, lease) == "pending" for claim in head["inputs"].values())
+        return lash.store.Lease(
+            session_id,
+            lease.owner,
+            lease.token,
+            lease.expires_at,
+            revision=head["revision"],
+            pending_inputs=pending,
+            pending_commands=len(head["commands"]),
+        )
 
-    async def acquire_lease(self, session_id: str, owner: str, *, ttl: float) -> lash.store.Lease:
+    async def acquire_lease(
+        self,
+        session_id: str,
+        owner: str,
+        *,
+        ttl: float,
+        take_over: lash.store.Lease | None = None,
+        turn: str | None = None,
+        events: Sequence[lash.store.EventDraft] = (),
+    ) -> lash.store.Lease:
         lash.store.check_session_id(session_id)  # the same ids as every store, or SessionError
         # A lease may come before the first commit: a head at revision 0 holds it.
         head = self._head(session_id) or empty_head()
-        lease = lash.store.take_lease(self._lease(session_id, head), session_id, owner, ttl)
+        current = self._lease(session_id, head)
+        lease = lash.store.take_lease(current, session_id, owner, ttl, take_over=take_over)
         head["lease"] = [lease.owner, lease.token, lease.expires_at]
-        self._write_head(session_id, head)
-        return lease
+        head["running_turn"] = turn  # so that request_cancel can find the turn
+        batch = Batch(self.data)
+        self._log(batch, session_id, head, events, time.time())
+        self._write(batch, session_id, head)
+        return self._granted(session_id, head)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
         head = self._head(lease.session_id)
         lash.store.check_lease(self._lease(lease.session_id, head), lease)
         assert head is not None  # check_lease found the current lease in it
-        renewed = lash.store.Lease(lease.session_id, lease.owner, lease.token, time.time() + ttl)
-        head["lease"] = [renewed.owner, renewed.token, renewed.expires_at]
-        self._write_head(lease.session_id, head)
-        return renewed
+        head["lease"] = [lease.owner, lease.token, time.time() + ttl]
+        self._write(Batch(self.data), lease.session_id, head)
+        return self._granted(lease.session_id, head)
 
     async def release_lease(self, lease: lash.store.Lease) -> None:
         head = self._head(lease.session_id)
         current = self._lease(lease.session_id, head)
         if current is not None and (current.owner, current.token) == (lease.owner, lease.token):
-            # Expire it but keep its token, so that the next holder's token is higher.
+            # Expire it but keep its token, so that the next holder's token is higher. Its
+            # claims need no write: a claim counts only while its lease is live.
             assert head is not None
             head["lease"] = [current.owner, current.token, 0.0]
-            self._write_head(lease.session_id, head)
+            head["running_turn"] = None
+            self._write(Batch(self.data), lease.session_id, head)
 
-    # -- sessions ------------------------------------------------------------------------
+    # -- the head and the graph -----------------------------------------------------------
 
     async def load(self, session_id: str, *, full: bool = False) -> lash.store.SessionRecord | None:
         lash.store.check_session_id(session_id)
         head = self._head(session_id)
         if head is None or head["revision"] == 0:
             return None
-        first = head["first_seq"] if full else head["frame_start"]
+        first = head["first_node"] if full else head["frame_start"]
         nodes = [
-            lash.from_data(json.loads(self.data[f"node/{session_id}/{seq}"]), lash.GraphNode)
-            for seq in range(first, head["next_seq"])
+            lash.from_data(json.loads(self.data[key("node", session_id, n)]), lash.GraphNode)
+            for n in range(first, head["next_node"])
         ]
         config = lash.SessionConfig()
         if head["config"] is not None:
@@ -110,9 +219,9 @@ class KVStore:
             nodes=tuple(nodes),
             config=config,
             plugin_states=head["plugin_states"],
-            pending=tuple(head["pending"]),
             usage={k: lash.from_data(v, lash.Usage) for k, v in head["usage"].items()},
             turns=head["turns"],
+            event_seq=head["last_event"],
         )
 
     async def commit(
@@ -131,81 +240,448 @@ class KVStore:
             raise lash.RevisionConflict(
                 session_id, expected=expected_revision, actual=head["revision"]
             )
+        batch = Batch(self.data)
+        # Every check first: once the batch is written, the commit is whole.
+        claimed = [batch.get(key("input-id", session_id, i)) for i in delta.claimed]
+        for input_id, n in zip(delta.claimed, claimed, strict=True):
+            if n is None or head["inputs"].get(str(n)) != lease.token:
+                raise lash.LeaseLost(
+                    session_id, f"input {input_id!r} is not claimed by this lease any more"
+                )
+        applied = [batch.get(key("command-id", session_id, i)) for i in delta.applied]
+        for command_id, n in zip(delta.applied, applied, strict=True):
+            if n not in head["commands"]:
+                raise lash.LeaseLost(session_id, f"command {command_id!r} is not pending any more")
+        turn = delta.turn
+        if turn is not None and batch.get(key("turn", session_id, turn.turn_id)) is not None:
+            raise lash.RevisionConflict(
+                session_id, expected=expected_revision, actual=head["revision"]
+            )
+
         now = time.time()
-        garbage = range(0)
-        if delta.replace and head["revision"] > 0:
-            # Start over: a new head keeping the revision, the creation time and the lease. The new
-            # nodes are numbered on from the old ones, whose keys go once the head is written.
-            old, head = head, empty_head()
-            head.update(revision=old["revision"], created_at=old["created_at"], lease=old["lease"])
-            head["first_seq"] = head["frame_start"] = head["next_seq"] = old["next_seq"]
-            garbage = range(old["first_seq"], old["next_seq"])
+        if delta.replace:
+            # Start over: the graph part of the head is emptied (new nodes are numbered on from
+            # the old ones, whose keys go in this batch); revision, lease and mailbox stay.
+            for n in range(head["first_node"], head["next_node"]):
+                batch.delete(key("node", session_id, n))
+            head.update(empty_graph(start=head["next_node"]))
         if head["revision"] == 0:
             head["created_at"] = now
-        seq = head["next_seq"]
+        n = head["next_node"]
         for node in delta.nodes:
-            self.data[f"node/{session_id}/{seq}"] = json.dumps(lash.to_data(node, lash.GraphNode))
+            batch.put(key("node", session_id, n), lash.to_data(node, lash.GraphNode))
             if isinstance(node, lash.FrameBoundary):
-                head["frame_start"] = seq  # load() starts here from now on
+                head["frame_start"] = n  # load() starts here from now on
             elif isinstance(node, lash.UserMessage):
                 head["last_user_message"] = node.text
-            seq += 1
-        head["next_seq"] = seq
+            elif isinstance(node, lash.TurnOutcome):
+                head["status"] = node.outcome  # list_sessions() shows how the last turn ended
+            n += 1
+        head["next_node"] = n
         head["plugin_states"].update(delta.plugin_states)  # each state is replaced whole
         if delta.config is not None:
             head["config"] = lash.to_data(delta.config)
-        if delta.pending is not None:
-            head["pending"] = list(delta.pending)
         for source, usage in delta.usage.items():
             total = lash.from_data(head["usage"].get(source, {}), lash.Usage) + usage
             head["usage"][source] = lash.to_data(total)
         head["turns"] += delta.turns
         head["revision"] += 1
         head["updated_at"] = now
-        self._write_head(session_id, head)  # the commit point
-        for seq in garbage:
-            del self.data[f"node/{session_id}/{seq}"]
+
+        # The mailbox: settle what the turn consumed and applied, queue what it queued.
+        turn_id = turn.turn_id if turn is not None else None
+        for n in claimed:
+            k = key("input", session_id, n)
+            settle(batch, k, state="completed", settled_at=now, turn_id=turn_id)
+            del head["inputs"][str(n)]
+        for n in applied:
+            settle(batch, key("command", session_id, n), state="applied", applied_at=now)
+            head["commands"].remove(n)
+        for draft in delta.enqueue:
+            self._enqueue(batch, session_id, head, draft, now)
+        if turn is not None:
+            record = {**lash.to_data(turn), "revision": head["revision"], "committed_at": now}
+            batch.put(key("turn", session_id, turn.turn_id), record)
+            batch.delete(key("cancel", session_id, turn.turn_id))  # answered by the record
+        self._log(batch, session_id, head, delta.events, now)
+        if delta.release:
+            head["lease"] = [lease.owner, lease.token, 0.0]  # its token kept: release_lease
+            head["running_turn"] = None
+        self._write(batch, session_id, head)
         return int(head["revision"])
 
     async def delete(self, session_id: str) -> None:
         lash.store.check_session_id(session_id)
         head = self._head(session_id)
-        if head is None or head["revision"] == 0:
-            raise lash.UnknownSession(session_id)
+        if head is None or (
+            head["revision"] == 0 and head["next_input"] == head["next_command"] == 1
+        ):
+            raise lash.UnknownSession(session_id)  # no history, nothing ever queued
         lease = self._lease(session_id, head)
-        if lease is not None and lease.expires_at > time.time():
-            raise lash.SessionBusy(session_id, owner=lease.owner, expires_at=lease.expires_at)
-        for seq in range(head["first_seq"], head["next_seq"]):
-            del self.data[f"node/{session_id}/{seq}"]
-        # A tombstone: revision 0 (no session), but the lease and its token stay.
-        self._write_head(session_id, {**empty_head(), "lease": head["lease"]})
+        if lease is not None and lash.store.lease_is_live(lease):
+            raise lash.SessionBusy(
+                session_id, owner=lease.owner, expires_at=lease.expires_at, token=lease.token
+            )
+        batch = Batch(self.data)
+        for kind in KINDS:
+            for k in self._keys(key(kind, session_id) + "/"):
+                batch.delete(k)
+        # A tombstone: revision 0 (no session), but the lease and its token stay, so that the
+        # lease from before the delete never commits to a session made again under this id, and
+        # so does the event counter: event numbers (observers' cursors) go on rising.
+        tombstone = {**empty_head(), "lease": head["lease"], "last_event": head["last_event"]}
+        tombstone["first_event"] = head["last_event"] + 1
+        self._write(batch, session_id, tombstone)
 
     async def list_sessions(self) -> list[lash.store.SessionSummary]:
         rows = []
-        for key in list(self.data):
-            if not key.startswith("head/"):
-                continue
-            head = json.loads(self.data[key])
+        for k in self._keys("head/"):
+            head = json.loads(self.data[k])
             if head["revision"] == 0:
-                continue  # a lease without a commit, or a deleted session
+                continue  # a lease or a mailbox without a commit, or a deleted session
+            session_id = unquote(k.removeprefix("head/"), errors="surrogatepass")
             total = lash.Usage()
             for usage in head["usage"].values():
                 total = total + lash.from_data(usage, lash.Usage)
+            lease = self._lease(session_id, head)
             rows.append(
                 lash.store.SessionSummary(
-                    session_id=key.removeprefix("head/"),
+                    session_id=session_id,
                     created_at=head["created_at"],
                     updated_at=head["updated_at"],
                     turns=head["turns"],
                     revision=head["revision"],
                     last_user_message=head["last_user_message"],
                     usage=total,
+                    status=head["status"],
+                    pending_inputs=sum(
+                        state(claim, lease) == "pending" for claim in head["inputs"].values()
+                    ),
                 )
             )
         return sorted(rows, key=lambda row: row.updated_at, reverse=True)
 
+    # -- the mailbox: inputs and commands, queued by anyone, no lease needed ----------------
+
+    def _input(
+        self, batch: Batch, session_id: str, head: dict[str, Any], n: int
+    ) -> lash.store.PendingInput:
+        """Input ``n`` as everyone sees it: an open input is ``claimed`` while its claim's lease
+        is live, and ``pending`` otherwise."""
+        data = batch.get(key("input", session_id, n))
+        record: lash.store.PendingInput = lash.from_data(data, lash.store.PendingInput)
+        if str(n) in head["inputs"]:
+            current = state(head["inputs"][str(n)], self._lease(session_id, head))
+            record = attrs.evolve(record, state=current)
+        return record
+
+    def _enqueue(
+        self,
+        batch: Batch,
+        session_id: str,
+        head: dict[str, Any],
+        draft: lash.store.InputDraft,
+        now: float,
+    ) -> lash.store.PendingInput:
+        if draft.key is not None:
+            n = batch.get(key("input-key", session_id, draft.key))
+            if n is not None:  # the key was used: the same input again, or a conflict
+                existing = self._input(batch, session_id, head, n)
+                same = (existing.text, lash.to_data(list(existing.items)), existing.ingress)
+                if same != (draft.text, lash.to_data(list(draft.items)), draft.ingress):
+                    raise lash.InputConflict(session_id, draft.key, existing.id)
+                return existing
+        n = head["next_input"]
+        head["next_input"] += 1
+        record = from_draft(draft, lash.store.PendingInput, "in", session_id, n, now)
+        batch.put(key("input", session_id, n), lash.to_data(record))
+        batch.put(key("input-id", session_id, record.id), n)
+        if draft.key is not None:
+            batch.put(key("input-key", session_id, draft.key), n)
+        head["inputs"][str(n)] = None  # open, not claimed
+        self._log(batch, session_id, head, [lash.store.input_event("input_queued", record)], now)
+        return record
+
+    async def enqueue_input(
+        self, session_id: str, draft: lash.store.InputDraft
+    ) -> lash.store.PendingInput:
+        lash.store.check_session_id(session_id)
+        head = self._head(session_id) or empty_head()  # input may come before any commit
+        batch = Batch(self.data)
+        pending = self._enqueue(batch, session_id, head, draft, time.time())
+        if batch.changes:  # none when the key returned the input already queued
+            self._write(batch, session_id, head)
+        return pending
+
+    async def list_inputs(
+        self, session_id: str, *, settled: bool = False
+    ) -> list[lash.store.PendingInput]:
+        lash.store.check_session_id(session_id)
+        head = self._head(session_id)
+        if head is None:
+            return []
+        # The head lists the open inputs: listing them costs their number, not the history's.
+        numbers = range(1, head["next_input"]) if settled else sorted(map(int, head["inputs"]))
+        batch = Batch(self.data)
+        return [self._input(batch, session_id, head, n) for n in numbers]
+
+    async def cancel_inputs(
+        self, session_id: str, targets: Sequence[str], *, suffix: bool = False
+    ) -> list[lash.store.InputCancellation]:
+        lash.store.check_session_id(session_id)
+        if suffix and len(targets) != 1:
+            raise ValueError("a suffix cancellation takes one target: the first input")
+        head = self._head(session_id) or empty_head()
+        batch = Batch(self.data)
+
+        def find(target: str) -> int | None:  # by id, else by key
+            n: int | None = batch.get(key("input-id", session_id, target))
+            return n if n is not None else batch.get(key("input-key", session_id, target))
+
+        chosen: list[tuple[str | None, int | None]] = [(t, find(t)) for t in targets]
+        if suffix and chosen[0][1] is not None:  # the input and every later one, by id
+            chosen = [(None, n) for n in range(chosen[0][1], head["next_input"])]
+        now = time.time()
+        outcomes = []
+        for target, n in chosen:
+            if n is None:
+                outcomes.append(lash.store.InputCancellation(str(target), "unknown"))
+                continue
+            current = self._input(batch, session_id, head, n)
+            target = current.id if target is None else target
+            if current.state != "pending":
+                outcome = ALREADY[current.state]
+                outcomes.append(lash.store.InputCancellation(target, outcome, current))
+                continue
+            cancelled = settle(
+                batch, key("input", session_id, n), state="cancelled", settled_at=now
+            )
+            del head["inputs"][str(n)]
+            record = lash.from_data(cancelled, lash.store.PendingInput)
+            event = lash.store.input_event("input_cancelled", record)
+            self._log(batch, session_id, head, [event], now)
+            outcomes.append(lash.store.InputCancellation(target, "cancelled", record))
+        if batch.changes:
+            self._write(batch, session_id, head)
+        return outcomes
+
+    async def claim_inputs(
+        self,
+        lease: lash.store.Lease,
+        *,
+        limit: int = 1,
+        ingress: lash.store.Ingress | None = None,
+    ) -> list[lash.store.PendingInput]:
+        session_id = lease.session_id
+        head = self._head(session_id)
+        lash.store.check_lease(self._lease(session_id, head), lease)
+        assert head is not None
+        batch = Batch(self.data)
+        claimed: list[lash.store.PendingInput] = []
+        for n in sorted(map(int, head["inputs"])):  # oldest first
+            if len(claimed) >= limit:
+                break
+            pending = self._input(batch, session_id, head, n)
+            if pending.state != "pending" or ingress not in (None, pending.ingress):
+                continue
+            # A claim is the lease's token beside the input in the head: it lives exactly as
+            # long as that lease is live, and the commit that settles it checks the token.
+            head["inputs"][str(n)] = lease.token
+            claimed.append(attrs.evolve(pending, state="claimed"))
+        if claimed:  # nothing to claim, nothing to write
+            events = [lash.store.input_event("input_claimed", record) for record in claimed]
+            self._log(batch, session_id, head, events, time.time())
+            self._write(batch, session_id, head)
+        return claimed
+
+    async def enqueue_command(
+        self, session_id: str, draft: lash.store.CommandDraft
+    ) -> lash.store.QueuedCommand:
+        lash.store.check_session_id(session_id)
+        head = self._head(session_id) or empty_head()
+        batch = Batch(self.data)
+        n = batch.get(key("command-key", session_id, draft.key))
+        if n is not None:  # the key was used: the same command again, or a conflict
+            existing = batch.get(key("command", session_id, n))
+            if (existing["name"], existing["args"]) != (draft.name, lash.to_data(draft.args)):
+                raise lash.InputConflict(session_id, draft.key, existing["id"], "command")
+            queued: lash.store.QueuedCommand = lash.from_data(existing, lash.store.QueuedCommand)
+            return queued
+        n = head["next_command"]
+        head["next_command"] += 1
+        now = time.time()
+        command = from_draft(draft, lash.store.QueuedCommand, "cmd", session_id, n, now)
+        batch.put(key("command", session_id, n), lash.to_data(command))
+        batch.put(key("command-id", session_id, command.id), n)
+        batch.put(key("command-key", session_id, draft.key), n)
+        head["commands"].append(n)
+        event = lash.store.command_event("command_queued", command)
+        self._log(batch, session_id, head, [event], now)
+        self._write(batch, session_id, head)
+        return command
+
+    async def list_commands(
+        self, session_id: str, *, settled: bool = False
+    ) -> list[lash.store.QueuedCommand]:
+        lash.store.check_session_id(session_id)
+        head = self._head(session_id)
+        if head is None:
+            return []
+        numbers = range(1, head["next_command"]) if settled else head["commands"]
+        return [
+            lash.from_data(
+                json.loads(self.data[key("command", session_id, n)]), lash.store.QueuedCommand
+            )
+            for n in numbers
+        ]
+
+    # -- turns and their cancellation -------------------------------------------------------
+
+    async def turn_record(self, session_id: str, turn_id: str) -> lash.store.TurnRecord | None:
+        lash.store.check_session_id(session_id)
+        record = self._get(key("turn", session_id, turn_id))
+        return None if record is None else lash.from_data(record, lash.store.TurnRecord)
+
+    async def request_cancel(
+        self, session_id: str, turn_id: str, *, origin: str, reason: str | None = None
+    ) -> lash.store.CancelReceipt:
+        lash.store.check_session_id(session_id)
+        record = self._get(key("turn", session_id, turn_id))
+        if record is not None:
+            finished = lash.from_data(record, lash.store.TurnRecord)
+            return lash.store.CancelReceipt(
+                "already_finished", session_id, turn_id, record=finished
+            )
+        request = self._get(key("cancel", session_id, turn_id))
+        if request is not None:  # the first request stands
+            first = lash.from_data(request, lash.store.CancelRequest)
+            return lash.store.CancelReceipt("already_requested", session_id, turn_id, request=first)
+        head = self._head(session_id)
+        live = lash.store.lease_is_live(self._lease(session_id, head))
+        if head is None or head["running_turn"] != turn_id or not live:
+            return lash.store.CancelReceipt("unknown", session_id, turn_id)
+        stored = lash.store.CancelRequest(session_id, turn_id, origin, reason, time.time())
+        batch = Batch(self.data)
+        batch.put(key("cancel", session_id, turn_id), lash.to_data(stored))
+        self._write(batch, session_id, head)  # conditional on the head, like every write
+        return lash.store.CancelReceipt("requested", session_id, turn_id, request=stored)
+
+    async def cancel_request(
+        self, session_id: str, turn_id: str
+    ) -> lash.store.CancelRequest | None:
+        lash.store.check_session_id(session_id)
+        request = self._get(key("cancel", session_id, turn_id))
+        return None if request is None else lash.from_data(request, lash.store.CancelRequest)
+
+    # -- the event log ----------------------------------------------------------------------
+
+    def _log(
+        self,
+        batch: Batch,
+        session_id: str,
+        head: dict[str, Any],
+        drafts: Sequence[lash.store.EventDraft],
+        now: float,
+    ) -> None:
+        """Append events to the log in the batch of the write that makes them happen, numbered
+        on from the head's last one (so without gaps), then drop what left the window."""
+        if not drafts:
+            return
+        for draft in drafts:
+            head["last_event"] += 1
+            event = {"type": draft.type, "data": dict(draft.data), "at": now}
+            batch.put(key("event", session_id, head["last_event"]), event)
+        # The replay window: the newest `events_kept` events, none older than `events_max_age`.
+        # Only the oldest are read, and only until one is young enough: the cost of an append
+        # does not grow with the log.
+        first, last = head["first_event"], head["last_event"]
+        while first <= last and (
+            first <= last - self.events_kept
+            or batch.get(key("event", session_id, first))["at"] < now - self.events_max_age
+        ):
+            batch.delete(key("event", session_id, first))
+            first += 1
+        head["first_event"] = first
+
+    async def read_events(
+        self, session_id: str, *, after: int = 0, limit: int = 1000
+    ) -> lash.store.EventPage:
+        lash.store.check_session_id(session_id)
+        head = self._head(session_id) or empty_head()
+        first, last = head["first_event"], head["last_event"]
+        start = max(after + 1, first)
+        events = []
+        for n in range(start, min(last, start + limit - 1) + 1):
+            event = json.loads(self.data[key("event", session_id, n)])
+            events.append(
+                lash.store.StoredEvent(session_id, n, event["type"], event["data"], event["at"])
+            )
+        return lash.store.EventPage(tuple(events), first, last)
+
     async def close(self) -> None:
         pass  # a real client would close its connections here
+
+
+# -- the pieces of the layout ---------------------------------------------------------------
+
+#: Every kind of key a session has besides its head (``delete`` removes them all).
+KINDS = (
+    "node",
+    "input",
+    "input-id",
+    "input-key",
+    "command",
+    "command-id",
+    "command-key",
+    "turn",
+    "cancel",
+    "event",
+)
+
+#: What cancelling an input that is no longer pending says.
+ALREADY: dict[str, lash.store.CancelOutcome] = {
+    "claimed": "already_claimed",
+    "completed": "already_completed",
+    "cancelled": "already_cancelled",
+}
+
+
+def state(claim: int | None, lease: lash.store.Lease | None) -> lash.store.InputState:
+    """An open input's state, from its claim (the claiming lease's token, or None) and the
+    session's current lease: ``claimed`` while that lease is live, else ``pending``."""
+    if claim is None:
+        return "pending"
+    return lash.store.effective_state("claimed", claim, lease)
+
+
+def from_draft(draft: Any, cls: type[T], prefix: str, session_id: str, n: int, now: float) -> T:
+    """The input or command a draft becomes: the draft's fields, and what the store assigns (an
+    id unique in the session, the number in the queue, the time), all ``pending``."""
+    assigned = {"id": f"{prefix}-{uuid.uuid4().hex[:16]}", "session_id": session_id, "seq": n}
+    record: T = lash.from_data({**lash.to_data(draft), **assigned, "created_at": now}, cls)
+    return record
+
+
+def settle(batch: Batch, k: str, **fields: Any) -> dict[str, Any]:
+    """Rewrite the input or command stored at ``k`` with ``fields``: its settled state."""
+    record = {**batch.get(k), **fields}
+    batch.put(k, record)
+    return record
+
+
+def empty_graph(start: int = 0) -> dict[str, Any]:
+    """The part of a head that a ``replace`` commit starts over."""
+    return {
+        "turns": 0,
+        "first_node": start,
+        "next_node": start,
+        "frame_start": start,
+        "last_user_message": None,
+        "status": None,
+        "config": None,
+        "plugin_states": {},
+        "usage": {},
+    }
 
 
 def empty_head() -> dict[str, Any]:
@@ -214,16 +690,15 @@ def empty_head() -> dict[str, Any]:
         "revision": 0,
         "created_at": 0.0,
         "updated_at": 0.0,
-        "turns": 0,
-        "first_seq": 0,
-        "next_seq": 0,
-        "frame_start": 0,
-        "last_user_message": None,
-        "config": None,
-        "plugin_states": {},
-        "pending": [],
-        "usage": {},
-        "lease": None,
+        **empty_graph(),
+        "lease": None,  # [owner, token, expires_at]
+        "running_turn": None,  # the turn the lease runs
+        "next_input": 1,
+        "inputs": {},  # the open inputs: {"<n>": the token of the lease that claimed it, or None}
+        "next_command": 1,
+        "commands": [],  # the numbers of the pending commands, oldest first
+        "first_event": 1,  # the oldest event kept (last_event + 1 when none is)
+        "last_event": 0,
     }
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from kv_store import KVStore, empty_head
+from kv_store import Batch, KVStore, empty_head
 
 import lash
 import lash.store
@@ -22,7 +22,7 @@ class UnfencedStore(KVStore):
     ) -> int:
         head = self._head(session_id) or empty_head()
         head["lease"] = [lease.owner, lease.token, lease.expires_at]  # whoever asks, wins
-        self._write_head(session_id, head)
+        self._write(Batch(self.data), session_id, head)
         return await super().commit(
             session_id, lease=lease, expected_revision=expected_revision, delta=delta
         )

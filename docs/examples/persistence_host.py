@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +28,17 @@ TRIP = [
 ]
 
 
-def build_core(db: Path, *script: Any, lease_ttl: float = 30.0) -> lash.LashCore:
+def build_core(db: Path, *script: Any, extra: Sequence[object] = ()) -> lash.LashCore:
     """A host whose sessions live in the SQLite file ``db``; its model plays ``script`` (a
-    string is a plain answer)."""
+    string is a plain answer); ``extra`` plugins join the builtins."""
     responses = [{"text": r} if isinstance(r, str) else r for r in script]
     return lash.LashCore(
-        plugins=["standard", "stores", "scripted", "plan"],
+        plugins=["standard", "stores", "scripted", "plan", *extra],
         autoload=False,
         # "sqlite:///" + an absolute path: four slashes in all, as in sqlite:////srv/app/lash.db.
         store=f"sqlite:///{db.resolve()}",
         provider="scripted",
         options={"scripted": {"responses": responses}},
-        lease_ttl=lease_ttl,
     )
 
 
@@ -65,46 +65,48 @@ async def second_process(db: Path) -> None:
         await session.close()
 
 
-async def one_writer(db: Path) -> None:
-    """Two hosts, one session: the second gets SessionBusy, or waits for the lease."""
-    async with build_core(db) as host_a, build_core(db) as host_b:
-        holder = await host_a.session("trip").open()
+class Gate:
+    """Holds each turn at its start until the host opens the gate: a turn that takes a while."""
+
+    lash_plugin = lash.PluginMeta(name="gate")
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+
+    @lash.hookimpl
+    async def before_turn(self, turn: lash.TurnView) -> None:
+        self.entered.set()
+        await self.open.wait()
+
+
+async def two_writers(db: Path) -> None:
+    """Two hosts, one session: both open it; their turns take the session's lease in turn."""
+    gate = Gate()
+    host_a = build_core(db, "The hotel is booked.", extra=[gate])
+    host_b = build_core(db, "The train is booked too.")
+    async with host_a, host_b:
+        session_a = await host_a.session("trip").open()  # opening takes no lease
+        impatient = await host_b.session("trip").open(wait=0)
+        patient = await host_b.session("trip").open(wait=10)
+        turn_a = asyncio.create_task(session_a.turn("Book the hotel.").run())
+        await gate.entered.wait()  # host A's turn holds the lease now
         try:
-            await host_b.session("trip").open()
+            await impatient.turn("Book the train.").run()
         except lash.SessionBusy as busy:
-            print(f"host B: SessionBusy for {busy.session_id!r} (host A holds the lease)")
-
-        async def close_soon() -> None:
-            await asyncio.sleep(0.2)
-            await holder.close()
-
-        closing = asyncio.create_task(close_soon())
-        # wait= retries until the lease is free (or the time is up: SessionBusy again).
-        waiter = await host_b.session("trip").open(wait=10)
-        await closing
-        print(f"host B: opened with wait= once host A closed (revision {waiter.revision})")
-        await waiter.close()
-
-
-async def lease_lost(db: Path) -> None:
-    """A lease that expired and was taken over cannot commit: LeaseLost, nothing written."""
-    stale_host = build_core(db, "I am too late.", lease_ttl=0.2)
-    new_host = build_core(db, "I hold the lease now.", lease_ttl=0.2)
-    async with stale_host, new_host:
-        stale = await stale_host.session("trip").open()
-        await asyncio.sleep(0.3)  # idle past its TTL: nothing renews the lease between turns
-        fresh = await new_host.session("trip").open()  # takes over, with a higher token
-        try:
-            await stale.turn("Anything new?").run()
-        except lash.LeaseLost:
-            print("stale host: LeaseLost at commit; nothing of its turn was written")
-        result = await fresh.turn("Anything new?").run()
-        print(f"new host: turn {result.index} committed at revision {result.revision}")
-        await fresh.close()
+            holder = busy.owner.startswith(host_a.owner_id)
+            print(f"host B: SessionBusy while host A's turn runs (held by host A: {holder})")
+        # wait= (or the core's lease_wait): the turn waits for the lease, then runs.
+        turn_b = asyncio.create_task(patient.turn("Book the train.").run())
+        gate.open.set()
+        result_a, result_b = await turn_a, await turn_b
+        print(f"host A: turn {result_a.index} committed at revision {result_a.revision}")
+        # Host B's view was stale (host A committed since it opened): it reloaded first.
+        print(f"host B: turn {result_b.index} committed at revision {result_b.revision}")
 
 
 async def park_and_resume(db: Path) -> None:
-    """Park a session between turns (lease and memory released), resume it later."""
+    """Park a session between turns (its memory released), resume it later."""
     async with build_core(db, "Still on it.") as core:
         session = await core.session("trip").open()
         handle = await session.park()
@@ -162,8 +164,7 @@ async def main(directory: Path | None = None) -> Path:
         db = directory / "lash.db"
         await first_process(db)
         await second_process(db)
-        await one_writer(db)
-        await lease_lost(db)
+        await two_writers(db)
         await park_and_resume(db)
         await start_over(db)
         backup(db, directory / "backup.db")

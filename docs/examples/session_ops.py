@@ -149,8 +149,9 @@ async def tool_catalog(session: lash.Session) -> None:
 
 async def commands(session: lash.Session) -> None:
     """Queue a reset: a durable command, idempotent by key, applied before the next turn."""
-    print(f"queued: {await session.enqueue_command('reset', key='reset-2024-06-01')}")
-    print(f"queued again: {await session.enqueue_command('reset', key='reset-2024-06-01')}")
+    first = await session.enqueue_command("reset", key="reset-2024-06-01")
+    again = await session.enqueue_command("reset", key="reset-2024-06-01")
+    print(f"queued: {first.name} ({first.state}); again, the same command: {again.id == first.id}")
     result = await session.turn("Let us start over.").run()
     print(f"turn {result.index}: {result.text!r}; the frame holds {len(session.nodes)} nodes")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -28,9 +28,13 @@ class TurnResult:
     """How a turn ended.
 
     ``outcome`` is ``"completed"``, ``"stopped"`` (``reason``: ``"cancelled"``,
-    ``"max_tool_rounds"`` or ``"plugin_abort"``) or ``"failed"`` (``error`` says why). ``text`` is
-    the final assistant text, ``tool_calls`` every call with its result, ``usage`` the sum over the
-    turn's model calls, ``revision`` the head revision the turn was committed as.
+    ``"max_tool_rounds"`` or ``"plugin_abort"``) or ``"failed"`` (``error`` says why, secrets
+    redacted). ``text`` is the final assistant text, ``tool_calls`` every call with its result,
+    ``usage`` the sum over the turn's model calls, ``revision`` the head revision the turn was
+    committed as (for a turn cancelled before it started, the revision it found; nothing was
+    committed). ``turn_id`` identifies the turn in its session; a cancelled turn says who asked
+    (``cancelled_by``: ``"host"`` for ``turn.cancel()`` and ``cancel_running_turns()``, the
+    ``origin`` given to ``core.cancel_turn()``) and why (``cancel_reason``).
     """
 
     session_id: str
@@ -46,6 +50,9 @@ class TurnResult:
     tool_calls: tuple[ToolCallRecord, ...] = ()
     usage: Usage = Usage()
     revision: int = 0
+    turn_id: str = ""
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
 
     __module__ = "lash"
 
@@ -83,6 +90,18 @@ class ToolCallFinished:
 
 
 @attrs.frozen
+class PluginEvent:
+    """A plugin emitted an event during the turn (``SessionView.emit`` or the
+    :class:`lash.EmitEvent` directive); observers of the session see it too."""
+
+    plugin: str
+    type: str
+    data: Any = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
 class TurnFinished:
     """The turn ended and was committed (always the last event of a stream)."""
 
@@ -92,7 +111,7 @@ class TurnFinished:
 
 
 #: What ``turn.stream()`` yields.
-TurnEvent = TextDeltaEvent | ToolCallStarted | ToolCallFinished | TurnFinished
+TurnEvent = TextDeltaEvent | ToolCallStarted | ToolCallFinished | PluginEvent | TurnFinished
 
 
 resolve_here(globals())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -24,6 +24,7 @@ __all__ = [
     "SessionGraph",
     "ToolCallNode",
     "ToolResultNode",
+    "TurnOutcome",
     "UserMessage",
 ]
 
@@ -110,9 +111,34 @@ class FrameBoundary(_NodeBase):
     __module__ = "lash"
 
 
+@attrs.frozen(kw_only=True)
+class TurnOutcome(_NodeBase):
+    """How turn ``turn_id`` ended: the last node of every committed turn.
+
+    ``outcome`` is ``completed``, ``stopped`` (``reason``: ``cancelled``, ``max_tool_rounds``,
+    ``plugin_abort``...) or ``failed`` (``error``: why, with secrets redacted);
+    ``cancelled_by`` names who asked a cancelled turn to stop.
+    """
+
+    turn_id: str
+    outcome: Literal["completed", "stopped", "failed"]
+    reason: str | None = None
+    detail: str | None = None
+    error: str | None = None
+    cancelled_by: str | None = None
+
+    __module__ = "lash"
+
+
 #: Every node variant (a tagged union in serialized form).
 GraphNode = (
-    UserMessage | AssistantMessage | ToolCallNode | ToolResultNode | PluginNode | FrameBoundary
+    UserMessage
+    | AssistantMessage
+    | ToolCallNode
+    | ToolResultNode
+    | PluginNode
+    | FrameBoundary
+    | TurnOutcome
 )
 
 
@@ -152,6 +178,15 @@ class SessionGraph:
             self.nodes = []
             self._messages = []
         self.nodes.append(node)
+        if isinstance(node, TurnOutcome):
+            if node.outcome != "completed" and self._messages and self._messages[-1].role == "user":
+                # A turn that ended without an answer: say so, so the next turn's user message
+                # does not follow this one (providers expect the roles to alternate).
+                why = f" ({node.reason})" if node.reason else ""
+                self._messages.append(
+                    Message("assistant", f"[no answer: the turn {node.outcome}{why}]")
+                )
+            return
         self._messages.extend(node_messages(node))
 
     def messages(self) -> list[Message]:

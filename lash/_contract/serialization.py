@@ -189,6 +189,7 @@ NODE_KINDS = {
     "ToolResultNode": "tool_result",
     "PluginNode": "plugin",
     "FrameBoundary": "frame",
+    "TurnOutcome": "outcome",
 }
 
 

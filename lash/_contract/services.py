@@ -91,6 +91,8 @@ class SessionBackend(Protocol):
 
     async def record(self, kind: str, data: Any) -> PluginNode: ...
 
+    async def emit(self, type: str, data: Any) -> None: ...
+
     def usage_report(self) -> dict[str, Any]: ...
 
 
@@ -181,6 +183,13 @@ class SessionView:
         attributed to the calling plugin; the model does not see it."""
         return await self._backend.record(kind, data)
 
+    async def emit(self, type: str, data: Any = None) -> None:
+        """Log a plugin event (``type``, JSON-ready ``data``) for the session's observers
+        (``core.observe``), attributed to the calling plugin: they see it at once, live, and in
+        the event log once the running operation commits (outside any operation, it commits on
+        its own)."""
+        await self._backend.emit(type, data)
+
     def usage_report(self) -> dict[str, Any]:
         """Committed token usage: ``{"total": {...}, "by_source": {source: {...}}}``."""
         return self._backend.usage_report()
@@ -190,9 +199,9 @@ class SessionView:
 
 
 class TurnView:
-    """The turn that ``before_turn`` / ``after_turn`` / ``turn_finalized`` / ``turn_persisted``
-    see: its session, input, index, the nodes it added so far, and (from ``after_turn`` on) its
-    result."""
+    """The turn that ``before_turn`` / ``checkpoint`` / ``after_turn`` / ``turn_finalized`` /
+    ``turn_persisted`` see: its session, input, index, the nodes it added so far, and (from
+    ``after_turn`` on) its result."""
 
     __slots__ = ("_nodes", "index", "input", "items", "result", "session")
 
@@ -300,6 +309,8 @@ class TurnBackend(Protocol):
 
     def finish(self, text: str) -> None: ...
 
+    async def checkpoint(self, kind: str) -> bool: ...
+
 
 class TurnDriver:
     """What a protocol plugin drives a turn with.
@@ -331,6 +342,14 @@ class TurnDriver:
     def finish(self, text: str) -> None:
         """Set the turn's final answer (the outcome is ``completed`` when the protocol returns)."""
         self._backend.finish(text)
+
+    async def checkpoint(self) -> bool:
+        """The turn's "before completion" checkpoint: call it when the model answered without
+        tool calls, before finishing. Input queued for the running turn (``active_turn``) joins
+        here, and ``checkpoint`` hooks may add messages; returns True when new messages joined
+        the turn (then call the model again instead of finishing). After each round of tool
+        calls, :meth:`run_tool_calls` runs the "after tools" checkpoint itself."""
+        return await self._backend.checkpoint("before_completion")
 
     def stop(self, reason: StopReason, detail: str | None = None) -> NoReturn:
         """End the turn now with outcome ``stopped(reason)`` (raises; does not return)."""

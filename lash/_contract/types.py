@@ -21,6 +21,7 @@ __all__ = [
     "AgentFrame",
     "Compact",
     "Compaction",
+    "EmitEvent",
     "EnqueueMessages",
     "Message",
     "PluginMeta",
@@ -32,6 +33,7 @@ __all__ = [
     "RegisterProcessKind",
     "RegisterProtocol",
     "RegisterProvider",
+    "RegisterSessionCommand",
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
@@ -229,9 +231,28 @@ class AbortTurn:
 
 @attrs.frozen
 class EnqueueMessages:
-    """Turn directive: queue these user messages as pending input for the next turn."""
+    """Turn directive: user messages for a later turn, or for the running turn.
+
+    ``target="next_turn"`` (the default) queues them as pending input of the session, committed
+    with the turn; each becomes a turn when the session is drained. ``target="current_turn"``
+    adds them to the running turn: from ``before_turn``, before the first model call; from
+    ``checkpoint``, at that checkpoint (the model sees them in its next call). From
+    ``after_turn`` the running turn is over: they are queued for a later turn.
+    """
 
     messages: tuple[str, ...]
+    target: Literal["next_turn", "current_turn"] = "next_turn"
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class EmitEvent:
+    """Turn directive: log a plugin event (``type``, JSON-ready ``data``) with the turn, for
+    the session's observers (``core.observe``); they also see it live, at once."""
+
+    type: str
+    data: Any = None
 
     __module__ = "lash"
 
@@ -248,8 +269,9 @@ class Compact:
     __module__ = "lash"
 
 
-#: What ``before_turn`` / ``after_turn`` may return (one, an iterable of them, or ``None``).
-TurnDirective = AbortTurn | EnqueueMessages | Compact
+#: What ``before_turn`` / ``checkpoint`` / ``after_turn`` may return (one, an iterable of them,
+#: or ``None``).
+TurnDirective = AbortTurn | EnqueueMessages | Compact | EmitEvent
 
 
 @attrs.frozen
@@ -387,6 +409,13 @@ class RegisterStore(Protocol):
     def __call__(self, scheme: str, factory: Callable[[str], Any], /) -> None: ...
 
 
+class RegisterSessionCommand(Protocol):
+    """``register(name, apply)`` inside ``register_session_commands``;
+    ``apply(session, args)`` applies one queued command (sync or ``async``)."""
+
+    def __call__(self, name: str, apply: Callable[..., Any], /) -> None: ...
+
+
 class RegisterCommand(Protocol):
     """``register(command)`` inside ``register_commands``: a :class:`click.Command` (or group),
     added to the ``lash`` command line under its own name."""
@@ -401,6 +430,7 @@ RegisterProtocol.__module__ = "lash"
 RegisterProcessKind.__module__ = "lash"
 RegisterStore.__module__ = "lash"
 RegisterCommand.__module__ = "lash"
+RegisterSessionCommand.__module__ = "lash"
 
 
 resolve_here(globals())

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._contract.serialization import to_data
+from lash._kernel.liveness import owner_id
+from lash._kernel.mailbox import checked_input
+from lash._kernel.observation import (
+    EventHub,
+    ObservationGap,
+    ObservedEvent,
+    SessionSnapshot,
+    cursor_of,
+    observe,
+)
+from lash._kernel.operations import BUILTIN_COMMANDS, check_command
 from lash._plugins.arguments import check_core_arguments
 from lash._plugins.composition import DEFAULT_MODEL, Composition, compose
 from lash._plugins.dispatch import HookDispatcher, MonitorAfter, MonitorBefore
@@ -19,7 +29,17 @@ from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import Builtins, PluginInfo
 from lash._plugins.registry import Registry
 from lash._store.ids import check_session_id
-from lash.errors import LashError
+from lash._store.records import (
+    CancelReceipt,
+    CommandDraft,
+    EventDraft,
+    Ingress,
+    InputCancellation,
+    PendingInput,
+    QueuedCommand,
+    TurnRecord,
+)
+from lash.errors import LashError, SessionError
 
 if TYPE_CHECKING:
     from lash._kernel.session import ParkedSession, Session
@@ -61,6 +81,14 @@ class LashCore:
     ``hook_timeout`` (seconds) bounds every awaited hook implementation: one that runs longer
     fails as a :class:`lash.PluginError` naming its plugin and hook (a synchronous hook that
     blocks cannot be interrupted: that is the plugin's bug).
+
+    Sessions are durable mailboxes shared by every process on the store. An execution (a turn,
+    a change that commits) holds the session's lease for ``lease_ttl`` seconds, renewed while it
+    runs; another one waits for it up to ``lease_wait`` seconds (then :class:`lash.SessionBusy`
+    names the holder). A running turn reads cancellation requests from other processes every
+    ``control_poll`` seconds, and input queued for it from another process joins at its first
+    checkpoint ``input_poll`` seconds after it was queued (input queued in this process, at the
+    next one). Observers in other processes poll the event log every ``observe_poll`` seconds.
     """
 
     __module__ = "lash"
@@ -81,6 +109,10 @@ class LashCore:
         on_error: Callable[[LashError], None] | None = None,
         lease_ttl: float = 30.0,
         hook_timeout: float | None = None,
+        lease_wait: float = 30.0,
+        control_poll: float = 0.25,
+        input_poll: float = 0.05,
+        observe_poll: float = 0.02,
     ) -> None:
         check_core_arguments(locals())  # first: a bad argument must fail before it is used
         base = config if config is not None else HostConfig().with_env(os.environ)
@@ -118,8 +150,17 @@ class LashCore:
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         #: Seconds a session lease lasts; running turns renew it every third of that.
         self.lease_ttl = lease_ttl
-        #: This core's identity as a lease owner (host, process, random suffix).
-        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Seconds an execution waits for a session another one holds.
+        self.lease_wait = lease_wait
+        #: Seconds between reads of cancellation requests while a turn runs.
+        self.control_poll = control_poll
+        #: Seconds between reads of input queued for a running turn (at its checkpoints).
+        self.input_poll = input_poll
+        #: Seconds between reads of the event log by an observer with nothing new.
+        self.observe_poll = observe_poll
+        #: This core's identity as a lease owner (host, process and its start, random suffix).
+        self.owner_id = owner_id()
+        self._hub = EventHub()
 
     @classmethod
     def from_config(
@@ -199,12 +240,175 @@ class LashCore:
         return await session.open(must_exist=True, wait=wait)
 
     async def delete_session(self, session_id: str) -> None:
-        """Delete a session from the store.
+        """Delete a session from the store (its mailbox, turn records and events too).
 
         :raises UnknownSession: when there is none.
-        :raises SessionBusy: while the session is open (here or in another process).
+        :raises SessionBusy: while an execution holds it (here or in another process).
         """
         await self.store.delete(session_id)
+
+    # -- the mailbox: any process, no lease -------------------------------------------------------
+
+    async def enqueue(
+        self,
+        session_id: str,
+        input: str,
+        *,
+        key: str | None = None,
+        ingress: Ingress = "next_turn",
+        items: Sequence[Any] = (),
+        source: str = "host",
+    ) -> PendingInput:
+        """Queue input for a session, from any process on the store, without its lease.
+
+        ``ingress="next_turn"`` input becomes a turn of its own when the session is drained
+        (``session.drain()``, ``lash sessions drain``, a worker), oldest first;
+        ``"active_turn"`` input joins the turn running when it arrives, at its next checkpoint
+        (else the next turn takes it). A session that does not exist yet is created (at revision
+        0: it has input, no history). ``key`` makes it idempotent: the same key with the same
+        content returns the input already queued; with other content it is an
+        :class:`lash.InputConflict`.
+
+        :raises SessionError: an empty input, one larger than 1 MiB (of
+            UTF-8), an unknown ingress, or an invalid session id.
+        """
+        draft = checked_input(session_id, input, items=items, key=key, ingress=ingress)
+        pending = await self.store.enqueue_input(session_id, attrs.evolve(draft, source=source))
+        self.notify(session_id, input=True)
+        return pending
+
+    async def inputs(self, session_id: str, *, settled: bool = False) -> list[PendingInput]:
+        """The session's queued input, oldest first (``settled``: completed and cancelled too)."""
+        return await self.store.list_inputs(session_id, settled=settled)
+
+    async def cancel_inputs(
+        self, session_id: str, *targets: str, suffix: bool = False
+    ) -> list[InputCancellation]:
+        """Cancel queued input by id or key, atomically: one outcome per target
+        (``cancelled``, ``already_claimed``, ``already_completed``, ``already_cancelled``,
+        ``unknown``). With ``suffix``, one target: it and every input queued after it."""
+        if suffix and len(targets) != 1:
+            raise SessionError(
+                f"session {session_id!r}: a suffix cancellation takes one target (the first "
+                f"input to cancel), got {len(targets)}",
+                session_id=session_id,
+            )
+        outcomes = await self.store.cancel_inputs(session_id, targets, suffix=suffix)
+        self.notify(session_id)
+        return outcomes
+
+    async def enqueue_command(
+        self,
+        session_id: str,
+        name: str,
+        *,
+        key: str,
+        args: Mapping[str, Any] | None = None,
+        source: str = "host",
+    ) -> QueuedCommand:
+        """Queue a session command (``refresh_tool_catalog``, ``reset``, or one a plugin
+        registers) from any process, idempotent by ``key``; the session's next execution applies
+        it before its turn work, in its commit.
+
+        :raises SessionError: an empty key or an unknown command.
+        :raises InputConflict: the key was used with another command or other args.
+        """
+        draft = self.command_draft(session_id, name, key=key, args=args, source=source)
+        command = await self.store.enqueue_command(session_id, draft)
+        self.notify(session_id)
+        return command
+
+    def command_draft(
+        self,
+        session_id: str,
+        name: str,
+        *,
+        key: str,
+        args: Mapping[str, Any] | None = None,
+        source: str = "host",
+    ) -> CommandDraft:
+        """A checked command for :meth:`enqueue_command`. :raises SessionError: an empty key or
+        an unknown command."""
+        known = (*BUILTIN_COMMANDS, *self.registry.of("session_command"))
+        check_command(session_id, name, key, known)
+        return CommandDraft(name, key, to_data(dict(args or {})), source)
+
+    async def turn_record(self, session_id: str, turn_id: str) -> TurnRecord | None:
+        """How the committed turn ``turn_id`` ended (``None``: no such committed turn)."""
+        return await self.store.turn_record(session_id, turn_id)
+
+    async def cancel_turn(
+        self, session_id: str, turn_id: str, *, reason: str | None = None, origin: str = "host"
+    ) -> CancelReceipt:
+        """Ask turn ``turn_id`` of a session to stop, wherever it runs. A turn of this core stops
+        at once; one running in another process reads the request from the store within
+        ``control_poll`` seconds. The receipt says ``requested``, ``already_requested``,
+        ``already_finished`` (with its record) or ``unknown``. The turn's result records the
+        ``origin`` and ``reason``."""
+        for session in list(self._sessions):
+            if session.id == session_id:
+                for turn in session._runtime.running:
+                    if getattr(turn, "id", None) == turn_id:
+                        turn.cancel(reason=reason, origin=origin)  # type: ignore[call-arg]
+                        return CancelReceipt("requested", session_id, turn_id)
+        return await self.store.request_cancel(session_id, turn_id, origin=origin, reason=reason)
+
+    # -- observation --------------------------------------------------------------------------
+
+    def observe(
+        self, session_id: str, *, after: str | None = None
+    ) -> AsyncIterator[ObservedEvent | ObservationGap]:
+        """The session's events, from any process on the store, without its lease: the events
+        committed after cursor ``after`` (``None``: from now on), then each new one as it comes,
+        live events of turns run by this core included, until the consumer stops. A cursor older
+        than the store's replay window yields an :class:`lash.ObservationGap` first.
+
+        :raises SessionError: a cursor that is not one (names it).
+        """
+        check_session_id(session_id)
+        return observe(
+            self.store,
+            self._hub,
+            session_id,
+            after=after,
+            poll=self.observe_poll,
+            snapshot=lambda: self.current(session_id),
+        )
+
+    async def current(self, session_id: str) -> SessionSnapshot:
+        """The session as it is settled in the store now (active frame, config, usage, queued
+        input), with the cursor of its latest event: observe after it to follow from there."""
+        store = self.store
+        record = await store.load(session_id)
+        inputs = await store.list_inputs(session_id)
+        if record is None:
+            page = await store.read_events(session_id, after=0, limit=0)
+            return SessionSnapshot(session_id, 0, 0, cursor_of(page.last), inputs=tuple(inputs))
+        return SessionSnapshot(
+            session_id,
+            record.revision,
+            record.turns,
+            cursor_of(record.event_seq),
+            nodes=record.nodes,
+            config=record.config,
+            usage=dict(record.usage),
+            inputs=tuple(inputs),
+        )
+
+    def notify(
+        self, session_id: str, live: Sequence[EventDraft] = (), *, input: bool = False
+    ) -> None:
+        """Wake this core's observers of a session (the log grew), or hand them live events;
+        with ``input``, tell its running turns that input was queued."""
+        if input:
+            for session in list(self._sessions):
+                if session.id == session_id:
+                    session._runtime.input_hint = True
+        self._hub.notify(session_id, live)
+
+    def observed(self, session_id: str) -> bool:
+        """Whether anything in this core observes the session (live events are made then)."""
+        return self._hub.observed(session_id)
 
     async def aclose(self) -> None:
         """Close the sessions still open (releasing their leases), then the store and the

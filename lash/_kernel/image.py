@@ -21,7 +21,7 @@ from lash._contract.serialization import structure, unstructure, validation_prob
 from lash._contract.types import SessionConfig, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
 from lash._plugins.options import build_options
-from lash._store.protocol import CommitDelta, SessionRecord
+from lash._store.records import CommitDelta, SessionRecord
 from lash.errors import SessionError
 
 if TYPE_CHECKING:
@@ -51,8 +51,6 @@ class SessionImage:
     #: Each state as last committed (unstructured), to commit only the states that changed.
     snapshots: dict[str, Any] = attrs.field(factory=dict)
     usage: dict[str, Usage] = attrs.field(factory=dict)
-    pending: list[str] = attrs.field(factory=list)
-    pending_dirty: bool = False
     #: A commit failed: the image no longer says what the store holds.
     stale: bool = False
     #: Messages of a migration applied at load, reported once the open succeeds.
@@ -113,17 +111,14 @@ class SessionImage:
             self.graph.extend(base.nodes)
             self.revision = base.revision
             self.turns = base.turns
-            self.pending = list(base.pending)
             self.usage = dict(base.usage)
             self.config_dirty = bool(self.migrated)
         else:
             # A fresh start replaces the stored session at the revision it read.
             self.revision = record.revision if record is not None else 0
             self.turns = 0
-            self.pending = []
             self.usage = {}
             self.config_dirty = True
-        self.pending_dirty = False
         # Record which plugin provides each tool now (committed with the next commit), so a
         # tool whose plugin later goes away is still known, as an orphan.
         available = composition.available_tools()
@@ -144,8 +139,10 @@ class SessionImage:
         usage: Mapping[str, Usage],
         turns: int,
         composition: Composition,
+        **mailbox: Any,
     ) -> CommitDelta:
-        """Everything that changed since the last commit, as one commit's delta."""
+        """Everything that changed since the last commit, as one commit's delta (``mailbox``:
+        the delta's other fields, settled claims, events...)."""
         states: dict[str, Any] = {}
         for plugin, state in self.states.items():
             snapshot = unstructure(state)
@@ -155,10 +152,10 @@ class SessionImage:
             nodes=tuple(nodes),
             plugin_states=states,
             config=self.persistable_config(composition) if self.config_dirty else None,
-            pending=tuple(self.pending) if self.pending_dirty else None,
             usage={k: v for k, v in usage.items() if v != Usage()},
             turns=turns,
             replace=self.fresh,
+            **mailbox,
         )
 
     def committed(self, delta: CommitDelta, revision: int) -> None:
@@ -167,7 +164,6 @@ class SessionImage:
         self.turns += delta.turns
         self.fresh = False
         self.config_dirty = False
-        self.pending_dirty = False
         self.snapshots.update(delta.plugin_states)
         for source, amount in delta.usage.items():
             self.usage[source] = self.usage.get(source, Usage()) + amount

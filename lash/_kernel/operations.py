@@ -4,18 +4,22 @@ host-facing :class:`lash.Session` opens, and commits through it."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._contract.calls import CALLER, Caller
 from lash._contract.graph import FrameBoundary, GraphNode
+from lash._contract.serialization import to_data
 from lash._contract.types import AgentFrame, SessionConfig
 from lash._kernel.frames import SplitToolPair, seed_frame
 from lash._kernel.image import build_session_options
-from lash._kernel.state import COMMANDS, QueuedCommand
-from lash.errors import PluginError, SessionError
+from lash._store.leases import command_event
+from lash._store.records import EventDraft
+from lash.errors import LashError, PluginError, SessionError
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -58,6 +62,9 @@ async def configure(runtime: SessionRuntime, patch: Mapping[str, Any]) -> Sessio
     options = build_session_options(runtime.id, runtime.composition, runtime.overrides, final)
     # A failed commit marks the image stale: the next operation reloads what the store holds.
     image.config, image.config_dirty, image.options = final, True, options
+    runtime.pending_events.append(
+        EventDraft("config_changed", {"previous": to_data(previous), "current": to_data(final)})
+    )
     await runtime.commit()
     await hooks.broadcast(
         "session_config_changed", session=runtime.view, previous=previous, current=final
@@ -136,8 +143,7 @@ async def open_frame(
     nodes = seed(runtime, reason=reason, summary=summary, keep_recent_turns=keep_recent_turns)
     for node in nodes:
         runtime.add_node(node)
-    await runtime.commit()
-    await frames_opened(runtime, nodes)
+    await runtime.commit()  # broadcasts frame_opened once committed
     boundary = nodes[0]
     assert isinstance(boundary, FrameBoundary)
     return AgentFrame(id=boundary.frame_id, parent_id=boundary.previous_frame_id, reason=reason)
@@ -158,76 +164,82 @@ def seed(
         raise SessionError(f"session {runtime.id!r}: {exc}", session_id=runtime.id) from None
 
 
-async def frames_opened(runtime: SessionRuntime, nodes: Sequence[GraphNode]) -> None:
-    """Broadcast ``frame_opened`` for every frame boundary among committed ``nodes``."""
-    for node in nodes:
-        if isinstance(node, FrameBoundary):
-            frame = AgentFrame(
-                id=node.frame_id, parent_id=node.previous_frame_id, reason=node.reason
-            )
-            await runtime.composition.hooks.broadcast(
-                "frame_opened", session=runtime.view, frame=frame
-            )
-
-
 # -- session commands ---------------------------------------------------------------------------
 
+#: The commands the kernel itself applies; plugins add theirs (``register_session_commands``).
+BUILTIN_COMMANDS: tuple[str, ...] = ("refresh_tool_catalog", "reset")
 
-def check_command(session_id: str, name: str, key: str) -> None:
-    if not key or not key.strip():
+
+def check_command(session_id: str, name: str, key: str, known: Sequence[str]) -> None:
+    if not isinstance(key, str) or not key.strip():
         raise SessionError(
             f"session {session_id!r}: a command needs a non-empty idempotency key",
             session_id=session_id,
         )
-    if name not in COMMANDS:
+    if name not in known:
         raise SessionError(
-            f"session {session_id!r}: unknown command {name!r}; known: {', '.join(COMMANDS)}",
+            f"session {session_id!r}: unknown command {name!r}; known: {', '.join(known)}",
             session_id=session_id,
         )
 
 
-async def enqueue_command(runtime: SessionRuntime, name: str, key: str) -> bool:
+async def apply_queued_commands(runtime: SessionRuntime) -> int:
+    """Apply the session's queued commands, oldest first (legacy commands queued by lash 0.1 in
+    the kernel state first); their changes and their settlement commit with the execution.
+    A plugin command that fails is reported and settled (it is not retried for ever)."""
     kernel = runtime.image.kernel
-    if kernel.knows_key(key):
-        return False
-    kernel.commands.append(QueuedCommand(name, key))  # type: ignore[arg-type]
-    await runtime.commit()
-    return True
-
-
-def run_commands(runtime: SessionRuntime) -> list[GraphNode]:
-    """Apply and dequeue every queued command; return the nodes they add (reset frames, not yet
-    in the graph: the caller records them in its commit)."""
-    kernel = runtime.image.kernel
-    nodes: list[GraphNode] = []
-    while kernel.commands:
-        command = kernel.commands.pop(0)
-        if command.name == "refresh_tool_catalog":
-            available = runtime.composition.available_tools()
-            kernel.refresh({name: plugin for name, (plugin, _) in available.items()})
-        elif command.name == "reset":
-            # The frame a reset leaves: the graph's, or the one an earlier reset just opened.
-            active = nodes[-1:] if nodes else list(runtime.image.graph.active_path())
-            nodes.extend(
-                seed_frame(
-                    active,
-                    turn=runtime.image.turns,
-                    reason="reset",
-                    summary=None,
-                    keep_recent_turns=0,
-                )
-            )
-        kernel.mark_applied(command.key)
-    return nodes
-
-
-async def apply_commands(runtime: SessionRuntime) -> int:
-    count = len(runtime.image.kernel.commands)
-    if count == 0:
-        return 0
-    nodes = run_commands(runtime)
-    for node in nodes:
-        runtime.add_node(node)
-    await runtime.commit()
-    await frames_opened(runtime, nodes)
+    count = 0
+    while kernel.commands:  # lash 0.1 sessions: commands queued in the kernel state
+        legacy = kernel.commands.pop(0)
+        runtime.dirty = True
+        await _apply(runtime, legacy.name, {})
+        count += 1
+    for command in await runtime.core.store.list_commands(runtime.id):
+        error = await _apply(runtime, command.name, command.args, command.source)
+        runtime.pending_applied.append(command.id)
+        runtime.pending_events.append(command_event("command_applied", command, error=error))
+        count += 1
     return count
+
+
+async def _apply(
+    runtime: SessionRuntime, name: str, args: Mapping[str, Any], source: str | None = None
+) -> str | None:
+    """Apply one command; returns the error text of a failed plugin command (reported)."""
+    if name == "refresh_tool_catalog":
+        available = runtime.composition.available_tools()
+        runtime.dirty |= runtime.image.kernel.refresh(
+            {tool: plugin for tool, (plugin, _) in available.items()}
+        )
+        return None
+    if name == "reset":
+        for node in seed(runtime, reason="reset", summary=None, keep_recent_turns=0):
+            runtime.add_node(node)
+        return None
+    contribution = runtime.composition.registry.of("session_command").get(name)
+    if contribution is None:
+        error: LashError = SessionError(
+            f"session {runtime.id!r}: queued command {name!r} is not known to this host (no "
+            "enabled plugin registers it); it was settled without effect",
+            session_id=runtime.id,
+        )
+        runtime.report(error)
+        return str(error)
+    token = CALLER.set(Caller(f"command {name!r}", contribution.plugin))
+    try:
+        value = contribution.value(runtime.view, dict(args))
+        if inspect.isawaitable(value):
+            await value
+    except Exception as exc:
+        error = PluginError(
+            f"plugin {contribution.plugin!r} failed applying session command {name!r}: "
+            f"{type(exc).__name__}: {exc}",
+            plugin=contribution.plugin,
+            hook="register_session_commands",
+        )
+        error.__cause__ = exc
+        runtime.report(error)
+        return str(error)
+    finally:
+        CALLER.reset(token)
+    return None

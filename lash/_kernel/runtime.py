@@ -1,9 +1,11 @@
 """The machinery behind one :class:`lash.Session` handle.
 
-A :class:`SessionRuntime` holds the session's image (:mod:`lash._kernel.image`), its lock and
-lease, and the changes pending since the last commit. It runs every operation as an
-:class:`Execution` (:meth:`SessionRuntime.execute`), commits
-(:meth:`SessionRuntime.commit`), and is the backend the session's :class:`lash.SessionView`
+A :class:`SessionRuntime` holds the session's image (:mod:`lash._kernel.image`), its lock, and
+the changes pending since the last commit. It runs every operation as an :class:`Execution`
+(:meth:`SessionRuntime.execute`) that claims the session's **lease for its duration only**
+(opening takes none, an idle session writes nothing), reloads a stale image before any work,
+applies queued session commands, and commits (:meth:`SessionRuntime.commit`, releasing the
+lease in the same transaction). It is the backend the session's :class:`lash.SessionView`
 forwards to. The turn, the operations and the host-facing :class:`lash.Session` use this small
 interface; none of them reaches into another's private members.
 """
@@ -17,24 +19,20 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lash._contract.calls import CALLER
-from lash._contract.graph import GraphNode, PluginNode, new_node_id
+from lash._contract.events import PluginEvent
+from lash._contract.graph import FrameBoundary, GraphNode, PluginNode, new_node_id
 from lash._contract.providers import ModelRequest, ModelResponse, collect_response
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
-from lash._contract.types import Message, SessionConfig, ToolCatalogEntry, Usage
+from lash._contract.types import AgentFrame, Message, SessionConfig, ToolCatalogEntry, Usage
 from lash._kernel.image import SessionImage
-from lash._store.protocol import Lease
-from lash.errors import (
-    LashError,
-    LeaseLost,
-    RevisionConflict,
-    SessionBusy,
-    SessionError,
-)
+from lash._kernel.liveness import provably_dead
+from lash._store.records import EventDraft, InputDraft, Lease, QueuedCommand, TurnRecord
+from lash.errors import LashError, RevisionConflict, SessionBusy, SessionError
 
 if TYPE_CHECKING:
     from lash._contract.providers import Provider
@@ -61,7 +59,32 @@ class KernelCore(Protocol):
     def lease_ttl(self) -> float: ...
 
     @property
+    def lease_wait(self) -> float: ...
+
+    @property
+    def control_poll(self) -> float: ...
+
+    @property
+    def input_poll(self) -> float: ...
+
+    @property
     def owner_id(self) -> str: ...
+
+    def notify(
+        self, session_id: str, live: Sequence[EventDraft] = (), *, input: bool = False
+    ) -> None: ...
+
+    def observed(self, session_id: str) -> bool: ...
+
+    async def enqueue_command(
+        self,
+        session_id: str,
+        name: str,
+        *,
+        key: str,
+        args: Mapping[str, Any] | None = None,
+        source: str = "host",
+    ) -> QueuedCommand: ...
 
 
 class Stoppable(Protocol):
@@ -89,7 +112,7 @@ class Stoppable(Protocol):
 class Execution:
     """One operation holding a session (see the module docstring)."""
 
-    __slots__ = ("done", "name", "outer", "runtime", "turn")
+    __slots__ = ("done", "name", "on_event", "outer", "runtime", "turn")
 
     def __init__(
         self,
@@ -108,6 +131,8 @@ class Execution:
         #: The index of the turn this execution runs (``None``: not a turn).
         self.turn = turn
         self.done = False
+        #: Where events of the operation go as they happen (a turn's stream), if anywhere.
+        self.on_event: Callable[[Any], None] | None = None
 
 
 #: The execution the running code belongs to (inherited by the tasks it starts).
@@ -138,10 +163,8 @@ async def through_cancellation(commit: Coroutine[Any, Any, int]) -> tuple[int, b
     return task.result(), cancelled
 
 
-
-
 class SessionRuntime:
-    """One session handle's image, lock, lease and pending changes (see the module docstring)."""
+    """One session handle's image, lock and pending changes (see the module docstring)."""
 
     def __init__(
         self,
@@ -150,30 +173,52 @@ class SessionRuntime:
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         is_root: bool = True,
+        apply_commands: Callable[[SessionRuntime], Awaitable[int]] | None = None,
     ) -> None:
         self.core = core
+        # How an execution applies the session's queued commands (the operations layer, above
+        # this one, provides it).
+        self._apply_commands = apply_commands
         self.composition = core.composition
         self.id = session_id
         self.is_root = is_root
         self.overrides = {k: dict(v) for k, v in (options or {}).items()}
         self.image = SessionImage(session_id)
         self.lock = asyncio.Lock()
+        #: The lease of the running execution (``None`` between executions).
         self.lease: Lease | None = None
         self.opened = False
+        #: Seconds an execution waits for the lease (``None``: the core's ``lease_wait``).
+        self.wait: float | None = None
         # A lease owner per handle: two handles on one session never share a lease.
         self.owner = f"{core.owner_id}/{next(_handles)}"
         #: What plugins and tools see of the session.
         self.view = SessionView(self)
-        #: Turns running now (cancel_running_turns).
+        #: Turns running (or waiting for the session) now: cancel_running_turns.
         self.running: set[Stoppable] = set()
         #: The tools offered at the last model call (a call of any other tool is refused).
         self.last_catalog: list[str] = []
-        # Changes since the last commit that the image cannot diff: nodes and usage.
-        self.pending_nodes: list[GraphNode] = []
-        self.pending_usage: dict[str, Usage] = {}
-        self.dirty = False
+        #: Input was queued for this session in this process since a running turn last read
+        #: the store (its next checkpoint reads it at once).
+        self.input_hint = False
+        #: How many queued commands the running execution applied when it claimed the session.
+        self.commands_applied = 0
+        # The running execution's lease renewal: its timer, or the renewal under way.
+        self._renewal: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+        self._clear_pending()
         # A cancellation that arrived while a commit was on its way (see through_cancellation).
         self.cancel_after_commit = False
+
+    def _clear_pending(self) -> None:
+        # Changes since the last commit that the image cannot diff.
+        self.pending_nodes: list[GraphNode] = []
+        self.pending_usage: dict[str, Usage] = {}
+        self.pending_claimed: list[str] = []
+        self.pending_applied: list[str] = []
+        self.pending_enqueue: list[InputDraft] = []
+        self.pending_events: list[EventDraft] = []
+        self.dirty = False
 
     # -- the session services backend (what SessionView forwards to) --------------------------
 
@@ -251,30 +296,36 @@ class SessionRuntime:
                 self.add_usage(source, response.usage)
         return response
 
-    async def record(self, kind: str, data: Any) -> PluginNode:
+    def _plugin_of_caller(self, what: str) -> str:
         caller = CALLER.get()
         if caller is None or caller.plugin is None:
             raise SessionError(
-                f"session {self.id!r}: record() is attributed to the calling plugin, so it must "
+                f"session {self.id!r}: {what}() is attributed to the calling plugin, so it must "
                 "be called from a hook or a tool",
                 session_id=self.id,
             )
+        return caller.plugin
+
+    def _storable(self, plugin: str, what: str, data: Any) -> None:
+        try:
+            # Refused now, not at the commit: unstorable data would fail the whole commit.
+            # to_data alone passes unknown objects through; JSON is what stores keep.
+            json.dumps(to_data(data))
+        except Exception as exc:
+            raise SessionError(
+                f"session {self.id!r}: plugin {plugin!r} {what} data that cannot be stored as "
+                f"JSON: {exc}",
+                session_id=self.id,
+            ) from None
+
+    async def record(self, kind: str, data: Any) -> PluginNode:
+        plugin = self._plugin_of_caller("record")
         if not isinstance(kind, str) or not kind:
             raise SessionError(
                 f"session {self.id!r}: record() needs a non-empty kind, got {kind!r}",
                 session_id=self.id,
             )
-        try:
-            # Refused now, not at the commit: an unstorable node would fail the whole turn's
-            # commit. to_data alone passes unknown objects through; JSON is what stores keep.
-            json.dumps(to_data(data))
-        except Exception as exc:
-            raise SessionError(
-                f"session {self.id!r}: plugin {caller.plugin!r} recorded data that cannot be "
-                f"stored as JSON: {exc}",
-                session_id=self.id,
-            ) from None
-        plugin = caller.plugin
+        self._storable(plugin, "recorded", data)
         joined = self.joinable()
         if joined is not None:
             return self.add_plugin_node(joined, plugin, kind, data)
@@ -297,6 +348,28 @@ class SessionRuntime:
         self.add_node(node)
         return node
 
+    async def emit(self, type: str, data: Any) -> None:
+        plugin = self._plugin_of_caller("emit")
+        self.emit_as(plugin, type, data)
+        if self.joinable() is None:
+            async with self.execute("emit"):
+                pass  # the event commits on its own
+
+    def emit_as(self, plugin: str, type: str, data: Any) -> None:
+        """Log a plugin event with the running operation's commit (and show it live now)."""
+        if not isinstance(type, str) or not type:
+            raise SessionError(
+                f"session {self.id!r}: plugin {plugin!r} emitted an event without a type",
+                session_id=self.id,
+            )
+        self._storable(plugin, "emitted", data)
+        event = EventDraft("plugin_event", {"plugin": plugin, "type": type, "data": to_data(data)})
+        self.pending_events.append(event)
+        self.core.notify(self.id, live=[event])
+        ex = self.joinable()
+        if ex is not None and ex.on_event is not None:
+            ex.on_event(PluginEvent(plugin, type, event.data["data"]))
+
     def usage_report(self) -> dict[str, Any]:
         return self.image.usage_report()
 
@@ -312,38 +385,72 @@ class SessionRuntime:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.pending_nodes or self.pending_usage or self.dirty)
+        return bool(
+            self.pending_nodes
+            or self.pending_usage
+            or self.dirty
+            or self.pending_claimed
+            or self.pending_applied
+            or self.pending_enqueue
+            or self.pending_events
+        )
 
-    async def commit(self, *, turns: int = 0) -> int:
-        """One atomic commit of everything that changed since the last one."""
+    async def commit(self, *, turns: int = 0, turn: TurnRecord | None = None) -> int:
+        """One atomic commit of everything that changed since the last one, releasing the
+        execution's lease in the same transaction (a later commit of the same execution takes
+        the lease again)."""
+        self.require_open()
+        await self._stop_renewal()  # the commit releases the lease
+        if self.lease is None:
+            await self._reclaim()  # a commit after the execution's first (it released the lease)
         lease = self.lease
-        if lease is None or not self.opened:
-            raise self._not_open("call `await session.open()` first")
+        assert lease is not None
         image = self.image
-        delta = image.delta(self.pending_nodes, self.pending_usage, turns, self.composition)
+        delta = image.delta(
+            self.pending_nodes,
+            self.pending_usage,
+            turns,
+            self.composition,
+            claimed=tuple(self.pending_claimed),
+            applied=tuple(self.pending_applied),
+            enqueue=tuple(self.pending_enqueue),
+            turn=turn,
+            events=(*self.pending_events, *_commit_events(self.pending_nodes)),
+            release=True,
+        )
         store = self.core.store
-        ttl = self.core.lease_ttl
         try:
-            if lease.remaining() < ttl / 2:
-                lease = self.lease = await store.renew_lease(lease, ttl=ttl)
             revision, cancelled = await through_cancellation(
                 store.commit(self.id, lease=lease, expected_revision=image.revision, delta=delta)
             )
-        except (LeaseLost, RevisionConflict):
-            # Another writer owns the session now: this handle's memory is stale. Close it;
-            # reopening reloads what the store holds.
-            self.lease = None
-            self.opened = False
-            image.stale = True
-            raise
         except BaseException:
-            image.stale = True  # the pending changes are in memory, not in the store
+            # The pending changes are in memory, not in the store; a LeaseLost or
+            # RevisionConflict means another writer committed: either way, reload first next
+            # time (the lease was not released: it is left to expire, or to the next claim).
+            image.stale = True
+            self.lease = None
+            self._clear_pending()  # not stored, and made on a view that is no longer the head
             raise
         # Only after the store accepted the commit does the in-memory head move.
+        self.lease = None
         image.committed(delta, revision)
-        self.pending_nodes, self.pending_usage, self.dirty = [], {}, False
+        self._clear_pending()
         self.cancel_after_commit |= cancelled
+        self.core.notify(self.id)
+        await self._frames_opened(delta.nodes)
         return revision
+
+    async def _frames_opened(self, nodes: Sequence[GraphNode]) -> None:
+        """Broadcast ``frame_opened`` for every frame a commit opened (a session's root frame
+        excepted)."""
+        for node in nodes:
+            if isinstance(node, FrameBoundary) and node.reason != "root":
+                frame = AgentFrame(
+                    id=node.frame_id, parent_id=node.previous_frame_id, reason=node.reason
+                )
+                await self.composition.hooks.broadcast(
+                    "frame_opened", session=self.view, frame=frame
+                )
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -386,16 +493,22 @@ class SessionRuntime:
         name: str,
         *,
         turn: int | None = None,
+        turn_id: str | None = None,
         commit_at_exit: bool = True,
         needs_open: bool = True,
+        lease: bool = True,
+        events: Sequence[EventDraft] = (),
     ) -> AsyncIterator[Execution]:
         """Hold the session for one operation (one at a time per handle).
 
         Re-entry from the operation's own plugin code is refused at once. The session must be
-        open (unless ``needs_open`` is false: open, close); a stale image is reloaded first.
-        What is still pending when the operation ends is committed (unless ``commit_at_exit`` is
-        false: opening writes nothing). A cancellation that arrived while a commit was on its
-        way is raised here, once the operation has recorded the commit.
+        open (unless ``needs_open`` is false: open, close). With ``lease`` (every operation but
+        opening and closing) the session's lease is claimed first: waiting while another
+        execution holds it, reloading a stale image, applying queued session commands (see
+        :meth:`claim`). What is still pending when the operation ends is committed, releasing
+        the lease (unless ``commit_at_exit`` is false); a lease still held is released. A
+        cancellation that arrived while a commit was on its way is raised here, once the
+        operation has recorded the commit.
         """
         self.refuse_reentry(name)
         async with self.lock:
@@ -404,14 +517,18 @@ class SessionRuntime:
             try:
                 if needs_open:
                     self.require_open()
-                    if self.image.stale:
-                        await self.reload()
+                if lease:
+                    await self.claim(turn_id=turn_id, events=events)
+                    self._renew_later()
                 yield ex
                 if commit_at_exit and self.has_pending:
                     await self.commit()
             except BaseException:
                 if self.has_pending:
-                    self.image.stale = True  # uncommitted changes: reload before the next one
+                    # Uncommitted changes of a failed operation: dropped, and the image is
+                    # reloaded before the next one (it may hold some of them).
+                    self.image.stale = True
+                    self._clear_pending()
                 raise
             finally:
                 ex.done = True
@@ -420,6 +537,9 @@ class SessionRuntime:
                 # execution unjoinable wherever it is still seen).
                 with contextlib.suppress(ValueError):
                     EXECUTION.reset(token)
+                await self._stop_renewal()
+                if self.lease is not None:
+                    await self._release_quietly()
                 cancelled, self.cancel_after_commit = self.cancel_after_commit, False
             if cancelled:
                 raise asyncio.CancelledError
@@ -438,10 +558,14 @@ class SessionRuntime:
         returns whether a stored session was found."""
         from lash.errors import UnknownSession
 
-        record = await self.core.store.load(self.id)
+        store = self.core.store
+        record = await store.load(self.id)
         if record is None and must_exist:
-            raise UnknownSession(self.id)
-        self.pending_nodes, self.pending_usage, self.dirty = [], {}, False
+            # A session with queued input or commands and no commit yet exists too (work waits
+            # in its mailbox).
+            if not (await store.list_inputs(self.id) or await store.list_commands(self.id)):
+                raise UnknownSession(self.id)
+        self._clear_pending()
         self.image.load(record, self.composition, self.overrides, fresh=fresh)
         await self.composition.hooks.collect(
             "prepare_session",
@@ -454,36 +578,113 @@ class SessionRuntime:
         return record is not None
 
     async def reload(self) -> None:
-        """Reload a stale image from the store (what a failed commit leaves)."""
+        """Reload a stale image from the store (another writer committed, or a commit failed)."""
         await self.load(fresh=False, must_exist=False)
 
     # -- leases ---------------------------------------------------------------------------------
 
-    async def acquire(self, wait: float) -> None:
+    async def claim(self, *, turn_id: str | None = None, events: Sequence[EventDraft] = ()) -> None:
+        """Take the session's lease for an execution, then make the image current: reload it
+        when another writer committed since it was read (before any model call), and apply the
+        session commands queued in the store (their changes commit with the execution)."""
+        lease = await self._acquire(turn_id=turn_id, events=events)
+        self.lease = lease
+        image = self.image
+        if image.fresh:
+            image.revision = lease.revision  # starting over replaces whatever the store holds
+        elif image.stale or lease.revision != image.revision:
+            await self.reload()
+        self.commands_applied = 0
+        if (lease.pending_commands or image.kernel.commands) and self._apply_commands:
+            self.commands_applied = await self._apply_commands(self)
+
+    async def _reclaim(self) -> None:
+        """Take the lease again for a second commit of one execution (compaction after a turn,
+        changes made in ``turn_persisted``). The pending changes were made on the image as the
+        first commit left it: if another writer committed since, they no longer apply."""
+        lease = await self._acquire(turn_id=None, events=())
+        self.lease = lease
+        if not self.image.fresh and lease.revision != self.image.revision:
+            self.image.stale = True
+            await self._release_quietly()
+            raise RevisionConflict(self.id, expected=self.image.revision, actual=lease.revision)
+
+    async def _acquire(self, *, turn_id: str | None, events: Sequence[EventDraft]) -> Lease:
+        """``acquire_lease``, waiting up to the handle's (or the core's) wait while another
+        execution holds it; a holder proved dead (same host, process gone) is taken over at
+        once. :raises SessionBusy: naming the holder, once the wait is over."""
         store = self.core.store
+        ttl = self.core.lease_ttl
+        wait = self.wait if self.wait is not None else self.core.lease_wait
         deadline = time.monotonic() + wait
+        delay = 0.005
+        take_over: Lease | None = None
         while True:
             try:
-                self.lease = await store.acquire_lease(self.id, self.owner, ttl=self.core.lease_ttl)
-                return
-            except SessionBusy:
+                return await store.acquire_lease(
+                    self.id, self.owner, ttl=ttl, take_over=take_over, turn=turn_id, events=events
+                )
+            except SessionBusy as busy:
+                if busy.token is not None and provably_dead(busy.owner):
+                    take_over = Lease(self.id, busy.owner, busy.token, busy.expires_at)
+                    continue
                 if time.monotonic() >= deadline:
                     raise
-                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                # Back off from 5 ms to 100 ms: a short wait for a turn that is ending, without
+                # hammering the store during a long one.
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.1)
 
-    async def release(self) -> None:
+    async def _release_quietly(self) -> None:
         lease, self.lease = self.lease, None
-        self.opened = False
-        if lease is not None:
-            await self.core.store.release_lease(lease)
+        if lease is None:
+            return
+        try:
+            # Shielded: a release cut short by a cancellation would keep the session busy
+            # until the lease expires.
+            await asyncio.shield(self.core.store.release_lease(lease))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the lease expires anyway; the operation's outcome stands
+            log.warning("lash: releasing the lease of session %r failed: %s", self.id, exc)
 
-    async def keep_lease(self) -> None:
-        """Renew the lease while a turn runs, so a long turn does not lose it."""
-        ttl = self.core.lease_ttl
-        while True:
-            await asyncio.sleep(ttl / 3)
+    async def renew(self) -> None:
+        """Renew the running execution's lease."""
+        if self.lease is not None:
+            self.lease = await self.core.store.renew_lease(self.lease, ttl=self.core.lease_ttl)
+
+    def _renew_later(self) -> None:
+        """Renew the execution's lease every third of its TTL while the execution runs (a
+        timer, not a task: most executions end long before the first renewal is due)."""
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self._renewal = None
+            self._renewing = loop.create_task(self._renew_and_rearm())
+
+        self._renewal = loop.call_later(self.core.lease_ttl / 3, due)
+
+    async def _renew_and_rearm(self) -> None:
+        try:
+            await self.renew()
+        except LashError as exc:  # LeaseLost: the execution's commit will say so
+            log.warning("lash: renewing the lease of session %r failed: %s", self.id, exc)
+        else:
             if self.lease is not None:
-                self.lease = await self.core.store.renew_lease(self.lease, ttl=ttl)
+                self._renew_later()
+        finally:
+            self._renewing = None
+
+    async def _stop_renewal(self) -> None:
+        """Stop renewing (before a commit, which releases the lease, and at the end)."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
+        task, self._renewing = self._renewing, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -493,3 +694,25 @@ class SessionRuntime:
 
     def report(self, error: LashError) -> None:
         self.composition.hooks.report(error)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the session's secret option values (``option(secret=True)``) masked:
+        what a failed turn stores as its error, since errors may echo what they were given."""
+        for plugin, options in self.image.options.items():
+            for name in self.composition.secret_fields(plugin):
+                value = getattr(options, name, None)
+                if isinstance(value, str) and len(value) >= 4 and value in text:
+                    text = text.replace(value, "***")
+        return text
+
+
+def _commit_events(nodes: Sequence[GraphNode]) -> list[EventDraft]:
+    """The events a commit logs for the nodes it adds: frames opened."""
+    return [
+        EventDraft(
+            "frame_opened",
+            {"frame_id": n.frame_id, "previous_frame_id": n.previous_frame_id, "reason": n.reason},
+        )
+        for n in nodes
+        if isinstance(n, FrameBoundary) and n.reason != "root"
+    ]

@@ -9,6 +9,7 @@ for itself). Hooks and tools never get a ``Session``: they get the session's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -22,9 +23,11 @@ from lash._kernel import operations
 from lash._kernel.prompt import prompt_view
 from lash._kernel.runtime import KernelCore, SessionRuntime
 from lash._kernel.turn import Turn
-from lash.errors import SessionError
+from lash._store.records import PendingInput, QueuedCommand
+from lash.errors import RevisionConflict, SessionError
 
 T = TypeVar("T")
+log = logging.getLogger("lash")
 
 
 @attrs.frozen
@@ -60,7 +63,13 @@ class Session:
             raise SessionError("a session id must be a non-empty string", session_id=session_id)
         #: The core that made this handle (a :class:`lash.LashCore`).
         self.core = core
-        self._runtime = SessionRuntime(core, session_id, options=options, is_root=is_root)
+        self._runtime = SessionRuntime(
+            core,
+            session_id,
+            options=options,
+            is_root=is_root,
+            apply_commands=operations.apply_queued_commands,
+        )
 
     # -- what the session holds ----------------------------------------------------------------
 
@@ -97,11 +106,6 @@ class Session:
         built from; earlier frames are in the store: ``core.store.load(id, full=True)``)."""
         return tuple(self._runtime.image.graph.nodes)
 
-    @property
-    def pending(self) -> tuple[str, ...]:
-        """Input queued for later turns (by ``EnqueueMessages`` directives)."""
-        return tuple(self._runtime.image.pending)
-
     def options(self, cls: type[T]) -> T:
         """The validated per-session options instance of the plugin that declared ``cls``."""
         return self._runtime.options_of(cls)
@@ -121,64 +125,64 @@ class Session:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def open(self, *, must_exist: bool = False, wait: float = 0.0) -> Session:
-        """Take the session's lease, then resume it from the store (only the active agent frame
-        is loaded), or start it if it does not exist yet.
+    async def open(self, *, must_exist: bool = False, wait: float | None = None) -> Session:
+        """Load the session from the store (only the active agent frame), or start it if it
+        does not exist yet. Opening takes no lease and writes nothing: each turn or change
+        claims the session's lease for its own duration.
 
         :param must_exist: raise :class:`lash.UnknownSession` instead of starting a new session.
-        :param wait: seconds to keep retrying while another writer holds the lease.
-        :raises SessionBusy: when another writer holds the lease (after ``wait`` seconds).
+        :param wait: seconds this handle's executions wait for the session while another one
+            holds it (default: the core's ``lease_wait``), then :class:`lash.SessionBusy`.
         :raises OptionsError: when this session's options do not validate (names plugin, field).
         """
         return await self._open(fresh=False, must_exist=must_exist, wait=wait)
 
-    async def open_fresh(self, *, wait: float = 0.0) -> Session:
-        """Start the session over: the next commit replaces whatever the store holds.
-
-        :raises SessionBusy: when another writer holds the lease (after ``wait`` seconds).
-        """
+    async def open_fresh(self, *, wait: float | None = None) -> Session:
+        """Start the session over: the next commit replaces whatever the store holds."""
         return await self._open(fresh=True, must_exist=False, wait=wait)
 
-    async def _open(self, *, fresh: bool, must_exist: bool, wait: float) -> Session:
+    async def _open(self, *, fresh: bool, must_exist: bool, wait: float | None) -> Session:
         runtime = self._runtime
-        async with runtime.execute("open", commit_at_exit=False, needs_open=False):
+        async with runtime.execute("open", commit_at_exit=False, needs_open=False, lease=False):
             if runtime.opened:
                 raise SessionError(f"session {self.id!r} is already open", session_id=self.id)
             # Fail fast on a missing protocol or provider, before any I/O.
             runtime.composition.protocol()
             runtime.provider()
-            await runtime.acquire(wait)
-            try:
-                found = await runtime.load(fresh=fresh, must_exist=must_exist)
-                runtime.opened = True
-            except BaseException:
-                await runtime.release()
-                raise
+            runtime.wait = wait
+            found = await runtime.load(fresh=fresh, must_exist=must_exist)
+            runtime.opened = True
             await runtime.composition.hooks.broadcast(
                 "session_opened", session=runtime.view, restored=found and not fresh
             )
         return self
 
     async def close(self) -> None:
-        """Close the session: wait for a running turn to commit, then release the lease."""
+        """Close the session: wait for a running turn to commit, commit what is still pending
+        (changes made through its view since), and let go of it."""
         runtime = self._runtime
-        async with runtime.execute("close", commit_at_exit=False, needs_open=False):
-            if not runtime.opened and runtime.lease is None:
+        async with runtime.execute("close", commit_at_exit=False, needs_open=False, lease=False):
+            if not runtime.opened:
                 return
             if runtime.has_pending:
-                await runtime.commit()  # changes made since the last commit (state, membership)
-            await runtime.release()
+                try:
+                    await runtime.commit()
+                except RevisionConflict as conflict:
+                    # Changes made since the last commit (by prepare_session or a hook between
+                    # operations) on a view another writer has moved past: closing drops them
+                    # rather than failing the close.
+                    log.warning("lash: %s; closing without them", conflict)
+            runtime.opened = False
         await runtime.composition.hooks.broadcast("session_closed", session=runtime.view)
 
     async def park(self) -> ParkedSession:
-        """Release the lease and the session's memory (graph, options, state); return a small
-        handle that :meth:`lash.LashCore.resume` reopens from the store."""
+        """Let go of the session's memory (graph, options, state), committing what is still
+        pending first; return a small handle that :meth:`lash.LashCore.resume` reopens."""
         runtime = self._runtime
-        async with runtime.execute("park", commit_at_exit=False, needs_open=False):
-            runtime.require_open()
+        async with runtime.execute("park", commit_at_exit=False, lease=False):
             if runtime.has_pending:
                 await runtime.commit()
-            await runtime.release()
+            runtime.opened = False
             handle = ParkedSession(self.id, runtime.image.revision, runtime.overrides)
             runtime.image.clear()
         await runtime.composition.hooks.broadcast("session_parked", session=runtime.view)
@@ -194,27 +198,49 @@ class Session:
 
     # -- turns ---------------------------------------------------------------------------------
 
-    def turn(self, text: str, *, items: Sequence[Any] = ()) -> Turn:
+    def turn(self, text: str, *, items: Sequence[Any] = (), id: str | None = None) -> Turn:
         """A new turn with this input; ``await turn.run()`` or ``async for e in turn.stream()``.
 
         ``items`` are optional structured input (JSON-ready values: attachments, form data...)
         recorded on the user message node with the text; plugins read them from
         ``turn.items`` or the node, and shape what the model sees (``transform_prompt_view``).
+        ``id`` names the turn in the session (default: a new id): a turn id the session has
+        committed already is not run again, its stored result is returned (so a host may retry
+        a submission after a crash); that result's ``tool_calls`` is empty: the calls and
+        their results are in the graph, as the turn committed them.
         """
         self._runtime.refuse_reentry("turn")
         self._runtime.require_open()
-        return Turn(self._runtime, text, items=tuple(items))
+        if id is not None and (not isinstance(id, str) or not id.strip()):
+            raise SessionError(
+                f"session {self.id!r}: a turn id must be a non-empty string, got {id!r}",
+                session_id=self.id,
+            )
+        return Turn(self._runtime, text, items=tuple(items), turn_id=id)
+
+    async def drain(self) -> list[TurnResult]:
+        """Run the session's queued input (:meth:`lash.LashCore.enqueue`, ``EnqueueMessages``
+        directives, finished processes), one turn per input, oldest first, until none is left;
+        return the results. Several processes may drain one session: each input is consumed
+        once, by the turn whose commit settles it."""
+        runtime = self._runtime
+        runtime.refuse_reentry("drain")
+        runtime.require_open()
+        results: list[TurnResult] = []
+        while True:
+            result = await Turn(runtime, "", from_queue=True).run_queued()
+            if result is None:
+                return results
+            results.append(result)
 
     async def run_pending(self) -> list[TurnResult]:
-        """Run queued input (from ``EnqueueMessages``), one turn each, oldest first."""
-        runtime = self._runtime
-        runtime.refuse_reentry("run_pending")
-        results = []
-        while runtime.image.pending:
-            text = runtime.image.pending.pop(0)
-            runtime.image.pending_dirty = True
-            results.append(await self.turn(text).run())
-        return results
+        """The lash 0.1 name of :meth:`drain`."""
+        self._runtime.refuse_reentry("run_pending")
+        return await self.drain()
+
+    async def inputs(self, *, settled: bool = False) -> list[PendingInput]:
+        """The session's queued input, oldest first (``settled``: completed and cancelled too)."""
+        return await self.core.store.list_inputs(self.id, settled=settled)
 
     def cancel_running_turns(self) -> int:
         """Stop running turns cooperatively; each commits as ``stopped(cancelled)``.
@@ -247,6 +273,9 @@ class Session:
             is left untouched.
         """
         operations.check_patch(self.id, patch)
+        config = self._runtime.image.config
+        if "protocol_options" not in patch and operations.apply_patch(config, patch) == config:
+            return config  # nothing changes: no lease, no hook, no commit
         async with self._runtime.execute("configure"):
             return await operations.configure(self._runtime, patch)
 
@@ -266,21 +295,23 @@ class Session:
         async with self._runtime.execute("set_tool_membership"):
             return self._runtime.change_membership(changes)
 
-    async def enqueue_command(self, name: str, *, key: str) -> bool:
-        """Queue a durable session command (``refresh_tool_catalog`` or ``reset``), applied
-        before the next turn (or by :meth:`apply_commands`).
-
-        ``key`` makes it idempotent: a key already queued or applied is ignored (returns
-        ``False``). :raises SessionError: for an empty key or an unknown command.
-        """
-        operations.check_command(self.id, name, key)
-        async with self._runtime.execute("enqueue_command"):
-            return await operations.enqueue_command(self._runtime, name, key)
+    async def enqueue_command(
+        self, name: str, *, key: str, args: Mapping[str, Any] | None = None
+    ) -> QueuedCommand:
+        """Queue a durable session command (``refresh_tool_catalog``, ``reset``, or one a plugin
+        registers), applied before the next turn (or by :meth:`apply_commands`): the same as
+        :meth:`lash.LashCore.enqueue_command`. ``key`` makes it idempotent: a key already
+        queued or applied returns that command. :raises SessionError: for an empty key or an
+        unknown command."""
+        runtime = self._runtime
+        runtime.refuse_reentry("enqueue_command")
+        runtime.require_open()
+        return await self.core.enqueue_command(self.id, name, key=key, args=args)
 
     async def apply_commands(self) -> int:
         """Apply queued commands now (a turn does this first anyway); returns how many ran."""
         async with self._runtime.execute("apply_commands"):
-            return await operations.apply_commands(self._runtime)
+            return self._runtime.commands_applied
 
     def __repr__(self) -> str:
         image = self._runtime.image

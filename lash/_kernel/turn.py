@@ -2,32 +2,41 @@
 
 The kernel owns the turn's bookkeeping (nodes, usage, hooks, the commit); the protocol plugin owns
 the loop, through the :class:`lash.TurnDriver` it is handed. A turn always commits exactly once,
-whatever its outcome; only a crash of the process commits nothing.
+whatever its outcome (its last node, a :class:`lash.TurnOutcome`, says how it ended); only a crash
+of the process commits nothing. A turn has an id (``session.turn(text, id=...)``, else a new
+one): a turn id that is already committed in the session is not run again, its stored result is
+returned.
 
-A turn runs in phases, each of which :meth:`Turn.cancel` interrupts wherever it is waiting (a
-protocol's model call, a tool, a hung ``async`` hook):
+A turn runs in phases, each of which :meth:`Turn.cancel` interrupts wherever it is waiting (for
+the session's lease, a model call, a tool, a hung ``async`` hook):
 
-1. **work**: queued commands, ``before_turn``, the protocol. Interrupted, the turn ends
-   ``stopped(cancelled)``.
+0. **waiting** for the session (another execution holds its lease). Interrupted, the turn ends
+   ``stopped(cancelled)`` at once, and nothing is committed: it never started.
+1. **work**: queued commands, ``before_turn``, the protocol (with its checkpoints, where input
+   queued for the running turn joins it). Interrupted, the turn ends ``stopped(cancelled)``.
 2. **finish**: ``after_turn`` and ``turn_finalized``. Interrupted, the rest of the phase is
    skipped and a turn that had completed ends ``stopped(cancelled)``.
 3. **commit**: never interrupted (a commit on its way may already be durable).
 4. **after the commit**: ``frame_opened``, ``turn_persisted``, the compaction a ``Compact``
    directive asked for, and the commit of what those changed. Interrupted, the rest is skipped;
    the caller gets the committed result.
+
+A cancellation asked for from another process (``core.cancel_turn``) is read from the store while
+the turn runs (every ``control_poll`` seconds, and at checkpoints).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.calls import CALLER, Caller
 from lash._contract.events import (
     StopReason,
     TextDeltaEvent,
@@ -44,6 +53,7 @@ from lash._contract.graph import (
     GraphNode,
     ToolCallNode,
     ToolResultNode,
+    TurnOutcome,
     UserMessage,
     new_node_id,
 )
@@ -54,21 +64,22 @@ from lash._contract.providers import (
     TextDelta,
     ToolCallReady,
 )
+from lash._contract.serialization import from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
 from lash._contract.types import (
-    AbortToolCall,
     AbortTurn,
     Compact,
+    EmitEvent,
     EnqueueMessages,
-    ReplaceToolArguments,
-    ShortCircuitToolCall,
     ToolCall,
     ToolResult,
     Usage,
 )
 from lash._kernel import operations
 from lash._kernel.prompt import prompt_view
-from lash._tools.arguments import admit_tool_call, invalid_arguments_result
+from lash._kernel.tool_calls import project, run_tool_call
+from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
+from lash._tools.arguments import admit_tool_call
 from lash.errors import LashError
 
 if TYPE_CHECKING:
@@ -85,29 +96,50 @@ def _directives(value: Any) -> tuple[Any, ...]:
     return value if type(value) is tuple else (value,)
 
 
+def new_turn_id() -> str:
+    return f"turn-{uuid.uuid4().hex[:16]}"
+
+
 class Turn:
     """A turn of a session. ``await turn.run()`` returns a :class:`lash.TurnResult`;
     ``turn.stream()`` yields typed events ending with :class:`lash.TurnFinished`.
 
     Closing a stream early (``break`` inside ``async with contextlib.aclosing(turn.stream())``)
     cancels the turn, which still commits as ``stopped(cancelled)``. A stream abandoned without
-    closing keeps the session's turn lock until it is garbage collected, so close it. Errors of
-    the commit itself (:class:`lash.LeaseLost`, :class:`lash.RevisionConflict`, store errors)
-    are raised from ``run()`` / ``stream()``.
+    closing keeps the session until it is garbage collected, so close it. Errors of the commit
+    itself (:class:`lash.LeaseLost`, :class:`lash.RevisionConflict`, store errors) and
+    :class:`lash.SessionBusy` (the session stayed busy longer than the wait) are raised from
+    ``run()`` / ``stream()``.
     """
 
     __module__ = "lash"
 
-    def __init__(self, runtime: SessionRuntime, text: str, *, items: tuple[Any, ...] = ()) -> None:
+    def __init__(
+        self,
+        runtime: SessionRuntime,
+        text: str,
+        *,
+        items: tuple[Any, ...] = (),
+        turn_id: str | None = None,
+        from_queue: bool = False,
+    ) -> None:
         self._runtime = runtime
+        #: The turn's id in its session.
+        self.id = turn_id or new_turn_id()
+        self._explicit_id = turn_id is not None
+        self._from_queue = from_queue
         self.input = text
         self.items = items
+        #: The queued input this turn consumes (a drained turn), once claimed.
+        self.source_input: PendingInput | None = None
         self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._nodes: list[GraphNode] = []
         self._usage = Usage()
         self._records: list[ToolCallRecord] = []
         self._final_text = ""
         self._cancel_requested = False
+        self._cancel_origin: str | None = None
+        self._cancel_reason: str | None = None
         # Each tool call's cancellation event, set on cancel so tools (even abandoned sync ones)
         # can notice and stop.
         self._call_events: list[asyncio.Event] = []
@@ -116,6 +148,11 @@ class Turn:
         self._interruptible = False
         self._interrupted = False
         self._started = False
+        self._waiting = False
+        self._compact: Compact | None = None
+        self._view: TurnView | None = None
+        self._last_poll = time.monotonic()
+        self.no_input = False  # a drained turn that found nothing to do
         self.index = 0
 
     @property
@@ -132,46 +169,54 @@ class Turn:
                     return event.result
         raise AssertionError("turn stream ended without TurnFinished")  # kernel bug
 
+    async def run_queued(self) -> TurnResult | None:
+        """Run a drained turn (``from_queue``): its result, or ``None`` when the session had no
+        queued input (nothing ran, nothing was committed)."""
+        async with contextlib.aclosing(self.stream()) as events:
+            async for event in events:
+                if isinstance(event, TurnFinished):
+                    return event.result
+        if self.no_input:
+            return None
+        raise AssertionError("turn stream ended without TurnFinished")  # kernel bug
+
     async def stream(self) -> AsyncGenerator[TurnEvent, None]:
         """Run the turn, yielding events as they happen; the last is :class:`TurnFinished`."""
         if self._started:
             raise RuntimeError("a turn runs once; call session.turn(...) again for another")
         self._started = True
         runtime = self._runtime
-        async with runtime.execute("turn") as ex:
-            self.index = ex.turn = runtime.image.turns + 1
-            runtime.running.add(self)
-            keeper = asyncio.create_task(runtime.keep_lease())
+        runtime.running.add(self)  # from now: cancel_running_turns reaches it, waiting or not
+        try:
+            self._runner = runner = asyncio.create_task(self._drive())
             try:
-                self._runner = runner = asyncio.create_task(self._drive())
-                try:
-                    while True:
-                        event = await self._events.get()
-                        if event is None:
-                            break
-                        yield event
-                finally:
-                    # The consumer stopped listening (or was cancelled): cancel cooperatively,
-                    # still commit. Each cancellation of the consumer interrupts the turn's
-                    # current phase again, so a second one gets past a hung hook too.
-                    while not runner.done():
-                        self.cancel()
-                        try:
-                            await asyncio.wait((runner,))
-                        except asyncio.CancelledError:
-                            continue
-                    runner.result()  # the commit's own error (LeaseLost...), if any
+                while True:
+                    event = await self._events.get()
+                    if event is None:
+                        break
+                    yield event
             finally:
-                runtime.running.discard(self)
-                keeper.cancel()
-                # A failed renewal surfaces at commit (LeaseLost); here it only needs reaping.
-                with contextlib.suppress(asyncio.CancelledError, LashError):
-                    await keeper
+                # The consumer stopped listening (or was cancelled): cancel cooperatively, still
+                # commit. Each cancellation of the consumer interrupts the turn's current phase
+                # again, so a second one gets past a hung hook too.
+                while not runner.done():
+                    self.cancel(origin="host", reason="the caller stopped waiting")
+                    try:
+                        await asyncio.wait((runner,))
+                    except asyncio.CancelledError:
+                        continue
+                runner.result()  # the commit's own error (LeaseLost, SessionBusy...), if any
+        finally:
+            runtime.running.discard(self)
 
-    def cancel(self) -> None:
+    def cancel(self, *, reason: str | None = None, origin: str = "host") -> None:
         """Ask the turn to stop: it still commits, as ``stopped(cancelled)`` (or, once it is
-        committed, returns its result). Whatever the turn is waiting for is interrupted: the
-        model, a tool, or a plugin's hook."""
+        committed, returns its result; or, while it waits for the session, ends at once without
+        committing). Whatever the turn is waiting for is interrupted: the session, the model, a
+        tool, or a plugin's hook. ``origin`` and ``reason`` are recorded in the result (the first
+        request's)."""
+        if not self._cancel_requested:
+            self._cancel_origin, self._cancel_reason = origin, reason
         self._cancel_requested = True
         for event in self._call_events:
             event.set()
@@ -208,97 +253,244 @@ class Turn:
 
     async def _drive(self) -> None:
         try:
-            await self._drive_turn()
+            await self._drive_outer()
         finally:
             # Always end the event stream, even when the commit raised (LeaseLost, a store
             # error...): stream() then re-raises that error from the runner.
             self._events.put_nowait(None)
 
+    async def _drive_outer(self) -> None:
+        runtime = self._runtime
+        if self._explicit_id:
+            record = await runtime.core.store.turn_record(runtime.id, self.id)
+            if record is not None:
+                self._emit(TurnFinished(result_of_record(record)))
+                return
+        if self._cancel_requested:
+            self._emit(TurnFinished(self._unstarted()))
+            return
+        events = () if self._from_queue else (self._started_event(),)
+        # Phase 0: waiting for the session is interruptible; a cancellation there ends the
+        # turn before it started.
+        self._interruptible, self._interrupted, self._waiting = True, False, True
+        try:
+            async with runtime.execute("turn", turn_id=self.id, events=events) as ex:
+                self._interruptible = self._waiting = False  # the session is ours
+                self.index = ex.turn = runtime.image.turns + 1
+                ex.on_event = self._emit
+                if self._explicit_id:
+                    # A twin submission may have committed while this one waited.
+                    record = await runtime.core.store.turn_record(runtime.id, self.id)
+                    if record is not None:
+                        self._emit(TurnFinished(result_of_record(record)))
+                        return
+                await self._drive_turn()
+        except asyncio.CancelledError:
+            if not (self._waiting and self._interrupted):
+                raise  # the host cancelled the task running the turn: propagate
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self._emit(TurnFinished(self._unstarted()))
+        finally:
+            self._waiting = False
+
+    def _started_event(self) -> EventDraft:
+        return EventDraft(
+            "turn_started",
+            {
+                "turn_id": self.id,
+                "input": self.input,
+                "items": to_data(list(self.items)) if self.items else [],
+            },
+        )
+
+    def _unstarted(self) -> TurnResult:
+        """The result of a turn cancelled before it started (nothing committed)."""
+        return TurnResult(
+            session_id=self._runtime.id,
+            index=self._runtime.image.turns + 1,
+            outcome="stopped",
+            reason="cancelled",
+            detail="cancelled before it started (nothing was committed)",
+            revision=self._runtime.image.revision,
+            turn_id=self.id,
+            cancelled_by=self._cancel_origin,
+            cancel_reason=self._cancel_reason,
+        )
+
     async def _drive_turn(self) -> None:
         runtime = self._runtime
         hooks = runtime.composition.hooks
-        view = TurnView(runtime.view, self.input, self.index, items=self.items, nodes=self._nodes)
+        if self._from_queue and not await self._take_queued_input():
+            return
+        view = self._view = TurnView(
+            runtime.view, self.input, self.index, items=self.items, nodes=self._nodes
+        )
         reason: StopReason | None = None
         detail: str | None = None
         failure: Exception | None = None
-        compact: Compact | None = None
-        # Queued session commands (refresh_tool_catalog, reset) apply first, in this commit.
-        command_nodes = operations.run_commands(runtime)
-        for node in command_nodes:
-            self._append(node)
         self._ensure_frame()
         self._append(self._new_node(UserMessage, text=self.input, items=self.items))
+        keeper = _Keeper(self)
+        try:
+            async with self._phase() as stopped:
+                try:
+                    for plugin, value in await hooks.collect("before_turn", turn=view):
+                        for directive in _directives(value):
+                            stop = self._apply(plugin, directive, current="current_turn")
+                            if stop is not None and reason is None:
+                                reason, detail = "plugin_abort", stop
+                    if reason is None and not self._cancel_requested:
+                        _plugin_name, protocol = runtime.composition.protocol()
+                        await protocol.run(TurnDriver(self, runtime.view))
+                except TurnStopped as stop_exc:
+                    reason, detail = stop_exc.reason, stop_exc.detail
+                except Exception as exc:  # provider, plugin or protocol failure: the turn
+                    failure = exc  # fails, the session lives on
+            if stopped[0] or (self._cancel_requested and reason is None and failure is None):
+                reason, detail, failure = "cancelled", None, None
 
-        async with self._phase() as stopped:
-            try:
-                for _plugin, value in await hooks.collect("before_turn", turn=view):
-                    for directive in _directives(value):
-                        compact = self._apply(directive, compact)
-                        if isinstance(directive, AbortTurn) and reason is None:
-                            reason, detail = "plugin_abort", directive.reason
-                if reason is None and not self._cancel_requested:
-                    _plugin_name, protocol = runtime.composition.protocol()
-                    await protocol.run(TurnDriver(self, runtime.view))
-            except TurnStopped as stop:
-                reason, detail = stop.reason, stop.detail
-            except Exception as exc:  # provider, plugin or protocol failure: the turn fails,
-                failure = exc  # the session lives on
-        if stopped[0] or (self._cancel_requested and reason is None and failure is None):
-            reason, detail, failure = "cancelled", None, None
-
-        error = _describe(failure) if failure is not None else None
-        self._close_dangling_calls(error or detail or reason or "turn ended")
-        result = self._result_of(reason, detail, failure)
-        view.result = result
-        async with self._phase() as stopped:
-            # after_turn sees every outcome, failed turns included (it may log or enqueue).
-            try:
-                for _plugin, value in await hooks.collect("after_turn", turn=view):
-                    for directive in _directives(value):
-                        compact = self._apply(directive, compact)
-                        if isinstance(directive, AbortTurn) and result.outcome == "completed":
-                            result = attrs.evolve(
-                                result,
-                                outcome="stopped",
-                                reason="plugin_abort",
-                                detail=directive.reason,
-                            )
-            except LashError as exc:
-                if result.outcome == "failed":
-                    hooks.report(exc)  # the first failure is the turn's error; report this one
-                else:
-                    result = self._result_of(None, None, exc)
+            error = _describe(failure) if failure is not None else None
+            self._close_dangling_calls(error or detail or reason or "turn ended")
+            result = self._result_of(reason, detail, failure)
             view.result = result
-            await hooks.broadcast("turn_finalized", turn=view)
-        if stopped[0] and result.outcome == "completed":
-            result = attrs.evolve(result, outcome="stopped", reason="cancelled", detail=None)
-            view.result = result
+            async with self._phase() as stopped:
+                # after_turn sees every outcome, failed turns included (it may log or enqueue).
+                try:
+                    for plugin, value in await hooks.collect("after_turn", turn=view):
+                        for directive in _directives(value):
+                            stop = self._apply(plugin, directive, current="next_turn")
+                            if stop is not None and result.outcome == "completed":
+                                result = attrs.evolve(
+                                    result, outcome="stopped", reason="plugin_abort", detail=stop
+                                )
+                except LashError as exc:
+                    if result.outcome == "failed":
+                        hooks.report(exc)  # the first failure is the turn's error; report this
+                    else:
+                        result = self._result_of(None, None, exc)
+                view.result = result
+                await hooks.broadcast("turn_finalized", turn=view)
+            if stopped[0] and result.outcome == "completed":
+                result = self._result_of("cancelled", None, None)
+                view.result = result
+        finally:
+            await keeper.stop()
 
         revision = await self._commit(result)
         result = attrs.evolve(result, revision=revision)
         view.result = result
         async with self._phase():
-            await operations.frames_opened(runtime, command_nodes)
             await hooks.broadcast("turn_persisted", turn=view, revision=revision)
-            if compact is not None:
-                await operations.compact_after_turn(runtime, compact.instructions)
+            if self._compact is not None:
+                await operations.compact_after_turn(runtime, self._compact.instructions)
         self._emit(TurnFinished(result))
+
+    async def _take_queued_input(self) -> bool:
+        """Claim the session's oldest pending input for this turn (a drained turn)."""
+        runtime = self._runtime
+        lease = runtime.lease
+        assert lease is not None
+        if not lease.pending_inputs:
+            self.no_input = True
+            return False
+        claimed = await runtime.core.store.claim_inputs(lease, limit=1)
+        if not claimed:
+            self.no_input = True
+            return False
+        self.source_input = source = claimed[0]
+        self.input, self.items = source.text, tuple(source.items)
+        runtime.pending_claimed.append(source.id)
+        runtime.pending_events.append(self._started_event())
+        return True
+
+    async def _keep(self) -> None:
+        """While the turn works, read cancellation requests from other processes every
+        ``control_poll`` seconds (the execution renews the lease)."""
+        poll = self._runtime.core.control_poll
+        while True:  # started when the first poll is due (see _Keeper)
+            await self._read_cancel_request()
+            await asyncio.sleep(poll)
+
+    async def _read_cancel_request(self) -> None:
+        if self._cancel_requested:
+            return
+        runtime = self._runtime
+        request = await runtime.core.store.cancel_request(runtime.id, self.id)
+        if request is not None:
+            self.cancel(reason=request.reason, origin=request.origin)
 
     async def _commit(self, result: TurnResult) -> int:
         runtime = self._runtime
         if self._usage != Usage():
             runtime.add_usage("turn", self._usage)
-        return await runtime.commit(turns=1)
+        outcome = self._new_node(
+            TurnOutcome,
+            turn_id=self.id,
+            outcome=result.outcome,
+            reason=result.reason,
+            detail=result.detail,
+            error=result.error,
+            cancelled_by=result.cancelled_by,
+        )
+        self._append(outcome)
+        # The stored result leaves out the tool calls: they are in the graph already (the turn's
+        # call and result nodes), and their arguments may be what a hook made of them.
+        data = result_data(result)
+        record = TurnRecord(
+            session_id=runtime.id,
+            turn_id=self.id,
+            index=self.index,
+            outcome=result.outcome,
+            revision=0,
+            reason=result.reason,
+            result=data,
+        )
+        runtime.pending_events.append(
+            EventDraft(
+                "turn_committed",
+                {
+                    "turn_id": self.id,
+                    "index": self.index,
+                    "outcome": result.outcome,
+                    "reason": result.reason,
+                    # A commit moves the head by exactly one (compare-and-set on the revision).
+                    "revision": runtime.image.revision + 1,
+                    "result": data,
+                    # What the turn's tool calls were (observers elsewhere saw none live).
+                    "tool_calls": [
+                        {
+                            "call_id": r.call.id,
+                            "name": r.call.name,
+                            "is_error": r.result.is_error,
+                        }
+                        for r in self._records
+                    ],
+                },
+            )
+        )
+        return await runtime.commit(turns=1, turn=record)
 
-    def _apply(self, directive: Any, compact: Compact | None) -> Compact | None:
-        """Apply a turn directive's side effect; returns the compaction asked for so far."""
+    def _apply(self, plugin: str, directive: Any, *, current: str) -> str | None:
+        """Apply one turn directive; returns an abort's reason. ``current`` is where an
+        ``EnqueueMessages(target="current_turn")`` goes in this phase."""
+        if isinstance(directive, AbortTurn):
+            return directive.reason
         if isinstance(directive, EnqueueMessages):
-            image = self._runtime.image
-            image.pending.extend(directive.messages)
-            image.pending_dirty = True
+            if directive.target == "current_turn" and current == "current_turn":
+                for text in directive.messages:
+                    self._append(self._new_node(UserMessage, text=text))
+            else:
+                for text in directive.messages:
+                    self._runtime.pending_enqueue.append(
+                        InputDraft(text, source=f"plugin:{plugin}")
+                    )
         elif isinstance(directive, Compact):
-            return compact or directive
-        return compact
+            self._compact = self._compact or directive
+        elif isinstance(directive, EmitEvent):
+            self._runtime.emit_as(plugin, directive.type, directive.data)
+        return None
 
     def _result_of(
         self, reason: StopReason | None, detail: str | None, failure: Exception | None
@@ -310,17 +502,22 @@ class Turn:
             text=self._final_text,
             tool_calls=tuple(self._records),
             usage=self._usage,
+            turn_id=self.id,
         )
         if failure is not None:
             return attrs.evolve(
                 result,
                 outcome="failed",
-                error=_describe(failure),
+                error=self._runtime.redact(_describe(failure)),
                 error_plugin=getattr(failure, "plugin", None),
                 error_hook=getattr(failure, "hook", None),
             )
         if reason is not None:
-            return attrs.evolve(result, outcome="stopped", reason=reason, detail=detail)
+            result = attrs.evolve(result, outcome="stopped", reason=reason, detail=detail)
+            if reason == "cancelled":
+                result = attrs.evolve(
+                    result, cancelled_by=self._cancel_origin, cancel_reason=self._cancel_reason
+                )
         return result
 
     # -- nodes -----------------------------------------------------------------------------
@@ -345,8 +542,6 @@ class Turn:
 
     def _ensure_frame(self) -> None:
         if self._runtime.image.graph.frame_id is None:
-            import uuid
-
             self._append(
                 FrameBoundary(
                     id=new_node_id(),
@@ -401,10 +596,16 @@ class Turn:
         calls: list[ToolCall] = []
         usage = Usage()
         finish = "stop"
+        live = runtime.core.observed(runtime.id)
         async for event in provider.stream(request):
             if isinstance(event, TextDelta):
                 text.append(event.text)
                 self._emit(TextDeltaEvent(event.text))
+                if live:
+                    runtime.core.notify(
+                        runtime.id,
+                        live=[EventDraft("text_delta", {"turn_id": self.id, "text": event.text})],
+                    )
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
@@ -426,17 +627,24 @@ class Turn:
         return response
 
     async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        composition = self._runtime.composition
+        runtime = self._runtime
+        composition = runtime.composition
+        live = runtime.core.observed(runtime.id)
         for call in calls:
             plugin = composition.tool_plugin(call.name)
             self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
             self._emit(ToolCallStarted(call))
-        if len(calls) == 1:
-            results = [await self._run_one(calls[0])]  # no tasks for the common single call
+            if live:  # live only: the committed turn holds its calls (graph, turn_committed)
+                started = {"turn_id": self.id, "call": call_data(call)}
+                runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
+        if len(calls) == 1:  # no tasks for the common single call
+            results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0].id))]
         else:
-            results = await asyncio.gather(*(self._run_one(call) for call in calls))
+            results = await asyncio.gather(
+                *(run_tool_call(runtime, call, self._tool_context(call.id)) for call in calls)
+            )
         for call, (final_call, result) in zip(calls, results, strict=True):
-            projected = await self._project(final_call, result)
+            projected = await project(runtime, final_call, result)
             self._append(
                 self._new_node(
                     ToolResultNode,
@@ -447,8 +655,22 @@ class Turn:
                     projected=projected,
                 )
             )
-            self._records.append(ToolCallRecord(final_call, result))
+            record = ToolCallRecord(final_call, result)
+            self._records.append(record)
             self._emit(ToolCallFinished(final_call, result))
+            if live:
+                finished = {
+                    "turn_id": self.id,
+                    "call_id": call.id,
+                    "name": final_call.name,
+                    "result": {
+                        "call_id": result.call_id,
+                        "content": result.content,
+                        "is_error": result.is_error,
+                    },
+                }
+                runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
+        await self.checkpoint("after_tools")
         return [r for _, r in results]
 
     def _tool_context(self, call_id: str) -> ToolContext:
@@ -459,81 +681,106 @@ class Turn:
             cancelled.set()
         return ToolContext(self._runtime.view, call_id, cancelled=cancelled)
 
-    async def _run_one(self, call: ToolCall) -> tuple[ToolCall, ToolResult]:
-        hooks = self._runtime.composition.hooks
-        context = self._tool_context(call.id)
-        outcome: list[ToolResult] = []
+    async def checkpoint(self, kind: str) -> bool:
+        """A checkpoint of the running turn: input queued for it joins, then the ``checkpoint``
+        hooks run; returns whether messages joined the turn."""
+        runtime = self._runtime
+        joined = False
+        if runtime.lease is not None and self._should_poll():
+            self._last_poll = time.monotonic()
+            runtime.input_hint = False
+            await self._read_cancel_request()
+            for queued in await runtime.core.store.claim_inputs(
+                runtime.lease, limit=100, ingress="active_turn"
+            ):
+                self._append(self._new_node(UserMessage, text=queued.text, items=queued.items))
+                runtime.pending_claimed.append(queued.id)
+                joined = True
+        if self._cancel_requested:
+            raise TurnStopped("cancelled")  # a request read here, from another process
+        assert self._view is not None
+        hooks = runtime.composition.hooks
+        for plugin, value in await hooks.collect("checkpoint", turn=self._view, kind=kind):
+            for directive in _directives(value):
+                if isinstance(directive, EnqueueMessages) and directive.target == "current_turn":
+                    joined |= bool(directive.messages)  # (input for a later turn is not news now)
+                stop = self._apply(plugin, directive, current="current_turn")
+                if stop is not None:
+                    raise TurnStopped("plugin_abort", stop)
+        return joined
 
-        def before(plugin: str, directive: Any, kwargs: dict[str, Any]) -> bool:
-            current: ToolCall = kwargs["call"]
-            if isinstance(directive, ReplaceToolArguments):
-                kwargs["call"] = attrs.evolve(current, arguments=dict(directive.arguments))
-                return False
-            if isinstance(directive, ShortCircuitToolCall):
-                outcome.append(ToolResult(current.id, directive.content, directive.is_error))
-            elif isinstance(directive, AbortToolCall):
-                outcome.append(
-                    ToolResult(
-                        current.id,
-                        f"tool call {current.name!r} refused by plugin {plugin!r}: "
-                        f"{directive.reason}",
-                        True,
-                    )
-                )
-            return True
+    def _should_poll(self) -> bool:
+        """Read the store at this checkpoint? When input was queued in this process since the
+        last read, or ``input_poll`` seconds went by (input from another process joins at the
+        first checkpoint that long after it was queued)."""
+        runtime = self._runtime
+        return runtime.input_hint or time.monotonic() - self._last_poll >= runtime.core.input_poll
 
-        try:
-            folded = await hooks.fold("before_tool_call", before, call=call, context=context)
-            call = folded["call"]
-        except LashError as exc:
-            return call, ToolResult(call.id, str(exc), True)
-        if outcome:
-            return call, outcome[0]
-        result = await self._invoke(call, context)
 
-        def after(plugin: str, replaced: Any, kwargs: dict[str, Any]) -> bool:
-            kwargs["result"] = attrs.evolve(replaced, call_id=call.id)
-            return False
+class _Keeper:
+    """Runs :meth:`Turn._keep` for a turn that lasts: started only once the first poll is due
+    (most turns end sooner, and a task per turn would cost them all)."""
 
-        try:
-            folded = await hooks.fold(
-                "after_tool_call", after, call=call, result=result, context=context
-            )
-            result = folded["result"]
-        except LashError as exc:
-            result = ToolResult(call.id, str(exc), True)
-        return call, result
+    def __init__(self, turn: Turn) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._turn = turn
+        self._handle = asyncio.get_running_loop().call_later(
+            turn._runtime.core.control_poll, self._start
+        )
 
-    async def _invoke(self, call: ToolCall, context: ToolContext) -> ToolResult:
-        composition = self._runtime.composition
-        if call.invalid_arguments is not None:
-            return invalid_arguments_result(call)
-        offered = self._runtime.last_catalog
-        if call.name not in offered or not composition.has_tool(call.name):
-            available = ", ".join(sorted(offered)) or "none"
-            return ToolResult(
-                call.id, f"unknown tool {call.name!r}; available tools: {available}", True
-            )
-        token = CALLER.set(Caller(f"tool {call.name!r}", composition.tool_plugin(call.name)))
-        try:
-            result: ToolResult = await composition.tool(call.name).invoke(call.arguments, context)
-        finally:
-            CALLER.reset(token)
-        return attrs.evolve(result, call_id=call.id)
+    def _start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._turn._keep())
 
-    async def _project(self, call: ToolCall, result: ToolResult) -> str | None:
-        hooks = self._runtime.composition.hooks
-        try:
-            answer = await hooks.exclusive(
-                "project_tool_result", session=self._runtime.view, call=call, result=result
-            )
-        except LashError as exc:
-            hooks.report(exc)  # documented: the model sees the unprojected result
-            return None
-        if answer is None:
-            return None
-        value: str = answer[1]
-        return value if value != result.content else None
+    async def stop(self) -> None:
+        self._handle.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LashError):
+                await task
+
+
+def result_data(result: TurnResult) -> dict[str, Any]:
+    """``to_data(result)`` without its tool calls (they are in the graph), written out: a
+    turn's commit stores it, and cattrs would walk the tool calls for nothing."""
+    usage = result.usage
+    return {
+        "session_id": result.session_id,
+        "index": result.index,
+        "outcome": result.outcome,
+        "text": result.text,
+        "reason": result.reason,
+        "error": result.error,
+        "error_plugin": result.error_plugin,
+        "error_hook": result.error_hook,
+        "detail": result.detail,
+        "tool_calls": [],
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_tokens": usage.cached_tokens,
+        },
+        "revision": result.revision,
+        "turn_id": result.turn_id,
+        "cancelled_by": result.cancelled_by,
+        "cancel_reason": result.cancel_reason,
+    }
+
+
+def call_data(call: ToolCall) -> dict[str, Any]:
+    """``to_data(call)``, written out (the arguments are JSON already)."""
+    return {
+        "id": call.id,
+        "name": call.name,
+        "arguments": dict(call.arguments),
+        "invalid_arguments": call.invalid_arguments,
+    }
+
+
+def result_of_record(record: TurnRecord) -> TurnResult:
+    """The result a committed turn returned, from its record (for a resubmitted turn id)."""
+    result: TurnResult = from_data(dict(record.result), TurnResult, what="stored turn result")
+    return attrs.evolve(result, revision=record.revision)
 
 
 resolve_here(globals())

@@ -108,6 +108,13 @@ def _lease_ttl(value: Any) -> str | None:
     return f"expected a positive number of seconds (int or float), got {_shown(value)}"
 
 
+def _not_negative(value: Any) -> str | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value >= 0:
+        return None
+    return f"expected 0 or more seconds (int or float), got {_shown(value)}"
+
+
 def _hook_timeout(value: Any) -> str | None:
     return None if value is None else _lease_ttl(value)
 
@@ -143,6 +150,10 @@ RULES: dict[str, _Rule] = {
     "lease_ttl": _lease_ttl,
     "hook_timeout": _hook_timeout,
     "builtins": _builtins,
+    "lease_wait": _not_negative,
+    "control_poll": _lease_ttl,
+    "input_poll": _not_negative,
+    "observe_poll": _lease_ttl,
 }
 
 

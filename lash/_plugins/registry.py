@@ -22,6 +22,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_protocol": "protocol",
     "register_process_kinds": "process_kind",
     "register_stores": "store",
+    "register_session_commands": "session_command",
 }
 
 
@@ -37,7 +38,6 @@ class Contribution:
     extra: Any = None
 
 
-
 def _first_line(doc: str | None) -> str:
     return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
 
@@ -50,7 +50,6 @@ class Registry:
         factory=lambda: {kind: {} for kind in REGISTRATION_HOOKS.values()}
     )
     errors: list[LashError] = attrs.field(factory=list)
-
 
     def of(self, kind: str) -> dict[str, Contribution]:
         """The contributions of one kind (``"tool"``, ``"provider"``...), by name."""
@@ -122,6 +121,11 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
     def register(name: str, value: Any, /) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"{kind} name must be a non-empty string, got {name!r}")
+        if kind == "session_command":
+            if name in ("refresh_tool_catalog", "reset"):
+                raise ValueError(f"session command {name!r} is the kernel's own; pick another name")
+            if not callable(value):
+                raise TypeError(f"session command {name!r}: apply must be callable, got {value!r}")
         registry.add(hook, Contribution(kind, name, plugin, value, _first_line(value.__doc__)))
 
     return register

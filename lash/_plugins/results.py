@@ -18,6 +18,7 @@ from lash._contract.types import (
     AbortTurn,
     Compact,
     Compaction,
+    EmitEvent,
     EnqueueMessages,
     PromptContribution,
     PromptView,
@@ -29,7 +30,7 @@ from lash._contract.types import (
 from lash.errors import PluginError
 
 #: Turn directives: what before_turn / after_turn may return (one, or an iterable of them).
-TURN_DIRECTIVES: tuple[type, ...] = (AbortTurn, EnqueueMessages, Compact)
+TURN_DIRECTIVES: tuple[type, ...] = (AbortTurn, EnqueueMessages, Compact, EmitEvent)
 TOOL_CALL_DIRECTIVES: tuple[type, ...] = (ReplaceToolArguments, ShortCircuitToolCall, AbortToolCall)
 
 
@@ -115,7 +116,8 @@ def checker(hook: str) -> ResultCheck:
         return ResultCheck(frozenset(kinds), _refuse(hook, expected), expected)
     if hook in ("before_turn", "after_turn", "checkpoint"):
         expected = (
-            "a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact), "
+            "a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, "
+            "lash.EmitEvent), "
             "an iterable of them, or None"
         )
         return ResultCheck(

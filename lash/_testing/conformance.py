@@ -22,6 +22,7 @@ from lash._store.protocol import Store
 from lash._testing import store_checks as _store_checks
 from lash._testing import store_data_checks as _store_data_checks
 from lash._testing import store_id_checks as _store_id_checks
+from lash._testing import store_mailbox_checks as _store_mailbox_checks
 from lash._testing.store_checks import describe
 
 __all__ = [
@@ -43,7 +44,12 @@ StoreCheck: TypeAlias = Callable[[Store], Awaitable[None]]
 #: Every check by name, in the order :func:`check_store` runs them.
 CHECKS: dict[str, StoreCheck] = {
     check.__name__.removeprefix("check_"): check
-    for check in (*_store_checks.CHECKS, *_store_data_checks.CHECKS, *_store_id_checks.CHECKS)
+    for check in (
+        *_store_checks.CHECKS,
+        *_store_data_checks.CHECKS,
+        *_store_id_checks.CHECKS,
+        *_store_mailbox_checks.CHECKS,
+    )
 }
 
 #: The names of every check, in order: ``@pytest.mark.parametrize("check", STORE_CHECKS)``.

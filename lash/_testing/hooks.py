@@ -24,7 +24,6 @@ from lash._kernel.core import LashCore
 __all__ = ["HookCall", "HookRecorder", "record_hooks"]
 
 
-
 @attrs.define
 class HookCall:
     """One call of one plugin's implementation of a hook.

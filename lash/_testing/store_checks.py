@@ -32,7 +32,8 @@ from lash._contract.graph import (
     UserMessage,
 )
 from lash._contract.types import SessionConfig, ToolCall, Usage
-from lash._store.protocol import CommitDelta, Lease, SessionRecord, SessionSummary, Store
+from lash._store.protocol import Store
+from lash._store.records import CommitDelta, Lease, SessionRecord, SessionSummary
 from lash.errors import LeaseLost, RevisionConflict, SessionBusy
 
 #: Lease lifetime of the checks that wait for a lease to expire (seconds).
@@ -470,7 +471,6 @@ async def check_commit_stale_lease(store: Store) -> None:
         nodes=chain.exchange("lost", "lost"),
         plugin_states={"probe": {"n": 2}},
         config=SessionConfig(model="lost"),
-        pending=("lost",),
         usage={"model": Usage(100, 100, 100)},
         turns=1,
     )

@@ -13,7 +13,8 @@ from typing import Any
 
 from lash._contract.graph import GraphNode
 from lash._contract.types import SessionConfig, ToolCall, Usage
-from lash._store.protocol import CommitDelta, SessionSummary, Store
+from lash._store.protocol import Store
+from lash._store.records import CommitDelta, InputDraft, SessionSummary
 from lash._testing.store_checks import (
     CLOCK_SLACK,
     EXPIRY_WAIT,
@@ -217,33 +218,28 @@ async def check_plugin_states(store: Store) -> None:
 
 
 async def check_session_fields(store: Store) -> None:
-    """config and pending are persisted, and kept when the delta leaves None."""
+    """config is persisted, and kept when the delta leaves it None."""
     lease = await new_lease(store, "fields")
     sid = lease.session_id
     await commit_at(store, lease, 0, turns=1)
     record = await load_record(store, sid)
     expect_equal(record.config, SessionConfig(), "config before any was committed")
-    expect_equal(record.pending, (), "pending before any was committed")
     config = SessionConfig(
         provider="scripted",
         model="model-x",
         prompt_layers=("base", "coding"),
         plugin_options={"plan": {"max_steps": 5, "labels": ["a", "b"]}, "files": {}},
     )
-    pending = ("first queued", "second ✓")
-    await commit_at(store, lease, 1, config=config, pending=pending)
-    for revision, what in ((2, "a commit leaving them None"), (3, "another one")):
+    await commit_at(store, lease, 1, config=config)
+    for revision, what in ((2, "a commit leaving it None"), (3, "another one")):
         record = await load_record(store, sid)
         expect_equal(record.config, config, f"config (after {what})")
-        expect_equal(record.pending, pending, f"pending (after {what})")
         await commit_at(
             store, lease, revision, nodes=Chain(prefix=f"r{revision}-").exchange("q", "a")
         )
-    # Empty values are values: they clear the field.
-    await commit_at(store, lease, 4, config=SessionConfig(model="m2"), pending=())
+    await commit_at(store, lease, 4, config=SessionConfig(model="m2"))
     record = await load_record(store, sid)
     expect_equal(record.config, SessionConfig(model="m2"), "config after replacing it")
-    expect_equal(record.pending, (), "pending after committing ()")
 
 
 async def check_usage_sums(store: Store) -> None:
@@ -402,8 +398,9 @@ async def check_delete(store: Store) -> None:
         turns=1,
         plugin_states={"probe": {"v": 1}},
         usage={"turn": Usage(1, 1, 1)},
-        pending=("p",),
+        enqueue=(InputDraft("queued by the commit"),),
     )
+    await store.enqueue_input(sid, InputDraft("queued by a host"))
     before = await load_record(store, sid, full=True)
     busy = await expect_raises(SessionBusy, store.delete(sid), "delete under a live lease")
     expect_equal(busy.owner, "owner-a", "SessionBusy.owner")
@@ -412,6 +409,8 @@ async def check_delete(store: Store) -> None:
     await store.delete(sid)
     for full in (False, True):
         expect(await store.load(sid, full=full) is None, f"load(full={full}) after delete")
+    expect_equal(await store.list_inputs(sid, settled=True), [], "the inputs of a deleted session")
+    expect_equal((await store.read_events(sid)).events, (), "the events of a deleted session")
     expect(not await summaries_of(store, [sid]), "list_sessions() still lists a deleted session")
     await expect_raises(UnknownSession, store.delete(sid), "a second delete")
 
@@ -426,8 +425,8 @@ async def check_delete(store: Store) -> None:
     await commit_at(store, again, 0, nodes=nodes, turns=1)
     record = await load_record(store, sid, full=True)
     expect_nodes(record.nodes, nodes, "nodes of a session re-created after delete")
-    got = (dict(record.plugin_states), dict(record.usage), record.pending, record.turns)
-    expect_equal(got, ({}, {}, (), 1), "(plugin_states, usage, pending, turns) after re-create")
+    got = (dict(record.plugin_states), dict(record.usage), record.turns)
+    expect_equal(got, ({}, {}, 1), "(plugin_states, usage, turns) after re-create")
 
     # An expired lease does not block delete.
     expired = await new_lease(store, "delete-expired", ttl=SHORT_TTL)

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lash._store.ids import MAX_SESSION_ID_LENGTH
-from lash._store.protocol import CommitDelta, Lease, Store
+from lash._store.protocol import Store
+from lash._store.records import CommitDelta, Lease
 from lash._testing.store_checks import (
     LONG_TTL,
     Chain,

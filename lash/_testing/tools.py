@@ -87,6 +87,7 @@ class _StubBackend:
         self.options: dict[type, Any] = {type(o): o for o in options}
         self.states: dict[type, Any] = {type(s): s for s in state}
         self.recorded: list[PluginNode] = []
+        self.emitted: list[tuple[str, str, Any]] = []
 
     def active_nodes(self) -> Sequence[GraphNode]:
         return self.nodes
@@ -140,6 +141,11 @@ class _StubBackend:
         )
         self.recorded.append(node)
         return node
+
+    async def emit(self, type: str, data: Any) -> None:
+        caller = CALLER.get()
+        plugin = caller.plugin if caller is not None and caller.plugin else "test"
+        self.emitted.append((plugin, type, data))
 
     def usage_report(self) -> dict[str, Any]:
         return {"total": to_data(Usage()), "by_source": {}}
@@ -198,6 +204,11 @@ class StubSession(SessionView):
     def recorded(self) -> list[PluginNode]:
         """The plugin nodes recorded through this session, in order."""
         return self._stub.recorded
+
+    @property
+    def emitted(self) -> list[tuple[str, str, Any]]:
+        """The events emitted through this session: ``(plugin, type, data)``, in order."""
+        return self._stub.emitted
 
     @property
     def generation(self) -> int:

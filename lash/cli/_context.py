@@ -161,5 +161,3 @@ def plugin_commands(ctx: click.Context) -> dict[str, PluginCommand]:
             warn(problem.message)
     commands.update(inspection.commands)
     return commands
-
-

@@ -91,4 +91,3 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="lash")
     except LashError as exc:  # commands convert their own errors; this is the last resort
         raise SystemExit(f"error: {exc}") from None
-

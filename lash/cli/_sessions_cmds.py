@@ -28,12 +28,14 @@ from lash._contract.graph import (
     PluginNode,
     ToolCallNode,
     ToolResultNode,
+    TurnOutcome,
     UserMessage,
 )
 from lash._contract.serialization import to_data
 from lash._contract.types import ToolCall, Usage
 from lash._kernel.core import LashCore, store_url
-from lash._store.protocol import SessionRecord, SessionSummary, Store
+from lash._store.protocol import Store
+from lash._store.records import SessionRecord, SessionSummary
 from lash.cli._context import config_or_exit, warn
 from lash.errors import ConfigError, LashError, SessionBusy, UnknownSession, _lease_left
 
@@ -224,7 +226,6 @@ def _head_data(record: SessionRecord) -> dict[str, Any]:
         "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
         "config": to_data(record.config),
         "plugin_states": dict(record.plugin_states),
-        "pending": list(record.pending),
         "node_count": len(record.nodes),
     }
 
@@ -365,6 +366,19 @@ def _plugin_lines(node: PluginNode) -> list[str]:
     return lines
 
 
+def _outcome_line(node: TurnOutcome) -> str:
+    """``ended: stopped (max_tool_rounds) [turn-...]``: how the turn ended, and its id."""
+    said: str = node.outcome
+    why = node.reason if node.outcome == "stopped" else node.error
+    if why:
+        said += f" ({_one_line(why, 100)})"
+    if node.cancelled_by:
+        said += f", cancelled by {node.cancelled_by}"
+    if node.detail:
+        said += f": {_one_line(node.detail, 100)}"
+    return f"  {click.style('ended', bold=True)}: {said} [{node.turn_id}]"
+
+
 def transcript(record: SessionRecord) -> Iterator[str]:
     """The lines of a readable transcript of every node of ``record``, in order."""
     total = _total(record.usage)
@@ -378,8 +392,6 @@ def transcript(record: SessionRecord) -> Iterator[str]:
     )
     if record.config.provider or record.config.model:
         yield f"  provider: {record.config.provider or '-'}; model: {record.config.model or '-'}"
-    for text in record.pending:
-        yield f"  pending input: {_one_line(text, 100)}"
     if not record.nodes:
         yield "  (no nodes)"
         return
@@ -421,6 +433,8 @@ def _node_lines(
         return _tool_result_lines(node)
     if isinstance(node, PluginNode):
         return _plugin_lines(node)
+    if isinstance(node, TurnOutcome):
+        return [_outcome_line(node)]
     return [f"  {_json(_node_data(node))}"]  # a node kind this lash does not know how to show
 
 
@@ -511,9 +525,9 @@ def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
 
     \b
     JSON: {"session": {...}, "nodes": [...]}. "session" has the keys of `lash sessions list
-    --json` plus usage_by_source, config, plugin_states, pending and
+    --json` plus usage_by_source, config, plugin_states and
     node_count; each node is the stored form of a graph node, tagged by "type" (user,
-    assistant, tool_call, tool_result, plugin, frame).
+    assistant, tool_call, tool_result, plugin, frame, outcome).
     """
 
     async def action(store: Store) -> SessionRecord:

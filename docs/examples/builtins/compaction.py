@@ -68,9 +68,11 @@ async def main() -> lash.Session:
 
 
 def node_text(node: lash.GraphNode) -> str:
-    """The summary of a frame boundary, the text of a message."""
+    """The summary of a frame boundary, the outcome of a turn, the text of a message."""
     if isinstance(node, lash.FrameBoundary):
         return f"summary={node.summary!r}"
+    if isinstance(node, lash.TurnOutcome):
+        return node.outcome
     return getattr(node, "text", "")
 
 

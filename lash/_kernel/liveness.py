@@ -1,0 +1,74 @@
+"""Lease owners: who a core is, and whether the holder of a lease is provably dead.
+
+A core's owner id names its host, its process (pid and start time) and a random suffix:
+``"build-7:4121@8812345:9f3a1c2e"``. A lease whose holder ran on this host in a process that is
+gone (no such pid, or a pid reused by a process that started later) can be taken over at once
+instead of after its expiry: the holder cannot commit any more, and waiting out its lease
+would only delay the session. A holder on another host is never judged dead: there, only the
+lease's expiry says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from functools import cache
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields after its last ")".
+    fields = text.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+@cache
+def host() -> str:
+    return socket.gethostname()
+
+
+def owner_id() -> str:
+    """A new owner id for this process: ``host:pid@start:random``."""
+    pid = os.getpid()
+    start = _start_time(pid)
+    incarnation = f"{pid}@{start}" if start is not None else str(pid)
+    return f"{host()}:{incarnation}:{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except OSError:
+        return True  # cannot tell: assume alive
+    return True
+
+
+def provably_dead(owner: str) -> bool:
+    """Whether ``owner`` (an owner id, with or without a ``/handle`` suffix) ran on this host in
+    a process that no longer exists. Anything that does not parse is not provably dead."""
+    base = owner.split("/", 1)[0]
+    parts = base.split(":")
+    if len(parts) != 3 or parts[0] != host():
+        return False
+    pid_text, _, start = parts[1].partition("@")
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process: its own handles are alive by definition
+    if not _alive(pid):
+        return True
+    if start:
+        now = _start_time(pid)
+        return now is not None and now != start  # the pid was reused by a newer process
+    return False

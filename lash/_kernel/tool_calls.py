@@ -1,0 +1,111 @@
+"""Running one tool call: the tool-call hooks folded around the tool, and what the model sees.
+
+A turn's calls run concurrently (``asyncio.gather``), each through :func:`run_tool_call`:
+``before_tool_call`` (folded: replaced arguments, a short-circuit or a refusal), the tool itself
+(with its :class:`lash.ToolContext` and time limit, attributed to its plugin), then
+``after_tool_call`` (folded: a replaced result). A failing hook gives the model an error result;
+the turn goes on. :func:`project` asks ``project_tool_result`` what the model sees of the result.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lash._contract.calls import CALLER, Caller
+from lash._contract.services import ToolContext
+from lash._contract.types import (
+    AbortToolCall,
+    ReplaceToolArguments,
+    ShortCircuitToolCall,
+    ToolCall,
+    ToolResult,
+)
+from lash._tools.arguments import invalid_arguments_result
+from lash.errors import LashError
+
+if TYPE_CHECKING:
+    from lash._kernel.runtime import SessionRuntime
+
+
+async def run_tool_call(
+    runtime: SessionRuntime, call: ToolCall, context: ToolContext
+) -> tuple[ToolCall, ToolResult]:
+    """Run one call through the tool-call hooks; returns the call as run and its result."""
+    hooks = runtime.composition.hooks
+    outcome: list[ToolResult] = []
+
+    def before(plugin: str, directive: Any, kwargs: dict[str, Any]) -> bool:
+        current: ToolCall = kwargs["call"]
+        if isinstance(directive, ReplaceToolArguments):
+            kwargs["call"] = attrs.evolve(current, arguments=dict(directive.arguments))
+            return False
+        if isinstance(directive, ShortCircuitToolCall):
+            outcome.append(ToolResult(current.id, directive.content, directive.is_error))
+        elif isinstance(directive, AbortToolCall):
+            outcome.append(
+                ToolResult(
+                    current.id,
+                    f"tool call {current.name!r} refused by plugin {plugin!r}: {directive.reason}",
+                    True,
+                )
+            )
+        return True
+
+    try:
+        folded = await hooks.fold("before_tool_call", before, call=call, context=context)
+        call = folded["call"]
+    except LashError as exc:
+        return call, ToolResult(call.id, str(exc), True)
+    if outcome:
+        return call, outcome[0]
+    result = await _invoke(runtime, call, context)
+    final = call
+
+    def after(plugin: str, replaced: Any, kwargs: dict[str, Any]) -> bool:
+        kwargs["result"] = attrs.evolve(replaced, call_id=final.id)
+        return False
+
+    try:
+        folded = await hooks.fold(
+            "after_tool_call", after, call=call, result=result, context=context
+        )
+        result = folded["result"]
+    except LashError as exc:
+        result = ToolResult(call.id, str(exc), True)
+    return call, result
+
+
+async def _invoke(runtime: SessionRuntime, call: ToolCall, context: ToolContext) -> ToolResult:
+    composition = runtime.composition
+    if call.invalid_arguments is not None:
+        return invalid_arguments_result(call)
+    offered = runtime.last_catalog
+    if call.name not in offered or not composition.has_tool(call.name):
+        available = ", ".join(sorted(offered)) or "none"
+        return ToolResult(
+            call.id, f"unknown tool {call.name!r}; available tools: {available}", True
+        )
+    token = CALLER.set(Caller(f"tool {call.name!r}", composition.tool_plugin(call.name)))
+    try:
+        result: ToolResult = await composition.tool(call.name).invoke(call.arguments, context)
+    finally:
+        CALLER.reset(token)
+    return attrs.evolve(result, call_id=call.id)
+
+
+async def project(runtime: SessionRuntime, call: ToolCall, result: ToolResult) -> str | None:
+    """What the model sees of ``result`` (``None``: the result as it is)."""
+    hooks = runtime.composition.hooks
+    try:
+        answer = await hooks.exclusive(
+            "project_tool_result", session=runtime.view, call=call, result=result
+        )
+    except LashError as exc:
+        hooks.report(exc)  # documented: the model sees the unprojected result
+        return None
+    if answer is None:
+        return None
+    value: str = answer[1]
+    return value if value != result.content else None

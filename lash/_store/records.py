@@ -1,0 +1,322 @@
+"""The records a store reads and writes: leases, session heads, commit deltas, the mailbox
+(pending input, session commands), turn records, cancellation requests and the event log.
+
+All are frozen attrs classes, public in ``lash.store`` (hosts meet some of them too:
+:class:`PendingInput` from ``core.enqueue``, :class:`TurnRecord` from ``core.turn_record``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from lash._contract.annotations import resolve_here
+from lash._contract.graph import GraphNode
+from lash._contract.types import SessionConfig, Usage
+
+__all__ = [
+    "CancelOutcome",
+    "CancelReceipt",
+    "CancelRequest",
+    "CommandDraft",
+    "CommitDelta",
+    "EventDraft",
+    "EventPage",
+    "Ingress",
+    "InputCancellation",
+    "InputDraft",
+    "InputState",
+    "Lease",
+    "PendingInput",
+    "QueuedCommand",
+    "SessionRecord",
+    "SessionSummary",
+    "StoredEvent",
+    "TurnRecord",
+]
+
+#: How input enters a session: as the input of a later turn (``next_turn``), or into the turn
+#: running when it arrives, at its next checkpoint (``active_turn``; when no turn runs, the next
+#: turn takes it like ``next_turn`` input).
+Ingress = Literal["next_turn", "active_turn"]
+
+#: ``pending`` (waiting), ``claimed`` (taken by the running execution: its lease is live),
+#: ``completed`` (consumed by a committed turn), ``cancelled``. A claim whose lease is gone
+#: (released without settling it, expired, taken over) is ``pending`` again.
+InputState = Literal["pending", "claimed", "completed", "cancelled"]
+
+#: What cancelling one pending input did.
+CancelOutcome = Literal[
+    "cancelled", "already_claimed", "already_completed", "already_cancelled", "unknown"
+]
+
+
+@attrs.frozen
+class Lease:
+    """A writer's hold on one session: ``token`` is the fencing token, ``expires_at`` epoch
+    seconds. Only the holder of the current token may commit.
+
+    What the store saw when it granted (or renewed) the lease comes with it, so an execution
+    learns in the same round trip whether it must reload (``revision``, the head revision) and
+    whether work is queued (``pending_inputs``: next-turn and active-turn inputs not claimed;
+    ``pending_commands``).
+    """
+
+    session_id: str
+    owner: str
+    token: int
+    expires_at: float
+    revision: int = 0
+    pending_inputs: int = 0
+    pending_commands: int = 0
+
+    __module__ = "lash.store"
+
+    def remaining(self, now: float | None = None) -> float:
+        """Seconds until the lease expires (negative once expired)."""
+        return self.expires_at - (time.time() if now is None else now)
+
+
+@attrs.frozen
+class SessionRecord:
+    """A session as loaded from a store: its head and the nodes of its active frame (or all).
+
+    ``event_seq`` is the sequence number of its latest event (0: none): a view loaded with it
+    is the state observers see up to that event.
+    """
+
+    session_id: str
+    revision: int
+    created_at: float
+    updated_at: float
+    nodes: tuple[GraphNode, ...]
+    config: SessionConfig = SessionConfig()
+    plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
+    usage: Mapping[str, Usage] = attrs.field(factory=dict)
+    turns: int = 0
+    event_seq: int = 0
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class InputDraft:
+    """Input to queue: the text (and structured ``items``) of a user message.
+
+    ``key`` makes queueing idempotent (the same key with the same content returns the input
+    already queued; with other content it is an :class:`lash.InputConflict`). ``source`` says
+    who queued it (``"host"``, ``"plugin:NAME"``, ``"process:ID"``...).
+    """
+
+    text: str
+    items: tuple[Any, ...] = ()
+    key: str | None = None
+    ingress: Ingress = "next_turn"
+    source: str | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class PendingInput:
+    """One input of a session's mailbox (see :data:`InputState` for ``state``).
+
+    ``seq`` orders a session's inputs (oldest first); ``turn_id`` is the turn that consumed a
+    ``completed`` input; ``settled_at`` when it was completed or cancelled.
+    """
+
+    id: str
+    session_id: str
+    seq: int
+    text: str
+    items: tuple[Any, ...] = ()
+    key: str | None = None
+    ingress: Ingress = "next_turn"
+    source: str | None = None
+    state: InputState = "pending"
+    created_at: float = 0.0
+    settled_at: float | None = None
+    turn_id: str | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class InputCancellation:
+    """The outcome of cancelling one input (``input``: the input as it is now, ``None`` when
+    ``unknown``)."""
+
+    target: str
+    outcome: CancelOutcome
+    input: PendingInput | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class CommandDraft:
+    """A session command to queue: ``name`` (``refresh_tool_catalog``, ``reset``, or one a
+    plugin registers) with JSON-ready ``args``, idempotent by ``key``."""
+
+    name: str
+    key: str
+    args: Mapping[str, Any] = attrs.field(factory=dict)
+    source: str | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class QueuedCommand:
+    """A session command in the queue: ``pending`` until the next execution applies it
+    (``applied``) in its commit."""
+
+    id: str
+    session_id: str
+    seq: int
+    name: str
+    key: str
+    args: Mapping[str, Any] = attrs.field(factory=dict)
+    source: str | None = None
+    state: Literal["pending", "applied"] = "pending"
+    created_at: float = 0.0
+    applied_at: float | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class TurnRecord:
+    """A committed turn, by id: how it ended and at which revision. ``result`` is the turn's
+    :class:`lash.TurnResult` in JSON form (what a resubmitted turn id returns)."""
+
+    session_id: str
+    turn_id: str
+    index: int
+    outcome: Literal["completed", "stopped", "failed"]
+    revision: int
+    reason: str | None = None
+    result: Mapping[str, Any] = attrs.field(factory=dict)
+    committed_at: float = 0.0
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class CancelRequest:
+    """A request to cancel a running turn, stored so the process running it sees it."""
+
+    session_id: str
+    turn_id: str
+    origin: str
+    reason: str | None = None
+    requested_at: float = 0.0
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class CancelReceipt:
+    """What ``request_cancel`` did: ``requested`` (the running turn will stop),
+    ``already_requested`` (``request`` is the first request, which stands), ``already_finished``
+    (``record`` says how it ended), or ``unknown`` (no such turn runs or ran)."""
+
+    status: Literal["requested", "already_requested", "already_finished", "unknown"]
+    session_id: str
+    turn_id: str
+    request: CancelRequest | None = None
+    record: TurnRecord | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class EventDraft:
+    """An event a commit (or another store write) appends to the session's event log."""
+
+    type: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class StoredEvent:
+    """An event of a session's log: ``seq`` numbers a session's events from 1, gap-free."""
+
+    session_id: str
+    seq: int
+    type: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+    at: float = 0.0
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class EventPage:
+    """Events after a sequence number: ``first`` is the oldest event the store still keeps
+    (its replay window starts there; ``last + 1`` when it keeps none), ``last`` the latest."""
+
+    events: tuple[StoredEvent, ...]
+    first: int
+    last: int
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class CommitDelta:
+    """What one commit adds, applied atomically. ``None`` fields are unchanged.
+
+    - ``nodes``, ``plugin_states``, ``config``, ``usage``, ``turns``: the session's head;
+      ``replace`` starts the session over (its previous nodes, states and usage are dropped in
+      the same transaction).
+    - ``claimed``: ids of inputs this commit consumes (each claimed by this lease: otherwise the
+      commit is refused with :class:`lash.LeaseLost`); they become ``completed``.
+    - ``applied``: ids of pending session commands this commit applied.
+    - ``enqueue``: inputs this commit queues (``EnqueueMessages`` directives).
+    - ``turn``: the record of the turn this commit completes (its id unique in the session).
+    - ``events``: events appended to the session's log, in order.
+    - ``release``: release the lease in the same transaction.
+    """
+
+    nodes: tuple[GraphNode, ...] = ()
+    plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
+    config: SessionConfig | None = None
+    usage: Mapping[str, Usage] = attrs.field(factory=dict)
+    turns: int = 0
+    replace: bool = False
+    claimed: tuple[str, ...] = ()
+    applied: tuple[str, ...] = ()
+    enqueue: tuple[InputDraft, ...] = ()
+    turn: TurnRecord | None = None
+    events: tuple[EventDraft, ...] = ()
+    release: bool = False
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class SessionSummary:
+    """One row of a session listing. ``status`` is how its last turn ended (``completed``,
+    ``stopped``, ``failed``; ``None`` before any turn); ``pending_inputs`` counts its queued
+    input."""
+
+    session_id: str
+    created_at: float
+    updated_at: float
+    turns: int
+    revision: int
+    last_user_message: str | None = None
+    usage: Usage = Usage()
+    status: str | None = None
+    pending_inputs: int = 0
+
+    __module__ = "lash.store"
+
+
+resolve_here(globals())
