@@ -10,7 +10,7 @@ for itself). Hooks and tools never get a ``Session``: they get the session's
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -218,11 +218,19 @@ class Session:
             )
         return Turn(self._runtime, text, items=tuple(items), turn_id=id)
 
-    async def drain(self) -> list[TurnResult]:
+    async def drain(
+        self, *, on_result: Callable[[TurnResult], object] | None = None
+    ) -> list[TurnResult]:
         """Run the session's queued input (:meth:`lash.LashCore.enqueue`, ``EnqueueMessages``
         directives, finished processes), one turn per input, oldest first, until none is left;
         return the results. Several processes may drain one session: each input is consumed
-        once, by the turn whose commit settles it."""
+        once, by the turn whose commit settles it.
+
+        ``on_result(result)``, when given, is called with each turn's result as soon as the
+        turn is committed, before the next one starts (to report progress: ``lash sessions
+        drain`` prints each answer with it). What it returns is ignored; what it raises ends the
+        drain (the turn is committed already).
+        """
         runtime = self._runtime
         runtime.refuse_reentry("drain")
         runtime.require_open()
@@ -232,6 +240,8 @@ class Session:
             if result is None:
                 return results
             results.append(result)
+            if on_result is not None:
+                on_result(result)
 
     async def run_pending(self) -> list[TurnResult]:
         """The lash 0.1 name of :meth:`drain`."""
