@@ -38,6 +38,7 @@ from lash.cli._run_cmds import (
     result_data,
     status_line,
     wait_option,
+    waiting_note,
 )
 from lash.cli._sessions_common import (
     dumps,
@@ -468,7 +469,9 @@ def drain_command(ctx: click.Context, session_id: str, wait: float, as_json: boo
         click.echo(click.style(status_line(result), dim=True), err=True)
 
     async def action(core: LashCore) -> bool:
-        session = await core.session(session_id).open(must_exist=True, wait=wait)
+        session = await core.session(session_id).open(
+            must_exist=True, wait=wait, on_wait=waiting_note(wait)
+        )
         try:
             draining = asyncio.ensure_future(session.drain(on_result=report))
 

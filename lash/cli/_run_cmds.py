@@ -13,7 +13,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -262,6 +262,20 @@ def busy_message(exc: SessionBusy, wait: float) -> str:
     )
 
 
+def waiting_note(wait: float) -> Callable[[SessionBusy], None]:
+    """What to say on stderr when the session is busy and the command starts to wait for it
+    (``Session.open(on_wait=...)``)."""
+
+    def note(busy: SessionBusy) -> None:
+        click.echo(
+            f"lash: session {busy.session_id!r} is busy: another process runs it (its lease is "
+            f"held by {busy.owner!r}); waiting for it up to {wait:g} s (--wait)",
+            err=True,
+        )
+
+    return note
+
+
 def _shown(value: str | None) -> str:
     return value if value is not None else "(default)"
 
@@ -382,7 +396,9 @@ def _run(ctx: click.Context, options: RunOptions) -> TurnResult:
 
     async def go() -> TurnResult:
         async with LashCore(config=config, provider=options.provider, model=options.model) as core:
-            session = await core.session(options.session_id).open(wait=options.wait)
+            session = await core.session(options.session_id).open(
+                wait=options.wait, on_wait=waiting_note(options.wait)
+            )
             try:
                 await _reconfigure(session, options)
                 turn = session.turn(text)
