@@ -1021,7 +1021,7 @@ def test_watch_refuses_bad_cursors_and_unknown_sessions(tmp_path: Path) -> None:
 
 def test_watch_from_a_cursor_out_of_the_window_prints_the_gap_first(tmp_path: Path) -> None:
     """With a replay window of 2 events, a watch after e1 first prints a gap with the session
-    as it is now and a fresh cursor, then the events after that cursor."""
+    as it is now and a fresh cursor, then follows the events after that cursor."""
     (tmp_path / "lash.toml").write_text(
         MAILBOX_CONFIG.format(db=f"{tmp_path / 'lash.db'}?events_kept=2"), encoding="utf-8"
     )
@@ -1037,10 +1037,19 @@ def test_watch_from_a_cursor_out_of_the_window_prints_the_gap_first(tmp_path: Pa
     assert gap["data"]["after"] == "e1"
     assert (gap["data"]["revision"], gap["data"]["turns"]) == (0, 0)
     assert [i["text"] for i in gap["data"]["inputs"]] == [f"question {n}" for n in range(4)]
+    # Then it follows, after the gap's cursor.
+    watch = Background(tmp_path, "sessions", "watch", "trip", "--after", "e1", "--json")
+    try:
+        assert event_of(watch.next_line())["type"] == "gap"
+        enqueue(tmp_path, "trip", "question 4")
+        after = event_of(watch.next_line())
+        assert (after["type"], after["cursor"]) == ("input_queued", "e5")
+    finally:
+        watch.kill()
     text = ok(lash_cli("sessions", "watch", "trip", "--after", "e1", "--count", "1", cwd=tmp_path))
     assert text == (
         "gap: the events after e1 are gone (older than the store's replay window); session "
-        "'trip' is now at revision 0 (0 turns, 4 queued inputs); following from e4\n"
+        "'trip' is now at revision 0 (0 turns, 5 queued inputs); following from e5\n"
     )
 
 
