@@ -157,7 +157,7 @@ def test_json_prints_one_object_describing_the_turn(tmp_path: Path) -> None:
     data = json.loads(first.stdout)
     assert data == {
         "session": "default",
-        "turn": {"index": 1},
+        "turn": {"index": 1, "id": data["turn"]["id"]},
         "revision": 1,
         "outcome": "completed",
         "reason": None,
@@ -182,9 +182,14 @@ def test_json_prints_one_object_describing_the_turn(tmp_path: Path) -> None:
     assert "-> plan updated" in first.stderr  # activity still reaches stderr
 
     second = json.loads(invoke("--config", str(config), "run", "--json", "again").stdout)
-    assert (second["turn"], second["revision"], second["session"]) == ({"index": 2}, 2, "default")
-    head = show(config)["session"]
+    assert (second["turn"]["index"], second["revision"], second["session"]) == (2, 2, "default")
+    shown = show(config)
+    head = shown["session"]
     assert (head["revision"], head["turns"]) == (2, 2)
+    # turn.id is the id the turn is stored under (its outcome node carries it).
+    outcomes = [n["turn_id"] for n in shown["nodes"] if n["type"] == "outcome"]
+    assert outcomes == [data["turn"]["id"], second["turn"]["id"]]
+    assert data["turn"]["id"] != second["turn"]["id"]
 
 
 def test_system_sets_the_sessions_prompt_layers_and_persists(tmp_path: Path) -> None:
@@ -563,3 +568,127 @@ def test_lazy_command_table_matches_the_commands() -> None:
         command = builtin_command(name)
         assert command is not None and command.name == name
         assert (command.help or "").splitlines()[0] == short_help, name
+
+
+def test_model_and_provider_are_committed_to_an_existing_session(tmp_path: Path) -> None:
+    """On an existing session, --provider and --model are committed as a config change before
+    the turn, said on stderr, kept by later runs, and the turn uses them; the same values again
+    change nothing."""
+    config = write_config(
+        tmp_path, 'provider = "scripted"\nautoload = false\n[options.scripted]\nresponses = []\n'
+    )
+    with WireServer() as server:
+        server.push(*(Reply(text=["ok"]) for _ in range(4)))
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
+        # The session starts on the scripted provider (its empty script fails the turn).
+        started = invoke("--config", str(config), "run", "hi", env=env)
+        assert started.exit_code == 1
+        assert show(config)["session"]["config"]["provider"] == "scripted"
+        args = ("--config", str(config), "run", "--provider", "openai", "--model", "gpt-x")
+        switched = invoke(*args, "hello", env=env)
+        assert switched.exit_code == 0, switched.stderr
+        assert switched.stderr.splitlines()[:2] == [
+            "config: provider scripted -> openai",
+            "config: model (default) -> gpt-x",
+        ]
+        kept = invoke("--config", str(config), "run", "still there?", env=env)
+        again = invoke(*args[:-2], "--model", "gpt-y", "and now?", env=env)
+        same = invoke(*args[:-2], "--model", "gpt-y", "once more", env=env)
+        requests = server.requests
+    assert [r.exit_code for r in (kept, again, same)] == [0, 0, 0]
+    assert "config:" not in kept.stderr
+    assert again.stderr.splitlines()[0] == "config: model gpt-x -> gpt-y"
+    assert "config:" not in same.stderr
+    assert [r.body["model"] for r in requests] == ["gpt-x", "gpt-x", "gpt-y", "gpt-y"]
+    shown = show(config)
+    assert shown["session"]["config"]["provider"] == "openai"
+    assert shown["session"]["config"]["model"] == "gpt-y"
+    # Each change is a commit of its own: 5 turns and 2 configuration commits.
+    assert (shown["session"]["turns"], shown["session"]["revision"]) == (5, 7)
+
+
+#: A first model call that hangs until its turn is cancelled.
+HANGING = """
+provider = "scripted"
+autoload = false
+disable = ["openai"]
+store = "sqlite:///{db}"
+
+[[options.scripted.responses]]
+text = "never sent"
+delay = 120
+"""
+
+QUICK = """
+provider = "scripted"
+autoload = false
+disable = ["openai"]
+store = "sqlite:///{db}"
+
+[[options.scripted.responses]]
+text = "Second answer."
+"""
+
+
+def background(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [LASH, *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, and reap it (no test leaves a process behind)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=60)
+
+
+def test_run_waits_for_a_session_another_process_is_running(tmp_path: Path) -> None:
+    """While another process is mid-turn in the session, `lash run --wait 0` fails at once
+    naming the holder, and `lash run` says it waits, waits, and runs as the session's next turn
+    once the other turn is committed (here: cancelled by SIGINT)."""
+    db = tmp_path / "lash.db"
+    (tmp_path / "hang.toml").write_text(HANGING.format(db=db), encoding="utf-8")
+    (tmp_path / "quick.toml").write_text(QUICK.format(db=db), encoding="utf-8")
+    quick = ("--config", "quick.toml", "run", "--session", "s")
+    done = lash(*quick, "zero", cwd=tmp_path)  # turn 1: the session and its first events
+    assert done.returncode == 0, done.stderr
+    first = background(tmp_path, "--config", "hang.toml", "run", "first", "--session", "s")
+    watch = background(tmp_path, "--config", "hang.toml", "sessions", "watch", "s", "--after", "e2")
+    waiting = None
+    try:
+        # The first process holds the session once its turn has started: the watcher says so.
+        assert watch.stdout is not None
+        assert "turn_started" in watch.stdout.readline()
+        busy = lash(*quick, "--wait", "0", "refused", cwd=tmp_path)
+        assert busy.returncode == 1, busy.stderr
+        assert busy.stdout == ""
+        assert busy.stderr.startswith(
+            "Error: session 's' is busy: another process runs it (its lease is held by "
+        )
+        assert busy.stderr.endswith("waited 0 s; try again, or wait longer with --wait SECONDS\n")
+
+        waiting = background(tmp_path, *quick, "--wait", "120", "second")
+        assert waiting.stderr is not None
+        note = waiting.stderr.readline()
+        assert note.startswith("lash: session 's' is busy: another process runs it")
+        assert note.endswith("waiting for it up to 120 s (--wait)\n")
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 130, err
+        assert "[turn 2 stopped (cancelled)" in err
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
+        assert out == "Second answer.\n"
+        assert "[turn 3 completed | 0 in / 0 out tokens | revision 3]" in err
+    finally:
+        for proc in (first, watch, *([waiting] if waiting is not None else [])):
+            stop(proc)
+    nodes = show(tmp_path / "quick.toml", "s")["nodes"]
+    assert [n["text"] for n in nodes if n["type"] == "user"] == ["zero", "first", "second"]

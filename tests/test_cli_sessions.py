@@ -12,9 +12,12 @@ import asyncio
 import datetime
 import json
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,8 @@ SUMMARY_KEYS = {
     "revision",
     "last_user_message",
     "usage",
+    "status",
+    "pending_inputs",
 }
 HEAD_KEYS = SUMMARY_KEYS | {
     "usage_by_source",
@@ -143,6 +148,7 @@ def test_list_shows_sessions_with_their_fields(tmp_path: Path) -> None:
     )
     # Per turn: 11/5/2 and 7/3/0 tokens; two turns.
     assert s1["usage"] == {"input_tokens": 36, "output_tokens": 16, "cached_tokens": 4}
+    assert (s1["status"], s1["pending_inputs"]) == ("completed", 0)
     assert s2["turns"] == 1
     assert s2["revision"] == 1
     assert s2["usage"] == {"input_tokens": 18, "output_tokens": 8, "cached_tokens": 2}
@@ -154,7 +160,8 @@ def test_list_shows_sessions_with_their_fields(tmp_path: Path) -> None:
     header, first, second, *rest = out.splitlines()
     assert rest == []
     assert header.split() == (
-        "SESSION UPDATED CREATED TURNS REVISION TOKENS IN/OUT/CACHED LAST USER MESSAGE".split()
+        "SESSION UPDATED CREATED TURNS REVISION STATUS QUEUED TOKENS IN/OUT/CACHED LAST USER "
+        "MESSAGE".split()
     )
     assert first.startswith("s2 ")
     assert first.endswith("other session")
@@ -163,6 +170,7 @@ def test_list_shows_sessions_with_their_fields(tmp_path: Path) -> None:
     assert local(created) in second
     assert " 2 " in second
     assert " 36/16/4 " in second
+    assert " completed  " in second
     # Shortened to one line: whitespace folded, cut with an ellipsis.
     assert second.endswith(" and now refine the plan, please, with much mo...")
 
@@ -636,3 +644,442 @@ def test_transcript_shows_a_tool_only_message_with_its_usage() -> None:
         "  tool call list_dir [c2]",
         "    arguments: {}",
     ]
+
+
+# -- the mailbox: enqueue, inputs, cancel-input, watch, drain (real processes) -----------------
+
+#: Answers for drained turns, one model call each (the tool-free script of the mailbox tests).
+MAILBOX_CONFIG = """
+store = "sqlite:///{db}"
+provider = "scripted"
+disable = ["openai"]
+
+[[options.scripted.responses]]
+text = "Flight booked."
+usage = {{ input_tokens = 3, output_tokens = 2 }}
+
+[[options.scripted.responses]]
+text = "Hotel booked."
+usage = {{ input_tokens = 4, output_tokens = 2 }}
+"""
+
+#: A model call that hangs until its turn is cancelled.
+HANGING_CONFIG = """
+store = "sqlite:///{db}"
+provider = "scripted"
+disable = ["openai"]
+
+[[options.scripted.responses]]
+text = "never sent"
+delay = 120
+"""
+
+INPUT_KEYS = {
+    "id",
+    "session_id",
+    "seq",
+    "state",
+    "key",
+    "ingress",
+    "source",
+    "created_at",
+    "settled_at",
+    "turn_id",
+    "text",
+    "items",
+}
+
+
+def mailbox_setup(tmp_path: Path, config: str = MAILBOX_CONFIG) -> None:
+    (tmp_path / "lash.toml").write_text(config.format(db=tmp_path / "lash.db"), encoding="utf-8")
+
+
+def enqueue(tmp_path: Path, session: str, text: str, *args: str) -> dict[str, Any]:
+    """`lash sessions enqueue SESSION TEXT ARGS --json`, parsed."""
+    data: dict[str, Any] = json.loads(
+        ok(lash_cli("sessions", "enqueue", session, text, *args, "--json", cwd=tmp_path))
+    )
+    return data
+
+
+def inputs(tmp_path: Path, session: str, *args: str) -> list[dict[str, Any]]:
+    """`lash sessions inputs SESSION ARGS --json`, parsed."""
+    data: list[dict[str, Any]] = json.loads(
+        ok(lash_cli("sessions", "inputs", session, *args, "--json", cwd=tmp_path))
+    )
+    return data
+
+
+class Background:
+    """A `lash` process in the background whose stdout lines are read by a thread, so that a
+    test waits for a line with a timeout instead of blocking on a process that hangs."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("LASH_", "OPENAI_"))}
+        self.proc = subprocess.Popen(
+            [LASH, *args],
+            cwd=tmp_path,
+            env=clean,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next_line(self, timeout: float = 60) -> str:
+        """The next line of stdout. :raises AssertionError: when the process ended first."""
+        line = self.lines.get(timeout=timeout)
+        assert line is not None, f"the process ended: {self.seen}\n{self.finish()[1]}"
+        self.seen.append(line)
+        return line
+
+    def until(self, predicate: Any, timeout: float = 60) -> str:
+        """Read lines until one satisfies ``predicate``; return it."""
+        while True:
+            line = self.next_line(timeout)
+            if predicate(line):
+                return line
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the process to end: (exit status, stderr)."""
+        self.proc.wait(timeout=timeout)
+        assert self.proc.stderr is not None
+        return self.proc.returncode, self.proc.stderr.read()
+
+    def kill(self) -> None:
+        """End the process if it still runs (tests call this in ``finally``: none leaks)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=60)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def event_of(line: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(line)
+    return data
+
+
+def test_enqueue_prints_the_pending_input_and_is_idempotent_by_key(tmp_path: Path) -> None:
+    """enqueue prints id, key, state and time; the same key and text give the same input, other
+    text under the key is an error (exit 1) that queues nothing; --active sets the ingress."""
+    mailbox_setup(tmp_path)
+    before = time.time()
+    first = enqueue(tmp_path, "trip", "Book the flight.", "--key", "flight")
+    assert set(first) == INPUT_KEYS
+    assert (first["session_id"], first["seq"], first["state"]) == ("trip", 1, "pending")
+    assert (first["key"], first["ingress"], first["text"]) == (
+        "flight",
+        "next_turn",
+        "Book the flight.",
+    )
+    assert first["id"].startswith("in-")
+    assert before <= parse_iso(first["created_at"]) <= time.time()
+    assert first["settled_at"] is None and first["turn_id"] is None
+
+    assert enqueue(tmp_path, "trip", "Book the flight.", "--key", "flight") == first
+    err = fails(
+        lash_cli("sessions", "enqueue", "trip", "Book a hotel.", "--key", "flight", cwd=tmp_path)
+    )
+    assert err == (
+        f"Error: session 'trip': key 'flight' was already used for input {first['id']!r} with "
+        "other content; nothing was queued (use a new key, or send the same content)\n"
+    )
+    active = enqueue(tmp_path, "trip", "And a car.", "--active")
+    assert (active["seq"], active["ingress"], active["key"]) == (2, "active_turn", None)
+
+    # Text mode: one row of the `inputs` table.
+    out = ok(lash_cli("sessions", "enqueue", "trip", "Book a hotel.", cwd=tmp_path))
+    header, row = out.splitlines()
+    assert header.split() == ["INPUT", "STATE", "INGRESS", "KEY", "CREATED", "TURN", "TEXT"]
+    assert row.split()[1:4] == ["pending", "next_turn", "-"]
+    assert row.endswith("  -     Book a hotel.")
+    assert [i["text"] for i in inputs(tmp_path, "trip")] == [
+        "Book the flight.",
+        "And a car.",
+        "Book a hotel.",
+    ]
+    # An empty input is refused, naming the session; nothing is queued.
+    err = fails(lash_cli("sessions", "enqueue", "trip", "   ", cwd=tmp_path))
+    assert "session 'trip'" in err and "empty" in err
+    assert len(inputs(tmp_path, "trip")) == 3
+
+
+def test_enqueue_creates_the_session_that_drain_then_runs(tmp_path: Path) -> None:
+    """Input for a new session id makes the session (listed once it commits); drain runs each
+    input as a turn, oldest first, prints each answer, and leaves nothing queued."""
+    mailbox_setup(tmp_path)
+    flight = enqueue(tmp_path, "trip", "Book the flight.")
+    hotel = enqueue(tmp_path, "trip", "Book the hotel.")
+    assert json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path))) == []
+
+    proc = lash_cli("sessions", "drain", "trip", cwd=tmp_path)
+    assert ok(proc) == "Flight booked.\nHotel booked.\n"
+    assert proc.stderr.splitlines() == [
+        "[turn 1 completed | 3 in / 2 out tokens | revision 1]",
+        "[turn 2 completed | 4 in / 2 out tokens | revision 2]",
+    ]
+    assert inputs(tmp_path, "trip") == []
+    settled = inputs(tmp_path, "trip", "--all")
+    assert [(i["id"], i["state"]) for i in settled] == [
+        (flight["id"], "completed"),
+        (hotel["id"], "completed"),
+    ]
+    shown = json.loads(ok(lash_cli("sessions", "show", "trip", "--json", cwd=tmp_path)))
+    outcomes = [n for n in shown["nodes"] if n["type"] == "outcome"]
+    # Each input names the turn that consumed it; each turn stored its outcome.
+    assert [n["turn_id"] for n in outcomes] == [i["turn_id"] for i in settled]
+    assert [n["outcome"] for n in outcomes] == ["completed", "completed"]
+    assert [n["text"] for n in shown["nodes"] if n["type"] == "user"] == [
+        "Book the flight.",
+        "Book the hotel.",
+    ]
+
+    again = lash_cli("sessions", "drain", "trip", cwd=tmp_path)
+    assert ok(again) == ""
+    assert again.stderr == "lash: nothing to drain: session 'trip' has no queued input\n"
+    err = fails(lash_cli("sessions", "drain", "nope", cwd=tmp_path))
+    assert err.startswith("Error: no session 'nope' in store 'sqlite:///")
+
+
+def test_drain_json_prints_one_object_per_turn(tmp_path: Path) -> None:
+    """drain --json prints the object of `lash run --json` for each turn, one per line."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.")
+    enqueue(tmp_path, "trip", "Book the hotel.")
+    lines = ok(lash_cli("sessions", "drain", "trip", "--json", cwd=tmp_path)).splitlines()
+    turns = [json.loads(line) for line in lines]
+    assert [(t["turn"]["index"], t["revision"], t["text"]) for t in turns] == [
+        (1, 1, "Flight booked."),
+        (2, 2, "Hotel booked."),
+    ]
+    settled = inputs(tmp_path, "trip", "--all")
+    assert [t["turn"]["id"] for t in turns] == [i["turn_id"] for i in settled]
+
+
+def test_list_shows_status_and_queued_input(tmp_path: Path) -> None:
+    """The listing's STATUS is how the last turn ended (a failed one too) and QUEUED counts the
+    input still waiting; show --json's head has both."""
+    (tmp_path / "lash.toml").write_text(
+        f'store = "sqlite:///{tmp_path / "lash.db"}"\nprovider = "scripted"\n'
+        'disable = ["openai"]\n[[options.scripted.responses]]\nerror = "model is overloaded"\n',
+        encoding="utf-8",
+    )
+    proc = lash_cli("run", "hi", "--session", "s1", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    enqueue(tmp_path, "s1", "try again")
+    enqueue(tmp_path, "s1", "and again")
+    (row,) = json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path)))
+    assert (row["status"], row["pending_inputs"]) == ("failed", 2)
+    header, line = ok(lash_cli("sessions", "list", cwd=tmp_path)).splitlines()
+    assert header.split()[5:7] == ["STATUS", "QUEUED"]
+    assert line.split()[7:9] == ["failed", "2"]
+    head = json.loads(ok(lash_cli("sessions", "show", "s1", "--json", cwd=tmp_path)))["session"]
+    assert (head["status"], head["pending_inputs"]) == ("failed", 2)
+    shown = ok(lash_cli("sessions", "show", "s1", cwd=tmp_path)).splitlines()
+    assert "  queued input: 2 (`lash sessions inputs s1` lists it)" in shown
+    assert any(line.startswith("  ended: failed (") for line in shown)
+
+
+def test_cancel_input_prints_each_outcome_and_exits_by_them(tmp_path: Path) -> None:
+    """cancel-input by id or key: cancelled and already cancelled exit 0; completed or unknown
+    input exits 3 with the outcome of each; --suffix cancels the input and those after it."""
+    mailbox_setup(tmp_path)
+    flight = enqueue(tmp_path, "trip", "Book the flight.")
+    ok(lash_cli("sessions", "drain", "trip", cwd=tmp_path))
+    hotel = enqueue(tmp_path, "trip", "Book the hotel.", "--key", "hotel")
+    car = enqueue(tmp_path, "trip", "Rent a car.")
+    boat = enqueue(tmp_path, "trip", "Charter a boat.")
+
+    out = ok(lash_cli("sessions", "cancel-input", "trip", "hotel", cwd=tmp_path))
+    assert out == "hotel: cancelled\n"
+    out = ok(lash_cli("sessions", "cancel-input", "trip", hotel["id"], cwd=tmp_path))
+    assert out == f"{hotel['id']}: already cancelled\n"
+
+    proc = lash_cli("sessions", "cancel-input", "trip", flight["id"], "in-nope", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    completed = inputs(tmp_path, "trip", "--all")[0]
+    assert proc.stdout.splitlines() == [
+        f"{flight['id']}: already completed by {completed['turn_id']}",
+        "in-nope: unknown: session 'trip' has no input with this id or key",
+    ]
+    assert [i["id"] for i in inputs(tmp_path, "trip")] == [car["id"], boat["id"]]
+
+    proc = lash_cli(
+        "sessions", "cancel-input", "trip", car["id"], "--suffix", "--json", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    outcomes = json.loads(proc.stdout)
+    assert [(o["target"], o["outcome"]) for o in outcomes] == [
+        (car["id"], "cancelled"),
+        (boat["id"], "cancelled"),
+    ]
+    assert [o["input"]["state"] for o in outcomes] == ["cancelled", "cancelled"]
+    assert inputs(tmp_path, "trip") == []
+
+    usage = lash_cli("sessions", "cancel-input", "trip", "a", "b", "--suffix", cwd=tmp_path)
+    assert usage.returncode == 2 and "--suffix takes one INPUT" in usage.stderr
+    err = fails(lash_cli("sessions", "cancel-input", "nope", "x", cwd=tmp_path))
+    assert err.startswith("Error: no session 'nope' in store ")
+
+
+def test_watch_follows_turns_committed_by_another_process(tmp_path: Path) -> None:
+    """A watcher replays from --after, then follows live: a drain in another process shows up
+    as input_claimed, turn_started and turn_committed JSON lines, each with its cursor; SIGINT
+    ends the watch with exit 0 and no traceback."""
+    mailbox_setup(tmp_path)
+    flight = enqueue(tmp_path, "trip", "Book the flight.")
+    watch = Background(tmp_path, "sessions", "watch", "trip", "--after", "e0", "--json")
+    try:
+        queued = event_of(watch.next_line())  # the replay: the watcher now follows
+        assert (queued["type"], queued["cursor"], queued["live"]) == ("input_queued", "e1", False)
+        assert queued["data"]["input"]["id"] == flight["id"]
+        ok(lash_cli("sessions", "drain", "trip", cwd=tmp_path))  # another process
+        hotel = enqueue(tmp_path, "trip", "Book the hotel.")
+        ok(lash_cli("sessions", "drain", "trip", cwd=tmp_path))
+        events = [event_of(watch.next_line()) for _ in range(7)]
+        assert [e["type"] for e in events] == [
+            "input_claimed",
+            "turn_started",
+            "turn_committed",
+            "input_queued",
+            "input_claimed",
+            "turn_started",
+            "turn_committed",
+        ]
+        assert [e["cursor"] for e in events] == [f"e{n}" for n in range(2, 9)]
+        assert all(
+            set(e) == {"v", "type", "session_id", "cursor", "live", "at", "data"} for e in events
+        )
+        first, second = events[2]["data"], events[6]["data"]
+        assert (first["index"], first["outcome"], first["revision"]) == (1, "completed", 1)
+        assert first["result"]["text"] == "Flight booked."
+        assert (second["index"], second["revision"]) == (2, 2)
+        assert events[4]["data"]["input"]["id"] == hotel["id"]
+        watch.proc.send_signal(signal.SIGINT)
+        status, err = watch.finish()
+        assert status == 0, err
+        assert "Traceback" not in err
+    finally:
+        watch.kill()
+
+
+def test_watch_resumes_after_a_cursor_and_ends_on_sigterm(tmp_path: Path) -> None:
+    """Text mode shows time, cursor, type and summary; --after resumes right after a cursor;
+    --count ends the watch; SIGTERM ends a following watch with exit 0."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.", "--key", "flight")
+    ok(lash_cli("sessions", "drain", "trip", cwd=tmp_path))
+    out = ok(lash_cli("sessions", "watch", "trip", "--after", "e2", "--count", "2", cwd=tmp_path))
+    started, committed = out.splitlines()
+    time_part = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+    assert re.fullmatch(
+        rf"{time_part}  e3  turn_started: turn-[0-9a-f]{{16}}: \"Book the flight.\"", started
+    )
+    assert re.fullmatch(
+        rf"{time_part}  e4  turn_committed: turn 1 completed, revision 1 \[turn-[0-9a-f]{{16}}\]: "
+        r"\"Flight booked.\"",
+        committed,
+    )
+    watch = Background(tmp_path, "sessions", "watch", "trip")
+    try:
+        enqueue(tmp_path, "trip", "Book the hotel.")
+        line = watch.next_line()  # from now: only what comes after the watch started
+        assert re.fullmatch(
+            rf"{time_part}  e5  input_queued: in-[0-9a-f]{{16}}: \"Book the hotel.\"", line
+        )
+        watch.proc.send_signal(signal.SIGTERM)
+        status, err = watch.finish()
+        assert (status, err) == (0, "")
+    finally:
+        watch.kill()
+
+
+def test_watch_refuses_bad_cursors_and_unknown_sessions(tmp_path: Path) -> None:
+    """A cursor that is not one, one ahead of the log, and an unknown session: exit 1, one
+    clear line each."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.")
+    err = fails(lash_cli("sessions", "watch", "trip", "--after", "garbage", cwd=tmp_path))
+    assert err.startswith("Error: session 'trip': 'garbage' is not an event cursor")
+    assert err.count("\n") == 1
+    err = fails(lash_cli("sessions", "watch", "trip", "--after", "e99", cwd=tmp_path))
+    assert "cursor 'e99' is ahead of the event log (its latest event is e1)" in err
+    err = fails(lash_cli("sessions", "watch", "nope", cwd=tmp_path))
+    assert err.startswith("Error: no session 'nope' in store ")
+
+
+def test_watch_from_a_cursor_out_of_the_window_prints_the_gap_first(tmp_path: Path) -> None:
+    """With a replay window of 2 events, a watch after e1 first prints a gap with the session
+    as it is now and a fresh cursor, then follows the events after that cursor."""
+    (tmp_path / "lash.toml").write_text(
+        MAILBOX_CONFIG.format(db=f"{tmp_path / 'lash.db'}?events_kept=2"), encoding="utf-8"
+    )
+    for n in range(4):
+        enqueue(tmp_path, "trip", f"question {n}")
+    out = ok(
+        lash_cli(
+            "sessions", "watch", "trip", "--after", "e1", "--count", "1", "--json", cwd=tmp_path
+        )
+    )
+    gap = json.loads(out)
+    assert (gap["type"], gap["cursor"], gap["session_id"]) == ("gap", "e4", "trip")
+    assert gap["data"]["after"] == "e1"
+    assert (gap["data"]["revision"], gap["data"]["turns"]) == (0, 0)
+    assert [i["text"] for i in gap["data"]["inputs"]] == [f"question {n}" for n in range(4)]
+    # Then it follows, after the gap's cursor.
+    watch = Background(tmp_path, "sessions", "watch", "trip", "--after", "e1", "--json")
+    try:
+        assert event_of(watch.next_line())["type"] == "gap"
+        enqueue(tmp_path, "trip", "question 4")
+        after = event_of(watch.next_line())
+        assert (after["type"], after["cursor"]) == ("input_queued", "e5")
+    finally:
+        watch.kill()
+    text = ok(lash_cli("sessions", "watch", "trip", "--after", "e1", "--count", "1", cwd=tmp_path))
+    assert text == (
+        "gap: the events after e1 are gone (older than the store's replay window); session "
+        "'trip' is now at revision 0 (0 turns, 5 queued inputs); following from e5\n"
+    )
+
+
+def test_a_drain_interrupted_mid_turn_commits_it_as_cancelled(tmp_path: Path) -> None:
+    """While a drain's turn has claimed its input, cancel-input says already claimed (exit 3);
+    SIGINT stops the drain (exit 130), its turn commits as stopped (cancelled) and consumes the
+    input, and the input it did not reach stays queued."""
+    mailbox_setup(tmp_path, HANGING_CONFIG)
+    first = enqueue(tmp_path, "trip", "Book the flight.")
+    second = enqueue(tmp_path, "trip", "Book the hotel.")
+    watch = Background(tmp_path, "sessions", "watch", "trip", "--after", "e2", "--json")
+    drain = Background(tmp_path, "sessions", "drain", "trip")
+    try:
+        claimed = event_of(watch.until(lambda line: '"input_claimed"' in line))
+        assert claimed["data"]["input"]["id"] == first["id"]
+        proc = lash_cli("sessions", "cancel-input", "trip", first["id"], cwd=tmp_path)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stdout.startswith(f"{first['id']}: already claimed by a running turn")
+        drain.proc.send_signal(signal.SIGINT)
+        status, err = drain.finish()
+        assert status == 130, err
+        assert "lash: interrupted: stopping the drain" in err
+        assert "Traceback" not in err
+        committed = event_of(watch.until(lambda line: '"turn_committed"' in line))
+        assert (committed["data"]["outcome"], committed["data"]["reason"]) == (
+            "stopped",
+            "cancelled",
+        )
+    finally:
+        drain.kill()
+        watch.kill()
+    states = {i["id"]: i["state"] for i in inputs(tmp_path, "trip", "--all")}
+    assert states == {first["id"]: "completed", second["id"]: "pending"}

@@ -891,6 +891,7 @@ _VARYING = (
     (re.compile(r"agent frame [0-9a-f]{8}"), "agent frame <id>"),
     (re.compile(r"(conformance-[a-z-]+)-[0-9a-f]{12}"), r"\1-<id>"),
     (re.compile(r"turn-[0-9a-f]{16}"), "turn-<id>"),
+    (re.compile(r"in-[0-9a-f]{16}"), "in-<id>"),
 )
 _LASH_MAIN = "import sys; from lash.cli import main; sys.exit(main())"
 
@@ -1019,6 +1020,22 @@ def test_lash_sessions_transcript(tmp_path: Path) -> None:
     assert [json.loads(n)["type"] for n in nodes] == [
         *("frame", "user", "assistant", "tool_call", "tool_result", "assistant", "outcome"),
     ]
+
+
+def test_lash_sessions_mailbox_transcript(tmp_path: Path) -> None:
+    """The CLI page's mailbox session prints what it shows (times and ids aside): input queued
+    by key, one cancelled, the rest drained oldest first, each settled by its turn, and the
+    events replayed with their cursors."""
+    shutil.copy(EXAMPLES / "cli" / "mailbox.toml", tmp_path / "lash.toml")
+    page = EXAMPLES / "cli" / "mailbox.txt"
+    printed = run_console(page, tmp_path)
+    assert normalized(printed) == normalized(page.read_text("utf-8"))
+    # The turn ids the inputs were settled by are the ones the turns were committed under.
+    settled = printed.split("$ lash sessions inputs trip --all\n")[1].split("$")[0]
+    events = printed.split("$ lash sessions watch")[1]
+    turns = re.findall(r"turn-[0-9a-f]{16}", settled)
+    assert len(turns) == 2
+    assert re.findall(r"turn_committed: .*\[(turn-[0-9a-f]{16})\]", events) == turns
 
 
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="needs the sqlite3 command-line tool")

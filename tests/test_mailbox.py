@@ -225,6 +225,29 @@ async def test_the_wait_for_the_lease_ends_in_session_busy_naming_the_holder() -
     assert (await ta).outcome == "completed"
 
 
+async def test_on_wait_tells_the_handle_once_per_execution_that_it_waits() -> None:
+    """open(on_wait=...) is called with the SessionBusy naming the holder when an execution
+    starts to wait for the session, once, and not at all when the session is free."""
+    model = Model(answer("first"), answer("second"), answer("third"))
+    core = make_core(model)
+    a = await core.session("s").open()
+    waits: list[lash.SessionBusy] = []
+    b = await core.session("s").open(on_wait=waits.append)
+    hold = model.block()
+    ta = await started(a.turn("a"))
+    await model.entered.wait()
+    tb = await started(b.turn("b"))
+    async with asyncio.timeout(5):
+        while not waits:  # the second turn meets the lease (a few event-loop rounds)
+            await asyncio.sleep(0.005)
+    assert [w.owner for w in waits] == [a._runtime.owner]
+    model.hold = None
+    hold.set()
+    assert [(await ta).text, (await tb).text] == ["first", "second"]
+    assert (await b.turn("c").run()).text == "third"  # the session was free: no call
+    assert len(waits) == 1
+
+
 async def test_an_idle_session_holds_no_lease_and_renews_nothing() -> None:
     """After a turn the lease is released in the commit: another core takes it at once."""
     shared = lash.store.MemoryStore()
@@ -319,6 +342,25 @@ async def test_drain_runs_queued_input_oldest_first_and_settles_each_in_its_turn
     assert [(i.id, i.state) for i in settled] == [(q.id, "completed") for q in queued]
     assert [i.turn_id for i in settled] == [r.turn_id for r in results]
     assert await session.drain() == []
+
+
+async def test_drain_reports_each_result_as_its_turn_commits() -> None:
+    """drain(on_result=...) gets each turn's result once it is committed, before the next turn
+    calls the model."""
+    model = Model(answer("r1"), answer("r2"))
+    core = make_core(model)
+    for i in (1, 2):
+        await core.enqueue("s", f"input {i}")
+    session = await core.session("s").open()
+    seen: list[tuple[str, int, int]] = []
+
+    def report(result: lash.TurnResult) -> None:
+        seen.append((result.text, result.revision, len(model.requests)))
+
+    results = await session.drain(on_result=report)
+    # When r1 was reported, the second model call had not been made yet.
+    assert seen == [("r1", 1, 1), ("r2", 2, 2)]
+    assert [r.text for r in results] == ["r1", "r2"]
 
 
 async def test_cancel_inputs_reports_one_typed_outcome_per_target() -> None:

@@ -22,9 +22,10 @@ WIDTH = 88
 
 
 class CliHelpDirective(SphinxDirective):
-    """``.. lash-cli-help:: plugins``: the help of ``lash plugins`` as a literal block."""
+    """``.. lash-cli-help:: plugins``: the help of ``lash plugins`` as a literal block;
+    ``.. lash-cli-help:: sessions watch``: the help of a subcommand of a group."""
 
-    optional_arguments = 1
+    optional_arguments = 2
     has_content = False
 
     def run(self) -> list[nodes.Node]:
@@ -44,6 +45,21 @@ class CliHelpDirective(SphinxDirective):
             ctx = click.Context(
                 command, info_name=name, parent=root, terminal_width=WIDTH, max_content_width=WIDTH
             )
+            for sub in self.arguments[1:]:
+                found = command.get_command(ctx, sub) if isinstance(command, click.Group) else None
+                if found is None:
+                    logger.warning(
+                        f"lash {name} has no command {sub!r}", location=self.get_location()
+                    )
+                    return []
+                command, name = found, sub
+                ctx = click.Context(
+                    command,
+                    info_name=sub,
+                    parent=ctx,
+                    terminal_width=WIDTH,
+                    max_content_width=WIDTH,
+                )
             text = command.get_help(ctx)
         else:
             formatter = root.make_formatter()

@@ -190,6 +190,9 @@ class SessionRuntime:
         self.opened = False
         #: Seconds an execution waits for the lease (``None``: the core's ``lease_wait``).
         self.wait: float | None = None
+        #: Called with the SessionBusy an execution meets before it starts waiting (open()'s
+        #: ``on_wait``: a command line tells its user why nothing happens yet).
+        self.on_wait: Callable[[SessionBusy], object] | None = None
         # A lease owner per handle: two handles on one session never share a lease.
         self.owner = f"{core.owner_id}/{next(_handles)}"
         #: What plugins and tools see of the session.
@@ -630,6 +633,8 @@ class SessionRuntime:
                     continue
                 if time.monotonic() >= deadline:
                     raise
+                if delay == 0.005 and self.on_wait is not None:  # the first wait of this one
+                    self.on_wait(busy)
                 # Back off from 5 ms to 100 ms: a short wait for a turn that is ending, without
                 # hammering the store during a long one.
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))

@@ -10,7 +10,7 @@ for itself). Hooks and tools never get a ``Session``: they get the session's
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -24,7 +24,7 @@ from lash._kernel.prompt import prompt_view
 from lash._kernel.runtime import KernelCore, SessionRuntime
 from lash._kernel.turn import Turn
 from lash._store.records import PendingInput, QueuedCommand
-from lash.errors import RevisionConflict, SessionError
+from lash.errors import RevisionConflict, SessionBusy, SessionError
 
 T = TypeVar("T")
 log = logging.getLogger("lash")
@@ -125,7 +125,13 @@ class Session:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def open(self, *, must_exist: bool = False, wait: float | None = None) -> Session:
+    async def open(
+        self,
+        *,
+        must_exist: bool = False,
+        wait: float | None = None,
+        on_wait: Callable[[SessionBusy], object] | None = None,
+    ) -> Session:
         """Load the session from the store (only the active agent frame), or start it if it
         does not exist yet. Opening takes no lease and writes nothing: each turn or change
         claims the session's lease for its own duration.
@@ -133,15 +139,30 @@ class Session:
         :param must_exist: raise :class:`lash.UnknownSession` instead of starting a new session.
         :param wait: seconds this handle's executions wait for the session while another one
             holds it (default: the core's ``lease_wait``), then :class:`lash.SessionBusy`.
+        :param on_wait: called with a :class:`lash.SessionBusy` (who holds the session, until
+            when) when one of this handle's executions finds the session held and starts to
+            wait for it: to tell a user why nothing happens yet (``lash run`` does).
         :raises OptionsError: when this session's options do not validate (names plugin, field).
         """
-        return await self._open(fresh=False, must_exist=must_exist, wait=wait)
+        return await self._open(fresh=False, must_exist=must_exist, wait=wait, on_wait=on_wait)
 
-    async def open_fresh(self, *, wait: float | None = None) -> Session:
+    async def open_fresh(
+        self,
+        *,
+        wait: float | None = None,
+        on_wait: Callable[[SessionBusy], object] | None = None,
+    ) -> Session:
         """Start the session over: the next commit replaces whatever the store holds."""
-        return await self._open(fresh=True, must_exist=False, wait=wait)
+        return await self._open(fresh=True, must_exist=False, wait=wait, on_wait=on_wait)
 
-    async def _open(self, *, fresh: bool, must_exist: bool, wait: float | None) -> Session:
+    async def _open(
+        self,
+        *,
+        fresh: bool,
+        must_exist: bool,
+        wait: float | None,
+        on_wait: Callable[[SessionBusy], object] | None = None,
+    ) -> Session:
         runtime = self._runtime
         async with runtime.execute("open", commit_at_exit=False, needs_open=False, lease=False):
             if runtime.opened:
@@ -149,7 +170,7 @@ class Session:
             # Fail fast on a missing protocol or provider, before any I/O.
             runtime.composition.protocol()
             runtime.provider()
-            runtime.wait = wait
+            runtime.wait, runtime.on_wait = wait, on_wait
             found = await runtime.load(fresh=fresh, must_exist=must_exist)
             runtime.opened = True
             await runtime.composition.hooks.broadcast(
@@ -218,11 +239,19 @@ class Session:
             )
         return Turn(self._runtime, text, items=tuple(items), turn_id=id)
 
-    async def drain(self) -> list[TurnResult]:
+    async def drain(
+        self, *, on_result: Callable[[TurnResult], object] | None = None
+    ) -> list[TurnResult]:
         """Run the session's queued input (:meth:`lash.LashCore.enqueue`, ``EnqueueMessages``
         directives, finished processes), one turn per input, oldest first, until none is left;
         return the results. Several processes may drain one session: each input is consumed
-        once, by the turn whose commit settles it."""
+        once, by the turn whose commit settles it.
+
+        ``on_result(result)``, when given, is called with each turn's result as soon as the
+        turn is committed, before the next one starts (to report progress: ``lash sessions
+        drain`` prints each answer with it). What it returns is ignored; what it raises ends the
+        drain (the turn is committed already).
+        """
         runtime = self._runtime
         runtime.refuse_reentry("drain")
         runtime.require_open()
@@ -232,6 +261,8 @@ class Session:
             if result is None:
                 return results
             results.append(result)
+            if on_result is not None:
+                on_result(result)
 
     async def run_pending(self) -> list[TurnResult]:
         """The lash 0.1 name of :meth:`drain`."""

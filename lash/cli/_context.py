@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sessions": (
         "lash.cli._sessions_cmds",
         "sessions_group",
-        "List, show, export and delete the sessions of the configured store.",
+        "List, show, export and delete sessions; queue input for them, watch and drain them.",
     ),
 }
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -28,9 +28,17 @@ from lash._contract.events import (
 )
 from lash._contract.serialization import to_data
 from lash._kernel.core import LashCore
+from lash._kernel.session import Session
 from lash._kernel.turn import Turn
 from lash.cli._context import load_config
-from lash.errors import ConfigError, ExclusiveHookConflict, LashError, PluginLoadError
+from lash.errors import (
+    ConfigError,
+    ExclusiveHookConflict,
+    LashError,
+    PluginLoadError,
+    SessionBusy,
+    _lease_left,
+)
 
 #: How ``lash run`` exits: completed, failed, usage or configuration error, stopped (the tool
 #: round limit, a plugin's abort), interrupted (SIGINT, the turn committed as cancelled).
@@ -145,7 +153,7 @@ def result_data(result: TurnResult) -> dict[str, Any]:
     """
     return {
         "session": result.session_id,
-        "turn": {"index": result.index},
+        "turn": {"index": result.index, "id": result.turn_id},
         "revision": result.revision,
         "outcome": result.outcome,
         "reason": result.reason,
@@ -233,6 +241,45 @@ def read_prompt(prompt: str | None) -> str:
     return text.rstrip("\r\n")
 
 
+#: ``--wait SECONDS``: how long ``lash run`` and ``lash sessions drain`` wait for a session
+#: another process is running a turn of (its lease), before they give up.
+wait_option = click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait while another process runs a turn of the session.",
+)
+
+
+def busy_message(exc: SessionBusy, wait: float) -> str:
+    """What the command line says when the session stayed busy for longer than ``--wait``."""
+    return (
+        f"session {exc.session_id!r} is busy: another process runs it (its lease is held by "
+        f"{exc.owner!r}, {_lease_left(exc.expires_at)}); waited {wait:g} s; try again, or "
+        "wait longer with --wait SECONDS"
+    )
+
+
+def waiting_note(wait: float) -> Callable[[SessionBusy], None]:
+    """What to say on stderr when the session is busy and the command starts to wait for it
+    (``Session.open(on_wait=...)``)."""
+
+    def note(busy: SessionBusy) -> None:
+        click.echo(
+            f"lash: session {busy.session_id!r} is busy: another process runs it (its lease is "
+            f"held by {busy.owner!r}); waiting for it up to {wait:g} s (--wait)",
+            err=True,
+        )
+
+    return note
+
+
+def _shown(value: str | None) -> str:
+    return value if value is not None else "(default)"
+
+
 @attrs.frozen
 class RunOptions:
     """The arguments of one ``lash run``."""
@@ -243,19 +290,29 @@ class RunOptions:
     model: str | None
     system: str | None
     as_json: bool
+    wait: float = 30.0
 
 
 @click.command("run")
 @click.argument("prompt", required=False)
 @click.option("--session", "session_id", default="default", show_default=True, help="Session id.")
-@click.option("--provider", default=None, help="Provider name (overrides config).")
-@click.option("--model", default=None, help="Model name (overrides config).")
+@click.option(
+    "--provider",
+    default=None,
+    help="Provider of the session (overrides config; committed to an existing session).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Model of the session (overrides config; committed to an existing session).",
+)
 @click.option(
     "--system",
     default=None,
     metavar="TEXT",
     help="System prompt of the session, saved with it ('' removes it).",
 )
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the turn.")
 @click.pass_context
 def run_command(
@@ -265,6 +322,7 @@ def run_command(
     provider: str | None,
     model: str | None,
     system: str | None,
+    wait: float,
     as_json: bool,
 ) -> None:
     """Run one turn of PROMPT in a session, streaming the answer and tool activity.
@@ -273,9 +331,14 @@ def run_command(
     follows `assistant>`; otherwise stdout carries only the answer text. Tool activity, the
     status line and errors go to stderr. --system sets the session's prompt layers to TEXT, and
     is committed with the session: its later runs keep TEXT until another --system changes it.
+    --provider and --model work the same way on an existing session: a change is committed
+    before the turn and shown on stderr (`config: model a -> b`).
+
+    While another process runs a turn of the session, the turn waits for it, up to --wait
+    seconds (then exit 1, naming the process holding the session).
 
     \b
-    --json prints one object: session, turn (an object: index), revision,
+    --json prints one object: session, turn (an object: index, id), revision,
     outcome (completed, stopped, failed), reason (cancelled, max_tool_rounds,
     plugin_abort), detail, error, error_plugin, error_hook, text (the final
     answer), tool_calls (id, name, arguments, invalid_arguments, result,
@@ -290,7 +353,7 @@ def run_command(
       130  interrupted (Ctrl-C): the turn is committed as stopped (cancelled);
            a second Ctrl-C quits at once
     """
-    options = RunOptions(prompt, session_id, provider, model, system, as_json)
+    options = RunOptions(prompt, session_id, provider, model, system, as_json, wait)
     try:
         result = _run(ctx, options)
     except KeyboardInterrupt:
@@ -303,6 +366,25 @@ def run_command(
     ctx.exit(exit_code(result))
 
 
+async def _reconfigure(session: Session, options: RunOptions) -> None:
+    """Commit what --system, --provider and --model change in the session's configuration (a
+    new session starts with the host's, which --provider and --model already override), and
+    say what --provider and --model changed on stderr."""
+    patch: dict[str, Any] = {}
+    if options.system is not None:
+        patch["prompt_layers"] = [options.system] if options.system else []
+    before = session.config
+    named = {"provider": options.provider, "model": options.model}
+    patch.update({k: v for k, v in named.items() if v is not None and getattr(before, k) != v})
+    if not patch:
+        return
+    after = await session.configure(**patch)
+    for field in ("provider", "model"):
+        if getattr(before, field) != getattr(after, field):
+            old, new = _shown(getattr(before, field)), _shown(getattr(after, field))
+            click.echo(f"config: {field} {old} -> {new}", err=True)
+
+
 def _run(ctx: click.Context, options: RunOptions) -> TurnResult:
     text = read_prompt(options.prompt)
     try:
@@ -311,14 +393,14 @@ def _run(ctx: click.Context, options: RunOptions) -> TurnResult:
         raise ConfigProblem(str(exc)) from None
     terminal = sys.stdout.isatty() and not options.as_json
     layout = Layout(text=not options.as_json, prefix=terminal, activity_to_stderr=True)
-    system = options.system
 
     async def go() -> TurnResult:
         async with LashCore(config=config, provider=options.provider, model=options.model) as core:
-            session = await core.session(options.session_id).open()
+            session = await core.session(options.session_id).open(
+                wait=options.wait, on_wait=waiting_note(options.wait)
+            )
             try:
-                if system is not None:
-                    await session.configure(prompt_layers=[system] if system else [])
+                await _reconfigure(session, options)
                 turn = session.turn(text)
                 with cancel_on_interrupt(turn):
                     return await stream_turn(turn, layout)
@@ -327,6 +409,8 @@ def _run(ctx: click.Context, options: RunOptions) -> TurnResult:
 
     try:
         return asyncio.run(go())
+    except SessionBusy as exc:
+        raise click.ClickException(busy_message(exc, options.wait)) from None
     except _CONFIG_ERRORS as exc:
         raise ConfigProblem(str(exc)) from None
     except LashError as exc:

@@ -8,17 +8,10 @@ so a URL that points at nothing is an error naming the path, not a new empty dat
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import datetime
-import json
-import os
 import sys
-import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
-import attrs
 import click
 
 from lash._contract.graph import (
@@ -33,13 +26,26 @@ from lash._contract.graph import (
 )
 from lash._contract.serialization import to_data
 from lash._contract.types import ToolCall, Usage
-from lash._kernel.core import LashCore, store_url
 from lash._store.protocol import Store
 from lash._store.records import SessionRecord, SessionSummary
-from lash.cli._context import config_or_exit, warn
-from lash.errors import ConfigError, LashError, SessionBusy, UnknownSession, _lease_left
-
-T = TypeVar("T")
+from lash.cli._mailbox_cmds import (
+    cancel_input_command,
+    drain_command,
+    enqueue_command,
+    inputs_command,
+    watch_command,
+)
+from lash.cli._sessions_common import (
+    NO_SESSIONS_YET,
+    configured_url,
+    dumps,
+    iso,
+    local,
+    one_line,
+    run_on_store,
+    table,
+)
+from lash.errors import SessionBusy, UnknownSession, _lease_left
 
 #: Characters of the last user message shown in `lash sessions list`.
 _MESSAGE_PREVIEW = 48
@@ -49,128 +55,6 @@ _INLINE_JSON = 100
 EXPORT_FORMAT = 1
 
 
-# -- store access ----------------------------------------------------------------------------
-
-
-def _display_url(url: str) -> str:
-    """The store URL as messages show it: a password in it is replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def _store_url(ctx: click.Context) -> str:
-    """The configured store URL, as messages show it."""
-    return _display_url(store_url(config_or_exit(ctx)))
-
-
-#: What `lash sessions` says when no store is configured and the default one does not exist.
-_NO_SESSIONS_YET = (
-    "no sessions yet: the default store {path} does not exist "
-    "(`lash run PROMPT --session ID` creates it)"
-)
-
-#: SQLite's modes, from the most restrictive (see ``lash_plugins_builtin._sqlite_url.MODES``).
-_SQLITE_MODES = ("ro", "rw", "rwc")
-
-
-def _without_creating(url: str, mode: str) -> str:
-    """``url`` opened in SQLite ``mode`` (``ro`` or ``rw``: the database must exist, and nothing
-    is created, ``create_dirs`` is dropped), or in the URL's own mode if that is stricter. URLs
-    of other schemes are returned as they are: their backends decide what opening creates.
-    """
-    base, _, query = url.partition("?")
-    if not base.startswith("sqlite://") or base.endswith(":memory:"):
-        return url
-    params = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    own = [value.strip().lower() for key, value in params if key == "mode"]
-    if own and own[-1] not in _SQLITE_MODES:
-        return url  # as configured: the store says what is wrong with it
-    if own:
-        mode = min(mode, own[-1], key=_SQLITE_MODES.index)
-    kept = [(key, value) for key, value in params if key not in ("mode", "create_dirs")]
-    return f"{base}?{urllib.parse.urlencode([*kept, ('mode', mode)])}"
-
-
-def _run_on_store(
-    ctx: click.Context,
-    action: Callable[[Store], Awaitable[T]],
-    *,
-    mode: str = "ro",
-    if_no_default_store: Callable[[str], T] | None = None,
-) -> T:
-    """Build the host from the config, open its store, return ``await action(store)``.
-
-    The store is never created: a SQLite store is opened in ``mode`` (``ro``, or ``rw`` to
-    delete). ``if_no_default_store(path)`` gives the result when no store is configured and the
-    default database does not exist yet (otherwise that is an error naming the path, as for a
-    configured one). Every lash error ends the command with one line (exit 1); the store is
-    closed in any case.
-    """
-    config = config_or_exit(ctx)
-    url = _store_url(ctx)
-    if url.split(":", 1)[0] == "memory":
-        # An empty listing from memory:// would otherwise look like lost sessions.
-        warn(
-            f"the store is {url} (in process memory): sessions do not outlive the process that "
-            'ran them; configure a durable store in lash.toml (store = "sqlite:///path/lash.db")'
-        )
-    configured = store_url(config)
-    opened = attrs.evolve(config, store=_without_creating(configured, mode))
-
-    async def go() -> T:
-        try:
-            # Plugins may print while they load: stdout carries JSON and exports.
-            with contextlib.redirect_stdout(sys.stderr):
-                core = LashCore(config=opened)
-        except LashError as exc:
-            raise click.ClickException(
-                f"cannot open the store: the host cannot be built from the config: {exc}"
-            ) from None
-        async with core:
-            try:
-                store = core.store
-            except LashError as exc:  # unknown scheme, or a URL its backend rejects
-                # Quoted as configured, without the mode added here.
-                message = str(exc).replace(repr(opened.store), repr(configured))
-                raise click.ClickException(message) from None
-            except Exception as exc:  # a third-party backend may raise anything
-                raise click.ClickException(
-                    f"cannot open store {url!r}: {type(exc).__name__}: {exc}"
-                ) from None
-            return await action(store)
-
-    try:
-        return asyncio.run(go())
-    except UnknownSession as exc:
-        raise click.ClickException(
-            f"no session {exc.session_id!r} in store {url!r}; "
-            "`lash sessions list` shows the sessions it holds"
-        ) from None
-    except ConfigError as exc:
-        if exc.path is None or os.path.exists(exc.path):
-            raise click.ClickException(str(exc)) from None
-        # The store refused to open a database that is not there (mode ro or rw).
-        if config.store is not None:
-            where = f" in {config.path}" if config.path else ""
-            raise click.ClickException(
-                f"the configured store {url!r} points at {exc.path}, which does not exist; "
-                f"`lash sessions` never creates a store: check the store URL{where}, or run a "
-                "session first (`lash run PROMPT --session ID` creates the store)"
-            ) from None
-        if if_no_default_store is not None:
-            return if_no_default_store(exc.path)
-        raise click.ClickException(_NO_SESSIONS_YET.format(path=exc.path)) from None
-    except LashError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 async def _load(store: Store, session_id: str, *, full: bool) -> SessionRecord:
     record = await store.load(session_id, full=full)
     if record is None:
@@ -178,15 +62,13 @@ async def _load(store: Store, session_id: str, *, full: bool) -> SessionRecord:
     return record
 
 
+async def _load_with_inputs(store: Store, session_id: str) -> tuple[SessionRecord, int]:
+    """The whole session, and how many inputs are queued for it (pending or claimed)."""
+    record = await _load(store, session_id, full=True)
+    return record, len(await store.list_inputs(session_id))
+
+
 # -- data ------------------------------------------------------------------------------------
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat()
-
-
-def _local(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _total(usage: Mapping[str, Usage]) -> Usage:
@@ -199,30 +81,31 @@ def _total(usage: Mapping[str, Usage]) -> Usage:
 def _summary_data(row: SessionSummary) -> dict[str, Any]:
     return {
         "session_id": row.session_id,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
         "turns": row.turns,
         "revision": row.revision,
         "last_user_message": row.last_user_message,
         "usage": to_data(row.usage),
+        "status": row.status,
+        "pending_inputs": row.pending_inputs,
     }
 
 
-def _head_data(record: SessionRecord) -> dict[str, Any]:
+def _head_data(record: SessionRecord, pending_inputs: int) -> dict[str, Any]:
     """The head of a fully loaded session: the listing's fields, then the rest of the head."""
-    last_user = None
-    for node in reversed(record.nodes):
-        if isinstance(node, UserMessage):
-            last_user = node.text
-            break
+    last_user = next((n.text for n in reversed(record.nodes) if isinstance(n, UserMessage)), None)
+    status = next((n.outcome for n in reversed(record.nodes) if isinstance(n, TurnOutcome)), None)
     return {
         "session_id": record.session_id,
-        "created_at": _iso(record.created_at),
-        "updated_at": _iso(record.updated_at),
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
         "turns": record.turns,
         "revision": record.revision,
         "last_user_message": last_user,
         "usage": to_data(_total(record.usage)),
+        "status": status,
+        "pending_inputs": pending_inputs,
         "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
         "config": to_data(record.config),
         "plugin_states": dict(record.plugin_states),
@@ -234,18 +117,7 @@ def _node_data(node: GraphNode) -> Any:
     return to_data(node, GraphNode)
 
 
-def _json(data: Any, **kwargs: Any) -> str:
-    # default=str: plugin states and node data are JSON-ready by contract, but a listing must
-    # not die on one odd value.
-    return json.dumps(data, default=str, **kwargs)
-
-
 # -- text ------------------------------------------------------------------------------------
-
-
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _turns(n: int) -> str:
@@ -254,22 +126,6 @@ def _turns(n: int) -> str:
 
 def _tokens(usage: Usage) -> str:
     return f"{usage.input_tokens}/{usage.output_tokens}/{usage.cached_tokens}"
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    last = len(header) - 1
-
-    def line(cells: tuple[str, ...]) -> str:
-        out = []
-        for i, cell in enumerate(cells):
-            if i == last:
-                out.append(cell)  # no padding after the last column
-            else:
-                out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
-        return "  ".join(out).rstrip()
-
-    return [line(header), *(line(r) for r in rows)]
 
 
 def _block(text: str, indent: str) -> list[str]:
@@ -287,10 +143,10 @@ def _prefixed(prefix: str, text: str, indent: str) -> list[str]:
 
 def _data_lines(label: str, data: Any, indent: str) -> list[str]:
     """``label: <json>`` on one line when short, else the label and indented pretty JSON."""
-    compact = _json(data)
+    compact = dumps(data)
     if len(compact) <= _INLINE_JSON and "\n" not in compact:
         return [f"{indent}{label}: {compact}"]
-    return [f"{indent}{label}:", *_block(_json(data, indent=2), indent + "  ")]
+    return [f"{indent}{label}:", *_block(dumps(data, indent=2), indent + "  ")]
 
 
 def _frame_lines(node: FrameBoundary) -> list[str]:
@@ -371,27 +227,33 @@ def _outcome_line(node: TurnOutcome) -> str:
     said: str = node.outcome
     why = node.reason if node.outcome == "stopped" else node.error
     if why:
-        said += f" ({_one_line(why, 100)})"
+        said += f" ({one_line(why, 100)})"
     if node.cancelled_by:
         said += f", cancelled by {node.cancelled_by}"
     if node.detail:
-        said += f": {_one_line(node.detail, 100)}"
+        said += f": {one_line(node.detail, 100)}"
     return f"  {click.style('ended', bold=True)}: {said} [{node.turn_id}]"
 
 
-def transcript(record: SessionRecord) -> Iterator[str]:
-    """The lines of a readable transcript of every node of ``record``, in order."""
+def transcript(record: SessionRecord, pending_inputs: int = 0) -> Iterator[str]:
+    """The lines of a readable transcript of every node of ``record``, in order (after its
+    head, which says how many inputs are queued for it when there are some)."""
     total = _total(record.usage)
     yield click.style(f"session {record.session_id!r}", bold=True) + (
         f": {_turns(record.turns)}, revision {record.revision}"
     )
-    yield f"  created {_local(record.created_at)}, updated {_local(record.updated_at)}"
+    yield f"  created {local(record.created_at)}, updated {local(record.updated_at)}"
     yield (
         f"  usage: {total.input_tokens} input / {total.output_tokens} output / "
         f"{total.cached_tokens} cached tokens"
     )
     if record.config.provider or record.config.model:
         yield f"  provider: {record.config.provider or '-'}; model: {record.config.model or '-'}"
+    if pending_inputs:
+        yield (
+            f"  queued input: {pending_inputs} (`lash sessions inputs {record.session_id}` "
+            "lists it)"
+        )
     if not record.nodes:
         yield "  (no nodes)"
         return
@@ -435,7 +297,7 @@ def _node_lines(
         return _plugin_lines(node)
     if isinstance(node, TurnOutcome):
         return [_outcome_line(node)]
-    return [f"  {_json(_node_data(node))}"]  # a node kind this lash does not know how to show
+    return [f"  {dumps(_node_data(node))}"]  # a node kind this lash does not know how to show
 
 
 def _listing(rows: Iterable[SessionSummary]) -> list[str]:
@@ -445,24 +307,28 @@ def _listing(rows: Iterable[SessionSummary]) -> list[str]:
         "CREATED",
         "TURNS",
         "REVISION",
+        "STATUS",
+        "QUEUED",
         "TOKENS IN/OUT/CACHED",
         "LAST USER MESSAGE",
     )
-    table = [
+    cells = [
         (
             row.session_id,
-            _local(row.updated_at),
-            _local(row.created_at),
+            local(row.updated_at),
+            local(row.created_at),
             str(row.turns),
             str(row.revision),
+            row.status or "-",
+            str(row.pending_inputs),
             _tokens(row.usage),
-            _one_line(row.last_user_message, _MESSAGE_PREVIEW)
+            one_line(row.last_user_message, _MESSAGE_PREVIEW)
             if row.last_user_message is not None
             else "-",
         )
         for row in rows
     ]
-    return _table(header, table, right={3, 4})
+    return table(header, cells, right={3, 4, 6})
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -470,10 +336,11 @@ def _listing(rows: Iterable[SessionSummary]) -> list[str]:
 
 @click.group("sessions")
 def sessions_group() -> None:
-    """List, show, export and delete the sessions of the configured store.
+    """List, show, export and delete sessions; queue input for them, watch and drain them.
 
     The store is the one of the config (`store = "sqlite:///path/lash.db"` in lash.toml). These
-    commands need no provider and never take a session's lease to read it.
+    commands need no provider (except drain, which runs turns) and never take a session's lease
+    to read it or to queue input for it.
     """
 
 
@@ -483,27 +350,29 @@ def sessions_group() -> None:
 def list_command(ctx: click.Context, as_json: bool) -> None:
     """List the sessions of the store, most recently updated first.
 
-    Text mode shows local times, token usage as input/output/cached and the last user message
-    (shortened).
+    Text mode shows local times, how the last turn ended (STATUS), how many inputs are queued
+    (QUEUED), token usage as input/output/cached and the last user message (shortened).
 
     \b
     JSON keys: session_id, created_at, updated_at (ISO 8601, UTC), turns, revision,
-    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens).
+    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens),
+    status (completed, stopped, failed, or null before any turn), pending_inputs.
     """
 
     async def action(store: Store) -> tuple[list[SessionSummary], str]:
         empty = (
-            f"no sessions in store {_store_url(ctx)!r} (`lash run PROMPT --session ID` starts one)"
+            f"no sessions in store {configured_url(ctx)!r} "
+            "(`lash run PROMPT --session ID` starts one)"
         )
         return await store.list_sessions(), empty
 
     def no_store_yet(path: str) -> tuple[list[SessionSummary], str]:
         # The default store is made by the first session: not having one yet is no error.
-        return [], _NO_SESSIONS_YET.format(path=path)
+        return [], NO_SESSIONS_YET.format(path=path)
 
-    rows, empty = _run_on_store(ctx, action, if_no_default_store=no_store_yet)
+    rows, empty = run_on_store(ctx, action, if_no_default_store=no_store_yet)
     if as_json:
-        click.echo(_json([_summary_data(row) for row in rows], indent=2))
+        click.echo(dumps([_summary_data(row) for row in rows], indent=2))
         return
     if not rows:
         click.echo(empty)
@@ -530,15 +399,18 @@ def show_command(ctx: click.Context, session_id: str, as_json: bool) -> None:
     assistant, tool_call, tool_result, plugin, frame, outcome).
     """
 
-    async def action(store: Store) -> SessionRecord:
-        return await _load(store, session_id, full=True)
+    async def action(store: Store) -> tuple[SessionRecord, int]:
+        return await _load_with_inputs(store, session_id)
 
-    record = _run_on_store(ctx, action)
+    record, pending = run_on_store(ctx, action)
     if as_json:
-        data = {"session": _head_data(record), "nodes": [_node_data(n) for n in record.nodes]}
-        click.echo(_json(data, indent=2))
+        data = {
+            "session": _head_data(record, pending),
+            "nodes": [_node_data(n) for n in record.nodes],
+        }
+        click.echo(dumps(data, indent=2))
         return
-    for line in transcript(record):
+    for line in transcript(record, pending):
         click.echo(line)
 
 
@@ -554,14 +426,14 @@ def export_command(ctx: click.Context, session_id: str) -> None:
     Then one line per node, oldest first, in the stored form of `lash sessions show --json`.
     """
 
-    async def action(store: Store) -> SessionRecord:
-        return await _load(store, session_id, full=True)
+    async def action(store: Store) -> tuple[SessionRecord, int]:
+        return await _load_with_inputs(store, session_id)
 
-    record = _run_on_store(ctx, action)
-    header = {"type": "session", "export_format": EXPORT_FORMAT, **_head_data(record)}
-    click.echo(_json(header))
+    record, pending = run_on_store(ctx, action)
+    header = {"type": "session", "export_format": EXPORT_FORMAT, **_head_data(record, pending)}
+    click.echo(dumps(header))
     for node in record.nodes:
-        click.echo(_json(_node_data(node)))
+        click.echo(dumps(_node_data(node)))
 
 
 def _busy_message(exc: SessionBusy, session_id: str) -> str:
@@ -599,7 +471,7 @@ def delete_command(ctx: click.Context, session_id: str, yes: bool) -> None:
                 )
             question = (
                 f"Delete session {session_id!r} ({_turns(record.turns)}, revision "
-                f"{record.revision}, updated {_local(record.updated_at)})? This cannot be undone."
+                f"{record.revision}, updated {local(record.updated_at)})? This cannot be undone."
             )
             if not click.confirm(question, default=False):
                 return None
@@ -609,7 +481,7 @@ def delete_command(ctx: click.Context, session_id: str, yes: bool) -> None:
             raise click.ClickException(_busy_message(exc, session_id)) from None
         return record
 
-    deleted = _run_on_store(ctx, action, mode="rw")
+    deleted = run_on_store(ctx, action, mode="rw")
     if deleted is None:
         click.echo("nothing deleted")
         return
@@ -617,6 +489,15 @@ def delete_command(ctx: click.Context, session_id: str, yes: bool) -> None:
         f"deleted session {session_id!r} ({_turns(deleted.turns)}, revision {deleted.revision})"
     )
 
+
+for _command in (
+    enqueue_command,
+    inputs_command,
+    cancel_input_command,
+    watch_command,
+    drain_command,
+):
+    sessions_group.add_command(_command)
 
 __all__ = [
     "delete_command",
