@@ -762,6 +762,9 @@ async def test_observe_yields_a_turns_events_in_order_with_resumable_cursors() -
     assert last.data["turn_id"] == "t1"
     assert last.data["tool_calls"] == [{"call_id": "c1", "name": "lookup", "is_error": False}]
     assert (last.data["outcome"], last.data["revision"]) == ("completed", 1)
+    # The result it carries is the one the turn returned: revision included.
+    assert (last.data["result"]["turn_id"], last.data["result"]["revision"]) == ("t1", 1)
+    assert (await core.turn_record("s", "t1")).result["revision"] == 1  # type: ignore[union-attr]
     first = committed[0]
     assert isinstance(first, lash.ObservedEvent)
     resumed = await events_until(core, "s", "turn_committed", after=first.cursor)

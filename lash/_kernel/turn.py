@@ -438,12 +438,15 @@ class Turn:
         # The stored result leaves out the tool calls: they are in the graph already (the turn's
         # call and result nodes), and their arguments may be what a hook made of them.
         data = result_data(result)
+        # A commit moves the head by exactly one (compare-and-set on the revision).
+        revision = runtime.image.revision + 1
+        data["revision"] = revision
         record = TurnRecord(
             session_id=runtime.id,
             turn_id=self.id,
             index=self.index,
             outcome=result.outcome,
-            revision=0,
+            revision=revision,
             reason=result.reason,
             result=data,
         )
@@ -455,8 +458,7 @@ class Turn:
                     "index": self.index,
                     "outcome": result.outcome,
                     "reason": result.reason,
-                    # A commit moves the head by exactly one (compare-and-set on the revision).
-                    "revision": runtime.image.revision + 1,
+                    "revision": revision,
                     "result": data,
                     # What the turn's tool calls were (observers elsewhere saw none live).
                     "tool_calls": [
