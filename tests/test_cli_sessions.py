@@ -370,11 +370,9 @@ def test_delete_refuses_a_session_leased_by_another_process(tmp_path: Path) -> N
     in_store(tmp_path, lambda store: store.acquire_lease("s1", owner, ttl=120))
 
     err = fails(lash_cli("sessions", "delete", "s1", "--yes", cwd=tmp_path))
-    assert f"cannot delete session 's1': it is open elsewhere, its lease is held by {owner!r}" in (
-        err
-    )
+    assert f"cannot delete session 's1': it is running, its lease is held by {owner!r}" in (err)
     # The time left, rounded up to whole seconds (120 s less the moments since it was taken).
-    assert re.search(r" \(for up to 1[12]\d s more\); close it there", err), err
+    assert re.search(r" \(for up to 1[12]\d s more\); retry once", err), err
     listed = json.loads(ok(lash_cli("sessions", "list", "--json", cwd=tmp_path)))
     assert [row["session_id"] for row in listed] == ["s1"]
 

@@ -438,9 +438,9 @@ def export_command(ctx: click.Context, session_id: str) -> None:
 
 def _busy_message(exc: SessionBusy, session_id: str) -> str:
     return (
-        f"cannot delete session {session_id!r}: it is open elsewhere, its lease is held by "
-        f"{exc.owner!r} ({_lease_left(exc.expires_at)}); close it there, or retry once the "
-        "lease has expired"
+        f"cannot delete session {session_id!r}: it is running, its lease is held by "
+        f"{exc.owner!r} ({_lease_left(exc.expires_at)}); retry once that execution has ended "
+        "or its lease has expired"
     )
 
 
