@@ -989,10 +989,11 @@ def test_watch_resumes_after_a_cursor_and_ends_on_sigterm(tmp_path: Path) -> Non
         r"\"Flight booked.\"",
         committed,
     )
-    watch = Background(tmp_path, "sessions", "watch", "trip")
+    # From e4 (a watch "from now" would race with the enqueue below while it starts up).
+    watch = Background(tmp_path, "sessions", "watch", "trip", "--after", "e4")
     try:
         enqueue(tmp_path, "trip", "Book the hotel.")
-        line = watch.next_line()  # from now: only what comes after the watch started
+        line = watch.next_line()  # only what comes after the cursor, then live
         assert re.fullmatch(
             rf"{time_part}  e5  input_queued: in-[0-9a-f]{{16}}: \"Book the hotel.\"", line
         )
