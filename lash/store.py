@@ -16,6 +16,7 @@ Graph nodes and other records are encoded for storage with :func:`to_data` and r
 """
 
 from lash._contract.serialization import from_data, to_data
+from lash._contract.types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -44,6 +45,7 @@ from lash._store.records import (
     InputState,
     Lease,
     PendingInput,
+    ProcessDraft,
     QueuedCommand,
     SessionRecord,
     SessionSummary,
@@ -66,6 +68,7 @@ __all__ = [
     "EVENTS_KEPT",
     "EVENTS_MAX_AGE",
     "MAX_SESSION_ID_LENGTH",
+    "PROCESS_TERMINAL",
     "STORE_CHECKS",
     "CancelOutcome",
     "CancelReceipt",
@@ -82,6 +85,8 @@ __all__ = [
     "Lease",
     "MemoryStore",
     "PendingInput",
+    "ProcessDraft",
+    "ProcessStatus",
     "QueuedCommand",
     "SessionRecord",
     "SessionSummary",

@@ -15,7 +15,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
-from lash._contract.types import SessionConfig, Usage
+from lash._contract.types import PROCESS_TERMINAL, ProcessRecord, SessionConfig, Usage
 from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -27,6 +27,16 @@ from lash._store.leases import (
     lease_is_live,
     same_input,
     take_lease,
+)
+from lash._store.process_rules import (
+    claimed,
+    expired,
+    finished,
+    new_process,
+    on_expiry,
+    process_event,
+    same_process,
+    settled_on_expiry,
 )
 from lash._store.records import (
     CancelReceipt,
@@ -40,13 +50,21 @@ from lash._store.records import (
     InputDraft,
     Lease,
     PendingInput,
+    ProcessDraft,
     QueuedCommand,
     SessionRecord,
     SessionSummary,
     StoredEvent,
     TurnRecord,
 )
-from lash.errors import InputConflict, LeaseLost, RevisionConflict, SessionBusy, UnknownSession
+from lash.errors import (
+    InputConflict,
+    LeaseLost,
+    RevisionConflict,
+    SessionBusy,
+    SessionError,
+    UnknownSession,
+)
 
 
 @attrs.define
@@ -98,6 +116,9 @@ class MemoryStore:
         self.events_kept = events_kept
         self.events_max_age = events_max_age
         self._sessions: dict[str, _MemorySession] = {}
+        # Processes in start order (oldest first), and their keys.
+        self._processes: dict[str, ProcessRecord] = {}
+        self._process_keys: dict[str, str] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -216,6 +237,8 @@ class MemoryStore:
             raise RevisionConflict(session_id, expected=expected_revision, actual=s.revision)
         for draft in delta.enqueue:
             self._keyed(session_id, s, draft)  # a key conflict refuses the whole commit
+        for process in delta.processes:
+            self._keyed_process(process)
         # Checked: from here on nothing fails, so the commit applies whole.
         now = time.time()
         if delta.replace:
@@ -272,6 +295,8 @@ class MemoryStore:
             )
             s.cancel_requests.pop(delta.turn.turn_id, None)
         self._log(session_id, s, delta.events)
+        for process in delta.processes:
+            self._start(process, now)
         if delta.release and s.lease is not None:
             s.lease = attrs.evolve(s.lease, expires_at=0.0)
             s.running_turn = None
@@ -292,6 +317,10 @@ class MemoryStore:
         self._sessions[session_id] = _MemorySession(
             lease=s.lease, event_seq=s.event_seq, input_seq=s.input_seq, command_seq=s.command_seq
         )
+        for process in [p for p in self._processes.values() if p.session_id == session_id]:
+            del self._processes[process.id]
+            if process.key is not None:
+                self._process_keys.pop(process.key, None)
 
     async def list_sessions(self) -> list[SessionSummary]:
         rows = []
@@ -504,6 +533,168 @@ class MemoryStore:
         first = s.events[0].seq if s.events else s.event_seq + 1
         events = tuple(e for e in s.events if e.seq > after)[:limit]
         return EventPage(events, first, s.event_seq)
+
+    # -- processes --------------------------------------------------------------------------------
+
+    def _keyed_process(self, draft: ProcessDraft) -> ProcessRecord | None:
+        if draft.key is None:
+            return None
+        existing_id = self._process_keys.get(draft.key)
+        if existing_id is None:
+            return None
+        existing = self._processes[existing_id]
+        if not same_process(existing, draft):
+            raise InputConflict(draft.session_id or "-", draft.key, existing.id, what="process")
+        return existing
+
+    def _start(self, draft: ProcessDraft, now: float) -> ProcessRecord:
+        existing = self._keyed_process(draft)
+        if existing is not None:
+            return existing
+        if draft.id in self._processes:
+            raise SessionError(f"process id {draft.id!r} is taken", session_id=draft.session_id)
+        record = new_process(draft, now)
+        self._processes[record.id] = record
+        if draft.key is not None:
+            self._process_keys[draft.key] = record.id
+        self._log_process("process_started", record)
+        return record
+
+    def _log_process(self, kind: str, record: ProcessRecord) -> None:
+        if record.session_id is not None:
+            session = self._session(record.session_id)
+            self._log(record.session_id, session, [process_event(kind, record)])
+
+    def _put(self, record: ProcessRecord, event: str | None = None) -> ProcessRecord:
+        self._processes[record.id] = record
+        if event is not None:
+            self._log_process(event, record)
+        return record
+
+    async def start_process(self, draft: ProcessDraft) -> ProcessRecord:
+        if draft.session_id is not None:
+            check_session_id(draft.session_id)
+        return self._start(draft, time.time())
+
+    async def get_process(self, process_id: str) -> ProcessRecord | None:
+        return self._processes.get(process_id)
+
+    async def list_processes(
+        self,
+        *,
+        session_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[ProcessRecord]:
+        return [
+            p
+            for p in self._processes.values()
+            if (session_id is None or p.session_id == session_id)
+            and (kind is None or p.kind == kind)
+            and (status is None or p.status == status)
+        ][:limit]
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Sequence[str] | None = None
+    ) -> ProcessRecord | None:
+        now = time.time()
+        for record in list(self._processes.values()):
+            if expired(record, now):
+                settled = settled_on_expiry(record, now)
+                if settled is not None:
+                    self._put(settled, "process_finished")
+        for record in self._processes.values():
+            if kinds is not None and record.kind not in kinds:
+                continue
+            if record.status == "pending" or (
+                expired(record, now) and on_expiry(record) == "rerun"
+            ):
+                return self._put(claimed(record, owner, ttl=ttl, now=now), "process_running")
+        return None
+
+    def _claimed(self, process_id: str, token: int) -> ProcessRecord:
+        record = self._processes.get(process_id)
+        if record is None or record.status != "running" or record.token != token:
+            raise LeaseLost(
+                record.session_id if record is not None and record.session_id else "-",
+                f"process {process_id!r} is not claimed by token {token} any more",
+            )
+        return record
+
+    async def heartbeat_process(
+        self, process_id: str, token: int, *, ttl: float, progress: Any = None
+    ) -> ProcessRecord:
+        record = self._claimed(process_id, token)
+        record = attrs.evolve(record, expires_at=time.time() + ttl)
+        if progress is None:
+            return self._put(record)
+        return self._put(attrs.evolve(record, progress=progress), "process_progress")
+
+    async def park_process(self, process_id: str, token: int) -> ProcessRecord:
+        record = self._claimed(process_id, token)
+        return self._put(attrs.evolve(record, expires_at=None))
+
+    async def finish_process(
+        self,
+        process_id: str,
+        token: int | None,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> ProcessRecord:
+        if status not in PROCESS_TERMINAL:
+            raise ValueError(f"process status {status!r} is not terminal")
+        if token is not None:
+            record = self._claimed(process_id, token)
+        else:
+            found = self._processes.get(process_id)
+            if found is None:
+                raise LeaseLost("-", f"process {process_id!r} is unknown")
+            if found.finished:
+                return found
+            record = found
+        settled = finished(record, status, result=result, error=error, now=time.time())
+        return self._put(settled, "process_finished")
+
+    async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
+        record = self._processes.get(process_id)
+        if record is None or record.finished:
+            return record
+        if record.status == "pending":
+            cancelled = finished(record, "cancelled", error=reason, now=time.time())
+            return self._put(attrs.evolve(cancelled, cancel_requested=reason), "process_finished")
+        if record.cancel_requested is not None:
+            return record
+        return self._put(attrs.evolve(record, cancel_requested=reason))
+
+    async def unnotified_processes(self, *, finished_before: float) -> list[ProcessRecord]:
+        return [
+            p
+            for p in self._processes.values()
+            if p.finished and not p.notified and (p.finished_at or 0.0) < finished_before
+        ]
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        record = self._processes.get(process_id)
+        if record is not None:
+            self._put(attrs.evolve(record, notified=True))
+
+    async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
+        now = time.time()
+        waiting: list[tuple[float, str]] = []
+        for sid, s in self._sessions.items():
+            if lease_is_live(s.lease, now):
+                continue
+            oldest = [
+                item.record.created_at
+                for item in s.inputs
+                if self._state(s, item).state == "pending"
+            ] + [c.created_at for c in s.commands if c.state == "pending"]
+            if oldest:
+                waiting.append((min(oldest), sid))
+        return [sid for _, sid in sorted(waiting)[:limit]]
 
     async def close(self) -> None:
         return None

@@ -31,6 +31,7 @@ __all__ = [
     "InputState",
     "Lease",
     "PendingInput",
+    "ProcessDraft",
     "QueuedCommand",
     "SessionRecord",
     "SessionSummary",
@@ -269,6 +270,30 @@ class EventPage:
 
 
 @attrs.frozen
+class ProcessDraft:
+    """A process to start: its ``id`` (chosen by the caller, so a tool can name the process
+    before the turn that starts it commits), ``kind`` and JSON-ready ``payload``; the session it
+    belongs to (``None``: the host's); ``key`` makes starting idempotent (a key already used,
+    with the same kind, session and payload, returns that process; otherwise it is a
+    :class:`lash.InputConflict`). ``recovery`` is a :class:`lash.RecoveryDisposition` value;
+    ``max_attempts`` bounds the runs of a rerunnable process; ``source`` says who started it
+    (``"host"``, ``"tool:NAME"``, ``"plugin:NAME"``...).
+    """
+
+    id: str
+    kind: str
+    payload: Any = None
+    session_id: str | None = None
+    key: str | None = None
+    recovery: str = "owner_bound"
+    max_attempts: int = 1
+    timeout: float | None = None
+    source: str | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
 class CommitDelta:
     """What one commit adds, applied atomically. ``None`` fields are unchanged.
 
@@ -281,6 +306,8 @@ class CommitDelta:
     - ``enqueue``: inputs this commit queues (``EnqueueMessages`` directives).
     - ``turn``: the record of the turn this commit completes (its id unique in the session).
     - ``events``: events appended to the session's log, in order.
+    - ``processes``: processes this commit starts (``pending``; a key already used is skipped,
+      as by :meth:`Store.start_process`), so a turn that does not commit starts nothing.
     - ``release``: release the lease in the same transaction.
     """
 
@@ -295,6 +322,7 @@ class CommitDelta:
     enqueue: tuple[InputDraft, ...] = ()
     turn: TurnRecord | None = None
     events: tuple[EventDraft, ...] = ()
+    processes: tuple[ProcessDraft, ...] = ()
     release: bool = False
 
     __module__ = "lash.store"
