@@ -503,7 +503,9 @@ _COMMIT = f"""CREATE FUNCTION lash_commit(
     p_turn_id text, p_turn_index bigint, p_turn_outcome text, p_turn_reason text,
     p_turn_result text,
     p_event_types text[], p_event_datas text[],
-    p_release boolean, p_keep bigint, p_max_age double precision, p_notify boolean)
+    p_release boolean, p_keep bigint, p_max_age double precision, p_notify boolean,
+    p_parent text, p_rollup_sessions text[], p_rollup_sources text[], p_rollup_input bigint[],
+    p_rollup_output bigint[], p_rollup_cached bigint[])
 RETURNS TABLE (committed boolean, head_revision bigint, holder text, holder_token bigint,
     holder_expires_at double precision)
 LANGUAGE plpgsql AS $$
@@ -545,7 +547,8 @@ BEGIN
         input_seq = s.input_seq + v_enqueue,
         event_seq = s.event_seq + v_enqueue + coalesce(cardinality(p_event_types), 0),
         lease_expires_at = CASE WHEN p_release THEN 0 ELSE s.lease_expires_at END,
-        running_turn = CASE WHEN p_release THEN NULL ELSE s.running_turn END
+        running_turn = CASE WHEN p_release THEN NULL ELSE s.running_turn END,
+        parent_id = COALESCE(p_parent, s.parent_id)
     WHERE s.session_id = p_session AND s.revision = p_expected
         AND s.lease_owner = p_owner AND s.lease_token = p_token AND s.lease_expires_at <> 0
     RETURNING s.next_seq - v_count, s.revision, s.input_seq, s.event_seq
@@ -637,6 +640,21 @@ BEGIN
             output_tokens = t.output_tokens + excluded.output_tokens,
             cached_tokens = t.cached_tokens + excluded.cached_tokens;
     END IF;
+    -- A child's usage added to its ancestors' totals (not their ledgers, which keep one row
+    -- per commit of their own), without their lease; an ancestor with no head gets nothing.
+    IF cardinality(p_rollup_sessions) > 0 THEN
+        INSERT INTO lash_usage_totals AS t (session_id, source, input_tokens, output_tokens,
+            cached_tokens)
+        SELECT u.session_id, u.source, u.i, u.o, u.c
+        FROM unnest(p_rollup_sessions, p_rollup_sources, p_rollup_input, p_rollup_output,
+            p_rollup_cached) AS u (session_id, source, i, o, c)
+        WHERE EXISTS (SELECT 1 FROM lash_sessions AS a WHERE a.session_id = u.session_id)
+        ORDER BY u.session_id, u.source
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = t.input_tokens + excluded.input_tokens,
+            output_tokens = t.output_tokens + excluded.output_tokens,
+            cached_tokens = t.cached_tokens + excluded.cached_tokens;
+    END IF;
     IF cardinality(p_claimed) > 0 THEN
         UPDATE lash_inputs SET state = 'completed', settled_at = v_now, turn_id = p_turn_id,
             claim_token = NULL
@@ -697,7 +715,7 @@ BEGIN
 {_drop_rows(SESSION_TABLES)}
     UPDATE lash_sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
         next_seq = 0, frame_start = 0, last_user_message = NULL, status = NULL, config = NULL,
-        running_turn = NULL
+        running_turn = NULL, parent_id = NULL
     WHERE session_id = p_session;
     RETURN QUERY SELECT 'deleted'::text, NULL::text, NULL::bigint, NULL::double precision;
 END $$"""
@@ -982,6 +1000,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             _REQUEST_CANCEL,
         ),
     ),
+    # (Id 2 is left to the process tables, written on another branch at the same time: ids
+    # order the steps, and these two touch different tables.)
+    Migration(
+        3,
+        "child sessions",
+        (
+            # The parent of a child session (NULL: a root session), written by its commits.
+            "ALTER TABLE lash_sessions ADD COLUMN IF NOT EXISTS parent_id text",
+            # lash_commit gains the parent link and the usage roll-up (a new signature).
+            "DROP FUNCTION lash_commit",
+            _COMMIT,
+            # A deleted session's tombstone forgets its parent too.
+            _DELETE_SESSION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
+        ),
+    ),
 )
 
 #: The newest migration id this lash knows.
@@ -998,7 +1031,7 @@ def _call(function: str, count: int) -> str:
 ACQUIRE_LEASE = _call("lash_acquire_lease", 12)
 RENEW_LEASE = _call("lash_renew_lease", 5)
 RELEASE_LEASE = _call("lash_release_lease", 4)
-COMMIT = _call("lash_commit", 40)
+COMMIT = _call("lash_commit", 46)
 DELETE_SESSION = _call("lash_delete_session", 1)
 ENQUEUE_INPUT = _call("lash_enqueue_input", 10)
 ENQUEUE_COMMAND = _call("lash_enqueue_command", 9)
@@ -1010,6 +1043,7 @@ REQUEST_CANCEL = _call("lash_request_cancel", 4)
 #: the nodes (of the active frame, from ``frame_start``, unless ``$2``), the plugin states and
 #: the usage totals, as arrays.
 LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.config, s.event_seq,
+    s.parent_id,
     ARRAY(SELECT n.data FROM lash_nodes AS n WHERE n.session_id = s.session_id
         AND n.seq >= CASE WHEN $2 THEN 0 ELSE s.frame_start END ORDER BY n.seq),
     ARRAY(SELECT p.plugin FROM lash_plugin_states AS p
@@ -1025,7 +1059,7 @@ LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.config, s.ev
 #: Committed sessions (revision > 0) with their usage totals, last turn's status and pending
 #: input, most recently updated first.
 LIST_SESSIONS = """SELECT s.session_id, s.created_at, s.updated_at, s.turns, s.revision,
-    s.last_user_message, u.i, u.o, u.c, s.status, p.n
+    s.last_user_message, u.i, u.o, u.c, s.status, p.n, s.parent_id
     FROM lash_sessions AS s CROSS JOIN (SELECT lash_now() AS now) AS t,
     LATERAL (SELECT COALESCE(SUM(x.input_tokens), 0)::bigint AS i,
         COALESCE(SUM(x.output_tokens), 0)::bigint AS o,

@@ -4,7 +4,8 @@ the hot paths, and how a file is checked and prepared before the ``sqlite://`` s
 Tables (one database file holds many sessions):
 
 ``sessions``
-    One head row per session: ``revision`` (0 for a row that a lease or queued input created
+    One head row per session: ``parent_id`` (the parent of a child session, NULL for a root
+    session), ``revision`` (0 for a row that a lease or queued input created
     before any commit), ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next
     node gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's
     boundary), ``last_user_message``, the content hash of ``config``, ``status`` (how the last
@@ -26,7 +27,8 @@ Tables (one database file holds many sessions):
     One row per commit per usage source, with the revision it was committed at (append-only).
 ``usage_totals``
     The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
-    loading or listing a session never sums a ledger that grows with its history.
+    loading or listing a session never sums a ledger that grows with its history; plus the
+    ``child:<id>`` sources the commits of child sessions roll up into their ancestors.
 ``inputs``
     The mailbox's input, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session
     when set), ``text``, ``items`` (JSON, NULL for none), ``ingress``, ``source``, ``state``
@@ -420,6 +422,8 @@ COMMIT_COLUMNS = (
     "turn_reason",
     "turn_result",  # JSON
     "events",  # [[type, data], ...]: appended to the event log, in order
+    "parent_id",  # the parent of a child session (NULL: leave the head's link as it is)
+    "rollup",  # [[session_id, source, input, output, cached], ...]: other sessions' usage
     "release",  # 1: release the lease
 )
 
@@ -525,6 +529,15 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
+    # A child's usage added to its ancestors' totals (not their ledgers: those keep one row
+    # per commit of their own session); an ancestor without a head row gets nothing.
+    "rollup": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+        cached_tokens) SELECT {_items(5)} FROM json_each(NEW.rollup) WHERE NEW.rollup IS NOT NULL
+        AND EXISTS (SELECT 1 FROM sessions AS a WHERE a.session_id = {_item(0)})
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cached_tokens = cached_tokens + excluded.cached_tokens""",
     "settle": """UPDATE inputs SET state = 'completed', settled_at = NEW.updated_at,
         turn_id = NEW.turn_id, claim_token = NULL
         WHERE NEW.claimed IS NOT NULL AND session_id = NEW.session_id
@@ -543,6 +556,7 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
         frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
         config_hash = NEW.config_hash, status = NEW.status,
+        parent_id = COALESCE(NEW.parent_id, parent_id),
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
         running_turn = CASE WHEN NEW.release THEN NULL ELSE running_turn END
@@ -659,11 +673,25 @@ _ONE_STATEMENT_WRITES = (
     *_view("input_updates", INPUT_UPDATE_COLUMNS, INPUT_UPDATE_TRIGGER_STATEMENTS),
 )
 
+# -- migration 5: child sessions ------------------------------------------------------------
+# (Id 4 is left to the process tables, written on another branch at the same time: ids order
+# the steps, and these two touch different tables.)
+
+_CHILD_SESSIONS = (
+    # The parent of a child session (NULL: a root session), written by the child's commits.
+    "ALTER TABLE sessions ADD COLUMN parent_id TEXT",
+    # The commit statement gains the parent link and the usage roll-up: its view changes shape.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "one-statement commit", _ONE_STATEMENT_COMMIT_V2),
     Migration(3, "mailbox", (*_MAILBOX_TABLES, *_ONE_STATEMENT_WRITES), _move_legacy_pending),
+    Migration(5, "child sessions", _CHILD_SESSIONS),
 )
 
 #: The newest migration id this lash knows.
@@ -750,7 +778,7 @@ LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
 LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
-    s.config_hash, c.data
+    s.config_hash, c.data, s.parent_id
     FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
@@ -907,7 +935,7 @@ DROP_SESSION_ROWS = tuple(
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
     protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
-    events_at = 0 WHERE session_id = ?"""
+    events_at = 0, parent_id = NULL WHERE session_id = ?"""
 
 #: Whether a session has anything in its mailbox (one with no commit exists by it).
 HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
@@ -919,7 +947,7 @@ LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.
     h.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
     COALESCE(SUM(u.cached_tokens), 0), h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
-        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending')
+        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id
     WHERE h.revision > 0
     GROUP BY h.session_id

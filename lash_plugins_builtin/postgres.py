@@ -361,8 +361,8 @@ class PostgresStore:
         row = await self._fetchrow(f"loading session {session_id!r}", schema.LOAD, session_id, full)
         if row is None or row[0] == 0:
             return None
-        revision, created_at, updated_at, turns, config, event_seq = row[:6]
-        nodes, plugins, states, sources, usage = row[6:]
+        revision, created_at, updated_at, turns, config, event_seq, parent = row[:7]
+        nodes, plugins, states, sources, usage = row[7:]
         return lash.store.SessionRecord(
             session_id=session_id,
             revision=revision,
@@ -387,6 +387,7 @@ class PostgresStore:
             },
             turns=turns,
             event_seq=event_seq,
+            parent_id=parent,
         )
 
     async def commit(
@@ -421,6 +422,7 @@ class PostgresStore:
                     *args,
                     delta.release,
                     *self._window,
+                    *_rollup_args(session_id, delta),
                 )
             except _Refused as refused:
                 raise _commit_refused(session_id, expected_revision, refused) from None
@@ -462,6 +464,7 @@ class PostgresStore:
                 usage=lash.Usage(inp, out, cached),
                 status=status,
                 pending_inputs=pending,
+                parent_id=parent,
             )
             for (
                 sid,
@@ -475,6 +478,7 @@ class PostgresStore:
                 cached,
                 status,
                 pending,
+                parent,
             ) in rows
         ]
 
@@ -1063,6 +1067,24 @@ def _turn(session_id: str, turn_id: str, row: Iterable[Any]) -> lash.store.TurnR
         reason=_maybe_json("stored turn reason", reason),
         result=_loads("stored turn result", result),
         committed_at=committed_at,
+    )
+
+
+def _rollup_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, ...]:
+    """``lash_commit``'s parameters from ``p_parent`` on: the parent link and the usage a child
+    session's commit rolls up into its ancestors."""
+    rows = [
+        (other, source, usage)
+        for other, usages in delta.rollup.items()
+        for source, usage in usages.items()
+    ]
+    return (
+        delta.parent_id,
+        [other for other, _, _ in rows],
+        [_text(session_id, "usage source", source) for _, source, _ in rows],
+        [_int64(session_id, f"input tokens of {s!r}", u.input_tokens) for _, s, u in rows],
+        [_int64(session_id, f"output tokens of {s!r}", u.output_tokens) for _, s, u in rows],
+        [_int64(session_id, f"cached tokens of {s!r}", u.cached_tokens) for _, s, u in rows],
     )
 
 

@@ -475,7 +475,7 @@ class SQLiteStore:
         head = _first(head_rows)
         if head is None or head[0] == 0:
             return None
-        revision, created_at, updated_at, turns, event_seq, config_hash, config_data = head
+        revision, created_at, updated_at, turns, event_seq, config_hash, config_data, parent = head
         config = _blob(config_hash, config_data)
         return lash.store.SessionRecord(
             session_id=session_id,
@@ -492,6 +492,7 @@ class SQLiteStore:
             usage={str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in usage_rows},
             turns=turns,
             event_seq=event_seq,
+            parent_id=parent,
         )
 
     async def commit(
@@ -589,6 +590,7 @@ class SQLiteStore:
                 usage=lash.Usage(inp, out, cached),
                 status=status,
                 pending_inputs=pending,
+                parent_id=parent,
             )
             for (
                 sid,
@@ -602,6 +604,7 @@ class SQLiteStore:
                 cached,
                 status,
                 pending,
+                parent,
             ) in rows
         ]
 
@@ -1147,6 +1150,7 @@ class _Encoded:
     turn: tuple[Any, ...]  # turn_id, index, outcome, reason, result (all None: no turn)
     events: str | None  # JSON array of [type, data]
     enqueue: tuple[lash.store.InputDraft, ...]
+    rollup: str | None  # JSON array of [session_id, source, input, output, cached]
 
     @classmethod
     def of(cls, session_id: str, delta: lash.store.CommitDelta) -> _Encoded:
@@ -1197,6 +1201,19 @@ class _Encoded:
             ),
             events=_events(session_id, delta.events),
             enqueue=tuple(delta.enqueue),
+            rollup=_array(
+                [
+                    (
+                        other,
+                        _key(session_id, "usage source", source),
+                        integer(f"input tokens of {source!r}", u.input_tokens),
+                        integer(f"output tokens of {source!r}", u.output_tokens),
+                        integer(f"cached tokens of {source!r}", u.cached_tokens),
+                    )
+                    for other, usages in delta.rollup.items()
+                    for source, u in usages.items()
+                ]
+            ),
         )
 
 
@@ -1315,6 +1332,8 @@ def _plan(
         encoded.applied,
         *encoded.turn,
         encoded.events,
+        delta.parent_id,
+        encoded.rollup,
         int(delta.release),
     )
     return row, new_head

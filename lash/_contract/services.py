@@ -95,6 +95,16 @@ class SessionBackend(Protocol):
 
     def usage_report(self) -> dict[str, Any]: ...
 
+    def child(
+        self,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> Any: ...
+
 
 class SessionView:
     """A session as hooks and tools see it: what it holds, and the changes a plugin may make.
@@ -191,8 +201,35 @@ class SessionView:
         await self._backend.emit(type, data)
 
     def usage_report(self) -> dict[str, Any]:
-        """Committed token usage: ``{"total": {...}, "by_source": {source: {...}}}``."""
+        """Committed token usage: ``{"total": {...}, "by_source": {source: {...}}}`` (a child
+        session's usage is under ``child:<id>``)."""
         return self._backend.usage_report()
+
+    def child(
+        self,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A handle (a :class:`lash.Session`) on a child session of this one: a sub-agent with
+        its own history, starting from this session's configuration and per-handle options
+        (``inherit=False``: the host's), with ``config`` (a ``configure()`` patch) and
+        ``options`` on top, and restricted to the ``tools`` allowlist when given. Open it, run
+        its turns and close it::
+
+            async with session.child(tools=["search"]) as child:
+                result = await child.turn("Find the release date").run()
+
+        Its turns commit on their own (not with the running turn); each adds its usage to
+        this session's usage report under ``child:<id>``. See
+        :meth:`lash.LashCore.child_session`.
+        """
+        return self._backend.child(
+            id=id, tools=tools, options=options, inherit=inherit, config=config
+        )
 
     def __repr__(self) -> str:
         return f"<SessionView {self.id!r} revision={self.revision}>"

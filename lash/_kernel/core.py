@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.serialization import to_data
+from lash._contract.types import Usage
+from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
 from lash._kernel.mailbox import checked_input
 from lash._kernel.observation import (
@@ -42,6 +44,7 @@ from lash._store.records import (
 from lash.errors import LashError, SessionError
 
 if TYPE_CHECKING:
+    from lash._kernel.runtime import SessionRuntime
     from lash._kernel.session import ParkedSession, Session
     from lash._store.protocol import Store
 
@@ -233,6 +236,72 @@ class LashCore:
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
         return session
+
+    def child_session(
+        self,
+        parent_id: str,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+        parent: SessionRuntime | None = None,
+    ) -> Session:
+        """A handle on a child session (a sub-agent) of session ``parent_id``; call ``await
+        child.open()`` next, run turns with ``child.turn(...)``, and ``await child.close()``.
+
+        The child's head links it to its parent; it is built with ``is_root=False``. A new child
+        starts from its parent's configuration (provider, model, prompt layers, plugin options:
+        ``inherit=False`` starts from the host's instead), with ``config`` (a
+        :meth:`lash.Session.configure` patch) applied on top, and ``options`` overriding plugin
+        options for this handle. ``tools`` restricts it to an allowlist of tool names, for
+        good: no plugin can make another tool a member. ``id`` names it (default:
+        ``<parent id>/<12 hex digits>``); reopening an existing child with ``id`` keeps what it
+        was created with. Every commit of the child adds its usage to its ancestors' usage
+        reports under ``child:<id>``, in the same transaction.
+
+        Hooks and tools create children through their view: ``session.child(...)`` (a
+        :class:`lash.SessionView` method), which also passes on the parent's in-memory
+        configuration and per-handle options.
+
+        :raises SessionError: an invalid id, a bad allowlist; at open, a parent that was never
+            committed, an id that exists as another session's child or as a root session, or
+            an allowlist naming unknown tools (each names the session).
+        """
+        from lash._kernel.session import Session
+
+        check_session_id(parent_id)
+        session_id = id if id is not None else child_id(parent_id)
+        check_session_id(session_id)
+        allowlist = check_tools(session_id, tools)
+        overrides: dict[str, dict[str, Any]] = {}
+        if parent is not None and inherit:
+            overrides = {k: dict(v) for k, v in parent.overrides.items()}
+        for plugin, values in (options or {}).items():
+            overrides[plugin] = {**overrides.get(plugin, {}), **values}
+        spec = ChildSpec(
+            parent_id,
+            tools=allowlist,
+            inherit=inherit,
+            config=dict(config or {}),
+            parent_config=parent.image.config if parent is not None else None,
+            parent_lineage=parent.lineage if parent is not None else None,
+        )
+        session = Session(self, session_id, options=overrides, child=spec)
+        self._sessions.add(session)
+        return session
+
+    def rolled_up(self, rollup: Mapping[str, Mapping[str, Usage]]) -> None:
+        """A child's commit added ``rollup`` to its ancestors' usage in the store: the handles
+        on them in this core count it too (handles in other processes see it at their next
+        load)."""
+        for session in list(self._sessions):
+            amounts = rollup.get(session.id)
+            if amounts and session._runtime.opened:
+                usage = session._runtime.image.usage
+                for source, amount in amounts.items():
+                    usage[source] = usage.get(source, Usage()) + amount
 
     async def resume(self, handle: ParkedSession, *, wait: float = 0.0) -> Session:
         """Reopen a session parked with :meth:`lash.Session.park`."""

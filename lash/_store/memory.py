@@ -96,6 +96,7 @@ class _MemorySession:
     cancel_requests: dict[str, CancelRequest] = attrs.field(factory=dict)
     events: list[StoredEvent] = attrs.field(factory=list)
     event_seq: int = 0
+    parent_id: str | None = None
 
 
 class MemoryStore:
@@ -211,6 +212,7 @@ class MemoryStore:
             usage=dict(s.usage),
             turns=s.turns,
             event_seq=s.event_seq,
+            parent_id=s.parent_id,
         )
 
     async def commit(
@@ -255,6 +257,7 @@ class MemoryStore:
                 cancel_requests=keep.cancel_requests,
                 events=keep.events,
                 event_seq=keep.event_seq,
+                parent_id=keep.parent_id,
             )
             self._sessions[session_id] = s
         elif s.revision == 0:
@@ -273,6 +276,13 @@ class MemoryStore:
         for source, usage in delta.usage.items():
             s.usage[source] = s.usage.get(source, Usage()) + usage
         s.turns += delta.turns
+        if delta.parent_id is not None:
+            s.parent_id = delta.parent_id
+        for other_id, usages in delta.rollup.items():
+            other = self._sessions.get(other_id)
+            if other is not None:  # an ancestor deleted meanwhile gets nothing
+                for source, usage in usages.items():
+                    other.usage[source] = other.usage.get(source, Usage()) + usage
         s.revision = expected_revision + 1
         s.updated_at = now
         turn_id = delta.turn.turn_id if delta.turn is not None else None
@@ -342,6 +352,7 @@ class MemoryStore:
                     total,
                     s.status,
                     pending,
+                    s.parent_id,
                 )
             )
         return sorted(rows, key=lambda r: r.updated_at, reverse=True)

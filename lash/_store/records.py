@@ -86,7 +86,8 @@ class SessionRecord:
     """A session as loaded from a store: its head and the nodes of its active frame (or all).
 
     ``event_seq`` is the sequence number of its latest event (0: none): a view loaded with it
-    is the state observers see up to that event.
+    is the state observers see up to that event. ``parent_id`` is the session a child session
+    (a sub-agent) was created from (``None``: a root session).
     """
 
     session_id: str
@@ -99,6 +100,7 @@ class SessionRecord:
     usage: Mapping[str, Usage] = attrs.field(factory=dict)
     turns: int = 0
     event_seq: int = 0
+    parent_id: str | None = None
 
     __module__ = "lash.store"
 
@@ -308,6 +310,12 @@ class CommitDelta:
     - ``events``: events appended to the session's log, in order.
     - ``processes``: processes this commit starts (``pending``; a key already used is skipped,
       as by :meth:`Store.start_process`), so a turn that does not commit starts nothing.
+    - ``parent_id``: the session's parent (a child session's commits carry it; ``None`` leaves
+      the head's link as it is).
+    - ``rollup``: usage added to *other* sessions' usage totals, by session id then source, in
+      the same transaction, without their lease and without moving their revision (how a
+      child session's usage rolls up into its ancestors, under ``child:<id>``); a session
+      with no head is skipped.
     - ``release``: release the lease in the same transaction.
     """
 
@@ -323,6 +331,8 @@ class CommitDelta:
     turn: TurnRecord | None = None
     events: tuple[EventDraft, ...] = ()
     processes: tuple[ProcessDraft, ...] = ()
+    parent_id: str | None = None
+    rollup: Mapping[str, Mapping[str, Usage]] = attrs.field(factory=dict)
     release: bool = False
 
     __module__ = "lash.store"
@@ -332,7 +342,7 @@ class CommitDelta:
 class SessionSummary:
     """One row of a session listing. ``status`` is how its last turn ended (``completed``,
     ``stopped``, ``failed``; ``None`` before any turn); ``pending_inputs`` counts its queued
-    input."""
+    input; ``parent_id`` is the parent of a child session (``None``: a root session)."""
 
     session_id: str
     created_at: float
@@ -343,6 +353,7 @@ class SessionSummary:
     usage: Usage = Usage()
     status: str | None = None
     pending_inputs: int = 0
+    parent_id: str | None = None
 
     __module__ = "lash.store"
 
