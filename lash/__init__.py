@@ -19,6 +19,7 @@ from lash.errors import (
     LashError,
     LeaseLost,
     ModelNotFound,
+    OperationError,
     OptionsError,
     PluginError,
     PluginLoadError,
@@ -60,6 +61,7 @@ if typing.TYPE_CHECKING:
         TurnOutcome,
         UserMessage,
     )
+    from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
     from lash._contract.providers import (
         ModelDone,
         ModelEvent,
@@ -146,6 +148,9 @@ __all__ = [
     "ModelResponse",
     "ObservationGap",
     "ObservedEvent",
+    "OperationContext",
+    "OperationError",
+    "OperationInfo",
     "OptionsError",
     "ParkedSession",
     "PluginError",
@@ -166,6 +171,7 @@ __all__ = [
     "RateLimited",
     "RecoveryDisposition",
     "RegisterCommand",
+    "RegisterOperation",
     "RegisterProcessKind",
     "RegisterProtocol",
     "RegisterProvider",

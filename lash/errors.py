@@ -19,6 +19,7 @@ __all__ = [
     "LashError",
     "LeaseLost",
     "ModelNotFound",
+    "OperationError",
     "OptionsError",
     "PluginError",
     "PluginLoadError",
@@ -385,3 +386,27 @@ class ValidationError(LashError, ValueError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid {what}:\n{lines}")
+
+
+class OperationError(LashError):
+    """A plugin operation could not be called, or failed: an unknown name, arguments that do
+    not fit its args class, a session given against its session rule, or an exception raised by
+    the operation. ``plugin``, ``operation``, ``field`` (the first bad argument) and
+    ``session_id`` say where, when known."""
+
+    __module__ = "lash"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        plugin: str | None = None,
+        field: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.plugin = plugin
+        self.field = field
+        self.session_id = session_id

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from lash._contract.operations import RegisterOperation
 from lash._contract.services import SessionView, ToolContext, TurnView
 from lash._contract.types import (
     AgentFrame,
@@ -71,6 +72,7 @@ __all__ = [
     "project_tool_result",
     "prompt_contributions",
     "register_commands",
+    "register_operations",
     "register_process_kinds",
     "register_protocol",
     "register_providers",
@@ -96,6 +98,7 @@ SHAPES: dict[str, str] = {
     "register_stores": "collect",
     "register_commands": "collect",
     "register_session_commands": "collect",
+    "register_operations": "collect",
     "prepare_session": "collect",
     "mutate_session_config": "chain",
     "session_config_changed": "broadcast",
@@ -137,6 +140,7 @@ ASYNC_ALLOWED: frozenset[str] = frozenset(SHAPES) - {
     "register_stores",
     "register_commands",
     "register_session_commands",
+    "register_operations",
 }
 
 
@@ -258,6 +262,33 @@ def register_session_commands(register: RegisterSessionCommand, options: Any) ->
     **Shape:** collect, unique names (``refresh_tool_catalog`` and ``reset`` are the kernel's).
     **Async:** no (``apply`` may be). **On error:** the core build fails. A command whose
     ``apply`` raises is reported, naming the plugin, and settled: it is not retried.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def register_operations(register: RegisterOperation, options: Any) -> None:
+    """Contribute operations: named, typed entry points that hosts discover (``lash plugins
+    --json``, ``core.operations.list()``) and call (``core.operations.call(name, args,
+    session_id=...)``).
+
+    :param register: ``register(name, fn, *, kind="query", session="optional",
+        description=None)``. ``fn(context, args) -> result`` (sync or ``async``) receives a
+        :class:`lash.OperationContext` and, if it takes a second parameter, its arguments as an
+        instance of the attrs class that parameter is annotated with (the arguments' JSON
+        schema); its return annotation gives the result's schema. ``kind`` is ``"query"``
+        (reads: its session view refuses changes) or ``"command"`` (changes the session under
+        its lease, committed atomically when it returns; it may queue input with
+        ``context.enqueue``). ``session`` says whether a call names a session: ``"required"``,
+        ``"optional"`` or ``"forbidden"``. ``description`` defaults to the docstring's summary.
+    :param options: this plugin's host-level options (or ``None``).
+
+    **Shape:** collect, unique names across plugins (a clash names both plugins). **Async:** no
+    (``fn`` may be). **On error:** the core build fails with :class:`lash.PluginError` (a bad
+    name, kind, session rule, signature or args class fails at registration). A call whose
+    ``fn`` raises fails with :class:`lash.OperationError` naming the plugin and the operation;
+    a command's changes are then not committed.
 
     .. versionadded:: 0.2
     """

@@ -24,6 +24,7 @@ from lash._kernel.observation import (
     observe,
 )
 from lash._kernel.operations import BUILTIN_COMMANDS, check_command
+from lash._kernel.plugin_ops import Operations
 from lash._plugins.arguments import check_core_arguments
 from lash._plugins.composition import DEFAULT_MODEL, Composition, compose
 from lash._plugins.dispatch import HookDispatcher, MonitorAfter, MonitorBefore
@@ -209,6 +210,12 @@ class LashCore:
     def plugin_names(self) -> list[str]:
         """Names of the loaded plugins, in dispatch order."""
         return self.composition.plugin_names
+
+    @property
+    def operations(self) -> Operations:
+        """The operations plugins registered (``register_operations``): ``list()``,
+        ``info(name)``, ``await call(name, args, session_id=...)``."""
+        return Operations(self)
 
     def plugin_options(self, name: str) -> Any:
         """The host-level (config) options instance of plugin ``name`` (``None`` if it has none).

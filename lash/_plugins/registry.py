@@ -12,6 +12,7 @@ from lash._contract.annotations import resolve_here
 from lash._contract.types import RecoveryDisposition
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
+from lash._tools.operation import as_operation
 from lash._tools.tool import as_tool
 from lash.errors import LashError, PluginError
 
@@ -23,6 +24,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_process_kinds": "process_kind",
     "register_stores": "store",
     "register_session_commands": "session_command",
+    "register_operations": "operation",
 }
 
 
@@ -117,6 +119,24 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             )
 
         return register_process_kind
+    if kind == "operation":
+
+        def register_operation(
+            name: str,
+            fn: Callable[..., Any],
+            /,
+            *,
+            kind: str = "query",
+            session: str = "optional",
+            description: str | None = None,
+        ) -> None:
+            # Built now, like a tool: a bad signature or args class fails at registration.
+            built = as_operation(
+                plugin, name, fn, kind=kind, session=session, description=description
+            )
+            registry.add(hook, Contribution("operation", name, plugin, built, built.description))
+
+        return register_operation
 
     def register(name: str, value: Any, /) -> None:
         if not isinstance(name, str) or not name:
