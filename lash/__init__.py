@@ -108,6 +108,7 @@ if typing.TYPE_CHECKING:
     )
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
+    from lash._kernel.plugin_ops import Operations
     from lash._kernel.session import ParkedSession, Session
     from lash._kernel.turn import Turn
     from lash._plugins.hostconfig import HostConfig
@@ -151,6 +152,7 @@ __all__ = [
     "OperationContext",
     "OperationError",
     "OperationInfo",
+    "Operations",
     "OptionsError",
     "ParkedSession",
     "PluginError",

@@ -42,6 +42,7 @@ EXPORTS: dict[str, str] = {
     "ParkedSession": "lash._kernel.session",
     "OperationContext": "lash._contract.operations",
     "OperationInfo": "lash._contract.operations",
+    "Operations": "lash._kernel.plugin_ops",
     "PluginInfo": "lash._plugins.loading",
     "PluginMeta": "lash._contract.types",
     "PluginNode": "lash._contract.graph",

@@ -57,7 +57,7 @@ EXAMPLE_MODULES = (
     *("lifecycle", "deadline", "autopilot", "autopilot_host", "budget_protocol"),
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
-    *("mailbox_host", "mailbox_ops"),
+    *("mailbox_host", "mailbox_ops", "subagents", "operations"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -1679,3 +1679,23 @@ def test_codebase_tour_names_every_package() -> None:
     faces = ["lash.store", "lash.testing", "lash.hookspecs", "lash.errors"]
     missing = [name for name in [*packages, *faces] if f"``{name}``" not in page]
     assert not missing, f"packages missing from docs/codebase.rst: {missing}"
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_subagents_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tool's restricted child and a host's child both roll their usage up into the parent,
+    as the child sessions page shows."""
+    asyncio.run(examples["subagents"].main())
+    assert capsys.readouterr().out == transcript("subagents.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_operations_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host discovers the notes operations, calls the command and the query, gets a field
+    error, and drains the turn the command queued, as the operations page shows."""
+    asyncio.run(examples["operations"].main())
+    assert capsys.readouterr().out == transcript("operations.txt")

@@ -9,7 +9,7 @@ subset of the arguments, and the failure rule when an implementation raises. Exp
 from the hookspec docstrings, not from running the kernel.
 
 Covered: register_tools, register_providers, register_protocol, register_process_kinds,
-register_stores, prepare_session, filter_tool_catalog, prompt_contributions,
+register_stores, register_operations, prepare_session, filter_tool_catalog, prompt_contributions,
 transform_prompt_view, before_turn, after_turn, before_tool_call, after_tool_call,
 project_tool_result, session_opened, turn_finalized, turn_persisted,
 session_closed.
@@ -43,6 +43,7 @@ REGISTRATION = (
     "register_providers",
     "register_process_kinds",
     "register_stores",
+    "register_operations",
 )
 TURN_FAILING = (
     "filter_tool_catalog",
@@ -328,6 +329,10 @@ class Subset:
         self.seen["register_stores"] = callable(register)
 
     @lash.hookimpl
+    def register_operations(self, register: lash.RegisterOperation) -> None:
+        self.seen["register_operations"] = callable(register)
+
+    @lash.hookimpl
     def prepare_session(self, is_root: bool, session: lash.SessionView) -> None:
         self.seen.setdefault("prepare_session", []).append((is_root, session.id))
 
@@ -395,6 +400,7 @@ async def test_implementations_accepting_a_subset_of_arguments_keep_working() ->
         "register_providers": True,
         "register_process_kinds": True,
         "register_stores": True,
+        "register_operations": True,
         "prepare_session": [(True, "s"), (True, "s")],
         "session_opened": [False, True],
         "filter_tool_catalog": tools,
@@ -430,6 +436,12 @@ def contribute(hook: str, register: Callable[..., None], name: str) -> None:
             """A contributed process kind."""
 
         register(name, run)
+    elif hook == "register_operations":
+
+        async def operation(context: lash.OperationContext) -> None:
+            """A contributed operation."""
+
+        register(name, operation)
     else:
         register(name, object())
 
@@ -439,6 +451,7 @@ KINDS = {
     "register_providers": "provider",
     "register_process_kinds": "process_kind",
     "register_stores": "store",
+    "register_operations": "operation",
 }
 
 

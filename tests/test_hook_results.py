@@ -213,6 +213,7 @@ REGISTRATION = (
     "register_process_kinds",
     "register_stores",
     "register_session_commands",
+    "register_operations",
 )
 
 #: Hooks with no kernel call site yet (nothing to drive them through).

@@ -222,6 +222,7 @@ class KVStore:
             usage={k: lash.from_data(v, lash.Usage) for k, v in head["usage"].items()},
             turns=head["turns"],
             event_seq=head["last_event"],
+            parent_id=head.get("parent_id"),
         )
 
     async def commit(
@@ -287,6 +288,17 @@ class KVStore:
         head["turns"] += delta.turns
         head["revision"] += 1
         head["updated_at"] = now
+        if delta.parent_id is not None:
+            head["parent_id"] = delta.parent_id  # a child session (a sub-agent) of that one
+        for other_id, usages in delta.rollup.items():
+            # A child's usage rolls up into its ancestors' heads, in the same batch; their
+            # revision and lease are not touched. An ancestor with no head gets nothing.
+            other = batch.get(key("head", other_id))
+            if other is not None:
+                for source, usage in usages.items():
+                    total = lash.from_data(other["usage"].get(source, {}), lash.Usage) + usage
+                    other["usage"][source] = lash.to_data(total)
+                batch.put(key("head", other_id), other)
 
         # The mailbox: settle what the turn consumed and applied, queue what it queued.
         turn_id = turn.turn_id if turn is not None else None
@@ -357,6 +369,7 @@ class KVStore:
                     pending_inputs=sum(
                         state(claim, lease) == "pending" for claim in head["inputs"].values()
                     ),
+                    parent_id=head.get("parent_id"),
                 )
             )
         return sorted(rows, key=lambda row: row.updated_at, reverse=True)

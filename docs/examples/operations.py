@@ -1,7 +1,13 @@
 """A plugin with operations: a query hosts call to read a session's notes, and a command that
-adds a note and queues a follow-up turn, atomically."""
+adds a note and queues a follow-up turn, atomically. ``main()`` is a host calling them.
+
+Run it with ``python docs/examples/operations.py`` (a scripted model: no network).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import json
 
 import attrs
 
@@ -57,3 +63,38 @@ class NotesPlugin:
     def register_operations(self, register: lash.RegisterOperation) -> None:
         register("notes.list", list_notes, session="required")
         register("notes.add", add_note, kind="command", session="required")
+
+
+# -- a host --------------------------------------------------------------------------------
+
+
+async def main() -> None:
+    core = lash.LashCore(
+        plugins=["standard", "stores", "scripted", NotesPlugin()],
+        store="memory://",
+        provider="scripted",
+        options={"scripted": {"responses": [{"text": "Hello."}, {"text": "Noted: milk."}]}},
+    )
+    async with core:
+        print("discovered:")
+        for info in core.operations.list():
+            args = json.dumps(info.args_schema["properties"])
+            print(f"  {info.name} ({info.kind}, session {info.session}): args {args}")
+        session = await core.session("kitchen").open()
+        await session.turn("Hi").run()
+        added = await core.operations.call(
+            "notes.add", {"text": "buy milk", "follow_up": True}, session_id="kitchen"
+        )
+        print(f"notes.add -> {added}")
+        print(f"queued: {[i.text for i in await core.inputs('kitchen')]}")
+        print(f"notes.list -> {await core.operations.call('notes.list', session_id='kitchen')}")
+        try:
+            await core.operations.call("notes.add", {"txt": "eggs"}, session_id="kitchen")
+        except lash.OperationError as exc:
+            print(f"refused: {exc} (field {exc.field!r})")
+        (turn,) = await session.drain()
+        print(f"drained: {turn.text!r}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
