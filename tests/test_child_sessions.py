@@ -155,6 +155,33 @@ async def test_a_tool_runs_a_restricted_child_inside_the_parent_turn(store_url: 
         }
 
 
+async def test_a_hook_creates_a_child_through_its_view(store_url: str) -> None:
+    """A before_turn hook of the parent runs a child's turn through turn.session.child(); the
+    child is a child (is_root False) and its usage rolls up before the parent's turn commits."""
+    seen: list[tuple[str, bool, str]] = []
+
+    class Briefing:
+        lash_plugin = lash.PluginMeta(name="briefing")
+
+        @lash.hookimpl
+        async def before_turn(self, turn: lash.TurnView) -> None:
+            if not turn.session.is_root:
+                return  # the child's own turn: no briefing of the briefing
+            async with turn.session.child(id="p/brief") as child:
+                result = await child.turn(f"brief me on: {turn.input}").run()
+            seen.append((child.id, child.is_root, result.text))
+
+    rec = Recorder(
+        [{"text": "brief", "usage": usage(3, 1)}, {"text": "main", "usage": usage(9, 2)}]
+    )
+    async with make_core(store_url, rec, Briefing()) as core:
+        parent = await core.session("p").open()
+        result = await parent.turn("the plan").run()
+        assert result.text == "main"
+        assert seen == [("p/brief", False, "brief")]
+        assert by_source(parent.usage_report()) == {"turn": (9, 2), "child:p/brief": (3, 1)}
+
+
 async def test_the_allowlist_holds_for_good_and_is_checked(store_url: str) -> None:
     """A child's allowlist survives reopening; a plugin cannot make another tool a member; an
     allowlist naming an unknown tool is refused, naming the session."""

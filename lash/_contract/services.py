@@ -95,15 +95,7 @@ class SessionBackend(Protocol):
 
     def usage_report(self) -> dict[str, Any]: ...
 
-    def child(
-        self,
-        *,
-        id: str | None = None,
-        tools: Sequence[str] | None = None,
-        options: Mapping[str, Mapping[str, Any]] | None = None,
-        inherit: bool = True,
-        config: Mapping[str, Any] | None = None,
-    ) -> Any: ...
+    def child(self, **spec: Any) -> Any: ...
 
 
 class SessionView:

@@ -86,17 +86,10 @@ class KernelCore(Protocol):
 
     def rolled_up(self, rollup: Mapping[str, Mapping[str, Usage]]) -> None: ...
 
-    def child_session(
-        self,
-        parent_id: str,
-        *,
-        id: str | None = None,
-        tools: Sequence[str] | None = None,
-        options: Mapping[str, Mapping[str, Any]] | None = None,
-        inherit: bool = True,
-        config: Mapping[str, Any] | None = None,
-        parent: SessionRuntime | None = None,
-    ) -> Any: ...
+    # A child session handle (``LashCore.child_session``; typed loosely: it returns a Session,
+    # which this module cannot import).
+    @property
+    def child_session(self) -> Callable[..., Any]: ...
 
     async def enqueue_command(
         self,
@@ -410,27 +403,11 @@ class SessionRuntime:
     def usage_report(self) -> dict[str, Any]:
         return self.image.usage_report()
 
-    def child(
-        self,
-        *,
-        id: str | None = None,
-        tools: Sequence[str] | None = None,
-        options: Mapping[str, Mapping[str, Any]] | None = None,
-        inherit: bool = True,
-        config: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """A handle on a new (or existing) child session of this one (see
-        :meth:`lash.LashCore.child_session`): it inherits this handle's configuration and
-        per-handle options as they are in memory."""
-        return self.core.child_session(
-            self.id,
-            id=id,
-            tools=tools,
-            options=options,
-            inherit=inherit,
-            config=config,
-            parent=self,
-        )
+    def child(self, **spec: Any) -> Any:
+        """A handle on a new (or existing) child session of this one (the arguments of
+        :meth:`lash.SessionView.child`): it inherits this handle's configuration and per-handle
+        options as they are in memory."""
+        return self.core.child_session(self.id, parent=self, **spec)
 
     # -- pending changes and the commit --------------------------------------------------------
 

@@ -33,7 +33,7 @@ from lash._testing.store_checks import (
     short,
     summaries_of,
 )
-from lash.errors import LeaseLost, SessionBusy, UnknownSession
+from lash.errors import LeaseLost, RevisionConflict, SessionBusy, UnknownSession
 
 # --------------------------------------------------------------------------------------------
 # Loading, revisions, timestamps
@@ -520,7 +520,8 @@ async def check_large_history(store: Store) -> None:
 async def check_child_link_and_rollup(store: Store) -> None:
     """A child session's commits record its parent in the head (``load``, ``list_sessions``),
     a later commit without ``parent_id`` keeps the link, and ``rollup`` adds usage to other
-    sessions' totals without moving their revision (a session with no head is skipped)."""
+    sessions' totals without moving their revision (a session with no head is skipped); a
+    refused commit rolls nothing up."""
     parent = await new_lease(store, "parent")
     await commit_at(store, parent, 0, usage={"turn": Usage(1, 1, 0)})
     child = await new_lease(store, "child")
@@ -541,6 +542,15 @@ async def check_child_link_and_rollup(store: Store) -> None:
         1,
         usage={"turn": Usage(1, 0, 0)},
         rollup={parent.session_id: {source: Usage(1, 0, 0)}},
+    )
+    # A refused commit rolls nothing up: the roll-up is part of the commit.
+    stale = CommitDelta(
+        usage={"turn": Usage(50, 0, 0)}, rollup={parent.session_id: {source: Usage(50, 0, 0)}}
+    )
+    await expect_raises(
+        RevisionConflict,
+        store.commit(child.session_id, lease=child, expected_revision=0, delta=stale),
+        "a child's commit at a stale revision",
     )
     record = await load_record(store, child.session_id)
     expect_equal(record.parent_id, parent.session_id, "parent_id of the child after two commits")
