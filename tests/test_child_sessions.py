@@ -3,6 +3,8 @@ configuration, a tool allowlist, and usage rolled up into the ancestors under ``
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +282,33 @@ async def test_a_stub_session_refuses_children() -> None:
 
     with pytest.raises(lash.SessionError, match=r"session 'test-session': a StubSession"):
         StubSession().child()
+
+
+def test_lash_sessions_lists_children_with_their_parent(tmp_path: Path) -> None:
+    """``lash sessions list --json`` and ``show --json`` give each child's parent_id; the
+    parent's usage includes its child's."""
+    from click.testing import CliRunner
+
+    from lash.cli import cli
+
+    db = f"sqlite:///{tmp_path}/lash.db"
+    rec = Recorder([{"text": "p", "usage": usage(2, 1)}, {"text": "c", "usage": usage(5, 1)}])
+
+    async def sessions() -> None:
+        async with make_core(db, rec) as core:
+            parent = await core.session("p").open()
+            await parent.turn("a").run()
+            child = await parent.child(id="p/c").open()
+            await child.turn("b").run()
+
+    asyncio.run(sessions())  # the command line runs its own event loop: not inside one
+    config = tmp_path / "lash.toml"
+    config.write_text(f'store = "{db}"\nautoload = false\n', encoding="utf-8")
+    listed = CliRunner().invoke(cli, ["--config", str(config), "sessions", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["session_id"]: row for row in json.loads(listed.output)}
+    assert (rows["p"]["parent_id"], rows["p/c"]["parent_id"]) == (None, "p")
+    assert rows["p"]["usage"]["input_tokens"] == 7
+    shown = CliRunner().invoke(cli, ["--config", str(config), "sessions", "show", "p/c", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["session"]["parent_id"] == "p"

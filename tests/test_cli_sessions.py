@@ -56,6 +56,7 @@ SUMMARY_KEYS = {
     "revision",
     "last_user_message",
     "usage",
+    "parent_id",
 }
 HEAD_KEYS = SUMMARY_KEYS | {
     "usage_by_source",

@@ -205,6 +205,7 @@ def _summary_data(row: SessionSummary) -> dict[str, Any]:
         "revision": row.revision,
         "last_user_message": row.last_user_message,
         "usage": to_data(row.usage),
+        "parent_id": row.parent_id,
     }
 
 
@@ -223,6 +224,7 @@ def _head_data(record: SessionRecord) -> dict[str, Any]:
         "revision": record.revision,
         "last_user_message": last_user,
         "usage": to_data(_total(record.usage)),
+        "parent_id": record.parent_id,
         "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
         "config": to_data(record.config),
         "plugin_states": dict(record.plugin_states),
@@ -488,7 +490,8 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 
     \b
     JSON keys: session_id, created_at, updated_at (ISO 8601, UTC), turns, revision,
-    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens).
+    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens; a
+    parent's includes its child sessions'), parent_id (a child session's parent, or null).
     """
 
     async def action(store: Store) -> tuple[list[SessionSummary], str]:
