@@ -67,7 +67,8 @@ class OperationContext:
     session the call names (``session_id``, and ``session``, its :class:`lash.SessionView`, or
     ``None``), and, for a command, :meth:`enqueue`.
 
-    A query's view reads the session as it is committed and refuses every change. A command's
+    A query's view reads the session as it is committed and refuses every change (what it does
+    to a ``state(cls)`` object is never committed). A command's
     view belongs to an execution that holds the session's lease: what the command changes
     through it (plugin state, tool membership, ``record``, ``emit``) and the input it queues
     commit together when it returns, or not at all when it raises.
