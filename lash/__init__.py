@@ -23,6 +23,7 @@ from lash.errors import (
     PluginError,
     PluginLoadError,
     PluginOrderError,
+    ProcessError,
     ProtocolMissing,
     ProviderAuthError,
     ProviderError,
@@ -33,6 +34,7 @@ from lash.errors import (
     SessionBusy,
     SessionError,
     UnknownHookError,
+    UnknownProcess,
     UnknownProvider,
     UnknownSession,
     UnknownStore,
@@ -60,6 +62,7 @@ if typing.TYPE_CHECKING:
         TurnOutcome,
         UserMessage,
     )
+    from lash._contract.processes import ProcessContext, SessionProcesses
     from lash._contract.providers import (
         ModelDone,
         ModelEvent,
@@ -97,6 +100,7 @@ if typing.TYPE_CHECKING:
         ReplaceToolArguments,
         SessionConfig,
         ShortCircuitToolCall,
+        StartProcess,
         ToolCall,
         ToolCallDirective,
         ToolCatalogEntry,
@@ -106,6 +110,7 @@ if typing.TYPE_CHECKING:
     )
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
+    from lash._kernel.processes import Processes
     from lash._kernel.session import ParkedSession, Session
     from lash._kernel.turn import Turn
     from lash._plugins.hostconfig import HostConfig
@@ -155,7 +160,10 @@ __all__ = [
     "PluginMeta",
     "PluginNode",
     "PluginOrderError",
+    "ProcessContext",
+    "ProcessError",
     "ProcessRecord",
+    "Processes",
     "PromptContribution",
     "PromptView",
     "ProtocolMissing",
@@ -182,9 +190,11 @@ __all__ = [
     "SessionBusy",
     "SessionConfig",
     "SessionError",
+    "SessionProcesses",
     "SessionSnapshot",
     "SessionView",
     "ShortCircuitToolCall",
+    "StartProcess",
     "TextDelta",
     "TextDeltaEvent",
     "Tool",
@@ -209,6 +219,7 @@ __all__ = [
     "TurnResult",
     "TurnView",
     "UnknownHookError",
+    "UnknownProcess",
     "UnknownProvider",
     "UnknownSession",
     "UnknownStore",

@@ -31,11 +31,19 @@ from lash._contract.services import SessionView
 from lash._contract.types import AgentFrame, Message, SessionConfig, ToolCatalogEntry, Usage
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
-from lash._store.records import EventDraft, InputDraft, Lease, QueuedCommand, TurnRecord
+from lash._store.records import (
+    EventDraft,
+    InputDraft,
+    Lease,
+    ProcessDraft,
+    QueuedCommand,
+    TurnRecord,
+)
 from lash.errors import LashError, RevisionConflict, SessionBusy, SessionError
 
 if TYPE_CHECKING:
     from lash._contract.providers import Provider
+    from lash._kernel.processes import Processes
     from lash._plugins.composition import Composition
     from lash._store.protocol import Store
 
@@ -69,6 +77,9 @@ class KernelCore(Protocol):
 
     @property
     def owner_id(self) -> str: ...
+
+    @property
+    def processes(self) -> Processes: ...
 
     def notify(
         self, session_id: str, live: Sequence[EventDraft] = (), *, input: bool = False
@@ -218,6 +229,9 @@ class SessionRuntime:
         self.pending_applied: list[str] = []
         self.pending_enqueue: list[InputDraft] = []
         self.pending_events: list[EventDraft] = []
+        # Processes started by the running execution (its tools and hooks): its commit writes
+        # them, so an execution that does not commit starts nothing.
+        self.pending_processes: list[ProcessDraft] = []
         self.dirty = False
 
     # -- the session services backend (what SessionView forwards to) --------------------------
@@ -393,6 +407,7 @@ class SessionRuntime:
             or self.pending_applied
             or self.pending_enqueue
             or self.pending_events
+            or self.pending_processes
         )
 
     async def commit(self, *, turns: int = 0, turn: TurnRecord | None = None) -> int:
@@ -416,6 +431,7 @@ class SessionRuntime:
             enqueue=tuple(self.pending_enqueue),
             turn=turn,
             events=(*self.pending_events, *_commit_events(self.pending_nodes)),
+            processes=tuple(self.pending_processes),
             release=True,
         )
         store = self.core.store
@@ -436,7 +452,8 @@ class SessionRuntime:
         image.committed(delta, revision)
         self._clear_pending()
         self.cancel_after_commit |= cancelled
-        self.core.notify(self.id)
+        # Work for workers (processes started, input queued) wakes this core's idle ones.
+        self.core.notify(self.id, input=bool(delta.processes or delta.enqueue))
         await self._frames_opened(delta.nodes)
         return revision
 
