@@ -3,7 +3,8 @@ every backend applies, and the conformance suite that holds a backend to them.
 
 A store backend is a plugin that registers a URL scheme (``register_stores``) and implements
 :class:`Store`. It applies leases with :func:`take_lease` and :func:`check_lease` (written once,
-here, so every backend fences writers alike), persists what a :class:`CommitDelta` carries
+here, so every backend fences writers alike) and the process rules (:func:`claimed_by`,
+:func:`on_expiry`, :func:`settled_on_expiry`...), persists what a :class:`CommitDelta` carries
 atomically, and proves it with :func:`check_store` (also in :mod:`lash.testing`)::
 
     import lash.store
@@ -30,6 +31,17 @@ from lash._store.leases import (
     take_lease,
 )
 from lash._store.memory import MemoryStore
+from lash._store.process_rules import (
+    Expiry,
+    claim_expired,
+    claimed_by,
+    new_process,
+    on_expiry,
+    process_event,
+    same_process,
+    settled,
+    settled_on_expiry,
+)
 from lash._store.protocol import Store
 from lash._store.records import (
     CancelOutcome,
@@ -78,6 +90,7 @@ __all__ = [
     "ConformanceReport",
     "EventDraft",
     "EventPage",
+    "Expiry",
     "Ingress",
     "InputCancellation",
     "InputDraft",
@@ -97,6 +110,8 @@ __all__ = [
     "StoredEvent",
     "TurnRecord",
     "check_lease",
+    "claim_expired",
+    "claimed_by",
     "check_session_id",
     "check_store",
     "command_event",
@@ -104,8 +119,14 @@ __all__ = [
     "from_data",
     "input_event",
     "lease_is_live",
+    "new_process",
+    "on_expiry",
+    "process_event",
     "run_store_check",
     "same_input",
+    "same_process",
+    "settled",
+    "settled_on_expiry",
     "take_lease",
     "to_data",
 ]

@@ -29,13 +29,13 @@ from lash._store.leases import (
     take_lease,
 )
 from lash._store.process_rules import (
-    claimed,
-    expired,
-    finished,
+    claim_expired,
+    claimed_by,
     new_process,
     on_expiry,
     process_event,
     same_process,
+    settled,
     settled_on_expiry,
 )
 from lash._store.records import (
@@ -600,7 +600,7 @@ class MemoryStore:
     ) -> ProcessRecord | None:
         now = time.time()
         for record in list(self._processes.values()):
-            if expired(record, now):
+            if claim_expired(record, now):
                 settled = settled_on_expiry(record, now)
                 if settled is not None:
                     self._put(settled, "process_finished")
@@ -608,9 +608,9 @@ class MemoryStore:
             if kinds is not None and record.kind not in kinds:
                 continue
             if record.status == "pending" or (
-                expired(record, now) and on_expiry(record) == "rerun"
+                claim_expired(record, now) and on_expiry(record) == "rerun"
             ):
-                return self._put(claimed(record, owner, ttl=ttl, now=now), "process_running")
+                return self._put(claimed_by(record, owner, ttl=ttl, now=now), "process_running")
         return None
 
     def _claimed(self, process_id: str, token: int) -> ProcessRecord:
@@ -655,15 +655,15 @@ class MemoryStore:
             if found.finished:
                 return found
             record = found
-        settled = finished(record, status, result=result, error=error, now=time.time())
-        return self._put(settled, "process_finished")
+        done = settled(record, status, result=result, error=error, now=time.time())
+        return self._put(done, "process_finished")
 
     async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
         record = self._processes.get(process_id)
         if record is None or record.finished:
             return record
         if record.status == "pending":
-            cancelled = finished(record, "cancelled", error=reason, now=time.time())
+            cancelled = settled(record, "cancelled", error=reason, now=time.time())
             return self._put(attrs.evolve(cancelled, cancel_requested=reason), "process_finished")
         if record.cancel_requested is not None:
             return record

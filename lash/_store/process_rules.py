@@ -1,4 +1,5 @@
-"""The rules every store applies to process records, written once (like :mod:`lash._store.leases`).
+"""The rules every store applies to process records, written once (like :mod:`lash._store.leases`)
+and public in :mod:`lash.store`.
 
 A backend keeps the rows; these functions decide what a row becomes: whether a key is reused
 with the same content, what a claim does to a record, and what an expired claim means for each
@@ -58,13 +59,13 @@ def on_expiry(record: ProcessRecord) -> Expiry:
     return "abandon"
 
 
-def expired(record: ProcessRecord, now: float) -> bool:
+def claim_expired(record: ProcessRecord, now: float) -> bool:
     """Whether ``record`` is ``running`` under a claim that expired (an externally owned process
     started by its worker and waiting for ``complete`` has no claim: ``expires_at`` None)."""
     return record.status == "running" and record.expires_at is not None and record.expires_at <= now
 
 
-def claimed(record: ProcessRecord, owner: str, *, ttl: float, now: float) -> ProcessRecord:
+def claimed_by(record: ProcessRecord, owner: str, *, ttl: float, now: float) -> ProcessRecord:
     """``record`` claimed by ``owner``: running, a new token, one more attempt."""
     return attrs.evolve(
         record,
@@ -83,16 +84,16 @@ def settled_on_expiry(record: ProcessRecord, now: float) -> ProcessRecord | None
     what = on_expiry(record)
     if what == "abandon":
         error = f"its worker {record.owner} died (owner-bound processes are never run twice)"
-        return finished(record, "abandoned", error=error, now=now)
+        return settled(record, "abandoned", error=error, now=now)
     if what == "fail":
         error = (
             f"its worker {record.owner} died on attempt {record.attempts} of {record.max_attempts}"
         )
-        return finished(record, "failed", error=error, now=now)
+        return settled(record, "failed", error=error, now=now)
     return None
 
 
-def finished(
+def settled(
     record: ProcessRecord, status: str, *, result: Any = None, error: str | None = None, now: float
 ) -> ProcessRecord:
     """``record`` settled in the terminal ``status``: its claim ends, it is not notified yet."""
@@ -109,6 +110,5 @@ def finished(
 
 def process_event(kind: str, record: ProcessRecord) -> EventDraft:
     """``process_started`` / ``process_running`` / ``process_progress`` / ``process_finished``
-    for ``record``, logged
-    in its session (the record's JSON form, as observers read it)."""
+    for ``record``, logged in its session (the record's JSON form, as observers read it)."""
     return EventDraft(kind, {"process": to_data(record)})
