@@ -1,0 +1,265 @@
+"""Process records in the SQLite store: several OS processes claiming from one file, a claimer
+killed with SIGKILL, the migration that adds the table to an older file, and the claim's
+query plans. (The contract itself is the conformance suite's: ``test_store_conformance.py``.)
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lash
+import lash.store
+from lash_plugins_builtin import _sqlite_schema
+from lash_plugins_builtin.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+CHILD = Path(__file__).parent / "process_claimer_child.py"
+DUMP_01 = Path(__file__).parent / "data" / "lash-0.1-session.sql"
+
+
+def spawn(db: Path, name: str, kind: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), "--db", str(db), "--name", name, "--kind", kind, *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_children(children: dict[str, subprocess.Popen[str]]) -> dict[str, list[dict[str, Any]]]:
+    """Once every child is ready (its store open), say GO to all of them; wait for each to
+    end; the reports of each."""
+    for name, child in children.items():
+        assert child.stdout is not None
+        assert json.loads(child.stdout.readline()) == {"ready": name}
+    for child in children.values():
+        assert child.stdin is not None
+        child.stdin.write("GO\n")
+        child.stdin.flush()
+    reports = {}
+    for name, child in children.items():
+        out, err = child.communicate(timeout=180)
+        assert child.returncode in (0, -signal.SIGKILL), (name, child.returncode, err)
+        reports[name] = [json.loads(line) for line in out.splitlines()]
+    return reports
+
+
+async def test_four_os_processes_finish_each_of_500_processes_exactly_once(tmp_path: Path) -> None:
+    """4 worker processes claim and finish 500 processes (in 10 sessions) from one SQLite file:
+    each is finished exactly once, by the worker that claimed it, on its first attempt; no
+    claim is lost; each session logs one started, running and finished event per process, with
+    gap-free numbers."""
+    db = tmp_path / "jobs.db"
+    store = SQLiteStore(f"sqlite:///{db}")
+    sessions = [f"s{i}" for i in range(10)]
+    ids = []
+    for n in range(500):
+        draft = lash.store.ProcessDraft(
+            id=f"job-{n}", kind="job", payload={"n": n}, session_id=sessions[n % 10], key=f"k{n}"
+        )
+        ids.append((await store.start_process(draft)).id)
+    await store.close()
+    children = {f"w{i}": spawn(db, f"w{i}", "job") for i in range(4)}
+    reports = run_children(children)
+    assert all(child.returncode == 0 for child in children.values())
+    finished = collections.Counter(
+        r["finished"] for rs in reports.values() for r in rs if "finished" in r
+    )
+    assert not [r for rs in reports.values() for r in rs if "lost" in r]
+    assert sorted(finished) == sorted(ids)
+    assert set(finished.values()) == {1}
+    by = {r["finished"]: name for name, rs in reports.items() for r in rs if "finished" in r}
+    assert sum(1 for rs in reports.values() if any("finished" in r for r in rs)) >= 2
+    store = SQLiteStore(f"sqlite:///{db}")
+    try:
+        records = await store.list_processes(kind="job")
+        assert len(records) == 500
+        for record in records:
+            assert (record.status, record.attempts) == ("succeeded", 1), record
+            assert record.result == {"by": by[record.id], "attempt": 1}
+        for sid in sessions:
+            page = await store.read_events(sid, limit=10_000)
+            assert [e.seq for e in page.events] == list(range(1, 151))
+            kinds = collections.Counter((e.type, e.data["process"]["id"]) for e in page.events)
+            assert set(kinds.values()) == {1}
+            assert {t for t, _ in kinds} == {
+                "process_started",
+                "process_running",
+                "process_finished",
+            }
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("recovery", ["rerunnable", "owner_bound"])
+async def test_a_claimer_killed_with_sigkill(tmp_path: Path, recovery: str) -> None:
+    """A worker SIGKILLed while it holds a claim: its rerunnable process is claimed again once
+    the claim expires and finished once, on attempt 2, by a survivor; an owner-bound one ends
+    ``abandoned`` and is never run again. Every other process is finished exactly once."""
+    db = tmp_path / "jobs.db"
+    store = SQLiteStore(f"sqlite:///{db}")
+    for n in range(40):
+        await store.start_process(
+            lash.store.ProcessDraft(
+                id=f"job-{n}", kind="job", recovery=recovery, max_attempts=3, payload=n
+            )
+        )
+    await store.close()
+    # The victim first: it dies holding its third claim; then the survivors, which find that
+    # claim live, wait for it to expire, and take it over.
+    victim = spawn(db, "victim", "job", "--ttl", "0.5", "--die-after", "3")
+    reports = run_children({"victim": victim})
+    children = {
+        f"w{i}": spawn(db, f"w{i}", "job", "--ttl", "0.5", "--idle", "2.0") for i in range(2)
+    }
+    reports.update(run_children(children))
+    children["victim"] = victim
+    assert children["victim"].returncode == -signal.SIGKILL
+    assert all(children[f"w{i}"].returncode == 0 for i in range(2))
+    orphan = [r["claimed"] for r in reports["victim"] if "claimed" in r][-1]
+    finished = collections.Counter(
+        r["finished"] for rs in reports.values() for r in rs if "finished" in r
+    )
+    assert not [r for rs in reports.values() for r in rs if "lost" in r]
+    assert set(finished.values()) == {1}
+    store = SQLiteStore(f"sqlite:///{db}")
+    try:
+        orphaned = await store.get_process(orphan)
+        assert orphaned is not None
+        if recovery == "rerunnable":
+            assert sorted(finished) == sorted(f"job-{n}" for n in range(40))
+            assert (orphaned.status, orphaned.attempts) == ("succeeded", 2)
+            assert orphaned.result is not None and orphaned.result["by"] != "victim"
+        else:
+            assert orphan not in finished
+            assert sorted(finished) == sorted(f"job-{n}" for n in range(40) if f"job-{n}" != orphan)
+            assert (orphaned.status, orphaned.attempts, orphaned.owner) == (
+                "abandoned",
+                1,
+                "victim",
+            )
+            claims = [r["claimed"] for rs in reports.values() for r in rs if "claimed" in r]
+            assert claims.count(orphan) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_file_from_before_processes_is_migrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written by a lash without processes (migrations 1-3) gains the processes table
+    (migration 4) when opened: its sessions, mailbox and events are intact and processes work
+    on it, in commits too."""
+    db = tmp_path / "mailbox-era.db"
+    with monkeypatch.context() as old:
+        old.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:3])
+        old.setattr(_sqlite_schema, "LATEST", 3)
+        store = SQLiteStore(f"sqlite:///{db}")
+        lease = await store.acquire_lease("old", "host-a", ttl=30)
+        await store.commit(
+            "old", lease=lease, expected_revision=0, delta=lash.store.CommitDelta(turns=1)
+        )
+        await store.release_lease(lease)
+        await store.enqueue_input("old", lash.store.InputDraft("waiting"))
+        await store.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT max(id) FROM lash_migrations").fetchone() == (3,)
+        assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'processes'").fetchall()
+    finally:
+        conn.close()
+    store = SQLiteStore(f"sqlite:///{db}")
+    try:
+        info = await store.info()
+        assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4]
+        assert info["migrations"][-1]["name"] == "processes"
+        record = await store.load("old")
+        assert record is not None and record.revision == 1
+        assert [i.text for i in await store.list_inputs("old")] == ["waiting"]
+        assert await store.runnable_sessions() == ["old"]
+        lease = await store.acquire_lease("old", "host-a", ttl=30)
+        draft = lash.store.ProcessDraft(id="p-1", kind="job", session_id="old", payload={"x": 1})
+        await store.commit(
+            "old",
+            lease=lease,
+            expected_revision=1,
+            delta=lash.store.CommitDelta(turns=1, processes=(draft,), release=True),
+        )
+        claimed = await store.claim_process("worker", ttl=30)
+        assert claimed is not None and claimed.id == "p-1"
+        done = await store.finish_process("p-1", claimed.token, status="succeeded", result=2)
+        assert (done.status, done.result) == ("succeeded", 2)
+        types = [e.type for e in (await store.read_events("old")).events]
+        assert types[-3:] == ["process_started", "process_running", "process_finished"]
+    finally:
+        await store.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+    finally:
+        conn.close()
+
+
+async def test_a_lash_01_file_is_migrated_to_processes(tmp_path: Path) -> None:
+    """lash 0.1's database goes through migrations 3 and 4 at once."""
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    try:
+        conn.executescript(DUMP_01.read_text(encoding="utf-8"))
+    finally:
+        conn.close()
+    store = SQLiteStore(f"sqlite:///{db}")
+    try:
+        started = await store.start_process(
+            lash.store.ProcessDraft(id="p", kind="job", session_id="old-1")
+        )
+        assert started.status == "pending"
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4]
+        assert (await store.load("old-1")) is not None
+    finally:
+        await store.close()
+
+
+async def test_claims_read_only_the_rows_they_may_take(tmp_path: Path) -> None:
+    """What a claim reads is an index search or a walk of a partial index (the pending, the
+    claimed by expiry, the unnotified ones): never a scan of the whole table, however many
+    finished processes it holds; only the expired claims found are sorted."""
+    db = tmp_path / "jobs.db"
+    store = SQLiteStore(f"sqlite:///{db}")
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(db)
+    try:
+        for name, sql in _sqlite_schema.CLAIM_STATEMENTS.items():
+            params = dict.fromkeys(_names(sql))
+            steps = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            tables = [s for s in steps if s.startswith(("SCAN processes", "SEARCH processes"))]
+            assert tables, (name, steps)
+            for step in tables:
+                assert "USING" in step and "INDEX" in step, (name, steps)
+                if step.startswith("SCAN"):  # a walk of a partial index only
+                    assert any(
+                        f"INDEX {index}" in step
+                        for index in ("processes_pending", "processes_unnotified")
+                    ), (name, steps)
+            if name != "OLDEST_RERUNNABLE_PROCESS":  # it sorts the expired claims it found
+                assert "USE TEMP B-TREE" not in " ".join(steps), (name, steps)
+    finally:
+        conn.close()
+
+
+def _names(sql: str) -> list[str]:
+    import re
+
+    return re.findall(r":(\w+)", sql)
