@@ -29,7 +29,10 @@ so two processes sharing the file never interleave inside one; SQLite waits ``bu
 for the file's write lock. Readers never block writers (WAL). Each store instance holds one
 connection, opened on first use and used by one operation at a time. Processes queue input,
 claim it and commit on one file at once: a claim belongs to the lease that made it, and the
-commit that settles it checks it in the same statement.
+commit that settles it checks it in the same statement. Process records are claimed,
+heartbeated and finished in ``BEGIN IMMEDIATE`` transactions (the record read, checked against
+the shared rules of :mod:`lash.store`, written back): several processes claiming from one file
+never take the same process, and a stale claim's token can neither heartbeat nor finish it.
 
 **Cost.** aiosqlite runs each statement on the connection's worker thread, and waiting for that
 thread costs more than a small statement itself. So statements that do not depend on each
@@ -46,9 +49,11 @@ committed last, so the next commit of such a session is that statement alone: on
 Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
-(``delta.enqueue``) takes one round trip more. A commit is stamped (``updated_at``) just before
-it is sent, so commits that wait for the file's write lock may be stamped slightly out of order
-across sessions; within a session, stamps follow the revisions.
+(``delta.enqueue``) takes one round trip more; one that starts processes
+(``delta.processes``) always reads its head and the processes' keys first, in its ``BEGIN
+IMMEDIATE`` transaction. A commit is stamped (``updated_at``) just before it is sent, so commits
+that wait for the file's write lock may be stamped slightly out of order across sessions;
+within a session, stamps follow the revisions.
 
 The schema, its migrations and the hot statements live in ``_sqlite_schema``; URL parsing in
 ``_sqlite_url``.
