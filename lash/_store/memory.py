@@ -238,7 +238,10 @@ class MemoryStore:
         for draft in delta.enqueue:
             self._keyed(session_id, s, draft)  # a key conflict refuses the whole commit
         for process in delta.processes:
-            self._keyed_process(process)
+            if self._keyed_process(process) is None and process.id in self._processes:
+                raise SessionError(
+                    f"process id {process.id!r} is taken", session_id=process.session_id
+                )
         # Checked: from here on nothing fails, so the commit applies whole.
         now = time.time()
         if delta.replace:
