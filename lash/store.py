@@ -33,13 +33,16 @@ from lash._store.leases import (
 from lash._store.memory import MemoryStore
 from lash._store.process_rules import (
     Expiry,
+    cancel_record,
+    check_claim,
     claim_expired,
     claimed_by,
+    finish_record,
     new_process,
     on_expiry,
     process_event,
     same_process,
-    settled,
+    settle_record,
     settled_on_expiry,
 )
 from lash._store.protocol import Store
@@ -109,6 +112,8 @@ __all__ = [
     "StoreFactory",
     "StoredEvent",
     "TurnRecord",
+    "cancel_record",
+    "check_claim",
     "check_lease",
     "check_session_id",
     "check_store",
@@ -116,6 +121,7 @@ __all__ = [
     "claimed_by",
     "command_event",
     "effective_state",
+    "finish_record",
     "from_data",
     "input_event",
     "lease_is_live",
@@ -125,7 +131,7 @@ __all__ = [
     "run_store_check",
     "same_input",
     "same_process",
-    "settled",
+    "settle_record",
     "settled_on_expiry",
     "take_lease",
     "to_data",

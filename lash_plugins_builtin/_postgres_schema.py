@@ -65,6 +65,7 @@ import asyncpg.pool
 import attrs
 
 import lash
+from lash_plugins_builtin import _sqlite_schema as sqlite_schema
 from lash_plugins_builtin._sqlite_schema import lash_version
 
 #: A connection the schema is read and migrated through (a pooled one, or one of its own).
@@ -1031,33 +1032,10 @@ _PROCESSES = (
     ),
 )
 
-#: The columns of a process row as the client writes and reads them, in the order of
-#: :class:`lash.ProcessRecord`'s fields (``payload``, ``result``, ``progress``: JSON text).
-PROCESS_COLUMNS = (
-    "id",
-    "kind",
-    "session_id",
-    "status",
-    "result",
-    "error",
-    "payload",
-    "key",
-    "recovery",
-    "attempts",
-    "max_attempts",
-    "timeout",
-    "source",
-    "owner",
-    "token",
-    "expires_at",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "cancel_requested",
-    "progress",
-    "notified",
-)
-PROCESS_JSON = frozenset({"payload", "result", "progress"})
+#: The columns of a process row as the client writes and reads them (the SQLite store's:
+#: :class:`lash.ProcessRecord`'s fields in order; ``payload``, ``result``, ``progress`` JSON).
+PROCESS_COLUMNS = sqlite_schema.PROCESS_COLUMNS
+PROCESS_JSON = sqlite_schema.PROCESS_JSON
 _PROCESS_TYPES = {
     "attempts": "bigint",
     "max_attempts": "bigint",

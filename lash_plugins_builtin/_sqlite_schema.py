@@ -978,32 +978,9 @@ LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.
 
 # -- processes -------------------------------------------------------------------------------
 
-#: The columns of a process row, in the order of :class:`lash.ProcessRecord`'s fields (``seq``,
-#: the start order, is the table's own). ``payload``, ``result`` and ``progress`` hold JSON.
-PROCESS_COLUMNS = (
-    "id",
-    "kind",
-    "session_id",
-    "status",
-    "result",
-    "error",
-    "payload",
-    "key",
-    "recovery",
-    "attempts",
-    "max_attempts",
-    "timeout",
-    "source",
-    "owner",
-    "token",
-    "expires_at",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "cancel_requested",
-    "progress",
-    "notified",
-)
+#: The columns of a process row: :class:`lash.ProcessRecord`'s fields, in order (``seq``, the
+#: start order, is the table's own). ``payload``, ``result`` and ``progress`` hold JSON.
+PROCESS_COLUMNS = tuple(field.name for field in attrs.fields(lash.ProcessRecord))
 #: The columns that hold JSON.
 PROCESS_JSON = frozenset({"payload", "result", "progress"})
 

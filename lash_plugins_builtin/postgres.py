@@ -957,7 +957,9 @@ class PostgresStore:
             _dumps("-", f"progress of process {process_id!r}", progress)
         action = f"renewing the claim on process {process_id!r}"
         async with self._process_transaction(action, process_id) as (conn, now, record):
-            record = attrs.evolve(_claimed(process_id, token, record), expires_at=now + ttl)
+            record = attrs.evolve(
+                lash.store.check_claim(process_id, token, record), expires_at=now + ttl
+            )
             if progress is None:
                 return await self._write_process(conn, record, None)
             record = attrs.evolve(record, progress=progress)
@@ -966,7 +968,9 @@ class PostgresStore:
     async def park_process(self, process_id: str, token: int) -> lash.ProcessRecord:
         action = f"parking process {process_id!r}"
         async with self._process_transaction(action, process_id) as (conn, _, record):
-            record = attrs.evolve(_claimed(process_id, token, record), expires_at=None)
+            record = attrs.evolve(
+                lash.store.check_claim(process_id, token, record), expires_at=None
+            )
             return await self._write_process(conn, record, None)
 
     async def finish_process(
@@ -978,18 +982,14 @@ class PostgresStore:
         result: Any = None,
         error: str | None = None,
     ) -> lash.ProcessRecord:
-        if status not in lash.store.PROCESS_TERMINAL:
-            raise ValueError(f"process status {status!r} is not terminal")
         _dumps("-", f"result of process {process_id!r}", result)
         action = f"finishing process {process_id!r}"
         async with self._process_transaction(action, process_id) as (conn, now, record):
-            if token is not None:
-                record = _claimed(process_id, token, record)
-            elif record is None:
-                raise lash.LeaseLost("-", f"process {process_id!r} is unknown")
-            elif record.finished:
-                return record  # the first settlement stands
-            done = lash.store.settled(record, status, result=result, error=error, now=now)
+            done = lash.store.finish_record(
+                process_id, record, token, status=status, result=result, error=error, now=now
+            )
+            if done is record:
+                return done
             return await self._write_process(conn, done, "process_finished")
 
     async def request_process_cancel(
@@ -998,14 +998,13 @@ class PostgresStore:
         _text("-", "cancellation reason", reason)
         action = f"cancelling process {process_id!r}"
         async with self._process_transaction(action, process_id) as (conn, now, record):
-            if record is None or record.finished or record.cancel_requested is not None:
+            if record is None:
+                return None
+            asked = lash.store.cancel_record(record, reason, now)
+            if asked is record:
                 return record
-            if record.status == "pending":
-                done = lash.store.settled(record, "cancelled", error=reason, now=now)
-                cancelled = attrs.evolve(done, cancel_requested=reason)
-                return await self._write_process(conn, cancelled, "process_finished")
-            asked = attrs.evolve(record, cancel_requested=reason)
-            return await self._write_process(conn, asked, None)
+            event = "process_finished" if asked.finished else None
+            return await self._write_process(conn, asked, event)
 
     async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
         rows = await self._fetch(
@@ -1313,16 +1312,6 @@ def _process(row: asyncpg.Record) -> lash.ProcessRecord:
     for column in schema.PROCESS_JSON:
         fields[column] = _maybe_json(f"stored {column} of a process", fields[column])
     return lash.ProcessRecord(**fields)
-
-
-def _claimed(process_id: str, token: int, record: lash.ProcessRecord | None) -> lash.ProcessRecord:
-    """``record`` while ``token`` is its claim. :raises lash.LeaseLost: it is not."""
-    if record is None or record.status != "running" or record.token != token:
-        raise lash.LeaseLost(
-            record.session_id if record is not None and record.session_id else "-",
-            f"process {process_id!r} is not claimed by token {token} any more",
-        )
-    return record
 
 
 def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, ...]:

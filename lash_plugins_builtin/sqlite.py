@@ -70,7 +70,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, cast
 
 import aiosqlite
 import attrs
@@ -963,22 +963,16 @@ class SQLiteStore:
         result: Any = None,
         error: str | None = None,
     ) -> lash.ProcessRecord:
-        if status not in lash.store.PROCESS_TERMINAL:
-            raise ValueError(f"process status {status!r} is not terminal")
         now = time.time()
         found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
         async with self._process_write(found) as ((rows,), writes):
-            if token is not None:
-                record = _claimed_process(process_id, token, rows)
-            elif not rows:
-                raise lash.LeaseLost("-", f"process {process_id!r} is unknown")
-            else:
-                record = _process(rows[0])
-                if record.finished:
-                    return record  # the first settlement stands
-            done = lash.store.settled(record, status, result=result, error=error, now=now)
-            _process_params(done)
-            writes += _process_steps(done, "process_finished", now)
+            record = _process(rows[0]) if rows else None
+            done = lash.store.finish_record(
+                process_id, record, token, status=status, result=result, error=error, now=now
+            )
+            if done is not record:
+                _process_params(done)  # storable, or nothing is written
+                writes += _process_steps(done, "process_finished", now)
         return done
 
     async def request_process_cancel(
@@ -987,17 +981,14 @@ class SQLiteStore:
         now = time.time()
         found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
         async with self._process_write(found) as ((rows,), writes):
-            record = _process(rows[0]) if rows else None
-            if record is None or record.finished or record.cancel_requested is not None:
-                return record
-            if record.status == "pending":
-                done = lash.store.settled(record, "cancelled", error=reason, now=now)
-                record = attrs.evolve(done, cancel_requested=reason)
-                writes += _process_steps(record, "process_finished", now)
-            else:
-                record = attrs.evolve(record, cancel_requested=reason)
-                writes += _process_steps(record, None, now)
-        return record
+            if not rows:
+                return None
+            record = _process(rows[0])
+            asked = lash.store.cancel_record(record, reason, now)
+            if asked is not record:
+                event = "process_finished" if asked.finished else None
+                writes += _process_steps(asked, event, now)
+        return asked
 
     async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
         (rows,) = await self._read((schema.UNNOTIFIED_PROCESSES, {"before": finished_before}))
@@ -1711,22 +1702,8 @@ def _keyed_starts(
 
 
 def _claimed_process(process_id: str, token: int, rows: Sequence[Any]) -> lash.ProcessRecord:
-    """The process in ``rows`` while ``token`` is its claim.
-
-    :raises lash.LeaseLost: it is unknown, not running, or claimed with another token.
-    """
-    record = _process(rows[0]) if rows else None
-    if record is None or record.status != "running" or record.token != token:
-        _fenced(process_id, token, record)
-    assert record is not None
-    return record
-
-
-def _fenced(process_id: str, token: int, record: lash.ProcessRecord | None) -> NoReturn:
-    raise lash.LeaseLost(
-        record.session_id if record is not None and record.session_id else "-",
-        f"process {process_id!r} is not claimed by token {token} any more",
-    )
+    """The process in ``rows`` while ``token`` is its claim (:func:`lash.store.check_claim`)."""
+    return lash.store.check_claim(process_id, token, _process(rows[0]) if rows else None)
 
 
 def _process_id_taken(draft: lash.store.ProcessDraft) -> lash.SessionError:

@@ -559,9 +559,7 @@ class Plain:
 
 
 @pytest.mark.anyio
-async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> (
-    None
-):
+async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> None:
     """prepare_session runs for each plugin on open, resume and open_fresh, each receiving
     its own validated options (None when it declares none)."""
     greeter, plain = Greeter(), Plain()

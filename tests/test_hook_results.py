@@ -219,8 +219,7 @@ REGISTRATION = (
 NOT_CALLED = frozenset({"process_finished"})
 
 DIRECTIVES = (
-    "expected a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, "
-    "lash.EmitEvent)"
+    "expected a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, lash.EmitEvent)"
 )
 
 #: What each hook's error says is expected (from its hookspec's ``:return:``).

@@ -751,13 +751,7 @@ class KVStore:
 
     def _claimed(self, batch: Batch, process_id: str, token: int) -> lash.ProcessRecord:
         """The process while ``token`` is its claim. :raises LeaseLost: it is not."""
-        record = self._process(batch, process_id)
-        if record is None or record.status != "running" or record.token != token:
-            raise lash.LeaseLost(
-                (record and record.session_id) or "-",
-                f"process {process_id!r} is not claimed by token {token} any more",
-            )
-        return record
+        return lash.store.check_claim(process_id, token, self._process(batch, process_id))
 
     async def _change_process(
         self, record: lash.ProcessRecord, event: str | None, batch: Batch
@@ -793,19 +787,14 @@ class KVStore:
         result: Any = None,
         error: str | None = None,
     ) -> lash.ProcessRecord:
-        if status not in lash.store.PROCESS_TERMINAL:
-            raise ValueError(f"process status {status!r} is not terminal")
         batch = Batch(self.data)
-        if token is not None:
-            record = self._claimed(batch, process_id, token)
-        else:  # an external completion: the first settlement stands
-            found = self._process(batch, process_id)
-            if found is None:
-                raise lash.LeaseLost("-", f"process {process_id!r} is unknown")
-            if found.finished:
-                return found
-            record = found
-        done = lash.store.settled(record, status, result=result, error=error, now=time.time())
+        record = self._process(batch, process_id)
+        # Fenced by the claim's token; None: an external completion (the first one stands).
+        done = lash.store.finish_record(
+            process_id, record, token, status=status, result=result, error=error, now=time.time()
+        )
+        if done is record:
+            return done
         return await self._change_process(done, "process_finished", batch)
 
     async def request_process_cancel(
@@ -813,16 +802,14 @@ class KVStore:
     ) -> lash.ProcessRecord | None:
         batch = Batch(self.data)
         record = self._process(batch, process_id)
-        if record is None or record.finished or record.cancel_requested is not None:
+        if record is None:
+            return None
+        # Pending: cancelled at once; running: its worker sees it at its next heartbeat.
+        asked = lash.store.cancel_record(record, reason, time.time())
+        if asked is record:
             return record
-        if record.status == "pending":  # cancelled at once
-            done = lash.store.settled(record, "cancelled", error=reason, now=time.time())
-            record = attrs.evolve(done, cancel_requested=reason)
-            return await self._change_process(record, "process_finished", batch)
-        # Running: its worker sees the request at its next heartbeat.
-        return await self._change_process(
-            attrs.evolve(record, cancel_requested=reason), None, batch
-        )
+        event = "process_finished" if asked.finished else None
+        return await self._change_process(asked, event, batch)
 
     async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
         batch = Batch(self.data)

@@ -15,7 +15,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
-from lash._contract.types import PROCESS_TERMINAL, ProcessRecord, SessionConfig, Usage
+from lash._contract.types import ProcessRecord, SessionConfig, Usage
 from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -29,13 +29,15 @@ from lash._store.leases import (
     take_lease,
 )
 from lash._store.process_rules import (
+    cancel_record,
+    check_claim,
     claim_expired,
     claimed_by,
+    finish_record,
     new_process,
     on_expiry,
     process_event,
     same_process,
-    settled,
     settled_on_expiry,
 )
 from lash._store.records import (
@@ -617,13 +619,7 @@ class MemoryStore:
         return None
 
     def _claimed(self, process_id: str, token: int) -> ProcessRecord:
-        record = self._processes.get(process_id)
-        if record is None or record.status != "running" or record.token != token:
-            raise LeaseLost(
-                record.session_id if record is not None and record.session_id else "-",
-                f"process {process_id!r} is not claimed by token {token} any more",
-            )
-        return record
+        return check_claim(process_id, token, self._processes.get(process_id))
 
     async def heartbeat_process(
         self, process_id: str, token: int, *, ttl: float, progress: Any = None
@@ -647,30 +643,20 @@ class MemoryStore:
         result: Any = None,
         error: str | None = None,
     ) -> ProcessRecord:
-        if status not in PROCESS_TERMINAL:
-            raise ValueError(f"process status {status!r} is not terminal")
-        if token is not None:
-            record = self._claimed(process_id, token)
-        else:
-            found = self._processes.get(process_id)
-            if found is None:
-                raise LeaseLost("-", f"process {process_id!r} is unknown")
-            if found.finished:
-                return found
-            record = found
-        done = settled(record, status, result=result, error=error, now=time.time())
-        return self._put(done, "process_finished")
+        record = self._processes.get(process_id)
+        done = finish_record(
+            process_id, record, token, status=status, result=result, error=error, now=time.time()
+        )
+        return record if done is record else self._put(done, "process_finished")
 
     async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
         record = self._processes.get(process_id)
-        if record is None or record.finished:
+        if record is None:
+            return None
+        asked = cancel_record(record, reason, time.time())
+        if asked is record:
             return record
-        if record.status == "pending":
-            cancelled = settled(record, "cancelled", error=reason, now=time.time())
-            return self._put(attrs.evolve(cancelled, cancel_requested=reason), "process_finished")
-        if record.cancel_requested is not None:
-            return record
-        return self._put(attrs.evolve(record, cancel_requested=reason))
+        return self._put(asked, "process_finished" if asked.finished else None)
 
     async def unnotified_processes(self, *, finished_before: float) -> list[ProcessRecord]:
         return [

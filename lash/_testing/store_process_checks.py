@@ -277,13 +277,18 @@ async def check_process_claim_order_and_fencing(store: Store) -> None:
         first.id, first.token, ttl=LONG_TTL, progress={"done": 3, "of": 10}
     )
     expect_equal(beat.progress, {"done": 3, "of": 10}, "progress stored by a heartbeat")
-    for call, what in (
-        (store.heartbeat_process(first.id, first.token + 1, ttl=LONG_TTL), "heartbeat"),
-        (store.finish_process(first.id, first.token + 1, status="succeeded"), "finish"),
-        (store.park_process(first.id, first.token + 1), "park"),
-        (store.heartbeat_process(_unique("nope"), 1, ttl=LONG_TTL), "heartbeat of unknown id"),
-    ):
-        await expect_raises(LeaseLost, call, f"{what} with a token that is not the claim's")
+    stale = first.token + 1
+    calls: tuple[tuple[Callable[[], Awaitable[object]], str], ...] = (
+        (lambda: store.heartbeat_process(first.id, stale, ttl=LONG_TTL), "heartbeat"),
+        (lambda: store.finish_process(first.id, stale, status="succeeded"), "finish"),
+        (lambda: store.park_process(first.id, stale), "park"),
+        (
+            lambda: store.heartbeat_process(_unique("nope"), 1, ttl=LONG_TTL),
+            "heartbeat of unknown id",
+        ),
+    )
+    for call, what in calls:  # made one at a time: a failure leaves no coroutine unawaited
+        await expect_raises(LeaseLost, call(), f"{what} with a token that is not the claim's")
     done = await store.finish_process(
         first.id, first.token, status="succeeded", result={"answer": [42, "x"]}
     )
