@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_sqlite_store import legacy_database
 
 import lash
 import lash.store
@@ -24,7 +26,6 @@ from lash_plugins_builtin.sqlite import SQLiteStore
 pytestmark = pytest.mark.anyio
 
 CHILD = Path(__file__).parent / "process_claimer_child.py"
-DUMP_01 = Path(__file__).parent / "data" / "lash-0.1-session.sql"
 
 
 def spawn(db: Path, name: str, kind: str, *extra: str) -> subprocess.Popen[str]:
@@ -214,11 +215,7 @@ async def test_a_file_from_before_processes_is_migrated(
 async def test_a_lash_01_file_is_migrated_to_processes(tmp_path: Path) -> None:
     """lash 0.1's database goes through migrations 3 and 4 at once."""
     db = tmp_path / "old.db"
-    conn = sqlite3.connect(db)
-    try:
-        conn.executescript(DUMP_01.read_text(encoding="utf-8"))
-    finally:
-        conn.close()
+    legacy_database(db)
     store = SQLiteStore(f"sqlite:///{db}")
     try:
         started = await store.start_process(
@@ -260,6 +257,4 @@ async def test_claims_read_only_the_rows_they_may_take(tmp_path: Path) -> None:
 
 
 def _names(sql: str) -> list[str]:
-    import re
-
     return re.findall(r":(\w+)", sql)
