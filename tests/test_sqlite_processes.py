@@ -258,3 +258,18 @@ async def test_claims_read_only_the_rows_they_may_take(tmp_path: Path) -> None:
 
 def _names(sql: str) -> list[str]:
     return re.findall(r":(\w+)", sql)
+
+
+async def test_the_process_checks_pass_on_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without inline writes (every statement on aiosqlite's worker thread, as when another
+    connection holds the write lock), the store passes the process checks too."""
+    import lash_plugins_builtin.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "INLINE", False)
+    checks = [name for name in lash.store.STORE_CHECKS if "process" in name or "runnable" in name]
+    report = await lash.store.check_store(
+        lambda: SQLiteStore(f"sqlite:///{tmp_path}/x.db"), checks=checks
+    )
+    assert len(report.checks) == 12
