@@ -239,11 +239,19 @@ class MemoryStore:
             raise RevisionConflict(session_id, expected=expected_revision, actual=s.revision)
         for draft in delta.enqueue:
             self._keyed(session_id, s, draft)  # a key conflict refuses the whole commit
+        starts: dict[str, ProcessRecord] = {}  # by key: the processes this commit starts
         for process in delta.processes:
-            if self._keyed_process(process) is None and process.id in self._processes:
+            found = self._keyed_process(process) or starts.get(process.key or "")
+            if found is not None and not same_process(found, process):
+                raise InputConflict(
+                    process.session_id or "-", process.key or "", found.id, "process"
+                )
+            if found is None and process.id in self._processes:
                 raise SessionError(
                     f"process id {process.id!r} is taken", session_id=process.session_id
                 )
+            if found is None and process.key is not None:
+                starts[process.key] = new_process(process, 0.0)
         # Checked: from here on nothing fails, so the commit applies whole.
         now = time.time()
         if delta.replace:

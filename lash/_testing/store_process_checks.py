@@ -170,7 +170,8 @@ async def check_process_start_is_idempotent_by_key(store: Store) -> None:
 async def check_process_start_in_commit(store: Store) -> None:
     """``delta.processes`` start in the commit, logged after its events; a key already used
     with the same content is skipped; a refused commit (stale revision, lost lease, a process
-    key taken by other content) starts nothing and writes nothing."""
+    key taken by other content, before or in the same commit) starts nothing and writes
+    nothing."""
     lease = await new_lease(store, "process-commit")
     sid = lease.session_id
     kind = _unique("kind")
@@ -219,6 +220,19 @@ async def check_process_start_in_commit(store: Store) -> None:
     expect_equal((await store.load(sid) or fail("load")).revision, 1, "revision after the refusal")
     expect(await store.get_process(fresh.id) is None, "a process of a commit refused for a key")
     expect_equal((await store.read_events(sid)).last, events, "events after the refused commit")
+    twice = _unique("key")
+    one, other_one = (_draft(kind, payload=n, session_id=sid, key=twice) for n in (1, 2))
+    await expect_raises(
+        InputConflict,
+        store.commit(
+            sid,
+            lease=other,
+            expected_revision=1,
+            delta=CommitDelta(turns=1, processes=(one, other_one)),
+        ),
+        "a commit starting two processes under one new key with other payloads",
+    )
+    expect(await store.get_process(one.id) is None, "a process of a commit refused for its keys")
     repeat = _draft(kind, payload={"q": 1}, session_id=sid, key=first.key)
     await commit_at(store, other, 1, turns=1, processes=(repeat,))
     expect(await store.get_process(repeat.id) is None, "a repeated key started a second process")
