@@ -1195,9 +1195,13 @@ CLAIMABLE_PROCESS = f"""{_SELECT_PROCESS} WHERE (status = 'pending'
         AND recovery = 'rerunnable' AND attempts < max_attempts))
     AND ($2::text[] IS NULL OR kind = ANY ($2::text[]))
     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
-LIST_PROCESSES = f"""{_SELECT_PROCESS} WHERE ($1::text IS NULL OR session_id = $1)
-    AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR status = $3)
-    ORDER BY seq LIMIT $4"""
+_LISTED = """($1::text IS NULL OR session_id = $1) AND ($2::text IS NULL OR kind = $2)
+    AND ($3::text IS NULL OR status = $3) ORDER BY seq LIMIT $4"""
+#: Processes by session (``$1``), kind (``$2``) and status (``$3``; NULL: any), oldest first:
+#: those of one session (by its index), of one kind (by its index), or any.
+LIST_SESSION_PROCESSES = f"{_SELECT_PROCESS} WHERE session_id = $1 AND {_LISTED}"
+LIST_KIND_PROCESSES = f"{_SELECT_PROCESS} WHERE kind = $2 AND {_LISTED}"
+LIST_PROCESSES = f"{_SELECT_PROCESS} WHERE {_LISTED}"
 UNNOTIFIED_PROCESSES = f"""{_SELECT_PROCESS} WHERE NOT notified AND finished_at IS NOT NULL
     AND finished_at < $1 ORDER BY seq"""
 MARK_PROCESS_NOTIFIED = f"UPDATE {PROCESS_TABLE} SET notified = true WHERE id = $1"

@@ -1018,10 +1018,13 @@ OLDEST_PENDING_PROCESS = f"""{_SELECT_PROCESS} WHERE status = 'pending' AND {_OF
 OLDEST_RERUNNABLE_PROCESS = f"""{_SELECT_PROCESS} WHERE status = 'running'
     AND expires_at IS NOT NULL AND expires_at <= :now AND recovery = 'rerunnable'
     AND attempts < max_attempts AND {_OF_KINDS} ORDER BY seq LIMIT 1"""
-#: Processes by session, kind and status (NULL: any), oldest first, ``:limit`` of them.
-LIST_PROCESSES = f"""{_SELECT_PROCESS} WHERE (:sid IS NULL OR session_id = :sid)
-    AND (:kind IS NULL OR kind = :kind) AND (:status IS NULL OR status = :status)
-    ORDER BY seq LIMIT :limit"""
+_LISTED = """(:sid IS NULL OR session_id = :sid) AND (:kind IS NULL OR kind = :kind)
+    AND (:status IS NULL OR status = :status) ORDER BY seq LIMIT :limit"""
+#: Processes by session, kind and status (NULL: any), oldest first, ``:limit`` of them: those
+#: of one session (by its index), of one kind (by its index), or any.
+LIST_SESSION_PROCESSES = f"{_SELECT_PROCESS} WHERE session_id = :sid AND {_LISTED}"
+LIST_KIND_PROCESSES = f"{_SELECT_PROCESS} WHERE kind = :kind AND {_LISTED}"
+LIST_PROCESSES = f"{_SELECT_PROCESS} WHERE {_LISTED}"
 #: Finished processes not yet notified, finished before ``:before``, oldest first.
 UNNOTIFIED_PROCESSES = f"""{_SELECT_PROCESS} WHERE notified = 0 AND finished_at IS NOT NULL
     AND finished_at < :before ORDER BY seq"""
@@ -1051,7 +1054,7 @@ RUNNABLE_SESSIONS = f"""SELECT session_id FROM (
     GROUP BY session_id ORDER BY MIN(oldest), session_id LIMIT :limit"""
 
 #: What a claim reads (each an index range over the rows it may take, see
-#: ``test_sqlite_processes``).
+#: ``test_sqlite_processes``), and the listings of a session's or a kind's processes.
 CLAIM_STATEMENTS: dict[str, str] = {
     "EXPIRED_PROCESSES": EXPIRED_PROCESSES,
     "OLDEST_PENDING_PROCESS": OLDEST_PENDING_PROCESS,
@@ -1060,6 +1063,8 @@ CLAIM_STATEMENTS: dict[str, str] = {
     "PROCESS_BY_KEY": PROCESS_BY_KEY,
     "UNNOTIFIED_PROCESSES": UNNOTIFIED_PROCESSES,
     "EXTEND_PROCESS_CLAIM": EXTEND_PROCESS_CLAIM,
+    "LIST_SESSION_PROCESSES": LIST_SESSION_PROCESSES,
+    "LIST_KIND_PROCESSES": LIST_KIND_PROCESSES,
 }
 
 

@@ -922,9 +922,16 @@ class PostgresStore:
     ) -> list[lash.ProcessRecord]:
         if not all(_storable(v) for v in (session_id, kind, status) if v is not None):
             return []
+        sql = (
+            schema.LIST_SESSION_PROCESSES
+            if session_id is not None
+            else schema.LIST_KIND_PROCESSES
+            if kind is not None
+            else schema.LIST_PROCESSES
+        )
         rows = await self._fetch(
             "listing processes",
-            schema.LIST_PROCESSES,
+            sql,
             session_id,
             kind,
             status,

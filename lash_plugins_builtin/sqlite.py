@@ -899,7 +899,14 @@ class SQLiteStore:
             "status": status,
             "limit": max(0, limit),
         }
-        (rows,) = await self._read((schema.LIST_PROCESSES, params))
+        sql = (
+            schema.LIST_SESSION_PROCESSES
+            if session_id is not None
+            else schema.LIST_KIND_PROCESSES
+            if kind is not None
+            else schema.LIST_PROCESSES
+        )
+        (rows,) = await self._read((sql, params))
         return [_process(row) for row in rows]
 
     async def claim_process(
