@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import collections
 import json
+import random
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +105,12 @@ async def test_four_os_processes_finish_each_of_500_processes_exactly_once(tmp_p
         await store.close()
 
 
-@pytest.mark.parametrize("recovery", ["rerunnable", "owner_bound"])
+@pytest.mark.parametrize("recovery", ["rerunnable", "owner_bound", "externally_owned"])
 async def test_a_claimer_killed_with_sigkill(tmp_path: Path, recovery: str) -> None:
     """A worker SIGKILLed while it holds a claim: its rerunnable process is claimed again once
     the claim expires and finished once, on attempt 2, by a survivor; an owner-bound one ends
-    ``abandoned`` and is never run again. Every other process is finished exactly once."""
+    ``abandoned`` and is never run again; an externally owned one stays ``running``, claimed by
+    nobody, until its external completion. Every other process is finished exactly once."""
     db = tmp_path / "jobs.db"
     store = SQLiteStore(f"sqlite:///{db}")
     for n in range(40):
@@ -145,13 +148,13 @@ async def test_a_claimer_killed_with_sigkill(tmp_path: Path, recovery: str) -> N
         else:
             assert orphan not in finished
             assert sorted(finished) == sorted(f"job-{n}" for n in range(40) if f"job-{n}" != orphan)
-            assert (orphaned.status, orphaned.attempts, orphaned.owner) == (
-                "abandoned",
-                1,
-                "victim",
-            )
+            status = "abandoned" if recovery == "owner_bound" else "running"
+            assert (orphaned.status, orphaned.attempts, orphaned.owner) == (status, 1, "victim")
             claims = [r["claimed"] for rs in reports.values() for r in rs if "claimed" in r]
             assert claims.count(orphan) == 1
+        if recovery == "externally_owned":
+            done = await store.finish_process(orphan, None, status="succeeded", result="external")
+            assert (done.status, done.result) == ("succeeded", "external")
     finally:
         await store.close()
 
@@ -273,3 +276,54 @@ async def test_the_process_checks_pass_on_the_worker_thread(
         lambda: SQLiteStore(f"sqlite:///{tmp_path}/x.db"), checks=checks
     )
     assert len(report.checks) == 12
+
+
+async def test_a_claimer_killed_at_a_random_moment(tmp_path: Path) -> None:
+    """Three workers run 200 rerunnable processes; one is SIGKILLed at a random moment (before,
+    during or after a claim, a run or a finish). Every process ends ``succeeded``, finished
+    once: none twice (no finish reported twice, no finish refused), at most one (the victim's
+    last claim) run twice, on attempt 2, by a survivor."""
+    db = tmp_path / "jobs.db"
+    store = SQLiteStore(f"sqlite:///{db}")
+    for n in range(200):
+        await store.start_process(
+            lash.store.ProcessDraft(
+                id=f"job-{n}", kind="job", recovery="rerunnable", max_attempts=3
+            )
+        )
+    await store.close()
+    args = ("--ttl", "0.5", "--idle", "2.0", "--work", "0.005")
+    children = {name: spawn(db, name, "job", *args) for name in ("victim", "w0", "w1")}
+    for name, child in children.items():
+        assert child.stdout is not None
+        assert json.loads(child.stdout.readline()) == {"ready": name}
+    for child in children.values():
+        assert child.stdin is not None
+        child.stdin.write("GO\n")
+        child.stdin.flush()
+    time.sleep(random.uniform(0.05, 0.3))
+    children["victim"].send_signal(signal.SIGKILL)
+    reports = {}
+    for name, child in children.items():
+        out, err = child.communicate(timeout=180)
+        # The victim's last line may be cut short by the kill.
+        reports[name] = [json.loads(line) for line in out.splitlines() if line.endswith("}")]
+        expected = -signal.SIGKILL if name == "victim" else 0
+        assert child.returncode == expected, (name, err)
+    finished = collections.Counter(
+        r["finished"] for rs in reports.values() for r in rs if "finished" in r
+    )
+    assert set(finished.values()) <= {1}
+    assert not [r for rs in reports.values() for r in rs if "lost" in r]
+    store = SQLiteStore(f"sqlite:///{db}")
+    try:
+        records = await store.list_processes(kind="job")
+        assert {r.status for r in records} == {"succeeded"}
+        reran = [r for r in records if r.attempts > 1]
+        assert len(reran) <= 1
+        for record in reran:
+            assert record.attempts == 2 and record.result["by"] != "victim"
+        victims = [r["claimed"] for r in reports["victim"] if "claimed" in r]
+        assert all(r.id in victims[-1:] for r in reran)
+    finally:
+        await store.close()
