@@ -949,7 +949,6 @@ class SQLiteStore:
         async with self._process_write((schema.PROCESS_BY_ID, found)) as ((rows,), writes):
             record = _claimed_process(process_id, token, rows)
             record = attrs.evolve(record, expires_at=now + ttl, progress=progress)
-            _process_params(record)
             writes += _process_steps(record, "process_progress", now)
         return record
 
@@ -977,8 +976,7 @@ class SQLiteStore:
             done = lash.store.finish_record(
                 process_id, record, token, status=status, result=result, error=error, now=now
             )
-            if done is not record:
-                _process_params(done)  # storable, or nothing is written
+            if done is not record:  # a result that is not JSON data raises here: no write
                 writes += _process_steps(done, "process_finished", now)
         return done
 

@@ -327,3 +327,27 @@ async def test_a_claimer_killed_at_a_random_moment(tmp_path: Path) -> None:
         assert all(r.id in victims[-1:] for r in reran)
     finally:
         await store.close()
+
+
+async def test_data_that_is_not_json_is_refused_with_nothing_written(tmp_path: Path) -> None:
+    """A payload, progress or result that is not JSON data is a SessionError naming the process;
+    the process stays as it was (not started, still claimed)."""
+    store = SQLiteStore(f"sqlite:///{tmp_path}/jobs.db")
+    try:
+        with pytest.raises(lash.SessionError, match="payload of process 'bad'"):
+            await store.start_process(
+                lash.store.ProcessDraft(id="bad", kind="job", payload={"x": object()})
+            )
+        assert await store.get_process("bad") is None
+        await store.start_process(lash.store.ProcessDraft(id="p", kind="job", session_id="s"))
+        claimed = await store.claim_process("w", ttl=30)
+        assert claimed is not None
+        events = (await store.read_events("s")).last
+        with pytest.raises(lash.SessionError, match="progress of process 'p'"):
+            await store.heartbeat_process("p", claimed.token, ttl=30, progress={1j})
+        with pytest.raises(lash.SessionError, match="result of process 'p'"):
+            await store.finish_process("p", claimed.token, status="succeeded", result=object())
+        assert await store.get_process("p") == claimed
+        assert (await store.read_events("s")).last == events
+    finally:
+        await store.close()
