@@ -40,9 +40,8 @@ def spawn(db: Path, name: str, kind: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def run_children(children: dict[str, subprocess.Popen[str]]) -> dict[str, list[dict[str, Any]]]:
-    """Once every child is ready (its store open), say GO to all of them; wait for each to
-    end; the reports of each."""
+def go(children: dict[str, subprocess.Popen[str]]) -> None:
+    """Once every child is ready (its store open), say GO to all of them."""
     for name, child in children.items():
         assert child.stdout is not None
         assert json.loads(child.stdout.readline()) == {"ready": name}
@@ -50,12 +49,23 @@ def run_children(children: dict[str, subprocess.Popen[str]]) -> dict[str, list[d
         assert child.stdin is not None
         child.stdin.write("GO\n")
         child.stdin.flush()
+
+
+def reports_of(children: dict[str, subprocess.Popen[str]]) -> dict[str, list[dict[str, Any]]]:
+    """Wait for each child to end (exit 0, or killed); the reports of each (the last line of
+    one killed may be cut short: it is left out)."""
     reports = {}
     for name, child in children.items():
         out, err = child.communicate(timeout=180)
         assert child.returncode in (0, -signal.SIGKILL), (name, child.returncode, err)
-        reports[name] = [json.loads(line) for line in out.splitlines()]
+        reports[name] = [json.loads(line) for line in out.splitlines() if line.endswith("}")]
     return reports
+
+
+def run_children(children: dict[str, subprocess.Popen[str]]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`go`, then :func:`reports_of`."""
+    go(children)
+    return reports_of(children)
 
 
 async def test_four_os_processes_finish_each_of_500_processes_exactly_once(tmp_path: Path) -> None:
@@ -294,22 +304,11 @@ async def test_a_claimer_killed_at_a_random_moment(tmp_path: Path) -> None:
     await store.close()
     args = ("--ttl", "0.5", "--idle", "2.0", "--work", "0.005")
     children = {name: spawn(db, name, "job", *args) for name in ("victim", "w0", "w1")}
-    for name, child in children.items():
-        assert child.stdout is not None
-        assert json.loads(child.stdout.readline()) == {"ready": name}
-    for child in children.values():
-        assert child.stdin is not None
-        child.stdin.write("GO\n")
-        child.stdin.flush()
+    go(children)
     time.sleep(random.uniform(0.05, 0.3))
     children["victim"].send_signal(signal.SIGKILL)
-    reports = {}
-    for name, child in children.items():
-        out, err = child.communicate(timeout=180)
-        # The victim's last line may be cut short by the kill.
-        reports[name] = [json.loads(line) for line in out.splitlines() if line.endswith("}")]
-        expected = -signal.SIGKILL if name == "victim" else 0
-        assert child.returncode == expected, (name, err)
+    reports = reports_of(children)
+    assert [c.returncode for c in children.values()] == [-signal.SIGKILL, 0, 0]
     finished = collections.Counter(
         r["finished"] for rs in reports.values() for r in rs if "finished" in r
     )
