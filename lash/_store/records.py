@@ -306,8 +306,10 @@ class CommitDelta:
     - ``enqueue``: inputs this commit queues (``EnqueueMessages`` directives).
     - ``turn``: the record of the turn this commit completes (its id unique in the session).
     - ``events``: events appended to the session's log, in order.
-    - ``processes``: processes this commit starts (``pending``; a key already used is skipped,
-      as by :meth:`Store.start_process`), so a turn that does not commit starts nothing.
+    - ``processes``: processes this commit starts (``pending``; a key already used with the
+      same content is skipped, as by :meth:`Store.start_process`; with other content it is an
+      :class:`lash.InputConflict` that refuses the whole commit), so a turn that does not
+      commit starts nothing.
     - ``release``: release the lease in the same transaction.
     """
 
