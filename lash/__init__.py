@@ -24,6 +24,7 @@ from lash.errors import (
     PluginError,
     PluginLoadError,
     PluginOrderError,
+    ProcessError,
     ProtocolMissing,
     ProviderAuthError,
     ProviderError,
@@ -34,6 +35,7 @@ from lash.errors import (
     SessionBusy,
     SessionError,
     UnknownHookError,
+    UnknownProcess,
     UnknownProvider,
     UnknownSession,
     UnknownStore,
@@ -62,6 +64,7 @@ if typing.TYPE_CHECKING:
         UserMessage,
     )
     from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
+    from lash._contract.processes import ProcessContext, SessionProcesses
     from lash._contract.providers import (
         ModelDone,
         ModelEvent,
@@ -99,6 +102,7 @@ if typing.TYPE_CHECKING:
         ReplaceToolArguments,
         SessionConfig,
         ShortCircuitToolCall,
+        StartProcess,
         ToolCall,
         ToolCallDirective,
         ToolCatalogEntry,
@@ -109,6 +113,7 @@ if typing.TYPE_CHECKING:
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
+    from lash._kernel.processes import Processes
     from lash._kernel.session import ParkedSession, Session
     from lash._kernel.turn import Turn
     from lash._plugins.hostconfig import HostConfig
@@ -162,7 +167,10 @@ __all__ = [
     "PluginMeta",
     "PluginNode",
     "PluginOrderError",
+    "ProcessContext",
+    "ProcessError",
     "ProcessRecord",
+    "Processes",
     "PromptContribution",
     "PromptView",
     "ProtocolMissing",
@@ -190,9 +198,11 @@ __all__ = [
     "SessionBusy",
     "SessionConfig",
     "SessionError",
+    "SessionProcesses",
     "SessionSnapshot",
     "SessionView",
     "ShortCircuitToolCall",
+    "StartProcess",
     "TextDelta",
     "TextDeltaEvent",
     "Tool",
@@ -217,6 +227,7 @@ __all__ = [
     "TurnResult",
     "TurnView",
     "UnknownHookError",
+    "UnknownProcess",
     "UnknownProvider",
     "UnknownSession",
     "UnknownStore",

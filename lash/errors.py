@@ -24,6 +24,7 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "PluginOrderError",
+    "ProcessError",
     "ProtocolMissing",
     "ProviderAuthError",
     "ProviderError",
@@ -34,6 +35,7 @@ __all__ = [
     "SessionBusy",
     "SessionError",
     "UnknownHookError",
+    "UnknownProcess",
     "UnknownProvider",
     "UnknownSession",
     "UnknownStore",
@@ -375,6 +377,35 @@ class InputConflict(SessionError):
             "with other content; nothing was queued (use a new key, or send the same content)",
             session_id=session_id,
         )
+
+
+class ProcessError(LashError):
+    """Something is wrong with a background process: ``process_id`` names it (``None`` before it
+    exists), ``kind`` its kind (an unknown kind, a payload that does not fit it...)."""
+
+    __module__ = "lash"
+
+    def __init__(
+        self, message: str, *, process_id: str | None = None, kind: str | None = None
+    ) -> None:
+        self.process_id = process_id
+        self.kind = kind
+        super().__init__(message)
+
+
+class UnknownProcess(ProcessError, KeyError):
+    """No process with that id exists in the store."""
+
+    __module__ = "lash"
+
+    def __init__(self, process_id: str) -> None:
+        super().__init__(
+            f"no process {process_id!r} in the store (`lash processes list` shows what exists)",
+            process_id=process_id,
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
 
 
 class ValidationError(LashError, ValueError):

@@ -3,7 +3,8 @@ every backend applies, and the conformance suite that holds a backend to them.
 
 A store backend is a plugin that registers a URL scheme (``register_stores``) and implements
 :class:`Store`. It applies leases with :func:`take_lease` and :func:`check_lease` (written once,
-here, so every backend fences writers alike), persists what a :class:`CommitDelta` carries
+here, so every backend fences writers alike) and the process rules (:func:`claimed_by`,
+:func:`on_expiry`, :func:`settled_on_expiry`...), persists what a :class:`CommitDelta` carries
 atomically, and proves it with :func:`check_store` (also in :mod:`lash.testing`)::
 
     import lash.store
@@ -30,6 +31,20 @@ from lash._store.leases import (
     take_lease,
 )
 from lash._store.memory import MemoryStore
+from lash._store.process_rules import (
+    Expiry,
+    cancel_record,
+    check_claim,
+    claim_expired,
+    claimed_by,
+    finish_record,
+    new_process,
+    on_expiry,
+    process_event,
+    same_process,
+    settle_record,
+    settled_on_expiry,
+)
 from lash._store.protocol import Store
 from lash._store.records import (
     CancelOutcome,
@@ -78,6 +93,7 @@ __all__ = [
     "ConformanceReport",
     "EventDraft",
     "EventPage",
+    "Expiry",
     "Ingress",
     "InputCancellation",
     "InputDraft",
@@ -96,16 +112,27 @@ __all__ = [
     "StoreFactory",
     "StoredEvent",
     "TurnRecord",
+    "cancel_record",
+    "check_claim",
     "check_lease",
     "check_session_id",
     "check_store",
+    "claim_expired",
+    "claimed_by",
     "command_event",
     "effective_state",
+    "finish_record",
     "from_data",
     "input_event",
     "lease_is_live",
+    "new_process",
+    "on_expiry",
+    "process_event",
     "run_store_check",
     "same_input",
+    "same_process",
+    "settle_record",
+    "settled_on_expiry",
     "take_lease",
     "to_data",
 ]

@@ -1331,6 +1331,7 @@ def test_unfenced_store_fails_the_lease_checks(
         "lease_take_over_dead_holder",
         "commit_releases_the_lease",
         "delete_keeps_fencing_and_event_numbers",
+        "process_start_in_commit",
     ]
     shown = transcript("kv_store_unfenced.txt")
     assert normalized(capsys.readouterr().out) == normalized(shown)

@@ -82,7 +82,8 @@ OUT_OF_SCOPE = frozenset(
         "compact_context",
         "frame_opened",
         "session_parked",
-        "process_finished",
+        "process_finished",  # tests/test_processes.py
+        "render_process_result",  # tests/test_processes.py
         "register_commands",
         "register_session_commands",  # tests/test_mailbox.py
         "checkpoint",  # tests/test_mailbox.py
@@ -432,7 +433,7 @@ def contribute(hook: str, register: Callable[..., None], name: str) -> None:
         register(tool, name=name)
     elif hook == "register_process_kinds":
 
-        async def run() -> None:
+        async def run(context: lash.ProcessContext, payload: Any) -> None:
             """A contributed process kind."""
 
         register(name, run)
@@ -572,9 +573,7 @@ class Plain:
 
 
 @pytest.mark.anyio
-async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> (
-    None
-):
+async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> None:
     """prepare_session runs for each plugin on open, resume and open_fresh, each receiving
     its own validated options (None when it declares none)."""
     greeter, plain = Greeter(), Plain()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from lash._contract.events import StopReason, TurnResult
     from lash._contract.graph import GraphNode, PluginNode
+    from lash._contract.processes import SessionProcesses
     from lash._contract.providers import ModelResponse
     from lash._contract.types import (
         Message,
@@ -288,12 +289,17 @@ class ToolContext:
     timeout: a long-running tool checks :attr:`is_cancelled` (or calls
     :meth:`raise_if_cancelled`) to stop early, which matters most for sync tools, since a thread
     cannot be interrupted. ``timeout`` is the default limit, in seconds, for tools that set none.
+    ``processes`` starts and watches background processes of the session (started processes
+    are written in the turn's commit).
     """
 
     session: SessionView
     call_id: str
     timeout: float = attrs.field(default=60.0, kw_only=True)
     cancelled: asyncio.Event = attrs.field(factory=_new_event, kw_only=True)
+    _processes: SessionProcesses | None = attrs.field(
+        default=None, kw_only=True, alias="processes", repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         check_timeout(self.timeout)
@@ -318,6 +324,22 @@ class ToolContext:
     def state(self, cls: type[T]) -> T:
         """The per-session state of the plugin that declared ``cls`` (see ``PluginMeta.state``)."""
         return self.session.state(cls)
+
+    @property
+    def processes(self) -> SessionProcesses:
+        """The background processes of this session (:class:`lash.SessionProcesses`): start
+        one (written in the turn's commit), get, list, wait for or cancel one of them.
+
+        :raises SessionError: when the context was built without them (a stand-in context)."""
+        if self._processes is None:
+            from lash.errors import SessionError
+
+            raise SessionError(
+                f"session {self.session.id!r}: this tool context has no processes (built "
+                "outside a turn); pass processes=... to build one",
+                session_id=self.session.id,
+            )
+        return self._processes
 
 
 class TurnStopped(Exception):

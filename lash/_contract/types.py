@@ -39,6 +39,7 @@ __all__ = [
     "ReplaceToolArguments",
     "SessionConfig",
     "ShortCircuitToolCall",
+    "StartProcess",
     "ToolCall",
     "ToolCallDirective",
     "ToolCatalogEntry",
@@ -258,6 +259,20 @@ class EmitEvent:
 
 
 @attrs.frozen
+class StartProcess:
+    """Turn directive: start a background process of ``kind`` with ``payload`` (an instance of
+    the kind's payload class, or its JSON form) for the session, written in the turn's commit
+    (a turn that does not commit starts nothing). ``key`` makes the start idempotent: a key
+    already used starts nothing new."""
+
+    kind: str
+    payload: Any = None
+    key: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
 class Compact:
     """Turn directive (``after_turn``): compact the session's context into a new agent frame
     once this turn is committed, in the same session operation (``compact_context`` decides how;
@@ -271,7 +286,7 @@ class Compact:
 
 #: What ``before_turn`` / ``checkpoint`` / ``after_turn`` may return (one, an iterable of them,
 #: or ``None``).
-TurnDirective = AbortTurn | EnqueueMessages | Compact | EmitEvent
+TurnDirective = AbortTurn | EnqueueMessages | Compact | EmitEvent | StartProcess
 
 
 @attrs.frozen
@@ -433,7 +448,8 @@ class RegisterProtocol(Protocol):
 
 
 class RegisterProcessKind(Protocol):
-    """``register(kind, run, *, recovery)`` inside ``register_process_kinds``."""
+    """``register(kind, run, *, recovery, timeout, max_attempts)`` inside
+    ``register_process_kinds``; ``run(context, payload)`` is ``async``."""
 
     def __call__(
         self,
@@ -442,6 +458,8 @@ class RegisterProcessKind(Protocol):
         /,
         *,
         recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
+        timeout: float | None = None,
+        max_attempts: int = 3,
     ) -> None: ...
 
 

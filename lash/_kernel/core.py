@@ -45,6 +45,7 @@ from lash._store.records import (
 from lash.errors import LashError, SessionError
 
 if TYPE_CHECKING:
+    from lash._kernel.processes import Processes
     from lash._kernel.runtime import SessionRuntime
     from lash._kernel.session import ParkedSession, Session
     from lash._store.protocol import Store
@@ -165,6 +166,7 @@ class LashCore:
         #: This core's identity as a lease owner (host, process and its start, random suffix).
         self.owner_id = owner_id()
         self._hub = EventHub()
+        self._processes: Processes | None = None
 
     @classmethod
     def from_config(
@@ -480,11 +482,52 @@ class LashCore:
             for session in list(self._sessions):
                 if session.id == session_id:
                     session._runtime.input_hint = True
+            if self._processes is not None:
+                self._processes.wake()  # this core's idle workers drain it at once
         self._hub.notify(session_id, live)
 
     def observed(self, session_id: str) -> bool:
         """Whether anything in this core observes the session (live events are made then)."""
         return self._hub.observed(session_id)
+
+    # -- background processes ------------------------------------------------------------------
+
+    @property
+    def processes(self) -> Processes:
+        """Background processes (a :class:`lash.Processes`): ``start``, ``get``, ``list``,
+        ``wait``, ``cancel``, ``complete``, for any process on the store."""
+        if self._processes is None:
+            from lash._kernel.processes import Processes
+
+            self._processes = Processes(self)
+        return self._processes
+
+    async def run_worker(
+        self,
+        *,
+        concurrency: int = 4,
+        lease_ttl: float = 30.0,
+        sessions: bool = True,
+        once: bool = False,
+        kinds: Sequence[str] | None = None,
+        poll: float = 1.0,
+        grace: float = 5.0,
+    ) -> None:
+        """Run background processes (and, with ``sessions``, drain sessions with queued
+        input) until cancelled; with ``once``, run what is runnable now and return. What
+        ``lash worker`` runs; see :func:`lash._kernel.worker.run_worker` for the details."""
+        from lash._kernel.worker import run_worker
+
+        await run_worker(
+            self,
+            concurrency=concurrency,
+            lease_ttl=lease_ttl,
+            sessions=sessions,
+            once=once,
+            kinds=kinds,
+            poll=poll,
+            grace=grace,
+        )
 
     async def aclose(self) -> None:
         """Close the sessions still open (releasing their leases), then the store and the

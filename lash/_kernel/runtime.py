@@ -36,6 +36,7 @@ from lash._store.records import (
     EventDraft,
     InputDraft,
     Lease,
+    ProcessDraft,
     QueuedCommand,
     SessionRecord,
     TurnRecord,
@@ -44,6 +45,7 @@ from lash.errors import LashError, RevisionConflict, SessionBusy, SessionError
 
 if TYPE_CHECKING:
     from lash._contract.providers import Provider
+    from lash._kernel.processes import Processes
     from lash._plugins.composition import Composition
     from lash._store.protocol import Store
 
@@ -77,6 +79,9 @@ class KernelCore(Protocol):
 
     @property
     def owner_id(self) -> str: ...
+
+    @property
+    def processes(self) -> Processes: ...
 
     def notify(
         self, session_id: str, live: Sequence[EventDraft] = (), *, input: bool = False
@@ -238,6 +243,9 @@ class SessionRuntime:
         self.pending_applied: list[str] = []
         self.pending_enqueue: list[InputDraft] = []
         self.pending_events: list[EventDraft] = []
+        # Processes started by the running execution (its tools and hooks): its commit writes
+        # them, so an execution that does not commit starts nothing.
+        self.pending_processes: list[ProcessDraft] = []
         self.dirty = False
 
     # -- the session services backend (what SessionView forwards to) --------------------------
@@ -429,6 +437,7 @@ class SessionRuntime:
             or self.pending_applied
             or self.pending_enqueue
             or self.pending_events
+            or self.pending_processes
         )
 
     async def commit(self, *, turns: int = 0, turn: TurnRecord | None = None) -> int:
@@ -452,6 +461,7 @@ class SessionRuntime:
             enqueue=tuple(self.pending_enqueue),
             turn=turn,
             events=(*self.pending_events, *_commit_events(self.pending_nodes)),
+            processes=tuple(self.pending_processes),
             parent_id=self.parent_id,
             rollup=children.rollup(self.lineage, self.id, self.pending_usage),
             release=True,
@@ -476,7 +486,8 @@ class SessionRuntime:
         self.cancel_after_commit |= cancelled
         if delta.rollup:
             self.core.rolled_up(delta.rollup)
-        self.core.notify(self.id)
+        # Work for workers (processes started, input queued) wakes this core's idle ones.
+        self.core.notify(self.id, input=bool(delta.processes or delta.enqueue))
         await self._frames_opened(delta.nodes)
         return revision
 

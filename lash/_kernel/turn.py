@@ -71,6 +71,7 @@ from lash._contract.types import (
     Compact,
     EmitEvent,
     EnqueueMessages,
+    StartProcess,
     ToolCall,
     ToolResult,
     Usage,
@@ -80,7 +81,7 @@ from lash._kernel.prompt import prompt_view
 from lash._kernel.tool_calls import project, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
 from lash._tools.arguments import admit_tool_call
-from lash.errors import LashError
+from lash.errors import LashError, PluginError, ProcessError
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -490,6 +491,24 @@ class Turn:
             self._compact = self._compact or directive
         elif isinstance(directive, EmitEvent):
             self._runtime.emit_as(plugin, directive.type, directive.data)
+        elif isinstance(directive, StartProcess):
+            runtime = self._runtime
+            try:
+                draft = runtime.core.processes.draft(
+                    directive.kind,
+                    directive.payload,
+                    session_id=runtime.id,
+                    key=directive.key,
+                    source=f"plugin:{plugin}",
+                )
+            except ProcessError as exc:
+                raise PluginError(
+                    f"plugin {plugin!r} returned lash.StartProcess({directive.kind!r}): {exc}",
+                    plugin=plugin,
+                    hook=None,
+                ) from exc
+            if all(p.id != draft.id for p in runtime.pending_processes):
+                runtime.pending_processes.append(draft)  # written in the turn's commit
         return None
 
     def _result_of(
@@ -679,7 +698,9 @@ class Turn:
         self._call_events.append(cancelled)
         if self._cancel_requested:
             cancelled.set()
-        return ToolContext(self._runtime.view, call_id, cancelled=cancelled)
+        runtime = self._runtime
+        processes = runtime.core.processes.scoped(runtime.id, source="tool", runtime=runtime)
+        return ToolContext(runtime.view, call_id, cancelled=cancelled, processes=processes)
 
     async def checkpoint(self, kind: str) -> bool:
         """A checkpoint of the running turn: input queued for it joins, then the ``checkpoint``

@@ -12,6 +12,7 @@ from lash._contract.annotations import resolve_here
 from lash._contract.types import RecoveryDisposition
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
+from lash._plugins.process_kinds import build_process_kind
 from lash._tools.operation import as_operation
 from lash._tools.tool import as_tool
 from lash.errors import LashError, PluginError
@@ -104,19 +105,20 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             /,
             *,
             recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
+            timeout: float | None = None,
+            max_attempts: int = 3,
         ) -> None:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"process kind must be a non-empty string, got {name!r}")
-            if not inspect.iscoroutinefunction(run):
-                raise TypeError(f"process kind {name!r}: run must be an async function")
-            if not isinstance(recovery, RecoveryDisposition):
-                raise TypeError(
-                    f"process kind {name!r}: recovery must be a lash.RecoveryDisposition, "
-                    f"got {recovery!r}"
-                )
-            registry.add(
-                hook, Contribution(kind, name, plugin, run, _first_line(run.__doc__), recovery)
+            # Built now, like a tool: a kind whose payload type has no schema fails at
+            # registration, attributed to its plugin.
+            built = build_process_kind(
+                name,
+                run,
+                plugin,
+                recovery=recovery,
+                timeout=timeout,
+                max_attempts=max_attempts,
             )
+            registry.add(hook, Contribution(kind, name, plugin, built, built.description, recovery))
 
         return register_process_kind
     if kind == "operation":

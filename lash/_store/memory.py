@@ -15,7 +15,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
-from lash._contract.types import PROCESS_TERMINAL, ProcessRecord, SessionConfig, Usage
+from lash._contract.types import ProcessRecord, SessionConfig, Usage
 from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -29,9 +29,11 @@ from lash._store.leases import (
     take_lease,
 )
 from lash._store.process_rules import (
-    claimed,
-    expired,
-    finished,
+    cancel_record,
+    check_claim,
+    claim_expired,
+    claimed_by,
+    finish_record,
     new_process,
     on_expiry,
     process_event,
@@ -239,8 +241,19 @@ class MemoryStore:
             raise RevisionConflict(session_id, expected=expected_revision, actual=s.revision)
         for draft in delta.enqueue:
             self._keyed(session_id, s, draft)  # a key conflict refuses the whole commit
+        starts: dict[str, ProcessRecord] = {}  # by key: the processes this commit starts
         for process in delta.processes:
-            self._keyed_process(process)
+            found = self._keyed_process(process) or starts.get(process.key or "")
+            if found is not None and not same_process(found, process):
+                raise InputConflict(
+                    process.session_id or "-", process.key or "", found.id, "process"
+                )
+            if found is None and process.id in self._processes:
+                raise SessionError(
+                    f"process id {process.id!r} is taken", session_id=process.session_id
+                )
+            if found is None and process.key is not None:
+                starts[process.key] = new_process(process, 0.0)
         # Checked: from here on nothing fails, so the commit applies whole.
         now = time.time()
         if delta.replace:
@@ -611,7 +624,7 @@ class MemoryStore:
     ) -> ProcessRecord | None:
         now = time.time()
         for record in list(self._processes.values()):
-            if expired(record, now):
+            if claim_expired(record, now):
                 settled = settled_on_expiry(record, now)
                 if settled is not None:
                     self._put(settled, "process_finished")
@@ -619,19 +632,13 @@ class MemoryStore:
             if kinds is not None and record.kind not in kinds:
                 continue
             if record.status == "pending" or (
-                expired(record, now) and on_expiry(record) == "rerun"
+                claim_expired(record, now) and on_expiry(record) == "rerun"
             ):
-                return self._put(claimed(record, owner, ttl=ttl, now=now), "process_running")
+                return self._put(claimed_by(record, owner, ttl=ttl, now=now), "process_running")
         return None
 
     def _claimed(self, process_id: str, token: int) -> ProcessRecord:
-        record = self._processes.get(process_id)
-        if record is None or record.status != "running" or record.token != token:
-            raise LeaseLost(
-                record.session_id if record is not None and record.session_id else "-",
-                f"process {process_id!r} is not claimed by token {token} any more",
-            )
-        return record
+        return check_claim(process_id, token, self._processes.get(process_id))
 
     async def heartbeat_process(
         self, process_id: str, token: int, *, ttl: float, progress: Any = None
@@ -655,30 +662,20 @@ class MemoryStore:
         result: Any = None,
         error: str | None = None,
     ) -> ProcessRecord:
-        if status not in PROCESS_TERMINAL:
-            raise ValueError(f"process status {status!r} is not terminal")
-        if token is not None:
-            record = self._claimed(process_id, token)
-        else:
-            found = self._processes.get(process_id)
-            if found is None:
-                raise LeaseLost("-", f"process {process_id!r} is unknown")
-            if found.finished:
-                return found
-            record = found
-        settled = finished(record, status, result=result, error=error, now=time.time())
-        return self._put(settled, "process_finished")
+        record = self._processes.get(process_id)
+        done = finish_record(
+            process_id, record, token, status=status, result=result, error=error, now=time.time()
+        )
+        return record if done is record else self._put(done, "process_finished")
 
     async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
         record = self._processes.get(process_id)
-        if record is None or record.finished:
+        if record is None:
+            return None
+        asked = cancel_record(record, reason, time.time())
+        if asked is record:
             return record
-        if record.status == "pending":
-            cancelled = finished(record, "cancelled", error=reason, now=time.time())
-            return self._put(attrs.evolve(cancelled, cancel_requested=reason), "process_finished")
-        if record.cancel_requested is not None:
-            return record
-        return self._put(attrs.evolve(record, cancel_requested=reason))
+        return self._put(asked, "process_finished" if asked.finished else None)
 
     async def unnotified_processes(self, *, finished_before: float) -> list[ProcessRecord]:
         return [

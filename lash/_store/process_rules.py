@@ -1,4 +1,5 @@
-"""The rules every store applies to process records, written once (like :mod:`lash._store.leases`).
+"""The rules every store applies to process records, written once (like :mod:`lash._store.leases`)
+and public in :mod:`lash.store`.
 
 A backend keeps the rows; these functions decide what a row becomes: whether a key is reused
 with the same content, what a claim does to a record, and what an expired claim means for each
@@ -12,8 +13,9 @@ from typing import Any, Literal
 import attrs
 
 from lash._contract.serialization import to_data
-from lash._contract.types import ProcessRecord
+from lash._contract.types import PROCESS_TERMINAL, ProcessRecord
 from lash._store.records import EventDraft, ProcessDraft
+from lash.errors import LeaseLost
 
 #: What a store does with a ``running`` process whose claim expired.
 Expiry = Literal["rerun", "abandon", "fail", "keep"]
@@ -58,13 +60,13 @@ def on_expiry(record: ProcessRecord) -> Expiry:
     return "abandon"
 
 
-def expired(record: ProcessRecord, now: float) -> bool:
+def claim_expired(record: ProcessRecord, now: float) -> bool:
     """Whether ``record`` is ``running`` under a claim that expired (an externally owned process
     started by its worker and waiting for ``complete`` has no claim: ``expires_at`` None)."""
     return record.status == "running" and record.expires_at is not None and record.expires_at <= now
 
 
-def claimed(record: ProcessRecord, owner: str, *, ttl: float, now: float) -> ProcessRecord:
+def claimed_by(record: ProcessRecord, owner: str, *, ttl: float, now: float) -> ProcessRecord:
     """``record`` claimed by ``owner``: running, a new token, one more attempt."""
     return attrs.evolve(
         record,
@@ -83,16 +85,16 @@ def settled_on_expiry(record: ProcessRecord, now: float) -> ProcessRecord | None
     what = on_expiry(record)
     if what == "abandon":
         error = f"its worker {record.owner} died (owner-bound processes are never run twice)"
-        return finished(record, "abandoned", error=error, now=now)
+        return settle_record(record, "abandoned", error=error, now=now)
     if what == "fail":
         error = (
             f"its worker {record.owner} died on attempt {record.attempts} of {record.max_attempts}"
         )
-        return finished(record, "failed", error=error, now=now)
+        return settle_record(record, "failed", error=error, now=now)
     return None
 
 
-def finished(
+def settle_record(
     record: ProcessRecord, status: str, *, result: Any = None, error: str | None = None, now: float
 ) -> ProcessRecord:
     """``record`` settled in the terminal ``status``: its claim ends, it is not notified yet."""
@@ -109,6 +111,62 @@ def finished(
 
 def process_event(kind: str, record: ProcessRecord) -> EventDraft:
     """``process_started`` / ``process_running`` / ``process_progress`` / ``process_finished``
-    for ``record``, logged
-    in its session (the record's JSON form, as observers read it)."""
+    for ``record``, logged in its session (the record's JSON form, as observers read it)."""
     return EventDraft(kind, {"process": to_data(record)})
+
+
+def check_claim(process_id: str, token: int, record: ProcessRecord | None) -> ProcessRecord:
+    """``record`` (the stored process ``process_id``, or ``None``) while ``token`` is its claim:
+    what a heartbeat, a park and a finish by a worker check first.
+
+    :raises LeaseLost: the process is unknown, not running, or claimed with another token (its
+        claim expired and another worker took it over, or it was settled).
+    """
+    if record is None or record.status != "running" or record.token != token:
+        raise LeaseLost(
+            record.session_id if record is not None and record.session_id else "-",
+            f"process {process_id!r} is not claimed by token {token} any more",
+        )
+    return record
+
+
+def finish_record(
+    process_id: str,
+    record: ProcessRecord | None,
+    token: int | None,
+    *,
+    status: str,
+    result: Any = None,
+    error: str | None = None,
+    now: float,
+) -> ProcessRecord:
+    """The record ``finish_process`` leaves: ``record`` settled in ``status``, by the worker
+    holding claim ``token`` (:func:`check_claim`), or, with ``token`` None, by an external
+    completion; ``record`` itself (unchanged: nothing to write) when an external completion
+    finds it finished already (the first settlement stands).
+
+    :raises ValueError: ``status`` is not terminal.
+    :raises LeaseLost: the claim is not ``token``'s; or, external, the process is unknown.
+    """
+    if status not in PROCESS_TERMINAL:
+        raise ValueError(f"process status {status!r} is not terminal")
+    if token is not None:
+        record = check_claim(process_id, token, record)
+    elif record is None:
+        raise LeaseLost("-", f"process {process_id!r} is unknown")
+    elif record.finished:
+        return record
+    return settle_record(record, status, result=result, error=error, now=now)
+
+
+def cancel_record(record: ProcessRecord, reason: str, now: float) -> ProcessRecord:
+    """The record a request to cancel leaves: a ``pending`` one ``cancelled`` at once (logged as
+    ``process_finished``), a ``running`` one with ``cancel_requested`` (its worker sees it at
+    its next heartbeat); ``record`` itself (nothing to write) when it is finished or was asked
+    already (the first reason stands)."""
+    if record.finished or record.cancel_requested is not None:
+        return record
+    if record.status == "pending":
+        done = settle_record(record, "cancelled", error=reason, now=now)
+        return attrs.evolve(done, cancel_requested=reason)
+    return attrs.evolve(record, cancel_requested=reason)

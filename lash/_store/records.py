@@ -308,8 +308,10 @@ class CommitDelta:
     - ``enqueue``: inputs this commit queues (``EnqueueMessages`` directives).
     - ``turn``: the record of the turn this commit completes (its id unique in the session).
     - ``events``: events appended to the session's log, in order.
-    - ``processes``: processes this commit starts (``pending``; a key already used is skipped,
-      as by :meth:`Store.start_process`), so a turn that does not commit starts nothing.
+    - ``processes``: processes this commit starts (``pending``; a key already used with the
+      same content is skipped, as by :meth:`Store.start_process`; with other content it is an
+      :class:`lash.InputConflict` that refuses the whole commit), so a turn that does not
+      commit starts nothing.
     - ``parent_id``: the session's parent (a child session's commits carry it; ``None`` leaves
       the head's link as it is).
     - ``rollup``: usage added to *other* sessions' usage totals, by session id then source, in
