@@ -288,14 +288,18 @@ def register_operations(register: RegisterOperation, options: Any) -> None:
     session_id=...)``).
 
     :param register: ``register(name, fn, *, kind="query", session="optional",
-        description=None)``. ``fn(context, args) -> result`` (sync or ``async``) receives a
-        :class:`lash.OperationContext` and, if it takes a second parameter, its arguments as an
-        instance of the attrs class that parameter is annotated with (the arguments' JSON
-        schema); its return annotation gives the result's schema. ``kind`` is ``"query"``
-        (reads: its session view refuses changes) or ``"command"`` (changes the session under
-        its lease, committed atomically when it returns; it may queue input with
-        ``context.enqueue``). ``session`` says whether a call names a session: ``"required"``,
-        ``"optional"`` or ``"forbidden"``. ``description`` defaults to the docstring's summary.
+        description=None, recovery=None, timeout=None)``. ``fn(context, args) -> result``
+        (sync or ``async``) receives a :class:`lash.OperationContext` and, if it takes a second
+        parameter, its arguments as an instance of the attrs class that parameter is annotated
+        with (the arguments' JSON schema); its return annotation gives the result's schema.
+        ``kind`` is ``"query"`` (reads: its session view refuses changes), ``"command"``
+        (changes the session under its lease, committed atomically when it returns; it may
+        queue input with ``context.enqueue``) or ``"task"`` (long-running: ``async def
+        fn(context: lash.ProcessContext, args)`` runs as a process of the implicit kind
+        ``operation:<name>``, with ``recovery`` and ``timeout`` as for a process kind; a call
+        returns the pending process). ``session`` says whether a call names a session:
+        ``"required"``, ``"optional"`` or ``"forbidden"``. ``description`` defaults to the
+        docstring's summary.
     :param options: this plugin's host-level options (or ``None``).
 
     **Shape:** collect, unique names across plugins (a clash names both plugins). **Async:** no

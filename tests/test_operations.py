@@ -67,6 +67,18 @@ LISTING = {
     "additionalProperties": False,
 }
 NO_ARGS = {"type": "object", "properties": {}, "additionalProperties": False}
+DIGEST_ARGS = {
+    "type": "object",
+    "properties": {"text": {"type": "string"}},
+    "required": ["text"],
+    "additionalProperties": False,
+}
+DIGEST = {
+    "type": "object",
+    "properties": {"words": {"type": "integer"}},
+    "required": ["words"],
+    "additionalProperties": False,
+}
 
 
 async def test_operations_are_listed_with_kind_session_rule_and_schemas(notes: ModuleType) -> None:
@@ -82,6 +94,15 @@ async def test_operations_are_listed_with_kind_session_rule_and_schemas(notes: M
             "Add a note (and, with follow_up, queue a turn about it).",
             ADD_ARGS,
             ADDED,
+        ),
+        "notes.digest": lash.OperationInfo(
+            "notes.digest",
+            "notes",
+            "task",
+            "required",
+            "Digest a long text, as a process (a worker runs it).",
+            DIGEST_ARGS,
+            DIGEST,
         ),
         "notes.list": lash.OperationInfo(
             "notes.list",
@@ -255,8 +276,8 @@ async def noop(context: lash.OperationContext) -> None:
 
 
 def test_names_are_unique_across_plugins_and_bad_registrations_fail_attributed() -> None:
-    """A name two plugins register, kind 'task', a bad session rule, a bad signature and an
-    args parameter that is not an attrs class each fail the core build naming the plugin."""
+    """A name two plugins register, an unknown kind, a bad session rule, a bad signature and
+    an args parameter that is not an attrs class each fail the core build naming the plugin."""
     with pytest.raises(lash.PluginError, match="operation 'x' is registered by both plugin 'a'"):
         make_core(registering("a", x=(noop, {})), registering("b", x=(noop, {})))
 
@@ -265,7 +286,7 @@ def test_names_are_unique_across_plugins_and_bad_registrations_fail_attributed()
     def bad_args(context: Any, args: int) -> None: ...
 
     cases = {
-        "kind 'task'": {"x": (noop, {"kind": "task"})},
+        "kind must be one of": {"x": (noop, {"kind": "job"})},
         "session must be one of": {"x": (noop, {"session": "maybe"})},
         r"fn must take \(context\) or \(context, args\)": {"x": (two_many, {})},
         "must be annotated with an attrs class": {"x": (bad_args, {})},
@@ -311,9 +332,128 @@ def test_lash_plugins_json_lists_operations_with_schemas(tmp_path: Path) -> None
             "args_schema": ADD_ARGS,
             "result_schema": ADDED,
         },
+        {
+            "name": "notes.digest",
+            "plugin": "notes",
+            "kind": "task",
+            "session": "required",
+            "description": "Digest a long text, as a process (a worker runs it).",
+            "args_schema": DIGEST_ARGS,
+            "result_schema": DIGEST,
+        },
     ]
+    # The task runs as a process of its implicit kind, which the plugin contributes too.
+    assert entry["process_kinds"] == ["operation:notes.digest"]
     text = run_lash("plugins", cwd=host, installed=[site])
     assert (
-        "operations: notes.list (query, session required), notes.add (command, session required)"
-        in text.stdout
+        "operations: notes.list (query, session required), notes.add (command, session "
+        "required), notes.digest (task, session required)" in text.stdout
     )
+
+
+# -- tasks: operations that run as processes --------------------------------------------------
+
+
+@attrs.frozen
+class BuildReport:
+    """Arguments of ``report.build``."""
+
+    topic: str
+    pages: int = 1
+
+
+@attrs.frozen
+class Report:
+    title: str
+    pages: int
+
+
+async def build_report(context: lash.ProcessContext, args: BuildReport) -> Report:
+    """Build a report (long-running)."""
+    await context.emit({"stage": "writing"})
+    return Report(f"{args.topic} ({context.session_id or 'no session'})", args.pages)
+
+
+class Reports:
+    lash_plugin = lash.PluginMeta(name="reports")
+
+    @lash.hookimpl
+    def register_operations(self, register: lash.RegisterOperation) -> None:
+        register("report.build", build_report, kind="task", timeout=60)
+
+
+async def test_a_task_starts_a_process_that_a_worker_runs() -> None:
+    """Calling a task returns its pending process (kind operation:<name>, the args as payload)
+    at once; a worker runs the operation's fn with the process context; its result is the
+    process's; a key makes the start idempotent."""
+    async with make_core(Reports(), rec=Recorder([{"text": "a"}])) as core:
+        (info,) = core.operations.list()
+        assert (info.kind, info.session) == ("task", "optional")
+        assert info.result_schema["properties"] == {
+            "title": {"type": "string"},
+            "pages": {"type": "integer"},
+        }
+        kind = core.registry.of("process_kind")["operation:report.build"]
+        assert (kind.plugin, kind.value.timeout) == ("reports", 60.0)
+        await (await core.session("s").open()).turn("hi").run()
+        started = await core.operations.call(
+            "report.build", {"topic": "sales", "pages": 3}, session_id="s", key="k1"
+        )
+        assert isinstance(started, lash.ProcessRecord)
+        assert (started.kind, started.status, started.session_id, started.source) == (
+            "operation:report.build",
+            "pending",
+            "s",
+            "operation:report.build",
+        )
+        assert started.payload == {"topic": "sales", "pages": 3}
+        again = await core.operations.call(
+            "report.build", {"topic": "sales", "pages": 3}, session_id="s", key="k1"
+        )
+        assert again.id == started.id
+        await core.run_worker(once=True, sessions=False)
+        done = await core.processes.wait(started.id, timeout=10)
+        assert (done.status, done.result) == ("succeeded", {"title": "sales (s)", "pages": 3})
+        assert done.progress == {"stage": "writing"}
+
+
+async def test_a_task_checks_its_args_and_session_before_starting_anything() -> None:
+    """Bad args and an unknown session start no process; key= is only for tasks."""
+    async with make_core(Reports(), notes_plugin(), rec=Recorder([])) as core:
+        with pytest.raises(lash.OperationError, match="invalid args: topic") as bad:
+            await core.operations.call("report.build", {"pages": 2})
+        assert (bad.value.plugin, bad.value.field) == ("reports", "topic")
+        with pytest.raises(lash.UnknownSession):
+            await core.operations.call("report.build", {"topic": "x"}, session_id="nope")
+        assert await core.processes.list() == []
+        with pytest.raises(lash.OperationError, match="is not a task: key="):
+            await core.operations.call("notes.list", session_id="s", key="k")
+
+
+def notes_plugin() -> object:
+    spec = importlib.util.spec_from_file_location("operations_example_2", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.NotesPlugin()
+
+
+def test_task_registrations_are_checked() -> None:
+    """A task must be async and take (context, args); recovery/timeout belong to tasks only."""
+
+    def sync_task(context: Any, args: Any) -> None: ...
+
+    async def no_args(context: Any) -> None: ...
+
+    cases = {
+        "a task's fn must be `async def fn": [
+            {"x": (sync_task, {"kind": "task"})},
+            {"x": (no_args, {"kind": "task"})},
+        ],
+        "recovery and timeout are a task's": [{"x": (noop, {"timeout": 5})}],
+    }
+    for message, attempts in cases.items():
+        for calls in attempts:
+            with pytest.raises(lash.PluginError, match=message) as failed:
+                make_core(registering("bad", **calls))
+            assert failed.value.plugin == "bad"

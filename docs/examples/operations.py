@@ -56,6 +56,22 @@ async def add_note(context: lash.OperationContext, args: AddNote) -> Added:
     return Added(len(notes.items))
 
 
+@attrs.frozen
+class DigestText:
+    text: str
+
+
+@attrs.frozen
+class Digest:
+    words: int
+
+
+async def digest(context: lash.ProcessContext, args: DigestText) -> Digest:
+    """Digest a long text, as a process (a worker runs it)."""
+    await context.emit({"stage": "counting"})  # progress, seen by the session's observers
+    return Digest(len(args.text.split()))
+
+
 class NotesPlugin:
     lash_plugin = lash.PluginMeta(name="notes", state=Notes)
 
@@ -63,6 +79,7 @@ class NotesPlugin:
     def register_operations(self, register: lash.RegisterOperation) -> None:
         register("notes.list", list_notes, session="required")
         register("notes.add", add_note, kind="command", session="required")
+        register("notes.digest", digest, kind="task", session="required")
 
 
 # -- a host --------------------------------------------------------------------------------
@@ -94,6 +111,13 @@ async def main() -> None:
             print(f"refused: {exc} (field {exc.field!r})")
         (turn,) = await session.drain()
         print(f"drained: {turn.text!r}")
+        started = await core.operations.call(
+            "notes.digest", {"text": "a long text to digest"}, session_id="kitchen"
+        )
+        print(f"notes.digest -> process of kind {started.kind!r}: {started.status}")
+        await core.run_worker(once=True, sessions=False)  # what `lash worker` does, once
+        done = await core.processes.wait(started.id)
+        print(f"  {done.status}: {done.result}, last progress {done.progress}")
 
 
 if __name__ == "__main__":

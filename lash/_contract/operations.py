@@ -5,7 +5,8 @@ operation receives), :class:`OperationInfo` (what a host discovers), and the reg
 An operation is a named, typed entry point a plugin offers hosts (a web app, a CLI, another
 service): ``core.operations.call(name, args, session_id=...)``. Its ``kind`` says what it may
 do: a ``query`` reads (its session view refuses changes), a ``command`` changes a session (its
-changes and the input it queues commit atomically, under the session's lease). Its ``session``
+changes and the input it queues commit atomically, under the session's lease), a ``task`` runs
+long, as a process (the call returns its record at once; a worker runs it). Its ``session``
 rule says whether a session id is ``required``, ``optional`` or ``forbidden``.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OPERATION_KINDS",
     "SESSION_RULES",
+    "TASK_KIND_PREFIX",
     "OperationContext",
     "OperationInfo",
     "OperationKind",
@@ -31,9 +33,13 @@ __all__ = [
     "SessionRule",
 ]
 
-#: ``query``: reads only; ``command``: changes a session (may queue a turn's input).
-OperationKind = Literal["query", "command"]
-OPERATION_KINDS: tuple[str, ...] = ("query", "command")
+#: ``query``: reads only; ``command``: changes a session (may queue a turn's input); ``task``:
+#: runs long, as a process of the implicit kind ``operation:<name>``.
+OperationKind = Literal["query", "command", "task"]
+OPERATION_KINDS: tuple[str, ...] = ("query", "command", "task")
+
+#: The process kind a ``task`` operation runs as: ``operation:<name>``.
+TASK_KIND_PREFIX = "operation:"
 
 #: Whether a call names a session: ``required``, ``optional`` or ``forbidden``.
 SessionRule = Literal["required", "optional", "forbidden"]
@@ -108,8 +114,9 @@ class OperationContext:
 
 
 class RegisterOperation(Protocol):
-    """``register(name, fn, *, kind="query", session="optional", description=None)`` inside
-    ``register_operations``."""
+    """``register(name, fn, *, kind="query", session="optional", description=None,
+    recovery=RecoveryDisposition.OWNER_BOUND, timeout=None)`` inside ``register_operations``
+    (``recovery`` and ``timeout``: a task's process)."""
 
     def __call__(
         self,
@@ -120,6 +127,8 @@ class RegisterOperation(Protocol):
         kind: OperationKind = "query",
         session: SessionRule = "optional",
         description: str | None = None,
+        recovery: Any = None,
+        timeout: float | None = None,
     ) -> None: ...
 
 

@@ -8,7 +8,9 @@ fit), then runs it with a :class:`lash.OperationContext`:
   which takes no lease and writes nothing; every change through the view is refused);
 - a **command** runs as one execution of the session (:meth:`SessionRuntime.execute`): it holds
   the session's lease, and what it changes through its view, with the input it queues, is
-  committed atomically when it returns (nothing, when it raises).
+  committed atomically when it returns (nothing, when it raises);
+- a **task** is started as a process of its implicit kind ``operation:<name>`` (its args are
+  the payload) and the call returns the process's record: a worker runs it.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 import attrs
 
 from lash._contract.calls import CALLER, Caller
-from lash._contract.operations import OperationContext, OperationInfo
+from lash._contract.operations import TASK_KIND_PREFIX, OperationContext, OperationInfo
 from lash._contract.services import SessionView
 from lash._kernel.mailbox import checked_input
-from lash.errors import LashError, OperationError, SessionError
+from lash.errors import LashError, OperationError, SessionError, UnknownSession
 
 if TYPE_CHECKING:
     from lash._contract.graph import GraphNode, PluginNode
     from lash._contract.providers import ModelResponse
-    from lash._contract.types import Message, SessionConfig, ToolCatalogEntry
+    from lash._contract.types import Message, ProcessRecord, SessionConfig, ToolCatalogEntry
+    from lash._kernel.processes import Processes
     from lash._kernel.runtime import SessionRuntime
     from lash._kernel.session import Session
     from lash._plugins.registry import Registry
+    from lash._store.protocol import Store
     from lash._store.records import PendingInput
     from lash._tools.operation import Operation
 
@@ -47,6 +51,12 @@ class _Host(Protocol):
     def registry(self) -> Registry: ...
 
     def session(self, session_id: str) -> Session: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def processes(self) -> Processes: ...
 
     async def enqueue(
         self, session_id: str, input: str, *, key: str | None, items: Sequence[Any], source: str
@@ -159,9 +169,18 @@ class Operations:
             )
         return op
 
-    async def call(self, name: str, args: Any = None, *, session_id: str | None = None) -> Any:
+    async def call(
+        self,
+        name: str,
+        args: Any = None,
+        *,
+        session_id: str | None = None,
+        key: str | None = None,
+    ) -> Any:
         """Call operation ``name`` with ``args`` (a JSON object, or an instance of its args
-        class) on session ``session_id`` (per its session rule); return its result.
+        class) on session ``session_id`` (per its session rule); return its result. A task
+        returns its process's record at once (``pending``: a worker runs it; ``await
+        core.processes.wait(record.id)`` for its end); ``key`` makes starting it idempotent.
 
         :raises OperationError: an unknown operation, a session id against its rule, arguments
             that do not fit its args class (naming each field), or the operation failed (its
@@ -175,6 +194,10 @@ class Operations:
         if op.session == "forbidden" and session_id is not None:
             raise op._error(f"takes no session, got session_id={session_id!r}")
         bound = op.bind(args)
+        if op.kind == "task":
+            return await self._start(op, bound, session_id, key)
+        if key is not None:
+            raise op._error("is not a task: key= is for starting tasks idempotently")
         if session_id is None:
             context = OperationContext(
                 op.plugin,
@@ -201,6 +224,20 @@ class Operations:
                 runtime.opened = False  # a query commits nothing, not even at close
             else:
                 await session.close()
+
+    async def _start(
+        self, op: Operation, bound: Any, session_id: str | None, key: str | None
+    ) -> ProcessRecord:
+        """Start a task: a process of its implicit kind, with its args as the payload."""
+        if session_id is not None and await self._core.store.load(session_id) is None:
+            raise UnknownSession(session_id)
+        return await self._core.processes.start(
+            f"{TASK_KIND_PREFIX}{op.name}",
+            bound,
+            session_id=session_id,
+            key=key,
+            source=f"operation:{op.name}",
+        )
 
     async def _run(self, op: Operation, context: OperationContext, bound: Any) -> Any:
         token = CALLER.set(Caller(f"operation {op.name!r}", op.plugin))

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.operations import TASK_KIND_PREFIX
 from lash._contract.types import RecoveryDisposition
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
@@ -131,12 +132,37 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             kind: str = "query",
             session: str = "optional",
             description: str | None = None,
+            recovery: RecoveryDisposition | None = None,
+            timeout: float | None = None,
         ) -> None:
             # Built now, like a tool: a bad signature or args class fails at registration.
             built = as_operation(
                 plugin, name, fn, kind=kind, session=session, description=description
             )
+            if kind != "task" and (recovery is not None or timeout is not None):
+                raise ValueError(
+                    f"operation {name!r}: recovery and timeout are a task's (its process's)"
+                )
+            task = None
+            if kind == "task":
+                # A task runs as a process of an implicit kind, operation:<name>, whose run is
+                # the operation's fn (its args are the payload): workers run it like any other.
+                task = build_process_kind(
+                    f"{TASK_KIND_PREFIX}{name}",
+                    fn,
+                    plugin,
+                    recovery=recovery or RecoveryDisposition.OWNER_BOUND,
+                    timeout=timeout,
+                    max_attempts=3,
+                )
             registry.add(hook, Contribution("operation", name, plugin, built, built.description))
+            if task is not None:
+                registry.add(
+                    hook,
+                    Contribution(
+                        "process_kind", task.name, plugin, task, task.description, task.recovery
+                    ),
+                )
 
         return register_operation
 

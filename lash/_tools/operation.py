@@ -1,11 +1,11 @@
 """Typed plugin operations: built at registration from a typed function, like tools.
 
 ``fn(context, args) -> result`` (sync or ``async``): ``context`` is a
-:class:`lash.OperationContext`; ``args``, when the function takes it, is annotated with an attrs
-class (its JSON schema is the operation's ``args_schema``; arguments a host passes as JSON are
-checked and structured into it) or left unannotated (the JSON object as given); the return
-annotation gives ``result_schema`` (unannotated: any JSON). A bad function fails at
-registration, attributed to its plugin.
+:class:`lash.OperationContext` (a task's, its :class:`lash.ProcessContext`); ``args``, when the
+function takes it, is annotated with an attrs class (its JSON schema is the operation's
+``args_schema``; arguments a host passes as JSON are checked and structured into it) or left
+unannotated (the JSON object as given); the return annotation gives ``result_schema``
+(unannotated: any JSON). A bad function fails at registration, attributed to its plugin.
 """
 
 from __future__ import annotations
@@ -135,11 +135,6 @@ def as_operation(
         raise ValueError(
             f"operation name must be 1 to 128 letters, digits, '_', '-', '.' or ':', got {name!r}"
         )
-    if kind == "task":
-        raise ValueError(
-            f"operation {name!r}: kind 'task' (a long-running operation run as a process) is "
-            "not available yet; register a command that starts the work instead"
-        )
     if kind not in OPERATION_KINDS:
         raise ValueError(f"operation {name!r}: kind must be one of {OPERATION_KINDS}, got {kind!r}")
     if session not in SESSION_RULES:
@@ -149,12 +144,17 @@ def as_operation(
     if not callable(fn):
         raise TypeError(f"operation {name!r}: fn must be callable, got {fn!r}")
     params = list(inspect.signature(fn).parameters.values())
-    if not 1 <= len(params) <= 2 or any(
-        p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params
-    ):
+    variadic = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+    if not 1 <= len(params) <= 2 or variadic:
         raise TypeError(
             f"operation {name!r}: fn must take (context) or (context, args), got "
             f"{[p.name for p in params]}"
+        )
+    if kind == "task" and (len(params) != 2 or not inspect.iscoroutinefunction(fn)):
+        # It runs as a process: an async run(context, payload), the args being the payload.
+        raise TypeError(
+            f"operation {name!r}: a task's fn must be `async def fn(context: "
+            "lash.ProcessContext, args)`"
         )
     hints = _hints(fn, name)
     args_type: Any = None
