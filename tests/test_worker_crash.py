@@ -146,8 +146,8 @@ async def test_dispositions_hold_when_workers_are_killed_at_random(
     tmp_path: Path, workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """24 rerunnable, 10 owner-bound and 3 externally owned processes, 4 workers killed one by
-    one at random moments while they run them (and replaced): every process ends as its disposition says, each is
-    settled once, and process_finished runs for each."""
+    one at random moments while they run them (and replaced): every process ends as its
+    disposition says, each is settled once, and process_finished runs for each."""
     monkeypatch.setenv("CRASH_DIR", str(tmp_path))
     rng = random.Random(os.environ.get("LASH_TEST_SEED", "13"))
     async with parent_core(tmp_path) as core:
