@@ -35,9 +35,9 @@ TTL = 1.5
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """``crashjobs`` installed: a distribution whose entry point is tests/worker_jobs.py."""
+def install_crashjobs(tmp_path: Path) -> Path:
+    """``crashjobs`` installed in ``tmp_path/site`` (a distribution whose entry point is
+    tests/worker_jobs.py), and ``tmp_path/lash.toml`` loading it on ``tmp_path/lash.db``."""
     site = tmp_path / "site"
     info = site / "crashjobs-1.0.dist-info"
     info.mkdir(parents=True)
@@ -52,6 +52,11 @@ def site(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return site
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return install_crashjobs(tmp_path)
 
 
 class Workers:
