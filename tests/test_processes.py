@@ -8,7 +8,9 @@ Crashes of real worker processes on SQLite are in ``test_worker_crash.py``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -156,16 +158,34 @@ class SharedStore:
         register("shared", lambda url: self.store)
 
 
-def make_core(*plugins: object, store: lash.store.MemoryStore | None = None) -> lash.LashCore:
-    shared = store if store is not None else lash.store.MemoryStore()
-    return lash.LashCore(
-        plugins=[standard, stores, SharedStore(shared), *plugins],
+def make_core(
+    *plugins: object, store: lash.store.MemoryStore | None = None, url: str | None = None
+) -> lash.LashCore:
+    """A core of ``plugins`` on ``store`` (one object), or on the store at ``url``."""
+    extra: list[object] = []
+    if url is None:
+        extra.append(SharedStore(store if store is not None else lash.store.MemoryStore()))
+    core = lash.LashCore(
+        plugins=[standard, stores, *extra, *plugins],
         autoload=False,
         disable=OTHER_BUILTINS,
         provider="model",
         model="m1",
-        store="shared://",
+        store=url or "shared://",
     )
+    _CORES.append(core)
+    return core
+
+
+#: The cores a test made: closed after it (a SQLite store holds a connection).
+_CORES: list[lash.LashCore] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_cores() -> AsyncIterator[None]:
+    yield
+    while _CORES:
+        await _CORES.pop().aclose()
 
 
 def call(name: str, call_id: str, **arguments: Any) -> dict[str, Any]:
@@ -180,6 +200,12 @@ async def log_types(core: lash.LashCore, session_id: str) -> list[str]:
 @pytest.fixture
 def jobs() -> Jobs:
     return Jobs()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the kernel's process tests run on: memory://, then a real SQLite file."""
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'lash.db'}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,10 +314,10 @@ async def test_a_payload_is_validated_when_the_process_starts(jobs: Jobs) -> Non
 # ------------------------------------------------------------------------------------------
 
 
-async def test_a_host_started_process_runs_once_and_is_notified_once(jobs: Jobs) -> None:
+async def test_a_host_started_process_runs_once_and_is_notified_once(jobs: Jobs, url: str) -> None:
     """start writes a pending record; a worker runs it; process_finished once; the session's
     log has started, running, progress and finished events."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     record = await core.processes.start("sum", Numbers([1, 2, 3]), session_id="s1")
     assert (record.status, record.attempts, record.session_id, record.source) == (
         "pending",
@@ -332,9 +358,9 @@ async def test_a_host_started_process_runs_once_and_is_notified_once(jobs: Jobs)
     assert len(jobs.finished) == 1
 
 
-async def test_a_key_makes_starting_idempotent(jobs: Jobs) -> None:
+async def test_a_key_makes_starting_idempotent(jobs: Jobs, url: str) -> None:
     """The same key returns the same process; with another payload or kind it is a conflict."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     first = await core.processes.start("sum", Numbers([1]), key="k")
     again = await core.processes.start("sum", {"numbers": [1]}, key="k")
     assert again.id == first.id
@@ -383,6 +409,7 @@ async def test_a_raw_kind_gets_json_and_a_process_without_session_wakes_nothing(
 
 async def test_a_tool_starts_a_process_in_the_turns_commit_and_sees_only_its_session(
     jobs: Jobs,
+    url: str,
 ) -> None:
     """context.processes.start returns the pending record; the record exists once the turn
     commits; the tool's view holds its own session's processes only."""
@@ -392,7 +419,7 @@ async def test_a_tool_starts_a_process_in_the_turns_commit_and_sees_only_its_ses
         call("peek", "c2", process_id="PLACEHOLDER"),
         "peeked",
     )
-    core = make_core(jobs, model)
+    core = make_core(jobs, model, url=url)
     other = await core.processes.start("sum", Numbers([7]), session_id="elsewhere")
     session = await core.session("s1").open()
     result = await session.turn("add 4 and 5 later").run()
@@ -446,9 +473,9 @@ class Starter:
         return lash.StartProcess(self.kind, {"numbers": [len(turn.input)]}, key=turn.input)
 
 
-async def test_a_start_process_directive_starts_with_the_turn(jobs: Jobs) -> None:
+async def test_a_start_process_directive_starts_with_the_turn(jobs: Jobs, url: str) -> None:
     """lash.StartProcess from before_turn is written by the turn's commit, attributed."""
-    core = make_core(jobs, Starter("sum"), Model("hi", "hi"))
+    core = make_core(jobs, Starter("sum"), Model("hi", "hi"), url=url)
     session = await core.session("s1").open()
     assert (await session.turn("four").run()).outcome == "completed"
     (record,) = await core.processes.list(session_id="s1")
@@ -495,10 +522,11 @@ async def test_cancelling_a_pending_process_settles_it_at_once(jobs: Jobs) -> No
 
 async def test_a_process_that_ignores_cancellation_is_cancelled_after_the_grace(
     jobs: Jobs,
+    url: str,
 ) -> None:
     """The run sees context.cancelled, catches every CancelledError, and is still recorded
     cancelled once the grace period is over."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     record = await core.processes.start("stubborn", session_id="s1")
     worker = asyncio.create_task(core.run_worker(lease_ttl=3.0, grace=0.1, poll=0.05))
     try:
@@ -541,10 +569,10 @@ async def test_an_idle_worker_is_woken_by_a_start_in_its_core(jobs: Jobs) -> Non
     assert done.result == {"total": 4}
 
 
-async def test_an_externally_owned_process_waits_for_its_completion(jobs: Jobs) -> None:
+async def test_an_externally_owned_process_waits_for_its_completion(jobs: Jobs, url: str) -> None:
     """Its run returns: it stays running with no claim; complete settles it once; the first
     settlement stands; only externally owned processes can be completed."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     record = await core.processes.start("handoff", "ticket-9", session_id="s1")
     await core.run_worker(once=True)
     parked = await core.processes.get(record.id)
