@@ -188,7 +188,7 @@ class _Worker:
                 progressed = False
                 while True:
                     if not self.free():
-                        await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     if not await self.claim_more():
                         break
@@ -248,7 +248,7 @@ class _Worker:
             if not self.free():
                 if not everything:
                     break
-                await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
             self.draining.add(session_id)
             self.spawn(self.drain(session_id))
             started = True
