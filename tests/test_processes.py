@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import pytest
+from test_mailbox import Model, SharedStore  # the provider and shared-store plugins
 
 import lash
 import lash.store
@@ -124,38 +125,6 @@ class Jobs:
 
         register(add_later)
         register(peek)
-
-
-class Model:
-    """Provider plugin: plays a script and records requests."""
-
-    lash_plugin = lash.PluginMeta(name="model")
-
-    def __init__(self, *responses: Any) -> None:
-        self.script = ScriptedProvider(list(responses))
-        self.requests: list[lash.ModelRequest] = []
-
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
-        register("model", self)
-
-    async def stream(self, request: lash.ModelRequest) -> Any:
-        self.requests.append(request)
-        async for event in self.script.stream(request):
-            yield event
-
-
-class SharedStore:
-    """``shared://`` is one store object (a MemoryStore, or one that fails commits)."""
-
-    lash_plugin = lash.PluginMeta(name="shared_store")
-
-    def __init__(self, store: lash.store.MemoryStore) -> None:
-        self.store = store
-
-    @lash.hookimpl
-    def register_stores(self, register: lash.RegisterStore) -> None:
-        register("shared", lambda url: self.store)
 
 
 def make_core(
