@@ -398,7 +398,7 @@ async def test_a_tool_starts_a_process_in_the_turns_commit_and_sees_only_its_ses
     assert status == "pending"
     record = await core.processes.get(process_id)
     assert record is not None
-    assert (record.session_id, record.source, record.key) == ("s1", "tool", "add-1")
+    assert (record.session_id, record.source, record.key) == ("s1", "tool:add_later", "add-1")
     assert record.payload == {"numbers": [4, 5]}
     # The other session's process is invisible to the tool.
     model.script = ScriptedProvider([call("peek", "c3", process_id=other.id), "peeked"])
@@ -668,3 +668,46 @@ async def test_broken_process_hooks_are_reported_and_the_session_is_still_woken(
     ) in str(errors[1])
     (queued,) = await core.inputs("s1")
     assert queued.text.startswith(f"Background process {record.id} (sum) succeeded.")
+
+
+class FlakyStore(lash.store.MemoryStore):
+    """A memory store whose first claim and first finish fail (the store was away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = {"claim": 1, "finish": 1}
+
+    def _hiccup(self, what: str) -> None:
+        if self.failures[what]:
+            self.failures[what] -= 1
+            raise OSError(f"{what}: the database is locked")
+
+    async def claim_process(self, *args: Any, **kwargs: Any) -> Any:
+        self._hiccup("claim")
+        return await super().claim_process(*args, **kwargs)
+
+    async def finish_process(self, *args: Any, **kwargs: Any) -> Any:
+        self._hiccup("finish")
+        return await super().finish_process(*args, **kwargs)
+
+
+async def test_a_worker_outlives_store_hiccups(
+    jobs: Jobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed claim is retried at the next poll, a failed finish while the claim lasts: the
+    process still succeeds, once."""
+    store = FlakyStore()
+    core = make_core(jobs, Model(), store=store)
+    record = await core.processes.start("sum", Numbers([3]))
+    worker = asyncio.create_task(core.run_worker(poll=0.01, sessions=False))
+    try:
+        done = await core.processes.wait(record.id, timeout=10)
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    assert (done.status, done.result, done.attempts) == ("succeeded", {"total": 3}, 1)
+    assert store.failures == {"claim": 0, "finish": 0}
+    assert "store query failed: claim: the database is locked" in caplog.text
+    assert "(retrying): finish: the database is locked" in caplog.text
+    assert len(jobs.finished) == 1

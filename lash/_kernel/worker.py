@@ -161,16 +161,19 @@ class _Worker:
             while True:
                 self.wake.clear()
                 busy = False
-                if time.monotonic() - self.last_sweep >= self.ttl / 2:
-                    await self.sweep()
-                elif woken:
-                    busy = await self.claim_more()
-                    if self.sessions:
-                        busy |= await self.drain_runnable()
-                elif next(rotation) == "claim":
-                    busy = await self.claim_more()
-                else:
-                    busy = await self.drain_runnable()
+                try:
+                    if time.monotonic() - self.last_sweep >= self.ttl / 2:
+                        await self.sweep()
+                    elif woken:
+                        busy = await self.claim_more()
+                        if self.sessions:
+                            busy |= await self.drain_runnable()
+                    elif next(rotation) == "claim":
+                        busy = await self.claim_more()
+                    else:
+                        busy = await self.drain_runnable()
+                except Exception as exc:  # the store is away for a moment: try again later
+                    log.warning("lash: worker %s: store query failed: %s", self.owner, exc)
                 if busy:
                     woken = True
                     await asyncio.sleep(0)
@@ -379,7 +382,7 @@ class _Worker:
                 except LeaseLost:
                     lost = True
                     break
-                except LashError as exc:  # a store hiccup: the next beat tries again
+                except Exception as exc:  # a store hiccup: the next beat tries again
                     log.warning("lash: heartbeat of process %s failed: %s", record.id, exc)
                     continue
                 if seen.cancel_requested is not None and reason is None:
@@ -427,9 +430,21 @@ class _Worker:
     ) -> None:
         """Record the terminal state (fenced by the claim's token), then notify."""
         try:
-            settled = await self.store.finish_process(
-                record.id, record.token, status=status, result=result, error=error
-            )
+            for attempt in itertools.count(1):
+                try:
+                    settled = await self.store.finish_process(
+                        record.id, record.token, status=status, result=result, error=error
+                    )
+                    break
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    # A store hiccup: retry while the claim lasts (after it, the process is
+                    # another worker's, and its disposition decides).
+                    if attempt * 0.5 >= self.ttl / 2:
+                        raise
+                    log.warning("lash: finishing process %s failed (retrying): %s", record.id, exc)
+                    await asyncio.sleep(0.5)
         except LeaseLost:
             log.warning(
                 "lash: worker %s lost its claim on process %s before finishing it",
