@@ -69,6 +69,7 @@ class Jobs:
         register("handoff", self.handoff, recovery=EXTERNAL)
         register("boom", self.boom)
         register("raw", self.raw)
+        register("sleepy", self.sleepy)
 
     async def add_up(self, context: lash.ProcessContext, payload: Numbers) -> Total:
         """Add the numbers up."""
@@ -91,6 +92,14 @@ class Jobs:
 
     async def handoff(self, context: lash.ProcessContext, payload: str) -> None:
         """Hand the work to another system; it calls complete() later."""
+
+    async def sleepy(self, context: lash.ProcessContext, payload: None) -> None:
+        """Sleep until cancelled."""
+        self.running.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            self.cancel_seen.set()
 
     async def boom(self, context: lash.ProcessContext, payload: None) -> None:
         raise RuntimeError("the disk is full")
@@ -264,7 +273,7 @@ async def test_an_unknown_kind_is_an_error_naming_it(jobs: Jobs) -> None:
     with pytest.raises(lash.ProcessError, match="unknown process kind 'reindex'") as caught:
         await core.processes.start("reindex", {})
     assert caught.value.kind == "reindex"
-    assert "boom, handoff, raw, slow, stubborn, sum" in str(caught.value)
+    assert "boom, handoff, raw, sleepy, slow, stubborn, sum" in str(caught.value)
     assert await core.processes.list() == []
 
 
@@ -711,3 +720,20 @@ async def test_a_worker_outlives_store_hiccups(
     assert "store query failed: claim: the database is locked" in caplog.text
     assert "(retrying): finish: the database is locked" in caplog.text
     assert len(jobs.finished) == 1
+
+
+async def test_a_cancelled_worker_stops_its_runs_and_leaves_their_claims(jobs: Jobs) -> None:
+    """Cancelling the worker cancels the runs it supervises; their records stay running under
+    a claim that expires (then the disposition decides), and nothing is settled."""
+    core = make_core(jobs, Model())
+    record = await core.processes.start("sleepy")
+    worker = asyncio.create_task(core.run_worker(poll=0.01, sessions=False))
+    async with asyncio.timeout(5):
+        await jobs.running.wait()
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    assert jobs.cancel_seen.is_set()
+    left = await core.processes.get(record.id)
+    assert left is not None
+    assert (left.status, left.expires_at is not None, jobs.finished) == ("running", True, [])

@@ -360,10 +360,20 @@ class _Worker:
             now = loop.time()
             until = min(t for t in (beat, deadline, stop_by) if t is not None)
             poked = loop.create_task(poke.wait())
-            await asyncio.wait(
-                {task, poked}, timeout=max(0.0, until - now), return_when=asyncio.FIRST_COMPLETED
-            )
-            poked.cancel()
+            try:
+                await asyncio.wait(
+                    {task, poked},
+                    timeout=max(0.0, until - now),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            except asyncio.CancelledError:
+                # The worker stops: so does the run (its claim expires; another worker takes
+                # the process over as its disposition says).
+                context.cancelled.set()
+                task.cancel()
+                raise
+            finally:
+                poked.cancel()
             if task.done():
                 break
             now = loop.time()
