@@ -737,3 +737,29 @@ async def test_a_cancelled_worker_stops_its_runs_and_leaves_their_claims(jobs: J
     left = await core.processes.get(record.id)
     assert left is not None
     assert (left.status, left.expires_at is not None, jobs.finished) == ("running", True, [])
+
+
+class Picky:
+    """prepare_session fails for session ``bad`` (so it cannot be opened, nor drained)."""
+
+    lash_plugin = lash.PluginMeta(name="picky")
+
+    @lash.hookimpl
+    def prepare_session(self, session: lash.SessionView) -> None:
+        if session.id == "bad":
+            raise RuntimeError("this session is broken")
+
+
+async def test_a_session_that_cannot_be_drained_is_left_alone_and_hides_no_other(
+    jobs: Jobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing drain is logged and that session backs off; the other sessions still drain,
+    even with one slot; a worker run once returns."""
+    core = make_core(jobs, Picky(), Model("done"))
+    await core.enqueue("bad", "first")
+    await core.enqueue("good", "second")
+    await core.run_worker(once=True, concurrency=1)
+    assert [i.state for i in await core.inputs("good", settled=True)] == ["completed"]
+    assert [i.state for i in await core.inputs("bad")] == ["pending"]
+    assert "draining session 'bad' failed" in caplog.text
+    assert "this session is broken" in caplog.text

@@ -244,8 +244,11 @@ class _Worker:
         if free <= 0:
             return False
         now = time.monotonic()
+        # Sessions left alone for now (draining here, or failing) must not hide the others.
+        self.backoff = {sid: until for sid, until in self.backoff.items() if until > now}
+        skipped = len(self.draining) + len(self.backoff)
         started = False
-        for session_id in await self.store.runnable_sessions(limit=free + len(self.draining)):
+        for session_id in await self.store.runnable_sessions(limit=free + skipped):
             if session_id in self.draining or self.backoff.get(session_id, 0.0) > now:
                 continue
             if not self.free():
