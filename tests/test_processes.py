@@ -567,6 +567,12 @@ async def test_an_externally_owned_process_waits_for_its_completion(jobs: Jobs, 
     other = await core.processes.start("sum", Numbers([1]))
     with pytest.raises(lash.ProcessError, match="rerunnable, not externally owned"):
         await core.processes.complete(other.id, result=1)
+    # Cancelling one that waits for its owner settles it at once (no worker would).
+    waiting = await core.processes.start("handoff", "ticket-10", session_id="s1")
+    await core.run_worker(once=True, sessions=False, kinds=["handoff"])
+    cancelled = await core.processes.cancel(waiting.id, reason="withdrawn")
+    assert (cancelled.status, cancelled.error) == ("cancelled", "withdrawn")
+    assert [p.id for p in jobs.finished] == [record.id, waiting.id]
 
 
 # ------------------------------------------------------------------------------------------
