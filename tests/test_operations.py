@@ -275,6 +275,13 @@ async def noop(context: lash.OperationContext) -> None:
     """Does nothing."""
 
 
+@attrs.frozen
+class Odd:
+    """Arguments with a field no JSON schema expresses."""
+
+    when: complex
+
+
 def test_names_are_unique_across_plugins_and_bad_registrations_fail_attributed() -> None:
     """A name two plugins register, an unknown kind, a bad session rule, a bad signature and
     an args parameter that is not an attrs class each fail the core build naming the plugin."""
@@ -284,10 +291,6 @@ def test_names_are_unique_across_plugins_and_bad_registrations_fail_attributed()
     def two_many(context: Any, a: Any, b: Any) -> None: ...
 
     def bad_args(context: Any, args: int) -> None: ...
-
-    @attrs.frozen
-    class Odd:
-        when: complex
 
     def odd_args(context: Any, args: Odd) -> None: ...
 
