@@ -19,10 +19,12 @@ from lash.errors import (
     LashError,
     LeaseLost,
     ModelNotFound,
+    OperationError,
     OptionsError,
     PluginError,
     PluginLoadError,
     PluginOrderError,
+    ProcessError,
     ProtocolMissing,
     ProviderAuthError,
     ProviderError,
@@ -33,6 +35,7 @@ from lash.errors import (
     SessionBusy,
     SessionError,
     UnknownHookError,
+    UnknownProcess,
     UnknownProvider,
     UnknownSession,
     UnknownStore,
@@ -60,6 +63,8 @@ if typing.TYPE_CHECKING:
         TurnOutcome,
         UserMessage,
     )
+    from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
+    from lash._contract.processes import ProcessContext, SessionProcesses
     from lash._contract.providers import (
         ModelDone,
         ModelEvent,
@@ -97,6 +102,7 @@ if typing.TYPE_CHECKING:
         ReplaceToolArguments,
         SessionConfig,
         ShortCircuitToolCall,
+        StartProcess,
         ToolCall,
         ToolCallDirective,
         ToolCatalogEntry,
@@ -106,11 +112,14 @@ if typing.TYPE_CHECKING:
     )
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
+    from lash._kernel.plugin_ops import Operations
+    from lash._kernel.processes import Processes
     from lash._kernel.session import ParkedSession, Session
     from lash._kernel.turn import Turn
     from lash._plugins.hostconfig import HostConfig
     from lash._plugins.loading import PluginInfo
     from lash._plugins.options import option
+    from lash._plugins.process_kinds import ProcessKind
     from lash._testing.scripted import (
         ScriptedProvider,
         ScriptedResponse,
@@ -146,6 +155,10 @@ __all__ = [
     "ModelResponse",
     "ObservationGap",
     "ObservedEvent",
+    "OperationContext",
+    "OperationError",
+    "OperationInfo",
+    "Operations",
     "OptionsError",
     "ParkedSession",
     "PluginError",
@@ -155,7 +168,11 @@ __all__ = [
     "PluginMeta",
     "PluginNode",
     "PluginOrderError",
+    "ProcessContext",
+    "ProcessError",
+    "ProcessKind",
     "ProcessRecord",
+    "Processes",
     "PromptContribution",
     "PromptView",
     "ProtocolMissing",
@@ -166,6 +183,7 @@ __all__ = [
     "RateLimited",
     "RecoveryDisposition",
     "RegisterCommand",
+    "RegisterOperation",
     "RegisterProcessKind",
     "RegisterProtocol",
     "RegisterProvider",
@@ -182,9 +200,11 @@ __all__ = [
     "SessionBusy",
     "SessionConfig",
     "SessionError",
+    "SessionProcesses",
     "SessionSnapshot",
     "SessionView",
     "ShortCircuitToolCall",
+    "StartProcess",
     "TextDelta",
     "TextDeltaEvent",
     "Tool",
@@ -209,6 +229,7 @@ __all__ = [
     "TurnResult",
     "TurnView",
     "UnknownHookError",
+    "UnknownProcess",
     "UnknownProvider",
     "UnknownSession",
     "UnknownStore",

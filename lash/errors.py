@@ -19,10 +19,12 @@ __all__ = [
     "LashError",
     "LeaseLost",
     "ModelNotFound",
+    "OperationError",
     "OptionsError",
     "PluginError",
     "PluginLoadError",
     "PluginOrderError",
+    "ProcessError",
     "ProtocolMissing",
     "ProviderAuthError",
     "ProviderError",
@@ -33,6 +35,7 @@ __all__ = [
     "SessionBusy",
     "SessionError",
     "UnknownHookError",
+    "UnknownProcess",
     "UnknownProvider",
     "UnknownSession",
     "UnknownStore",
@@ -376,6 +379,35 @@ class InputConflict(SessionError):
         )
 
 
+class ProcessError(LashError):
+    """Something is wrong with a background process: ``process_id`` names it (``None`` before it
+    exists), ``kind`` its kind (an unknown kind, a payload that does not fit it...)."""
+
+    __module__ = "lash"
+
+    def __init__(
+        self, message: str, *, process_id: str | None = None, kind: str | None = None
+    ) -> None:
+        self.process_id = process_id
+        self.kind = kind
+        super().__init__(message)
+
+
+class UnknownProcess(ProcessError, KeyError):
+    """No process with that id exists in the store."""
+
+    __module__ = "lash"
+
+    def __init__(self, process_id: str) -> None:
+        super().__init__(
+            f"no process {process_id!r} in the store (`lash processes list` shows what exists)",
+            process_id=process_id,
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
 class ValidationError(LashError, ValueError):
     """Data does not fit a type; ``problems`` holds one readable line per bad field."""
 
@@ -385,3 +417,27 @@ class ValidationError(LashError, ValueError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid {what}:\n{lines}")
+
+
+class OperationError(LashError):
+    """A plugin operation could not be called, or failed: an unknown name, arguments that do
+    not fit its args class, a session given against its session rule, or an exception raised by
+    the operation. ``plugin``, ``operation``, ``field`` (the first bad argument) and
+    ``session_id`` say where, when known."""
+
+    __module__ = "lash"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        plugin: str | None = None,
+        field: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.plugin = plugin
+        self.field = field
+        self.session_id = session_id

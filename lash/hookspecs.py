@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from lash._contract.operations import RegisterOperation
 from lash._contract.services import SessionView, ToolContext, TurnView
 from lash._contract.types import (
     AgentFrame,
@@ -71,12 +72,14 @@ __all__ = [
     "project_tool_result",
     "prompt_contributions",
     "register_commands",
+    "register_operations",
     "register_process_kinds",
     "register_protocol",
     "register_providers",
     "register_session_commands",
     "register_stores",
     "register_tools",
+    "render_process_result",
     "session_closed",
     "session_config_changed",
     "session_opened",
@@ -96,6 +99,7 @@ SHAPES: dict[str, str] = {
     "register_stores": "collect",
     "register_commands": "collect",
     "register_session_commands": "collect",
+    "register_operations": "collect",
     "prepare_session": "collect",
     "mutate_session_config": "chain",
     "session_config_changed": "broadcast",
@@ -116,6 +120,7 @@ SHAPES: dict[str, str] = {
     "session_parked": "broadcast",
     "session_closed": "broadcast",
     "process_finished": "broadcast",
+    "render_process_result": "first",
 }
 
 #: Renamed hooks: old name -> new name. An implementation under the old name still runs (as the
@@ -137,6 +142,7 @@ ASYNC_ALLOWED: frozenset[str] = frozenset(SHAPES) - {
     "register_stores",
     "register_commands",
     "register_session_commands",
+    "register_operations",
 }
 
 
@@ -198,15 +204,27 @@ def register_protocol(register: RegisterProtocol, options: Any) -> None:
 
 @hookspec
 def register_process_kinds(register: RegisterProcessKind, options: Any) -> None:
-    """Contribute background process kinds.
+    """Contribute background process kinds: durable work a worker (``lash worker``,
+    ``core.run_worker()``) runs outside the turn that started it.
 
-    :param register: ``register(kind, run, *, recovery=RecoveryDisposition.OWNER_BOUND)``;
-        ``run`` is an ``async`` callable; ``recovery`` says what happens when its worker dies.
+    :param register: ``register(kind, run, *, recovery=RecoveryDisposition.OWNER_BOUND,
+        timeout=None, max_attempts=3)``. ``run`` is ``async def run(context, payload) ->
+        result``: ``context`` is a :class:`lash.ProcessContext`; the payload and result types
+        are read from ``run``'s annotations (attrs classes, primitives, containers of them;
+        none or ``Any``: raw JSON), so a payload is validated when the process starts, and
+        both have a JSON schema. ``recovery`` says what a worker's death means:
+        ``RERUNNABLE`` runs it again (up to ``max_attempts`` runs: at-least-once),
+        ``OWNER_BOUND`` marks it ``abandoned``, ``EXTERNALLY_OWNED`` leaves it to an external
+        ``core.processes.complete``. ``timeout`` (seconds) fails a run that lasts longer.
     :param options: this plugin's host-level options (or ``None``).
 
-    **Shape:** collect, unique kinds. **Async:** no. **On error:** the core build fails.
+    **Shape:** collect, unique kinds (a clash names both plugins). **Async:** no.
+    **On error:** the core build fails with :class:`lash.PluginError` (a ``run`` that is not
+    ``async``, that does not take ``(context, payload)``, or whose types have no JSON schema).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``run(context, payload)`` with typed payload and result;
+       ``timeout`` and ``max_attempts``.
     """
 
 
@@ -258,6 +276,37 @@ def register_session_commands(register: RegisterSessionCommand, options: Any) ->
     **Shape:** collect, unique names (``refresh_tool_catalog`` and ``reset`` are the kernel's).
     **Async:** no (``apply`` may be). **On error:** the core build fails. A command whose
     ``apply`` raises is reported, naming the plugin, and settled: it is not retried.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def register_operations(register: RegisterOperation, options: Any) -> None:
+    """Contribute operations: named, typed entry points that hosts discover (``lash plugins
+    --json``, ``core.operations.list()``) and call (``core.operations.call(name, args,
+    session_id=...)``).
+
+    :param register: ``register(name, fn, *, kind="query", session="optional",
+        description=None, recovery=None, timeout=None)``. ``fn(context, args) -> result``
+        (sync or ``async``) receives a :class:`lash.OperationContext` and, if it takes a second
+        parameter, its arguments as an instance of the attrs class that parameter is annotated
+        with (the arguments' JSON schema); its return annotation gives the result's schema.
+        ``kind`` is ``"query"`` (reads: its session view refuses changes), ``"command"``
+        (changes the session under its lease, committed atomically when it returns; it may
+        queue input with ``context.enqueue``) or ``"task"`` (long-running: ``async def
+        fn(context: lash.ProcessContext, args)`` runs as a process of the implicit kind
+        ``operation:<name>``, with ``recovery`` and ``timeout`` as for a process kind; a call
+        returns the pending process). ``session`` says whether a call names a session:
+        ``"required"``, ``"optional"`` or ``"forbidden"``. ``description`` defaults to the
+        docstring's summary.
+    :param options: this plugin's host-level options (or ``None``).
+
+    **Shape:** collect, unique names across plugins (a clash names both plugins). **Async:** no
+    (``fn`` may be). **On error:** the core build fails with :class:`lash.PluginError` (a bad
+    name, kind, session rule, signature or args class fails at registration). A call whose
+    ``fn`` raises fails with :class:`lash.OperationError` naming the plugin and the operation;
+    a command's changes are then not committed.
 
     .. versionadded:: 0.2
     """
@@ -604,11 +653,42 @@ def session_closed(session: SessionView) -> None:
     """
 
 
+# ============================================================================================
+# Background processes
+# ============================================================================================
+
+
 @hookspec
 def process_finished(process: ProcessRecord) -> None:
-    """A background process finished (succeeded, failed or was cancelled).
+    """A background process reached its terminal state (``succeeded``, ``failed``,
+    ``cancelled`` or ``abandoned``); ``process`` is its record, with ``result`` or ``error``.
+
+    The kernel broadcasts it once per process, in the process that settled it (the worker, or
+    the host that completed or cancelled it), after the terminal state is committed and before
+    the session is woken. If that process dies in between, a worker's sweep broadcasts it
+    later (after ``lease_ttl``): exactly once while workers live, at least once across such a
+    crash.
 
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 dispatched by the kernel; ``abandoned`` processes too.
+    """
+
+
+@hookspec
+def render_process_result(process: ProcessRecord) -> str | None:
+    """The text of the input that wakes a session when one of its processes finished: it is
+    queued for the session (key ``process:<id>``) and becomes a turn when the session is
+    drained (a worker does that), so the model learns the outcome.
+
+    :param process: the finished process's record (``status``, ``result``, ``error``).
+    :return: the text the model reads, or ``None`` to let the next plugin decide. With no
+        answer the kernel writes one line naming the process, its kind, status and result or
+        error.
+
+    **Shape:** first. **Async:** may be async. **On error:** reported; the kernel's default
+    text is used (the session is woken anyway).
+
+    .. versionadded:: 0.2
     """

@@ -3,7 +3,8 @@ every backend applies, and the conformance suite that holds a backend to them.
 
 A store backend is a plugin that registers a URL scheme (``register_stores``) and implements
 :class:`Store`. It applies leases with :func:`take_lease` and :func:`check_lease` (written once,
-here, so every backend fences writers alike), persists what a :class:`CommitDelta` carries
+here, so every backend fences writers alike) and the process rules (:func:`claimed_by`,
+:func:`on_expiry`, :func:`settled_on_expiry`...), persists what a :class:`CommitDelta` carries
 atomically, and proves it with :func:`check_store` (also in :mod:`lash.testing`)::
 
     import lash.store
@@ -16,6 +17,7 @@ Graph nodes and other records are encoded for storage with :func:`to_data` and r
 """
 
 from lash._contract.serialization import from_data, to_data
+from lash._contract.types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -29,6 +31,20 @@ from lash._store.leases import (
     take_lease,
 )
 from lash._store.memory import MemoryStore
+from lash._store.process_rules import (
+    Expiry,
+    cancel_record,
+    check_claim,
+    claim_expired,
+    claimed_by,
+    finish_record,
+    new_process,
+    on_expiry,
+    process_event,
+    same_process,
+    settle_record,
+    settled_on_expiry,
+)
 from lash._store.protocol import Store
 from lash._store.records import (
     CancelOutcome,
@@ -44,6 +60,7 @@ from lash._store.records import (
     InputState,
     Lease,
     PendingInput,
+    ProcessDraft,
     QueuedCommand,
     SessionRecord,
     SessionSummary,
@@ -66,6 +83,7 @@ __all__ = [
     "EVENTS_KEPT",
     "EVENTS_MAX_AGE",
     "MAX_SESSION_ID_LENGTH",
+    "PROCESS_TERMINAL",
     "STORE_CHECKS",
     "CancelOutcome",
     "CancelReceipt",
@@ -75,6 +93,7 @@ __all__ = [
     "ConformanceReport",
     "EventDraft",
     "EventPage",
+    "Expiry",
     "Ingress",
     "InputCancellation",
     "InputDraft",
@@ -82,6 +101,8 @@ __all__ = [
     "Lease",
     "MemoryStore",
     "PendingInput",
+    "ProcessDraft",
+    "ProcessStatus",
     "QueuedCommand",
     "SessionRecord",
     "SessionSummary",
@@ -91,16 +112,27 @@ __all__ = [
     "StoreFactory",
     "StoredEvent",
     "TurnRecord",
+    "cancel_record",
+    "check_claim",
     "check_lease",
     "check_session_id",
     "check_store",
+    "claim_expired",
+    "claimed_by",
     "command_event",
     "effective_state",
+    "finish_record",
     "from_data",
     "input_event",
     "lease_is_live",
+    "new_process",
+    "on_expiry",
+    "process_event",
     "run_store_check",
     "same_input",
+    "same_process",
+    "settle_record",
+    "settled_on_expiry",
     "take_lease",
     "to_data",
 ]

@@ -37,8 +37,8 @@ or with one test case per check::
         await lash.testing.run_store_check(check, lambda: MyStore(f"mine://{tmp_path}/x"))
 
 Every check gets a fresh store from the factory and closes it afterwards. Checks use random
-session ids and ignore sessions they did not create, so a factory may hand out stores that share
-one database.
+session ids, process kinds and keys, and ignore sessions and processes they did not create, so a
+factory may hand out stores that share one database.
 """
 
 from __future__ import annotations

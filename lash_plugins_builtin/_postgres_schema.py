@@ -38,6 +38,12 @@ share a database, or a schema, with an application):
     The event log, ``(session_id, seq)`` with ``type``, ``data`` (JSON text) and ``at``; each
     write that logs keeps the newest ``events_kept`` of the session, younger than
     ``events_max_age`` (the replay window).
+``lash_processes``
+    Process records (migration 2), in start order (``seq``), by ``id``; ``key`` is unique in the
+    database (keys are global). The columns are :class:`lash.ProcessRecord`'s fields
+    (:data:`PROCESS_COLUMNS`; ``payload``, ``result``, ``progress`` as JSON text). Partial
+    indexes keep what a claim reads small: the pending ones, the claims by expiry, the finished
+    ones not notified yet. A claim locks the row it takes with ``FOR UPDATE SKIP LOCKED``.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied.
 
@@ -59,6 +65,7 @@ import asyncpg.pool
 import attrs
 
 import lash
+from lash_plugins_builtin import _sqlite_schema as sqlite_schema
 from lash_plugins_builtin._sqlite_schema import lash_version
 
 #: A connection the schema is read and migrated through (a pooled one, or one of its own).
@@ -503,7 +510,9 @@ _COMMIT = f"""CREATE FUNCTION lash_commit(
     p_turn_id text, p_turn_index bigint, p_turn_outcome text, p_turn_reason text,
     p_turn_result text,
     p_event_types text[], p_event_datas text[],
-    p_release boolean, p_keep bigint, p_max_age double precision, p_notify boolean)
+    p_release boolean, p_keep bigint, p_max_age double precision, p_notify boolean,
+    p_parent text, p_rollup_sessions text[], p_rollup_sources text[], p_rollup_input bigint[],
+    p_rollup_output bigint[], p_rollup_cached bigint[])
 RETURNS TABLE (committed boolean, head_revision bigint, holder text, holder_token bigint,
     holder_expires_at double precision)
 LANGUAGE plpgsql AS $$
@@ -545,7 +554,8 @@ BEGIN
         input_seq = s.input_seq + v_enqueue,
         event_seq = s.event_seq + v_enqueue + coalesce(cardinality(p_event_types), 0),
         lease_expires_at = CASE WHEN p_release THEN 0 ELSE s.lease_expires_at END,
-        running_turn = CASE WHEN p_release THEN NULL ELSE s.running_turn END
+        running_turn = CASE WHEN p_release THEN NULL ELSE s.running_turn END,
+        parent_id = COALESCE(p_parent, s.parent_id)
     WHERE s.session_id = p_session AND s.revision = p_expected
         AND s.lease_owner = p_owner AND s.lease_token = p_token AND s.lease_expires_at <> 0
     RETURNING s.next_seq - v_count, s.revision, s.input_seq, s.event_seq
@@ -637,6 +647,21 @@ BEGIN
             output_tokens = t.output_tokens + excluded.output_tokens,
             cached_tokens = t.cached_tokens + excluded.cached_tokens;
     END IF;
+    -- A child's usage added to its ancestors' totals (not their ledgers, which keep one row
+    -- per commit of their own), without their lease; an ancestor with no head gets nothing.
+    IF cardinality(p_rollup_sessions) > 0 THEN
+        INSERT INTO lash_usage_totals AS t (session_id, source, input_tokens, output_tokens,
+            cached_tokens)
+        SELECT u.session_id, u.source, u.i, u.o, u.c
+        FROM unnest(p_rollup_sessions, p_rollup_sources, p_rollup_input, p_rollup_output,
+            p_rollup_cached) AS u (session_id, source, i, o, c)
+        WHERE EXISTS (SELECT 1 FROM lash_sessions AS a WHERE a.session_id = u.session_id)
+        ORDER BY u.session_id, u.source
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = t.input_tokens + excluded.input_tokens,
+            output_tokens = t.output_tokens + excluded.output_tokens,
+            cached_tokens = t.cached_tokens + excluded.cached_tokens;
+    END IF;
     IF cardinality(p_claimed) > 0 THEN
         UPDATE lash_inputs SET state = 'completed', settled_at = v_now, turn_id = p_turn_id,
             claim_token = NULL
@@ -697,7 +722,7 @@ BEGIN
 {_drop_rows(SESSION_TABLES)}
     UPDATE lash_sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
         next_seq = 0, frame_start = 0, last_user_message = NULL, status = NULL, config = NULL,
-        running_turn = NULL
+        running_turn = NULL, parent_id = NULL
     WHERE session_id = p_session;
     RETURN QUERY SELECT 'deleted'::text, NULL::text, NULL::bigint, NULL::double precision;
 END $$"""
@@ -957,6 +982,94 @@ BEGIN
         NULL::text, NULL::double precision, NULL::text, NULL::double precision;
 END $$"""
 
+# -- migration 2: processes ----------------------------------------------------------------------
+
+#: The table of process records (not a session's: a host's process has none; a session's are
+#: deleted with it).
+PROCESS_TABLE = "lash_processes"
+
+#: ``lash_delete_session`` that deletes the session's processes too (migrations 2 and 3).
+_DELETE_SESSION_AND_PROCESSES = _DELETE_SESSION.replace(
+    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
+).replace(_drop_rows(SESSION_TABLES), _drop_rows((*SESSION_TABLES, PROCESS_TABLE)))
+
+_PROCESSES = (
+    # ``seq``: the start order claims and listings follow. JSON as text, as everywhere here.
+    f"""CREATE TABLE {PROCESS_TABLE} (
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id text PRIMARY KEY,
+        kind text NOT NULL,
+        session_id text,
+        status text NOT NULL,
+        key text,
+        recovery text NOT NULL,
+        attempts bigint NOT NULL DEFAULT 0,
+        max_attempts bigint NOT NULL,
+        timeout double precision,
+        source text,
+        owner text,
+        token bigint NOT NULL DEFAULT 0,
+        expires_at double precision,
+        created_at double precision NOT NULL,
+        started_at double precision,
+        finished_at double precision,
+        cancel_requested text,
+        notified boolean NOT NULL DEFAULT false,
+        payload text NOT NULL,
+        result text,
+        error text,
+        progress text
+    )""",
+    # Keys are global: one process per key in the database.
+    f"CREATE UNIQUE INDEX lash_processes_by_key ON {PROCESS_TABLE} (key) WHERE key IS NOT NULL",
+    f"""CREATE INDEX lash_processes_by_session ON {PROCESS_TABLE} (session_id, seq)
+        WHERE session_id IS NOT NULL""",
+    f"CREATE INDEX lash_processes_by_kind ON {PROCESS_TABLE} (kind, seq)",
+    # What a claim reads: the pending ones in start order, and the claims by expiry.
+    f"CREATE INDEX lash_processes_pending ON {PROCESS_TABLE} (seq) WHERE status = 'pending'",
+    f"""CREATE INDEX lash_processes_claimed ON {PROCESS_TABLE} (expires_at)
+        WHERE status = 'running' AND expires_at IS NOT NULL""",
+    # The notification outbox.
+    f"""CREATE INDEX lash_processes_unnotified ON {PROCESS_TABLE} (seq)
+        WHERE NOT notified AND finished_at IS NOT NULL""",
+    # Log events in a session from outside a commit (a process's): numbers from the head row
+    # (made if there is none), under its lock.
+    """CREATE FUNCTION lash_log_events(
+        p_session text, p_types text[], p_datas text[], p_keep bigint,
+        p_max_age double precision, p_notify boolean)
+    RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE
+        v_last bigint;
+    BEGIN
+        INSERT INTO lash_sessions AS s (session_id, event_seq)
+        VALUES (p_session, cardinality(p_types))
+        ON CONFLICT (session_id) DO UPDATE SET event_seq = s.event_seq + cardinality(p_types)
+        RETURNING s.event_seq INTO v_last;
+        PERFORM lash_log(p_session, v_last, p_types, p_datas, lash_now(), p_keep, p_max_age,
+            p_notify);
+        RETURN v_last;
+    END $$""",
+    # A deleted session's processes go with it.
+    _DELETE_SESSION_AND_PROCESSES,
+)
+
+#: The columns of a process row as the client writes and reads them (the SQLite store's:
+#: :class:`lash.ProcessRecord`'s fields in order; ``payload``, ``result``, ``progress`` JSON).
+PROCESS_COLUMNS = sqlite_schema.PROCESS_COLUMNS
+PROCESS_JSON = sqlite_schema.PROCESS_JSON
+_PROCESS_TYPES = {
+    "attempts": "bigint",
+    "max_attempts": "bigint",
+    "timeout": "double precision",
+    "token": "bigint",
+    "expires_at": "double precision",
+    "created_at": "double precision",
+    "started_at": "double precision",
+    "finished_at": "double precision",
+    "notified": "boolean",
+}
+_SELECT_PROCESS = f"SELECT {', '.join(PROCESS_COLUMNS)} FROM {PROCESS_TABLE}"
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -982,6 +1095,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             _REQUEST_CANCEL,
         ),
     ),
+    Migration(2, "processes", _PROCESSES),
+    Migration(
+        3,
+        "child sessions",
+        (
+            # The parent of a child session (NULL: a root session), written by its commits.
+            "ALTER TABLE lash_sessions ADD COLUMN IF NOT EXISTS parent_id text",
+            # lash_commit gains the parent link and the usage roll-up (a new signature).
+            "DROP FUNCTION lash_commit",
+            _COMMIT,
+            # A deleted session's tombstone forgets its parent too (and its processes go).
+            _DELETE_SESSION_AND_PROCESSES,
+        ),
+    ),
 )
 
 #: The newest migration id this lash knows.
@@ -998,7 +1125,7 @@ def _call(function: str, count: int) -> str:
 ACQUIRE_LEASE = _call("lash_acquire_lease", 12)
 RENEW_LEASE = _call("lash_renew_lease", 5)
 RELEASE_LEASE = _call("lash_release_lease", 4)
-COMMIT = _call("lash_commit", 40)
+COMMIT = _call("lash_commit", 46)
 DELETE_SESSION = _call("lash_delete_session", 1)
 ENQUEUE_INPUT = _call("lash_enqueue_input", 10)
 ENQUEUE_COMMAND = _call("lash_enqueue_command", 9)
@@ -1010,6 +1137,7 @@ REQUEST_CANCEL = _call("lash_request_cancel", 4)
 #: the nodes (of the active frame, from ``frame_start``, unless ``$2``), the plugin states and
 #: the usage totals, as arrays.
 LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.config, s.event_seq,
+    s.parent_id,
     ARRAY(SELECT n.data FROM lash_nodes AS n WHERE n.session_id = s.session_id
         AND n.seq >= CASE WHEN $2 THEN 0 ELSE s.frame_start END ORDER BY n.seq),
     ARRAY(SELECT p.plugin FROM lash_plugin_states AS p
@@ -1025,7 +1153,7 @@ LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.config, s.ev
 #: Committed sessions (revision > 0) with their usage totals, last turn's status and pending
 #: input, most recently updated first.
 LIST_SESSIONS = """SELECT s.session_id, s.created_at, s.updated_at, s.turns, s.revision,
-    s.last_user_message, u.i, u.o, u.c, s.status, p.n
+    s.last_user_message, u.i, u.o, u.c, s.status, p.n, s.parent_id
     FROM lash_sessions AS s CROSS JOIN (SELECT lash_now() AS now) AS t,
     LATERAL (SELECT COALESCE(SUM(x.input_tokens), 0)::bigint AS i,
         COALESCE(SUM(x.output_tokens), 0)::bigint AS o,
@@ -1069,6 +1197,67 @@ READ_EVENTS = """SELECT s.event_seq,
 
 #: The latest event seq of a session (``wait_events``).
 EVENT_SEQ = "SELECT event_seq FROM lash_sessions WHERE session_id = $1"
+
+# -- processes: each write is a transaction of a few statements (the row locked first) -------
+
+#: The database's time, in the transaction that writes a process.
+NOW = "SELECT lash_now()"
+#: A process, and its row locked for the write that follows.
+PROCESS_FOR_UPDATE = f"{_SELECT_PROCESS} WHERE id = $1 FOR UPDATE"
+PROCESS_BY_ID = f"{_SELECT_PROCESS} WHERE id = $1"
+PROCESS_BY_KEY = f"{_SELECT_PROCESS} WHERE key = $1"
+#: A new process; nothing when its id or key is taken (the client then reads which).
+_PROCESS_VALUES = [
+    f"${i}::{_PROCESS_TYPES.get(c, 'text')}" for i, c in enumerate(PROCESS_COLUMNS, 1)
+]
+INSERT_PROCESS = f"""INSERT INTO {PROCESS_TABLE} ({", ".join(PROCESS_COLUMNS)})
+    VALUES ({", ".join(_PROCESS_VALUES)}) ON CONFLICT DO NOTHING RETURNING id"""
+#: Write a record back over its row (``$1`` its id).
+UPDATE_PROCESS = f"""UPDATE {PROCESS_TABLE} SET {
+    ", ".join(f"{c} = {v}" for c, v in list(zip(PROCESS_COLUMNS, _PROCESS_VALUES, strict=True))[1:])
+} WHERE id = $1"""
+#: Running processes whose claim expired at ``$1`` and that may not run again (see
+#: ``lash.store.on_expiry``), locked; rows another claim holds are skipped (it settles them).
+EXPIRED_PROCESSES = f"""{_SELECT_PROCESS} WHERE status = 'running'
+    AND expires_at IS NOT NULL AND expires_at <= $1 AND recovery <> 'externally_owned'
+    AND NOT (recovery = 'rerunnable' AND attempts < max_attempts)
+    FOR UPDATE SKIP LOCKED"""
+#: The oldest runnable process of the kinds ``$2`` (NULL: any) at ``$1``: pending, or
+#: rerunnable with its claim expired and attempts left; locked, skipping the rows another
+#: claim holds, so two claims never take the same process.
+CLAIMABLE_PROCESS = f"""{_SELECT_PROCESS} WHERE (status = 'pending'
+    OR (status = 'running' AND expires_at IS NOT NULL AND expires_at <= $1
+        AND recovery = 'rerunnable' AND attempts < max_attempts))
+    AND ($2::text[] IS NULL OR kind = ANY ($2::text[]))
+    ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"""
+_LISTED = """($1::text IS NULL OR session_id = $1) AND ($2::text IS NULL OR kind = $2)
+    AND ($3::text IS NULL OR status = $3) ORDER BY seq LIMIT $4"""
+#: Processes by session (``$1``), kind (``$2``) and status (``$3``; NULL: any), oldest first:
+#: those of one session (by its index), of one kind (by its index), or any.
+LIST_SESSION_PROCESSES = f"{_SELECT_PROCESS} WHERE session_id = $1 AND {_LISTED}"
+LIST_KIND_PROCESSES = f"{_SELECT_PROCESS} WHERE kind = $2 AND {_LISTED}"
+LIST_PROCESSES = f"{_SELECT_PROCESS} WHERE {_LISTED}"
+UNNOTIFIED_PROCESSES = f"""{_SELECT_PROCESS} WHERE NOT notified AND finished_at IS NOT NULL
+    AND finished_at < $1 ORDER BY seq"""
+MARK_PROCESS_NOTIFIED = f"UPDATE {PROCESS_TABLE} SET notified = true WHERE id = $1"
+LOG_EVENTS = _call("lash_log_events", 6)
+#: Sessions with pending input or commands and no live lease, the one waiting longest first
+#: (``$1`` of them).
+RUNNABLE_SESSIONS = """SELECT w.session_id FROM (
+    SELECT i.session_id, min(i.created_at) AS oldest
+        FROM lash_inputs AS i JOIN lash_sessions AS s ON s.session_id = i.session_id
+        CROSS JOIN (SELECT lash_now() AS now) AS t
+        WHERE i.state IN ('pending', 'claimed') AND NOT s.lease_expires_at > t.now
+        AND lash_input_state(i.state, i.claim_token, s.lease_token, s.lease_expires_at,
+            t.now) = 'pending'
+        GROUP BY i.session_id
+    UNION ALL
+    SELECT c.session_id, min(c.created_at)
+        FROM lash_commands AS c JOIN lash_sessions AS s ON s.session_id = c.session_id
+        CROSS JOIN (SELECT lash_now() AS now) AS t
+        WHERE c.state = 'pending' AND NOT s.lease_expires_at > t.now
+        GROUP BY c.session_id) AS w
+    GROUP BY w.session_id ORDER BY min(w.oldest), w.session_id LIMIT $1"""
 
 
 # -- migrating a database ---------------------------------------------------------------------

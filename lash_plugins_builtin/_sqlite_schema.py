@@ -4,7 +4,8 @@ the hot paths, and how a file is checked and prepared before the ``sqlite://`` s
 Tables (one database file holds many sessions):
 
 ``sessions``
-    One head row per session: ``revision`` (0 for a row that a lease or queued input created
+    One head row per session: ``parent_id`` (the parent of a child session, NULL for a root
+    session), ``revision`` (0 for a row that a lease or queued input created
     before any commit), ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next
     node gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's
     boundary), ``last_user_message``, the content hash of ``config``, ``status`` (how the last
@@ -26,7 +27,8 @@ Tables (one database file holds many sessions):
     One row per commit per usage source, with the revision it was committed at (append-only).
 ``usage_totals``
     The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
-    loading or listing a session never sums a ledger that grows with its history.
+    loading or listing a session never sums a ledger that grows with its history; plus the
+    ``child:<id>`` sources the commits of child sessions roll up into their ancestors.
 ``inputs``
     The mailbox's input, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session
     when set), ``text``, ``items`` (JSON, NULL for none), ``ingress``, ``source``, ``state``
@@ -46,6 +48,12 @@ Tables (one database file holds many sessions):
 ``events``
     The event log, keyed by ``(session_id, seq)``: ``type``, ``data`` (JSON), ``at``. Each
     connection trims it (see :func:`event_retention`).
+``processes``
+    Process records (migration 4), in start order (``seq``), one per ``id``; ``key`` is unique
+    in the file (keys are global). The columns are :class:`lash.ProcessRecord`'s fields
+    (:data:`PROCESS_COLUMNS`); ``payload``, ``result`` and ``progress`` hold JSON. Partial
+    indexes keep what a claim reads small: the pending processes in start order, the claims by
+    expiry, and the finished ones not yet notified.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied to the file.
 ``commit_requests``, ``lease_requests``, ``input_requests``, ``input_updates``
@@ -420,6 +428,8 @@ COMMIT_COLUMNS = (
     "turn_reason",
     "turn_result",  # JSON
     "events",  # [[type, data], ...]: appended to the event log, in order
+    "parent_id",  # the parent of a child session (NULL: leave the head's link as it is)
+    "rollup",  # [[session_id, source, input, output, cached], ...]: other sessions' usage
     "release",  # 1: release the lease
 )
 
@@ -525,6 +535,15 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
+    # A child's usage added to its ancestors' totals (not their ledgers: those keep one row
+    # per commit of their own session); an ancestor without a head row gets nothing.
+    "rollup": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+        cached_tokens) SELECT {_items(5)} FROM json_each(NEW.rollup) WHERE NEW.rollup IS NOT NULL
+        AND EXISTS (SELECT 1 FROM sessions AS a WHERE a.session_id = {_item(0)})
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cached_tokens = cached_tokens + excluded.cached_tokens""",
     "settle": """UPDATE inputs SET state = 'completed', settled_at = NEW.updated_at,
         turn_id = NEW.turn_id, claim_token = NULL
         WHERE NEW.claimed IS NOT NULL AND session_id = NEW.session_id
@@ -543,6 +562,7 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
         frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
         config_hash = NEW.config_hash, status = NEW.status,
+        parent_id = COALESCE(NEW.parent_id, parent_id),
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
         running_turn = CASE WHEN NEW.release THEN NULL ELSE running_turn END
@@ -659,11 +679,67 @@ _ONE_STATEMENT_WRITES = (
     *_view("input_updates", INPUT_UPDATE_COLUMNS, INPUT_UPDATE_TRIGGER_STATEMENTS),
 )
 
+# -- migration 4: processes ----------------------------------------------------------------------
+
+_PROCESS_TABLES = (
+    # ``seq`` (the rowid) is the start order claims and listings follow.
+    """CREATE TABLE processes (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        session_id TEXT,
+        status TEXT NOT NULL,
+        key TEXT,
+        recovery TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        timeout REAL,
+        source TEXT,
+        owner TEXT,
+        token INTEGER NOT NULL DEFAULT 0,
+        expires_at REAL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        cancel_requested TEXT,
+        notified INTEGER NOT NULL DEFAULT 0,
+        payload TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        progress TEXT
+    )""",
+    # Keys are global: one process per key in the whole file.
+    "CREATE UNIQUE INDEX processes_by_key ON processes (key) WHERE key IS NOT NULL",
+    "CREATE INDEX processes_by_session ON processes (session_id, seq) WHERE session_id IS NOT NULL",
+    "CREATE INDEX processes_by_kind ON processes (kind, seq)",
+    # What a claim looks at, and nothing else: the pending ones in start order, and the claims
+    # by expiry (a claim finds the expired ones as a range of it).
+    "CREATE INDEX processes_pending ON processes (seq) WHERE status = 'pending'",
+    """CREATE INDEX processes_claimed ON processes (expires_at)
+        WHERE status = 'running' AND expires_at IS NOT NULL""",
+    # The notification outbox: finished processes whose process_finished has not run yet.
+    """CREATE INDEX processes_unnotified ON processes (seq)
+        WHERE notified = 0 AND finished_at IS NOT NULL""",
+)
+
+# -- migration 5: child sessions ------------------------------------------------------------
+
+_CHILD_SESSIONS = (
+    # The parent of a child session (NULL: a root session), written by the child's commits.
+    "ALTER TABLE sessions ADD COLUMN parent_id TEXT",
+    # The commit statement gains the parent link and the usage roll-up: its view changes shape.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "one-statement commit", _ONE_STATEMENT_COMMIT_V2),
     Migration(3, "mailbox", (*_MAILBOX_TABLES, *_ONE_STATEMENT_WRITES), _move_legacy_pending),
+    Migration(4, "processes", _PROCESS_TABLES),
+    Migration(5, "child sessions", _CHILD_SESSIONS),
 )
 
 #: The newest migration id this lash knows.
@@ -750,7 +826,7 @@ LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
 LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
-    s.config_hash, c.data
+    s.config_hash, c.data, s.parent_id
     FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
@@ -907,7 +983,7 @@ DROP_SESSION_ROWS = tuple(
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
     protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
-    events_at = 0 WHERE session_id = ?"""
+    events_at = 0, parent_id = NULL WHERE session_id = ?"""
 
 #: Whether a session has anything in its mailbox (one with no commit exists by it).
 HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
@@ -919,11 +995,103 @@ LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.
     h.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
     COALESCE(SUM(u.cached_tokens), 0), h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
-        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending')
+        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id
     WHERE h.revision > 0
     GROUP BY h.session_id
     ORDER BY h.updated_at DESC, h.session_id"""
+
+
+# -- processes -------------------------------------------------------------------------------
+
+#: The columns of a process row: :class:`lash.ProcessRecord`'s fields, in order (``seq``, the
+#: start order, is the table's own). ``payload``, ``result`` and ``progress`` hold JSON.
+PROCESS_COLUMNS = tuple(field.name for field in attrs.fields(lash.ProcessRecord))
+#: The columns that hold JSON.
+PROCESS_JSON = frozenset({"payload", "result", "progress"})
+
+_PROCESS_FIELDS = ", ".join(PROCESS_COLUMNS)
+_SELECT_PROCESS = f"SELECT seq, {_PROCESS_FIELDS} FROM processes"
+
+PROCESS_BY_ID = f"{_SELECT_PROCESS} WHERE id = :id"
+PROCESS_BY_KEY = f"{_SELECT_PROCESS} WHERE key = :key"
+#: The processes already started under the keys of the JSON array ``:keys``.
+PROCESSES_BY_KEYS = f"{_SELECT_PROCESS} WHERE key IN (SELECT value FROM json_each(:keys))"
+INSERT_PROCESS = f"""INSERT INTO processes ({_PROCESS_FIELDS})
+    VALUES ({", ".join(f":{c}" for c in PROCESS_COLUMNS)})"""
+#: Write a record back (every column but its id).
+UPDATE_PROCESS = f"""UPDATE processes SET {
+    ", ".join(f"{c} = :{c}" for c in PROCESS_COLUMNS if c != "id")
+} WHERE id = :id"""
+#: Extend a claim that is still ``:token``'s (a heartbeat without progress).
+EXTEND_PROCESS_CLAIM = """UPDATE processes SET expires_at = :expires_at
+    WHERE id = :id AND status = 'running' AND token = :token"""
+MARK_PROCESS_NOTIFIED = "UPDATE processes SET notified = 1 WHERE id = ?"
+DROP_SESSION_PROCESSES = "DELETE FROM processes WHERE session_id = ?"
+
+#: SQL: the process is of a kind in the JSON array ``:kinds`` (NULL: any kind).
+_OF_KINDS = "(:kinds IS NULL OR kind IN (SELECT value FROM json_each(:kinds)))"
+#: Running processes whose claim expired at ``:now`` and that may not run again
+#: (:func:`lash.store.process_rules.on_expiry`: neither externally owned, which stay as they
+#: are, nor rerunnable with attempts left, which a claim takes).
+EXPIRED_PROCESSES = f"""{_SELECT_PROCESS} WHERE status = 'running' AND expires_at IS NOT NULL
+    AND expires_at <= :now AND recovery != 'externally_owned'
+    AND NOT (recovery = 'rerunnable' AND attempts < max_attempts)"""
+#: The oldest pending process of ``:kinds``.
+OLDEST_PENDING_PROCESS = f"""{_SELECT_PROCESS} WHERE status = 'pending' AND {_OF_KINDS}
+    ORDER BY seq LIMIT 1"""
+#: The oldest rerunnable process of ``:kinds`` whose claim expired at ``:now``, attempts left.
+OLDEST_RERUNNABLE_PROCESS = f"""{_SELECT_PROCESS} WHERE status = 'running'
+    AND expires_at IS NOT NULL AND expires_at <= :now AND recovery = 'rerunnable'
+    AND attempts < max_attempts AND {_OF_KINDS} ORDER BY seq LIMIT 1"""
+_LISTED = """(:sid IS NULL OR session_id = :sid) AND (:kind IS NULL OR kind = :kind)
+    AND (:status IS NULL OR status = :status) ORDER BY seq LIMIT :limit"""
+#: Processes by session, kind and status (NULL: any), oldest first, ``:limit`` of them: those
+#: of one session (by its index), of one kind (by its index), or any.
+LIST_SESSION_PROCESSES = f"{_SELECT_PROCESS} WHERE session_id = :sid AND {_LISTED}"
+LIST_KIND_PROCESSES = f"{_SELECT_PROCESS} WHERE kind = :kind AND {_LISTED}"
+LIST_PROCESSES = f"{_SELECT_PROCESS} WHERE {_LISTED}"
+#: Finished processes not yet notified, finished before ``:before``, oldest first.
+UNNOTIFIED_PROCESSES = f"""{_SELECT_PROCESS} WHERE notified = 0 AND finished_at IS NOT NULL
+    AND finished_at < :before ORDER BY seq"""
+
+#: Log one event in session ``:sid`` (making its head row if there is none): the counter
+#: first, then the event under the number it gave (``:type``, ``:data``, ``:at``).
+LOG_EVENT = (
+    """INSERT INTO sessions (session_id, event_seq, events_at) VALUES (:sid, 1, :at)
+    ON CONFLICT (session_id) DO UPDATE SET event_seq = event_seq + 1,
+        events_at = excluded.events_at""",
+    """INSERT INTO events (session_id, seq, type, data, at)
+    SELECT :sid, event_seq, :type, :data, :at FROM sessions WHERE session_id = :sid""",
+)
+
+#: Sessions with pending input or commands and no live lease at ``:now``, the one waiting
+#: longest first (``:limit`` of them): the open inputs and pending commands, by their partial
+#: indexes.
+RUNNABLE_SESSIONS = f"""SELECT session_id FROM (
+    SELECT i.session_id AS session_id, MIN(i.created_at) AS oldest FROM inputs AS i
+        JOIN sessions AS h ON h.session_id = i.session_id
+        WHERE i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'
+        AND NOT h.lease_expires_at > :now GROUP BY i.session_id
+    UNION ALL
+    SELECT c.session_id, MIN(c.created_at) FROM commands AS c
+        JOIN sessions AS h ON h.session_id = c.session_id
+        WHERE c.state = 'pending' AND NOT h.lease_expires_at > :now GROUP BY c.session_id)
+    GROUP BY session_id ORDER BY MIN(oldest), session_id LIMIT :limit"""
+
+#: What a claim reads (each an index range over the rows it may take, see
+#: ``test_sqlite_processes``), and the listings of a session's or a kind's processes.
+CLAIM_STATEMENTS: dict[str, str] = {
+    "EXPIRED_PROCESSES": EXPIRED_PROCESSES,
+    "OLDEST_PENDING_PROCESS": OLDEST_PENDING_PROCESS,
+    "OLDEST_RERUNNABLE_PROCESS": OLDEST_RERUNNABLE_PROCESS,
+    "PROCESS_BY_ID": PROCESS_BY_ID,
+    "PROCESS_BY_KEY": PROCESS_BY_KEY,
+    "UNNOTIFIED_PROCESSES": UNNOTIFIED_PROCESSES,
+    "EXTEND_PROCESS_CLAIM": EXTEND_PROCESS_CLAIM,
+    "LIST_SESSION_PROCESSES": LIST_SESSION_PROCESSES,
+    "LIST_KIND_PROCESSES": LIST_KIND_PROCESSES,
+}
 
 
 # -- the event log's retention ---------------------------------------------------------------

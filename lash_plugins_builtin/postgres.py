@@ -44,7 +44,11 @@ updating the head row (compare-and-swap; the row lock makes concurrent writers o
 wait for each other) and writes the delta's rows with ``unnest`` of arrays, settles the input
 and commands it consumed, stores the turn record, logs its events and releases the lease. A
 commit's work is its delta's rows and the head row, never the history. Leases use the
-database's clock.
+database's clock. Process records are the exception: starting, claiming, heartbeating and
+finishing one is a short transaction of a few statements, the process's row locked first (a
+claim with ``FOR UPDATE SKIP LOCKED``, so claims never wait for each other nor take the same
+process); a commit that starts processes runs ``lash_commit`` and their inserts in one
+transaction.
 
 **Durability.** A commit, queued input or command, a cancellation and a deletion are durable
 when the call returns (the transaction waited for its WAL flush). Taking, renewing and
@@ -361,8 +365,8 @@ class PostgresStore:
         row = await self._fetchrow(f"loading session {session_id!r}", schema.LOAD, session_id, full)
         if row is None or row[0] == 0:
             return None
-        revision, created_at, updated_at, turns, config, event_seq = row[:6]
-        nodes, plugins, states, sources, usage = row[6:]
+        revision, created_at, updated_at, turns, config, event_seq, parent = row[:7]
+        nodes, plugins, states, sources, usage = row[7:]
         return lash.store.SessionRecord(
             session_id=session_id,
             revision=revision,
@@ -387,6 +391,7 @@ class PostgresStore:
             },
             turns=turns,
             event_seq=event_seq,
+            parent_id=parent,
         )
 
     async def commit(
@@ -409,19 +414,24 @@ class PostgresStore:
         # A refused commit is re-read in the same call; should the head have changed between
         # the guard and that read into one this commit fits (a released lease taken back by
         # its owner), it is tried again.
+        commit_args = (
+            session_id,
+            _text(session_id, "lease owner", lease.owner),
+            _int64(session_id, "fencing token", lease.token),
+            _int64(session_id, "expected revision", expected_revision),
+            *args,
+            delta.release,
+            *self._window,
+            *_rollup_args(session_id, delta),
+        )
+        for draft in delta.processes:  # checked storable before the database is asked
+            _process_args(lash.store.new_process(draft, 0.0))
         for _ in range(3):
             try:
-                row = await self._fetchrow(
-                    action,
-                    schema.COMMIT,
-                    session_id,
-                    _text(session_id, "lease owner", lease.owner),
-                    _int64(session_id, "fencing token", lease.token),
-                    _int64(session_id, "expected revision", expected_revision),
-                    *args,
-                    delta.release,
-                    *self._window,
-                )
+                if delta.processes:
+                    row = await self._commit_starting(action, commit_args, delta.processes)
+                else:
+                    row = await self._fetchrow(action, schema.COMMIT, *commit_args)
             except _Refused as refused:
                 raise _commit_refused(session_id, expected_revision, refused) from None
             if row is not None and row["committed"]:
@@ -434,6 +444,21 @@ class PostgresStore:
                     session_id, expected=expected_revision, actual=row["head_revision"]
                 )
         raise lash.LeaseLost(session_id, "the session's head kept changing under the commit")
+
+    async def _commit_starting(
+        self,
+        action: str,
+        commit_args: tuple[Any, ...],
+        drafts: Sequence[lash.store.ProcessDraft],
+    ) -> asyncpg.Record | None:
+        """``lash_commit`` and the processes the commit starts, in one transaction: a commit
+        its guard refused starts nothing, and a process key taken by other content refuses the
+        commit (rolled back whole)."""
+        async with self._connection(action) as conn, conn.transaction():
+            row = await conn.fetchrow(schema.COMMIT, *commit_args)
+            if row is not None and row["committed"]:
+                await self._start_processes(conn, drafts)
+            return row
 
     async def delete(self, session_id: str) -> None:
         check_session_id(session_id)
@@ -462,6 +487,7 @@ class PostgresStore:
                 usage=lash.Usage(inp, out, cached),
                 status=status,
                 pending_inputs=pending,
+                parent_id=parent,
             )
             for (
                 sid,
@@ -475,6 +501,7 @@ class PostgresStore:
                 cached,
                 status,
                 pending,
+                parent,
             ) in rows
         ]
 
@@ -807,6 +834,209 @@ class PostgresStore:
                 if not future.done():
                     future.set_result(None)
 
+    # -- processes ---------------------------------------------------------------------------
+
+    async def _log_process(self, conn: Connection, record: lash.ProcessRecord, event: str) -> None:
+        """Log ``event`` for ``record`` in its session (if it has one), in ``conn``'s
+        transaction."""
+        sid = record.session_id
+        if sid is None:
+            return
+        types, datas = _events(sid, [lash.store.process_event(event, record)])
+        await conn.fetchval(schema.LOG_EVENTS, sid, types, datas, *self._window)
+
+    async def _write_process(
+        self, conn: Connection, record: lash.ProcessRecord, event: str | None
+    ) -> lash.ProcessRecord:
+        await conn.execute(schema.UPDATE_PROCESS, *_process_args(record))
+        if event is not None:
+            await self._log_process(conn, record, event)
+        return record
+
+    async def _start_processes(
+        self, conn: Connection, drafts: Sequence[lash.store.ProcessDraft]
+    ) -> list[lash.ProcessRecord]:
+        """Start ``drafts`` in ``conn``'s transaction: each the process it starts, or the one
+        already started under its key.
+
+        :raises lash.InputConflict: a key was used for another kind, session or payload.
+        """
+        now = await conn.fetchval(schema.NOW)
+        out = []
+        for draft in drafts:
+            record = lash.store.new_process(draft, now)
+            if await conn.fetchval(schema.INSERT_PROCESS, *_process_args(record)) is not None:
+                await self._log_process(conn, record, "process_started")
+                out.append(record)
+                continue
+            # Its key (or id) is taken; a start of the same key running at once waited for the
+            # other to commit, and reads it now.
+            found = None
+            if draft.key is not None:
+                found = await conn.fetchrow(schema.PROCESS_BY_KEY, draft.key)
+            if found is None:
+                raise lash.SessionError(
+                    f"process id {draft.id!r} is taken", session_id=draft.session_id
+                )
+            existing = _process(found)
+            if not lash.store.same_process(existing, draft):
+                raise lash.InputConflict(
+                    draft.session_id or "-", draft.key or "", existing.id, "process"
+                )
+            out.append(existing)
+        return out
+
+    @contextlib.asynccontextmanager
+    async def _process_transaction(
+        self, action: str, process_id: str
+    ) -> AsyncIterator[tuple[Connection, float, lash.ProcessRecord | None]]:
+        """A transaction on one process: the database's time and the process, its row locked."""
+        async with self._connection(action) as conn, conn.transaction():
+            now = await conn.fetchval(schema.NOW)
+            if not _storable(process_id):
+                yield conn, now, None  # no such id was ever stored
+                return
+            row = await conn.fetchrow(schema.PROCESS_FOR_UPDATE, process_id)
+            yield conn, now, None if row is None else _process(row)
+
+    async def start_process(self, draft: lash.store.ProcessDraft) -> lash.ProcessRecord:
+        if draft.session_id is not None:
+            check_session_id(draft.session_id)
+        _process_args(lash.store.new_process(draft, 0.0))  # storable, before the database
+        action = f"starting process {draft.id!r}"
+        async with self._connection(action) as conn, conn.transaction():
+            (record,) = await self._start_processes(conn, [draft])
+        return record
+
+    async def get_process(self, process_id: str) -> lash.ProcessRecord | None:
+        if not _storable(process_id):
+            return None
+        row = await self._fetchrow(
+            f"reading process {process_id!r}", schema.PROCESS_BY_ID, process_id
+        )
+        return None if row is None else _process(row)
+
+    async def list_processes(
+        self,
+        *,
+        session_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[lash.ProcessRecord]:
+        if not all(_storable(v) for v in (session_id, kind, status) if v is not None):
+            return []
+        sql = (
+            schema.LIST_SESSION_PROCESSES
+            if session_id is not None
+            else schema.LIST_KIND_PROCESSES
+            if kind is not None
+            else schema.LIST_PROCESSES
+        )
+        rows = await self._fetch(
+            "listing processes",
+            sql,
+            session_id,
+            kind,
+            status,
+            max(0, min(limit, 2**63 - 1)),
+        )
+        return [_process(row) for row in rows]
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Sequence[str] | None = None
+    ) -> lash.ProcessRecord | None:
+        _text("-", "process owner", owner)
+        wanted = None if kinds is None else [k for k in kinds if _storable(k)]
+        async with self._connection("claiming a process") as conn, conn.transaction():
+            now = await conn.fetchval(schema.NOW)
+            # What may not run again is settled first (abandoned, or failed), by any claim.
+            for expired in await conn.fetch(schema.EXPIRED_PROCESSES, now):
+                settled = lash.store.settled_on_expiry(_process(expired), now)
+                if settled is not None:
+                    await self._write_process(conn, settled, "process_finished")
+            row = await conn.fetchrow(schema.CLAIMABLE_PROCESS, now, wanted)
+            if row is None:
+                return None
+            claimed = lash.store.claimed_by(_process(row), owner, ttl=ttl, now=now)
+            return await self._write_process(conn, claimed, "process_running")
+
+    async def heartbeat_process(
+        self, process_id: str, token: int, *, ttl: float, progress: Any = None
+    ) -> lash.ProcessRecord:
+        if progress is not None:
+            _dumps("-", f"progress of process {process_id!r}", progress)
+        action = f"renewing the claim on process {process_id!r}"
+        async with self._process_transaction(action, process_id) as (conn, now, record):
+            record = attrs.evolve(
+                lash.store.check_claim(process_id, token, record), expires_at=now + ttl
+            )
+            if progress is None:
+                return await self._write_process(conn, record, None)
+            record = attrs.evolve(record, progress=progress)
+            return await self._write_process(conn, record, "process_progress")
+
+    async def park_process(self, process_id: str, token: int) -> lash.ProcessRecord:
+        action = f"parking process {process_id!r}"
+        async with self._process_transaction(action, process_id) as (conn, _, record):
+            record = attrs.evolve(
+                lash.store.check_claim(process_id, token, record), expires_at=None
+            )
+            return await self._write_process(conn, record, None)
+
+    async def finish_process(
+        self,
+        process_id: str,
+        token: int | None,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> lash.ProcessRecord:
+        _dumps("-", f"result of process {process_id!r}", result)
+        action = f"finishing process {process_id!r}"
+        async with self._process_transaction(action, process_id) as (conn, now, record):
+            done = lash.store.finish_record(
+                process_id, record, token, status=status, result=result, error=error, now=now
+            )
+            if done is record:
+                return done
+            return await self._write_process(conn, done, "process_finished")
+
+    async def request_process_cancel(
+        self, process_id: str, reason: str
+    ) -> lash.ProcessRecord | None:
+        _text("-", "cancellation reason", reason)
+        action = f"cancelling process {process_id!r}"
+        async with self._process_transaction(action, process_id) as (conn, now, record):
+            if record is None:
+                return None
+            asked = lash.store.cancel_record(record, reason, now)
+            if asked is record:
+                return record
+            event = "process_finished" if asked.finished else None
+            return await self._write_process(conn, asked, event)
+
+    async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
+        rows = await self._fetch(
+            "reading the processes to notify", schema.UNNOTIFIED_PROCESSES, float(finished_before)
+        )
+        return [_process(row) for row in rows]
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        if _storable(process_id):
+            await self._fetch(
+                f"marking process {process_id!r} notified",
+                schema.MARK_PROCESS_NOTIFIED,
+                process_id,
+            )
+
+    async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
+        rows = await self._fetch(
+            "listing runnable sessions", schema.RUNNABLE_SESSIONS, max(0, min(limit, 2**63 - 1))
+        )
+        return [row[0] for row in rows]
+
     # -- diagnostics -----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
@@ -1064,6 +1294,53 @@ def _turn(session_id: str, turn_id: str, row: Iterable[Any]) -> lash.store.TurnR
         result=_loads("stored turn result", result),
         committed_at=committed_at,
     )
+
+
+def _rollup_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, ...]:
+    """``lash_commit``'s parameters from ``p_parent`` on: the parent link and the usage a child
+    session's commit rolls up into its ancestors."""
+    rows = [
+        (other, source, usage)
+        for other, usages in delta.rollup.items()
+        for source, usage in usages.items()
+    ]
+    return (
+        delta.parent_id,
+        [other for other, _, _ in rows],
+        [_text(session_id, "usage source", source) for _, source, _ in rows],
+        [_int64(session_id, f"input tokens of {s!r}", u.input_tokens) for _, s, u in rows],
+        [_int64(session_id, f"output tokens of {s!r}", u.output_tokens) for _, s, u in rows],
+        [_int64(session_id, f"cached tokens of {s!r}", u.cached_tokens) for _, s, u in rows],
+    )
+
+
+def _process_args(record: lash.ProcessRecord) -> list[Any]:
+    """The parameters of ``schema.INSERT_PROCESS`` / ``schema.UPDATE_PROCESS`` for ``record``
+    (checked storable: text Postgres can hold, JSON data, 64-bit integers)."""
+    sid = record.session_id or "-"
+    args: list[Any] = []
+    for column in schema.PROCESS_COLUMNS:
+        value = getattr(record, column)
+        what = f"{column} of process {record.id!r}"
+        if column in schema.PROCESS_JSON:
+            if value is not None or column == "payload":
+                value = _dumps(sid, what, lash.to_data(value))
+        elif isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            value = _int64(sid, what, value)
+        elif isinstance(value, str):
+            value = _text(sid, what, value)
+        args.append(value)
+    return args
+
+
+def _process(row: asyncpg.Record) -> lash.ProcessRecord:
+    """A process read with ``schema.PROCESS_COLUMNS``."""
+    fields = dict(zip(schema.PROCESS_COLUMNS, row, strict=True))
+    for column in schema.PROCESS_JSON:
+        fields[column] = _maybe_json(f"stored {column} of a process", fields[column])
+    return lash.ProcessRecord(**fields)
 
 
 def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, ...]:

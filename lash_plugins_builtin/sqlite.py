@@ -29,7 +29,10 @@ so two processes sharing the file never interleave inside one; SQLite waits ``bu
 for the file's write lock. Readers never block writers (WAL). Each store instance holds one
 connection, opened on first use and used by one operation at a time. Processes queue input,
 claim it and commit on one file at once: a claim belongs to the lease that made it, and the
-commit that settles it checks it in the same statement.
+commit that settles it checks it in the same statement. Process records are claimed,
+heartbeated and finished in ``BEGIN IMMEDIATE`` transactions (the record read, checked against
+the shared rules of :mod:`lash.store`, written back): several processes claiming from one file
+never take the same process, and a stale claim's token can neither heartbeat nor finish it.
 
 **Cost.** aiosqlite runs each statement on the connection's worker thread, and waiting for that
 thread costs more than a small statement itself. So statements that do not depend on each
@@ -46,9 +49,11 @@ committed last, so the next commit of such a session is that statement alone: on
 Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
-(``delta.enqueue``) takes one round trip more. A commit is stamped (``updated_at``) just before
-it is sent, so commits that wait for the file's write lock may be stamped slightly out of order
-across sessions; within a session, stamps follow the revisions.
+(``delta.enqueue``) takes one round trip more; one that starts processes
+(``delta.processes``) always reads its head and the processes' keys first, in its ``BEGIN
+IMMEDIATE`` transaction. A commit is stamped (``updated_at``) just before it is sent, so commits
+that wait for the file's write lock may be stamped slightly out of order across sessions;
+within a session, stamps follow the revisions.
 
 The schema, its migrations and the hot statements live in ``_sqlite_schema``; URL parsing in
 ``_sqlite_url``.
@@ -475,7 +480,7 @@ class SQLiteStore:
         head = _first(head_rows)
         if head is None or head[0] == 0:
             return None
-        revision, created_at, updated_at, turns, event_seq, config_hash, config_data = head
+        revision, created_at, updated_at, turns, event_seq, config_hash, config_data, parent = head
         config = _blob(config_hash, config_data)
         return lash.store.SessionRecord(
             session_id=session_id,
@@ -492,6 +497,7 @@ class SQLiteStore:
             usage={str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in usage_rows},
             turns=turns,
             event_seq=event_seq,
+            parent_id=parent,
         )
 
     async def commit(
@@ -516,6 +522,7 @@ class SQLiteStore:
                 head is not None
                 and head.revision == expected_revision
                 and lease.session_id == session_id
+                and not delta.processes
             ):
                 # The head this store committed last: one round trip. The guard refuses the
                 # commit if the stored head is another one now (then the slow path says why).
@@ -527,9 +534,10 @@ class SQLiteStore:
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
-            head_rows, state_rows = await _begin_immediate(
-                conn, (schema.HEAD, sid), (schema.STATE_HASHES, sid)
-            )
+            reads: list[tuple[str, Any]] = [(schema.HEAD, sid), (schema.STATE_HASHES, sid)]
+            if delta.processes:
+                reads.append((schema.PROCESSES_BY_KEYS, {"keys": encoded.process_keys}))
+            head_rows, state_rows, *keyed = await _begin_immediate(conn, *reads)
             now = time.time()
             stored = _first(head_rows)
             check_lease(
@@ -542,7 +550,12 @@ class SQLiteStore:
                 )
             head = _Head.of_row(stored, dict(state_rows))
             row, new_head = _plan(session_id, lease, head, delta, encoded, now)
-            await _Commit(session_id, lease, expected_revision, encoded, row, now).send(
+            # The processes it starts, written after the commit statement in its transaction
+            # (a key already used with the same content starts nothing; with other content the
+            # whole commit is refused here, before anything is sent).
+            started = _keyed_starts(delta.processes, keyed[0] if keyed else [], now)
+            after = [s for r in started for s in _process_steps(r, None, now, insert=True)]
+            await _Commit(session_id, lease, expected_revision, encoded, row, now, after).send(
                 conn, begun=True
             )
             self._remember(session_id, new_head)
@@ -572,6 +585,7 @@ class SQLiteStore:
                 released.add(config_hash)
             writes: list[_Step] = [("run", sql, sid) for sql in schema.DROP_SESSION_ROWS]
             writes.append(("run", schema.TOMBSTONE, sid))
+            writes.append(("run", schema.DROP_SESSION_PROCESSES, sid))
             if released:
                 writes.append(_release_blobs(released))
             await _pipeline(conn, *writes)
@@ -589,6 +603,7 @@ class SQLiteStore:
                 usage=lash.Usage(inp, out, cached),
                 status=status,
                 pending_inputs=pending,
+                parent_id=parent,
             )
             for (
                 sid,
@@ -602,6 +617,7 @@ class SQLiteStore:
                 cached,
                 status,
                 pending,
+                parent,
             ) in rows
         ]
 
@@ -834,6 +850,168 @@ class SQLiteStore:
         )
         return lash.store.EventPage(events, first, last)
 
+    # -- processes ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _process_write(
+        self, *reads: tuple[str, Any]
+    ) -> AsyncIterator[tuple[list[list[Any]], list[_Step]]]:
+        """A write transaction on processes (``BEGIN IMMEDIATE``, inline when the write lock is
+        free): the rows of ``reads`` in the round trip of ``BEGIN``; the steps the body adds to
+        the list go with ``COMMIT``, in one more round trip (none: it commits nothing)."""
+        async with self._operation(inline=True) as conn:
+            rows = await _begin_immediate(conn, *reads)
+            writes: list[_Step] = []
+            yield rows, writes
+            await _pipeline(conn, *writes, ("run", "COMMIT", ()))
+
+    async def start_process(self, draft: lash.store.ProcessDraft) -> lash.ProcessRecord:
+        if draft.session_id is not None:
+            check_session_id(draft.session_id)
+        now = time.time()
+        record = lash.store.new_process(draft, now)
+        _process_params(record)  # storable, checked before the write lock is taken
+        reads = [(schema.PROCESS_BY_ID, {"id": stored_text(draft.id)})]
+        if draft.key is not None:
+            reads.append((schema.PROCESS_BY_KEY, {"key": stored_text(draft.key)}))
+        async with self._process_write(*reads) as ((by_id, *by_key), writes):
+            starts = _keyed_starts([draft], by_key[0] if by_key else [], now)
+            if not starts:
+                return _process(by_key[0][0])
+            (started,) = starts
+            if by_id:
+                raise _process_id_taken(draft)
+            writes += _process_steps(started, None, now, insert=True)
+        return started
+
+    async def get_process(self, process_id: str) -> lash.ProcessRecord | None:
+        (rows,) = await self._read((schema.PROCESS_BY_ID, {"id": stored_text(process_id)}))
+        return _process(rows[0]) if rows else None
+
+    async def list_processes(
+        self,
+        *,
+        session_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[lash.ProcessRecord]:
+        params = {
+            "sid": None if session_id is None else stored_text(session_id),
+            "kind": None if kind is None else stored_text(kind),
+            "status": status,
+            "limit": max(0, limit),
+        }
+        sql = (
+            schema.LIST_SESSION_PROCESSES
+            if session_id is not None
+            else schema.LIST_KIND_PROCESSES
+            if kind is not None
+            else schema.LIST_PROCESSES
+        )
+        (rows,) = await self._read((sql, params))
+        return [_process(row) for row in rows]
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Sequence[str] | None = None
+    ) -> lash.ProcessRecord | None:
+        now = time.time()
+        of = {"now": now, "kinds": None if kinds is None else _encode_array(list(kinds)) or "[]"}
+        reads = (
+            (schema.EXPIRED_PROCESSES, {"now": now}),
+            (schema.OLDEST_PENDING_PROCESS, of),
+            (schema.OLDEST_RERUNNABLE_PROCESS, of),
+        )
+        async with self._process_write(*reads) as ((expired, pending, rerun), writes):
+            for row in expired:
+                settled = lash.store.settled_on_expiry(_process(row), now)
+                if settled is not None:
+                    writes += _process_steps(settled, "process_finished", now)
+            candidates = sorted(pending + rerun, key=lambda row: int(row[0]))
+            if not candidates:
+                return None
+            claimed = lash.store.claimed_by(_process(candidates[0]), owner, ttl=ttl, now=now)
+            writes += _process_steps(claimed, "process_running", now)
+        return claimed
+
+    async def heartbeat_process(
+        self, process_id: str, token: int, *, ttl: float, progress: Any = None
+    ) -> lash.ProcessRecord:
+        now = time.time()
+        found = {"id": stored_text(process_id)}
+        if progress is None:
+            # One statement (extend the claim if it is still this token's), then the record.
+            extend = {**found, "token": token, "expires_at": now + ttl}
+            failure, rows = await self._write_then_read(
+                (schema.EXTEND_PROCESS_CLAIM, extend), (schema.PROCESS_BY_ID, found)
+            )
+            if failure is not None:
+                raise self._explain(failure) from failure
+            # Read in the write's transaction: running with this token means it extended it.
+            return _claimed_process(process_id, token, rows)
+        async with self._process_write((schema.PROCESS_BY_ID, found)) as ((rows,), writes):
+            record = _claimed_process(process_id, token, rows)
+            record = attrs.evolve(record, expires_at=now + ttl, progress=progress)
+            writes += _process_steps(record, "process_progress", now)
+        return record
+
+    async def park_process(self, process_id: str, token: int) -> lash.ProcessRecord:
+        now = time.time()
+        found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
+        async with self._process_write(found) as ((rows,), writes):
+            record = attrs.evolve(_claimed_process(process_id, token, rows), expires_at=None)
+            writes += _process_steps(record, None, now)
+        return record
+
+    async def finish_process(
+        self,
+        process_id: str,
+        token: int | None,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> lash.ProcessRecord:
+        now = time.time()
+        found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
+        async with self._process_write(found) as ((rows,), writes):
+            record = _process(rows[0]) if rows else None
+            done = lash.store.finish_record(
+                process_id, record, token, status=status, result=result, error=error, now=now
+            )
+            if done is not record:  # a result that is not JSON data raises here: no write
+                writes += _process_steps(done, "process_finished", now)
+        return done
+
+    async def request_process_cancel(
+        self, process_id: str, reason: str
+    ) -> lash.ProcessRecord | None:
+        now = time.time()
+        found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
+        async with self._process_write(found) as ((rows,), writes):
+            if not rows:
+                return None
+            record = _process(rows[0])
+            asked = lash.store.cancel_record(record, reason, now)
+            if asked is not record:
+                event = "process_finished" if asked.finished else None
+                writes += _process_steps(asked, event, now)
+        return asked
+
+    async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
+        (rows,) = await self._read((schema.UNNOTIFIED_PROCESSES, {"before": finished_before}))
+        return [_process(row) for row in rows]
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        async with self._operation(inline=True) as conn:
+            await _pipeline(conn, ("run", schema.MARK_PROCESS_NOTIFIED, (stored_text(process_id),)))
+
+    async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
+        (rows,) = await self._read(
+            (schema.RUNNABLE_SESSIONS, {"now": time.time(), "limit": max(0, limit)})
+        )
+        return [str(read_text(row[0])) for row in rows]
+
     # -- diagnostics -----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
@@ -992,6 +1170,8 @@ class _Commit:
     encoded: _Encoded
     row: tuple[Any, ...]
     now: float
+    #: Statements run after the commit statement, in its transaction (processes it starts).
+    after: Sequence[_Step] = ()
 
     async def send(self, conn: aiosqlite.Connection, *, begun: bool) -> bool:
         """Send the commit (``begun``: in the ``BEGIN IMMEDIATE`` transaction that read its head,
@@ -1005,21 +1185,24 @@ class _Commit:
         requests = [
             _input_request(_new_input(self.session_id, d, self.now)) for d in self.encoded.enqueue
         ]
+        # More than the commit statement: COMMIT once every statement succeeded.
+        several = bool(requests or self.after)
         steps: list[_Step] = []
-        if requests and not begun:
+        if several and not begun:
             steps.append(("run", "BEGIN", ()))
         steps += [("run", schema.ENQUEUE, request) for request in requests]
         steps.append(("run", schema.COMMIT, self.row))
-        if begun and not requests:
+        steps += self.after
+        if begun and not several:
             # One statement: the COMMIT behind it commits it whole, or nothing when it failed.
             steps.append(("run", "COMMIT", ()))
         results = await _gather(conn, *steps)
-        start = 1 if requests and not begun else 0
+        start = 1 if several and not begun else 0
         if start and isinstance(results[0], BaseException):
             raise results[0]
         outcome = results[start + len(requests)]
         if _raised(outcome, schema.STALE_HEAD) and not begun:
-            if requests:
+            if several:
                 await _pipeline(conn, ("run", "ROLLBACK", ()))
             return False
         if isinstance(outcome, BaseException):
@@ -1040,7 +1223,7 @@ class _Commit:
         for result in results[start + len(requests) + 1 :]:
             if isinstance(result, BaseException):
                 raise result
-        if requests:
+        if several:
             await _pipeline(conn, ("run", "COMMIT", ()))
         return True
 
@@ -1147,6 +1330,8 @@ class _Encoded:
     turn: tuple[Any, ...]  # turn_id, index, outcome, reason, result (all None: no turn)
     events: str | None  # JSON array of [type, data]
     enqueue: tuple[lash.store.InputDraft, ...]
+    rollup: str | None  # JSON array of [session_id, source, input, output, cached]
+    process_keys: str | None = None  # JSON array of the keys of the processes it starts
 
     @classmethod
     def of(cls, session_id: str, delta: lash.store.CommitDelta) -> _Encoded:
@@ -1161,6 +1346,8 @@ class _Encoded:
             integer(f"turn of node {node.id!r}", node.turn)
         for draft in delta.enqueue:  # checked now: they are encoded when the commit is sent
             _new_input(session_id, draft, 0.0)
+        for process in delta.processes:  # likewise
+            _process_params(lash.store.new_process(process, 0.0))
         turn = delta.turn
         return cls(
             nodes=[_node_row(session_id, node) for node in delta.nodes],
@@ -1197,6 +1384,22 @@ class _Encoded:
             ),
             events=_events(session_id, delta.events),
             enqueue=tuple(delta.enqueue),
+            rollup=_array(
+                [
+                    (
+                        other,
+                        _key(session_id, "usage source", source),
+                        integer(f"input tokens of {source!r}", u.input_tokens),
+                        integer(f"output tokens of {source!r}", u.output_tokens),
+                        integer(f"cached tokens of {source!r}", u.cached_tokens),
+                    )
+                    for other, usages in delta.rollup.items()
+                    for source, u in usages.items()
+                ]
+            ),
+            process_keys=_encode_array(
+                [_key(session_id, "process key", p.key) for p in delta.processes if p.key]
+            ),
         )
 
 
@@ -1315,6 +1518,8 @@ def _plan(
         encoded.applied,
         *encoded.turn,
         encoded.events,
+        delta.parent_id,
+        encoded.rollup,
         int(delta.release),
     )
     return row, new_head
@@ -1433,6 +1638,100 @@ def _loads(what: str, text: str) -> Any:
 def _release_blobs(hashes: Iterable[str]) -> _Step:
     """The step that drops those of ``hashes`` nothing refers to any more."""
     return ("many", schema.RELEASE_BLOB, [{"h": digest} for digest in sorted(hashes)])
+
+
+# -- process rows ----------------------------------------------------------------------------
+
+
+def _process_params(record: lash.ProcessRecord) -> dict[str, Any]:
+    """The named parameters of :data:`schema.INSERT_PROCESS` and :data:`schema.UPDATE_PROCESS`
+    for ``record``: JSON for its data, text a column holds exactly.
+
+    :raises lash.SessionError: for a payload, result or progress that is not JSON data.
+    """
+    params: dict[str, Any] = {}
+    for column in schema.PROCESS_COLUMNS:
+        value = getattr(record, column)
+        if column in schema.PROCESS_JSON:
+            if value is not None or column == "payload":
+                what = f"{column} of process {record.id!r}"
+                value = _dumps(record.session_id or "-", what, lash.to_data(value))
+        elif isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, str):
+            value = stored_text(value)
+        params[column] = value
+    return params
+
+
+def _process(row: Sequence[Any]) -> lash.ProcessRecord:
+    """A process read with :data:`schema.PROCESS_BY_ID` and the like (``seq`` first)."""
+    fields: dict[str, Any] = {}
+    for column, value in zip(schema.PROCESS_COLUMNS, row[1:], strict=True):
+        if column in schema.PROCESS_JSON:
+            value = None if value is None else json.loads(value)
+        elif isinstance(value, bytes):
+            value = read_text(value)
+        fields[column] = value
+    fields["notified"] = bool(fields["notified"])
+    return lash.ProcessRecord(**fields)
+
+
+def _process_steps(
+    record: lash.ProcessRecord, event: str | None, now: float, *, insert: bool = False
+) -> list[_Step]:
+    """The statements that write ``record`` (``insert``: a new row, logged as
+    ``process_started``; otherwise over its row) and log ``event`` in its session."""
+    params = _process_params(record)
+    steps: list[_Step] = [
+        ("run", schema.INSERT_PROCESS if insert else schema.UPDATE_PROCESS, params)
+    ]
+    if insert:
+        event = "process_started"
+    if event is not None and record.session_id is not None:
+        logged = lash.store.process_event(event, record)
+        entry = {
+            "sid": stored_text(record.session_id),
+            "type": event,
+            "data": _dumps(record.session_id, f"data of event {event!r}", dict(logged.data)),
+            "at": now,
+        }
+        steps += [("run", sql, entry) for sql in schema.LOG_EVENT]
+    return steps
+
+
+def _keyed_starts(
+    drafts: Sequence[lash.store.ProcessDraft], keyed: Sequence[Sequence[Any]], now: float
+) -> list[lash.ProcessRecord]:
+    """The records ``drafts`` start, given the processes already under their keys (rows): a
+    key used with the same kind, session and payload starts nothing.
+
+    :raises lash.InputConflict: a key was used with other content.
+    """
+    existing = {record.key: record for record in map(_process, keyed)}
+    started = []
+    for draft in drafts:
+        found = None if draft.key is None else existing.get(draft.key)
+        if found is not None:
+            if not lash.store.same_process(found, draft):
+                raise lash.InputConflict(
+                    draft.session_id or "-", draft.key or "", found.id, "process"
+                )
+            continue
+        record = lash.store.new_process(draft, now)
+        started.append(record)
+        if draft.key is not None:
+            existing[draft.key] = record
+    return started
+
+
+def _claimed_process(process_id: str, token: int, rows: Sequence[Any]) -> lash.ProcessRecord:
+    """The process in ``rows`` while ``token`` is its claim (:func:`lash.store.check_claim`)."""
+    return lash.store.check_claim(process_id, token, _process(rows[0]) if rows else None)
+
+
+def _process_id_taken(draft: lash.store.ProcessDraft) -> lash.SessionError:
+    return lash.SessionError(f"process id {draft.id!r} is taken", session_id=draft.session_id)
 
 
 # -- the mailbox's rows ----------------------------------------------------------------------

@@ -61,6 +61,7 @@ SUMMARY_KEYS = {
     "usage",
     "status",
     "pending_inputs",
+    "parent_id",
 }
 HEAD_KEYS = SUMMARY_KEYS | {
     "usage_by_source",

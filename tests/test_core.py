@@ -20,7 +20,6 @@ from lash import (
     PluginMeta,
     RecoveryDisposition,
 )
-from lash._plugins.registry import Contribution
 
 ENV_VARS = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD", "LASH_STRICT_PLUGINS")
 
@@ -214,10 +213,10 @@ def test_register_providers_protocol_and_stores() -> None:
 def test_register_process_kinds() -> None:
     """Process kinds carry their async run function and recovery disposition."""
 
-    async def crawl() -> None:
+    async def crawl(context: Any, payload: Any) -> None:
         """Crawl the site."""
 
-    async def index() -> None:
+    async def index(context: Any, payload: Any) -> None:
         return None
 
     def register_kinds(register: Callable[..., None]) -> None:
@@ -226,9 +225,15 @@ def test_register_process_kinds() -> None:
 
     core = LashCore([plugin("procs", register_process_kinds=register_kinds)])
     kinds = core.registry.of("process_kind")
-    assert kinds["crawl"] == Contribution(
-        "process_kind", "crawl", "procs", crawl, "Crawl the site.", RecoveryDisposition.RERUNNABLE
+    entry = kinds["crawl"]
+    assert (entry.kind, entry.name, entry.plugin, entry.description, entry.extra) == (
+        "process_kind",
+        "crawl",
+        "procs",
+        "Crawl the site.",
+        RecoveryDisposition.RERUNNABLE,
     )
+    assert (entry.value.run, entry.value.recovery) == (crawl, RecoveryDisposition.RERUNNABLE)
     assert kinds["index"].extra is RecoveryDisposition.OWNER_BOUND
 
 
@@ -248,7 +253,7 @@ def test_register_process_kind_errors(entry: tuple[Any, ...], fragment: str) -> 
 def test_register_process_kind_recovery_must_be_a_disposition() -> None:
     """``recovery`` must be a RecoveryDisposition, not its string value."""
 
-    async def run() -> None:
+    async def run(context: Any, payload: Any) -> None:
         return None
 
     def register(register: Callable[..., None]) -> None:
@@ -279,7 +284,7 @@ def test_name_clash_names_both_plugins(hook: str, kind: str, entry: tuple[Any, .
 def test_process_kind_clash_names_both_plugins() -> None:
     """Two plugins registering one process kind is an error naming both."""
 
-    async def run() -> None:
+    async def run(context: Any, payload: Any) -> None:
         return None
 
     with pytest.raises(PluginError, match="'first' and plugin 'second'"):

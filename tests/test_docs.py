@@ -57,7 +57,7 @@ EXAMPLE_MODULES = (
     *("lifecycle", "deadline", "autopilot", "autopilot_host", "budget_protocol"),
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
-    *("mailbox_host", "mailbox_ops"),
+    *("mailbox_host", "mailbox_ops", "background_host", "subagents", "operations"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -1348,6 +1348,7 @@ def test_unfenced_store_fails_the_lease_checks(
         "lease_take_over_dead_holder",
         "commit_releases_the_lease",
         "delete_keeps_fencing_and_event_numbers",
+        "process_start_in_commit",
     ]
     shown = transcript("kv_store_unfenced.txt")
     assert normalized(capsys.readouterr().out) == normalized(shown)
@@ -1523,20 +1524,54 @@ def test_every_hook_is_exercised_by_a_test() -> None:
     assert sorted(h for h in lash.hookspecs.SHAPES if h not in text) == []
 
 
-@pytest.mark.anyio
-async def test_background_example_registers_a_process_kind_and_hears_it_finish(
-    examples: dict[str, ModuleType], caplog: pytest.LogCaptureFixture
+@pytest.mark.usefixtures("no_lash_env")
+def test_background_example_runs_a_report_and_wakes_the_session(
+    examples: dict[str, ModuleType],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The process-kind example registers a rerunnable kind; process_finished sees a record."""
+    """The report kind is rerunnable with typed payload and result; the tool's start commits
+    with its turn; the worker runs it (progress recorded), process_finished hears it once, and
+    the rendered result becomes the session's next turn."""
     background = examples["background"]
     core = lash.LashCore(plugins=[background], autoload=False, store="memory://")
-    kind = core.registry.of("process_kind")["reindex"]
-    assert (kind.plugin, kind.extra) == ("background", lash.RecoveryDisposition.RERUNNABLE)
-    assert await kind.value("s1", {"documents": [1, 2]}) == {"reindexed": "s1", "documents": 2}
-    record = lash.ProcessRecord(id="p1", kind="reindex", session_id="s1", status="succeeded")
+    kind = core.processes.kind("report")
+    assert (kind.plugin, kind.recovery, kind.max_attempts, kind.timeout) == (
+        "background",
+        lash.RecoveryDisposition.RERUNNABLE,
+        3,
+        600.0,
+    )
+    assert kind.payload_schema["required"] == ["topic"]
+    assert kind.result_schema["properties"] == {
+        "topic": {"type": "string"},
+        "summary": {"type": "string"},
+    }
     with caplog.at_level(logging.INFO, logger="background"):
-        assert await core.hooks.broadcast("process_finished", process=record) == []
-    assert "process p1 (reindex) finished: succeeded" in caplog.text
+        lines = asyncio.run(examples["background_host"].main())
+    assert capsys.readouterr().out == transcript("background_host.txt")
+    assert lines[-1] == "turn 2: Your report on tides is ready: 3 sections."
+    assert caplog.text.count("(report) finished: succeeded") == 1
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_background_example_starts_a_report_from_a_hook_directive(
+    examples: dict[str, ModuleType],
+) -> None:
+    """``/report waves`` makes before_turn return lash.StartProcess: the turn's commit starts
+    the report, attributed to the plugin; other input starts nothing."""
+
+    async def go() -> list[lash.ProcessRecord]:
+        core = scripted_core([{"text": "On it."}, {"text": "Hello."}], examples["background"])
+        async with core:
+            session = await core.session("desk").open()
+            await session.turn("/report waves").run()
+            await session.turn("hello").run()
+            return await core.processes.list(session_id="desk")
+
+    (record,) = asyncio.run(go())
+    assert (record.kind, record.status, record.source) == ("report", "pending", "plugin:background")
+    assert record.payload == {"topic": "waves", "sections": 3}
 
 
 def test_cli_command_example_adds_a_subcommand(tmp_path: Path) -> None:
@@ -1696,3 +1731,23 @@ def test_codebase_tour_names_every_package() -> None:
     faces = ["lash.store", "lash.testing", "lash.hookspecs", "lash.errors"]
     missing = [name for name in [*packages, *faces] if f"``{name}``" not in page]
     assert not missing, f"packages missing from docs/codebase.rst: {missing}"
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_subagents_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tool's restricted child and a host's child both roll their usage up into the parent,
+    as the child sessions page shows."""
+    asyncio.run(examples["subagents"].main())
+    assert capsys.readouterr().out == transcript("subagents.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_operations_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host discovers the notes operations, calls the command and the query, gets a field
+    error, and drains the turn the command queued, as the operations page shows."""
+    asyncio.run(examples["operations"].main())
+    assert capsys.readouterr().out == transcript("operations.txt")

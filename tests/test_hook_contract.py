@@ -9,13 +9,14 @@ subset of the arguments, and the failure rule when an implementation raises. Exp
 from the hookspec docstrings, not from running the kernel.
 
 Covered: register_tools, register_providers, register_protocol, register_process_kinds,
-register_stores, prepare_session, filter_tool_catalog, prompt_contributions,
+register_stores, register_operations, prepare_session, filter_tool_catalog, prompt_contributions,
 transform_prompt_view, before_turn, after_turn, before_tool_call, after_tool_call,
 project_tool_result, session_opened, turn_finalized, turn_persisted,
 session_closed.
 
 Out of scope (no kernel call site yet): mutate_session_config, session_config_changed,
-compact_context, frame_opened, session_parked, process_finished, register_commands. The only
+compact_context, frame_opened, session_parked, register_commands; process_finished and
+render_process_result are called by workers, and tested in tests/test_processes.py. The only
 "first" hook is compact_context, so the "first" shape is not exercised here (see
 tests/test_dispatch.py for the dispatcher itself).
 """
@@ -43,6 +44,7 @@ REGISTRATION = (
     "register_providers",
     "register_process_kinds",
     "register_stores",
+    "register_operations",
 )
 TURN_FAILING = (
     "filter_tool_catalog",
@@ -81,7 +83,8 @@ OUT_OF_SCOPE = frozenset(
         "compact_context",
         "frame_opened",
         "session_parked",
-        "process_finished",
+        "process_finished",  # tests/test_processes.py
+        "render_process_result",  # tests/test_processes.py
         "register_commands",
         "register_session_commands",  # tests/test_mailbox.py
         "checkpoint",  # tests/test_mailbox.py
@@ -328,6 +331,10 @@ class Subset:
         self.seen["register_stores"] = callable(register)
 
     @lash.hookimpl
+    def register_operations(self, register: lash.RegisterOperation) -> None:
+        self.seen["register_operations"] = callable(register)
+
+    @lash.hookimpl
     def prepare_session(self, is_root: bool, session: lash.SessionView) -> None:
         self.seen.setdefault("prepare_session", []).append((is_root, session.id))
 
@@ -395,6 +402,7 @@ async def test_implementations_accepting_a_subset_of_arguments_keep_working() ->
         "register_providers": True,
         "register_process_kinds": True,
         "register_stores": True,
+        "register_operations": True,
         "prepare_session": [(True, "s"), (True, "s")],
         "session_opened": [False, True],
         "filter_tool_catalog": tools,
@@ -426,10 +434,16 @@ def contribute(hook: str, register: Callable[..., None], name: str) -> None:
         register(tool, name=name)
     elif hook == "register_process_kinds":
 
-        async def run() -> None:
+        async def run(context: lash.ProcessContext, payload: Any) -> None:
             """A contributed process kind."""
 
         register(name, run)
+    elif hook == "register_operations":
+
+        async def operation(context: lash.OperationContext) -> None:
+            """A contributed operation."""
+
+        register(name, operation)
     else:
         register(name, object())
 
@@ -439,6 +453,7 @@ KINDS = {
     "register_providers": "provider",
     "register_process_kinds": "process_kind",
     "register_stores": "store",
+    "register_operations": "operation",
 }
 
 
@@ -559,9 +574,7 @@ class Plain:
 
 
 @pytest.mark.anyio
-async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> (
-    None
-):
+async def test_prepare_session_runs_for_every_plugin_on_every_open_with_its_own_options() -> None:
     """prepare_session runs for each plugin on open, resume and open_fresh, each receiving
     its own validated options (None when it declares none)."""
     greeter, plain = Greeter(), Plain()

@@ -213,14 +213,16 @@ REGISTRATION = (
     "register_process_kinds",
     "register_stores",
     "register_session_commands",
+    "register_operations",
 )
 
-#: Hooks with no kernel call site yet (nothing to drive them through).
-NOT_CALLED = frozenset({"process_finished"})
+#: Hooks called by workers and ``core.processes``, not by a session: their result and failure
+#: rules are tested in tests/test_processes.py.
+NOT_CALLED = frozenset({"process_finished", "render_process_result"})
 
 DIRECTIVES = (
     "expected a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, "
-    "lash.EmitEvent)"
+    "lash.EmitEvent, lash.StartProcess)"
 )
 
 #: What each hook's error says is expected (from its hookspec's ``:return:``).

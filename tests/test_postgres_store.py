@@ -86,7 +86,7 @@ async def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every lash table (to compare before and after a refused write)."""
     conn = await asyncpg.connect(url)
     try:
-        tables = ["lash_sessions", *_postgres_schema.SESSION_TABLES]
+        tables = ["lash_sessions", *_postgres_schema.SESSION_TABLES, _postgres_schema.PROCESS_TABLE]
         return {
             t: sorted((tuple(r) for r in await conn.fetch(f"SELECT * FROM {t}")), key=repr)
             for t in tables
@@ -137,7 +137,12 @@ async def test_new_database_gets_every_migration_and_a_second_open_changes_nothi
                 "SELECT tablename FROM pg_tables WHERE tablename LIKE 'lash%'"
             )
         }
-        assert tables == {"lash_migrations", "lash_sessions", *_postgres_schema.SESSION_TABLES}
+        assert tables == {
+            "lash_migrations",
+            "lash_sessions",
+            *_postgres_schema.SESSION_TABLES,
+            _postgres_schema.PROCESS_TABLE,
+        }
         applied = await conn.fetch("SELECT id, applied_at FROM lash_migrations")
         async with opened(postgres_url) as again:
             await again.open()

@@ -59,7 +59,7 @@ def query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
         conn.close()
 
 
-#: Every table of a lash database (migrations 1 to 3).
+#: Every table of a lash database (migrations 1 to 4).
 TABLES = (
     "sessions",
     "nodes",
@@ -72,6 +72,7 @@ TABLES = (
     "turn_records",
     "cancel_requests",
     "events",
+    "processes",
 )
 
 
@@ -970,13 +971,13 @@ def legacy_rows(path: Path) -> list[tuple[Any, ...]]:
 
 async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Path) -> None:
     """A file with migration 1 only (lash 0.1's, before the one-statement commit) gets
-    migrations 2 and 3 on open, keeps its session as it was, and takes commits again."""
+    migrations 2 to 4 on open, keeps its session as it was, and takes commits again."""
     db = tmp_path / "lash.db"
     legacy_database(db, first_schema=True)
     rows = legacy_rows(db)
     async with opened(db) as store:
         before = await store.load("old-1", full=True)
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
         lease = await leased(store, "old-1")
@@ -985,7 +986,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(3,)]
+    assert query(db, "PRAGMA user_version") == [(5,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1178,23 +1179,25 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(3,)]
+    assert query(db, "PRAGMA user_version") == [(5,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
         (2, "one-statement commit"),
         (3, "mailbox"),
+        (4, "processes"),
+        (5, "child sessions"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(3,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(5,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1230,7 +1233,14 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
     assert "migration 99" in message and "'process queue'" in message and "9.4.0" in message
     assert refused.value.path == str(db)
     assert db.read_bytes() == before
-    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,), (3,), (99,)]
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+        (5,),
+        (99,),
+    ]
 
 
 async def test_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
@@ -1396,7 +1406,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
         dead = lash.store.Lease("s", "w", 1, time.time() + 30)
@@ -1449,15 +1459,22 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
     async with opened(db, mode="ro") as reader:
         with pytest.raises(lash.ConfigError) as refused:
             await reader.list_sessions()
-    assert "lacks the schema migrations 2 ('one-statement commit'), 3 ('mailbox')" in str(
-        refused.value
+    assert (
+        "lacks the schema migrations 2 ('one-statement commit'), 3 ('mailbox'), 4 ('processes'), "
+        "5 ('child sessions')" in str(refused.value)
     )
     assert "open it once without mode=ro" in str(refused.value)
     assert query(db, "SELECT id FROM lash_migrations") == [(1,)]
     # Without mode=ro (rw: it exists), the store migrates it forward.
     async with opened(db, mode="rw") as store:
         assert [row.session_id for row in await store.list_sessions()] == ["old-1"]
-    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [(1,), (2,), (3,)]
+    assert query(db, "SELECT id FROM lash_migrations ORDER BY id") == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+        (5,),
+    ]
 
 
 # -- URLs ---------------------------------------------------------------------------------------

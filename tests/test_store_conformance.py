@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -102,6 +103,53 @@ class LateConflictStore(lash.store.MemoryStore):
         return revision
 
 
+class EarlyProcessStore(lash.store.MemoryStore):
+    """Starts a commit's processes before the commit is checked (a refused commit starts them)."""
+
+    async def commit(
+        self, session_id: str, *, lease: lash.store.Lease, expected_revision: int, delta: Any
+    ) -> int:
+        for draft in delta.processes:
+            await self.start_process(draft)
+        return await super().commit(
+            session_id,
+            lease=lease,
+            expected_revision=expected_revision,
+            delta=attrs.evolve(delta, processes=()),
+        )
+
+
+class UnfencedFinishStore(lash.store.MemoryStore):
+    """Lets any worker finish a running process, whatever its token."""
+
+    async def finish_process(
+        self, process_id: str, token: int | None, **kwargs: Any
+    ) -> lash.ProcessRecord:
+        record = await self.get_process(process_id)
+        if token is not None and record is not None and record.status == "running":
+            token = record.token
+        return await super().finish_process(process_id, token, **kwargs)
+
+
+class RacyClaimStore(lash.store.MemoryStore):
+    """Picks the process to claim, then yields before it claims it."""
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Any = None
+    ) -> lash.ProcessRecord | None:
+        pending = [
+            p
+            for p in await self.list_processes(status="pending")
+            if kinds is None or p.kind in kinds
+        ]
+        if not pending:
+            return await super().claim_process(owner, ttl=ttl, kinds=kinds)
+        await super().claim_process(owner, ttl=ttl, kinds=[])  # settles what expired
+        await asyncio.sleep(0)
+        claimed = lash.store.claimed_by(pending[0], owner, ttl=ttl, now=time.time())
+        return self._put(claimed, "process_running")
+
+
 class KeyErrorDeleteStore(lash.store.MemoryStore):
     """Raises a bare KeyError instead of UnknownSession for a missing session."""
 
@@ -128,6 +176,7 @@ class KeyErrorDeleteStore(lash.store.MemoryStore):
                 "lease_take_over_dead_holder",
                 "commit_releases_the_lease",
                 "delete_keeps_fencing_and_event_numbers",
+                "process_start_in_commit",
             },
         ),
         # Only these checks have a frame boundary after the first node.
@@ -136,8 +185,26 @@ class KeyErrorDeleteStore(lash.store.MemoryStore):
         (KeyErrorDeleteStore, {"delete", "delete_keeps_fencing_and_event_numbers"}),
         (ForgetfulDeleteStore, {"delete_keeps_fencing_and_event_numbers"}),
         (LateConflictStore, {"commit_enqueue_conflict_writes_nothing"}),
+        (EarlyProcessStore, {"process_start_in_commit"}),
+        (
+            UnfencedFinishStore,
+            {
+                "process_claim_order_and_fencing",
+                "process_rerunnable_reruns_then_fails",
+            },
+        ),
+        (RacyClaimStore, {"process_claimers_never_share"}),
     ],
-    ids=["leaseless-commit", "all-nodes", "keyerror-delete", "forgetful-delete", "late-conflict"],
+    ids=[
+        "leaseless-commit",
+        "all-nodes",
+        "keyerror-delete",
+        "forgetful-delete",
+        "late-conflict",
+        "early-process",
+        "unfenced-finish",
+        "racy-claim",
+    ],
 )
 async def test_broken_store_fails_the_checks_it_breaks(
     store_class: Callable[[], lash.store.Store], failing: set[str]

@@ -42,6 +42,8 @@ TITLES: dict[str, str] = {
     "lash._plugins.loading": "Plugins",
     "lash._plugins.options": "Plugin options",
     "lash._contract.services": "Session services",
+    "lash._kernel.plugin_ops": "Plugin operations (hosts)",
+    "lash._contract.operations": "Plugin operations (plugins)",
     "lash._contract.types": "Hook data and directives",
     "lash._contract.graph": "The session graph",
     "lash._contract.providers": "Model providers",

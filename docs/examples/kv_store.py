@@ -22,6 +22,14 @@ are %-escaped, since an id may hold ``/``)::
     cancel/<sid>/<turn id>   a request to cancel a running turn
     event/<sid>/<n>          one event of the session's log, numbered from 1
 
+Processes are not a session's: their keys are global, like their idempotency keys::
+
+    process/<id>             one process record
+    process-key/<key>        the id of the process started with this idempotency key
+    processes                the index: every process id in start order, the open ones
+                             (pending or running: what a claim looks at) and the finished
+                             ones not yet notified (the outbox)
+
 **One write per call.** Each method reads what it needs, checks it, and gathers every change
 in a :class:`Batch`; ``_write`` then applies the batch at once, the head last, with no ``await``
 anywhere in the method: on one event loop nothing can slip in between a read and the write, and
@@ -34,7 +42,8 @@ one multi-key transaction, made conditional on the head being unchanged since it
 on it, Redis ``WATCH``/``MULTI``/``EXEC``, a FoundationDB transaction). Every write to a session
 rewrites its head, so that one condition serialises them all; when it fails, read again and
 retry. A commit writes only its delta, and a load reads only the active frame's nodes, however
-long the history.
+long the history. Every write to processes rewrites the ``processes`` index, the condition that
+serialises them (a claim reads the open processes, so two claims never take the same one).
 """
 
 from __future__ import annotations
@@ -118,7 +127,20 @@ class KVStore:
     def _write(self, batch: Batch, session_id: str, head: dict[str, Any]) -> None:
         """The one write of a store call: its batch and the head it changed, all at once (no
         other coroutine runs during the loop; a dict dies whole with its process)."""
-        batch.put(key("head", session_id), head)
+        self._apply(batch, {session_id: head})
+
+    def _apply(
+        self,
+        batch: Batch,
+        heads: dict[str, dict[str, Any]],
+        index: dict[str, list[str]] | None = None,
+    ) -> None:
+        """:meth:`_write` of a call that changed several heads (a process logs in its session)
+        and the process index."""
+        if index is not None:
+            batch.put(PROCESSES, index)
+        for session_id, head in heads.items():
+            batch.put(key("head", session_id), head)
         for k, text in batch.changes.items():
             if text is None:
                 self.data.pop(k, None)
@@ -222,6 +244,7 @@ class KVStore:
             usage={k: lash.from_data(v, lash.Usage) for k, v in head["usage"].items()},
             turns=head["turns"],
             event_seq=head["last_event"],
+            parent_id=head.get("parent_id"),
         )
 
     async def commit(
@@ -257,6 +280,8 @@ class KVStore:
             raise lash.RevisionConflict(
                 session_id, expected=expected_revision, actual=head["revision"]
             )
+        for draft in delta.processes:
+            self._keyed_process(batch, draft)  # a key taken by other content refuses it all
 
         now = time.time()
         if delta.replace:
@@ -287,6 +312,17 @@ class KVStore:
         head["turns"] += delta.turns
         head["revision"] += 1
         head["updated_at"] = now
+        if delta.parent_id is not None:
+            head["parent_id"] = delta.parent_id  # a child session (a sub-agent) of that one
+        for other_id, usages in delta.rollup.items():
+            # A child's usage rolls up into its ancestors' heads, in the same batch; their
+            # revision and lease are not touched. An ancestor with no head gets nothing.
+            other = batch.get(key("head", other_id))
+            if other is not None:
+                for source, usage in usages.items():
+                    total = lash.from_data(other["usage"].get(source, {}), lash.Usage) + usage
+                    other["usage"][source] = lash.to_data(total)
+                batch.put(key("head", other_id), other)
 
         # The mailbox: settle what the turn consumed and applied, queue what it queued.
         turn_id = turn.turn_id if turn is not None else None
@@ -304,10 +340,15 @@ class KVStore:
             batch.put(key("turn", session_id, turn.turn_id), record)
             batch.delete(key("cancel", session_id, turn.turn_id))  # answered by the record
         self._log(batch, session_id, head, delta.events, now)
+        heads = {session_id: head}
+        index = self._process_index(batch) if delta.processes else None
+        for draft in delta.processes:  # started in this write: a refused commit starts none
+            if index is not None and self._keyed_process(batch, draft) is None:
+                self._start_process(batch, index, heads, draft, now)
         if delta.release:
             head["lease"] = [lease.owner, lease.token, 0.0]  # its token kept: release_lease
             head["running_turn"] = None
-        self._write(batch, session_id, head)
+        self._apply(batch, heads, index)
         return int(head["revision"])
 
     async def delete(self, session_id: str) -> None:
@@ -331,7 +372,17 @@ class KVStore:
         # so does the event counter: event numbers (observers' cursors) go on rising.
         tombstone = {**empty_head(), "lease": head["lease"], "last_event": head["last_event"]}
         tombstone["first_event"] = head["last_event"] + 1
-        self._write(batch, session_id, tombstone)
+        # Its processes go too (their keys may start new ones).
+        index = self._process_index(batch)
+        for process_id in head["processes"]:
+            record = self._process(batch, process_id)
+            batch.delete(key("process", process_id))
+            if record is not None and record.key is not None:
+                batch.delete(key("process-key", record.key))
+            for ids in index.values():
+                if process_id in ids:
+                    ids.remove(process_id)
+        self._apply(batch, {session_id: tombstone}, index)
 
     async def list_sessions(self) -> list[lash.store.SessionSummary]:
         rows = []
@@ -357,6 +408,7 @@ class KVStore:
                     pending_inputs=sum(
                         state(claim, lease) == "pending" for claim in head["inputs"].values()
                     ),
+                    parent_id=head.get("parent_id"),
                 )
             )
         return sorted(rows, key=lambda row: row.updated_at, reverse=True)
@@ -573,6 +625,241 @@ class KVStore:
         request = self._get(key("cancel", session_id, turn_id))
         return None if request is None else lash.from_data(request, lash.store.CancelRequest)
 
+    # -- processes: records by id, and an index of them ------------------------------------
+
+    def _process_index(self, batch: Batch) -> dict[str, list[str]]:
+        index: dict[str, list[str]] | None = batch.get(PROCESSES)
+        return index if index is not None else {"all": [], "open": [], "unnotified": []}
+
+    def _process(self, batch: Batch, process_id: str) -> lash.ProcessRecord | None:
+        data = batch.get(key("process", process_id))
+        return None if data is None else lash.from_data(data, lash.ProcessRecord)
+
+    def _keyed_process(
+        self, batch: Batch, draft: lash.store.ProcessDraft
+    ) -> lash.ProcessRecord | None:
+        """The process already started under ``draft``'s key, if any. :raises InputConflict:
+        it was started with another kind, session or payload."""
+        if draft.key is None:
+            return None
+        process_id = batch.get(key("process-key", draft.key))
+        existing = None if process_id is None else self._process(batch, process_id)
+        if existing is not None and not lash.store.same_process(existing, draft):
+            raise lash.InputConflict(draft.session_id or "-", draft.key, existing.id, "process")
+        return existing
+
+    def _put_process(
+        self,
+        batch: Batch,
+        index: dict[str, list[str]],
+        heads: dict[str, dict[str, Any]],
+        record: lash.ProcessRecord,
+        event: str | None,
+        now: float,
+    ) -> lash.ProcessRecord:
+        """Write ``record``, keep the index, and log ``event`` in its session (whose head joins
+        ``heads``, the heads the call writes)."""
+        batch.put(key("process", record.id), lash.to_data(record))
+        if record.finished and record.id in index["open"]:
+            index["open"].remove(record.id)
+            index["unnotified"].append(record.id)
+        if record.notified and record.id in index["unnotified"]:
+            index["unnotified"].remove(record.id)
+        sid = record.session_id
+        if event is not None and sid is not None:
+            if sid not in heads:
+                heads[sid] = batch.get(key("head", sid)) or empty_head()
+            events = [lash.store.process_event(event, record)]
+            self._log(batch, sid, heads[sid], events, now)
+        return record
+
+    def _start_process(
+        self,
+        batch: Batch,
+        index: dict[str, list[str]],
+        heads: dict[str, dict[str, Any]],
+        draft: lash.store.ProcessDraft,
+        now: float,
+    ) -> lash.ProcessRecord:
+        if batch.get(key("process", draft.id)) is not None:
+            raise lash.SessionError(
+                f"process id {draft.id!r} is taken", session_id=draft.session_id
+            )
+        record = lash.store.new_process(draft, now)
+        index["all"].append(record.id)
+        index["open"].append(record.id)
+        if draft.key is not None:
+            batch.put(key("process-key", draft.key), record.id)
+        self._put_process(batch, index, heads, record, "process_started", now)
+        if draft.session_id is not None:  # its session lists it (a delete drops it)
+            heads[draft.session_id]["processes"].append(record.id)
+        return record
+
+    async def start_process(self, draft: lash.store.ProcessDraft) -> lash.ProcessRecord:
+        if draft.session_id is not None:
+            lash.store.check_session_id(draft.session_id)
+        batch = Batch(self.data)
+        existing = self._keyed_process(batch, draft)
+        if existing is not None:
+            return existing
+        heads: dict[str, dict[str, Any]] = {}
+        index = self._process_index(batch)
+        record = self._start_process(batch, index, heads, draft, time.time())
+        self._apply(batch, heads, index)
+        return record
+
+    async def get_process(self, process_id: str) -> lash.ProcessRecord | None:
+        return self._process(Batch(self.data), process_id)
+
+    async def list_processes(
+        self,
+        *,
+        session_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[lash.ProcessRecord]:
+        batch = Batch(self.data)
+        if session_id is not None:
+            ids = (self._head(session_id) or empty_head())["processes"]
+        else:
+            ids = self._process_index(batch)["all"]
+        found = []
+        for process_id in ids:
+            record = self._process(batch, process_id)
+            if record is None or (kind is not None and record.kind != kind):
+                continue
+            if status is None or record.status == status:
+                found.append(record)
+        return found[:limit]
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Sequence[str] | None = None
+    ) -> lash.ProcessRecord | None:
+        batch = Batch(self.data)
+        index = self._process_index(batch)
+        heads: dict[str, dict[str, Any]] = {}
+        now = time.time()
+        claimed = None
+        for process_id in list(index["open"]):  # oldest first
+            record = self._process(batch, process_id)
+            assert record is not None
+            if lash.store.claim_expired(record, now):
+                # What may not run again is settled first (abandoned, or failed), by any claim.
+                settled = lash.store.settled_on_expiry(record, now)
+                if settled is not None:
+                    self._put_process(batch, index, heads, settled, "process_finished", now)
+                    continue
+            if claimed is not None or (kinds is not None and record.kind not in kinds):
+                continue
+            # Runnable: pending, or a rerunnable one whose claim expired (settled_on_expiry left
+            # it, and the externally owned ones, as they were).
+            expired = lash.store.claim_expired(record, now)
+            if record.status == "pending" or (expired and lash.store.on_expiry(record) == "rerun"):
+                claimed = lash.store.claimed_by(record, owner, ttl=ttl, now=now)
+                self._put_process(batch, index, heads, claimed, "process_running", now)
+        if batch.changes:
+            self._apply(batch, heads, index)
+        return claimed
+
+    def _claimed(self, batch: Batch, process_id: str, token: int) -> lash.ProcessRecord:
+        """The process while ``token`` is its claim. :raises LeaseLost: it is not."""
+        return lash.store.check_claim(process_id, token, self._process(batch, process_id))
+
+    async def _change_process(
+        self, record: lash.ProcessRecord, event: str | None, batch: Batch
+    ) -> lash.ProcessRecord:
+        """Write ``record`` changed (logging ``event``), with the index."""
+        index = self._process_index(batch)
+        heads: dict[str, dict[str, Any]] = {}
+        self._put_process(batch, index, heads, record, event, time.time())
+        self._apply(batch, heads, index)
+        return record
+
+    async def heartbeat_process(
+        self, process_id: str, token: int, *, ttl: float, progress: Any = None
+    ) -> lash.ProcessRecord:
+        batch = Batch(self.data)
+        record = attrs.evolve(self._claimed(batch, process_id, token), expires_at=time.time() + ttl)
+        if progress is None:
+            return await self._change_process(record, None, batch)
+        record = attrs.evolve(record, progress=progress)
+        return await self._change_process(record, "process_progress", batch)
+
+    async def park_process(self, process_id: str, token: int) -> lash.ProcessRecord:
+        batch = Batch(self.data)
+        record = attrs.evolve(self._claimed(batch, process_id, token), expires_at=None)
+        return await self._change_process(record, None, batch)
+
+    async def finish_process(
+        self,
+        process_id: str,
+        token: int | None,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> lash.ProcessRecord:
+        batch = Batch(self.data)
+        record = self._process(batch, process_id)
+        # Fenced by the claim's token; None: an external completion (the first one stands).
+        done = lash.store.finish_record(
+            process_id, record, token, status=status, result=result, error=error, now=time.time()
+        )
+        if done is record:
+            return done
+        return await self._change_process(done, "process_finished", batch)
+
+    async def request_process_cancel(
+        self, process_id: str, reason: str
+    ) -> lash.ProcessRecord | None:
+        batch = Batch(self.data)
+        record = self._process(batch, process_id)
+        if record is None:
+            return None
+        # Pending: cancelled at once; running: its worker sees it at its next heartbeat.
+        asked = lash.store.cancel_record(record, reason, time.time())
+        if asked is record:
+            return record
+        event = "process_finished" if asked.finished else None
+        return await self._change_process(asked, event, batch)
+
+    async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
+        batch = Batch(self.data)
+        found = []
+        for process_id in self._process_index(batch)["unnotified"]:
+            record = self._process(batch, process_id)
+            if record is not None and (record.finished_at or 0.0) < finished_before:
+                found.append(record)
+        return found
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        batch = Batch(self.data)
+        record = self._process(batch, process_id)
+        if record is not None and not record.notified:
+            await self._change_process(attrs.evolve(record, notified=True), None, batch)
+
+    async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
+        now = time.time()
+        waiting = []
+        for k in self._keys("head/"):
+            head = json.loads(self.data[k])
+            session_id = unquote(k.removeprefix("head/"), errors="surrogatepass")
+            lease = self._lease(session_id, head)
+            if lash.store.lease_is_live(lease, now):
+                continue
+            times = [
+                self._get(key("input", session_id, n))["created_at"]
+                for n, claim in head["inputs"].items()
+                if state(claim, lease) == "pending"
+            ]
+            times += [
+                self._get(key("command", session_id, n))["created_at"] for n in head["commands"]
+            ]
+            if times:
+                waiting.append((min(times), session_id))
+        return [session_id for _, session_id in sorted(waiting)[:limit]]
+
     # -- the event log ----------------------------------------------------------------------
 
     def _log(
@@ -638,6 +925,9 @@ KINDS = (
     "event",
 )
 
+#: The key of the process index.
+PROCESSES = "processes"
+
 #: What cancelling an input that is no longer pending says.
 ALREADY: dict[str, lash.store.CancelOutcome] = {
     "claimed": "already_claimed",
@@ -699,6 +989,7 @@ def empty_head() -> dict[str, Any]:
         "commands": [],  # the numbers of the pending commands, oldest first
         "first_event": 1,  # the oldest event kept (last_event + 1 when none is)
         "last_event": 0,
+        "processes": [],  # the ids of its processes, in start order
     }
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from lash._contract.events import StopReason, TurnResult
     from lash._contract.graph import GraphNode, PluginNode
+    from lash._contract.processes import SessionProcesses
     from lash._contract.providers import ModelResponse
     from lash._contract.types import (
         Message,
@@ -94,6 +95,8 @@ class SessionBackend(Protocol):
     async def emit(self, type: str, data: Any) -> None: ...
 
     def usage_report(self) -> dict[str, Any]: ...
+
+    def child(self, **spec: Any) -> Any: ...
 
 
 class SessionView:
@@ -191,8 +194,35 @@ class SessionView:
         await self._backend.emit(type, data)
 
     def usage_report(self) -> dict[str, Any]:
-        """Committed token usage: ``{"total": {...}, "by_source": {source: {...}}}``."""
+        """Committed token usage: ``{"total": {...}, "by_source": {source: {...}}}`` (a child
+        session's usage is under ``child:<id>``)."""
         return self._backend.usage_report()
+
+    def child(
+        self,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A handle (a :class:`lash.Session`) on a child session of this one: a sub-agent with
+        its own history, starting from this session's configuration and per-handle options
+        (``inherit=False``: the host's), with ``config`` (a ``configure()`` patch) and
+        ``options`` on top, and restricted to the ``tools`` allowlist when given. Open it, run
+        its turns and close it::
+
+            async with session.child(tools=["search"]) as child:
+                result = await child.turn("Find the release date").run()
+
+        Its turns commit on their own (not with the running turn); each adds its usage to
+        this session's usage report under ``child:<id>``. See
+        :meth:`lash.LashCore.child_session`.
+        """
+        return self._backend.child(
+            id=id, tools=tools, options=options, inherit=inherit, config=config
+        )
 
     def __repr__(self) -> str:
         return f"<SessionView {self.id!r} revision={self.revision}>"
@@ -259,12 +289,17 @@ class ToolContext:
     timeout: a long-running tool checks :attr:`is_cancelled` (or calls
     :meth:`raise_if_cancelled`) to stop early, which matters most for sync tools, since a thread
     cannot be interrupted. ``timeout`` is the default limit, in seconds, for tools that set none.
+    ``processes`` starts and watches background processes of the session (started processes
+    are written in the turn's commit).
     """
 
     session: SessionView
     call_id: str
     timeout: float = attrs.field(default=60.0, kw_only=True)
     cancelled: asyncio.Event = attrs.field(factory=_new_event, kw_only=True)
+    _processes: SessionProcesses | None = attrs.field(
+        default=None, kw_only=True, alias="processes", repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         check_timeout(self.timeout)
@@ -289,6 +324,22 @@ class ToolContext:
     def state(self, cls: type[T]) -> T:
         """The per-session state of the plugin that declared ``cls`` (see ``PluginMeta.state``)."""
         return self.session.state(cls)
+
+    @property
+    def processes(self) -> SessionProcesses:
+        """The background processes of this session (:class:`lash.SessionProcesses`): start
+        one (written in the turn's commit), get, list, wait for or cancel one of them.
+
+        :raises SessionError: when the context was built without them (a stand-in context)."""
+        if self._processes is None:
+            from lash.errors import SessionError
+
+            raise SessionError(
+                f"session {self.session.id!r}: this tool context has no processes (built "
+                "outside a turn); pass processes=... to build one",
+                session_id=self.session.id,
+            )
+        return self._processes
 
 
 class TurnStopped(Exception):

@@ -39,6 +39,7 @@ __all__ = [
     "ReplaceToolArguments",
     "SessionConfig",
     "ShortCircuitToolCall",
+    "StartProcess",
     "ToolCall",
     "ToolCallDirective",
     "ToolCatalogEntry",
@@ -258,6 +259,20 @@ class EmitEvent:
 
 
 @attrs.frozen
+class StartProcess:
+    """Turn directive: start a background process of ``kind`` with ``payload`` (an instance of
+    the kind's payload class, or its JSON form) for the session, written in the turn's commit
+    (a turn that does not commit starts nothing). ``key`` makes the start idempotent: a key
+    already used starts nothing new."""
+
+    kind: str
+    payload: Any = None
+    key: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
 class Compact:
     """Turn directive (``after_turn``): compact the session's context into a new agent frame
     once this turn is committed, in the same session operation (``compact_context`` decides how;
@@ -271,7 +286,7 @@ class Compact:
 
 #: What ``before_turn`` / ``checkpoint`` / ``after_turn`` may return (one, an iterable of them,
 #: or ``None``).
-TurnDirective = AbortTurn | EnqueueMessages | Compact | EmitEvent
+TurnDirective = AbortTurn | EnqueueMessages | Compact | EmitEvent | StartProcess
 
 
 @attrs.frozen
@@ -338,10 +353,12 @@ class ToolCatalogEntry:
 
 
 class RecoveryDisposition(enum.Enum):
-    """What happens to a background process whose worker died.
+    """What happens to a background process whose worker died (its claim expired).
 
-    ``RERUNNABLE`` processes are started again; ``OWNER_BOUND`` ones are never run twice (they are
-    marked failed); ``EXTERNALLY_OWNED`` ones are left to the system that owns them.
+    ``RERUNNABLE`` processes are run again, by any worker, up to their ``max_attempts`` (so their
+    side effects may repeat: at-least-once); ``OWNER_BOUND`` ones are never run twice: they end
+    ``abandoned``; ``EXTERNALLY_OWNED`` ones are left ``running`` until the system that owns
+    them calls ``complete``.
     """
 
     RERUNNABLE = "rerunnable"
@@ -351,18 +368,58 @@ class RecoveryDisposition(enum.Enum):
     __module__ = "lash"
 
 
+#: ``pending`` (waiting for a worker), ``running`` (claimed by a worker, or started and waiting
+#: for an external ``complete``), and the terminal states ``succeeded``, ``failed``,
+#: ``cancelled``, ``abandoned`` (an owner-bound process whose worker died).
+ProcessStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "abandoned"]
+
+#: The terminal process states: a process in one of them never changes again.
+PROCESS_TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "abandoned"})
+
+
 @attrs.frozen
 class ProcessRecord:
-    """A durable record of a background process run."""
+    """A durable record of a background process: what to run, and how far it got.
+
+    ``payload`` and ``result`` are JSON-ready data (the kind's attrs classes, unstructured);
+    ``key`` makes starting idempotent (same key, same process). ``attempts`` counts the runs
+    started so far (a rerunnable process is run again after a crash, up to ``max_attempts``).
+    ``owner``, ``token`` and ``expires_at`` are the claim of the worker running it (``token``
+    grows with each claim: a worker whose claim was taken over cannot finish it).
+    ``cancel_requested`` holds the reason once someone asked it to stop; ``progress`` is the last
+    event it emitted; ``notified`` is set once ``process_finished`` ran and the session (if any)
+    was woken for its terminal state.
+    """
 
     id: str
     kind: str
     session_id: str | None
-    status: Literal["pending", "running", "succeeded", "failed", "cancelled"]
+    status: ProcessStatus
     result: Any = None
     error: str | None = None
+    payload: Any = None
+    key: str | None = None
+    recovery: str = "owner_bound"
+    attempts: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    source: str | None = None
+    owner: str | None = None
+    token: int = 0
+    expires_at: float | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel_requested: str | None = None
+    progress: Any = None
+    notified: bool = False
 
     __module__ = "lash"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the process is in a terminal state."""
+        return self.status in PROCESS_TERMINAL
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,7 +448,8 @@ class RegisterProtocol(Protocol):
 
 
 class RegisterProcessKind(Protocol):
-    """``register(kind, run, *, recovery)`` inside ``register_process_kinds``."""
+    """``register(kind, run, *, recovery, timeout, max_attempts)`` inside
+    ``register_process_kinds``; ``run(context, payload)`` is ``async``."""
 
     def __call__(
         self,
@@ -400,6 +458,8 @@ class RegisterProcessKind(Protocol):
         /,
         *,
         recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
+        timeout: float | None = None,
+        max_attempts: int = 3,
     ) -> None: ...
 
 

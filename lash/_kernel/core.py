@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.serialization import to_data
+from lash._contract.types import Usage
+from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
 from lash._kernel.mailbox import checked_input
 from lash._kernel.observation import (
@@ -22,6 +24,7 @@ from lash._kernel.observation import (
     observe,
 )
 from lash._kernel.operations import BUILTIN_COMMANDS, check_command
+from lash._kernel.plugin_ops import Operations
 from lash._plugins.arguments import check_core_arguments
 from lash._plugins.composition import DEFAULT_MODEL, Composition, compose
 from lash._plugins.dispatch import HookDispatcher, MonitorAfter, MonitorBefore
@@ -42,6 +45,8 @@ from lash._store.records import (
 from lash.errors import LashError, SessionError
 
 if TYPE_CHECKING:
+    from lash._kernel.processes import Processes
+    from lash._kernel.runtime import SessionRuntime
     from lash._kernel.session import ParkedSession, Session
     from lash._store.protocol import Store
 
@@ -161,6 +166,7 @@ class LashCore:
         #: This core's identity as a lease owner (host, process and its start, random suffix).
         self.owner_id = owner_id()
         self._hub = EventHub()
+        self._processes: Processes | None = None
 
     @classmethod
     def from_config(
@@ -207,6 +213,12 @@ class LashCore:
         """Names of the loaded plugins, in dispatch order."""
         return self.composition.plugin_names
 
+    @property
+    def operations(self) -> Operations:
+        """The operations plugins registered (``register_operations``): ``list()``,
+        ``info(name)``, ``await call(name, args, session_id=...)``."""
+        return Operations(self)
+
     def plugin_options(self, name: str) -> Any:
         """The host-level (config) options instance of plugin ``name`` (``None`` if it has none).
 
@@ -233,6 +245,72 @@ class LashCore:
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
         return session
+
+    def child_session(
+        self,
+        parent_id: str,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+        parent: SessionRuntime | None = None,
+    ) -> Session:
+        """A handle on a child session (a sub-agent) of session ``parent_id``; call ``await
+        child.open()`` next, run turns with ``child.turn(...)``, and ``await child.close()``.
+
+        The child's head links it to its parent; it is built with ``is_root=False``. A new child
+        starts from its parent's configuration (provider, model, prompt layers, plugin options:
+        ``inherit=False`` starts from the host's instead), with ``config`` (a
+        :meth:`lash.Session.configure` patch) applied on top, and ``options`` overriding plugin
+        options for this handle. ``tools`` restricts it to an allowlist of tool names, for
+        good: no plugin can make another tool a member. ``id`` names it (default:
+        ``<parent id>/<12 hex digits>``); reopening an existing child with ``id`` keeps what it
+        was created with. Every commit of the child adds its usage to its ancestors' usage
+        reports under ``child:<id>``, in the same transaction.
+
+        Hooks and tools create children through their view: ``session.child(...)`` (a
+        :class:`lash.SessionView` method), which also passes on the parent's in-memory
+        configuration and per-handle options.
+
+        :raises SessionError: an invalid id, a bad allowlist; at open, a parent that was never
+            committed, an id that exists as another session's child or as a root session, or
+            an allowlist naming unknown tools (each names the session).
+        """
+        from lash._kernel.session import Session
+
+        check_session_id(parent_id)
+        session_id = id if id is not None else child_id(parent_id)
+        check_session_id(session_id)
+        allowlist = check_tools(session_id, tools)
+        overrides: dict[str, dict[str, Any]] = {}
+        if parent is not None and inherit:
+            overrides = {k: dict(v) for k, v in parent.overrides.items()}
+        for plugin, values in (options or {}).items():
+            overrides[plugin] = {**overrides.get(plugin, {}), **values}
+        spec = ChildSpec(
+            parent_id,
+            tools=allowlist,
+            inherit=inherit,
+            config=dict(config or {}),
+            parent_config=parent.image.config if parent is not None else None,
+            parent_lineage=parent.lineage if parent is not None else None,
+        )
+        session = Session(self, session_id, options=overrides, child=spec)
+        self._sessions.add(session)
+        return session
+
+    def rolled_up(self, rollup: Mapping[str, Mapping[str, Usage]]) -> None:
+        """A child's commit added ``rollup`` to its ancestors' usage in the store: the handles
+        on them in this core count it too (handles in other processes see it at their next
+        load)."""
+        for session in list(self._sessions):
+            amounts = rollup.get(session.id)
+            if amounts and session._runtime.opened:
+                usage = session._runtime.image.usage
+                for source, amount in amounts.items():
+                    usage[source] = usage.get(source, Usage()) + amount
 
     async def resume(self, handle: ParkedSession, *, wait: float = 0.0) -> Session:
         """Reopen a session parked with :meth:`lash.Session.park`."""
@@ -404,11 +482,52 @@ class LashCore:
             for session in list(self._sessions):
                 if session.id == session_id:
                     session._runtime.input_hint = True
+            if self._processes is not None:
+                self._processes.wake()  # this core's idle workers drain it at once
         self._hub.notify(session_id, live)
 
     def observed(self, session_id: str) -> bool:
         """Whether anything in this core observes the session (live events are made then)."""
         return self._hub.observed(session_id)
+
+    # -- background processes ------------------------------------------------------------------
+
+    @property
+    def processes(self) -> Processes:
+        """Background processes (a :class:`lash.Processes`): ``start``, ``get``, ``list``,
+        ``wait``, ``cancel``, ``complete``, for any process on the store."""
+        if self._processes is None:
+            from lash._kernel.processes import Processes
+
+            self._processes = Processes(self)
+        return self._processes
+
+    async def run_worker(
+        self,
+        *,
+        concurrency: int = 4,
+        lease_ttl: float = 30.0,
+        sessions: bool = True,
+        once: bool = False,
+        kinds: Sequence[str] | None = None,
+        poll: float = 1.0,
+        grace: float = 5.0,
+    ) -> None:
+        """Run background processes (and, with ``sessions``, drain sessions with queued
+        input) until cancelled; with ``once``, run what is runnable now and return. What
+        ``lash worker`` runs; see :func:`lash._kernel.worker.run_worker` for the details."""
+        from lash._kernel.worker import run_worker
+
+        await run_worker(
+            self,
+            concurrency=concurrency,
+            lease_ttl=lease_ttl,
+            sessions=sessions,
+            once=once,
+            kinds=kinds,
+            poll=poll,
+            grace=grace,
+        )
 
     async def aclose(self) -> None:
         """Close the sessions still open (releasing their leases), then the store and the

@@ -70,13 +70,17 @@ class SessionImage:
         overrides: Mapping[str, Mapping[str, Any]],
         *,
         fresh: bool,
+        initial: SessionConfig | None = None,
     ) -> None:
         """Rebuild the image from ``record`` (``None``, or ``fresh``: an empty session that the
-        next commit creates, replacing whatever the store holds)."""
+        next commit creates, replacing whatever the store holds), a new session starting from
+        the configuration ``initial`` (default: the host's provider and model)."""
         base = record if record is not None and not fresh else None
         self.migrated = []
         if base is not None:
             config, self.migrated = migrate_protocol_options(base.config, composition)
+        elif initial is not None:
+            config = initial
         else:
             config = SessionConfig(
                 provider=composition.config.provider, model=composition.config.model

@@ -9,12 +9,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from lash._contract.calls import CALLER, Caller
 from lash._contract.graph import FrameBoundary, GraphNode
 from lash._contract.serialization import to_data
 from lash._contract.types import AgentFrame, SessionConfig
+from lash._kernel.configpatch import apply_patch
 from lash._kernel.frames import SplitToolPair, seed_frame
 from lash._kernel.image import build_session_options
 from lash._store.leases import command_event
@@ -24,20 +23,7 @@ from lash.errors import LashError, PluginError, SessionError
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
 
-#: The fields ``configure()`` accepts.
-CONFIG_FIELDS = ("provider", "model", "prompt_layers", "plugin_options")
-
-
 # -- configuration -----------------------------------------------------------------------------
-
-
-def check_patch(session_id: str, patch: Mapping[str, Any]) -> None:
-    unknown = sorted(set(patch) - set(CONFIG_FIELDS) - {"protocol_options"})
-    if unknown:
-        raise SessionError(
-            f"configure() got unknown field(s) {unknown}; known: {', '.join(CONFIG_FIELDS)}",
-            session_id=session_id,
-        )
 
 
 async def configure(runtime: SessionRuntime, patch: Mapping[str, Any]) -> SessionConfig:
@@ -90,21 +76,6 @@ def _legacy_protocol_options(
     merged[plugin] = {**dict(patch["protocol_options"]), **merged.get(plugin, {})}
     rest["plugin_options"] = merged
     return rest
-
-
-def apply_patch(config: SessionConfig, patch: Mapping[str, Any]) -> SessionConfig:
-    changes: dict[str, Any] = {}
-    for field, value in patch.items():
-        if field == "plugin_options":
-            merged = {k: dict(v) for k, v in config.plugin_options.items()}
-            for plugin, values in value.items():
-                merged[plugin] = {**merged.get(plugin, {}), **values}
-            changes[field] = merged
-        elif field == "prompt_layers":
-            changes[field] = tuple(value)
-        else:
-            changes[field] = value
-    return attrs.evolve(config, **changes)
 
 
 # -- compaction and frames ----------------------------------------------------------------------

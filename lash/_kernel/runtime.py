@@ -29,13 +29,23 @@ from lash._contract.providers import ModelRequest, ModelResponse, collect_respon
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
 from lash._contract.types import AgentFrame, Message, SessionConfig, ToolCatalogEntry, Usage
+from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
-from lash._store.records import EventDraft, InputDraft, Lease, QueuedCommand, TurnRecord
+from lash._store.records import (
+    EventDraft,
+    InputDraft,
+    Lease,
+    ProcessDraft,
+    QueuedCommand,
+    SessionRecord,
+    TurnRecord,
+)
 from lash.errors import LashError, RevisionConflict, SessionBusy, SessionError
 
 if TYPE_CHECKING:
     from lash._contract.providers import Provider
+    from lash._kernel.processes import Processes
     from lash._plugins.composition import Composition
     from lash._store.protocol import Store
 
@@ -70,11 +80,21 @@ class KernelCore(Protocol):
     @property
     def owner_id(self) -> str: ...
 
+    @property
+    def processes(self) -> Processes: ...
+
     def notify(
         self, session_id: str, live: Sequence[EventDraft] = (), *, input: bool = False
     ) -> None: ...
 
     def observed(self, session_id: str) -> bool: ...
+
+    def rolled_up(self, rollup: Mapping[str, Mapping[str, Usage]]) -> None: ...
+
+    # A child session handle (``LashCore.child_session``; typed loosely: it returns a Session,
+    # which this module cannot import).
+    @property
+    def child_session(self) -> Callable[..., Any]: ...
 
     async def enqueue_command(
         self,
@@ -172,7 +192,7 @@ class SessionRuntime:
         session_id: str,
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        is_root: bool = True,
+        child: children.ChildSpec | None = None,
         apply_commands: Callable[[SessionRuntime], Awaitable[int]] | None = None,
     ) -> None:
         self.core = core
@@ -181,7 +201,12 @@ class SessionRuntime:
         self._apply_commands = apply_commands
         self.composition = core.composition
         self.id = session_id
-        self.is_root = is_root
+        #: What the creator of a child session asked for (``None``: opened as itself).
+        self.child_spec = child
+        #: The parent of a child session (from the spec, then from the stored head).
+        self.parent_id: str | None = child.parent_id if child is not None else None
+        #: The ancestors of a child session, root first (whose usage totals its commits add to).
+        self.lineage: tuple[str, ...] = ()
         self.overrides = {k: dict(v) for k, v in (options or {}).items()}
         self.image = SessionImage(session_id)
         self.lock = asyncio.Lock()
@@ -221,9 +246,16 @@ class SessionRuntime:
         self.pending_applied: list[str] = []
         self.pending_enqueue: list[InputDraft] = []
         self.pending_events: list[EventDraft] = []
+        # Processes started by the running execution (its tools and hooks): its commit writes
+        # them, so an execution that does not commit starts nothing.
+        self.pending_processes: list[ProcessDraft] = []
         self.dirty = False
 
     # -- the session services backend (what SessionView forwards to) --------------------------
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
 
     @property
     def config(self) -> SessionConfig:
@@ -274,6 +306,12 @@ class SessionRuntime:
         except KeyError as exc:
             raise SessionError(
                 f"session {self.id!r}: unknown tool(s) {exc.args[0]}", session_id=self.id
+            ) from None
+        except PermissionError as exc:
+            raise SessionError(
+                f"session {self.id!r}: tool(s) {exc.args[0]} are outside the child session's "
+                f"tool allowlist {kernel.allowed}",
+                session_id=self.id,
             ) from None
         self.dirty |= changed
         return kernel.generation
@@ -376,6 +414,12 @@ class SessionRuntime:
     def usage_report(self) -> dict[str, Any]:
         return self.image.usage_report()
 
+    def child(self, **spec: Any) -> Any:
+        """A handle on a new (or existing) child session of this one (the arguments of
+        :meth:`lash.SessionView.child`): it inherits this handle's configuration and per-handle
+        options as they are in memory."""
+        return self.core.child_session(self.id, parent=self, **spec)
+
     # -- pending changes and the commit --------------------------------------------------------
 
     def add_node(self, node: GraphNode) -> None:
@@ -396,6 +440,7 @@ class SessionRuntime:
             or self.pending_applied
             or self.pending_enqueue
             or self.pending_events
+            or self.pending_processes
         )
 
     async def commit(self, *, turns: int = 0, turn: TurnRecord | None = None) -> int:
@@ -419,6 +464,9 @@ class SessionRuntime:
             enqueue=tuple(self.pending_enqueue),
             turn=turn,
             events=(*self.pending_events, *_commit_events(self.pending_nodes)),
+            processes=tuple(self.pending_processes),
+            parent_id=self.parent_id,
+            rollup=children.rollup(self.lineage, self.id, self.pending_usage),
             release=True,
         )
         store = self.core.store
@@ -439,7 +487,10 @@ class SessionRuntime:
         image.committed(delta, revision)
         self._clear_pending()
         self.cancel_after_commit |= cancelled
-        self.core.notify(self.id)
+        if delta.rollup:
+            self.core.rolled_up(delta.rollup)
+        # Work for workers (processes started, input queued) wakes this core's idle ones.
+        self.core.notify(self.id, input=bool(delta.processes or delta.enqueue))
         await self._frames_opened(delta.nodes)
         return revision
 
@@ -568,8 +619,16 @@ class SessionRuntime:
             # in its mailbox).
             if not (await store.list_inputs(self.id) or await store.list_commands(self.id)):
                 raise UnknownSession(self.id)
+        initial = await self._link(record)
         self._clear_pending()
-        self.image.load(record, self.composition, self.overrides, fresh=fresh)
+        self.image.load(record, self.composition, self.overrides, fresh=fresh, initial=initial)
+        spec = self.child_spec
+        if spec is not None and (record is None or fresh):
+            if spec.tools is not None:
+                self._restrict(spec.tools)
+            # A new child is stored (with its link and allowlist) by its first commit, at the
+            # latest when it is closed, even if it ran no turn.
+            self.dirty = True
         await self.composition.hooks.collect(
             "prepare_session",
             bind=lambda name: {"options": self.image.options.get(name)},
@@ -579,6 +638,43 @@ class SessionRuntime:
         for message in self.image.migrated:
             log.warning("lash: session %r migrated: %s", self.id, message)
         return record is not None
+
+    async def _link(self, record: SessionRecord | None) -> SessionConfig | None:
+        """Settle the session's parent link and lineage before it is built in memory; return
+        the configuration a new child starts from (``None``: the host's default)."""
+        spec = self.child_spec
+        if spec is not None:
+            children.check_link(self.id, record, spec)
+        self.parent_id = record.parent_id if record is not None else self.parent_id
+        if self.parent_id is None:
+            self.lineage = ()
+            return None
+        parent_config: SessionConfig | None = None
+        if spec is not None and spec.parent_lineage is not None:
+            self.lineage = (*spec.parent_lineage, self.parent_id)
+            parent_config = spec.parent_config
+        else:
+            self.lineage, parent = await children.lineage(self.core.store, self.id, self.parent_id)
+            parent_config = parent.config if parent is not None else None
+        if record is not None or spec is None:
+            return None
+        host = self.composition.config
+        default = SessionConfig(provider=host.provider, model=host.model)
+        return children.initial_config(self.id, spec, parent_config, default)
+
+    def _restrict(self, tools: Sequence[str]) -> None:
+        """Give a new child session its tool allowlist (committed with its first commit)."""
+        kernel = self.image.kernel
+        known = set(self.composition.available_tools())
+        unknown = sorted(set(tools) - known)
+        if unknown:
+            raise SessionError(
+                f"session {self.id!r}: the tool allowlist names unknown tool(s) "
+                f"{', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}",
+                session_id=self.id,
+            )
+        kernel.allowed = list(tools)
+        kernel.generation += 1
 
     async def reload(self) -> None:
         """Reload a stale image from the store (another writer committed, or a commit failed)."""

@@ -20,6 +20,8 @@ from lash._contract.graph import GraphNode
 from lash._contract.services import SessionView
 from lash._contract.types import AgentFrame, PromptView, SessionConfig, ToolCatalogEntry
 from lash._kernel import operations
+from lash._kernel.children import ChildSpec
+from lash._kernel.configpatch import apply_patch, check_patch
 from lash._kernel.prompt import prompt_view
 from lash._kernel.runtime import KernelCore, SessionRuntime
 from lash._kernel.turn import Turn
@@ -57,7 +59,7 @@ class Session:
         session_id: str,
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
-        is_root: bool = True,
+        child: ChildSpec | None = None,
     ) -> None:
         if not session_id:
             raise SessionError("a session id must be a non-empty string", session_id=session_id)
@@ -67,7 +69,7 @@ class Session:
             core,
             session_id,
             options=options,
-            is_root=is_root,
+            child=child,
             apply_commands=operations.apply_queued_commands,
         )
 
@@ -79,7 +81,37 @@ class Session:
 
     @property
     def is_root(self) -> bool:
+        """``False`` for a child session (a sub-agent): one whose head links it to a parent.
+        Known once the session is open."""
         return self._runtime.is_root
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent of a child session (``None``: a root session). Known once it is open."""
+        return self._runtime.parent_id
+
+    def child(
+        self,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A handle on a child session of this one (see :meth:`lash.LashCore.child_session`);
+        an open handle passes on its configuration and per-handle options as they are in
+        memory. Call ``await child.open()`` next."""
+        runtime = self._runtime
+        return self.core.child_session(  # type: ignore[no-any-return]
+            self.id,
+            id=id,
+            tools=tools,
+            options=options,
+            inherit=inherit,
+            config=config,
+            parent=runtime if runtime.opened else None,
+        )
 
     @property
     def view(self) -> SessionView:
@@ -303,9 +335,9 @@ class Session:
         :raises ConfigRejected: naming the plugin that rejected the change and why; the session
             is left untouched.
         """
-        operations.check_patch(self.id, patch)
+        check_patch(self.id, patch)
         config = self._runtime.image.config
-        if "protocol_options" not in patch and operations.apply_patch(config, patch) == config:
+        if "protocol_options" not in patch and apply_patch(config, patch) == config:
             return config  # nothing changes: no lease, no hook, no commit
         async with self._runtime.execute("configure"):
             return await operations.configure(self._runtime, patch)

@@ -36,13 +36,19 @@ class QueuedCommand:
 @attrs.define
 class KernelState:
     """Catalog membership (explicit settings and last known plugin of each tool), the catalog
-    generation, queued commands and the idempotency keys already applied."""
+    generation, queued commands, the idempotency keys already applied, and the tool allowlist
+    of a child session (``None``: no restriction; a tool outside it is never a member)."""
 
     members: dict[str, bool] = attrs.field(factory=dict)
     tool_plugins: dict[str, str] = attrs.field(factory=dict)
     generation: int = 0
     commands: list[QueuedCommand] = attrs.field(factory=list)
     applied_keys: list[str] = attrs.field(factory=list)
+    allowed: list[str] | None = None
+
+    def permits(self, name: str) -> bool:
+        """Whether the allowlist (if any) lets tool ``name`` be a member."""
+        return self.allowed is None or name in self.allowed
 
     def knows_key(self, key: str) -> bool:
         return key in self.applied_keys or any(c.key == key for c in self.commands)
@@ -74,7 +80,7 @@ class KernelState:
                 name=name,
                 plugin=plugin,
                 description=description,
-                member=self.members.get(name, True),
+                member=self.members.get(name, True) and self.permits(name),
             )
             for name, (plugin, description) in available.items()
         ]
@@ -91,6 +97,11 @@ class KernelState:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise KeyError(", ".join(unknown))
+        refused = sorted(
+            name for name, member in changes.items() if member and not self.permits(name)
+        )
+        if refused:
+            raise PermissionError(", ".join(refused))
         changed = False
         for name, member in changes.items():
             if self.members.get(name, True) != member:

@@ -71,6 +71,7 @@ from lash._contract.types import (
     Compact,
     EmitEvent,
     EnqueueMessages,
+    StartProcess,
     ToolCall,
     ToolResult,
     Usage,
@@ -80,7 +81,7 @@ from lash._kernel.prompt import prompt_view
 from lash._kernel.tool_calls import project, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
 from lash._tools.arguments import admit_tool_call
-from lash.errors import LashError
+from lash.errors import LashError, PluginError, ProcessError
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -492,6 +493,24 @@ class Turn:
             self._compact = self._compact or directive
         elif isinstance(directive, EmitEvent):
             self._runtime.emit_as(plugin, directive.type, directive.data)
+        elif isinstance(directive, StartProcess):
+            runtime = self._runtime
+            try:
+                draft = runtime.core.processes.draft(
+                    directive.kind,
+                    directive.payload,
+                    session_id=runtime.id,
+                    key=directive.key,
+                    source=f"plugin:{plugin}",
+                )
+            except ProcessError as exc:
+                raise PluginError(
+                    f"plugin {plugin!r} returned lash.StartProcess({directive.kind!r}): {exc}",
+                    plugin=plugin,
+                    hook=None,
+                ) from exc
+            if all(p.id != draft.id for p in runtime.pending_processes):
+                runtime.pending_processes.append(draft)  # written in the turn's commit
         return None
 
     def _result_of(
@@ -640,10 +659,10 @@ class Turn:
                 started = {"turn_id": self.id, "call": call_data(call)}
                 runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
         if len(calls) == 1:  # no tasks for the common single call
-            results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0].id))]
+            results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
         else:
             results = await asyncio.gather(
-                *(run_tool_call(runtime, call, self._tool_context(call.id)) for call in calls)
+                *(run_tool_call(runtime, call, self._tool_context(call)) for call in calls)
             )
         for call, (final_call, result) in zip(calls, results, strict=True):
             projected = await project(runtime, final_call, result)
@@ -675,13 +694,16 @@ class Turn:
         await self.checkpoint("after_tools")
         return [r for _, r in results]
 
-    def _tool_context(self, call_id: str) -> ToolContext:
+    def _tool_context(self, call: ToolCall) -> ToolContext:
         # One event per call: a tool timing out sets its own event, never its siblings'.
         cancelled = asyncio.Event()
         self._call_events.append(cancelled)
         if self._cancel_requested:
             cancelled.set()
-        return ToolContext(self._runtime.view, call_id, cancelled=cancelled)
+        runtime = self._runtime
+        source = f"tool:{call.name}"
+        processes = runtime.core.processes.scoped(runtime.id, source=source, runtime=runtime)
+        return ToolContext(runtime.view, call.id, cancelled=cancelled, processes=processes)
 
     async def checkpoint(self, kind: str) -> bool:
         """A checkpoint of the running turn: input queued for it joins, then the ``checkpoint``

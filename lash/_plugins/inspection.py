@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.serialization import to_data
 from lash._plugins.composition import PluginCommand, Problem, compose
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
@@ -72,6 +73,12 @@ class Inspection:
         }
         for kind, key in CONTRIBUTION_KEYS.items():
             entry[key] = list(contributed.get(kind, ()))
+        # Operations are listed with what a host needs to call them: kind, session rule and
+        # the JSON schemas of their arguments and result.
+        table = self.registry.of("operation")
+        entry["operations"] = [
+            to_data(table[name].value.info()) for name in entry["operations"] if name in table
+        ]
         entry["commands"] = sorted(c.name for c in self.commands.values() if c.plugin == info.name)
         # Problems that do not stop the plugin from loading (a skipped command, for instance).
         warnings = (

@@ -9,9 +9,12 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.operations import TASK_KIND_PREFIX
 from lash._contract.types import RecoveryDisposition
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
+from lash._plugins.process_kinds import build_process_kind
+from lash._tools.operation import as_operation
 from lash._tools.tool import as_tool
 from lash.errors import LashError, PluginError
 
@@ -23,6 +26,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_process_kinds": "process_kind",
     "register_stores": "store",
     "register_session_commands": "session_command",
+    "register_operations": "operation",
 }
 
 
@@ -102,21 +106,65 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             /,
             *,
             recovery: RecoveryDisposition = RecoveryDisposition.OWNER_BOUND,
+            timeout: float | None = None,
+            max_attempts: int = 3,
         ) -> None:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"process kind must be a non-empty string, got {name!r}")
-            if not inspect.iscoroutinefunction(run):
-                raise TypeError(f"process kind {name!r}: run must be an async function")
-            if not isinstance(recovery, RecoveryDisposition):
-                raise TypeError(
-                    f"process kind {name!r}: recovery must be a lash.RecoveryDisposition, "
-                    f"got {recovery!r}"
-                )
-            registry.add(
-                hook, Contribution(kind, name, plugin, run, _first_line(run.__doc__), recovery)
+            # Built now, like a tool: a kind whose payload type has no schema fails at
+            # registration, attributed to its plugin.
+            built = build_process_kind(
+                name,
+                run,
+                plugin,
+                recovery=recovery,
+                timeout=timeout,
+                max_attempts=max_attempts,
             )
+            registry.add(hook, Contribution(kind, name, plugin, built, built.description, recovery))
 
         return register_process_kind
+    if kind == "operation":
+
+        def register_operation(
+            name: str,
+            fn: Callable[..., Any],
+            /,
+            *,
+            kind: str = "query",
+            session: str = "optional",
+            description: str | None = None,
+            recovery: RecoveryDisposition | None = None,
+            timeout: float | None = None,
+        ) -> None:
+            # Built now, like a tool: a bad signature or args class fails at registration.
+            built = as_operation(
+                plugin, name, fn, kind=kind, session=session, description=description
+            )
+            if kind != "task" and (recovery is not None or timeout is not None):
+                raise ValueError(
+                    f"operation {name!r}: recovery and timeout are a task's (its process's)"
+                )
+            task = None
+            if kind == "task":
+                # A task runs as a process of an implicit kind, operation:<name>, whose run is
+                # the operation's fn (its args are the payload): workers run it like any other.
+                task = build_process_kind(
+                    f"{TASK_KIND_PREFIX}{name}",
+                    fn,
+                    plugin,
+                    recovery=recovery or RecoveryDisposition.OWNER_BOUND,
+                    timeout=timeout,
+                    max_attempts=3,
+                )
+            registry.add(hook, Contribution("operation", name, plugin, built, built.description))
+            if task is not None:
+                registry.add(
+                    hook,
+                    Contribution(
+                        "process_kind", task.name, plugin, task, task.description, task.recovery
+                    ),
+                )
+
+        return register_operation
 
     def register(name: str, value: Any, /) -> None:
         if not isinstance(name, str) or not name:

@@ -25,12 +25,13 @@ from lash._contract.types import (
     ReplaceToolArguments,
     SessionConfig,
     ShortCircuitToolCall,
+    StartProcess,
     ToolResult,
 )
 from lash.errors import PluginError
 
 #: Turn directives: what before_turn / after_turn may return (one, or an iterable of them).
-TURN_DIRECTIVES: tuple[type, ...] = (AbortTurn, EnqueueMessages, Compact, EmitEvent)
+TURN_DIRECTIVES: tuple[type, ...] = (AbortTurn, EnqueueMessages, Compact, EmitEvent, StartProcess)
 TOOL_CALL_DIRECTIVES: tuple[type, ...] = (ReplaceToolArguments, ShortCircuitToolCall, AbortToolCall)
 
 
@@ -117,7 +118,7 @@ def checker(hook: str) -> ResultCheck:
     if hook in ("before_turn", "after_turn", "checkpoint"):
         expected = (
             "a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, "
-            "lash.EmitEvent), "
+            "lash.EmitEvent, lash.StartProcess), "
             "an iterable of them, or None"
         )
         return ResultCheck(
@@ -148,4 +149,5 @@ _ONE: dict[str, tuple[tuple[type, ...], str]] = {
     ),
     "after_tool_call": ((ToolResult,), "a lash.ToolResult, or None to keep the result"),
     "project_tool_result": ((str,), "the text the model sees (str), or None"),
+    "render_process_result": ((str,), "the text of the session's wake-up input (str), or None"),
 }

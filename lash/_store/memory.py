@@ -15,7 +15,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
-from lash._contract.types import SessionConfig, Usage
+from lash._contract.types import ProcessRecord, SessionConfig, Usage
 from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -27,6 +27,18 @@ from lash._store.leases import (
     lease_is_live,
     same_input,
     take_lease,
+)
+from lash._store.process_rules import (
+    cancel_record,
+    check_claim,
+    claim_expired,
+    claimed_by,
+    finish_record,
+    new_process,
+    on_expiry,
+    process_event,
+    same_process,
+    settled_on_expiry,
 )
 from lash._store.records import (
     CancelReceipt,
@@ -40,13 +52,21 @@ from lash._store.records import (
     InputDraft,
     Lease,
     PendingInput,
+    ProcessDraft,
     QueuedCommand,
     SessionRecord,
     SessionSummary,
     StoredEvent,
     TurnRecord,
 )
-from lash.errors import InputConflict, LeaseLost, RevisionConflict, SessionBusy, UnknownSession
+from lash.errors import (
+    InputConflict,
+    LeaseLost,
+    RevisionConflict,
+    SessionBusy,
+    SessionError,
+    UnknownSession,
+)
 
 
 @attrs.define
@@ -78,6 +98,7 @@ class _MemorySession:
     cancel_requests: dict[str, CancelRequest] = attrs.field(factory=dict)
     events: list[StoredEvent] = attrs.field(factory=list)
     event_seq: int = 0
+    parent_id: str | None = None
 
 
 class MemoryStore:
@@ -98,6 +119,9 @@ class MemoryStore:
         self.events_kept = events_kept
         self.events_max_age = events_max_age
         self._sessions: dict[str, _MemorySession] = {}
+        # Processes in start order (oldest first), and their keys.
+        self._processes: dict[str, ProcessRecord] = {}
+        self._process_keys: dict[str, str] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -190,6 +214,7 @@ class MemoryStore:
             usage=dict(s.usage),
             turns=s.turns,
             event_seq=s.event_seq,
+            parent_id=s.parent_id,
         )
 
     async def commit(
@@ -216,6 +241,19 @@ class MemoryStore:
             raise RevisionConflict(session_id, expected=expected_revision, actual=s.revision)
         for draft in delta.enqueue:
             self._keyed(session_id, s, draft)  # a key conflict refuses the whole commit
+        starts: dict[str, ProcessRecord] = {}  # by key: the processes this commit starts
+        for process in delta.processes:
+            found = self._keyed_process(process) or starts.get(process.key or "")
+            if found is not None and not same_process(found, process):
+                raise InputConflict(
+                    process.session_id or "-", process.key or "", found.id, "process"
+                )
+            if found is None and process.id in self._processes:
+                raise SessionError(
+                    f"process id {process.id!r} is taken", session_id=process.session_id
+                )
+            if found is None and process.key is not None:
+                starts[process.key] = new_process(process, 0.0)
         # Checked: from here on nothing fails, so the commit applies whole.
         now = time.time()
         if delta.replace:
@@ -232,6 +270,7 @@ class MemoryStore:
                 cancel_requests=keep.cancel_requests,
                 events=keep.events,
                 event_seq=keep.event_seq,
+                parent_id=keep.parent_id,
             )
             self._sessions[session_id] = s
         elif s.revision == 0:
@@ -250,6 +289,13 @@ class MemoryStore:
         for source, usage in delta.usage.items():
             s.usage[source] = s.usage.get(source, Usage()) + usage
         s.turns += delta.turns
+        if delta.parent_id is not None:
+            s.parent_id = delta.parent_id
+        for other_id, usages in delta.rollup.items():
+            other = self._sessions.get(other_id)
+            if other is not None:  # an ancestor deleted meanwhile gets nothing
+                for source, usage in usages.items():
+                    other.usage[source] = other.usage.get(source, Usage()) + usage
         s.revision = expected_revision + 1
         s.updated_at = now
         turn_id = delta.turn.turn_id if delta.turn is not None else None
@@ -272,6 +318,8 @@ class MemoryStore:
             )
             s.cancel_requests.pop(delta.turn.turn_id, None)
         self._log(session_id, s, delta.events)
+        for process in delta.processes:
+            self._start(process, now)
         if delta.release and s.lease is not None:
             s.lease = attrs.evolve(s.lease, expires_at=0.0)
             s.running_turn = None
@@ -292,6 +340,10 @@ class MemoryStore:
         self._sessions[session_id] = _MemorySession(
             lease=s.lease, event_seq=s.event_seq, input_seq=s.input_seq, command_seq=s.command_seq
         )
+        for process in [p for p in self._processes.values() if p.session_id == session_id]:
+            del self._processes[process.id]
+            if process.key is not None:
+                self._process_keys.pop(process.key, None)
 
     async def list_sessions(self) -> list[SessionSummary]:
         rows = []
@@ -313,6 +365,7 @@ class MemoryStore:
                     total,
                     s.status,
                     pending,
+                    s.parent_id,
                 )
             )
         return sorted(rows, key=lambda r: r.updated_at, reverse=True)
@@ -504,6 +557,152 @@ class MemoryStore:
         first = s.events[0].seq if s.events else s.event_seq + 1
         events = tuple(e for e in s.events if e.seq > after)[:limit]
         return EventPage(events, first, s.event_seq)
+
+    # -- processes --------------------------------------------------------------------------------
+
+    def _keyed_process(self, draft: ProcessDraft) -> ProcessRecord | None:
+        if draft.key is None:
+            return None
+        existing_id = self._process_keys.get(draft.key)
+        if existing_id is None:
+            return None
+        existing = self._processes[existing_id]
+        if not same_process(existing, draft):
+            raise InputConflict(draft.session_id or "-", draft.key, existing.id, what="process")
+        return existing
+
+    def _start(self, draft: ProcessDraft, now: float) -> ProcessRecord:
+        existing = self._keyed_process(draft)
+        if existing is not None:
+            return existing
+        if draft.id in self._processes:
+            raise SessionError(f"process id {draft.id!r} is taken", session_id=draft.session_id)
+        record = new_process(draft, now)
+        self._processes[record.id] = record
+        if draft.key is not None:
+            self._process_keys[draft.key] = record.id
+        self._log_process("process_started", record)
+        return record
+
+    def _log_process(self, kind: str, record: ProcessRecord) -> None:
+        if record.session_id is not None:
+            session = self._session(record.session_id)
+            self._log(record.session_id, session, [process_event(kind, record)])
+
+    def _put(self, record: ProcessRecord, event: str | None = None) -> ProcessRecord:
+        self._processes[record.id] = record
+        if event is not None:
+            self._log_process(event, record)
+        return record
+
+    async def start_process(self, draft: ProcessDraft) -> ProcessRecord:
+        if draft.session_id is not None:
+            check_session_id(draft.session_id)
+        return self._start(draft, time.time())
+
+    async def get_process(self, process_id: str) -> ProcessRecord | None:
+        return self._processes.get(process_id)
+
+    async def list_processes(
+        self,
+        *,
+        session_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[ProcessRecord]:
+        return [
+            p
+            for p in self._processes.values()
+            if (session_id is None or p.session_id == session_id)
+            and (kind is None or p.kind == kind)
+            and (status is None or p.status == status)
+        ][:limit]
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Sequence[str] | None = None
+    ) -> ProcessRecord | None:
+        now = time.time()
+        for record in list(self._processes.values()):
+            if claim_expired(record, now):
+                settled = settled_on_expiry(record, now)
+                if settled is not None:
+                    self._put(settled, "process_finished")
+        for record in self._processes.values():
+            if kinds is not None and record.kind not in kinds:
+                continue
+            if record.status == "pending" or (
+                claim_expired(record, now) and on_expiry(record) == "rerun"
+            ):
+                return self._put(claimed_by(record, owner, ttl=ttl, now=now), "process_running")
+        return None
+
+    def _claimed(self, process_id: str, token: int) -> ProcessRecord:
+        return check_claim(process_id, token, self._processes.get(process_id))
+
+    async def heartbeat_process(
+        self, process_id: str, token: int, *, ttl: float, progress: Any = None
+    ) -> ProcessRecord:
+        record = self._claimed(process_id, token)
+        record = attrs.evolve(record, expires_at=time.time() + ttl)
+        if progress is None:
+            return self._put(record)
+        return self._put(attrs.evolve(record, progress=progress), "process_progress")
+
+    async def park_process(self, process_id: str, token: int) -> ProcessRecord:
+        record = self._claimed(process_id, token)
+        return self._put(attrs.evolve(record, expires_at=None))
+
+    async def finish_process(
+        self,
+        process_id: str,
+        token: int | None,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> ProcessRecord:
+        record = self._processes.get(process_id)
+        done = finish_record(
+            process_id, record, token, status=status, result=result, error=error, now=time.time()
+        )
+        return record if done is record else self._put(done, "process_finished")
+
+    async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
+        record = self._processes.get(process_id)
+        if record is None:
+            return None
+        asked = cancel_record(record, reason, time.time())
+        if asked is record:
+            return record
+        return self._put(asked, "process_finished" if asked.finished else None)
+
+    async def unnotified_processes(self, *, finished_before: float) -> list[ProcessRecord]:
+        return [
+            p
+            for p in self._processes.values()
+            if p.finished and not p.notified and (p.finished_at or 0.0) < finished_before
+        ]
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        record = self._processes.get(process_id)
+        if record is not None:
+            self._put(attrs.evolve(record, notified=True))
+
+    async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
+        now = time.time()
+        waiting: list[tuple[float, str]] = []
+        for sid, s in self._sessions.items():
+            if lease_is_live(s.lease, now):
+                continue
+            oldest = [
+                item.record.created_at
+                for item in s.inputs
+                if self._state(s, item).state == "pending"
+            ] + [c.created_at for c in s.commands if c.state == "pending"]
+            if oldest:
+                waiting.append((min(oldest), sid))
+        return [sid for _, sid in sorted(waiting)[:limit]]
 
     async def close(self) -> None:
         return None

@@ -24,8 +24,9 @@ notification may only delay: callers read the log after either answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from lash._contract.types import ProcessRecord
 from lash._store.records import (
     CancelReceipt,
     CancelRequest,
@@ -38,6 +39,7 @@ from lash._store.records import (
     InputDraft,
     Lease,
     PendingInput,
+    ProcessDraft,
     QueuedCommand,
     SessionRecord,
     SessionSummary,
@@ -185,6 +187,89 @@ class Store(Protocol):
     async def read_events(self, session_id: str, *, after: int = 0, limit: int = 1000) -> EventPage:
         """Up to ``limit`` events with ``seq > after``, oldest first, and the store's replay
         window (``first``, ``last``)."""
+
+    # -- processes: durable records, claimed by workers ------------------------------------------
+
+    async def start_process(self, draft: ProcessDraft) -> ProcessRecord:
+        """Write a ``pending`` process record (``attempts`` 0) and, when it belongs to a session,
+        log ``process_started`` there. A ``key`` already used returns that process, whatever its
+        state (nothing is written), when kind, session and payload are the same.
+
+        :raises InputConflict: the key was used for another kind, session or payload.
+        """
+
+    async def get_process(self, process_id: str) -> ProcessRecord | None:
+        """The process ``process_id``, or ``None``."""
+
+    async def list_processes(
+        self,
+        *,
+        session_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[ProcessRecord]:
+        """Processes, oldest first, filtered by session, kind and status (``None``: any)."""
+
+    async def claim_process(
+        self, owner: str, *, ttl: float, kinds: Sequence[str] | None = None
+    ) -> ProcessRecord | None:
+        """Claim the oldest runnable process (of ``kinds`` if given) for ``ttl`` seconds and
+        return it ``running``, with ``owner``, a new ``token``, ``expires_at`` and ``attempts``
+        increased by one; ``None`` when none is runnable. Runnable: ``pending`` ones, and
+        ``running`` rerunnable ones whose claim expired with attempts left. First, in the same
+        transaction, every ``running`` process whose claim expired and that may not run again
+        is settled: an owner-bound one ``abandoned``, a rerunnable one with no attempts left
+        ``failed``; an externally owned one stays as it is."""
+
+    async def heartbeat_process(
+        self, process_id: str, token: int, *, ttl: float, progress: Any = None
+    ) -> ProcessRecord:
+        """Extend the claim ``token`` by ``ttl`` seconds (and store ``progress`` when given,
+        logging ``process_progress`` in its session); the record returned says whether
+        cancellation was requested.
+
+        :raises LeaseLost: when ``token`` is no longer the process's claim, or it is finished.
+        """
+
+    async def park_process(self, process_id: str, token: int) -> ProcessRecord:
+        """Give up the claim on an externally owned process whose ``run`` returned: it stays
+        ``running``, with no claim (``expires_at`` None), until an external ``finish_process``.
+
+        :raises LeaseLost: when ``token`` is no longer the process's claim.
+        """
+
+    async def finish_process(
+        self,
+        process_id: str,
+        token: int | None,
+        *,
+        status: str,
+        result: Any = None,
+        error: str | None = None,
+    ) -> ProcessRecord:
+        """Settle a process in a terminal ``status`` (logging ``process_finished`` in its
+        session) and return it. With a ``token``, only the worker holding that claim may
+        (:class:`lash.LeaseLost` otherwise). ``token=None`` is an external completion: allowed for
+        a process that is not finished (for an externally owned one, or a cancellation of a
+        ``pending`` one); a process already finished is returned unchanged (first settlement
+        stands)."""
+
+    async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
+        """Ask a process to stop: a ``pending`` one is ``cancelled`` at once; a ``running`` one
+        gets ``cancel_requested`` (its worker sees it at its next heartbeat); a finished one is
+        returned unchanged. ``None`` for an unknown id."""
+
+    async def unnotified_processes(self, *, finished_before: float) -> list[ProcessRecord]:
+        """Finished processes not yet ``notified`` that finished before ``finished_before``
+        (epoch seconds), oldest first: those whose finisher died before notifying."""
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        """Record that ``process_finished`` ran (and the session was woken) for the process."""
+
+    async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
+        """Ids of sessions with pending input or commands and no live lease, the one waiting
+        longest first: what a worker drains."""
 
     async def close(self) -> None:
         """Release connections and files."""

@@ -31,6 +31,7 @@ __all__ = [
     "InputState",
     "Lease",
     "PendingInput",
+    "ProcessDraft",
     "QueuedCommand",
     "SessionRecord",
     "SessionSummary",
@@ -85,7 +86,8 @@ class SessionRecord:
     """A session as loaded from a store: its head and the nodes of its active frame (or all).
 
     ``event_seq`` is the sequence number of its latest event (0: none): a view loaded with it
-    is the state observers see up to that event.
+    is the state observers see up to that event. ``parent_id`` is the session a child session
+    (a sub-agent) was created from (``None``: a root session).
     """
 
     session_id: str
@@ -98,6 +100,7 @@ class SessionRecord:
     usage: Mapping[str, Usage] = attrs.field(factory=dict)
     turns: int = 0
     event_seq: int = 0
+    parent_id: str | None = None
 
     __module__ = "lash.store"
 
@@ -269,6 +272,30 @@ class EventPage:
 
 
 @attrs.frozen
+class ProcessDraft:
+    """A process to start: its ``id`` (chosen by the caller, so a tool can name the process
+    before the turn that starts it commits), ``kind`` and JSON-ready ``payload``; the session it
+    belongs to (``None``: the host's); ``key`` makes starting idempotent (a key already used,
+    with the same kind, session and payload, returns that process; otherwise it is a
+    :class:`lash.InputConflict`). ``recovery`` is a :class:`lash.RecoveryDisposition` value;
+    ``max_attempts`` bounds the runs of a rerunnable process; ``source`` says who started it
+    (``"host"``, ``"tool:NAME"``, ``"plugin:NAME"``...).
+    """
+
+    id: str
+    kind: str
+    payload: Any = None
+    session_id: str | None = None
+    key: str | None = None
+    recovery: str = "owner_bound"
+    max_attempts: int = 1
+    timeout: float | None = None
+    source: str | None = None
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
 class CommitDelta:
     """What one commit adds, applied atomically. ``None`` fields are unchanged.
 
@@ -281,6 +308,16 @@ class CommitDelta:
     - ``enqueue``: inputs this commit queues (``EnqueueMessages`` directives).
     - ``turn``: the record of the turn this commit completes (its id unique in the session).
     - ``events``: events appended to the session's log, in order.
+    - ``processes``: processes this commit starts (``pending``; a key already used with the
+      same content is skipped, as by :meth:`Store.start_process`; with other content it is an
+      :class:`lash.InputConflict` that refuses the whole commit), so a turn that does not
+      commit starts nothing.
+    - ``parent_id``: the session's parent (a child session's commits carry it; ``None`` leaves
+      the head's link as it is).
+    - ``rollup``: usage added to *other* sessions' usage totals, by session id then source, in
+      the same transaction, without their lease and without moving their revision (how a
+      child session's usage rolls up into its ancestors, under ``child:<id>``); a session
+      with no head is skipped.
     - ``release``: release the lease in the same transaction.
     """
 
@@ -295,6 +332,9 @@ class CommitDelta:
     enqueue: tuple[InputDraft, ...] = ()
     turn: TurnRecord | None = None
     events: tuple[EventDraft, ...] = ()
+    processes: tuple[ProcessDraft, ...] = ()
+    parent_id: str | None = None
+    rollup: Mapping[str, Mapping[str, Usage]] = attrs.field(factory=dict)
     release: bool = False
 
     __module__ = "lash.store"
@@ -304,7 +344,7 @@ class CommitDelta:
 class SessionSummary:
     """One row of a session listing. ``status`` is how its last turn ended (``completed``,
     ``stopped``, ``failed``; ``None`` before any turn); ``pending_inputs`` counts its queued
-    input."""
+    input; ``parent_id`` is the parent of a child session (``None``: a root session)."""
 
     session_id: str
     created_at: float
@@ -315,6 +355,7 @@ class SessionSummary:
     usage: Usage = Usage()
     status: str | None = None
     pending_inputs: int = 0
+    parent_id: str | None = None
 
     __module__ = "lash.store"
 

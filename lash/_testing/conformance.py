@@ -2,8 +2,10 @@
 
 This module is the runner and its public surface (re-exported by :mod:`lash.testing`); the checks
 live in :mod:`lash._testing.store_checks` (leases, fencing, compare-and-swap, races),
-:mod:`lash._testing.store_data_checks` (what a commit persists and how it reads back) and
-:mod:`lash._testing.store_id_checks` (which session ids a store accepts).
+:mod:`lash._testing.store_data_checks` (what a commit persists and how it reads back),
+:mod:`lash._testing.store_id_checks` (which session ids a store accepts),
+:mod:`lash._testing.store_mailbox_checks` (leases per execution, the mailbox, the event log) and
+:mod:`lash._testing.store_process_checks` (process records, claims, expiry, the outbox).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lash._testing import store_checks as _store_checks
 from lash._testing import store_data_checks as _store_data_checks
 from lash._testing import store_id_checks as _store_id_checks
 from lash._testing import store_mailbox_checks as _store_mailbox_checks
+from lash._testing import store_process_checks as _store_process_checks
 from lash._testing.store_checks import describe
 
 __all__ = [
@@ -49,6 +52,7 @@ CHECKS: dict[str, StoreCheck] = {
         *_store_data_checks.CHECKS,
         *_store_id_checks.CHECKS,
         *_store_mailbox_checks.CHECKS,
+        *_store_process_checks.CHECKS,
     )
 }
 

@@ -33,7 +33,7 @@ from lash._testing.store_checks import (
     short,
     summaries_of,
 )
-from lash.errors import LeaseLost, SessionBusy, UnknownSession
+from lash.errors import LeaseLost, RevisionConflict, SessionBusy, UnknownSession
 
 # --------------------------------------------------------------------------------------------
 # Loading, revisions, timestamps
@@ -517,6 +517,72 @@ async def check_large_history(store: Store) -> None:
     expect_equal(active.revision, len(cuts) - 1, "revision after 11 commits")
 
 
+async def check_child_link_and_rollup(store: Store) -> None:
+    """A child session's commits record its parent in the head (``load``, ``list_sessions``),
+    a later commit without ``parent_id`` keeps the link, and ``rollup`` adds usage to other
+    sessions' totals without moving their revision (a session with no head is skipped); a
+    refused commit rolls nothing up."""
+    parent = await new_lease(store, "parent")
+    await commit_at(store, parent, 0, usage={"turn": Usage(1, 1, 0)})
+    child = await new_lease(store, "child")
+    source = f"child:{child.session_id}"
+    missing = session_id_for("never-created")
+    rollup = {parent.session_id: {source: Usage(5, 2, 1)}, missing: {source: Usage(9, 9, 9)}}
+    await commit_at(
+        store,
+        child,
+        0,
+        usage={"turn": Usage(5, 2, 1)},
+        parent_id=parent.session_id,
+        rollup=rollup,
+    )
+    await commit_at(
+        store,
+        child,
+        1,
+        usage={"turn": Usage(1, 0, 0)},
+        rollup={parent.session_id: {source: Usage(1, 0, 0)}},
+    )
+    # A refused commit rolls nothing up: the roll-up is part of the commit.
+    stale = CommitDelta(
+        usage={"turn": Usage(50, 0, 0)}, rollup={parent.session_id: {source: Usage(50, 0, 0)}}
+    )
+    await expect_raises(
+        RevisionConflict,
+        store.commit(child.session_id, lease=child, expected_revision=0, delta=stale),
+        "a child's commit at a stale revision",
+    )
+    record = await load_record(store, child.session_id)
+    expect_equal(record.parent_id, parent.session_id, "parent_id of the child after two commits")
+    expect_equal(dict(record.usage), {"turn": Usage(6, 2, 1)}, "the child's own usage")
+    head = await load_record(store, parent.session_id)
+    expect_equal(head.parent_id, None, "parent_id of a root session")
+    expect_equal(head.revision, 1, "the parent's revision after its child's roll-ups")
+    expect_equal(
+        dict(head.usage),
+        {"turn": Usage(1, 1, 0), source: Usage(6, 2, 1)},
+        "the parent's usage with its child's rolled up",
+    )
+    expect(await store.load(missing) is None, "a roll-up created a session that had no head")
+    rows = {
+        r.session_id: r for r in await summaries_of(store, [parent.session_id, child.session_id])
+    }
+    expect_equal(
+        (rows[child.session_id].parent_id, rows[parent.session_id].parent_id),
+        (parent.session_id, None),
+        "list_sessions() parent_id of the child and of the parent",
+    )
+    expect_equal(rows[parent.session_id].usage, Usage(7, 3, 1), "the parent's listed usage")
+    # The parent commits on as before: its own usage adds to what its child rolled up.
+    await commit_at(store, parent, 1, usage={"turn": Usage(1, 0, 0)})
+    head = await load_record(store, parent.session_id)
+    expect_equal(
+        dict(head.usage),
+        {"turn": Usage(2, 1, 0), source: Usage(6, 2, 1)},
+        "the parent's usage after its own next commit",
+    )
+
+
 #: The checks of this module, in the order they run.
 CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_load_missing,
@@ -533,4 +599,5 @@ CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_delete,
     check_sessions_independent,
     check_large_history,
+    check_child_link_and_rollup,
 )

@@ -150,6 +150,13 @@ class _StubBackend:
     def usage_report(self) -> dict[str, Any]:
         return {"total": to_data(Usage()), "by_source": {}}
 
+    def child(self, **_: Any) -> Any:
+        raise SessionError(
+            f"session {self.id!r}: a StubSession cannot create child sessions; test code that "
+            "creates sub-agents with lash_core(plugin, script=[...]) and a real session",
+            session_id=self.id,
+        )
+
 
 def _get(table: dict[type, Any], cls: type[T], what: str) -> T:
     found = table.get(cls)
@@ -173,7 +180,7 @@ class StubSession(SessionView):
     its state can be read back with :meth:`state` after the call. ``nodes`` are what
     :attr:`nodes` returns; ``tools`` the catalog (``set_tool_membership`` changes it, and
     :attr:`generation` counts the changes); what the code under test records is in
-    :attr:`recorded`. A stub has no model: ``complete()`` raises.
+    :attr:`recorded`. A stub has no model: ``complete()`` raises, and so does ``child()``.
     """
 
     __module__ = "lash.testing"

@@ -40,7 +40,7 @@ from lash._tools.arguments import depth_problem
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Tool", "as_tool", "raw_tool", "tool"]
+__all__ = ["Tool", "as_tool", "json_schema", "raw_tool", "tool"]
 
 T = TypeVar("T")
 
@@ -169,6 +169,12 @@ def _schema(tp: Any, seen: tuple[type, ...] = ()) -> dict[str, Any]:
     if isinstance(tp, type) and attrs.has(tp):
         return _attrs_schema(tp, seen)
     raise _Unsupported(f"unsupported type {type_name(tp)}")
+
+
+def json_schema(tp: Any) -> dict[str, Any]:
+    """The JSON schema of the type hint ``tp`` (``{}`` for ``Any``), as tools' parameters get
+    theirs. :raises TypeError: a type no schema can express (named)."""
+    return _schema(tp)
 
 
 def _attrs_schema(cls: type, seen: tuple[type, ...]) -> dict[str, Any]:

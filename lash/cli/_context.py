@@ -50,6 +50,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "plugins_command",
         "List plugins, loaded or not, and what each contributes.",
     ),
+    "processes": (
+        "lash.cli._process_cmds",
+        "processes_group",
+        "List, show and cancel the background processes of the configured store.",
+    ),
     "run": (
         "lash.cli._run_cmds",
         "run_command",
@@ -59,6 +64,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "lash.cli._sessions_cmds",
         "sessions_group",
         "List, show, export and delete sessions; queue input for them, watch and drain them.",
+    ),
+    "worker": (
+        "lash.cli._process_cmds",
+        "worker_command",
+        "Run the background processes of the configured store, and drain its sessions.",
     ),
 }
 

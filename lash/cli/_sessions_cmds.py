@@ -89,6 +89,7 @@ def _summary_data(row: SessionSummary) -> dict[str, Any]:
         "usage": to_data(row.usage),
         "status": row.status,
         "pending_inputs": row.pending_inputs,
+        "parent_id": row.parent_id,
     }
 
 
@@ -106,6 +107,7 @@ def _head_data(record: SessionRecord, pending_inputs: int) -> dict[str, Any]:
         "usage": to_data(_total(record.usage)),
         "status": status,
         "pending_inputs": pending_inputs,
+        "parent_id": record.parent_id,
         "usage_by_source": {k: to_data(v) for k, v in sorted(record.usage.items())},
         "config": to_data(record.config),
         "plugin_states": dict(record.plugin_states),
@@ -355,8 +357,9 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 
     \b
     JSON keys: session_id, created_at, updated_at (ISO 8601, UTC), turns, revision,
-    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens),
-    status (completed, stopped, failed, or null before any turn), pending_inputs.
+    last_user_message (full, or null), usage (input_tokens, output_tokens, cached_tokens; a
+    parent's includes its child sessions'), status (completed, stopped, failed, or null before
+    any turn), pending_inputs, parent_id (a child session's parent, or null).
     """
 
     async def action(store: Store) -> tuple[list[SessionSummary], str]:

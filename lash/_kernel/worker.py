@@ -1,0 +1,468 @@
+"""The worker: what ``lash worker`` and ``core.run_worker()`` run.
+
+A worker claims runnable processes of the kinds its core registered, under a claim of
+``lease_ttl`` seconds renewed by a heartbeat every third of it (the heartbeat also reads
+cancellation requests), runs each in a task, and records its terminal state in one commit
+fenced by the claim's token: a worker whose claim was taken over (it stalled past its TTL) can
+no longer finish the process, and drops it. Then it notifies (``process_finished``, the
+session's wake-up input; :meth:`lash.Processes.notify`). It also sweeps the notification
+outbox (processes whose finisher died before notifying) and, with ``sessions``, drains the
+sessions that have queued input, so a finished process's result becomes a turn.
+
+Idle, a worker makes one store query per ``poll`` seconds, rotating between claiming and
+looking for runnable sessions (a sweep takes a turn every ``lease_ttl / 2``); work started or
+queued by its own core wakes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lash._contract.processes import ProcessContext
+from lash._contract.types import ProcessRecord, RecoveryDisposition
+from lash._plugins.process_kinds import ProcessKind
+from lash.errors import LashError, LeaseLost, SessionBusy
+
+if TYPE_CHECKING:
+    from lash._kernel.observation import SessionSnapshot
+    from lash._kernel.processes import Processes
+    from lash._kernel.session import Session
+    from lash._store.protocol import Store
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger("lash.worker")
+
+_workers = itertools.count(1)
+
+#: Seconds a session whose drain failed is left alone before a worker tries it again.
+DRAIN_BACKOFF = 30.0
+
+
+class WorkerCore(Protocol):
+    """What a worker needs of its core (:class:`lash.LashCore` is one)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def processes(self) -> Processes: ...
+
+    @property
+    def owner_id(self) -> str: ...
+
+    def session(self, session_id: str) -> Session: ...
+
+    async def current(self, session_id: str) -> SessionSnapshot: ...
+
+
+def _check(name: str, value: Any, *, minimum: float, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= minimum:
+        what = "an int" if integer else "a number"
+        raise ValueError(f"run_worker: {name} must be {what} >= {minimum:g}, got {value!r}")
+
+
+async def run_worker(
+    core: WorkerCore,
+    *,
+    concurrency: int = 4,
+    lease_ttl: float = 30.0,
+    sessions: bool = True,
+    once: bool = False,
+    kinds: Sequence[str] | None = None,
+    poll: float = 1.0,
+    grace: float = 5.0,
+) -> None:
+    """Run background processes until cancelled (``once``: until nothing is runnable).
+
+    :param concurrency: processes (and session drains) run at once.
+    :param lease_ttl: seconds a claim lasts; heartbeats renew it every third of that. A worker
+        that dies is taken over once its claims expire.
+    :param sessions: also drain sessions with queued input (finished processes queue theirs).
+    :param once: run what is runnable now (claim until none is left, drain, repeat while that
+        made new work), then return: for tests and cron jobs.
+    :param kinds: the kinds to run (default: every kind the core's plugins registered).
+    :param poll: seconds between two store queries while idle.
+    :param grace: seconds a cancelled (or timed-out) run has to stop before it is recorded
+        ``cancelled`` (``failed``) anyway.
+    :raises ProcessError: an unknown kind in ``kinds``.
+    """
+    _check("concurrency", concurrency, minimum=1, integer=True)
+    _check("lease_ttl", lease_ttl, minimum=0.1)
+    _check("poll", poll, minimum=0.001)
+    _check("grace", grace, minimum=0)
+    registered = core.processes.kinds()
+    names = list(registered) if kinds is None else list(kinds)
+    for name in names:
+        core.processes.kind(name)  # raises, naming an unknown kind
+    worker = _Worker(
+        core, {n: registered[n] for n in names}, concurrency, lease_ttl, sessions, poll, grace
+    )
+    await (worker.once() if once else worker.forever())
+
+
+async def _waited(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; whether it was set. (Not ``asyncio.wait_for``: on
+    Python 3.11 it swallows a cancellation that arrives as the event is set, and a worker must
+    stop when cancelled.)"""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _run(kind: ProcessKind, context: ProcessContext, payload: Any) -> Any:
+    return await kind.run(context, payload)
+
+
+class _Worker:
+    def __init__(
+        self,
+        core: WorkerCore,
+        kinds: dict[str, ProcessKind],
+        concurrency: int,
+        lease_ttl: float,
+        sessions: bool,
+        poll: float,
+        grace: float,
+    ) -> None:
+        self.core = core
+        self.store = core.store
+        self.processes = core.processes
+        self.kinds = kinds
+        self.slots = concurrency
+        self.ttl = lease_ttl
+        self.sessions = sessions
+        self.poll = poll
+        self.grace = grace
+        self.owner = f"{core.owner_id}/worker-{next(_workers)}"
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.draining: set[str] = set()
+        self.backoff: dict[str, float] = {}
+        self.wake = asyncio.Event()
+        self.last_sweep = 0.0
+
+    # -- loops -----------------------------------------------------------------------------------
+
+    async def forever(self) -> None:
+        self.processes.add_waker(self.wake)
+        rotation = itertools.cycle(("claim", "sessions") if self.sessions else ("claim",))
+        woken = True  # first round: claim and look for sessions at once
+        try:
+            while True:
+                self.wake.clear()
+                busy = False
+                try:
+                    if time.monotonic() - self.last_sweep >= self.ttl / 2:
+                        await self.sweep()
+                    elif woken:
+                        busy = await self.claim_more()
+                        if self.sessions:
+                            busy |= await self.drain_runnable()
+                    elif next(rotation) == "claim":
+                        busy = await self.claim_more()
+                    else:
+                        busy = await self.drain_runnable()
+                except Exception as exc:  # the store is away for a moment: try again later
+                    log.warning("lash: worker %s: store query failed: %s", self.owner, exc)
+                if busy:
+                    woken = True
+                    await asyncio.sleep(0)
+                    if self.free():
+                        continue
+                woken = await _waited(self.wake, self.poll)
+        finally:
+            self.processes.remove_waker(self.wake)
+            await self.stop()
+
+    async def once(self) -> None:
+        try:
+            while True:
+                await self.sweep()
+                progressed = False
+                while True:
+                    if not self.free():
+                        await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    if not await self.claim_more():
+                        break
+                    progressed = True
+                if self.sessions:
+                    progressed |= await self.drain_runnable(everything=True)
+                if self.tasks:
+                    await asyncio.wait(set(self.tasks))
+                if not progressed:
+                    return
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Cancel what still runs (a cancelled worker): its claims expire, and another worker
+        takes over as each process's recovery disposition says."""
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    def free(self) -> int:
+        return self.slots - len(self.tasks)
+
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self.tasks.discard(task)
+            self.wake.set()  # a slot is free
+
+        task.add_done_callback(done)
+
+    # -- one query each --------------------------------------------------------------------------
+
+    async def claim_more(self) -> bool:
+        """Claim one runnable process (when a slot is free) and start it; whether one was."""
+        if not self.kinds or not self.free():
+            return False
+        record = await self.store.claim_process(self.owner, ttl=self.ttl, kinds=list(self.kinds))
+        if record is None:
+            return False
+        self.spawn(self.run(record))
+        return True
+
+    async def drain_runnable(self, *, everything: bool = False) -> bool:
+        """Start draining sessions with queued input (as many as slots are free)."""
+        free = self.free() if not everything else self.slots
+        if free <= 0:
+            return False
+        now = time.monotonic()
+        # Sessions left alone for now (draining here, or failing) must not hide the others.
+        self.backoff = {sid: until for sid, until in self.backoff.items() if until > now}
+        skipped = len(self.draining) + len(self.backoff)
+        started = False
+        for session_id in await self.store.runnable_sessions(limit=free + skipped):
+            if session_id in self.draining or self.backoff.get(session_id, 0.0) > now:
+                continue
+            if not self.free():
+                if not everything:
+                    break
+                await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+            self.draining.add(session_id)
+            self.spawn(self.drain(session_id))
+            started = True
+        return started
+
+    async def sweep(self) -> None:
+        """Notify processes whose finisher died before notifying (finished over a TTL ago)."""
+        self.last_sweep = time.monotonic()
+        try:
+            for record in await self.store.unnotified_processes(
+                finished_before=time.time() - self.ttl
+            ):
+                await self.processes.notify(record)
+        except LashError as exc:
+            log.warning("lash: worker %s: the notification sweep failed: %s", self.owner, exc)
+
+    # -- a session ---------------------------------------------------------------------------------
+
+    async def drain(self, session_id: str) -> None:
+        session = self.core.session(session_id)
+        try:
+            # A session another worker drains is left to it (no wait for its lease).
+            await session.open(wait=0)
+            await session.drain()
+        except SessionBusy:
+            pass
+        except Exception as exc:
+            log.error(
+                "lash: worker %s: draining session %r failed: %s", self.owner, session_id, exc
+            )
+            self.backoff[session_id] = time.monotonic() + DRAIN_BACKOFF
+        finally:
+            self.draining.discard(session_id)
+            with contextlib.suppress(Exception):
+                await session.close()
+
+    # -- a process ---------------------------------------------------------------------------------
+
+    async def run(self, record: ProcessRecord) -> None:
+        try:
+            await self._run(record)
+        except Exception:
+            log.exception(
+                "lash: worker %s: process %s (%s) failed", self.owner, record.id, record.kind
+            )
+
+    async def _run(self, record: ProcessRecord) -> None:
+        kind = self.kinds[record.kind]
+        if record.cancel_requested is not None:  # asked to stop before this attempt began
+            await self.finish(record, "cancelled", error=record.cancel_requested)
+            return
+        try:
+            payload = kind.structured_payload(record.payload)
+        except LashError as exc:
+            await self.finish(record, "failed", error=str(exc))
+            return
+        poke = asyncio.Event()
+        self.processes.running[record.id] = poke
+        try:
+            await self._supervise(record, kind, payload, poke)
+        finally:
+            self.processes.running.pop(record.id, None)
+
+    async def _supervise(
+        self, record: ProcessRecord, kind: ProcessKind, payload: Any, poke: asyncio.Event
+    ) -> None:
+        store = self.store
+        token = record.token
+        lost = False
+
+        async def emit(data: Any) -> None:
+            nonlocal lost
+            try:
+                seen = await store.heartbeat_process(record.id, token, ttl=self.ttl, progress=data)
+            except LeaseLost:
+                lost = True
+                raise asyncio.CancelledError(
+                    f"process {record.id}: its claim was taken over"
+                ) from None
+            if seen.cancel_requested is not None:
+                poke.set()
+
+        snapshot = None
+        if record.session_id is not None:
+            with contextlib.suppress(LashError):
+                snapshot = await self.core.current(record.session_id)
+        context = ProcessContext(
+            id=record.id,
+            kind=record.kind,
+            payload=payload,
+            attempt=record.attempts,
+            session_id=record.session_id,
+            processes=self.processes.scoped(record.session_id, source=f"process:{record.id}"),
+            session=snapshot,
+            emit=emit,
+        )
+        loop = asyncio.get_running_loop()
+        task: asyncio.Task[Any] = loop.create_task(_run(kind, context, payload))
+        started = loop.time()
+        deadline = started + kind.timeout if kind.timeout is not None else None
+        beat = started + self.ttl / 3
+        stop_by: float | None = None  # the end of a grace period
+        reason: str | None = None  # why the run was stopped (cancellation, timeout)
+        status = "cancelled"
+        while not task.done() and not lost:
+            now = loop.time()
+            until = min(t for t in (beat, deadline, stop_by) if t is not None)
+            poked = loop.create_task(poke.wait())
+            try:
+                await asyncio.wait(
+                    {task, poked},
+                    timeout=max(0.0, until - now),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            except asyncio.CancelledError:
+                # The worker stops: so does the run (its claim expires; another worker takes
+                # the process over as its disposition says).
+                context.cancelled.set()
+                task.cancel()
+                raise
+            finally:
+                poked.cancel()
+            if task.done():
+                break
+            now = loop.time()
+            if stop_by is not None and now >= stop_by:
+                break  # it ignored the cancellation: settled anyway
+            if deadline is not None and now >= deadline and reason is None:
+                reason, status = f"timed out after {kind.timeout:g} s", "failed"
+                context.cancelled.set()
+                task.cancel()
+                stop_by = now + self.grace
+            if now >= beat or poke.is_set():
+                poke.clear()
+                beat = now + self.ttl / 3
+                try:
+                    seen = await store.heartbeat_process(record.id, token, ttl=self.ttl)
+                except LeaseLost:
+                    lost = True
+                    break
+                except Exception as exc:  # a store hiccup: the next beat tries again
+                    log.warning("lash: heartbeat of process %s failed: %s", record.id, exc)
+                    continue
+                if seen.cancel_requested is not None and reason is None:
+                    reason, status = seen.cancel_requested, "cancelled"
+                    context.cancelled.set()
+                    task.cancel()
+                    stop_by = now + self.grace
+        if not task.done():
+            task.cancel()
+            # It may never end: its outcome is no longer read, but must not warn when it does.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if lost:
+            log.warning(
+                "lash: worker %s lost its claim on process %s; left to its new owner",
+                self.owner,
+                record.id,
+            )
+            return
+        if reason is not None:
+            await self.finish(record, status, error=reason)
+            return
+        if task.cancelled():
+            await self.finish(record, "cancelled", error="the run was cancelled")
+            return
+        failure = task.exception()
+        if failure is not None:
+            if isinstance(failure, LeaseLost):
+                return
+            await self.finish(record, "failed", error=f"{type(failure).__name__}: {failure}")
+            return
+        try:
+            result = kind.result_data(task.result())
+        except Exception as exc:
+            await self.finish(record, "failed", error=f"its result cannot be stored as JSON: {exc}")
+            return
+        if kind.recovery is RecoveryDisposition.EXTERNALLY_OWNED:
+            # Handed over: it stays running, without a claim, until its owner completes it.
+            with contextlib.suppress(LeaseLost):
+                await store.park_process(record.id, token)
+            return
+        await self.finish(record, "succeeded", result=result)
+
+    async def finish(
+        self, record: ProcessRecord, status: str, *, result: Any = None, error: str | None = None
+    ) -> None:
+        """Record the terminal state (fenced by the claim's token), then notify."""
+        try:
+            for attempt in itertools.count(1):
+                try:
+                    settled = await self.store.finish_process(
+                        record.id, record.token, status=status, result=result, error=error
+                    )
+                    break
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    # A store hiccup: retry while the claim lasts (after it, the process is
+                    # another worker's, and its disposition decides).
+                    if attempt * 0.5 >= self.ttl / 2:
+                        raise
+                    log.warning("lash: finishing process %s failed (retrying): %s", record.id, exc)
+                    await asyncio.sleep(0.5)
+        except LeaseLost:
+            log.warning(
+                "lash: worker %s lost its claim on process %s before finishing it",
+                self.owner,
+                record.id,
+            )
+            return
+        await self.processes.notify(settled)

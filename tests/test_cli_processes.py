@@ -1,0 +1,131 @@
+"""``lash processes list/show/cancel`` and ``lash worker``: in process with click's runner, and
+one real ``lash worker --once`` subprocess on a SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import _pkgs
+import pytest
+import worker_jobs
+from click.testing import CliRunner, Result
+from test_worker_crash import TESTS, install_crashjobs
+
+import lash
+from lash.cli import cli
+from lash_plugins_builtin import stores
+
+
+def invoke(tmp_path: Path, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli, ["--config", str(tmp_path / "lash.toml"), *args], catch_exceptions=False
+    )
+
+
+def core_on(tmp_path: Path) -> lash.LashCore:
+    return lash.LashCore(
+        plugins=[stores, worker_jobs], builtins=(), store=f"sqlite:///{tmp_path / 'lash.db'}"
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "lash.toml").write_text(
+        f'plugins = ["stores"]\nstore = "sqlite:///{tmp_path / "lash.db"}"\n', encoding="utf-8"
+    )
+    return tmp_path
+
+
+def test_list_show_and_cancel(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """list shows each process (text and JSON, filtered by session), show prints one, cancel
+    settles a pending one; an unknown id is an error naming it."""
+    monkeypatch.setenv("CRASH_DIR", str(config))
+
+    async def setup() -> tuple[str, str]:
+        async with core_on(config) as core:
+            a = await core.processes.start("rerun", worker_jobs.Job(1), session_id="s1")
+            b = await core.processes.start("owned", worker_jobs.Job(2), session_id="s2")
+            return a.id, b.id
+
+    first, second = asyncio.run(setup())
+    result = invoke(config, "processes", "list")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"{first}  rerun  pending  session=s1  attempts=0/100",
+        f"{second}  owned  pending  session=s2  attempts=0/1",
+    ]
+    rows = json.loads(invoke(config, "processes", "list", "--session", "s2", "--json").output)
+    assert [(r["id"], r["kind"], r["status"], r["payload"]) for r in rows] == [
+        (second, "owned", "pending", {"n": 2, "seconds": 0.2})
+    ]
+    assert rows[0]["created_at"].endswith("+00:00") and rows[0]["finished_at"] is None
+    shown = json.loads(invoke(config, "processes", "show", first, "--json").output)
+    assert (shown["id"], shown["recovery"], shown["key"]) == (first, "rerunnable", None)
+    text = invoke(config, "processes", "show", first).output
+    assert f"id: {first}\n" in text and "status: pending\n" in text
+    cancelled = invoke(config, "processes", "cancel", second, "--reason", "not now")
+    assert cancelled.exit_code == 0 and cancelled.output == f"{second}: cancelled\n"
+    rows = json.loads(invoke(config, "processes", "list", "--json").output)
+    assert [(r["status"], r["error"]) for r in rows] == [
+        ("pending", None),
+        ("cancelled", "not now"),
+    ]
+    missing = invoke(config, "processes", "show", "nope")
+    assert missing.exit_code == 1 and "no process 'nope'" in missing.output
+    assert invoke(config, "processes", "list", "--status", "running").output == "no processes\n"
+
+
+def test_lash_worker_once_runs_the_processes_of_its_plugins(tmp_path: Path) -> None:
+    """A real ``lash worker --once`` runs every runnable process of its plugins' kinds, and
+    returns; ``lash processes list`` (a real subprocess too) shows them succeeded."""
+    site = install_crashjobs(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    env.update(PYTHONPATH=_pkgs.pythonpath(site, TESTS), CRASH_DIR=str(tmp_path))
+    os.environ["CRASH_DIR"] = str(tmp_path)
+
+    async def setup() -> list[str]:
+        async with core_on(tmp_path) as core:
+            return [
+                (await core.processes.start("rerun", worker_jobs.Job(n, 0.05))).id for n in range(3)
+            ]
+
+    try:
+        ids = asyncio.run(setup())
+    finally:
+        del os.environ["CRASH_DIR"]
+    config = ["--config", str(tmp_path / "lash.toml")]
+    worker = subprocess.run(
+        [str(_pkgs.LASH), *config, "worker", "--once", "--no-sessions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert worker.returncode == 0, worker.stderr
+    listing = subprocess.run(
+        [str(_pkgs.LASH), *config, "processes", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    rows = json.loads(listing.stdout)
+    assert [(r["id"], r["status"], r["result"]) for r in rows] == [
+        (pid, "succeeded", {"n": n}) for n, pid in enumerate(ids)
+    ]
+    heard = (tmp_path / "finished.log").read_text().split()
+    assert sorted(heard[1::3]) == sorted(ids)
+
+
+def test_lash_worker_refuses_an_unknown_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--kind`` naming a kind no plugin registers is an error naming it."""
+    monkeypatch.syspath_prepend(str(install_crashjobs(tmp_path)))
+    result = invoke(tmp_path, "worker", "--once", "--kind", "nope")
+    assert result.exit_code == 1
+    assert "unknown process kind 'nope' (registered kinds: " in result.output

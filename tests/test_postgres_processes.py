@@ -1,0 +1,141 @@
+"""Process records in the Postgres store: the migration that adds them to a database from
+before, claims that skip rows another transaction holds, and several stores (pools) claiming
+at once. (The contract itself is the conformance suite's, run in ``test_postgres_store.py``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import asyncpg
+import pytest
+
+import lash
+import lash.store
+from lash_plugins_builtin import _postgres_schema
+from lash_plugins_builtin.postgres import PostgresStore
+
+pytestmark = pytest.mark.anyio
+
+
+def draft(n: int, **fields: Any) -> lash.store.ProcessDraft:
+    return lash.store.ProcessDraft(id=f"job-{n}", kind="job", payload={"n": n}, **fields)
+
+
+async def test_a_database_from_before_processes_is_migrated(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database without migration 2 (sessions, the mailbox; every other migration, which the
+    code that writes it needs) gets migration 2 when opened: its session and input are intact,
+    processes start in commits, and deleting the session (its function replaced by the
+    migration) deletes its processes."""
+    with monkeypatch.context() as old:
+        without = tuple(m for m in _postgres_schema.MIGRATIONS if m.id != 2)
+        old.setattr(_postgres_schema, "MIGRATIONS", without)
+        old.setattr(_postgres_schema, "LATEST", without[-1].id)
+        store = PostgresStore(postgres_url)
+        try:
+            lease = await store.acquire_lease("old", "host-a", ttl=30)
+            await store.commit(
+                "old", lease=lease, expected_revision=0, delta=lash.store.CommitDelta(turns=1)
+            )
+            await store.release_lease(lease)
+            await store.enqueue_input("old", lash.store.InputDraft("waiting"))
+        finally:
+            await store.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await conn.fetchval("SELECT max(id) FROM lash_migrations") == 3
+        assert await conn.fetchval("SELECT to_regclass('lash_processes')") is None
+    finally:
+        await conn.close()
+    store = PostgresStore(postgres_url)
+    try:
+        info = await store.info()
+        assert [(m["id"], m["name"]) for m in info["migrations"]] == [
+            (1, "initial schema"),
+            (2, "processes"),
+            (3, "child sessions"),
+        ]
+        record = await store.load("old")
+        assert record is not None and record.revision == 1
+        assert [i.text for i in await store.list_inputs("old")] == ["waiting"]
+        assert await store.runnable_sessions() == ["old"]
+        lease = await store.acquire_lease("old", "host-a", ttl=30)
+        await store.commit(
+            "old",
+            lease=lease,
+            expected_revision=1,
+            delta=lash.store.CommitDelta(
+                turns=1, processes=(draft(1, session_id="old", key="k1"),), release=True
+            ),
+        )
+        host = await store.start_process(draft(2))
+        claimed = await store.claim_process("worker", ttl=30)
+        assert claimed is not None and claimed.id == "job-1"
+        types = [e.type for e in (await store.read_events("old")).events]
+        assert types[-2:] == ["process_started", "process_running"]
+        await store.delete("old")
+        assert await store.get_process("job-1") is None
+        assert await store.get_process(host.id) == host
+        again = await store.start_process(draft(3, session_id="old", key="k1"))
+        assert again.id == "job-3"  # the deleted process's key starts a new one
+    finally:
+        await store.close()
+
+
+async def test_a_claim_skips_a_process_another_transaction_holds_locked(postgres_url: str) -> None:
+    """``FOR UPDATE SKIP LOCKED``: while another transaction holds the oldest pending process's
+    row, a claim takes the next one instead of waiting; once it lets go, the next claim takes
+    it."""
+    store = PostgresStore(postgres_url)
+    try:
+        for n in range(3):
+            await store.start_process(draft(n))
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT 1 FROM lash_processes WHERE id = 'job-0' FOR UPDATE")
+                claimed = await asyncio.wait_for(store.claim_process("w", ttl=30), 5)
+                assert claimed is not None and claimed.id == "job-1"
+            again = await store.claim_process("w", ttl=30)
+            assert again is not None and again.id == "job-0"
+        finally:
+            await conn.close()
+    finally:
+        await store.close()
+
+
+async def test_three_stores_claiming_at_once_take_each_process_once(postgres_url: str) -> None:
+    """Three stores (three pools), four claim loops each, 300 processes: each process is
+    claimed and finished once, and every loop's finish is accepted."""
+    setup = PostgresStore(postgres_url)
+    try:
+        for n in range(300):
+            await setup.start_process(draft(n, session_id=f"s{n % 5}"))
+    finally:
+        await setup.close()
+    stores = [PostgresStore(postgres_url, pool_size=4) for _ in range(3)]
+    finished: collections.Counter[str] = collections.Counter()
+
+    async def loop(store: PostgresStore, name: str) -> None:
+        while (record := await store.claim_process(name, ttl=30, kinds=["job"])) is not None:
+            await store.finish_process(record.id, record.token, status="succeeded", result=name)
+            finished[record.id] += 1
+
+    try:
+        await asyncio.gather(
+            *(loop(store, f"w{i}-{j}") for i, store in enumerate(stores) for j in range(4))
+        )
+        assert sorted(finished) == sorted(f"job-{n}" for n in range(300))
+        assert set(finished.values()) == {1}
+        records = await stores[0].list_processes(kind="job")
+        assert {(r.status, r.attempts) for r in records} == {("succeeded", 1)}
+        for sid in (f"s{i}" for i in range(5)):
+            page = await stores[0].read_events(sid, limit=10_000)
+            assert [e.seq for e in page.events] == list(range(1, 181))
+    finally:
+        for store in stores:
+            await store.close()
