@@ -24,7 +24,7 @@ from lash._contract.types import ProcessRecord
 from lash._kernel.core import LashCore
 from lash._store.protocol import Store
 from lash.cli._context import config_or_exit
-from lash.cli._sessions_cmds import _run_on_store
+from lash.cli._sessions_common import run_on_store
 from lash.errors import LashError, UnknownProcess
 
 #: Characters of a result or error shown on one line of `lash processes list`.
@@ -90,7 +90,7 @@ def list_command(
     async def action(store: Store) -> list[ProcessRecord]:
         return await store.list_processes(session_id=session_id, kind=kind, status=status)
 
-    rows = _run_on_store(ctx, action, if_no_default_store=lambda path: [])
+    rows = run_on_store(ctx, action, if_no_default_store=lambda path: [])
     if as_json:
         click.echo(json.dumps([_data(r) for r in rows], indent=2, default=str))
         return
@@ -114,7 +114,7 @@ def show_command(ctx: click.Context, process_id: str, as_json: bool) -> None:
             raise UnknownProcess(process_id)
         return record
 
-    record = _guarded(lambda: _run_on_store(ctx, action))
+    record = _guarded(lambda: run_on_store(ctx, action))
     data = _data(record)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
