@@ -76,8 +76,8 @@ def test_subagent_is_opt_in() -> None:
 
 async def test_the_answer_comes_back_as_a_new_turn(tmp_path: Path) -> None:
     """The parent's turn ends with the process pending; the worker runs the child's turn (only
-    the allowed tool offered, the parent's stored model) and drains the parent, whose next turn reads
-    the answer; the child's usage is in the parent's report under child:<id>."""
+    the allowed tool offered, the parent's stored model) and drains the parent, whose next turn
+    reads the answer; the child's usage is in the parent's report under child:<id>."""
     rec = Recorder(
         [
             delegate("Find facts about tides."),
