@@ -196,10 +196,16 @@ async def run_command(
             f"cannot run {command.argv[0]!r}: {exc}", process_id=context.id, kind=KIND
         ) from None
     assert process.stdout is not None and process.stderr is not None
+
+    async def leader() -> None:
+        await process.wait()
+        # What it left running (holding the pipes open, maybe) goes with it: the reads end.
+        _kill_group(process)
+
     timed_out = False
     try:
         async with asyncio.timeout(timeout):
-            await asyncio.gather(out.read(process.stdout), err.read(process.stderr), process.wait())
+            await asyncio.gather(out.read(process.stdout), err.read(process.stderr), leader())
     except TimeoutError:
         timed_out = True
     finally:

@@ -94,6 +94,18 @@ async def test_a_timeout_kills_the_process_group(tmp_path: Path) -> None:
         assert not alive(int(pidfile.read_text()))
 
 
+async def test_what_a_command_leaves_running_is_killed_when_it_exits(tmp_path: Path) -> None:
+    """A background child still holding the output pipes is killed when the command exits: the
+    result comes at once, not at the timeout."""
+    pidfile = tmp_path / "pid"
+    script = f"sleep 60 & echo $! > {pidfile}; echo done"
+    async with core_of(tmp_path) as core:
+        done = await run(core, {"argv": ["sh", "-c", script], "timeout": 30})
+        result = done.result
+        assert (result["exit_code"], result["stdout"], result["timed_out"]) == (0, "done\n", False)
+        assert not alive(int(pidfile.read_text()))
+
+
 async def test_a_missing_program_fails_the_process(tmp_path: Path) -> None:
     """A program that does not exist is a failed process naming it."""
     async with core_of(tmp_path) as core:
