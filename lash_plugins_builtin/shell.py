@@ -15,17 +15,20 @@ POSIX only (process groups).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import time
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 import lash
+
+if TYPE_CHECKING:
+    # asyncio is imported where a command runs: loading the plugin (`lash plugins`) must not.
+    import asyncio
 
 __all__ = ["KIND", "ShellCommand", "ShellOptions", "ShellResult"]
 
@@ -33,6 +36,8 @@ __all__ = ["KIND", "ShellCommand", "ShellOptions", "ShellResult"]
 KIND = "shell"
 #: Bytes read from a pipe at a time.
 _CHUNK = 64 * 1024
+#: Seconds between two looks at whether a command exited.
+_EXIT_POLL = 0.05
 #: Characters of each stream the wake-up text shows.
 _SHOWN = 2000
 
@@ -173,16 +178,23 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def _kill_spawned(spawn: asyncio.Future[asyncio.subprocess.Process]) -> None:
+    if not spawn.cancelled() and spawn.exception() is None:
+        _kill_group(spawn.result())
+
+
 async def run_command(
     options: ShellOptions, context: lash.ProcessContext, command: ShellCommand
 ) -> ShellResult:
     """Run ``command`` under ``options``; kill its process group however it ends."""
+    import asyncio  # see the note at the imports
+
     cwd = _workdir(options, command.cwd)
     timeout = min(command.timeout or options.timeout, options.max_timeout)
     out, err = _Capture(options.max_output_bytes), _Capture(options.max_output_bytes)
     started = time.monotonic()
-    try:
-        process = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *command.argv,
             cwd=cwd,
             env={**os.environ, **command.env},
@@ -191,6 +203,14 @@ async def run_command(
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+    )
+    try:
+        # Shielded: the command may run before the spawn returns; cancelled then, asyncio
+        # would kill the leader alone. Its whole group is killed once it is known instead.
+        process = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        spawn.add_done_callback(_kill_spawned)
+        raise
     except OSError as exc:  # no such program, not executable...
         raise lash.ProcessError(
             f"cannot run {command.argv[0]!r}: {exc}", process_id=context.id, kind=KIND
@@ -198,7 +218,10 @@ async def run_command(
     assert process.stdout is not None and process.stderr is not None
 
     async def leader() -> None:
-        await process.wait()
+        # Not process.wait(): on Python 3.11 it also waits for the pipes to close, which a
+        # child the command left running may keep open. The return code is set at the exit.
+        while process.returncode is None:
+            await asyncio.sleep(_EXIT_POLL)
         # What it left running (holding the pipes open, maybe) goes with it: the reads end.
         _kill_group(process)
 
@@ -210,8 +233,9 @@ async def run_command(
         timed_out = True
     finally:
         # Ended, timed out or cancelled (the worker cancels this task): nothing of the
-        # command may outlive it. The wait reaps the leader (shielded: a cancelled run
-        # still reaps it, and the cancellation goes on).
+        # command may outlive it. Its pipes then close, and asyncio reaps the leader and
+        # closes the transport (shielded: a cancelled run still gets there, then the
+        # cancellation goes on).
         _kill_group(process)
         await asyncio.shield(process.wait())
     return ShellResult(

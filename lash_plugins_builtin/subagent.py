@@ -18,7 +18,6 @@ from __future__ import annotations
 import attrs
 
 import lash
-from lash.store import MAX_SESSION_ID_LENGTH
 
 __all__ = ["KIND", "SubagentAnswer", "SubagentOptions", "SubagentTask"]
 
@@ -82,6 +81,9 @@ class SubagentAnswer:
 def _child_id(parent_id: str, process_id: str) -> str | None:
     """The child's id: ``<parent>/<process id>`` (one child per process, traceable from either
     side); ``None`` (a generated id) when that is too long for a session id."""
+    # Imported here: loading the plugin (`lash plugins`) must not load the store's modules.
+    from lash.store import MAX_SESSION_ID_LENGTH
+
     candidate = f"{parent_id}/{process_id}"
     return candidate if len(candidate) <= MAX_SESSION_ID_LENGTH else None
 

@@ -91,7 +91,7 @@ async def test_a_timeout_kills_the_process_group(tmp_path: Path) -> None:
         result = done.result
         assert done.status == "succeeded" and result["timed_out"] is True
         assert result["exit_code"] == -9 and result["stdout"] == "started\n"
-        assert not alive(int(pidfile.read_text()))
+        assert await gone(int(pidfile.read_text()))
 
 
 async def test_what_a_command_leaves_running_is_killed_when_it_exits(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ async def test_what_a_command_leaves_running_is_killed_when_it_exits(tmp_path: P
         done = await run(core, {"argv": ["sh", "-c", script], "timeout": 30})
         result = done.result
         assert (result["exit_code"], result["stdout"], result["timed_out"]) == (0, "done\n", False)
-        assert not alive(int(pidfile.read_text()))
+        assert await gone(int(pidfile.read_text()))
 
 
 async def test_a_missing_program_fails_the_process(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ async def test_cancelling_kills_the_process_group(tmp_path: Path) -> None:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
         assert (done.status, done.error) == ("cancelled", "enough")
-        assert not alive(sleeper)
+        assert await gone(sleeper)
 
 
 async def test_a_finished_command_wakes_its_session(tmp_path: Path) -> None:
@@ -150,6 +150,15 @@ async def test_a_finished_command_wakes_its_session(tmp_path: Path) -> None:
             "status 2 after "
         )
         assert woken.text.endswith(" s.\nstdout:\nhi\n")
+
+
+async def gone(pid: int) -> bool:
+    """Whether ``pid`` ends within 10 s (a SIGKILL is delivered, not awaited, by killpg)."""
+    for _ in range(1000):
+        if not alive(pid):
+            return True
+        await asyncio.sleep(0.01)
+    return False
 
 
 def alive(pid: int) -> bool:
