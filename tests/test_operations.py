@@ -275,6 +275,13 @@ async def noop(context: lash.OperationContext) -> None:
     """Does nothing."""
 
 
+@attrs.frozen
+class Odd:
+    """Arguments with a field no JSON schema expresses."""
+
+    when: complex
+
+
 def test_names_are_unique_across_plugins_and_bad_registrations_fail_attributed() -> None:
     """A name two plugins register, an unknown kind, a bad session rule, a bad signature and
     an args parameter that is not an attrs class each fail the core build naming the plugin."""
@@ -285,12 +292,15 @@ def test_names_are_unique_across_plugins_and_bad_registrations_fail_attributed()
 
     def bad_args(context: Any, args: int) -> None: ...
 
+    def odd_args(context: Any, args: Odd) -> None: ...
+
     cases = {
         "kind must be one of": {"x": (noop, {"kind": "job"})},
         "session must be one of": {"x": (noop, {"session": "maybe"})},
         r"fn must take \(context\) or \(context, args\)": {"x": (two_many, {})},
         "must be annotated with an attrs class": {"x": (bad_args, {})},
         "operation name must be": {"x y": (noop, {})},
+        r"operation 'x': .*unsupported type complex": {"x": (odd_args, {})},
     }
     for message, calls in cases.items():
         with pytest.raises(lash.PluginError, match=message) as failed:

@@ -27,12 +27,14 @@ def draft(n: int, **fields: Any) -> lash.store.ProcessDraft:
 async def test_a_database_from_before_processes_is_migrated(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database with migration 1 only (sessions, the mailbox) gets migration 2 when opened:
-    its session and input are intact, processes start in commits, and deleting the session
-    (its function replaced by the migration) deletes its processes."""
+    """A database without migration 2 (sessions, the mailbox; every other migration, which the
+    code that writes it needs) gets migration 2 when opened: its session and input are intact,
+    processes start in commits, and deleting the session (its function replaced by the
+    migration) deletes its processes."""
     with monkeypatch.context() as old:
-        old.setattr(_postgres_schema, "MIGRATIONS", _postgres_schema.MIGRATIONS[:1])
-        old.setattr(_postgres_schema, "LATEST", 1)
+        without = tuple(m for m in _postgres_schema.MIGRATIONS if m.id != 2)
+        old.setattr(_postgres_schema, "MIGRATIONS", without)
+        old.setattr(_postgres_schema, "LATEST", without[-1].id)
         store = PostgresStore(postgres_url)
         try:
             lease = await store.acquire_lease("old", "host-a", ttl=30)
@@ -45,7 +47,7 @@ async def test_a_database_from_before_processes_is_migrated(
             await store.close()
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert await conn.fetchval("SELECT max(id) FROM lash_migrations") == 1
+        assert await conn.fetchval("SELECT max(id) FROM lash_migrations") == 3
         assert await conn.fetchval("SELECT to_regclass('lash_processes')") is None
     finally:
         await conn.close()
@@ -55,6 +57,7 @@ async def test_a_database_from_before_processes_is_migrated(
         assert [(m["id"], m["name"]) for m in info["migrations"]] == [
             (1, "initial schema"),
             (2, "processes"),
+            (3, "child sessions"),
         ]
         record = await store.load("old")
         assert record is not None and record.revision == 1

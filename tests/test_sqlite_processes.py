@@ -172,13 +172,14 @@ async def test_a_claimer_killed_with_sigkill(tmp_path: Path, recovery: str) -> N
 async def test_a_file_from_before_processes_is_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file written by a lash without processes (migrations 1-3) gains the processes table
-    (migration 4) when opened: its sessions, mailbox and events are intact and processes work
-    on it, in commits too."""
+    """A file written by a lash without processes (every migration but 4: the code that writes
+    it needs the later ones) gains the processes table (migration 4) when opened: its sessions,
+    mailbox and events are intact and processes work on it, in commits too."""
     db = tmp_path / "mailbox-era.db"
     with monkeypatch.context() as old:
-        old.setattr(_sqlite_schema, "MIGRATIONS", _sqlite_schema.MIGRATIONS[:3])
-        old.setattr(_sqlite_schema, "LATEST", 3)
+        without = tuple(m for m in _sqlite_schema.MIGRATIONS if m.id != 4)
+        old.setattr(_sqlite_schema, "MIGRATIONS", without)
+        old.setattr(_sqlite_schema, "LATEST", without[-1].id)
         store = SQLiteStore(f"sqlite:///{db}")
         lease = await store.acquire_lease("old", "host-a", ttl=30)
         await store.commit(
@@ -189,15 +190,15 @@ async def test_a_file_from_before_processes_is_migrated(
         await store.close()
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT max(id) FROM lash_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT max(id) FROM lash_migrations").fetchone() == (5,)
         assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'processes'").fetchall()
     finally:
         conn.close()
     store = SQLiteStore(f"sqlite:///{db}")
     try:
         info = await store.info()
-        assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4]
-        assert info["migrations"][-1]["name"] == "processes"
+        assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5]
+        assert info["migrations"][3]["name"] == "processes"
         record = await store.load("old")
         assert record is not None and record.revision == 1
         assert [i.text for i in await store.list_inputs("old")] == ["waiting"]
@@ -220,13 +221,13 @@ async def test_a_file_from_before_processes_is_migrated(
         await store.close()
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
     finally:
         conn.close()
 
 
 async def test_a_lash_01_file_is_migrated_to_processes(tmp_path: Path) -> None:
-    """lash 0.1's database goes through migrations 3 and 4 at once."""
+    """lash 0.1's database goes through migrations 3, 4 and 5 at once."""
     db = tmp_path / "old.db"
     legacy_database(db)
     store = SQLiteStore(f"sqlite:///{db}")
@@ -235,7 +236,7 @@ async def test_a_lash_01_file_is_migrated_to_processes(tmp_path: Path) -> None:
             lash.store.ProcessDraft(id="p", kind="job", session_id="old-1")
         )
         assert started.status == "pending"
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5]
         assert (await store.load("old-1")) is not None
     finally:
         await store.close()

@@ -26,7 +26,7 @@ from lash._contract.operations import (
     SessionRule,
 )
 from lash._contract.serialization import converter, validation_problems
-from lash._tools.tool import _merge, _schema, _shape_problems, _Unsupported, parse_docstring
+from lash._tools.tool import _merge, _shape_problems, json_schema, parse_docstring
 from lash.errors import OperationError
 
 __all__ = ["NAME_RULE", "Operation", "as_operation"]
@@ -188,6 +188,6 @@ def as_operation(
 
 def _checked_schema(name: str, tp: Any) -> dict[str, Any]:
     try:
-        return _schema(tp)
-    except _Unsupported as exc:
+        return json_schema(tp)
+    except TypeError as exc:
         raise TypeError(f"operation {name!r}: {exc}") from None
