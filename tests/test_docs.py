@@ -43,8 +43,10 @@ from lash_plugins_builtin.compaction import CompactionOptions
 from lash_plugins_builtin.openai import OpenAIOptions
 from lash_plugins_builtin.plan import PlanOptions, PlanState, PlanStep
 from lash_plugins_builtin.scripted import ScriptedResponse, ScriptedToolCall
+from lash_plugins_builtin.shell import ShellOptions
 from lash_plugins_builtin.sqlite import SQLiteSettings, SQLiteStore, parse_url
 from lash_plugins_builtin.standard import StandardOptions
+from lash_plugins_builtin.subagent import SubagentOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -1474,6 +1476,21 @@ def test_builtin_plan_example(
     )
 
 
+@pytest.mark.usefixtures("no_lash_env")
+def test_builtin_subagent_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The parent's turn ends at once; the worker runs the child's turn and the woken parent
+    turn reads its answer; the child's usage is in the parent's report."""
+    asyncio.run(load_builtin_example("subagent").main())
+    assert capsys.readouterr().out == (EXAMPLES / "builtins" / "subagent.txt").read_text("utf-8")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_builtin_shell_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """Three real commands: an exit status, output cut at max_output_bytes, a timeout."""
+    asyncio.run(load_builtin_example("shell").main())
+    assert capsys.readouterr().out == (EXAMPLES / "builtins" / "shell.txt").read_text("utf-8")
+
+
 def test_builtins_index_covers_every_builtin() -> None:
     """docs/builtins.rst names every builtin; every docs/builtins page is in its toctree; the
     builtin pages document every option field."""
@@ -1483,7 +1500,7 @@ def test_builtins_index_covers_every_builtin() -> None:
         for ep in importlib.metadata.entry_points(group="lash.plugins")
         if ep.value.startswith("lash_plugins_builtin.")
     )
-    assert len(builtins) == 8
+    assert len(builtins) == 10
     missing = [name for name in builtins if f"``{name}``" not in page]
     assert not missing, f"builtins missing from docs/builtins.rst: {missing}"
     for sub in sorted((DOCS / "builtins").glob("*.rst")):
@@ -1493,6 +1510,8 @@ def test_builtins_index_covers_every_builtin() -> None:
         ("builtins.rst", StandardOptions),
         ("builtins/plan.rst", PlanOptions),
         ("builtins/compaction.rst", CompactionOptions),
+        ("builtins/subagent.rst", SubagentOptions),
+        ("builtins/shell.rst", ShellOptions),
     ]:
         text = (DOCS / where).read_text(encoding="utf-8")
         undocumented = [f.name for f in attrs.fields(options) if f"``{f.name}``" not in text]

@@ -32,18 +32,20 @@ from lash._plugins.hostconfig import HostConfig
 from lash.cli._main import cli
 from lash_plugins_builtin import standard, stores
 
-#: The builtins lash installs, and the one that is opt-in (loads only when listed).
+#: The builtins lash installs, and those that are opt-in (loads only when listed).
 BUILTINS = {
     "compaction",
     "files",
     "openai",
     "plan",
     "scripted",
+    "shell",
     "standard",
     "stores",
+    "subagent",
     "tool_output_budget",
 }
-OPT_IN = {"files"}
+OPT_IN = {"files", "shell", "subagent"}
 LASH = Path(sys.executable).parent / "lash"
 ENV = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD")
 

@@ -210,8 +210,9 @@ def test_lash_plugins_lists_the_installed_plugin(hello: Flow) -> None:
     entry = entries["hello"]
     assert entry["status"] == "loaded", entry["error"]
     assert (entry["distribution"], entry["version"]) == ("lash-hello", "0.1.0")
-    assert entry["hooks"] == ["register_tools", "turn_persisted"]
-    assert entry["tools"] == ["say_hello"]
+    assert entry["hooks"] == ["register_process_kinds", "register_tools", "turn_persisted"]
+    assert entry["tools"] == ["say_hello", "send_card"]
+    assert entry["process_kinds"] == ["hello_card"]
     assert entry["options"]["greeting"]["default"] == "Hello"
     assert entry["options"]["max_name_length"]["type"] == "int"
 
@@ -369,7 +370,7 @@ def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) ->
     entries = {entry["name"]: entry for entry in json.loads(plugins.stdout)}
     assert entries["hello"]["status"] == "loaded", entries["hello"]["error"]
     assert entries["hello"]["distribution"] == "lash-hello"
-    assert entries["hello"]["tools"] == ["say_hello"]
+    assert entries["hello"]["tools"] == ["say_hello", "send_card"]
     # The builtins are recognized by their distribution's name, as installed from the wheel.
     assert entries["standard"]["builtin"] is True
     assert entries["standard"]["distribution"] == "lash-sdk"

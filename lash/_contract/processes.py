@@ -8,12 +8,13 @@ Like the session services, these are thin views over a backend the kernel implem
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash.errors import ProcessError
 
 if TYPE_CHECKING:
     import asyncio  # see lash._contract.services: asyncio is imported where a context is built
@@ -109,7 +110,8 @@ class ProcessContext:
     session) describe the run; ``payload`` is the structured payload (also passed as ``run``'s
     second argument). ``session`` is a read-only :class:`lash.SessionSnapshot` of the session,
     read from the store when the run started (no lease is held: the session may move on).
-    ``processes`` starts and watches processes of the same session.
+    ``processes`` starts and watches processes of the same session, and ``child(...)`` creates
+    a child session of it (a sub-agent run in the background).
 
     ``cancelled`` is set when someone asked the process to stop (``core.processes.cancel``,
     ``lash processes cancel``): the worker also cancels ``run``'s task, and a run that ignores
@@ -127,6 +129,7 @@ class ProcessContext:
     session: Any = None
     cancelled: asyncio.Event = attrs.field(factory=_new_event)
     _emit: Callable[[Any], Awaitable[None]] | None = attrs.field(default=None, repr=False)
+    _child: Callable[..., Any] | None = attrs.field(default=None, repr=False)
 
     @property
     def is_cancelled(self) -> bool:
@@ -145,6 +148,38 @@ class ProcessContext:
         ``process_progress`` event in its session (observers see it)."""
         if self._emit is not None:
             await self._emit(data)
+
+    def child(
+        self,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A handle (a :class:`lash.Session`) on a child session of the process's session,
+        as :meth:`lash.SessionView.child` gives a tool: open it, run its turns, close it::
+
+            async with context.child(tools=["search"]) as child:
+                result = await child.turn(payload.question).run()
+
+        The child starts from the parent's configuration **as stored** (provider, model,
+        prompt layers, plugin options; a parent handle's per-handle options are not stored, so
+        they do not reach it), with ``config`` and ``options`` on top, restricted to ``tools``
+        when given. Its usage rolls up into the parent's report under ``child:<id>``; the
+        parent's lease is not needed (its turns may run meanwhile).
+
+        :raises ProcessError: the process belongs to no session.
+        """
+        if self._child is None or self.session_id is None:
+            raise ProcessError(
+                f"process {self.id} ({self.kind}) belongs to no session, so it has no session "
+                "to create a child of (start it with a session_id)",
+                process_id=self.id,
+                kind=self.kind,
+            )
+        return self._child(id=id, tools=tools, options=options, inherit=inherit, config=config)
 
 
 for _cls in (ProcessContext, SessionProcesses):

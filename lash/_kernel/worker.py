@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lash._contract.processes import ProcessContext
@@ -58,6 +58,17 @@ class WorkerCore(Protocol):
     def owner_id(self) -> str: ...
 
     def session(self, session_id: str) -> Session: ...
+
+    def child_session(
+        self,
+        parent_id: str,
+        *,
+        id: str | None = None,
+        tools: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        inherit: bool = True,
+        config: Mapping[str, Any] | None = None,
+    ) -> Session: ...
 
     async def current(self, session_id: str) -> SessionSnapshot: ...
 
@@ -350,6 +361,7 @@ class _Worker:
             processes=self.processes.scoped(record.session_id, source=f"process:{record.id}"),
             session=snapshot,
             emit=emit,
+            child=None if record.session_id is None else self.child_of(record.session_id),
         )
         loop = asyncio.get_running_loop()
         task: asyncio.Task[Any] = loop.create_task(_run(kind, context, payload))
@@ -437,6 +449,15 @@ class _Worker:
                 await store.park_process(record.id, token)
             return
         await self.finish(record, "succeeded", result=result)
+
+    def child_of(self, session_id: str) -> Any:
+        """What ``context.child(...)`` calls: a child session of ``session_id``, from the
+        stored parent (the worker holds no handle on it)."""
+
+        def child(**spec: Any) -> Session:
+            return self.core.child_session(session_id, **spec)
+
+        return child
 
     async def finish(
         self, record: ProcessRecord, status: str, *, result: Any = None, error: str | None = None

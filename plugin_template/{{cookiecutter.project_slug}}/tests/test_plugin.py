@@ -17,8 +17,9 @@ def test_the_plugin_is_valid() -> None:
     check = check_plugin("{{ cookiecutter.name }}")
     check.assert_ok()
     # At least these: a hook or tool added later must not break this test.
-    assert {"register_tools", "turn_persisted"} <= set(check.hooks)
-    assert "say_hello" in check.contributions["tool"]
+    assert {"register_tools", "register_process_kinds", "turn_persisted"} <= set(check.hooks)
+    assert {"say_hello", "send_card"} <= set(check.contributions["tool"])
+    assert "{{ cookiecutter.name }}_card" in check.contributions["process_kind"]
 
 
 @pytest.mark.anyio
@@ -74,6 +75,35 @@ async def test_turn_persisted_logs_the_greetings(
     async with lash_core(plugin, script=model).session("s1") as session:
         await session.turn("Greet Ada.").run()
     assert "session s1 (revision 1) has greeted: Ada" in caplog.messages
+
+
+@pytest.mark.anyio
+async def test_a_card_is_written_by_a_worker_and_read_in_a_later_turn(
+    lash_core: LashCoreFactory,
+) -> None:
+    """send_card starts a process and the turn ends; a worker writes the card, and
+    the session's next turn (queued by the finished process) reads it."""
+    model = script(
+        Script.tool_call("send_card", name="Ada"),
+        "A card is on its way.",
+        "Ada's card is written.",  # the turn the finished card wakes
+    )
+    core = lash_core(plugin, script=model)
+    async with core.session("s1") as session:
+        first = await session.turn("Send Ada a card.").run()
+    assert first.text == "A card is on its way."
+    (process,) = await core.processes.list(session_id="s1")
+    assert (process.status, process.payload) == ("pending", {"name": "Ada"})
+
+    # What `lash worker --once` does: run the process, then the session it woke.
+    await core.run_worker(once=True)
+
+    done = await core.processes.get(process.id)
+    assert done is not None and done.status == "succeeded"
+    assert done.result == {"name": "Ada", "text": "Dear Ada, warm greetings!"}
+    async with core.session("s1") as session:
+        assert session.turns == 2
+    model.assert_consumed()
 
 
 def test_invalid_options_are_refused(lash_core: LashCoreFactory) -> None:

@@ -1,7 +1,8 @@
 """{{ cookiecutter.description }}
 
 A lash plugin module: a typed tool, typed options, per-session state the tool
-updates, and a lifecycle hook. The ``lash.plugins`` entry point in pyproject.toml
+updates, a lifecycle hook, and a background process kind with the tool that
+starts it. The ``lash.plugins`` entry point in pyproject.toml
 names this module, so installing the distribution is all a host needs.
 """
 
@@ -55,10 +56,54 @@ async def say_hello(name: str, context: lash.ToolContext) -> str:
     return f"{options.greeting}, {name}! (greeted so far: {len(state.greeted)})"
 
 
+@attrs.frozen
+class CardRequest:
+    """The payload of a card process: who the card is for."""
+
+    name: str
+
+
+@attrs.frozen
+class Card:
+    """The result of a card process."""
+
+    name: str
+    text: str
+
+
+async def write_card(context: lash.ProcessContext, request: CardRequest) -> Card:
+    """Write a greeting card, in the background: a worker runs this, not the turn."""
+    await context.emit({"card_for": request.name})  # progress, seen by observers
+    return Card(request.name, f"Dear {request.name}, warm greetings!")
+
+
+async def send_card(name: str, context: lash.ToolContext) -> str:
+    """Have a greeting card written for someone; it arrives in a later message.
+
+    :param name: who the card is for.
+    """
+    # Written in the turn's commit: the turn does not wait for the card.
+    record = await context.processes.start("{{ cookiecutter.name }}_card", CardRequest(name))
+    return f"The card for {name} is on its way (process {record.id})."
+
+
 @lash.hookimpl
 def register_tools(register: lash.RegisterTool) -> None:
-    """Contribute the say_hello tool; its JSON schema comes from its type hints."""
+    """Contribute the tools; their JSON schemas come from their type hints."""
     register(say_hello)
+    register(send_card)
+
+
+@lash.hookimpl
+def register_process_kinds(register: lash.RegisterProcessKind) -> None:
+    """Contribute the card process kind (run by `lash worker`); a worker that dies
+    while writing a card leaves it to be written again (rerunnable)."""
+    register(
+        "{{ cookiecutter.name }}_card",
+        write_card,
+        recovery=lash.RecoveryDisposition.RERUNNABLE,
+        timeout=60,
+    )
 
 
 @lash.hookimpl
