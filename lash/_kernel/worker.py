@@ -10,8 +10,9 @@ outbox (processes whose finisher died before notifying) and, with ``sessions``, 
 sessions that have queued input, so a finished process's result becomes a turn.
 
 Idle, a worker makes one store query per ``poll`` seconds, rotating between claiming and
-looking for runnable sessions (a sweep takes a turn every ``lease_ttl / 2``, or every 10 polls
-if that is longer); work started or queued by its own core wakes it at once. Busy with
+looking for runnable sessions (every ``lease_ttl / 2``, or 10 polls if that is longer, the
+sweep takes the turn of a look for sessions, or of a claim when the worker serves no sessions);
+work started or queued by its own core wakes it at once. Busy with
 processes, it claims back to back and looks for sessions once a poll.
 """
 
@@ -186,7 +187,13 @@ class _Worker:
             while True:
                 self.wake.clear()
                 busy = False
-                if time.monotonic() - self.last_sweep >= self.sweep_every:
+                turn = "woken" if woken else next(rotation)
+                # Idle, the sweep takes the round of a look for sessions (the claims keep their
+                # pace: a dead peer's processes are taken over as soon), or of a claim when the
+                # worker serves no sessions.
+                if time.monotonic() - self.last_sweep >= self.sweep_every and (
+                    turn != "claim" or not self.sessions
+                ):
                     await self.sweep()
                     if not woken:  # idle: the sweep was this round's query
                         woken = await _waited(self.wake, self.poll)
@@ -200,7 +207,7 @@ class _Worker:
                         or time.monotonic() - self.looked >= self.poll
                     ):
                         busy |= await self.drain_runnable()
-                elif next(rotation) == "claim":
+                elif turn == "claim":
                     busy = await self.claim_more()
                 else:
                     busy = await self.drain_runnable()
