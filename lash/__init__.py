@@ -116,6 +116,7 @@ if typing.TYPE_CHECKING:
     from lash._plugins.hostconfig import HostConfig
     from lash._plugins.loading import PluginInfo
     from lash._plugins.options import option
+    from lash._plugins.process_kinds import ProcessKind
     from lash._testing.scripted import (
         ScriptedProvider,
         ScriptedResponse,
@@ -162,6 +163,7 @@ __all__ = [
     "PluginOrderError",
     "ProcessContext",
     "ProcessError",
+    "ProcessKind",
     "ProcessRecord",
     "Processes",
     "PromptContribution",

@@ -45,6 +45,7 @@ EXPORTS: dict[str, str] = {
     "PluginMeta": "lash._contract.types",
     "PluginNode": "lash._contract.graph",
     "ProcessContext": "lash._contract.processes",
+    "ProcessKind": "lash._plugins.process_kinds",
     "ProcessRecord": "lash._contract.types",
     "Processes": "lash._kernel.processes",
     "PromptContribution": "lash._contract.types",

@@ -219,7 +219,7 @@ def register_process_kinds(register: RegisterProcessKind, options: Any) -> None:
     ``async``, that does not take ``(context, payload)``, or whose types have no JSON schema).
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.3 ``run(context, payload)`` with typed payload and result;
+    .. versionchanged:: 0.2 ``run(context, payload)`` with typed payload and result;
        ``timeout`` and ``max_attempts``.
     """
 
@@ -637,7 +637,7 @@ def process_finished(process: ProcessRecord) -> None:
     **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.3 dispatched by the kernel; ``abandoned`` processes too.
+    .. versionchanged:: 0.2 dispatched by the kernel; ``abandoned`` processes too.
     """
 
 
@@ -655,5 +655,5 @@ def render_process_result(process: ProcessRecord) -> str | None:
     **Shape:** first. **Async:** may be async. **On error:** reported; the kernel's default
     text is used (the session is woken anyway).
 
-    .. versionadded:: 0.3
+    .. versionadded:: 0.2
     """

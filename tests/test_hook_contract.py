@@ -15,7 +15,8 @@ project_tool_result, session_opened, turn_finalized, turn_persisted,
 session_closed.
 
 Out of scope (no kernel call site yet): mutate_session_config, session_config_changed,
-compact_context, frame_opened, session_parked, process_finished, register_commands. The only
+compact_context, frame_opened, session_parked, register_commands; process_finished and
+render_process_result are called by workers, and tested in tests/test_processes.py. The only
 "first" hook is compact_context, so the "first" shape is not exercised here (see
 tests/test_dispatch.py for the dispatcher itself).
 """

@@ -8,11 +8,14 @@ Crashes of real worker processes on SQLite are in ``test_worker_crash.py``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from test_mailbox import Model, SharedStore  # the provider and shared-store plugins
 
 import lash
 import lash.store
@@ -66,6 +69,7 @@ class Jobs:
         register("handoff", self.handoff, recovery=EXTERNAL)
         register("boom", self.boom)
         register("raw", self.raw)
+        register("sleepy", self.sleepy)
 
     async def add_up(self, context: lash.ProcessContext, payload: Numbers) -> Total:
         """Add the numbers up."""
@@ -88,6 +92,14 @@ class Jobs:
 
     async def handoff(self, context: lash.ProcessContext, payload: str) -> None:
         """Hand the work to another system; it calls complete() later."""
+
+    async def sleepy(self, context: lash.ProcessContext, payload: None) -> None:
+        """Sleep until cancelled."""
+        self.running.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            self.cancel_seen.set()
 
     async def boom(self, context: lash.ProcessContext, payload: None) -> None:
         raise RuntimeError("the disk is full")
@@ -124,48 +136,34 @@ class Jobs:
         register(peek)
 
 
-class Model:
-    """Provider plugin: plays a script and records requests."""
-
-    lash_plugin = lash.PluginMeta(name="model")
-
-    def __init__(self, *responses: Any) -> None:
-        self.script = ScriptedProvider(list(responses))
-        self.requests: list[lash.ModelRequest] = []
-
-    @lash.hookimpl
-    def register_providers(self, register: lash.RegisterProvider) -> None:
-        register("model", self)
-
-    async def stream(self, request: lash.ModelRequest) -> Any:
-        self.requests.append(request)
-        async for event in self.script.stream(request):
-            yield event
-
-
-class SharedStore:
-    """``shared://`` is one store object (a MemoryStore, or one that fails commits)."""
-
-    lash_plugin = lash.PluginMeta(name="shared_store")
-
-    def __init__(self, store: lash.store.MemoryStore) -> None:
-        self.store = store
-
-    @lash.hookimpl
-    def register_stores(self, register: lash.RegisterStore) -> None:
-        register("shared", lambda url: self.store)
-
-
-def make_core(*plugins: object, store: lash.store.MemoryStore | None = None) -> lash.LashCore:
-    shared = store if store is not None else lash.store.MemoryStore()
-    return lash.LashCore(
-        plugins=[standard, stores, SharedStore(shared), *plugins],
+def make_core(
+    *plugins: object, store: lash.store.MemoryStore | None = None, url: str | None = None
+) -> lash.LashCore:
+    """A core of ``plugins`` on ``store`` (one object), or on the store at ``url``."""
+    extra: list[object] = []
+    if url is None:
+        extra.append(SharedStore(store if store is not None else lash.store.MemoryStore()))
+    core = lash.LashCore(
+        plugins=[standard, stores, *extra, *plugins],
         autoload=False,
         disable=OTHER_BUILTINS,
         provider="model",
         model="m1",
-        store="shared://",
+        store=url or "shared://",
     )
+    _CORES.append(core)
+    return core
+
+
+#: The cores a test made: closed after it (a SQLite store holds a connection).
+_CORES: list[lash.LashCore] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_cores() -> AsyncIterator[None]:
+    yield
+    while _CORES:
+        await _CORES.pop().aclose()
 
 
 def call(name: str, call_id: str, **arguments: Any) -> dict[str, Any]:
@@ -180,6 +178,12 @@ async def log_types(core: lash.LashCore, session_id: str) -> list[str]:
 @pytest.fixture
 def jobs() -> Jobs:
     return Jobs()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the kernel's process tests run on: memory://, then a real SQLite file."""
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'lash.db'}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -269,7 +273,7 @@ async def test_an_unknown_kind_is_an_error_naming_it(jobs: Jobs) -> None:
     with pytest.raises(lash.ProcessError, match="unknown process kind 'reindex'") as caught:
         await core.processes.start("reindex", {})
     assert caught.value.kind == "reindex"
-    assert "boom, handoff, raw, slow, stubborn, sum" in str(caught.value)
+    assert "boom, handoff, raw, sleepy, slow, stubborn, sum" in str(caught.value)
     assert await core.processes.list() == []
 
 
@@ -288,10 +292,10 @@ async def test_a_payload_is_validated_when_the_process_starts(jobs: Jobs) -> Non
 # ------------------------------------------------------------------------------------------
 
 
-async def test_a_host_started_process_runs_once_and_is_notified_once(jobs: Jobs) -> None:
+async def test_a_host_started_process_runs_once_and_is_notified_once(jobs: Jobs, url: str) -> None:
     """start writes a pending record; a worker runs it; process_finished once; the session's
     log has started, running, progress and finished events."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     record = await core.processes.start("sum", Numbers([1, 2, 3]), session_id="s1")
     assert (record.status, record.attempts, record.session_id, record.source) == (
         "pending",
@@ -332,9 +336,9 @@ async def test_a_host_started_process_runs_once_and_is_notified_once(jobs: Jobs)
     assert len(jobs.finished) == 1
 
 
-async def test_a_key_makes_starting_idempotent(jobs: Jobs) -> None:
+async def test_a_key_makes_starting_idempotent(jobs: Jobs, url: str) -> None:
     """The same key returns the same process; with another payload or kind it is a conflict."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     first = await core.processes.start("sum", Numbers([1]), key="k")
     again = await core.processes.start("sum", {"numbers": [1]}, key="k")
     assert again.id == first.id
@@ -383,6 +387,7 @@ async def test_a_raw_kind_gets_json_and_a_process_without_session_wakes_nothing(
 
 async def test_a_tool_starts_a_process_in_the_turns_commit_and_sees_only_its_session(
     jobs: Jobs,
+    url: str,
 ) -> None:
     """context.processes.start returns the pending record; the record exists once the turn
     commits; the tool's view holds its own session's processes only."""
@@ -392,7 +397,7 @@ async def test_a_tool_starts_a_process_in_the_turns_commit_and_sees_only_its_ses
         call("peek", "c2", process_id="PLACEHOLDER"),
         "peeked",
     )
-    core = make_core(jobs, model)
+    core = make_core(jobs, model, url=url)
     other = await core.processes.start("sum", Numbers([7]), session_id="elsewhere")
     session = await core.session("s1").open()
     result = await session.turn("add 4 and 5 later").run()
@@ -402,7 +407,7 @@ async def test_a_tool_starts_a_process_in_the_turns_commit_and_sees_only_its_ses
     assert status == "pending"
     record = await core.processes.get(process_id)
     assert record is not None
-    assert (record.session_id, record.source, record.key) == ("s1", "tool", "add-1")
+    assert (record.session_id, record.source, record.key) == ("s1", "tool:add_later", "add-1")
     assert record.payload == {"numbers": [4, 5]}
     # The other session's process is invisible to the tool.
     model.script = ScriptedProvider([call("peek", "c3", process_id=other.id), "peeked"])
@@ -446,9 +451,9 @@ class Starter:
         return lash.StartProcess(self.kind, {"numbers": [len(turn.input)]}, key=turn.input)
 
 
-async def test_a_start_process_directive_starts_with_the_turn(jobs: Jobs) -> None:
+async def test_a_start_process_directive_starts_with_the_turn(jobs: Jobs, url: str) -> None:
     """lash.StartProcess from before_turn is written by the turn's commit, attributed."""
-    core = make_core(jobs, Starter("sum"), Model("hi", "hi"))
+    core = make_core(jobs, Starter("sum"), Model("hi", "hi"), url=url)
     session = await core.session("s1").open()
     assert (await session.turn("four").run()).outcome == "completed"
     (record,) = await core.processes.list(session_id="s1")
@@ -495,10 +500,11 @@ async def test_cancelling_a_pending_process_settles_it_at_once(jobs: Jobs) -> No
 
 async def test_a_process_that_ignores_cancellation_is_cancelled_after_the_grace(
     jobs: Jobs,
+    url: str,
 ) -> None:
     """The run sees context.cancelled, catches every CancelledError, and is still recorded
     cancelled once the grace period is over."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     record = await core.processes.start("stubborn", session_id="s1")
     worker = asyncio.create_task(core.run_worker(lease_ttl=3.0, grace=0.1, poll=0.05))
     try:
@@ -541,10 +547,10 @@ async def test_an_idle_worker_is_woken_by_a_start_in_its_core(jobs: Jobs) -> Non
     assert done.result == {"total": 4}
 
 
-async def test_an_externally_owned_process_waits_for_its_completion(jobs: Jobs) -> None:
+async def test_an_externally_owned_process_waits_for_its_completion(jobs: Jobs, url: str) -> None:
     """Its run returns: it stays running with no claim; complete settles it once; the first
     settlement stands; only externally owned processes can be completed."""
-    core = make_core(jobs, Model())
+    core = make_core(jobs, Model(), url=url)
     record = await core.processes.start("handoff", "ticket-9", session_id="s1")
     await core.run_worker(once=True)
     parked = await core.processes.get(record.id)
@@ -561,6 +567,12 @@ async def test_an_externally_owned_process_waits_for_its_completion(jobs: Jobs) 
     other = await core.processes.start("sum", Numbers([1]))
     with pytest.raises(lash.ProcessError, match="rerunnable, not externally owned"):
         await core.processes.complete(other.id, result=1)
+    # Cancelling one that waits for its owner settles it at once (no worker would).
+    waiting = await core.processes.start("handoff", "ticket-10", session_id="s1")
+    await core.run_worker(once=True, sessions=False, kinds=["handoff"])
+    cancelled = await core.processes.cancel(waiting.id, reason="withdrawn")
+    assert (cancelled.status, cancelled.error) == ("cancelled", "withdrawn")
+    assert [p.id for p in jobs.finished] == [record.id, waiting.id]
 
 
 # ------------------------------------------------------------------------------------------
@@ -671,3 +683,89 @@ async def test_broken_process_hooks_are_reported_and_the_session_is_still_woken(
     ) in str(errors[1])
     (queued,) = await core.inputs("s1")
     assert queued.text.startswith(f"Background process {record.id} (sum) succeeded.")
+
+
+class FlakyStore(lash.store.MemoryStore):
+    """A memory store whose first claim and first finish fail (the store was away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = {"claim": 1, "finish": 1}
+
+    def _hiccup(self, what: str) -> None:
+        if self.failures[what]:
+            self.failures[what] -= 1
+            raise OSError(f"{what}: the database is locked")
+
+    async def claim_process(self, *args: Any, **kwargs: Any) -> Any:
+        self._hiccup("claim")
+        return await super().claim_process(*args, **kwargs)
+
+    async def finish_process(self, *args: Any, **kwargs: Any) -> Any:
+        self._hiccup("finish")
+        return await super().finish_process(*args, **kwargs)
+
+
+async def test_a_worker_outlives_store_hiccups(
+    jobs: Jobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed claim is retried at the next poll, a failed finish while the claim lasts: the
+    process still succeeds, once."""
+    store = FlakyStore()
+    core = make_core(jobs, Model(), store=store)
+    record = await core.processes.start("sum", Numbers([3]))
+    worker = asyncio.create_task(core.run_worker(poll=0.01, sessions=False))
+    try:
+        done = await core.processes.wait(record.id, timeout=10)
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    assert (done.status, done.result, done.attempts) == ("succeeded", {"total": 3}, 1)
+    assert store.failures == {"claim": 0, "finish": 0}
+    assert "store query failed: claim: the database is locked" in caplog.text
+    assert "(retrying): finish: the database is locked" in caplog.text
+    assert len(jobs.finished) == 1
+
+
+async def test_a_cancelled_worker_stops_its_runs_and_leaves_their_claims(jobs: Jobs) -> None:
+    """Cancelling the worker cancels the runs it supervises; their records stay running under
+    a claim that expires (then the disposition decides), and nothing is settled."""
+    core = make_core(jobs, Model())
+    record = await core.processes.start("sleepy")
+    worker = asyncio.create_task(core.run_worker(poll=0.01, sessions=False))
+    async with asyncio.timeout(5):
+        await jobs.running.wait()
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    assert jobs.cancel_seen.is_set()
+    left = await core.processes.get(record.id)
+    assert left is not None
+    assert (left.status, left.expires_at is not None, jobs.finished) == ("running", True, [])
+
+
+class Picky:
+    """prepare_session fails for session ``bad`` (so it cannot be opened, nor drained)."""
+
+    lash_plugin = lash.PluginMeta(name="picky")
+
+    @lash.hookimpl
+    def prepare_session(self, session: lash.SessionView) -> None:
+        if session.id == "bad":
+            raise RuntimeError("this session is broken")
+
+
+async def test_a_session_that_cannot_be_drained_is_left_alone_and_hides_no_other(
+    jobs: Jobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing drain is logged and that session backs off; the other sessions still drain,
+    even with one slot; a worker run once returns."""
+    core = make_core(jobs, Picky(), Model("done"))
+    await core.enqueue("bad", "first")
+    await core.enqueue("good", "second")
+    await core.run_worker(once=True, concurrency=1)
+    assert [i.state for i in await core.inputs("good", settled=True)] == ["completed"]
+    assert [i.state for i in await core.inputs("bad")] == ["pending"]
+    assert "draining session 'bad' failed" in caplog.text
+    assert "this session is broken" in caplog.text

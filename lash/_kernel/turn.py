@@ -657,10 +657,10 @@ class Turn:
                 started = {"turn_id": self.id, "call": call_data(call)}
                 runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
         if len(calls) == 1:  # no tasks for the common single call
-            results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0].id))]
+            results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
         else:
             results = await asyncio.gather(
-                *(run_tool_call(runtime, call, self._tool_context(call.id)) for call in calls)
+                *(run_tool_call(runtime, call, self._tool_context(call)) for call in calls)
             )
         for call, (final_call, result) in zip(calls, results, strict=True):
             projected = await project(runtime, final_call, result)
@@ -692,15 +692,16 @@ class Turn:
         await self.checkpoint("after_tools")
         return [r for _, r in results]
 
-    def _tool_context(self, call_id: str) -> ToolContext:
+    def _tool_context(self, call: ToolCall) -> ToolContext:
         # One event per call: a tool timing out sets its own event, never its siblings'.
         cancelled = asyncio.Event()
         self._call_events.append(cancelled)
         if self._cancel_requested:
             cancelled.set()
         runtime = self._runtime
-        processes = runtime.core.processes.scoped(runtime.id, source="tool", runtime=runtime)
-        return ToolContext(runtime.view, call_id, cancelled=cancelled, processes=processes)
+        source = f"tool:{call.name}"
+        processes = runtime.core.processes.scoped(runtime.id, source=source, runtime=runtime)
+        return ToolContext(runtime.view, call.id, cancelled=cancelled, processes=processes)
 
     async def checkpoint(self, kind: str) -> bool:
         """A checkpoint of the running turn: input queued for it joins, then the ``checkpoint``

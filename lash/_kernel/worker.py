@@ -188,29 +188,33 @@ class _Worker:
                 self.wake.clear()
                 busy = False
                 turn = "woken" if woken else next(rotation)
-                # Idle, the sweep takes the round of a look for sessions (the claims keep their
-                # pace: a dead peer's processes are taken over as soon), or of a claim when the
-                # worker serves no sessions.
-                if time.monotonic() - self.last_sweep >= self.sweep_every and (
-                    turn != "claim" or not self.sessions
-                ):
-                    await self.sweep()
-                    if not woken:  # idle: the sweep was this round's query
-                        woken = await _waited(self.wake, self.poll)
-                        continue
-                if woken:
-                    busy = await self.claim_more()
-                    # Sessions are looked for when the core queued input, else once a poll:
-                    # a worker busy with processes must not query them after every claim.
-                    if self.sessions and (
-                        self.looked <= self.wake.asked_at
-                        or time.monotonic() - self.looked >= self.poll
+                try:
+                    # Idle, the sweep takes the round of a look for sessions (the claims keep
+                    # their pace: a dead peer's processes are taken over as soon), or of a
+                    # claim when the worker serves no sessions.
+                    if time.monotonic() - self.last_sweep >= self.sweep_every and (
+                        turn != "claim" or not self.sessions
                     ):
-                        busy |= await self.drain_runnable()
-                elif turn == "claim":
-                    busy = await self.claim_more()
-                else:
-                    busy = await self.drain_runnable()
+                        await self.sweep()
+                        if not woken:  # idle: the sweep was this round's query
+                            woken = await _waited(self.wake, self.poll)
+                            continue
+                    if woken:
+                        busy = await self.claim_more()
+                        # Sessions are looked for when the core queued input, else once a
+                        # poll: a worker busy with processes must not query them after every
+                        # claim.
+                        if self.sessions and (
+                            self.looked <= self.wake.asked_at
+                            or time.monotonic() - self.looked >= self.poll
+                        ):
+                            busy |= await self.drain_runnable()
+                    elif turn == "claim":
+                        busy = await self.claim_more()
+                    else:
+                        busy = await self.drain_runnable()
+                except Exception as exc:  # the store is away for a moment: try again later
+                    log.warning("lash: worker %s: store query failed: %s", self.owner, exc)
                 if busy:
                     woken = True
                     await asyncio.sleep(0)
@@ -228,7 +232,7 @@ class _Worker:
                 progressed = False
                 while True:
                     if not self.free():
-                        await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     if not await self.claim_more():
                         break
@@ -281,14 +285,17 @@ class _Worker:
         if free <= 0:
             return False
         now = self.looked = time.monotonic()
+        # Sessions left alone for now (draining here, or failing) must not hide the others.
+        self.backoff = {sid: until for sid, until in self.backoff.items() if until > now}
+        skipped = len(self.draining) + len(self.backoff)
         started = False
-        for session_id in await self.store.runnable_sessions(limit=free + len(self.draining)):
+        for session_id in await self.store.runnable_sessions(limit=free + skipped):
             if session_id in self.draining or self.backoff.get(session_id, 0.0) > now:
                 continue
             if not self.free():
                 if not everything:
                     break
-                await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
             self.draining.add(session_id)
             self.spawn(self.drain(session_id))
             started = True
@@ -397,10 +404,20 @@ class _Worker:
             now = loop.time()
             until = min(t for t in (beat, deadline, stop_by) if t is not None)
             poked = loop.create_task(poke.wait())
-            await asyncio.wait(
-                {task, poked}, timeout=max(0.0, until - now), return_when=asyncio.FIRST_COMPLETED
-            )
-            poked.cancel()
+            try:
+                await asyncio.wait(
+                    {task, poked},
+                    timeout=max(0.0, until - now),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            except asyncio.CancelledError:
+                # The worker stops: so does the run (its claim expires; another worker takes
+                # the process over as its disposition says).
+                context.cancelled.set()
+                task.cancel()
+                raise
+            finally:
+                poked.cancel()
             if task.done():
                 break
             now = loop.time()
@@ -419,7 +436,7 @@ class _Worker:
                 except LeaseLost:
                     lost = True
                     break
-                except LashError as exc:  # a store hiccup: the next beat tries again
+                except Exception as exc:  # a store hiccup: the next beat tries again
                     log.warning("lash: heartbeat of process %s failed: %s", record.id, exc)
                     continue
                 if seen.cancel_requested is not None and reason is None:
@@ -467,9 +484,21 @@ class _Worker:
     ) -> None:
         """Record the terminal state (fenced by the claim's token), then notify."""
         try:
-            settled = await self.store.finish_process(
-                record.id, record.token, status=status, result=result, error=error
-            )
+            for attempt in itertools.count(1):
+                try:
+                    settled = await self.store.finish_process(
+                        record.id, record.token, status=status, result=result, error=error
+                    )
+                    break
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    # A store hiccup: retry while the claim lasts (after it, the process is
+                    # another worker's, and its disposition decides).
+                    if attempt * 0.5 >= self.ttl / 2:
+                        raise
+                    log.warning("lash: finishing process %s failed (retrying): %s", record.id, exc)
+                    await asyncio.sleep(0.5)
         except LeaseLost:
             log.warning(
                 "lash: worker %s lost its claim on process %s before finishing it",

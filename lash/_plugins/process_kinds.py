@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from lash._contract.annotations import resolve_here
 from lash._contract.serialization import from_data, to_data
 from lash._contract.types import RecoveryDisposition
 from lash._tools.tool import json_schema
@@ -44,6 +45,8 @@ class ProcessKind:
     payload_schema: dict[str, Any] = attrs.field(factory=dict)
     result_schema: dict[str, Any] = attrs.field(factory=dict)
     description: str = ""
+
+    __module__ = "lash"
 
     def payload_data(self, payload: Any) -> Any:
         """``payload`` in JSON form, checked against the payload type.
@@ -165,3 +168,6 @@ def build_process_kind(
         result_schema=_schema(name, "result", result_type),
         description=doc.split("\n\n", 1)[0].replace("\n", " "),
     )
+
+
+resolve_here(globals())
