@@ -1934,7 +1934,8 @@ async def test_small_writes_run_inline_and_wait_on_the_worker_when_the_lock_is_t
 ) -> None:
     """A lease and a turn's commit run on the event loop's thread (the worker's connection runs
     none of their statements) while the write lock is free; with another connection holding
-    it, they go to the worker, which waits for it, while the event loop goes on."""
+    it for longer than INLINE_WAIT, they go to the worker, which waits for it, while the event
+    loop goes on."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         await store.open()
@@ -1957,7 +1958,9 @@ async def test_small_writes_run_inline_and_wait_on_the_worker_when_the_lock_is_t
         blocker.execute("BEGIN IMMEDIATE")
         task = asyncio.create_task(store.acquire_lease("s", "w1", ttl=30))
         ticks = 0
-        while ticks < 20:  # the loop runs on while the acquisition waits for the lock
+        # The loop runs on while the acquisition waits for the lock (first trying again on this
+        # thread for INLINE_WAIT, then on the worker).
+        while ticks < (sqlite_module.INLINE_WAIT + 0.2) / 0.005:
             await asyncio.sleep(0.005)
             ticks += 1
         assert not task.done()
@@ -1966,4 +1969,39 @@ async def test_small_writes_run_inline_and_wait_on_the_worker_when_the_lock_is_t
         again = await asyncio.wait_for(task, 10)
         assert (again.revision, again.token) == (1, lease.token + 1)
         assert on_worker > 0, "the busy write did not go to the worker thread"
+        await conn.set_progress_handler(None, 1)
+
+
+async def test_a_small_write_takes_a_write_lock_freed_soon_on_the_event_loops_thread(
+    tmp_path: Path,
+) -> None:
+    """Another connection holding the write lock briefly (less than INLINE_WAIT): the small
+    write tries again on the event loop's thread and gets it there, not on the worker thread
+    (whose SQLite busy handler sleeps ever longer between its tries), while the loop goes on."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        await store.open()
+        lease = await store.acquire_lease("s", "w1", ttl=30)
+        await store.release_lease(lease)
+        conn = store._conn
+        assert conn is not None
+        on_worker = 0
+
+        def count() -> int:
+            nonlocal on_worker
+            on_worker += 1
+            return 0
+
+        await conn.set_progress_handler(count, 1)
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(store.acquire_lease("s", "w2", ttl=30))
+        for _ in range(10):  # 50 ms: the loop runs on while the acquisition waits
+            await asyncio.sleep(0.005)
+        assert not task.done()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        again = await asyncio.wait_for(task, 10)
+        assert (again.owner, again.token) == ("w2", lease.token + 1)
+        assert on_worker == 0, "the write went to the worker thread"
         await conn.set_progress_handler(None, 1)

@@ -10,8 +10,10 @@ outbox (processes whose finisher died before notifying) and, with ``sessions``, 
 sessions that have queued input, so a finished process's result becomes a turn.
 
 Idle, a worker makes one store query per ``poll`` seconds, rotating between claiming and
-looking for runnable sessions (a sweep takes a turn every ``lease_ttl / 2``); work started or
-queued by its own core wakes it at once.
+looking for runnable sessions (every ``lease_ttl / 2``, or 10 polls if that is longer, the
+sweep takes the turn of a look for sessions, or of a claim when the worker serves no sessions);
+work started or queued by its own core wakes it at once. Busy with
+processes, it claims back to back and looks for sessions once a poll.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +46,8 @@ _workers = itertools.count(1)
 
 #: Seconds a session whose drain failed is left alone before a worker tries it again.
 DRAIN_BACKOFF = 30.0
+#: Idle rounds (polls) at least between two sweeps of the notification outbox.
+SWEEP_POLLS = 10
 
 
 class WorkerCore(Protocol):
@@ -131,6 +136,23 @@ async def _waited(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+class _Wake(asyncio.Event):
+    """A worker's wake-up. Set by its core (:meth:`Processes.wake`: a process was started,
+    input was queued; ``asked_at`` says when) or by a run that ended (:meth:`freed`: a slot is
+    free, so claim more, but sessions need no new look)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_at = time.monotonic()  # the first round looks for sessions at once
+
+    def set(self) -> None:
+        self.asked_at = time.monotonic()
+        super().set()
+
+    def freed(self) -> None:
+        super().set()
+
+
 async def _run(kind: ProcessKind, context: ProcessContext, payload: Any) -> Any:
     return await kind.run(context, payload)
 
@@ -159,8 +181,12 @@ class _Worker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining: set[str] = set()
         self.backoff: dict[str, float] = {}
-        self.wake = asyncio.Event()
+        self.wake = _Wake()
+        self.looked = -math.inf  # when runnable_sessions was last queried (monotonic)
         self.last_sweep = 0.0
+        # Not more often than every SWEEP_POLLS idle rounds: a sweep takes a round's query,
+        # and with a short lease against the poll it would take every round (never claiming).
+        self.sweep_every = max(lease_ttl / 2, SWEEP_POLLS * poll)
 
     # -- loops -----------------------------------------------------------------------------------
 
@@ -172,14 +198,29 @@ class _Worker:
             while True:
                 self.wake.clear()
                 busy = False
+                turn = "woken" if woken else next(rotation)
                 try:
-                    if time.monotonic() - self.last_sweep >= self.ttl / 2:
+                    # Idle, the sweep takes the round of a look for sessions (the claims keep
+                    # their pace: a dead peer's processes are taken over as soon), or of a
+                    # claim when the worker serves no sessions.
+                    if time.monotonic() - self.last_sweep >= self.sweep_every and (
+                        turn != "claim" or not self.sessions
+                    ):
                         await self.sweep()
-                    elif woken:
+                        if not woken:  # idle: the sweep was this round's query
+                            woken = await _waited(self.wake, self.poll)
+                            continue
+                    if woken:
                         busy = await self.claim_more()
-                        if self.sessions:
+                        # Sessions are looked for when the core queued input, else once a
+                        # poll: a worker busy with processes must not query them after every
+                        # claim.
+                        if self.sessions and (
+                            self.looked <= self.wake.asked_at
+                            or time.monotonic() - self.looked >= self.poll
+                        ):
                             busy |= await self.drain_runnable()
-                    elif next(rotation) == "claim":
+                    elif turn == "claim":
                         busy = await self.claim_more()
                     else:
                         busy = await self.drain_runnable()
@@ -233,7 +274,7 @@ class _Worker:
 
         def done(task: asyncio.Task[None]) -> None:
             self.tasks.discard(task)
-            self.wake.set()  # a slot is free
+            self.wake.freed()
 
         task.add_done_callback(done)
 
@@ -254,7 +295,7 @@ class _Worker:
         free = self.free() if not everything else self.slots
         if free <= 0:
             return False
-        now = time.monotonic()
+        now = self.looked = time.monotonic()
         # Sessions left alone for now (draining here, or failing) must not hide the others.
         self.backoff = {sid: until for sid, until in self.backoff.items() if until > now}
         skipped = len(self.draining) + len(self.backoff)

@@ -1,0 +1,117 @@
+"""How often a worker queries the store: idle (a real worker subprocess, its queries counted),
+with a lease short against its poll, and busy with processes while it also serves sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lash
+from lash_plugins_builtin import stores
+
+pytestmark = pytest.mark.anyio
+
+TESTS = Path(__file__).resolve().parent
+
+
+class Quick:
+    lash_plugin = lash.PluginMeta(name="quickjobs")
+
+    @lash.hookimpl
+    def register_process_kinds(self, register: lash.RegisterProcessKind) -> None:
+        register("quick", self.quick)
+
+    async def quick(self, context: lash.ProcessContext, payload: Any) -> Any:
+        return payload
+
+
+def core_on(db: Path) -> lash.LashCore:
+    return lash.LashCore(plugins=[stores, Quick()], builtins=(), store=f"sqlite:///{db}")
+
+
+def count_calls(core: lash.LashCore, name: str) -> list[float]:
+    """Record the time of every call of the store's method ``name``."""
+    store: Any = core.store
+    method = getattr(store, name)
+    times: list[float] = []
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        times.append(time.monotonic())
+        return await method(*args, **kwargs)
+
+    setattr(store, name, counted)
+    return times
+
+
+@pytest.mark.slow
+def test_an_idle_worker_queries_the_store_at_most_once_a_second(tmp_path: Path) -> None:
+    """A real worker process with its defaults (poll 1 s, sessions on) and nothing to do makes
+    at most one store query a second once its first round is over, and keeps claiming."""
+    db = tmp_path / "lash.db"
+    seconds = 7.5
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "idle_worker_child.py"), str(db), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    calls = [(name, at) for name, at in report["calls"]]
+    # The first round (t ~ 0) sweeps, claims and looks for sessions at once; then one query a
+    # poll. In the 6 s from 1.5 s on: the rounds at ~2, 3, 4, 5, 6 and 7 s.
+    window = [name for name, at in calls if 1.5 <= at < 7.5]
+    assert len(window) <= 6, calls
+    assert window.count("claim_process") >= 2, calls  # still looking for work
+    assert len(calls) <= 3 + 7, calls
+    assert report["statements"] <= 8 * len(calls)  # a query is a handful of statements
+
+
+async def test_a_worker_with_a_lease_short_against_its_poll_still_claims(tmp_path: Path) -> None:
+    """The notification sweep (due every lease_ttl / 2) takes an idle round's query, but not
+    every round: a worker whose lease is no longer than two polls still claims a process
+    started by another core on the file (which cannot wake it)."""
+    db = tmp_path / "lash.db"
+    async with core_on(db) as host, core_on(db) as workers:
+        worker = asyncio.create_task(workers.run_worker(lease_ttl=0.4, poll=0.2, sessions=False))
+        try:
+            await asyncio.sleep(0.3)  # idle: its rounds are polls now
+            record = await host.processes.start("quick", {"n": 1})
+            done = await host.processes.wait(record.id, timeout=5)
+        finally:
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+    assert (done.status, done.result) == ("succeeded", {"n": 1})
+
+
+async def test_a_worker_busy_with_processes_looks_for_sessions_once_a_poll(
+    tmp_path: Path,
+) -> None:
+    """A worker that also serves sessions, claiming 40 processes back to back, does not look
+    for runnable sessions after every claim: at most once a poll (and when its core queues
+    input)."""
+    db = tmp_path / "lash.db"
+    async with core_on(db) as host, core_on(db) as workers:
+        started = [(await host.processes.start("quick", {"n": n})).id for n in range(40)]
+        looked = count_calls(workers, "runnable_sessions")
+        claims = count_calls(workers, "claim_process")
+        began = time.monotonic()
+        worker = asyncio.create_task(workers.run_worker(poll=0.5))
+        try:
+            for process_id in started:
+                await host.processes.wait(process_id, timeout=30)
+            elapsed = time.monotonic() - began
+        finally:
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+    assert len(claims) >= 40
+    assert 1 <= len(looked) <= 2 + elapsed / 0.5, (len(looked), elapsed)
