@@ -992,12 +992,20 @@ class PostgresStore:
         status: str,
         result: Any = None,
         error: str | None = None,
+        notified: bool = False,
     ) -> lash.ProcessRecord:
         _dumps("-", f"result of process {process_id!r}", result)
         action = f"finishing process {process_id!r}"
         async with self._process_transaction(action, process_id) as (conn, now, record):
             done = lash.store.finish_record(
-                process_id, record, token, status=status, result=result, error=error, now=now
+                process_id,
+                record,
+                token,
+                status=status,
+                result=result,
+                error=error,
+                now=now,
+                notified=notified,
             )
             if done is record:
                 return done

@@ -1005,13 +1005,21 @@ class SQLiteStore:
         status: str,
         result: Any = None,
         error: str | None = None,
+        notified: bool = False,
     ) -> lash.ProcessRecord:
         now = time.time()
         found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
         async with self._process_write(found) as ((rows,), writes):
             record = _process(rows[0]) if rows else None
             done = lash.store.finish_record(
-                process_id, record, token, status=status, result=result, error=error, now=now
+                process_id,
+                record,
+                token,
+                status=status,
+                result=result,
+                error=error,
+                now=now,
+                notified=notified,
             )
             if done is not record:  # a result that is not JSON data raises here: no write
                 writes += _process_steps(done, "process_finished", now)

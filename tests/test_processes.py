@@ -8,6 +8,7 @@ Crashes of real worker processes on SQLite are in ``test_worker_crash.py``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -378,6 +379,45 @@ async def test_a_raw_kind_gets_json_and_a_process_without_session_wakes_nothing(
     assert done is not None
     assert done.result == {"echo": {"a": [1, 2]}, "attempt": 1, "session": None}
     assert await core.store.runnable_sessions() == []
+
+
+class Quiet:
+    """A kind, and no ``process_finished``: its session-less runs have nothing to notify."""
+
+    @lash.hookimpl
+    def register_process_kinds(self, register: lash.RegisterProcessKind) -> None:
+        async def noop(context: lash.ProcessContext, payload: Any) -> Any:
+            return payload
+
+        register("noop", noop)
+
+
+class CountingStore(lash.store.MemoryStore):
+    """Counts the outbox's second writes."""
+
+    marked = 0
+
+    async def mark_process_notified(self, process_id: str) -> None:
+        CountingStore.marked += 1
+        await super().mark_process_notified(process_id)
+
+
+async def test_a_run_with_nothing_to_notify_is_settled_notified_in_one_write(jobs: Jobs) -> None:
+    """No session and no process_finished: finished as notified, no outbox write after it;
+    with a session (a wake-up to queue) the outbox is used."""
+    CountingStore.marked = 0
+    core = make_core(Quiet(), Model(), store=CountingStore())
+    bare = await core.processes.start("noop", {"n": 1})
+    await core.run_worker(once=True, sessions=False)
+    done = await core.processes.get(bare.id)
+    assert done is not None and (done.status, done.notified) == ("succeeded", True)
+    assert CountingStore.marked == 0
+    assert await core.store.unnotified_processes(finished_before=time.time() + 60) == []
+    owned = await core.processes.start("noop", {"n": 2}, session_id="s1")
+    await core.run_worker(once=True, sessions=False)
+    woken = await core.processes.get(owned.id)
+    assert woken is not None and woken.notified and CountingStore.marked == 1
+    assert [i.key for i in await core.inputs("s1")] == [f"process:{owned.id}"]
 
 
 # ------------------------------------------------------------------------------------------

@@ -799,12 +799,20 @@ class KVStore:
         status: str,
         result: Any = None,
         error: str | None = None,
+        notified: bool = False,
     ) -> lash.ProcessRecord:
         batch = Batch(self.data)
         record = self._process(batch, process_id)
         # Fenced by the claim's token; None: an external completion (the first one stands).
         done = lash.store.finish_record(
-            process_id, record, token, status=status, result=result, error=error, now=time.time()
+            process_id,
+            record,
+            token,
+            status=status,
+            result=result,
+            error=error,
+            now=time.time(),
+            notified=notified,
         )
         if done is record:
             return done

@@ -381,6 +381,13 @@ class Processes:
             self._settled = (loop, asyncio.Event())
         return self._settled[1]
 
+    def quiet(self, record: ProcessRecord) -> bool:
+        """Whether finishing ``record`` leaves nothing to notify: no session to wake and no
+        ``process_finished`` implementation (then it is settled notified, in one write)."""
+        return record.session_id is None and not self._core.composition.hooks.impls(
+            "process_finished"
+        )
+
     def settled(self) -> None:
         """Tell this core's waiters that a process was settled."""
         if self._settled is not None:

@@ -503,12 +503,19 @@ class _Worker:
     async def finish(
         self, record: ProcessRecord, status: str, *, result: Any = None, error: str | None = None
     ) -> None:
-        """Record the terminal state (fenced by the claim's token), then notify."""
+        """Record the terminal state (fenced by the claim's token), then notify (when there is
+        anything to notify: otherwise the record is settled notified, in the same write)."""
+        quiet = self.processes.quiet(record)
         try:
             for attempt in itertools.count(1):
                 try:
                     settled = await self.store.finish_process(
-                        record.id, record.token, status=status, result=result, error=error
+                        record.id,
+                        record.token,
+                        status=status,
+                        result=result,
+                        error=error,
+                        notified=quiet,
                     )
                     break
                 except LeaseLost:
@@ -526,5 +533,8 @@ class _Worker:
                 self.owner,
                 record.id,
             )
+            return
+        if quiet:
+            self.processes.settled()
             return
         await self.processes.notify(settled)

@@ -661,10 +661,18 @@ class MemoryStore:
         status: str,
         result: Any = None,
         error: str | None = None,
+        notified: bool = False,
     ) -> ProcessRecord:
         record = self._processes.get(process_id)
         done = finish_record(
-            process_id, record, token, status=status, result=result, error=error, now=time.time()
+            process_id,
+            record,
+            token,
+            status=status,
+            result=result,
+            error=error,
+            now=time.time(),
+            notified=notified,
         )
         return record if done is record else self._put(done, "process_finished")
 

@@ -95,9 +95,16 @@ def settled_on_expiry(record: ProcessRecord, now: float) -> ProcessRecord | None
 
 
 def settle_record(
-    record: ProcessRecord, status: str, *, result: Any = None, error: str | None = None, now: float
+    record: ProcessRecord,
+    status: str,
+    *,
+    result: Any = None,
+    error: str | None = None,
+    now: float,
+    notified: bool = False,
 ) -> ProcessRecord:
-    """``record`` settled in the terminal ``status``: its claim ends, it is not notified yet."""
+    """``record`` settled in the terminal ``status``: its claim ends; it is not notified yet,
+    unless ``notified`` (its finisher has nothing to notify)."""
     return attrs.evolve(
         record,
         status=status,  # type: ignore[arg-type]  # checked by the caller against PROCESS_TERMINAL
@@ -105,7 +112,7 @@ def settle_record(
         error=error,
         expires_at=None,
         finished_at=now,
-        notified=False,
+        notified=notified,
     )
 
 
@@ -139,6 +146,7 @@ def finish_record(
     result: Any = None,
     error: str | None = None,
     now: float,
+    notified: bool = False,
 ) -> ProcessRecord:
     """The record ``finish_process`` leaves: ``record`` settled in ``status``, by the worker
     holding claim ``token`` (:func:`check_claim`), or, with ``token`` None, by an external
@@ -156,7 +164,7 @@ def finish_record(
         raise LeaseLost("-", f"process {process_id!r} is unknown")
     elif record.finished:
         return record
-    return settle_record(record, status, result=result, error=error, now=now)
+    return settle_record(record, status, result=result, error=error, now=now, notified=notified)
 
 
 def cancel_record(record: ProcessRecord, reason: str, now: float) -> ProcessRecord:

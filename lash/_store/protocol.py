@@ -247,13 +247,16 @@ class Store(Protocol):
         status: str,
         result: Any = None,
         error: str | None = None,
+        notified: bool = False,
     ) -> ProcessRecord:
         """Settle a process in a terminal ``status`` (logging ``process_finished`` in its
         session) and return it. With a ``token``, only the worker holding that claim may
         (:class:`lash.LeaseLost` otherwise). ``token=None`` is an external completion: allowed for
         a process that is not finished (for an externally owned one, or a cancellation of a
         ``pending`` one); a process already finished is returned unchanged (first settlement
-        stands)."""
+        stands). ``notified`` settles it as notified at once: its finisher has nothing to
+        notify (no ``process_finished`` implementation, no session to wake), so the outbox
+        needs no second write."""
 
     async def request_process_cancel(self, process_id: str, reason: str) -> ProcessRecord | None:
         """Ask a process to stop: a ``pending`` one is ``cancelled`` at once; a ``running`` one

@@ -559,7 +559,8 @@ async def check_process_cancel(store: Store) -> None:
 async def check_process_notification_outbox(store: Store) -> None:
     """Finished processes not yet notified are listed (oldest first) by
     ``unnotified_processes`` when they finished before the time given; once marked notified
-    they are not; pending and running ones never are."""
+    they are not, nor is one finished with ``notified=True``; pending and running ones never
+    are."""
     kind = _unique("kind")
     drafts = [_draft(kind, f"p{i}") for i in range(3)]
     for draft in drafts:
@@ -582,6 +583,12 @@ async def check_process_notification_outbox(store: Store) -> None:
     expect((await _get(store, a.id)).notified, "notified of a process marked notified")
     expect(not (await _get(store, b.id)).notified, "notified of a process not marked")
     await store.mark_process_notified(_unique("nope"))  # an unknown id is no error
+    # A finisher with nothing to notify settles the process notified, in the same write.
+    c = await _claim(store, kind)
+    quiet = await store.finish_process(c.id, c.token, status="succeeded", notified=True)
+    expect(quiet.notified, "notified of a process finished with notified=True")
+    expect((await _get(store, c.id)).notified, "notified, as stored, of a quiet finish")
+    expect_equal(await unnotified(later), [b.id], "unnotified after a quiet finish")
 
 
 async def check_process_events_logged_in_session(store: Store) -> None:
