@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import _pkgs
 import pytest
 import worker_jobs
 from _postgres import PostgresServer
@@ -38,6 +39,7 @@ from crash_child import (
     call_id,
     verify_history,
 )
+from test_worker_crash import install_crashjobs
 
 import lash
 import lash.store
@@ -416,3 +418,74 @@ async def test_a_frozen_holders_late_commit_is_refused_by_its_fencing_token(
     async with parent_core(postgres_url) as core:
         events = (await core.store.read_events("stall", after=0, limit=10_000)).events
     assert [e.type for e in events if STALLED in json.dumps(e.data)] == ["turn_started"]
+
+
+# -- the lash worker command -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_lash_worker_commands_on_postgres_share_processes_across_a_kill(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three ``lash worker`` commands whose lash.toml names the Postgres store share 30
+    rerunnable processes; one, running some of them, is SIGKILLed: the others run those again
+    once its claims expire, and every process succeeds, is settled once and notified."""
+    monkeypatch.setenv("CRASH_DIR", str(tmp_path))
+    site = install_crashjobs(tmp_path)
+    (tmp_path / "lash.toml").write_text(
+        f'plugins = ["stores", "crashjobs"]\nstore = "{postgres_url}"\n', encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    env["PYTHONPATH"] = _pkgs.pythonpath(site, Path(__file__).resolve().parent)
+    command = [str(_pkgs.LASH), "--config", str(tmp_path / "lash.toml"), "worker"]
+    command += ["--no-sessions", "--lease-ttl", str(TTL), "--poll", str(POLL)]
+    procs: list[subprocess.Popen[bytes]] = []
+    async with build_core(postgres_url, extra=[worker_jobs]) as core:
+        started = [
+            (await core.processes.start("rerun", worker_jobs.Job(n, 0.6), session_id="w")).id
+            for n in range(30)
+        ]
+        try:
+            for n in range(3):
+                with (tmp_path / f"cli{n}.err").open("wb") as err:
+                    procs.append(subprocess.Popen(command, env=env, stderr=err, cwd=tmp_path))
+
+            def running(pid: int) -> set[str]:
+                effects = [line.split() for line in log_lines(tmp_path, "effects.log")]
+                begun = {e[2] for e in effects if e[0] == str(pid) and e[1] == "start"}
+                return begun - {e[2] for e in effects if e[0] == str(pid) and e[1] == "end"}
+
+            victim = procs[0]
+
+            async def victim_busy() -> bool:
+                return bool(running(victim.pid))
+
+            await until(victim_busy, 60, "the first worker running a process")
+            cut = running(victim.pid)
+            victim.send_signal(signal.SIGKILL)
+            assert victim.wait() == -signal.SIGKILL
+
+            async def all_settled() -> bool:
+                return all(p.finished and p.notified for p in await core.processes.list())
+
+            await until(all_settled, 60, "every process settled")
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+        records = {p.id: p for p in await core.processes.list()}
+        events = (await core.store.read_events("w", after=0, limit=100_000)).events
+    assert sorted(records) == sorted(started)
+    for pid in cut:  # cut off by the kill: run again by another worker
+        assert records[pid].attempts >= 2, records[pid]
+    for record in records.values():
+        assert (record.status, record.result) == ("succeeded", {"n": record.payload["n"]})
+    settled = collections.Counter(
+        e.data["process"]["id"] for e in events if e.type == "process_finished"
+    )
+    assert settled == dict.fromkeys(started, 1)
+    # process_finished ran for each; twice only across the kill (between a terminal commit and
+    # its notification: at-least-once there).
+    heard = collections.Counter(line.split()[1] for line in log_lines(tmp_path, "finished.log"))
+    assert set(heard) == set(started) and sum(heard.values()) <= len(started) + 1
+    print(f"\n{len(cut)} processes cut off by the kill, run again elsewhere")
