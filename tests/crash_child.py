@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ PROVIDER = "endless"
 
 
 def store_url(db: str | os.PathLike[str]) -> str:
-    """The store URL of the SQLite file ``db``."""
-    return f"{SCHEME}:///{db}"
+    """The store URL of the SQLite file ``db``; a URL (``postgresql://...``) as it is."""
+    return str(db) if "://" in str(db) else f"{SCHEME}:///{db}"
 
 
 # -- the plugins ---------------------------------------------------------------------------------
@@ -79,9 +79,11 @@ class Kit:
         self,
         pause: Callable[[str], Awaitable[None]] | None = None,
         finalized: Callable[[int], None] | None = None,
+        persisted: Callable[[lash.TurnView, int], None] | None = None,
     ) -> None:
         self._pause = pause
         self._finalized = finalized
+        self._persisted = persisted
 
     @lash.hookimpl
     def register_tools(self, register: lash.RegisterTool) -> None:
@@ -106,6 +108,11 @@ class Kit:
     def turn_finalized(self, turn: lash.TurnView) -> None:
         if self._finalized is not None:
             self._finalized(turn.index)
+
+    @lash.hookimpl
+    def turn_persisted(self, turn: lash.TurnView, revision: int) -> None:
+        if self._persisted is not None:
+            self._persisted(turn, revision)
 
 
 class Endless:
@@ -147,10 +154,13 @@ def build_core(
     lease_ttl: float = 30.0,
     pause: Callable[[str], Awaitable[None]] | None = None,
     finalized: Callable[[int], None] | None = None,
+    persisted: Callable[[lash.TurnView, int], None] | None = None,
+    extra: Sequence[object] = (),
 ) -> lash.LashCore:
-    """A core on the SQLite file ``db`` with the endless provider and the kit plugin."""
+    """A core on the SQLite file (or store URL) ``db`` with the endless provider, the kit
+    plugin and the ``extra`` plugins."""
     return lash.LashCore(
-        plugins=["standard", "stores", Endless(), Kit(pause, finalized)],
+        plugins=["standard", "stores", Endless(), Kit(pause, finalized, persisted), *extra],
         autoload=False,
         disable=["scripted", "openai", "plan"],
         store=store_url(db),
@@ -230,8 +240,10 @@ async def race(args: argparse.Namespace) -> None:
             text = f"race {args.name} attempt {attempt}"
             session = core.session(args.session)
             try:
-                # The victim, alone when it starts, may wait for a setup lease to be released.
-                await session.open(must_exist=True, wait=60 if args.victim and attempt == 1 else 0)
+                # The victim, alone when it starts, may wait for a setup lease to be released;
+                # a racer with --wait waits that long for the lease, the others are refused.
+                wait = 60 if args.victim and attempt == 1 else args.wait
+                await session.open(must_exist=True, wait=wait)
             except lash.SessionBusy:
                 refused += 1
                 emit("busy", attempt=attempt, text=text)
@@ -372,7 +384,35 @@ async def hold(args: argparse.Namespace) -> None:
         )
 
 
+async def worker(args: argparse.Namespace) -> None:
+    """Run ``core.run_worker`` (what ``lash worker`` runs) with the ``crashjobs`` process kinds
+    (tests/worker_jobs.py, logging to ``$CRASH_DIR``) until killed. Each committed turn is
+    appended to ``$CRASH_DIR/committed.log`` (``pid session revision input``) once the store
+    has it, so the parent knows which commits a worker saw succeed before it was killed; each
+    turn's tool call is appended to ``tools.log`` (``pid input``)."""
+    import worker_jobs
+
+    rng = random.Random(args.seed)
+
+    async def pause(text: str) -> None:
+        # In the tool, mid-turn: logged, so the parent can tell the turns a kill interrupted.
+        worker_jobs.append("tools.log", json.dumps([os.getpid(), text]))
+        await asyncio.sleep(rng.uniform(0.0, 0.1))  # kills land at ever different points
+
+    def persisted(turn: lash.TurnView, revision: int) -> None:
+        line = json.dumps([os.getpid(), turn.session.id, revision, turn.input])
+        worker_jobs.append("committed.log", line)
+
+    async with build_core(
+        args.db, lease_ttl=args.ttl, pause=pause, persisted=persisted, extra=[worker_jobs]
+    ) as core:
+        await core.store.runnable_sessions(limit=1)  # connected: the parent may count on it
+        emit("ready")
+        await core.run_worker(concurrency=args.commits, lease_ttl=args.ttl, poll=args.wait)
+
+
 MODES = {
+    "worker": worker,
     "crash": crash,
     "race": race,
     "stall": stall,

@@ -27,7 +27,7 @@ class Job:
     seconds: float = 0.2
 
 
-def _append(name: str, line: str) -> None:
+def append(name: str, line: str) -> None:
     path = Path(os.environ["CRASH_DIR"]) / name
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -37,9 +37,9 @@ def _append(name: str, line: str) -> None:
 
 
 async def _work(context: lash.ProcessContext, job: Job) -> dict[str, Any]:
-    _append("effects.log", f"{os.getpid()} start {context.id} {context.attempt}")
+    append("effects.log", f"{os.getpid()} start {context.id} {context.attempt}")
     await asyncio.sleep(job.seconds * random.uniform(0.5, 1.5))
-    _append("effects.log", f"{os.getpid()} end {context.id} {context.attempt}")
+    append("effects.log", f"{os.getpid()} end {context.id} {context.attempt}")
     return {"n": job.n}
 
 
@@ -55,7 +55,7 @@ async def owned(context: lash.ProcessContext, job: Job) -> dict[str, Any]:
 
 async def external(context: lash.ProcessContext, job: Job) -> None:
     """Hands the job over; the parent completes it."""
-    _append("effects.log", f"{os.getpid()} handoff {context.id} {context.attempt}")
+    append("effects.log", f"{os.getpid()} handoff {context.id} {context.attempt}")
 
 
 @lash.hookimpl
@@ -67,4 +67,4 @@ def register_process_kinds(register: lash.RegisterProcessKind) -> None:
 
 @lash.hookimpl
 def process_finished(process: lash.ProcessRecord) -> None:
-    _append("finished.log", f"{os.getpid()} {process.id} {process.status}")
+    append("finished.log", f"{os.getpid()} {process.id} {process.status}")
