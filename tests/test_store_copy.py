@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 from _recorder import Recorder
 from click.testing import CliRunner
 
