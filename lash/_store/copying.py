@@ -41,7 +41,6 @@ from lash._store.records import (
     CommitDelta,
     EventDraft,
     InputDraft,
-    Lease,
     PendingInput,
     ProcessDraft,
     QueuedCommand,
@@ -201,53 +200,51 @@ async def _copy_session(
         sid,
         COPY_OWNER,
         ttl=_TTL,
-        events=(EventDraft(COPY_STARTED, {"source": source_name}),),
+        events=(EventDraft(COPY_STARTED, {"source": source_name}), *events),
     )
-    revision = await dst.commit(
-        sid,
-        lease=lease,
-        expected_revision=lease.revision,
-        delta=CommitDelta(events=tuple(EventDraft(e.type, e.data) for e in events)),
-    )
-    # Each turn record in a commit of its own (a commit carries one), claiming the inputs that
-    # turn consumed: the destination records them completed by that turn.
-    by_turn: dict[str | None, list[PendingInput]] = {}
-    for item in inputs:
-        if item.state == "completed":
-            by_turn.setdefault(item.turn_id, []).append(item)
-    for turn in turns:
-        lease = await dst.renew_lease(lease, ttl=_TTL)
-        claimed = await _claim(dst, lease, by_turn.pop(turn.turn_id, []))
-        revision = await dst.commit(
-            sid,
-            lease=lease,
-            expected_revision=revision,
-            delta=CommitDelta(turn=turn, claimed=claimed),
-        )
-    claimed = await _claim(dst, lease, [i for group in by_turn.values() for i in group])
     for item in inputs:
         if item.state == "cancelled":
             queued = await dst.enqueue_input(sid, _draft(item))
             await dst.cancel_inputs(sid, [queued.id])
-    applied = [
-        (await dst.enqueue_command(sid, _command(c))).id for c in commands if c.state == "applied"
-    ]
-    await dst.commit(
-        sid,
-        lease=lease,
-        expected_revision=revision,
-        delta=CommitDelta(
-            nodes=record.nodes,
-            plugin_states=record.plugin_states,
-            config=record.config,
-            usage=record.usage,
-            turns=record.turns,
-            parent_id=record.parent_id,
-            claimed=claimed,
-            applied=tuple(applied),
-            release=True,
-        ),
+    applied = tuple(
+        [(await dst.enqueue_command(sid, _command(c))).id for c in commands if c.state == "applied"]
     )
+    # A commit carries one turn record: one commit per turn, each claiming the inputs its turn
+    # consumed (the destination records them completed by that turn); inputs completed by no
+    # turn the source knows come first, in a commit of their own. The last commit carries the
+    # head.
+    by_turn: dict[str | None, list[PendingInput]] = {}
+    for item in inputs:
+        if item.state == "completed":
+            by_turn.setdefault(item.turn_id, []).append(item)
+    steps: list[tuple[TurnRecord | None, list[PendingInput]]] = [
+        (turn, by_turn.pop(turn.turn_id, [])) for turn in turns
+    ]
+    orphans = [item for group in by_turn.values() for item in group]
+    if orphans or not steps:
+        steps.insert(0, (None, orphans))
+    revision = lease.revision
+    for n, (turn, consumed) in enumerate(steps):
+        lease = await dst.renew_lease(lease, ttl=_TTL)
+        for item in consumed:
+            await dst.enqueue_input(sid, _draft(item))
+        # Nothing else is pending while the copy holds the lease (the session's pending input
+        # is queued after its last commit): the oldest pending inputs are these.
+        claimed = await dst.claim_inputs(lease, limit=len(consumed)) if consumed else []
+        delta = CommitDelta(turn=turn, claimed=tuple(i.id for i in claimed))
+        if n == len(steps) - 1:
+            delta = attrs.evolve(
+                delta,
+                nodes=record.nodes,
+                plugin_states=record.plugin_states,
+                config=record.config,
+                usage=record.usage,
+                turns=record.turns,
+                parent_id=record.parent_id,
+                applied=applied,
+                release=True,
+            )
+        revision = await dst.commit(sid, lease=lease, expected_revision=revision, delta=delta)
     pending = [i for i in inputs if i.state in ("pending", "claimed")]
     for item in pending:
         await dst.enqueue_input(sid, _draft(item))
@@ -277,17 +274,6 @@ async def _events(src: Store, sid: str) -> list[EventDraft]:
         if not page.events or page.events[-1].seq >= page.last:
             return events
         after = page.events[-1].seq
-
-
-async def _claim(dst: Store, lease: Lease, items: list[PendingInput]) -> tuple[str, ...]:
-    """Queue ``items`` and claim them under ``lease`` (nothing else is pending while the copy
-    holds the lease: the session's pending input is queued after its last commit)."""
-    for item in items:
-        await dst.enqueue_input(lease.session_id, _draft(item))
-    if not items:
-        return ()
-    claimed = await dst.claim_inputs(lease, limit=len(items))
-    return tuple(i.id for i in claimed)
 
 
 def _draft(item: PendingInput) -> InputDraft:

@@ -62,10 +62,17 @@ def copy_command(ctx: click.Context, src: str, dst: str, merge: bool, force: boo
     except LashError as exc:
         raise click.ClickException(_scrub(str(exc), src, dst)) from None
     click.echo(
-        f"copied {len(report.copied)} sessions ({len(report.replaced)} replaced), skipped "
-        f"{len(report.skipped)}; copied {len(report.processes)} processes, skipped "
+        f"copied {_count(report.copied, 'session')} ({len(report.replaced)} replaced), skipped "
+        f"{len(report.skipped)}; copied {_count(report.processes, 'process')}, skipped "
         f"{len(report.processes_skipped)}"
     )
+
+
+_PLURAL = {"session": "sessions", "process": "processes"}
+
+
+def _count(items: tuple[str, ...], noun: str) -> str:
+    return f"{len(items)} {noun if len(items) == 1 else _PLURAL[noun]}"
 
 
 async def _copy(config: Any, src: str, dst: str, mode: Mode) -> CopyReport:
