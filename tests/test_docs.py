@@ -1040,6 +1040,9 @@ def test_lash_sessions_mailbox_transcript(tmp_path: Path) -> None:
     assert re.findall(r"turn_committed: .*\[(turn-[0-9a-f]{16})\]", events) == turns
 
 
+SESSIONS_DB = "sqlite:///.lash/sessions.db"  # the store of docs/examples/persistence/lash.toml
+
+
 def test_lash_store_copy_transcript(tmp_path: Path, postgres_url: str) -> None:
     """The deploying page's move: a session copied to another store, a re-run with --merge
     skipping it, the copy listed; the same command moves it to a real Postgres server."""
@@ -1048,8 +1051,7 @@ def test_lash_store_copy_transcript(tmp_path: Path, postgres_url: str) -> None:
     page = EXAMPLES / "deploying" / "move.txt"
     assert normalized(run_console(page, tmp_path)) == normalized(page.read_text("utf-8"))
     proc = subprocess.run(
-        [sys.executable, "-c", _LASH_MAIN, "store", "copy"]
-        + ["sqlite:///.lash/sessions.db", postgres_url],
+        [sys.executable, "-c", _LASH_MAIN, "store", "copy", SESSIONS_DB, postgres_url],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -56,6 +56,15 @@ async def fill(url: str) -> None:
         await store.start_process(lash.store.ProcessDraft(id="job-host", kind="sleep", key="h"))
         await store.start_process(lash.store.ProcessDraft(id="job-done", kind="sleep"))
         await store.finish_process("job-done", None, status="succeeded", result={"ok": True})
+        # Two processes a worker (gone by the time of the copy) was running.
+        await store.start_process(lash.store.ProcessDraft(id="job-once", kind="send"))
+        await store.start_process(
+            lash.store.ProcessDraft(
+                id="job-again", kind="send", recovery="rerunnable", max_attempts=3
+            )
+        )
+        for _ in range(2):
+            assert await store.claim_process("gone-worker", ttl=300, kinds=["send"]) is not None
 
 
 async def snapshot(url: str) -> dict[str, Any]:
@@ -134,7 +143,7 @@ def test_a_sqlite_store_is_copied_to_postgres_and_back(tmp_path: Path, postgres_
     asyncio.run(fill(src))
     result = copy(src, postgres_url)
     assert result.exit_code == 0, result.output
-    assert "copied 3 sessions (0 replaced), skipped 0; copied 3 processes" in result.stdout
+    assert "copied 3 sessions (0 replaced), skipped 0; copied 5 processes" in result.stdout
     assert [line.split(":")[0] for line in result.stderr.splitlines()[:3]] == [
         "[1/3] a",
         "[2/3] a/helper",
@@ -166,14 +175,25 @@ def test_a_sqlite_store_is_copied_to_postgres_and_back(tmp_path: Path, postgres_
         # Postgres -> SQLite replays Postgres's whole log, the first copy's events included.
         whole = middle[sid]["events"]
         assert replayed(final[sid]["events"], len(whole)) == whole
-    assert middle["processes"] == original["processes"] == final["processes"]
+    # A running process's claim is not carried: an owner-bound one ends abandoned, as its
+    # worker's death would end it; a rerunnable one is pending, to run again.
     statuses = {p[0]: p[3] for p in original["processes"]}
-    assert statuses == {"job-a": "pending", "job-done": "succeeded", "job-host": "pending"}
+    assert statuses == {
+        **{"job-a": "pending", "job-done": "succeeded", "job-host": "pending"},
+        **{"job-once": "running", "job-again": "running"},
+    }
+    assert {p[0]: p[3] for p in middle["processes"]} == {
+        **statuses,
+        **{"job-once": "abandoned", "job-again": "pending"},
+    }
+    assert final["processes"] == middle["processes"]
+    unchanged = [p for p in original["processes"] if p[3] != "running"]
+    assert [p for p in middle["processes"] if p[0] not in ("job-once", "job-again")] == unchanged
 
     # A non-empty destination is refused; --merge skips what a copy finished.
     refused = copy(src, postgres_url)
     assert refused.exit_code == 1
-    assert "the destination is not empty (3 sessions, 3 processes)" in refused.stderr
+    assert "the destination is not empty (3 sessions, 5 processes)" in refused.stderr
     merged = copy(src, postgres_url, "--merge")
     assert merged.exit_code == 0, merged.output
     assert "copied 0 sessions (0 replaced), skipped 3" in merged.stdout
@@ -232,6 +252,8 @@ def attrs_delta(**kwargs: Any) -> lash.store.CommitDelta:
 
 
 def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> None:
+    """A Postgres server that does not answer is named, password masked; a missing SQLite
+    source is named and not created; --merge with --force is a usage error."""
     src = f"sqlite:///{tmp_path}/src.db"
     asyncio.run(fill(src))
     result = copy(src, "postgresql://lash:s3cret-pw@127.0.0.1:1/lash")
@@ -240,6 +262,8 @@ def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> N
         result.stderr
     )
     assert "s3cret-pw" not in result.output
+    both = copy(src, f"sqlite:///{tmp_path}/dst.db", "--merge", "--force")
+    assert both.exit_code == 2 and "--merge and --force exclude each other" in both.stderr
     missing = copy(f"sqlite:///{tmp_path}/nothing.db", src)
     assert missing.exit_code == 1
     assert "source store" in missing.stderr and "nothing.db" in missing.stderr
