@@ -27,7 +27,7 @@ with ``merge`` skips it (and how it finds, and redoes, a copy that was interrupt
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Callable
 from typing import Literal
 
@@ -46,7 +46,7 @@ from lash._store.records import (
     QueuedCommand,
     TurnRecord,
 )
-from lash.errors import LashError, UnknownSession
+from lash.errors import LashError, SessionBusy, UnknownSession
 
 __all__ = ["COPIED", "COPY_STARTED", "CopyReport", "StoreCopyError", "copy_store"]
 
@@ -119,6 +119,7 @@ async def copy_store(
     skipped: list[str] = []
     replaced: list[str] = []
     started: list[str] = []
+    passed: list[str] = []  # processes the destination holds already
     for n, sid in enumerate(ids, 1):
         state = states[sid]
         if state == "copied" and mode == "merge":
@@ -128,24 +129,23 @@ async def copy_store(
         if state != "absent":
             await _delete(dst, sid)
             replaced.append(sid)
-        line = await _copy_session(src, dst, sid, source_name, started)
+        line = await _copy_session(src, dst, sid, source_name, started, passed)
         copied.append(sid)
         progress(f"[{n}/{len(ids)}] {sid}: {line}")
     # The host's processes (of no session). Those of sessions with no commit are not copied,
     # like their sessions.
     rest = [p for p in await src.list_processes(limit=_ALL) if p.session_id is None]
-    skipped_processes = [p.id for p in rest if p.id in held_processes]
+    before = len(started)
     for record in rest:
-        if record.id not in held_processes and await _copy_process(dst, record):
-            started.append(record.id)
+        await _copy_process(dst, record, started, passed)
     if rest:
-        progress(f"host processes: {len(rest) - len(skipped_processes)} copied")
+        progress(f"host processes: {len(started) - before} of {len(rest)} copied")
     return CopyReport(
         copied=tuple(copied),
         skipped=tuple(skipped),
         replaced=tuple(replaced),
         processes=tuple(started),
-        processes_skipped=tuple(skipped_processes),
+        processes_skipped=tuple(passed),
     )
 
 
@@ -169,10 +169,20 @@ async def _state(dst: Store, session_id: str) -> Literal["absent", "copied", "pa
 
 
 async def _delete(dst: Store, session_id: str) -> None:
+    """Delete ``session_id`` from ``dst``; a lease an interrupted copy left is the copy's own
+    (same owner), so it is released first rather than waited out."""
     try:
         await dst.delete(session_id)
+        return
     except UnknownSession:
-        pass  # a copy interrupted before its first commit left only events behind
+        return  # a copy interrupted before its first commit left only events behind
+    except SessionBusy as busy:
+        if busy.owner != COPY_OWNER:
+            raise
+    lease = await dst.acquire_lease(session_id, COPY_OWNER, ttl=_TTL)
+    await dst.release_lease(lease)
+    with contextlib.suppress(UnknownSession):
+        await dst.delete(session_id)
 
 
 async def _copy_session(
@@ -181,6 +191,7 @@ async def _copy_session(
     sid: str,
     source_name: str,
     started: list[str],
+    passed: list[str],
 ) -> str:
     record = await src.load(sid, full=True)
     if record is None:  # deleted since it was listed
@@ -251,11 +262,10 @@ async def _copy_session(
     for command in commands:
         if command.state == "pending":
             await dst.enqueue_command(sid, _command(command))
-    processes = 0
+    before = len(started)
     for process in await src.list_processes(session_id=sid, limit=_ALL):
-        if await _copy_process(dst, process):
-            started.append(process.id)
-            processes += 1
+        await _copy_process(dst, process, started, passed)
+    processes = len(started) - before
     closing = await dst.acquire_lease(sid, COPY_OWNER, ttl=_TTL, events=(EventDraft(COPIED),))
     await dst.release_lease(closing)
     return (
@@ -288,11 +298,15 @@ def _command(command: QueuedCommand) -> CommandDraft:
     )
 
 
-async def _copy_process(dst: Store, record: ProcessRecord) -> bool:
+async def _copy_process(
+    dst: Store, record: ProcessRecord, started: list[str], passed: list[str]
+) -> None:
     """Start ``record`` in ``dst`` and bring it to the state the copy gives it (see the module
-    docstring); False when a process with its id or key is there already."""
+    docstring), adding its id to ``started``; to ``passed`` when a process with its id or key
+    is there already."""
     if await dst.get_process(record.id) is not None:
-        return False
+        passed.append(record.id)
+        return
     draft = ProcessDraft(
         id=record.id,
         kind=record.kind,
@@ -306,7 +320,9 @@ async def _copy_process(dst: Store, record: ProcessRecord) -> bool:
     )
     created = await dst.start_process(draft)
     if created.id != record.id:
-        return False  # its key is taken by another process there
+        passed.append(record.id)  # its key is taken by another process there
+        return
+    started.append(record.id)
     if record.finished:
         await dst.finish_process(
             record.id, None, status=record.status, result=record.result, error=record.error
@@ -318,8 +334,7 @@ async def _copy_process(dst: Store, record: ProcessRecord) -> bool:
             record.id,
             None,
             status="abandoned",
-            error=f"copied to another store while running (at {time.time():.0f})",
+            error="running when `lash store copy` copied it: its claim is not carried",
         )
     elif record.cancel_requested is not None:
         await dst.request_process_cancel(record.id, record.cancel_requested)
-    return True

@@ -20,7 +20,10 @@ from lash.errors import LashError
 
 @click.group("store")
 def store_group() -> None:
-    """Operations on whole stores: `lash store copy SRC DST`."""
+    """Copy every session from one store URL to another (SQLite to Postgres, or back).
+
+    `lash store copy SRC DST`: see its --help.
+    """
 
 
 @store_group.command("copy", short_help="Copy every session from store SRC to store DST.")
