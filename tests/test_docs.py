@@ -1040,6 +1040,29 @@ def test_lash_sessions_mailbox_transcript(tmp_path: Path) -> None:
     assert re.findall(r"turn_committed: .*\[(turn-[0-9a-f]{16})\]", events) == turns
 
 
+SESSIONS_DB = "sqlite:///.lash/sessions.db"  # the store of docs/examples/persistence/lash.toml
+
+
+def test_lash_store_copy_transcript(tmp_path: Path, postgres_url: str) -> None:
+    """The deploying page's move: a session copied to another store, a re-run with --merge
+    skipping it, the copy listed; the same command moves it to a real Postgres server."""
+    shutil.copy(EXAMPLES / "persistence" / "lash.toml", tmp_path / "lash.toml")
+    shutil.copy(EXAMPLES / "deploying" / "moved.toml", tmp_path / "moved.toml")
+    page = EXAMPLES / "deploying" / "move.txt"
+    assert normalized(run_console(page, tmp_path)) == normalized(page.read_text("utf-8"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _LASH_MAIN, "store", "copy", SESSIONS_DB, postgres_url],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("copied 1 session (0 replaced)")
+    assert proc.stderr.startswith("[1/1] trip: copied (7 nodes, 1 turn records")
+
+
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="needs the sqlite3 command-line tool")
 @pytest.mark.usefixtures("no_lash_env")
 def test_sqlite3_backup_transcript(

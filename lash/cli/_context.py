@@ -65,6 +65,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "sessions_group",
         "List, show, export and delete sessions; queue input for them, watch and drain them.",
     ),
+    "store": (
+        "lash.cli._store_cmds",
+        "store_group",
+        "Copy every session from one store URL to another (SQLite to Postgres, or back).",
+    ),
     "worker": (
         "lash.cli._process_cmds",
         "worker_command",
