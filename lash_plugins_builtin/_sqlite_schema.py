@@ -1026,6 +1026,12 @@ UPDATE_PROCESS = f"""UPDATE processes SET {
 #: Extend a claim that is still ``:token``'s (a heartbeat without progress).
 EXTEND_PROCESS_CLAIM = """UPDATE processes SET expires_at = :expires_at
     WHERE id = :id AND status = 'running' AND token = :token"""
+#: Settle a process its worker still claims with ``:token``, in one statement (the common
+#: finish: no read first); it returns the record, or no row when the claim is not ``:token``'s.
+FINISH_CLAIMED_PROCESS = f"""UPDATE processes SET status = :status, result = :result,
+    error = :error, expires_at = NULL, finished_at = :now, notified = :notified
+    WHERE id = :id AND status = 'running' AND token = :token
+    RETURNING seq, {_PROCESS_FIELDS}"""
 MARK_PROCESS_NOTIFIED = "UPDATE processes SET notified = 1 WHERE id = ?"
 DROP_SESSION_PROCESSES = "DELETE FROM processes WHERE session_id = ?"
 

@@ -1008,6 +1008,28 @@ class SQLiteStore:
         notified: bool = False,
     ) -> lash.ProcessRecord:
         now = time.time()
+        if token is not None and status in lash.store.PROCESS_TERMINAL:
+            # The common case, a worker settling its own claim: one guarded UPDATE that
+            # returns the record; when it matches nothing, the general path below says why.
+            what = f"result of process {process_id!r}"
+            settle = {
+                "id": stored_text(process_id),
+                "token": token,
+                "status": status,
+                "result": None if result is None else _dumps("-", what, lash.to_data(result)),
+                "error": None if error is None else stored_text(error),
+                "now": now,
+                "notified": int(notified),
+            }
+            async with self._process_write((schema.FINISH_CLAIMED_PROCESS, settle)) as (
+                (rows,),
+                writes,
+            ):
+                if rows:
+                    done = _process(rows[0])
+                    writes += _event_steps(done, "process_finished", now)
+            if rows:
+                return done
         found = (schema.PROCESS_BY_ID, {"id": stored_text(process_id)})
         async with self._process_write(found) as ((rows,), writes):
             record = _process(rows[0]) if rows else None
@@ -1733,6 +1755,12 @@ def _process_steps(
     ]
     if insert:
         event = "process_started"
+    return steps + _event_steps(record, event, now)
+
+
+def _event_steps(record: lash.ProcessRecord, event: str | None, now: float) -> list[_Step]:
+    """The statements that log ``event`` for ``record`` in its session (none without one)."""
+    steps: list[_Step] = []
     if event is not None and record.session_id is not None:
         logged = lash.store.process_event(event, record)
         entry = {
