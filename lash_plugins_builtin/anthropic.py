@@ -350,6 +350,33 @@ class AnthropicProvider:
         finally:
             await response.aclose()
 
+    async def check(self, model: str) -> str:
+        """Check that the server answers at ``base_url``, accepts the API key and knows
+        ``model``, with one ``GET {base_url}/models/{model}`` (free: no tokens are spent,
+        nothing is retried); return what was checked. ``lash doctor --online`` calls it.
+
+        :raises ProviderAuthError: the server refuses the key (401, 403).
+        :raises ModelNotFound: the server does not know ``model`` (404).
+        :raises lash.ProviderError: the server cannot be reached or answers another error.
+        """
+        import urllib.parse
+
+        import httpx  # lazily: see the module docstring
+
+        url = f"{self.base_url}/models/{urllib.parse.quote(model, safe='')}"
+        try:
+            response = await self._http().get(url, headers={"Accept": "application/json"})
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                f"anthropic provider: cannot reach {url} ({type(exc).__name__}: "
+                f"{self._redact(_os_reason(exc)) or 'connection failed'}); check the server "
+                f"and base_url / {ENV_BASE_URL}",
+                provider=self.name,
+            ) from None
+        if not response.is_success:
+            self._raise_for_status(response.status_code, response.content, model, 1, url)
+        return f"{self.base_url} answers, accepts the API key and serves model {model!r}"
+
     # ----------------------------------------------------------------------------------------
     # Sending, retrying, errors
     # ----------------------------------------------------------------------------------------
@@ -407,9 +434,11 @@ class AnthropicProvider:
         # Servers sometimes echo the key they refused; never let it into a message.
         return text.replace(self._api_key, _REDACTED) if self._api_key else text
 
-    def _raise_for_status(self, status: int, content: bytes, model: str, attempts: int) -> NoReturn:
+    def _raise_for_status(
+        self, status: int, content: bytes, model: str, attempts: int, url: str | None = None
+    ) -> NoReturn:
         detail = self._redact(_server_message(content))
-        where = f"{self.url} answered HTTP {status}"
+        where = f"{url or self.url} answered HTTP {status}"
         if status in (401, 403):
             hint = "" if self._api_key else f" (no API key is set: {ENV_API_KEY} is unset)"
             raise ProviderAuthError(

@@ -575,6 +575,33 @@ async def test_a_lash_turn_with_a_tool_round_trip(
     ]
 
 
+@pytest.mark.anyio
+async def test_check_asks_for_the_model(
+    server: AnthropicWireServer, provider: AnthropicProvider
+) -> None:
+    """`lash doctor --online`: GET /v1/models/{model} with the key; 200 passes, 404 is
+    ModelNotFound naming the model, 401 is ProviderAuthError without the key."""
+    model = {"type": "model", "id": MODEL, "display_name": "Claude Test"}
+    missing = {"type": "error", "error": {"type": "not_found_error", "message": "model: nope"}}
+    refused = {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": f"invalid x-api-key {KEY}"},
+    }
+    server.push(Reply(body=model), Reply(status=404, body=missing), Reply(status=401, body=refused))
+    assert "serves model 'claude-test'" in await provider.check(MODEL)
+    with pytest.raises(lash.ModelNotFound, match="'nope'"):
+        await provider.check("nope")
+    with pytest.raises(ProviderAuthError) as info:
+        await provider.check(MODEL)
+    assert KEY not in str(info.value)
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("GET", "/v1/models/claude-test"),
+        ("GET", "/v1/models/nope"),
+        ("GET", "/v1/models/claude-test"),
+    ]
+    assert server.requests[0].headers["x-api-key"] == KEY
+
+
 def test_importing_the_plugin_does_not_import_httpx() -> None:
     """Cold start: importing the plugin module leaves httpx unloaded."""
     code = (
