@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import attrs
 
@@ -190,10 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.status != 200:
                 self._json(reply.status, reply.body, reply.headers)
             elif isinstance(body, dict) and body.get("stream"):
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                self._sse(sse_events(reply, include_usage), reply.headers)
+                self._sse(owner.sse_frames(reply, body), reply.headers)
             else:
-                self._json(200, json_completion(reply), reply.headers)
+                self._json(200, owner.completion(reply), reply.headers)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (timeout test): nothing left to answer.
             self.close_connection = True
@@ -208,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _sse(self, events: list[str], headers: Mapping[str, str]) -> None:
+    def _sse(self, frames: list[str], headers: Mapping[str, str]) -> None:
         # Chunked transfer encoding, one HTTP chunk per event, as streaming servers send it.
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -217,8 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        for event in events:
-            data = f"data: {event}\n\n".encode()
+        for frame in frames:
+            data = frame.encode()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
@@ -277,7 +276,7 @@ class WireServer:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> WireServer:
+    def start(self) -> Self:
         self._server = _Server(self)
         # A short poll interval keeps shutdown (and so each test's teardown) fast.
         self._thread = threading.Thread(
@@ -296,7 +295,7 @@ class WireServer:
             self._thread.join()
         self._server = self._thread = None
 
-    def __enter__(self) -> WireServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -311,6 +310,16 @@ class WireServer:
     def base_url(self) -> str:
         """What to configure as the provider's ``base_url``."""
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def sse_frames(self, reply: Reply, body: Mapping[str, Any]) -> list[str]:
+        """The Server-Sent Event frames streamed for ``reply`` (a subclass speaking another
+        wire format overrides this and :meth:`completion`)."""
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return [f"data: {event}\n\n" for event in sse_events(reply, include_usage)]
+
+    def completion(self, reply: Reply) -> Any:
+        """The JSON document a non-streamed request is answered with."""
+        return json_completion(reply)
 
     def push(self, *replies: Reply) -> None:
         """Queue replies, answered in order, one per request."""

@@ -39,6 +39,7 @@ import lash.hookspecs
 import lash.store
 import lash.testing
 from lash_plugins_builtin._sqlite_url import SYNCHRONOUS
+from lash_plugins_builtin.anthropic import AnthropicOptions
 from lash_plugins_builtin.compaction import CompactionOptions
 from lash_plugins_builtin.openai import OpenAIOptions
 from lash_plugins_builtin.plan import PlanOptions, PlanState, PlanStep
@@ -584,6 +585,22 @@ def test_openai_server_configs(monkeypatch: pytest.MonkeyPatch) -> None:
         lash.HostConfig.load(EXAMPLES / "openrouter.toml", environ={})
 
 
+@pytest.mark.usefixtures("no_lash_env")
+def test_anthropic_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Anthropic configuration on the providers page enables the opt-in provider with its
+    key from the environment, hidden from reprs."""
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    environ = {"ANTHROPIC_API_KEY": "sk-ant-secret"}
+    config = lash.HostConfig.load(EXAMPLES / "anthropic.toml", environ=environ)
+    assert (config.provider, config.model) == ("anthropic", "claude-sonnet-4-5")
+    provider = lash.LashCore(config=config).registry.of("provider")["anthropic"].value
+    assert provider.url == "https://api.anthropic.com/v1/messages"
+    assert provider.has_api_key and provider.max_tokens == 8192
+    assert "sk-ant-secret" not in repr(provider) + repr(config)
+    with pytest.raises(lash.ConfigError, match="ANTHROPIC_API_KEY"):
+        lash.HostConfig.load(EXAMPLES / "anthropic.toml", environ={})
+
+
 def test_notebook_tools_and_their_schemas(examples: dict[str, ModuleType]) -> None:
     """register_tools contributes four tools: typed functions (schema from hints, description
     from the docstring, the context left out), one renamed, one with a timeout, one raw."""
@@ -767,10 +784,11 @@ def test_scripted_host_tests_pass(
 
 
 def test_provider_tables_list_every_option() -> None:
-    """The providers page documents every option of the openai provider and every field of a
-    scripted response."""
+    """The providers page documents every option of the openai and anthropic providers and every
+    field of a scripted response."""
     page = (DOCS / "providers.rst").read_text(encoding="utf-8")
-    fields = [f.name for cls in (OpenAIOptions, ScriptedResponse) for f in attrs.fields(cls)]
+    classes = (OpenAIOptions, AnthropicOptions, ScriptedResponse)
+    fields = [f.name for cls in classes for f in attrs.fields(cls)]
     fields += [f.name for f in attrs.fields(ScriptedToolCall)]
     missing = [name for name in fields if f"``{name}``" not in page]
     assert not missing, f"undocumented on docs/providers.rst: {missing}"
@@ -1523,7 +1541,7 @@ def test_builtins_index_covers_every_builtin() -> None:
         for ep in importlib.metadata.entry_points(group="lash.plugins")
         if ep.value.startswith("lash_plugins_builtin.")
     )
-    assert len(builtins) == 10
+    assert len(builtins) == 11
     missing = [name for name in builtins if f"``{name}``" not in page]
     assert not missing, f"builtins missing from docs/builtins.rst: {missing}"
     for sub in sorted((DOCS / "builtins").glob("*.rst")):

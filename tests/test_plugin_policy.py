@@ -34,6 +34,7 @@ from lash_plugins_builtin import standard, stores
 
 #: The builtins lash installs, and those that are opt-in (loads only when listed).
 BUILTINS = {
+    "anthropic",
     "compaction",
     "files",
     "openai",
@@ -45,7 +46,7 @@ BUILTINS = {
     "subagent",
     "tool_output_budget",
 }
-OPT_IN = {"files", "shell", "subagent"}
+OPT_IN = {"anthropic", "files", "shell", "subagent"}
 LASH = Path(sys.executable).parent / "lash"
 ENV = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD")
 
