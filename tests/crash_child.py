@@ -397,7 +397,7 @@ async def worker(args: argparse.Namespace) -> None:
     async def pause(text: str) -> None:
         # In the tool, mid-turn: logged, so the parent can tell the turns a kill interrupted.
         worker_jobs.append("tools.log", json.dumps([os.getpid(), text]))
-        await asyncio.sleep(rng.uniform(0.0, 0.1))  # kills land at ever different points
+        await asyncio.sleep(rng.uniform(0.05, 0.2))  # long enough for kills to land mid-turn
 
     def persisted(turn: lash.TurnView, revision: int) -> None:
         line = json.dumps([os.getpid(), turn.session.id, revision, turn.input])
