@@ -37,13 +37,8 @@ from lash import (
     TextDelta,
     ToolCallReady,
 )
-from lash_plugins_builtin.openai import (
-    MAX_RETRY_AFTER,
-    _os_reason,
-    _retry_after,
-    _server_message,
-    _tool_call,
-)
+from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, os_reason
+from lash_plugins_builtin.openai import _server_message, _tool_call
 
 if TYPE_CHECKING:
     import asyncio
@@ -66,8 +61,6 @@ ENV_API_KEY = "ANTHROPIC_API_KEY"
 #: The ``anthropic-version`` header sent with every request.
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-
-_REDACTED = "***"
 
 
 @attrs.frozen(repr=False)
@@ -98,7 +91,7 @@ class AnthropicOptions:
 
     def __repr__(self) -> str:
         # Hand-written so the key never reaches a log line or traceback through repr().
-        key = None if self.api_key is None else _REDACTED
+        key = None if self.api_key is None else REDACTED
         return (
             f"AnthropicOptions(base_url={self.base_url!r}, api_key={key!r}, "
             f"max_tokens={self.max_tokens!r}, timeout={self.timeout!r}, "
@@ -186,7 +179,7 @@ class _Block:
     json: list[str] = attrs.field(factory=list)
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPProvider):
     """A provider for Anthropic's Messages API.
 
     ``base_url`` and ``api_key`` default to ``$ANTHROPIC_BASE_URL`` (else the Anthropic API)
@@ -247,42 +240,8 @@ class AnthropicProvider:
         return bool(self._api_key)
 
     def __repr__(self) -> str:
-        key = _REDACTED if self._api_key else None
+        key = REDACTED if self._api_key else None
         return f"<AnthropicProvider {self.name!r} base_url={self.base_url!r} api_key={key!r}>"
-
-    def _http(self) -> httpx.AsyncClient:
-        import asyncio  # lazily: see the module docstring
-
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
-            self._client = None  # its connections belong to a finished loop (see openai.py)
-        if self._client is None:
-            import httpx
-
-            headers = {
-                "User-Agent": "lash",
-                "Content-Type": "application/json",
-                "anthropic-version": ANTHROPIC_VERSION,
-            }
-            if self._api_key:
-                headers["x-api-key"] = self._api_key
-            self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout))
-            self._client_loop = loop
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the HTTP client (a later call builds a new one), on the loop that used it."""
-        import asyncio
-
-        client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
-            await client.aclose()
-
-    async def __aenter__(self) -> AnthropicProvider:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # ----------------------------------------------------------------------------------------
     # The provider protocol
@@ -369,76 +328,48 @@ class AnthropicProvider:
         except httpx.TransportError as exc:
             raise ProviderError(
                 f"anthropic provider: cannot reach {url} ({type(exc).__name__}: "
-                f"{self._redact(_os_reason(exc)) or 'connection failed'}); check the server "
+                f"{self._redact(os_reason(exc)) or 'connection failed'}); check the server "
                 f"and base_url / {ENV_BASE_URL}",
                 provider=self.name,
             ) from None
         if not response.is_success:
-            self._raise_for_status(response.status_code, response.content, model, 1, url)
+            self._raise_for_status(response.status_code, response.content, model, url, 1)
         return f"{self.base_url} answers, accepts the API key and serves model {model!r}"
 
     # ----------------------------------------------------------------------------------------
     # Sending, retrying, errors
     # ----------------------------------------------------------------------------------------
 
-    async def _send(self, body: dict[str, Any], request: ModelRequest) -> httpx.Response:
-        """POST the body; retry 429, 5xx and failed connections; return a 2xx response whose
-        body is not read yet (the caller closes it)."""
-        import asyncio
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "User-Agent": "lash",
+            "Content-Type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+        }
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        return headers
 
-        import httpx
+    def _timed_out(self) -> ProviderError:
+        return ProviderError(
+            f"anthropic provider: {self.url} timed out after {self.timeout:g}s; raise "
+            "[options.anthropic] timeout if the model is slow, or check the server",
+            provider=self.name,
+        )
 
-        client = self._http()
-        accept = "text/event-stream" if body["stream"] else "application/json"
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            last = attempt == attempts
-            delay = self.backoff * 2 ** (attempt - 1)
-            try:
-                response = await client.send(
-                    client.build_request("POST", self.url, json=body, headers={"Accept": accept}),
-                    stream=True,
-                )
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-                # Not retried: the server may still be generating (a retry pays twice).
-                raise ProviderError(
-                    f"anthropic provider: {self.url} timed out after {self.timeout:g}s; raise "
-                    "[options.anthropic] timeout if the model is slow, or check the server",
-                    provider=self.name,
-                ) from None
-            except httpx.TransportError as exc:
-                if not last:
-                    await asyncio.sleep(delay)
-                    continue
-                raise ProviderError(
-                    f"anthropic provider: cannot reach {self.url} ({type(exc).__name__}: "
-                    f"{self._redact(_os_reason(exc)) or 'connection failed'}) after {attempts} "
-                    f"attempt(s); check the server and base_url / {ENV_BASE_URL}",
-                    provider=self.name,
-                ) from None
-            if response.is_success:
-                return response
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            status = response.status_code
-            if (status == 429 or status >= 500) and not last:
-                wait = _retry_after(response.headers)
-                await asyncio.sleep(min(wait, MAX_RETRY_AFTER) if wait is not None else delay)
-                continue
-            self._raise_for_status(status, response.content, request.model, attempts)
-        raise AssertionError("unreachable")  # the loop always returns or raises
-
-    def _redact(self, text: str) -> str:
-        # Servers sometimes echo the key they refused; never let it into a message.
-        return text.replace(self._api_key, _REDACTED) if self._api_key else text
+    def _unreachable(self, exc: Exception, url: str, attempts: int) -> ProviderError:
+        return ProviderError(
+            f"anthropic provider: cannot reach {url} ({type(exc).__name__}: "
+            f"{self._redact(os_reason(exc)) or 'connection failed'}) after {attempts} "
+            f"attempt(s); check the server and base_url / {ENV_BASE_URL}",
+            provider=self.name,
+        )
 
     def _raise_for_status(
-        self, status: int, content: bytes, model: str, attempts: int, url: str | None = None
+        self, status: int, content: bytes, model: str, url: str, attempts: int
     ) -> NoReturn:
         detail = self._redact(_server_message(content))
-        where = f"{url or self.url} answered HTTP {status}"
+        where = f"{url} answered HTTP {status}"
         if status in (401, 403):
             hint = "" if self._api_key else f" (no API key is set: {ENV_API_KEY} is unset)"
             raise ProviderAuthError(

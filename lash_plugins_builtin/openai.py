@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -41,6 +40,7 @@ from lash import (
     TextDelta,
     ToolCallReady,
 )
+from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, os_reason
 
 if TYPE_CHECKING:
     import asyncio
@@ -60,13 +60,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_API_KEY = "OPENAI_API_KEY"
 
-#: Longest ``Retry-After`` wait honoured; a server asking for more is retried after this long.
-MAX_RETRY_AFTER = 60.0
-
 #: How much of a server's error text goes into an error message.
 _MAX_SERVER_MESSAGE = 500
-
-_REDACTED = "***"
 
 #: Longest wait for the end of the body after ``[DONE]`` (see :func:`_drain`).
 _DRAIN_TIMEOUT = 1.0
@@ -98,7 +93,7 @@ class OpenAIOptions:
 
     def __repr__(self) -> str:
         # Hand-written so the key never reaches a log line or traceback through repr().
-        key = None if self.api_key is None else _REDACTED
+        key = None if self.api_key is None else REDACTED
         return (
             f"OpenAIOptions(base_url={self.base_url!r}, api_key={key!r}, "
             f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
@@ -205,45 +200,6 @@ def _model_ids(body: bytes) -> set[str] | None:
     return {m["id"] for m in listed if isinstance(m, Mapping) and isinstance(m.get("id"), str)}
 
 
-def _os_reason(exc: BaseException) -> str:
-    """What the operating system said, for a failed connection: httpx's message for a refused
-    connection is "All connection attempts failed"; the OS error it wraps says "Connection
-    refused" (or "Name or service not known"...)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno is not None and cause.errno > 0:
-            return os.strerror(cause.errno)  # asyncio words it "Connect call failed (...)"
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror  # DNS errors: negative codes that os.strerror does not know
-        cause = cause.__cause__ or cause.__context__
-    return str(exc)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, or ``Retry-After`` as seconds or
-    an HTTP date), or ``None``."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        import email.utils  # only to parse a Retry-After date
-
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 async def _drain(lines: AsyncIterator[str]) -> None:
     """Read what follows ``[DONE]`` (the end of the chunked body), so the connection goes back to
     the pool for the next call instead of being closed; a server that keeps the stream open
@@ -260,7 +216,7 @@ async def _drain(lines: AsyncIterator[str]) -> None:
         pass  # the response is complete; only connection reuse is lost
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPProvider):
     """A provider for an OpenAI-compatible Chat Completions endpoint.
 
     ``base_url`` and ``api_key`` default to ``$OPENAI_BASE_URL`` (else the OpenAI API) and
@@ -321,49 +277,12 @@ class OpenAIProvider:
         return bool(self._api_key)
 
     def __repr__(self) -> str:
-        key = _REDACTED if self._api_key else None
+        key = REDACTED if self._api_key else None
         return f"<OpenAIProvider {self.name!r} base_url={self.base_url!r} api_key={key!r}>"
 
     # ----------------------------------------------------------------------------------------
     # Client lifecycle
     # ----------------------------------------------------------------------------------------
-
-    def _http(self) -> httpx.AsyncClient:
-        import asyncio  # here, not at the top: see the module docstring
-
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
-            # The pool's connections belong to the loop that opened them; reusing them from
-            # another loop fails with "Event loop is closed". That loop can no longer close them,
-            # so drop the client (its sockets are freed when it is garbage-collected). Hosts
-            # avoid this by calling `aclose()` before their event loop ends.
-            self._client = None
-        if self._client is None:
-            import httpx  # lazily: see the module docstring
-
-            headers = {"User-Agent": "lash", "Content-Type": "application/json"}
-            if self._api_key:
-                headers["Authorization"] = f"Bearer {self._api_key}"
-            self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout))
-            self._client_loop = loop
-        return self._client
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections (a later call builds a new one).
-
-        Call it on the event loop that used the provider, before that loop ends.
-        """
-        import asyncio  # here, not at the top: see the module docstring
-
-        client, self._client = self._client, None
-        if client is not None and self._client_loop is asyncio.get_running_loop():
-            await client.aclose()
-
-    async def __aenter__(self) -> OpenAIProvider:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # ----------------------------------------------------------------------------------------
     # The provider protocol
@@ -488,56 +407,18 @@ class OpenAIProvider:
     # Sending, retrying, errors
     # ----------------------------------------------------------------------------------------
 
-    async def _send(self, body: dict[str, Any], request: ModelRequest) -> httpx.Response:
-        """POST the body; retry 429, 5xx and failed connections; return a 2xx response whose
-        body is not read yet (the caller closes it)."""
-        import asyncio  # here, not at the top: see the module docstring
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "lash", "Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
 
-        import httpx
-
-        client = self._http()
-        accept = "text/event-stream" if body["stream"] else "application/json"
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            last = attempt == attempts
-            delay = self.backoff * 2 ** (attempt - 1)
-            try:
-                response = await client.send(
-                    client.build_request("POST", self.url, json=body, headers={"Accept": accept}),
-                    stream=True,
-                )
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-                # Not retried: the server got the request and may still be generating; a retry
-                # would pay for the same tokens again.
-                raise ProviderError(
-                    f"openai provider: {self.url} timed out after {self.timeout:g}s; raise "
-                    "[options.openai] timeout if the model is slow, or check the server",
-                    provider=self.name,
-                ) from None
-            except httpx.TransportError as exc:
-                # Connection refused or reset, DNS failure, connect timeout: nothing was
-                # generated, so retrying is safe.
-                if not last:
-                    await asyncio.sleep(delay)
-                    continue
-                raise self._unreachable(exc, self.url, attempts) from None
-            if response.is_success:
-                return response
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            status = response.status_code
-            if (status == 429 or status >= 500) and not last:
-                wait = _retry_after(response.headers)
-                await asyncio.sleep(min(wait, MAX_RETRY_AFTER) if wait is not None else delay)
-                continue
-            self._raise_for_status(status, response.content, request.model, self.url, attempts)
-        raise AssertionError("unreachable")  # the loop always returns or raises
-
-    def _redact(self, text: str) -> str:
-        # Servers sometimes echo the key they refused; never let it into a message.
-        return text.replace(self._api_key, _REDACTED) if self._api_key else text
+    def _timed_out(self) -> ProviderError:
+        return ProviderError(
+            f"openai provider: {self.url} timed out after {self.timeout:g}s; raise "
+            "[options.openai] timeout if the model is slow, or check the server",
+            provider=self.name,
+        )
 
     def _unreachable(self, exc: Exception, url: str, attempts: int) -> ProviderError:
         import httpx  # here, not at the top: see the module docstring
@@ -545,7 +426,7 @@ class OpenAIProvider:
         what = (
             f"timed out connecting after {self.timeout:g}s"
             if isinstance(exc, httpx.TimeoutException)
-            else f"{type(exc).__name__}: {self._redact(_os_reason(exc)) or 'connection failed'}"
+            else f"{type(exc).__name__}: {self._redact(os_reason(exc)) or 'connection failed'}"
         )
         return ProviderError(
             f"openai provider: cannot reach {url} ({what}) after {attempts} attempt(s); check "
