@@ -193,6 +193,10 @@ class SessionGraph:
         """The chat messages of the active frame (a copy)."""
         return list(self._messages)
 
+    def prompt_messages(self, system: Message | None) -> tuple[Message, ...]:
+        """``system`` (if any) and the active frame's messages, as one tuple (one copy)."""
+        return (system, *self._messages) if system is not None else tuple(self._messages)
+
     def extend(self, nodes: Iterable[GraphNode]) -> None:
         for node in nodes:
             self.append(node)

@@ -32,6 +32,7 @@ from lash._contract.types import AgentFrame, Message, SessionConfig, ToolCatalog
 from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
+from lash._kernel.prompt import PromptCache
 from lash._store.records import (
     EventDraft,
     InputDraft,
@@ -226,6 +227,8 @@ class SessionRuntime:
         self.running: set[Stoppable] = set()
         #: The tools offered at the last model call (a call of any other tool is refused).
         self.last_catalog: list[str] = []
+        #: Prompt parts only this handle's state decides, reused while it is unchanged.
+        self.prompt_cache = PromptCache()
         #: Input was queued for this session in this process since a running turn last read
         #: the store (its next checkpoint reads it at once).
         self.input_hint = False

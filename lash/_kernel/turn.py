@@ -606,11 +606,8 @@ class Turn:
 
     async def call_model(self) -> ModelResponse:
         runtime = self._runtime
-        composition = runtime.composition
         view = await prompt_view(runtime)
-        tools = tuple(
-            composition.tool_spec(name) for name in view.tools if composition.has_tool(name)
-        )
+        tools = runtime.prompt_cache.tool_specs(runtime, view.tools)
         provider_name, provider, model = runtime.provider()
         request = ModelRequest(model=model, messages=view.messages, tools=tools)
         text: list[str] = []

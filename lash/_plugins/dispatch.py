@@ -449,6 +449,8 @@ class HookDispatcher:
         plan = self._plans.get(hook) or self._plan(hook)
         if plan.shape != "collect":
             self._start(hook, "collect")
+        if not plan.calls:  # nothing to call: no coroutine, no caller record (most turn hooks)
+            return []
         result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
         return result
 
@@ -461,7 +463,8 @@ class HookDispatcher:
         if plan.shape not in ("collect", "chain"):
             self._start(hook, "collect or chain")
         folded = dict(kwargs)
-        await self._dispatch(plan, _FOLD, folded, step=step)
+        if plan.calls:
+            await self._dispatch(plan, _FOLD, folded, step=step)
         return folded
 
     async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
@@ -470,6 +473,8 @@ class HookDispatcher:
         plan = self._plans.get(hook) or self._plan(hook)
         if plan.shape != "chain":
             self._start(hook, "chain")
+        if not plan.calls:
+            return value
         kwargs[key] = value
         return await self._dispatch(plan, _CHAIN, kwargs, key=key)
 
@@ -478,6 +483,8 @@ class HookDispatcher:
         plan = self._plans.get(hook) or self._plan(hook)
         if plan.shape != "first":
             self._start(hook, "first")
+        if not plan.calls:
+            return None
         result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs)
         return result
 
@@ -489,6 +496,8 @@ class HookDispatcher:
             self._start(hook, "exclusive")
         if len(plan.impls) > 1:
             self.exclusive_impl(hook)  # raises, naming both plugins
+        if not plan.calls:
+            return None
         result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs)
         return result
 
@@ -501,6 +510,8 @@ class HookDispatcher:
         if plan.shape != "broadcast":
             self._start(hook, "broadcast")
         errors: list[LashError] = []
+        if not plan.calls:
+            return errors
 
         def isolate(error: LashError) -> None:
             errors.append(self.report(error))

@@ -44,9 +44,14 @@ def _exceeds(value: Any, limit: int) -> bool:
         if depth > limit:
             return True
         for child in item.values() if isinstance(item, Mapping) else item:
-            if isinstance(child, containers):  # scalars cannot nest: not worth a push
+            # Scalars cannot nest: not worth a push. JSON's scalar types are tested by identity
+            # first, since isinstance against the Mapping ABC is several times slower.
+            if type(child) not in _SCALARS and isinstance(child, containers):
                 stack.append((child, depth + 1))
     return False
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
 #: What the model reads about arguments nested too deep (after naming the tool).

@@ -232,6 +232,10 @@ def _expected(tp: Any) -> str:
     return type_name(tp)
 
 
+def _bad(value: Any, tp: Any, path: str) -> str:
+    return f"{path}: expected {_expected(tp)}, got {_describe(value)}"
+
+
 def _shape_problems(value: Any, tp: Any, path: str, shown: Any = None) -> Iterator[str]:
     """Problems the converter lets through: JSON shapes and exact literal types.
 
@@ -240,7 +244,8 @@ def _shape_problems(value: Any, tp: Any, path: str, shown: Any = None) -> Iterat
     ``Literal[1]``. Model output is JSON, so arrays must be lists and literals must match in type.
     ``shown`` is the type named in the message (the whole ``X | None`` while checking ``X``).
     """
-    bad = f"{path}: expected {_expected(shown or tp)}, got {_describe(value)}"
+    if tp in _PRIMITIVES or tp is Any:
+        return  # the converter checks these itself (the common case: checked first, and cheap)
     origin = typing.get_origin(tp)
     if origin in _UNIONS:
         if value is not None:
@@ -248,10 +253,10 @@ def _shape_problems(value: Any, tp: Any, path: str, shown: Any = None) -> Iterat
     elif origin is Literal or _is_enum(tp):
         allowed = typing.get_args(tp) if origin is Literal else [m.value for m in tp]
         if not any(type(value) is type(a) and value == a for a in allowed):
-            yield bad
+            yield _bad(value, shown or tp, path)
     elif _is_array(tp):
         if not isinstance(value, list | tuple):
-            yield bad
+            yield _bad(value, shown or tp, path)
             return
         item = _array_item(tp)
         for index, element in enumerate(value):
