@@ -350,6 +350,36 @@ def _spread(values: list[float]) -> str:
     return f"{ordered[0]:.2f}-{ordered[-1]:.2f}"
 
 
+def interleave(
+    workers: list[Worker], repeats: int, turns: int, chunk: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int]]:
+    """Run ``repeats`` repetitions (after one warm-up) of a fresh ``turns``-turn session in each
+    worker, advanced ``chunk`` turns at a time in a rotating, alternating order; return, per
+    worker, each repetition's median turn (ms), its mean process CPU per turn (ms), and the
+    rows its last session held."""
+    per: dict[str, list[float]] = {w.name: [] for w in workers}
+    cpu: dict[str, list[float]] = {w.name: [] for w in workers}
+    rows: dict[str, int] = {}
+    chunks = -(-turns // chunk)
+    for r in range(repeats + 1):  # repetition 0 warms up (imports, converters, pages)
+        for w in workers:
+            w.ask(cmd="open", turns=turns, run=r)
+        for c in range(chunks):
+            k = (r + c) % len(workers)
+            order = workers[k:] + workers[:k]
+            for w in order if c % 2 else order[::-1]:
+                w.ask(cmd="advance", n=chunk)
+        for w in workers:
+            reply = w.ask(cmd="finish")
+            assert len(reply["ns"]) == turns, (w.name, len(reply["ns"]))
+            if r == 0:
+                continue
+            per[w.name].append(_ms(statistics.median(reply["ns"])))
+            cpu[w.name].append(_ms(reply["cpu_ns"] / turns))
+            rows[w.name] = reply["rows"]
+    return per, cpu, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=21, help="repetitions (default 21)")
@@ -392,27 +422,8 @@ def main() -> None:
             ):
                 directory = tempfile.mkdtemp(dir=root)
                 workers.append(Worker(f"{label} {store}", kind, store, tree, directory))
-        per: dict[str, list[float]] = {w.name: [] for w in workers}
-        cpu: dict[str, list[float]] = {w.name: [] for w in workers}
-        rows: dict[str, int] = {}
-        chunks = -(-args.turns // args.chunk)
         started = time.perf_counter()
-        for r in range(repeats + 1):  # repetition 0 warms up (imports, converters, pages)
-            for w in workers:
-                w.ask(cmd="open", turns=args.turns, run=r)
-            for c in range(chunks):
-                k = (r + c) % len(workers)
-                order = workers[k:] + workers[:k]
-                for w in order if c % 2 else order[::-1]:
-                    w.ask(cmd="advance", n=args.chunk)
-            for w in workers:
-                reply = w.ask(cmd="finish")
-                assert len(reply["ns"]) == args.turns, (w.name, len(reply["ns"]))
-                if r == 0:
-                    continue
-                per[w.name].append(_ms(statistics.median(reply["ns"])))
-                cpu[w.name].append(_ms(reply["cpu_ns"] / args.turns))
-                rows[w.name] = reply["rows"]
+        per, cpu, rows = interleave(workers, repeats, args.turns, args.chunk)
         elapsed = time.perf_counter() - started
         profiles = (
             {
