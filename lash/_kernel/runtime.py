@@ -446,10 +446,17 @@ class SessionRuntime:
             or self.pending_processes
         )
 
-    async def commit(self, *, turns: int = 0, turn: TurnRecord | None = None) -> int:
+    async def commit(
+        self, *, turns: int = 0, turn: TurnRecord | None = None, shield: bool = True
+    ) -> int:
         """One atomic commit of everything that changed since the last one, releasing the
         execution's lease in the same transaction (a later commit of the same execution takes
-        the lease again)."""
+        the lease again).
+
+        The store's commit runs to its end even when the calling task is cancelled meanwhile
+        (:func:`through_cancellation`, which costs a task). ``shield=False`` is for a caller
+        whose task nothing cancels while it commits: a turn's own runner task, which
+        :meth:`lash.Turn.cancel` interrupts only in its interruptible phases."""
         self.require_open()
         await self._stop_renewal()  # the commit releases the lease
         if self.lease is None:
@@ -474,9 +481,13 @@ class SessionRuntime:
         )
         store = self.core.store
         try:
-            revision, cancelled = await through_cancellation(
-                store.commit(self.id, lease=lease, expected_revision=image.revision, delta=delta)
+            commit = store.commit(
+                self.id, lease=lease, expected_revision=image.revision, delta=delta
             )
+            if shield:
+                revision, cancelled = await through_cancellation(commit)
+            else:
+                revision, cancelled = await commit, False
         except BaseException:
             # The pending changes are in memory, not in the store; a LeaseLost or
             # RevisionConflict means another writer committed: either way, reload first next

@@ -92,7 +92,9 @@ async def _invoke(runtime: SessionRuntime, call: ToolCall, context: ToolContext)
         result: ToolResult = await composition.tool(call.name).invoke(call.arguments, context)
     finally:
         CALLER.reset(token)
-    return attrs.evolve(result, call_id=call.id)
+    # The tool answers with its context's call id, which is this call's: evolve only a result
+    # that says otherwise.
+    return result if result.call_id == call.id else attrs.evolve(result, call_id=call.id)
 
 
 async def project(runtime: SessionRuntime, call: ToolCall, result: ToolResult) -> str | None:

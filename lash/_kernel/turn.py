@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -98,7 +99,7 @@ def _directives(value: Any) -> tuple[Any, ...]:
 
 
 def new_turn_id() -> str:
-    return f"turn-{uuid.uuid4().hex[:16]}"
+    return f"turn-{secrets.token_hex(8)}"  # 64 random bits (uuid4 costs 4x as much)
 
 
 class Turn:
@@ -229,28 +230,11 @@ class Turn:
 
     # -- phases ----------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _phase(self) -> AsyncIterator[list[bool]]:
-        """An interruptible phase; the flag it yields says whether :meth:`cancel` interrupted
-        it (the phase's body stops at the cancellation point and execution goes on after it)."""
-        interrupted = [False]
-        self._interruptible, self._interrupted = True, False
-        try:
-            yield interrupted
-        except asyncio.CancelledError:
-            if not self._interrupted:
-                raise  # the host cancelled the task running the turn: propagate
-            interrupted[0] = True
-        finally:
-            self._interruptible = False
-        if self._interrupted:
-            # Balance our runner.cancel() (asyncio.timeout and friends read the count). A body
-            # that swallowed the CancelledError (plugin code catching it) still counts as
-            # interrupted: the cancellation was asked for.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            interrupted[0] = True
+    def _phase(self) -> _Phase:
+        """An interruptible phase (``with self._phase() as phase:``); ``phase.interrupted`` says
+        whether :meth:`cancel` interrupted it (the phase's body stops at the cancellation point
+        and execution goes on after it)."""
+        return _Phase(self)
 
     async def _drive(self) -> None:
         try:
@@ -335,7 +319,7 @@ class Turn:
         self._append(self._new_node(UserMessage, text=self.input, items=self.items))
         keeper = _Keeper(self)
         try:
-            async with self._phase() as stopped:
+            with self._phase() as phase:
                 try:
                     for plugin, value in await hooks.collect("before_turn", turn=view):
                         for directive in _directives(value):
@@ -349,14 +333,16 @@ class Turn:
                     reason, detail = stop_exc.reason, stop_exc.detail
                 except Exception as exc:  # provider, plugin or protocol failure: the turn
                     failure = exc  # fails, the session lives on
-            if stopped[0] or (self._cancel_requested and reason is None and failure is None):
+            if phase.interrupted or (
+                self._cancel_requested and reason is None and failure is None
+            ):
                 reason, detail, failure = "cancelled", None, None
 
             error = _describe(failure) if failure is not None else None
             self._close_dangling_calls(error or detail or reason or "turn ended")
             result = self._result_of(reason, detail, failure)
             view.result = result
-            async with self._phase() as stopped:
+            with self._phase() as phase:
                 # after_turn sees every outcome, failed turns included (it may log or enqueue).
                 try:
                     for plugin, value in await hooks.collect("after_turn", turn=view):
@@ -373,7 +359,7 @@ class Turn:
                         result = self._result_of(None, None, exc)
                 view.result = result
                 await hooks.broadcast("turn_finalized", turn=view)
-            if stopped[0] and result.outcome == "completed":
+            if phase.interrupted and result.outcome == "completed":
                 result = self._result_of("cancelled", None, None)
                 view.result = result
         finally:
@@ -382,7 +368,7 @@ class Turn:
         revision = await self._commit(result)
         result = attrs.evolve(result, revision=revision)
         view.result = result
-        async with self._phase():
+        with self._phase():
             await hooks.broadcast("turn_persisted", turn=view, revision=revision)
             if self._compact is not None:
                 await operations.compact_after_turn(runtime, self._compact.instructions)
@@ -473,7 +459,8 @@ class Turn:
                 },
             )
         )
-        return await runtime.commit(turns=1, turn=record)
+        # Unshielded: this runs in the turn's runner task, never interrupted in this phase.
+        return await runtime.commit(turns=1, turn=record, shield=False)
 
     def _apply(self, plugin: str, directive: Any, *, current: str) -> str | None:
         """Apply one turn directive; returns an abort's reason. ``current`` is where an
@@ -736,6 +723,40 @@ class Turn:
         first checkpoint that long after it was queued)."""
         runtime = self._runtime
         return runtime.input_hint or time.monotonic() - self._last_poll >= runtime.core.input_poll
+
+
+class _Phase:
+    """An interruptible phase of a turn (:meth:`Turn._phase`). A plain context manager: entering
+    and leaving await nothing, and a generator-based one would cost an async generator, its
+    finalizer hook and two extra steps per phase, three phases per turn."""
+
+    __slots__ = ("interrupted", "turn")
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.interrupted = False
+
+    def __enter__(self) -> _Phase:
+        self.turn._interruptible, self.turn._interrupted = True, False
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> bool:
+        turn = self.turn
+        turn._interruptible = False
+        suppress = False
+        if kind is not None:
+            if not issubclass(kind, asyncio.CancelledError) or not turn._interrupted:
+                return False  # a failure, or the host cancelled the task running the turn
+            suppress = True
+        if turn._interrupted:
+            # Balance our runner.cancel() (asyncio.timeout and friends read the count). A body
+            # that swallowed the CancelledError (plugin code catching it) still counts as
+            # interrupted: the cancellation was asked for.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self.interrupted = True
+        return suppress
 
 
 class _Keeper:
