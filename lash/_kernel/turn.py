@@ -333,9 +333,7 @@ class Turn:
                     reason, detail = stop_exc.reason, stop_exc.detail
                 except Exception as exc:  # provider, plugin or protocol failure: the turn
                     failure = exc  # fails, the session lives on
-            if phase.interrupted or (
-                self._cancel_requested and reason is None and failure is None
-            ):
+            if phase.interrupted or (self._cancel_requested and reason is None and failure is None):
                 reason, detail, failure = "cancelled", None, None
 
             error = _describe(failure) if failure is not None else None
