@@ -1,0 +1,115 @@
+"""The prompt parts a session handle reuses between model calls (lash._kernel.prompt.PromptCache)
+against what the catalog rules say, whatever changes membership and in whatever order."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from _cores import sqlite_url
+from _recorder import Recorder
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lash
+from lash_plugins_builtin import standard, stores
+
+TOOLS = ("alpha", "beta", "gamma", "delta")
+
+
+def _tool(name: str) -> Any:
+    async def fn(text: str) -> str:
+        return text
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"The {name} tool."
+    return fn
+
+
+class Tools:
+    """Four tools, and a ``filter_tool_catalog`` that hides the names in ``hidden`` (changed by
+    the test between calls)."""
+
+    lash_plugin = lash.PluginMeta(name="tools")
+
+    def __init__(self) -> None:
+        self.hidden: set[str] = set()
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        for name in TOOLS:
+            register(_tool(name))
+
+    @lash.hookimpl
+    def filter_tool_catalog(
+        self, session: lash.SessionView, catalog: tuple[lash.ToolCatalogEntry, ...]
+    ) -> tuple[str, ...]:
+        return tuple(sorted(self.hidden))
+
+
+def _core(url: str, tools: Tools, recorder: Recorder) -> lash.LashCore:
+    return lash.LashCore(
+        plugins=[standard, stores, recorder, tools], builtins=(), store=url, provider="recorder"
+    )
+
+
+# One step: ("mine", changes) the handle under test changes membership; ("theirs", changes)
+# another handle commits them and the handle under test runs an execution (it reloads: a new
+# kernel state object, possibly with the same generation number); ("hide", names) the filter
+# hook hides names from now on; ("turn", _) a model call (the catalog and tool specs it sends).
+_changes = st.dictionaries(st.sampled_from(TOOLS), st.booleans(), min_size=1, max_size=3)
+_step = st.one_of(
+    st.tuples(st.just("mine"), _changes),
+    st.tuples(st.just("theirs"), _changes),
+    st.tuples(st.just("hide"), st.frozensets(st.sampled_from(TOOLS))),
+    st.tuples(st.just("turn"), st.none()),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(_step, min_size=1, max_size=12))
+def test_offered_tools_follow_membership_and_filter(tmp_path: Path, steps: list[Any]) -> None:
+    """After any sequence of membership changes (this handle's or another's) and filter
+    changes, the preview and every model call offer exactly the member tools the filter does
+    not hide, in registration order, with their specs."""
+    db = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    db.mkdir()
+    url = sqlite_url(db)
+
+    async def scenario() -> None:
+        tools, other_tools = Tools(), Tools()
+        turns = sum(1 for kind, _ in steps if kind == "turn")
+        recorder = Recorder([{"text": "ok"}] * turns)
+        members = dict.fromkeys(TOOLS, True)  # the spec: every tool starts a member
+        async with (
+            _core(url, tools, recorder) as core,
+            _core(url, other_tools, Recorder([])) as other,
+        ):
+            session = await core.session("s").open()
+            for kind, arg in steps:
+                if kind == "mine":
+                    await session.set_tool_membership(arg)
+                    members.update(arg)
+                elif kind == "theirs":
+                    async with other.session("s") as theirs:
+                        await theirs.set_tool_membership(arg)
+                    members.update(arg)
+                    await session.apply_commands()  # an execution: it reloads the session
+                elif kind == "hide":
+                    tools.hidden = set(arg)
+                expected = tuple(n for n in TOOLS if members[n] and n not in tools.hidden)
+                preview = await session.prompt_preview()
+                assert preview.tools == expected, (kind, arg)
+                if kind == "turn":
+                    await session.turn("go").run()
+                    request = recorder.requests[-1]
+                    assert tuple(t.name for t in request.tools) == expected
+                    assert [t.description for t in request.tools] == [
+                        f"The {n} tool." for n in expected
+                    ]
+            await session.close()
+
+    asyncio.run(scenario())
