@@ -134,7 +134,9 @@ class Turn:
         self.items = items
         #: The queued input this turn consumes (a drained turn), once claimed.
         self.source_input: PendingInput | None = None
-        self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
+        # The event stream's queue (None: run() discards events and keeps only the result).
+        self._events: asyncio.Queue[TurnEvent | None] | None = None
+        self._result: TurnResult | None = None
         self._nodes: list[GraphNode] = []
         self._usage = Usage()
         self._records: list[ToolCallRecord] = []
@@ -165,51 +167,69 @@ class Turn:
 
     async def run(self) -> TurnResult:
         """Run the turn to its end and return the result (events are discarded)."""
-        async with contextlib.aclosing(self.stream()) as events:
-            async for event in events:
-                if isinstance(event, TurnFinished):
-                    return event.result
-        raise AssertionError("turn stream ended without TurnFinished")  # kernel bug
+        result = await self._run_to_end()
+        if result is None:
+            raise AssertionError("turn ended without TurnFinished")  # kernel bug
+        return result
 
     async def run_queued(self) -> TurnResult | None:
         """Run a drained turn (``from_queue``): its result, or ``None`` when the session had no
         queued input (nothing ran, nothing was committed)."""
-        async with contextlib.aclosing(self.stream()) as events:
-            async for event in events:
-                if isinstance(event, TurnFinished):
-                    return event.result
-        if self.no_input:
-            return None
-        raise AssertionError("turn stream ended without TurnFinished")  # kernel bug
+        result = await self._run_to_end()
+        if result is None and not self.no_input:
+            raise AssertionError("turn ended without TurnFinished")  # kernel bug
+        return result
 
     async def stream(self) -> AsyncGenerator[TurnEvent, None]:
         """Run the turn, yielding events as they happen; the last is :class:`TurnFinished`."""
-        if self._started:
-            raise RuntimeError("a turn runs once; call session.turn(...) again for another")
-        self._started = True
-        runtime = self._runtime
-        runtime.running.add(self)  # from now: cancel_running_turns reaches it, waiting or not
+        events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
+        self._events = events
+        runner = self._launch()
         try:
-            self._runner = runner = asyncio.create_task(self._drive())
             try:
                 while True:
-                    event = await self._events.get()
+                    event = await events.get()
                     if event is None:
                         break
                     yield event
             finally:
-                # The consumer stopped listening (or was cancelled): cancel cooperatively, still
-                # commit. Each cancellation of the consumer interrupts the turn's current phase
-                # again, so a second one gets past a hung hook too.
-                while not runner.done():
-                    self.cancel(origin="host", reason="the caller stopped waiting")
-                    try:
-                        await asyncio.wait((runner,))
-                    except asyncio.CancelledError:
-                        continue
-                runner.result()  # the commit's own error (LeaseLost, SessionBusy...), if any
+                await self._settle(runner)
         finally:
-            runtime.running.discard(self)
+            self._runtime.running.discard(self)
+
+    async def _run_to_end(self) -> TurnResult | None:
+        """Run the turn without an event stream (what :meth:`run` needs: no queue, no
+        generator); the result, once the turn ended."""
+        runner = self._launch()
+        try:
+            try:
+                await asyncio.wait((runner,))
+            finally:
+                await self._settle(runner)
+        finally:
+            self._runtime.running.discard(self)
+        return self._result
+
+    def _launch(self) -> asyncio.Task[None]:
+        if self._started:
+            raise RuntimeError("a turn runs once; call session.turn(...) again for another")
+        self._started = True
+        self._runtime.running.add(self)  # from now: cancel_running_turns reaches it, waiting or not
+        self._runner = runner = asyncio.create_task(self._drive())
+        return runner
+
+    async def _settle(self, runner: asyncio.Task[None]) -> None:
+        """Once the caller stops waiting for the turn (it ended, or the caller was cancelled or
+        closed the stream): cancel cooperatively, still commit, and raise the commit's own error
+        (LeaseLost, SessionBusy...), if any. Each cancellation of the caller interrupts the
+        turn's current phase again, so a second one gets past a hung hook too."""
+        while not runner.done():
+            self.cancel(origin="host", reason="the caller stopped waiting")
+            try:
+                await asyncio.wait((runner,))
+            except asyncio.CancelledError:
+                continue
+        runner.result()
 
     def cancel(self, *, reason: str | None = None, origin: str = "host") -> None:
         """Ask the turn to stop: it still commits, as ``stopped(cancelled)`` (or, once it is
@@ -242,7 +262,8 @@ class Turn:
         finally:
             # Always end the event stream, even when the commit raised (LeaseLost, a store
             # error...): stream() then re-raises that error from the runner.
-            self._events.put_nowait(None)
+            if self._events is not None:
+                self._events.put_nowait(None)
 
     async def _drive_outer(self) -> None:
         runtime = self._runtime
@@ -529,7 +550,10 @@ class Turn:
     # -- nodes -----------------------------------------------------------------------------
 
     def _emit(self, event: TurnEvent) -> None:
-        self._events.put_nowait(event)
+        if type(event) is TurnFinished:
+            self._result = event.result
+        if self._events is not None:
+            self._events.put_nowait(event)
 
     def _append(self, node: GraphNode) -> None:
         self._nodes.append(node)
