@@ -11,6 +11,8 @@ from typing import Any, Literal, Optional, TypeVar
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lash
 import lash.store
@@ -973,3 +975,113 @@ def test_tool_context_is_a_tool_context_view() -> None:
     context.raise_if_cancelled()
     assert context.timeout == 60.0
     assert ToolContext.__module__ == Tool.__module__ == "lash"
+
+
+# --------------------------------------------------------------------------------------------
+# An async tool's first step runs before its deadline is armed (a tool that returns without
+# suspending gets no timer): whatever the tool does, the call behaves as a plain await would
+# --------------------------------------------------------------------------------------------
+
+# One suspension of the tool: yield to the loop once, or wait for a future another task
+# resolves (a value) or fails (an exception the tool catches and records).
+_SUSPENSIONS = st.lists(st.sampled_from(["yield", "future", "failed_future"]), max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=_SUSPENSIONS,
+    ending=st.sampled_from(["return", "raise", "hang"]),
+    cancel_at=st.none() | st.integers(min_value=0, max_value=4),
+)
+def test_async_tool_calls_behave_as_awaited_whatever_they_do(
+    steps: list[str], ending: str, cancel_at: int | None
+) -> None:
+    """For any sequence of suspensions, then a return, an exception or a hang past the timeout,
+    and an optional cancellation of the caller at any suspension: the result, what the tool saw
+    (every value sent in, every exception thrown in, its ``finally``) and the cancellation
+    are what awaiting the tool under its deadline means."""
+
+    async def scenario() -> None:
+        seen: list[str] = []
+
+        @tool(timeout=0.05)
+        async def scripted() -> str:
+            """Follow the script."""
+            loop = asyncio.get_running_loop()
+            try:
+                for n, kind in enumerate(steps):
+                    if kind == "yield":
+                        await asyncio.sleep(0)
+                        seen.append(f"{n}:resumed")
+                    else:
+                        future = loop.create_future()
+                        if kind == "future":
+                            loop.call_soon(future.set_result, n)
+                            seen.append(f"{n}:got {await future}")
+                        else:
+                            loop.call_soon(future.set_exception, KeyError(n))
+                            try:
+                                await future
+                            except KeyError as exc:
+                                seen.append(f"{n}:caught {exc}")
+                if ending == "raise":
+                    raise ValueError("scripted failure")
+                if ending == "hang":
+                    await asyncio.sleep(10)
+                return "done"
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            finally:
+                seen.append("finally")
+
+        context = make_context("c1")
+        call = asyncio.ensure_future(scripted.invoke({}, context))
+        cancelled_by_caller = cancel_at is not None and cancel_at < len(steps)
+        if cancelled_by_caller:
+            assert cancel_at is not None
+            for _ in range(cancel_at + 1):  # the tool is suspended at step `cancel_at` now
+                await asyncio.sleep(0)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert context.is_cancelled
+            assert seen[-2:] == ["cancelled", "finally"]
+            return
+        result = await call
+        expected_steps = []
+        for n, kind in enumerate(steps):
+            expected_steps.append(
+                {"yield": f"{n}:resumed", "future": f"{n}:got {n}"}.get(kind, f"{n}:caught {n}")
+            )
+        if ending == "return":
+            assert result == lash.ToolResult("c1", "done")
+            assert seen == [*expected_steps, "finally"]
+        elif ending == "raise":
+            assert result == lash.ToolResult(
+                "c1", "tool 'scripted' raised ValueError: scripted failure", is_error=True
+            )
+            assert seen == [*expected_steps, "finally"]
+        else:
+            assert result == lash.ToolResult(
+                "c1", "tool 'scripted' timed out after 0.05 s", is_error=True
+            )
+            assert seen == [*expected_steps, "cancelled", "finally"]
+            assert context.is_cancelled
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.anyio
+async def test_async_tool_that_never_suspends_runs_without_a_timer() -> None:
+    """A tool that returns at its first step arms no deadline (no timer on the loop)."""
+
+    @tool(timeout=30)
+    async def instant(text: str) -> str:
+        """Return at once."""
+        return text.upper()
+
+    loop = asyncio.get_running_loop()
+    scheduled = len(loop._scheduled)  # type: ignore[attr-defined]  # the loop's timer heap
+    assert await instant.invoke({"text": "hi"}, make_context("c2")) == lash.ToolResult("c2", "HI")
+    assert len(loop._scheduled) == scheduled  # type: ignore[attr-defined]
