@@ -136,6 +136,7 @@ class Turn:
         # The event stream's queue (None: run() discards events and keeps only the result).
         self._events: asyncio.Queue[TurnEvent | None] | None = None
         self._result: TurnResult | None = None
+        self._ended: asyncio.Future[None] | None = None
         self._nodes: list[GraphNode] = []
         self._usage = Usage()
         self._records: list[ToolCallRecord] = []
@@ -199,10 +200,13 @@ class Turn:
     async def _run_to_end(self) -> TurnResult | None:
         """Run the turn without an event stream (what :meth:`run` needs: no queue, no
         generator); the result, once the turn ended."""
+        # Resolved by the runner as it ends: waking the caller takes one step of the loop, where
+        # waiting for the task would take two (its done callback, then the caller).
+        ended = self._ended = asyncio.get_running_loop().create_future()
         runner = self._launch()
         try:
             try:
-                await asyncio.wait((runner,))
+                await ended
             finally:
                 await self._settle(runner)
         finally:
@@ -263,6 +267,8 @@ class Turn:
             # error...): stream() then re-raises that error from the runner.
             if self._events is not None:
                 self._events.put_nowait(None)
+            if self._ended is not None and not self._ended.done():
+                self._ended.set_result(None)
 
     async def _drive_outer(self) -> None:
         runtime = self._runtime
