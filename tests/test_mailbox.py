@@ -558,6 +558,33 @@ async def test_cancel_turn_from_another_core_stops_it_and_records_who_and_why() 
     assert (outcome.turn_id, outcome.outcome, outcome.cancelled_by) == ("t1", "stopped", "web-ui")
 
 
+class SlowTurnLookups(lash.store.MemoryStore):
+    """A store whose turn-record lookups take a while (a turn with an id looks its id up after
+    claiming the session: it starts working only after its first poll was due)."""
+
+    async def turn_record(self, session_id: str, turn_id: str) -> Any:
+        await asyncio.sleep(0.05)
+        return await super().turn_record(session_id, turn_id)
+
+
+async def test_cancel_turn_reaches_a_turn_that_started_after_its_first_poll_was_due() -> None:
+    """The execution's first poll came before the turn began working: the turn still reads
+    cancellation requests (its keeper starts at once) and stops."""
+    shared = SlowTurnLookups()
+    model = Model(answer("never"))
+    session = await make_core(model, store=shared, control_poll=0.01).session("s").open()
+    hold = model.block()
+    task = await started(session.turn("long", id="t1"))
+    await model.entered.wait()
+    other = make_core(Model(), store=shared)
+    receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
+    assert receipt.status == "requested"
+    result = await asyncio.wait_for(task, 5)
+    hold.set()
+    assert (result.outcome, result.reason) == ("stopped", "cancelled")
+    assert result.cancelled_by == "web-ui"
+
+
 async def test_cancel_turn_of_an_unknown_turn_says_unknown() -> None:
     """No such turn running or committed: the receipt says unknown."""
     core = make_core(Model())

@@ -234,8 +234,14 @@ class SessionRuntime:
         self.input_hint = False
         #: How many queued commands the running execution applied when it claimed the session.
         self.commands_applied = 0
-        # The running execution's lease renewal: its timer, or the renewal under way.
+        # The running execution's timer (its first poll, then each lease renewal), or the
+        # renewal under way.
         self._renewal: asyncio.TimerHandle | None = None
+        #: Called once when the running execution's first poll is due (``control_poll`` seconds
+        #: after it claimed the session): a turn that lasts starts its keeper then.
+        self.on_poll_due: Callable[[], object] | None = None
+        #: The running execution's first poll is past due (what registers late starts at once).
+        self.poll_passed = False
         self._renewing: asyncio.Task[None] | None = None
         self._clear_pending()
         # A cancellation that arrived while a commit was on its way (see through_cancellation).
@@ -769,15 +775,27 @@ class SessionRuntime:
             self.lease = await self.core.store.renew_lease(self.lease, ttl=self.core.lease_ttl)
 
     def _renew_later(self) -> None:
-        """Renew the execution's lease every third of its TTL while the execution runs (a
-        timer, not a task: most executions end long before the first renewal is due)."""
+        """Arm the running execution's one timer: when the first poll is due (``control_poll``)
+        it starts the running turn's keeper if it asked (:attr:`on_poll_due`), then the lease is
+        renewed every third of its TTL while the execution runs. A timer, not a task, and one
+        for both: most executions end long before either is due."""
         loop = asyncio.get_running_loop()
+        renew_in = self.core.lease_ttl / 3
+        poll_in = min(self.core.control_poll, renew_in)
+        self.poll_passed = False
 
-        def due() -> None:
-            self._renewal = None
-            self._renewing = loop.create_task(self._renew_and_rearm())
+        def poll_due() -> None:
+            self.poll_passed = True
+            start, self.on_poll_due = self.on_poll_due, None
+            if start is not None:
+                start()
+            self._renewal = loop.call_later(renew_in - poll_in, self._renew_due)
 
-        self._renewal = loop.call_later(self.core.lease_ttl / 3, due)
+        self._renewal = loop.call_later(poll_in, poll_due)
+
+    def _renew_due(self) -> None:
+        self._renewal = None
+        self._renewing = asyncio.get_running_loop().create_task(self._renew_and_rearm())
 
     async def _renew_and_rearm(self) -> None:
         try:
@@ -786,12 +804,14 @@ class SessionRuntime:
             log.warning("lash: renewing the lease of session %r failed: %s", self.id, exc)
         else:
             if self.lease is not None:
-                self._renew_later()
+                loop = asyncio.get_running_loop()
+                self._renewal = loop.call_later(self.core.lease_ttl / 3, self._renew_due)
         finally:
             self._renewing = None
 
     async def _stop_renewal(self) -> None:
         """Stop renewing (before a commit, which releases the lease, and at the end)."""
+        self.on_poll_due = None
         if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None

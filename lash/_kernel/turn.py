@@ -787,21 +787,27 @@ class _Phase:
 
 
 class _Keeper:
-    """Runs :meth:`Turn._keep` for a turn that lasts: started only once the first poll is due
-    (most turns end sooner, and a task per turn would cost them all)."""
+    """Runs :meth:`Turn._keep` for a turn that lasts: started only once the execution's first
+    poll is due (most turns end sooner, and a task per turn would cost them all); the
+    execution's timer starts it (:attr:`SessionRuntime.on_poll_due`), so a turn arms no timer
+    of its own."""
 
     def __init__(self, turn: Turn) -> None:
         self._task: asyncio.Task[None] | None = None
         self._turn = turn
-        self._handle = asyncio.get_running_loop().call_later(
-            turn._runtime.core.control_poll, self._start
-        )
+        runtime = turn._runtime
+        if runtime.poll_passed:
+            self._start()  # the turn got here late (a slow store): its first poll is due
+        else:
+            runtime.on_poll_due = self._start
 
     def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._turn._keep())
 
     async def stop(self) -> None:
-        self._handle.cancel()
+        runtime = self._turn._runtime
+        if runtime.on_poll_due == self._start:
+            runtime.on_poll_due = None
         task = self._task
         if task is not None:
             task.cancel()
