@@ -380,6 +380,37 @@ def interleave(
     return per, cpu, rows
 
 
+def measure(
+    variants: list[tuple[str, str, str, str]],
+    root: str,
+    repeats: int,
+    turns: int,
+    chunk: int,
+    *,
+    profile: bool,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, int], float, dict[str, str]]:
+    """Start one worker per variant ``(name, kind, store, tree)`` (each in a directory of its own
+    under ``root``), run :func:`interleave`, and with ``profile`` a cProfile of one session in
+    each lash worker; then stop the workers. Returns interleave's figures, the seconds it took
+    and the profiles."""
+    workers: list[Worker] = []
+    try:
+        for name, kind, store, tree in variants:
+            workers.append(Worker(name, kind, store, tree, tempfile.mkdtemp(dir=root)))
+        started = time.perf_counter()
+        per, cpu, rows = interleave(workers, repeats, turns, chunk)
+        elapsed = time.perf_counter() - started
+        profiles = {
+            w.name: w.ask(cmd="profile", turns=turns)["text"]
+            for w in workers
+            if profile and w.kind == "lash"
+        }
+    finally:
+        for w in workers:
+            w.close()
+    return per, cpu, rows, elapsed, profiles
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=21, help="repetitions (default 21)")
@@ -404,7 +435,6 @@ def main() -> None:
         return
     repeats = 5 if args.quick else max(args.repeats, 3)
     root = tempfile.mkdtemp(prefix="lash-bench-v2-")
-    workers: list[Worker] = []
     try:
         old_tree, old_desc = tree_of(args.old, root, "old")
         new_tree, new_desc = tree_of(args.new, root, "new")
@@ -414,29 +444,19 @@ def main() -> None:
             f"  new: {new_desc}\n  {repeats} repetitions x {args.turns} turns per variant, "
             f"advanced {args.chunk} turns at a time in rotating order, one worker process each"
         )
-        for store in STORES:
+        variants = [
+            (f"{label} {store}", kind, store, tree)
+            for store in STORES
             for kind, label, tree in (
                 ("loop", "loop", new_tree),
                 ("lash", "old", old_tree),
                 ("lash", "new", new_tree),
-            ):
-                directory = tempfile.mkdtemp(dir=root)
-                workers.append(Worker(f"{label} {store}", kind, store, tree, directory))
-        started = time.perf_counter()
-        per, cpu, rows = interleave(workers, repeats, args.turns, args.chunk)
-        elapsed = time.perf_counter() - started
-        profiles = (
-            {
-                w.name: w.ask(cmd="profile", turns=args.turns)["text"]
-                for w in workers
-                if w.kind == "lash"
-            }
-            if args.profile
-            else {}
+            )
+        ]
+        per, cpu, rows, elapsed, profiles = measure(
+            variants, root, repeats, args.turns, args.chunk, profile=args.profile
         )
     finally:
-        for w in workers:
-            w.close()
         shutil.rmtree(root, ignore_errors=True)
 
     def ratios(a: str, b: str, table: dict[str, list[float]] = per) -> list[float]:

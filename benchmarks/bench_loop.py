@@ -45,20 +45,14 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 
-from bench_kernel_v2 import ROOT, Worker, interleave
+from bench_kernel_v2 import ROOT, _loadavg, _spread, measure
 
 TARGETS = (
     # (lash variant, loop variant, target, what)
     ("lash sqlite", "loop sqlite", 2.5, "durable turn on sqlite:// / the loop's durable turn"),
     ("lash memory", "loop sqlite", 1.5, "kernel on memory:// / the loop's whole durable turn"),
 )
-
-
-def _spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"{ordered[0]:.2f}-{ordered[-1]:.2f}"
 
 
 def main() -> None:
@@ -73,7 +67,6 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 5 if args.quick else max(args.repeats, 3)
     root = tempfile.mkdtemp(prefix="lash-bench-loop-")
-    workers: list[Worker] = []
     try:
         print(
             f"bench_loop: Python {platform.python_version()} {platform.machine()}, "
@@ -81,25 +74,15 @@ def main() -> None:
             f"  {repeats} repetitions x {args.turns} turns per variant, advanced {args.chunk} "
             "turns at a time in rotating order, one worker process each"
         )
-        for store in ("memory", "sqlite"):
-            for kind in ("loop", "lash"):
-                directory = tempfile.mkdtemp(dir=root)
-                workers.append(Worker(f"{kind} {store}", kind, store, ROOT, directory))
-        started = time.perf_counter()
-        per, cpu, rows = interleave(workers, repeats, args.turns, args.chunk)
-        elapsed = time.perf_counter() - started
-        profiles = (
-            {
-                w.name: w.ask(cmd="profile", turns=args.turns)["text"]
-                for w in workers
-                if w.kind == "lash"
-            }
-            if args.profile
-            else {}
+        variants = [
+            (f"{kind} {store}", kind, store, ROOT)
+            for store in ("memory", "sqlite")
+            for kind in ("loop", "lash")
+        ]
+        per, cpu, rows, elapsed, profiles = measure(
+            variants, root, repeats, args.turns, args.chunk, profile=args.profile
         )
     finally:
-        for w in workers:
-            w.close()
         shutil.rmtree(root, ignore_errors=True)
 
     med = statistics.median
@@ -142,10 +125,6 @@ def main() -> None:
     )
     for name, text in profiles.items():
         print(f"\n==== cProfile: {name}, one session of {args.turns} turns ====\n{text}")
-
-
-def _loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -533,12 +533,14 @@ async def test_a_blank_turn_id_is_refused(bad: str) -> None:
         session.turn("x", id=bad)
 
 
-async def test_cancel_turn_from_another_core_stops_it_and_records_who_and_why() -> None:
-    """cancel_turn by id from another core: a receipt, and a result saying who and why."""
-    shared = lash.store.MemoryStore()
+async def cancelled_from_another_core(
+    shared: lash.store.MemoryStore,
+) -> tuple[lash.Session, lash.LashCore, lash.TurnResult]:
+    """Turn ``t1`` of session ``s`` blocks in its model call (control poll 10 ms); another core
+    on ``shared`` cancels it by id ("user pressed stop", from "web-ui"): the running session, the
+    other core and the turn's result."""
     model = Model(answer("never"))
-    runner = make_core(model, store=shared, control_poll=0.01)
-    session = await runner.session("s").open()
+    session = await make_core(model, store=shared, control_poll=0.01).session("s").open()
     hold = model.block()
     task = await started(session.turn("long", id="t1"))
     await model.entered.wait()
@@ -546,8 +548,15 @@ async def test_cancel_turn_from_another_core_stops_it_and_records_who_and_why() 
     receipt = await other.cancel_turn("s", "t1", reason="user pressed stop", origin="web-ui")
     assert receipt.status == "requested"
     assert (await other.cancel_turn("s", "t1")).status == "already_requested"
-    result = await task
+    result = await asyncio.wait_for(task, 5)
     hold.set()
+    return session, other, result
+
+
+async def test_cancel_turn_from_another_core_stops_it_and_records_who_and_why() -> None:
+    """cancel_turn by id from another core: a receipt, and a result saying who and why."""
+    shared = lash.store.MemoryStore()
+    session, other, result = await cancelled_from_another_core(shared)
     assert (result.outcome, result.reason) == ("stopped", "cancelled")
     assert (result.cancelled_by, result.cancel_reason) == ("web-ui", "user pressed stop")
     finished = await other.cancel_turn("s", "t1")
@@ -570,17 +579,7 @@ class SlowTurnLookups(lash.store.MemoryStore):
 async def test_cancel_turn_reaches_a_turn_that_started_after_its_first_poll_was_due() -> None:
     """The execution's first poll came before the turn began working: the turn still reads
     cancellation requests (its keeper starts at once) and stops."""
-    shared = SlowTurnLookups()
-    model = Model(answer("never"))
-    session = await make_core(model, store=shared, control_poll=0.01).session("s").open()
-    hold = model.block()
-    task = await started(session.turn("long", id="t1"))
-    await model.entered.wait()
-    other = make_core(Model(), store=shared)
-    receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
-    assert receipt.status == "requested"
-    result = await asyncio.wait_for(task, 5)
-    hold.set()
+    _, _, result = await cancelled_from_another_core(SlowTurnLookups())
     assert (result.outcome, result.reason) == ("stopped", "cancelled")
     assert result.cancelled_by == "web-ui"
 
