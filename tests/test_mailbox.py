@@ -18,6 +18,7 @@ import attrs
 import pytest
 
 import lash
+import lash._kernel.observation
 import lash.store
 from lash_plugins_builtin import standard, stores
 from lash_plugins_builtin.scripted import ScriptedProvider
@@ -810,6 +811,28 @@ async def test_a_watcher_sees_live_text_and_tool_calls_while_the_turn_runs() -> 
     live = [e.type for e in seen if isinstance(e, lash.ObservedEvent) and e.live]
     assert "tool_call_started" in live and "tool_call_finished" in live
     assert "text_delta" in live
+
+
+async def test_live_events_that_come_as_a_watchers_wait_times_out_still_come_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A watcher whose poll interval elapses just as a turn queues its live events and commits
+    (here: every wait of the watcher times out) yields those live events before the commit."""
+
+    async def timed_out(*args: Any) -> tuple[bool, None]:
+        await asyncio.sleep(0)
+        return False, None
+
+    monkeypatch.setattr(lash._kernel.observation, "_next_wake_up", timed_out)
+    model = Model(call("lookup", "c1", query="a"), {"text": "all done", "chunk_size": 3})
+    core = make_core(model, Tools())
+    session = await core.session("s").open()
+    watcher = asyncio.create_task(events_until(core, "s", "turn_committed"))
+    await asyncio.sleep(0.01)
+    await session.turn("go").run()
+    seen = [e.type for e in await watcher if isinstance(e, lash.ObservedEvent)]
+    assert "tool_call_started" in seen and "text_delta" in seen
+    assert seen.index("tool_call_finished") < seen.index("turn_committed")
 
 
 async def test_queued_cancelled_claimed_and_config_events_are_observed() -> None:

@@ -242,7 +242,11 @@ async def observe(
             # grew (a store that can notify), or the next poll.
             queued, item = await _next_wake_up(store, queue, session_id, last, poll)
             if not queued:
-                continue
+                if queue.empty():
+                    continue
+                # The wait timed out just as items came (a turn queued its live events and
+                # committed meanwhile): those live events come first, as they happened first.
+                item = queue.get_nowait()
             while item is not None:
                 yield ObservedEvent(
                     session_id, item.type, cursor_of(last), dict(item.data), time.time(), True
