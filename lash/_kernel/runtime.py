@@ -19,7 +19,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lash._contract.calls import CALLER
@@ -32,7 +32,7 @@ from lash._contract.types import AgentFrame, Message, SessionConfig, ToolCatalog
 from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
-from lash._kernel.prompt import PromptCache
+from lash._kernel.prompt_cache import PromptCache
 from lash._store.records import (
     EventDraft,
     InputDraft,
@@ -182,6 +182,100 @@ async def through_cancellation(commit: Coroutine[Any, Any, int]) -> tuple[int, b
     if cancelled and (task.cancelled() or task.exception() is not None):
         raise asyncio.CancelledError  # the caller's: the commit failed, nothing was committed
     return task.result(), cancelled
+
+
+class Executing:
+    """``async with runtime.execute(...) as ex:`` (:meth:`SessionRuntime.execute`). A class
+    rather than a generator-based context manager: every turn enters one, and an async
+    generator with its finalizer hook costs a turn ~3 us more."""
+
+    __slots__ = (
+        "commit_at_exit",
+        "events",
+        "ex",
+        "lease",
+        "name",
+        "needs_open",
+        "runtime",
+        "token",
+        "turn",
+        "turn_id",
+    )
+
+    def __init__(
+        self,
+        runtime: SessionRuntime,
+        name: str,
+        turn: int | None,
+        turn_id: str | None,
+        commit_at_exit: bool,
+        needs_open: bool,
+        lease: bool,
+        events: Sequence[EventDraft],
+    ) -> None:
+        self.runtime, self.name, self.turn, self.turn_id = runtime, name, turn, turn_id
+        self.commit_at_exit, self.needs_open, self.lease = commit_at_exit, needs_open, lease
+        self.events = events
+
+    async def __aenter__(self) -> Execution:
+        runtime = self.runtime
+        runtime.refuse_reentry(self.name)
+        await runtime.lock.acquire()
+        try:
+            ex = self.ex = Execution(runtime, self.name, turn=self.turn, outer=EXECUTION.get())
+            self.token = EXECUTION.set(ex)
+        except BaseException:
+            runtime.lock.release()
+            raise
+        try:
+            if self.needs_open:
+                runtime.require_open()
+            if self.lease:
+                await runtime.claim(turn_id=self.turn_id, events=self.events)
+                runtime._renew_later()
+        except BaseException as exc:
+            await self._leave(exc)
+            raise
+        return ex
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        await self._leave(exc)
+
+    async def _leave(self, failure: BaseException | None) -> None:
+        """End the execution: commit what is pending (unless it failed), stop renewing, release
+        a lease still held, let go of the session; raise a cancellation that arrived while a
+        commit was on its way, once the commit is recorded."""
+        runtime = self.runtime
+        failed = failure is not None
+        try:
+            try:
+                if not failed and self.commit_at_exit and runtime.has_pending:
+                    await runtime.commit()
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                if failed and runtime.has_pending:
+                    # Uncommitted changes of a failed operation: dropped, and the image is
+                    # reloaded before the next one (it may hold some of them).
+                    runtime.image.stale = True
+                    runtime._clear_pending()
+        finally:
+            self.ex.done = True
+            # A stream abandoned without closing is finalized in another task's context, where
+            # the variable was never set: nothing to undo there (and `done` makes the execution
+            # unjoinable wherever it is still seen).
+            with contextlib.suppress(ValueError):
+                EXECUTION.reset(self.token)
+            try:
+                await runtime._stop_renewal()
+                if runtime.lease is not None:
+                    await runtime._release_quietly()
+            finally:
+                cancelled, runtime.cancel_after_commit = runtime.cancel_after_commit, False
+                runtime.lock.release()
+        if cancelled and not failed:
+            raise asyncio.CancelledError
 
 
 class SessionRuntime:
@@ -561,8 +655,7 @@ class SessionRuntime:
             session_id=self.id,
         )
 
-    @contextlib.asynccontextmanager
-    async def execute(
+    def execute(
         self,
         name: str,
         *,
@@ -572,7 +665,7 @@ class SessionRuntime:
         needs_open: bool = True,
         lease: bool = True,
         events: Sequence[EventDraft] = (),
-    ) -> AsyncIterator[Execution]:
+    ) -> Executing:
         """Hold the session for one operation (one at a time per handle).
 
         Re-entry from the operation's own plugin code is refused at once. The session must be
@@ -584,39 +677,7 @@ class SessionRuntime:
         cancellation that arrived while a commit was on its way is raised here, once the
         operation has recorded the commit.
         """
-        self.refuse_reentry(name)
-        async with self.lock:
-            ex = Execution(self, name, turn=turn, outer=EXECUTION.get())
-            token = EXECUTION.set(ex)
-            try:
-                if needs_open:
-                    self.require_open()
-                if lease:
-                    await self.claim(turn_id=turn_id, events=events)
-                    self._renew_later()
-                yield ex
-                if commit_at_exit and self.has_pending:
-                    await self.commit()
-            except BaseException:
-                if self.has_pending:
-                    # Uncommitted changes of a failed operation: dropped, and the image is
-                    # reloaded before the next one (it may hold some of them).
-                    self.image.stale = True
-                    self._clear_pending()
-                raise
-            finally:
-                ex.done = True
-                # A stream abandoned without closing is finalized in another task's context,
-                # where the variable was never set: nothing to undo there (and `done` makes the
-                # execution unjoinable wherever it is still seen).
-                with contextlib.suppress(ValueError):
-                    EXECUTION.reset(token)
-                await self._stop_renewal()
-                if self.lease is not None:
-                    await self._release_quietly()
-                cancelled, self.cancel_after_commit = self.cancel_after_commit, False
-            if cancelled:
-                raise asyncio.CancelledError
+        return Executing(self, name, turn, turn_id, commit_at_exit, needs_open, lease, events)
 
     def require_open(self) -> None:
         if not self.opened:

@@ -621,7 +621,7 @@ class Turn:
     async def call_model(self) -> ModelResponse:
         runtime = self._runtime
         view = await prompt_view(runtime)
-        tools = runtime.prompt_cache.tool_specs(runtime, view.tools)
+        tools = runtime.prompt_cache.tool_specs(runtime.composition, view.tools)
         provider_name, provider, model = runtime.provider()
         request = ModelRequest(model=model, messages=view.messages, tools=tools)
         text: list[str] = []

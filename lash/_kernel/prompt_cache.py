@@ -1,0 +1,59 @@
+"""The prompt parts one session handle reuses between model calls (see
+:mod:`lash._kernel.prompt`), each checked against what it was built from before it is used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lash._contract.providers import ToolSpec
+from lash._contract.types import Message, ToolCatalogEntry
+
+if TYPE_CHECKING:
+    from lash._kernel.state import KernelState
+    from lash._plugins.composition import Composition
+
+
+class PromptCache:
+    """One session handle's prompt parts that only its own state decides (see the module
+    docstring). Every entry is checked against what it was built from before it is used."""
+
+    __slots__ = ("entries", "generation", "kernel", "names", "specs", "system", "tools")
+
+    def __init__(self) -> None:
+        # The kernel state (an image reload makes a new one) and catalog generation (every
+        # membership change bumps it) the entries were built from.
+        self.kernel: KernelState | None = None
+        self.generation = -1
+        self.entries: tuple[ToolCatalogEntry, ...] = ()
+        self.names: list[str] = []
+        self.tools: tuple[str, ...] | None = None
+        self.specs: tuple[ToolSpec, ...] = ()
+        self.system: Message | None = None
+
+    def members(
+        self, kernel: KernelState, catalog: Callable[[], tuple[ToolCatalogEntry, ...]]
+    ) -> tuple[ToolCatalogEntry, ...]:
+        """The catalog entries the session offers before ``filter_tool_catalog``: of
+        ``catalog()`` (the session's whole catalog), built again only when ``kernel`` (the
+        session's kernel state) is another object or at another generation."""
+        if kernel is not self.kernel or kernel.generation != self.generation:
+            self.entries = tuple(e for e in catalog() if e.member and not e.orphaned)
+            self.names = [e.name for e in self.entries]
+            self.kernel, self.generation = kernel, kernel.generation
+        return self.entries
+
+    def tool_specs(self, composition: Composition, names: tuple[str, ...]) -> tuple[ToolSpec, ...]:
+        """What the provider is told about the tools ``names`` (the registered ones)."""
+        if names != self.tools:
+            self.specs = tuple(
+                composition.tool_spec(name) for name in names if composition.has_tool(name)
+            )
+            self.tools = names
+        return self.specs
+
+    def system_message(self, text: str) -> Message:
+        system = self.system
+        if system is None or system.content != text:
+            system = self.system = Message("system", text)
+        return system
