@@ -475,3 +475,74 @@ async def test_a_restart_between_the_stop_and_the_answer(
     pids = [line.rsplit("pid=", 1)[1] for line in Path(log).read_text().splitlines()]
     assert pids[0] == pids[1] == str(workers[0].pid)
     assert pids[2] == pids[3] == str(workers[1].pid)
+
+
+# -- a continuation that stops again; a held turn that fails -----------------------------------
+
+
+async def test_a_continuation_may_stop_for_approval_again(tmp_path: Path, log: str) -> None:
+    """The continued turn's model asks for another held call: the same turn stops again (still
+    no turn record), is answered, and completes; one turn, three commits."""
+    from _recorder import Recorder
+
+    rec = Recorder(
+        [
+            lash.ScriptedResponse(tool_calls=[lash.ScriptedToolCall("delete_file", {"path": "a"})]),
+            lash.ScriptedResponse(tool_calls=[lash.ScriptedToolCall("delete_file", {"path": "b"})]),
+            lash.ScriptedResponse(text="both gone"),
+        ]
+    )
+    async with lash.LashCore(
+        plugins=[standard, stores, approval_tools, rec],
+        builtins=(),
+        store=f"sqlite:///{tmp_path}/lash.db",
+        provider="recorder",
+    ) as core:
+        async with core.session("s") as session:
+            first = await session.turn("clean").run()
+            assert first.reason == "awaiting_approval"
+            await core.approve("s", "call_1")
+            (again,) = await session.drain()
+            assert (again.turn_id, again.outcome, again.reason) == (
+                first.turn_id,
+                "stopped",
+                "awaiting_approval",
+            )
+            assert await core.turn_record("s", first.turn_id) is None
+            assert [p.call_id for p in await core.approvals("s")] == ["call_2"]
+            await core.approve("s", "call_2")
+            (done,) = await session.drain()
+            assert (done.turn_id, done.text, session.turns, session.revision) == (
+                first.turn_id,
+                "both gone",
+                1,
+                3,
+            )
+    assert logged(log) == ["delete_file a", "delete_file b"]
+    assert len(rec.requests) == 3
+
+
+class FailsAfterTurn:
+    lash_plugin = lash.PluginMeta(name="fails")
+
+    @lash.hookimpl
+    def after_turn(self, turn: lash.TurnView) -> None:
+        raise RuntimeError("audit log unavailable")
+
+
+async def test_a_held_turn_that_fails_holds_nothing(tmp_path: Path, log: str) -> None:
+    """after_turn fails the turn that was stopping for approval: its held calls are closed as
+    in any failed turn, nothing waits, an answer says ``expired``."""
+    async with make_core(f"sqlite:///{tmp_path}/lash.db", FailsAfterTurn()) as core:
+        async with core.session("s") as session:
+            result = await session.turn(CLEANUP).run()
+            assert (result.outcome, result.error_plugin) == ("failed", "fails")
+            assert await core.approvals("s") == []
+            assert (await core.approve("s", "c2")).outcome == "expired"
+            closed = [n for n in session.nodes if isinstance(n, lash.ToolResultNode)]
+            assert [(n.call_id, n.is_error) for n in closed] == [
+                ("c1", False),
+                ("c2", True),
+                ("c3", True),
+            ]
+            assert "audit log unavailable" in closed[1].content
