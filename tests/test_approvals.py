@@ -85,8 +85,18 @@ async def cores(store_url: str) -> AsyncIterator[Cores]:
         await pair.close()
 
 
-def tool_messages(request: lash.ModelRequest) -> dict[str, str]:
-    return {m.tool_call_id or "": m.content for m in request.messages if m.role == "tool"}
+def assert_continued(text: str, log: str) -> None:
+    """CLEANUP, c2 approved and c3 rejected ("keep it"), continued: the answer the model gave
+    with the three results, and what ran: the model asked for tools once, the approved tool ran
+    once, the rejected one never."""
+    answer = json.loads(text.removeprefix("answer: "))
+    assert answer == ["contents of notes.txt", "deleted old.log", f"{REJECTION}: keep it"]
+    assert logged(log) == [
+        "model asks_for_tools",
+        "read_file notes.txt",
+        "delete_file old.log",
+        "model answers",
+    ]
 
 
 # -- the whole flow, on every store ---------------------------------------------------------------
@@ -139,14 +149,7 @@ async def test_a_held_turn_is_answered_elsewhere_and_continued(cores: Cores, log
                 (result.turn_id, 1, "completed")
             ]
             assert session.turns == 1
-    answer = json.loads(results[0].text.removeprefix("answer: "))
-    assert answer == ["contents of notes.txt", "deleted old.log", f"{REJECTION}: keep it"]
-    assert logged(log) == [
-        "model asks_for_tools",
-        "read_file notes.txt",
-        "delete_file old.log",
-        "model answers",
-    ]
+    assert_continued(results[0].text, log)
     record = await cores.second.turn_record("s", result.turn_id)
     assert record is not None
     assert (record.outcome, record.index, record.revision) == ("completed", 1, 2)
@@ -464,14 +467,7 @@ async def test_a_restart_between_the_stop_and_the_answer(
 
         record = await until("the continued turn", finished, tmp_path)
     assert (record.outcome, record.index) == ("completed", 1)
-    answer = json.loads(record.result["text"].removeprefix("answer: "))
-    assert answer == ["contents of notes.txt", "deleted old.log", f"{REJECTION}: keep it"]
-    assert logged(log) == [
-        "model asks_for_tools",
-        "read_file notes.txt",
-        "delete_file old.log",
-        "model answers",
-    ]
+    assert_continued(record.result["text"], log)
     pids = [line.rsplit("pid=", 1)[1] for line in Path(log).read_text().splitlines()]
     assert pids[0] == pids[1] == str(workers[0].pid)
     assert pids[2] == pids[3] == str(workers[1].pid)
