@@ -542,3 +542,47 @@ async def test_a_held_turn_that_fails_holds_nothing(tmp_path: Path, log: str) ->
                 ("c3", True),
             ]
             assert "audit log unavailable" in closed[1].content
+
+
+class SlowDeploy:
+    """A ``deploy`` tool that always asks for approval, then runs until its turn is cancelled."""
+
+    lash_plugin = lash.PluginMeta(name="deploy")
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        register(lash.tool(self.deploy, approval="always"))
+
+    async def deploy(self, ctx: lash.ToolContext) -> str:
+        """Deploy."""
+        self.started.set()
+        await ctx.cancelled.wait()
+        return "never"
+
+
+async def test_a_continued_turn_is_cancelled_by_its_id(tmp_path: Path, log: str) -> None:
+    """While the continuation runs the approved tool, ``core.cancel_turn`` from another core
+    finds the turn by its id: it commits ``stopped(cancelled)``, with its record."""
+    url = f"sqlite:///{tmp_path}/lash.db"
+    deploy = SlowDeploy()
+    async with make_core(url, deploy) as core, make_core(url) as desk:
+        async with core.session("s") as session:
+            stopped = await session.turn(calls_message(("deploy", {}, "d1"))).run()
+            await desk.approve("s", "d1")
+            drain = asyncio.create_task(session.drain())
+            await asyncio.wait_for(deploy.started.wait(), 10)
+            receipt = await desk.cancel_turn("s", stopped.turn_id, reason="rollback")
+            assert receipt.status == "requested"
+            (result,) = await asyncio.wait_for(drain, 10)
+    assert (result.turn_id, result.outcome, result.reason) == (
+        stopped.turn_id,
+        "stopped",
+        "cancelled",
+    )
+    assert result.cancel_reason == "rollback"
+    async with make_core(url) as reader:
+        record = await reader.turn_record("s", stopped.turn_id)
+    assert record is not None and record.reason == "cancelled"

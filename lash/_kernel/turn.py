@@ -343,6 +343,10 @@ class Turn:
             awaiting = approvals.ready(runtime)
             if awaiting is not None:
                 self._continue(awaiting)
+                # The lease now names the continued turn: core.cancel_turn(its id) finds it.
+                runtime.lease = await runtime.core.store.acquire_lease(
+                    runtime.id, runtime.owner, ttl=runtime.core.lease_ttl, turn=self.id
+                )
             elif self._continuing or not await self._take_queued_input():
                 self.no_input = True
                 return
