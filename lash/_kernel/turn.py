@@ -459,8 +459,9 @@ class Turn:
             for call, held in zip(calls, awaiting.calls, strict=True)
             if held.decision == "approve"
         ]
+        live = runtime.core.observed(runtime.id)
         for call in approved:
-            self._call_started(call)
+            self._call_started(call, live)
         ran = await asyncio.gather(
             *(run_approved(runtime, call, self._tool_context(call)) for call in approved)
         )
@@ -470,7 +471,7 @@ class Turn:
                 call,
                 ToolResult(call.id, approvals.rejection_text(held.reason), True),
             )
-            await self._call_finished(call, final, result)
+            await self._call_finished(call, final, result, live)
         await self.checkpoint("after_tools")
 
     async def _take_queued_input(self) -> bool:
@@ -745,10 +746,11 @@ class Turn:
     async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         runtime = self._runtime
         composition = runtime.composition
+        live = runtime.core.observed(runtime.id)
         for call in calls:
             plugin = composition.tool_plugin(call.name)
             self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
-            self._call_started(call)
+            self._call_started(call, live)
         if len(calls) == 1:  # no tasks for the common single call
             results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
         else:
@@ -761,7 +763,7 @@ class Turn:
             if isinstance(result, Hold):
                 held.append((final_call, result))
                 continue
-            await self._call_finished(call, final_call, result)
+            await self._call_finished(call, final_call, result, live)
             done.append(result)
         if held:
             # The round's other calls ran; these wait for a person. The turn stops here, the
@@ -775,16 +777,15 @@ class Turn:
         await self.checkpoint("after_tools")
         return done
 
-    def _call_started(self, call: ToolCall) -> None:
+    def _call_started(self, call: ToolCall, live: bool) -> None:
         self._emit(ToolCallStarted(call))
-        runtime = self._runtime
-        if runtime.core.observed(runtime.id):
-            # Live only: the committed turn holds its calls (graph, turn_committed).
+        if live:  # live only: the committed turn holds its calls (graph, turn_committed)
+            runtime = self._runtime
             started = {"turn_id": self.id, "call": call_data(call)}
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
 
     async def _call_finished(
-        self, call: ToolCall, final_call: ToolCall, result: ToolResult
+        self, call: ToolCall, final_call: ToolCall, result: ToolResult, live: bool
     ) -> None:
         """Record a call's result: its node (with what the model sees of it), the turn's record
         of it, and the events."""
@@ -802,7 +803,7 @@ class Turn:
         )
         self._records.append(ToolCallRecord(final_call, result))
         self._emit(ToolCallFinished(final_call, result))
-        if runtime.core.observed(runtime.id):
+        if live:
             finished = {
                 "turn_id": self.id,
                 "call_id": call.id,
