@@ -100,6 +100,7 @@ if typing.TYPE_CHECKING:
         RegisterStore,
         RegisterTool,
         ReplaceToolArguments,
+        RequireApproval,
         SessionConfig,
         ShortCircuitToolCall,
         StartProcess,
@@ -110,6 +111,7 @@ if typing.TYPE_CHECKING:
         TurnDirective,
         Usage,
     )
+    from lash._kernel.approvals import ApprovalAnswer, PendingApproval
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
@@ -132,6 +134,7 @@ __all__ = [
     "AbortToolCall",
     "AbortTurn",
     "AgentFrame",
+    "ApprovalAnswer",
     "AssistantMessage",
     "Compact",
     "Compaction",
@@ -161,6 +164,7 @@ __all__ = [
     "Operations",
     "OptionsError",
     "ParkedSession",
+    "PendingApproval",
     "PluginError",
     "PluginEvent",
     "PluginInfo",
@@ -191,6 +195,7 @@ __all__ = [
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
+    "RequireApproval",
     "RevisionConflict",
     "ScriptExhausted",
     "ScriptedProvider",
