@@ -835,6 +835,23 @@ async def test_live_events_that_come_as_a_watchers_wait_times_out_still_come_fir
     assert seen.index("tool_call_finished") < seen.index("turn_committed")
 
 
+async def test_a_watcher_cancelled_as_an_event_reaches_it_stops() -> None:
+    """Cancelling a watcher at any moment around an event's arrival (as it is handed over, as
+    the watcher wakes, after) stops it: the cancellation is never swallowed."""
+    core = make_core(Model())
+    await (await core.session("s").open()).configure(model="m2")
+    for steps in range(6):
+        watcher = asyncio.create_task(events_until(core, "s", "never"))
+        await asyncio.sleep(0.01)  # waiting for news now
+        core.notify("s", live=[lash.store.EventDraft("plugin_event", {"n": steps})])
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        watcher.cancel()
+        done, _ = await asyncio.wait((watcher,), timeout=2)
+        assert done, f"the watcher ignored its cancellation ({steps} loop steps after the event)"
+        assert watcher.cancelled()
+
+
 async def test_queued_cancelled_claimed_and_config_events_are_observed() -> None:
     """The mailbox and config changes are in the log, for any observer."""
     model = Model(answer("r"))

@@ -174,18 +174,21 @@ async def _next_wake_up(
     have grown (its optional ``wait_events``: Postgres LISTEN/NOTIFY) or the poll interval went
     by."""
     wait_events = getattr(store, "wait_events", None)
-    if wait_events is None:
-        try:
-            return True, await asyncio.wait_for(queue.get(), poll)
-        except TimeoutError:
-            return False, None
     get = asyncio.ensure_future(queue.get())
-    woke = asyncio.ensure_future(wait_events(session_id, last, NOTIFY_FALLBACK))
+    waits = [get]
+    if wait_events is not None:
+        waits.append(asyncio.ensure_future(wait_events(session_id, last, NOTIFY_FALLBACK)))
     try:
-        await asyncio.wait((get, woke), return_when=asyncio.FIRST_COMPLETED)
+        # asyncio.wait, never wait_for: on Python 3.11, wait_for swallows a cancellation that
+        # arrives just as the queue hands over an item, and the observer would never stop.
+        await asyncio.wait(
+            waits,
+            timeout=poll if wait_events is None else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
     finally:
         # A cancelled get loses nothing: a queue item is taken only by a get that completes.
-        for task in (get, woke):
+        for task in waits:
             if not task.done():
                 task.cancel()
     if get.done() and not get.cancelled():
