@@ -23,7 +23,7 @@ from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import Builtins, LoadedPlugin, PluginInfo, load_plugins
 from lash._plugins.options import is_secret
-from lash._plugins.registry import Registry, run_registrations
+from lash._plugins.registry import Contribution, Registry, run_registrations
 from lash._plugins.tool_sources import ListedTools
 from lash.errors import (
     ExclusiveHookConflict,
@@ -197,15 +197,15 @@ class Composition:
                 self._specs.pop(name, None)
 
     async def close_tool_sources(self) -> None:
-        """Close every tool source that can be closed (the core is closing); a failure is
-        reported, and the other sources are still closed."""
-        for contribution in self.registry.of("tool_source").values():
-            closer = contribution.value.aclose
-            if closer is None:
-                continue
+        """Close every tool source that can be closed (the core is closing), concurrently (a
+        source may take seconds to stop its servers); a failure is reported, and the other
+        sources are still closed."""
+        import asyncio  # the kernel's running loop imported it long before
+
+        async def close(contribution: Contribution) -> None:
             try:
-                await closer()
-            except Exception as exc:  # one source failing to close must not keep the others open
+                await contribution.value.aclose()
+            except Exception as exc:  # a source failing to close must not keep others open
                 self.hooks.report(
                     PluginError(
                         f"tool source {contribution.name!r} failed to close: "
@@ -214,6 +214,9 @@ class Composition:
                         hook="register_tools",
                     )
                 )
+
+        sources = self.registry.of("tool_source").values()
+        await asyncio.gather(*(close(c) for c in sources if c.value.aclose is not None))
 
     # -- protocol, providers, stores ------------------------------------------------------------
 
