@@ -24,7 +24,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -160,6 +160,8 @@ class Link:
         finally:
             self.lost = True
             self._fail_waiting()
+            self._send.close()
+            self._receive.close()
 
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[tuple[Any, Any]]:
@@ -207,7 +209,8 @@ class Link:
                     async with stdio_client(params, errlog=errlog) as (read, write):
                         # The server holds its own copy: ours would keep the pipe open past it.
                         errlog.close()
-                        yield self._watch(group, read), write
+                        with self._watch(group, read) as watched:
+                            yield watched, write
                 finally:
                     errlog.close()
                     group.cancel_scope.cancel()
@@ -216,7 +219,8 @@ class Link:
             if reading >= 0:
                 os.close(reading)
 
-    def _watch(self, group: Any, read: Any) -> Any:
+    @contextlib.contextmanager
+    def _watch(self, group: Any, read: Any) -> Iterator[Any]:
         """Relay the server's messages; mark the link lost the moment its stdout ends."""
         import anyio
 
@@ -236,7 +240,8 @@ class Link:
                 await send.aclose()
 
         group.start_soon(relay)
-        return receive
+        with receive:
+            yield receive
 
     async def _read_stderr(self, fd: int) -> None:
         """Log the server's stderr line by line, keeping the last lines for its start error."""
