@@ -136,9 +136,9 @@ class Link:
     # -- the link's own task ------------------------------------------------------------------
 
     async def _run(self, ready: asyncio.Future[list[mcp_types.Tool]]) -> None:
-        from mcp import ClientSession
-
         try:
+            from mcp import ClientSession  # in the try: a broken SDK is a failed start too
+
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
                 session = await stack.enter_async_context(ClientSession(read, write))
