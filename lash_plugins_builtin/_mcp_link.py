@@ -88,7 +88,7 @@ class Link:
     async def start(self) -> list[mcp_types.Tool]:
         """Run the link's task; return the server's tools once it is initialized.
 
-        :raises TimeoutError: it did not answer within the server's timeout (stopped then).
+        :raises TimeoutError: it did not start within the server's start_timeout (stopped).
         :raises Exception: whatever made it fail to start (the task has ended then).
         """
         import anyio
@@ -98,7 +98,7 @@ class Link:
         self._ready = ready = loop.create_future()
         self.task = loop.create_task(self._run(ready), name=f"lash-mcp-{self.name}")
         try:
-            async with asyncio.timeout(self.config.timeout):
+            async with asyncio.timeout(self.config.start_timeout):
                 return await asyncio.shield(ready)
         except BaseException:
             await self.close()

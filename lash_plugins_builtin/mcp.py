@@ -12,8 +12,9 @@ closes. Its listing is kept for the core's life. A server that does not start is
 (naming it and its command or URL) and left out; the other tools still work, and it is tried
 again at a later catalog, no sooner than ``retry_after`` seconds later. What goes wrong in a
 call comes back as an error result naming the server and the tool: an error the tool reports
-(``isError``), a request the server refuses, a server that dies during the call (it is started
-again at the next call), a call not answered within the server's ``timeout`` (it is cancelled).
+(``isError``), a request the server refuses, a server that dies during the call (it is started,
+or connected, again at the next call), a call not answered within the server's ``timeout`` (it
+is cancelled).
 
 Opt-in: a server is a program run, or an endpoint reached, with the host's rights.
 """
@@ -91,9 +92,12 @@ class MCPServer:
         factory=dict, secret=True, help="HTTP headers sent to a url server (auth). Never shown."
     )
     timeout: float = lash.option(
+        30.0, validator=_positive, help="Seconds the server may take to answer one tool call."
+    )
+    start_timeout: float = lash.option(
         30.0,
         validator=_positive,
-        help="Seconds the server may take to start, and to answer one tool call.",
+        help="Seconds the server may take to start: run, handshake and list its tools.",
     )
     retry_after: float = lash.option(
         30.0,
@@ -218,6 +222,8 @@ class _Server:
                 self.config.retry_after
             ):
                 raise MCPServerError(self._failed[1])
+            if link is not None and link.loop is loop:
+                await link.close()  # lost: let its task finish (an HTTP session is ended)
             self._link = link = await self._start()
             return link
 
@@ -228,7 +234,9 @@ class _Server:
         try:
             listing = await link.start()
         except TimeoutError:
-            self._fail(f"did not start within {self.config.timeout:g} s (its timeout)", link)
+            self._fail(
+                f"did not start within {self.config.start_timeout:g} s (its start_timeout)", link
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -259,7 +267,7 @@ class _Server:
                     description,
                     schema,
                     self._handler(item.name),
-                    timeout=2 * self.config.timeout + _BACKSTOP,
+                    timeout=self.config.start_timeout + self.config.timeout + _BACKSTOP,
                 )
             )
         return tools
@@ -301,11 +309,21 @@ class _Server:
         except LinkLost:
             raise _CallFailed(self._lost(where)) from None
         except Exception as exc:
-            if getattr(exc, "code", None) == _CONNECTION_CLOSED:
+            lost = getattr(exc, "code", None) == _CONNECTION_CLOSED
+            if lost or self.config.url is not None:
+                # Over HTTP a failed request may mean the session is gone (the server
+                # restarted): the next call connects again, which costs one handshake.
+                link.lost = True
+            if lost:
                 raise _CallFailed(self._lost(where)) from None
             raise _CallFailed(f"{where}: the server refused the call: {_describe(exc)}") from None
 
     def _lost(self, where: str) -> str:
+        if self.config.url is not None:
+            return (
+                f"{where}: the connection to the server broke during the call, which got no "
+                "answer; the next call connects again"
+            )
         return (
             f"{where}: the server exited or its connection broke during the call, which got "
             "no answer; it is started again at the next call"

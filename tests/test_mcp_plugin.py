@@ -284,7 +284,7 @@ async def test_a_server_that_hangs_at_start_is_stopped_after_its_timeout(tmp_pat
     hang = [sys.executable, "-c", "import time; time.sleep(120)  # lash-mcp-hang"]
     reported: list[lash.LashError] = []
     rec = Recorder([{"text": "ok"}])
-    servers = {"stuck": stdio(hang, timeout=1)}
+    servers = {"stuck": stdio(hang, start_timeout=1)}
     async with mcp_core(tmp_path, rec, servers, on_error=reported.append) as core:
         session = await core.session("s").open()
         started = time.monotonic()
@@ -294,7 +294,7 @@ async def test_a_server_that_hangs_at_start_is_stopped_after_its_timeout(tmp_pat
     assert result.outcome == "completed" and rec.requests[0].tools == ()
     (error,) = reported
     assert "MCP server 'stuck' (command [" in str(error)
-    assert str(error).endswith("did not start within 1 s (its timeout)")
+    assert str(error).endswith("did not start within 1 s (its start_timeout)")
     assert elapsed < 10  # 1 s, then the SDK's stop: stdin closed, 2 s, SIGTERM
 
 
@@ -377,34 +377,83 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class HttpServer:
+    """The everything server over streamable HTTP on a fixed local port, started (and
+    started again) by the test."""
+
+    def __init__(self, command: list[str]) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.command = [*command[:-1], "streamableHttp"]
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.process: subprocess.Popen[str] | None = None
+
+    async def start(self) -> None:
+        self.process = process = subprocess.Popen(
+            self.command,
+            env={**os.environ, "PORT": str(self.port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        while line := await asyncio.to_thread(process.stderr.readline):
+            if f"listening on port {self.port}" in line:
+                return
+        pytest.fail(f"the everything server (HTTP) did not start: {self.command}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            assert self.process.stderr is not None
+            self.process.stderr.close()
+            self.process = None
+
+
 @pytest.fixture
-async def http_server(everything: list[str]) -> AsyncIterator[str]:
-    """The everything server over streamable HTTP on a free local port: its URL."""
-    port = free_port()
-    command = [*everything[:-1], "streamableHttp"]
-    server = subprocess.Popen(
-        command, env={**os.environ, "PORT": str(port)}, stderr=subprocess.PIPE, text=True
-    )
+async def http_server(everything: list[str]) -> AsyncIterator[HttpServer]:
+    server = HttpServer(everything)
+    await server.start()
     try:
-        assert server.stderr is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = await asyncio.to_thread(server.stderr.readline)
-            if f"listening on port {port}" in line or not line:
-                break
-        assert server.poll() is None, "the everything server (HTTP) did not start"
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield server
     finally:
         server.kill()
-        server.wait()
-        assert server.stderr is not None
-        server.stderr.close()
 
 
-async def test_a_streamable_http_server(tmp_path: Path, http_server: str) -> None:
+async def test_a_streamable_http_server(tmp_path: Path, http_server: HttpServer) -> None:
     """A url server: its tools are offered and called over streamable HTTP."""
     rec = Recorder([call("web__get-sum", "c1", a=2, b=40), {"text": "42"}])
-    async with mcp_core(tmp_path, rec, {"web": {"url": http_server}}) as core:
+    async with mcp_core(tmp_path, rec, {"web": {"url": http_server.url}}) as core:
         result = await (await core.session("s").open()).turn("2+40?").run()
     assert "web__echo" in [t.name for t in rec.requests[0].tools]
     assert result.tool_calls[0].result.content == "The sum of 2 and 40 is 42."
+
+
+async def test_an_http_server_that_dies_mid_call_is_reconnected(
+    tmp_path: Path, http_server: HttpServer, progress: asyncio.Event
+) -> None:
+    """The HTTP server killed during a call: an error naming server and tool; once it is
+    back, the next call connects again (a new session) and is answered."""
+    rec = Recorder(
+        [
+            call("web__trigger-long-running-operation", "c1", duration=30, steps=30),
+            {"text": "it broke"},
+            call("web__echo", "c2", message="back?"),
+            {"text": "yes"},
+        ]
+    )
+    async with mcp_core(tmp_path, rec, {"web": {"url": http_server.url}}) as core:
+        session = await core.session("s").open()
+        turn = asyncio.create_task(session.turn("work").run())
+        await asyncio.wait_for(progress.wait(), 20)
+        http_server.kill()
+        result = await asyncio.wait_for(turn, 20)
+        assert result.tool_calls[0].result.content == (
+            "MCP server 'web', tool 'trigger-long-running-operation': the connection to the "
+            "server broke during the call, which got no answer; the next call connects again"
+        )
+        await http_server.start()
+        again = await session.turn("again").run()
+    assert again.tool_calls[0].result.content == "Echo: back?"

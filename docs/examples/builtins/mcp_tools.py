@@ -15,7 +15,7 @@ SERVERS = {
     "time": {
         "command": sys.executable,
         "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
-        "timeout": 20,
+        "start_timeout": 20,
     },
     # A program that is not there: reported, and the rest of the catalog still works.
     "weather": {"command": "no-such-weather-server"},
