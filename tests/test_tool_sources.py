@@ -148,3 +148,16 @@ def test_name_and_description_do_not_apply_to_a_source() -> None:
 
     with pytest.raises(lash.PluginError, match="name= and description= apply to tools"):
         lash.LashCore(plugins=[Renames()], builtins=(), store="memory://")
+
+
+async def test_a_child_allowlist_may_name_a_source_tool(tmp_path: Path) -> None:
+    """A child session restricted to a source's tool: opening it lists the sources, so the name
+    is known; the child is offered that tool alone."""
+    source = Source()
+    rec = Recorder([{"text": "ok"}])
+    async with make_core(tmp_path, rec, source, Echo()) as core:
+        parent = await core.session("p").open()
+        child = await parent.child(id="c", tools=["lookup"]).open()
+        assert source.listings == 1
+        await child.turn("go").run()
+    assert [t.name for t in rec.requests[0].tools] == ["lookup"]
