@@ -21,7 +21,6 @@ Opt-in: a server is a program run, or an endpoint reached, with the host's right
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -35,6 +34,10 @@ import attrs
 import lash
 
 if TYPE_CHECKING:
+    # asyncio is imported where a server is reached: loading the plugin (`lash plugins`,
+    # `lash --help`) must not pay for it.
+    import asyncio
+
     import mcp_types
 
     from lash_plugins_builtin._mcp_link import Link
@@ -205,6 +208,8 @@ class _Server:
 
     async def _connect(self) -> Link:
         """The live link, started (or started again) when there is none."""
+        import asyncio  # see the note at the imports
+
         loop = asyncio.get_running_loop()
         link = self._link
         if link is not None and not link.lost and link.loop is loop:
@@ -228,6 +233,8 @@ class _Server:
             return link
 
     async def _start(self) -> Link:
+        import asyncio  # see the note at the imports
+
         from lash_plugins_builtin._mcp_link import Link
 
         link = Link(self.name, self.config)
@@ -285,6 +292,8 @@ class _Server:
     async def call(self, tool: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
         """Forward one call. :raises _CallFailed: no answer (the message names server and
         tool)."""
+        import asyncio  # see the note at the imports
+
         from lash_plugins_builtin._mcp_link import Call, LinkLost
 
         where = f"MCP server {self.name!r}, tool {tool!r}"
