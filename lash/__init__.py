@@ -128,6 +128,7 @@ if typing.TYPE_CHECKING:
         ScriptedToolCall,
         load_script,
     )
+    from lash._tools.source import ToolSource
     from lash._tools.tool import Tool, raw_tool, tool
 
 __all__ = [
@@ -224,6 +225,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolResultNode",
+    "ToolSource",
     "ToolSpec",
     "Turn",
     "TurnDirective",

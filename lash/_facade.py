@@ -92,6 +92,7 @@ EXPORTS: dict[str, str] = {
     "ToolResult": "lash._contract.types",
     "ToolResultNode": "lash._contract.graph",
     "ToolSpec": "lash._contract.providers",
+    "ToolSource": "lash._tools.source",
     "Turn": "lash._kernel.turn",
     "TurnDirective": "lash._contract.types",
     "TurnDriver": "lash._contract.services",

@@ -575,8 +575,9 @@ class LashCore:
         )
 
     async def aclose(self) -> None:
-        """Close the sessions still open (releasing their leases), then the store and the
-        provider clients. ``async with core:`` does this on exit."""
+        """Close the sessions still open (releasing their leases), then the store, the
+        provider clients and the tool sources (:class:`lash.ToolSource`). ``async with core:``
+        does this on exit."""
         for session in list(self._sessions):
             await session.close()
         if self._store is not None:
@@ -586,6 +587,7 @@ class LashCore:
             closer = getattr(contribution.value, "aclose", None)
             if closer is not None:
                 await closer()
+        await self.composition.close_tool_sources()
 
     async def __aenter__(self) -> LashCore:
         return self
