@@ -108,7 +108,9 @@ def model_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOption
     if value is None:
         return _EMPTY
     if isinstance(value, ModelOptions):
-        return value
+        if value == _EMPTY:
+            return _EMPTY
+        value = value.set_fields()  # attrs checks no types at construction: check them here
     if not isinstance(value, Mapping):
         raise ValidationError(
             "model_options",
