@@ -102,7 +102,7 @@ class OutputInvalid(LashError):
 
     ``errors`` holds one line per problem of the last answer (``$.age: 'x' is not of type
     'integer'``); ``session_id`` and ``turn_id`` say where. The turn ends ``failed`` with this
-    message and the errors in :attr:`lash.TurnResult.output_errors`.
+    message and the errors in its result's ``output_errors``.
     """
 
     __module__ = "lash"

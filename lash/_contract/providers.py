@@ -36,7 +36,7 @@ class OutputSpec:
 
     ``session.turn(text, output=...)`` takes one of these, an attrs class or a JSON schema
     dict. A provider that declares ``supports_output_schema = True`` receives it as
-    :attr:`ModelRequest.output` and asks its API for a response in that format (the
+    ``ModelRequest.output`` and asks its API for a response in that format (the
     ``openai`` provider sends ``response_format``); others never see it: the kernel offers the
     model a final-answer tool with this schema instead.
     """
@@ -136,7 +136,7 @@ class Provider(Protocol):
 
     A provider whose API can be asked for JSON that follows a schema sets the class attribute
     ``supports_output_schema = True``: structured-output turns then send it
-    :attr:`ModelRequest.output` (and expect the answer as JSON text) instead of offering a
+    ``ModelRequest.output`` (and expect the answer as JSON text) instead of offering a
     final-answer tool.
     """
 
