@@ -4,7 +4,9 @@ They are set in three layers, each overriding the one before, field by field: th
 (``[model_options]`` in ``lash.toml``, or ``LashCore(model_options=...)``), the session
 (``session.configure(model_options=...)``, committed with the session) and the turn
 (``session.turn(text, model_options=...)``). A field left ``None`` is not set at that layer;
-``extra`` (provider-specific body fields) is merged key by key.
+``extra`` (provider-specific body fields) is merged key by key. (Validating them is
+:mod:`lash._contract.modeloptions_check`'s: this module must not import the serialization, which
+imports the session config that holds model options.)
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.serialization import structure, validation_problems
-from lash.errors import ValidationError
 
-__all__ = ["ModelOptions", "model_options"]
+__all__ = ["EMPTY", "ModelOptions"]
 
 
 def _between(low: float, high: float) -> Any:
@@ -86,9 +86,9 @@ class ModelOptions:
     def merged(self, over: ModelOptions) -> ModelOptions:
         """These options with ``over`` on top: each field ``over`` sets wins; ``extra`` is
         merged key by key (``over``'s keys win)."""
-        if over == _EMPTY:
+        if over == EMPTY:
             return self
-        if self == _EMPTY:
+        if self == EMPTY:
             return over
         changes = over.set_fields()
         if self.extra and over.extra:
@@ -96,51 +96,7 @@ class ModelOptions:
         return attrs.evolve(self, **changes)
 
 
-_EMPTY = ModelOptions()
-
-
-def model_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOptions:
-    """Validate ``value`` (a :class:`ModelOptions`, a mapping of its fields, or ``None``).
-
-    :raises lash.ValidationError: one line per bad field (``temperature: must be between 0 and
-        2, got 3.5``, ``seed: expected int, got 'x' (str)``, ``colour: unknown key``).
-    """
-    if value is None:
-        return _EMPTY
-    if isinstance(value, ModelOptions):
-        if value == _EMPTY:
-            return _EMPTY
-        value = value.set_fields()  # attrs checks no types at construction: check them here
-    if not isinstance(value, Mapping):
-        raise ValidationError(
-            "model_options",
-            [f"expected lash.ModelOptions or a mapping of its fields, got {value!r}"],
-        )
-    data = {k: v for k, v in value.items() if v is not None}
-    try:
-        return structure(data, ModelOptions)
-    except Exception as exc:
-        raise ValidationError(
-            "model_options", validation_problems(exc, data) or [str(exc)]
-        ) from None
-
-
-def patched(current: ModelOptions, patch: ModelOptions | Mapping[str, Any]) -> ModelOptions:
-    """``current`` changed by a ``configure(model_options=...)`` patch: the fields the patch
-    gives replace the current ones, a field given as ``None`` is unset; ``extra`` is patched
-    key by key the same way."""
-    if isinstance(patch, ModelOptions):
-        patch = patch.set_fields()
-    data = current.set_fields()
-    for key, value in patch.items():
-        if key == "extra" and isinstance(value, Mapping):
-            extra = {**data.get("extra", {}), **value}
-            data["extra"] = {k: v for k, v in extra.items() if v is not None}
-        elif value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return model_options(data)
+EMPTY = ModelOptions()
 
 
 resolve_here(globals())

@@ -55,7 +55,7 @@ def _request_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOpt
         return ModelOptions()
     if isinstance(value, ModelOptions):
         return value
-    from lash._contract.modeloptions import model_options
+    from lash._contract.modeloptions_check import model_options
 
     known = {a.name for a in attrs.fields(ModelOptions)}
     data = {k: v for k, v in value.items() if k in known}

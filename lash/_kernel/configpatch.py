@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from lash._contract.modeloptions import model_options, patched
+from lash._contract.modeloptions_check import model_options, patched
 from lash._contract.types import SessionConfig
 from lash.errors import SessionError, ValidationError
 

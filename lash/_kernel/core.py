@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.modeloptions import ModelOptions
-from lash._contract.modeloptions import model_options as checked_model_options
+from lash._contract.modeloptions_check import model_options as checked_model_options
 from lash._contract.serialization import to_data
 from lash._contract.types import Usage
 from lash._kernel.children import ChildSpec, check_tools, child_id

@@ -18,7 +18,7 @@ import attrs
 from lash._contract.events import TurnResult
 from lash._contract.graph import GraphNode
 from lash._contract.modeloptions import ModelOptions
-from lash._contract.modeloptions import model_options as checked_model_options
+from lash._contract.modeloptions_check import model_options as checked_model_options
 from lash._contract.services import SessionView
 from lash._contract.types import AgentFrame, PromptView, SessionConfig, ToolCatalogEntry
 from lash._kernel import operations

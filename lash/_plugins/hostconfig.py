@@ -11,7 +11,8 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.modeloptions import ModelOptions, model_options
+from lash._contract.modeloptions import ModelOptions
+from lash._contract.modeloptions_check import model_options
 from lash._contract.serialization import EnvStr, structure, validation_problems
 from lash.errors import ConfigError, ValidationError
 
