@@ -173,7 +173,7 @@ def test_bad_host_config_names_the_file_and_field(tmp_path: Path) -> None:
 
 def test_bad_core_argument_names_the_field() -> None:
     """LashCore(model_options=...) is checked by field."""
-    with pytest.raises(lash.ConfigError, match=r"model_options\.max_tokens: must be at least 1"):
+    with pytest.raises(lash.ConfigError, match=r"model_options: max_tokens: must be at least 1"):
         lash.LashCore(builtins=(), model_options={"max_tokens": 0})
 
 

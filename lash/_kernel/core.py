@@ -44,7 +44,7 @@ from lash._store.records import (
     QueuedCommand,
     TurnRecord,
 )
-from lash.errors import ConfigError, LashError, SessionError, ValidationError
+from lash.errors import LashError, SessionError
 
 if TYPE_CHECKING:
     from lash._kernel.processes import Processes
@@ -140,14 +140,9 @@ class LashCore:
         }
         if options is not None:
             overrides["options"] = {**base.options, **options}
-        if model_options is not None:
-            try:
-                overrides["model_options"] = base.model_options.merged(
-                    checked_model_options(model_options)
-                )
-            except ValidationError as exc:
-                lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
-                raise ConfigError(f"invalid arguments to lash.LashCore():\n{lines}") from None
+        if model_options is not None:  # checked above
+            layer = checked_model_options(model_options)
+            overrides["model_options"] = base.model_options.merged(layer)
         if disable is not None:
             # HostConfig's converter turns it into a tuple (a bare string being one name).
             overrides["disable"] = (
