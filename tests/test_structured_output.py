@@ -311,3 +311,30 @@ async def test_anthropic_gets_a_final_answer_tool(tmp_path: Path) -> None:
     reply = requests[1]["messages"][-1]["content"][0]
     assert (reply["type"], reply["tool_use_id"]) == ("tool_result", "toolu_1")
     assert "$: 'high' is a required property" in reply["content"]
+
+
+def final_result(answer: str) -> str:
+    """A session tool that happens to have the final-answer tool's name."""
+    return answer
+
+
+class Clashing:
+    """A plugin contributing a tool named ``final_result``."""
+
+    lash_plugin = lash.PluginMeta(name="clashing")
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        register(final_result)
+
+
+@pytest.mark.anyio
+async def test_a_tool_named_like_the_final_answer_tool_fails_the_turn(tmp_path: Path) -> None:
+    """The final-answer tool's name is taken: the turn fails, naming it, before any model call."""
+    rec = Recorder([final({"city": "x", "high": 1})])
+    async with make_core(tmp_path, rec, Clashing()) as core:
+        session = await core.session("s").open()
+        result = await session.turn("?", output=Forecast).run()
+    assert result.outcome == "failed"
+    assert "a tool named 'final_result' is in the catalog" in (result.error or "")
+    assert rec.requests == []
