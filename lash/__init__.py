@@ -103,6 +103,7 @@ if typing.TYPE_CHECKING:
         RegisterStore,
         RegisterTool,
         ReplaceToolArguments,
+        RequireApproval,
         SessionConfig,
         ShortCircuitToolCall,
         StartProcess,
@@ -113,6 +114,7 @@ if typing.TYPE_CHECKING:
         TurnDirective,
         Usage,
     )
+    from lash._kernel.approvals import ApprovalAnswer, PendingApproval
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
@@ -135,6 +137,7 @@ __all__ = [
     "AbortToolCall",
     "AbortTurn",
     "AgentFrame",
+    "ApprovalAnswer",
     "AssistantMessage",
     "Compact",
     "Compaction",
@@ -167,6 +170,7 @@ __all__ = [
     "OutputInvalid",
     "OutputSpec",
     "ParkedSession",
+    "PendingApproval",
     "PluginError",
     "PluginEvent",
     "PluginInfo",
@@ -197,6 +201,7 @@ __all__ = [
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
+    "RequireApproval",
     "RevisionConflict",
     "ScriptExhausted",
     "ScriptedProvider",
