@@ -62,7 +62,7 @@ EXAMPLE_MODULES = (
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
     *("mailbox_host", "mailbox_ops", "background_host", "subagents", "operations"),
-    *("approvals",),
+    *("approvals", "model_options", "structured_output"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -1834,3 +1834,24 @@ def test_operations_example(
     error, and drains the turn the command queued, as the operations page shows."""
     asyncio.run(examples["operations"].main())
     assert capsys.readouterr().out == transcript("operations.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_model_options_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The three layers reach the provider merged; the session's layer is committed config."""
+    session = asyncio.run(examples["model_options"].main())
+    assert session.config.model_options == lash.ModelOptions(temperature=0.7, stop=("###",))
+    assert capsys.readouterr().out == transcript("model_options.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_structured_output_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typed answer after one retry; a turn that never answers with the tool fails."""
+    result, failed = asyncio.run(examples["structured_output"].main())
+    assert result.output == examples["structured_output"].Forecast("Paris", 24, "Sunny")
+    assert (failed.outcome, len(failed.output_errors)) == ("failed", 1)
+    assert capsys.readouterr().out == transcript("structured_output.txt")
