@@ -244,9 +244,8 @@ class SQLiteStore:
             raise
         return conn
 
-    def _begin_inline(self) -> sqlite3.Connection | None:
-        """The inline connection inside a ``BEGIN IMMEDIATE`` it just ran, or None: not used
-        here, or the write lock is taken (by this store's worker or another process)."""
+    def _direct(self) -> sqlite3.Connection | None:
+        """The inline connection (opened on first use), or None where it is not used."""
         if self._inline is False:
             return None
         if self._inline is None or self._inline is True:
@@ -255,8 +254,15 @@ class SQLiteStore:
             except sqlite3.Error:
                 self._inline = False  # the worker's connection does everything, as before
                 return None
-        direct = self._inline
-        assert isinstance(direct, sqlite3.Connection)
+        assert isinstance(self._inline, sqlite3.Connection)
+        return self._inline
+
+    def _begin_inline(self) -> sqlite3.Connection | None:
+        """The inline connection inside a ``BEGIN IMMEDIATE`` it just ran, or None: not used
+        here, or the write lock is taken (by this store's worker or another process)."""
+        direct = self._direct()
+        if direct is None:
+            return None
         try:
             direct.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
@@ -404,12 +410,33 @@ class SQLiteStore:
             yield conn, rows
             await _pipeline(conn, ("run", "COMMIT", ()))
 
-    async def _read(self, *reads: tuple[str, Any]) -> list[list[Any]]:
+    async def _read(self, *reads: tuple[str, Any], inline: bool = False) -> list[list[Any]]:
         """The rows of ``reads`` (``(sql, parameters)``), from one snapshot of the database.
 
         ``BEGIN``, the reads and ``COMMIT`` go to the worker thread together (one round trip):
         a transaction that writes nothing commits nothing, whatever a read did.
+
+        ``inline`` (a read of a few rows by key, which a turn makes while it runs): on the
+        inline connection, on this thread, as the small writes are (see :meth:`_operation`).
+        A round trip to the worker costs more than such a read, and the connection's lock is
+        held meanwhile: with many sessions in one process, those round trips queued every
+        other operation behind them. Readers do not wait for writers in WAL mode; should the
+        read find the database busy all the same (a recovery), the worker does it.
         """
+        if inline and ONE_HOP:
+            async with self._lock:
+                await self._connection()  # opened (and migrated) before the inline one reads
+                direct = self._direct()
+                if direct is not None and not direct.in_transaction:
+                    try:
+                        direct.execute("BEGIN DEFERRED")
+                        try:
+                            return [direct.execute(sql, p).fetchall() for sql, p in reads]
+                        finally:
+                            direct.execute("COMMIT")  # it wrote nothing: this cannot fail
+                    except sqlite3.OperationalError:
+                        if direct.in_transaction:
+                            direct.rollback()
         async with self._operation() as conn:
             rows = await _pipeline(
                 conn,
@@ -814,7 +841,8 @@ class SQLiteStore:
 
     async def turn_record(self, session_id: str, turn_id: str) -> lash.store.TurnRecord | None:
         check_session_id(session_id)
-        (rows,) = await self._read((schema.TURN_RECORD, (session_id, stored_text(turn_id))))
+        key = (session_id, stored_text(turn_id))
+        (rows,) = await self._read((schema.TURN_RECORD, key), inline=True)
         return _turn_record(session_id, turn_id, _first(rows))
 
     async def request_cancel(
@@ -854,7 +882,8 @@ class SQLiteStore:
         self, session_id: str, turn_id: str
     ) -> lash.store.CancelRequest | None:
         check_session_id(session_id)
-        (rows,) = await self._read((schema.CANCEL_REQUEST, (session_id, stored_text(turn_id))))
+        key = (session_id, stored_text(turn_id))
+        (rows,) = await self._read((schema.CANCEL_REQUEST, key), inline=True)
         if not rows:
             return None
         origin, reason, at = rows[0]
