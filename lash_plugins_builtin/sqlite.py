@@ -447,26 +447,30 @@ class SQLiteStore:
         return [list(r) for r in rows[1:-1]]
 
     async def _write_then_read(
-        self, write: tuple[str, Any], read: tuple[str, Any]
-    ) -> tuple[sqlite3.Error | None, list[Any]]:
-        """One statement that writes, then a read, in one transaction and one round trip:
-        ``BEGIN``, the write, the read, ``COMMIT``. The write is the transaction's first
+        self, write: tuple[str, Any], read: tuple[str, Any], *more: tuple[str, Any]
+    ) -> tuple[sqlite3.Error | None, list[Any], list[list[Any]]]:
+        """One statement that writes, then reads, in one transaction and one round trip:
+        ``BEGIN``, the write, the reads, ``COMMIT``. The write is the transaction's first
         statement, so it takes the write lock before reading anything (as ``BEGIN IMMEDIATE``
         would), and it applies whole or not at all: the ``COMMIT`` behind it commits it, or
-        nothing when it failed. Returns the write's error (``None``: it succeeded) and the rows
-        of the read, which sees the write."""
+        nothing when it failed. Returns the write's error (``None``: it succeeded), the rows
+        of ``read`` and those of each of ``more``, which see the write."""
         async with self._operation(inline=True) as conn:
-            begun, written, rows, committed = await _gather(
-                conn, ("run", "BEGIN", ()), ("run", *write), ("rows", *read), ("run", "COMMIT", ())
+            begun, written, *reads, committed = await _gather(
+                conn,
+                ("run", "BEGIN", ()),
+                ("run", *write),
+                ("rows", *read),
+                *(("rows", *r) for r in more),
+                ("run", "COMMIT", ()),
             )
-            for result in (begun, rows, committed):
+            for result in (begun, *reads, committed):
                 if isinstance(result, BaseException):
                     raise result
-            if not isinstance(written, BaseException):
-                return None, list(rows)
-            if not isinstance(written, sqlite3.Error):
+            if isinstance(written, BaseException) and not isinstance(written, sqlite3.Error):
                 raise written
-        return written, list(rows)
+        rows, *others = (list(r) for r in reads)
+        return (written if isinstance(written, sqlite3.Error) else None), rows, others
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -494,14 +498,22 @@ class SQLiteStore:
             None if turn is None else stored_text(turn),
             encoded,
         )
-        failure, rows = await self._write_then_read(
-            (schema.ACQUIRE, request), (schema.LEASE, {"sid": session_id, "now": now})
+        sid = (session_id,)
+        failure, rows, (head_rows, state_rows) = await self._write_then_read(
+            (schema.ACQUIRE, request),
+            (schema.LEASE, {"sid": session_id, "now": now}),
+            (schema.HEAD, sid),
+            (schema.STATE_HASHES, sid),
         )
         if failure is not None and not _raised(failure, schema.BUSY):
             raise self._explain(failure) from failure
         holder, token, holder_expires, revision, inputs, commands = rows[0]
         if failure is not None:
             raise lash.SessionBusy(session_id, owner=holder, expires_at=holder_expires, token=token)
+        # The head as the lease found it, read in the same transaction: the execution's first
+        # commit continues from it in one round trip. Remembered while the lease is held only,
+        # so an idle or parked session costs the store nothing.
+        self._remember(session_id, _Head.of_row(head_rows[0], dict(state_rows)))
         return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
@@ -509,7 +521,7 @@ class SQLiteStore:
         now = time.time()
         expires_at = now + ttl
         renew = {"sid": sid, "owner": lease.owner, "token": lease.token, "expires_at": expires_at}
-        failure, rows = await self._write_then_read(
+        failure, rows, _ = await self._write_then_read(
             (schema.RENEW_LEASE, renew), (schema.LEASE, {"sid": sid, "now": now})
         )
         if failure is not None:
@@ -524,6 +536,7 @@ class SQLiteStore:
         )
 
     async def release_lease(self, lease: lash.store.Lease) -> None:
+        self._heads.pop(lease.session_id, None)
         async with self._operation(inline=True) as conn:
             # One statement: it releases the lease only while it is still this one.
             release = (lease.session_id, lease.owner, lease.token)
@@ -591,7 +604,7 @@ class SQLiteStore:
                 row, new_head = _plan(session_id, lease, head, delta, encoded, now)
                 commit = _Commit(session_id, lease, expected_revision, encoded, row, now)
                 if await commit.send(conn, begun=False):
-                    self._remember(session_id, new_head)
+                    self._remember(session_id, new_head, delta)
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
@@ -619,10 +632,16 @@ class SQLiteStore:
             await _Commit(session_id, lease, expected_revision, encoded, row, now, after).send(
                 conn, begun=True
             )
-            self._remember(session_id, new_head)
+            self._remember(session_id, new_head, delta)
             return new_head.revision
 
-    def _remember(self, session_id: str, head: _Head) -> None:
+    def _remember(
+        self, session_id: str, head: _Head, delta: lash.store.CommitDelta | None = None
+    ) -> None:
+        """Keep ``head`` for the session's next commit, while its lease is held (a commit that
+        releases the lease forgets it: the next execution's lease reads it again)."""
+        if delta is not None and delta.release:
+            return
         heads = self._heads
         heads[session_id] = head
         if len(heads) > HEADS_REMEMBERED:  # the least recently committed goes (dict order)
@@ -697,7 +716,7 @@ class SQLiteStore:
             if draft.key is None
             else (schema.INPUT_BY_KEY, {**found, "key": stored_text(draft.key)})
         )
-        failure, rows = await self._write_then_read((schema.ENQUEUE, request), read)
+        failure, rows, _ = await self._write_then_read((schema.ENQUEUE, request), read)
         if failure is not None and not (_raised(failure, schema.KEY_CONFLICT) and rows):
             raise self._explain(failure) from failure
         if failure is not None and draft.key is not None:
@@ -1005,7 +1024,7 @@ class SQLiteStore:
         if progress is None:
             # One statement (extend the claim if it is still this token's), then the record.
             extend = {**found, "token": token, "expires_at": now + ttl}
-            failure, rows = await self._write_then_read(
+            failure, rows, _ = await self._write_then_read(
                 (schema.EXTEND_PROCESS_CLAIM, extend), (schema.PROCESS_BY_ID, found)
             )
             if failure is not None:
