@@ -44,9 +44,11 @@ lease reports, ``COMMIT``) and a queued input (the same, with ``input_requests``
 whole delta (nodes, states, usage, settled claims, applied commands, the turn record, events,
 the lease's release); SQLite applies a statement whole or not at all, and runs one outside
 ``BEGIN`` as a transaction of its own. The trigger first checks the lease and that the stored
-head is the one the commit was computed from. A store remembers the head of the sessions it
-committed last, so the next commit of such a session is that statement alone: one round trip.
-Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
+head is the one the commit was computed from. A lease acquisition reads the session's head in
+its transaction, and the store keeps it (then the one each commit leaves) while the lease is
+held, forgetting it when the lease is released: so an execution's commits are that statement
+alone, one round trip, and a session between executions costs the store no memory. Any other
+commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
 (``delta.enqueue``) takes one round trip more; one that starts processes
@@ -92,8 +94,8 @@ from lash_plugins_builtin._sqlite_url import (
 
 __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 
-#: How many sessions' heads a store remembers for one-round-trip commits (the most recently
-#: committed ones; a commit of another session reads its head first).
+#: How many sessions' heads a store remembers for one-round-trip commits (those whose lease
+#: it holds: the most recently committed; a commit of another session reads its head first).
 HEADS_REMEMBERED = 4096
 
 #: Run the statements of an operation as one function on aiosqlite's worker thread (see
