@@ -18,7 +18,8 @@ Both sides use the same rule.
   (``await session.turn(text).run()``: committed when it returns), all at once
   (``asyncio.gather``).
 - **loop** (the baseline): the same number of histories (lists of dicts) and one shared
-  aiosqlite connection (WAL, ``synchronous=NORMAL``); a turn is the loop of bench_kernel_v2.py,
+  aiosqlite connection (WAL, ``synchronous=NORMAL``); a turn is bench_kernel_v2.py's
+  ``loop_turn`` (its fake model following the same rule),
   then its messages written in one transaction of its own: ``executemany`` + ``commit`` under an
   ``asyncio.Lock`` (on a shared connection two sessions' writes would otherwise land in one
   transaction).
@@ -53,7 +54,7 @@ import lash
 from lash_plugins_builtin import standard, stores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernel_v2 import LOOP_INSERT
+from bench_kernel_v2 import LOOP_INSERT, loop_turn
 from bench_sqlite import run_turn, verdict
 from bench_turns import DISABLE, echo, make_noop
 
@@ -125,31 +126,20 @@ async def lash_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
     return wall, cpu, rows
 
 
-async def loop_model(history: list[dict[str, Any]]) -> dict[str, Any]:
-    if history[-1]["role"] == "tool":
-        return {"text": "answer", "usage": USAGE}
-    return {"tool_calls": [{"name": "echo", "arguments": {"text": "t"}}], "usage": USAGE}
+class LoopReplies:
+    """The loop's fake model for one session (what bench_kernel_v2.py's ``loop_turn`` asks with
+    ``next``): the reactive model's rule, read from that session's history."""
 
+    def __init__(self, history: list[dict[str, Any]]) -> None:
+        self.history = history
 
-async def loop_turn(history: list[dict[str, Any]], text: str) -> None:
-    """bench_kernel_v2.py's hand-written loop, with the reactive model."""
-    history.append({"role": "user", "content": text})
-    while True:
-        reply = await loop_model(history)
-        calls = reply.get("tool_calls", [])
-        history.append(
-            {
-                "role": "assistant",
-                "content": reply.get("text", ""),
-                "tool_calls": calls,
-                "usage": reply["usage"],
-            }
-        )
-        if not calls:
-            return
-        for n, call in enumerate(calls):
-            content = await echo(**call["arguments"])
-            history.append({"role": "tool", "tool_call_id": f"call_{n}", "content": content})
+    def __iter__(self) -> LoopReplies:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self.history[-1]["role"] == "tool":
+            return {"text": "answer", "usage": USAGE}
+        return {"tool_calls": [{"name": "echo", "arguments": {"text": "t"}}], "usage": USAGE}
 
 
 async def loop_run(
@@ -167,12 +157,14 @@ async def loop_run(
         )
         await conn.commit()
         lock = asyncio.Lock()
+        tools = {"echo": echo}
 
         async def drive(session_id: str) -> None:
             history: list[dict[str, Any]] = []
+            replies = LoopReplies(history)
             for i in range(turns):
                 start = len(history)
-                await loop_turn(history, f"turn {i}")
+                await loop_turn(history, f"turn {i}", replies, tools)
                 rows = [
                     (session_id, seq, json.dumps(message))
                     for seq, message in enumerate(history[start:], start)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import shutil
 import sqlite3
@@ -32,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_kernel_v2 import LashRun, LoopRun
-from bench_sqlite import HISTORY, Writer, grow, ms, sqlite_url, verdict
+from bench_sqlite import HISTORY, Writer, alternate_commits, grow, sqlite_url, verdict
 from bench_turns import make_core
 
 TARGET = 1.1
@@ -79,22 +78,7 @@ async def commit_run(root: str, repeats: int) -> tuple[list[float], list[float],
             await grow(core, sid, 10)
         long_writer = await Writer.take(core.store, "long")
         short_writers = [await Writer.take(core.store, sid) for sid in shorts]
-        # Untimed: a store's first commit of a session reads the head (two round trips); the
-        # next ones continue from the head it committed (one). Both sides measure the latter.
-        for writer in [long_writer, *short_writers]:
-            await writer.commit(writer.delta(1))
-        long_ms: list[float] = []
-        short_ms: list[float] = []
-        for k in range(repeats):
-            pairs = [(long_writer, long_ms), (short_writers[k], short_ms)]
-            for writer, sink in pairs if k % 2 else pairs[::-1]:
-                delta = writer.delta(1)
-                gc.collect()
-                t0 = time.perf_counter_ns()
-                await writer.commit(delta)
-                sink.append(ms(time.perf_counter_ns() - t0))
-        for writer in [long_writer, *short_writers]:
-            await writer.release()
+        long_ms, short_ms = await alternate_commits(long_writer, short_writers)
     finally:
         await core.aclose()
     with sqlite3.connect(os.path.join(directory, "bench.db")) as db:

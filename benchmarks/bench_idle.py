@@ -25,77 +25,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import shutil
 import sys
 import tempfile
-import tracemalloc
-from typing import Any
-
-import lash
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sqlite import NODES_PER_TURN, run_turn, sqlite_url, verdict
-from bench_turns import make_core
+from bench_sqlite import memory_run, verdict
 
 OPEN_TARGET = 5 * 1024
 PARKED_TARGET = 128
-
-
-async def run(directory: str, count: int) -> dict[str, Any]:
-    core = make_core(sqlite_url(directory), count + 10)
-    provider = next(
-        c.value for c in core.registry.of("provider").values() if c.plugin == "bench_provider"
-    )
-    out: dict[str, Any] = {}
-    try:
-        warm = [await core.session(f"warm{k}").open() for k in range(3)]
-        for session in warm:
-            await run_turn(session, "warm")
-        provider.requests.clear()
-        gc.collect()
-        tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0]
-        sessions = []
-        for k in range(count):
-            session = await core.session(f"idle{k:04d}").open()
-            await run_turn(session, f"hello {k}")
-            sessions.append(session)
-        provider.requests.clear()
-        gc.collect()
-        opened = tracemalloc.get_traced_memory()[0]
-        out["nodes_open"] = max(len(s.nodes) for s in sessions)
-        handles = [await s.park() for s in sessions]
-        out["nodes_parked"] = max(len(s.nodes) for s in sessions)
-        del sessions, session
-        gc.collect()
-        parked = tracemalloc.get_traced_memory()[0]
-        snapshot = tracemalloc.take_snapshot()
-        tracemalloc.stop()
-        out["sessions_alive"] = sum(
-            isinstance(o, lash.Session) and o.id.startswith("idle") for o in gc.get_objects()
-        )
-        out["per_open"] = (opened - base) / count
-        out["per_parked"] = (parked - base) / count
-        # What the host holds: the handle, its session id, its options overrides.
-        out["handle"] = sum(
-            sys.getsizeof(h) + sys.getsizeof(h.session_id) + sys.getsizeof(h.options)
-            for h in handles
-        ) / len(handles)
-        out["parked_top"] = [
-            str(stat) for stat in snapshot.statistics("lineno")[:8] if stat.size > count * 16
-        ]
-        resumed = await core.resume(handles[0])
-        out["resume_ok"] = len(resumed.nodes) == 1 + NODES_PER_TURN
-        await resumed.close()
-        for session in warm:
-            await session.close()
-    finally:
-        if tracemalloc.is_tracing():
-            tracemalloc.stop()
-        await core.aclose()
-    return out
 
 
 def main() -> None:
@@ -105,7 +44,7 @@ def main() -> None:
     print(f"bench_idle: python {sys.version.split()[0]}, {args.sessions} sessions")
     directory = tempfile.mkdtemp(prefix="lash-bench-idle-")
     try:
-        out = asyncio.run(run(directory, args.sessions))
+        out = asyncio.run(memory_run(directory, args.sessions, drop_sessions=True))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     per_open, per_parked = out["per_open"], out["per_parked"]
