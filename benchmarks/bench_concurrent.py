@@ -48,13 +48,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiosqlite
-
 import lash
 from lash_plugins_builtin import standard, stores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernel_v2 import LOOP_INSERT, loop_turn
+from bench_kernel_v2 import LOOP_INSERT, LoopRun, loop_turn
 from bench_sqlite import run_turn, verdict
 from bench_turns import DISABLE, echo, make_noop
 
@@ -146,16 +144,13 @@ async def loop_run(
     directory: str, sessions: int, turns: int, *, locked: bool
 ) -> tuple[float, float, int]:
     """``(wall s, CPU s, committed message rows)`` of the loop on one shared connection."""
-    path = os.path.join(directory, "loop.db")
-    conn = await aiosqlite.connect(path)
+    # bench_kernel_v2.py's loop opens its connection and table (WAL, synchronous=NORMAL); all
+    # the sessions share that connection here.
+    opened = LoopRun("sqlite", directory, turns, 0)
+    await opened.open()
+    conn = opened.conn
+    assert conn is not None
     try:
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        await conn.execute(
-            "CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-            "data TEXT NOT NULL, PRIMARY KEY (session_id, seq))"
-        )
-        await conn.commit()
         lock = asyncio.Lock()
         tools = {"echo": echo}
 
