@@ -21,6 +21,7 @@ from lash.errors import (
     ModelNotFound,
     OperationError,
     OptionsError,
+    OutputInvalid,
     PluginError,
     PluginLoadError,
     PluginOrderError,
@@ -63,6 +64,7 @@ if typing.TYPE_CHECKING:
         TurnOutcome,
         UserMessage,
     )
+    from lash._contract.modeloptions import ModelOptions
     from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
     from lash._contract.processes import ProcessContext, SessionProcesses
     from lash._contract.providers import (
@@ -70,6 +72,7 @@ if typing.TYPE_CHECKING:
         ModelEvent,
         ModelRequest,
         ModelResponse,
+        OutputSpec,
         Provider,
         TextDelta,
         ToolCallReady,
@@ -128,6 +131,7 @@ if typing.TYPE_CHECKING:
         ScriptedToolCall,
         load_script,
     )
+    from lash._tools.source import ToolSource
     from lash._tools.tool import Tool, raw_tool, tool
 
 __all__ = [
@@ -154,6 +158,7 @@ __all__ = [
     "ModelDone",
     "ModelEvent",
     "ModelNotFound",
+    "ModelOptions",
     "ModelRequest",
     "ModelResponse",
     "ObservationGap",
@@ -163,6 +168,8 @@ __all__ = [
     "OperationInfo",
     "Operations",
     "OptionsError",
+    "OutputInvalid",
+    "OutputSpec",
     "ParkedSession",
     "PendingApproval",
     "PluginError",
@@ -224,6 +231,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolResultNode",
+    "ToolSource",
     "ToolSpec",
     "Turn",
     "TurnDirective",

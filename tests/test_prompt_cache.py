@@ -113,3 +113,53 @@ def test_offered_tools_follow_membership_and_filter(tmp_path: Path, steps: list[
             await session.close()
 
     asyncio.run(scenario())
+
+
+class Listing:
+    """A plugin with a tool source whose listing the test changes between model calls."""
+
+    lash_plugin = lash.PluginMeta(name="remote")
+
+    def __init__(self) -> None:
+        self.listed: dict[str, str] = {"lookup": "Look up."}
+
+    async def list_tools(self) -> list[lash.Tool]:
+        async def handler(arguments: dict[str, Any], context: lash.ToolContext) -> str:
+            return "ok"
+
+        schema = {"type": "object", "properties": {}}
+        return [lash.raw_tool(n, d, schema, handler) for n, d in self.listed.items()]
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        register(lash.ToolSource("far", self.list_tools))
+
+
+def test_a_tool_sources_new_listing_reaches_the_next_model_call(tmp_path: Path) -> None:
+    """Tools a source lists anew (added, gone, described otherwise) are what the next model
+    call offers: the reused catalog and specs follow the listing."""
+
+    async def scenario() -> None:
+        source, recorder = Listing(), Recorder([{"text": "ok"}] * 3)
+        core = lash.LashCore(
+            plugins=[standard, stores, recorder, source],
+            builtins=(),
+            store=sqlite_url(tmp_path),
+            provider="recorder",
+        )
+        async with core:
+            session = await core.session("s").open()
+            await session.turn("one").run()
+            source.listed = {"lookup": "Look up.", "search": "Search."}
+            await session.turn("two").run()
+            source.listed = {"search": "Search the web."}
+            await session.turn("three").run()
+            await session.close()
+        offered = [[(t.name, t.description) for t in r.tools] for r in recorder.requests]
+        assert offered == [
+            [("lookup", "Look up.")],
+            [("lookup", "Look up."), ("search", "Search.")],
+            [("search", "Search the web.")],
+        ]
+
+    asyncio.run(scenario())

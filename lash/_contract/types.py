@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.modeloptions import ModelOptions
 
 __all__ = [
     "AbortToolCall",
@@ -189,13 +190,15 @@ class SessionConfig:
     """The mutable configuration of one session (what ``session.configure(patch)`` changes).
 
     ``plugin_options`` override plugins' per-session options by plugin name (the protocol's
-    settings are its plugin's options like any other plugin's).
+    settings are its plugin's options like any other plugin's). ``model_options`` are the
+    session's layer of :class:`lash.ModelOptions` (over the host's, under a turn's).
     """
 
     provider: str | None = None
     model: str | None = None
     prompt_layers: tuple[str, ...] = ()
     plugin_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    model_options: ModelOptions = attrs.field(factory=ModelOptions)
 
     __module__ = "lash"
 

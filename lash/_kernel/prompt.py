@@ -21,9 +21,12 @@ _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
 
 async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
     """The tools offered now: members of the catalog, minus what ``filter_tool_catalog`` hides.
-    Remembered on the runtime: a call of a tool not offered is refused."""
+    Remembered on the runtime: a call of a tool not offered is refused. Tool sources are
+    listed first (the first listing is where a source connects)."""
+    composition = runtime.composition
+    await composition.list_tool_sources()
     cache = runtime.prompt_cache
-    entries = cache.members(runtime.image.kernel, runtime.catalog)
+    entries = cache.members(runtime.image.kernel, composition.available_tools(), runtime.catalog)
     hidden: set[str] = set()
     for _plugin, names in await runtime.composition.hooks.collect(
         "filter_tool_catalog", session=runtime.view, catalog=entries

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from lash._contract.providers import ToolSpec
@@ -18,13 +18,27 @@ class PromptCache:
     """One session handle's prompt parts that only its own state decides (see the module
     docstring). Every entry is checked against what it was built from before it is used."""
 
-    __slots__ = ("entries", "generation", "kernel", "names", "specs", "system", "tools")
+    __slots__ = (
+        "entries",
+        "generation",
+        "kernel",
+        "names",
+        "spec_table",
+        "specs",
+        "system",
+        "table",
+        "tools",
+    )
 
     def __init__(self) -> None:
         # The kernel state (an image reload makes a new one) and catalog generation (every
         # membership change bumps it) the entries were built from.
         self.kernel: KernelState | None = None
         self.generation = -1
+        # The composition's tool table the entries and specs were built from: a new table
+        # object whenever a tool source lists other tools (or other specs) than before.
+        self.table: Mapping[str, tuple[str, str]] | None = None
+        self.spec_table: Mapping[str, tuple[str, str]] | None = None
         self.entries: tuple[ToolCatalogEntry, ...] = ()
         self.names: list[str] = []
         self.tools: tuple[str, ...] | None = None
@@ -32,24 +46,33 @@ class PromptCache:
         self.system: Message | None = None
 
     def members(
-        self, kernel: KernelState, catalog: Callable[[], tuple[ToolCatalogEntry, ...]]
+        self,
+        kernel: KernelState,
+        table: Mapping[str, tuple[str, str]],
+        catalog: Callable[[], tuple[ToolCatalogEntry, ...]],
     ) -> tuple[ToolCatalogEntry, ...]:
         """The catalog entries the session offers before ``filter_tool_catalog``: of
         ``catalog()`` (the session's whole catalog), built again only when ``kernel`` (the
-        session's kernel state) is another object or at another generation."""
-        if kernel is not self.kernel or kernel.generation != self.generation:
+        session's kernel state) is another object or at another generation, or ``table``
+        (the composition's tools) is another object."""
+        if (
+            kernel is not self.kernel
+            or kernel.generation != self.generation
+            or table is not self.table
+        ):
             self.entries = tuple(e for e in catalog() if e.member and not e.orphaned)
             self.names = [e.name for e in self.entries]
-            self.kernel, self.generation = kernel, kernel.generation
+            self.kernel, self.generation, self.table = kernel, kernel.generation, table
         return self.entries
 
     def tool_specs(self, composition: Composition, names: tuple[str, ...]) -> tuple[ToolSpec, ...]:
-        """What the provider is told about the tools ``names`` (the registered ones)."""
-        if names != self.tools:
+        """What the provider is told about the tools ``names`` (the known ones)."""
+        table = composition.available_tools()
+        if names != self.tools or table is not self.spec_table:
             self.specs = tuple(
                 composition.tool_spec(name) for name in names if composition.has_tool(name)
             )
-            self.tools = names
+            self.tools, self.spec_table = names, table
         return self.specs
 
     def system_message(self, text: str) -> Message:
