@@ -152,6 +152,8 @@ class Turn:
         self._waiting = False
         self._compact: Compact | None = None
         self._view: TurnView | None = None
+        # The observed model call's provider name, request and start, for model_call_finished.
+        self._request: tuple[str, ModelRequest, float] | None = None
         self._last_poll = time.monotonic()
         self.no_input = False  # a drained turn that found nothing to do
         self.index = 0
@@ -326,7 +328,7 @@ class Turn:
         if self._from_queue and not await self._take_queued_input():
             return
         view = self._view = TurnView(
-            runtime.view, self.input, self.index, items=self.items, nodes=self._nodes
+            runtime.view, self.input, self.index, items=self.items, nodes=self._nodes, id=self.id
         )
         reason: StopReason | None = None
         detail: str | None = None
@@ -605,6 +607,37 @@ class Turn:
         self._final_text = text
 
     async def call_model(self) -> ModelResponse:
+        hooks = self._runtime.composition.hooks
+        if not hooks.impls("model_call_finished"):
+            return await self._call_model()  # nobody observes model calls: no clock, no dispatch
+        self._request = None
+        try:
+            response = await self._call_model(observed=True)
+        except BaseException as exc:
+            # A failed (or cancelled) call is reported too, once its request was sent: a tracer
+            # ends its span with the error. The caller still gets the original exception.
+            if self._request is not None:
+                await self._model_call_finished(None, exc)
+            raise
+        await self._model_call_finished(response, None)
+        return response
+
+    async def _model_call_finished(
+        self, response: ModelResponse | None, error: BaseException | None
+    ) -> None:
+        assert self._view is not None and self._request is not None
+        provider, request, started = self._request
+        await self._runtime.composition.hooks.broadcast(
+            "model_call_finished",
+            turn=self._view,
+            provider=provider,
+            request=request,
+            response=response,
+            error=error,
+            started=started,
+        )
+
+    async def _call_model(self, *, observed: bool = False) -> ModelResponse:
         runtime = self._runtime
         composition = runtime.composition
         view = await prompt_view(runtime)
@@ -613,6 +646,8 @@ class Turn:
         )
         provider_name, provider, model = runtime.provider()
         request = ModelRequest(model=model, messages=view.messages, tools=tools)
+        if observed:
+            self._request = (provider_name, request, time.time())
         text: list[str] = []
         calls: list[ToolCall] = []
         usage = Usage()
