@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -381,3 +382,35 @@ def test_nothing_of_opentelemetry_is_imported_when_otel_is_not_enabled() -> None
         """
     )
     assert out.splitlines() == ["['chat m', 'invoke_agent lash']"]
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+@pytest.mark.usefixtures("_example_path")
+def test_tracing_example_prints_what_the_page_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/examples/tracing.py: a turn span with two chat spans and a tool span under it, and
+    the model_call_finished plugin's lines; the output is docs/examples/tracing.txt."""
+    import tracing  # docs/examples/tracing.py
+
+    spans = asyncio.run(tracing.main())
+    assert sorted(s.name for s in spans) == [
+        "chat demo-model",
+        "chat demo-model",
+        "execute_tool weather",
+        "invoke_agent lash",
+    ]
+    out = capsys.readouterr().out
+    assert out == (EXAMPLES / "tracing.txt").read_text(encoding="utf-8")
+    assert out.splitlines()[:2] == [
+        "model call to scripted:demo-model: tool_calls, 120 in / 18 out",
+        "model call to scripted:demo-model: stop, 160 in / 9 out",
+    ]
+
+
+@pytest.fixture
+def _example_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    sys.modules.pop("tracing", None)
+    yield
+    sys.modules.pop("tracing", None)
