@@ -15,6 +15,7 @@ from lash.errors import (
     ConfigError,
     ConfigRejected,
     ExclusiveHookConflict,
+    ImageError,
     InputConflict,
     LashError,
     LeaseLost,
@@ -63,6 +64,7 @@ if typing.TYPE_CHECKING:
         TurnOutcome,
         UserMessage,
     )
+    from lash._contract.media import Image
     from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
     from lash._contract.processes import ProcessContext, SessionProcesses
     from lash._contract.providers import (
@@ -143,6 +145,8 @@ __all__ = [
     "FrameBoundary",
     "GraphNode",
     "HostConfig",
+    "Image",
+    "ImageError",
     "InputConflict",
     "LashCore",
     "LashError",

@@ -32,6 +32,7 @@ EXPORTS: dict[str, str] = {
     "GraphNode": "lash._contract.graph",
     "HostConfig": "lash._plugins.hostconfig",
     "LashCore": "lash._kernel.core",
+    "Image": "lash._contract.media",
     "Message": "lash._contract.types",
     "ModelDone": "lash._contract.providers",
     "ModelEvent": "lash._contract.providers",

@@ -9,6 +9,7 @@ kind INTERNAL; ``error.type`` and status ERROR on failure).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import subprocess
 import sys
@@ -391,7 +392,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 def test_tracing_example_prints_what_the_page_shows(capsys: pytest.CaptureFixture[str]) -> None:
     """docs/examples/tracing.py: a turn span with two chat spans and a tool span under it, and
     the model_call_finished plugin's lines; the output is docs/examples/tracing.txt."""
-    import tracing  # docs/examples/tracing.py
+    tracing = importlib.import_module("tracing")  # docs/examples/tracing.py
 
     spans = asyncio.run(tracing.main())
     assert sorted(s.name for s in spans) == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lash._contract.types import Message, PromptContribution, PromptView
+from lash._kernel.media import load_images
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -49,7 +50,7 @@ async def prompt_view(runtime: SessionRuntime) -> PromptView:
     catalog = await resolve_catalog(runtime)
     system = await system_prompt(runtime, catalog)
     messages: list[Message] = [Message("system", system)] if system else []
-    messages += runtime.image.graph.messages()
+    messages += await load_images(runtime, runtime.image.graph.messages())
     view = PromptView(tuple(messages), tuple(catalog))
     result: PromptView = await runtime.composition.hooks.chain(
         "transform_prompt_view", key="view", value=view, session=runtime.view

@@ -77,6 +77,7 @@ from lash._contract.types import (
     Usage,
 )
 from lash._kernel import operations
+from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.prompt import prompt_view
 from lash._kernel.tool_calls import project, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
@@ -130,7 +131,9 @@ class Turn:
         self._explicit_id = turn_id is not None
         self._from_queue = from_queue
         self.input = text
-        self.items = items
+        # Images become stored references now (a bad one fails session.turn(), naming it);
+        # their bytes are put in the store when the turn runs.
+        self.items, self._images = stage_items(runtime.id, items)
         #: The queued input this turn consumes (a drained turn), once claimed.
         self.source_input: PendingInput | None = None
         self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
@@ -327,6 +330,9 @@ class Turn:
         hooks = runtime.composition.hooks
         if self._from_queue and not await self._take_queued_input():
             return
+        if self._images:
+            await put_blobs(runtime.core.store, self._images)
+            runtime.blobs.update((i.sha256, i.data) for i in self._images if i.sha256 and i.data)
         view = self._view = TurnView(
             runtime.view, self.input, self.index, items=self.items, nodes=self._nodes, id=self.id
         )

@@ -6,6 +6,7 @@ structures and the shared rules of :mod:`lash._store.leases`, with nothing else 
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -122,6 +123,7 @@ class MemoryStore:
         # Processes in start order (oldest first), and their keys.
         self._processes: dict[str, ProcessRecord] = {}
         self._process_keys: dict[str, str] = {}
+        self._blobs: dict[str, bytes] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -711,6 +713,14 @@ class MemoryStore:
             if oldest:
                 waiting.append((min(oldest), sid))
         return [sid for _, sid in sorted(waiting)[:limit]]
+
+    async def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        self._blobs.setdefault(digest, bytes(data))
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        return self._blobs.get(digest)
 
     async def close(self) -> None:
         return None
