@@ -10,10 +10,13 @@ Anthropic's ``image`` content blocks (``source`` ``base64`` or ``url``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import importlib
 import json
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +296,33 @@ async def test_anthropic_gets_image_blocks_with_base64_and_url_sources(
             ],
         }
     ]
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+@pytest.fixture
+def example_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    sys.modules.pop("multimodal", None)
+    yield
+    sys.modules.pop("multimodal", None)
+
+
+@pytest.mark.usefixtures("example_path")
+def test_multimodal_example_prints_what_the_page_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/examples/multimodal.py: the model gets every image of the frame, the nodes keep
+    references, the store one blob; its output is docs/examples/multimodal.txt."""
+    example = importlib.import_module("multimodal")
+    asyncio.run(example.main(tmp_path))
+    out = capsys.readouterr().out
+    assert out == (EXAMPLES / "multimodal.txt").read_text(encoding="utf-8")
+    digest = sha(example.PIXEL)
+    assert f"'sha256': '{digest[:12]}...', 'size': {len(example.PIXEL)}" in out
+    conn = sqlite3.connect(tmp_path / "lash.db")
+    try:
+        assert conn.execute("SELECT sha256 FROM media_blobs").fetchall() == [(digest,)]
+    finally:
+        conn.close()

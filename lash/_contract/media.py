@@ -9,7 +9,7 @@ reference, a JSON item::
     {"type": "image", "media_type": null, "url": "https://example.com/cat.png"}
 
 so a commit never repeats an image's bytes, and resumed history reads the same references. The
-prompt a model call gets carries the images again, loaded (:attr:`lash.Message.images`).
+prompt a model call gets carries the images again, loaded (``lash.Message.images``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Image:
     image larger than ``max_bytes`` or of another type is a :class:`lash.ImageError` naming the
     item.
 
-    In a prompt (:attr:`lash.Message.images`) an image has its ``data`` (with its ``sha256``)
+    In a prompt (``lash.Message.images``) an image has its ``data`` (with its ``sha256``)
     or its ``url``.
     """
 
