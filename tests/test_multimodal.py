@@ -326,3 +326,34 @@ def test_multimodal_example_prints_what_the_page_shows(
         assert conn.execute("SELECT sha256 FROM media_blobs").fetchall() == [(digest,)]
     finally:
         conn.close()
+
+
+def test_store_copy_carries_the_image_blobs(tmp_path: Path) -> None:
+    """``lash store copy`` puts the blobs a copied session's messages and queued input refer to
+    in the destination, where the session goes on with its images."""
+    from click.testing import CliRunner
+
+    from lash.cli._main import cli
+
+    src, dst = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
+
+    async def fill() -> None:
+        async with scripted_core(src, [{"text": "A pixel."}]) as core:
+            session = await core.session("s").open()
+            await session.turn("Look", items=[lash.Image(PNG)]).run()
+            await core.enqueue("s", "And later this", items=[lash.Image(GIF)])
+
+    async def go_on() -> list[list[bytes | None]]:
+        async with scripted_core(dst, [{"text": "Both."}]) as core:
+            assert await core.store.get_blob(sha(PNG)) == PNG
+            assert await core.store.get_blob(sha(GIF)) == GIF
+            session = await core.session("s").open(must_exist=True)
+            (result,) = await session.drain()
+            assert result.outcome == "completed", result.error
+            (request,) = provider_of(core).requests
+            return [[i.data for i in imgs] for imgs in user_images(request)]
+
+    asyncio.run(fill())
+    done = CliRunner().invoke(cli, ["store", "copy", src, dst])
+    assert done.exit_code == 0, done.output
+    assert asyncio.run(go_on()) == [[PNG], [GIF]]
