@@ -231,8 +231,9 @@ def anthropic_server() -> Iterator[AnthropicWireServer]:
         yield wire
 
 
-def http_core(plugin: str, base_url: str) -> lash.LashCore:
-    return lash.LashCore(
+async def compare(plugin: str, base_url: str, *images: lash.Image) -> None:
+    """One turn "Compare" with ``images``, through provider ``plugin`` at ``base_url``."""
+    core = lash.LashCore(
         plugins=["standard", "stores", plugin],
         autoload=False,
         provider=plugin,
@@ -240,6 +241,10 @@ def http_core(plugin: str, base_url: str) -> lash.LashCore:
         store="memory://",
         options={plugin: {"base_url": base_url, "api_key": "sk-test", "max_retries": 0}},
     )
+    async with core:
+        session = await core.session("s").open()
+        result = await session.turn("Compare", items=images).run()
+    assert result.outcome == "completed", result.error
 
 
 @pytest.mark.anyio
@@ -250,10 +255,7 @@ async def test_openai_gets_content_parts_with_data_and_https_urls(
     image_url part per image (bytes as a data: URL with their type, a URL as it is)."""
     openai_server.push(Reply(text=["Two pictures."]))
     url = "https://example.com/b.jpg"
-    async with http_core("openai", openai_server.base_url) as core:
-        session = await core.session("s").open()
-        result = await session.turn("Compare", items=[lash.Image(PNG), lash.Image(url)]).run()
-    assert result.outcome == "completed", result.error
+    await compare("openai", openai_server.base_url, lash.Image(PNG), lash.Image(url))
     (request,) = openai_server.requests
     (user,) = [m for m in request.body["messages"] if m["role"] == "user"]
     assert user["content"] == [
@@ -274,10 +276,7 @@ async def test_anthropic_gets_image_blocks_with_base64_and_url_sources(
     type, or url), then the text block."""
     anthropic_server.push(AnthropicReply(text=["Two pictures."]))
     url = "https://example.com/b.gif"
-    async with http_core("anthropic", anthropic_server.base_url) as core:
-        session = await core.session("s").open()
-        result = await session.turn("Compare", items=[lash.Image(WEBP), lash.Image(url)]).run()
-    assert result.outcome == "completed", result.error
+    await compare("anthropic", anthropic_server.base_url, lash.Image(WEBP), lash.Image(url))
     (request,) = anthropic_server.requests
     assert request.body["messages"] == [
         {

@@ -80,6 +80,11 @@ def make_core(
     )
 
 
+def genai(span: ReadableSpan) -> dict[str, Any]:
+    """The span's ``gen_ai.*`` attributes."""
+    return {k: v for k, v in (span.attributes or {}).items() if k.startswith("gen_ai.")}
+
+
 def by_name(spans: Sequence[ReadableSpan]) -> dict[str, ReadableSpan]:
     named = {span.name: span for span in spans}
     assert len(named) == len(spans), [s.name for s in spans]
@@ -136,7 +141,7 @@ async def test_turn_model_and_tool_spans_follow_the_genai_conventions() -> None:
     )
     assert first.kind is SpanKind.CLIENT
     assert first.attributes is not None and second.attributes is not None
-    assert {k: first.attributes[k] for k in first.attributes if k.startswith("gen_ai.")} == {
+    assert genai(first) == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "scripted",
         "gen_ai.request.model": "m-1",
@@ -161,7 +166,7 @@ async def test_turn_model_and_tool_spans_follow_the_genai_conventions() -> None:
     lookup, broken = tools["execute_tool lookup"], tools["execute_tool broken"]
     assert lookup.kind is SpanKind.INTERNAL
     assert lookup.attributes is not None and broken.attributes is not None
-    assert {k: lookup.attributes[k] for k in lookup.attributes if k.startswith("gen_ai.")} == {
+    assert genai(lookup) == {
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": "lookup",
         "gen_ai.tool.call.id": "c1",
