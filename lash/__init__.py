@@ -102,6 +102,7 @@ if typing.TYPE_CHECKING:
         RegisterStore,
         RegisterTool,
         ReplaceToolArguments,
+        RequireApproval,
         SessionConfig,
         ShortCircuitToolCall,
         StartProcess,
@@ -112,6 +113,7 @@ if typing.TYPE_CHECKING:
         TurnDirective,
         Usage,
     )
+    from lash._kernel.approvals import ApprovalAnswer, PendingApproval
     from lash._kernel.core import LashCore
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
@@ -134,6 +136,7 @@ __all__ = [
     "AbortToolCall",
     "AbortTurn",
     "AgentFrame",
+    "ApprovalAnswer",
     "AssistantMessage",
     "Compact",
     "Compaction",
@@ -165,6 +168,7 @@ __all__ = [
     "Operations",
     "OptionsError",
     "ParkedSession",
+    "PendingApproval",
     "PluginError",
     "PluginEvent",
     "PluginInfo",
@@ -195,6 +199,7 @@ __all__ = [
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
+    "RequireApproval",
     "RevisionConflict",
     "ScriptExhausted",
     "ScriptedProvider",

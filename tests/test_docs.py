@@ -61,6 +61,7 @@ EXAMPLE_MODULES = (
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
     *("mailbox_host", "mailbox_ops", "background_host", "subagents", "operations"),
+    *("approvals",),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -1440,6 +1441,16 @@ def test_mailbox_host_across_two_processes(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == transcript("mailbox_host.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
+def test_approvals_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A turn stops for approval in one core, another answers (a second answer and an unknown
+    call change nothing), a third continues the turn: the approvals page's transcript."""
+    asyncio.run(examples["approvals"].main(tmp_path))
+    assert capsys.readouterr().out == transcript("approvals.txt")
 
 
 @pytest.mark.usefixtures("no_lash_env")

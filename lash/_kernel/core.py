@@ -12,6 +12,8 @@ import attrs
 
 from lash._contract.serialization import to_data
 from lash._contract.types import Usage
+from lash._kernel import approvals as _approvals
+from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
 from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
 from lash._kernel.mailbox import checked_input
@@ -414,6 +416,49 @@ class LashCore:
         known = (*BUILTIN_COMMANDS, *self.registry.of("session_command"))
         check_command(session_id, name, key, known)
         return CommandDraft(name, key, to_data(dict(args or {})), source)
+
+    # -- tool approval: any process, no lease ------------------------------------------------------
+
+    async def approvals(self, session_id: str) -> list[PendingApproval]:
+        """The session's tool calls waiting for a human's answer (a :class:`lash.PendingApproval`
+        each, in the order the model asked for them), from any process on the store: the calls
+        held by the turn that stopped with reason ``awaiting_approval``, less those answered
+        already. Empty when no turn waits (:doc:`/approvals`)."""
+        return await _approvals.pending(self.store, session_id)
+
+    async def approve(
+        self,
+        session_id: str,
+        call_id: str,
+        *,
+        decision: Decision = "approve",
+        reason: str | None = None,
+        key: str | None = None,
+        source: str = "host",
+    ) -> ApprovalAnswer:
+        """Answer a held tool call from any process, without the session's lease: ``decision``
+        ``"approve"`` (the tool runs) or ``"reject"`` (the model gets ``reason`` as the call's
+        error result). The answer is queued durably; the session's next execution applies it,
+        and once every held call of the turn is answered, continues the turn (a worker on the
+        store is woken for it). Returns a :class:`lash.ApprovalAnswer`: ``approved`` /
+        ``rejected``, or, changing nothing, ``already_answered`` (with the first answer),
+        ``expired`` (the turn was reset or superseded) or ``unknown``. ``key`` makes a retry
+        of the same answer idempotent.
+
+        :raises SessionError: an invalid session id, call id, decision, reason or key.
+        """
+        answer = await _approvals.answer(
+            self.store,
+            session_id,
+            call_id,
+            decision=decision,
+            reason=reason,
+            key=key,
+            source=source,
+        )
+        if answer.outcome in ("approved", "rejected"):
+            self.notify(session_id, input=True)  # wakes this core's idle workers
+        return answer
 
     async def turn_record(self, session_id: str, turn_id: str) -> TurnRecord | None:
         """How the committed turn ``turn_id`` ended (``None``: no such committed turn)."""
