@@ -9,7 +9,8 @@ semantic conventions (``chat {model}``: ``gen_ai.operation.name``, ``gen_ai.prov
 ``gen_ai.tool.name``, ``gen_ai.tool.call.id``). Every span carries ``lash.session.id`` and
 ``lash.turn.id`` (and ``gen_ai.conversation.id``, the session id). A failed model call, a tool
 call with an error result and a failed turn have status ``ERROR``. A turn started while a span
-is current (the host's request handler, say) is that span's child.
+is current (the host's request handler, say) is that span's child. A turn continued after tool
+approval gets a span of its own (same turn id, ``lash.turn.continued``).
 
 Opt-in: without ``otel`` in the host's ``plugins`` list nothing of OpenTelemetry is imported
 and the kernel makes no model-call dispatch. The plugin is a class, so each core has its own
@@ -87,42 +88,65 @@ class OtelTracing:
     @lash.hookimpl(tryfirst=True)
     def before_turn(self, turn: lash.TurnView) -> None:
         # tryfirst: the span covers the other plugins' before_turn too.
-        session = turn.session.id
-        span = self.tracer().start_span(
-            "invoke_agent lash",
-            attributes={
-                "gen_ai.operation.name": "invoke_agent",
-                "gen_ai.agent.name": "lash",
-                "gen_ai.conversation.id": session,
-                "lash.session.id": session,
-                "lash.turn.id": turn.id,
-                "lash.turn.index": turn.index,
-            },
-        )
-        stale = self._running.pop(session, None)
-        if stale is not None:  # a turn whose turn_finalized never came (a crash in the kernel)
-            _end_all(stale, "the next turn of the session started")
-        self._running[session] = _TurnSpans(turn.id, span)
+        self._turn_spans(turn, continued=False)
+
+    @lash.hookimpl
+    def checkpoint(self, turn: lash.TurnView) -> None:
+        # A turn continued after tool approval runs no before_turn: its first checkpoint (after
+        # the approved calls ran) opens its span.
+        self._turn_spans(turn)
 
     @lash.hookimpl(trylast=True)
     def turn_finalized(self, turn: lash.TurnView) -> None:
-        spans = self._running.get(turn.session.id)
-        if spans is None or spans.turn_id != turn.id:
-            return
+        spans = self._turn_spans(turn)
         del self._running[turn.session.id]
         result = turn.result
         span = spans.span
+        why = "the turn ended"
         if result is not None:
             span.set_attribute("lash.turn.outcome", result.outcome)
+            why = f"the turn ended {result.outcome}"
             if result.reason is not None:
                 span.set_attribute("lash.turn.reason", result.reason)
+                why += f" ({result.reason})"
             span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
             if result.outcome == "failed":
                 _fail(span, result.error or "the turn failed", result.error_plugin or "turn")
-        # Tool calls a short-circuiting or failing before_tool_call kept from after_tool_call.
-        _end_all(spans, f"the turn ended {result.outcome if result else ''}".strip(), turn=False)
+        # Tool calls that never reached after_tool_call: short-circuited by another plugin, or
+        # held for approval (not an error: the turn continues once they are answered).
+        held = result is not None and result.reason == "awaiting_approval"
+        for tool in spans.tools.values():
+            if held:
+                tool.set_attribute("lash.tool.awaiting_approval", True)
+            else:
+                _fail(tool, f"tool call not completed: {why}", "not_completed")
+            tool.end()
         span.end()
+
+    def _turn_spans(self, turn: lash.TurnView, *, continued: bool = True) -> _TurnSpans:
+        """The spans of the session's running turn, its span started if it has none yet (a
+        ``continued`` one: a turn continued after tool approval, which runs no
+        ``before_turn``)."""
+        session = turn.session.id
+        spans = self._running.get(session)
+        if spans is not None and spans.turn_id == turn.id:
+            return spans
+        if spans is not None:  # a turn whose turn_finalized never came (the task was killed)
+            _end_all(spans, "the next turn of the session started")
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": "lash",
+            "gen_ai.conversation.id": session,
+            "lash.session.id": session,
+            "lash.turn.id": turn.id,
+            "lash.turn.index": turn.index,
+        }
+        if continued:
+            attributes["lash.turn.continued"] = True
+        span = self.tracer().start_span("invoke_agent lash", attributes=attributes)
+        spans = self._running[session] = _TurnSpans(turn.id, span)
+        return spans
 
     # -- model calls ---------------------------------------------------------------------------
 
@@ -153,9 +177,10 @@ class OtelTracing:
             if usage.cached_tokens:
                 attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
             attributes["gen_ai.response.finish_reasons"] = [response.finish_reason]
+        spans = self._turn_spans(turn)
         span = self.tracer().start_span(
             f"chat {request.model}",
-            context=self._parent(turn.session.id),
+            context=trace.set_span_in_context(spans.span),
             kind=trace.SpanKind.CLIENT,
             attributes=attributes,
             start_time=int(started * 1e9),
@@ -170,12 +195,14 @@ class OtelTracing:
     @lash.hookimpl(tryfirst=True)
     def before_tool_call(self, call: lash.ToolCall, context: lash.ToolContext) -> None:
         # tryfirst: the span covers the other plugins' before_tool_call too.
+        from opentelemetry import trace
+
         spans = self._running.get(context.session_id)
         if spans is None:
             return  # a tool call outside a traced turn
         spans.tools[call.id] = self.tracer().start_span(
             f"execute_tool {call.name}",
-            context=self._parent(context.session_id),
+            context=trace.set_span_in_context(spans.span),
             attributes={
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": call.name,
@@ -199,15 +226,6 @@ class OtelTracing:
             _fail(span, result.content, "tool_error")
         span.end()
 
-    def _parent(self, session_id: str) -> Any:
-        """The context whose current span is the session's running turn (``None``: none)."""
-        spans = self._running.get(session_id)
-        if spans is None:
-            return None
-        from opentelemetry import trace
-
-        return trace.set_span_in_context(spans.span)
-
 
 def _fail(span: Span, description: str, error_type: str) -> None:
     from opentelemetry.trace import Status, StatusCode
@@ -216,14 +234,10 @@ def _fail(span: Span, description: str, error_type: str) -> None:
     span.set_status(Status(StatusCode.ERROR, description[:_DESCRIPTION]))
 
 
-def _end_all(spans: _TurnSpans, why: str, *, turn: bool = True) -> None:
-    for span in spans.tools.values():
-        _fail(span, f"tool call not completed: {why}", "not_completed")
+def _end_all(spans: _TurnSpans, why: str) -> None:
+    for span in (*spans.tools.values(), spans.span):
+        _fail(span, why, "not_completed")
         span.end()
-    spans.tools.clear()
-    if turn:
-        _fail(spans.span, why, "not_completed")
-        spans.span.end()
 
 
 def _qualname(error: BaseException) -> str:

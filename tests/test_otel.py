@@ -237,6 +237,56 @@ async def test_a_short_circuited_tool_call_still_ends_its_span() -> None:
     assert turns[0].context.trace_id != (turns[1].context.trace_id if turns[1].context else 0)
 
 
+class Deploy:
+    """A tool that needs a person's approval."""
+
+    lash_plugin = lash.PluginMeta(name="deploy")
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        def deploy(target: str) -> str:
+            """Deploy to a target."""
+            return f"deployed to {target}"
+
+        register(lash.tool(deploy, approval="always"))
+
+
+@pytest.mark.anyio
+async def test_a_turn_held_for_approval_and_its_continuation_are_traced() -> None:
+    """A call held for approval ends its span with the turn (awaiting approval, not an error);
+    the continuation (no before_turn) gets a span of its own, same turn id, marked continued,
+    with its model call as a child."""
+    exporter = InMemorySpanExporter()
+    script = [{"tool_calls": [call("deploy", "d1", target="prod")]}, {"text": "Deployed."}]
+    async with make_core(script, Deploy(), exporter=exporter) as core:
+        session = await core.session("s6").open()
+        held = await session.turn("Ship it", id="turn-ship").run()
+        assert (held.outcome, held.reason) == ("stopped", "awaiting_approval")
+        await core.approve("s6", "d1")
+        (continued,) = await session.drain()
+        assert (continued.outcome, continued.turn_id) == ("completed", "turn-ship")
+    spans = exporter.get_finished_spans()
+    first, second = sorted(
+        (s for s in spans if s.name == "invoke_agent lash"), key=lambda s: s.start_time or 0
+    )
+    assert first.attributes is not None and second.attributes is not None
+    assert first.attributes["lash.turn.reason"] == "awaiting_approval"
+    assert "lash.turn.continued" not in first.attributes
+    assert (second.attributes["lash.turn.id"], second.attributes["lash.turn.continued"]) == (
+        "turn-ship",
+        True,
+    )
+    assert second.attributes["lash.turn.outcome"] == "completed"
+    (tool,) = [s for s in spans if s.name == "execute_tool deploy"]
+    assert tool.status.status_code is StatusCode.UNSET
+    assert tool.attributes is not None and tool.attributes["lash.tool.awaiting_approval"] is True
+    chats = sorted((s for s in spans if s.name == "chat m-1"), key=lambda s: s.start_time or 0)
+    assert [c.parent.span_id if c.parent else None for c in chats] == [
+        first.context.span_id if first.context else 0,
+        second.context.span_id if second.context else 0,
+    ]
+
+
 @pytest.mark.anyio
 async def test_a_turn_nests_under_the_hosts_current_span() -> None:
     """A turn run while the host has a span current is that span's child (same trace)."""
