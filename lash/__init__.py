@@ -22,6 +22,7 @@ from lash.errors import (
     ModelNotFound,
     OperationError,
     OptionsError,
+    OutputInvalid,
     PluginError,
     PluginLoadError,
     PluginOrderError,
@@ -65,6 +66,7 @@ if typing.TYPE_CHECKING:
         UserMessage,
     )
     from lash._contract.media import Image
+    from lash._contract.modeloptions import ModelOptions
     from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
     from lash._contract.processes import ProcessContext, SessionProcesses
     from lash._contract.providers import (
@@ -72,6 +74,7 @@ if typing.TYPE_CHECKING:
         ModelEvent,
         ModelRequest,
         ModelResponse,
+        OutputSpec,
         Provider,
         TextDelta,
         ToolCallReady,
@@ -130,6 +133,7 @@ if typing.TYPE_CHECKING:
         ScriptedToolCall,
         load_script,
     )
+    from lash._tools.source import ToolSource
     from lash._tools.tool import Tool, raw_tool, tool
 
 __all__ = [
@@ -158,6 +162,7 @@ __all__ = [
     "ModelDone",
     "ModelEvent",
     "ModelNotFound",
+    "ModelOptions",
     "ModelRequest",
     "ModelResponse",
     "ObservationGap",
@@ -167,6 +172,8 @@ __all__ = [
     "OperationInfo",
     "Operations",
     "OptionsError",
+    "OutputInvalid",
+    "OutputSpec",
     "ParkedSession",
     "PendingApproval",
     "PluginError",
@@ -228,6 +235,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolResultNode",
+    "ToolSource",
     "ToolSpec",
     "Turn",
     "TurnDirective",

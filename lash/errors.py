@@ -22,6 +22,7 @@ __all__ = [
     "ModelNotFound",
     "OperationError",
     "OptionsError",
+    "OutputInvalid",
     "PluginError",
     "PluginLoadError",
     "PluginOrderError",
@@ -94,6 +95,31 @@ class OptionsError(ConfigError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid options for plugin {plugin!r}:\n{lines}", path=path)
+
+
+class OutputInvalid(LashError):
+    """A structured-output turn's answer kept failing validation (``session.turn(text,
+    output=...)``): the model was shown the errors and asked again ``attempts - 1`` times.
+
+    ``errors`` holds one line per problem of the last answer (``$.age: 'x' is not of type
+    'integer'``); ``session_id`` and ``turn_id`` say where. The turn ends ``failed`` with this
+    message and the errors in its result's ``output_errors``.
+    """
+
+    __module__ = "lash"
+
+    def __init__(
+        self, errors: Sequence[str], *, attempts: int, session_id: str, turn_id: str
+    ) -> None:
+        self.errors = tuple(errors)
+        self.attempts = attempts
+        self.session_id = session_id
+        self.turn_id = turn_id
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(
+            f"session {session_id!r}, turn {turn_id!r}: the model's structured output was still "
+            f"invalid after {attempts} attempt(s):\n{lines}"
+        )
 
 
 class PluginError(LashError):

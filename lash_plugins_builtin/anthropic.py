@@ -51,6 +51,7 @@ __all__ = [
     "AnthropicOptions",
     "AnthropicProvider",
     "register_providers",
+    "wire_options",
 ]
 
 #: The name the plugin registers its provider under.
@@ -180,6 +181,52 @@ def wire_messages(messages: tuple[lash.Message, ...]) -> tuple[str | None, list[
     return system, out
 
 
+def wire_options(
+    options: lash.ModelOptions, *, tools: bool, provider: str = PROVIDER_NAME
+) -> dict[str, Any]:
+    """The Messages API body fields for ``options`` (``extra`` excepted): ``max_tokens``,
+    ``temperature`` (the API takes 0 to 1), ``top_p``, ``stop`` as ``stop_sequences``, and,
+    only when tools are offered, ``tool_choice``: ``auto`` → ``{"type": "auto"}``, ``none`` →
+    ``{"type": "none"}``, ``required`` → ``{"type": "any"}``, a tool's name → ``{"type":
+    "tool", "name": ...}``, with ``parallel_tool_calls = false`` as its
+    ``disable_parallel_tool_use``.
+
+    :raises ProviderRequestError: for ``seed`` (the Messages API has none) and a
+        ``temperature`` above 1, naming the field, rather than dropping them silently.
+    """
+    body: dict[str, Any] = {}
+    if options.seed is not None:
+        raise ProviderRequestError(
+            "anthropic provider: model_options.seed is not supported (the Messages API has no "
+            "seed); unset it for this provider",
+            provider=provider,
+        )
+    if options.temperature is not None:
+        if options.temperature > 1:
+            raise ProviderRequestError(
+                "anthropic provider: model_options.temperature must be between 0 and 1 for the "
+                f"Messages API, got {options.temperature!r}",
+                provider=provider,
+            )
+        body["temperature"] = options.temperature
+    if options.max_tokens is not None:
+        body["max_tokens"] = options.max_tokens
+    if options.top_p is not None:
+        body["top_p"] = options.top_p
+    if options.stop is not None:
+        body["stop_sequences"] = list(options.stop)
+    if tools and (options.tool_choice is not None or options.parallel_tool_calls is False):
+        kinds = {"auto": "auto", "none": "none", "required": "any"}
+        choice = options.tool_choice or "auto"
+        tool_choice: dict[str, Any] = (
+            {"type": kinds[choice]} if choice in kinds else {"type": "tool", "name": choice}
+        )
+        if options.parallel_tool_calls is False and choice != "none":
+            tool_choice["disable_parallel_tool_use"] = True
+        body["tool_choice"] = tool_choice
+    return body
+
+
 @attrs.define
 class _Block:
     # A content block being streamed (keyed by its `index`).
@@ -259,7 +306,9 @@ class AnthropicProvider(HTTPProvider):
 
     def payload(self, request: ModelRequest) -> dict[str, Any]:
         """The JSON body sent for ``request``: model, ``max_tokens``, ``system``, messages,
-        tools, then ``request.options`` (which win, ``max_tokens`` and ``stream`` included)."""
+        tools, the model options (:func:`wire_options`; they win, ``max_tokens`` included),
+        then ``request.options.extra`` as given (``stream`` there overrides the provider's
+        setting). Structured output reaches this provider as a final-answer tool."""
         system, messages = wire_messages(request.messages)
         body: dict[str, Any] = {
             "model": request.model,
@@ -277,7 +326,8 @@ class AnthropicProvider(HTTPProvider):
                 }
                 for tool in request.tools
             ]
-        body.update(request.options)
+        body.update(wire_options(request.options, tools=bool(request.tools), provider=self.name))
+        body.update(request.options.extra)
         body["stream"] = bool(body.get("stream", self.stream_responses))
         return body
 

@@ -52,6 +52,7 @@ __all__ = [
     "OpenAIOptions",
     "OpenAIProvider",
     "register_providers",
+    "wire_options",
 ]
 
 #: The name the plugin registers its provider under.
@@ -90,6 +91,17 @@ class OpenAIOptions:
         default=0.5, help="first retry delay in seconds, doubled for each retry"
     )
     stream: bool = lash.option(default=True, help="stream responses (Server-Sent Events)")
+    structured_output: bool = lash.option(
+        default=True,
+        help="ask for structured output with response_format json_schema (false: the server "
+        "lacks it; a final-answer tool is offered instead)",
+    )
+    max_tokens_field: str = lash.option(
+        default="max_tokens",
+        help='the body field model_options.max_tokens goes in: "max_tokens" (most servers) or '
+        '"max_completion_tokens" (OpenAI\'s reasoning models)',
+        validator=attrs.validators.in_(("max_tokens", "max_completion_tokens")),
+    )
 
     def __repr__(self) -> str:
         # Hand-written so the key never reaches a log line or traceback through repr().
@@ -97,7 +109,9 @@ class OpenAIOptions:
         return (
             f"OpenAIOptions(base_url={self.base_url!r}, api_key={key!r}, "
             f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
-            f"backoff={self.backoff!r}, stream={self.stream!r})"
+            f"backoff={self.backoff!r}, stream={self.stream!r}, "
+            f"structured_output={self.structured_output!r}, "
+            f"max_tokens_field={self.max_tokens_field!r})"
         )
 
 
@@ -173,6 +187,33 @@ def _wire_message(message: lash.Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.content}
 
 
+def wire_options(
+    options: lash.ModelOptions, *, tools: bool, max_tokens_field: str = "max_tokens"
+) -> dict[str, Any]:
+    """The Chat Completions body fields for ``options`` (``extra`` excepted): ``temperature``,
+    ``top_p``, ``max_tokens`` (or ``max_completion_tokens``), ``stop``, ``seed``, and, only when
+    tools are offered (the API refuses them otherwise), ``tool_choice`` (a tool's name becomes
+    ``{"type": "function", "function": {"name": ...}}``) and ``parallel_tool_calls``."""
+    body: dict[str, Any] = {}
+    for field in ("temperature", "top_p", "seed"):
+        value = getattr(options, field)
+        if value is not None:
+            body[field] = value
+    if options.max_tokens is not None:
+        body[max_tokens_field] = options.max_tokens
+    if options.stop is not None:
+        body["stop"] = list(options.stop)
+    if tools:
+        choice = options.tool_choice
+        if choice in ("auto", "none", "required"):
+            body["tool_choice"] = choice
+        elif choice is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": choice}}
+        if options.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = options.parallel_tool_calls
+    return body
+
+
 def _server_message(body: bytes) -> str:
     """The human-readable part of an error response body."""
     text = body.decode("utf-8", "replace").strip()
@@ -245,12 +286,17 @@ class OpenAIProvider(HTTPProvider):
         max_retries: int = 3,
         backoff: float = 0.5,
         stream: bool = True,
+        structured_output: bool = True,
+        max_tokens_field: str = "max_tokens",
         name: str = PROVIDER_NAME,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.name = name
         self.base_url = (base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        #: Structured-output turns send ``response_format`` (the kernel reads this attribute).
+        self.supports_output_schema = structured_output
+        self.max_tokens_field = max_tokens_field
         # Kept private and out of repr and messages: secrets are never shown or persisted.
         self._api_key = api_key if api_key is not None else (env.get(ENV_API_KEY) or None)
         self.timeout = timeout
@@ -272,6 +318,8 @@ class OpenAIProvider(HTTPProvider):
             max_retries=options.max_retries,
             backoff=options.backoff,
             stream=options.stream,
+            structured_output=options.structured_output,
+            max_tokens_field=options.max_tokens_field,
             environ=environ,
         )
 
@@ -298,9 +346,10 @@ class OpenAIProvider(HTTPProvider):
     # ----------------------------------------------------------------------------------------
 
     def payload(self, request: ModelRequest) -> dict[str, Any]:
-        """The JSON body sent for ``request``: model, messages, tools, then ``request.options``
-        (``temperature``, ``max_tokens``...). ``stream`` in the options overrides the provider's
-        setting for this call."""
+        """The JSON body sent for ``request``: model, messages, tools, the model options
+        (:func:`wire_options`), ``response_format`` for structured output (``json_schema``,
+        not strict: lash validates the answer itself), then ``request.options.extra`` as given.
+        ``stream`` in ``extra`` overrides the provider's setting for this call."""
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [_wire_message(m) for m in request.messages],
@@ -317,7 +366,18 @@ class OpenAIProvider(HTTPProvider):
                 }
                 for tool in request.tools
             ]
-        body.update(request.options)
+        body.update(
+            wire_options(
+                request.options, tools=bool(request.tools), max_tokens_field=self.max_tokens_field
+            )
+        )
+        output = request.output
+        if output is not None:
+            schema: dict[str, Any] = {"name": output.name, "schema": dict(output.schema)}
+            if output.description:
+                schema["description"] = output.description
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        body.update(request.options.extra)
         stream = bool(body.get("stream", self.stream_responses))
         body["stream"] = stream
         if stream:

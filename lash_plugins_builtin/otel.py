@@ -170,6 +170,17 @@ class OtelTracing:
             "lash.session.id": turn.session.id,
             "lash.turn.id": turn.id,
         }
+        options = request.options
+        for name, value in (
+            ("temperature", options.temperature),
+            ("max_tokens", options.max_tokens),
+            ("top_p", options.top_p),
+            ("seed", options.seed),
+        ):
+            if value is not None:
+                attributes[f"gen_ai.request.{name}"] = value
+        if options.stop:
+            attributes["gen_ai.request.stop_sequences"] = list(options.stop)
         if response is not None:
             usage = response.usage
             attributes["gen_ai.usage.input_tokens"] = usage.input_tokens

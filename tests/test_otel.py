@@ -151,6 +151,7 @@ async def test_turn_model_and_tool_spans_follow_the_genai_conventions() -> None:
         "gen_ai.response.finish_reasons": ("tool_calls",),
     }
     assert second.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert "gen_ai.request.temperature" not in first.attributes  # no options set
     assert (
         second.attributes["gen_ai.usage.input_tokens"],
         second.attributes["gen_ai.usage.output_tokens"],
@@ -205,6 +206,25 @@ async def test_a_failing_model_call_is_an_error_span_and_fails_the_turn_span() -
     assert turn.attributes["lash.turn.outcome"] == "failed"
     assert chat.parent is not None and turn.context is not None
     assert chat.parent.span_id == turn.context.span_id
+
+
+@pytest.mark.anyio
+async def test_model_options_are_request_attributes() -> None:
+    """The turn's model options appear as gen_ai.request.* attributes of its chat span."""
+    exporter = InMemorySpanExporter()
+    async with make_core([{"text": "ok"}], exporter=exporter) as core:
+        session = await core.session("s7").open()
+        options = {"temperature": 0.2, "max_tokens": 64, "top_p": 0.9, "seed": 7, "stop": ["END"]}
+        assert (await session.turn("hi", model_options=options).run()).outcome == "completed"
+    chat = by_name(exporter.get_finished_spans())["chat m-1"]
+    assert {k: v for k, v in genai(chat).items() if k.startswith("gen_ai.request.")} == {
+        "gen_ai.request.model": "m-1",
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.max_tokens": 64,
+        "gen_ai.request.top_p": 0.9,
+        "gen_ai.request.seed": 7,
+        "gen_ai.request.stop_sequences": ("END",),
+    }
 
 
 @pytest.mark.anyio

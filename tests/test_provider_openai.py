@@ -480,13 +480,14 @@ async def test_400_includes_server_message(server: WireServer, provider: OpenAIP
     server.push(
         Reply(
             status=400,
-            body={"error": {"message": "'temperature' must be <= 2", "type": "invalid_request"}},
+            body={"error": {"message": "'top_logprobs' must be <= 20", "type": "invalid_request"}},
         )
     )
-    with pytest.raises(ProviderRequestError, match="'temperature' must be <= 2") as info:
-        await events(provider, ask(temperature=9))
+    # (lash itself refuses an out-of-range temperature: an extra field reaches the server.)
+    with pytest.raises(ProviderRequestError, match="'top_logprobs' must be <= 20") as info:
+        await events(provider, ask(top_logprobs=99))
     assert info.value.status == 400
-    assert server.requests[0].body["temperature"] == 9
+    assert server.requests[0].body["top_logprobs"] == 99
 
 
 @pytest.mark.anyio

@@ -48,6 +48,7 @@ TITLES: dict[str, str] = {
     "lash._contract.types": "Hook data and directives",
     "lash._contract.graph": "The session graph",
     "lash._contract.providers": "Model providers",
+    "lash._contract.modeloptions": "Model options",
     "lash._store.protocol": "The store protocol",
     "lash._store.records": "Store records",
     "lash._store.leases": "Lease rules",

@@ -36,6 +36,11 @@ class TurnResult:
     committed). ``turn_id`` identifies the turn in its session; a cancelled turn says who asked
     (``cancelled_by``: ``"host"`` for ``turn.cancel()`` and ``cancel_running_turns()``, the
     ``origin`` given to ``core.cancel_turn()``) and why (``cancel_reason``).
+
+    ``output`` is a structured-output turn's validated answer (``session.turn(text,
+    output=...)``): an instance of the attrs class asked for, or the JSON value a schema dict
+    asked for; ``None`` otherwise. A turn whose answer never validated fails with the last
+    answer's problems in ``output_errors``.
     """
 
     session_id: str
@@ -54,6 +59,8 @@ class TurnResult:
     turn_id: str = ""
     cancelled_by: str | None = None
     cancel_reason: str | None = None
+    output: Any = None
+    output_errors: tuple[str, ...] = ()
 
     __module__ = "lash"
 

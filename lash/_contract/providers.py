@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.modeloptions import ModelOptions
 from lash._contract.types import Message, ToolCall, Usage
 
 
@@ -29,13 +30,55 @@ class ToolSpec:
 
 
 @attrs.frozen
+class OutputSpec:
+    """The shape a turn's answer must have (structured output): a JSON schema, with the
+    ``name`` and ``description`` a model is shown with it.
+
+    ``session.turn(text, output=...)`` takes one of these, an attrs class or a JSON schema
+    dict. A provider that declares ``supports_output_schema = True`` receives it as
+    ``ModelRequest.output`` and asks its API for a response in that format (the
+    ``openai`` provider sends ``response_format``); others never see it: the kernel offers the
+    model a final-answer tool with this schema instead.
+    """
+
+    schema: Mapping[str, Any]
+    name: str = "output"
+    description: str = ""
+
+    __module__ = "lash"
+
+
+def _request_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOptions:
+    # A plain mapping (lash 0.x: raw body fields) still works: known keys become fields, the
+    # rest go to `extra`, sent as they are.
+    if value is None:
+        return ModelOptions()
+    if isinstance(value, ModelOptions):
+        return value
+    from lash._contract.modeloptions_check import model_options
+
+    known = {a.name for a in attrs.fields(ModelOptions)}
+    data = {k: v for k, v in value.items() if k in known}
+    extra = {k: v for k, v in value.items() if k not in known}
+    if extra:
+        data["extra"] = {**data.get("extra", {}), **extra}
+    return model_options(data)
+
+
+@attrs.frozen
 class ModelRequest:
-    """One model call: the model, the prompt messages, the tools on offer, provider options."""
+    """One model call: the model, the prompt messages, the tools on offer, the merged
+    :class:`lash.ModelOptions` (host < session < turn), and for a provider that supports it
+    (``supports_output_schema``), the :class:`lash.OutputSpec` the answer must follow.
+
+    ``options`` also accepts a plain mapping: known keys become fields, the others ``extra``.
+    """
 
     model: str
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    options: ModelOptions = attrs.field(factory=ModelOptions, converter=_request_options)
+    output: OutputSpec | None = None
 
     __module__ = "lash"
 
@@ -90,6 +133,11 @@ class Provider(Protocol):
 
     ``stream`` is an async generator. It raises :class:`lash.ProviderError` (or a subclass) for
     failures the host should see; the kernel turns them into a ``failed`` turn outcome.
+
+    A provider whose API can be asked for JSON that follows a schema sets the class attribute
+    ``supports_output_schema = True``: structured-output turns then send it
+    ``ModelRequest.output`` (and expect the answer as JSON text) instead of offering a
+    final-answer tool.
     """
 
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...

@@ -385,7 +385,13 @@ class TurnDriver:
 
     async def call_model(self) -> ModelResponse:
         """Call the model once over the current context; stream its text as events; record the
-        assistant message (with its tool calls and usage) and return the whole response."""
+        assistant message (with its tool calls and usage) and return the whole response.
+
+        In a structured-output turn (``session.turn(text, output=...)``) the kernel calls the
+        model again while the answer does not validate (sending the problems back, within the
+        turn's ``output_retries``; then the turn fails): the response returned then is either
+        one that calls tools (run them as usual) or the accepted answer, without tool calls,
+        whose text is the answer as JSON."""
         return await self._backend.call_model()
 
     async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:

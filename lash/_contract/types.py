@@ -15,6 +15,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.media import Image
+from lash._contract.modeloptions import ModelOptions
 
 __all__ = [
     "AbortToolCall",
@@ -192,13 +193,15 @@ class SessionConfig:
     """The mutable configuration of one session (what ``session.configure(patch)`` changes).
 
     ``plugin_options`` override plugins' per-session options by plugin name (the protocol's
-    settings are its plugin's options like any other plugin's).
+    settings are its plugin's options like any other plugin's). ``model_options`` are the
+    session's layer of :class:`lash.ModelOptions` (over the host's, under a turn's).
     """
 
     provider: str | None = None
     model: str | None = None
     prompt_layers: tuple[str, ...] = ()
     plugin_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    model_options: ModelOptions = attrs.field(factory=ModelOptions)
 
     __module__ = "lash"
 

@@ -8,13 +8,14 @@ from typing import Any
 
 import attrs
 
+from lash._contract.modeloptions_check import model_options, patched
 from lash._contract.types import SessionConfig
-from lash.errors import SessionError
+from lash.errors import SessionError, ValidationError
 
 __all__ = ["CONFIG_FIELDS", "apply_patch", "check_patch"]
 
 #: The fields ``configure()`` accepts.
-CONFIG_FIELDS = ("provider", "model", "prompt_layers", "plugin_options")
+CONFIG_FIELDS = ("provider", "model", "prompt_layers", "plugin_options", "model_options")
 
 
 def check_patch(session_id: str, patch: Mapping[str, Any]) -> None:
@@ -24,6 +25,15 @@ def check_patch(session_id: str, patch: Mapping[str, Any]) -> None:
             f"configure() got unknown field(s) {unknown}; known: {', '.join(CONFIG_FIELDS)}",
             session_id=session_id,
         )
+    if "model_options" in patch:
+        try:
+            model_options(patch["model_options"])  # each field checks alone: check the patch
+        except ValidationError as exc:
+            lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
+            raise SessionError(
+                f"session {session_id!r}: configure() got invalid model_options:\n{lines}",
+                session_id=session_id,
+            ) from None
 
 
 def apply_patch(config: SessionConfig, patch: Mapping[str, Any]) -> SessionConfig:
@@ -34,6 +44,8 @@ def apply_patch(config: SessionConfig, patch: Mapping[str, Any]) -> SessionConfi
             for plugin, values in value.items():
                 merged[plugin] = {**merged.get(plugin, {}), **values}
             changes[field] = merged
+        elif field == "model_options":
+            changes[field] = patched(config.model_options, value)
         elif field == "prompt_layers":
             changes[field] = tuple(value)
         else:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._contract.modeloptions import ModelOptions
+from lash._contract.modeloptions_check import model_options as checked_model_options
 from lash._contract.serialization import to_data
 from lash._contract.types import Usage
 from lash._kernel import approvals as _approvals
@@ -86,6 +88,9 @@ class LashCore:
     --disable``). Each core builds its own plugin composition: nothing is global, and nothing is
     discovered at import time.
 
+    ``model_options`` (a :class:`lash.ModelOptions` or a mapping of its fields) are the host's
+    layer of model options, over the config file's ``[model_options]`` field by field.
+
     ``hook_timeout`` (seconds) bounds every awaited hook implementation: one that runs longer
     fails as a :class:`lash.PluginError` naming its plugin and hook (a synchronous hook that
     blocks cannot be interrupted: that is the plugin's bug).
@@ -111,6 +116,7 @@ class LashCore:
         provider: str | None = None,
         model: str | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
+        model_options: ModelOptions | Mapping[str, Any] | None = None,
         disable: Sequence[str] | None = None,
         autoload: bool | None = None,
         strict: bool | None = None,
@@ -137,6 +143,9 @@ class LashCore:
         }
         if options is not None:
             overrides["options"] = {**base.options, **options}
+        if model_options is not None:  # checked above
+            layer = checked_model_options(model_options)
+            overrides["model_options"] = base.model_options.merged(layer)
         if disable is not None:
             # HostConfig's converter turns it into a tuple (a bare string being one name).
             overrides["disable"] = (
@@ -579,8 +588,9 @@ class LashCore:
         )
 
     async def aclose(self) -> None:
-        """Close the sessions still open (releasing their leases), then the store and the
-        provider clients. ``async with core:`` does this on exit."""
+        """Close the sessions still open (releasing their leases), then the store, the
+        provider clients and the tool sources (:class:`lash.ToolSource`). ``async with core:``
+        does this on exit."""
         for session in list(self._sessions):
             await session.close()
         if self._store is not None:
@@ -590,6 +600,7 @@ class LashCore:
             closer = getattr(contribution.value, "aclose", None)
             if closer is not None:
                 await closer()
+        await self.composition.close_tool_sources()
 
     async def __aenter__(self) -> LashCore:
         return self

@@ -17,16 +17,19 @@ import attrs
 
 from lash._contract.events import TurnResult
 from lash._contract.graph import GraphNode
+from lash._contract.modeloptions import ModelOptions
+from lash._contract.modeloptions_check import model_options as checked_model_options
 from lash._contract.services import SessionView
 from lash._contract.types import AgentFrame, PromptView, SessionConfig, ToolCatalogEntry
 from lash._kernel import operations
 from lash._kernel.children import ChildSpec
 from lash._kernel.configpatch import apply_patch, check_patch
+from lash._kernel.output import DEFAULT_RETRIES, build_output
 from lash._kernel.prompt import prompt_view
 from lash._kernel.runtime import KernelCore, SessionRuntime
 from lash._kernel.turn import Turn
 from lash._store.records import PendingInput, QueuedCommand
-from lash.errors import RevisionConflict, SessionBusy, SessionError
+from lash.errors import RevisionConflict, SessionBusy, SessionError, ValidationError
 
 T = TypeVar("T")
 log = logging.getLogger("lash")
@@ -251,7 +254,16 @@ class Session:
 
     # -- turns ---------------------------------------------------------------------------------
 
-    def turn(self, text: str, *, items: Sequence[Any] = (), id: str | None = None) -> Turn:
+    def turn(
+        self,
+        text: str,
+        *,
+        items: Sequence[Any] = (),
+        id: str | None = None,
+        model_options: ModelOptions | Mapping[str, Any] | None = None,
+        output: Any = None,
+        output_retries: int = DEFAULT_RETRIES,
+    ) -> Turn:
         """A new turn with this input; ``await turn.run()`` or ``async for e in turn.stream()``.
 
         ``items`` are optional structured input (JSON-ready values: attachments, form data...)
@@ -264,6 +276,16 @@ class Session:
         committed already is not run again, its stored result is returned (so a host may retry
         a submission after a crash); that result's ``tool_calls`` is empty: the calls and
         their results are in the graph, as the turn committed them.
+
+        ``model_options`` (a :class:`lash.ModelOptions` or a mapping of its fields) apply to
+        this turn's model calls, over the session's and the host's, field by field.
+        ``output`` asks for structured output: an attrs class, a JSON schema dict or a
+        :class:`lash.OutputSpec`; the validated answer is the result's ``output``. An invalid
+        answer is sent back to the model with its problems, ``output_retries`` times at most,
+        then the turn fails (:class:`lash.OutputInvalid`; ``result.output_errors``).
+
+        :raises SessionError: for an invalid ``id``, ``model_options`` (naming each bad field)
+            or ``output``.
         """
         self._runtime.refuse_reentry("turn")
         self._runtime.require_open()
@@ -272,7 +294,25 @@ class Session:
                 f"session {self.id!r}: a turn id must be a non-empty string, got {id!r}",
                 session_id=self.id,
             )
-        return Turn(self._runtime, text, items=tuple(items), turn_id=id)
+        try:
+            options = checked_model_options(model_options)
+        except ValidationError as exc:
+            lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
+            raise SessionError(
+                f"session {self.id!r}: turn() got invalid model_options:\n{lines}",
+                session_id=self.id,
+            ) from None
+        wanted = None
+        if output is not None:
+            wanted = build_output(output, output_retries, session_id=self.id)
+        return Turn(
+            self._runtime,
+            text,
+            items=tuple(items),
+            turn_id=id,
+            model_options=options,
+            output=wanted,
+        )
 
     async def drain(
         self, *, on_result: Callable[[TurnResult], object] | None = None
@@ -326,8 +366,10 @@ class Session:
     # -- operations ----------------------------------------------------------------------------
 
     async def configure(self, **patch: Any) -> SessionConfig:
-        """Change the session's configuration: ``provider``, ``model``, ``prompt_layers`` and
-        ``plugin_options`` (merged per plugin).
+        """Change the session's configuration: ``provider``, ``model``, ``prompt_layers``,
+        ``plugin_options`` (merged per plugin) and ``model_options`` (a mapping of
+        :class:`lash.ModelOptions` fields, or an instance's set fields, merged field by field
+        into the session's; a field given as ``None`` is unset; ``extra`` merges per key).
 
         When something changes, ``mutate_session_config`` runs as a chain (each plugin may amend
         the proposal or reject it by raising :class:`lash.ConfigRejected`), the result is
@@ -358,6 +400,7 @@ class Session:
     async def set_tool_membership(self, changes: Mapping[str, bool]) -> int:
         """Make tools members (offered to the model) or not; committed at once. Returns the
         catalog generation. :raises SessionError: naming unknown tools."""
+        await self._runtime.list_sources_for(changes)
         async with self._runtime.execute("set_tool_membership"):
             return self._runtime.change_membership(changes)
 

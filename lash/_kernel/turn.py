@@ -57,6 +57,7 @@ from lash._contract.graph import (
     UserMessage,
     new_node_id,
 )
+from lash._contract.modeloptions import ModelOptions
 from lash._contract.providers import (
     ModelDone,
     ModelRequest,
@@ -78,12 +79,13 @@ from lash._contract.types import (
 )
 from lash._kernel import approvals, operations
 from lash._kernel.media import put_blobs, stage_items
+from lash._kernel.output import NOT_CALLED, Output, answer_text, feedback
 from lash._kernel.prompt import prompt_view
 from lash._kernel.state import AwaitingTurn
 from lash._kernel.tool_calls import Hold, project, run_approved, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
 from lash._tools.arguments import admit_tool_call
-from lash.errors import LashError, PluginError, ProcessError
+from lash.errors import LashError, OutputInvalid, PluginError, ProcessError, SessionError
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -126,8 +128,16 @@ class Turn:
         turn_id: str | None = None,
         from_queue: bool = False,
         continuing: bool = False,
+        model_options: ModelOptions | None = None,
+        output: Output | None = None,
     ) -> None:
         self._runtime = runtime
+        #: The turn's layer of model options (over the session's and the host's).
+        self.model_options = model_options or ModelOptions()
+        # Structured output: what the answer must be, and the accepted value.
+        self._output = output
+        self._output_value: Any = None
+        self._native_output = False  # the last call asked the provider for the schema itself
         #: The turn's id in its session.
         self.id = turn_id or new_turn_id()
         self._explicit_id = turn_id is not None
@@ -279,7 +289,7 @@ class Turn:
         if self._explicit_id:
             record = await runtime.core.store.turn_record(runtime.id, self.id)
             if record is not None:
-                self._emit(TurnFinished(result_of_record(record)))
+                self._emit(TurnFinished(self._stored(record)))
                 return
         if self._cancel_requested:
             self._emit(TurnFinished(self._unstarted()))
@@ -297,7 +307,7 @@ class Turn:
                     # A twin submission may have committed while this one waited.
                     record = await runtime.core.store.turn_record(runtime.id, self.id)
                     if record is not None:
-                        self._emit(TurnFinished(result_of_record(record)))
+                        self._emit(TurnFinished(self._stored(record)))
                         return
                 if not self._from_queue and approvals.ready(runtime) is not None:
                     # A turn stopped for approval, every call answered: it goes on first (its
@@ -316,6 +326,13 @@ class Turn:
             self._emit(TurnFinished(self._unstarted()))
         finally:
             self._waiting = False
+
+    def _stored(self, record: TurnRecord) -> TurnResult:
+        """The result of a turn committed before, its output as this turn asks for it."""
+        result = result_of_record(record)
+        if self._output is not None and result.output is not None:
+            result = attrs.evolve(result, output=self._output.restore(result.output))
+        return result
 
     def _started_event(self) -> EventDraft:
         return EventDraft(
@@ -623,6 +640,7 @@ class Turn:
             tool_calls=tuple(self._records),
             usage=self._usage,
             turn_id=self.id,
+            output=self._output_value,
         )
         if failure is not None:
             return attrs.evolve(
@@ -631,6 +649,8 @@ class Turn:
                 error=self._runtime.redact(_describe(failure)),
                 error_plugin=getattr(failure, "plugin", None),
                 error_hook=getattr(failure, "hook", None),
+                output=None,
+                output_errors=failure.errors if isinstance(failure, OutputInvalid) else (),
             )
         if reason is not None:
             result = attrs.evolve(result, outcome="stopped", reason=reason, detail=detail)
@@ -709,12 +729,37 @@ class Turn:
         self._final_text = text
 
     async def call_model(self) -> ModelResponse:
+        if self._output is None:
+            return await self._call_model_once(None)
+        return await self._call_for_output(self._output)
+
+    def _request_options(self, tools: tuple[Any, ...]) -> ModelOptions:
+        """The model options of a call: the host's, under the session's, under the turn's."""
+        runtime = self._runtime
+        options = runtime.composition.config.model_options.merged(
+            runtime.image.config.model_options
+        ).merged(self.model_options)
+        choice = options.tool_choice
+        if choice not in (None, "auto", "none", "required") and all(
+            t.name != choice for t in tools
+        ):
+            offered = ", ".join(t.name for t in tools) or "none"
+            raise SessionError(
+                f"session {runtime.id!r}: model_options.tool_choice names tool {choice!r}, "
+                f"which the model is not offered (offered: {offered})",
+                session_id=runtime.id,
+            )
+        return options
+
+    async def _call_model_once(self, output: Output | None) -> ModelResponse:
+        """One model call, reported to ``model_call_finished`` when a plugin implements it."""
         hooks = self._runtime.composition.hooks
         if not hooks.impls("model_call_finished"):
-            return await self._call_model()  # nobody observes model calls: no clock, no dispatch
+            # Nobody observes model calls: no clock, no dispatch.
+            return await self._call_provider(output)
         self._request = None
         try:
-            response = await self._call_model(observed=True)
+            response = await self._call_provider(output, observed=True)
         except BaseException as exc:
             # A failed (or cancelled) call is reported too, once its request was sent: a tracer
             # ends its span with the error. The caller still gets the original exception.
@@ -739,7 +784,9 @@ class Turn:
             started=started,
         )
 
-    async def _call_model(self, *, observed: bool = False) -> ModelResponse:
+    async def _call_provider(
+        self, output: Output | None, *, observed: bool = False
+    ) -> ModelResponse:
         runtime = self._runtime
         composition = runtime.composition
         view = await prompt_view(runtime)
@@ -747,9 +794,26 @@ class Turn:
             composition.tool_spec(name) for name in view.tools if composition.has_tool(name)
         )
         provider_name, provider, model = runtime.provider()
-        request = ModelRequest(model=model, messages=view.messages, tools=tools)
+        options = self._request_options(tools)
+        spec = None
+        if output is not None:
+            if getattr(provider, "supports_output_schema", False) is True:
+                spec = output.spec
+            else:
+                if any(t.name == output.tool.name for t in tools):
+                    raise SessionError(
+                        f"session {runtime.id!r}: a tool named {output.tool.name!r} is in the "
+                        "catalog; structured output needs that name for its final-answer tool",
+                        session_id=runtime.id,
+                    )
+                tools = (*tools, output.tool)
+                options = output.tool_options(options)
+        request = ModelRequest(
+            model=model, messages=view.messages, tools=tools, options=options, output=spec
+        )
         if observed:
             self._request = (provider_name, request, time.time())
+        self._native_output = spec is not None
         text: list[str] = []
         calls: list[ToolCall] = []
         usage = Usage()
@@ -783,6 +847,65 @@ class Turn:
         if not response.tool_calls:
             self._final_text = response.text
         return response
+
+    async def _call_for_output(self, output: Output) -> ModelResponse:
+        """Call the model until its answer validates (structured output), sending the problems
+        of each invalid answer back, ``output.retries`` times at most; then the turn fails
+        (:class:`lash.OutputInvalid`). A response that calls real tools goes back to the
+        protocol as it is."""
+        while True:
+            response = await self._call_model_once(output)
+            final = [c for c in response.tool_calls if c.name == output.tool.name]
+            if self._native_output or not final:
+                if response.tool_calls:
+                    return response  # real tools first: the protocol runs them
+                if self._native_output:
+                    value, problems = output.check_text(response.text)
+                else:
+                    value, problems = None, [NOT_CALLED]
+                if not problems:
+                    self._output_value = value
+                    return response
+                self._reject(output, problems)
+                self._append(self._new_node(UserMessage, text=feedback(problems, tool=False)))
+                continue
+            # The final-answer tool: its arguments are the answer. Calls beside it are not run.
+            call = final[0]
+            if call.invalid_arguments is not None:
+                value, problems = output.check_text(call.invalid_arguments)
+            else:
+                value, problems = output.check(dict(call.arguments))
+            for other in response.tool_calls:
+                if other is call:
+                    text = feedback(problems, tool=True) if problems else "Final answer accepted."
+                else:
+                    text = "not run: the turn was ending with a final answer"
+                self._append(self._new_node(ToolCallNode, call=other, plugin=None))
+                self._append(
+                    self._new_node(
+                        ToolResultNode,
+                        call_id=other.id,
+                        name=other.name,
+                        content=text,
+                        is_error=other is not call or bool(problems),
+                    )
+                )
+            if not problems:
+                self._output_value = value
+                self._final_text = answer_text(value)
+                return attrs.evolve(response, text=self._final_text, tool_calls=())
+            self._reject(output, problems)
+
+    def _reject(self, output: Output, problems: list[str]) -> None:
+        """Count an invalid answer; past the retries, fail the turn with its problems."""
+        output.attempts += 1
+        if output.attempts > output.retries:
+            raise OutputInvalid(
+                problems,
+                attempts=output.attempts,
+                session_id=self._runtime.id,
+                turn_id=self.id,
+            )
 
     async def run_tool_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         runtime = self._runtime
@@ -951,6 +1074,9 @@ def result_data(result: TurnResult) -> dict[str, Any]:
         "turn_id": result.turn_id,
         "cancelled_by": result.cancelled_by,
         "cancel_reason": result.cancel_reason,
+        # A structured-output turn's answer survives reloads (a resubmitted turn id gets it).
+        "output": None if result.output is None else to_data(result.output),
+        "output_errors": list(result.output_errors),
     }
 
 

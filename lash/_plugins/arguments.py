@@ -14,8 +14,9 @@ import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from lash._contract.modeloptions_check import model_options
 from lash._plugins.hostconfig import HostConfig
-from lash.errors import ConfigError
+from lash.errors import ConfigError, ValidationError
 
 #: repr() of a bad value, cut short: a message must stay readable whatever the host passed.
 _REPR = reprlib.Repr()
@@ -131,6 +132,14 @@ def _builtins(value: Any) -> str | None:
     return None
 
 
+def _model_options(value: Any) -> str | None:
+    try:
+        model_options(value)
+    except ValidationError as exc:
+        return "; ".join(exc.problems)
+    return None
+
+
 #: One rule per parameter of ``LashCore.__init__``; each returns a problem or None.
 RULES: dict[str, _Rule] = {
     "plugins": _list_of(
@@ -143,6 +152,7 @@ RULES: dict[str, _Rule] = {
     "provider": _optional(str, "a provider name (str) such as 'openai'"),
     "model": _optional(str, "a model name (str)"),
     "options": _options,
+    "model_options": _model_options,
     "disable": _list_of("a list of plugin names (str)", "a plugin name (str)", _is_name),
     "autoload": _optional(bool, "True, False or None"),
     "strict": _optional(bool, "True, False or None"),

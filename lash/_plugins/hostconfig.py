@@ -11,8 +11,10 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.modeloptions import ModelOptions
+from lash._contract.modeloptions_check import model_options
 from lash._contract.serialization import EnvStr, structure, validation_problems
-from lash.errors import ConfigError
+from lash.errors import ConfigError, ValidationError
 
 #: Environment variables lash reads (documented in docs/plugins.rst).
 ENV_CONFIG = "LASH_CONFIG"
@@ -58,7 +60,8 @@ class HostConfig:
     those builtins; unset: every builtin without an allowlist, none with one). ``disable``
     removes plugins (``LASH_DISABLE_PLUGINS`` and ``lash --disable`` add to it);
     ``autoload=False`` loads third-party entry points only when they are named in ``plugins``;
-    ``options`` maps a plugin name to its option values (``[options.<name>]``).
+    ``options`` maps a plugin name to its option values (``[options.<name>]``);
+    ``model_options`` are the host's layer of :class:`lash.ModelOptions` (``[model_options]``).
     """
 
     strict: bool = False
@@ -72,6 +75,7 @@ class HostConfig:
     # The repr names the plugins but never shows option values: they may hold secrets, and which
     # fields are secret is only known once each plugin's options class is loaded.
     options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=_options_repr)
+    model_options: ModelOptions = attrs.field(factory=ModelOptions, converter=model_options)
     #: The file the config came from (``None`` when built in code or no file was found).
     path: str | None = attrs.field(default=None, kw_only=True)
 
@@ -243,6 +247,8 @@ class _FileSchema:
     provider: str | None = None
     model: str | None = None
     options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    # Checked field by field by lash.ModelOptions (its errors name the field).
+    model_options: dict[str, Any] = attrs.field(factory=dict)
 
 
 def from_mapping(
@@ -283,8 +289,12 @@ def from_mapping(
             provider=schema.provider,
             model=schema.model,
             options=schema.options,
+            model_options=schema.model_options,
             path=path,
         )
+    except ValidationError as exc:
+        lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
+        raise ConfigError(f"invalid [model_options]:\n{lines}", path=path) from None
     except ConfigError as exc:
         raise ConfigError(str(exc), path=path) from None
 
