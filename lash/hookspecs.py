@@ -545,8 +545,9 @@ def model_call_finished(
     """A model call of a turn ended: the provider's stream was drained, or it failed.
 
     For observers (tracing, metrics, cost accounting): it cannot change the response. It runs
-    once per call a protocol makes with ``turn.call_model()``, right after the call, in the turn's
-    task; ``session.complete()`` calls made by plugins are not turn model calls and do not run it.
+    once per request a turn sends its provider (``turn.call_model()``; each retry of structured
+    output is a request of its own), right after it, in the turn's task; ``session.complete()``
+    calls made by plugins are not turn model calls and do not run it.
 
     :param turn: the turn making the call (``turn.id``, ``turn.session.id``).
     :param provider: the name the provider was registered under (``"openai"``...).
