@@ -228,6 +228,28 @@ async def test_model_options_are_request_attributes() -> None:
 
 
 @pytest.mark.anyio
+async def test_each_structured_output_retry_is_a_chat_span() -> None:
+    """A structured-output answer sent back as invalid and given again: two chat spans under
+    the turn's span, one per request."""
+    exporter = InMemorySpanExporter()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+    def answer(**arguments: object) -> dict[str, Any]:
+        return {"tool_calls": [{"name": "final_result", "arguments": arguments}]}
+
+    async with make_core([answer(n="x"), answer(n=3)], exporter=exporter) as core:
+        session = await core.session("s8").open()
+        result = await session.turn("Count", output=schema).run()
+    assert (result.outcome, result.output) == ("completed", {"n": 3})
+    spans = exporter.get_finished_spans()
+    turn = by_name([s for s in spans if s.name.startswith("invoke_agent")])["invoke_agent lash"]
+    chats = [s for s in spans if s.name == "chat m-1"]
+    assert len(chats) == 2
+    assert all(c.parent is not None and turn.context is not None for c in chats)
+    assert {c.parent.span_id for c in chats if c.parent} == {turn.context.span_id}
+
+
+@pytest.mark.anyio
 async def test_a_short_circuited_tool_call_still_ends_its_span() -> None:
     """A tool call that another plugin short-circuits (after_tool_call never runs) still gets
     its span ended, as not completed, when the turn ends; the next turn is traced as usual."""
