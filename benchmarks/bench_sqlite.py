@@ -395,6 +395,32 @@ async def grow(core: lash.LashCore, session_id: str, nodes: int, *, compact: boo
 # -- section 2b/3: history -------------------------------------------------------------------
 
 
+async def alternate_commits(long: Writer, shorts: list[Writer]) -> tuple[list[float], list[float]]:
+    """One turn's commit into ``long`` and into each of ``shorts`` in turn, alternating which
+    goes first; the milliseconds of each (garbage collector off). The writers are released."""
+    # Untimed: each writer's first commit (a store whose lease did not read the head reads it
+    # then); both sides measure the ones after it.
+    for writer in [long, *shorts]:
+        await writer.commit(writer.delta(1))
+    long_ms: list[float] = []
+    short_ms: list[float] = []
+    gc.collect()
+    gc.disable()
+    try:
+        for k, short in enumerate(shorts):
+            pairs = [(long, long_ms), (short, short_ms)]
+            for writer, sink in pairs if k % 2 else pairs[::-1]:
+                delta = writer.delta(1)
+                t0 = time.perf_counter_ns()
+                await writer.commit(delta)
+                sink.append(ms(time.perf_counter_ns() - t0))
+    finally:
+        gc.enable()
+    for writer in [long, *shorts]:
+        await writer.release()
+    return long_ms, short_ms
+
+
 async def history_run(root: str, repeats: int, profile: cProfile.Profile | None) -> dict[str, Any]:
     directory = tempfile.mkdtemp(dir=root)
     path = os.path.join(directory, "bench.db")
@@ -416,26 +442,7 @@ async def history_run(root: str, repeats: int, profile: cProfile.Profile | None)
         store = core.store
         long_writer = await Writer.take(store, "long")
         short_writers = [await Writer.take(store, sid) for sid in shorts]
-        # Untimed: a store's first commit of a session reads the head (two round trips); the
-        # next ones continue from the head it committed (one). Both sides measure the latter.
-        for writer in [long_writer, *short_writers]:
-            await writer.commit(writer.delta(1))
-        commit_long: list[float] = []
-        commit_short: list[float] = []
-        gc.collect()
-        gc.disable()
-        try:
-            for k in range(repeats):
-                pairs = [(long_writer, commit_long), (short_writers[k], commit_short)]
-                for writer, sink in pairs if k % 2 else pairs[::-1]:
-                    delta = writer.delta(1)
-                    t0 = time.perf_counter_ns()
-                    await writer.commit(delta)
-                    sink.append(ms(time.perf_counter_ns() - t0))
-        finally:
-            gc.enable()
-        for writer in [long_writer, *short_writers]:
-            await writer.release()
+        commit_long, commit_short = await alternate_commits(long_writer, short_writers)
         out["commit_long"], out["commit_short"] = commit_long, commit_short
 
         # 3: resume + one turn versus a raw read of the same rows, alternating; and (info) the
@@ -524,7 +531,11 @@ async def history_run(root: str, repeats: int, profile: cProfile.Profile | None)
 # -- section 4: memory -----------------------------------------------------------------------
 
 
-async def memory_run(root: str, count: int) -> dict[str, Any]:
+async def memory_run(root: str, count: int, *, drop_sessions: bool = False) -> dict[str, Any]:
+    """Memory of ``count`` open idle sessions, then parked. ``drop_sessions``: once parked, keep
+    only the handles (what a host that parks sessions keeps), and report what is still alive
+    (``sessions_alive``), the handles' own size (``handle``) and the largest allocations left
+    (``parked_top``)."""
     directory = tempfile.mkdtemp(dir=root)
     core = make_core(sqlite_url(directory), count + 10)
     provider = next(
@@ -552,11 +563,26 @@ async def memory_run(root: str, count: int) -> dict[str, Any]:
         opened = tracemalloc.get_traced_memory()[0]
         out["nodes_open"] = median([len(s.nodes) for s in sessions])
         handles = [await s.park() for s in sessions]
-        gc.collect()
-        parked = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
         out["graph_nodes_parked"] = max(len(s.nodes) for s in sessions)
         out["nodes_parked"] = max(len(s.nodes) for s in sessions)
+        if drop_sessions:
+            del sessions, session
+        gc.collect()
+        parked = tracemalloc.get_traced_memory()[0]
+        if drop_sessions:
+            snapshot = tracemalloc.take_snapshot()
+            out["parked_top"] = [
+                str(stat) for stat in snapshot.statistics("lineno")[:8] if stat.size > count * 16
+            ]
+            out["sessions_alive"] = sum(
+                isinstance(o, lash.Session) and o.id.startswith("idle") for o in gc.get_objects()
+            )
+            # What the host holds: the handle, its session id, its options overrides.
+            out["handle"] = sum(
+                sys.getsizeof(h) + sys.getsizeof(h.session_id) + sys.getsizeof(h.options)
+                for h in handles
+            ) / len(handles)
+        tracemalloc.stop()
         out["per_open"] = (opened - base) / count
         out["released"] = (opened - parked) / count
         out["per_parked"] = (parked - base) / count

@@ -44,9 +44,11 @@ lease reports, ``COMMIT``) and a queued input (the same, with ``input_requests``
 whole delta (nodes, states, usage, settled claims, applied commands, the turn record, events,
 the lease's release); SQLite applies a statement whole or not at all, and runs one outside
 ``BEGIN`` as a transaction of its own. The trigger first checks the lease and that the stored
-head is the one the commit was computed from. A store remembers the head of the sessions it
-committed last, so the next commit of such a session is that statement alone: one round trip.
-Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
+head is the one the commit was computed from. A lease acquisition reads the session's head in
+its transaction, and the store keeps it (then the one each commit leaves) while the lease is
+held, forgetting it when the lease is released: so an execution's commits are that statement
+alone, one round trip, and a session between executions costs the store no memory. Any other
+commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
 (``delta.enqueue``) takes one round trip more; one that starts processes
@@ -92,8 +94,8 @@ from lash_plugins_builtin._sqlite_url import (
 
 __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
 
-#: How many sessions' heads a store remembers for one-round-trip commits (the most recently
-#: committed ones; a commit of another session reads its head first).
+#: How many sessions' heads a store remembers for one-round-trip commits (those whose lease
+#: it holds: the most recently committed; a commit of another session reads its head first).
 HEADS_REMEMBERED = 4096
 
 #: Run the statements of an operation as one function on aiosqlite's worker thread (see
@@ -244,9 +246,8 @@ class SQLiteStore:
             raise
         return conn
 
-    def _begin_inline(self) -> sqlite3.Connection | None:
-        """The inline connection inside a ``BEGIN IMMEDIATE`` it just ran, or None: not used
-        here, or the write lock is taken (by this store's worker or another process)."""
+    def _direct(self) -> sqlite3.Connection | None:
+        """The inline connection (opened on first use), or None where it is not used."""
         if self._inline is False:
             return None
         if self._inline is None or self._inline is True:
@@ -255,8 +256,15 @@ class SQLiteStore:
             except sqlite3.Error:
                 self._inline = False  # the worker's connection does everything, as before
                 return None
-        direct = self._inline
-        assert isinstance(direct, sqlite3.Connection)
+        assert isinstance(self._inline, sqlite3.Connection)
+        return self._inline
+
+    def _begin_inline(self) -> sqlite3.Connection | None:
+        """The inline connection inside a ``BEGIN IMMEDIATE`` it just ran, or None: not used
+        here, or the write lock is taken (by this store's worker or another process)."""
+        direct = self._direct()
+        if direct is None:
+            return None
         try:
             direct.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
@@ -404,12 +412,33 @@ class SQLiteStore:
             yield conn, rows
             await _pipeline(conn, ("run", "COMMIT", ()))
 
-    async def _read(self, *reads: tuple[str, Any]) -> list[list[Any]]:
+    async def _read(self, *reads: tuple[str, Any], inline: bool = False) -> list[list[Any]]:
         """The rows of ``reads`` (``(sql, parameters)``), from one snapshot of the database.
 
         ``BEGIN``, the reads and ``COMMIT`` go to the worker thread together (one round trip):
         a transaction that writes nothing commits nothing, whatever a read did.
+
+        ``inline`` (a read of a few rows by key, which a turn makes while it runs): on the
+        inline connection, on this thread, as the small writes are (see :meth:`_operation`).
+        A round trip to the worker costs more than such a read, and the connection's lock is
+        held meanwhile: with many sessions in one process, those round trips queued every
+        other operation behind them. Readers do not wait for writers in WAL mode; should the
+        read find the database busy all the same (a recovery), the worker does it.
         """
+        if inline and ONE_HOP:
+            async with self._lock:
+                await self._connection()  # opened (and migrated) before the inline one reads
+                direct = self._direct()
+                if direct is not None and not direct.in_transaction:
+                    try:
+                        direct.execute("BEGIN DEFERRED")
+                        try:
+                            return [direct.execute(sql, p).fetchall() for sql, p in reads]
+                        finally:
+                            direct.execute("COMMIT")  # it wrote nothing: this cannot fail
+                    except sqlite3.OperationalError:
+                        if direct.in_transaction:
+                            direct.rollback()
         async with self._operation() as conn:
             rows = await _pipeline(
                 conn,
@@ -420,26 +449,30 @@ class SQLiteStore:
         return [list(r) for r in rows[1:-1]]
 
     async def _write_then_read(
-        self, write: tuple[str, Any], read: tuple[str, Any]
-    ) -> tuple[sqlite3.Error | None, list[Any]]:
-        """One statement that writes, then a read, in one transaction and one round trip:
-        ``BEGIN``, the write, the read, ``COMMIT``. The write is the transaction's first
+        self, write: tuple[str, Any], read: tuple[str, Any], *more: tuple[str, Any]
+    ) -> tuple[sqlite3.Error | None, list[Any], list[list[Any]]]:
+        """One statement that writes, then reads, in one transaction and one round trip:
+        ``BEGIN``, the write, the reads, ``COMMIT``. The write is the transaction's first
         statement, so it takes the write lock before reading anything (as ``BEGIN IMMEDIATE``
         would), and it applies whole or not at all: the ``COMMIT`` behind it commits it, or
-        nothing when it failed. Returns the write's error (``None``: it succeeded) and the rows
-        of the read, which sees the write."""
+        nothing when it failed. Returns the write's error (``None``: it succeeded), the rows
+        of ``read`` and those of each of ``more``, which see the write."""
         async with self._operation(inline=True) as conn:
-            begun, written, rows, committed = await _gather(
-                conn, ("run", "BEGIN", ()), ("run", *write), ("rows", *read), ("run", "COMMIT", ())
+            begun, written, *reads, committed = await _gather(
+                conn,
+                ("run", "BEGIN", ()),
+                ("run", *write),
+                ("rows", *read),
+                *(("rows", *r) for r in more),
+                ("run", "COMMIT", ()),
             )
-            for result in (begun, rows, committed):
+            for result in (begun, *reads, committed):
                 if isinstance(result, BaseException):
                     raise result
-            if not isinstance(written, BaseException):
-                return None, list(rows)
-            if not isinstance(written, sqlite3.Error):
+            if isinstance(written, BaseException) and not isinstance(written, sqlite3.Error):
                 raise written
-        return written, list(rows)
+        rows, *others = (list(r) for r in reads)
+        return (written if isinstance(written, sqlite3.Error) else None), rows, others
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -467,14 +500,22 @@ class SQLiteStore:
             None if turn is None else stored_text(turn),
             encoded,
         )
-        failure, rows = await self._write_then_read(
-            (schema.ACQUIRE, request), (schema.LEASE, {"sid": session_id, "now": now})
+        sid = (session_id,)
+        failure, rows, (head_rows, state_rows) = await self._write_then_read(
+            (schema.ACQUIRE, request),
+            (schema.LEASE, {"sid": session_id, "now": now}),
+            (schema.HEAD, sid),
+            (schema.STATE_HASHES, sid),
         )
         if failure is not None and not _raised(failure, schema.BUSY):
             raise self._explain(failure) from failure
         holder, token, holder_expires, revision, inputs, commands = rows[0]
         if failure is not None:
             raise lash.SessionBusy(session_id, owner=holder, expires_at=holder_expires, token=token)
+        # The head as the lease found it, read in the same transaction: the execution's first
+        # commit continues from it in one round trip. Remembered while the lease is held only,
+        # so an idle or parked session costs the store nothing.
+        self._remember(session_id, _Head.of_row(head_rows[0], dict(state_rows)))
         return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
@@ -482,7 +523,7 @@ class SQLiteStore:
         now = time.time()
         expires_at = now + ttl
         renew = {"sid": sid, "owner": lease.owner, "token": lease.token, "expires_at": expires_at}
-        failure, rows = await self._write_then_read(
+        failure, rows, _ = await self._write_then_read(
             (schema.RENEW_LEASE, renew), (schema.LEASE, {"sid": sid, "now": now})
         )
         if failure is not None:
@@ -497,6 +538,7 @@ class SQLiteStore:
         )
 
     async def release_lease(self, lease: lash.store.Lease) -> None:
+        self._heads.pop(lease.session_id, None)
         async with self._operation(inline=True) as conn:
             # One statement: it releases the lease only while it is still this one.
             release = (lease.session_id, lease.owner, lease.token)
@@ -564,7 +606,7 @@ class SQLiteStore:
                 row, new_head = _plan(session_id, lease, head, delta, encoded, now)
                 commit = _Commit(session_id, lease, expected_revision, encoded, row, now)
                 if await commit.send(conn, begun=False):
-                    self._remember(session_id, new_head)
+                    self._remember(session_id, new_head, delta)
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
@@ -592,10 +634,16 @@ class SQLiteStore:
             await _Commit(session_id, lease, expected_revision, encoded, row, now, after).send(
                 conn, begun=True
             )
-            self._remember(session_id, new_head)
+            self._remember(session_id, new_head, delta)
             return new_head.revision
 
-    def _remember(self, session_id: str, head: _Head) -> None:
+    def _remember(
+        self, session_id: str, head: _Head, delta: lash.store.CommitDelta | None = None
+    ) -> None:
+        """Keep ``head`` for the session's next commit, while its lease is held (a commit that
+        releases the lease forgets it: the next execution's lease reads it again)."""
+        if delta is not None and delta.release:
+            return
         heads = self._heads
         heads[session_id] = head
         if len(heads) > HEADS_REMEMBERED:  # the least recently committed goes (dict order)
@@ -670,7 +718,7 @@ class SQLiteStore:
             if draft.key is None
             else (schema.INPUT_BY_KEY, {**found, "key": stored_text(draft.key)})
         )
-        failure, rows = await self._write_then_read((schema.ENQUEUE, request), read)
+        failure, rows, _ = await self._write_then_read((schema.ENQUEUE, request), read)
         if failure is not None and not (_raised(failure, schema.KEY_CONFLICT) and rows):
             raise self._explain(failure) from failure
         if failure is not None and draft.key is not None:
@@ -814,7 +862,8 @@ class SQLiteStore:
 
     async def turn_record(self, session_id: str, turn_id: str) -> lash.store.TurnRecord | None:
         check_session_id(session_id)
-        (rows,) = await self._read((schema.TURN_RECORD, (session_id, stored_text(turn_id))))
+        key = (session_id, stored_text(turn_id))
+        (rows,) = await self._read((schema.TURN_RECORD, key), inline=True)
         return _turn_record(session_id, turn_id, _first(rows))
 
     async def request_cancel(
@@ -854,7 +903,8 @@ class SQLiteStore:
         self, session_id: str, turn_id: str
     ) -> lash.store.CancelRequest | None:
         check_session_id(session_id)
-        (rows,) = await self._read((schema.CANCEL_REQUEST, (session_id, stored_text(turn_id))))
+        key = (session_id, stored_text(turn_id))
+        (rows,) = await self._read((schema.CANCEL_REQUEST, key), inline=True)
         if not rows:
             return None
         origin, reason, at = rows[0]
@@ -1001,7 +1051,7 @@ class SQLiteStore:
         if progress is None:
             # One statement (extend the claim if it is still this token's), then the record.
             extend = {**found, "token": token, "expires_at": now + ttl}
-            failure, rows = await self._write_then_read(
+            failure, rows, _ = await self._write_then_read(
                 (schema.EXTEND_PROCESS_CLAIM, extend), (schema.PROCESS_BY_ID, found)
             )
             if failure is not None:
@@ -1694,15 +1744,37 @@ def _maybe_text(value: str | None) -> str | bytes | None:
 def _node_row(session_id: str, node: lash.GraphNode) -> _NodeRow:
     # The tagged form ("type": "user", "plugin", ...) so that from_data knows the variant;
     # the tag is also the row's `kind` column. Key order is kept: tool-call arguments go back
-    # to the provider as they came.
-    data = lash.to_data(node, lash.GraphNode)
-    text = _dumps(session_id, f"node {node.id!r}", data)
+    # to the provider as they came. node_json writes the text to_data + dumps would, through a
+    # writer generated per node class: a third of the cost.
+    try:
+        text: str | None = lash.store.node_json(node)
+    except (TypeError, ValueError):
+        text = None  # not JSON data: the general path below says what is wrong, and where
+    if text is None or not _utf8(text):
+        text = _dumps(session_id, f"node {node.id!r}", lash.to_data(node, lash.GraphNode))
+    kind = _KINDS.get(type(node))
+    if kind is None:
+        kind = _KINDS[type(node)] = str(lash.to_data(node, lash.GraphNode)["type"])
     user_text = _summary_text(node.text) if isinstance(node, lash.UserMessage) else None
     opens_frame = isinstance(node, lash.FrameBoundary)
-    kind = str(data["type"])
-    # How a turn ended, for the listing's status (the TurnOutcome node, by its tag).
-    outcome = str(data["outcome"]) if kind == "outcome" else None
+    # How a turn ended, for the listing's status.
+    outcome = str(node.outcome) if isinstance(node, lash.TurnOutcome) else None
     return node.id, kind, node.frame_id, node.turn, text, opens_frame, user_text, outcome
+
+
+#: The tag (the ``kind`` column) of each node class, learnt from ``to_data`` on first sight.
+_KINDS: dict[type, str] = {}
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be stored as UTF-8 text (lone surrogates cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _summary_text(text: str) -> str:

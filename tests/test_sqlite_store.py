@@ -450,8 +450,11 @@ async def test_cancelled_commit_is_all_or_nothing_and_the_store_stays_usable(
     (On the worker thread: an inline commit runs to its end before anything else can run.)"""
     db = tmp_path / "lash.db"
     monkeypatch.setattr(sqlite_module, "INLINE", False)
-    async with opened(db) as store:
-        lease = await leased(store, "s")
+    async with opened(db) as store, opened(db) as holder:
+        # The lease taken through another store: this one has no head yet, so its commits read
+        # the head first (two round trips) until one succeeds, and a cancellation can land
+        # between them (a lease taken through this store would have read it already).
+        lease = await leased(holder, "s")
         revision = 0
         outcomes = set()
         for attempt in range(40):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import functools
+import json
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -389,6 +390,135 @@ class _Builders:
             return [f"{indent}{var} = {self._name(nested)}({var})"]
         hook = self.conv.get_structure_hook(tp)
         return [f"{indent}{var} = {self._name(hook)}({var}, {self._name(tp)})"]
+
+
+#: What :func:`node_json` writes: compact, non-ASCII kept (a store decides what to do with
+#: text its column type cannot hold), keys in field order.
+_encode_general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@functools.cache
+def _node_writers() -> dict[type, Callable[[Any], str]]:
+    """``{node class: writer}``: the generated JSON writer of each graph node variant."""
+    from lash._contract.graph import GraphNode
+
+    writers = _Writers(data_converter())
+    found: dict[type, Callable[[Any], str]] = {}
+    for cl in typing.get_args(GraphNode):
+        write = writers.build(cl, ("type", NODE_KINDS[cl.__name__]))
+        if write is not None:
+            found[cl] = write
+    return found
+
+
+def node_json(node: Any) -> str:
+    """The compact JSON text of a graph node's stored form: exactly
+    ``json.dumps(to_data(node, GraphNode), separators=(",", ":"), ensure_ascii=False)``.
+
+    A writer generated once per node class builds the text straight from the fields; a value it
+    does not know goes the general way (and a value that is not JSON data raises its error).
+
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
+    """
+    write = _node_writers().get(type(node))
+    if write is not None:
+        try:
+            return write(node)
+        except Exception:
+            pass
+    from lash._contract.graph import GraphNode
+
+    return _encode_general(to_data(node, GraphNode))
+
+
+class _Writers:
+    """Generate JSON writers for attrs classes: the converter's unstructured form, encoded.
+
+    A writer reads each field, checks its exact type (``str``, ``int``, ``bool``, ``None`` for
+    ``X | None``, a tuple for ``tuple[X, ...]``, the exact class for a nested attrs class) and
+    writes its JSON; any other field type is unstructured by the converter's own hook and
+    encoded by the general encoder, so the text is the one the general path writes. It raises
+    for anything else (a subclass, a value of an unexpected type): the caller then takes the
+    general path.
+    """
+
+    def __init__(self, conv: cattrs.Converter) -> None:
+        self.conv = conv
+        self.env: dict[str, Any] = {
+            "_Unfit": _Unfit,
+            "_s": json.encoder.encode_basestring,  # the general encoder's, for non-ASCII kept
+            "_i": int.__repr__,  # how json writes an int (an int subclass's repr may differ)
+            "_g": _encode_general,
+        }
+        self.built: dict[tuple[type, tuple[str, str] | None], Callable[[Any], str] | None] = {}
+
+    def build(self, cl: type, tag: tuple[str, str] | None = None) -> Callable[[Any], str] | None:
+        key = (cl, tag)
+        if key not in self.built:
+            self.built[key] = None  # a class nested in itself: the general path there
+            self.built[key] = self._generate(cl, tag)
+        return self.built[key]
+
+    def _name(self, value: Any) -> str:
+        name = f"_v{len(self.env)}"
+        self.env[name] = value
+        return name
+
+    def _generate(self, cl: type, tag: tuple[str, str] | None) -> Callable[[Any], str] | None:
+        fields = list(attrs.fields(cl))
+        if tag is not None and tag[0] in {a.name for a in fields}:
+            return None
+        lines = ["def write(o):", f"    if type(o) is not {self._name(cl)}:"]
+        lines.append("        raise _Unfit")
+        parts = []
+        for i, a in enumerate(fields):
+            if isinstance(a.type, str) or a.type is None:
+                return None  # an unresolved annotation: the general path knows what to do
+            lines.append(f"    f{i} = o.{a.name}")
+            checks, expr = self._field(a.type, f"f{i}")
+            lines += [f"    {line}" for line in checks]
+            lines.append(f"    j{i} = {expr}")
+            parts.append(f"{json.dumps(a.name)}:{{j{i}}}")
+        if tag is not None:
+            parts.append(f"{json.dumps(tag[0])}:{json.dumps(tag[1])}")
+        body = ",".join(parts)
+        # An f-string: one BUILD_STRING of the pieces (the braces of the JSON object doubled).
+        lines.append(f"    return f{'{{' + body + '}}'!r}")
+        namespace = dict(self.env)
+        exec(compile("\n".join(lines), f"<lash writer {cl.__qualname__}>", "exec"), namespace)
+        write: Callable[[Any], str] = namespace["write"]
+        return write
+
+    def _field(self, tp: Any, var: str) -> tuple[list[str], str]:
+        """Lines that check ``var`` against ``tp`` (raising :class:`_Unfit`), and the expression
+        of its JSON text."""
+        fail = "    raise _Unfit"
+        if tp is str:
+            return [f"if type({var}) is not str:", fail], f"_s({var})"
+        if tp is int:
+            return [f"if type({var}) is not int:", fail], f"_i({var})"
+        if tp is bool:
+            return [f"if type({var}) is not bool:", fail], f"'true' if {var} else 'false'"
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is typing.Literal and all(type(a) is str for a in args):
+            return [f"if type({var}) is not str:", fail], f"_s({var})"
+        if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            (inner,) = [a for a in args if a is not type(None)]
+            checks, expr = self._field(inner, var)
+            guarded = [f"if {var} is not None:", *(f"    {line}" for line in checks)]
+            return guarded, f"'null' if {var} is None else {expr}"
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis and attrs.has(args[0]):
+            item = self.build(args[0])
+            if item is not None:
+                items = f"','.join([{self._name(item)}(x) for x in {var}])"
+                return [f"if type({var}) is not tuple:", fail], f"'[' + {items} + ']'"
+        if attrs.has(tp) and (nested := self.build(tp)) is not None:
+            return [], f"{self._name(nested)}({var})"
+        if tp is Any:
+            # As cattrs unstructures a field typed Any: by the value's own class.
+            return [], f"_g({self._name(self.conv.unstructure)}({var}))"
+        hook = self.conv.get_unstructure_hook(tp)
+        return [], f"_g({self._name(hook)}({var}))"
 
 
 def describe_value(value: Any, *, redacted: bool = False) -> str:

@@ -1,0 +1,142 @@
+"""The generated node codecs (JSON writers for commits, builders for resume) against the
+general cattrs path they stand in for: the same JSON text, the same values back."""
+
+from __future__ import annotations
+
+import enum
+import json
+import typing
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_sqlite_store import graph_nodes, json_values
+
+import lash
+import lash.store
+from lash._contract.serialization import (
+    NODE_KINDS,
+    _Builders,
+    _node_writers,
+    data_converter,
+)
+
+
+def general_json(node: Any) -> str:
+    """What :func:`lash.store.node_json` promises: ``to_data`` (cattrs) + ``json.dumps``."""
+    data = lash.to_data(node, lash.GraphNode)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def cattrs_structure(data: Any) -> Any:
+    """The general decoding path: cattrs' own tagged union, with detailed validation."""
+    return data_converter().structure(data, lash.GraphNode)
+
+
+def test_every_node_class_gets_a_writer_and_a_builder() -> None:
+    """Each of the seven node variants has a generated writer and a generated builder (the
+    fast paths are not silently off)."""
+    classes = typing.get_args(lash.GraphNode)
+    assert len(classes) == len(NODE_KINDS) == 7
+    assert set(_node_writers()) == set(classes)
+    builders = _Builders(data_converter(detailed=False)).for_union(
+        lash.GraphNode, "type", NODE_KINDS
+    )
+    assert set(builders) == set(NODE_KINDS.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(node=graph_nodes())
+def test_generated_writer_writes_the_general_json(node: Any) -> None:
+    """The node's generated writer (called directly: no fallback) writes exactly the text of
+    to_data + json.dumps, and node_json returns it."""
+    expected = general_json(node)
+    assert _node_writers()[type(node)](node) == expected
+    assert lash.store.node_json(node) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(node=graph_nodes())
+def test_generated_builder_builds_what_cattrs_builds(node: Any) -> None:
+    """The stored text read back through the generated builder (called directly), through
+    from_data, and through cattrs' general union: three equal nodes, equal to the original."""
+    data = json.loads(lash.store.node_json(node))
+    builders = _Builders(data_converter(detailed=False)).for_union(
+        lash.GraphNode, "type", NODE_KINDS
+    )
+    built = builders[data["type"]](dict(data))
+    assert built == cattrs_structure(dict(data)) == node
+    assert type(built) is type(node)
+    assert lash.from_data(data, lash.GraphNode) == node
+
+
+@settings(max_examples=50, deadline=None)
+@given(nodes=st.lists(graph_nodes(), max_size=8))
+def test_many_nodes_decode_as_one_tuple_like_one_by_one(nodes: list[Any]) -> None:
+    """A frame's nodes decoded as one tuple (the resume path) equal the nodes decoded one by
+    one through cattrs."""
+    datas = json.loads("[" + ",".join(lash.store.node_json(n) for n in nodes) + "]")
+    assert lash.from_data(datas, tuple[lash.GraphNode, ...]) == tuple(nodes)
+    assert tuple(cattrs_structure(d) for d in datas) == tuple(nodes)
+
+
+class Text(str):
+    """A str subclass: not what a writer expects for a text field."""
+
+
+class Turn(enum.IntEnum):
+    FIRST = 1
+
+
+def user(**fields: Any) -> lash.UserMessage:
+    base: dict[str, Any] = {"id": "n1", "parent_id": None, "frame_id": "f", "turn": 1}
+    return lash.UserMessage(**{**base, "text": "hi", **fields})
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        user(text=Text("a subclass")),
+        user(turn=True),  # a bool where an int belongs: json writes true
+        user(turn=Turn.FIRST),
+        user(text="caf\u00e9 \U0001f600 \ud800 lone surrogate"),
+        user(items=({"k": [1, 2.5, None, "x"]}, "y")),
+        lash.PluginNode(
+            id="p", parent_id="n1", frame_id="f", turn=1, plugin="p", kind="k", data=(1, "a")
+        ),
+        lash.AssistantMessage(
+            id="a",
+            parent_id=None,
+            frame_id="f",
+            turn=2,
+            text="",
+            tool_calls=[lash.ToolCall("c", "echo", {"b": 1, "a": 2})],  # type: ignore[arg-type]
+        ),
+    ],
+    ids=["str-subclass", "bool-turn", "intenum-turn", "unicode", "items", "tuple-data", "list"],
+)
+def test_unusual_values_give_the_general_json(node: Any) -> None:
+    """Values outside the writers' exact types (subclasses, a bool for an int, a list for a
+    tuple) and any Unicode give the same text as the general path."""
+    assert lash.store.node_json(node) == general_json(node)
+
+
+def test_what_is_not_json_fails_like_json_dumps() -> None:
+    """A plugin node whose data is not JSON data: node_json raises json's TypeError."""
+    node = lash.PluginNode(
+        id="p", parent_id=None, frame_id="f", turn=1, plugin="p", kind="k", data={"x": object()}
+    )
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        lash.store.node_json(node)
+
+
+@given(data=json_values)
+def test_plugin_data_of_any_json_value(data: Any) -> None:
+    """A plugin node holding any JSON value: the general text, and it reads back equal."""
+    node = lash.PluginNode(
+        id="p", parent_id=None, frame_id="f", turn=1, plugin="p", kind="k", data=data
+    )
+    text = lash.store.node_json(node)
+    assert text == general_json(node)
+    assert lash.from_data(json.loads(text), lash.GraphNode) == node

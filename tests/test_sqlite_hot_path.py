@@ -1,0 +1,116 @@
+"""The ``sqlite://`` store's turn path: what runs on the event loop's thread, and what the store
+keeps in memory between executions (real SQLite files)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import lash
+import lash.store
+from lash_plugins_builtin.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def opened(path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(f"sqlite:///{path}")
+    try:
+        await store.open()
+        yield store
+    finally:
+        await store.close()
+
+
+def user_node(n: int, frame: str = "F") -> lash.UserMessage:
+    return lash.UserMessage(id=f"n{n}", parent_id=None, frame_id=frame, turn=n, text=f"hi {n}")
+
+
+async def test_a_turns_point_reads_run_on_the_event_loops_thread(tmp_path: Path) -> None:
+    """The cancel request of a running turn and a committed turn's record are read without a
+    round trip to the worker thread (its connection runs no statement), and read what another
+    store on the file wrote."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store, opened(db) as other:
+        lease = await store.acquire_lease("s", "host", ttl=30, turn="t1")
+        receipt = await other.request_cancel("s", "t1", origin="watcher", reason="enough")
+        assert receipt.status == "requested"
+        conn = store._conn
+        assert conn is not None
+        on_worker = 0
+
+        def count() -> int:
+            nonlocal on_worker
+            on_worker += 1
+            return 0
+
+        await conn.set_progress_handler(count, 1)
+        request = await store.cancel_request("s", "t1")
+        assert request is not None
+        assert (request.origin, request.reason) == ("watcher", "enough")
+        assert await store.cancel_request("s", "t2") is None
+        assert await store.turn_record("s", "t1") is None
+        assert on_worker == 0, "a point read went to the worker thread"
+        turn = lash.store.TurnRecord("s", "t1", 1, "completed", revision=1)
+        delta = lash.store.CommitDelta(nodes=(user_node(1),), turns=1, turn=turn, release=True)
+        assert await store.commit("s", lease=lease, expected_revision=0, delta=delta) == 1
+        record = await store.turn_record("s", "t1")
+        assert record is not None and (record.turn_id, record.outcome) == ("t1", "completed")
+        assert on_worker == 0
+        await conn.set_progress_handler(None, 1)
+
+
+async def test_the_head_is_kept_while_the_lease_is_held_and_commits_in_one_statement(
+    tmp_path: Path,
+) -> None:
+    """Acquiring a lease reads the head in its transaction, so the execution's first commit is
+    the commit statement alone (no read of the head); releasing the lease (by the commit or by
+    release_lease) forgets it: a session between executions costs the store no memory."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        revision = 0
+        for n in range(3):
+            lease = await store.acquire_lease("s", "host", ttl=30)
+            assert set(store._heads) == {"s"}
+            direct = store._direct()
+            assert direct is not None
+            statements: list[str] = []
+            direct.set_trace_callback(statements.append)
+            delta = lash.store.CommitDelta(nodes=(user_node(n),), turns=1, release=n != 1)
+            revision = await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+            direct.set_trace_callback(None)
+            assert revision == n + 1
+            reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+            assert reads == [], statements
+            assert any("INSERT INTO commit_requests" in s for s in statements), statements
+            if n == 1:  # not released by its commit: kept until release_lease
+                assert set(store._heads) == {"s"}
+                await store.release_lease(lease)
+            assert store._heads == {}
+        record = await store.load("s")
+        assert record is not None
+        assert (record.revision, [node.id for node in record.nodes]) == (3, ["n0", "n1", "n2"])
+
+
+async def test_a_head_changed_while_the_lease_was_held_refuses_the_commit(tmp_path: Path) -> None:
+    """The head read with the lease is only a starting point: if the stored head moved (here a
+    commit by another store that took the lease over), the guard refuses the commit."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store, opened(db) as other:
+        lease = await store.acquire_lease("s", "first", ttl=30)
+        taken = await other.acquire_lease("s", "second", ttl=30, take_over=lease)
+        delta = lash.store.CommitDelta(nodes=(user_node(1),), turns=1)
+        assert await other.commit("s", lease=taken, expected_revision=0, delta=delta) == 1
+        try:
+            await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        except lash.LeaseLost:
+            pass
+        else:
+            raise AssertionError("a commit under a lease taken over was accepted")
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (1,)
