@@ -45,7 +45,7 @@ share a database, or a schema, with an application):
     indexes keep what a claim reads small: the pending ones, the claims by expiry, the finished
     ones not notified yet. A claim locks the row it takes with ``FOR UPDATE SKIP LOCKED``.
 ``lash_blobs``
-    Content-addressed bytes (migration 5): the images of turn input, by sha256, written once
+    Content-addressed bytes (migration 4): the images of turn input, by sha256, written once
     whatever the number of messages (of any session) that refer to them.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied.
@@ -1073,7 +1073,7 @@ _PROCESS_TYPES = {
 }
 _SELECT_PROCESS = f"SELECT {', '.join(PROCESS_COLUMNS)} FROM {PROCESS_TABLE}"
 
-#: Content-addressed bytes (the images of turn input), shared by every session (migration 5).
+#: Content-addressed bytes (the images of turn input), shared by every session (migration 4).
 _MEDIA_BLOBS = """CREATE TABLE IF NOT EXISTS lash_blobs (
     sha256 text PRIMARY KEY,
     data bytea NOT NULL,
@@ -1121,7 +1121,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     # 4 is the approvals step, on its own branch.
-    Migration(5, "media blobs", (_MEDIA_BLOBS,)),
+    Migration(4, "media blobs", (_MEDIA_BLOBS,)),
 )
 
 #: The newest migration id this lash knows.

@@ -55,7 +55,7 @@ Tables (one database file holds many sessions):
     indexes keep what a claim reads small: the pending processes in start order, the claims by
     expiry, and the finished ones not yet notified.
 ``media_blobs``
-    Content-addressed bytes (migration 7): the images of turn input, keyed by their sha256,
+    Content-addressed bytes (migration 6): the images of turn input, keyed by their sha256,
     written once whatever the number of messages (of any session) that refer to them.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied to the file.
@@ -736,7 +736,7 @@ _CHILD_SESSIONS = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
-# -- migration 7: media blobs (6 is the approvals step, on its own branch) ------------------
+# -- migration 6: media blobs --------------------------------------------------------------
 
 _MEDIA_BLOBS = (
     # Content-addressed bytes (the images of turn input), shared by every session of the file.
@@ -755,7 +755,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "mailbox", (*_MAILBOX_TABLES, *_ONE_STATEMENT_WRITES), _move_legacy_pending),
     Migration(4, "processes", _PROCESS_TABLES),
     Migration(5, "child sessions", _CHILD_SESSIONS),
-    Migration(7, "media blobs", _MEDIA_BLOBS),
+    Migration(6, "media blobs", _MEDIA_BLOBS),
 )
 
 #: The newest migration id this lash knows.

@@ -58,7 +58,7 @@ async def test_a_database_from_before_processes_is_migrated(
             (1, "initial schema"),
             (2, "processes"),
             (3, "child sessions"),
-            (5, "media blobs"),
+            (4, "media blobs"),
         ]
         record = await store.load("old")
         assert record is not None and record.revision == 1
