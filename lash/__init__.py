@@ -111,6 +111,7 @@ if typing.TYPE_CHECKING:
         Usage,
     )
     from lash._kernel.core import LashCore
+    from lash._kernel.event_json import event_json, turn_event_json
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
     from lash._kernel.processes import Processes
@@ -237,6 +238,7 @@ __all__ = [
     "UserMessage",
     "ValidationError",
     "collect_response",
+    "event_json",
     "from_data",
     "hookimpl",
     "hookspec",
@@ -245,4 +247,5 @@ __all__ = [
     "raw_tool",
     "to_data",
     "tool",
+    "turn_event_json",
 ]

@@ -77,6 +77,13 @@ from lash._contract.types import (
     Usage,
 )
 from lash._kernel import operations
+from lash._kernel.event_json import (
+    result_data,
+    text_delta_data,
+    tool_call_finished_data,
+    tool_call_started_data,
+    turn_end_data,
+)
 from lash._kernel.prompt import prompt_view
 from lash._kernel.tool_calls import project, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
@@ -454,23 +461,8 @@ class Turn:
         runtime.pending_events.append(
             EventDraft(
                 "turn_committed",
-                {
-                    "turn_id": self.id,
-                    "index": self.index,
-                    "outcome": result.outcome,
-                    "reason": result.reason,
-                    "revision": revision,
-                    "result": data,
-                    # What the turn's tool calls were (observers elsewhere saw none live).
-                    "tool_calls": [
-                        {
-                            "call_id": r.call.id,
-                            "name": r.call.name,
-                            "is_error": r.result.is_error,
-                        }
-                        for r in self._records
-                    ],
-                },
+                # tool_calls names the turn's calls (observers elsewhere saw none live).
+                turn_end_data(self.id, self.index, data, self._records),
             )
         )
         return await runtime.commit(turns=1, turn=record)
@@ -625,7 +617,7 @@ class Turn:
                 if live:
                     runtime.core.notify(
                         runtime.id,
-                        live=[EventDraft("text_delta", {"turn_id": self.id, "text": event.text})],
+                        live=[EventDraft("text_delta", text_delta_data(self.id, event.text))],
                     )
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
@@ -656,7 +648,7 @@ class Turn:
             self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
             self._emit(ToolCallStarted(call))
             if live:  # live only: the committed turn holds its calls (graph, turn_committed)
-                started = {"turn_id": self.id, "call": call_data(call)}
+                started = tool_call_started_data(self.id, call)
                 runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
         if len(calls) == 1:  # no tasks for the common single call
             results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
@@ -680,16 +672,7 @@ class Turn:
             self._records.append(record)
             self._emit(ToolCallFinished(final_call, result))
             if live:
-                finished = {
-                    "turn_id": self.id,
-                    "call_id": call.id,
-                    "name": final_call.name,
-                    "result": {
-                        "call_id": result.call_id,
-                        "content": result.content,
-                        "is_error": result.is_error,
-                    },
-                }
+                finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
                 runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
         await self.checkpoint("after_tools")
         return [r for _, r in results]
@@ -762,43 +745,6 @@ class _Keeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, LashError):
                 await task
-
-
-def result_data(result: TurnResult) -> dict[str, Any]:
-    """``to_data(result)`` without its tool calls (they are in the graph), written out: a
-    turn's commit stores it, and cattrs would walk the tool calls for nothing."""
-    usage = result.usage
-    return {
-        "session_id": result.session_id,
-        "index": result.index,
-        "outcome": result.outcome,
-        "text": result.text,
-        "reason": result.reason,
-        "error": result.error,
-        "error_plugin": result.error_plugin,
-        "error_hook": result.error_hook,
-        "detail": result.detail,
-        "tool_calls": [],
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens,
-        },
-        "revision": result.revision,
-        "turn_id": result.turn_id,
-        "cancelled_by": result.cancelled_by,
-        "cancel_reason": result.cancel_reason,
-    }
-
-
-def call_data(call: ToolCall) -> dict[str, Any]:
-    """``to_data(call)``, written out (the arguments are JSON already)."""
-    return {
-        "id": call.id,
-        "name": call.name,
-        "arguments": dict(call.arguments),
-        "invalid_arguments": call.invalid_arguments,
-    }
 
 
 def result_of_record(record: TurnRecord) -> TurnResult:
