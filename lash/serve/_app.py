@@ -234,7 +234,7 @@ class _Api:
         if record is None:
             running = any(t for t in self.turns if not t.done())
             raise ApiError(
-                "not_found",
+                "unknown_turn",
                 f"session {session_id!r} has no committed turn {turn_id!r}"
                 + (" (it may still be running)" if running else ""),
             )
@@ -269,7 +269,7 @@ class _Api:
         if protocol not in ("lash", "ag-ui"):
             raise ApiError("invalid_request", f"protocol is 'lash' or 'ag-ui', not {protocol!r}")
         after = request.query_params.get("after") or request.headers.get("last-event-id") or None
-        await self._require(session_id)
+        # (no 404 for a session that does not exist yet: its first input or turn will show)
         await checked_after(self.core, session_id, after)
         return StreamingResponse(
             event_stream(self.core, session_id, after, protocol=protocol),

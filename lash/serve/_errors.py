@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, int] = {
     "unauthorized": 401,
     "not_found": 404,
     "unknown_session": 404,
+    "unknown_turn": 404,
     "method_not_allowed": 405,
     "session_busy": 409,
     "input_conflict": 409,

@@ -55,9 +55,14 @@ async def checked_after(core: LashCore, session_id: str, after: str | None) -> N
 async def _with_keepalive(
     items: AsyncIterator[ObservedEvent | ObservationGap], keepalive: float
 ) -> AsyncIterator[ObservedEvent | ObservationGap | None]:
-    """The items, and ``None`` whenever ``keepalive`` seconds pass without one."""
+    """``None`` once the observation is subscribed (so a client that got the stream's first
+    bytes misses no live event after them), then the items, and ``None`` whenever
+    ``keepalive`` seconds pass without one."""
     pending: asyncio.Future[ObservedEvent | ObservationGap] | None = None
     try:
+        pending = asyncio.ensure_future(anext(items))
+        await asyncio.sleep(0)  # the observation subscribes before its first await
+        yield None
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(items))
@@ -82,19 +87,21 @@ async def event_stream(
     protocol: str = "lash",
     keepalive: float = KEEPALIVE,
 ) -> AsyncIterator[bytes]:
-    """The SSE body: ``retry:`` first, then each event (or AG-UI events), until the client
-    goes away (Starlette then cancels this generator, which closes the observation)."""
-    yield b"retry: 1000\n\n"
+    """The SSE body: ``retry:`` first (once the observation is subscribed), then each event (or
+    AG-UI events), a comment when idle, until the client goes away (Starlette then cancels
+    this generator, which closes the observation)."""
     adapter = AgUiAdapter(session_id) if protocol == "ag-ui" else None
     # observe() is typed as an AsyncIterator; it is an async generator, closed here.
     items = cast(
         "AsyncGenerator[ObservedEvent | ObservationGap, None]",
         core.observe(session_id, after=after),
     )
+    first = True
     async with contextlib.aclosing(items):
         async for item in _with_keepalive(items, keepalive):
             if item is None:
-                yield b": keep-alive\n\n"
+                yield b"retry: 1000\n\n" if first else b": keep-alive\n\n"
+                first = False
                 continue
             data = event_json(item, after=after)
             if adapter is None:
