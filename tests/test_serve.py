@@ -5,6 +5,9 @@ SSE, the AG-UI adapter, the token, and the one error shape."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -369,3 +372,20 @@ def test_the_openapi_document_describes_the_routes(serve: Any) -> None:
             reply = client.get(concrete)
             assert reply.status_code == 200 or reply.json()["error"]["code"] != "not_found", path
         assert client.get("/sessions/nobody/processes").json() == {"processes": []}
+
+
+def test_the_serving_page_example(tmp_path: Path) -> None:
+    """docs/examples/serve_app.py (lash's API mounted in a host's app, and a turn's events as
+    JSON) prints what the serving page shows."""
+    examples = Path(__file__).resolve().parent.parent / "docs" / "examples"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    proc = subprocess.run(
+        [sys.executable, str(examples / "serve_app.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (examples / "serve_app.txt").read_text(encoding="utf-8")

@@ -196,12 +196,14 @@ class _Api:
         finally:
             await session.close()
 
-    def _track(self, task: asyncio.Task[Any]) -> None:
+    def _track(self, task: asyncio.Task[Any], *, awaited: bool) -> None:
         self.turns.add(task)
 
         def done(task: asyncio.Task[Any]) -> None:
             self.turns.discard(task)
-            if not task.cancelled() and task.exception() is not None:
+            # (an awaited turn's error is the response's; a turn started with 202 has no one
+            # else to tell)
+            if not awaited and not task.cancelled() and task.exception() is not None:
                 log.error("lash serve: a turn failed to run", exc_info=task.exception())
 
         task.add_done_callback(done)
@@ -218,7 +220,7 @@ class _Api:
         )
         page = await self.core.store.read_events(session_id, after=0, limit=0)
         task = asyncio.ensure_future(self._run_turn(session_id, text, turn_id))
-        self._track(task)
+        self._track(task, awaited=wait)
         if not wait:
             data = {"session_id": session_id, "turn_id": turn_id, "cursor": cursor_of(page.last)}
             return JSONResponse(data, status_code=202)
