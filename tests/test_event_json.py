@@ -6,35 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import serve_tools
 
 import lash
-from lash.serve._stream import AgUiAdapter
+from lash.serve._stream import AgUiAdapter, event_stream
 
 pytestmark = pytest.mark.anyio
 
 ENVELOPE = {"v", "type", "session_id", "cursor", "live", "at", "data"}
 
 
-def shout(text: str) -> str:
-    """Returns ``text`` in capitals."""
-    return text.upper()
-
-
-class Shouter:
-    lash_plugin = lash.PluginMeta(name="shouter")
-
-    @lash.hookimpl
-    def register_tools(self, register: lash.RegisterTool) -> None:
-        register(shout)
-
-
 def core_of(tmp_path: Path, responses: list[Any], query: str = "") -> lash.LashCore:
     return lash.LashCore(
-        plugins=["standard", "stores", "scripted", Shouter()],
+        plugins=["standard", "stores", "scripted", serve_tools],
         autoload=False,
         store=f"sqlite:///{tmp_path}/lash.db{query}",
         provider="scripted",
@@ -182,3 +171,30 @@ def test_ag_ui_of_a_failed_turn_is_run_error() -> None:
     out = adapter.translate(event("turn_committed", failed))
     assert [e["type"] for e in out] == ["RUN_STARTED", "RUN_ERROR"]
     assert out[-1]["message"] == "the model is down"
+
+
+async def test_an_event_stream_that_ends_unsubscribes(tmp_path: Path) -> None:
+    """The SSE body of lash serve: subscribed once its first bytes are out; closed (the client
+    went away) or cancelled mid-wait, the session has no observer left."""
+    async with core_of(tmp_path, []) as core:
+        body = event_stream(core, "s", None, keepalive=0.01)
+        assert (await anext(body)).startswith(b"retry:")
+        assert core.observed("s")
+        assert await anext(body) == b": keep-alive\n\n"
+        await body.aclose()
+        assert not core.observed("s")
+
+        async def read(body: AsyncGenerator[bytes, None]) -> None:
+            async for _ in body:
+                pass
+
+        body = event_stream(core, "s", None)
+        assert (await anext(body)).startswith(b"retry:")
+        reading = asyncio.ensure_future(read(body))
+        await core.enqueue("s", "one")
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        await body.aclose()
+        assert not core.observed("s")
