@@ -19,7 +19,8 @@ peak (``VmHWM``) and after the clients left; the delivery latency of committed e
 the event's ``at``, stamped by the server when the commit is logged, to the client reading it:
 one machine, one clock), p50 / p99 / max over every delivery; and the live text deltas
 delivered to ``hot``'s clients (counted, not parsed). The clients run in this one process, so
-on a small machine their reading is part of the latency. Exits 0 whatever the result: a benchmark, not a test.
+on a small machine their reading is part of the latency. Exits 0 whatever the result: a
+benchmark, not a test.
 """
 
 from __future__ import annotations
