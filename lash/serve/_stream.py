@@ -13,7 +13,6 @@ keeps proxies from closing an idle stream. The stream itself is assembled in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
@@ -73,10 +72,14 @@ async def with_keepalive(
             item, pending = pending.result(), None
             yield item
     finally:
-        if pending is not None:
+        # Cancel the pending read until it is over: on Python 3.11, asyncio.wait_for (which the
+        # observation waits in) drops a cancellation that arrives as its inner wait completes,
+        # and the observation would go on reading, unobserved, forever.
+        while pending is not None and not pending.done():
             pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
+            await asyncio.wait((pending,), timeout=0.05)
+        if pending is not None and not pending.cancelled():
+            pending.exception()  # retrieved: an error of a read nobody waits for is not news
 
 
 class AgUiAdapter:
