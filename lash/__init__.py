@@ -100,6 +100,7 @@ if typing.TYPE_CHECKING:
         RegisterStore,
         RegisterTool,
         ReplaceToolArguments,
+        RequireApproval,
         SessionConfig,
         ShortCircuitToolCall,
         StartProcess,
@@ -110,6 +111,7 @@ if typing.TYPE_CHECKING:
         TurnDirective,
         Usage,
     )
+    from lash._kernel.approvals import ApprovalAnswer, PendingApproval
     from lash._kernel.core import LashCore
     from lash._kernel.event_json import event_json, turn_event_json
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
@@ -127,12 +129,14 @@ if typing.TYPE_CHECKING:
         ScriptedToolCall,
         load_script,
     )
+    from lash._tools.source import ToolSource
     from lash._tools.tool import Tool, raw_tool, tool
 
 __all__ = [
     "AbortToolCall",
     "AbortTurn",
     "AgentFrame",
+    "ApprovalAnswer",
     "AssistantMessage",
     "Compact",
     "Compaction",
@@ -162,6 +166,7 @@ __all__ = [
     "Operations",
     "OptionsError",
     "ParkedSession",
+    "PendingApproval",
     "PluginError",
     "PluginEvent",
     "PluginInfo",
@@ -192,6 +197,7 @@ __all__ = [
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
+    "RequireApproval",
     "RevisionConflict",
     "ScriptExhausted",
     "ScriptedProvider",
@@ -220,6 +226,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolResultNode",
+    "ToolSource",
     "ToolSpec",
     "Turn",
     "TurnDirective",

@@ -535,13 +535,18 @@ def before_tool_call(call: ToolCall, context: ToolContext) -> ToolCallDirective 
     """Inspect a tool call before the tool runs.
 
     :return: :class:`lash.ReplaceToolArguments`, :class:`lash.ShortCircuitToolCall`,
-        :class:`lash.AbortToolCall`, or ``None``.
+        :class:`lash.AbortToolCall`, :class:`lash.RequireApproval`, or ``None``.
 
     **Shape:** collect, folded in order: argument replacements apply one after another; the first
-    short-circuit or abort ends the fold and the tool is not called. **Async:** may be async.
-    **On error:** the call's result is an error result naming the plugin; the turn goes on.
+    short-circuit or abort ends the fold and the tool is not called. A :class:`lash.RequireApproval`
+    does not end the fold (later plugins may still replace the arguments or refuse the call);
+    when the fold ends without a short-circuit or abort, the call is held for a person's
+    approval with the arguments as folded, and the turn stops ``awaiting_approval``
+    (:doc:`/approvals`). **Async:** may be async. **On error:** the call's result is an error
+    result naming the plugin; the turn goes on.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 may return :class:`lash.RequireApproval`.
     """
 
 

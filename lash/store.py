@@ -66,6 +66,7 @@ from lash._store.records import (
     SessionSummary,
     StoredEvent,
     TurnRecord,
+    WorkPoll,
 )
 from lash._testing.conformance import (
     CHECKS,
@@ -112,6 +113,7 @@ __all__ = [
     "StoreFactory",
     "StoredEvent",
     "TurnRecord",
+    "WorkPoll",
     "cancel_record",
     "check_claim",
     "check_lease",

@@ -4,7 +4,8 @@ Run as ``python idle_worker_child.py DB SECONDS``: it builds a core on the SQLit
 with one process kind, counts every call of its store's methods (by name, with the time since
 the worker started) and every SQL statement its two connections run (``sqlite3`` trace
 callbacks), runs ``core.run_worker()`` with its defaults for ``SECONDS``, and prints one JSON
-object: ``{"calls": [[name, seconds], ...], "statements": n}``.
+object: ``{"calls": [[name, seconds], ...], "statements": n}`` (``poll_work`` is named with
+the parts the call asked for, e.g. ``poll_work:claim+sessions``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ async def main(db: str, seconds: float) -> None:
     def counting(name: str, method: Any) -> Any:
         async def counted(*args: Any, **kwargs: Any) -> Any:
             if recording[0]:
-                calls.append((name, time.monotonic() - started))
+                label = name
+                if name == "poll_work":  # which parts the round asked for
+                    parts = [
+                        ("claim", kwargs.get("claim", True)),
+                        ("sessions", kwargs.get("sessions", 0) > 0),
+                        ("outbox", kwargs.get("finished_before") is not None),
+                    ]
+                    label += ":" + "+".join(part for part, asked in parts if asked)
+                calls.append((label, time.monotonic() - started))
             return await method(*args, **kwargs)
 
         return counted

@@ -41,6 +41,7 @@ import lash.testing
 from lash_plugins_builtin._sqlite_url import SYNCHRONOUS
 from lash_plugins_builtin.anthropic import AnthropicOptions
 from lash_plugins_builtin.compaction import CompactionOptions
+from lash_plugins_builtin.mcp import MCPOptions, MCPServer
 from lash_plugins_builtin.openai import OpenAIOptions
 from lash_plugins_builtin.plan import PlanOptions, PlanState, PlanStep
 from lash_plugins_builtin.scripted import ScriptedResponse, ScriptedToolCall
@@ -61,6 +62,7 @@ EXAMPLE_MODULES = (
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
     *("mailbox_host", "mailbox_ops", "background_host", "subagents", "operations"),
+    *("approvals",),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -1443,6 +1445,16 @@ def test_mailbox_host_across_two_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("no_lash_env")
+def test_approvals_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A turn stops for approval in one core, another answers (a second answer and an unknown
+    call change nothing), a third continues the turn: the approvals page's transcript."""
+    asyncio.run(examples["approvals"].main(tmp_path))
+    assert capsys.readouterr().out == transcript("approvals.txt")
+
+
+@pytest.mark.usefixtures("no_lash_env")
 def test_mailbox_operations(
     examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -1532,6 +1544,15 @@ def test_builtin_shell_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == (EXAMPLES / "builtins" / "shell.txt").read_text("utf-8")
 
 
+@pytest.mark.usefixtures("no_lash_env")
+def test_builtin_mcp_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """A real MCP server's tools in a turn (one answer, one error result); a server that does
+    not start is reported and left out."""
+    asyncio.run(load_builtin_example("mcp_tools").main())
+    expected = (EXAMPLES / "builtins" / "mcp_tools.txt").read_text("utf-8")
+    assert capsys.readouterr().out == expected
+
+
 def test_builtins_index_covers_every_builtin() -> None:
     """docs/builtins.rst names every builtin; every docs/builtins page is in its toctree; the
     builtin pages document every option field."""
@@ -1541,7 +1562,7 @@ def test_builtins_index_covers_every_builtin() -> None:
         for ep in importlib.metadata.entry_points(group="lash.plugins")
         if ep.value.startswith("lash_plugins_builtin.")
     )
-    assert len(builtins) == 11
+    assert len(builtins) == 12
     missing = [name for name in builtins if f"``{name}``" not in page]
     assert not missing, f"builtins missing from docs/builtins.rst: {missing}"
     for sub in sorted((DOCS / "builtins").glob("*.rst")):
@@ -1553,6 +1574,8 @@ def test_builtins_index_covers_every_builtin() -> None:
         ("builtins/compaction.rst", CompactionOptions),
         ("builtins/subagent.rst", SubagentOptions),
         ("builtins/shell.rst", ShellOptions),
+        ("builtins/mcp.rst", MCPOptions),
+        ("builtins/mcp.rst", MCPServer),
     ]:
         text = (DOCS / where).read_text(encoding="utf-8")
         undocumented = [f.name for f in attrs.fields(options) if f"``{f.name}``" not in text]

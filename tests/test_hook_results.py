@@ -236,7 +236,8 @@ EXPECTED = {
     "after_turn": DIRECTIVES,
     "checkpoint": DIRECTIVES,
     "before_tool_call": (
-        "expected lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, or None"
+        "expected lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, "
+        "lash.RequireApproval, or None"
     ),
     "after_tool_call": "expected a lash.ToolResult, or None",
     "project_tool_result": "expected the text the model sees (str), or None",

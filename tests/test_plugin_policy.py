@@ -37,6 +37,7 @@ BUILTINS = {
     "anthropic",
     "compaction",
     "files",
+    "mcp",
     "openai",
     "plan",
     "scripted",
@@ -46,7 +47,7 @@ BUILTINS = {
     "subagent",
     "tool_output_budget",
 }
-OPT_IN = {"anthropic", "files", "shell", "subagent"}
+OPT_IN = {"anthropic", "files", "mcp", "shell", "subagent"}
 LASH = Path(sys.executable).parent / "lash"
 ENV = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD")
 

@@ -36,14 +36,16 @@ def core_on(db: Path) -> lash.LashCore:
     return lash.LashCore(plugins=[stores, Quick()], builtins=(), store=f"sqlite:///{db}")
 
 
-def count_calls(core: lash.LashCore, name: str) -> list[float]:
-    """Record the time of every call of the store's method ``name``."""
+def count_calls(core: lash.LashCore, name: str, **asked: Any) -> list[float]:
+    """Record the time of every call of the store's method ``name`` (with ``asked``: of those
+    whose keyword arguments say so, by a predicate each)."""
     store: Any = core.store
     method = getattr(store, name)
     times: list[float] = []
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
-        times.append(time.monotonic())
+        if all(test(kwargs.get(key)) for key, test in asked.items()):
+            times.append(time.monotonic())
         return await method(*args, **kwargs)
 
     setattr(store, name, counted)
@@ -53,7 +55,8 @@ def count_calls(core: lash.LashCore, name: str) -> list[float]:
 @pytest.mark.slow
 def test_an_idle_worker_queries_the_store_at_most_once_a_second(tmp_path: Path) -> None:
     """A real worker process with its defaults (poll 1 s, sessions on) and nothing to do makes
-    at most one store query a second once its first round is over, and keeps claiming."""
+    at most one store query a second, each of which both claims and looks for sessions (so a
+    dead peer's processes and sessions are both seen within a poll of their expiry)."""
     db = tmp_path / "lash.db"
     seconds = 7.5
     done = subprocess.run(
@@ -65,12 +68,14 @@ def test_an_idle_worker_queries_the_store_at_most_once_a_second(tmp_path: Path) 
     )
     report = json.loads(done.stdout)
     calls = [(name, at) for name, at in report["calls"]]
-    # The first round (t ~ 0) sweeps, claims and looks for sessions at once; then one query a
-    # poll. In the 6 s from 1.5 s on: the rounds at ~2, 3, 4, 5, 6 and 7 s.
+    # One query a poll, each claiming and looking for sessions (the outbox now and then): in
+    # the 6 s from 1.5 s on, the rounds at ~2, 3, 4, 5, 6 and 7 s.
     window = [name for name, at in calls if 1.5 <= at < 7.5]
     assert len(window) <= 6, calls
-    assert window.count("claim_process") >= 2, calls  # still looking for work
-    assert len(calls) <= 3 + 7, calls
+    assert len(window) >= 5, calls  # still looking for work
+    assert all(name.startswith("poll_work:claim+sessions") for name in window), calls
+    assert calls[0][0] == "poll_work:claim+sessions+outbox", calls  # the first round: all
+    assert len(calls) <= 1 + 7, calls
     assert report["statements"] <= 8 * len(calls)  # a query is a handful of statements
 
 
@@ -101,8 +106,9 @@ async def test_a_worker_busy_with_processes_looks_for_sessions_once_a_poll(
     db = tmp_path / "lash.db"
     async with core_on(db) as host, core_on(db) as workers:
         started = [(await host.processes.start("quick", {"n": n})).id for n in range(40)]
-        looked = count_calls(workers, "runnable_sessions")
+        looked = count_calls(workers, "poll_work", sessions=lambda n: n is not None and n > 0)
         claims = count_calls(workers, "claim_process")
+        polls = count_calls(workers, "poll_work", claim=lambda claim: claim is not False)
         began = time.monotonic()
         worker = asyncio.create_task(workers.run_worker(poll=0.5))
         try:
@@ -113,5 +119,5 @@ async def test_a_worker_busy_with_processes_looks_for_sessions_once_a_poll(
             worker.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await worker
-    assert len(claims) >= 40
+    assert len(claims) + len(polls) >= 40
     assert 1 <= len(looked) <= 2 + elapsed / 0.5, (len(looked), elapsed)

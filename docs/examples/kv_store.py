@@ -847,6 +847,27 @@ class KVStore:
         if record is not None and not record.notified:
             await self._change_process(attrs.evolve(record, notified=True), None, batch)
 
+    async def poll_work(
+        self,
+        owner: str,
+        *,
+        ttl: float,
+        kinds: Sequence[str] | None = None,
+        claim: bool = True,
+        sessions: int = 0,
+        finished_before: float | None = None,
+    ) -> lash.store.WorkPoll:
+        # A key-value store has no transaction over the three parts: they run one by one (a
+        # session or a notification seen one round late only waits for the next round).
+        found = await self.claim_process(owner, ttl=ttl, kinds=kinds) if claim else None
+        runnable = await self.runnable_sessions(limit=sessions) if sessions > 0 else []
+        unnotified = (
+            []
+            if finished_before is None
+            else await self.unnotified_processes(finished_before=finished_before)
+        )
+        return lash.store.WorkPoll(found, tuple(runnable), tuple(unnotified))
+
     async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
         now = time.time()
         waiting = []

@@ -10,7 +10,7 @@ from lash._contract.annotations import resolve_here
 from lash._contract.types import ToolCall, ToolResult, Usage
 
 Outcome = Literal["completed", "stopped", "failed"]
-StopReason = Literal["cancelled", "max_tool_rounds", "plugin_abort"]
+StopReason = Literal["cancelled", "max_tool_rounds", "plugin_abort", "awaiting_approval"]
 
 
 @attrs.frozen
@@ -28,7 +28,8 @@ class TurnResult:
     """How a turn ended.
 
     ``outcome`` is ``"completed"``, ``"stopped"`` (``reason``: ``"cancelled"``,
-    ``"max_tool_rounds"`` or ``"plugin_abort"``) or ``"failed"`` (``error`` says why, secrets
+    ``"max_tool_rounds"``, ``"plugin_abort"`` or ``"awaiting_approval"``: tool calls wait for a
+    human's answer, :doc:`/approvals`) or ``"failed"`` (``error`` says why, secrets
     redacted). ``text`` is the final assistant text, ``tool_calls`` every call with its result,
     ``usage`` the sum over the turn's model calls, ``revision`` the head revision the turn was
     committed as (for a turn cancelled before it started, the revision it found; nothing was

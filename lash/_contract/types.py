@@ -37,6 +37,7 @@ __all__ = [
     "RegisterStore",
     "RegisterTool",
     "ReplaceToolArguments",
+    "RequireApproval",
     "SessionConfig",
     "ShortCircuitToolCall",
     "StartProcess",
@@ -317,8 +318,21 @@ class AbortToolCall:
     __module__ = "lash"
 
 
+@attrs.frozen
+class RequireApproval:
+    """Tool-call directive: the call needs a human's approval before it runs. The turn stops
+    with reason ``awaiting_approval`` once its round of calls is done, the call held in its
+    commit; ``core.approve()`` answers it and the session's next execution continues the turn
+    (see :doc:`/approvals`). ``reason`` tells the person asked why (shown with the pending
+    approval)."""
+
+    reason: str | None = None
+
+    __module__ = "lash"
+
+
 #: What ``before_tool_call`` may return (or ``None`` for no directive).
-ToolCallDirective = ReplaceToolArguments | ShortCircuitToolCall | AbortToolCall
+ToolCallDirective = ReplaceToolArguments | ShortCircuitToolCall | AbortToolCall | RequireApproval
 
 
 @attrs.frozen

@@ -12,6 +12,8 @@ import attrs
 
 from lash._contract.serialization import to_data
 from lash._contract.types import Usage
+from lash._kernel import approvals as _approvals
+from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
 from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
 from lash._kernel.mailbox import checked_input
@@ -411,6 +413,49 @@ class LashCore:
         check_command(session_id, name, key, known)
         return CommandDraft(name, key, to_data(dict(args or {})), source)
 
+    # -- tool approval: any process, no lease ------------------------------------------------------
+
+    async def approvals(self, session_id: str) -> list[PendingApproval]:
+        """The session's tool calls waiting for a human's answer (a :class:`lash.PendingApproval`
+        each, in the order the model asked for them), from any process on the store: the calls
+        held by the turn that stopped with reason ``awaiting_approval``, less those answered
+        already. Empty when no turn waits (:doc:`/approvals`)."""
+        return await _approvals.pending(self.store, session_id)
+
+    async def approve(
+        self,
+        session_id: str,
+        call_id: str,
+        *,
+        decision: Decision = "approve",
+        reason: str | None = None,
+        key: str | None = None,
+        source: str = "host",
+    ) -> ApprovalAnswer:
+        """Answer a held tool call from any process, without the session's lease: ``decision``
+        ``"approve"`` (the tool runs) or ``"reject"`` (the model gets ``reason`` as the call's
+        error result). The answer is queued durably; the session's next execution applies it,
+        and once every held call of the turn is answered, continues the turn (a worker on the
+        store is woken for it). Returns a :class:`lash.ApprovalAnswer`: ``approved`` /
+        ``rejected``, or, changing nothing, ``already_answered`` (with the first answer),
+        ``expired`` (the turn was reset or superseded) or ``unknown``. ``key`` makes a retry
+        of the same answer idempotent.
+
+        :raises SessionError: an invalid session id, call id, decision, reason or key.
+        """
+        answer = await _approvals.answer(
+            self.store,
+            session_id,
+            call_id,
+            decision=decision,
+            reason=reason,
+            key=key,
+            source=source,
+        )
+        if answer.outcome in ("approved", "rejected"):
+            self.notify(session_id, input=True)  # wakes this core's idle workers
+        return answer
+
     async def turn_record(self, session_id: str, turn_id: str) -> TurnRecord | None:
         """How the committed turn ``turn_id`` ended (``None``: no such committed turn)."""
         return await self.store.turn_record(session_id, turn_id)
@@ -530,8 +575,9 @@ class LashCore:
         )
 
     async def aclose(self) -> None:
-        """Close the sessions still open (releasing their leases), then the store and the
-        provider clients. ``async with core:`` does this on exit."""
+        """Close the sessions still open (releasing their leases), then the store, the
+        provider clients and the tool sources (:class:`lash.ToolSource`). ``async with core:``
+        does this on exit."""
         for session in list(self._sessions):
             await session.close()
         if self._store is not None:
@@ -541,6 +587,7 @@ class LashCore:
             closer = getattr(contribution.value, "aclose", None)
             if closer is not None:
                 await closer()
+        await self.composition.close_tool_sources()
 
     async def __aenter__(self) -> LashCore:
         return self

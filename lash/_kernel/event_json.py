@@ -47,6 +47,14 @@ EVENT_TYPES: dict[str, str] = {
     "input_cancelled": "queued input was cancelled: input",
     "command_queued": "a session command was queued: command",
     "command_applied": "a session command was applied: command, error (a failed one)",
+    "approval_requested": "a turn stopped with tool calls awaiting approval: turn_id, calls "
+    "[{call_id, tool, arguments}]",
+    "turn_resumed": "a turn stopped for approval goes on: turn_id, calls [{call_id, decision, "
+    "reason}]",
+    "process_started": "a background process was started in the session: process",
+    "process_running": "a worker claimed the process: process",
+    "process_progress": "the process reported progress: process",
+    "process_finished": "the process ended (succeeded, failed, cancelled, abandoned): process",
     "frame_opened": "a commit opened an agent frame: frame_id, previous_frame_id, reason",
     "config_changed": "configure() committed a change: previous, current",
     "gap": "the events after `after` are gone (older than the replay window): after, "

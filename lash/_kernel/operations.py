@@ -13,6 +13,7 @@ from lash._contract.calls import CALLER, Caller
 from lash._contract.graph import FrameBoundary, GraphNode
 from lash._contract.serialization import to_data
 from lash._contract.types import AgentFrame, SessionConfig
+from lash._kernel import approvals
 from lash._kernel.configpatch import apply_patch
 from lash._kernel.frames import SplitToolPair, seed_frame
 from lash._kernel.image import build_session_options
@@ -138,7 +139,7 @@ def seed(
 # -- session commands ---------------------------------------------------------------------------
 
 #: The commands the kernel itself applies; plugins add theirs (``register_session_commands``).
-BUILTIN_COMMANDS: tuple[str, ...] = ("refresh_tool_catalog", "reset")
+BUILTIN_COMMANDS: tuple[str, ...] = ("refresh_tool_catalog", "reset", approvals.APPROVAL_COMMAND)
 
 
 def check_command(session_id: str, name: str, key: str, known: Sequence[str]) -> None:
@@ -184,9 +185,12 @@ async def _apply(
         )
         return None
     if name == "reset":
+        approvals.expire_on_reset(runtime)
         for node in seed(runtime, reason="reset", summary=None, keep_recent_turns=0):
             runtime.add_node(node)
         return None
+    if name == approvals.APPROVAL_COMMAND:
+        return approvals.apply_answer(runtime, dict(args))
     contribution = runtime.composition.registry.of("session_command").get(name)
     if contribution is None:
         error: LashError = SessionError(

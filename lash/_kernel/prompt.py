@@ -14,7 +14,9 @@ _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
 
 async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
     """The tools offered now: members of the catalog, minus what ``filter_tool_catalog`` hides.
-    Remembered on the runtime: a call of a tool not offered is refused."""
+    Remembered on the runtime: a call of a tool not offered is refused. Tool sources are
+    listed first (the first listing is where a source connects)."""
+    await runtime.composition.list_tool_sources()
     entries = tuple(e for e in runtime.catalog() if e.member and not e.orphaned)
     hidden: set[str] = set()
     for _plugin, names in await runtime.composition.hooks.collect(

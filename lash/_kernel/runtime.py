@@ -289,7 +289,13 @@ class SessionRuntime:
     def catalog(self) -> tuple[ToolCatalogEntry, ...]:
         return self.image.kernel.entries(self.composition.available_tools())
 
+    async def list_sources_for(self, names: Mapping[str, bool] | Sequence[str]) -> None:
+        """List the tool sources when ``names`` has a tool not known yet (a source's, maybe)."""
+        if not set(names) <= set(self.composition.available_tools()):
+            await self.composition.list_tool_sources()
+
     async def set_tool_membership(self, changes: Mapping[str, bool]) -> int:
+        await self.list_sources_for(changes)
         joined = self.joinable()
         if joined is not None:
             return self.change_membership(changes)
@@ -625,6 +631,7 @@ class SessionRuntime:
         spec = self.child_spec
         if spec is not None and (record is None or fresh):
             if spec.tools is not None:
+                await self.list_sources_for(spec.tools)
                 self._restrict(spec.tools)
             # A new child is stored (with its link and allowlist) by its first commit, at the
             # latest when it is closed, even if it ran no turn.

@@ -355,6 +355,7 @@ class Session:
     async def set_tool_membership(self, changes: Mapping[str, bool]) -> int:
         """Make tools members (offered to the model) or not; committed at once. Returns the
         catalog generation. :raises SessionError: naming unknown tools."""
+        await self._runtime.list_sources_for(changes)
         async with self._runtime.execute("set_tool_membership"):
             return self._runtime.change_membership(changes)
 

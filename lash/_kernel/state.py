@@ -1,4 +1,5 @@
-"""The kernel's own per-session state: tool-catalog membership and durable session commands.
+"""The kernel's own per-session state: tool-catalog membership, durable session commands, and
+the tool calls a stopped turn holds for a human's approval.
 
 It is persisted like a plugin's declared state (snapshotted in every commit, under the reserved
 plugin name ``lash``), so catalog membership and queued commands are part of the same atomic
@@ -8,7 +9,7 @@ commit as the turn that changes them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -20,6 +21,9 @@ KERNEL_STATE_KEY = "lash"
 
 #: How many applied idempotency keys a session remembers.
 APPLIED_KEYS_KEPT = 1000
+
+#: How many answered (or expired) approvals a session remembers, to report a late second answer.
+APPROVALS_KEPT = 1000
 
 CommandName = Literal["refresh_tool_catalog", "reset"]
 COMMANDS: tuple[str, ...] = ("refresh_tool_catalog", "reset")
@@ -34,6 +38,46 @@ class QueuedCommand:
 
 
 @attrs.define
+class HeldCall:
+    """A tool call held for a human's approval: the call as it would run (its arguments after
+    ``before_tool_call`` replacements), who asked for approval (``requested_by``: the plugin whose
+    ``before_tool_call`` did, ``None`` for a tool declared ``approval="always"``) and why, and
+    the answer once one was applied (``decision``: ``"approve"`` or ``"reject"``)."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    turn_id: str
+    requested_at: float
+    requested_by: str | None = None
+    why: str | None = None
+    decision: str | None = None
+    reason: str | None = None
+    answered_at: float | None = None
+    #: Once the call left the waiting list: ``approved``, ``rejected`` or ``expired``.
+    fate: str | None = None
+
+
+@attrs.define
+class AwaitingTurn:
+    """A turn stopped with reason ``awaiting_approval``: its id, index and input, and its held
+    calls in the order the model asked for them. The session's next execution continues it once
+    every call is answered."""
+
+    turn_id: str
+    index: int
+    input: str
+    calls: list[HeldCall] = attrs.field(factory=list)
+
+    def find(self, call_id: str) -> HeldCall | None:
+        return next((c for c in self.calls if c.call_id == call_id), None)
+
+    @property
+    def answered(self) -> bool:
+        return all(c.decision is not None for c in self.calls)
+
+
+@attrs.define
 class KernelState:
     """Catalog membership (explicit settings and last known plugin of each tool), the catalog
     generation, queued commands, the idempotency keys already applied, and the tool allowlist
@@ -45,6 +89,10 @@ class KernelState:
     commands: list[QueuedCommand] = attrs.field(factory=list)
     applied_keys: list[str] = attrs.field(factory=list)
     allowed: list[str] | None = None
+    #: The turn waiting for approvals, if any.
+    awaiting: AwaitingTurn | None = None
+    #: Held calls that left the waiting list (answered and continued, or expired), newest last.
+    settled_calls: list[HeldCall] = attrs.field(factory=list)
 
     def permits(self, name: str) -> bool:
         """Whether the allowlist (if any) lets tool ``name`` be a member."""
@@ -56,6 +104,21 @@ class KernelState:
     def mark_applied(self, key: str) -> None:
         self.applied_keys.append(key)
         del self.applied_keys[:-APPLIED_KEYS_KEPT]
+
+    def settle_awaiting(self, fate: str | None = None) -> AwaitingTurn | None:
+        """Take the awaiting turn off the waiting list (its calls remembered as settled: each
+        ``fate`` as given, else from its decision); returns it."""
+        awaiting, self.awaiting = self.awaiting, None
+        if awaiting is not None:
+            for call in awaiting.calls:
+                call.fate = fate or ("approved" if call.decision == "approve" else "rejected")
+            self.settled_calls.extend(awaiting.calls)
+            del self.settled_calls[:-APPROVALS_KEPT]
+        return awaiting
+
+    def settled_call(self, call_id: str) -> HeldCall | None:
+        """The latest settled held call with this id."""
+        return next((c for c in reversed(self.settled_calls) if c.call_id == call_id), None)
 
     def refresh(self, available: Mapping[str, str]) -> bool:
         """Record the tools available now (name -> plugin); return whether anything changed.

@@ -5,6 +5,11 @@ A turn's calls run concurrently (``asyncio.gather``), each through :func:`run_to
 (with its :class:`lash.ToolContext` and time limit, attributed to its plugin), then
 ``after_tool_call`` (folded: a replaced result). A failing hook gives the model an error result;
 the turn goes on. :func:`project` asks ``project_tool_result`` what the model sees of the result.
+
+A call that needs a human's approval (its tool declared ``approval="always"``, or a
+``RequireApproval`` directive) does not run: :func:`run_tool_call` returns a :class:`Hold`, the
+turn stops ``awaiting_approval``, and once it is approved the continuation runs it with
+:func:`run_approved` (the tool and ``after_tool_call``: ``before_tool_call`` ran already).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from lash._contract.services import ToolContext
 from lash._contract.types import (
     AbortToolCall,
     ReplaceToolArguments,
+    RequireApproval,
     ShortCircuitToolCall,
     ToolCall,
     ToolResult,
@@ -29,17 +35,33 @@ if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
 
 
+@attrs.frozen
+class Hold:
+    """A call held for approval: ``plugin`` asked (``None``: the tool's own declaration), and
+    ``reason`` says why."""
+
+    plugin: str | None = None
+    reason: str | None = None
+
+
 async def run_tool_call(
     runtime: SessionRuntime, call: ToolCall, context: ToolContext
-) -> tuple[ToolCall, ToolResult]:
-    """Run one call through the tool-call hooks; returns the call as run and its result."""
+) -> tuple[ToolCall, ToolResult | Hold]:
+    """Run one call through the tool-call hooks; returns the call as run (or as it would run)
+    and its result, or a :class:`Hold` when the call waits for approval."""
     hooks = runtime.composition.hooks
     outcome: list[ToolResult] = []
+    holds: list[Hold] = []
 
     def before(plugin: str, directive: Any, kwargs: dict[str, Any]) -> bool:
         current: ToolCall = kwargs["call"]
         if isinstance(directive, ReplaceToolArguments):
             kwargs["call"] = attrs.evolve(current, arguments=dict(directive.arguments))
+            return False
+        if isinstance(directive, RequireApproval):
+            # The fold goes on: a later plugin may still replace the arguments (the person
+            # approves the call as it would run), or refuse the call outright.
+            holds.append(Hold(plugin, directive.reason))
             return False
         if isinstance(directive, ShortCircuitToolCall):
             outcome.append(ToolResult(current.id, directive.content, directive.is_error))
@@ -60,7 +82,24 @@ async def run_tool_call(
         return call, ToolResult(call.id, str(exc), True)
     if outcome:
         return call, outcome[0]
-    result = await _invoke(runtime, call, context)
+    if call.invalid_arguments is None and call.name in runtime.last_catalog:
+        # (A call the tool would refuse anyway, unknown or with bad arguments, is not held.)
+        if holds:
+            return call, holds[0]
+        composition = runtime.composition
+        if composition.has_tool(call.name) and composition.tool(call.name).approval == "always":
+            return call, Hold()
+    return await run_approved(runtime, call, context, offered_only=True)
+
+
+async def run_approved(
+    runtime: SessionRuntime, call: ToolCall, context: ToolContext, *, offered_only: bool = False
+) -> tuple[ToolCall, ToolResult]:
+    """Run the tool and fold ``after_tool_call`` around its result. ``offered_only``: refuse a
+    tool the last model call was not offered (an approved call, continued by another process,
+    ran no model call: its tool was offered when the model asked)."""
+    hooks = runtime.composition.hooks
+    result = await _invoke(runtime, call, context, offered_only=offered_only)
     final = call
 
     def after(plugin: str, replaced: Any, kwargs: dict[str, Any]) -> bool:
@@ -77,12 +116,14 @@ async def run_tool_call(
     return call, result
 
 
-async def _invoke(runtime: SessionRuntime, call: ToolCall, context: ToolContext) -> ToolResult:
+async def _invoke(
+    runtime: SessionRuntime, call: ToolCall, context: ToolContext, *, offered_only: bool
+) -> ToolResult:
     composition = runtime.composition
     if call.invalid_arguments is not None:
         return invalid_arguments_result(call)
     offered = runtime.last_catalog
-    if call.name not in offered or not composition.has_tool(call.name):
+    if (offered_only and call.name not in offered) or not composition.has_tool(call.name):
         available = ", ".join(sorted(offered)) or "none"
         return ToolResult(
             call.id, f"unknown tool {call.name!r}; available tools: {available}", True

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -76,7 +76,7 @@ from lash._contract.types import (
     ToolResult,
     Usage,
 )
-from lash._kernel import operations
+from lash._kernel import approvals, operations
 from lash._kernel.event_json import (
     result_data,
     text_delta_data,
@@ -85,7 +85,8 @@ from lash._kernel.event_json import (
     turn_end_data,
 )
 from lash._kernel.prompt import prompt_view
-from lash._kernel.tool_calls import project, run_tool_call
+from lash._kernel.state import AwaitingTurn
+from lash._kernel.tool_calls import Hold, project, run_approved, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
 from lash._tools.arguments import admit_tool_call
 from lash.errors import LashError, PluginError, ProcessError
@@ -130,12 +131,20 @@ class Turn:
         items: tuple[Any, ...] = (),
         turn_id: str | None = None,
         from_queue: bool = False,
+        continuing: bool = False,
     ) -> None:
         self._runtime = runtime
         #: The turn's id in its session.
         self.id = turn_id or new_turn_id()
         self._explicit_id = turn_id is not None
         self._from_queue = from_queue
+        # Continue the turn that stopped for approval (when its calls are all answered) and
+        # nothing else: what a new turn runs first (see _drive_outer).
+        self._continuing = continuing
+        #: The turn stopped for approval that this one continues (same id and index), if any.
+        self._resuming: AwaitingTurn | None = None
+        # The calls this turn holds for approval (it stops awaiting_approval).
+        self._held: list[tuple[ToolCall, Hold]] = []
         self.input = text
         self.items = items
         #: The queued input this turn consumes (a drained turn), once claimed.
@@ -292,6 +301,13 @@ class Turn:
                     if record is not None:
                         self._emit(TurnFinished(result_of_record(record)))
                         return
+                if not self._from_queue and approvals.ready(runtime) is not None:
+                    # A turn stopped for approval, every call answered: it goes on first (its
+                    # own commit), then this turn, under the lease taken again.
+                    await Turn(runtime, "", continuing=True)._drive_turn()
+                    await runtime.claim(turn_id=self.id)
+                    runtime._renew_later()
+                    self.index = ex.turn = runtime.image.turns + 1
                 await self._drive_turn()
         except asyncio.CancelledError:
             if not (self._waiting and self._interrupted):
@@ -330,8 +346,17 @@ class Turn:
     async def _drive_turn(self) -> None:
         runtime = self._runtime
         hooks = runtime.composition.hooks
-        if self._from_queue and not await self._take_queued_input():
-            return
+        if self._from_queue or self._continuing:
+            awaiting = approvals.ready(runtime)
+            if awaiting is not None:
+                self._continue(awaiting)
+                # The lease now names the continued turn: core.cancel_turn(its id) finds it.
+                runtime.lease = await runtime.core.store.acquire_lease(
+                    runtime.id, runtime.owner, ttl=runtime.core.lease_ttl, turn=self.id
+                )
+            elif self._continuing or not await self._take_queued_input():
+                self.no_input = True
+                return
         view = self._view = TurnView(
             runtime.view, self.input, self.index, items=self.items, nodes=self._nodes
         )
@@ -339,16 +364,22 @@ class Turn:
         detail: str | None = None
         failure: Exception | None = None
         self._ensure_frame()
-        self._append(self._new_node(UserMessage, text=self.input, items=self.items))
+        if self._resuming is None:
+            if runtime.image.kernel.awaiting is not None:
+                approvals.supersede(runtime, self.id)  # calls still unanswered: they expire
+            self._append(self._new_node(UserMessage, text=self.input, items=self.items))
         keeper = _Keeper(self)
         try:
             async with self._phase() as stopped:
                 try:
-                    for plugin, value in await hooks.collect("before_turn", turn=view):
-                        for directive in _directives(value):
-                            stop = self._apply(plugin, directive, current="current_turn")
-                            if stop is not None and reason is None:
-                                reason, detail = "plugin_abort", stop
+                    if self._resuming is not None:
+                        await self._resolve(self._resuming)
+                    else:
+                        for plugin, value in await hooks.collect("before_turn", turn=view):
+                            for directive in _directives(value):
+                                stop = self._apply(plugin, directive, current="current_turn")
+                                if stop is not None and reason is None:
+                                    reason, detail = "plugin_abort", stop
                     if reason is None and not self._cancel_requested:
                         _plugin_name, protocol = runtime.composition.protocol()
                         await protocol.run(TurnDriver(self, runtime.view))
@@ -360,7 +391,11 @@ class Turn:
                 reason, detail, failure = "cancelled", None, None
 
             error = _describe(failure) if failure is not None else None
-            self._close_dangling_calls(error or detail or reason or "turn ended")
+            holding = failure is None and reason == "awaiting_approval"
+            self._close_dangling_calls(
+                error or detail or reason or "turn ended",
+                keep={call.id for call, _ in self._held} if holding else set(),
+            )
             result = self._result_of(reason, detail, failure)
             view.result = result
             async with self._phase() as stopped:
@@ -383,6 +418,10 @@ class Turn:
             if stopped[0] and result.outcome == "completed":
                 result = self._result_of("cancelled", None, None)
                 view.result = result
+            if holding and result.reason != "awaiting_approval":
+                # after_turn failed the turn: its held calls will not be asked about.
+                runtime.image.kernel.settle_awaiting("expired")
+                self._close_dangling_calls(result.error or "turn ended")
         finally:
             await keeper.stop()
 
@@ -394,6 +433,53 @@ class Turn:
             if self._compact is not None:
                 await operations.compact_after_turn(runtime, self._compact.instructions)
         self._emit(TurnFinished(result))
+
+    def _continue(self, awaiting: AwaitingTurn) -> None:
+        """Become the continuation of ``awaiting``: same id, index and input. The calls leave
+        the waiting list now (committed with this turn), so the turn goes on once."""
+        self.id, self.index, self.input = awaiting.turn_id, awaiting.index, awaiting.input
+        self.items = ()
+        self._resuming = awaiting
+        self._runtime.image.kernel.settle_awaiting()
+        self._runtime.dirty = True
+        self._runtime.pending_events.append(
+            EventDraft(
+                "turn_resumed",
+                {
+                    "turn_id": self.id,
+                    "calls": [
+                        {"call_id": c.call_id, "decision": c.decision, "reason": c.reason}
+                        for c in awaiting.calls
+                    ],
+                },
+            )
+        )
+
+    async def _resolve(self, awaiting: AwaitingTurn) -> None:
+        """The continued turn's held calls: approved ones run (the tool and
+        ``after_tool_call``), rejected ones give the model the rejection; then the
+        ``after_tools`` checkpoint, as after any round of calls."""
+        runtime = self._runtime
+        calls = [ToolCall(c.call_id, c.tool, dict(c.arguments)) for c in awaiting.calls]
+        approved = [
+            call
+            for call, held in zip(calls, awaiting.calls, strict=True)
+            if held.decision == "approve"
+        ]
+        live = runtime.core.observed(runtime.id)
+        for call in approved:
+            self._call_started(call, live)
+        ran = await asyncio.gather(
+            *(run_approved(runtime, call, self._tool_context(call)) for call in approved)
+        )
+        results = dict(zip((c.id for c in approved), ran, strict=True))
+        for call, held in zip(calls, awaiting.calls, strict=True):
+            final, result = results.get(call.id) or (
+                call,
+                ToolResult(call.id, approvals.rejection_text(held.reason), True),
+            )
+            await self._call_finished(call, final, result, live)
+        await self.checkpoint("after_tools")
 
     async def _take_queued_input(self) -> bool:
         """Claim the session's oldest pending input for this turn (a drained turn)."""
@@ -465,7 +551,12 @@ class Turn:
                 turn_end_data(self.id, self.index, data, self._records),
             )
         )
-        return await runtime.commit(turns=1, turn=record)
+        # A turn that stops for approval is not over: its record is written when it ends (a
+        # resubmitted turn id finds none meanwhile), and its continuation is the same turn.
+        return await runtime.commit(
+            turns=0 if self._resuming is not None else 1,
+            turn=None if result.reason == "awaiting_approval" else record,
+        )
 
     def _apply(self, plugin: str, directive: Any, *, current: str) -> str | None:
         """Apply one turn directive; returns an abort's reason. ``current`` is where an
@@ -566,30 +657,35 @@ class Turn:
                 )
             )
 
-    def _close_dangling_calls(self, why: str) -> None:
+    def _close_dangling_calls(self, why: str, keep: Set[str] = frozenset()) -> None:
         # A stopped or failed turn must not leave a tool call without its result: the pair would
-        # be split in history and providers reject a prompt with an unanswered tool call.
+        # be split in history and providers reject a prompt with an unanswered tool call. Calls
+        # held for approval (``keep``) are the exception: the turn's continuation answers them.
         answered = {n.call_id for n in self._nodes if isinstance(n, ToolResultNode)}
         started = {n.call.id for n in self._nodes if isinstance(n, ToolCallNode)}
-        for node in list(self._nodes):
-            if not isinstance(node, AssistantMessage):
+        asked = [c for n in self._nodes if isinstance(n, AssistantMessage) for c in n.tool_calls]
+        if self._resuming is not None:
+            # A continuation stopped before it answered the calls it continues (their calls
+            # are in the turn's first commit).
+            held = self._resuming.calls
+            started.update(c.call_id for c in held)
+            asked[:0] = (ToolCall(c.call_id, c.tool, dict(c.arguments)) for c in held)
+        for call in asked:
+            if call.id in answered or call.id in keep:
                 continue
-            for call in node.tool_calls:
-                if call.id in answered:
-                    continue
-                if call.id not in started:
-                    self._append(self._new_node(ToolCallNode, call=call, plugin=None))
-                result = ToolResult(call.id, f"tool call not completed: {why}", True)
-                self._records.append(ToolCallRecord(call, result))
-                self._append(
-                    self._new_node(
-                        ToolResultNode,
-                        call_id=call.id,
-                        name=call.name,
-                        content=result.content,
-                        is_error=True,
-                    )
+            if call.id not in started:
+                self._append(self._new_node(ToolCallNode, call=call, plugin=None))
+            result = ToolResult(call.id, f"tool call not completed: {why}", True)
+            self._records.append(ToolCallRecord(call, result))
+            self._append(
+                self._new_node(
+                    ToolResultNode,
+                    call_id=call.id,
+                    name=call.name,
+                    content=result.content,
+                    is_error=True,
                 )
+            )
 
     # -- the turn driver's backend (what lash.TurnDriver forwards to) ------------------------
 
@@ -646,36 +742,62 @@ class Turn:
         for call in calls:
             plugin = composition.tool_plugin(call.name)
             self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
-            self._emit(ToolCallStarted(call))
-            if live:  # live only: the committed turn holds its calls (graph, turn_committed)
-                started = tool_call_started_data(self.id, call)
-                runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
+            self._call_started(call, live)
         if len(calls) == 1:  # no tasks for the common single call
             results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
         else:
             results = await asyncio.gather(
                 *(run_tool_call(runtime, call, self._tool_context(call)) for call in calls)
             )
+        held: list[tuple[ToolCall, Hold]] = []
+        done: list[ToolResult] = []
         for call, (final_call, result) in zip(calls, results, strict=True):
-            projected = await project(runtime, final_call, result)
-            self._append(
-                self._new_node(
-                    ToolResultNode,
-                    call_id=call.id,
-                    name=call.name,
-                    content=result.content,
-                    is_error=result.is_error,
-                    projected=projected,
-                )
+            if isinstance(result, Hold):
+                held.append((final_call, result))
+                continue
+            await self._call_finished(call, final_call, result, live)
+            done.append(result)
+        if held:
+            # The round's other calls ran; these wait for a person. The turn stops here, the
+            # held calls committed with it, and continues once every one is answered.
+            self._held.extend(held)
+            approvals.hold(runtime, self.id, self.index, self.input, held)
+            names = ", ".join(f"{call.id} ({call.name})" for call, _ in held)
+            raise TurnStopped(
+                "awaiting_approval", f"{len(held)} tool call(s) await approval: {names}"
             )
-            record = ToolCallRecord(final_call, result)
-            self._records.append(record)
-            self._emit(ToolCallFinished(final_call, result))
-            if live:
-                finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
-                runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
         await self.checkpoint("after_tools")
-        return [r for _, r in results]
+        return done
+
+    def _call_started(self, call: ToolCall, live: bool) -> None:
+        self._emit(ToolCallStarted(call))
+        if live:  # live only: the committed turn holds its calls (graph, turn_committed)
+            runtime = self._runtime
+            started = tool_call_started_data(self.id, call)
+            runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
+
+    async def _call_finished(
+        self, call: ToolCall, final_call: ToolCall, result: ToolResult, live: bool
+    ) -> None:
+        """Record a call's result: its node (with what the model sees of it), the turn's record
+        of it, and the events."""
+        runtime = self._runtime
+        projected = await project(runtime, final_call, result)
+        self._append(
+            self._new_node(
+                ToolResultNode,
+                call_id=call.id,
+                name=call.name,
+                content=result.content,
+                is_error=result.is_error,
+                projected=projected,
+            )
+        )
+        self._records.append(ToolCallRecord(final_call, result))
+        self._emit(ToolCallFinished(final_call, result))
+        if live:
+            finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
+            runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
 
     def _tool_context(self, call: ToolCall) -> ToolContext:
         # One event per call: a tool timing out sets its own event, never its siblings'.

@@ -9,11 +9,12 @@ session's wake-up input; :meth:`lash.Processes.notify`). It also sweeps the noti
 outbox (processes whose finisher died before notifying) and, with ``sessions``, drains the
 sessions that have queued input, so a finished process's result becomes a turn.
 
-Idle, a worker makes one store query per ``poll`` seconds, rotating between claiming and
-looking for runnable sessions (every ``lease_ttl / 2``, or 10 polls if that is longer, the
-sweep takes the turn of a look for sessions, or of a claim when the worker serves no sessions);
-work started or queued by its own core wakes it at once. Busy with
-processes, it claims back to back and looks for sessions once a poll.
+Idle, a worker makes one store query per ``poll`` seconds, :meth:`~lash.store.Store.poll_work`:
+it claims a process, lists the sessions with queued input and (every ``lease_ttl / 2``, or 10
+polls if that is longer) the notification outbox, in one call, so a dead peer's processes and
+sessions are taken over within a poll of their lease's expiry. Work started or queued by its own
+core wakes it at once. Busy with processes, it claims back to back and polls for sessions once
+a poll.
 """
 
 from __future__ import annotations
@@ -192,49 +193,54 @@ class _Worker:
 
     async def forever(self) -> None:
         self.processes.add_waker(self.wake)
-        rotation = itertools.cycle(("claim", "sessions") if self.sessions else ("claim",))
-        woken = True  # first round: claim and look for sessions at once
         try:
             while True:
                 self.wake.clear()
                 busy = False
-                turn = "woken" if woken else next(rotation)
                 try:
-                    # Idle, the sweep takes the round of a look for sessions (the claims keep
-                    # their pace: a dead peer's processes are taken over as soon), or of a
-                    # claim when the worker serves no sessions.
-                    if time.monotonic() - self.last_sweep >= self.sweep_every and (
-                        turn != "claim" or not self.sessions
-                    ):
-                        await self.sweep()
-                        if not woken:  # idle: the sweep was this round's query
-                            woken = await _waited(self.wake, self.poll)
-                            continue
-                    if woken:
-                        busy = await self.claim_more()
-                        # Sessions are looked for when the core queued input, else once a
-                        # poll: a worker busy with processes must not query them after every
-                        # claim.
-                        if self.sessions and (
-                            self.looked <= self.wake.asked_at
-                            or time.monotonic() - self.looked >= self.poll
-                        ):
-                            busy |= await self.drain_runnable()
-                    elif turn == "claim":
-                        busy = await self.claim_more()
-                    else:
-                        busy = await self.drain_runnable()
+                    busy = await self.round()
                 except Exception as exc:  # the store is away for a moment: try again later
                     log.warning("lash: worker %s: store query failed: %s", self.owner, exc)
                 if busy:
-                    woken = True
                     await asyncio.sleep(0)
                     if self.free():
                         continue
-                woken = await _waited(self.wake, self.poll)
+                await _waited(self.wake, self.poll)
         finally:
             self.processes.remove_waker(self.wake)
             await self.stop()
+
+    async def round(self) -> bool:
+        """One store query: a claim alone while busy with processes (back to back), else a
+        poll of all the worker's work: claim, runnable sessions (when it serves them: once a
+        poll, and when its core queued input) and, when due, the notification outbox. Whether
+        anything was started."""
+        now = time.monotonic()
+        look = self.sessions and (
+            self.looked <= self.wake.asked_at or now - self.looked >= self.poll
+        )
+        sweep = now - self.last_sweep >= self.sweep_every
+        if not look and not sweep:
+            return await self.claim_more()
+        free = self.free()
+        if look:
+            self.looked = now
+            self.forget_backoffs(now)
+        work = await self.store.poll_work(
+            self.owner,
+            ttl=self.ttl,
+            kinds=list(self.kinds),
+            claim=bool(self.kinds) and free > 0,
+            sessions=free + len(self.draining) + len(self.backoff) if look and free else 0,
+            finished_before=time.time() - self.ttl if sweep else None,
+        )
+        if sweep:
+            self.last_sweep = now
+            await self.notify(work.unnotified)
+        started = work.process is not None
+        if work.process is not None:
+            self.spawn(self.run(work.process))
+        return await self.start_drains(work.sessions) or started
 
     async def once(self) -> None:
         try:
@@ -296,11 +302,19 @@ class _Worker:
         if free <= 0:
             return False
         now = self.looked = time.monotonic()
-        # Sessions left alone for now (draining here, or failing) must not hide the others.
+        self.forget_backoffs(now)
+        limit = free + len(self.draining) + len(self.backoff)
+        return await self.start_drains(await self.store.runnable_sessions(limit=limit), everything)
+
+    def forget_backoffs(self, now: float) -> None:
         self.backoff = {sid: until for sid, until in self.backoff.items() if until > now}
-        skipped = len(self.draining) + len(self.backoff)
+
+    async def start_drains(self, runnable: Sequence[str], everything: bool = False) -> bool:
+        """Start draining ``runnable`` sessions while slots are free (the limit asked of the
+        store counted the sessions left alone for now, so they do not hide the others)."""
+        now = time.monotonic()
         started = False
-        for session_id in await self.store.runnable_sessions(limit=free + skipped):
+        for session_id in runnable:
             if session_id in self.draining or self.backoff.get(session_id, 0.0) > now:
                 continue
             if not self.free():
@@ -316,9 +330,15 @@ class _Worker:
         """Notify processes whose finisher died before notifying (finished over a TTL ago)."""
         self.last_sweep = time.monotonic()
         try:
-            for record in await self.store.unnotified_processes(
-                finished_before=time.time() - self.ttl
-            ):
+            found = await self.store.unnotified_processes(finished_before=time.time() - self.ttl)
+        except LashError as exc:
+            log.warning("lash: worker %s: the notification sweep failed: %s", self.owner, exc)
+            return
+        await self.notify(found)
+
+    async def notify(self, records: Sequence[ProcessRecord]) -> None:
+        try:
+            for record in records:
                 await self.processes.notify(record)
         except LashError as exc:
             log.warning("lash: worker %s: the notification sweep failed: %s", self.owner, exc)

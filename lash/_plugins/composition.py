@@ -23,11 +23,13 @@ from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import Builtins, LoadedPlugin, PluginInfo, load_plugins
 from lash._plugins.options import is_secret
-from lash._plugins.registry import Registry, run_registrations
+from lash._plugins.registry import Contribution, Registry, run_registrations
+from lash._plugins.tool_sources import ListedTools
 from lash.errors import (
     ExclusiveHookConflict,
     LashError,
     OptionsError,
+    PluginError,
     ProtocolMissing,
     UnknownProvider,
     UnknownStore,
@@ -91,6 +93,8 @@ class Composition:
     _tool_table: dict[str, tuple[str, str]] | None = attrs.field(default=None, alias="_tool_table")
     _specs: dict[str, ToolSpec] = attrs.field(factory=dict, alias="_specs")
     _secret_fields: dict[str, frozenset[str]] = attrs.field(factory=dict, alias="_secret_fields")
+    #: The tools of the tool sources, as last listed.
+    _listed: ListedTools = attrs.field(factory=ListedTools, alias="_listed")
 
     def __attrs_post_init__(self) -> None:
         for plugin in self.loaded:
@@ -144,32 +148,75 @@ class Composition:
     # -- tools ----------------------------------------------------------------------------------
 
     def tool(self, name: str) -> Tool:
-        """The registered tool ``name``. :raises KeyError: when there is none."""
+        """The registered (or listed) tool ``name``. :raises KeyError: when there is none."""
+        listed = self._listed.tools.get(name)
+        if listed is not None:
+            return listed[1]
         tool: Tool = self.registry.of("tool")[name].value
         return tool
 
     def tool_spec(self, name: str) -> ToolSpec:
-        """What a provider is told about tool ``name`` (built once per composition)."""
+        """What a provider is told about tool ``name`` (built once per composition, and again
+        when a tool source lists the tool anew)."""
         spec = self._specs.get(name)
         if spec is None:
             spec = self._specs[name] = self.tool(name).spec()
         return spec
 
     def has_tool(self, name: str) -> bool:
-        return name in self.registry.of("tool")
+        return name in self.registry.of("tool") or name in self._listed.tools
 
     def tool_plugin(self, name: str) -> str | None:
-        """The plugin that registered tool ``name`` (``None``: no such tool)."""
+        """The plugin that registered (or whose source listed) tool ``name`` (``None``: no such
+        tool)."""
         contribution = self.registry.of("tool").get(name)
-        return contribution.plugin if contribution is not None else None
+        if contribution is not None:
+            return contribution.plugin
+        listed = self._listed.tools.get(name)
+        return listed[0] if listed is not None else None
 
     def available_tools(self) -> dict[str, tuple[str, str]]:
-        """Every registered tool: name -> (plugin, description). Fixed per composition."""
+        """Every tool: name -> (plugin, description). The registered tools are fixed per
+        composition; the tools of tool sources are those of their last listing
+        (:meth:`list_tool_sources`)."""
         if self._tool_table is None:
             self._tool_table = {
                 c.name: (c.plugin, c.description) for c in self.registry.of("tool").values()
             }
+            for name, (plugin, tool) in self._listed.tools.items():
+                self._tool_table[name] = (plugin, tool.description)
         return self._tool_table
+
+    async def list_tool_sources(self) -> None:
+        """Ask every tool source for its tools (each source decides whether that connects or
+        answers from its cache); a failing source is reported and left out."""
+        before = set(self._listed.tools)
+        if await self._listed.refresh(self.registry, self.hooks):
+            self._tool_table = None
+            for name in before | set(self._listed.tools):
+                self._specs.pop(name, None)
+
+    async def close_tool_sources(self) -> None:
+        """Close every tool source that can be closed (the core is closing), concurrently (a
+        source may take seconds to stop its servers); a failure is reported, and the other
+        sources are still closed."""
+        import asyncio  # the kernel's running loop imported it long before
+
+        async def close(contribution: Contribution) -> None:
+            try:
+                await contribution.value.aclose()
+            except Exception as exc:  # a source failing to close must not keep others open
+                self.hooks.report(
+                    PluginError(
+                        f"tool source {contribution.name!r} failed to close: "
+                        f"{type(exc).__name__}: {exc}",
+                        plugin=contribution.plugin,
+                        hook="register_tools",
+                    )
+                )
+
+        sources = self.registry.of("tool_source").values()
+        await asyncio.gather(*(close(c) for c in sources if c.value.aclose is not None))
 
     # -- protocol, providers, stores ------------------------------------------------------------
 

@@ -20,12 +20,12 @@ from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import LoadedPlugin, PluginInfo
 from lash._plugins.options import describe_options, redact
-from lash._plugins.registry import REGISTRATION_HOOKS, Registry
+from lash._plugins.registry import KINDS, Registry
 
 __all__ = ["CONTRIBUTION_KEYS", "Inspection", "PluginCommand", "Problem", "inspect_plugins"]
 
 #: The key of each kind of contribution in ``lash plugins --json``: ``tools``, ``stores``...
-CONTRIBUTION_KEYS: dict[str, str] = {kind: f"{kind}s" for kind in REGISTRATION_HOOKS.values()}
+CONTRIBUTION_KEYS: dict[str, str] = {kind: f"{kind}s" for kind in KINDS}
 
 
 @attrs.define

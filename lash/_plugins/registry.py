@@ -15,6 +15,7 @@ from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
 from lash._plugins.process_kinds import build_process_kind
 from lash._tools.operation import as_operation
+from lash._tools.source import ToolSource
 from lash._tools.tool import as_tool
 from lash.errors import LashError, PluginError
 
@@ -28,6 +29,10 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_session_commands": "session_command",
     "register_operations": "operation",
 }
+
+#: Every kind of contribution: one per registration hook, and tool sources (``register_tools``
+#: takes them beside tools).
+KINDS: tuple[str, ...] = (*REGISTRATION_HOOKS.values(), "tool_source")
 
 
 @attrs.frozen
@@ -51,7 +56,7 @@ class Registry:
     """Every contribution of one core, by kind and name."""
 
     by_kind: dict[str, dict[str, Contribution]] = attrs.field(
-        factory=lambda: {kind: {} for kind in REGISTRATION_HOOKS.values()}
+        factory=lambda: {kind: {} for kind in KINDS}
     )
     errors: list[LashError] = attrs.field(factory=list)
 
@@ -92,6 +97,15 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
         def register_tool(
             tool: Any, /, *, name: str | None = None, description: str | None = None
         ) -> None:
+            if isinstance(tool, ToolSource):
+                if name is not None or description is not None:
+                    raise TypeError(
+                        f"tool source {tool.name!r}: name= and description= apply to tools; "
+                        "a source names its tools itself"
+                    )
+                source = Contribution("tool_source", tool.name, plugin, tool, tool.description)
+                registry.add(hook, source)
+                return
             # Build the tool now, so a tool without type hints fails at registration, attributed
             # to its plugin, rather than on first use.
             built = as_tool(tool, name=name, description=description)

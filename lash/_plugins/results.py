@@ -23,6 +23,7 @@ from lash._contract.types import (
     PromptContribution,
     PromptView,
     ReplaceToolArguments,
+    RequireApproval,
     SessionConfig,
     ShortCircuitToolCall,
     StartProcess,
@@ -32,7 +33,12 @@ from lash.errors import PluginError
 
 #: Turn directives: what before_turn / after_turn may return (one, or an iterable of them).
 TURN_DIRECTIVES: tuple[type, ...] = (AbortTurn, EnqueueMessages, Compact, EmitEvent, StartProcess)
-TOOL_CALL_DIRECTIVES: tuple[type, ...] = (ReplaceToolArguments, ShortCircuitToolCall, AbortToolCall)
+TOOL_CALL_DIRECTIVES: tuple[type, ...] = (
+    ReplaceToolArguments,
+    ShortCircuitToolCall,
+    AbortToolCall,
+    RequireApproval,
+)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -145,7 +151,8 @@ _ONE: dict[str, tuple[tuple[type, ...], str]] = {
     "transform_prompt_view": ((PromptView,), "a lash.PromptView, or None to leave it as is"),
     "before_tool_call": (
         TOOL_CALL_DIRECTIVES,
-        "lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, or None",
+        "lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, "
+        "lash.RequireApproval, or None",
     ),
     "after_tool_call": ((ToolResult,), "a lash.ToolResult, or None to keep the result"),
     "project_tool_result": ((str,), "the text the model sees (str), or None"),

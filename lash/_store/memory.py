@@ -58,6 +58,7 @@ from lash._store.records import (
     SessionSummary,
     StoredEvent,
     TurnRecord,
+    WorkPoll,
 )
 from lash.errors import (
     InputConflict,
@@ -711,6 +712,26 @@ class MemoryStore:
             if oldest:
                 waiting.append((min(oldest), sid))
         return [sid for _, sid in sorted(waiting)[:limit]]
+
+    async def poll_work(
+        self,
+        owner: str,
+        *,
+        ttl: float,
+        kinds: Sequence[str] | None = None,
+        claim: bool = True,
+        sessions: int = 0,
+        finished_before: float | None = None,
+    ) -> WorkPoll:
+        # The parts never suspend, so the round is as atomic as one transaction.
+        process = await self.claim_process(owner, ttl=ttl, kinds=kinds) if claim else None
+        return WorkPoll(
+            process=process,
+            sessions=tuple(await self.runnable_sessions(limit=sessions)) if sessions > 0 else (),
+            unnotified=()
+            if finished_before is None
+            else tuple(await self.unnotified_processes(finished_before=finished_before)),
+        )
 
     async def close(self) -> None:
         return None

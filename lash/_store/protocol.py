@@ -44,6 +44,7 @@ from lash._store.records import (
     SessionRecord,
     SessionSummary,
     TurnRecord,
+    WorkPoll,
 )
 
 
@@ -273,6 +274,22 @@ class Store(Protocol):
     async def runnable_sessions(self, *, limit: int = 100) -> list[str]:
         """Ids of sessions with pending input or commands and no live lease, the one waiting
         longest first: what a worker drains."""
+
+    async def poll_work(
+        self,
+        owner: str,
+        *,
+        ttl: float,
+        kinds: Sequence[str] | None = None,
+        claim: bool = True,
+        sessions: int = 0,
+        finished_before: float | None = None,
+    ) -> WorkPoll:
+        """A worker's idle round in one call (one transaction where the store has them): what
+        :meth:`claim_process` claims (when ``claim``), then what :meth:`runnable_sessions`
+        lists (up to ``sessions``; none when 0) and what :meth:`unnotified_processes` lists
+        (when ``finished_before`` is given). An idle worker makes one query a poll, so neither a
+        dead peer's processes nor its sessions wait for a rotation of separate queries."""
 
     async def close(self) -> None:
         """Release connections and files."""

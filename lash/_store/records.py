@@ -15,7 +15,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import GraphNode
-from lash._contract.types import SessionConfig, Usage
+from lash._contract.types import ProcessRecord, SessionConfig, Usage
 
 __all__ = [
     "CancelOutcome",
@@ -267,6 +267,19 @@ class EventPage:
     events: tuple[StoredEvent, ...]
     first: int
     last: int
+
+    __module__ = "lash.store"
+
+
+@attrs.frozen
+class WorkPoll:
+    """What one :meth:`Store.poll_work` call found: the ``process`` it claimed (``None``: none,
+    or no claim was asked), the ``sessions`` a worker may drain (ids, the one waiting longest
+    first) and the ``unnotified`` processes whose finisher died before notifying."""
+
+    process: ProcessRecord | None = None
+    sessions: tuple[str, ...] = ()
+    unnotified: tuple[ProcessRecord, ...] = ()
 
     __module__ = "lash.store"
 

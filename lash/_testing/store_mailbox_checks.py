@@ -377,6 +377,69 @@ async def check_commands_queue_and_apply(store: Store) -> None:
     expect_equal((replay.id, replay.state), (first.id, "applied"), "an applied key queued again")
 
 
+async def check_turn_paused_then_continued(store: Store) -> None:
+    """What tool approval relies on: a commit may settle its claimed input and count a turn
+    without a turn record (the turn stopped for approval); a later commit writes that turn's
+    record; an answer queued by key keeps the first answer (another one is ``InputConflict``,
+    and the settled listing returns the first, applied)."""
+    sid = session_id_for("paused")
+    queued = await store.enqueue_input(sid, InputDraft("delete the logs"))
+    lease = await store.acquire_lease(sid, "owner-a", ttl=LONG_TTL, turn="t-1")
+    claimed = await store.claim_inputs(lease, limit=1)
+    expect_equal([c.id for c in claimed], [queued.id], "claimed input")
+    chain = Chain()
+    await commit_at(
+        store,
+        lease,
+        0,
+        nodes=chain.exchange("delete the logs", ""),
+        turns=1,
+        claimed=(queued.id,),
+        plugin_states={"lash": {"awaiting": {"turn_id": "t-1", "calls": [{"call_id": "c1"}]}}},
+        release=True,
+    )
+    settled = {i.id: i.state for i in await store.list_inputs(sid, settled=True)}
+    expect_equal(settled, {queued.id: "completed"}, "input settled by a commit with no turn")
+    expect_equal(await store.turn_record(sid, "t-1"), None, "turn record of a paused turn")
+    first = await store.enqueue_command(
+        sid, CommandDraft("approval", "approval:t-1:c1", {"decision": "approve", "key": "a"})
+    )
+    await expect_raises(
+        InputConflict,
+        store.enqueue_command(
+            sid, CommandDraft("approval", "approval:t-1:c1", {"decision": "reject", "key": "b"})
+        ),
+        "a second answer under the same key",
+    )
+    lease = await store.acquire_lease(sid, "owner-b", ttl=LONG_TTL)
+    expect_equal((lease.revision, lease.pending_commands), (1, 1), "(revision, pending_commands)")
+    await commit_at(
+        store,
+        lease,
+        1,
+        nodes=chain.exchange("", "done"),
+        turns=0,
+        applied=(first.id,),
+        plugin_states={"lash": {"awaiting": None}},
+        turn=_record(sid, "t-1"),
+    )
+    record = await store.turn_record(sid, "t-1")
+    expect(record is not None, "the continued turn's record is written by the later commit")
+    assert record is not None
+    expect_equal((record.index, record.revision), (1, 2), "(index, revision) of its record")
+    head = await load_record(store, sid)
+    expect_equal((head.revision, head.turns), (2, 1), "(revision, turns): one turn, two commits")
+    expect_equal(
+        dict(head.plugin_states)["lash"], {"awaiting": None}, "the state the later commit wrote"
+    )
+    answers = [c for c in await store.list_commands(sid, settled=True) if c.name == "approval"]
+    expect_equal(
+        [(c.id, dict(c.args)["decision"], c.state) for c in answers],
+        [(first.id, "approve", "applied")],
+        "answers in the settled listing",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Turns and cancellation requests
 # --------------------------------------------------------------------------------------------
@@ -561,6 +624,7 @@ CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_cancel_outcomes,
     check_commit_enqueues_input,
     check_commands_queue_and_apply,
+    check_turn_paused_then_continued,
     check_turn_records_and_cancel_requests,
     check_event_log,
     check_commit_enqueue_conflict_writes_nothing,

@@ -654,6 +654,52 @@ async def check_runnable_sessions(store: Store) -> None:
     )
 
 
+async def check_poll_work(store: Store) -> None:
+    """``poll_work`` claims like ``claim_process`` and lists like ``runnable_sessions`` and
+    ``unnotified_processes`` in one call, each part only when asked for."""
+    kind = _unique("kind")
+    other = _unique("kind")
+    waiting = session_id_for("poll-work")
+    await store.enqueue_input(waiting, InputDraft("work"))
+    first = await store.start_process(_draft(kind, "first"))
+    await store.start_process(_draft(other, "done"))
+    done = await _claim(store, other)
+    await store.finish_process(done.id, done.token, status="succeeded", result=1)
+
+    listed = await store.poll_work("worker-a", ttl=LONG_TTL, kinds=[kind], claim=False)
+    expect_equal(
+        (listed.process, listed.sessions, listed.unnotified),
+        (None, (), ()),
+        "poll_work(claim=False) with no sessions or outbox asked for",
+    )
+    expect_equal(
+        (await _get(store, first.id)).status, "pending", "a process poll_work was not to claim"
+    )
+    later = time.time() + CLOCK_SLACK
+    polled = await store.poll_work(
+        "worker-a", ttl=LONG_TTL, kinds=[kind], sessions=MANY, finished_before=later
+    )
+    claimed = polled.process
+    if claimed is None:
+        fail(f"poll_work(kinds=[{kind!r}]) claimed nothing with a process runnable")
+    expect_equal(
+        (claimed.id, claimed.status, claimed.owner, claimed.attempts),
+        (first.id, "running", "worker-a", 1),
+        "(id, status, owner, attempts) of the process poll_work claimed",
+    )
+    expect(waiting in polled.sessions, "a session with pending input in poll_work's sessions")
+    expect_equal(
+        [p.id for p in polled.unnotified if p.id == done.id],
+        [done.id],
+        "a finished, unnotified process in poll_work's unnotified",
+    )
+    beat = await store.heartbeat_process(first.id, claimed.token, ttl=LONG_TTL)
+    expect_equal(beat.token, claimed.token, "the claim poll_work made is fenced by its token")
+    again = await store.poll_work("worker-b", ttl=LONG_TTL, kinds=[kind], sessions=1)
+    expect_equal(again.process, None, "poll_work with nothing left to claim")
+    expect_equal(len(again.sessions), 1, "poll_work(sessions=1) lists one session")
+
+
 async def check_delete_removes_processes(store: Store) -> None:
     """Deleting a session deletes its processes (their keys can start new ones); other
     sessions' and the host's processes stay."""
@@ -684,5 +730,6 @@ CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_process_notification_outbox,
     check_process_events_logged_in_session,
     check_runnable_sessions,
+    check_poll_work,
     check_delete_removes_processes,
 )

@@ -492,6 +492,11 @@ def _render(value: Any) -> str:
     return json.dumps(data, sort_keys=False, ensure_ascii=False, default=_json_extra)
 
 
+#: When a tool's calls need a human's approval (``lash.tool(fn, approval=...)``).
+Approval = Literal["never", "always"]
+APPROVALS: tuple[str, ...] = ("never", "always")
+
+
 @attrs.frozen(eq=False)
 class Tool:
     """A tool the model can call: build one with :func:`lash.tool` or :func:`lash.raw_tool`.
@@ -499,6 +504,8 @@ class Tool:
     ``parameters`` is the JSON schema (``"type": "object"``) of the arguments; ``fn`` is the
     original function, still callable (calling the tool calls it), so it can be unit-tested
     directly. ``timeout`` (seconds) overrides the default the kernel passes in the context.
+    ``approval`` is ``"never"`` (the default) or ``"always"``: every call of the tool then waits
+    for a human's approval before it runs (:doc:`/approvals`).
     """
 
     name: str
@@ -506,6 +513,7 @@ class Tool:
     parameters: Mapping[str, Any]
     fn: Callable[..., Any]
     timeout: float | None = attrs.field(default=None, kw_only=True)
+    approval: Approval = attrs.field(default="never", kw_only=True)
     _bind: _Binder = attrs.field(default=_raw_arguments, kw_only=True, alias="bind", repr=False)
 
     __module__ = "lash"
@@ -513,6 +521,10 @@ class Tool:
     def __attrs_post_init__(self) -> None:
         _check_name(self.name)
         check_timeout(self.timeout)
+        if self.approval not in APPROVALS:
+            raise ValueError(
+                f"tool {self.name!r}: approval must be 'never' or 'always', got {self.approval!r}"
+            )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the original function directly (no validation, no timeout)."""
@@ -602,6 +614,7 @@ def _from_function(
     name: str | None,
     description: str | None,
     timeout: float | None,
+    approval: Approval = "never",
 ) -> Tool:
     where = f"tool function {_function_name(fn)}"
     if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
@@ -674,6 +687,7 @@ def _from_function(
         },
         fn,
         timeout=timeout,
+        approval=approval,
         bind=arguments,
     )
 
@@ -685,6 +699,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    approval: Approval = "never",
 ) -> Tool: ...
 
 
@@ -695,6 +710,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    approval: Approval = "never",
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -704,6 +720,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    approval: Approval = "never",
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function (sync or async) into a :class:`Tool`; use bare or called::
 
@@ -720,7 +737,8 @@ def tool(
     classes); parameters with defaults are optional. The description is the docstring up to its
     parameter section, whose entries describe the parameters. A parameter annotated
     :class:`lash.ToolContext` receives the call's context and is not part of the schema. Sync
-    functions run in a worker thread so they cannot block the event loop.
+    functions run in a worker thread so they cannot block the event loop. With
+    ``approval="always"`` every call waits for a human's approval (:doc:`/approvals`).
 
     :raises TypeError: a parameter has no type hint or an unsupported one, or the function
         takes ``*args`` / ``**kwargs``.
@@ -728,10 +746,14 @@ def tool(
     if fn is None:
 
         def decorate(function: Callable[..., Any]) -> Tool:
-            return _from_function(function, name=name, description=description, timeout=timeout)
+            return _from_function(
+                function, name=name, description=description, timeout=timeout, approval=approval
+            )
 
         return decorate
-    return _from_function(fn, name=name, description=description, timeout=timeout)
+    return _from_function(
+        fn, name=name, description=description, timeout=timeout, approval=approval
+    )
 
 
 def raw_tool(
@@ -741,6 +763,7 @@ def raw_tool(
     handler: Callable[[dict[str, Any], ToolContext], Any],
     *,
     timeout: float | None = None,
+    approval: Approval = "never",
 ) -> Tool:
     """A tool with a hand-written JSON schema; ``handler(arguments, context)``, sync or async.
 
@@ -756,7 +779,9 @@ def raw_tool(
         )
     # A private copy: later changes to the caller's dict must not change what the model sees.
     schema = copy.deepcopy(dict(parameters))
-    return Tool(name, description, schema, handler, timeout=timeout, bind=_raw_arguments)
+    return Tool(
+        name, description, schema, handler, timeout=timeout, approval=approval, bind=_raw_arguments
+    )
 
 
 def as_tool(obj: Any, *, name: str | None = None, description: str | None = None) -> Tool:

@@ -6,8 +6,11 @@ cycle."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 import click
@@ -19,6 +22,42 @@ from lash.errors import ConfigError, LashError
 _CONFIG_KEY = "lash.config"
 _INSPECTION_KEY = "lash.inspection"
 _COMMANDS_KEY = "lash.plugin_commands"
+_STORE_KEY = "lash.store_override"
+#: The store URL for every command of an invocation, instead of the config's (``--store``
+#: wins over it).
+ENV_STORE = "LASH_STORE"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _override_store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        root = ctx.find_root()
+        root.meta[_STORE_KEY] = value
+        root.meta.pop(_CONFIG_KEY, None)  # read again, with this store
+
+
+#: ``--store URL``: the store of this run instead of the configured one.
+_STORE_OPTION: dict[str, Any] = {
+    "metavar": "URL",
+    "default": None,
+    "expose_value": False,
+    "is_eager": True,
+    "callback": _override_store,
+    "help": f"Store URL for this run, instead of the config's (also ${ENV_STORE}).",
+}
+
+
+def store_option(command: F) -> F:
+    """Give a command the ``--store URL`` option (after its name: ``lash worker --store
+    postgresql://...``)."""
+    return click.option("--store", **_STORE_OPTION)(command)
+
+
+def with_store_option(group: click.Group) -> None:
+    """Give every command of ``group`` the ``--store`` option."""
+    for command in group.commands.values():
+        command.params.append(click.Option(["--store"], **_STORE_OPTION))
 
 
 def warn(message: str) -> None:
@@ -101,7 +140,8 @@ def builtin_command_names(ctx: click.Context | None = None) -> set[str]:
 
 
 def load_config(ctx: click.Context) -> HostConfig:
-    """The host config for this invocation (``--config``, ``$LASH_CONFIG`` or discovery); cached.
+    """The host config for this invocation (``--config``, ``$LASH_CONFIG`` or discovery, with
+    ``--disable`` and ``--store``/``$LASH_STORE`` applied); cached.
 
     :raises ConfigError: when the config cannot be read or is invalid.
     """
@@ -115,6 +155,9 @@ def load_config(ctx: click.Context) -> HostConfig:
         # `lash --disable NAME`: one run without that plugin (on top of `disable` and
         # LASH_DISABLE_PLUGINS, like `pytest -p no:NAME`).
         config = attrs.evolve(config, disable=(*config.disable, *disabled))
+    store = root.meta.get(_STORE_KEY) or os.environ.get(ENV_STORE)
+    if store:
+        config = attrs.evolve(config, store=store)
     root.meta[_CONFIG_KEY] = config
     return config
 

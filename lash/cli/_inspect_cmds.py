@@ -97,16 +97,16 @@ def plugins_command(ctx: click.Context, show_all: bool, hook: str | None, as_jso
 
     Each plugin shows its name, distribution, version, the hooks it implements, its status
     (loaded, failed or disabled), the error when it did not load, and what it contributes: tools,
-    providers, protocols, stores, process kinds, session commands, operations, commands and
-    options (type, default, configured value; secrets as ***). Broken plugins are listed, never
-    fatal: see `lash doctor`.
+    providers, protocols, stores, process kinds, session commands, operations, tool sources,
+    commands and options (type, default, configured value; secrets as ***). Broken plugins are
+    listed, never fatal: see `lash doctor`.
 
     \b
     JSON keys: name, status, error, distribution, version, module, builtin, description, hooks,
     tools, providers, protocols, stores, process_kinds, session_commands, operations (objects:
-    name, plugin, kind, session, description, args_schema, result_schema), commands, options
-    (by field name: type, default, required, secret, help, value), before, after, requires,
-    warnings.
+    name, plugin, kind, session, description, args_schema, result_schema), tool_sources,
+    commands, options (by field name: type, default, required, secret, help, value), before,
+    after, requires, warnings.
     """
     inspection = get_inspection(ctx, config_or_exit(ctx))
     entries = [

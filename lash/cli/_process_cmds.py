@@ -23,7 +23,7 @@ from lash._contract.serialization import to_data
 from lash._contract.types import ProcessRecord
 from lash._kernel.core import LashCore
 from lash._store.protocol import Store
-from lash.cli._context import config_or_exit
+from lash.cli._context import config_or_exit, store_option, with_store_option
 from lash.cli._sessions_common import run_on_store
 from lash.errors import LashError, UnknownProcess
 
@@ -159,6 +159,7 @@ def _guarded(call: Any) -> Any:
 
 
 @click.command("worker")
+@store_option
 @click.option("--once", is_flag=True, help="Run what is runnable now, then exit.")
 @click.option(
     "--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Runs at once."
@@ -230,5 +231,7 @@ def worker_command(
     except LashError as exc:
         raise click.ClickException(str(exc)) from None
 
+
+with_store_option(processes_group)
 
 __all__ = ["processes_group", "worker_command"]

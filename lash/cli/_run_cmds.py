@@ -30,7 +30,7 @@ from lash._contract.serialization import to_data
 from lash._kernel.core import LashCore
 from lash._kernel.session import Session
 from lash._kernel.turn import Turn
-from lash.cli._context import load_config
+from lash.cli._context import load_config, store_option
 from lash.errors import (
     ConfigError,
     ExclusiveHookConflict,
@@ -294,6 +294,7 @@ class RunOptions:
 
 
 @click.command("run")
+@store_option
 @click.argument("prompt", required=False)
 @click.option("--session", "session_id", default="default", show_default=True, help="Session id.")
 @click.option(

@@ -28,6 +28,8 @@ from lash._contract.serialization import to_data
 from lash._contract.types import ToolCall, Usage
 from lash._store.protocol import Store
 from lash._store.records import SessionRecord, SessionSummary
+from lash.cli._approval_cmds import approvals_command, approve_command, reject_command
+from lash.cli._context import with_store_option
 from lash.cli._mailbox_cmds import (
     cancel_input_command,
     drain_command,
@@ -499,8 +501,12 @@ for _command in (
     cancel_input_command,
     watch_command,
     drain_command,
+    approvals_command,
+    approve_command,
+    reject_command,
 ):
     sessions_group.add_command(_command)
+with_store_option(sessions_group)
 
 __all__ = [
     "delete_command",
