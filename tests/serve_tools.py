@@ -1,7 +1,7 @@
 """The plugin the ``lash serve`` tests load in real ``lash serve`` and ``lash worker`` processes
 (``servetools``): a tool that waits (so a turn is still running when a test acts on it), one
-that answers at once, and one that starts a background process (kind ``note``) under the
-session."""
+that answers at once, one that starts a background process (kind ``note``) under the
+session, and one that always needs approval."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ async def start_note(text: str, context: lash.ToolContext) -> str:
     return f"note {record.id} is {record.status}"
 
 
+def delete_file(path: str) -> str:
+    """Deletes a file (pretends to); every call waits for a human's approval."""
+    return f"deleted {path}"
+
+
 @lash.hookimpl
 def register_process_kinds(register: lash.RegisterProcessKind) -> None:
     register("note", write_note, recovery=lash.RecoveryDisposition.RERUNNABLE)
@@ -51,3 +56,4 @@ def register_tools(register: lash.RegisterTool) -> None:
     register(pause)
     register(shout)
     register(start_note)
+    register(lash.tool(delete_file, approval="always"))

@@ -378,6 +378,8 @@ def test_the_openapi_document_describes_the_routes(serve: Any) -> None:
             ("GET", "/sessions/{session_id}/turns/{turn_id}"),
             ("POST", "/sessions/{session_id}/turns/{turn_id}/cancel"),
             ("GET", "/sessions/{session_id}/processes"),
+            ("GET", "/sessions/{session_id}/approvals"),
+            ("POST", "/sessions/{session_id}/approvals/{call_id}"),
             ("GET", "/sessions/{session_id}/events"),
             ("GET", "/openapi.json"),
         }
@@ -446,3 +448,33 @@ def test_the_serving_page_example(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (examples / "serve_app.txt").read_text(encoding="utf-8")
+
+
+def test_a_held_tool_call_is_answered_over_http(serve: Any) -> None:
+    """A turn stops awaiting approval; GET approvals lists the held call; POST approves it (a
+    second answer is already_answered); the server's worker continues the turn to its end."""
+    delete = {"tool_calls": [{"name": "delete_file", "arguments": {"path": "a.txt"}}]}
+    server = serve([delete, {"text": "Deleted a.txt"}], "--worker")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        held = client.post("/sessions/h/turns?wait=true", json={"text": "delete a.txt"})
+        turn = held.json()["turn"]
+        assert (turn["outcome"], turn["reason"]) == ("stopped", "awaiting_approval")
+        (pending,) = client.get("/sessions/h/approvals").json()["approvals"]
+        assert (pending["tool"], pending["arguments"]) == ("delete_file", {"path": "a.txt"})
+        cursor = client.get("/sessions/h").json()["cursor"]
+        with client.stream("GET", f"/sessions/h/events?after={cursor}") as response:
+            url = f"/sessions/h/approvals/{pending['call_id']}"
+            answer = client.post(url, json={"decision": "approve", "key": "k1"}).json()["answer"]
+            assert (answer["outcome"], answer["decision"]) == ("approved", "approve")
+            again = client.post(url, json={"decision": "reject"}).json()["answer"]
+            assert (again["outcome"], again["decision"]) == ("already_answered", "approve")
+            for _, data in sse_events(response):
+                if data["type"] == "turn_committed":
+                    break
+        assert (data["data"]["outcome"], data["data"]["result"]["text"]) == (
+            "completed",
+            "Deleted a.txt",
+        )
+        assert client.get("/sessions/h/approvals").json() == {"approvals": []}
+        bad = client.post(url, json={"decision": "maybe"})
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_request")

@@ -27,6 +27,9 @@ Routes (JSON in and out; times are epoch seconds; every error is ``{"error": {"c
                                                   already_finished | unknown, "session_id",
                                                   "turn_id", "record"}
     GET    /sessions/{id}/processes               {"processes": [ProcessRecord...]}
+    GET    /sessions/{id}/approvals               {"approvals": [PendingApproval...]}
+    POST   /sessions/{id}/approvals/{call_id}     {"decision": "approve" | "reject", "reason"?,
+                                                  "key"?} -> {"answer": ApprovalAnswer}
     GET    /sessions/{id}/events[?after=CURSOR][&protocol=ag-ui]
                                                   text/event-stream: each message "id: CURSOR"
                                                   and "data: Event" (lash.event_json); resumes

@@ -1,9 +1,10 @@
 """The ASGI app of ``lash serve``: :func:`create_app` and its route handlers.
 
 Every handler goes through the core's public operations (``enqueue``, ``current``,
-``cancel_turn``, ``observe``, ``processes.list``...), so the app serves sessions that other
-processes run as well as the turns it runs itself. The request and response shapes are in the
-package docstring (``lash.serve``) and the OpenAPI document (``/openapi.json``).
+``cancel_turn``, ``observe``, ``processes.list``, ``approvals``, ``approve``...), so the app
+serves sessions that other processes run as well as the turns it runs itself. The request and
+response shapes are in the package docstring (``lash.serve``) and the OpenAPI document
+(``/openapi.json``).
 """
 
 from __future__ import annotations
@@ -267,6 +268,27 @@ class _Api:
         own = [to_data(p) for p in found if p.session_id == session_id]
         return JSONResponse({"processes": own})
 
+    async def approvals(self, request: Request) -> Response:
+        session_id = _session_id(request)
+        pending = await self.core.approvals(session_id)
+        return JSONResponse({"approvals": [to_data(item) for item in pending]})
+
+    async def approve(self, request: Request) -> Response:
+        session_id = _session_id(request)
+        call_id = str(request.path_params["call_id"])
+        body = await read_json(request, self.max_body, {"decision": str, "reason": str, "key": str})
+        if body.get("decision") not in ("approve", "reject"):
+            raise ApiError("invalid_request", "field 'decision' is 'approve' or 'reject'")
+        answer = await self.core.approve(
+            session_id,
+            call_id,
+            decision=body["decision"],
+            reason=body.get("reason"),
+            key=body.get("key"),
+            source="serve",
+        )
+        return JSONResponse({"answer": to_data(answer)})
+
     async def events(self, request: Request) -> Response:
         session_id = _session_id(request)
         protocol = request.query_params.get("protocol", "lash")
@@ -296,6 +318,8 @@ class _Api:
                 "/sessions/{session_id}/turns/{turn_id}/cancel", self.cancel_turn, methods=["POST"]
             ),
             Route("/sessions/{session_id}/processes", self.processes, methods=["GET"]),
+            Route("/sessions/{session_id}/approvals", self.approvals, methods=["GET"]),
+            Route("/sessions/{session_id}/approvals/{call_id}", self.approve, methods=["POST"]),
             Route("/sessions/{session_id}/events", self.events, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
         ]

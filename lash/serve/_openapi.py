@@ -257,6 +257,50 @@ _PATHS: dict[str, Any] = {
             },
         },
     },
+    "/sessions/{session_id}/approvals": {
+        "parameters": [_SESSION_ID],
+        "get": {
+            "operationId": "listApprovals",
+            "summary": "The session's tool calls waiting for a human's answer",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"approvals": {"type": "array", "items": _OBJECT}},
+                    },
+                    "lash.PendingApproval fields: call_id, tool, arguments, turn_id, index, "
+                    "requested_at, requested_by, why",
+                ),
+                **_errors(400, 401),
+            },
+        },
+    },
+    "/sessions/{session_id}/approvals/{call_id}": {
+        "parameters": [
+            _SESSION_ID,
+            {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        ],
+        "post": {
+            "operationId": "answerApproval",
+            "summary": "Approve or reject a held tool call (its turn goes on once all are)",
+            "requestBody": _body(
+                {
+                    "decision": {"enum": ["approve", "reject"]},
+                    "reason": {"type": ["string", "null"]},
+                    "key": {"type": ["string", "null"], "description": "idempotency key"},
+                },
+                ["decision"],
+            ),
+            "responses": {
+                "200": _json(
+                    {"type": "object", "properties": {"answer": _OBJECT}},
+                    "lash.ApprovalAnswer: outcome approved, rejected, already_answered, "
+                    "expired or unknown",
+                ),
+                **_errors(400, 401, 413, 415),
+            },
+        },
+    },
     "/sessions/{session_id}/events": {
         "parameters": [_SESSION_ID],
         "get": {
