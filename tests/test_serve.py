@@ -247,6 +247,9 @@ def test_cancel_a_turn_the_server_runs(serve: Any) -> None:
             for _, data in stream:
                 if data["type"] == "tool_call_started":
                     break
+            running = client.get("/sessions/c/turns/long")
+            assert running.json()["error"]["code"] == "unknown_turn"
+            assert "it is running" in running.json()["error"]["message"]
             busy = client.delete("/sessions/c")
             assert busy.status_code == 409
             assert busy.json()["error"]["code"] == "session_busy"

@@ -128,6 +128,8 @@ class _Api:
         self.core = core
         self.max_body = max_body
         self.turns: set[asyncio.Task[Any]] = set()
+        #: (session id, turn id) of the turns this app runs now
+        self.running: set[tuple[str, str]] = set()
         self.feeds = Feeds(core)
 
     async def _require(self, session_id: str) -> None:
@@ -199,11 +201,13 @@ class _Api:
         finally:
             await session.close()
 
-    def _track(self, task: asyncio.Task[Any], *, awaited: bool) -> None:
+    def _track(self, task: asyncio.Task[Any], turn: tuple[str, str], *, awaited: bool) -> None:
         self.turns.add(task)
+        self.running.add(turn)
 
         def done(task: asyncio.Task[Any]) -> None:
             self.turns.discard(task)
+            self.running.discard(turn)
             # (an awaited turn's error is the response's; a turn started with 202 has no one
             # else to tell)
             if not awaited and not task.cancelled() and task.exception() is not None:
@@ -223,7 +227,7 @@ class _Api:
         )
         page = await self.core.store.read_events(session_id, after=0, limit=0)
         task = asyncio.ensure_future(self._run_turn(session_id, text, turn_id))
-        self._track(task, awaited=wait)
+        self._track(task, (session_id, turn_id), awaited=wait)
         if not wait:
             data = {"session_id": session_id, "turn_id": turn_id, "cursor": cursor_of(page.last)}
             return JSONResponse(data, status_code=202)
@@ -237,11 +241,11 @@ class _Api:
         turn_id = _turn_id(request.path_params["turn_id"], "path")
         record = await self.core.turn_record(session_id, turn_id)
         if record is None:
-            running = any(t for t in self.turns if not t.done())
+            running = (session_id, turn_id) in self.running
             raise ApiError(
                 "unknown_turn",
                 f"session {session_id!r} has no committed turn {turn_id!r}"
-                + (" (it may still be running)" if running else ""),
+                + (" yet: it is running" if running else ""),
             )
         return JSONResponse({"turn": turn_end_data(turn_id, record.index, dict(record.result), [])})
 
