@@ -4,6 +4,7 @@ SSE, the AG-UI adapter, the token, and the one error shape."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from _serve import Process, Server, sse_events, write_config
+
+import lash
 
 
 def shout_then(text: str, chunk_size: int = 2) -> list[dict[str, Any]]:
@@ -481,3 +484,28 @@ def test_a_held_tool_call_is_answered_over_http(serve: Any) -> None:
         assert client.get("/sessions/h/approvals").json() == {"approvals": []}
         bad = client.post(url, json={"decision": "maybe"})
         assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_request")
+
+
+def test_the_server_stops_with_event_streams_open(serve: Any, tmp_path: Path) -> None:
+    """SIGTERM while a client follows a session: the server ends the stream and exits 0, its
+    running turn committed as cancelled."""
+    pause = {"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}
+    server = serve([{"text": "first"}, pause])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.post("/sessions/q/turns?wait=true", json={"text": "first"})
+        with client.stream("GET", "/sessions/q/events") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            client.post("/sessions/q/turns", json={"text": "wait", "id": "long"})
+            for _, data in sse_events(lines):
+                if data["type"] == "tool_call_started":
+                    break
+            assert server.stop(timeout=20) == 0, server.stderr()
+
+    async def record() -> Any:
+        url = f"sqlite:///{tmp_path / 'lash.db'}"
+        async with lash.LashCore(plugins=["stores"], autoload=False, store=url) as core:
+            return await core.turn_record("q", "long")
+
+    stored = asyncio.run(record())
+    assert (stored.outcome, stored.reason) == ("stopped", "cancelled")

@@ -21,6 +21,9 @@ from lash.errors import LashError
 #: list would show it).
 TOKEN_ENV = "LASH_SERVE_TOKEN"
 
+#: Seconds a stopping server waits for open requests (event streams) before it cancels them.
+SHUTDOWN_GRACE = 2
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` binds to this machine only (127.0.0.0/8, ::1, localhost)."""
@@ -101,9 +104,17 @@ def serve_command(
         core = LashCore(config=config)
         async with core:
             app = create_app(core, token=token, max_body=max_body or MAX_BODY)
-            server = uvicorn.Server(
-                uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+            # Event streams never end on their own: at shutdown uvicorn waits this long for
+            # them, then cancels them (without it, an open browser tab keeps the server up).
+            settings = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level=log_level,
+                lifespan="on",
+                timeout_graceful_shutdown=SHUTDOWN_GRACE,
             )
+            server = uvicorn.Server(settings)
             # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler it
             # found: these, which stop the server (again), so the app's shutdown (its turns are
             # cancelled: they commit) and the core's close still run.
