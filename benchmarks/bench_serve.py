@@ -191,6 +191,9 @@ def main() -> None:
         server = Server(root, site)
         try:
             asyncio.run(bench(server, args))
+        except BaseException:
+            print(f"the server's stderr:\n{server.stderr()[-4000:]}", file=sys.stderr)
+            raise
         finally:
             server.stop()
 

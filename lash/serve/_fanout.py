@@ -82,6 +82,8 @@ class Feed:
         self.subscribers: set[Subscriber] = set()
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
+        #: the last subscriber left: the feed is stopping (joining it would wait forever)
+        self.closing = False
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -128,7 +130,7 @@ class Feed:
     def join(self, position: int) -> Subscriber | None:
         """A subscriber after committed ``position``, with the ring's events after it queued;
         ``None`` when the ring does not reach back to it (or the feed is over)."""
-        if self.failed is not None or self.task.done() or position < self.base:
+        if self.closing or self.failed is not None or self.task.done() or position < self.base:
             return None
         subscriber = Subscriber(position)
         for shared in self.ring:
@@ -142,6 +144,7 @@ class Feed:
         observation to be closed)."""
         self.subscribers.discard(subscriber)
         if not self.subscribers:
+            self.closing = True
             self._feeds.forget(self)
             self.task.cancel()
             await asyncio.wait((self.task,))
