@@ -130,3 +130,30 @@ async def test_a_follower_that_falls_behind_goes_on_from_its_cursor(
         for reader in (fast, slow):
             await reader.close()
         assert len(feeds) == 0 and not core.observed("s")
+
+
+async def test_a_follower_goes_on_when_the_shared_observation_fails(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The feed's read of the store fails once: its follower goes on with an observation of its
+    own, from its cursor, and misses nothing."""
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        feeds = Feeds(core)
+        reader = Reader(feeds, "e1")
+        await reader.subscribe()
+        original = core.store.read_events
+        failures = {"left": 1}
+
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise OSError("the disk hiccuped")
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(core.store, "read_events", flaky)
+        last = await enqueue(core, 3)
+        assert await reader.read_until(last) == cursors(2, 4)
+        assert failures["left"] == 0
+        await reader.close()
+        assert len(feeds) == 0 and not core.observed("s")

@@ -8,8 +8,8 @@ and hands the same bytes to each subscriber.
 Correctness still rests on cursors, never on the feed: a client joins a feed only when the
 feed's ring of recent committed events reaches back to the client's cursor (it then gets the
 ring's events after its cursor first, in order); a client whose cursor is older, or who falls
-more than :data:`MAX_PENDING` items behind, follows its own observation from its cursor
-instead, exactly as if there were no feed.
+more than :data:`MAX_PENDING` items behind, or whose feed fails (a store error), follows its
+own observation from its cursor instead, exactly as if there were no feed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -26,6 +27,8 @@ from lash._kernel.core import LashCore
 from lash._kernel.event_json import event_json
 from lash._kernel.observation import ObservationGap, ObservedEvent, cursor_of, parse_cursor
 from lash.serve._stream import KEEPALIVE, AgUiAdapter, sse_message, with_keepalive
+
+log = logging.getLogger("lash.serve")
 
 #: Committed events a feed keeps for clients that join it a little behind.
 RING = 1000
@@ -101,7 +104,10 @@ class Feed:
                             self.ready.set()  # subscribed: nothing committed from now is missed
                             continue
                         self._publish(share(item, cursor_of(self.last)))
-        except Exception as exc:  # the observation failed: so do the streams that follow it
+        except Exception as exc:
+            # The observation failed (a store error): its followers go on with observations
+            # of their own, from their cursors.
+            log.warning("lash serve: observing session %r failed: %r", self.session_id, exc)
             self.failed = exc
             for subscriber in self.subscribers:
                 subscriber.push(exc)
@@ -202,10 +208,8 @@ class Feeds:
                 except TimeoutError:
                     yield None
                     continue
-                if isinstance(got, BaseException):
-                    raise got
-                if isinstance(got, _Fallen):
-                    break
+                if isinstance(got, BaseException | _Fallen):
+                    break  # the feed failed, or this client fell behind
                 if got.position is not None:
                     if got.position <= subscriber.position:
                         continue  # (the feed started behind this client's cursor)
@@ -213,7 +217,7 @@ class Feeds:
                 yield got
         finally:
             await feed.leave(subscriber)
-        # Fell behind: on with an observation of its own, from its cursor.
+        # Fell behind, or the feed failed: on with an observation of its own, from its cursor.
         own = self._own(session_id, after, subscriber.position, keepalive)
         async with contextlib.aclosing(own):
             async for item in own:
