@@ -118,6 +118,7 @@ if typing.TYPE_CHECKING:
     )
     from lash._kernel.approvals import ApprovalAnswer, PendingApproval
     from lash._kernel.core import LashCore
+    from lash._kernel.event_json import event_json, turn_event_json
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
     from lash._kernel.processes import Processes
@@ -254,6 +255,7 @@ __all__ = [
     "UserMessage",
     "ValidationError",
     "collect_response",
+    "event_json",
     "from_data",
     "hookimpl",
     "hookspec",
@@ -262,4 +264,5 @@ __all__ = [
     "raw_tool",
     "to_data",
     "tool",
+    "turn_event_json",
 ]

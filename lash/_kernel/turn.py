@@ -78,6 +78,13 @@ from lash._contract.types import (
     Usage,
 )
 from lash._kernel import approvals, operations
+from lash._kernel.event_json import (
+    result_data,
+    text_delta_data,
+    tool_call_finished_data,
+    tool_call_started_data,
+    turn_end_data,
+)
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.output import NOT_CALLED, Output, answer_text, feedback
 from lash._kernel.prompt import prompt_view
@@ -565,23 +572,8 @@ class Turn:
         runtime.pending_events.append(
             EventDraft(
                 "turn_committed",
-                {
-                    "turn_id": self.id,
-                    "index": self.index,
-                    "outcome": result.outcome,
-                    "reason": result.reason,
-                    "revision": revision,
-                    "result": data,
-                    # What the turn's tool calls were (observers elsewhere saw none live).
-                    "tool_calls": [
-                        {
-                            "call_id": r.call.id,
-                            "name": r.call.name,
-                            "is_error": r.result.is_error,
-                        }
-                        for r in self._records
-                    ],
-                },
+                # tool_calls names the turn's calls (observers elsewhere saw none live).
+                turn_end_data(self.id, self.index, data, self._records),
             )
         )
         # A turn that stops for approval is not over: its record is written when it ends (a
@@ -826,7 +818,7 @@ class Turn:
                 if live:
                     runtime.core.notify(
                         runtime.id,
-                        live=[EventDraft("text_delta", {"turn_id": self.id, "text": event.text})],
+                        live=[EventDraft("text_delta", text_delta_data(self.id, event.text))],
                     )
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
@@ -945,7 +937,7 @@ class Turn:
         self._emit(ToolCallStarted(call))
         if live:  # live only: the committed turn holds its calls (graph, turn_committed)
             runtime = self._runtime
-            started = {"turn_id": self.id, "call": call_data(call)}
+            started = tool_call_started_data(self.id, call)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
 
     async def _call_finished(
@@ -968,16 +960,7 @@ class Turn:
         self._records.append(ToolCallRecord(final_call, result))
         self._emit(ToolCallFinished(final_call, result))
         if live:
-            finished = {
-                "turn_id": self.id,
-                "call_id": call.id,
-                "name": final_call.name,
-                "result": {
-                    "call_id": result.call_id,
-                    "content": result.content,
-                    "is_error": result.is_error,
-                },
-            }
+            finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
 
     def _tool_context(self, call: ToolCall) -> ToolContext:
@@ -1048,46 +1031,6 @@ class _Keeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, LashError):
                 await task
-
-
-def result_data(result: TurnResult) -> dict[str, Any]:
-    """``to_data(result)`` without its tool calls (they are in the graph), written out: a
-    turn's commit stores it, and cattrs would walk the tool calls for nothing."""
-    usage = result.usage
-    return {
-        "session_id": result.session_id,
-        "index": result.index,
-        "outcome": result.outcome,
-        "text": result.text,
-        "reason": result.reason,
-        "error": result.error,
-        "error_plugin": result.error_plugin,
-        "error_hook": result.error_hook,
-        "detail": result.detail,
-        "tool_calls": [],
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens,
-        },
-        "revision": result.revision,
-        "turn_id": result.turn_id,
-        "cancelled_by": result.cancelled_by,
-        "cancel_reason": result.cancel_reason,
-        # A structured-output turn's answer survives reloads (a resubmitted turn id gets it).
-        "output": None if result.output is None else to_data(result.output),
-        "output_errors": list(result.output_errors),
-    }
-
-
-def call_data(call: ToolCall) -> dict[str, Any]:
-    """``to_data(call)``, written out (the arguments are JSON already)."""
-    return {
-        "id": call.id,
-        "name": call.name,
-        "arguments": dict(call.arguments),
-        "invalid_arguments": call.invalid_arguments,
-    }
 
 
 def result_of_record(record: TurnRecord) -> TurnResult:
