@@ -232,13 +232,13 @@ def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
         ["assistant", "Now the first gate."],
         ["tool", "gate", {"name": "one"}, None],
     ]
-    assert page.locator("#queue .running .text").text_content() == "Shout hello, please"
+    assert entries(page, "#claimed") == [["user · being answered", "Shout hello, please"]]
     assert page.locator("#transcript > li").count() == 0  # nothing committed yet
     screenshot(page, "session-live")
 
     page.reload()
     page.wait_for_selector("#connection:text('live')")
-    page.wait_for_selector("#queue .running")
+    page.wait_for_selector("#claimed li")
     snapshot_cursor = page.evaluate("window.lashPage.snapshotCursor")
     (tmp_path / "one").touch()
     page.wait_for_selector(".turn-live .tool:has(code:text-is('gate'))")
@@ -263,7 +263,7 @@ def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
         ["assistant", "The tool said HELLO."],
         ["outcome", "completed"],
     ]
-    assert page.locator("#queue > li").count() == 0
+    assert page.locator("#queue > li, #claimed > li").count() == 0
     assert page.locator("#usage-box summary").text_content() == "Usage: 11 in / 5 out tokens"
     screenshot(page, "session-done")
 

@@ -193,12 +193,16 @@
       el("td", null, String(usage.output_tokens)), el("td", null, String(usage.cached_tokens)));
   }
 
+  // Input a turn has claimed reads as that turn's user message, above what streams live;
+  // input still waiting for a turn is listed below.
   function renderQueue(inputs) {
-    $("queue").replaceChildren(...inputs.map((input) => {
-      const state = input.state === "claimed" ? "running" : "queued";
-      return el("li", `queued ${state}`, el("span", `badge ${state}`, state),
-        el("span", "text", input.text));
-    }));
+    const claimed = inputs.filter((input) => input.state === "claimed");
+    const pending = inputs.filter((input) => input.state !== "claimed");
+    $("claimed").replaceChildren(...claimed.map((input) =>
+      el("li", "msg user", el("span", "role", "user · being answered"),
+        el("div", "text", input.text))));
+    $("queue").replaceChildren(...pending.map((input) =>
+      el("li", "queued", el("span", "badge queued", "queued"), el("span", "text", input.text))));
   }
 
   // Read the settled view again; calls made while one runs are folded into one more read.
@@ -351,6 +355,7 @@
     $("session-facts").replaceChildren();
     $("transcript").replaceChildren();
     $("live").replaceChildren();
+    $("claimed").replaceChildren();
     $("queue").replaceChildren();
     notice("");
     try {
