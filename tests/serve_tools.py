@@ -1,10 +1,13 @@
 """The plugin the ``lash serve`` tests load in real ``lash serve`` and ``lash worker`` processes
-(``servetools``): a tool that waits (so a turn is still running when a test acts on it) and one
-that answers at once."""
+(``servetools``): a tool that waits (so a turn is still running when a test acts on it), one
+that answers at once, and one that starts a background process (kind ``note``) under the
+session."""
 
 from __future__ import annotations
 
 import asyncio
+
+import attrs
 
 import lash
 
@@ -22,7 +25,29 @@ def shout(text: str) -> str:
     return text.upper()
 
 
+@attrs.frozen
+class Note:
+    text: str
+
+
+async def write_note(context: lash.ProcessContext, note: Note) -> dict[str, str]:
+    """The background process: it only gives its text back."""
+    return {"text": note.text}
+
+
+async def start_note(text: str, context: lash.ToolContext) -> str:
+    """Starts a background note under the session."""
+    record = await context.processes.start("note", Note(text), key=f"note:{text}")
+    return f"note {record.id} is {record.status}"
+
+
+@lash.hookimpl
+def register_process_kinds(register: lash.RegisterProcessKind) -> None:
+    register("note", write_note, recovery=lash.RecoveryDisposition.RERUNNABLE)
+
+
 @lash.hookimpl
 def register_tools(register: lash.RegisterTool) -> None:
     register(pause)
     register(shout)
+    register(start_note)

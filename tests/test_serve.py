@@ -232,10 +232,13 @@ def test_ag_ui_stream_of_a_turn_the_server_runs(serve: Any) -> None:
 
 
 def test_cancel_a_turn_the_server_runs(serve: Any) -> None:
-    """POST cancel while the turn's tool waits: requested; the turn commits stopped,
-    cancelled by "serve"; cancelling it again says already_finished, an unknown id unknown."""
-    server = serve([{"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}])
+    """POST cancel while the turn's tool waits: requested (DELETE meanwhile: 409
+    session_busy); the turn commits stopped, cancelled by "serve"; cancelling it again says
+    already_finished, an unknown id unknown."""
+    pause = {"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}
+    server = serve([{"text": "first"}, pause])
     with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.post("/sessions/c/turns?wait=true", json={"text": "first"})  # the session exists
         with client.stream("GET", "/sessions/c/events") as response:
             lines = response.iter_lines()
             assert next(lines).startswith("retry:")
@@ -244,6 +247,9 @@ def test_cancel_a_turn_the_server_runs(serve: Any) -> None:
             for _, data in stream:
                 if data["type"] == "tool_call_started":
                     break
+            busy = client.delete("/sessions/c")
+            assert busy.status_code == 409
+            assert busy.json()["error"]["code"] == "session_busy"
             receipt = client.post("/sessions/c/turns/long/cancel", json={"reason": "enough"})
             assert receipt.json()["status"] == "requested"
             for _, data in stream:
@@ -314,6 +320,16 @@ ERRORS = [
     ("POST", "/sessions/e/inputs", {"json": {"text": ""}}, 400, "invalid_request"),
     ("POST", "/sessions/e/inputs", {"data": {"text": "form"}}, 415, "unsupported_media_type"),
     ("POST", "/sessions/e/inputs", {"json": {"text": "x" * 3000}}, 413, "body_too_large"),
+    (
+        "POST",
+        "/sessions/e/inputs",  # chunked: no Content-Length to refuse it by
+        {
+            "content": iter([b'{"text": "', b"x" * 3000, b'"}']),
+            "headers": {"content-type": "application/json"},
+        },
+        413,
+        "body_too_large",
+    ),
     ("POST", "/sessions/e/turns", {"json": {"text": "x", "id": "../up"}}, 400, "invalid_request"),
     ("POST", "/sessions/e/turns?wait=maybe", {"json": {"text": "x"}}, 400, "invalid_request"),
     ("GET", "/sessions/e/events?after=42", {}, 400, "invalid_cursor"),
@@ -372,6 +388,47 @@ def test_the_openapi_document_describes_the_routes(serve: Any) -> None:
             reply = client.get(concrete)
             assert reply.status_code == 200 or reply.json()["error"]["code"] != "not_found", path
         assert client.get("/sessions/nobody/processes").json() == {"processes": []}
+
+
+def test_the_processes_under_a_session(serve: Any) -> None:
+    """GET processes: the background process a turn's tool started under the session (and none
+    of another session's)."""
+    start = {"tool_calls": [{"name": "start_note", "arguments": {"text": "remember"}}]}
+    server = serve([start, {"text": "started"}])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        turn = client.post("/sessions/p/turns?wait=true", json={"text": "note it"}).json()["turn"]
+        assert turn["outcome"] == "completed"
+        (process,) = client.get("/sessions/p/processes").json()["processes"]
+        assert (process["kind"], process["session_id"], process["status"]) == (
+            "note",
+            "p",
+            "pending",
+        )
+        assert process["key"] == "note:remember"
+        client.post("/sessions/other/inputs", json={"text": "x"})
+        assert client.get("/sessions/other/processes").json() == {"processes": []}
+
+
+def test_input_queued_over_http_is_answered_live_by_the_server_worker(serve: Any) -> None:
+    """``lash serve --worker``: input queued over HTTP is drained in the server's process, so
+    its stream shows the answer live, as it is streamed, before the turn is committed."""
+    server = serve([{"text": "Live answer", "chunk_size": 4}], "--worker")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream("GET", "/sessions/lw/events") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            client.post("/sessions/lw/inputs", json={"text": "hello"})
+            seen = []
+            for _, data in sse_events(lines):
+                seen.append(data)
+                if data["type"] == "turn_committed":
+                    break
+    deltas = [d["data"]["text"] for d in seen if d["type"] == "text_delta"]
+    assert deltas == ["Live", " ans", "wer"]
+    assert all(d["live"] for d in seen if d["type"] == "text_delta")
+    assert seen[-1]["data"]["result"]["text"] == "Live answer"
+    types = [d["type"] for d in seen]
+    assert types.index("input_queued") < types.index("text_delta") < types.index("turn_committed")
 
 
 def test_the_serving_page_example(tmp_path: Path) -> None:

@@ -70,9 +70,11 @@ def serve_command(
     max_body: int | None,
     log_level: str,
 ) -> None:
-    """Serve the sessions of the configured store over HTTP until interrupted: the JSON API,
-    each session's events as Server-Sent Events (resumable by cursor; AG-UI with
-    ?protocol=ag-ui), the OpenAPI document at /openapi.json and the web page at /.
+    """Serve the store's sessions over HTTP (API, events, web page).
+
+    Runs until interrupted (Ctrl-C or SIGTERM): the JSON API, each session's events as
+    Server-Sent Events (resumable by cursor; AG-UI with ?protocol=ag-ui), the OpenAPI document
+    at /openapi.json and the web page at /.
 
     Binds 127.0.0.1 by default. Any other address needs a token in the environment variable
     LASH_SERVE_TOKEN, which every request must then carry (Authorization: Bearer TOKEN, or

@@ -280,7 +280,7 @@ _PATHS: dict[str, Any] = {
                     "description": "The event stream",
                     "content": {"text/event-stream": {"schema": _ref("Event")}},
                 },
-                **_errors(400, 401, 404),
+                **_errors(400, 401),
             },
         },
     },

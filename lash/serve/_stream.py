@@ -54,7 +54,7 @@ async def checked_after(core: LashCore, session_id: str, after: str | None) -> N
 
 async def _with_keepalive(
     items: AsyncIterator[ObservedEvent | ObservationGap], keepalive: float
-) -> AsyncIterator[ObservedEvent | ObservationGap | None]:
+) -> AsyncGenerator[ObservedEvent | ObservationGap | None, None]:
     """``None`` once the observation is subscribed (so a client that got the stream's first
     bytes misses no live event after them), then the items, and ``None`` whenever
     ``keepalive`` seconds pass without one."""
@@ -97,18 +97,22 @@ async def event_stream(
         core.observe(session_id, after=after),
     )
     first = True
+    # Closed in this order when the client goes away: the pending read of the observation
+    # first (cancelled), then the observation itself (it unsubscribes).
     async with contextlib.aclosing(items):
-        async for item in _with_keepalive(items, keepalive):
-            if item is None:
-                yield b"retry: 1000\n\n" if first else b": keep-alive\n\n"
-                first = False
-                continue
-            data = event_json(item, after=after)
-            if adapter is None:
-                yield sse_message(data, id=data["cursor"])
-            else:
-                for translated in adapter.translate(data):
-                    yield sse_message(translated, id=data["cursor"])
+        ticking = _with_keepalive(items, keepalive)
+        async with contextlib.aclosing(ticking):
+            async for item in ticking:
+                if item is None:
+                    yield b"retry: 1000\n\n" if first else b": keep-alive\n\n"
+                    first = False
+                    continue
+                data = event_json(item, after=after)
+                if adapter is None:
+                    yield sse_message(data, id=data["cursor"])
+                else:
+                    for translated in adapter.translate(data):
+                        yield sse_message(translated, id=data["cursor"])
 
 
 class AgUiAdapter:
