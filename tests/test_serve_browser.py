@@ -201,15 +201,19 @@ CHAT = [
         "chunk_size": 3,
         "usage": {"input_tokens": 11, "output_tokens": 5},
     },
+    # The second message's turn: a tool call waiting for gate "three", then the answer.
+    {"text": "Waving.", "tool_calls": [{"name": "gate", "arguments": {"name": "three"}}]},
+    {"text": "Waved.", "usage": {"input_tokens": 20, "output_tokens": 2}},
 ]
 
 
 def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
     serve: Any, pages: Pages, tmp_path: Path
 ) -> None:
-    """Type a message: the streamed text and the tool calls appear while the turn runs; reload
-    mid-turn: the rest streams in, and the finished transcript is the whole turn, every
-    committed event received once, in order, with no gap."""
+    """Type a message: the streamed text and the tool calls appear while the turn runs; a
+    second message waits in the queue; reload mid-turn: the rest streams in, and the finished
+    transcript is the whole turn, every committed event received once, in order, with no gap;
+    then the second message is answered."""
     server = serve(CHAT, "--worker")
     page = pages.open(viewport={"width": 1000, "height": 900})
     page.goto(f"{server.url}/")
@@ -235,6 +239,10 @@ def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
     assert entries(page, "#claimed") == [["user · being answered", "Shout hello, please"]]
     assert page.locator("#transcript > li").count() == 0  # nothing committed yet
     screenshot(page, "session-live")
+    page.fill("#message", "And then wave")
+    page.press("#message", "Enter")
+    page.wait_for_selector("#queue li")
+    assert page.locator("#queue li").all_text_contents() == ["queuedAnd then wave"]
 
     page.reload()
     page.wait_for_selector("#connection:text('live')")
@@ -248,9 +256,21 @@ def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
     ]
     screenshot(page, "session-reloaded-live")
 
+    assert page.locator("#queue li .text").all_text_contents() == ["And then wave"]
+
+    # The first turn ends; the worker goes on with the queued message (its turn runs live).
     (tmp_path / "two").touch()
     page.wait_for_selector("#transcript .outcome")
-    page.wait_for_selector(".turn-live", state="detached")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.turn-live')].map(turn => turn.textContent)
+            .join().includes('three') && document.querySelectorAll('.turn-live').length === 1"""
+    )
+    assert entries(page, "#live") == [
+        ["assistant", "Waving."],
+        ["tool", "gate", {"name": "three"}, None],
+    ]
+    assert entries(page, "#claimed") == [["user · being answered", "And then wave"]]
+    assert page.locator("#queue > li").count() == 0
     assert entries(page, "#transcript") == [
         ["frame", "frame: root"],
         ["user", "Shout hello, please"],
@@ -263,9 +283,7 @@ def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
         ["assistant", "The tool said HELLO."],
         ["outcome", "completed"],
     ]
-    assert page.locator("#queue > li, #claimed > li").count() == 0
     assert page.locator("#usage-box summary").text_content() == "Usage: 11 in / 5 out tokens"
-    screenshot(page, "session-done")
 
     # After the reload the page got every committed event after its snapshot, once, in order:
     # exactly what another client reading the stream from the same cursor gets.
@@ -274,11 +292,25 @@ def test_a_chat_streams_live_and_a_reload_mid_turn_misses_nothing(
     expected = committed_after(server.url, "chat", snapshot_cursor)
     assert expected[-1][1] == "turn_committed"
     assert seen["cursors"][: len(expected)] == [cursor for cursor, _ in expected]
+
+    (tmp_path / "three").touch()
+    page.wait_for_selector("#transcript .outcome >> nth=1")
+    page.wait_for_selector(".turn-live", state="detached")
+    assert entries(page, "#transcript")[-5:] == [
+        ["user", "And then wave"],
+        ["assistant", "Waving."],
+        ["tool", "gate", {"name": "three"}, "gate three opened"],
+        ["assistant", "Waved."],
+        ["outcome", "completed"],
+    ]
+    assert page.locator("#queue > li, #claimed > li").count() == 0
+    assert page.locator("#usage-box summary").text_content() == "Usage: 31 in / 7 out tokens"
+    screenshot(page, "session-done")
     # (the one failed request: the session before its first message, which has no history)
     assert pages.errors == [f"404 {server.url}/sessions/chat"]
 
 
-def test_the_page_works_by_keyboard_alone(browser: Any, serve: Any, pages: Pages) -> None:
+def test_the_page_works_by_keyboard_alone(serve: Any, pages: Pages) -> None:
     """Tab reaches every control in reading order, with a visible focus ring; Enter opens a
     session and sends a message, which the worker answers."""
     server = serve([{"text": "First answer."}, {"text": "Second answer."}], "--worker")
