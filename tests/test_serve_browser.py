@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _serve import Server, sse_events, write_config
+from _serve import Server, environment, sse_events, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("LASH_ARTIFACTS") or ROOT / "tmp" / "artifacts") / "serve_browser"
@@ -425,3 +430,50 @@ def test_the_page_passes_its_token_and_runs_a_turn_now(serve: Any, pages: Pages)
     assert stranger.evaluate("document.body.textContent").count(secret) == 0
     body = json.loads(stranger.evaluate("document.body.textContent"))
     assert body["error"]["code"] == "unauthorized"
+
+
+def test_the_page_works_mounted_in_a_host_app(serve: Any, pages: Pages, tmp_path: Path) -> None:
+    """Mounted under /lash in a host's own app (create_app), the page loads its files and
+    calls the API under /lash/, and runs a turn there."""
+    script = tmp_path / "host-script.json"
+    script.write_text(json.dumps([{"text": "Hosted answer."}]), encoding="utf-8")
+    err = tmp_path / "host.err"
+    host_py = Path(__file__).parent / "browser_host.py"
+    with err.open("wb") as sink:
+        host = subprocess.Popen(
+            [sys.executable, str(host_py), str(tmp_path / "host.db"), str(script)],
+            env=environment(tmp_path),
+            stderr=sink,
+            stdout=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"host: (\S+)", err.read_text("utf-8"))):
+            assert host.poll() is None and time.monotonic() < deadline, err.read_text("utf-8")
+            time.sleep(0.05)
+        url = found.group(1)
+        requested: list[str] = []
+        page = pages.open(viewport={"width": 900, "height": 700})
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{url}#/sessions/hosted")
+        page.wait_for_selector("#connection:text('live')")
+        page.fill("#message", "hello host")
+        page.press("#message", "Control+Enter")
+        page.wait_for_selector("#transcript .outcome")
+        assert entries(page, "#transcript")[-3:] == [
+            ["user", "hello host"],
+            ["assistant", "Hosted answer."],
+            ["outcome", "completed"],
+        ]
+        assert all(u.startswith(url) for u in requested), requested
+        assert {f"{url}static/app.js", f"{url}static/app.css"} <= set(requested)
+        assert pages.errors == [f"404 {url}sessions/hosted"]  # no history before the turn
+    finally:
+        for context in pages.contexts:
+            context.close()
+        host.send_signal(signal.SIGTERM)
+        try:
+            host.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            host.kill()
+            host.wait()
