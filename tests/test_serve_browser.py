@@ -169,6 +169,16 @@ def entries(page: Any, selector: str) -> list[Any]:
     )
 
 
+def run_now(page: Any, url: str, text: str) -> None:
+    """Open the session view at ``url``, type ``text``, run it as a turn now (Ctrl+Enter) and
+    wait for its outcome."""
+    page.goto(url)
+    page.wait_for_selector("#connection:text('live')")
+    page.fill("#message", text)
+    page.press("#message", "Control+Enter")
+    page.wait_for_selector("#transcript .outcome")
+
+
 def committed_after(url: str, session_id: str, cursor: str | None) -> list[tuple[str, str]]:
     """``(cursor, type)`` of the session's committed events after ``cursor``, up to its next
     ``turn_committed``, read from the server's stream by a client that is not the page."""
@@ -408,11 +418,7 @@ def test_the_page_passes_its_token_and_runs_a_turn_now(serve: Any, pages: Pages)
             else None
         ),
     )
-    page.goto(f"{server.url}/?token={secret}#/sessions/tok")
-    page.wait_for_selector("#connection:text('live')")
-    page.fill("#message", "run it")
-    page.press("#message", "Control+Enter")
-    page.wait_for_selector("#transcript .outcome")
+    run_now(page, f"{server.url}/?token={secret}#/sessions/tok", "run it")
     assert entries(page, "#transcript")[-2:] == [
         ["assistant", "Ran now."],
         ["outcome", "completed"],
@@ -455,11 +461,7 @@ def test_the_page_works_mounted_in_a_host_app(serve: Any, pages: Pages, tmp_path
         requested: list[str] = []
         page = pages.open(viewport={"width": 900, "height": 700})
         page.on("request", lambda request: requested.append(request.url))
-        page.goto(f"{url}#/sessions/hosted")
-        page.wait_for_selector("#connection:text('live')")
-        page.fill("#message", "hello host")
-        page.press("#message", "Control+Enter")
-        page.wait_for_selector("#transcript .outcome")
+        run_now(page, f"{url}#/sessions/hosted", "hello host")
         assert entries(page, "#transcript")[-3:] == [
             ["user", "hello host"],
             ["assistant", "Hosted answer."],
