@@ -479,3 +479,25 @@ def test_the_page_works_mounted_in_a_host_app(serve: Any, pages: Pages, tmp_path
         except subprocess.TimeoutExpired:
             host.kill()
             host.wait()
+
+
+def test_stop_cancels_the_running_turn(serve: Any, pages: Pages) -> None:
+    """The running turn's Stop button cancels it (from the server, while a worker runs it): it
+    is committed as stopped, reason cancelled, by the server."""
+    server = serve(
+        [{"text": "Waiting.", "tool_calls": [{"name": "gate", "arguments": {"name": "x"}}]}],
+        "--worker",
+    )
+    page = pages.open(viewport={"width": 900, "height": 700})
+    page.goto(f"{server.url}/#/sessions/stop")
+    page.wait_for_selector("#connection:text('live')")
+    page.fill("#message", "wait for ever")
+    page.press("#message", "Enter")
+    page.wait_for_selector(".turn-live .tool:has(code:text-is('gate'))")
+    page.click(".turn-live .stop")
+    page.wait_for_selector("#transcript .outcome")
+    outcome = entries(page, "#transcript")[-1]
+    assert outcome[0] == "outcome" and outcome[1].startswith("stopped cancelled"), outcome
+    assert "by serve" in outcome[1], outcome
+    assert page.locator(".turn-live").count() == 0
+    assert pages.errors == [f"404 {server.url}/sessions/stop"]  # no history before the turn
