@@ -14,6 +14,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _serve import Server, environment, sse_events, write_config
+from _serve import Process, Server, environment, sse_events, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("LASH_ARTIFACTS") or ROOT / "tmp" / "artifacts") / "serve_browser"
@@ -501,3 +502,46 @@ def test_stop_cancels_the_running_turn(serve: Any, pages: Pages) -> None:
     assert "by serve" in outcome[1], outcome
     assert page.locator(".turn-live").count() == 0
     assert pages.errors == [f"404 {server.url}/sessions/stop"]  # no history before the turn
+
+
+def test_the_page_resumes_after_the_server_comes_back(
+    serve: Any, pages: Pages, tmp_path: Path
+) -> None:
+    """The server dies (SIGKILL); meanwhile a ``lash worker`` answers input queued for the
+    session; the server starts again on its port: the page reconnects after its own cursor
+    and shows that turn, having received every committed event it missed, in order."""
+    with socket.socket() as probe:  # a free port, to start the server on it twice
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    server = serve([{"text": "Answered by the server."}], "--port", port)
+    page = pages.open(viewport={"width": 900, "height": 700})
+    run_now(page, f"{server.url}/#/sessions/back", "first")
+    before = page.evaluate("window.lashPage.cursors.length")
+    last = page.evaluate("window.lashPage.cursors.at(-1)")
+
+    server.proc.kill()
+    server.proc.wait()
+    page.wait_for_selector("#connection:text('reconnecting…')")
+    # While the server is down: input queued and answered by another process.
+    site = write_config(tmp_path, [{"text": "Answered by the worker."}])
+    for args in (["sessions", "enqueue", "back", "while away"], ["worker", "--once"]):
+        done = Process(tmp_path, site, args)
+        assert done.proc.wait(timeout=60) == 0, done.stderr()
+
+    again = Server(tmp_path, site, "--port", port)
+    try:
+        # (the page retries every 1, 2, 4, 8, then 10 seconds)
+        page.wait_for_selector("#transcript .outcome >> nth=1", timeout=2 * WAIT_MS)
+        assert entries(page, "#transcript")[-3:] == [
+            ["user", "while away"],
+            ["assistant", "Answered by the worker."],
+            ["outcome", "completed"],
+        ]
+        expected = committed_after(again.url, "back", last)
+        cursors = page.evaluate("window.lashPage.cursors")
+        assert cursors[before : before + len(expected)] == [cursor for cursor, _ in expected]
+        assert page.evaluate("window.lashPage.gaps") == 0
+    finally:
+        for context in pages.contexts:
+            context.close()
+        again.stop()

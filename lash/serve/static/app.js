@@ -329,6 +329,7 @@
     const source = new EventSource(`sessions/${encodeURIComponent(current.id)}/events?${query}`);
     current.source = source;
     source.onopen = () => {
+      current.delay = 1000;
       $("connection").textContent = "live";
     };
     source.onmessage = (message) => {
@@ -338,9 +339,11 @@
       source.close();
       if (view !== current) return;
       $("connection").textContent = "reconnecting…";
+      // 1 s, then twice as long after each failure, up to 10 s (a server that is down).
       current.retry = setTimeout(() => {
         if (view === current) connect();
-      }, 1000);
+      }, current.delay);
+      current.delay = Math.min(current.delay * 2, 10000);
     };
   }
 
@@ -348,7 +351,7 @@
     closeSession();
     const current = (view = {
       id, source: null, cursor: null, exists: false, live: new Map(), done: new Set(), committed: new Set(),
-      reading: false, again: false, retry: null, key: null,
+      reading: false, again: false, retry: null, delay: 1000, key: null,
     });
     Object.assign(page, { session: id, snapshotCursor: null, cursors: [], gaps: 0 });
     $("session-title").textContent = id;
