@@ -14,7 +14,8 @@ import pytest
 import serve_tools
 
 import lash
-from lash.serve._stream import AgUiAdapter, event_stream
+from lash.serve._fanout import Feeds, event_stream
+from lash.serve._stream import AgUiAdapter
 
 pytestmark = pytest.mark.anyio
 
@@ -177,7 +178,7 @@ async def test_an_event_stream_that_ends_unsubscribes(tmp_path: Path) -> None:
     """The SSE body of lash serve: subscribed once its first bytes are out; closed (the client
     went away) or cancelled mid-wait, the session has no observer left."""
     async with core_of(tmp_path, []) as core:
-        body = event_stream(core, "s", None, keepalive=0.01)
+        body = event_stream(Feeds(core), "s", None, keepalive=0.01)
         assert (await anext(body)).startswith(b"retry:")
         assert core.observed("s")
         assert await anext(body) == b": keep-alive\n\n"
@@ -188,7 +189,7 @@ async def test_an_event_stream_that_ends_unsubscribes(tmp_path: Path) -> None:
             async for _ in body:
                 pass
 
-        body = event_stream(core, "s", None)
+        body = event_stream(Feeds(core), "s", None)
         assert (await anext(body)).startswith(b"retry:")
         reading = asyncio.ensure_future(read(body))
         await core.enqueue("s", "one")

@@ -35,9 +35,10 @@ from lash._store.ids import check_session_id
 from lash.cli._sessions_common import session_exists
 from lash.errors import LashError, SessionError, UnknownSession
 from lash.serve._errors import ApiError, on_exception, on_http_exception
+from lash.serve._fanout import Feeds, event_stream
 from lash.serve._guard import TokenGuard
 from lash.serve._openapi import openapi
-from lash.serve._stream import checked_after, event_stream
+from lash.serve._stream import checked_after
 
 log = logging.getLogger("lash.serve")
 
@@ -126,6 +127,7 @@ class _Api:
         self.core = core
         self.max_body = max_body
         self.turns: set[asyncio.Task[Any]] = set()
+        self.feeds = Feeds(core)
 
     async def _require(self, session_id: str) -> None:
         if not await session_exists(self.core.store, session_id):
@@ -274,7 +276,7 @@ class _Api:
         # (no 404 for a session that does not exist yet: its first input or turn will show)
         await checked_after(self.core, session_id, after)
         return StreamingResponse(
-            event_stream(self.core, session_id, after, protocol=protocol),
+            event_stream(self.feeds, session_id, after, protocol=protocol),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

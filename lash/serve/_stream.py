@@ -1,10 +1,11 @@
-"""``GET /sessions/{id}/events``: a session's observation as Server-Sent Events.
+"""``GET /sessions/{id}/events``: the pieces of a session's event stream (Server-Sent Events).
 
 Each SSE message is one event in its JSON form (:func:`lash.event_json`), its ``id:`` the
 event's cursor, so a browser's ``EventSource`` resumes after the last event it saw by itself
 (``Last-Event-ID``); ``?after=CURSOR`` does the same for other clients. A cursor older than the
 store's replay window gives the ``gap`` item first. A comment line every ``keepalive`` seconds
-keeps proxies from closing an idle stream.
+keeps proxies from closing an idle stream. The stream itself is assembled in
+``lash.serve._fanout``, which shares one observation of a session among its clients.
 
 :class:`AgUiAdapter` turns the same events into the AG-UI event protocol (``?protocol=ag-ui``).
 """
@@ -15,10 +16,9 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 from lash._kernel.core import LashCore
-from lash._kernel.event_json import event_json
 from lash._kernel.observation import ObservationGap, ObservedEvent, cursor_of, parse_cursor
 from lash.serve._errors import ApiError
 
@@ -52,12 +52,12 @@ async def checked_after(core: LashCore, session_id: str, after: str | None) -> N
         )
 
 
-async def _with_keepalive(
-    items: AsyncIterator[ObservedEvent | ObservationGap], keepalive: float
+async def with_keepalive(
+    items: AsyncIterator[ObservedEvent | ObservationGap], keepalive: float | None
 ) -> AsyncGenerator[ObservedEvent | ObservationGap | None, None]:
     """``None`` once the observation is subscribed (so a client that got the stream's first
     bytes misses no live event after them), then the items, and ``None`` whenever
-    ``keepalive`` seconds pass without one."""
+    ``keepalive`` seconds pass without one (``None``: never)."""
     pending: asyncio.Future[ObservedEvent | ObservationGap] | None = None
     try:
         pending = asyncio.ensure_future(anext(items))
@@ -77,42 +77,6 @@ async def _with_keepalive(
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending
-
-
-async def event_stream(
-    core: LashCore,
-    session_id: str,
-    after: str | None,
-    *,
-    protocol: str = "lash",
-    keepalive: float = KEEPALIVE,
-) -> AsyncIterator[bytes]:
-    """The SSE body: ``retry:`` first (once the observation is subscribed), then each event (or
-    AG-UI events), a comment when idle, until the client goes away (Starlette then cancels
-    this generator, which closes the observation)."""
-    adapter = AgUiAdapter(session_id) if protocol == "ag-ui" else None
-    # observe() is typed as an AsyncIterator; it is an async generator, closed here.
-    items = cast(
-        "AsyncGenerator[ObservedEvent | ObservationGap, None]",
-        core.observe(session_id, after=after),
-    )
-    first = True
-    # Closed in this order when the client goes away: the pending read of the observation
-    # first (cancelled), then the observation itself (it unsubscribes).
-    async with contextlib.aclosing(items):
-        ticking = _with_keepalive(items, keepalive)
-        async with contextlib.aclosing(ticking):
-            async for item in ticking:
-                if item is None:
-                    yield b"retry: 1000\n\n" if first else b": keep-alive\n\n"
-                    first = False
-                    continue
-                data = event_json(item, after=after)
-                if adapter is None:
-                    yield sse_message(data, id=data["cursor"])
-                else:
-                    for translated in adapter.translate(data):
-                        yield sse_message(translated, id=data["cursor"])
 
 
 class AgUiAdapter:
