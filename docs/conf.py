@@ -6,7 +6,8 @@ import sys
 from importlib.metadata import version as _version
 from pathlib import Path
 
-# The local extensions: the hook reference, the API reference and the CLI help are generated.
+# The local extensions: the hook reference, the API reference, the CLI help and the HTTP API
+# reference are generated.
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "lash"
@@ -20,6 +21,7 @@ extensions = [
     "lash_api",
     "lash_cli",
     "lash_hooks",
+    "lash_openapi",
 ]
 
 # Bundled extensions only, and nothing that reaches the network (no intersphinx).

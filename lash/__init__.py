@@ -15,6 +15,7 @@ from lash.errors import (
     ConfigError,
     ConfigRejected,
     ExclusiveHookConflict,
+    ImageError,
     InputConflict,
     LashError,
     LeaseLost,
@@ -64,6 +65,7 @@ if typing.TYPE_CHECKING:
         TurnOutcome,
         UserMessage,
     )
+    from lash._contract.media import Image
     from lash._contract.modeloptions import ModelOptions
     from lash._contract.operations import OperationContext, OperationInfo, RegisterOperation
     from lash._contract.processes import ProcessContext, SessionProcesses
@@ -116,6 +118,7 @@ if typing.TYPE_CHECKING:
     )
     from lash._kernel.approvals import ApprovalAnswer, PendingApproval
     from lash._kernel.core import LashCore
+    from lash._kernel.event_json import event_json, turn_event_json
     from lash._kernel.observation import ObservationGap, ObservedEvent, SessionSnapshot
     from lash._kernel.plugin_ops import Operations
     from lash._kernel.processes import Processes
@@ -150,6 +153,8 @@ __all__ = [
     "FrameBoundary",
     "GraphNode",
     "HostConfig",
+    "Image",
+    "ImageError",
     "InputConflict",
     "LashCore",
     "LashError",
@@ -250,6 +255,7 @@ __all__ = [
     "UserMessage",
     "ValidationError",
     "collect_response",
+    "event_json",
     "from_data",
     "hookimpl",
     "hookspec",
@@ -258,4 +264,5 @@ __all__ = [
     "raw_tool",
     "to_data",
     "tool",
+    "turn_event_json",
 ]

@@ -33,6 +33,7 @@ EXPORTS: dict[str, str] = {
     "GraphNode": "lash._contract.graph",
     "HostConfig": "lash._plugins.hostconfig",
     "LashCore": "lash._kernel.core",
+    "Image": "lash._contract.media",
     "Message": "lash._contract.types",
     "ModelDone": "lash._contract.providers",
     "ModelEvent": "lash._contract.providers",
@@ -106,12 +107,14 @@ EXPORTS: dict[str, str] = {
     "Usage": "lash._contract.types",
     "UserMessage": "lash._contract.graph",
     "collect_response": "lash._contract.providers",
+    "event_json": "lash._kernel.event_json",
     "from_data": "lash._contract.serialization",
     "load_script": "lash._testing.scripted",
     "option": "lash._plugins.options",
     "raw_tool": "lash._tools.tool",
     "to_data": "lash._contract.serialization",
     "tool": "lash._tools.tool",
+    "turn_event_json": "lash._kernel.event_json",
 }
 
 #: Names lash 0.1 exported that moved to a narrower public face (store authors' names to

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "ConfigRejected",
     "ExclusiveHookConflict",
+    "ImageError",
     "InputConflict",
     "LashError",
     "LeaseLost",
@@ -403,6 +404,21 @@ class InputConflict(SessionError):
             "with other content; nothing was queued (use a new key, or send the same content)",
             session_id=session_id,
         )
+
+
+class ImageError(LashError, ValueError):
+    """An image given with a turn's input cannot be used: its file does not exist, it is too
+    large, or it is not a PNG, JPEG, GIF or WebP image. ``item`` names it (``"items[0]"``);
+    ``session_id`` the session, once known. Nothing was run or stored."""
+
+    __module__ = "lash"
+
+    def __init__(
+        self, message: str, *, item: str | None = None, session_id: str | None = None
+    ) -> None:
+        self.item = item
+        self.session_id = session_id
+        super().__init__(message)
 
 
 class ProcessError(LashError):

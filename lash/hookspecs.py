@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lash._contract.operations import RegisterOperation
+from lash._contract.providers import ModelRequest, ModelResponse
 from lash._contract.services import SessionView, ToolContext, TurnView
 from lash._contract.types import (
     AgentFrame,
@@ -66,6 +67,7 @@ __all__ = [
     "compact_context",
     "filter_tool_catalog",
     "frame_opened",
+    "model_call_finished",
     "mutate_session_config",
     "prepare_session",
     "process_finished",
@@ -110,6 +112,7 @@ SHAPES: dict[str, str] = {
     "before_turn": "collect",
     "checkpoint": "collect",
     "after_turn": "collect",
+    "model_call_finished": "broadcast",
     "before_tool_call": "collect",
     "after_tool_call": "collect",
     "project_tool_result": "exclusive",
@@ -522,6 +525,49 @@ def after_turn(turn: TurnView) -> TurnDirective | None:
     is reported); it is still committed.
 
     .. versionadded:: 0.1
+    """
+
+
+# ============================================================================================
+# Model calls
+# ============================================================================================
+
+
+@hookspec
+def model_call_finished(
+    turn: TurnView,
+    provider: str,
+    request: ModelRequest,
+    response: ModelResponse | None,
+    error: BaseException | None,
+    started: float,
+) -> None:
+    """A model call of a turn ended: the provider's stream was drained, or it failed.
+
+    For observers (tracing, metrics, cost accounting): it cannot change the response. It runs
+    once per request a turn sends its provider (``turn.call_model()``; each retry of structured
+    output is a request of its own), right after it, in the turn's task; ``session.complete()``
+    calls made by plugins are not turn model calls and do not run it.
+
+    :param turn: the turn making the call (``turn.id``, ``turn.session.id``).
+    :param provider: the name the provider was registered under (``"openai"``...).
+    :param request: what the provider was sent (model, messages, tools, options).
+    :param response: the whole response (text, tool calls, usage, finish reason), or ``None``
+        when the call failed.
+    :param error: why the call failed (a :class:`lash.ProviderError`, or an
+        :class:`asyncio.CancelledError` when the turn was cancelled during the call), else
+        ``None``. The turn handles the error as it would without this hook. A failure before
+        the request was built (a plugin's error while the prompt was shaped) is no model call:
+        the hook does not run for it.
+    :param started: when the call started, in seconds since the epoch (:func:`time.time`); the
+        call ended when the hook runs.
+
+    The kernel dispatches it only when a plugin implements it: without one, a model call takes
+    no timestamp and makes no dispatch.
+
+    **Shape:** broadcast. **Async:** may be async. **On error:** reported and isolated.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -9,11 +9,13 @@ docstring of ``lash_plugins_builtin.openai``).
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
+import lash
 from lash import ModelRequest, ProviderError
 
 if TYPE_CHECKING:
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
 MAX_RETRY_AFTER = 60.0
 
 REDACTED = "***"
+
+
+def image_base64(image: lash.Image) -> str:
+    """An image's bytes as base64 text, for a request body (a prompt's images carry their bytes,
+    or a URL)."""
+    if image.data is None:
+        raise lash.ImageError(f"{image!r} has no bytes to send (neither loaded nor a URL)")
+    return base64.b64encode(image.data).decode("ascii")
 
 
 def os_reason(exc: BaseException) -> str:

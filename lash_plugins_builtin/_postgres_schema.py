@@ -44,6 +44,9 @@ share a database, or a schema, with an application):
     (:data:`PROCESS_COLUMNS`; ``payload``, ``result``, ``progress`` as JSON text). Partial
     indexes keep what a claim reads small: the pending ones, the claims by expiry, the finished
     ones not notified yet. A claim locks the row it takes with ``FOR UPDATE SKIP LOCKED``.
+``lash_blobs``
+    Content-addressed bytes (migration 4): the images of turn input, by sha256, written once
+    whatever the number of messages (of any session) that refer to them.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied.
 
@@ -1070,6 +1073,14 @@ _PROCESS_TYPES = {
 }
 _SELECT_PROCESS = f"SELECT {', '.join(PROCESS_COLUMNS)} FROM {PROCESS_TABLE}"
 
+#: Content-addressed bytes (the images of turn input), shared by every session (migration 4).
+_MEDIA_BLOBS = """CREATE TABLE IF NOT EXISTS lash_blobs (
+    sha256 text PRIMARY KEY,
+    data bytea NOT NULL,
+    size bigint NOT NULL,
+    created_at double precision NOT NULL
+)"""
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -1109,6 +1120,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             _DELETE_SESSION_AND_PROCESSES,
         ),
     ),
+    # 4 is the approvals step, on its own branch.
+    Migration(4, "media blobs", (_MEDIA_BLOBS,)),
 )
 
 #: The newest migration id this lash knows.
@@ -1240,6 +1253,12 @@ LIST_PROCESSES = f"{_SELECT_PROCESS} WHERE {_LISTED}"
 UNNOTIFIED_PROCESSES = f"""{_SELECT_PROCESS} WHERE NOT notified AND finished_at IS NOT NULL
     AND finished_at < $1 ORDER BY seq"""
 MARK_PROCESS_NOTIFIED = f"UPDATE {PROCESS_TABLE} SET notified = true WHERE id = $1"
+#: SQL: store a blob unless its digest is there already; read one.
+PUT_BLOB = (
+    "INSERT INTO lash_blobs (sha256, data, size, created_at) VALUES ($1, $2, $3, lash_now()) "
+    "ON CONFLICT (sha256) DO NOTHING"
+)
+GET_BLOB = "SELECT data FROM lash_blobs WHERE sha256 = $1"
 LOG_EVENTS = _call("lash_log_events", 6)
 #: Sessions with pending input or commands and no live lease, the one waiting longest first
 #: (``$1`` of them).

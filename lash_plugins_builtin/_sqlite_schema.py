@@ -54,6 +54,9 @@ Tables (one database file holds many sessions):
     (:data:`PROCESS_COLUMNS`); ``payload``, ``result`` and ``progress`` hold JSON. Partial
     indexes keep what a claim reads small: the pending processes in start order, the claims by
     expiry, and the finished ones not yet notified.
+``media_blobs``
+    Content-addressed bytes (migration 6): the images of turn input, keyed by their sha256,
+    written once whatever the number of messages (of any session) that refer to them.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied to the file.
 ``commit_requests``, ``lease_requests``, ``input_requests``, ``input_updates``
@@ -733,6 +736,18 @@ _CHILD_SESSIONS = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
+# -- migration 6: media blobs --------------------------------------------------------------
+
+_MEDIA_BLOBS = (
+    # Content-addressed bytes (the images of turn input), shared by every session of the file.
+    """CREATE TABLE media_blobs (
+        sha256 TEXT PRIMARY KEY,
+        data BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
@@ -740,6 +755,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "mailbox", (*_MAILBOX_TABLES, *_ONE_STATEMENT_WRITES), _move_legacy_pending),
     Migration(4, "processes", _PROCESS_TABLES),
     Migration(5, "child sessions", _CHILD_SESSIONS),
+    Migration(6, "media blobs", _MEDIA_BLOBS),
 )
 
 #: The newest migration id this lash knows.
@@ -1033,6 +1049,12 @@ FINISH_CLAIMED_PROCESS = f"""UPDATE processes SET status = :status, result = :re
     WHERE id = :id AND status = 'running' AND token = :token
     RETURNING seq, {_PROCESS_FIELDS}"""
 MARK_PROCESS_NOTIFIED = "UPDATE processes SET notified = 1 WHERE id = ?"
+#: SQL: store a blob unless its digest is there already; read one.
+PUT_BLOB = (
+    "INSERT INTO media_blobs (sha256, data, size, created_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (sha256) DO NOTHING"
+)
+GET_BLOB = "SELECT data FROM media_blobs WHERE sha256 = ?"
 DROP_SESSION_PROCESSES = "DELETE FROM processes WHERE session_id = ?"
 
 #: SQL: the process is of a kind in the JSON array ``:kinds`` (NULL: any kind).

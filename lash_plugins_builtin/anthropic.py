@@ -37,7 +37,7 @@ from lash import (
     TextDelta,
     ToolCallReady,
 )
-from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, os_reason
+from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, image_base64, os_reason
 from lash_plugins_builtin.openai import _server_message, _tool_call
 
 if TYPE_CHECKING:
@@ -135,6 +135,16 @@ def _blocks(message: lash.Message) -> list[dict[str, Any]]:
             {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}
         ]
     blocks: list[dict[str, Any]] = []
+    for image in message.images:  # images first, then the text about them (Anthropic's advice)
+        if image.url is not None:
+            source: dict[str, Any] = {"type": "url", "url": image.url}
+        else:
+            source = {
+                "type": "base64",
+                "media_type": image.media_type,
+                "data": image_base64(image),
+            }
+        blocks.append({"type": "image", "source": source})
     if message.content:  # the API rejects empty text blocks
         blocks.append({"type": "text", "text": message.content})
     for call in message.tool_calls:

@@ -40,7 +40,7 @@ from lash import (
     TextDelta,
     ToolCallReady,
 )
-from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, os_reason
+from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, image_base64, os_reason
 
 if TYPE_CHECKING:
     import asyncio
@@ -175,6 +175,15 @@ def _wire_message(message: lash.Message) -> dict[str, Any]:
                 for call in message.tool_calls
             ],
         }
+    if message.images:
+        # Content parts: the text, then each image as a URL (an https one, or a data: URL).
+        parts: list[dict[str, Any]] = []
+        if message.content:
+            parts.append({"type": "text", "text": message.content})
+        for image in message.images:
+            url = image.url or f"data:{image.media_type};base64,{image_base64(image)}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        return {"role": message.role, "content": parts}
     return {"role": message.role, "content": message.content}
 
 

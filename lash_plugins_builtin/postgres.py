@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
@@ -1075,6 +1076,17 @@ class PostgresStore:
             "listing runnable sessions", schema.RUNNABLE_SESSIONS, max(0, min(limit, 2**63 - 1))
         )
         return [row[0] for row in rows]
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    async def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        await self._fetch(f"storing blob {digest}", schema.PUT_BLOB, digest, bytes(data), len(data))
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        row = await self._fetchrow(f"reading blob {digest}", schema.GET_BLOB, digest)
+        return bytes(row[0]) if row is not None else None
 
     # -- diagnostics -----------------------------------------------------------------------
 

@@ -1151,6 +1151,21 @@ class SQLiteStore:
         )
         return [str(read_text(row[0])) for row in rows]
 
+    # -- blobs -------------------------------------------------------------------------------
+
+    async def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        async with self._operation(inline=True) as conn:
+            # One statement: atomic on its own; a digest stored already is left as it is.
+            await _pipeline(
+                conn, ("run", schema.PUT_BLOB, (digest, bytes(data), len(data), time.time()))
+            )
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        (rows,) = await self._read((schema.GET_BLOB, (digest,)))
+        return bytes(rows[0][0]) if rows else None
+
     # -- diagnostics -----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:

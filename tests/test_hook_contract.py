@@ -10,8 +10,8 @@ from the hookspec docstrings, not from running the kernel.
 
 Covered: register_tools, register_providers, register_protocol, register_process_kinds,
 register_stores, register_operations, prepare_session, filter_tool_catalog, prompt_contributions,
-transform_prompt_view, before_turn, after_turn, before_tool_call, after_tool_call,
-project_tool_result, session_opened, turn_finalized, turn_persisted,
+transform_prompt_view, before_turn, model_call_finished, after_turn, before_tool_call,
+after_tool_call, project_tool_result, session_opened, turn_finalized, turn_persisted,
 session_closed.
 
 Out of scope (no kernel call site yet): mutate_session_config, session_config_changed,
@@ -55,6 +55,7 @@ TURN_FAILING = (
 )
 BROADCAST = (
     "session_opened",
+    "model_call_finished",
     "turn_finalized",
     "turn_persisted",
     "session_closed",
@@ -68,6 +69,7 @@ ORDERED = (
     "prompt_contributions",
     "transform_prompt_view",
     "before_turn",
+    "model_call_finished",
     "before_tool_call",
     "after_tool_call",
     "after_turn",
@@ -372,6 +374,11 @@ class Subset:
         self.seen["project_tool_result"] = (call.id, result.content)
 
     @lash.hookimpl
+    def model_call_finished(self, error: Any, response: lash.ModelResponse | None) -> None:
+        assert response is not None
+        self.seen.setdefault("model_call_finished", []).append((response.finish_reason, error))
+
+    @lash.hookimpl
     def after_turn(self) -> None:
         self.seen["after_turn"] = True
 
@@ -409,6 +416,7 @@ async def test_implementations_accepting_a_subset_of_arguments_keep_working() ->
         "prompt_contributions": True,
         "transform_prompt_view": ["count", "echo", "reverse"],
         "before_turn": ("hello", 1, "s"),
+        "model_call_finished": [("tool_calls", None), ("stop", None)],
         "before_tool_call": ("c1", "s", "c1"),
         "after_tool_call": lash.ToolResult("c1", "hi"),
         "project_tool_result": ("c1", "hi"),

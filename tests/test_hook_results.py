@@ -140,9 +140,9 @@ async def _nothing(session: lash.Session) -> Any:
     return None
 
 
-def reported(hook: str, trigger: Trigger) -> Failure:
-    """A broadcast (or project_tool_result): the error is reported and isolated; the
-    operation that ran the hook succeeds."""
+def reported(hook: str, trigger: Trigger, *, times: int = 1) -> Failure:
+    """A broadcast (or project_tool_result): the error is reported and isolated, each of the
+    ``times`` the operation runs the hook; the operation succeeds."""
 
     async def failure(tmp_path: Path, plugin: types.ModuleType) -> str:
         errors: list[lash.LashError] = []
@@ -151,8 +151,8 @@ def reported(hook: str, trigger: Trigger) -> Failure:
             session = await core.session("s").open()
             await asyncio.wait_for(trigger(session), LIMIT)
             matching = [e for e in errors if getattr(e, "hook", None) == hook]
-            assert len(matching) == 1, errors
-            [error] = matching
+            assert len(matching) == times, errors
+            error = matching[0]
             assert isinstance(error, lash.PluginError) and error.plugin == "bad"
         return str(error)
 
@@ -197,6 +197,8 @@ RULES: dict[str, Failure] = {
     "before_tool_call": call_fails("before_tool_call"),
     "after_tool_call": call_fails("after_tool_call"),
     "project_tool_result": reported("project_tool_result", _turn),
+    # Twice: the round trip's turn calls the model twice, and the turn goes on after each.
+    "model_call_finished": reported("model_call_finished", _turn, times=2),
     "session_opened": reported("session_opened", _nothing),
     "turn_finalized": reported("turn_finalized", _turn),
     "turn_persisted": reported("turn_persisted", _turn),

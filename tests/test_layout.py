@@ -5,9 +5,9 @@ Every module under lash/ is parsed with ``ast`` (nothing is imported); every ``i
 ``from ... import`` naming a lash module counts, wherever it is: at module level, under
 ``if TYPE_CHECKING:``, or inside a function. The layers, lowest first (DESIGN.md, issue 11):
 errors < _contract < hookspecs < _tools < _store < _plugins < _kernel < _testing < the public
-faces (lash/__init__.py, lash/_facade.py, lash/store.py, lash/testing.py) < cli. A module may
-import its own layer and those below. The builtins (lash_plugins_builtin/) use only the public
-faces.
+faces (lash/__init__.py, lash/_facade.py, lash/store.py, lash/testing.py) < cli and serve. A
+module may import its own layer and those below. The builtins (lash_plugins_builtin/) use only
+the public faces.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lash._kernel",),
     ("lash._testing",),
     ("lash", "lash._facade", "lash.store", "lash.testing"),
-    ("lash.cli",),
+    # lash.serve is a face of its own (the HTTP API), beside the command line that runs it.
+    ("lash.cli", "lash.serve"),
 )
 
 #: Public faces the builtins may import.

@@ -1061,7 +1061,7 @@ async def test_a_long_operation_renews_its_lease_so_nobody_takes_the_session() -
 def test_the_stored_forms_written_out_match_the_converter() -> None:
     """The kernel writes a turn result's and a tool call's stored form by hand (speed); they
     are exactly what lash.to_data makes of them (tool calls left out of the result)."""
-    from lash._kernel.turn import call_data, result_data
+    from lash._kernel.event_json import call_data, result_data
 
     result = lash.TurnResult(
         session_id="s",

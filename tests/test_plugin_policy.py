@@ -39,6 +39,7 @@ BUILTINS = {
     "files",
     "mcp",
     "openai",
+    "otel",
     "plan",
     "scripted",
     "shell",
@@ -47,7 +48,7 @@ BUILTINS = {
     "subagent",
     "tool_output_budget",
 }
-OPT_IN = {"anthropic", "files", "mcp", "shell", "subagent"}
+OPT_IN = {"anthropic", "files", "mcp", "otel", "shell", "subagent"}
 LASH = Path(sys.executable).parent / "lash"
 ENV = ("LASH_CONFIG", "LASH_PLUGINS", "LASH_DISABLE_PLUGINS", "LASH_DISABLE_PLUGIN_AUTOLOAD")
 

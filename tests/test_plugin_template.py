@@ -17,6 +17,7 @@ import sys
 import sysconfig
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -326,7 +327,7 @@ def test_invalid_inputs_are_refused(
 #: What of the checkout a wheel of lash-sdk is not built from (copied away before building, so
 #: the build writes nothing into the checkout and sees none of its local state).
 NOT_PACKAGED = shutil.ignore_patterns(
-    ".*", "build", "dist", "docs", "tests", "benchmarks", "*.egg-info", "__pycache__"
+    ".*", "build", "dist", "docs", "tests", "benchmarks", "tmp", "*.egg-info", "__pycache__"
 )
 
 
@@ -338,6 +339,12 @@ def test_a_fresh_environment_installs_lash_sdk_and_the_plugin(tmp_path: Path) ->
     plugin = render(tmp_path / "plugins", name="hello")
     wheels = build_wheels([source, plugin], tmp_path / "wheels")
     assert [w.name.split("-")[0] for w in wheels] == ["lash_sdk", "lash_hello"]
+    # `lash serve`'s web page is package data: it ships in the wheel, every file of it.
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        shipped = {name for name in wheel.namelist() if name.startswith("lash/serve/static/")}
+    static = ROOT / "lash" / "serve" / "static"
+    assert shipped == {f"lash/serve/static/{f.name}" for f in static.iterdir()}, shipped
+    assert {"lash/serve/static/index.html", "lash/serve/static/app.js"} <= shipped
 
     # A virtual environment of the base interpreter: nothing of the test environment is in it.
     venv = tmp_path / "venv"

@@ -47,7 +47,7 @@ async def test_a_database_from_before_processes_is_migrated(
             await store.close()
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert await conn.fetchval("SELECT max(id) FROM lash_migrations") == 3
+        assert await conn.fetchval("SELECT max(id) FROM lash_migrations") == _postgres_schema.LATEST
         assert await conn.fetchval("SELECT to_regclass('lash_processes')") is None
     finally:
         await conn.close()
@@ -58,6 +58,7 @@ async def test_a_database_from_before_processes_is_migrated(
             (1, "initial schema"),
             (2, "processes"),
             (3, "child sessions"),
+            (4, "media blobs"),
         ]
         record = await store.load("old")
         assert record is not None and record.revision == 1

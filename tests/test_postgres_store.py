@@ -142,6 +142,7 @@ async def test_new_database_gets_every_migration_and_a_second_open_changes_nothi
             "lash_sessions",
             *_postgres_schema.SESSION_TABLES,
             _postgres_schema.PROCESS_TABLE,
+            "lash_blobs",
         }
         applied = await conn.fetch("SELECT id, applied_at FROM lash_migrations")
         async with opened(postgres_url) as again:

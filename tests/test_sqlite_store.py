@@ -980,7 +980,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
     rows = legacy_rows(db)
     async with opened(db) as store:
         before = await store.load("old-1", full=True)
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
         lease = await leased(store, "old-1")
@@ -989,7 +989,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(5,)]
+    assert query(db, "PRAGMA user_version") == [(6,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1182,7 +1182,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(5,)]
+    assert query(db, "PRAGMA user_version") == [(6,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1190,17 +1190,18 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (3, "mailbox"),
         (4, "processes"),
         (5, "child sessions"),
+        (6, "media blobs"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(5,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(6,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1242,6 +1243,7 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (3,),
         (4,),
         (5,),
+        (6,),
         (99,),
     ]
 
@@ -1409,7 +1411,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
         dead = lash.store.Lease("s", "w", 1, time.time() + 30)
@@ -1477,6 +1479,7 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (3,),
         (4,),
         (5,),
+        (6,),
     ]
 
 

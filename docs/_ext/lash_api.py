@@ -39,6 +39,7 @@ TITLES: dict[str, str] = {
     "lash._contract.events": "Turn events",
     "lash._kernel.observation": "Observation",
     "lash._kernel.approvals": "Tool approval",
+    "lash._kernel.event_json": "The JSON form of events",
     "lash._plugins.markers": "Hook markers",
     "lash._plugins.loading": "Plugins",
     "lash._plugins.options": "Plugin options",

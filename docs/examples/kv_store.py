@@ -30,6 +30,9 @@ Processes are not a session's: their keys are global, like their idempotency key
                              (pending or running: what a claim looks at) and the finished
                              ones not yet notified (the outbox)
 
+Blobs (the images of turn input) belong to no session either: ``blob/<sha256>`` holds the
+bytes, base64 in a JSON string, stored once whatever the number of messages referring to them.
+
 **One write per call.** Each method reads what it needs, checks it, and gathers every change
 in a :class:`Batch`; ``_write`` then applies the batch at once, the head last, with no ``await``
 anywhere in the method: on one event loop nothing can slip in between a read and the write, and
@@ -48,6 +51,8 @@ serialises them (a claim reads the open processes, so two claims never take the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 import uuid
@@ -888,6 +893,18 @@ class KVStore:
             if times:
                 waiting.append((min(times), session_id))
         return [session_id for _, session_id in sorted(waiting)[:limit]]
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    async def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if f"blob/{digest}" not in self.data:  # content-addressed: stored once
+            self.data[f"blob/{digest}"] = json.dumps(base64.b64encode(data).decode("ascii"))
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        value = self.data.get(f"blob/{digest}")
+        return base64.b64decode(json.loads(value)) if value is not None else None
 
     # -- the event log ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.media import image_ref
 from lash._contract.types import Message, ToolCall, Usage
 
 __all__ = [
@@ -201,10 +202,6 @@ class SessionGraph:
         """The chat messages of the active frame (a copy)."""
         return list(self._messages)
 
-    def prompt_messages(self, system: Message | None) -> tuple[Message, ...]:
-        """``system`` (if any) and the active frame's messages, as one tuple (one copy)."""
-        return (system, *self._messages) if system is not None else tuple(self._messages)
-
     def extend(self, nodes: Iterable[GraphNode]) -> None:
         for node in nodes:
             self.append(node)
@@ -219,6 +216,9 @@ class SessionGraph:
 def node_messages(node: GraphNode) -> list[Message]:
     """The chat messages a model sees for one node (tool results as projected)."""
     if isinstance(node, UserMessage):
+        if node.items:  # images are stored as references; the prompt view loads their bytes
+            images = tuple(i for i in map(image_ref, node.items) if i is not None)
+            return [Message("user", node.text, images=images)]
         return [Message("user", node.text)]
     if isinstance(node, AssistantMessage):
         return [Message("assistant", node.text, node.tool_calls)]

@@ -233,7 +233,7 @@ class TurnView:
     ``turn_persisted`` see: its session, input, index, the nodes it added so far, and (from
     ``after_turn`` on) its result."""
 
-    __slots__ = ("_nodes", "index", "input", "items", "result", "session")
+    __slots__ = ("_nodes", "id", "index", "input", "items", "result", "session")
 
     def __init__(
         self,
@@ -243,9 +243,12 @@ class TurnView:
         *,
         items: tuple[Any, ...] = (),
         nodes: Sequence[GraphNode] = (),
+        id: str = "",
     ) -> None:
         #: The session the turn runs in.
         self.session = session
+        #: The turn's id in its session (``session.turn(text, id=...)``, else a generated one).
+        self.id = id
         #: The user input.
         self.input = input
         #: The turn's number in the session (1 for the first turn).

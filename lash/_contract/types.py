@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.media import Image
 from lash._contract.modeloptions import ModelOptions
 
 __all__ = [
@@ -154,6 +155,8 @@ class Message:
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    #: Images given with a user message (each with its bytes or its URL).
+    images: tuple[Image, ...] = ()
 
     __module__ = "lash"
 

@@ -19,6 +19,7 @@ from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
 from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
 from lash._kernel.mailbox import checked_input
+from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.observation import (
     EventHub,
     ObservationGap,
@@ -361,7 +362,10 @@ class LashCore:
         :raises SessionError: an empty input, one larger than 1 MiB (of
             UTF-8), an unknown ingress, or an invalid session id.
         """
+        # Images are queued as references, their bytes put in the store first.
+        items, images = stage_items(session_id, items)
         draft = checked_input(session_id, input, items=items, key=key, ingress=ingress)
+        await put_blobs(self.store, images)
         pending = await self.store.enqueue_input(session_id, attrs.evolve(draft, source=source))
         self.notify(session_id, input=True)
         return pending

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lash._contract.types import PromptContribution, PromptView
+from lash._kernel.media import load_images
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -62,7 +63,9 @@ async def prompt_view(runtime: SessionRuntime) -> PromptView:
     catalog = await resolve_catalog(runtime)
     system = await system_prompt(runtime, catalog)
     message = runtime.prompt_cache.system_message(system) if system else None
-    view = PromptView(runtime.image.graph.prompt_messages(message), tuple(catalog))
+    history = await load_images(runtime, runtime.image.graph.messages())
+    messages = (message, *history) if message is not None else tuple(history)
+    view = PromptView(messages, tuple(catalog))
     result: PromptView = await runtime.composition.hooks.chain(
         "transform_prompt_view", key="view", value=view, session=runtime.view
     )

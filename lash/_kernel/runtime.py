@@ -317,6 +317,8 @@ class SessionRuntime:
         self.owner = f"{core.owner_id}/{next(_handles)}"
         #: What plugins and tools see of the session.
         self.view = SessionView(self)
+        #: Image bytes by sha256, loaded for model calls (lash._kernel.media).
+        self.blobs: dict[str, bytes] = {}
         #: Turns running (or waiting for the session) now: cancel_running_turns.
         self.running: set[Stoppable] = set()
         #: The tools offered at the last model call (a call of any other tool is refused).

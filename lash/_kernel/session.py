@@ -269,6 +269,9 @@ class Session:
         ``items`` are optional structured input (JSON-ready values: attachments, form data...)
         recorded on the user message node with the text; plugins read them from
         ``turn.items`` or the node, and shape what the model sees (``transform_prompt_view``).
+        A :class:`lash.Image` item is checked here (a bad one raises :class:`lash.ImageError`
+        naming it), stored once in the store, and recorded as a reference; the model gets it
+        with the message's text.
         ``id`` names the turn in the session (default: a new id): a turn id the session has
         committed already is not run again, its stored result is returned (so a host may retry
         a submission after a crash); that result's ``tool_calls`` is empty: the calls and

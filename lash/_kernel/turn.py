@@ -78,6 +78,14 @@ from lash._contract.types import (
     Usage,
 )
 from lash._kernel import approvals, operations
+from lash._kernel.event_json import (
+    result_data,
+    text_delta_data,
+    tool_call_finished_data,
+    tool_call_started_data,
+    turn_end_data,
+)
+from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.output import NOT_CALLED, Output, answer_text, feedback
 from lash._kernel.prompt import prompt_view
 from lash._kernel.state import AwaitingTurn
@@ -149,7 +157,9 @@ class Turn:
         # The calls this turn holds for approval (it stops awaiting_approval).
         self._held: list[tuple[ToolCall, Hold]] = []
         self.input = text
-        self.items = items
+        # Images become stored references now (a bad one fails session.turn(), naming it);
+        # their bytes are put in the store when the turn runs.
+        self.items, self._images = stage_items(runtime.id, items)
         #: The queued input this turn consumes (a drained turn), once claimed.
         self.source_input: PendingInput | None = None
         # The event stream's queue (None: run() discards events and keeps only the result).
@@ -174,6 +184,8 @@ class Turn:
         self._waiting = False
         self._compact: Compact | None = None
         self._view: TurnView | None = None
+        # The observed model call's provider name, request and start, for model_call_finished.
+        self._request: tuple[str, ModelRequest, float] | None = None
         self._last_poll = time.monotonic()
         self.no_input = False  # a drained turn that found nothing to do
         self.index = 0
@@ -377,8 +389,11 @@ class Turn:
             elif self._continuing or not await self._take_queued_input():
                 self.no_input = True
                 return
+        if self._images:
+            await put_blobs(runtime.core.store, self._images)
+            runtime.blobs.update((i.sha256, i.data) for i in self._images if i.sha256 and i.data)
         view = self._view = TurnView(
-            runtime.view, self.input, self.index, items=self.items, nodes=self._nodes
+            runtime.view, self.input, self.index, items=self.items, nodes=self._nodes, id=self.id
         )
         reason: StopReason | None = None
         detail: str | None = None
@@ -567,23 +582,8 @@ class Turn:
         runtime.pending_events.append(
             EventDraft(
                 "turn_committed",
-                {
-                    "turn_id": self.id,
-                    "index": self.index,
-                    "outcome": result.outcome,
-                    "reason": result.reason,
-                    "revision": revision,
-                    "result": data,
-                    # What the turn's tool calls were (observers elsewhere saw none live).
-                    "tool_calls": [
-                        {
-                            "call_id": r.call.id,
-                            "name": r.call.name,
-                            "is_error": r.result.is_error,
-                        }
-                        for r in self._records
-                    ],
-                },
+                # tool_calls names the turn's calls (observers elsewhere saw none live).
+                turn_end_data(self.id, self.index, data, self._records),
             )
         )
         # A turn that stops for approval is not over: its record is written when it ends (a
@@ -759,6 +759,41 @@ class Turn:
         return options
 
     async def _call_model_once(self, output: Output | None) -> ModelResponse:
+        """One model call, reported to ``model_call_finished`` when a plugin implements it."""
+        hooks = self._runtime.composition.hooks
+        if not hooks.impls("model_call_finished"):
+            # Nobody observes model calls: no clock, no dispatch.
+            return await self._call_provider(output)
+        self._request = None
+        try:
+            response = await self._call_provider(output, observed=True)
+        except BaseException as exc:
+            # A failed (or cancelled) call is reported too, once its request was sent: a tracer
+            # ends its span with the error. The caller still gets the original exception.
+            if self._request is not None:
+                await self._model_call_finished(None, exc)
+            raise
+        await self._model_call_finished(response, None)
+        return response
+
+    async def _model_call_finished(
+        self, response: ModelResponse | None, error: BaseException | None
+    ) -> None:
+        assert self._view is not None and self._request is not None
+        provider, request, started = self._request
+        await self._runtime.composition.hooks.broadcast(
+            "model_call_finished",
+            turn=self._view,
+            provider=provider,
+            request=request,
+            response=response,
+            error=error,
+            started=started,
+        )
+
+    async def _call_provider(
+        self, output: Output | None, *, observed: bool = False
+    ) -> ModelResponse:
         runtime = self._runtime
         view = await prompt_view(runtime)
         tools = runtime.prompt_cache.tool_specs(runtime.composition, view.tools)
@@ -780,6 +815,8 @@ class Turn:
         request = ModelRequest(
             model=model, messages=view.messages, tools=tools, options=options, output=spec
         )
+        if observed:
+            self._request = (provider_name, request, time.time())
         self._native_output = spec is not None
         text: list[str] = []
         calls: list[ToolCall] = []
@@ -793,7 +830,7 @@ class Turn:
                 if live:
                     runtime.core.notify(
                         runtime.id,
-                        live=[EventDraft("text_delta", {"turn_id": self.id, "text": event.text})],
+                        live=[EventDraft("text_delta", text_delta_data(self.id, event.text))],
                     )
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
@@ -912,7 +949,7 @@ class Turn:
         self._emit(ToolCallStarted(call))
         if live:  # live only: the committed turn holds its calls (graph, turn_committed)
             runtime = self._runtime
-            started = {"turn_id": self.id, "call": call_data(call)}
+            started = tool_call_started_data(self.id, call)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
 
     async def _call_finished(
@@ -935,16 +972,7 @@ class Turn:
         self._records.append(ToolCallRecord(final_call, result))
         self._emit(ToolCallFinished(final_call, result))
         if live:
-            finished = {
-                "turn_id": self.id,
-                "call_id": call.id,
-                "name": final_call.name,
-                "result": {
-                    "call_id": result.call_id,
-                    "content": result.content,
-                    "is_error": result.is_error,
-                },
-            }
+            finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
 
     def _tool_context(self, call: ToolCall) -> ToolContext:
@@ -1055,46 +1083,6 @@ class _Keeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, LashError):
                 await task
-
-
-def result_data(result: TurnResult) -> dict[str, Any]:
-    """``to_data(result)`` without its tool calls (they are in the graph), written out: a
-    turn's commit stores it, and cattrs would walk the tool calls for nothing."""
-    usage = result.usage
-    return {
-        "session_id": result.session_id,
-        "index": result.index,
-        "outcome": result.outcome,
-        "text": result.text,
-        "reason": result.reason,
-        "error": result.error,
-        "error_plugin": result.error_plugin,
-        "error_hook": result.error_hook,
-        "detail": result.detail,
-        "tool_calls": [],
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens,
-        },
-        "revision": result.revision,
-        "turn_id": result.turn_id,
-        "cancelled_by": result.cancelled_by,
-        "cancel_reason": result.cancel_reason,
-        # A structured-output turn's answer survives reloads (a resubmitted turn id gets it).
-        "output": None if result.output is None else to_data(result.output),
-        "output_errors": list(result.output_errors),
-    }
-
-
-def call_data(call: ToolCall) -> dict[str, Any]:
-    """``to_data(call)``, written out (the arguments are JSON already)."""
-    return {
-        "id": call.id,
-        "name": call.name,
-        "arguments": dict(call.arguments),
-        "invalid_arguments": call.invalid_arguments,
-    }
 
 
 def result_of_record(record: TurnRecord) -> TurnResult:

@@ -5,12 +5,13 @@ A copy writes what the protocol lets a writer write, so it carries the *content*
 not the store's bookkeeping:
 
 - carried: the head (every node of every frame, plugin states, config, usage, turn count, the
-  parent link), every turn record (outcome, reason, result), every input (its text, items, key,
-  ingress, source and state: ``completed`` ones with the turn that consumed them, ``cancelled``
-  ones, and ``pending`` ones, still queued at the destination), every session command (pending
-  or applied), the events of the replay window (types and data, in order), and the processes
-  (id, kind, payload, key, recovery, attempts bound, timeout, source; a finished one with its
-  status, result, error and ``notified`` flag; a cancellation request);
+  parent link), the blobs of the images its messages and input refer to, every turn record
+  (outcome, reason, result), every input (its text, items, key, ingress, source and state:
+  ``completed`` ones with the turn that consumed them, ``cancelled`` ones, and ``pending`` ones,
+  still queued at the destination), every session command (pending or applied), the events of
+  the replay window (types and data, in order), and the processes (id, kind, payload, key,
+  recovery, attempts bound, timeout, source; a finished one with its status, result, error and
+  ``notified`` flag; a cancellation request);
 - not carried: leases and claims (a ``claimed`` input is copied ``pending``; a ``running``
   process is copied ``pending``, except an owner-bound one, which ends ``abandoned`` as its
   worker's death would end it), revisions and times (the destination numbers its own commits and
@@ -33,7 +34,8 @@ from typing import Literal
 
 import attrs
 
-from lash._contract.graph import TurnOutcome
+from lash._contract.graph import TurnOutcome, UserMessage
+from lash._contract.media import image_ref
 from lash._contract.types import ProcessRecord
 from lash._store.protocol import Store
 from lash._store.records import (
@@ -206,6 +208,9 @@ async def _copy_session(
             if found is not None:
                 turns.append(found)
     turns.sort(key=lambda t: t.index)
+    # The images its messages and queued input refer to: blobs first, then what refers to them.
+    items = [i for n in record.nodes if isinstance(n, UserMessage) for i in n.items]
+    await _copy_blobs(src, dst, [*items, *(i for item in inputs for i in item.items)])
 
     lease = await dst.acquire_lease(
         sid,
@@ -273,6 +278,17 @@ async def _copy_session(
         f"({len(pending)} pending), {len(commands)} commands, {len(events)} events, "
         f"{processes} processes)"
     )
+
+
+async def _copy_blobs(src: Store, dst: Store, items: list[object]) -> None:
+    """Put in ``dst`` the blobs of the image references among ``items`` (a blob the source
+    lost is left out: the destination fails where the source would)."""
+    digests = {ref.sha256 for ref in map(image_ref, items) if ref is not None and ref.sha256}
+    for digest in sorted(digests):
+        if await dst.get_blob(digest) is None:
+            data = await src.get_blob(digest)
+            if data is not None:
+                await dst.put_blob(data)
 
 
 async def _events(src: Store, sid: str) -> list[EventDraft]:

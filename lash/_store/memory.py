@@ -6,6 +6,7 @@ structures and the shared rules of :mod:`lash._store.leases`, with nothing else 
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -123,6 +124,7 @@ class MemoryStore:
         # Processes in start order (oldest first), and their keys.
         self._processes: dict[str, ProcessRecord] = {}
         self._process_keys: dict[str, str] = {}
+        self._blobs: dict[str, bytes] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -732,6 +734,14 @@ class MemoryStore:
             if finished_before is None
             else tuple(await self.unnotified_processes(finished_before=finished_before)),
         )
+
+    async def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        self._blobs.setdefault(digest, bytes(data))
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        return self._blobs.get(digest)
 
     async def close(self) -> None:
         return None

@@ -291,6 +291,16 @@ class Store(Protocol):
         (when ``finished_before`` is given). An idle worker makes one query a poll, so neither a
         dead peer's processes nor its sessions wait for a rotation of separate queries."""
 
+    # -- blobs: content-addressed bytes (the images of turn input) ------------------------------
+
+    async def put_blob(self, data: bytes) -> str:
+        """Store ``data`` under its sha256 (64 lowercase hex digits) and return that digest.
+        Bytes the store holds already are not stored again. Blobs belong to no session: deleting
+        a session leaves them (another session may refer to the same bytes)."""
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        """The bytes stored under sha256 ``digest``, or ``None`` when the store has none."""
+
     async def close(self) -> None:
         """Release connections and files."""
 

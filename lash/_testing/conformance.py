@@ -4,8 +4,9 @@ This module is the runner and its public surface (re-exported by :mod:`lash.test
 live in :mod:`lash._testing.store_checks` (leases, fencing, compare-and-swap, races),
 :mod:`lash._testing.store_data_checks` (what a commit persists and how it reads back),
 :mod:`lash._testing.store_id_checks` (which session ids a store accepts),
-:mod:`lash._testing.store_mailbox_checks` (leases per execution, the mailbox, the event log) and
-:mod:`lash._testing.store_process_checks` (process records, claims, expiry, the outbox).
+:mod:`lash._testing.store_mailbox_checks` (leases per execution, the mailbox, the event log),
+:mod:`lash._testing.store_process_checks` (process records, claims, expiry, the outbox) and
+:mod:`lash._testing.store_blob_checks` (content-addressed blobs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._store.protocol import Store
+from lash._testing import store_blob_checks as _store_blob_checks
 from lash._testing import store_checks as _store_checks
 from lash._testing import store_data_checks as _store_data_checks
 from lash._testing import store_id_checks as _store_id_checks
@@ -53,6 +55,7 @@ CHECKS: dict[str, StoreCheck] = {
         *_store_id_checks.CHECKS,
         *_store_mailbox_checks.CHECKS,
         *_store_process_checks.CHECKS,
+        *_store_blob_checks.CHECKS,
     )
 }
 

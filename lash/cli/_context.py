@@ -99,6 +99,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "run_command",
         "Run one turn of PROMPT in a session, streaming the answer and tool activity.",
     ),
+    "serve": (
+        "lash.cli._serve_cmds",
+        "serve_command",
+        "Serve the store's sessions over HTTP (API, events, web page).",
+    ),
     "sessions": (
         "lash.cli._sessions_cmds",
         "sessions_group",

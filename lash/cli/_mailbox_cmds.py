@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -22,12 +21,8 @@ import click
 from lash._contract.events import TurnResult
 from lash._contract.serialization import to_data
 from lash._kernel.core import LashCore
-from lash._kernel.observation import (
-    EVENT_FORMAT,
-    ObservationGap,
-    ObservedEvent,
-    parse_cursor,
-)
+from lash._kernel.event_json import gap_json
+from lash._kernel.observation import ObservationGap, ObservedEvent, parse_cursor
 from lash._store.records import Ingress, InputCancellation, PendingInput
 from lash.cli._run_cmds import (
     EXIT_COMPLETED,
@@ -307,25 +302,6 @@ def event_summary(event: ObservedEvent) -> str:
     return one_line(dumps(dict(data), ensure_ascii=False), 120)
 
 
-def gap_data(gap: ObservationGap, after: str | None) -> dict[str, Any]:
-    """A gap as one JSON line of `lash sessions watch --json`, shaped as the events are."""
-    view = gap.snapshot
-    return {
-        "v": EVENT_FORMAT,
-        "type": "gap",
-        "session_id": gap.session_id,
-        "cursor": gap.cursor,
-        "live": False,
-        "at": time.time(),
-        "data": {
-            "after": after,
-            "revision": view.revision,
-            "turns": view.turns,
-            "inputs": [input_data(item) for item in view.inputs],
-        },
-    }
-
-
 def _gap_line(gap: ObservationGap, after: str | None) -> str:
     view = gap.snapshot
     queued = len(view.inputs)
@@ -338,7 +314,7 @@ def _gap_line(gap: ObservationGap, after: str | None) -> str:
 
 def _print_item(item: ObservedEvent | ObservationGap, after: str | None, as_json: bool) -> None:
     if isinstance(item, ObservationGap):
-        click.echo(dumps(gap_data(item, after)) if as_json else _gap_line(item, after))
+        click.echo(dumps(gap_json(item, after)) if as_json else _gap_line(item, after))
     elif as_json:
         click.echo(dumps(item.to_json()))
     else:

@@ -1,0 +1,159 @@
+"""lash serve's shared observation (``lash.serve._fanout``): many streams of one session read the
+store once per change; a client joins with its cursor, behind the feed or older than its ring,
+or falls behind, and gets every committed event in order all the same."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lash
+from lash.serve import _fanout
+from lash.serve._fanout import Feeds, Shared
+
+pytestmark = pytest.mark.anyio
+
+
+def make_core(tmp_path: Path) -> lash.LashCore:
+    return lash.LashCore(plugins=["stores"], autoload=False, store=f"sqlite:///{tmp_path}/lash.db")
+
+
+class Reader:
+    """One follower: the committed cursors it got, in order."""
+
+    def __init__(self, feeds: Feeds, after: str | None) -> None:
+        self.events: AsyncGenerator[Shared | None, None] = feeds.follow("s", after, 60)
+        self.cursors: list[str] = []
+
+    async def subscribe(self) -> None:
+        assert await anext(self.events) is None
+
+    async def read_until(self, cursor: str) -> list[str]:
+        while not self.cursors or self.cursors[-1] != cursor:
+            shared = await anext(self.events)
+            if shared is not None and shared.position is not None:
+                self.cursors.append(shared.data["cursor"])
+        return self.cursors
+
+    async def close(self) -> None:
+        await self.events.aclose()
+
+
+async def enqueue(core: lash.LashCore, n: int) -> str:
+    for i in range(n):
+        await core.enqueue("s", f"q{i}")
+    return (await core.current("s")).cursor
+
+
+def cursors(first: int, last: int) -> list[str]:
+    return [f"e{n}" for n in range(first, last + 1)]
+
+
+async def test_followers_share_one_read_of_the_store(tmp_path: Path, monkeypatch: Any) -> None:
+    """Ten followers of one session: the store's event log is read as often as for one."""
+    reads = {"n": 0}
+
+    async def run(followers: int) -> int:
+        (tmp_path / str(followers)).mkdir()
+        async with make_core(tmp_path / str(followers)) as core:
+            original = core.store.read_events
+
+            async def counting(*args: Any, **kwargs: Any) -> Any:
+                reads["n"] += 1
+                return await original(*args, **kwargs)
+
+            monkeypatch.setattr(core.store, "read_events", counting)
+            await core.enqueue("s", "start")
+            feeds = Feeds(core)
+            readers = [Reader(feeds, "e1") for _ in range(followers)]
+            for reader in readers:
+                await reader.subscribe()
+            reads["n"] = 0
+            last = await enqueue(core, 5)
+            for reader in readers:
+                assert await reader.read_until(last) == cursors(2, 6)
+            for reader in readers:
+                await reader.close()
+            assert len(feeds) == 0 and not core.observed("s")
+            return reads["n"]
+
+    one = await run(1)
+    ten = await run(10)
+    assert ten <= one + 2, (one, ten)
+
+
+async def test_joining_behind_or_before_the_ring(tmp_path: Path, monkeypatch: Any) -> None:
+    """With a ring of 3: a client resuming within it is served from it; one resuming before it
+    follows its own observation; both get every committed event after their cursor, in order."""
+    monkeypatch.setattr(_fanout, "RING", 3)
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        feeds = Feeds(core)
+        first = Reader(feeds, "e1")
+        await first.subscribe()
+        last = await enqueue(core, 6)  # e2..e7; the ring keeps e5..e7
+        assert await first.read_until(last) == cursors(2, 7)
+        within, before = Reader(feeds, "e5"), Reader(feeds, "e2")
+        await within.subscribe()
+        await before.subscribe()
+        last = await enqueue(core, 2)  # e8, e9
+        assert await within.read_until(last) == cursors(6, 9)
+        assert await before.read_until(last) == cursors(3, 9)
+        for reader in (first, within, before):
+            await reader.close()
+        assert not core.observed("s")
+
+
+async def test_a_follower_that_falls_behind_goes_on_from_its_cursor(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A follower with more than MAX_PENDING events waiting leaves the feed and follows its own
+    observation from its cursor: nothing missed, nothing twice."""
+    monkeypatch.setattr(_fanout, "MAX_PENDING", 2)
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        feeds = Feeds(core)
+        fast, slow = Reader(feeds, "e1"), Reader(feeds, "e1")
+        await fast.subscribe()
+        await slow.subscribe()
+        last = "e1"
+        for _ in range(4):  # the fast one keeps up; the slow one reads nothing meanwhile
+            last = await enqueue(core, 1)
+            await fast.read_until(last)
+        assert await slow.read_until(last) == cursors(2, 5)
+        last = await enqueue(core, 2)
+        assert await slow.read_until(last) == cursors(2, 7)
+        assert await fast.read_until(last) == cursors(2, 7)
+        for reader in (fast, slow):
+            await reader.close()
+        assert len(feeds) == 0 and not core.observed("s")
+
+
+async def test_a_follower_goes_on_when_the_shared_observation_fails(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The feed's read of the store fails once: its follower goes on with an observation of its
+    own, from its cursor, and misses nothing."""
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        feeds = Feeds(core)
+        reader = Reader(feeds, "e1")
+        await reader.subscribe()
+        original = core.store.read_events
+        failures = {"left": 1}
+
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise OSError("the disk hiccuped")
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(core.store, "read_events", flaky)
+        last = await enqueue(core, 3)
+        assert await reader.read_until(last) == cursors(2, 4)
+        assert failures["left"] == 0
+        await reader.close()
+        assert len(feeds) == 0 and not core.observed("s")
