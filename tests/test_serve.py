@@ -148,6 +148,12 @@ def test_events_resume_after_last_event_id_or_after(serve: Any) -> None:
         assert [d["data"]["input"]["text"] for _, d in resumed] == ["q1", "q2"]
         (after,) = first_events(client, f"/sessions/r/events?after={second_id}", 1)
         assert after[1]["data"]["input"]["text"] == "q2"
+        # An EventSource opened with ?after= reconnects to the same URL with Last-Event-ID:
+        # the header, where the stream got to, wins over where it began.
+        (reconnected,) = first_events(
+            client, f"/sessions/r/events?after={first_id}", 1, headers={"Last-Event-ID": second_id}
+        )
+        assert reconnected[1]["data"]["input"]["text"] == "q2"
 
 
 def test_a_cursor_out_of_the_replay_window_gets_the_gap_first(serve: Any) -> None:

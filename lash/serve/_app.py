@@ -298,7 +298,9 @@ class _Api:
         protocol = request.query_params.get("protocol", "lash")
         if protocol not in ("lash", "ag-ui"):
             raise ApiError("invalid_request", f"protocol is 'lash' or 'ag-ui', not {protocol!r}")
-        after = request.query_params.get("after") or request.headers.get("last-event-id") or None
+        # Last-Event-ID first: an EventSource reconnects to the same URL, so a ``?after=`` there
+        # is where the stream began, and the header is where it got to.
+        after = request.headers.get("last-event-id") or request.query_params.get("after") or None
         # (no 404 for a session that does not exist yet: its first input or turn will show)
         await checked_after(self.core, session_id, after)
         return StreamingResponse(

@@ -308,8 +308,9 @@ _PATHS: dict[str, Any] = {
             "summary": "The session's events as Server-Sent Events, resumable by cursor",
             "description": "Each message's id is the event's cursor and its data one event "
             "(the Event schema; with protocol=ag-ui, AG-UI events). Resume with the "
-            "Last-Event-ID header (EventSource does it) or ?after=; a cursor older than the "
-            "replay window yields a gap event first. Without either: from now on.",
+            "Last-Event-ID header (EventSource does it) or ?after= (the header wins); a "
+            "cursor older than the replay window yields a gap event first. Without either: "
+            "from now on.",
             "parameters": [
                 {"name": "after", "in": "query", "schema": {"type": "string"}},
                 {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
