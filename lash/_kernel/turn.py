@@ -226,7 +226,7 @@ class Turn:
             finally:
                 await self._settle(runner)
         finally:
-            self._runtime.running.discard(self)
+            self._runtime.leave_running(self)
 
     async def _run_to_end(self) -> TurnResult | None:
         """Run the turn without an event stream (what :meth:`run` needs: no queue, no
@@ -241,7 +241,7 @@ class Turn:
             finally:
                 await self._settle(runner)
         finally:
-            self._runtime.running.discard(self)
+            self._runtime.leave_running(self)
         return self._result
 
     def _launch(self) -> asyncio.Task[None]:
