@@ -11,12 +11,14 @@ never drifts from the store).
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lash._contract.graph import GraphNode, SessionGraph
+from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.serialization import structure, unstructure, validation_problems
 from lash._contract.types import SessionConfig, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
@@ -48,13 +50,14 @@ class SessionImage:
     fresh: bool = False
     options: dict[str, Any] = attrs.field(factory=dict)
     states: dict[str, Any] = attrs.field(factory=dict)
-    #: Each state as last committed (unstructured), to commit only the states that changed.
+    #: Each state as last committed (its :func:`fingerprint`), to commit only the states that
+    #: changed.
     snapshots: dict[str, Any] = attrs.field(factory=dict)
     usage: dict[str, Usage] = attrs.field(factory=dict)
     #: A commit failed: the image no longer says what the store holds.
     stale: bool = False
     #: Messages of a migration applied at load, reported once the open succeeds.
-    migrated: list[str] = attrs.field(factory=list)
+    migrated: tuple[str, ...] = ()
 
     @property
     def kernel(self) -> KernelState:
@@ -76,14 +79,18 @@ class SessionImage:
         next commit creates, replacing whatever the store holds), a new session starting from
         the configuration ``initial`` (default: the host's provider and model)."""
         base = record if record is not None and not fresh else None
-        self.migrated = []
+        self.migrated = ()
         if base is not None:
-            config, self.migrated = migrate_protocol_options(base.config, composition)
+            config, migrated = migrate_protocol_options(base.config, composition)
+            self.migrated = tuple(migrated)
         elif initial is not None:
             config = initial
         else:
+            # The shared empty ModelOptions (frozen): not one per session.
             config = SessionConfig(
-                provider=composition.config.provider, model=composition.config.model
+                provider=composition.config.provider,
+                model=composition.config.model,
+                model_options=NO_MODEL_OPTIONS,
             )
         self.options = build_session_options(self.session_id, composition, overrides, config)
         saved = base.plugin_states if base is not None else {}
@@ -104,7 +111,7 @@ class SessionImage:
                         f"fits its state class: {'; '.join(problems) or exc}",
                         session_id=self.session_id,
                     ) from None
-                self.snapshots[name] = saved[name]
+                self.snapshots[name] = fingerprint(saved[name])
             else:
                 self.states[name] = cls()
         self.graph = SessionGraph()
@@ -150,7 +157,7 @@ class SessionImage:
         states: dict[str, Any] = {}
         for plugin, state in self.states.items():
             snapshot = unstructure(state)
-            if self.snapshots.get(plugin) != snapshot:
+            if self.snapshots.get(plugin) != fingerprint(snapshot):
                 states[plugin] = snapshot
         return CommitDelta(
             nodes=tuple(nodes),
@@ -168,7 +175,8 @@ class SessionImage:
         self.turns += delta.turns
         self.fresh = False
         self.config_dirty = False
-        self.snapshots.update(delta.plugin_states)
+        for plugin, snapshot in delta.plugin_states.items():
+            self.snapshots[plugin] = fingerprint(snapshot)
         for source, amount in delta.usage.items():
             self.usage[source] = self.usage.get(source, Usage()) + amount
 
@@ -193,6 +201,24 @@ class SessionImage:
             "total": unstructure(total),
             "by_source": {k: unstructure(v) for k, v in sorted(self.usage.items())},
         }
+
+
+def fingerprint(snapshot: Any) -> Any:
+    """What the image keeps of a state as committed (``snapshot``: the state unstructured), to
+    tell whether it changed since: its ``marshal`` encoding, version 2.
+
+    A bytes string is a fraction of the size of the dicts and lists it encodes (the kernel's own
+    state: ~200 bytes instead of ~700, kept by every open session), and costs under a
+    microsecond to make. Version 2 writes no back-references and no interning flags, so equal
+    data in the same order always encodes alike, and different data never does (the encoding
+    decodes back to it): a changed state is never missed. Equal data that encodes differently
+    (``1`` and ``True``, a dict in another order) only commits a state that did not change.
+    Data ``marshal`` cannot encode is kept as it is (compared with ``==``).
+    """
+    try:
+        return marshal.dumps(snapshot, 2)
+    except ValueError:  # an object marshal does not know: compared as it is
+        return snapshot
 
 
 def build_session_options(

@@ -285,6 +285,13 @@ class SessionRuntime:
     # dictionary alone was ~1.6 KiB of each (issue 17: <= 5 KiB per idle session).
     __slots__ = (
         "_apply_commands",
+        "_pending_applied",
+        "_pending_claimed",
+        "_pending_enqueue",
+        "_pending_events",
+        "_pending_nodes",
+        "_pending_processes",
+        "_pending_usage",
         "_renewal",
         "_renewing",
         "_running",
@@ -308,13 +315,6 @@ class SessionRuntime:
         "overrides",
         "owner",
         "parent_id",
-        "pending_applied",
-        "pending_claimed",
-        "pending_enqueue",
-        "pending_events",
-        "pending_nodes",
-        "pending_processes",
-        "pending_usage",
         "poll_passed",
         "prompt_cache",
         "view",
@@ -384,17 +384,68 @@ class SessionRuntime:
         self.cancel_after_commit = False
 
     def _clear_pending(self) -> None:
-        # Changes since the last commit that the image cannot diff.
-        self.pending_nodes: list[GraphNode] = []
-        self.pending_usage: dict[str, Usage] = {}
-        self.pending_claimed: list[str] = []
-        self.pending_applied: list[str] = []
-        self.pending_enqueue: list[InputDraft] = []
-        self.pending_events: list[EventDraft] = []
+        # Changes since the last commit that the image cannot diff: each list (or dict) is made
+        # when something is first added to it (the `pending_*` properties), so an idle session
+        # holds none of them (seven empty containers were ~450 bytes of each).
+        self._pending_nodes: list[GraphNode] | None = None
+        self._pending_usage: dict[str, Usage] | None = None
+        self._pending_claimed: list[str] | None = None
+        self._pending_applied: list[str] | None = None
+        self._pending_enqueue: list[InputDraft] | None = None
+        self._pending_events: list[EventDraft] | None = None
         # Processes started by the running execution (its tools and hooks): its commit writes
         # them, so an execution that does not commit starts nothing.
-        self.pending_processes: list[ProcessDraft] = []
+        self._pending_processes: list[ProcessDraft] | None = None
         self.dirty = False
+
+    @property
+    def pending_nodes(self) -> list[GraphNode]:
+        """Nodes added since the last commit."""
+        if self._pending_nodes is None:
+            self._pending_nodes = []
+        return self._pending_nodes
+
+    @property
+    def pending_usage(self) -> dict[str, Usage]:
+        """Token usage by source since the last commit."""
+        if self._pending_usage is None:
+            self._pending_usage = {}
+        return self._pending_usage
+
+    @property
+    def pending_claimed(self) -> list[str]:
+        """Ids of queued input the running execution claimed."""
+        if self._pending_claimed is None:
+            self._pending_claimed = []
+        return self._pending_claimed
+
+    @property
+    def pending_applied(self) -> list[str]:
+        """Ids of queued commands the running execution applied."""
+        if self._pending_applied is None:
+            self._pending_applied = []
+        return self._pending_applied
+
+    @property
+    def pending_enqueue(self) -> list[InputDraft]:
+        """Input the running execution queues (for this session or others)."""
+        if self._pending_enqueue is None:
+            self._pending_enqueue = []
+        return self._pending_enqueue
+
+    @property
+    def pending_events(self) -> list[EventDraft]:
+        """Events the running execution's commit records."""
+        if self._pending_events is None:
+            self._pending_events = []
+        return self._pending_events
+
+    @property
+    def pending_processes(self) -> list[ProcessDraft]:
+        """Processes the running execution started (written by its commit)."""
+        if self._pending_processes is None:
+            self._pending_processes = []
+        return self._pending_processes
 
     @property
     def running(self) -> set[Stoppable]:
@@ -602,14 +653,14 @@ class SessionRuntime:
     @property
     def has_pending(self) -> bool:
         return bool(
-            self.pending_nodes
-            or self.pending_usage
+            self._pending_nodes
+            or self._pending_usage
             or self.dirty
-            or self.pending_claimed
-            or self.pending_applied
-            or self.pending_enqueue
-            or self.pending_events
-            or self.pending_processes
+            or self._pending_claimed
+            or self._pending_applied
+            or self._pending_enqueue
+            or self._pending_events
+            or self._pending_processes
         )
 
     async def commit(
