@@ -11,7 +11,9 @@ never drifts from the store).
 
 from __future__ import annotations
 
+import functools
 import marshal
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,12 +88,7 @@ class SessionImage:
         elif initial is not None:
             config = initial
         else:
-            # The shared empty ModelOptions (frozen): not one per session.
-            config = SessionConfig(
-                provider=composition.config.provider,
-                model=composition.config.model,
-                model_options=NO_MODEL_OPTIONS,
-            )
+            config = new_session_config(composition.config.provider, composition.config.model)
         self.options = build_session_options(self.session_id, composition, overrides, config)
         saved = base.plugin_states if base is not None else {}
         declared: list[tuple[str, type]] = [(KERNEL_STATE_KEY, KernelState)]
@@ -203,20 +200,29 @@ class SessionImage:
         }
 
 
+@functools.lru_cache(maxsize=16)
+def new_session_config(provider: str | None, model: str | None) -> SessionConfig:
+    """The config a new session starts with: the host's provider and model. One frozen object
+    shared by every new session of a host (with the shared empty ModelOptions), not one each."""
+    return SessionConfig(provider=provider, model=model, model_options=NO_MODEL_OPTIONS)
+
+
 def fingerprint(snapshot: Any) -> Any:
     """What the image keeps of a state as committed (``snapshot``: the state unstructured), to
-    tell whether it changed since: its ``marshal`` encoding, version 2.
+    tell whether it changed since: its ``marshal`` encoding (version 2), as an interned string.
 
-    A bytes string is a fraction of the size of the dicts and lists it encodes (the kernel's own
-    state: ~200 bytes instead of ~700, kept by every open session), and costs under a
-    microsecond to make. Version 2 writes no back-references and no interning flags, so equal
-    data in the same order always encodes alike, and different data never does (the encoding
-    decodes back to it): a changed state is never missed. Equal data that encodes differently
-    (``1`` and ``True``, a dict in another order) only commits a state that did not change.
-    Data ``marshal`` cannot encode is kept as it is (compared with ``==``).
+    The encoding is a fraction of the size of the dicts and lists it encodes (the kernel's own
+    state: ~200 bytes instead of ~700, kept by every open session), and interning shares it
+    between the sessions whose state is the same (idle sessions of one host mostly are); both
+    cost well under a microsecond. Version 2 writes no back-references and no interning flags,
+    so equal data in the same order always encodes alike, and different data never does (the
+    encoding decodes back to it; latin-1 maps each byte to one character): a changed state is
+    never missed. Equal data that encodes differently (``1`` and ``True``, a dict in another
+    order) only commits a state that did not change. Data ``marshal`` cannot encode is kept as
+    it is (compared with ``==``).
     """
     try:
-        return marshal.dumps(snapshot, 2)
+        return sys.intern(marshal.dumps(snapshot, 2).decode("latin-1"))
     except ValueError:  # an object marshal does not know: compared as it is
         return snapshot
 

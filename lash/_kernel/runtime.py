@@ -225,7 +225,7 @@ class Executing:
             ex = self.ex = Execution(runtime, self.name, turn=self.turn, outer=EXECUTION.get())
             self.token = EXECUTION.set(ex)
         except BaseException:
-            runtime.lock.release()
+            runtime.unlock()
             raise
         try:
             if self.needs_open:
@@ -273,7 +273,7 @@ class Executing:
                     await runtime._release_quietly()
             finally:
                 cancelled, runtime.cancel_after_commit = runtime.cancel_after_commit, False
-                runtime.lock.release()
+                runtime.unlock()
         if cancelled and not failed:
             raise asyncio.CancelledError
 
@@ -285,6 +285,9 @@ class SessionRuntime:
     # dictionary alone was ~1.6 KiB of each (issue 17: <= 5 KiB per idle session).
     __slots__ = (
         "_apply_commands",
+        "_blobs",
+        "_handle",
+        "_lock",
         "_pending_applied",
         "_pending_claimed",
         "_pending_enqueue",
@@ -295,7 +298,6 @@ class SessionRuntime:
         "_renewal",
         "_renewing",
         "_running",
-        "blobs",
         "cancel_after_commit",
         "child_spec",
         "commands_applied",
@@ -308,12 +310,10 @@ class SessionRuntime:
         "last_catalog",
         "lease",
         "lineage",
-        "lock",
         "on_poll_due",
         "on_wait",
         "opened",
         "overrides",
-        "owner",
         "parent_id",
         "poll_passed",
         "prompt_cache",
@@ -344,7 +344,8 @@ class SessionRuntime:
         self.lineage: tuple[str, ...] = ()
         self.overrides = {k: dict(v) for k, v in (options or {}).items()}
         self.image = SessionImage(session_id)
-        self.lock = asyncio.Lock()
+        # One execution at a time: `lock`, made when an execution first needs it (`unlock`).
+        self._lock: asyncio.Lock | None = None
         #: The lease of the running execution (``None`` between executions).
         self.lease: Lease | None = None
         self.opened = False
@@ -353,12 +354,12 @@ class SessionRuntime:
         #: Called with the SessionBusy an execution meets before it starts waiting (open()'s
         #: ``on_wait``: a command line tells its user why nothing happens yet).
         self.on_wait: Callable[[SessionBusy], object] | None = None
-        # A lease owner per handle: two handles on one session never share a lease.
-        self.owner = f"{core.owner_id}/{next(_handles)}"
+        # A lease owner per handle (`owner`): two handles on one session never share a lease.
+        self._handle = next(_handles)
         #: What plugins and tools see of the session.
         self.view = SessionView(self)
-        #: Image bytes by sha256, loaded for model calls (lash._kernel.media).
-        self.blobs: dict[str, bytes] = {}
+        # Image bytes by sha256, loaded for model calls: `blobs`, made on first use.
+        self._blobs: dict[str, bytes] | None = None
         # Turns running (or waiting for the session) now: `running`, made on first use.
         self._running: set[Stoppable] | None = None
         #: The tools offered at the last model call (a call of any other tool is refused).
@@ -446,6 +447,40 @@ class SessionRuntime:
         if self._pending_processes is None:
             self._pending_processes = []
         return self._pending_processes
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The lock an execution holds (one at a time, first come first served); made when
+        needed."""
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = asyncio.Lock()
+        return lock
+
+    def unlock(self) -> None:
+        """Release :attr:`lock`; it goes with the last execution (an idle session holds no
+        lock: ~150 bytes of each). Dropped only when no task holds it or waits for it: a waiter
+        stays in ``_waiters`` until it has the lock, also once woken, so no task can still be
+        about to take a dropped lock while a new one is made. Where that private list cannot
+        be read, the lock is kept."""
+        lock = self.lock
+        lock.release()
+        if not lock.locked() and not getattr(lock, "_waiters", True):
+            self._lock = None
+
+    @property
+    def owner(self) -> str:
+        """This handle's lease owner: the core's owner id and the handle's number (made when
+        asked, once per execution, rather than kept: one string less per open session)."""
+        return f"{self.core.owner_id}/{self._handle}"
+
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """Image bytes by sha256, loaded for model calls (lash._kernel.media); made on first
+        use (a session without images holds no dict)."""
+        if self._blobs is None:
+            self._blobs = {}
+        return self._blobs
 
     @property
     def running(self) -> set[Stoppable]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence, Set
@@ -845,7 +846,8 @@ class Turn:
                 text=response.text,
                 tool_calls=response.tool_calls,
                 usage=usage,
-                model=f"{provider_name}:{model}",
+                # Interned: every assistant node of every session names the same few models.
+                model=sys.intern(f"{provider_name}:{model}"),
             )
         )
         if not response.tool_calls:
