@@ -102,6 +102,14 @@ def build_options(plugin: str, cls: type[T], data: Mapping[str, Any], *, path: s
         raise OptionsError(
             plugin, [f"{prefix}: expected a table of options, got {describe_value(data)}"]
         )
+    if not data and all(f.default is not attrs.NOTHING for f in attrs.fields(cls)):
+        # Nothing set: what structuring `{}` makes is `cls()`. Made directly, it spares building
+        # the class's structuring code (`lash --help` and `lash plugins` load every plugin);
+        # should the defaults fail, structuring below says why, as it would have.
+        try:
+            return cls()
+        except Exception:
+            pass
     try:
         return structure(dict(data), cls)
     except Exception as exc:
