@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -102,7 +102,14 @@ def build_options(plugin: str, cls: type[T], data: Mapping[str, Any], *, path: s
         raise OptionsError(
             plugin, [f"{prefix}: expected a table of options, got {describe_value(data)}"]
         )
-    if not data and all(f.default is not attrs.NOTHING for f in attrs.fields(cls)):
+    if (
+        not data
+        and attrs.has(cls)
+        and all(
+            f.default is not attrs.NOTHING
+            for f in attrs.fields(cast("type[attrs.AttrsInstance]", cls))  # attrs.has: it is one
+        )
+    ):
         # Nothing set: what structuring `{}` makes is `cls()`. Made directly, it spares building
         # the class's structuring code (`lash --help` and `lash plugins` load every plugin);
         # should the defaults fail, structuring below says why, as it would have.
