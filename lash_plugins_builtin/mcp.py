@@ -21,7 +21,6 @@ Opt-in: a server is a program run, or an endpoint reached, with the host's right
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -167,6 +166,8 @@ def _catalog_name(server: str, tool: str, taken: set[str]) -> str:
     a name too long, or one another tool of the server already got, ends in a short hash."""
     name = f"{server}{SEPARATOR}{_FOREIGN.sub('_', tool)}"
     if len(name) > _MAX_NAME or name in taken:
+        import hashlib  # here: its OpenSSL binding costs every `lash` command ~3 ms at import
+
         digest = hashlib.sha256(tool.encode()).hexdigest()[:8]
         name = f"{name[: _MAX_NAME - 9]}_{digest}"
     return name

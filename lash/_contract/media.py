@@ -14,7 +14,6 @@ prompt a model call gets carries the images again, loaded (``lash.Message.images
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -162,6 +161,8 @@ class Image:
                 f"{name}: media_type says {self.media_type!r} but the bytes are {detected!r}",
                 item=what,
             )
+        import hashlib  # here, not at the top: its OpenSSL binding costs `lash --help` ~3 ms
+
         digest = hashlib.sha256(data).hexdigest()
         return Image._of(
             media_type=detected, data=data, sha256=digest, path=self.path, max_bytes=self.max_bytes

@@ -31,6 +31,8 @@ def model_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOption
             [f"expected lash.ModelOptions or a mapping of its fields, got {value!r}"],
         )
     data = {k: v for k, v in value.items() if v is not None}
+    if not data:  # nothing set: no structuring code to build (every `lash` command reads a config)
+        return EMPTY
     try:
         return structure(data, ModelOptions)
     except Exception as exc:

@@ -11,12 +11,16 @@ never drifts from the store).
 
 from __future__ import annotations
 
+import functools
+import marshal
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lash._contract.graph import GraphNode, SessionGraph
+from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.serialization import structure, unstructure, validation_problems
 from lash._contract.types import SessionConfig, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
@@ -48,13 +52,14 @@ class SessionImage:
     fresh: bool = False
     options: dict[str, Any] = attrs.field(factory=dict)
     states: dict[str, Any] = attrs.field(factory=dict)
-    #: Each state as last committed (unstructured), to commit only the states that changed.
+    #: Each state as last committed (its :func:`fingerprint`), to commit only the states that
+    #: changed.
     snapshots: dict[str, Any] = attrs.field(factory=dict)
     usage: dict[str, Usage] = attrs.field(factory=dict)
     #: A commit failed: the image no longer says what the store holds.
     stale: bool = False
     #: Messages of a migration applied at load, reported once the open succeeds.
-    migrated: list[str] = attrs.field(factory=list)
+    migrated: tuple[str, ...] = ()
 
     @property
     def kernel(self) -> KernelState:
@@ -76,15 +81,14 @@ class SessionImage:
         next commit creates, replacing whatever the store holds), a new session starting from
         the configuration ``initial`` (default: the host's provider and model)."""
         base = record if record is not None and not fresh else None
-        self.migrated = []
+        self.migrated = ()
         if base is not None:
-            config, self.migrated = migrate_protocol_options(base.config, composition)
+            config, migrated = migrate_protocol_options(base.config, composition)
+            self.migrated = tuple(migrated)
         elif initial is not None:
             config = initial
         else:
-            config = SessionConfig(
-                provider=composition.config.provider, model=composition.config.model
-            )
+            config = new_session_config(composition.config.provider, composition.config.model)
         self.options = build_session_options(self.session_id, composition, overrides, config)
         saved = base.plugin_states if base is not None else {}
         declared: list[tuple[str, type]] = [(KERNEL_STATE_KEY, KernelState)]
@@ -104,7 +108,7 @@ class SessionImage:
                         f"fits its state class: {'; '.join(problems) or exc}",
                         session_id=self.session_id,
                     ) from None
-                self.snapshots[name] = saved[name]
+                self.snapshots[name] = fingerprint(saved[name])
             else:
                 self.states[name] = cls()
         self.graph = SessionGraph()
@@ -150,7 +154,7 @@ class SessionImage:
         states: dict[str, Any] = {}
         for plugin, state in self.states.items():
             snapshot = unstructure(state)
-            if self.snapshots.get(plugin) != snapshot:
+            if self.snapshots.get(plugin) != fingerprint(snapshot):
                 states[plugin] = snapshot
         return CommitDelta(
             nodes=tuple(nodes),
@@ -168,7 +172,8 @@ class SessionImage:
         self.turns += delta.turns
         self.fresh = False
         self.config_dirty = False
-        self.snapshots.update(delta.plugin_states)
+        for plugin, snapshot in delta.plugin_states.items():
+            self.snapshots[plugin] = fingerprint(snapshot)
         for source, amount in delta.usage.items():
             self.usage[source] = self.usage.get(source, Usage()) + amount
 
@@ -193,6 +198,33 @@ class SessionImage:
             "total": unstructure(total),
             "by_source": {k: unstructure(v) for k, v in sorted(self.usage.items())},
         }
+
+
+@functools.lru_cache(maxsize=16)
+def new_session_config(provider: str | None, model: str | None) -> SessionConfig:
+    """The config a new session starts with: the host's provider and model. One frozen object
+    shared by every new session of a host (with the shared empty ModelOptions), not one each."""
+    return SessionConfig(provider=provider, model=model, model_options=NO_MODEL_OPTIONS)
+
+
+def fingerprint(snapshot: Any) -> Any:
+    """What the image keeps of a state as committed (``snapshot``: the state unstructured), to
+    tell whether it changed since: its ``marshal`` encoding (version 2), as an interned string.
+
+    The encoding is a fraction of the size of the dicts and lists it encodes (the kernel's own
+    state: ~200 bytes instead of ~700, kept by every open session), and interning shares it
+    between the sessions whose state is the same (idle sessions of one host mostly are); both
+    cost well under a microsecond. Version 2 writes no back-references and no interning flags,
+    so equal data in the same order always encodes alike, and different data never does (the
+    encoding decodes back to it; latin-1 maps each byte to one character): a changed state is
+    never missed. Equal data that encodes differently (``1`` and ``True``, a dict in another
+    order) only commits a state that did not change. Data ``marshal`` cannot encode is kept as
+    it is (compared with ``==``).
+    """
+    try:
+        return sys.intern(marshal.dumps(snapshot, 2).decode("latin-1"))
+    except ValueError:  # an object marshal does not know: compared as it is
+        return snapshot
 
 
 def build_session_options(

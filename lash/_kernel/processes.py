@@ -49,7 +49,8 @@ class TurnRuntime(Protocol):
     """What a start inside a running execution needs of the session's runtime
     (:class:`lash._kernel.runtime.SessionRuntime` is one)."""
 
-    pending_processes: list[ProcessDraft]
+    @property
+    def pending_processes(self) -> list[ProcessDraft]: ...
 
     def joinable(self) -> object | None: ...
 

@@ -225,7 +225,7 @@ class Executing:
             ex = self.ex = Execution(runtime, self.name, turn=self.turn, outer=EXECUTION.get())
             self.token = EXECUTION.set(ex)
         except BaseException:
-            runtime.lock.release()
+            runtime.unlock()
             raise
         try:
             if self.needs_open:
@@ -273,13 +273,53 @@ class Executing:
                     await runtime._release_quietly()
             finally:
                 cancelled, runtime.cancel_after_commit = runtime.cancel_after_commit, False
-                runtime.lock.release()
+                runtime.unlock()
         if cancelled and not failed:
             raise asyncio.CancelledError
 
 
 class SessionRuntime:
     """One session handle's image, lock and pending changes (see the module docstring)."""
+
+    # Slots: a host keeps thousands of idle sessions open, and with ~40 attributes the instance
+    # dictionary alone was ~1.6 KiB of each (issue 17: <= 5 KiB per idle session).
+    __slots__ = (
+        "_apply_commands",
+        "_blobs",
+        "_handle",
+        "_lock",
+        "_pending_applied",
+        "_pending_claimed",
+        "_pending_enqueue",
+        "_pending_events",
+        "_pending_nodes",
+        "_pending_processes",
+        "_pending_usage",
+        "_renewal",
+        "_renewing",
+        "_running",
+        "cancel_after_commit",
+        "child_spec",
+        "commands_applied",
+        "composition",
+        "core",
+        "dirty",
+        "id",
+        "image",
+        "input_hint",
+        "last_catalog",
+        "lease",
+        "lineage",
+        "on_poll_due",
+        "on_wait",
+        "opened",
+        "overrides",
+        "parent_id",
+        "poll_passed",
+        "prompt_cache",
+        "view",
+        "wait",
+    )
 
     def __init__(
         self,
@@ -304,7 +344,8 @@ class SessionRuntime:
         self.lineage: tuple[str, ...] = ()
         self.overrides = {k: dict(v) for k, v in (options or {}).items()}
         self.image = SessionImage(session_id)
-        self.lock = asyncio.Lock()
+        # One execution at a time: `lock`, made when an execution first needs it (`unlock`).
+        self._lock: asyncio.Lock | None = None
         #: The lease of the running execution (``None`` between executions).
         self.lease: Lease | None = None
         self.opened = False
@@ -313,14 +354,14 @@ class SessionRuntime:
         #: Called with the SessionBusy an execution meets before it starts waiting (open()'s
         #: ``on_wait``: a command line tells its user why nothing happens yet).
         self.on_wait: Callable[[SessionBusy], object] | None = None
-        # A lease owner per handle: two handles on one session never share a lease.
-        self.owner = f"{core.owner_id}/{next(_handles)}"
+        # A lease owner per handle (`owner`): two handles on one session never share a lease.
+        self._handle = next(_handles)
         #: What plugins and tools see of the session.
         self.view = SessionView(self)
-        #: Image bytes by sha256, loaded for model calls (lash._kernel.media).
-        self.blobs: dict[str, bytes] = {}
-        #: Turns running (or waiting for the session) now: cancel_running_turns.
-        self.running: set[Stoppable] = set()
+        # Image bytes by sha256, loaded for model calls: `blobs`, made on first use.
+        self._blobs: dict[str, bytes] | None = None
+        # Turns running (or waiting for the session) now: `running`, made on first use.
+        self._running: set[Stoppable] | None = None
         #: The tools offered at the last model call (a call of any other tool is refused).
         self.last_catalog: list[str] = []
         #: Prompt parts only this handle's state decides, reused while it is unchanged.
@@ -344,17 +385,120 @@ class SessionRuntime:
         self.cancel_after_commit = False
 
     def _clear_pending(self) -> None:
-        # Changes since the last commit that the image cannot diff.
-        self.pending_nodes: list[GraphNode] = []
-        self.pending_usage: dict[str, Usage] = {}
-        self.pending_claimed: list[str] = []
-        self.pending_applied: list[str] = []
-        self.pending_enqueue: list[InputDraft] = []
-        self.pending_events: list[EventDraft] = []
+        # Changes since the last commit that the image cannot diff: each list (or dict) is made
+        # when something is first added to it (the `pending_*` properties), so an idle session
+        # holds none of them (seven empty containers were ~450 bytes of each).
+        self._pending_nodes: list[GraphNode] | None = None
+        self._pending_usage: dict[str, Usage] | None = None
+        self._pending_claimed: list[str] | None = None
+        self._pending_applied: list[str] | None = None
+        self._pending_enqueue: list[InputDraft] | None = None
+        self._pending_events: list[EventDraft] | None = None
         # Processes started by the running execution (its tools and hooks): its commit writes
         # them, so an execution that does not commit starts nothing.
-        self.pending_processes: list[ProcessDraft] = []
+        self._pending_processes: list[ProcessDraft] | None = None
         self.dirty = False
+
+    @property
+    def pending_nodes(self) -> list[GraphNode]:
+        """Nodes added since the last commit."""
+        if self._pending_nodes is None:
+            self._pending_nodes = []
+        return self._pending_nodes
+
+    @property
+    def pending_usage(self) -> dict[str, Usage]:
+        """Token usage by source since the last commit."""
+        if self._pending_usage is None:
+            self._pending_usage = {}
+        return self._pending_usage
+
+    @property
+    def pending_claimed(self) -> list[str]:
+        """Ids of queued input the running execution claimed."""
+        if self._pending_claimed is None:
+            self._pending_claimed = []
+        return self._pending_claimed
+
+    @property
+    def pending_applied(self) -> list[str]:
+        """Ids of queued commands the running execution applied."""
+        if self._pending_applied is None:
+            self._pending_applied = []
+        return self._pending_applied
+
+    @property
+    def pending_enqueue(self) -> list[InputDraft]:
+        """Input the running execution queues (for this session or others)."""
+        if self._pending_enqueue is None:
+            self._pending_enqueue = []
+        return self._pending_enqueue
+
+    @property
+    def pending_events(self) -> list[EventDraft]:
+        """Events the running execution's commit records."""
+        if self._pending_events is None:
+            self._pending_events = []
+        return self._pending_events
+
+    @property
+    def pending_processes(self) -> list[ProcessDraft]:
+        """Processes the running execution started (written by its commit)."""
+        if self._pending_processes is None:
+            self._pending_processes = []
+        return self._pending_processes
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The lock an execution holds (one at a time, first come first served); made when
+        needed."""
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = asyncio.Lock()
+        return lock
+
+    def unlock(self) -> None:
+        """Release :attr:`lock`; it goes with the last execution (an idle session holds no
+        lock: ~150 bytes of each). Dropped only when no task holds it or waits for it: a waiter
+        stays in ``_waiters`` until it has the lock, also once woken, so no task can still be
+        about to take a dropped lock while a new one is made. Where that private list cannot
+        be read, the lock is kept."""
+        lock = self.lock
+        lock.release()
+        if not lock.locked() and not getattr(lock, "_waiters", True):
+            self._lock = None
+
+    @property
+    def owner(self) -> str:
+        """This handle's lease owner: the core's owner id and the handle's number (made when
+        asked, once per execution, rather than kept: one string less per open session)."""
+        return f"{self.core.owner_id}/{self._handle}"
+
+    @property
+    def blobs(self) -> dict[str, bytes]:
+        """Image bytes by sha256, loaded for model calls (lash._kernel.media); made on first
+        use (a session without images holds no dict)."""
+        if self._blobs is None:
+            self._blobs = {}
+        return self._blobs
+
+    @property
+    def running(self) -> set[Stoppable]:
+        """Turns running (or waiting for the session) now: cancel_running_turns. The set is
+        made when a turn first uses it, and dropped when the last turn leaves it: an idle
+        session holds no empty set (216 bytes)."""
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        return running
+
+    def leave_running(self, turn: Stoppable) -> None:
+        """``turn`` ended: no longer among :attr:`running` (whose set goes once empty)."""
+        running = self._running
+        if running is not None:
+            running.discard(turn)
+            if not running:
+                self._running = None
 
     # -- the session services backend (what SessionView forwards to) --------------------------
 
@@ -544,14 +688,14 @@ class SessionRuntime:
     @property
     def has_pending(self) -> bool:
         return bool(
-            self.pending_nodes
-            or self.pending_usage
+            self._pending_nodes
+            or self._pending_usage
             or self.dirty
-            or self.pending_claimed
-            or self.pending_applied
-            or self.pending_enqueue
-            or self.pending_events
-            or self.pending_processes
+            or self._pending_claimed
+            or self._pending_applied
+            or self._pending_enqueue
+            or self._pending_events
+            or self._pending_processes
         )
 
     async def commit(

@@ -55,6 +55,8 @@ class Session:
     """
 
     __module__ = "lash"
+    # No instance dict: hosts keep thousands of handles open (the core tracks them weakly).
+    __slots__ = ("__weakref__", "_runtime", "core")
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence, Set
@@ -226,7 +227,7 @@ class Turn:
             finally:
                 await self._settle(runner)
         finally:
-            self._runtime.running.discard(self)
+            self._runtime.leave_running(self)
 
     async def _run_to_end(self) -> TurnResult | None:
         """Run the turn without an event stream (what :meth:`run` needs: no queue, no
@@ -241,7 +242,7 @@ class Turn:
             finally:
                 await self._settle(runner)
         finally:
-            self._runtime.running.discard(self)
+            self._runtime.leave_running(self)
         return self._result
 
     def _launch(self) -> asyncio.Task[None]:
@@ -845,7 +846,8 @@ class Turn:
                 text=response.text,
                 tool_calls=response.tool_calls,
                 usage=usage,
-                model=f"{provider_name}:{model}",
+                # Interned: every assistant node of every session names the same few models.
+                model=sys.intern(f"{provider_name}:{model}"),
             )
         )
         if not response.tool_calls:

@@ -91,6 +91,11 @@ def check_options_class(cls: Any, what: str = "options") -> str | None:
     return None
 
 
+def _all_defaulted(cls: type) -> bool:
+    """Whether ``cls`` is an attrs class whose every field has a default."""
+    return attrs.has(cls) and all(f.default is not attrs.NOTHING for f in attrs.fields(cls))
+
+
 def build_options(plugin: str, cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
     """Validate ``data`` against ``cls`` and return the instance.
 
@@ -102,6 +107,14 @@ def build_options(plugin: str, cls: type[T], data: Mapping[str, Any], *, path: s
         raise OptionsError(
             plugin, [f"{prefix}: expected a table of options, got {describe_value(data)}"]
         )
+    if not data and _all_defaulted(cls):
+        # Nothing set: what structuring `{}` makes is `cls()`. Made directly, it spares building
+        # the class's structuring code (`lash --help` and `lash plugins` load every plugin);
+        # should the defaults fail, structuring below says why, as it would have.
+        try:
+            return cls()
+        except Exception:
+            pass
     try:
         return structure(dict(data), cls)
     except Exception as exc:
