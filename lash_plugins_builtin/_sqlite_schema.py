@@ -839,6 +839,15 @@ PENDING_COUNTS = f"""(SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.se
 LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
     FROM sessions AS h WHERE h.session_id = :sid"""
 
+#: What a lease acquisition reads in its transaction, in one statement: :data:`LEASE`'s
+#: columns, then the head (:data:`HEAD_COLUMNS`) and its plugin states' hashes (a JSON array of
+#: ``[plugin, hash]``), from which the execution's first commit continues.
+LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
+    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)},
+    (SELECT json_group_array(json_array(p.plugin, p.blob_hash)) FROM plugin_states AS p
+        WHERE p.session_id = h.session_id)
+    FROM sessions AS h WHERE h.session_id = :sid"""
+
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
 LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
@@ -1018,6 +1027,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "HEAD": HEAD,
     "LOAD_HEAD": LOAD_HEAD,
     "LEASE": LEASE,
+    "LEASE_AND_HEAD": LEASE_AND_HEAD,
     "RELEASE_LEASE": RELEASE_LEASE,
     "RENEW_LEASE": RENEW_LEASE,
     "ACTIVE_NODES": ACTIVE_NODES,

@@ -105,6 +105,8 @@ ONE_HOP = True
 
 #: Where the lease columns start in a :data:`schema.HEAD` row.
 _LEASE_AT = len(schema.HEAD_COLUMNS)
+#: Where the head columns start in a :data:`schema.LEASE_AND_HEAD` row.
+_HEAD_AT = 6
 
 
 class SQLiteStore:
@@ -500,22 +502,19 @@ class SQLiteStore:
             None if turn is None else stored_text(turn),
             encoded,
         )
-        sid = (session_id,)
-        failure, rows, (head_rows, state_rows) = await self._write_then_read(
-            (schema.ACQUIRE, request),
-            (schema.LEASE, {"sid": session_id, "now": now}),
-            (schema.HEAD, sid),
-            (schema.STATE_HASHES, sid),
+        failure, rows, _ = await self._write_then_read(
+            (schema.ACQUIRE, request), (schema.LEASE_AND_HEAD, {"sid": session_id, "now": now})
         )
         if failure is not None and not _raised(failure, schema.BUSY):
             raise self._explain(failure) from failure
-        holder, token, holder_expires, revision, inputs, commands = rows[0]
+        holder, token, holder_expires, revision, inputs, commands = rows[0][:_HEAD_AT]
         if failure is not None:
             raise lash.SessionBusy(session_id, owner=holder, expires_at=holder_expires, token=token)
-        # The head as the lease found it, read in the same transaction: the execution's first
-        # commit continues from it in one round trip. Remembered while the lease is held only,
-        # so an idle or parked session costs the store nothing.
-        self._remember(session_id, _Head.of_row(head_rows[0], dict(state_rows)))
+        # The head as the lease found it, read in the same transaction (and statement): the
+        # execution's first commit continues from it without reading it. Remembered while the
+        # lease is held only, so an idle or parked session costs the store nothing.
+        states = {str(plugin): str(digest) for plugin, digest in json.loads(rows[0][-1])}
+        self._remember(session_id, _Head.of_row(rows[0][_HEAD_AT:-1], states))
         return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
