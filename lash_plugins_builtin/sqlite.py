@@ -44,11 +44,16 @@ lease reports, ``COMMIT``) and a queued input (the same, with ``input_requests``
 whole delta (nodes, states, usage, settled claims, applied commands, the turn record, events,
 the lease's release); SQLite applies a statement whole or not at all, and runs one outside
 ``BEGIN`` as a transaction of its own. The trigger first checks the lease and that the stored
-head is the one the commit was computed from. A lease acquisition reads the session's head in
-its transaction, and the store keeps it (then the one each commit leaves) while the lease is
-held, forgetting it when the lease is released: so an execution's commits are that statement
-alone, one round trip, and a session between executions costs the store no memory. Any other
-commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
+head is the one the commit was computed from. A turn's commit made inline (below: on the event
+loop's thread, where a statement costs no round trip) makes the same checks and writes as
+plain statements instead, in the ``BEGIN IMMEDIATE`` transaction it runs in, committed whole or
+rolled back: cheaper than the trigger, which parses a JSON array for each part and runs every
+one of its steps whatever the commit carries (a property test checks both write the same
+rows). A lease acquisition reads the session's head in its transaction (in the same statement
+as the lease), and the store keeps it (then the one each commit leaves) while the lease is
+held, forgetting it when the lease is released: so an execution's commits write at once (one
+round trip on the worker thread), and a session between executions costs the store no memory.
+Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
 (``delta.enqueue``) takes one round trip more; one that starts processes
