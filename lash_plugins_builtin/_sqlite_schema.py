@@ -915,16 +915,26 @@ PLAIN_TOTALS = """INSERT INTO usage_totals (session_id, source, input_tokens, ou
         output_tokens = output_tokens + excluded.output_tokens,
         cached_tokens = cached_tokens + excluded.cached_tokens"""
 _AFTER_HEAD = len(HEAD_COLUMNS)
-#: The new head (its columns, then the parent link, the number of events the commit appended,
-#: whether it releases the lease, the session id).
-PLAIN_HEAD = f"""UPDATE sessions SET {
-    ", ".join(f"{c} = ?{i}" for i, c in enumerate(HEAD_COLUMNS, 1))
-},
+
+
+def _plain_head(columns: tuple[str, ...]) -> str:
+    """The new head's ``UPDATE``, setting ``columns`` of :data:`HEAD_COLUMNS` (each ``?n`` by its
+    place there), then the parent link, the number of events the commit appended, whether it
+    releases the lease (parameters after the head's), the session id."""
+    return f"""UPDATE sessions SET {
+        ", ".join(f"{c} = ?{HEAD_COLUMNS.index(c) + 1}" for c in columns)
+    },
     parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
     event_seq = event_seq + ?{_AFTER_HEAD + 2}, events_at = ?{HEAD_COLUMNS.index("updated_at") + 1},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
     running_turn = CASE WHEN ?{_AFTER_HEAD + 3} THEN NULL ELSE running_turn END
     WHERE session_id = ?{_AFTER_HEAD + 4}"""
+
+
+PLAIN_HEAD = _plain_head(HEAD_COLUMNS)
+#: The same for a commit that keeps the config: a column set, even to its value, makes SQLite
+#: rewrite its entry in the index on it (``sessions_by_config``: one page more per commit).
+PLAIN_HEAD_SAME_CONFIG = _plain_head(tuple(c for c in HEAD_COLUMNS if c != "config_hash"))
 PLAIN_COMMIT_STATEMENTS = {
     "guard": PLAIN_GUARD,
     "settle": PLAIN_SETTLE,
@@ -937,6 +947,7 @@ PLAIN_COMMIT_STATEMENTS = {
     "ledger": PLAIN_LEDGER,
     "totals": PLAIN_TOTALS,
     "head": PLAIN_HEAD,
+    "head, same config": PLAIN_HEAD_SAME_CONFIG,
 }
 
 #: One lease acquisition (see :data:`LEASE_TRIGGER_STATEMENTS`).

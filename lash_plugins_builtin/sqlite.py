@@ -1730,7 +1730,8 @@ class _Plan:
                 rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
                 conn.executemany(schema.APPEND_EVENT, rows)
             head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
-            conn.execute(schema.PLAIN_HEAD, head)
+            same = new.config_hash == self.head.config_hash
+            conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
             if self.released:
                 conn.executemany(schema.RELEASE_BLOB, [{"h": h} for h in self.released])
         except sqlite3.Error as exc:
