@@ -994,6 +994,13 @@ CLAIMABLE = f"""{_INPUTS_OF} AND i.state IN ('pending', 'claimed')
     AND (:ingress IS NULL OR i.ingress = :ingress) AND {EFFECTIVE_STATE} = 'pending'
     ORDER BY i.seq LIMIT :limit"""
 
+#: The lease, and whether :data:`CLAIMABLE` would find anything (same parameters): a claim
+#: that finds nothing to take (a running turn's checkpoint, most of the time) is this read,
+#: without the write lock.
+CLAIM_PROBE = f"""SELECT {LEASE_OF_HEAD}, :limit > 0 AND EXISTS (SELECT 1 FROM inputs AS i
+        WHERE i.session_id = h.session_id AND i.state IN ('pending', 'claimed')
+        AND (:ingress IS NULL OR i.ingress = :ingress) AND {EFFECTIVE_STATE} = 'pending')
+    FROM sessions AS h WHERE h.session_id = :sid"""
 #: The head's event counter and lease, read before writing events from Python (``:sid``,
 #: ``:now``), with the pending counts.
 MAILBOX_HEAD = f"""SELECT h.event_seq, h.command_seq, {LEASE_OF_HEAD}, h.running_turn, h.revision,
@@ -1052,6 +1059,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "INPUT_NAMED": INPUT_NAMED,
     "INPUTS_SUFFIX": INPUTS_SUFFIX,
     "CLAIMABLE": CLAIMABLE,
+    "CLAIM_PROBE": CLAIM_PROBE,
     "MAILBOX_HEAD": MAILBOX_HEAD,
     "PENDING_COMMANDS": PENDING_COMMANDS,
     "COMMAND_BY_KEY": COMMAND_BY_KEY,

@@ -116,3 +116,28 @@ async def test_a_head_changed_while_the_lease_was_held_refuses_the_commit(tmp_pa
             raise AssertionError("a commit under a lease taken over was accepted")
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (1,)
+
+
+async def test_a_claim_that_finds_nothing_takes_no_write_lock(tmp_path: Path) -> None:
+    """A claim with nothing to take (a running turn's checkpoint, most of the time) is a read:
+    it answers while another connection holds the file's write lock, still checks the lease,
+    and a claim that finds input takes it as before."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store, opened(db) as other:
+        lease = await store.acquire_lease("s", "host", ttl=30)
+        await store.enqueue_input("s", lash.store.InputDraft("later", ingress="next_turn"))
+        blocker = sqlite3.connect(db, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the write lock, held
+            assert await store.claim_inputs(lease, limit=5, ingress="active_turn") == []
+            assert await store.claim_inputs(lease, limit=0) == []
+            blocker.execute("ROLLBACK")
+            taken = await other.acquire_lease("s", "other", ttl=30, take_over=lease)
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(lash.LeaseLost):
+                await store.claim_inputs(lease, limit=5, ingress="active_turn")
+            blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        (claimed,) = await other.claim_inputs(taken, limit=5)
+        assert (claimed.text, claimed.state) == ("later", "claimed")
