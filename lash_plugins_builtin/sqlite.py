@@ -786,12 +786,14 @@ class SQLiteStore:
         claimable = {**found, "ingress": ingress, "limit": max(0, limit)}
         # Nothing to claim (what a running turn's checkpoint finds, most of the time): one read,
         # without the write lock. Input queued just after it is left for the next claim, as it
-        # would be had it come just after the claim's own transaction.
-        (probe,) = await self._read((schema.CLAIM_PROBE, claimable), inline=True)
-        found_head = _first(probe)
-        if found_head is None or not found_head[3]:
-            check_lease(_lease_of(sid, None if found_head is None else found_head[:3]), lease)
-            return []
+        # would be had it come just after the claim's own transaction. (A read-only store
+        # refuses every claim, as a write, below.)
+        if self.settings.mode != "ro":
+            (probe,) = await self._read((schema.CLAIM_PROBE, claimable), inline=True)
+            head = _first(probe)
+            if head is None or not head[3]:
+                check_lease(_lease_of(sid, None if head is None else head[:3]), lease)
+                return []
         async with self._operation(inline=True) as conn:
             head_rows, rows = await _begin_immediate(
                 conn, (schema.MAILBOX_HEAD, found), (schema.CLAIMABLE, claimable)
