@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_sqlite_store import TABLES
 
 import lash
 import lash.store
@@ -23,20 +24,6 @@ from lash_plugins_builtin import sqlite as sqlite_module
 from lash_plugins_builtin.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
-
-TABLES = (
-    "sessions",
-    "nodes",
-    "blobs",
-    "plugin_states",
-    "usage_ledger",
-    "usage_totals",
-    "inputs",
-    "commands",
-    "turn_records",
-    "cancel_requests",
-    "events",
-)
 
 
 class Clock:
