@@ -839,6 +839,15 @@ PENDING_COUNTS = f"""(SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.se
 LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
     FROM sessions AS h WHERE h.session_id = :sid"""
 
+#: What a lease acquisition reads in its transaction, in one statement: :data:`LEASE`'s
+#: columns, then the head (:data:`HEAD_COLUMNS`) and its plugin states' hashes (a JSON array of
+#: ``[plugin, hash]``), from which the execution's first commit continues.
+LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
+    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)},
+    (SELECT json_group_array(json_array(p.plugin, p.blob_hash)) FROM plugin_states AS p
+        WHERE p.session_id = h.session_id)
+    FROM sessions AS h WHERE h.session_id = :sid"""
+
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
 LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
@@ -873,6 +882,73 @@ USAGE = """SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_
 #: One commit (see :data:`COMMIT_TRIGGER_STATEMENTS`).
 COMMIT = f"""INSERT INTO commit_requests ({", ".join(COMMIT_COLUMNS)})
     VALUES ({", ".join(["?"] * len(COMMIT_COLUMNS))})"""
+
+#: The commit's writes as plain statements, for a commit made inside a write transaction on the
+#: event loop's thread (``_Plan.apply`` in ``sqlite.py``), where a statement costs no round trip:
+#: the same checks and writes as :data:`COMMIT_TRIGGER_STATEMENTS`, minus its JSON. The guard:
+#: the head is the one the commit was computed from and the lease is the writer's (its event
+#: counter, from which the commit's events are numbered).
+PLAIN_GUARD = f"""SELECT event_seq FROM sessions WHERE session_id = ?
+    {"".join(f"AND {c} IS ? " for c in HEAD_COLUMNS)}
+    AND lease_owner = ? AND lease_token = ? AND lease_expires_at != 0"""
+#: Settle the inputs of the JSON array ``?4`` claimed by lease token ``?5`` (the caller
+#: compares the count with the array's: one not claimed by the lease refuses the commit).
+PLAIN_SETTLE = """UPDATE inputs SET state = 'completed', settled_at = ?1, turn_id = ?2,
+    claim_token = NULL WHERE session_id = ?3 AND id IN (SELECT value FROM json_each(?4))
+    AND state = 'claimed' AND claim_token = ?5"""
+#: Apply the pending commands of the JSON array ``?3`` (counted likewise).
+PLAIN_APPLY = """UPDATE commands SET state = 'applied', applied_at = ?1
+    WHERE session_id = ?2 AND id IN (SELECT value FROM json_each(?3)) AND state = 'pending'"""
+PLAIN_RECORD = """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
+    reason, result, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+PLAIN_CANCELLED = "DELETE FROM cancel_requests WHERE session_id = ? AND turn_id = ?"
+PLAIN_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
+    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+PLAIN_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
+PLAIN_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
+    ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
+PLAIN_LEDGER = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+    output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+PLAIN_TOTALS = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+    cached_tokens) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, source) DO UPDATE SET
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens"""
+_AFTER_HEAD = len(HEAD_COLUMNS)
+
+
+def _plain_head(columns: tuple[str, ...]) -> str:
+    """The new head's ``UPDATE``, setting ``columns`` of :data:`HEAD_COLUMNS` (each ``?n`` by its
+    place there), then the parent link, the number of events the commit appended, whether it
+    releases the lease (parameters after the head's), the session id."""
+    return f"""UPDATE sessions SET {
+        ", ".join(f"{c} = ?{HEAD_COLUMNS.index(c) + 1}" for c in columns)
+    },
+    parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
+    event_seq = event_seq + ?{_AFTER_HEAD + 2}, events_at = ?{HEAD_COLUMNS.index("updated_at") + 1},
+    lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
+    running_turn = CASE WHEN ?{_AFTER_HEAD + 3} THEN NULL ELSE running_turn END
+    WHERE session_id = ?{_AFTER_HEAD + 4}"""
+
+
+PLAIN_HEAD = _plain_head(HEAD_COLUMNS)
+#: The same for a commit that keeps the config: a column set, even to its value, makes SQLite
+#: rewrite its entry in the index on it (``sessions_by_config``: one page more per commit).
+PLAIN_HEAD_SAME_CONFIG = _plain_head(tuple(c for c in HEAD_COLUMNS if c != "config_hash"))
+PLAIN_COMMIT_STATEMENTS = {
+    "guard": PLAIN_GUARD,
+    "settle": PLAIN_SETTLE,
+    "apply": PLAIN_APPLY,
+    "record": PLAIN_RECORD,
+    "cancelled": PLAIN_CANCELLED,
+    "nodes": PLAIN_NODE,
+    "blobs": PLAIN_BLOB,
+    "states": PLAIN_STATE,
+    "ledger": PLAIN_LEDGER,
+    "totals": PLAIN_TOTALS,
+    "head": PLAIN_HEAD,
+    "head, same config": PLAIN_HEAD_SAME_CONFIG,
+}
 
 #: One lease acquisition (see :data:`LEASE_TRIGGER_STATEMENTS`).
 ACQUIRE = f"""INSERT INTO lease_requests ({", ".join(LEASE_COLUMNS)})
@@ -918,6 +994,13 @@ CLAIMABLE = f"""{_INPUTS_OF} AND i.state IN ('pending', 'claimed')
     AND (:ingress IS NULL OR i.ingress = :ingress) AND {EFFECTIVE_STATE} = 'pending'
     ORDER BY i.seq LIMIT :limit"""
 
+#: The lease, and whether :data:`CLAIMABLE` would find anything (same parameters): a claim
+#: that finds nothing to take (a running turn's checkpoint, most of the time) is this read,
+#: without the write lock.
+CLAIM_PROBE = f"""SELECT {LEASE_OF_HEAD}, :limit > 0 AND EXISTS (SELECT 1 FROM inputs AS i
+        WHERE i.session_id = h.session_id AND i.state IN ('pending', 'claimed')
+        AND (:ingress IS NULL OR i.ingress = :ingress) AND {EFFECTIVE_STATE} = 'pending')
+    FROM sessions AS h WHERE h.session_id = :sid"""
 #: The head's event counter and lease, read before writing events from Python (``:sid``,
 #: ``:now``), with the pending counts.
 MAILBOX_HEAD = f"""SELECT h.event_seq, h.command_seq, {LEASE_OF_HEAD}, h.running_turn, h.revision,
@@ -962,6 +1045,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "HEAD": HEAD,
     "LOAD_HEAD": LOAD_HEAD,
     "LEASE": LEASE,
+    "LEASE_AND_HEAD": LEASE_AND_HEAD,
     "RELEASE_LEASE": RELEASE_LEASE,
     "RENEW_LEASE": RENEW_LEASE,
     "ACTIVE_NODES": ACTIVE_NODES,
@@ -975,6 +1059,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "INPUT_NAMED": INPUT_NAMED,
     "INPUTS_SUFFIX": INPUTS_SUFFIX,
     "CLAIMABLE": CLAIMABLE,
+    "CLAIM_PROBE": CLAIM_PROBE,
     "MAILBOX_HEAD": MAILBOX_HEAD,
     "PENDING_COMMANDS": PENDING_COMMANDS,
     "COMMAND_BY_KEY": COMMAND_BY_KEY,
@@ -983,6 +1068,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "EVENTS_AFTER": EVENTS_AFTER,
     "EVENT_BOUNDS": EVENT_BOUNDS,
     **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},
+    **{f"plain commit: {name}": sql for name, sql in PLAIN_COMMIT_STATEMENTS.items()},
     **{f"lease trigger: {name}": sql for name, sql in LEASE_TRIGGER_STATEMENTS.items()},
     **{f"input trigger: {name}": sql for name, sql in INPUT_TRIGGER_STATEMENTS.items()},
     **{f"update trigger: {name}": sql for name, sql in INPUT_UPDATE_TRIGGER_STATEMENTS.items()},

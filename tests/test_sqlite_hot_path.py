@@ -65,12 +65,13 @@ async def test_a_turns_point_reads_run_on_the_event_loops_thread(tmp_path: Path)
         await conn.set_progress_handler(None, 1)
 
 
-async def test_the_head_is_kept_while_the_lease_is_held_and_commits_in_one_statement(
+async def test_the_head_is_kept_while_the_lease_is_held_and_commits_without_reading_it(
     tmp_path: Path,
 ) -> None:
-    """Acquiring a lease reads the head in its transaction, so the execution's first commit is
-    the commit statement alone (no read of the head); releasing the lease (by the commit or by
-    release_lease) forgets it: a session between executions costs the store no memory."""
+    """Acquiring a lease reads the head in its transaction, so the execution's first commit
+    writes at once (its only read is the guard, which checks the head and the lease, as the
+    commit statement's trigger does); releasing the lease (by the commit or by release_lease)
+    forgets it: a session between executions costs the store no memory."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         revision = 0
@@ -86,8 +87,9 @@ async def test_the_head_is_kept_while_the_lease_is_held_and_commits_in_one_state
             direct.set_trace_callback(None)
             assert revision == n + 1
             reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-            assert reads == [], statements
-            assert any("INSERT INTO commit_requests" in s for s in statements), statements
+            assert len(reads) == 1 and reads[0].startswith("SELECT event_seq FROM sessions")
+            assert "AND revision IS" in reads[0] and "AND lease_token =" in reads[0]
+            assert any(s.startswith("INSERT INTO nodes") for s in statements), statements
             if n == 1:  # not released by its commit: kept until release_lease
                 assert set(store._heads) == {"s"}
                 await store.release_lease(lease)
@@ -114,3 +116,28 @@ async def test_a_head_changed_while_the_lease_was_held_refuses_the_commit(tmp_pa
             raise AssertionError("a commit under a lease taken over was accepted")
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (1,)
+
+
+async def test_a_claim_that_finds_nothing_takes_no_write_lock(tmp_path: Path) -> None:
+    """A claim with nothing to take (a running turn's checkpoint, most of the time) is a read:
+    it answers while another connection holds the file's write lock, still checks the lease,
+    and a claim that finds input takes it as before."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store, opened(db) as other:
+        lease = await store.acquire_lease("s", "host", ttl=30)
+        await store.enqueue_input("s", lash.store.InputDraft("later", ingress="next_turn"))
+        blocker = sqlite3.connect(db, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the write lock, held
+            assert await store.claim_inputs(lease, limit=5, ingress="active_turn") == []
+            assert await store.claim_inputs(lease, limit=0) == []
+            blocker.execute("ROLLBACK")
+            taken = await other.acquire_lease("s", "other", ttl=30, take_over=lease)
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(lash.LeaseLost):
+                await store.claim_inputs(lease, limit=5, ingress="active_turn")
+            blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        (claimed,) = await other.claim_inputs(taken, limit=5)
+        assert (claimed.text, claimed.state) == ("later", "claimed")

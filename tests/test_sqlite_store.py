@@ -261,7 +261,9 @@ async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
         for name, sql in _sqlite_schema.HOT_STATEMENTS.items():
             sql = re.sub(r"\bNEW\.(\w+)", r":\1", re.sub(r"RAISE\([^)]*\)", "1", sql))
             names = re.findall(r":(\w+)", sql)
-            params: Any = dict.fromkeys(names) if names else (None,) * sql.count("?")
+            numbered = [int(n) for n in re.findall(r"\?(\d+)", sql)]
+            count = max(numbered) if numbered else sql.count("?")
+            params: Any = dict.fromkeys(names) if names else (None,) * count
             plan_rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
             steps = [row[3] for row in plan_rows]
             scans = [
@@ -282,6 +284,7 @@ async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
                     )
                     assert not (walk and (walk[2] or walk[1]) in GROWING), (name, steps)
         assert any(name.startswith("commit trigger") for name in _sqlite_schema.HOT_STATEMENTS)
+        assert any(name.startswith("plain commit") for name in _sqlite_schema.HOT_STATEMENTS)
     finally:
         conn.close()
 
