@@ -72,7 +72,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import asyncpg
 import asyncpg.pool
@@ -155,6 +155,10 @@ class PostgresStore:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        # Connections of the pool kept checked out between operations (see _take), and how
+        # many operations wait for the pool to hand one out.
+        self._idle: list[Connection] = []
+        self._queued = 0
         # wait_events: one connection that LISTENs, and the futures of the callers waiting,
         # by session id.
         self._listener: asyncpg.Connection | None = None
@@ -195,7 +199,10 @@ class PostgresStore:
         self._wake_all()
         async with self._opening:
             pool, self._pool = self._pool, None
+            idle, self._idle = self._idle, []
             if pool is not None:
+                for conn in idle:
+                    await pool.release(conn)
                 await pool.close()
 
     async def _ready(self) -> asyncpg.Pool:
@@ -264,36 +271,117 @@ class PostgresStore:
             f"cannot open the Postgres store {s.url}: {s.scrub(_describe(exc))}; {hint}"
         )
 
-    @contextlib.asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[Connection]:
-        """A pooled connection for one operation; what Postgres or the network does to it is
-        a :class:`lash.LashError` naming the store and the operation (a refusal by one of
-        lash's functions is a :class:`_Refused`, for the caller to name)."""
+    async def _take(self) -> tuple[asyncpg.Pool, Connection]:
+        """A connection for one operation, and the pool it belongs to.
+
+        Checking a connection out of an asyncpg pool and back in costs about as much as a
+        round trip on loopback (a task, a timer and a reset per operation), so a connection
+        an operation returns in a clean state (no transaction open, not closed) is kept
+        here and taken by the next operation without asking the pool; kept connections go
+        back to the pool only when an operation waits for one (so ``pool_size`` still bounds
+        the connections, and none waits while another sits unused) or the store closes.
+        """
         pool = await self._ready()
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.is_closed():
+                return pool, conn
+            await pool.release(conn)  # the pool makes a new one in its place
+        # No suspension between the look at _idle and here: a connection is kept (_give)
+        # only while no operation waits in the pool, and one that waits is counted.
+        self._queued += 1
         try:
-            async with pool.acquire() as conn:
-                yield conn
-        except asyncpg.PostgresError as exc:
+            return pool, await pool.acquire()
+        finally:
+            self._queued -= 1
+
+    async def _give(self, pool: asyncpg.Pool, conn: Connection, clean: bool) -> None:
+        """Hand a connection back after an operation: kept for the next one when ``clean``
+        (it ended without an error) and nothing waits for the pool, else back to the pool,
+        which resets it (rolls back what an error left open)."""
+        if (
+            clean
+            and not self._queued
+            and pool is self._pool
+            and not conn.is_closed()
+            and not conn.is_in_transaction()
+        ):
+            self._idle.append(conn)
+        else:
+            await pool.release(conn)
+
+    def _failure(self, action: str, exc: BaseException) -> BaseException | None:
+        """What an operation that raised ``exc`` raises instead: a :class:`lash.LashError`
+        naming the store and the operation for what Postgres or the network did to it (a
+        refusal by one of lash's functions is a :class:`_Refused`, for the caller to name);
+        ``None``: ``exc`` itself."""
+        if isinstance(exc, asyncpg.PostgresError):
             sqlstate = getattr(exc, "sqlstate", None) or ""
             if sqlstate.startswith("LS"):
-                raise _Refused(sqlstate, exc.detail, exc.hint) from None
-            raise lash.LashError(
+                return _Refused(sqlstate, exc.detail, exc.hint)
+            return lash.LashError(
                 f"Postgres store {self.url}: {action} failed: {self.settings.scrub(_describe(exc))}"
-            ) from exc
-        except (OSError, asyncpg.InterfaceError) as exc:
-            raise lash.LashError(
+            )
+        # InternalClientError: what asyncpg raises on a connection whose server ended it
+        # while it sat idle (it has not read the server's goodbye yet).
+        if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
+            return lash.LashError(
                 f"Postgres store {self.url}: {action}: the connection to the server failed "
                 f"({self.settings.scrub(_describe(exc))}); if this was a write, it may or may "
                 "not have been applied: read the session to see"
-            ) from exc
+            )
+        return None
+
+    def _raise(self, action: str, exc: BaseException) -> NoReturn:
+        failure = self._failure(action, exc)
+        if failure is None:
+            raise exc
+        # Refusals are lash's own errors (nothing to chain); what asyncpg raised is kept.
+        raise failure from (None if isinstance(failure, _Refused) else exc)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[Connection]:
+        """A connection for one operation (a transaction of a few statements); what
+        Postgres or the network does to it is a :class:`lash.LashError` naming the store and
+        the operation (see :meth:`_failure`)."""
+        try:
+            pool, conn = await self._take()
+        except Exception as exc:
+            self._raise(action, exc)
+        try:
+            yield conn
+        except BaseException as exc:
+            await self._give(pool, conn, False)
+            self._raise(action, exc)
+        await self._give(pool, conn, True)
 
     async def _fetch(self, action: str, statement: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._connection(action) as conn:
-            return await conn.fetch(statement, *args)
+        # As _connection does, without a generator: most operations are one statement.
+        try:
+            pool, conn = await self._take()
+        except Exception as exc:
+            self._raise(action, exc)
+        try:
+            rows = await conn.fetch(statement, *args)
+        except BaseException as exc:
+            await self._give(pool, conn, False)
+            self._raise(action, exc)
+        await self._give(pool, conn, True)
+        return rows
 
     async def _fetchrow(self, action: str, statement: str, *args: Any) -> asyncpg.Record | None:
-        async with self._connection(action) as conn:
-            return await conn.fetchrow(statement, *args)
+        try:
+            pool, conn = await self._take()
+        except Exception as exc:
+            self._raise(action, exc)
+        try:
+            row = await conn.fetchrow(statement, *args)
+        except BaseException as exc:
+            await self._give(pool, conn, False)
+            self._raise(action, exc)
+        await self._give(pool, conn, True)
+        return row
 
     # -- leases ----------------------------------------------------------------------------
 

@@ -419,6 +419,48 @@ async def test_the_pool_opens_at_most_pool_size_connections(
         assert [s.revision for s in await store.list_sessions()] == [1] * 12
 
 
+async def test_a_kept_connection_is_clean_and_replaced_when_the_server_drops_it(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Operations one after another run on one connection (kept between them, not checked
+    back into the pool); after an error inside a transaction the next operation is not in an
+    aborted transaction; a kept connection the server terminated fails at most one operation
+    (with the store's error), and the next one gets a new connection."""
+    database = database_of(postgres_url)
+    async with opened(f"{postgres_url}?pool_size=1&application_name=kept") as store:
+        await store.enqueue_input("s", lash.store.InputDraft("hello"))
+        pids = {await backend_pid(store)}
+        for i in range(5):
+            await store.enqueue_input("s", lash.store.InputDraft(f"more {i}"))
+            pids.add(await backend_pid(store))
+        assert len(pids) == 1
+        # An error inside a transaction of several statements (a process start whose key is
+        # taken by other content): the store rolls back before the connection is used again.
+        draft = lash.store.ProcessDraft("p1", "k", session_id="s", payload={"a": 1}, key="k1")
+        await store.start_process(draft)
+        with pytest.raises(lash.InputConflict):
+            await store.start_process(attrs.evolve(draft, id="p2", payload={"a": 2}))
+        assert len(await store.list_inputs("s")) == 6
+        async with admin(postgres_server) as conn:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND application_name = 'kept'",
+                database,
+            )
+        assert killed == 1
+        with contextlib.suppress(lash.LashError):  # the kept one may be found dead only now
+            await store.list_inputs("s")
+        assert len(await store.list_inputs("s")) == 6
+        assert await backend_pid(store) not in pids
+
+
+async def backend_pid(store: PostgresStore) -> int:
+    """The server process of the connection the store's next operation runs on."""
+    row = await store._fetchrow("reading the backend pid", "SELECT pg_backend_pid()")
+    assert row is not None
+    return int(row[0])
+
+
 # -- commits -----------------------------------------------------------------------------------
 
 
