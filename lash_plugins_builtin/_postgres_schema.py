@@ -1081,6 +1081,45 @@ _MEDIA_BLOBS = """CREATE TABLE IF NOT EXISTS lash_blobs (
     created_at double precision NOT NULL
 )"""
 
+#: Who waits for a session's events (migration 5): the server process (``pid``) of a store's
+#: listening connection, by session. Unlogged: it lives only as long as those connections,
+#: which a server crash ends too. A row whose listener is gone only costs its session
+#: notifications no one receives; a store removes such rows when it starts listening.
+_WATCHERS = """CREATE UNLOGGED TABLE lash_watchers (
+    session_id text NOT NULL,
+    pid integer NOT NULL,
+    since double precision NOT NULL,
+    PRIMARY KEY (session_id, pid)
+)"""
+
+#: ``lash_log`` from migration 5 on: a session no one waits on (no ``lash_watchers`` row) is
+#: not notified. A notifying transaction holds a cluster-wide lock from its commit until its
+#: WAL flush is done, so notifying commits cannot share a flush with others.
+_LOG_WATCHED = _LOG.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+    "    IF p_notify THEN",
+    "    IF p_notify AND EXISTS (SELECT 1 FROM lash_watchers AS w\n"
+    "            WHERE w.session_id = p_session) THEN",
+)
+
+#: Say that listener ``p_pid`` waits for session ``p_session``'s events. Every write that logs
+#: events holds the session's head row from its first statement to its commit and looks for
+#: watchers after taking it, so the head row is share-locked here first: a write in progress
+#: is waited for (the caller, reading the log after this returns, sees it), and a write that
+#: comes later finds the watcher and notifies. A session with no head row yet gets an empty
+#: one (revision 0: no session to anyone, as the one a first lease or input makes), so that
+#: a first write racing this one is ordered too.
+_WATCH = """CREATE FUNCTION lash_watch(p_session text, p_pid integer)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- Nothing here needs to outlive a server crash (which ends the listener too).
+    PERFORM set_config('synchronous_commit', 'off', true);
+    INSERT INTO lash_sessions (session_id) VALUES (p_session)
+    ON CONFLICT (session_id) DO NOTHING;
+    PERFORM 1 FROM lash_sessions WHERE session_id = p_session FOR SHARE;
+    INSERT INTO lash_watchers (session_id, pid, since) VALUES (p_session, p_pid, lash_now())
+    ON CONFLICT (session_id, pid) DO NOTHING;
+END $$"""
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -1122,6 +1161,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 4 is the approvals step, on its own branch.
     Migration(4, "media blobs", (_MEDIA_BLOBS,)),
+    # Notifications only for the sessions someone waits on (lash_log looks for watchers).
+    Migration(5, "watchers", (_WATCHERS, _WATCH, _LOG_WATCHED)),
 )
 
 #: The newest migration id this lash knows.
@@ -1260,6 +1301,13 @@ PUT_BLOB = (
 )
 GET_BLOB = "SELECT data FROM lash_blobs WHERE sha256 = $1"
 LOG_EVENTS = _call("lash_log_events", 6)
+#: Listener ``$2`` waits for session ``$1``'s events (migration 5).
+WATCH = "SELECT lash_watch($1, $2)"
+#: Listener ``$1`` no longer waits for the sessions ``$2``.
+UNWATCH = "DELETE FROM lash_watchers WHERE pid = $1 AND session_id = ANY ($2::text[])"
+#: Forget the watchers whose listening connection is gone (its server process ended).
+FORGET_GONE_WATCHERS = """DELETE FROM lash_watchers AS w
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = w.pid)"""
 #: Sessions with pending input or commands and no live lease, the one waiting longest first
 #: (``$1`` of them).
 RUNNABLE_SESSIONS = """SELECT w.session_id FROM (

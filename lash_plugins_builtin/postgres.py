@@ -70,6 +70,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, NoReturn, TypeAlias
@@ -89,6 +90,10 @@ __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
 log = logging.getLogger("lash")
 
 _INT64 = range(-(2**63), 2**63)
+
+#: Seconds a session stays watched (its ``lash_watchers`` row kept) after its last waiter
+#: left: an observer waits again after each read, and each registration is a write.
+WATCH_LINGER = 60.0
 
 #: A connection of the store's pool, as asyncpg hands it out.
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
@@ -164,6 +169,11 @@ class PostgresStore:
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Lock()
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # The sessions the listener is registered as watching (lash_watch), with when that
+        # was done or their last waiter left; when they were last looked through.
+        self._watched: dict[str, float] = {}
+        self._watching = asyncio.Lock()
+        self._swept = time.monotonic()
         s = settings
         #: What every logging function takes last: the replay window and whether to notify.
         self._window = (s.events_kept, s.events_max_age, s.notify)
@@ -192,8 +202,17 @@ class PostgresStore:
         pool); callers of :meth:`wait_events` return at once."""
         async with self._listening:
             listener, self._listener = self._listener, None
+            watched, self._watched = list(self._watched), {}
             if listener is not None:
                 listener.remove_termination_listener(self._listener_lost)
+                if watched:  # what a watcher leaves behind only costs notifications
+                    with contextlib.suppress(Exception):
+                        await self._fetch(
+                            "forgetting the watched sessions",
+                            schema.UNWATCH,
+                            listener.get_server_pid(),
+                            watched,
+                        )
                 with contextlib.suppress(Exception):
                     await listener.close(timeout=5)
         self._wake_all()
@@ -847,6 +866,9 @@ class PostgresStore:
         waiting.add(future)
         try:
             listening = self.settings.notify and await self._listen()
+            # Registered as a watcher of the session before its log is read: a write in
+            # progress is waited for, a later one notifies (see lash_watch).
+            listening = listening and await self._watch(session_id)
             # Shielded: a caller that stops waiting (cancels) does not cut the query short,
             # which would cost asyncpg a cancel request on a connection of its own.
             row = await asyncio.shield(
@@ -873,6 +895,8 @@ class PostgresStore:
             waiting.discard(future)
             if not waiting and self._waiters.get(session_id) is waiting:
                 del self._waiters[session_id]
+                if session_id in self._watched:
+                    self._watched[session_id] = time.monotonic()
 
     async def _listen(self) -> bool:
         """Whether the listening connection is up (opening it when it is not)."""
@@ -892,6 +916,9 @@ class PostgresStore:
                 )
                 await conn.add_listener(schema.CHANNEL, self._notified)
                 conn.add_termination_listener(self._listener_lost)
+                # The watchers of listeners that are gone (this store's last one, a
+                # process that was killed) would only cost their sessions' writes.
+                await self._fetch("forgetting watchers gone", schema.FORGET_GONE_WATCHERS)
             except Exception as exc:
                 if conn is not None:
                     conn.terminate()
@@ -903,7 +930,42 @@ class PostgresStore:
                 )
                 return False
             self._listener = conn
+            self._watched.clear()
             return True
+
+    async def _watch(self, session_id: str) -> bool:
+        """Whether the listener is registered as waiting for the session's events
+        (``lash_watch``: writes notify only the sessions someone waits on), registering it
+        when it is not; ``False`` when the listener went away meanwhile (waiting then polls).
+        Registrations of sessions no one waited on for :data:`WATCH_LINGER` seconds are
+        dropped here too."""
+        listener = self._listener
+        if listener is None:
+            return False
+        if session_id in self._watched:
+            return True
+        async with self._watching:
+            if self._listener is not listener:
+                return False
+            pid = listener.get_server_pid()
+            if session_id not in self._watched:
+                await self._fetch(f"watching session {session_id!r}", schema.WATCH, session_id, pid)
+                if self._listener is not listener:
+                    return False
+                self._watched[session_id] = time.monotonic()
+            now = time.monotonic()
+            if now - self._swept > WATCH_LINGER / 2:
+                self._swept = now
+                gone = [
+                    sid
+                    for sid, since in self._watched.items()
+                    if sid not in self._waiters and now - since > WATCH_LINGER
+                ]
+                for sid in gone:
+                    del self._watched[sid]
+                if gone:
+                    await self._fetch("forgetting watched sessions", schema.UNWATCH, pid, gone)
+        return True
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
         for future in self._waiters.get(str(payload), ()):
@@ -915,6 +977,7 @@ class PostgresStore:
         # reads the log, then waits on a new connection.
         if self._listener is conn:
             self._listener = None
+            self._watched.clear()  # its rows are forgotten when a listener starts
         self._wake_all()
 
     def _wake_all(self) -> None:
@@ -1350,13 +1413,37 @@ def _node_row(
 ) -> tuple[str, str, str, int, str, bool, str | None]:
     """``(id, kind, frame id, turn, JSON, opens a frame, outcome)`` of a node: the tagged
     form (``"type": "user"``...) so that from_data knows the variant, the tag being the row's
-    ``kind``; ``outcome`` is a TurnOutcome's (how the turn ended, for the listing's status)."""
-    data = lash.to_data(node, lash.GraphNode)
-    text = _dumps(session_id, f"node {node.id!r}", data)
-    kind = str(data["type"])
-    outcome = str(data["outcome"]) if kind == "outcome" else None
+    ``kind``; ``outcome`` is a TurnOutcome's (how the turn ended, for the listing's status).
+
+    The text is ``lash.store.node_json``'s (a writer generated per node class: a third of the
+    cost of ``to_data`` and ``json.dumps``, the same text); what it cannot write, or text
+    that is not UTF-8 (lone surrogates), goes the general way, which says what is wrong."""
+    try:
+        text: str | None = lash.store.node_json(node)
+    except (TypeError, ValueError):
+        text = None
+    if text is None or not _utf8(text):
+        text = _dumps(session_id, f"node {node.id!r}", lash.to_data(node, lash.GraphNode))
+    kind = _KINDS.get(type(node))
+    if kind is None:
+        kind = _KINDS[type(node)] = str(lash.to_data(node, lash.GraphNode)["type"])
+    outcome = str(node.outcome) if isinstance(node, lash.TurnOutcome) else None
     opens_frame = isinstance(node, lash.FrameBoundary)
     return node.id, kind, node.frame_id, node.turn, text, opens_frame, outcome
+
+
+#: The tag (the ``kind`` column) of each node class, learnt from ``to_data`` on first sight.
+_KINDS: dict[type, str] = {}
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _nodes(session_id: str, texts: list[str]) -> tuple[Any, ...]:

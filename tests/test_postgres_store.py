@@ -143,6 +143,7 @@ async def test_new_database_gets_every_migration_and_a_second_open_changes_nothi
             *_postgres_schema.SESSION_TABLES,
             _postgres_schema.PROCESS_TABLE,
             "lash_blobs",
+            "lash_watchers",
         }
         applied = await conn.fetch("SELECT id, applied_at FROM lash_migrations")
         async with opened(postgres_url) as again:
@@ -1232,6 +1233,92 @@ async def test_a_write_wakes_the_waiters_of_its_session_only_and_a_wait_can_be_c
         await asyncio.sleep(0.2)
         await writer.enqueue_input("b", lash.store.InputDraft("for b"))
         assert await asyncio.wait_for(again, 5) is True
+
+
+async def notified_sessions(conn: Any) -> asyncio.Queue[str]:
+    """The payloads of the ``lash_events`` notifications ``conn`` receives from now on (a
+    plain LISTEN: not a watcher of any session)."""
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await conn.add_listener("lash_events", lambda *args: received.put_nowait(args[3]))
+    return received
+
+
+async def test_writes_notify_only_the_sessions_someone_waits_on(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A write into a session no store waits on sends no notification (the one into a waited
+    session, committed after it, arrives alone: notifications come in commit order); once a
+    store waits on it, its writes notify too; a store that closes stops its sessions'
+    notifications, and the watcher rows a killed listener left are dropped when a listener
+    starts."""
+    async with opened(postgres_url) as store, opened(postgres_url) as writer:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            received = await notified_sessions(conn)
+            assert await store.wait_events("watched", 0, 0) is False  # watching it now
+            await writer.enqueue_input("quiet", lash.store.InputDraft("unseen"))
+            await writer.enqueue_input("watched", lash.store.InputDraft("seen"))
+            assert await asyncio.wait_for(received.get(), 5) == "watched"
+            assert received.empty()
+            assert await store.wait_events("quiet", 1, 0) is False
+            await writer.enqueue_input("quiet", lash.store.InputDraft("now seen"))
+            assert await asyncio.wait_for(received.get(), 5) == "quiet"
+            await store.close()
+            await writer.enqueue_input("quiet", lash.store.InputDraft("unseen again"))
+            await writer.enqueue_input("marker", lash.store.InputDraft("x"))
+            async with admin(postgres_server, database_of(postgres_url)) as other:
+                # A listener that went away without forgetting what it watched.
+                await other.execute("INSERT INTO lash_watchers VALUES ('marker', 0, 0)")
+                await writer.enqueue_input("marker", lash.store.InputDraft("y"))
+                assert await asyncio.wait_for(received.get(), 5) == "marker"
+                assert await store.wait_events("other", 0, 0) is False  # a new listener
+                assert await other.fetch("SELECT session_id FROM lash_watchers") == [("other",)]
+            assert received.empty()
+        finally:
+            await conn.close()
+
+
+async def test_a_waiter_registering_while_a_write_is_in_progress_sees_that_write(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A write that looked for watchers before the waiter registered, and commits after, is
+    not lost: registering waits for the write (it holds the session's head row), then the
+    waiter reads the log and returns at once, well before its timeout."""
+    async with opened(postgres_url) as store:
+        await store.enqueue_input("s", lash.store.InputDraft("first"))
+        async with admin(postgres_server, database_of(postgres_url)) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            await conn.fetchval(
+                _postgres_schema.LOG_EVENTS, "s", ["custom"], ["{}"], 100, 3600.0, True
+            )
+            assert await conn.fetchval("SELECT count(*) FROM lash_watchers") == 0
+            started = time.monotonic()
+            waiting = asyncio.ensure_future(store.wait_events("s", 1, 30))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # registering waits for the write
+            await transaction.commit()
+            assert await asyncio.wait_for(waiting, 5) is True
+            assert time.monotonic() - started < 5
+
+
+async def test_a_database_of_the_previous_schema_gets_the_watchers(postgres_url: str) -> None:
+    """A database migrated by a lash without migration 5 (watchers) is brought forward: its
+    sessions stay, and waiting on one is woken by the next write."""
+    previous = tuple(m for m in _postgres_schema.MIGRATIONS if m.id < 5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_postgres_schema, "MIGRATIONS", previous)
+        patch.setattr(_postgres_schema, "LATEST", previous[-1].id)
+        async with opened(postgres_url) as old:
+            await old.enqueue_input("s", lash.store.InputDraft("before"))
+    async with opened(postgres_url) as store, opened(postgres_url) as writer:
+        info = await store.info()
+        assert [m["id"] for m in info["migrations"]] == [m.id for m in _postgres_schema.MIGRATIONS]
+        assert [i.text for i in await store.list_inputs("s")] == ["before"]
+        waiting = asyncio.ensure_future(store.wait_events("s", 1, 30))
+        await asyncio.sleep(0.2)
+        await writer.enqueue_input("s", lash.store.InputDraft("after"))
+        assert await asyncio.wait_for(waiting, 5) is True
 
 
 async def test_an_idle_waiter_sends_one_query_per_wait(
