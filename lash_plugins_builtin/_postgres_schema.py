@@ -47,15 +47,21 @@ share a database, or a schema, with an application):
 ``lash_blobs``
     Content-addressed bytes (migration 4): the images of turn input, by sha256, written once
     whatever the number of messages (of any session) that refer to them.
+``lash_watchers``
+    Who waits on which session's events (migration 5, unlogged): the server process of a
+    store's listening connection, by session.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied.
 
 Every write is one plpgsql function call (``lash_commit``, ``lash_acquire_lease``,
 ``lash_claim_inputs``, ``lash_enqueue_input``...): one statement from the client, so one round
 trip and one transaction. Times come from the database's clock (``lash_now()``), so hosts whose
-clocks disagree still agree on when a lease expires. Every write that logs events sends
-``NOTIFY lash_events`` with the session id (when the store's ``notify`` option is on), which
-``PostgresStore.wait_events`` listens for.
+clocks disagree still agree on when a lease expires. Every write that logs events into a
+session with a watcher sends ``NOTIFY lash_events`` with the session id (when the store's
+``notify`` option is on), which ``PostgresStore.wait_events`` listens for (from migration 5;
+before it, every such write notified). The functions that log on every turn
+(``lash_acquire_lease``, ``lash_commit``) do the logging inline from migration 5 on, rather
+than calling ``lash_log``.
 """
 
 from __future__ import annotations
@@ -88,7 +94,8 @@ class Migration:
 #: "lashmigr", so that two processes opening a new database at once do not both create it.
 MIGRATION_LOCK = 0x6C6173686D696772
 
-#: The channel every write that logs events notifies, with the session id as the payload.
+#: The channel every write that logs events into a watched session notifies, with the
+#: session id as the payload.
 CHANNEL = "lash_events"
 
 #: SQLSTATEs lash's functions raise (class ``LS``, which Postgres does not use): the client
@@ -1101,6 +1108,62 @@ _LOG_WATCHED = _LOG.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").rep
     "            WHERE w.session_id = p_session) THEN",
 )
 
+
+#: PL/pgSQL: what ``lash_log`` (from migration 5) does, written into the functions that log on
+#: every turn (``lash_acquire_lease``, ``lash_commit``): a call of a PL/pgSQL function from
+#: another costs about as much as the statements it runs. ``types`` and ``datas`` are
+#: expressions; the caller declares :data:`_LOG_VARIABLES` and has ``p_session``, ``v_now``,
+#: ``p_keep``, ``p_max_age`` and ``p_notify``.
+def _log_inline(last: str, types: str, datas: str) -> str:
+    assigned = (
+        ""
+        if types == "v_log_types"
+        else f"""    v_log_types := {types};
+    v_log_datas := {datas};
+"""
+    )
+    return f"""{assigned}    v_log_count := coalesce(cardinality(v_log_types), 0);
+    IF v_log_count > 0 THEN
+        INSERT INTO lash_events (session_id, seq, type, data, at)
+        SELECT p_session, {last} - v_log_count + u.ord, u.type, u.data, v_now
+        FROM unnest(v_log_types, v_log_datas) WITH ORDINALITY AS u (type, data, ord);
+        SELECT e.seq, e.at INTO v_oldest, v_oldest_at FROM lash_events AS e
+        WHERE e.session_id = p_session ORDER BY e.seq LIMIT 1;
+        IF v_oldest <= {last} - p_keep OR v_oldest_at < v_now - p_max_age THEN
+            DELETE FROM lash_events AS e WHERE e.session_id = p_session AND e.seq < greatest(
+                {last} + 1 - p_keep,
+                (SELECT min(y.seq) FROM lash_events AS y
+                    WHERE y.session_id = p_session AND y.at >= v_now - p_max_age));
+        END IF;
+        IF p_notify AND EXISTS (SELECT 1 FROM lash_watchers AS w
+                WHERE w.session_id = p_session) THEN
+            PERFORM pg_notify('lash_events', p_session);
+        END IF;
+    END IF;"""
+
+
+_LOG_VARIABLES = """DECLARE
+    v_log_types text[];
+    v_log_datas text[];
+    v_log_count bigint;
+    v_oldest bigint;
+    v_oldest_at double precision;
+"""
+
+
+def _logging_inline(function: str, calls: dict[str, str]) -> str:
+    """``function`` (its ``CREATE FUNCTION``) made ``CREATE OR REPLACE``, with ``calls`` (each
+    a ``PERFORM lash_log(...)`` statement, by its text) written inline."""
+    function = function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    assert function.count("\nDECLARE\n") == 1, "one DECLARE section"
+    function = function.replace("\nDECLARE\n", "\n" + _LOG_VARIABLES, 1)
+    for call, inline in calls.items():
+        assert function.count(call) == 1, call
+        function = function.replace(call, inline)
+    assert "lash_log(" not in function
+    return function
+
+
 #: Say that listener ``p_pid`` waits for session ``p_session``'s events. Every write that logs
 #: events holds the session's head row from its first statement to its commit and looks for
 #: watchers after taking it, so the head row is share-locked here first: a write in progress
@@ -1119,6 +1182,37 @@ BEGIN
     INSERT INTO lash_watchers (session_id, pid, since) VALUES (p_session, p_pid, lash_now())
     ON CONFLICT (session_id, pid) DO NOTHING;
 END $$"""
+
+_ACQUIRE_LEASE_INLINE = _logging_inline(
+    _ACQUIRE_LEASE,
+    {
+        "    PERFORM lash_log(p_session, v_last, p_types, p_datas, v_now, p_keep, p_max_age, "
+        "p_notify);": _log_inline("v_last", "p_types", "p_datas"),
+    },
+)
+_COMMIT_INLINE = _logging_inline(
+    _COMMIT,
+    {
+        """        PERFORM lash_log(p_session, v_last,
+            array_cat(array_fill('input_queued'::text, ARRAY[v_queued]::integer[]),
+                p_event_types),
+            array_cat(v_datas, p_event_datas), v_now, p_keep, p_max_age, p_notify);
+    ELSE
+        PERFORM lash_log(p_session, v_last, p_event_types, p_event_datas, v_now, p_keep,
+            p_max_age, p_notify);
+    END IF;
+""": """        v_log_types := array_cat(
+            array_fill('input_queued'::text, ARRAY[v_queued]::integer[]), p_event_types);
+        v_log_datas := array_cat(v_datas, p_event_datas);
+    ELSE
+        v_log_types := p_event_types;
+        v_log_datas := p_event_datas;
+    END IF;
+"""
+        + _log_inline("v_last", "v_log_types", "v_log_datas")
+        + "\n",
+    },
+)
 
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
@@ -1162,7 +1256,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 4 is the approvals step, on its own branch.
     Migration(4, "media blobs", (_MEDIA_BLOBS,)),
     # Notifications only for the sessions someone waits on (lash_log looks for watchers).
-    Migration(5, "watchers", (_WATCHERS, _WATCH, _LOG_WATCHED)),
+    Migration(
+        5,
+        "watchers",
+        (_WATCHERS, _WATCH, _LOG_WATCHED, _ACQUIRE_LEASE_INLINE, _COMMIT_INLINE),
+    ),
 )
 
 #: The newest migration id this lash knows.

@@ -19,8 +19,9 @@ Query parameters lash reads itself:
     each session's replay window: every write that logs events keeps the session's newest
     ``events_kept`` events younger than ``events_max_age`` and drops the rest;
 ``notify`` (``on``/``off``, default ``on``)
-    whether writes that log events send ``NOTIFY lash_events`` (with the session id) and
-    :meth:`PostgresStore.wait_events` listens for it; set it alike on every host;
+    whether writes that log events into a session someone waits on send ``NOTIFY
+    lash_events`` (with the session id) and :meth:`PostgresStore.wait_events` listens for it
+    (registering its listener as the session's watcher); set it alike on every host;
 ``durable_leases`` (``on``/``off``, default ``off``)
     whether taking, renewing and releasing a lease and claiming input wait for their own WAL
     flush (see "Durability").
