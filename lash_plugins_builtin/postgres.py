@@ -92,6 +92,10 @@ log = logging.getLogger("lash")
 
 _INT64 = range(-(2**63), 2**63)
 
+#: Seconds a connection kept between operations may go unused before it goes back to the
+#: pool (beyond ``pool_min`` of them), which closes it when it stays unused.
+KEPT_IDLE = 60.0
+
 #: Seconds a session stays watched (its ``lash_watchers`` row kept) after its last waiter
 #: left: an observer waits again after each read, and each registration is a write.
 WATCH_LINGER = 60.0
@@ -161,10 +165,14 @@ class PostgresStore:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        # Connections of the pool kept checked out between operations (see _take), and how
-        # many operations wait for the pool to hand one out.
-        self._idle: list[Connection] = []
+        # Connections of the pool kept checked out between operations (see _take), with
+        # when each was last used (the least recently used first); how many operations wait
+        # for the pool to hand one out; the timer that hands unused ones back, and the
+        # releases it started.
+        self._idle: list[tuple[Connection, float]] = []
         self._queued = 0
+        self._trimming: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
         # wait_events: one connection that LISTENs, and the futures of the callers waiting,
         # by session id.
         self._listener: asyncpg.Connection | None = None
@@ -220,8 +228,11 @@ class PostgresStore:
         async with self._opening:
             pool, self._pool = self._pool, None
             idle, self._idle = self._idle, []
+            if self._trimming is not None:
+                self._trimming.cancel()
+                self._trimming = None
             if pool is not None:
-                for conn in idle:
+                for conn, _ in idle:
                     await pool.release(conn)
                 await pool.close()
 
@@ -298,13 +309,14 @@ class PostgresStore:
         round trip on loopback (a task, a timer and a reset per operation), so a connection
         an operation returns in a clean state (no transaction open, not closed) is kept
         here and taken by the next operation without asking the pool; kept connections go
-        back to the pool only when an operation waits for one (so ``pool_size`` still bounds
-        the connections, and none waits while another sits unused) or the store closes.
+        back to the pool when an operation waits for one (so ``pool_size`` still bounds the
+        connections, and none waits while another sits unused), when more than ``pool_min``
+        of them went unused for :data:`KEPT_IDLE` seconds, or when the store closes.
         """
         pool = await self._ready()
         idle = self._idle
         while idle:
-            conn = idle.pop()
+            conn, _ = idle.pop()
             if not conn.is_closed():
                 return pool, conn
             await pool.release(conn)  # the pool makes a new one in its place
@@ -327,9 +339,29 @@ class PostgresStore:
             and not conn.is_closed()
             and not conn.is_in_transaction()
         ):
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
+            if self._trimming is None and len(self._idle) > self.settings.pool_min:
+                loop = asyncio.get_running_loop()
+                self._trimming = loop.call_later(KEPT_IDLE, self._trim)
         else:
             await pool.release(conn)
+
+    def _trim(self) -> None:
+        """Hand back to the pool the kept connections beyond ``pool_min`` that went unused
+        for :data:`KEPT_IDLE` seconds (the pool closes a connection that stays unused)."""
+        self._trimming = None
+        pool, idle, keep = self._pool, self._idle, self.settings.pool_min
+        if pool is None:
+            return
+        now = time.monotonic()
+        while len(idle) > keep and now - idle[0][1] >= KEPT_IDLE:
+            conn, _ = idle.pop(0)
+            release = asyncio.ensure_future(pool.release(conn))
+            self._releasing.add(release)
+            release.add_done_callback(self._releasing.discard)
+        if len(idle) > keep:
+            loop = asyncio.get_running_loop()
+            self._trimming = loop.call_later(KEPT_IDLE - (now - idle[0][1]), self._trim)
 
     def _failure(self, action: str, exc: BaseException) -> BaseException | None:
         """What an operation that raised ``exc`` raises instead: a :class:`lash.LashError`

@@ -38,6 +38,7 @@ import lash
 import lash.store
 from lash.testing import STORE_CHECKS, run_store_check
 from lash_plugins_builtin import _postgres_schema, plan, standard, stores
+from lash_plugins_builtin import postgres as postgres_module
 from lash_plugins_builtin.postgres import PostgresStore, parse_url
 
 pytestmark = pytest.mark.anyio
@@ -453,6 +454,29 @@ async def test_a_kept_connection_is_clean_and_replaced_when_the_server_drops_it(
             await store.list_inputs("s")
         assert len(await store.list_inputs("s")) == 6
         assert await backend_pid(store) not in pids
+
+
+async def test_kept_connections_beyond_pool_min_go_back_to_the_pool_when_unused(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After three operations at once, the store keeps their three connections; once unused
+    for KEPT_IDLE seconds, all but ``pool_min`` go back to the pool (which closes what stays
+    unused), and the one kept still serves the next operation."""
+    monkeypatch.setattr(postgres_module, "KEPT_IDLE", 0.3)
+    async with opened(f"{postgres_url}?pool_size=3&pool_min=1") as store:
+        await store.open()
+
+        async def slow() -> None:
+            await store._fetch("sleeping", "SELECT pg_sleep(0.2)")
+
+        await asyncio.gather(slow(), slow(), slow())
+        pool = store._pool
+        assert pool is not None
+        assert (len(store._idle), pool.get_idle_size()) == (3, 0)
+        await asyncio.sleep(0.8)
+        assert (len(store._idle), pool.get_idle_size()) == (1, 2)
+        kept = store._idle[0][0]
+        assert await backend_pid(store) == kept.get_server_pid()
 
 
 async def backend_pid(store: PostgresStore) -> int:
