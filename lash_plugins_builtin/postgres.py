@@ -409,31 +409,30 @@ class PostgresStore:
         await self._give(pool, conn, True)
 
     async def _fetch(self, action: str, statement: str, *args: Any) -> list[asyncpg.Record]:
-        # As _connection does, without a generator: most operations are one statement.
-        try:
-            pool, conn = await self._take()
-        except Exception as exc:
-            self._raise(action, exc)
-        try:
-            rows = await conn.fetch(statement, *args)
-        except BaseException as exc:
-            await self._give(pool, conn, False)
-            self._raise(action, exc)
-        await self._give(pool, conn, True)
+        rows: list[asyncpg.Record] = await self._statement(action, False, statement, args)
         return rows
 
     async def _fetchrow(self, action: str, statement: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._statement(action, True, statement, args)
+        return row
+
+    async def _statement(
+        self, action: str, one: bool, statement: str, args: tuple[Any, ...]
+    ) -> Any:
+        """Run one statement (its first row when ``one``, else its rows): what
+        :meth:`_connection` does, without a generator, for the operations that are one
+        statement (most of them)."""
         try:
             pool, conn = await self._take()
         except Exception as exc:
             self._raise(action, exc)
         try:
-            row = await conn.fetchrow(statement, *args)
+            result = await (conn.fetchrow if one else conn.fetch)(statement, *args)
         except BaseException as exc:
             await self._give(pool, conn, False)
             self._raise(action, exc)
         await self._give(pool, conn, True)
-        return row
+        return result
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -1452,10 +1451,10 @@ def _node_row(
     cost of ``to_data`` and ``json.dumps``, the same text); what it cannot write, or text
     that is not UTF-8 (lone surrogates), goes the general way, which says what is wrong."""
     try:
-        text: str | None = lash.store.node_json(node)
+        text = lash.store.node_json(node)
     except (TypeError, ValueError):
-        text = None
-    if text is None or not _utf8(text):
+        text = ""  # not JSON data: the general path says what is wrong
+    if not text or not (text.isascii() or _storable(text)):
         text = _dumps(session_id, f"node {node.id!r}", lash.to_data(node, lash.GraphNode))
     kind = _KINDS.get(type(node))
     if kind is None:
@@ -1467,16 +1466,6 @@ def _node_row(
 
 #: The tag (the ``kind`` column) of each node class, learnt from ``to_data`` on first sight.
 _KINDS: dict[type, str] = {}
-
-
-def _utf8(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _nodes(session_id: str, texts: list[str]) -> tuple[Any, ...]:
