@@ -974,7 +974,7 @@ class PostgresStore:
         listener = self._listener
         if listener is None:
             return False
-        if session_id in self._watched:
+        if session_id in self._watched and time.monotonic() - self._swept <= WATCH_LINGER / 2:
             return True
         async with self._watching:
             if self._listener is not listener:

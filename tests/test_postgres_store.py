@@ -1302,6 +1302,28 @@ async def test_writes_notify_only_the_sessions_someone_waits_on(
             await conn.close()
 
 
+async def test_a_session_no_one_waited_on_for_a_while_is_no_longer_watched(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration whose session had no waiter for WATCH_LINGER seconds is dropped at the
+    store's next wait (one whose session is being waited on stays); closing the store drops
+    the rest."""
+    monkeypatch.setattr(postgres_module, "WATCH_LINGER", 0.3)
+    async with admin(postgres_server, database_of(postgres_url)) as conn:
+
+        async def watched() -> list[str]:
+            return sorted(r[0] for r in await conn.fetch("SELECT session_id FROM lash_watchers"))
+
+        async with opened(postgres_url) as store:
+            assert await store.wait_events("a", 0, 0) is False
+            assert await store.wait_events("b", 0, 0) is False
+            assert await watched() == ["a", "b"]
+            await asyncio.sleep(0.5)
+            assert await store.wait_events("b", 0, 0) is False
+            assert await watched() == ["b"]
+        assert await watched() == []
+
+
 async def test_a_waiter_registering_while_a_write_is_in_progress_sees_that_write(
     postgres_server: PostgresServer, postgres_url: str
 ) -> None:
