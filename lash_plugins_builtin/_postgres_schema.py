@@ -47,15 +47,21 @@ share a database, or a schema, with an application):
 ``lash_blobs``
     Content-addressed bytes (migration 4): the images of turn input, by sha256, written once
     whatever the number of messages (of any session) that refer to them.
+``lash_watchers``
+    Who waits on which session's events (migration 5, unlogged): the server process of a
+    store's listening connection, by session.
 ``lash_migrations``
     ``(id, name, applied_at, lash_version)`` of every migration step applied.
 
 Every write is one plpgsql function call (``lash_commit``, ``lash_acquire_lease``,
 ``lash_claim_inputs``, ``lash_enqueue_input``...): one statement from the client, so one round
 trip and one transaction. Times come from the database's clock (``lash_now()``), so hosts whose
-clocks disagree still agree on when a lease expires. Every write that logs events sends
-``NOTIFY lash_events`` with the session id (when the store's ``notify`` option is on), which
-``PostgresStore.wait_events`` listens for.
+clocks disagree still agree on when a lease expires. Every write that logs events into a
+session with a watcher sends ``NOTIFY lash_events`` with the session id (when the store's
+``notify`` option is on), which ``PostgresStore.wait_events`` listens for (from migration 5;
+before it, every such write notified). The functions that log on every turn
+(``lash_acquire_lease``, ``lash_commit``) do the logging inline from migration 5 on, rather
+than calling ``lash_log``.
 """
 
 from __future__ import annotations
@@ -88,7 +94,8 @@ class Migration:
 #: "lashmigr", so that two processes opening a new database at once do not both create it.
 MIGRATION_LOCK = 0x6C6173686D696772
 
-#: The channel every write that logs events notifies, with the session id as the payload.
+#: The channel every write that logs events into a watched session notifies, with the
+#: session id as the payload.
 CHANNEL = "lash_events"
 
 #: SQLSTATEs lash's functions raise (class ``LS``, which Postgres does not use): the client
@@ -1081,6 +1088,132 @@ _MEDIA_BLOBS = """CREATE TABLE IF NOT EXISTS lash_blobs (
     created_at double precision NOT NULL
 )"""
 
+#: Who waits for a session's events (migration 5): the server process (``pid``) of a store's
+#: listening connection, by session. Unlogged: it lives only as long as those connections,
+#: which a server crash ends too. A row whose listener is gone only costs its session
+#: notifications no one receives; a store removes such rows when it starts listening.
+_WATCHERS = """CREATE UNLOGGED TABLE lash_watchers (
+    session_id text NOT NULL,
+    pid integer NOT NULL,
+    since double precision NOT NULL,
+    PRIMARY KEY (session_id, pid)
+)"""
+
+#: ``lash_log`` from migration 5 on: a session no one waits on (no ``lash_watchers`` row) is
+#: not notified. A notifying transaction holds a cluster-wide lock from its commit until its
+#: WAL flush is done, so notifying commits cannot share a flush with others.
+_LOG_WATCHED = _LOG.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION").replace(
+    "    IF p_notify THEN",
+    "    IF p_notify AND EXISTS (SELECT 1 FROM lash_watchers AS w\n"
+    "            WHERE w.session_id = p_session) THEN",
+)
+
+
+#: PL/pgSQL: what ``lash_log`` (from migration 5) does, written into the functions that log on
+#: every turn (``lash_acquire_lease``, ``lash_commit``): a call of a PL/pgSQL function from
+#: another costs about as much as the statements it runs. ``types`` and ``datas`` are
+#: expressions; the caller declares :data:`_LOG_VARIABLES` and has ``p_session``, ``v_now``,
+#: ``p_keep``, ``p_max_age`` and ``p_notify``.
+def _log_inline(last: str, types: str, datas: str) -> str:
+    assigned = (
+        ""
+        if types == "v_log_types"
+        else f"""    v_log_types := {types};
+    v_log_datas := {datas};
+"""
+    )
+    return f"""{assigned}    v_log_count := coalesce(cardinality(v_log_types), 0);
+    IF v_log_count > 0 THEN
+        INSERT INTO lash_events (session_id, seq, type, data, at)
+        SELECT p_session, {last} - v_log_count + u.ord, u.type, u.data, v_now
+        FROM unnest(v_log_types, v_log_datas) WITH ORDINALITY AS u (type, data, ord);
+        SELECT e.seq, e.at INTO v_oldest, v_oldest_at FROM lash_events AS e
+        WHERE e.session_id = p_session ORDER BY e.seq LIMIT 1;
+        IF v_oldest <= {last} - p_keep OR v_oldest_at < v_now - p_max_age THEN
+            DELETE FROM lash_events AS e WHERE e.session_id = p_session AND e.seq < greatest(
+                {last} + 1 - p_keep,
+                (SELECT min(y.seq) FROM lash_events AS y
+                    WHERE y.session_id = p_session AND y.at >= v_now - p_max_age));
+        END IF;
+        IF p_notify AND EXISTS (SELECT 1 FROM lash_watchers AS w
+                WHERE w.session_id = p_session) THEN
+            PERFORM pg_notify('lash_events', p_session);
+        END IF;
+    END IF;"""
+
+
+_LOG_VARIABLES = """DECLARE
+    v_log_types text[];
+    v_log_datas text[];
+    v_log_count bigint;
+    v_oldest bigint;
+    v_oldest_at double precision;
+"""
+
+
+def _logging_inline(function: str, calls: dict[str, str]) -> str:
+    """``function`` (its ``CREATE FUNCTION``) made ``CREATE OR REPLACE``, with ``calls`` (each
+    a ``PERFORM lash_log(...)`` statement, by its text) written inline."""
+    function = function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    assert function.count("\nDECLARE\n") == 1, "one DECLARE section"
+    function = function.replace("\nDECLARE\n", "\n" + _LOG_VARIABLES, 1)
+    for call, inline in calls.items():
+        assert function.count(call) == 1, call
+        function = function.replace(call, inline)
+    assert "lash_log(" not in function
+    return function
+
+
+#: Say that listener ``p_pid`` waits for session ``p_session``'s events. Every write that logs
+#: events holds the session's head row from its first statement to its commit and looks for
+#: watchers after taking it, so the head row is share-locked here first: a write in progress
+#: is waited for (the caller, reading the log after this returns, sees it), and a write that
+#: comes later finds the watcher and notifies. A session with no head row yet gets an empty
+#: one (revision 0: no session to anyone, as the one a first lease or input makes), so that
+#: a first write racing this one is ordered too.
+_WATCH = """CREATE FUNCTION lash_watch(p_session text, p_pid integer)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- Nothing here needs to outlive a server crash (which ends the listener too).
+    PERFORM set_config('synchronous_commit', 'off', true);
+    INSERT INTO lash_sessions (session_id) VALUES (p_session)
+    ON CONFLICT (session_id) DO NOTHING;
+    PERFORM 1 FROM lash_sessions WHERE session_id = p_session FOR SHARE;
+    INSERT INTO lash_watchers (session_id, pid, since) VALUES (p_session, p_pid, lash_now())
+    ON CONFLICT (session_id, pid) DO NOTHING;
+END $$"""
+
+_ACQUIRE_LEASE_INLINE = _logging_inline(
+    _ACQUIRE_LEASE,
+    {
+        "    PERFORM lash_log(p_session, v_last, p_types, p_datas, v_now, p_keep, p_max_age, "
+        "p_notify);": _log_inline("v_last", "p_types", "p_datas"),
+    },
+)
+_COMMIT_INLINE = _logging_inline(
+    _COMMIT,
+    {
+        """        PERFORM lash_log(p_session, v_last,
+            array_cat(array_fill('input_queued'::text, ARRAY[v_queued]::integer[]),
+                p_event_types),
+            array_cat(v_datas, p_event_datas), v_now, p_keep, p_max_age, p_notify);
+    ELSE
+        PERFORM lash_log(p_session, v_last, p_event_types, p_event_datas, v_now, p_keep,
+            p_max_age, p_notify);
+    END IF;
+""": """        v_log_types := array_cat(
+            array_fill('input_queued'::text, ARRAY[v_queued]::integer[]), p_event_types);
+        v_log_datas := array_cat(v_datas, p_event_datas);
+    ELSE
+        v_log_types := p_event_types;
+        v_log_datas := p_event_datas;
+    END IF;
+"""
+        + _log_inline("v_last", "v_log_types", "v_log_datas")
+        + "\n",
+    },
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -1122,6 +1255,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 4 is the approvals step, on its own branch.
     Migration(4, "media blobs", (_MEDIA_BLOBS,)),
+    # Notifications only for the sessions someone waits on (lash_log looks for watchers).
+    Migration(
+        5,
+        "watchers",
+        (_WATCHERS, _WATCH, _LOG_WATCHED, _ACQUIRE_LEASE_INLINE, _COMMIT_INLINE),
+    ),
 )
 
 #: The newest migration id this lash knows.
@@ -1260,6 +1399,13 @@ PUT_BLOB = (
 )
 GET_BLOB = "SELECT data FROM lash_blobs WHERE sha256 = $1"
 LOG_EVENTS = _call("lash_log_events", 6)
+#: Listener ``$2`` waits for session ``$1``'s events (migration 5).
+WATCH = "SELECT lash_watch($1, $2)"
+#: Listener ``$1`` no longer waits for the sessions ``$2``.
+UNWATCH = "DELETE FROM lash_watchers WHERE pid = $1 AND session_id = ANY ($2::text[])"
+#: Forget the watchers whose listening connection is gone (its server process ended).
+FORGET_GONE_WATCHERS = """DELETE FROM lash_watchers AS w
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = w.pid)"""
 #: Sessions with pending input or commands and no live lease, the one waiting longest first
 #: (``$1`` of them).
 RUNNABLE_SESSIONS = """SELECT w.session_id FROM (

@@ -19,8 +19,9 @@ Query parameters lash reads itself:
     each session's replay window: every write that logs events keeps the session's newest
     ``events_kept`` events younger than ``events_max_age`` and drops the rest;
 ``notify`` (``on``/``off``, default ``on``)
-    whether writes that log events send ``NOTIFY lash_events`` (with the session id) and
-    :meth:`PostgresStore.wait_events` listens for it; set it alike on every host;
+    whether writes that log events into a session someone waits on send ``NOTIFY
+    lash_events`` (with the session id) and :meth:`PostgresStore.wait_events` listens for it
+    (registering its listener as the session's watcher); set it alike on every host;
 ``durable_leases`` (``on``/``off``, default ``off``)
     whether taking, renewing and releasing a lease and claiming input wait for their own WAL
     flush (see "Durability").
@@ -70,9 +71,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import asyncpg
 import asyncpg.pool
@@ -89,6 +91,14 @@ __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
 log = logging.getLogger("lash")
 
 _INT64 = range(-(2**63), 2**63)
+
+#: Seconds a connection kept between operations may go unused before it goes back to the
+#: pool (beyond ``pool_min`` of them), which closes it when it stays unused.
+KEPT_IDLE = 60.0
+
+#: Seconds a session stays watched (its ``lash_watchers`` row kept) after its last waiter
+#: left: an observer waits again after each read, and each registration is a write.
+WATCH_LINGER = 60.0
 
 #: A connection of the store's pool, as asyncpg hands it out.
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
@@ -155,11 +165,24 @@ class PostgresStore:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        # Connections of the pool kept checked out between operations (see _take), with
+        # when each was last used (the least recently used first); how many operations wait
+        # for the pool to hand one out; the timer that hands unused ones back, and the
+        # releases it started.
+        self._idle: list[tuple[Connection, float]] = []
+        self._queued = 0
+        self._trimming: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
         # wait_events: one connection that LISTENs, and the futures of the callers waiting,
         # by session id.
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Lock()
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # The sessions the listener is registered as watching (lash_watch), with when that
+        # was done or their last waiter left; when they were last looked through.
+        self._watched: dict[str, float] = {}
+        self._watching = asyncio.Lock()
+        self._swept = time.monotonic()
         s = settings
         #: What every logging function takes last: the replay window and whether to notify.
         self._window = (s.events_kept, s.events_max_age, s.notify)
@@ -188,14 +211,29 @@ class PostgresStore:
         pool); callers of :meth:`wait_events` return at once."""
         async with self._listening:
             listener, self._listener = self._listener, None
+            watched, self._watched = list(self._watched), {}
             if listener is not None:
                 listener.remove_termination_listener(self._listener_lost)
+                if watched:  # what a watcher leaves behind only costs notifications
+                    with contextlib.suppress(Exception):
+                        await self._fetch(
+                            "forgetting the watched sessions",
+                            schema.UNWATCH,
+                            listener.get_server_pid(),
+                            watched,
+                        )
                 with contextlib.suppress(Exception):
                     await listener.close(timeout=5)
         self._wake_all()
         async with self._opening:
             pool, self._pool = self._pool, None
+            idle, self._idle = self._idle, []
+            if self._trimming is not None:
+                self._trimming.cancel()
+                self._trimming = None
             if pool is not None:
+                for conn, _ in idle:
+                    await pool.release(conn)
                 await pool.close()
 
     async def _ready(self) -> asyncpg.Pool:
@@ -264,36 +302,137 @@ class PostgresStore:
             f"cannot open the Postgres store {s.url}: {s.scrub(_describe(exc))}; {hint}"
         )
 
-    @contextlib.asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[Connection]:
-        """A pooled connection for one operation; what Postgres or the network does to it is
-        a :class:`lash.LashError` naming the store and the operation (a refusal by one of
-        lash's functions is a :class:`_Refused`, for the caller to name)."""
+    async def _take(self) -> tuple[asyncpg.Pool, Connection]:
+        """A connection for one operation, and the pool it belongs to.
+
+        Checking a connection out of an asyncpg pool and back in costs about as much as a
+        round trip on loopback (a task, a timer and a reset per operation), so a connection
+        an operation returns in a clean state (no transaction open, not closed) is kept
+        here and taken by the next operation without asking the pool; kept connections go
+        back to the pool when an operation waits for one (so ``pool_size`` still bounds the
+        connections, and none waits while another sits unused), when more than ``pool_min``
+        of them went unused for :data:`KEPT_IDLE` seconds, or when the store closes.
+        """
         pool = await self._ready()
+        idle = self._idle
+        while idle:
+            conn, _ = idle.pop()
+            if not conn.is_closed():
+                return pool, conn
+            await pool.release(conn)  # the pool makes a new one in its place
+        # No suspension between the look at _idle and here: a connection is kept (_give)
+        # only while no operation waits in the pool, and one that waits is counted.
+        self._queued += 1
         try:
-            async with pool.acquire() as conn:
-                yield conn
-        except asyncpg.PostgresError as exc:
+            return pool, await pool.acquire()
+        finally:
+            self._queued -= 1
+
+    async def _give(self, pool: asyncpg.Pool, conn: Connection, clean: bool) -> None:
+        """Hand a connection back after an operation: kept for the next one when ``clean``
+        (it ended without an error) and nothing waits for the pool, else back to the pool,
+        which resets it (rolls back what an error left open)."""
+        if (
+            clean
+            and not self._queued
+            and pool is self._pool
+            and not conn.is_closed()
+            and not conn.is_in_transaction()
+        ):
+            self._idle.append((conn, time.monotonic()))
+            if self._trimming is None and len(self._idle) > self.settings.pool_min:
+                loop = asyncio.get_running_loop()
+                self._trimming = loop.call_later(KEPT_IDLE, self._trim)
+        else:
+            await pool.release(conn)
+
+    def _trim(self) -> None:
+        """Hand back to the pool the kept connections beyond ``pool_min`` that went unused
+        for :data:`KEPT_IDLE` seconds (the pool closes a connection that stays unused)."""
+        self._trimming = None
+        pool, idle, keep = self._pool, self._idle, self.settings.pool_min
+        if pool is None:
+            return
+        now = time.monotonic()
+        while len(idle) > keep and now - idle[0][1] >= KEPT_IDLE:
+            conn, _ = idle.pop(0)
+            release = asyncio.ensure_future(pool.release(conn))
+            self._releasing.add(release)
+            release.add_done_callback(self._releasing.discard)
+        if len(idle) > keep:
+            loop = asyncio.get_running_loop()
+            self._trimming = loop.call_later(KEPT_IDLE - (now - idle[0][1]), self._trim)
+
+    def _failure(self, action: str, exc: BaseException) -> BaseException | None:
+        """What an operation that raised ``exc`` raises instead: a :class:`lash.LashError`
+        naming the store and the operation for what Postgres or the network did to it (a
+        refusal by one of lash's functions is a :class:`_Refused`, for the caller to name);
+        ``None``: ``exc`` itself."""
+        if isinstance(exc, asyncpg.PostgresError):
             sqlstate = getattr(exc, "sqlstate", None) or ""
             if sqlstate.startswith("LS"):
-                raise _Refused(sqlstate, exc.detail, exc.hint) from None
-            raise lash.LashError(
+                return _Refused(sqlstate, exc.detail, exc.hint)
+            return lash.LashError(
                 f"Postgres store {self.url}: {action} failed: {self.settings.scrub(_describe(exc))}"
-            ) from exc
-        except (OSError, asyncpg.InterfaceError) as exc:
-            raise lash.LashError(
+            )
+        # InternalClientError: what asyncpg raises on a connection whose server ended it
+        # while it sat idle (it has not read the server's goodbye yet).
+        if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
+            return lash.LashError(
                 f"Postgres store {self.url}: {action}: the connection to the server failed "
                 f"({self.settings.scrub(_describe(exc))}); if this was a write, it may or may "
                 "not have been applied: read the session to see"
-            ) from exc
+            )
+        return None
+
+    def _raise(self, action: str, exc: BaseException) -> NoReturn:
+        failure = self._failure(action, exc)
+        if failure is None:
+            raise exc
+        # Refusals are lash's own errors (nothing to chain); what asyncpg raised is kept.
+        raise failure from (None if isinstance(failure, _Refused) else exc)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[Connection]:
+        """A connection for one operation (a transaction of a few statements); what
+        Postgres or the network does to it is a :class:`lash.LashError` naming the store and
+        the operation (see :meth:`_failure`)."""
+        try:
+            pool, conn = await self._take()
+        except Exception as exc:
+            self._raise(action, exc)
+        try:
+            yield conn
+        except BaseException as exc:
+            await self._give(pool, conn, False)
+            self._raise(action, exc)
+        await self._give(pool, conn, True)
 
     async def _fetch(self, action: str, statement: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._connection(action) as conn:
-            return await conn.fetch(statement, *args)
+        rows: list[asyncpg.Record] = await self._statement(action, False, statement, args)
+        return rows
 
     async def _fetchrow(self, action: str, statement: str, *args: Any) -> asyncpg.Record | None:
-        async with self._connection(action) as conn:
-            return await conn.fetchrow(statement, *args)
+        row: asyncpg.Record | None = await self._statement(action, True, statement, args)
+        return row
+
+    async def _statement(
+        self, action: str, one: bool, statement: str, args: tuple[Any, ...]
+    ) -> Any:
+        """Run one statement (its first row when ``one``, else its rows): what
+        :meth:`_connection` does, without a generator, for the operations that are one
+        statement (most of them)."""
+        try:
+            pool, conn = await self._take()
+        except Exception as exc:
+            self._raise(action, exc)
+        try:
+            result = await (conn.fetchrow if one else conn.fetch)(statement, *args)
+        except BaseException as exc:
+            await self._give(pool, conn, False)
+            self._raise(action, exc)
+        await self._give(pool, conn, True)
+        return result
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -759,6 +898,9 @@ class PostgresStore:
         waiting.add(future)
         try:
             listening = self.settings.notify and await self._listen()
+            # Registered as a watcher of the session before its log is read: a write in
+            # progress is waited for, a later one notifies (see lash_watch).
+            listening = listening and await self._watch(session_id)
             # Shielded: a caller that stops waiting (cancels) does not cut the query short,
             # which would cost asyncpg a cancel request on a connection of its own.
             row = await asyncio.shield(
@@ -785,6 +927,8 @@ class PostgresStore:
             waiting.discard(future)
             if not waiting and self._waiters.get(session_id) is waiting:
                 del self._waiters[session_id]
+                if session_id in self._watched:
+                    self._watched[session_id] = time.monotonic()
 
     async def _listen(self) -> bool:
         """Whether the listening connection is up (opening it when it is not)."""
@@ -804,6 +948,9 @@ class PostgresStore:
                 )
                 await conn.add_listener(schema.CHANNEL, self._notified)
                 conn.add_termination_listener(self._listener_lost)
+                # The watchers of listeners that are gone (this store's last one, a
+                # process that was killed) would only cost their sessions' writes.
+                await self._fetch("forgetting watchers gone", schema.FORGET_GONE_WATCHERS)
             except Exception as exc:
                 if conn is not None:
                     conn.terminate()
@@ -815,7 +962,42 @@ class PostgresStore:
                 )
                 return False
             self._listener = conn
+            self._watched.clear()
             return True
+
+    async def _watch(self, session_id: str) -> bool:
+        """Whether the listener is registered as waiting for the session's events
+        (``lash_watch``: writes notify only the sessions someone waits on), registering it
+        when it is not; ``False`` when the listener went away meanwhile (waiting then polls).
+        Registrations of sessions no one waited on for :data:`WATCH_LINGER` seconds are
+        dropped here too."""
+        listener = self._listener
+        if listener is None:
+            return False
+        if session_id in self._watched and time.monotonic() - self._swept <= WATCH_LINGER / 2:
+            return True
+        async with self._watching:
+            if self._listener is not listener:
+                return False
+            pid = listener.get_server_pid()
+            if session_id not in self._watched:
+                await self._fetch(f"watching session {session_id!r}", schema.WATCH, session_id, pid)
+                if self._listener is not listener:
+                    return False
+                self._watched[session_id] = time.monotonic()
+            now = time.monotonic()
+            if now - self._swept > WATCH_LINGER / 2:
+                self._swept = now
+                gone = [
+                    sid
+                    for sid, since in self._watched.items()
+                    if sid not in self._waiters and now - since > WATCH_LINGER
+                ]
+                for sid in gone:
+                    del self._watched[sid]
+                if gone:
+                    await self._fetch("forgetting watched sessions", schema.UNWATCH, pid, gone)
+        return True
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
         for future in self._waiters.get(str(payload), ()):
@@ -827,6 +1009,7 @@ class PostgresStore:
         # reads the log, then waits on a new connection.
         if self._listener is conn:
             self._listener = None
+            self._watched.clear()  # its rows are forgotten when a listener starts
         self._wake_all()
 
     def _wake_all(self) -> None:
@@ -1262,13 +1445,27 @@ def _node_row(
 ) -> tuple[str, str, str, int, str, bool, str | None]:
     """``(id, kind, frame id, turn, JSON, opens a frame, outcome)`` of a node: the tagged
     form (``"type": "user"``...) so that from_data knows the variant, the tag being the row's
-    ``kind``; ``outcome`` is a TurnOutcome's (how the turn ended, for the listing's status)."""
-    data = lash.to_data(node, lash.GraphNode)
-    text = _dumps(session_id, f"node {node.id!r}", data)
-    kind = str(data["type"])
-    outcome = str(data["outcome"]) if kind == "outcome" else None
+    ``kind``; ``outcome`` is a TurnOutcome's (how the turn ended, for the listing's status).
+
+    The text is ``lash.store.node_json``'s (a writer generated per node class: a third of the
+    cost of ``to_data`` and ``json.dumps``, the same text); what it cannot write, or text
+    that is not UTF-8 (lone surrogates), goes the general way, which says what is wrong."""
+    try:
+        text = lash.store.node_json(node)
+    except (TypeError, ValueError):
+        text = ""  # not JSON data: the general path says what is wrong
+    if not text or not (text.isascii() or _storable(text)):
+        text = _dumps(session_id, f"node {node.id!r}", lash.to_data(node, lash.GraphNode))
+    kind = _KINDS.get(type(node))
+    if kind is None:
+        kind = _KINDS[type(node)] = str(lash.to_data(node, lash.GraphNode)["type"])
+    outcome = str(node.outcome) if isinstance(node, lash.TurnOutcome) else None
     opens_frame = isinstance(node, lash.FrameBoundary)
     return node.id, kind, node.frame_id, node.turn, text, opens_frame, outcome
+
+
+#: The tag (the ``kind`` column) of each node class, learnt from ``to_data`` on first sight.
+_KINDS: dict[type, str] = {}
 
 
 def _nodes(session_id: str, texts: list[str]) -> tuple[Any, ...]:

@@ -59,6 +59,7 @@ async def test_a_database_from_before_processes_is_migrated(
             (2, "processes"),
             (3, "child sessions"),
             (4, "media blobs"),
+            (5, "watchers"),
         ]
         record = await store.load("old")
         assert record is not None and record.revision == 1

@@ -38,6 +38,7 @@ import lash
 import lash.store
 from lash.testing import STORE_CHECKS, run_store_check
 from lash_plugins_builtin import _postgres_schema, plan, standard, stores
+from lash_plugins_builtin import postgres as postgres_module
 from lash_plugins_builtin.postgres import PostgresStore, parse_url
 
 pytestmark = pytest.mark.anyio
@@ -143,6 +144,7 @@ async def test_new_database_gets_every_migration_and_a_second_open_changes_nothi
             *_postgres_schema.SESSION_TABLES,
             _postgres_schema.PROCESS_TABLE,
             "lash_blobs",
+            "lash_watchers",
         }
         applied = await conn.fetch("SELECT id, applied_at FROM lash_migrations")
         async with opened(postgres_url) as again:
@@ -417,6 +419,71 @@ async def test_the_pool_opens_at_most_pool_size_connections(
             )
         assert count == 2
         assert [s.revision for s in await store.list_sessions()] == [1] * 12
+
+
+async def test_a_kept_connection_is_clean_and_replaced_when_the_server_drops_it(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Operations one after another run on one connection (kept between them, not checked
+    back into the pool); after an error inside a transaction the next operation is not in an
+    aborted transaction; a kept connection the server terminated fails at most one operation
+    (with the store's error), and the next one gets a new connection."""
+    database = database_of(postgres_url)
+    async with opened(f"{postgres_url}?pool_size=1&application_name=kept") as store:
+        await store.enqueue_input("s", lash.store.InputDraft("hello"))
+        pids = {await backend_pid(store)}
+        for i in range(5):
+            await store.enqueue_input("s", lash.store.InputDraft(f"more {i}"))
+            pids.add(await backend_pid(store))
+        assert len(pids) == 1
+        # An error inside a transaction of several statements (a process start whose key is
+        # taken by other content): the store rolls back before the connection is used again.
+        draft = lash.store.ProcessDraft("p1", "k", session_id="s", payload={"a": 1}, key="k1")
+        await store.start_process(draft)
+        with pytest.raises(lash.InputConflict):
+            await store.start_process(attrs.evolve(draft, id="p2", payload={"a": 2}))
+        assert len(await store.list_inputs("s")) == 6
+        async with admin(postgres_server) as conn:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND application_name = 'kept'",
+                database,
+            )
+        assert killed == 1
+        with contextlib.suppress(lash.LashError):  # the kept one may be found dead only now
+            await store.list_inputs("s")
+        assert len(await store.list_inputs("s")) == 6
+        assert await backend_pid(store) not in pids
+
+
+async def test_kept_connections_beyond_pool_min_go_back_to_the_pool_when_unused(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After three operations at once, the store keeps their three connections; once unused
+    for KEPT_IDLE seconds, all but ``pool_min`` go back to the pool (which closes what stays
+    unused), and the one kept still serves the next operation."""
+    monkeypatch.setattr(postgres_module, "KEPT_IDLE", 0.3)
+    async with opened(f"{postgres_url}?pool_size=3&pool_min=1") as store:
+        await store.open()
+
+        async def slow() -> None:
+            await store._fetch("sleeping", "SELECT pg_sleep(0.2)")
+
+        await asyncio.gather(slow(), slow(), slow())
+        pool = store._pool
+        assert pool is not None
+        assert (len(store._idle), pool.get_idle_size()) == (3, 0)
+        await asyncio.sleep(0.8)
+        assert (len(store._idle), pool.get_idle_size()) == (1, 2)
+        kept = store._idle[0][0]
+        assert await backend_pid(store) == kept.get_server_pid()
+
+
+async def backend_pid(store: PostgresStore) -> int:
+    """The server process of the connection the store's next operation runs on."""
+    row = await store._fetchrow("reading the backend pid", "SELECT pg_backend_pid()")
+    assert row is not None
+    return int(row[0])
 
 
 # -- commits -----------------------------------------------------------------------------------
@@ -1190,6 +1257,114 @@ async def test_a_write_wakes_the_waiters_of_its_session_only_and_a_wait_can_be_c
         await asyncio.sleep(0.2)
         await writer.enqueue_input("b", lash.store.InputDraft("for b"))
         assert await asyncio.wait_for(again, 5) is True
+
+
+async def notified_sessions(conn: Any) -> asyncio.Queue[str]:
+    """The payloads of the ``lash_events`` notifications ``conn`` receives from now on (a
+    plain LISTEN: not a watcher of any session)."""
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await conn.add_listener("lash_events", lambda *args: received.put_nowait(args[3]))
+    return received
+
+
+async def test_writes_notify_only_the_sessions_someone_waits_on(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A write into a session no store waits on sends no notification (the one into a waited
+    session, committed after it, arrives alone: notifications come in commit order); once a
+    store waits on it, its writes notify too; a store that closes stops its sessions'
+    notifications, and the watcher rows a killed listener left are dropped when a listener
+    starts."""
+    async with opened(postgres_url) as store, opened(postgres_url) as writer:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            received = await notified_sessions(conn)
+            assert await store.wait_events("watched", 0, 0) is False  # watching it now
+            await writer.enqueue_input("quiet", lash.store.InputDraft("unseen"))
+            await writer.enqueue_input("watched", lash.store.InputDraft("seen"))
+            assert await asyncio.wait_for(received.get(), 5) == "watched"
+            assert received.empty()
+            assert await store.wait_events("quiet", 1, 0) is False
+            await writer.enqueue_input("quiet", lash.store.InputDraft("now seen"))
+            assert await asyncio.wait_for(received.get(), 5) == "quiet"
+            await store.close()
+            await writer.enqueue_input("quiet", lash.store.InputDraft("unseen again"))
+            await writer.enqueue_input("marker", lash.store.InputDraft("x"))
+            async with admin(postgres_server, database_of(postgres_url)) as other:
+                # A listener that went away without forgetting what it watched.
+                await other.execute("INSERT INTO lash_watchers VALUES ('marker', 0, 0)")
+                await writer.enqueue_input("marker", lash.store.InputDraft("y"))
+                assert await asyncio.wait_for(received.get(), 5) == "marker"
+                assert await store.wait_events("other", 0, 0) is False  # a new listener
+                assert await other.fetch("SELECT session_id FROM lash_watchers") == [("other",)]
+            assert received.empty()
+        finally:
+            await conn.close()
+
+
+async def test_a_session_no_one_waited_on_for_a_while_is_no_longer_watched(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registration whose session had no waiter for WATCH_LINGER seconds is dropped at the
+    store's next wait (one whose session is being waited on stays); closing the store drops
+    the rest."""
+    monkeypatch.setattr(postgres_module, "WATCH_LINGER", 0.3)
+    async with admin(postgres_server, database_of(postgres_url)) as conn:
+
+        async def watched() -> list[str]:
+            return sorted(r[0] for r in await conn.fetch("SELECT session_id FROM lash_watchers"))
+
+        async with opened(postgres_url) as store:
+            assert await store.wait_events("a", 0, 0) is False
+            assert await store.wait_events("b", 0, 0) is False
+            assert await watched() == ["a", "b"]
+            await asyncio.sleep(0.5)
+            assert await store.wait_events("b", 0, 0) is False
+            assert await watched() == ["b"]
+        assert await watched() == []
+
+
+async def test_a_waiter_registering_while_a_write_is_in_progress_sees_that_write(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A write that looked for watchers before the waiter registered, and commits after, is
+    not lost: registering waits for the write (it holds the session's head row), then the
+    waiter reads the log and returns at once, well before its timeout."""
+    async with opened(postgres_url) as store:
+        await store.enqueue_input("s", lash.store.InputDraft("first"))
+        async with admin(postgres_server, database_of(postgres_url)) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            await conn.fetchval(
+                _postgres_schema.LOG_EVENTS, "s", ["custom"], ["{}"], 100, 3600.0, True
+            )
+            assert await conn.fetchval("SELECT count(*) FROM lash_watchers") == 0
+            started = time.monotonic()
+            waiting = asyncio.ensure_future(store.wait_events("s", 1, 30))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # registering waits for the write
+            await transaction.commit()
+            assert await asyncio.wait_for(waiting, 5) is True
+            assert time.monotonic() - started < 5
+
+
+async def test_a_database_of_the_previous_schema_gets_the_watchers(postgres_url: str) -> None:
+    """A database migrated by a lash without migration 5 (watchers) is brought forward: its
+    sessions stay, and waiting on one is woken by the next write."""
+    previous = tuple(m for m in _postgres_schema.MIGRATIONS if m.id < 5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_postgres_schema, "MIGRATIONS", previous)
+        patch.setattr(_postgres_schema, "LATEST", previous[-1].id)
+        async with opened(postgres_url) as old:
+            await old.enqueue_input("s", lash.store.InputDraft("before"))
+    async with opened(postgres_url) as store, opened(postgres_url) as writer:
+        info = await store.info()
+        assert [m["id"] for m in info["migrations"]] == [m.id for m in _postgres_schema.MIGRATIONS]
+        assert [i.text for i in await store.list_inputs("s")] == ["before"]
+        waiting = asyncio.ensure_future(store.wait_events("s", 1, 30))
+        await asyncio.sleep(0.2)
+        await writer.enqueue_input("s", lash.store.InputDraft("after"))
+        assert await asyncio.wait_for(waiting, 5) is True
 
 
 async def test_an_idle_waiter_sends_one_query_per_wait(
