@@ -19,8 +19,9 @@ Targets (PASS/FAIL in the final table):
 2. per committed turn, from ``pg_stat_database`` and ``pg_stat_wal`` deltas (the difference
    between a run of 20 turns and one of 220, so that opening and closing do not count): two
    transactions (the lease's, committed without waiting for a WAL flush, and the turn's
-   commit; one is not possible without holding a transaction open for the whole turn) and at
-   most 1.05 WAL flushes; the baseline's are shown too.
+   commit; one is not possible without holding a transaction open for the whole turn, so the
+   issue's "exactly one" shows FAIL: an open decision, see docs/performance.rst) and at most
+   1.05 WAL flushes; the baseline's are shown too.
 4. aggregate committed turns/s of 4 and of 8 worker processes x 25 sessions each, started
    together, each running its sessions' turns round robin: lash >= 0.5x the baseline's with the
    same process count. The workers are store-level (``lash worker`` does not exist yet): per
@@ -596,7 +597,9 @@ async def bench(
     print("\nRESULTS")
     rows = [
         ("1", "turn / raw transaction", f"{ratio:.2f} x", "<= 1.5 x", ratio <= 1.5),
-        ("2a", "transactions per turn", f"{lash_x:.3f}", "== 2", lash_x == 2),
+        # Issue 14 asks for exactly one; lash takes its lease per execution (issue 12) in a
+        # transaction of its own (no WAL flush), before the model call: two by design.
+        ("2a", "transactions per turn", f"{lash_x:.3f}", "== 1", lash_x == 1),
         ("2b", "WAL flushes per turn", f"{lash_w:.3f}", "<= 1.05", lash_w <= 1.05),
         ("4a", "4 workers: lash / raw turns/s", f"{agg_ratio[4]:.2f} x", ">= 0.5 x",
          agg_ratio[4] >= 0.5),
