@@ -4,6 +4,7 @@ general cattrs path they stand in for: the same JSON text, the same values back.
 from __future__ import annotations
 
 import enum
+import gc
 import json
 import typing
 from typing import Any
@@ -19,6 +20,7 @@ from lash._contract.serialization import (
     NODE_KINDS,
     _Builders,
     _node_writers,
+    _owned_node_builders,
     data_converter,
 )
 
@@ -44,6 +46,7 @@ def test_every_node_class_gets_a_writer_and_a_builder() -> None:
         lash.GraphNode, "type", NODE_KINDS
     )
     assert set(builders) == set(NODE_KINDS.values())
+    assert set(_owned_node_builders()) == set(NODE_KINDS.values())
 
 
 @settings(max_examples=300, deadline=None)
@@ -140,3 +143,106 @@ def test_plugin_data_of_any_json_value(data: Any) -> None:
     text = lash.store.node_json(node)
     assert text == general_json(node)
     assert lash.from_data(json.loads(text), lash.GraphNode) == node
+
+
+# -- nodes_from_json: a stored history read back in one pass ----------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(node=graph_nodes())
+def test_owned_builder_builds_what_cattrs_builds(node: Any) -> None:
+    """The builder nodes_from_json uses (called directly: no fallback), given freshly decoded
+    JSON, builds the node cattrs' general union builds, equal to the original."""
+    text = lash.store.node_json(node)
+    built = _owned_node_builders()[json.loads(text)["type"]](json.loads(text))
+    assert built == cattrs_structure(json.loads(text)) == node
+    assert type(built) is type(node)
+
+
+@settings(max_examples=100, deadline=None)
+@given(nodes=st.lists(graph_nodes(), max_size=10))
+def test_nodes_from_json_reads_back_what_node_json_wrote(nodes: list[Any]) -> None:
+    """A history's stored texts read back as the same nodes, of the same classes, as each
+    text decoded on its own through json.loads and cattrs."""
+    texts = [lash.store.node_json(n) for n in nodes]
+    read = lash.store.nodes_from_json(texts)
+    assert read == tuple(nodes)
+    assert [type(n) for n in read] == [type(n) for n in nodes]
+    assert read == tuple(cattrs_structure(json.loads(t)) for t in texts)
+
+
+def test_nodes_from_json_reads_other_writers_forms() -> None:
+    """Texts another writer may store (keys in another order, defaulted fields left out,
+    spaces) among ones node_json wrote: each read as cattrs reads it (the general path)."""
+    head = {"id": "u", "parent_id": None, "frame_id": "F", "turn": 1}
+    texts = [
+        lash.store.node_json(lash.UserMessage(**head, text="a")),
+        json.dumps({"text": "b", "type": "user", **head}),
+        json.dumps({"type": "tool_call", **head, "call": {"name": "echo", "id": "c1"}}),
+    ]
+    assert lash.store.nodes_from_json(texts) == (
+        lash.UserMessage(**head, text="a"),
+        lash.UserMessage(**head, text="b"),
+        lash.ToolCallNode(**head, call=lash.ToolCall("c1", "echo")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ('{"type": "user"', "not JSON: Expecting ',' delimiter"),
+        ('{"type": "user"},{"type": "user"}', "not JSON: Extra data"),
+        ('{"type": "nope"}', "type: expected"),
+        ("[1]", "expected a graph node"),
+    ],
+)
+def test_a_bad_text_is_a_validation_error_with_the_subject(bad: str, problem: str) -> None:
+    """A text that is not JSON, or not a node, among good ones: a ValidationError whose
+    subject is the caller's ``what`` and whose one problem says what is wrong."""
+    good = lash.store.node_json(user())
+    with pytest.raises(lash.ValidationError) as invalid:
+        lash.store.nodes_from_json([good, bad, good], what="stored node of 's'")
+    assert str(invalid.value).startswith("invalid stored node of 's':")
+    (line,) = invalid.value.problems
+    assert problem in line
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("texts", [["{}"], ["x"], []], ids=["not-a-node", "not-json", "none"])
+def test_the_garbage_collector_is_left_as_it_was(enabled: bool, texts: list[str]) -> None:
+    """nodes_from_json pauses the garbage collector while it decodes and leaves it as it
+    found it (on or off), when it fails too."""
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        good = lash.store.node_json(user())
+        try:
+            lash.store.nodes_from_json([good, *texts])
+        except lash.ValidationError:
+            assert texts
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_no_collection_runs_while_a_history_is_decoded() -> None:
+    """Decoding 3,000 nodes allocates far past the collector's threshold, yet no collection
+    runs during it (the decode creates no cycle; a collection would walk the whole heap)."""
+    texts = [lash.store.node_json(user(id=f"n{i}", items=({"k": [i]},))) for i in range(3000)]
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        read = lash.store.nodes_from_json(texts)
+        assert not started
+        [{"k": [i]} for i in range(3000)]  # the same allocations outside it: collections run
+        assert started
+    finally:
+        gc.callbacks.remove(count)
+    assert len(read) == 3000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import functools
+import gc
 import json
 import types
 import typing
@@ -299,8 +300,12 @@ class _Builders:
     of what the converter accepts, and builds the same value.
     """
 
-    def __init__(self, conv: cattrs.Converter) -> None:
+    def __init__(self, conv: cattrs.Converter, *, owned: bool = False) -> None:
         self.conv = conv
+        #: The data is the builder's to keep (just decoded from JSON text, referenced by
+        #: nothing else): a mapping goes into the value as it is, without the copy the
+        #: converter makes, and its keys are not checked (JSON object keys are strings).
+        self.owned = owned
         self.env: dict[str, Any] = {"_Unfit": _Unfit}
         self.built: dict[tuple[type, str | None], Callable[[Any], Any] | None] = {}
 
@@ -376,8 +381,11 @@ class _Builders:
             if args[0] is Any:
                 return [*head, f"{indent}{var} = tuple({var})"]
             if attrs.has(args[0]) and (item := self.build(args[0])) is not None:
-                return [*head, f"{indent}{var} = tuple([{self._name(item)}(x) for x in {var}])"]
+                # map, not a comprehension: most lists hold none or one (a call's frame).
+                return [*head, f"{indent}{var} = tuple(map({self._name(item)}, {var}))"]
         if origin in (dict, collections.abc.Mapping) and args == (str, Any):
+            if self.owned:
+                return [f"{indent}if type({var}) is not dict:", fail]
             return [
                 f"{indent}if type({var}) is not dict:",
                 fail,
@@ -429,6 +437,65 @@ def node_json(node: Any) -> str:
     from lash._contract.graph import GraphNode
 
     return _encode_general(to_data(node, GraphNode))
+
+
+@functools.cache
+def _owned_node_builders() -> dict[str, Callable[[Any], Any]]:
+    """``{tag: builder}`` for nodes decoded from JSON text by :func:`nodes_from_json`."""
+    from lash._contract.graph import GraphNode
+
+    owned = _Builders(data_converter(detailed=False), owned=True)
+    return owned.for_union(GraphNode, "type", NODE_KINDS)
+
+
+def nodes_from_json(texts: Sequence[str], *, what: str = "stored node") -> tuple[Any, ...]:
+    """The graph nodes stored as JSON texts (each the stored form :func:`node_json` writes, or
+    any JSON :func:`from_data` accepts for a :data:`lash.GraphNode`), in order: what
+    ``from_data(json.loads(text), GraphNode)`` gives for each, in one pass.
+
+    This is how a store that keeps nodes as text loads a session's history (resuming a long
+    session decodes thousands): one :func:`json.loads` over all the texts, a builder generated
+    per node class taking each decoded object as it is, and the garbage collector paused
+    meanwhile (the pass allocates an object or more per field but creates no cycle, and a
+    collection would walk the whole heap, the host's included). On any doubt, each text goes
+    the general way, which names the bad one.
+
+    :raises lash.ValidationError: for the first text that is not JSON or not a node, with
+        ``what`` as its subject (name the session in it).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            datas = json.loads("[" + ",".join(texts) + "]")
+        except ValueError:
+            datas = None
+        if datas is not None and len(datas) == len(texts):  # not so for a text "{..},{..}"
+            builders = _owned_node_builders()
+            try:
+                return tuple([builders[data["type"]](data) for data in datas])
+            except Exception:
+                pass
+    finally:
+        if enabled:
+            gc.enable()
+    from lash._contract.graph import GraphNode
+
+    if datas is None or len(datas) != len(texts):
+        datas = [_json_of(what, text) for text in texts]
+    try:
+        return from_data(datas, tuple[GraphNode, ...], what=what)  # type: ignore[no-any-return]
+    except ValidationError:
+        for data in datas:  # the bad one's own message
+            from_data(data, GraphNode, what=what)
+        raise
+
+
+def _json_of(what: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(what, [f"not JSON: {exc}"]) from None
 
 
 class _Writers:
