@@ -229,7 +229,8 @@ def test_the_garbage_collector_is_left_as_it_was(enabled: bool, texts: list[str]
 
 def test_no_collection_runs_while_a_history_is_decoded() -> None:
     """Decoding 3,000 nodes allocates far past the collector's threshold, yet no collection
-    runs during it (the decode creates no cycle; a collection would walk the whole heap)."""
+    runs during it (the decode creates no cycle; a collection would walk the whole heap):
+    at most the one due when the collector is turned back on."""
     texts = [lash.store.node_json(user(id=f"n{i}", items=({"k": [i]},))) for i in range(3000)]
     started: list[int] = []
 
@@ -240,9 +241,10 @@ def test_no_collection_runs_while_a_history_is_decoded() -> None:
     gc.callbacks.append(count)
     try:
         read = lash.store.nodes_from_json(texts)
-        assert not started
-        [{"k": [i]} for i in range(3000)]  # the same allocations outside it: collections run
-        assert started
+        assert len(started) <= 1
+        started.clear()
+        [{"k": [i]} for i in range(3000)]  # some of its allocations outside it: collections
+        assert len(started) > 1
     finally:
         gc.callbacks.remove(count)
     assert len(read) == 3000
