@@ -194,6 +194,14 @@ def test_nodes_from_json_reads_other_writers_forms() -> None:
         ('{"type": "user"},{"type": "user"}', "not JSON: Extra data"),
         ('{"type": "nope"}', "type: expected"),
         ("[1]", "expected a graph node"),
+        (
+            lash.store.node_json(
+                lash.TurnOutcome(
+                    id="o", parent_id=None, frame_id="f", turn=1, turn_id="t", outcome="failed"
+                )
+            ).replace('"failed"', '"nope"'),
+            "outcome: expected 'completed' | 'stopped' | 'failed', got 'nope' (str)",
+        ),
     ],
 )
 def test_a_bad_text_is_a_validation_error_with_the_subject(bad: str, problem: str) -> None:

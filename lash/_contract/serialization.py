@@ -374,6 +374,10 @@ class _Builders:
         if tp in (str, int, bool):
             return [f"{indent}if type({var}) is not {tp.__name__}:", fail]
         origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is typing.Literal and args and all(type(a) is str for a in args):
+            # What cattrs' literal hook accepts (a value equal to one of them), for a str.
+            known = self._name(frozenset(args))
+            return [f"{indent}if type({var}) is not str or {var} not in {known}:", fail]
         if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
             (inner,) = [a for a in args if a is not type(None)]
             return [f"{indent}if {var} is not None:", *self._check(inner, var, indent + "    ")]
