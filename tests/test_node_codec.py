@@ -4,7 +4,6 @@ general cattrs path they stand in for: the same JSON text, the same values back.
 from __future__ import annotations
 
 import enum
-import gc
 import json
 import typing
 from typing import Any
@@ -213,46 +212,3 @@ def test_a_bad_text_is_a_validation_error_with_the_subject(bad: str, problem: st
     assert str(invalid.value).startswith("invalid stored node of 's':")
     (line,) = invalid.value.problems
     assert problem in line
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-@pytest.mark.parametrize("texts", [["{}"], ["x"], []], ids=["not-a-node", "not-json", "none"])
-def test_the_garbage_collector_is_left_as_it_was(enabled: bool, texts: list[str]) -> None:
-    """nodes_from_json pauses the garbage collector while it decodes and leaves it as it
-    found it (on or off), when it fails too."""
-    was = gc.isenabled()
-    try:
-        if not enabled:
-            gc.disable()
-        good = lash.store.node_json(user())
-        try:
-            lash.store.nodes_from_json([good, *texts])
-        except lash.ValidationError:
-            assert texts
-        assert gc.isenabled() is enabled
-    finally:
-        if was:
-            gc.enable()
-
-
-def test_no_collection_runs_while_a_history_is_decoded() -> None:
-    """Decoding 3,000 nodes allocates far past the collector's threshold, yet no collection
-    runs during it (the decode creates no cycle; a collection would walk the whole heap):
-    at most the one due when the collector is turned back on."""
-    texts = [lash.store.node_json(user(id=f"n{i}", items=({"k": [i]},))) for i in range(3000)]
-    started: list[int] = []
-
-    def count(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            started.append(info["generation"])
-
-    gc.callbacks.append(count)
-    try:
-        read = lash.store.nodes_from_json(texts)
-        assert len(started) <= 1
-        started.clear()
-        [{"k": [i]} for i in range(3000)]  # some of its allocations outside it: collections
-        assert len(started) > 1
-    finally:
-        gc.callbacks.remove(count)
-    assert len(read) == 3000

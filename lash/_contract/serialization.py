@@ -8,10 +8,8 @@ cannot change how lash reads its data.
 from __future__ import annotations
 
 import collections.abc
-import contextlib
 import enum
 import functools
-import gc
 import json
 import types
 import typing
@@ -459,26 +457,24 @@ def nodes_from_json(texts: Sequence[str], *, what: str = "stored node") -> tuple
     ``from_data(json.loads(text), GraphNode)`` gives for each, in one pass.
 
     This is how a store that keeps nodes as text loads a session's history (resuming a long
-    session decodes thousands): one :func:`json.loads` over all the texts, a builder generated
-    per node class taking each decoded object as it is, and the garbage collector paused
-    meanwhile (the pass allocates an object or more per field but creates no cycle, and a
-    collection would walk the whole heap, the host's included). On any doubt, each text goes
-    the general way, which names the bad one.
+    session decodes thousands): one :func:`json.loads` over all the texts, and a builder
+    generated per node class taking each decoded object as it is (no copy of its mappings:
+    nothing else refers to them). On any doubt, each text goes the general way, which names
+    the bad one.
 
     :raises lash.ValidationError: for the first text that is not JSON or not a node, with
         ``what`` as its subject (name the session in it).
     """
-    with collector_paused():
+    try:
+        datas = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        datas = None
+    if datas is not None and len(datas) == len(texts):  # not so for a text "{..},{..}"
+        builders = _owned_node_builders()
         try:
-            datas = json.loads("[" + ",".join(texts) + "]")
-        except ValueError:
-            datas = None
-        if datas is not None and len(datas) == len(texts):  # not so for a text "{..},{..}"
-            builders = _owned_node_builders()
-            try:
-                return tuple([builders[data["type"]](data) for data in datas])
-            except Exception:
-                pass
+            return tuple([builders[data["type"]](data) for data in datas])
+        except Exception:
+            pass
     from lash._contract.graph import GraphNode
 
     if datas is None or len(datas) != len(texts):
@@ -489,24 +485,6 @@ def nodes_from_json(texts: Sequence[str], *, what: str = "stored node") -> tuple
         for data in datas:  # the bad one's own message
             from_data(data, GraphNode, what=what)
         raise
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the garbage collector for a bulk build that creates no reference cycle (a
-    resumed history: its nodes, then its messages), then leave it as it was.
-
-    Such a build allocates a hundred thousand objects, each past the threshold a collection
-    whose cost grows with everything alive (the host's heap included) and which frees nothing
-    here. Nothing is lost: cycles made meanwhile, elsewhere, wait for the next collection.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _json_of(what: str, text: str) -> Any:

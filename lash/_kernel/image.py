@@ -17,12 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.graph import GraphNode, SessionGraph
-from lash._contract.serialization import (
-    collector_paused,
-    structure,
-    unstructure,
-    validation_problems,
-)
+from lash._contract.serialization import structure, unstructure, validation_problems
 from lash._contract.types import SessionConfig, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
 from lash._plugins.options import build_options
@@ -117,8 +112,7 @@ class SessionImage:
         self.stale = False
         self.fresh = fresh
         if base is not None:
-            with collector_paused():  # a message or two per node: see collector_paused
-                self.graph.extend(base.nodes)
+            self.graph.extend(base.nodes)
             self.revision = base.revision
             self.turns = base.turns
             self.usage = dict(base.usage)
