@@ -16,7 +16,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.media import image_ref
-from lash._contract.serialization import _plain_slots
+from lash._contract.slots import plain_slots
 from lash._contract.types import Message, ToolCall, Usage
 
 __all__ = [
@@ -244,7 +244,7 @@ def _message_builder() -> Any:
     ``__init__`` would make it, for about half the cost (a resumed session makes one per
     message), the way the stored-node builders make nodes; ``Message`` itself if its
     ``__init__`` may do more than store its arguments."""
-    slots = _plain_slots(Message)
+    slots = plain_slots(Message)
     names = ("role", "content", "tool_calls", "tool_call_id", "images")
     if slots is None or tuple(a.name for a in attrs.fields(Message)) != names:
         return Message  # pragma: no cover - only if Message changes shape

@@ -26,6 +26,7 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
+from lash._contract.slots import plain_slots
 from lash.errors import ValidationError
 
 T = TypeVar("T")
@@ -263,31 +264,6 @@ class _Unfit(Exception):
     """A generated builder's "not as is": the value goes through cattrs instead."""
 
 
-def _plain_slots(cl: type) -> dict[str, Any] | None:
-    """The slot descriptors of an attrs class whose ``__init__`` only stores its arguments,
-    by field name; ``None`` if it may do more (its own ``__init__``, a validator, a converter,
-    a default for a field not in ``__init__``, pre/post-init hooks, a hidden slot)."""
-    init = cl.__dict__.get("__init__")
-    code = getattr(init, "__code__", None)
-    # How attrs names the code it generates; should that change, builders call __init__.
-    if code is None or not code.co_filename.startswith("<attrs generated"):
-        return None
-    fields = attrs.fields(cl)
-    if any(not a.init or a.validator is not None or a.converter is not None for a in fields):
-        return None
-    if hasattr(cl, "__attrs_pre_init__") or hasattr(cl, "__attrs_post_init__"):
-        return None
-    slots: dict[str, Any] = {}
-    for klass in cl.__mro__[:-1]:  # object last
-        names = klass.__dict__.get("__slots__")
-        if names is None:
-            return None  # a class in the chain has a __dict__
-        for name in (names,) if isinstance(names, str) else names:
-            if name != "__weakref__":
-                slots.setdefault(name, klass.__dict__[name])
-    return slots if set(slots) == {a.name for a in fields} else None
-
-
 class _Builders:
     """Generate strict structuring functions for attrs classes.
 
@@ -349,7 +325,7 @@ class _Builders:
             lines.append(f"    f{i} = d[{a.name!r}]")
             lines += self._check(a.type, f"f{i}", "    ")
             args.append(f"{a.alias}=f{i}")
-        slots = _plain_slots(cl)
+        slots = plain_slots(cl)
         if slots is None:
             lines.append(f"    return {self._name(cl)}({', '.join(args)})")
         else:
