@@ -360,7 +360,7 @@ class _Builders:
             if args[0] is Any:
                 return [*head, f"{indent}{var} = tuple({var})"]
             if attrs.has(args[0]) and (item := self.build(args[0])) is not None:
-                # map, not a comprehension: most lists hold none or one (a call's frame).
+                # map, not a comprehension (in 3.11 a call of its own): most hold none or one.
                 return [*head, f"{indent}{var} = tuple(map({self._name(item)}, {var}))"]
         if origin in (dict, collections.abc.Mapping) and args == (str, Any):
             if self.owned:
