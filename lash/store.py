@@ -14,10 +14,11 @@ atomically, and proves it with :func:`check_store` (also in :mod:`lash.testing`)
 
 Graph nodes and other records are encoded for storage with :func:`to_data` and read back with
 :func:`from_data` (the same converter the kernel uses); :func:`node_json` writes a node's JSON
-text directly, for stores that keep it as text.
+text directly, and :func:`nodes_from_json` reads a history of them back, for stores that keep
+nodes as text.
 """
 
-from lash._contract.serialization import from_data, node_json, to_data
+from lash._contract.serialization import from_data, node_json, nodes_from_json, to_data
 from lash._contract.types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
@@ -130,6 +131,7 @@ __all__ = [
     "lease_is_live",
     "new_process",
     "node_json",
+    "nodes_from_json",
     "on_expiry",
     "process_event",
     "run_store_check",

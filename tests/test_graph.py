@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
-from lash._contract.graph import new_node_id
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_sqlite_store import graph_nodes
+
+from lash import (
+    AssistantMessage,
+    FrameBoundary,
+    Message,
+    ToolCall,
+    ToolCallNode,
+    ToolResultNode,
+    TurnOutcome,
+    UserMessage,
+)
+from lash._contract.graph import SessionGraph, new_node_id
 
 
 def test_node_ids_are_16_hex_digits_and_do_not_repeat() -> None:
@@ -29,3 +45,79 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     parent = [new_node_id() for _ in range(100)]
     assert len(child) == 100
     assert not set(child) & set(parent)
+
+
+# -- resume: extend in one pass -------------------------------------------------------------
+
+
+class _Result(ToolResultNode):
+    """A subclass of a node class: the one-pass build must treat it as append does."""
+
+
+def _as_subclass(node: Any) -> Any:
+    """A tool result as an instance of a subclass (other nodes as they are)."""
+    if type(node) is not ToolResultNode:
+        return node
+    return _Result(**attrs.asdict(node, recurse=False))
+
+
+def _one_by_one(start: list[Any], nodes: list[Any]) -> SessionGraph:
+    graph = SessionGraph()
+    for node in [*start, *nodes]:
+        graph.append(node)
+    return graph
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.lists(graph_nodes(), max_size=4),
+    nodes=st.lists(graph_nodes() | graph_nodes().map(_as_subclass), max_size=12),
+)
+def test_extend_builds_what_append_builds(start: list[Any], nodes: list[Any]) -> None:
+    """extend (the resume path) leaves the graph with the same nodes and the same messages,
+    of the same classes, as appending the nodes one by one."""
+    graph = SessionGraph()
+    graph.extend(start)
+    graph.extend(nodes)
+    expected = _one_by_one(start, nodes)
+    assert graph.nodes == expected.nodes
+    assert [type(n) for n in graph.nodes] == [type(n) for n in expected.nodes]
+    assert graph.messages() == expected.messages()
+    assert all(type(m) is Message for m in graph.messages())
+
+
+def test_extend_gives_the_messages_a_model_sees() -> None:
+    """A frame as a resumed session holds it: a user message, an assistant message asking
+    for a tool, the call, its (projected) result, the answer, the outcome, then a turn that
+    failed before any answer; after a boundary, only the new frame's messages remain."""
+    call = ToolCall("c1", "echo", {"text": "x"})
+    head = {"parent_id": None, "frame_id": "f", "turn": 1}
+    nodes = [
+        UserMessage(id="1", **head, text="hi"),
+        AssistantMessage(id="2", **head, text="", tool_calls=(call,)),
+        ToolCallNode(id="3", **head, call=call),
+        ToolResultNode(id="4", **head, call_id="c1", name="echo", content="long", projected="x"),
+        AssistantMessage(id="5", **head, text="done"),
+        TurnOutcome(id="6", **head, turn_id="t1", outcome="completed"),
+        UserMessage(id="7", **head, text="again"),
+        TurnOutcome(id="8", **head, turn_id="t2", outcome="failed", reason="boom"),
+    ]
+    graph = SessionGraph()
+    graph.extend(nodes)
+    assert graph.messages() == [
+        Message("user", "hi"),
+        Message("assistant", "", (call,)),
+        Message("tool", "x", tool_call_id="c1"),
+        Message("assistant", "done"),
+        Message("user", "again"),
+        Message("assistant", "[no answer: the turn failed (boom)]"),
+    ]
+    boundary = FrameBoundary(
+        id="9", parent_id="8", frame_id="g", turn=2, previous_frame_id="f", summary="s"
+    )
+    graph.extend([boundary, UserMessage(id="10", parent_id="9", frame_id="g", turn=3, text="b")])
+    assert graph.nodes[0] is boundary and len(graph.nodes) == 2
+    assert graph.messages() == [
+        Message("user", "[Summary of the conversation so far]\ns"),
+        Message("user", "b"),
+    ]

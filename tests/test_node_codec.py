@@ -19,6 +19,7 @@ from lash._contract.serialization import (
     NODE_KINDS,
     _Builders,
     _node_writers,
+    _owned_node_builders,
     data_converter,
 )
 
@@ -44,6 +45,7 @@ def test_every_node_class_gets_a_writer_and_a_builder() -> None:
         lash.GraphNode, "type", NODE_KINDS
     )
     assert set(builders) == set(NODE_KINDS.values())
+    assert set(_owned_node_builders()) == set(NODE_KINDS.values())
 
 
 @settings(max_examples=300, deadline=None)
@@ -140,3 +142,73 @@ def test_plugin_data_of_any_json_value(data: Any) -> None:
     text = lash.store.node_json(node)
     assert text == general_json(node)
     assert lash.from_data(json.loads(text), lash.GraphNode) == node
+
+
+# -- nodes_from_json: a stored history read back in one pass ----------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(node=graph_nodes())
+def test_owned_builder_builds_what_cattrs_builds(node: Any) -> None:
+    """The builder nodes_from_json uses (called directly: no fallback), given freshly decoded
+    JSON, builds the node cattrs' general union builds, equal to the original."""
+    text = lash.store.node_json(node)
+    built = _owned_node_builders()[json.loads(text)["type"]](json.loads(text))
+    assert built == cattrs_structure(json.loads(text)) == node
+    assert type(built) is type(node)
+
+
+@settings(max_examples=100, deadline=None)
+@given(nodes=st.lists(graph_nodes(), max_size=10))
+def test_nodes_from_json_reads_back_what_node_json_wrote(nodes: list[Any]) -> None:
+    """A history's stored texts read back as the same nodes, of the same classes, as each
+    text decoded on its own through json.loads and cattrs."""
+    texts = [lash.store.node_json(n) for n in nodes]
+    read = lash.store.nodes_from_json(texts)
+    assert read == tuple(nodes)
+    assert [type(n) for n in read] == [type(n) for n in nodes]
+    assert read == tuple(cattrs_structure(json.loads(t)) for t in texts)
+
+
+def test_nodes_from_json_reads_other_writers_forms() -> None:
+    """Texts another writer may store (keys in another order, defaulted fields left out,
+    spaces) among ones node_json wrote: each read as cattrs reads it (the general path)."""
+    head = {"id": "u", "parent_id": None, "frame_id": "F", "turn": 1}
+    texts = [
+        lash.store.node_json(lash.UserMessage(**head, text="a")),
+        json.dumps({"text": "b", "type": "user", **head}),
+        json.dumps({"type": "tool_call", **head, "call": {"name": "echo", "id": "c1"}}),
+    ]
+    assert lash.store.nodes_from_json(texts) == (
+        lash.UserMessage(**head, text="a"),
+        lash.UserMessage(**head, text="b"),
+        lash.ToolCallNode(**head, call=lash.ToolCall("c1", "echo")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ('{"type": "user"', "not JSON: Expecting ',' delimiter"),
+        ('{"type": "user"},{"type": "user"}', "not JSON: Extra data"),
+        ('{"type": "nope"}', "type: expected"),
+        ("[1]", "expected a graph node"),
+        (
+            lash.store.node_json(
+                lash.TurnOutcome(
+                    id="o", parent_id=None, frame_id="f", turn=1, turn_id="t", outcome="failed"
+                )
+            ).replace('"failed"', '"nope"'),
+            "outcome: expected 'completed' | 'stopped' | 'failed', got 'nope' (str)",
+        ),
+    ],
+)
+def test_a_bad_text_is_a_validation_error_with_the_subject(bad: str, problem: str) -> None:
+    """A text that is not JSON, or not a node, among good ones: a ValidationError whose
+    subject is the caller's ``what`` and whose one problem says what is wrong."""
+    good = lash.store.node_json(user())
+    with pytest.raises(lash.ValidationError) as invalid:
+        lash.store.nodes_from_json([good, bad, good], what="stored node of 's'")
+    assert str(invalid.value).startswith("invalid stored node of 's':")
+    (line,) = invalid.value.problems
+    assert problem in line

@@ -16,6 +16,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.media import image_ref
+from lash._contract.slots import plain_slots
 from lash._contract.types import Message, ToolCall, Usage
 
 __all__ = [
@@ -203,14 +204,63 @@ class SessionGraph:
         return list(self._messages)
 
     def extend(self, nodes: Iterable[GraphNode]) -> None:
+        """Append each of ``nodes``, as :meth:`append` does one by one.
+
+        Resuming a session extends an empty graph with its whole active frame: one pass here,
+        the messages of the common node classes built inline (exact classes only; anything
+        else, a boundary included, goes through :meth:`append`).
+        """
+        messages = self._messages
+        add = messages.append
         for node in nodes:
-            self.append(node)
+            # type(node) in each test, not a local: mypy narrows the node by it.
+            if type(node) is AssistantMessage:
+                add(_message("assistant", node.text, node.tool_calls, None, ()))
+            elif type(node) is ToolResultNode:
+                content = node.projected if node.projected is not None else node.content
+                add(_message("tool", content, (), node.call_id, ()))
+            elif type(node) is UserMessage and not node.items:
+                add(_message("user", node.text, (), None, ()))
+            elif type(node) is ToolCallNode or (
+                type(node) is TurnOutcome and node.outcome == "completed"
+            ):
+                pass  # no message
+            else:
+                self.append(node)  # may start a new frame: its lists are new ones
+                messages = self._messages
+                add = messages.append
+                continue
+            self.nodes.append(node)
 
     def __iter__(self) -> Iterator[GraphNode]:
         return iter(self.nodes)
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+
+def _message_builder() -> Any:
+    """``build(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
+    ``__init__`` would make it, for about half the cost (a resumed session makes one per
+    message), the way the stored-node builders make nodes; ``Message`` itself if its
+    ``__init__`` may do more than store its arguments."""
+    slots = plain_slots(Message)
+    names = ("role", "content", "tool_calls", "tool_call_id", "images")
+    if slots is None or tuple(a.name for a in attrs.fields(Message)) != names:
+        return Message  # pragma: no cover - only if Message changes shape
+    new = object.__new__
+    role, content, tool_calls, tool_call_id, images = (slots[n].__set__ for n in names)
+
+    def build(r: str, c: str, t: tuple[ToolCall, ...], i: str | None, m: tuple[Any, ...]) -> Any:
+        o = new(Message)
+        role(o, r)
+        content(o, c)
+        tool_calls(o, t)
+        tool_call_id(o, i)
+        images(o, m)
+        return o
+
+    return build
 
 
 def node_messages(node: GraphNode) -> list[Message]:
@@ -231,3 +281,4 @@ def node_messages(node: GraphNode) -> list[Message]:
 
 
 resolve_here(globals())
+_message = _message_builder()

@@ -26,6 +26,7 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
+from lash._contract.slots import plain_slots
 from lash.errors import ValidationError
 
 T = TypeVar("T")
@@ -263,31 +264,6 @@ class _Unfit(Exception):
     """A generated builder's "not as is": the value goes through cattrs instead."""
 
 
-def _plain_slots(cl: type) -> dict[str, Any] | None:
-    """The slot descriptors of an attrs class whose ``__init__`` only stores its arguments,
-    by field name; ``None`` if it may do more (its own ``__init__``, a validator, a converter,
-    a default for a field not in ``__init__``, pre/post-init hooks, a hidden slot)."""
-    init = cl.__dict__.get("__init__")
-    code = getattr(init, "__code__", None)
-    # How attrs names the code it generates; should that change, builders call __init__.
-    if code is None or not code.co_filename.startswith("<attrs generated"):
-        return None
-    fields = attrs.fields(cl)
-    if any(not a.init or a.validator is not None or a.converter is not None for a in fields):
-        return None
-    if hasattr(cl, "__attrs_pre_init__") or hasattr(cl, "__attrs_post_init__"):
-        return None
-    slots: dict[str, Any] = {}
-    for klass in cl.__mro__[:-1]:  # object last
-        names = klass.__dict__.get("__slots__")
-        if names is None:
-            return None  # a class in the chain has a __dict__
-        for name in (names,) if isinstance(names, str) else names:
-            if name != "__weakref__":
-                slots.setdefault(name, klass.__dict__[name])
-    return slots if set(slots) == {a.name for a in fields} else None
-
-
 class _Builders:
     """Generate strict structuring functions for attrs classes.
 
@@ -299,8 +275,12 @@ class _Builders:
     of what the converter accepts, and builds the same value.
     """
 
-    def __init__(self, conv: cattrs.Converter) -> None:
+    def __init__(self, conv: cattrs.Converter, *, owned: bool = False) -> None:
         self.conv = conv
+        #: The data is the builder's to keep (just decoded from JSON text, referenced by
+        #: nothing else): a mapping goes into the value as it is, without the copy the
+        #: converter makes, and its keys are not checked (JSON object keys are strings).
+        self.owned = owned
         self.env: dict[str, Any] = {"_Unfit": _Unfit}
         self.built: dict[tuple[type, str | None], Callable[[Any], Any] | None] = {}
 
@@ -345,7 +325,7 @@ class _Builders:
             lines.append(f"    f{i} = d[{a.name!r}]")
             lines += self._check(a.type, f"f{i}", "    ")
             args.append(f"{a.alias}=f{i}")
-        slots = _plain_slots(cl)
+        slots = plain_slots(cl)
         if slots is None:
             lines.append(f"    return {self._name(cl)}({', '.join(args)})")
         else:
@@ -368,6 +348,10 @@ class _Builders:
         if tp in (str, int, bool):
             return [f"{indent}if type({var}) is not {tp.__name__}:", fail]
         origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is typing.Literal and args and all(type(a) is str for a in args):
+            # What cattrs' literal hook accepts (a value equal to one of them), for a str.
+            known = self._name(frozenset(args))
+            return [f"{indent}if type({var}) is not str or {var} not in {known}:", fail]
         if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
             (inner,) = [a for a in args if a is not type(None)]
             return [f"{indent}if {var} is not None:", *self._check(inner, var, indent + "    ")]
@@ -376,8 +360,11 @@ class _Builders:
             if args[0] is Any:
                 return [*head, f"{indent}{var} = tuple({var})"]
             if attrs.has(args[0]) and (item := self.build(args[0])) is not None:
-                return [*head, f"{indent}{var} = tuple([{self._name(item)}(x) for x in {var}])"]
+                # map, not a comprehension (in 3.11 a call of its own): most hold none or one.
+                return [*head, f"{indent}{var} = tuple(map({self._name(item)}, {var}))"]
         if origin in (dict, collections.abc.Mapping) and args == (str, Any):
+            if self.owned:
+                return [f"{indent}if type({var}) is not dict:", fail]
             return [
                 f"{indent}if type({var}) is not dict:",
                 fail,
@@ -429,6 +416,58 @@ def node_json(node: Any) -> str:
     from lash._contract.graph import GraphNode
 
     return _encode_general(to_data(node, GraphNode))
+
+
+@functools.cache
+def _owned_node_builders() -> dict[str, Callable[[Any], Any]]:
+    """``{tag: builder}`` for nodes decoded from JSON text by :func:`nodes_from_json`."""
+    from lash._contract.graph import GraphNode
+
+    owned = _Builders(data_converter(detailed=False), owned=True)
+    return owned.for_union(GraphNode, "type", NODE_KINDS)
+
+
+def nodes_from_json(texts: Sequence[str], *, what: str = "stored node") -> tuple[Any, ...]:
+    """The graph nodes stored as JSON texts (each the stored form :func:`node_json` writes, or
+    any JSON :func:`from_data` accepts for a :data:`lash.GraphNode`), in order: what
+    ``from_data(json.loads(text), GraphNode)`` gives for each, in one pass.
+
+    This is how a store that keeps nodes as text loads a session's history (resuming a long
+    session decodes thousands): one :func:`json.loads` over all the texts, and a builder
+    generated per node class taking each decoded object as it is (no copy of its mappings:
+    nothing else refers to them). On any doubt, each text goes the general way, which names
+    the bad one.
+
+    :raises lash.ValidationError: for the first text that is not JSON or not a node, with
+        ``what`` as its subject (name the session in it).
+    """
+    try:
+        datas = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        datas = None
+    if datas is not None and len(datas) == len(texts):  # not so for a text "{..},{..}"
+        builders = _owned_node_builders()
+        try:
+            return tuple([builders[data["type"]](data) for data in datas])
+        except Exception:
+            pass
+    from lash._contract.graph import GraphNode
+
+    if datas is None or len(datas) != len(texts):
+        datas = [_json_of(what, text) for text in texts]
+    try:
+        return from_data(datas, tuple[GraphNode, ...], what=what)  # type: ignore[no-any-return]
+    except ValidationError:
+        for data in datas:  # the bad one's own message
+            from_data(data, GraphNode, what=what)
+        raise
+
+
+def _json_of(what: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(what, [f"not JSON: {exc}"]) from None
 
 
 class _Writers:
