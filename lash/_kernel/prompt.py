@@ -63,8 +63,10 @@ async def prompt_view(runtime: SessionRuntime) -> PromptView:
     catalog = await resolve_catalog(runtime)
     system = await system_prompt(runtime, catalog)
     message = runtime.prompt_cache.system_message(system) if system else None
-    history = await load_images(runtime, runtime.image.graph.messages())
-    messages = (message, *history) if message is not None else tuple(history)
+    graph = runtime.image.graph
+    messages = graph.prompt_messages(message)  # the one copy of the history a call makes
+    if graph.image_messages:
+        messages = await load_images(runtime, messages)
     view = PromptView(messages, tuple(catalog))
     result: PromptView = await runtime.composition.hooks.chain(
         "transform_prompt_view", key="view", value=view, session=runtime.view
