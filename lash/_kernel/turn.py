@@ -108,6 +108,10 @@ def _directives(value: Any) -> tuple[Any, ...]:
     return value if type(value) is tuple else (value,)
 
 
+#: No tokens yet (Usage is frozen: one instance serves every turn).
+_NO_USAGE = Usage()
+
+
 def new_turn_id() -> str:
     return f"turn-{new_node_id()}"  # 64 random bits, as node ids (uuid4 costs 8x as much)
 
@@ -167,7 +171,7 @@ class Turn:
         self._result: TurnResult | None = None
         self._ended: asyncio.Future[None] | None = None
         self._nodes: list[GraphNode] = []
-        self._usage = Usage()
+        self._usage = _NO_USAGE
         self._records: list[ToolCallRecord] = []
         self._final_text = ""
         self._cancel_requested = False
@@ -552,7 +556,7 @@ class Turn:
 
     async def _commit(self, result: TurnResult) -> int:
         runtime = self._runtime
-        if self._usage != Usage():
+        if self._usage != _NO_USAGE:
             runtime.add_usage("turn", self._usage)
         outcome = self._new_node(
             TurnOutcome,
@@ -677,14 +681,16 @@ class Turn:
         self._runtime.add_node(node)
 
     def _new_node(self, cls: type[Any], **fields: Any) -> Any:
-        graph = self._runtime.image.graph
-        leaf = graph.leaf
+        # The graph's leaf and frame read from its node list directly (as SessionGraph.leaf
+        # and .frame_id do): six nodes a turn.
+        nodes = self._runtime.image.graph.nodes
+        if nodes:
+            parent_id: str | None = nodes[-1].id
+            frame_id = nodes[0].frame_id
+        else:
+            parent_id, frame_id = None, ""
         return cls(
-            id=new_node_id(),
-            parent_id=leaf.id if leaf is not None else None,
-            frame_id=graph.frame_id or "",
-            turn=self.index,
-            **fields,
+            id=new_node_id(), parent_id=parent_id, frame_id=frame_id, turn=self.index, **fields
         )
 
     def _ensure_frame(self) -> None:
@@ -820,7 +826,7 @@ class Turn:
         self._native_output = spec is not None
         text: list[str] = []
         calls: list[ToolCall] = []
-        usage = Usage()
+        usage = _NO_USAGE
         finish = "stop"
         live = runtime.core.observed(runtime.id)
         async for event in provider.stream(request):
@@ -835,10 +841,15 @@ class Turn:
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
-                usage = usage + event.usage
+                # Usage is frozen: the first (usually only) report is taken as it is.
+                reported = event.usage
+                if usage is _NO_USAGE and type(reported) is Usage:
+                    usage = reported
+                else:
+                    usage = usage + reported
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
-        self._usage = self._usage + usage
+        self._usage = usage if self._usage is _NO_USAGE else self._usage + usage
         self._append(
             self._new_node(
                 AssistantMessage,
