@@ -300,17 +300,28 @@ class _TypedArguments:
     hints: Mapping[str, Any]
     context_params: tuple[str, ...]
     positional_only: tuple[str, ...]
+    # Whether a hint is one _shape_problems has something to say about (the converter checks
+    # primitives itself): a tool taking only those skips the look at each argument.
+    _shaped: bool = attrs.field(init=False, repr=False)
+
+    @_shaped.default
+    def _any_shaped(self) -> bool:
+        return any(tp not in _PRIMITIVES and tp is not Any for tp in self.hints.values())
 
     def __call__(
         self, arguments: Mapping[str, Any], context: ToolContext
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         data = dict(arguments)
-        problems = [
-            line
-            for name, value in data.items()
-            if name in self.hints
-            for line in _shape_problems(value, self.hints[name], name)
-        ]
+        problems = (
+            [
+                line
+                for name, value in data.items()
+                if name in self.hints
+                for line in _shape_problems(value, self.hints[name], name)
+            ]
+            if self._shaped
+            else []
+        )
         try:
             structured: Any = converter().structure(data, self.cls)
         except Exception as exc:
@@ -521,6 +532,10 @@ def _json_extra(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+#: What tools commonly return, none of it awaitable (known without asking the Awaitable ABC).
+_PLAIN_VALUES = frozenset((str, dict, list, int, float, bool, type(None), ToolResult))
+
+
 def _render(value: Any) -> str:
     """What the model reads of a returned value."""
     if isinstance(value, str):
@@ -554,8 +569,15 @@ class Tool:
     timeout: float | None = attrs.field(default=None, kw_only=True)
     approval: Approval = attrs.field(default="never", kw_only=True)
     _bind: _Binder = attrs.field(default=_raw_arguments, kw_only=True, alias="bind", repr=False)
+    # Whether fn is a coroutine function, asked once (inspect unwraps partials and reads code
+    # flags: a microsecond a call).
+    _is_async: bool = attrs.field(init=False, repr=False)
 
     __module__ = "lash"
+
+    @_is_async.default
+    def _fn_is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
 
     def __attrs_post_init__(self) -> None:
         _check_name(self.name)
@@ -609,7 +631,7 @@ class Tool:
         try:
             call: Any = None
             value: Any = _SUSPENDED
-            if inspect.iscoroutinefunction(self.fn):
+            if self._is_async:
                 call = self.fn(*args, **kwargs)
                 if type(call) is types.CoroutineType:
                     # Its first step runs here: a tool that returns without suspending cannot
@@ -620,7 +642,9 @@ class Tool:
                         value = done.value
                     else:
                         call = _Resumed(call, pending)
-            if value is _SUSPENDED or inspect.isawaitable(value):
+            if value is _SUSPENDED or (
+                type(value) not in _PLAIN_VALUES and inspect.isawaitable(value)
+            ):
                 deadline = asyncio.timeout(limit)
                 async with deadline:
                     if value is not _SUSPENDED:
