@@ -21,7 +21,7 @@ from lash import (
     LashError,
     PluginError,
 )
-from lash._plugins.dispatch import HookDispatcher
+from lash._plugins.dispatch import _HOT, HookDispatcher
 from lash._plugins.loading import load_plugins
 
 
@@ -675,9 +675,33 @@ def test_the_generated_fast_path_dispatches_as_the_loop(hook: str, behaviours: l
             on_error=lambda error: None,
         )
         plan = hooks._plan(hook)
-        if fast and not any(b == "async" for b in behaviours):
-            assert plan.prefix is not None
-        if not fast:
-            hooks._plans[hook] = plan._replace(prefix=None)
+        if any(b == "async" for b in behaviours):
+            assert plan.fast is None  # the loop awaits
+        elif fast:
+            assert plan.fast is not None
+            plan.fast.dispatched = _HOT  # no warm-up: this dispatch takes the fast path
+        else:
+            hooks._plans[hook] = plan._replace(fast=None)
         outcomes.append((asyncio.run(_outcome(hooks, hook)), log))
+        if fast and plan.fast is not None:
+            assert plan.fast.prefix is not None
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_hook_gets_its_fast_path_once_it_is_dispatched_repeatedly() -> None:
+    """Building the fast path costs more than a few dispatches: registration hooks (per-plugin
+    arguments) and hooks called a few times keep the loop; a hook dispatched over and over
+    gets it."""
+    hooks = dispatcher(
+        plugin("a", before_turn=lambda turn: None),
+        plugin("b", register_tools=lambda register: None),
+    )
+    hooks.collect_sync("register_tools", bind=lambda plugin: {"register": None})
+    for _ in range(_HOT - 1):
+        asyncio.run(hooks.collect("before_turn", turn="t"))
+    fast = hooks._plan("before_turn").fast
+    assert fast is not None and fast.prefix is None
+    asyncio.run(hooks.collect("before_turn", turn="t"))
+    assert fast.prefix is not None
+    registration = hooks._plan("register_tools").fast
+    assert registration is not None and registration.prefix is None

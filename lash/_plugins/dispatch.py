@@ -15,6 +15,7 @@ shape in :data:`lash.hookspecs.SHAPES`: a call site cannot dispatch a hook in th
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import operator
@@ -154,6 +155,24 @@ Prefix = Callable[
     [dict[str, Any], Caller, int, list[Any], str], tuple[int, Callable[[Any], Any] | None]
 ]
 
+#: How many dispatches of a hook (without per-plugin arguments) before it gets its fast path:
+#: building one costs tens of microseconds (hundreds when its code is not cached yet), which
+#: only hooks called over and over (the turn's) earn back; registration and one-off hooks never
+#: get one.
+_HOT = 8
+
+
+class _FastPath:
+    """A hook's fast path (:func:`_prefix`), built once the hook has been dispatched
+    :data:`_HOT` times."""
+
+    __slots__ = ("chain", "dispatched", "prefix")
+
+    def __init__(self, chain: bool) -> None:
+        self.chain = chain
+        self.dispatched = 0
+        self.prefix: Prefix | None = None
+
 
 class _Plan(NamedTuple):
     """What the loop needs for one hook, computed once per core (and per monitor change)."""
@@ -165,7 +184,7 @@ class _Plan(NamedTuple):
     accepted: frozenset[type]
     check: Callable[[str, Any], Any]
     caller: str
-    prefix: Prefix | None
+    fast: _FastPath | None  # None: an implementation is async (the loop awaits it)
 
 
 def _returning(value: Any) -> Callable[[Any], Any]:
@@ -182,8 +201,59 @@ def _raising(exc: Exception) -> Callable[[Any], Any]:
     return replay
 
 
-def _prefix(impls: Sequence[HookImpl], accepted: frozenset[type]) -> Prefix | None:
-    """The fast path of a hook whose implementations are all synchronous: one generated
+def _keep(
+    value: Any,
+    plugin: str,
+    mode: int,
+    results: list[Tagged],
+    key: str,
+    kwargs: dict[str, Any],
+    accepted: frozenset[type],
+) -> bool:
+    """The fast path's handling of a result that is not ``None``: whether it took it (a
+    collect's or chain's result of an accepted class; a broadcast drops one); else the loop
+    takes over."""
+    if value.__class__ not in accepted:
+        return False
+    if mode == _COLLECT:
+        results.append((plugin, value))
+        return True
+    if mode == _CHAIN:
+        kwargs[key] = value
+        return True
+    return mode == _BROADCAST
+
+
+@functools.lru_cache(maxsize=256)
+def _prefix_code(argnames: tuple[tuple[str, ...], ...], chain: bool) -> types.CodeType:
+    """The code of a fast path over implementations taking ``argnames`` (one tuple each); the
+    same for every hook and core where they match, so it is compiled once per process."""
+    names: dict[str, str] = {}  # argument name -> the local holding it
+    for each in argnames:
+        for name in each:
+            names.setdefault(name, f"a{len(names)}")
+    # Outside the try: an argument the kernel failed to pass is a kernel bug.
+    read = [f"{local} = kwargs[{name!r}]" for name, local in names.items()]
+    lines = ["def prefix(kwargs, caller, mode, results, key):", *(f"    {r}" for r in read)]
+    lines += ["    i = 0", "    try:"]
+    for index, each in enumerate(argnames):
+        lines += [
+            f"        i = {index}",
+            f"        caller.plugin = p{index}",
+            f"        v = f{index}({', '.join(names[n] for n in each)})",
+            "        if v is not None:",
+            f"            if not _keep(v, p{index}, mode, results, key, kwargs, accepted):",
+            f"                return {index}, _returning(v)",
+            # A chain's result is the next implementation's argument.
+            *(f"            {r}" for r in (read if chain else ())),
+        ]
+    lines += ["    except Exception as exc:", "        return i, _raising(exc)"]
+    lines += [f"    return {len(argnames)}, None"]
+    return compile("\n".join(lines), "<lash hook dispatch>", "exec")
+
+
+def _prefix(impls: Sequence[HookImpl], accepted: frozenset[type], chain: bool) -> Prefix:
+    """The fast path of a hook whose implementations are all synchronous: a generated
     function that calls them in order, straight-line, with each argument read from ``kwargs``
     once (the loop pays, per implementation, a tuple unpacked, an itemgetter called and the
     async and awaitable tests: about twice the cost).
@@ -191,49 +261,23 @@ def _prefix(impls: Sequence[HookImpl], accepted: frozenset[type]) -> Prefix | No
     It handles what most calls of most hooks get back: ``None`` (no-op and observing
     implementations), and, for collect and chain, a result of an ``accepted`` class (valid as
     it is, and not awaitable), collected into ``results`` or passed on as argument ``key``
-    (then the arguments are read again); a broadcast drops it. ``prefix(kwargs, caller, mode,
-    results, key)`` returns ``(len(impls), None)`` when it handled every implementation; else
-    ``(index, replay)`` for the first it did not (any other result, or an exception):
-    ``replay`` hands the loop that implementation's result in its place (returns the value, or
-    raises the exception) and the loop goes on from there, so such a result gets the loop's
-    full treatment: awaited, checked, attributed, folded. ``None`` when an implementation is
-    async (the loop awaits it).
+    (the arguments are then read again); a broadcast drops one. ``prefix(kwargs, caller,
+    mode, results, key)`` returns ``(len(impls), None)`` when it handled every
+    implementation; else ``(index, replay)`` for the first it did not (any other result, or
+    an exception): ``replay`` hands the loop that implementation's result in its place
+    (returns the value, or raises the exception) and the loop goes on from there, so such a
+    result gets the loop's full treatment: awaited, checked, attributed, folded.
     """
-    if not impls or any(impl.is_async for impl in impls):
-        return None
-    names: dict[str, str] = {}  # argument name -> the local holding it
-    for _, _, argnames, _ in impls:
-        for name in argnames:
-            names.setdefault(name, f"a{len(names)}")
-    # Outside the try: an argument the kernel failed to pass is a kernel bug.
-    read = [f"{local} = kwargs[{name!r}]" for name, local in names.items()]
     namespace: dict[str, Any] = {
+        "_keep": _keep,
         "_returning": _returning,
         "_raising": _raising,
         # (Every accepted class is plain data; anything awaitable is left to the loop.)
         "accepted": frozenset(t for t in accepted if not hasattr(t, "__await__")),
     }
-    lines = ["def prefix(kwargs, caller, mode, results, key):"]
-    lines += [f"    {line}" for line in read]
-    lines += ["    i = 0", "    try:"]
-    for index, (plugin, function, argnames, _) in enumerate(impls):
-        namespace[f"p{index}"], namespace[f"f{index}"] = plugin, function
-        lines += [
-            f"        i = {index}",
-            f"        caller.plugin = p{index}",
-            f"        v = f{index}({', '.join(names[n] for n in argnames)})",
-            "        if v is not None:",
-            f"            if mode == {_COLLECT} and v.__class__ in accepted:",
-            f"                results.append((p{index}, v))",
-            f"            elif mode == {_CHAIN} and v.__class__ in accepted:",
-            "                kwargs[key] = v",
-            *(f"                {line}" for line in read),
-            f"            elif mode != {_BROADCAST} or v.__class__ not in accepted:",
-            f"                return {index}, _returning(v)",
-        ]
-    lines += ["    except Exception as exc:", "        return i, _raising(exc)"]
-    lines += [f"    return {len(impls)}, None"]
-    exec(compile("\n".join(lines), "<lash hook dispatch>", "exec"), namespace)
+    for index, impl in enumerate(impls):
+        namespace[f"p{index}"], namespace[f"f{index}"] = impl.plugin, impl.function
+    exec(_prefix_code(tuple(impl.argnames for impl in impls), chain), namespace)
     prefix: Prefix = namespace["prefix"]
     return prefix
 
@@ -336,16 +380,9 @@ class HookDispatcher:
                 impls = tuple(self._monitored(hook, impl) for impl in impls)
             check: ResultCheck = checker(hook)
             calls = tuple(_call(impl) for impl in impls)
-            plan = _Plan(
-                hook,
-                shape,
-                impls,
-                calls,
-                check.accepted,
-                check.slow,
-                hook,
-                _prefix(impls, check.accepted),
-            )
+            eligible = bool(impls) and not any(impl.is_async for impl in impls)
+            fast = _FastPath(shape == "chain") if eligible else None
+            plan = _Plan(hook, shape, impls, calls, check.accepted, check.slow, hook, fast)
             self._plans[hook] = plan
         return plan
 
@@ -435,8 +472,16 @@ class HookDispatcher:
         try:
             call_kwargs = kwargs
             calls = plan.calls
-            if plan.prefix is not None and bind is None:
-                index, replay = plan.prefix(kwargs, caller, mode, results, key)
+            fast = plan.fast
+            prefix = None
+            if fast is not None and bind is None:
+                prefix = fast.prefix
+                if prefix is None:
+                    fast.dispatched += 1
+                    if fast.dispatched >= _HOT:
+                        prefix = fast.prefix = _prefix(plan.impls, plan.accepted, fast.chain)
+            if prefix is not None:
+                index, replay = prefix(kwargs, caller, mode, results, key)
                 if replay is None:
                     calls = ()  # every implementation returned None
                 else:  # the loop takes over at the first that did not (or raised)
