@@ -1099,21 +1099,39 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), _JSON, max_size=5))
-def test_a_tool_of_primitives_binds_as_with_the_shape_check(arguments: dict[str, Any]) -> None:
+_PRIMITIVE_ARGUMENTS = st.one_of(
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), _JSON, max_size=5),
+    st.fixed_dictionaries(  # every parameter, each of its type or a close one (bool for int)
+        {
+            "a": st.text(max_size=3) | st.integers(),
+            "b": st.integers() | st.booleans() | st.floats(allow_nan=False),
+            "c": st.floats(allow_nan=False) | st.integers() | st.booleans(),
+            "d": st.booleans() | st.integers(),
+        },
+        optional={"e": _JSON},
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PRIMITIVE_ARGUMENTS)
+def test_a_tool_of_primitives_binds_as_the_general_path(arguments: dict[str, Any]) -> None:
     """A tool whose parameters are all primitives skips the per-argument shape check (the
-    converter checks primitives itself): binding any JSON arguments gives the same call, or the
-    same problems, as the general path that runs the check."""
+    converter checks primitives itself), and binds arguments of exactly the parameters' types
+    without the converter: any JSON arguments give the same call, or the same problems, as the
+    general path (shape check and converter)."""
     fast = tool(_primitives)
     binder = fast._bind
     assert binder._shaped is False  # type: ignore[attr-defined]
+    assert binder._exact is not None  # type: ignore[attr-defined]
     general = attrs.evolve(binder)  # type: ignore[misc]
     object.__setattr__(general, "_shaped", True)
+    object.__setattr__(general, "_exact", None)
 
     def outcome(bind: Any) -> Any:
         try:
-            return bind(arguments, None)  # (no parameter takes the context)
+            args, kwargs = bind(arguments, None)  # (no parameter takes the context)
+            return args, kwargs, [type(v) for v in kwargs.values()]
         except Exception as exc:
             return type(exc), getattr(exc, "problems", str(exc))
 

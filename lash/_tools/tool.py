@@ -304,13 +304,34 @@ class _TypedArguments:
     # primitives itself): a tool taking only those skips the look at each argument.
     _shaped: bool = attrs.field(init=False, repr=False)
 
+    # When every hint is str, int, float or bool: arguments that give each parameter a value of
+    # exactly its type, and nothing else, are what the converter would return unchanged (its
+    # primitive hooks pass such values through), so they are bound without it.
+    _exact: Mapping[str, type] | None = attrs.field(init=False, repr=False)
+
     @_shaped.default
     def _any_shaped(self) -> bool:
         return any(tp not in _PRIMITIVES and tp is not Any for tp in self.hints.values())
 
+    @_exact.default
+    def _all_primitive(self) -> Mapping[str, type] | None:
+        hints = dict(self.hints)
+        return hints if all(tp in _PRIMITIVES for tp in hints.values()) else None
+
     def __call__(
         self, arguments: Mapping[str, Any], context: ToolContext
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        exact = self._exact
+        if exact is not None and len(arguments) == len(exact):
+            values: dict[str, Any] = {}
+            for name, tp in exact.items():
+                value = arguments.get(name, _ABSENT)
+                if type(value) is not tp:
+                    break  # missing, or to be converted or refused: the converter's call
+                values[name] = value
+            else:
+                values.update(dict.fromkeys(self.context_params, context))
+                return tuple(values.pop(name) for name in self.positional_only), values
         data = dict(arguments)
         problems = (
             [
@@ -333,7 +354,7 @@ class _TypedArguments:
                 key=lambda line: order.get(re.split(r"[.\[:]", line, maxsplit=1)[0], len(order))
             )
             raise _InvalidArguments(problems)
-        values: dict[str, Any] = {name: getattr(structured, name) for name in self.hints}
+        values = {name: getattr(structured, name) for name in self.hints}
         values.update(dict.fromkeys(self.context_params, context))
         return tuple(values.pop(name) for name in self.positional_only), values
 
@@ -531,6 +552,8 @@ def _json_extra(value: Any) -> Any:
         return list(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
+
+_ABSENT = object()
 
 #: What tools commonly return, none of it awaitable (known without asking the Awaitable ABC).
 _PLAIN_VALUES = frozenset((str, dict, list, int, float, bool, type(None), ToolResult))
