@@ -468,7 +468,8 @@ class Turn:
         result = attrs.evolve(result, revision=revision)
         view.result = result
         with self._phase():
-            await hooks.broadcast("turn_persisted", turn=view, revision=revision)
+            if hooks.impls("turn_persisted"):
+                await hooks.broadcast("turn_persisted", turn=view, revision=revision)
             if self._compact is not None:
                 await operations.compact_after_turn(runtime, self._compact.instructions)
         self._emit(TurnFinished(result))
@@ -1016,6 +1017,8 @@ class Turn:
             raise TurnStopped("cancelled")  # a request read here, from another process
         assert self._view is not None
         hooks = runtime.composition.hooks
+        if not hooks.impls("checkpoint"):
+            return joined
         for plugin, value in await hooks.collect("checkpoint", turn=self._view, kind=kind):
             for directive in _directives(value):
                 if isinstance(directive, EnqueueMessages) and directive.target == "current_turn":
