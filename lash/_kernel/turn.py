@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence, Set
+from collections.abc import AsyncGenerator, Coroutine, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -746,10 +746,12 @@ class Turn:
     def finish(self, text: str) -> None:
         self._final_text = text
 
-    async def call_model(self) -> ModelResponse:
+    def call_model(self) -> Coroutine[Any, Any, ModelResponse]:
+        # Not async itself: it hands over the coroutine that does the work (each level of
+        # coroutines costs every model call its creation and a step through it).
         if self._output is None:
-            return await self._call_model_once(None)
-        return await self._call_for_output(self._output)
+            return self._call_model_once(None)
+        return self._call_for_output(self._output)
 
     def _request_options(self, tools: tuple[Any, ...]) -> ModelOptions:
         """The model options of a call: the host's, under the session's, under the turn's."""
@@ -775,12 +777,14 @@ class Turn:
             )
         return options
 
-    async def _call_model_once(self, output: Output | None) -> ModelResponse:
+    def _call_model_once(self, output: Output | None) -> Coroutine[Any, Any, ModelResponse]:
         """One model call, reported to ``model_call_finished`` when a plugin implements it."""
-        hooks = self._runtime.composition.hooks
-        if not hooks.impls("model_call_finished"):
-            # Nobody observes model calls: no clock, no dispatch.
-            return await self._call_provider(output)
+        if not self._runtime.composition.hooks.impls("model_call_finished"):
+            # Nobody observes model calls: no clock, no dispatch (and no coroutine of ours).
+            return self._call_provider(output)
+        return self._call_observed(output)
+
+    async def _call_observed(self, output: Output | None) -> ModelResponse:
         self._request = None
         try:
             response = await self._call_provider(output, observed=True)

@@ -601,10 +601,9 @@ class HookDispatcher:
         plan = self._plans.get(hook) or self._plan(hook)
         if plan.shape not in ("collect", "chain"):
             self._start(hook, "collect or chain")
-        folded = dict(kwargs)
-        if plan.calls:
-            await self._dispatch(plan, _FOLD, folded, step=step)
-        return folded
+        if plan.calls:  # (kwargs is this call's own dict: the fold may change it)
+            await self._dispatch(plan, _FOLD, kwargs, step=step)
+        return kwargs
 
     async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
         """Pass ``value`` (as argument ``key``) through every implementation in order; a

@@ -322,7 +322,8 @@ class MemoryStore:
         if delta.config is not None:
             s.config = delta.config
         for source, usage in delta.usage.items():
-            s.usage[source] = s.usage.get(source, Usage()) + usage
+            known = s.usage.get(source)  # (Usage is frozen: a first amount is kept as it is)
+            s.usage[source] = usage if known is None else known + usage
         s.turns += delta.turns
         if delta.parent_id is not None:
             s.parent_id = delta.parent_id
