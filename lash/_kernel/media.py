@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 def stage_items(session_id: str, items: Sequence[Any]) -> tuple[tuple[Any, ...], list[Image]]:
     """``items`` with every :class:`lash.Image` checked and replaced by its reference, and the
     loaded images whose bytes the store must hold."""
+    if not items:
+        return (), []
     if not any(isinstance(item, Image) for item in items):
         return tuple(items), []
     staged: list[Any] = []

@@ -466,7 +466,8 @@ class Turn:
                 runtime.image.kernel.settle_awaiting("expired")
                 self._close_dangling_calls(result.error or "turn ended")
         finally:
-            await keeper.stop()
+            if keeper.stop():
+                await keeper.finish()
 
         revision = await self._commit(result)
         result = committed_result(result, revision)
@@ -847,7 +848,8 @@ class Turn:
         async for event in provider.stream(request):
             if isinstance(event, TextDelta):
                 text.append(event.text)
-                self._emit(TextDeltaEvent(event.text))
+                if self._events is not None:  # (run() keeps no events: none is built)
+                    self._events.put_nowait(TextDeltaEvent(event.text))
                 if live:
                     runtime.core.notify(
                         runtime.id,
@@ -972,7 +974,8 @@ class Turn:
         return done
 
     def _call_started(self, call: ToolCall, live: bool) -> None:
-        self._emit(ToolCallStarted(call))
+        if self._events is not None:  # (run() keeps no events: none is built)
+            self._events.put_nowait(ToolCallStarted(call))
         if live:  # live only: the committed turn holds its calls (graph, turn_committed)
             runtime = self._runtime
             started = tool_call_started_data(self.id, call)
@@ -996,7 +999,8 @@ class Turn:
             )
         )
         self._records.append(ToolCallRecord(final_call, result))
-        self._emit(ToolCallFinished(final_call, result))
+        if self._events is not None:
+            self._events.put_nowait(ToolCallFinished(final_call, result))
         if live:
             finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
@@ -1102,10 +1106,15 @@ class _Keeper:
     def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._turn._keep())
 
-    async def stop(self) -> None:
+    def stop(self) -> bool:
+        """Disarm; returns whether a poll task runs (then ``await finish()``)."""
         runtime = self._turn._runtime
         if runtime.on_poll_due == self._start:
             runtime.on_poll_due = None
+        return self._task is not None
+
+    async def finish(self) -> None:
+        """Cancel the poll task and wait for it to end."""
         task = self._task
         if task is not None:
             task.cancel()
