@@ -186,6 +186,8 @@ class MemoryStore:
             s.events.pop(0)
 
     def _counts(self, s: _MemorySession) -> tuple[int, int]:
+        if not s.inputs and not s.commands:
+            return 0, 0  # (most sessions, at every lease taken)
         pending = sum(1 for item in s.inputs if self._state(s, item).state == "pending")
         commands = sum(1 for c in s.commands if c.state == "pending")
         return pending, commands
