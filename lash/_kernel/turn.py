@@ -987,7 +987,13 @@ class Turn:
         """Record a call's result: its node (with what the model sees of it), the turn's record
         of it, and the events."""
         runtime = self._runtime
-        projected = await project(runtime, final_call, result)
+        hooks = runtime.composition.hooks
+        # (No coroutine when nobody projects results: most sessions.)
+        projected = (
+            await project(runtime, final_call, result)
+            if hooks.impls("project_tool_result")
+            else None
+        )
         self._append(
             self._new_node(
                 ToolResultNode,

@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextvars
 import copy
 import enum
+import importlib
 import inspect
 import json
 import logging
 import re
+import sys
 import threading
 import types
 import typing
@@ -647,7 +649,9 @@ class Tool:
             logger.exception("binding the arguments of tool %r failed", self.name)
             return self._error(context, f"tool {self.name!r} could not be called: {exc}")
 
-        import asyncio  # see the note at the imports
+        # asyncio as the note at the imports says, without an import statement (~0.4 us per
+        # call even once the module is loaded): a running tool call has loaded it.
+        aio: Any = sys.modules.get("asyncio") or importlib.import_module("asyncio")
 
         limit = self.timeout if self.timeout is not None else context.timeout
         deadline: asyncio.Timeout | None = None
@@ -668,7 +672,7 @@ class Tool:
             if value is _SUSPENDED or (
                 type(value) not in _PLAIN_VALUES and inspect.isawaitable(value)
             ):
-                deadline = asyncio.timeout(limit)
+                deadline = aio.timeout(limit)
                 async with deadline:
                     if value is not _SUSPENDED:
                         value = await value
@@ -679,7 +683,7 @@ class Tool:
                     # A sync function may hand back an awaitable (a wrapped coroutine function).
                     if inspect.isawaitable(value):
                         value = await value
-        except asyncio.CancelledError:
+        except aio.CancelledError:
             context.cancelled.set()  # lets an abandoned sync tool notice and stop
             raise
         except Exception as exc:
