@@ -455,9 +455,13 @@ class HookDispatcher:
         bind: Bind | None = None,
         on_failure: Callable[[LashError], None] | None = None,
         sync: bool = False,
+        calls: tuple[_Call, ...] | None = None,
+        results: list[Tagged] | None = None,
     ) -> Any:
         """Call ``plan``'s implementations in order; what happens to each result depends on
         ``mode``. ``kwargs`` is this dispatch's own dict (chains and folds change it).
+        ``calls`` and ``results``: what is left to call, and what was collected, after the fast
+        path (:meth:`_fast`).
 
         Results are checked against the hook's contract before anything uses them; an
         implementation's failure (a wrong result included) is raised attributed to its plugin
@@ -466,28 +470,15 @@ class HookDispatcher:
         hook = plan.hook
         accepted = plan.accepted
         timeout = self.hook_timeout
-        results: list[Tagged] = []
+        if results is None:
+            results = []
         caller = Caller(plan.caller)
         token = CALLER.set(caller)
         try:
             call_kwargs = kwargs
-            calls = plan.calls
-            fast = plan.fast
-            prefix = None
-            if fast is not None and bind is None:
-                prefix = fast.prefix
-                if prefix is None:
-                    fast.dispatched += 1
-                    if fast.dispatched >= _HOT:
-                        prefix = fast.prefix = _prefix(plan.impls, plan.accepted, fast.chain)
-            if prefix is not None:
-                index, replay = prefix(kwargs, caller, mode, results, key)
-                if replay is None:
-                    calls = ()  # every implementation returned None
-                else:  # the loop takes over at the first that did not (or raised)
-                    plugin, _, arguments, _, _ = calls[index]
-                    calls = (_Call(plugin, replay, arguments, False, False), *calls[index + 1 :])
-            for plugin, function, arguments, spread, is_async in calls:
+            for plugin, function, arguments, spread, is_async in (
+                plan.calls if calls is None else calls
+            ):
                 if bind is not None:
                     call_kwargs = {**kwargs, **bind(plugin)}
                 # Outside the try: an argument the kernel failed to pass is a kernel bug.
@@ -532,6 +523,33 @@ class HookDispatcher:
             return results
         finally:
             CALLER.reset(token)
+
+    def _fast(
+        self, plan: _Plan, mode: int, kwargs: dict[str, Any], results: list[Tagged], key: str = ""
+    ) -> tuple[_Call, ...]:
+        """Run ``plan``'s fast path (:func:`_prefix`; built once the hook is hot), without a
+        coroutine: returns the calls the loop still has to make (none: it handled them all, its
+        results in ``results``), all of them when the hook has no fast path (yet)."""
+        fast = plan.fast
+        if fast is None:
+            return plan.calls
+        prefix = fast.prefix
+        if prefix is None:
+            fast.dispatched += 1
+            if fast.dispatched < _HOT:
+                return plan.calls
+            prefix = fast.prefix = _prefix(plan.impls, plan.accepted, fast.chain)
+        caller = Caller(plan.caller)
+        token = CALLER.set(caller)
+        try:
+            index, replay = prefix(kwargs, caller, mode, results, key)
+        finally:
+            CALLER.reset(token)
+        if replay is None:
+            return ()  # every implementation handled
+        # The loop takes over at the first result the fast path did not take (or raised).
+        plugin, _, arguments, _, _ = plan.calls[index]
+        return (_Call(plugin, replay, arguments, False, False), *plan.calls[index + 1 :])
 
     @staticmethod
     async def _bounded(hook: str, plugin: str, awaitable: Any, timeout: float) -> Any:
@@ -590,8 +608,14 @@ class HookDispatcher:
             self._start(hook, "collect")
         if not plan.calls:  # nothing to call: no coroutine, no caller record (most turn hooks)
             return []
-        result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
-        return result
+        if bind is not None:
+            result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
+            return result
+        results: list[Tagged] = []
+        calls = self._fast(plan, _COLLECT, kwargs, results)
+        if calls:
+            await self._dispatch(plan, _COLLECT, kwargs, calls=calls, results=results)
+        return results
 
     async def fold(self, hook: str, /, step: Step, **kwargs: Any) -> dict[str, Any]:
         """Fold a collect or chain hook's results in order with ``step(plugin, value, kwargs)``,
@@ -602,7 +626,9 @@ class HookDispatcher:
         if plan.shape not in ("collect", "chain"):
             self._start(hook, "collect or chain")
         if plan.calls:  # (kwargs is this call's own dict: the fold may change it)
-            await self._dispatch(plan, _FOLD, kwargs, step=step)
+            calls = self._fast(plan, _FOLD, kwargs, [])
+            if calls:
+                await self._dispatch(plan, _FOLD, kwargs, step=step, calls=calls)
         return kwargs
 
     async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
@@ -614,7 +640,10 @@ class HookDispatcher:
         if not plan.calls:
             return value
         kwargs[key] = value
-        return await self._dispatch(plan, _CHAIN, kwargs, key=key)
+        calls = self._fast(plan, _CHAIN, kwargs, [], key)
+        if not calls:
+            return kwargs[key]
+        return await self._dispatch(plan, _CHAIN, kwargs, key=key, calls=calls)
 
     async def first(self, hook: str, /, **kwargs: Any) -> Tagged | None:
         """Call implementations in order until one returns non-``None``; return it, tagged."""
@@ -623,7 +652,10 @@ class HookDispatcher:
             self._start(hook, "first")
         if not plan.calls:
             return None
-        result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs)
+        calls = self._fast(plan, _FIRST, kwargs, [])
+        if not calls:
+            return None
+        result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs, calls=calls)
         return result
 
     async def exclusive(self, hook: str, /, **kwargs: Any) -> Tagged | None:
@@ -651,10 +683,14 @@ class HookDispatcher:
         if not plan.calls:
             return errors
 
+        calls = self._fast(plan, _BROADCAST, kwargs, [])
+        if not calls:
+            return errors
+
         def isolate(error: LashError) -> None:
             errors.append(self.report(error))
 
-        await self._dispatch(plan, _BROADCAST, kwargs, on_failure=isolate)
+        await self._dispatch(plan, _BROADCAST, kwargs, on_failure=isolate, calls=calls)
         return errors
 
     def report(self, error: LashError) -> LashError:
