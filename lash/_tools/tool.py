@@ -332,8 +332,7 @@ class _TypedArguments:
                     break  # missing, or to be converted or refused: the converter's call
                 values[name] = value
             else:
-                values.update(dict.fromkeys(self.context_params, context))
-                return tuple(values.pop(name) for name in self.positional_only), values
+                return self._split(values, context)
         data = dict(arguments)
         problems = (
             [
@@ -357,7 +356,16 @@ class _TypedArguments:
             )
             raise _InvalidArguments(problems)
         values = {name: getattr(structured, name) for name in self.hints}
-        values.update(dict.fromkeys(self.context_params, context))
+        return self._split(values, context)
+
+    def _split(
+        self, values: dict[str, Any], context: ToolContext
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's positional and keyword arguments, from the parameters' ``values``."""
+        if self.context_params:
+            values.update(dict.fromkeys(self.context_params, context))
+        if not self.positional_only:
+            return (), values
         return tuple(values.pop(name) for name in self.positional_only), values
 
 
@@ -629,7 +637,7 @@ class Tool:
         Every failure becomes an error result naming this tool; only cancellation propagates.
         """
         context.raise_if_cancelled()
-        if not isinstance(arguments, Mapping):
+        if type(arguments) is not dict and not isinstance(arguments, Mapping):
             return self._error(
                 context,
                 f"invalid arguments for tool {self.name!r}: expected a JSON object, "
