@@ -247,7 +247,10 @@ class Turn:
             try:
                 await ended
             finally:
-                await self._settle(runner)
+                if runner.done():  # (as it is once the turn ended: no coroutine to settle it)
+                    runner.result()
+                else:
+                    await self._settle(runner)
         finally:
             self._runtime.running.discard(self)
         return self._result

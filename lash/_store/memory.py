@@ -211,7 +211,10 @@ class MemoryStore:
         check_session_id(session_id)
         s = self._session(session_id)
         lease = take_lease(s.lease, session_id, owner, ttl, take_over=take_over)
-        s.lease = _lease(lease, lease.expires_at, 0, 0, 0)
+        # Stored without the head's counts (a new lease has none: kept as it is).
+        if lease.revision or lease.pending_inputs or lease.pending_commands:
+            lease = _lease(lease, lease.expires_at, 0, 0, 0)
+        s.lease = lease
         s.running_turn = turn
         self._log(session_id, s, events)
         return self._with_head(lease, s)
