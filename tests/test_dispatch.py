@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import types
@@ -9,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lash
 from lash import (
@@ -18,7 +21,7 @@ from lash import (
     LashError,
     PluginError,
 )
-from lash._plugins.dispatch import HookDispatcher
+from lash._plugins.dispatch import _HOT, HookDispatcher
 from lash._plugins.loading import load_plugins
 
 
@@ -549,3 +552,156 @@ def test_class_plugin_methods_do_not_take_self_as_argument() -> None:
 
     hooks = dispatcher(Plugin)
     assert hooks.collect_sync("prompt_contributions", session="s") == [("Plugin", pc("bound:s"))]
+
+
+# -- the generated fast path against the loop ------------------------------------------------------
+
+#: What an implementation does in the property test below.
+BEHAVIOURS = ("none", "valid", "invalid", "raises", "coroutine", "async", "several")
+
+
+def _behaving(name: str, behaviour: str, hook: str, log: list[str]) -> Callable[..., Any]:
+    """An implementation of ``hook`` for plugin ``name`` that logs its call (with the plugin
+    the dispatcher says is running) and then does ``behaviour``."""
+    from lash._contract.calls import CALLER
+
+    def value(args: dict[str, Any]) -> Any:
+        if hook == "transform_prompt_view":  # a chain: each sees the previous output
+            return pv(f"{text(args['view'])}+{name}")
+        if hook == "compact_context":
+            return lash.Compaction(f"by {name}")
+        return pc(f"from {name}")
+
+    def act(args: dict[str, Any]) -> Any:
+        caller = CALLER.get()
+        log.append(f"{name}:{caller.plugin if caller else None}")
+        if behaviour == "none":
+            return None
+        if behaviour == "raises":
+            raise ValueError(f"{name} broke")
+        if behaviour == "invalid":
+            return 42  # no hook accepts an int
+        if behaviour == "several" and hook == "prompt_contributions":
+            return (pc(f"{name} 1"), pc(f"{name} 2"))  # checked element by element
+        return value(args)
+
+    if behaviour == "async":
+
+        async def run_async(**args: Any) -> Any:
+            return act(args)
+
+        function: Callable[..., Any] = run_async
+    elif behaviour == "coroutine":  # a sync function handing back a coroutine
+
+        async def later(args: dict[str, Any]) -> Any:
+            return value(args)
+
+        def function(**args: Any) -> Any:
+            act({**args})
+            return later(args)
+
+    else:
+
+        def function(**args: Any) -> Any:
+            return act(args)
+
+    params = {
+        "prompt_contributions": "session",
+        "transform_prompt_view": "session, view",
+        "turn_finalized": "turn",
+        "compact_context": "session, instructions",
+        "before_turn": "turn",
+    }[hook]
+    # pluggy reads the parameter names: give the implementation the hook's own.
+    namespace: dict[str, Any] = {"function": function}
+    prefix = "async " if behaviour == "async" else ""
+    call = "await function" if behaviour == "async" else "function"
+    keywords = ", ".join(f"{p}={p}" for p in params.split(", "))
+    exec(f"{prefix}def impl({params}):\n    return {call}({keywords})", namespace)
+    return namespace["impl"]  # type: ignore[no-any-return]
+
+
+async def _outcome(hooks: HookDispatcher, hook: str) -> Any:
+    """What dispatching ``hook`` in its shape gives back (a raised error as a comparable
+    summary)."""
+    try:
+        if hook == "prompt_contributions":
+            return await hooks.collect(hook, session="s")
+        if hook == "transform_prompt_view":
+            return text(await hooks.chain(hook, key="view", value=pv("v"), session="s"))
+        if hook == "compact_context":
+            return await hooks.first(hook, session="s", instructions=None)
+        if hook == "before_turn":
+            seen: list[Any] = []
+
+            def step(plugin: str, value: Any, kwargs: dict[str, Any]) -> bool:
+                seen.append((plugin, value))
+                return len(seen) == 2
+
+            await hooks.fold(hook, step, turn="t")
+            return seen
+        errors = await hooks.broadcast(hook, turn="t")
+        return [(type(e).__name__, str(e), e.plugin, e.hook) for e in errors]
+    except LashError as exc:
+        return ("raised", type(exc).__name__, str(exc), getattr(exc, "plugin", None))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            "prompt_contributions",
+            "transform_prompt_view",
+            "turn_finalized",
+            "compact_context",
+            "before_turn",
+        ]
+    ),
+    st.lists(st.sampled_from(BEHAVIOURS), min_size=1, max_size=6),
+)
+def test_the_generated_fast_path_dispatches_as_the_loop(hook: str, behaviours: list[str]) -> None:
+    """Every shape, over implementations that return nothing, a valid or invalid result, a
+    coroutine, or raise, sync or async: the dispatcher with its generated fast path calls the
+    same implementations in the same order (each seeing itself as the running plugin) and gives
+    the same results and errors as the plain loop."""
+    outcomes = []
+    for fast in (True, False):
+        log: list[str] = []
+        hooks = dispatcher(
+            *(
+                plugin(f"p{i}", **{hook: _behaving(f"p{i}", b, hook, log)})
+                for i, b in enumerate(behaviours)
+            ),
+            on_error=lambda error: None,
+        )
+        plan = hooks._plan(hook)
+        if any(b == "async" for b in behaviours):
+            assert plan.fast is None  # the loop awaits
+        elif fast:
+            assert plan.fast is not None
+            plan.fast.dispatched = _HOT  # no warm-up: this dispatch takes the fast path
+        else:
+            hooks._plans[hook] = plan._replace(fast=None)
+        outcomes.append((asyncio.run(_outcome(hooks, hook)), log))
+        if fast and plan.fast is not None:
+            assert plan.fast.prefix is not None
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_hook_gets_its_fast_path_once_it_is_dispatched_repeatedly() -> None:
+    """Building the fast path costs more than a few dispatches: registration hooks (per-plugin
+    arguments) and hooks called a few times keep the loop; a hook dispatched over and over
+    gets it."""
+    hooks = dispatcher(
+        plugin("a", before_turn=lambda turn: None),
+        plugin("b", register_tools=lambda register: None),
+    )
+    hooks.collect_sync("register_tools", bind=lambda plugin: {"register": None})
+    for _ in range(_HOT - 1):
+        asyncio.run(hooks.collect("before_turn", turn="t"))
+    fast = hooks._plan("before_turn").fast
+    assert fast is not None and fast.prefix is None
+    asyncio.run(hooks.collect("before_turn", turn="t"))
+    assert fast.prefix is not None
+    registration = hooks._plan("register_tools").fast
+    assert registration is not None and registration.prefix is None

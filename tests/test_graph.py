@@ -1,4 +1,5 @@
-"""Node ids (lash._contract.graph.new_node_id): 64 random bits, unique across processes."""
+"""The session graph: node ids (64 random bits, unique across processes) and the active
+frame's chat messages as a model call gets them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import re
 from typing import Any
 
 import attrs
+import hypothesis
+import hypothesis.strategies as st
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from test_sqlite_store import graph_nodes
 
 from lash import (
@@ -21,7 +23,7 @@ from lash import (
     TurnOutcome,
     UserMessage,
 )
-from lash._contract.graph import SessionGraph, new_node_id
+from lash._contract.graph import GraphNode, SessionGraph, new_node_id
 
 
 def test_node_ids_are_16_hex_digits_and_do_not_repeat() -> None:
@@ -121,3 +123,55 @@ def test_extend_gives_the_messages_a_model_sees() -> None:
         Message("user", "[Summary of the conversation so far]\ns"),
         Message("user", "b"),
     ]
+
+
+_IMAGE_REF = {"type": "image", "media_type": "image/png", "sha256": "ab" * 32}
+_URL_REF = {"type": "image", "url": "https://example.com/a.png"}
+
+
+def _node(kind: str, index: int) -> GraphNode:
+    """A node of one of the kinds the graph treats differently for the model's messages."""
+    base = {"id": new_node_id(), "parent_id": None, "frame_id": f"f{index}", "turn": 1}
+    if kind == "user":
+        return UserMessage(**base, text="hi")
+    if kind == "user+image":
+        return UserMessage(**base, text="look", items=("a caption", _IMAGE_REF))
+    if kind == "user+url":
+        return UserMessage(**base, text="look", items=(_URL_REF,))
+    if kind == "user+other":  # items, but none an image
+        return UserMessage(**base, text="data", items=({"type": "note"},))
+    if kind == "assistant":
+        return AssistantMessage(**base, text="ok")
+    if kind == "result":
+        return ToolResultNode(**base, call_id="c", name="t", content="r")
+    if kind == "boundary":
+        return FrameBoundary(**base, previous_frame_id=None)
+    if kind == "boundary+summary":
+        return FrameBoundary(**base, previous_frame_id=None, summary="so far")
+    return TurnOutcome(**base, turn_id="t", outcome="failed" if kind == "failed" else "completed")
+
+
+_KINDS = (
+    "user", "user+image", "user+url", "user+other", "assistant", "result",
+    "boundary", "boundary+summary", "completed", "failed",
+)  # fmt: skip
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.lists(st.sampled_from(_KINDS), max_size=40))
+def test_the_image_count_and_prompt_messages_follow_the_general_path(kinds: list[str]) -> None:
+    """After every append, the graph's count of messages with images equals a count over
+    ``messages()``, and ``prompt_messages`` is ``messages()`` as a tuple (after a system
+    message when given)."""
+    graph = SessionGraph()
+    system = Message("system", "be brief")
+    for index, kind in enumerate(kinds):
+        graph.append(_node(kind, index))
+        messages = graph.messages()
+        assert graph.image_messages == sum(1 for m in messages if m.images)
+        assert graph.prompt_messages() == tuple(messages)
+        assert graph.prompt_messages(system) == (system, *messages)
+    # Independently of messages(): the active frame's user messages with image items.
+    frame = graph.nodes
+    expected = sum(1 for n in frame if isinstance(n, UserMessage) and n.text == "look")
+    assert graph.image_messages == expected

@@ -37,6 +37,28 @@ async def test_memory_store_check(check: str) -> None:
     await run_store_check(check, lash.store.MemoryStore)
 
 
+def test_memory_store_rebuilds_leases_and_turn_records_as_attrs_evolve() -> None:
+    """The memory store rebuilds the records of every turn's path field by field (faster than
+    attrs.evolve): the same records as attrs.evolve, every field carried (a field added to
+    Lease or TurnRecord must be added there too)."""
+    from lash._store.memory import _lease, _recorded
+
+    assert [f.name for f in attrs.fields(lash.store.Lease)] == [
+        "session_id", "owner", "token", "expires_at", "revision", "pending_inputs",
+        "pending_commands",
+    ]  # fmt: skip
+    assert [f.name for f in attrs.fields(lash.store.TurnRecord)] == [
+        "session_id", "turn_id", "index", "outcome", "revision", "reason", "result",
+        "committed_at",
+    ]  # fmt: skip
+    lease = lash.store.Lease("s", "me", 7, 123.5, 4, 2, 1)
+    assert _lease(lease, 0.0, 9, 3, 5) == attrs.evolve(
+        lease, expires_at=0.0, revision=9, pending_inputs=3, pending_commands=5
+    )
+    turn = lash.store.TurnRecord("s", "t1", 3, "stopped", 4, "cancelled", {"text": "x"}, 1.5)
+    assert _recorded(turn, 8, 99.0) == attrs.evolve(turn, revision=8, committed_at=99.0)
+
+
 async def test_async_factory_is_awaited() -> None:
     """A factory may be an async function returning the store."""
 

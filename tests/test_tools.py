@@ -1085,3 +1085,54 @@ async def test_async_tool_that_never_suspends_runs_without_a_timer() -> None:
     scheduled = len(loop._scheduled)  # type: ignore[attr-defined]  # the loop's timer heap
     assert await instant.invoke({"text": "hi"}, make_context("c2")) == lash.ToolResult("c2", "HI")
     assert len(loop._scheduled) == scheduled  # type: ignore[attr-defined]
+
+
+def _primitives(a: str, b: int, c: float, d: bool = False) -> str:
+    """Takes only primitives."""
+    return f"{a}{b}{c}{d}"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children),
+    max_leaves=6,
+)
+
+
+_PRIMITIVE_ARGUMENTS = st.one_of(
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), _JSON, max_size=5),
+    st.fixed_dictionaries(  # every parameter, each of its type or a close one (bool for int)
+        {
+            "a": st.text(max_size=3) | st.integers(),
+            "b": st.integers() | st.booleans() | st.floats(allow_nan=False),
+            "c": st.floats(allow_nan=False) | st.integers() | st.booleans(),
+            "d": st.booleans() | st.integers(),
+        },
+        optional={"e": _JSON},
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PRIMITIVE_ARGUMENTS)
+def test_a_tool_of_primitives_binds_as_the_general_path(arguments: dict[str, Any]) -> None:
+    """A tool whose parameters are all primitives skips the per-argument shape check (the
+    converter checks primitives itself), and binds arguments of exactly the parameters' types
+    without the converter: any JSON arguments give the same call, or the same problems, as the
+    general path (shape check and converter)."""
+    fast = tool(_primitives)
+    binder = fast._bind
+    assert binder._shaped is False  # type: ignore[attr-defined]
+    assert binder._exact is not None  # type: ignore[attr-defined]
+    general = attrs.evolve(binder)  # type: ignore[misc]
+    object.__setattr__(general, "_shaped", True)
+    object.__setattr__(general, "_exact", None)
+
+    def outcome(bind: Any) -> Any:
+        try:
+            args, kwargs = bind(arguments, None)  # (no parameter takes the context)
+            return args, kwargs, [type(v) for v in kwargs.values()]
+        except Exception as exc:
+            return type(exc), getattr(exc, "problems", str(exc))
+
+    assert outcome(binder) == outcome(general)

@@ -512,3 +512,23 @@ async def test_structured_input_items_are_recorded_with_the_text() -> None:
     stored = await session.core.store.load("items")
     assert stored is not None
     assert next(n for n in stored.nodes if isinstance(n, lash.UserMessage)).items == items
+
+
+def test_a_committed_result_is_the_result_with_its_revision() -> None:
+    """The kernel copies a turn's result with its commit's revision field by field (faster
+    than attrs.evolve): the same result as attrs.evolve, every field carried (a field added to
+    TurnResult must be added there too)."""
+    from lash._kernel.turn import committed_result
+
+    assert [f.name for f in attrs.fields(lash.TurnResult)] == [
+        "session_id", "index", "outcome", "text", "reason", "error", "error_plugin",
+        "error_hook", "detail", "tool_calls", "usage", "revision", "turn_id", "cancelled_by",
+        "cancel_reason", "output", "output_errors",
+    ]  # fmt: skip
+    call = lash.ToolCall("c1", "echo", {"text": "x"})
+    result = lash.TurnResult(
+        "s", 3, "stopped", "text", "cancelled", "err", "plug", "hook", "detail",
+        (lash.ToolCallRecord(call, lash.ToolResult("c1", "x")),), lash.Usage(1, 2, 3), 0,
+        "turn-1", "host", "why", {"a": 1}, ("problem",),
+    )  # fmt: skip
+    assert committed_result(result, 7) == attrs.evolve(result, revision=7)

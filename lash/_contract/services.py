@@ -275,7 +275,7 @@ def _new_event() -> asyncio.Event:
 
 
 def check_timeout(value: float | None) -> None:
-    if value is None:
+    if value is None or (type(value) is float and value > 0):  # (the common case, first)
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 #: into the protocol plugin's options at load. See :func:`migrate_protocol_options`.
 LEGACY_PROTOCOL_OPTIONS = "lash"
 
+#: No tokens (Usage is frozen: one instance to compare with).
+_NO_USAGE = Usage()
+
 
 @attrs.define(slots=True)
 class SessionImage:
@@ -160,7 +163,7 @@ class SessionImage:
             nodes=tuple(nodes),
             plugin_states=states,
             config=self.persistable_config(composition) if self.config_dirty else None,
-            usage={k: v for k, v in usage.items() if v != Usage()},
+            usage={k: v for k, v in usage.items() if v != _NO_USAGE},
             turns=turns,
             replace=self.fresh,
             **mailbox,
@@ -175,7 +178,8 @@ class SessionImage:
         for plugin, snapshot in delta.plugin_states.items():
             self.snapshots[plugin] = fingerprint(snapshot)
         for source, amount in delta.usage.items():
-            self.usage[source] = self.usage.get(source, Usage()) + amount
+            known = self.usage.get(source)  # (Usage is frozen: a first amount is kept as is)
+            self.usage[source] = amount if known is None else known + amount
 
     def persistable_config(self, composition: Composition) -> SessionConfig:
         """The config as stored: option fields marked secret are dropped (secrets are never

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 def stage_items(session_id: str, items: Sequence[Any]) -> tuple[tuple[Any, ...], list[Image]]:
     """``items`` with every :class:`lash.Image` checked and replaced by its reference, and the
     loaded images whose bytes the store must hold."""
+    if not items:
+        return (), []
     if not any(isinstance(item, Image) for item in items):
         return tuple(items), []
     staged: list[Any] = []
@@ -55,11 +57,11 @@ async def put_blobs(store: Store, images: Sequence[Image]) -> None:
         await store.put_blob(image.data)
 
 
-async def load_images(runtime: SessionRuntime, messages: list[Message]) -> list[Message]:
+async def load_images(
+    runtime: SessionRuntime, messages: tuple[Message, ...]
+) -> tuple[Message, ...]:
     """``messages`` with every stored image's bytes loaded (from the session's cache, else the
-    store)."""
-    if not any(m.images for m in messages):
-        return messages
+    store). The prompt view calls it only when its graph counts messages with images."""
     cache = runtime.blobs
     out: list[Message] = []
     for message in messages:
@@ -83,4 +85,4 @@ async def load_images(runtime: SessionRuntime, messages: list[Message]) -> list[
                 cache[image.sha256] = data
             images.append(image.with_data(data))
         out.append(attrs.evolve(message, images=tuple(images)))
-    return out
+    return tuple(out)

@@ -25,14 +25,19 @@ async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
     Remembered on the runtime: a call of a tool not offered is refused. Tool sources are
     listed first (the first listing is where a source connects)."""
     composition = runtime.composition
-    await composition.list_tool_sources()
+    hooks = composition.hooks
+    # (Hooks and sources nobody provides are skipped before their coroutines are made: each
+    # costs ~0.4 us, several times per model call.)
+    if composition.registry.of("tool_source"):
+        await composition.list_tool_sources()
     cache = runtime.prompt_cache
     entries = cache.members(runtime.image.kernel, composition.available_tools(), runtime.catalog)
     hidden: set[str] = set()
-    for _plugin, names in await runtime.composition.hooks.collect(
-        "filter_tool_catalog", session=runtime.view, catalog=entries
-    ):
-        hidden.update(names)  # a tuple of names: the dispatcher normalized and checked it
+    if hooks.impls("filter_tool_catalog"):
+        for _plugin, names in await hooks.collect(
+            "filter_tool_catalog", session=runtime.view, catalog=entries
+        ):
+            hidden.update(names)  # a tuple of names: the dispatcher normalized and checked it
     # Nothing hidden: the cached list (read only, by the tool-call check).
     runtime.last_catalog = [n for n in cache.names if n not in hidden] if hidden else cache.names
     return runtime.last_catalog
@@ -42,7 +47,12 @@ async def system_prompt(runtime: SessionRuntime, catalog: list[str]) -> str:
     """Prompt layers, then plugin fragments ordered by slot, priority and plugin order
     (fragments gated on a tool are left out while that tool is not offered)."""
     fragments: list[tuple[int, int, int, str]] = []
-    results = await runtime.composition.hooks.collect("prompt_contributions", session=runtime.view)
+    hooks = runtime.composition.hooks
+    results = (
+        await hooks.collect("prompt_contributions", session=runtime.view)
+        if hooks.impls("prompt_contributions")
+        else None
+    )
     layers = runtime.image.config.prompt_layers
     if not results:
         return "\n\n".join(layers)
@@ -63,10 +73,15 @@ async def prompt_view(runtime: SessionRuntime) -> PromptView:
     catalog = await resolve_catalog(runtime)
     system = await system_prompt(runtime, catalog)
     message = runtime.prompt_cache.system_message(system) if system else None
-    history = await load_images(runtime, runtime.image.graph.messages())
-    messages = (message, *history) if message is not None else tuple(history)
+    graph = runtime.image.graph
+    messages = graph.prompt_messages(message)  # the one copy of the history a call makes
+    if graph.image_messages:
+        messages = await load_images(runtime, messages)
     view = PromptView(messages, tuple(catalog))
-    result: PromptView = await runtime.composition.hooks.chain(
+    hooks = runtime.composition.hooks
+    if not hooks.impls("transform_prompt_view"):
+        return view
+    result: PromptView = await hooks.chain(
         "transform_prompt_view", key="view", value=view, session=runtime.view
     )
     return result

@@ -141,6 +141,8 @@ async def _invoke(
 async def project(runtime: SessionRuntime, call: ToolCall, result: ToolResult) -> str | None:
     """What the model sees of ``result`` (``None``: the result as it is)."""
     hooks = runtime.composition.hooks
+    if not hooks.impls("project_tool_result"):
+        return None  # (without making the dispatch's coroutine: most sessions have none)
     try:
         answer = await hooks.exclusive(
             "project_tool_result", session=runtime.view, call=call, result=result

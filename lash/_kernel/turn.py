@@ -32,7 +32,7 @@ import contextlib
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence, Set
+from collections.abc import AsyncGenerator, Coroutine, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -109,6 +109,10 @@ def _directives(value: Any) -> tuple[Any, ...]:
     return value if type(value) is tuple else (value,)
 
 
+#: No tokens yet (Usage is frozen: one instance serves every turn).
+_NO_USAGE = Usage()
+
+
 def new_turn_id() -> str:
     return f"turn-{new_node_id()}"  # 64 random bits, as node ids (uuid4 costs 8x as much)
 
@@ -142,6 +146,10 @@ class Turn:
         self._runtime = runtime
         #: The turn's layer of model options (over the session's and the host's).
         self.model_options = model_options or ModelOptions()
+        # The last call's layers of options (host, session, turn) and their merge.
+        self._merged_options: (
+            tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None
+        ) = None
         # Structured output: what the answer must be, and the accepted value.
         self._output = output
         self._output_value: Any = None
@@ -168,7 +176,7 @@ class Turn:
         self._result: TurnResult | None = None
         self._ended: asyncio.Future[None] | None = None
         self._nodes: list[GraphNode] = []
-        self._usage = Usage()
+        self._usage = _NO_USAGE
         self._records: list[ToolCallRecord] = []
         self._final_text = ""
         self._cancel_requested = False
@@ -240,7 +248,10 @@ class Turn:
             try:
                 await ended
             finally:
-                await self._settle(runner)
+                if runner.done():  # (as it is once the turn ended: no coroutine to settle it)
+                    runner.result()
+                else:
+                    await self._settle(runner)
         finally:
             self._runtime.leave_running(self)
         return self._result
@@ -459,13 +470,15 @@ class Turn:
                 runtime.image.kernel.settle_awaiting("expired")
                 self._close_dangling_calls(result.error or "turn ended")
         finally:
-            await keeper.stop()
+            if keeper.stop():
+                await keeper.finish()
 
         revision = await self._commit(result)
-        result = attrs.evolve(result, revision=revision)
+        result = committed_result(result, revision)
         view.result = result
         with self._phase():
-            await hooks.broadcast("turn_persisted", turn=view, revision=revision)
+            if hooks.impls("turn_persisted"):
+                await hooks.broadcast("turn_persisted", turn=view, revision=revision)
             if self._compact is not None:
                 await operations.compact_after_turn(runtime, self._compact.instructions)
         self._emit(TurnFinished(result))
@@ -553,7 +566,7 @@ class Turn:
 
     async def _commit(self, result: TurnResult) -> int:
         runtime = self._runtime
-        if self._usage != Usage():
+        if self._usage != _NO_USAGE:
             runtime.add_usage("turn", self._usage)
         outcome = self._new_node(
             TurnOutcome,
@@ -678,14 +691,16 @@ class Turn:
         self._runtime.add_node(node)
 
     def _new_node(self, cls: type[Any], **fields: Any) -> Any:
-        graph = self._runtime.image.graph
-        leaf = graph.leaf
+        # The graph's leaf and frame read from its node list directly (as SessionGraph.leaf
+        # and .frame_id do): six nodes a turn.
+        nodes = self._runtime.image.graph.nodes
+        if nodes:
+            parent_id: str | None = nodes[-1].id
+            frame_id = nodes[0].frame_id
+        else:
+            parent_id, frame_id = None, ""
         return cls(
-            id=new_node_id(),
-            parent_id=leaf.id if leaf is not None else None,
-            frame_id=graph.frame_id or "",
-            turn=self.index,
-            **fields,
+            id=new_node_id(), parent_id=parent_id, frame_id=frame_id, turn=self.index, **fields
         )
 
     def _ensure_frame(self) -> None:
@@ -736,17 +751,25 @@ class Turn:
     def finish(self, text: str) -> None:
         self._final_text = text
 
-    async def call_model(self) -> ModelResponse:
+    def call_model(self) -> Coroutine[Any, Any, ModelResponse]:
+        # Not async itself: it hands over the coroutine that does the work (each level of
+        # coroutines costs every model call its creation and a step through it).
         if self._output is None:
-            return await self._call_model_once(None)
-        return await self._call_for_output(self._output)
+            return self._call_model_once(None)
+        return self._call_for_output(self._output)
 
     def _request_options(self, tools: tuple[Any, ...]) -> ModelOptions:
         """The model options of a call: the host's, under the session's, under the turn's."""
         runtime = self._runtime
-        options = runtime.composition.config.model_options.merged(
-            runtime.image.config.model_options
-        ).merged(self.model_options)
+        host = runtime.composition.config.model_options
+        session = runtime.image.config.model_options
+        turn = self.model_options
+        merged = self._merged_options
+        if merged is not None and merged[0] is host and merged[1] is session and merged[2] is turn:
+            options = merged[3]  # the same (frozen) layers as the turn's last call
+        else:
+            options = host.merged(session).merged(turn)
+            self._merged_options = (host, session, turn, options)
         choice = options.tool_choice
         if choice not in (None, "auto", "none", "required") and all(
             t.name != choice for t in tools
@@ -759,12 +782,14 @@ class Turn:
             )
         return options
 
-    async def _call_model_once(self, output: Output | None) -> ModelResponse:
+    def _call_model_once(self, output: Output | None) -> Coroutine[Any, Any, ModelResponse]:
         """One model call, reported to ``model_call_finished`` when a plugin implements it."""
-        hooks = self._runtime.composition.hooks
-        if not hooks.impls("model_call_finished"):
-            # Nobody observes model calls: no clock, no dispatch.
-            return await self._call_provider(output)
+        if not self._runtime.composition.hooks.impls("model_call_finished"):
+            # Nobody observes model calls: no clock, no dispatch (and no coroutine of ours).
+            return self._call_provider(output)
+        return self._call_observed(output)
+
+    async def _call_observed(self, output: Output | None) -> ModelResponse:
         self._request = None
         try:
             response = await self._call_provider(output, observed=True)
@@ -821,13 +846,14 @@ class Turn:
         self._native_output = spec is not None
         text: list[str] = []
         calls: list[ToolCall] = []
-        usage = Usage()
+        usage = _NO_USAGE
         finish = "stop"
         live = runtime.core.observed(runtime.id)
         async for event in provider.stream(request):
             if isinstance(event, TextDelta):
                 text.append(event.text)
-                self._emit(TextDeltaEvent(event.text))
+                if self._events is not None:  # (run() keeps no events: none is built)
+                    self._events.put_nowait(TextDeltaEvent(event.text))
                 if live:
                     runtime.core.notify(
                         runtime.id,
@@ -836,10 +862,15 @@ class Turn:
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
-                usage = usage + event.usage
+                # Usage is frozen: the first (usually only) report is taken as it is.
+                reported = event.usage
+                if usage is _NO_USAGE and type(reported) is Usage:
+                    usage = reported
+                else:
+                    usage = usage + reported
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
-        self._usage = self._usage + usage
+        self._usage = usage if self._usage is _NO_USAGE else self._usage + usage
         self._append(
             self._new_node(
                 AssistantMessage,
@@ -948,7 +979,8 @@ class Turn:
         return done
 
     def _call_started(self, call: ToolCall, live: bool) -> None:
-        self._emit(ToolCallStarted(call))
+        if self._events is not None:  # (run() keeps no events: none is built)
+            self._events.put_nowait(ToolCallStarted(call))
         if live:  # live only: the committed turn holds its calls (graph, turn_committed)
             runtime = self._runtime
             started = tool_call_started_data(self.id, call)
@@ -960,7 +992,13 @@ class Turn:
         """Record a call's result: its node (with what the model sees of it), the turn's record
         of it, and the events."""
         runtime = self._runtime
-        projected = await project(runtime, final_call, result)
+        hooks = runtime.composition.hooks
+        # (No coroutine when nobody projects results: most sessions.)
+        projected = (
+            await project(runtime, final_call, result)
+            if hooks.impls("project_tool_result")
+            else None
+        )
         self._append(
             self._new_node(
                 ToolResultNode,
@@ -972,7 +1010,8 @@ class Turn:
             )
         )
         self._records.append(ToolCallRecord(final_call, result))
-        self._emit(ToolCallFinished(final_call, result))
+        if self._events is not None:
+            self._events.put_nowait(ToolCallFinished(final_call, result))
         if live:
             finished = tool_call_finished_data(self.id, call.id, final_call.name, result)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_finished", finished)])
@@ -1007,6 +1046,8 @@ class Turn:
             raise TurnStopped("cancelled")  # a request read here, from another process
         assert self._view is not None
         hooks = runtime.composition.hooks
+        if not hooks.impls("checkpoint"):
+            return joined
         for plugin, value in await hooks.collect("checkpoint", turn=self._view, kind=kind):
             for directive in _directives(value):
                 if isinstance(directive, EnqueueMessages) and directive.target == "current_turn":
@@ -1076,15 +1117,46 @@ class _Keeper:
     def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._turn._keep())
 
-    async def stop(self) -> None:
+    def stop(self) -> bool:
+        """Disarm; returns whether a poll task runs (then ``await finish()``)."""
         runtime = self._turn._runtime
         if runtime.on_poll_due == self._start:
             runtime.on_poll_due = None
+        return self._task is not None
+
+    async def finish(self) -> None:
+        """Cancel the poll task and wait for it to end."""
         task = self._task
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, LashError):
                 await task
+
+
+def committed_result(result: TurnResult, revision: int) -> TurnResult:
+    """``result`` as committed at ``revision``: ``attrs.evolve(result, revision=revision)``,
+    field by field (a third of its time, on every turn). A field added to TurnResult must be
+    added here too (tests/test_turn.py holds this to attrs.evolve and to the field list)."""
+    r = result
+    return TurnResult(
+        r.session_id,
+        r.index,
+        r.outcome,
+        r.text,
+        r.reason,
+        r.error,
+        r.error_plugin,
+        r.error_hook,
+        r.detail,
+        r.tool_calls,
+        r.usage,
+        revision,
+        r.turn_id,
+        r.cancelled_by,
+        r.cancel_reason,
+        r.output,
+        r.output_errors,
+    )
 
 
 def result_of_record(record: TurnRecord) -> TurnResult:

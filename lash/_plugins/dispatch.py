@@ -15,6 +15,7 @@ shape in :data:`lash.hookspecs.SHAPES`: a call site cannot dispatch a hook in th
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import operator
@@ -149,6 +150,30 @@ def _call(impl: HookImpl) -> _Call:
     return _Call(impl.plugin, impl.function, arguments, True, impl.is_async)
 
 
+#: ``prefix(kwargs, caller, mode, results, key) -> (index, replay)``: see :func:`_prefix`.
+Prefix = Callable[
+    [dict[str, Any], Caller, int, list[Any], str], tuple[int, Callable[[Any], Any] | None]
+]
+
+#: How many dispatches of a hook (without per-plugin arguments) before it gets its fast path:
+#: building one costs tens of microseconds (hundreds when its code is not cached yet), which
+#: only hooks called over and over (the turn's) earn back; registration and one-off hooks never
+#: get one.
+_HOT = 8
+
+
+class _FastPath:
+    """A hook's fast path (:func:`_prefix`), built once the hook has been dispatched
+    :data:`_HOT` times."""
+
+    __slots__ = ("chain", "dispatched", "prefix")
+
+    def __init__(self, chain: bool) -> None:
+        self.chain = chain
+        self.dispatched = 0
+        self.prefix: Prefix | None = None
+
+
 class _Plan(NamedTuple):
     """What the loop needs for one hook, computed once per core (and per monitor change)."""
 
@@ -159,6 +184,102 @@ class _Plan(NamedTuple):
     accepted: frozenset[type]
     check: Callable[[str, Any], Any]
     caller: str
+    fast: _FastPath | None  # None: an implementation is async (the loop awaits it)
+
+
+def _returning(value: Any) -> Callable[[Any], Any]:
+    def replay(_args: Any) -> Any:
+        return value
+
+    return replay
+
+
+def _raising(exc: Exception) -> Callable[[Any], Any]:
+    def replay(_args: Any) -> Any:
+        raise exc
+
+    return replay
+
+
+def _keep(
+    value: Any,
+    plugin: str,
+    mode: int,
+    results: list[Tagged],
+    key: str,
+    kwargs: dict[str, Any],
+    accepted: frozenset[type],
+) -> bool:
+    """The fast path's handling of a result that is not ``None``: whether it took it (a
+    collect's or chain's result of an accepted class; a broadcast drops one); else the loop
+    takes over."""
+    if value.__class__ not in accepted:
+        return False
+    if mode == _COLLECT:
+        results.append((plugin, value))
+        return True
+    if mode == _CHAIN:
+        kwargs[key] = value
+        return True
+    return mode == _BROADCAST
+
+
+@functools.lru_cache(maxsize=256)
+def _prefix_code(argnames: tuple[tuple[str, ...], ...], chain: bool) -> types.CodeType:
+    """The code of a fast path over implementations taking ``argnames`` (one tuple each); the
+    same for every hook and core where they match, so it is compiled once per process."""
+    names: dict[str, str] = {}  # argument name -> the local holding it
+    for each in argnames:
+        for name in each:
+            names.setdefault(name, f"a{len(names)}")
+    # Outside the try: an argument the kernel failed to pass is a kernel bug.
+    read = [f"{local} = kwargs[{name!r}]" for name, local in names.items()]
+    lines = ["def prefix(kwargs, caller, mode, results, key):", *(f"    {r}" for r in read)]
+    lines += ["    i = 0", "    try:"]
+    for index, each in enumerate(argnames):
+        lines += [
+            f"        i = {index}",
+            f"        caller.plugin = p{index}",
+            f"        v = f{index}({', '.join(names[n] for n in each)})",
+            "        if v is not None:",
+            f"            if not _keep(v, p{index}, mode, results, key, kwargs, accepted):",
+            f"                return {index}, _returning(v)",
+            # A chain's result is the next implementation's argument.
+            *(f"            {r}" for r in (read if chain else ())),
+        ]
+    lines += ["    except Exception as exc:", "        return i, _raising(exc)"]
+    lines += [f"    return {len(argnames)}, None"]
+    return compile("\n".join(lines), "<lash hook dispatch>", "exec")
+
+
+def _prefix(impls: Sequence[HookImpl], accepted: frozenset[type], chain: bool) -> Prefix:
+    """The fast path of a hook whose implementations are all synchronous: a generated
+    function that calls them in order, straight-line, with each argument read from ``kwargs``
+    once (the loop pays, per implementation, a tuple unpacked, an itemgetter called and the
+    async and awaitable tests: about twice the cost).
+
+    It handles what most calls of most hooks get back: ``None`` (no-op and observing
+    implementations), and, for collect and chain, a result of an ``accepted`` class (valid as
+    it is, and not awaitable), collected into ``results`` or passed on as argument ``key``
+    (the arguments are then read again); a broadcast drops one. ``prefix(kwargs, caller,
+    mode, results, key)`` returns ``(len(impls), None)`` when it handled every
+    implementation; else ``(index, replay)`` for the first it did not (any other result, or
+    an exception): ``replay`` hands the loop that implementation's result in its place
+    (returns the value, or raises the exception) and the loop goes on from there, so such a
+    result gets the loop's full treatment: awaited, checked, attributed, folded.
+    """
+    namespace: dict[str, Any] = {
+        "_keep": _keep,
+        "_returning": _returning,
+        "_raising": _raising,
+        # (Every accepted class is plain data; anything awaitable is left to the loop.)
+        "accepted": frozenset(t for t in accepted if not hasattr(t, "__await__")),
+    }
+    for index, impl in enumerate(impls):
+        namespace[f"p{index}"], namespace[f"f{index}"] = impl.plugin, impl.function
+    exec(_prefix_code(tuple(impl.argnames for impl in impls), chain), namespace)
+    prefix: Prefix = namespace["prefix"]
+    return prefix
 
 
 def _restored_only(impl: HookImpl) -> HookImpl:
@@ -259,7 +380,9 @@ class HookDispatcher:
                 impls = tuple(self._monitored(hook, impl) for impl in impls)
             check: ResultCheck = checker(hook)
             calls = tuple(_call(impl) for impl in impls)
-            plan = _Plan(hook, shape, impls, calls, check.accepted, check.slow, hook)
+            eligible = bool(impls) and not any(impl.is_async for impl in impls)
+            fast = _FastPath(shape == "chain") if eligible else None
+            plan = _Plan(hook, shape, impls, calls, check.accepted, check.slow, hook, fast)
             self._plans[hook] = plan
         return plan
 
@@ -332,9 +455,13 @@ class HookDispatcher:
         bind: Bind | None = None,
         on_failure: Callable[[LashError], None] | None = None,
         sync: bool = False,
+        calls: tuple[_Call, ...] | None = None,
+        results: list[Tagged] | None = None,
     ) -> Any:
         """Call ``plan``'s implementations in order; what happens to each result depends on
         ``mode``. ``kwargs`` is this dispatch's own dict (chains and folds change it).
+        ``calls`` and ``results``: what is left to call, and what was collected, after the fast
+        path (:meth:`_fast`).
 
         Results are checked against the hook's contract before anything uses them; an
         implementation's failure (a wrong result included) is raised attributed to its plugin
@@ -343,12 +470,15 @@ class HookDispatcher:
         hook = plan.hook
         accepted = plan.accepted
         timeout = self.hook_timeout
-        results: list[Tagged] = []
+        if results is None:
+            results = []
         caller = Caller(plan.caller)
         token = CALLER.set(caller)
         try:
             call_kwargs = kwargs
-            for plugin, function, arguments, spread, is_async in plan.calls:
+            for plugin, function, arguments, spread, is_async in (
+                plan.calls if calls is None else calls
+            ):
                 if bind is not None:
                     call_kwargs = {**kwargs, **bind(plugin)}
                 # Outside the try: an argument the kernel failed to pass is a kernel bug.
@@ -393,6 +523,33 @@ class HookDispatcher:
             return results
         finally:
             CALLER.reset(token)
+
+    def _fast(
+        self, plan: _Plan, mode: int, kwargs: dict[str, Any], results: list[Tagged], key: str = ""
+    ) -> tuple[_Call, ...]:
+        """Run ``plan``'s fast path (:func:`_prefix`; built once the hook is hot), without a
+        coroutine: returns the calls the loop still has to make (none: it handled them all, its
+        results in ``results``), all of them when the hook has no fast path (yet)."""
+        fast = plan.fast
+        if fast is None:
+            return plan.calls
+        prefix = fast.prefix
+        if prefix is None:
+            fast.dispatched += 1
+            if fast.dispatched < _HOT:
+                return plan.calls
+            prefix = fast.prefix = _prefix(plan.impls, plan.accepted, fast.chain)
+        caller = Caller(plan.caller)
+        token = CALLER.set(caller)
+        try:
+            index, replay = prefix(kwargs, caller, mode, results, key)
+        finally:
+            CALLER.reset(token)
+        if replay is None:
+            return ()  # every implementation handled
+        # The loop takes over at the first result the fast path did not take (or raised).
+        plugin, _, arguments, _, _ = plan.calls[index]
+        return (_Call(plugin, replay, arguments, False, False), *plan.calls[index + 1 :])
 
     @staticmethod
     async def _bounded(hook: str, plugin: str, awaitable: Any, timeout: float) -> Any:
@@ -451,8 +608,14 @@ class HookDispatcher:
             self._start(hook, "collect")
         if not plan.calls:  # nothing to call: no coroutine, no caller record (most turn hooks)
             return []
-        result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
-        return result
+        if bind is not None:
+            result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
+            return result
+        results: list[Tagged] = []
+        calls = self._fast(plan, _COLLECT, kwargs, results)
+        if calls:
+            await self._dispatch(plan, _COLLECT, kwargs, calls=calls, results=results)
+        return results
 
     async def fold(self, hook: str, /, step: Step, **kwargs: Any) -> dict[str, Any]:
         """Fold a collect or chain hook's results in order with ``step(plugin, value, kwargs)``,
@@ -462,10 +625,11 @@ class HookDispatcher:
         plan = self._plans.get(hook) or self._plan(hook)
         if plan.shape not in ("collect", "chain"):
             self._start(hook, "collect or chain")
-        folded = dict(kwargs)
-        if plan.calls:
-            await self._dispatch(plan, _FOLD, folded, step=step)
-        return folded
+        if plan.calls:  # (kwargs is this call's own dict: the fold may change it)
+            calls = self._fast(plan, _FOLD, kwargs, [])
+            if calls:
+                await self._dispatch(plan, _FOLD, kwargs, step=step, calls=calls)
+        return kwargs
 
     async def chain(self, hook: str, /, key: str, value: Any, **kwargs: Any) -> Any:
         """Pass ``value`` (as argument ``key``) through every implementation in order; a
@@ -476,7 +640,10 @@ class HookDispatcher:
         if not plan.calls:
             return value
         kwargs[key] = value
-        return await self._dispatch(plan, _CHAIN, kwargs, key=key)
+        calls = self._fast(plan, _CHAIN, kwargs, [], key)
+        if not calls:
+            return kwargs[key]
+        return await self._dispatch(plan, _CHAIN, kwargs, key=key, calls=calls)
 
     async def first(self, hook: str, /, **kwargs: Any) -> Tagged | None:
         """Call implementations in order until one returns non-``None``; return it, tagged."""
@@ -485,7 +652,10 @@ class HookDispatcher:
             self._start(hook, "first")
         if not plan.calls:
             return None
-        result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs)
+        calls = self._fast(plan, _FIRST, kwargs, [])
+        if not calls:
+            return None
+        result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs, calls=calls)
         return result
 
     async def exclusive(self, hook: str, /, **kwargs: Any) -> Tagged | None:
@@ -513,10 +683,14 @@ class HookDispatcher:
         if not plan.calls:
             return errors
 
+        calls = self._fast(plan, _BROADCAST, kwargs, [])
+        if not calls:
+            return errors
+
         def isolate(error: LashError) -> None:
             errors.append(self.report(error))
 
-        await self._dispatch(plan, _BROADCAST, kwargs, on_failure=isolate)
+        await self._dispatch(plan, _BROADCAST, kwargs, on_failure=isolate, calls=calls)
         return errors
 
     def report(self, error: LashError) -> LashError:

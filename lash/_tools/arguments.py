@@ -37,6 +37,12 @@ def _exceeds(value: Any, limit: int) -> bool:
     Iterative, and it never looks past level ``limit + 1``, so neither depth nor a cycle (a
     dict that contains itself, from a plugin's hook) can make it recurse or loop.
     """
+    if type(value) is dict and limit >= 1:  # a JSON object of scalars (most calls): level 1
+        for child in value.values():
+            if type(child) not in _SCALARS:
+                break
+        else:
+            return False
     containers = (Mapping, list, tuple)
     stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, containers) else []
     while stack:
