@@ -310,8 +310,10 @@ class PostgresStore:
         an operation returns in a clean state (no transaction open, not closed) is kept
         here and taken by the next operation without asking the pool; kept connections go
         back to the pool when an operation waits for one (so ``pool_size`` still bounds the
-        connections, and none waits while another sits unused), when more than ``pool_min``
-        of them went unused for :data:`KEPT_IDLE` seconds, or when the store closes.
+        connections, and none waits while another sits unused), when they went unused for
+        :data:`KEPT_IDLE` seconds (the pool then keeps ``pool_min`` of them and recycles the
+        rest as it does any idle connection: a connection kept here forever would outlive a
+        load balancer's idle timeout unseen), or when the store closes.
         """
         pool = await self._ready()
         idle = self._idle
@@ -340,26 +342,26 @@ class PostgresStore:
             and not conn.is_in_transaction()
         ):
             self._idle.append((conn, time.monotonic()))
-            if self._trimming is None and len(self._idle) > self.settings.pool_min:
+            if self._trimming is None:
                 loop = asyncio.get_running_loop()
                 self._trimming = loop.call_later(KEPT_IDLE, self._trim)
         else:
             await pool.release(conn)
 
     def _trim(self) -> None:
-        """Hand back to the pool the kept connections beyond ``pool_min`` that went unused
-        for :data:`KEPT_IDLE` seconds (the pool closes a connection that stays unused)."""
+        """Hand back to the pool the kept connections that went unused for :data:`KEPT_IDLE`
+        seconds (the pool keeps ``pool_min`` open and closes one that stays unused)."""
         self._trimming = None
-        pool, idle, keep = self._pool, self._idle, self.settings.pool_min
+        pool, idle = self._pool, self._idle
         if pool is None:
             return
         now = time.monotonic()
-        while len(idle) > keep and now - idle[0][1] >= KEPT_IDLE:
+        while idle and now - idle[0][1] >= KEPT_IDLE:
             conn, _ = idle.pop(0)
             release = asyncio.ensure_future(pool.release(conn))
             self._releasing.add(release)
             release.add_done_callback(self._releasing.discard)
-        if len(idle) > keep:
+        if idle:
             loop = asyncio.get_running_loop()
             self._trimming = loop.call_later(KEPT_IDLE - (now - idle[0][1]), self._trim)
 
@@ -899,8 +901,19 @@ class PostgresStore:
         try:
             listening = self.settings.notify and await self._listen()
             # Registered as a watcher of the session before its log is read: a write in
-            # progress is waited for, a later one notifies (see lash_watch).
-            listening = listening and await self._watch(session_id)
+            # progress is waited for, a later one notifies (see lash_watch). A registration
+            # that fails (a role without the right, a statement timeout behind a long write)
+            # degrades this wait to polling, as a listener that cannot listen does.
+            try:
+                listening = listening and await self._watch(session_id)
+            except Exception as exc:
+                log.warning(
+                    "lash: Postgres store %s: cannot watch session %r (%s); waiting polls",
+                    self.url,
+                    session_id,
+                    self.settings.scrub(_describe(exc)),
+                )
+                listening = False
             # Shielded: a caller that stops waiting (cancels) does not cut the query short,
             # which would cost asyncpg a cancel request on a connection of its own.
             row = await asyncio.shield(
@@ -948,9 +961,6 @@ class PostgresStore:
                 )
                 await conn.add_listener(schema.CHANNEL, self._notified)
                 conn.add_termination_listener(self._listener_lost)
-                # The watchers of listeners that are gone (this store's last one, a
-                # process that was killed) would only cost their sessions' writes.
-                await self._fetch("forgetting watchers gone", schema.FORGET_GONE_WATCHERS)
             except Exception as exc:
                 if conn is not None:
                     conn.terminate()
@@ -963,6 +973,17 @@ class PostgresStore:
                 return False
             self._listener = conn
             self._watched.clear()
+            # The watchers of listeners that are gone (this store's last one, a process that
+            # was killed) would only cost their sessions' writes a NOTIFY each: forgotten
+            # when it can be done, and the listener is kept when it cannot.
+            try:
+                await self._fetch("forgetting watchers gone", schema.FORGET_GONE_WATCHERS)
+            except Exception as exc:
+                log.warning(
+                    "lash: Postgres store %s: cannot forget the watchers of gone listeners (%s)",
+                    self.url,
+                    s.scrub(_describe(exc)),
+                )
             return True
 
     async def _watch(self, session_id: str) -> bool:

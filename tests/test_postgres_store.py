@@ -456,12 +456,13 @@ async def test_a_kept_connection_is_clean_and_replaced_when_the_server_drops_it(
         assert await backend_pid(store) not in pids
 
 
-async def test_kept_connections_beyond_pool_min_go_back_to_the_pool_when_unused(
+async def test_kept_connections_go_back_to_the_pool_when_unused(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After three operations at once, the store keeps their three connections; once unused
-    for KEPT_IDLE seconds, all but ``pool_min`` go back to the pool (which closes what stays
-    unused), and the one kept still serves the next operation."""
+    for KEPT_IDLE seconds, all go back to the pool (which keeps ``pool_min`` and recycles idle
+    ones: none is kept out of its sight forever), and the next operation takes one from it and
+    keeps that one again."""
     monkeypatch.setattr(postgres_module, "KEPT_IDLE", 0.3)
     async with opened(f"{postgres_url}?pool_size=3&pool_min=1") as store:
         await store.open()
@@ -474,9 +475,12 @@ async def test_kept_connections_beyond_pool_min_go_back_to_the_pool_when_unused(
         assert pool is not None
         assert (len(store._idle), pool.get_idle_size()) == (3, 0)
         await asyncio.sleep(0.8)
+        assert (len(store._idle), pool.get_idle_size()) == (0, 3)
+        pid = await backend_pid(store)
         assert (len(store._idle), pool.get_idle_size()) == (1, 2)
-        kept = store._idle[0][0]
-        assert await backend_pid(store) == kept.get_server_pid()
+        assert store._idle[0][0].get_server_pid() == pid
+        await asyncio.sleep(0.8)
+        assert (len(store._idle), pool.get_idle_size()) == (0, 3)
 
 
 async def backend_pid(store: PostgresStore) -> int:
@@ -1300,6 +1304,25 @@ async def test_writes_notify_only_the_sessions_someone_waits_on(
             assert received.empty()
         finally:
             await conn.close()
+
+
+async def test_a_wait_whose_watch_fails_polls_instead_of_failing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Registering as a watcher can fail (a role without the right to, a statement timeout
+    behind a long write): the wait then polls, as one that cannot listen does, and says so in
+    the log; it neither raises nor misses a write."""
+    broken = "SELECT 1 / 0, $1::text, $2::integer"  # fails as lash_watch could
+    monkeypatch.setattr(postgres_module.schema, "WATCH", broken)
+    async with opened(postgres_url) as store, opened(postgres_url) as writer:
+        with caplog.at_level(logging.WARNING, logger="lash"):
+            started = time.monotonic()
+            assert await store.wait_events("polled", 0, 0.3) is False
+            assert time.monotonic() - started >= 0.3
+        assert "cannot watch session 'polled'" in caplog.text
+        assert "waiting polls" in caplog.text
+        await writer.enqueue_input("polled", lash.store.InputDraft("q"))
+        assert await store.wait_events("polled", 0, 5) is True  # the log is read first
 
 
 async def test_a_session_no_one_waited_on_for_a_while_is_no_longer_watched(
