@@ -9,7 +9,6 @@ docstring of ``lash_plugins_builtin.openai``).
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from collections.abc import Mapping
@@ -34,6 +33,8 @@ def image_base64(image: lash.Image) -> str:
     or a URL)."""
     if image.data is None:
         raise lash.ImageError(f"{image!r} has no bytes to send (neither loaded nor a URL)")
+    import base64  # here: every `lash` command loads this module, few send an image
+
     return base64.b64encode(image.data).decode("ascii")
 
 

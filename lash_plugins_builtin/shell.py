@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,8 @@ import attrs
 import lash
 
 if TYPE_CHECKING:
-    # asyncio is imported where a command runs: loading the plugin (`lash plugins`) must not.
+    # asyncio (and signal) are imported where a command runs: loading the plugin (every `lash`
+    # command, `lash --help` too) must not.
     import asyncio
 
 __all__ = ["KIND", "ShellCommand", "ShellOptions", "ShellResult"]
@@ -173,6 +173,8 @@ def _workdir(options: ShellOptions, cwd: str) -> str:
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
+    import signal  # see the note at the imports
+
     # The command leads its own group (start_new_session): its pid is the group's id.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -188,6 +190,7 @@ async def run_command(
 ) -> ShellResult:
     """Run ``command`` under ``options``; kill its process group however it ends."""
     import asyncio  # see the note at the imports
+    import signal
 
     cwd = _workdir(options, command.cwd)
     timeout = min(command.timeout or options.timeout, options.max_timeout)

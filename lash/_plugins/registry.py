@@ -13,8 +13,6 @@ from lash._contract.operations import TASK_KIND_PREFIX
 from lash._contract.types import RecoveryDisposition
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
-from lash._plugins.process_kinds import build_process_kind
-from lash._tools.operation import as_operation
 from lash._tools.source import ToolSource
 from lash._tools.tool import as_tool
 from lash.errors import LashError, PluginError
@@ -91,7 +89,12 @@ class Registry:
 
 
 def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callable[..., None]:
-    """The ``register`` callback handed to ``plugin`` for ``hook``."""
+    """The ``register`` callback handed to ``plugin`` for ``hook``.
+
+    Process kinds and operations are built by modules imported on first registration: every
+    ``lash`` command registers the plugins (``lash --help`` too), and the default builtins
+    register neither, so their import (~2 ms) would be start-up time for nothing.
+    """
     if kind == "tool":
 
         def register_tool(
@@ -125,6 +128,8 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
         ) -> None:
             # Built now, like a tool: a kind whose payload type has no schema fails at
             # registration, attributed to its plugin.
+            from lash._plugins.process_kinds import build_process_kind  # see _registrar
+
             built = build_process_kind(
                 name,
                 run,
@@ -150,6 +155,9 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             timeout: float | None = None,
         ) -> None:
             # Built now, like a tool: a bad signature or args class fails at registration.
+            from lash._plugins.process_kinds import build_process_kind  # see _registrar
+            from lash._tools.operation import as_operation
+
             built = as_operation(
                 plugin, name, fn, kind=kind, session=session, description=description
             )
