@@ -38,9 +38,8 @@ async def test_memory_store_check(check: str) -> None:
 
 
 def test_memory_store_rebuilds_leases_and_turn_records_as_attrs_evolve() -> None:
-    """The memory store rebuilds the records of every turn's path field by field (faster than
-    attrs.evolve): the same records as attrs.evolve, every field carried (a field added to
-    Lease or TurnRecord must be added there too)."""
+    """The memory store rebuilds the records of every turn's path by generated evolvers
+    (faster than attrs.evolve): the same records as attrs.evolve, every field carried."""
     from lash._store.memory import _lease, _recorded
 
     assert [f.name for f in attrs.fields(lash.store.Lease)] == [

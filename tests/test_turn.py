@@ -515,9 +515,8 @@ async def test_structured_input_items_are_recorded_with_the_text() -> None:
 
 
 def test_a_committed_result_is_the_result_with_its_revision() -> None:
-    """The kernel copies a turn's result with its commit's revision field by field (faster
-    than attrs.evolve): the same result as attrs.evolve, every field carried (a field added to
-    TurnResult must be added there too)."""
+    """The kernel copies a turn's result with its commit's revision by a generated evolver
+    (faster than attrs.evolve): the same result as attrs.evolve, every field carried."""
     from lash._kernel.turn import committed_result
 
     assert [f.name for f in attrs.fields(lash.TurnResult)] == [
@@ -532,3 +531,31 @@ def test_a_committed_result_is_the_result_with_its_revision() -> None:
         "turn-1", "host", "why", {"a": 1}, ("problem",),
     )  # fmt: skip
     assert committed_result(result, 7) == attrs.evolve(result, revision=7)
+
+
+def test_an_evolver_is_attrs_evolve_for_its_fields() -> None:
+    """evolver(cls, *names) changes those fields and carries every other one, keyword-only
+    and aliased fields included; it refuses names that are not distinct fields of the class
+    and classes with a field it could not carry (not in __init__)."""
+    from lash._contract.slots import evolver
+
+    @attrs.frozen
+    class Record:
+        a: int
+        _b: str
+        c: float = 0.0
+        d: tuple[int, ...] = attrs.field(default=(), kw_only=True)
+
+    record = Record(1, "b", 2.5, d=(3,))
+    assert evolver(Record, "c")(record, 9.0) == attrs.evolve(record, c=9.0)
+    assert evolver(Record, "d", "a")(record, (4,), 5) == attrs.evolve(record, d=(4,), a=5)
+    assert evolver(Record, "_b")(record, "x") == attrs.evolve(record, b="x")
+
+    @attrs.frozen
+    class Derived:
+        a: int
+        b: int = attrs.field(init=False, default=0)
+
+    for cls, names in ((Record, ("e",)), (Record, ("a", "a")), (Record, ()), (Derived, ("a",))):
+        with pytest.raises(ValueError, match="evolver"):
+            evolver(cls, *names)

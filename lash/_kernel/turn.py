@@ -68,6 +68,7 @@ from lash._contract.providers import (
 )
 from lash._contract.serialization import from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
+from lash._contract.slots import evolver
 from lash._contract.types import (
     AbortTurn,
     Compact,
@@ -1133,30 +1134,9 @@ class _Keeper:
                 await task
 
 
-def committed_result(result: TurnResult, revision: int) -> TurnResult:
-    """``result`` as committed at ``revision``: ``attrs.evolve(result, revision=revision)``,
-    field by field (a third of its time, on every turn). A field added to TurnResult must be
-    added here too (tests/test_turn.py holds this to attrs.evolve and to the field list)."""
-    r = result
-    return TurnResult(
-        r.session_id,
-        r.index,
-        r.outcome,
-        r.text,
-        r.reason,
-        r.error,
-        r.error_plugin,
-        r.error_hook,
-        r.detail,
-        r.tool_calls,
-        r.usage,
-        revision,
-        r.turn_id,
-        r.cancelled_by,
-        r.cancel_reason,
-        r.output,
-        r.output_errors,
-    )
+#: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
+#: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).
+committed_result = evolver(TurnResult, "revision")
 
 
 def result_of_record(record: TurnRecord) -> TurnResult:
