@@ -559,3 +559,14 @@ def test_an_evolver_is_attrs_evolve_for_its_fields() -> None:
     for cls, names in ((Record, ("e",)), (Record, ("a", "a")), (Record, ()), (Derived, ("a",))):
         with pytest.raises(ValueError, match="evolver"):
             evolver(cls, *names)
+
+
+def test_usage_adds_field_by_field_and_a_sum_with_none_is_the_other_amount() -> None:
+    """Usage sums each count; a sum with no tokens is the other amount (the same frozen
+    object: the kernel adds a model call's usage to none on every turn)."""
+    one, two = lash.Usage(1, 2, 3), lash.Usage(10, 20, 30)
+    assert one + two == lash.Usage(11, 22, 33)
+    assert (one + two).total_tokens == 33
+    none = lash.Usage()
+    assert none + one is one and one + none is one
+    assert none + none == lash.Usage()

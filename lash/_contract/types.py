@@ -18,6 +18,7 @@ from lash._contract.media import Image
 from lash._contract.modeloptions import ModelOptions
 
 __all__ = [
+    "NO_USAGE",
     "AbortToolCall",
     "AbortTurn",
     "AgentFrame",
@@ -109,6 +110,13 @@ class Usage:
     __module__ = "lash"
 
     def __add__(self, other: Usage) -> Usage:
+        # Frozen: a sum with nothing is the other amount itself, no new object (a turn adds
+        # its model call's usage to none, a store the first amount of a source to none).
+        if type(self) is Usage and type(other) is Usage:
+            if not (other.input_tokens or other.output_tokens or other.cached_tokens):
+                return self
+            if not (self.input_tokens or self.output_tokens or self.cached_tokens):
+                return other
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
@@ -118,6 +126,10 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+#: No tokens: one shared instance (Usage is frozen) for the kernel's zero amounts.
+NO_USAGE = Usage()
 
 
 @attrs.frozen

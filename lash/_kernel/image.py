@@ -22,7 +22,7 @@ import attrs
 from lash._contract.graph import GraphNode, SessionGraph
 from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.serialization import structure, unstructure, validation_problems
-from lash._contract.types import SessionConfig, Usage
+from lash._contract.types import NO_USAGE, SessionConfig, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
 from lash._plugins.options import build_options
 from lash._store.records import CommitDelta, SessionRecord
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 #: plugin name ``lash`` is reserved, so no plugin's options can be there); the kernel moves them
 #: into the protocol plugin's options at load. See :func:`migrate_protocol_options`.
 LEGACY_PROTOCOL_OPTIONS = "lash"
-
-#: No tokens (Usage is frozen: one instance to compare with).
-_NO_USAGE = Usage()
 
 
 @attrs.define(slots=True)
@@ -163,7 +160,7 @@ class SessionImage:
             nodes=tuple(nodes),
             plugin_states=states,
             config=self.persistable_config(composition) if self.config_dirty else None,
-            usage={k: v for k, v in usage.items() if v != _NO_USAGE},
+            usage={k: v for k, v in usage.items() if v != NO_USAGE},
             turns=turns,
             replace=self.fresh,
             **mailbox,
@@ -178,8 +175,7 @@ class SessionImage:
         for plugin, snapshot in delta.plugin_states.items():
             self.snapshots[plugin] = fingerprint(snapshot)
         for source, amount in delta.usage.items():
-            known = self.usage.get(source)  # (Usage is frozen: a first amount is kept as is)
-            self.usage[source] = amount if known is None else known + amount
+            self.usage[source] = self.usage.get(source, NO_USAGE) + amount
 
     def persistable_config(self, composition: Composition) -> SessionConfig:
         """The config as stored: option fields marked secret are dropped (secrets are never

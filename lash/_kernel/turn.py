@@ -70,6 +70,7 @@ from lash._contract.serialization import from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
 from lash._contract.slots import evolver
 from lash._contract.types import (
+    NO_USAGE,
     AbortTurn,
     Compact,
     EmitEvent,
@@ -77,7 +78,6 @@ from lash._contract.types import (
     StartProcess,
     ToolCall,
     ToolResult,
-    Usage,
 )
 from lash._kernel import approvals, operations
 from lash._kernel.event_json import (
@@ -108,10 +108,6 @@ def _describe(exc: BaseException) -> str:
 def _directives(value: Any) -> tuple[Any, ...]:
     # One directive, or a tuple of them: the dispatcher checked and normalized the result.
     return value if type(value) is tuple else (value,)
-
-
-#: No tokens yet (Usage is frozen: one instance serves every turn).
-_NO_USAGE = Usage()
 
 
 def new_turn_id() -> str:
@@ -177,7 +173,7 @@ class Turn:
         self._result: TurnResult | None = None
         self._ended: asyncio.Future[None] | None = None
         self._nodes: list[GraphNode] = []
-        self._usage = _NO_USAGE
+        self._usage = NO_USAGE
         self._records: list[ToolCallRecord] = []
         self._final_text = ""
         self._cancel_requested = False
@@ -567,7 +563,7 @@ class Turn:
 
     async def _commit(self, result: TurnResult) -> int:
         runtime = self._runtime
-        if self._usage != _NO_USAGE:
+        if self._usage != NO_USAGE:
             runtime.add_usage("turn", self._usage)
         outcome = self._new_node(
             TurnOutcome,
@@ -847,7 +843,7 @@ class Turn:
         self._native_output = spec is not None
         text: list[str] = []
         calls: list[ToolCall] = []
-        usage = _NO_USAGE
+        usage = NO_USAGE
         finish = "stop"
         live = runtime.core.observed(runtime.id)
         async for event in provider.stream(request):
@@ -863,15 +859,10 @@ class Turn:
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
-                # Usage is frozen: the first (usually only) report is taken as it is.
-                reported = event.usage
-                if usage is _NO_USAGE and type(reported) is Usage:
-                    usage = reported
-                else:
-                    usage = usage + reported
+                usage = usage + event.usage
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
-        self._usage = usage if self._usage is _NO_USAGE else self._usage + usage
+        self._usage = self._usage + usage
         self._append(
             self._new_node(
                 AssistantMessage,

@@ -17,7 +17,7 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
 from lash._contract.slots import evolver
-from lash._contract.types import ProcessRecord, SessionConfig, Usage
+from lash._contract.types import NO_USAGE, ProcessRecord, SessionConfig, Usage
 from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
@@ -302,8 +302,7 @@ class MemoryStore:
         if delta.config is not None:
             s.config = delta.config
         for source, usage in delta.usage.items():
-            known = s.usage.get(source)  # (Usage is frozen: a first amount is kept as it is)
-            s.usage[source] = usage if known is None else known + usage
+            s.usage[source] = s.usage.get(source, NO_USAGE) + usage
         s.turns += delta.turns
         if delta.parent_id is not None:
             s.parent_id = delta.parent_id
@@ -311,7 +310,7 @@ class MemoryStore:
             other = self._sessions.get(other_id)
             if other is not None:  # an ancestor deleted meanwhile gets nothing
                 for source, usage in usages.items():
-                    other.usage[source] = other.usage.get(source, Usage()) + usage
+                    other.usage[source] = other.usage.get(source, NO_USAGE) + usage
         s.revision = expected_revision + 1
         s.updated_at = now
         turn_id = delta.turn.turn_id if delta.turn is not None else None
