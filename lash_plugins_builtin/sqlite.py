@@ -456,15 +456,27 @@ class SQLiteStore:
         return [list(r) for r in rows[1:-1]]
 
     async def _write_then_read(
-        self, write: tuple[str, Any], read: tuple[str, Any], *more: tuple[str, Any]
+        self,
+        write: tuple[str, Any],
+        read: tuple[str, Any],
+        *more: tuple[str, Any],
+        plain: Callable[[sqlite3.Connection], list[Any]] | None = None,
     ) -> tuple[sqlite3.Error | None, list[Any], list[list[Any]]]:
         """One statement that writes, then reads, in one transaction and one round trip:
         ``BEGIN``, the write, the reads, ``COMMIT``. The write is the transaction's first
         statement, so it takes the write lock before reading anything (as ``BEGIN IMMEDIATE``
         would), and it applies whole or not at all: the ``COMMIT`` behind it commits it, or
         nothing when it failed. Returns the write's error (``None``: it succeeded), the rows
-        of ``read`` and those of each of ``more``, which see the write."""
+        of ``read`` and those of each of ``more``, which see the write.
+
+        ``plain`` (without ``more``): the same write and read with plain statements, tried
+        first on the inline connection (in its write transaction): its rows, or none when it
+        wrote nothing and the write statement is to run instead."""
         async with self._operation(inline=True) as conn:
+            if plain is not None and isinstance(conn, _InlineConnection):
+                rows = plain(conn.direct)
+                if rows:
+                    return None, rows, []
             begun, written, *reads, committed = await _gather(
                 conn,
                 ("run", "BEGIN", ()),
@@ -494,7 +506,7 @@ class SQLiteStore:
         events: Sequence[lash.store.EventDraft] = (),
     ) -> lash.store.Lease:
         check_session_id(session_id)
-        encoded = _events(session_id, events)
+        logged = _event_rows(session_id, events)
         now = time.time()
         expires_at = now + ttl
         request = (
@@ -505,10 +517,24 @@ class SQLiteStore:
             None if take_over is None else take_over.owner,
             None if take_over is None else take_over.token,
             None if turn is None else stored_text(turn),
-            encoded,
+            _array(logged),
         )
+        kept = self.settings.events_kept
+
+        def plain(direct: sqlite3.Connection) -> list[Any]:
+            # The trigger's writes as one UPDATE (when the head row exists and the lease is
+            # not busy) and the events' INSERT: the read it returns is LEASE_AND_HEAD's.
+            params = dict(zip(schema.LEASE_COLUMNS, request, strict=True))
+            params["events"] = len(logged)
+            taken = direct.execute(schema.TAKE_LEASE, params).fetchall()
+            if taken and logged:
+                _append_events(direct, session_id, taken[0][-1], logged, now, kept)
+            return [row[:-1] for row in taken]
+
         failure, rows, _ = await self._write_then_read(
-            (schema.ACQUIRE, request), (schema.LEASE_AND_HEAD, {"sid": session_id, "now": now})
+            (schema.ACQUIRE, request),
+            (schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}),
+            plain=plain,
         )
         if failure is not None and not _raised(failure, schema.BUSY):
             raise self._explain(failure) from failure
@@ -595,6 +621,7 @@ class SQLiteStore:
         # A turn's commit is small; a replacing one (deleting history) or a large one (an import)
         # goes to the worker thread, never holding up the event loop.
         small = not delta.replace and len(delta.nodes) <= INLINE_MAX_NODES
+        kept = self.settings.events_kept
         async with self._operation(inline=small) as conn:
             # Popped: whatever happens below, a head that was not just committed is not kept.
             head = self._heads.pop(session_id, None)
@@ -607,7 +634,7 @@ class SQLiteStore:
                 # The head this store committed last: one round trip. The guard refuses the
                 # commit if the stored head is another one now (then the slow path says why).
                 now = time.time()
-                plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+                plan, new_head = _plan(session_id, lease, head, delta, encoded, now, kept)
                 commit = _Commit(session_id, lease, expected_revision, encoded, plan, now)
                 if await commit.send(conn, begun=False):
                     self._remember(session_id, new_head, delta)
@@ -629,7 +656,7 @@ class SQLiteStore:
                     session_id, expected=expected_revision, actual=stored[0]
                 )
             head = _Head.of_row(stored, dict(state_rows))
-            plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+            plan, new_head = _plan(session_id, lease, head, delta, encoded, now, kept)
             # The processes it starts, written after the commit statement in its transaction
             # (a key already used with the same content starts nothing; with other content the
             # whole commit is refused here, before anything is sent).
@@ -1631,6 +1658,29 @@ def _event_data(session_id: str, event: lash.store.EventDraft) -> str:
     return _dumps(session_id, f"data of event {event.type!r}", dict(event.data))
 
 
+def _append_events(
+    conn: sqlite3.Connection,
+    session_id: str,
+    event_seq: int,
+    events: Sequence[tuple[str, str]],
+    now: float,
+    kept: int,
+) -> None:
+    """Append ``events`` (``(type, JSON data)``) to the session's log as the last ones below
+    ``event_seq``, the head's counter that the write already moved past them (its ``UPDATE``
+    ran first, and so did the log's retention trigger on that counter, which a trigger's
+    write runs after appending). The same rows as a trigger's: the retention only differs
+    when one write appends more than ``kept`` events, whose oldest it would have dropped at
+    once; they are dropped here."""
+    first = event_seq - len(events)
+    rows = [(session_id, first + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
+    conn.executemany(schema.APPEND_EVENT, rows)
+    if len(events) > kept:
+        conn.execute(
+            "DELETE FROM events WHERE session_id = ? AND seq <= ?", (session_id, event_seq - kept)
+        )
+
+
 def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
     return lash.SessionError(
         f"session {session_id!r}: cannot store the {what}: {why}", session_id=session_id
@@ -1654,6 +1704,8 @@ class _Plan:
     encoded: _Encoded
     parent_id: str | None
     release: bool
+    #: The events each session keeps (the store's ``events_kept``: see :func:`_append_events`).
+    kept: int = 2**62
 
     def row(self) -> tuple[Any, ...]:
         """The commit statement's parameters (:data:`schema.COMMIT_COLUMNS`)."""
@@ -1700,8 +1752,22 @@ class _Plan:
         rows."""
         sid, encoded, new = self.session_id, self.encoded, self.new_head
         now = new.updated_at
-        guard = (sid, *self.head.columns(), self.lease.owner, self.lease.token)
-        found = conn.execute(schema.PLAIN_GUARD, guard).fetchall()
+        events = encoded.events
+        # The head first: its UPDATE is the guard (no row changed: nothing was written).
+        head = (
+            *new.columns(),
+            self.parent_id,
+            len(events),
+            int(self.release),
+            sid,
+            *self.head.columns(),
+            self.lease.owner,
+            self.lease.token,
+        )
+        same = new.config_hash == self.head.config_hash
+        found = conn.execute(
+            schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head
+        ).fetchall()
         if not found:
             return sqlite3.IntegrityError(schema.STALE_HEAD)
         try:
@@ -1734,14 +1800,8 @@ class _Plan:
                 ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
                 conn.executemany(schema.PLAIN_LEDGER, ledger)
                 conn.executemany(schema.PLAIN_TOTALS, [(sid, *u) for u in encoded.usage])
-            events = encoded.events
             if events:
-                seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
-                rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
-                conn.executemany(schema.APPEND_EVENT, rows)
-            head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
-            same = new.config_hash == self.head.config_hash
-            conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
+                _append_events(conn, sid, found[0][0], events, now, self.kept)
             if self.released:
                 conn.executemany(schema.RELEASE_BLOB, [{"h": h} for h in self.released])
         except sqlite3.Error as exc:
@@ -1757,6 +1817,7 @@ def _plan(
     delta: lash.store.CommitDelta,
     encoded: _Encoded,
     now: float,
+    kept: int = 2**62,
 ) -> tuple[_Plan, _Head]:
     """The writes of ``delta`` on top of ``head``, and the head they leave."""
     turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
@@ -1818,6 +1879,7 @@ def _plan(
         encoded=encoded,
         parent_id=delta.parent_id,
         release=delta.release,
+        kept=kept,
     )
     return plan, new_head
 

@@ -69,8 +69,9 @@ async def test_the_head_is_kept_while_the_lease_is_held_and_commits_without_read
     tmp_path: Path,
 ) -> None:
     """Acquiring a lease reads the head in its transaction, so the execution's first commit
-    writes at once (its only read is the guard, which checks the head and the lease, as the
-    commit statement's trigger does); releasing the lease (by the commit or by release_lease)
+    writes at once, reading nothing (the guard, which checks the head and the lease as the
+    commit statement's trigger does, is the WHERE of the head's UPDATE, its first statement);
+    releasing the lease (by the commit or by release_lease)
     forgets it: a session between executions costs the store no memory."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
@@ -86,9 +87,10 @@ async def test_the_head_is_kept_while_the_lease_is_held_and_commits_without_read
             revision = await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
             direct.set_trace_callback(None)
             assert revision == n + 1
-            reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-            assert len(reads) == 1 and reads[0].startswith("SELECT event_seq FROM sessions")
-            assert "AND revision IS" in reads[0] and "AND lease_token =" in reads[0]
+            assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+            assert statements[0] == "BEGIN IMMEDIATE", statements
+            assert statements[1].startswith("UPDATE sessions SET"), statements
+            assert "AND revision IS" in statements[1] and "AND lease_token =" in statements[1]
             assert any(s.startswith("INSERT INTO nodes") for s in statements), statements
             if n == 1:  # not released by its commit: kept until release_lease
                 assert set(store._heads) == {"s"}
