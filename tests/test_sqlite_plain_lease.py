@@ -1,0 +1,172 @@
+"""The ``sqlite://`` store's plain-statement lease acquisition (one ``UPDATE ... RETURNING`` on
+the inline connection) against the ``lease_requests`` trigger (on the worker thread): random
+sequences of acquisitions by several owners (their own live lease, another's live or expired
+one, a take-over, a released one, a new session), with events logged, pending input and
+commands, and commits whose events overflow a small event log, give the same outcomes and
+leave the same rows in two real SQLite files."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_sqlite_plain_commit import Clock, Ids, dump
+from test_sqlite_store import TABLES
+
+import lash
+import lash.store
+from lash_plugins_builtin import _sqlite_schema
+from lash_plugins_builtin import sqlite as sqlite_module
+from lash_plugins_builtin.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+#: One step: who acquires which session's lease, for how long, after how many seconds, with
+#: which turn and events, whether it takes over the lease it saw last, then what it does with
+#: the lease it got (commit with events and release, release, or keep it).
+steps = st.fixed_dictionaries(
+    {
+        "session": st.sampled_from(["s", "t"]),
+        "owner": st.sampled_from(["A", "B"]),
+        "wait": st.sampled_from([0.0, 1.0, 40.0]),
+        "ttl": st.sampled_from([5.0, 30.0]),
+        "turn": st.sampled_from([None, "t1", "t\udcff"]),
+        "events": st.lists(st.sampled_from(["turn_started", "x"]), max_size=4),
+        "take_over": st.booleans(),
+        "inputs": st.integers(0, 2),
+        "commands": st.integers(0, 1),
+        "claim": st.booleans(),
+        "then": st.sampled_from(["commit", "release", "keep"]),
+        "commit_events": st.integers(0, 4),
+    }
+)
+
+
+async def run(path: Path, inline: bool, script: list[dict[str, Any]]) -> list[Any]:
+    """Apply ``script`` to a fresh store on ``path`` (an event log of 3 events a session);
+    the outcome of each acquisition and what followed."""
+    store = SQLiteStore(f"sqlite:///{path}", events_kept=3)
+    if not inline:
+        store._inline = False  # every operation on the worker thread: the trigger
+    outcomes: list[Any] = []
+    seen: dict[str, lash.store.Lease] = {}
+    revisions: dict[str, int] = {}
+    try:
+        for n, step in enumerate(script):
+            sqlite_module.time.now += step["wait"]  # type: ignore[attr-defined]
+            sid = step["session"]
+            for i in range(step["inputs"]):
+                await store.enqueue_input(sid, lash.store.InputDraft(f"input {n}.{i}"))
+            for i in range(step["commands"]):
+                await store.enqueue_command(sid, lash.store.CommandDraft("reset", key=f"k{n}.{i}"))
+            events = tuple(lash.store.EventDraft(e, {"n": n}) for e in step["events"])
+            try:
+                lease = await store.acquire_lease(
+                    sid,
+                    step["owner"],
+                    ttl=step["ttl"],
+                    take_over=seen.get(sid) if step["take_over"] else None,
+                    turn=step["turn"],
+                    events=events,
+                )
+            except lash.SessionBusy as busy:
+                outcomes.append(("busy", busy.owner, busy.expires_at, busy.token))
+                continue
+            seen[sid] = lease
+            outcomes.append(lease)
+            if step["claim"]:
+                claimed = await store.claim_inputs(lease, limit=1)
+                outcomes.append([i.id for i in claimed])
+            if step["then"] == "release":
+                await store.release_lease(lease)
+            elif step["then"] == "commit":
+                delta = lash.store.CommitDelta(
+                    turns=1,
+                    events=tuple(
+                        lash.store.EventDraft("c", {"i": i}) for i in range(step["commit_events"])
+                    ),
+                    release=True,
+                )
+                try:
+                    revisions[sid] = await store.commit(
+                        sid, lease=lease, expected_revision=lease.revision, delta=delta
+                    )
+                    outcomes.append(revisions[sid])
+                except lash.LashError as exc:
+                    outcomes.append((type(exc).__name__, str(exc)))
+    finally:
+        await store.close()
+    return outcomes
+
+
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(script=st.lists(steps, min_size=1, max_size=10))
+async def test_plain_leases_write_what_the_lease_statement_writes(
+    monkeypatch: pytest.MonkeyPatch, script: list[dict[str, Any]]
+) -> None:
+    """Same leases (owner, token, expiry, revision, pending counts), same refusals, same rows
+    in every table (the event log trimmed alike), inline or through the trigger."""
+    monkeypatch.setattr(sqlite_module, "time", Clock())
+    with tempfile.TemporaryDirectory() as directory:
+        dumps, outcomes = [], []
+        for inline in (True, False):
+            ids = Ids()
+            monkeypatch.setattr(_sqlite_schema, "new_input_id", ids.input_id)
+            monkeypatch.setattr(uuid, "uuid4", ids.uuid4)
+            sqlite_module.time.now = 1_000_000.0  # type: ignore[attr-defined]
+            path = Path(directory) / f"{inline}-{next(_examples)}.db"
+            outcomes.append(await run(path, inline, script))
+            dumps.append(dump(path))
+    assert outcomes[0] == outcomes[1]
+    for table in TABLES:
+        assert dumps[0][table] == dumps[1][table], table
+
+
+async def test_the_plain_lease_is_the_one_taken_inline(tmp_path: Path) -> None:
+    """Inline, a session's first lease (no head row yet) goes through the trigger, which creates
+    the head; the next one is the one ``UPDATE ... RETURNING``, reading nothing else. A busy
+    lease falls back to the trigger, which refuses it."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'lash.db'}")
+    try:
+        first = await store.acquire_lease("s", "A", ttl=30)
+        await store.release_lease(first)
+        direct = store._direct()
+        assert direct is not None
+        statements: list[str] = []
+        direct.set_trace_callback(statements.append)
+        started = lash.store.EventDraft("turn_started", {"turn_id": "t"})
+        second = await store.acquire_lease("s", "A", ttl=30, turn="t", events=(started,))
+        assert second.token == first.token + 1
+        # (SQLite's trace reports a statement with RETURNING once more, as it starts its rows.)
+        ran = list(dict.fromkeys(s.split("\n")[0] for s in statements))
+        assert ran == [
+            "BEGIN IMMEDIATE",
+            "UPDATE sessions SET",
+            ran[2],
+            "COMMIT",
+        ], statements
+        assert ran[2].startswith("INSERT INTO events"), statements
+        await store.release_lease(second)
+        statements.clear()
+        held = await store.acquire_lease("s", "A", ttl=30)
+        assert held.token == second.token + 1
+        with pytest.raises(lash.SessionBusy):
+            await store.acquire_lease("s", "B", ttl=30)
+        assert any("INSERT INTO lease_requests" in s for s in statements), statements
+        page = await store.read_events("s")
+        assert [(e.type, e.seq) for e in page.events] == [("turn_started", 1)]
+    finally:
+        await store.close()
