@@ -198,6 +198,10 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Close the connection (the next call opens it again)."""
+        running = self._checkpointing
+        if running is not None and running.get_loop() is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(running)  # no thread of this store keeps the file open
         async with self._lock:
             self._heads.clear()
             conn, self._conn = self._conn, None
@@ -328,20 +332,23 @@ class SQLiteStore:
         return direct
 
     def _after_inline(self) -> None:
-        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL on
-        the worker thread (in the background: nobody waits for it)."""
+        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL in
+        the background (nobody waits for it) on a thread and a connection of its own
+        (:func:`_checkpoint`): not on the worker's connection, whose lock every operation
+        takes, so the turns meanwhile (on the inline connection) do not wait for it (a
+        passive checkpoint takes no lock writers need)."""
         self._inline_commits += 1
-        if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
+        if (
+            self._inline_commits % INLINE_CHECKPOINT
+            or self._checkpointing is not None
+            or self.path == MEMORY
+        ):
             return
+        target, uri = schema.connect_target(self.path, self.settings.mode)
 
         async def checkpoint() -> None:
             try:
-                async with self._lock:
-                    if self._conn is not None:
-                        with contextlib.suppress(sqlite3.Error):
-                            # Fetched: a statement left unfinished would keep the
-                            # connection's next COMMIT from completing.
-                            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                await asyncio.to_thread(_checkpoint, target, uri)
             finally:
                 self._checkpointing = None
 
@@ -1282,6 +1289,17 @@ class _InlineConnection:
 
     async def rollback(self) -> None:
         self._connection.rollback()
+
+
+def _checkpoint(target: str, uri: bool) -> None:
+    """Checkpoint the WAL (``PASSIVE``: what no reader still needs) on a connection opened for
+    it, on the calling thread; a failure is left for the next one."""
+    with contextlib.suppress(sqlite3.Error):
+        conn = sqlite3.connect(target, isolation_level=None, uri=uri, timeout=0)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
 
 
 def _run_steps(conn: sqlite3.Connection, steps: Sequence[_Step]) -> list[Any]:

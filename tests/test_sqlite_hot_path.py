@@ -3,8 +3,11 @@ keeps in memory between executions (real SQLite files)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 
 import lash
 import lash.store
+from lash_plugins_builtin import sqlite as sqlite_module
 from lash_plugins_builtin.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -143,3 +147,47 @@ async def test_a_claim_that_finds_nothing_takes_no_write_lock(tmp_path: Path) ->
             blocker.close()
         (claimed,) = await other.claim_inputs(taken, limit=5)
         assert (claimed.text, claimed.state) == ("later", "claimed")
+
+
+async def test_the_wal_checkpoint_runs_beside_the_turns_not_in_their_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every INLINE_CHECKPOINT inline writes the WAL is checkpointed on a thread and connection
+    of its own: commits go on while it runs (it holds none of the store's locks), and once it
+    ran the database file alone (without its WAL) holds the committed turns."""
+    monkeypatch.setattr(sqlite_module, "INLINE_CHECKPOINT", 4)
+    real = sqlite_module._checkpoint
+    started, go = threading.Event(), threading.Event()
+
+    def held_checkpoint(target: str, uri: bool) -> None:
+        started.set()
+        assert go.wait(10)
+        real(target, uri)
+
+    monkeypatch.setattr(sqlite_module, "_checkpoint", held_checkpoint)
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        revision = 0
+        lease = await store.acquire_lease("s", "host", ttl=30)
+        for n in range(3):  # with the lease: 4 inline writes
+            delta = lash.store.CommitDelta(nodes=(user_node(n),), turns=1)
+            revision = await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+        for _ in range(500):
+            if started.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert started.is_set() and store._checkpointing is not None
+        # The checkpoint is held: the turns go on meanwhile.
+        for n in range(3, 6):
+            delta = lash.store.CommitDelta(nodes=(user_node(n),), turns=1, release=n == 5)
+            revision = await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+        assert store._checkpointing is not None and not store._checkpointing.done()
+        go.set()
+        await store._checkpointing
+        copy = tmp_path / "copy.db"
+        shutil.copyfile(db, copy)  # the main file alone: what the checkpoint wrote there
+        conn = sqlite3.connect(copy)
+        try:
+            assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (6,)
+        finally:
+            conn.close()
