@@ -49,7 +49,13 @@ loop's thread, where a statement costs no round trip) makes the same checks and 
 plain statements instead, in the ``BEGIN IMMEDIATE`` transaction it runs in, committed whole or
 rolled back: cheaper than the trigger, which parses a JSON array for each part and runs every
 one of its steps whatever the commit carries (a property test checks both write the same
-rows). A lease acquisition reads the session's head in its transaction (in the same statement
+rows); its guard is the ``WHERE`` of the head's ``UPDATE``, its first statement. Likewise an
+inline lease acquisition is one ``UPDATE ... RETURNING`` (the trigger's check in its ``WHERE``,
+the read in its ``RETURNING``) and the ``INSERT`` of its events; the trigger runs instead when
+it changed no row (a new session, a busy lease: the trigger creates the head, or refuses), and
+a property test holds both to the same rows. The WAL is checkpointed every
+``INLINE_CHECKPOINT`` inline writes on a thread and connection of its own, which holds none of
+the store's locks. A lease acquisition reads the session's head in its transaction (in the same statement
 as the lease), and the store keeps it (then the one each commit leaves) while the lease is
 held, forgetting it when the lease is released: so an execution's commits write at once (one
 round trip on the worker thread), and a session between executions costs the store no memory.
@@ -1764,7 +1770,8 @@ class _Plan:
 
         Returns None (written), or the error the commit statement would have raised: its
         ``RAISE`` message for a refusal. ``STALE_HEAD`` is found before anything is written
-        (the transaction stays open, as after the statement); any other error rolls the
+        (the head's ``UPDATE``, made first, is guarded by the head and the lease and changes
+        no row; the transaction stays open, as after the statement); any other error rolls the
         transaction back, so what the caller then reads to explain it is the stored state.
         ``schema.COMMIT_TRIGGER_STATEMENTS`` is the reference: tests check both write the same
         rows."""
