@@ -839,36 +839,30 @@ PENDING_COUNTS = f"""(SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.se
 LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
     FROM sessions AS h WHERE h.session_id = :sid"""
 
-
-def _lease_and_head(h: str) -> str:
-    """SQL: :data:`LEASE`'s columns, then the head (:data:`HEAD_COLUMNS`) and its plugin
-    states' hashes (a JSON array of ``[plugin, hash]``), of the head row named ``h``."""
-    return f"""{LEASE_OF_HEAD}, {h}.revision, {PENDING_COUNTS.replace("h.", f"{h}.")},
-    {", ".join(f"{h}.{c}" for c in HEAD_COLUMNS)},
+#: What a lease acquisition reads in its transaction, in one statement: :data:`LEASE`'s
+#: columns, then the head (:data:`HEAD_COLUMNS`) and its plugin states' hashes (a JSON array of
+#: ``[plugin, hash]``), from which the execution's first commit continues.
+LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
+    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)},
     (SELECT json_group_array(json_array(p.plugin, p.blob_hash)) FROM plugin_states AS p
-        WHERE p.session_id = {h}.session_id)"""
+        WHERE p.session_id = h.session_id)
+    FROM sessions AS h WHERE h.session_id = :sid"""
 
-
-#: What a lease acquisition reads in its transaction, in one statement: the lease, the
-#: revision, the pending counts, the head and its states' hashes (:func:`_lease_and_head`),
-#: from which the execution's first commit continues.
-LEASE_AND_HEAD = f"SELECT {_lease_and_head('h')} FROM sessions AS h WHERE h.session_id = :sid"
-
-#: A lease acquisition as one statement, for a session whose head row exists (parameters as
-#: :data:`LEASE_TRIGGER_STATEMENTS`' ``NEW`` columns, plus ``:events``, how many events it logs):
-#: the trigger's busy check is its ``WHERE`` and its update its ``SET``; it returns what
-#: :data:`LEASE_AND_HEAD` reads after the trigger, then the head's new ``event_seq`` (the
-#: caller appends the events below it). No row: a busy lease or no head row, for which the
-#: caller runs :data:`ACQUIRE` (which creates the head, or refuses with ``BUSY``).
-TAKE_LEASE = f"""UPDATE sessions SET
+#: A lease acquisition's write as one statement, for a session whose head row exists
+#: (parameters as :data:`LEASE_TRIGGER_STATEMENTS`' ``NEW`` columns, plus ``:events``, how many
+#: events it logs): the trigger's busy check is its ``WHERE`` and its update its ``SET``; the
+#: caller then reads :data:`LEASE_AND_HEAD` and appends the events (:data:`APPEND_EVENT_BELOW`).
+#: No row changed: a busy lease or no head row, for which the caller runs :data:`ACQUIRE`
+#: instead (which creates the head, or refuses with ``BUSY``). (``RETURNING`` the read costs
+#: more than the read.)
+TAKE_LEASE = """UPDATE sessions SET
     lease_token = CASE WHEN lease_owner = :owner AND lease_expires_at > :now
         THEN lease_token ELSE lease_token + 1 END,
     lease_owner = :owner, lease_expires_at = :expires_at, running_turn = :turn,
     event_seq = event_seq + :events, events_at = :now
     WHERE session_id = :session_id AND NOT (lease_owner IS NOT NULL AND lease_owner != :owner
         AND lease_expires_at > :now
-        AND NOT (lease_owner IS :take_over_owner AND lease_token IS :take_over_token))
-    RETURNING {_lease_and_head("sessions")}, event_seq"""
+        AND NOT (lease_owner IS :take_over_owner AND lease_token IS :take_over_token))"""
 
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
@@ -907,9 +901,12 @@ COMMIT = f"""INSERT INTO commit_requests ({", ".join(COMMIT_COLUMNS)})
 
 #: The commit's writes as plain statements, for a commit made inside a write transaction on the
 #: event loop's thread (``_Plan.apply`` in ``sqlite.py``), where a statement costs no round trip:
-#: the same checks and writes as :data:`COMMIT_TRIGGER_STATEMENTS`, minus its JSON. The guard
-#: (the head is the one the commit was computed from and the lease is the writer's) is the
-#: ``WHERE`` of the head's ``UPDATE`` (:data:`PLAIN_HEAD`), made first.
+#: the same checks and writes as :data:`COMMIT_TRIGGER_STATEMENTS`, minus its JSON. The guard:
+#: the head is the one the commit was computed from and the lease is the writer's (its event
+#: counter, from which the commit's events are numbered).
+PLAIN_GUARD = f"""SELECT event_seq FROM sessions WHERE session_id = ?
+    {"".join(f"AND {c} IS ? " for c in HEAD_COLUMNS)}
+    AND lease_owner = ? AND lease_token = ? AND lease_expires_at != 0"""
 #: Settle the inputs of the JSON array ``?4`` claimed by lease token ``?5`` (the caller
 #: compares the count with the array's: one not claimed by the lease refuses the commit).
 PLAIN_SETTLE = """UPDATE inputs SET state = 'completed', settled_at = ?1, turn_id = ?2,
@@ -938,13 +935,8 @@ _AFTER_HEAD = len(HEAD_COLUMNS)
 
 def _plain_head(columns: tuple[str, ...]) -> str:
     """The new head's ``UPDATE``, setting ``columns`` of :data:`HEAD_COLUMNS` (each ``?n`` by its
-    place there), then the parent link, the number of events the commit appends, whether it
-    releases the lease (parameters after the head's), the session id; then the guard's
-    parameters: the head the commit was computed from (:data:`HEAD_COLUMNS`), the lease's owner
-    and token. It changes no row when the stored head or lease is another one (the commit is
-    refused: ``STALE_HEAD``), and returns the head's new event counter (the commit's events
-    are numbered below it)."""
-    guard = _AFTER_HEAD + 5
+    place there), then the parent link, the number of events the commit appended, whether it
+    releases the lease (parameters after the head's), the session id."""
     return f"""UPDATE sessions SET {
         ", ".join(f"{c} = ?{HEAD_COLUMNS.index(c) + 1}" for c in columns)
     },
@@ -952,11 +944,7 @@ def _plain_head(columns: tuple[str, ...]) -> str:
     event_seq = event_seq + ?{_AFTER_HEAD + 2}, events_at = ?{HEAD_COLUMNS.index("updated_at") + 1},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
     running_turn = CASE WHEN ?{_AFTER_HEAD + 3} THEN NULL ELSE running_turn END
-    WHERE session_id = ?{_AFTER_HEAD + 4}
-    {"".join(f"AND {c} IS ?{guard + i} " for i, c in enumerate(HEAD_COLUMNS))}
-    AND lease_owner = ?{guard + _AFTER_HEAD} AND lease_token = ?{guard + _AFTER_HEAD + 1}
-    AND lease_expires_at != 0
-    RETURNING event_seq"""
+    WHERE session_id = ?{_AFTER_HEAD + 4}"""
 
 
 PLAIN_HEAD = _plain_head(HEAD_COLUMNS)
@@ -964,6 +952,7 @@ PLAIN_HEAD = _plain_head(HEAD_COLUMNS)
 #: rewrite its entry in the index on it (``sessions_by_config``: one page more per commit).
 PLAIN_HEAD_SAME_CONFIG = _plain_head(tuple(c for c in HEAD_COLUMNS if c != "config_hash"))
 PLAIN_COMMIT_STATEMENTS = {
+    "guard": PLAIN_GUARD,
     "settle": PLAIN_SETTLE,
     "apply": PLAIN_APPLY,
     "record": PLAIN_RECORD,
@@ -1034,6 +1023,9 @@ MAILBOX_HEAD = f"""SELECT h.event_seq, h.command_seq, {LEASE_OF_HEAD}, h.running
     {PENDING_COUNTS} FROM sessions AS h WHERE h.session_id = :sid"""
 #: Append one event (``session_id, seq, type, data, at``).
 APPEND_EVENT = "INSERT INTO events (session_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)"
+#: An event numbered ``?2`` below the head's event counter, which the write already moved.
+APPEND_EVENT_BELOW = """INSERT INTO events (session_id, seq, type, data, at)
+    SELECT session_id, event_seq - ?2, ?3, ?4, ?5 FROM sessions WHERE session_id = ?1"""
 #: Create the head row of a new session (at revision 0).
 NEW_HEAD = "INSERT OR IGNORE INTO sessions (session_id) VALUES (?)"
 #: Move the head's command and event counters (at the time given).
@@ -1094,6 +1086,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "TURN_RECORD": TURN_RECORD,
     "CANCEL_REQUEST": CANCEL_REQUEST,
     "EVENTS_AFTER": EVENTS_AFTER,
+    "APPEND_EVENT_BELOW": APPEND_EVENT_BELOW,
     "EVENT_BOUNDS": EVENT_BOUNDS,
     **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},
     **{f"plain commit: {name}": sql for name, sql in PLAIN_COMMIT_STATEMENTS.items()},

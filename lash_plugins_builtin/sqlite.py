@@ -49,16 +49,15 @@ loop's thread, where a statement costs no round trip) makes the same checks and 
 plain statements instead, in the ``BEGIN IMMEDIATE`` transaction it runs in, committed whole or
 rolled back: cheaper than the trigger, which parses a JSON array for each part and runs every
 one of its steps whatever the commit carries (a property test checks both write the same
-rows); its guard is the ``WHERE`` of the head's ``UPDATE``, its first statement. Likewise an
-inline lease acquisition is one ``UPDATE ... RETURNING`` (the trigger's check in its ``WHERE``,
-the read in its ``RETURNING``) and the ``INSERT`` of its events; the trigger runs instead when
-it changed no row (a new session, a busy lease: the trigger creates the head, or refuses), and
-a property test holds both to the same rows. The WAL is checkpointed every
-``INLINE_CHECKPOINT`` inline writes on a thread and connection of its own, which holds none of
-the store's locks. A lease acquisition reads the session's head in its transaction (in the same statement
-as the lease), and the store keeps it (then the one each commit leaves) while the lease is
-held, forgetting it when the lease is released: so an execution's commits write at once (one
-round trip on the worker thread), and a session between executions costs the store no memory.
+rows). Likewise an inline lease acquisition is one ``UPDATE`` (the trigger's check in its
+``WHERE``), the ``INSERT`` of its events and the read of the lease and the head; the trigger
+runs instead when it changed no row (a new session, a busy lease: the trigger creates the
+head, or refuses), and a property test holds both to the same rows. A lease acquisition reads
+the session's head in its transaction (in the same statement as the lease, on the worker), and
+the store keeps it (then the one each commit
+leaves) while the lease is held, forgetting it when the lease is released: so an execution's
+commits write at once (one round trip on the worker thread), and a session between executions
+costs the store no memory.
 Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
@@ -204,10 +203,6 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Close the connection (the next call opens it again)."""
-        running = self._checkpointing
-        if running is not None and running.get_loop() is asyncio.get_running_loop():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(running)  # no thread of this store keeps the file open
         async with self._lock:
             self._heads.clear()
             conn, self._conn = self._conn, None
@@ -338,23 +333,26 @@ class SQLiteStore:
         return direct
 
     def _after_inline(self) -> None:
-        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL in
-        the background (nobody waits for it) on a thread and a connection of its own
-        (:func:`_checkpoint`): not on the worker's connection, whose lock every operation
-        takes, so the turns meanwhile (on the inline connection) do not wait for it (a
-        passive checkpoint takes no lock writers need)."""
+        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL on
+        the worker thread (in the background: nobody waits for it).
+
+        Under the store's lock, so no write of this store runs meanwhile (the next one waits
+        for it, 7 to 12 ms on a 2-core VM): a checkpoint that copies every frame lets the next
+        write start the WAL over. Run beside the writes (on a connection of its own, tried),
+        it never caught up with them, and the WAL grew without end (58 MB after 1,000 turns
+        of the benchmark) and every commit with it."""
         self._inline_commits += 1
-        if (
-            self._inline_commits % INLINE_CHECKPOINT
-            or self._checkpointing is not None
-            or self.path == MEMORY
-        ):
+        if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
             return
-        target, uri = schema.connect_target(self.path, self.settings.mode)
 
         async def checkpoint() -> None:
             try:
-                await asyncio.to_thread(_checkpoint, target, uri)
+                async with self._lock:
+                    if self._conn is not None:
+                        with contextlib.suppress(sqlite3.Error):
+                            # Fetched: a statement left unfinished would keep the
+                            # connection's next COMMIT from completing.
+                            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 self._checkpointing = None
 
@@ -536,13 +534,14 @@ class SQLiteStore:
 
         def plain(direct: sqlite3.Connection) -> list[Any]:
             # The trigger's writes as one UPDATE (when the head row exists and the lease is
-            # not busy) and the events' INSERT: the read it returns is LEASE_AND_HEAD's.
+            # not busy) and the events' INSERT, then LEASE_AND_HEAD's read.
             params = dict(zip(schema.LEASE_COLUMNS, request, strict=True))
             params["events"] = len(logged)
-            taken = direct.execute(schema.TAKE_LEASE, params).fetchall()
-            if taken and logged:
-                _append_events(direct, session_id, taken[0][-1], logged, now, kept)
-            return [row[:-1] for row in taken]
+            if direct.execute(schema.TAKE_LEASE, params).rowcount != 1:
+                return []
+            if logged:
+                _append_events(direct, session_id, logged, now, kept)
+            return direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
 
         failure, rows, _ = await self._write_then_read(
             (schema.ACQUIRE, request),
@@ -634,7 +633,6 @@ class SQLiteStore:
         # A turn's commit is small; a replacing one (deleting history) or a large one (an import)
         # goes to the worker thread, never holding up the event loop.
         small = not delta.replace and len(delta.nodes) <= INLINE_MAX_NODES
-        kept = self.settings.events_kept
         async with self._operation(inline=small) as conn:
             # Popped: whatever happens below, a head that was not just committed is not kept.
             head = self._heads.pop(session_id, None)
@@ -647,7 +645,7 @@ class SQLiteStore:
                 # The head this store committed last: one round trip. The guard refuses the
                 # commit if the stored head is another one now (then the slow path says why).
                 now = time.time()
-                plan, new_head = _plan(session_id, lease, head, delta, encoded, now, kept)
+                plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
                 commit = _Commit(session_id, lease, expected_revision, encoded, plan, now)
                 if await commit.send(conn, begun=False):
                     self._remember(session_id, new_head, delta)
@@ -669,7 +667,7 @@ class SQLiteStore:
                     session_id, expected=expected_revision, actual=stored[0]
                 )
             head = _Head.of_row(stored, dict(state_rows))
-            plan, new_head = _plan(session_id, lease, head, delta, encoded, now, kept)
+            plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
             # The processes it starts, written after the commit statement in its transaction
             # (a key already used with the same content starts nothing; with other content the
             # whole commit is refused here, before anything is sent).
@@ -1297,17 +1295,6 @@ class _InlineConnection:
         self._connection.rollback()
 
 
-def _checkpoint(target: str, uri: bool) -> None:
-    """Checkpoint the WAL (``PASSIVE``: what no reader still needs) on a connection opened for
-    it, on the calling thread; a failure is left for the next one."""
-    with contextlib.suppress(sqlite3.Error):
-        conn = sqlite3.connect(target, isolation_level=None, uri=uri, timeout=0)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        finally:
-            conn.close()
-
-
 def _run_steps(conn: sqlite3.Connection, steps: Sequence[_Step]) -> list[Any]:
     """Run ``steps`` one after another on the connection's worker thread: each one's rows (for
     ``rows``), or ``None``, or the error it raised (the next ones still run, as they would have
@@ -1685,23 +1672,24 @@ def _event_data(session_id: str, event: lash.store.EventDraft) -> str:
 def _append_events(
     conn: sqlite3.Connection,
     session_id: str,
-    event_seq: int,
     events: Sequence[tuple[str, str]],
     now: float,
     kept: int,
 ) -> None:
-    """Append ``events`` (``(type, JSON data)``) to the session's log as the last ones below
-    ``event_seq``, the head's counter that the write already moved past them (its ``UPDATE``
-    ran first, and so did the log's retention trigger on that counter, which a trigger's
-    write runs after appending). The same rows as a trigger's: the retention only differs
-    when one write appends more than ``kept`` events, whose oldest it would have dropped at
-    once; they are dropped here."""
-    first = event_seq - len(events)
-    rows = [(session_id, first + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
-    conn.executemany(schema.APPEND_EVENT, rows)
-    if len(events) > kept:
+    """Append ``events`` (``(type, JSON data)``) to the session's log as the last ones below the
+    head's counter, which the write already moved past them (its ``UPDATE`` ran first, and so
+    did the log's retention trigger on that counter, which a trigger's write runs after
+    appending). The same rows as a trigger's: the retention only differs when one write
+    appends more than ``kept`` events, whose oldest it would have dropped at once; they are
+    dropped here."""
+    count = len(events)
+    rows = [(session_id, count - i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
+    conn.executemany(schema.APPEND_EVENT_BELOW, rows)
+    if count > kept:
         conn.execute(
-            "DELETE FROM events WHERE session_id = ? AND seq <= ?", (session_id, event_seq - kept)
+            """DELETE FROM events WHERE session_id = ?1
+            AND seq <= (SELECT event_seq FROM sessions WHERE session_id = ?1) - ?2""",
+            (session_id, kept),
         )
 
 
@@ -1728,8 +1716,6 @@ class _Plan:
     encoded: _Encoded
     parent_id: str | None
     release: bool
-    #: The events each session keeps (the store's ``events_kept``: see :func:`_append_events`).
-    kept: int = 2**62
 
     def row(self) -> tuple[Any, ...]:
         """The commit statement's parameters (:data:`schema.COMMIT_COLUMNS`)."""
@@ -1770,29 +1756,14 @@ class _Plan:
 
         Returns None (written), or the error the commit statement would have raised: its
         ``RAISE`` message for a refusal. ``STALE_HEAD`` is found before anything is written
-        (the head's ``UPDATE``, made first, is guarded by the head and the lease and changes
-        no row; the transaction stays open, as after the statement); any other error rolls the
+        (the transaction stays open, as after the statement); any other error rolls the
         transaction back, so what the caller then reads to explain it is the stored state.
         ``schema.COMMIT_TRIGGER_STATEMENTS`` is the reference: tests check both write the same
         rows."""
         sid, encoded, new = self.session_id, self.encoded, self.new_head
         now = new.updated_at
-        events = encoded.events
-        # The head first: its UPDATE is the guard (no row changed: nothing was written).
-        head = (
-            *new.columns(),
-            self.parent_id,
-            len(events),
-            int(self.release),
-            sid,
-            *self.head.columns(),
-            self.lease.owner,
-            self.lease.token,
-        )
-        same = new.config_hash == self.head.config_hash
-        found = conn.execute(
-            schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head
-        ).fetchall()
+        guard = (sid, *self.head.columns(), self.lease.owner, self.lease.token)
+        found = conn.execute(schema.PLAIN_GUARD, guard).fetchall()
         if not found:
             return sqlite3.IntegrityError(schema.STALE_HEAD)
         try:
@@ -1825,8 +1796,14 @@ class _Plan:
                 ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
                 conn.executemany(schema.PLAIN_LEDGER, ledger)
                 conn.executemany(schema.PLAIN_TOTALS, [(sid, *u) for u in encoded.usage])
+            events = encoded.events
             if events:
-                _append_events(conn, sid, found[0][0], events, now, self.kept)
+                seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
+                rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
+                conn.executemany(schema.APPEND_EVENT, rows)
+            head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
+            same = new.config_hash == self.head.config_hash
+            conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
             if self.released:
                 conn.executemany(schema.RELEASE_BLOB, [{"h": h} for h in self.released])
         except sqlite3.Error as exc:
@@ -1842,7 +1819,6 @@ def _plan(
     delta: lash.store.CommitDelta,
     encoded: _Encoded,
     now: float,
-    kept: int = 2**62,
 ) -> tuple[_Plan, _Head]:
     """The writes of ``delta`` on top of ``head``, and the head they leave."""
     turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
@@ -1904,7 +1880,6 @@ def _plan(
         encoded=encoded,
         parent_id=delta.parent_id,
         release=delta.release,
-        kept=kept,
     )
     return plan, new_head
 
