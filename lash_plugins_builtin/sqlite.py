@@ -54,10 +54,9 @@ rows). Likewise an inline lease acquisition is one ``UPDATE`` (the trigger's che
 runs instead when it changed no row (a new session, a busy lease: the trigger creates the
 head, or refuses), and a property test holds both to the same rows. A lease acquisition reads
 the session's head in its transaction (in the same statement as the lease, on the worker), and
-the store keeps it (then the one each commit
-leaves) while the lease is held, forgetting it when the lease is released: so an execution's
-commits write at once (one round trip on the worker thread), and a session between executions
-costs the store no memory.
+the store keeps it (then the one each commit leaves) while the lease is held, forgetting it
+when the lease is released: so an execution's commits write at once (one round trip on the
+worker thread), and a session between executions costs the store no memory.
 Any other commit reads the head first, in a ``BEGIN IMMEDIATE`` transaction: two round trips
 (the reads; the statement with ``COMMIT``), three when the guard refused the first attempt (the
 head changed: another writer committed or took the lease over). A commit that also queues input
