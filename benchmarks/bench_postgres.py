@@ -467,7 +467,15 @@ async def agg_run(
             )
     workers = [
         subprocess.Popen(
-            [sys.executable, __file__, "--agg-worker", kind, url + query, str(w), str(turns)],
+            [
+                sys.executable,
+                __file__,
+                "--agg-worker",
+                kind,
+                with_options(url, query),
+                str(w),
+                str(turns),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -494,6 +502,13 @@ async def agg_run(
     elapsed = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["turns"] for r in results)
     return total / elapsed, 1000 * sum(r["cpu"] for r in results) / total
+
+
+def with_options(url: str, query: str) -> str:
+    """``url`` with the options ``query`` (``?a=b``) added to those it has (``--no-sync``'s)."""
+    if query and "?" in url:
+        return f"{url}&{query[1:]}"
+    return url + query
 
 
 async def aggregate(dbs: Databases, turns: int) -> dict[tuple[int, str], list[tuple[float, float]]]:

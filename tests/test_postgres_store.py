@@ -643,6 +643,28 @@ async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
         assert [dict(e.data) for e in page.events if e.type == "e"] == [{"text": text}]
 
 
+@given(
+    value=st.text(
+        st.sampled_from(["a", "~", "\0", "\x7f", "\xe9", "\udc80", "\ud800", "\U0001f600"])
+        | st.characters(exclude_categories=()),
+        max_size=12,
+    )
+)
+def test_the_text_check_accepts_exactly_what_postgres_text_can_hold(value: str) -> None:
+    """``_text``'s quick acceptance of ASCII text agrees with the general rule: Postgres
+    ``text`` holds any UTF-8 string without NUL (checked by encoding it, as the server would)."""
+    holdable = "\0" not in value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        holdable = False
+    if holdable:
+        assert postgres_module._text("s", "thing", value) is value
+    else:
+        with pytest.raises(lash.SessionError, match="session 's': cannot store the thing"):
+            postgres_module._text("s", "thing", value)
+
+
 async def test_leases_expire_by_the_database_clock(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
