@@ -327,6 +327,7 @@ class Turn:
         try:
             async with runtime.execute("turn", turn_id=self.id, events=events) as ex:
                 self._interruptible = self._waiting = False  # the session is ours
+                self._polled_at_claim()
                 self.index = ex.turn = runtime.image.turns + 1
                 ex.on_event = self._emit
                 if self._explicit_id:
@@ -1048,6 +1049,18 @@ class Turn:
                 if stop is not None:
                     raise TurnStopped("plugin_abort", stop)
         return joined
+
+    def _polled_at_claim(self) -> None:
+        """The lease just claimed read the store as a checkpoint's poll would: the input poll's
+        clock starts now, unless input was queued then (the checkpoints keep the clock that
+        started with the turn, so that input joins as soon as it did). A turn that waited for
+        the session (or its share of a busy process) longer than ``input_poll`` would otherwise
+        read the store twice more at its first checkpoint for nothing: nothing can be queued for
+        it before the claim that it does not see there, and a cancellation request names a turn
+        the claim started."""
+        lease = self._runtime.lease
+        if lease is not None and not lease.pending_inputs:
+            self._last_poll = time.monotonic()
 
     def _should_poll(self) -> bool:
         """Read the store at this checkpoint? When input was queued in this process since the
