@@ -16,7 +16,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.media import image_ref
-from lash._contract.slots import plain_slots
+from lash._contract.slots import maker
 from lash._contract.types import Message, ToolCall, Usage
 
 __all__ = [
@@ -258,30 +258,6 @@ class SessionGraph:
         return len(self.nodes)
 
 
-def _message_builder() -> Any:
-    """``build(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
-    ``__init__`` would make it, for about half the cost (a resumed session makes one per
-    message), the way the stored-node builders make nodes; ``Message`` itself if its
-    ``__init__`` may do more than store its arguments."""
-    slots = plain_slots(Message)
-    names = ("role", "content", "tool_calls", "tool_call_id", "images")
-    if slots is None or tuple(a.name for a in attrs.fields(Message)) != names:
-        return Message  # pragma: no cover - only if Message changes shape
-    new = object.__new__
-    role, content, tool_calls, tool_call_id, images = (slots[n].__set__ for n in names)
-
-    def build(r: str, c: str, t: tuple[ToolCall, ...], i: str | None, m: tuple[Any, ...]) -> Any:
-        o = new(Message)
-        role(o, r)
-        content(o, c)
-        tool_calls(o, t)
-        tool_call_id(o, i)
-        images(o, m)
-        return o
-
-    return build
-
-
 def node_messages(node: GraphNode) -> list[Message]:
     """The chat messages a model sees for one node (tool results as projected)."""
     if isinstance(node, UserMessage):
@@ -300,4 +276,6 @@ def node_messages(node: GraphNode) -> list[Message]:
 
 
 resolve_here(globals())
-_message = _message_builder()
+#: ``_message(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
+#: ``__init__`` makes it, for about half the cost (a resumed session makes one per message).
+_message = maker(Message)
