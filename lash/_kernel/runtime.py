@@ -286,7 +286,6 @@ class SessionRuntime:
     __slots__ = (
         "_apply_commands",
         "_blobs",
-        "_claimed_at",
         "_handle",
         "_lock",
         "_pending_applied",
@@ -299,7 +298,6 @@ class SessionRuntime:
         "_renewal",
         "_renewing",
         "_running",
-        "_timer_loop",
         "cancel_after_commit",
         "child_spec",
         "commands_applied",
@@ -376,10 +374,6 @@ class SessionRuntime:
         # The running execution's timer (its first poll, then each lease renewal), or the
         # renewal under way.
         self._renewal: asyncio.TimerHandle | None = None
-        # The event loop of that timer, and when the running execution claimed the session (on
-        # that loop's clock; None between executions).
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
-        self._claimed_at: float | None = None
         #: Called once when the running execution's first poll is due (``control_poll`` seconds
         #: after it claimed the session): a turn that lasts starts its keeper then.
         self.on_poll_due: Callable[[], object] | None = None
@@ -998,49 +992,20 @@ class SessionRuntime:
         """Arm the running execution's one timer: when the first poll is due (``control_poll``)
         it starts the running turn's keeper if it asked (:attr:`on_poll_due`), then the lease is
         renewed every third of its TTL while the execution runs. A timer, not a task, and one
-        for both: most executions end long before either is due.
-
-        The timer outlives a short execution (until it fires, ``control_poll`` seconds after
-        that execution claimed the session; then it lapses, see :meth:`_timer_due`): the next
-        execution keeps it when it fires no later than its own first poll is due, and it arms
-        itself again for the execution it finds running. A session running turn after turn
-        then arms one timer per ``control_poll`` seconds instead of one per turn (and cancels
-        none: each cancelled timer also stayed in the loop's heap until it was due)."""
+        for both: most executions end long before either is due."""
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._claimed_at = now
+        renew_in = self.core.lease_ttl / 3
+        poll_in = min(self.core.control_poll, renew_in)
         self.poll_passed = False
-        timer = self._renewal
-        if timer is not None:
-            # (A timer of another event loop would never fire in this one.)
-            if self._timer_loop is loop and timer.when() <= now + self._poll_in():
-                return  # fires in time for this execution's first poll
-            timer.cancel()
-        self._timer_loop = loop
-        self._renewal = loop.call_at(now + self._poll_in(), self._timer_due)
 
-    def _poll_in(self) -> float:
-        """Seconds from an execution's claim to its first poll (before its first renewal)."""
-        return min(self.core.control_poll, self.core.lease_ttl / 3)
+        def poll_due() -> None:
+            self.poll_passed = True
+            start, self.on_poll_due = self.on_poll_due, None
+            if start is not None:
+                start()
+            self._renewal = loop.call_later(renew_in - poll_in, self._renew_due)
 
-    def _timer_due(self) -> None:
-        """The timer of :meth:`_renew_later` fired: the running execution's first poll is due
-        (then its renewal is armed), or not yet (the timer was armed by an earlier execution:
-        armed again for this one), or no execution runs (the timer lapses)."""
-        self._renewal = None
-        claimed = self._claimed_at
-        if claimed is None:
-            return  # between executions: an idle session holds no timer
-        loop = asyncio.get_running_loop()
-        due = claimed + self._poll_in()
-        if loop.time() < due:
-            self._renewal = loop.call_at(due, self._timer_due)
-            return
-        self.poll_passed = True
-        start, self.on_poll_due = self.on_poll_due, None
-        if start is not None:
-            start()
-        self._renewal = loop.call_at(claimed + self.core.lease_ttl / 3, self._renew_due)
+        self._renewal = loop.call_later(poll_in, poll_due)
 
     def _renew_due(self) -> None:
         self._renewal = None
@@ -1059,11 +1024,9 @@ class SessionRuntime:
             self._renewing = None
 
     async def _stop_renewal(self) -> None:
-        """Stop renewing (before a commit, which releases the lease, and at the end). A timer
-        still waiting for the first poll is left to lapse (see :meth:`_renew_later`)."""
+        """Stop renewing (before a commit, which releases the lease, and at the end)."""
         self.on_poll_due = None
-        self._claimed_at = None
-        if self._renewal is not None and self.poll_passed:  # a renewal's timer: not needed
+        if self._renewal is not None:
             self._renewal.cancel()
             self._renewal = None
         task, self._renewing = self._renewing, None
