@@ -471,6 +471,7 @@ class Turn:
             if keeper.stop():
                 await keeper.finish()
 
+        runtime.image.graph.release_prompt()  # (kept for the turn's model calls only)
         revision = await self._commit(result)
         result = committed_result(result, revision)
         view.result = result
