@@ -175,3 +175,45 @@ def test_the_image_count_and_prompt_messages_follow_the_general_path(kinds: list
     frame = graph.nodes
     expected = sum(1 for n in frame if isinstance(n, UserMessage) and n.text == "look")
     assert graph.image_messages == expected
+
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.sampled_from(_KINDS)),
+        st.tuples(st.just("extend"), st.lists(st.sampled_from(_KINDS), max_size=4)),
+        st.tuples(st.just("prompt"), st.sampled_from((None, "a", "a again", "b"))),
+        st.tuples(st.just("release"), st.none()),
+    ),
+    max_size=60,
+)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(_STEPS)
+def test_a_prompt_built_on_the_last_one_is_the_messages_as_a_tuple(steps: list[Any]) -> None:
+    """prompt_messages builds on the prompt it built last (the same first message, the same
+    frame: that tuple plus the messages appended since); whatever happened in between
+    (appends, extends, new frames, another system message or none, several prompts in a row,
+    the last one released), it is ``messages()`` as a tuple, after the system message when given."""
+    graph = SessionGraph()
+    systems = {
+        None: None,
+        "a": Message("system", "be brief"),
+        "a again": Message("system", "be brief"),  # equal, another object
+        "b": Message("system", "be thorough"),
+    }
+    for index, (op, arg) in enumerate(steps):
+        if op == "append":
+            graph.append(_node(arg, index))
+        elif op == "extend":
+            graph.extend([_node(kind, index) for kind in arg])
+        elif op == "release":
+            graph.release_prompt()
+        else:
+            first = systems[arg]
+            prompt = graph.prompt_messages(first)
+            messages = graph.messages()
+            assert prompt == ((first, *messages) if first is not None else tuple(messages))
+            assert type(prompt) is tuple
+            if first is not None:
+                assert prompt[0] is first

@@ -163,3 +163,41 @@ def test_a_tool_sources_new_listing_reaches_the_next_model_call(tmp_path: Path) 
         ]
 
     asyncio.run(scenario())
+
+
+def test_model_calls_send_the_whole_history_and_an_idle_session_keeps_no_prompt(
+    tmp_path: Path,
+) -> None:
+    """Three turns of a tool call then an answer (the second call of each builds on the first
+    call's prompt): every request holds the system prompt and every message so far, in order;
+    between turns the session keeps no prompt (only a running turn does)."""
+
+    async def scenario() -> None:
+        script: list[Any] = []
+        for i in range(3):
+            script.append(
+                {"tool_calls": [{"id": f"c{i}", "name": "alpha", "arguments": {"text": f"{i}"}}]}
+            )
+            script.append({"text": f"answer {i}"})
+        recorder = Recorder(script)
+        core = _core(sqlite_url(tmp_path), Tools(), recorder)
+        async with core:
+            session = await core.session("s").open()
+            await session.configure(prompt_layers=("be brief",))
+            graph = session._runtime.image.graph
+            for i in range(3):
+                await session.turn(f"q{i}").run()
+                assert graph._prompt is None
+            await session.close()
+        expected: list[tuple[str, str]] = [("system", "be brief")]
+        seen = []
+        for i in range(3):
+            expected.append(("user", f"q{i}"))
+            seen.append(list(expected))
+            expected += [("assistant", ""), ("tool", f"{i}")]
+            seen.append(list(expected))
+            expected.append(("assistant", f"answer {i}"))
+        sent = [[(m.role, m.content) for m in r.messages] for r in recorder.requests]
+        assert sent == seen
+
+    asyncio.run(scenario())

@@ -16,7 +16,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.media import image_ref
-from lash._contract.slots import plain_slots
+from lash._contract.slots import maker
 from lash._contract.types import Message, ToolCall, Usage
 
 __all__ = [
@@ -170,6 +170,14 @@ class SessionGraph:
     # How many of `_messages` carry images, kept with them: a prompt without images (most) is
     # known so at once, instead of by a look at every message at every model call.
     _with_images: int = attrs.field(default=0, alias="_with_images")
+    # The last prompt built (prompt_messages): its first message, the message list it was
+    # built from, how many of it it holds, and the tuple. Messages are only ever appended to
+    # that list (a new frame starts a new one), so the next prompt is that tuple and the
+    # messages appended since: one copy of the history, not three (list, tuple, and the
+    # list's release). Kept while a turn runs (release_prompt; an idle session holds none).
+    _prompt: tuple[Message | None, list[Message], int, tuple[Message, ...]] | None = attrs.field(
+        default=None, init=False, eq=False, repr=False
+    )
 
     @property
     def leaf(self) -> GraphNode | None:
@@ -220,7 +228,19 @@ class SessionGraph:
     def prompt_messages(self, first: Message | None = None) -> tuple[Message, ...]:
         """The chat messages of the active frame as a tuple, ``first`` (a system message)
         before them when given: what a model call's prompt holds, in one copy."""
-        return (first, *self._messages) if first is not None else tuple(self._messages)
+        messages = self._messages
+        last = self._prompt
+        if last is not None and last[0] is first and last[1] is messages:
+            count = last[2]
+            prompt = last[3] + tuple(messages[count:]) if len(messages) > count else last[3]
+        else:
+            prompt = (first, *messages) if first is not None else tuple(messages)
+        self._prompt = (first, messages, len(messages), prompt)
+        return prompt
+
+    def release_prompt(self) -> None:
+        """Let go of the last prompt (:meth:`prompt_messages` builds the next one whole)."""
+        self._prompt = None
 
     def extend(self, nodes: Iterable[GraphNode]) -> None:
         """Append each of ``nodes``, as :meth:`append` does one by one.
@@ -258,30 +278,6 @@ class SessionGraph:
         return len(self.nodes)
 
 
-def _message_builder() -> Any:
-    """``build(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
-    ``__init__`` would make it, for about half the cost (a resumed session makes one per
-    message), the way the stored-node builders make nodes; ``Message`` itself if its
-    ``__init__`` may do more than store its arguments."""
-    slots = plain_slots(Message)
-    names = ("role", "content", "tool_calls", "tool_call_id", "images")
-    if slots is None or tuple(a.name for a in attrs.fields(Message)) != names:
-        return Message  # pragma: no cover - only if Message changes shape
-    new = object.__new__
-    role, content, tool_calls, tool_call_id, images = (slots[n].__set__ for n in names)
-
-    def build(r: str, c: str, t: tuple[ToolCall, ...], i: str | None, m: tuple[Any, ...]) -> Any:
-        o = new(Message)
-        role(o, r)
-        content(o, c)
-        tool_calls(o, t)
-        tool_call_id(o, i)
-        images(o, m)
-        return o
-
-    return build
-
-
 def node_messages(node: GraphNode) -> list[Message]:
     """The chat messages a model sees for one node (tool results as projected)."""
     if isinstance(node, UserMessage):
@@ -300,4 +296,6 @@ def node_messages(node: GraphNode) -> list[Message]:
 
 
 resolve_here(globals())
-_message = _message_builder()
+#: ``_message(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
+#: ``__init__`` makes it, for about half the cost (a resumed session makes one per message).
+_message = maker(Message)

@@ -4,8 +4,10 @@ Hot paths that make many instances (a resumed session's nodes and messages) set 
 a new instance directly, as unpickling does: about half the cost of ``__init__``. This module
 only says when that is equivalent; it sits below both users (the stored-node builders in
 :mod:`lash._contract.serialization` and the graph's messages) so neither imports the other.
-It also makes evolvers (:func:`evolver`): ``attrs.evolve`` with a fixed set of changed fields,
-for records copied on every turn's path.
+It also makes makers (:func:`maker`: the class's ``__init__``, built that way when it is
+equivalent) for instances made on every turn's path and for a resumed session's messages, and
+evolvers (:func:`evolver`): ``attrs.evolve`` with a fixed set of changed fields, for records
+copied on every turn's path.
 """
 
 from __future__ import annotations
@@ -37,6 +39,38 @@ def evolver(cl: type[T], *names: str) -> Callable[..., T]:
     namespace: dict[str, Any] = {"_cls": cl}
     exec(compile(source, f"<lash evolver {cl.__qualname__}>", "exec"), namespace)
     built: Callable[..., T] = namespace["evolve"]
+    return built
+
+
+def maker(cl: type[T]) -> Callable[..., T]:
+    """``make(...)``: ``cl(...)``, with the same signature, for a class made on every turn's
+    path (the turn's nodes). When :func:`plain_slots` says the class's ``__init__`` only
+    stores its arguments, it sets each slot of a new instance directly (as the stored-node
+    builders do: about half the cost of a frozen class's ``__init__``); otherwise it is the
+    class itself (so it is when a field's default is a factory, which must run per
+    instance)."""
+    fields = attrs.fields(cast(Any, cl))
+    slots = plain_slots(cl)
+    if slots is None or any(isinstance(a.default, cast(Any, attrs.Factory)) for a in fields):
+        return cl
+    namespace: dict[str, Any] = {"_cls": cl, "_new": object.__new__}
+    # __init__'s signature: the positional fields in order, then the keyword-only ones.
+    positional: list[str] = []
+    keyword: list[str] = []
+    for i, a in enumerate(fields):
+        param = a.alias
+        if a.default is not attrs.NOTHING:
+            namespace[f"_d{i}"] = a.default
+            param = f"{a.alias}=_d{i}"
+        (keyword if a.kw_only else positional).append(param)
+    params = [*positional, *(["*", *keyword] if keyword else [])]
+    lines = [f"def make({', '.join(params)}):", "    o = _new(_cls)"]
+    for i, a in enumerate(fields):
+        namespace[f"_s{i}"] = slots[a.name].__set__
+        lines.append(f"    _s{i}(o, {a.alias})")
+    lines.append("    return o")
+    exec(compile("\n".join(lines), f"<lash maker {cl.__qualname__}>", "exec"), namespace)
+    built: Callable[..., T] = namespace["make"]
     return built
 
 

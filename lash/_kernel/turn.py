@@ -68,7 +68,7 @@ from lash._contract.providers import (
 )
 from lash._contract.serialization import from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
-from lash._contract.slots import evolver
+from lash._contract.slots import evolver, maker
 from lash._contract.types import (
     NO_USAGE,
     AbortTurn,
@@ -327,6 +327,7 @@ class Turn:
         try:
             async with runtime.execute("turn", turn_id=self.id, events=events) as ex:
                 self._interruptible = self._waiting = False  # the session is ours
+                self._polled_at_claim()
                 self.index = ex.turn = runtime.image.turns + 1
                 ex.on_event = self._emit
                 if self._explicit_id:
@@ -470,6 +471,7 @@ class Turn:
             if keeper.stop():
                 await keeper.finish()
 
+        runtime.image.graph.release_prompt()  # (kept for the turn's model calls only)
         revision = await self._commit(result)
         result = committed_result(result, revision)
         view.result = result
@@ -689,14 +691,14 @@ class Turn:
 
     def _new_node(self, cls: type[Any], **fields: Any) -> Any:
         # The graph's leaf and frame read from its node list directly (as SessionGraph.leaf
-        # and .frame_id do): six nodes a turn.
+        # and .frame_id do): six nodes a turn, each made by its class's maker.
         nodes = self._runtime.image.graph.nodes
         if nodes:
             parent_id: str | None = nodes[-1].id
             frame_id = nodes[0].frame_id
         else:
             parent_id, frame_id = None, ""
-        return cls(
+        return _MAKERS[cls](
             id=new_node_id(), parent_id=parent_id, frame_id=frame_id, turn=self.index, **fields
         )
 
@@ -1049,6 +1051,18 @@ class Turn:
                     raise TurnStopped("plugin_abort", stop)
         return joined
 
+    def _polled_at_claim(self) -> None:
+        """The lease just claimed read the store as a checkpoint's poll would: the input poll's
+        clock starts now, unless input was queued then (the checkpoints keep the clock that
+        started with the turn, so that input joins as soon as it did). A turn that waited for
+        the session (or its share of a busy process) longer than ``input_poll`` would otherwise
+        read the store twice more at its first checkpoint for nothing: nothing can be queued for
+        it before the claim that it does not see there, and a cancellation request names a turn
+        the claim started."""
+        lease = self._runtime.lease
+        if lease is not None and not lease.pending_inputs:
+            self._last_poll = time.monotonic()
+
     def _should_poll(self) -> bool:
         """Read the store at this checkpoint? When input was queued in this process since the
         last read, or ``input_poll`` seconds went by (input from another process joins at the
@@ -1124,6 +1138,13 @@ class _Keeper:
             with contextlib.suppress(asyncio.CancelledError, LashError):
                 await task
 
+
+#: The node classes a turn makes (:meth:`Turn._new_node`), each with its maker: the class's
+#: ``__init__``, built for about half its cost where that is the same thing.
+_MAKERS: dict[type[Any], Any] = {
+    cls: maker(cls)
+    for cls in (UserMessage, AssistantMessage, ToolCallNode, ToolResultNode, TurnOutcome)
+}
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).
