@@ -482,6 +482,8 @@ class SQLiteStore:
         ``plain`` (without ``more``): the same write and read with plain statements, tried
         first on the inline connection (in its write transaction): its rows, or none when it
         wrote nothing and the write statement is to run instead."""
+        if plain is not None and more:
+            raise TypeError("_write_then_read: plain returns the rows of read only, not of more")
         async with self._operation(inline=True) as conn:
             if plain is not None and isinstance(conn, _InlineConnection):
                 rows = plain(conn.direct)
