@@ -83,7 +83,7 @@ if typing.TYPE_CHECKING:
     )
     from lash._contract.serialization import from_data, to_data
     from lash._contract.services import SessionView, ToolContext, TurnDriver, TurnView
-    from lash._contract.types import (
+    from lash._contract.turn_types import (
         AbortToolCall,
         AbortTurn,
         AgentFrame,
@@ -91,11 +91,21 @@ if typing.TYPE_CHECKING:
         Compaction,
         EmitEvent,
         EnqueueMessages,
-        Message,
-        PluginMeta,
         ProcessRecord,
         PromptContribution,
         PromptView,
+        ReplaceToolArguments,
+        RequireApproval,
+        SessionConfig,
+        ShortCircuitToolCall,
+        StartProcess,
+        ToolCallDirective,
+        ToolCatalogEntry,
+        TurnDirective,
+    )
+    from lash._contract.types import (
+        Message,
+        PluginMeta,
         RecoveryDisposition,
         RegisterCommand,
         RegisterProcessKind,
@@ -104,16 +114,8 @@ if typing.TYPE_CHECKING:
         RegisterSessionCommand,
         RegisterStore,
         RegisterTool,
-        ReplaceToolArguments,
-        RequireApproval,
-        SessionConfig,
-        ShortCircuitToolCall,
-        StartProcess,
         ToolCall,
-        ToolCallDirective,
-        ToolCatalogEntry,
         ToolResult,
-        TurnDirective,
         Usage,
     )
     from lash._kernel.approvals import ApprovalAnswer, PendingApproval
