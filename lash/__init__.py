@@ -78,7 +78,6 @@ if typing.TYPE_CHECKING:
         Provider,
         TextDelta,
         ToolCallReady,
-        ToolSpec,
         collect_response,
     )
     from lash._contract.serialization import from_data, to_data
@@ -116,6 +115,7 @@ if typing.TYPE_CHECKING:
         RegisterTool,
         ToolCall,
         ToolResult,
+        ToolSpec,
         Usage,
     )
     from lash._kernel.approvals import ApprovalAnswer, PendingApproval

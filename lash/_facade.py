@@ -94,7 +94,7 @@ EXPORTS: dict[str, str] = {
     "ToolContext": "lash._contract.services",
     "ToolResult": "lash._contract.types",
     "ToolResultNode": "lash._contract.graph",
-    "ToolSpec": "lash._contract.providers",
+    "ToolSpec": "lash._contract.types",
     "ToolSource": "lash._tools.source",
     "Turn": "lash._kernel.turn",
     "TurnDirective": "lash._contract.turn_types",

@@ -36,6 +36,7 @@ __all__ = [
     "RegisterTool",
     "ToolCall",
     "ToolResult",
+    "ToolSpec",
     "Usage",
 ]
 
@@ -131,6 +132,18 @@ class ToolCall:
     name: str
     arguments: Mapping[str, Any] = attrs.field(factory=dict)
     invalid_arguments: str | None = None
+
+    __module__ = "lash"
+
+
+@attrs.frozen
+class ToolSpec:
+    """A tool as a model sees it: name, description and JSON schema of its arguments (what
+    :class:`lash.ModelRequest` offers a model)."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
 
     __module__ = "lash"
 
