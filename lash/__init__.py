@@ -90,6 +90,7 @@ if typing.TYPE_CHECKING:
         Compaction,
         EmitEvent,
         EnqueueMessages,
+        Message,
         ProcessRecord,
         PromptContribution,
         PromptView,
@@ -103,7 +104,6 @@ if typing.TYPE_CHECKING:
         TurnDirective,
     )
     from lash._contract.types import (
-        Message,
         PluginMeta,
         RecoveryDisposition,
         RegisterCommand,

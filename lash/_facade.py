@@ -34,7 +34,7 @@ EXPORTS: dict[str, str] = {
     "HostConfig": "lash._plugins.hostconfig",
     "LashCore": "lash._kernel.core",
     "Image": "lash._contract.media",
-    "Message": "lash._contract.types",
+    "Message": "lash._contract.turn_types",
     "ModelDone": "lash._contract.providers",
     "ModelEvent": "lash._contract.providers",
     "ModelOptions": "lash._contract.modeloptions",

@@ -181,6 +181,7 @@ def test_cli_inspection_does_not_load_the_session_kernel(argv: list[str]) -> Non
         "lash._contract.turn_types",
         "lash._contract.operations",
         "lash._contract.providers",
+        "lash._contract.media",
         "shutil",  # click imports it for the terminal width; lash measures it without
     }
     assert loaded & heavy == set()

@@ -46,7 +46,7 @@ TITLES: dict[str, str] = {
     "lash._contract.services": "Session services",
     "lash._kernel.plugin_ops": "Plugin operations (hosts)",
     "lash._contract.operations": "Plugin operations (plugins)",
-    "lash._contract.types": "Plugin declaration, messages and registrars",
+    "lash._contract.types": "Plugin declaration, tool calls and registrars",
     "lash._contract.turn_types": "Hook data and directives",
     "lash._contract.graph": "The session graph",
     "lash._contract.providers": "Model providers",

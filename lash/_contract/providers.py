@@ -15,7 +15,8 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.modeloptions import ModelOptions
-from lash._contract.types import Message, ToolCall, Usage
+from lash._contract.turn_types import Message
+from lash._contract.types import ToolCall, Usage
 
 # ToolSpec is defined with the tool calls, where building a tool (every plugin load) finds it
 # without this module; the provider contract names it here too.

@@ -1,6 +1,6 @@
 """The hook data that turns, sessions and background processes use: what a model call sees
-(:class:`lash.PromptView`), a session's configuration, frames and tool catalog, the directives
-and fragments hooks return, compaction seeds, and process records.
+(:class:`lash.Message`, :class:`lash.PromptView`), a session's configuration, frames and tool
+catalog, the directives and fragments hooks return, compaction seeds, and process records.
 
 Apart from :mod:`lash._contract.types` so that loading plugins (and with it ``lash --help`` and
 ``lash plugins``) does not build these classes: nothing on that path uses them. Like every public
@@ -15,8 +15,9 @@ from typing import Any, Literal
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.media import Image
 from lash._contract.modeloptions import ModelOptions
-from lash._contract.types import Message
+from lash._contract.types import ToolCall
 
 __all__ = [
     "PROCESS_TERMINAL",
@@ -27,6 +28,7 @@ __all__ = [
     "Compaction",
     "EmitEvent",
     "EnqueueMessages",
+    "Message",
     "ProcessRecord",
     "ProcessStatus",
     "PromptContribution",
@@ -40,6 +42,20 @@ __all__ = [
     "ToolCatalogEntry",
     "TurnDirective",
 ]
+
+
+@attrs.frozen
+class Message:
+    """One message of a model prompt (provider-neutral chat shape)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    #: Images given with a user message (each with its bytes or its URL).
+    images: tuple[Image, ...] = ()
+
+    __module__ = "lash"
 
 
 @attrs.frozen

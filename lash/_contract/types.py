@@ -5,8 +5,8 @@ travel between plugins are frozen attrs classes. The services through which plug
 session (``SessionView`` and friends) are in :mod:`lash._contract.services`.
 
 This module holds what loading a plugin needs (:class:`lash.PluginMeta`, the registrars, and the
-messages and tool calls that tools and providers are typed with). The data only turns, sessions
-and processes use (directives, prompt views, session configs, process records...) is in
+tool calls and results that tools are typed with). The data only turns, sessions and processes
+use (prompt messages, directives, prompt views, session configs, process records...) is in
 :mod:`lash._contract.turn_types`, so that ``lash --help`` and ``lash plugins``, which load every
 plugin, do not build those classes.
 """
@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.media import Image
 
 __all__ = [
     "NO_USAGE",
-    "Message",
     "PluginMeta",
     "RecoveryDisposition",
     "RegisterCommand",
@@ -83,7 +81,7 @@ class PluginMeta:
 
 
 # --------------------------------------------------------------------------------------------
-# Messages, tool calls, usage
+# Tool calls, usage
 # --------------------------------------------------------------------------------------------
 
 
@@ -155,20 +153,6 @@ class ToolResult:
     call_id: str
     content: str
     is_error: bool = False
-
-    __module__ = "lash"
-
-
-@attrs.frozen
-class Message:
-    """One message of a model prompt (provider-neutral chat shape)."""
-
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str | None = None
-    #: Images given with a user message (each with its bytes or its URL).
-    images: tuple[Image, ...] = ()
 
     __module__ = "lash"
 
