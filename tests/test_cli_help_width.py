@@ -7,6 +7,7 @@ subprocesses); and the help text with click's own formatter."""
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import pty
@@ -14,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+from typing import Any
 
 import click
 import pytest
@@ -37,7 +39,7 @@ sys.stderr.write(json.dumps(seen))
 """
 
 
-def _run_child(stdout: int | None) -> list[list[object]]:
+def _run_child(stdout: int | None) -> list[list[Any]]:
     result = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(ENV_VALUES)],
         stdout=stdout if stdout is not None else subprocess.PIPE,
@@ -46,7 +48,7 @@ def _run_child(stdout: int | None) -> list[list[object]]:
         check=True,
         timeout=60,
     )
-    seen: list[list[object]] = json.loads(result.stderr)
+    seen: list[list[Any]] = json.loads(result.stderr)
     assert len(seen) == len(ENV_VALUES) ** 2
     return seen
 
@@ -74,8 +76,11 @@ def test_terminal_columns_is_shutils_width(size: tuple[int, int] | None) -> None
 
 
 def _help(capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        _main.main(["--help"])
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            _main.main(["--help"])
+    finally:
+        gc.unfreeze()  # main() freezes what exists (a process's start-up); not this one's
     assert exit_info.value.code == 0
     return capsys.readouterr().out
 
@@ -95,3 +100,22 @@ def test_help_wraps_as_clicks_formatter_does(
     width = max(len(line) for line in ours.splitlines())
     expected = max(min(int(columns) if columns.isdigit() else 80, 80) - 2, 50)
     assert expected - 12 <= width <= expected, (width, expected)
+
+
+def test_main_freezes_what_start_up_imported() -> None:
+    """The console-script entry point moves what exists when it starts (the imported modules,
+    classes, functions) out of the collector's sight, in its own process."""
+    code = (
+        "import gc, sys\n"
+        "from lash.cli import main\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(str(gc.get_freeze_count()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert int(result.stderr) > 10_000

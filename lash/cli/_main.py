@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -122,6 +123,11 @@ def cli(ctx: click.Context, config_path: str | None, disabled: tuple[str, ...]) 
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
+    # What the command line imported (lash, click, pluggy, attrs, cattrs...) lives until the
+    # process exits. Frozen, it is left out of every collection, the ones interpreter shutdown
+    # runs included: ~10 ms of `lash --help` and `lash plugins` (issue 17). Objects made from
+    # here on are collected as usual.
+    gc.freeze()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         return cli.main(args=argv, prog_name="lash")
