@@ -78,12 +78,11 @@ if typing.TYPE_CHECKING:
         Provider,
         TextDelta,
         ToolCallReady,
-        ToolSpec,
         collect_response,
     )
     from lash._contract.serialization import from_data, to_data
     from lash._contract.services import SessionView, ToolContext, TurnDriver, TurnView
-    from lash._contract.types import (
+    from lash._contract.turn_types import (
         AbortToolCall,
         AbortTurn,
         AgentFrame,
@@ -92,10 +91,20 @@ if typing.TYPE_CHECKING:
         EmitEvent,
         EnqueueMessages,
         Message,
-        PluginMeta,
         ProcessRecord,
         PromptContribution,
         PromptView,
+        ReplaceToolArguments,
+        RequireApproval,
+        SessionConfig,
+        ShortCircuitToolCall,
+        StartProcess,
+        ToolCallDirective,
+        ToolCatalogEntry,
+        TurnDirective,
+    )
+    from lash._contract.types import (
+        PluginMeta,
         RecoveryDisposition,
         RegisterCommand,
         RegisterProcessKind,
@@ -104,16 +113,9 @@ if typing.TYPE_CHECKING:
         RegisterSessionCommand,
         RegisterStore,
         RegisterTool,
-        ReplaceToolArguments,
-        RequireApproval,
-        SessionConfig,
-        ShortCircuitToolCall,
-        StartProcess,
         ToolCall,
-        ToolCallDirective,
-        ToolCatalogEntry,
         ToolResult,
-        TurnDirective,
+        ToolSpec,
         Usage,
     )
     from lash._kernel.approvals import ApprovalAnswer, PendingApproval

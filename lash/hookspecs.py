@@ -30,33 +30,38 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lash._contract.operations import RegisterOperation
-from lash._contract.providers import ModelRequest, ModelResponse
-from lash._contract.services import SessionView, ToolContext, TurnView
-from lash._contract.types import (
-    AgentFrame,
-    Compaction,
-    ProcessRecord,
-    PromptContribution,
-    PromptView,
-    RegisterCommand,
-    RegisterProcessKind,
-    RegisterProtocol,
-    RegisterProvider,
-    RegisterSessionCommand,
-    RegisterStore,
-    RegisterTool,
-    SessionConfig,
-    ToolCall,
-    ToolCallDirective,
-    ToolCatalogEntry,
-    ToolResult,
-    TurnDirective,
-)
 from lash._plugins.markers import hookspec
 
 if TYPE_CHECKING:
+    # Types only: `lash --help` and `lash plugins` load this module, and must not build the
+    # turn data classes (directives, prompt views, session configs) just to read the hooks.
     import click
+
+    from lash._contract.operations import RegisterOperation
+    from lash._contract.providers import ModelRequest, ModelResponse
+    from lash._contract.services import SessionView, ToolContext, TurnView
+    from lash._contract.turn_types import (
+        AgentFrame,
+        Compaction,
+        ProcessRecord,
+        PromptContribution,
+        PromptView,
+        SessionConfig,
+        ToolCallDirective,
+        ToolCatalogEntry,
+        TurnDirective,
+    )
+    from lash._contract.types import (
+        RegisterCommand,
+        RegisterProcessKind,
+        RegisterProtocol,
+        RegisterProvider,
+        RegisterSessionCommand,
+        RegisterStore,
+        RegisterTool,
+        ToolCall,
+        ToolResult,
+    )
 
 __all__ = [
     "after_tool_call",

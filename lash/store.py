@@ -19,7 +19,7 @@ nodes as text.
 """
 
 from lash._contract.serialization import from_data, node_json, nodes_from_json, to_data
-from lash._contract.types import PROCESS_TERMINAL, ProcessStatus
+from lash._contract.turn_types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,

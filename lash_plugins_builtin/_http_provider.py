@@ -15,12 +15,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 import lash
-from lash import ModelRequest, ProviderError
+from lash import ProviderError
 
 if TYPE_CHECKING:
     import asyncio
 
     import httpx
+
+    from lash import ModelRequest
 
 #: Longest ``Retry-After`` wait honoured; a server asking for more is retried after this long.
 MAX_RETRY_AFTER = 60.0

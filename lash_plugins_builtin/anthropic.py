@@ -26,16 +26,11 @@ import attrs
 
 import lash
 from lash import (
-    ModelDone,
-    ModelEvent,
     ModelNotFound,
-    ModelRequest,
     ProviderAuthError,
     ProviderError,
     ProviderRequestError,
     RateLimited,
-    TextDelta,
-    ToolCallReady,
 )
 from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, image_base64, os_reason
 from lash_plugins_builtin.openai import _server_message, _tool_call
@@ -44,6 +39,10 @@ if TYPE_CHECKING:
     import asyncio
 
     import httpx
+
+    # Types only: the model event classes load when a provider first streams (every `lash`
+    # command imports this plugin).
+    from lash import ModelEvent, ModelRequest
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -517,14 +516,14 @@ class AnthropicProvider(HTTPProvider):
                     type=str(block.get("type")), id=block.get("id"), name=block.get("name") or ""
                 )
                 if block.get("type") == "text" and block.get("text"):
-                    yield TextDelta(block["text"])
+                    yield lash.TextDelta(block["text"])
             elif kind == "content_block_delta":
                 delta = event.get("delta")
                 index = int(event.get("index") or 0)
                 if not isinstance(delta, Mapping) or index not in blocks:
                     raise self._malformed(f"a delta for no open content block: {data!r}")
                 if delta.get("type") == "text_delta" and delta.get("text"):
-                    yield TextDelta(delta["text"])
+                    yield lash.TextDelta(delta["text"])
                 elif delta.get("type") == "input_json_delta":
                     blocks[index].json.append(str(delta.get("partial_json") or ""))
                 # Other deltas (thinking, signatures, citations) carry nothing lash models.
@@ -532,7 +531,7 @@ class AnthropicProvider(HTTPProvider):
                 block_done = blocks.pop(int(event.get("index") or 0), None)
                 if block_done is not None and block_done.type == "tool_use":
                     raw = "".join(block_done.json)
-                    yield ToolCallReady(_tool_call(block_done.id, block_done.name, raw))
+                    yield lash.ToolCallReady(_tool_call(block_done.id, block_done.name, raw))
             elif kind == "message_delta":
                 delta = event.get("delta")
                 if isinstance(delta, Mapping) and delta.get("stop_reason"):
@@ -545,7 +544,7 @@ class AnthropicProvider(HTTPProvider):
         if not started or not stopped:
             missing = "message_start" if not started else "message_stop"
             raise self._malformed(f"the stream ended without {missing}")
-        yield ModelDone(usage=usage, finish_reason=stop_reason or "end_turn")
+        yield lash.ModelDone(usage=usage, finish_reason=stop_reason or "end_turn")
 
     def _read_json(self, content: bytes) -> list[ModelEvent]:
         """Parse a non-streamed Message."""
@@ -570,15 +569,15 @@ class AnthropicProvider(HTTPProvider):
             if not isinstance(block, Mapping):
                 continue
             if block.get("type") == "text" and block.get("text"):
-                events.append(TextDelta(block["text"]))
+                events.append(lash.TextDelta(block["text"]))
             elif block.get("type") == "tool_use":
                 arguments = block.get("input")
                 raw = json.dumps(arguments) if arguments is not None else ""
                 events.append(
-                    ToolCallReady(_tool_call(block.get("id"), block.get("name", ""), raw))
+                    lash.ToolCallReady(_tool_call(block.get("id"), block.get("name", ""), raw))
                 )
         events.append(
-            ModelDone(
+            lash.ModelDone(
                 usage=_usage(data.get("usage")),
                 finish_reason=str(data.get("stop_reason") or "end_turn"),
             )

@@ -29,16 +29,11 @@ import attrs
 
 import lash
 from lash import (
-    ModelDone,
-    ModelEvent,
     ModelNotFound,
-    ModelRequest,
     ProviderAuthError,
     ProviderError,
     ProviderRequestError,
     RateLimited,
-    TextDelta,
-    ToolCallReady,
 )
 from lash_plugins_builtin._http_provider import REDACTED, HTTPProvider, image_base64, os_reason
 
@@ -46,6 +41,10 @@ if TYPE_CHECKING:
     import asyncio
 
     import httpx
+
+    # Types only: the model event classes load when a provider first streams (every `lash`
+    # command imports this plugin).
+    from lash import ModelEvent, ModelRequest, ToolCallReady
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -589,7 +588,7 @@ class OpenAIProvider(HTTPProvider):
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if content:
-                yield TextDelta(content)
+                yield lash.TextDelta(content)
             for position, fragment in enumerate(delta.get("tool_calls") or []):
                 if not isinstance(fragment, Mapping):
                     continue
@@ -612,11 +611,11 @@ class OpenAIProvider(HTTPProvider):
         # Servers that end the stream without a finish reason still get their calls delivered.
         for event in self._ready(calls):
             yield event
-        yield ModelDone(usage=usage, finish_reason=finish or "stop")
+        yield lash.ModelDone(usage=usage, finish_reason=finish or "stop")
 
     def _ready(self, calls: dict[int, _PartialCall]) -> list[ToolCallReady]:
         events = [
-            ToolCallReady(_tool_call(p.id, p.name, "".join(p.arguments)))
+            lash.ToolCallReady(_tool_call(p.id, p.name, "".join(p.arguments)))
             for _, p in sorted(calls.items())
         ]
         calls.clear()
@@ -643,14 +642,16 @@ class OpenAIProvider(HTTPProvider):
         message = choice.get("message") or {}
         events: list[ModelEvent] = []
         if message.get("content"):
-            events.append(TextDelta(message["content"]))
+            events.append(lash.TextDelta(message["content"]))
         for call in message.get("tool_calls") or []:
             function = call.get("function") or {}
             arguments = function.get("arguments")
             raw = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
-            events.append(ToolCallReady(_tool_call(call.get("id"), function.get("name", ""), raw)))
+            events.append(
+                lash.ToolCallReady(_tool_call(call.get("id"), function.get("name", ""), raw))
+            )
         events.append(
-            ModelDone(
+            lash.ModelDone(
                 usage=_usage(data.get("usage")),
                 finish_reason=choice.get("finish_reason") or "stop",
             )

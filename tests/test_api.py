@@ -158,7 +158,10 @@ def test_import_lash_loads_only_markers_and_errors() -> None:
 
 @pytest.mark.parametrize("argv", [["--help"], ["plugins", "--all"]])
 def test_cli_inspection_does_not_load_the_session_kernel(argv: list[str]) -> None:
-    """``lash --help`` and ``lash plugins`` import no session, store, graph or asyncio code."""
+    """``lash --help`` and ``lash plugins`` import no session, store, graph or asyncio code, nor
+    the turn data (directives, prompt views, session configs), the model events (a provider
+    loads them when it first streams) or the operations contract (no default builtin registers
+    an operation)."""
     code = (
         "import contextlib, io, sys\n"
         "from lash.cli import main\n"
@@ -175,6 +178,11 @@ def test_cli_inspection_does_not_load_the_session_kernel(argv: list[str]) -> Non
         "lash._kernel.session",
         "lash._store.records",
         "lash._contract.graph",
+        "lash._contract.turn_types",
+        "lash._contract.operations",
+        "lash._contract.providers",
+        "lash._contract.media",
+        "shutil",  # click imports it for the terminal width; lash measures it without
     }
     assert loaded & heavy == set()
 

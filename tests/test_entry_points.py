@@ -191,3 +191,11 @@ def test_discovery_reads_each_plugin_the_same_way(
     assert fast["demo"].load() is slow["demo"].load() is sys.modules["demo_plugin_mod"].Plugin
     assert fast["bare"].load() is sys.modules["demo_plugin_mod"]
     assert (fast["demo"].distribution, fast["demo"].version) == ("demo-dist", "2.1")
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="aB9-_.Z", max_size=12))
+def test_normalize_is_importlib_metadatas(name: str) -> None:
+    """The distribution-name normalization (with its shortcut for names without separator
+    runs) is importlib-metadata's ``Prepared.normalize``."""
+    assert entry_points._normalize(name) == importlib_metadata.Prepared.normalize(name)

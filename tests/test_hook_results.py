@@ -441,3 +441,27 @@ def test_register_commands_returning_a_value_loses_that_plugins_commands_only() 
     [problem] = [p for p in composition.problems if p.plugin == "bad"]
     assert problem.hook == "register_commands"
     assert "plugin 'bad' returned str 'oops' from hook 'register_commands'" in problem.message
+
+
+def test_result_checks_need_classes_only_for_hooks_that_return_them() -> None:
+    """The hooks whose result must be one value of a class are those the table lists (the
+    table's classes load when first needed, its names are known up front); the other hooks'
+    checks take no class, so building them for the ``register_*`` hooks (all that plugin loading
+    calls) needs none of the turn data classes."""
+    from lash._plugins import results
+
+    assert set(results._one()) == results._ONE_HOOKS
+    assert results._ONE_HOOKS <= set(hookspecs.SHAPES)
+    for hook in hookspecs.SHAPES:
+        check = results.checker(hook)
+        if hook.startswith("register_"):
+            assert check.accepted == frozenset()
+            assert check.expected == "None (this hook returns nothing)"
+    assert results.checker("mutate_session_config").accepted == {lash.SessionConfig}
+    assert results.checker("before_turn").accepted == {
+        lash.AbortTurn,
+        lash.EnqueueMessages,
+        lash.Compact,
+        lash.EmitEvent,
+        lash.StartProcess,
+    }

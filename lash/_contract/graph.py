@@ -17,7 +17,8 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.media import image_ref
 from lash._contract.slots import maker
-from lash._contract.types import Message, ToolCall, Usage
+from lash._contract.turn_types import Message
+from lash._contract.types import ToolCall, Usage
 
 __all__ = [
     "AssistantMessage",

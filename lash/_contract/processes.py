@@ -19,7 +19,7 @@ from lash.errors import ProcessError
 if TYPE_CHECKING:
     import asyncio  # see lash._contract.services: asyncio is imported where a context is built
 
-    from lash._contract.types import ProcessRecord
+    from lash._contract.turn_types import ProcessRecord
 
 __all__ = ["ProcessContext", "ProcessesBackend", "SessionProcesses"]
 

@@ -15,18 +15,12 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.modeloptions import ModelOptions
-from lash._contract.types import Message, ToolCall, Usage
+from lash._contract.turn_types import Message
+from lash._contract.types import ToolCall, Usage
 
-
-@attrs.frozen
-class ToolSpec:
-    """A tool as a model sees it: name, description and JSON schema of its arguments."""
-
-    name: str
-    description: str
-    parameters: Mapping[str, Any]
-
-    __module__ = "lash"
+# ToolSpec is defined with the tool calls, where building a tool (every plugin load) finds it
+# without this module; the provider contract names it here too.
+from lash._contract.types import ToolSpec as ToolSpec
 
 
 @attrs.frozen

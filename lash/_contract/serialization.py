@@ -167,7 +167,7 @@ def _configure_legacy_config(conv: cattrs.Converter) -> None:
     """Stored session configs written by lash 0.1 carry ``protocol_options``, a field 0.2
     removed: read it into ``plugin_options["lash"]`` (a reserved plugin name), where the kernel
     migrates it into the protocol plugin's options when the session is opened."""
-    from lash._contract.types import SessionConfig
+    from lash._contract.turn_types import SessionConfig
 
     structure_config = conv.get_structure_hook(SessionConfig)
 

@@ -32,13 +32,8 @@ if TYPE_CHECKING:
     from lash._contract.graph import GraphNode, PluginNode
     from lash._contract.processes import SessionProcesses
     from lash._contract.providers import ModelResponse
-    from lash._contract.types import (
-        Message,
-        SessionConfig,
-        ToolCall,
-        ToolCatalogEntry,
-        ToolResult,
-    )
+    from lash._contract.turn_types import Message, SessionConfig, ToolCatalogEntry
+    from lash._contract.types import ToolCall, ToolResult
 
 T = TypeVar("T")
 

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lash._contract.types import SessionConfig, Usage
+from lash._contract.turn_types import SessionConfig
+from lash._contract.types import Usage
 from lash._kernel.configpatch import CONFIG_FIELDS, apply_patch
 from lash._store.ids import MAX_SESSION_ID_LENGTH
 from lash.errors import SessionError

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from lash._contract.modeloptions_check import model_options, patched
-from lash._contract.types import SessionConfig
+from lash._contract.turn_types import SessionConfig
 from lash.errors import SessionError, ValidationError
 
 __all__ = ["CONFIG_FIELDS", "apply_patch", "check_patch"]

@@ -22,7 +22,8 @@ import attrs
 from lash._contract.graph import GraphNode, SessionGraph
 from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.serialization import structure, unstructure, validation_problems
-from lash._contract.types import NO_USAGE, SessionConfig, Usage
+from lash._contract.turn_types import SessionConfig
+from lash._contract.types import NO_USAGE, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
 from lash._plugins.options import build_options
 from lash._store.records import CommitDelta, SessionRecord

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.media import Image
-from lash._contract.types import Message
+from lash._contract.turn_types import Message
 from lash.errors import ImageError, SessionError
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import GraphNode
-from lash._contract.types import SessionConfig, Usage
+from lash._contract.turn_types import SessionConfig
+from lash._contract.types import Usage
 from lash._store.records import EventDraft, PendingInput, StoredEvent
 from lash.errors import SessionError
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from lash._contract.calls import CALLER, Caller
 from lash._contract.graph import FrameBoundary, GraphNode
 from lash._contract.serialization import to_data
-from lash._contract.types import AgentFrame, SessionConfig
+from lash._contract.turn_types import AgentFrame, SessionConfig
 from lash._kernel import approvals
 from lash._kernel.configpatch import apply_patch
 from lash._kernel.frames import SplitToolPair, seed_frame

@@ -30,7 +30,7 @@ from lash.errors import LashError, OperationError, SessionError, UnknownSession
 if TYPE_CHECKING:
     from lash._contract.graph import GraphNode, PluginNode
     from lash._contract.providers import ModelResponse
-    from lash._contract.types import Message, ProcessRecord, SessionConfig, ToolCatalogEntry
+    from lash._contract.turn_types import Message, ProcessRecord, SessionConfig, ToolCatalogEntry
     from lash._kernel.processes import Processes
     from lash._kernel.runtime import SessionRuntime
     from lash._kernel.session import Session

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lash._contract.processes import SessionProcesses
 from lash._contract.serialization import to_data
-from lash._contract.types import ProcessRecord, RecoveryDisposition
+from lash._contract.turn_types import ProcessRecord
+from lash._contract.types import RecoveryDisposition
 from lash._plugins.process_kinds import ProcessKind
 from lash._store.process_rules import new_process, same_process
 from lash._store.records import ProcessDraft

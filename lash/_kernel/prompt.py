@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lash._contract.types import PromptContribution, PromptView
+from lash._contract.turn_types import PromptContribution, PromptView
 from lash._kernel.media import load_images
 
 if TYPE_CHECKING:

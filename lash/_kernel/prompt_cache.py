@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from lash._contract.providers import ToolSpec
-from lash._contract.types import Message, ToolCatalogEntry
+from lash._contract.turn_types import Message, ToolCatalogEntry
 
 if TYPE_CHECKING:
     from lash._kernel.state import KernelState

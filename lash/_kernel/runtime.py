@@ -28,7 +28,8 @@ from lash._contract.graph import FrameBoundary, GraphNode, PluginNode, new_node_
 from lash._contract.providers import ModelRequest, ModelResponse, collect_response
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
-from lash._contract.types import AgentFrame, Message, SessionConfig, ToolCatalogEntry, Usage
+from lash._contract.turn_types import AgentFrame, Message, SessionConfig, ToolCatalogEntry
+from lash._contract.types import Usage
 from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead

@@ -20,7 +20,7 @@ from lash._contract.graph import GraphNode
 from lash._contract.modeloptions import ModelOptions
 from lash._contract.modeloptions_check import model_options as checked_model_options
 from lash._contract.services import SessionView
-from lash._contract.types import AgentFrame, PromptView, SessionConfig, ToolCatalogEntry
+from lash._contract.turn_types import AgentFrame, PromptView, SessionConfig, ToolCatalogEntry
 from lash._kernel import operations
 from lash._kernel.children import ChildSpec
 from lash._kernel.configpatch import apply_patch, check_patch

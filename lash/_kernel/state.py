@@ -14,7 +14,7 @@ from typing import Any, Literal
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.types import ToolCatalogEntry
+from lash._contract.turn_types import ToolCatalogEntry
 
 #: The plugin-state key the kernel state is stored under (no plugin may be named this).
 KERNEL_STATE_KEY = "lash"

@@ -20,14 +20,13 @@ import attrs
 
 from lash._contract.calls import CALLER, Caller
 from lash._contract.services import ToolContext
-from lash._contract.types import (
+from lash._contract.turn_types import (
     AbortToolCall,
     ReplaceToolArguments,
     RequireApproval,
     ShortCircuitToolCall,
-    ToolCall,
-    ToolResult,
 )
+from lash._contract.types import ToolCall, ToolResult
 from lash._tools.arguments import invalid_arguments_result
 from lash.errors import LashError
 

@@ -69,16 +69,8 @@ from lash._contract.providers import (
 from lash._contract.serialization import from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
 from lash._contract.slots import evolver, maker
-from lash._contract.types import (
-    NO_USAGE,
-    AbortTurn,
-    Compact,
-    EmitEvent,
-    EnqueueMessages,
-    StartProcess,
-    ToolCall,
-    ToolResult,
-)
+from lash._contract.turn_types import AbortTurn, Compact, EmitEvent, EnqueueMessages, StartProcess
+from lash._contract.types import NO_USAGE, ToolCall, ToolResult
 from lash._kernel import approvals, operations
 from lash._kernel.event_json import (
     result_data,

@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lash._contract.processes import ProcessContext
-from lash._contract.types import ProcessRecord, RecoveryDisposition
+from lash._contract.turn_types import ProcessRecord
+from lash._contract.types import RecoveryDisposition
 from lash._plugins.process_kinds import ProcessKind
 from lash.errors import LashError, LeaseLost, SessionBusy
 

@@ -105,9 +105,16 @@ def _path_finders_only() -> bool:
     return True
 
 
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
 def _normalize(name: str) -> str:
-    # importlib-metadata's Prepared.normalize: PEP 503, with dashes as underscores.
-    return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
+    # importlib-metadata's Prepared.normalize: PEP 503, with dashes as underscores. Most names
+    # (every installed distribution's, on each `lash` command) have no run of separators to
+    # collapse: only lower-cased then.
+    if "-" not in name and "." not in name and "__" not in name:
+        return name.lower()
+    return _SEPARATORS.sub("-", name).lower().replace("-", "_")
 
 
 def _has_metadata(path: str) -> bool:

@@ -9,7 +9,6 @@ from typing import Any
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.operations import TASK_KIND_PREFIX
 from lash._contract.types import RecoveryDisposition
 from lash._plugins.dispatch import HookDispatcher
 from lash._plugins.loading import LoadedPlugin
@@ -155,7 +154,8 @@ def _registrar(registry: Registry, hook: str, kind: str, plugin: str) -> Callabl
             timeout: float | None = None,
         ) -> None:
             # Built now, like a tool: a bad signature or args class fails at registration.
-            from lash._plugins.process_kinds import build_process_kind  # see _registrar
+            from lash._contract.operations import TASK_KIND_PREFIX  # see _registrar
+            from lash._plugins.process_kinds import build_process_kind
             from lash._tools.operation import as_operation
 
             built = as_operation(

@@ -10,35 +10,11 @@ what is expected. Nothing wrong passes silently: a ``before_turn`` returning a s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from lash._contract.types import (
-    AbortToolCall,
-    AbortTurn,
-    Compact,
-    Compaction,
-    EmitEvent,
-    EnqueueMessages,
-    PromptContribution,
-    PromptView,
-    ReplaceToolArguments,
-    RequireApproval,
-    SessionConfig,
-    ShortCircuitToolCall,
-    StartProcess,
-    ToolResult,
-)
 from lash.errors import PluginError
-
-#: Turn directives: what before_turn / after_turn may return (one, or an iterable of them).
-TURN_DIRECTIVES: tuple[type, ...] = (AbortTurn, EnqueueMessages, Compact, EmitEvent, StartProcess)
-TOOL_CALL_DIRECTIVES: tuple[type, ...] = (
-    ReplaceToolArguments,
-    ShortCircuitToolCall,
-    AbortToolCall,
-    RequireApproval,
-)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -117,20 +93,34 @@ _NOTHING = "None (this hook returns nothing)"
 
 
 def checker(hook: str) -> ResultCheck:
-    """The result check of ``hook`` (every hook of :data:`lash.hookspecs.SHAPES` has one)."""
-    if hook in _ONE:
-        kinds, expected = _ONE[hook]
+    """The result check of ``hook`` (every hook of :data:`lash.hookspecs.SHAPES` has one).
+
+    The classes a result may be are imported when a dispatcher first calls a hook that returns
+    one, not with this module: loading plugins (``lash --help``, ``lash plugins``) only calls
+    ``register_*`` hooks, which return nothing, and need not build the turn data classes.
+    """
+    if hook in _ONE_HOOKS:
+        kinds, expected = _one()[hook]
         return ResultCheck(frozenset(kinds), _refuse(hook, expected), expected)
     if hook in ("before_turn", "after_turn", "checkpoint"):
+        from lash._contract.turn_types import (
+            AbortTurn,
+            Compact,
+            EmitEvent,
+            EnqueueMessages,
+            StartProcess,
+        )
+
         expected = (
             "a turn directive (lash.AbortTurn, lash.EnqueueMessages, lash.Compact, "
             "lash.EmitEvent, lash.StartProcess), "
             "an iterable of them, or None"
         )
-        return ResultCheck(
-            frozenset(TURN_DIRECTIVES), _many(hook, TURN_DIRECTIVES, expected), expected
-        )
+        directives = (AbortTurn, EnqueueMessages, Compact, EmitEvent, StartProcess)
+        return ResultCheck(frozenset(directives), _many(hook, directives, expected), expected)
     if hook == "prompt_contributions":
+        from lash._contract.turn_types import PromptContribution
+
         expected = "a lash.PromptContribution, an iterable of them, or None"
         return ResultCheck(
             frozenset({PromptContribution}),
@@ -144,17 +134,53 @@ def checker(hook: str) -> ResultCheck:
     return ResultCheck(frozenset(), _refuse(hook, _NOTHING), _NOTHING)
 
 
-# Hooks whose result is one value of a known class (or None).
-_ONE: dict[str, tuple[tuple[type, ...], str]] = {
-    "mutate_session_config": ((SessionConfig,), "a lash.SessionConfig, or None for no change"),
-    "compact_context": ((Compaction,), "a lash.Compaction, or None to let the next plugin decide"),
-    "transform_prompt_view": ((PromptView,), "a lash.PromptView, or None to leave it as is"),
-    "before_tool_call": (
-        TOOL_CALL_DIRECTIVES,
-        "lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, "
-        "lash.RequireApproval, or None",
-    ),
-    "after_tool_call": ((ToolResult,), "a lash.ToolResult, or None to keep the result"),
-    "project_tool_result": ((str,), "the text the model sees (str), or None"),
-    "render_process_result": ((str,), "the text of the session's wake-up input (str), or None"),
-}
+#: The hooks of :func:`_one`.
+_ONE_HOOKS = frozenset(
+    {
+        "mutate_session_config",
+        "compact_context",
+        "transform_prompt_view",
+        "before_tool_call",
+        "after_tool_call",
+        "project_tool_result",
+        "render_process_result",
+    }
+)
+
+
+@functools.cache
+def _one() -> dict[str, tuple[tuple[type, ...], str]]:
+    """Hooks whose result is one value of a known class (or None)."""
+    from lash._contract.turn_types import (
+        AbortToolCall,
+        Compaction,
+        PromptView,
+        ReplaceToolArguments,
+        RequireApproval,
+        SessionConfig,
+        ShortCircuitToolCall,
+    )
+    from lash._contract.types import ToolResult
+
+    tool_call_directives = (
+        ReplaceToolArguments,
+        ShortCircuitToolCall,
+        AbortToolCall,
+        RequireApproval,
+    )
+    return {
+        "mutate_session_config": ((SessionConfig,), "a lash.SessionConfig, or None for no change"),
+        "compact_context": (
+            (Compaction,),
+            "a lash.Compaction, or None to let the next plugin decide",
+        ),
+        "transform_prompt_view": ((PromptView,), "a lash.PromptView, or None to leave it as is"),
+        "before_tool_call": (
+            tool_call_directives,
+            "lash.ReplaceToolArguments, lash.ShortCircuitToolCall, lash.AbortToolCall, "
+            "lash.RequireApproval, or None",
+        ),
+        "after_tool_call": ((ToolResult,), "a lash.ToolResult, or None to keep the result"),
+        "project_tool_result": ((str,), "the text the model sees (str), or None"),
+        "render_process_result": ((str,), "the text of the session's wake-up input (str), or None"),
+    }

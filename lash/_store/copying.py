@@ -36,7 +36,7 @@ import attrs
 
 from lash._contract.graph import TurnOutcome, UserMessage
 from lash._contract.media import image_ref
-from lash._contract.types import ProcessRecord
+from lash._contract.turn_types import ProcessRecord
 from lash._store.protocol import Store
 from lash._store.records import (
     CommandDraft,

@@ -17,7 +17,8 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
 from lash._contract.slots import evolver
-from lash._contract.types import NO_USAGE, ProcessRecord, SessionConfig, Usage
+from lash._contract.turn_types import ProcessRecord, SessionConfig
+from lash._contract.types import NO_USAGE, Usage
 from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,

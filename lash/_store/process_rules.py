@@ -13,7 +13,7 @@ from typing import Any, Literal
 import attrs
 
 from lash._contract.serialization import to_data
-from lash._contract.types import PROCESS_TERMINAL, ProcessRecord
+from lash._contract.turn_types import PROCESS_TERMINAL, ProcessRecord
 from lash._store.records import EventDraft, ProcessDraft
 from lash.errors import LeaseLost
 

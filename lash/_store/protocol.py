@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from lash._contract.types import ProcessRecord
+from lash._contract.turn_types import ProcessRecord
 from lash._store.records import (
     CancelReceipt,
     CancelRequest,

@@ -15,7 +15,8 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import GraphNode
-from lash._contract.types import ProcessRecord, SessionConfig, Usage
+from lash._contract.turn_types import ProcessRecord, SessionConfig
+from lash._contract.types import Usage
 
 __all__ = [
     "CancelOutcome",

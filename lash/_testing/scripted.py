@@ -25,15 +25,19 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.providers import ModelDone, ModelEvent, ModelRequest, TextDelta, ToolCallReady
 from lash._contract.serialization import structure, validation_problems
 from lash._contract.types import ToolCall, Usage
 from lash.errors import ConfigError, ProviderError, ScriptExhausted
+
+if TYPE_CHECKING:
+    # The model event classes load when the provider first streams: the scripted plugin is
+    # imported by every `lash` command.
+    from lash._contract.providers import ModelEvent, ModelRequest
 
 #: The name the plugin registers its provider under, and the default ``provider`` of its errors.
 PROVIDER_NAME = "scripted"
@@ -247,6 +251,8 @@ class ScriptedProvider:
         :raises ScriptExhausted: every response was already played.
         :raises lash.ProviderError: the response is a scripted ``error``.
         """
+        from lash._contract.providers import ModelDone, TextDelta, ToolCallReady
+
         self.requests.append(request)
         if self._next >= len(self._script):
             total = len(self._script)

@@ -31,7 +31,8 @@ from lash._contract.graph import (
     ToolResultNode,
     UserMessage,
 )
-from lash._contract.types import SessionConfig, ToolCall, Usage
+from lash._contract.turn_types import SessionConfig
+from lash._contract.types import ToolCall, Usage
 from lash._store.protocol import Store
 from lash._store.records import CommitDelta, Lease, SessionRecord, SessionSummary
 from lash.errors import LeaseLost, RevisionConflict, SessionBusy

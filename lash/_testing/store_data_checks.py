@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lash._contract.graph import GraphNode
-from lash._contract.types import SessionConfig, ToolCall, Usage
+from lash._contract.turn_types import SessionConfig
+from lash._contract.types import ToolCall, Usage
 from lash._store.protocol import Store
 from lash._store.records import CommitDelta, InputDraft, SessionSummary
 from lash._testing.store_checks import (

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lash._contract.types import ProcessRecord
+from lash._contract.turn_types import ProcessRecord
 from lash._store.protocol import Store
 from lash._store.records import CommandDraft, CommitDelta, EventDraft, InputDraft, ProcessDraft
 from lash._testing.store_checks import (

@@ -22,14 +22,8 @@ from lash._contract.graph import GraphNode, PluginNode
 from lash._contract.providers import ModelResponse
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView, ToolContext
-from lash._contract.types import (
-    Message,
-    PluginMeta,
-    SessionConfig,
-    ToolCatalogEntry,
-    ToolResult,
-    Usage,
-)
+from lash._contract.turn_types import Message, SessionConfig, ToolCatalogEntry
+from lash._contract.types import PluginMeta, ToolResult, Usage
 from lash._kernel.core import LashCore
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.loading import discover_entry_points, object_name

@@ -33,10 +33,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.providers import ToolSpec
 from lash._contract.serialization import converter, type_name, validation_problems
 from lash._contract.services import ToolContext, check_timeout
-from lash._contract.types import ToolResult
+from lash._contract.types import ToolResult, ToolSpec
 from lash._tools.arguments import depth_problem
 
 if TYPE_CHECKING:

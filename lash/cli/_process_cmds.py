@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from lash._contract.serialization import to_data
-from lash._contract.types import ProcessRecord
+from lash._contract.turn_types import ProcessRecord
 from lash._kernel.core import LashCore
 from lash._store.protocol import Store
 from lash.cli._context import config_or_exit, store_option, with_store_option
