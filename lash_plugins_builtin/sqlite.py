@@ -627,7 +627,8 @@ class SQLiteStore:
         expected_revision: int,
         delta: lash.store.CommitDelta,
     ) -> int:
-        check_session_id(session_id)
+        if type(session_id) is not str or session_id not in self._heads:
+            check_session_id(session_id)  # (a remembered head's id was checked already)
         # Serialize before taking the write lock: a value that is not JSON fails here, with
         # nothing written and no other writer kept waiting.
         encoded = _Encoded.of(session_id, delta)
@@ -1959,7 +1960,7 @@ def _plan(
         if outcome is not None:
             status = outcome
         nodes.append((seq, node_id, kind, frame_id, turn, text))
-    states = dict(old_states)
+    states = dict(old_states) if encoded.states else old_states  # (never changed in place)
     for plugin, (digest, _) in encoded.states.items():
         old = states.get(plugin)
         if old is not None and old != digest:
@@ -2005,7 +2006,24 @@ _encode_array = json.JSONEncoder(
 ).encode
 
 
-_plain_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+def _plain_encoder() -> Callable[[dict[str, Any]], str]:
+    """``schema.dumps``'s first try (compact, not ASCII-only), for a dict: the C encoder made
+    once, where ``json.JSONEncoder.encode`` makes one on each call (a microsecond each)."""
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - an interpreter without the C accelerator
+        return encoder.encode
+    encode_text = json.encoder.encode_basestring
+
+    def encode(data: dict[str, Any]) -> str:
+        # A fresh markers dict, as json's own: circular data fails with ValueError.
+        chunks = make({}, encoder.default, encode_text, None, ":", ",", False, False, True)
+        return "".join(chunks(data, 0))
+
+    return encode
+
+
+_plain_encode = _plain_encoder()
 
 
 def _array(items: Sequence[Any]) -> str | None:
