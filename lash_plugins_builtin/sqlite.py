@@ -1627,11 +1627,14 @@ class _Encoded:
         if turn is None:
             turn_row: tuple[Any, ...] = (None,) * 5
             result: Any = _NO_RESULT
-            result_text = None
+            plain_text = None
         else:
             result = turn.result
             plain = result if type(result) is dict else dict(result)
-            result_text = _plain_dumps(plain) or _dumps(
+            # Spliced into an event's JSON only in its plain form (escaped for lone
+            # surrogates, it would differ from the whole event's text made that way).
+            plain_text = _plain_dumps(plain)
+            result_text = plain_text or _dumps(
                 session_id, f"result of turn {turn.turn_id!r}", plain
             )
             if not _INT_MIN <= turn.index <= _INT_MAX:
@@ -1664,7 +1667,7 @@ class _Encoded:
             events=[
                 (
                     _event_type(session_id, e.type),
-                    _event_data(session_id, e, result, result_text),
+                    _event_data(session_id, e, result, plain_text),
                 )
                 for e in delta.events
             ],
@@ -1751,8 +1754,9 @@ def _event_data(
     result_text: str | None = None,
 ) -> str:
     """The JSON of ``event``'s data. An event that holds the commit's turn result (``data``'s
-    ``"result"`` is ``result``, whose JSON is ``result_text``: ``turn_committed``) gets that
-    text spliced in instead of encoding the result again: the same text, at half the cost."""
+    ``"result"`` is ``result``, whose plain JSON is ``result_text``: ``turn_committed``) gets
+    that text spliced in instead of encoding the result again: the same text, at half the
+    cost."""
     data = event.data
     if result_text is not None and data.get("result") is result:
         outer = dict(data)
