@@ -1592,7 +1592,7 @@ _Blob = tuple[str, str]
 _NodeRow = tuple[str, str, str, int, str, bool, str | None, str | None]
 
 
-@attrs.frozen
+@attrs.define  # (not frozen: made for each commit, and frozen attrs cost more to make)
 class _Encoded:
     """A delta's values as the database stores them, computed (and checked) before any lock
     is taken."""
@@ -1820,7 +1820,7 @@ def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
     )
 
 
-@attrs.frozen
+@attrs.define  # (not frozen: made for each commit)
 class _Plan:
     """A commit's writes on top of the head it continues from: the commit statement's row
     (:meth:`row`), or the same writes as plain statements (:meth:`apply`)."""
@@ -1830,7 +1830,8 @@ class _Plan:
     head: _Head
     new_head: _Head
     replace: bool
-    nodes: list[tuple[int, str, str, str, int, str]]  # seq, node_id, kind, frame_id, turn, JSON
+    # session_id, seq, node_id, kind, frame_id, turn, JSON: PLAIN_NODE's parameters
+    nodes: list[tuple[str, int, str, str, str, int, str]]
     blobs: list[_Blob]
     states: list[tuple[str, str]]  # plugin, blob hash
     released: list[str]  # blob hashes to drop unless something still refers to them
@@ -1848,7 +1849,7 @@ class _Plan:
             self.lease.token,
             *self.new_head.columns(),
             int(self.replace),
-            _array(self.nodes),
+            _array([node[1:] for node in self.nodes]),
             _array(self.blobs),
             _array(self.states),
             _array(encoded.usage),
@@ -1908,7 +1909,7 @@ class _Plan:
                     raise sqlite3.IntegrityError(schema.TURN_EXISTS) from None
                 conn.execute(schema.PLAIN_CANCELLED, (sid, turn_id))
             if self.nodes:
-                conn.executemany(schema.PLAIN_NODE, [(sid, *n) for n in self.nodes])
+                conn.executemany(schema.PLAIN_NODE, self.nodes)
             if self.blobs:
                 conn.executemany(schema.PLAIN_BLOB, self.blobs)
             if self.states:
@@ -1963,7 +1964,7 @@ def _plan(
             last_user = user_text
         if outcome is not None:
             status = outcome
-        nodes.append((seq, node_id, kind, frame_id, turn, text))
+        nodes.append((session_id, seq, node_id, kind, frame_id, turn, text))
     states = dict(old_states) if encoded.states else old_states  # (never changed in place)
     for plugin, (digest, _) in encoded.states.items():
         old = states.get(plugin)
