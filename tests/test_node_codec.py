@@ -18,7 +18,6 @@ import lash.store
 from lash._contract.serialization import (
     NODE_KINDS,
     _Builders,
-    _node_body_writers,
     _node_writers,
     _owned_node_builders,
     _row_node_builders,
@@ -48,7 +47,7 @@ def test_every_node_class_gets_a_writer_and_a_builder() -> None:
     )
     assert set(builders) == set(NODE_KINDS.values())
     assert set(_owned_node_builders()) == set(NODE_KINDS.values())
-    assert set(_node_body_writers()) == set(classes)
+    assert set(_node_writers(body=True)) == set(classes)
     assert set(_row_node_builders()) == set(NODE_KINDS.values())
 
 
@@ -242,7 +241,7 @@ def test_body_writer_writes_the_stored_form_without_the_columns(node: Any) -> No
     """node_body_json (and the generated writer, called directly: no fallback) writes exactly
     json.dumps of to_data without id, frame_id, turn and type, keys in the same order."""
     expected = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
-    assert _node_body_writers()[type(node)](node) == expected
+    assert _node_writers(body=True)[type(node)](node) == expected
     assert lash.store.node_body_json(node) == expected
     assert list(json.loads(expected)) == [
         k for k in json.loads(lash.store.node_json(node)) if k not in COLUMNS

@@ -395,15 +395,24 @@ class _Builders:
 _encode_general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+#: The fields of a node a store's row holds in columns of its own, in the order
+#: :func:`nodes_from_rows` takes them (after the id, the row's kind: the ``type`` tag).
+ROW_COLUMNS = ("id", "frame_id", "turn")
+
+
 @functools.cache
-def _node_writers() -> dict[type, Callable[[Any], str]]:
-    """``{node class: writer}``: the generated JSON writer of each graph node variant."""
+def _node_writers(*, body: bool = False) -> dict[type, Callable[[Any], str]]:
+    """``{node class: writer}``: the generated JSON writer of each graph node variant, of its
+    stored form or (``body``) of its body: without :data:`ROW_COLUMNS` and the tag."""
     from lash._contract.graph import GraphNode
 
     writers = _Writers(data_converter())
     found: dict[type, Callable[[Any], str]] = {}
     for cl in typing.get_args(GraphNode):
-        write = writers.build(cl, ("type", NODE_KINDS[cl.__name__]))
+        if body:
+            write = writers.build(cl, skip=ROW_COLUMNS)
+        else:
+            write = writers.build(cl, ("type", NODE_KINDS[cl.__name__]))
         if write is not None:
             found[cl] = write
     return found
@@ -474,23 +483,10 @@ def nodes_from_json(texts: Sequence[str], *, what: str = "stored node") -> tuple
         raise
 
 
-#: The fields of a node a store's row holds in columns of its own, in the order
-#: :func:`nodes_from_rows` takes them (after the id, the row's kind: the ``type`` tag).
-ROW_COLUMNS = ("id", "frame_id", "turn")
-
-
 @functools.cache
 def _node_body_writers() -> dict[type, Callable[[Any], str]]:
-    """``{node class: writer}``: the generated writer of each variant's body (no columns)."""
-    from lash._contract.graph import GraphNode
-
-    writers = _Writers(data_converter())
-    found: dict[type, Callable[[Any], str]] = {}
-    for cl in typing.get_args(GraphNode):
-        write = writers.build(cl, skip=ROW_COLUMNS)
-        if write is not None:
-            found[cl] = write
-    return found
+    """:func:`_node_writers` of bodies, without the keyword (a commit looks it up per node)."""
+    return _node_writers(body=True)
 
 
 def node_body_json(node: Any) -> str:
