@@ -18,8 +18,8 @@ Tables (one database file holds many sessions):
     variant tag: ``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``,
     ``frame``, ``outcome``), ``frame_id``, ``turn``, and ``data``, the rest of the node's JSON
     (``lash.store.node_body_json``: ``lash.to_data(node, lash.GraphNode)`` without ``id``,
-    ``frame_id``, ``turn`` and ``type``). Rows of older files hold the whole
-    form in ``data``; they load as they are.
+    ``frame_id``, ``turn`` and ``type``). Rows of older files hold the whole form in
+    ``data``; they load as they are.
 ``blobs``
     Content-addressed JSON (sha256 of the canonical text) for plugin states and config. Blobs
     nothing refers to any more are deleted in the transaction that drops the last reference.

@@ -1745,6 +1745,57 @@ async def test_kernel_resumes_a_session_from_the_file_with_plugin_state(tmp_path
         await core.aclose()
 
 
+async def test_kernel_resumes_a_session_of_an_older_file_and_goes_on(tmp_path: Path) -> None:
+    """A session whose node rows hold the whole stored form (as files written before rows
+    kept the body alone do) resumes: the model sees its history, the next turn commits body
+    rows after the old ones, and the whole history loads in order."""
+    db = tmp_path / "lash.db"
+    first = Recorder(
+        [
+            {
+                "text": "adding",
+                "tool_calls": [
+                    {"id": "c1", "name": "update_plan", "arguments": {"steps": [{"step": "a"}]}}
+                ],
+            },
+            {"text": "Planned."},
+        ]
+    )
+    core = make_core(db, first, plan)
+    try:
+        session = await core.session("job").open()
+        assert (await session.turn("make a plan").run()).text == "Planned."
+        await session.close()
+        record = await core.store.load("job", full=True)
+        assert record is not None
+        old = record.nodes
+    finally:
+        await core.aclose()
+    for seq, node in enumerate(old):
+        set_row(db, "job", seq, lash.store.node_json(node))
+    second = Recorder([{"text": "Going on."}])
+    core = make_core(db, second, plan)
+    try:
+        session = await core.session("job").open(must_exist=True)
+        assert tuple(session.nodes) == old
+        assert (await session.turn("go on").run()).text == "Going on."
+        seen = [(m.role, m.content) for m in second.requests[0].messages if m.role != "system"]
+        assert seen[0] == ("user", "make a plan") and seen[1] == ("assistant", "adding")
+        assert seen[-2:] == [("assistant", "Planned."), ("user", "go on")]
+        await session.close()
+        record = await core.store.load("job", full=True)
+        assert record is not None and record.nodes[: len(old)] == old
+        assert [n.text for n in record.nodes if isinstance(n, lash.UserMessage)] == [
+            "make a plan",
+            "go on",
+        ]
+    finally:
+        await core.aclose()
+    texts = [text for (text,) in query(db, "SELECT data FROM nodes ORDER BY seq")]
+    assert all('"type":' in t for t in texts[: len(old)])
+    assert not any('"type":' in t for t in texts[len(old) :])
+
+
 async def test_a_cancelled_operation_leaves_the_session_as_the_store_has_it(
     tmp_path: Path,
 ) -> None:

@@ -530,10 +530,10 @@ def _row_node_builders() -> dict[str, Callable[..., Any]]:
 
 def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> tuple[Any, ...]:
     """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, in order: ``kind``
-    is the node's ``type`` tag and ``text`` its body as :func:`node_body_json` writes it (or
-    the whole stored form :func:`node_json` writes, tag included, as rows written before a
-    store kept the body alone hold: read as :func:`nodes_from_json` reads it, the columns
-    unused).
+    is the node's ``type`` tag and ``text`` its body as :func:`node_body_json` writes it, or
+    its whole stored form as :func:`node_json` writes it (the rows a store wrote before it
+    kept the body alone): a text holding a ``type`` or an ``id`` is read as
+    :func:`nodes_from_json` reads it, without the columns.
 
     One :func:`json.loads` over all the texts, and a builder generated per node class taking
     each decoded body and the row's columns as they are; the rows of one frame share one
