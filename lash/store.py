@@ -15,10 +15,18 @@ atomically, and proves it with :func:`check_store` (also in :mod:`lash.testing`)
 Graph nodes and other records are encoded for storage with :func:`to_data` and read back with
 :func:`from_data` (the same converter the kernel uses); :func:`node_json` writes a node's JSON
 text directly, and :func:`nodes_from_json` reads a history of them back, for stores that keep
-nodes as text.
+nodes as text (:func:`node_body_json` and :func:`nodes_from_rows` for stores that keep a node's
+id, tag, frame and turn in columns of their own, and the rest as text).
 """
 
-from lash._contract.serialization import from_data, node_json, nodes_from_json, to_data
+from lash._contract.serialization import (
+    from_data,
+    node_body_json,
+    node_json,
+    nodes_from_json,
+    nodes_from_rows,
+    to_data,
+)
 from lash._contract.turn_types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
@@ -130,8 +138,10 @@ __all__ = [
     "input_event",
     "lease_is_live",
     "new_process",
+    "node_body_json",
     "node_json",
     "nodes_from_json",
+    "nodes_from_rows",
     "on_expiry",
     "process_event",
     "run_store_check",

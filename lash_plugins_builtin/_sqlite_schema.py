@@ -14,10 +14,12 @@ Tables (one database file holds many sessions):
     event log: ``input_seq``, ``command_seq``, ``event_seq`` (the latest of each). Two columns
     of lash 0.1, ``protocol_options_hash`` and ``pending_hash``, are kept empty (migration 3).
 ``nodes``
-    Append-only graph nodes, keyed by ``(session_id, seq)``; ``data`` is the node's JSON as
-    ``lash.to_data(node, lash.GraphNode)`` writes it, and ``kind`` repeats its variant tag
-    (``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``, ``frame``,
-    ``outcome``).
+    Append-only graph nodes, keyed by ``(session_id, seq)``: ``node_id``, ``kind`` (its
+    variant tag: ``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``,
+    ``frame``, ``outcome``), ``frame_id``, ``turn``, and ``data``, the rest of the node's JSON
+    (``lash.store.node_body_json``: ``lash.to_data(node, lash.GraphNode)`` without ``id``,
+    ``frame_id``, ``turn`` and ``type``). Rows of older files hold the whole form in
+    ``data``; they load as they are.
 ``blobs``
     Content-addressed JSON (sha256 of the canonical text) for plugin states and config. Blobs
     nothing refers to any more are deleted in the transaction that drops the last reference.
@@ -882,10 +884,11 @@ RENEW_LEASE = """UPDATE sessions SET lease_expires_at = :expires_at WHERE sessio
 
 #: The active frame's nodes: from the head's ``frame_start`` on (parameters: the session id,
 #: twice), so that ``load`` reads them in the same round trip as the head.
-ACTIVE_NODES = """SELECT data FROM nodes WHERE session_id = ?
+ACTIVE_NODES = """SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE session_id = ?
     AND seq >= (SELECT frame_start FROM sessions WHERE session_id = ?) ORDER BY seq"""
 
-ALL_NODES = "SELECT data FROM nodes WHERE session_id = ? ORDER BY seq"
+ALL_NODES = """SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE session_id = ?
+    ORDER BY seq"""
 
 STATES = """SELECT p.plugin, b.data FROM plugin_states AS p
     JOIN blobs AS b ON b.hash = p.blob_hash WHERE p.session_id = ? ORDER BY p.plugin"""

@@ -606,7 +606,7 @@ class SQLiteStore:
             revision=revision,
             created_at=created_at,
             updated_at=updated_at,
-            nodes=_nodes(session_id, [data for (data,) in node_rows]),
+            nodes=_nodes(session_id, node_rows),
             config=(
                 lash.SessionConfig()
                 if config is None
@@ -2086,16 +2086,20 @@ def _maybe_text(value: str | None) -> str | bytes | None:
 
 
 def _node_row(session_id: str, node: lash.GraphNode) -> _NodeRow:
-    # The tagged form ("type": "user", "plugin", ...) so that from_data knows the variant;
-    # the tag is also the row's `kind` column. Key order is kept: tool-call arguments go back
-    # to the provider as they came. node_json writes the text to_data + dumps would, through a
-    # writer generated per node class: a third of the cost.
+    # The node's body: its stored form without what the row's columns hold (id, frame_id,
+    # turn, and the "type" tag: the `kind` column), which the load puts back (a row of an
+    # older file holds the whole form: it still loads). Key order is kept: tool-call
+    # arguments go back to the provider as they came. node_body_json writes the text to_data +
+    # dumps would, through a writer generated per node class: a third of the cost.
     try:
-        text: str | None = lash.store.node_json(node)
+        text: str | None = lash.store.node_body_json(node)
     except (TypeError, ValueError):
         text = None  # not JSON data: the general path below says what is wrong, and where
     if text is None or not _utf8(text):
-        text = _dumps(session_id, f"node {node.id!r}", lash.to_data(node, lash.GraphNode))
+        data = lash.to_data(node, lash.GraphNode)
+        for key in _COLUMNS:
+            del data[key]
+        text = _dumps(session_id, f"node {node.id!r}", data)
     kind = _KINDS.get(type(node))
     if kind is None:
         kind = _KINDS[type(node)] = str(lash.to_data(node, lash.GraphNode)["type"])
@@ -2108,6 +2112,10 @@ def _node_row(session_id: str, node: lash.GraphNode) -> _NodeRow:
 
 #: The tag (the ``kind`` column) of each node class, learnt from ``to_data`` on first sight.
 _KINDS: dict[type, str] = {}
+
+#: The keys of a node's stored form a row keeps in columns (``type`` in ``kind``), not in
+#: its ``data``.
+_COLUMNS = ("id", "frame_id", "turn", "type")
 
 
 def _utf8(text: str) -> bool:
@@ -2131,9 +2139,10 @@ def _summary_text(text: str) -> str:
     return text
 
 
-def _nodes(session_id: str, texts: list[str]) -> tuple[Any, ...]:
-    """Decode stored nodes, all in one pass (resume cost); a bad row names the session."""
-    return lash.store.nodes_from_json(texts, what=f"stored node of {session_id!r}")
+def _nodes(session_id: str, rows: list[Any]) -> tuple[Any, ...]:
+    """Decode stored node rows ``(node_id, kind, frame_id, turn, data)``, all in one pass
+    (resume cost); a bad row names the session."""
+    return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
 
 
 def _release_blobs(hashes: Iterable[str]) -> _Step:

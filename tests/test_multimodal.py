@@ -156,10 +156,11 @@ async def test_an_image_is_stored_once_and_the_graph_holds_a_reference(tmp_path:
         assert conn.execute("SELECT sha256, size, data FROM media_blobs").fetchall() == [
             (sha(PNG), len(PNG), PNG)
         ]
-        stored = [json.loads(r[0]) for r in conn.execute("SELECT data FROM nodes")]
+        rows = conn.execute("SELECT kind, data FROM nodes").fetchall()
     finally:
         conn.close()
-    users_json = [n for n in stored if n["type"] == "user"]
+    stored = [json.loads(data) for _, data in rows]
+    users_json = [json.loads(data) for kind, data in rows if kind == "user"]
     assert [n["items"] for n in users_json] == [[ref], [ref]]
     assert base64.b64encode(PNG).decode() not in json.dumps(stored)
     # A new process: the prompt's images come from the store.

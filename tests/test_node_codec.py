@@ -20,6 +20,7 @@ from lash._contract.serialization import (
     _Builders,
     _node_writers,
     _owned_node_builders,
+    _row_node_builders,
     data_converter,
 )
 
@@ -46,6 +47,8 @@ def test_every_node_class_gets_a_writer_and_a_builder() -> None:
     )
     assert set(builders) == set(NODE_KINDS.values())
     assert set(_owned_node_builders()) == set(NODE_KINDS.values())
+    assert set(_node_writers(body=True)) == set(classes)
+    assert set(_row_node_builders()) == set(NODE_KINDS.values())
 
 
 @settings(max_examples=300, deadline=None)
@@ -209,6 +212,149 @@ def test_a_bad_text_is_a_validation_error_with_the_subject(bad: str, problem: st
     good = lash.store.node_json(user())
     with pytest.raises(lash.ValidationError) as invalid:
         lash.store.nodes_from_json([good, bad, good], what="stored node of 's'")
+    assert str(invalid.value).startswith("invalid stored node of 's':")
+    (line,) = invalid.value.problems
+    assert problem in line
+
+
+# -- node rows: the body as text, id / kind / frame / turn in columns ----------------------------
+
+#: The keys of the stored form a row keeps in columns (``type`` is the row's kind).
+COLUMNS = ("id", "frame_id", "turn", "type")
+
+
+def body_of(node: Any) -> dict[str, Any]:
+    """The spec of a node's body: its stored form (to_data) without the columns' keys."""
+    data: dict[str, Any] = lash.to_data(node, lash.GraphNode)
+    return {k: v for k, v in data.items() if k not in COLUMNS}
+
+
+def row_of(node: Any, text: str) -> tuple[Any, ...]:
+    """A row as a store keeps it: ``(id, kind, frame_id, turn, text)``."""
+    kind = NODE_KINDS[type(node).__name__]
+    return (node.id, kind, node.frame_id, node.turn, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(node=graph_nodes())
+def test_body_writer_writes_the_stored_form_without_the_columns(node: Any) -> None:
+    """node_body_json (and the generated writer, called directly: no fallback) writes exactly
+    json.dumps of to_data without id, frame_id, turn and type, keys in the same order."""
+    expected = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+    assert _node_writers(body=True)[type(node)](node) == expected
+    assert lash.store.node_body_json(node) == expected
+    assert list(json.loads(expected)) == [
+        k for k in json.loads(lash.store.node_json(node)) if k not in COLUMNS
+    ]
+
+
+@pytest.mark.parametrize(
+    "node",
+    [user(text=Text("a subclass")), user(turn=True), user(text="caf\u00e9 \ud800 lone")],
+    ids=["str-subclass", "bool-turn", "unicode"],
+)
+def test_unusual_values_give_the_general_body(node: Any) -> None:
+    """Values outside the writers' exact types give the general path's body text."""
+    expected = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+    assert lash.store.node_body_json(node) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(node=graph_nodes())
+def test_row_builder_builds_what_cattrs_builds(node: Any) -> None:
+    """The builder nodes_from_rows uses (called directly: no fallback), given a freshly decoded
+    body and the row's columns, builds the node cattrs builds from the whole stored form."""
+    body = json.loads(lash.store.node_body_json(node))
+    kind = NODE_KINDS[type(node).__name__]
+    built = _row_node_builders()[kind](body, node.id, node.frame_id, node.turn)
+    assert built == cattrs_structure(json.loads(lash.store.node_json(node))) == node
+    assert type(built) is type(node)
+
+
+@settings(max_examples=200, deadline=None)
+@given(nodes=st.lists(st.tuples(graph_nodes(), st.booleans()), max_size=10))
+def test_rows_of_bodies_and_of_whole_forms_read_back_alike(nodes: list[Any]) -> None:
+    """Rows holding the body (what a store writes now) and rows holding the whole stored form
+    (what it wrote before), mixed in any order: the same nodes as the ones written, as cattrs
+    builds them from the whole form, whichever way each row was written."""
+    rows = [
+        row_of(n, lash.store.node_json(n) if whole else lash.store.node_body_json(n))
+        for n, whole in nodes
+    ]
+    read = lash.store.nodes_from_rows(rows)
+    expected = tuple(n for n, _ in nodes)
+    assert read == expected
+    assert [type(n) for n in read] == [type(n) for n in expected]
+    assert read == tuple(cattrs_structure(json.loads(lash.store.node_json(n))) for n in expected)
+    assert lash.store.nodes_from_rows(rows) == lash.store.nodes_from_json(
+        [lash.store.node_json(n) for n in expected]
+    )
+
+
+def test_rows_of_one_frame_share_its_frame_id_and_turn() -> None:
+    """The nodes of a frame read from rows hold one frame_id string (and one turn int per
+    turn), not one copy per row: a resumed session holds the strings once."""
+    nodes = [
+        user(id=f"n{i}", turn=1000 + i // 3, frame_id="".join(["fr", "ame"])) for i in range(9)
+    ]
+    rows = [
+        (n.id, "user", "".join(["fr", "ame"]), int(str(n.turn)), lash.store.node_body_json(n))
+        for n in nodes
+    ]
+    assert len({id(row[2]) for row in rows}) == 9  # each row its own string, as SQLite gives
+    read = lash.store.nodes_from_rows(rows)
+    assert read == tuple(nodes)
+    assert len({id(n.frame_id) for n in read}) == 1
+    assert len({id(n.turn) for n in read}) == 3
+
+
+def test_rows_of_other_writers_read_as_cattrs_reads_them() -> None:
+    """Bodies with defaulted fields left out or keys in another order, and a whole form
+    without its tag (the row's kind says it): each read as cattrs reads the node."""
+    head = {"id": "u", "parent_id": None, "frame_id": "F", "turn": 1}
+    rows = [
+        ("u", "user", "F", 1, json.dumps({"text": "b", "parent_id": None})),
+        (
+            "c",
+            "tool_call",
+            "F",
+            2,
+            json.dumps({"call": {"name": "echo", "id": "c1"}, "parent_id": "u"}),
+        ),
+    ]
+    assert lash.store.nodes_from_rows(rows) == (
+        lash.UserMessage(**head, text="b"),
+        lash.ToolCallNode(
+            **{**head, "id": "c", "parent_id": "u", "turn": 2}, call=lash.ToolCall("c1", "echo")
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (("n1", "user", "f", 1, '{"parent_id": null'), "not JSON: Expecting ',' delimiter"),
+        (("n1", "memo", "f", 1, '{"parent_id": null, "text": "a", "items": []}'), "type: expected"),
+        (
+            ("n1", "user", "f", "1", '{"parent_id": null, "text": "a", "items": []}'),
+            "turn: expected int, got '1' (str)",
+        ),
+        (
+            ("n1", "user", 7, 1, '{"parent_id": null, "text": "a", "items": []}'),
+            "frame_id: expected str, got 7 (int)",
+        ),
+        (("n1", "user", "f", 1, '{"parent_id": null, "items": []}'), "text: required, missing"),
+        (("n1", "user", "f", 1, '{"parent_id": null, "text": "a", "zz": 1}'), "zz: unknown key"),
+        (("n1", "user", "f", 1, "[1]"), "expected a graph node"),
+    ],
+    ids=["not-json", "kind", "turn", "frame", "missing", "unknown-key", "not-object"],
+)
+def test_a_bad_row_is_a_validation_error_with_the_subject(row: Any, problem: str) -> None:
+    """A row whose body is not JSON or whose body and columns are not a node, among good
+    ones: a ValidationError whose subject is the caller's ``what``, one problem saying what."""
+    good = row_of(user(), lash.store.node_body_json(user()))
+    with pytest.raises(lash.ValidationError) as invalid:
+        lash.store.nodes_from_rows([good, row, good], what="stored node of 's'")
     assert str(invalid.value).startswith("invalid stored node of 's':")
     (line,) = invalid.value.problems
     assert problem in line

@@ -1046,9 +1046,23 @@ def set_row(db: Path, session_id: str, seq: int, text: str) -> None:
 
 
 def stored_row(db: Path, session_id: str, seq: int) -> dict[str, Any]:
-    rows = query(db, "SELECT data FROM nodes WHERE session_id = ? AND seq = ?", (session_id, seq))
-    data: dict[str, Any] = json.loads(rows[0][0])
-    return data
+    """The node of a row in its whole stored form (``to_data(node, GraphNode)``: the body in
+    ``data`` and the row's columns), as older files hold it in ``data``: spoiled and set back,
+    it is a row of an older file."""
+    query_row = (
+        "SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE session_id = ? AND seq = ?"
+    )
+    ((node_id, kind, frame_id, turn, text),) = query(db, query_row, (session_id, seq))
+    body = json.loads(text)
+    assert not {"id", "frame_id", "turn", "type"} & set(body)  # the columns hold those
+    return {
+        "id": node_id,
+        "parent_id": body.pop("parent_id"),
+        "frame_id": frame_id,
+        "turn": turn,
+        **body,
+        "type": kind,
+    }
 
 
 def edited(change: Any) -> Any:
@@ -1172,6 +1186,89 @@ async def test_rows_without_defaulted_fields_load_with_the_defaults(tmp_path: Pa
         lash.PluginNode(id="p", plugin="notes", kind="memo", **common),
     )
     assert record.nodes[2].usage == lash.Usage() and record.nodes[4].is_error is False
+
+
+async def test_a_row_holds_the_body_and_the_columns_the_rest(tmp_path: Path) -> None:
+    """A node's row keeps its id, kind, frame and turn in columns and only the rest of its
+    stored form in ``data`` (node_body_json's text): nothing stored twice."""
+    db = tmp_path / "lash.db"
+    nodes = every_kind()
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+    rows = query(db, "SELECT node_id, kind, frame_id, turn, data FROM nodes ORDER BY seq")
+    for node, (node_id, kind, frame_id, turn, text) in zip(nodes, rows, strict=True):
+        whole = lash.to_data(node, lash.GraphNode)
+        assert (node_id, kind, frame_id, turn) == (node.id, whole["type"], node.frame_id, node.turn)
+        assert text == lash.store.node_body_json(node)
+        body = {k: v for k, v in whole.items() if k not in ("id", "frame_id", "turn", "type")}
+        assert json.loads(text) == body
+
+
+async def test_a_file_of_whole_rows_loads_and_takes_new_commits(tmp_path: Path) -> None:
+    """A file written before rows kept only the body (each row's ``data`` the whole stored
+    form, as ``lash.store.node_json`` wrote it then) loads as committed, active frame and
+    full history; a commit on it adds body rows, and the mixed history loads too, also
+    after reopening the file."""
+    db = tmp_path / "lash.db"
+    old = every_kind("F1", 1) + every_kind("F2", 2, previous="F1")
+    new = every_kind("F3", 3, previous="F2")
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(old), turns=2)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        await store.release_lease(lease)
+    # The rows as the previous writer left them: the whole form in data.
+    for seq, node in enumerate(old):
+        set_row(db, "s", seq, lash.store.node_json(node))
+    assert all('"type":' in text for (text,) in query(db, "SELECT data FROM nodes"))
+    async with opened(db) as store:
+        record = await store.load("s", full=True)
+        assert record is not None and record.nodes == tuple(old)
+        record = await store.load("s")
+        assert record is not None and record.nodes == tuple(old[6:])
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(new[1:]), turns=1)
+        await store.commit("s", lease=lease, expected_revision=1, delta=delta)
+        record = await store.load("s")
+        assert record is not None and record.nodes == tuple(old[6:] + new[1:])
+    async with opened(db) as again:
+        record = await again.load("s", full=True)
+        assert record is not None and record.nodes == tuple(old + new[1:])
+    texts = [text for (text,) in query(db, "SELECT data FROM nodes ORDER BY seq")]
+    assert texts[12:] == [lash.store.node_body_json(n) for n in new[1:]]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("kind", "memo", f"type: expected {TAGS}, got 'memo' (str)"),
+        ("turn", "x", "turn: expected int, got 'x' (str)"),
+        ("turn", 1.5, "turn: expected int, got 1.5 (float)"),
+    ],
+)
+async def test_a_spoiled_column_is_a_validation_error_naming_the_session(
+    tmp_path: Path, column: str, value: Any, problem: str
+) -> None:
+    """A node row whose kind or turn column does not fit the node fails load with a
+    ValidationError naming the session and the field, as a spoiled body does."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(every_kind()), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        conn = sqlite3.connect(db)
+        try:
+            conn.execute(f"UPDATE nodes SET {column} = ? WHERE seq = 1", (value,))
+            conn.commit()
+        finally:
+            conn.close()
+        with pytest.raises(lash.ValidationError) as invalid:
+            await store.load("s")
+    assert str(invalid.value).startswith("invalid stored node of 's':\n  - ")
+    (line,) = invalid.value.problems
+    assert problem in line
 
 
 # -- the file: migrations, marker, refusals ----------------------------------------------------
@@ -1646,6 +1743,57 @@ async def test_kernel_resumes_a_session_from_the_file_with_plugin_state(tmp_path
         assert record.plugin_states["plan"]["updates"] == 1
     finally:
         await core.aclose()
+
+
+async def test_kernel_resumes_a_session_of_an_older_file_and_goes_on(tmp_path: Path) -> None:
+    """A session whose node rows hold the whole stored form (as files written before rows
+    kept the body alone do) resumes: the model sees its history, the next turn commits body
+    rows after the old ones, and the whole history loads in order."""
+    db = tmp_path / "lash.db"
+    first = Recorder(
+        [
+            {
+                "text": "adding",
+                "tool_calls": [
+                    {"id": "c1", "name": "update_plan", "arguments": {"steps": [{"step": "a"}]}}
+                ],
+            },
+            {"text": "Planned."},
+        ]
+    )
+    core = make_core(db, first, plan)
+    try:
+        session = await core.session("job").open()
+        assert (await session.turn("make a plan").run()).text == "Planned."
+        await session.close()
+        record = await core.store.load("job", full=True)
+        assert record is not None
+        old = record.nodes
+    finally:
+        await core.aclose()
+    for seq, node in enumerate(old):
+        set_row(db, "job", seq, lash.store.node_json(node))
+    second = Recorder([{"text": "Going on."}])
+    core = make_core(db, second, plan)
+    try:
+        session = await core.session("job").open(must_exist=True)
+        assert tuple(session.nodes) == old
+        assert (await session.turn("go on").run()).text == "Going on."
+        seen = [(m.role, m.content) for m in second.requests[0].messages if m.role != "system"]
+        assert seen[0] == ("user", "make a plan") and seen[1] == ("assistant", "adding")
+        assert seen[-2:] == [("assistant", "Planned."), ("user", "go on")]
+        await session.close()
+        record = await core.store.load("job", full=True)
+        assert record is not None and record.nodes[: len(old)] == old
+        assert [n.text for n in record.nodes if isinstance(n, lash.UserMessage)] == [
+            "make a plan",
+            "go on",
+        ]
+    finally:
+        await core.aclose()
+    texts = [text for (text,) in query(db, "SELECT data FROM nodes ORDER BY seq")]
+    assert all('"type":' in t for t in texts[: len(old)])
+    assert not any('"type":' in t for t in texts[len(old) :])
 
 
 async def test_a_cancelled_operation_leaves_the_session_as_the_store_has_it(

@@ -282,7 +282,7 @@ class _Builders:
         #: converter makes, and its keys are not checked (JSON object keys are strings).
         self.owned = owned
         self.env: dict[str, Any] = {"_Unfit": _Unfit}
-        self.built: dict[tuple[type, str | None], Callable[[Any], Any] | None] = {}
+        self.built: dict[tuple[type, str | None, tuple[str, ...]], Callable[..., Any] | None] = {}
 
     def for_union(
         self, union: Any, tag_name: str, tags: Mapping[str, str]
@@ -295,11 +295,15 @@ class _Builders:
                 builders[tags[cl.__name__]] = build
         return builders
 
-    def build(self, cl: type, tag_name: str | None = None) -> Callable[[Any], Any] | None:
-        key = (cl, tag_name)
+    def build(
+        self, cl: type, tag_name: str | None = None, columns: tuple[str, ...] = ()
+    ) -> Callable[..., Any] | None:
+        """The builder of ``cl``: ``build(d)``, or ``build(d, *values)`` with ``columns`` (the
+        fields given as arguments, in that order, not as keys of ``d``)."""
+        key = (cl, tag_name, columns)
         if key not in self.built:
             self.built[key] = None  # a class nested in itself uses the converter's hook there
-            self.built[key] = self._generate(cl, tag_name)
+            self.built[key] = self._generate(cl, tag_name, columns)
         return self.built[key]
 
     def _name(self, value: Any) -> str:
@@ -307,14 +311,18 @@ class _Builders:
         self.env[name] = value
         return name
 
-    def _generate(self, cl: type, tag_name: str | None) -> Callable[[Any], Any] | None:
+    def _generate(
+        self, cl: type, tag_name: str | None, columns: tuple[str, ...]
+    ) -> Callable[..., Any] | None:
         fields = [a for a in attrs.fields(cl) if a.init]
-        keys = len(fields) + (tag_name is not None)
-        if tag_name in {a.name for a in fields}:
+        names = {a.name for a in fields}
+        if tag_name in names or not names.issuperset(columns):
             return None
+        keys = len(fields) - len(columns) + (tag_name is not None)
         # Every key the class knows is read below, so with as many keys as that, there is no
         # unknown one (a missing one is a KeyError).
-        lines = ["def build(d):", f"    if type(d) is not dict or len(d) != {keys}:"]
+        params = "".join(f", c{j}" for j in range(len(columns)))
+        lines = [f"def build(d{params}):", f"    if type(d) is not dict or len(d) != {keys}:"]
         lines.append("        raise _Unfit")
         if tag_name is not None:
             lines.append(f"    d[{tag_name!r}]")
@@ -322,7 +330,10 @@ class _Builders:
         for i, a in enumerate(fields):
             if isinstance(a.type, str) or a.type is None:
                 return None  # an unresolved annotation: cattrs says what it can do
-            lines.append(f"    f{i} = d[{a.name!r}]")
+            if a.name in columns:
+                lines.append(f"    f{i} = c{columns.index(a.name)}")
+            else:
+                lines.append(f"    f{i} = d[{a.name!r}]")
             lines += self._check(a.type, f"f{i}", "    ")
             args.append(f"{a.alias}=f{i}")
         slots = plain_slots(cl)
@@ -337,7 +348,7 @@ class _Builders:
             lines.append("    return o")
         namespace = dict(self.env)
         exec(compile("\n".join(lines), f"<lash builder {cl.__qualname__}>", "exec"), namespace)
-        build: Callable[[Any], Any] = namespace["build"]
+        build: Callable[..., Any] = namespace["build"]
         return build
 
     def _check(self, tp: Any, var: str, indent: str) -> list[str]:
@@ -384,15 +395,24 @@ class _Builders:
 _encode_general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+#: The fields of a node a store's row holds in columns of its own, in the order
+#: :func:`nodes_from_rows` takes them (after the id, the row's kind: the ``type`` tag).
+ROW_COLUMNS = ("id", "frame_id", "turn")
+
+
 @functools.cache
-def _node_writers() -> dict[type, Callable[[Any], str]]:
-    """``{node class: writer}``: the generated JSON writer of each graph node variant."""
+def _node_writers(*, body: bool = False) -> dict[type, Callable[[Any], str]]:
+    """``{node class: writer}``: the generated JSON writer of each graph node variant, of its
+    stored form or (``body``) of its body: without :data:`ROW_COLUMNS` and the tag."""
     from lash._contract.graph import GraphNode
 
     writers = _Writers(data_converter())
     found: dict[type, Callable[[Any], str]] = {}
     for cl in typing.get_args(GraphNode):
-        write = writers.build(cl, ("type", NODE_KINDS[cl.__name__]))
+        if body:
+            write = writers.build(cl, skip=ROW_COLUMNS)
+        else:
+            write = writers.build(cl, ("type", NODE_KINDS[cl.__name__]))
         if write is not None:
             found[cl] = write
     return found
@@ -463,6 +483,113 @@ def nodes_from_json(texts: Sequence[str], *, what: str = "stored node") -> tuple
         raise
 
 
+@functools.cache
+def _node_body_writers() -> dict[type, Callable[[Any], str]]:
+    """:func:`_node_writers` of bodies, without the keyword (a commit looks it up per node)."""
+    return _node_writers(body=True)
+
+
+def node_body_json(node: Any) -> str:
+    """The compact JSON text of a graph node's body: its stored form (:func:`node_json`)
+    without what a store's row keeps in columns of its own, the node's ``id``, ``frame_id``
+    and ``turn`` and its ``type`` tag (the row's kind). :func:`nodes_from_rows` reads it back
+    with those columns.
+
+    For a user message ``{"parent_id":"a1","text":"hi","items":[]}``: a third of the bytes of
+    a short node, and four fewer values to decode when a long session is resumed.
+
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
+    """
+    write = _node_body_writers().get(type(node))
+    if write is not None:
+        try:
+            return write(node)
+        except Exception:
+            pass
+    from lash._contract.graph import GraphNode
+
+    data = to_data(node, GraphNode)
+    for key in (*ROW_COLUMNS, "type"):
+        del data[key]
+    return _encode_general(data)
+
+
+@functools.cache
+def _row_node_builders() -> dict[str, Callable[..., Any]]:
+    """``{tag: builder(body, id, frame_id, turn)}`` for node bodies decoded from JSON text."""
+    from lash._contract.graph import GraphNode
+
+    owned = _Builders(data_converter(detailed=False), owned=True)
+    builders = {}
+    for cl in typing.get_args(GraphNode):
+        build = owned.build(cl, columns=ROW_COLUMNS)
+        if build is not None:
+            builders[NODE_KINDS[cl.__name__]] = build
+    return builders
+
+
+def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> tuple[Any, ...]:
+    """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, in order: ``kind``
+    is the node's ``type`` tag and ``text`` its body as :func:`node_body_json` writes it, or
+    its whole stored form as :func:`node_json` writes it (the rows a store wrote before it
+    kept the body alone): a text holding a ``type`` or an ``id`` is read as
+    :func:`nodes_from_json` reads it, without the columns.
+
+    One :func:`json.loads` over all the texts, and a builder generated per node class taking
+    each decoded body and the row's columns as they are; the rows of one frame share one
+    ``frame_id`` string. On any doubt, each row goes the general way, which names the bad one.
+
+    :raises lash.ValidationError: for the first row that is not a node, with ``what`` as its
+        subject (name the session in it).
+    """
+    try:
+        datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
+    except (TypeError, ValueError):
+        datas = None
+    if datas is not None and len(datas) == len(rows):  # not so for a text "{..},{..}"
+        builders = _row_node_builders()
+        nodes: list[Any] = []
+        add = nodes.append
+        frame: Any = None
+        turn: Any = None
+        try:
+            for (node_id, kind, frame_id, row_turn, _), data in zip(rows, datas, strict=True):
+                # One string (one int) for the rows of a frame (of a turn), not one per row.
+                if frame_id != frame:
+                    frame = frame_id
+                if row_turn != turn:
+                    turn = row_turn
+                add(builders[kind](data, node_id, frame, turn))
+            return tuple(nodes)
+        except Exception:
+            pass
+    return _nodes_of_rows(rows, datas, what)
+
+
+def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tuple[Any, ...]:
+    """:func:`nodes_from_rows` row by row: whole forms and bodies alike, the general path for
+    what the builders do not take (it names the bad row)."""
+    from lash._contract.graph import GraphNode
+
+    if datas is None or len(datas) != len(rows):
+        datas = [_json_of(what, row[4]) for row in rows]
+    bodies = _row_node_builders()
+    wholes = _owned_node_builders()
+    nodes = []
+    for (node_id, kind, frame_id, turn, _), data in zip(rows, datas, strict=True):
+        whole = type(data) is not dict or "type" in data or "id" in data
+        try:
+            node = (
+                wholes[data["type"]](data) if whole else bodies[kind](data, node_id, frame_id, turn)
+            )
+        except Exception:
+            if not whole:  # the body and its columns: the node's stored form
+                data = {"id": node_id, "frame_id": frame_id, "turn": turn, **data, "type": kind}
+            node = from_data(data, GraphNode, what=what)
+        nodes.append(node)
+    return tuple(nodes)
+
+
 def _json_of(what: str, text: str) -> Any:
     try:
         return json.loads(text)
@@ -489,13 +616,19 @@ class _Writers:
             "_i": int.__repr__,  # how json writes an int (an int subclass's repr may differ)
             "_g": _encode_general,
         }
-        self.built: dict[tuple[type, tuple[str, str] | None], Callable[[Any], str] | None] = {}
+        self.built: dict[
+            tuple[type, tuple[str, str] | None, tuple[str, ...]], Callable[[Any], str] | None
+        ] = {}
 
-    def build(self, cl: type, tag: tuple[str, str] | None = None) -> Callable[[Any], str] | None:
-        key = (cl, tag)
+    def build(
+        self, cl: type, tag: tuple[str, str] | None = None, skip: tuple[str, ...] = ()
+    ) -> Callable[[Any], str] | None:
+        """The writer of ``cl``: its JSON object, ``tag`` (key, value) last, without the
+        fields named in ``skip``."""
+        key = (cl, tag, skip)
         if key not in self.built:
             self.built[key] = None  # a class nested in itself: the general path there
-            self.built[key] = self._generate(cl, tag)
+            self.built[key] = self._generate(cl, tag, skip)
         return self.built[key]
 
     def _name(self, value: Any) -> str:
@@ -503,8 +636,10 @@ class _Writers:
         self.env[name] = value
         return name
 
-    def _generate(self, cl: type, tag: tuple[str, str] | None) -> Callable[[Any], str] | None:
-        fields = list(attrs.fields(cl))
+    def _generate(
+        self, cl: type, tag: tuple[str, str] | None, skip: tuple[str, ...]
+    ) -> Callable[[Any], str] | None:
+        fields = [a for a in attrs.fields(cl) if a.name not in skip]
         if tag is not None and tag[0] in {a.name for a in fields}:
             return None
         lines = ["def write(o):", f"    if type(o) is not {self._name(cl)}:"]
