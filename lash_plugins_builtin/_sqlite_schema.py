@@ -758,6 +758,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "processes", _PROCESS_TABLES),
     Migration(5, "child sessions", _CHILD_SESSIONS),
     Migration(6, "media blobs", _MEDIA_BLOBS),
+    # No statement: a marker. From here on a node row's JSON holds the node's body only (its
+    # id, kind, frame and turn are the row's columns; older rows, whole, still load), which a
+    # lash without this step cannot read: it refuses the file as a newer lash's instead.
+    Migration(7, "node rows hold the body only", ()),
 )
 
 #: The newest migration id this lash knows.

@@ -983,7 +983,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
     rows = legacy_rows(db)
     async with opened(db) as store:
         before = await store.load("old-1", full=True)
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
         lease = await leased(store, "old-1")
@@ -992,7 +992,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(6,)]
+    assert query(db, "PRAGMA user_version") == [(7,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1282,7 +1282,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(6,)]
+    assert query(db, "PRAGMA user_version") == [(7,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1291,17 +1291,18 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (4, "processes"),
         (5, "child sessions"),
         (6, "media blobs"),
+        (7, "node rows hold the body only"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(6,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(7,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1344,8 +1345,35 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (4,),
         (5,),
         (6,),
+        (7,),
         (99,),
     ]
+
+
+async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node rows that hold only the node's body (migration 7, a marker) cannot be read by a lash
+    that writes whole rows: such a lash (the migrations up to 6) refuses the file as a newer
+    lash's, naming the step, instead of failing on its rows."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        user = lash.UserMessage(text="hi", id="n1", parent_id=None, frame_id="f1", turn=1)
+        delta = lash.store.CommitDelta(nodes=(user,), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+    assert query(db, "SELECT data FROM nodes") == [('{"parent_id":null,"text":"hi","items":[]}',)]
+    before = db.read_bytes()
+    older = tuple(m for m in _sqlite_schema.MIGRATIONS if m.id <= 6)
+    monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", older)
+    monkeypatch.setattr(_sqlite_schema, "LATEST", 6)
+    async with opened(db) as store:
+        with pytest.raises(lash.ConfigError) as refused:
+            await store.load("s")
+    message = str(refused.value)
+    assert "newer lash" in message and "migration 7" in message
+    assert "'node rows hold the body only'" in message
+    assert db.read_bytes() == before
 
 
 async def test_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
@@ -1511,7 +1539,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
         dead = lash.store.Lease("s", "w", 1, time.time() + 30)
@@ -1580,6 +1608,7 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (4,),
         (5,),
         (6,),
+        (7,),
     ]
 
 
