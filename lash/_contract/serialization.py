@@ -427,15 +427,7 @@ def node_json(node: Any) -> str:
 
     :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
     """
-    write = _node_writers().get(type(node))
-    if write is not None:
-        try:
-            return write(node)
-        except Exception:
-            pass
-    from lash._contract.graph import GraphNode
-
-    return _encode_general(to_data(node, GraphNode))
+    return _node_text(node, _node_writers(), ())
 
 
 @functools.cache
@@ -500,7 +492,20 @@ def node_body_json(node: Any) -> str:
 
     :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
     """
-    write = _node_body_writers().get(type(node))
+    return _node_text(node, _node_body_writers(), _BODY_LEAVES_OUT)
+
+
+#: What a node's body leaves out of its stored form: the row's columns and the tag.
+_BODY_LEAVES_OUT = (*ROW_COLUMNS, "type")
+
+
+def _node_text(
+    node: Any, writers: dict[type, Callable[[Any], str]], left_out: tuple[str, ...]
+) -> str:
+    """The JSON text of ``node`` by its class's generated writer in ``writers``, or, for a value
+    the writer does not know, the general way: its stored form without the keys ``left_out``
+    (the text the writer makes, or :func:`json.dumps`'s error for what is not JSON data)."""
+    write = writers.get(type(node))
     if write is not None:
         try:
             return write(node)
@@ -509,7 +514,7 @@ def node_body_json(node: Any) -> str:
     from lash._contract.graph import GraphNode
 
     data = to_data(node, GraphNode)
-    for key in (*ROW_COLUMNS, "type"):
+    for key in left_out:
         del data[key]
     return _encode_general(data)
 
