@@ -9,6 +9,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,30 @@ async def run(path: Path, inline: bool, steps: list[dict[str, Any]]) -> list[Any
 _examples = itertools.count()
 
 
+async def assert_same_both_ways(
+    monkeypatch: pytest.MonkeyPatch,
+    run: Callable[[Path, bool, list[dict[str, Any]]], Awaitable[list[Any]]],
+    script: list[dict[str, Any]],
+) -> None:
+    """``run(path, inline, script)`` on a fresh file inline (plain statements) and on another
+    on the worker thread (the statements' triggers), from the same clock and ids: the same
+    outcomes, and the same rows in every table."""
+    monkeypatch.setattr(sqlite_module, "time", Clock())
+    with tempfile.TemporaryDirectory() as directory:
+        dumps, outcomes = [], []
+        for inline in (True, False):
+            ids = Ids()
+            monkeypatch.setattr(_sqlite_schema, "new_input_id", ids.input_id)
+            monkeypatch.setattr(uuid, "uuid4", ids.uuid4)  # the command ids
+            sqlite_module.time.now = 1_000_000.0  # type: ignore[attr-defined]
+            path = Path(directory) / f"{inline}-{next(_examples)}.db"
+            outcomes.append(await run(path, inline, script))
+            dumps.append(dump(path))
+    assert outcomes[0] == outcomes[1]
+    for table in TABLES:
+        assert dumps[0][table] == dumps[1][table], table
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -173,20 +198,7 @@ async def test_plain_commits_write_what_the_commit_statement_writes(
     already, input not claimed, a command not pending, a stale revision) give the same outcome
     and leave the same rows in every table, made inline with plain statements or on the
     worker thread with the commit statement."""
-    monkeypatch.setattr(sqlite_module, "time", Clock())
-    with tempfile.TemporaryDirectory() as directory:
-        dumps, outcomes = [], []
-        for inline in (True, False):
-            ids = Ids()
-            monkeypatch.setattr(_sqlite_schema, "new_input_id", ids.input_id)
-            monkeypatch.setattr(uuid, "uuid4", ids.uuid4)  # the command ids
-            sqlite_module.time.now = 1_000_000.0  # type: ignore[attr-defined]
-            path = Path(directory) / f"{inline}-{next(_examples)}.db"
-            outcomes.append(await run(path, inline, steps))
-            dumps.append(dump(path))
-    assert outcomes[0] == outcomes[1]
-    for table in TABLES:
-        assert dumps[0][table] == dumps[1][table], table
+    await assert_same_both_ways(monkeypatch, run, steps)
 
 
 async def test_the_plain_path_is_the_one_taken_inline(tmp_path: Path) -> None:

@@ -7,21 +7,16 @@ log, give the same outcomes and leave the same rows in two real SQLite files."""
 
 from __future__ import annotations
 
-import itertools
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_sqlite_plain_commit import Clock, Ids, dump
-from test_sqlite_store import TABLES
+from test_sqlite_plain_commit import assert_same_both_ways
 
 import lash
 import lash.store
-from lash_plugins_builtin import _sqlite_schema
 from lash_plugins_builtin import sqlite as sqlite_module
 from lash_plugins_builtin.sqlite import SQLiteStore
 
@@ -105,9 +100,6 @@ async def run(path: Path, inline: bool, script: list[dict[str, Any]]) -> list[An
     return outcomes
 
 
-_examples = itertools.count()
-
-
 @settings(
     max_examples=60,
     deadline=None,
@@ -119,20 +111,7 @@ async def test_plain_leases_write_what_the_lease_statement_writes(
 ) -> None:
     """Same leases (owner, token, expiry, revision, pending counts), same refusals, same rows
     in every table (the event log trimmed alike), inline or through the trigger."""
-    monkeypatch.setattr(sqlite_module, "time", Clock())
-    with tempfile.TemporaryDirectory() as directory:
-        dumps, outcomes = [], []
-        for inline in (True, False):
-            ids = Ids()
-            monkeypatch.setattr(_sqlite_schema, "new_input_id", ids.input_id)
-            monkeypatch.setattr(uuid, "uuid4", ids.uuid4)
-            sqlite_module.time.now = 1_000_000.0  # type: ignore[attr-defined]
-            path = Path(directory) / f"{inline}-{next(_examples)}.db"
-            outcomes.append(await run(path, inline, script))
-            dumps.append(dump(path))
-    assert outcomes[0] == outcomes[1]
-    for table in TABLES:
-        assert dumps[0][table] == dumps[1][table], table
+    await assert_same_both_ways(monkeypatch, run, script)
 
 
 async def test_the_plain_lease_is_the_one_taken_inline(tmp_path: Path) -> None:
