@@ -243,6 +243,21 @@ def test_installed_distribution_is_listed_with_hooks_tools_and_options(
     assert doctor.stdout.splitlines()[-1] == "healthy"
 
 
+def test_python_dash_m_lash_is_the_lash_command(dist: dict[str, Path], workdir: Path) -> None:
+    """``python -m lash`` runs the same command as the console script, with the same name in
+    its usage and version lines, and the same plugins."""
+    module = [sys.executable, "-m", "lash"]
+    for args in (("--version",), ("--help",), ("plugins", "--json")):
+        script = run_lash(*args, cwd=workdir, installed=[dist["good"]])
+        by_module = run_lash(*args, cwd=workdir, installed=[dist["good"]], executable=module)
+        assert by_module.returncode == script.returncode == 0, by_module.stderr
+        assert by_module.stdout == script.stdout
+    version = run_lash("--version", cwd=workdir, executable=module).stdout
+    assert version == f"lash, version {importlib.metadata.version('lash-sdk')}\n"
+    usage = run_lash("--help", cwd=workdir, executable=module).stdout.splitlines()[0]
+    assert usage.startswith("Usage: lash [OPTIONS] COMMAND")
+
+
 # -- broken plugins --------------------------------------------------------------------------
 
 
