@@ -19,6 +19,7 @@ nodes as text (:func:`node_body_json` and :func:`nodes_from_rows` for stores tha
 id, tag, frame and turn in columns of their own, and the rest as text).
 """
 
+from lash._contract.graph import StoredNodes
 from lash._contract.serialization import (
     from_data,
     node_body_json,
@@ -122,6 +123,7 @@ __all__ = [
     "StoreConformanceError",
     "StoreFactory",
     "StoredEvent",
+    "StoredNodes",
     "TurnRecord",
     "WorkPoll",
     "cancel_record",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal, overload
 
 import attrs
 
@@ -26,6 +26,7 @@ __all__ = [
     "GraphNode",
     "PluginNode",
     "SessionGraph",
+    "StoredNodes",
     "ToolCallNode",
     "ToolResultNode",
     "TurnOutcome",
@@ -154,6 +155,132 @@ GraphNode = (
 )
 
 
+class StoredNodes(Sequence[GraphNode]):
+    """A session's stored nodes, each built the first time it is read: what a store's
+    :class:`lash.store.SessionRecord` may hold instead of a tuple (made by :meth:`from_rows`).
+
+    It reads as the tuple of the same nodes does: ``len``, indexing (a slice is a tuple),
+    iteration, ``in``, ``reversed``, ``+`` and ``hash``, and it is ``==`` to a tuple (or list,
+    or another one) of equal nodes. A node is built from its decoded row when first read and
+    kept: every later read gives the same object. Resuming a session builds only the few nodes
+    it needs (the frame's boundary, the leaf, anything that is not a plain chat message or the
+    end of a completed turn); the chat messages of its prompt are read from the decoded rows.
+
+    Validation is split: :meth:`from_rows` checks at once that each row is JSON, an object,
+    of a known kind and in the body form (whole rows, written before, and anything odd are
+    built at once, the general way), and resuming checks the fields its messages read; a
+    field that is wrong in a way those checks cannot see raises when its node is built, with
+    the same :class:`lash.ValidationError` naming the session as :func:`lash.store.nodes_from_rows`.
+    """
+
+    __slots__ = ("_build", "_items", "_rows", "_stop")
+    __module__ = "lash.store"
+
+    def __init__(
+        self,
+        items: list[Any],
+        rows: list[Sequence[Any]],
+        build: Callable[[Sequence[Any], Any], GraphNode],
+        stop: int | None,
+    ) -> None:
+        # items[i]: the node, or (not built yet) its decoded body, a dict (a node never is one),
+        # built from it and rows[i] (the row's columns). `rows` is emptied once every node is
+        # built; both are shared with the graph that resumed from this record (same objects).
+        self._items = items
+        self._rows = rows
+        self._build = build
+        self._stop = stop  # None: every item (the graph's view, which grows)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> StoredNodes:
+        """The nodes of stored rows ``(id, kind, frame_id, turn, text)``, as
+        :func:`lash.store.nodes_from_rows` reads them (one :func:`json.loads` over all the
+        texts), each built when first read.
+
+        :raises lash.ValidationError: for the first row that is not JSON, not an object or of
+            an unknown kind, or a row read the general way that is not a node, with ``what``
+            as its subject (name the session in it).
+        """
+        from lash._contract.serialization import stored_node_items
+
+        rows = list(rows)
+        items, build = stored_node_items(rows, what)
+        return cls(items, rows, build, len(rows))
+
+    def __len__(self) -> int:
+        return len(self._items) if self._stop is None else self._stop
+
+    @overload
+    def __getitem__(self, index: int) -> GraphNode: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[GraphNode]: ...
+
+    def __getitem__(self, index: int | slice) -> GraphNode | Sequence[GraphNode]:
+        if isinstance(index, slice):
+            return tuple(self._built()[index])
+        size = len(self)
+        i = index + size if index < 0 else index
+        if not 0 <= i < size:
+            raise IndexError("node index out of range")
+        item = self._items[i]
+        if type(item) is dict:
+            item = self._items[i] = self._build(self._rows[i], item)
+        node: GraphNode = item
+        return node
+
+    def __iter__(self) -> Iterator[GraphNode]:
+        return iter(self._built())
+
+    def _built(self) -> list[GraphNode]:
+        """Every item as a node (built now if not yet): the shared list, or its first ``stop``."""
+        items, rows = self._items, self._rows
+        if rows:
+            build = self._build
+            for i, item in enumerate(items[: len(rows)]):
+                if type(item) is dict:
+                    items[i] = build(rows[i], item)
+            rows.clear()  # every node built: the rows are not needed any more
+        return items if self._stop is None else items[: self._stop]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredNodes | tuple | list):
+            return len(self) == len(other) and all(
+                a == b for a, b in zip(self._built(), other, strict=False)
+            )
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __add__(self, other: Sequence[GraphNode]) -> tuple[GraphNode, ...]:
+        return (*self, *other)
+
+    def __radd__(self, other: Sequence[GraphNode]) -> tuple[GraphNode, ...]:
+        return (*other, *self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (tuple, (tuple(self),))  # a copy or a pickle is the tuple of the nodes
+
+    def __repr__(self) -> str:
+        return f"StoredNodes({tuple(self)!r})"
+
+
+class _ActiveNodes(StoredNodes):
+    """The nodes of a graph resumed from :class:`StoredNodes`: the same, growing as the graph
+    appends (as the list of a graph built node by node)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._built()[index]  # a list, as the graph's own list gives
+        return super().__getitem__(index)
+
+    def append(self, node: GraphNode) -> None:
+        self._items.append(node)
+
+
 @attrs.define
 class SessionGraph:
     """The nodes a session holds in memory: the active agent frame, boundary first.
@@ -164,7 +291,8 @@ class SessionGraph:
 
     __module__ = "lash"
 
-    nodes: list[GraphNode] = attrs.field(factory=list)
+    # A list, or for a graph resumed from StoredNodes, those nodes (built when read).
+    nodes: list[GraphNode] | _ActiveNodes = attrs.field(factory=list)
     # The active frame's messages, kept in step with `nodes` so building a prompt never walks
     # the history again (turn cost must not grow with it).
     _messages: list[Message] = attrs.field(factory=list, alias="_messages")
@@ -202,6 +330,10 @@ class SessionGraph:
             self._messages = []
             self._with_images = 0
         self.nodes.append(node)
+        self._add_messages(node)
+
+    def _add_messages(self, node: GraphNode) -> None:
+        """Add the chat messages of ``node`` (none or one) to the active frame's."""
         if isinstance(node, TurnOutcome):
             if node.outcome != "completed" and self._messages and self._messages[-1].role == "user":
                 # A turn that ended without an answer: say so, so the next turn's user message
@@ -250,6 +382,9 @@ class SessionGraph:
         the messages of the common node classes built inline (exact classes only; anything
         else, a boundary included, goes through :meth:`append`).
         """
+        if type(nodes) is StoredNodes and not self.nodes and nodes._rows:
+            if self._extend_stored(nodes):
+                return
         messages = self._messages
         add = messages.append
         for node in nodes:
@@ -271,6 +406,56 @@ class SessionGraph:
                 add = messages.append
                 continue
             self.nodes.append(node)
+
+    def _extend_stored(self, stored: StoredNodes) -> bool:
+        """:meth:`extend` of an empty graph with nodes just loaded: the messages of the common
+        rows straight from their decoded bodies (exactly what :func:`node_messages` gives for
+        their nodes), the other rows' nodes built to go the general way; the graph then holds
+        ``stored``'s nodes, built when read. ``False`` (and nothing added) for nodes of more
+        than one frame: those go the general way."""
+        from lash._contract.serialization import stored_tool_call
+
+        items, rows = stored._items, stored._rows
+        messages = self._messages
+        add = messages.append
+        call = stored_tool_call()
+        for i in range(len(stored)):
+            data = items[i]
+            if type(data) is dict:
+                kind = rows[i][1]
+                try:
+                    if kind == "assistant":
+                        text, calls = data["text"], data["tool_calls"]
+                        if type(text) is str and type(calls) is list:
+                            add(_message("assistant", text, tuple(map(call, calls)), None, ()))
+                            continue
+                    elif kind == "tool_result":
+                        content, call_id = data["content"], data["call_id"]
+                        projected = data["projected"]
+                        if projected is not None:
+                            content = projected
+                        if type(content) is str and type(call_id) is str:
+                            add(_message("tool", content, (), call_id, ()))
+                            continue
+                    elif kind == "user":
+                        text, attached = data["text"], data["items"]
+                        if type(text) is str and type(attached) is list and not attached:
+                            add(_message("user", text, (), None, ()))
+                            continue
+                    elif kind == "tool_call" or (
+                        kind == "outcome" and data["outcome"] == "completed"
+                    ):
+                        continue
+                except Exception:
+                    pass  # the general way: the node is built (a bad one raises, named)
+            node = stored[i]
+            if i and isinstance(node, FrameBoundary):
+                self._messages = []
+                self._with_images = 0
+                return False
+            self._add_messages(node)
+        self.nodes = _ActiveNodes(items, rows, stored._build, None)
+        return True
 
     def __iter__(self) -> Iterator[GraphNode]:
         return iter(self.nodes)

@@ -595,6 +595,64 @@ def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tupl
     return tuple(nodes)
 
 
+def stored_node_items(
+    rows: Sequence[Sequence[Any]], what: str
+) -> tuple[list[Any], Callable[[Sequence[Any], Any], Any]]:
+    """What :class:`lash.store.StoredNodes` holds of stored rows ``(id, kind, frame_id, turn,
+    text)`` (as :func:`nodes_from_rows` takes them): for each row, its decoded body (a dict: the
+    node is built from it when read) or its node, and the function that builds a node from a
+    row and its body.
+
+    One :func:`json.loads` over all the texts. A row whose text is not a JSON object in the
+    body form of a known kind, or whose id, frame or turn is not of its type (a whole form
+    written before, anything odd) is built now, the general way (a bad one raises, as
+    :func:`nodes_from_rows` would, naming it)."""
+    build = functools.partial(_stored_node, what=what)
+    try:
+        datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
+    except (TypeError, ValueError):
+        datas = None
+    if type(datas) is not list or len(datas) != len(rows):  # not so for a text "{..},{..}"
+        return list(_nodes_of_rows(rows, None, what)), build
+    bodies = _row_node_builders()
+    for i, data in enumerate(datas):
+        row = rows[i]
+        if (
+            type(data) is not dict
+            or "type" in data
+            or "id" in data
+            or row[1] not in bodies
+            or type(row[0]) is not str
+            or type(row[2]) is not str
+            or type(row[3]) is not int
+        ):
+            datas[i] = build(row, data)
+    return datas, build
+
+
+def _stored_node(row: Sequence[Any], data: Any, *, what: str) -> Any:
+    """The node of one stored row and its decoded text, as :func:`nodes_from_rows` builds it."""
+    if type(data) is dict and "type" not in data and "id" not in data:
+        build = _row_node_builders().get(row[1])
+        if build is not None:
+            try:
+                return build(data, row[0], row[2], row[3])
+            except Exception:
+                pass  # the general way: it names what is wrong
+    return _nodes_of_rows([row], [data], what)[0]
+
+
+@functools.cache
+def stored_tool_call() -> Callable[[Any], Any]:
+    """The builder of a :class:`lash.ToolCall` from its decoded stored form (as the stored
+    nodes' builders build the calls they hold), for the messages of a resumed session."""
+    from lash._contract.types import ToolCall
+
+    build = _Builders(data_converter(detailed=False), owned=True).build(ToolCall)
+    assert build is not None
+    return build
+
+
 def _json_of(what: str, text: str) -> Any:
     try:
         return json.loads(text)
