@@ -7,6 +7,7 @@ frame (from its boundary to the leaf).
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -419,15 +420,23 @@ class SessionGraph:
         messages = self._messages
         add = messages.append
         call = stored_tool_call()
-        for i in range(len(stored)):
-            data = items[i]
+        # rows and items are as long (stored was just made); an item replaced by its node
+        # while the loop runs is at the index the loop has reached.
+        for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
             if type(data) is dict:
-                kind = rows[i][1]
                 try:
                     if kind == "assistant":
                         text, calls = data["text"], data["tool_calls"]
                         if type(text) is str and type(calls) is list:
-                            add(_message("assistant", text, tuple(map(call, calls)), None, ()))
+                            made = tuple(map(call, calls)) if calls else ()
+                            add(_message("assistant", text, made, None, ()))
+                            continue
+                    elif kind == "tool_call":
+                        continue
+                    elif kind == "user":
+                        text, attached = data["text"], data["items"]
+                        if type(text) is str and type(attached) is list and not attached:
+                            add(_message("user", text, (), None, ()))
                             continue
                     elif kind == "tool_result":
                         content, call_id = data["content"], data["call_id"]
@@ -437,14 +446,7 @@ class SessionGraph:
                         if type(content) is str and type(call_id) is str:
                             add(_message("tool", content, (), call_id, ()))
                             continue
-                    elif kind == "user":
-                        text, attached = data["text"], data["items"]
-                        if type(text) is str and type(attached) is list and not attached:
-                            add(_message("user", text, (), None, ()))
-                            continue
-                    elif kind == "tool_call" or (
-                        kind == "outcome" and data["outcome"] == "completed"
-                    ):
+                    elif kind == "outcome" and data["outcome"] == "completed":
                         continue
                 except Exception:
                     pass  # the general way: the node is built (a bad one raises, named)
@@ -482,6 +484,7 @@ def node_messages(node: GraphNode) -> list[Message]:
 
 
 resolve_here(globals())
+_KIND = operator.itemgetter(1)  # a stored row's kind
 #: ``_message(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
 #: ``__init__`` makes it, for about half the cost (a resumed session makes one per message).
 _message = maker(Message)
