@@ -184,9 +184,11 @@ class StoredNodes(Sequence[GraphNode]):
         build: Callable[[Sequence[Any], Any], GraphNode],
         stop: int | None,
     ) -> None:
-        # items[i]: the node, or (not built yet) its decoded body, a dict (a node never is one),
-        # built from it and rows[i] (the row's columns). `rows` is emptied once every node is
-        # built; both are shared with the graph that resumed from this record (same objects).
+        # items[i]: the node, or (not built yet) its decoded body, a dict, or None: decode the
+        # row's text again (a graph resumed from these nodes lets go of the bodies it read:
+        # decoded, they take twice the memory of the nodes). A node is never a dict or None.
+        # It is built from that and rows[i] (the row's columns). `rows` is emptied once every
+        # node is built; both are shared with the graph that resumed from this record.
         self._items = items
         self._rows = rows
         self._build = build
@@ -225,7 +227,7 @@ class StoredNodes(Sequence[GraphNode]):
         if not 0 <= i < size:
             raise IndexError("node index out of range")
         item = self._items[i]
-        if type(item) is dict:
+        if item is None or type(item) is dict:
             item = self._items[i] = self._build(self._rows[i], item)
         node: GraphNode = item
         return node
@@ -239,7 +241,7 @@ class StoredNodes(Sequence[GraphNode]):
         if rows:
             build = self._build
             for i, item in enumerate(items[: len(rows)]):
-                if type(item) is dict:
+                if item is None or type(item) is dict:
                     items[i] = build(rows[i], item)
             rows.clear()  # every node built: the rows are not needed any more
         return items if self._stop is None else items[: self._stop]
@@ -430,13 +432,16 @@ class SessionGraph:
                         if type(text) is str and type(calls) is list:
                             made = tuple(map(call, calls)) if calls else ()
                             add(_message("assistant", text, made, None, ()))
+                            items[i] = None
                             continue
                     elif kind == "tool_call":
+                        items[i] = None
                         continue
                     elif kind == "user":
                         text, attached = data["text"], data["items"]
                         if type(text) is str and type(attached) is list and not attached:
                             add(_message("user", text, (), None, ()))
+                            items[i] = None
                             continue
                     elif kind == "tool_result":
                         content, call_id = data["content"], data["call_id"]
@@ -445,8 +450,10 @@ class SessionGraph:
                             content = projected
                         if type(content) is str and type(call_id) is str:
                             add(_message("tool", content, (), call_id, ()))
+                            items[i] = None
                             continue
                     elif kind == "outcome" and data["outcome"] == "completed":
+                        items[i] = None
                         continue
                 except Exception:
                     pass  # the general way: the node is built (a bad one raises, named)

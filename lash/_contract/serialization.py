@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import operator
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -647,12 +648,17 @@ _DICT, _STR, _INT = {dict}, {str}, {int}
 
 
 def _stored_node(row: Sequence[Any], data: Any, *, what: str) -> Any:
-    """The node of one stored row and its decoded text, as :func:`nodes_from_rows` builds it."""
+    """The node of one stored row and its decoded text (``None``: decode it now), as
+    :func:`nodes_from_rows` builds it."""
+    if data is None:
+        data = _json_of(what, row[4])
     if type(data) is dict and "type" not in data and "id" not in data:
         build = _row_node_builders().get(row[1])
         if build is not None:
             try:
-                return build(data, row[0], row[2], row[3])
+                # The nodes of a frame share its id's string (as nodes_from_rows makes them).
+                frame = sys.intern(row[2]) if type(row[2]) is str else row[2]
+                return build(data, row[0], frame, row[3])
             except Exception:
                 pass  # the general way: it names what is wrong
     return _nodes_of_rows([row], [data], what)[0]
