@@ -2142,7 +2142,7 @@ def _summary_text(text: str) -> str:
 def _nodes(session_id: str, rows: list[Any]) -> lash.store.StoredNodes:
     """Decode stored node rows ``(node_id, kind, frame_id, turn, data)``, all in one pass
     (resume cost), each node built when read; a bad row names the session."""
-    return lash.store.StoredNodes.from_rows(rows, what=f"stored node of {session_id!r}")
+    return lash.store.nodes_on_demand(rows, what=f"stored node of {session_id!r}")
 
 
 def _release_blobs(hashes: Iterable[str]) -> _Step:

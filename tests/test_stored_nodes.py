@@ -126,7 +126,7 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
     rows = [_row(n, i < len(whole) and whole[i]) for i, n in enumerate(frame)]
     eager_nodes = lash.store.nodes_from_rows(rows)
     assert list(eager_nodes) == frame
-    stored = lash.store.StoredNodes.from_rows(rows)
+    stored = lash.store.nodes_on_demand(rows)
     lazy = SessionGraph()
     lazy.extend(stored)
     for i in reads:  # some nodes read before any other reading
@@ -172,7 +172,7 @@ def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: li
     rows = [_row(n, False) for n in nodes]
     via_tuple, via_stored = SessionGraph(), SessionGraph()
     via_tuple.extend(tuple(nodes))
-    via_stored.extend(lash.store.StoredNodes.from_rows(rows))
+    via_stored.extend(lash.store.nodes_on_demand(rows))
     for node in more:
         via_tuple.append(node)
         via_stored.append(node)
@@ -194,7 +194,7 @@ def test_resuming_builds_only_the_nodes_it_needs() -> None:
             lash.AssistantMessage(id=f"d{t}", turn=t, text=f"done {t}", **head),
             TurnOutcome(id=f"o{t}", turn=t, turn_id=f"t{t}", outcome="completed", **head),
         ]
-    stored = lash.store.StoredNodes.from_rows([_row(n, False) for n in frame])
+    stored = lash.store.nodes_on_demand([_row(n, False) for n in frame])
     graph = SessionGraph()
     graph.extend(stored)
 

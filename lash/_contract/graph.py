@@ -158,23 +158,26 @@ GraphNode = (
 
 class StoredNodes(Sequence[GraphNode]):
     """A session's stored nodes, each built the first time it is read: what a store's
-    :class:`lash.store.SessionRecord` may hold instead of a tuple (made by :meth:`from_rows`).
+    :class:`lash.store.SessionRecord` may hold instead of a tuple (made by
+    :func:`lash.store.nodes_on_demand`).
 
     It reads as the tuple of the same nodes does: ``len``, indexing (a slice is a tuple),
     iteration, ``in``, ``reversed``, ``+`` and ``hash``, and it is ``==`` to a tuple (or list,
-    or another one) of equal nodes. A node is built from its decoded row when first read and
-    kept: every later read gives the same object. Resuming a session builds only the few nodes
-    it needs (the frame's boundary, the leaf, anything that is not a plain chat message or the
-    end of a completed turn); the chat messages of its prompt are read from the decoded rows.
+    or another one) of equal nodes; a copy or a pickle of it is that tuple. A node is built
+    from its row when first read and kept: every later read gives the same object. Resuming a
+    session builds only the few nodes it needs (the frame's boundary, the leaf, anything that
+    is not a plain chat message or the end of a completed turn); the chat messages of its
+    prompt are read from the decoded rows.
 
-    Validation is split: :meth:`from_rows` checks at once that each row is JSON, an object,
-    of a known kind and in the body form (whole rows, written before, and anything odd are
-    built at once, the general way), and resuming checks the fields its messages read; a
-    field that is wrong in a way those checks cannot see raises when its node is built, with
-    the same :class:`lash.ValidationError` naming the session as :func:`lash.store.nodes_from_rows`.
+    What is checked when: :func:`~lash.store.nodes_on_demand` checks at once that each row's
+    text is a JSON object in the body form of a known kind and that its id, frame and turn are
+    of their types (a whole form written before, and anything odd, is built at once, the
+    general way); resuming checks the fields the messages are read from; any other field is
+    checked when its node is built. Each raises the :class:`lash.ValidationError`
+    :func:`lash.store.nodes_from_rows` would, naming the session.
     """
 
-    __slots__ = ("_build", "_items", "_rows", "_stop")
+    __slots__ = ("_build", "_call", "_items", "_rows", "_stop")
     __module__ = "lash.store"
 
     def __init__(
@@ -182,6 +185,7 @@ class StoredNodes(Sequence[GraphNode]):
         items: list[Any],
         rows: list[Sequence[Any]],
         build: Callable[[Sequence[Any], Any], GraphNode],
+        call: Callable[[Any], ToolCall],
         stop: int | None,
     ) -> None:
         # items[i]: the node, or (not built yet) its decoded body, a dict, or None: decode the
@@ -192,23 +196,8 @@ class StoredNodes(Sequence[GraphNode]):
         self._items = items
         self._rows = rows
         self._build = build
+        self._call = call  # builds a ToolCall of its decoded stored form (for the messages)
         self._stop = stop  # None: every item (the graph's view, which grows)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> StoredNodes:
-        """The nodes of stored rows ``(id, kind, frame_id, turn, text)``, as
-        :func:`lash.store.nodes_from_rows` reads them (one :func:`json.loads` over all the
-        texts), each built when first read.
-
-        :raises lash.ValidationError: for the first row that is not JSON, not an object or of
-            an unknown kind, or a row read the general way that is not a node, with ``what``
-            as its subject (name the session in it).
-        """
-        from lash._contract.serialization import stored_node_items
-
-        rows = list(rows)
-        items, build = stored_node_items(rows, what)
-        return cls(items, rows, build, len(rows))
 
     def __len__(self) -> int:
         return len(self._items) if self._stop is None else self._stop
@@ -416,12 +405,10 @@ class SessionGraph:
         their nodes), the other rows' nodes built to go the general way; the graph then holds
         ``stored``'s nodes, built when read. ``False`` (and nothing added) for nodes of more
         than one frame: those go the general way."""
-        from lash._contract.serialization import stored_tool_call
-
         items, rows = stored._items, stored._rows
         messages = self._messages
         add = messages.append
-        call = stored_tool_call()
+        call = stored._call
         # rows and items are as long (stored was just made); an item replaced by its node
         # while the loop runs is at the index the loop has reached.
         for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
@@ -463,7 +450,7 @@ class SessionGraph:
                 self._with_images = 0
                 return False
             self._add_messages(node)
-        self.nodes = _ActiveNodes(items, rows, stored._build, None)
+        self.nodes = _ActiveNodes(items, rows, stored._build, call, None)
         return True
 
     def __iter__(self) -> Iterator[GraphNode]:

@@ -17,7 +17,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import cattrs
@@ -31,6 +31,9 @@ from cattrs.errors import (
 
 from lash._contract.slots import plain_slots
 from lash.errors import ValidationError
+
+if TYPE_CHECKING:
+    from lash._contract.graph import StoredNodes
 
 T = TypeVar("T")
 
@@ -596,6 +599,22 @@ def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tupl
             node = from_data(data, GraphNode, what=what)
         nodes.append(node)
     return tuple(nodes)
+
+
+def nodes_on_demand(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> StoredNodes:
+    """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, as
+    :func:`nodes_from_rows` reads them (one :func:`json.loads` over all the texts), as a
+    :class:`~lash.store.StoredNodes`: each node built the first time it is read.
+
+    :raises lash.ValidationError: for the first row that is not JSON, not an object, of an
+        unknown kind or with an id, frame or turn not of its type, or for a row read the
+        general way that is not a node, with ``what`` as its subject (name the session in it).
+    """
+    from lash._contract.graph import StoredNodes
+
+    rows = list(rows)
+    items, build = stored_node_items(rows, what)
+    return StoredNodes(items, rows, build, stored_tool_call(), len(rows))
 
 
 def stored_node_items(
