@@ -382,3 +382,61 @@ async def test_a_bad_column_fails_the_load_naming_the_session(
     async with opened(db) as store:
         with pytest.raises(lash.ValidationError, match="invalid stored node of 's'"):
             await store.load("s")
+
+
+class _KeepOne:
+    """A compactor keeping the last turn verbatim beside its summary."""
+
+    lash_plugin = lash.PluginMeta(name="keep_one")
+
+    @lash.hookimpl(trylast=True)
+    def compact_context(self) -> lash.Compaction:
+        return lash.Compaction(summary="so far", keep_recent_turns=1)
+
+
+def _shape(nodes: Any) -> list[tuple[Any, ...]]:
+    """What two runs with other random ids share: each node's class, text and content."""
+    return [
+        (type(n).__name__, getattr(n, "text", None), getattr(n, "content", None)) for n in nodes
+    ]
+
+
+async def test_a_session_resumed_on_demand_compacts_as_the_eager_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compaction right after a resume (it reads every node of the frame) and a turn after it:
+    the same frame, prompt and stored nodes whether the nodes were read on demand or built at
+    load."""
+    first = tmp_path / "a"
+    first.mkdir()
+    async with cores.make_core(first, Recorder(_SCRIPT * 2), cores.Echo()) as core:
+        session = await core.session("s").open()
+        for text in ("one", "two", "three"):
+            await session.turn(text).run()
+    second = tmp_path / "b"
+    second.mkdir()
+    shutil.copy(first / "lash.db", second / "lash.db")
+
+    async def resume_and_compact(directory: Path) -> tuple[Any, ...]:
+        rec = Recorder(["after"])
+        async with cores.make_core(directory, rec, cores.Echo(), _KeepOne()) as core:
+            session = await core.session("s").open(must_exist=True)
+            frame = await session.compact()
+            assert frame is not None
+            kept = _shape(session.nodes)
+            await session.turn("four").run()
+            after = _shape(session.nodes)
+        stored = await cores.stored(directory, full=True)
+        return kept, after, rec.requests[0].messages, _shape(stored.nodes)
+
+    lazy = await resume_and_compact(first)
+    from lash_plugins_builtin import sqlite as sqlite_store
+
+    def eager(session_id: str, rows: list[Any]) -> Any:
+        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
+
+    monkeypatch.setattr(sqlite_store, "_nodes", eager)
+    assert await resume_and_compact(second) == lazy
+    kept, _, prompt, _ = lazy
+    assert kept[0][0] == "FrameBoundary" and ("UserMessage", "three", None) in kept
+    assert prompt[0].content.endswith("so far") and prompt[-1].content == "four"
