@@ -16,15 +16,18 @@ Graph nodes and other records are encoded for storage with :func:`to_data` and r
 :func:`from_data` (the same converter the kernel uses); :func:`node_json` writes a node's JSON
 text directly, and :func:`nodes_from_json` reads a history of them back, for stores that keep
 nodes as text (:func:`node_body_json` and :func:`nodes_from_rows` for stores that keep a node's
-id, tag, frame and turn in columns of their own, and the rest as text).
+id, tag, frame and turn in columns of their own, and the rest as text; :func:`nodes_on_demand`
+reads such rows as :class:`StoredNodes`, each node built when first read).
 """
 
+from lash._contract.graph import StoredNodes
 from lash._contract.serialization import (
     from_data,
     node_body_json,
     node_json,
     nodes_from_json,
     nodes_from_rows,
+    nodes_on_demand,
     to_data,
 )
 from lash._contract.turn_types import PROCESS_TERMINAL, ProcessStatus
@@ -122,6 +125,7 @@ __all__ = [
     "StoreConformanceError",
     "StoreFactory",
     "StoredEvent",
+    "StoredNodes",
     "TurnRecord",
     "WorkPoll",
     "cancel_record",
@@ -142,6 +146,7 @@ __all__ = [
     "node_json",
     "nodes_from_json",
     "nodes_from_rows",
+    "nodes_on_demand",
     "on_expiry",
     "process_event",
     "run_store_check",

@@ -2139,10 +2139,10 @@ def _summary_text(text: str) -> str:
     return text
 
 
-def _nodes(session_id: str, rows: list[Any]) -> tuple[Any, ...]:
+def _nodes(session_id: str, rows: list[Any]) -> lash.store.StoredNodes:
     """Decode stored node rows ``(node_id, kind, frame_id, turn, data)``, all in one pass
-    (resume cost); a bad row names the session."""
-    return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
+    (resume cost), each node built when read; a bad row names the session."""
+    return lash.store.nodes_on_demand(rows, what=f"stored node of {session_id!r}")
 
 
 def _release_blobs(hashes: Iterable[str]) -> _Step:

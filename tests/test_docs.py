@@ -62,7 +62,7 @@ EXAMPLE_MODULES = (
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
     *("mailbox_host", "mailbox_ops", "background_host", "subagents", "operations"),
-    *("approvals", "model_options", "structured_output"),
+    *("approvals", "model_options", "structured_output", "stored_nodes"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -794,6 +794,15 @@ def test_provider_tables_list_every_option() -> None:
     fields += [f.name for f in attrs.fields(ScriptedToolCall)]
     missing = [name for name in fields if f"``{name}``" not in page]
     assert not missing, f"undocumented on docs/providers.rst: {missing}"
+
+
+def test_stored_nodes_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store authors' page example: rows read as StoredNodes, a node built when read and
+    kept, equal to the tuple nodes_from_rows builds; a spoiled row names its subject."""
+    examples["stored_nodes"].main()
+    assert capsys.readouterr().out == transcript("stored_nodes.txt")
 
 
 @pytest.mark.usefixtures("no_lash_env")

@@ -7,10 +7,11 @@ frame (from its boundary to the leaf).
 
 from __future__ import annotations
 
+import operator
 import os
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal, overload
 
 import attrs
 
@@ -26,6 +27,7 @@ __all__ = [
     "GraphNode",
     "PluginNode",
     "SessionGraph",
+    "StoredNodes",
     "ToolCallNode",
     "ToolResultNode",
     "TurnOutcome",
@@ -154,6 +156,123 @@ GraphNode = (
 )
 
 
+class StoredNodes(Sequence[GraphNode]):
+    """A session's stored nodes, each built the first time it is read: what a store's
+    :class:`lash.store.SessionRecord` may hold instead of a tuple (made by
+    :func:`lash.store.nodes_on_demand`).
+
+    It reads as the tuple of the same nodes does: ``len``, indexing (a slice is a tuple),
+    iteration, ``in``, ``reversed``, ``+`` and ``hash``, and it is ``==`` to a tuple (or list,
+    or another one) of equal nodes; a copy or a pickle of it is that tuple. A node is built
+    from its row when first read and kept: every later read gives the same object. Resuming a
+    session builds only the few nodes it needs (the frame's boundary, the leaf, anything that
+    is not a plain chat message or the end of a completed turn); the chat messages of its
+    prompt are read from the decoded rows.
+
+    What is checked when: :func:`~lash.store.nodes_on_demand` checks at once that each row's
+    text is a JSON object in the body form of a known kind and that its id, frame and turn are
+    of their types (a whole form written before, and anything odd, is built at once, the
+    general way); resuming checks the fields the messages are read from; any other field is
+    checked when its node is built. Each raises the :class:`lash.ValidationError`
+    :func:`lash.store.nodes_from_rows` would, naming the session.
+    """
+
+    __slots__ = ("_build", "_call", "_items", "_rows", "_stop")
+    __module__ = "lash.store"
+
+    def __init__(
+        self,
+        items: list[Any],
+        rows: list[Sequence[Any]],
+        build: Callable[[Sequence[Any], Any], GraphNode],
+        call: Callable[[Any], ToolCall],
+        stop: int | None,
+    ) -> None:
+        # items[i]: the node, or (not built yet) its decoded body, a dict, or None: decode the
+        # row's text again (a graph resumed from these nodes lets go of the bodies it read:
+        # decoded, they take twice the memory of the nodes). A node is never a dict or None.
+        # It is built from that and rows[i] (the row's columns). `rows` is emptied once every
+        # node is built; both are shared with the graph that resumed from this record.
+        self._items = items
+        self._rows = rows
+        self._build = build
+        self._call = call  # builds a ToolCall of its decoded stored form (for the messages)
+        self._stop = stop  # None: every item (the graph's view, which grows)
+
+    def __len__(self) -> int:
+        return len(self._items) if self._stop is None else self._stop
+
+    @overload
+    def __getitem__(self, index: int) -> GraphNode: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[GraphNode]: ...
+
+    def __getitem__(self, index: int | slice) -> GraphNode | Sequence[GraphNode]:
+        if isinstance(index, slice):
+            return tuple(self._built()[index])
+        size = len(self)
+        i = index + size if index < 0 else index
+        if not 0 <= i < size:
+            raise IndexError("node index out of range")
+        item = self._items[i]
+        if item is None or type(item) is dict:
+            item = self._items[i] = self._build(self._rows[i], item)
+        node: GraphNode = item
+        return node
+
+    def __iter__(self) -> Iterator[GraphNode]:
+        return iter(self._built())
+
+    def _built(self) -> list[GraphNode]:
+        """Every item as a node (built now if not yet): the shared list, or its first ``stop``."""
+        items, rows = self._items, self._rows
+        if rows:
+            build = self._build
+            for i, item in enumerate(items[: len(rows)]):
+                if item is None or type(item) is dict:
+                    items[i] = build(rows[i], item)
+            rows.clear()  # every node built: the rows are not needed any more
+        return items if self._stop is None else items[: self._stop]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredNodes | tuple | list):
+            return len(self) == len(other) and all(
+                a == b for a, b in zip(self._built(), other, strict=False)
+            )
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __add__(self, other: Sequence[GraphNode]) -> tuple[GraphNode, ...]:
+        return (*self, *other)
+
+    def __radd__(self, other: Sequence[GraphNode]) -> tuple[GraphNode, ...]:
+        return (*other, *self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (tuple, (tuple(self),))  # a copy or a pickle is the tuple of the nodes
+
+    def __repr__(self) -> str:
+        return f"StoredNodes({tuple(self)!r})"
+
+
+class _ActiveNodes(StoredNodes):
+    """The nodes of a graph resumed from :class:`StoredNodes`: the same, growing as the graph
+    appends (as the list of a graph built node by node)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._built()[index]  # a list, as the graph's own list gives
+        return super().__getitem__(index)
+
+    def append(self, node: GraphNode) -> None:
+        self._items.append(node)
+
+
 @attrs.define
 class SessionGraph:
     """The nodes a session holds in memory: the active agent frame, boundary first.
@@ -164,7 +283,8 @@ class SessionGraph:
 
     __module__ = "lash"
 
-    nodes: list[GraphNode] = attrs.field(factory=list)
+    # A list, or for a graph resumed from StoredNodes, those nodes (built when read).
+    nodes: list[GraphNode] | _ActiveNodes = attrs.field(factory=list)
     # The active frame's messages, kept in step with `nodes` so building a prompt never walks
     # the history again (turn cost must not grow with it).
     _messages: list[Message] = attrs.field(factory=list, alias="_messages")
@@ -202,6 +322,10 @@ class SessionGraph:
             self._messages = []
             self._with_images = 0
         self.nodes.append(node)
+        self._add_messages(node)
+
+    def _add_messages(self, node: GraphNode) -> None:
+        """Add the chat messages of ``node`` (none or one) to the active frame's."""
         if isinstance(node, TurnOutcome):
             if node.outcome != "completed" and self._messages and self._messages[-1].role == "user":
                 # A turn that ended without an answer: say so, so the next turn's user message
@@ -250,6 +374,9 @@ class SessionGraph:
         the messages of the common node classes built inline (exact classes only; anything
         else, a boundary included, goes through :meth:`append`).
         """
+        if type(nodes) is StoredNodes and not self.nodes and nodes._rows:
+            if self._extend_stored(nodes):
+                return
         messages = self._messages
         add = messages.append
         for node in nodes:
@@ -271,6 +398,60 @@ class SessionGraph:
                 add = messages.append
                 continue
             self.nodes.append(node)
+
+    def _extend_stored(self, stored: StoredNodes) -> bool:
+        """:meth:`extend` of an empty graph with nodes just loaded: the messages of the common
+        rows straight from their decoded bodies (exactly what :func:`node_messages` gives for
+        their nodes), the other rows' nodes built to go the general way; the graph then holds
+        ``stored``'s nodes, built when read. ``False`` (and nothing added) for nodes of more
+        than one frame: those go the general way."""
+        items, rows = stored._items, stored._rows
+        messages = self._messages
+        add = messages.append
+        call = stored._call
+        # rows and items are as long (stored was just made); an item replaced by its node
+        # while the loop runs is at the index the loop has reached.
+        for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
+            if type(data) is dict:
+                try:
+                    if kind == "assistant":
+                        text, calls = data["text"], data["tool_calls"]
+                        if type(text) is str and type(calls) is list:
+                            made = tuple(map(call, calls)) if calls else ()
+                            add(_message("assistant", text, made, None, ()))
+                            items[i] = None
+                            continue
+                    elif kind == "tool_call":
+                        items[i] = None
+                        continue
+                    elif kind == "user":
+                        text, attached = data["text"], data["items"]
+                        if type(text) is str and type(attached) is list and not attached:
+                            add(_message("user", text, (), None, ()))
+                            items[i] = None
+                            continue
+                    elif kind == "tool_result":
+                        content, call_id = data["content"], data["call_id"]
+                        projected = data["projected"]
+                        if projected is not None:
+                            content = projected
+                        if type(content) is str and type(call_id) is str:
+                            add(_message("tool", content, (), call_id, ()))
+                            items[i] = None
+                            continue
+                    elif kind == "outcome" and data["outcome"] == "completed":
+                        items[i] = None
+                        continue
+                except Exception:
+                    pass  # the general way: the node is built (a bad one raises, named)
+            node = stored[i]
+            if i and isinstance(node, FrameBoundary):
+                self._messages = []
+                self._with_images = 0
+                return False
+            self._add_messages(node)
+        self.nodes = _ActiveNodes(items, rows, stored._build, call, None)
+        return True
 
     def __iter__(self) -> Iterator[GraphNode]:
         return iter(self.nodes)
@@ -297,6 +478,7 @@ def node_messages(node: GraphNode) -> list[Message]:
 
 
 resolve_here(globals())
+_KIND = operator.itemgetter(1)  # a stored row's kind
 #: ``_message(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
 #: ``__init__`` makes it, for about half the cost (a resumed session makes one per message).
 _message = maker(Message)

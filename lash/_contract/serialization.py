@@ -10,11 +10,14 @@ from __future__ import annotations
 import collections.abc
 import enum
 import functools
+import itertools
 import json
+import operator
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import cattrs
@@ -28,6 +31,9 @@ from cattrs.errors import (
 
 from lash._contract.slots import plain_slots
 from lash.errors import ValidationError
+
+if TYPE_CHECKING:
+    from lash._contract.graph import StoredNodes
 
 T = TypeVar("T")
 
@@ -593,6 +599,99 @@ def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tupl
             node = from_data(data, GraphNode, what=what)
         nodes.append(node)
     return tuple(nodes)
+
+
+def nodes_on_demand(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> StoredNodes:
+    """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, as
+    :func:`nodes_from_rows` reads them (one :func:`json.loads` over all the texts), as a
+    :class:`~lash.store.StoredNodes`: each node built the first time it is read.
+
+    :raises lash.ValidationError: for the first row that is not JSON, not an object, of an
+        unknown kind or with an id, frame or turn not of its type, or for a row read the
+        general way that is not a node, with ``what`` as its subject (name the session in it).
+    """
+    from lash._contract.graph import StoredNodes
+
+    rows = list(rows)
+    items, build = stored_node_items(rows, what)
+    return StoredNodes(items, rows, build, stored_tool_call(), len(rows))
+
+
+def stored_node_items(
+    rows: Sequence[Sequence[Any]], what: str
+) -> tuple[list[Any], Callable[[Sequence[Any], Any], Any]]:
+    """What :class:`lash.store.StoredNodes` holds of stored rows ``(id, kind, frame_id, turn,
+    text)`` (as :func:`nodes_from_rows` takes them): for each row, its decoded body (a dict: the
+    node is built from it when read) or its node, and the function that builds a node from a
+    row and its body.
+
+    One :func:`json.loads` over all the texts. A row whose text is not a JSON object in the
+    body form of a known kind, or whose id, frame or turn is not of its type (a whole form
+    written before, anything odd) is built now, the general way (a bad one raises, as
+    :func:`nodes_from_rows` would, naming it)."""
+    build = functools.partial(_stored_node, what=what)
+    try:
+        datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
+    except (TypeError, ValueError):
+        datas = None
+    if type(datas) is not list or len(datas) != len(rows):  # not so for a text "{..},{..}"
+        return list(_nodes_of_rows(rows, None, what)), build
+    bodies = _row_node_builders()
+    # The checks as passes in C over all the rows (half the time of a loop testing each row);
+    # only when one finds something odd, the rows one by one.
+    if not (
+        set(map(type, datas)) == _DICT
+        and not any(map(operator.contains, datas, itertools.repeat("type")))
+        and not any(map(operator.contains, datas, itertools.repeat("id")))
+        and bodies.keys() >= set(map(operator.itemgetter(1), rows))
+        and set(map(type, map(operator.itemgetter(0), rows))) == _STR
+        and set(map(type, map(operator.itemgetter(2), rows))) == _STR
+        and set(map(type, map(operator.itemgetter(3), rows))) == _INT
+    ):
+        for i, data in enumerate(datas):
+            row = rows[i]
+            if (
+                type(data) is not dict
+                or "type" in data
+                or "id" in data
+                or row[1] not in bodies
+                or type(row[0]) is not str
+                or type(row[2]) is not str
+                or type(row[3]) is not int
+            ):
+                datas[i] = build(row, data)
+    return datas, build
+
+
+_DICT, _STR, _INT = {dict}, {str}, {int}
+
+
+def _stored_node(row: Sequence[Any], data: Any, *, what: str) -> Any:
+    """The node of one stored row and its decoded text (``None``: decode it now), as
+    :func:`nodes_from_rows` builds it."""
+    if data is None:
+        data = _json_of(what, row[4])
+    if type(data) is dict and "type" not in data and "id" not in data:
+        build = _row_node_builders().get(row[1])
+        if build is not None:
+            try:
+                # The nodes of a frame share its id's string (as nodes_from_rows makes them).
+                frame = sys.intern(row[2]) if type(row[2]) is str else row[2]
+                return build(data, row[0], frame, row[3])
+            except Exception:
+                pass  # the general way: it names what is wrong
+    return _nodes_of_rows([row], [data], what)[0]
+
+
+@functools.cache
+def stored_tool_call() -> Callable[[Any], Any]:
+    """The builder of a :class:`lash.ToolCall` from its decoded stored form (as the stored
+    nodes' builders build the calls they hold), for the messages of a resumed session."""
+    from lash._contract.types import ToolCall
+
+    build = _Builders(data_converter(detailed=False), owned=True).build(ToolCall)
+    assert build is not None
+    return build
 
 
 def _json_of(what: str, text: str) -> Any:

@@ -525,7 +525,7 @@ class LashCore:
             record.revision,
             record.turns,
             cursor_of(record.event_seq),
-            nodes=record.nodes,
+            nodes=tuple(record.nodes),  # (a StoredNodes builds them here)
             config=record.config,
             usage=dict(record.usage),
             inputs=tuple(inputs),

@@ -251,7 +251,7 @@ async def _copy_session(
         if n == len(steps) - 1:
             delta = attrs.evolve(
                 delta,
-                nodes=record.nodes,
+                nodes=tuple(record.nodes),
                 plugin_states=record.plugin_states,
                 config=record.config,
                 usage=record.usage,

@@ -8,7 +8,7 @@ All are frozen attrs classes, public in ``lash.store`` (hosts meet some of them 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -89,13 +89,17 @@ class SessionRecord:
     ``event_seq`` is the sequence number of its latest event (0: none): a view loaded with it
     is the state observers see up to that event. ``parent_id`` is the session a child session
     (a sub-agent) was created from (``None``: a root session).
+
+    ``nodes`` is a tuple, or a :class:`StoredNodes` (which reads as the tuple of the same
+    nodes and builds each when first read: the SQLite store's, so that resuming a long session
+    builds only the nodes it needs).
     """
 
     session_id: str
     revision: int
     created_at: float
     updated_at: float
-    nodes: tuple[GraphNode, ...]
+    nodes: Sequence[GraphNode]
     config: SessionConfig = SessionConfig()
     plugin_states: Mapping[str, Any] = attrs.field(factory=dict)
     usage: Mapping[str, Usage] = attrs.field(factory=dict)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lash._contract.graph import GraphNode
+from lash._contract.graph import GraphNode, StoredNodes
 from lash._contract.turn_types import SessionConfig
 from lash._contract.types import ToolCall, Usage
 from lash._store.protocol import Store
@@ -147,7 +147,10 @@ async def check_node_round_trip(store: Store) -> None:
     await commit_at(store, lease, 1, nodes=nodes[5:], turns=1)
     record = await load_record(store, lease.session_id, full=True)
     expect_nodes(record.nodes, nodes, "load(full=True).nodes")
-    expect(isinstance(record.nodes, tuple), "SessionRecord.nodes must be a tuple")
+    expect(
+        isinstance(record.nodes, tuple | StoredNodes),
+        "SessionRecord.nodes must be a tuple or a lash.store.StoredNodes",
+    )
 
 
 async def check_load_active_frame(store: Store) -> None:

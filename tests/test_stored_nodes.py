@@ -1,0 +1,442 @@
+"""Nodes on demand: a session's stored rows as :class:`lash.store.StoredNodes` (each node built
+when first read) and a graph resumed from them (its messages read from the decoded rows) give
+what the eager path gives (every node built by :func:`lash.store.nodes_from_rows`, the graph
+extended with them): the same nodes, messages, prompt, image count, leaf and frame."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import _cores as cores
+import hypothesis.strategies as st
+import pytest
+from _recorder import Recorder
+from hypothesis import HealthCheck, given, settings
+from test_sqlite_store import graph_nodes, leased, opened, texts
+
+import lash
+import lash.store
+from lash import FrameBoundary, Message, ToolResultNode, TurnOutcome, UserMessage
+from lash._contract.graph import SessionGraph, new_node_id
+from lash._contract.serialization import NODE_KINDS
+
+_IMAGE = {"type": "image", "media_type": "image/png", "sha256": "ab" * 32}
+_URL = {"type": "image", "url": "https://example.com/a.png"}
+
+
+def _base(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "id": new_node_id(),
+        "parent_id": draw(st.none() | texts),
+        "frame_id": draw(st.sampled_from(["F", "G"])),
+        "turn": draw(st.integers(0, 3)),
+    }
+
+
+@st.composite
+def edge_nodes(draw: st.DrawFn) -> Any:
+    """The nodes whose messages the graph makes differently: a user message with images,
+    a turn that ended without an answer, a projected tool result, a boundary with a summary."""
+    base = _base(draw)
+    kind = draw(st.sampled_from(["image", "no answer", "projected", "summary", "plain user"]))
+    if kind == "image":
+        items = draw(st.lists(st.sampled_from([_IMAGE, _URL, {"type": "text"}]), max_size=2))
+        return UserMessage(**base, text=draw(texts), items=tuple(items))
+    if kind == "no answer":
+        outcome = draw(st.sampled_from(["stopped", "failed"]))
+        reason = draw(st.none() | st.sampled_from(["cancelled", "max_tool_rounds"]))
+        return TurnOutcome(**base, turn_id="t", outcome=outcome, reason=reason)
+    if kind == "projected":
+        return ToolResultNode(
+            **base, call_id=draw(texts), name="echo", content=draw(texts), projected=draw(texts)
+        )
+    if kind == "summary":
+        summary = draw(st.none() | texts)
+        return FrameBoundary(**base, previous_frame_id="F", reason="compaction", summary=summary)
+    return UserMessage(**base, text=draw(texts))
+
+
+pytestmark = pytest.mark.anyio
+
+nodes_any = graph_nodes() | edge_nodes()
+
+
+def _row(node: Any, whole: bool) -> tuple[Any, ...]:
+    """The row a store keeps of ``node``: its body (or, as files written before migration 7
+    hold it, its whole stored form) with the id, kind, frame and turn as columns."""
+    text = lash.store.node_json(node) if whole else lash.store.node_body_json(node)
+    return (node.id, NODE_KINDS[type(node).__name__], node.frame_id, node.turn, text)
+
+
+def _frame(boundary: bool, first: Any, nodes: list[Any]) -> list[Any]:
+    return [first, *nodes] if boundary else nodes
+
+
+def assert_same_graph(lazy: SessionGraph, eager: SessionGraph) -> None:
+    """Everything a reader of the graph sees is the same both ways."""
+    assert lazy.messages() == eager.messages()
+    assert all(type(m) is Message for m in lazy.messages())
+    assert lazy.image_messages == eager.image_messages
+    assert lazy.prompt_messages() == eager.prompt_messages()
+    first = Message("system", "sys")
+    assert lazy.prompt_messages(first) == eager.prompt_messages(first)
+    assert len(lazy) == len(eager) and len(lazy.nodes) == len(eager.nodes)
+    assert lazy.frame_id == eager.frame_id
+    assert lazy.leaf == eager.leaf
+    assert list(lazy.active_path()) == list(eager.active_path())
+    assert list(lazy) == list(eager.nodes)
+    assert [type(n) for n in lazy.nodes] == [type(n) for n in eager.nodes]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.booleans(),
+    first=st.builds(
+        FrameBoundary,
+        id=st.just("b0"),
+        parent_id=st.none(),
+        frame_id=st.just("F"),
+        turn=st.just(0),
+        previous_frame_id=st.none(),
+        summary=st.none() | texts,
+    ),
+    nodes=st.lists(nodes_any, max_size=14),
+    whole=st.lists(st.booleans(), max_size=15),
+    reads=st.lists(st.integers(-16, 15), max_size=4),
+    more=st.lists(nodes_any, max_size=4),
+)
+def test_rows_read_on_demand_give_what_the_eager_path_gives(
+    start: bool,
+    first: Any,
+    nodes: list[Any],
+    whole: list[bool],
+    reads: list[int],
+    more: list[Any],
+) -> None:
+    """Random rows (every kind, the edge cases, unicode, whole and body forms mixed, boundaries
+    anywhere): StoredNodes reads as the tuple nodes_from_rows builds, whatever is read first;
+    a graph extended with it holds the same nodes and messages as one extended with the
+    tuple, before and after more nodes are appended; a node read twice is the same object."""
+    frame = _frame(start, first, nodes)
+    rows = [_row(n, i < len(whole) and whole[i]) for i, n in enumerate(frame)]
+    eager_nodes = lash.store.nodes_from_rows(rows)
+    assert list(eager_nodes) == frame
+    stored = lash.store.nodes_on_demand(rows)
+    lazy = SessionGraph()
+    lazy.extend(stored)
+    for i in reads:  # some nodes read before any other reading
+        if -len(frame) <= i < len(frame):
+            assert stored[i] == eager_nodes[i]
+            assert stored[i] is stored[i]
+        else:
+            with pytest.raises(IndexError):
+                stored[i]
+    eager = SessionGraph()
+    eager.extend(eager_nodes)
+    assert_same_graph(lazy, eager)
+    assert stored == eager_nodes and eager_nodes == stored and stored == list(eager_nodes)
+    assert len(stored) == len(eager_nodes) and tuple(stored) == eager_nodes
+    assert stored[1:3] == eager_nodes[1:3] and type(stored[1:3]) is tuple
+    assert list(reversed(stored)) == list(reversed(eager_nodes))
+    try:
+        expected = hash(eager_nodes)
+    except TypeError:  # a node holding a list (an item, an argument) is not hashable
+        with pytest.raises(TypeError):
+            hash(stored)
+    else:
+        assert hash(stored) == expected
+    tail = (first,)  # + as a tuple's: the test of StoredNodes' __add__ and __radd__
+    assert stored + tail == (*eager_nodes, first) and tail + stored == (first, *frame)
+    assert pickle.loads(pickle.dumps(stored)) == eager_nodes
+    for node in more:
+        lazy.append(node)
+        eager.append(node)
+        assert_same_graph(lazy, eager)
+    # One object per node, shared by the record and the graph that resumed from it.
+    for i in range(min(len(stored), len(lazy.nodes))):
+        if lazy.nodes[0] is stored[0]:  # (the graph holds the record's frame)
+            assert lazy.nodes[i] is stored[i]
+    assert len(stored) == len(frame)  # the graph's appends are not the record's
+
+
+@settings(max_examples=200, deadline=None)
+@given(nodes=st.lists(nodes_any, max_size=10), more=st.lists(nodes_any, max_size=3))
+def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: list[Any]) -> None:
+    """A store that returns a plain tuple (the memory store, Postgres) still resumes the general
+    way, to the same graph as StoredNodes; appending works on both."""
+    rows = [_row(n, False) for n in nodes]
+    via_tuple, via_stored = SessionGraph(), SessionGraph()
+    via_tuple.extend(tuple(nodes))
+    via_stored.extend(lash.store.nodes_on_demand(rows))
+    for node in more:
+        via_tuple.append(node)
+        via_stored.append(node)
+    assert_same_graph(via_stored, via_tuple)
+
+
+def test_resuming_builds_only_the_nodes_it_needs() -> None:
+    """A frame of plain turns: only its boundary is built at resume (the messages come from
+    the decoded rows), the leaf when read; reading every node builds the rest, once."""
+    head = {"parent_id": None, "frame_id": "F"}
+    frame: list[Any] = [FrameBoundary(id="b", turn=0, previous_frame_id=None, **head)]
+    for t in range(1, 4):
+        call = lash.ToolCall(f"c{t}", "echo", {"text": "ünï ☃"})
+        frame += [
+            UserMessage(id=f"u{t}", turn=t, text=f"turn {t}", **head),
+            lash.AssistantMessage(id=f"a{t}", turn=t, text="", tool_calls=(call,), **head),
+            lash.ToolCallNode(id=f"c{t}", turn=t, call=call, **head),
+            ToolResultNode(id=f"r{t}", turn=t, call_id=f"c{t}", name="echo", content="x", **head),
+            lash.AssistantMessage(id=f"d{t}", turn=t, text=f"done {t}", **head),
+            TurnOutcome(id=f"o{t}", turn=t, turn_id=f"t{t}", outcome="completed", **head),
+        ]
+    stored = lash.store.nodes_on_demand([_row(n, False) for n in frame])
+    graph = SessionGraph()
+    graph.extend(stored)
+
+    def built() -> int:
+        return sum(item is not None and type(item) is not dict for item in stored._items)
+
+    assert built() == 1 and len(graph.messages()) == 12
+    assert graph.leaf == frame[-1] and built() == 2
+    assert graph.frame_id == "F" and built() == 2
+    nodes = list(graph.nodes)
+    assert nodes == frame and built() == len(frame)
+    assert all(a is b for a, b in zip(nodes, stored, strict=True))
+    assert not stored._rows  # every node built: the rows are let go
+
+
+# -- through the SQLite store and the kernel ------------------------------------------------
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(nodes=st.lists(nodes_any, min_size=1, max_size=10))
+async def test_a_sqlite_file_loads_nodes_on_demand_as_the_eager_path_reads_them(
+    tmp_path: Path, nodes: list[Any]
+) -> None:
+    """Random nodes committed to a real SQLite file: load() gives StoredNodes equal to what
+    nodes_from_rows builds of the file's rows, and a graph resumed from each is the same."""
+    db = tmp_path / f"{new_node_id()}.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        for full in (False, True):
+            record = await store.load("s", full=full)
+            assert record is not None and type(record.nodes) is lash.store.StoredNodes
+            with sqlite3.connect(db) as conn:
+                rows = conn.execute(
+                    "SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE seq >= ? "
+                    "ORDER BY seq",
+                    (0 if full else len(nodes) - len(record.nodes),),
+                ).fetchall()
+            eager_nodes = lash.store.nodes_from_rows(rows)
+            assert record.nodes == eager_nodes
+            lazy, eager = SessionGraph(), SessionGraph()
+            lazy.extend(record.nodes)
+            eager.extend(eager_nodes)
+            assert_same_graph(lazy, eager)
+
+
+_SCRIPT = [
+    {"tool_calls": [{"name": "echo", "id": "c1", "arguments": {"text": "ünï ☃"}}]},
+    "done",
+    "plain answer",
+]
+
+
+async def test_a_resumed_session_shows_and_prompts_what_the_eager_path_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session of real turns on SQLite, resumed by two cores from copies of one file, one
+    reading its nodes on demand and one building them all (the store patched to return
+    nodes_from_rows' tuple): the same session.nodes, and the same prompt for the next turn."""
+    first = tmp_path / "a"
+    first.mkdir()
+    async with cores.make_core(first, Recorder(_SCRIPT * 3), cores.Echo()) as core:
+        session = await core.session("s").open()
+        for text in ("one", "two ☃", "three"):
+            await session.turn(text).run()
+    second = tmp_path / "b"
+    second.mkdir()
+    shutil.copy(first / "lash.db", second / "lash.db")
+
+    async def resume(directory: Path) -> tuple[tuple[Any, ...], Any]:
+        rec = Recorder(["next"])
+        async with cores.make_core(directory, rec, cores.Echo()) as core:
+            session = await core.session("s").open(must_exist=True)
+            nodes = session.nodes
+            await session.turn("four").run()
+        return nodes, rec.requests[0].messages
+
+    lazy_nodes, lazy_prompt = await resume(first)
+    from lash_plugins_builtin import sqlite as sqlite_store
+
+    def eager(session_id: str, rows: list[Any]) -> Any:
+        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
+
+    monkeypatch.setattr(sqlite_store, "_nodes", eager)
+    eager_nodes, eager_prompt = await resume(second)
+    assert lazy_nodes == eager_nodes and len(lazy_nodes) == 1 + 6 + 3 + 6
+    assert lazy_prompt == eager_prompt
+    assert [m.role for m in lazy_prompt][-2:] == ["assistant", "user"]
+
+
+# -- a bad row names the session ----------------------------------------------------------
+
+
+async def _one_session(db: Path) -> None:
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        head = {"parent_id": None, "frame_id": "F", "turn": 1}
+        call = lash.ToolCall("c1", "echo", {})
+        nodes = (
+            FrameBoundary(id="b", previous_frame_id=None, **head),
+            UserMessage(id="u", text="hi", **head),
+            lash.AssistantMessage(id="a", text="", tool_calls=(call,), **head),
+            lash.ToolCallNode(id="c", call=call, **head),
+            ToolResultNode(id="r", call_id="c1", name="echo", content="x", **head),
+            TurnOutcome(id="o", turn_id="t", outcome="completed", **head),
+        )
+        delta = lash.store.CommitDelta(nodes=nodes, turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+
+
+def _spoil(db: Path, node_id: str, change: Any) -> None:
+    with sqlite3.connect(db) as conn:
+        (text,) = conn.execute("SELECT data FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        data = json.loads(text)
+        change(data)
+        conn.execute("UPDATE nodes SET data = ? WHERE node_id = ?", (json.dumps(data), node_id))
+
+
+@pytest.mark.parametrize(
+    ("node_id", "change", "problem"),
+    [
+        ("a", lambda d: d.update(text=3), "text: expected str, got 3 (int)"),
+        ("u", lambda d: d.update(items="ab"), "items: expected tuple[Any, ...], got 'ab'"),
+        ("r", lambda d: d.update(content=None), "content: expected str, got None"),
+        ("a", lambda d: d["tool_calls"][0].update(name=1), "tool_calls[0].name: expected str"),
+        ("o", lambda d: d.update(outcome="won"), "outcome: expected"),
+    ],
+)
+async def test_a_bad_field_a_resume_reads_fails_the_open_naming_the_session(
+    tmp_path: Path, node_id: str, change: Any, problem: str
+) -> None:
+    """A body spoiled in a field the prompt's messages are read from fails the open (the row
+    goes the general way), with a ValidationError naming the session and the field."""
+    db = tmp_path / "lash.db"
+    await _one_session(db)
+    _spoil(db, node_id, change)
+    async with opened(db) as store:
+        record = await store.load("s")
+        assert record is not None
+        with pytest.raises(lash.ValidationError) as invalid:
+            SessionGraph().extend(record.nodes)
+    assert str(invalid.value).startswith("invalid stored node of 's':\n  - ")
+    (line,) = invalid.value.problems
+    assert problem in line
+
+
+async def test_a_bad_field_no_message_reads_fails_when_its_node_is_built(tmp_path: Path) -> None:
+    """A body spoiled in a field no message reads (an assistant message's usage) loads and
+    resumes; building its node (reading the nodes) raises the ValidationError naming the
+    session, every time it is read; the other nodes read as they should."""
+    db = tmp_path / "lash.db"
+    await _one_session(db)
+    _spoil(db, "a", lambda d: d["usage"].update(input_tokens=True))
+    async with opened(db) as store:
+        record = await store.load("s")
+        assert record is not None
+        graph = SessionGraph()
+        graph.extend(record.nodes)
+        assert [m.role for m in graph.messages()] == ["user", "assistant", "tool"]
+        assert graph.leaf is not None and graph.leaf.id == "o"
+        for _ in range(2):
+            with pytest.raises(lash.ValidationError) as invalid:
+                list(graph.nodes)
+            assert str(invalid.value).startswith("invalid stored node of 's':\n  - ")
+            assert "usage.input_tokens: expected int, got True (bool)" in invalid.value.problems[0]
+        assert record.nodes[1].id == "u"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("kind", "memo"), ("turn", "x"), ("node_id", b"o"), ("frame_id", b"F")]
+)
+async def test_a_bad_column_fails_the_load_naming_the_session(
+    tmp_path: Path, column: str, value: Any
+) -> None:
+    """A row's columns are checked at load, whatever its kind."""
+    db = tmp_path / "lash.db"
+    await _one_session(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE nodes SET {column} = ? WHERE node_id = 'o'", (value,))
+    async with opened(db) as store:
+        with pytest.raises(lash.ValidationError, match="invalid stored node of 's'"):
+            await store.load("s")
+
+
+class _KeepOne:
+    """A compactor keeping the last turn verbatim beside its summary."""
+
+    lash_plugin = lash.PluginMeta(name="keep_one")
+
+    @lash.hookimpl(trylast=True)
+    def compact_context(self) -> lash.Compaction:
+        return lash.Compaction(summary="so far", keep_recent_turns=1)
+
+
+def _shape(nodes: Any) -> list[tuple[Any, ...]]:
+    """What two runs with other random ids share: each node's class, text and content."""
+    return [
+        (type(n).__name__, getattr(n, "text", None), getattr(n, "content", None)) for n in nodes
+    ]
+
+
+async def test_a_session_resumed_on_demand_compacts_as_the_eager_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compaction right after a resume (it reads every node of the frame) and a turn after it:
+    the same frame, prompt and stored nodes whether the nodes were read on demand or built at
+    load."""
+    first = tmp_path / "a"
+    first.mkdir()
+    async with cores.make_core(first, Recorder(_SCRIPT * 2), cores.Echo()) as core:
+        session = await core.session("s").open()
+        for text in ("one", "two", "three"):
+            await session.turn(text).run()
+    second = tmp_path / "b"
+    second.mkdir()
+    shutil.copy(first / "lash.db", second / "lash.db")
+
+    async def resume_and_compact(directory: Path) -> tuple[Any, ...]:
+        rec = Recorder(["after"])
+        async with cores.make_core(directory, rec, cores.Echo(), _KeepOne()) as core:
+            session = await core.session("s").open(must_exist=True)
+            frame = await session.compact()
+            assert frame is not None
+            kept = _shape(session.nodes)
+            await session.turn("four").run()
+            after = _shape(session.nodes)
+        stored = await cores.stored(directory, full=True)
+        return kept, after, rec.requests[0].messages, _shape(stored.nodes)
+
+    lazy = await resume_and_compact(first)
+    from lash_plugins_builtin import sqlite as sqlite_store
+
+    def eager(session_id: str, rows: list[Any]) -> Any:
+        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
+
+    monkeypatch.setattr(sqlite_store, "_nodes", eager)
+    assert await resume_and_compact(second) == lazy
+    kept, _, prompt, _ = lazy
+    assert kept[0][0] == "FrameBoundary" and ("UserMessage", "three", None) in kept
+    assert prompt[0].content.endswith("so far") and prompt[-1].content == "four"
