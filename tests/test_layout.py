@@ -34,6 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lash", "lash._facade", "lash.store", "lash.testing"),
     # lash.serve is a face of its own (the HTTP API), beside the command line that runs it.
     ("lash.cli", "lash.serve"),
+    # `python -m lash`: the command line's entry point, above it.
+    ("lash.__main__",),
 )
 
 #: Public faces the builtins may import.
