@@ -114,8 +114,10 @@ ONE_HOP = True
 
 #: Where the lease columns start in a :data:`schema.HEAD` row.
 _LEASE_AT = len(schema.HEAD_COLUMNS)
-#: Where the head columns start in a :data:`schema.LEASE_AND_HEAD` row.
+#: Where the head columns start in a :data:`schema.LEASE_AND_HEAD` row, and where its event
+#: counter and oldest event's time are (before the plugin states).
 _HEAD_AT = 6
+_EVENTS_AT = _HEAD_AT + len(schema.HEAD_COLUMNS)
 
 
 class SQLiteStore:
@@ -180,6 +182,7 @@ class SQLiteStore:
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
         self._heads: dict[str, _Head] = {}
+        self._retention = (settings.events_kept, settings.events_max_age)
 
     @property
     def path(self) -> str:
@@ -531,18 +534,24 @@ class SQLiteStore:
             None if turn is None else stored_text(turn),
             _array(logged),
         )
-        kept = self.settings.events_kept
+        kept, max_age = self.settings.events_kept, self.settings.events_max_age
 
         def plain(direct: sqlite3.Connection) -> list[Any]:
             # The trigger's writes as one UPDATE (when the head row exists and the lease is
-            # not busy) and the events' INSERT, then LEASE_AND_HEAD's read.
+            # not busy) and the events' INSERT, then LEASE_AND_HEAD's read, and the log's
+            # retention (the UPDATE does not fire its trigger).
             params = dict(zip(schema.LEASE_COLUMNS, request, strict=True))
             params["events"] = len(logged)
             if direct.execute(schema.TAKE_LEASE, params).rowcount != 1:
                 return []
             if logged:
                 _append_events(direct, session_id, logged, now, kept)
-            return direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
+            rows = direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
+            event_seq, oldest = rows[0][_EVENTS_AT:-1]
+            _trim_events(
+                direct, session_id, event_seq - len(logged), event_seq, oldest, now, kept, max_age
+            )
+            return rows
 
         failure, rows, _ = await self._write_then_read(
             (schema.ACQUIRE, request),
@@ -651,7 +660,9 @@ class SQLiteStore:
                 # The head this store committed last: one round trip. The guard refuses the
                 # commit if the stored head is another one now (then the slow path says why).
                 now = time.time()
-                plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+                plan, new_head = _plan(
+                    session_id, lease, head, delta, encoded, now, self._retention
+                )
                 commit = _Commit(session_id, lease, expected_revision, encoded, plan, now)
                 if await commit.send(conn, begun=False):
                     self._remember(session_id, new_head, delta)
@@ -673,7 +684,7 @@ class SQLiteStore:
                     session_id, expected=expected_revision, actual=stored[0]
                 )
             head = _Head.of_row(stored, dict(state_rows))
-            plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+            plan, new_head = _plan(session_id, lease, head, delta, encoded, now, self._retention)
             # The processes it starts, written after the commit statement in its transaction
             # (a key already used with the same content starts nothing; with other content the
             # whole commit is refused here, before anything is sent).
@@ -709,7 +720,7 @@ class SQLiteStore:
         if head is None or head.revision != expected_revision or lease.session_id != session_id:
             return None
         now = time.time()
-        plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+        plan, new_head = _plan(session_id, lease, head, delta, encoded, now, self._retention)
         if not plan.plain:
             return None
         direct = self._begin_inline()
@@ -1814,6 +1825,25 @@ def _append_events(
         )
 
 
+def _trim_events(
+    conn: sqlite3.Connection,
+    session_id: str,
+    before: int,
+    after: int,
+    oldest: float | None,
+    now: float,
+    kept: int,
+    max_age: float,
+) -> None:
+    """The event log's retention trigger, for a write that moved the session's ``event_seq``
+    from ``before`` to ``after`` at ``now`` without firing it (``oldest``: the time of its oldest
+    stored event): the same condition and statements (:func:`schema.event_retention`)."""
+    if schema.events_due(kept, max_age, before, after, oldest, now):
+        params = {"sid": session_id, "seq": after, "at": now}
+        for sql in schema.event_trim(kept, max_age):
+            conn.execute(sql, params)
+
+
 def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
     return lash.SessionError(
         f"session {session_id!r}: cannot store the {what}: {why}", session_id=session_id
@@ -1838,6 +1868,7 @@ class _Plan:
     encoded: _Encoded
     parent_id: str | None
     release: bool
+    retention: tuple[int, float]  # the event log's: (events kept, their max age)
 
     def row(self) -> tuple[Any, ...]:
         """The commit statement's parameters (:data:`schema.COMMIT_COLUMNS`)."""
@@ -1919,13 +1950,16 @@ class _Plan:
                 conn.executemany(schema.PLAIN_LEDGER, ledger)
                 conn.executemany(schema.PLAIN_TOTALS, [(sid, *u) for u in encoded.usage])
             events = encoded.events
+            # The head's event counter, which the head's UPDATE moves, and the time of the
+            # oldest event (for the log's retention, which that UPDATE does not fire).
+            seq, oldest = found[0]
             if events:
-                seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
                 rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
                 conn.executemany(schema.APPEND_EVENT, rows)
             head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
             same = new.config_hash == self.head.config_hash
             conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
+            _trim_events(conn, sid, seq, seq + len(events), oldest, now, *self.retention)
             if self.released:
                 conn.executemany(schema.RELEASE_BLOB, [{"h": h} for h in self.released])
         except sqlite3.Error as exc:
@@ -1941,6 +1975,7 @@ def _plan(
     delta: lash.store.CommitDelta,
     encoded: _Encoded,
     now: float,
+    retention: tuple[int, float],
 ) -> tuple[_Plan, _Head]:
     """The writes of ``delta`` on top of ``head``, and the head they leave."""
     turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
@@ -2002,6 +2037,7 @@ def _plan(
         encoded=encoded,
         parent_id=delta.parent_id,
         release=delta.release,
+        retention=retention,
     )
     return plan, new_head
 
