@@ -102,7 +102,8 @@ async def run(warm: int, turns: int, directory: str) -> None:
         print(f"  {label} ({n} of {turns} turns): {sum(counter.values()) / n:.2f} pages")
         for name, pages in counter.most_common():
             print(f"    {name:32s}{pages / n:6.2f}")
-    print(f"  per turn: {sum(totals) / len(totals):.2f} pages (min {min(totals)}, max {max(totals)})")
+    mean = sum(totals) / len(totals)
+    print(f"  per turn: {mean:.2f} pages (min {min(totals)}, max {max(totals)})")
 
 
 def main() -> None:

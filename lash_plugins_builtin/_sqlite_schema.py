@@ -845,16 +845,16 @@ PENDING_COUNTS = f"""(SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.se
 LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
     FROM sessions AS h WHERE h.session_id = :sid"""
 
-#: SQL: the time of the oldest stored event of the session of head row ``h`` (NULL: none).
-OLDEST_EVENT = """(SELECT e.at FROM events AS e WHERE e.session_id = h.session_id
-    ORDER BY e.seq LIMIT 1)"""
+#: The time of the oldest stored event of a session (no row: none).
+OLDEST_EVENT = "SELECT at FROM events WHERE session_id = ? ORDER BY seq LIMIT 1"
 
 #: What a lease acquisition reads in its transaction, in one statement: :data:`LEASE`'s
 #: columns, then the head (:data:`HEAD_COLUMNS`), its event counter and the time of its oldest
 #: event (for the log's retention) and its plugin states' hashes (a JSON array of
 #: ``[plugin, hash]``), from which the execution's first commit continues.
 LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
-    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)}, h.event_seq, {OLDEST_EVENT},
+    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)}, h.event_seq, (SELECT e.at FROM events AS e
+        WHERE e.session_id = h.session_id ORDER BY e.seq LIMIT 1),
     (SELECT json_group_array(json_array(p.plugin, p.blob_hash)) FROM plugin_states AS p
         WHERE p.session_id = h.session_id)
     FROM sessions AS h WHERE h.session_id = :sid"""
@@ -916,9 +916,8 @@ COMMIT = f"""INSERT INTO commit_requests ({", ".join(COMMIT_COLUMNS)})
 #: event loop's thread (``_Plan.apply`` in ``sqlite.py``), where a statement costs no round trip:
 #: the same checks and writes as :data:`COMMIT_TRIGGER_STATEMENTS`, minus its JSON. The guard:
 #: the head is the one the commit was computed from and the lease is the writer's (its event
-#: counter, from which the commit's events are numbered, and the time of its oldest event, for
-#: the log's retention).
-PLAIN_GUARD = f"""SELECT h.event_seq, {OLDEST_EVENT} FROM sessions AS h WHERE session_id = ?
+#: counter, from which the commit's events are numbered).
+PLAIN_GUARD = f"""SELECT event_seq FROM sessions WHERE session_id = ?
     {"".join(f"AND {c} IS ? " for c in HEAD_COLUMNS)}
     AND lease_owner = ? AND lease_token = ? AND lease_expires_at != 0"""
 #: Settle the inputs of the JSON array ``?4`` claimed by lease token ``?5`` (the caller
@@ -1103,6 +1102,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "EVENTS_AFTER": EVENTS_AFTER,
     "APPEND_EVENT_BELOW": APPEND_EVENT_BELOW,
     "EVENT_BOUNDS": EVENT_BOUNDS,
+    "OLDEST_EVENT": OLDEST_EVENT,
     **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},
     **{f"plain commit: {name}": sql for name, sql in PLAIN_COMMIT_STATEMENTS.items()},
     **{f"lease trigger: {name}": sql for name, sql in LEASE_TRIGGER_STATEMENTS.items()},
@@ -1309,6 +1309,12 @@ def _trim(sid: str, seq: str, at: str, kept: int, max_age: float) -> tuple[str, 
                     AND at >= {at} - {float(max_age)!r} ORDER BY seq LIMIT 1),
                 {seq} + 1)""",
     )
+
+
+# A turn's lease and commit run them (with the defaults, for the plan check).
+HOT_STATEMENTS.update(
+    {f"retention {n}": sql for n, sql in enumerate(event_trim(10_000, 604_800.0), start=1)}
+)
 
 
 # -- opening a file ---------------------------------------------------------------------------

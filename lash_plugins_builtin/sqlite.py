@@ -548,9 +548,8 @@ class SQLiteStore:
                 _append_events(direct, session_id, logged, now, kept)
             rows = direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
             event_seq, oldest = rows[0][_EVENTS_AT:-1]
-            _trim_events(
-                direct, session_id, event_seq - len(logged), event_seq, oldest, now, kept, max_age
-            )
+            before = event_seq - len(logged)
+            _trim_events(direct, session_id, before, event_seq, oldest, now, kept, max_age)
             return rows
 
         failure, rows, _ = await self._write_then_read(
@@ -567,7 +566,11 @@ class SQLiteStore:
         # execution's first commit continues from it without reading it. Remembered while the
         # lease is held only, so an idle or parked session costs the store nothing.
         states = {str(plugin): str(digest) for plugin, digest in json.loads(rows[0][-1])}
-        self._remember(session_id, _Head.of_row(rows[0][_HEAD_AT:-1], states))
+        # The log holds no event older than max_age now (trimmed by the trigger, or after the
+        # read by _trim_events), and the events logged later are stamped later.
+        oldest = rows[0][_EVENTS_AT + 1]
+        bound = now if oldest is None else max(oldest, now - max_age)
+        self._remember(session_id, _Head.of_row(rows[0][_HEAD_AT:-1], states, bound))
         return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
@@ -665,7 +668,7 @@ class SQLiteStore:
                 )
                 commit = _Commit(session_id, lease, expected_revision, encoded, plan, now)
                 if await commit.send(conn, begun=False):
-                    self._remember(session_id, new_head, delta)
+                    self._remember(session_id, plan.new_head, delta)
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
@@ -693,7 +696,7 @@ class SQLiteStore:
             await _Commit(session_id, lease, expected_revision, encoded, plan, now, after).send(
                 conn, begun=True
             )
-            self._remember(session_id, new_head, delta)
+            self._remember(session_id, plan.new_head, delta)
             return new_head.revision
 
     def _commit_at_once(
@@ -739,7 +742,7 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.Error):
                     direct.rollback()
         self._after_inline()
-        self._remember(session_id, new_head, delta)
+        self._remember(session_id, plan.new_head, delta)
         return new_head.revision
 
     def _remember(
@@ -1573,12 +1576,19 @@ class _Head:
     config_hash: str | None
     status: str | None
     states: dict[str, str]  # plugin -> blob hash
+    #: A lower bound of the time of the session's oldest stored event (None: not known), so
+    #: that a commit reads it only when an event may have aged out of the log (see
+    #: :meth:`_Plan.apply`). The log only ever loses its oldest events and gains new ones,
+    #: stamped by their writers' clocks.
+    oldest_event: float | None = None
 
     @classmethod
-    def of_row(cls, row: Sequence[Any], states: dict[str, str]) -> _Head:
+    def of_row(
+        cls, row: Sequence[Any], states: dict[str, str], oldest_event: float | None = None
+    ) -> _Head:
         """The head in a row that starts with ``schema.HEAD_COLUMNS``."""
         fields = dict(zip(schema.HEAD_COLUMNS, row[:_LEASE_AT], strict=True))
-        return cls(**fields, states=states)
+        return cls(**fields, states=states, oldest_event=oldest_event)
 
     def columns(self) -> tuple[Any, ...]:
         """The values of ``schema.HEAD_COLUMNS``, in order."""
@@ -1837,7 +1847,8 @@ def _trim_events(
 ) -> None:
     """The event log's retention trigger, for a write that moved the session's ``event_seq``
     from ``before`` to ``after`` at ``now`` without firing it (``oldest``: the time of its oldest
-    stored event): the same condition and statements (:func:`schema.event_retention`)."""
+    stored event, read after the write appended its events, as the trigger's condition reads
+    it): the same condition and statements (:func:`schema.event_retention`)."""
     if schema.events_due(kept, max_age, before, after, oldest, now):
         params = {"sid": session_id, "seq": after, "at": now}
         for sql in schema.event_trim(kept, max_age):
@@ -1950,16 +1961,24 @@ class _Plan:
                 conn.executemany(schema.PLAIN_LEDGER, ledger)
                 conn.executemany(schema.PLAIN_TOTALS, [(sid, *u) for u in encoded.usage])
             events = encoded.events
-            # The head's event counter, which the head's UPDATE moves, and the time of the
-            # oldest event (for the log's retention, which that UPDATE does not fire).
-            seq, oldest = found[0]
+            seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
             if events:
                 rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
                 conn.executemany(schema.APPEND_EVENT, rows)
             head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
             same = new.config_hash == self.head.config_hash
             conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
-            _trim_events(conn, sid, seq, seq + len(events), oldest, now, *self.retention)
+            # The log's retention (the head's UPDATE does not fire its trigger). The oldest
+            # event's time is read only when the head's bound of it does not show it young.
+            kept, max_age = self.retention
+            bound = new.oldest_event
+            if bound is None or bound < now - max_age:
+                (oldest,) = conn.execute(schema.OLDEST_EVENT, (sid,)).fetchone() or (None,)
+                _trim_events(conn, sid, seq, seq + len(events), oldest, now, kept, max_age)
+                bound = now if oldest is None else max(oldest, now - max_age)
+                self.new_head = attrs.evolve(new, oldest_event=bound)
+            elif schema.events_due(kept, max_age, seq, seq + len(events), None, now):
+                _trim_events(conn, sid, seq, seq + len(events), None, now, kept, max_age)
             if self.released:
                 conn.executemany(schema.RELEASE_BLOB, [{"h": h} for h in self.released])
         except sqlite3.Error as exc:
@@ -2023,6 +2042,7 @@ def _plan(
         config_hash=config_hash,
         status=status,
         states=states,
+        oldest_event=head.oldest_event,
     )
     plan = _Plan(
         session_id=session_id,
