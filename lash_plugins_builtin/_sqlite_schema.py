@@ -1256,12 +1256,13 @@ def event_retention(kept: int, max_age: float) -> tuple[str, ...]:
     events sets as it moves ``event_seq`` -- but for a turn's lease and commit made with plain
     statements (``TAKE_LEASE``, ``PLAIN_HEAD``), which leave ``events_at`` as it is and trim
     the log themselves (:func:`events_due`, :func:`event_trim`), with the same statements: the
-    mere presence of an ``AFTER UPDATE`` trigger on the head cost those two statements ~4 and
-    ~8 µs a turn, its condition false or not. It trims in batches, not on every write: the
-    events beyond the newest ``kept`` go when the counter crosses a multiple of
+    mere presence of an ``AFTER UPDATE`` trigger on the head cost those two statements ~3 µs
+    each (2 to 7 µs in a turn), its condition false or not. It trims in batches, not on every
+    write: the events beyond the newest ``kept`` go when the counter crosses a multiple of
     :func:`event_batch`, so a write deletes nothing most of the time (``read_events`` never
     shows more than ``kept`` events); events older than ``max_age`` go as soon as the oldest
-    one is (one index lookup per write: the oldest event's time).
+    one is (one index lookup per write: the oldest event's time; a turn's commit keeps a lower
+    bound of it with the head instead, read by the lease).
     """
     batch = event_batch(kept)
     oldest = "(SELECT at FROM main.events WHERE session_id = NEW.session_id ORDER BY seq LIMIT 1)"
