@@ -845,11 +845,16 @@ PENDING_COUNTS = f"""(SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.se
 LEASE = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS}
     FROM sessions AS h WHERE h.session_id = :sid"""
 
+#: The time of the oldest stored event of a session (no row: none).
+OLDEST_EVENT = "SELECT at FROM events WHERE session_id = ? ORDER BY seq LIMIT 1"
+
 #: What a lease acquisition reads in its transaction, in one statement: :data:`LEASE`'s
-#: columns, then the head (:data:`HEAD_COLUMNS`) and its plugin states' hashes (a JSON array of
+#: columns, then the head (:data:`HEAD_COLUMNS`), its event counter and the time of its oldest
+#: event (for the log's retention) and its plugin states' hashes (a JSON array of
 #: ``[plugin, hash]``), from which the execution's first commit continues.
 LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
-    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)},
+    {", ".join(f"h.{c}" for c in HEAD_COLUMNS)}, h.event_seq, (SELECT e.at FROM events AS e
+        WHERE e.session_id = h.session_id ORDER BY e.seq LIMIT 1),
     (SELECT json_group_array(json_array(p.plugin, p.blob_hash)) FROM plugin_states AS p
         WHERE p.session_id = h.session_id)
     FROM sessions AS h WHERE h.session_id = :sid"""
@@ -860,12 +865,13 @@ LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
 #: caller then reads :data:`LEASE_AND_HEAD` and appends the events (:data:`APPEND_EVENT_BELOW`).
 #: No row changed: a busy lease or no head row, for which the caller runs :data:`ACQUIRE`
 #: instead (which creates the head, or refuses with ``BUSY``). (``RETURNING`` the read costs
-#: more than the read.)
+#: more than the read.) It leaves ``events_at`` as it is, so that the log's retention trigger
+#: does not fire: the caller trims the log itself (:func:`event_retention`).
 TAKE_LEASE = """UPDATE sessions SET
     lease_token = CASE WHEN lease_owner = :owner AND lease_expires_at > :now
         THEN lease_token ELSE lease_token + 1 END,
     lease_owner = :owner, lease_expires_at = :expires_at, running_turn = :turn,
-    event_seq = event_seq + :events, events_at = :now
+    event_seq = event_seq + :events
     WHERE session_id = :session_id AND NOT (lease_owner IS NOT NULL AND lease_owner != :owner
         AND lease_expires_at > :now
         AND NOT (lease_owner IS :take_over_owner AND lease_token IS :take_over_token))"""
@@ -943,12 +949,13 @@ _AFTER_HEAD = len(HEAD_COLUMNS)
 def _plain_head(columns: tuple[str, ...]) -> str:
     """The new head's ``UPDATE``, setting ``columns`` of :data:`HEAD_COLUMNS` (each ``?n`` by its
     place there), then the parent link, the number of events the commit appended, whether it
-    releases the lease (parameters after the head's), the session id."""
+    releases the lease (parameters after the head's), the session id. Like
+    :data:`TAKE_LEASE`, it leaves ``events_at``: the caller trims the event log itself."""
     return f"""UPDATE sessions SET {
         ", ".join(f"{c} = ?{HEAD_COLUMNS.index(c) + 1}" for c in columns)
     },
     parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
-    event_seq = event_seq + ?{_AFTER_HEAD + 2}, events_at = ?{HEAD_COLUMNS.index("updated_at") + 1},
+    event_seq = event_seq + ?{_AFTER_HEAD + 2},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
     running_turn = CASE WHEN ?{_AFTER_HEAD + 3} THEN NULL ELSE running_turn END
     WHERE session_id = ?{_AFTER_HEAD + 4}"""
@@ -1095,6 +1102,7 @@ HOT_STATEMENTS: dict[str, str] = {
     "EVENTS_AFTER": EVENTS_AFTER,
     "APPEND_EVENT_BELOW": APPEND_EVENT_BELOW,
     "EVENT_BOUNDS": EVENT_BOUNDS,
+    "OLDEST_EVENT": OLDEST_EVENT,
     **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},
     **{f"plain commit: {name}": sql for name, sql in PLAIN_COMMIT_STATEMENTS.items()},
     **{f"lease trigger: {name}": sql for name, sql in LEASE_TRIGGER_STATEMENTS.items()},
@@ -1244,29 +1252,70 @@ def event_retention(kept: int, max_age: float) -> tuple[str, ...]:
     newest ``kept`` events, and none older than ``max_age`` seconds.
 
     A ``TEMP`` trigger (it lives with the connection, so each store applies its own URL's
-    limits) on the head's ``event_seq``, which every write that appends events moves (with
-    ``events_at``, the writer's time). It trims in batches, not on every write: the events
-    beyond the newest ``kept`` go when the counter crosses a multiple of ``kept // 10`` (at
-    most 1,000), so a write deletes nothing most of the time (``read_events`` never shows more
-    than ``kept`` events); events older than ``max_age`` go as soon as the oldest one is (one
-    index lookup per write: the oldest event's time).
+    limits) on the head's ``events_at``, the writer's time, which every write that appends
+    events sets as it moves ``event_seq`` -- but for a turn's lease and commit made with plain
+    statements (``TAKE_LEASE``, ``PLAIN_HEAD``), which leave ``events_at`` as it is and trim
+    the log themselves (:func:`events_due`, :func:`event_trim`), with the same statements: the
+    mere presence of an ``AFTER UPDATE`` trigger on the head cost those two statements ~3 µs
+    each (2 to 7 µs in a turn), its condition false or not. It trims in batches, not on every
+    write: the events beyond the newest ``kept`` go when the counter crosses a multiple of
+    :func:`event_batch`, so a write deletes nothing most of the time (``read_events`` never
+    shows more than ``kept`` events); events older than ``max_age`` go as soon as the oldest
+    one is (one index lookup per write: the oldest event's time; a turn's commit keeps a lower
+    bound of it with the head instead, read by the lease).
     """
-    batch = max(1, min(1000, kept // 10))
+    batch = event_batch(kept)
     oldest = "(SELECT at FROM main.events WHERE session_id = NEW.session_id ORDER BY seq LIMIT 1)"
     cutoff = f"NEW.events_at - {float(max_age)!r}"
+    statements = _trim("NEW.session_id", "NEW.event_seq", "NEW.events_at", kept, max_age)
+    body = "".join(f"            {sql};\n" for sql in statements)
     return (
         "DROP TRIGGER IF EXISTS temp.lash_event_retention",
-        f"""CREATE TEMP TRIGGER lash_event_retention AFTER UPDATE OF event_seq ON main.sessions
+        f"""CREATE TEMP TRIGGER lash_event_retention AFTER UPDATE OF events_at ON main.sessions
         WHEN NEW.event_seq / {batch} != OLD.event_seq / {batch} OR {oldest} < {cutoff}
         BEGIN
-            DELETE FROM events WHERE session_id = NEW.session_id
-                AND seq <= NEW.event_seq - {int(kept)};
-            DELETE FROM events WHERE session_id = NEW.session_id AND seq < COALESCE(
-                (SELECT seq FROM main.events WHERE session_id = NEW.session_id
-                    AND at >= {cutoff} ORDER BY seq LIMIT 1),
-                NEW.event_seq + 1);
-        END""",
+{body}        END""",
     )
+
+
+def event_batch(kept: int) -> int:
+    """How many events the log's retention lets past ``kept`` before it trims (at most 1,000)."""
+    return max(1, min(1000, kept // 10))
+
+
+def events_due(
+    kept: int, max_age: float, before: int, after: int, oldest: float | None, now: float
+) -> bool:
+    """The retention trigger's condition, for a write that moved the head's ``event_seq`` from
+    ``before`` to ``after`` at ``now``, ``oldest`` being the time of the session's oldest stored
+    event (None: it has none): whether :func:`event_trim` is to run."""
+    batch = event_batch(kept)
+    return after // batch != before // batch or (oldest is not None and oldest < now - max_age)
+
+
+@functools.cache
+def event_trim(kept: int, max_age: float) -> tuple[str, str]:
+    """The retention trigger's statements with parameters for its ``NEW`` values (``:sid``,
+    ``:seq``, the head's new ``event_seq``, and ``:at``, the writer's time)."""
+    return _trim(":sid", ":seq", ":at", kept, max_age)
+
+
+def _trim(sid: str, seq: str, at: str, kept: int, max_age: float) -> tuple[str, str]:
+    """SQL: drop the events of session ``sid`` beyond the newest ``kept`` below ``seq``, and
+    those older than ``max_age`` at ``at`` (all of them when all are)."""
+    return (
+        f"DELETE FROM events WHERE session_id = {sid} AND seq <= {seq} - {int(kept)}",
+        f"""DELETE FROM events WHERE session_id = {sid} AND seq < COALESCE(
+                (SELECT seq FROM main.events WHERE session_id = {sid}
+                    AND at >= {at} - {float(max_age)!r} ORDER BY seq LIMIT 1),
+                {seq} + 1)""",
+    )
+
+
+# A turn's lease and commit run them (with the defaults, for the plan check).
+HOT_STATEMENTS.update(
+    {f"retention {n}": sql for n, sql in enumerate(event_trim(10_000, 604_800.0), start=1)}
+)
 
 
 # -- opening a file ---------------------------------------------------------------------------

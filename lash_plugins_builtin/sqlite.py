@@ -114,8 +114,10 @@ ONE_HOP = True
 
 #: Where the lease columns start in a :data:`schema.HEAD` row.
 _LEASE_AT = len(schema.HEAD_COLUMNS)
-#: Where the head columns start in a :data:`schema.LEASE_AND_HEAD` row.
+#: Where the head columns start in a :data:`schema.LEASE_AND_HEAD` row, and where its event
+#: counter and oldest event's time are (before the plugin states).
 _HEAD_AT = 6
+_EVENTS_AT = _HEAD_AT + len(schema.HEAD_COLUMNS)
 
 
 class SQLiteStore:
@@ -180,6 +182,7 @@ class SQLiteStore:
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
         self._heads: dict[str, _Head] = {}
+        self._retention = (settings.events_kept, settings.events_max_age)
 
     @property
     def path(self) -> str:
@@ -331,6 +334,17 @@ class SQLiteStore:
             raise
         return direct
 
+    def _commit_inline(self, direct: sqlite3.Connection) -> None:
+        """End an inline write (``_operation``'s, ``_commit_at_once``'s) that succeeded:
+        ``COMMIT`` what it left open (what would have been a transaction of its own on the
+        worker's connection, one statement autocommitted, is part of the one begun here), and
+        count it (:meth:`_after_inline`). Its caller explains SQLite's errors and, whatever
+        happened, rolls back what is still open (:func:`_roll_back_open`). Plain calls rather
+        than a context manager: entering and leaving one cost ~1 µs, on every turn's commit."""
+        if direct.in_transaction:
+            direct.execute("COMMIT")
+        self._after_inline()
+
     def _after_inline(self) -> None:
         """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL on
         the worker thread (in the background: nobody waits for it).
@@ -388,17 +402,11 @@ class SQLiteStore:
                 if direct is not None:
                     try:
                         yield cast(aiosqlite.Connection, _InlineConnection(direct))
-                        # What would have been its own transaction on the worker's connection
-                        # (one statement, autocommitted) is part of the one begun here.
-                        if direct.in_transaction:
-                            direct.execute("COMMIT")
+                        self._commit_inline(direct)
                     except sqlite3.Error as exc:
                         raise self._explain(exc) from exc
                     finally:
-                        if direct.in_transaction:  # the operation failed: nothing of it stays
-                            with contextlib.suppress(sqlite3.Error):
-                                direct.rollback()
-                    self._after_inline()
+                        _roll_back_open(direct)
                     return
             try:
                 if conn.in_transaction:  # defensive: every failed transaction was rolled back
@@ -531,18 +539,23 @@ class SQLiteStore:
             None if turn is None else stored_text(turn),
             _array(logged),
         )
-        kept = self.settings.events_kept
+        kept, max_age = self.settings.events_kept, self.settings.events_max_age
 
         def plain(direct: sqlite3.Connection) -> list[Any]:
             # The trigger's writes as one UPDATE (when the head row exists and the lease is
-            # not busy) and the events' INSERT, then LEASE_AND_HEAD's read.
+            # not busy) and the events' INSERT, then LEASE_AND_HEAD's read, and the log's
+            # retention (the UPDATE does not fire its trigger).
             params = dict(zip(schema.LEASE_COLUMNS, request, strict=True))
             params["events"] = len(logged)
             if direct.execute(schema.TAKE_LEASE, params).rowcount != 1:
                 return []
             if logged:
                 _append_events(direct, session_id, logged, now, kept)
-            return direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
+            rows = direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
+            event_seq, oldest = rows[0][_EVENTS_AT:-1]
+            before = event_seq - len(logged)
+            _trim_events(direct, session_id, before, event_seq, oldest, now, kept, max_age)
+            return rows
 
         failure, rows, _ = await self._write_then_read(
             (schema.ACQUIRE, request),
@@ -558,7 +571,11 @@ class SQLiteStore:
         # execution's first commit continues from it without reading it. Remembered while the
         # lease is held only, so an idle or parked session costs the store nothing.
         states = {str(plugin): str(digest) for plugin, digest in json.loads(rows[0][-1])}
-        self._remember(session_id, _Head.of_row(rows[0][_HEAD_AT:-1], states))
+        # The log holds no event older than max_age now (trimmed by the trigger, or after the
+        # read by _trim_events), and the events logged later are stamped later.
+        oldest = rows[0][_EVENTS_AT + 1]
+        bound = now if oldest is None else max(oldest, now - max_age)
+        self._remember(session_id, _Head.of_row(rows[0][_HEAD_AT:-1], states, bound))
         return lash.store.Lease(session_id, owner, token, expires_at, revision, inputs, commands)
 
     async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
@@ -651,10 +668,12 @@ class SQLiteStore:
                 # The head this store committed last: one round trip. The guard refuses the
                 # commit if the stored head is another one now (then the slow path says why).
                 now = time.time()
-                plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+                plan, new_head = _plan(
+                    session_id, lease, head, delta, encoded, now, self._retention
+                )
                 commit = _Commit(session_id, lease, expected_revision, encoded, plan, now)
                 if await commit.send(conn, begun=False):
-                    self._remember(session_id, new_head, delta)
+                    self._remember(session_id, plan.new_head, delta)
                     return new_head.revision
             # Two round trips: BEGIN IMMEDIATE with the head; the commit statement and COMMIT.
             sid = (session_id,)
@@ -673,7 +692,7 @@ class SQLiteStore:
                     session_id, expected=expected_revision, actual=stored[0]
                 )
             head = _Head.of_row(stored, dict(state_rows))
-            plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+            plan, new_head = _plan(session_id, lease, head, delta, encoded, now, self._retention)
             # The processes it starts, written after the commit statement in its transaction
             # (a key already used with the same content starts nothing; with other content the
             # whole commit is refused here, before anything is sent).
@@ -682,7 +701,7 @@ class SQLiteStore:
             await _Commit(session_id, lease, expected_revision, encoded, plan, now, after).send(
                 conn, begun=True
             )
-            self._remember(session_id, new_head, delta)
+            self._remember(session_id, plan.new_head, delta)
             return new_head.revision
 
     def _commit_at_once(
@@ -709,7 +728,7 @@ class SQLiteStore:
         if head is None or head.revision != expected_revision or lease.session_id != session_id:
             return None
         now = time.time()
-        plan, new_head = _plan(session_id, lease, head, delta, encoded, now)
+        plan, new_head = _plan(session_id, lease, head, delta, encoded, now, self._retention)
         if not plan.plain:
             return None
         direct = self._begin_inline()
@@ -720,15 +739,12 @@ class SQLiteStore:
         try:
             if plan.apply(direct) is not None:
                 return None  # rolled back (or nothing written): the general way says why
-            direct.execute("COMMIT")
+            self._commit_inline(direct)
         except sqlite3.Error as exc:
             raise self._explain(exc) from exc
         finally:
-            if direct.in_transaction:  # it failed: nothing of it stays
-                with contextlib.suppress(sqlite3.Error):
-                    direct.rollback()
-        self._after_inline()
-        self._remember(session_id, new_head, delta)
+            _roll_back_open(direct)
+        self._remember(session_id, plan.new_head, delta)
         return new_head.revision
 
     def _remember(
@@ -1347,6 +1363,14 @@ class _InlineConnection:
         self._connection.rollback()
 
 
+def _roll_back_open(direct: sqlite3.Connection) -> None:
+    """Roll back what an inline write left open: it failed (or was refused), nothing of it
+    stays. (Its own error, if rolling back fails too, is the one raised.)"""
+    if direct.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            direct.rollback()
+
+
 def _run_steps(conn: sqlite3.Connection, steps: Sequence[_Step]) -> list[Any]:
     """Run ``steps`` one after another on the connection's worker thread: each one's rows (for
     ``rows``), or ``None``, or the error it raised (the next ones still run, as they would have
@@ -1562,12 +1586,19 @@ class _Head:
     config_hash: str | None
     status: str | None
     states: dict[str, str]  # plugin -> blob hash
+    #: A lower bound of the time of the session's oldest stored event (None: not known), so
+    #: that a commit reads it only when an event may have aged out of the log (see
+    #: :meth:`_Plan.apply`). The log only ever loses its oldest events and gains new ones,
+    #: stamped by their writers' clocks.
+    oldest_event: float | None = None
 
     @classmethod
-    def of_row(cls, row: Sequence[Any], states: dict[str, str]) -> _Head:
+    def of_row(
+        cls, row: Sequence[Any], states: dict[str, str], oldest_event: float | None = None
+    ) -> _Head:
         """The head in a row that starts with ``schema.HEAD_COLUMNS``."""
         fields = dict(zip(schema.HEAD_COLUMNS, row[:_LEASE_AT], strict=True))
-        return cls(**fields, states=states)
+        return cls(**fields, states=states, oldest_event=oldest_event)
 
     def columns(self) -> tuple[Any, ...]:
         """The values of ``schema.HEAD_COLUMNS``, in order."""
@@ -1814,6 +1845,26 @@ def _append_events(
         )
 
 
+def _trim_events(
+    conn: sqlite3.Connection,
+    session_id: str,
+    before: int,
+    after: int,
+    oldest: float | None,
+    now: float,
+    kept: int,
+    max_age: float,
+) -> None:
+    """The event log's retention trigger, for a write that moved the session's ``event_seq``
+    from ``before`` to ``after`` at ``now`` without firing it (``oldest``: the time of its oldest
+    stored event, read after the write appended its events, as the trigger's condition reads
+    it): the same condition and statements (:func:`schema.event_retention`)."""
+    if schema.events_due(kept, max_age, before, after, oldest, now):
+        params = {"sid": session_id, "seq": after, "at": now}
+        for sql in schema.event_trim(kept, max_age):
+            conn.execute(sql, params)
+
+
 def _unstorable(session_id: str, what: str, why: str) -> lash.SessionError:
     return lash.SessionError(
         f"session {session_id!r}: cannot store the {what}: {why}", session_id=session_id
@@ -1838,6 +1889,7 @@ class _Plan:
     encoded: _Encoded
     parent_id: str | None
     release: bool
+    retention: tuple[int, float]  # the event log's: (events kept, their max age)
 
     def row(self) -> tuple[Any, ...]:
         """The commit statement's parameters (:data:`schema.COMMIT_COLUMNS`)."""
@@ -1919,13 +1971,24 @@ class _Plan:
                 conn.executemany(schema.PLAIN_LEDGER, ledger)
                 conn.executemany(schema.PLAIN_TOTALS, [(sid, *u) for u in encoded.usage])
             events = encoded.events
+            seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
             if events:
-                seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
                 rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
                 conn.executemany(schema.APPEND_EVENT, rows)
             head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
             same = new.config_hash == self.head.config_hash
             conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
+            # The log's retention (the head's UPDATE does not fire its trigger). The oldest
+            # event's time is read only when the head's bound of it does not show it young.
+            kept, max_age = self.retention
+            bound = new.oldest_event
+            if bound is None or bound < now - max_age:
+                (oldest,) = conn.execute(schema.OLDEST_EVENT, (sid,)).fetchone() or (None,)
+                _trim_events(conn, sid, seq, seq + len(events), oldest, now, kept, max_age)
+                bound = now if oldest is None else max(oldest, now - max_age)
+                self.new_head = attrs.evolve(new, oldest_event=bound)
+            elif schema.events_due(kept, max_age, seq, seq + len(events), None, now):
+                _trim_events(conn, sid, seq, seq + len(events), None, now, kept, max_age)
             if self.released:
                 conn.executemany(schema.RELEASE_BLOB, [{"h": h} for h in self.released])
         except sqlite3.Error as exc:
@@ -1941,6 +2004,7 @@ def _plan(
     delta: lash.store.CommitDelta,
     encoded: _Encoded,
     now: float,
+    retention: tuple[int, float],
 ) -> tuple[_Plan, _Head]:
     """The writes of ``delta`` on top of ``head``, and the head they leave."""
     turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
@@ -1988,6 +2052,7 @@ def _plan(
         config_hash=config_hash,
         status=status,
         states=states,
+        oldest_event=head.oldest_event,
     )
     plan = _Plan(
         session_id=session_id,
@@ -2002,6 +2067,7 @@ def _plan(
         encoded=encoded,
         parent_id=delta.parent_id,
         release=delta.release,
+        retention=retention,
     )
     return plan, new_head
 

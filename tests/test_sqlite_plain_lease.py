@@ -7,6 +7,7 @@ log, give the same outcomes and leave the same rows in two real SQLite files."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,19 @@ steps = st.fixed_dictionaries(
 )
 
 
-async def run(path: Path, inline: bool, script: list[dict[str, Any]]) -> list[Any]:
-    """Apply ``script`` to a fresh store on ``path`` (an event log of 3 events a session);
-    the outcome of each acquisition and what followed."""
-    store = SQLiteStore(f"sqlite:///{path}", events_kept=3)
+#: The event logs' retentions tried, ``(events kept, max age)``: 3 events, trimmed on every
+#: write (a batch of 1); 30, trimmed every 3 events, so that what an old event's age trims
+#: shows.
+RETENTIONS = [(3, 60.0), (30, 60.0)]
+
+
+async def run(
+    path: Path, inline: bool, script: list[dict[str, Any]], retention: tuple[int, float] = (3, 60.0)
+) -> list[Any]:
+    """Apply ``script`` to a fresh store on ``path`` (its event log's ``retention``: events
+    kept, max age); the outcome of each acquisition and what followed."""
+    kept, max_age = retention
+    store = SQLiteStore(f"sqlite:///{path}", events_kept=kept, events_max_age=max_age)
     if not inline:
         store._inline = False  # every operation on the worker thread: the trigger
     outcomes: list[Any] = []
@@ -106,12 +116,14 @@ async def run(path: Path, inline: bool, script: list[dict[str, Any]]) -> list[An
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(script=st.lists(steps, min_size=1, max_size=10))
+@pytest.mark.parametrize("retention", RETENTIONS)
 async def test_plain_leases_write_what_the_lease_statement_writes(
-    monkeypatch: pytest.MonkeyPatch, script: list[dict[str, Any]]
+    monkeypatch: pytest.MonkeyPatch, script: list[dict[str, Any]], retention: tuple[int, float]
 ) -> None:
     """Same leases (owner, token, expiry, revision, pending counts), same refusals, same rows
-    in every table (the event log trimmed alike), inline or through the trigger."""
-    await assert_same_both_ways(monkeypatch, run, script)
+    in every table (the event log trimmed alike, by count and by age), inline or through the
+    trigger."""
+    await assert_same_both_ways(monkeypatch, functools.partial(run, retention=retention), script)
 
 
 async def test_the_plain_lease_is_the_one_taken_inline(tmp_path: Path) -> None:

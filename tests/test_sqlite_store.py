@@ -238,11 +238,14 @@ async def test_load_returns_the_active_frame_unless_full(tmp_path: Path) -> None
 #: The tables whose rows a session adds to all its life.
 GROWING = {"nodes", "inputs", "events", "usage_ledger", "turn_records", "commands"}
 #: Statements that visit all of a session's rows in one of them, by design: replacing it, and
-#: the oldest event kept (MIN over the key reads its first entry).
+#: the oldest event kept (MIN over the key, or the first row in key order, reads its first
+#: entry; the log's retention reads from there the events it drops, and one more).
 WALKS_A_SESSION = {
     "commit trigger: drop nodes",
     "commit trigger: drop usage_ledger",
     "EVENT_BOUNDS",
+    "OLDEST_EVENT",
+    "retention 2",
 }
 
 

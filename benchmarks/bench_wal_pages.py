@@ -1,0 +1,119 @@
+"""Which SQLite pages a durable turn writes: WAL pages per transaction, per b-tree (issue 17).
+
+Run: ``.venv/bin/python benchmarks/bench_wal_pages.py [--warm 300] [--turns 100]``
+
+``bench_turns.py``'s workload on ``sqlite://`` (a fresh file): ``--warm`` turns first, so the
+b-trees have the depth of a session in use, then ``--turns`` measured turns. Before each
+measured turn the WAL is checkpointed and truncated (from a connection of this script's own);
+after it the WAL's frames are read (each frame header names its page; a commit frame ends a
+transaction) and every page is named by ``dbstat``: the table or index whose b-tree holds it,
+with ``(overflow)`` for overflow pages and ``(free)`` for a page on the freelist. A turn's
+transactions are the lease acquisition and the commit (in that order; any other write
+transaction is shown by its number).
+
+Prints the mean number of pages per transaction and b-tree, and the total per turn. Counting,
+not timing: the figures do not depend on the machine's load. Exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import sqlite3
+import struct
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+#: The names of a turn's write transactions, in order.
+TRANSACTIONS = ("lease", "commit")
+
+
+def wal_transactions(path: str) -> list[list[int]]:
+    """The page numbers written by each transaction in the WAL at ``path`` (frames whose salts
+    match the header's: a WAL restarted without truncation keeps stale frames after them)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    if len(data) < 32:
+        return []
+    page_size = struct.unpack(">I", data[8:12])[0]
+    salts = data[16:24]
+    frame = 24 + page_size
+    done: list[list[int]] = []
+    current: list[int] = []
+    for at in range(32, len(data) - frame + 1, frame):
+        pgno, commit = struct.unpack(">II", data[at : at + 8])
+        if data[at + 8 : at + 16] != salts:
+            break
+        current.append(pgno)
+        if commit:
+            done.append(current)
+            current = []
+    return done
+
+
+def page_names(conn: sqlite3.Connection) -> dict[int, str]:
+    """Page number -> the b-tree holding it (``dbstat``), ``(free)`` for freelist pages."""
+    names = {}
+    for name, pageno, pagetype in conn.execute("SELECT name, pageno, pagetype FROM dbstat"):
+        names[int(pageno)] = f"{name} (overflow)" if pagetype == "overflow" else str(name)
+    return names
+
+
+async def run(warm: int, turns: int, directory: str) -> None:
+    from bench_turns import make_core
+
+    path = os.path.join(directory, "pages.db")
+    core = make_core(f"sqlite:///{path}", warm + turns)
+    session = await core.session("bench").open()
+    for i in range(warm):
+        await session.turn(f"turn {i}").run()
+    spy = sqlite3.connect(path, isolation_level=None)
+    per: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    counts: collections.Counter[str] = collections.Counter()
+    totals: list[int] = []
+    for i in range(warm, warm + turns):
+        spy.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        await session.turn(f"turn {i}").run()
+        names = page_names(spy)
+        txns = wal_transactions(path + "-wal")
+        totals.append(sum(len(t) for t in txns))
+        for n, pages in enumerate(txns):
+            label = TRANSACTIONS[n] if len(txns) == len(TRANSACTIONS) else f"#{n + 1}"
+            counts[label] += 1
+            for page in pages:
+                per[label][names.get(page, "(free)")] += 1
+    spy.close()
+    await session.close()
+    await core.aclose()
+    print(
+        f"bench_wal_pages: SQLite {sqlite3.sqlite_version}, {warm} turns before, {turns} "
+        "measured; WAL pages per turn, mean per transaction and b-tree"
+    )
+    for label, counter in per.items():
+        n = counts[label]
+        print(f"  {label} ({n} of {turns} turns): {sum(counter.values()) / n:.2f} pages")
+        for name, pages in counter.most_common():
+            print(f"    {name:32s}{pages / n:6.2f}")
+    mean = sum(totals) / len(totals)
+    print(f"  per turn: {mean:.2f} pages (min {min(totals)}, max {max(totals)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--warm", type=int, default=300, help="turns before (default 300)")
+    parser.add_argument("--turns", type=int, default=100, help="turns measured (default 100)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lash-bench-pages-") as directory:
+        asyncio.run(run(args.warm, args.turns, directory))
+
+
+if __name__ == "__main__":
+    main()
