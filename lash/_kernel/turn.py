@@ -58,6 +58,7 @@ from lash._contract.graph import (
     UserMessage,
     new_node_id,
 )
+from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.modeloptions import ModelOptions
 from lash._contract.providers import (
     ModelDone,
@@ -102,6 +103,10 @@ def _directives(value: Any) -> tuple[Any, ...]:
     return value if type(value) is tuple else (value,)
 
 
+#: No images to store (read only).
+_NO_IMAGES: list[Any] = []
+
+
 def new_turn_id() -> str:
     return f"turn-{new_node_id()}"  # 64 random bits, as node ids (uuid4 costs 8x as much)
 
@@ -120,6 +125,38 @@ class Turn:
 
     __module__ = "lash"
 
+    # What a new turn starts with and most turns keep: read from the class until the turn sets
+    # its own (a turn is made for every input: a store per attribute was ~1 us of each).
+    # The last call's layers of options (host, session, turn) and their merge.
+    _merged_options: tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None = None
+    _output_value: Any = None  # the accepted value (structured output)
+    _native_output = False  # the last call asked the provider for the schema itself
+    #: The turn stopped for approval that this one continues (same id and index), if any.
+    _resuming: AwaitingTurn | None = None
+    #: The queued input this turn consumes (a drained turn), once claimed.
+    source_input: PendingInput | None = None
+    # The event stream's queue (None: run() discards events and keeps only the result).
+    _events: asyncio.Queue[TurnEvent | None] | None = None
+    _result: TurnResult | None = None
+    _ended: asyncio.Future[None] | None = None
+    _usage = NO_USAGE
+    _final_text = ""
+    _cancel_requested = False
+    _cancel_origin: str | None = None
+    _cancel_reason: str | None = None
+    _runner: asyncio.Task[None] | None = None
+    # Whether the running phase may be interrupted, and whether it was.
+    _interruptible = False
+    _interrupted = False
+    _started = False
+    _waiting = False
+    _compact: Compact | None = None
+    _view: TurnView | None = None
+    # The observed model call's provider name, request and start, for model_call_finished.
+    _request: tuple[str, ModelRequest, float] | None = None
+    no_input = False  # a drained turn that found nothing to do
+    index = 0
+
     def __init__(
         self,
         runtime: SessionRuntime,
@@ -134,15 +171,9 @@ class Turn:
     ) -> None:
         self._runtime = runtime
         #: The turn's layer of model options (over the session's and the host's).
-        self.model_options = model_options or ModelOptions()
-        # The last call's layers of options (host, session, turn) and their merge.
-        self._merged_options: (
-            tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None
-        ) = None
-        # Structured output: what the answer must be, and the accepted value.
+        self.model_options = model_options or NO_MODEL_OPTIONS
+        # Structured output: what the answer must be.
         self._output = output
-        self._output_value: Any = None
-        self._native_output = False  # the last call asked the provider for the schema itself
         #: The turn's id in its session.
         self.id = turn_id or new_turn_id()
         self._explicit_id = turn_id is not None
@@ -150,43 +181,21 @@ class Turn:
         # Continue the turn that stopped for approval (when its calls are all answered) and
         # nothing else: what a new turn runs first (see _drive_outer).
         self._continuing = continuing
-        #: The turn stopped for approval that this one continues (same id and index), if any.
-        self._resuming: AwaitingTurn | None = None
         # The calls this turn holds for approval (it stops awaiting_approval).
         self._held: list[tuple[ToolCall, Hold]] = []
         self.input = text
         # Images become stored references now (a bad one fails session.turn(), naming it);
         # their bytes are put in the store when the turn runs.
-        self.items, self._images = stage_items(runtime.id, items)
-        #: The queued input this turn consumes (a drained turn), once claimed.
-        self.source_input: PendingInput | None = None
-        # The event stream's queue (None: run() discards events and keeps only the result).
-        self._events: asyncio.Queue[TurnEvent | None] | None = None
-        self._result: TurnResult | None = None
-        self._ended: asyncio.Future[None] | None = None
+        if items:
+            self.items, self._images = stage_items(runtime.id, items)
+        else:
+            self.items, self._images = (), _NO_IMAGES
         self._nodes: list[GraphNode] = []
-        self._usage = NO_USAGE
         self._records: list[ToolCallRecord] = []
-        self._final_text = ""
-        self._cancel_requested = False
-        self._cancel_origin: str | None = None
-        self._cancel_reason: str | None = None
         # Each tool call's cancellation event, set on cancel so tools (even abandoned sync ones)
         # can notice and stop.
         self._call_events: list[asyncio.Event] = []
-        self._runner: asyncio.Task[None] | None = None
-        # Whether the running phase may be interrupted, and whether it was.
-        self._interruptible = False
-        self._interrupted = False
-        self._started = False
-        self._waiting = False
-        self._compact: Compact | None = None
-        self._view: TurnView | None = None
-        # The observed model call's provider name, request and start, for model_call_finished.
-        self._request: tuple[str, ModelRequest, float] | None = None
         self._last_poll = time.monotonic()
-        self.no_input = False  # a drained turn that found nothing to do
-        self.index = 0
 
     @property
     def session_id(self) -> str:
@@ -711,6 +720,8 @@ class Turn:
         # A stopped or failed turn must not leave a tool call without its result: the pair would
         # be split in history and providers reject a prompt with an unanswered tool call. Calls
         # held for approval (``keep``) are the exception: the turn's continuation answers them.
+        if self._resuming is None and _all_answered(self._nodes):
+            return  # (most turns: one pass, no sets)
         answered = {n.call_id for n in self._nodes if isinstance(n, ToolResultNode)}
         started = {n.call.id for n in self._nodes if isinstance(n, ToolCallNode)}
         asked = [c for n in self._nodes if isinstance(n, AssistantMessage) for c in n.tool_calls]
@@ -1061,6 +1072,20 @@ class Turn:
         first checkpoint that long after it was queued)."""
         runtime = self._runtime
         return runtime.input_hint or time.monotonic() - self._last_poll >= runtime.core.input_poll
+
+
+def _all_answered(nodes: Sequence[GraphNode]) -> bool:
+    """Whether every tool call asked for in ``nodes`` (by an assistant message) has its result
+    node after it: what :meth:`Turn._close_dangling_calls` then has nothing to do for. (False
+    sends it the general way, which closes what is open.)"""
+    unanswered: set[str] = set()
+    for node in nodes:
+        if isinstance(node, AssistantMessage):
+            for call in node.tool_calls:
+                unanswered.add(call.id)
+        elif isinstance(node, ToolResultNode):
+            unanswered.discard(node.call_id)
+    return not unanswered
 
 
 class _Phase:
