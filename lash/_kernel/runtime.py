@@ -236,17 +236,17 @@ class Executing:
                 await runtime.claim(turn_id=self.turn_id, events=self.events)
                 runtime._renew_later()
         except BaseException as exc:
-            await self._leave(exc)
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return ex
 
-    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        await self._leave(exc)
-
-    async def _leave(self, failure: BaseException | None) -> None:
+    async def __aexit__(
+        self, kind: object, failure: BaseException | None, traceback: object
+    ) -> None:
         """End the execution: commit what is pending (unless it failed), stop renewing, release
         a lease still held, let go of the session; raise a cancellation that arrived while a
-        commit was on its way, once the commit is recorded."""
+        commit was on its way, once the commit is recorded. (No coroutine of its own for this:
+        one per execution.)"""
         runtime = self.runtime
         failed = failure is not None
         try:
@@ -270,7 +270,9 @@ class Executing:
             with contextlib.suppress(ValueError):
                 EXECUTION.reset(self.token)
             try:
-                await runtime._stop_renewal()
+                renewing = runtime._stop_timer()
+                if renewing is not None:
+                    await runtime._stop_renewal(renewing)
                 if runtime.lease is not None:
                     await runtime._release_quietly()
             finally:
@@ -712,7 +714,9 @@ class SessionRuntime:
         whose task nothing cancels while it commits: a turn's own runner task, which
         :meth:`lash.Turn.cancel` interrupts only in its interruptible phases."""
         self.require_open()
-        await self._stop_renewal()  # the commit releases the lease
+        renewing = self._stop_timer()  # the commit releases the lease
+        if renewing is not None:
+            await self._stop_renewal(renewing)
         if self.lease is None:
             await self._reclaim()  # a commit after the execution's first (it released the lease)
         lease = self.lease
@@ -1029,8 +1033,9 @@ class SessionRuntime:
         finally:
             self._renewing = None
 
-    async def _stop_renewal(self) -> None:
-        """Stop renewing (before a commit, which releases the lease, and at the end)."""
+    def _stop_timer(self) -> asyncio.Task[None] | None:
+        """Stop renewing: disarm the timer; returns the renewal under way (if any), which
+        :meth:`_stop_renewal` cancels and waits for."""
         self.on_poll_due = None
         renewal = self._renewal
         if renewal is not None:
@@ -1040,6 +1045,14 @@ class SessionRuntime:
             else:
                 renewal.cancel()
         task, self._renewing = self._renewing, None
+        return task
+
+    async def _stop_renewal(self, task: asyncio.Task[None] | None = None) -> None:
+        """Stop renewing (before a commit, which releases the lease, and at the end); ``task``:
+        the renewal under way that :meth:`_stop_timer` returned, when the caller called it
+        first (a caller with no renewal under way, most, then makes no coroutine)."""
+        if task is None:
+            task = self._stop_timer()
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

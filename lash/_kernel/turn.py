@@ -527,7 +527,8 @@ class Turn:
                 call,
                 ToolResult(call.id, approvals.rejection_text(held.reason), True),
             )
-            await self._call_finished(call, final, result, live)
+            projected = await project(runtime, final, result)
+            self._call_finished(call, final, result, projected, live)
         await self.checkpoint("after_tools")
 
     async def _take_queued_input(self) -> bool:
@@ -961,7 +962,13 @@ class Turn:
             if isinstance(result, Hold):
                 held.append((final_call, result))
                 continue
-            await self._call_finished(call, final_call, result, live)
+            # (No coroutine when nobody projects results: most sessions.)
+            projected = (
+                await project(runtime, final_call, result)
+                if composition.hooks.impls("project_tool_result")
+                else None
+            )
+            self._call_finished(call, final_call, result, projected, live)
             done.append(result)
         if held:
             # The round's other calls ran; these wait for a person. The turn stops here, the
@@ -972,7 +979,8 @@ class Turn:
             raise TurnStopped(
                 "awaiting_approval", f"{len(held)} tool call(s) await approval: {names}"
             )
-        await self.checkpoint("after_tools")
+        if self._checkpoint_due():
+            await self.checkpoint("after_tools")
         return done
 
     def _call_started(self, call: ToolCall, live: bool) -> None:
@@ -983,19 +991,18 @@ class Turn:
             started = tool_call_started_data(self.id, call)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
 
-    async def _call_finished(
-        self, call: ToolCall, final_call: ToolCall, result: ToolResult, live: bool
+    def _call_finished(
+        self,
+        call: ToolCall,
+        final_call: ToolCall,
+        result: ToolResult,
+        projected: str | None,
+        live: bool,
     ) -> None:
-        """Record a call's result: its node (with what the model sees of it), the turn's record
-        of it, and the events."""
+        """Record a call's result: its node (with what the model sees of it: ``projected``,
+        from :func:`project`, which the caller awaits only when a plugin projects results), the
+        turn's record of it, and the events."""
         runtime = self._runtime
-        hooks = runtime.composition.hooks
-        # (No coroutine when nobody projects results: most sessions.)
-        projected = (
-            await project(runtime, final_call, result)
-            if hooks.impls("project_tool_result")
-            else None
-        )
         self._append(
             self._new_node(
                 ToolResultNode,
@@ -1053,6 +1060,17 @@ class Turn:
                 if stop is not None:
                     raise TurnStopped("plugin_abort", stop)
         return joined
+
+    def _checkpoint_due(self) -> bool:
+        """Whether :meth:`checkpoint` has anything to do now (a poll of the store, a
+        cancellation to raise, ``checkpoint`` hooks to run): a checkpoint with none returns
+        ``False`` at once, so its caller may skip it (and its coroutine)."""
+        runtime = self._runtime
+        return (
+            self._cancel_requested
+            or bool(runtime.composition.hooks.impls("checkpoint"))
+            or (runtime.lease is not None and self._should_poll())
+        )
 
     def _polled_at_claim(self) -> None:
         """The lease just claimed read the store as a checkpoint's poll would: the input poll's
