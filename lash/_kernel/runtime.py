@@ -1093,23 +1093,27 @@ class _PollClock:
     loop timer holds only the clock (a timer kept by a runtime across turns pinned it, and its
     last turn, in memory). Each entry fires at its own time, as its own timer would."""
 
-    __slots__ = ("__weakref__", "due", "handle", "loop")
+    # (No reference to its loop: the clocks are kept by loop, weakly, and a clock holding its
+    # loop would keep every loop that ever ran a turn alive.)
+    __slots__ = ("__weakref__", "due", "handle")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         #: Armed executions: the loop time their first poll is due, and how long after it
         #: their first renewal is.
         self.due: dict[SessionRuntime, tuple[float, float]] = {}
         self.handle: asyncio.TimerHandle | None = None
 
     def arm(self, runtime: SessionRuntime, delay: float, renew_after: float) -> _PollClock:
-        when = self.loop.time() + delay
+        """Fire ``runtime._poll_due(renew_after)`` in ``delay`` seconds (on the running loop,
+        this clock's)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
         self.due[runtime] = (when, renew_after)
         handle = self.handle
         if handle is None or when < handle.when():
             if handle is not None:
                 handle.cancel()
-            self.handle = self.loop.call_at(when, self._fire)
+            self.handle = loop.call_at(when, self._fire)
         return self
 
     def disarm(self, runtime: SessionRuntime) -> None:
@@ -1118,7 +1122,8 @@ class _PollClock:
 
     def _fire(self) -> None:
         self.handle = None
-        end = self.loop.time() + _RESOLUTION  # what the loop itself counts as due
+        loop = asyncio.get_running_loop()
+        end = loop.time() + _RESOLUTION  # what the loop itself counts as due
         fired = [(r, entry) for r, entry in self.due.items() if entry[0] <= end]
         for runtime, _entry in fired:
             del self.due[runtime]
@@ -1127,7 +1132,7 @@ class _PollClock:
                 runtime._poll_due(renew_after)
         finally:
             if self.due and self.handle is None:
-                self.handle = self.loop.call_at(min(w for w, _ in self.due.values()), self._fire)
+                self.handle = loop.call_at(min(w for w, _ in self.due.values()), self._fire)
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PollClock] = (
@@ -1140,7 +1145,7 @@ def _poll_clock() -> _PollClock:
     loop = asyncio.get_running_loop()
     clock = _clocks.get(loop)
     if clock is None:
-        clock = _clocks[loop] = _PollClock(loop)
+        clock = _clocks[loop] = _PollClock()
     return clock
 
 
