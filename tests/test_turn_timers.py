@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import weakref
 from typing import Any, cast
@@ -76,6 +77,66 @@ async def test_the_clock_holds_a_runtime_only_while_it_is_armed() -> None:
     assert ref() is None  # the loop timer still armed holds the clock, not the runtime
     assert clock.handle is not None
     clock.handle.cancel()
+
+
+_MARK: contextvars.ContextVar[str] = contextvars.ContextVar("_MARK", default="none")
+
+
+class Failing(Armed):
+    def _poll_due(self, renew_after: float) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_each_entry_fires_in_the_context_it_was_armed_in_and_alone_if_it_fails() -> None:
+    """An entry's first poll runs in the context the execution armed it in (what a timer of its
+    own captured: the keeper and renewal tasks it starts inherit it); one that fails is
+    reported as the loop reports a failed callback, and the others still fire."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    clock = _PollClock()
+    seen: list[str] = []
+
+    class Marking(Armed):
+        def _poll_due(self, renew_after: float) -> None:
+            seen.append(f"{self.name}:{_MARK.get()}")
+
+    fired: list[tuple[str, float, float]] = []
+    for name in ("a", "b"):
+        token = _MARK.set(name)
+        clock.arm(cast(Any, Marking(name, fired)), 0.01, 1.0)
+        _MARK.reset(token)
+    failing = cast(Any, Failing("bad", fired))
+    failing.id = "s-bad"
+    clock.arm(failing, 0.01, 1.0)
+    token = _MARK.set("c")
+    clock.arm(cast(Any, Marking("c", fired)), 0.01, 1.0)
+    _MARK.reset(token)
+    await asyncio.sleep(0.05)
+    loop.set_exception_handler(None)
+    assert seen == ["a:a", "b:b", "c:c"]
+    assert [type(r["exception"]) for r in reported] == [RuntimeError]
+    assert "s-bad" in reported[0]["message"]
+
+
+async def test_a_parked_session_is_not_kept_by_the_poll_clock() -> None:
+    """While the clock's loop timer is still pending (armed by a turn that ended), nothing
+    holds that turn, its execution or its session's runtime: a parked session's handle is all
+    that is left of it."""
+    from lash._kernel.runtime import SessionRuntime
+
+    core = make_core(Model(answer("one"), answer("two")))
+    for name in ("p1", "p2"):
+        session = await core.session(name).open()
+        await session.turn("hi").run()
+        await session.park()
+    del session
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, lash.Turn)]
+    assert not [
+        o for o in gc.get_objects() if isinstance(o, SessionRuntime) and o.id in ("p1", "p2")
+    ]
+    await core.aclose()
 
 
 def test_a_clock_does_not_keep_its_event_loop_alive() -> None:

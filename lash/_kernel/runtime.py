@@ -1089,36 +1089,42 @@ class _PollClock:
 
     A turn arms its execution here and disarms it when it ends: a dictionary entry set and
     removed, where a timer of its own cost a handle made, pushed on the loop's heap, cancelled
-    and popped again (~2 % of a turn). An entry holds its runtime only while armed, and the
-    loop timer holds only the clock (a timer kept by a runtime across turns pinned it, and its
-    last turn, in memory). Each entry fires at its own time, as its own timer would."""
+    and popped again (~2 % of a turn). Each entry fires at its own time, in the context it was
+    armed in (what the timer of its own captured), and a failure of one is reported as the
+    loop reports a failed callback, without keeping the others from firing. An entry holds its
+    runtime (and its context: the execution, its turn) only while armed; the loop timer holds
+    the clock, in an empty context of its own (it outlives the execution that armed it: a timer
+    that kept a runtime's context pinned that runtime and its last turn in memory)."""
 
     # (No reference to its loop: the clocks are kept by loop, weakly, and a clock holding its
     # loop would keep every loop that ever ran a turn alive.)
     __slots__ = ("__weakref__", "due", "handle")
 
     def __init__(self) -> None:
-        #: Armed executions: the loop time their first poll is due, and how long after it
-        #: their first renewal is.
-        self.due: dict[SessionRuntime, tuple[float, float]] = {}
+        #: Armed executions: the loop time their first poll is due, how long after it their
+        #: first renewal is, and the context they were armed in.
+        self.due: dict[SessionRuntime, tuple[float, float, contextvars.Context]] = {}
         self.handle: asyncio.TimerHandle | None = None
 
     def arm(self, runtime: SessionRuntime, delay: float, renew_after: float) -> _PollClock:
-        """Fire ``runtime._poll_due(renew_after)`` in ``delay`` seconds (on the running loop,
-        this clock's)."""
+        """Call ``runtime._poll_due(renew_after)`` in ``delay`` seconds, in the current context
+        (on the running loop, this clock's)."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
-        self.due[runtime] = (when, renew_after)
+        self.due[runtime] = (when, renew_after, contextvars.copy_context())
         handle = self.handle
         if handle is None or when < handle.when():
             if handle is not None:
                 handle.cancel()
-            self.handle = loop.call_at(when, self._fire)
+            self._arm_timer(loop, when)
         return self
 
     def disarm(self, runtime: SessionRuntime) -> None:
         # (The loop timer stays: when it fires with nothing due, it is not armed again.)
         self.due.pop(runtime, None)
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self.handle = loop.call_at(when, self._fire, context=contextvars.Context())
 
     def _fire(self) -> None:
         self.handle = None
@@ -1127,12 +1133,20 @@ class _PollClock:
         fired = [(r, entry) for r, entry in self.due.items() if entry[0] <= end]
         for runtime, _entry in fired:
             del self.due[runtime]
-        try:
-            for runtime, (_when, renew_after) in fired:
-                runtime._poll_due(renew_after)
-        finally:
-            if self.due and self.handle is None:
-                self.handle = loop.call_at(min(w for w, _ in self.due.values()), self._fire)
+        for runtime, (_when, renew_after, context) in fired:
+            try:
+                context.run(runtime._poll_due, renew_after)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio's Handle reports a callback's failure
+                loop.call_exception_handler(
+                    {
+                        "message": f"lash: the first poll of session {runtime.id!r} failed",
+                        "exception": exc,
+                    }
+                )
+        if self.due and self.handle is None:
+            self._arm_timer(loop, min(entry[0] for entry in self.due.values()))
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PollClock] = (
