@@ -413,7 +413,17 @@ class Turn:
         if self._resuming is None:
             if runtime.image.kernel.awaiting is not None:
                 approvals.supersede(runtime, self.id)  # calls still unanswered: they expire
-            self._append(self._new_node(UserMessage, text=self.input, items=self.items))
+            parent_id, frame_id = self._head()
+            self._append(
+                _make_user(
+                    id=new_node_id(),
+                    parent_id=parent_id,
+                    frame_id=frame_id,
+                    turn=self.index,
+                    text=self.input,
+                    items=self.items,
+                )
+            )
         keeper = _Keeper(self)
         try:
             with self._phase() as phase:
@@ -569,8 +579,12 @@ class Turn:
         runtime = self._runtime
         if self._usage != NO_USAGE:
             runtime.add_usage("turn", self._usage)
-        outcome = self._new_node(
-            TurnOutcome,
+        parent_id, frame_id = self._head()
+        outcome = _make_outcome(
+            id=new_node_id(),
+            parent_id=parent_id,
+            frame_id=frame_id,
+            turn=self.index,
             turn_id=self.id,
             outcome=result.outcome,
             reason=result.reason,
@@ -691,15 +705,18 @@ class Turn:
         self._nodes.append(node)
         self._runtime.add_node(node)
 
-    def _new_node(self, cls: type[Any], **fields: Any) -> Any:
-        # The graph's leaf and frame read from its node list directly (as SessionGraph.leaf
-        # and .frame_id do): six nodes a turn, each made by its class's maker.
+    def _head(self) -> tuple[str | None, str]:
+        """The parent and the frame of the next node: the graph's leaf and frame, read from its
+        node list directly (as SessionGraph.leaf and .frame_id do)."""
         nodes = self._runtime.image.graph.nodes
         if nodes:
-            parent_id: str | None = nodes[-1].id
-            frame_id = nodes[0].frame_id
-        else:
-            parent_id, frame_id = None, ""
+            return nodes[-1].id, nodes[0].frame_id
+        return None, ""
+
+    def _new_node(self, cls: type[Any], **fields: Any) -> Any:
+        # (The six nodes of every turn are made by their makers directly, with _head: passing
+        # their fields through here cost two keyword dictionaries each, ~0.5 us a node.)
+        parent_id, frame_id = self._head()
         return _MAKERS[cls](
             id=new_node_id(), parent_id=parent_id, frame_id=frame_id, turn=self.index, **fields
         )
@@ -869,9 +886,13 @@ class Turn:
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
+        parent_id, frame_id = self._head()
         self._append(
-            self._new_node(
-                AssistantMessage,
+            _make_assistant(
+                id=new_node_id(),
+                parent_id=parent_id,
+                frame_id=frame_id,
+                turn=self.index,
                 text=response.text,
                 tool_calls=response.tool_calls,
                 usage=usage,
@@ -948,7 +969,17 @@ class Turn:
         live = runtime.core.observed(runtime.id)
         for call in calls:
             plugin = composition.tool_plugin(call.name)
-            self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
+            parent_id, frame_id = self._head()
+            self._append(
+                _make_call(
+                    id=new_node_id(),
+                    parent_id=parent_id,
+                    frame_id=frame_id,
+                    turn=self.index,
+                    call=call,
+                    plugin=plugin,
+                )
+            )
             self._call_started(call, live)
         if len(calls) == 1:  # no tasks for the common single call
             results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
@@ -1003,9 +1034,13 @@ class Turn:
         from :func:`project`, which the caller awaits only when a plugin projects results), the
         turn's record of it, and the events."""
         runtime = self._runtime
+        parent_id, frame_id = self._head()
         self._append(
-            self._new_node(
-                ToolResultNode,
+            _make_result(
+                id=new_node_id(),
+                parent_id=parent_id,
+                frame_id=frame_id,
+                turn=self.index,
                 call_id=call.id,
                 name=call.name,
                 content=result.content,
@@ -1180,6 +1215,12 @@ _MAKERS: dict[type[Any], Any] = {
     cls: maker(cls)
     for cls in (UserMessage, AssistantMessage, ToolCallNode, ToolResultNode, TurnOutcome)
 }
+
+_make_user = _MAKERS[UserMessage]
+_make_assistant = _MAKERS[AssistantMessage]
+_make_call = _MAKERS[ToolCallNode]
+_make_result = _MAKERS[ToolResultNode]
+_make_outcome = _MAKERS[TurnOutcome]
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).
