@@ -1,7 +1,7 @@
 """Many sessions at once: aggregate committed turns per second, lash against the hand-written loop.
 
 Run: ``.venv/bin/python benchmarks/bench_concurrent.py [--sessions 100] [--turns 20]
-[--repeats 7] [--quick]``
+[--repeats 7] [--quick] [--old REF]``
 
 Target (issue 17): 100 concurrent sessions in one process: aggregate committed turns/s >= 0.5x
 the loop's (one shared aiosqlite connection, one transaction per turn), as the median of
@@ -30,6 +30,12 @@ Both sides use the same rule.
 A repetition runs the variants in a rotating order, each on fresh files; the figure is all
 turns / wall time from the first turn to the last commit (the process CPU time per turn is
 printed too). Exits 0 whatever the result: a benchmark, not a test.
+
+``--old REF`` (a git ref, or a directory) adds lash at that code as a third variant, for an
+A/B of a change in the same run: both lash variants then run in a child process each
+(``PYTHONPATH`` set to the tree, ``git archive``d like bench_kernel_v2.py's ``--old``; the
+child checks which ``lash`` it imported), each after a dropped two-turn warm-up of its own, and
+``new/old`` is printed per repetition (turns/s and CPU per turn).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +59,7 @@ import lash
 from lash_plugins_builtin import standard, stores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernel_v2 import LOOP_INSERT, LoopRun, loop_turn
+from bench_kernel_v2 import LOOP_INSERT, ROOT, LoopRun, loop_turn, tree_of
 from bench_sqlite import run_turn, verdict
 from bench_turns import DISABLE, echo, make_noop
 
@@ -181,14 +188,54 @@ async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
 VARIANTS = ("lash", "loop")
 
 
-def run_variant(name: str, root: str, sessions: int, turns: int) -> tuple[float, float, int]:
+def run_variant(
+    name: str, root: str, sessions: int, turns: int, trees: dict[str, str] | None = None
+) -> tuple[float, float, int]:
+    """One run of variant ``name``; a name in ``trees`` runs lash from that tree in a child
+    process (:func:`child`)."""
     directory = tempfile.mkdtemp(dir=root)
     try:
+        if trees and name in trees:
+            return in_child(trees[name], directory, sessions, turns)
         if name == "lash":
             return asyncio.run(lash_run(directory, sessions, turns))
         return asyncio.run(loop_run(directory, sessions, turns))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def in_child(tree: str, directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
+    """:func:`lash_run` in a child process importing lash from ``tree``."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            directory,
+            str(sessions),
+            str(turns),
+        ],
+        env={**os.environ, "PYTHONPATH": tree},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    answer = json.loads(out.strip().splitlines()[-1])
+    expected = os.path.join(tree, "lash", "__init__.py")
+    if os.path.realpath(answer["lash"]) != os.path.realpath(expected):
+        raise RuntimeError(f"the child imported {answer['lash']}, not {expected}")
+    return answer["wall"], answer["cpu"], answer["rows"]
+
+
+def child(directory: str, sessions: int, turns: int) -> None:
+    """The child of :func:`in_child`: a dropped two-turn warm-up, then the measured run."""
+    warm = os.path.join(directory, "warm")
+    os.mkdir(warm)
+    asyncio.run(lash_run(warm, sessions, 2))
+    run = os.path.join(directory, "run")
+    os.mkdir(run)
+    wall, cpu, rows = asyncio.run(lash_run(run, sessions, turns))
+    print(json.dumps({"lash": lash.__file__, "wall": wall, "cpu": cpu, "rows": rows}))
 
 
 def load_average() -> str:
@@ -201,7 +248,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=20, help="turns per session")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3 repetitions")
+    parser.add_argument("--old", help="also lash at this git ref or directory (an A/B)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        directory, n, k = args.child
+        child(directory, int(n), int(k))
+        return
     repeats = 3 if args.quick else args.repeats
     sessions, turns = args.sessions, args.turns
     print(
@@ -210,32 +263,46 @@ def main() -> None:
         f"{load_average()}"
     )
     root = tempfile.mkdtemp(prefix="lash-bench-concurrent-")
-    rate: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    variants = VARIANTS
+    trees: dict[str, str] = {}
+    labels = {"lash": "lash (one store)", "loop": "loop, a transaction per turn"}
+    rate: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     rows: dict[str, int] = {}
     try:
-        for name in VARIANTS:  # warm-up (imports, converters), dropped
-            run_variant(name, root, sessions, 2)
+        if args.old:
+            trees["old"], described = tree_of(args.old, root, "old")
+            trees["lash"] = ROOT
+            variants = ("lash", "old", "loop")
+            labels["old"] = "lash at --old"
+            print(f"   old: {described}\n   lash: {ROOT} (both in child processes)")
+        for name in variants:  # warm-up (imports, converters), dropped; a child warms itself
+            if name not in trees:
+                run_variant(name, root, sessions, 2)
         for r in range(repeats):
-            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
-            for name in order:
-                wall, used, rows[name] = run_variant(name, root, sessions, turns)
-                rate[name].append(sessions * turns / wall)
-                cpu[name].append(used / (sessions * turns) * 1e3)
+            shift = r % len(variants)  # a rotating order
+            for name in variants[shift:] + variants[:shift]:
+                wall, used, rows[name] = run_variant(name, root, sessions, turns, trees)
+                rate.setdefault(name, []).append(sessions * turns / wall)
+                cpu.setdefault(name, []).append(used / (sessions * turns) * 1e3)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     expected = {"lash": sessions * (1 + 6 * turns), "loop": sessions * 4 * turns}
-    assert rows["lash"] == expected["lash"] and rows["loop"] == expected["loop"], rows
+    expected["old"] = expected["lash"]
+    assert all(rows[name] == expected[name] for name in variants), rows
     med = statistics.median
     ratios = [a / b for a, b in zip(rate["lash"], rate["loop"], strict=True)]
     print(f"\n   {'variant':34s} {'turns/s':>9s} {'CPU ms/turn':>12s}")
-    labels = {
-        "lash": "lash (one store)",
-        "loop": "loop, a transaction per turn",
-    }
-    for name in VARIANTS:
+    for name in variants:
         print(f"   {labels[name]:34s} {med(rate[name]):9.0f} {med(cpu[name]):12.3f}")
     print(f"   per-repetition lash/loop     {' '.join(f'{x:.2f}' for x in ratios)}")
+    if args.old:
+        faster = [a / b for a, b in zip(rate["lash"], rate["old"], strict=True)]
+        cheaper = [a / b for a, b in zip(cpu["lash"], cpu["old"], strict=True)]
+        print(
+            f"   new/old turns/s  {med(faster):.3f}  ({' '.join(f'{x:.2f}' for x in faster)})\n"
+            f"   new/old CPU/turn {med(cheaper):.3f}  ({' '.join(f'{x:.2f}' for x in cheaper)})"
+        )
     ratio = med(ratios)
     print("\nRESULTS")
     ok = verdict(ratio >= TARGET)

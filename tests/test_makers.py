@@ -26,6 +26,9 @@ _ANY_VALUE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | s
         lash.PluginNode,
         lash.Message,
         lash.Usage,
+        lash.ModelDone,  # (the scripted provider's events)
+        lash.TextDelta,
+        lash.ToolCallReady,
     ],
 )
 @given(data=st.data())

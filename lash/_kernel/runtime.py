@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -235,17 +236,17 @@ class Executing:
                 await runtime.claim(turn_id=self.turn_id, events=self.events)
                 runtime._renew_later()
         except BaseException as exc:
-            await self._leave(exc)
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return ex
 
-    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        await self._leave(exc)
-
-    async def _leave(self, failure: BaseException | None) -> None:
+    async def __aexit__(
+        self, kind: object, failure: BaseException | None, traceback: object
+    ) -> None:
         """End the execution: commit what is pending (unless it failed), stop renewing, release
         a lease still held, let go of the session; raise a cancellation that arrived while a
-        commit was on its way, once the commit is recorded."""
+        commit was on its way, once the commit is recorded. (No coroutine of its own for this:
+        one per execution.)"""
         runtime = self.runtime
         failed = failure is not None
         try:
@@ -269,7 +270,9 @@ class Executing:
             with contextlib.suppress(ValueError):
                 EXECUTION.reset(self.token)
             try:
-                await runtime._stop_renewal()
+                renewing = runtime._stop_timer()
+                if renewing is not None:
+                    await runtime._stop_renewal(renewing)
                 if runtime.lease is not None:
                     await runtime._release_quietly()
             finally:
@@ -372,9 +375,9 @@ class SessionRuntime:
         self.input_hint = False
         #: How many queued commands the running execution applied when it claimed the session.
         self.commands_applied = 0
-        # The running execution's timer (its first poll, then each lease renewal), or the
-        # renewal under way.
-        self._renewal: asyncio.TimerHandle | None = None
+        # The running execution's timer: the poll clock it is armed in until its first poll,
+        # then its own timer for each lease renewal (see _renew_later).
+        self._renewal: asyncio.TimerHandle | _PollClock | None = None
         #: Called once when the running execution's first poll is due (``control_poll`` seconds
         #: after it claimed the session): a turn that lasts starts its keeper then.
         self.on_poll_due: Callable[[], object] | None = None
@@ -711,25 +714,32 @@ class SessionRuntime:
         whose task nothing cancels while it commits: a turn's own runner task, which
         :meth:`lash.Turn.cancel` interrupts only in its interruptible phases."""
         self.require_open()
-        await self._stop_renewal()  # the commit releases the lease
+        renewing = self._stop_timer()  # the commit releases the lease
+        if renewing is not None:
+            await self._stop_renewal(renewing)
         if self.lease is None:
             await self._reclaim()  # a commit after the execution's first (it released the lease)
         lease = self.lease
         assert lease is not None
         image = self.image
+        # (The pending containers read as they are: most are None, never made, in most commits.)
+        nodes = self._pending_nodes or ()
+        usage = self._pending_usage or {}
+        frames = _frames(nodes)
+        events = tuple(self._pending_events or ())
         delta = image.delta(
-            self.pending_nodes,
-            self.pending_usage,
+            nodes,
+            usage,
             turns,
             self.composition,
-            claimed=tuple(self.pending_claimed),
-            applied=tuple(self.pending_applied),
-            enqueue=tuple(self.pending_enqueue),
+            claimed=tuple(self._pending_claimed or ()),
+            applied=tuple(self._pending_applied or ()),
+            enqueue=tuple(self._pending_enqueue or ()),
             turn=turn,
-            events=(*self.pending_events, *_commit_events(self.pending_nodes)),
-            processes=tuple(self.pending_processes),
+            events=(*events, *map(_frame_opened_event, frames)) if frames else events,
+            processes=tuple(self._pending_processes or ()),
             parent_id=self.parent_id,
-            rollup=children.rollup(self.lineage, self.id, self.pending_usage),
+            rollup=children.rollup(self.lineage, self.id, usage) if self.lineage else {},
             release=True,
         )
         store = self.core.store
@@ -758,20 +768,17 @@ class SessionRuntime:
             self.core.rolled_up(delta.rollup)
         # Work for workers (processes started, input queued) wakes this core's idle ones.
         self.core.notify(self.id, input=bool(delta.processes or delta.enqueue))
-        await self._frames_opened(delta.nodes)
+        if frames:
+            await self._frames_opened(frames)
         return revision
 
-    async def _frames_opened(self, nodes: Sequence[GraphNode]) -> None:
-        """Broadcast ``frame_opened`` for every frame a commit opened (a session's root frame
-        excepted)."""
-        for node in nodes:
-            if isinstance(node, FrameBoundary) and node.reason != "root":
-                frame = AgentFrame(
-                    id=node.frame_id, parent_id=node.previous_frame_id, reason=node.reason
-                )
-                await self.composition.hooks.broadcast(
-                    "frame_opened", session=self.view, frame=frame
-                )
+    async def _frames_opened(self, frames: Sequence[FrameBoundary]) -> None:
+        """Broadcast ``frame_opened`` for every frame a commit opened (:func:`_frames`)."""
+        for node in frames:
+            frame = AgentFrame(
+                id=node.frame_id, parent_id=node.previous_frame_id, reason=node.reason
+            )
+            await self.composition.hooks.broadcast("frame_opened", session=self.view, frame=frame)
 
     # -- executions ----------------------------------------------------------------------------
 
@@ -990,23 +997,25 @@ class SessionRuntime:
             self.lease = await self.core.store.renew_lease(self.lease, ttl=self.core.lease_ttl)
 
     def _renew_later(self) -> None:
-        """Arm the running execution's one timer: when the first poll is due (``control_poll``)
-        it starts the running turn's keeper if it asked (:attr:`on_poll_due`), then the lease is
-        renewed every third of its TTL while the execution runs. A timer, not a task, and one
-        for both: most executions end long before either is due."""
-        loop = asyncio.get_running_loop()
+        """Arm the running execution's timer: when the first poll is due (``control_poll``) it
+        starts the running turn's keeper if it asked (:attr:`on_poll_due`), then the lease is
+        renewed every third of its TTL while the execution runs. Most executions end long
+        before either is due: the first is an entry in the event loop's :class:`_PollClock`
+        (one loop timer for every execution of the loop, not one each), and only an execution
+        still running then gets a timer of its own for its renewals."""
         renew_in = self.core.lease_ttl / 3
         poll_in = min(self.core.control_poll, renew_in)
         self.poll_passed = False
+        self._renewal = _poll_clock().arm(self, poll_in, renew_in - poll_in)
 
-        def poll_due() -> None:
-            self.poll_passed = True
-            start, self.on_poll_due = self.on_poll_due, None
-            if start is not None:
-                start()
-            self._renewal = loop.call_later(renew_in - poll_in, self._renew_due)
-
-        self._renewal = loop.call_later(poll_in, poll_due)
+    def _poll_due(self, renew_after: float) -> None:
+        """The running execution's first poll is due (its :class:`_PollClock` entry fired):
+        start what asked for it, and renew the lease ``renew_after`` seconds later."""
+        self.poll_passed = True
+        start, self.on_poll_due = self.on_poll_due, None
+        if start is not None:
+            start()
+        self._renewal = asyncio.get_running_loop().call_later(renew_after, self._renew_due)
 
     def _renew_due(self) -> None:
         self._renewal = None
@@ -1024,13 +1033,26 @@ class SessionRuntime:
         finally:
             self._renewing = None
 
-    async def _stop_renewal(self) -> None:
-        """Stop renewing (before a commit, which releases the lease, and at the end)."""
+    def _stop_timer(self) -> asyncio.Task[None] | None:
+        """Stop renewing: disarm the timer; returns the renewal under way (if any), which
+        :meth:`_stop_renewal` cancels and waits for."""
         self.on_poll_due = None
-        if self._renewal is not None:
-            self._renewal.cancel()
+        renewal = self._renewal
+        if renewal is not None:
             self._renewal = None
+            if isinstance(renewal, _PollClock):
+                renewal.disarm(self)
+            else:
+                renewal.cancel()
         task, self._renewing = self._renewing, None
+        return task
+
+    async def _stop_renewal(self, task: asyncio.Task[None] | None = None) -> None:
+        """Stop renewing (before a commit, which releases the lease, and at the end); ``task``:
+        the renewal under way that :meth:`_stop_timer` returned, when the caller called it
+        first (a caller with no renewal under way, most, then makes no coroutine)."""
+        if task is None:
+            task = self._stop_timer()
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -1056,13 +1078,104 @@ class SessionRuntime:
         return text
 
 
-def _commit_events(nodes: Sequence[GraphNode]) -> list[EventDraft]:
-    """The events a commit logs for the nodes it adds: frames opened."""
-    return [
-        EventDraft(
-            "frame_opened",
-            {"frame_id": n.frame_id, "previous_frame_id": n.previous_frame_id, "reason": n.reason},
-        )
-        for n in nodes
-        if isinstance(n, FrameBoundary) and n.reason != "root"
-    ]
+#: How early a loop runs a timer (asyncio's ``BaseEventLoop._clock_resolution``): a timer may
+#: fire up to this much before its time.
+_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class _PollClock:
+    """The first-poll timers of the running executions of one event loop (see
+    :meth:`SessionRuntime._renew_later`), on one loop timer armed for the earliest of them.
+
+    A turn arms its execution here and disarms it when it ends: a dictionary entry set and
+    removed, where a timer of its own cost a handle made, pushed on the loop's heap, cancelled
+    and popped again (~2 % of a turn). Each entry fires at its own time, in the context it was
+    armed in (what the timer of its own captured), and a failure of one is reported as the
+    loop reports a failed callback, without keeping the others from firing. An entry holds its
+    runtime (and its context: the execution, its turn) only while armed; the loop timer holds
+    the clock, in an empty context of its own (it outlives the execution that armed it: a timer
+    that kept a runtime's context pinned that runtime and its last turn in memory)."""
+
+    # (No reference to its loop: the clocks are kept by loop, weakly, and a clock holding its
+    # loop would keep every loop that ever ran a turn alive.)
+    __slots__ = ("__weakref__", "due", "handle")
+
+    def __init__(self) -> None:
+        #: Armed executions: the loop time their first poll is due, how long after it their
+        #: first renewal is, and the context they were armed in.
+        self.due: dict[SessionRuntime, tuple[float, float, contextvars.Context]] = {}
+        self.handle: asyncio.TimerHandle | None = None
+
+    def arm(self, runtime: SessionRuntime, delay: float, renew_after: float) -> _PollClock:
+        """Call ``runtime._poll_due(renew_after)`` in ``delay`` seconds, in the current context
+        (on the running loop, this clock's)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        self.due[runtime] = (when, renew_after, contextvars.copy_context())
+        handle = self.handle
+        if handle is None or when < handle.when():
+            if handle is not None:
+                handle.cancel()
+            self._arm_timer(loop, when)
+        return self
+
+    def disarm(self, runtime: SessionRuntime) -> None:
+        # (The loop timer stays: when it fires with nothing due, it is not armed again.)
+        self.due.pop(runtime, None)
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self.handle = loop.call_at(when, self._fire, context=contextvars.Context())
+
+    def _fire(self) -> None:
+        self.handle = None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + _RESOLUTION  # what the loop itself counts as due
+        fired = [(r, entry) for r, entry in self.due.items() if entry[0] <= end]
+        for runtime, _entry in fired:
+            del self.due[runtime]
+        for runtime, (_when, renew_after, context) in fired:
+            try:
+                context.run(runtime._poll_due, renew_after)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio's Handle reports a callback's failure
+                loop.call_exception_handler(
+                    {
+                        "message": f"lash: the first poll of session {runtime.id!r} failed",
+                        "exception": exc,
+                    }
+                )
+        if self.due and self.handle is None:
+            self._arm_timer(loop, min(entry[0] for entry in self.due.values()))
+
+
+_clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PollClock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _poll_clock() -> _PollClock:
+    """The running event loop's :class:`_PollClock`."""
+    loop = asyncio.get_running_loop()
+    clock = _clocks.get(loop)
+    if clock is None:
+        clock = _clocks[loop] = _PollClock()
+    return clock
+
+
+def _frames(nodes: Sequence[GraphNode]) -> list[FrameBoundary]:
+    """The frames a commit of ``nodes`` opens (a session's root frame excepted): what its
+    ``frame_opened`` events and hooks are for."""
+    return [n for n in nodes if isinstance(n, FrameBoundary) and n.reason != "root"]
+
+
+def _frame_opened_event(node: FrameBoundary) -> EventDraft:
+    """The event a commit logs for a frame it opens."""
+    return EventDraft(
+        "frame_opened",
+        {
+            "frame_id": node.frame_id,
+            "previous_frame_id": node.previous_frame_id,
+            "reason": node.reason,
+        },
+    )

@@ -58,6 +58,7 @@ from lash._contract.graph import (
     UserMessage,
     new_node_id,
 )
+from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.modeloptions import ModelOptions
 from lash._contract.providers import (
     ModelDone,
@@ -102,6 +103,10 @@ def _directives(value: Any) -> tuple[Any, ...]:
     return value if type(value) is tuple else (value,)
 
 
+#: No images to store (read only).
+_NO_IMAGES: list[Any] = []
+
+
 def new_turn_id() -> str:
     return f"turn-{new_node_id()}"  # 64 random bits, as node ids (uuid4 costs 8x as much)
 
@@ -120,6 +125,38 @@ class Turn:
 
     __module__ = "lash"
 
+    # What a new turn starts with and most turns keep: read from the class until the turn sets
+    # its own (a turn is made for every input: a store per attribute was ~1 us of each).
+    # The last call's layers of options (host, session, turn) and their merge.
+    _merged_options: tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None = None
+    _output_value: Any = None  # the accepted value (structured output)
+    _native_output = False  # the last call asked the provider for the schema itself
+    #: The turn stopped for approval that this one continues (same id and index), if any.
+    _resuming: AwaitingTurn | None = None
+    #: The queued input this turn consumes (a drained turn), once claimed.
+    source_input: PendingInput | None = None
+    # The event stream's queue (None: run() discards events and keeps only the result).
+    _events: asyncio.Queue[TurnEvent | None] | None = None
+    _result: TurnResult | None = None
+    _ended: asyncio.Future[None] | None = None
+    _usage = NO_USAGE
+    _final_text = ""
+    _cancel_requested = False
+    _cancel_origin: str | None = None
+    _cancel_reason: str | None = None
+    _runner: asyncio.Task[None] | None = None
+    # Whether the running phase may be interrupted, and whether it was.
+    _interruptible = False
+    _interrupted = False
+    _started = False
+    _waiting = False
+    _compact: Compact | None = None
+    _view: TurnView | None = None
+    # The observed model call's provider name, request and start, for model_call_finished.
+    _request: tuple[str, ModelRequest, float] | None = None
+    no_input = False  # a drained turn that found nothing to do
+    index = 0
+
     def __init__(
         self,
         runtime: SessionRuntime,
@@ -134,15 +171,9 @@ class Turn:
     ) -> None:
         self._runtime = runtime
         #: The turn's layer of model options (over the session's and the host's).
-        self.model_options = model_options or ModelOptions()
-        # The last call's layers of options (host, session, turn) and their merge.
-        self._merged_options: (
-            tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None
-        ) = None
-        # Structured output: what the answer must be, and the accepted value.
+        self.model_options = model_options or NO_MODEL_OPTIONS
+        # Structured output: what the answer must be.
         self._output = output
-        self._output_value: Any = None
-        self._native_output = False  # the last call asked the provider for the schema itself
         #: The turn's id in its session.
         self.id = turn_id or new_turn_id()
         self._explicit_id = turn_id is not None
@@ -150,43 +181,21 @@ class Turn:
         # Continue the turn that stopped for approval (when its calls are all answered) and
         # nothing else: what a new turn runs first (see _drive_outer).
         self._continuing = continuing
-        #: The turn stopped for approval that this one continues (same id and index), if any.
-        self._resuming: AwaitingTurn | None = None
         # The calls this turn holds for approval (it stops awaiting_approval).
         self._held: list[tuple[ToolCall, Hold]] = []
         self.input = text
         # Images become stored references now (a bad one fails session.turn(), naming it);
         # their bytes are put in the store when the turn runs.
-        self.items, self._images = stage_items(runtime.id, items)
-        #: The queued input this turn consumes (a drained turn), once claimed.
-        self.source_input: PendingInput | None = None
-        # The event stream's queue (None: run() discards events and keeps only the result).
-        self._events: asyncio.Queue[TurnEvent | None] | None = None
-        self._result: TurnResult | None = None
-        self._ended: asyncio.Future[None] | None = None
+        if items:
+            self.items, self._images = stage_items(runtime.id, items)
+        else:
+            self.items, self._images = (), _NO_IMAGES
         self._nodes: list[GraphNode] = []
-        self._usage = NO_USAGE
         self._records: list[ToolCallRecord] = []
-        self._final_text = ""
-        self._cancel_requested = False
-        self._cancel_origin: str | None = None
-        self._cancel_reason: str | None = None
         # Each tool call's cancellation event, set on cancel so tools (even abandoned sync ones)
         # can notice and stop.
         self._call_events: list[asyncio.Event] = []
-        self._runner: asyncio.Task[None] | None = None
-        # Whether the running phase may be interrupted, and whether it was.
-        self._interruptible = False
-        self._interrupted = False
-        self._started = False
-        self._waiting = False
-        self._compact: Compact | None = None
-        self._view: TurnView | None = None
-        # The observed model call's provider name, request and start, for model_call_finished.
-        self._request: tuple[str, ModelRequest, float] | None = None
         self._last_poll = time.monotonic()
-        self.no_input = False  # a drained turn that found nothing to do
-        self.index = 0
 
     @property
     def session_id(self) -> str:
@@ -404,7 +413,17 @@ class Turn:
         if self._resuming is None:
             if runtime.image.kernel.awaiting is not None:
                 approvals.supersede(runtime, self.id)  # calls still unanswered: they expire
-            self._append(self._new_node(UserMessage, text=self.input, items=self.items))
+            parent_id, frame_id = self._head()
+            self._append(
+                _make_user(
+                    id=new_node_id(),
+                    parent_id=parent_id,
+                    frame_id=frame_id,
+                    turn=self.index,
+                    text=self.input,
+                    items=self.items,
+                )
+            )
         keeper = _Keeper(self)
         try:
             with self._phase() as phase:
@@ -518,7 +537,8 @@ class Turn:
                 call,
                 ToolResult(call.id, approvals.rejection_text(held.reason), True),
             )
-            await self._call_finished(call, final, result, live)
+            projected = await project(runtime, final, result)
+            self._call_finished(call, final, result, projected, live)
         await self.checkpoint("after_tools")
 
     async def _take_queued_input(self) -> bool:
@@ -559,8 +579,12 @@ class Turn:
         runtime = self._runtime
         if self._usage != NO_USAGE:
             runtime.add_usage("turn", self._usage)
-        outcome = self._new_node(
-            TurnOutcome,
+        parent_id, frame_id = self._head()
+        outcome = _make_outcome(
+            id=new_node_id(),
+            parent_id=parent_id,
+            frame_id=frame_id,
+            turn=self.index,
             turn_id=self.id,
             outcome=result.outcome,
             reason=result.reason,
@@ -681,15 +705,18 @@ class Turn:
         self._nodes.append(node)
         self._runtime.add_node(node)
 
-    def _new_node(self, cls: type[Any], **fields: Any) -> Any:
-        # The graph's leaf and frame read from its node list directly (as SessionGraph.leaf
-        # and .frame_id do): six nodes a turn, each made by its class's maker.
+    def _head(self) -> tuple[str | None, str]:
+        """The parent and the frame of the next node: the graph's leaf and frame, read from its
+        node list directly (as SessionGraph.leaf and .frame_id do)."""
         nodes = self._runtime.image.graph.nodes
         if nodes:
-            parent_id: str | None = nodes[-1].id
-            frame_id = nodes[0].frame_id
-        else:
-            parent_id, frame_id = None, ""
+            return nodes[-1].id, nodes[0].frame_id
+        return None, ""
+
+    def _new_node(self, cls: type[Any], **fields: Any) -> Any:
+        # (The six nodes of every turn are made by their makers directly, with _head: passing
+        # their fields through here cost two keyword dictionaries each, ~0.5 us a node.)
+        parent_id, frame_id = self._head()
         return _MAKERS[cls](
             id=new_node_id(), parent_id=parent_id, frame_id=frame_id, turn=self.index, **fields
         )
@@ -711,6 +738,8 @@ class Turn:
         # A stopped or failed turn must not leave a tool call without its result: the pair would
         # be split in history and providers reject a prompt with an unanswered tool call. Calls
         # held for approval (``keep``) are the exception: the turn's continuation answers them.
+        if self._resuming is None and _all_answered(self._nodes):
+            return  # (most turns: one pass, no sets)
         answered = {n.call_id for n in self._nodes if isinstance(n, ToolResultNode)}
         started = {n.call.id for n in self._nodes if isinstance(n, ToolCallNode)}
         asked = [c for n in self._nodes if isinstance(n, AssistantMessage) for c in n.tool_calls]
@@ -857,9 +886,13 @@ class Turn:
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
+        parent_id, frame_id = self._head()
         self._append(
-            self._new_node(
-                AssistantMessage,
+            _make_assistant(
+                id=new_node_id(),
+                parent_id=parent_id,
+                frame_id=frame_id,
+                turn=self.index,
                 text=response.text,
                 tool_calls=response.tool_calls,
                 usage=usage,
@@ -936,7 +969,17 @@ class Turn:
         live = runtime.core.observed(runtime.id)
         for call in calls:
             plugin = composition.tool_plugin(call.name)
-            self._append(self._new_node(ToolCallNode, call=call, plugin=plugin))
+            parent_id, frame_id = self._head()
+            self._append(
+                _make_call(
+                    id=new_node_id(),
+                    parent_id=parent_id,
+                    frame_id=frame_id,
+                    turn=self.index,
+                    call=call,
+                    plugin=plugin,
+                )
+            )
             self._call_started(call, live)
         if len(calls) == 1:  # no tasks for the common single call
             results = [await run_tool_call(runtime, calls[0], self._tool_context(calls[0]))]
@@ -950,7 +993,13 @@ class Turn:
             if isinstance(result, Hold):
                 held.append((final_call, result))
                 continue
-            await self._call_finished(call, final_call, result, live)
+            # (No coroutine when nobody projects results: most sessions.)
+            projected = (
+                await project(runtime, final_call, result)
+                if composition.hooks.impls("project_tool_result")
+                else None
+            )
+            self._call_finished(call, final_call, result, projected, live)
             done.append(result)
         if held:
             # The round's other calls ran; these wait for a person. The turn stops here, the
@@ -961,7 +1010,8 @@ class Turn:
             raise TurnStopped(
                 "awaiting_approval", f"{len(held)} tool call(s) await approval: {names}"
             )
-        await self.checkpoint("after_tools")
+        if self._checkpoint_due():
+            await self.checkpoint("after_tools")
         return done
 
     def _call_started(self, call: ToolCall, live: bool) -> None:
@@ -972,22 +1022,25 @@ class Turn:
             started = tool_call_started_data(self.id, call)
             runtime.core.notify(runtime.id, live=[EventDraft("tool_call_started", started)])
 
-    async def _call_finished(
-        self, call: ToolCall, final_call: ToolCall, result: ToolResult, live: bool
+    def _call_finished(
+        self,
+        call: ToolCall,
+        final_call: ToolCall,
+        result: ToolResult,
+        projected: str | None,
+        live: bool,
     ) -> None:
-        """Record a call's result: its node (with what the model sees of it), the turn's record
-        of it, and the events."""
+        """Record a call's result: its node (with what the model sees of it: ``projected``,
+        from :func:`project`, which the caller awaits only when a plugin projects results), the
+        turn's record of it, and the events."""
         runtime = self._runtime
-        hooks = runtime.composition.hooks
-        # (No coroutine when nobody projects results: most sessions.)
-        projected = (
-            await project(runtime, final_call, result)
-            if hooks.impls("project_tool_result")
-            else None
-        )
+        parent_id, frame_id = self._head()
         self._append(
-            self._new_node(
-                ToolResultNode,
+            _make_result(
+                id=new_node_id(),
+                parent_id=parent_id,
+                frame_id=frame_id,
+                turn=self.index,
                 call_id=call.id,
                 name=call.name,
                 content=result.content,
@@ -1043,6 +1096,17 @@ class Turn:
                     raise TurnStopped("plugin_abort", stop)
         return joined
 
+    def _checkpoint_due(self) -> bool:
+        """Whether :meth:`checkpoint` has anything to do now (a poll of the store, a
+        cancellation to raise, ``checkpoint`` hooks to run): a checkpoint with none returns
+        ``False`` at once, so its caller may skip it (and its coroutine)."""
+        runtime = self._runtime
+        return (
+            self._cancel_requested
+            or bool(runtime.composition.hooks.impls("checkpoint"))
+            or (runtime.lease is not None and self._should_poll())
+        )
+
     def _polled_at_claim(self) -> None:
         """The lease just claimed read the store as a checkpoint's poll would: the input poll's
         clock starts now, unless input was queued then (the checkpoints keep the clock that
@@ -1061,6 +1125,20 @@ class Turn:
         first checkpoint that long after it was queued)."""
         runtime = self._runtime
         return runtime.input_hint or time.monotonic() - self._last_poll >= runtime.core.input_poll
+
+
+def _all_answered(nodes: Sequence[GraphNode]) -> bool:
+    """Whether every tool call asked for in ``nodes`` (by an assistant message) has its result
+    node after it: what :meth:`Turn._close_dangling_calls` then has nothing to do for. (False
+    sends it the general way, which closes what is open.)"""
+    unanswered: set[str] = set()
+    for node in nodes:
+        if isinstance(node, AssistantMessage):
+            for call in node.tool_calls:
+                unanswered.add(call.id)
+        elif isinstance(node, ToolResultNode):
+            unanswered.discard(node.call_id)
+    return not unanswered
 
 
 class _Phase:
@@ -1137,6 +1215,12 @@ _MAKERS: dict[type[Any], Any] = {
     cls: maker(cls)
     for cls in (UserMessage, AssistantMessage, ToolCallNode, ToolResultNode, TurnOutcome)
 }
+
+_make_user = _MAKERS[UserMessage]
+_make_assistant = _MAKERS[AssistantMessage]
+_make_call = _MAKERS[ToolCallNode]
+_make_result = _MAKERS[ToolResultNode]
+_make_outcome = _MAKERS[TurnOutcome]
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).
