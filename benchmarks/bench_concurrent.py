@@ -29,7 +29,8 @@ Both sides use the same rule.
 
 A repetition runs the variants in a rotating order, each on fresh files; the figure is all
 turns / wall time from the first turn to the last commit (the process CPU time per turn is
-printed too). Exits 0 whatever the result: a benchmark, not a test.
+printed too, and each variant's turn latency: p50, p99 and max over every turn of every
+repetition, where a stall of the store shows). Exits 0 whatever the result: a benchmark, not a test.
 
 ``--old REF`` (a git ref, or a directory) adds lash at that code as a third variant, for an
 A/B of a change in the same run: both lash variants then run in a child process each
@@ -108,15 +109,23 @@ def make_core(url: str) -> lash.LashCore:
     )
 
 
-async def lash_run(directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
-    """``(wall s, CPU s, committed node rows)`` of ``sessions`` x ``turns`` lash turns."""
+#: ``(wall s, CPU s, committed rows, each turn's latency in s)`` of a run.
+Run = tuple[float, float, int, list[float]]
+
+
+async def lash_run(directory: str, sessions: int, turns: int) -> Run:
+    """:data:`Run` of ``sessions`` x ``turns`` lash turns."""
     core = make_core(f"sqlite:///{os.path.join(directory, 'lash.db')}")
     try:
         opened = [await core.session(f"s{k}").open() for k in range(sessions)]
 
+        latencies: list[float] = []
+
         async def drive(session: lash.Session) -> None:
             for i in range(turns):
+                start = time.perf_counter()
                 await run_turn(session, f"turn {i}")
+                latencies.append(time.perf_counter() - start)
 
         gc.collect()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -128,7 +137,7 @@ async def lash_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
         await core.aclose()
     with sqlite3.connect(os.path.join(directory, "lash.db")) as db:
         (rows,) = db.execute("SELECT count(*) FROM nodes").fetchone()
-    return wall, cpu, rows
+    return wall, cpu, rows, latencies
 
 
 class LoopReplies:
@@ -147,8 +156,8 @@ class LoopReplies:
         return {"tool_calls": [{"name": "echo", "arguments": {"text": "t"}}], "usage": USAGE}
 
 
-async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
-    """``(wall s, CPU s, committed message rows)`` of the loop on one shared connection."""
+async def loop_run(directory: str, sessions: int, turns: int) -> Run:
+    """:data:`Run` of the loop on one shared connection (rows: messages)."""
     # bench_kernel_v2.py's loop opens its connection and table (WAL, synchronous=NORMAL); all
     # the sessions share that connection here.
     opened = LoopRun("sqlite", directory, turns, 0)
@@ -158,11 +167,13 @@ async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
     try:
         lock = asyncio.Lock()
         tools = {"echo": echo}
+        latencies: list[float] = []
 
         async def drive(session_id: str) -> None:
             history: list[dict[str, Any]] = []
             replies = LoopReplies(history)
             for i in range(turns):
+                began = time.perf_counter()
                 start = len(history)
                 await loop_turn(history, f"turn {i}", replies, tools)
                 rows = [
@@ -172,6 +183,7 @@ async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
                 async with lock:  # one transaction per turn on the shared connection
                     await conn.executemany(LOOP_INSERT, rows)
                     await conn.commit()
+                latencies.append(time.perf_counter() - began)
 
         gc.collect()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -182,7 +194,7 @@ async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
     finally:
         await conn.close()
     assert row is not None
-    return wall, cpu, int(row[0])
+    return wall, cpu, int(row[0]), latencies
 
 
 VARIANTS = ("lash", "loop")
@@ -190,7 +202,7 @@ VARIANTS = ("lash", "loop")
 
 def run_variant(
     name: str, root: str, sessions: int, turns: int, trees: dict[str, str] | None = None
-) -> tuple[float, float, int]:
+) -> Run:
     """One run of variant ``name``; a name in ``trees`` runs lash from that tree in a child
     process (:func:`child`)."""
     directory = tempfile.mkdtemp(dir=root)
@@ -204,7 +216,7 @@ def run_variant(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def in_child(tree: str, directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
+def in_child(tree: str, directory: str, sessions: int, turns: int) -> Run:
     """:func:`lash_run` in a child process importing lash from ``tree``."""
     out = subprocess.run(
         [
@@ -224,7 +236,7 @@ def in_child(tree: str, directory: str, sessions: int, turns: int) -> tuple[floa
     expected = os.path.join(tree, "lash", "__init__.py")
     if os.path.realpath(answer["lash"]) != os.path.realpath(expected):
         raise RuntimeError(f"the child imported {answer['lash']}, not {expected}")
-    return answer["wall"], answer["cpu"], answer["rows"]
+    return answer["wall"], answer["cpu"], answer["rows"], answer["latencies"]
 
 
 def child(directory: str, sessions: int, turns: int) -> None:
@@ -234,8 +246,9 @@ def child(directory: str, sessions: int, turns: int) -> None:
     asyncio.run(lash_run(warm, sessions, 2))
     run = os.path.join(directory, "run")
     os.mkdir(run)
-    wall, cpu, rows = asyncio.run(lash_run(run, sessions, turns))
-    print(json.dumps({"lash": lash.__file__, "wall": wall, "cpu": cpu, "rows": rows}))
+    wall, cpu, rows, latencies = asyncio.run(lash_run(run, sessions, turns))
+    answer = {"lash": lash.__file__, "wall": wall, "cpu": cpu, "rows": rows}
+    print(json.dumps({**answer, "latencies": latencies}))
 
 
 def load_average() -> str:
@@ -269,6 +282,7 @@ def main() -> None:
     rate: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     rows: dict[str, int] = {}
+    latency: dict[str, list[float]] = {}
     try:
         if args.old:
             trees["old"], described = tree_of(args.old, root, "old")
@@ -282,7 +296,8 @@ def main() -> None:
         for r in range(repeats):
             shift = r % len(variants)  # a rotating order
             for name in variants[shift:] + variants[:shift]:
-                wall, used, rows[name] = run_variant(name, root, sessions, turns, trees)
+                wall, used, rows[name], took = run_variant(name, root, sessions, turns, trees)
+                latency.setdefault(name, []).extend(took)
                 rate.setdefault(name, []).append(sessions * turns / wall)
                 cpu.setdefault(name, []).append(used / (sessions * turns) * 1e3)
     finally:
@@ -296,6 +311,11 @@ def main() -> None:
     for name in variants:
         print(f"   {labels[name]:34s} {med(rate[name]):9.0f} {med(cpu[name]):12.3f}")
     print(f"   per-repetition lash/loop     {' '.join(f'{x:.2f}' for x in ratios)}")
+    print(f"\n   {'turn latency, ms (all turns)':34s} {'p50':>7s} {'p99':>7s} {'max':>7s}")
+    for name in variants:
+        ms = sorted(x * 1e3 for x in latency[name])
+        p50, p99 = ms[len(ms) // 2], ms[min(len(ms) - 1, len(ms) * 99 // 100)]
+        print(f"   {labels[name]:34s} {p50:7.2f} {p99:7.2f} {ms[-1]:7.2f}")
     if args.old:
         faster = [a / b for a, b in zip(rate["lash"], rate["old"], strict=True)]
         cheaper = [a / b for a, b in zip(cpu["lash"], cpu["old"], strict=True)]

@@ -178,6 +178,9 @@ class SQLiteStore:
         )
         self._inline_commits = 0
         self._checkpointing: asyncio.Task[None] | None = None
+        # A third connection, only for the WAL checkpoint's first phase (see ``_after_inline``),
+        # opened at the first checkpoint; None until then and after close.
+        self._checkpointer: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
@@ -205,14 +208,22 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Close the connection (the next call opens it again)."""
+        checkpointing = self._checkpointing
         async with self._lock:
             self._heads.clear()
             conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
             if isinstance(self._inline, sqlite3.Connection):
                 self._inline.close()
                 self._inline = None
+            if checkpointer is not None:
+                # Queued behind a first phase under way (which then finishes): no thread left.
+                await checkpointer.close()
             if conn is not None:
-                await conn.close()
+                await conn.close()  # the last connection: SQLite checkpoints the WAL whole
+        if checkpointing is not None:
+            # Its second phase finds the connection gone and stops: no task left either.
+            await asyncio.wait([checkpointing])
 
     async def _connection(self) -> aiosqlite.Connection:
         # Called with self._lock held.
@@ -226,16 +237,7 @@ class SQLiteStore:
         if not memory:
             schema.check_path(self.path, create_dirs=self.settings.create_dirs, mode=mode)
         try:
-            target, uri = schema.connect_target(self.path, mode)
-            pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
-            # aiosqlite's worker thread is not a daemon: a host that exits without closing its
-            # core would hang at interpreter exit, holding the database. A daemon worker dies
-            # with the process instead, which WAL makes as safe as a crash (committed data stays;
-            # an open transaction rolls back). The attribute is private, hence the guard.
-            thread = getattr(pending, "_thread", None)
-            if thread is not None and not thread.is_alive():
-                thread.daemon = True
-            conn = await pending
+            conn = await _connect(*schema.connect_target(self.path, mode))
         except sqlite3.Error as exc:
             raise self._explain(exc) from exc
         try:
@@ -323,7 +325,7 @@ class SQLiteStore:
         try:
             direct.execute("PRAGMA busy_timeout = 0")
             direct.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
-            # Checkpoints (which sync the file) run on the worker thread, never on this one.
+            # Checkpoints (which sync the files) run on a thread of their own, never here.
             direct.execute("PRAGMA wal_autocheckpoint = 0")
             for sql in schema.event_retention(
                 self.settings.events_kept, self.settings.events_max_age
@@ -346,30 +348,71 @@ class SQLiteStore:
         self._after_inline()
 
     def _after_inline(self) -> None:
-        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL on
-        the worker thread (in the background: nobody waits for it).
+        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL in
+        the background (nobody waits for it), in two phases (:meth:`_checkpoint`).
 
-        Under the store's lock, so no write of this store runs meanwhile (the next one waits
-        for it, 7 to 12 ms on a 2-core VM): a checkpoint that copies every frame lets the next
-        write start the WAL over. Run beside the writes (on a connection of its own, tried),
-        it never caught up with them, and the WAL grew without end (58 MB after 1,000 turns
-        of the benchmark) and every commit with it."""
+        Why two: a checkpoint lets the next write start the WAL over only if it copied every
+        frame, and a writer's frames appended while it runs are not copied. Run beside the
+        writes alone, it never caught up with them, and the WAL grew without end (58 MB after
+        1,000 turns of the benchmark) and every commit with it. Run whole under the store's
+        lock (until 2026-12-06), it made every session of the store wait for it: ~11 ms every
+        100 turns (~2,900 frames copied and the file synced twice), 17 % of the wall time of
+        100 sessions. So the first phase, the bulk, runs beside the writes on a connection of
+        its own (on its own thread: no store operation queues behind it), and the second,
+        under the lock, copies only what was written meanwhile (a few hundred frames)."""
         self._inline_commits += 1
         if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
             return
+        self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
 
-        async def checkpoint() -> None:
-            try:
-                async with self._lock:
-                    if self._conn is not None:
-                        with contextlib.suppress(sqlite3.Error):
-                            # Fetched: a statement left unfinished would keep the
-                            # connection's next COMMIT from completing.
-                            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                self._checkpointing = None
+    async def _checkpoint(self) -> None:
+        """The WAL checkpoint of :meth:`_after_inline`: ``PRAGMA wal_checkpoint(PASSIVE)``
+        twice on the checkpointer's connection, first without the store's lock (the store's
+        writes and reads go on, inline and on the worker: a passive checkpoint never takes the
+        write lock nor waits for a lock, holds a reader up for a moment at most (to move its
+        read mark), and copies only frames no open read still needs), then
+        under it (no write of this store meanwhile), so the next write starts the WAL over
+        when nothing else (another process's write or open read) keeps it from doing so.
 
-        self._checkpointing = asyncio.get_running_loop().create_task(checkpoint())
+        The WAL is synced before each copy and the database file after it, at the store's
+        ``synchronous`` level, as SQLite's own checkpoints are: a crash at any point leaves
+        every committed frame in the WAL until the copy that holds it is synced. An error (a
+        checkpoint is a chore: the next one tries again) is dropped; so is the checkpoint of
+        a store closed meanwhile, whose last connection checkpoints the WAL as it closes."""
+        try:
+            async with self._lock:
+                if self._conn is None:
+                    return  # closed
+                conn = self._checkpointer
+                if conn is None:
+                    conn = self._checkpointer = await self._open_checkpointer()
+            self._observe(1, await _checkpoint_pass(conn))
+            async with self._lock:
+                if self._checkpointer is not conn:
+                    return  # closed meanwhile (the connection with it)
+                second = await _checkpoint_pass(conn)
+            self._observe(2, second)
+        except (sqlite3.Error, ValueError):
+            pass  # an error of the chore (ValueError: its connection closed under it)
+        finally:
+            self._checkpointing = None
+
+    def _observe(self, phase: int, result: tuple[int, int, int]) -> None:
+        observe = CHECKPOINT_OBSERVER
+        if observe is not None:
+            observe(self, phase, result)
+
+    async def _open_checkpointer(self) -> aiosqlite.Connection:
+        """The checkpoint's own connection, at the store's ``synchronous`` level (the syncs
+        of a checkpoint are its), never checkpointing on its own (it writes nothing)."""
+        conn = await _connect(*schema.connect_target(self.path, self.settings.mode))
+        try:
+            await conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
+            await conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
     def _explain(self, exc: sqlite3.Error) -> lash.LashError:
         return schema.explain(
@@ -393,7 +436,7 @@ class SQLiteStore:
         loop, which goes on meanwhile) for up to ``INLINE_WAIT`` s; still held, the operation
         goes to the worker as before, which waits for it.
         With ``synchronous=NORMAL`` a commit does not sync, so an inline one is only a few
-        tens of microseconds of the loop's time; the WAL is checkpointed on the worker.
+        tens of microseconds of the loop's time; the WAL is checkpointed on a thread of its own.
         """
         async with self._lock:
             conn = await self._connection()
@@ -1321,8 +1364,12 @@ _Step = tuple[Literal["run", "rows", "many"], str, Any]
 #: Whether stores made from now on run small writes inline (see ``SQLiteStore._operation``);
 #: tests turn it off to exercise the worker thread's path.
 INLINE = True
-#: Inline writes between two WAL checkpoints (run on the worker thread; see ``_operation``).
+#: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``).
 INLINE_CHECKPOINT = 200
+#: Called after each phase of a WAL checkpoint with the store, the phase (1: without the
+#: store's lock, 2: under it) and SQLite's ``(busy, log, checkpointed)``: for tests and
+#: benchmarks (``SQLiteStore._checkpoint``).
+CHECKPOINT_OBSERVER: Callable[[SQLiteStore, int, tuple[int, int, int]], None] | None = None
 #: Seconds an inline write tries again for the write lock before the worker thread waits for
 #: it (see ``SQLiteStore._begin_inline_soon``).
 INLINE_WAIT = 0.25
@@ -1361,6 +1408,28 @@ class _InlineConnection:
 
     async def rollback(self) -> None:
         self._connection.rollback()
+
+
+async def _connect(target: str, uri: bool) -> aiosqlite.Connection:
+    """An aiosqlite connection (autocommit) to ``target`` whose worker thread is a daemon.
+
+    aiosqlite's worker thread is not a daemon: a host that exits without closing its core
+    would hang at interpreter exit, holding the database. A daemon worker dies with the
+    process instead, which WAL makes as safe as a crash (committed data stays; an open
+    transaction rolls back). The attribute is private, hence the guard."""
+    pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
+    thread = getattr(pending, "_thread", None)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
+    return await pending
+
+
+async def _checkpoint_pass(conn: aiosqlite.Connection) -> tuple[int, int, int]:
+    """``PRAGMA wal_checkpoint(PASSIVE)``'s ``(busy, log, checkpointed)`` (frames in the WAL,
+    frames of it copied into the database file). Fetched: a statement left unfinished would
+    hold a read of the WAL."""
+    ((busy, log, checkpointed),) = await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+    return int(busy), int(log), int(checkpointed)
 
 
 def _roll_back_open(direct: sqlite3.Connection) -> None:
