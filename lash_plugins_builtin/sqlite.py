@@ -349,30 +349,35 @@ class SQLiteStore:
 
     def _after_inline(self) -> None:
         """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL in
-        the background (nobody waits for it), in two phases (:meth:`_checkpoint`).
+        the background (nobody waits for it), in two phases on a thread of its own
+        (:meth:`_checkpoint`).
 
         Why two: a checkpoint lets the next write start the WAL over only if it copied every
-        frame, and a writer's frames appended while it runs are not copied. Run beside the
-        writes alone, it never caught up with them, and the WAL grew without end (58 MB after
+        frame, and frames appended while it runs are not copied. Run beside the writes alone
+        (passive), it never caught up with them, and the WAL grew without end (58 MB after
         1,000 turns of the benchmark) and every commit with it. Run whole under the store's
         lock (until 2026-12-06), it made every session of the store wait for it: ~11 ms every
-        100 turns (~2,900 frames copied and the file synced twice), 17 % of the wall time of
-        100 sessions. So the first phase, the bulk, runs beside the writes on a connection of
-        its own (on its own thread: no store operation queues behind it), and the second,
-        under the lock, copies only what was written meanwhile (a few hundred frames)."""
+        100 turns (~2,900 frames copied and the files synced), 17 % of the wall time of 100
+        sessions. So the first phase, the bulk, runs beside the writes, and the second, which
+        keeps writers out, copies only the frames appended meanwhile (a few dozen to a few
+        hundred). The second phase holds SQLite's write lock rather than the store's: under the
+        store's lock it started when the event loop came back to the checkpoint's task, at 100
+        sessions one pass over all of them (tens of ms, ~1,500 frames more to copy, ~13 ms
+        under the lock: no better than before); on the checkpoint's thread it follows the first
+        phase at once, and a write that finds the lock taken waits on the event loop
+        (:meth:`_begin_inline_soon`) while the other sessions go on."""
         self._inline_commits += 1
         if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
             return
         self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
 
     async def _checkpoint(self) -> None:
-        """The WAL checkpoint of :meth:`_after_inline`: ``PRAGMA wal_checkpoint(PASSIVE)``
-        twice on the checkpointer's connection, first without the store's lock (the store's
-        writes and reads go on, inline and on the worker: a passive checkpoint never takes the
-        write lock nor waits for a lock, holds a reader up for a moment at most (to move its
-        read mark), and copies only frames no open read still needs), then
-        under it (no write of this store meanwhile), so the next write starts the WAL over
-        when nothing else (another process's write or open read) keeps it from doing so.
+        """The WAL checkpoint of :meth:`_after_inline`, on the checkpointer's connection (its
+        own thread: no store operation queues behind it), in one call to that thread
+        (:func:`_checkpoint_passes`): passive passes while they find many frames appended
+        since the one before (each pass copies what was written during the last one, in less
+        time, so the tail shrinks), then one ``RESTART`` pass that keeps writers out while it
+        copies the tail, so the next write starts the WAL over.
 
         The WAL is synced before each copy and the database file after it, at the store's
         ``synchronous`` level, as SQLite's own checkpoints are: a crash at any point leaves
@@ -386,29 +391,31 @@ class SQLiteStore:
                 conn = self._checkpointer
                 if conn is None:
                     conn = self._checkpointer = await self._open_checkpointer()
-            self._observe(1, await _checkpoint_pass(conn))
-            async with self._lock:
-                if self._checkpointer is not conn:
-                    return  # closed meanwhile (the connection with it)
-                second = await _checkpoint_pass(conn)
-            self._observe(2, second)
+            execute = getattr(conn, "_execute", None)
+            sqlite_conn = getattr(conn, "_connection", None)
+            if execute is not None and isinstance(sqlite_conn, sqlite3.Connection):
+                passes: list[tuple[int, int, int]] = await execute(_checkpoint_passes, sqlite_conn)
+            else:  # aiosqlite without the private names: the tail's pass copies everything
+                ((busy, log, copied),) = await conn.execute_fetchall(_RESTART)
+                passes = [(int(busy), int(log), int(copied))]
+            observe = CHECKPOINT_OBSERVER
+            if observe is not None:
+                for n, result in enumerate(passes, 1):
+                    observe(self, 2 if n == len(passes) else 1, result)
         except (sqlite3.Error, ValueError):
             pass  # an error of the chore (ValueError: its connection closed under it)
         finally:
             self._checkpointing = None
 
-    def _observe(self, phase: int, result: tuple[int, int, int]) -> None:
-        observe = CHECKPOINT_OBSERVER
-        if observe is not None:
-            observe(self, phase, result)
-
     async def _open_checkpointer(self) -> aiosqlite.Connection:
         """The checkpoint's own connection, at the store's ``synchronous`` level (the syncs
-        of a checkpoint are its), never checkpointing on its own (it writes nothing)."""
+        of a checkpoint are its), never checkpointing on its own (it writes nothing), whose
+        second phase waits ``CHECKPOINT_BUSY`` ms at most for a writer or reader."""
         conn = await _connect(*schema.connect_target(self.path, self.settings.mode))
         try:
             await conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
             await conn.execute("PRAGMA wal_autocheckpoint = 0")
+            await conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY}")
         except BaseException:
             await conn.close()
             raise
@@ -1366,9 +1373,16 @@ _Step = tuple[Literal["run", "rows", "many"], str, Any]
 INLINE = True
 #: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``).
 INLINE_CHECKPOINT = 200
-#: Called after each phase of a WAL checkpoint with the store, the phase (1: without the
-#: store's lock, 2: under it) and SQLite's ``(busy, log, checkpointed)``: for tests and
-#: benchmarks (``SQLiteStore._checkpoint``).
+#: At most this many passive passes in a WAL checkpoint's first phase, the next one run while
+#: the last found more than ``CHECKPOINT_TAIL`` frames appended since the one before; then
+#: its second phase waits ``CHECKPOINT_BUSY`` ms at most for the write lock and for readers
+#: (see ``_checkpoint_passes``).
+CHECKPOINT_PASSES = 4
+CHECKPOINT_TAIL = 256
+CHECKPOINT_BUSY = 10
+#: Called after a WAL checkpoint with the store, the phase of each pass (1: passive, beside
+#: the writes; 2: the last, keeping them out) and its ``(busy, log, checkpointed)``: for
+#: tests and benchmarks (``SQLiteStore._checkpoint``).
 CHECKPOINT_OBSERVER: Callable[[SQLiteStore, int, tuple[int, int, int]], None] | None = None
 #: Seconds an inline write tries again for the write lock before the worker thread waits for
 #: it (see ``SQLiteStore._begin_inline_soon``).
@@ -1424,12 +1438,34 @@ async def _connect(target: str, uri: bool) -> aiosqlite.Connection:
     return await pending
 
 
-async def _checkpoint_pass(conn: aiosqlite.Connection) -> tuple[int, int, int]:
-    """``PRAGMA wal_checkpoint(PASSIVE)``'s ``(busy, log, checkpointed)`` (frames in the WAL,
-    frames of it copied into the database file). Fetched: a statement left unfinished would
-    hold a read of the WAL."""
-    ((busy, log, checkpointed),) = await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-    return int(busy), int(log), int(checkpointed)
+_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+_RESTART = "PRAGMA wal_checkpoint(RESTART)"
+
+
+def _checkpoint_passes(conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
+    """The passes of a WAL checkpoint (``SQLiteStore._checkpoint``), run on the checkpointer's
+    thread: each one's ``(busy, log, checkpointed)`` (frames in the WAL, frames of it in the
+    database file).
+
+    Phase one: ``PASSIVE`` (no lock taken or waited for: the store's writes and reads go on;
+    it copies only frames no open read still needs), again while the last pass found more
+    than ``CHECKPOINT_TAIL`` frames appended since the one before, ``CHECKPOINT_PASSES`` at
+    most. Phase two: ``RESTART``, which takes the write lock (waiting ``CHECKPOINT_BUSY`` ms
+    at most for a writer, then for readers of older frames), copies the rest and lets the
+    next write start the WAL over; busy, it copies what it can, as a passive pass does.
+    Each row is fetched: a statement left unfinished would hold a read of the WAL."""
+    passes: list[tuple[int, int, int]] = []
+    previous = 0
+    for _ in range(CHECKPOINT_PASSES):
+        busy, log, copied = conn.execute(_PASSIVE).fetchone()
+        passes.append((busy, log, copied))
+        # (A log shorter than before: a write started the WAL over meanwhile.)
+        if (log - previous if log >= previous else log) <= CHECKPOINT_TAIL:
+            break
+        previous = log
+    busy, log, copied = conn.execute(_RESTART).fetchone()
+    passes.append((busy, log, copied))
+    return passes
 
 
 def _roll_back_open(direct: sqlite3.Connection) -> None:
