@@ -394,14 +394,9 @@ class SQLiteStore:
             execute = getattr(conn, "_execute", None)
             sqlite_conn = getattr(conn, "_connection", None)
             if execute is not None and isinstance(sqlite_conn, sqlite3.Connection):
-                passes: list[tuple[int, int, int]] = await execute(_checkpoint_passes, sqlite_conn)
+                await execute(_checkpoint_passes, sqlite_conn)
             else:  # aiosqlite without the private names: the tail's pass copies everything
-                ((busy, log, copied),) = await conn.execute_fetchall(_RESTART)
-                passes = [(int(busy), int(log), int(copied))]
-            observe = CHECKPOINT_OBSERVER
-            if observe is not None:
-                for n, result in enumerate(passes, 1):
-                    observe(self, 2 if n == len(passes) else 1, result)
+                await conn.execute_fetchall(_RESTART)
         except (sqlite3.Error, ValueError):
             pass  # an error of the chore (ValueError: its connection closed under it)
         finally:
@@ -1380,10 +1375,10 @@ INLINE_CHECKPOINT = 200
 CHECKPOINT_PASSES = 4
 CHECKPOINT_TAIL = 256
 CHECKPOINT_BUSY = 10
-#: Called after a WAL checkpoint with the store, the phase of each pass (1: passive, beside
-#: the writes; 2: the last, keeping them out) and its ``(busy, log, checkpointed)``: for
-#: tests and benchmarks (``SQLiteStore._checkpoint``).
-CHECKPOINT_OBSERVER: Callable[[SQLiteStore, int, tuple[int, int, int]], None] | None = None
+#: Called on the checkpointer's thread after each pass of a WAL checkpoint with its phase (1:
+#: passive, beside the writes; 2: the last, keeping them out) and SQLite's ``(busy, log,
+#: checkpointed)``: for tests and benchmarks (``_checkpoint_passes``).
+CHECKPOINT_OBSERVER: Callable[[int, tuple[int, int, int]], None] | None = None
 #: Seconds an inline write tries again for the write lock before the worker thread waits for
 #: it (see ``SQLiteStore._begin_inline_soon``).
 INLINE_WAIT = 0.25
@@ -1442,10 +1437,9 @@ _PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
 _RESTART = "PRAGMA wal_checkpoint(RESTART)"
 
 
-def _checkpoint_passes(conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
+def _checkpoint_passes(conn: sqlite3.Connection) -> None:
     """The passes of a WAL checkpoint (``SQLiteStore._checkpoint``), run on the checkpointer's
-    thread: each one's ``(busy, log, checkpointed)`` (frames in the WAL, frames of it in the
-    database file).
+    thread.
 
     Phase one: ``PASSIVE`` (no lock taken or waited for: the store's writes and reads go on;
     it copies only frames no open read still needs), again while the last pass found more
@@ -1454,18 +1448,23 @@ def _checkpoint_passes(conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
     at most for a writer, then for readers of older frames), copies the rest and lets the
     next write start the WAL over; busy, it copies what it can, as a passive pass does.
     Each row is fetched: a statement left unfinished would hold a read of the WAL."""
-    passes: list[tuple[int, int, int]] = []
     previous = 0
     for _ in range(CHECKPOINT_PASSES):
-        busy, log, copied = conn.execute(_PASSIVE).fetchone()
-        passes.append((busy, log, copied))
+        log = _checkpoint_pass(conn, 1, _PASSIVE)
         # (A log shorter than before: a write started the WAL over meanwhile.)
         if (log - previous if log >= previous else log) <= CHECKPOINT_TAIL:
             break
         previous = log
-    busy, log, copied = conn.execute(_RESTART).fetchone()
-    passes.append((busy, log, copied))
-    return passes
+    _checkpoint_pass(conn, 2, _RESTART)
+
+
+def _checkpoint_pass(conn: sqlite3.Connection, phase: int, sql: str) -> int:
+    """One pass of :func:`_checkpoint_passes`: the frames in the WAL when it ran."""
+    busy, log, copied = conn.execute(sql).fetchone()
+    observe = CHECKPOINT_OBSERVER
+    if observe is not None:
+        observe(phase, (busy, log, copied))
+    return int(log)
 
 
 def _roll_back_open(direct: sqlite3.Connection) -> None:

@@ -149,10 +149,11 @@ async def test_a_claim_that_finds_nothing_takes_no_write_lock(tmp_path: Path) ->
 async def test_the_wal_starts_over_after_each_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every INLINE_CHECKPOINT inline writes the WAL is checkpointed, with no write of the store
-    meanwhile, so the next write starts it over: over 60 checkpoints' worth of turns the WAL
-    file stays as large as a few checkpoints' worth of frames, and the database file alone
-    (without its WAL) holds what was checkpointed."""
+    """Every INLINE_CHECKPOINT inline writes the WAL is checkpointed, its last pass with no
+    write meanwhile, so the next write starts it over: over 60 checkpoints' worth of turns the
+    WAL file stays as large as a few checkpoints' worth of frames (and those the turns write
+    during the checkpoint's first phase), and the database file alone (without its WAL)
+    holds what was checkpointed."""
     monkeypatch.setattr(sqlite_module, "INLINE_CHECKPOINT", 10)
     db = tmp_path / "lash.db"
     wal = tmp_path / "lash.db-wal"
@@ -177,5 +178,7 @@ async def test_the_wal_starts_over_after_each_checkpoint(
         finally:
             conn.close()
     frame = 4096 + 24
-    assert max(sizes) < 200 * frame, sizes  # 10 writes of ~4 pages, many times over
-    assert sizes[-1] == sizes[1], sizes  # not growing
+    # 10 writes of ~4 pages, and those of the turns run during a checkpoint's first phase
+    # (unbounded, 300 turns would leave ~3,000 frames)
+    assert max(sizes) < 500 * frame, sizes
+    assert sizes[-1] < 2 * sizes[0], sizes  # not growing
