@@ -271,7 +271,7 @@ def test_a_crash_between_the_checkpoints_phases_loses_no_committed_turn(tmp_path
     lines = [json.loads(line) for line in child.stdout.splitlines()]
     (one,) = [line for line in lines if "pass" in line]
     assert one["pass"] == 1
-    busy, log, copied = one["result"]
+    _, log, copied = one["result"]
     assert 0 < copied < log  # part of the WAL in the database file, the rest only in the WAL
     committed = [line["committed"] for line in lines if "committed" in line]
     assert committed[-1] >= 45 and committed == list(range(1, committed[-1] + 1))
