@@ -1374,7 +1374,7 @@ INLINE_CHECKPOINT = 200
 #: (see ``_checkpoint_passes``).
 CHECKPOINT_PASSES = 4
 CHECKPOINT_TAIL = 256
-CHECKPOINT_BUSY = 10
+CHECKPOINT_BUSY = 25
 #: Called on the checkpointer's thread after each pass of a WAL checkpoint with its phase (1:
 #: passive, beside the writes; 2: the last, keeping them out) and SQLite's ``(busy, log,
 #: checkpointed)``: for tests and benchmarks (``_checkpoint_passes``).
