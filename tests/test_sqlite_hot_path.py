@@ -151,9 +151,8 @@ async def test_the_wal_starts_over_after_each_checkpoint(
 ) -> None:
     """Every INLINE_CHECKPOINT inline writes the WAL is checkpointed, its last pass with no
     write meanwhile, so the next write starts it over: over 60 checkpoints' worth of turns the
-    WAL file stays as large as a few checkpoints' worth of frames (and those the turns write
-    during the checkpoint's first phase), and the database file alone (without its WAL)
-    holds what was checkpointed."""
+    WAL file stays as large as a few checkpoints' worth of frames, and the database file alone
+    (without its WAL) holds what was checkpointed."""
     monkeypatch.setattr(sqlite_module, "INLINE_CHECKPOINT", 10)
     db = tmp_path / "lash.db"
     wal = tmp_path / "lash.db-wal"
@@ -165,7 +164,10 @@ async def test_the_wal_starts_over_after_each_checkpoint(
             nodes = tuple(user_node(n * 4 + i) for i in range(4))
             delta = lash.store.CommitDelta(nodes=nodes, turns=1, release=True)
             revision = await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
-            await asyncio.sleep(0)  # as a host's turn does: the checkpoint's task gets to run
+            if store._checkpointing is not None:
+                # Awaited here, so the bound below does not depend on how fast the machine
+                # copies (test_sqlite_checkpoint.py runs turns during checkpoints).
+                await store._checkpointing
             if n % 50 == 49:
                 sizes.append(wal.stat().st_size)
         if store._checkpointing is not None:
@@ -178,7 +180,5 @@ async def test_the_wal_starts_over_after_each_checkpoint(
         finally:
             conn.close()
     frame = 4096 + 24
-    # 10 writes of ~4 pages, and those of the turns run during a checkpoint's first phase
-    # (unbounded, 300 turns would leave ~3,000 frames)
-    assert max(sizes) < 500 * frame, sizes
-    assert sizes[-1] < 2 * sizes[0], sizes  # not growing
+    assert max(sizes) < 200 * frame, sizes  # 10 writes of ~4 pages, many times over
+    assert sizes[-1] == sizes[1], sizes  # not growing
