@@ -207,8 +207,8 @@ class SQLiteStore:
             await self._connection()
 
     async def close(self) -> None:
-        """Close the connection (the next call opens it again)."""
-        checkpointing = self._checkpointing
+        """Close the connections (the next call opens them again); a WAL checkpoint under way
+        finishes first."""
         async with self._lock:
             self._heads.clear()
             conn, self._conn = self._conn, None
@@ -217,12 +217,16 @@ class SQLiteStore:
                 self._inline.close()
                 self._inline = None
             if checkpointer is not None:
-                # Queued behind a first phase under way (which then finishes): no thread left.
+                # Queued behind the checkpoint's passes under way (which then finish): no
+                # thread left.
                 await checkpointer.close()
             if conn is not None:
                 await conn.close()  # the last connection: SQLite checkpoints the WAL whole
-        if checkpointing is not None:
-            # Its second phase finds the connection gone and stops: no task left either.
+        checkpointing = self._checkpointing
+        if checkpointing is not None and checkpointing.get_loop() is asyncio.get_running_loop():
+            # Its passes ran before its connection closed (or it found it closed): it ends
+            # now, leaving no task behind either. (A task of another event loop, which a store
+            # used from two ``asyncio.run`` would leave, cannot be awaited here.)
             await asyncio.wait([checkpointing])
 
     async def _connection(self) -> aiosqlite.Connection:
