@@ -3,7 +3,6 @@ keeps in memory between executions (real SQLite files)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import sqlite3
