@@ -178,8 +178,8 @@ class SQLiteStore:
         )
         self._inline_commits = 0
         self._checkpointing: asyncio.Task[None] | None = None
-        # A third connection, only for the WAL checkpoint's first phase (see ``_after_inline``),
-        # opened at the first checkpoint; None until then and after close.
+        # A third connection, only for the WAL checkpoint (see ``_after_inline``), with its own
+        # thread; opened at the first checkpoint, None until then and after close.
         self._checkpointer: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         # The head of each session as this store's last commit left it: the next commit's
