@@ -29,7 +29,10 @@ Both sides use the same rule.
 
 A repetition runs the variants in a rotating order, each on fresh files; the figure is all
 turns / wall time from the first turn to the last commit (the process CPU time per turn is
-printed too). Exits 0 whatever the result: a benchmark, not a test.
+printed too, and each variant's turn latency: p50, p99 and max over every turn of every
+repetition, where a stall of the store shows), and the share of the wall time the event loop
+spent waiting in ``select`` more than 2 ms at a time, every session waiting). Exits 0
+whatever the result: a benchmark, not a test.
 
 ``--old REF`` (a git ref, or a directory) adds lash at that code as a third variant, for an
 A/B of a change in the same run: both lash variants then run in a child process each
@@ -45,6 +48,7 @@ import asyncio
 import gc
 import json
 import os
+import selectors
 import shutil
 import sqlite3
 import statistics
@@ -108,27 +112,56 @@ def make_core(url: str) -> lash.LashCore:
     )
 
 
-async def lash_run(directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
-    """``(wall s, CPU s, committed node rows)`` of ``sessions`` x ``turns`` lash turns."""
+#: ``(wall s, CPU s, committed rows, each turn's latency in s, stalled s)`` of a run.
+Run = tuple[float, float, int, list[float], float]
+
+#: The event loop's waits in ``select`` (epoll) longer than ``STALL`` s: the loop had nothing to
+#: run, every session waiting (for the store's lock, its thread, the file's write lock).
+STALLS: list[float] = []
+STALL = 0.002
+_select = selectors.DefaultSelector.select
+
+
+def _timed_select(self: selectors.BaseSelector, timeout: float | None = None) -> Any:
+    start = time.perf_counter()
+    try:
+        return _select(self, timeout)  # type: ignore[arg-type]
+    finally:
+        waited = time.perf_counter() - start
+        if waited > STALL:
+            STALLS.append(waited)
+
+
+selectors.DefaultSelector.select = _timed_select  # type: ignore[method-assign]
+
+
+async def lash_run(directory: str, sessions: int, turns: int) -> Run:
+    """:data:`Run` of ``sessions`` x ``turns`` lash turns."""
     core = make_core(f"sqlite:///{os.path.join(directory, 'lash.db')}")
     try:
         opened = [await core.session(f"s{k}").open() for k in range(sessions)]
 
+        latencies: list[float] = []
+
         async def drive(session: lash.Session) -> None:
             for i in range(turns):
+                start = time.perf_counter()
                 await run_turn(session, f"turn {i}")
+                latencies.append(time.perf_counter() - start)
 
         gc.collect()
+        STALLS.clear()
         t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(drive(s) for s in opened))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        stalled = sum(STALLS)
         for session in opened:
             await session.close()
     finally:
         await core.aclose()
     with sqlite3.connect(os.path.join(directory, "lash.db")) as db:
         (rows,) = db.execute("SELECT count(*) FROM nodes").fetchone()
-    return wall, cpu, rows
+    return wall, cpu, rows, latencies, stalled
 
 
 class LoopReplies:
@@ -147,8 +180,8 @@ class LoopReplies:
         return {"tool_calls": [{"name": "echo", "arguments": {"text": "t"}}], "usage": USAGE}
 
 
-async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
-    """``(wall s, CPU s, committed message rows)`` of the loop on one shared connection."""
+async def loop_run(directory: str, sessions: int, turns: int) -> Run:
+    """:data:`Run` of the loop on one shared connection (rows: messages)."""
     # bench_kernel_v2.py's loop opens its connection and table (WAL, synchronous=NORMAL); all
     # the sessions share that connection here.
     opened = LoopRun("sqlite", directory, turns, 0)
@@ -158,11 +191,13 @@ async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
     try:
         lock = asyncio.Lock()
         tools = {"echo": echo}
+        latencies: list[float] = []
 
         async def drive(session_id: str) -> None:
             history: list[dict[str, Any]] = []
             replies = LoopReplies(history)
             for i in range(turns):
+                began = time.perf_counter()
                 start = len(history)
                 await loop_turn(history, f"turn {i}", replies, tools)
                 rows = [
@@ -172,17 +207,20 @@ async def loop_run(directory: str, sessions: int, turns: int) -> tuple[float, fl
                 async with lock:  # one transaction per turn on the shared connection
                     await conn.executemany(LOOP_INSERT, rows)
                     await conn.commit()
+                latencies.append(time.perf_counter() - began)
 
         gc.collect()
+        STALLS.clear()
         t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(drive(f"s{k}") for k in range(sessions)))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        stalled = sum(STALLS)
         async with conn.execute("SELECT count(*) FROM messages") as cursor:
             row = await cursor.fetchone()
     finally:
         await conn.close()
     assert row is not None
-    return wall, cpu, int(row[0])
+    return wall, cpu, int(row[0]), latencies, stalled
 
 
 VARIANTS = ("lash", "loop")
@@ -190,7 +228,7 @@ VARIANTS = ("lash", "loop")
 
 def run_variant(
     name: str, root: str, sessions: int, turns: int, trees: dict[str, str] | None = None
-) -> tuple[float, float, int]:
+) -> Run:
     """One run of variant ``name``; a name in ``trees`` runs lash from that tree in a child
     process (:func:`child`)."""
     directory = tempfile.mkdtemp(dir=root)
@@ -204,7 +242,7 @@ def run_variant(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def in_child(tree: str, directory: str, sessions: int, turns: int) -> tuple[float, float, int]:
+def in_child(tree: str, directory: str, sessions: int, turns: int) -> Run:
     """:func:`lash_run` in a child process importing lash from ``tree``."""
     out = subprocess.run(
         [
@@ -224,7 +262,7 @@ def in_child(tree: str, directory: str, sessions: int, turns: int) -> tuple[floa
     expected = os.path.join(tree, "lash", "__init__.py")
     if os.path.realpath(answer["lash"]) != os.path.realpath(expected):
         raise RuntimeError(f"the child imported {answer['lash']}, not {expected}")
-    return answer["wall"], answer["cpu"], answer["rows"]
+    return answer["wall"], answer["cpu"], answer["rows"], answer["latencies"], answer["stalled"]
 
 
 def child(directory: str, sessions: int, turns: int) -> None:
@@ -234,8 +272,9 @@ def child(directory: str, sessions: int, turns: int) -> None:
     asyncio.run(lash_run(warm, sessions, 2))
     run = os.path.join(directory, "run")
     os.mkdir(run)
-    wall, cpu, rows = asyncio.run(lash_run(run, sessions, turns))
-    print(json.dumps({"lash": lash.__file__, "wall": wall, "cpu": cpu, "rows": rows}))
+    wall, cpu, rows, latencies, stalled = asyncio.run(lash_run(run, sessions, turns))
+    answer = {"lash": lash.__file__, "wall": wall, "cpu": cpu, "rows": rows}
+    print(json.dumps({**answer, "latencies": latencies, "stalled": stalled}))
 
 
 def load_average() -> str:
@@ -269,6 +308,8 @@ def main() -> None:
     rate: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     rows: dict[str, int] = {}
+    latency: dict[str, list[float]] = {}
+    stalls: dict[str, list[float]] = {}
     try:
         if args.old:
             trees["old"], described = tree_of(args.old, root, "old")
@@ -282,7 +323,11 @@ def main() -> None:
         for r in range(repeats):
             shift = r % len(variants)  # a rotating order
             for name in variants[shift:] + variants[:shift]:
-                wall, used, rows[name] = run_variant(name, root, sessions, turns, trees)
+                wall, used, rows[name], took, stalled = run_variant(
+                    name, root, sessions, turns, trees
+                )
+                latency.setdefault(name, []).extend(took)
+                stalls.setdefault(name, []).append(stalled / wall)
                 rate.setdefault(name, []).append(sessions * turns / wall)
                 cpu.setdefault(name, []).append(used / (sessions * turns) * 1e3)
     finally:
@@ -296,6 +341,15 @@ def main() -> None:
     for name in variants:
         print(f"   {labels[name]:34s} {med(rate[name]):9.0f} {med(cpu[name]):12.3f}")
     print(f"   per-repetition lash/loop     {' '.join(f'{x:.2f}' for x in ratios)}")
+    print(
+        f"\n   {'turn latency, ms (all turns)':34s} {'p50':>7s} {'p99':>7s} {'max':>7s}"
+        f"   loop stalled > {STALL * 1e3:.0f} ms (median % of wall)"
+    )
+    for name in variants:
+        ms = sorted(x * 1e3 for x in latency[name])
+        p50, p99 = ms[len(ms) // 2], ms[min(len(ms) - 1, len(ms) * 99 // 100)]
+        stalled = med(stalls[name]) * 100
+        print(f"   {labels[name]:34s} {p50:7.2f} {p99:7.2f} {ms[-1]:7.2f}   {stalled:5.1f}")
     if args.old:
         faster = [a / b for a, b in zip(rate["lash"], rate["old"], strict=True)]
         cheaper = [a / b for a, b in zip(cpu["lash"], cpu["old"], strict=True)]

@@ -178,6 +178,9 @@ class SQLiteStore:
         )
         self._inline_commits = 0
         self._checkpointing: asyncio.Task[None] | None = None
+        # A third connection, only for the WAL checkpoint (see ``_after_inline``), with its own
+        # thread; opened at the first checkpoint, None until then and after close.
+        self._checkpointer: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
@@ -204,15 +207,27 @@ class SQLiteStore:
             await self._connection()
 
     async def close(self) -> None:
-        """Close the connection (the next call opens it again)."""
+        """Close the connections (the next call opens them again); a WAL checkpoint under way
+        finishes first."""
         async with self._lock:
             self._heads.clear()
             conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
             if isinstance(self._inline, sqlite3.Connection):
                 self._inline.close()
                 self._inline = None
+            if checkpointer is not None:
+                # Queued behind the checkpoint's passes under way (which then finish): no
+                # thread left.
+                await checkpointer.close()
             if conn is not None:
-                await conn.close()
+                await conn.close()  # the last connection: SQLite checkpoints the WAL whole
+        checkpointing = self._checkpointing
+        if checkpointing is not None and checkpointing.get_loop() is asyncio.get_running_loop():
+            # Its passes ran before its connection closed (or it found it closed): it ends
+            # now, leaving no task behind either. (A task of another event loop, which a store
+            # used from two ``asyncio.run`` would leave, cannot be awaited here.)
+            await asyncio.wait([checkpointing])
 
     async def _connection(self) -> aiosqlite.Connection:
         # Called with self._lock held.
@@ -226,16 +241,7 @@ class SQLiteStore:
         if not memory:
             schema.check_path(self.path, create_dirs=self.settings.create_dirs, mode=mode)
         try:
-            target, uri = schema.connect_target(self.path, mode)
-            pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
-            # aiosqlite's worker thread is not a daemon: a host that exits without closing its
-            # core would hang at interpreter exit, holding the database. A daemon worker dies
-            # with the process instead, which WAL makes as safe as a crash (committed data stays;
-            # an open transaction rolls back). The attribute is private, hence the guard.
-            thread = getattr(pending, "_thread", None)
-            if thread is not None and not thread.is_alive():
-                thread.daemon = True
-            conn = await pending
+            conn = await _connect(*schema.connect_target(self.path, mode))
         except sqlite3.Error as exc:
             raise self._explain(exc) from exc
         try:
@@ -323,7 +329,7 @@ class SQLiteStore:
         try:
             direct.execute("PRAGMA busy_timeout = 0")
             direct.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
-            # Checkpoints (which sync the file) run on the worker thread, never on this one.
+            # Checkpoints (which sync the files) run on a thread of their own, never here.
             direct.execute("PRAGMA wal_autocheckpoint = 0")
             for sql in schema.event_retention(
                 self.settings.events_kept, self.settings.events_max_age
@@ -346,30 +352,73 @@ class SQLiteStore:
         self._after_inline()
 
     def _after_inline(self) -> None:
-        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL on
-        the worker thread (in the background: nobody waits for it).
+        """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL in
+        the background (nobody waits for it), in two phases on a thread of its own
+        (:meth:`_checkpoint`).
 
-        Under the store's lock, so no write of this store runs meanwhile (the next one waits
-        for it, 7 to 12 ms on a 2-core VM): a checkpoint that copies every frame lets the next
-        write start the WAL over. Run beside the writes (on a connection of its own, tried),
-        it never caught up with them, and the WAL grew without end (58 MB after 1,000 turns
-        of the benchmark) and every commit with it."""
+        Why two: a checkpoint lets the next write start the WAL over only if it copied every
+        frame, and frames appended while it runs are not copied. Run beside the writes alone
+        (passive), it never caught up with them, and the WAL grew without end (58 MB after
+        1,000 turns of the benchmark) and every commit with it. Run whole under the store's
+        lock (until 2026-12-06), it made every session of the store wait for it: ~11 ms every
+        100 turns (~2,900 frames copied and the files synced), 17 % of the wall time of 100
+        sessions. So the first phase, the bulk, runs beside the writes, and the second, which
+        keeps writers out, copies only the frames appended meanwhile (a few dozen to a few
+        hundred). The second phase holds SQLite's write lock rather than the store's: under the
+        store's lock it started when the event loop came back to the checkpoint's task, at 100
+        sessions one pass over all of them (tens of ms, ~1,500 frames more to copy, ~13 ms
+        under the lock: no better than before); on the checkpoint's thread it follows the first
+        phase at once, and a write that finds the lock taken waits on the event loop
+        (:meth:`_begin_inline_soon`) while the other sessions go on."""
         self._inline_commits += 1
         if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
             return
+        self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
 
-        async def checkpoint() -> None:
-            try:
-                async with self._lock:
-                    if self._conn is not None:
-                        with contextlib.suppress(sqlite3.Error):
-                            # Fetched: a statement left unfinished would keep the
-                            # connection's next COMMIT from completing.
-                            await self._conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                self._checkpointing = None
+    async def _checkpoint(self) -> None:
+        """The WAL checkpoint of :meth:`_after_inline`, on the checkpointer's connection (its
+        own thread: no store operation queues behind it), in one call to that thread
+        (:func:`_checkpoint_passes`): passive passes while they find many frames appended
+        since the one before (each pass copies what was written during the last one, in less
+        time, so the tail shrinks), then one ``RESTART`` pass that keeps writers out while it
+        copies the tail, so the next write starts the WAL over.
 
-        self._checkpointing = asyncio.get_running_loop().create_task(checkpoint())
+        The WAL is synced before each copy and the database file after it, at the store's
+        ``synchronous`` level, as SQLite's own checkpoints are: a crash at any point leaves
+        every committed frame in the WAL until the copy that holds it is synced. An error (a
+        checkpoint is a chore: the next one tries again) is dropped; so is the checkpoint of
+        a store closed meanwhile, whose last connection checkpoints the WAL as it closes."""
+        try:
+            async with self._lock:
+                if self._conn is None:
+                    return  # closed
+                conn = self._checkpointer
+                if conn is None:
+                    conn = self._checkpointer = await self._open_checkpointer()
+            execute = getattr(conn, "_execute", None)
+            sqlite_conn = getattr(conn, "_connection", None)
+            if execute is not None and isinstance(sqlite_conn, sqlite3.Connection):
+                await execute(_checkpoint_passes, sqlite_conn)
+            else:  # aiosqlite without the private names: the tail's pass copies everything
+                await conn.execute_fetchall(_RESTART)
+        except (sqlite3.Error, ValueError):
+            pass  # an error of the chore (ValueError: its connection closed under it)
+        finally:
+            self._checkpointing = None
+
+    async def _open_checkpointer(self) -> aiosqlite.Connection:
+        """The checkpoint's own connection, at the store's ``synchronous`` level (the syncs
+        of a checkpoint are its), never checkpointing on its own (it writes nothing), whose
+        second phase waits ``CHECKPOINT_BUSY`` ms at most for a writer or reader."""
+        conn = await _connect(*schema.connect_target(self.path, self.settings.mode))
+        try:
+            await conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
+            await conn.execute("PRAGMA wal_autocheckpoint = 0")
+            await conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY}")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
     def _explain(self, exc: sqlite3.Error) -> lash.LashError:
         return schema.explain(
@@ -393,7 +442,7 @@ class SQLiteStore:
         loop, which goes on meanwhile) for up to ``INLINE_WAIT`` s; still held, the operation
         goes to the worker as before, which waits for it.
         With ``synchronous=NORMAL`` a commit does not sync, so an inline one is only a few
-        tens of microseconds of the loop's time; the WAL is checkpointed on the worker.
+        tens of microseconds of the loop's time; the WAL is checkpointed on a thread of its own.
         """
         async with self._lock:
             conn = await self._connection()
@@ -1321,8 +1370,19 @@ _Step = tuple[Literal["run", "rows", "many"], str, Any]
 #: Whether stores made from now on run small writes inline (see ``SQLiteStore._operation``);
 #: tests turn it off to exercise the worker thread's path.
 INLINE = True
-#: Inline writes between two WAL checkpoints (run on the worker thread; see ``_operation``).
+#: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``).
 INLINE_CHECKPOINT = 200
+#: At most this many passive passes in a WAL checkpoint's first phase, the next one run while
+#: the last found more than ``CHECKPOINT_TAIL`` frames appended since the one before; then
+#: its second phase waits ``CHECKPOINT_BUSY`` ms at most for the write lock and for readers
+#: (see ``_checkpoint_passes``).
+CHECKPOINT_PASSES = 4
+CHECKPOINT_TAIL = 256
+CHECKPOINT_BUSY = 25
+#: Called on the checkpointer's thread after each pass of a WAL checkpoint with its phase (1:
+#: passive, beside the writes; 2: the last, keeping them out) and SQLite's ``(busy, log,
+#: checkpointed)``: for tests and benchmarks (``_checkpoint_passes``).
+CHECKPOINT_OBSERVER: Callable[[int, tuple[int, int, int]], None] | None = None
 #: Seconds an inline write tries again for the write lock before the worker thread waits for
 #: it (see ``SQLiteStore._begin_inline_soon``).
 INLINE_WAIT = 0.25
@@ -1361,6 +1421,54 @@ class _InlineConnection:
 
     async def rollback(self) -> None:
         self._connection.rollback()
+
+
+async def _connect(target: str, uri: bool) -> aiosqlite.Connection:
+    """An aiosqlite connection (autocommit) to ``target`` whose worker thread is a daemon.
+
+    aiosqlite's worker thread is not a daemon: a host that exits without closing its core
+    would hang at interpreter exit, holding the database. A daemon worker dies with the
+    process instead, which WAL makes as safe as a crash (committed data stays; an open
+    transaction rolls back). The attribute is private, hence the guard."""
+    pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
+    thread = getattr(pending, "_thread", None)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
+    return await pending
+
+
+_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+_RESTART = "PRAGMA wal_checkpoint(RESTART)"
+
+
+def _checkpoint_passes(conn: sqlite3.Connection) -> None:
+    """The passes of a WAL checkpoint (``SQLiteStore._checkpoint``), run on the checkpointer's
+    thread.
+
+    Phase one: ``PASSIVE`` (no lock taken or waited for: the store's writes and reads go on;
+    it copies only frames no open read still needs), again while the last pass found more
+    than ``CHECKPOINT_TAIL`` frames appended since the one before, ``CHECKPOINT_PASSES`` at
+    most. Phase two: ``RESTART``, which takes the write lock (waiting ``CHECKPOINT_BUSY`` ms
+    at most for a writer, then for readers of older frames), copies the rest and lets the
+    next write start the WAL over; busy, it copies what it can, as a passive pass does.
+    Each row is fetched: a statement left unfinished would hold a read of the WAL."""
+    previous = 0
+    for _ in range(CHECKPOINT_PASSES):
+        log = _checkpoint_pass(conn, 1, _PASSIVE)
+        # (A log shorter than before: a write started the WAL over meanwhile.)
+        if (log - previous if log >= previous else log) <= CHECKPOINT_TAIL:
+            break
+        previous = log
+    _checkpoint_pass(conn, 2, _RESTART)
+
+
+def _checkpoint_pass(conn: sqlite3.Connection, phase: int, sql: str) -> int:
+    """One pass of :func:`_checkpoint_passes`: the frames in the WAL when it ran."""
+    busy, log, copied = conn.execute(sql).fetchone()
+    observe = CHECKPOINT_OBSERVER
+    if observe is not None:
+        observe(phase, (busy, log, copied))
+    return int(log)
 
 
 def _roll_back_open(direct: sqlite3.Connection) -> None:
