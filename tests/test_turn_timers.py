@@ -75,8 +75,87 @@ async def test_the_clock_holds_a_runtime_only_while_it_is_armed() -> None:
     del armed
     gc.collect()
     assert ref() is None  # the loop timer still armed holds the clock, not the runtime
-    assert clock.handle is not None
-    clock.handle.cancel()
+    handle = clock.handle() if clock.handle is not None else None
+    assert handle is not None
+    handle.cancel()
+
+
+def test_a_loop_closed_with_its_clock_timer_pending_is_freed() -> None:
+    """The clocks are kept by loop, weakly: a loop closed while its clock's timer was still
+    pending (a turn that ended before its first poll was due: most turns, at the end of an
+    ``asyncio.run``) is freed with its clock (the timer refers to its loop; the clock must not
+    hold the timer)."""
+    from lash._kernel import runtime
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def arm_and_disarm() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        armed = cast(Any, Armed("x", []))
+        runtime._poll_clock().arm(armed, 10.0, 1.0)
+        runtime._poll_clock().disarm(armed)
+
+    for _ in range(3):
+        asyncio.run(arm_and_disarm())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
+
+
+async def test_entries_armed_in_order_fire_in_order_and_a_rearmed_one_moves_to_its_new_time() -> (
+    None
+):
+    """Entries armed no earlier than the one before (the clock reads only those due then) fire
+    at their times, in order; one armed again goes to its new time, and an entry armed earlier
+    than the last one still fires first (the clock then reads every entry)."""
+    loop = asyncio.get_running_loop()
+    clock = _PollClock()
+    fired: list[tuple[str, float, float]] = []
+    armed = {n: cast(Any, Armed(n, fired)) for n in "abcdef"}
+    start = loop.time()
+    for i, name in enumerate("abcd"):
+        clock.arm(armed[name], 0.01 * (i + 1), float(i))
+    assert clock.ordered
+    clock.arm(armed["a"], 0.05, 9.0)  # armed again, later: now after d
+    assert clock.ordered and list(clock.due) == [armed[n] for n in "bcda"]
+    await asyncio.sleep(0.07)
+    assert [(name, renew) for name, _, renew in fired] == [
+        ("b", 1.0),
+        ("c", 2.0),
+        ("d", 3.0),
+        ("a", 9.0),
+    ]
+    for (_, at, _), delay in zip(fired, (0.02, 0.03, 0.04, 0.05), strict=True):
+        assert at >= start + delay - 1e-3
+    fired.clear()
+    clock.arm(armed["e"], 0.04, 1.0)
+    clock.arm(armed["f"], 0.01, 2.0)  # earlier than e: out of order
+    assert not clock.ordered
+    await asyncio.sleep(0.06)
+    assert [name for name, _, _ in fired] == ["f", "e"]
+    assert clock.ordered and clock.due == {}  # ordered again once empty
+
+
+async def test_the_lease_renewal_is_armed_even_when_the_keeper_fails_to_start() -> None:
+    """When the first poll is due, the renewal timer is armed before the running turn's keeper
+    starts: a keeper that raises (reported by the clock) leaves the lease renewed."""
+    from lash._kernel.runtime import SessionRuntime
+
+    class Stand:
+        poll_passed = False
+        _renewal: Any = None
+
+        def on_poll_due(self) -> None:
+            raise RuntimeError("keeper failed")
+
+        def _renew_due(self) -> None:
+            pass
+
+    stand = Stand()
+    with pytest.raises(RuntimeError, match="keeper failed"):
+        SessionRuntime._poll_due(cast(Any, stand), 5.0)
+    assert isinstance(stand._renewal, asyncio.TimerHandle) and stand.poll_passed
+    assert stand._renewal.when() >= asyncio.get_running_loop().time() + 4.9
+    stand._renewal.cancel()
 
 
 _MARK: contextvars.ContextVar[str] = contextvars.ContextVar("_MARK", default="none")

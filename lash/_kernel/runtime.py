@@ -1006,16 +1006,24 @@ class SessionRuntime:
         renew_in = self.core.lease_ttl / 3
         poll_in = min(self.core.control_poll, renew_in)
         self.poll_passed = False
-        self._renewal = _poll_clock().arm(self, poll_in, renew_in - poll_in)
+        try:
+            clock = _poll_clock()
+        except TypeError:  # a loop that cannot be weakly referenced: a timer of its own
+            loop = asyncio.get_running_loop()
+            self._renewal = loop.call_later(poll_in, self._poll_due, renew_in - poll_in)
+        else:
+            self._renewal = clock.arm(self, poll_in, renew_in - poll_in)
 
     def _poll_due(self, renew_after: float) -> None:
         """The running execution's first poll is due (its :class:`_PollClock` entry fired):
         start what asked for it, and renew the lease ``renew_after`` seconds later."""
         self.poll_passed = True
+        # The renewal first: a keeper that fails to start (reported by the clock) must not
+        # leave the execution without its lease renewals.
+        self._renewal = asyncio.get_running_loop().call_later(renew_after, self._renew_due)
         start, self.on_poll_due = self.on_poll_due, None
         if start is not None:
             start()
-        self._renewal = asyncio.get_running_loop().call_later(renew_after, self._renew_due)
 
     def _renew_due(self) -> None:
         self._renewal = None
@@ -1097,23 +1105,36 @@ class _PollClock:
     that kept a runtime's context pinned that runtime and its last turn in memory)."""
 
     # (No reference to its loop: the clocks are kept by loop, weakly, and a clock holding its
-    # loop would keep every loop that ever ran a turn alive.)
-    __slots__ = ("__weakref__", "due", "handle")
+    # loop would keep every loop that ever ran a turn alive. Its loop timer is held weakly for
+    # the same reason: a TimerHandle refers to its loop, and a loop closed while the timer was
+    # pending would be kept, with its clock. The loop holds the timer while it is pending.)
+    __slots__ = ("__weakref__", "due", "handle", "ordered", "when")
 
     def __init__(self) -> None:
         #: Armed executions: the loop time their first poll is due, how long after it their
         #: first renewal is, and the context they were armed in.
         self.due: dict[SessionRuntime, tuple[float, float, contextvars.Context]] = {}
-        self.handle: asyncio.TimerHandle | None = None
+        #: The loop timer (weakly) and the loop time it is armed for.
+        self.handle: weakref.ref[asyncio.TimerHandle] | None = None
+        self.when: float | None = None
+        #: Whether `due`'s entries are in the order of their times (each armed no earlier than
+        #: the one before it: the usual case, every execution of a core arming with the same
+        #: delay). Then a firing reads only the entries due and the first one left, not every
+        #: entry: a burst of N executions would otherwise cost N^2.
+        self.ordered = True
 
     def arm(self, runtime: SessionRuntime, delay: float, renew_after: float) -> _PollClock:
         """Call ``runtime._poll_due(renew_after)`` in ``delay`` seconds, in the current context
         (on the running loop, this clock's)."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
-        self.due[runtime] = (when, renew_after, contextvars.copy_context())
-        handle = self.handle
-        if handle is None or when < handle.when():
+        due = self.due
+        due.pop(runtime, None)  # armed again: at the end, in the order of arming
+        if due and self.ordered and when < next(reversed(due.values()))[0]:
+            self.ordered = False
+        due[runtime] = (when, renew_after, contextvars.copy_context())
+        if self.when is None or when < self.when:
+            handle = self.handle() if self.handle is not None else None
             if handle is not None:
                 handle.cancel()
             self._arm_timer(loop, when)
@@ -1124,15 +1145,26 @@ class _PollClock:
         self.due.pop(runtime, None)
 
     def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        self.handle = loop.call_at(when, self._fire, context=contextvars.Context())
+        self.handle = weakref.ref(loop.call_at(when, self._fire, context=contextvars.Context()))
+        self.when = when
 
     def _fire(self) -> None:
-        self.handle = None
+        self.handle = self.when = None
         loop = asyncio.get_running_loop()
         end = loop.time() + _RESOLUTION  # what the loop itself counts as due
-        fired = [(r, entry) for r, entry in self.due.items() if entry[0] <= end]
+        due = self.due
+        fired: list[tuple[SessionRuntime, tuple[float, float, contextvars.Context]]] = []
+        if self.ordered:
+            for item in due.items():
+                if item[1][0] > end:
+                    break
+                fired.append(item)
+        else:
+            fired = [(r, entry) for r, entry in due.items() if entry[0] <= end]
         for runtime, _entry in fired:
-            del self.due[runtime]
+            del due[runtime]
+        if not due:
+            self.ordered = True
         for runtime, (_when, renew_after, context) in fired:
             try:
                 context.run(runtime._poll_due, renew_after)
@@ -1145,8 +1177,12 @@ class _PollClock:
                         "exception": exc,
                     }
                 )
-        if self.due and self.handle is None:
-            self._arm_timer(loop, min(entry[0] for entry in self.due.values()))
+        if due and self.handle is None:
+            if self.ordered:
+                first = next(iter(due.values()))[0]
+            else:
+                first = min(entry[0] for entry in due.values())
+            self._arm_timer(loop, first)
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PollClock] = (

@@ -104,7 +104,7 @@ def _directives(value: Any) -> tuple[Any, ...]:
 
 
 #: No images to store (read only).
-_NO_IMAGES: list[Any] = []
+_NO_IMAGES: Sequence[Any] = ()  # a turn without items: nothing to store (shared, immutable)
 
 
 def new_turn_id() -> str:
@@ -186,6 +186,7 @@ class Turn:
         self.input = text
         # Images become stored references now (a bad one fails session.turn(), naming it);
         # their bytes are put in the store when the turn runs.
+        self._images: Sequence[Any]
         if items:
             self.items, self._images = stage_items(runtime.id, items)
         else:
