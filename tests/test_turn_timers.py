@@ -341,3 +341,33 @@ async def test_a_turn_cancelled_in_its_tool_call_still_closes_the_call() -> None
     assert [(n.call_id, n.is_error) for n in results] == [("c1", True)]
     assert results[0].content.startswith("tool call not completed")
     await core.aclose()
+
+
+async def test_a_loop_without_weak_references_gets_a_timer_per_execution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On an event loop that cannot be weakly referenced (no poll clock for it), an execution
+    arms a timer of its own for its first poll instead of failing."""
+    import types
+
+    from lash._kernel import runtime
+
+    def no_clock() -> Any:
+        raise TypeError("cannot create weak reference to 'Loop' object")
+
+    monkeypatch.setattr(runtime, "_poll_clock", no_clock)
+    calls: list[float] = []
+
+    class Stand:
+        core = types.SimpleNamespace(lease_ttl=3.0, control_poll=0.02)
+        poll_passed = True
+        _renewal: Any = None
+
+        def _poll_due(self, renew_after: float) -> None:
+            calls.append(renew_after)
+
+    stand = Stand()
+    runtime.SessionRuntime._renew_later(cast(Any, stand))
+    assert isinstance(stand._renewal, asyncio.TimerHandle) and not stand.poll_passed
+    await asyncio.sleep(0.05)
+    assert calls == [pytest.approx(1.0 - 0.02)]
