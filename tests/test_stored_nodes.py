@@ -667,3 +667,29 @@ def test_a_copy_of_a_resumed_graph_appends() -> None:
     other.append(extra)
     assert other.nodes == [*frame, extra] and other.messages()[-1].content == "more"
     assert list(graph.nodes) == frame
+
+
+def test_a_short_frame_resumes_with_its_nodes_built_and_a_long_one_on_demand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frame of fewer than ON_DEMAND_MIN rows resumes with every node built and the rows let
+    go (less memory than rows kept to build the nodes later); a longer one on demand, each
+    kind and the frame id one string for all of its rows kept."""
+    monkeypatch.setattr(graph_module, "ON_DEMAND_MIN", 64)
+    short, rows = _chat_rows(31)  # 63 nodes
+    stored = lash.store.nodes_on_demand(rows)
+    graph = SessionGraph()
+    graph.extend(stored)
+    assert type(graph.nodes) is list and graph.nodes == short and not stored._shared.rows
+    assert [m.content for m in graph.messages()][-2:] == ["q30", "r30"]
+    long, rows = _chat_rows(32)  # 65 nodes
+    copies = [(*row[:1], "".join(row[1]), "".join(row[2]), *row[3:]) for row in rows]
+    assert copies[1][1] is not copies[3][1]  # as a store reads them: a string each
+    stored = lash.store.nodes_on_demand(copies)
+    graph = SessionGraph()
+    graph.extend(stored)
+    kept = stored._shared.rows
+    assert len(kept) == len(long) and list(map(tuple, kept)) == rows
+    assert len({id(row[2]) for row in kept}) == 1
+    assert len({id(row[1]) for row in kept}) == 3  # frame, user, assistant
+    assert list(graph.nodes) == long
