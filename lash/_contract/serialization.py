@@ -612,26 +612,9 @@ def nodes_on_demand(rows: Sequence[Sequence[Any]], *, what: str = "stored node")
     """
     from lash._contract.graph import StoredNodes
 
-    rows = _sharing_columns(rows)
+    rows = list(rows)
     items, build = stored_node_items(rows, what)
     return StoredNodes(items, rows, build, stored_tool_call(), len(rows))
-
-
-def _sharing_columns(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
-    """``rows`` as a list, each kind and frame id one string for all the rows that hold it (a
-    store reads each row's as a new one, and :class:`~lash.store.StoredNodes` keeps the rows of
-    a long frame): passes in C over the columns. (Not the turns: a bad one, ``1.0``, would be
-    shared as the ``1`` of another row.)"""
-    if len(rows) < 2 or set(map(len, rows)) != _FIVE:
-        return list(rows)
-    ids, kinds, frames, turns, texts = zip(*rows, strict=True)
-    shared: dict[Any, Any] = {}  # str and bytes are never equal: a bad column stays as read
-    one = shared.setdefault
-    kinds, frames = tuple(map(one, kinds, kinds)), tuple(map(one, frames, frames))
-    return list(zip(ids, kinds, frames, turns, texts, strict=True))
-
-
-_FIVE = {5}
 
 
 def stored_node_items(
