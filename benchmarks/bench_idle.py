@@ -8,7 +8,9 @@ Targets (issue 17), on ``sqlite://`` with bench_turns.py's composition (10 no-op
    <= 5 KiB each: the Python heap ``tracemalloc`` sees grow from before the first is opened
    to after the last turn, ``gc.collect()`` first, divided by their number. What the sessions
    hold, not SQLite's page cache (allocated by SQLite, per connection, not per session).
-2. Parked sessions hold nothing: after ``park()`` of each, keeping only the handles it returns
+2. 1,000 idle sessions resumed (the parked ones of 3., each loaded from the file and not run
+   since), <= 5 KiB each, measured as 1. (what the resume adds to the heap).
+3. Parked sessions hold nothing: after ``park()`` of each, keeping only the handles it returns
    (the ``Session`` objects dropped, as a host that parks a session does), no graph node is in
    memory, no ``Session`` object is alive, and the heap holds <= 128 bytes per parked session
    beyond the handle the host keeps (a :class:`lash.ParkedSession`, its session id and its
@@ -56,6 +58,8 @@ def main() -> None:
         f"~{out['handle']:.0f} B); graph nodes {out['nodes_parked']}; Session objects "
         f"still alive {out['sessions_alive']}"
     )
+    per_resumed = out["per_resumed"]
+    print(f"   resumed idle session    {per_resumed / 1024:6.2f} KiB each")
     print(f"   resume reloads its nodes  {out['resume_ok']}")
     if out["parked_top"]:
         print("   what the parked sessions still hold (largest, by line):")
@@ -72,6 +76,11 @@ def main() -> None:
     print(
         f"   open idle session          {per_open / 1024:6.2f} KiB  <= {OPEN_TARGET // 1024} KiB  "
         f"{verdict(per_open <= OPEN_TARGET)}"
+    )
+    print(
+        f"   resumed idle session       {per_resumed / 1024:6.2f} KiB  "
+        f"<= {OPEN_TARGET // 1024} KiB  "
+        f"{verdict(per_resumed <= OPEN_TARGET)}"
     )
     print(
         f"   parked, beyond the handle  {beyond:6.0f} B    <= {PARKED_TARGET} B   "

@@ -602,9 +602,23 @@ async def memory_run(root: str, count: int, *, drop_sessions: bool = False) -> d
         out["per_open"] = (opened - base) / count
         out["released"] = (opened - parked) / count
         out["per_parked"] = (parked - base) / count
-        resumed = await core.resume(handles[0])
-        out["resume_ok"] = len(resumed.nodes) == 1 + NODES_PER_TURN
-        await resumed.close()
+        if drop_sessions:
+            # The parked sessions resumed (each loaded from the file, none run since): what
+            # an idle session holds that a restart or a park brought back.
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            resumed_all = [await core.resume(h) for h in handles]
+            gc.collect()
+            out["per_resumed"] = (tracemalloc.get_traced_memory()[0] - before) / count
+            tracemalloc.stop()
+            out["resume_ok"] = all(len(s.nodes) == 1 + NODES_PER_TURN for s in resumed_all)
+            for resumed in resumed_all:
+                await resumed.close()
+        else:
+            resumed = await core.resume(handles[0])
+            out["resume_ok"] = len(resumed.nodes) == 1 + NODES_PER_TURN
+            await resumed.close()
         for session in warm:
             await session.close()
     finally:

@@ -5,10 +5,14 @@ extended with them): the same nodes, messages, prompt, image count, leaf and fra
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import shutil
 import sqlite3
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from test_sqlite_store import graph_nodes, leased, opened, texts
 import lash
 import lash.store
 from lash import FrameBoundary, Message, ToolResultNode, TurnOutcome, UserMessage
+from lash._contract import graph as graph_module
 from lash._contract.graph import SessionGraph, new_node_id
 from lash._contract.serialization import NODE_KINDS
 
@@ -62,6 +67,17 @@ def edge_nodes(draw: st.DrawFn) -> Any:
 
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _on_demand_for_any_frame() -> Iterator[None]:
+    """Frames of any length resume on demand here (the rows as short as a test draws them),
+    not only the long ones (graph.ON_DEMAND_MIN rows and more) it is for."""
+    kept = graph_module.ON_DEMAND_MIN
+    graph_module.ON_DEMAND_MIN = 1
+    yield
+    graph_module.ON_DEMAND_MIN = kept
+
 
 nodes_any = graph_nodes() | edge_nodes()
 
@@ -199,7 +215,7 @@ def test_resuming_builds_only_the_nodes_it_needs() -> None:
     graph.extend(stored)
 
     def built() -> int:
-        return sum(item is not None and type(item) is not dict for item in stored._items)
+        return sum(item is not None and type(item) is not dict for item in stored._shared.items)
 
     assert built() == 1 and len(graph.messages()) == 12
     assert graph.leaf == frame[-1] and built() == 2
@@ -207,7 +223,7 @@ def test_resuming_builds_only_the_nodes_it_needs() -> None:
     nodes = list(graph.nodes)
     assert nodes == frame and built() == len(frame)
     assert all(a is b for a, b in zip(nodes, stored, strict=True))
-    assert not stored._rows  # every node built: the rows are let go
+    assert not stored._shared.rows  # every node built: the rows are let go
 
 
 # -- through the SQLite store and the kernel ------------------------------------------------
@@ -440,3 +456,236 @@ async def test_a_session_resumed_on_demand_compacts_as_the_eager_path_does(
     kept, _, prompt, _ = lazy
     assert kept[0][0] == "FrameBoundary" and ("UserMessage", "three", None) in kept
     assert prompt[0].content.endswith("so far") and prompt[-1].content == "four"
+
+
+# -- read from threads, reloaded after a failure, resumed twice ------------------------------
+
+
+def _chat_rows(turns: int) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """A frame of ``turns`` plain chat turns (a user message and its answer each), and its rows."""
+    head: dict[str, Any] = {"parent_id": None, "frame_id": "F", "turn": 1}
+    frame: list[Any] = [FrameBoundary(id="b", previous_frame_id=None, **head)]
+    for t in range(turns):
+        frame += [
+            UserMessage(id=f"u{t}", text=f"q{t}", **head),
+            lash.AssistantMessage(id=f"a{t}", text=f"r{t}", **head),
+        ]
+    return frame, [_row(n, False) for n in frame]
+
+
+def _read_nodes(
+    graph: SessionGraph,
+    start: threading.Barrier,
+    seen: list[Any],
+    errors: list[BaseException],
+    k: int,
+) -> None:
+    """Thread ``k``: once every thread is ready, every node of ``graph``, whole (odd ``k``) or
+    one by one from the last."""
+    start.wait()
+    try:
+        nodes = graph.nodes
+        if k % 2:
+            seen[k] = tuple(nodes)
+        else:
+            seen[k] = tuple(nodes[i] for i in range(len(nodes) - 1, -1, -1))[::-1]
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def test_threads_reading_a_resumed_graph_at_once_get_one_node_each() -> None:
+    """Sync tools run in threads of their own and read ``ctx.session.nodes`` (the graph's nodes)
+    at once: each thread reads every node (whole or one by one), none fails, and every thread
+    gets the same object for a node."""
+    frame, rows = _chat_rows(300)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race, every trial
+    try:
+        for trial in range(40):
+            graph = SessionGraph()
+            graph.extend(lash.store.nodes_on_demand(rows, what="stored node of 's'"))
+            start = threading.Barrier(4)
+            seen: list[Any] = [None] * 4
+            errors: list[BaseException] = []
+            threads = [
+                threading.Thread(target=_read_nodes, args=(graph, start, seen, errors, k))
+                for k in range(4)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not errors, f"trial {trial}: {errors[0]!r}"
+            assert seen[0] == tuple(frame)
+            for other in seen[1:]:
+                assert all(a is b for a, b in zip(seen[0], other, strict=True)), trial
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def count_nodes(ctx: lash.ToolContext, tag: str) -> str:
+    """Counts the nodes of the active frame."""
+    return f"{tag}: {len(ctx.session.nodes)} nodes"
+
+
+class _Counter:
+    lash_plugin = lash.PluginMeta(name="counter")
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        register(count_nodes)
+
+
+async def test_two_sync_tools_of_one_turn_read_a_resumed_sessions_nodes(tmp_path: Path) -> None:
+    """A resumed SQLite session of 6,002 nodes; the model calls two sync tools at once (each in
+    its own thread), each reading ``ctx.session.nodes``: both see every node."""
+    frame, _ = _chat_rows(3000)
+    frame.append(
+        TurnOutcome(id="o", parent_id=None, frame_id="F", turn=1, turn_id="t", outcome="completed")
+    )
+    async with opened(tmp_path / "lash.db") as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(frame), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+    calls = [
+        {"name": "count_nodes", "id": f"c{k}", "arguments": {"tag": tag}}
+        for k, tag in enumerate("AB")
+    ]
+    rec = Recorder([{"tool_calls": calls}, "done"])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        async with cores.make_core(tmp_path, rec, _Counter()) as core:
+            session = await core.session("s").open(must_exist=True)
+            result = await session.turn("go").run()
+    finally:
+        sys.setswitchinterval(interval)
+    assert result.outcome == "completed"
+    tools = [m.content for m in rec.requests[-1].messages if m.role == "tool"]
+    count = len(frame) + 4  # and the turn's user message, its answer, its two tool calls
+    assert tools == [f"A: {count} nodes", f"B: {count} nodes"]
+
+
+async def test_a_stale_session_whose_reload_fails_stays_stale_and_commits_nothing(
+    tmp_path: Path,
+) -> None:
+    """A commit fails (the image is stale), and the reload before the next turn fails on a row
+    spoiled in a field only its node's build checks: the turn fails with the ValidationError
+    naming the session, the image stays stale with its graph (not an empty one marked current),
+    and the turn after fails the same way: nothing is committed (a turn run on an empty graph
+    would commit a frame without the history)."""
+    rec = Recorder(["one", "two", "three", "four", "five"])
+    async with cores.make_core(tmp_path, rec) as core:
+        session = await core.session("s").open()
+        await session.turn("first").run()
+        await session.turn("second").run()
+        _spoil_first_user(tmp_path / "lash.db")
+        store = core.store
+        commit = store.commit
+        failed: list[int] = []
+
+        async def fail_once(*args: Any, **kwargs: Any) -> Any:
+            if not failed:
+                failed.append(1)
+                raise RuntimeError("disk hiccup")
+            return await commit(*args, **kwargs)
+
+        store.commit = fail_once  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="disk hiccup"):
+            await session.turn("third").run()
+        image = session._runtime.image
+        assert image.stale
+        before = image.graph
+        for text in ("fourth", "fifth"):
+            with pytest.raises(lash.ValidationError) as invalid:
+                await session.turn(text).run()
+            assert str(invalid.value).startswith("invalid stored node of 's':\n  - ")
+            assert "items: expected tuple[Any, ...], got 'ab'" in invalid.value.problems[0]
+            image = session._runtime.image
+            assert image.stale and image.revision == 2 and image.graph is before
+    with sqlite3.connect(tmp_path / "lash.db") as conn:
+        (count,) = conn.execute("SELECT count(*) FROM nodes").fetchone()
+        (revision,) = conn.execute("SELECT revision FROM sessions").fetchone()
+    assert count == 7 and revision == 2  # a boundary and two turns of three nodes
+
+
+def _spoil_first_user(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        (node_id,) = conn.execute(
+            "SELECT node_id FROM nodes WHERE kind = 'user' ORDER BY rowid LIMIT 1"
+        ).fetchone()
+    _spoil(db, node_id, lambda d: d.update(items="ab"))
+
+
+def test_a_resume_that_fails_on_a_row_leaves_the_graph_unchanged() -> None:
+    """Extending an empty graph with stored nodes whose last row fails its build raises the
+    ValidationError naming the session, and leaves the graph empty (no messages of the rows
+    read before); the record reads its other nodes, and a graph extended again fails alike."""
+    frame, rows = _chat_rows(40)
+    bad = json.loads(rows[-2][4])
+    bad["items"] = "ab"
+    rows[-2] = (*rows[-2][:4], json.dumps(bad))
+    stored = lash.store.nodes_on_demand(rows, what="stored node of 's'")
+    for _ in range(2):
+        graph = SessionGraph()
+        with pytest.raises(lash.ValidationError, match="invalid stored node of 's'"):
+            graph.extend(stored)
+        assert list(graph.nodes) == [] and graph.messages() == []
+        assert graph.leaf is None and graph.frame_id is None
+    assert stored[1] == frame[1] and stored[-1] == frame[-1]
+
+
+def test_two_graphs_resumed_from_one_record_are_independent() -> None:
+    """Two graphs extended with one record's nodes (and a third after the first appended):
+    each holds its own list; what one appends is not in the other nor in the record."""
+    frame, rows = _chat_rows(40)
+    stored = lash.store.nodes_on_demand(rows)
+    first, second = SessionGraph(), SessionGraph()
+    first.extend(stored)
+    second.extend(stored)
+    extra = UserMessage(id="x", parent_id=None, frame_id="F", turn=2, text="only the first")
+    first.append(extra)
+    third = SessionGraph()
+    third.extend(stored)
+    assert list(first.nodes) == [*frame, extra]
+    assert list(second.nodes) == frame and list(third.nodes) == frame
+    assert list(stored) == frame
+    assert second.messages() == third.messages() == first.messages()[:-1]
+    assert all(a is b for a, b in zip(first.nodes, second.nodes, strict=False))
+
+
+def test_a_copy_of_a_resumed_graph_appends() -> None:
+    """A deep copy of a graph resumed from stored nodes holds a list of its nodes (as a pickle
+    of its nodes is): it appends as the graph does."""
+    frame, rows = _chat_rows(40)
+    graph = SessionGraph()
+    graph.extend(lash.store.nodes_on_demand(rows))
+    extra = UserMessage(id="x", parent_id=None, frame_id="F", turn=2, text="more")
+    assert pickle.loads(pickle.dumps(graph.nodes)) == frame
+    other = copy.deepcopy(graph)
+    assert type(other.nodes) is list and other.nodes == frame
+    other.append(extra)
+    assert other.nodes == [*frame, extra] and other.messages()[-1].content == "more"
+    assert list(graph.nodes) == frame
+
+
+def test_a_short_frame_resumes_with_its_nodes_built_and_a_long_one_on_demand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frame of fewer than ON_DEMAND_MIN rows resumes with every node built and the rows let
+    go (less memory than rows kept to build the nodes later); a longer one on demand."""
+    monkeypatch.setattr(graph_module, "ON_DEMAND_MIN", 64)
+    short, rows = _chat_rows(31)  # 63 nodes
+    stored = lash.store.nodes_on_demand(rows)
+    graph = SessionGraph()
+    graph.extend(stored)
+    assert type(graph.nodes) is list and graph.nodes == short and not stored._shared.rows
+    assert [m.content for m in graph.messages()][-2:] == ["q30", "r30"]
+    long, rows = _chat_rows(32)  # 65 nodes
+    stored = lash.store.nodes_on_demand(rows)
+    graph = SessionGraph()
+    graph.extend(stored)
+    assert type(graph.nodes) is not list and len(stored._shared.rows) == len(long)
+    built = [item for item in stored._shared.items if item is not None and type(item) is not dict]
+    assert built == [long[0]]  # the boundary
+    assert list(graph.nodes) == long

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import os
 import random
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
@@ -156,6 +157,21 @@ GraphNode = (
 )
 
 
+class _Rows:
+    """What a record's :class:`StoredNodes` shares with the graph resumed from it: the items
+    (each a node, or not built yet: its decoded body, a dict, or ``None``: decode the row's text
+    again), the rows they are built from, and the lock a build takes (sync tools read a
+    session's nodes from threads of their own, at once)."""
+
+    __slots__ = ("items", "lock", "rows", "taken")
+
+    def __init__(self, items: list[Any], rows: list[Sequence[Any]]) -> None:
+        self.items = items
+        self.rows = rows
+        self.lock = threading.Lock()
+        self.taken = False  # a graph resumed from these items (it appends to them)
+
+
 class StoredNodes(Sequence[GraphNode]):
     """A session's stored nodes, each built the first time it is read: what a store's
     :class:`lash.store.SessionRecord` may hold instead of a tuple (made by
@@ -164,10 +180,10 @@ class StoredNodes(Sequence[GraphNode]):
     It reads as the tuple of the same nodes does: ``len``, indexing (a slice is a tuple),
     iteration, ``in``, ``reversed``, ``+`` and ``hash``, and it is ``==`` to a tuple (or list,
     or another one) of equal nodes; a copy or a pickle of it is that tuple. A node is built
-    from its row when first read and kept: every later read gives the same object. Resuming a
-    session builds only the few nodes it needs (the frame's boundary, the leaf, anything that
-    is not a plain chat message or the end of a completed turn); the chat messages of its
-    prompt are read from the decoded rows.
+    from its row when first read and kept: every later read gives the same object, from any
+    thread. Resuming a session of a long frame builds only the few nodes it needs (the frame's
+    boundary, the leaf, anything that is not a plain chat message or the end of a completed
+    turn); the chat messages of its prompt are read from the decoded rows.
 
     What is checked when: :func:`~lash.store.nodes_on_demand` checks at once that each row's
     text is a JSON object in the body form of a known kind and that its id, frame and turn are
@@ -177,7 +193,7 @@ class StoredNodes(Sequence[GraphNode]):
     :func:`lash.store.nodes_from_rows` would, naming the session.
     """
 
-    __slots__ = ("_build", "_call", "_items", "_rows", "_stop")
+    __slots__ = ("_build", "_call", "_shared", "_stop")
     __module__ = "lash.store"
 
     def __init__(
@@ -187,20 +203,18 @@ class StoredNodes(Sequence[GraphNode]):
         build: Callable[[Sequence[Any], Any], GraphNode],
         call: Callable[[Any], ToolCall],
         stop: int | None,
+        shared: _Rows | None = None,
     ) -> None:
-        # items[i]: the node, or (not built yet) its decoded body, a dict, or None: decode the
-        # row's text again (a graph resumed from these nodes lets go of the bodies it read:
-        # decoded, they take twice the memory of the nodes). A node is never a dict or None.
-        # It is built from that and rows[i] (the row's columns). `rows` is emptied once every
-        # node is built; both are shared with the graph that resumed from this record.
-        self._items = items
-        self._rows = rows
+        # A node is built from its item and rows[i] (the row's columns). Reading every node at
+        # once (iterating, a slice, ==) lets go of the rows; reading them one by one keeps
+        # them. `shared` (default: new of items and rows): the record's, for its graph's view.
+        self._shared = _Rows(items, rows) if shared is None else shared
         self._build = build
         self._call = call  # builds a ToolCall of its decoded stored form (for the messages)
         self._stop = stop  # None: every item (the graph's view, which grows)
 
     def __len__(self) -> int:
-        return len(self._items) if self._stop is None else self._stop
+        return len(self._shared.items) if self._stop is None else self._stop
 
     @overload
     def __getitem__(self, index: int) -> GraphNode: ...
@@ -215,9 +229,13 @@ class StoredNodes(Sequence[GraphNode]):
         i = index + size if index < 0 else index
         if not 0 <= i < size:
             raise IndexError("node index out of range")
-        item = self._items[i]
+        shared = self._shared
+        item = shared.items[i]
         if item is None or type(item) is dict:
-            item = self._items[i] = self._build(self._rows[i], item)
+            with shared.lock:  # built once: another thread may be building it now
+                item = shared.items[i]
+                if item is None or type(item) is dict:
+                    item = shared.items[i] = self._build(shared.rows[i], item)
         node: GraphNode = item
         return node
 
@@ -226,13 +244,17 @@ class StoredNodes(Sequence[GraphNode]):
 
     def _built(self) -> list[GraphNode]:
         """Every item as a node (built now if not yet): the shared list, or its first ``stop``."""
-        items, rows = self._items, self._rows
-        if rows:
-            build = self._build
-            for i, item in enumerate(items[: len(rows)]):
-                if item is None or type(item) is dict:
-                    items[i] = build(rows[i], item)
-            rows.clear()  # every node built: the rows are not needed any more
+        shared = self._shared
+        items = shared.items
+        if shared.rows:
+            with shared.lock:
+                rows = shared.rows
+                if rows:
+                    build = self._build
+                    for i, item in enumerate(items[: len(rows)]):
+                        if item is None or type(item) is dict:
+                            items[i] = build(rows[i], item)
+                    rows.clear()  # every node built: the rows are not needed any more
         return items if self._stop is None else items[: self._stop]
 
     def __eq__(self, other: object) -> bool:
@@ -270,7 +292,15 @@ class _ActiveNodes(StoredNodes):
         return super().__getitem__(index)
 
     def append(self, node: GraphNode) -> None:
-        self._items.append(node)
+        self._shared.items.append(node)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))  # a copy or a pickle is the graph's list of its nodes
+
+
+#: A frame of fewer rows resumes with every node built and its rows let go (its nodes take less
+#: memory than the rows and decoded bodies kept to build them later).
+ON_DEMAND_MIN = 64
 
 
 @attrs.define
@@ -374,9 +404,13 @@ class SessionGraph:
         the messages of the common node classes built inline (exact classes only; anything
         else, a boundary included, goes through :meth:`append`).
         """
-        if type(nodes) is StoredNodes and not self.nodes and nodes._rows:
-            if self._extend_stored(nodes):
-                return
+        if (
+            type(nodes) is StoredNodes
+            and not self.nodes
+            and len(nodes) >= ON_DEMAND_MIN
+            and self._extend_stored(nodes)
+        ):
+            return
         messages = self._messages
         add = messages.append
         for node in nodes:
@@ -403,54 +437,63 @@ class SessionGraph:
         """:meth:`extend` of an empty graph with nodes just loaded: the messages of the common
         rows straight from their decoded bodies (exactly what :func:`node_messages` gives for
         their nodes), the other rows' nodes built to go the general way; the graph then holds
-        ``stored``'s nodes, built when read. ``False`` (and nothing added) for nodes of more
-        than one frame: those go the general way."""
-        items, rows = stored._items, stored._rows
-        messages = self._messages
-        add = messages.append
-        call = stored._call
-        # rows and items are as long (stored was just made); an item replaced by its node
-        # while the loop runs is at the index the loop has reached.
-        for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
-            if type(data) is dict:
-                try:
-                    if kind == "assistant":
-                        text, calls = data["text"], data["tool_calls"]
-                        if type(text) is str and type(calls) is list:
-                            made = tuple(map(call, calls)) if calls else ()
-                            add(_message("assistant", text, made, None, ()))
-                            items[i] = None
-                            continue
-                    elif kind == "tool_call":
-                        items[i] = None
-                        continue
-                    elif kind == "user":
-                        text, attached = data["text"], data["items"]
-                        if type(text) is str and type(attached) is list and not attached:
-                            add(_message("user", text, (), None, ()))
-                            items[i] = None
-                            continue
-                    elif kind == "tool_result":
-                        content, call_id = data["content"], data["call_id"]
-                        projected = data["projected"]
-                        if projected is not None:
-                            content = projected
-                        if type(content) is str and type(call_id) is str:
-                            add(_message("tool", content, (), call_id, ()))
-                            items[i] = None
-                            continue
-                    elif kind == "outcome" and data["outcome"] == "completed":
-                        items[i] = None
-                        continue
-                except Exception:
-                    pass  # the general way: the node is built (a bad one raises, named)
-            node = stored[i]
-            if i and isinstance(node, FrameBoundary):
-                self._messages = []
-                self._with_images = 0
+        ``stored``'s nodes, built when read. ``False`` (and nothing changed) for nodes of more
+        than one frame, or of a record another graph resumed from (it appends to its items),
+        or whose rows were let go: those go the general way. A row that fails its build
+        raises, the graph left unchanged."""
+        shared = stored._shared
+        with shared.lock:
+            items, rows = shared.items, shared.rows
+            if shared.taken or not len(items) == len(rows) == stored._stop:
                 return False
-            self._add_messages(node)
-        self.nodes = _ActiveNodes(items, rows, stored._build, call, None)
+            graph = SessionGraph()  # the messages made here, assigned once all are made
+            messages = graph._messages
+            add = messages.append
+            call, build = stored._call, stored._build
+            # A body read into a message is let go (None: the row's text is decoded again when
+            # its node is built): decoded, the bodies take twice the memory of the nodes.
+            for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
+                if type(data) is dict:
+                    try:
+                        if kind == "assistant":
+                            text, calls = data["text"], data["tool_calls"]
+                            if type(text) is str and type(calls) is list:
+                                made = tuple(map(call, calls)) if calls else ()
+                                add(_message("assistant", text, made, None, ()))
+                                items[i] = None
+                                continue
+                        elif kind == "tool_call":
+                            items[i] = None
+                            continue
+                        elif kind == "user":
+                            text, attached = data["text"], data["items"]
+                            if type(text) is str and type(attached) is list and not attached:
+                                add(_message("user", text, (), None, ()))
+                                items[i] = None
+                                continue
+                        elif kind == "tool_result":
+                            content, call_id = data["content"], data["call_id"]
+                            projected = data["projected"]
+                            if projected is not None:
+                                content = projected
+                            if type(content) is str and type(call_id) is str:
+                                add(_message("tool", content, (), call_id, ()))
+                                items[i] = None
+                                continue
+                        elif kind == "outcome" and data["outcome"] == "completed":
+                            items[i] = None
+                            continue
+                    except Exception:
+                        pass  # the general way: the node is built (a bad one raises, named)
+                if data is None or type(data) is dict:
+                    data = items[i] = build(rows[i], data)
+                if i and isinstance(data, FrameBoundary):
+                    return False
+                graph._add_messages(data)
+            shared.taken = True
+        self._messages = messages
+        self._with_images = graph._with_images
+        self.nodes = _ActiveNodes(items, rows, stored._build, call, None, shared)
         return True
 
     def __iter__(self) -> Iterator[GraphNode]:

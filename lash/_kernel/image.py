@@ -82,6 +82,12 @@ class SessionImage:
         next commit creates, replacing whatever the store holds), a new session starting from
         the configuration ``initial`` (default: the host's provider and model)."""
         base = record if record is not None and not fresh else None
+        # The graph first, whole, before anything here changes: building a stored node may
+        # raise (a field only its build checks), and a stale image whose reload fails must stay
+        # stale, with what it held (the next operation reloads again), not be left current.
+        graph = SessionGraph()
+        if base is not None:
+            graph.extend(base.nodes)
         self.migrated = ()
         if base is not None:
             config, migrated = migrate_protocol_options(base.config, composition)
@@ -112,12 +118,11 @@ class SessionImage:
                 self.snapshots[name] = fingerprint(saved[name])
             else:
                 self.states[name] = cls()
-        self.graph = SessionGraph()
+        self.graph = graph
         self.config = config
         self.stale = False
         self.fresh = fresh
         if base is not None:
-            self.graph.extend(base.nodes)
             self.revision = base.revision
             self.turns = base.turns
             self.usage = dict(base.usage)
