@@ -269,21 +269,39 @@ _SCRIPT = [
 ]
 
 
-async def test_a_resumed_session_shows_and_prompts_what_the_eager_path_gives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A session of real turns on SQLite, resumed by two cores from copies of one file, one
-    reading its nodes on demand and one building them all (the store patched to return
-    nodes_from_rows' tuple): the same session.nodes, and the same prompt for the next turn."""
+async def _session_in_two_copies(tmp_path: Path, script: list[Any]) -> tuple[Path, Path]:
+    """A session of three real turns on SQLite ("one", "two ☃", "three"), its file in two
+    directories: one to resume on demand, one with every node built at load."""
     first = tmp_path / "a"
     first.mkdir()
-    async with cores.make_core(first, Recorder(_SCRIPT * 3), cores.Echo()) as core:
+    async with cores.make_core(first, Recorder(script), cores.Echo()) as core:
         session = await core.session("s").open()
         for text in ("one", "two ☃", "three"):
             await session.turn(text).run()
     second = tmp_path / "b"
     second.mkdir()
     shutil.copy(first / "lash.db", second / "lash.db")
+    return first, second
+
+
+def _load_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SQLite store builds every node at load (nodes_from_rows' tuple), as before nodes on
+    demand."""
+    from lash_plugins_builtin import sqlite as sqlite_store
+
+    def eager(session_id: str, rows: list[Any]) -> Any:
+        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
+
+    monkeypatch.setattr(sqlite_store, "_nodes", eager)
+
+
+async def test_a_resumed_session_shows_and_prompts_what_the_eager_path_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session of real turns on SQLite, resumed by two cores from copies of one file, one
+    reading its nodes on demand and one building them all (the store patched to return
+    nodes_from_rows' tuple): the same session.nodes, and the same prompt for the next turn."""
+    first, second = await _session_in_two_copies(tmp_path, _SCRIPT * 3)
 
     async def resume(directory: Path) -> tuple[tuple[Any, ...], Any]:
         rec = Recorder(["next"])
@@ -294,12 +312,7 @@ async def test_a_resumed_session_shows_and_prompts_what_the_eager_path_gives(
         return nodes, rec.requests[0].messages
 
     lazy_nodes, lazy_prompt = await resume(first)
-    from lash_plugins_builtin import sqlite as sqlite_store
-
-    def eager(session_id: str, rows: list[Any]) -> Any:
-        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
-
-    monkeypatch.setattr(sqlite_store, "_nodes", eager)
+    _load_eagerly(monkeypatch)
     eager_nodes, eager_prompt = await resume(second)
     assert lazy_nodes == eager_nodes and len(lazy_nodes) == 1 + 6 + 3 + 6
     assert lazy_prompt == eager_prompt
@@ -423,15 +436,7 @@ async def test_a_session_resumed_on_demand_compacts_as_the_eager_path_does(
     """Compaction right after a resume (it reads every node of the frame) and a turn after it:
     the same frame, prompt and stored nodes whether the nodes were read on demand or built at
     load."""
-    first = tmp_path / "a"
-    first.mkdir()
-    async with cores.make_core(first, Recorder(_SCRIPT * 2), cores.Echo()) as core:
-        session = await core.session("s").open()
-        for text in ("one", "two", "three"):
-            await session.turn(text).run()
-    second = tmp_path / "b"
-    second.mkdir()
-    shutil.copy(first / "lash.db", second / "lash.db")
+    first, second = await _session_in_two_copies(tmp_path, _SCRIPT * 2)
 
     async def resume_and_compact(directory: Path) -> tuple[Any, ...]:
         rec = Recorder(["after"])
@@ -446,12 +451,7 @@ async def test_a_session_resumed_on_demand_compacts_as_the_eager_path_does(
         return kept, after, rec.requests[0].messages, _shape(stored.nodes)
 
     lazy = await resume_and_compact(first)
-    from lash_plugins_builtin import sqlite as sqlite_store
-
-    def eager(session_id: str, rows: list[Any]) -> Any:
-        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
-
-    monkeypatch.setattr(sqlite_store, "_nodes", eager)
+    _load_eagerly(monkeypatch)
     assert await resume_and_compact(second) == lazy
     kept, _, prompt, _ = lazy
     assert kept[0][0] == "FrameBoundary" and ("UserMessage", "three", None) in kept
