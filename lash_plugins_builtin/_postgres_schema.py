@@ -61,7 +61,8 @@ session with a watcher sends ``NOTIFY lash_events`` with the session id (when th
 ``notify`` option is on), which ``PostgresStore.wait_events`` listens for (from migration 5;
 before it, every such write notified). The functions that log on every turn
 (``lash_acquire_lease``, ``lash_commit``) do the logging inline from migration 5 on, rather
-than calling ``lash_log``.
+than calling ``lash_log``, and from migration 6 on run 9 statements a turn between them
+instead of 17 (each statement a function runs costs the server an executor's start and end).
 """
 
 from __future__ import annotations
