@@ -1244,7 +1244,7 @@ def _log_merged(function: str, read: str = _LOG_READ) -> str:
             old_read + "\n": read + "\n" if read else "",
             old_notify: "        IF v_watched THEN",
             "    v_oldest_at double precision;\n": "    v_oldest_at double precision;\n"
-            "    v_watched boolean;\n    v_ignored text;\n",
+            "    v_watched boolean;\n",
         },
     )
 
@@ -1256,11 +1256,6 @@ def _replaced(text: str, changes: dict[str, str]) -> str:
         text = text.replace(old, new)
     return text
 
-
-_SYNC_OFF = (
-    "        PERFORM set_config('synchronous_commit', 'off', true);",
-    "        v_ignored := set_config('synchronous_commit', 'off', true);",
-)
 
 #: The lease's upsert of the head row (migrations 1 to 5), and the same guard as an UPDATE.
 _UPSERT_HEAD = _ACQUIRE_LEASE[
@@ -1291,7 +1286,10 @@ def _indent(text: str) -> str:
 _ACQUIRE_LEASE_6 = _replaced(
     _log_merged(_ACQUIRE_LEASE_INLINE, read=""),
     {
-        _SYNC_OFF[0]: _SYNC_OFF[1],
+        "    v_watched boolean;\n": "    v_watched boolean;\n    v_ignored text;\n",
+        "        PERFORM set_config('synchronous_commit', 'off', true);": (
+            "        v_ignored := set_config('synchronous_commit', 'off', true);"
+        ),
         # An existing head (every lease but a session's first) is taken by an UPDATE: an
         # upsert that finds the row locks it first, a WAL record of its own.
         _UPSERT_HEAD: (
