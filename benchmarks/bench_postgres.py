@@ -55,8 +55,10 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -223,11 +225,18 @@ class RawWriter:
 # -- 1: one session, per turn -----------------------------------------------------------------
 
 
-async def turn_run(dbs: Databases, shape: list[tuple[str, int]], repeat: int) -> dict[str, Any]:
+async def turn_run(
+    dbs: Databases,
+    shape: list[tuple[str, int]],
+    repeat: int,
+    turns: int = TURNS,
+    cpu: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
     """One repetition: a fresh lash database and a fresh raw one, and (for information) a
-    memory-store session, advanced turn by turn in a rotating order."""
-    pg_core = make_core(await dbs.create(), TURNS)
-    mem_core = make_core("memory://", TURNS)
+    memory-store session, advanced turn by turn in a rotating order; each turn's wall time
+    (ms), and its CPU time of this process into ``cpu`` (when given)."""
+    pg_core = make_core(await dbs.create(), turns)
+    mem_core = make_core("memory://", turns)
     raw = await RawWriter.open(await dbs.create(), shape, "raw")
     times: dict[str, list[float]] = {"postgres": [], "raw": [], "memory": []}
     try:
@@ -242,12 +251,15 @@ async def turn_run(dbs: Databases, shape: list[tuple[str, int]], repeat: int) ->
         gc.collect()
         gc.disable()
         try:
-            for i in range(TURNS):
+            for i in range(turns):
                 k = (i + repeat) % len(names)
                 for name in names[k:] + names[:k]:
+                    c0 = time.process_time_ns()
                     t0 = time.perf_counter_ns()
                     await steps[name](i)
                     times[name].append(ms(time.perf_counter_ns() - t0))
+                    if cpu is not None:
+                        cpu.setdefault(name, []).append(ms(time.process_time_ns() - c0))
         finally:
             gc.enable()
         await pg_session.close()
@@ -526,6 +538,83 @@ async def aggregate(dbs: Databases, turns: int) -> dict[tuple[int, str], list[tu
     return out
 
 
+# -- --old REF: section 1 of this code against another commit's, by turns -------------------
+
+
+async def turn_worker(admin_url: str, shape_json: str, repeat: int) -> None:
+    """One repetition of section 1 in a process of its own (``--old``; the lash it imports is
+    the one on ``PYTHONPATH``): a short warm-up run, then the medians of each side's wall and
+    CPU time per turn, as JSON."""
+    dbs = Databases(admin_url)
+    shape = [(str(kind), int(size)) for kind, size in json.loads(shape_json)]
+    try:
+        await turn_run(dbs, shape, repeat, turns=20)  # imports, converters, statement caches
+        cpu: dict[str, list[float]] = {}
+        times = await turn_run(dbs, shape, repeat, cpu=cpu)
+    finally:
+        await dbs.drop_all()
+    print(json.dumps({name: [median(times[name]), median(cpu[name])] for name in times}))
+
+
+def compare(admin_url: str, ref: str, repeats: int) -> None:
+    """Section 1 of the code at ``ref`` and of this tree, one process per repetition, the
+    two alternating (old, new, new, old, ...) against the same server, so that the machine's
+    load falls on both alike."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tree = tempfile.mkdtemp(prefix="lash-bench-old-")
+    try:
+        archive = subprocess.run(
+            ["git", "-C", here, "archive", ref], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        dbs = Databases(admin_url)
+
+        async def probe() -> list[tuple[str, int]]:
+            try:
+                return await measure_turn_rows(await dbs.create())
+            finally:
+                await dbs.drop_all()
+
+        shape = json.dumps(asyncio.run(probe()))
+        print(
+            f"bench_postgres --old {ref}: section 1, {TURNS} turns a repetition, {repeats} "
+            f"each, alternating; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
+        runs: dict[str, list[dict[str, list[float]]]] = {"old": [], "new": []}
+        sides = [("old", tree), ("new", here)]
+        for r in range(repeats):
+            for side, path in sides if r % 2 == 0 else sides[::-1]:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--turn-worker", admin_url, shape, str(r)],
+                    env={**os.environ, "PYTHONPATH": path},
+                    cwd=tempfile.gettempdir(),  # not a tree: lash comes from PYTHONPATH
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                result = json.loads(out.splitlines()[-1])
+                runs[side].append(result)
+                pg, raw, mem = result["postgres"], result["raw"], result["memory"]
+                print(
+                    f"  {side}: lash {pg[0]:.3f} ms (CPU {pg[1]:.3f}), raw {raw[0]:.3f} ms "
+                    f"(CPU {raw[1]:.3f}), memory {mem[0]:.3f} ms; ratio {pg[0] / raw[0]:.2f}",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    print(f"medians (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}):")
+    for side, results in runs.items():
+        ratios = [r["postgres"][0] / r["raw"][0] for r in results]
+        pg_ms, pg_cpu, raw_ms = (
+            median([r[name][k] for r in results])
+            for name, k in (("postgres", 0), ("postgres", 1), ("raw", 0))
+        )
+        print(
+            f"  {side}: ratio {median(ratios):.2f} ({' '.join(f'{x:.2f}' for x in ratios)}); "
+            f"lash {pg_ms:.3f} ms, its CPU {pg_cpu:.3f} ms; raw {raw_ms:.3f} ms"
+        )
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -641,11 +730,22 @@ def main() -> None:
         help="both sides with synchronous_commit=off: what remains without the WAL flush wait "
         "(information; the targets are for durable commits)",
     )
+    parser.add_argument(
+        "--old",
+        metavar="REF",
+        help="section 1 only: this code against the commit REF, alternating (one process "
+        "per repetition, --repeats of each)",
+    )
     parser.add_argument("--agg-worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--turn-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agg_worker:
         kind, url, worker, turns = args.agg_worker
         asyncio.run(agg_worker(kind, url, int(worker), int(turns)))
+        return
+    if args.turn_worker:
+        url, shape, repeat = args.turn_worker
+        asyncio.run(turn_worker(url, shape, int(repeat)))
         return
     repeats = 2 if args.quick else args.repeats
     agg_turns = 4 if args.quick else 8
@@ -662,7 +762,10 @@ def main() -> None:
         url = server.url()
     try:
         query = "?synchronous_commit=off" if args.no_sync else ""
-        asyncio.run(bench(url, repeats, commit_repeats, query, agg_turns))
+        if args.old:
+            compare(url, args.old, args.repeats)
+        else:
+            asyncio.run(bench(url, repeats, commit_repeats, query, agg_turns))
     finally:
         if server is not None:
             server.stop()

@@ -808,6 +808,56 @@ async def test_a_commit_runs_the_same_statements_at_10000_nodes_as_at_10(
         assert pages_long <= pages_short + 10, (pages_short, pages_long)
 
 
+def turn_delta(session_id: str, turn: int) -> lash.store.CommitDelta:
+    """A kernel turn's commit: its nodes, usage, record and events, releasing the lease."""
+    return lash.store.CommitDelta(
+        nodes=tuple(every_kind(f"T{turn}", turn)[1:]),
+        usage={"turn": lash.Usage(10, 2)},
+        turns=1,
+        turn=lash.store.TurnRecord(session_id, f"t{turn}", turn + 1, "completed", 0),
+        events=(lash.store.EventDraft("turn_committed", {"turn_id": f"t{turn}"}),),
+        release=True,
+    )
+
+
+async def turn_started(store: PostgresStore, session_id: str, turn: int) -> lash.store.Lease:
+    """A kernel turn's lease, logging ``turn_started``."""
+    started = lash.store.EventDraft("turn_started", {"turn_id": f"t{turn}"})
+    return await store.acquire_lease(session_id, "w1", ttl=30, turn=f"t{turn}", events=[started])
+
+
+async def test_a_turn_runs_nine_statements_inside_its_lease_and_commit(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """pg_stat_statements (tracking statements inside functions too): a turn's lease (its
+    head taken, ``turn_started`` logged) runs three statements inside ``lash_acquire_lease``
+    and its commit six inside ``lash_commit`` (from migration 6; seventeen in all before):
+    each costs the server an executor's start and end besides its own work."""
+    database = database_of(postgres_url)
+    async with admin(postgres_server, database) as conn:
+        await conn.execute("CREATE EXTENSION pg_stat_statements")
+        dbid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = $1", database)
+        async with opened(postgres_url, pool_size=1) as store:
+            await store.open()  # migrations: not part of what is counted
+            counts = []
+            for turn in range(3):
+                await conn.execute("SELECT pg_stat_statements_reset(0, $1, 0)", dbid)
+                lease = await turn_started(store, "s", turn)
+                await store.commit(
+                    "s", lease=lease, expected_revision=turn, delta=turn_delta("s", turn)
+                )
+                rows = await conn.fetch(
+                    """SELECT toplevel, sum(calls)::int FROM pg_stat_statements WHERE dbid = $1
+                    AND query NOT LIKE '%pg_stat_statements%' GROUP BY toplevel""",
+                    dbid,
+                )
+                counts.append(dict(rows))
+    # The first lease makes the head row (an UPDATE that finds none, then the insert), and
+    # the connection's first statements have asyncpg read their types.
+    assert [c[False] for c in counts] == [10, 9, 9]
+    assert counts[1:] == [{True: 2, False: 9}] * 2
+
+
 # -- the mailbox -------------------------------------------------------------------------------
 
 
@@ -1410,6 +1460,41 @@ async def test_a_database_of_the_previous_schema_gets_the_watchers(postgres_url:
         await asyncio.sleep(0.2)
         await writer.enqueue_input("s", lash.store.InputDraft("after"))
         assert await asyncio.wait_for(waiting, 5) is True
+
+
+async def test_a_database_of_migration_5_gets_the_turns_functions_of_6(
+    postgres_url: str,
+) -> None:
+    """A database migrated by a lash without migration 6 (the lease and the commit with fewer
+    statements) is brought forward: its session goes on from where it was, the lease is
+    refused to another owner while held and its commit settles the claimed input."""
+    previous = tuple(m for m in _postgres_schema.MIGRATIONS if m.id < 6)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_postgres_schema, "MIGRATIONS", previous)
+        patch.setattr(_postgres_schema, "LATEST", previous[-1].id)
+        async with opened(postgres_url) as old:
+            lease = await turn_started(old, "s", 0)
+            await old.commit("s", lease=lease, expected_revision=0, delta=turn_delta("s", 0))
+            await old.enqueue_input("s", lash.store.InputDraft("queued"))
+    async with opened(postgres_url) as store:
+        info = await store.info()
+        assert [m["id"] for m in info["migrations"]] == [m.id for m in _postgres_schema.MIGRATIONS]
+        lease = await turn_started(store, "s", 1)
+        assert (lease.token, lease.revision, lease.pending_inputs) == (2, 1, 1)
+        with pytest.raises(lash.SessionBusy) as busy:
+            await store.acquire_lease("s", "w2", ttl=30)
+        assert (busy.value.owner, busy.value.token) == ("w1", 2)
+        (claimed,) = await store.claim_inputs(lease)
+        delta = attrs.evolve(turn_delta("s", 1), claimed=(claimed.id,))
+        assert await store.commit("s", lease=lease, expected_revision=1, delta=delta) == 2
+        assert [i.state for i in await store.list_inputs("s", settled=True)] == ["completed"]
+        record = await store.load("s")
+        assert record is not None and record.turns == 2
+        page = await store.read_events("s")
+        assert [e.type for e in page.events] == [
+            "turn_started", "turn_committed", "input_queued", "turn_started", "input_claimed",
+            "turn_committed",
+        ]  # fmt: skip
 
 
 async def test_an_idle_waiter_sends_one_query_per_wait(
