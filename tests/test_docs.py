@@ -62,7 +62,7 @@ EXAMPLE_MODULES = (
     *("persistence_host", "session_ops", "kv_store", "kv_store_unfenced", "test_kv_store"),
     *("session_services", "reentrancy", "hook_checks", "explicit_builtins", "renamed_hooks"),
     *("mailbox_host", "mailbox_ops", "background_host", "subagents", "operations"),
-    *("approvals", "model_options", "structured_output", "stored_nodes"),
+    *("approvals", "model_options", "structured_output", "stored_nodes", "hold"),
 )
 EXAMPLE_PLUGINS = ("greeter", "summaries", "audit", "output_budget")
 
@@ -803,6 +803,15 @@ def test_stored_nodes_example(
     kept, equal to the tuple nodes_from_rows builds; a spoiled row names its subject."""
     examples["stored_nodes"].main()
     assert capsys.readouterr().out == transcript("stored_nodes.txt")
+
+
+def test_hold_example(
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The mailbox page's hold: three turns under one lease, another core refused meanwhile,
+    then served once the hold is over."""
+    asyncio.run(examples["hold"].main(tmp_path))
+    assert capsys.readouterr().out == transcript("hold.txt")
 
 
 @pytest.mark.usefixtures("no_lash_env")

@@ -198,6 +198,7 @@ class Executing:
         "lease",
         "name",
         "needs_open",
+        "reuse",
         "runtime",
         "token",
         "turn",
@@ -214,10 +215,11 @@ class Executing:
         needs_open: bool,
         lease: bool,
         events: Sequence[EventDraft],
+        reuse: bool,
     ) -> None:
         self.runtime, self.name, self.turn, self.turn_id = runtime, name, turn, turn_id
         self.commit_at_exit, self.needs_open, self.lease = commit_at_exit, needs_open, lease
-        self.events = events
+        self.events, self.reuse = events, reuse
 
     async def __aenter__(self) -> Execution:
         runtime = self.runtime
@@ -233,7 +235,14 @@ class Executing:
             if self.needs_open:
                 runtime.require_open()
             if self.lease:
-                await runtime.claim(turn_id=self.turn_id, events=self.events)
+                if self.reuse and runtime.holds_lease():
+                    # In a hold, under its lease: no claim, so the events the claim would
+                    # have written (turn_started) are committed with the execution.
+                    if self.events:
+                        runtime.pending_events.extend(self.events)
+                    runtime.commands_applied = 0
+                else:
+                    await runtime.claim(turn_id=self.turn_id, events=self.events)
                 runtime._renew_later()
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
@@ -273,7 +282,9 @@ class Executing:
                 renewing = runtime._stop_timer()
                 if renewing is not None:
                     await runtime._stop_renewal(renewing)
-                if runtime.lease is not None:
+                if runtime.lease is not None and (failed or runtime.held_until is None):
+                    # (A hold keeps its lease for the next execution, unless this one failed:
+                    # the next then claims the session again, reloading what it must.)
                     await runtime._release_quietly()
             finally:
                 cancelled, runtime.cancel_after_commit = runtime.cancel_after_commit, False
@@ -308,6 +319,7 @@ class SessionRuntime:
         "composition",
         "core",
         "dirty",
+        "held_until",
         "id",
         "image",
         "input_hint",
@@ -350,8 +362,13 @@ class SessionRuntime:
         self.image = SessionImage(session_id)
         # One execution at a time: `lock`, made when an execution first needs it (`unlock`).
         self._lock: asyncio.Lock | None = None
-        #: The lease of the running execution (``None`` between executions).
+        #: The lease of the running execution (``None`` between executions), or of the
+        #: handle's hold (:meth:`lash.Session.hold`) while it lasts.
         self.lease: Lease | None = None
+        #: ``None`` outside a hold; in one, the ``time.monotonic()`` until which the held lease
+        #: is certainly live (half its TTL after the request that took or renewed it was sent):
+        #: a turn started before then runs under it without claiming the session again.
+        self.held_until: float | None = None
         self.opened = False
         #: Seconds an execution waits for the lease (``None``: the core's ``lease_wait``).
         self.wait: float | None = None
@@ -707,7 +724,7 @@ class SessionRuntime:
     ) -> int:
         """One atomic commit of everything that changed since the last one, releasing the
         execution's lease in the same transaction (a later commit of the same execution takes
-        the lease again).
+        the lease again), unless the handle holds it (:meth:`lash.Session.hold`).
 
         The store's commit runs to its end even when the calling task is cancelled meanwhile
         (:func:`through_cancellation`, which costs a task). ``shield=False`` is for a caller
@@ -740,7 +757,7 @@ class SessionRuntime:
             processes=tuple(self._pending_processes or ()),
             parent_id=self.parent_id,
             rollup=children.rollup(self.lineage, self.id, usage) if self.lineage else {},
-            release=True,
+            release=self.held_until is None,
         )
         store = self.core.store
         try:
@@ -760,7 +777,8 @@ class SessionRuntime:
             self._clear_pending()  # not stored, and made on a view that is no longer the head
             raise
         # Only after the store accepted the commit does the in-memory head move.
-        self.lease = None
+        if delta.release:
+            self.lease = None
         image.committed(delta, revision)
         self._clear_pending()
         self.cancel_after_commit |= cancelled
@@ -825,6 +843,7 @@ class SessionRuntime:
         needs_open: bool = True,
         lease: bool = True,
         events: Sequence[EventDraft] = (),
+        reuse: bool = False,
     ) -> Executing:
         """Hold the session for one operation (one at a time per handle).
 
@@ -835,9 +854,13 @@ class SessionRuntime:
         :meth:`claim`). What is still pending when the operation ends is committed, releasing
         the lease (unless ``commit_at_exit`` is false); a lease still held is released. A
         cancellation that arrived while a commit was on its way is raised here, once the
-        operation has recorded the commit.
+        operation has recorded the commit. With ``reuse``, an execution started in a hold runs
+        under the hold's lease while it is certainly live (:meth:`holds_lease`), claiming
+        nothing: its ``events`` are committed with it.
         """
-        return Executing(self, name, turn, turn_id, commit_at_exit, needs_open, lease, events)
+        return Executing(
+            self, name, turn, turn_id, commit_at_exit, needs_open, lease, events, reuse
+        )
 
     def require_open(self) -> None:
         if not self.opened:
@@ -928,8 +951,11 @@ class SessionRuntime:
         """Take the session's lease for an execution, then make the image current: reload it
         when another writer committed since it was read (before any model call), and apply the
         session commands queued in the store (their changes commit with the execution)."""
+        sent = time.monotonic()
         lease = await self._acquire(turn_id=turn_id, events=events)
         self.lease = lease
+        if self.held_until is not None:
+            self.held_until = sent + self.core.lease_ttl / 2
         image = self.image
         if image.fresh:
             image.revision = lease.revision  # starting over replaces whatever the store holds
@@ -994,7 +1020,24 @@ class SessionRuntime:
     async def renew(self) -> None:
         """Renew the running execution's lease."""
         if self.lease is not None:
+            sent = time.monotonic()
             self.lease = await self.core.store.renew_lease(self.lease, ttl=self.core.lease_ttl)
+            if self.held_until is not None:
+                self.held_until = sent + self.core.lease_ttl / 2
+
+    def holds_lease(self) -> bool:
+        """Whether the handle's hold has a lease an execution can start under without claiming
+        the session: taken (or renewed) less than half its TTL ago, and the image not known to
+        be stale. Past that, the next execution claims the session again (keeping the token
+        when the lease is still the handle's), so that a hold idle for longer than the TTL
+        never commits under a lease another process may have taken over meanwhile."""
+        until = self.held_until
+        return (
+            until is not None
+            and self.lease is not None
+            and not self.image.stale
+            and time.monotonic() < until
+        )
 
     def _renew_later(self) -> None:
         """Arm the running execution's timer: when the first poll is due (``control_poll``) it

@@ -9,8 +9,9 @@ for itself). Hooks and tools never get a ``Session``: they get the session's
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -220,6 +221,7 @@ class Session:
         (changes made through its view since), and let go of it."""
         runtime = self._runtime
         async with runtime.execute("close", commit_at_exit=False, needs_open=False, lease=False):
+            runtime.held_until = None  # closing ends a hold: its lease is released below
             if not runtime.opened:
                 return
             if runtime.has_pending:
@@ -238,6 +240,7 @@ class Session:
         pending first; return a small handle that :meth:`lash.LashCore.resume` reopens."""
         runtime = self._runtime
         async with runtime.execute("park", commit_at_exit=False, lease=False):
+            runtime.held_until = None  # parking ends a hold: its lease is released below
             if runtime.has_pending:
                 await runtime.commit()
             runtime.opened = False
@@ -245,6 +248,55 @@ class Session:
             runtime.image.clear()
         await runtime.composition.hooks.broadcast("session_parked", session=runtime.view)
         return handle
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[Session]:
+        """``async with session.hold():`` keep the session's lease from one turn to the next
+        while the block runs, for a host that runs several turns of a session in a row (a
+        worker, a batch, a script): each turn started in it commits in **one** transaction,
+        where a turn on its own claims the lease in one and commits (releasing it) in another.
+
+        Entering claims the session as a turn would (waiting up to the handle's ``wait`` while
+        another execution holds it, then :class:`lash.SessionBusy`; reloading a stale image;
+        applying queued session commands); leaving commits what is pending and releases the
+        lease. Meanwhile the session is this handle's, as during a turn: another handle or
+        process that wants it waits, or gets :class:`lash.SessionBusy`. Turns started with
+        input (``session.turn(...)``) run under the held lease without claiming it, while it
+        was taken or renewed less than half the core's ``lease_ttl`` ago; later, or after a
+        failed operation, the next turn claims the session again (the token stays the same
+        while the lease is still the handle's). Every other operation (``drain``,
+        ``configure``, ``apply_commands``...) claims as it always does, keeping the lease.
+
+        What a turn in a hold does not do, having no claim of its own: its ``turn_started``
+        event is committed with the turn (observers see both at once), the lease does not
+        name it (another process's :meth:`lash.LashCore.cancel_turn` of it answers
+        ``unknown``: this process's stops it, as :meth:`lash.Turn.cancel` does), and commands
+        queued by other processes are applied at the next claim, not before the turn. A
+        process killed in a hold leaves the session to the lease's expiry, as a killed turn
+        does. ``close()`` and ``park()`` end a hold.
+
+        :raises SessionError: called from a hook or tool of this session, on a session that is
+            not open, or in a hold of this handle already.
+        :raises SessionBusy: another execution held the session for longer than the wait.
+        """
+        runtime = self._runtime
+        runtime.refuse_reentry("hold")
+        runtime.require_open()
+        if runtime.held_until is not None:
+            raise SessionError(
+                f"session {self.id!r} is already held by this handle (hold() blocks do not nest)",
+                session_id=self.id,
+            )
+        runtime.held_until = 0.0  # in a hold; its lease is taken next
+        try:
+            async with runtime.execute("hold"):
+                pass  # the claim; what queued commands changed commits, the lease kept
+            yield self
+        finally:
+            runtime.held_until = None
+            # What is pending commits (releasing the lease), and a lease still held is released.
+            async with runtime.execute("hold", needs_open=False, lease=False):
+                pass
 
     async def __aenter__(self) -> Session:
         if not self._runtime.opened:

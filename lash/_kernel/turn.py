@@ -327,7 +327,9 @@ class Turn:
         # turn before it started.
         self._interruptible, self._interrupted, self._waiting = True, False, True
         try:
-            async with runtime.execute("turn", turn_id=self.id, events=events) as ex:
+            async with runtime.execute(
+                "turn", turn_id=self.id, events=events, reuse=not self._from_queue
+            ) as ex:
                 self._interruptible = self._waiting = False  # the session is ours
                 self._polled_at_claim()
                 self.index = ex.turn = runtime.image.turns + 1

@@ -1,0 +1,364 @@
+"""``Session.hold()``: a session's lease kept from one turn to the next, so that each turn of a
+run of turns commits in one write transaction (issue 14) — and everything a lease guarantees
+still holds: one writer at a time, nothing lost when the holder dies, a hold that outlived its
+lease claims the session again instead of committing blind.
+
+Transactions are counted from the SQLite file itself: the WAL is emptied before, and after, its
+frames are read by the file format's rules (https://www.sqlite.org/fileformat2.html#the_write_ahead_log:
+a 32-byte header, then frames of a 24-byte header and a page; a frame whose header has a
+non-zero "database size after commit" ends a transaction; frames whose salts differ from the
+header's are left over from before the WAL restarted)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pytest
+from _cores import make_core, stored
+from _recorder import Recorder
+from crash_child import answer, build_core
+
+import lash
+
+if TYPE_CHECKING:
+    from _postgres import PostgresServer
+
+pytestmark = pytest.mark.anyio
+
+TESTS = Path(__file__).parent
+
+
+def empty_wal(db: Path) -> None:
+    """Checkpoint the file's WAL and truncate it to nothing (the store's connections idle)."""
+    with sqlite3.connect(db) as conn:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 0, "the WAL could not be emptied: a connection is still using it"
+
+
+def wal_transactions(db: Path) -> int:
+    """The write transactions committed to the WAL since :func:`empty_wal`."""
+    data = Path(f"{db}-wal").read_bytes()
+    if not data:
+        return 0
+    page_size = struct.unpack(">I", data[8:12])[0]
+    salts = data[16:24]
+    commits = 0
+    for at in range(32, len(data) - 24 - page_size + 1, 24 + page_size):
+        if data[at + 8 : at + 16] != salts:
+            break  # a frame left over from before the WAL restarted
+        if struct.unpack(">I", data[at + 4 : at + 8])[0]:
+            commits += 1
+    return commits
+
+
+def lease_of(db: Path, session_id: str) -> tuple[str | None, int]:
+    """The session's lease as the file holds it: its owner while live (``None``: released or
+    expired) and its token."""
+    with sqlite3.connect(db) as conn:
+        owner, token, expires_at = conn.execute(
+            "SELECT lease_owner, lease_token, lease_expires_at FROM sessions WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+    return (owner if expires_at > time.time() else None), token
+
+
+async def test_turns_in_a_hold_commit_in_one_transaction_each(tmp_path: Path) -> None:
+    """Ten turns alone: a claim and a commit each (20 transactions). Ten in a hold: one claim
+    when it starts, one commit per turn, one release when it ends (12)."""
+    db = tmp_path / "lash.db"
+    async with make_core(tmp_path, Recorder([f"answer {i}" for i in range(21)])) as core:
+        session = await core.session("s").open()
+        await session.turn("first").run()  # the session exists: no creation below
+        empty_wal(db)
+        for i in range(10):
+            assert (await session.turn(f"alone {i}").run()).outcome == "completed"
+        assert wal_transactions(db) == 20
+        empty_wal(db)
+        async with session.hold():
+            for i in range(10):
+                result = await session.turn(f"held {i}").run()
+                assert (result.outcome, result.revision) == ("completed", 12 + i)
+        assert wal_transactions(db) == 12
+        await session.close()
+    record = await stored(tmp_path)
+    assert record.revision == 21
+    texts = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
+    assert texts == ["first", *(f"alone {i}" for i in range(10)), *(f"held {i}" for i in range(10))]
+
+
+async def test_held_turns_log_their_start_and_commit_in_order(tmp_path: Path) -> None:
+    """Without a claim of its own, a held turn's ``turn_started`` is committed with it: the
+    log still reads started, committed, turn after turn, each naming its own turn."""
+    async with make_core(tmp_path, Recorder(["a", "b", "c"])) as core:
+        session = await core.session("s").open()
+        async with session.hold():
+            ids = [(await session.turn(f"t{i}").run()).turn_id for i in range(3)]
+        page = await core.store.read_events("s")
+        await session.close()
+    logged = [(e.type, e.data["turn_id"]) for e in page.events if e.type.startswith("turn_")]
+    assert logged == [(kind, i) for i in ids for kind in ("turn_started", "turn_committed")]
+
+
+async def test_a_hold_keeps_other_writers_out_until_it_ends(tmp_path: Path) -> None:
+    """While a hold lasts, even between its turns, the session is its handle's: another core
+    on the file waits, then gets SessionBusy naming the holder; once the hold ends, it runs."""
+    async with (
+        make_core(tmp_path, Recorder(["mine 1", "mine 2"])) as core,
+        make_core(tmp_path, Recorder(["theirs"])) as other,
+    ):
+        session = await core.session("s").open()
+        rival = await other.session("s").open(wait=0.2)
+        async with session.hold():
+            await session.turn("one").run()
+            started = time.monotonic()
+            with pytest.raises(lash.SessionBusy) as busy:
+                await rival.turn("rival").run()
+            assert time.monotonic() - started >= 0.2  # it waited first
+            assert busy.value.owner == session._runtime.owner
+            await session.turn("two").run()
+        result = await rival.turn("rival").run()
+        assert (result.outcome, result.revision) == ("completed", 3)
+        await session.close()
+        await rival.close()
+    assert lease_of(tmp_path / "lash.db", "s")[0] is None
+
+
+async def test_a_hold_idle_past_half_its_ttl_claims_again_and_sees_another_writer(
+    tmp_path: Path,
+) -> None:
+    """A hold whose lease may have run out does not commit under it: its next turn claims the
+    session (its token kept while the lease is still its own), and when another writer took
+    the session meanwhile, reloads what that writer committed first: no update lost."""
+    db = tmp_path / "lash.db"
+    async with (
+        make_core(tmp_path, Recorder(["a1", "a2", "a3"]), lease_ttl=0.4) as core,
+        make_core(tmp_path, Recorder(["b1"]), lease_ttl=0.4) as other,
+    ):
+        session = await core.session("s").open()
+        async with session.hold():
+            await session.turn("a1").run()
+            token = lease_of(db, "s")
+            await asyncio.sleep(0.25)  # past half the TTL, the lease still live: claimed again
+            empty_wal(db)
+            await session.turn("a2").run()
+            assert wal_transactions(db) == 2  # the claim, the commit
+            assert lease_of(db, "s") == token
+            await asyncio.sleep(0.5)  # the lease expired: another core takes the session
+            rival = await other.session("s").open(wait=0)
+            assert (await rival.turn("b1").run()).revision == 3
+            await rival.close()
+            result = await session.turn("a3").run()
+            assert (result.outcome, result.revision) == ("completed", 4)
+        await session.close()
+    record = await stored(tmp_path)
+    texts = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
+    assert texts == ["a1", "a2", "b1", "a3"]
+
+
+class FailOnce:
+    """A plugin whose ``before_turn`` raises for the input ``boom``."""
+
+    lash_plugin = lash.PluginMeta(name="fail-once")
+
+    @lash.hookimpl
+    def before_turn(self, turn: lash.TurnView) -> None:
+        if turn.input == "boom":
+            raise RuntimeError("boom")
+
+
+async def test_a_failed_turn_in_a_hold_commits_as_any_turn_and_the_hold_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A turn that fails (a hook raised) is committed with its outcome, in its one transaction,
+    and the next turn of the hold runs under the same lease."""
+    db = tmp_path / "lash.db"
+    async with make_core(tmp_path, Recorder(["ok 1", "ok 2"]), FailOnce()) as core:
+        session = await core.session("s").open()
+        async with session.hold():
+            assert (await session.turn("one").run()).outcome == "completed"
+            token = lease_of(db, "s")
+            empty_wal(db)
+            failed = await session.turn("boom").run()
+            assert (failed.outcome, failed.revision) == ("failed", 2)
+            result = await session.turn("two").run()
+            assert (result.outcome, result.revision) == ("completed", 3)
+            assert wal_transactions(db) == 2
+            assert lease_of(db, "s") == token
+        await session.close()
+
+
+async def test_closing_in_a_hold_releases_the_session(tmp_path: Path) -> None:
+    async with (
+        make_core(tmp_path, Recorder(["mine"])) as core,
+        make_core(tmp_path, Recorder(["theirs"])) as other,
+    ):
+        session = await core.session("s").open()
+        async with session.hold():
+            await session.turn("one").run()
+            await session.close()
+            assert lease_of(tmp_path / "lash.db", "s")[0] is None
+            rival = await other.session("s").open(wait=0)
+            assert (await rival.turn("two").run()).revision == 2
+            await rival.close()
+
+
+async def test_a_hold_is_refused_where_it_cannot_work(tmp_path: Path) -> None:
+    """Not open, nested, or from a tool of the session itself (it would hold the session
+    against the turn that runs the tool): a SessionError naming the session and why."""
+    calls: list[str] = []
+
+    class Holder:
+        lash_plugin = lash.PluginMeta(name="holder")
+
+        @lash.hookimpl
+        def register_tools(self, register: lash.RegisterTool) -> None:
+            async def grab() -> str:
+                """Tries to hold its own session."""
+                try:
+                    async with handle.hold():
+                        pass
+                except lash.SessionError as exc:
+                    calls.append(str(exc))
+                return "tried"
+
+            register(grab)
+
+    call = lash.ScriptedResponse(tool_calls=[lash.ScriptedToolCall("grab", {}, id="c1")])
+    async with make_core(tmp_path, Recorder([call, "done"]), Holder()) as core:
+        handle = core.session("s")
+        with pytest.raises(lash.SessionError, match="'s' is not open"):
+            async with handle.hold():
+                pass
+        await handle.open()
+        async with handle.hold():
+            with pytest.raises(lash.SessionError, match="already held by this handle"):
+                async with handle.hold():
+                    pass
+        await handle.turn("grab it").run()
+        await handle.close()
+    assert len(calls) == 1 and "hold() called" in calls[0] and "'s'" in calls[0]
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, sys.argv[2])
+    from crash_child import build_core
+
+    async def main():
+        async with build_core(sys.argv[1], lease_ttl=30) as core:
+            session = await core.session("held").open()
+            async with session.hold():
+                for i in range(5):
+                    await session.turn(f"turn {i}").run()
+                    print(f"committed {i}", flush=True)
+                print("holding", flush=True)
+                await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_process_killed_in_a_hold_loses_no_committed_turn_and_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL of a process inside a hold, between turns: every turn it reported committed is
+    in the file, and another process takes the session over (at once: the holder is provably
+    dead, the same host and its process gone; otherwise when the lease expires)."""
+    db = tmp_path / "lash.db"
+    errors = tmp_path / "child.err"
+    with (
+        errors.open("wb") as stderr,
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(db), str(TESTS)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as child,
+    ):
+        try:
+            assert child.stdout is not None
+            lines = []
+            for line in child.stdout:
+                lines.append(line.strip())
+                if lines[-1] == "holding":
+                    break
+            expected = [*(f"committed {i}" for i in range(5)), "holding"]
+            assert lines == expected, errors.read_text()
+            assert lease_of(db, "held")[0] is not None  # the hold's lease, between turns
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+
+    async def take_over() -> lash.TurnResult:
+        async with build_core(db, lease_ttl=30) as core:
+            session = await core.session("held").open(wait=0)
+            result = await session.turn("after").run()
+            await session.close()
+            return result
+
+    result = asyncio.run(take_over())
+    assert (result.outcome, result.revision, result.text) == ("completed", 6, answer("after"))
+    record = asyncio.run(stored(tmp_path, "held"))
+    texts = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
+    assert texts == [*(f"turn {i}" for i in range(5)), "after"]
+
+
+async def test_on_postgres_a_held_turn_is_one_transaction(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """Issue 14's count, from the server's own statistics: the transactions a core's turns run
+    (``xact_commit + xact_rollback`` of the database in ``pg_stat_database``, read once the
+    core's connections are gone, as a backend reports its counters when it exits): 20 turns
+    alone, a lease and a commit each; 20 in a hold, one each plus the hold's claim and
+    release. The difference between runs of 25 and 5 turns, so that opening the session does
+    not count."""
+    database = postgres_url.rsplit("/", 1)[1].split("?", 1)[0]
+
+    async def transactions(conn: Any) -> int:
+        for _ in range(500):
+            if not await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
+            ):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the core's connections did not close")
+        count: int = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
+            database,
+        )
+        return count
+
+    async def run(turns: int, session_id: str, held: bool) -> int:
+        conn = await asyncpg.connect(postgres_server.url("postgres"))
+        try:
+            async with build_core(postgres_url) as core:  # the schema, before counting
+                await core.store.list_sessions()
+            before = await transactions(conn)
+            async with build_core(postgres_url) as core:
+                session = await core.session(session_id).open()
+                async with session.hold() if held else contextlib.nullcontext():
+                    for turn in range(turns):
+                        result = await session.turn(f"turn {turn}").run()
+                        assert result.text == answer(f"turn {turn}")
+                await session.close()
+            return await transactions(conn) - before
+        finally:
+            await conn.close()
+
+    alone = await run(25, "alone-long", False) - await run(5, "alone-short", False)
+    held = await run(25, "held-long", True) - await run(5, "held-short", True)
+    assert (alone, held) == (40, 20)
