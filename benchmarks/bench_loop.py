@@ -10,6 +10,10 @@ Targets (issue 17, 200-turn sessions, 10 no-op plugins implementing the per-turn
 
 each as the median of per-repetition ratios.
 
+For information, a fifth variant: lash's durable turn with the session held across its turns
+(``async with session.hold():``, docs/mailbox.rst): its lease taken once, each turn one write
+transaction, as the loop's; issue 17's target row is the turn on its own.
+
 The loop is the fastest honest hand-written equivalent: plain functions, the history as a list
 of dicts, ``await model(history)`` (a fake model returning the same scripted replies as lash's
 provider: one tool call, then text), the tool called directly; durable, ``json.dumps`` of the
@@ -79,6 +83,7 @@ def main() -> None:
             for store in ("memory", "sqlite")
             for kind in ("loop", "lash")
         ]
+        variants.append(("lash held", "lash", "held", ROOT))
         per, cpu, rows, elapsed, profiles = measure(
             variants, root, repeats, args.turns, args.chunk, profile=args.profile
         )
@@ -96,6 +101,10 @@ def main() -> None:
             f"({med(cpu[m]):.4f} / {med(cpu[s]):.4f})"
         )
     print(
+        f"  lash held {'':9s}{med(per['lash held']):12.4f}   ({med(cpu['lash held']):.4f}): "
+        "sqlite://, the turns in one hold (one transaction each)"
+    )
+    print(
         f"  rows per session: lash nodes {rows['lash sqlite']}, loop messages "
         f"{rows['loop sqlite']} (sqlite rows written)"
     )
@@ -112,6 +121,12 @@ def main() -> None:
             f"\n      CPU per turn {med(processor):.2f} ({_spread(processor)})   info"
         )
     kernel = [x / y for x, y in zip(per["lash memory"], per["loop memory"], strict=True)]
+    held = [x / y for x, y in zip(per["lash held"], per["loop sqlite"], strict=True)]
+    print(
+        f"  lash held/loop sqlite  {med(held):6.2f}  ({_spread(held)})   info: the durable turn "
+        "in a hold (Session.hold: its lease taken once, one transaction a turn)\n"
+        f"      {' '.join(f'{x:.2f}' for x in held)}"
+    )
     print(
         f"  lash memory/loop memory  {med(kernel):6.1f}  ({_spread(kernel)})   info: the "
         "kernel against the loop without I/O"
