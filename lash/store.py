@@ -33,8 +33,10 @@ from lash._contract.serialization import (
 from lash._contract.turn_types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
+    ANY_TURN,
     EVENTS_KEPT,
     EVENTS_MAX_AGE,
+    cancel_accepted,
     check_lease,
     command_event,
     effective_state,
@@ -93,6 +95,7 @@ from lash._testing.conformance import (
 )
 
 __all__ = [
+    "ANY_TURN",
     "CHECKS",
     "EVENTS_KEPT",
     "EVENTS_MAX_AGE",
@@ -128,6 +131,7 @@ __all__ = [
     "StoredNodes",
     "TurnRecord",
     "WorkPoll",
+    "cancel_accepted",
     "cancel_record",
     "check_claim",
     "check_lease",

@@ -23,13 +23,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import approval_tools
 import asyncpg
 import pytest
 from _cores import make_core, stored
 from _recorder import Recorder
-from crash_child import answer, build_core
+from approval_tools import calls_message, logged
+from crash_child import answer as crash_answer
+from crash_child import build_core
+from test_mailbox import Model, answer, started
+from test_mailbox import make_core as make_mailbox_core
 
 import lash
+import lash.store
+from lash_plugins_builtin import standard, stores
 
 if TYPE_CHECKING:
     from _postgres import PostgresServer
@@ -310,7 +317,7 @@ def test_a_process_killed_in_a_hold_loses_no_committed_turn_and_is_taken_over(
             return result
 
     result = asyncio.run(take_over())
-    assert (result.outcome, result.revision, result.text) == ("completed", 6, answer("after"))
+    assert (result.outcome, result.revision, result.text) == ("completed", 6, crash_answer("after"))
     record = asyncio.run(stored(tmp_path, "held"))
     texts = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
     assert texts == [*(f"turn {i}" for i in range(5)), "after"]
@@ -353,7 +360,7 @@ async def test_on_postgres_a_held_turn_is_one_transaction(
                 async with session.hold() if held else contextlib.nullcontext():
                     for turn in range(turns):
                         result = await session.turn(f"turn {turn}").run()
-                        assert result.text == answer(f"turn {turn}")
+                        assert result.text == crash_answer(f"turn {turn}")
                 await session.close()
             return await transactions(conn) - before
         finally:
@@ -362,3 +369,189 @@ async def test_on_postgres_a_held_turn_is_one_transaction(
     alone = await run(25, "alone-long", False) - await run(5, "alone-short", False)
     held = await run(25, "held-long", True) - await run(5, "held-short", True)
     assert (alone, held) == (40, 20)
+
+
+# -- what other processes and a turn's own work send a held session (from a review of the hold)
+
+CLEANUP = calls_message(
+    ("read_file", {"path": "notes.txt"}, "c1"),
+    ("delete_file", {"path": "old.log"}, "c2"),
+    ("delete_file", {"path": "keep.log"}, "c3"),
+)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lash.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.mark.parametrize("held", [False, True])
+async def test_answers_to_a_turn_awaiting_approval_continue_it_in_a_hold_too(
+    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    """As test_approvals' new turn that first continues an answered one: the approved calls
+    run once each, whether the next turn runs in a hold (it claims the session, which applies
+    the queued answers) or not."""
+    log = str(tmp_path / "approval.log")
+    monkeypatch.setenv("APPROVAL_LOG", log)
+    core = lash.LashCore(
+        plugins=[standard, stores, approval_tools],
+        builtins=(),
+        store=any_store,
+        provider="policy",
+    )
+    async with core:
+        session = await core.session("s").open()
+        async with session.hold() if held else contextlib.nullcontext():
+            first = await session.turn(CLEANUP).run()
+            assert first.reason == "awaiting_approval"
+            assert (await core.approve("s", "c2")).outcome == "approved"
+            assert (await core.approve("s", "c3")).outcome == "approved"
+            second = await session.turn("and now?").run()
+        await session.close()
+    assert logged(log).count("delete_file old.log") == 1, logged(log)
+    assert logged(log).count("delete_file keep.log") == 1
+    assert second.ok
+
+
+@pytest.mark.parametrize("held", [False, True])
+async def test_another_core_cancels_a_turn_that_runs_in_a_hold(held: bool) -> None:
+    """The hold's lease names no turn (``lash.store.ANY_TURN``): the store accepts a
+    cancellation for the turn anyway, and the turn reads it at its next poll."""
+    shared = lash.store.MemoryStore()
+    model = Model(answer("first"), answer("never"))
+    session = await make_mailbox_core(model, store=shared, control_poll=0.01).session("s").open()
+    async with session.hold() if held else contextlib.nullcontext():
+        await session.turn("warm").run()
+        gate = model.block()
+        task = await started(session.turn("long", id="t1"))
+        await model.entered.wait()
+        other = make_mailbox_core(Model(), store=shared)
+        receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
+        try:
+            result = await asyncio.wait_for(asyncio.shield(task), 5)
+        finally:
+            gate.set()
+            await task
+    assert receipt.status == "requested"
+    assert (result.reason, result.cancelled_by) == ("cancelled", "web-ui")
+
+
+@pytest.mark.parametrize("held", [False, True])
+async def test_a_command_queued_by_another_core_applies_within_a_hold_of_long_turns(
+    held: bool,
+) -> None:
+    """Turns that each outlast a lease renewal do not keep a hold from ever claiming again: a
+    command another core queued is seen at a renewal and applied at the next turn's claim."""
+    shared = lash.store.MemoryStore()
+    model = Model(*(answer(f"a{i}") for i in range(8)))
+    core = make_mailbox_core(model, store=shared, lease_ttl=0.3, control_poll=0.01)
+    session = await core.session("s").open()
+    other = make_mailbox_core(Model(), store=shared)
+    applied_at: list[int] = []
+    async with session.hold() if held else contextlib.nullcontext():
+        for i in range(6):
+            if i == 1:
+                await other.enqueue_command("s", "refresh_tool_catalog", key="k1")
+            gate = model.block()
+            task = await started(session.turn(f"t{i}"))
+            await model.entered.wait()
+            await asyncio.sleep(0.15)  # past ttl/3: renewed inside the turn
+            gate.set()
+            await task
+            commands = await shared.list_commands("s", settled=True)
+            if commands and commands[0].state == "applied" and not applied_at:
+                applied_at.append(i)
+    assert applied_at and applied_at[0] <= 2, applied_at
+
+
+class SlowPersisted:
+    """A ``turn_persisted`` hook that takes 2.5 lease TTLs (an indexer, a webhook...)."""
+
+    lash_plugin = lash.PluginMeta(name="slow-persisted")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    @lash.hookimpl
+    async def turn_persisted(self, turn: lash.TurnView, revision: int) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+async def test_a_hold_keeps_renewing_its_lease_while_a_turn_goes_on_after_its_commit(
+    tmp_path: Path,
+) -> None:
+    """A held turn's commit keeps the lease; the work of the turn after it (turn_persisted,
+    compaction) keeps renewing it: a rival waiting all along gets the session only once the
+    hold is over."""
+    ttl = 0.4
+    async with (
+        make_core(
+            tmp_path, Recorder(["a"]), SlowPersisted(2.5 * ttl), lease_ttl=ttl, control_poll=0.01
+        ) as core,
+        make_core(tmp_path, Recorder(["rival"]), lease_ttl=ttl) as other,
+    ):
+        session = await core.session("s").open()
+        rival = await other.session("s").open(wait=10)
+        loop = asyncio.get_running_loop()
+        rival_done: list[float] = []
+
+        async def rival_turn() -> None:
+            await rival.turn("rival").run()
+            rival_done.append(loop.time())
+
+        async with session.hold():
+            task = asyncio.create_task(rival_turn())
+            await session.turn("one").run()
+            hold_ended = loop.time()
+        await task
+        await session.close()
+        await rival.close()
+    assert rival_done[0] > hold_ended, "the rival's turn committed inside the hold"
+
+
+class Clocked(lash.store.MemoryStore):
+    """A memory store that notes how long the lease had left at each renewal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left_at_renewal: list[float] = []
+        self.live_until = 0.0
+
+    async def acquire_lease(self, *args: Any, **kwargs: Any) -> lash.store.Lease:
+        lease = await super().acquire_lease(*args, **kwargs)
+        self.live_until = lease.expires_at
+        return lease
+
+    async def renew_lease(self, lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
+        self.left_at_renewal.append(self.live_until - time.time())
+        renewed = await super().renew_lease(lease, ttl=ttl)
+        self.live_until = renewed.expires_at
+        return renewed
+
+
+@pytest.mark.parametrize("held", [False, True])
+async def test_a_held_turn_renews_its_lease_as_early_as_a_turn_on_its_own(held: bool) -> None:
+    """A turn started in a hold just before it would claim again (its lease almost half a TTL
+    old) renews it while at least half the TTL is left, as a turn on its own does: an event
+    loop stall does not cost it the session sooner."""
+    ttl = 0.6
+    store = Clocked()
+    model = Model(answer("a"), answer("b"))
+    core = make_mailbox_core(model, store=store, lease_ttl=ttl, control_poll=0.01)
+    session = await core.session("s").open()
+    async with session.hold() if held else contextlib.nullcontext():
+        await session.turn("one").run()
+        await asyncio.sleep(ttl / 2 - 0.03)  # just before the hold would claim again
+        gate = model.block()
+        task = await started(session.turn("two"))
+        await model.entered.wait()
+        await asyncio.sleep(ttl / 2)
+        gate.set()
+        await task
+    assert store.left_at_renewal[0] >= ttl / 2, store.left_at_renewal

@@ -35,6 +35,7 @@ from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
 from lash._kernel.prompt_cache import PromptCache
+from lash._store.leases import ANY_TURN
 from lash._store.records import (
     EventDraft,
     InputDraft,
@@ -235,15 +236,18 @@ class Executing:
             if self.needs_open:
                 runtime.require_open()
             if self.lease:
-                if self.reuse and runtime.holds_lease():
+                if self.reuse and runtime.holds_lease() and runtime.image.kernel.awaiting is None:
                     # In a hold, under its lease: no claim, so the events the claim would
                     # have written (turn_started) are committed with the execution.
                     if self.events:
                         runtime.pending_events.extend(self.events)
                     runtime.commands_applied = 0
+                    assert runtime.held_until is not None
+                    ttl = runtime.core.lease_ttl
+                    runtime._renew_later(runtime.held_until - ttl / 6 - time.monotonic())
                 else:
                     await runtime.claim(turn_id=self.turn_id, events=self.events)
-                runtime._renew_later()
+                    runtime._renew_later()
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -779,6 +783,8 @@ class SessionRuntime:
         # Only after the store accepted the commit does the in-memory head move.
         if delta.release:
             self.lease = None
+        elif self.joinable() is not None:
+            self._renew_later()  # the execution goes on (turn_persisted, compaction) under it
         image.committed(delta, revision)
         self._clear_pending()
         self.cancel_after_commit |= cancelled
@@ -951,6 +957,8 @@ class SessionRuntime:
         """Take the session's lease for an execution, then make the image current: reload it
         when another writer committed since it was read (before any model call), and apply the
         session commands queued in the store (their changes commit with the execution)."""
+        if self.held_until is not None:
+            turn_id = ANY_TURN  # a hold's lease runs turns it does not name in advance
         sent = time.monotonic()
         lease = await self._acquire(turn_id=turn_id, events=events)
         self.lease = lease
@@ -1022,7 +1030,7 @@ class SessionRuntime:
         if self.lease is not None:
             sent = time.monotonic()
             self.lease = await self.core.store.renew_lease(self.lease, ttl=self.core.lease_ttl)
-            if self.held_until is not None:
+            if self.held_until is not None and not self.lease.pending_commands:
                 self.held_until = sent + self.core.lease_ttl / 2
 
     def holds_lease(self) -> bool:
@@ -1039,15 +1047,16 @@ class SessionRuntime:
             and time.monotonic() < until
         )
 
-    def _renew_later(self) -> None:
+    def _renew_later(self, renew_in: float | None = None) -> None:
         """Arm the running execution's timer: when the first poll is due (``control_poll``) it
         starts the running turn's keeper if it asked (:attr:`on_poll_due`), then the lease is
         renewed every third of its TTL while the execution runs. Most executions end long
         before either is due: the first is an entry in the event loop's :class:`_PollClock`
         (one loop timer for every execution of the loop, not one each), and only an execution
         still running then gets a timer of its own for its renewals."""
-        renew_in = self.core.lease_ttl / 3
-        poll_in = min(self.core.control_poll, renew_in)
+        full = self.core.lease_ttl / 3
+        poll_in = min(self.core.control_poll, full)
+        renew_in = max(poll_in, full if renew_in is None else renew_in)
         self.poll_passed = False
         try:
             clock = _poll_clock()

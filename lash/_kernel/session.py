@@ -267,13 +267,14 @@ class Session:
         while the lease is still the handle's). Every other operation (``drain``,
         ``configure``, ``apply_commands``...) claims as it always does, keeping the lease.
 
-        What a turn in a hold does not do, having no claim of its own: its ``turn_started``
-        event is committed with the turn (observers see both at once), the lease does not
-        name it (another process's :meth:`lash.LashCore.cancel_turn` of it answers
-        ``unknown``: this process's stops it, as :meth:`lash.Turn.cancel` does), and commands
-        queued by other processes are applied at the next claim, not before the turn. A
-        process killed in a hold leaves the session to the lease's expiry, as a killed turn
-        does. ``close()`` and ``park()`` end a hold.
+        A turn in a hold commits its ``turn_started`` event with the turn (observers see both
+        at once). The hold's lease names no turn (:data:`lash.store.ANY_TURN`): another
+        process's :meth:`lash.LashCore.cancel_turn` is accepted for any turn not yet committed,
+        and the running turn reads it at its next poll. A turn claims the session first, not
+        reusing the held lease, while a turn of the session awaits approval (the claim applies
+        the answers) and after a renewal saw session commands queued by another process (the
+        claim applies them). A process killed in a hold leaves the session to the lease's
+        expiry, as a killed turn does. ``close()`` and ``park()`` end a hold.
 
         :raises SessionError: called from a hook or tool of this session, on a session that is
             not open, or in a hold of this handle already.
