@@ -20,26 +20,6 @@ from lash.testing import STORE_CHECKS, StoreConformanceError, check_store, run_s
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def quick_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The suite's short leases and its wait for them to expire, 5x shorter (10 ms, waited
-    40 ms) for the tests that run every check against a store built on MemoryStore to see which
-    ones fail: its clock is time.time() in float seconds, so such a lease has expired 40 ms
-    later as surely as one of 50 ms after 200 ms, and the checks fail as they do with the
-    defaults (about 0.2 s of sleep each for 14 checks: 3.2 s -> 0.95 s a run of the suite).
-    The suite's own runs against MemoryStore and SQLite keep the defaults."""
-    from lash._testing import (
-        store_checks,
-        store_data_checks,
-        store_mailbox_checks,
-        store_process_checks,
-    )
-
-    for module in (store_checks, store_data_checks, store_mailbox_checks, store_process_checks):
-        monkeypatch.setattr(module, "SHORT_TTL", 0.01)
-        monkeypatch.setattr(module, "EXPIRY_WAIT", 0.04)
-
-
 # --------------------------------------------------------------------------------------------
 # The reference store
 # --------------------------------------------------------------------------------------------
