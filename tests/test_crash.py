@@ -51,7 +51,8 @@ def kill_at_random(child: Child, rng: random.Random) -> str:
         time.sleep(rng.uniform(0.0, 0.005))
     else:
         kind = "timed"
-        time.sleep(rng.uniform(0.05, 0.6))
+        # A turn takes ~10 ms: any delay lands anywhere in one (up to 0.6 s took 4 s more).
+        time.sleep(rng.uniform(0.05, 0.3))
     assert child.proc.poll() is None, f"the child exited by itself; stderr:\n{child.stderr()}"
     child.signal(signal.SIGKILL)
     child.finish()

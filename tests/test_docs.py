@@ -1123,7 +1123,9 @@ def test_sqlite3_backup_transcript(
 
 
 @pytest.mark.usefixtures("no_lash_env")
-def test_kv_store_example_passes_its_tests(examples: dict[str, ModuleType]) -> None:
+def test_kv_store_example_passes_its_tests(
+    examples: dict[str, ModuleType], quick_expiry: None
+) -> None:
     """The store authors' example backend passes the whole conformance suite, in one call and
     check by check, and a host selects it by URL: its test module passes."""
     module = examples["test_kv_store"]
@@ -1398,7 +1400,7 @@ def test_store_replace_keeps_the_mailbox_and_the_log(
 
 @pytest.mark.usefixtures("no_lash_env")
 def test_unfenced_store_fails_the_lease_checks(
-    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+    examples: dict[str, ModuleType], capsys: pytest.CaptureFixture[str], quick_expiry: None
 ) -> None:
     """A store that lets any lease commit fails exactly the fencing checks, as the page shows."""
     error = asyncio.run(examples["kv_store_unfenced"].main())

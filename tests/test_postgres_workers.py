@@ -162,8 +162,10 @@ async def test_workers_killed_at_random_lose_and_repeat_nothing(
                 started = await core.processes.start("rerun", job, session_id=sid)
                 processes[started.id] = sid
             # Kill a worker that has been up a random while (so most kills land in its work,
-            # not its start-up), and replace it at once.
-            await asyncio.sleep(rng.uniform(0.2, 0.8))
+            # not its start-up), and replace it at once. Each of the 4 lives ~1.4 s on average:
+            # a kill every 0.2-0.8 s took 52 s of sleep; every 0.05-0.35 s, none was up 0.6 s
+            # at a load of 8 and the kills landed in start-ups (7 turns cut off).
+            await asyncio.sleep(rng.uniform(0.15, 0.55))
             up = [c for c in pool.alive() if time.monotonic() - pool.started[c.proc.pid] > 0.6]
             pool.kill(rng.choice(up or pool.alive()))
             pool.start()

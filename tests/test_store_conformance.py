@@ -19,6 +19,7 @@ from lash.testing import STORE_CHECKS, StoreConformanceError, check_store, run_s
 
 pytestmark = pytest.mark.anyio
 
+
 # --------------------------------------------------------------------------------------------
 # The reference store
 # --------------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class KeyErrorDeleteStore(lash.store.MemoryStore):
     ],
 )
 async def test_broken_store_fails_the_checks_it_breaks(
-    store_class: Callable[[], lash.store.Store], failing: set[str]
+    store_class: Callable[[], lash.store.Store], failing: set[str], quick_expiry: None
 ) -> None:
     """A broken store fails exactly the checks covering its violation, each named in the error."""
     with pytest.raises(AssertionError) as info:
@@ -254,7 +255,7 @@ async def test_failure_message_says_what_broke() -> None:
 
 
 async def test_store_that_does_not_check_ids_fails_the_id_rule(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, quick_expiry: None
 ) -> None:
     """A memory store with its session id check removed fails session_id_rule, and only it."""
     import lash._store.memory
