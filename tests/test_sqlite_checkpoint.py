@@ -87,7 +87,7 @@ async def test_the_wal_stays_bounded_over_5000_turns(
             *(run_turns(store, f"s{k}", 5000 // sessions) for k in range(sessions))
         )
         if store._checkpointing is not None:
-            await store._checkpointing
+            await asyncio.wrap_future(store._checkpointing)
         wal_size = (tmp_path / "lash.db-wal").stat().st_size
     finally:
         await store.close()
@@ -162,7 +162,7 @@ async def test_the_store_goes_on_during_the_first_phase(
         assert {s.session_id for s in listed} == {"a", "b", "z"}
         reader.close()
         release.set()
-        await store._checkpointing
+        await asyncio.wrap_future(store._checkpointing)
         ((phase, (_, log_one, copied_one)), (last, (busy, log, copied))) = passes.done()[0]
         assert (phase, last) == (1, 2)
         assert 0 < copied_one < log_one  # up to the open read
