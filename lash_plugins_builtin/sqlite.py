@@ -1336,8 +1336,13 @@ _Step = tuple[Literal["run", "rows", "many"], str, Any]
 #: Whether stores made from now on run small writes inline (see ``SQLiteStore._operation``);
 #: tests turn it off to exercise the worker thread's path.
 INLINE = True
-#: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``).
-INLINE_CHECKPOINT = 200
+#: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``). (200 until
+#: 2026-12-07, when a checkpoint began only once it took the store's lock: with 100 sessions
+#: waiting for that lock, one pass over them later, so that every other one was skipped, one
+#: every ~400 writes. Begun at once, 200 meant twice as many there: 0.87x the turns/s of
+#: ``bench_concurrent.py``, 1.10x the CPU a turn; 400: 1.00x and 1.00x, and one session,
+#: whose checkpoints began at once before too, 1.06x, its WAL up to twice as large.)
+INLINE_CHECKPOINT = 400
 #: At most this many passive passes in a WAL checkpoint's first phase, the next one run while
 #: the last found more than ``CHECKPOINT_TAIL`` frames appended since the one before; then
 #: its second phase waits ``CHECKPOINT_BUSY`` ms at most for the write lock and for readers
