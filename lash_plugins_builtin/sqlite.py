@@ -73,9 +73,11 @@ The schema, its migrations and the hot statements live in ``_sqlite_schema``; UR
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -102,6 +104,8 @@ from lash_plugins_builtin._sqlite_url import (
 )
 
 __all__ = ["SQLiteSettings", "SQLiteStore", "parse_url"]
+
+log = logging.getLogger("lash.sqlite")
 
 #: How many sessions' heads a store remembers for one-round-trip commits (those whose lease
 #: it holds: the most recently committed; a commit of another session reads its head first).
@@ -177,10 +181,12 @@ class SQLiteStore:
             else False
         )
         self._inline_commits = 0
-        self._checkpointing: asyncio.Task[None] | None = None
-        # A third connection, only for the WAL checkpoint (see ``_after_inline``), with its own
-        # thread; opened at the first checkpoint, None until then and after close.
-        self._checkpointer: aiosqlite.Connection | None = None
+        # The WAL checkpoint under way (see ``_after_inline``): a future of the checkpointer's
+        # thread, of no event loop, so that no loop's end can leave it pending forever.
+        self._checkpointing: concurrent.futures.Future[None] | None = None
+        # A third connection, only for the WAL checkpoint, with its own thread; made at the
+        # first checkpoint, None until then and after close.
+        self._checkpointer: _Checkpointer | None = None
         self._lock = asyncio.Lock()
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
@@ -213,21 +219,20 @@ class SQLiteStore:
             self._heads.clear()
             conn, self._conn = self._conn, None
             checkpointer, self._checkpointer = self._checkpointer, None
+            self._checkpointing = None
             if isinstance(self._inline, sqlite3.Connection):
                 self._inline.close()
                 self._inline = None
-            if checkpointer is not None:
-                # Queued behind the checkpoint's passes under way (which then finish): no
-                # thread left.
-                await checkpointer.close()
-            if conn is not None:
-                await conn.close()  # the last connection: SQLite checkpoints the WAL whole
-        checkpointing = self._checkpointing
-        if checkpointing is not None and checkpointing.get_loop() is asyncio.get_running_loop():
-            # Its passes ran before its connection closed (or it found it closed): it ends
-            # now, leaving no task behind either. (A task of another event loop, which a store
-            # used from two ``asyncio.run`` would leave, cannot be awaited here.)
-            await asyncio.wait([checkpointing])
+            try:
+                if checkpointer is not None:
+                    # Queued behind the checkpoint's passes under way (which then finish): no
+                    # thread left. Cancelled meanwhile, it still closes, on its thread.
+                    await checkpointer.close()
+            finally:
+                if conn is not None:
+                    # The last connection: SQLite checkpoints the WAL whole. Closed also when
+                    # the wait above was cancelled (a shutdown under a timeout).
+                    await conn.close()
 
     async def _connection(self) -> aiosqlite.Connection:
         # Called with self._lock held.
@@ -354,7 +359,7 @@ class SQLiteStore:
     def _after_inline(self) -> None:
         """Count an inline write; every ``INLINE_CHECKPOINT`` of them, checkpoint the WAL in
         the background (nobody waits for it), in two phases on a thread of its own
-        (:meth:`_checkpoint`).
+        (:class:`_Checkpointer`).
 
         Why two: a checkpoint lets the next write start the WAL over only if it copied every
         frame, and frames appended while it runs are not copied. Run beside the writes alone
@@ -371,54 +376,15 @@ class SQLiteStore:
         phase at once, and a write that finds the lock taken waits on the event loop
         (:meth:`_begin_inline_soon`) while the other sessions go on."""
         self._inline_commits += 1
-        if self._inline_commits % INLINE_CHECKPOINT or self._checkpointing is not None:
+        if self._inline_commits % INLINE_CHECKPOINT:
             return
-        self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
-
-    async def _checkpoint(self) -> None:
-        """The WAL checkpoint of :meth:`_after_inline`, on the checkpointer's connection (its
-        own thread: no store operation queues behind it), in one call to that thread
-        (:func:`_checkpoint_passes`): passive passes while they find many frames appended
-        since the one before (each pass copies what was written during the last one, in less
-        time, so the tail shrinks), then one ``RESTART`` pass that keeps writers out while it
-        copies the tail, so the next write starts the WAL over.
-
-        The WAL is synced before each copy and the database file after it, at the store's
-        ``synchronous`` level, as SQLite's own checkpoints are: a crash at any point leaves
-        every committed frame in the WAL until the copy that holds it is synced. An error (a
-        checkpoint is a chore: the next one tries again) is dropped; so is the checkpoint of
-        a store closed meanwhile, whose last connection checkpoints the WAL as it closes."""
-        try:
-            async with self._lock:
-                if self._conn is None:
-                    return  # closed
-                conn = self._checkpointer
-                if conn is None:
-                    conn = self._checkpointer = await self._open_checkpointer()
-            execute = getattr(conn, "_execute", None)
-            sqlite_conn = getattr(conn, "_connection", None)
-            if execute is not None and isinstance(sqlite_conn, sqlite3.Connection):
-                await execute(_checkpoint_passes, sqlite_conn)
-            else:  # aiosqlite without the private names: the tail's pass copies everything
-                await conn.execute_fetchall(_RESTART)
-        except (sqlite3.Error, ValueError):
-            pass  # an error of the chore (ValueError: its connection closed under it)
-        finally:
-            self._checkpointing = None
-
-    async def _open_checkpointer(self) -> aiosqlite.Connection:
-        """The checkpoint's own connection, at the store's ``synchronous`` level (the syncs
-        of a checkpoint are its), never checkpointing on its own (it writes nothing), whose
-        second phase waits ``CHECKPOINT_BUSY`` ms at most for a writer or reader."""
-        conn = await _connect(*schema.connect_target(self.path, self.settings.mode))
-        try:
-            await conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
-            await conn.execute("PRAGMA wal_autocheckpoint = 0")
-            await conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY}")
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
+        running = self._checkpointing
+        if running is not None and not running.done():
+            return
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            checkpointer = self._checkpointer = _Checkpointer(self.path, self.settings.synchronous)
+        self._checkpointing = checkpointer.start()
 
     def _explain(self, exc: sqlite3.Error) -> lash.LashError:
         return schema.explain(
@@ -1372,8 +1338,13 @@ _Step = tuple[Literal["run", "rows", "many"], str, Any]
 #: Whether stores made from now on run small writes inline (see ``SQLiteStore._operation``);
 #: tests turn it off to exercise the worker thread's path.
 INLINE = True
-#: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``).
-INLINE_CHECKPOINT = 200
+#: Inline writes between two WAL checkpoints (see ``SQLiteStore._after_inline``). (200 until
+#: 2026-12-07, when a checkpoint began only once it took the store's lock: with 100 sessions
+#: waiting for that lock, one pass over them later, so that every other one was skipped, one
+#: every ~400 writes. Begun at once, 200 meant twice as many there: 0.87x the turns/s of
+#: ``bench_concurrent.py``, 1.10x the CPU a turn; 400: 1.00x and 1.00x, and one session,
+#: whose checkpoints began at once before too, 1.06x, its WAL up to twice as large.)
+INLINE_CHECKPOINT = 400
 #: At most this many passive passes in a WAL checkpoint's first phase, the next one run while
 #: the last found more than ``CHECKPOINT_TAIL`` frames appended since the one before; then
 #: its second phase waits ``CHECKPOINT_BUSY`` ms at most for the write lock and for readers
@@ -1439,12 +1410,108 @@ async def _connect(target: str, uri: bool) -> aiosqlite.Connection:
     return await pending
 
 
+class _Checkpointer:
+    """The WAL checkpoint of ``SQLiteStore._after_inline``, on a connection and a thread of its
+    own (no store operation queues behind it), in one call to that thread
+    (:func:`_checkpoint_passes`): passive passes while they find many frames appended since the
+    one before (each pass copies what was written during the last one, in less time, so the
+    tail shrinks), then one ``RESTART`` pass that keeps writers out while it copies the tail,
+    so the next write starts the WAL over.
+
+    The thread is a one-thread ``concurrent.futures`` executor, and the connection a plain
+    ``sqlite3`` one that only that thread uses (opened by the first checkpoint, closed by
+    :meth:`close`, both on it). Nothing of it belongs to an event loop: the store is used from
+    several ``asyncio.run`` calls (a core built outside a loop, a CLI, ``lash.testing``'s
+    cores, closed with ``asyncio.run(core.close())``), and a loop may end while the passes run.
+    An aiosqlite connection answered through the loop that asked: its thread, answering a
+    loop closed meanwhile, died, and the next checkpoint, and ``close()`` (under the store's
+    lock), waited for it forever. The executor's worker answers a ``concurrent.futures``
+    future that needs no loop, and lives on.
+
+    The WAL is synced before each copy and the database file after it, at the store's
+    ``synchronous`` level, as SQLite's own checkpoints are: a crash at any point leaves every
+    committed frame in the WAL until the copy that holds it is synced. An error (a checkpoint
+    is a chore: the next one tries again) is logged once, at ``WARNING`` on the
+    ``lash.sqlite`` logger, and otherwise dropped."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="lash-sqlite-checkpoint"
+        )
+        self._conn: sqlite3.Connection | None = None  # used on the executor's thread only
+        self._logged = False
+
+    def start(self) -> concurrent.futures.Future[None] | None:
+        """Run a checkpoint on the thread (after the one under way, if any); None when the
+        interpreter is shutting down (no new thread may start: the checkpoint is skipped)."""
+        try:
+            return self._executor.submit(self._run)
+        except RuntimeError:
+            return None
+
+    async def close(self) -> None:
+        """Close the connection once the checkpoint under way has finished, and end the
+        thread. Cancelled while waiting, it closes all the same: the closing is queued on the
+        thread, which then ends, whoever waits."""
+        try:
+            closing = self._executor.submit(self._close)
+        except RuntimeError:  # the interpreter is shutting down: the process's end closes it
+            return
+        self._executor.shutdown(wait=False)  # the queued work (the closing) still runs
+        await asyncio.shield(asyncio.wrap_future(closing))
+
+    def _run(self) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._open()
+            _checkpoint_passes(self._conn)
+        except sqlite3.Error as exc:
+            if not self._logged:
+                self._logged = True
+                log.warning(
+                    "WAL checkpoint of %s failed: %s (the WAL grows until one succeeds; "
+                    "further failures are not logged)",
+                    self._path,
+                    exc,
+                )
+
+    def _open(self) -> sqlite3.Connection:
+        """The checkpoint's connection, at the store's ``synchronous`` level (the syncs of a
+        checkpoint are its), never checkpointing on its own (it writes nothing), whose second
+        phase waits ``CHECKPOINT_BUSY`` ms at most for a writer or reader.
+
+        Opened in mode ``rw``, whatever the store's: opened by the path long after the store's
+        connection, it must not create a database where the file was moved or deleted
+        meanwhile. (In mode ``rwc`` it made an empty one, beside the live ``-wal``, which SQLite
+        then deleted by name: every turn not yet checkpointed, lost.) Failing to open is a
+        checkpoint's failure, tried again by the next. Not opened beside the store's
+        connection instead: most stores (a CLI's, a test's, a read-only one) never checkpoint,
+        and would pay a connection and a thread for nothing."""
+        target, uri = schema.connect_target(self._path, "rw")
+        conn = sqlite3.connect(target, isolation_level=None, uri=uri)  # the executor's thread
+        try:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 _PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
 _RESTART = "PRAGMA wal_checkpoint(RESTART)"
 
 
 def _checkpoint_passes(conn: sqlite3.Connection) -> None:
-    """The passes of a WAL checkpoint (``SQLiteStore._checkpoint``), run on the checkpointer's
+    """The passes of a WAL checkpoint (:class:`_Checkpointer`), run on the checkpointer's
     thread.
 
     Phase one: ``PASSIVE`` (no lock taken or waited for: the store's writes and reads go on;

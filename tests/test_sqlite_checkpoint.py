@@ -87,7 +87,7 @@ async def test_the_wal_stays_bounded_over_5000_turns(
             *(run_turns(store, f"s{k}", 5000 // sessions) for k in range(sessions))
         )
         if store._checkpointing is not None:
-            await store._checkpointing
+            await asyncio.wrap_future(store._checkpointing)
         wal_size = (tmp_path / "lash.db-wal").stat().st_size
     finally:
         await store.close()
@@ -162,7 +162,7 @@ async def test_the_store_goes_on_during_the_first_phase(
         assert {s.session_id for s in listed} == {"a", "b", "z"}
         reader.close()
         release.set()
-        await store._checkpointing
+        await asyncio.wrap_future(store._checkpointing)
         ((phase, (_, log_one, copied_one)), (last, (busy, log, copied))) = passes.done()[0]
         assert (phase, last) == (1, 2)
         assert 0 < copied_one < log_one  # up to the open read
@@ -267,10 +267,13 @@ asyncio.run(main())
 
 
 def test_a_crash_between_the_checkpoints_phases_loses_no_committed_turn(tmp_path: Path) -> None:
-    """A host SIGKILLed in the middle of a checkpoint (its passive pass has copied part of the
-    WAL into the database file, stopped by an open read; turns committed since): reopened, the
-    database holds every turn it reported committed, whole, and passes SQLite's integrity
-    check."""
+    """A host process SIGKILLed in the middle of a checkpoint (its passive pass has copied part
+    of the WAL into the database file, stopped by an open read; turns committed since):
+    reopened, the database holds every turn it reported committed, whole, and passes SQLite's
+    integrity check. A process crash only: the kernel's page cache survives it, so what was
+    written and not synced counts as written; whether the checkpoint syncs as the store does,
+    which a power loss would test, is checked by
+    ``test_the_checkpointer_syncs_at_the_stores_level``."""
     db = tmp_path / "lash.db"
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(db)],
@@ -304,5 +307,225 @@ def test_a_crash_between_the_checkpoints_phases_loses_no_committed_turn(tmp_path
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "level"), [("", 1), ("?synchronous=OFF", 0), ("?synchronous=FULL", 2)]
+)
+async def test_the_checkpointer_syncs_at_the_stores_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str, level: int
+) -> None:
+    """The checkpoint's syncs are its connection's: after a checkpoint ran, that connection's
+    ``PRAGMA synchronous`` is the store's (NORMAL, 1, by default; OFF, 0). At FULL (2) the
+    store writes nothing inline, so it runs no checkpoint of its own: none is made, and
+    SQLite's automatic checkpoint runs on the store's connection, at its level."""
+    monkeypatch.setattr(sqlite_module, "INLINE_CHECKPOINT", 4)
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'lash.db'}{query}")
+    try:
+        await store.open()
+        await run_turns(store, "s", 4)
+        main = store._conn
+        assert main is not None
+
+        async def pragma(name: str) -> int:  # of the store's connection
+            (row,) = await main.execute_fetchall(f"PRAGMA {name}")
+            return int(row[0])
+
+        assert await pragma("synchronous") == level
+        checkpointer = store._checkpointer
+        if level == 2:
+            assert checkpointer is None and store._checkpointing is None
+            assert await pragma("wal_autocheckpoint") == 1000  # SQLite's default
+            return
+        assert checkpointer is not None and store._checkpointing is not None
+        await asyncio.wrap_future(store._checkpointing)
+
+        def pragmas() -> list[int]:  # on the checkpointer's thread
+            conn = checkpointer._conn
+            assert conn is not None  # opened by the checkpoint that ran
+            return [
+                int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+                for name in ("synchronous", "wal_autocheckpoint")
+            ]
+
+        asked = checkpointer._executor.submit(pragmas)
+        assert await asyncio.wrap_future(asked) == [level, 0]
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_close_closes_the_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``close()`` cancelled while it waits for the checkpoint's passes (a host's shutdown
+    under a timeout) has closed the store's connection all the same when the cancellation
+    returns; the checkpointer's connection closes after its passes, and its thread ends."""
+    monkeypatch.setattr(sqlite_module, "INLINE_CHECKPOINT", 4)
+    in_pass = threading.Event()
+    release = threading.Event()
+
+    def observe(phase: int, result: tuple[int, int, int]) -> None:
+        in_pass.set()
+        release.wait(30)  # a slow pass (a big copy and its fsync, a RESTART kept busy)
+
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_OBSERVER", observe)
+    before = set(threading.enumerate())
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'lash.db'}")
+    try:
+        await store.open()
+        await run_turns(store, "s", 2)  # 4 inline writes: a checkpoint starts
+        await asyncio.wait_for(asyncio.to_thread(in_pass.wait, 30), 30)
+        main, checkpointer = store._conn, store._checkpointer
+        assert main is not None and checkpointer is not None
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(store.close(), 0.1)
+        assert main._connection is None, "the cancelled close() left the connection open"
+        assert checkpointer._conn is not None  # its passes still run
+    finally:
+        release.set()
+    (thread,) = [t for t in set(threading.enumerate()) - before if t.name.startswith("lash-sqlite")]
+    thread.join(10)  # the checkpointer's thread: its passes, then the closing queued behind
+    assert not thread.is_alive()
+    assert checkpointer._conn is None
+    assert not (tmp_path / "lash.db-wal").exists()  # the last connection checkpointed it
+
+
+async def test_a_file_moved_away_is_not_replaced_by_the_checkpointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database file renamed while the store runs, before its first checkpoint (an
+    operator's ``mv``): the checkpointer, opened by the path, creates no database there (an
+    empty one would make SQLite delete the live WAL, by name, with every turn not yet
+    checkpointed); its checkpoints fail, logged once on ``lash.sqlite``. The live WAL keeps
+    every turn (SQLite does not checkpoint a moved file as it closes): the file moved back,
+    nothing is lost."""
+    monkeypatch.setattr(sqlite_module, "INLINE_CHECKPOINT", 20)
+    db, moved = tmp_path / "lash.db", tmp_path / "moved.db"
+    store = SQLiteStore(f"sqlite:///{db}")
+    with caplog.at_level("WARNING", logger="lash.sqlite"):
+        try:
+            await store.open()
+            await run_turns(store, "a", 5)  # 10 inline writes: no checkpoint yet
+            assert store._checkpointer is None
+            db.rename(moved)
+            assert await run_turns(store, "b", 60) == 60  # 120 more: checkpoints due
+            assert store._checkpointer is not None
+        finally:
+            await store.close()  # after the checkpoint under way
+    assert not db.exists() and (tmp_path / "lash.db-wal").exists()
+    moved.rename(db)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM nodes").fetchone()[0] == 6 * 65
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    failures = [r for r in caplog.records if r.name == "lash.sqlite"]
+    assert len(failures) == 1, failures
+    assert "WAL checkpoint" in failures[0].getMessage()
+    assert str(db) in failures[0].getMessage()
+
+
+LOOPS = """
+import asyncio, json, os, sys, threading, time
+import lash, lash.store
+from lash_plugins_builtin import sqlite as sqlite_module
+from lash_plugins_builtin.sqlite import SQLiteStore
+
+db, how = sys.argv[1], sys.argv[2]
+died = []
+threading.excepthook = lambda args: died.append(repr(args.exc_value))
+sqlite_module.INLINE_CHECKPOINT = 4
+in_pass = threading.Event()
+passes = []
+
+def observe(phase, result):
+    passes.append(phase)
+    if not in_pass.is_set():
+        in_pass.set()
+        time.sleep(0.5)  # a slow pass: the first event loop ends meanwhile
+
+sqlite_module.CHECKPOINT_OBSERVER = observe
+store = SQLiteStore(f"sqlite:///{db}")
+state = {"revision": 0}
+
+async def turns(count):
+    for _ in range(count):
+        n = state["revision"]
+        lease = await store.acquire_lease("s", "host", ttl=30)
+        nodes = tuple(
+            lash.UserMessage(id=f"n{n}-{i}", parent_id=None, frame_id="F", turn=n, text="x")
+            for i in range(6)
+        )
+        delta = lash.store.CommitDelta(nodes=nodes, turns=1, release=True)
+        state["revision"] = await store.commit(
+            "s", lease=lease, expected_revision=n, delta=delta
+        )
+        await asyncio.sleep(0)  # a host's turn yields (the checkpoint's task, if any, starts)
+
+async def first():
+    await turns(2)  # 4 inline writes: the first checkpoint starts
+    if how != "at-once":
+        while not in_pass.is_set():  # its passes run on the checkpointer's thread
+            await asyncio.sleep(0.001)
+
+if how == "cancelled":  # asyncio.run: the loop's tasks cancelled, then the loop closed
+    asyncio.run(first())
+else:  # a loop closed without cancelling its tasks
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(first())
+    loop.close()
+
+async def second():
+    for _ in range(200):  # the first loop's checkpoint ends (its thread goes on without it)
+        if passes.count(2) or how == "at-once":
+            break
+        await asyncio.sleep(0.01)
+    done = passes.count(2)
+    await turns(6)  # 12 inline writes: checkpoints due
+    for _ in range(2000):  # one runs to its end in this loop
+        if passes.count(2) > done and (
+            store._checkpointing is None or store._checkpointing.done()
+        ):
+            break
+        await asyncio.sleep(0.01)
+    await store.close()
+    return passes.count(2) - done
+
+print(json.dumps({"completed": asyncio.run(second()), "died": died}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["cancelled", "abandoned", "at-once"])
+def test_a_store_outlives_an_event_loop_that_ended_during_a_checkpoint(
+    tmp_path: Path, how: str
+) -> None:
+    """A store used from two event loops (a core built outside a loop, ``lash.testing``'s
+    cores, a CLI), the first ended while a checkpoint's passes ran on the checkpointer's thread
+    (``asyncio.run``, which cancels its tasks, or a loop closed without that), or just after
+    it started: in the next loop checkpoints run to their end again (the WAL stays bounded),
+    ``close()`` returns, the WAL checkpointed whole, no thread died and no turn is lost. In a
+    subprocess, with a timeout: a store that waits forever fails the test instead of hanging
+    it."""
+    db = tmp_path / "lash.db"
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", LOOPS, str(db), how],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{how}: hung for 60 s; stderr: {exc.stderr!r}") from None
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result["completed"] >= 1 and result["died"] == [], (result, child.stderr)
+    assert not (tmp_path / "lash.db-wal").exists()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM nodes").fetchone()[0] == 6 * 8
     finally:
         conn.close()

@@ -3,6 +3,7 @@ keeps in memory between executions (real SQLite files)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import sqlite3
@@ -166,11 +167,11 @@ async def test_the_wal_starts_over_after_each_checkpoint(
             if store._checkpointing is not None:
                 # Awaited here, so the bound below does not depend on how fast the machine
                 # copies (test_sqlite_checkpoint.py runs turns during checkpoints).
-                await store._checkpointing
+                await asyncio.wrap_future(store._checkpointing)
             if n % 50 == 49:
                 sizes.append(wal.stat().st_size)
         if store._checkpointing is not None:
-            await store._checkpointing
+            await asyncio.wrap_future(store._checkpointing)
         copy = tmp_path / "copy.db"
         shutil.copyfile(db, copy)
         conn = sqlite3.connect(copy)
