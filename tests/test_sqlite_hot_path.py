@@ -89,7 +89,10 @@ async def test_the_head_is_kept_while_the_lease_is_held_and_commits_without_read
             direct.set_trace_callback(None)
             assert revision == n + 1
             reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-            assert len(reads) == 1 and reads[0].startswith("SELECT event_seq FROM sessions")
+            assert len(reads) == 1 and reads[0].startswith("SELECT event_seq, EXISTS")
+            assert "FROM sessions WHERE" in reads[0]
+            # No cancel request of the turn to drop (the guard looked): no DELETE looks again.
+            assert not any("cancel_requests" in s for s in statements if s not in reads)
             assert "AND revision IS" in reads[0] and "AND lease_token =" in reads[0]
             assert any(s.startswith("INSERT INTO nodes") for s in statements), statements
             if n == 1:  # not released by its commit: kept until release_lease
