@@ -862,7 +862,7 @@ LEASE_AND_HEAD = f"""SELECT {LEASE_OF_HEAD}, h.revision, {PENDING_COUNTS},
 #: A lease acquisition's write as one statement, for a session whose head row exists
 #: (parameters as :data:`LEASE_TRIGGER_STATEMENTS`' ``NEW`` columns, plus ``:events``, how many
 #: events it logs): the trigger's busy check is its ``WHERE`` and its update its ``SET``; the
-#: caller then reads :data:`LEASE_AND_HEAD` and appends the events (:data:`APPEND_EVENT_BELOW`).
+#: caller then reads :data:`LEASE_AND_HEAD` and appends the events (:data:`APPEND_EVENT`).
 #: No row changed: a busy lease or no head row, for which the caller runs :data:`ACQUIRE`
 #: instead (which creates the head, or refuses with ``BUSY``). (``RETURNING`` the read costs
 #: more than the read.) It leaves ``events_at`` as it is, so that the log's retention trigger
@@ -1043,9 +1043,6 @@ MAILBOX_HEAD = f"""SELECT h.event_seq, h.command_seq, {LEASE_OF_HEAD}, h.running
     {PENDING_COUNTS} FROM sessions AS h WHERE h.session_id = :sid"""
 #: Append one event (``session_id, seq, type, data, at``).
 APPEND_EVENT = "INSERT INTO events (session_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)"
-#: An event numbered ``?2`` below the head's event counter, which the write already moved.
-APPEND_EVENT_BELOW = """INSERT INTO events (session_id, seq, type, data, at)
-    SELECT session_id, event_seq - ?2, ?3, ?4, ?5 FROM sessions WHERE session_id = ?1"""
 #: Create the head row of a new session (at revision 0).
 NEW_HEAD = "INSERT OR IGNORE INTO sessions (session_id) VALUES (?)"
 #: Move the head's command and event counters (at the time given).
@@ -1106,7 +1103,6 @@ HOT_STATEMENTS: dict[str, str] = {
     "TURN_RECORD": TURN_RECORD,
     "CANCEL_REQUEST": CANCEL_REQUEST,
     "EVENTS_AFTER": EVENTS_AFTER,
-    "APPEND_EVENT_BELOW": APPEND_EVENT_BELOW,
     "EVENT_BOUNDS": EVENT_BOUNDS,
     "OLDEST_EVENT": OLDEST_EVENT,
     **{f"commit trigger: {name}": sql for name, sql in COMMIT_TRIGGER_STATEMENTS.items()},

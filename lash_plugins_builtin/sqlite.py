@@ -603,6 +603,7 @@ class SQLiteStore:
         logged = _event_rows(session_id, events)
         now = time.time()
         expires_at = now + ttl
+        # LEASE_COLUMNS but the last (the events' JSON array, which only the trigger reads).
         request = (
             session_id,
             owner,
@@ -611,22 +612,24 @@ class SQLiteStore:
             None if take_over is None else take_over.owner,
             None if take_over is None else take_over.token,
             None if turn is None else stored_text(turn),
-            _array(logged),
         )
         kept, max_age = self.settings.events_kept, self.settings.events_max_age
 
         def plain(direct: sqlite3.Connection) -> list[Any]:
             # The trigger's writes as one UPDATE (when the head row exists and the lease is
-            # not busy) and the events' INSERT, then LEASE_AND_HEAD's read, and the log's
-            # retention (the UPDATE does not fire its trigger).
-            params = dict(zip(schema.LEASE_COLUMNS, request, strict=True))
+            # not busy), then LEASE_AND_HEAD's read, the events' INSERT (numbered from the
+            # counter read), and the log's retention (the UPDATE does not fire its trigger).
+            # The read of the oldest event's time comes before the events are appended: it
+            # finds none where the trigger's condition, after them, would find them, stamped
+            # now, which neither trims (they are not old) nor lowers the head's bound of it.
+            params = dict(zip(schema.LEASE_COLUMNS[:-1], request, strict=True))
             params["events"] = len(logged)
             if direct.execute(schema.TAKE_LEASE, params).rowcount != 1:
                 return []
-            if logged:
-                _append_events(direct, session_id, logged, now, kept)
             rows = direct.execute(schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}).fetchall()
             event_seq, oldest = rows[0][_EVENTS_AT:-1]
+            if logged:
+                _append_events(direct, session_id, logged, event_seq, now, kept)
             before = event_seq - len(logged)
             _trim_events(direct, session_id, before, event_seq, oldest, now, kept, max_age)
             return rows
@@ -637,7 +640,7 @@ class SQLiteStore:
             rows = at_once
         else:  # (plain found nothing to update: the trigger's statement is left to run)
             failure, rows, _ = await self._write_then_read(
-                (schema.ACQUIRE, request),
+                (schema.ACQUIRE, (*request, _array(logged))),
                 (schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}),
                 plain=plain if at_once is None else None,
             )
@@ -1935,6 +1938,10 @@ def _event_data(
         # holding it, quotes and all, would be found as well: then the data is encoded whole).
         if text is not None and text.count(_SPLICED) == 1:
             return text.replace(_SPLICED, result_text)
+    elif type(data) is dict:  # (a turn_started event: its plain form, with no message made)
+        text = _plain_dumps(data)
+        if text is not None:
+            return text
     return _dumps(session_id, f"data of event {event.type!r}", dict(data))
 
 
@@ -1963,23 +1970,24 @@ def _append_events(
     conn: sqlite3.Connection,
     session_id: str,
     events: Sequence[tuple[str, str]],
+    seq: int,
     now: float,
     kept: int,
 ) -> None:
-    """Append ``events`` (``(type, JSON data)``) to the session's log as the last ones below the
-    head's counter, which the write already moved past them (its ``UPDATE`` ran first, and so
-    did the log's retention trigger on that counter, which a trigger's write runs after
-    appending). The same rows as a trigger's: the retention only differs when one write
-    appends more than ``kept`` events, whose oldest it would have dropped at once; they are
-    dropped here."""
+    """Append ``events`` (``(type, JSON data)``) to the session's log as the last ones up to
+    ``seq``, the head's counter, which the write already moved past them (its ``UPDATE`` ran
+    first, and so did the log's retention trigger on that counter, which a trigger's write
+    runs after appending). The same rows as a trigger's: the retention only differs when one
+    write appends more than ``kept`` events, whose oldest it would have dropped at once; they
+    are dropped here. (Numbered from ``seq`` read by the caller rather than by a subquery of
+    each ``INSERT``: that read of the head cost a turn's lease ~4 µs.)"""
     count = len(events)
-    rows = [(session_id, count - i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
-    conn.executemany(schema.APPEND_EVENT_BELOW, rows)
+    first = seq - count
+    rows = [(session_id, first + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
+    conn.executemany(schema.APPEND_EVENT, rows)
     if count > kept:
         conn.execute(
-            """DELETE FROM events WHERE session_id = ?1
-            AND seq <= (SELECT event_seq FROM sessions WHERE session_id = ?1) - ?2""",
-            (session_id, kept),
+            "DELETE FROM events WHERE session_id = ? AND seq <= ?", (session_id, seq - kept)
         )
 
 
