@@ -652,7 +652,12 @@ class SQLiteStore:
         # The head as the lease found it, read in the same transaction (and statement): the
         # execution's first commit continues from it without reading it. Remembered while the
         # lease is held only, so an idle or parked session costs the store nothing.
-        states = {str(plugin): str(digest) for plugin, digest in json.loads(rows[0][-1])}
+        stored = rows[0][-1]  # (most sessions have no plugin state: no JSON to parse)
+        states = (
+            {}
+            if stored == "[]"
+            else {str(plugin): str(digest) for plugin, digest in json.loads(stored)}
+        )
         # The log holds no event older than max_age now (trimmed by the trigger, or after the
         # read by _trim_events), and the events logged later are stamped later.
         oldest = rows[0][_EVENTS_AT + 1]
@@ -1737,9 +1742,24 @@ class _Head:
     def of_row(
         cls, row: Sequence[Any], states: dict[str, str], oldest_event: float | None = None
     ) -> _Head:
-        """The head in a row that starts with ``schema.HEAD_COLUMNS``."""
-        fields = dict(zip(schema.HEAD_COLUMNS, row[:_LEASE_AT], strict=True))
-        return cls(**fields, states=states, oldest_event=oldest_event)
+        """The head in a row that starts with ``schema.HEAD_COLUMNS`` (the first fields, in
+        their order: checked below the class), without a dict of them on the way."""
+        revision, created, updated, turns, next_seq, frame_start, last_user, config, status = row[
+            :_LEASE_AT
+        ]
+        return cls(
+            revision,
+            created,
+            updated,
+            turns,
+            next_seq,
+            frame_start,
+            last_user,
+            config,
+            status,
+            states,
+            oldest_event,
+        )
 
     def columns(self) -> tuple[Any, ...]:
         """The values of ``schema.HEAD_COLUMNS``, in order."""
@@ -1755,6 +1775,8 @@ class _Head:
             self.status,
         )
 
+
+assert tuple(f.name for f in attrs.fields(_Head))[:_LEASE_AT] == schema.HEAD_COLUMNS
 
 #: ``(hash, canonical JSON)`` of a blob.
 _Blob = tuple[str, str]
