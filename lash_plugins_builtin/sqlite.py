@@ -181,7 +181,7 @@ class SQLiteStore:
         # A third connection, only for the WAL checkpoint (see ``_after_inline``), with its own
         # thread; opened at the first checkpoint, None until then and after close.
         self._checkpointer: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = _StoreLock()
         # The head of each session as this store's last commit left it: the next commit's
         # starting point, checked by the commit statement's guard (see ``commit``).
         self._heads: dict[str, _Head] = {}
@@ -562,30 +562,50 @@ class SQLiteStore:
         rows, *others = (list(r) for r in reads)
         return (written if isinstance(written, sqlite3.Error) else None), rows, others
 
-    def _write_at_once(self, plain: Callable[[sqlite3.Connection], list[Any]]) -> list[Any] | None:
-        """``plain``'s rows, its writes committed, made at once on this thread without awaiting
-        anything; none when it wrote nothing (rolled back), None when it did not run (the
-        write lock is taken, or an operation is on its way): ``_write_then_read``'s caller
-        then goes the general way. This is the general way's fast case (the write lock free:
-        ``plain`` on the inline connection, in its ``BEGIN IMMEDIATE``) without entering
-        ``_operation``, an async context manager whose steps (the store's lock, an async
-        generator, its finalizer hook) cost a turn's lease ~6 µs, a tenth of its statements.
-        As in :meth:`_commit_at_once`, no other operation of this store can run meanwhile: the
-        lock is free and nothing here awaits."""
+    def _write_at_once(
+        self,
+        plain: Callable[[sqlite3.Connection], list[Any]],
+        general: Callable[[], tuple[tuple[str, Any], tuple[str, Any]]],
+    ) -> tuple[sqlite3.Error | None, list[Any]] | None:
+        """:meth:`_write_then_read` made at once on this thread, without awaiting anything:
+        ``plain`` on the inline connection in its ``BEGIN IMMEDIATE``, or when it wrote nothing,
+        the ``(write, read)`` that ``general()`` returns (the trigger's statement) in the same
+        transaction; committed. Returns the write's error (None: it succeeded) and the rows
+        read, or None when the write lock is taken or an operation is on its way (the caller
+        then goes the general way, which waits for them).
+
+        Why: through ``_operation`` (an async context manager: the store's lock, an async
+        generator, its finalizer hook) a turn's lease cost ~6 µs more, and with many sessions
+        each one waited for the lock in turn, one event-loop pass each (asyncio's lock hands
+        itself over in order once anyone has waited), which cost ~0.1 ms of CPU a turn at 100
+        sessions. As in :meth:`_commit_at_once`, no other operation of this store can run
+        meanwhile: the lock is free and nothing here awaits. A new session's first lease (no
+        head row) goes this way too, through the trigger: sent the general way, the first
+        leases of 100 new sessions queued for the lock, one per pass of the event loop, while
+        the sessions already leased took their turns at once (up to ~1.3 s for the last)."""
         if self._lock.locked() or self._conn is None or not ONE_HOP:
             return None
         direct = self._begin_inline()
         if direct is None:
             return None
+        failure: sqlite3.Error | None = None
         try:
             rows = plain(direct)
-            if rows:
-                self._commit_inline(direct)
+            if not rows:
+                write, read = general()
+                written, rows = _run_steps(direct, [("run", *write), ("rows", *read)])
+                for result in (written, rows):
+                    if isinstance(result, BaseException) and not isinstance(result, sqlite3.Error):
+                        raise result
+                if isinstance(rows, sqlite3.Error):
+                    raise rows
+                failure = written
+            self._commit_inline(direct)
         except sqlite3.Error as exc:
             raise self._explain(exc) from exc
         finally:
             _roll_back_open(direct)
-        return rows
+        return failure, list(rows)
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -634,16 +654,17 @@ class SQLiteStore:
             _trim_events(direct, session_id, before, event_seq, oldest, now, kept, max_age)
             return rows
 
-        at_once = self._write_at_once(plain)
-        failure: sqlite3.Error | None = None
-        if at_once:
-            rows = at_once
-        else:  # (plain found nothing to update: the trigger's statement is left to run)
-            failure, rows, _ = await self._write_then_read(
+        def general() -> tuple[tuple[str, Any], tuple[str, Any]]:
+            return (
                 (schema.ACQUIRE, (*request, _array(logged))),
                 (schema.LEASE_AND_HEAD, {"sid": session_id, "now": now}),
-                plain=plain if at_once is None else None,
             )
+
+        at_once = self._write_at_once(plain, general)
+        if at_once is not None:
+            failure, rows = at_once
+        else:
+            failure, rows, _ = await self._write_then_read(*general(), plain=plain)
         if failure is not None and not _raised(failure, schema.BUSY):
             raise self._explain(failure) from failure
         holder, token, holder_expires, revision, inputs, commands = rows[0][:_HEAD_AT]
@@ -1507,6 +1528,50 @@ def _checkpoint_pass(conn: sqlite3.Connection, phase: int, sql: str) -> int:
     if observe is not None:
         observe(phase, (busy, log, copied))
     return int(log)
+
+
+class _StoreLock:
+    """The store's lock: the operation that holds it runs alone, also across its awaits (on
+    the worker thread, or while it waits for the file's write lock); operations made at once
+    (:meth:`SQLiteStore._commit_at_once`, ``_write_at_once``: nothing awaited) run only while
+    nobody holds it.
+
+    Unlike ``asyncio.Lock``, a release wakes every waiter, not the first one, and does not hand
+    the lock over: the woken run in the next pass of the event loop, in the order they came,
+    and each takes it if it is free then (most run at once and let it go in the same step).
+    asyncio's lock, once anyone had waited for it, handed itself over in order, one waiter a
+    pass, and everyone coming meanwhile queued behind them: at 100 sessions nearly every
+    lease (and, when the commits queued too, every commit) waited a pass for it, for good
+    (~0.1 ms of CPU a turn); and operations made at once beside such a queue kept its last
+    waiters waiting up to ~1 s while the other sessions took turn after turn."""
+
+    __slots__ = ("_held", "_waiters")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._waiters:  # cancelled before a release woke it
+                    self._waiters.remove(waiter)
+                raise
+        self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._held = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def _roll_back_open(direct: sqlite3.Connection) -> None:

@@ -3,6 +3,7 @@ keeps in memory between executions (real SQLite files)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import sqlite3
@@ -184,3 +185,53 @@ async def test_the_wal_starts_over_after_each_checkpoint(
     frame = 4096 + 24
     assert max(sizes) < 200 * frame, sizes  # 10 writes of ~4 pages, many times over
     assert sizes[-1] == sizes[1], sizes  # not growing
+
+
+async def test_a_release_of_the_store_lock_lets_every_waiter_run_in_the_next_pass() -> None:
+    """The store's lock wakes every waiter when it is let go, not the first one only: an
+    operation that holds it across awaits (on the worker thread, waiting for the file's write
+    lock) keeps the others waiting, and those that then run without awaiting all run in the
+    next pass of the event loop, in the order they came (asyncio's lock would run one a pass,
+    and queue the writes of every session behind them)."""
+    lock = sqlite_module._StoreLock()
+    done: list[int] = []
+
+    async def operation(i: int) -> None:
+        async with lock:
+            done.append(i)  # nothing awaited: let go in the same step
+
+    await lock.__aenter__()
+    tasks = [asyncio.create_task(operation(i)) for i in range(5)]
+    await asyncio.sleep(0)
+    assert done == [] and lock.locked()  # all of them waiting
+    await lock.__aexit__(None, None, None)
+    await asyncio.sleep(0)  # one pass
+    assert done == [0, 1, 2, 3, 4]
+    assert not lock.locked()
+    await asyncio.gather(*tasks)
+
+
+async def test_the_store_lock_keeps_one_operation_at_a_time_across_awaits() -> None:
+    """Operations that await while holding the store's lock never overlap, and a waiter
+    cancelled before its turn neither takes the lock nor keeps the others from it."""
+    lock = sqlite_module._StoreLock()
+    log: list[tuple[str, int]] = []
+
+    async def operation(i: int) -> None:
+        async with lock:
+            log.append(("in", i))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            log.append(("out", i))
+
+    tasks = [asyncio.create_task(operation(i)) for i in range(6)]
+    await asyncio.sleep(0)
+    tasks[3].cancel()  # waiting for the lock (0 holds it)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 5
+    assert log[0::2] == [("in", i) for i in (0, 1, 2, 4, 5)], log
+    assert log[1::2] == [("out", i) for i in (0, 1, 2, 4, 5)], log
+    assert not lock.locked()
+    async with lock:  # free again
+        assert lock.locked()
