@@ -575,14 +575,12 @@ class SQLiteStore:
         then goes the general way, which waits for them).
 
         Why: through ``_operation`` (an async context manager: the store's lock, an async
-        generator, its finalizer hook) a turn's lease cost ~6 µs more, and with many sessions
-        each one waited for the lock in turn, one event-loop pass each (asyncio's lock hands
-        itself over in order once anyone has waited), which cost ~0.1 ms of CPU a turn at 100
-        sessions. As in :meth:`_commit_at_once`, no other operation of this store can run
-        meanwhile: the lock is free and nothing here awaits. A new session's first lease (no
-        head row) goes this way too, through the trigger: sent the general way, the first
-        leases of 100 new sessions queued for the lock, one per pass of the event loop, while
-        the sessions already leased took their turns at once (up to ~1.3 s for the last)."""
+        generator, its finalizer hook) a turn's lease cost ~6 µs more, and a step through the
+        event loop whenever the lock had a waiter (see :class:`_StoreLock`). As in
+        :meth:`_commit_at_once`, no other operation of this store can run meanwhile: the lock
+        is free and nothing here awaits. A new session's first lease (no head row) goes this
+        way too, through the trigger, so that 100 sessions starting at once do not all wait
+        for the lock."""
         if self._lock.locked() or self._conn is None or not ONE_HOP:
             return None
         direct = self._begin_inline()
