@@ -75,6 +75,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -1532,42 +1533,56 @@ class _StoreLock:
     """The store's lock: the operation that holds it runs alone, also across its awaits (on
     the worker thread, or while it waits for the file's write lock); operations made at once
     (:meth:`SQLiteStore._commit_at_once`, ``_write_at_once``: nothing awaited) run only while
-    nobody holds it.
+    nobody holds it. Those that wait take it in the order they came.
 
-    Unlike ``asyncio.Lock``, a release wakes every waiter, not the first one, and does not hand
-    the lock over: the woken run in the next pass of the event loop, in the order they came,
-    and each takes it if it is free then (most run at once and let it go in the same step).
-    asyncio's lock, once anyone had waited for it, handed itself over in order, one waiter a
-    pass, and everyone coming meanwhile queued behind them: at 100 sessions nearly every
-    lease (and, when the commits queued too, every commit) waited a pass for it, for good
-    (~0.1 ms of CPU a turn); and operations made at once beside such a queue kept its last
-    waiters waiting up to ~1 s while the other sessions took turn after turn."""
+    Unlike ``asyncio.Lock``, a release wakes every waiter, not the first one: the woken run in
+    the next pass of the event loop, in their order, each taking the lock if it is free and it
+    is the first waiting (most run at once and let it go in the same step, so the next one takes
+    it in the same pass); one that finds the lock taken again waits again, in its place.
+    asyncio's lock, once anyone had waited for it, handed itself over one waiter a pass, and
+    everyone coming meanwhile queued behind the woken one: at 100 sessions nearly every lease
+    waited a pass for it, for good (~0.1 ms of CPU a turn); and operations made at once beside
+    such a queue kept its last waiters waiting up to ~1 s while other sessions took turn after
+    turn."""
 
-    __slots__ = ("_held", "_waiters")
+    __slots__ = ("_held", "_tickets", "_waiting")
 
     def __init__(self) -> None:
         self._held = False
-        self._waiters: list[asyncio.Future[None]] = []
+        # Each waiter's future by its ticket, in the order they came (a waiter that waits
+        # again replaces its future and keeps its place).
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+        self._tickets = itertools.count()
 
     def locked(self) -> bool:
         return self._held
 
     async def __aenter__(self) -> None:
-        while self._held:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
+        if not self._held and not self._waiting:
+            self._held = True
+            return
+        ticket = next(self._tickets)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiting[ticket] = waiter
                 await waiter
-            except BaseException:
-                if waiter in self._waiters:  # cancelled before a release woke it
-                    self._waiters.remove(waiter)
-                raise
+                if not self._held and next(iter(self._waiting)) == ticket:
+                    break
+        except BaseException:
+            self._waiting.pop(ticket, None)
+            self._wake()  # (it may have been the first: the next ones look again)
+            raise
+        del self._waiting[ticket]
         self._held = True
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._held = False
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_result(None)
 

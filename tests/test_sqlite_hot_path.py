@@ -235,3 +235,24 @@ async def test_the_store_lock_keeps_one_operation_at_a_time_across_awaits() -> N
     assert not lock.locked()
     async with lock:  # free again
         assert lock.locked()
+
+
+async def test_a_waiter_takes_the_store_lock_before_anyone_coming_after_it() -> None:
+    """Woken waiters take the store's lock in the order they came, before an operation that
+    comes after the release but before they run (a page's read of a session, sent after a turn
+    started, waited behind the turn's commit queued before it: it reads the turn committed)."""
+    lock = sqlite_module._StoreLock()
+    order: list[str] = []
+
+    async def waiter() -> None:
+        async with lock:
+            order.append("waiter")
+
+    await lock.__aenter__()
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0)  # waiting
+    await lock.__aexit__(None, None, None)
+    async with lock:  # comes after the release, before the waiter has run
+        order.append("late")
+    await task
+    assert order == ["waiter", "late"]
