@@ -90,7 +90,10 @@ async def test_the_head_is_kept_while_the_lease_is_held_and_commits_without_read
             direct.set_trace_callback(None)
             assert revision == n + 1
             reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-            assert len(reads) == 1 and reads[0].startswith("SELECT event_seq FROM sessions")
+            assert len(reads) == 1 and reads[0].startswith("SELECT event_seq, EXISTS")
+            assert "FROM sessions WHERE" in reads[0]
+            # No cancel request of the turn to drop (the guard looked): no DELETE looks again.
+            assert not any("cancel_requests" in s for s in statements if s not in reads)
             assert "AND revision IS" in reads[0] and "AND lease_token =" in reads[0]
             assert any(s.startswith("INSERT INTO nodes") for s in statements), statements
             if n == 1:  # not released by its commit: kept until release_lease
@@ -182,3 +185,74 @@ async def test_the_wal_starts_over_after_each_checkpoint(
     frame = 4096 + 24
     assert max(sizes) < 200 * frame, sizes  # 10 writes of ~4 pages, many times over
     assert sizes[-1] == sizes[1], sizes  # not growing
+
+
+async def test_a_release_of_the_store_lock_lets_every_waiter_run_in_the_next_pass() -> None:
+    """The store's lock wakes every waiter when it is let go, not the first one only: an
+    operation that holds it across awaits (on the worker thread, waiting for the file's write
+    lock) keeps the others waiting, and those that then run without awaiting all run in the
+    next pass of the event loop, in the order they came (asyncio's lock would run one a pass,
+    and queue the writes of every session behind them)."""
+    lock = sqlite_module._StoreLock()
+    done: list[int] = []
+
+    async def operation(i: int) -> None:
+        async with lock:
+            done.append(i)  # nothing awaited: let go in the same step
+
+    await lock.__aenter__()
+    tasks = [asyncio.create_task(operation(i)) for i in range(5)]
+    await asyncio.sleep(0)
+    assert done == [] and lock.locked()  # all of them waiting
+    await lock.__aexit__(None, None, None)
+    await asyncio.sleep(0)  # one pass
+    assert done == [0, 1, 2, 3, 4]
+    assert not lock.locked()
+    await asyncio.gather(*tasks)
+
+
+async def test_the_store_lock_keeps_one_operation_at_a_time_across_awaits() -> None:
+    """Operations that await while holding the store's lock never overlap, and a waiter
+    cancelled before its turn neither takes the lock nor keeps the others from it."""
+    lock = sqlite_module._StoreLock()
+    log: list[tuple[str, int]] = []
+
+    async def operation(i: int) -> None:
+        async with lock:
+            log.append(("in", i))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            log.append(("out", i))
+
+    tasks = [asyncio.create_task(operation(i)) for i in range(6)]
+    await asyncio.sleep(0)
+    tasks[3].cancel()  # waiting for the lock (0 holds it)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 5
+    assert log[0::2] == [("in", i) for i in (0, 1, 2, 4, 5)], log
+    assert log[1::2] == [("out", i) for i in (0, 1, 2, 4, 5)], log
+    assert not lock.locked()
+    async with lock:  # free again
+        assert lock.locked()
+
+
+async def test_a_waiter_takes_the_store_lock_before_anyone_coming_after_it() -> None:
+    """Woken waiters take the store's lock in the order they came, before an operation that
+    comes after the release but before they run (a page's read of a session, sent after a turn
+    started, waited behind the turn's commit queued before it: it reads the turn committed)."""
+    lock = sqlite_module._StoreLock()
+    order: list[str] = []
+
+    async def waiter() -> None:
+        async with lock:
+            order.append("waiter")
+
+    await lock.__aenter__()
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0)  # waiting
+    await lock.__aexit__(None, None, None)
+    async with lock:  # comes after the release, before the waiter has run
+        order.append("late")
+    await task
+    assert order == ["waiter", "late"]

@@ -4,6 +4,7 @@ refusals included, leave the same rows in two real SQLite files."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import sqlite3
@@ -87,7 +88,8 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 #: One commit: its nodes' texts, plugin states (None: unchanged), whether the config changes,
 #: usage, events, whether it carries a turn record (and under which id), input to claim and
 #: settle (and whether it names one that is not claimed), commands to apply (and one not
-#: pending), whether it releases the lease, whether the store forgets the head first (so the
+#: pending), the turn a cancel request is stored for first (the commit of that turn drops it;
+#: None: none), whether it releases the lease, whether the store forgets the head first (so the
 #: commit reads it: the two-round-trip path), and whether it is computed from a wrong revision.
 commits = st.fixed_dictionaries(
     {
@@ -99,6 +101,7 @@ commits = st.fixed_dictionaries(
         "usage": st.dictionaries(st.sampled_from(["turn", "tool"]), st.integers(0, 9), max_size=2),
         "events": st.lists(st.sampled_from(["a", "b"]), max_size=3),
         "turn": st.sampled_from([None, "t1", "t2", "t3"]),
+        "cancel": st.sampled_from([None, "t1", "t2", "t9"]),
         "claim": st.integers(0, 2),
         "bogus_claim": st.booleans(),
         "commands": st.integers(0, 2),
@@ -150,6 +153,13 @@ async def run(
             if step["bogus_command"]:
                 applied += ("cmd-nope",)
             turn = step["turn"]
+            if step["cancel"] is not None:  # as request_cancel of a running turn stores it
+                with contextlib.closing(sqlite3.connect(path)) as side, side:
+                    side.execute(
+                        "INSERT OR IGNORE INTO cancel_requests (session_id, turn_id, origin, "
+                        "reason, requested_at) VALUES ('s', ?, 'watcher', NULL, ?)",
+                        (step["cancel"], sqlite_module.time.now),  # type: ignore[attr-defined]
+                    )
             delta = lash.store.CommitDelta(
                 nodes=tuple(
                     lash.UserMessage(id=f"n{n}.{i}", parent_id=None, frame_id="F", turn=n, text=t)
@@ -226,8 +236,9 @@ async def test_plain_commits_write_what_the_commit_statement_writes(
     monkeypatch: pytest.MonkeyPatch, steps: list[dict[str, Any]], retention: tuple[int, float]
 ) -> None:
     """Random commit sequences (nodes, states, config, usage, events, turn records, settled
-    input, applied commands, releases, a forgotten head, and refusals: a turn id committed
-    already, input not claimed, a command not pending, a stale revision) give the same outcome
+    input, applied commands, cancel requests of the turn committed or of another, releases, a
+    forgotten head, and refusals: a turn id committed already, input not claimed, a command
+    not pending, a stale revision) give the same outcome
     and leave the same rows in every table (the event log trimmed alike, by count and by age),
     made inline with plain statements or on the worker thread with the commit statement."""
     await assert_same_both_ways(monkeypatch, functools.partial(run, retention=retention), steps)

@@ -128,7 +128,7 @@ async def test_plain_leases_write_what_the_lease_statement_writes(
 
 async def test_the_plain_lease_is_the_one_taken_inline(tmp_path: Path) -> None:
     """Inline, a session's first lease (no head row yet) goes through the trigger, which creates
-    the head; the next one is one ``UPDATE``, the event's ``INSERT`` and the read. A busy
+    the head; the next one is one ``UPDATE``, the read and the event's ``INSERT``. A busy
     lease falls back to the trigger, which refuses it."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'lash.db'}")
     try:
@@ -145,8 +145,8 @@ async def test_the_plain_lease_is_the_one_taken_inline(tmp_path: Path) -> None:
         # counter, the log's retention, runs.)
         ran = list(dict.fromkeys(s.split("\n")[0] for s in statements))
         assert ran[:2] == ["BEGIN IMMEDIATE", "UPDATE sessions SET"], statements
-        assert ran[2].startswith("INSERT INTO events"), statements
-        assert ran[3].startswith("SELECT lease_owner"), statements
+        assert ran[2].startswith("SELECT lease_owner"), statements
+        assert ran[3].startswith("INSERT INTO events"), statements
         assert ran[4:] == ["COMMIT"], statements
         page = await store.read_events("s")
         assert [(e.type, e.seq) for e in page.events] == [("turn_started", 1)]
