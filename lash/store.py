@@ -33,10 +33,8 @@ from lash._contract.serialization import (
 from lash._contract.turn_types import PROCESS_TERMINAL, ProcessStatus
 from lash._store.ids import MAX_SESSION_ID_LENGTH, check_session_id
 from lash._store.leases import (
-    ANY_TURN,
     EVENTS_KEPT,
     EVENTS_MAX_AGE,
-    cancel_accepted,
     check_lease,
     command_event,
     effective_state,
@@ -95,7 +93,6 @@ from lash._testing.conformance import (
 )
 
 __all__ = [
-    "ANY_TURN",
     "CHECKS",
     "EVENTS_KEPT",
     "EVENTS_MAX_AGE",
@@ -131,7 +128,6 @@ __all__ = [
     "StoredNodes",
     "TurnRecord",
     "WorkPoll",
-    "cancel_accepted",
     "cancel_record",
     "check_claim",
     "check_lease",

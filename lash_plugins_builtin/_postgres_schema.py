@@ -1370,16 +1370,6 @@ _COMMIT_6 = _replaced(
 
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
-#: A cancellation request is accepted while the session's live lease runs the turn or runs turns
-#: it does not name (``lash.store.ANY_TURN``, the empty text: a hold's; migration 7).
-_REQUEST_CANCEL_7 = _replaced(
-    _REQUEST_CANCEL,
-    {
-        "CREATE FUNCTION": "CREATE OR REPLACE FUNCTION",
-        "IF v_head.running_turn = p_turn AND": "IF v_head.running_turn IN (p_turn, '') AND",
-    },
-)
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -1426,7 +1416,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         (_WATCHERS, _WATCH, _LOG_WATCHED, _ACQUIRE_LEASE_INLINE, _COMMIT_INLINE),
     ),
     Migration(6, "fewer statements per turn", (_ACQUIRE_LEASE_6, _COMMIT_6)),
-    Migration(7, "cancel a held session's turns", (_REQUEST_CANCEL_7,)),
 )
 
 #: The newest migration id this lash knows.

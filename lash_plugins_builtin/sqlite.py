@@ -1085,9 +1085,7 @@ class SQLiteStore:
                     "already_requested", session_id, turn_id, request=request
                 )
             head = _first(heads)
-            if head is None or not lash.store.cancel_accepted(
-                read_text(head[5]), turn_id, head[4] > now
-            ):
+            if head is None or read_text(head[5]) != turn_id or not head[4] > now:
                 return lash.store.CancelReceipt("unknown", session_id, turn_id)
             request = lash.store.CancelRequest(session_id, turn_id, origin, reason, now)
             request_row = (*key, stored_text(origin), _maybe_text(reason), now)

@@ -421,8 +421,9 @@ async def test_answers_to_a_turn_awaiting_approval_continue_it_in_a_hold_too(
 
 @pytest.mark.parametrize("held", [False, True])
 async def test_another_core_cancels_a_turn_that_runs_in_a_hold(held: bool) -> None:
-    """The hold's lease names no turn (``lash.store.ANY_TURN``): the store accepts a
-    cancellation for the turn anyway, and the turn reads it at its next poll."""
+    """A turn of a hold is named by its lease from its first poll on (``control_poll`` seconds
+    after it starts: its first renewal takes the lease again naming it), so another process's
+    cancel_turn finds it, and the turn reads the request at its next poll, as outside a hold."""
     shared = lash.store.MemoryStore()
     model = Model(answer("first"), answer("never"))
     session = await make_mailbox_core(model, store=shared, control_poll=0.01).session("s").open()
@@ -431,6 +432,7 @@ async def test_another_core_cancels_a_turn_that_runs_in_a_hold(held: bool) -> No
         gate = model.block()
         task = await started(session.turn("long", id="t1"))
         await model.entered.wait()
+        await asyncio.sleep(0.1)  # past the turn's first poll
         other = make_mailbox_core(Model(), store=shared)
         receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
         try:
@@ -440,6 +442,49 @@ async def test_another_core_cancels_a_turn_that_runs_in_a_hold(held: bool) -> No
             await task
     assert receipt.status == "requested"
     assert (result.reason, result.cancelled_by) == ("cancelled", "web-ui")
+
+
+class Slow:
+    """A tool that takes ``seconds``."""
+
+    lash_plugin = lash.PluginMeta(name="slow")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    @lash.hookimpl
+    def register_tools(self, register: lash.RegisterTool) -> None:
+        async def wait() -> str:
+            """Waits."""
+            await asyncio.sleep(self.seconds)
+            return "waited"
+
+        register(wait)
+
+
+async def test_a_held_turn_that_outlasts_its_first_poll_takes_the_lease_again_naming_it(
+    tmp_path: Path,
+) -> None:
+    """The price of being cancellable from another process: a held turn still running at its
+    first poll writes once more (the lease taken again, naming it, its token kept); a turn
+    that ends before it commits in one transaction (the first test)."""
+    db = tmp_path / "lash.db"
+    call = lash.ScriptedResponse(tool_calls=[lash.ScriptedToolCall("wait", {}, id="c1")])
+    rec = Recorder(["one", call, "two"])
+    async with make_core(tmp_path, rec, Slow(0.2), control_poll=0.02) as core:
+        session = await core.session("s").open()
+        async with session.hold():
+            await session.turn("one").run()
+            token = lease_of(db, "s")
+            empty_wal(db)
+            result = await session.turn("slow", id="t-slow").run()
+            assert (result.outcome, result.revision) == ("completed", 2)
+            assert wal_transactions(db) == 2  # the lease naming it, the commit
+            assert lease_of(db, "s") == token
+            with sqlite3.connect(db) as conn:
+                (named,) = conn.execute("SELECT running_turn FROM sessions").fetchone()
+            assert named == "t-slow"
+        await session.close()
 
 
 @pytest.mark.parametrize("held", [False, True])

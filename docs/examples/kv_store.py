@@ -615,7 +615,7 @@ class KVStore:
             return lash.store.CancelReceipt("already_requested", session_id, turn_id, request=first)
         head = self._head(session_id)
         live = lash.store.lease_is_live(self._lease(session_id, head))
-        if head is None or not lash.store.cancel_accepted(head["running_turn"], turn_id, live):
+        if head is None or head["running_turn"] != turn_id or not live:
             return lash.store.CancelReceipt("unknown", session_id, turn_id)
         stored = lash.store.CancelRequest(session_id, turn_id, origin, reason, time.time())
         batch = Batch(self.data)

@@ -35,7 +35,6 @@ from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
 from lash._kernel.prompt_cache import PromptCache
-from lash._store.leases import ANY_TURN
 from lash._store.records import (
     EventDraft,
     InputDraft,
@@ -242,9 +241,10 @@ class Executing:
                     if self.events:
                         runtime.pending_events.extend(self.events)
                     runtime.commands_applied = 0
-                    assert runtime.held_until is not None
-                    ttl = runtime.core.lease_ttl
-                    runtime._renew_later(runtime.held_until - ttl / 6 - time.monotonic())
+                    # Its first renewal, at its first poll, takes the lease again naming it, so
+                    # that another process's cancel_turn finds it from then on.
+                    runtime.naming = self.turn_id
+                    runtime._renew_later(0.0)
                 else:
                     await runtime.claim(turn_id=self.turn_id, events=self.events)
                     runtime._renew_later()
@@ -330,6 +330,7 @@ class SessionRuntime:
         "last_catalog",
         "lease",
         "lineage",
+        "naming",
         "on_poll_due",
         "on_wait",
         "opened",
@@ -373,6 +374,9 @@ class SessionRuntime:
         #: is certainly live (half its TTL after the request that took or renewed it was sent):
         #: a turn started before then runs under it without claiming the session again.
         self.held_until: float | None = None
+        #: The id of a turn running in a hold that its lease does not name yet (its first
+        #: renewal takes the lease again naming it: :meth:`renew`).
+        self.naming: str | None = None
         self.opened = False
         #: Seconds an execution waits for the lease (``None``: the core's ``lease_wait``).
         self.wait: float | None = None
@@ -784,7 +788,11 @@ class SessionRuntime:
         if delta.release:
             self.lease = None
         elif self.joinable() is not None:
-            self._renew_later()  # the execution goes on (turn_persisted, compaction) under it
+            # The execution goes on under the held lease (turn_persisted, compaction): renewed
+            # once it is a third of a TTL old, as a lease claimed for the execution would be.
+            assert self.held_until is not None
+            ttl = self.core.lease_ttl
+            self._renew_later(self.held_until - ttl / 6 - time.monotonic())
         image.committed(delta, revision)
         self._clear_pending()
         self.cancel_after_commit |= cancelled
@@ -957,8 +965,6 @@ class SessionRuntime:
         """Take the session's lease for an execution, then make the image current: reload it
         when another writer committed since it was read (before any model call), and apply the
         session commands queued in the store (their changes commit with the execution)."""
-        if self.held_until is not None:
-            turn_id = ANY_TURN  # a hold's lease runs turns it does not name in advance
         sent = time.monotonic()
         lease = await self._acquire(turn_id=turn_id, events=events)
         self.lease = lease
@@ -1029,7 +1035,12 @@ class SessionRuntime:
         """Renew the running execution's lease."""
         if self.lease is not None:
             sent = time.monotonic()
-            self.lease = await self.core.store.renew_lease(self.lease, ttl=self.core.lease_ttl)
+            store, ttl = self.core.store, self.core.lease_ttl
+            name, self.naming = self.naming, None
+            if name is not None:  # a held turn (see Executing): the lease names it from now on
+                self.lease = await store.acquire_lease(self.id, self.owner, ttl=ttl, turn=name)
+            else:
+                self.lease = await store.renew_lease(self.lease, ttl=ttl)
             if self.held_until is not None and not self.lease.pending_commands:
                 self.held_until = sent + self.core.lease_ttl / 2
 
@@ -1097,6 +1108,7 @@ class SessionRuntime:
         """Stop renewing: disarm the timer; returns the renewal under way (if any), which
         :meth:`_stop_renewal` cancels and waits for."""
         self.on_poll_due = None
+        self.naming = None  # a held turn that ended before its first renewal: left unnamed
         renewal = self._renewal
         if renewal is not None:
             self._renewal = None

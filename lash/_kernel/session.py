@@ -268,9 +268,10 @@ class Session:
         ``configure``, ``apply_commands``...) claims as it always does, keeping the lease.
 
         A turn in a hold commits its ``turn_started`` event with the turn (observers see both
-        at once). The hold's lease names no turn (:data:`lash.store.ANY_TURN`): another
-        process's :meth:`lash.LashCore.cancel_turn` is accepted for any turn not yet committed,
-        and the running turn reads it at its next poll. A turn claims the session first, not
+        at once). Its lease names it only from its first poll (``control_poll`` seconds in: a
+        turn still running then takes the lease again naming itself, one more write), so
+        another process's :meth:`lash.LashCore.cancel_turn` answers ``unknown`` before that;
+        :meth:`lash.Turn.cancel` in this process stops it at any moment. A turn claims the session first, not
         reusing the held lease, while a turn of the session awaits approval (the claim applies
         the answers) and after a renewal saw session commands queued by another process (the
         claim applies them). A process killed in a hold leaves the session to the lease's

@@ -31,20 +31,6 @@ EVENTS_KEPT = 10_000
 #: How long a store keeps an event by default, in seconds: 7 days (see ``EVENTS_KEPT``).
 EVENTS_MAX_AGE = 7 * 24 * 3600.0
 
-#: The ``turn`` of a lease that runs turns it does not name in advance (a hold,
-#: :meth:`lash.Session.hold`: its turns claim nothing, so the lease cannot name each one).
-#: No turn has this id (a turn id is never empty). While such a lease is live, a cancellation
-#: request for any turn of the session that has no record yet is accepted
-#: (:func:`cancel_accepted`), for the turn of that id to read when it runs.
-ANY_TURN = ""
-
-
-def cancel_accepted(running_turn: str | None, turn_id: str, live: bool) -> bool:
-    """Whether ``request_cancel`` stores a request for ``turn_id`` (which has no record and no
-    request yet) given the session's lease: ``live``, and naming that turn (``running_turn``)
-    or :data:`ANY_TURN`. Otherwise the receipt says ``unknown``."""
-    return live and running_turn is not None and running_turn in (turn_id, ANY_TURN)
-
 
 def check_lease(current: Lease | None, lease: Lease) -> None:
     """Raise :class:`LeaseLost` unless ``lease`` is the session's current lease.

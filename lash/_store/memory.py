@@ -23,7 +23,6 @@ from lash._store.ids import check_session_id
 from lash._store.leases import (
     EVENTS_KEPT,
     EVENTS_MAX_AGE,
-    cancel_accepted,
     check_lease,
     command_event,
     effective_state,
@@ -552,7 +551,7 @@ class MemoryStore:
             return CancelReceipt(
                 "already_requested", session_id, turn_id, request=s.cancel_requests[turn_id]
             )
-        if s is not None and cancel_accepted(s.running_turn, turn_id, lease_is_live(s.lease)):
+        if s is not None and s.running_turn == turn_id and lease_is_live(s.lease):
             request = CancelRequest(session_id, turn_id, origin, reason, time.time())
             s.cancel_requests[turn_id] = request
             return CancelReceipt("requested", session_id, turn_id, request=request)

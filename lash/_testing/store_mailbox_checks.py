@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from lash._store.leases import ANY_TURN
 from lash._store.protocol import Store
 from lash._store.records import (
     CommandDraft,
@@ -491,29 +490,6 @@ async def check_turn_records_and_cancel_requests(store: Store) -> None:
     )
 
 
-async def check_cancel_requests_under_a_lease_for_any_turn(store: Store) -> None:
-    """A lease taken for ``ANY_TURN`` (a hold's: its turns are not named in advance) accepts a
-    cancel request for any turn that has no record, while it is live; a lease naming one turn,
-    only that turn's; once released, none."""
-    sid = session_id_for("any-turn")
-    lease = await store.acquire_lease(sid, "owner-a", ttl=LONG_TTL, turn=ANY_TURN)
-    receipt = await store.request_cancel(sid, "t-held", origin="host")
-    expect_equal(receipt.status, "requested", "a request under a lease for any turn")
-    request = await store.cancel_request(sid, "t-held")
-    expect(request is not None, "the request under a lease for any turn is stored")
-    await commit_at(store, lease, 0, turns=1, turn=_record(sid, "t-held"), release=True)
-    expect(
-        await store.cancel_request(sid, "t-held") is None,
-        "the cancel request of a committed turn is dropped by its commit",
-    )
-    late = await store.request_cancel(sid, "t-next", origin="host")
-    expect_equal(late.status, "unknown", "a request once the lease for any turn is released")
-    lease = await store.acquire_lease(sid, "owner-a", ttl=LONG_TTL, turn="t-named")
-    other = await store.request_cancel(sid, "t-next", origin="host")
-    expect_equal(other.status, "unknown", "a request for another turn than the lease names")
-    await store.release_lease(lease)
-
-
 # --------------------------------------------------------------------------------------------
 # The event log
 # --------------------------------------------------------------------------------------------
@@ -650,7 +626,6 @@ CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_commands_queue_and_apply,
     check_turn_paused_then_continued,
     check_turn_records_and_cancel_requests,
-    check_cancel_requests_under_a_lease_for_any_turn,
     check_event_log,
     check_commit_enqueue_conflict_writes_nothing,
     check_replace_keeps_the_mailbox,
