@@ -271,11 +271,12 @@ class Session:
         at once). Its lease names it only from its first poll (``control_poll`` seconds in: a
         turn still running then takes the lease again naming itself, one more write), so
         another process's :meth:`lash.LashCore.cancel_turn` answers ``unknown`` before that;
-        :meth:`lash.Turn.cancel` in this process stops it at any moment. A turn claims the session first, not
-        reusing the held lease, while a turn of the session awaits approval (the claim applies
-        the answers) and after a renewal saw session commands queued by another process (the
-        claim applies them). A process killed in a hold leaves the session to the lease's
-        expiry, as a killed turn does. ``close()`` and ``park()`` end a hold.
+        :meth:`lash.Turn.cancel` in this process stops it at any moment. A turn claims the
+        session first, not reusing the held lease, while a turn of the session awaits approval
+        (the claim applies the answers) and after a renewal saw session commands queued by
+        another process (the claim applies them). A process killed in a hold leaves the
+        session to the lease's expiry, as a killed turn does. ``close()`` and ``park()`` end a
+        hold.
 
         :raises SessionError: called from a hook or tool of this session, on a session that is
             not open, or in a hold of this handle already.
