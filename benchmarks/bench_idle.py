@@ -17,10 +17,12 @@ Targets (issue 17), on ``sqlite://`` with bench_turns.py's composition (10 no-op
    options overrides: ``sys.getsizeof`` of the three); the 128 bytes leave room for the slack
    of containers that grew while the sessions were open.
 
-Before measuring, three sessions run a turn each (lazy converters, tool specs, the
-connection: paid once per core, not per session). The scripted provider records every request
-(a test aid): cleared before the figure. A resume of a parked session is checked to reload its
-nodes. Exits 0 whatever the result: a benchmark, not a test.
+Before measuring, three sessions run a turn each, and one of them ~200 more (lazy converters,
+tool specs, the connection, and the store's WAL checkpointer, made at its first checkpoint:
+its thread and connection, ~20 KB; paid once per core or store, not per session). The
+scripted provider records every request (a test aid): cleared before the figure. A resume of
+a parked session is checked to reload its nodes. Exits 0 whatever the result: a benchmark, not
+a test.
 """
 
 from __future__ import annotations

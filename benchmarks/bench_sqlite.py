@@ -553,16 +553,24 @@ async def memory_run(root: str, count: int, *, drop_sessions: bool = False) -> d
     (``sessions_alive``), the handles' own size (``handle``) and the largest allocations left
     (``parked_top``)."""
     directory = tempfile.mkdtemp(dir=root)
-    core = make_core(sqlite_url(directory), count + 10)
+    from lash_plugins_builtin.sqlite import INLINE_CHECKPOINT
+
+    # One warm-up session runs enough turns (two inline writes each) for the store's first
+    # WAL checkpoint, which makes its checkpointer: a thread and a connection, once per store.
+    checkpoint_turns = INLINE_CHECKPOINT // 2 + 1
+    core = make_core(sqlite_url(directory), count + 10 + checkpoint_turns)
     provider = next(
         c.value for c in core.registry.of("provider").values() if c.plugin == "bench_provider"
     )
     out: dict[str, Any] = {}
     try:
-        # Warm every lazy cache (converters, tool specs, the connection) before measuring.
+        # Warm every lazy cache (converters, tool specs, the connection, the checkpointer)
+        # before measuring.
         warm = [await core.session(f"warm{k}").open() for k in range(3)]
         for session in warm:
             await run_turn(session, "warm")
+        for _ in range(checkpoint_turns):
+            await run_turn(warm[0], "warm")
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
