@@ -80,6 +80,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store a test runs on: memory://, a SQLite file of its own, a Postgres database of
+    its own (a module may narrow it by defining a ``store_url`` fixture of its own)."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lash.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a new, empty database of its own on the test server. Databases are not

@@ -380,19 +380,9 @@ CLEANUP = calls_message(
 )
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/lash.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.mark.parametrize("held", [False, True])
 async def test_answers_to_a_turn_awaiting_approval_continue_it_in_a_hold_too(
-    any_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool
 ) -> None:
     """As test_approvals' new turn that first continues an answered one: the approved calls
     run once each, whether the next turn runs in a hold (it claims the session, which applies
@@ -402,7 +392,7 @@ async def test_answers_to_a_turn_awaiting_approval_continue_it_in_a_hold_too(
     core = lash.LashCore(
         plugins=[standard, stores, approval_tools],
         builtins=(),
-        store=any_store,
+        store=store_url,
         provider="policy",
     )
     async with core:
