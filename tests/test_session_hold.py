@@ -31,7 +31,7 @@ from _recorder import Recorder
 from approval_tools import calls_message, logged
 from crash_child import answer as crash_answer
 from crash_child import build_core
-from test_mailbox import Model, answer, started
+from test_mailbox import OTHER_BUILTINS, Model, answer, started
 from test_mailbox import make_core as make_mailbox_core
 
 import lash
@@ -590,3 +590,50 @@ async def test_a_held_turn_renews_its_lease_as_early_as_a_turn_on_its_own(held: 
         gate.set()
         await task
     assert store.left_at_renewal[0] >= ttl / 2, store.left_at_renewal
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_another_process_cancels_a_held_turn_on_a_durable_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The same through a store two cores share, as two processes would: past its first poll,
+    the held turn's lease names it (its own lease taken again, in the store), so the other
+    core's cancel_turn is ``requested`` and the turn stops; the hold's lease is released at
+    its end."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path}/lash.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+
+    def core(*plugins: object, **kwargs: Any) -> lash.LashCore:
+        return lash.LashCore(
+            plugins=[standard, stores, *plugins],
+            autoload=False,
+            disable=OTHER_BUILTINS,
+            provider="model",
+            model="m1",
+            store=url,
+            **kwargs,
+        )
+
+    model = Model(answer("first"), answer("never"))
+    async with core(model, control_poll=0.01) as mine, core(Model(answer("after"))) as other:
+        session = await mine.session("s").open()
+        async with session.hold():
+            await session.turn("warm").run()
+            gate = model.block()
+            task = await started(session.turn("long", id="t1"))
+            await model.entered.wait()
+            await asyncio.sleep(0.2)  # past the turn's first poll
+            receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
+            try:
+                result = await asyncio.wait_for(asyncio.shield(task), 5)
+            finally:
+                gate.set()
+                await task
+        await session.close()
+        again = await other.session("s").open(wait=0)
+        assert (await again.turn("after").run()).outcome == "completed"  # released
+        await again.close()
+    assert receipt.status == "requested"
+    assert (result.reason, result.cancelled_by) == ("cancelled", "web-ui")
