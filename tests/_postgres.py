@@ -15,6 +15,7 @@ would blur those counts; no test depends on it). Authentication: ``trust`` for t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import itertools
@@ -26,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 #: The oldest server version lash supports (and the tests require).
 MIN_VERSION = 15
@@ -199,3 +201,23 @@ class PostgresServer:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no server log)"
+
+
+async def transaction_counters(conn: Any, database: str) -> tuple[int, int]:
+    """``(xact_commit + xact_rollback of database, the server's WAL syncs)`` from
+    ``pg_stat_database`` and ``pg_stat_wal``, read on ``conn`` (an asyncpg connection to
+    another database) once ``database`` has no connection left: a backend reports its
+    counters when it exits."""
+    for _ in range(500):
+        if not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
+        ):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError(f"the connections to database {database!r} did not close")
+    xacts = await conn.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", database
+    )
+    syncs = await conn.fetchval("SELECT wal_sync FROM pg_stat_wal")
+    return int(xacts), int(syncs)

@@ -20,7 +20,7 @@ import _postgres
 import asyncpg
 import attrs
 import pytest
-from _postgres import PostgresServer, free_port
+from _postgres import PostgresServer, free_port, transaction_counters
 from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -701,21 +701,7 @@ async def test_one_wal_flush_per_committed_turn_with_its_lease_and_claim(
         await store.open()  # migrations: not part of what is measured
 
     async def counters(conn: Any) -> tuple[int, int]:
-        # A backend reports its counters when it exits: wait for the store's connections to.
-        for _ in range(500):
-            if not await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
-            ):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the store's connections did not close")
-        xacts = await conn.fetchval(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
-            database,
-        )
-        syncs = await conn.fetchval("SELECT wal_sync FROM pg_stat_wal")
-        return xacts, syncs
+        return await transaction_counters(conn, database)
 
     async def run(turns: int, session_id: str, query: str) -> tuple[int, int]:
         async with opened(postgres_url) as store:

@@ -27,6 +27,7 @@ import approval_tools
 import asyncpg
 import pytest
 from _cores import make_core, stored
+from _postgres import transaction_counters
 from _recorder import Recorder
 from approval_tools import calls_message, logged
 from crash_child import answer as crash_answer
@@ -335,19 +336,7 @@ async def test_on_postgres_a_held_turn_is_one_transaction(
     database = postgres_url.rsplit("/", 1)[1].split("?", 1)[0]
 
     async def transactions(conn: Any) -> int:
-        for _ in range(500):
-            if not await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
-            ):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the core's connections did not close")
-        count: int = await conn.fetchval(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
-            database,
-        )
-        return count
+        return (await transaction_counters(conn, database))[0]
 
     async def run(turns: int, session_id: str, held: bool) -> int:
         conn = await asyncpg.connect(postgres_server.url("postgres"))
@@ -417,21 +406,30 @@ async def test_another_core_cancels_a_turn_that_runs_in_a_hold(held: bool) -> No
     shared = lash.store.MemoryStore()
     model = Model(answer("first"), answer("never"))
     session = await make_mailbox_core(model, store=shared, control_poll=0.01).session("s").open()
+    other = make_mailbox_core(Model(), store=shared)
     async with session.hold() if held else contextlib.nullcontext():
-        await session.turn("warm").run()
-        gate = model.block()
-        task = await started(session.turn("long", id="t1"))
-        await model.entered.wait()
-        await asyncio.sleep(0.1)  # past the turn's first poll
-        other = make_mailbox_core(Model(), store=shared)
-        receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
-        try:
-            result = await asyncio.wait_for(asyncio.shield(task), 5)
-        finally:
-            gate.set()
-            await task
+        receipt, result = await cancelled_from(other, session, model)
     assert receipt.status == "requested"
     assert (result.reason, result.cancelled_by) == ("cancelled", "web-ui")
+
+
+async def cancelled_from(
+    other: lash.LashCore, session: lash.Session, model: Model
+) -> tuple[lash.CancelReceipt, lash.TurnResult]:
+    """A turn ``t1`` of ``session`` (after a first, ``warm``) held in its model call past its
+    first poll, then cancelled by ``other``'s cancel_turn: the receipt and the turn's result."""
+    await session.turn("warm").run()
+    gate = model.block()
+    task = await started(session.turn("long", id="t1"))
+    await model.entered.wait()
+    await asyncio.sleep(0.2)  # past the turn's first poll
+    receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
+    try:
+        result = await asyncio.wait_for(asyncio.shield(task), 5)
+    finally:
+        gate.set()
+        await task
+    return receipt, result
 
 
 class Slow:
@@ -620,17 +618,7 @@ async def test_another_process_cancels_a_held_turn_on_a_durable_store(
     async with core(model, control_poll=0.01) as mine, core(Model(answer("after"))) as other:
         session = await mine.session("s").open()
         async with session.hold():
-            await session.turn("warm").run()
-            gate = model.block()
-            task = await started(session.turn("long", id="t1"))
-            await model.entered.wait()
-            await asyncio.sleep(0.2)  # past the turn's first poll
-            receipt = await other.cancel_turn("s", "t1", reason="stop", origin="web-ui")
-            try:
-                result = await asyncio.wait_for(asyncio.shield(task), 5)
-            finally:
-                gate.set()
-                await task
+            receipt, result = await cancelled_from(other, session, model)
         await session.close()
         again = await other.session("s").open(wait=0)
         assert (await again.turn("after").run()).outcome == "completed"  # released

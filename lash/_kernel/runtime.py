@@ -1042,7 +1042,7 @@ class SessionRuntime:
             else:
                 self.lease = await store.renew_lease(self.lease, ttl=ttl)
             if self.held_until is not None and not self.lease.pending_commands:
-                self.held_until = sent + self.core.lease_ttl / 2
+                self.held_until = sent + ttl / 2
 
     def holds_lease(self) -> bool:
         """Whether the handle's hold has a lease an execution can start under without claiming
@@ -1064,7 +1064,9 @@ class SessionRuntime:
         renewed every third of its TTL while the execution runs. Most executions end long
         before either is due: the first is an entry in the event loop's :class:`_PollClock`
         (one loop timer for every execution of the loop, not one each), and only an execution
-        still running then gets a timer of its own for its renewals."""
+        still running then gets a timer of its own for its renewals. ``renew_in``: seconds to
+        the first renewal instead of a third of the TTL (a lease the execution did not take
+        itself: a hold's), at the first poll at the soonest."""
         full = self.core.lease_ttl / 3
         poll_in = min(self.core.control_poll, full)
         renew_in = max(poll_in, full if renew_in is None else renew_in)
