@@ -996,6 +996,7 @@ def _unpack_rows(rows: list[Any], what: str) -> list[tuple[Any, ...]]:
         nodes.extend(zip(ids, kinds, frames, turns, datas, strict=True))
     return nodes
 
+
 STATES = """SELECT p.plugin, b.data FROM plugin_states AS p
     JOIN blobs AS b ON b.hash = p.blob_hash WHERE p.session_id = ? ORDER BY p.plugin"""
 
