@@ -949,26 +949,28 @@ def unpack_nodes(rows: list[Any], what: str) -> list[tuple[Any, ...]]:
     ids, kinds, frames, turns, texts, counts, _ = zip(*rows, strict=True)
     if counts.count(1) == len(counts):  # one node each: an older file's rows, a short commit's
         return list(zip(ids, kinds, frames, turns, texts, strict=True))
-    newline = itertools.repeat("\n")
+    newline, repeat, chain = itertools.repeat("\n"), itertools.repeat, itertools.chain.from_iterable
     try:
-        cuts = list(map(operator.sub, counts, itertools.repeat(1)))
-        # A row of n nodes holds n - 1 newlines in each column (so each splits in n parts).
-        if any(list(map(str.count, column, newline)) != cuts for column in (ids, kinds, texts)):
-            return _unpack_rows(rows, what)
-        node_ids, node_kinds, datas = (
-            itertools.chain.from_iterable(map(str.split, column, newline, cuts))
-            for column in (ids, kinds, texts)
-        )
-    except TypeError:  # a count that is not an integer, a column that is not text
+        # A packed row is split wherever it holds a newline, a one-node row nowhere (its id may
+        # hold one): maxsplit -1 or 0, by passes in C (-(count != 1)).
+        cuts = list(map(operator.neg, map(operator.ne, counts, repeat(1))))
+        id_parts = list(map(str.split, ids, newline, cuts))
+        text_parts = list(map(str.split, texts, newline, cuts))
+        # The rows of a turn share their kinds' text: split once for all of them.
+        split_kinds = {kind: kind.split("\n") for kind in set(kinds)}
+        kind_parts = list(map(split_kinds.__getitem__, kinds))
+    except (TypeError, AttributeError):  # a column that is not text
         return _unpack_rows(rows, what)
-    repeated = itertools.repeat
+    expected = list(counts)
+    if any(list(map(len, parts)) != expected for parts in (id_parts, kind_parts, text_parts)):
+        return _unpack_rows(rows, what)  # (a count that is not its parts', a kind with a newline)
     return list(
         zip(
-            node_ids,
-            node_kinds,
-            itertools.chain.from_iterable(map(repeated, frames, counts)),
-            itertools.chain.from_iterable(map(repeated, turns, counts)),
-            datas,
+            chain(id_parts),
+            chain(kind_parts),
+            chain(map(repeat, frames, counts)),
+            chain(map(repeat, turns, counts)),
+            chain(text_parts),
             strict=True,
         )
     )
