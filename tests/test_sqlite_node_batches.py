@@ -18,6 +18,7 @@ from typing import Any
 import _cores as cores
 import pytest
 from _recorder import Recorder
+from test_migration import restore
 from test_sqlite_store import leased, opened, query
 
 import lash
@@ -98,15 +99,6 @@ OLD = [
 NEW = [turn_nodes(4, "F1", "4"), compaction(4, "F1", "F2", "c2"), turn_nodes(5, "F2", "5")]
 
 
-def restore(path: Path) -> Path:
-    conn = sqlite3.connect(path)
-    try:
-        conn.executescript(DUMP.read_text(encoding="utf-8"))
-    finally:
-        conn.close()
-    return path
-
-
 async def commit_all(store: Any, session_id: str, commits: list[list[Any]], revision: int) -> int:
     for nodes in commits:
         lease = await store.acquire_lease(session_id, "w", ttl=30)
@@ -123,7 +115,7 @@ async def test_a_migration_7_file_is_upgraded_and_its_mixed_rows_load_as_the_mem
     """A file of one-node rows gains migration 8 with its rows untouched and loads as
     committed; commits after it write rows of several nodes, and the mixed history (active
     frame and full) loads as the memory store gives the same commits, also after reopening."""
-    db = restore(tmp_path / "old.db")
+    db = restore(DUMP, tmp_path / "old.db")
     before = query(db, "SELECT * FROM nodes ORDER BY seq")
     assert len(before) == 22
     memory = lash.store.MemoryStore()
@@ -163,7 +155,7 @@ def schema_of(path: Path) -> list[tuple[Any, ...]]:
 async def test_a_fresh_file_and_an_upgraded_one_have_the_same_schema(tmp_path: Path) -> None:
     """Migration 8 run on a file of migration 7 and a file made by this lash end with the same
     tables, indexes, views and triggers (the commit trigger made again with the new column)."""
-    upgraded = restore(tmp_path / "old.db")
+    upgraded = restore(DUMP, tmp_path / "old.db")
     fresh = tmp_path / "new.db"
     for path in (upgraded, fresh):
         async with opened(path) as store:
