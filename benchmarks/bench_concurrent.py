@@ -160,7 +160,7 @@ async def lash_run(directory: str, sessions: int, turns: int) -> Run:
     finally:
         await core.aclose()
     with sqlite3.connect(os.path.join(directory, "lash.db")) as db:
-        (rows,) = db.execute("SELECT count(*) FROM nodes").fetchone()
+        (rows,) = db.execute("SELECT sum(node_count) FROM nodes").fetchone()
     return wall, cpu, rows, latencies, stalled
 
 

@@ -82,7 +82,8 @@ async def commit_run(root: str, repeats: int) -> tuple[list[float], list[float],
     finally:
         await core.aclose()
     with sqlite3.connect(os.path.join(directory, "bench.db")) as db:
-        (nodes,) = db.execute("SELECT count(*) FROM nodes WHERE session_id = 'long'").fetchone()
+        query = "SELECT sum(node_count) FROM nodes WHERE session_id = 'long'"
+        (nodes,) = db.execute(query).fetchone()
     return long_ms, short_ms, nodes
 
 

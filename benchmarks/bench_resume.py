@@ -130,7 +130,7 @@ async def run(directory: str, messages: int, repeats: int) -> dict[str, Any]:
             for side in sides:
                 await side(k)
         with sqlite3.connect(os.path.join(directory, "lash.db")) as db:
-            (nodes,) = db.execute("SELECT count(*) FROM nodes").fetchone()
+            (nodes,) = db.execute("SELECT sum(node_count) FROM nodes").fetchone()
         return {**out, "built_s": built, "nodes": nodes, "turns": turns}
     finally:
         await loop.close()

@@ -116,7 +116,9 @@ async def run_turn(session: lash.Session, text: str) -> None:
 
 
 async def measure_turn_rows(directory: str) -> list[tuple[str, int]]:
-    """``(kind, JSON bytes)`` of each node row lash writes for one steady-state turn."""
+    """``(kind, JSON bytes)`` of each node lash writes for one steady-state turn (lash keeps a
+    commit's nodes in one row, their kinds and texts joined by newlines: the baseline writes
+    them as a row each, as a hand-written loop would)."""
     core = make_core(sqlite_url(directory), 10)
     try:
         session = await core.session("probe").open()
@@ -127,12 +129,16 @@ async def measure_turn_rows(directory: str) -> list[tuple[str, int]]:
         await core.aclose()
     with sqlite3.connect(os.path.join(directory, "bench.db")) as db:
         per_turn = db.execute(
-            "SELECT turn, count(*) FROM nodes WHERE session_id = 'probe' GROUP BY turn"
+            "SELECT turn, sum(node_count) FROM nodes WHERE session_id = 'probe' GROUP BY turn"
         ).fetchall()
-        rows = db.execute(
-            "SELECT kind, length(CAST(data AS BLOB)) FROM nodes "
-            "WHERE session_id = 'probe' AND turn = 4 ORDER BY seq"
+        packed = db.execute(
+            "SELECT kind, data FROM nodes WHERE session_id = 'probe' AND turn = 4 ORDER BY seq"
         ).fetchall()
+        rows = [
+            (kind, len(text.encode()))
+            for kinds, texts in packed
+            for kind, text in zip(kinds.split("\n"), texts.split("\n"), strict=True)
+        ]
         ledger = db.execute(
             "SELECT count(*) FROM usage_ledger WHERE session_id = 'probe' AND revision = 4"
         ).fetchone()[0]
@@ -452,7 +458,7 @@ async def history_run(root: str, repeats: int, profile: cProfile.Profile | None)
             await grow(core, sid, 10)  # two turns: 11 nodes
         out["build_s"] = (time.perf_counter_ns() - t0) / 1e9
         with sqlite3.connect(path) as db:
-            out["db_nodes"] = db.execute("SELECT count(*) FROM nodes").fetchone()[0]
+            out["db_nodes"] = db.execute("SELECT sum(node_count) FROM nodes").fetchone()[0]
 
         # 2b: one turn's commit into the long session versus into a ~16-node one, alternating.
         store = core.store

@@ -20,6 +20,17 @@ Tables (one database file holds many sessions):
     (``lash.store.node_body_json``: ``lash.to_data(node, lash.GraphNode)`` without ``id``,
     ``frame_id``, ``turn`` and ``type``). Rows of older files hold the whole form in
     ``data``; they load as they are.
+
+    A row holds ``node_count`` consecutive nodes (migration 8): the row at ``seq`` *s* holds
+    the nodes *s* to *s* + ``node_count`` - 1, its ``node_id``, ``kind`` and ``data`` are
+    their values joined with ``"\n"``, and ``frame_id`` and ``turn`` are all of theirs. A
+    commit puts its consecutive nodes of one frame and one turn in one row (a turn's six
+    nodes: one row to write, one to read back), but for a node that opens a frame (a
+    ``FrameBoundary``), which starts a row (so the head's ``frame_start`` is a row's ``seq``),
+    and a node whose id or body text holds a ``"\n"``, which gets a row of its own (bodies
+    are compact JSON: they never do). Rows of older files are one node each
+    (``node_count`` 1). ``seq``, the head's ``next_seq`` and ``frame_start`` number nodes,
+    not rows.
 ``blobs``
     Content-addressed JSON (sha256 of the canonical text) for plugin states and config. Blobs
     nothing refers to any more are deleted in the transaction that drops the last reference.
@@ -77,7 +88,9 @@ import asyncio
 import contextlib
 import functools
 import importlib.metadata
+import itertools
 import json
+import operator
 import os
 import sqlite3
 import time
@@ -420,7 +433,7 @@ COMMIT_COLUMNS = (
     *HEAD_COLUMNS,
     # the delta
     "replace",  # 1: drop the session's nodes, states and usage first
-    "nodes",  # [[seq, node_id, kind, frame_id, turn, data], ...]
+    "nodes",  # [[seq, node_id, kind, frame_id, turn, data, node_count], ...]: node rows
     "blobs",  # [[hash, data], ...]
     "states",  # [[plugin, blob_hash], ...]
     "usage",  # [[source, input_tokens, output_tokens, cached_tokens], ...]
@@ -522,8 +535,8 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         f"drop {table}": f"DELETE FROM {table} WHERE NEW.replace AND session_id = NEW.session_id"
         for table in SESSION_TABLES
     },
-    "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
-        SELECT NEW.session_id, {_items(6)} FROM json_each(NEW.nodes)""",
+    "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
+        node_count) SELECT NEW.session_id, {_items(7)} FROM json_each(NEW.nodes)""",
     "blobs": f"""INSERT OR IGNORE INTO blobs (hash, data)
         SELECT {_items(2)} FROM json_each(NEW.blobs)""",
     # WHERE 1: an upsert's SELECT needs a WHERE clause (SQLite's parsing rule).
@@ -750,6 +763,18 @@ _MEDIA_BLOBS = (
     )""",
 )
 
+# -- migration 8: a commit's nodes in one row ------------------------------------------------
+
+_PACKED_NODES = (
+    # The commit statement writes the new column: its trigger is made again (first dropped, so
+    # that no trigger names a column the table does not have yet). Existing rows are one node
+    # each, which the column's default says: no row is rewritten.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    "ALTER TABLE nodes ADD COLUMN node_count INTEGER NOT NULL DEFAULT 1",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
@@ -762,6 +787,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # id, kind, frame and turn are the row's columns; older rows, whole, still load), which a
     # lash without this step cannot read: it refuses the file as a newer lash's instead.
     Migration(7, "node rows hold the body only", ()),
+    # A row holds consecutive nodes of a commit (see ``nodes`` above), which a lash without
+    # this step would read as one node with odd text: it refuses the file instead.
+    Migration(8, "node rows hold several nodes", _PACKED_NODES),
 )
 
 #: The newest migration id this lash knows.
@@ -892,13 +920,85 @@ RELEASE_LEASE = """UPDATE sessions SET lease_expires_at = 0, running_turn = NULL
 RENEW_LEASE = """UPDATE sessions SET lease_expires_at = :expires_at WHERE session_id = :sid
     AND lease_owner = :owner AND lease_token = :token AND lease_expires_at != 0"""
 
+#: The columns a load reads of a node row (see :func:`unpack_nodes`).
+NODE_ROW = "node_id, kind, frame_id, turn, data, node_count, seq"
+
 #: The active frame's nodes: from the head's ``frame_start`` on (parameters: the session id,
 #: twice), so that ``load`` reads them in the same round trip as the head.
-ACTIVE_NODES = """SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE session_id = ?
+ACTIVE_NODES = f"""SELECT {NODE_ROW} FROM nodes WHERE session_id = ?
     AND seq >= (SELECT frame_start FROM sessions WHERE session_id = ?) ORDER BY seq"""
 
-ALL_NODES = """SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE session_id = ?
-    ORDER BY seq"""
+ALL_NODES = f"SELECT {NODE_ROW} FROM nodes WHERE session_id = ? ORDER BY seq"
+
+
+def unpack_nodes(rows: list[Any], what: str) -> list[tuple[Any, ...]]:
+    """Node rows as :data:`NODE_ROW` reads them, as one row ``(node_id, kind, frame_id, turn,
+    data)`` per node (what ``lash.store.nodes_on_demand`` takes).
+
+    A resume reads a few thousand rows of six nodes: they are split by passes in C over all of
+    them (``str.split``, ``len``, ``zip``), with no Python step per node or per row (2,500 rows
+    of six: ~5 ms, where reading 15,000 one-node rows cost ~11 ms more than reading them); only
+    a file with something odd (a one-node row whose id holds a newline, a bad count) is read
+    row by row (:func:`_unpack_rows`). ``what`` names the session in the error.
+
+    :raises lash.ValidationError: for a row whose ``node_id``, ``kind`` and ``data`` do not
+        each hold its ``node_count`` parts, naming the row's ``seq`` (a file that would load
+        as other nodes than it holds must not load).
+    """
+    if not rows:
+        return []
+    ids, kinds, frames, turns, texts, counts, _ = zip(*rows, strict=True)
+    if counts.count(1) == len(counts):  # one node each: an older file's rows, a short commit's
+        return list(zip(ids, kinds, frames, turns, texts, strict=True))
+    newline, repeat, chain = itertools.repeat("\n"), itertools.repeat, itertools.chain.from_iterable
+    try:
+        # A packed row is split wherever it holds a newline, a one-node row nowhere (its id may
+        # hold one): maxsplit -1 or 0, by passes in C (-(count != 1)).
+        cuts = list(map(operator.neg, map(operator.ne, counts, repeat(1))))
+        id_parts = list(map(str.split, ids, newline, cuts))
+        text_parts = list(map(str.split, texts, newline, cuts))
+        # The rows of a turn share their kinds' text: split once for all of them.
+        split_kinds = {kind: kind.split("\n") for kind in set(kinds)}
+        kind_parts = list(map(split_kinds.__getitem__, kinds))
+    except (TypeError, AttributeError):  # a column that is not text
+        return _unpack_rows(rows, what)
+    expected = list(counts)
+    if any(list(map(len, parts)) != expected for parts in (id_parts, kind_parts, text_parts)):
+        return _unpack_rows(rows, what)  # (a count that is not its parts', a kind with a newline)
+    return list(
+        zip(
+            chain(id_parts),
+            chain(kind_parts),
+            chain(map(repeat, frames, counts)),
+            chain(map(repeat, turns, counts)),
+            chain(text_parts),
+            strict=True,
+        )
+    )
+
+
+def _unpack_rows(rows: list[Any], what: str) -> list[tuple[Any, ...]]:
+    """:func:`unpack_nodes` row by row: a one-node row is kept as it is (its id may hold a
+    newline; its columns are checked with its node), a packed one must split into its count."""
+    nodes: list[tuple[Any, ...]] = []
+    for node_id, kind, frame_id, turn, data, count, seq in rows:
+        if type(count) is int and count == 1:
+            nodes.append((node_id, kind, frame_id, turn, data))
+            continue
+        ids, kinds, datas = (v.split("\n") if type(v) is str else [] for v in (node_id, kind, data))
+        if type(count) is not int or count < 1 or not len(ids) == len(kinds) == len(datas) == count:
+            raise lash.ValidationError(
+                f"{what} (the node row at seq {seq})",
+                [
+                    f"node_count is {count!r}, but node_id holds {len(ids)} nodes, kind "
+                    f"{len(kinds)} and data {len(datas)}: the file is damaged (restore it "
+                    "from a backup)"
+                ],
+            )
+        frames, turns = itertools.repeat(frame_id, count), itertools.repeat(turn, count)
+        nodes.extend(zip(ids, kinds, frames, turns, datas, strict=True))
+    return nodes
+
 
 STATES = """SELECT p.plugin, b.data FROM plugin_states AS p
     JOIN blobs AS b ON b.hash = p.blob_hash WHERE p.session_id = ? ORDER BY p.plugin"""
@@ -937,8 +1037,8 @@ PLAIN_APPLY = """UPDATE commands SET state = 'applied', applied_at = ?1
 PLAIN_RECORD = """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
     reason, result, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 PLAIN_CANCELLED = "DELETE FROM cancel_requests WHERE session_id = ? AND turn_id = ?"
-PLAIN_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data)
-    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+PLAIN_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
+    node_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 PLAIN_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 PLAIN_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
     ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""

@@ -2194,8 +2194,9 @@ class _Plan:
     head: _Head
     new_head: _Head
     replace: bool
-    # session_id, seq, node_id, kind, frame_id, turn, JSON: PLAIN_NODE's parameters
-    nodes: list[tuple[str, int, str, str, str, int, str]]
+    # The node rows: PLAIN_NODE's parameters (session_id, seq, node_ids, kinds, frame_id,
+    # turn, JSON texts, node_count)
+    nodes: list[tuple[str, int, str, str, str, int, str, int]]
     blobs: list[_Blob]
     states: list[tuple[str, str]]  # plugin, blob hash
     released: list[str]  # blob hashes to drop unless something still refers to them
@@ -2332,7 +2333,11 @@ def _plan(
             released.add(config_hash)
         turns = next_seq = frame_start = 0
         last_user, config_hash, status, old_states = None, None, None, {}
+    # The node rows (see the ``nodes`` table in ``_sqlite_schema``): consecutive nodes of one
+    # frame and turn share a row, started anew by a node that opens a frame; a node whose id
+    # or text holds the separator has a row of its own (``row`` None: the next one starts one).
     nodes = []
+    row: list[Any] | None = None
     for seq, (node_id, kind, frame_id, turn, text, opens_frame, user_text, outcome) in enumerate(
         encoded.nodes, start=next_seq
     ):
@@ -2342,7 +2347,20 @@ def _plan(
             last_user = user_text
         if outcome is not None:
             status = outcome
-        nodes.append((session_id, seq, node_id, kind, frame_id, turn, text))
+        alone = "\n" in node_id or "\n" in text
+        if row is None or opens_frame or alone or row[4] != frame_id or row[5] != turn:
+            row = [session_id, seq, [node_id], [kind], frame_id, turn, [text]]
+            nodes.append(row)
+        else:
+            row[2].append(node_id)
+            row[3].append(kind)
+            row[6].append(text)
+        if alone:
+            row = None
+    packed = [
+        (sid, seq, "\n".join(ids), "\n".join(kinds), frame, turn, "\n".join(texts), len(ids))
+        for sid, seq, ids, kinds, frame, turn, texts in nodes
+    ]
     states = dict(old_states) if encoded.states else old_states  # (never changed in place)
     for plugin, (digest, _) in encoded.states.items():
         old = states.get(plugin)
@@ -2360,7 +2378,7 @@ def _plan(
         created_at=now if head.revision == 0 else head.created_at,
         updated_at=now,
         turns=turns + delta.turns,
-        next_seq=next_seq + len(nodes),
+        next_seq=next_seq + len(encoded.nodes),
         frame_start=frame_start,
         last_user_message=last_user,
         config_hash=config_hash,
@@ -2374,7 +2392,7 @@ def _plan(
         head=head,
         new_head=new_head,
         replace=replace,
-        nodes=nodes,
+        nodes=packed,
         blobs=blobs,
         states=[(plugin, digest) for plugin, (digest, _) in encoded.states.items()],
         released=sorted(released),
@@ -2520,9 +2538,10 @@ def _summary_text(text: str) -> str:
 
 
 def _nodes(session_id: str, rows: list[Any]) -> lash.store.StoredNodes:
-    """Decode stored node rows ``(node_id, kind, frame_id, turn, data)``, all in one pass
-    (resume cost), each node built when read; a bad row names the session."""
-    return lash.store.nodes_on_demand(rows, what=f"stored node of {session_id!r}")
+    """Decode stored node rows (``schema.NODE_ROW``), all in one pass (resume cost), each node
+    built when read; a bad row names the session."""
+    what = f"stored node of {session_id!r}"
+    return lash.store.nodes_on_demand(schema.unpack_nodes(rows, what), what=what)
 
 
 def _release_blobs(hashes: Iterable[str]) -> _Step:

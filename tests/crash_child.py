@@ -615,12 +615,15 @@ def verify_tables(db: str | os.PathLike[str], session_id: str, turns: int) -> No
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        query = "SELECT seq FROM nodes WHERE session_id = ? ORDER BY seq"
-        seqs = [row[0] for row in conn.execute(query, (session_id,))]
+        # A row at seq s of n nodes holds the nodes s to s + n - 1.
+        query = "SELECT seq, node_count FROM nodes WHERE session_id = ? ORDER BY seq"
+        rows = conn.execute(query, (session_id,)).fetchall()
+        seqs = [seq + i for seq, count in rows for i in range(count)]
         assert seqs == list(range(len(seqs))), "node seqs are not contiguous"
         query = "SELECT revision, turns, next_seq FROM sessions WHERE session_id = ?"
         assert conn.execute(query, (session_id,)).fetchone() == (turns, turns, len(seqs))
-        query = "SELECT turn, COUNT(*) FROM nodes WHERE session_id = ? GROUP BY turn ORDER BY turn"
+        query = """SELECT turn, SUM(node_count) FROM nodes WHERE session_id = ? GROUP BY turn
+            ORDER BY turn"""
         sizes = conn.execute(query, (session_id,)).fetchall()
         assert sizes == [(turn, 7 if turn == 1 else 6) for turn in range(1, turns + 1)]
         query = "SELECT revision FROM usage_ledger WHERE session_id = ? ORDER BY revision"

@@ -35,16 +35,20 @@ COMPACTION_FRAME = "d9414e46bfe94edaab850a11374a19e6"
 SUMMARY = "Summary: the user is packing."
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """A fresh SQLite file holding lash 0.1's database."""
-    path = tmp_path / "old.db"
+def restore(dump: Path, path: Path) -> Path:
+    """A new SQLite file at ``path`` made of ``dump`` (a script of SQL statements)."""
     conn = sqlite3.connect(path)
     try:
-        conn.executescript(DUMP.read_text(encoding="utf-8"))
+        conn.executescript(dump.read_text(encoding="utf-8"))
     finally:
         conn.close()
     return path
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A fresh SQLite file holding lash 0.1's database."""
+    return restore(DUMP, tmp_path / "old.db")
 
 
 def update_plan(status: str) -> dict[str, Any]:

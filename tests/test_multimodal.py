@@ -25,6 +25,7 @@ import pytest
 from anthropic_wire_server import AnthropicWireServer
 from anthropic_wire_server import Reply as AnthropicReply
 from openai_wire_server import Reply, WireServer
+from test_sqlite_store import node_rows
 
 import lash
 
@@ -156,9 +157,9 @@ async def test_an_image_is_stored_once_and_the_graph_holds_a_reference(tmp_path:
         assert conn.execute("SELECT sha256, size, data FROM media_blobs").fetchall() == [
             (sha(PNG), len(PNG), PNG)
         ]
-        rows = conn.execute("SELECT kind, data FROM nodes").fetchall()
     finally:
         conn.close()
+    rows = [(node[3], node[6]) for node in node_rows(db)]  # (kind, data) of each node
     stored = [json.loads(data) for _, data in rows]
     users_json = [json.loads(data) for kind, data in rows if kind == "user"]
     assert [n["items"] for n in users_json] == [[ref], [ref]]

@@ -93,7 +93,17 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 #: commit reads it: the two-round-trip path), and whether it is computed from a wrong revision.
 commits = st.fixed_dictionaries(
     {
-        "texts": st.lists(st.text(max_size=8), max_size=3),
+        # (text, frame, turn after the commit's, a user message, a frame boundary, or a user
+        # message whose id holds a newline): how the nodes share rows (migration 8)
+        "texts": st.lists(
+            st.tuples(
+                st.text(max_size=8),
+                st.sampled_from(["F", "G"]),
+                st.integers(0, 1),
+                st.sampled_from(["user", "boundary", "newline id"]),
+            ),
+            max_size=4,
+        ),
         "states": st.dictionaries(
             st.sampled_from(["p", "q"]), st.integers(0, 2) | st.none(), max_size=2
         ),
@@ -112,6 +122,15 @@ commits = st.fixed_dictionaries(
         "parent": st.sampled_from([None, "root"]),
     }
 )
+
+
+def node(n: int, i: int, text: str, frame: str, later: int, kind: str) -> lash.GraphNode:
+    """Node ``i`` of commit ``n`` (see ``commits``' texts)."""
+    head = {"parent_id": None, "frame_id": frame, "turn": n + later}
+    if kind == "boundary":
+        return lash.FrameBoundary(id=f"n{n}.{i}", previous_frame_id=None, summary=text, **head)
+    node_id = f"n{n}\n{i}" if kind == "newline id" else f"n{n}.{i}"
+    return lash.UserMessage(id=node_id, text=text, **head)
 
 
 #: The event logs' retentions tried, ``(events kept, max age)``: the default; 4 events,
@@ -161,10 +180,7 @@ async def run(
                         (step["cancel"], sqlite_module.time.now),  # type: ignore[attr-defined]
                     )
             delta = lash.store.CommitDelta(
-                nodes=tuple(
-                    lash.UserMessage(id=f"n{n}.{i}", parent_id=None, frame_id="F", turn=n, text=t)
-                    for i, t in enumerate(step["texts"])
-                ),
+                nodes=tuple(node(n, i, *shape) for i, shape in enumerate(step["texts"])),
                 plugin_states={p: {"v": v} for p, v in step["states"].items() if v is not None},
                 config=None if step["config"] is None else lash.SessionConfig(model=step["config"]),
                 usage={s: lash.Usage(u, 1, 0) for s, u in step["usage"].items()},

@@ -59,6 +59,58 @@ def query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
         conn.close()
 
 
+#: A node row as the file holds it (migration 8: a row holds ``node_count`` nodes).
+ROW = "session_id, seq, node_id, kind, frame_id, turn, data, node_count"
+
+
+def split_row(row: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The nodes of a stored row (:data:`ROW`), one ``(session_id, seq, node_id, kind,
+    frame_id, turn, data)`` each: a row at seq s of n nodes holds the nodes s to s + n - 1, its
+    id, kind and data the n values joined with newlines, its frame and turn theirs."""
+    session_id, seq, ids, kinds, frame_id, turn, data, count = row
+    parts = (ids.split("\n"), kinds.split("\n"), data.split("\n")) if count > 1 else None
+    if parts is None:
+        return [(session_id, seq, ids, kinds, frame_id, turn, data)]
+    assert all(len(p) == count for p in parts), row
+    return [
+        (session_id, seq + i, node_id, kind, frame_id, turn, text)
+        for i, (node_id, kind, text) in enumerate(zip(*parts, strict=True))
+    ]
+
+
+def node_rows(path: Path, where: str = "1", params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """The stored nodes of the rows ``where`` selects, one row each (see :func:`split_row`),
+    in session and seq order, read with sqlite3 (not through lash)."""
+    rows = query(path, f"SELECT {ROW} FROM nodes WHERE {where} ORDER BY session_id, seq", params)
+    return [node for row in rows for node in split_row(row)]
+
+
+def isolate_node(path: Path, session_id: str, seq: int) -> None:
+    """Rewrite the row holding node ``seq`` of the session as up to three rows (the nodes
+    before it, it alone, those after it): the same nodes, stored as a file may hold them, with
+    node ``seq`` in a row of its own for a test to change."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            row = conn.execute(
+                f"SELECT {ROW} FROM nodes WHERE session_id = ? AND seq <= ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (session_id, seq),
+            ).fetchone()
+            nodes = split_row(row)
+            conn.execute("DELETE FROM nodes WHERE session_id = ? AND seq = ?", row[:2])
+            first = seq - row[1]
+            for part in (nodes[:first], nodes[first : first + 1], nodes[first + 1 :]):
+                if part:
+                    joined = ["\n".join(str(n[i]) for n in part) for i in (2, 3, 6)]
+                    conn.execute(
+                        f"INSERT INTO nodes ({ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*part[0][:2], *joined[:2], *part[0][4:6], joined[2], len(part)),
+                    )
+    finally:
+        conn.close()
+
+
 #: Every table of a lash database (migrations 1 to 4).
 TABLES = (
     "sessions",
@@ -187,15 +239,14 @@ async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) 
         assert record.created_at == record.updated_at > 0
     assert first == second
     # Tool-call arguments keep the order they came in (they go back to the provider verbatim).
-    stored = json.loads(query(db, "SELECT data FROM nodes WHERE kind = 'tool_call'")[0][0])
+    stored = json.loads(next(n[6] for n in node_rows(db) if n[3] == "tool_call"))
     assert list(stored["call"]["arguments"]) == ["b", "a"]
-    assert query(db, "SELECT seq, node_id, kind, frame_id, turn FROM nodes ORDER BY seq") == [
-        (0, nodes[0].id, "frame", "F1", 1),
-        (1, nodes[1].id, "user", "F1", 1),
-        (2, nodes[2].id, "assistant", "F1", 1),
-        (3, nodes[3].id, "tool_call", "F1", 1),
-        (4, nodes[4].id, "tool_result", "F1", 1),
-        (5, nodes[5].id, "plugin", "F1", 1),
+    # The commit's nodes (one frame, one turn) are one row, its ids and kinds joined by
+    # newlines; the boundary, which opens the frame, starts it.
+    rows = "seq, node_id, kind, frame_id, turn, node_count"
+    kinds = "frame\nuser\nassistant\ntool_call\ntool_result\nplugin"
+    assert query(db, f"SELECT {rows} FROM nodes") == [
+        (0, "\n".join(n.id for n in nodes), kinds, "F1", 1, 6)
     ]
 
 
@@ -760,7 +811,7 @@ def install_failure(db: Path, table: str, event: str, when: str) -> None:
         # settled input, the turn record, the second event; the writes after each would
         # succeed), the head row, and an input the commit queues (its own statement, before
         # the commit's).
-        ("nodes", "INSERT", "NEW.kind = 'plugin'"),
+        ("nodes", "INSERT", "instr(NEW.kind, 'plugin')"),  # (a row holds the kinds of its nodes)
         ("usage_ledger", "INSERT", "NEW.source = 'boom'"),
         ("inputs", "UPDATE", "NEW.state = 'completed'"),
         ("turn_records", "INSERT", "1"),
@@ -892,7 +943,7 @@ async def test_commit_work_does_not_grow_with_history(
                 instructions = 0
                 revision = await mailbox_turn(store, sid, revision, turn, measured)
             await conn.set_progress_handler(None, 1)
-    assert query(db, "SELECT session_id, COUNT(*) FROM nodes GROUP BY 1 ORDER BY 1") == [
+    assert query(db, "SELECT session_id, SUM(node_count) FROM nodes GROUP BY 1 ORDER BY 1") == [
         ("long", 6 * 503),
         ("short", 6 * 4),
     ]
@@ -938,7 +989,9 @@ async def test_a_head_this_store_did_not_write_is_read_again(
     assert [n.frame_id for n in record.nodes] == ["B1"] * 2 + ["A2"] * 6
     assert record.plugin_states == {"p": {"by": "a, later"}}
     assert record.usage == {"turn": lash.Usage(3, 2, 1)}
-    assert query(db, "SELECT seq FROM nodes ORDER BY seq") == [(i,) for i in range(8)]
+    assert [node[1] for node in node_rows(db)] == list(range(8))
+    # A row per commit: B1's two nodes, then A2's six.
+    assert query(db, "SELECT seq, node_count FROM nodes ORDER BY seq") == [(0, 2), (2, 6)]
     assert query(db, "SELECT next_seq, frame_start FROM sessions") == [(8, 2)]
     # Every blob left is referred to: the first store's first state went with the delete.
     assert query(db, "SELECT data FROM blobs") == [('{"by":"a, later"}',)]
@@ -973,8 +1026,11 @@ def legacy_database(path: Path, *, first_schema: bool = False, pending: Sequence
 def legacy_rows(path: Path) -> list[tuple[Any, ...]]:
     """The rows of the tables lash 0.1 wrote that migration 3 leaves as they are."""
     rows: list[tuple[Any, ...]] = []
-    for table in ("nodes", "plugin_states", "usage_ledger", "usage_totals"):
+    for table in ("plugin_states", "usage_ledger", "usage_totals"):
         rows += [(table, *r) for r in query(path, f"SELECT * FROM {table} ORDER BY 1, 2")]
+    # One node a row (migration 8's count, when there is one, is 1 for each of them).
+    columns = "session_id, seq, node_id, kind, frame_id, turn, data"
+    rows += [("nodes", *r) for r in query(path, f"SELECT {columns} FROM nodes ORDER BY 1, 2")]
     return rows
 
 
@@ -986,7 +1042,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
     rows = legacy_rows(db)
     async with opened(db) as store:
         before = await store.load("old-1", full=True)
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
         lease = await leased(store, "old-1")
@@ -995,7 +1051,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(7,)]
+    assert query(db, "PRAGMA user_version") == [(8,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1038,6 +1094,7 @@ TAGS = "'assistant' | 'frame' | 'outcome' | 'plugin' | 'tool_call' | 'tool_resul
 
 
 def set_row(db: Path, session_id: str, seq: int, text: str) -> None:
+    isolate_node(db, session_id, seq)
     conn = sqlite3.connect(db)
     try:
         conn.execute(
@@ -1052,10 +1109,9 @@ def stored_row(db: Path, session_id: str, seq: int) -> dict[str, Any]:
     """The node of a row in its whole stored form (``to_data(node, GraphNode)``: the body in
     ``data`` and the row's columns), as older files hold it in ``data``: spoiled and set back,
     it is a row of an older file."""
-    query_row = (
-        "SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE session_id = ? AND seq = ?"
-    )
-    ((node_id, kind, frame_id, turn, text),) = query(db, query_row, (session_id, seq))
+    ((_, _, node_id, kind, frame_id, turn, text),) = [
+        node for node in node_rows(db, "session_id = ?", (session_id,)) if node[1] == seq
+    ]
     body = json.loads(text)
     assert not {"id", "frame_id", "turn", "type"} & set(body)  # the columns hold those
     return {
@@ -1200,8 +1256,8 @@ async def test_a_row_holds_the_body_and_the_columns_the_rest(tmp_path: Path) -> 
         lease = await leased(store, "s")
         delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1)
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
-    rows = query(db, "SELECT node_id, kind, frame_id, turn, data FROM nodes ORDER BY seq")
-    for node, (node_id, kind, frame_id, turn, text) in zip(nodes, rows, strict=True):
+    rows = node_rows(db)
+    for node, (_, _, node_id, kind, frame_id, turn, text) in zip(nodes, rows, strict=True):
         whole = lash.to_data(node, lash.GraphNode)
         assert (node_id, kind, frame_id, turn) == (node.id, whole["type"], node.frame_id, node.turn)
         assert text == lash.store.node_body_json(node)
@@ -1225,7 +1281,7 @@ async def test_a_file_of_whole_rows_loads_and_takes_new_commits(tmp_path: Path) 
     # The rows as the previous writer left them: the whole form in data.
     for seq, node in enumerate(old):
         set_row(db, "s", seq, lash.store.node_json(node))
-    assert all('"type":' in text for (text,) in query(db, "SELECT data FROM nodes"))
+    assert all('"type":' in node[6] for node in node_rows(db))
     async with opened(db) as store:
         record = await store.load("s", full=True)
         assert record is not None and record.nodes == tuple(old)
@@ -1239,7 +1295,7 @@ async def test_a_file_of_whole_rows_loads_and_takes_new_commits(tmp_path: Path) 
     async with opened(db) as again:
         record = await again.load("s", full=True)
         assert record is not None and record.nodes == tuple(old + new[1:])
-    texts = [text for (text,) in query(db, "SELECT data FROM nodes ORDER BY seq")]
+    texts = [node[6] for node in node_rows(db)]
     assert texts[12:] == [lash.store.node_body_json(n) for n in new[1:]]
 
 
@@ -1261,6 +1317,7 @@ async def test_a_spoiled_column_is_a_validation_error_naming_the_session(
         lease = await leased(store, "s")
         delta = lash.store.CommitDelta(nodes=tuple(every_kind()), turns=1)
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        isolate_node(db, "s", 1)
         conn = sqlite3.connect(db)
         try:
             conn.execute(f"UPDATE nodes SET {column} = ? WHERE seq = 1", (value,))
@@ -1285,7 +1342,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(7,)]
+    assert query(db, "PRAGMA user_version") == [(8,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1295,17 +1352,18 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (5, "child sessions"),
         (6, "media blobs"),
         (7, "node rows hold the body only"),
+        (8, "node rows hold several nodes"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(7,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(8,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1349,16 +1407,20 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (5,),
         (6,),
         (7,),
+        (8,),
         (99,),
     ]
 
 
+@pytest.mark.parametrize("known", [6, 7])
 async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: int
 ) -> None:
     """Node rows that hold only the node's body (migration 7, a marker) cannot be read by a lash
-    that writes whole rows: such a lash (the migrations up to 6) refuses the file as a newer
-    lash's, naming the step, instead of failing on its rows."""
+    that writes whole rows (the migrations up to 6), nor rows of several nodes (migration 8)
+    by a lash whose rows are one node each (up to 7): such a lash refuses the file as a newer
+    lash's, naming its newest step (as ``inspect`` reads ``lash_migrations``), instead of
+    reading its rows wrong."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
@@ -1367,15 +1429,16 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
     assert query(db, "SELECT data FROM nodes") == [('{"parent_id":null,"text":"hi","items":[]}',)]
     before = db.read_bytes()
-    older = tuple(m for m in _sqlite_schema.MIGRATIONS if m.id <= 6)
+    older = tuple(m for m in _sqlite_schema.MIGRATIONS if m.id <= known)
     monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", older)
-    monkeypatch.setattr(_sqlite_schema, "LATEST", 6)
+    monkeypatch.setattr(_sqlite_schema, "LATEST", known)
     async with opened(db) as store:
         with pytest.raises(lash.ConfigError) as refused:
             await store.load("s")
     message = str(refused.value)
-    assert "newer lash" in message and "migration 7" in message
-    assert "'node rows hold the body only'" in message
+    assert "newer lash" in message and "migration 8" in message
+    assert "'node rows hold several nodes'" in message
+    assert f"knows migrations up to {known}" in message
     assert db.read_bytes() == before
 
 
@@ -1542,7 +1605,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
         dead = lash.store.Lease("s", "w", 1, time.time() + 30)
@@ -1612,6 +1675,7 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (5,),
         (6,),
         (7,),
+        (8,),
     ]
 
 

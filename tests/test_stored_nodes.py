@@ -21,7 +21,7 @@ import hypothesis.strategies as st
 import pytest
 from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
-from test_sqlite_store import graph_nodes, leased, opened, texts
+from test_sqlite_store import graph_nodes, isolate_node, leased, node_rows, opened, split_row, texts
 
 import lash
 import lash.store
@@ -248,12 +248,8 @@ async def test_a_sqlite_file_loads_nodes_on_demand_as_the_eager_path_reads_them(
         for full in (False, True):
             record = await store.load("s", full=full)
             assert record is not None and type(record.nodes) is lash.store.StoredNodes
-            with sqlite3.connect(db) as conn:
-                rows = conn.execute(
-                    "SELECT node_id, kind, frame_id, turn, data FROM nodes WHERE seq >= ? "
-                    "ORDER BY seq",
-                    (0 if full else len(nodes) - len(record.nodes),),
-                ).fetchall()
+            start = 0 if full else len(nodes) - len(record.nodes)
+            rows = [node[2:] for node in node_rows(db) if node[1] >= start]
             eager_nodes = lash.store.nodes_from_rows(rows)
             assert record.nodes == eager_nodes
             lazy, eager = SessionGraph(), SessionGraph()
@@ -290,7 +286,9 @@ def _load_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
     from lash_plugins_builtin import sqlite as sqlite_store
 
     def eager(session_id: str, rows: list[Any]) -> Any:
-        return lash.store.nodes_from_rows(rows, what=f"stored node of {session_id!r}")
+        # (the rows as the load reads them: node_id, kind, frame_id, turn, data, count, seq)
+        nodes = [n[2:] for r in rows for n in split_row((session_id, r[6], *r[:4], *r[4:6]))]
+        return lash.store.nodes_from_rows(nodes, what=f"stored node of {session_id!r}")
 
     monkeypatch.setattr(sqlite_store, "_nodes", eager)
 
@@ -339,7 +337,13 @@ async def _one_session(db: Path) -> None:
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
 
 
+def _alone(db: Path, node_id: str) -> None:
+    """Node ``node_id`` of session ``s`` in a row of its own, for a test to change."""
+    isolate_node(db, "s", next(node[1] for node in node_rows(db) if node[2] == node_id))
+
+
 def _spoil(db: Path, node_id: str, change: Any) -> None:
+    _alone(db, node_id)
     with sqlite3.connect(db) as conn:
         (text,) = conn.execute("SELECT data FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
         data = json.loads(text)
@@ -406,6 +410,7 @@ async def test_a_bad_column_fails_the_load_naming_the_session(
     """A row's columns are checked at load, whatever its kind."""
     db = tmp_path / "lash.db"
     await _one_session(db)
+    _alone(db, "o")
     with sqlite3.connect(db) as conn:
         conn.execute(f"UPDATE nodes SET {column} = ? WHERE node_id = 'o'", (value,))
     async with opened(db) as store:
@@ -609,16 +614,13 @@ async def test_a_stale_session_whose_reload_fails_stays_stale_and_commits_nothin
             image = session._runtime.image
             assert image.stale and image.revision == 2 and image.graph is before
     with sqlite3.connect(tmp_path / "lash.db") as conn:
-        (count,) = conn.execute("SELECT count(*) FROM nodes").fetchone()
+        (count,) = conn.execute("SELECT sum(node_count) FROM nodes").fetchone()
         (revision,) = conn.execute("SELECT revision FROM sessions").fetchone()
     assert count == 7 and revision == 2  # a boundary and two turns of three nodes
 
 
 def _spoil_first_user(db: Path) -> None:
-    with sqlite3.connect(db) as conn:
-        (node_id,) = conn.execute(
-            "SELECT node_id FROM nodes WHERE kind = 'user' ORDER BY rowid LIMIT 1"
-        ).fetchone()
+    node_id = next(node[2] for node in node_rows(db) if node[3] == "user")
     _spoil(db, node_id, lambda d: d.update(items="ab"))
 
 
