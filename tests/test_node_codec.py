@@ -398,8 +398,34 @@ def at_defaults(cl: type) -> Any:
         user(text="caf\u00e9 \ud800 lone"),
         user(items=[]),  # type: ignore[arg-type]  # a list is not the default ()
         user(items=[], text=Text("a subclass")),  # type: ignore[arg-type]
+        lash.ToolResultNode(
+            id="r",
+            parent_id=None,
+            frame_id="f",
+            turn=1,
+            call_id="c",
+            name="n",
+            content="",
+            is_error=0,  # type: ignore[arg-type]  # equal to the default False, not it
+        ),
+        lash.AssistantMessage(
+            id="a",
+            parent_id=None,
+            frame_id="f",
+            turn=1,
+            text="",
+            usage=lash.Usage(False, 0, 0),  # type: ignore[arg-type]  # False is not 0
+        ),
     ],
-    ids=["str-subclass", "bool-turn", "unicode", "list-items", "list-items-and-subclass"],
+    ids=[
+        "str-subclass",
+        "bool-turn",
+        "unicode",
+        "list-items",
+        "list-items-and-subclass",
+        "int-for-bool",
+        "bool-for-int",
+    ],
 )
 def test_unusual_values_give_the_general_body(node: Any) -> None:
     """Values outside the writers' exact types give the general path's body text, which
@@ -548,7 +574,9 @@ def test_the_row_builder_rejects_what_cattrs_rejects(kind: str, body: dict[str, 
     with pytest.raises(Exception):  # noqa: B017, PT011  # the builder's "not as is"
         _row_node_builders()[kind](dict(body), "n1", "f", 1)
     with pytest.raises(lash.ValidationError):
-        lash.from_data({"id": "n1", "frame_id": "f", "turn": 1, **body, "type": kind}, lash.GraphNode)
+        lash.from_data(
+            {"id": "n1", "frame_id": "f", "turn": 1, **body, "type": kind}, lash.GraphNode
+        )
 
 
 @pytest.mark.parametrize(

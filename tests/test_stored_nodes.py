@@ -21,6 +21,7 @@ import hypothesis.strategies as st
 import pytest
 from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
+from test_node_codec import body_of, defaulted_nodes
 from test_sqlite_store import graph_nodes, leased, opened, texts
 
 import lash
@@ -79,13 +80,23 @@ def _on_demand_for_any_frame() -> Iterator[None]:
     graph_module.ON_DEMAND_MIN = kept
 
 
-nodes_any = graph_nodes() | edge_nodes()
+nodes_any = graph_nodes() | edge_nodes() | defaulted_nodes
 
 
-def _row(node: Any, whole: bool) -> tuple[Any, ...]:
-    """The row a store keeps of ``node``: its body (or, as files written before migration 7
-    hold it, its whole stored form) with the id, kind, frame and turn as columns."""
-    text = lash.store.node_json(node) if whole else lash.store.node_body_json(node)
+#: How a row holds a node: its body (without the fields at their plain defaults), its body
+#: with them (as lash wrote it before), or its whole stored form (files before migration 7).
+FORMS = ("body", "full", "whole")
+
+
+def _row(node: Any, form: str = "body") -> tuple[Any, ...]:
+    """The row a store keeps of ``node``, its text of the ``form`` given, with the id, kind,
+    frame and turn as columns."""
+    if form == "whole":
+        text = lash.store.node_json(node)
+    elif form == "full":
+        text = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = lash.store.node_body_json(node)
     return (node.id, NODE_KINDS[type(node).__name__], node.frame_id, node.turn, text)
 
 
@@ -122,7 +133,7 @@ def assert_same_graph(lazy: SessionGraph, eager: SessionGraph) -> None:
         summary=st.none() | texts,
     ),
     nodes=st.lists(nodes_any, max_size=14),
-    whole=st.lists(st.booleans(), max_size=15),
+    forms=st.lists(st.sampled_from(FORMS), max_size=15),
     reads=st.lists(st.integers(-16, 15), max_size=4),
     more=st.lists(nodes_any, max_size=4),
 )
@@ -130,16 +141,17 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
     start: bool,
     first: Any,
     nodes: list[Any],
-    whole: list[bool],
+    forms: list[str],
     reads: list[int],
     more: list[Any],
 ) -> None:
-    """Random rows (every kind, the edge cases, unicode, whole and body forms mixed, boundaries
+    """Random rows (every kind, the edge cases, unicode, fields at their defaults or not, the
+    three forms of a row's text mixed, boundaries
     anywhere): StoredNodes reads as the tuple nodes_from_rows builds, whatever is read first;
     a graph extended with it holds the same nodes and messages as one extended with the
     tuple, before and after more nodes are appended; a node read twice is the same object."""
     frame = _frame(start, first, nodes)
-    rows = [_row(n, i < len(whole) and whole[i]) for i, n in enumerate(frame)]
+    rows = [_row(n, forms[i] if i < len(forms) else "body") for i, n in enumerate(frame)]
     eager_nodes = lash.store.nodes_from_rows(rows)
     assert list(eager_nodes) == frame
     stored = lash.store.nodes_on_demand(rows)
@@ -185,7 +197,7 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
 def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: list[Any]) -> None:
     """A store that returns a plain tuple (the memory store, Postgres) still resumes the general
     way, to the same graph as StoredNodes; appending works on both."""
-    rows = [_row(n, False) for n in nodes]
+    rows = [_row(n) for n in nodes]
     via_tuple, via_stored = SessionGraph(), SessionGraph()
     via_tuple.extend(tuple(nodes))
     via_stored.extend(lash.store.nodes_on_demand(rows))
@@ -195,9 +207,12 @@ def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: li
     assert_same_graph(via_stored, via_tuple)
 
 
-def test_resuming_builds_only_the_nodes_it_needs() -> None:
-    """A frame of plain turns: only its boundary is built at resume (the messages come from
-    the decoded rows), the leaf when read; reading every node builds the rest, once."""
+@pytest.mark.parametrize("form", ["body", "full"])
+def test_resuming_builds_only_the_nodes_it_needs(form: str) -> None:
+    """A frame of plain turns, its rows' bodies without their defaults (no items, no
+    projected...) or with them (as written before): only its boundary is built at resume
+    (the messages come from the decoded rows), the leaf when read; reading every node builds
+    the rest, once."""
     head = {"parent_id": None, "frame_id": "F"}
     frame: list[Any] = [FrameBoundary(id="b", turn=0, previous_frame_id=None, **head)]
     for t in range(1, 4):
@@ -210,7 +225,7 @@ def test_resuming_builds_only_the_nodes_it_needs() -> None:
             lash.AssistantMessage(id=f"d{t}", turn=t, text=f"done {t}", **head),
             TurnOutcome(id=f"o{t}", turn=t, turn_id=f"t{t}", outcome="completed", **head),
         ]
-    stored = lash.store.nodes_on_demand([_row(n, False) for n in frame])
+    stored = lash.store.nodes_on_demand([_row(n, form) for n in frame])
     graph = SessionGraph()
     graph.extend(stored)
 
@@ -470,7 +485,7 @@ def _chat_rows(turns: int) -> tuple[list[Any], list[tuple[Any, ...]]]:
             UserMessage(id=f"u{t}", text=f"q{t}", **head),
             lash.AssistantMessage(id=f"a{t}", text=f"r{t}", **head),
         ]
-    return frame, [_row(n, False) for n in frame]
+    return frame, [_row(n) for n in frame]
 
 
 def _read_nodes(
