@@ -269,7 +269,8 @@ def _configure_nodes(conv: cattrs.Converter, *, fast: bool) -> None:
 #: The types of the defaults a node's body leaves out (:func:`plain_default`).
 _PLAIN = (type(None), bool, int, str)
 _EMPTY = (tuple, list, dict)
-_LITERALS = {tuple: "()", list: "[]", dict: "{}"}  # a new empty one each time it is evaluated
+#: A builder's code for a factory's default: a new empty one each time it is evaluated.
+_LITERALS: dict[type, str] = {tuple: "()", list: "[]", dict: "{}"}
 
 
 def plain_default(a: attrs.Attribute[Any]) -> Any:
@@ -282,7 +283,7 @@ def plain_default(a: attrs.Attribute[Any]) -> Any:
     the body's readers (and cattrs, through attrs) fill the default in again: the defaults of
     the node classes' fields are part of the stored form.
     """
-    default = a.default
+    default: Any = a.default
     if _is_factory(a):
         return default.factory()
     if type(default) in _PLAIN:
@@ -294,7 +295,7 @@ def plain_default(a: attrs.Attribute[Any]) -> Any:
 
 def _is_factory(a: attrs.Attribute[Any]) -> bool:
     """Whether ``a``'s default is an empty tuple, list or dict made by a factory."""
-    default = a.default
+    default: Any = a.default
     return (
         isinstance(default, attrs.Factory)  # type: ignore[arg-type]
         and not default.takes_self
@@ -315,8 +316,9 @@ class _Unfit(Exception):
 class _Builders:
     """Generate strict structuring functions for attrs classes.
 
-    A builder takes a dict holding every field of the class (and the union's tag, if any) and
-    nothing else, with exact JSON types: ``str``, ``int``, ``bool`` (a bool is not an int),
+    A builder takes a dict holding every field of the class (with ``defaults``, but those at a
+    plain default, which it fills in) and the union's tag, if any, and nothing else, with
+    exact JSON types: ``str``, ``int``, ``bool`` (a bool is not an int),
     ``None`` for ``X | None``, a list for ``tuple[X, ...]``, a dict with str keys for
     ``Mapping[str, Any]``, a dict for a nested attrs class; ``Any`` takes anything. Other field
     types go through the converter's own hook. It raises for anything else: it accepts a subset
@@ -570,8 +572,9 @@ def node_body_json(node: Any) -> str:
 
     For a user message ``{"parent_id":"a1","text":"hi"}`` (no ``"items":[]``), for a tool
     result ``{"parent_id":"a1","call_id":"c1","name":"echo","content":"ok"}`` (no
-    ``"is_error":false,"projected":null``): a long session's bodies in 60% of the bytes, decoded
-    in about 55% of the time.
+    ``"is_error":false,"projected":null``). The 15,000 bodies of a 10,000-message session
+    (``benchmarks/bench_resume.py``) take 1.64 MB instead of 2.16, and one :func:`json.loads`
+    of them about 0.83 of the time.
 
     :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
     """
