@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import _cores as cores
+import attrs
 import hypothesis.strategies as st
 import pytest
 from _recorder import Recorder
@@ -275,6 +276,63 @@ async def test_a_sqlite_file_loads_nodes_on_demand_as_the_eager_path_reads_them(
             lazy.extend(record.nodes)
             eager.extend(eager_nodes)
             assert_same_graph(lazy, eager)
+
+
+async def test_a_sqlite_file_of_bodies_with_their_defaults_loads_and_takes_new_commits(
+    tmp_path: Path,
+) -> None:
+    """A file whose rows hold bodies with every field (as lash wrote them before it left out
+    plain defaults) and nodes of every class at their defaults: load() builds the same nodes,
+    the messages are read from the rows without building them, and a commit adds rows
+    without defaults; the mixed file loads as committed, also after reopening."""
+    from test_node_codec import NODE_CLASSES, at_defaults
+
+    db = tmp_path / "lash.db"
+    frame = [
+        FrameBoundary(id="b0", parent_id=None, frame_id="F", turn=0, previous_frame_id=None),
+        *(
+            attrs.evolve(at_defaults(cl), id=f"n{i}", frame_id="F")
+            for i, cl in enumerate(NODE_CLASSES)
+            if cl is not FrameBoundary  # (it would open a frame)
+        ),
+    ]
+    more = [UserMessage(id="u2", parent_id=None, frame_id="F", turn=2, text="again")]
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(frame), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        await store.release_lease(lease)
+    with sqlite3.connect(db) as conn:
+        for seq, node in enumerate(frame):
+            full = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+            conn.execute("UPDATE nodes SET data = ? WHERE seq = ?", (full, seq))
+        texts = [text for (text,) in conn.execute("SELECT data FROM nodes ORDER BY seq")]
+    assert '"items":[]' in texts[1] and '"is_error":false' in texts[4]
+    assert frame[-1] == TurnOutcome(
+        id="n6", parent_id="p", frame_id="F", turn=3, turn_id="x", outcome="completed"
+    )
+    async with opened(db) as store:
+        record = await store.load("s")
+        assert record is not None and record.nodes == tuple(frame)
+        record = await store.load("s")
+        assert record is not None and type(record.nodes) is lash.store.StoredNodes
+        graph = SessionGraph()
+        graph.extend(record.nodes)
+        items = record.nodes._shared.items
+        built = [i for i, item in enumerate(items) if item is not None and type(item) is not dict]
+        assert built == [0, 5]  # the boundary and the plugin node: no message to read
+        eager = SessionGraph()
+        eager.extend(tuple(frame))
+        assert_same_graph(graph, eager)
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(more), turns=1)
+        await store.commit("s", lease=lease, expected_revision=1, delta=delta)
+    async with opened(db) as again:
+        record = await again.load("s")
+        assert record is not None and record.nodes == (*frame, *more)
+    with sqlite3.connect(db) as conn:
+        (last,) = conn.execute("SELECT data FROM nodes ORDER BY seq DESC LIMIT 1").fetchone()
+    assert last == '{"parent_id":null,"text":"again"}'
 
 
 _SCRIPT = [
