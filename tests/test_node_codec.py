@@ -19,6 +19,7 @@ from test_sqlite_store import graph_nodes, json_values, texts
 import lash
 import lash.store
 from lash._contract import serialization
+from lash._contract.graph import new_node_id
 from lash._contract.serialization import (
     NODE_KINDS,
     _Builders,
@@ -64,20 +65,29 @@ def default_of(a: Any) -> Any:
     return a.default
 
 
-def instances(cl: type) -> st.SearchStrategy[Any]:
+def instances(cl: type, **given: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Instances of the attrs class ``cl``, each field that has a default drawn at it or not
-    (in nested classes too): the fields a body leaves out, and the ones it keeps."""
+    (in nested classes too): the fields a body leaves out, and the ones it keeps. ``given``:
+    the strategies of some fields by name."""
     fields = {}
     for a in attrs.fields(cl):  # type: ignore[arg-type]
-        values = values_of(a.type)
+        values = given[a.name] if a.name in given else values_of(a.type)
         if a.default is not attrs.NOTHING:
             values = st.builds(default_of, st.just(a)) | values
         fields[a.alias] = values
     return st.builds(cl, **fields)
 
 
-#: Nodes of every class, with fields at their defaults and not (graph_nodes draws few).
-defaulted_nodes = st.sampled_from(NODE_CLASSES).flatmap(instances)
+#: Nodes of every class, with fields at their defaults and not (graph_nodes draws few); ids
+#: unique, frames and turns as graph_nodes draws them (what a store takes in its columns).
+defaulted_nodes = st.sampled_from(NODE_CLASSES).flatmap(
+    lambda cl: instances(
+        cl,
+        id=st.builds(new_node_id),
+        frame_id=st.sampled_from(["a", "b", "c"]),
+        turn=st.integers(0, 50),
+    )
+)
 
 
 def general_json(node: Any) -> str:
