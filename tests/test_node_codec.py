@@ -3,18 +3,23 @@ general cattrs path they stand in for: the same JSON text, the same values back.
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import json
+import types
 import typing
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sqlite_store import graph_nodes, json_values
+from test_sqlite_store import graph_nodes, json_values, texts
 
 import lash
 import lash.store
+from lash._contract import serialization
+from lash._contract.graph import new_node_id
 from lash._contract.serialization import (
     NODE_KINDS,
     _Builders,
@@ -22,6 +27,66 @@ from lash._contract.serialization import (
     _owned_node_builders,
     _row_node_builders,
     data_converter,
+)
+
+NODE_CLASSES = typing.get_args(lash.GraphNode)
+
+
+def values_of(tp: Any) -> st.SearchStrategy[Any]:
+    """Any value of the field annotation ``tp`` (JSON data where it is ``Any``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is type(None):
+        return st.none()
+    if tp is str:
+        return texts
+    if tp is int:
+        return st.integers(-(2**53), 2**53)
+    if tp is bool:
+        return st.booleans()
+    if tp is Any:
+        return json_values
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of([values_of(a) for a in args])
+    if origin is tuple:
+        return st.lists(values_of(args[0]), max_size=2).map(tuple)
+    if origin in (dict, collections.abc.Mapping):
+        return st.dictionaries(st.text(max_size=4), json_values, max_size=3)
+    if attrs.has(tp):
+        return instances(tp)
+    raise TypeError(f"no strategy for {tp!r}")
+
+
+def default_of(a: Any) -> Any:
+    """The value attrs gives field ``a`` when it is not passed (``NOTHING``: it has none)."""
+    if isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
+        return a.default.factory()
+    return a.default
+
+
+def instances(cl: type, **given: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Instances of the attrs class ``cl``, each field that has a default drawn at it or not
+    (in nested classes too): the fields a body leaves out, and the ones it keeps. ``given``:
+    the strategies of some fields by name."""
+    fields = {}
+    for a in attrs.fields(cl):  # type: ignore[arg-type]
+        values = given[a.name] if a.name in given else values_of(a.type)
+        if a.default is not attrs.NOTHING:
+            values = st.builds(default_of, st.just(a)) | values
+        fields[a.alias] = values
+    return st.builds(cl, **fields)
+
+
+#: Nodes of every class, with fields at their defaults and not (graph_nodes draws few); ids
+#: unique, frames and turns as graph_nodes draws them (what a store takes in its columns).
+defaulted_nodes = st.sampled_from(NODE_CLASSES).flatmap(
+    lambda cl: instances(
+        cl,
+        id=st.builds(new_node_id),
+        frame_id=st.sampled_from(["a", "b", "c"]),
+        turn=st.integers(0, 50),
+    )
 )
 
 
@@ -224,9 +289,54 @@ COLUMNS = ("id", "frame_id", "turn", "type")
 
 
 def body_of(node: Any) -> dict[str, Any]:
-    """The spec of a node's body: its stored form (to_data) without the columns' keys."""
+    """A node's stored form (to_data) without the columns' keys: the body as written before
+    it left out defaults (rows of those files still hold it)."""
     data: dict[str, Any] = lash.to_data(node, lash.GraphNode)
     return {k: v for k, v in data.items() if k not in COLUMNS}
+
+
+def plain(a: Any) -> bool:
+    """Whether field ``a``'s default is one a body leaves out (node_body_json's docstring):
+    ``None``, a bool, an int, a string, or an empty tuple, list or mapping."""
+    default = default_of(a)
+    if default is attrs.NOTHING:
+        return False
+    return (
+        default is None
+        or type(default) in (bool, int, str)
+        or (type(default) in (tuple, list, dict) and not default)
+    )
+
+
+def drop_defaults(value: Any, data: dict[str, Any]) -> None:
+    """Delete from ``data`` (``value``'s unstructured form) the keys of the fields whose value
+    is their plain default (its exact type, equal), in the attrs values it holds too."""
+    for a in attrs.fields(type(value)):
+        if a.name not in data:
+            continue
+        field = getattr(value, a.name)
+        if plain(a) and type(field) is type(default_of(a)) and field == default_of(a):
+            del data[a.name]
+        elif attrs.has(type(field)):
+            drop_defaults(field, data[a.name])
+        elif type(field) is tuple and field and all(attrs.has(type(x)) for x in field):
+            for item, item_data in zip(field, data[a.name], strict=True):
+                drop_defaults(item, item_data)
+
+
+def slim_body_of(node: Any) -> dict[str, Any]:
+    """The spec of a node's body: :func:`body_of` without the fields at their plain
+    defaults."""
+    body = body_of(node)
+    drop_defaults(node, body)
+    return body
+
+
+def whole_of(node: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """A body with the row's columns put back: what a lash reading a row the general way
+    (before it knew bodies without defaults) hands ``from_data``."""
+    kind = NODE_KINDS[type(node).__name__]
+    return {"id": node.id, "frame_id": node.frame_id, "turn": node.turn, **body, "type": kind}
 
 
 def row_of(node: Any, text: str) -> tuple[Any, ...]:
@@ -235,52 +345,143 @@ def row_of(node: Any, text: str) -> tuple[Any, ...]:
     return (node.id, kind, node.frame_id, node.turn, text)
 
 
-@settings(max_examples=300, deadline=None)
-@given(node=graph_nodes())
-def test_body_writer_writes_the_stored_form_without_the_columns(node: Any) -> None:
-    """node_body_json (and the generated writer, called directly: no fallback) writes exactly
-    json.dumps of to_data without id, frame_id, turn and type, keys in the same order."""
-    expected = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+#: Nodes as the other property tests draw them, and with fields at their defaults.
+any_nodes = graph_nodes() | defaulted_nodes
+
+
+@settings(max_examples=400, deadline=None)
+@given(node=any_nodes)
+def test_body_writer_writes_the_stored_form_without_the_columns_and_defaults(node: Any) -> None:
+    """node_body_json, the generated writer (called directly: no fallback) and the general
+    path (forced: no writer) write exactly json.dumps of to_data without id, frame_id, turn,
+    type and the fields at their plain defaults, keys in the same order."""
+    expected = dumps(slim_body_of(node))
     assert _node_writers(body=True)[type(node)](node) == expected
     assert lash.store.node_body_json(node) == expected
+    general = serialization._node_text(node, {}, serialization._BODY_LEAVES_OUT)
+    assert general == expected
     assert list(json.loads(expected)) == [
-        k for k in json.loads(lash.store.node_json(node)) if k not in COLUMNS
+        k for k in json.loads(lash.store.node_json(node)) if k in json.loads(expected)
     ]
+
+
+@pytest.mark.parametrize("cl", NODE_CLASSES, ids=lambda cl: cl.__name__)
+def test_every_plain_default_is_left_out_and_read_back(cl: type) -> None:
+    """For each node class, a node with every field at its default: the body holds only the
+    fields without a plain default (nested ones without theirs), and it reads back as the
+    node through nodes_from_rows, from_data and cattrs with the columns put back."""
+    node = at_defaults(cl)
+    body = json.loads(lash.store.node_body_json(node))
+    keep = [a.name for a in attrs.fields(cl) if not plain(a) and a.name not in COLUMNS]
+    assert list(body) == keep
+    if isinstance(node, lash.ToolCallNode):
+        assert body["call"] == {"id": "c1", "name": "echo"}
+    if isinstance(node, lash.AssistantMessage):
+        assert body["usage"] == {}
+    (row,) = [row_of(node, lash.store.node_body_json(node))]
+    assert lash.store.nodes_from_rows([row]) == (node,)
+    assert lash.from_data(whole_of(node, body), lash.GraphNode) == node
+    assert cattrs_structure(whole_of(node, body)) == node
+
+
+def at_defaults(cl: type) -> Any:
+    """An instance of ``cl`` with every field that has a default at it (the others set)."""
+    fixed = {str: "x", int: 3, str | None: "p", lash.ToolCall: lash.ToolCall("c1", "echo")}
+    fields = {}
+    for a in attrs.fields(cl):  # type: ignore[arg-type]
+        if a.default is attrs.NOTHING and typing.get_origin(a.type) is typing.Literal:
+            fields[a.alias] = typing.get_args(a.type)[0]
+        elif a.default is attrs.NOTHING:
+            fields[a.alias] = fixed[a.type]
+    return cl(**fields)
 
 
 @pytest.mark.parametrize(
     "node",
-    [user(text=Text("a subclass")), user(turn=True), user(text="caf\u00e9 \ud800 lone")],
-    ids=["str-subclass", "bool-turn", "unicode"],
+    [
+        user(text=Text("a subclass")),
+        user(turn=True),
+        user(text="caf\u00e9 \ud800 lone"),
+        user(items=[]),  # type: ignore[arg-type]  # a list is not the default ()
+        user(items=[], text=Text("a subclass")),  # type: ignore[arg-type]
+        lash.ToolResultNode(
+            id="r",
+            parent_id=None,
+            frame_id="f",
+            turn=1,
+            call_id="c",
+            name="n",
+            content="",
+            is_error=0,  # type: ignore[arg-type]  # equal to the default False, not it
+        ),
+        lash.AssistantMessage(
+            id="a",
+            parent_id=None,
+            frame_id="f",
+            turn=1,
+            text="",
+            usage=lash.Usage(False, 0, 0),  # type: ignore[arg-type]  # False is not 0
+        ),
+    ],
+    ids=[
+        "str-subclass",
+        "bool-turn",
+        "unicode",
+        "list-items",
+        "list-items-and-subclass",
+        "int-for-bool",
+        "bool-for-int",
+    ],
 )
 def test_unusual_values_give_the_general_body(node: Any) -> None:
-    """Values outside the writers' exact types give the general path's body text."""
-    expected = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
-    assert lash.store.node_body_json(node) == expected
+    """Values outside the writers' exact types give the general path's body text, which
+    leaves out the same defaults (a value of another type than its default's is kept)."""
+    assert lash.store.node_body_json(node) == dumps(slim_body_of(node))
 
 
-@settings(max_examples=300, deadline=None)
-@given(node=graph_nodes())
+@settings(max_examples=400, deadline=None)
+@given(node=any_nodes)
 def test_row_builder_builds_what_cattrs_builds(node: Any) -> None:
     """The builder nodes_from_rows uses (called directly: no fallback), given a freshly decoded
-    body and the row's columns, builds the node cattrs builds from the whole stored form."""
-    body = json.loads(lash.store.node_body_json(node))
+    body, without its defaults or (as written before) with them, and the row's columns,
+    builds the node cattrs builds from the whole stored form."""
     kind = NODE_KINDS[type(node).__name__]
-    built = _row_node_builders()[kind](body, node.id, node.frame_id, node.turn)
-    assert built == cattrs_structure(json.loads(lash.store.node_json(node))) == node
-    assert type(built) is type(node)
+    expected = cattrs_structure(json.loads(lash.store.node_json(node)))
+    for body in (json.loads(lash.store.node_body_json(node)), body_of(node)):
+        built = _row_node_builders()[kind](body, node.id, node.frame_id, node.turn)
+        assert built == expected == node
+        assert type(built) is type(node)
+
+
+@settings(max_examples=400, deadline=None)
+@given(node=any_nodes)
+def test_a_lash_that_reads_the_body_the_general_way_gets_the_same_node(node: Any) -> None:
+    """An older lash reads a row its builders do not take (a body without its defaults) the
+    general way: from_data of the body with the columns put back, cattrs filling in attrs'
+    defaults. It gets the node that was written, as the generated path does."""
+    body = json.loads(lash.store.node_body_json(node))
+    assert lash.from_data(whole_of(node, body), lash.GraphNode) == node
+    assert cattrs_structure(whole_of(node, body)) == node
+    (read,) = lash.store.nodes_from_rows([row_of(node, lash.store.node_body_json(node))])
+    assert read == node and type(read) is type(node)
 
 
 @settings(max_examples=200, deadline=None)
-@given(nodes=st.lists(st.tuples(graph_nodes(), st.booleans()), max_size=10))
+@given(nodes=st.lists(st.tuples(any_nodes, st.sampled_from(["body", "full", "whole"]))))
 def test_rows_of_bodies_and_of_whole_forms_read_back_alike(nodes: list[Any]) -> None:
-    """Rows holding the body (what a store writes now) and rows holding the whole stored form
-    (what it wrote before), mixed in any order: the same nodes as the ones written, as cattrs
-    builds them from the whole form, whichever way each row was written."""
-    rows = [
-        row_of(n, lash.store.node_json(n) if whole else lash.store.node_body_json(n))
-        for n, whole in nodes
-    ]
+    """Rows holding the body (what a store writes now), the body with its defaults (what it
+    wrote before) and the whole stored form (before that), mixed in any order: the same
+    nodes as the ones written, as cattrs builds them from the whole form."""
+    forms = {
+        "body": lash.store.node_body_json,
+        "full": lambda n: dumps(body_of(n)),
+        "whole": lash.store.node_json,
+    }
+    rows = [row_of(n, forms[form](n)) for n, form in nodes]
     read = lash.store.nodes_from_rows(rows)
     expected = tuple(n for n, _ in nodes)
     assert read == expected
@@ -289,6 +490,25 @@ def test_rows_of_bodies_and_of_whole_forms_read_back_alike(nodes: list[Any]) -> 
     assert lash.store.nodes_from_rows(rows) == lash.store.nodes_from_json(
         [lash.store.node_json(n) for n in expected]
     )
+
+
+@pytest.mark.parametrize("form", ["body", "full"])
+def test_bodies_with_and_without_defaults_take_the_fast_path(
+    form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of either body form (defaults left out, or every field as written before) are read
+    by the generated builders: the general row-by-row path is never taken."""
+    nodes = [at_defaults(cl) for cl in NODE_CLASSES]
+    rows = [
+        row_of(n, lash.store.node_body_json(n) if form == "body" else dumps(body_of(n)))
+        for n in nodes
+    ]
+
+    def general(*args: Any) -> Any:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(serialization, "_nodes_of_rows", general)
+    assert lash.store.nodes_from_rows(rows) == tuple(nodes)
 
 
 def test_rows_of_one_frame_share_its_frame_id_and_turn() -> None:
@@ -330,6 +550,45 @@ def test_rows_of_other_writers_read_as_cattrs_reads_them() -> None:
     )
 
 
+#: A tool result's body with its defaults left out (is_error false, projected null).
+_RESULT = '{"parent_id":null,"call_id":"c","name":"n","content":"x"}'
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("tool_result", {**json.loads(_RESULT), "zz": 1}),
+        ("tool_result", {**json.loads(_RESULT), "projected": 7}),
+        ("tool_result", {**json.loads(_RESULT), "is_error": 0}),
+        ("user", {"parent_id": None, "text": "a", "items": None}),
+        ("plugin", {"parent_id": None, "plugin": "p", "kind": "k", "datum": None}),
+        ("assistant", {"parent_id": None, "text": "", "usage": {"input_tokens": True}}),
+        ("assistant", {"parent_id": None, "text": "", "usage": {"tokens": 1}}),
+        ("tool_call", {"parent_id": None, "call": {"id": "c", "name": "e", "zz": None}}),
+    ],
+    ids=[
+        "unknown",
+        "wrong-type",
+        "int-for-bool",
+        "null-for-tuple",
+        "misspelt-defaulted",
+        "nested-wrong-type",
+        "nested-unknown-all-defaulted",
+        "nested-unknown",
+    ],
+)
+def test_the_row_builder_rejects_what_cattrs_rejects(kind: str, body: dict[str, Any]) -> None:
+    """A body with defaults left out and an unknown key, or a key of the wrong type, is not
+    taken by the generated builder (called directly: it raises, so the general path names
+    the problem), and cattrs rejects it too."""
+    with pytest.raises(Exception):  # noqa: B017  # the builder's "not as is"
+        _row_node_builders()[kind](dict(body), "n1", "f", 1)
+    with pytest.raises(lash.ValidationError):
+        lash.from_data(
+            {"id": "n1", "frame_id": "f", "turn": 1, **body, "type": kind}, lash.GraphNode
+        )
+
+
 @pytest.mark.parametrize(
     ("row", "problem"),
     [
@@ -346,8 +605,41 @@ def test_rows_of_other_writers_read_as_cattrs_reads_them() -> None:
         (("n1", "user", "f", 1, '{"parent_id": null, "items": []}'), "text: required, missing"),
         (("n1", "user", "f", 1, '{"parent_id": null, "text": "a", "zz": 1}'), "zz: unknown key"),
         (("n1", "user", "f", 1, "[1]"), "expected a graph node"),
+        (
+            ("n1", "user", "f", 1, '{"parent_id": null, "text": "a", "items": "x"}'),
+            "items: expected tuple[Any, ...], got 'x' (str)",
+        ),
+        (
+            ("n1", "tool_result", "f", 1, '{"parent_id":null,"call_id":"c","name":"n"}'),
+            "content: required, missing",
+        ),
+        (
+            ("n1", "tool_result", "f", 1, f'{_RESULT[:-1]},"zz":1}}'),
+            "zz: unknown key",
+        ),
+        (
+            ("n1", "tool_result", "f", 1, f'{_RESULT[:-1]},"is_error":null}}'),
+            "is_error: expected bool, got None (NoneType)",
+        ),
+        (
+            ("n1", "assistant", "f", 1, '{"parent_id":null,"text":"","tool_calls":[{"id":"c"}]}'),
+            "tool_calls[0].name: required, missing",
+        ),
     ],
-    ids=["not-json", "kind", "turn", "frame", "missing", "unknown-key", "not-object"],
+    ids=[
+        "not-json",
+        "kind",
+        "turn",
+        "frame",
+        "missing",
+        "unknown-key",
+        "not-object",
+        "defaulted-of-wrong-type",
+        "missing-among-defaults-left-out",
+        "unknown-among-defaults-left-out",
+        "defaulted-null",
+        "nested-missing",
+    ],
 )
 def test_a_bad_row_is_a_validation_error_with_the_subject(row: Any, problem: str) -> None:
     """A row whose body is not JSON or whose body and columns are not a node, among good

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import _cores as cores
+import attrs
 import hypothesis.strategies as st
 import pytest
 from _recorder import Recorder
 from hypothesis import HealthCheck, given, settings
+from test_node_codec import body_of, defaulted_nodes
 from test_sqlite_store import graph_nodes, isolate_node, leased, node_rows, opened, split_row, texts
 
 import lash
@@ -79,13 +81,23 @@ def _on_demand_for_any_frame() -> Iterator[None]:
     graph_module.ON_DEMAND_MIN = kept
 
 
-nodes_any = graph_nodes() | edge_nodes()
+nodes_any = graph_nodes() | edge_nodes() | defaulted_nodes
 
 
-def _row(node: Any, whole: bool) -> tuple[Any, ...]:
-    """The row a store keeps of ``node``: its body (or, as files written before migration 7
-    hold it, its whole stored form) with the id, kind, frame and turn as columns."""
-    text = lash.store.node_json(node) if whole else lash.store.node_body_json(node)
+#: How a row holds a node: its body (without the fields at their plain defaults), its body
+#: with them (as lash wrote it before), or its whole stored form (files before migration 7).
+FORMS = ("body", "full", "whole")
+
+
+def _row(node: Any, form: str = "body") -> tuple[Any, ...]:
+    """The row a store keeps of ``node``, its text of the ``form`` given, with the id, kind,
+    frame and turn as columns."""
+    if form == "whole":
+        text = lash.store.node_json(node)
+    elif form == "full":
+        text = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = lash.store.node_body_json(node)
     return (node.id, NODE_KINDS[type(node).__name__], node.frame_id, node.turn, text)
 
 
@@ -122,7 +134,7 @@ def assert_same_graph(lazy: SessionGraph, eager: SessionGraph) -> None:
         summary=st.none() | texts,
     ),
     nodes=st.lists(nodes_any, max_size=14),
-    whole=st.lists(st.booleans(), max_size=15),
+    forms=st.lists(st.sampled_from(FORMS), max_size=15),
     reads=st.lists(st.integers(-16, 15), max_size=4),
     more=st.lists(nodes_any, max_size=4),
 )
@@ -130,16 +142,17 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
     start: bool,
     first: Any,
     nodes: list[Any],
-    whole: list[bool],
+    forms: list[str],
     reads: list[int],
     more: list[Any],
 ) -> None:
-    """Random rows (every kind, the edge cases, unicode, whole and body forms mixed, boundaries
+    """Random rows (every kind, the edge cases, unicode, fields at their defaults or not, the
+    three forms of a row's text mixed, boundaries
     anywhere): StoredNodes reads as the tuple nodes_from_rows builds, whatever is read first;
     a graph extended with it holds the same nodes and messages as one extended with the
     tuple, before and after more nodes are appended; a node read twice is the same object."""
     frame = _frame(start, first, nodes)
-    rows = [_row(n, i < len(whole) and whole[i]) for i, n in enumerate(frame)]
+    rows = [_row(n, forms[i] if i < len(forms) else "body") for i, n in enumerate(frame)]
     eager_nodes = lash.store.nodes_from_rows(rows)
     assert list(eager_nodes) == frame
     stored = lash.store.nodes_on_demand(rows)
@@ -185,7 +198,7 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
 def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: list[Any]) -> None:
     """A store that returns a plain tuple (the memory store, Postgres) still resumes the general
     way, to the same graph as StoredNodes; appending works on both."""
-    rows = [_row(n, False) for n in nodes]
+    rows = [_row(n) for n in nodes]
     via_tuple, via_stored = SessionGraph(), SessionGraph()
     via_tuple.extend(tuple(nodes))
     via_stored.extend(lash.store.nodes_on_demand(rows))
@@ -195,9 +208,12 @@ def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: li
     assert_same_graph(via_stored, via_tuple)
 
 
-def test_resuming_builds_only_the_nodes_it_needs() -> None:
-    """A frame of plain turns: only its boundary is built at resume (the messages come from
-    the decoded rows), the leaf when read; reading every node builds the rest, once."""
+@pytest.mark.parametrize("form", ["body", "full"])
+def test_resuming_builds_only_the_nodes_it_needs(form: str) -> None:
+    """A frame of plain turns, its rows' bodies without their defaults (no items, no
+    projected...) or with them (as written before): only its boundary is built at resume
+    (the messages come from the decoded rows), the leaf when read; reading every node builds
+    the rest, once."""
     head = {"parent_id": None, "frame_id": "F"}
     frame: list[Any] = [FrameBoundary(id="b", turn=0, previous_frame_id=None, **head)]
     for t in range(1, 4):
@@ -210,7 +226,7 @@ def test_resuming_builds_only_the_nodes_it_needs() -> None:
             lash.AssistantMessage(id=f"d{t}", turn=t, text=f"done {t}", **head),
             TurnOutcome(id=f"o{t}", turn=t, turn_id=f"t{t}", outcome="completed", **head),
         ]
-    stored = lash.store.nodes_on_demand([_row(n, False) for n in frame])
+    stored = lash.store.nodes_on_demand([_row(n, form) for n in frame])
     graph = SessionGraph()
     graph.extend(stored)
 
@@ -256,6 +272,65 @@ async def test_a_sqlite_file_loads_nodes_on_demand_as_the_eager_path_reads_them(
             lazy.extend(record.nodes)
             eager.extend(eager_nodes)
             assert_same_graph(lazy, eager)
+
+
+async def test_a_sqlite_file_of_bodies_with_their_defaults_loads_and_takes_new_commits(
+    tmp_path: Path,
+) -> None:
+    """A file whose rows hold bodies with every field (as lash wrote them before it left out
+    plain defaults) and nodes of every class at their defaults: load() builds the same nodes,
+    the messages are read from the rows without building them, and a commit adds rows
+    without defaults; the mixed file loads as committed, also after reopening."""
+    from test_node_codec import NODE_CLASSES, at_defaults
+
+    db = tmp_path / "lash.db"
+    frame = [
+        FrameBoundary(id="b0", parent_id=None, frame_id="F", turn=0, previous_frame_id=None),
+        *(
+            attrs.evolve(at_defaults(cl), id=f"n{i}", frame_id="F")
+            for i, cl in enumerate(NODE_CLASSES)
+            if cl is not FrameBoundary  # (it would open a frame)
+        ),
+    ]
+    more = [UserMessage(id="u2", parent_id=None, frame_id="F", turn=2, text="again")]
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(frame), turns=1)
+        await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        await store.release_lease(lease)
+    for seq in range(len(frame)):
+        isolate_node(db, "s", seq)  # (a row of its own: a file of migration 7 holds such rows)
+    with sqlite3.connect(db) as conn:
+        for seq, node in enumerate(frame):
+            full = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+            conn.execute("UPDATE nodes SET data = ? WHERE seq = ?", (full, seq))
+    texts = [row[6] for row in node_rows(db)]
+    assert '"items":[]' in texts[1] and '"is_error":false' in texts[4]
+    assert frame[-1] == TurnOutcome(
+        id="n6", parent_id="p", frame_id="F", turn=3, turn_id="x", outcome="completed"
+    )
+    async with opened(db) as store:
+        record = await store.load("s")
+        assert record is not None and record.nodes == tuple(frame)
+        record = await store.load("s")
+        assert record is not None and type(record.nodes) is lash.store.StoredNodes
+        graph = SessionGraph()
+        graph.extend(record.nodes)
+        items = record.nodes._shared.items
+        built = [i for i, item in enumerate(items) if item is not None and type(item) is not dict]
+        assert built == [0, 5]  # the boundary and the plugin node: no message to read
+        eager = SessionGraph()
+        eager.extend(tuple(frame))
+        assert_same_graph(graph, eager)
+        lease = await leased(store, "s")
+        delta = lash.store.CommitDelta(nodes=tuple(more), turns=1)
+        await store.commit("s", lease=lease, expected_revision=1, delta=delta)
+    async with opened(db) as again:
+        record = await again.load("s")
+        assert record is not None and record.nodes == (*frame, *more)
+    with sqlite3.connect(db) as conn:
+        (last,) = conn.execute("SELECT data FROM nodes ORDER BY seq DESC LIMIT 1").fetchone()
+    assert last == '{"parent_id":null,"text":"again"}'
 
 
 _SCRIPT = [
@@ -475,7 +550,7 @@ def _chat_rows(turns: int) -> tuple[list[Any], list[tuple[Any, ...]]]:
             UserMessage(id=f"u{t}", text=f"q{t}", **head),
             lash.AssistantMessage(id=f"a{t}", text=f"r{t}", **head),
         ]
-    return frame, [_row(n, False) for n in frame]
+    return frame, [_row(n) for n in frame]
 
 
 def _read_nodes(

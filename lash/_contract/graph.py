@@ -455,9 +455,11 @@ class SessionGraph:
             for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
                 if type(data) is dict:
                     try:
+                        # A key at its default may be left out of a body (node_body_json):
+                        # () stands for a list left out, None for a value.
                         if kind == "assistant":
-                            text, calls = data["text"], data["tool_calls"]
-                            if type(text) is str and type(calls) is list:
+                            text, calls = data["text"], data.get("tool_calls", ())
+                            if type(text) is str and type(calls) in _LISTED:
                                 made = tuple(map(call, calls)) if calls else ()
                                 add(_message("assistant", text, made, None, ()))
                                 items[i] = None
@@ -466,14 +468,14 @@ class SessionGraph:
                             items[i] = None
                             continue
                         elif kind == "user":
-                            text, attached = data["text"], data["items"]
-                            if type(text) is str and type(attached) is list and not attached:
+                            text, attached = data["text"], data.get("items", ())
+                            if type(text) is str and type(attached) in _LISTED and not attached:
                                 add(_message("user", text, (), None, ()))
                                 items[i] = None
                                 continue
                         elif kind == "tool_result":
                             content, call_id = data["content"], data["call_id"]
-                            projected = data["projected"]
+                            projected = data.get("projected")
                             if projected is not None:
                                 content = projected
                             if type(content) is str and type(call_id) is str:
@@ -522,6 +524,8 @@ def node_messages(node: GraphNode) -> list[Message]:
 
 resolve_here(globals())
 _KIND = operator.itemgetter(1)  # a stored row's kind
+#: A body's list, decoded (a list), or left out at its default (the () of the `get`).
+_LISTED = (list, tuple)
 #: ``_message(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
 #: ``__init__`` makes it, for about half the cost (a resumed session makes one per message).
 _message = maker(Message)
