@@ -535,8 +535,11 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         f"drop {table}": f"DELETE FROM {table} WHERE NEW.replace AND session_id = NEW.session_id"
         for table in SESSION_TABLES
     },
+    # A node row without a count is one node: what a lash of migration 7, still running on a
+    # file a newer one upgraded, sends (its rows stay valid, as its older rows do).
     "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
-        node_count) SELECT NEW.session_id, {_items(7)} FROM json_each(NEW.nodes)""",
+        node_count) SELECT NEW.session_id, {_items(6)}, COALESCE({_item(6)}, 1)
+        FROM json_each(NEW.nodes)""",
     "blobs": f"""INSERT OR IGNORE INTO blobs (hash, data)
         SELECT {_items(2)} FROM json_each(NEW.blobs)""",
     # WHERE 1: an upsert's SELECT needs a WHERE clause (SQLite's parsing rule).

@@ -19,7 +19,7 @@ import _cores as cores
 import pytest
 from _recorder import Recorder
 from test_migration import restore
-from test_sqlite_store import leased, opened, query
+from test_sqlite_store import leased, opened, query, split_row
 
 import lash
 import lash.store
@@ -274,3 +274,48 @@ async def test_a_damaged_row_fails_the_load_naming_the_session_and_its_seq(
             message = str(refused.value)
             assert "stored node of 's'" in message and "node row at seq 6" in message
             assert "node_count" in message
+
+
+async def test_a_commit_statement_of_migration_7_writes_one_node_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lash of migration 7 still running on a file a newer one upgraded sends its commit
+    statement's nodes as ``[seq, node_id, kind, frame_id, turn, data]`` (no count): the trigger
+    writes them as rows of one node, which load back as committed."""
+    from lash_plugins_builtin import sqlite as sqlite_store
+
+    row = sqlite_store._Plan.row
+
+    def without_counts(plan: Any) -> tuple[Any, ...]:
+        values = list(row(plan))
+        for i, value in enumerate(values):
+            if (
+                type(value) is str
+                and value.startswith("[[")
+                and value == sqlite_store._array([node[1:] for node in plan.nodes])
+            ):
+                # One array a node, as that lash's plan made them.
+                values[i] = json.dumps([n[1:] for row in plan.nodes for n in split_row(row)])
+                break
+        else:
+            raise AssertionError("no nodes array in the commit statement's row")
+        return tuple(values)
+
+    monkeypatch.setattr(sqlite_store._Plan, "row", without_counts)
+    db = tmp_path / "lash.db"
+    nodes = turn_nodes(1, "F0", "1")
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit(
+            "s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta(nodes=(), turns=0)
+        )
+        # A replacing commit goes through the commit statement (its trigger), not plain writes.
+        delta = lash.store.CommitDelta(nodes=tuple(nodes), turns=1, replace=True, release=True)
+        await store.commit("s", lease=lease, expected_revision=1, delta=delta)
+    assert query(db, f"SELECT {ROW} FROM nodes ORDER BY seq") == [
+        (seq, node.id, kind, "F0", 1, 1)
+        for seq, (node, kind) in enumerate(zip(nodes, TURN_KINDS.split("\n"), strict=True))
+    ]
+    async with opened(db) as store:
+        record = await store.load("s")
+        assert record is not None and record.nodes == tuple(nodes)
