@@ -1953,7 +1953,9 @@ class _Encoded:
         # The checks' messages are built only for what fails them (a turn's commit checks a
         # few dozen values: formatting a message for each cost more than the checks).
         for node in delta.nodes:
-            if "\0" in node.id or "\0" in node.frame_id:
+            node_id, frame_id = node.id, node.frame_id
+            ascii_ids = node_id.isascii() and frame_id.isascii()  # (no lone surrogate, then)
+            if not ascii_ids or "\0" in node_id or "\0" in frame_id:
                 _key(session_id, "node id", node.id)
                 _key(session_id, f"frame id of node {node.id!r}", node.frame_id)
             if not _INT_MIN <= node.turn <= _INT_MAX:
@@ -2050,9 +2052,15 @@ def _usage_row(session_id: str, source: str, u: lash.Usage) -> tuple[str, int, i
 
 def _key(session_id: str, what: str, value: str) -> str:
     """A name the commit statement reads out of JSON: SQLite's JSON functions end a string at
-    an escaped NUL, so one holding NUL is refused rather than cut."""
+    an escaped NUL, so one holding NUL is refused rather than cut; and one SQLite text cannot
+    hold (a lone surrogate, which has no UTF-8) is refused naming it, not with the encoder's
+    error."""
     if "\0" in value:
         raise _unstorable(session_id, f"{what} {value!r}", "it holds a NUL character")
+    if not _utf8(value):
+        raise _unstorable(
+            session_id, f"{what} {value!r}", "it holds a lone surrogate, which has no UTF-8"
+        )
     return value
 
 

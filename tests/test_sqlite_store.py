@@ -761,6 +761,18 @@ def nul_node() -> Any:
         (lash.store.CommitDelta(usage={"src\0": lash.Usage(1)}), r"usage source 'src\\x00'.*NUL"),
         (lash.store.CommitDelta(nodes=(nul_node(),)), r"node id 'n\\x00x'.*NUL"),
         (
+            lash.store.CommitDelta(nodes=(attrs.evolve(nul_node(), id="n\ud800"),)),
+            r"node id 'n\\ud800'.*lone surrogate",
+        ),
+        (
+            lash.store.CommitDelta(nodes=(attrs.evolve(nul_node(), id="n", frame_id="\udfffF"),)),
+            r"frame id of node 'n' '\\udfffF'.*lone surrogate",
+        ),
+        (
+            lash.store.CommitDelta(plugin_states={"p\ud800": {}}),
+            r"plugin name 'p\\ud800'.*lone surrogate",
+        ),
+        (
             lash.store.CommitDelta(usage={"turn": lash.Usage(2**63)}),
             r"input tokens of 'turn' \(9223372036854775808\).*64-bit",
         ),
@@ -769,8 +781,9 @@ def nul_node() -> Any:
 async def test_keys_sqlite_cannot_hold_fail_before_writing(
     tmp_path: Path, delta: lash.store.CommitDelta, expected: str
 ) -> None:
-    """A NUL in a key (SQLite's JSON functions would cut the string there) or an integer
-    beyond 64 bits raises SessionError naming the value, and writes nothing."""
+    """A NUL in a key (SQLite's JSON functions would cut the string there), a lone surrogate
+    in one (SQLite text has no place for it) or an integer beyond 64 bits raises SessionError
+    naming the value, and writes nothing."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
