@@ -790,6 +790,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # A row holds consecutive nodes of a commit (see ``nodes`` above), which a lash without
     # this step would read as one node with odd text: it refuses the file instead.
     Migration(8, "node rows hold several nodes", _PACKED_NODES),
+    # No statement: a marker. From here on a node's body may be a JSON array of its fields'
+    # values (``lash.store.node_row_json``), which a lash without this step would refuse as
+    # not a node: it refuses the file as a newer lash's instead.
+    Migration(9, "node bodies positional", ()),
 )
 
 #: The newest migration id this lash knows.
