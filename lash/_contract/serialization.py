@@ -457,6 +457,7 @@ class _Builders:
         for i, a in enumerate(fields):
             if a.name in columns:
                 lines.append(f"    f{i} = c{columns.index(a.name)}")
+                lines += self._check(a.type, f"f{i}", "    ")
             else:
                 listed.append(i)
         shortest = len(listed)
@@ -850,17 +851,18 @@ def _keyed(tp: Any, value: Any, skip: tuple[str, ...], path: str, problems: list
         if type(value) is not list:
             return value
         return [_keyed(args[0], v, (), _join(path, i), problems) for i, v in enumerate(value)]
-    if not (isinstance(tp, type) and attrs.has(tp) and type(value) is list):
+    if not (isinstance(tp, type) and attrs.has(tp)):
         return value
     fields = [a for a in attrs.fields(tp) if a.name not in skip]
     fewest = len(fields)
     while fewest and plain_default(fields[fewest - 1]) is not _MISSING:
         fewest -= 1
-    if not fewest <= len(value) <= len(fields):
+    if type(value) is not list or not fewest <= len(value) <= len(fields):
         names = ", ".join(a.name for a in fields)
         count = f"{fewest} to {len(fields)}" if fewest != len(fields) else str(fewest)
         where = path or "the positional body"
-        problems.append(f"{where}: expected an array of {count} values ({names}), got {len(value)}")
+        got = len(value) if type(value) is list else describe_value(value)
+        problems.append(f"{where}: expected an array of {count} values ({names}), got {got}")
         return value
     return {
         a.name: _keyed(a.type, v, (), _join(path, a.name), problems)
