@@ -407,6 +407,22 @@ def keyed_of(cl: type, values: list[Any], skip: tuple[str, ...] = ()) -> dict[st
     return keyed
 
 
+def unkeyed_of(cl: type, keyed: dict[str, Any], skip: tuple[str, ...] = ()) -> list[Any]:
+    """:func:`keyed_of` undone: the values of the fields ``keyed`` holds, in attrs order
+    (``keyed`` holds the first fields, as keyed_of gives them)."""
+    fields = [a for a in attrs.fields(cl) if a.name in keyed and a.name not in skip]  # type: ignore[arg-type]
+    values = []
+    for a in fields:
+        v = keyed[a.name]
+        how, inner = _attrs_in(a.type)
+        if how == "one" and type(v) is dict:
+            v = unkeyed_of(inner, v)
+        elif how == "many" and type(v) is list:
+            v = [unkeyed_of(inner, x) if type(x) is dict else x for x in v]
+        values.append(v)
+    return values
+
+
 #: Nodes as the other property tests draw them, and with fields at their defaults.
 any_nodes = graph_nodes() | defaulted_nodes
 
