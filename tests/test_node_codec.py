@@ -728,6 +728,7 @@ def test_a_bad_row_is_a_validation_error_with_the_subject(row: Any, problem: str
 
 # -- positional bodies: a node's fields as a JSON array (node_row_json) --------------------------
 
+
 @settings(max_examples=400, deadline=None)
 @given(node=any_nodes)
 def test_positional_writer_builder_and_general_path_agree(node: Any) -> None:

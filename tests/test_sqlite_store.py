@@ -1185,7 +1185,6 @@ SPOILED_ROWS = {
         lambda d: '"hi"',
         "expected a graph node (a mapping with a 'type' key), got 'hi' (str)",
     ),
-
     "not JSON": (1, lambda d: json.dumps(d)[:-1], "not JSON: Expecting ',' delimiter"),
     "two values": (1, lambda d: f"{json.dumps(d)},{json.dumps(d)}", "not JSON: Extra data"),
 }
@@ -1221,7 +1220,10 @@ async def test_spoiled_node_row_is_a_validation_error_naming_the_session(
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ('[null, "hi", [], 1]', "expected an array of 2 to 3 values (parent_id, text, items), got 4"),
+        (
+            '[null, "hi", [], 1]',
+            "expected an array of 2 to 3 values (parent_id, text, items), got 4",
+        ),
         ("[null]", "expected an array of 2 to 3 values (parent_id, text, items), got 1"),
         ('[null, "hi", {"k": 1}]', "items: expected tuple[Any, ...], got {'k': 1} (dict)"),
     ],

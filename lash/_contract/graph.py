@@ -159,7 +159,8 @@ GraphNode = (
 
 class _Rows:
     """What a record's :class:`StoredNodes` shares with the graph resumed from it: the items
-    (each a node, or not built yet: its decoded body, a dict, or ``None``: decode the row's text
+    (each a node, or not built yet: its decoded body, a dict or a list, or ``None``: decode the
+    row's text
     again), the rows they are built from, and the lock a build takes (sync tools read a
     session's nodes from threads of their own, at once)."""
 
@@ -186,8 +187,8 @@ class StoredNodes(Sequence[GraphNode]):
     turn); the chat messages of its prompt are read from the decoded rows.
 
     What is checked when: :func:`~lash.store.nodes_on_demand` checks at once that each row's
-    text is a JSON object in the body form of a known kind and that its id, frame and turn are
-    of their types (a whole form written before, and anything odd, is built at once, the
+    text is a JSON array (a positional body, :func:`lash.store.node_row_json`) or a JSON
+    object in the body form of a known kind and that its id, frame and turn are of their types (a whole form written before, and anything odd, is built at once, the
     general way); resuming checks the fields the messages are read from; any other field is
     checked when its node is built. Each raises the :class:`lash.ValidationError`
     :func:`lash.store.nodes_from_rows` would, naming the session.

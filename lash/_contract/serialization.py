@@ -426,7 +426,9 @@ class _Builders:
             lines += [f"    if len(d) + m != {keys}:", "        raise _Unfit"]
         return self._finish(cl, fields, lines)
 
-    def _finish(self, cl: type, fields: list[attrs.Attribute[Any]], lines: list[str]) -> Any:
+    def _finish(
+        self, cl: type, fields: list[attrs.Attribute[Any]], lines: list[str]
+    ) -> Callable[..., Any]:
         """The builder of ``lines`` (which set ``f0``... to the checked values of ``fields``),
         ending with the instance made of them."""
         slots = plain_slots(cl)
@@ -477,8 +479,7 @@ class _Builders:
             if not n and len(listed) == shortest:
                 lines.append("        pass")
         lines += ["    else:", "        raise _Unfit"]
-        build: Callable[..., Any] = self._finish(cl, fields, lines)
-        return build
+        return self._finish(cl, fields, lines)
 
     def _check(self, tp: Any, var: str, indent: str) -> list[str]:
         """Lines that check ``var`` against ``tp`` (raising :class:`_Unfit`) and convert it."""
@@ -749,17 +750,20 @@ def _row_node_builders(*, positional: bool = False) -> dict[str, Callable[..., A
 
 def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> tuple[Any, ...]:
     """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, in order: ``kind``
-    is the node's ``type`` tag and ``text`` its body as :func:`node_body_json` writes it, or
-    its whole stored form as :func:`node_json` writes it (the rows a store wrote before it
-    kept the body alone): a text holding a ``type`` or an ``id`` is read as
-    :func:`nodes_from_json` reads it, without the columns.
+    is the node's ``type`` tag and ``text`` its body as :func:`node_row_json` writes it (a
+    JSON array) or as :func:`node_body_json` writes it (an object), or its whole stored form
+    as :func:`node_json` writes it (the rows a store wrote before it kept the body alone): a
+    text holding a ``type`` or an ``id`` is read as :func:`nodes_from_json` reads it, without
+    the columns.
 
     One :func:`json.loads` over all the texts, and a builder generated per node class taking
     each decoded body and the row's columns as they are; the rows of one frame share one
     ``frame_id`` string. On any doubt, each row goes the general way, which names the bad one.
 
     :raises lash.ValidationError: for the first row that is not a node, with ``what`` as its
-        subject (name the session in it).
+        subject (name the session in it); for a positional body of more values than its
+        class has fields, or fewer than those without a plain default, the problem names the
+        node.
     """
     try:
         datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
@@ -779,9 +783,11 @@ def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node")
                     frame = frame_id
                 if row_turn != turn:
                     turn = row_turn
-                add((positional if type(data) is list else builders)[kind](
-                    data, node_id, frame, turn
-                ))
+                add(
+                    (positional if type(data) is list else builders)[kind](
+                        data, node_id, frame, turn
+                    )
+                )
             return tuple(nodes)
         except Exception:
             pass
@@ -875,8 +881,8 @@ def nodes_on_demand(rows: Sequence[Sequence[Any]], *, what: str = "stored node")
     :func:`nodes_from_rows` reads them (one :func:`json.loads` over all the texts), as a
     :class:`~lash.store.StoredNodes`: each node built the first time it is read.
 
-    :raises lash.ValidationError: for the first row that is not JSON, not an object, of an
-        unknown kind or with an id, frame or turn not of its type, or for a row read the
+    :raises lash.ValidationError: for the first row that is not JSON, not an array or an
+        object, of an unknown kind or with an id, frame or turn not of its type, or for a row read the
         general way that is not a node, with ``what`` as its subject (name the session in it).
     """
     from lash._contract.graph import StoredNodes
@@ -891,14 +897,15 @@ def stored_node_items(
     rows: Sequence[Sequence[Any]], what: str
 ) -> tuple[list[Any], Callable[[Sequence[Any], Any], Any]]:
     """What :class:`lash.store.StoredNodes` holds of stored rows ``(id, kind, frame_id, turn,
-    text)`` (as :func:`nodes_from_rows` takes them): for each row, its decoded body (a dict: the
-    node is built from it when read) or its node, and the function that builds a node from a
-    row and its body.
+    text)`` (as :func:`nodes_from_rows` takes them): for each row, its decoded body (a list or
+    a dict: the node is built from it when read) or its node, and the function that builds a
+    node from a row and its body.
 
-    One :func:`json.loads` over all the texts. A row whose text is not a JSON object in the
-    body form of a known kind, or whose id, frame or turn is not of its type (a whole form
-    written before, anything odd) is built now, the general way (a bad one raises, as
-    :func:`nodes_from_rows` would, naming it)."""
+    One :func:`json.loads` over all the texts. A row whose text is not a JSON array (a
+    positional body: its length and values are checked when its node is built) or a JSON
+    object in the body form, of a known kind, or whose id, frame or turn is not of its type
+    (a whole form written before, anything odd) is built now, the general way (a bad one
+    raises, as :func:`nodes_from_rows` would, naming it)."""
     build = functools.partial(_stored_node, what=what)
     try:
         datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
