@@ -188,9 +188,10 @@ class StoredNodes(Sequence[GraphNode]):
 
     What is checked when: :func:`~lash.store.nodes_on_demand` checks at once that each row's
     text is a JSON array (a positional body, :func:`lash.store.node_row_json`) or a JSON
-    object in the body form of a known kind and that its id, frame and turn are of their types (a whole form written before, and anything odd, is built at once, the
-    general way); resuming checks the fields the messages are read from; any other field is
-    checked when its node is built. Each raises the :class:`lash.ValidationError`
+    object in the body form, of a known kind, and that its id, frame and turn are of their
+    types (a whole form written before, and anything odd, is built at once, the general
+    way); resuming checks the fields the messages are read from; any other field (and a
+    positional body's length) is checked when its node is built. Each raises the :class:`lash.ValidationError`
     :func:`lash.store.nodes_from_rows` would, naming the session.
     """
 

@@ -293,6 +293,15 @@ def plain_default(a: attrs.Attribute[Any]) -> Any:
     return _MISSING
 
 
+def _fewest(fields: Sequence[attrs.Attribute[Any]]) -> int:
+    """How many of ``fields`` a positional body holds at the least: up to the last one
+    without a plain default (:func:`node_row_json` leaves off the trailing ones at theirs)."""
+    count = len(fields)
+    while count and plain_default(fields[count - 1]) is not _MISSING:
+        count -= 1
+    return count
+
+
 def _is_factory(a: attrs.Attribute[Any]) -> bool:
     """Whether ``a``'s default is an empty tuple, list or dict made by a factory."""
     default: Any = a.default
@@ -462,9 +471,7 @@ class _Builders:
                 lines += self._check(a.type, f"f{i}", "    ")
             else:
                 listed.append(i)
-        shortest = len(listed)
-        while shortest and plain_default(fields[listed[shortest - 1]]) is not _MISSING:
-            shortest -= 1
+        shortest = _fewest([fields[i] for i in listed])
         lines.append("    n = len(d)")
         for n in range(len(listed), shortest - 1, -1):
             lines.append(f"    {'if' if n == len(listed) else 'elif'} n == {n}:")
@@ -860,9 +867,7 @@ def _keyed(tp: Any, value: Any, skip: tuple[str, ...], path: str, problems: list
     if not (isinstance(tp, type) and attrs.has(tp)):
         return value
     fields = [a for a in attrs.fields(tp) if a.name not in skip]
-    fewest = len(fields)
-    while fewest and plain_default(fields[fewest - 1]) is not _MISSING:
-        fewest -= 1
+    fewest = _fewest(fields)
     if type(value) is not list or not fewest <= len(value) <= len(fields):
         names = ", ".join(a.name for a in fields)
         count = f"{fewest} to {len(fields)}" if fewest != len(fields) else str(fewest)
@@ -882,8 +887,9 @@ def nodes_on_demand(rows: Sequence[Sequence[Any]], *, what: str = "stored node")
     :class:`~lash.store.StoredNodes`: each node built the first time it is read.
 
     :raises lash.ValidationError: for the first row that is not JSON, not an array or an
-        object, of an unknown kind or with an id, frame or turn not of its type, or for a row read the
-        general way that is not a node, with ``what`` as its subject (name the session in it).
+        object, of an unknown kind or with an id, frame or turn not of its type, or for a row
+        read the general way that is not a node, with ``what`` as its subject (name the
+        session in it).
     """
     from lash._contract.graph import StoredNodes
 
@@ -1065,12 +1071,11 @@ class _Writers:
         first = always[0] if always else len(fields) if tag is not None else None
         body = ""
         optional = []
+        exprs = self._read(fields, lines)
+        if exprs is None:
+            return None
         for i, a in enumerate(fields):
-            if isinstance(a.type, str) or a.type is None:
-                return None  # an unresolved annotation: the general path knows what to do
-            lines.append(f"    f{i} = o.{a.name}")
-            checks, expr = self._field(a.type, f"f{i}")
-            lines += [f"    {line}" for line in checks]
+            expr = exprs[i]
             key = json.dumps(a.name)
             if defaults[i] is _MISSING:
                 lines.append(f"    j{i} = {expr}")
@@ -1092,6 +1097,23 @@ class _Writers:
         else:
             # An f-string: one BUILD_STRING of the pieces (the braces of the JSON object doubled).
             lines.append(f"    return f{'{{' + body + '}}'!r}")
+        return self._compile(cl, lines)
+
+    def _read(self, fields: list[attrs.Attribute[Any]], lines: list[str]) -> list[str] | None:
+        """Add to ``lines`` the reading of each field of ``o`` into ``f0``... and its checks;
+        the expression of each one's JSON text (``None``: an unresolved annotation, which the
+        general path knows what to do with)."""
+        exprs = []
+        for i, a in enumerate(fields):
+            if isinstance(a.type, str) or a.type is None:
+                return None
+            lines.append(f"    f{i} = o.{a.name}")
+            checks, expr = self._field(a.type, f"f{i}")
+            lines += [f"    {line}" for line in checks]
+            exprs.append(expr)
+        return exprs
+
+    def _compile(self, cl: type, lines: list[str]) -> Callable[[Any], str]:
         namespace = dict(self.env)
         exec(compile("\n".join(lines), f"<lash writer {cl.__qualname__}>", "exec"), namespace)
         write: Callable[[Any], str] = namespace["write"]
@@ -1103,17 +1125,10 @@ class _Writers:
         """The writer of ``cl``'s JSON array: each field checked, the fields up to the last
         one without a plain default always written, each later one only if it or one after
         it is not at its default (the longest such array first)."""
-        exprs = []
-        for i, a in enumerate(fields):
-            if isinstance(a.type, str) or a.type is None:
-                return None  # an unresolved annotation: the general path knows what to do
-            lines.append(f"    f{i} = o.{a.name}")
-            checks, expr = self._field(a.type, f"f{i}")
-            lines += [f"    {line}" for line in checks]
-            exprs.append(expr)
-        shortest = len(fields)
-        while shortest and plain_default(fields[shortest - 1]) is not _MISSING:
-            shortest -= 1
+        exprs = self._read(fields, lines)
+        if exprs is None:
+            return None
+        shortest = _fewest(fields)
         lines += [f"    j{i} = {exprs[i]}" for i in range(shortest)]
 
         def array(n: int, indent: str) -> None:
@@ -1126,10 +1141,7 @@ class _Writers:
             lines += [f"        j{i} = {exprs[i]}" for i in range(shortest, n)]
             array(n, "        ")
         array(shortest, "    ")
-        namespace = dict(self.env)
-        exec(compile("\n".join(lines), f"<lash writer {cl.__qualname__}>", "exec"), namespace)
-        write: Callable[[Any], str] = namespace["write"]
-        return write
+        return self._compile(cl, lines)
 
     def _is_default(self, var: str, default: Any) -> str:
         """The test that ``var`` is the plain ``default`` (:func:`is_default`), inline."""
