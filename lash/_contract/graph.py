@@ -191,8 +191,8 @@ class StoredNodes(Sequence[GraphNode]):
     object in the body form, of a known kind, and that its id, frame and turn are of their
     types (a whole form written before, and anything odd, is built at once, the general
     way); resuming checks the fields the messages are read from; any other field (and a
-    positional body's length) is checked when its node is built. Each raises the :class:`lash.ValidationError`
-    :func:`lash.store.nodes_from_rows` would, naming the session.
+    positional body's length) is checked when its node is built. Each raises the
+    :class:`lash.ValidationError` :func:`lash.store.nodes_from_rows` would, naming the session.
     """
 
     __slots__ = ("_build", "_calls", "_shared", "_stop")
