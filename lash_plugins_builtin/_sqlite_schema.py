@@ -23,9 +23,10 @@ Tables (one database file holds many sessions):
     ``lash.to_data`` gives them, the trailing fields at their plain defaults left off: a user
     message ``[parent_id, text]``, a tool result ``[parent_id, call_id, name, content]``, an
     assistant message ``[parent_id, text, [[id, name, arguments]...], [input_tokens,
-    output_tokens, cached_tokens], model]``. Decoding arrays costs less than half of decoding
-    objects (no keys). For a value the generated writer does not know (a subclass of a
-    field's type), ``data`` is the body by keys instead (``lash.store.node_body_json``:
+    output_tokens, cached_tokens], model]``. Without keys, a long session's bodies take about
+    half the bytes, and decoding them a little more than half the time. For a value the
+    generated writer does not know (a subclass of a field's type), ``data`` is the body by
+    keys instead (``lash.store.node_body_json``:
     ``lash.to_data(node, lash.GraphNode)`` without ``id``, ``frame_id``, ``turn``, ``type``
     and the fields at their plain defaults), as every row of files before migration 9 holds
     it; rows of files before migration 7 hold the whole form. All of them load as they are.
