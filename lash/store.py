@@ -16,8 +16,9 @@ Graph nodes and other records are encoded for storage with :func:`to_data` and r
 :func:`from_data` (the same converter the kernel uses); :func:`node_json` writes a node's JSON
 text directly, and :func:`nodes_from_json` reads a history of them back, for stores that keep
 nodes as text (:func:`node_body_json` and :func:`nodes_from_rows` for stores that keep a node's
-id, tag, frame and turn in columns of their own, and the rest as text; :func:`nodes_on_demand`
-reads such rows as :class:`StoredNodes`, each node built when first read).
+id, tag, frame and turn in columns of their own, and the rest as text, :func:`node_row_json`
+for that rest as a JSON array, quicker to read back; :func:`nodes_on_demand` reads such rows as
+:class:`StoredNodes`, each node built when first read).
 """
 
 from lash._contract.graph import StoredNodes
@@ -25,6 +26,7 @@ from lash._contract.serialization import (
     from_data,
     node_body_json,
     node_json,
+    node_row_json,
     nodes_from_json,
     nodes_from_rows,
     nodes_on_demand,
@@ -144,6 +146,7 @@ __all__ = [
     "new_process",
     "node_body_json",
     "node_json",
+    "node_row_json",
     "nodes_from_json",
     "nodes_from_rows",
     "nodes_on_demand",

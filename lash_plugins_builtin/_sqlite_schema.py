@@ -16,10 +16,20 @@ Tables (one database file holds many sessions):
 ``nodes``
     Append-only graph nodes, keyed by ``(session_id, seq)``: ``node_id``, ``kind`` (its
     variant tag: ``user``, ``assistant``, ``tool_call``, ``tool_result``, ``plugin``,
-    ``frame``, ``outcome``), ``frame_id``, ``turn``, and ``data``, the rest of the node's JSON
-    (``lash.store.node_body_json``: ``lash.to_data(node, lash.GraphNode)`` without ``id``,
-    ``frame_id``, ``turn`` and ``type``). Rows of older files hold the whole form in
-    ``data``; they load as they are.
+    ``frame``, ``outcome``), ``frame_id``, ``turn``, and ``data``, the rest of the node as a
+    JSON array (``lash.store.node_row_json``, migration 9): the values of its fields in attrs
+    order without ``id``, ``frame_id`` and ``turn``, a nested attrs value (a tool call, a
+    usage) an array too, free-form values (tool-call arguments, items, plugin data) as
+    ``lash.to_data`` gives them, the trailing fields at their plain defaults left off: a user
+    message ``[parent_id, text]``, a tool result ``[parent_id, call_id, name, content]``, an
+    assistant message ``[parent_id, text, [[id, name, arguments]...], [input_tokens,
+    output_tokens, cached_tokens], model]``. Without keys, a long session's bodies take about
+    half the bytes, and decoding them a little more than half the time. For a value the
+    generated writer does not know (a subclass of a field's type), ``data`` is the body by
+    keys instead (``lash.store.node_body_json``:
+    ``lash.to_data(node, lash.GraphNode)`` without ``id``, ``frame_id``, ``turn``, ``type``
+    and the fields at their plain defaults), as every row of files before migration 9 holds
+    it; rows of files before migration 7 hold the whole form. All of them load as they are.
 
     A row holds ``node_count`` consecutive nodes (migration 8): the row at ``seq`` *s* holds
     the nodes *s* to *s* + ``node_count`` - 1, its ``node_id``, ``kind`` and ``data`` are
@@ -793,6 +803,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # A row holds consecutive nodes of a commit (see ``nodes`` above), which a lash without
     # this step would read as one node with odd text: it refuses the file instead.
     Migration(8, "node rows hold several nodes", _PACKED_NODES),
+    # No statement: a marker. From here on a node's body may be a JSON array of its fields'
+    # values (``lash.store.node_row_json``), which a lash without this step would refuse as
+    # not a node: it refuses the file as a newer lash's instead.
+    Migration(9, "node bodies positional", ()),
 )
 
 #: The newest migration id this lash knows.

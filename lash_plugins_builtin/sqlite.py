@@ -2492,13 +2492,14 @@ def _maybe_text(value: str | None) -> str | bytes | None:
 
 
 def _node_row(session_id: str, node: lash.GraphNode) -> _NodeRow:
-    # The node's body: its stored form without what the row's columns hold (id, frame_id,
-    # turn, and the "type" tag: the `kind` column), which the load puts back (a row of an
-    # older file holds the whole form: it still loads). Key order is kept: tool-call
-    # arguments go back to the provider as they came. node_body_json writes the text to_data +
-    # dumps would, through a writer generated per node class: a third of the cost.
+    # The node's body: its fields' values in a JSON array (node_row_json), without what the
+    # row's columns hold (id, frame_id, turn, and the "type" tag: the `kind` column), which
+    # the load puts back; for a value its generated writer does not know, the body by keys
+    # (node_body_json). A row of an older file holds a body by keys or the whole form: it still
+    # loads. Key order is kept in free-form values: tool-call arguments go back to the
+    # provider as they came.
     try:
-        text: str | None = lash.store.node_body_json(node)
+        text: str | None = lash.store.node_row_json(node)
     except (TypeError, ValueError):
         text = None  # not JSON data: the general path below says what is wrong, and where
     if text is None or not _utf8(text):

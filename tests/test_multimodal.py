@@ -162,7 +162,7 @@ async def test_an_image_is_stored_once_and_the_graph_holds_a_reference(tmp_path:
     rows = [(node[3], node[6]) for node in node_rows(db)]  # (kind, data) of each node
     stored = [json.loads(data) for _, data in rows]
     users_json = [json.loads(data) for kind, data in rows if kind == "user"]
-    assert [n["items"] for n in users_json] == [[ref], [ref]]
+    assert [n[2] for n in users_json] == [[ref], [ref]]  # positional: [parent, text, items]
     assert base64.b64encode(PNG).decode() not in json.dumps(stored)
     # A new process: the prompt's images come from the store.
     async with scripted_core(f"sqlite:///{db}", [{"text": "Still."}]) as core:

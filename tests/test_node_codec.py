@@ -349,6 +349,80 @@ def dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def _attrs_in(tp: Any) -> tuple[str, Any]:
+    """How a field of declared type ``tp`` holds attrs values a positional body writes as
+    arrays: ``("one", C)`` for ``C`` and ``C | None``, ``("many", C)`` for
+    ``tuple[C, ...]``, ``("", None)`` for anything else (written as to_data writes it)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        (tp,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(tp, type) and attrs.has(tp):
+        return "one", tp
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and attrs.has(args[0]):
+        return "many", args[0]
+    return "", None
+
+
+def positional_of(value: Any, data: dict[str, Any], skip: tuple[str, ...] = ()) -> list[Any]:
+    """The spec of a positional body (node_row_json's docstring): the values of ``value``'s
+    fields in attrs order (less ``skip``) as ``data``, its unstructured form, holds them, an
+    attrs value itself such a list, the trailing fields at their plain defaults left off."""
+    fields = [a for a in attrs.fields(type(value)) if a.name not in skip]
+    out = []
+    for a in fields:
+        field, field_data = getattr(value, a.name), data[a.name]
+        how, _ = _attrs_in(a.type)
+        if how == "one" and field is not None:
+            field_data = positional_of(field, field_data)
+        elif how == "many":
+            field_data = [positional_of(x, d) for x, d in zip(field, field_data, strict=True)]
+        out.append(field_data)
+    while fields and plain(fields[-1]):
+        a = fields.pop()
+        field = getattr(value, a.name)
+        if not (type(field) is type(default_of(a)) and field == default_of(a)):
+            break
+        out.pop()
+    return out
+
+
+def positional_body_of(node: Any) -> list[Any]:
+    """The spec of a node's positional body: without the row's columns and the tag."""
+    return positional_of(node, lash.to_data(node, lash.GraphNode), ("id", "frame_id", "turn"))
+
+
+def keyed_of(cl: type, values: list[Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A positional body of class ``cl`` by keys (the fields it holds, by name), nested ones
+    too: how a reader that knows the spec reads it, for from_data to check."""
+    fields = [a for a in attrs.fields(cl) if a.name not in skip]  # type: ignore[arg-type]
+    keyed = {}
+    for a, v in zip(fields, values, strict=False):
+        how, inner = _attrs_in(a.type)
+        if how == "one" and v is not None:
+            v = keyed_of(inner, v)
+        elif how == "many":
+            v = [keyed_of(inner, x) for x in v]
+        keyed[a.name] = v
+    return keyed
+
+
+def unkeyed_of(cl: type, keyed: dict[str, Any], skip: tuple[str, ...] = ()) -> list[Any]:
+    """:func:`keyed_of` undone: the values of the fields ``keyed`` holds, in attrs order
+    (``keyed`` holds the first fields, as keyed_of gives them)."""
+    fields = [a for a in attrs.fields(cl) if a.name in keyed and a.name not in skip]  # type: ignore[arg-type]
+    values = []
+    for a in fields:
+        v = keyed[a.name]
+        how, inner = _attrs_in(a.type)
+        if how == "one" and type(v) is dict:
+            v = unkeyed_of(inner, v)
+        elif how == "many" and type(v) is list:
+            v = [unkeyed_of(inner, x) if type(x) is dict else x for x in v]
+        values.append(v)
+    return values
+
+
 #: Nodes as the other property tests draw them, and with fields at their defaults.
 any_nodes = graph_nodes() | defaulted_nodes
 
@@ -604,7 +678,7 @@ def test_the_row_builder_rejects_what_cattrs_rejects(kind: str, body: dict[str, 
         ),
         (("n1", "user", "f", 1, '{"parent_id": null, "items": []}'), "text: required, missing"),
         (("n1", "user", "f", 1, '{"parent_id": null, "text": "a", "zz": 1}'), "zz: unknown key"),
-        (("n1", "user", "f", 1, "[1]"), "expected a graph node"),
+        (("n1", "user", "f", 1, '"x"'), "expected a graph node"),
         (
             ("n1", "user", "f", 1, '{"parent_id": null, "text": "a", "items": "x"}'),
             "items: expected tuple[Any, ...], got 'x' (str)",
@@ -650,3 +724,189 @@ def test_a_bad_row_is_a_validation_error_with_the_subject(row: Any, problem: str
     assert str(invalid.value).startswith("invalid stored node of 's':")
     (line,) = invalid.value.problems
     assert problem in line
+
+
+# -- positional bodies: a node's fields as a JSON array (node_row_json) --------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(node=any_nodes)
+def test_positional_writer_builder_and_general_path_agree(node: Any) -> None:
+    """node_row_json writes the spec's array (fields in attrs order without the columns,
+    nested attrs values as arrays, trailing plain defaults left off); the generated builder
+    (called directly: no fallback) builds the node from it and its columns; the general path
+    (the array by keys, through from_data with the columns) builds the same node."""
+    text = lash.store.node_row_json(node)
+    spec = positional_body_of(node)
+    assert json.loads(text) == spec
+    assert text == dumps(spec)
+    assert serialization._node_row_writers()[type(node)](node) == text
+    kind = NODE_KINDS[type(node).__name__]
+    build = _row_node_builders(positional=True)[kind]
+    assert build(json.loads(text), node.id, node.frame_id, node.turn) == node
+    keyed = keyed_of(type(node), json.loads(text), ("id", "frame_id", "turn"))
+    assert lash.from_data(whole_of(node, keyed), lash.GraphNode) == node
+    assert cattrs_structure(whole_of(node, keyed)) == node
+    assert lash.store.nodes_from_rows([row_of(node, text)]) == (node,)
+    assert lash.store.nodes_on_demand([row_of(node, text)])[0] == node
+
+
+@pytest.mark.parametrize("cl", NODE_CLASSES, ids=lambda cl: cl.__name__)
+def test_every_node_class_gets_a_positional_writer_and_builder(cl: type) -> None:
+    """Each node class has both (no node goes the general way for want of one), and a node
+    at its defaults is written as the array of its fields without a plain default."""
+    assert cl in serialization._node_row_writers()
+    assert NODE_KINDS[cl.__name__] in _row_node_builders(positional=True)
+    node = at_defaults(cl)
+    body = json.loads(lash.store.node_row_json(node))
+    keep = [a for a in attrs.fields(cl) if a.name not in ("id", "frame_id", "turn")]
+    while keep and plain(keep[-1]):
+        keep.pop()
+    assert len(body) == len(keep)
+    assert lash.store.nodes_from_rows([row_of(node, lash.store.node_row_json(node))]) == (node,)
+
+
+def test_positional_bodies_of_the_format_spec() -> None:
+    """The bodies the format spec gives as examples (bench_resume's nodes): a user message,
+    a tool result, an assistant message with a tool call (free-form arguments stay an object),
+    and they read back as those nodes."""
+    common: dict[str, Any] = {"id": "n1", "frame_id": "F", "turn": 3}
+    user_node = lash.UserMessage(parent_id="f068d927b43f9510", text="t0", **common)
+    result = lash.ToolResultNode(
+        parent_id="bae821632bb3f991", call_id="call_1", name="echo", content="t0", **common
+    )
+    call = lash.ToolCall("call_1", "echo", {"text": "t0"})
+    answer = lash.AssistantMessage(
+        parent_id="cde1",
+        text="",
+        tool_calls=(call,),
+        usage=lash.Usage(10, 3, 0),
+        model="bench:default",
+        **common,
+    )
+    bare = lash.AssistantMessage(parent_id=None, text="hi", **common)
+    expected = [
+        (user_node, '["f068d927b43f9510","t0"]'),
+        (result, '["bae821632bb3f991","call_1","echo","t0"]'),
+        # Usage's trailing 0 is at its plain default: left off as any trailing one.
+        (answer, '["cde1","",[["call_1","echo",{"text":"t0"}]],[10,3],"bench:default"]'),
+        (bare, '[null,"hi",[],[]]'),
+    ]
+    for node, text in expected:
+        assert lash.store.node_row_json(node) == text
+        assert lash.store.nodes_from_rows([row_of(node, text)]) == (node,)
+    # The longer forms (a trailing default written) read back alike.
+    longer = '["cde1","",[["call_1","echo",{"text":"t0"},null]],[10,3,0],"bench:default"]'
+    assert lash.store.nodes_from_rows([row_of(answer, longer)]) == (answer,)
+    assert lash.store.nodes_from_rows([row_of(user_node, '["f068d927b43f9510","t0",[]]')]) == (
+        user_node,
+    )
+
+
+class Count(int):
+    """An int subclass: what a generated writer does not take as it is."""
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        user(text=Text("a subclass")),
+        lash.AssistantMessage(
+            id="a", parent_id=None, frame_id="f", turn=1, text="x", usage=lash.Usage(Count(1))
+        ),
+    ],
+    ids=["str subclass", "int subclass in a nested value"],
+)
+def test_a_value_the_positional_writer_does_not_know_gets_a_body_by_keys(node: Any) -> None:
+    """node_row_json of a node whose generated writer gives up (a subclass of a field's type)
+    is node_body_json's text, which every reader takes: a row may hold either form."""
+    text = lash.store.node_row_json(node)
+    assert text == lash.store.node_body_json(node)
+    assert text.startswith("{")
+    assert lash.store.nodes_from_rows([row_of(node, text)]) == (node,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(nodes=st.lists(st.tuples(any_nodes, st.sampled_from(["row", "body", "full", "whole"]))))
+def test_rows_of_every_form_mixed_read_back_alike(nodes: list[Any]) -> None:
+    """Positional bodies, bodies by keys with and without defaults and whole forms, mixed in
+    one list of rows: nodes_from_rows and nodes_on_demand give the nodes, as from_data does
+    for each."""
+    writers = {
+        "row": lash.store.node_row_json,
+        "body": lash.store.node_body_json,
+        "full": lambda n: dumps(body_of(n)),
+        "whole": lash.store.node_json,
+    }
+    rows = [row_of(n, writers[form](n)) for n, form in nodes]
+    expected = tuple(n for n, _ in nodes)
+    assert lash.store.nodes_from_rows(rows) == expected
+    assert tuple(lash.store.nodes_on_demand(rows)) == expected
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (
+            ("n1", "user", "f", 1, '["p","a",[],7]'),
+            "the positional body: expected an array of 2 to 3 values (parent_id, text, items), "
+            "got 4 (node 'n1')",
+        ),
+        (
+            ("n1", "user", "f", 1, '["p"]'),
+            "the positional body: expected an array of 2 to 3 values (parent_id, text, items), "
+            "got 1 (node 'n1')",
+        ),
+        (("n1", "user", "f", 1, '["p",7]'), "text: expected str, got 7 (int)"),
+        (("n1", "user", "f", 1, '[null,"a","ab"]'), "items: expected tuple[Any, ...], got 'ab'"),
+        (
+            ("n1", "assistant", "f", 1, '[null,"",[["c"]],[]]'),
+            "tool_calls[0]: expected an array of 2 to 4 values (id, name, arguments, "
+            "invalid_arguments), got 1 (node 'n1')",
+        ),
+        (
+            ("n1", "assistant", "f", 1, '[null,"",[],[1,true]]'),
+            "usage.output_tokens: expected int, got True (bool)",
+        ),
+        (
+            ("n1", "assistant", "f", 1, '[null,"",[],{"input_tokens":1}]'),
+            "usage: expected an array of 0 to 3 values (input_tokens, output_tokens, "
+            "cached_tokens), got {'input_tokens': 1} (dict) (node 'n1')",
+        ),
+        (("n1", "memo", "f", 1, '[null,"a"]'), "type: expected"),
+        (("n1", "user", "f", "1", '[null,"a"]'), "turn: expected int, got '1' (str)"),
+        (("n1", "outcome", "f", 1, '[null,"t","done"]'), "outcome: expected"),
+        (
+            ("n1", "tool_result", "f", 1, '[null,"c","n","x",null]'),
+            "is_error: expected bool, got None (NoneType)",
+        ),
+    ],
+    ids=[
+        "too long",
+        "too short",
+        "wrong type",
+        "text for a tuple",
+        "nested too short",
+        "nested wrong type",
+        "nested object",
+        "kind",
+        "turn",
+        "literal",
+        "defaulted-null",
+    ],
+)
+def test_a_bad_positional_body_is_a_validation_error_naming_the_session(
+    row: Any, problem: str
+) -> None:
+    """A positional body that is not its node's, among good rows: a ValidationError naming the
+    caller's subject (the session) and what is wrong (a count of values names the node), from
+    the eager path and from nodes on demand alike."""
+    good = row_of(user(), lash.store.node_row_json(user()))
+    for read in (
+        lambda rows, what: lash.store.nodes_from_rows(rows, what=what),
+        lambda rows, what: tuple(lash.store.nodes_on_demand(rows, what=what)),
+    ):
+        with pytest.raises(lash.ValidationError) as invalid:
+            read([good, row, good], "stored node of 's'")
+        assert str(invalid.value).startswith("invalid stored node of 's':")
+        assert problem in "\n".join(invalid.value.problems)

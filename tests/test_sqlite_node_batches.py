@@ -112,9 +112,11 @@ async def commit_all(store: Any, session_id: str, commits: list[list[Any]], revi
 async def test_a_migration_7_file_is_upgraded_and_its_mixed_rows_load_as_the_memory_store(
     tmp_path: Path,
 ) -> None:
-    """A file of one-node rows gains migration 8 with its rows untouched and loads as
-    committed; commits after it write rows of several nodes, and the mixed history (active
-    frame and full) loads as the memory store gives the same commits, also after reopening."""
+    """A file of one-node rows gains migrations 8 and 9 with its rows untouched and loads as
+    committed; commits after it write rows of several nodes, positional; with one of those
+    rows set back to bodies by keys (a packed row as migration 8 wrote it), the mixed history
+    (one-node rows by keys, packed rows by keys and positional, active frame and full) loads
+    as the memory store gives the same commits, also after reopening."""
     db = restore(DUMP, tmp_path / "old.db")
     before = query(db, "SELECT * FROM nodes ORDER BY seq")
     assert len(before) == 22
@@ -128,9 +130,17 @@ async def test_a_migration_7_file_is_upgraded_and_its_mixed_rows_load_as_the_mem
         assert tuple(full.nodes) == old_nodes
         assert tuple(active.nodes) == old_nodes[14:]  # from the boundary opening F1
         assert query(db, "SELECT * FROM nodes ORDER BY seq") == [(*r, 1) for r in before]
-        assert query(db, "SELECT max(id) FROM lash_migrations") == [(8,)]
-        await commit_all(store, "old", NEW, full.revision)
+        assert query(db, "SELECT max(id) FROM lash_migrations") == [(9,)]
+        revision = await commit_all(store, "old", NEW[:1], full.revision)
+        # Turn 4's row as a lash of migration 8 wrote it: its bodies by keys, joined.
+        bodies = "\n".join(lash.store.node_body_json(n) for n in NEW[0])
+        assert bodies.startswith('{"parent_id":')
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE nodes SET data = ? WHERE seq = 22", (bodies,))
+        await commit_all(store, "old", NEW[1:], revision)
     await commit_all(memory, "old", NEW, 4)
+    texts = [text for (text,) in query(db, "SELECT data FROM nodes WHERE seq > 22 ORDER BY seq")]
+    assert all(t.startswith("[") for text in texts for t in text.split("\n"))
     assert query(db, f"SELECT {ROW} FROM nodes WHERE seq >= 22 ORDER BY seq") == [
         (22, "\n".join(f"{c}4" for c in "uakrbo"), TURN_KINDS, "F1", 4, 6),
         (28, "pc2", "plugin", "F1", 4, 1),  # the compaction's node of the old frame
@@ -161,7 +171,7 @@ async def test_a_fresh_file_and_an_upgraded_one_have_the_same_schema(tmp_path: P
         async with opened(path) as store:
             await store.open()
     assert schema_of(fresh) == schema_of(upgraded)
-    assert query(fresh, "PRAGMA user_version") == query(upgraded, "PRAGMA user_version") == [(8,)]
+    assert query(fresh, "PRAGMA user_version") == query(upgraded, "PRAGMA user_version") == [(9,)]
     (trigger,) = [
         sql
         for kind, name, _, sql in schema_of(fresh)
@@ -187,9 +197,11 @@ async def test_a_real_turns_six_nodes_are_one_row(tmp_path: Path) -> None:
     assert ids == "\n".join(n.id for n in nodes[7:])
     assert kinds == TURN_KINDS
     assert frame_id == nodes[0].frame_id and turn == 2
+    # Positional bodies (node_row_json): user [parent, text], assistant [parent, text, calls,
+    # usage, model], tool call [parent, call]...
     bodies = [json.loads(text) for text in data.split("\n")]
-    assert [b["text"] for b in bodies if "text" in b] == ["two", "", "done"]
-    assert bodies[2]["call"]["arguments"] == {"text": "x"}
+    assert [bodies[k][1] for k in (0, 1, 4)] == ["two", "", "done"]
+    assert bodies[2][1] == ["c1", "echo", {"text": "x"}]
 
 
 async def test_rows_split_at_a_boundary_at_another_turn_or_frame_and_at_a_newline_id(

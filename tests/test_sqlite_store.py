@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import lash
 import lash.store
 import lash_plugins_builtin.openai as openai_plugin
+from lash._contract.serialization import NODE_KINDS
 from lash_plugins_builtin import _sqlite_schema, plan, standard, stores
 from lash_plugins_builtin import sqlite as sqlite_module
 from lash_plugins_builtin.sqlite import SQLiteStore, parse_url
@@ -240,7 +241,7 @@ async def test_every_node_kind_round_trips_also_after_reopening(tmp_path: Path) 
     assert first == second
     # Tool-call arguments keep the order they came in (they go back to the provider verbatim).
     stored = json.loads(next(n[6] for n in node_rows(db) if n[3] == "tool_call"))
-    assert list(stored["call"]["arguments"]) == ["b", "a"]
+    assert list(stored[1][2]) == ["b", "a"]  # (positional: the call, its arguments)
     # The commit's nodes (one frame, one turn) are one row, its ids and kinds joined by
     # newlines; the boundary, which opens the frame, starts it.
     rows = "seq, node_id, kind, frame_id, turn, node_count"
@@ -1055,7 +1056,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
     rows = legacy_rows(db)
     async with opened(db) as store:
         before = await store.load("old-1", full=True)
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
         lease = await leased(store, "old-1")
@@ -1064,7 +1065,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(8,)]
+    assert query(db, "PRAGMA user_version") == [(9,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1125,8 +1126,10 @@ def stored_row(db: Path, session_id: str, seq: int) -> dict[str, Any]:
     ((_, _, node_id, kind, frame_id, turn, text),) = [
         node for node in node_rows(db, "session_id = ?", (session_id,)) if node[1] == seq
     ]
-    body = json.loads(text)
-    assert not {"id", "frame_id", "turn", "type"} & set(body)  # the columns hold those
+    from test_node_codec import keyed_of  # (it imports this module)
+
+    cl = getattr(lash, next(name for name, tag in NODE_KINDS.items() if tag == kind))
+    body = keyed_of(cl, json.loads(text), ("id", "frame_id", "turn"))  # positional, as written
     return {
         "id": node_id,
         "parent_id": body.pop("parent_id"),
@@ -1190,10 +1193,10 @@ SPOILED_ROWS = {
         edited(lambda d: d.update(items="ab")),
         "items: expected tuple[Any, ...], got 'ab' (str)",
     ),
-    "not an object": (
+    "not an object or array": (
         1,
-        lambda d: "[1, 2]",
-        "expected a graph node (a mapping with a 'type' key), got [1, 2] (list)",
+        lambda d: '"hi"',
+        "expected a graph node (a mapping with a 'type' key), got 'hi' (str)",
     ),
     "not JSON": (1, lambda d: json.dumps(d)[:-1], "not JSON: Expecting ',' delimiter"),
     "two values": (1, lambda d: f"{json.dumps(d)},{json.dumps(d)}", "not JSON: Extra data"),
@@ -1225,6 +1228,45 @@ async def test_spoiled_node_row_is_a_validation_error_naming_the_session(
         set_row(db, "s", 6 + seq, spoil(stored_row(db, "s", 6 + seq)))
         with pytest.raises(lash.ValidationError, match="invalid stored node of 's'"):
             await store.load("s")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '[null, "hi", [], 1]',
+            "expected an array of 2 to 3 values (parent_id, text, items), got 4",
+        ),
+        ("[null]", "expected an array of 2 to 3 values (parent_id, text, items), got 1"),
+        ('[null, "hi", {"k": 1}]', "items: expected tuple[Any, ...], got {'k': 1} (dict)"),
+    ],
+)
+async def test_a_bad_positional_row_fails_when_its_node_is_built_naming_session_and_node(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """A positional body of the wrong length or type in a real file: the load takes it (a
+    positional body is checked when its node is built), and reading the node, or resuming a
+    graph from the nodes, raises the ValidationError naming the session (and the node, for
+    a count of values)."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        nodes = every_kind()
+        await store.commit(
+            "s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta(nodes=tuple(nodes))
+        )
+        set_row(db, "s", 1, text)
+        record = await store.load("s")
+        assert record is not None
+        for read in (lambda: record.nodes[1], lambda: list(record.nodes)):
+            with pytest.raises(lash.ValidationError) as invalid:
+                read()
+            assert str(invalid.value).startswith("invalid stored node of 's':\n  - ")
+            (line,) = invalid.value.problems
+            assert problem in line
+            if "array" in problem:
+                assert f"(node {nodes[1].id!r})" in line
+        assert record.nodes[2] == nodes[2]  # the others read as committed
 
 
 async def test_rows_without_defaulted_fields_load_with_the_defaults(tmp_path: Path) -> None:
@@ -1262,9 +1304,10 @@ async def test_rows_without_defaulted_fields_load_with_the_defaults(tmp_path: Pa
 
 async def test_a_row_holds_the_body_and_the_columns_the_rest(tmp_path: Path) -> None:
     """A node's row keeps its id, kind, frame and turn in columns and only the rest of its
-    stored form in ``data`` (node_body_json's text), less the fields at their plain
-    defaults: nothing stored twice, no default stored."""
-    from test_node_codec import slim_body_of  # (it imports this module)
+    stored form in ``data``, positional (node_row_json's text: its fields' values in attrs
+    order, nested attrs values too), less the trailing fields at their plain defaults:
+    nothing stored twice, no key stored."""
+    from test_node_codec import positional_body_of  # (it imports this module)
 
     db = tmp_path / "lash.db"
     nodes = every_kind()
@@ -1276,8 +1319,8 @@ async def test_a_row_holds_the_body_and_the_columns_the_rest(tmp_path: Path) -> 
     for node, (_, _, node_id, kind, frame_id, turn, text) in zip(nodes, rows, strict=True):
         whole = lash.to_data(node, lash.GraphNode)
         assert (node_id, kind, frame_id, turn) == (node.id, whole["type"], node.frame_id, node.turn)
-        assert text == lash.store.node_body_json(node)
-        assert json.loads(text) == slim_body_of(node)
+        assert text == lash.store.node_row_json(node)
+        assert json.loads(text) == positional_body_of(node)
 
 
 async def test_a_file_of_whole_rows_loads_and_takes_new_commits(tmp_path: Path) -> None:
@@ -1311,7 +1354,7 @@ async def test_a_file_of_whole_rows_loads_and_takes_new_commits(tmp_path: Path) 
         record = await again.load("s", full=True)
         assert record is not None and record.nodes == tuple(old + new[1:])
     texts = [node[6] for node in node_rows(db)]
-    assert texts[12:] == [lash.store.node_body_json(n) for n in new[1:]]
+    assert texts[12:] == [lash.store.node_row_json(n) for n in new[1:]]
 
 
 @pytest.mark.parametrize(
@@ -1357,7 +1400,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(8,)]
+    assert query(db, "PRAGMA user_version") == [(9,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1368,17 +1411,18 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (6, "media blobs"),
         (7, "node rows hold the body only"),
         (8, "node rows hold several nodes"),
+        (9, "node bodies positional"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(8,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(9,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1423,26 +1467,28 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (6,),
         (7,),
         (8,),
+        (9,),
         (99,),
     ]
 
 
-@pytest.mark.parametrize("known", [6, 7])
+@pytest.mark.parametrize("known", [6, 7, 8])
 async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: int
 ) -> None:
     """Node rows that hold only the node's body (migration 7, a marker) cannot be read by a lash
     that writes whole rows (the migrations up to 6), nor rows of several nodes (migration 8)
-    by a lash whose rows are one node each (up to 7): such a lash refuses the file as a newer
-    lash's, naming its newest step (as ``inspect`` reads ``lash_migrations``), instead of
-    reading its rows wrong."""
+    by a lash whose rows are one node each (up to 7), nor positional bodies (migration 9, a
+    marker) by a lash that reads bodies by keys only (up to 8): such a lash refuses the file
+    as a newer lash's, naming its newest step (as ``inspect`` reads ``lash_migrations``),
+    instead of reading its rows wrong."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
         user = lash.UserMessage(text="hi", id="n1", parent_id=None, frame_id="f1", turn=1)
         delta = lash.store.CommitDelta(nodes=(user,), turns=1)
         await store.commit("s", lease=lease, expected_revision=0, delta=delta)
-    assert query(db, "SELECT data FROM nodes") == [('{"parent_id":null,"text":"hi"}',)]
+    assert query(db, "SELECT data FROM nodes") == [('[null,"hi"]',)]
     before = db.read_bytes()
     older = tuple(m for m in _sqlite_schema.MIGRATIONS if m.id <= known)
     monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", older)
@@ -1451,8 +1497,8 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
         with pytest.raises(lash.ConfigError) as refused:
             await store.load("s")
     message = str(refused.value)
-    assert "newer lash" in message and "migration 8" in message
-    assert "'node rows hold several nodes'" in message
+    assert "newer lash" in message and "migration 9" in message
+    assert "'node bodies positional'" in message
     assert f"knows migrations up to {known}" in message
     assert db.read_bytes() == before
 
@@ -1620,7 +1666,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
         dead = lash.store.Lease("s", "w", 1, time.time() + 30)
@@ -1691,6 +1737,7 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (6,),
         (7,),
         (8,),
+        (9,),
     ]
 
 

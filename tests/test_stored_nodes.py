@@ -84,9 +84,10 @@ def _on_demand_for_any_frame() -> Iterator[None]:
 nodes_any = graph_nodes() | edge_nodes() | defaulted_nodes
 
 
-#: How a row holds a node: its body (without the fields at their plain defaults), its body
+#: How a row holds a node: its positional body (node_row_json: what the SQLite store writes
+#: since migration 9), its body by keys (without the fields at their plain defaults), its body
 #: with them (as lash wrote it before), or its whole stored form (files before migration 7).
-FORMS = ("body", "full", "whole")
+FORMS = ("row", "body", "full", "whole")
 
 
 def _row(node: Any, form: str = "body") -> tuple[Any, ...]:
@@ -96,6 +97,8 @@ def _row(node: Any, form: str = "body") -> tuple[Any, ...]:
         text = lash.store.node_json(node)
     elif form == "full":
         text = json.dumps(body_of(node), separators=(",", ":"), ensure_ascii=False)
+    elif form == "row":
+        text = lash.store.node_row_json(node)
     else:
         text = lash.store.node_body_json(node)
     return (node.id, NODE_KINDS[type(node).__name__], node.frame_id, node.turn, text)
@@ -152,7 +155,7 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
     a graph extended with it holds the same nodes and messages as one extended with the
     tuple, before and after more nodes are appended; a node read twice is the same object."""
     frame = _frame(start, first, nodes)
-    rows = [_row(n, forms[i] if i < len(forms) else "body") for i, n in enumerate(frame)]
+    rows = [_row(n, forms[i] if i < len(forms) else "row") for i, n in enumerate(frame)]
     eager_nodes = lash.store.nodes_from_rows(rows)
     assert list(eager_nodes) == frame
     stored = lash.store.nodes_on_demand(rows)
@@ -197,8 +200,9 @@ def test_rows_read_on_demand_give_what_the_eager_path_gives(
 @given(nodes=st.lists(nodes_any, max_size=10), more=st.lists(nodes_any, max_size=3))
 def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: list[Any]) -> None:
     """A store that returns a plain tuple (the memory store, Postgres) still resumes the general
-    way, to the same graph as StoredNodes; appending works on both."""
-    rows = [_row(n) for n in nodes]
+    way, to the same graph as StoredNodes (rows by keys and positional); appending works on
+    both."""
+    rows = [_row(n, "row" if i % 2 else "body") for i, n in enumerate(nodes)]
     via_tuple, via_stored = SessionGraph(), SessionGraph()
     via_tuple.extend(tuple(nodes))
     via_stored.extend(lash.store.nodes_on_demand(rows))
@@ -208,10 +212,11 @@ def test_a_stored_tuple_and_stored_nodes_resume_alike(nodes: list[Any], more: li
     assert_same_graph(via_stored, via_tuple)
 
 
-@pytest.mark.parametrize("form", ["body", "full"])
+@pytest.mark.parametrize("form", ["row", "body", "full"])
 def test_resuming_builds_only_the_nodes_it_needs(form: str) -> None:
-    """A frame of plain turns, its rows' bodies without their defaults (no items, no
-    projected...) or with them (as written before): only its boundary is built at resume
+    """A frame of plain turns, its rows' bodies positional or by keys, without their defaults
+    (no items, no projected...) or with them (as written before): only its boundary is built
+    at resume
     (the messages come from the decoded rows), the leaf when read; reading every node builds
     the rest, once."""
     head = {"parent_id": None, "frame_id": "F"}
@@ -231,7 +236,8 @@ def test_resuming_builds_only_the_nodes_it_needs(form: str) -> None:
     graph.extend(stored)
 
     def built() -> int:
-        return sum(item is not None and type(item) is not dict for item in stored._shared.items)
+        items = stored._shared.items
+        return sum(item is not None and type(item) not in (dict, list) for item in items)
 
     assert built() == 1 and len(graph.messages()) == 12
     assert graph.leaf == frame[-1] and built() == 2
@@ -330,7 +336,7 @@ async def test_a_sqlite_file_of_bodies_with_their_defaults_loads_and_takes_new_c
         assert record is not None and record.nodes == (*frame, *more)
     with sqlite3.connect(db) as conn:
         (last,) = conn.execute("SELECT data FROM nodes ORDER BY seq DESC LIMIT 1").fetchone()
-    assert last == '{"parent_id":null,"text":"again"}'
+    assert last == '[null,"again"]'
 
 
 _SCRIPT = [
@@ -417,15 +423,27 @@ def _alone(db: Path, node_id: str) -> None:
     isolate_node(db, "s", next(node[1] for node in node_rows(db) if node[2] == node_id))
 
 
-def _spoil(db: Path, node_id: str, change: Any) -> None:
+def _spoil(db: Path, node_id: str, change: Any, form: str = "row") -> None:
+    """Change node ``node_id``'s body by keys (``change`` edits the dict), written back in
+    its row as the array of its fields (``row``: the form the store wrote) or by keys."""
+    from test_node_codec import keyed_of, unkeyed_of
+
     _alone(db, node_id)
     with sqlite3.connect(db) as conn:
-        (text,) = conn.execute("SELECT data FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        (text, kind) = conn.execute(
+            "SELECT data, kind FROM nodes WHERE node_id = ?", (node_id,)
+        ).fetchone()
+        cl = getattr(lash, next(n for n, tag in NODE_KINDS.items() if tag == kind))
         data = json.loads(text)
+        assert type(data) is list  # what the store writes
+        data = keyed_of(cl, data, ("id", "frame_id", "turn"))
         change(data)
+        if form == "row":
+            data = unkeyed_of(cl, data, ("id", "frame_id", "turn"))
         conn.execute("UPDATE nodes SET data = ? WHERE node_id = ?", (json.dumps(data), node_id))
 
 
+@pytest.mark.parametrize("form", ["row", "body"])
 @pytest.mark.parametrize(
     ("node_id", "change", "problem"),
     [
@@ -437,13 +455,14 @@ def _spoil(db: Path, node_id: str, change: Any) -> None:
     ],
 )
 async def test_a_bad_field_a_resume_reads_fails_the_open_naming_the_session(
-    tmp_path: Path, node_id: str, change: Any, problem: str
+    tmp_path: Path, node_id: str, change: Any, problem: str, form: str
 ) -> None:
-    """A body spoiled in a field the prompt's messages are read from fails the open (the row
-    goes the general way), with a ValidationError naming the session and the field."""
+    """A body (positional or by keys) spoiled in a field the prompt's messages are read from
+    fails the open (the row goes the general way), with a ValidationError naming the session
+    and the field."""
     db = tmp_path / "lash.db"
     await _one_session(db)
-    _spoil(db, node_id, change)
+    _spoil(db, node_id, change, form)
     async with opened(db) as store:
         record = await store.load("s")
         assert record is not None
@@ -454,13 +473,17 @@ async def test_a_bad_field_a_resume_reads_fails_the_open_naming_the_session(
     assert problem in line
 
 
-async def test_a_bad_field_no_message_reads_fails_when_its_node_is_built(tmp_path: Path) -> None:
-    """A body spoiled in a field no message reads (an assistant message's usage) loads and
-    resumes; building its node (reading the nodes) raises the ValidationError naming the
-    session, every time it is read; the other nodes read as they should."""
+@pytest.mark.parametrize("form", ["row", "body"])
+async def test_a_bad_field_no_message_reads_fails_when_its_node_is_built(
+    tmp_path: Path, form: str
+) -> None:
+    """A body (positional or by keys) spoiled in a field no message reads (an assistant
+    message's usage) loads and resumes; building its node (reading the nodes) raises the
+    ValidationError naming the session, every time it is read; the other nodes read as they
+    should."""
     db = tmp_path / "lash.db"
     await _one_session(db)
-    _spoil(db, "a", lambda d: d["usage"].update(input_tokens=True))
+    _spoil(db, "a", lambda d: d["usage"].update(input_tokens=True), form)
     async with opened(db) as store:
         record = await store.load("s")
         assert record is not None

@@ -40,6 +40,19 @@ def main() -> None:
     except lash.ValidationError as exc:
         print(exc)
 
+    # Positional bodies: the fields' values in their order (parent_id, text, tool_calls,
+    # usage: [] at its defaults; model left off), quicker to read back; rows may mix forms.
+    positional = [
+        (*row[:4], lash.store.node_row_json(n)) for row, n in zip(rows, nodes, strict=True)
+    ]
+    print(positional[1][4])
+    print(lash.store.nodes_on_demand([rows[0], positional[1]]) == tuple(nodes))
+    short = [(*rows[0][:4], "[null]")]  # text missing: one value of two or three
+    try:
+        lash.store.nodes_on_demand(short, what="stored node of 'demo'")[0]
+    except lash.ValidationError as exc:
+        print(exc)
+
 
 if __name__ == "__main__":
     main()

@@ -159,7 +159,8 @@ GraphNode = (
 
 class _Rows:
     """What a record's :class:`StoredNodes` shares with the graph resumed from it: the items
-    (each a node, or not built yet: its decoded body, a dict, or ``None``: decode the row's text
+    (each a node, or not built yet: its decoded body, a dict or a list, or ``None``: decode the
+    row's text
     again), the rows they are built from, and the lock a build takes (sync tools read a
     session's nodes from threads of their own, at once)."""
 
@@ -186,14 +187,15 @@ class StoredNodes(Sequence[GraphNode]):
     turn); the chat messages of its prompt are read from the decoded rows.
 
     What is checked when: :func:`~lash.store.nodes_on_demand` checks at once that each row's
-    text is a JSON object in the body form of a known kind and that its id, frame and turn are
-    of their types (a whole form written before, and anything odd, is built at once, the
-    general way); resuming checks the fields the messages are read from; any other field is
-    checked when its node is built. Each raises the :class:`lash.ValidationError`
-    :func:`lash.store.nodes_from_rows` would, naming the session.
+    text is a JSON array (a positional body, :func:`lash.store.node_row_json`) or a JSON
+    object in the body form, of a known kind, and that its id, frame and turn are of their
+    types (a whole form written before, and anything odd, is built at once, the general
+    way); resuming checks the fields the messages are read from; any other field (and a
+    positional body's length) is checked when its node is built. Each raises the
+    :class:`lash.ValidationError` :func:`lash.store.nodes_from_rows` would, naming the session.
     """
 
-    __slots__ = ("_build", "_call", "_shared", "_stop")
+    __slots__ = ("_build", "_calls", "_shared", "_stop")
     __module__ = "lash.store"
 
     def __init__(
@@ -201,7 +203,7 @@ class StoredNodes(Sequence[GraphNode]):
         items: list[Any],
         rows: list[Sequence[Any]],
         build: Callable[[Sequence[Any], Any], GraphNode],
-        call: Callable[[Any], ToolCall],
+        calls: tuple[Callable[[Any], ToolCall], Callable[[Any], ToolCall]],
         stop: int | None,
         shared: _Rows | None = None,
     ) -> None:
@@ -210,7 +212,8 @@ class StoredNodes(Sequence[GraphNode]):
         # them. `shared` (default: new of items and rows): the record's, for its graph's view.
         self._shared = _Rows(items, rows) if shared is None else shared
         self._build = build
-        self._call = call  # builds a ToolCall of its decoded stored form (for the messages)
+        # Build a ToolCall of its decoded stored form, by keys and positional (for messages).
+        self._calls = calls
         self._stop = stop  # None: every item (the graph's view, which grows)
 
     def __len__(self) -> int:
@@ -231,10 +234,10 @@ class StoredNodes(Sequence[GraphNode]):
             raise IndexError("node index out of range")
         shared = self._shared
         item = shared.items[i]
-        if item is None or type(item) is dict:
+        if item is None or type(item) in _BODIES:
             with shared.lock:  # built once: another thread may be building it now
                 item = shared.items[i]
-                if item is None or type(item) is dict:
+                if item is None or type(item) in _BODIES:
                     item = shared.items[i] = self._build(shared.rows[i], item)
         node: GraphNode = item
         return node
@@ -252,7 +255,7 @@ class StoredNodes(Sequence[GraphNode]):
                 if rows:
                     build = self._build
                     for i, item in enumerate(items[: len(rows)]):
-                        if item is None or type(item) is dict:
+                        if item is None or type(item) in _BODIES:
                             items[i] = build(rows[i], item)
                     rows.clear()  # every node built: the rows are not needed any more
         return items if self._stop is None else items[: self._stop]
@@ -449,18 +452,25 @@ class SessionGraph:
             graph = SessionGraph()  # the messages made here, assigned once all are made
             messages = graph._messages
             add = messages.append
-            call, build = stored._call, stored._build
+            (call, call_p), build = stored._calls, stored._build
             # A body read into a message is let go (None: the row's text is decoded again when
-            # its node is built): decoded, the bodies take twice the memory of the nodes.
+            # its node is built): decoded, the bodies take twice the memory of the nodes. A
+            # positional body (a list, node_row_json) is read by index, one by keys (a dict:
+            # older rows, other stores) by key; a trailing value at its default may be left
+            # out of the one, a key at its default out of the other: () stands for a list
+            # left out, None for a value.
             for i, (data, kind) in enumerate(zip(items, map(_KIND, rows), strict=True)):
-                if type(data) is dict:
+                listed = type(data) is list
+                if listed or type(data) is dict:
                     try:
-                        # A key at its default may be left out of a body (node_body_json):
-                        # () stands for a list left out, None for a value.
                         if kind == "assistant":
-                            text, calls = data["text"], data.get("tool_calls", ())
+                            if listed:
+                                text, make = data[_TEXT], call_p
+                                calls = data[_CALLS] if len(data) > _CALLS else ()
+                            else:
+                                text, calls, make = data["text"], data.get("tool_calls", ()), call
                             if type(text) is str and type(calls) in _LISTED:
-                                made = tuple(map(call, calls)) if calls else ()
+                                made = tuple(map(make, calls)) if calls else ()
                                 add(_message("assistant", text, made, None, ()))
                                 items[i] = None
                                 continue
@@ -468,26 +478,35 @@ class SessionGraph:
                             items[i] = None
                             continue
                         elif kind == "user":
-                            text, attached = data["text"], data.get("items", ())
+                            if listed:
+                                text = data[_TEXT]
+                                attached = data[_ITEMS] if len(data) > _ITEMS else ()
+                            else:
+                                text, attached = data["text"], data.get("items", ())
                             if type(text) is str and type(attached) in _LISTED and not attached:
                                 add(_message("user", text, (), None, ()))
                                 items[i] = None
                                 continue
                         elif kind == "tool_result":
-                            content, call_id = data["content"], data["call_id"]
-                            projected = data.get("projected")
+                            if listed:
+                                content, call_id = data[_CONTENT], data[_CALL_ID]
+                                projected = data[_PROJECTED] if len(data) > _PROJECTED else None
+                            else:
+                                content, call_id = data["content"], data["call_id"]
+                                projected = data.get("projected")
                             if projected is not None:
                                 content = projected
                             if type(content) is str and type(call_id) is str:
                                 add(_message("tool", content, (), call_id, ()))
                                 items[i] = None
                                 continue
-                        elif kind == "outcome" and data["outcome"] == "completed":
-                            items[i] = None
-                            continue
+                        elif kind == "outcome":
+                            if (data[_OUTCOME] if listed else data["outcome"]) == "completed":
+                                items[i] = None
+                                continue
                     except Exception:
                         pass  # the general way: the node is built (a bad one raises, named)
-                if data is None or type(data) is dict:
+                if data is None or type(data) in _BODIES:
                     data = items[i] = build(rows[i], data)
                 if i and isinstance(data, FrameBoundary):
                     return False
@@ -495,7 +514,7 @@ class SessionGraph:
             shared.taken = True
         self._messages = messages
         self._with_images = graph._with_images
-        self.nodes = _ActiveNodes(items, rows, stored._build, call, None, shared)
+        self.nodes = _ActiveNodes(items, rows, stored._build, stored._calls, None, shared)
         return True
 
     def __iter__(self) -> Iterator[GraphNode]:
@@ -526,6 +545,25 @@ resolve_here(globals())
 _KIND = operator.itemgetter(1)  # a stored row's kind
 #: A body's list, decoded (a list), or left out at its default (the () of the `get`).
 _LISTED = (list, tuple)
+#: The decoded bodies a StoredNodes item may be (not built yet): by keys or positional.
+_BODIES = (dict, list)
+
+
+def _position(cl: type, name: str) -> int:
+    """Where field ``name`` of node class ``cl`` is in its positional body (node_row_json):
+    its attrs order, without the row's columns (serialization.ROW_COLUMNS)."""
+    names = [a.name for a in attrs.fields(cl) if a.name not in ("id", "frame_id", "turn")]
+    return names.index(name)
+
+
+_TEXT = _position(UserMessage, "text")
+_ITEMS = _position(UserMessage, "items")
+_CALLS = _position(AssistantMessage, "tool_calls")
+_CALL_ID = _position(ToolResultNode, "call_id")
+_CONTENT = _position(ToolResultNode, "content")
+_PROJECTED = _position(ToolResultNode, "projected")
+_OUTCOME = _position(TurnOutcome, "outcome")
+assert _position(AssistantMessage, "text") == _TEXT  # one index for both messages' text
 #: ``_message(role, content, tool_calls, tool_call_id, images)``: a :class:`Message` as its
 #: ``__init__`` makes it, for about half the cost (a resumed session makes one per message).
 _message = maker(Message)

@@ -293,6 +293,15 @@ def plain_default(a: attrs.Attribute[Any]) -> Any:
     return _MISSING
 
 
+def _fewest(fields: Sequence[attrs.Attribute[Any]]) -> int:
+    """How many of ``fields`` a positional body holds at the least: up to the last one
+    without a plain default (:func:`node_row_json` leaves off the trailing ones at theirs)."""
+    count = len(fields)
+    while count and plain_default(fields[count - 1]) is not _MISSING:
+        count -= 1
+    return count
+
+
 def _is_factory(a: attrs.Attribute[Any]) -> bool:
     """Whether ``a``'s default is an empty tuple, list or dict made by a factory."""
     default: Any = a.default
@@ -326,7 +335,12 @@ class _Builders:
     """
 
     def __init__(
-        self, conv: cattrs.Converter, *, owned: bool = False, defaults: bool = False
+        self,
+        conv: cattrs.Converter,
+        *,
+        owned: bool = False,
+        defaults: bool = False,
+        positional: bool = False,
     ) -> None:
         self.conv = conv
         #: The data is the builder's to keep (just decoded from JSON text, referenced by
@@ -337,6 +351,10 @@ class _Builders:
         #: as in a node's body (:func:`node_body_json` leaves such values out): the field
         #: gets its default, as cattrs gives it (attrs' own default).
         self.defaults = defaults
+        #: Values of attrs classes (nested ones too) come as JSON arrays of their fields in
+        #: attrs order (:func:`node_row_json`), trailing fields at their plain defaults
+        #: possibly left off; no tag.
+        self.positional = positional
         self.env: dict[str, Any] = {"_Unfit": _Unfit}
         self.built: dict[tuple[type, str | None, tuple[str, ...]], Callable[..., Any] | None] = {}
 
@@ -374,6 +392,12 @@ class _Builders:
         names = {a.name for a in fields}
         if tag_name in names or not names.issuperset(columns):
             return None
+        if any(isinstance(a.type, str) or a.type is None for a in fields):
+            return None  # an unresolved annotation: cattrs says what it can do
+        if self.positional:
+            if tag_name is not None:
+                return None  # a positional body has no tag (the row's kind is)
+            return self._generate_positional(cl, fields, columns)
         keys = len(fields) - len(columns) + (tag_name is not None)
         defaults = {}
         if self.defaults:
@@ -393,10 +417,7 @@ class _Builders:
             lines.append("        raise _Unfit")
         if tag_name is not None:
             lines.append(f"    d[{tag_name!r}]")
-        args = []
         for i, a in enumerate(fields):
-            if isinstance(a.type, str) or a.type is None:
-                return None  # an unresolved annotation: cattrs says what it can do
             if a.name in columns:
                 lines.append(f"    f{i} = c{columns.index(a.name)}")
             elif a.name in defaults:
@@ -406,17 +427,23 @@ class _Builders:
                 lines += [f"    if {a.name!r} in d:", f"        f{i} = d[{a.name!r}]"]
                 lines += self._check(a.type, f"f{i}", "        ")
                 lines += ["    else:", f"        f{i} = {made}", "        m += 1"]
-                args.append(f"{a.alias}=f{i}")
                 continue
             else:
                 lines.append(f"    f{i} = d[{a.name!r}]")
             lines += self._check(a.type, f"f{i}", "    ")
-            args.append(f"{a.alias}=f{i}")
         if defaults:
             lines += [f"    if len(d) + m != {keys}:", "        raise _Unfit"]
+        return self._finish(cl, fields, lines)
+
+    def _finish(
+        self, cl: type, fields: list[attrs.Attribute[Any]], lines: list[str]
+    ) -> Callable[..., Any]:
+        """The builder of ``lines`` (which set ``f0``... to the checked values of ``fields``),
+        ending with the instance made of them."""
         slots = plain_slots(cl)
         if slots is None:
-            lines.append(f"    return {self._name(cl)}({', '.join(args)})")
+            args = ", ".join(f"{a.alias}=f{i}" for i, a in enumerate(fields))
+            lines.append(f"    return {self._name(cl)}({args})")
         else:
             # What __init__ would do, for half its cost (the better part of a node's build): a
             # new instance with each slot set, as unpickling restores a slotted attrs instance.
@@ -428,6 +455,38 @@ class _Builders:
         exec(compile("\n".join(lines), f"<lash builder {cl.__qualname__}>", "exec"), namespace)
         build: Callable[..., Any] = namespace["build"]
         return build
+
+    def _generate_positional(
+        self, cl: type, fields: list[attrs.Attribute[Any]], columns: tuple[str, ...]
+    ) -> Callable[..., Any]:
+        """The builder of ``cl`` from a list of its fields' values (less ``columns``) in attrs
+        order: one branch per length it may have (the trailing fields at plain defaults left
+        off, down to none), each unpacking the list in one step and checking what it held."""
+        params = "".join(f", c{j}" for j in range(len(columns)))
+        lines = [f"def build(d{params}):", "    if type(d) is not list:", "        raise _Unfit"]
+        listed = []  # the positions (in fields) of the list's values, in order
+        for i, a in enumerate(fields):
+            if a.name in columns:
+                lines.append(f"    f{i} = c{columns.index(a.name)}")
+                lines += self._check(a.type, f"f{i}", "    ")
+            else:
+                listed.append(i)
+        shortest = _fewest([fields[i] for i in listed])
+        lines.append("    n = len(d)")
+        for n in range(len(listed), shortest - 1, -1):
+            lines.append(f"    {'if' if n == len(listed) else 'elif'} n == {n}:")
+            if n:
+                lines.append(f"        {''.join(f'f{i}, ' for i in listed[:n])}= d")
+            for i in listed[:n]:
+                lines += self._check(fields[i].type, f"f{i}", "        ")
+            for i in listed[n:]:
+                default = plain_default(fields[i])
+                made = _LITERALS[type(default)] if _is_factory(fields[i]) else self._name(default)
+                lines.append(f"        f{i} = {made}")
+            if not n and len(listed) == shortest:
+                lines.append("        pass")
+        lines += ["    else:", "        raise _Unfit"]
+        return self._finish(cl, fields, lines)
 
     def _check(self, tp: Any, var: str, indent: str) -> list[str]:
         """Lines that check ``var`` against ``tp`` (raising :class:`_Unfit`) and convert it."""
@@ -585,6 +644,53 @@ def node_body_json(node: Any) -> str:
 _BODY_LEAVES_OUT = (*ROW_COLUMNS, "type")
 
 
+@functools.cache
+def _node_row_writers() -> dict[type, Callable[[Any], str]]:
+    """``{node class: writer}`` of positional bodies (:func:`node_row_json`)."""
+    from lash._contract.graph import GraphNode
+
+    writers = _Writers(data_converter(), positional=True)
+    found: dict[type, Callable[[Any], str]] = {}
+    for cl in typing.get_args(GraphNode):
+        write = writers.build(cl, skip=ROW_COLUMNS)
+        if write is not None:
+            found[cl] = write
+    return found
+
+
+def node_row_json(node: Any) -> str:
+    """The compact JSON text of a graph node's body in positional form: a JSON array of the
+    values of its fields in their attrs order, without what a store's row keeps in columns of
+    its own (``id``, ``frame_id``, ``turn``; the ``type`` tag is the row's kind), a value of
+    an attrs class (a tool call, a usage) itself such an array, and without the trailing
+    fields at their plain defaults (those :func:`node_body_json` leaves out: ``None``, a bool,
+    an int, a string, an empty tuple, list or mapping), in nested arrays too. Free-form values
+    (a tool call's ``arguments``, a plugin node's ``data``, a user message's ``items``) are
+    written as :func:`node_body_json` writes them: a mapping stays a JSON object.
+
+    For a user message ``["a1","hi"]`` (parent id, text; no ``items``), for a tool result
+    ``["a1","c1","echo","ok"]``, for an assistant message with a tool call
+    ``["u1","",[["c1","echo",{"q":"x"}]],[10,3],"m"]``. The keys of a body cost much of its
+    decoding: the 15,000 bodies of a 10,000-message session (``benchmarks/bench_resume.py``)
+    take 0.87 MB instead of :func:`node_body_json`'s 1.64, and one :func:`json.loads` of them
+    about 0.56 of the time (7 ms instead of 12.5, 2026-12-07).
+
+    :func:`nodes_from_rows` and :func:`nodes_on_demand` read rows of either form (a JSON array
+    is a positional body, an object a body by keys). A value the generated writer does not
+    know (a subclass of a field's type...) gets :func:`node_body_json`'s text instead: a
+    store's rows may hold both forms.
+
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
+    """
+    write = _node_row_writers().get(type(node))
+    if write is not None:
+        try:
+            return write(node)
+        except Exception:
+            pass
+    return node_body_json(node)
+
+
 def _node_text(
     node: Any, writers: dict[type, Callable[[Any], str]], left_out: tuple[str, ...]
 ) -> str:
@@ -634,12 +740,14 @@ def _drop_defaults(value: Any, data: Any, tp: Any) -> None:
 
 
 @functools.cache
-def _row_node_builders() -> dict[str, Callable[..., Any]]:
+def _row_node_builders(*, positional: bool = False) -> dict[str, Callable[..., Any]]:
     """``{tag: builder(body, id, frame_id, turn)}`` for node bodies decoded from JSON text
-    (fields at their plain defaults may be left out, as :func:`node_body_json` leaves them)."""
+    (fields at their plain defaults may be left out, as :func:`node_body_json` leaves them),
+    or (``positional``) for positional ones (:func:`node_row_json`)."""
     from lash._contract.graph import GraphNode
 
-    owned = _Builders(data_converter(detailed=False), owned=True, defaults=True)
+    conv = data_converter(detailed=False)
+    owned = _Builders(conv, owned=True, defaults=True, positional=positional)
     builders = {}
     for cl in typing.get_args(GraphNode):
         build = owned.build(cl, columns=ROW_COLUMNS)
@@ -650,17 +758,20 @@ def _row_node_builders() -> dict[str, Callable[..., Any]]:
 
 def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> tuple[Any, ...]:
     """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, in order: ``kind``
-    is the node's ``type`` tag and ``text`` its body as :func:`node_body_json` writes it, or
-    its whole stored form as :func:`node_json` writes it (the rows a store wrote before it
-    kept the body alone): a text holding a ``type`` or an ``id`` is read as
-    :func:`nodes_from_json` reads it, without the columns.
+    is the node's ``type`` tag and ``text`` its body as :func:`node_row_json` writes it (a
+    JSON array) or as :func:`node_body_json` writes it (an object), or its whole stored form
+    as :func:`node_json` writes it (the rows a store wrote before it kept the body alone): a
+    text holding a ``type`` or an ``id`` is read as :func:`nodes_from_json` reads it, without
+    the columns.
 
     One :func:`json.loads` over all the texts, and a builder generated per node class taking
     each decoded body and the row's columns as they are; the rows of one frame share one
     ``frame_id`` string. On any doubt, each row goes the general way, which names the bad one.
 
     :raises lash.ValidationError: for the first row that is not a node, with ``what`` as its
-        subject (name the session in it).
+        subject (name the session in it); for a positional body of more values than its
+        class has fields, or fewer than those without a plain default, the problem names the
+        node.
     """
     try:
         datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
@@ -668,6 +779,7 @@ def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node")
         datas = None
     if datas is not None and len(datas) == len(rows):  # not so for a text "{..},{..}"
         builders = _row_node_builders()
+        positional = _row_node_builders(positional=True)
         nodes: list[Any] = []
         add = nodes.append
         frame: Any = None
@@ -679,7 +791,11 @@ def nodes_from_rows(rows: Sequence[Sequence[Any]], *, what: str = "stored node")
                     frame = frame_id
                 if row_turn != turn:
                     turn = row_turn
-                add(builders[kind](data, node_id, frame, turn))
+                add(
+                    (positional if type(data) is list else builders)[kind](
+                        data, node_id, frame, turn
+                    )
+                )
             return tuple(nodes)
         except Exception:
             pass
@@ -694,15 +810,22 @@ def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tupl
     if datas is None or len(datas) != len(rows):
         datas = [_json_of(what, row[4]) for row in rows]
     bodies = _row_node_builders()
+    positional = _row_node_builders(positional=True)
     wholes = _owned_node_builders()
     nodes = []
     for (node_id, kind, frame_id, turn, _), data in zip(rows, datas, strict=True):
-        whole = type(data) is not dict or "type" in data or "id" in data
+        listed = type(data) is list
+        whole = not listed and (type(data) is not dict or "type" in data or "id" in data)
         try:
-            node = (
-                wholes[data["type"]](data) if whole else bodies[kind](data, node_id, frame_id, turn)
-            )
+            if listed:
+                node = positional[kind](data, node_id, frame_id, turn)
+            elif whole:
+                node = wholes[data["type"]](data)
+            else:
+                node = bodies[kind](data, node_id, frame_id, turn)
         except Exception:
+            if listed:  # its fields by name (a bad count of them is named here)
+                data = _keyed_body(kind, data, node_id, what)
             if not whole:  # the body and its columns: the node's stored form
                 data = {"id": node_id, "frame_id": frame_id, "turn": turn, **data, "type": kind}
             node = from_data(data, GraphNode, what=what)
@@ -710,34 +833,86 @@ def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tupl
     return tuple(nodes)
 
 
+def _keyed_body(kind: Any, data: list[Any], node_id: Any, what: str) -> dict[str, Any]:
+    """The body by keys (:func:`node_body_json`'s form) of the positional body ``data`` of a
+    node of tag ``kind``, for the general path to check field by field (an unknown kind: no
+    fields, its tag is what is wrong).
+
+    :raises lash.ValidationError: for an array (a nested one too) of more values than its
+        class has fields, or fewer than those without a plain default, naming the node."""
+    from lash._contract.graph import GraphNode
+
+    classes = {NODE_KINDS[cl.__name__]: cl for cl in typing.get_args(GraphNode)}
+    cl = classes.get(kind) if type(kind) is str else None
+    if cl is None:
+        return {}
+    problems: list[str] = []
+    keyed = _keyed(cl, data, ROW_COLUMNS, "", problems)
+    if problems:
+        raise ValidationError(what, [f"{p} (node {node_id!r})" for p in problems])
+    return keyed  # type: ignore[no-any-return]
+
+
+def _keyed(tp: Any, value: Any, skip: tuple[str, ...], path: str, problems: list[str]) -> Any:
+    """``value`` with each array standing for an attrs class (``C``, ``C | None``,
+    ``tuple[C, ...]``, as :func:`node_row_json` writes them) made a dict of its fields'
+    names; a wrong count of values is added to ``problems``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return value if value is None else _keyed(inner, value, (), path, problems)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and attrs.has(args[0]):
+        if type(value) is not list:
+            return value
+        return [_keyed(args[0], v, (), _join(path, i), problems) for i, v in enumerate(value)]
+    if not (isinstance(tp, type) and attrs.has(tp)):
+        return value
+    fields = [a for a in attrs.fields(tp) if a.name not in skip]
+    fewest = _fewest(fields)
+    if type(value) is not list or not fewest <= len(value) <= len(fields):
+        names = ", ".join(a.name for a in fields)
+        count = f"{fewest} to {len(fields)}" if fewest != len(fields) else str(fewest)
+        where = path or "the positional body"
+        got = len(value) if type(value) is list else describe_value(value)
+        problems.append(f"{where}: expected an array of {count} values ({names}), got {got}")
+        return value
+    return {
+        a.name: _keyed(a.type, v, (), _join(path, a.name), problems)
+        for a, v in zip(fields, value, strict=False)
+    }
+
+
 def nodes_on_demand(rows: Sequence[Sequence[Any]], *, what: str = "stored node") -> StoredNodes:
     """The graph nodes of stored rows ``(id, kind, frame_id, turn, text)``, as
     :func:`nodes_from_rows` reads them (one :func:`json.loads` over all the texts), as a
     :class:`~lash.store.StoredNodes`: each node built the first time it is read.
 
-    :raises lash.ValidationError: for the first row that is not JSON, not an object, of an
-        unknown kind or with an id, frame or turn not of its type, or for a row read the
-        general way that is not a node, with ``what`` as its subject (name the session in it).
+    :raises lash.ValidationError: for the first row that is not JSON, not an array or an
+        object, of an unknown kind or with an id, frame or turn not of its type, or for a row
+        read the general way that is not a node, with ``what`` as its subject (name the
+        session in it).
     """
     from lash._contract.graph import StoredNodes
 
     rows = list(rows)
     items, build = stored_node_items(rows, what)
-    return StoredNodes(items, rows, build, stored_tool_call(), len(rows))
+    calls = (stored_tool_call(), stored_tool_call(positional=True))
+    return StoredNodes(items, rows, build, calls, len(rows))
 
 
 def stored_node_items(
     rows: Sequence[Sequence[Any]], what: str
 ) -> tuple[list[Any], Callable[[Sequence[Any], Any], Any]]:
     """What :class:`lash.store.StoredNodes` holds of stored rows ``(id, kind, frame_id, turn,
-    text)`` (as :func:`nodes_from_rows` takes them): for each row, its decoded body (a dict: the
-    node is built from it when read) or its node, and the function that builds a node from a
-    row and its body.
+    text)`` (as :func:`nodes_from_rows` takes them): for each row, its decoded body (a list or
+    a dict: the node is built from it when read) or its node, and the function that builds a
+    node from a row and its body.
 
-    One :func:`json.loads` over all the texts. A row whose text is not a JSON object in the
-    body form of a known kind, or whose id, frame or turn is not of its type (a whole form
-    written before, anything odd) is built now, the general way (a bad one raises, as
-    :func:`nodes_from_rows` would, naming it)."""
+    One :func:`json.loads` over all the texts. A row whose text is not a JSON array (a
+    positional body: its length and values are checked when its node is built) or a JSON
+    object in the body form, of a known kind, or whose id, frame or turn is not of its type
+    (a whole form written before, anything odd) is built now, the general way (a bad one
+    raises, as :func:`nodes_from_rows` would, naming it)."""
     build = functools.partial(_stored_node, what=what)
     try:
         datas = json.loads("[" + ",".join([row[4] for row in rows]) + "]")
@@ -746,13 +921,23 @@ def stored_node_items(
     if type(datas) is not list or len(datas) != len(rows):  # not so for a text "{..},{..}"
         return list(_nodes_of_rows(rows, None, what)), build
     bodies = _row_node_builders()
+    positional = _row_node_builders(positional=True)
     # The checks as passes in C over all the rows (half the time of a loop testing each row);
-    # only when one finds something odd, the rows one by one.
+    # only when one finds something odd, the rows one by one. Positional bodies (lists) need
+    # no look inside; bodies by keys (dicts: older rows, other writers) must not be whole forms.
+    kinds = set(map(type, datas))
+    dicts: list[Any] | None = None
+    if kinds == _LIST:
+        dicts = []
+    elif kinds == _DICT:
+        dicts = datas
+    elif kinds == _BOTH:
+        dicts = [data for data in datas if type(data) is dict]
     if not (
-        set(map(type, datas)) == _DICT
-        and not any(map(operator.contains, datas, itertools.repeat("type")))
-        and not any(map(operator.contains, datas, itertools.repeat("id")))
-        and bodies.keys() >= set(map(operator.itemgetter(1), rows))
+        dicts is not None
+        and not any(map(operator.contains, dicts, itertools.repeat("type")))
+        and not any(map(operator.contains, dicts, itertools.repeat("id")))
+        and bodies.keys() >= set(map(operator.itemgetter(1), rows)) <= positional.keys()
         and set(map(type, map(operator.itemgetter(0), rows))) == _STR
         and set(map(type, map(operator.itemgetter(2), rows))) == _STR
         and set(map(type, map(operator.itemgetter(3), rows))) == _INT
@@ -760,10 +945,12 @@ def stored_node_items(
         for i, data in enumerate(datas):
             row = rows[i]
             if (
-                type(data) is not dict
-                or "type" in data
-                or "id" in data
+                not (
+                    type(data) is list
+                    or (type(data) is dict and "type" not in data and "id" not in data)
+                )
                 or row[1] not in bodies
+                or row[1] not in positional
                 or type(row[0]) is not str
                 or type(row[2]) is not str
                 or type(row[3]) is not int
@@ -772,7 +959,7 @@ def stored_node_items(
     return datas, build
 
 
-_DICT, _STR, _INT = {dict}, {str}, {int}
+_DICT, _LIST, _BOTH, _STR, _INT = {dict}, {list}, {dict, list}, {str}, {int}
 
 
 def _stored_node(row: Sequence[Any], data: Any, *, what: str) -> Any:
@@ -780,25 +967,31 @@ def _stored_node(row: Sequence[Any], data: Any, *, what: str) -> Any:
     :func:`nodes_from_rows` builds it."""
     if data is None:
         data = _json_of(what, row[4])
-    if type(data) is dict and "type" not in data and "id" not in data:
+    build = None
+    if type(data) is list:
+        build = _row_node_builders(positional=True).get(row[1])
+    elif type(data) is dict and "type" not in data and "id" not in data:
         build = _row_node_builders().get(row[1])
-        if build is not None:
-            try:
-                # The nodes of a frame share its id's string (as nodes_from_rows makes them).
-                frame = sys.intern(row[2]) if type(row[2]) is str else row[2]
-                return build(data, row[0], frame, row[3])
-            except Exception:
-                pass  # the general way: it names what is wrong
+    if build is not None:
+        try:
+            # The nodes of a frame share its id's string (as nodes_from_rows makes them).
+            frame = sys.intern(row[2]) if type(row[2]) is str else row[2]
+            return build(data, row[0], frame, row[3])
+        except Exception:
+            pass  # the general way: it names what is wrong
     return _nodes_of_rows([row], [data], what)[0]
 
 
 @functools.cache
-def stored_tool_call() -> Callable[[Any], Any]:
+def stored_tool_call(*, positional: bool = False) -> Callable[[Any], Any]:
     """The builder of a :class:`lash.ToolCall` from its decoded stored form (as the stored
-    nodes' builders build the calls they hold), for the messages of a resumed session."""
+    nodes' builders build the calls they hold), or (``positional``) from its array
+    (:func:`node_row_json`), for the messages of a resumed session."""
     from lash._contract.types import ToolCall
 
-    build = _Builders(data_converter(detailed=False), owned=True, defaults=True).build(ToolCall)
+    conv = data_converter(detailed=False)
+    builders = _Builders(conv, owned=True, defaults=True, positional=positional)
+    build = builders.build(ToolCall)
     assert build is not None
     return build
 
@@ -824,9 +1017,15 @@ class _Writers:
     classes too (what :func:`_drop_defaults` leaves out of the unstructured form).
     """
 
-    def __init__(self, conv: cattrs.Converter, *, slim: bool = False) -> None:
+    def __init__(
+        self, conv: cattrs.Converter, *, slim: bool = False, positional: bool = False
+    ) -> None:
         self.conv = conv
         self.slim = slim
+        #: Write attrs values (nested ones too) as JSON arrays of their fields in attrs order,
+        #: without the trailing fields at their plain defaults, and without a tag
+        #: (:func:`node_row_json`).
+        self.positional = positional
         self.env: dict[str, Any] = {
             "_Unfit": _Unfit,
             "_s": json.encoder.encode_basestring,  # the general encoder's, for non-ASCII kept
@@ -861,6 +1060,10 @@ class _Writers:
             return None
         lines = ["def write(o):", f"    if type(o) is not {self._name(cl)}:"]
         lines.append("        raise _Unfit")
+        if self.positional:
+            if tag is not None or not all(a.init for a in attrs.fields(cl)):
+                return None  # no tag in an array; a field not in __init__ is not read back
+            return self._generate_positional(cl, fields, lines)
         defaults = [plain_default(a) if self.slim else _MISSING for a in fields]
         # The first piece always written (a field without a plain default, or the tag); a
         # field that may be left out carries its own comma: after it before that piece, before
@@ -869,12 +1072,11 @@ class _Writers:
         first = always[0] if always else len(fields) if tag is not None else None
         body = ""
         optional = []
+        exprs = self._read(fields, lines)
+        if exprs is None:
+            return None
         for i, a in enumerate(fields):
-            if isinstance(a.type, str) or a.type is None:
-                return None  # an unresolved annotation: the general path knows what to do
-            lines.append(f"    f{i} = o.{a.name}")
-            checks, expr = self._field(a.type, f"f{i}")
-            lines += [f"    {line}" for line in checks]
+            expr = exprs[i]
             key = json.dumps(a.name)
             if defaults[i] is _MISSING:
                 lines.append(f"    j{i} = {expr}")
@@ -896,10 +1098,51 @@ class _Writers:
         else:
             # An f-string: one BUILD_STRING of the pieces (the braces of the JSON object doubled).
             lines.append(f"    return f{'{{' + body + '}}'!r}")
+        return self._compile(cl, lines)
+
+    def _read(self, fields: list[attrs.Attribute[Any]], lines: list[str]) -> list[str] | None:
+        """Add to ``lines`` the reading of each field of ``o`` into ``f0``... and its checks;
+        the expression of each one's JSON text (``None``: an unresolved annotation, which the
+        general path knows what to do with)."""
+        exprs = []
+        for i, a in enumerate(fields):
+            if isinstance(a.type, str) or a.type is None:
+                return None
+            lines.append(f"    f{i} = o.{a.name}")
+            checks, expr = self._field(a.type, f"f{i}")
+            lines += [f"    {line}" for line in checks]
+            exprs.append(expr)
+        return exprs
+
+    def _compile(self, cl: type, lines: list[str]) -> Callable[[Any], str]:
         namespace = dict(self.env)
         exec(compile("\n".join(lines), f"<lash writer {cl.__qualname__}>", "exec"), namespace)
         write: Callable[[Any], str] = namespace["write"]
         return write
+
+    def _generate_positional(
+        self, cl: type, fields: list[attrs.Attribute[Any]], lines: list[str]
+    ) -> Callable[[Any], str] | None:
+        """The writer of ``cl``'s JSON array: each field checked, the fields up to the last
+        one without a plain default always written, each later one only if it or one after
+        it is not at its default (the longest such array first)."""
+        exprs = self._read(fields, lines)
+        if exprs is None:
+            return None
+        shortest = _fewest(fields)
+        lines += [f"    j{i} = {exprs[i]}" for i in range(shortest)]
+
+        def array(n: int, indent: str) -> None:
+            # An f-string: one BUILD_STRING of the pieces.
+            lines.append(f"{indent}return f{'[' + ','.join(f'{{j{i}}}' for i in range(n)) + ']'!r}")
+
+        for n in range(len(fields), shortest, -1):
+            test = self._is_default(f"f{n - 1}", plain_default(fields[n - 1]))
+            lines.append(f"    if not ({test}):")
+            lines += [f"        j{i} = {exprs[i]}" for i in range(shortest, n)]
+            array(n, "        ")
+        array(shortest, "    ")
+        return self._compile(cl, lines)
 
     def _is_default(self, var: str, default: Any) -> str:
         """The test that ``var`` is the plain ``default`` (:func:`is_default`), inline."""
@@ -935,6 +1178,9 @@ class _Writers:
                 return [f"if type({var}) is not tuple:", fail], f"'[' + {items} + ']'"
         if attrs.has(tp) and (nested := self.build(tp)) is not None:
             return [], f"{self._name(nested)}({var})"
+        nested_attrs = origin is tuple and len(args) == 2 and isinstance(args[0], type)
+        if self.positional and (attrs.has(tp) or (nested_attrs and attrs.has(args[0]))):
+            return [fail.strip()], "''"  # its array cannot be written: the caller's general way
         if tp is Any:
             # As cattrs unstructures a field typed Any: by the value's own class.
             return [], f"_g({self._name(self.conv.unstructure)}({var}))"
