@@ -1488,12 +1488,20 @@ def _node_row(
     The text is ``lash.store.node_json``'s (a writer generated per node class: a third of the
     cost of ``to_data`` and ``json.dumps``, the same text); what it cannot write, or text
     that is not UTF-8 (lone surrogates), goes the general way, which says what is wrong."""
+    refused: Exception | None = None
     try:
         text = lash.store.node_json(node)
-    except (TypeError, ValueError):
-        text = ""  # not JSON data: the general path says what is wrong
+    except (TypeError, ValueError) as exc:
+        # Not JSON data (the general path says what is wrong), or a value that would not
+        # read back as the node (said after it).
+        text, refused = "", exc
     if not text or not (text.isascii() or _storable(text)):
         text = _dumps(session_id, f"node {node.id!r}", lash.to_data(node, lash.GraphNode))
+        if refused is not None:
+            raise lash.SessionError(
+                f"session {session_id!r}: cannot store the node {node.id!r}: {refused}",
+                session_id=session_id,
+            )
     kind = _KINDS.get(type(node))
     if kind is None:
         kind = _KINDS[type(node)] = str(lash.to_data(node, lash.GraphNode)["type"])

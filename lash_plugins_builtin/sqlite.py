@@ -2498,15 +2498,20 @@ def _node_row(session_id: str, node: lash.GraphNode) -> _NodeRow:
     # (node_body_json). A row of an older file holds a body by keys or the whole form: it still
     # loads. Key order is kept in free-form values: tool-call arguments go back to the
     # provider as they came.
+    refused: Exception | None = None
     try:
         text: str | None = lash.store.node_row_json(node)
-    except (TypeError, ValueError):
-        text = None  # not JSON data: the general path below says what is wrong, and where
+    except (TypeError, ValueError) as exc:
+        # Not JSON data (the general path below says what is wrong, and where), or a value
+        # that would not read back as the node (said after it).
+        text, refused = None, exc
     if text is None or not _utf8(text):
         data = lash.to_data(node, lash.GraphNode)
         for key in _COLUMNS:
             del data[key]
         text = _dumps(session_id, f"node {node.id!r}", data)
+        if refused is not None:
+            raise _unstorable(session_id, f"node {node.id!r}", str(refused))
     kind = _KINDS.get(type(node))
     if kind is None:
         kind = _KINDS[type(node)] = str(lash.to_data(node, lash.GraphNode)["type"])

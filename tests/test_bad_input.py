@@ -396,3 +396,60 @@ def test_tools_page_documents_the_limit() -> None:
     assert MAX_ARGUMENT_DEPTH == LIMIT
     assert f"nested more than **{LIMIT} levels**" in page
     assert f"``tool 'x' was not called: {TOO_DEEP}``" in page
+
+
+# -- a model call's usage that is not token counts ---------------------------------------------
+
+
+class OddUsage:
+    """A provider plugin: a scripted model whose first answer reports ``usage``."""
+
+    lash_plugin = lash.PluginMeta(name="odd_usage")
+
+    def __init__(self, usage: lash.Usage) -> None:
+        self.usage = usage
+
+    @lash.hookimpl
+    def register_providers(self, register: Any) -> None:
+        replies = [
+            lash.ScriptedResponse(text="hello", usage=self.usage),
+            lash.ScriptedResponse(text="again"),
+        ]
+        register("odd", lash.ScriptedProvider(replies))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("usage", "problem"),
+    [
+        (lash.Usage(12.0, 3), "input_tokens 12.0 (float)"),  # type: ignore[arg-type]
+        (lash.Usage(1, True), "output_tokens True (bool)"),
+        (lash.Usage(1, 2, None), "cached_tokens None (NoneType)"),  # type: ignore[arg-type]
+    ],
+)
+async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
+    tmp_path: Path, usage: lash.Usage, problem: str
+) -> None:
+    """A provider reporting a token count that is not an int (a float, as a JSON API may give):
+    the turn fails naming the provider and the count, is committed as failed on a real SQLite
+    file, and the session opens again from the file and takes the next turn. (Stored, such a
+    count made every later load of the session fail: a review found it.)"""
+    url = f"sqlite:///{tmp_path}/lash.db"
+    plugin = OddUsage(usage)
+    async with lash.LashCore(
+        plugins=["standard", "stores", plugin], builtins=(), store=url, provider="odd"
+    ) as core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        await session.close()
+    assert (result.outcome, result.revision) == ("failed", 1)
+    assert result.error == (f"provider 'odd' reported usage with {problem}: token counts are ints")
+    fixed = OddUsage(lash.Usage(12, 3))  # the provider fixed: the same answers, counts of ints
+    async with lash.LashCore(
+        plugins=["standard", "stores", fixed], builtins=(), store=url, provider="odd"
+    ) as core:
+        session = await core.session("s").open(must_exist=True)
+        again = await session.turn("once more").run()
+        await session.close()
+    assert (again.outcome, again.text, again.revision) == ("completed", "hello", 2)
+    assert again.usage == lash.Usage(12, 3)

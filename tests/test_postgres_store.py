@@ -605,6 +605,19 @@ async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
             "plugin name": lash.store.CommitDelta(plugin_states={"p\0": 1}),
             "usage source": lash.store.CommitDelta(usage={"\ud800": lash.Usage(1)}),
             "input tokens": lash.store.CommitDelta(usage={"turn": lash.Usage(2**64)}),
+            # A value that would not read back as its node (a float token count).
+            "node 'a'(.|\n)*usage.input_tokens: expected int, got 12.0": lash.store.CommitDelta(
+                nodes=(
+                    lash.AssistantMessage(
+                        id="a",
+                        parent_id=None,
+                        frame_id="f",
+                        turn=1,
+                        text="",
+                        usage=lash.Usage(12.0),  # type: ignore[arg-type]
+                    ),
+                )
+            ),
         }
         for what, delta in bad.items():
             with pytest.raises(lash.SessionError, match=f"session 's': cannot store the {what}"):

@@ -774,6 +774,21 @@ def nul_node() -> Any:
             r"plugin name 'p\\ud800'.*lone surrogate",
         ),
         (
+            lash.store.CommitDelta(
+                nodes=(
+                    lash.AssistantMessage(
+                        id="a",
+                        parent_id=None,
+                        frame_id="F",
+                        turn=1,
+                        text="",
+                        usage=lash.Usage(12.0),  # type: ignore[arg-type]
+                    ),
+                )
+            ),
+            r"node 'a'(.|\n)*usage.input_tokens: expected int, got 12.0 \(float\)",
+        ),
+        (
             lash.store.CommitDelta(usage={"turn": lash.Usage(2**63)}),
             r"input tokens of 'turn' \(9223372036854775808\).*64-bit",
         ),
@@ -783,8 +798,9 @@ async def test_keys_sqlite_cannot_hold_fail_before_writing(
     tmp_path: Path, delta: lash.store.CommitDelta, expected: str
 ) -> None:
     """A NUL in a key (SQLite's JSON functions would cut the string there), a lone surrogate
-    in one (SQLite text has no place for it) or an integer beyond 64 bits raises SessionError
-    naming the value, and writes nothing."""
+    in one (SQLite text has no place for it), an integer beyond 64 bits or a node value that
+    would not read back as the node raises SessionError naming the value, and writes
+    nothing."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")

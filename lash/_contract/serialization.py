@@ -563,7 +563,9 @@ def node_json(node: Any) -> str:
     A writer generated once per node class builds the text straight from the fields; a value it
     does not know goes the general way (and a value that is not JSON data raises its error).
 
-    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`); ValueError
+        too for a value that would not read back as the node (a float where a field holds
+        an int...), naming the node and the field.
     """
     return _node_text(node, _node_writers(), ())
 
@@ -635,7 +637,9 @@ def node_body_json(node: Any) -> str:
     (``benchmarks/bench_resume.py``) take 1.64 MB instead of 2.16, and one :func:`json.loads`
     of them about 0.83 of the time.
 
-    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`); ValueError
+        too for a value that would not read back as the node (a float where a field holds
+        an int...), naming the node and the field.
     """
     return _node_text(node, _node_body_writers(), _BODY_LEAVES_OUT)
 
@@ -680,7 +684,9 @@ def node_row_json(node: Any) -> str:
     know (a subclass of a field's type...) gets :func:`node_body_json`'s text instead: a
     store's rows may hold both forms.
 
-    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`).
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`); ValueError
+        too for a value that would not read back as the node (a float where a field holds
+        an int...), naming the node and the field.
     """
     write = _node_row_writers().get(type(node))
     if write is not None:
@@ -707,6 +713,17 @@ def _node_text(
     from lash._contract.graph import GraphNode
 
     data = to_data(node, GraphNode)
+    # What the writer refused must still read back as a node: a value not of its field's type
+    # (a token count of 12.0 where an int goes) written as it is would make every later load
+    # of the session fail. Refused here, it fails the commit instead, naming the field. (The
+    # check reads the text back, as a load would: an IntEnum is written as its int, fine.)
+    whole = _encode_general(data)
+    try:
+        from_data(json.loads(whole), GraphNode, what=f"node {node.id!r}")
+    except ValidationError as exc:
+        raise ValueError(f"{exc} (stored, it would not read back)") from None
+    if not left_out:
+        return whole
     for key in left_out:
         del data[key]
     if left_out:

@@ -71,7 +71,7 @@ from lash._contract.serialization import from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
 from lash._contract.slots import evolver, maker
 from lash._contract.turn_types import AbortTurn, Compact, EmitEvent, EnqueueMessages, StartProcess
-from lash._contract.types import NO_USAGE, ToolCall, ToolResult
+from lash._contract.types import NO_USAGE, ToolCall, ToolResult, Usage
 from lash._kernel import approvals, operations
 from lash._kernel.event_json import (
     result_data,
@@ -87,7 +87,14 @@ from lash._kernel.state import AwaitingTurn
 from lash._kernel.tool_calls import Hold, project, run_approved, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
 from lash._tools.arguments import admit_tool_call
-from lash.errors import LashError, OutputInvalid, PluginError, ProcessError, SessionError
+from lash.errors import (
+    LashError,
+    OutputInvalid,
+    PluginError,
+    ProcessError,
+    ProviderError,
+    SessionError,
+)
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
@@ -105,6 +112,20 @@ def _directives(value: Any) -> tuple[Any, ...]:
 
 #: No images to store (read only).
 _NO_IMAGES: Sequence[Any] = ()  # a turn without items: nothing to store (shared, immutable)
+
+
+def _check_usage(provider: str, usage: Usage) -> None:
+    """Refuse a model call's usage whose token counts are not ints (a float from a JSON API,
+    a bool, None): stored with the turn, such a count would not read back, and every later
+    load of the session would fail. The turn fails instead, naming the provider."""
+    for field in ("input_tokens", "output_tokens", "cached_tokens"):
+        value = getattr(usage, field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ProviderError(
+                f"provider {provider!r} reported usage with {field} {value!r} "
+                f"({type(value).__name__}): token counts are ints",
+                provider=provider,
+            )
 
 
 def new_turn_id() -> str:
@@ -885,7 +906,14 @@ class Turn:
             elif isinstance(event, ToolCallReady):
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
-                usage = usage + event.usage
+                done = event.usage
+                if not (
+                    type(done.input_tokens) is int
+                    and type(done.output_tokens) is int
+                    and type(done.cached_tokens) is int
+                ):
+                    _check_usage(provider_name, done)
+                usage = usage + done
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
