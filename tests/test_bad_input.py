@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from _pkgs import run_lash
 from _recorder import Recorder
@@ -422,18 +423,20 @@ class OddUsage:
 @pytest.mark.parametrize(
     ("usage", "problem"),
     [
-        (lash.Usage(12.0, 3), "input_tokens 12.0 (float)"),  # type: ignore[arg-type]
+        (lash.Usage(12.5, 3), "input_tokens 12.5 (float)"),  # type: ignore[arg-type]
         (lash.Usage(1, True), "output_tokens True (bool)"),
         (lash.Usage(1, 2, None), "cached_tokens None (NoneType)"),  # type: ignore[arg-type]
+        (lash.Usage(2**63, 3), "input_tokens 9223372036854775808 (int)"),  # past 64 bits
     ],
 )
 async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
     tmp_path: Path, usage: lash.Usage, problem: str
 ) -> None:
-    """A provider reporting a token count that is not an int (a float, as a JSON API may give):
-    the turn fails naming the provider and the count, is committed as failed on a real SQLite
-    file, and the session opens again from the file and takes the next turn. (Stored, such a
-    count made every later load of the session fail: a review found it.)"""
+    """A provider reporting a token count that is not an int in 64 bits (a fraction, a bool,
+    None, 2**63): the turn fails naming the provider and the count, is committed as failed on a
+    real SQLite file, and the session opens again from the file and takes the next turn.
+    (Stored, such a count made every later load of the session fail, or the commit: reviews
+    found both.)"""
     url = f"sqlite:///{tmp_path}/lash.db"
     plugin = OddUsage(usage)
     async with lash.LashCore(
@@ -453,3 +456,75 @@ async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
         await session.close()
     assert (again.outcome, again.text, again.revision) == ("completed", "hello", 2)
     assert again.usage == lash.Usage(12, 3)
+
+
+@pytest.mark.anyio
+async def test_a_whole_float_count_is_taken_as_its_int(tmp_path: Path) -> None:
+    """``12.0`` (as some JSON APIs give a count) is the int 12: the turn completes, and the
+    session reads back from the file with int counts."""
+    url = f"sqlite:///{tmp_path}/lash.db"
+    plugin = OddUsage(lash.Usage(12.0, 3.0))  # type: ignore[arg-type]
+    async with lash.LashCore(
+        plugins=["standard", "stores", plugin], builtins=(), store=url, provider="odd"
+    ) as core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        await session.close()
+        assert (result.outcome, result.text) == ("completed", "hello")
+        assert result.usage == lash.Usage(12, 3)
+        session = await core.session("s").open(must_exist=True)
+        (answer,) = [n for n in session.nodes if isinstance(n, lash.AssistantMessage)]
+        await session.close()
+    assert answer.usage == lash.Usage(12, 3)
+    assert [type(n) for n in attrs.astuple(answer.usage)] == [int, int, int]
+
+
+class OddCall:
+    """A provider plugin: a scripted model whose first answer calls a tool by ``call``."""
+
+    lash_plugin = lash.PluginMeta(name="odd_call")
+
+    def __init__(self, call: lash.ToolCall) -> None:
+        self.call = call
+
+    @lash.hookimpl
+    def register_providers(self, register: Any) -> None:
+        replies = [
+            lash.ScriptedResponse(tool_calls=(self.call,)),
+            lash.ScriptedResponse(text="again"),
+        ]
+        register("odd", lash.ScriptedProvider(replies))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("call", "problem"),
+    [
+        (lash.ToolCall("c1", None, {}), "name None (NoneType)"),  # type: ignore[arg-type]
+        (lash.ToolCall(7, "echo", {}), "id 7 (int)"),  # type: ignore[arg-type]
+    ],
+)
+async def test_a_tool_call_without_a_string_id_or_name_fails_the_turn_not_the_session(
+    tmp_path: Path, call: lash.ToolCall, problem: str
+) -> None:
+    """A server's ``"name": null`` or an int id: the turn fails naming the provider, is
+    committed as failed on a real SQLite file, and the session takes the next turn (the commit
+    refused the call, and the turn and its input were lost: a review found it)."""
+    url = f"sqlite:///{tmp_path}/lash.db"
+    async with lash.LashCore(
+        plugins=["standard", "stores", OddCall(call)], builtins=(), store=url, provider="odd"
+    ) as core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        assert (result.outcome, result.revision) == ("failed", 1)
+        assert result.error == (
+            f"provider 'odd' reported a tool call with {problem}: a tool call's id and name "
+            "are strings"
+        )
+        again = await session.turn("once more").run()
+        await session.close()
+    assert (again.outcome, again.revision) == ("completed", 2)
+    async with lash.LashCore(plugins=["stores"], builtins=(), store=url) as core:
+        record = await core.store.load("s")
+    assert record is not None
+    assert [n.text for n in record.nodes if isinstance(n, lash.UserMessage)] == ["hi", "once more"]

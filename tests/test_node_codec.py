@@ -225,8 +225,19 @@ def test_unusual_values_give_the_general_json(node: Any) -> None:
             ),
             r"usage.input_tokens: expected int, got False \(bool\)",
         ),
+        (
+            lash.TurnOutcome(
+                id="o",
+                parent_id=None,
+                frame_id="f",
+                turn=1,
+                turn_id="t",
+                outcome="bogus",  # type: ignore[arg-type]  # not one of the literal's values
+            ),
+            r"outcome: expected 'completed' \| 'stopped' \| 'failed', got 'bogus'",
+        ),
     ],
-    ids=["bool-turn", "float-tokens", "int-flag", "bool-tokens"],
+    ids=["bool-turn", "float-tokens", "int-flag", "bool-tokens", "unknown-literal"],
 )
 def test_values_that_would_not_read_back_are_refused(node: Any, problem: str) -> None:
     """A value the general path would write but no store could read back as the node (its

@@ -1182,7 +1182,10 @@ class _Writers:
             return [f"if type({var}) is not bool:", fail], f"'true' if {var} else 'false'"
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if origin is typing.Literal and all(type(a) is str for a in args):
-            return [f"if type({var}) is not str:", fail], f"_s({var})"
+            # One of the literal's values, as the builders check (another str, written as it
+            # is, would make every later load of the node fail: the general path refuses it).
+            known = self._name(frozenset(args))
+            return [f"if type({var}) is not str or {var} not in {known}:", fail], f"_s({var})"
         if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
             (inner,) = [a for a in args if a is not type(None)]
             checks, expr = self._field(inner, var)

@@ -114,16 +114,40 @@ def _directives(value: Any) -> tuple[Any, ...]:
 _NO_IMAGES: Sequence[Any] = ()  # a turn without items: nothing to store (shared, immutable)
 
 
-def _check_usage(provider: str, usage: Usage) -> None:
-    """Refuse a model call's usage whose token counts are not ints (a float from a JSON API,
-    a bool, None): stored with the turn, such a count would not read back, and every later
-    load of the session would fail. The turn fails instead, naming the provider."""
+_COUNT_MIN, _COUNT_MAX = -(2**63), 2**63 - 1  # what a store's 64-bit integer holds
+
+
+def _usage_counts(provider: str, usage: Usage) -> Usage:
+    """A model call's usage with int token counts: a whole float (``12.0``, as some JSON APIs
+    give) becomes its int; anything else that is not an int in 64 bits (a fraction, a bool,
+    ``None``, a count past 2**63) fails the model call, naming the provider: stored with the
+    turn, such a count would not read back (every later load of the session failed), or would
+    not be stored at all."""
+    counts = []
     for field in ("input_tokens", "output_tokens", "cached_tokens"):
         value = getattr(usage, field)
-        if not isinstance(value, int) or isinstance(value, bool):
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        if type(value) is not int or not _COUNT_MIN <= value <= _COUNT_MAX:
             raise ProviderError(
                 f"provider {provider!r} reported usage with {field} {value!r} "
                 f"({type(value).__name__}): token counts are ints",
+                provider=provider,
+            )
+        counts.append(value)
+    return Usage(*counts)
+
+
+def _check_call(provider: str, call: ToolCall) -> None:
+    """Refuse a tool call whose id or name is not a string (a server's ``"name": null``, an
+    int id): the session could not store it, and the turn would be lost at its commit. The
+    model call fails instead, naming the provider, and the turn commits as failed."""
+    for field in ("id", "name"):
+        value = getattr(call, field)
+        if type(value) is not str:
+            raise ProviderError(
+                f"provider {provider!r} reported a tool call with {field} {value!r} "
+                f"({type(value).__name__}): a tool call's id and name are strings",
                 provider=provider,
             )
 
@@ -904,15 +928,22 @@ class Turn:
                         live=[EventDraft("text_delta", text_delta_data(self.id, event.text))],
                     )
             elif isinstance(event, ToolCallReady):
-                calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
+                call = event.call
+                if type(call.id) is not str or type(call.name) is not str:
+                    _check_call(provider_name, call)
+                calls.append(admit_tool_call(call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
                 done = event.usage
+                a, b, c = done.input_tokens, done.output_tokens, done.cached_tokens
                 if not (
-                    type(done.input_tokens) is int
-                    and type(done.output_tokens) is int
-                    and type(done.cached_tokens) is int
+                    type(a) is int
+                    and type(b) is int
+                    and type(c) is int
+                    and _COUNT_MIN <= a <= _COUNT_MAX
+                    and _COUNT_MIN <= b <= _COUNT_MAX
+                    and _COUNT_MIN <= c <= _COUNT_MAX
                 ):
-                    _check_usage(provider_name, done)
+                    done = _usage_counts(provider_name, done)
                 usage = usage + done
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
