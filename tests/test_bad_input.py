@@ -402,21 +402,22 @@ def test_tools_page_documents_the_limit() -> None:
 # -- a model call's usage that is not token counts ---------------------------------------------
 
 
-class OddUsage:
-    """A provider plugin: a scripted model whose first answer reports ``usage``."""
+class OddProvider:
+    """A provider plugin, ``odd``: a scripted model answering ``first``, then "again"."""
 
-    lash_plugin = lash.PluginMeta(name="odd_usage")
+    lash_plugin = lash.PluginMeta(name="odd_provider")
 
-    def __init__(self, usage: lash.Usage) -> None:
-        self.usage = usage
+    def __init__(self, first: lash.ScriptedResponse) -> None:
+        self.first = first
 
     @lash.hookimpl
     def register_providers(self, register: Any) -> None:
-        replies = [
-            lash.ScriptedResponse(text="hello", usage=self.usage),
-            lash.ScriptedResponse(text="again"),
-        ]
-        register("odd", lash.ScriptedProvider(replies))
+        register("odd", lash.ScriptedProvider([self.first, lash.ScriptedResponse(text="again")]))
+
+
+def odd_usage(usage: lash.Usage) -> OddProvider:
+    """A provider whose first answer, "hello", reports ``usage``."""
+    return OddProvider(lash.ScriptedResponse(text="hello", usage=usage))
 
 
 @pytest.mark.anyio
@@ -438,7 +439,7 @@ async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
     (Stored, such a count made every later load of the session fail, or the commit: reviews
     found both.)"""
     url = f"sqlite:///{tmp_path}/lash.db"
-    plugin = OddUsage(usage)
+    plugin = odd_usage(usage)
     async with lash.LashCore(
         plugins=["standard", "stores", plugin], builtins=(), store=url, provider="odd"
     ) as core:
@@ -447,7 +448,7 @@ async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
         await session.close()
     assert (result.outcome, result.revision) == ("failed", 1)
     assert result.error == (f"provider 'odd' reported usage with {problem}: token counts are ints")
-    fixed = OddUsage(lash.Usage(12, 3))  # the provider fixed: the same answers, counts of ints
+    fixed = odd_usage(lash.Usage(12, 3))  # the provider fixed: the same answers, counts of ints
     async with lash.LashCore(
         plugins=["standard", "stores", fixed], builtins=(), store=url, provider="odd"
     ) as core:
@@ -463,7 +464,7 @@ async def test_a_whole_float_count_is_taken_as_its_int(tmp_path: Path) -> None:
     """``12.0`` (as some JSON APIs give a count) is the int 12: the turn completes, and the
     session reads back from the file with int counts."""
     url = f"sqlite:///{tmp_path}/lash.db"
-    plugin = OddUsage(lash.Usage(12.0, 3.0))  # type: ignore[arg-type]
+    plugin = odd_usage(lash.Usage(12.0, 3.0))  # type: ignore[arg-type]
     async with lash.LashCore(
         plugins=["standard", "stores", plugin], builtins=(), store=url, provider="odd"
     ) as core:
@@ -477,23 +478,6 @@ async def test_a_whole_float_count_is_taken_as_its_int(tmp_path: Path) -> None:
         await session.close()
     assert answer.usage == lash.Usage(12, 3)
     assert [type(n) for n in attrs.astuple(answer.usage)] == [int, int, int]
-
-
-class OddCall:
-    """A provider plugin: a scripted model whose first answer calls a tool by ``call``."""
-
-    lash_plugin = lash.PluginMeta(name="odd_call")
-
-    def __init__(self, call: lash.ToolCall) -> None:
-        self.call = call
-
-    @lash.hookimpl
-    def register_providers(self, register: Any) -> None:
-        replies = [
-            lash.ScriptedResponse(tool_calls=(self.call,)),
-            lash.ScriptedResponse(text="again"),
-        ]
-        register("odd", lash.ScriptedProvider(replies))
 
 
 @pytest.mark.anyio
@@ -512,7 +496,10 @@ async def test_a_tool_call_without_a_string_id_or_name_fails_the_turn_not_the_se
     refused the call, and the turn and its input were lost: a review found it)."""
     url = f"sqlite:///{tmp_path}/lash.db"
     async with lash.LashCore(
-        plugins=["standard", "stores", OddCall(call)], builtins=(), store=url, provider="odd"
+        plugins=["standard", "stores", OddProvider(lash.ScriptedResponse(tool_calls=(call,)))],
+        builtins=(),
+        store=url,
+        provider="odd",
     ) as core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()

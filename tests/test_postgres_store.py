@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from test_sqlite_store import (
     configs,
     every_kind,
+    float_tokens,
     graph_nodes,
     json_values,
     names,
@@ -607,16 +608,7 @@ async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
             "input tokens": lash.store.CommitDelta(usage={"turn": lash.Usage(2**64)}),
             # A value that would not read back as its node (a float token count).
             "node 'a'(.|\n)*usage.input_tokens: expected int, got 12.0": lash.store.CommitDelta(
-                nodes=(
-                    lash.AssistantMessage(
-                        id="a",
-                        parent_id=None,
-                        frame_id="f",
-                        turn=1,
-                        text="",
-                        usage=lash.Usage(12.0),  # type: ignore[arg-type]
-                    ),
-                )
+                nodes=(float_tokens(),)
             ),
         }
         for what, delta in bad.items():

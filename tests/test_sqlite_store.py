@@ -755,6 +755,12 @@ def nul_node() -> Any:
     return lash.UserMessage(id="n\0x", parent_id=None, frame_id="F", turn=1, text="hi")
 
 
+def float_tokens() -> Any:
+    """An assistant message whose usage counts a float: it would not read back as itself."""
+    usage = lash.Usage(12.0)  # type: ignore[arg-type]
+    return lash.AssistantMessage(id="a", parent_id=None, frame_id="F", turn=1, text="", usage=usage)
+
+
 @pytest.mark.parametrize(
     ("delta", "expected"),
     [
@@ -774,18 +780,7 @@ def nul_node() -> Any:
             r"plugin name 'p\\ud800'.*lone surrogate",
         ),
         (
-            lash.store.CommitDelta(
-                nodes=(
-                    lash.AssistantMessage(
-                        id="a",
-                        parent_id=None,
-                        frame_id="F",
-                        turn=1,
-                        text="",
-                        usage=lash.Usage(12.0),  # type: ignore[arg-type]
-                    ),
-                )
-            ),
+            lash.store.CommitDelta(nodes=(float_tokens(),)),
             r"node 'a'(.|\n)*usage.input_tokens: expected int, got 12.0 \(float\)",
         ),
         (
