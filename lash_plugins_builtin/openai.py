@@ -122,9 +122,18 @@ class _PartialCall:
     arguments: list[str] = attrs.field(factory=list)
 
 
-def _tool_call(call_id: str | None, name: str, raw: str) -> lash.ToolCall:
-    """A finished tool call; arguments that are not a JSON object are kept as raw text."""
-    ident = call_id or f"call_{uuid.uuid4().hex[:24]}"
+def _tool_call(call_id: Any, name: Any, raw: str) -> lash.ToolCall:
+    """A finished tool call; arguments that are not a JSON object are kept as raw text.
+
+    Servers that say less than the API documents get what lash can store: a missing or null id
+    one of ours, a number its text; a name that is not a string no name (the turn answers the
+    call as an unknown tool, which the model reads, rather than failing)."""
+    if type(call_id) is not str or not call_id:
+        numeric = isinstance(call_id, int) and not isinstance(call_id, bool)
+        call_id = str(call_id) if numeric else f"call_{uuid.uuid4().hex[:24]}"
+    ident: str = call_id
+    if type(name) is not str:
+        name = ""
     if not raw.strip():
         # Tools without parameters: servers send "" (or nothing) for the arguments.
         return lash.ToolCall(id=ident, name=name, arguments={})

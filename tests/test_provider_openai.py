@@ -226,6 +226,22 @@ async def test_non_streaming_mode(server: WireServer) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_tool_call_with_a_numeric_id_or_a_null_name_is_stored_as_text(
+    server: WireServer, stream: bool
+) -> None:
+    """A server sending ``"id": 7`` or ``"name": null`` (the API documents strings): the call's
+    id is the number's text and its name empty, values a session can store (the turn then
+    answers the call as an unknown tool) rather than a call the kernel must refuse."""
+    calls = [WireToolCall(7, "echo", ['{"a": 1}']), WireToolCall("c2", None, ["{}"])]  # type: ignore[arg-type]
+    server.push(Reply(tool_calls=calls))
+    async with OpenAIProvider(base_url=server.base_url, stream=stream, environ={}) as provider:
+        got = await events(provider, ask())
+    ready = [e.call for e in got if isinstance(e, ToolCallReady)]
+    assert ready == [lash.ToolCall("7", "echo", {"a": 1}), lash.ToolCall("c2", "", {})]
+
+
+@pytest.mark.anyio
 async def test_stream_option_per_request(server: WireServer, provider: OpenAIProvider) -> None:
     """`stream` in the request options overrides the provider's setting for that call."""
     server.push(Reply(text=["whole"]))
