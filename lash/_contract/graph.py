@@ -551,7 +551,8 @@ _BODIES = (dict, list)
 
 def _position(cl: type, name: str) -> int:
     """Where field ``name`` of node class ``cl`` is in its positional body (node_row_json):
-    its attrs order, without the row's columns (serialization.ROW_COLUMNS)."""
+    its attrs order, without the row's columns (serialization.ROW_COLUMNS, named here again:
+    importing that module loads cattrs, which ``import lash`` leaves for later)."""
     names = [a.name for a in attrs.fields(cl) if a.name not in ("id", "frame_id", "turn")]
     return names.index(name)
 

@@ -399,12 +399,12 @@ class _Builders:
                 return None  # a positional body has no tag (the row's kind is)
             return self._generate_positional(cl, fields, columns)
         keys = len(fields) - len(columns) + (tag_name is not None)
-        defaults = {}
-        if self.defaults:
-            for a in fields:
-                default = plain_default(a)
-                if default is not _MISSING and a.name not in columns:
-                    defaults[a.name] = default
+        # The fields whose key may be missing (a plain default, not a column).
+        defaults = {
+            a.name
+            for a in fields
+            if self.defaults and a.name not in columns and plain_default(a) is not _MISSING
+        }
         # Every key the class knows is read below, so with as many keys as that (less the
         # defaulted ones found missing, counted in m), there is no unknown one (a missing
         # required one is a KeyError).
@@ -421,12 +421,9 @@ class _Builders:
             if a.name in columns:
                 lines.append(f"    f{i} = c{columns.index(a.name)}")
             elif a.name in defaults:
-                default = defaults[a.name]
-                # A factory's default is made anew for each value, as attrs makes it.
-                made = _LITERALS[type(default)] if _is_factory(a) else self._name(default)
                 lines += [f"    if {a.name!r} in d:", f"        f{i} = d[{a.name!r}]"]
                 lines += self._check(a.type, f"f{i}", "        ")
-                lines += ["    else:", f"        f{i} = {made}", "        m += 1"]
+                lines += ["    else:", f"        f{i} = {self._default(a)}", "        m += 1"]
                 continue
             else:
                 lines.append(f"    f{i} = d[{a.name!r}]")
@@ -480,13 +477,17 @@ class _Builders:
             for i in listed[:n]:
                 lines += self._check(fields[i].type, f"f{i}", "        ")
             for i in listed[n:]:
-                default = plain_default(fields[i])
-                made = _LITERALS[type(default)] if _is_factory(fields[i]) else self._name(default)
-                lines.append(f"        f{i} = {made}")
+                lines.append(f"        f{i} = {self._default(fields[i])}")
             if not n and len(listed) == shortest:
                 lines.append("        pass")
         lines += ["    else:", "        raise _Unfit"]
         return self._finish(cl, fields, lines)
+
+    def _default(self, a: attrs.Attribute[Any]) -> str:
+        """The expression of field ``a``'s plain default in a builder: a factory's made anew
+        for each value (an empty literal), as attrs makes it; any other the value itself."""
+        default = plain_default(a)
+        return _LITERALS[type(default)] if _is_factory(a) else self._name(default)
 
     def _check(self, tp: Any, var: str, indent: str) -> list[str]:
         """Lines that check ``var`` against ``tp`` (raising :class:`_Unfit`) and convert it."""
@@ -726,8 +727,7 @@ def _node_text(
         return whole
     for key in left_out:
         del data[key]
-    if left_out:
-        _drop_defaults(node, data, type(node))
+    _drop_defaults(node, data, type(node))
     return _encode_general(data)
 
 

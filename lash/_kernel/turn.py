@@ -123,6 +123,16 @@ def _usage_counts(provider: str, usage: Usage) -> Usage:
     ``None``, a count past 2**63) fails the model call, naming the provider: stored with the
     turn, such a count would not read back (every later load of the session failed), or would
     not be stored at all."""
+    a, b, c = usage.input_tokens, usage.output_tokens, usage.cached_tokens
+    if (
+        type(a) is int
+        and type(b) is int
+        and type(c) is int
+        and _COUNT_MIN <= a <= _COUNT_MAX
+        and _COUNT_MIN <= b <= _COUNT_MAX
+        and _COUNT_MIN <= c <= _COUNT_MAX
+    ):
+        return usage  # (every model call: the test first, each count's own after)
     counts = []
     for field in ("input_tokens", "output_tokens", "cached_tokens"):
         value = getattr(usage, field)
@@ -142,6 +152,8 @@ def _check_call(provider: str, call: ToolCall) -> None:
     """Refuse a tool call whose id or name is not a string (a server's ``"name": null``, an
     int id): the session could not store it, and the turn would be lost at its commit. The
     model call fails instead, naming the provider, and the turn commits as failed."""
+    if type(call.id) is str and type(call.name) is str:
+        return
     for field in ("id", "name"):
         value = getattr(call, field)
         if type(value) is not str:
@@ -928,23 +940,10 @@ class Turn:
                         live=[EventDraft("text_delta", text_delta_data(self.id, event.text))],
                     )
             elif isinstance(event, ToolCallReady):
-                call = event.call
-                if type(call.id) is not str or type(call.name) is not str:
-                    _check_call(provider_name, call)
-                calls.append(admit_tool_call(call))  # arguments nested too deep: refused
+                _check_call(provider_name, event.call)
+                calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
-                done = event.usage
-                a, b, c = done.input_tokens, done.output_tokens, done.cached_tokens
-                if not (
-                    type(a) is int
-                    and type(b) is int
-                    and type(c) is int
-                    and _COUNT_MIN <= a <= _COUNT_MAX
-                    and _COUNT_MIN <= b <= _COUNT_MAX
-                    and _COUNT_MIN <= c <= _COUNT_MAX
-                ):
-                    done = _usage_counts(provider_name, done)
-                usage = usage + done
+                usage = usage + _usage_counts(provider_name, event.usage)
                 finish = event.finish_reason
         response = ModelResponse("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
