@@ -415,6 +415,16 @@ class OddProvider:
         register("odd", lash.ScriptedProvider([self.first, lash.ScriptedResponse(text="again")]))
 
 
+def odd_core(tmp_path: Path, provider: OddProvider) -> lash.LashCore:
+    """A core of the standard plugins and ``provider``, storing in ``tmp_path``/lash.db."""
+    return lash.LashCore(
+        plugins=["standard", "stores", provider],
+        builtins=(),
+        store=f"sqlite:///{tmp_path}/lash.db",
+        provider="odd",
+    )
+
+
 def odd_usage(usage: lash.Usage) -> OddProvider:
     """A provider whose first answer, "hello", reports ``usage``."""
     return OddProvider(lash.ScriptedResponse(text="hello", usage=usage))
@@ -438,20 +448,15 @@ async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
     real SQLite file, and the session opens again from the file and takes the next turn.
     (Stored, such a count made every later load of the session fail, or the commit: reviews
     found both.)"""
-    url = f"sqlite:///{tmp_path}/lash.db"
     plugin = odd_usage(usage)
-    async with lash.LashCore(
-        plugins=["standard", "stores", plugin], builtins=(), store=url, provider="odd"
-    ) as core:
+    async with odd_core(tmp_path, plugin) as core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()
         await session.close()
     assert (result.outcome, result.revision) == ("failed", 1)
     assert result.error == (f"provider 'odd' reported usage with {problem}: token counts are ints")
     fixed = odd_usage(lash.Usage(12, 3))  # the provider fixed: the same answers, counts of ints
-    async with lash.LashCore(
-        plugins=["standard", "stores", fixed], builtins=(), store=url, provider="odd"
-    ) as core:
+    async with odd_core(tmp_path, fixed) as core:
         session = await core.session("s").open(must_exist=True)
         again = await session.turn("once more").run()
         await session.close()
@@ -463,11 +468,8 @@ async def test_usage_that_is_not_token_counts_fails_the_turn_not_the_session(
 async def test_a_whole_float_count_is_taken_as_its_int(tmp_path: Path) -> None:
     """``12.0`` (as some JSON APIs give a count) is the int 12: the turn completes, and the
     session reads back from the file with int counts."""
-    url = f"sqlite:///{tmp_path}/lash.db"
     plugin = odd_usage(lash.Usage(12.0, 3.0))  # type: ignore[arg-type]
-    async with lash.LashCore(
-        plugins=["standard", "stores", plugin], builtins=(), store=url, provider="odd"
-    ) as core:
+    async with odd_core(tmp_path, plugin) as core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()
         await session.close()
@@ -495,12 +497,8 @@ async def test_a_tool_call_without_a_string_id_or_name_fails_the_turn_not_the_se
     committed as failed on a real SQLite file, and the session takes the next turn (the commit
     refused the call, and the turn and its input were lost: a review found it)."""
     url = f"sqlite:///{tmp_path}/lash.db"
-    async with lash.LashCore(
-        plugins=["standard", "stores", OddProvider(lash.ScriptedResponse(tool_calls=(call,)))],
-        builtins=(),
-        store=url,
-        provider="odd",
-    ) as core:
+    provider = OddProvider(lash.ScriptedResponse(tool_calls=(call,)))
+    async with odd_core(tmp_path, provider) as core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()
         assert (result.outcome, result.revision) == ("failed", 1)
