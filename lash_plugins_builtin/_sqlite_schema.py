@@ -9,7 +9,9 @@ Tables (one database file holds many sessions):
     before any commit), ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next
     node gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's
     boundary), ``last_user_message``, the content hash of ``config``, ``status`` (how the last
-    committed turn ended), the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
+    committed turn ended), ``totals`` (the session's usage as its commits added it up, a JSON
+    object ``{source: [input_tokens, output_tokens, cached_tokens]}``, NULL for none: migration
+    10), the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
     and ``running_turn`` (the turn id the lease runs), and the counters of the mailbox and the
     event log: ``input_seq``, ``command_seq``, ``event_seq`` (the latest of each). Two columns
     of lash 0.1, ``protocol_options_hash`` and ``pending_hash``, are kept empty (migration 3).
@@ -49,9 +51,12 @@ Tables (one database file holds many sessions):
 ``usage_ledger``
     One row per commit per usage source, with the revision it was committed at (append-only).
 ``usage_totals``
-    The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
-    loading or listing a session never sums a ledger that grows with its history; plus the
-    ``child:<id>`` sources the commits of child sessions roll up into their ancestors.
+    The ``child:<id>`` sources the commits of child sessions roll up into their ancestors,
+    per ``(session_id, source)``, and the totals of files before migration 10 (whose commits
+    kept all of a session's totals here). A session's usage is the sum of its rows here and
+    its head's ``totals``, which its own commits update (the head row they rewrite anyway: one
+    b-tree fewer a commit), so loading or listing a session never sums a ledger that grows
+    with its history.
 ``inputs``
     The mailbox's input, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session
     when set), ``text``, ``items`` (JSON, NULL for none), ``ingress``, ``source``, ``state``
@@ -427,6 +432,7 @@ HEAD_COLUMNS = (
     "last_user_message",
     "config_hash",
     "status",
+    "totals",
 )
 
 #: The columns of ``commit_requests``: one row is one whole commit. The guard columns say which
@@ -525,9 +531,13 @@ def _all_found(table: str, ids: str, condition: str) -> str:
 #: ``NEW.claimed IS NOT NULL AND ...``) is tested once, before any row is visited, so what a
 #: commit does not carry costs it nothing.
 COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
+    # The totals are checked unless the commit carries none: a lash of migration 9, still
+    # running on a file a newer one upgraded, names no such column (NULL), and writes its
+    # usage to the usage_totals table instead ("totals" below), which a load adds up too.
     "guard": f"""SELECT RAISE(ABORT, '{STALE_HEAD}') WHERE NOT EXISTS (
         SELECT 1 FROM sessions WHERE session_id = NEW.session_id
-        {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS)}
+        {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS if c != "totals")}
+        AND (NEW.totals IS NULL OR totals IS NEW.expected_totals)
         AND lease_owner = NEW.lease_owner AND lease_token = NEW.lease_token
         AND lease_expires_at != 0)""",
     # The claims the commit settles are this lease's (whether or not the lease has expired:
@@ -560,9 +570,11 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         output_tokens, cached_tokens, recorded_at)
         SELECT NEW.session_id, NEW.revision, {_items(4)}, NEW.updated_at
         FROM json_each(NEW.usage)""",
+    # Only for a commit without the head's totals (a lash of migration 9): this lash's
+    # commits carry them (the head's ``totals``), set by the head's UPDATE.
     "totals": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
-        cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage) WHERE 1
-        ON CONFLICT (session_id, source) DO UPDATE SET
+        cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage)
+        WHERE NEW.totals IS NULL ON CONFLICT (session_id, source) DO UPDATE SET
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
@@ -593,6 +605,7 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
         frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
         config_hash = NEW.config_hash, status = NEW.status,
+        totals = CASE WHEN NEW.replace OR NEW.totals IS NOT NULL THEN NEW.totals ELSE totals END,
         parent_id = COALESCE(NEW.parent_id, parent_id),
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
@@ -788,6 +801,18 @@ _PACKED_NODES = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
+# -- migration 10: the usage totals in the head row -------------------------------------------
+
+_HEAD_TOTALS = (
+    # The commit statement's view gains the head's new column (expected and new): made again,
+    # first dropped (as in migration 8). Existing totals stay in usage_totals, whose rows a
+    # load and the listing add to the head's: no row is moved.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    "ALTER TABLE sessions ADD COLUMN totals TEXT",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
@@ -807,6 +832,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # values (``lash.store.node_row_json``), which a lash without this step would refuse as
     # not a node: it refuses the file as a newer lash's instead.
     Migration(9, "node bodies positional", ()),
+    # A commit adds its usage to the head row it rewrites anyway (``sessions.totals``), not
+    # to usage_totals (one b-tree fewer a commit: one WAL page, one statement); a lash
+    # without this step would read a session's totals short: it refuses the file instead.
+    Migration(10, "usage totals in the head", _HEAD_TOTALS),
 )
 
 #: The newest migration id this lash knows.
@@ -924,7 +953,7 @@ TAKE_LEASE = """UPDATE sessions SET
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
 LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
-    s.config_hash, c.data, s.parent_id
+    s.config_hash, c.data, s.parent_id, s.totals
     FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
@@ -1061,11 +1090,6 @@ PLAIN_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUE
     ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
 PLAIN_LEDGER = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
     output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
-PLAIN_TOTALS = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
-    cached_tokens) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, source) DO UPDATE SET
-        input_tokens = input_tokens + excluded.input_tokens,
-        output_tokens = output_tokens + excluded.output_tokens,
-        cached_tokens = cached_tokens + excluded.cached_tokens"""
 _AFTER_HEAD = len(HEAD_COLUMNS)
 
 
@@ -1098,7 +1122,6 @@ PLAIN_COMMIT_STATEMENTS = {
     "blobs": PLAIN_BLOB,
     "states": PLAIN_STATE,
     "ledger": PLAIN_LEDGER,
-    "totals": PLAIN_TOTALS,
     "head": PLAIN_HEAD,
     "head, same config": PLAIN_HEAD_SAME_CONFIG,
 }
@@ -1240,19 +1263,21 @@ DROP_SESSION_ROWS = tuple(
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
     protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
-    events_at = 0, parent_id = NULL WHERE session_id = ?"""
+    events_at = 0, parent_id = NULL, totals = NULL WHERE session_id = ?"""
 
 #: Whether a session has anything in its mailbox (one with no commit exists by it).
 HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
     OR EXISTS (SELECT 1 FROM commands WHERE session_id = ?1)"""
 
-#: Committed sessions (revision > 0) with their usage totals, status and pending input count,
-#: most recently updated first (``:now``).
+#: Committed sessions (revision > 0) with their usage totals (the sums of their usage_totals
+#: rows, then the head's JSON ``totals``, which the caller adds), status and pending input
+#: count, most recently updated first (``:now``).
 LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.revision,
     h.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
     COALESCE(SUM(u.cached_tokens), 0), h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
-        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
+        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id,
+    h.totals
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id
     WHERE h.revision > 0
     GROUP BY h.session_id
