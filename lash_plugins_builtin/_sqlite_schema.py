@@ -9,9 +9,9 @@ Tables (one database file holds many sessions):
     before any commit), ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next
     node gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's
     boundary), ``last_user_message``, the content hash of ``config``, ``status`` (how the last
-    committed turn ended), ``totals`` (the session's usage as its commits added it up, a JSON
-    object ``{source: [input_tokens, output_tokens, cached_tokens]}``, NULL for none: migration
-    10), the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
+    committed turn ended), ``turn_input``, ``turn_output`` and ``turn_cached`` (the session's
+    usage totals of the source ``turn``, its turns' model calls: migration 10, NULL for none),
+    the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
     and ``running_turn`` (the turn id the lease runs), and the counters of the mailbox and the
     event log: ``input_seq``, ``command_seq``, ``event_seq`` (the latest of each). Two columns
     of lash 0.1, ``protocol_options_hash`` and ``pending_hash``, are kept empty (migration 3).
@@ -51,12 +51,13 @@ Tables (one database file holds many sessions):
 ``usage_ledger``
     One row per commit per usage source, with the revision it was committed at (append-only).
 ``usage_totals``
-    The ``child:<id>`` sources the commits of child sessions roll up into their ancestors,
-    per ``(session_id, source)``, and the totals of files before migration 10 (whose commits
-    kept all of a session's totals here). A session's usage is the sum of its rows here and
-    its head's ``totals``, which its own commits update (the head row they rewrite anyway: one
-    b-tree fewer a commit), so loading or listing a session never sums a ledger that grows
-    with its history.
+    The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
+    loading or listing a session never sums a ledger that grows with its history; plus the
+    ``child:<id>`` sources the commits of child sessions roll up into their ancestors. But for
+    the source ``turn``, which nearly every commit adds to: its totals are the head row's
+    (migration 10), which the commit rewrites anyway (one b-tree fewer a turn: one WAL page
+    and one statement); the ``turn`` rows of older files stay here, and a session's ``turn``
+    usage is the sum of the two.
 ``inputs``
     The mailbox's input, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session
     when set), ``text``, ``items`` (JSON, NULL for none), ``ingress``, ``source``, ``state``
@@ -432,7 +433,6 @@ HEAD_COLUMNS = (
     "last_user_message",
     "config_hash",
     "status",
-    "totals",
 )
 
 #: The columns of ``commit_requests``: one row is one whole commit. The guard columns say which
@@ -524,6 +524,31 @@ def _all_found(table: str, ids: str, condition: str) -> str:
         = json_array_length({ids})"""
 
 
+#: The usage source whose totals a session's head row holds (``turn_input``, ``turn_output``,
+#: ``turn_cached``): the one the kernel adds each turn's model calls to.
+TURN_SOURCE = "turn"
+#: The head's columns of :data:`TURN_SOURCE`'s totals, in ``lash.Usage``'s order.
+TURN_USAGE_COLUMNS = ("turn_input", "turn_output", "turn_cached")
+
+
+def _turn_usage(index: int) -> str:
+    """SQL (in the commit trigger): count ``index`` (1: input, 2: output, 3: cached) of the
+    source ``turn`` in ``NEW.usage`` (NULL: the commit has none)."""
+    return f"""(SELECT {_item(index)} FROM json_each(NEW.usage)
+            WHERE {_item(0)} = '{TURN_SOURCE}')"""
+
+
+def _add_turn_usage(replace: str, added: Callable[[int], str]) -> str:
+    """SQL: the ``SET`` of the head's :data:`TURN_USAGE_COLUMNS` for a commit that adds
+    ``added(i)`` to each (NULL: nothing; a column NULL before takes it as it is), or, when
+    ``replace`` holds, starts them over from it."""
+    return ",\n        ".join(
+        f"{c} = CASE WHEN {replace} THEN {added(i)} "
+        f"ELSE COALESCE({c} + {added(i)}, {added(i)}, {c}) END"
+        for i, c in enumerate(TURN_USAGE_COLUMNS, 1)
+    )
+
+
 #: The statements of the ``commit_requests`` trigger, in order. A commit is one ``INSERT`` into
 #: that view: SQLite undoes every effect of a statement that fails, so a commit is all or
 #: nothing even when a ``COMMIT`` was queued right behind it (no separate round trip to check
@@ -531,13 +556,9 @@ def _all_found(table: str, ids: str, condition: str) -> str:
 #: ``NEW.claimed IS NOT NULL AND ...``) is tested once, before any row is visited, so what a
 #: commit does not carry costs it nothing.
 COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
-    # The totals are checked unless the commit carries none: a lash of migration 9, still
-    # running on a file a newer one upgraded, names no such column (NULL), and writes its
-    # usage to the usage_totals table instead ("totals" below), which a load adds up too.
     "guard": f"""SELECT RAISE(ABORT, '{STALE_HEAD}') WHERE NOT EXISTS (
         SELECT 1 FROM sessions WHERE session_id = NEW.session_id
-        {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS if c != "totals")}
-        AND (NEW.totals IS NULL OR totals IS NEW.expected_totals)
+        {"".join(f"AND {c} IS NEW.expected_{c} " for c in HEAD_COLUMNS)}
         AND lease_owner = NEW.lease_owner AND lease_token = NEW.lease_token
         AND lease_expires_at != 0)""",
     # The claims the commit settles are this lease's (whether or not the lease has expired:
@@ -570,11 +591,10 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         output_tokens, cached_tokens, recorded_at)
         SELECT NEW.session_id, NEW.revision, {_items(4)}, NEW.updated_at
         FROM json_each(NEW.usage)""",
-    # Only for a commit without the head's totals (a lash of migration 9): this lash's
-    # commits carry them (the head's ``totals``), set by the head's UPDATE.
+    # The source "turn" is the head's (see "head").
     "totals": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
         cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage)
-        WHERE NEW.totals IS NULL ON CONFLICT (session_id, source) DO UPDATE SET
+        WHERE {_item(0)} IS NOT '{TURN_SOURCE}' ON CONFLICT (session_id, source) DO UPDATE SET
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
@@ -605,7 +625,7 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
         frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
         config_hash = NEW.config_hash, status = NEW.status,
-        totals = CASE WHEN NEW.replace OR NEW.totals IS NOT NULL THEN NEW.totals ELSE totals END,
+        {_add_turn_usage("NEW.replace", _turn_usage)},
         parent_id = COALESCE(NEW.parent_id, parent_id),
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
@@ -801,15 +821,15 @@ _PACKED_NODES = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
-# -- migration 10: the usage totals in the head row -------------------------------------------
+# -- migration 10: the totals of the source "turn" in the head row ---------------------------
 
-_HEAD_TOTALS = (
-    # The commit statement's view gains the head's new column (expected and new): made again,
-    # first dropped (as in migration 8). Existing totals stay in usage_totals, whose rows a
-    # load and the listing add to the head's: no row is moved.
+_TURN_USAGE_IN_HEAD = (
+    # The commit statement's trigger writes the new columns: made again, first dropped (as in
+    # migration 8). Existing totals stay in usage_totals, whose rows a load and the listing
+    # add to the head's: no row is moved.
     "DROP TRIGGER apply_commit_request",
     "DROP VIEW commit_requests",
-    "ALTER TABLE sessions ADD COLUMN totals TEXT",
+    *(f"ALTER TABLE sessions ADD COLUMN {c} INTEGER" for c in TURN_USAGE_COLUMNS),
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
@@ -832,10 +852,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # values (``lash.store.node_row_json``), which a lash without this step would refuse as
     # not a node: it refuses the file as a newer lash's instead.
     Migration(9, "node bodies positional", ()),
-    # A commit adds its usage to the head row it rewrites anyway (``sessions.totals``), not
-    # to usage_totals (one b-tree fewer a commit: one WAL page, one statement); a lash
-    # without this step would read a session's totals short: it refuses the file instead.
-    Migration(10, "usage totals in the head", _HEAD_TOTALS),
+    # A commit adds its usage of the source "turn" to the head row it rewrites anyway, not to
+    # usage_totals (one b-tree fewer a turn); a lash without this step would read those totals
+    # short: it refuses the file instead.
+    Migration(10, "turn usage in the head", _TURN_USAGE_IN_HEAD),
 )
 
 #: The newest migration id this lash knows.
@@ -952,8 +972,8 @@ TAKE_LEASE = """UPDATE sessions SET
 
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
-LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
-    s.config_hash, c.data, s.parent_id, s.totals
+LOAD_HEAD = f"""SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
+    s.config_hash, c.data, s.parent_id, {", ".join(f"s.{c}" for c in TURN_USAGE_COLUMNS)}
     FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
@@ -1090,17 +1110,25 @@ PLAIN_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUE
     ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
 PLAIN_LEDGER = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
     output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+#: (Not for :data:`TURN_SOURCE`: its totals are the head's.)
+PLAIN_TOTALS = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+    cached_tokens) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, source) DO UPDATE SET
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens"""
 _AFTER_HEAD = len(HEAD_COLUMNS)
 
 
 def _plain_head(columns: tuple[str, ...]) -> str:
     """The new head's ``UPDATE``, setting ``columns`` of :data:`HEAD_COLUMNS` (each ``?n`` by its
     place there), then the parent link, the number of events the commit appended, whether it
-    releases the lease (parameters after the head's), the session id. Like
+    releases the lease (parameters after the head's), the session id, and the commit's usage of
+    :data:`TURN_SOURCE` (three counts, NULL for none), added to the head's. Like
     :data:`TAKE_LEASE`, it leaves ``events_at``: the caller trims the event log itself."""
     return f"""UPDATE sessions SET {
         ", ".join(f"{c} = ?{HEAD_COLUMNS.index(c) + 1}" for c in columns)
     },
+    {_add_turn_usage("0", lambda i: f"?{_AFTER_HEAD + 4 + i}")},
     parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
     event_seq = event_seq + ?{_AFTER_HEAD + 2},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
@@ -1122,6 +1150,7 @@ PLAIN_COMMIT_STATEMENTS = {
     "blobs": PLAIN_BLOB,
     "states": PLAIN_STATE,
     "ledger": PLAIN_LEDGER,
+    "totals": PLAIN_TOTALS,
     "head": PLAIN_HEAD,
     "head, same config": PLAIN_HEAD_SAME_CONFIG,
 }
@@ -1263,21 +1292,26 @@ DROP_SESSION_ROWS = tuple(
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
     protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
-    events_at = 0, parent_id = NULL, totals = NULL WHERE session_id = ?"""
+    events_at = 0, parent_id = NULL, turn_input = NULL, turn_output = NULL, turn_cached = NULL
+    WHERE session_id = ?"""
 
 #: Whether a session has anything in its mailbox (one with no commit exists by it).
 HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
     OR EXISTS (SELECT 1 FROM commands WHERE session_id = ?1)"""
 
-#: Committed sessions (revision > 0) with their usage totals (the sums of their usage_totals
-#: rows, then the head's JSON ``totals``, which the caller adds), status and pending input
-#: count, most recently updated first (``:now``).
+#: Committed sessions (revision > 0) with their usage totals (their usage_totals rows and their
+#: head's), status and pending input count, most recently updated first (``:now``).
 LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.revision,
-    h.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
-    COALESCE(SUM(u.cached_tokens), 0), h.status,
+    h.last_user_message, {
+    ", ".join(
+        f"COALESCE(SUM(u.{t}), 0) + COALESCE(h.{c}, 0)"
+        for t, c in zip(
+            ("input_tokens", "output_tokens", "cached_tokens"), TURN_USAGE_COLUMNS, strict=True
+        )
+    )
+}, h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
-        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id,
-    h.totals
+        AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id
     WHERE h.revision > 0
     GROUP BY h.session_id

@@ -705,7 +705,7 @@ class SQLiteStore:
                 else lash.from_data(config, lash.SessionConfig, what="stored session config")
             ),
             plugin_states={str(plugin): json.loads(data) for plugin, data in state_rows},
-            usage=_usage_of(usage_rows, head[8]),
+            usage=_usage_of(usage_rows, head[8:]),
             turns=turns,
             event_seq=event_seq,
             parent_id=parent,
@@ -867,7 +867,7 @@ class SQLiteStore:
                 turns=turns,
                 revision=revision,
                 last_user_message=last_user,
-                usage=_total_usage(lash.Usage(inp, out, cached), totals),
+                usage=lash.Usage(inp, out, cached),
                 status=status,
                 pending_inputs=pending,
                 parent_id=parent,
@@ -885,7 +885,6 @@ class SQLiteStore:
                 status,
                 pending,
                 parent,
-                totals,
             ) in rows
         ]
 
@@ -1879,10 +1878,6 @@ class _Head:
     last_user_message: str | None
     config_hash: str | None
     status: str | None
-    #: The usage its commits added up, as the head row holds it (JSON: ``{source: [input,
-    #: output, cached]}``, None for none); rolled-up usage and older files' totals are rows of
-    #: ``usage_totals``.
-    totals: str | None
     states: dict[str, str]  # plugin -> blob hash
     #: A lower bound of the time of the session's oldest stored event (None: not known), so
     #: that a commit reads it only when an event may have aged out of the log (see
@@ -1896,18 +1891,9 @@ class _Head:
     ) -> _Head:
         """The head in a row that starts with ``schema.HEAD_COLUMNS`` (the first fields, in
         their order: checked below the class), without a dict of them on the way."""
-        (
-            revision,
-            created,
-            updated,
-            turns,
-            next_seq,
-            frame_start,
-            last_user,
-            config,
-            status,
-            totals,
-        ) = row[:_LEASE_AT]
+        revision, created, updated, turns, next_seq, frame_start, last_user, config, status = row[
+            :_LEASE_AT
+        ]
         return cls(
             revision,
             created,
@@ -1918,7 +1904,6 @@ class _Head:
             last_user,
             config,
             status,
-            totals,
             states,
             oldest_event,
         )
@@ -1935,7 +1920,6 @@ class _Head:
             self.last_user_message,
             self.config_hash,
             self.status,
-            self.totals,
         )
 
 
@@ -2307,15 +2291,29 @@ class _Plan:
                 conn.executemany(schema.PLAIN_BLOB, self.blobs)
             if self.states:
                 conn.executemany(schema.PLAIN_STATE, [(sid, *s) for s in self.states])
-            if encoded.usage:  # (the totals are the head's, set by its UPDATE below)
+            turn_usage: tuple[Any, ...] = _NO_USAGE
+            if encoded.usage:
                 ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
                 conn.executemany(schema.PLAIN_LEDGER, ledger)
+                # The source "turn"'s totals are the head's (added by its UPDATE below).
+                others = [(sid, *u) for u in encoded.usage if u[0] != schema.TURN_SOURCE]
+                if len(others) != len(encoded.usage):
+                    turn_usage = next(u for u in encoded.usage if u[0] == schema.TURN_SOURCE)[1:]
+                if others:
+                    conn.executemany(schema.PLAIN_TOTALS, others)
             events = encoded.events
             seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
             if events:
                 rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
                 conn.executemany(schema.APPEND_EVENT, rows)
-            head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
+            head = (
+                *new.columns(),
+                self.parent_id,
+                len(events),
+                int(self.release),
+                sid,
+                *turn_usage,
+            )
             same = new.config_hash == self.head.config_hash
             conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
             # The log's retention (the head's UPDATE does not fire its trigger). The oldest
@@ -2349,7 +2347,7 @@ def _plan(
     """The writes of ``delta`` on top of ``head``, and the head they leave."""
     turns, next_seq, frame_start = head.turns, head.next_seq, head.frame_start
     last_user, config_hash, status = head.last_user_message, head.config_hash, head.status
-    old_states, totals = head.states, head.totals
+    old_states = head.states
     released: set[str] = set()
     replace = delta.replace and head.revision > 0
     if replace:
@@ -2357,9 +2355,7 @@ def _plan(
         if config_hash:
             released.add(config_hash)
         turns = next_seq = frame_start = 0
-        last_user, config_hash, status, old_states, totals = None, None, None, {}, None
-    if encoded.usage:
-        totals = _add_usage(totals, encoded.usage)
+        last_user, config_hash, status, old_states = None, None, None, {}
     # The node rows (see the ``nodes`` table in ``_sqlite_schema``): consecutive nodes of one
     # frame and turn share a row, started anew by a node that opens a frame; a node whose id
     # or text holds the separator has a row of its own (``row`` None: the next one starts one).
@@ -2410,7 +2406,6 @@ def _plan(
         last_user_message=last_user,
         config_hash=config_hash,
         status=status,
-        totals=totals,
         states=states,
         oldest_event=head.oldest_event,
     )
@@ -2432,34 +2427,21 @@ def _plan(
     return plan, new_head
 
 
-def _add_usage(totals: str | None, usage: list[tuple[str, int, int, int]]) -> str:
-    """The head's ``totals`` (JSON ``{source: [input, output, cached]}``, None for none) with
-    ``usage`` (``(source, input, output, cached)`` each) added."""
-    sums: dict[str, list[int]] = json.loads(totals) if totals else {}
-    for source, i, o, c in usage:
-        old = sums.get(source)
-        sums[source] = [i, o, c] if old is None else [old[0] + i, old[1] + o, old[2] + c]
-    # (schema.dumps: a source holding a lone surrogate is JSON-escaped, as text SQLite holds)
-    return schema.dumps(sums)
+#: A commit without usage of the source "turn": nothing to add to the head's totals of it.
+_NO_USAGE = (None, None, None)
 
 
-def _usage_of(rows: Iterable[Sequence[Any]], totals: str | None) -> dict[str, lash.Usage]:
+def _usage_of(rows: Iterable[Sequence[Any]], turn: Sequence[int | None]) -> dict[str, lash.Usage]:
     """A session's usage by source: its ``usage_totals`` rows (``(source, input, output,
-    cached)``: rolled-up usage, older files' totals) plus its head's ``totals``, by source."""
+    cached)``, in source order) with its head's totals of the source ``turn`` (``turn``:
+    ``schema.TURN_USAGE_COLUMNS``' values, None for none) added."""
     usage = {str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in rows}
-    if not totals:
+    if turn[0] is None:
         return usage
-    for source, (i, o, c) in json.loads(totals).items():
-        old = usage.get(source)
-        usage[source] = lash.Usage(i, o, c) if old is None else old + lash.Usage(i, o, c)
-    return dict(sorted(usage.items()))
-
-
-def _total_usage(usage: lash.Usage, totals: str | None) -> lash.Usage:
-    """``usage`` (of a session's ``usage_totals`` rows) plus all of its head's ``totals``."""
-    for i, o, c in json.loads(totals).values() if totals else ():
-        usage = usage + lash.Usage(i, o, c)
-    return usage
+    source, counts = schema.TURN_SOURCE, lash.Usage(*cast("tuple[int, int, int]", turn))
+    old = usage.get(source)
+    usage[source] = counts if old is None else old + counts
+    return usage if old is not None else dict(sorted(usage.items()))
 
 
 _encode_array = json.JSONEncoder(

@@ -1,14 +1,14 @@
-"""A session's usage totals in its SQLite head row (migration 10): a commit adds its usage to
-the head's ``totals`` (JSON ``{source: [input, output, cached]}``) instead of to
-``usage_totals``, which keeps the child sessions' roll-ups and the totals older files hold. A
-load and the listing add the two up; a replacing commit and a delete drop both.
+"""A session's usage totals of the source ``turn`` in its SQLite head row (migration 10): a
+commit adds its usage of that source to the head's ``turn_input``, ``turn_output`` and
+``turn_cached`` instead of to ``usage_totals``, which keeps the other sources, the child
+sessions' roll-ups, and the totals older files hold (their ``turn`` rows included). A load and
+the listing add the two up; a replacing commit and a delete drop both.
 
 Expected values are the sums of the usage committed (the store's contract: ``load().usage``
 is the total per source, the listing's the total of all of them)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,6 @@ from test_sqlite_store import leased, opened, query
 
 import lash
 import lash.store
-from lash_plugins_builtin import _sqlite_schema
-from lash_plugins_builtin import sqlite as sqlite_store
 
 pytestmark = pytest.mark.anyio
 
@@ -54,15 +52,20 @@ def old_file(tmp_path: Path) -> Path:
     return db
 
 
+@pytest.mark.parametrize("inline", [True, False])
 async def test_an_older_files_totals_stay_in_their_table_and_add_up_with_new_commits(
-    tmp_path: Path,
+    tmp_path: Path, inline: bool
 ) -> None:
-    """Upgraded, a file's usage_totals rows stay as they are (none moved) and load as before;
-    the commits after the upgrade add theirs to the head's totals, and a load, the listing and
-    the ledger all give the sums."""
+    """Upgraded, a file's usage_totals rows stay as they are (none moved, its "turn" row too)
+    and load as before; the commits after the upgrade add their "turn" usage to the head's
+    totals and the other sources to usage_totals, and a load, the listing and the ledger all
+    give the sums. The same made with plain statements (inline) and by the commit statement's
+    trigger (on the worker thread)."""
     db = old_file(tmp_path)
     rows = query(db, "SELECT * FROM usage_totals ORDER BY source")
     async with opened(db) as store:
+        if not inline:
+            store._inline = False
         before = await store.load("old")
         assert before is not None
         assert before.usage == {
@@ -77,9 +80,13 @@ async def test_an_older_files_totals_stay_in_their_table_and_add_up_with_new_com
         await store.commit("old", lease=lease, expected_revision=revision, delta=delta)
         after = await store.load("old")
         (summary,) = await store.list_sessions()
-    assert query(db, "SELECT * FROM usage_totals ORDER BY source") == rows
-    ((totals,),) = query(db, "SELECT totals FROM sessions WHERE session_id = 'old'")
-    assert json.loads(totals) == {"turn": [4, 1, 2], "tool": [2, 0, 0]}
+    turn = "SELECT turn_input, turn_output, turn_cached FROM sessions WHERE session_id = 'old'"
+    assert query(db, turn) == [(4, 1, 2)]  # this lash's commits of "turn"
+    # Only the other sources go to usage_totals: "tool" is new there.
+    assert query(db, "SELECT * FROM usage_totals WHERE source != 'tool' ORDER BY source") == rows
+    assert query(db, "SELECT * FROM usage_totals WHERE source = 'tool'") == [
+        ("old", "tool", 2, 0, 0)
+    ]
     assert after is not None
     assert after.usage == {
         "child:kid": lash.Usage(5, 5, 5),
@@ -102,20 +109,22 @@ async def test_an_older_files_totals_stay_in_their_table_and_add_up_with_new_com
 
 async def test_a_replacing_commit_and_a_delete_drop_both_kinds_of_totals(tmp_path: Path) -> None:
     """A replacing commit starts the usage over from its own (the table's rows and the head's
-    totals both go); a delete leaves a tombstone with no totals."""
+    totals both go; a "turn" usage of zero is still a source the load reports); a delete
+    leaves a tombstone with no totals."""
     db = old_file(tmp_path)
     async with opened(db) as store:
         lease = await leased(store, "old")
         revision = await store.commit(
             "old", lease=lease, expected_revision=4, delta=usage_commit({"turn": (1, 1, 1)})
         )
-        fresh = usage_commit({"compaction": (2, 2, 2)}, replace=True)
+        fresh = usage_commit({"compaction": (2, 2, 2), "turn": (0, 0, 0)}, replace=True)
         revision = await store.commit("old", lease=lease, expected_revision=revision, delta=fresh)
         record = await store.load("old")
-        assert record is not None and record.usage == {"compaction": lash.Usage(2, 2, 2)}
+        assert record is not None
+        assert record.usage == {"compaction": lash.Usage(2, 2, 2), "turn": lash.Usage(0, 0, 0)}
         (summary,) = await store.list_sessions()
         assert summary.usage == lash.Usage(2, 2, 2)
-        assert query(db, "SELECT COUNT(*) FROM usage_totals") == [(0,)]
+        assert query(db, "SELECT source FROM usage_totals") == [("compaction",)]
         # Replaced without usage: none at all.
         empty = lash.store.CommitDelta(turns=0, replace=True)
         await store.commit("old", lease=lease, expected_revision=revision, delta=empty)
@@ -124,44 +133,5 @@ async def test_a_replacing_commit_and_a_delete_drop_both_kinds_of_totals(tmp_pat
         await store.release_lease(lease)
         await store.delete("old")
         assert await store.load("old") is None
-    assert query(db, "SELECT totals FROM sessions WHERE session_id = 'old'") == [(None,)]
-
-
-async def test_a_commit_statement_of_migration_9_adds_to_the_usage_totals_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A lash of migration 9 still running on a file a newer one upgraded names no totals in
-    its commit statement (NULL): the trigger adds its usage to usage_totals as that lash did,
-    and leaves the head's totals as they are; commits of this lash before and after it add to
-    the head's; a load gives the sums of all of them."""
-    db = tmp_path / "lash.db"
-    row = sqlite_store._Plan.row
-    at = [i for i, c in enumerate(_sqlite_schema.COMMIT_COLUMNS) if c.endswith("totals")]
-    assert len(at) == 2  # expected_totals, totals
-
-    def without_totals(plan: Any) -> tuple[Any, ...]:
-        values = list(row(plan))
-        for i in at:
-            values[i] = None
-        return tuple(values)
-
-    async with opened(db) as store:
-        lease = await leased(store, "s")
-        await store.commit(
-            "s", lease=lease, expected_revision=0, delta=usage_commit({"turn": (10, 1, 0)})
-        )
-        store._heads.clear()  # the next commit reads the head: through the commit statement
-        store._inline = False
-        with monkeypatch.context() as patched:
-            patched.setattr(sqlite_store._Plan, "row", without_totals)
-            await store.commit(
-                "s", lease=lease, expected_revision=1, delta=usage_commit({"turn": (5, 0, 1)})
-            )
-        assert query(db, "SELECT source, input_tokens FROM usage_totals") == [("turn", 5)]
-        await store.commit(
-            "s", lease=lease, expected_revision=2, delta=usage_commit({"turn": (1, 1, 1)})
-        )
-        record = await store.load("s")
-    assert record is not None and record.usage == {"turn": lash.Usage(16, 2, 2)}
-    ((totals,),) = query(db, "SELECT totals FROM sessions")
-    assert json.loads(totals) == {"turn": [11, 2, 1]}
+    turn = "SELECT turn_input, turn_output, turn_cached FROM sessions WHERE session_id = 'old'"
+    assert query(db, turn) == [(None, None, None)]

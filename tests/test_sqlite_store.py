@@ -624,10 +624,13 @@ async def test_usage_ledger_has_a_row_per_commit_and_source_and_load_sums_it(
         "SELECT source, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens) "
         "FROM usage_ledger GROUP BY source ORDER BY source",
     )
-    # The running totals are the head row's (migration 10), none in usage_totals.
-    assert query(db, "SELECT COUNT(*) FROM usage_totals") == [(0,)]
-    ((totals,),) = query(db, "SELECT totals FROM sessions WHERE session_id = 's'")
-    assert sorted((source, *sums) for source, sums in json.loads(totals).items()) == sums
+    # The running totals: of the source "turn" in the head row (migration 10), the others in
+    # usage_totals.
+    totals = query(
+        db, "SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_totals"
+    )
+    totals += query(db, "SELECT 'turn', turn_input, turn_output, turn_cached FROM sessions")
+    assert sorted(totals) == sums
 
 
 async def test_list_sessions_summaries_most_recent_first(tmp_path: Path) -> None:
@@ -688,8 +691,9 @@ async def test_delete_drops_everything_but_a_tombstone_lease(tmp_path: Path) -> 
         assert [r.session_id for r in await store.list_sessions()] == ["kept"]
         assert query(db, "SELECT DISTINCT session_id FROM nodes") == [("kept",)]
         assert query(db, "SELECT DISTINCT session_id FROM usage_ledger") == [("kept",)]
-        # (the totals are in the head row: a tombstone has none)
-        assert query(db, "SELECT session_id FROM sessions WHERE totals IS NOT NULL") == [("kept",)]
+        # (the totals of "turn" are in the head row: a tombstone has none)
+        turn_totals = "SELECT session_id FROM sessions WHERE turn_input IS NOT NULL"
+        assert query(db, turn_totals) == [("kept",)]
         assert query(db, "SELECT DISTINCT session_id FROM plugin_states") == [("kept",)]
         # The shared state blob stays (kept refers to it); gone's own state and config do not.
         data = sorted(d for (d,) in query(db, "SELECT data FROM blobs"))
@@ -1435,7 +1439,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (7, "node rows hold the body only"),
         (8, "node rows hold several nodes"),
         (9, "node bodies positional"),
-        (10, "usage totals in the head"),
+        (10, "turn usage in the head"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
@@ -1504,8 +1508,9 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     """Node rows that hold only the node's body (migration 7, a marker) cannot be read by a lash
     that writes whole rows (the migrations up to 6), nor rows of several nodes (migration 8)
     by a lash whose rows are one node each (up to 7), nor positional bodies (migration 9, a
-    marker) by a lash that reads bodies by keys only (up to 8), nor usage totals in the head
-    row (migration 10) by a lash that reads them from usage_totals only (up to 9): such a lash
+    marker) by a lash that reads bodies by keys only (up to 8), nor the totals of the source
+    "turn" in the head row (migration 10) by a lash that reads them from usage_totals only (up
+    to 9): such a lash
     refuses the file as a newer lash's, naming its newest step (as ``inspect`` reads
     ``lash_migrations``), instead of reading its rows wrong."""
     db = tmp_path / "lash.db"
@@ -1524,7 +1529,7 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
             await store.load("s")
     message = str(refused.value)
     assert "newer lash" in message and "migration 10" in message
-    assert "'usage totals in the head'" in message
+    assert "'turn usage in the head'" in message
     assert f"knows migrations up to {known}" in message
     assert db.read_bytes() == before
 
