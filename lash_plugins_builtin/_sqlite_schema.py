@@ -480,7 +480,7 @@ BUSY = "lash: another owner holds the lease of the session"
 KEY_CONFLICT = "lash: the key was used with other content"
 
 #: The tables holding a session's rows besides its head, dropped when a commit replaces it.
-SESSION_TABLES = ("nodes", "plugin_states", "usage_ledger", "usage_totals")
+SESSION_TABLES = ("nodes", "plugin_states", "usage_ledger_rows", "usage_totals")
 #: And the ones a delete drops too: the mailbox, turn records and the event log.
 MAILBOX_TABLES = ("inputs", "commands", "turn_records", "cancel_requests", "events")
 
@@ -576,6 +576,9 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         f"drop {table}": f"DELETE FROM {table} WHERE NEW.replace AND session_id = NEW.session_id"
         for table in SESSION_TABLES
     },
+    # The turn records stay (a turn id is committed once), their usage goes with the ledger.
+    "drop turn usage": """UPDATE turn_records SET usage = NULL WHERE NEW.replace
+        AND session_id = NEW.session_id AND usage IS NOT NULL""",
     # A node row without a count is one node: what a lash of migration 7, still running on a
     # file a newer one upgraded, sends (its rows stay valid, as its older rows do).
     "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
@@ -587,10 +590,11 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
     "states": f"""INSERT INTO plugin_states (session_id, plugin, blob_hash)
         SELECT NEW.session_id, {_items(2)} FROM json_each(NEW.states) WHERE 1
         ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash""",
-    "ledger": f"""INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+    # A turn's usage is its record's (see "record").
+    "ledger": f"""INSERT INTO usage_ledger_rows (session_id, revision, source, input_tokens,
         output_tokens, cached_tokens, recorded_at)
         SELECT NEW.session_id, NEW.revision, {_items(4)}, NEW.updated_at
-        FROM json_each(NEW.usage)""",
+        FROM json_each(NEW.usage) WHERE NEW.turn_id IS NULL""",
     # The source "turn" is the head's (see "head").
     "totals": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
         cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage)
@@ -615,9 +619,9 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         WHERE NEW.applied IS NOT NULL AND session_id = NEW.session_id
         AND id IN (SELECT value FROM json_each(NEW.applied))""",
     "record": """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
-        reason, result, committed_at) SELECT NEW.session_id, NEW.turn_id, NEW.turn_index,
-        NEW.turn_outcome, NEW.revision, NEW.turn_reason, NEW.turn_result, NEW.updated_at
-        WHERE NEW.turn_id IS NOT NULL""",
+        reason, result, committed_at, usage) SELECT NEW.session_id, NEW.turn_id, NEW.turn_index,
+        NEW.turn_outcome, NEW.revision, NEW.turn_reason, NEW.turn_result, NEW.updated_at,
+        NEW.usage WHERE NEW.turn_id IS NOT NULL""",
     "cancelled": """DELETE FROM cancel_requests WHERE NEW.turn_id IS NOT NULL
         AND session_id = NEW.session_id AND turn_id = NEW.turn_id""",
     "events": _append_events("NEW.updated_at"),
@@ -833,6 +837,53 @@ _TURN_USAGE_IN_HEAD = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
+# -- migration 11: a turn's usage in its turn record ------------------------------------------
+
+#: The columns of the usage ledger (the view ``usage_ledger``, the table ``usage_ledger_rows``).
+LEDGER_COLUMNS = (
+    "session_id",
+    "revision",
+    "source",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "recorded_at",
+)
+_LEDGER = ", ".join(LEDGER_COLUMNS)
+
+_TURN_USAGE_IN_RECORD = (
+    # The commit statement's trigger writes the new column: made again, first dropped (as in
+    # migration 8), also so that no trigger names the ledger's table while it is renamed.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    # A turn commit's usage (JSON: [[source, input, output, cached], ...], NULL for none): the
+    # row the commit writes anyway, rather than a row of its own in the ledger's b-tree.
+    "ALTER TABLE turn_records ADD COLUMN usage TEXT",
+    # The ledger's rows of the other commits (and every row written before this step: none is
+    # moved) ...
+    "ALTER TABLE usage_ledger RENAME TO usage_ledger_rows",
+    # ... and the ledger as it was: one row per commit and source, its turns' rows read out
+    # of their records.
+    f"""CREATE VIEW usage_ledger ({_LEDGER}) AS
+        SELECT {_LEDGER} FROM usage_ledger_rows
+        UNION ALL
+        SELECT t.session_id, t.revision, {
+        ", ".join(f"json_extract(u.value, '$[{i}]')" for i in range(4))
+    }, t.committed_at FROM turn_records AS t, json_each(t.usage) AS u
+        WHERE t.usage IS NOT NULL""",
+    # What a lash of migration 10, still running on a file a newer one upgraded, writes to
+    # the ledger (its rows, and a delete's) goes to the rows' table.
+    f"""CREATE TRIGGER usage_ledger_insert INSTEAD OF INSERT ON usage_ledger BEGIN
+        INSERT INTO usage_ledger_rows ({_LEDGER})
+            VALUES ({", ".join(f"NEW.{c}" for c in LEDGER_COLUMNS)});
+    END""",
+    """CREATE TRIGGER usage_ledger_delete INSTEAD OF DELETE ON usage_ledger BEGIN
+        DELETE FROM usage_ledger_rows WHERE session_id = OLD.session_id
+            AND revision = OLD.revision AND source = OLD.source;
+    END""",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
@@ -856,6 +907,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # usage_totals (one b-tree fewer a turn); a lash without this step would read those totals
     # short: it refuses the file instead.
     Migration(10, "turn usage in the head", _TURN_USAGE_IN_HEAD),
+    # A turn commit's ledger rows are its turn record's ``usage`` (one b-tree fewer a turn);
+    # ``usage_ledger`` becomes a view of both. A lash without this step would not see them in
+    # its ledger: it refuses the file instead.
+    Migration(11, "turn usage in the turn record", _TURN_USAGE_IN_RECORD),
 )
 
 #: The newest migration id this lash knows.
@@ -1101,14 +1156,15 @@ PLAIN_SETTLE = """UPDATE inputs SET state = 'completed', settled_at = ?1, turn_i
 PLAIN_APPLY = """UPDATE commands SET state = 'applied', applied_at = ?1
     WHERE session_id = ?2 AND id IN (SELECT value FROM json_each(?3)) AND state = 'pending'"""
 PLAIN_RECORD = """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
-    reason, result, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+    reason, result, committed_at, usage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 PLAIN_CANCELLED = "DELETE FROM cancel_requests WHERE session_id = ? AND turn_id = ?"
 PLAIN_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
     node_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 PLAIN_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 PLAIN_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
     ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
-PLAIN_LEDGER = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+#: (For a commit without a turn record: a turn's usage is its record's.)
+PLAIN_LEDGER = """INSERT INTO usage_ledger_rows (session_id, revision, source, input_tokens,
     output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
 #: (Not for :data:`TURN_SOURCE`: its totals are the head's.)
 PLAIN_TOTALS = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,

@@ -2276,7 +2276,9 @@ class _Plan:
                 if applied != len(json.loads(encoded.applied)):
                     raise sqlite3.IntegrityError(schema.COMMAND_GONE)
             if turn_id is not None:
-                record = (sid, turn_id, index, outcome, new.revision, reason, result, now)
+                # (its usage is the record's: the ledger's rows of a turn)
+                usage = _array(encoded.usage)
+                record = (sid, turn_id, index, outcome, new.revision, reason, result, now, usage)
                 try:
                     conn.execute(schema.PLAIN_RECORD, record)
                 except sqlite3.IntegrityError as exc:
@@ -2293,8 +2295,9 @@ class _Plan:
                 conn.executemany(schema.PLAIN_STATE, [(sid, *s) for s in self.states])
             turn_usage: tuple[Any, ...] = _NO_USAGE
             if encoded.usage:
-                ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
-                conn.executemany(schema.PLAIN_LEDGER, ledger)
+                if turn_id is None:
+                    ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
+                    conn.executemany(schema.PLAIN_LEDGER, ledger)
                 # The source "turn"'s totals are the head's (added by its UPDATE below).
                 others = [(sid, *u) for u in encoded.usage if u[0] != schema.TURN_SOURCE]
                 if len(others) != len(encoded.usage):

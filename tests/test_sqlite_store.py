@@ -288,13 +288,14 @@ async def test_load_returns_the_active_frame_unless_full(tmp_path: Path) -> None
 
 
 #: The tables whose rows a session adds to all its life.
-GROWING = {"nodes", "inputs", "events", "usage_ledger", "turn_records", "commands"}
+GROWING = {"nodes", "inputs", "events", "usage_ledger_rows", "turn_records", "commands"}
 #: Statements that visit all of a session's rows in one of them, by design: replacing it, and
 #: the oldest event kept (MIN over the key, or the first row in key order, reads its first
 #: entry; the log's retention reads from there the events it drops, and one more).
 WALKS_A_SESSION = {
     "commit trigger: drop nodes",
-    "commit trigger: drop usage_ledger",
+    "commit trigger: drop usage_ledger_rows",
+    "commit trigger: drop turn usage",
     "EVENT_BOUNDS",
     "OLDEST_EVENT",
     "retention 2",
@@ -837,12 +838,12 @@ def install_failure(db: Path, table: str, event: str, when: str) -> None:
 @pytest.mark.parametrize(
     ("table", "event", "when"),
     [
-        # The first write of a commit (node rows), some in the middle (the usage ledger, the
+        # The first write of a commit (node rows), some in the middle (the usage totals, the
         # settled input, the turn record, the second event; the writes after each would
         # succeed), the head row, and an input the commit queues (its own statement, before
         # the commit's).
         ("nodes", "INSERT", "instr(NEW.kind, 'plugin')"),  # (a row holds the kinds of its nodes)
-        ("usage_ledger", "INSERT", "NEW.source = 'boom'"),
+        ("usage_totals", "INSERT", "NEW.source = 'boom'"),
         ("inputs", "UPDATE", "NEW.state = 'completed'"),
         ("turn_records", "INSERT", "1"),
         ("events", "INSERT", "NEW.type = 'boom'"),
@@ -1083,6 +1084,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
             8,
             9,
             10,
+            11,
         ]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
@@ -1092,7 +1094,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(10,)]
+    assert query(db, "PRAGMA user_version") == [(11,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1427,7 +1429,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(10,)]
+    assert query(db, "PRAGMA user_version") == [(11,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1440,17 +1442,18 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (8, "node rows hold several nodes"),
         (9, "node bodies positional"),
         (10, "turn usage in the head"),
+        (11, "turn usage in the turn record"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(10,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(11,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1497,11 +1500,12 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (8,),
         (9,),
         (10,),
+        (11,),
         (99,),
     ]
 
 
-@pytest.mark.parametrize("known", [6, 7, 8, 9])
+@pytest.mark.parametrize("known", [6, 7, 8, 9, 10])
 async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: int
 ) -> None:
@@ -1510,7 +1514,8 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     by a lash whose rows are one node each (up to 7), nor positional bodies (migration 9, a
     marker) by a lash that reads bodies by keys only (up to 8), nor the totals of the source
     "turn" in the head row (migration 10) by a lash that reads them from usage_totals only (up
-    to 9): such a lash
+    to 9), nor a turn's usage in its turn record (migration 11) by a lash that reads the
+    ledger's table only (up to 10): such a lash
     refuses the file as a newer lash's, naming its newest step (as ``inspect`` reads
     ``lash_migrations``), instead of reading its rows wrong."""
     db = tmp_path / "lash.db"
@@ -1528,8 +1533,8 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
         with pytest.raises(lash.ConfigError) as refused:
             await store.load("s")
     message = str(refused.value)
-    assert "newer lash" in message and "migration 10" in message
-    assert "'turn usage in the head'" in message
+    assert "newer lash" in message and "migration 11" in message
+    assert "'turn usage in the turn record'" in message
     assert f"knows migrations up to {known}" in message
     assert db.read_bytes() == before
 
@@ -1708,6 +1713,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
             8,
             9,
             10,
+            11,
         ]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
@@ -1781,6 +1787,7 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (8,),
         (9,),
         (10,),
+        (11,),
     ]
 
 
