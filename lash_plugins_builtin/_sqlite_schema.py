@@ -49,7 +49,9 @@ Tables (one database file holds many sessions):
 ``plugin_states``
     ``(session_id, plugin) -> blob hash``.
 ``usage_ledger``
-    One row per commit per usage source, with the revision it was committed at (append-only).
+    One row per commit per usage source, with the revision it was committed at (append-only):
+    a view (migration 11) of the turn records' ``usage`` (a turn commit's rows) and of
+    ``usage_ledger_rows`` (the other commits', and every row written before migration 11).
 ``usage_totals``
     The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
     loading or listing a session never sums a ledger that grows with its history; plus the
@@ -71,7 +73,9 @@ Tables (one database file holds many sessions):
     ``applied_at``.
 ``turn_records``
     How each committed turn ended, keyed by ``(session_id, turn_id)``; ``result`` is the turn's
-    result as JSON.
+    result as JSON, ``usage`` its commit's usage (``[[source, input_tokens, output_tokens,
+    cached_tokens], ...]``, NULL for none: the ledger's rows of the commit, migration 11; the
+    row the commit writes anyway, where a ledger row of its own cost a turn a b-tree more).
 ``cancel_requests``
     Requests to cancel a running turn, keyed by ``(session_id, turn_id)``.
 ``events``
