@@ -9,7 +9,9 @@ Tables (one database file holds many sessions):
     before any commit), ``created_at``/``updated_at``, ``turns``, ``next_seq`` (the seq the next
     node gets, so a commit never counts nodes), ``frame_start`` (seq of the active frame's
     boundary), ``last_user_message``, the content hash of ``config``, ``status`` (how the last
-    committed turn ended), the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
+    committed turn ended), ``turn_input``, ``turn_output`` and ``turn_cached`` (the session's
+    usage totals of the source ``turn``, its turns' model calls: migration 10, NULL for none),
+    the lease (``lease_owner``, ``lease_token``, ``lease_expires_at``)
     and ``running_turn`` (the turn id the lease runs), and the counters of the mailbox and the
     event log: ``input_seq``, ``command_seq``, ``event_seq`` (the latest of each). Two columns
     of lash 0.1, ``protocol_options_hash`` and ``pending_hash``, are kept empty (migration 3).
@@ -47,11 +49,17 @@ Tables (one database file holds many sessions):
 ``plugin_states``
     ``(session_id, plugin) -> blob hash``.
 ``usage_ledger``
-    One row per commit per usage source, with the revision it was committed at (append-only).
+    One row per commit per usage source, with the revision it was committed at (append-only):
+    a view (migration 11) of the turn records' ``usage`` (a turn commit's rows) and of
+    ``usage_ledger_rows`` (the other commits', and every row written before migration 11).
 ``usage_totals``
     The running sum of the ledger per ``(session_id, source)``, updated by the same commit, so
     loading or listing a session never sums a ledger that grows with its history; plus the
-    ``child:<id>`` sources the commits of child sessions roll up into their ancestors.
+    ``child:<id>`` sources the commits of child sessions roll up into their ancestors. But for
+    the source ``turn``, which nearly every commit adds to: its totals are the head row's
+    (migration 10), which the commit rewrites anyway (one b-tree fewer a turn: one WAL page
+    and one statement); the ``turn`` rows of older files stay here, and a session's ``turn``
+    usage is the sum of the two.
 ``inputs``
     The mailbox's input, keyed by ``(session_id, seq)``: ``id``, ``key`` (unique in its session
     when set), ``text``, ``items`` (JSON, NULL for none), ``ingress``, ``source``, ``state``
@@ -65,7 +73,9 @@ Tables (one database file holds many sessions):
     ``applied_at``.
 ``turn_records``
     How each committed turn ended, keyed by ``(session_id, turn_id)``; ``result`` is the turn's
-    result as JSON.
+    result as JSON, ``usage`` its commit's usage (``[[source, input_tokens, output_tokens,
+    cached_tokens], ...]``, NULL for none: the ledger's rows of the commit, migration 11; the
+    row the commit writes anyway, where a ledger row of its own cost a turn a b-tree more).
 ``cancel_requests``
     Requests to cancel a running turn, keyed by ``(session_id, turn_id)``.
 ``events``
@@ -474,7 +484,7 @@ BUSY = "lash: another owner holds the lease of the session"
 KEY_CONFLICT = "lash: the key was used with other content"
 
 #: The tables holding a session's rows besides its head, dropped when a commit replaces it.
-SESSION_TABLES = ("nodes", "plugin_states", "usage_ledger", "usage_totals")
+SESSION_TABLES = ("nodes", "plugin_states", "usage_ledger_rows", "usage_totals")
 #: And the ones a delete drops too: the mailbox, turn records and the event log.
 MAILBOX_TABLES = ("inputs", "commands", "turn_records", "cancel_requests", "events")
 
@@ -518,6 +528,31 @@ def _all_found(table: str, ids: str, condition: str) -> str:
         = json_array_length({ids})"""
 
 
+#: The usage source whose totals a session's head row holds (``turn_input``, ``turn_output``,
+#: ``turn_cached``): the one the kernel adds each turn's model calls to.
+TURN_SOURCE = "turn"
+#: The head's columns of :data:`TURN_SOURCE`'s totals, in ``lash.Usage``'s order.
+TURN_USAGE_COLUMNS = ("turn_input", "turn_output", "turn_cached")
+
+
+def _turn_usage(index: int) -> str:
+    """SQL (in the commit trigger): count ``index`` (1: input, 2: output, 3: cached) of the
+    source ``turn`` in ``NEW.usage`` (NULL: the commit has none)."""
+    return f"""(SELECT {_item(index)} FROM json_each(NEW.usage)
+            WHERE {_item(0)} = '{TURN_SOURCE}')"""
+
+
+def _add_turn_usage(replace: str, added: Callable[[int], str]) -> str:
+    """SQL: the ``SET`` of the head's :data:`TURN_USAGE_COLUMNS` for a commit that adds
+    ``added(i)`` to each (NULL: nothing; a column NULL before takes it as it is), or, when
+    ``replace`` holds, starts them over from it."""
+    return ",\n        ".join(
+        f"{c} = CASE WHEN {replace} THEN {added(i)} "
+        f"ELSE COALESCE({c} + {added(i)}, {added(i)}, {c}) END"
+        for i, c in enumerate(TURN_USAGE_COLUMNS, 1)
+    )
+
+
 #: The statements of the ``commit_requests`` trigger, in order. A commit is one ``INSERT`` into
 #: that view: SQLite undoes every effect of a statement that fails, so a commit is all or
 #: nothing even when a ``COMMIT`` was queued right behind it (no separate round trip to check
@@ -545,6 +580,9 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         f"drop {table}": f"DELETE FROM {table} WHERE NEW.replace AND session_id = NEW.session_id"
         for table in SESSION_TABLES
     },
+    # The turn records stay (a turn id is committed once), their usage goes with the ledger.
+    "drop turn usage": """UPDATE turn_records SET usage = NULL WHERE NEW.replace
+        AND session_id = NEW.session_id AND usage IS NOT NULL""",
     # A node row without a count is one node: what a lash of migration 7, still running on a
     # file a newer one upgraded, sends (its rows stay valid, as its older rows do).
     "nodes": f"""INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
@@ -556,13 +594,15 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
     "states": f"""INSERT INTO plugin_states (session_id, plugin, blob_hash)
         SELECT NEW.session_id, {_items(2)} FROM json_each(NEW.states) WHERE 1
         ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash""",
-    "ledger": f"""INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+    # A turn's usage is its record's (see "record").
+    "ledger": f"""INSERT INTO usage_ledger_rows (session_id, revision, source, input_tokens,
         output_tokens, cached_tokens, recorded_at)
         SELECT NEW.session_id, NEW.revision, {_items(4)}, NEW.updated_at
-        FROM json_each(NEW.usage)""",
+        FROM json_each(NEW.usage) WHERE NEW.turn_id IS NULL""",
+    # The source "turn" is the head's (see "head").
     "totals": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
-        cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage) WHERE 1
-        ON CONFLICT (session_id, source) DO UPDATE SET
+        cached_tokens) SELECT NEW.session_id, {_items(4)} FROM json_each(NEW.usage)
+        WHERE {_item(0)} IS NOT '{TURN_SOURCE}' ON CONFLICT (session_id, source) DO UPDATE SET
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
@@ -583,9 +623,9 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         WHERE NEW.applied IS NOT NULL AND session_id = NEW.session_id
         AND id IN (SELECT value FROM json_each(NEW.applied))""",
     "record": """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
-        reason, result, committed_at) SELECT NEW.session_id, NEW.turn_id, NEW.turn_index,
-        NEW.turn_outcome, NEW.revision, NEW.turn_reason, NEW.turn_result, NEW.updated_at
-        WHERE NEW.turn_id IS NOT NULL""",
+        reason, result, committed_at, usage) SELECT NEW.session_id, NEW.turn_id, NEW.turn_index,
+        NEW.turn_outcome, NEW.revision, NEW.turn_reason, NEW.turn_result, NEW.updated_at,
+        NEW.usage WHERE NEW.turn_id IS NOT NULL""",
     "cancelled": """DELETE FROM cancel_requests WHERE NEW.turn_id IS NOT NULL
         AND session_id = NEW.session_id AND turn_id = NEW.turn_id""",
     "events": _append_events("NEW.updated_at"),
@@ -593,6 +633,7 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         updated_at = NEW.updated_at, turns = NEW.turns, next_seq = NEW.next_seq,
         frame_start = NEW.frame_start, last_user_message = NEW.last_user_message,
         config_hash = NEW.config_hash, status = NEW.status,
+        {_add_turn_usage("NEW.replace", _turn_usage)},
         parent_id = COALESCE(NEW.parent_id, parent_id),
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
@@ -788,6 +829,65 @@ _PACKED_NODES = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
+# -- migration 10: the totals of the source "turn" in the head row ---------------------------
+
+_TURN_USAGE_IN_HEAD = (
+    # The commit statement's trigger writes the new columns: made again, first dropped (as in
+    # migration 8). Existing totals stay in usage_totals, whose rows a load and the listing
+    # add to the head's: no row is moved.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    *(f"ALTER TABLE sessions ADD COLUMN {c} INTEGER" for c in TURN_USAGE_COLUMNS),
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
+# -- migration 11: a turn's usage in its turn record ------------------------------------------
+
+#: The columns of the usage ledger (the view ``usage_ledger``, the table ``usage_ledger_rows``).
+LEDGER_COLUMNS = (
+    "session_id",
+    "revision",
+    "source",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "recorded_at",
+)
+_LEDGER = ", ".join(LEDGER_COLUMNS)
+
+_TURN_USAGE_IN_RECORD = (
+    # The commit statement's trigger writes the new column: made again, first dropped (as in
+    # migration 8), also so that no trigger names the ledger's table while it is renamed.
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    # A turn commit's usage (JSON: [[source, input, output, cached], ...], NULL for none): the
+    # row the commit writes anyway, rather than a row of its own in the ledger's b-tree.
+    "ALTER TABLE turn_records ADD COLUMN usage TEXT",
+    # The ledger's rows of the other commits (and every row written before this step: none is
+    # moved) ...
+    "ALTER TABLE usage_ledger RENAME TO usage_ledger_rows",
+    # ... and the ledger as it was: one row per commit and source, its turns' rows read out
+    # of their records.
+    f"""CREATE VIEW usage_ledger ({_LEDGER}) AS
+        SELECT {_LEDGER} FROM usage_ledger_rows
+        UNION ALL
+        SELECT t.session_id, t.revision, {
+        ", ".join(f"json_extract(u.value, '$[{i}]')" for i in range(4))
+    }, t.committed_at FROM turn_records AS t, json_each(t.usage) AS u
+        WHERE t.usage IS NOT NULL""",
+    # What a lash of migration 10, still running on a file a newer one upgraded, writes to
+    # the ledger (its rows, and a delete's) goes to the rows' table.
+    f"""CREATE TRIGGER usage_ledger_insert INSTEAD OF INSERT ON usage_ledger BEGIN
+        INSERT INTO usage_ledger_rows ({_LEDGER})
+            VALUES ({", ".join(f"NEW.{c}" for c in LEDGER_COLUMNS)});
+    END""",
+    """CREATE TRIGGER usage_ledger_delete INSTEAD OF DELETE ON usage_ledger BEGIN
+        DELETE FROM usage_ledger_rows WHERE session_id = OLD.session_id
+            AND revision = OLD.revision AND source = OLD.source;
+    END""",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
@@ -807,6 +907,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     # values (``lash.store.node_row_json``), which a lash without this step would refuse as
     # not a node: it refuses the file as a newer lash's instead.
     Migration(9, "node bodies positional", ()),
+    # A commit adds its usage of the source "turn" to the head row it rewrites anyway, not to
+    # usage_totals (one b-tree fewer a turn); a lash without this step would read those totals
+    # short: it refuses the file instead.
+    Migration(10, "turn usage in the head", _TURN_USAGE_IN_HEAD),
+    # A turn commit's ledger rows are its turn record's ``usage`` (one b-tree fewer a turn);
+    # ``usage_ledger`` becomes a view of both. A lash without this step would not see them in
+    # its ledger: it refuses the file instead.
+    Migration(11, "turn usage in the turn record", _TURN_USAGE_IN_RECORD),
 )
 
 #: The newest migration id this lash knows.
@@ -923,8 +1031,8 @@ TAKE_LEASE = """UPDATE sessions SET
 
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
-LOAD_HEAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
-    s.config_hash, c.data, s.parent_id
+LOAD_HEAD = f"""SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
+    s.config_hash, c.data, s.parent_id, {", ".join(f"s.{c}" for c in TURN_USAGE_COLUMNS)}
     FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
@@ -1052,15 +1160,17 @@ PLAIN_SETTLE = """UPDATE inputs SET state = 'completed', settled_at = ?1, turn_i
 PLAIN_APPLY = """UPDATE commands SET state = 'applied', applied_at = ?1
     WHERE session_id = ?2 AND id IN (SELECT value FROM json_each(?3)) AND state = 'pending'"""
 PLAIN_RECORD = """INSERT INTO turn_records (session_id, turn_id, turn_index, outcome, revision,
-    reason, result, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+    reason, result, committed_at, usage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 PLAIN_CANCELLED = "DELETE FROM cancel_requests WHERE session_id = ? AND turn_id = ?"
 PLAIN_NODE = """INSERT INTO nodes (session_id, seq, node_id, kind, frame_id, turn, data,
     node_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 PLAIN_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
 PLAIN_STATE = """INSERT INTO plugin_states (session_id, plugin, blob_hash) VALUES (?, ?, ?)
     ON CONFLICT (session_id, plugin) DO UPDATE SET blob_hash = excluded.blob_hash"""
-PLAIN_LEDGER = """INSERT INTO usage_ledger (session_id, revision, source, input_tokens,
+#: (For a commit without a turn record: a turn's usage is its record's.)
+PLAIN_LEDGER = """INSERT INTO usage_ledger_rows (session_id, revision, source, input_tokens,
     output_tokens, cached_tokens, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+#: (Not for :data:`TURN_SOURCE`: its totals are the head's.)
 PLAIN_TOTALS = """INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
     cached_tokens) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, source) DO UPDATE SET
         input_tokens = input_tokens + excluded.input_tokens,
@@ -1072,11 +1182,13 @@ _AFTER_HEAD = len(HEAD_COLUMNS)
 def _plain_head(columns: tuple[str, ...]) -> str:
     """The new head's ``UPDATE``, setting ``columns`` of :data:`HEAD_COLUMNS` (each ``?n`` by its
     place there), then the parent link, the number of events the commit appended, whether it
-    releases the lease (parameters after the head's), the session id. Like
+    releases the lease (parameters after the head's), the session id, and the commit's usage of
+    :data:`TURN_SOURCE` (three counts, NULL for none), added to the head's. Like
     :data:`TAKE_LEASE`, it leaves ``events_at``: the caller trims the event log itself."""
     return f"""UPDATE sessions SET {
         ", ".join(f"{c} = ?{HEAD_COLUMNS.index(c) + 1}" for c in columns)
     },
+    {_add_turn_usage("0", lambda i: f"?{_AFTER_HEAD + 4 + i}")},
     parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
     event_seq = event_seq + ?{_AFTER_HEAD + 2},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
@@ -1240,17 +1352,24 @@ DROP_SESSION_ROWS = tuple(
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
     protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
-    events_at = 0, parent_id = NULL WHERE session_id = ?"""
+    events_at = 0, parent_id = NULL, turn_input = NULL, turn_output = NULL, turn_cached = NULL
+    WHERE session_id = ?"""
 
 #: Whether a session has anything in its mailbox (one with no commit exists by it).
 HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
     OR EXISTS (SELECT 1 FROM commands WHERE session_id = ?1)"""
 
-#: Committed sessions (revision > 0) with their usage totals, status and pending input count,
-#: most recently updated first (``:now``).
+#: Committed sessions (revision > 0) with their usage totals (their usage_totals rows and their
+#: head's), status and pending input count, most recently updated first (``:now``).
 LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.revision,
-    h.last_user_message, COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
-    COALESCE(SUM(u.cached_tokens), 0), h.status,
+    h.last_user_message, {
+    ", ".join(
+        f"COALESCE(SUM(u.{t}), 0) + COALESCE(h.{c}, 0)"
+        for t, c in zip(
+            ("input_tokens", "output_tokens", "cached_tokens"), TURN_USAGE_COLUMNS, strict=True
+        )
+    )
+}, h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
         AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id

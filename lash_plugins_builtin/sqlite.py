@@ -689,7 +689,9 @@ class SQLiteStore:
         head = _first(head_rows)
         if head is None or head[0] == 0:
             return None
-        revision, created_at, updated_at, turns, event_seq, config_hash, config_data, parent = head
+        revision, created_at, updated_at, turns, event_seq, config_hash, config_data, parent = head[
+            :8
+        ]
         config = _blob(config_hash, config_data)
         return lash.store.SessionRecord(
             session_id=session_id,
@@ -703,7 +705,7 @@ class SQLiteStore:
                 else lash.from_data(config, lash.SessionConfig, what="stored session config")
             ),
             plugin_states={str(plugin): json.loads(data) for plugin, data in state_rows},
-            usage={str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in usage_rows},
+            usage=_usage_of(usage_rows, head[8:]),
             turns=turns,
             event_seq=event_seq,
             parent_id=parent,
@@ -2274,7 +2276,9 @@ class _Plan:
                 if applied != len(json.loads(encoded.applied)):
                     raise sqlite3.IntegrityError(schema.COMMAND_GONE)
             if turn_id is not None:
-                record = (sid, turn_id, index, outcome, new.revision, reason, result, now)
+                # (its usage is the record's: the ledger's rows of a turn)
+                usage = _array(encoded.usage)
+                record = (sid, turn_id, index, outcome, new.revision, reason, result, now, usage)
                 try:
                     conn.execute(schema.PLAIN_RECORD, record)
                 except sqlite3.IntegrityError as exc:
@@ -2289,16 +2293,30 @@ class _Plan:
                 conn.executemany(schema.PLAIN_BLOB, self.blobs)
             if self.states:
                 conn.executemany(schema.PLAIN_STATE, [(sid, *s) for s in self.states])
+            turn_usage: tuple[Any, ...] = _NO_USAGE
             if encoded.usage:
-                ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
-                conn.executemany(schema.PLAIN_LEDGER, ledger)
-                conn.executemany(schema.PLAIN_TOTALS, [(sid, *u) for u in encoded.usage])
+                if turn_id is None:
+                    ledger = [(sid, new.revision, *u, now) for u in encoded.usage]
+                    conn.executemany(schema.PLAIN_LEDGER, ledger)
+                # The source "turn"'s totals are the head's (added by its UPDATE below).
+                others = [(sid, *u) for u in encoded.usage if u[0] != schema.TURN_SOURCE]
+                if len(others) != len(encoded.usage):
+                    turn_usage = next(u for u in encoded.usage if u[0] == schema.TURN_SOURCE)[1:]
+                if others:
+                    conn.executemany(schema.PLAIN_TOTALS, others)
             events = encoded.events
             seq = found[0][0]  # the head's event counter, which the head's UPDATE moves
             if events:
                 rows = [(sid, seq + i, kind, data, now) for i, (kind, data) in enumerate(events, 1)]
                 conn.executemany(schema.APPEND_EVENT, rows)
-            head = (*new.columns(), self.parent_id, len(events), int(self.release), sid)
+            head = (
+                *new.columns(),
+                self.parent_id,
+                len(events),
+                int(self.release),
+                sid,
+                *turn_usage,
+            )
             same = new.config_hash == self.head.config_hash
             conn.execute(schema.PLAIN_HEAD_SAME_CONFIG if same else schema.PLAIN_HEAD, head)
             # The log's retention (the head's UPDATE does not fire its trigger). The oldest
@@ -2410,6 +2428,23 @@ def _plan(
         retention=retention,
     )
     return plan, new_head
+
+
+#: A commit without usage of the source "turn": nothing to add to the head's totals of it.
+_NO_USAGE = (None, None, None)
+
+
+def _usage_of(rows: Iterable[Sequence[Any]], turn: Sequence[int | None]) -> dict[str, lash.Usage]:
+    """A session's usage by source: its ``usage_totals`` rows (``(source, input, output,
+    cached)``, in source order) with its head's totals of the source ``turn`` (``turn``:
+    ``schema.TURN_USAGE_COLUMNS``' values, None for none) added."""
+    usage = {str(r[0]): lash.Usage(r[1], r[2], r[3]) for r in rows}
+    if turn[0] is None:
+        return usage
+    source, counts = schema.TURN_SOURCE, lash.Usage(*cast("tuple[int, int, int]", turn))
+    old = usage.get(source)
+    usage[source] = counts if old is None else old + counts
+    return usage if old is not None else dict(sorted(usage.items()))
 
 
 _encode_array = json.JSONEncoder(

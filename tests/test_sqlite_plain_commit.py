@@ -67,7 +67,7 @@ COMPARED = {
     t: "session_id, revision, created_at, updated_at, turns, next_seq, frame_start, "
     "last_user_message, config_hash, protocol_options_hash, pending_hash, lease_owner, "
     "lease_token, lease_expires_at, status, running_turn, input_seq, command_seq, event_seq, "
-    "parent_id"
+    "parent_id, turn_input, turn_output, turn_cached"
     if t == "sessions"
     else "*"
     for t in TABLES

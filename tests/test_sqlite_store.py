@@ -288,13 +288,14 @@ async def test_load_returns_the_active_frame_unless_full(tmp_path: Path) -> None
 
 
 #: The tables whose rows a session adds to all its life.
-GROWING = {"nodes", "inputs", "events", "usage_ledger", "turn_records", "commands"}
+GROWING = {"nodes", "inputs", "events", "usage_ledger_rows", "turn_records", "commands"}
 #: Statements that visit all of a session's rows in one of them, by design: replacing it, and
 #: the oldest event kept (MIN over the key, or the first row in key order, reads its first
 #: entry; the log's retention reads from there the events it drops, and one more).
 WALKS_A_SESSION = {
     "commit trigger: drop nodes",
-    "commit trigger: drop usage_ledger",
+    "commit trigger: drop usage_ledger_rows",
+    "commit trigger: drop turn usage",
     "EVENT_BOUNDS",
     "OLDEST_EVENT",
     "retention 2",
@@ -624,9 +625,12 @@ async def test_usage_ledger_has_a_row_per_commit_and_source_and_load_sums_it(
         "SELECT source, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens) "
         "FROM usage_ledger GROUP BY source ORDER BY source",
     )
+    # The running totals: of the source "turn" in the head row (migration 10), the others in
+    # usage_totals.
     totals = query(
         db, "SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_totals"
     )
+    totals += query(db, "SELECT 'turn', turn_input, turn_output, turn_cached FROM sessions")
     assert sorted(totals) == sums
 
 
@@ -688,7 +692,9 @@ async def test_delete_drops_everything_but_a_tombstone_lease(tmp_path: Path) -> 
         assert [r.session_id for r in await store.list_sessions()] == ["kept"]
         assert query(db, "SELECT DISTINCT session_id FROM nodes") == [("kept",)]
         assert query(db, "SELECT DISTINCT session_id FROM usage_ledger") == [("kept",)]
-        assert query(db, "SELECT DISTINCT session_id FROM usage_totals") == [("kept",)]
+        # (the totals of "turn" are in the head row: a tombstone has none)
+        turn_totals = "SELECT session_id FROM sessions WHERE turn_input IS NOT NULL"
+        assert query(db, turn_totals) == [("kept",)]
         assert query(db, "SELECT DISTINCT session_id FROM plugin_states") == [("kept",)]
         # The shared state blob stays (kept refers to it); gone's own state and config do not.
         data = sorted(d for (d,) in query(db, "SELECT data FROM blobs"))
@@ -832,12 +838,12 @@ def install_failure(db: Path, table: str, event: str, when: str) -> None:
 @pytest.mark.parametrize(
     ("table", "event", "when"),
     [
-        # The first write of a commit (node rows), some in the middle (the usage ledger, the
+        # The first write of a commit (node rows), some in the middle (the usage totals, the
         # settled input, the turn record, the second event; the writes after each would
         # succeed), the head row, and an input the commit queues (its own statement, before
         # the commit's).
         ("nodes", "INSERT", "instr(NEW.kind, 'plugin')"),  # (a row holds the kinds of its nodes)
-        ("usage_ledger", "INSERT", "NEW.source = 'boom'"),
+        ("usage_totals", "INSERT", "NEW.source = 'boom'"),
         ("inputs", "UPDATE", "NEW.state = 'completed'"),
         ("turn_records", "INSERT", "1"),
         ("events", "INSERT", "NEW.type = 'boom'"),
@@ -1067,7 +1073,19 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
     rows = legacy_rows(db)
     async with opened(db) as store:
         before = await store.load("old-1", full=True)
-        assert [m["id"] for m in (await store.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert [m["id"] for m in (await store.info())["migrations"]] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+        ]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
         lease = await leased(store, "old-1")
@@ -1076,7 +1094,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(9,)]
+    assert query(db, "PRAGMA user_version") == [(11,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1411,7 +1429,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(9,)]
+    assert query(db, "PRAGMA user_version") == [(11,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1423,17 +1441,19 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (7, "node rows hold the body only"),
         (8, "node rows hold several nodes"),
         (9, "node bodies positional"),
+        (10, "turn usage in the head"),
+        (11, "turn usage in the turn record"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(9,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(11,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1479,20 +1499,25 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (7,),
         (8,),
         (9,),
+        (10,),
+        (11,),
         (99,),
     ]
 
 
-@pytest.mark.parametrize("known", [6, 7, 8])
+@pytest.mark.parametrize("known", [6, 7, 8, 9, 10])
 async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: int
 ) -> None:
     """Node rows that hold only the node's body (migration 7, a marker) cannot be read by a lash
     that writes whole rows (the migrations up to 6), nor rows of several nodes (migration 8)
     by a lash whose rows are one node each (up to 7), nor positional bodies (migration 9, a
-    marker) by a lash that reads bodies by keys only (up to 8): such a lash refuses the file
-    as a newer lash's, naming its newest step (as ``inspect`` reads ``lash_migrations``),
-    instead of reading its rows wrong."""
+    marker) by a lash that reads bodies by keys only (up to 8), nor the totals of the source
+    "turn" in the head row (migration 10) by a lash that reads them from usage_totals only (up
+    to 9), nor a turn's usage in its turn record (migration 11) by a lash that reads the
+    ledger's table only (up to 10): such a lash
+    refuses the file as a newer lash's, naming its newest step (as ``inspect`` reads
+    ``lash_migrations``), instead of reading its rows wrong."""
     db = tmp_path / "lash.db"
     async with opened(db) as store:
         lease = await leased(store, "s")
@@ -1508,8 +1533,8 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
         with pytest.raises(lash.ConfigError) as refused:
             await store.load("s")
     message = str(refused.value)
-    assert "newer lash" in message and "migration 9" in message
-    assert "'node bodies positional'" in message
+    assert "newer lash" in message and "migration 11" in message
+    assert "'turn usage in the turn record'" in message
     assert f"knows migrations up to {known}" in message
     assert db.read_bytes() == before
 
@@ -1677,7 +1702,19 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
     async with opened(db, mode="ro") as reader:
         assert await reader.load("s", full=True) == expected
         assert [row.session_id for row in await reader.list_sessions()] == ["s"]
-        assert [m["id"] for m in (await reader.info())["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        assert [m["id"] for m in (await reader.info())["migrations"]] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+        ]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
         dead = lash.store.Lease("s", "w", 1, time.time() + 30)
@@ -1749,6 +1786,8 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (7,),
         (8,),
         (9,),
+        (10,),
+        (11,),
     ]
 
 
