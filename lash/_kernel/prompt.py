@@ -67,6 +67,22 @@ async def system_prompt(runtime: SessionRuntime, catalog: list[str]) -> str:
     return "\n\n".join([*layers, *(text for *_, text in sorted(fragments))])
 
 
+def plain_prompt_view(runtime: SessionRuntime) -> PromptView | None:
+    """:func:`prompt_view` without a coroutine, where it awaits nothing (most sessions): no
+    plugin shapes the prompt (``Composition.shapes_prompt``) and no message carries images.
+    Then the view is the cached catalog, the layers' system message and the history; ``None``
+    otherwise (the caller awaits :func:`prompt_view`)."""
+    composition = runtime.composition
+    graph = runtime.image.graph
+    if composition.shapes_prompt or graph.image_messages:
+        return None
+    cache = runtime.prompt_cache
+    cache.members(runtime.image.kernel, composition.available_tools(), runtime.catalog)
+    runtime.last_catalog = cache.names  # (resolve_catalog's, with nothing hidden)
+    message = cache.layers_message(runtime.image.config.prompt_layers)
+    return PromptView(graph.prompt_messages(message), cache.offered)
+
+
 async def prompt_view(runtime: SessionRuntime) -> PromptView:
     """The prompt the next model call gets: system prompt, the active frame's messages and the
     tool catalog, after ``transform_prompt_view``. Nothing is recorded."""

@@ -22,7 +22,10 @@ class PromptCache:
         "entries",
         "generation",
         "kernel",
+        "layers",
+        "layers_text",
         "names",
+        "offered",
         "spec_table",
         "specs",
         "system",
@@ -41,9 +44,14 @@ class PromptCache:
         self.spec_table: Mapping[str, tuple[str, str]] | None = None
         self.entries: tuple[ToolCatalogEntry, ...] = ()
         self.names: list[str] = []
+        #: ``names`` as a tuple (what a prompt view offers), made with it.
+        self.offered: tuple[str, ...] = ()
         self.tools: tuple[str, ...] | None = None
         self.specs: tuple[ToolSpec, ...] = ()
         self.system: Message | None = None
+        # The prompt layers `system` was joined from, when it was (layers_message).
+        self.layers: tuple[str, ...] | None = None
+        self.layers_text = False
 
     def members(
         self,
@@ -62,13 +70,14 @@ class PromptCache:
         ):
             self.entries = tuple(e for e in catalog() if e.member and not e.orphaned)
             self.names = [e.name for e in self.entries]
+            self.offered = tuple(self.names)
             self.kernel, self.generation, self.table = kernel, kernel.generation, table
         return self.entries
 
     def tool_specs(self, composition: Composition, names: tuple[str, ...]) -> tuple[ToolSpec, ...]:
         """What the provider is told about the tools ``names`` (the known ones)."""
         table = composition.available_tools()
-        if names != self.tools or table is not self.spec_table:
+        if (names is not self.tools and names != self.tools) or table is not self.spec_table:
             self.specs = tuple(
                 composition.tool_spec(name) for name in names if composition.has_tool(name)
             )
@@ -79,4 +88,16 @@ class PromptCache:
         system = self.system
         if system is None or system.content != text:
             system = self.system = Message("system", text)
+            self.layers = None
         return system
+
+    def layers_message(self, layers: tuple[str, ...]) -> Message | None:
+        """The system message of the prompt ``layers`` alone, when no plugin contributes to
+        the prompt (``None`` for no text): joined again only for other layers than last time
+        (a config's are the same tuple from one model call to the next)."""
+        if layers is not self.layers:
+            text = "\n\n".join(layers)
+            self.system_message(text)  # (drops `layers`)
+            self.layers = layers
+            self.layers_text = bool(text)
+        return self.system if self.layers_text else None

@@ -64,6 +64,7 @@ from lash._contract.providers import (
     ModelDone,
     ModelRequest,
     ModelResponse,
+    Provider,
     TextDelta,
     ToolCallReady,
 )
@@ -82,7 +83,7 @@ from lash._kernel.event_json import (
 )
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.output import NOT_CALLED, Output, answer_text, feedback
-from lash._kernel.prompt import prompt_view
+from lash._kernel.prompt import plain_prompt_view, prompt_view
 from lash._kernel.state import AwaitingTurn
 from lash._kernel.tool_calls import Hold, project, run_approved, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
@@ -113,6 +114,9 @@ def _directives(value: Any) -> tuple[Any, ...]:
 #: No images to store (read only).
 _NO_IMAGES: Sequence[Any] = ()  # a turn without items: nothing to store (shared, immutable)
 
+
+#: A model call's provider name, provider, model, the model's label, and options.
+_CallPlan = tuple[str, Provider, str, str, ModelOptions]
 
 _COUNT_MIN, _COUNT_MAX = -(2**63), 2**63 - 1  # what a store's 64-bit integer holds
 
@@ -184,8 +188,9 @@ class Turn:
 
     # What a new turn starts with and most turns keep: read from the class until the turn sets
     # its own (a turn is made for every input: a store per attribute was ~1 us of each).
-    # The last call's layers of options (host, session, turn) and their merge.
-    _merged_options: tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None = None
+    # The last model call's plan (_call_plan), with the config, tools and turn options it was
+    # made for.
+    _plan: tuple[Any, tuple[Any, ...], ModelOptions, _CallPlan] | None = None
     _output_value: Any = None  # the accepted value (structured output)
     _native_output = False  # the last call asked the provider for the schema itself
     #: The turn stopped for approval that this one continues (same id and index), if any.
@@ -838,18 +843,30 @@ class Turn:
             return self._call_model_once(None)
         return self._call_for_output(self._output)
 
+    def _call_plan(self, tools: tuple[Any, ...]) -> _CallPlan:
+        """A model call's provider (its name, the provider, the model), the model's label on
+        the assistant node, and the call's options: worked out once per turn, and again only
+        when the session's config (a new object whenever it changes), the tools offered or
+        the turn's options differ from the turn's last call. (The host's options are the
+        composition's, fixed.)"""
+        config, turn = self._runtime.image.config, self.model_options
+        plan = self._plan
+        if plan is not None and plan[0] is config and plan[1] is tools and plan[2] is turn:
+            return plan[3]
+        provider_name, provider, model = self._runtime.provider()
+        # Interned: every assistant node of every session names the same few models.
+        label = sys.intern(f"{provider_name}:{model}")
+        made = (provider_name, provider, model, label, self._request_options(tools))
+        self._plan = (config, tools, turn, made)
+        return made
+
     def _request_options(self, tools: tuple[Any, ...]) -> ModelOptions:
         """The model options of a call: the host's, under the session's, under the turn's."""
         runtime = self._runtime
         host = runtime.composition.config.model_options
         session = runtime.image.config.model_options
         turn = self.model_options
-        merged = self._merged_options
-        if merged is not None and merged[0] is host and merged[1] is session and merged[2] is turn:
-            options = merged[3]  # the same (frozen) layers as the turn's last call
-        else:
-            options = host.merged(session).merged(turn)
-            self._merged_options = (host, session, turn, options)
+        options = host.merged(session).merged(turn)
         choice = options.tool_choice
         if choice not in (None, "auto", "none", "required") and all(
             t.name != choice for t in tools
@@ -901,10 +918,11 @@ class Turn:
         self, output: Output | None, *, observed: bool = False
     ) -> ModelResponse:
         runtime = self._runtime
-        view = await prompt_view(runtime)
+        view = plain_prompt_view(runtime)
+        if view is None:
+            view = await prompt_view(runtime)
         tools = runtime.prompt_cache.tool_specs(runtime.composition, view.tools)
-        provider_name, provider, model = runtime.provider()
-        options = self._request_options(tools)
+        provider_name, provider, model, label, options = self._call_plan(tools)
         spec = None
         if output is not None:
             if getattr(provider, "supports_output_schema", False) is True:
@@ -957,8 +975,7 @@ class Turn:
                 text=response.text,
                 tool_calls=response.tool_calls,
                 usage=usage,
-                # Interned: every assistant node of every session names the same few models.
-                model=sys.intern(f"{provider_name}:{model}"),
+                model=label,
             )
         )
         if not response.tool_calls:
