@@ -135,8 +135,17 @@ class MemoryStore:
         self._processes: dict[str, ProcessRecord] = {}
         self._process_keys: dict[str, str] = {}
         self._blobs: dict[str, bytes] = {}
+        # The session ids that passed check_session_id here (see _check_id).
+        self._checked_ids: set[str] = set()
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _check_id(self, session_id: Any) -> None:
+        """``check_session_id``, once per id: a turn's lease and commit name the same session
+        (the check's scan of the id was ~1 us of each)."""
+        if type(session_id) is not str or session_id not in self._checked_ids:
+            check_session_id(session_id)
+            self._checked_ids.add(session_id)
 
     def _session(self, session_id: str) -> _MemorySession:
         s = self._sessions.get(session_id)
@@ -184,7 +193,7 @@ class MemoryStore:
         turn: str | None = None,
         events: Sequence[EventDraft] = (),
     ) -> Lease:
-        check_session_id(session_id)
+        self._check_id(session_id)
         s = self._session(session_id)
         lease = take_lease(s.lease, session_id, owner, ttl, take_over=take_over)
         # Stored without the head's counts (a new lease has none: kept as it is).
@@ -236,20 +245,23 @@ class MemoryStore:
     async def commit(
         self, session_id: str, *, lease: Lease, expected_revision: int, delta: CommitDelta
     ) -> int:
-        check_session_id(session_id)
+        self._check_id(session_id)
         s = self._sessions.get(session_id)
         check_lease(s.lease if s is not None else None, lease)
         assert s is not None
         if s.revision != expected_revision:
             raise RevisionConflict(session_id, expected=expected_revision, actual=s.revision)
-        by_id = {item.record.id: item for item in s.inputs}
+        # (Most commits settle no input and apply no command: no lookups built for them.)
+        by_id = {item.record.id: item for item in s.inputs} if delta.claimed else {}
         for input_id in delta.claimed:
             item = by_id.get(input_id)
             if item is None or item.record.state != "claimed" or item.claim_token != lease.token:
                 raise LeaseLost(
                     session_id, f"input {input_id!r} is not claimed by this lease any more"
                 )
-        pending_commands = {c.id for c in s.commands if c.state == "pending"}
+        pending_commands = (
+            {c.id for c in s.commands if c.state == "pending"} if delta.applied else ()
+        )
         for command_id in delta.applied:
             if command_id not in pending_commands:
                 raise LeaseLost(session_id, f"command {command_id!r} is not pending any more")
