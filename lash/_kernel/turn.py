@@ -1046,7 +1046,8 @@ class Turn:
         composition = runtime.composition
         live = runtime.core.observed(runtime.id)
         for call in calls:
-            plugin = composition.tool_plugin(call.name)
+            entry = composition.tool_entry(call.name)
+            plugin = entry[0] if entry is not None else None
             parent_id, frame_id = self._head()
             self._append(
                 _make_call(

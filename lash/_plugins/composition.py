@@ -173,6 +173,15 @@ class Composition:
         tool: Tool = self.registry.of("tool")[name].value
         return tool
 
+    def tool_entry(self, name: str) -> tuple[str, Tool] | None:
+        """The plugin that registered (or whose source listed) tool ``name``, and the tool;
+        ``None`` when there is no such tool. (A source never lists a registered tool's name:
+        one lookup answers what :meth:`tool_plugin` and :meth:`tool` would.)"""
+        contribution = self.registry.of("tool").get(name)
+        if contribution is not None:
+            return contribution.plugin, contribution.value
+        return self._listed.tools.get(name)
+
     def tool_spec(self, name: str) -> ToolSpec:
         """What a provider is told about tool ``name`` (built once per composition, and again
         when a tool source lists the tool anew)."""
