@@ -1256,12 +1256,25 @@ _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PollClock] = (
 )
 
 
+#: The loop that last asked for its clock, and that clock, both weakly (what _clocks keeps):
+#: a loop asks at every execution, and a lookup in the weak dictionary costs a weak reference
+#: made and a call of its Python-level ``get`` each time.
+_last_clock: tuple[weakref.ref[asyncio.AbstractEventLoop], weakref.ref[_PollClock]] | None = None
+
+
 def _poll_clock() -> _PollClock:
     """The running event loop's :class:`_PollClock`."""
+    global _last_clock
     loop = asyncio.get_running_loop()
+    last = _last_clock
+    if last is not None and last[0]() is loop:
+        clock = last[1]()
+        if clock is not None:
+            return clock
     clock = _clocks.get(loop)
     if clock is None:
         clock = _clocks[loop] = _PollClock()
+    _last_clock = (weakref.ref(loop), weakref.ref(clock))
     return clock
 
 
