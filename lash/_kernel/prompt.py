@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
 
 
-async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
+async def resolve_catalog(runtime: SessionRuntime) -> tuple[str, ...]:
     """The tools offered now: members of the catalog, minus what ``filter_tool_catalog`` hides.
     Remembered on the runtime: a call of a tool not offered is refused. Tool sources are
     listed first (the first listing is where a source connects)."""
@@ -38,12 +38,14 @@ async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
             "filter_tool_catalog", session=runtime.view, catalog=entries
         ):
             hidden.update(names)  # a tuple of names: the dispatcher normalized and checked it
-    # Nothing hidden: the cached list (read only, by the tool-call check).
-    runtime.last_catalog = [n for n in cache.names if n not in hidden] if hidden else cache.names
+    # Nothing hidden: the cached names.
+    runtime.last_catalog = (
+        tuple(n for n in cache.names if n not in hidden) if hidden else cache.names
+    )
     return runtime.last_catalog
 
 
-async def system_prompt(runtime: SessionRuntime, catalog: list[str]) -> str:
+async def system_prompt(runtime: SessionRuntime, catalog: tuple[str, ...]) -> str:
     """Prompt layers, then plugin fragments ordered by slot, priority and plugin order
     (fragments gated on a tool are left out while that tool is not offered)."""
     fragments: list[tuple[int, int, int, str]] = []
@@ -80,7 +82,7 @@ def plain_prompt_view(runtime: SessionRuntime) -> PromptView | None:
     cache.members(runtime.image.kernel, composition.available_tools(), runtime.catalog)
     runtime.last_catalog = cache.names  # (resolve_catalog's, with nothing hidden)
     message = cache.layers_message(runtime.image.config.prompt_layers)
-    return PromptView(graph.prompt_messages(message), cache.offered)
+    return PromptView(graph.prompt_messages(message), cache.names)
 
 
 async def prompt_view(runtime: SessionRuntime) -> PromptView:
@@ -93,7 +95,7 @@ async def prompt_view(runtime: SessionRuntime) -> PromptView:
     messages = graph.prompt_messages(message)  # the one copy of the history a call makes
     if graph.image_messages:
         messages = await load_images(runtime, messages)
-    view = PromptView(messages, tuple(catalog))
+    view = PromptView(messages, catalog)
     hooks = runtime.composition.hooks
     if not hooks.impls("transform_prompt_view"):
         return view

@@ -23,9 +23,7 @@ class PromptCache:
         "generation",
         "kernel",
         "layers",
-        "layers_text",
         "names",
-        "offered",
         "spec_table",
         "specs",
         "system",
@@ -43,15 +41,12 @@ class PromptCache:
         self.table: Mapping[str, tuple[str, str]] | None = None
         self.spec_table: Mapping[str, tuple[str, str]] | None = None
         self.entries: tuple[ToolCatalogEntry, ...] = ()
-        self.names: list[str] = []
-        #: ``names`` as a tuple (what a prompt view offers), made with it.
-        self.offered: tuple[str, ...] = ()
+        self.names: tuple[str, ...] = ()
         self.tools: tuple[str, ...] | None = None
         self.specs: tuple[ToolSpec, ...] = ()
         self.system: Message | None = None
         # The prompt layers `system` was joined from, when it was (layers_message).
         self.layers: tuple[str, ...] | None = None
-        self.layers_text = False
 
     def members(
         self,
@@ -69,8 +64,7 @@ class PromptCache:
             or table is not self.table
         ):
             self.entries = tuple(e for e in catalog() if e.member and not e.orphaned)
-            self.names = [e.name for e in self.entries]
-            self.offered = tuple(self.names)
+            self.names = tuple(e.name for e in self.entries)
             self.kernel, self.generation, self.table = kernel, kernel.generation, table
         return self.entries
 
@@ -95,9 +89,8 @@ class PromptCache:
         """The system message of the prompt ``layers`` alone, when no plugin contributes to
         the prompt (``None`` for no text): joined again only for other layers than last time
         (a config's are the same tuple from one model call to the next)."""
-        if layers is not self.layers:
-            text = "\n\n".join(layers)
-            self.system_message(text)  # (drops `layers`)
+        system = self.system
+        if layers is not self.layers or system is None:
+            system = self.system_message("\n\n".join(layers))  # (drops `layers`)
             self.layers = layers
-            self.layers_text = bool(text)
-        return self.system if self.layers_text else None
+        return system if system.content else None

@@ -392,7 +392,7 @@ class SessionRuntime:
         # Turns running (or waiting for the session) now: `running`, made on first use.
         self._running: set[Stoppable] | None = None
         #: The tools offered at the last model call (a call of any other tool is refused).
-        self.last_catalog: list[str] = []
+        self.last_catalog: tuple[str, ...] = ()
         #: Prompt parts only this handle's state decides, reused while it is unchanged.
         self.prompt_cache = PromptCache()
         #: Input was queued for this session in this process since a running turn last read
