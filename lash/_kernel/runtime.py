@@ -709,7 +709,10 @@ class SessionRuntime:
     def add_node(self, node: GraphNode) -> None:
         """Append ``node`` to the graph; it is committed with the next commit."""
         self.image.graph.append(node)
-        self.pending_nodes.append(node)
+        pending = self._pending_nodes  # (pending_nodes, without its call: six times a turn)
+        if pending is None:
+            pending = self._pending_nodes = []
+        pending.append(node)
 
     def add_usage(self, source: str, usage: Usage) -> None:
         self.pending_usage[source] = self.pending_usage.get(source, Usage()) + usage
