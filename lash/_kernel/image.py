@@ -23,6 +23,7 @@ import attrs
 from lash._contract.graph import GraphNode, SessionGraph
 from lash._contract.modeloptions import EMPTY as NO_MODEL_OPTIONS
 from lash._contract.serialization import structure, unstructure, validation_problems
+from lash._contract.slots import maker
 from lash._contract.turn_types import SessionConfig
 from lash._contract.types import NO_USAGE, Usage
 from lash._kernel.state import KERNEL_STATE_KEY, KernelState
@@ -172,7 +173,7 @@ class SessionImage:
                 snapshot = unstructure(state)
                 if self.snapshots.get(plugin) != fingerprint(snapshot):
                     states[plugin] = snapshot
-        return CommitDelta(
+        return _delta(
             nodes=tuple(nodes),
             plugin_states=states,
             config=self.persistable_config(composition) if self.config_dirty else None,
@@ -216,6 +217,10 @@ class SessionImage:
             "total": unstructure(total),
             "by_source": {k: unstructure(v) for k, v in sorted(self.usage.items())},
         }
+
+
+#: A commit's delta (by its maker: every commit makes one).
+_delta = maker(CommitDelta)
 
 
 @functools.lru_cache(maxsize=16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lash._contract.slots import maker
 from lash._contract.turn_types import PromptContribution, PromptView
 from lash._kernel.media import load_images
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
 
 _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
+
+#: A model call's PromptView (by its maker: every model call makes one).
+_view = maker(PromptView)
 
 
 async def resolve_catalog(runtime: SessionRuntime) -> tuple[str, ...]:
@@ -82,7 +86,7 @@ def plain_prompt_view(runtime: SessionRuntime) -> PromptView | None:
     cache.members(runtime.image.kernel, composition.available_tools(), runtime.catalog)
     runtime.last_catalog = cache.names  # (resolve_catalog's, with nothing hidden)
     message = cache.layers_message(runtime.image.config.prompt_layers)
-    return PromptView(graph.prompt_messages(message), cache.names)
+    return _view(graph.prompt_messages(message), cache.names)
 
 
 async def prompt_view(runtime: SessionRuntime) -> PromptView:

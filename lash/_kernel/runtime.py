@@ -30,7 +30,7 @@ from lash._contract.providers import ModelRequest, ModelResponse, collect_respon
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
 from lash._contract.turn_types import AgentFrame, Message, SessionConfig, ToolCatalogEntry
-from lash._contract.types import Usage
+from lash._contract.types import NO_USAGE, Usage
 from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
@@ -715,7 +715,7 @@ class SessionRuntime:
         pending.append(node)
 
     def add_usage(self, source: str, usage: Usage) -> None:
-        self.pending_usage[source] = self.pending_usage.get(source, Usage()) + usage
+        self.pending_usage[source] = self.pending_usage.get(source, NO_USAGE) + usage
 
     @property
     def has_pending(self) -> bool:

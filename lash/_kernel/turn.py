@@ -428,7 +428,7 @@ class Turn:
         return result
 
     def _started_event(self) -> EventDraft:
-        return EventDraft(
+        return _event(
             "turn_started",
             {
                 "turn_id": self.id,
@@ -664,7 +664,7 @@ class Turn:
         # A commit moves the head by exactly one (compare-and-set on the revision).
         revision = runtime.image.revision + 1
         data["revision"] = revision
-        record = TurnRecord(
+        record = _record(
             session_id=runtime.id,
             turn_id=self.id,
             index=self.index,
@@ -674,7 +674,7 @@ class Turn:
             result=data,
         )
         runtime.pending_events.append(
-            EventDraft(
+            _event(
                 "turn_committed",
                 # tool_calls names the turn's calls (observers elsewhere saw none live).
                 turn_end_data(self.id, self.index, data, self._records),
@@ -730,7 +730,7 @@ class Turn:
     def _result_of(
         self, reason: StopReason | None, detail: str | None, failure: Exception | None
     ) -> TurnResult:
-        result = TurnResult(
+        result = _turn_result(
             session_id=self._runtime.id,
             index=self.index,
             outcome="completed",
@@ -963,7 +963,7 @@ class Turn:
             elif isinstance(event, ModelDone):
                 usage = usage + _usage_counts(provider_name, event.usage)
                 finish = event.finish_reason
-        response = ModelResponse("".join(text), tuple(calls), usage, finish)
+        response = _response("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
         parent_id, frame_id = self._head()
         self._append(
@@ -1300,6 +1300,12 @@ _make_assistant = _MAKERS[AssistantMessage]
 _make_call = _MAKERS[ToolCallNode]
 _make_result = _MAKERS[ToolResultNode]
 _make_outcome = _MAKERS[TurnOutcome]
+
+#: The records every turn makes, by their makers (the classes' ``__init__`` as slot stores).
+_turn_result = maker(TurnResult)
+_response = maker(ModelResponse)
+_record = maker(TurnRecord)
+_event = maker(EventDraft)
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).

@@ -16,7 +16,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
-from lash._contract.slots import evolver
+from lash._contract.slots import evolver, maker
 from lash._contract.turn_types import ProcessRecord, SessionConfig
 from lash._contract.types import NO_USAGE, Usage
 from lash._store.ids import check_session_id
@@ -111,6 +111,8 @@ class _MemorySession:
 _lease = evolver(Lease, "expires_at", "revision", "pending_inputs", "pending_commands")
 #: ``_recorded(turn, revision, committed_at)``: ``turn`` as committed.
 _recorded = evolver(TurnRecord, "revision", "committed_at")
+#: A logged event (by its maker: a turn logs two).
+_stored = maker(StoredEvent)
 
 
 class MemoryStore:
@@ -161,7 +163,7 @@ class MemoryStore:
         now = time.time()
         for draft in drafts:
             s.event_seq += 1
-            s.events.append(StoredEvent(session_id, s.event_seq, draft.type, dict(draft.data), now))
+            s.events.append(_stored(session_id, s.event_seq, draft.type, dict(draft.data), now))
         # The replay window: the newest `events_kept`, younger than `events_max_age`.
         excess = len(s.events) - self.events_kept
         if excess > 0:
