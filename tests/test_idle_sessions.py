@@ -134,6 +134,30 @@ def test_a_state_is_committed_exactly_when_its_data_changed(
             committed = text
 
 
+def test_a_delta_carries_each_field_it_is_given() -> None:
+    """SessionImage.delta hands CommitDelta each field it was given, by name (it builds the
+    delta positionally, in the class's order)."""
+    from lash._kernel.image import SessionImage
+    from lash.store import CommitDelta
+
+    given = {
+        "claimed": ("c",),
+        "applied": ("a",),
+        "enqueue": ("e",),
+        "turn": "t",
+        "events": ("ev",),
+        "processes": ("p",),
+        "parent_id": "parent",
+        "rollup": {"x": {}},
+        "release": True,
+    }
+    image = SessionImage("s")
+    delta = image.delta(("n",), {}, 3, None, **given)  # type: ignore[arg-type]
+    assert {f: getattr(delta, f) for f in given} == given
+    assert (delta.nodes, delta.turns, delta.plugin_states, delta.usage) == (("n",), 3, {}, {})
+    assert image.delta((), {}, 0, None) == CommitDelta(plugin_states={})  # type: ignore[arg-type]
+
+
 @attrs.define
 class CountState:
     """State of the ``counter`` plugin."""
