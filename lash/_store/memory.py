@@ -111,6 +111,8 @@ class _MemorySession:
 _lease = evolver(Lease, "expires_at", "revision", "pending_inputs", "pending_commands")
 #: ``_recorded(turn, revision, committed_at)``: ``turn`` as committed.
 _recorded = evolver(TurnRecord, "revision", "committed_at")
+#: The nodes a commit notes in the session's summary (its frame, last input, status).
+_SUMMARIZED = (FrameBoundary, UserMessage, TurnOutcome)
 #: A logged event (by its maker: a turn logs two).
 _stored = maker(StoredEvent)
 
@@ -305,14 +307,16 @@ class MemoryStore:
             self._sessions[session_id] = s
         elif s.revision == 0:
             s.created_at = now
+        nodes = s.nodes
         for node in delta.nodes:
-            if isinstance(node, FrameBoundary):
-                s.frame_start = len(s.nodes)
-            elif isinstance(node, UserMessage):
-                s.last_user_message = node.text
-            elif isinstance(node, TurnOutcome):
-                s.status = node.outcome
-            s.nodes.append(node)
+            if isinstance(node, _SUMMARIZED):  # (one test for the other nodes: most of them)
+                if isinstance(node, FrameBoundary):
+                    s.frame_start = len(nodes)
+                elif isinstance(node, UserMessage):
+                    s.last_user_message = node.text
+                else:
+                    s.status = node.outcome
+            nodes.append(node)
         s.plugin_states.update(delta.plugin_states)
         if delta.config is not None:
             s.config = delta.config
