@@ -132,11 +132,18 @@ def _usage_counts(provider: str, usage: Usage) -> Usage:
         type(a) is int
         and type(b) is int
         and type(c) is int
-        and _COUNT_MIN <= a <= _COUNT_MAX
-        and _COUNT_MIN <= b <= _COUNT_MAX
-        and _COUNT_MIN <= c <= _COUNT_MAX
+        and (
+            # (Every model call: counts of 0 to 2**63 - 1 told by one test of the three; a
+            # negative one makes the OR negative, and each count's range is tested.)
+            not (a | b | c) >> 63
+            or (
+                _COUNT_MIN <= a <= _COUNT_MAX
+                and _COUNT_MIN <= b <= _COUNT_MAX
+                and _COUNT_MIN <= c <= _COUNT_MAX
+            )
+        )
     ):
-        return usage  # (every model call: the test first, each count's own after)
+        return usage
     counts = []
     for field in ("input_tokens", "output_tokens", "cached_tokens"):
         value = getattr(usage, field)
