@@ -292,7 +292,7 @@ class Turn:
         """Run the turn, yielding events as they happen; the last is :class:`TurnFinished`."""
         events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._events = events
-        runner = self._launch()
+        runner = self._launch(asyncio.get_running_loop())
         try:
             try:
                 while True:
@@ -310,8 +310,9 @@ class Turn:
         generator); the result, once the turn ended."""
         # Resolved by the runner as it ends: waking the caller takes one step of the loop, where
         # waiting for the task would take two (its done callback, then the caller).
-        ended = self._ended = asyncio.get_running_loop().create_future()
-        runner = self._launch()
+        loop = asyncio.get_running_loop()
+        ended = self._ended = loop.create_future()
+        runner = self._launch(loop)
         try:
             try:
                 await ended
@@ -324,12 +325,13 @@ class Turn:
             self._runtime.leave_running(self)
         return self._result
 
-    def _launch(self) -> asyncio.Task[None]:
+    def _launch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
         if self._started:
             raise RuntimeError("a turn runs once; call session.turn(...) again for another")
         self._started = True
         self._runtime.running.add(self)  # from now: cancel_running_turns reaches it, waiting or not
-        self._runner = runner = asyncio.create_task(self._drive())
+        # (The loop's create_task, which asyncio.create_task calls: one Python call less.)
+        self._runner = runner = loop.create_task(self._drive())
         return runner
 
     async def _settle(self, runner: asyncio.Task[None]) -> None:
@@ -943,9 +945,8 @@ class Turn:
                     )
                 tools = (*tools, output.tool)
                 options = output.tool_options(options)
-        request = ModelRequest(
-            model=model, messages=view.messages, tools=tools, options=options, output=spec
-        )
+        # (Positional, in the class's order: a keyword call binds each field twice.)
+        request = ModelRequest(model, view.messages, tools, options, spec)
         if observed:
             self._request = (provider_name, request, time.time())
         self._native_output = spec is not None
