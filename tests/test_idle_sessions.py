@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,103 @@ def test_data_marshal_cannot_encode_is_compared_as_it_is() -> None:
     assert fingerprint(snapshot) is snapshot
     assert fingerprint({"tag": Tag("x")}) == snapshot
     assert fingerprint({"tag": Tag("y")}) != snapshot
+
+
+@attrs.define
+class Item:
+    name: str
+    n: int = 0
+
+
+@attrs.define
+class MixedState:
+    """A state of plain fields, and a list of attrs instances (not plain data while it has
+    any): the image tells its changes by its plain key, or by its snapshot."""
+
+    count: int = 0
+    tags: list[str] = attrs.field(factory=list)
+    table: dict[str, Any] = attrs.field(factory=dict)
+    items: list[Item] = attrs.field(factory=list)
+    note: str | None = None
+
+
+def _mutate(state: MixedState, op: str, value: Any) -> None:
+    if op == "count":
+        state.count = value  # the same value again, often
+    elif op == "tag":
+        state.tags.append(value)
+    elif op == "untag" and state.tags:
+        state.tags.pop()
+    elif op == "table":
+        state.table["k"] = value  # an int, a float, a bool: 1, 1.0 and True differ as data
+    elif op == "item":
+        state.items.append(Item(str(value)))
+    elif op == "bump" and state.items:
+        state.items[0].n += 1  # a change inside a nested instance
+    elif op == "clear":
+        state.items.clear()
+    elif op == "note":
+        state.note = None if value == 0 else str(value)
+
+
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["count", "tag", "untag", "table", "item", "bump", "clear", "note"]),
+        st.sampled_from([0, 1, 1.0, True, 2]),
+    ),
+    max_size=12,
+)
+
+
+@given(_ops, st.lists(st.booleans(), min_size=12, max_size=12))
+def test_a_state_is_committed_exactly_when_its_data_changed(
+    ops: list[tuple[str, Any]], commits: list[bool]
+) -> None:
+    """After any mutations (of plain fields, and inside nested instances), a commit's delta
+    holds the state exactly when its unstructured data differs from what was last committed
+    (compared as JSON text, where 1, 1.0 and true differ), whether the image tells it by the
+    state's plain key or by its snapshot; a delta that is not committed changes nothing."""
+    from lash._contract.serialization import unstructure
+    from lash._kernel.image import SessionImage
+
+    image = SessionImage("s")
+    state = MixedState()
+    # Beside it, a state that never changes: committed once, with the first commit.
+    image.states = {"mixed": state, "other": Item("x")}
+    committed = None  # the JSON text of the state as committed (none yet)
+    for (op, value), commit in zip(ops, commits, strict=False):
+        _mutate(state, op, value)
+        delta = image.delta((), {}, 0, None)  # type: ignore[arg-type]  # (no config change)
+        text = json.dumps(unstructure(state))
+        assert ("mixed" in delta.plugin_states) == (text != committed), (op, value)
+        assert ("other" in delta.plugin_states) == (image.revision == 0)
+        if commit:
+            image.committed(delta, image.revision + 1)
+            committed = text
+
+
+def test_a_delta_carries_each_field_it_is_given() -> None:
+    """SessionImage.delta hands CommitDelta each field it was given, by name (it builds the
+    delta positionally, in the class's order)."""
+    from lash._kernel.image import SessionImage
+    from lash.store import CommitDelta
+
+    given = {
+        "claimed": ("c",),
+        "applied": ("a",),
+        "enqueue": ("e",),
+        "turn": "t",
+        "events": ("ev",),
+        "processes": ("p",),
+        "parent_id": "parent",
+        "rollup": {"x": {}},
+        "release": True,
+    }
+    image = SessionImage("s")
+    delta = image.delta(("n",), {}, 3, None, **given)  # type: ignore[arg-type]
+    assert {f: getattr(delta, f) for f in given} == given
+    assert (delta.nodes, delta.turns, delta.plugin_states, delta.usage) == (("n",), 3, {}, {})
+    assert image.delta((), {}, 0, None) == CommitDelta(plugin_states={})  # type: ignore[arg-type]
 
 
 @attrs.define

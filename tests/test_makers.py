@@ -29,32 +29,55 @@ _ANY_VALUE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | s
         lash.ModelDone,  # (the scripted provider's events)
         lash.TextDelta,
         lash.ToolCallReady,
+        # The turn's records (made directly, or by evolvers: lash._contract.slots.evolver).
+        lash.TurnResult,
+        lash.ModelResponse,
+        lash.PromptView,
+        lash.store.CommitDelta,  # (fields with factory defaults)
+        lash.store.TurnRecord,
+        lash.store.EventDraft,
+        lash.store.StoredEvent,
+        lash.store.Lease,
     ],
 )
 @given(data=st.data())
 @settings(max_examples=60, deadline=None)
 def test_a_maker_makes_what_the_class_makes(cls: type, data: st.DataObject) -> None:
-    """maker(cls) (the turn's node makers, a resumed session's messages) takes __init__'s
-    arguments and returns an instance equal to what __init__ returns, every field the same
-    object, frozen and hashed alike; fields with defaults may be left out."""
+    """maker(cls) (the turn's node and record makers, a resumed session's messages) takes
+    __init__'s arguments and returns an instance equal to what __init__ returns, every field
+    given the same object, frozen and hashed alike; fields with defaults may be left out (a
+    factory's default is made anew for each instance, as __init__ makes it)."""
     from lash._contract.slots import maker
 
     make = maker(cls)
+    assert make is not cls  # (each of these is made by slot stores)
     kwargs = {}
     for field in attrs.fields(cls):
         if field.default is attrs.NOTHING or data.draw(st.booleans()):
             kwargs[field.alias] = data.draw(_ANY_VALUE)
     made, expected = make(**kwargs), cls(**kwargs)
     assert type(made) is cls and made == expected
-    assert all(getattr(made, f.name) is getattr(expected, f.name) for f in attrs.fields(cls))
-    assert hash(made) == hash(expected)
+    for field in attrs.fields(cls):
+        value = getattr(made, field.name)
+        if field.alias in kwargs:
+            assert value is getattr(expected, field.name)
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            assert value is not make(**kwargs).__getattribute__(field.name)  # made anew
+    try:
+        expected_hash = hash(expected)
+    except TypeError:  # a dict field (CommitDelta's): unhashable, as the class makes it
+        with pytest.raises(TypeError):
+            hash(made)
+    else:
+        assert hash(made) == expected_hash
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         made.__setattr__(attrs.fields(cls)[0].name, None)
 
 
 def test_a_maker_calls_the_class_when_its_init_does_more() -> None:
-    """A validator, a converter or a factory default: the maker calls the class, which runs
-    them (never skips them); positional and keyword-only arguments as __init__ takes them."""
+    """A validator, a converter or a factory that takes the instance: the maker calls the
+    class, which runs them (never skips them); positional and keyword-only arguments as
+    __init__ takes them."""
     from lash._contract.slots import maker
 
     @attrs.frozen
@@ -63,6 +86,12 @@ def test_a_maker_calls_the_class_when_its_init_does_more() -> None:
         b: str = attrs.field(default="x", converter=str)
         c: list[int] = attrs.field(factory=list, kw_only=True)
 
+    @attrs.frozen
+    class Derived:
+        a: int
+        b: list[int] = attrs.field(default=attrs.Factory(lambda self: [self.a], takes_self=True))
+
+    assert maker(Derived) is Derived  # a factory that takes the instance: the class makes it
     make = maker(Checked)
     assert make(1, 2) == Checked(1, "2") and make(1).c == [] and make(1).c is not make(1).c
     assert make(1, c=[3]) == Checked(1, c=[3])

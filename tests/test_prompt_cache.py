@@ -28,8 +28,8 @@ def _tool(name: str) -> Any:
 
 
 class Tools:
-    """Four tools, and a ``filter_tool_catalog`` that hides the names in ``hidden`` (changed by
-    the test between calls)."""
+    """Four tools. Nothing else shapes the prompt: the kernel builds it without its hooks
+    (lash._kernel.prompt.plain_prompt_view)."""
 
     lash_plugin = lash.PluginMeta(name="tools")
 
@@ -40,6 +40,11 @@ class Tools:
     def register_tools(self, register: lash.RegisterTool) -> None:
         for name in TOOLS:
             register(_tool(name))
+
+
+class FilteringTools(Tools):
+    """The four tools, and a ``filter_tool_catalog`` that hides the names in ``hidden``
+    (changed by the test between calls): the prompt is built the general way."""
 
     @lash.hookimpl
     def filter_tool_catalog(
@@ -57,12 +62,14 @@ def _core(url: str, tools: Tools, recorder: Recorder) -> lash.LashCore:
 # One step: ("mine", changes) the handle under test changes membership; ("theirs", changes)
 # another handle commits them and the handle under test runs an execution (it reloads: a new
 # kernel state object, possibly with the same generation number); ("hide", names) the filter
-# hook hides names from now on; ("turn", _) a model call (the catalog and tool specs it sends).
+# hook hides names from now on (where there is one); ("layers", layers) the session's prompt
+# layers change; ("turn", _) a model call (the catalog, tool specs and system prompt it sends).
 _changes = st.dictionaries(st.sampled_from(TOOLS), st.booleans(), min_size=1, max_size=3)
 _step = st.one_of(
     st.tuples(st.just("mine"), _changes),
     st.tuples(st.just("theirs"), _changes),
     st.tuples(st.just("hide"), st.frozensets(st.sampled_from(TOOLS))),
+    st.tuples(st.just("layers"), st.lists(st.sampled_from(["", "be brief", "cite"]), max_size=2)),
     st.tuples(st.just("turn"), st.none()),
 )
 
@@ -70,20 +77,26 @@ _step = st.one_of(
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(steps=st.lists(_step, min_size=1, max_size=12))
-def test_offered_tools_follow_membership_and_filter(tmp_path: Path, steps: list[Any]) -> None:
-    """After any sequence of membership changes (this handle's or another's) and filter
-    changes, the preview and every model call offer exactly the member tools the filter does
-    not hide, in registration order, with their specs."""
+@given(steps=st.lists(_step, min_size=1, max_size=12), filtering=st.booleans())
+def test_offered_tools_follow_membership_and_filter(
+    tmp_path: Path, steps: list[Any], filtering: bool
+) -> None:
+    """After any sequence of membership changes (this handle's or another's), filter changes
+    and prompt-layer changes, the preview and every model call offer exactly the member tools
+    the filter (if any) does not hide, in registration order, with their specs, and send the
+    layers as the system message (none when they are empty); with a filter hook the prompt is
+    built the general way, without one the plain way."""
     db = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
     db.mkdir()
     url = sqlite_url(db)
 
     async def scenario() -> None:
-        tools, other_tools = Tools(), Tools()
+        kind_of_tools = FilteringTools if filtering else Tools
+        tools, other_tools = kind_of_tools(), kind_of_tools()
         turns = sum(1 for kind, _ in steps if kind == "turn")
         recorder = Recorder([{"text": "ok"}] * turns)
         members = dict.fromkeys(TOOLS, True)  # the spec: every tool starts a member
+        system = ""
         async with (
             _core(url, tools, recorder) as core,
             _core(url, other_tools, Recorder([])) as other,
@@ -98,8 +111,11 @@ def test_offered_tools_follow_membership_and_filter(tmp_path: Path, steps: list[
                         await theirs.set_tool_membership(arg)
                     members.update(arg)
                     await session.apply_commands()  # an execution: it reloads the session
-                elif kind == "hide":
+                elif kind == "hide" and filtering:
                     tools.hidden = set(arg)
+                elif kind == "layers":
+                    await session.configure(prompt_layers=tuple(arg))
+                    system = "\n\n".join(arg)
                 expected = tuple(n for n in TOOLS if members[n] and n not in tools.hidden)
                 preview = await session.prompt_preview()
                 assert preview.tools == expected, (kind, arg)
@@ -110,6 +126,11 @@ def test_offered_tools_follow_membership_and_filter(tmp_path: Path, steps: list[
                     assert [t.description for t in request.tools] == [
                         f"The {n} tool." for n in expected
                     ]
+                    first = request.messages[0]
+                    if system:
+                        assert (first.role, first.content) == ("system", system)
+                    else:
+                        assert first.role == "user"
             await session.close()
 
     asyncio.run(scenario())

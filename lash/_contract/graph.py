@@ -368,7 +368,8 @@ class SessionGraph:
                     Message("assistant", f"[no answer: the turn {node.outcome}{why}]")
                 )
             return
-        for message in node_messages(node):  # none or one
+        message = node_message(node)
+        if message is not None:
             self._messages.append(message)
             if message.images:
                 self._with_images += 1
@@ -438,7 +439,7 @@ class SessionGraph:
 
     def _extend_stored(self, stored: StoredNodes) -> bool:
         """:meth:`extend` of an empty graph with nodes just loaded: the messages of the common
-        rows straight from their decoded bodies (exactly what :func:`node_messages` gives for
+        rows straight from their decoded bodies (exactly what :func:`node_message` gives for
         their nodes), the other rows' nodes built to go the general way; the graph then holds
         ``stored``'s nodes, built when read. ``False`` (and nothing changed) for nodes of more
         than one frame, or of a record another graph resumed from (it appends to its items),
@@ -524,21 +525,23 @@ class SessionGraph:
         return len(self.nodes)
 
 
-def node_messages(node: GraphNode) -> list[Message]:
-    """The chat messages a model sees for one node (tool results as projected)."""
+def node_message(node: GraphNode) -> Message | None:
+    """The chat message a model sees for one node (tool results as projected), if any. (Made
+    by ``_message``, the class's ``__init__`` at half its cost: one for most of a turn's
+    nodes.)"""
     if isinstance(node, UserMessage):
         if node.items:  # images are stored as references; the prompt view loads their bytes
             images = tuple(i for i in map(image_ref, node.items) if i is not None)
-            return [Message("user", node.text, images=images)]
-        return [Message("user", node.text)]
+            return _message("user", node.text, (), None, images)
+        return _message("user", node.text, (), None, ())
     if isinstance(node, AssistantMessage):
-        return [Message("assistant", node.text, node.tool_calls)]
+        return _message("assistant", node.text, node.tool_calls, None, ())
     if isinstance(node, ToolResultNode):
         content = node.projected if node.projected is not None else node.content
-        return [Message("tool", content, tool_call_id=node.call_id)]
+        return _message("tool", content, (), node.call_id, ())
     if isinstance(node, FrameBoundary) and node.summary:
-        return [Message("user", f"[Summary of the conversation so far]\n{node.summary}")]
-    return []
+        return Message("user", f"[Summary of the conversation so far]\n{node.summary}")
+    return None
 
 
 resolve_here(globals())

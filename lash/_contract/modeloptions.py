@@ -86,9 +86,10 @@ class ModelOptions:
     def merged(self, over: ModelOptions) -> ModelOptions:
         """These options with ``over`` on top: each field ``over`` sets wins; ``extra`` is
         merged key by key (``over``'s keys win)."""
-        if over == EMPTY:
+        # (Most layers are the shared EMPTY itself: told by identity before comparing fields.)
+        if over is EMPTY or over == EMPTY:
             return self
-        if self == EMPTY:
+        if self is EMPTY or self == EMPTY:
             return over
         changes = over.set_fields()
         if self.extra and over.extra:

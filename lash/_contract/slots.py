@@ -22,9 +22,10 @@ T = TypeVar("T")
 
 def evolver(cl: type[T], *names: str) -> Callable[..., T]:
     """``evolve(instance, *values)``: ``attrs.evolve(instance, **dict(zip(names, values)))``
-    for instances of ``cl``, as one generated call of the class with every other field read
-    from ``instance`` (``attrs.evolve`` inspects the class on every call: about five times
-    the cost). Made from the class's fields, so a field added later is carried too."""
+    for instances of ``cl``, as one generated call of the class's :func:`maker` with every
+    other field read from ``instance`` (``attrs.evolve`` inspects the class on every call:
+    about five times the cost). Made from the class's fields, so a field added later is
+    carried too."""
     fields = attrs.fields(cast(Any, cl))
     known = {a.name for a in fields}
     if not names or not set(names) <= known or len(set(names)) != len(names):
@@ -36,7 +37,8 @@ def evolver(cl: type[T], *names: str) -> Callable[..., T]:
         value = a.name if a.name in names else f"_instance.{a.name}"
         args.append(f"{a.alias}={value}" if a.kw_only else value)
     source = f"def evolve(_instance, {', '.join(names)}):\n    return _cls({', '.join(args)})\n"
-    namespace: dict[str, Any] = {"_cls": cl}
+    # The class's maker (its __init__, as slot stores where that is the same thing).
+    namespace: dict[str, Any] = {"_cls": maker(cl)}
     exec(compile(source, f"<lash evolver {cl.__qualname__}>", "exec"), namespace)
     built: Callable[..., T] = namespace["evolve"]
     return built
@@ -44,27 +46,36 @@ def evolver(cl: type[T], *names: str) -> Callable[..., T]:
 
 def maker(cl: type[T]) -> Callable[..., T]:
     """``make(...)``: ``cl(...)``, with the same signature, for a class made on every turn's
-    path (the turn's nodes). When :func:`plain_slots` says the class's ``__init__`` only
-    stores its arguments, it sets each slot of a new instance directly (as the stored-node
-    builders do: about half the cost of a frozen class's ``__init__``); otherwise it is the
-    class itself (so it is when a field's default is a factory, which must run per
-    instance)."""
+    path (the turn's nodes and records). When :func:`plain_slots` says the class's
+    ``__init__`` only stores its arguments (and makes the defaults of factories, which the
+    maker makes the same way, per instance, when the argument is left out), it sets each slot
+    of a new instance directly (as the stored-node builders do: about half the cost of a
+    frozen class's ``__init__``); otherwise it is the class itself (so it is when a factory
+    takes the instance being made)."""
     fields = attrs.fields(cast(Any, cl))
     slots = plain_slots(cl)
-    if slots is None or any(isinstance(a.default, cast(Any, attrs.Factory)) for a in fields):
+    factory = cast(Any, attrs.Factory)
+    if slots is None or any(
+        isinstance(a.default, factory) and a.default.takes_self for a in fields
+    ):
         return cl
-    namespace: dict[str, Any] = {"_cls": cl, "_new": object.__new__}
+    namespace: dict[str, Any] = {"_cls": cl, "_new": object.__new__, "_absent": attrs.NOTHING}
     # __init__'s signature: the positional fields in order, then the keyword-only ones.
     positional: list[str] = []
     keyword: list[str] = []
+    made: list[str] = []  # a factory's default, made per instance as __init__ makes it
     for i, a in enumerate(fields):
         param = a.alias
-        if a.default is not attrs.NOTHING:
+        if isinstance(a.default, factory):
+            namespace[f"_f{i}"] = a.default.factory
+            param = f"{a.alias}=_absent"
+            made.append(f"    if {a.alias} is _absent:\n        {a.alias} = _f{i}()")
+        elif a.default is not attrs.NOTHING:
             namespace[f"_d{i}"] = a.default
             param = f"{a.alias}=_d{i}"
         (keyword if a.kw_only else positional).append(param)
     params = [*positional, *(["*", *keyword] if keyword else [])]
-    lines = [f"def make({', '.join(params)}):", "    o = _new(_cls)"]
+    lines = [f"def make({', '.join(params)}):", *made, "    o = _new(_cls)"]
     for i, a in enumerate(fields):
         namespace[f"_s{i}"] = slots[a.name].__set__
         lines.append(f"    _s{i}(o, {a.alias})")

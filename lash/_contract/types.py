@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import attrs
 
 from lash._contract.annotations import resolve_here
+from lash._contract.slots import maker
 
 __all__ = [
     "NO_USAGE",
@@ -103,7 +104,7 @@ class Usage:
                 return self
             if not (self.input_tokens or self.output_tokens or self.cached_tokens):
                 return other
-        return Usage(
+        return _make_usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_tokens + other.cached_tokens,
@@ -116,6 +117,8 @@ class Usage:
 
 #: No tokens: one shared instance (Usage is frozen) for the kernel's zero amounts.
 NO_USAGE = Usage()
+#: Usage's maker (its __init__ as slot stores): a turn's sums make a few.
+_make_usage = maker(Usage)
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lash._contract.slots import maker
 from lash._contract.turn_types import PromptContribution, PromptView
 from lash._kernel.media import load_images
 
@@ -19,8 +20,11 @@ if TYPE_CHECKING:
 
 _SLOT_ORDER = {"system": 0, "context": 1, "reminder": 2}
 
+#: A model call's PromptView (by its maker: every model call makes one).
+_view = maker(PromptView)
 
-async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
+
+async def resolve_catalog(runtime: SessionRuntime) -> tuple[str, ...]:
     """The tools offered now: members of the catalog, minus what ``filter_tool_catalog`` hides.
     Remembered on the runtime: a call of a tool not offered is refused. Tool sources are
     listed first (the first listing is where a source connects)."""
@@ -38,12 +42,14 @@ async def resolve_catalog(runtime: SessionRuntime) -> list[str]:
             "filter_tool_catalog", session=runtime.view, catalog=entries
         ):
             hidden.update(names)  # a tuple of names: the dispatcher normalized and checked it
-    # Nothing hidden: the cached list (read only, by the tool-call check).
-    runtime.last_catalog = [n for n in cache.names if n not in hidden] if hidden else cache.names
+    # Nothing hidden: the cached names.
+    runtime.last_catalog = (
+        tuple(n for n in cache.names if n not in hidden) if hidden else cache.names
+    )
     return runtime.last_catalog
 
 
-async def system_prompt(runtime: SessionRuntime, catalog: list[str]) -> str:
+async def system_prompt(runtime: SessionRuntime, catalog: tuple[str, ...]) -> str:
     """Prompt layers, then plugin fragments ordered by slot, priority and plugin order
     (fragments gated on a tool are left out while that tool is not offered)."""
     fragments: list[tuple[int, int, int, str]] = []
@@ -67,6 +73,22 @@ async def system_prompt(runtime: SessionRuntime, catalog: list[str]) -> str:
     return "\n\n".join([*layers, *(text for *_, text in sorted(fragments))])
 
 
+def plain_prompt_view(runtime: SessionRuntime) -> PromptView | None:
+    """:func:`prompt_view` without a coroutine, where it awaits nothing (most sessions): no
+    plugin shapes the prompt (``Composition.shapes_prompt``) and no message carries images.
+    Then the view is the cached catalog, the layers' system message and the history; ``None``
+    otherwise (the caller awaits :func:`prompt_view`)."""
+    composition = runtime.composition
+    graph = runtime.image.graph
+    if composition.shapes_prompt or graph.image_messages:
+        return None
+    cache = runtime.prompt_cache
+    cache.members(runtime.image.kernel, composition.available_tools(), runtime.catalog)
+    runtime.last_catalog = cache.names  # (resolve_catalog's, with nothing hidden)
+    message = cache.layers_message(runtime.image.config.prompt_layers)
+    return _view(graph.prompt_messages(message), cache.names)
+
+
 async def prompt_view(runtime: SessionRuntime) -> PromptView:
     """The prompt the next model call gets: system prompt, the active frame's messages and the
     tool catalog, after ``transform_prompt_view``. Nothing is recorded."""
@@ -77,7 +99,7 @@ async def prompt_view(runtime: SessionRuntime) -> PromptView:
     messages = graph.prompt_messages(message)  # the one copy of the history a call makes
     if graph.image_messages:
         messages = await load_images(runtime, messages)
-    view = PromptView(messages, tuple(catalog))
+    view = PromptView(messages, catalog)
     hooks = runtime.composition.hooks
     if not hooks.impls("transform_prompt_view"):
         return view

@@ -22,6 +22,7 @@ class PromptCache:
         "entries",
         "generation",
         "kernel",
+        "layers",
         "names",
         "spec_table",
         "specs",
@@ -40,10 +41,12 @@ class PromptCache:
         self.table: Mapping[str, tuple[str, str]] | None = None
         self.spec_table: Mapping[str, tuple[str, str]] | None = None
         self.entries: tuple[ToolCatalogEntry, ...] = ()
-        self.names: list[str] = []
+        self.names: tuple[str, ...] = ()
         self.tools: tuple[str, ...] | None = None
         self.specs: tuple[ToolSpec, ...] = ()
         self.system: Message | None = None
+        # The prompt layers `system` was joined from, when it was (layers_message).
+        self.layers: tuple[str, ...] | None = None
 
     def members(
         self,
@@ -61,14 +64,14 @@ class PromptCache:
             or table is not self.table
         ):
             self.entries = tuple(e for e in catalog() if e.member and not e.orphaned)
-            self.names = [e.name for e in self.entries]
+            self.names = tuple(e.name for e in self.entries)
             self.kernel, self.generation, self.table = kernel, kernel.generation, table
         return self.entries
 
     def tool_specs(self, composition: Composition, names: tuple[str, ...]) -> tuple[ToolSpec, ...]:
         """What the provider is told about the tools ``names`` (the known ones)."""
         table = composition.available_tools()
-        if names != self.tools or table is not self.spec_table:
+        if (names is not self.tools and names != self.tools) or table is not self.spec_table:
             self.specs = tuple(
                 composition.tool_spec(name) for name in names if composition.has_tool(name)
             )
@@ -79,4 +82,15 @@ class PromptCache:
         system = self.system
         if system is None or system.content != text:
             system = self.system = Message("system", text)
+            self.layers = None
         return system
+
+    def layers_message(self, layers: tuple[str, ...]) -> Message | None:
+        """The system message of the prompt ``layers`` alone, when no plugin contributes to
+        the prompt (``None`` for no text): joined again only for other layers than last time
+        (a config's are the same tuple from one model call to the next)."""
+        system = self.system
+        if layers is not self.layers or system is None:
+            system = self.system_message("\n\n".join(layers))  # (drops `layers`)
+            self.layers = layers
+        return system if system.content else None

@@ -30,7 +30,7 @@ from lash._contract.providers import ModelRequest, ModelResponse, collect_respon
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
 from lash._contract.turn_types import AgentFrame, Message, SessionConfig, ToolCatalogEntry
-from lash._contract.types import Usage
+from lash._contract.types import NO_USAGE, Usage
 from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
@@ -392,7 +392,7 @@ class SessionRuntime:
         # Turns running (or waiting for the session) now: `running`, made on first use.
         self._running: set[Stoppable] | None = None
         #: The tools offered at the last model call (a call of any other tool is refused).
-        self.last_catalog: list[str] = []
+        self.last_catalog: tuple[str, ...] = ()
         #: Prompt parts only this handle's state decides, reused while it is unchanged.
         self.prompt_cache = PromptCache()
         #: Input was queued for this session in this process since a running turn last read
@@ -709,10 +709,13 @@ class SessionRuntime:
     def add_node(self, node: GraphNode) -> None:
         """Append ``node`` to the graph; it is committed with the next commit."""
         self.image.graph.append(node)
-        self.pending_nodes.append(node)
+        pending = self._pending_nodes  # (pending_nodes, without its call: six times a turn)
+        if pending is None:
+            pending = self._pending_nodes = []
+        pending.append(node)
 
     def add_usage(self, source: str, usage: Usage) -> None:
-        self.pending_usage[source] = self.pending_usage.get(source, Usage()) + usage
+        self.pending_usage[source] = self.pending_usage.get(source, NO_USAGE) + usage
 
     @property
     def has_pending(self) -> bool:
@@ -1256,12 +1259,25 @@ _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PollClock] = (
 )
 
 
+#: The loop that last asked for its clock, and that clock, both weakly (what _clocks keeps):
+#: a loop asks at every execution, and a lookup in the weak dictionary costs a weak reference
+#: made and a call of its Python-level ``get`` each time.
+_last_clock: tuple[weakref.ref[asyncio.AbstractEventLoop], weakref.ref[_PollClock]] | None = None
+
+
 def _poll_clock() -> _PollClock:
     """The running event loop's :class:`_PollClock`."""
+    global _last_clock
     loop = asyncio.get_running_loop()
+    last = _last_clock
+    if last is not None and last[0]() is loop:
+        clock = last[1]()
+        if clock is not None:
+            return clock
     clock = _clocks.get(loop)
     if clock is None:
         clock = _clocks[loop] = _PollClock()
+    _last_clock = (weakref.ref(loop), weakref.ref(clock))
     return clock
 
 

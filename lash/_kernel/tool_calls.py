@@ -32,6 +32,7 @@ from lash.errors import LashError
 
 if TYPE_CHECKING:
     from lash._kernel.runtime import SessionRuntime
+    from lash._tools.tool import Tool
 
 
 @attrs.frozen
@@ -85,8 +86,8 @@ async def run_tool_call(
         # (A call the tool would refuse anyway, unknown or with bad arguments, is not held.)
         if holds:
             return call, holds[0]
-        composition = runtime.composition
-        if composition.has_tool(call.name) and composition.tool(call.name).approval == "always":
+        entry = runtime.composition.tool_entry(call.name)
+        if entry is not None and entry[1].approval == "always":
             return call, Hold()
     return await run_approved(runtime, call, context, offered_only=True)
 
@@ -98,7 +99,20 @@ async def run_approved(
     tool the last model call was not offered (an approved call, continued by another process,
     ran no model call: its tool was offered when the model asked)."""
     hooks = runtime.composition.hooks
-    result = await _invoke(runtime, call, context, offered_only=offered_only)
+    found = _tool_of(runtime, call, offered_only=offered_only)
+    if isinstance(found, ToolResult):
+        result = found  # refused
+    else:
+        plugin, tool = found
+        token = CALLER.set(Caller(f"tool {call.name!r}", plugin))
+        try:
+            result = await tool.invoke(call.arguments, context)
+        finally:
+            CALLER.reset(token)
+        # The tool answers with its context's call id, which is this call's: evolve only a
+        # result that says otherwise.
+        if result.call_id != call.id:
+            result = attrs.evolve(result, call_id=call.id)
     final = call
 
     def after(plugin: str, replaced: Any, kwargs: dict[str, Any]) -> bool:
@@ -115,26 +129,22 @@ async def run_approved(
     return call, result
 
 
-async def _invoke(
-    runtime: SessionRuntime, call: ToolCall, context: ToolContext, *, offered_only: bool
-) -> ToolResult:
-    composition = runtime.composition
+def _tool_of(
+    runtime: SessionRuntime, call: ToolCall, *, offered_only: bool
+) -> tuple[str, Tool] | ToolResult:
+    """The tool ``call`` runs (its plugin, and the tool), or the error result that refuses the
+    call (arguments that are not a JSON object, a tool that is unknown or, ``offered_only``,
+    not offered)."""
     if call.invalid_arguments is not None:
         return invalid_arguments_result(call)
     offered = runtime.last_catalog
-    if (offered_only and call.name not in offered) or not composition.has_tool(call.name):
+    entry = runtime.composition.tool_entry(call.name)
+    if entry is None or (offered_only and call.name not in offered):
         available = ", ".join(sorted(offered)) or "none"
         return ToolResult(
             call.id, f"unknown tool {call.name!r}; available tools: {available}", True
         )
-    token = CALLER.set(Caller(f"tool {call.name!r}", composition.tool_plugin(call.name)))
-    try:
-        result: ToolResult = await composition.tool(call.name).invoke(call.arguments, context)
-    finally:
-        CALLER.reset(token)
-    # The tool answers with its context's call id, which is this call's: evolve only a result
-    # that says otherwise.
-    return result if result.call_id == call.id else attrs.evolve(result, call_id=call.id)
+    return entry
 
 
 async def project(runtime: SessionRuntime, call: ToolCall, result: ToolResult) -> str | None:

@@ -64,6 +64,7 @@ from lash._contract.providers import (
     ModelDone,
     ModelRequest,
     ModelResponse,
+    Provider,
     TextDelta,
     ToolCallReady,
 )
@@ -82,7 +83,7 @@ from lash._kernel.event_json import (
 )
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.output import NOT_CALLED, Output, answer_text, feedback
-from lash._kernel.prompt import prompt_view
+from lash._kernel.prompt import plain_prompt_view, prompt_view
 from lash._kernel.state import AwaitingTurn
 from lash._kernel.tool_calls import Hold, project, run_approved, run_tool_call
 from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
@@ -114,6 +115,9 @@ def _directives(value: Any) -> tuple[Any, ...]:
 _NO_IMAGES: Sequence[Any] = ()  # a turn without items: nothing to store (shared, immutable)
 
 
+#: A model call's provider name, provider, model, the model's label, and options.
+_CallPlan = tuple[str, Provider, str, str, ModelOptions]
+
 _COUNT_MIN, _COUNT_MAX = -(2**63), 2**63 - 1  # what a store's 64-bit integer holds
 
 
@@ -128,11 +132,18 @@ def _usage_counts(provider: str, usage: Usage) -> Usage:
         type(a) is int
         and type(b) is int
         and type(c) is int
-        and _COUNT_MIN <= a <= _COUNT_MAX
-        and _COUNT_MIN <= b <= _COUNT_MAX
-        and _COUNT_MIN <= c <= _COUNT_MAX
+        and (
+            # (Every model call: counts of 0 to 2**63 - 1 told by one test of the three; a
+            # negative one makes the OR negative, and each count's range is tested.)
+            not (a | b | c) >> 63
+            or (
+                _COUNT_MIN <= a <= _COUNT_MAX
+                and _COUNT_MIN <= b <= _COUNT_MAX
+                and _COUNT_MIN <= c <= _COUNT_MAX
+            )
+        )
     ):
-        return usage  # (every model call: the test first, each count's own after)
+        return usage
     counts = []
     for field in ("input_tokens", "output_tokens", "cached_tokens"):
         value = getattr(usage, field)
@@ -184,8 +195,9 @@ class Turn:
 
     # What a new turn starts with and most turns keep: read from the class until the turn sets
     # its own (a turn is made for every input: a store per attribute was ~1 us of each).
-    # The last call's layers of options (host, session, turn) and their merge.
-    _merged_options: tuple[ModelOptions, ModelOptions, ModelOptions, ModelOptions] | None = None
+    # The last model call's plan (_call_plan), with the config, tools and turn options it was
+    # made for.
+    _plan: tuple[Any, tuple[Any, ...], ModelOptions, _CallPlan] | None = None
     _output_value: Any = None  # the accepted value (structured output)
     _native_output = False  # the last call asked the provider for the schema itself
     #: The turn stopped for approval that this one continues (same id and index), if any.
@@ -280,7 +292,7 @@ class Turn:
         """Run the turn, yielding events as they happen; the last is :class:`TurnFinished`."""
         events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._events = events
-        runner = self._launch()
+        runner = self._launch(asyncio.get_running_loop())
         try:
             try:
                 while True:
@@ -298,8 +310,9 @@ class Turn:
         generator); the result, once the turn ended."""
         # Resolved by the runner as it ends: waking the caller takes one step of the loop, where
         # waiting for the task would take two (its done callback, then the caller).
-        ended = self._ended = asyncio.get_running_loop().create_future()
-        runner = self._launch()
+        loop = asyncio.get_running_loop()
+        ended = self._ended = loop.create_future()
+        runner = self._launch(loop)
         try:
             try:
                 await ended
@@ -312,12 +325,13 @@ class Turn:
             self._runtime.leave_running(self)
         return self._result
 
-    def _launch(self) -> asyncio.Task[None]:
+    def _launch(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
         if self._started:
             raise RuntimeError("a turn runs once; call session.turn(...) again for another")
         self._started = True
         self._runtime.running.add(self)  # from now: cancel_running_turns reaches it, waiting or not
-        self._runner = runner = asyncio.create_task(self._drive())
+        # (The loop's create_task, which asyncio.create_task calls: one Python call less.)
+        self._runner = runner = loop.create_task(self._drive())
         return runner
 
     async def _settle(self, runner: asyncio.Task[None]) -> None:
@@ -423,7 +437,7 @@ class Turn:
         return result
 
     def _started_event(self) -> EventDraft:
-        return EventDraft(
+        return _event(
             "turn_started",
             {
                 "turn_id": self.id,
@@ -659,7 +673,7 @@ class Turn:
         # A commit moves the head by exactly one (compare-and-set on the revision).
         revision = runtime.image.revision + 1
         data["revision"] = revision
-        record = TurnRecord(
+        record = _record(
             session_id=runtime.id,
             turn_id=self.id,
             index=self.index,
@@ -669,7 +683,7 @@ class Turn:
             result=data,
         )
         runtime.pending_events.append(
-            EventDraft(
+            _event(
                 "turn_committed",
                 # tool_calls names the turn's calls (observers elsewhere saw none live).
                 turn_end_data(self.id, self.index, data, self._records),
@@ -725,7 +739,7 @@ class Turn:
     def _result_of(
         self, reason: StopReason | None, detail: str | None, failure: Exception | None
     ) -> TurnResult:
-        result = TurnResult(
+        result = _turn_result(
             session_id=self._runtime.id,
             index=self.index,
             outcome="completed",
@@ -838,18 +852,30 @@ class Turn:
             return self._call_model_once(None)
         return self._call_for_output(self._output)
 
+    def _call_plan(self, tools: tuple[Any, ...]) -> _CallPlan:
+        """A model call's provider (its name, the provider, the model), the model's label on
+        the assistant node, and the call's options: worked out once per turn, and again only
+        when the session's config (a new object whenever it changes), the tools offered or
+        the turn's options differ from the turn's last call. (The host's options are the
+        composition's, fixed.)"""
+        config, turn = self._runtime.image.config, self.model_options
+        plan = self._plan
+        if plan is not None and plan[0] is config and plan[1] is tools and plan[2] is turn:
+            return plan[3]
+        provider_name, provider, model = self._runtime.provider()
+        # Interned: every assistant node of every session names the same few models.
+        label = sys.intern(f"{provider_name}:{model}")
+        made = (provider_name, provider, model, label, self._request_options(tools))
+        self._plan = (config, tools, turn, made)
+        return made
+
     def _request_options(self, tools: tuple[Any, ...]) -> ModelOptions:
         """The model options of a call: the host's, under the session's, under the turn's."""
         runtime = self._runtime
         host = runtime.composition.config.model_options
         session = runtime.image.config.model_options
         turn = self.model_options
-        merged = self._merged_options
-        if merged is not None and merged[0] is host and merged[1] is session and merged[2] is turn:
-            options = merged[3]  # the same (frozen) layers as the turn's last call
-        else:
-            options = host.merged(session).merged(turn)
-            self._merged_options = (host, session, turn, options)
+        options = host.merged(session).merged(turn)
         choice = options.tool_choice
         if choice not in (None, "auto", "none", "required") and all(
             t.name != choice for t in tools
@@ -901,10 +927,11 @@ class Turn:
         self, output: Output | None, *, observed: bool = False
     ) -> ModelResponse:
         runtime = self._runtime
-        view = await prompt_view(runtime)
+        view = plain_prompt_view(runtime)
+        if view is None:
+            view = await prompt_view(runtime)
         tools = runtime.prompt_cache.tool_specs(runtime.composition, view.tools)
-        provider_name, provider, model = runtime.provider()
-        options = self._request_options(tools)
+        provider_name, provider, model, label, options = self._call_plan(tools)
         spec = None
         if output is not None:
             if getattr(provider, "supports_output_schema", False) is True:
@@ -918,9 +945,8 @@ class Turn:
                     )
                 tools = (*tools, output.tool)
                 options = output.tool_options(options)
-        request = ModelRequest(
-            model=model, messages=view.messages, tools=tools, options=options, output=spec
-        )
+        # (Positional, in the class's order: a keyword call binds each field twice.)
+        request = ModelRequest(model, view.messages, tools, options, spec)
         if observed:
             self._request = (provider_name, request, time.time())
         self._native_output = spec is not None
@@ -945,7 +971,7 @@ class Turn:
             elif isinstance(event, ModelDone):
                 usage = usage + _usage_counts(provider_name, event.usage)
                 finish = event.finish_reason
-        response = ModelResponse("".join(text), tuple(calls), usage, finish)
+        response = _response("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
         parent_id, frame_id = self._head()
         self._append(
@@ -957,8 +983,7 @@ class Turn:
                 text=response.text,
                 tool_calls=response.tool_calls,
                 usage=usage,
-                # Interned: every assistant node of every session names the same few models.
-                model=sys.intern(f"{provider_name}:{model}"),
+                model=label,
             )
         )
         if not response.tool_calls:
@@ -1029,7 +1054,8 @@ class Turn:
         composition = runtime.composition
         live = runtime.core.observed(runtime.id)
         for call in calls:
-            plugin = composition.tool_plugin(call.name)
+            entry = composition.tool_entry(call.name)
+            plugin = entry[0] if entry is not None else None
             parent_id, frame_id = self._head()
             self._append(
                 _make_call(
@@ -1282,6 +1308,12 @@ _make_assistant = _MAKERS[AssistantMessage]
 _make_call = _MAKERS[ToolCallNode]
 _make_result = _MAKERS[ToolResultNode]
 _make_outcome = _MAKERS[TurnOutcome]
+
+#: The records every turn makes, by their makers (the classes' ``__init__`` as slot stores).
+_turn_result = maker(TurnResult)
+_response = maker(ModelResponse)
+_record = maker(TurnRecord)
+_event = maker(EventDraft)
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).

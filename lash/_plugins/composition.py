@@ -73,6 +73,10 @@ class PluginCommand:
     command: click.Command
 
 
+#: The hooks that take part in building a model call's prompt.
+PROMPT_HOOKS = ("filter_tool_catalog", "prompt_contributions", "transform_prompt_view")
+
+
 @attrs.define
 class Composition:
     """A host's plugins, assembled: who is loaded, in which order, what each contributes, and
@@ -95,6 +99,7 @@ class Composition:
     _secret_fields: dict[str, frozenset[str]] = attrs.field(factory=dict, alias="_secret_fields")
     #: The tools of the tool sources, as last listed.
     _listed: ListedTools = attrs.field(factory=ListedTools, alias="_listed")
+    _shapes_prompt: bool | None = attrs.field(default=None, alias="_shapes_prompt")
 
     def __attrs_post_init__(self) -> None:
         for plugin in self.loaded:
@@ -145,6 +150,19 @@ class Composition:
             self._secret_fields[plugin] = found
         return found
 
+    @property
+    def shapes_prompt(self) -> bool:
+        """Whether a plugin takes part in building model prompts: implements a hook of
+        :data:`PROMPT_HOOKS` or contributes a tool source (which may list new tools). Fixed
+        per composition, so asked once (``lash._kernel.prompt`` builds a prompt without a
+        coroutine when nothing does)."""
+        shapes = self._shapes_prompt
+        if shapes is None:
+            hooks = self.hooks
+            shapes = bool(self.registry.of("tool_source")) or any(map(hooks.impls, PROMPT_HOOKS))
+            self._shapes_prompt = shapes
+        return shapes
+
     # -- tools ----------------------------------------------------------------------------------
 
     def tool(self, name: str) -> Tool:
@@ -154,6 +172,15 @@ class Composition:
             return listed[1]
         tool: Tool = self.registry.of("tool")[name].value
         return tool
+
+    def tool_entry(self, name: str) -> tuple[str, Tool] | None:
+        """The plugin that registered (or whose source listed) tool ``name``, and the tool;
+        ``None`` when there is no such tool. (A source never lists a registered tool's name:
+        one lookup answers what :meth:`tool_plugin` and :meth:`tool` would.)"""
+        contribution = self.registry.of("tool").get(name)
+        if contribution is not None:
+            return contribution.plugin, contribution.value
+        return self._listed.tools.get(name)
 
     def tool_spec(self, name: str) -> ToolSpec:
         """What a provider is told about tool ``name`` (built once per composition, and again

@@ -16,7 +16,7 @@ import attrs
 
 from lash._contract.annotations import resolve_here
 from lash._contract.graph import FrameBoundary, GraphNode, TurnOutcome, UserMessage
-from lash._contract.slots import evolver
+from lash._contract.slots import evolver, maker
 from lash._contract.turn_types import ProcessRecord, SessionConfig
 from lash._contract.types import NO_USAGE, Usage
 from lash._store.ids import check_session_id
@@ -111,6 +111,10 @@ class _MemorySession:
 _lease = evolver(Lease, "expires_at", "revision", "pending_inputs", "pending_commands")
 #: ``_recorded(turn, revision, committed_at)``: ``turn`` as committed.
 _recorded = evolver(TurnRecord, "revision", "committed_at")
+#: The nodes a commit notes in the session's summary (its frame, last input, status).
+_SUMMARIZED = (FrameBoundary, UserMessage, TurnOutcome)
+#: A logged event (by its maker: a turn logs two).
+_stored = maker(StoredEvent)
 
 
 class MemoryStore:
@@ -135,8 +139,17 @@ class MemoryStore:
         self._processes: dict[str, ProcessRecord] = {}
         self._process_keys: dict[str, str] = {}
         self._blobs: dict[str, bytes] = {}
+        # The session ids that passed check_session_id here (see _check_id).
+        self._checked_ids: set[str] = set()
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _check_id(self, session_id: Any) -> None:
+        """``check_session_id``, once per id: a turn's lease and commit name the same session
+        (the check's scan of the id was ~1 us of each)."""
+        if type(session_id) is not str or session_id not in self._checked_ids:
+            check_session_id(session_id)
+            self._checked_ids.add(session_id)
 
     def _session(self, session_id: str) -> _MemorySession:
         s = self._sessions.get(session_id)
@@ -152,7 +165,7 @@ class MemoryStore:
         now = time.time()
         for draft in drafts:
             s.event_seq += 1
-            s.events.append(StoredEvent(session_id, s.event_seq, draft.type, dict(draft.data), now))
+            s.events.append(_stored(session_id, s.event_seq, draft.type, dict(draft.data), now))
         # The replay window: the newest `events_kept`, younger than `events_max_age`.
         excess = len(s.events) - self.events_kept
         if excess > 0:
@@ -184,7 +197,7 @@ class MemoryStore:
         turn: str | None = None,
         events: Sequence[EventDraft] = (),
     ) -> Lease:
-        check_session_id(session_id)
+        self._check_id(session_id)
         s = self._session(session_id)
         lease = take_lease(s.lease, session_id, owner, ttl, take_over=take_over)
         # Stored without the head's counts (a new lease has none: kept as it is).
@@ -236,20 +249,23 @@ class MemoryStore:
     async def commit(
         self, session_id: str, *, lease: Lease, expected_revision: int, delta: CommitDelta
     ) -> int:
-        check_session_id(session_id)
+        self._check_id(session_id)
         s = self._sessions.get(session_id)
         check_lease(s.lease if s is not None else None, lease)
         assert s is not None
         if s.revision != expected_revision:
             raise RevisionConflict(session_id, expected=expected_revision, actual=s.revision)
-        by_id = {item.record.id: item for item in s.inputs}
+        # (Most commits settle no input and apply no command: no lookups built for them.)
+        by_id = {item.record.id: item for item in s.inputs} if delta.claimed else {}
         for input_id in delta.claimed:
             item = by_id.get(input_id)
             if item is None or item.record.state != "claimed" or item.claim_token != lease.token:
                 raise LeaseLost(
                     session_id, f"input {input_id!r} is not claimed by this lease any more"
                 )
-        pending_commands = {c.id for c in s.commands if c.state == "pending"}
+        pending_commands = (
+            {c.id for c in s.commands if c.state == "pending"} if delta.applied else ()
+        )
         for command_id in delta.applied:
             if command_id not in pending_commands:
                 raise LeaseLost(session_id, f"command {command_id!r} is not pending any more")
@@ -291,14 +307,16 @@ class MemoryStore:
             self._sessions[session_id] = s
         elif s.revision == 0:
             s.created_at = now
+        nodes = s.nodes
         for node in delta.nodes:
-            if isinstance(node, FrameBoundary):
-                s.frame_start = len(s.nodes)
-            elif isinstance(node, UserMessage):
-                s.last_user_message = node.text
-            elif isinstance(node, TurnOutcome):
-                s.status = node.outcome
-            s.nodes.append(node)
+            if isinstance(node, _SUMMARIZED):  # (one test for the other nodes: most of them)
+                if isinstance(node, FrameBoundary):
+                    s.frame_start = len(nodes)
+                elif isinstance(node, UserMessage):
+                    s.last_user_message = node.text
+                else:
+                    s.status = node.outcome
+            nodes.append(node)
         s.plugin_states.update(delta.plugin_states)
         if delta.config is not None:
             s.config = delta.config
