@@ -1,0 +1,88 @@
+"""Review of h-pages (issue 17: a turn's usage in the head row and in its turn record): what
+the SQLite store's usage API and ``usage_ledger`` give must not change, on new files, upgraded
+files and files an older lash still writes to. Expected values are the store's contract (the
+memory store's answers: ``load().usage`` the total per source, the listing's the total of all
+of them; the ledger one row per commit and source)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_sqlite_store import leased, opened, query
+
+import lash
+import lash.store
+
+pytestmark = pytest.mark.anyio
+
+
+def usage_commit(usage: dict[str, tuple[int, int, int]], **more: Any) -> lash.store.CommitDelta:
+    return lash.store.CommitDelta(
+        usage={source: lash.Usage(*counts) for source, counts in usage.items()}, **more
+    )
+
+
+#: What a lash of migration 9 (main before issue 17) runs to delete a session, in order
+#: (``DROP_SESSION_ROWS`` and ``TOMBSTONE`` of its ``_sqlite_schema.py``, verbatim but for
+#: the session id): the head row stays as a tombstone, with the columns that lash knows reset.
+OLDER_LASH_DELETE = (
+    *(
+        f"DELETE FROM {table} WHERE session_id = ?"
+        for table in (
+            "nodes",
+            "plugin_states",
+            "usage_ledger",
+            "usage_totals",
+            "inputs",
+            "commands",
+            "turn_records",
+            "cancel_requests",
+            "events",
+        )
+    ),
+    """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
+    next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
+    protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
+    events_at = 0, parent_id = NULL WHERE session_id = ?""",
+)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_session_an_older_lash_deleted_starts_with_no_usage(
+    tmp_path: Path, inline: bool
+) -> None:
+    """An older lash (migration 9) still running on the file deletes a session this lash
+    committed turns to; this lash then starts the session again: its usage is the new
+    commit's only, as the ledger says (and as on main, where the delete dropped the
+    usage_totals rows). Found: the tombstone keeps ``turn_input``/``turn_output``/
+    ``turn_cached`` (the older lash does not know them), and the next commit adds to them."""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        if not inline:
+            store._inline = False
+        lease = await leased(store, "s")
+        await store.commit(
+            "s", lease=lease, expected_revision=0, delta=usage_commit({"turn": (10, 20, 30)})
+        )
+        await store.release_lease(lease)
+        with sqlite3.connect(db) as conn:  # the older lash's delete
+            for sql in OLDER_LASH_DELETE:
+                conn.execute(sql, ("s",))
+        assert await store.load("s") is None
+        lease = await leased(store, "s")
+        await store.commit(
+            "s",
+            lease=lease,
+            expected_revision=0,
+            delta=usage_commit({"turn": (1, 2, 3)}, release=True),
+        )
+        record = await store.load("s")
+        (summary,) = await store.list_sessions()
+    ledger = "SELECT source, input_tokens, output_tokens, cached_tokens FROM usage_ledger"
+    assert query(db, ledger) == [("turn", 1, 2, 3)]
+    assert record is not None
+    assert record.usage == {"turn": lash.Usage(1, 2, 3)}
+    assert summary.usage == lash.Usage(1, 2, 3)
