@@ -86,3 +86,32 @@ async def test_a_session_an_older_lash_deleted_starts_with_no_usage(
     assert record is not None
     assert record.usage == {"turn": lash.Usage(1, 2, 3)}
     assert summary.usage == lash.Usage(1, 2, 3)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_the_listing_of_huge_totals_answers_as_main_did(tmp_path: Path, inline: bool) -> None:
+    """Token counts near 2**63: two turns of 2**62 input tokens overflow SQLite's integers
+    (their total becomes a REAL, on main in usage_totals, now in the head), then two other
+    sources of 2**62 each, named after "turn". Main's listing summed the totals in source
+    order, the REAL first (SQLite's SUM goes on in floating point: no overflow) and agreed
+    with the load. Found: the listing now SUMs the other sources alone (two integers:
+    "integer overflow", the listing fails) and adds the head's after. (Main fails too when
+    two such sources sort before "turn": SUM's overflow depends on the order it reads.)"""
+    db = tmp_path / "lash.db"
+    big = 2**62
+    async with opened(db) as store:
+        if not inline:
+            store._inline = False
+        lease = await leased(store, "s")
+        revision = 0
+        for usage in ({"turn": (big, 0, 0)}, {"turn": (big, 0, 0)}, {"vision": (big, 0, 0)}):
+            delta = usage_commit(usage)
+            revision = await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+        delta = usage_commit({"web": (big, 0, 0)})
+        await store.commit("s", lease=lease, expected_revision=revision, delta=delta)
+        record = await store.load("s")
+        assert record is not None
+        (summary,) = await store.list_sessions()
+    total = sum(record.usage.values(), lash.Usage())
+    assert summary.usage.input_tokens == pytest.approx(total.input_tokens)
+    assert summary.usage.input_tokens == pytest.approx(4 * big)
