@@ -6,7 +6,13 @@ of them; the ledger one row per commit and source)."""
 
 from __future__ import annotations
 
+import json
+import random
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +121,100 @@ async def test_the_listing_of_huge_totals_answers_as_main_did(tmp_path: Path, in
     total = sum(record.usage.values(), lash.Usage())
     assert summary.usage.input_tokens == pytest.approx(total.input_tokens)
     assert summary.usage.input_tokens == pytest.approx(4 * big)
+
+
+# -- crash safety: SIGKILL while committing ------------------------------------------------------
+
+HARNESS = Path(__file__).parent / "usage_ops.py"
+
+
+def random_commits(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """Commits of the sessions ``p``, its child ``c`` (rolling its usage up into ``p``) and
+    ``x`` (replaced now and then), with and without a turn record, of several sources."""
+    ops: list[dict[str, Any]] = []
+    for n in range(count):
+        sid = rng.choice(["p", "c", "x"])
+        usage = {
+            source: [rng.randint(0, 1000) for _ in range(3)]
+            for source in ("turn", "tool", "compaction")
+            if rng.random() < (0.8 if source == "turn" else 0.3)
+        }
+        op: dict[str, Any] = {"op": "commit", "sid": sid, "usage": usage}
+        if rng.random() < 0.6:
+            op["turn"], op["index"] = f"t{n}", n
+        if sid == "x" and rng.random() < 0.1:
+            op["replace"] = True
+        if sid == "c":
+            op["parent"] = "p"
+            if usage:
+                total = [sum(u[i] for u in usage.values()) for i in range(3)]
+                op["rollup"] = {"p": {"child:c": total}}
+        ops.append(op)
+    return ops
+
+
+def sums(rows: list[tuple[Any, ...]]) -> dict[str, lash.Usage]:
+    return {str(source): lash.Usage(i, o, c) for source, i, o, c in rows}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite-trigger"])
+async def test_sigkill_while_committing_leaves_totals_equal_to_the_ledger(
+    tmp_path: Path, kind: str
+) -> None:
+    """A process committing usage (to the head, the turn records, usage_ledger_rows and
+    usage_totals) is SIGKILLed at random moments, again and again on the same file: after each
+    kill every session's totals (load and listing) are the sums of its ledger, and the
+    parent's ``child:c`` the sum of the child's ledger."""
+    db = tmp_path / "lash.db"
+    rng = random.Random(17)
+    for kill in range(6):
+        ops = random_commits(rng, 300)
+        ops = [{**op, "turn": f"k{kill}-{op['turn']}"} if "turn" in op else op for op in ops]
+        child = subprocess.Popen(
+            [sys.executable, str(HARNESS), "-", kind, str(db), "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(json.dumps({"op": "observe", "sids": []}) + "\n")
+        child.stdin.flush()
+        assert child.stdout.readline()  # opened (and, the first time, made) the file
+        child.stdin.write("".join(json.dumps(op) + "\n" for op in ops))
+        child.stdin.flush()
+        for _ in range(rng.randint(1, 120)):  # some commits done, then any moment
+            assert child.stdout.readline()
+        time.sleep(rng.uniform(0, 0.02))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        try:
+            child.stdin.close()
+        except BrokenPipeError:  # (what it had not read yet)
+            pass
+        assert child.returncode == -signal.SIGKILL
+        ledger = """SELECT source, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens)
+            FROM usage_ledger WHERE session_id = ? GROUP BY source ORDER BY source"""
+        async with opened(db) as store:
+            for sid in ("p", "c", "x"):
+                record = await store.load(sid)
+                if record is None:
+                    continue
+                own = {s: u for s, u in record.usage.items() if not s.startswith("child:")}
+                assert own == sums(query(db, ledger, (sid,))), (kill, sid)
+            record = await store.load("p")
+            child_total = query(
+                db,
+                """SELECT 'child:c', SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens)
+                FROM usage_ledger WHERE session_id = 'c' HAVING COUNT(*)""",
+            )
+            if record is not None:
+                assert {s: u for s, u in record.usage.items() if s.startswith("child:")} == (
+                    sums(child_total)
+                )
+            for summary in await store.list_sessions():
+                loaded = await store.load(summary.session_id)
+                assert loaded is not None
+                assert summary.usage == sum(loaded.usage.values(), lash.Usage())
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
