@@ -6,6 +6,7 @@ of them; the ledger one row per commit and source)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from test_sqlite_store import leased, opened, query
+from test_sqlite_usage import old_file
 
 import lash
 import lash.store
@@ -218,3 +220,74 @@ async def test_sigkill_while_committing_leaves_totals_equal_to_the_ledger(
                 assert loaded is not None
                 assert summary.usage == sum(loaded.usage.values(), lash.Usage())
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+# -- upgrading: SIGKILL during it, several processes at once -------------------------------------
+
+
+def open_in_child(db: Path) -> subprocess.Popen[str]:
+    """A process that opens ``db`` (upgrading it) and lists what it holds, then ends."""
+    ops = json.dumps([{"op": "observe", "sids": ["old"]}])
+    return subprocess.Popen(
+        [sys.executable, str(HARNESS), "-", "sqlite", str(db), ops],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def migrations(db: Path) -> list[int]:
+    return [m for (m,) in query(db, "SELECT id FROM lash_migrations ORDER BY id")]
+
+
+async def test_sigkill_during_the_upgrade_leaves_the_old_file_or_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """The migration 7 file (with ledger and totals rows), opened by processes SIGKILLed at
+    random moments of their start: each time the file is whole, at migration 7 or 11 (no
+    step half made), and finally upgraded it holds the same usage as before."""
+    db = old_file(tmp_path)
+    before = query(db, "SELECT * FROM usage_ledger ORDER BY revision, source")
+    rng = random.Random(5)
+    child = open_in_child(tmp_path / "timing.db")  # how long a start takes here
+    started = time.monotonic()
+    child.communicate()
+    span = time.monotonic() - started
+    states = collections.Counter()
+    for _ in range(12):
+        child = open_in_child(db)
+        time.sleep(rng.uniform(span * 0.3, span))
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
+        applied = migrations(db)
+        assert applied in (list(range(1, 8)), list(range(1, 12))), applied
+        kind = "view" if applied[-1] == 11 else "table"
+        assert query(db, "SELECT type FROM sqlite_master WHERE name = 'usage_ledger'") == [(kind,)]
+        states[applied[-1]] += 1
+        assert query(db, "SELECT * FROM usage_ledger ORDER BY revision, source") == before
+    async with opened(db) as store:
+        record = await store.load("old")
+    assert record is not None
+    assert record.usage == {
+        "child:kid": lash.Usage(5, 5, 5),
+        "compaction": lash.Usage(7, 1, 0),
+        "turn": lash.Usage(60, 9, 3),
+    }
+
+
+async def test_several_processes_upgrading_one_file_at_once(tmp_path: Path) -> None:
+    """Four processes open the migration 7 file at once: each answers with its usage, every
+    step is applied once, and the usage is the file's."""
+    db = old_file(tmp_path)
+    children = [open_in_child(db) for _ in range(4)]
+    answers = [child.communicate() for child in children]
+    for child, (out, err) in zip(children, answers, strict=True):
+        assert child.returncode == 0, err
+        ((observed,),) = [json.loads(out)]
+        assert observed["load"]["old"] == {
+            "child:kid": [5, 5, 5],
+            "compaction": [7, 1, 0],
+            "turn": [60, 9, 3],
+        }
+    assert migrations(db) == list(range(1, 12))
