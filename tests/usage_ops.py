@@ -79,7 +79,7 @@ async def run(kind: str, db: str, ops: Any, reply: Any = None) -> list[Any]:
                 except lash.UnknownSession:
                     out.append(["unknown"])
             elif op["op"] == "observe":
-                loads = {}
+                loads: dict[str, Any] = {}
                 for sid in op["sids"]:
                     try:
                         record = await store.load(sid)
