@@ -95,6 +95,41 @@ async def test_a_session_an_older_lash_deleted_starts_with_no_usage(
     assert summary.usage == lash.Usage(1, 2, 3)
 
 
+async def test_a_session_an_older_lash_deleted_and_committed_to_again_has_its_usage(
+    tmp_path: Path,
+) -> None:
+    """As above, but the older lash itself commits to the session again after its delete (its
+    commit writes the head's columns it knows and its usage to usage_totals and the ledger,
+    as main's plain statements do): this lash loads that commit's usage. Found: the
+    tombstone's ``turn_*`` are added to it. (So resetting the columns in this lash's own
+    first commit on a tombstone is not enough: the older lash's delete must drop them.)"""
+    db = tmp_path / "lash.db"
+    async with opened(db) as store:
+        lease = await leased(store, "s")
+        await store.commit(
+            "s",
+            lease=lease,
+            expected_revision=0,
+            delta=usage_commit({"turn": (10, 20, 30)}, release=True),
+        )
+    with sqlite3.connect(db) as conn:
+        for sql in OLDER_LASH_DELETE:  # the older lash's delete ...
+            conn.execute(sql, ("s",))
+        # ... and its next commit of the session (revision 1): the head, the totals, the ledger
+        conn.execute(
+            "UPDATE sessions SET revision = 1, created_at = 5.0, updated_at = 5.0, turns = 1 "
+            "WHERE session_id = 's'"
+        )
+        conn.execute("INSERT INTO usage_totals VALUES ('s', 'turn', 1, 2, 3)")
+        conn.execute("INSERT INTO usage_ledger VALUES ('s', 1, 'turn', 1, 2, 3, 5.0)")
+    async with opened(db) as store:
+        record = await store.load("s")
+        (summary,) = await store.list_sessions()
+    assert record is not None
+    assert record.usage == {"turn": lash.Usage(1, 2, 3)}
+    assert summary.usage == lash.Usage(1, 2, 3)
+
+
 @pytest.mark.parametrize("inline", [True, False])
 async def test_the_listing_of_huge_totals_answers_as_main_did(tmp_path: Path, inline: bool) -> None:
     """Token counts near 2**63: two turns of 2**62 input tokens overflow SQLite's integers
