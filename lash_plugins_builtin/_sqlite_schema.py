@@ -881,9 +881,16 @@ _TURN_USAGE_IN_RECORD = (
         INSERT INTO usage_ledger_rows ({_LEDGER})
             VALUES ({", ".join(f"NEW.{c}" for c in LEDGER_COLUMNS)});
     END""",
+    # An older lash deletes a session's ledger with the rest of its rows (its delete, its
+    # replacing commit): its head's turn totals, which that lash does not know, go with it, or
+    # the tombstone would keep them and the session started again would count them twice. (Any
+    # commit that adds to them writes a ledger row, so a session with totals has one to delete;
+    # this lash never deletes through the view.)
     """CREATE TRIGGER usage_ledger_delete INSTEAD OF DELETE ON usage_ledger BEGIN
         DELETE FROM usage_ledger_rows WHERE session_id = OLD.session_id
             AND revision = OLD.revision AND source = OLD.source;
+        UPDATE sessions SET turn_input = NULL, turn_output = NULL, turn_cached = NULL
+            WHERE session_id = OLD.session_id AND turn_input IS NOT NULL;
     END""",
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
@@ -1359,17 +1366,14 @@ TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0,
 HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
     OR EXISTS (SELECT 1 FROM commands WHERE session_id = ?1)"""
 
-#: Committed sessions (revision > 0) with their usage totals (their usage_totals rows and their
-#: head's), status and pending input count, most recently updated first (``:now``).
+#: Committed sessions (revision > 0) with their usage totals (the head's, then their
+#: usage_totals rows as a JSON array of ``[input, output, cached]``, summed by the caller:
+#: exact, where SQLite's ``SUM`` fails on a total past 64 bits or not, depending on the order it
+#: reads the rows in), status and pending input count, most recently updated first (``:now``).
 LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.revision,
-    h.last_user_message, {
-    ", ".join(
-        f"COALESCE(SUM(u.{t}), 0) + COALESCE(h.{c}, 0)"
-        for t, c in zip(
-            ("input_tokens", "output_tokens", "cached_tokens"), TURN_USAGE_COLUMNS, strict=True
-        )
-    )
-}, h.status,
+    h.last_user_message, {", ".join(f"h.{c}" for c in TURN_USAGE_COLUMNS)},
+    json_group_array(json_array(u.input_tokens, u.output_tokens, u.cached_tokens))
+        FILTER (WHERE u.session_id IS NOT NULL), h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
         AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id

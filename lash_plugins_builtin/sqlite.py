@@ -867,7 +867,7 @@ class SQLiteStore:
                 turns=turns,
                 revision=revision,
                 last_user_message=last_user,
-                usage=lash.Usage(inp, out, cached),
+                usage=_total_usage((inp or 0, out or 0, cached or 0), others),
                 status=status,
                 pending_inputs=pending,
                 parent_id=parent,
@@ -882,6 +882,7 @@ class SQLiteStore:
                 inp,
                 out,
                 cached,
+                others,
                 status,
                 pending,
                 parent,
@@ -2475,6 +2476,17 @@ _plain_encode = _plain_encoder()
 def _array(items: Sequence[Any]) -> str | None:
     """A JSON array for a trigger (``None`` for none: nothing for SQL to parse)."""
     return _encode_array(items) if items else None
+
+
+def _total_usage(head: tuple[Any, Any, Any], others: str) -> lash.Usage:
+    """A listed session's usage: its head's turn totals plus its ``usage_totals`` rows (the JSON
+    array of ``LIST_SESSIONS``), added here, in Python's integers."""
+    counts = list(head)
+    if others != "[]":
+        for row in json.loads(others):
+            for i, value in enumerate(row):
+                counts[i] += value
+    return lash.Usage(*counts)
 
 
 def _first(rows: list[Any]) -> Any:
