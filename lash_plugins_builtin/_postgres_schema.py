@@ -76,7 +76,7 @@ import attrs
 
 import lash
 from lash_plugins_builtin import _sqlite_schema as sqlite_schema
-from lash_plugins_builtin._sqlite_schema import lash_version
+from lash_plugins_builtin._sqlite_schema import lash_version, upgrade_to
 
 #: A connection the schema is read and migrated through (a pooled one, or one of its own).
 Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -1599,7 +1599,7 @@ async def applied_migrations(conn: Connection, where: str) -> dict[int, str]:
             f"the Postgres database {where} was migrated by a newer lash: its schema has "
             f"migration {newest['id']} ({newest['name']!r}, applied by lash "
             f"{newest['lash_version']}) but this lash ({lash_version()}) knows migrations up to "
-            f"{LATEST}; upgrade lash to {newest['lash_version']} or later on every host that "
+            f"{LATEST}; {upgrade_to(newest['lash_version'], newest['id'])} on every host that "
             "uses this database (lash never downgrades or recreates a database)"
         )
     known = {m.id: m.name for m in MIGRATIONS}

@@ -1572,6 +1572,15 @@ def lash_version() -> str:
         return "unknown"
 
 
+def upgrade_to(version: str, migration: int) -> str:
+    """What a lash refusing a newer lash's database tells its user to install: the version that
+    applied ``migration``, or, when that is this lash's own version (migrations are added between
+    releases), a newer build of it."""
+    if version == lash_version():
+        return f"upgrade lash to a newer build of {version}, one that knows migration {migration}"
+    return f"upgrade lash to {version} or later"
+
+
 def check_path(path: str, *, create_dirs: bool, mode: str = "rwc") -> None:
     """Refuse paths SQLite could only fail on, with what to do about each.
 
@@ -1815,7 +1824,7 @@ async def inspect(conn: aiosqlite.Connection, path: str) -> tuple[bool, dict[int
         raise lash.ConfigError(
             f"this database was written by a newer lash: its schema has migration {mid} "
             f"({name!r}, applied by lash {version}) but this lash ({lash_version()}) knows "
-            f"migrations up to {LATEST}; upgrade lash to {version} or later "
+            f"migrations up to {LATEST}; {upgrade_to(version, mid)} "
             "(lash never downgrades or recreates a database)",
             path=path,
         )

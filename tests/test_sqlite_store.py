@@ -1536,6 +1536,11 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     assert "newer lash" in message and "migration 11" in message
     assert "'turn usage in the turn record'" in message
     assert f"knows migrations up to {known}" in message
+    # The file's migrations were applied by this very version (added between releases): the
+    # message asks for a newer build of it, not for "0.1.0 or later", which this lash is.
+    version = _sqlite_schema.lash_version()
+    assert f"upgrade lash to a newer build of {version}, one that knows migration 11" in message
+    assert "or later" not in message
     assert db.read_bytes() == before
 
 
