@@ -99,3 +99,30 @@ def test_a_maker_calls_the_class_when_its_init_does_more() -> None:
         make("not an int")
     with pytest.raises(TypeError):
         make(1, "b", [3])  # c is keyword-only, as in __init__
+
+
+def test_fields_named_as_the_generated_code_names_its_own_values_are_kept() -> None:
+    """The generated code's own names cannot be shadowed by a field: a field ``o`` (the name of
+    the instance being made, once), ``cls`` or ``instance`` is stored and carried; a field whose
+    name starts with the code's prefix gets the general way. Expected: ``attrs.evolve`` and the
+    class's own ``__init__``."""
+    from lash._contract.slots import evolver, maker
+
+    @attrs.frozen
+    class Shadowing:
+        o: int
+        cls: str = "c"
+        instance: list[int] = attrs.Factory(list)
+        _lash_o: int = 0
+
+    made = maker(Shadowing)(1, "k", [2], 3)
+    assert made == Shadowing(1, "k", [2], 3)
+    assert (made.o, made.cls, made.instance, made._lash_o) == (1, "k", [2], 3)
+    for names, values in [
+        (("o",), (5,)),
+        (("cls", "instance"), ("d", [7])),
+        (("_lash_o",), (9,)),
+    ]:
+        evolved = evolver(Shadowing, *names)(made, *values)
+        aliases = [name.removeprefix("_") for name in names]  # (how attrs names the arguments)
+        assert evolved == attrs.evolve(made, **dict(zip(aliases, values, strict=True)))

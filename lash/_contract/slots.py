@@ -20,6 +20,12 @@ import attrs
 T = TypeVar("T")
 
 
+#: The prefix of the names the generated code uses for itself (the class, its slots' setters,
+#: defaults, the instance): no parameter, named after a field, can be one of them (a class with
+#: a field so named gets the general way).
+_OWN = "_lash_"
+
+
 def evolver(cl: type[T], *names: str) -> Callable[..., T]:
     """``evolve(instance, *values)``: ``attrs.evolve(instance, **dict(zip(names, values)))``
     for instances of ``cl``, as one generated call of the class's :func:`maker` with every
@@ -32,13 +38,21 @@ def evolver(cl: type[T], *names: str) -> Callable[..., T]:
         raise ValueError(f"evolver({cl.__name__}): not distinct fields of it: {names}")
     if any(not a.init for a in fields):
         raise ValueError(f"evolver({cl.__name__}): a field not in __init__ cannot be carried")
+    if any(name.startswith(_OWN) for name in names):  # (would shadow the code's own names)
+        aliases = [next(a.alias for a in fields if a.name == name) for name in names]
+        return lambda instance, *values: attrs.evolve(
+            instance, **dict(zip(aliases, values, strict=True))
+        )
     args = []
     for a in fields:
-        value = a.name if a.name in names else f"_instance.{a.name}"
+        value = a.name if a.name in names else f"{_OWN}instance.{a.name}"
         args.append(f"{a.alias}={value}" if a.kw_only else value)
-    source = f"def evolve(_instance, {', '.join(names)}):\n    return _cls({', '.join(args)})\n"
+    source = (
+        f"def evolve({_OWN}instance, {', '.join(names)}):\n"
+        f"    return {_OWN}cls({', '.join(args)})\n"
+    )
     # The class's maker (its __init__, as slot stores where that is the same thing).
-    namespace: dict[str, Any] = {"_cls": maker(cl)}
+    namespace: dict[str, Any] = {f"{_OWN}cls": maker(cl)}
     exec(compile(source, f"<lash evolver {cl.__qualname__}>", "exec"), namespace)
     built: Callable[..., T] = namespace["evolve"]
     return built
@@ -55,11 +69,17 @@ def maker(cl: type[T]) -> Callable[..., T]:
     fields = attrs.fields(cast(Any, cl))
     slots = plain_slots(cl)
     factory = cast(Any, attrs.Factory)
-    if slots is None or any(
-        isinstance(a.default, factory) and a.default.takes_self for a in fields
+    if (
+        slots is None
+        or any(isinstance(a.default, factory) and a.default.takes_self for a in fields)
+        or any(a.alias.startswith(_OWN) for a in fields)  # (would shadow the code's own names)
     ):
         return cl
-    namespace: dict[str, Any] = {"_cls": cl, "_new": object.__new__, "_absent": attrs.NOTHING}
+    namespace: dict[str, Any] = {
+        f"{_OWN}cls": cl,
+        f"{_OWN}new": object.__new__,
+        f"{_OWN}absent": attrs.NOTHING,
+    }
     # __init__'s signature: the positional fields in order, then the keyword-only ones.
     positional: list[str] = []
     keyword: list[str] = []
@@ -67,19 +87,19 @@ def maker(cl: type[T]) -> Callable[..., T]:
     for i, a in enumerate(fields):
         param = a.alias
         if isinstance(a.default, factory):
-            namespace[f"_f{i}"] = a.default.factory
-            param = f"{a.alias}=_absent"
-            made.append(f"    if {a.alias} is _absent:\n        {a.alias} = _f{i}()")
+            namespace[f"{_OWN}f{i}"] = a.default.factory
+            param = f"{a.alias}={_OWN}absent"
+            made.append(f"    if {a.alias} is {_OWN}absent:\n        {a.alias} = {_OWN}f{i}()")
         elif a.default is not attrs.NOTHING:
-            namespace[f"_d{i}"] = a.default
-            param = f"{a.alias}=_d{i}"
+            namespace[f"{_OWN}d{i}"] = a.default
+            param = f"{a.alias}={_OWN}d{i}"
         (keyword if a.kw_only else positional).append(param)
     params = [*positional, *(["*", *keyword] if keyword else [])]
-    lines = [f"def make({', '.join(params)}):", *made, "    o = _new(_cls)"]
+    lines = [f"def make({', '.join(params)}):", *made, f"    {_OWN}o = {_OWN}new({_OWN}cls)"]
     for i, a in enumerate(fields):
-        namespace[f"_s{i}"] = slots[a.name].__set__
-        lines.append(f"    _s{i}(o, {a.alias})")
-    lines.append("    return o")
+        namespace[f"{_OWN}s{i}"] = slots[a.name].__set__
+        lines.append(f"    {_OWN}s{i}({_OWN}o, {a.alias})")
+    lines.append(f"    return {_OWN}o")
     exec(compile("\n".join(lines), f"<lash maker {cl.__qualname__}>", "exec"), namespace)
     built: Callable[..., T] = namespace["make"]
     return built

@@ -280,6 +280,8 @@ def fingerprint(snapshot: Any) -> Any:
 def _fields_of(cls: type) -> Any:
     """A function returning the tuple of an attrs instance's field values (``cls``'s fields)."""
     names = [a.name for a in attrs.fields(cls)]
+    if not names:  # (attrgetter() takes one name at least)
+        return lambda state: ()
     getter = operator.attrgetter(*names)
     return getter if len(names) > 1 else lambda state: (getter(state),)
 
