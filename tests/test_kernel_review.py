@@ -44,3 +44,75 @@ async def test_a_state_without_fields_commits(tmp_path: Path) -> None:
         )
         assert isinstance(session.state(NoFields), NoFields)
         await session.close()
+
+
+class Text(str):
+    """A str subclass (marshal cannot write it)."""
+
+
+_ODD_VALUES = [
+    0,
+    1,
+    1.0,
+    True,
+    False,
+    0.0,
+    -0.0,
+    float("nan"),
+    2**70,
+    "a",
+    Text("a"),
+    (1,),
+    [1],
+    [1.0],
+    [True],
+    {1},
+    frozenset({1}),
+    {"a": 1, "b": 2},
+    {"b": 2, "a": 1},
+    {1: "a"},
+    {"1": "a"},
+    b"a",
+    bytearray(b"a"),
+    None,
+    [],
+    (),
+    {},
+]
+
+
+@attrs.define
+class Odd:
+    x: Any = None
+    y: Any = None
+
+
+def test_a_state_is_committed_exactly_when_37a188a_committed_it() -> None:
+    """For every sequence of two field assignments among odd values (equal values of other
+    types, -0.0, NaN, str subclasses, containers of other kinds, dicts in another order), the
+    image commits the state exactly when 37a188a's rule (its unstructured snapshot's
+    fingerprint differs from the committed one) says so; mutating a list in place too."""
+    import itertools
+
+    from lash._contract.serialization import unstructure
+    from lash._kernel.image import SessionImage, fingerprint
+
+    for a, b in itertools.product(_ODD_VALUES, repeat=2):
+        image = SessionImage("s")
+        state = Odd(a, [a])
+        image.states = {"odd": state}
+        committed: Any = None
+        for step in range(4):
+            if step == 1:
+                state.x = b
+            elif step == 2:
+                state.y.append(b)  # in place: the same list object
+            elif step == 3:
+                state.y = [b, a]
+            delta = image.delta((), {}, 0, None)  # type: ignore[arg-type]
+            reference = fingerprint(unstructure(state))
+            expected = committed is None or reference != committed
+            assert ("odd" in delta.plugin_states) == expected, (a, b, step)
+            image.committed(delta, image.revision + 1)
+            if "odd" in delta.plugin_states:
+                committed = reference
