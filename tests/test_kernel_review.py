@@ -116,3 +116,29 @@ def test_a_state_is_committed_exactly_when_37a188a_committed_it() -> None:
             image.committed(delta, image.revision + 1)
             if "odd" in delta.plugin_states:
                 committed = reference
+
+
+@attrs.frozen
+class Point:
+    """A record with a field named ``o`` (the makers' generated code names its instance ``o``)."""
+
+    o: int
+    x: int = 0
+
+
+def test_an_evolver_keeps_a_field_named_o() -> None:
+    """evolver(cls, ...) evolves like attrs.evolve for a class with a field ``o``: on 37a188a
+    it called the class; since h-kernel it calls maker(cls), whose code stores its new instance
+    in a local ``o`` over the argument ``o``."""
+    from lash._contract.slots import evolver
+
+    evolve = evolver(Point, "x")
+    assert evolve(Point(1), 2) == Point(1, 2) == attrs.evolve(Point(1), x=2)
+
+
+def test_a_maker_keeps_a_field_named_o() -> None:
+    """maker(cls) makes what cls makes for a field named ``o`` (already wrong on 37a188a: the
+    generated ``make`` rebinds ``o`` to the new instance before storing the fields)."""
+    from lash._contract.slots import maker
+
+    assert maker(Point)(1, 2) == Point(1, 2)
