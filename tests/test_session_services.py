@@ -16,6 +16,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from _cores import make_core, stored
 from _recorder import Recorder
@@ -318,6 +319,49 @@ async def test_complete_in_a_tool_is_committed_with_the_turn_under_its_source(
     assert record.usage["turn"] == lash.Usage(30, 3)
     assert result.usage == lash.Usage(30, 3)  # the turn's own calls only
     await core.aclose()
+
+
+@pytest.mark.parametrize(
+    ("usage", "problem"),
+    [
+        (lash.Usage(100.0, 7.0), None),  # type: ignore[arg-type]
+        (lash.Usage(100.5, 7), "input_tokens 100.5 (float)"),  # type: ignore[arg-type]
+        (lash.Usage(1, None), "output_tokens None (NoneType)"),  # type: ignore[arg-type]
+    ],
+)
+async def test_complete_takes_token_counts_as_a_turns_model_call_does(
+    tmp_path: Path, usage: lash.Usage, problem: str | None
+) -> None:
+    """A direct completion whose provider reports counts that are not ints: a whole float is
+    its int, committed as one (on the file, read back by a fresh core); anything else fails the
+    completion with the ProviderError a turn's model call gets, naming the provider and the
+    count, and nothing of it is committed (the tool fails; the turn goes on). Before, the float
+    was committed as it came."""
+    rec = Recorder(
+        [
+            {"tool_calls": [{"name": "ask", "id": "c1", "arguments": {}}]},
+            lash.ScriptedResponse(text="side answer", usage=usage),
+            {"text": "done"},
+        ]
+    )
+    core = make_core(tmp_path, rec, Services())
+    session = await core.session("s").open()
+    result = await asyncio.wait_for(session.turn("hi").run(), LIMIT)
+    held = session.usage_report()["by_source"].get("ask")  # the session's own, in memory
+    await core.aclose()
+    (call,) = result.tool_calls
+    assert result.outcome == "completed" and result.text == "done"
+    record = await stored(tmp_path, full=True)
+    if problem is None:
+        assert call.result.content == "side answer"
+        assert record.usage["ask"] == lash.Usage(100, 7)
+        assert [type(n) for n in attrs.astuple(record.usage["ask"])] == [int, int, int]
+        assert held is not None and type(held["input_tokens"]) is int
+    else:
+        assert held is None
+        assert call.result.is_error
+        assert f"provider 'recorder' reported usage with {problem}" in call.result.content
+        assert "ask" not in record.usage
 
 
 async def test_complete_during_compaction_is_committed_with_the_compaction(

@@ -173,7 +173,12 @@ class SessionView:
         options: Mapping[str, Any] | None = None,
     ) -> ModelResponse:
         """A direct completion with the session's provider (no tools, nothing recorded in the
-        graph); its usage is committed under ``source`` with the running operation."""
+        graph); its usage is committed under ``source`` with the running operation, its token
+        counts taken as a turn's model call takes them (a whole float is its int).
+
+        :raises lash.ProviderError: the provider's, or for token counts that are not ints in 64
+            bits (naming the provider and the count; nothing of the completion is committed).
+        """
         return await self._backend.complete(messages, source=source, model=model, options=options)
 
     async def record(self, kind: str, data: Any = None) -> PluginNode:

@@ -23,6 +23,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import attrs
+
 from lash._contract.calls import CALLER
 from lash._contract.events import PluginEvent
 from lash._contract.graph import FrameBoundary, GraphNode, PluginNode, new_node_id
@@ -35,6 +37,7 @@ from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
 from lash._kernel.prompt_cache import PromptCache
+from lash._kernel.turn import usage_counts
 from lash._store.records import (
     EventDraft,
     InputDraft,
@@ -609,11 +612,16 @@ class SessionRuntime:
         options: Mapping[str, Any] | None,
     ) -> ModelResponse:
         self.require_open()
-        _name, provider, default_model = self.provider()
+        name, provider, default_model = self.provider()
         request = ModelRequest(
             model=model or default_model, messages=tuple(messages), options=dict(options or {})
         )
         response = await collect_response(provider.stream(request))
+        # Its counts as a turn's model call takes them (a whole float is its int; anything else
+        # that is not an int in 64 bits is refused, naming the provider, before it is committed).
+        usage = usage_counts(name, response.usage)
+        if usage is not response.usage:
+            response = attrs.evolve(response, usage=usage)
         if self.joinable() is not None:
             self.add_usage(source, response.usage)
         else:

@@ -121,7 +121,7 @@ _CallPlan = tuple[str, Provider, str, str, ModelOptions]
 _COUNT_MIN, _COUNT_MAX = -(2**63), 2**63 - 1  # what a store's 64-bit integer holds
 
 
-def _usage_counts(provider: str, usage: Usage) -> Usage:
+def usage_counts(provider: str, usage: Usage) -> Usage:
     """A model call's usage with int token counts: a whole float (``12.0``, as some JSON APIs
     give) becomes its int; anything else that is not an int in 64 bits (a fraction, a bool,
     ``None``, a count past 2**63) fails the model call, naming the provider: stored with the
@@ -969,7 +969,7 @@ class Turn:
                 _check_call(provider_name, event.call)
                 calls.append(admit_tool_call(event.call))  # arguments nested too deep: refused
             elif isinstance(event, ModelDone):
-                usage = usage + _usage_counts(provider_name, event.usage)
+                usage = usage + usage_counts(provider_name, event.usage)
                 finish = event.finish_reason
         response = _response("".join(text), tuple(calls), usage, finish)
         self._usage = self._usage + usage
