@@ -937,8 +937,8 @@ def test_a_bad_positional_body_is_a_validation_error_naming_the_session(
     row: Any, problem: str
 ) -> None:
     """A positional body that is not its node's, among good rows: a ValidationError naming the
-    caller's subject (the session) and what is wrong (a count of values names the node), from
-    the eager path and from nodes on demand alike."""
+    caller's subject (the session), what is wrong and the node, from the eager path and from
+    nodes on demand alike."""
     good = row_of(user(), lash.store.node_row_json(user()))
     for read in (
         lambda rows, what: lash.store.nodes_from_rows(rows, what=what),
@@ -948,3 +948,5 @@ def test_a_bad_positional_body_is_a_validation_error_naming_the_session(
             read([good, row, good], "stored node of 's'")
         assert str(invalid.value).startswith("invalid stored node of 's':")
         assert problem in "\n".join(invalid.value.problems)
+        # Each problem names the node, whichever path found it.
+        assert all(p.endswith("(node 'n1')") for p in invalid.value.problems)

@@ -845,7 +845,11 @@ def _nodes_of_rows(rows: Sequence[Sequence[Any]], datas: Any, what: str) -> tupl
                 data = _keyed_body(kind, data, node_id, what)
             if not whole:  # the body and its columns: the node's stored form
                 data = {"id": node_id, "frame_id": frame_id, "turn": turn, **data, "type": kind}
-            node = from_data(data, GraphNode, what=what)
+            try:
+                node = from_data(data, GraphNode, what=what)
+            except ValidationError as exc:  # which of the session's nodes it is
+                problems = [f"{p} (node {node_id!r})" for p in exc.problems]
+                raise ValidationError(what, problems) from None
         nodes.append(node)
     return tuple(nodes)
 
