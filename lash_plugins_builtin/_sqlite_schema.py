@@ -1367,13 +1367,14 @@ HAS_MAILBOX = """SELECT EXISTS (SELECT 1 FROM inputs WHERE session_id = ?1)
     OR EXISTS (SELECT 1 FROM commands WHERE session_id = ?1)"""
 
 #: Committed sessions (revision > 0) with their usage totals (the head's, then their
-#: usage_totals rows as a JSON array of ``[input, output, cached]``, summed by the caller:
-#: exact, where SQLite's ``SUM`` fails on a total past 64 bits or not, depending on the order it
-#: reads the rows in), status and pending input count, most recently updated first (``:now``).
+#: usage_totals rows' counts as SQL literals, three a row, in one space-separated list: ``quote``
+#: writes a REAL in full, where ``json_array`` keeps 15 digits; summed by the caller, exactly,
+#: where SQLite's ``SUM`` fails on a total past 64 bits or not, depending on the order it reads
+#: the rows in), status and pending input count, most recently updated first (``:now``).
 LIST_SESSIONS = f"""SELECT h.session_id, h.created_at, h.updated_at, h.turns, h.revision,
     h.last_user_message, {", ".join(f"h.{c}" for c in TURN_USAGE_COLUMNS)},
-    json_group_array(json_array(u.input_tokens, u.output_tokens, u.cached_tokens))
-        FILTER (WHERE u.session_id IS NOT NULL), h.status,
+    group_concat(quote(u.input_tokens) || ' ' || quote(u.output_tokens) || ' '
+        || quote(u.cached_tokens), ' ') FILTER (WHERE u.session_id IS NOT NULL), h.status,
     (SELECT COUNT(*) FROM inputs AS i WHERE i.session_id = h.session_id
         AND i.state IN ('pending', 'claimed') AND {EFFECTIVE_STATE} = 'pending'), h.parent_id
     FROM sessions AS h LEFT JOIN usage_totals AS u ON u.session_id = h.session_id
@@ -1573,12 +1574,23 @@ def lash_version() -> str:
 
 
 def upgrade_to(version: str, migration: int) -> str:
-    """What a lash refusing a newer lash's database tells its user to install: the version that
-    applied ``migration``, or, when that is this lash's own version (migrations are added between
-    releases), a newer build of it."""
-    if version == lash_version():
+    """What a lash refusing a newer lash's database tells its user to install: the release that
+    applied ``migration`` when it is newer than this lash; a newer build of this lash's own
+    version when that applied it (migrations are added between releases); otherwise (a source
+    checkout's "unknown", an older number) a build that knows the step."""
+    ours = lash_version()
+    if version == ours:
         return f"upgrade lash to a newer build of {version}, one that knows migration {migration}"
-    return f"upgrade lash to {version} or later"
+    theirs, mine = _release(version), _release(ours)
+    if theirs is not None and mine is not None and theirs > mine:
+        return f"upgrade lash to {version} or later"
+    return f"upgrade lash to a build that knows migration {migration}"
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    """``"1.2.3"`` as ``(1, 2, 3)`` (a local part after ``+`` ignored); None for anything else."""
+    parts = version.split("+")[0].split(".")
+    return tuple(map(int, parts)) if all(p.isdigit() for p in parts) else None
 
 
 def check_path(path: str, *, create_dirs: bool, mode: str = "rwc") -> None:

@@ -2478,14 +2478,14 @@ def _array(items: Sequence[Any]) -> str | None:
     return _encode_array(items) if items else None
 
 
-def _total_usage(head: tuple[Any, Any, Any], others: str) -> lash.Usage:
-    """A listed session's usage: its head's turn totals plus its ``usage_totals`` rows (the JSON
-    array of ``LIST_SESSIONS``), added here, in Python's integers."""
+def _total_usage(head: tuple[Any, Any, Any], others: str | None) -> lash.Usage:
+    """A listed session's usage: its head's turn totals plus its ``usage_totals`` rows (their
+    counts as SQL literals, ``LIST_SESSIONS``' list: an int, or a REAL written in full),
+    added here: ints exactly, past 64 bits too."""
     counts = list(head)
-    if others != "[]":
-        for row in json.loads(others):
-            for i, value in enumerate(row):
-                counts[i] += value
+    if others is not None:
+        for i, value in enumerate(others.split(" ")):
+            counts[i % 3] += float(value) if "." in value or "e" in value else int(value)
     return lash.Usage(*counts)
 
 

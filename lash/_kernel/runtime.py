@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
@@ -28,7 +28,13 @@ import attrs
 from lash._contract.calls import CALLER
 from lash._contract.events import PluginEvent
 from lash._contract.graph import FrameBoundary, GraphNode, PluginNode, new_node_id
-from lash._contract.providers import ModelRequest, ModelResponse, collect_response
+from lash._contract.providers import (
+    ModelDone,
+    ModelEvent,
+    ModelRequest,
+    ModelResponse,
+    collect_response,
+)
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
 from lash._contract.turn_types import AgentFrame, Message, SessionConfig, ToolCatalogEntry
@@ -298,6 +304,16 @@ class Executing:
                 runtime.unlock()
         if cancelled and not failed:
             raise asyncio.CancelledError
+
+
+async def _counted(name: str, events: AsyncIterator[ModelEvent]) -> AsyncIterator[ModelEvent]:
+    """``events`` with each :class:`lash.ModelDone`'s usage checked as a turn's model call
+    checks it (:func:`usage_counts`), before they are added up: a sum can hide a bad count
+    (``Usage.__add__`` of counts that are all falsy, ``None`` or ``False``, adds nothing)."""
+    async for event in events:
+        if isinstance(event, ModelDone):
+            event = attrs.evolve(event, usage=usage_counts(name, event.usage))
+        yield event
 
 
 class SessionRuntime:
@@ -616,12 +632,7 @@ class SessionRuntime:
         request = ModelRequest(
             model=model or default_model, messages=tuple(messages), options=dict(options or {})
         )
-        response = await collect_response(provider.stream(request))
-        # Its counts as a turn's model call takes them (a whole float is its int; anything else
-        # that is not an int in 64 bits is refused, naming the provider, before it is committed).
-        usage = usage_counts(name, response.usage)
-        if usage is not response.usage:
-            response = attrs.evolve(response, usage=usage)
+        response = await collect_response(_counted(name, provider.stream(request)))
         if self.joinable() is not None:
             self.add_usage(source, response.usage)
         else:
