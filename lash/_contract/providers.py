@@ -21,6 +21,7 @@ from lash._contract.types import ToolCall, Usage
 # ToolSpec is defined with the tool calls, where building a tool (every plugin load) finds it
 # without this module; the provider contract names it here too.
 from lash._contract.types import ToolSpec as ToolSpec
+from lash.errors import ProviderError
 
 
 @attrs.frozen
@@ -159,3 +160,44 @@ Provider.__module__ = "lash"
 
 
 resolve_here(globals())
+
+
+_COUNT_MIN, _COUNT_MAX = -(2**63), 2**63 - 1  # what a store's 64-bit integer holds
+
+
+def usage_counts(provider: str, usage: Usage) -> Usage:
+    """A model call's usage with int token counts: a whole float (``12.0``, as some JSON APIs
+    give) becomes its int; anything else that is not an int in 64 bits (a fraction, a bool,
+    ``None``, a count past 2**63) fails the model call, naming the provider: stored with the
+    turn, such a count would not read back (every later load of the session failed), or would
+    not be stored at all."""
+    a, b, c = usage.input_tokens, usage.output_tokens, usage.cached_tokens
+    if (
+        type(a) is int
+        and type(b) is int
+        and type(c) is int
+        and (
+            # (Every model call: counts of 0 to 2**63 - 1 told by one test of the three; a
+            # negative one makes the OR negative, and each count's range is tested.)
+            not (a | b | c) >> 63
+            or (
+                _COUNT_MIN <= a <= _COUNT_MAX
+                and _COUNT_MIN <= b <= _COUNT_MAX
+                and _COUNT_MIN <= c <= _COUNT_MAX
+            )
+        )
+    ):
+        return usage
+    counts = []
+    for field in ("input_tokens", "output_tokens", "cached_tokens"):
+        value = getattr(usage, field)
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        if type(value) is not int or not _COUNT_MIN <= value <= _COUNT_MAX:
+            raise ProviderError(
+                f"provider {provider!r} reported usage with {field} {value!r} "
+                f"({type(value).__name__}): token counts are ints",
+                provider=provider,
+            )
+        counts.append(value)
+    return Usage(*counts)

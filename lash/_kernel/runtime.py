@@ -34,6 +34,7 @@ from lash._contract.providers import (
     ModelRequest,
     ModelResponse,
     collect_response,
+    usage_counts,
 )
 from lash._contract.serialization import to_data
 from lash._contract.services import SessionView
@@ -43,7 +44,6 @@ from lash._kernel import children
 from lash._kernel.image import SessionImage
 from lash._kernel.liveness import provably_dead
 from lash._kernel.prompt_cache import PromptCache
-from lash._kernel.turn import usage_counts
 from lash._store.records import (
     EventDraft,
     InputDraft,
