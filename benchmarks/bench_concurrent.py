@@ -302,7 +302,7 @@ def main() -> None:
         f"{load_average()}"
     )
     root = tempfile.mkdtemp(prefix="lash-bench-concurrent-")
-    variants = VARIANTS
+    variants: tuple[str, ...] = VARIANTS
     trees: dict[str, str] = {}
     labels = {"lash": "lash (one store)", "loop": "loop, a transaction per turn"}
     rate: dict[str, list[float]] = {}

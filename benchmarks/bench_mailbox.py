@@ -126,11 +126,13 @@ async def watch_worker(db: str) -> None:
     """Follow the session; print the monotonic time each ``turn_committed`` arrives."""
     from bench_turns import make_core
 
+    import lash
+
     core = make_core(url_of(db), 1)
     say(event="ready", poll=core.observe_poll)
     try:
         async for event in core.observe(SESSION):
-            if getattr(event, "type", None) == "turn_committed":
+            if isinstance(event, lash.ObservedEvent) and event.type == "turn_committed":
                 say(event="seen", turn_id=event.data["turn_id"], at=time.monotonic())
     finally:
         await core.aclose()
@@ -205,7 +207,7 @@ async def observe_run(root: str, turns: int) -> list[float]:
             committed[turn.turn_id] = time.monotonic()
         return revision
 
-    store.commit = timed_commit  # type: ignore[method-assign]
+    store.commit = timed_commit
     watcher = Child("watch", db)
     try:
         ready = await asyncio.to_thread(watcher.read)

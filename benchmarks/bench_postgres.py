@@ -77,17 +77,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
 )
-from _postgres import PostgresServer
+from _postgres import PostgresServer  # type: ignore[import-not-found]  # the tests' helper
 from bench_sqlite import (
     Writer,
     grow,
-    make_core,
     median,
     ms,
     payload_template,
     run_turn,
     turn_nodes,
 )
+from bench_turns import make_core
 
 import lash
 import lash.store

@@ -40,7 +40,10 @@ import httpx
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
-from _serve import Server, write_config  # noqa: E402  (the tests' server helpers)
+from _serve import (  # type: ignore[import-not-found]  # noqa: E402  (the tests' helpers)
+    Server,
+    write_config,
+)
 
 ANSWER = "The answer, streamed in chunks of ten characters, " * 2
 

@@ -311,7 +311,7 @@ def turn_nodes(leaf: str, frame: str, turn: int) -> list[Any]:
     call = lash.ToolCall(id=f"bulk_{turn}", name="echo", arguments={"text": f"t{turn}"})
     ids = [secrets.token_hex(8) for _ in range(NODES_PER_TURN)]
     parents = [leaf, *ids[:-1]]
-    common = [
+    common: list[dict[str, Any]] = [
         {"id": i, "parent_id": p, "frame_id": frame, "turn": turn}
         for i, p in zip(ids, parents, strict=True)
     ]

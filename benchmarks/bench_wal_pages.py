@@ -124,8 +124,8 @@ async def run(warm: int, turns: int, sessions: int, directory: str) -> None:
         n = counts[label]
         of = f"{n} of {turns} turns" if label in TRANSACTIONS else f"{n} transactions"
         print(f"  {label} ({of}): {sum(counter.values()) / n:.2f} pages")
-        for name, pages in counter.most_common():
-            print(f"    {name:32s}{pages / n:6.2f}")
+        for name, written in counter.most_common():
+            print(f"    {name:32s}{written / n:6.2f}")
     mean = sum(totals) / len(totals)
     print(f"  per turn: {mean:.2f} pages (min {min(totals)}, max {max(totals)})")
     usual = sum(sum(per[label].values()) / counts[label] for label in TRANSACTIONS if counts[label])
