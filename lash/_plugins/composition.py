@@ -167,16 +167,15 @@ class Composition:
 
     def tool(self, name: str) -> Tool:
         """The registered (or listed) tool ``name``. :raises KeyError: when there is none."""
-        listed = self._listed.tools.get(name)
-        if listed is not None:
-            return listed[1]
-        tool: Tool = self.registry.of("tool")[name].value
-        return tool
+        entry = self.tool_entry(name)
+        if entry is None:
+            raise KeyError(name)
+        return entry[1]
 
     def tool_entry(self, name: str) -> tuple[str, Tool] | None:
         """The plugin that registered (or whose source listed) tool ``name``, and the tool;
         ``None`` when there is no such tool. (A source never lists a registered tool's name:
-        one lookup answers what :meth:`tool_plugin` and :meth:`tool` would.)"""
+        one lookup answers for both.)"""
         contribution = self.registry.of("tool").get(name)
         if contribution is not None:
             return contribution.plugin, contribution.value
@@ -192,15 +191,6 @@ class Composition:
 
     def has_tool(self, name: str) -> bool:
         return name in self.registry.of("tool") or name in self._listed.tools
-
-    def tool_plugin(self, name: str) -> str | None:
-        """The plugin that registered (or whose source listed) tool ``name`` (``None``: no such
-        tool)."""
-        contribution = self.registry.of("tool").get(name)
-        if contribution is not None:
-            return contribution.plugin
-        listed = self._listed.tools.get(name)
-        return listed[0] if listed is not None else None
 
     def available_tools(self) -> dict[str, tuple[str, str]]:
         """Every tool: name -> (plugin, description). The registered tools are fixed per
