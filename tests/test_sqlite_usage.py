@@ -32,10 +32,22 @@ pytestmark = pytest.mark.anyio
 DUMP = Path(__file__).parent / "data" / "lash-migration-7.sql"
 
 
-def usage_commit(usage: dict[str, tuple[int, int, int]], **more: Any) -> lash.store.CommitDelta:
+def usage_commit(
+    usage: dict[str, tuple[int, int, int]], *, turns: int = 1, **more: Any
+) -> lash.store.CommitDelta:
     return lash.store.CommitDelta(
-        usage={source: lash.Usage(*counts) for source, counts in usage.items()}, turns=1, **more
+        usage={source: lash.Usage(*counts) for source, counts in usage.items()},
+        turns=turns,
+        **more,
     )
+
+
+#: The usage :func:`old_file`'s session loads with, by source.
+OLD_USAGE = {
+    "child:kid": lash.Usage(5, 5, 5),
+    "compaction": lash.Usage(7, 1, 0),
+    "turn": lash.Usage(60, 9, 3),
+}
 
 
 def old_file(tmp_path: Path) -> Path:
@@ -75,11 +87,7 @@ async def test_an_older_files_totals_stay_in_their_table_and_add_up_with_new_com
             store._inline = False
         before = await store.load("old")
         assert before is not None
-        assert before.usage == {
-            "child:kid": lash.Usage(5, 5, 5),
-            "compaction": lash.Usage(7, 1, 0),
-            "turn": lash.Usage(60, 9, 3),
-        }
+        assert before.usage == OLD_USAGE
         lease = await leased(store, "old")
         delta = usage_commit({"turn": (1, 1, 1), "tool": (2, 0, 0)})
         revision = await store.commit("old", lease=lease, expected_revision=4, delta=delta)

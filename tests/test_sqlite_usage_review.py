@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 from test_sqlite_store import leased, opened, query
-from test_sqlite_usage import old_file
+from test_sqlite_usage import OLD_USAGE, old_file
+from test_sqlite_usage import usage_commit as turn_usage_commit
 
 import lash
 import lash.store
@@ -27,9 +28,8 @@ pytestmark = pytest.mark.anyio
 
 
 def usage_commit(usage: dict[str, tuple[int, int, int]], **more: Any) -> lash.store.CommitDelta:
-    return lash.store.CommitDelta(
-        usage={source: lash.Usage(*counts) for source, counts in usage.items()}, **more
-    )
+    """A commit of ``usage`` that counts no turn (these tests read usage only)."""
+    return turn_usage_commit(usage, turns=0, **more)
 
 
 #: What a lash of migration 9 (main before issue 17) runs to delete a session, in order
@@ -301,11 +301,7 @@ async def test_sigkill_during_the_upgrade_leaves_the_old_file_or_the_new_one(
     async with opened(db) as store:
         record = await store.load("old")
     assert record is not None
-    assert record.usage == {
-        "child:kid": lash.Usage(5, 5, 5),
-        "compaction": lash.Usage(7, 1, 0),
-        "turn": lash.Usage(60, 9, 3),
-    }
+    assert record.usage == OLD_USAGE
 
 
 async def test_several_processes_upgrading_one_file_at_once(tmp_path: Path) -> None:
