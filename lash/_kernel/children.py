@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._contract.config_check import config_problems
 from lash._contract.turn_types import SessionConfig
 from lash._contract.types import Usage
 from lash._kernel.configpatch import CONFIG_FIELDS, apply_patch
@@ -108,6 +109,13 @@ def initial_config(
         raise SessionError(
             f"session {session_id!r}: a child session's config got unknown field(s) {unknown}; "
             f"known: {', '.join(CONFIG_FIELDS)}",
+            session_id=session_id,
+        )
+    problems = config_problems(spec.config)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise SessionError(
+            f"session {session_id!r}: a child session's config got invalid field(s):\n{lines}",
             session_id=session_id,
         )
     base = parent_config if spec.inherit and parent_config is not None else default

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from lash._contract.config_check import config_problems
 from lash._contract.modeloptions_check import model_options, patched
 from lash._contract.turn_types import SessionConfig
 from lash.errors import SessionError, ValidationError
@@ -23,6 +24,13 @@ def check_patch(session_id: str, patch: Mapping[str, Any]) -> None:
     if unknown:
         raise SessionError(
             f"configure() got unknown field(s) {unknown}; known: {', '.join(CONFIG_FIELDS)}",
+            session_id=session_id,
+        )
+    problems = config_problems(patch)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise SessionError(
+            f"session {session_id!r}: configure() got invalid field(s):\n{lines}",
             session_id=session_id,
         )
     if "model_options" in patch:

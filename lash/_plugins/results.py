@@ -89,6 +89,40 @@ def _names(hook: str, expected: str) -> Callable[[str, Any], Any]:
     return slow
 
 
+def _config(hook: str, expected: str) -> Callable[[str, Any], Any]:
+    """A :class:`lash.SessionConfig` whose fields have the shapes ``configure()`` accepts
+    (``prompt_layers`` made a tuple, as ``configure()`` makes it)."""
+    import attrs
+
+    from lash._contract.config_check import config_problems
+    from lash._contract.turn_types import SessionConfig
+
+    def slow(plugin: str, value: Any) -> Any:
+        if not isinstance(value, SessionConfig):
+            raise wrong_result(hook, plugin, value, expected)
+        problems = config_problems(
+            {
+                "provider": value.provider,
+                "model": value.model,
+                "prompt_layers": value.prompt_layers,
+                "plugin_options": value.plugin_options,
+            }
+        )
+        if problems:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            raise PluginError(
+                f"plugin {plugin!r} returned a lash.SessionConfig with invalid field(s) from "
+                f"hook {hook!r}:\n{lines}",
+                plugin=plugin,
+                hook=hook,
+            )
+        if type(value.prompt_layers) is not tuple:
+            value = attrs.evolve(value, prompt_layers=tuple(value.prompt_layers))
+        return value
+
+    return slow
+
+
 _NOTHING = "None (this hook returns nothing)"
 
 
@@ -102,6 +136,10 @@ def checker(hook: str) -> ResultCheck:
     if hook in _ONE_HOOKS:
         kinds, expected = _one()[hook]
         return ResultCheck(frozenset(kinds), _refuse(hook, expected), expected)
+    if hook == "mutate_session_config":
+        expected = "a lash.SessionConfig, or None for no change"
+        # No class passes unchecked: a config's fields are checked as configure()'s are.
+        return ResultCheck(frozenset(), _config(hook, expected), expected)
     if hook in ("before_turn", "after_turn", "checkpoint"):
         from lash._contract.turn_types import (
             AbortTurn,
@@ -137,7 +175,6 @@ def checker(hook: str) -> ResultCheck:
 #: The hooks of :func:`_one`.
 _ONE_HOOKS = frozenset(
     {
-        "mutate_session_config",
         "compact_context",
         "transform_prompt_view",
         "before_tool_call",
@@ -157,7 +194,6 @@ def _one() -> dict[str, tuple[tuple[type, ...], str]]:
         PromptView,
         ReplaceToolArguments,
         RequireApproval,
-        SessionConfig,
         ShortCircuitToolCall,
     )
     from lash._contract.types import ToolResult
@@ -169,7 +205,6 @@ def _one() -> dict[str, tuple[tuple[type, ...], str]]:
         RequireApproval,
     )
     return {
-        "mutate_session_config": ((SessionConfig,), "a lash.SessionConfig, or None for no change"),
         "compact_context": (
             (Compaction,),
             "a lash.Compaction, or None to let the next plugin decide",
