@@ -18,7 +18,7 @@ from lash._kernel import approvals as _approvals
 from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
 from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
-from lash._kernel.mailbox import checked_input
+from lash._kernel.mailbox import checked_input, items_problem
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.observation import (
     EventHub,
@@ -362,6 +362,12 @@ class LashCore:
         :raises SessionError: an empty input, one larger than 1 MiB (of
             UTF-8), an unknown ingress, or an invalid session id.
         """
+        problem = items_problem(items)  # (before staging, which would take a str apart)
+        if problem is not None:
+            raise SessionError(
+                f"session {session_id!r}: cannot queue this input: {problem}",
+                session_id=session_id,
+            )
         # Images are queued as references, their bytes put in the store first.
         items, images = stage_items(session_id, items)
         draft = checked_input(session_id, input, items=items, key=key, ingress=ingress)
@@ -471,6 +477,7 @@ class LashCore:
 
     async def turn_record(self, session_id: str, turn_id: str) -> TurnRecord | None:
         """How the committed turn ``turn_id`` ended (``None``: no such committed turn)."""
+        _check_turn_call(session_id, "turn_record()", turn_id=turn_id)
         return await self.store.turn_record(session_id, turn_id)
 
     async def cancel_turn(
@@ -481,6 +488,7 @@ class LashCore:
         ``control_poll`` seconds. The receipt says ``requested``, ``already_requested``,
         ``already_finished`` (with its record) or ``unknown``. The turn's result records the
         ``origin`` and ``reason``."""
+        _check_turn_call(session_id, "cancel_turn()", turn_id=turn_id, reason=reason, origin=origin)
         for session in list(self._sessions):
             if session.id == session_id:
                 for turn in session._runtime.running:
@@ -625,3 +633,22 @@ class LashCore:
 
     def __repr__(self) -> str:
         return f"<LashCore plugins={self.plugin_names!r}>"
+
+
+def _check_turn_call(session_id: str, call: str, **values: Any) -> None:
+    """The arguments of a call about a turn (``turn_record``, ``cancel_turn``): ``turn_id``
+    and ``origin`` non-empty strings, ``reason`` a string or None, as ``session.turn(id=...)``
+    takes a turn id. Before, another value was looked up as it was (``cancel_turn("s", 5)``
+    answered ``unknown``, with 5 as the receipt's turn id) or stored as the request's origin.
+
+    :raises SessionError: naming the session, the call and the argument."""
+    check_session_id(session_id)
+    for name, value in values.items():
+        if value is None and name == "reason":
+            continue
+        if not isinstance(value, str) or (name != "reason" and not value.strip()):
+            kind = "a string or None" if name == "reason" else "a non-empty string"
+            raise SessionError(
+                f"session {session_id!r}: {call} got {name}={value!r}; it must be {kind}",
+                session_id=session_id,
+            )

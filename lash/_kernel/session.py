@@ -25,6 +25,7 @@ from lash._contract.turn_types import AgentFrame, PromptView, SessionConfig, Too
 from lash._kernel import operations
 from lash._kernel.children import ChildSpec
 from lash._kernel.configpatch import apply_patch, check_patch
+from lash._kernel.mailbox import checked_turn_input
 from lash._kernel.output import DEFAULT_RETRIES, build_output
 from lash._kernel.prompt import prompt_view
 from lash._kernel.runtime import KernelCore, SessionRuntime
@@ -341,11 +342,13 @@ class Session:
         answer is sent back to the model with its problems, ``output_retries`` times at most,
         then the turn fails (:class:`lash.OutputInvalid`; ``result.output_errors``).
 
-        :raises SessionError: for an invalid ``id``, ``model_options`` (naming each bad field)
-            or ``output``.
+        :raises SessionError: for an input whose text is not a ``str`` or whose items are not
+            a list of JSON values and images, an invalid ``id``, ``model_options`` (naming
+            each bad field) or ``output``; nothing runs then.
         """
         self._runtime.refuse_reentry("turn")
         self._runtime.require_open()
+        items = checked_turn_input(self.id, text, items)
         if id is not None and (not isinstance(id, str) or not id.strip()):
             raise SessionError(
                 f"session {self.id!r}: a turn id must be a non-empty string, got {id!r}",
@@ -365,7 +368,7 @@ class Session:
         return Turn(
             self._runtime,
             text,
-            items=tuple(items),
+            items=items,
             turn_id=id,
             model_options=options,
             output=wanted,

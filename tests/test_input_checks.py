@@ -1,0 +1,135 @@
+"""A turn's input and the arguments of calls about a turn are checked before anything runs,
+on every store alike, naming the session and what is wrong.
+
+Before these checks, ``session.turn(123)`` sent ``123`` to the model and then failed the
+commit on SQLite and Postgres (after the model call) but was committed as it was on
+``memory://``; ``turn("x", items="abc")`` had three items ``"a"``, ``"b"``, ``"c"``; an item
+that is not JSON failed SQLite's claim naming a ``turn_started`` event and passed on
+``memory://``; ``cancel_turn("s", 5)`` answered ``unknown``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _recorder import Recorder
+
+import lash
+from lash_plugins_builtin import standard, stores
+
+pytestmark = pytest.mark.anyio
+
+
+def make_core(store_url: str, rec: Recorder) -> lash.LashCore:
+    return lash.LashCore(
+        plugins=[standard, stores, rec], builtins=(), store=store_url, provider="recorder"
+    )
+
+
+BAD_TEXTS = [
+    (123, "the input must be text (str), got 123 (int)"),
+    (None, "the input must be text (str), got None (NoneType)"),
+    (b"hi", "the input must be text (str), got b'hi' (bytes)"),
+]
+
+BAD_ITEMS = [
+    ("abc", "items must be a list of values, got 'abc' (str) (one item is [value])"),
+    ({"a": 1}, "items must be a list of values, got {'a': 1} (dict) (one item is [value])"),
+    (5, "items must be a list of values, got 5 (int)"),
+    (
+        [{"ok": 1}, object()],
+        "items[1] cannot be stored as JSON: Object of type object is not JSON serializable",
+    ),
+    ([{1, 2}], "items[0] cannot be stored as JSON: Object of type set is not JSON serializable"),
+]
+
+
+async def refused_turn(store_url: str, problem: str, text: Any, **kw: Any) -> None:
+    """``session.turn(text, **kw)`` is refused with ``problem``: no model call, no commit."""
+    rec = Recorder([{"text": "first"}, {"text": "never"}])
+    async with make_core(store_url, rec) as core:
+        session = await core.session("s").open()
+        await session.turn("hello").run()
+        revision, calls = session.revision, len(rec.requests)
+        with pytest.raises(lash.SessionError) as info:
+            session.turn(text, **kw)
+        assert str(info.value) == f"session 's': turn() got an invalid input: {problem}"
+        assert info.value.session_id == "s"
+        assert len(rec.requests) == calls
+        assert session.revision == revision
+        record = await core.store.load("s")
+        assert record is not None and record.revision == revision
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_TEXTS)
+async def test_a_turn_whose_input_is_not_text_is_refused_before_the_model_call(
+    store_url: str, text: Any, problem: str
+) -> None:
+    await refused_turn(store_url, problem, text)
+
+
+@pytest.mark.parametrize(("items", "problem"), BAD_ITEMS)
+async def test_a_turn_whose_items_are_not_a_list_of_json_values_is_refused(
+    store_url: str, items: Any, problem: str
+) -> None:
+    await refused_turn(store_url, problem, "hi", items=items)
+
+
+async def test_a_turn_takes_a_tuple_or_a_list_of_json_items(store_url: str) -> None:
+    rec = Recorder([{"text": "one"}, {"text": "two"}])
+    async with make_core(store_url, rec) as core:
+        session = await core.session("s").open()
+        await session.turn("a", items=[{"form": {"x": 1}}, "note"]).run()
+        await session.turn("b", items=({"y": [1, 2]},)).run()
+        await session.close()
+        again = await core.session("s").open()
+        users = [n for n in again.nodes if isinstance(n, lash.UserMessage)]
+        assert [u.items for u in users] == [({"form": {"x": 1}}, "note"), ({"y": [1, 2]},)]
+
+
+async def test_queued_input_whose_items_are_a_string_is_refused(store_url: str) -> None:
+    async with make_core(store_url, Recorder([])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            await core.enqueue("s", "hi", items="abc")  # type: ignore[arg-type]
+        assert str(info.value) == (
+            "session 's': cannot queue this input: items must be a list of values, got 'abc' "
+            "(str) (one item is [value])"
+        )
+        assert await core.inputs("s") == []
+
+
+BAD_TURN_CALLS = [
+    ("turn_record", {"turn_id": 5}, "turn_record() got turn_id=5; it must be a non-empty string"),
+    (
+        "turn_record",
+        {"turn_id": " "},
+        "turn_record() got turn_id=' '; it must be a non-empty string",
+    ),
+    ("cancel_turn", {"turn_id": 5}, "cancel_turn() got turn_id=5; it must be a non-empty string"),
+    (
+        "cancel_turn",
+        {"turn_id": "t", "origin": ""},
+        "cancel_turn() got origin=''; it must be a non-empty string",
+    ),
+    (
+        "cancel_turn",
+        {"turn_id": "t", "reason": 3},
+        "cancel_turn() got reason=3; it must be a string or None",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "kwargs", "problem"), BAD_TURN_CALLS)
+async def test_calls_about_a_turn_refuse_ids_that_are_not_text(
+    store_url: str, call: str, kwargs: dict[str, Any], problem: str
+) -> None:
+    async with make_core(store_url, Recorder([{"text": "ok"}])) as core:
+        session = await core.session("s").open()
+        await session.turn("hi", id="t").run()
+        kwargs = dict(kwargs)
+        turn_id = kwargs.pop("turn_id")
+        with pytest.raises(lash.SessionError) as info:
+            await getattr(core, call)("s", turn_id, **kwargs)
+        assert str(info.value) == f"session 's': {problem}"
+        record = await core.turn_record("s", "t")
+        assert record is not None and record.outcome == "completed"
