@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _cores import Echo
 from _recorder import Recorder
 
 import lash
@@ -133,3 +134,112 @@ async def test_calls_about_a_turn_refuse_ids_that_are_not_text(
         assert str(info.value) == f"session 's': {problem}"
         record = await core.turn_record("s", "t")
         assert record is not None and record.outcome == "completed"
+
+
+class Member:
+    """A hook that changes membership through its view, with ``changes`` as given."""
+
+    lash_plugin = lash.PluginMeta(name="member")
+
+    def __init__(self, changes: Any) -> None:
+        self.changes = changes
+
+    @lash.hookimpl
+    async def before_turn(self, turn: lash.TurnView) -> None:
+        await turn.session.set_tool_membership(self.changes)
+
+
+BAD_MEMBERSHIP = [
+    (
+        ["echo"],
+        "set_tool_membership() takes a mapping of tool names to True or False, got ['echo'] (list)",
+    ),
+    (
+        {"echo": "yes"},
+        "set_tool_membership() got 'echo': 'yes' (str); it takes a tool name (str) and True or "
+        "False",
+    ),
+    (
+        {"echo": 0},
+        "set_tool_membership() got 'echo': 0 (int); it takes a tool name (str) and True or False",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "problem"), BAD_MEMBERSHIP)
+async def test_membership_changes_must_map_tool_names_to_booleans(
+    store_url: str, changes: Any, problem: str
+) -> None:
+    rec = Recorder([{"text": "ok"}])
+    core = lash.LashCore(
+        plugins=[standard, stores, rec, Echo()], builtins=(), store=store_url, provider="recorder"
+    )
+    async with core:
+        session = await core.session("s").open()
+        await session.set_tool_membership({"echo": False})
+        revision = session.revision
+        with pytest.raises(lash.SessionError) as info:
+            await session.set_tool_membership(changes)
+        assert str(info.value) == f"session 's': {problem}"
+        assert session.revision == revision
+        assert [e.member for e in session.tools() if e.name == "echo"] == [False]
+
+
+async def test_membership_changes_through_a_view_are_checked_too() -> None:
+    rec = Recorder([{"text": "never"}])
+    core = lash.LashCore(
+        plugins=[standard, stores, rec, Echo(), Member({"echo": "no"})],
+        builtins=(),
+        store="memory://",
+        provider="recorder",
+    )
+    async with core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        assert result.outcome == "failed"
+        assert "set_tool_membership() got 'echo': 'no' (str)" in (result.error or "")
+        assert rec.requests == []
+
+
+async def test_compaction_instructions_must_be_text(store_url: str) -> None:
+    async with make_core(store_url, Recorder([{"text": "ok"}])) as core:
+        session = await core.session("s").open()
+        await session.turn("hi").run()
+        revision = session.revision
+        with pytest.raises(lash.SessionError) as info:
+            await session.compact(5)  # type: ignore[arg-type]
+        assert str(info.value) == (
+            "session 's': compaction instructions must be a string or None, got 5 (int)"
+        )
+        assert session.revision == revision
+
+
+BAD_OPTIONS = [
+    (5, "options: expected a mapping of plugin names to their options, got 5 (int)"),
+    (
+        {"standard": 5},
+        "options['standard']: expected a mapping of option names to values, got 5 (int)",
+    ),
+    ({"standard": {1: 2}}, "options['standard']: an option name must be a str, got 1 (int)"),
+]
+
+
+@pytest.mark.parametrize(("options", "problem"), BAD_OPTIONS)
+async def test_handle_options_of_the_wrong_shape_are_refused_naming_them(
+    options: Any, problem: str
+) -> None:
+    async with make_core("memory://", Recorder([{"text": "p"}])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            core.session("s", options=options)
+        assert str(info.value).splitlines() == [
+            "session 's': session() got invalid options:",
+            f"  - {problem}",
+        ]
+        parent = await core.session("p").open()
+        await parent.turn("hi").run()
+        with pytest.raises(lash.SessionError) as info:
+            core.child_session("p", id="kid", options=options)
+        assert str(info.value).splitlines() == [
+            "session 'kid': child_session() got invalid options:",
+            f"  - {problem}",
+        ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from lash._contract.serialization import describe_value
 
-__all__ = ["config_problems"]
+__all__ = ["config_problems", "options_problems"]
 
 
 def config_problems(fields: Mapping[str, Any]) -> list[str]:
@@ -39,28 +39,32 @@ def config_problems(fields: Mapping[str, Any]) -> list[str]:
                 if not isinstance(layer, str)
             ]
     if "plugin_options" in fields:
-        options = fields["plugin_options"]
-        if not isinstance(options, Mapping):
+        problems += options_problems(fields["plugin_options"], "plugin_options")
+    return problems
+
+
+def options_problems(options: Any, name: str) -> list[str]:
+    """One line per problem of ``options`` (named ``name`` in them), plugin options by plugin
+    name: a mapping of plugin names to mappings of option names (their values are checked
+    against each plugin's options class at open)."""
+    if not isinstance(options, Mapping):
+        return [
+            f"{name}: expected a mapping of plugin names to their options, got "
+            f"{describe_value(options)}"
+        ]
+    problems = []
+    for plugin, values in options.items():
+        if not isinstance(plugin, str):
+            problems.append(f"{name}: a plugin name must be a str, got {describe_value(plugin)}")
+        elif not isinstance(values, Mapping):
             problems.append(
-                "plugin_options: expected a mapping of plugin names to their options, got "
-                f"{describe_value(options)}"
+                f"{name}[{plugin!r}]: expected a mapping of option names to values, got "
+                f"{describe_value(values)}"
             )
         else:
-            for plugin, values in options.items():
-                if not isinstance(plugin, str):
-                    problems.append(
-                        f"plugin_options: a plugin name must be a str, got {describe_value(plugin)}"
-                    )
-                elif not isinstance(values, Mapping):
-                    problems.append(
-                        f"plugin_options[{plugin!r}]: expected a mapping of option names to "
-                        f"values, got {describe_value(values)}"
-                    )
-                else:
-                    problems += [
-                        f"plugin_options[{plugin!r}]: an option name must be a str, got "
-                        f"{describe_value(key)}"
-                        for key in values
-                        if not isinstance(key, str)
-                    ]
+            problems += [
+                f"{name}[{plugin!r}]: an option name must be a str, got {describe_value(key)}"
+                for key in values
+                if not isinstance(key, str)
+            ]
     return problems

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lash._contract.config_check import options_problems
 from lash._contract.modeloptions import ModelOptions
 from lash._contract.modeloptions_check import model_options as checked_model_options
 from lash._contract.serialization import to_data
@@ -254,6 +255,7 @@ class LashCore:
         from lash._kernel.session import Session
 
         check_session_id(session_id)
+        _check_options(session_id, "session()", options)
         session = Session(self, session_id, options=options)
         self._sessions.add(session)
         return session
@@ -296,6 +298,7 @@ class LashCore:
         session_id = id if id is not None else child_id(parent_id)
         check_session_id(session_id)
         allowlist = check_tools(session_id, tools)
+        _check_options(session_id, "child_session()", options)
         overrides: dict[str, dict[str, Any]] = {}
         if parent is not None and inherit:
             overrides = {k: dict(v) for k, v in parent.overrides.items()}
@@ -652,3 +655,20 @@ def _check_turn_call(session_id: str, call: str, **values: Any) -> None:
                 f"session {session_id!r}: {call} got {name}={value!r}; it must be {kind}",
                 session_id=session_id,
             )
+
+
+def _check_options(session_id: str, call: str, options: Any) -> None:
+    """A handle's ``options`` (plugin options by plugin name), refused naming the bad entries
+    before they are merged or used: another shape failed at open with a bare ``TypeError`` or
+    ``AttributeError``. (Their values are checked against each plugin's class at open.)
+
+    :raises SessionError: naming the session and each problem."""
+    if options is None:
+        return
+    problems = options_problems(options, "options")
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise SessionError(
+            f"session {session_id!r}: {call} got invalid options:\n{lines}",
+            session_id=session_id,
+        )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from lash._contract.calls import CALLER, Caller
 from lash._contract.graph import FrameBoundary, GraphNode
-from lash._contract.serialization import to_data
+from lash._contract.serialization import describe_value, to_data
 from lash._contract.turn_types import AgentFrame, SessionConfig
 from lash._kernel import approvals
 from lash._kernel.configpatch import apply_patch
@@ -86,6 +86,13 @@ async def compact(
     runtime: SessionRuntime, instructions: str | None, *, reason: str
 ) -> AgentFrame | None:
     """Ask ``compact_context`` (first) for a compaction and open the new frame with it."""
+    if instructions is not None and not isinstance(instructions, str):
+        # (Passed on to every plugin as they came, before.)
+        raise SessionError(
+            f"session {runtime.id!r}: compaction instructions must be a string or None, got "
+            f"{describe_value(instructions)}",
+            session_id=runtime.id,
+        )
     answer = await runtime.composition.hooks.first(
         "compact_context", session=runtime.view, instructions=instructions
     )

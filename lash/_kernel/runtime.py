@@ -36,7 +36,7 @@ from lash._contract.providers import (
     collect_response,
     usage_counts,
 )
-from lash._contract.serialization import to_data
+from lash._contract.serialization import describe_value, to_data
 from lash._contract.services import SessionView
 from lash._contract.turn_types import AgentFrame, Message, SessionConfig, ToolCatalogEntry
 from lash._contract.types import NO_USAGE, Usage
@@ -592,6 +592,7 @@ class SessionRuntime:
             await self.composition.list_tool_sources()
 
     async def set_tool_membership(self, changes: Mapping[str, bool]) -> int:
+        check_membership(self.id, changes)
         await self.list_sources_for(changes)
         joined = self.joinable()
         if joined is not None:
@@ -1177,6 +1178,27 @@ class SessionRuntime:
 #: How early a loop runs a timer (asyncio's ``BaseEventLoop._clock_resolution``): a timer may
 #: fire up to this much before its time.
 _RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+def check_membership(session_id: str, changes: Any) -> None:
+    """``set_tool_membership``'s changes: a mapping of tool names to ``True`` or ``False``.
+    Before, a list failed with a bare ``AttributeError`` and a value such as ``"yes"`` or ``0``
+    was taken for its truth.
+
+    :raises SessionError: naming the session and what is wrong."""
+    if not isinstance(changes, Mapping):
+        raise SessionError(
+            f"session {session_id!r}: set_tool_membership() takes a mapping of tool names to "
+            f"True or False, got {describe_value(changes)}",
+            session_id=session_id,
+        )
+    for name, member in changes.items():
+        if not isinstance(name, str) or type(member) is not bool:
+            raise SessionError(
+                f"session {session_id!r}: set_tool_membership() got {name!r}: "
+                f"{describe_value(member)}; it takes a tool name (str) and True or False",
+                session_id=session_id,
+            )
 
 
 class _PollClock:

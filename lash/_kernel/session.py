@@ -28,7 +28,7 @@ from lash._kernel.configpatch import apply_patch, check_patch
 from lash._kernel.mailbox import checked_turn_input
 from lash._kernel.output import DEFAULT_RETRIES, build_output
 from lash._kernel.prompt import prompt_view
-from lash._kernel.runtime import KernelCore, SessionRuntime
+from lash._kernel.runtime import KernelCore, SessionRuntime, check_membership
 from lash._kernel.turn import Turn
 from lash._store.records import PendingInput, QueuedCommand
 from lash.errors import RevisionConflict, SessionBusy, SessionError, ValidationError
@@ -459,7 +459,9 @@ class Session:
 
     async def set_tool_membership(self, changes: Mapping[str, bool]) -> int:
         """Make tools members (offered to the model) or not; committed at once. Returns the
-        catalog generation. :raises SessionError: naming unknown tools."""
+        catalog generation. :raises SessionError: naming unknown tools, or for changes that
+        are not a mapping of tool names to ``True`` or ``False``."""
+        check_membership(self.id, changes)
         await self._runtime.list_sources_for(changes)
         async with self._runtime.execute("set_tool_membership"):
             return self._runtime.change_membership(changes)
