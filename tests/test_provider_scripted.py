@@ -198,9 +198,28 @@ async def test_extend_and_mapping_responses() -> None:
 
 
 def test_bad_mapping_response_names_the_field() -> None:
-    """A malformed mapping response is rejected with the field path."""
-    with pytest.raises(ValueError, match=r"response\.usage\.input_tokens: expected int"):
-        ScriptedProvider([{"usage": {"input_tokens": "many"}}])
+    """A malformed mapping response is rejected with its index and the field path."""
+    with pytest.raises(ValueError) as info:
+        ScriptedProvider(["fine", {"usage": {"input_tokens": "many"}}])
+    assert str(info.value) == (
+        "invalid scripted response #1:\nresponse.usage.input_tokens: expected int, got 'many' (str)"
+    )
+
+
+def test_a_response_of_another_kind_is_named_by_its_index() -> None:
+    """A response that is neither text, a mapping nor a ScriptedResponse (before: a bare
+    "'int' object is not iterable"); ``extend`` numbers on from the script and adds nothing
+    when one is bad."""
+    with pytest.raises(ValueError) as info:
+        ScriptedProvider(["fine", 5])
+    assert str(info.value) == (
+        "invalid scripted response #1: expected a str, a mapping or a lash.ScriptedResponse, "
+        "got 5 (int)"
+    )
+    provider = ScriptedProvider(["a", "b"])
+    with pytest.raises(ValueError, match=r"^invalid scripted response #3: .* got None"):
+        provider.extend(["c", None])  # type: ignore[list-item]
+    assert provider.remaining == 2
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lash._contract.annotations import resolve_here
-from lash._contract.serialization import structure, validation_problems
+from lash._contract.serialization import describe_value, structure, validation_problems
 from lash._contract.types import ToolCall, Usage
 from lash.errors import ConfigError, ProviderError, ScriptExhausted
 
@@ -178,16 +178,25 @@ def load_script(path: str | Path) -> tuple[ScriptedResponse, ...]:
         raise ConfigError(f"scripted provider: invalid script:\n{lines}", path=where) from None
 
 
-def _as_response(item: ScriptedResponse | str | Mapping[str, Any]) -> ScriptedResponse:
+def _as_response(item: ScriptedResponse | str | Mapping[str, Any], index: int) -> ScriptedResponse:
+    """Response ``index`` of a script, as a :class:`ScriptedResponse`.
+
+    :raises ValueError: naming the response by its index and each bad field."""
     if isinstance(item, ScriptedResponse):
         return item
     if isinstance(item, str):
         return ScriptedResponse(text=item)
+    where = f"invalid scripted response #{index}"
+    if not isinstance(item, Mapping):
+        raise ValueError(
+            f"{where}: expected a str, a mapping or a lash.ScriptedResponse, got "
+            f"{describe_value(item)}"
+        )
     try:
         return structure(dict(item), ScriptedResponse)
     except Exception as exc:
         problems = validation_problems(exc, dict(item), "response") or [str(exc)]
-        raise ValueError("invalid scripted response:\n" + "\n".join(problems)) from None
+        raise ValueError(f"{where}:\n" + "\n".join(problems)) from None
 
 
 class ScriptedProvider:
@@ -207,7 +216,7 @@ class ScriptedProvider:
         name: str = PROVIDER_NAME,
     ) -> None:
         self.name = name
-        self._script: list[ScriptedResponse] = [_as_response(r) for r in responses]
+        self._script: list[ScriptedResponse] = [_as_response(r, i) for i, r in enumerate(responses)]
         self._next = 0
         self._calls_played = 0
         #: Every request this provider received, in order (including failed and exhausted calls).
@@ -234,8 +243,10 @@ class ScriptedProvider:
         return len(self._script) - self._next
 
     def extend(self, responses: Iterable[ScriptedResponse | str | Mapping[str, Any]]) -> None:
-        """Append responses to the end of the script."""
-        self._script.extend(_as_response(r) for r in responses)
+        """Append responses to the end of the script (numbered on from the script's, in an
+        error: all are checked before any is added)."""
+        start = len(self._script)
+        self._script.extend([_as_response(r, i) for i, r in enumerate(responses, start)])
 
     def assert_consumed(self) -> None:
         """Fail unless every response was played.
