@@ -243,3 +243,54 @@ async def test_handle_options_of_the_wrong_shape_are_refused_naming_them(
             "session 'kid': child_session() got invalid options:",
             f"  - {problem}",
         ]
+
+
+class Asker:
+    """A hook that asks the model directly through its view, with the arguments given."""
+
+    lash_plugin = lash.PluginMeta(name="asker")
+
+    def __init__(self, messages: Any, **kwargs: Any) -> None:
+        self.messages, self.kwargs = messages, kwargs
+
+    @lash.hookimpl
+    async def before_turn(self, turn: lash.TurnView) -> None:
+        await turn.session.complete(self.messages, **self.kwargs)
+
+
+HELLO = [lash.Message("user", "hello")]
+
+BAD_COMPLETIONS = [
+    ("hi", {"source": "x"}, "messages must be a list of lash.Message, got 'hi' (str)"),
+    ([], {"source": "x"}, "messages is empty: a completion needs at least one lash.Message"),
+    (["hi"], {"source": "x"}, "messages[0] must be a lash.Message, got 'hi' (str)"),
+    (HELLO, {"source": 5}, "source must be a non-empty string (a usage source), got 5"),
+    (HELLO, {"source": ""}, "source must be a non-empty string (a usage source), got ''"),
+    (HELLO, {"source": "x", "model": 4}, "model must be a string or None, got 4 (int)"),
+    (
+        HELLO,
+        {"source": "x", "options": "hot"},
+        "options must be a mapping or None, got 'hot' (str)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("messages", "kwargs", "problem"), BAD_COMPLETIONS)
+async def test_a_direct_completion_checks_its_arguments_before_the_provider(
+    store_url: str, messages: Any, kwargs: dict[str, Any], problem: str
+) -> None:
+    """Before, a string went to the provider as its messages, and a source that is not a name
+    was the usage's source (failing the commit on SQLite and Postgres, after the turn)."""
+    rec = Recorder([{"text": "never"}])
+    core = lash.LashCore(
+        plugins=[standard, stores, rec, Asker(messages, **kwargs)],
+        builtins=(),
+        store=store_url,
+        provider="recorder",
+    )
+    async with core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        assert result.outcome == "failed"
+        assert f"session 's': complete(): {problem}" in (result.error or "")
+        assert rec.requests == []

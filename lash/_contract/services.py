@@ -178,6 +178,10 @@ class SessionView:
 
         :raises lash.ProviderError: the provider's, or for token counts that are not ints in 64
             bits (naming the provider and the count; nothing of the completion is committed).
+        :raises lash.SessionError: before the provider is called, for ``messages`` that are
+            not a non-empty list of :class:`lash.Message`, a ``source`` that is not a
+            non-empty string, a ``model`` that is not a string or ``None``, ``options`` that
+            are not a mapping or ``None``.
         """
         return await self._backend.complete(messages, source=source, model=model, options=options)
 

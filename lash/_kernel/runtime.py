@@ -629,6 +629,7 @@ class SessionRuntime:
         options: Mapping[str, Any] | None,
     ) -> ModelResponse:
         self.require_open()
+        self._check_completion(messages, source, model, options)
         name, provider, default_model = self.provider()
         request = ModelRequest(
             model=model or default_model, messages=tuple(messages), options=dict(options or {})
@@ -640,6 +641,33 @@ class SessionRuntime:
             async with self.execute("complete"):
                 self.add_usage(source, response.usage)
         return response
+
+    def _check_completion(self, messages: Any, source: Any, model: Any, options: Any) -> None:
+        """``complete()``'s arguments, checked before the provider is called: before, a string
+        went to the provider as its messages, and a source that is not a name was committed
+        as the usage's (failing the commit on a store that checks it).
+
+        :raises SessionError: naming the session and the argument."""
+        problem = None
+        if not isinstance(messages, list | tuple):
+            problem = f"messages must be a list of lash.Message, got {describe_value(messages)}"
+        elif not messages:
+            problem = "messages is empty: a completion needs at least one lash.Message"
+        else:
+            for index, message in enumerate(messages):
+                if not isinstance(message, Message):
+                    problem = (
+                        f"messages[{index}] must be a lash.Message, got {describe_value(message)}"
+                    )
+                    break
+        if problem is None and (not isinstance(source, str) or not source.strip()):
+            problem = f"source must be a non-empty string (a usage source), got {source!r}"
+        if problem is None and model is not None and not isinstance(model, str):
+            problem = f"model must be a string or None, got {describe_value(model)}"
+        if problem is None and options is not None and not isinstance(options, Mapping):
+            problem = f"options must be a mapping or None, got {describe_value(options)}"
+        if problem is not None:
+            raise SessionError(f"session {self.id!r}: complete(): {problem}", session_id=self.id)
 
     def _plugin_of_caller(self, what: str) -> str:
         caller = CALLER.get()
