@@ -294,3 +294,32 @@ async def test_a_direct_completion_checks_its_arguments_before_the_provider(
         assert result.outcome == "failed"
         assert f"session 's': complete(): {problem}" in (result.error or "")
         assert rec.requests == []
+
+
+BAD_COMMAND_ARGS = [
+    ("x", "expected a mapping of names to values, got 'x' (str)"),
+    ([1, 2], "expected a mapping of names to values, got [1, 2] (list)"),
+    ({1: 2}, "an argument name must be a str, got 1 (int)"),
+    (
+        {"a": object()},
+        "they cannot be stored as JSON: Object of type object is not JSON serializable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "problem"), BAD_COMMAND_ARGS)
+async def test_command_args_must_be_named_json_values(
+    store_url: str, args: Any, problem: str
+) -> None:
+    """Before, a string or a list failed with a bare ValueError or TypeError, and an int key or
+    a value that is not JSON was queued as it was (on memory://: an int key read back as a
+    string elsewhere)."""
+    async with make_core(store_url, Recorder([])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            await core.enqueue_command("s", "reset", key="k", args=args)
+        assert str(info.value) == f"session 's': the args of command 'reset': {problem}"
+        session = await core.session("s").open()
+        with pytest.raises(lash.SessionError):
+            await session.enqueue_command("reset", key="k2", args=args)
+        queued = await core.enqueue_command("s", "reset", key="k3", args={"why": "test"})
+        assert queued.args == {"why": "test"}

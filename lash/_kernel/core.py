@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -13,7 +14,7 @@ import attrs
 from lash._contract.config_check import options_problems
 from lash._contract.modeloptions import ModelOptions
 from lash._contract.modeloptions_check import model_options as checked_model_options
-from lash._contract.serialization import to_data
+from lash._contract.serialization import describe_value, to_data
 from lash._contract.types import Usage
 from lash._kernel import approvals as _approvals
 from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
@@ -412,7 +413,8 @@ class LashCore:
         registers) from any process, idempotent by ``key``; the session's next execution applies
         it before its turn work, in its commit.
 
-        :raises SessionError: an empty key or an unknown command.
+        :raises SessionError: an empty key, an unknown command, or ``args`` that are not a
+            mapping of names to JSON data.
         :raises InputConflict: the key was used with another command or other args.
         """
         draft = self.command_draft(session_id, name, key=key, args=args, source=source)
@@ -433,7 +435,7 @@ class LashCore:
         an unknown command."""
         known = (*BUILTIN_COMMANDS, *self.registry.of("session_command"))
         check_command(session_id, name, key, known)
-        return CommandDraft(name, key, to_data(dict(args or {})), source)
+        return CommandDraft(name, key, _command_args(session_id, name, args), source)
 
     # -- tool approval: any process, no lease ------------------------------------------------------
 
@@ -636,6 +638,33 @@ class LashCore:
 
     def __repr__(self) -> str:
         return f"<LashCore plugins={self.plugin_names!r}>"
+
+
+def _command_args(session_id: str, name: str, args: Any) -> dict[str, Any]:
+    """A command's ``args`` as stored: a mapping of names (str) to JSON data. Before, a string
+    or a list failed with a bare ``ValueError``/``TypeError``, and a value that is not JSON, or
+    a key that is not a str (JSON would make ``1`` ``"1"``), was queued as it was.
+
+    :raises SessionError: naming the session, the command and what is wrong."""
+    problem = None
+    if args is None:
+        return {}
+    if not isinstance(args, Mapping):
+        problem = f"expected a mapping of names to values, got {describe_value(args)}"
+    elif not all(isinstance(k, str) for k in args):
+        bad = next(k for k in args if not isinstance(k, str))
+        problem = f"an argument name must be a str, got {describe_value(bad)}"
+    else:
+        data = to_data(dict(args))
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            problem = f"they cannot be stored as JSON: {exc}"
+        else:
+            return data  # type: ignore[no-any-return]
+    raise SessionError(
+        f"session {session_id!r}: the args of command {name!r}: {problem}", session_id=session_id
+    )
 
 
 def _check_turn_call(session_id: str, call: str, **values: Any) -> None:
