@@ -49,7 +49,8 @@ database's clock. Process records are the exception: starting, claiming, heartbe
 finishing one is a short transaction of a few statements, the process's row locked first (a
 claim with ``FOR UPDATE SKIP LOCKED``, so claims never wait for each other nor take the same
 process); a commit that starts processes runs ``lash_commit`` and their inserts in one
-transaction.
+transaction; a delete locks the session's processes, then calls its function (the lock order
+of ``_postgres_schema.LOCK_HEAD``).
 
 **Durability.** A commit, queued input or command, a cancellation and a deletion are durable
 when the call returns (the transaction waited for its WAL flush). Taking, renewing and
@@ -606,9 +607,13 @@ class PostgresStore:
 
     async def delete(self, session_id: str) -> None:
         check_session_id(session_id)
-        row = await self._fetchrow(
-            f"deleting session {session_id!r}", schema.DELETE_SESSION, session_id
-        )
+        action = f"deleting session {session_id!r}"
+        async with self._connection(action) as conn, conn.transaction():
+            # The session's processes before its head row (see schema.LOCK_HEAD): the function
+            # deletes them under the head row's lock, and a worker finishing one holds its row
+            # while it logs in the session.
+            await conn.execute(schema.LOCK_SESSION_PROCESSES, session_id)
+            row = await conn.fetchrow(schema.DELETE_SESSION, session_id)
         assert row is not None
         outcome, holder, token, expires_at = row
         if outcome == "unknown":
@@ -1055,9 +1060,17 @@ class PostgresStore:
     async def _write_process(
         self, conn: Connection, record: lash.ProcessRecord, event: str | None
     ) -> lash.ProcessRecord:
-        await conn.execute(schema.UPDATE_PROCESS, *_process_args(record))
+        """Write ``record`` over its row (locked by the caller), logging ``event`` first.
+
+        The event first: logging locks the session's head row, and a commit holding that row
+        while it inserts a process under a key waits for a transaction that changed the key's
+        row (not for one that only locked it). Changed first, then waiting for the head row,
+        a finish and a commit starting its key again waited for each other until Postgres
+        aborted one (``schema.LOCK_HEAD`` says the order every process write keeps)."""
+        args = _process_args(record)  # checked storable before anything is locked
         if event is not None:
             await self._log_process(conn, record, event)
+        await conn.execute(schema.UPDATE_PROCESS, *args)
         return record
 
     async def _start_processes(
@@ -1112,6 +1125,11 @@ class PostgresStore:
         _process_args(lash.store.new_process(draft, 0.0))  # storable, before the database
         action = f"starting process {draft.id!r}"
         async with self._connection(action) as conn, conn.transaction():
+            if draft.session_id is not None:
+                # The head row before the insert, as a commit starting processes holds it
+                # (see schema.LOCK_HEAD): a commit of the session inserting the same key waits
+                # for this insert, which would otherwise wait for the commit to log its event.
+                await conn.execute(schema.LOCK_HEAD, draft.session_id)
             (record,) = await self._start_processes(conn, [draft])
         return record
 
