@@ -1,6 +1,7 @@
 """``postgresql://``: sessions in a Postgres database, shared by every process that uses it.
 
-URL (libpq's form; ``postgres://`` is accepted too)::
+URL (libpq's form; ``postgres://`` is accepted too; several hosts, ``HOST:PORT,HOST:PORT``,
+are tried in order, as libpq does)::
 
     postgresql://USER:PASSWORD@HOST:PORT/DATABASE?pool_size=10
 

@@ -309,6 +309,32 @@ def test_bad_urls_are_config_errors_without_the_password(url: str, expected: str
     assert "hunter22" not in str(error.value)
 
 
+async def test_a_url_listing_several_hosts_connects_to_the_one_that_answers(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """libpq's URL form for a primary and its standbys, ``HOST:PORT,HOST:PORT`` (asyncpg tries
+    them in order; ``target_session_attrs=read-write`` keeps the writable one), opens the
+    store: here the first host refuses connections, the second is the test server. Messages
+    name every host; a host whose port is not a number is named."""
+    port, down = postgres_server.port, free_port()
+    database = database_of(postgres_url)
+    hosts = f"127.0.0.1:{down},127.0.0.1:{port}"
+    url = f"postgresql://postgres:hunter22@{hosts}/{database}?target_session_attrs=read-write"
+    settings = parse_url(url)
+    assert settings.url == url.replace("hunter22", "***")
+    assert settings.target == f"{hosts}/{database}"
+    async with opened(url) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta())
+        record = await store.load("s")
+        assert record is not None and record.revision == 1
+    assert parse_url("postgresql://a,b:6000/db").target == "a:5432,b:6000/db"
+    assert parse_url("postgresql://[::1]:6000,[fe80::1]/db").target == "[::1]:6000,[fe80::1]:5432/db"
+    with pytest.raises(lash.ConfigError, match="the port of host 'b:x' is not a number") as error:
+        parse_url("postgresql://u:hunter22@a:5432,b:x/db")
+    assert "hunter22" not in str(error.value)
+
+
 PASSWORD = "Pa:ss@w/rd-5ecret#7"
 QUOTED = "Pa%3Ass%40w%2Frd-5ecret%237"
 
