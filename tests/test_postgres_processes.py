@@ -225,9 +225,7 @@ async def test_a_commit_restarting_a_process_its_worker_is_finishing_does_not_de
         assert await asyncio.wait_for(commit, 10) == 2
         finished = await asyncio.wait_for(finish, 10)
         assert (finished.status, finished.result) == ("succeeded", 7)
-        assert [(p.id, p.status) for p in await store.list_processes()] == [
-            ("job-1", "succeeded")
-        ]
+        assert [(p.id, p.status) for p in await store.list_processes()] == [("job-1", "succeeded")]
     finally:
         await blocker.close()
         await store.close()
