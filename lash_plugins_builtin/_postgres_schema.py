@@ -1511,6 +1511,17 @@ EVENT_SEQ = "SELECT event_seq FROM lash_sessions WHERE session_id = $1"
 NOW = "SELECT lash_now()"
 #: A process, and its row locked for the write that follows.
 PROCESS_FOR_UPDATE = f"{_SELECT_PROCESS} WHERE id = $1 FOR UPDATE"
+#: The lock order of process writes (see ``PostgresStore._write_process``): a transaction that
+#: writes a session's head row and a process's row locks the process's row first (a lock only,
+#: no change), then the head row, then changes them. Commits and deletes lock the head row
+#: first and then meet process rows, which a row lock alone does not make them wait for (an
+#: insert of a key waits only for a transaction that changed that key's row). So a process
+#: start outside a commit takes the head row of its session (``$1``) before inserting, and a
+#: delete locks the session's processes before the head row.
+LOCK_HEAD = "SELECT 1 FROM lash_sessions WHERE session_id = $1 FOR UPDATE"
+LOCK_SESSION_PROCESSES = (
+    f"SELECT 1 FROM {PROCESS_TABLE} WHERE session_id = $1 ORDER BY seq FOR UPDATE"
+)
 PROCESS_BY_ID = f"{_SELECT_PROCESS} WHERE id = $1"
 PROCESS_BY_KEY = f"{_SELECT_PROCESS} WHERE key = $1"
 #: A new process; nothing when its id or key is taken (the client then reads which).

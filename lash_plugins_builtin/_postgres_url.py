@@ -89,10 +89,7 @@ def parse_url(url: str) -> PostgresSettings:
     def bad(message: str) -> lash.ConfigError:
         return lash.ConfigError(f"bad postgresql URL {masked!r}: {message}")
 
-    try:
-        port = parts.port
-    except ValueError:
-        raise bad(f"the port is not a number; use {_URL_FORM}") from None
+    hosts = _hosts(parts.netloc.rpartition("@")[2], bad)
     if parts.fragment:
         raise bad("a URL fragment ('#...') means nothing here; remove it")
     own: dict[str, str] = {}
@@ -121,7 +118,6 @@ def parse_url(url: str) -> PostgresSettings:
         ("postgresql", parts.netloc, parts.path, urllib.parse.urlencode(passed), "")
     )
     database = urllib.parse.unquote(parts.path.lstrip("/")) or "?"
-    host = parts.hostname or "?"
     return PostgresSettings(
         url=masked,
         dsn=dsn,
@@ -134,8 +130,32 @@ def parse_url(url: str) -> PostgresSettings:
         events_max_age=events_max_age,
         notify=notify,
         durable_leases=durable_leases,
-        target=f"{host}:{port or 5432}/{database}",
+        target=f"{','.join(hosts) or '?:5432'}/{database}",
     )
+
+
+def _hosts(hostlist: str, bad: Callable[[str], lash.ConfigError]) -> list[str]:
+    """The ``HOST:PORT`` of each host of the URL (the port 5432 when it has none), for
+    messages; a port that is not a number is refused.
+
+    libpq's URLs may list several hosts, ``HOST:PORT,HOST:PORT`` (a primary and its standbys,
+    tried in order; ``target_session_attrs=read-write`` picks the writable one), which asyncpg
+    reads as libpq does: the URL goes to it as written. An IPv6 address is in brackets."""
+    hosts = []
+    for item in hostlist.split(",") if hostlist else []:
+        if item.startswith("["):
+            address, bracket, rest = item.partition("]")
+            host = address + bracket
+            if rest and not rest.startswith(":"):
+                raise bad(f"host {item!r} has text after its address; use [ADDRESS]:PORT")
+            port = rest[1:]
+        else:
+            host, _, port = item.partition(":")
+        if port and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+            what = f"the port of host {item!r}" if "," in hostlist else "the port"
+            raise bad(f"{what} is not a number; use {_URL_FORM}")
+        hosts.append(f"{urllib.parse.unquote(host) or '?'}:{port or 5432}")
+    return hosts
 
 
 def _integer(

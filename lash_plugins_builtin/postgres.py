@@ -1,6 +1,7 @@
 """``postgresql://``: sessions in a Postgres database, shared by every process that uses it.
 
-URL (libpq's form; ``postgres://`` is accepted too)::
+URL (libpq's form; ``postgres://`` is accepted too; several hosts, ``HOST:PORT,HOST:PORT``,
+are tried in order, as libpq does)::
 
     postgresql://USER:PASSWORD@HOST:PORT/DATABASE?pool_size=10
 
@@ -49,7 +50,8 @@ database's clock. Process records are the exception: starting, claiming, heartbe
 finishing one is a short transaction of a few statements, the process's row locked first (a
 claim with ``FOR UPDATE SKIP LOCKED``, so claims never wait for each other nor take the same
 process); a commit that starts processes runs ``lash_commit`` and their inserts in one
-transaction.
+transaction; a delete locks the session's processes, then calls its function (the lock order
+of ``_postgres_schema.LOCK_HEAD``).
 
 **Durability.** A commit, queued input or command, a cancellation and a deletion are durable
 when the call returns (the transaction waited for its WAL flush). Taking, renewing and
@@ -71,6 +73,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import reprlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -99,6 +102,10 @@ KEPT_IDLE = 60.0
 #: Seconds a session stays watched (its ``lash_watchers`` row kept) after its last waiter
 #: left: an observer waits again after each read, and each registration is a write.
 WATCH_LINGER = 60.0
+
+#: Long values shown cut short in messages.
+_REPR = reprlib.Repr()
+_REPR.maxstring = 80
 
 #: A connection of the store's pool, as asyncpg hands it out.
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
@@ -460,7 +467,7 @@ class PostgresStore:
             float(ttl),
             None if dead is None else dead.owner,
             None if dead is None else _int64(session_id, "fencing token", dead.token),
-            None if turn is None else _text(session_id, "turn id", turn),
+            None if turn is None else _key(session_id, "turn id", turn),
             types,
             datas,
             *self._window,
@@ -606,9 +613,13 @@ class PostgresStore:
 
     async def delete(self, session_id: str) -> None:
         check_session_id(session_id)
-        row = await self._fetchrow(
-            f"deleting session {session_id!r}", schema.DELETE_SESSION, session_id
-        )
+        action = f"deleting session {session_id!r}"
+        async with self._connection(action) as conn, conn.transaction():
+            # The session's processes before its head row (see schema.LOCK_HEAD): the function
+            # deletes them under the head row's lock, and a worker finishing one holds its row
+            # while it logs in the session.
+            await conn.execute(schema.LOCK_SESSION_PROCESSES, session_id)
+            row = await conn.fetchrow(schema.DELETE_SESSION, session_id)
         assert row is not None
         outcome, holder, token, expires_at = row
         if outcome == "unknown":
@@ -655,7 +666,7 @@ class PostgresStore:
         self, session_id: str, draft: lash.store.InputDraft
     ) -> lash.store.PendingInput:
         check_session_id(session_id)
-        key = None if draft.key is None else _text(session_id, "input key", draft.key)
+        key = None if draft.key is None else _key(session_id, "input key", draft.key)
         text = _dumps(session_id, "input text", draft.text)
         items = _dumps(session_id, "input items", list(draft.items))
         row = await self._enqueue(
@@ -765,7 +776,7 @@ class PostgresStore:
             schema.ENQUEUE_COMMAND,
             session_id,
             f"cmd-{uuid.uuid4().hex[:16]}",
-            _text(session_id, "command key", draft.key),
+            _key(session_id, "command key", draft.key),
             _text(session_id, "command name", draft.name),
             args,
             None if draft.source is None else _text(session_id, "command source", draft.source),
@@ -810,7 +821,8 @@ class PostgresStore:
         self, session_id: str, turn_id: str, *, origin: str, reason: str | None = None
     ) -> lash.store.CancelReceipt:
         check_session_id(session_id)
-        if not _storable(turn_id):
+        if not _storable(turn_id) or len(turn_id.encode("utf-8")) > MAX_KEY_BYTES:
+            # No turn runs under such an id: its lease refused it (see _key).
             return lash.store.CancelReceipt("unknown", session_id, turn_id)
         row = await self._fetchrow(
             f"asking turn {turn_id!r} of session {session_id!r} to stop",
@@ -1055,9 +1067,17 @@ class PostgresStore:
     async def _write_process(
         self, conn: Connection, record: lash.ProcessRecord, event: str | None
     ) -> lash.ProcessRecord:
-        await conn.execute(schema.UPDATE_PROCESS, *_process_args(record))
+        """Write ``record`` over its row (locked by the caller), logging ``event`` first.
+
+        The event first: logging locks the session's head row, and a commit holding that row
+        while it inserts a process under a key waits for a transaction that changed the key's
+        row (not for one that only locked it). Changed first, then waiting for the head row,
+        a finish and a commit starting its key again waited for each other until Postgres
+        aborted one (``schema.LOCK_HEAD`` says the order every process write keeps)."""
+        args = _process_args(record)  # checked storable before anything is locked
         if event is not None:
             await self._log_process(conn, record, event)
+        await conn.execute(schema.UPDATE_PROCESS, *args)
         return record
 
     async def _start_processes(
@@ -1112,6 +1132,11 @@ class PostgresStore:
         _process_args(lash.store.new_process(draft, 0.0))  # storable, before the database
         action = f"starting process {draft.id!r}"
         async with self._connection(action) as conn, conn.transaction():
+            if draft.session_id is not None:
+                # The head row before the insert, as a commit starting processes holds it
+                # (see schema.LOCK_HEAD): a commit of the session inserting the same key waits
+                # for this insert, which would otherwise wait for the commit to log its event.
+                await conn.execute(schema.LOCK_HEAD, draft.session_id)
             (record,) = await self._start_processes(conn, [draft])
         return record
 
@@ -1408,6 +1433,34 @@ def _text(session_id: str, what: str, value: str) -> str:
     return value
 
 
+#: The most bytes of UTF-8 of a key or id that Postgres indexes (a session's input and command
+#: keys, turn ids, plugin names and usage sources, beside its session id; a process's id, key
+#: and kind). An index entry holds 2,704 bytes (a third of a page): 1,536 leaves room for the
+#: longest session id (1,024 bytes) and a revision beside it, as text that does not compress,
+#: and for a child's usage source (``child:`` and its session id).
+MAX_KEY_BYTES = 1536
+
+#: The process columns Postgres indexes (see :data:`MAX_KEY_BYTES`).
+_INDEXED_PROCESS_COLUMNS = frozenset({"id", "key", "kind"})
+
+
+def _key(session_id: str, what: str, value: str) -> str:
+    """``value``, if Postgres ``text`` can hold it and an index entry can too (at most
+    :data:`MAX_KEY_BYTES` bytes of UTF-8): refused here, with the field named, rather than by
+    the server's "index row size exceeds" error (a turn id met it at the turn's commit)."""
+    value = _text(session_id, what, value)
+    if len(value) > MAX_KEY_BYTES // 4:  # shorter ones fit whatever their characters
+        size = len(value.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise _unstorable(
+                session_id,
+                f"{what} {_REPR.repr(value)}",
+                f"it has {size:,} bytes of UTF-8, more than {MAX_KEY_BYTES:,}, the most "
+                "Postgres indexes here (SQLite and memory:// have no such limit)",
+            )
+    return value
+
+
 def _int64(session_id: str, what: str, value: int) -> int:
     if value not in _INT64:
         raise _unstorable(session_id, f"{what} ({value})", "Postgres bigints are 64-bit")
@@ -1601,7 +1654,7 @@ def _rollup_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
     return (
         delta.parent_id,
         [other for other, _, _ in rows],
-        [_text(session_id, "usage source", source) for _, source, _ in rows],
+        [_key(session_id, "usage source", source) for _, source, _ in rows],
         [_int64(session_id, f"input tokens of {s!r}", u.input_tokens) for _, s, u in rows],
         [_int64(session_id, f"output tokens of {s!r}", u.output_tokens) for _, s, u in rows],
         [_int64(session_id, f"cached tokens of {s!r}", u.cached_tokens) for _, s, u in rows],
@@ -1624,7 +1677,7 @@ def _process_args(record: lash.ProcessRecord) -> list[Any]:
         elif isinstance(value, int):
             value = _int64(sid, what, value)
         elif isinstance(value, str):
-            value = _text(sid, what, value)
+            value = (_key if column in _INDEXED_PROCESS_COLUMNS else _text)(sid, what, value)
         args.append(value)
     return args
 
@@ -1666,7 +1719,7 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
             last_user = node.text
         elif outcome is not None:  # a TurnOutcome: how the turn ended is the session's status
             status = outcome
-    plugins = [_text(session_id, "plugin name", plugin) for plugin in delta.plugin_states]
+    plugins = [_key(session_id, "plugin name", plugin) for plugin in delta.plugin_states]
     states = [
         _dumps(session_id, f"state of plugin {plugin!r}", data)
         for plugin, data in delta.plugin_states.items()
@@ -1674,7 +1727,7 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
     sources: list[str] = []
     tokens: list[list[int]] = [[], [], []]
     for source, usage in delta.usage.items():
-        sources.append(_text(session_id, "usage source", source))
+        sources.append(_key(session_id, "usage source", source))
         for column, (name, count) in zip(
             tokens,
             (
@@ -1689,7 +1742,7 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
     for draft in delta.enqueue:
         row = (
             _input_id(),
-            None if draft.key is None else _text(session_id, "input key", draft.key),
+            None if draft.key is None else _key(session_id, "input key", draft.key),
             _dumps(session_id, "input text", draft.text),
             _dumps(session_id, "input items", list(draft.items)),
             _text(session_id, "input ingress", draft.ingress),
@@ -1718,7 +1771,7 @@ def _commit_args(session_id: str, delta: lash.store.CommitDelta) -> tuple[Any, .
         [_text(session_id, "claimed input id", i) for i in delta.claimed],
         [_text(session_id, "applied command id", c) for c in delta.applied],
         *queued,
-        None if record is None else _text(session_id, "turn id", record.turn_id),
+        None if record is None else _key(session_id, "turn id", record.turn_id),
         None if record is None else _int64(session_id, "turn index", record.index),
         None if record is None else record.outcome,
         None if record is None else _json(session_id, "turn reason", record.reason),

@@ -10,6 +10,7 @@ import collections
 from typing import Any
 
 import asyncpg
+import attrs
 import pytest
 
 import lash
@@ -142,3 +143,171 @@ async def test_three_stores_claiming_at_once_take_each_process_once(postgres_url
     finally:
         for store in stores:
             await store.close()
+
+
+# -- lock order: a process's row and its session's head row ---------------------------------
+# Writes that log a process's event lock the session's head row; commits and deletes lock
+# the head row first, then reach process rows (a start's insert meets a row of its key, a
+# delete removes the session's processes). A process write that changed its row and then
+# waited for the head row, held by such a writer waiting for that row, was a deadlock:
+# Postgres aborted one of them after deadlock_timeout (a turn's commit, a delete). Each test
+# lines the two writers up with a third transaction that holds them at the point where the
+# old order met, then lets go: both must go through.
+
+
+async def _waiting_on_locks(conn: asyncpg.Connection, count: int) -> None:
+    """Return once ``count`` other backends of this database wait for a lock (``conn`` may be
+    in a transaction: the statistics it read are cleared before each look)."""
+    for _ in range(1000):
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} backends never waited for a lock")
+
+
+async def _session_with_history(store: PostgresStore, session_id: str) -> lash.store.Lease:
+    """A session with one commit; its lease, released by that commit."""
+    lease = await store.acquire_lease(session_id, "host", ttl=30)
+    await store.commit(
+        session_id,
+        lease=lease,
+        expected_revision=0,
+        delta=lash.store.CommitDelta(turns=1, release=True),
+    )
+    return lease
+
+
+async def test_a_commit_restarting_a_process_its_worker_is_finishing_does_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """A turn's commit starts a process again under its key (idempotent: it finds the one
+    started before) while that process's worker records its finish: the commit holds the
+    session's head row and meets the process's row; the finish holds the process's row and
+    logs ``process_finished`` in the session. Both go through, and the key still names one
+    process, the finished one."""
+    store, worker = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await _session_with_history(store, "s")
+        await store.start_process(draft(1, session_id="s", key="nightly"))
+        claimed = await worker.claim_process("worker", ttl=30)
+        assert claimed is not None and claimed.id == "job-1"
+        again = attrs.evolve(draft(1, session_id="s", key="nightly"), id="job-2")
+        lease = await store.acquire_lease("s", "host", ttl=30)
+        held = blocker.transaction()
+        await held.start()
+        # The commit takes the head row, then waits to write its plugin state.
+        await blocker.execute("LOCK TABLE lash_plugin_states IN SHARE MODE")
+        commit = asyncio.ensure_future(
+            store.commit(
+                "s",
+                lease=lease,
+                expected_revision=1,
+                delta=lash.store.CommitDelta(
+                    turns=2,
+                    plugin_states={"jobs": {"asked": 2}},
+                    processes=(again,),
+                    release=True,
+                ),
+            )
+        )
+        await _waiting_on_locks(blocker, 1)
+        finish = asyncio.ensure_future(
+            worker.finish_process("job-1", claimed.token, status="succeeded", result=7)
+        )
+        await _waiting_on_locks(blocker, 2)
+        await held.rollback()
+        assert await asyncio.wait_for(commit, 10) == 2
+        finished = await asyncio.wait_for(finish, 10)
+        assert (finished.status, finished.result) == ("succeeded", 7)
+        assert [(p.id, p.status) for p in await store.list_processes()] == [("job-1", "succeeded")]
+    finally:
+        await blocker.close()
+        await store.close()
+        await worker.close()
+
+
+async def test_a_host_and_a_turn_starting_one_key_at_once_do_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """A host starts a process under a key while a turn of the same session starts it under
+    the same key in its commit: the commit holds the session's head row and inserts the key;
+    the host's start inserts it too and logs ``process_started`` in the session. Both go
+    through with one process: the first to commit started it, the other returns it."""
+    store, host = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await _session_with_history(store, "s")
+        lease = await store.acquire_lease("s", "host", ttl=30)
+        held = blocker.transaction()
+        await held.start()
+        await blocker.execute("LOCK TABLE lash_plugin_states IN SHARE MODE")
+        commit = asyncio.ensure_future(
+            store.commit(
+                "s",
+                lease=lease,
+                expected_revision=1,
+                delta=lash.store.CommitDelta(
+                    turns=2,
+                    plugin_states={"jobs": {"asked": 1}},
+                    processes=(draft(1, session_id="s", key="nightly"),),
+                    release=True,
+                ),
+            )
+        )
+        await _waiting_on_locks(blocker, 1)
+        again = attrs.evolve(draft(1, session_id="s", key="nightly"), id="job-2")
+        start = asyncio.ensure_future(host.start_process(again))
+        await _waiting_on_locks(blocker, 2)
+        await held.rollback()
+        assert await asyncio.wait_for(commit, 10) == 2
+        started = await asyncio.wait_for(start, 10)
+        assert started.id == "job-1"
+        assert [p.id for p in await store.list_processes()] == ["job-1"]
+        types = [e.type for e in (await store.read_events("s")).events]
+        assert types.count("process_started") == 1
+    finally:
+        await blocker.close()
+        await store.close()
+        await host.close()
+
+
+async def test_deleting_a_session_while_a_worker_finishes_its_process_does_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """A session is deleted while a worker records the finish of one of its processes: the
+    delete holds the head row and removes the session's processes; the finish holds the
+    process's row and logs ``process_finished`` in the session. Both go through: the finish
+    first (it had the row), then the delete, which removes the finished process too."""
+    store, worker = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await _session_with_history(store, "s")
+        await store.start_process(draft(1, session_id="s"))
+        claimed = await worker.claim_process("worker", ttl=30)
+        assert claimed is not None
+        held = blocker.transaction()
+        await held.start()
+        # The finish waits for the process's row; the delete comes after it.
+        await blocker.execute("SELECT 1 FROM lash_processes WHERE id = 'job-1' FOR UPDATE")
+        finish = asyncio.ensure_future(
+            worker.finish_process("job-1", claimed.token, status="succeeded", result=7)
+        )
+        await _waiting_on_locks(blocker, 1)
+        delete = asyncio.ensure_future(store.delete("s"))
+        await _waiting_on_locks(blocker, 2)
+        await held.rollback()
+        finished = await asyncio.wait_for(finish, 10)
+        assert finished.status == "succeeded"
+        await asyncio.wait_for(delete, 10)
+        assert await store.load("s") is None
+        assert await store.get_process("job-1") is None
+    finally:
+        await blocker.close()
+        await store.close()
+        await worker.close()

@@ -309,6 +309,33 @@ def test_bad_urls_are_config_errors_without_the_password(url: str, expected: str
     assert "hunter22" not in str(error.value)
 
 
+async def test_a_url_listing_several_hosts_connects_to_the_one_that_answers(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """libpq's URL form for a primary and its standbys, ``HOST:PORT,HOST:PORT`` (asyncpg tries
+    them in order; ``target_session_attrs=read-write`` keeps the writable one), opens the
+    store: here the first host refuses connections, the second is the test server. Messages
+    name every host; a host whose port is not a number is named."""
+    port, down = postgres_server.port, free_port()
+    database = database_of(postgres_url)
+    hosts = f"127.0.0.1:{down},127.0.0.1:{port}"
+    url = f"postgresql://postgres:hunter22@{hosts}/{database}?target_session_attrs=read-write"
+    settings = parse_url(url)
+    assert settings.url == url.replace("hunter22", "***")
+    assert settings.target == f"{hosts}/{database}"
+    async with opened(url) as store:
+        lease = await leased(store, "s")
+        await store.commit("s", lease=lease, expected_revision=0, delta=lash.store.CommitDelta())
+        record = await store.load("s")
+        assert record is not None and record.revision == 1
+    assert parse_url("postgresql://a,b:6000/db").target == "a:5432,b:6000/db"
+    ipv6 = parse_url("postgresql://[::1]:6000,[fe80::1]/db")
+    assert ipv6.target == "[::1]:6000,[fe80::1]:5432/db"
+    with pytest.raises(lash.ConfigError, match="the port of host 'b:x' is not a number") as error:
+        parse_url("postgresql://u:hunter22@a:5432,b:x/db")
+    assert "hunter22" not in str(error.value)
+
+
 PASSWORD = "Pa:ss@w/rd-5ecret#7"
 QUOTED = "Pa%3Ass%40w%2Frd-5ecret%237"
 
@@ -646,6 +673,107 @@ async def test_values_postgres_cannot_hold_fail_before_anything_is_written(
         assert (listed.text, listed.items) == (queued.text, queued.items) == (text, ({"t": text},))
         page = await store.read_events("s")
         assert [dict(e.data) for e in page.events if e.type == "e"] == [{"text": text}]
+
+
+def incompressible(n_bytes: int, seed: int) -> str:
+    """Random text of ``n_bytes`` bytes in UTF-8 (4-byte characters of any plane past the
+    first, then ASCII for the rest): Postgres cannot compress it to fit an index entry."""
+    rng = random.Random(seed)
+    wide = "".join(chr(rng.randrange(0x10000, 0x110000)) for _ in range(n_bytes // 4))
+    return wide + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n_bytes % 4))
+
+
+async def test_keys_and_ids_postgres_indexes_hold_1536_bytes_and_longer_ones_are_refused(
+    postgres_url: str,
+) -> None:
+    """Postgres indexes a session's input and command keys, turn ids, plugin names and usage
+    sources, and processes' ids, keys and kinds (an index entry holds 2,704 bytes): up to 1,536
+    bytes of UTF-8 they are stored and read back, beside the longest session id; a longer one
+    is refused with a SessionError naming the session and what it is, before anything is
+    written (a turn id when the turn's lease is taken, before the model is called), not with
+    the server's "index row size exceeds" error (a turn id met it at the commit, after the turn
+    ran)."""
+    sid = incompressible(1024, 1)  # 256 characters: the longest session id
+    fits = [incompressible(1536, seed) for seed in range(2, 11)]
+    too_long = incompressible(3000, 9)  # more than an index entry holds
+    async with opened(postgres_url) as store:
+        queued = await store.enqueue_input(sid, lash.store.InputDraft("x", key=fits[0]))
+        command = await store.enqueue_command(
+            sid, lash.store.CommandDraft(name="configure", key=fits[1])
+        )
+        lease = await store.acquire_lease(sid, "w1", ttl=30, turn=fits[2])
+        claimed = await store.claim_inputs(lease)
+        record = lash.store.TurnRecord(sid, fits[2], 1, "completed", 1, None, {}, 0.0)
+        await store.commit(
+            sid,
+            lease=lease,
+            expected_revision=0,
+            delta=lash.store.CommitDelta(
+                turns=1,
+                claimed=tuple(i.id for i in claimed),
+                plugin_states={fits[7]: 1},
+                usage={fits[8]: lash.Usage(1)},
+                applied=(command.id,),
+                turn=record,
+                processes=(lash.store.ProcessDraft(fits[3], fits[4], session_id=sid, key=fits[5]),),
+            ),
+        )
+        assert [i.key for i in await store.list_inputs(sid, settled=True)] == [queued.key]
+        loaded = await store.load(sid)
+        assert loaded is not None
+        assert (dict(loaded.plugin_states), dict(loaded.usage)) == (
+            {fits[7]: 1},
+            {fits[8]: lash.Usage(1)},
+        )
+        turn = await store.turn_record(sid, fits[2])
+        assert turn is not None and turn.outcome == "completed"
+        process = await store.get_process(fits[3])
+        assert process is not None and (process.kind, process.key) == (fits[4], fits[5])
+        assert (await store.request_cancel(sid, fits[6], origin="t")).status == "unknown"
+
+        refusals = {
+            "input key": store.enqueue_input("s", lash.store.InputDraft("x", key=too_long)),
+            "command key": store.enqueue_command(
+                "s", lash.store.CommandDraft(name="configure", key=too_long)
+            ),
+            "turn id": store.acquire_lease("s", "w1", ttl=30, turn=too_long),
+            "id of process": store.start_process(
+                lash.store.ProcessDraft(too_long, "job", session_id="s")
+            ),
+            "key of process": store.start_process(
+                lash.store.ProcessDraft("p1", "job", session_id="s", key=too_long)
+            ),
+            "kind of process": store.start_process(
+                lash.store.ProcessDraft("p1", too_long, session_id="s")
+            ),
+        }
+        assert (await store.request_cancel("s", too_long, origin="t")).status == "unknown"
+        for what, call in refusals.items():
+            with pytest.raises(lash.SessionError, match=f"session 's': cannot store the {what}"):
+                await call
+        lease = await leased(store, "s")
+        in_commit = {
+            "input key": lash.store.CommitDelta(
+                enqueue=(lash.store.InputDraft("x", key=too_long),)
+            ),
+            "turn id": lash.store.CommitDelta(
+                turn=attrs.evolve(record, session_id="s", turn_id=too_long)
+            ),
+            "plugin name": lash.store.CommitDelta(plugin_states={too_long: 1}),
+            "usage source": lash.store.CommitDelta(usage={too_long: lash.Usage(1)}),
+            "key of process": lash.store.CommitDelta(
+                processes=(lash.store.ProcessDraft("p2", "job", session_id="s", key=too_long),)
+            ),
+        }
+        for what, delta in in_commit.items():
+            with pytest.raises(lash.SessionError, match=f"session 's': cannot store the {what}"):
+                await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        just_over = lash.store.InputDraft("x", key=incompressible(1537, 10))
+        with pytest.raises(lash.SessionError, match="it has 1,537 bytes of UTF-8, more than 1,536"):
+            await store.enqueue_input("s", just_over)
+        assert await store.load("s") is None
+        assert await store.list_inputs("s") == []
+        assert await store.list_processes(session_id="s") == []
 
 
 @given(

@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -422,6 +423,52 @@ async def test_a_frozen_holders_late_commit_is_refused_by_its_fencing_token(
     async with parent_core(postgres_url) as core:
         events = (await core.store.read_events("stall", after=0, limit=10_000)).events
     assert [e.type for e in events if STALLED in json.dumps(e.data)] == ["turn_started"]
+
+
+# -- a holder in another container of this host ---------------------------------------------
+
+#: A holder of session "s"'s lease for 60 s, as a core names itself, run in a PID namespace of
+#: its own (a container on this host: the same hostname with host networking, other pids).
+HOLDER = """
+import asyncio, sys
+import lash
+from lash_plugins_builtin import stores
+
+async def main():
+    core = lash.LashCore(plugins=[stores], autoload=False, store=sys.argv[1])
+    lease = await core.store.acquire_lease("s", core.owner_id + "/1", ttl=60)
+    print(lease.owner, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_live_holder_in_another_pid_namespace_of_this_host_is_not_taken_over(
+    postgres_url: str,
+) -> None:
+    """A lease holder on this host but in another PID namespace (a container with the host's
+    network and hostname; Kubernetes' hostNetwork pods) is alive though no process of this
+    namespace has its pid: its lease is waited for (SessionBusy here, with no wait), not
+    taken over at once as a dead holder's would be (which ran the session's turn twice, in
+    two containers)."""
+    # --kill-child: the holder (pid 1 of its namespace) dies with unshare, which is killed.
+    unshare = ["unshare", "--user", "--map-root-user", "--pid", "--mount-proc", "--kill-child"]
+    command = [*unshare, sys.executable, "-c", HOLDER, postgres_url]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as holder:
+        try:
+            assert holder.stdout is not None and holder.stderr is not None
+            owner = (await asyncio.to_thread(holder.stdout.readline)).decode().strip()
+            if not owner:
+                holder.kill()
+                raise AssertionError(f"the holder did not start: {holder.stderr.read()!r}")
+            async with build_core(postgres_url) as core:
+                session = await core.session("s").open(wait=0)
+                with pytest.raises(lash.SessionBusy) as busy:
+                    await session.turn("hello").run()
+                assert busy.value.owner == owner
+        finally:
+            holder.kill()
 
 
 # -- the lash worker command -------------------------------------------------------------------

@@ -368,6 +368,42 @@ async def test_dispositions_of_runs_that_fail(jobs: Jobs) -> None:
     assert sorted(p.status for p in jobs.finished) == ["failed", "failed"]
 
 
+class Garbled:
+    """A kind whose run fails with what a subprocess printed: undecodable bytes (kept by
+    ``surrogateescape`` as lone surrogates) and a NUL character."""
+
+    lash_plugin = lash.PluginMeta(name="garbled")
+
+    @lash.hookimpl
+    def register_process_kinds(self, register: lash.RegisterProcessKind) -> None:
+        async def garbled(context: lash.ProcessContext, payload: None) -> None:
+            printed = b"bad \xff byte\x00".decode("utf-8", "surrogateescape")
+            raise RuntimeError(f"the tool said: {printed}")
+
+        register("garbled", garbled)
+
+
+async def test_a_run_failing_with_a_nul_or_a_lone_surrogate_is_recorded_failed(
+    store_url: str,
+) -> None:
+    """The worker records a failed run's message with its NUL characters and lone surrogates
+    escaped (``\\x00``, ``\\udcff``), on every store: Postgres text holds neither, and its
+    store refused the finish, which left the process running until its claim expired (then
+    abandoned, as if the worker had died, or run again)."""
+    jobs = Jobs()
+    core = make_core(jobs, Garbled(), Model(), url=store_url)
+    record = await core.processes.start("garbled", session_id="s1")
+    await core.run_worker(once=True, sessions=False, lease_ttl=1)
+    failed = await core.processes.get(record.id)
+    assert failed is not None
+    assert (failed.status, failed.error, failed.attempts) == (
+        "failed",
+        "RuntimeError: the tool said: bad \\udcff byte\\x00",
+        1,
+    )
+    assert [p.status for p in jobs.finished] == ["failed"]
+
+
 async def test_a_raw_kind_gets_json_and_a_process_without_session_wakes_nothing(
     jobs: Jobs,
 ) -> None:

@@ -1,15 +1,18 @@
 """Lease owners: who a core is, and whether the holder of a lease is provably dead.
 
-A core's owner id names its host, its process (pid and start time) and a random suffix:
-``"build-7:4121@8812345:9f3a1c2e"``. A lease whose holder ran on this host in a process that is
-gone (no such pid, or a pid reused by a process that started later) can be taken over at once
-instead of after its expiry: the holder cannot commit any more, and waiting out its lease
-would only delay the session. A holder on another host is never judged dead: there, only the
-lease's expiry says so.
+A core's owner id names its host, its process (pid and start time, and the PID namespace they
+are numbers of) and a random suffix: ``"build-7:4121@8812345#5d1e0a7c:9f3a1c2e"``. A lease
+whose holder ran on this host, in this PID namespace, in a process that is gone (no such pid,
+or a pid reused by a process that started later) can be taken over at once instead of after its
+expiry: the holder cannot commit any more, and waiting out its lease would only delay the
+session. A holder on another host is never judged dead: there, only the lease's expiry says so.
+Nor is one in another PID namespace of this host, or of a machine with the same hostname (a
+container with the host's network and hostname, a cloned VM): its pid means nothing here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import uuid
@@ -33,12 +36,25 @@ def host() -> str:
     return socket.gethostname()
 
 
+@cache
+def namespace() -> str:
+    """What pids are numbers of here: this boot of this machine (Linux's boot id) and this
+    process's PID namespace, hashed to 8 hex digits; ``""`` where they cannot be read."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            boot_id = boot.read().strip()
+        pids = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot_id} {pids}".encode()).hexdigest()[:8]
+
+
 def owner_id() -> str:
-    """A new owner id for this process: ``host:pid@start:random``."""
+    """A new owner id for this process: ``host:pid@start#namespace:random``."""
     pid = os.getpid()
     start = _start_time(pid)
     incarnation = f"{pid}@{start}" if start is not None else str(pid)
-    return f"{host()}:{incarnation}:{uuid.uuid4().hex[:8]}"
+    return f"{host()}:{incarnation}#{namespace()}:{uuid.uuid4().hex[:8]}"
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +76,12 @@ def provably_dead(owner: str) -> bool:
     parts = base.split(":")
     if len(parts) != 3 or parts[0] != host():
         return False
-    pid_text, _, start = parts[1].partition("@")
+    incarnation, _, where = parts[1].partition("#")
+    if where != namespace():
+        # Another PID namespace or machine (or an owner id from before namespaces were named):
+        # its pid is not one of ours.
+        return False
+    pid_text, _, start = incarnation.partition("@")
     if not pid_text.isdigit():
         return False
     pid = int(pid_text)

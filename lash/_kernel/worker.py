@@ -155,6 +155,19 @@ class _Wake(asyncio.Event):
         super().set()
 
 
+def _storable_text(text: str) -> str:
+    """``text`` with NUL characters and lone surrogates escaped (``\\x00``, ``\\udcff``).
+
+    An error the worker records is a message it wrote from what a run raised, which may quote
+    anything (a subprocess's output decoded with ``surrogateescape``, binary data): written as
+    is, a store whose text cannot hold those characters (Postgres) refuses the finish, and the
+    process stays claimed until its claim expires, then counts as a worker that died. Escaped,
+    the message reads the same on every store."""
+    if "\0" not in text and text.isascii():
+        return text
+    return text.replace("\0", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 async def _run(kind: ProcessKind, context: ProcessContext, payload: Any) -> Any:
     return await kind.run(context, payload)
 
@@ -526,6 +539,8 @@ class _Worker:
     ) -> None:
         """Record the terminal state (fenced by the claim's token), then notify (when there is
         anything to notify: otherwise the record is settled notified, in the same write)."""
+        if error is not None:
+            error = _storable_text(error)
         quiet = self.processes.quiet(record)
         try:
             for attempt in itertools.count(1):
