@@ -311,6 +311,8 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert "LASH_SERVE_TOKEN" in proc.stderr()
 
 
+JSON_TYPE = {"content-type": "application/json"}
+
 ERRORS = [
     # (method, path, request kwargs, status, code)
     ("GET", "/sessions/%20x", {}, 400, "invalid_session_id"),
@@ -322,6 +324,29 @@ ERRORS = [
         "POST",
         "/sessions/e/inputs",
         {"content": b"{nope", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+    ),
+    # JSON that Python's parser takes but that is not JSON text a store can hold: a lone
+    # surrogate (not Unicode), NaN, a number beyond a double
+    (
+        "POST",
+        "/sessions/e/inputs",
+        {"content": b'{"text": "a\\ud800b"}', "headers": JSON_TYPE},
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/sessions/e/inputs",
+        {"content": b'{"text": "x", "items": [NaN]}', "headers": JSON_TYPE},
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/sessions/e/inputs",
+        {"content": b'{"text": "x", "items": [1e999]}', "headers": JSON_TYPE},
         400,
         "invalid_json",
     ),
@@ -365,6 +390,49 @@ def test_errors_have_one_shape(serve: Any) -> None:
             assert body["error"]["code"] == code, (where, body)
             assert body["error"]["message"], where
             assert "Traceback" not in reply.text, where
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_body_nested_deeper_than_the_parser_goes_is_invalid_json(serve: Any) -> None:
+    """A JSON body nested 100,000 deep (200 kB, within the body limit): 400 invalid_json, not
+    a crash of the parser's recursion (500, a traceback in the log)."""
+    server = serve([])
+    deep = b'{"text": "x", "items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for path in ("/sessions/n/inputs", "/sessions/n/turns"):
+            reply = client.post(path, content=deep, headers={"content-type": "application/json"})
+            assert reply.status_code == 400, (path, reply.text)
+            assert reply.json()["error"]["code"] == "invalid_json", path
+        assert client.get("/sessions/n/inputs").json() == {"inputs": []}
+    assert "Traceback" not in server.stderr()
+
+
+def test_text_that_is_not_unicode_stored_by_another_process_is_served(
+    serve: Any, tmp_path: Path
+) -> None:
+    """Input holding a lone surrogate, queued by another process on the store (``lash sessions
+    enqueue`` reads an argument that is not UTF-8 that way): the session, its inputs and its
+    event stream are served all the same, the surrogate as a JSON escape, never a 500 or a
+    broken stream."""
+    server = serve([])
+
+    async def enqueue() -> None:
+        url = f"sqlite:///{tmp_path / 'lash.db'}"
+        async with lash.LashCore(plugins=["stores"], autoload=False, store=url) as core:
+            await core.enqueue("u", "bad\udcff")
+            await core.enqueue("u", "fine")
+
+    asyncio.run(enqueue())
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        view = client.get("/sessions/u")
+        assert view.status_code == 200, view.text
+        assert [i["text"] for i in view.json()["inputs"]] == ["bad\udcff", "fine"]
+        listed = client.get("/sessions/u/inputs")
+        assert [i["text"] for i in listed.json()["inputs"]] == ["bad\udcff", "fine"]
+        for protocol in ("lash", "ag-ui"):
+            got = first_events(client, f"/sessions/u/events?after=e0&protocol={protocol}", 2)
+            values = [d if protocol == "lash" else d["value"] for _, d in got]
+            assert [v["data"]["input"]["text"] for v in values] == ["bad\udcff", "fine"]
     assert "Traceback" not in server.stderr()
 
 

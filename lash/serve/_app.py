@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -38,6 +39,7 @@ from lash.errors import LashError, SessionError, UnknownSession
 from lash.serve._errors import ApiError, on_exception, on_http_exception
 from lash.serve._fanout import Feeds, event_stream
 from lash.serve._guard import TokenGuard
+from lash.serve._json import JsonResponse
 from lash.serve._openapi import openapi
 from lash.serve._stream import checked_after
 
@@ -74,9 +76,28 @@ def _turn_id(value: Any, where: str) -> str:
     return value
 
 
+# Python's json reads more than JSON text: NaN and Infinity, numbers beyond a double (1e999 is
+# read as infinity), and \ud800 escapes that decode to lone surrogates, which are not Unicode.
+# Taken into the store, each would break later and elsewhere (a store's JSON functions refuse
+# infinity; a surrogate fails every response and event that carries it), so read_json refuses
+# them at the door, with nesting deeper than the parser goes: 400 invalid_json, never a 500.
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond what a double holds")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def read_json(request: Request, limit: int, fields: Mapping[str, type]) -> dict[str, Any]:
     """The request's JSON object, checked: at most ``limit`` bytes, ``Content-Type:
-    application/json``, only the keys of ``fields``, each of its type (or null)."""
+    application/json``, JSON text (no NaN, infinity or lone surrogate), only the keys of
+    ``fields``, each of its type (or null)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise ApiError(
@@ -95,9 +116,21 @@ async def read_json(request: Request, limit: int, fields: Mapping[str, type]) ->
         if len(body) > limit:
             raise too_large
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(body, parse_float=_finite, parse_constant=_constant)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise ApiError(
+            "invalid_json",
+            f"the request body is not Unicode text: it holds a lone surrogate ({bad}); "
+            "a character beyond U+FFFF is escaped as its surrogate pair",
+        ) from None
+    except ValueError as exc:  # (JSONDecodeError, UnicodeDecodeError, and _finite's)
         raise ApiError("invalid_json", f"the request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(
+            "invalid_json", "the request body is nested deeper than this server reads"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError("invalid_request", "the request body must be a JSON object")
     for key, value in data.items():
@@ -140,20 +173,20 @@ class _Api:
         page = STATIC / "index.html"
         if page.is_file():
             return FileResponse(page)
-        return JSONResponse({"name": "lash serve", "openapi": "/openapi.json"})
+        return JsonResponse({"name": "lash serve", "openapi": "/openapi.json"})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi())
+        return JsonResponse(openapi())
 
     async def list_sessions(self, request: Request) -> Response:
         rows = await self.core.store.list_sessions()
-        return JSONResponse({"sessions": [to_data(row) for row in rows]})
+        return JsonResponse({"sessions": [to_data(row) for row in rows]})
 
     async def get_session(self, request: Request) -> Response:
         session_id = _session_id(request)
         await self._require(session_id)
         view = await self.core.current(session_id)
-        return JSONResponse(
+        return JsonResponse(
             {
                 "session_id": view.session_id,
                 "revision": view.revision,
@@ -175,7 +208,7 @@ class _Api:
         session_id = _session_id(request)
         settled = _flag(request, "settled")
         items = await self.core.inputs(session_id, settled=settled)
-        return JSONResponse({"inputs": [to_data(item) for item in items]})
+        return JsonResponse({"inputs": [to_data(item) for item in items]})
 
     async def enqueue(self, request: Request) -> Response:
         session_id = _session_id(request)
@@ -192,7 +225,7 @@ class _Api:
             items=body.get("items") or (),
             source="serve",
         )
-        return JSONResponse({"input": to_data(pending)}, status_code=201)
+        return JsonResponse({"input": to_data(pending)}, status_code=201)
 
     async def _run_turn(self, session_id: str, text: str, turn_id: str) -> Any:
         session = await self.core.session(session_id).open()
@@ -230,9 +263,9 @@ class _Api:
         self._track(task, (session_id, turn_id), awaited=wait)
         if not wait:
             data = {"session_id": session_id, "turn_id": turn_id, "cursor": cursor_of(page.last)}
-            return JSONResponse(data, status_code=202)
+            return JsonResponse(data, status_code=202)
         result = await asyncio.shield(task)
-        return JSONResponse(
+        return JsonResponse(
             {"turn": turn_end_data(turn_id, result.index, result_data(result), result.tool_calls)}
         )
 
@@ -247,7 +280,7 @@ class _Api:
                 f"session {session_id!r} has no committed turn {turn_id!r}"
                 + (" yet: it is running" if running else ""),
             )
-        return JSONResponse({"turn": turn_end_data(turn_id, record.index, dict(record.result), [])})
+        return JsonResponse({"turn": turn_end_data(turn_id, record.index, dict(record.result), [])})
 
     async def cancel_turn(self, request: Request) -> Response:
         session_id = _session_id(request)
@@ -256,7 +289,7 @@ class _Api:
         if request.headers.get("content-length", "0") != "0":
             reason = (await read_json(request, self.max_body, {"reason": str})).get("reason")
         receipt = await self.core.cancel_turn(session_id, turn_id, reason=reason, origin="serve")
-        return JSONResponse(
+        return JsonResponse(
             {
                 "status": receipt.status,
                 "session_id": session_id,
@@ -270,12 +303,12 @@ class _Api:
         found = await self.core.processes.list(session_id=session_id)
         # (the store reads session None as any session: keep this session's only)
         own = [to_data(p) for p in found if p.session_id == session_id]
-        return JSONResponse({"processes": own})
+        return JsonResponse({"processes": own})
 
     async def approvals(self, request: Request) -> Response:
         session_id = _session_id(request)
         pending = await self.core.approvals(session_id)
-        return JSONResponse({"approvals": [to_data(item) for item in pending]})
+        return JsonResponse({"approvals": [to_data(item) for item in pending]})
 
     async def approve(self, request: Request) -> Response:
         session_id = _session_id(request)
@@ -291,7 +324,7 @@ class _Api:
             key=body.get("key"),
             source="serve",
         )
-        return JSONResponse({"answer": to_data(answer)})
+        return JsonResponse({"answer": to_data(answer)})
 
     async def events(self, request: Request) -> Response:
         session_id = _session_id(request)

@@ -20,6 +20,7 @@ from typing import Any
 from lash._kernel.core import LashCore
 from lash._kernel.observation import ObservationGap, ObservedEvent, cursor_of, parse_cursor
 from lash.serve._errors import ApiError
+from lash.serve._json import json_text
 
 #: Seconds between keep-alive comments on an idle stream.
 KEEPALIVE = 15.0
@@ -29,7 +30,7 @@ def sse_message(data: Mapping[str, Any], *, id: str | None = None) -> bytes:
     """One SSE message: an ``id:`` line (when given) and one ``data:`` line of JSON (JSON has no
     raw newlines, so one line always suffices)."""
     head = f"id: {id}\n" if id else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    return f"{head}data: {json_text(data)}\n\n".encode()
 
 
 async def checked_after(core: LashCore, session_id: str, after: str | None) -> None:
