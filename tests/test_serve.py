@@ -107,6 +107,26 @@ def test_a_turn_with_wait_returns_its_committed_result(serve: Any) -> None:
         assert client.get("/sessions/s").json()["revision"] == 1
 
 
+def test_a_retried_turn_id_that_is_committed_answers_with_the_turn(serve: Any) -> None:
+    """POST turns (no wait) again with a turn id the session committed: the turn is not run
+    again, and the answer is the committed turn (200), not a 202 whose cursor is after the
+    turn's commit, which a client following it would wait on for ever."""
+    server = serve([{"text": "only once"}])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        started = client.post("/sessions/rt/turns", json={"text": "go", "id": "t1"})
+        assert started.status_code == 202, started.text
+        events = first_events(client, f"/sessions/rt/events?after={started.json()['cursor']}", 2)
+        assert [d["type"] for _, d in events] == ["turn_started", "turn_committed"]
+        # The client lost the 202 (a timeout) and retries, with or without wait:
+        for query in ("", "?wait=true"):
+            again = client.post(f"/sessions/rt/turns{query}", json={"text": "go", "id": "t1"})
+            assert again.status_code == 200, (query, again.text)
+            turn = again.json()["turn"]
+            assert (turn["turn_id"], turn["outcome"], turn["revision"]) == ("t1", "completed", 1)
+            assert turn["result"]["text"] == "only once"
+        assert client.get("/sessions/rt").json()["revision"] == 1
+
+
 def test_input_is_queued_idempotently_by_key(serve: Any) -> None:
     """POST inputs: 201 with the pending input; the same key and text return it again; the
     same key with other text is 409 input_conflict."""

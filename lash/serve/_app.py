@@ -259,6 +259,15 @@ class _Api:
             _turn_id(body["id"], "field 'id'") if body.get("id") is not None else new_turn_id()
         )
         page = await self.core.store.read_events(session_id, after=0, limit=0)
+        # A turn id the session committed already is not run again; its end is the answer (with
+        # or without wait): a 202 would give a cursor after its turn_committed, and a client
+        # following it would wait for ever. (Read after the cursor: a turn committed in between
+        # is found here, one committed later has its event after the cursor.)
+        record = await self.core.turn_record(session_id, turn_id)
+        if record is not None:
+            return JsonResponse(
+                {"turn": turn_end_data(turn_id, record.index, dict(record.result), [])}
+            )
         task = asyncio.ensure_future(self._run_turn(session_id, text, turn_id))
         self._track(task, (session_id, turn_id), awaited=wait)
         if not wait:
