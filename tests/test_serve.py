@@ -260,6 +260,41 @@ def test_ag_ui_stream_of_a_turn_the_server_runs(serve: Any) -> None:
     assert len(call_ids) == 1
 
 
+def test_ag_ui_text_before_and_after_a_tool_call_is_two_messages(serve: Any) -> None:
+    """?protocol=ag-ui, a run whose model says something, calls a tool, then answers: two text
+    messages, each its own messageId from TEXT_MESSAGE_START to TEXT_MESSAGE_END (a client
+    keys messages by id: with one id for both, the answer lands in the first message)."""
+    checking = {
+        "text": "Let me check.",
+        "tool_calls": [{"name": "shout", "arguments": {"text": "hi"}}],
+    }
+    server = serve([checking, {"text": "It is HI"}])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream("GET", "/sessions/m2/events?protocol=ag-ui") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            client.post("/sessions/m2/turns", json={"text": "go", "id": "run-1"})
+            got = []
+            for _, data in sse_events(lines):
+                got.append(data)
+                if data["type"] in ("RUN_FINISHED", "RUN_ERROR"):
+                    break
+    texts = [e for e in got if e["type"].startswith("TEXT_MESSAGE")]
+    assert [e["type"] for e in texts] == [
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+    ]
+    first, second = texts[:3], texts[3:]
+    assert len({e["messageId"] for e in first}) == 1
+    assert len({e["messageId"] for e in second}) == 1
+    assert first[0]["messageId"] != second[0]["messageId"]
+    assert (first[1]["delta"], second[1]["delta"]) == ("Let me check.", "It is HI")
+
+
 def test_cancel_a_turn_the_server_runs(serve: Any) -> None:
     """POST cancel while the turn's tool waits: requested (DELETE meanwhile: 409
     session_busy); the turn commits stopped, cancelled by "serve"; cancelling it again says

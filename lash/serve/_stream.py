@@ -87,9 +87,10 @@ class AgUiAdapter:
     """The lash events of one session as AG-UI events (https://docs.ag-ui.com, "Events").
 
     A turn is a run (``threadId``: the session id, ``runId``: the turn id): ``turn_started``
-    is ``RUN_STARTED``; streamed text is one assistant message per run
-    (``TEXT_MESSAGE_START`` / ``_CONTENT`` / ``_END``); a tool call is ``TOOL_CALL_START``,
-    ``TOOL_CALL_ARGS`` (its arguments as JSON), ``TOOL_CALL_END``, then ``TOOL_CALL_RESULT``;
+    is ``RUN_STARTED``; streamed text is an assistant message (``TEXT_MESSAGE_START`` /
+    ``_CONTENT`` / ``_END``), a new one with an id of its own after each tool call; a tool call
+    is ``TOOL_CALL_START``, ``TOOL_CALL_ARGS`` (its arguments as JSON), ``TOOL_CALL_END``, then
+    ``TOOL_CALL_RESULT``;
     ``turn_committed`` ends the run: ``RUN_FINISHED`` (with the result), or ``RUN_ERROR`` for a
     failed turn. A turn run by another process streams nothing live: its committed event
     carries its answer, sent then as one text message. Every other lash event (input, commands,
@@ -101,6 +102,7 @@ class AgUiAdapter:
         self.session_id = session_id
         self._runs: set[str] = set()
         self._message: dict[str, str] = {}  # run -> its open text message
+        self._messages: dict[str, int] = {}  # run -> how many text messages it opened
         self._streamed: set[str] = set()  # runs whose text came live
         self._calls: set[str] = set()  # tool calls started live
 
@@ -121,7 +123,11 @@ class AgUiAdapter:
         out = self._start_run(run, at)
         message = self._message.get(run)
         if message is None:
-            message = self._message[run] = f"{run}:answer"
+            # Text after a tool call is a new message, with an id of its own (clients key
+            # messages by id); the count is not reset when the run ends, so a turn that goes on
+            # after approval does not reuse an id either.
+            n = self._messages[run] = self._messages.get(run, 0) + 1
+            message = self._message[run] = f"{run}:answer" if n == 1 else f"{run}:answer-{n}"
             out.append(self._event("TEXT_MESSAGE_START", at, messageId=message, role="assistant"))
         self._streamed.add(run)
         out.append(self._event("TEXT_MESSAGE_CONTENT", at, messageId=message, delta=text))
