@@ -4,6 +4,7 @@ or falls behind, and gets every committed event in order all the same."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 import lash
+import lash._kernel.observation
 from lash.serve import _fanout
 from lash.serve._fanout import Feeds, Shared
+from lash.store import EventDraft
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +164,34 @@ async def test_a_follower_goes_on_when_the_shared_observation_fails(
         assert failures["left"] == 0
         await reader.close()
         assert len(feeds) == 0 and not core.observed("s")
+
+
+async def test_an_observer_that_reads_nothing_holds_a_bounded_backlog(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An observation whose reader stalls (a client of lash serve that stopped reading, on an
+    observation of its own) while the session's turns stream: at most LIVE_BACKLOG live events
+    wait for it, not every one since it stalled; once it reads again, it gets every committed
+    event, in order, and live events again."""
+    monkeypatch.setattr(lash._kernel.observation, "LIVE_BACKLOG", 10)
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        stream = core.observe("s", after="e0")
+        async with contextlib.aclosing(stream):
+            first = await anext(stream)  # subscribed; then it reads nothing for a while
+            assert isinstance(first, lash.ObservedEvent) and first.cursor == "e1"
+            for n in range(1000):
+                core.notify("s", live=[EventDraft("text_delta", {"turn_id": "t", "text": str(n)})])
+            last = await enqueue(core, 2)  # e2, e3
+            live: list[str] = []
+            committed: list[str] = []
+            while not committed or committed[-1] != last:
+                item = await anext(stream)
+                assert isinstance(item, lash.ObservedEvent)
+                (live if item.live else committed).append(item.data.get("text", item.cursor))
+            assert committed == cursors(2, 3)
+            assert live == [str(n) for n in range(len(live))] and 0 < len(live) <= 10, live
+            # Caught up: live events reach it again.
+            core.notify("s", live=[EventDraft("text_delta", {"turn_id": "t", "text": "again"})])
+            item = await anext(stream)
+            assert isinstance(item, lash.ObservedEvent) and item.data["text"] == "again"

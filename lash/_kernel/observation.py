@@ -125,9 +125,18 @@ def observed(session_id: str, event: StoredEvent) -> ObservedEvent:
     return ObservedEvent(session_id, event.type, cursor_of(event.seq), event.data, event.at)
 
 
+#: Items (live events, wake-ups) that may wait for one observer. An observer whose consumer
+#: stopped reading (a client of ``lash serve`` that stalled) would otherwise hold every live
+#: event of every turn from then on; past this many, new ones are dropped for it. Committed
+#: events are never lost so: an observer re-reads the log after every item it takes, so any item
+#: waiting is as good as the wake-up that was dropped, and live events are never needed for
+#: correctness (the commit holds what they showed).
+LIVE_BACKLOG = 10_000
+
+
 class EventHub:
     """In one process: the observers of each session, woken by commits and queued input, and
-    handed live events."""
+    handed live events (at most :data:`LIVE_BACKLOG` waiting for each)."""
 
     def __init__(self) -> None:
         self._queues: dict[str, set[asyncio.Queue[EventDraft | None]]] = {}
@@ -153,8 +162,10 @@ class EventHub:
         for queue in self._queues.get(session_id, ()):
             if live:
                 for event in live:
+                    if queue.qsize() >= LIVE_BACKLOG:
+                        break
                     queue.put_nowait(event)
-            else:
+            elif queue.qsize() < LIVE_BACKLOG:
                 queue.put_nowait(None)
 
 
