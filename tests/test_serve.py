@@ -358,6 +358,22 @@ def test_the_token_is_required_on_every_request(serve: Any) -> None:
         assert fresh.get("/sessions").status_code == 401
 
 
+def test_the_token_is_not_in_the_request_log(serve: Any) -> None:
+    """``--log-level info`` logs each request: a ``?token=`` (right or wrong) is not in it,
+    and the request's other query parameters still count."""
+    server = serve([], "--log-level", "info", LASH_SERVE_TOKEN="sekret-123")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/sessions?token=sekret-123").status_code == 200
+        flag = client.get("/sessions/t/inputs?token=sekret-123&settled=maybe")
+        assert (flag.status_code, flag.json()["error"]["code"]) == (400, "invalid_request")
+    with httpx.Client(base_url=server.url, timeout=30) as fresh:
+        assert fresh.get("/sessions?token=sekret-12").status_code == 401  # a near miss
+    assert server.stop() == 0
+    log = server.stdout() + server.stderr()
+    assert "GET /sessions" in log and "GET /sessions/t/inputs" in log, log
+    assert "sekret" not in log, log
+
+
 def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     """``lash serve --host 0.0.0.0`` without LASH_SERVE_TOKEN refuses to start."""
     site = write_config(tmp_path, [])
