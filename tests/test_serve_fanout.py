@@ -4,6 +4,7 @@ or falls behind, and gets every committed event in order all the same."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -195,3 +196,26 @@ async def test_an_observer_that_reads_nothing_holds_a_bounded_backlog(
             core.notify("s", live=[EventDraft("text_delta", {"turn_id": "t", "text": "again"})])
             item = await anext(stream)
             assert isinstance(item, lash.ObservedEvent) and item.data["text"] == "again"
+
+
+async def test_a_client_gone_before_its_feed_is_ready_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """The first follower of a session goes away (its stream cancelled) while the feed it made
+    is still subscribing: the feed stops, and nothing observes the session any more."""
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        feeds = Feeds(core)
+        reader = Reader(feeds, "e1")
+        subscribing = asyncio.ensure_future(reader.subscribe())
+        while not len(feeds):  # the feed is made: the follower now waits for it to be ready
+            await asyncio.sleep(0)
+        subscribing.cancel()
+        await asyncio.wait((subscribing,))
+        assert subscribing.cancelled()
+        await reader.close()
+        for _ in range(100):
+            if not len(feeds) and not core.observed("s"):
+                break
+            await asyncio.sleep(0.01)
+        assert len(feeds) == 0 and not core.observed("s")

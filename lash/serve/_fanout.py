@@ -87,6 +87,8 @@ class Feed:
         self.failed: BaseException | None = None
         #: the last subscriber left: the feed is stopping (joining it would wait forever)
         self.closing = False
+        #: clients waiting for it to be ready, to join it
+        self.waiting = 0
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -149,11 +151,17 @@ class Feed:
         """Drop ``subscriber``; the last one out stops the feed (and waits for its
         observation to be closed)."""
         self.subscribers.discard(subscriber)
-        if not self.subscribers:
-            self.closing = True
-            self._feeds.forget(self)
-            self.task.cancel()
+        if self.stop_unfollowed():
             await asyncio.wait((self.task,))
+
+    def stop_unfollowed(self) -> bool:
+        """Stop the feed if no one follows it or waits to; whether it is stopping now."""
+        if self.subscribers or self.waiting or self.closing:
+            return False
+        self.closing = True
+        self._feeds.forget(self)
+        self.task.cancel()
+        return True
 
 
 class Feeds:
@@ -179,7 +187,16 @@ class Feeds:
             feed = self._feeds.get(session_id)  # (another client may have made it meanwhile)
             if feed is None:
                 feed = self._feeds[session_id] = Feed(self, session_id, position)
-        await feed.ready.wait()
+        feed.waiting += 1
+        try:
+            await feed.ready.wait()
+        except BaseException:
+            # Gone before it joined (the client went away: its stream is cancelled): a feed
+            # that no one follows would go on observing the session for ever.
+            feed.waiting -= 1
+            feed.stop_unfollowed()
+            raise
+        feed.waiting -= 1
         subscriber = feed.join(position)
         return None if subscriber is None else (feed, subscriber)
 
