@@ -176,6 +176,20 @@ def test_events_resume_after_last_event_id_or_after(serve: Any) -> None:
         assert reconnected[1]["data"]["input"]["text"] == "q2"
 
 
+def test_head_of_the_event_stream_ends(serve: Any) -> None:
+    """HEAD /events (a health check, ``curl -I``): the stream's status and headers, and the
+    response ends there, so the connection serves the next request (the stream went on
+    unseen, and the next request on the connection waited for ever); a bad cursor is 400."""
+    server = serve([])
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        head = client.head("/sessions/h/events")
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
+        assert client.get("/sessions").status_code == 200  # the same connection, next request
+        assert client.head("/sessions/h/events?after=nope").status_code == 400
+        assert client.get("/sessions").status_code == 200
+
+
 def test_a_cursor_out_of_the_replay_window_gets_the_gap_first(serve: Any) -> None:
     """With the store keeping 3 events, resuming after the first of 6 yields a gap (the
     session now, and where the stream goes on), then the events after it."""

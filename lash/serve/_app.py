@@ -345,10 +345,15 @@ class _Api:
         after = request.headers.get("last-event-id") or request.query_params.get("after") or None
         # (no 404 for a session that does not exist yet: its first input or turn will show)
         await checked_after(self.core, session_id, after)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":
+            # The headers only: a stream would go on unseen (the server sends no body to a
+            # HEAD), and the connection would never serve its next request.
+            return Response(media_type="text/event-stream", headers=headers)
         return StreamingResponse(
             event_stream(self.feeds, session_id, after, protocol=protocol),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers=headers,
         )
 
     def routes(self) -> list[BaseRoute]:
