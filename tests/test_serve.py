@@ -5,6 +5,7 @@ SSE, the AG-UI adapter, the token, and the one error shape."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -668,3 +669,26 @@ def test_the_server_stops_with_event_streams_open(serve: Any, tmp_path: Path) ->
 
     stored = asyncio.run(record())
     assert (stored.outcome, stored.reason) == ("stopped", "cancelled")
+
+
+def test_stopping_ends_the_event_streams_cleanly(serve: Any) -> None:
+    """SIGTERM with streams open (the ``lash`` form and AG-UI, one joined late from an old
+    cursor, so on an observation of its own): each stream ends as a complete response, which
+    an EventSource reconnects from, not cut off when the shutdown's grace runs out; the log
+    has no error."""
+    server = serve([])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for n in range(3):
+            client.post("/sessions/z/inputs", json={"text": f"q{n}"})
+        urls = ["/sessions/z/events", "/sessions/z/events?protocol=ag-ui", "/sessions/y/events"]
+        with contextlib.ExitStack() as stack:
+            streams = [stack.enter_context(client.stream("GET", url)) for url in urls]
+            old = stack.enter_context(client.stream("GET", "/sessions/z/events?after=e0"))
+            readers = [response.iter_lines() for response in [*streams, old]]
+            for lines in readers:
+                assert next(lines).startswith("retry:")
+            assert server.stop(timeout=20) == 0, server.stderr()
+            for lines in readers:
+                rest = list(lines)  # (a stream cut off raises here: an incomplete chunked read)
+                assert all(line == "" or line.startswith(("id:", "data:")) for line in rest)
+    assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()

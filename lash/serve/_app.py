@@ -403,6 +403,7 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
         try:
             yield
         finally:
+            api.feeds.end()
             await api.stop_turns()
 
     app = Starlette(
@@ -419,4 +420,7 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
         lifespan=lifespan,
     )
     app.state.lash_core = core
+    # Ends every event stream (complete responses; clients resume from their cursors): the
+    # server calls it as it starts to stop, so as not to wait for streams that never end.
+    app.state.lash_end_streams = api.feeds.end
     return app

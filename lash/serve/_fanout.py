@@ -61,13 +61,22 @@ class _Fallen:
 _FALLEN = _Fallen()
 
 
+class _End:
+    """Put in a subscriber's queue when the server stops: its stream ends."""
+
+
+_END = _End()
+
+
 @attrs.define(eq=False)
 class Subscriber:
     position: int
-    queue: asyncio.Queue[Shared | _Fallen | BaseException] = attrs.field(factory=asyncio.Queue)
+    queue: asyncio.Queue[Shared | _Fallen | _End | BaseException] = attrs.field(
+        factory=asyncio.Queue
+    )
     fallen: bool = False
 
-    def push(self, item: Shared | _Fallen | BaseException) -> None:
+    def push(self, item: Shared | _Fallen | _End | BaseException) -> None:
         if not self.fallen:
             self.queue.put_nowait(item)
 
@@ -170,6 +179,17 @@ class Feeds:
     def __init__(self, core: LashCore) -> None:
         self.core = core
         self._feeds: dict[str, Feed] = {}
+        #: set when the server stops: every stream ends (and any that starts ends at once)
+        self.ending = asyncio.Event()
+
+    def end(self) -> None:
+        """End every event stream, as complete responses: an event stream never ends on its
+        own, and a server that stops would wait for it, then cut it off (an error in its log,
+        a broken response at the client). Its client reconnects and resumes from its cursor."""
+        self.ending.set()
+        for feed in list(self._feeds.values()):
+            for subscriber in list(feed.subscribers):
+                subscriber.push(_END)
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -205,6 +225,8 @@ class Feeds:
     ) -> AsyncGenerator[Shared | None, None]:
         """The session's events after ``after`` (``None``: from now), as :class:`Shared`;
         ``None`` first once subscribed, then whenever ``keepalive`` seconds pass idle."""
+        if self.ending.is_set():
+            return
         if after is None:
             position = (await self.core.store.read_events(session_id, after=0, limit=0)).last
         else:
@@ -217,6 +239,8 @@ class Feeds:
                     yield item
             return
         feed, subscriber = joined
+        if self.ending.is_set():  # (it joined after the feed's followers were told)
+            subscriber.push(_END)
         try:
             yield None
             while True:
@@ -225,6 +249,8 @@ class Feeds:
                 except TimeoutError:
                     yield None
                     continue
+                if isinstance(got, _End):
+                    return  # (the finally leaves the feed)
                 if isinstance(got, BaseException | _Fallen):
                     break  # the feed failed, or this client fell behind
                 if got.position is not None:
@@ -254,7 +280,7 @@ class Feeds:
             self.core.observe(session_id, after=cursor_of(position)),
         )
         async with contextlib.aclosing(items):
-            ticking = with_keepalive(items, keepalive)
+            ticking = with_keepalive(items, keepalive, self.ending)
             async with contextlib.aclosing(ticking):
                 subscribed = False
                 async for item in ticking:

@@ -53,12 +53,15 @@ async def checked_after(core: LashCore, session_id: str, after: str | None) -> N
 
 
 async def with_keepalive(
-    items: AsyncIterator[ObservedEvent | ObservationGap], keepalive: float | None
+    items: AsyncIterator[ObservedEvent | ObservationGap],
+    keepalive: float | None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncGenerator[ObservedEvent | ObservationGap | None, None]:
     """``None`` once the observation is subscribed (so a client that got the stream's first
     bytes misses no live event after them), then the items, and ``None`` whenever
-    ``keepalive`` seconds pass without one (``None``: never)."""
+    ``keepalive`` seconds pass without one (``None``: never); it ends when ``stop`` is set."""
     pending: asyncio.Future[ObservedEvent | ObservationGap] | None = None
+    stopping = None if stop is None else asyncio.ensure_future(stop.wait())
     try:
         pending = asyncio.ensure_future(anext(items))
         await asyncio.sleep(0)  # the observation subscribes before its first await
@@ -66,13 +69,20 @@ async def with_keepalive(
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(items))
-            done, _ = await asyncio.wait((pending,), timeout=keepalive)
+            waits = (pending,) if stopping is None else (pending, stopping)
+            done, _ = await asyncio.wait(
+                waits, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping is not None and stopping in done:
+                return  # (an item read meanwhile is not lost: the client resumes before it)
             if not done:
                 yield None
                 continue
             item, pending = pending.result(), None
             yield item
     finally:
+        if stopping is not None:
+            stopping.cancel()
         # Cancel the pending read until it is over: on Python 3.11, asyncio.wait_for (which the
         # observation waits in) drops a cancellation that arrives as its inner wait completes,
         # and the observation would go on reading, unobserved, forever.
