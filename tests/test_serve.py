@@ -5,6 +5,7 @@ SSE, the AG-UI adapter, the token, and the one error shape."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -691,4 +692,38 @@ def test_stopping_ends_the_event_streams_cleanly(serve: Any) -> None:
             for lines in readers:
                 rest = list(lines)  # (a stream cut off raises here: an incomplete chunked read)
                 assert all(line == "" or line.startswith(("id:", "data:")) for line in rest)
+    assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_stopping_answers_its_turns_before_the_streams_end(serve: Any) -> None:
+    """SIGTERM while the server runs a turn (a client waits for it with ?wait=true, two follow
+    the session: one from now, sharing the server's observation, one from an old cursor, on
+    its own): the turn commits as cancelled, the waiting client gets that turn, and each
+    stream shows its turn_committed before it ends; the log has no error."""
+    pause = {"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}
+    server = serve([{"text": "first"}, pause])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.post("/sessions/w/turns?wait=true", json={"text": "first"})  # e1, e2
+        with contextlib.ExitStack() as stack:
+            urls = ["/sessions/w/events", "/sessions/w/events?after=e0"]
+            readers = [stack.enter_context(client.stream("GET", url)).iter_lines() for url in urls]
+            for lines in readers:
+                assert next(lines).startswith("retry:")
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(
+                    client.post, "/sessions/w/turns?wait=true", json={"text": "go", "id": "long"}
+                )
+                for _, data in sse_events(readers[0]):
+                    if data["type"] == "tool_call_started":
+                        break
+                assert server.stop(timeout=20) == 0, server.stderr()
+                answer = waiting.result()
+            seen = [[data for _, data in sse_events(lines)] for lines in readers]  # to the end
+    for stream in seen:
+        committed = [d["data"] for d in stream if d["type"] == "turn_committed"]
+        assert (committed[-1]["turn_id"], committed[-1]["outcome"]) == ("long", "stopped")
+        assert committed[-1]["reason"] == "cancelled"
+    assert answer.status_code == 200, answer.text
+    turn = answer.json()["turn"]
+    assert (turn["turn_id"], turn["outcome"], turn["reason"]) == ("long", "stopped", "cancelled")
     assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()

@@ -106,15 +106,18 @@ def serve_command(
         core = LashCore(config=config)
         async with core:
             app = create_app(core, token=token, max_body=max_body or MAX_BODY)
-            end_streams = app.state.lash_end_streams
+            stop_app = app.state.lash_stop
 
             class _Server(uvicorn.Server):
-                """uvicorn's server, which ends the app's event streams as it starts to stop:
-                it would wait SHUTDOWN_GRACE for them, then cut them off (an error in the log
-                for each, and a broken response for its client)."""
+                """uvicorn's server, which stops the app's turns and ends its event streams as
+                it starts to stop (once it takes no new connection): it would wait
+                SHUTDOWN_GRACE for the streams, then cut them off (an error in the log for
+                each, and a broken response for its client), and cancel the turns only then."""
 
                 async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-                    end_streams()
+                    for listening in self.servers:
+                        listening.close()
+                    await stop_app()
                     await super().shutdown(sockets)
 
             # Event streams never end on their own: the server ends them as it starts to stop

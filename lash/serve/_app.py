@@ -273,7 +273,23 @@ class _Api:
         if not wait:
             data = {"session_id": session_id, "turn_id": turn_id, "cursor": cursor_of(page.last)}
             return JsonResponse(data, status_code=202)
-        result = await asyncio.shield(task)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this request is cancelled (the client went away): the turn goes on
+            # The turn was cancelled (the server stops): it committed so, unless it was still
+            # waiting for the session then.
+            record = await self.core.turn_record(session_id, turn_id)
+            if record is None:
+                raise ApiError(
+                    "unknown_turn",
+                    f"session {session_id!r}: turn {turn_id!r} was cancelled before it started "
+                    "(the server is stopping): nothing was committed",
+                ) from None
+            return JsonResponse(
+                {"turn": turn_end_data(turn_id, record.index, dict(record.result), [])}
+            )
         return JsonResponse(
             {"turn": turn_end_data(turn_id, result.index, result_data(result), result.tool_calls)}
         )
@@ -386,6 +402,12 @@ class _Api:
             with contextlib.suppress(BaseException):
                 await task
 
+    async def stop(self) -> None:
+        """Stop serving: cancel the running turns (each commits as cancelled), then end the
+        event streams, once each has sent those commits."""
+        await self.stop_turns()
+        self.feeds.end()
+
 
 def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_BODY) -> Starlette:
     """The ``lash serve`` HTTP API over ``core``, as an ASGI app (Starlette) a host can run
@@ -403,8 +425,7 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
         try:
             yield
         finally:
-            api.feeds.end()
-            await api.stop_turns()
+            await api.stop()
 
     app = Starlette(
         routes=api.routes(),
@@ -420,7 +441,8 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
         lifespan=lifespan,
     )
     app.state.lash_core = core
-    # Ends every event stream (complete responses; clients resume from their cursors): the
-    # server calls it as it starts to stop, so as not to wait for streams that never end.
-    app.state.lash_end_streams = api.feeds.end
+    # Stops the turns and ends every event stream (complete responses; clients resume from
+    # their cursors): lash serve calls it as it starts to stop, rather than wait for streams
+    # that never end, then cut them off.
+    app.state.lash_stop = api.stop
     return app

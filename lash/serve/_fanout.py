@@ -25,7 +25,13 @@ import attrs
 
 from lash._kernel.core import LashCore
 from lash._kernel.event_json import event_json
-from lash._kernel.observation import ObservationGap, ObservedEvent, cursor_of, parse_cursor
+from lash._kernel.observation import (
+    ObservationGap,
+    ObservedEvent,
+    cursor_of,
+    observed,
+    parse_cursor,
+)
 from lash.serve._stream import KEEPALIVE, AgUiAdapter, sse_message, with_keepalive
 
 log = logging.getLogger("lash.serve")
@@ -183,9 +189,10 @@ class Feeds:
         self.ending = asyncio.Event()
 
     def end(self) -> None:
-        """End every event stream, as complete responses: an event stream never ends on its
-        own, and a server that stops would wait for it, then cut it off (an error in its log,
-        a broken response at the client). Its client reconnects and resumes from its cursor."""
+        """End every event stream, as complete responses, each once it has sent the events
+        committed until now: an event stream never ends on its own, and a server that stops
+        would wait for it, then cut it off (an error in its log, a broken response at the
+        client). Its client reconnects and resumes from its cursor."""
         self.ending.set()
         for feed in list(self._feeds.values()):
             for subscriber in list(feed.subscribers):
@@ -241,6 +248,7 @@ class Feeds:
         feed, subscriber = joined
         if self.ending.is_set():  # (it joined after the feed's followers were told)
             subscriber.push(_END)
+        ending = False
         try:
             yield None
             while True:
@@ -250,7 +258,8 @@ class Feeds:
                     yield None
                     continue
                 if isinstance(got, _End):
-                    return  # (the finally leaves the feed)
+                    ending = True
+                    break  # the server stops
                 if isinstance(got, BaseException | _Fallen):
                     break  # the feed failed, or this client fell behind
                 if got.position is not None:
@@ -260,6 +269,10 @@ class Feeds:
                 yield got
         finally:
             await feed.leave(subscriber)
+        if ending:
+            async for shared in self._rest(session_id, subscriber.position, after):
+                yield shared
+            return
         # Fell behind, or the feed failed: on with an observation of its own, from its cursor.
         own = self._own(session_id, after, subscriber.position, keepalive)
         async with contextlib.aclosing(own):
@@ -289,7 +302,28 @@ class Feeds:
                             yield None
                         subscribed = True
                         continue
-                    yield share(item, after)
+                    shared = share(item, after)
+                    position = position if shared.position is None else shared.position
+                    yield shared
+        # (ticking ends only when the server stops)
+        async for shared in self._rest(session_id, position, after):
+            yield shared
+
+    async def _rest(
+        self, session_id: str, position: int, after: str | None
+    ) -> AsyncGenerator[Shared, None]:
+        """The server stops: the events committed after ``position`` that the stream has not
+        sent yet (its turns' cancelled commits among them), read from the store, so the
+        stream ends with everything committed before the server stopped."""
+        while True:
+            page = await self.core.store.read_events(session_id, after=position, limit=500)
+            if page.events and page.events[0].seq > position + 1:
+                return  # out of the replay window: the client's next stream says so
+            for event in page.events:
+                yield share(observed(session_id, event), after)
+                position = event.seq
+            if len(page.events) < 500:
+                return
 
 
 async def event_stream(
