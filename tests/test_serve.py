@@ -129,6 +129,36 @@ def test_a_retried_turn_id_that_is_committed_answers_with_the_turn(serve: Any) -
         assert client.get("/sessions/rt").json()["revision"] == 1
 
 
+def test_a_session_id_with_slashes_is_reached_url_encoded(serve: Any) -> None:
+    """A composite session id (``tenant/user/conversation``, which session ids are made to
+    hold), URL-encoded in the path: every route reaches that session, as the OpenAPI
+    document says (not 404 not_found, its slashes taken for the path's)."""
+    server = serve([{"text": "hello"}])
+    quoted = "acme%2Fana%2Fc-1"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        queued = client.post(f"/sessions/{quoted}/inputs", json={"text": "queued"})
+        assert queued.status_code == 201, queued.text
+        assert queued.json()["input"]["session_id"] == "acme/ana/c-1"
+        ran = client.post(f"/sessions/{quoted}/turns?wait=true", json={"text": "hi", "id": "t1"})
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["turn"]["result"]["text"] == "hello"
+        view = client.get(f"/sessions/{quoted}")
+        assert (view.status_code, view.json()["session_id"]) == (200, "acme/ana/c-1")
+        assert client.get(f"/sessions/{quoted}/turns/t1").json()["turn"]["outcome"] == "completed"
+        assert [i["text"] for i in client.get(f"/sessions/{quoted}/inputs").json()["inputs"]] == [
+            "queued"
+        ]
+        cancel = client.post(f"/sessions/{quoted}/turns/t1/cancel")
+        assert cancel.json()["status"] == "already_finished"
+        assert client.get(f"/sessions/{quoted}/processes").json() == {"processes": []}
+        assert client.get(f"/sessions/{quoted}/approvals").json() == {"approvals": []}
+        (event,) = first_events(client, f"/sessions/{quoted}/events?after=e0", 1)
+        assert (event[1]["type"], event[1]["session_id"]) == ("input_queued", "acme/ana/c-1")
+        listed = [row["session_id"] for row in client.get("/sessions").json()["sessions"]]
+        assert listed == ["acme/ana/c-1"]
+        assert client.get("/sessions/acme/ana").json()["error"]["code"] == "not_found"
+
+
 def test_input_is_queued_idempotently_by_key(serve: Any) -> None:
     """POST inputs: 201 with the pending input; the same key and text return it again; the
     same key with other text is 409 input_conflict."""

@@ -18,6 +18,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,7 +39,7 @@ from lash.cli._sessions_common import session_exists
 from lash.errors import LashError, SessionError, UnknownSession
 from lash.serve._errors import ApiError, on_exception, on_http_exception
 from lash.serve._fanout import Feeds, event_stream
-from lash.serve._guard import TokenGuard
+from lash.serve._guard import ASGIApp, Receive, Scope, Send, TokenGuard
 from lash.serve._json import JsonResponse
 from lash.serve._openapi import openapi
 from lash.serve._stream import checked_after
@@ -58,8 +59,32 @@ STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class EncodedPath:
+    """Route on the path as the client sent it, still percent-encoded (ASGI's ``raw_path``);
+    the handlers decode each path parameter (:func:`_param`).
+
+    A session id may hold slashes (a composite key, ``tenant/user/conversation``), sent as
+    ``%2F``; routed on the decoded path, they are the path's own slashes, and no route matches.
+    (A server that gives no ``raw_path`` is routed on the decoded path.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw:
+            # A copy: the server's scope keeps its decoded path (for what else reads it).
+            scope = {**scope, "path": raw.decode("latin-1"), "lash_encoded_path": True}
+        await self.app(scope, receive, send)
+
+
+def _param(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    return unquote(value) if request.scope.get("lash_encoded_path") else value
+
+
 def _session_id(request: Request) -> str:
-    session_id = str(request.path_params["session_id"])
+    session_id = _param(request, "session_id")
     try:
         return check_session_id(session_id)
     except SessionError as exc:
@@ -296,7 +321,7 @@ class _Api:
 
     async def get_turn(self, request: Request) -> Response:
         session_id = _session_id(request)
-        turn_id = _turn_id(request.path_params["turn_id"], "path")
+        turn_id = _turn_id(_param(request, "turn_id"), "path")
         record = await self.core.turn_record(session_id, turn_id)
         if record is None:
             running = (session_id, turn_id) in self.running
@@ -309,7 +334,7 @@ class _Api:
 
     async def cancel_turn(self, request: Request) -> Response:
         session_id = _session_id(request)
-        turn_id = _turn_id(request.path_params["turn_id"], "path")
+        turn_id = _turn_id(_param(request, "turn_id"), "path")
         reason = None
         if request.headers.get("content-length", "0") != "0":
             reason = (await read_json(request, self.max_body, {"reason": str})).get("reason")
@@ -337,7 +362,7 @@ class _Api:
 
     async def approve(self, request: Request) -> Response:
         session_id = _session_id(request)
-        call_id = str(request.path_params["call_id"])
+        call_id = _param(request, "call_id")
         body = await read_json(request, self.max_body, {"decision": str, "reason": str, "key": str})
         if body.get("decision") not in ("approve", "reject"):
             raise ApiError("invalid_request", "field 'decision' is 'approve' or 'reject'")
@@ -429,7 +454,12 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
 
     app = Starlette(
         routes=api.routes(),
-        middleware=[Middleware(TokenGuard, token=token)] if token else [],
+        # (the token check first: it takes the token out of the server's own scope, which the
+        # request log reads)
+        middleware=[
+            *([Middleware(TokenGuard, token=token)] if token else []),
+            Middleware(EncodedPath),
+        ],
         # ApiError and lash's errors are answers, not crashes; anything else is a crash (500,
         # and the server logs its traceback).
         exception_handlers={
