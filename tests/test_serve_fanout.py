@@ -14,6 +14,7 @@ import pytest
 
 import lash
 import lash._kernel.observation
+import lash.testing
 from lash.serve import _fanout
 from lash.serve._fanout import Feeds, Shared
 from lash.store import EventDraft
@@ -219,3 +220,61 @@ async def test_a_client_gone_before_its_feed_is_ready_leaves_nothing_running(
                 break
             await asyncio.sleep(0.01)
         assert len(feeds) == 0 and not core.observed("s")
+
+
+async def test_a_turns_live_events_never_come_after_its_commit(tmp_path: Path) -> None:
+    """A turn runs and commits while the observer is reading the log (a quick turn, a slow
+    read): the observer yields the turn's live events before its commit, as they happened (not
+    after: a client drew them as a turn still running, an AG-UI run that never ends)."""
+    script = lash.testing.Script([{"text": "Live answer", "chunk_size": 4}])
+    store = f"sqlite:///{tmp_path}/lash.db"
+    async with lash.LashCore(
+        plugins=["standard", "stores", script], autoload=False, store=store, provider="script"
+    ) as core:
+        original = core.store.read_events
+        reading = asyncio.Event()
+        release = asyncio.Event()
+        hold = {"on": False}
+
+        async def slow(*args: Any, **kwargs: Any) -> Any:
+            if hold["on"] and kwargs.get("limit") != 0:
+                hold["on"] = False
+                reading.set()
+                await release.wait()  # the turn runs and commits meanwhile
+            return await original(*args, **kwargs)
+
+        core.store.read_events = slow  # type: ignore[method-assign]
+        seen: list[lash.ObservedEvent] = []
+
+        async def observe() -> None:
+            async with contextlib.aclosing(core.observe("s")) as stream:
+                async for item in stream:
+                    assert isinstance(item, lash.ObservedEvent)
+                    seen.append(item)
+
+        observing = asyncio.ensure_future(observe())
+        while not core.observed("s"):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # waiting for news now
+        hold["on"] = True
+        core.notify("s")  # wakes it: it reads the log (slowly)
+        await reading.wait()
+        session = await core.session("s").open()
+        result = await session.turn("go", id="t1").run()
+        await session.close()
+        release.set()
+        while not any(e.type == "turn_committed" for e in seen):
+            await asyncio.sleep(0.01)
+        core.notify("s")  # anything still queued comes out now
+        await asyncio.sleep(0.1)
+        observing.cancel()
+        await asyncio.wait((observing,))
+    assert result.text == "Live answer"
+    types = [e.type for e in seen]
+    committed = types.index("turn_committed")
+    assert [e.data["text"] for e in seen[:committed] if e.type == "text_delta"] == [
+        "Live",
+        " ans",
+        "wer",
+    ], types
+    assert "text_delta" not in types[committed:], types

@@ -18,6 +18,7 @@ Postgres LISTEN/NOTIFY), wait for its notification, reading the log at least eve
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -238,6 +239,26 @@ async def observe(
                 view: SessionSnapshot = await snapshot()
                 yield ObservationGap(session_id, view.cursor, view)
                 last = parse_cursor(session_id, view.cursor)
+        # What was taken from the queue ahead of its turn (below), to be handled first.
+        backlog: collections.deque[EventDraft | None] = collections.deque()
+
+        def live_of(turn_id: Any) -> list[EventDraft]:
+            """The live events of ``turn_id`` that wait in the queue (taken out of it; the
+            rest keeps its order in the backlog)."""
+            while not queue.empty() and len(backlog) < LIVE_BACKLOG:
+                backlog.append(queue.get_nowait())
+            mine = [i for i in backlog if i is not None and i.data.get("turn_id") == turn_id]
+            if mine:
+                rest = [i for i in backlog if i is None or i.data.get("turn_id") != turn_id]
+                backlog.clear()
+                backlog.extend(rest)
+            return mine
+
+        def live(item: EventDraft) -> ObservedEvent:
+            return ObservedEvent(
+                session_id, item.type, cursor_of(last), dict(item.data), time.time(), True
+            )
+
         while True:
             # Committed events first, in order, from the log.
             while True:
@@ -249,26 +270,38 @@ async def observe(
                     last = parse_cursor(session_id, view.cursor)
                     continue
                 for event in page.events:
+                    if event.type == "turn_committed":
+                        # A turn that ran and committed while this read was under way queued
+                        # its live events before the commit this read returned: they come
+                        # before it, as they happened (after it, they would show a turn
+                        # running that is over: an AG-UI run that never ends).
+                        for early in live_of(event.data.get("turn_id")):
+                            yield live(early)
                     yield observed(session_id, event)
                     last = event.seq
                 if len(page.events) < 500:
                     break
-            # Then wait: for a wake-up in this process, or a sign from the store that the log
-            # grew (a store that can notify), or the next poll.
-            queued, item = await _next_wake_up(store, queue, session_id, last, poll)
-            if not queued:
-                if queue.empty():
-                    continue
-                # The wait timed out just as items came (a turn queued its live events and
-                # committed meanwhile): those live events come first, as they happened first.
-                item = queue.get_nowait()
+            if backlog:
+                item = backlog.popleft()
+            else:
+                # Then wait: for a wake-up in this process, or a sign from the store that the
+                # log grew (a store that can notify), or the next poll.
+                queued, item = await _next_wake_up(store, queue, session_id, last, poll)
+                if not queued:
+                    if queue.empty():
+                        continue
+                    # The wait timed out just as items came (a turn queued its live events and
+                    # committed meanwhile): those live events come first, as they happened
+                    # first.
+                    item = queue.get_nowait()
             while item is not None:
-                yield ObservedEvent(
-                    session_id, item.type, cursor_of(last), dict(item.data), time.time(), True
-                )
-                if queue.empty():
+                yield live(item)
+                if backlog:
+                    item = backlog.popleft()
+                elif queue.empty():
                     break
-                item = queue.get_nowait()
+                else:
+                    item = queue.get_nowait()
     finally:
         hub.unsubscribe(session_id, queue)
 
