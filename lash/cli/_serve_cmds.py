@@ -117,7 +117,8 @@ def serve_command(
                 async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
                     for listening in self.servers:
                         listening.close()
-                    await stop_app()
+                    if not self.force_exit:  # (a second Ctrl-C: out at once, as uvicorn does)
+                        await stop_app()
                     await super().shutdown(sockets)
 
             # Event streams never end on their own: the server ends them as it starts to stop
