@@ -58,22 +58,29 @@ def environment(site: Path, **extra: str) -> dict[str, str]:
 
 
 class Process:
-    """A ``lash`` subprocess in ``root`` (stderr in a file), stopped with SIGTERM (or killed)."""
+    """A ``lash`` subprocess in ``root`` (stdout and stderr in files), stopped with SIGTERM (or
+    killed)."""
 
     def __init__(self, root: Path, site: Path, args: Sequence[str], **env: str) -> None:
-        self.err_path = root / f"{args[0]}-{time.monotonic_ns()}.err"
+        name = f"{args[0]}-{time.monotonic_ns()}"
+        self.err_path = root / f"{name}.err"
+        self.out_path = root / f"{name}.out"
         command = [str(_pkgs.LASH), "--config", str(root / "lash.toml"), *args]
-        with self.err_path.open("wb") as err:
+        with self.err_path.open("wb") as err, self.out_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 command,
                 env=environment(site, **env),
                 stderr=err,
-                stdout=subprocess.DEVNULL,
+                stdout=out,
                 cwd=root,
             )
 
     def stderr(self) -> str:
         return self.err_path.read_text(encoding="utf-8", errors="replace")
+
+    def stdout(self) -> str:
+        """What it printed on stdout (uvicorn's access log, at ``--log-level info``)."""
+        return self.out_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, timeout: float = 20) -> int:
         if self.proc.poll() is None:

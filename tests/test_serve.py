@@ -5,6 +5,8 @@ SSE, the AG-UI adapter, the token, and the one error shape."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import os
 import subprocess
@@ -107,6 +109,56 @@ def test_a_turn_with_wait_returns_its_committed_result(serve: Any) -> None:
         assert client.get("/sessions/s").json()["revision"] == 1
 
 
+def test_a_retried_turn_id_that_is_committed_answers_with_the_turn(serve: Any) -> None:
+    """POST turns (no wait) again with a turn id the session committed: the turn is not run
+    again, and the answer is the committed turn (200), not a 202 whose cursor is after the
+    turn's commit, which a client following it would wait on for ever."""
+    server = serve([{"text": "only once"}])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        started = client.post("/sessions/rt/turns", json={"text": "go", "id": "t1"})
+        assert started.status_code == 202, started.text
+        events = first_events(client, f"/sessions/rt/events?after={started.json()['cursor']}", 2)
+        assert [d["type"] for _, d in events] == ["turn_started", "turn_committed"]
+        # The client lost the 202 (a timeout) and retries, with or without wait:
+        for query in ("", "?wait=true"):
+            again = client.post(f"/sessions/rt/turns{query}", json={"text": "go", "id": "t1"})
+            assert again.status_code == 200, (query, again.text)
+            turn = again.json()["turn"]
+            assert (turn["turn_id"], turn["outcome"], turn["revision"]) == ("t1", "completed", 1)
+            assert turn["result"]["text"] == "only once"
+        assert client.get("/sessions/rt").json()["revision"] == 1
+
+
+def test_a_session_id_with_slashes_is_reached_url_encoded(serve: Any) -> None:
+    """A composite session id (``tenant/user/conversation``, which session ids are made to
+    hold), URL-encoded in the path: every route reaches that session, as the OpenAPI
+    document says (not 404 not_found, its slashes taken for the path's)."""
+    server = serve([{"text": "hello"}])
+    quoted = "acme%2Fana%2Fc-1"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        queued = client.post(f"/sessions/{quoted}/inputs", json={"text": "queued"})
+        assert queued.status_code == 201, queued.text
+        assert queued.json()["input"]["session_id"] == "acme/ana/c-1"
+        ran = client.post(f"/sessions/{quoted}/turns?wait=true", json={"text": "hi", "id": "t1"})
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["turn"]["result"]["text"] == "hello"
+        view = client.get(f"/sessions/{quoted}")
+        assert (view.status_code, view.json()["session_id"]) == (200, "acme/ana/c-1")
+        assert client.get(f"/sessions/{quoted}/turns/t1").json()["turn"]["outcome"] == "completed"
+        assert [i["text"] for i in client.get(f"/sessions/{quoted}/inputs").json()["inputs"]] == [
+            "queued"
+        ]
+        cancel = client.post(f"/sessions/{quoted}/turns/t1/cancel")
+        assert cancel.json()["status"] == "already_finished"
+        assert client.get(f"/sessions/{quoted}/processes").json() == {"processes": []}
+        assert client.get(f"/sessions/{quoted}/approvals").json() == {"approvals": []}
+        (event,) = first_events(client, f"/sessions/{quoted}/events?after=e0", 1)
+        assert (event[1]["type"], event[1]["session_id"]) == ("input_queued", "acme/ana/c-1")
+        listed = [row["session_id"] for row in client.get("/sessions").json()["sessions"]]
+        assert listed == ["acme/ana/c-1"]
+        assert client.get("/sessions/acme/ana").json()["error"]["code"] == "not_found"
+
+
 def test_input_is_queued_idempotently_by_key(serve: Any) -> None:
     """POST inputs: 201 with the pending input; the same key and text return it again; the
     same key with other text is 409 input_conflict."""
@@ -154,6 +206,20 @@ def test_events_resume_after_last_event_id_or_after(serve: Any) -> None:
             client, f"/sessions/r/events?after={first_id}", 1, headers={"Last-Event-ID": second_id}
         )
         assert reconnected[1]["data"]["input"]["text"] == "q2"
+
+
+def test_head_of_the_event_stream_ends(serve: Any) -> None:
+    """HEAD /events (a health check, ``curl -I``): the stream's status and headers, and the
+    response ends there, so the connection serves the next request (the stream went on
+    unseen, and the next request on the connection waited for ever); a bad cursor is 400."""
+    server = serve([])
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        head = client.head("/sessions/h/events")
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
+        assert client.get("/sessions").status_code == 200  # the same connection, next request
+        assert client.head("/sessions/h/events?after=nope").status_code == 400
+        assert client.get("/sessions").status_code == 200
 
 
 def test_a_cursor_out_of_the_replay_window_gets_the_gap_first(serve: Any) -> None:
@@ -240,6 +306,41 @@ def test_ag_ui_stream_of_a_turn_the_server_runs(serve: Any) -> None:
     assert len(call_ids) == 1
 
 
+def test_ag_ui_text_before_and_after_a_tool_call_is_two_messages(serve: Any) -> None:
+    """?protocol=ag-ui, a run whose model says something, calls a tool, then answers: two text
+    messages, each its own messageId from TEXT_MESSAGE_START to TEXT_MESSAGE_END (a client
+    keys messages by id: with one id for both, the answer lands in the first message)."""
+    checking = {
+        "text": "Let me check.",
+        "tool_calls": [{"name": "shout", "arguments": {"text": "hi"}}],
+    }
+    server = serve([checking, {"text": "It is HI"}])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream("GET", "/sessions/m2/events?protocol=ag-ui") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            client.post("/sessions/m2/turns", json={"text": "go", "id": "run-1"})
+            got = []
+            for _, data in sse_events(lines):
+                got.append(data)
+                if data["type"] in ("RUN_FINISHED", "RUN_ERROR"):
+                    break
+    texts = [e for e in got if e["type"].startswith("TEXT_MESSAGE")]
+    assert [e["type"] for e in texts] == [
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+    ]
+    first, second = texts[:3], texts[3:]
+    assert len({e["messageId"] for e in first}) == 1
+    assert len({e["messageId"] for e in second}) == 1
+    assert first[0]["messageId"] != second[0]["messageId"]
+    assert (first[1]["delta"], second[1]["delta"]) == ("Let me check.", "It is HI")
+
+
 def test_cancel_a_turn_the_server_runs(serve: Any) -> None:
     """POST cancel while the turn's tool waits: requested (DELETE meanwhile: 409
     session_busy); the turn commits stopped, cancelled by "serve"; cancelling it again says
@@ -303,6 +404,22 @@ def test_the_token_is_required_on_every_request(serve: Any) -> None:
         assert fresh.get("/sessions").status_code == 401
 
 
+def test_the_token_is_not_in_the_request_log(serve: Any) -> None:
+    """``--log-level info`` logs each request: a ``?token=`` (right or wrong) is not in it,
+    and the request's other query parameters still count."""
+    server = serve([], "--log-level", "info", LASH_SERVE_TOKEN="sekret-123")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/sessions?token=sekret-123").status_code == 200
+        flag = client.get("/sessions/t/inputs?token=sekret-123&settled=maybe")
+        assert (flag.status_code, flag.json()["error"]["code"]) == (400, "invalid_request")
+    with httpx.Client(base_url=server.url, timeout=30) as fresh:
+        assert fresh.get("/sessions?token=sekret-12").status_code == 401  # a near miss
+    assert server.stop() == 0
+    log = server.stdout() + server.stderr()
+    assert "GET /sessions" in log and "GET /sessions/t/inputs" in log, log
+    assert "sekret" not in log, log
+
+
 def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     """``lash serve --host 0.0.0.0`` without LASH_SERVE_TOKEN refuses to start."""
     site = write_config(tmp_path, [])
@@ -310,6 +427,8 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert proc.proc.wait(timeout=30) == 1
     assert "LASH_SERVE_TOKEN" in proc.stderr()
 
+
+JSON_TYPE = {"content-type": "application/json"}
 
 ERRORS = [
     # (method, path, request kwargs, status, code)
@@ -322,6 +441,29 @@ ERRORS = [
         "POST",
         "/sessions/e/inputs",
         {"content": b"{nope", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+    ),
+    # JSON that Python's parser takes but that is not JSON text a store can hold: a lone
+    # surrogate (not Unicode), NaN, a number beyond a double
+    (
+        "POST",
+        "/sessions/e/inputs",
+        {"content": b'{"text": "a\\ud800b"}', "headers": JSON_TYPE},
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/sessions/e/inputs",
+        {"content": b'{"text": "x", "items": [NaN]}', "headers": JSON_TYPE},
+        400,
+        "invalid_json",
+    ),
+    (
+        "POST",
+        "/sessions/e/inputs",
+        {"content": b'{"text": "x", "items": [1e999]}', "headers": JSON_TYPE},
         400,
         "invalid_json",
     ),
@@ -365,6 +507,49 @@ def test_errors_have_one_shape(serve: Any) -> None:
             assert body["error"]["code"] == code, (where, body)
             assert body["error"]["message"], where
             assert "Traceback" not in reply.text, where
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_body_nested_deeper_than_the_parser_goes_is_invalid_json(serve: Any) -> None:
+    """A JSON body nested 100,000 deep (200 kB, within the body limit): 400 invalid_json, not
+    a crash of the parser's recursion (500, a traceback in the log)."""
+    server = serve([])
+    deep = b'{"text": "x", "items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for path in ("/sessions/n/inputs", "/sessions/n/turns"):
+            reply = client.post(path, content=deep, headers={"content-type": "application/json"})
+            assert reply.status_code == 400, (path, reply.text)
+            assert reply.json()["error"]["code"] == "invalid_json", path
+        assert client.get("/sessions/n/inputs").json() == {"inputs": []}
+    assert "Traceback" not in server.stderr()
+
+
+def test_text_that_is_not_unicode_stored_by_another_process_is_served(
+    serve: Any, tmp_path: Path
+) -> None:
+    """Input holding a lone surrogate, queued by another process on the store (``lash sessions
+    enqueue`` reads an argument that is not UTF-8 that way): the session, its inputs and its
+    event stream are served all the same, the surrogate as a JSON escape, never a 500 or a
+    broken stream."""
+    server = serve([])
+
+    async def enqueue() -> None:
+        url = f"sqlite:///{tmp_path / 'lash.db'}"
+        async with lash.LashCore(plugins=["stores"], autoload=False, store=url) as core:
+            await core.enqueue("u", "bad\udcff")
+            await core.enqueue("u", "fine")
+
+    asyncio.run(enqueue())
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        view = client.get("/sessions/u")
+        assert view.status_code == 200, view.text
+        assert [i["text"] for i in view.json()["inputs"]] == ["bad\udcff", "fine"]
+        listed = client.get("/sessions/u/inputs")
+        assert [i["text"] for i in listed.json()["inputs"]] == ["bad\udcff", "fine"]
+        for protocol in ("lash", "ag-ui"):
+            got = first_events(client, f"/sessions/u/events?after=e0&protocol={protocol}", 2)
+            values = [d if protocol == "lash" else d["value"] for _, d in got]
+            assert [v["data"]["input"]["text"] for v in values] == ["bad\udcff", "fine"]
     assert "Traceback" not in server.stderr()
 
 
@@ -515,3 +700,60 @@ def test_the_server_stops_with_event_streams_open(serve: Any, tmp_path: Path) ->
 
     stored = asyncio.run(record())
     assert (stored.outcome, stored.reason) == ("stopped", "cancelled")
+
+
+def test_stopping_ends_the_event_streams_cleanly(serve: Any) -> None:
+    """SIGTERM with streams open (the ``lash`` form and AG-UI, one joined late from an old
+    cursor, so on an observation of its own): each stream ends as a complete response, which
+    an EventSource reconnects from, not cut off when the shutdown's grace runs out; the log
+    has no error."""
+    server = serve([])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for n in range(3):
+            client.post("/sessions/z/inputs", json={"text": f"q{n}"})
+        urls = ["/sessions/z/events", "/sessions/z/events?protocol=ag-ui", "/sessions/y/events"]
+        with contextlib.ExitStack() as stack:
+            streams = [stack.enter_context(client.stream("GET", url)) for url in urls]
+            old = stack.enter_context(client.stream("GET", "/sessions/z/events?after=e0"))
+            readers = [response.iter_lines() for response in [*streams, old]]
+            for lines in readers:
+                assert next(lines).startswith("retry:")
+            assert server.stop(timeout=20) == 0, server.stderr()
+            for lines in readers:
+                rest = list(lines)  # (a stream cut off raises here: an incomplete chunked read)
+                assert all(line == "" or line.startswith(("id:", "data:")) for line in rest)
+    assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_stopping_answers_its_turns_before_the_streams_end(serve: Any) -> None:
+    """SIGTERM while the server runs a turn (a client waits for it with ?wait=true, two follow
+    the session: one from now, sharing the server's observation, one from an old cursor, on
+    its own): the turn commits as cancelled, the waiting client gets that turn, and each
+    stream shows its turn_committed before it ends; the log has no error."""
+    pause = {"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}
+    server = serve([{"text": "first"}, pause])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.post("/sessions/w/turns?wait=true", json={"text": "first"})  # e1, e2
+        with contextlib.ExitStack() as stack:
+            urls = ["/sessions/w/events", "/sessions/w/events?after=e0"]
+            readers = [stack.enter_context(client.stream("GET", url)).iter_lines() for url in urls]
+            for lines in readers:
+                assert next(lines).startswith("retry:")
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(
+                    client.post, "/sessions/w/turns?wait=true", json={"text": "go", "id": "long"}
+                )
+                for _, data in sse_events(readers[0]):
+                    if data["type"] == "tool_call_started":
+                        break
+                assert server.stop(timeout=20) == 0, server.stderr()
+                answer = waiting.result()
+            seen = [[data for _, data in sse_events(lines)] for lines in readers]  # to the end
+    for stream in seen:
+        committed = [d["data"] for d in stream if d["type"] == "turn_committed"]
+        assert (committed[-1]["turn_id"], committed[-1]["outcome"]) == ("long", "stopped")
+        assert committed[-1]["reason"] == "cancelled"
+    assert answer.status_code == 200, answer.text
+    turn = answer.json()["turn"]
+    assert (turn["turn_id"], turn["outcome"], turn["reason"]) == ("long", "stopped", "cancelled")
+    assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()

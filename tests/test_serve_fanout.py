@@ -4,6 +4,8 @@ or falls behind, and gets every committed event in order all the same."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,11 @@ from typing import Any
 import pytest
 
 import lash
+import lash._kernel.observation
+import lash.testing
 from lash.serve import _fanout
 from lash.serve._fanout import Feeds, Shared
+from lash.store import EventDraft
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +166,115 @@ async def test_a_follower_goes_on_when_the_shared_observation_fails(
         assert failures["left"] == 0
         await reader.close()
         assert len(feeds) == 0 and not core.observed("s")
+
+
+async def test_an_observer_that_reads_nothing_holds_a_bounded_backlog(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An observation whose reader stalls (a client of lash serve that stopped reading, on an
+    observation of its own) while the session's turns stream: at most LIVE_BACKLOG live events
+    wait for it, not every one since it stalled; once it reads again, it gets every committed
+    event, in order, and live events again."""
+    monkeypatch.setattr(lash._kernel.observation, "LIVE_BACKLOG", 10)
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        stream = core.observe("s", after="e0")
+        async with contextlib.aclosing(stream):
+            first = await anext(stream)  # subscribed; then it reads nothing for a while
+            assert isinstance(first, lash.ObservedEvent) and first.cursor == "e1"
+            for n in range(1000):
+                core.notify("s", live=[EventDraft("text_delta", {"turn_id": "t", "text": str(n)})])
+            last = await enqueue(core, 2)  # e2, e3
+            live: list[str] = []
+            committed: list[str] = []
+            while not committed or committed[-1] != last:
+                item = await anext(stream)
+                assert isinstance(item, lash.ObservedEvent)
+                (live if item.live else committed).append(item.data.get("text", item.cursor))
+            assert committed == cursors(2, 3)
+            assert live == [str(n) for n in range(len(live))] and 0 < len(live) <= 10, live
+            # Caught up: live events reach it again.
+            core.notify("s", live=[EventDraft("text_delta", {"turn_id": "t", "text": "again"})])
+            item = await anext(stream)
+            assert isinstance(item, lash.ObservedEvent) and item.data["text"] == "again"
+
+
+async def test_a_client_gone_before_its_feed_is_ready_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """The first follower of a session goes away (its stream cancelled) while the feed it made
+    is still subscribing: the feed stops, and nothing observes the session any more."""
+    async with make_core(tmp_path) as core:
+        await core.enqueue("s", "start")
+        feeds = Feeds(core)
+        reader = Reader(feeds, "e1")
+        subscribing = asyncio.ensure_future(reader.subscribe())
+        while not len(feeds):  # the feed is made: the follower now waits for it to be ready
+            await asyncio.sleep(0)
+        subscribing.cancel()
+        await asyncio.wait((subscribing,))
+        assert subscribing.cancelled()
+        await reader.close()
+        for _ in range(100):
+            if not len(feeds) and not core.observed("s"):
+                break
+            await asyncio.sleep(0.01)
+        assert len(feeds) == 0 and not core.observed("s")
+
+
+async def test_a_turns_live_events_never_come_after_its_commit(tmp_path: Path) -> None:
+    """A turn runs and commits while the observer is reading the log (a quick turn, a slow
+    read): the observer yields the turn's live events before its commit, as they happened (not
+    after: a client drew them as a turn still running, an AG-UI run that never ends)."""
+    script = lash.testing.Script([{"text": "Live answer", "chunk_size": 4}])
+    store = f"sqlite:///{tmp_path}/lash.db"
+    async with lash.LashCore(
+        plugins=["standard", "stores", script], autoload=False, store=store, provider="script"
+    ) as core:
+        original = core.store.read_events
+        reading = asyncio.Event()
+        release = asyncio.Event()
+        hold = {"on": False}
+
+        async def slow(*args: Any, **kwargs: Any) -> Any:
+            if hold["on"] and kwargs.get("limit") != 0:
+                hold["on"] = False
+                reading.set()
+                await release.wait()  # the turn runs and commits meanwhile
+            return await original(*args, **kwargs)
+
+        core.store.read_events = slow  # type: ignore[method-assign]
+        seen: list[lash.ObservedEvent] = []
+
+        async def observe() -> None:
+            async with contextlib.aclosing(core.observe("s")) as stream:
+                async for item in stream:
+                    assert isinstance(item, lash.ObservedEvent)
+                    seen.append(item)
+
+        observing = asyncio.ensure_future(observe())
+        while not core.observed("s"):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # waiting for news now
+        hold["on"] = True
+        core.notify("s")  # wakes it: it reads the log (slowly)
+        await reading.wait()
+        session = await core.session("s").open()
+        result = await session.turn("go", id="t1").run()
+        await session.close()
+        release.set()
+        while not any(e.type == "turn_committed" for e in seen):
+            await asyncio.sleep(0.01)
+        core.notify("s")  # anything still queued comes out now
+        await asyncio.sleep(0.1)
+        observing.cancel()
+        await asyncio.wait((observing,))
+    assert result.text == "Live answer"
+    types = [e.type for e in seen]
+    committed = types.index("turn_committed")
+    assert [e.data["text"] for e in seen[:committed] if e.type == "text_delta"] == [
+        "Live",
+        " ans",
+        "wer",
+    ], types
+    assert "text_delta" not in types[committed:], types

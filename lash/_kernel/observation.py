@@ -18,6 +18,7 @@ Postgres LISTEN/NOTIFY), wait for its notification, reading the log at least eve
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -125,9 +126,18 @@ def observed(session_id: str, event: StoredEvent) -> ObservedEvent:
     return ObservedEvent(session_id, event.type, cursor_of(event.seq), event.data, event.at)
 
 
+#: Items (live events, wake-ups) that may wait for one observer. An observer whose consumer
+#: stopped reading (a client of ``lash serve`` that stalled) would otherwise hold every live
+#: event of every turn from then on; past this many, new ones are dropped for it. Committed
+#: events are never lost so: an observer re-reads the log after every item it takes, so any item
+#: waiting is as good as the wake-up that was dropped, and live events are never needed for
+#: correctness (the commit holds what they showed).
+LIVE_BACKLOG = 10_000
+
+
 class EventHub:
     """In one process: the observers of each session, woken by commits and queued input, and
-    handed live events."""
+    handed live events (at most :data:`LIVE_BACKLOG` waiting for each)."""
 
     def __init__(self) -> None:
         self._queues: dict[str, set[asyncio.Queue[EventDraft | None]]] = {}
@@ -153,8 +163,10 @@ class EventHub:
         for queue in self._queues.get(session_id, ()):
             if live:
                 for event in live:
+                    if queue.qsize() >= LIVE_BACKLOG:
+                        break
                     queue.put_nowait(event)
-            else:
+            elif queue.qsize() < LIVE_BACKLOG:
                 queue.put_nowait(None)
 
 
@@ -227,6 +239,26 @@ async def observe(
                 view: SessionSnapshot = await snapshot()
                 yield ObservationGap(session_id, view.cursor, view)
                 last = parse_cursor(session_id, view.cursor)
+        # What was taken from the queue ahead of its turn (below), to be handled first.
+        backlog: collections.deque[EventDraft | None] = collections.deque()
+
+        def live_of(turn_id: Any) -> list[EventDraft]:
+            """The live events of ``turn_id`` that wait in the queue (taken out of it; the
+            rest keeps its order in the backlog)."""
+            while not queue.empty() and len(backlog) < LIVE_BACKLOG:
+                backlog.append(queue.get_nowait())
+            mine = [i for i in backlog if i is not None and i.data.get("turn_id") == turn_id]
+            if mine:
+                rest = [i for i in backlog if i is None or i.data.get("turn_id") != turn_id]
+                backlog.clear()
+                backlog.extend(rest)
+            return mine
+
+        def live(item: EventDraft) -> ObservedEvent:
+            return ObservedEvent(
+                session_id, item.type, cursor_of(last), dict(item.data), time.time(), True
+            )
+
         while True:
             # Committed events first, in order, from the log.
             while True:
@@ -238,26 +270,38 @@ async def observe(
                     last = parse_cursor(session_id, view.cursor)
                     continue
                 for event in page.events:
+                    if event.type == "turn_committed":
+                        # A turn that ran and committed while this read was under way queued
+                        # its live events before the commit this read returned: they come
+                        # before it, as they happened (after it, they would show a turn
+                        # running that is over: an AG-UI run that never ends).
+                        for early in live_of(event.data.get("turn_id")):
+                            yield live(early)
                     yield observed(session_id, event)
                     last = event.seq
                 if len(page.events) < 500:
                     break
-            # Then wait: for a wake-up in this process, or a sign from the store that the log
-            # grew (a store that can notify), or the next poll.
-            queued, item = await _next_wake_up(store, queue, session_id, last, poll)
-            if not queued:
-                if queue.empty():
-                    continue
-                # The wait timed out just as items came (a turn queued its live events and
-                # committed meanwhile): those live events come first, as they happened first.
-                item = queue.get_nowait()
+            if backlog:
+                item = backlog.popleft()
+            else:
+                # Then wait: for a wake-up in this process, or a sign from the store that the
+                # log grew (a store that can notify), or the next poll.
+                queued, item = await _next_wake_up(store, queue, session_id, last, poll)
+                if not queued:
+                    if queue.empty():
+                        continue
+                    # The wait timed out just as items came (a turn queued its live events and
+                    # committed meanwhile): those live events come first, as they happened
+                    # first.
+                    item = queue.get_nowait()
             while item is not None:
-                yield ObservedEvent(
-                    session_id, item.type, cursor_of(last), dict(item.data), time.time(), True
-                )
-                if queue.empty():
+                yield live(item)
+                if backlog:
+                    item = backlog.popleft()
+                elif queue.empty():
                     break
-                item = queue.get_nowait()
+                else:
+                    item = queue.get_nowait()
     finally:
         hub.unsubscribe(session_id, queue)
 

@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import os
 import signal
+import socket
 from typing import Any
 
 import click
@@ -21,7 +22,8 @@ from lash.errors import LashError
 #: list would show it).
 TOKEN_ENV = "LASH_SERVE_TOKEN"
 
-#: Seconds a stopping server waits for open requests (event streams) before it cancels them.
+#: Seconds a stopping server waits for open requests (a turn run with ?wait=true) before it
+#: cancels them (it ends its event streams at once).
 SHUTDOWN_GRACE = 2
 
 
@@ -104,8 +106,23 @@ def serve_command(
         core = LashCore(config=config)
         async with core:
             app = create_app(core, token=token, max_body=max_body or MAX_BODY)
-            # Event streams never end on their own: at shutdown uvicorn waits this long for
-            # them, then cancels them (without it, an open browser tab keeps the server up).
+            stop_app = app.state.lash_stop
+
+            class _Server(uvicorn.Server):
+                """uvicorn's server, which stops the app's turns and ends its event streams as
+                it starts to stop (once it takes no new connection): it would wait
+                SHUTDOWN_GRACE for the streams, then cut them off (an error in the log for
+                each, and a broken response for its client), and cancel the turns only then."""
+
+                async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+                    for listening in self.servers:
+                        listening.close()
+                    if not self.force_exit:  # (a second Ctrl-C: out at once, as uvicorn does)
+                        await stop_app()
+                    await super().shutdown(sockets)
+
+            # Event streams never end on their own: the server ends them as it starts to stop
+            # (_Server); uvicorn waits this long for the other requests, then cancels them.
             settings = uvicorn.Config(
                 app,
                 host=host,
@@ -114,7 +131,7 @@ def serve_command(
                 lifespan="on",
                 timeout_graceful_shutdown=SHUTDOWN_GRACE,
             )
-            server = uvicorn.Server(settings)
+            server = _Server(settings)
             # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler it
             # found: these, which stop the server (again), so the app's shutdown (its turns are
             # cancelled: they commit) and the core's close still run.

@@ -20,7 +20,8 @@ Routes (JSON in and out; times are epoch seconds; every error is ``{"error": {"c
                                                   -> 201 {"input": Input}; 409 input_conflict
     POST   /sessions/{id}/turns[?wait=true]       {"text", "id"?} -> 202 {"session_id",
                                                   "turn_id", "cursor"} (observe after cursor),
-                                                  or with wait: 200 {"turn": TurnEnd}
+                                                  or with wait (or an id the session
+                                                  committed already): 200 {"turn": TurnEnd}
     GET    /sessions/{id}/turns/{turn_id}         {"turn": TurnEnd}; 404 not_found
     POST   /sessions/{id}/turns/{turn_id}/cancel  {"reason"?} (body optional) -> {"status":
                                                   requested | already_requested |

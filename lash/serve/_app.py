@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -37,7 +39,8 @@ from lash.cli._sessions_common import session_exists
 from lash.errors import LashError, SessionError, UnknownSession
 from lash.serve._errors import ApiError, on_exception, on_http_exception
 from lash.serve._fanout import Feeds, event_stream
-from lash.serve._guard import TokenGuard
+from lash.serve._guard import ASGIApp, Receive, Scope, Send, TokenGuard
+from lash.serve._json import JsonResponse
 from lash.serve._openapi import openapi
 from lash.serve._stream import checked_after
 
@@ -56,8 +59,32 @@ STATIC = Path(__file__).parent / "static"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class EncodedPath:
+    """Route on the path as the client sent it, still percent-encoded (ASGI's ``raw_path``);
+    the handlers decode each path parameter (:func:`_param`).
+
+    A session id may hold slashes (a composite key, ``tenant/user/conversation``), sent as
+    ``%2F``; routed on the decoded path, they are the path's own slashes, and no route matches.
+    (A server that gives no ``raw_path`` is routed on the decoded path.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw:
+            # A copy: the server's scope keeps its decoded path (for what else reads it).
+            scope = {**scope, "path": raw.decode("latin-1"), "lash_encoded_path": True}
+        await self.app(scope, receive, send)
+
+
+def _param(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    return unquote(value) if request.scope.get("lash_encoded_path") else value
+
+
 def _session_id(request: Request) -> str:
-    session_id = str(request.path_params["session_id"])
+    session_id = _param(request, "session_id")
     try:
         return check_session_id(session_id)
     except SessionError as exc:
@@ -74,9 +101,28 @@ def _turn_id(value: Any, where: str) -> str:
     return value
 
 
+# Python's json reads more than JSON text: NaN and Infinity, numbers beyond a double (1e999 is
+# read as infinity), and \ud800 escapes that decode to lone surrogates, which are not Unicode.
+# Taken into the store, each would break later and elsewhere (a store's JSON functions refuse
+# infinity; a surrogate fails every response and event that carries it), so read_json refuses
+# them at the door, with nesting deeper than the parser goes: 400 invalid_json, never a 500.
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond what a double holds")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def read_json(request: Request, limit: int, fields: Mapping[str, type]) -> dict[str, Any]:
     """The request's JSON object, checked: at most ``limit`` bytes, ``Content-Type:
-    application/json``, only the keys of ``fields``, each of its type (or null)."""
+    application/json``, JSON text (no NaN, infinity or lone surrogate), only the keys of
+    ``fields``, each of its type (or null)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise ApiError(
@@ -95,9 +141,21 @@ async def read_json(request: Request, limit: int, fields: Mapping[str, type]) ->
         if len(body) > limit:
             raise too_large
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(body, parse_float=_finite, parse_constant=_constant)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise ApiError(
+            "invalid_json",
+            f"the request body is not Unicode text: it holds a lone surrogate ({bad}); "
+            "a character beyond U+FFFF is escaped as its surrogate pair",
+        ) from None
+    except ValueError as exc:  # (JSONDecodeError, UnicodeDecodeError, and _finite's)
         raise ApiError("invalid_json", f"the request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(
+            "invalid_json", "the request body is nested deeper than this server reads"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError("invalid_request", "the request body must be a JSON object")
     for key, value in data.items():
@@ -140,20 +198,20 @@ class _Api:
         page = STATIC / "index.html"
         if page.is_file():
             return FileResponse(page)
-        return JSONResponse({"name": "lash serve", "openapi": "/openapi.json"})
+        return JsonResponse({"name": "lash serve", "openapi": "/openapi.json"})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi())
+        return JsonResponse(openapi())
 
     async def list_sessions(self, request: Request) -> Response:
         rows = await self.core.store.list_sessions()
-        return JSONResponse({"sessions": [to_data(row) for row in rows]})
+        return JsonResponse({"sessions": [to_data(row) for row in rows]})
 
     async def get_session(self, request: Request) -> Response:
         session_id = _session_id(request)
         await self._require(session_id)
         view = await self.core.current(session_id)
-        return JSONResponse(
+        return JsonResponse(
             {
                 "session_id": view.session_id,
                 "revision": view.revision,
@@ -175,7 +233,7 @@ class _Api:
         session_id = _session_id(request)
         settled = _flag(request, "settled")
         items = await self.core.inputs(session_id, settled=settled)
-        return JSONResponse({"inputs": [to_data(item) for item in items]})
+        return JsonResponse({"inputs": [to_data(item) for item in items]})
 
     async def enqueue(self, request: Request) -> Response:
         session_id = _session_id(request)
@@ -192,7 +250,7 @@ class _Api:
             items=body.get("items") or (),
             source="serve",
         )
-        return JSONResponse({"input": to_data(pending)}, status_code=201)
+        return JsonResponse({"input": to_data(pending)}, status_code=201)
 
     async def _run_turn(self, session_id: str, text: str, turn_id: str) -> Any:
         session = await self.core.session(session_id).open()
@@ -226,19 +284,44 @@ class _Api:
             _turn_id(body["id"], "field 'id'") if body.get("id") is not None else new_turn_id()
         )
         page = await self.core.store.read_events(session_id, after=0, limit=0)
+        # A turn id the session committed already is not run again; its end is the answer (with
+        # or without wait): a 202 would give a cursor after its turn_committed, and a client
+        # following it would wait for ever. (Read after the cursor: a turn committed in between
+        # is found here, one committed later has its event after the cursor.)
+        record = await self.core.turn_record(session_id, turn_id)
+        if record is not None:
+            return JsonResponse(
+                {"turn": turn_end_data(turn_id, record.index, dict(record.result), [])}
+            )
         task = asyncio.ensure_future(self._run_turn(session_id, text, turn_id))
         self._track(task, (session_id, turn_id), awaited=wait)
         if not wait:
             data = {"session_id": session_id, "turn_id": turn_id, "cursor": cursor_of(page.last)}
-            return JSONResponse(data, status_code=202)
-        result = await asyncio.shield(task)
-        return JSONResponse(
+            return JsonResponse(data, status_code=202)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this request is cancelled (the client went away): the turn goes on
+            # The turn was cancelled (the server stops): it committed so, unless it was still
+            # waiting for the session then.
+            record = await self.core.turn_record(session_id, turn_id)
+            if record is None:
+                raise ApiError(
+                    "unknown_turn",
+                    f"session {session_id!r}: turn {turn_id!r} was cancelled before it started "
+                    "(the server is stopping): nothing was committed",
+                ) from None
+            return JsonResponse(
+                {"turn": turn_end_data(turn_id, record.index, dict(record.result), [])}
+            )
+        return JsonResponse(
             {"turn": turn_end_data(turn_id, result.index, result_data(result), result.tool_calls)}
         )
 
     async def get_turn(self, request: Request) -> Response:
         session_id = _session_id(request)
-        turn_id = _turn_id(request.path_params["turn_id"], "path")
+        turn_id = _turn_id(_param(request, "turn_id"), "path")
         record = await self.core.turn_record(session_id, turn_id)
         if record is None:
             running = (session_id, turn_id) in self.running
@@ -247,16 +330,16 @@ class _Api:
                 f"session {session_id!r} has no committed turn {turn_id!r}"
                 + (" yet: it is running" if running else ""),
             )
-        return JSONResponse({"turn": turn_end_data(turn_id, record.index, dict(record.result), [])})
+        return JsonResponse({"turn": turn_end_data(turn_id, record.index, dict(record.result), [])})
 
     async def cancel_turn(self, request: Request) -> Response:
         session_id = _session_id(request)
-        turn_id = _turn_id(request.path_params["turn_id"], "path")
+        turn_id = _turn_id(_param(request, "turn_id"), "path")
         reason = None
         if request.headers.get("content-length", "0") != "0":
             reason = (await read_json(request, self.max_body, {"reason": str})).get("reason")
         receipt = await self.core.cancel_turn(session_id, turn_id, reason=reason, origin="serve")
-        return JSONResponse(
+        return JsonResponse(
             {
                 "status": receipt.status,
                 "session_id": session_id,
@@ -270,16 +353,16 @@ class _Api:
         found = await self.core.processes.list(session_id=session_id)
         # (the store reads session None as any session: keep this session's only)
         own = [to_data(p) for p in found if p.session_id == session_id]
-        return JSONResponse({"processes": own})
+        return JsonResponse({"processes": own})
 
     async def approvals(self, request: Request) -> Response:
         session_id = _session_id(request)
         pending = await self.core.approvals(session_id)
-        return JSONResponse({"approvals": [to_data(item) for item in pending]})
+        return JsonResponse({"approvals": [to_data(item) for item in pending]})
 
     async def approve(self, request: Request) -> Response:
         session_id = _session_id(request)
-        call_id = str(request.path_params["call_id"])
+        call_id = _param(request, "call_id")
         body = await read_json(request, self.max_body, {"decision": str, "reason": str, "key": str})
         if body.get("decision") not in ("approve", "reject"):
             raise ApiError("invalid_request", "field 'decision' is 'approve' or 'reject'")
@@ -291,7 +374,7 @@ class _Api:
             key=body.get("key"),
             source="serve",
         )
-        return JSONResponse({"answer": to_data(answer)})
+        return JsonResponse({"answer": to_data(answer)})
 
     async def events(self, request: Request) -> Response:
         session_id = _session_id(request)
@@ -303,10 +386,15 @@ class _Api:
         after = request.headers.get("last-event-id") or request.query_params.get("after") or None
         # (no 404 for a session that does not exist yet: its first input or turn will show)
         await checked_after(self.core, session_id, after)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":
+            # The headers only: a stream would go on unseen (the server sends no body to a
+            # HEAD), and the connection would never serve its next request.
+            return Response(media_type="text/event-stream", headers=headers)
         return StreamingResponse(
             event_stream(self.feeds, session_id, after, protocol=protocol),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers=headers,
         )
 
     def routes(self) -> list[BaseRoute]:
@@ -339,6 +427,12 @@ class _Api:
             with contextlib.suppress(BaseException):
                 await task
 
+    async def stop(self) -> None:
+        """Stop serving: cancel the running turns (each commits as cancelled), then end the
+        event streams, once each has sent those commits."""
+        await self.stop_turns()
+        self.feeds.end()
+
 
 def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_BODY) -> Starlette:
     """The ``lash serve`` HTTP API over ``core``, as an ASGI app (Starlette) a host can run
@@ -356,11 +450,16 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
         try:
             yield
         finally:
-            await api.stop_turns()
+            await api.stop()
 
     app = Starlette(
         routes=api.routes(),
-        middleware=[Middleware(TokenGuard, token=token)] if token else [],
+        # (the token check first: it takes the token out of the server's own scope, which the
+        # request log reads)
+        middleware=[
+            *([Middleware(TokenGuard, token=token)] if token else []),
+            Middleware(EncodedPath),
+        ],
         # ApiError and lash's errors are answers, not crashes; anything else is a crash (500,
         # and the server logs its traceback).
         exception_handlers={
@@ -372,4 +471,8 @@ def create_app(core: LashCore, *, token: str | None = None, max_body: int = MAX_
         lifespan=lifespan,
     )
     app.state.lash_core = core
+    # Stops the turns and ends every event stream (complete responses; clients resume from
+    # their cursors): lash serve calls it as it starts to stop, rather than wait for streams
+    # that never end, then cut them off.
+    app.state.lash_stop = api.stop
     return app

@@ -13,9 +13,10 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from lash.errors import InputConflict, LashError, SessionBusy, SessionError, UnknownSession
+from lash.serve._json import JsonResponse
 
 log = logging.getLogger("lash.serve")
 
@@ -57,7 +58,7 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 def error_response(code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(error_body(code, message), status_code=ERROR_CODES[code], headers=headers)
+    return JsonResponse(error_body(code, message), status_code=ERROR_CODES[code], headers=headers)
 
 
 def api_error_of(exc: Exception) -> ApiError:

@@ -25,7 +25,13 @@ import attrs
 
 from lash._kernel.core import LashCore
 from lash._kernel.event_json import event_json
-from lash._kernel.observation import ObservationGap, ObservedEvent, cursor_of, parse_cursor
+from lash._kernel.observation import (
+    ObservationGap,
+    ObservedEvent,
+    cursor_of,
+    observed,
+    parse_cursor,
+)
 from lash.serve._stream import KEEPALIVE, AgUiAdapter, sse_message, with_keepalive
 
 log = logging.getLogger("lash.serve")
@@ -61,13 +67,22 @@ class _Fallen:
 _FALLEN = _Fallen()
 
 
+class _End:
+    """Put in a subscriber's queue when the server stops: its stream ends."""
+
+
+_END = _End()
+
+
 @attrs.define(eq=False)
 class Subscriber:
     position: int
-    queue: asyncio.Queue[Shared | _Fallen | BaseException] = attrs.field(factory=asyncio.Queue)
+    queue: asyncio.Queue[Shared | _Fallen | _End | BaseException] = attrs.field(
+        factory=asyncio.Queue
+    )
     fallen: bool = False
 
-    def push(self, item: Shared | _Fallen | BaseException) -> None:
+    def push(self, item: Shared | _Fallen | _End | BaseException) -> None:
         if not self.fallen:
             self.queue.put_nowait(item)
 
@@ -87,6 +102,8 @@ class Feed:
         self.failed: BaseException | None = None
         #: the last subscriber left: the feed is stopping (joining it would wait forever)
         self.closing = False
+        #: clients waiting for it to be ready, to join it
+        self.waiting = 0
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -149,11 +166,17 @@ class Feed:
         """Drop ``subscriber``; the last one out stops the feed (and waits for its
         observation to be closed)."""
         self.subscribers.discard(subscriber)
-        if not self.subscribers:
-            self.closing = True
-            self._feeds.forget(self)
-            self.task.cancel()
+        if self.stop_unfollowed():
             await asyncio.wait((self.task,))
+
+    def stop_unfollowed(self) -> bool:
+        """Stop the feed if no one follows it or waits to; whether it is stopping now."""
+        if self.subscribers or self.waiting or self.closing:
+            return False
+        self.closing = True
+        self._feeds.forget(self)
+        self.task.cancel()
+        return True
 
 
 class Feeds:
@@ -162,6 +185,18 @@ class Feeds:
     def __init__(self, core: LashCore) -> None:
         self.core = core
         self._feeds: dict[str, Feed] = {}
+        #: set when the server stops: every stream ends (and any that starts ends at once)
+        self.ending = asyncio.Event()
+
+    def end(self) -> None:
+        """End every event stream, as complete responses, each once it has sent the events
+        committed until now: an event stream never ends on its own, and a server that stops
+        would wait for it, then cut it off (an error in its log, a broken response at the
+        client). Its client reconnects and resumes from its cursor."""
+        self.ending.set()
+        for feed in list(self._feeds.values()):
+            for subscriber in list(feed.subscribers):
+                subscriber.push(_END)
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -179,7 +214,16 @@ class Feeds:
             feed = self._feeds.get(session_id)  # (another client may have made it meanwhile)
             if feed is None:
                 feed = self._feeds[session_id] = Feed(self, session_id, position)
-        await feed.ready.wait()
+        feed.waiting += 1
+        try:
+            await feed.ready.wait()
+        except BaseException:
+            # Gone before it joined (the client went away: its stream is cancelled): a feed
+            # that no one follows would go on observing the session for ever.
+            feed.waiting -= 1
+            feed.stop_unfollowed()
+            raise
+        feed.waiting -= 1
         subscriber = feed.join(position)
         return None if subscriber is None else (feed, subscriber)
 
@@ -188,6 +232,8 @@ class Feeds:
     ) -> AsyncGenerator[Shared | None, None]:
         """The session's events after ``after`` (``None``: from now), as :class:`Shared`;
         ``None`` first once subscribed, then whenever ``keepalive`` seconds pass idle."""
+        if self.ending.is_set():
+            return
         if after is None:
             position = (await self.core.store.read_events(session_id, after=0, limit=0)).last
         else:
@@ -200,6 +246,9 @@ class Feeds:
                     yield item
             return
         feed, subscriber = joined
+        if self.ending.is_set():  # (it joined after the feed's followers were told)
+            subscriber.push(_END)
+        ending = False
         try:
             yield None
             while True:
@@ -208,6 +257,9 @@ class Feeds:
                 except TimeoutError:
                     yield None
                     continue
+                if isinstance(got, _End):
+                    ending = True
+                    break  # the server stops
                 if isinstance(got, BaseException | _Fallen):
                     break  # the feed failed, or this client fell behind
                 if got.position is not None:
@@ -217,6 +269,10 @@ class Feeds:
                 yield got
         finally:
             await feed.leave(subscriber)
+        if ending:
+            async for shared in self._rest(session_id, subscriber.position, after):
+                yield shared
+            return
         # Fell behind, or the feed failed: on with an observation of its own, from its cursor.
         own = self._own(session_id, after, subscriber.position, keepalive)
         async with contextlib.aclosing(own):
@@ -237,7 +293,7 @@ class Feeds:
             self.core.observe(session_id, after=cursor_of(position)),
         )
         async with contextlib.aclosing(items):
-            ticking = with_keepalive(items, keepalive)
+            ticking = with_keepalive(items, keepalive, self.ending)
             async with contextlib.aclosing(ticking):
                 subscribed = False
                 async for item in ticking:
@@ -246,7 +302,28 @@ class Feeds:
                             yield None
                         subscribed = True
                         continue
-                    yield share(item, after)
+                    shared = share(item, after)
+                    position = position if shared.position is None else shared.position
+                    yield shared
+        # (ticking ends only when the server stops)
+        async for shared in self._rest(session_id, position, after):
+            yield shared
+
+    async def _rest(
+        self, session_id: str, position: int, after: str | None
+    ) -> AsyncGenerator[Shared, None]:
+        """The server stops: the events committed after ``position`` that the stream has not
+        sent yet (its turns' cancelled commits among them), read from the store, so the
+        stream ends with everything committed before the server stopped."""
+        while True:
+            page = await self.core.store.read_events(session_id, after=position, limit=500)
+            if page.events and page.events[0].seq > position + 1:
+                return  # out of the replay window: the client's next stream says so
+            for event in page.events:
+                yield share(observed(session_id, event), after)
+                position = event.seq
+            if len(page.events) < 500:
+                return
 
 
 async def event_stream(

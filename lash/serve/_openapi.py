@@ -164,7 +164,8 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(
                     {"type": "object", "properties": {"turn": _ref("TurnEnd")}},
-                    "(wait=true) the committed turn",
+                    "(wait=true, or a turn id the session committed already: it is not run "
+                    "again) the committed turn",
                 ),
                 "202": _json(
                     {
@@ -181,7 +182,7 @@ _PATHS: dict[str, Any] = {
                     },
                     "(wait=false) the turn started",
                 ),
-                **_errors(400, 401, 409, 413, 415),
+                **_errors(400, 401, 404, 409, 413, 415),
             },
         },
     },

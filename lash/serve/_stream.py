@@ -20,6 +20,7 @@ from typing import Any
 from lash._kernel.core import LashCore
 from lash._kernel.observation import ObservationGap, ObservedEvent, cursor_of, parse_cursor
 from lash.serve._errors import ApiError
+from lash.serve._json import json_text
 
 #: Seconds between keep-alive comments on an idle stream.
 KEEPALIVE = 15.0
@@ -29,7 +30,7 @@ def sse_message(data: Mapping[str, Any], *, id: str | None = None) -> bytes:
     """One SSE message: an ``id:`` line (when given) and one ``data:`` line of JSON (JSON has no
     raw newlines, so one line always suffices)."""
     head = f"id: {id}\n" if id else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    return f"{head}data: {json_text(data)}\n\n".encode()
 
 
 async def checked_after(core: LashCore, session_id: str, after: str | None) -> None:
@@ -52,12 +53,15 @@ async def checked_after(core: LashCore, session_id: str, after: str | None) -> N
 
 
 async def with_keepalive(
-    items: AsyncIterator[ObservedEvent | ObservationGap], keepalive: float | None
+    items: AsyncIterator[ObservedEvent | ObservationGap],
+    keepalive: float | None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncGenerator[ObservedEvent | ObservationGap | None, None]:
     """``None`` once the observation is subscribed (so a client that got the stream's first
     bytes misses no live event after them), then the items, and ``None`` whenever
-    ``keepalive`` seconds pass without one (``None``: never)."""
+    ``keepalive`` seconds pass without one (``None``: never); it ends when ``stop`` is set."""
     pending: asyncio.Future[ObservedEvent | ObservationGap] | None = None
+    stopping = None if stop is None else asyncio.ensure_future(stop.wait())
     try:
         pending = asyncio.ensure_future(anext(items))
         await asyncio.sleep(0)  # the observation subscribes before its first await
@@ -65,13 +69,20 @@ async def with_keepalive(
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(items))
-            done, _ = await asyncio.wait((pending,), timeout=keepalive)
+            waits = (pending,) if stopping is None else (pending, stopping)
+            done, _ = await asyncio.wait(
+                waits, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping is not None and stopping in done:
+                return  # (an item read meanwhile is not lost: the client resumes before it)
             if not done:
                 yield None
                 continue
             item, pending = pending.result(), None
             yield item
     finally:
+        if stopping is not None:
+            stopping.cancel()
         # Cancel the pending read until it is over: on Python 3.11, asyncio.wait_for (which the
         # observation waits in) drops a cancellation that arrives as its inner wait completes,
         # and the observation would go on reading, unobserved, forever.
@@ -86,9 +97,10 @@ class AgUiAdapter:
     """The lash events of one session as AG-UI events (https://docs.ag-ui.com, "Events").
 
     A turn is a run (``threadId``: the session id, ``runId``: the turn id): ``turn_started``
-    is ``RUN_STARTED``; streamed text is one assistant message per run
-    (``TEXT_MESSAGE_START`` / ``_CONTENT`` / ``_END``); a tool call is ``TOOL_CALL_START``,
-    ``TOOL_CALL_ARGS`` (its arguments as JSON), ``TOOL_CALL_END``, then ``TOOL_CALL_RESULT``;
+    is ``RUN_STARTED``; streamed text is an assistant message (``TEXT_MESSAGE_START`` /
+    ``_CONTENT`` / ``_END``), a new one with an id of its own after each tool call; a tool call
+    is ``TOOL_CALL_START``, ``TOOL_CALL_ARGS`` (its arguments as JSON), ``TOOL_CALL_END``, then
+    ``TOOL_CALL_RESULT``;
     ``turn_committed`` ends the run: ``RUN_FINISHED`` (with the result), or ``RUN_ERROR`` for a
     failed turn. A turn run by another process streams nothing live: its committed event
     carries its answer, sent then as one text message. Every other lash event (input, commands,
@@ -100,6 +112,7 @@ class AgUiAdapter:
         self.session_id = session_id
         self._runs: set[str] = set()
         self._message: dict[str, str] = {}  # run -> its open text message
+        self._messages: dict[str, int] = {}  # run -> how many text messages it opened
         self._streamed: set[str] = set()  # runs whose text came live
         self._calls: set[str] = set()  # tool calls started live
 
@@ -120,7 +133,11 @@ class AgUiAdapter:
         out = self._start_run(run, at)
         message = self._message.get(run)
         if message is None:
-            message = self._message[run] = f"{run}:answer"
+            # Text after a tool call is a new message, with an id of its own (clients key
+            # messages by id); the count is not reset when the run ends, so a turn that goes on
+            # after approval does not reuse an id either.
+            n = self._messages[run] = self._messages.get(run, 0) + 1
+            message = self._message[run] = f"{run}:answer" if n == 1 else f"{run}:answer-{n}"
             out.append(self._event("TEXT_MESSAGE_START", at, messageId=message, role="assistant"))
         self._streamed.add(run)
         out.append(self._event("TEXT_MESSAGE_CONTENT", at, messageId=message, delta=text))
