@@ -126,3 +126,44 @@ def test_fields_named_as_the_generated_code_names_its_own_values_are_kept() -> N
         evolved = evolver(Shadowing, *names)(made, *values)
         aliases = [name.removeprefix("_") for name in names]  # (how attrs names the arguments)
         assert evolved == attrs.evolve(made, **dict(zip(aliases, values, strict=True)))
+
+
+def test_a_maker_calls_the_class_when_a_store_would_not_reach_the_slot() -> None:
+    """A field's slot shadowed by another attribute of the class (a property set on a
+    subclass after attrs made it): stores by name would reach the property, so the maker is
+    the class itself, which does what it does (here: refuses the store)."""
+    from lash._contract.slots import maker
+
+    @attrs.frozen
+    class Base:
+        a: int
+
+    @attrs.frozen
+    class Shadowed(Base):
+        b: int
+
+    Shadowed.a = property(lambda self: 1)  # type: ignore[assignment]
+    assert maker(Base) is not Base
+    assert maker(Shadowed) is Shadowed
+    with pytest.raises(AttributeError):
+        Shadowed(1, 2)
+
+
+def test_a_made_instance_is_of_the_class_itself() -> None:
+    """An instance a maker made is of the class (``type``, ``__class__``, pickling, copies,
+    weak references, hashing): nothing of the maker's own subclass is left on it."""
+    import copy
+    import pickle
+    import weakref
+
+    from lash._contract.slots import maker
+
+    made = maker(lash.TurnResult)(session_id="s", index=1, outcome="completed")
+    expected = lash.TurnResult(session_id="s", index=1, outcome="completed")
+    assert type(made) is lash.TurnResult and made.__class__ is lash.TurnResult
+    assert pickle.loads(pickle.dumps(made)) == expected
+    assert copy.copy(made) == expected and copy.deepcopy(made) == expected
+    assert weakref.ref(made)() is made
+    assert hash(made) == hash(expected) and repr(made) == repr(expected)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del made.index
