@@ -38,6 +38,10 @@ _ANY_VALUE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | s
         lash.store.EventDraft,
         lash.store.StoredEvent,
         lash.store.Lease,
+        lash.ToolResult,  # (a tool's rendered result)
+        lash.ToolCallRecord,
+        lash.TurnFinished,
+        lash.ToolCall,  # (the scripted provider's calls)
     ],
 )
 @given(data=st.data())

@@ -526,7 +526,7 @@ class Turn:
                 await hooks.broadcast("turn_persisted", turn=view, revision=revision)
             if self._compact is not None:
                 await operations.compact_after_turn(runtime, self._compact.instructions)
-        self._emit(TurnFinished(result))
+        self._emit(_finished(result))
 
     def _continue(self, awaiting: AwaitingTurn) -> None:
         """Become the continuation of ``awaiting``: same id, index and input. The calls leave
@@ -1096,7 +1096,7 @@ class Turn:
                 projected=projected,
             )
         )
-        self._records.append(ToolCallRecord(final_call, result))
+        self._records.append(_call_record(final_call, result))
         if self._events is not None:
             self._events.put_nowait(ToolCallFinished(final_call, result))
         if live:
@@ -1275,6 +1275,8 @@ _turn_result = maker(TurnResult)
 _response = maker(ModelResponse)
 _record = maker(TurnRecord)
 _event = maker(EventDraft)
+_call_record = maker(ToolCallRecord)
+_finished = maker(TurnFinished)
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).
