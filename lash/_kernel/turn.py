@@ -907,7 +907,7 @@ class Turn:
                 tools = (*tools, output.tool)
                 options = output.tool_options(options)
         # (Positional, in the class's order: a keyword call binds each field twice.)
-        request = ModelRequest(model, view.messages, tools, options, spec)
+        request = _request(model, view.messages, tools, options, spec)
         if observed:
             self._request = (provider_name, request, time.time())
         self._native_output = spec is not None
@@ -1273,6 +1273,7 @@ _make_outcome = _MAKERS[TurnOutcome]
 #: The records every turn makes, by their makers (the classes' ``__init__`` as slot stores).
 _turn_result = maker(TurnResult)
 _response = maker(ModelResponse)
+_request = maker(ModelRequest)  # (its options' converter called as __init__ calls it)
 _record = maker(TurnRecord)
 _event = maker(EventDraft)
 _call_record = maker(ToolCallRecord)
