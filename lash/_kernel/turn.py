@@ -327,12 +327,6 @@ class Turn:
 
     # -- phases ----------------------------------------------------------------------------
 
-    def _phase(self) -> _Phase:
-        """An interruptible phase (``with self._phase() as phase:``); ``phase.interrupted`` says
-        whether :meth:`cancel` interrupted it (the phase's body stops at the cancellation point
-        and execution goes on after it)."""
-        return _Phase(self)
-
     async def _drive(self) -> None:
         try:
             await self._drive_outer()
@@ -461,7 +455,7 @@ class Turn:
             )
         keeper = _Keeper(self)
         try:
-            with self._phase() as phase:
+            with _Phase(self) as phase:
                 try:
                     if self._resuming is not None:
                         await self._resolve(self._resuming)
@@ -489,7 +483,7 @@ class Turn:
             )
             result = self._result_of(reason, detail, failure)
             view.result = result
-            with self._phase() as phase:
+            with _Phase(self) as phase:
                 # after_turn sees every outcome, failed turns included (it may log or enqueue).
                 try:
                     for plugin, value in await hooks.collect("after_turn", turn=view):
@@ -521,7 +515,7 @@ class Turn:
         revision = await self._commit(result)
         result = committed_result(result, revision)
         view.result = result
-        with self._phase():
+        with _Phase(self):
             if hooks.impls("turn_persisted"):
                 await hooks.broadcast("turn_persisted", turn=view, revision=revision)
             if self._compact is not None:
@@ -1190,7 +1184,9 @@ def _all_answered(nodes: Sequence[GraphNode]) -> bool:
 
 
 class _Phase:
-    """An interruptible phase of a turn (:meth:`Turn._phase`). A plain context manager: entering
+    """An interruptible phase of a turn (``with _Phase(turn) as phase:``); ``phase.interrupted``
+    says whether :meth:`Turn.cancel` interrupted it (the phase's body stops at the cancellation
+    point and execution goes on after it). A plain context manager: entering
     and leaving await nothing, and a generator-based one would cost an async generator, its
     finalizer hook and two extra steps per phase, three phases per turn."""
 
