@@ -277,19 +277,22 @@ def _prefix_code(argnames: tuple[tuple[str, ...], ...], chain: bool) -> types.Co
         ]
     else:
         lines += ["    caller = _Caller(_what)"]
-    lines += ["    token = _set(caller)", "    i = 0", "    try:"]
+    lines += ["    token = _set(caller)", "    try:"]
     for index, each in enumerate(argnames):
+        # A try of its own for each implementation (free on 3.11 until something raises), so
+        # that its exception names its index without a store of the index before each call.
         lines += [
-            f"        i = {index}",
             f"        caller.plugin = p{index}",
-            f"        v = f{index}({', '.join(names[n] for n in each)})",
-            "        if v is not None:",
-            f"            if not _keep(v, p{index}, mode, results, key, kwargs, accepted):",
-            f"                return _rest(_calls, {index}, _returning(v))",
+            "        try:",
+            f"            v = f{index}({', '.join(names[n] for n in each)})",
+            "            if v is not None:",
+            f"                if not _keep(v, p{index}, mode, results, key, kwargs, accepted):",
+            f"                    return _rest(_calls, {index}, _returning(v))",
             # A chain's result is the next implementation's argument.
-            *(f"            {r}" for r in (read if chain else ())),
+            *(f"                {r}" for r in (read if chain else ())),
+            "        except Exception as exc:",
+            f"            return _rest(_calls, {index}, _raising(exc))",
         ]
-    lines += ["    except Exception as exc:", "        return _rest(_calls, i, _raising(exc))"]
     lines += ["    finally:", "        _reset(token)", "    return ()"]
     return compile("\n".join(lines), "<lash hook dispatch>", "exec")
 
