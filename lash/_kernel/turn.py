@@ -209,7 +209,7 @@ class Turn:
         self._explicit_id = turn_id is not None
         self._from_queue = from_queue
         # Continue the turn that stopped for approval (when its calls are all answered) and
-        # nothing else: what a new turn runs first (see _drive_outer).
+        # nothing else: what a new turn runs first (see _drive).
         self._continuing = continuing
         # The calls this turn holds for approval (it stops awaiting_approval).
         self._held: list[tuple[ToolCall, Hold]] = []
@@ -328,61 +328,59 @@ class Turn:
     # -- phases ----------------------------------------------------------------------------
 
     async def _drive(self) -> None:
+        """The turn's runner task. (One coroutine, the event stream's end in its ``finally``:
+        an outer one awaiting an inner one cost each turn a coroutine more.)"""
+        runtime = self._runtime
         try:
-            await self._drive_outer()
+            if self._explicit_id:
+                record = await runtime.core.store.turn_record(runtime.id, self.id)
+                if record is not None:
+                    self._emit(TurnFinished(self._stored(record)))
+                    return
+            if self._cancel_requested:
+                self._emit(TurnFinished(self._unstarted()))
+                return
+            events = () if self._from_queue else (self._started_event(),)
+            # Phase 0: waiting for the session is interruptible; a cancellation there ends the
+            # turn before it started.
+            self._interruptible, self._interrupted, self._waiting = True, False, True
+            try:
+                async with runtime.execute(
+                    "turn", turn_id=self.id, events=events, reuse=not self._from_queue
+                ) as ex:
+                    self._interruptible = self._waiting = False  # the session is ours
+                    self._polled_at_claim()
+                    self.index = ex.turn = runtime.image.turns + 1
+                    ex.on_event = self._emit
+                    if self._explicit_id:
+                        # A twin submission may have committed while this one waited.
+                        record = await runtime.core.store.turn_record(runtime.id, self.id)
+                        if record is not None:
+                            self._emit(TurnFinished(self._stored(record)))
+                            return
+                    if not self._from_queue and approvals.ready(runtime) is not None:
+                        # A turn stopped for approval, every call answered: it goes on first
+                        # (its own commit), then this turn, under the lease taken again.
+                        await Turn(runtime, "", continuing=True)._drive_turn()
+                        await runtime.claim(turn_id=self.id)
+                        runtime._renew_later()
+                        self.index = ex.turn = runtime.image.turns + 1
+                    await self._drive_turn()
+            except asyncio.CancelledError:
+                if not (self._waiting and self._interrupted):
+                    raise  # the host cancelled the task running the turn: propagate
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self._emit(TurnFinished(self._unstarted()))
         finally:
+            self._waiting = False
             # Always end the event stream, even when the commit raised (LeaseLost, a store
             # error...): stream() then re-raises that error from the runner.
             if self._events is not None:
                 self._events.put_nowait(None)
             if self._ended is not None and not self._ended.done():
                 self._ended.set_result(None)
-
-    async def _drive_outer(self) -> None:
-        runtime = self._runtime
-        if self._explicit_id:
-            record = await runtime.core.store.turn_record(runtime.id, self.id)
-            if record is not None:
-                self._emit(TurnFinished(self._stored(record)))
-                return
-        if self._cancel_requested:
-            self._emit(TurnFinished(self._unstarted()))
-            return
-        events = () if self._from_queue else (self._started_event(),)
-        # Phase 0: waiting for the session is interruptible; a cancellation there ends the
-        # turn before it started.
-        self._interruptible, self._interrupted, self._waiting = True, False, True
-        try:
-            async with runtime.execute(
-                "turn", turn_id=self.id, events=events, reuse=not self._from_queue
-            ) as ex:
-                self._interruptible = self._waiting = False  # the session is ours
-                self._polled_at_claim()
-                self.index = ex.turn = runtime.image.turns + 1
-                ex.on_event = self._emit
-                if self._explicit_id:
-                    # A twin submission may have committed while this one waited.
-                    record = await runtime.core.store.turn_record(runtime.id, self.id)
-                    if record is not None:
-                        self._emit(TurnFinished(self._stored(record)))
-                        return
-                if not self._from_queue and approvals.ready(runtime) is not None:
-                    # A turn stopped for approval, every call answered: it goes on first (its
-                    # own commit), then this turn, under the lease taken again.
-                    await Turn(runtime, "", continuing=True)._drive_turn()
-                    await runtime.claim(turn_id=self.id)
-                    runtime._renew_later()
-                    self.index = ex.turn = runtime.image.turns + 1
-                await self._drive_turn()
-        except asyncio.CancelledError:
-            if not (self._waiting and self._interrupted):
-                raise  # the host cancelled the task running the turn: propagate
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            self._emit(TurnFinished(self._unstarted()))
-        finally:
-            self._waiting = False
 
     def _stored(self, record: TurnRecord) -> TurnResult:
         """The result of a turn committed before, its output as this turn asks for it."""
