@@ -266,3 +266,23 @@ def test_the_model_request_maker_makes_what_the_class_makes(
     assert made == expected and type(made) is type(expected)
     if type(made) is lash.ModelRequest:
         assert made.messages is messages and made.tools is tools
+
+
+def test_a_maker_calls_the_class_when_it_has_a_new_of_its_own() -> None:
+    """A class whose ``__new__`` is not ``object``'s makes its instances itself (the maker
+    would make them without it): its maker is the class."""
+    from lash._contract.slots import maker
+
+    made: list[str] = []
+
+    @attrs.frozen
+    class Counted:
+        a: int
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            made.append("new")
+            return super().__new__(cls)
+
+    make = maker(Counted)
+    assert make is Counted
+    assert make(1) == Counted(1) and made == ["new", "new"]
