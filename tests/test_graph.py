@@ -177,6 +177,30 @@ def test_the_image_count_and_prompt_messages_follow_the_general_path(kinds: list
     assert graph.image_messages == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    nodes=st.lists(
+        graph_nodes()
+        | graph_nodes().map(_as_subclass)
+        | st.tuples(st.sampled_from(_KINDS), st.integers(0, 2)).map(lambda k: _node(*k)),
+        max_size=16,
+    )
+)
+def test_append_builds_what_the_general_way_builds(nodes: list[Any]) -> None:
+    """append (the turn's nodes' messages made inline, by exact class) leaves the graph with
+    the same nodes, messages (of the same classes) and image count as the general way for
+    every node."""
+    graph, general = SessionGraph(), SessionGraph()
+    for node in nodes:
+        graph.append(node)
+        general._append_node(node)
+        assert graph.nodes == general.nodes
+        assert [type(n) for n in graph.nodes] == [type(n) for n in general.nodes]
+        assert graph.messages() == general.messages()
+        assert [type(m) for m in graph.messages()] == [type(m) for m in general.messages()]
+        assert graph.image_messages == general.image_messages
+
+
 _STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("append"), st.sampled_from(_KINDS)),

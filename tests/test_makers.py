@@ -4,6 +4,8 @@ itself."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -38,6 +40,10 @@ _ANY_VALUE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | s
         lash.store.EventDraft,
         lash.store.StoredEvent,
         lash.store.Lease,
+        lash.ToolResult,  # (a tool's rendered result)
+        lash.ToolCallRecord,
+        lash.TurnFinished,
+        lash.ToolCall,  # (the scripted provider's calls)
     ],
 )
 @given(data=st.data())
@@ -126,3 +132,157 @@ def test_fields_named_as_the_generated_code_names_its_own_values_are_kept() -> N
         evolved = evolver(Shadowing, *names)(made, *values)
         aliases = [name.removeprefix("_") for name in names]  # (how attrs names the arguments)
         assert evolved == attrs.evolve(made, **dict(zip(aliases, values, strict=True)))
+
+
+def test_a_maker_calls_the_class_when_a_store_would_not_reach_the_slot() -> None:
+    """A field's slot shadowed by another attribute of the class (a property set on a
+    subclass after attrs made it): stores by name would reach the property, so the maker is
+    the class itself, which does what it does (here: refuses the store)."""
+    from lash._contract.slots import maker
+
+    @attrs.frozen
+    class Base:
+        a: int
+
+    @attrs.frozen
+    class Shadowed(Base):
+        b: int
+
+    Shadowed.a = property(lambda self: 1)  # type: ignore[assignment]
+    assert maker(Base) is not Base
+    assert maker(Shadowed) is Shadowed
+    with pytest.raises(AttributeError):
+        Shadowed(1, 2)
+
+
+def test_a_made_instance_is_of_the_class_itself() -> None:
+    """An instance a maker made is of the class (``type``, ``__class__``, pickling, copies,
+    weak references, hashing): nothing of the maker's own subclass is left on it."""
+    import copy
+    import pickle
+    import weakref
+
+    from lash._contract.slots import maker
+
+    made = maker(lash.TurnResult)(session_id="s", index=1, outcome="completed")
+    expected = lash.TurnResult(session_id="s", index=1, outcome="completed")
+    assert type(made) is lash.TurnResult and made.__class__ is lash.TurnResult
+    assert pickle.loads(pickle.dumps(made)) == expected
+    assert copy.copy(made) == expected and copy.deepcopy(made) == expected
+    assert weakref.ref(made)() is made
+    assert hash(made) == hash(expected) and repr(made) == repr(expected)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del made.index
+
+
+def test_a_maker_calls_converters_as_init_does() -> None:
+    """A field's plain converter is called by the maker as ``__init__`` calls it: on the value
+    given or on the default made for it, in field order with the factories (the calls
+    recorded here are the ones ``__init__`` makes), and its error is raised alike; an
+    ``attrs.Converter`` (it may take the instance) sends the maker to the class."""
+    from lash._contract.slots import maker
+
+    calls: list[str] = []
+
+    def conv(name: str) -> Any:
+        def convert(value: Any) -> Any:
+            calls.append(f"convert {name} {value!r}")
+            if value == "bad":
+                raise ValueError(f"bad {name}")
+            return (name, value)
+
+        return convert
+
+    def made(name: str) -> Any:
+        def factory() -> Any:
+            calls.append(f"make {name}")
+            return name
+
+        return factory
+
+    @attrs.frozen
+    class Converted:
+        a: Any = attrs.field(converter=conv("a"))
+        b: Any = attrs.field(factory=made("b"), converter=conv("b"))
+        c: Any = attrs.field(factory=made("c"))
+        d: Any = attrs.field(default=4, converter=conv("d"), kw_only=True)
+
+    make = maker(Converted)
+    assert make is not Converted
+    for args, kwargs in [((1,), {}), ((1, 2, 3), {"d": 5}), ((1, "bad"), {}), (("bad",), {})]:
+        calls.clear()
+        try:
+            expected: Any = Converted(*args, **kwargs)
+        except ValueError as exc:
+            expected = repr(exc)
+        by_init = list(calls)
+        calls.clear()
+        try:
+            got: Any = make(*args, **kwargs)
+        except ValueError as exc:
+            got = repr(exc)
+        assert got == expected and calls == by_init
+        assert type(got) is type(expected)
+
+    @attrs.frozen
+    class TakesSelf:
+        a: int = attrs.field(converter=attrs.Converter(lambda v, self: v, takes_self=True))
+
+    assert maker(TakesSelf) is TakesSelf
+
+
+@given(
+    options=st.none()
+    | st.just(lash.ModelOptions())
+    | st.builds(lash.ModelOptions, temperature=st.none() | st.floats(0, 2))
+    | st.dictionaries(st.sampled_from(["temperature", "seed", "other"]), st.integers(0, 9))
+    | st.booleans(),
+    tools=st.just(()) | st.just((lash.ToolSpec("t", "d", {}),)),
+    keyword=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_model_request_maker_makes_what_the_class_makes(
+    options: Any, tools: tuple[Any, ...], keyword: bool
+) -> None:
+    """A model call's request (made by its maker: its options go through the class's
+    converter): equal to what ``ModelRequest(...)`` makes, or the same error (a bad options
+    value)."""
+    from lash._contract.slots import maker
+
+    make = maker(lash.ModelRequest)
+    assert make is not lash.ModelRequest
+    messages = (lash.Message("user", "hi"),)
+    args: tuple[Any, ...] = ("m", messages, tools)
+    kwargs = {"options": options} if keyword else {}
+    if not keyword and options is not None:
+        args = (*args, options)
+    results = []
+    for build in (lash.ModelRequest, make):
+        try:
+            results.append(build(*args, **kwargs))
+        except Exception as exc:
+            results.append(repr(exc))
+    made, expected = results[1], results[0]
+    assert made == expected and type(made) is type(expected)
+    if type(made) is lash.ModelRequest:
+        assert made.messages is messages and made.tools is tools
+
+
+def test_a_maker_calls_the_class_when_it_has_a_new_of_its_own() -> None:
+    """A class whose ``__new__`` is not ``object``'s makes its instances itself (the maker
+    would make them without it): its maker is the class."""
+    from lash._contract.slots import maker
+
+    made: list[str] = []
+
+    @attrs.frozen
+    class Counted:
+        a: int
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            made.append("new")
+            return super().__new__(cls)
+
+    make = maker(Counted)
+    assert make is Counted
+    assert make(1) == Counted(1) and made == ["new", "new"]

@@ -82,6 +82,7 @@ async def run_tool_call(
         return call, ToolResult(call.id, str(exc), True)
     if outcome:
         return call, outcome[0]
+    entry = None
     if call.invalid_arguments is None and call.name in runtime.last_catalog:
         # (A call the tool would refuse anyway, unknown or with bad arguments, is not held.)
         if holds:
@@ -89,17 +90,25 @@ async def run_tool_call(
         entry = runtime.composition.tool_entry(call.name)
         if entry is not None and entry[1].approval == "always":
             return call, Hold()
-    return await run_approved(runtime, call, context, offered_only=True)
+    # (The entry found here is what _tool_of would find: nothing runs in between.)
+    return await run_approved(runtime, call, context, offered_only=True, entry=entry)
 
 
 async def run_approved(
-    runtime: SessionRuntime, call: ToolCall, context: ToolContext, *, offered_only: bool = False
+    runtime: SessionRuntime,
+    call: ToolCall,
+    context: ToolContext,
+    *,
+    offered_only: bool = False,
+    entry: tuple[str, Tool] | None = None,
 ) -> tuple[ToolCall, ToolResult]:
     """Run the tool and fold ``after_tool_call`` around its result. ``offered_only``: refuse a
     tool the last model call was not offered (an approved call, continued by another process,
-    ran no model call: its tool was offered when the model asked)."""
+    ran no model call: its tool was offered when the model asked). ``entry``: the call's
+    offered tool (its plugin and the tool), when the caller just found it (one lookup a call,
+    not two)."""
     hooks = runtime.composition.hooks
-    found = _tool_of(runtime, call, offered_only=offered_only)
+    found = entry if entry is not None else _tool_of(runtime, call, offered_only=offered_only)
     if isinstance(found, ToolResult):
         result = found  # refused
     else:

@@ -209,7 +209,7 @@ class Turn:
         self._explicit_id = turn_id is not None
         self._from_queue = from_queue
         # Continue the turn that stopped for approval (when its calls are all answered) and
-        # nothing else: what a new turn runs first (see _drive_outer).
+        # nothing else: what a new turn runs first (see _drive).
         self._continuing = continuing
         # The calls this turn holds for approval (it stops awaiting_approval).
         self._held: list[tuple[ToolCall, Hold]] = []
@@ -327,68 +327,60 @@ class Turn:
 
     # -- phases ----------------------------------------------------------------------------
 
-    def _phase(self) -> _Phase:
-        """An interruptible phase (``with self._phase() as phase:``); ``phase.interrupted`` says
-        whether :meth:`cancel` interrupted it (the phase's body stops at the cancellation point
-        and execution goes on after it)."""
-        return _Phase(self)
-
     async def _drive(self) -> None:
+        """The turn's runner task. (One coroutine, the event stream's end in its ``finally``:
+        an outer one awaiting an inner one cost each turn a coroutine more.)"""
+        runtime = self._runtime
         try:
-            await self._drive_outer()
+            if self._explicit_id:
+                record = await runtime.core.store.turn_record(runtime.id, self.id)
+                if record is not None:
+                    self._emit(TurnFinished(self._stored(record)))
+                    return
+            if self._cancel_requested:
+                self._emit(TurnFinished(self._unstarted()))
+                return
+            events = () if self._from_queue else (self._started_event(),)
+            # Phase 0: waiting for the session is interruptible; a cancellation there ends the
+            # turn before it started.
+            self._interruptible, self._interrupted, self._waiting = True, False, True
+            try:
+                async with runtime.execute(
+                    "turn", turn_id=self.id, events=events, reuse=not self._from_queue
+                ) as ex:
+                    self._interruptible = self._waiting = False  # the session is ours
+                    self._polled_at_claim()
+                    self.index = ex.turn = runtime.image.turns + 1
+                    ex.on_event = self._emit
+                    if self._explicit_id:
+                        # A twin submission may have committed while this one waited.
+                        record = await runtime.core.store.turn_record(runtime.id, self.id)
+                        if record is not None:
+                            self._emit(TurnFinished(self._stored(record)))
+                            return
+                    if not self._from_queue and approvals.ready(runtime) is not None:
+                        # A turn stopped for approval, every call answered: it goes on first
+                        # (its own commit), then this turn, under the lease taken again.
+                        await Turn(runtime, "", continuing=True)._drive_turn()
+                        await runtime.claim(turn_id=self.id)
+                        runtime._renew_later()
+                        self.index = ex.turn = runtime.image.turns + 1
+                    await self._drive_turn()
+            except asyncio.CancelledError:
+                if not (self._waiting and self._interrupted):
+                    raise  # the host cancelled the task running the turn: propagate
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self._emit(TurnFinished(self._unstarted()))
         finally:
+            self._waiting = False
             # Always end the event stream, even when the commit raised (LeaseLost, a store
             # error...): stream() then re-raises that error from the runner.
             if self._events is not None:
                 self._events.put_nowait(None)
             if self._ended is not None and not self._ended.done():
                 self._ended.set_result(None)
-
-    async def _drive_outer(self) -> None:
-        runtime = self._runtime
-        if self._explicit_id:
-            record = await runtime.core.store.turn_record(runtime.id, self.id)
-            if record is not None:
-                self._emit(TurnFinished(self._stored(record)))
-                return
-        if self._cancel_requested:
-            self._emit(TurnFinished(self._unstarted()))
-            return
-        events = () if self._from_queue else (self._started_event(),)
-        # Phase 0: waiting for the session is interruptible; a cancellation there ends the
-        # turn before it started.
-        self._interruptible, self._interrupted, self._waiting = True, False, True
-        try:
-            async with runtime.execute(
-                "turn", turn_id=self.id, events=events, reuse=not self._from_queue
-            ) as ex:
-                self._interruptible = self._waiting = False  # the session is ours
-                self._polled_at_claim()
-                self.index = ex.turn = runtime.image.turns + 1
-                ex.on_event = self._emit
-                if self._explicit_id:
-                    # A twin submission may have committed while this one waited.
-                    record = await runtime.core.store.turn_record(runtime.id, self.id)
-                    if record is not None:
-                        self._emit(TurnFinished(self._stored(record)))
-                        return
-                if not self._from_queue and approvals.ready(runtime) is not None:
-                    # A turn stopped for approval, every call answered: it goes on first (its
-                    # own commit), then this turn, under the lease taken again.
-                    await Turn(runtime, "", continuing=True)._drive_turn()
-                    await runtime.claim(turn_id=self.id)
-                    runtime._renew_later()
-                    self.index = ex.turn = runtime.image.turns + 1
-                await self._drive_turn()
-        except asyncio.CancelledError:
-            if not (self._waiting and self._interrupted):
-                raise  # the host cancelled the task running the turn: propagate
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            self._emit(TurnFinished(self._unstarted()))
-        finally:
-            self._waiting = False
 
     def _stored(self, record: TurnRecord) -> TurnResult:
         """The result of a turn committed before, its output as this turn asks for it."""
@@ -461,7 +453,7 @@ class Turn:
             )
         keeper = _Keeper(self)
         try:
-            with self._phase() as phase:
+            with _Phase(self) as phase:
                 try:
                     if self._resuming is not None:
                         await self._resolve(self._resuming)
@@ -489,7 +481,7 @@ class Turn:
             )
             result = self._result_of(reason, detail, failure)
             view.result = result
-            with self._phase() as phase:
+            with _Phase(self) as phase:
                 # after_turn sees every outcome, failed turns included (it may log or enqueue).
                 try:
                     for plugin, value in await hooks.collect("after_turn", turn=view):
@@ -521,12 +513,12 @@ class Turn:
         revision = await self._commit(result)
         result = committed_result(result, revision)
         view.result = result
-        with self._phase():
+        with _Phase(self):
             if hooks.impls("turn_persisted"):
                 await hooks.broadcast("turn_persisted", turn=view, revision=revision)
             if self._compact is not None:
                 await operations.compact_after_turn(runtime, self._compact.instructions)
-        self._emit(TurnFinished(result))
+        self._emit(_finished(result))
 
     def _continue(self, awaiting: AwaitingTurn) -> None:
         """Become the continuation of ``awaiting``: same id, index and input. The calls leave
@@ -907,7 +899,7 @@ class Turn:
                 tools = (*tools, output.tool)
                 options = output.tool_options(options)
         # (Positional, in the class's order: a keyword call binds each field twice.)
-        request = ModelRequest(model, view.messages, tools, options, spec)
+        request = _request(model, view.messages, tools, options, spec)
         if observed:
             self._request = (provider_name, request, time.time())
         self._native_output = spec is not None
@@ -1096,7 +1088,7 @@ class Turn:
                 projected=projected,
             )
         )
-        self._records.append(ToolCallRecord(final_call, result))
+        self._records.append(_call_record(final_call, result))
         if self._events is not None:
             self._events.put_nowait(ToolCallFinished(final_call, result))
         if live:
@@ -1190,7 +1182,9 @@ def _all_answered(nodes: Sequence[GraphNode]) -> bool:
 
 
 class _Phase:
-    """An interruptible phase of a turn (:meth:`Turn._phase`). A plain context manager: entering
+    """An interruptible phase of a turn (``with _Phase(turn) as phase:``); ``phase.interrupted``
+    says whether :meth:`Turn.cancel` interrupted it (the phase's body stops at the cancellation
+    point and execution goes on after it). A plain context manager: entering
     and leaving await nothing, and a generator-based one would cost an async generator, its
     finalizer hook and two extra steps per phase, three phases per turn."""
 
@@ -1273,8 +1267,11 @@ _make_outcome = _MAKERS[TurnOutcome]
 #: The records every turn makes, by their makers (the classes' ``__init__`` as slot stores).
 _turn_result = maker(TurnResult)
 _response = maker(ModelResponse)
+_request = maker(ModelRequest)  # (its options' converter called as __init__ calls it)
 _record = maker(TurnRecord)
 _event = maker(EventDraft)
+_call_record = maker(ToolCallRecord)
+_finished = maker(TurnFinished)
 
 #: ``committed_result(result, revision)``: ``result`` as committed at ``revision``
 #: (``attrs.evolve(result, revision=revision)``, generated: a third of its time, every turn).

@@ -23,9 +23,11 @@ import types
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple, NoReturn
 
+import attrs
 import pluggy
 
 from lash._contract.calls import CALLER, Caller
+from lash._contract.slots import plain_slots
 from lash._plugins.results import ResultCheck, checker
 from lash.errors import ConfigRejected, ExclusiveHookConflict, LashError, PluginError
 from lash.hookspecs import DEPRECATED, SHAPES
@@ -150,10 +152,8 @@ def _call(impl: HookImpl) -> _Call:
     return _Call(impl.plugin, impl.function, arguments, True, impl.is_async)
 
 
-#: ``prefix(kwargs, caller, mode, results, key) -> (index, replay)``: see :func:`_prefix`.
-Prefix = Callable[
-    [dict[str, Any], Caller, int, list[Any], str], tuple[int, Callable[[Any], Any] | None]
-]
+#: ``prefix(kwargs, mode, results, key) -> calls``: see :func:`_prefix`.
+Prefix = Callable[[dict[str, Any], int, list[Any], str], "tuple[_Call, ...]"]
 
 #: How many dispatches of a hook (without per-plugin arguments) before it gets its fast path:
 #: building one costs tens of microseconds (hundreds when its code is not cached yet), which
@@ -164,14 +164,32 @@ _HOT = 8
 
 class _FastPath:
     """A hook's fast path (:func:`_prefix`), built once the hook has been dispatched
-    :data:`_HOT` times."""
+    :data:`_HOT` times. The shapes call ``run(kwargs, mode, results, key)``, which returns the
+    calls the loop still has to make (none: it handled them all, its results in ``results``):
+    until the hook is hot, every call (:meth:`_cold`, which counts), then the built fast path
+    itself (one call a dispatch, not two: ~1 % of a memory:// turn, five dispatches)."""
 
-    __slots__ = ("chain", "dispatched", "prefix")
+    __slots__ = ("chain", "dispatched", "plan", "prefix", "run")
 
     def __init__(self, chain: bool) -> None:
         self.chain = chain
         self.dispatched = 0
         self.prefix: Prefix | None = None
+        self.run: Prefix = self._cold
+        self.plan: _Plan | None = None  # (set once the plan holding this is made)
+
+    def _cold(
+        self, kwargs: dict[str, Any], mode: int, results: list[Any], key: str
+    ) -> tuple[_Call, ...]:
+        plan = self.plan
+        assert plan is not None
+        if self.prefix is None:
+            self.dispatched += 1
+            if self.dispatched < _HOT:
+                return plan.calls
+            self.prefix = _prefix(plan, self.chain)
+        self.run = self.prefix
+        return self.prefix(kwargs, mode, results, key)
 
 
 class _Plan(NamedTuple):
@@ -224,6 +242,21 @@ def _keep(
     return mode == _BROADCAST
 
 
+def _rest(calls: tuple[_Call, ...], index: int, replay: Callable[[Any], Any]) -> tuple[_Call, ...]:
+    """The calls the loop makes after the fast path stopped at ``calls[index]``: that one with
+    ``replay`` (its result, or its exception) in its place, then the others."""
+    plugin, _, arguments, _, _ = calls[index]
+    return (_Call(plugin, replay, arguments, False, False), *calls[index + 1 :])
+
+
+#: Whether Caller's __init__ only stores its fields (attrs, no validator): the fast path then
+#: makes the dispatch's Caller by two stores instead of a call of __init__.
+_PLAIN_CALLER = plain_slots(Caller) is not None and [a.name for a in attrs.fields(Caller)] == [
+    "what",
+    "plugin",
+]
+
+
 @functools.lru_cache(maxsize=256)
 def _prefix_code(argnames: tuple[tuple[str, ...], ...], chain: bool) -> types.CodeType:
     """The code of a fast path over implementations taking ``argnames`` (one tuple each); the
@@ -234,46 +267,67 @@ def _prefix_code(argnames: tuple[tuple[str, ...], ...], chain: bool) -> types.Co
             names.setdefault(name, f"a{len(names)}")
     # Outside the try: an argument the kernel failed to pass is a kernel bug.
     read = [f"{local} = kwargs[{name!r}]" for name, local in names.items()]
-    lines = ["def prefix(kwargs, caller, mode, results, key):", *(f"    {r}" for r in read)]
-    lines += ["    i = 0", "    try:"]
-    for index, each in enumerate(argnames):
+    lines = ["def prefix(kwargs, mode, results, key):", *(f"    {r}" for r in read)]
+    # The running plugin, for the dispatch (lash._contract.calls): what the loop sets too.
+    if _PLAIN_CALLER:
         lines += [
-            f"        i = {index}",
-            f"        caller.plugin = p{index}",
-            f"        v = f{index}({', '.join(names[n] for n in each)})",
-            "        if v is not None:",
-            f"            if not _keep(v, p{index}, mode, results, key, kwargs, accepted):",
-            f"                return {index}, _returning(v)",
-            # A chain's result is the next implementation's argument.
-            *(f"            {r}" for r in (read if chain else ())),
+            "    caller = _new(_Caller)",
+            "    caller.what = _what",
+            "    caller.plugin = None",
         ]
-    lines += ["    except Exception as exc:", "        return i, _raising(exc)"]
-    lines += [f"    return {len(argnames)}, None"]
+    else:
+        lines += ["    caller = _Caller(_what)"]
+    lines += ["    token = _set(caller)", "    try:"]
+    for index, each in enumerate(argnames):
+        # A try of its own for each implementation (free on 3.11 until something raises), so
+        # that its exception names its index without a store of the index before each call.
+        lines += [
+            f"        caller.plugin = p{index}",
+            "        try:",
+            f"            v = f{index}({', '.join(names[n] for n in each)})",
+            "            if v is not None:",
+            f"                if not _keep(v, p{index}, mode, results, key, kwargs, accepted):",
+            f"                    return _rest(_calls, {index}, _returning(v))",
+            # A chain's result is the next implementation's argument.
+            *(f"                {r}" for r in (read if chain else ())),
+            "        except Exception as exc:",
+            f"            return _rest(_calls, {index}, _raising(exc))",
+        ]
+    lines += ["    finally:", "        _reset(token)", "    return ()"]
     return compile("\n".join(lines), "<lash hook dispatch>", "exec")
 
 
-def _prefix(impls: Sequence[HookImpl], accepted: frozenset[type], chain: bool) -> Prefix:
+def _prefix(plan: _Plan, chain: bool) -> Prefix:
     """The fast path of a hook whose implementations are all synchronous: a generated
     function that calls them in order, straight-line, with each argument read from ``kwargs``
     once (the loop pays, per implementation, a tuple unpacked, an itemgetter called and the
-    async and awaitable tests: about twice the cost).
+    async and awaitable tests: about twice the cost), the dispatch's caller record set
+    around them as the loop sets it.
 
     It handles what most calls of most hooks get back: ``None`` (no-op and observing
     implementations), and, for collect and chain, a result of an ``accepted`` class (valid as
     it is, and not awaitable), collected into ``results`` or passed on as argument ``key``
-    (the arguments are then read again); a broadcast drops one. ``prefix(kwargs, caller,
-    mode, results, key)`` returns ``(len(impls), None)`` when it handled every
-    implementation; else ``(index, replay)`` for the first it did not (any other result, or
-    an exception): ``replay`` hands the loop that implementation's result in its place
-    (returns the value, or raises the exception) and the loop goes on from there, so such a
-    result gets the loop's full treatment: awaited, checked, attributed, folded.
+    (the arguments are then read again); a broadcast drops one. ``prefix(kwargs, mode,
+    results, key)`` returns ``()`` when it handled every implementation; else the calls the
+    loop has to make, from the first it did not handle (any other result, or an exception)
+    on, that one replayed (:func:`_rest`: its result in its place, the value returned or the
+    exception raised), so such a result gets the loop's full treatment: awaited, checked,
+    attributed, folded.
     """
+    impls = plan.impls
     namespace: dict[str, Any] = {
         "_keep": _keep,
         "_returning": _returning,
         "_raising": _raising,
+        "_rest": _rest,
+        "_calls": plan.calls,
+        "_new": object.__new__,
+        "_Caller": Caller,
+        "_what": plan.caller,
+        "_set": CALLER.set,
+        "_reset": CALLER.reset,
         # (Every accepted class is plain data; anything awaitable is left to the loop.)
-        "accepted": frozenset(t for t in accepted if not hasattr(t, "__await__")),
+        "accepted": frozenset(t for t in plan.accepted if not hasattr(t, "__await__")),
     }
     for index, impl in enumerate(impls):
         namespace[f"p{index}"], namespace[f"f{index}"] = impl.plugin, impl.function
@@ -383,6 +437,8 @@ class HookDispatcher:
             eligible = bool(impls) and not any(impl.is_async for impl in impls)
             fast = _FastPath(shape == "chain") if eligible else None
             plan = _Plan(hook, shape, impls, calls, check.accepted, check.slow, hook, fast)
+            if fast is not None:
+                fast.plan = plan
             self._plans[hook] = plan
         return plan
 
@@ -524,33 +580,6 @@ class HookDispatcher:
         finally:
             CALLER.reset(token)
 
-    def _fast(
-        self, plan: _Plan, mode: int, kwargs: dict[str, Any], results: list[Tagged], key: str = ""
-    ) -> tuple[_Call, ...]:
-        """Run ``plan``'s fast path (:func:`_prefix`; built once the hook is hot), without a
-        coroutine: returns the calls the loop still has to make (none: it handled them all, its
-        results in ``results``), all of them when the hook has no fast path (yet)."""
-        fast = plan.fast
-        if fast is None:
-            return plan.calls
-        prefix = fast.prefix
-        if prefix is None:
-            fast.dispatched += 1
-            if fast.dispatched < _HOT:
-                return plan.calls
-            prefix = fast.prefix = _prefix(plan.impls, plan.accepted, fast.chain)
-        caller = Caller(plan.caller)
-        token = CALLER.set(caller)
-        try:
-            index, replay = prefix(kwargs, caller, mode, results, key)
-        finally:
-            CALLER.reset(token)
-        if replay is None:
-            return ()  # every implementation handled
-        # The loop takes over at the first result the fast path did not take (or raised).
-        plugin, _, arguments, _, _ = plan.calls[index]
-        return (_Call(plugin, replay, arguments, False, False), *plan.calls[index + 1 :])
-
     @staticmethod
     async def _bounded(hook: str, plugin: str, awaitable: Any, timeout: float) -> Any:
         import asyncio  # the dispatcher is built before any loop runs; see lash._tools.tool
@@ -612,7 +641,8 @@ class HookDispatcher:
             result: list[Tagged] = await self._dispatch(plan, _COLLECT, kwargs, bind=bind)
             return result
         results: list[Tagged] = []
-        calls = self._fast(plan, _COLLECT, kwargs, results)
+        fast = plan.fast  # (see _FastPath; None: an implementation is async)
+        calls = fast.run(kwargs, _COLLECT, results, "") if fast is not None else plan.calls
         if calls:
             await self._dispatch(plan, _COLLECT, kwargs, calls=calls, results=results)
         return results
@@ -626,7 +656,8 @@ class HookDispatcher:
         if plan.shape not in ("collect", "chain"):
             self._start(hook, "collect or chain")
         if plan.calls:  # (kwargs is this call's own dict: the fold may change it)
-            calls = self._fast(plan, _FOLD, kwargs, [])
+            fast = plan.fast
+            calls = fast.run(kwargs, _FOLD, [], "") if fast is not None else plan.calls
             if calls:
                 await self._dispatch(plan, _FOLD, kwargs, step=step, calls=calls)
         return kwargs
@@ -640,7 +671,8 @@ class HookDispatcher:
         if not plan.calls:
             return value
         kwargs[key] = value
-        calls = self._fast(plan, _CHAIN, kwargs, [], key)
+        fast = plan.fast
+        calls = fast.run(kwargs, _CHAIN, [], key) if fast is not None else plan.calls
         if not calls:
             return kwargs[key]
         return await self._dispatch(plan, _CHAIN, kwargs, key=key, calls=calls)
@@ -652,7 +684,8 @@ class HookDispatcher:
             self._start(hook, "first")
         if not plan.calls:
             return None
-        calls = self._fast(plan, _FIRST, kwargs, [])
+        fast = plan.fast
+        calls = fast.run(kwargs, _FIRST, [], "") if fast is not None else plan.calls
         if not calls:
             return None
         result: Tagged | None = await self._dispatch(plan, _FIRST, kwargs, calls=calls)
@@ -683,7 +716,8 @@ class HookDispatcher:
         if not plan.calls:
             return errors
 
-        calls = self._fast(plan, _BROADCAST, kwargs, [])
+        fast = plan.fast
+        calls = fast.run(kwargs, _BROADCAST, [], "") if fast is not None else plan.calls
         if not calls:
             return errors
 

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from lash._contract.serialization import to_data
+from lash._contract.slots import maker
 from lash._store.records import (
     EventDraft,
     InputDraft,
@@ -30,6 +31,10 @@ from lash.errors import LeaseLost, SessionBusy
 EVENTS_KEPT = 10_000
 #: How long a store keeps an event by default, in seconds: 7 days (see ``EVENTS_KEPT``).
 EVENTS_MAX_AGE = 7 * 24 * 3600.0
+
+
+#: A new lease, by its maker (the class's ``__init__`` as attribute stores): one a turn.
+_new_lease = maker(Lease)
 
 
 def check_lease(current: Lease | None, lease: Lease) -> None:
@@ -83,7 +88,7 @@ def take_lease(
     if current is not None and current.owner == owner and live:
         return attrs.evolve(current, expires_at=now + ttl)
     token = (current.token if current is not None else 0) + 1
-    return Lease(session_id, owner, token, now + ttl)
+    return _new_lease(session_id, owner, token, now + ttl)
 
 
 def lease_is_live(lease: Lease | None, now: float | None = None) -> bool:

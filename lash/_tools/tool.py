@@ -35,6 +35,7 @@ import attrs
 from lash._contract.annotations import resolve_here
 from lash._contract.serialization import converter, type_name, validation_problems
 from lash._contract.services import ToolContext, check_timeout
+from lash._contract.slots import maker
 from lash._contract.types import ToolResult, ToolSpec
 from lash._tools.arguments import depth_problem
 
@@ -710,8 +711,11 @@ class Tool:
                 context,
                 f"tool {self.name!r} returned a value that cannot be shown as JSON: {exc}",
             )
-        return ToolResult(context.call_id, content)
+        return _result(context.call_id, content)
 
+
+#: A tool call's result, by its maker (the class's ``__init__`` as attribute stores): one a call.
+_result = maker(ToolResult)
 
 # --------------------------------------------------------------------------------------------
 # Building tools
