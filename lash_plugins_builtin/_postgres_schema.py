@@ -1511,9 +1511,11 @@ EVENT_SEQ = "SELECT event_seq FROM lash_sessions WHERE session_id = $1"
 NOW = "SELECT lash_now()"
 #: A process, and its row locked for the write that follows.
 PROCESS_FOR_UPDATE = f"{_SELECT_PROCESS} WHERE id = $1 FOR UPDATE"
-#: The lock order of process writes (see ``PostgresStore._write_process``): a transaction that
+#: The lock order of process writes (see ``PostgresStore._write_processes``): a transaction that
 #: writes a session's head row and a process's row locks the process's row first (a lock only,
-#: no change), then the head row, then changes them. Commits and deletes lock the head row
+#: no change), then the head row, then changes them; one that writes several (a poll settling
+#: and claiming processes of several sessions) locks all its process rows, then the head rows
+#: in the order of their session ids, then changes them. Commits and deletes lock the head row
 #: first and then meet process rows, which a row lock alone does not make them wait for (an
 #: insert of a key waits only for a transaction that changed that key's row). So a process
 #: start outside a commit takes the head row of its session (``$1``) before inserting, and a

@@ -1067,18 +1067,30 @@ class PostgresStore:
     async def _write_process(
         self, conn: Connection, record: lash.ProcessRecord, event: str | None
     ) -> lash.ProcessRecord:
-        """Write ``record`` over its row (locked by the caller), logging ``event`` first.
+        """Write ``record`` over its row (locked by the caller), logging ``event`` first."""
+        await self._write_processes(conn, [(record, event)])
+        return record
 
-        The event first: logging locks the session's head row, and a commit holding that row
+    async def _write_processes(
+        self, conn: Connection, writes: Sequence[tuple[lash.ProcessRecord, str | None]]
+    ) -> None:
+        """Write each record over its row (locked by the caller), all events logged first, in
+        the order of their sessions' ids (``schema.LOCK_HEAD`` says the order every process
+        write keeps).
+
+        The events first: logging locks the session's head row, and a commit holding that row
         while it inserts a process under a key waits for a transaction that changed the key's
         row (not for one that only locked it). Changed first, then waiting for the head row,
         a finish and a commit starting its key again waited for each other until Postgres
-        aborted one (``schema.LOCK_HEAD`` says the order every process write keeps)."""
-        args = _process_args(record)  # checked storable before anything is locked
-        if event is not None:
-            await self._log_process(conn, record, event)
-        await conn.execute(schema.UPDATE_PROCESS, *args)
-        return record
+        aborted one. In the order of session ids: a poll settling and claiming processes of
+        several sessions takes several head rows, and two polls taking them in the order their
+        rows came could each hold one the other waited for."""
+        args = [_process_args(record) for record, _ in writes]  # storable, before a head row
+        for record, event in sorted(writes, key=lambda write: write[0].session_id or ""):
+            if event is not None:
+                await self._log_process(conn, record, event)
+        for values in args:
+            await conn.execute(schema.UPDATE_PROCESS, *values)
 
     async def _start_processes(
         self, conn: Connection, drafts: Sequence[lash.store.ProcessDraft]
@@ -1197,15 +1209,19 @@ class PostgresStore:
         async with self._connection("polling for work") as conn, conn.transaction():
             if claim:
                 now = await conn.fetchval(schema.NOW)
-                # What may not run again is settled first (abandoned, or failed), by any claim.
+                # What may not run again is settled (abandoned, or failed) by any claim, and
+                # before the claimed process's event. Every row is locked (skipping those
+                # others hold) before the first event takes a head row (see schema.LOCK_HEAD).
+                writes: list[tuple[lash.ProcessRecord, str | None]] = []
                 for expired in await conn.fetch(schema.EXPIRED_PROCESSES, now):
                     settled = lash.store.settled_on_expiry(_process(expired), now)
                     if settled is not None:
-                        await self._write_process(conn, settled, "process_finished")
+                        writes.append((settled, "process_finished"))
                 row = await conn.fetchrow(schema.CLAIMABLE_PROCESS, now, wanted)
                 if row is not None:
                     claimed = lash.store.claimed_by(_process(row), owner, ttl=ttl, now=now)
-                    claimed = await self._write_process(conn, claimed, "process_running")
+                    writes.append((claimed, "process_running"))
+                await self._write_processes(conn, writes)
             runnable = (
                 await conn.fetch(schema.RUNNABLE_SESSIONS, min(sessions, 2**63 - 1))
                 if sessions > 0

@@ -155,14 +155,20 @@ async def test_three_stores_claiming_at_once_take_each_process_once(postgres_url
 # old order met, then lets go: both must go through.
 
 
-async def _waiting_on_locks(conn: asyncpg.Connection, count: int) -> None:
+async def _lock_waiters(conn: asyncpg.Connection, count: int) -> None:
     """Return once ``count`` other backends of this database wait for a lock (``conn`` may be
-    in a transaction: the statistics it read are cleared before each look)."""
+    in a transaction: the statistics it read are cleared before each look).
+
+    Counted in ``pg_locks`` rather than by ``pg_stat_activity``'s wait events: a lock is marked
+    granted by the backend that releases it, before that one's commit returns, whereas the
+    waiter clears its wait event only once it runs again (a count read right after a release
+    would still include it)."""
     for _ in range(1000):
         await conn.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            "SELECT count(DISTINCT l.pid) FROM pg_locks AS l JOIN pg_stat_activity AS a "
+            "ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database() "
+            "AND l.pid <> pg_backend_pid()"
         )
         if waiting >= count:
             return
@@ -216,11 +222,11 @@ async def test_a_commit_restarting_a_process_its_worker_is_finishing_does_not_de
                 ),
             )
         )
-        await _waiting_on_locks(blocker, 1)
+        await _lock_waiters(blocker, 1)
         finish = asyncio.ensure_future(
             worker.finish_process("job-1", claimed.token, status="succeeded", result=7)
         )
-        await _waiting_on_locks(blocker, 2)
+        await _lock_waiters(blocker, 2)
         await held.rollback()
         assert await asyncio.wait_for(commit, 10) == 2
         finished = await asyncio.wait_for(finish, 10)
@@ -260,10 +266,10 @@ async def test_a_host_and_a_turn_starting_one_key_at_once_do_not_deadlock(
                 ),
             )
         )
-        await _waiting_on_locks(blocker, 1)
+        await _lock_waiters(blocker, 1)
         again = attrs.evolve(draft(1, session_id="s", key="nightly"), id="job-2")
         start = asyncio.ensure_future(host.start_process(again))
-        await _waiting_on_locks(blocker, 2)
+        await _lock_waiters(blocker, 2)
         await held.rollback()
         assert await asyncio.wait_for(commit, 10) == 2
         started = await asyncio.wait_for(start, 10)
@@ -298,9 +304,9 @@ async def test_deleting_a_session_while_a_worker_finishes_its_process_does_not_d
         finish = asyncio.ensure_future(
             worker.finish_process("job-1", claimed.token, status="succeeded", result=7)
         )
-        await _waiting_on_locks(blocker, 1)
+        await _lock_waiters(blocker, 1)
         delete = asyncio.ensure_future(store.delete("s"))
-        await _waiting_on_locks(blocker, 2)
+        await _lock_waiters(blocker, 2)
         await held.rollback()
         finished = await asyncio.wait_for(finish, 10)
         assert finished.status == "succeeded"
@@ -311,3 +317,57 @@ async def test_deleting_a_session_while_a_worker_finishes_its_process_does_not_d
         await blocker.close()
         await store.close()
         await worker.close()
+
+
+async def test_two_workers_settling_and_claiming_in_two_sessions_do_not_deadlock(
+    postgres_url: str,
+) -> None:
+    """Two workers poll at once, each settling an expired owner-bound process and claiming a
+    pending one, in sessions A and B the other way round: each poll logs an event in both
+    sessions, so takes both head rows in one transaction. They take them in one order (by
+    session id), so both go through: each settles its expired process (``abandoned``) and
+    claims its pending one. (Taken in the order the rows came, one held A waiting for B while
+    the other held B waiting for A, until Postgres aborted one with 'deadlock detected'.)
+
+    Three transactions line them up: ``rows`` holds B's expired process and A's pending one,
+    so that the first poll takes A's expired and B's pending; ``head_a`` and ``head_b`` hold
+    the two head rows, let go of one at a time."""
+    store, first, second = (PostgresStore(postgres_url) for _ in range(3))
+    rows, head_a, head_b, watch = [await asyncpg.connect(postgres_url) for _ in range(4)]
+    try:
+        for n, session in ((1, "A"), (2, "B")):  # expired, once claimed and left
+            await store.start_process(draft(n, session_id=session))
+        claims = [await store.claim_process("gone", ttl=30) for _ in range(2)]
+        for n, claimed in enumerate(claims, 1):  # expired now (and not settled by a claim)
+            assert claimed is not None and claimed.id == f"job-{n}"
+            await store.heartbeat_process(claimed.id, claimed.token, ttl=0)
+        await store.start_process(draft(3, session_id="B"))  # pending, oldest first
+        await store.start_process(draft(4, session_id="A"))
+        held = [rows.transaction(), head_a.transaction(), head_b.transaction()]
+        for transaction in held:
+            await transaction.start()
+        await rows.execute("SELECT 1 FROM lash_processes WHERE id IN ('job-2', 'job-4') FOR UPDATE")
+        await head_a.execute("SELECT 1 FROM lash_sessions WHERE session_id = 'A' FOR UPDATE")
+        await head_b.execute("SELECT 1 FROM lash_sessions WHERE session_id = 'B' FOR UPDATE")
+        one = asyncio.ensure_future(first.poll_work("w1", ttl=30))
+        await _lock_waiters(watch, 1)
+        await held[0].rollback()  # job-2 and job-4 are the second poll's to take
+        two = asyncio.ensure_future(second.poll_work("w2", ttl=30))
+        await _lock_waiters(watch, 2)
+        await held[1].rollback()  # A's head row
+        await _lock_waiters(watch, 2)
+        await held[2].rollback()  # B's head row
+        polls = await asyncio.wait_for(asyncio.gather(one, two), 10)
+        assert [p.process.id if p.process else None for p in polls] == ["job-3", "job-4"]
+        statuses = {p.id: p.status for p in await store.list_processes()}
+        assert statuses == {
+            "job-1": "abandoned",
+            "job-2": "abandoned",
+            "job-3": "running",
+            "job-4": "running",
+        }
+    finally:
+        for conn in (rows, head_a, head_b, watch):
+            await conn.close()
+        for each in (store, first, second):
+            await each.close()

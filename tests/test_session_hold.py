@@ -625,3 +625,27 @@ async def test_another_process_cancels_a_held_turn_on_a_durable_store(
         await again.close()
     assert receipt.status == "requested"
     assert (result.reason, result.cancelled_by) == ("cancelled", "web-ui")
+
+
+async def test_on_postgres_a_held_turns_id_too_long_to_index_is_refused_at_its_commit(
+    postgres_url: str,
+) -> None:
+    """A turn in a hold takes no lease of its own, so a turn id Postgres cannot index (more
+    than 1,536 bytes of UTF-8; see persistence.rst) is refused at the turn's commit, after its
+    model call, naming the session and the turn id, with nothing written; the hold goes on."""
+    rec = Recorder(["one", "two", "three"])
+    core = lash.LashCore(
+        plugins=[standard, stores, rec], builtins=(), store=postgres_url, provider="recorder"
+    )
+    async with core:
+        session = await core.session("s").open()
+        async with session.hold() as held:
+            assert (await held.turn("first").run()).revision == 1
+            with pytest.raises(lash.SessionError, match="session 's': cannot store the turn id"):
+                await held.turn("second", id="t" * 1537).run()
+            assert len(rec.requests) == 2  # the model was called: the id met the commit
+            assert (await held.turn("third").run()).revision == 2
+        record = await core.store.load("s")
+    assert record is not None
+    texts = [n.text for n in record.nodes if isinstance(n, lash.UserMessage)]
+    assert texts == ["first", "third"]

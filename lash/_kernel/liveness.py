@@ -1,13 +1,18 @@
 """Lease owners: who a core is, and whether the holder of a lease is provably dead.
 
-A core's owner id names its host, its process (pid and start time, and the PID namespace they
-are numbers of) and a random suffix: ``"build-7:4121@8812345#5d1e0a7c:9f3a1c2e"``. A lease
+A core's owner id names its host, its process (pid and start time), the PID namespace they are
+numbers of and a random suffix: ``"build-7:4121@8812345:5d1e0a7c:9f3a1c2e"``. A lease
 whose holder ran on this host, in this PID namespace, in a process that is gone (no such pid,
 or a pid reused by a process that started later) can be taken over at once instead of after its
 expiry: the holder cannot commit any more, and waiting out its lease would only delay the
 session. A holder on another host is never judged dead: there, only the lease's expiry says so.
 Nor is one in another PID namespace of this host, or of a machine with the same hostname (a
 container with the host's network and hostname, a cloned VM): its pid means nothing here.
+
+The namespace is a part of its own, after the pid's: a process of a lash from before reads an
+id of four parts as one that does not parse (never dead), where a namespace written into the
+pid's part would have been read as its start time (every live holder dead, its lease taken
+over). An id of three parts is from before: its namespace is unknown, and its lease expires.
 """
 
 from __future__ import annotations
@@ -50,11 +55,11 @@ def namespace() -> str:
 
 
 def owner_id() -> str:
-    """A new owner id for this process: ``host:pid@start#namespace:random``."""
+    """A new owner id for this process: ``host:pid@start:namespace:random``."""
     pid = os.getpid()
     start = _start_time(pid)
     incarnation = f"{pid}@{start}" if start is not None else str(pid)
-    return f"{host()}:{incarnation}#{namespace()}:{uuid.uuid4().hex[:8]}"
+    return f"{host()}:{incarnation}:{namespace()}:{uuid.uuid4().hex[:8]}"
 
 
 def _alive(pid: int) -> bool:
@@ -74,14 +79,11 @@ def provably_dead(owner: str) -> bool:
     a process that no longer exists. Anything that does not parse is not provably dead."""
     base = owner.split("/", 1)[0]
     parts = base.split(":")
-    if len(parts) != 3 or parts[0] != host():
-        return False
-    incarnation, _, where = parts[1].partition("#")
-    if where != namespace():
-        # Another PID namespace or machine (or an owner id from before namespaces were named):
-        # its pid is not one of ours.
-        return False
-    pid_text, _, start = incarnation.partition("@")
+    if len(parts) != 4 or parts[0] != host():
+        return False  # another host's, or an id from before namespaces were named
+    if parts[2] != namespace():
+        return False  # another PID namespace's or machine's: its pid is not one of ours
+    pid_text, _, start = parts[1].partition("@")
     if not pid_text.isdigit():
         return False
     pid = int(pid_text)
