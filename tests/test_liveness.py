@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lash._kernel import liveness
 
 #: A holder: a process that names itself as a core does, then lives until it is killed.
@@ -61,3 +63,24 @@ def test_a_live_holder_is_alive_to_both_versions_and_a_killed_one_is_dead_at_onc
             holder.wait(timeout=30)
     assert liveness.provably_dead(owner)
     assert liveness.provably_dead(f"{owner}/3")
+
+
+def test_a_holder_whose_namespace_could_not_be_read_is_never_provably_dead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Linux, a process that cannot read its PID namespace (a restricted ``/proc``) names it
+    ``unknown``: two such processes may be in different namespaces of one host, where the
+    other's pid means nothing here, so a killed one is not provably dead (its lease expires).
+    Before, both named it "" and compared equal, which brought back the pid-only rule."""
+    command = [sys.executable, "-c", HOLDER]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None
+        owner = holder.stdout.readline().strip()
+        holder.kill()
+        holder.wait(timeout=30)
+    assert liveness.provably_dead(owner)  # its namespace read here: dead at once
+    host, incarnation, _namespace, handle = owner.split(":")
+    unknown = f"{host}:{incarnation}:{liveness.UNKNOWN}:{handle}"
+    monkeypatch.setattr(liveness, "namespace", lambda: liveness.UNKNOWN)
+    assert not liveness.provably_dead(unknown)
+    assert not liveness.provably_dead(f"{unknown}/2")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import uuid
 from functools import cache
 
@@ -36,6 +37,10 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+#: The namespace part of an owner id made where the PID namespace could not be read.
+UNKNOWN = "unknown"
+
+
 @cache
 def host() -> str:
     return socket.gethostname()
@@ -44,13 +49,18 @@ def host() -> str:
 @cache
 def namespace() -> str:
     """What pids are numbers of here: this boot of this machine (Linux's boot id) and this
-    process's PID namespace, hashed to 8 hex digits; ``""`` where they cannot be read."""
+    process's PID namespace, hashed to 8 hex digits; ``""`` on a system without them (not
+    Linux: one pid space per host); ``UNKNOWN`` on Linux where they cannot be read (a
+    restricted ``/proc``): two such processes may be in different namespaces, so neither is
+    ever provably dead to the other (:func:`provably_dead`)."""
+    if not sys.platform.startswith("linux"):
+        return ""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
             boot_id = boot.read().strip()
         pids = os.readlink("/proc/self/ns/pid")
     except OSError:
-        return ""
+        return UNKNOWN
     return hashlib.sha256(f"{boot_id} {pids}".encode()).hexdigest()[:8]
 
 
@@ -81,8 +91,8 @@ def provably_dead(owner: str) -> bool:
     parts = base.split(":")
     if len(parts) != 4 or parts[0] != host():
         return False  # another host's, or an id from before namespaces were named
-    if parts[2] != namespace():
-        return False  # another PID namespace's or machine's: its pid is not one of ours
+    if parts[2] != namespace() or parts[2] == UNKNOWN:
+        return False  # another PID namespace's or machine's (or unknown): not one of ours
     pid_text, _, start = parts[1].partition("@")
     if not pid_text.isdigit():
         return False
