@@ -159,6 +159,26 @@ def test_a_session_id_with_slashes_is_reached_url_encoded(serve: Any) -> None:
         assert client.get("/sessions/acme/ana").json()["error"]["code"] == "not_found"
 
 
+def test_a_path_escape_that_is_not_utf8_is_refused(serve: Any) -> None:
+    """A path's percent escapes are UTF-8 (RFC 3986): ``caf%E9`` and ``caf%E8`` (Latin-1) name
+    no session id and are 400 invalid_session_id, not both read as ``caf\ufffd``, one session
+    that two clients' different ids would share; a call id the same (400 invalid_request)."""
+    server = serve([])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for quoted in ("caf%E9", "caf%E8", "caf%C3"):
+            reply = client.post(f"/sessions/{quoted}/inputs", json={"text": "mine"})
+            assert reply.status_code == 400, (quoted, reply.text)
+            assert reply.json()["error"]["code"] == "invalid_session_id", quoted
+        approve = client.post("/sessions/a/approvals/c%FF", json={"decision": "approve"})
+        assert approve.status_code == 400, approve.text
+        assert approve.json()["error"]["code"] == "invalid_request"
+        # nothing was queued, under U+FFFD (%EF%BF%BD) or any other id
+        assert client.get("/sessions/caf%EF%BF%BD/inputs").json() == {"inputs": []}
+        # (UTF-8 escapes are read as such)
+        queued = client.post("/sessions/caf%C3%A9/inputs", json={"text": "q"})
+        assert (queued.status_code, queued.json()["input"]["session_id"]) == (201, "caf\u00e9")
+
+
 def test_input_is_queued_idempotently_by_key(serve: Any) -> None:
     """POST inputs: 201 with the pending input; the same key and text return it again; the
     same key with other text is 409 input_conflict."""

@@ -278,3 +278,77 @@ async def test_a_turns_live_events_never_come_after_its_commit(tmp_path: Path) -
         "wer",
     ], types
     assert "text_delta" not in types[committed:], types
+
+
+class Announcer:
+    """A before_turn hook that emits a plugin event (shown live at once, then committed with
+    the turn), ahead of the turn's streamed text."""
+
+    lash_plugin = lash.PluginMeta(name="announcer")
+
+    @lash.hookimpl
+    async def before_turn(self, turn: lash.TurnView) -> None:
+        await turn.session.emit("announce", {"input": turn.input})
+
+
+async def test_live_events_of_a_turn_committed_during_a_read_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    """A turn that emits a plugin event, then streams text, runs and commits while the
+    observer reads the log: its live events all come before its turn_committed, in the order
+    they happened (the live plugin event first), not the text first and the plugin event after
+    the commit, shown live for a turn that is over."""
+    script = lash.testing.Script([{"text": "Live answer", "chunk_size": 4}])
+    store = f"sqlite:///{tmp_path}/lash.db"
+    async with lash.LashCore(
+        plugins=["standard", "stores", script, Announcer()],
+        autoload=False,
+        store=store,
+        provider="script",
+    ) as core:
+        original = core.store.read_events
+        reading = asyncio.Event()
+        release = asyncio.Event()
+        hold = {"on": False}
+
+        async def slow(*args: Any, **kwargs: Any) -> Any:
+            if hold["on"] and kwargs.get("limit") != 0:
+                hold["on"] = False
+                reading.set()
+                await release.wait()  # the turn runs and commits meanwhile
+            return await original(*args, **kwargs)
+
+        core.store.read_events = slow  # type: ignore[method-assign]
+        seen: list[lash.ObservedEvent] = []
+
+        async def observe() -> None:
+            async with contextlib.aclosing(core.observe("s")) as stream:
+                async for item in stream:
+                    assert isinstance(item, lash.ObservedEvent)
+                    seen.append(item)
+
+        observing = asyncio.ensure_future(observe())
+        while not core.observed("s"):
+            await asyncio.sleep(0)
+        hold["on"] = True
+        core.notify("s")  # wakes it: it reads the log (slowly)
+        await reading.wait()
+        session = await core.session("s").open()
+        await session.turn("go", id="t1").run()
+        await session.close()
+        release.set()
+        while not any(e.type == "turn_committed" for e in seen):
+            await asyncio.sleep(0.01)
+        core.notify("s")  # anything still queued comes out now
+        await asyncio.sleep(0.1)
+        observing.cancel()
+        await asyncio.wait((observing,))
+    end = [e.type for e in seen].index("turn_committed")
+    live = [(e.type, e.data.get("text")) for e in seen[:end] if e.live]
+    assert live == [
+        ("plugin_event", None),
+        ("text_delta", "Live"),
+        ("text_delta", " ans"),
+        ("text_delta", "wer"),
+    ], [(e.type, e.live) for e in seen]
+    assert not any(e.live for e in seen[end:]), [(e.type, e.live) for e in seen]

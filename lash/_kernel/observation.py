@@ -243,16 +243,22 @@ async def observe(
         backlog: collections.deque[EventDraft | None] = collections.deque()
 
         def live_of(turn_id: Any) -> list[EventDraft]:
-            """The live events of ``turn_id`` that wait in the queue (taken out of it; the
-            rest keeps its order in the backlog)."""
+            """The live events that wait in the queue up to the last one of ``turn_id``, in
+            order (taken out of it; wake-ups and what follows stay in the backlog). Those
+            between the turn's own came while it ran (a plugin event it emitted, which names
+            no turn): they come before its commit too, and live events never change order."""
             while not queue.empty() and len(backlog) < LIVE_BACKLOG:
                 backlog.append(queue.get_nowait())
-            mine = [i for i in backlog if i is not None and i.data.get("turn_id") == turn_id]
-            if mine:
-                rest = [i for i in backlog if i is None or i.data.get("turn_id") != turn_id]
-                backlog.clear()
-                backlog.extend(rest)
-            return mine
+            mine = [
+                n
+                for n, i in enumerate(backlog)
+                if i is not None and i.data.get("turn_id") == turn_id
+            ]
+            if not mine:
+                return []
+            head = [backlog.popleft() for _ in range(mine[-1] + 1)]
+            backlog.extendleft(reversed([i for i in head if i is None]))
+            return [i for i in head if i is not None]
 
         def live(item: EventDraft) -> ObservedEvent:
             return ObservedEvent(

@@ -18,7 +18,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -78,13 +78,24 @@ class EncodedPath:
         await self.app(scope, receive, send)
 
 
-def _param(request: Request, name: str) -> str:
+def _param(request: Request, name: str, code: str = "invalid_request") -> str:
+    """Path parameter ``name``, percent-decoded as UTF-8 (RFC 3986). An escape that is not
+    UTF-8 (``caf%E9``, Latin-1) is ``code`` (400): decoded leniently, every such byte became
+    U+FFFD, and different ids (``caf%E9``, ``caf%E8``) one and the same."""
     value = str(request.path_params[name])
-    return unquote(value) if request.scope.get("lash_encoded_path") else value
+    if not request.scope.get("lash_encoded_path"):
+        return value
+    try:
+        # (the raw path was read as Latin-1: back to its bytes, then decoded)
+        return unquote_to_bytes(value.encode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            code, f"the path's {name} {value[:80]!r} is not UTF-8 once its %-escapes are decoded"
+        ) from None
 
 
 def _session_id(request: Request) -> str:
-    session_id = _param(request, "session_id")
+    session_id = _param(request, "session_id", "invalid_session_id")
     try:
         return check_session_id(session_id)
     except SessionError as exc:
