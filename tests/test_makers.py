@@ -266,3 +266,25 @@ def test_the_model_request_maker_makes_what_the_class_makes(
     assert made == expected and type(made) is type(expected)
     if type(made) is lash.ModelRequest:
         assert made.messages is messages and made.tools is tools
+
+
+def test_a_maker_calls_the_class_when_it_has_its_own_new() -> None:
+    """A class with its own ``__new__`` (it may count, intern or refuse instances): making an
+    instance runs it, so the maker is the class itself (slot stores on an instance from
+    ``object.__new__`` would skip it). Expected: what ``Counted(1)`` does, one ``__new__``
+    call per instance."""
+    from lash._contract.slots import maker
+
+    news: list[tuple[Any, ...]] = []
+
+    @attrs.frozen
+    class Counted:
+        a: int
+
+        def __new__(cls, *args: Any) -> Any:
+            news.append(args)
+            return super().__new__(cls)
+
+    assert maker(Counted)(1) == Counted(1)
+    assert news == [(1,), (1,)]
+

@@ -138,10 +138,11 @@ def _twin(cl: type, slots: dict[str, Any]) -> type | None:
 
 def plain_slots(cl: type, *, converters: bool = False) -> dict[str, Any] | None:
     """The slot descriptors of an attrs class whose ``__init__`` only stores its arguments,
-    by field name; ``None`` if it may do more (its own ``__init__``, a validator, a converter,
-    a default for a field not in ``__init__``, pre/post-init hooks, a hidden slot). With
-    ``converters``, a field may have a converter that is a plain callable of the value (what
-    :func:`maker` calls as ``__init__`` does; an ``attrs.Converter`` may take the instance)."""
+    by field name; ``None`` if it may do more (its own ``__init__`` or ``__new__``, a
+    validator, a converter, a default for a field not in ``__init__``, pre/post-init hooks, a
+    hidden slot). With ``converters``, a field may have a converter that is a plain callable
+    of the value (what :func:`maker` calls as ``__init__`` does; an ``attrs.Converter`` may
+    take the instance)."""
     init = cl.__dict__.get("__init__")
     code = getattr(init, "__code__", None)
     # How attrs names the code it generates; should that change, builders call __init__.
@@ -155,6 +156,8 @@ def plain_slots(cl: type, *, converters: bool = False) -> dict[str, Any] | None:
     ):
         return None
     if hasattr(cl, "__attrs_pre_init__") or hasattr(cl, "__attrs_post_init__"):
+        return None
+    if cast(Any, cl).__new__ is not object.__new__:  # (the class runs its own; stores do not)
         return None
     slots: dict[str, Any] = {}
     for klass in cl.__mro__[:-1]:  # object last
