@@ -288,3 +288,39 @@ def test_a_maker_calls_the_class_when_it_has_its_own_new() -> None:
     assert maker(Counted)(1) == Counted(1)
     assert news == [(1,), (1,)]
 
+
+def test_making_a_maker_runs_no_code_of_the_class() -> None:
+    """A class whose base or metaclass runs code for each new subclass (a registry of kinds,
+    say) gets no twin (the subclass a maker stores through): making its maker registers
+    nothing and adds no subclass (``__subclasses__``, which tools walk, is unchanged); the
+    maker is the class itself."""
+    from lash._contract.slots import maker
+
+    registered: list[str] = []
+
+    class Registry:
+        __slots__ = ()
+
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            registered.append(cls.__name__)
+
+    class Meta(type):
+        def __init__(cls, *args: Any) -> None:
+            super().__init__(*args)
+            registered.append(f"meta {cls.__name__}")
+
+    @attrs.frozen
+    class Kind(Registry):
+        a: int
+
+    @attrs.frozen
+    class Made(metaclass=Meta):
+        a: int
+
+    registered.clear()
+    for cls in (Kind, Made):
+        make = maker(cls)
+        assert make is cls and make(1) == cls(1)
+        assert cls.__subclasses__() == []
+    assert registered == []

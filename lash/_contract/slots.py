@@ -13,7 +13,7 @@ copied on every turn's path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -118,7 +118,15 @@ def _twin(cl: type, slots: dict[str, Any]) -> type | None:
     so the layouts are one). Calling each slot descriptor's ``__set__`` went through a
     method wrapper and an argument tuple per field: a 17-field ``TurnResult`` made in
     0.31 us instead of 0.88 (its ``__init__``: 1.11). ``None`` when a store on the twin
-    would not reach the slot itself (a field shadowed by another attribute of the class)."""
+    would not reach the slot itself (a field shadowed by another attribute of the class), and
+    when making a subclass runs code of the class: its metaclass's, or an
+    ``__init_subclass__`` of a base other than ``object`` and ``typing.Generic`` (a registry
+    of kinds would count the twin). (The twin is in ``cl.__subclasses__()``: nothing of lash
+    walks them.)"""
+    if type(cl) is not type or any(
+        "__init_subclass__" in k.__dict__ for k in cl.__mro__ if k not in (object, Generic)
+    ):
+        return None
     for name, slot in slots.items():
         found = next(k.__dict__[name] for k in cl.__mro__ if name in k.__dict__)
         if found is not slot:
