@@ -50,25 +50,32 @@ _ANY_VALUE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | s
 @settings(max_examples=60, deadline=None)
 def test_a_maker_makes_what_the_class_makes(cls: type, data: st.DataObject) -> None:
     """maker(cls) (the turn's node and record makers, a resumed session's messages) takes
-    __init__'s arguments and returns an instance equal to what __init__ returns, every field
-    given the same object, frozen and hashed alike; fields with defaults may be left out (a
-    factory's default is made anew for each instance, as __init__ makes it)."""
+    __init__'s arguments (by keyword, the leading ones by position too) and returns an
+    instance equal to what __init__ returns, every field given the same object, frozen and
+    hashed alike; fields with defaults may be left out (a factory's default is made anew for
+    each instance, as __init__ makes it)."""
     from lash._contract.slots import maker
 
     make = maker(cls)
     assert make is not cls  # (each of these is made by slot stores)
-    kwargs = {}
+    given = {}
     for field in attrs.fields(cls):
         if field.default is attrs.NOTHING or data.draw(st.booleans()):
-            kwargs[field.alias] = data.draw(_ANY_VALUE)
-    made, expected = make(**kwargs), cls(**kwargs)
+            given[field.alias] = data.draw(_ANY_VALUE)
+    # The leading fields given may be passed by position (as the turn passes them).
+    kwargs, args = dict(given), []
+    for field in attrs.fields(cls):
+        if field.kw_only or field.alias not in kwargs or not data.draw(st.booleans()):
+            break
+        args.append(kwargs.pop(field.alias))
+    made, expected = make(*args, **kwargs), cls(*args, **kwargs)
     assert type(made) is cls and made == expected
     for field in attrs.fields(cls):
         value = getattr(made, field.name)
-        if field.alias in kwargs:
+        if field.alias in given:
             assert value is getattr(expected, field.name)
         elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-            assert value is not make(**kwargs).__getattribute__(field.name)  # made anew
+            assert value is not make(*args, **kwargs).__getattribute__(field.name)  # made anew
     try:
         expected_hash = hash(expected)
     except TypeError:  # a dict field (CommitDelta's): unhashable, as the class makes it
