@@ -573,8 +573,8 @@ def _behaving(name: str, behaviour: str, hook: str, log: list[str]) -> Callable[
         return pc(f"from {name}")
 
     def act(args: dict[str, Any]) -> Any:
-        caller = CALLER.get()
-        log.append(f"{name}:{caller.plugin if caller else None}")
+        caller = CALLER.get()  # (the running hook and plugin, as the dispatcher records them)
+        log.append(f"{name}:{(caller.what, caller.plugin) if caller else None}")
         if behaviour == "none":
             return None
         if behaviour == "raises":
@@ -623,7 +623,14 @@ def _behaving(name: str, behaviour: str, hook: str, log: list[str]) -> Callable[
 
 async def _outcome(hooks: HookDispatcher, hook: str) -> Any:
     """What dispatching ``hook`` in its shape gives back (a raised error as a comparable
-    summary)."""
+    summary), and the caller record left once it returned (none: the dispatch restores it)."""
+    from lash._contract.calls import CALLER
+
+    outcome = await _dispatched(hooks, hook)
+    return outcome, CALLER.get()
+
+
+async def _dispatched(hooks: HookDispatcher, hook: str) -> Any:
     try:
         if hook == "prompt_contributions":
             return await hooks.collect(hook, session="s")
@@ -662,8 +669,9 @@ async def _outcome(hooks: HookDispatcher, hook: str) -> Any:
 def test_the_generated_fast_path_dispatches_as_the_loop(hook: str, behaviours: list[str]) -> None:
     """Every shape, over implementations that return nothing, a valid or invalid result, a
     coroutine, or raise, sync or async: the dispatcher with its generated fast path calls the
-    same implementations in the same order (each seeing itself as the running plugin) and gives
-    the same results and errors as the plain loop."""
+    same implementations in the same order (each seeing itself as the running plugin of the
+    hook) and gives the same results and errors as the plain loop, the caller record restored
+    after it."""
     outcomes = []
     for fast in (True, False):
         log: list[str] = []
@@ -682,7 +690,9 @@ def test_the_generated_fast_path_dispatches_as_the_loop(hook: str, behaviours: l
             plan.fast.dispatched = _HOT  # no warm-up: this dispatch takes the fast path
         else:
             hooks._plans[hook] = plan._replace(fast=None)
-        outcomes.append((asyncio.run(_outcome(hooks, hook)), log))
+        outcome, left = asyncio.run(_outcome(hooks, hook))
+        assert left is None  # (the record of the dispatch, not of a plugin, once it is over)
+        outcomes.append((outcome, log))
         if fast and plan.fast is not None:
             assert plan.fast.prefix is not None
     assert outcomes[0] == outcomes[1]

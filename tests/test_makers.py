@@ -50,25 +50,32 @@ _ANY_VALUE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | s
 @settings(max_examples=60, deadline=None)
 def test_a_maker_makes_what_the_class_makes(cls: type, data: st.DataObject) -> None:
     """maker(cls) (the turn's node and record makers, a resumed session's messages) takes
-    __init__'s arguments and returns an instance equal to what __init__ returns, every field
-    given the same object, frozen and hashed alike; fields with defaults may be left out (a
-    factory's default is made anew for each instance, as __init__ makes it)."""
+    __init__'s arguments (by keyword, the leading ones by position too) and returns an
+    instance equal to what __init__ returns, every field given the same object, frozen and
+    hashed alike; fields with defaults may be left out (a factory's default is made anew for
+    each instance, as __init__ makes it)."""
     from lash._contract.slots import maker
 
     make = maker(cls)
     assert make is not cls  # (each of these is made by slot stores)
-    kwargs = {}
+    given = {}
     for field in attrs.fields(cls):
         if field.default is attrs.NOTHING or data.draw(st.booleans()):
-            kwargs[field.alias] = data.draw(_ANY_VALUE)
-    made, expected = make(**kwargs), cls(**kwargs)
+            given[field.alias] = data.draw(_ANY_VALUE)
+    # The leading fields given may be passed by position (as the turn passes them).
+    kwargs, args = dict(given), []
+    for field in attrs.fields(cls):
+        if field.kw_only or field.alias not in kwargs or not data.draw(st.booleans()):
+            break
+        args.append(kwargs.pop(field.alias))
+    made, expected = make(*args, **kwargs), cls(*args, **kwargs)
     assert type(made) is cls and made == expected
     for field in attrs.fields(cls):
         value = getattr(made, field.name)
-        if field.alias in kwargs:
+        if field.alias in given:
             assert value is getattr(expected, field.name)
         elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-            assert value is not make(**kwargs).__getattribute__(field.name)  # made anew
+            assert value is not make(*args, **kwargs).__getattribute__(field.name)  # made anew
     try:
         expected_hash = hash(expected)
     except TypeError:  # a dict field (CommitDelta's): unhashable, as the class makes it
@@ -268,21 +275,59 @@ def test_the_model_request_maker_makes_what_the_class_makes(
         assert made.messages is messages and made.tools is tools
 
 
-def test_a_maker_calls_the_class_when_it_has_a_new_of_its_own() -> None:
-    """A class whose ``__new__`` is not ``object``'s makes its instances itself (the maker
-    would make them without it): its maker is the class."""
+def test_a_maker_calls_the_class_when_it_has_its_own_new() -> None:
+    """A class with its own ``__new__`` (it may count, intern or refuse instances): making an
+    instance runs it, so the maker is the class itself (slot stores on an instance from
+    ``object.__new__`` would skip it). Expected: what ``Counted(1)`` does, one ``__new__``
+    call per instance."""
     from lash._contract.slots import maker
 
-    made: list[str] = []
+    news: list[tuple[Any, ...]] = []
 
     @attrs.frozen
     class Counted:
         a: int
 
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            made.append("new")
+        def __new__(cls, *args: Any) -> Any:
+            news.append(args)
             return super().__new__(cls)
 
-    make = maker(Counted)
-    assert make is Counted
-    assert make(1) == Counted(1) and made == ["new", "new"]
+    assert maker(Counted)(1) == Counted(1)
+    assert news == [(1,), (1,)]
+
+
+def test_making_a_maker_runs_no_code_of_the_class() -> None:
+    """A class whose base or metaclass runs code for each new subclass (a registry of kinds,
+    say) gets no twin (the subclass a maker stores through): making its maker registers
+    nothing and adds no subclass (``__subclasses__``, which tools walk, is unchanged); the
+    maker is the class itself."""
+    from lash._contract.slots import maker
+
+    registered: list[str] = []
+
+    class Registry:
+        __slots__ = ()
+
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            registered.append(cls.__name__)
+
+    class Meta(type):
+        def __init__(cls, *args: Any) -> None:
+            super().__init__(*args)
+            registered.append(f"meta {cls.__name__}")
+
+    @attrs.frozen
+    class Kind(Registry):
+        a: int
+
+    @attrs.frozen
+    class Made(metaclass=Meta):
+        a: int
+
+    registered.clear()
+    for cls in (Kind, Made):
+        make = maker(cls)
+        assert make is cls and make(1) == cls(1)
+        assert cls.__subclasses__() == []
+    assert registered == []

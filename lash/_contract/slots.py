@@ -13,7 +13,7 @@ copied on every turn's path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -117,7 +117,15 @@ def _twin(cl: type, slots: dict[str, Any]) -> type | None:
     so the layouts are one). Calling each slot descriptor's ``__set__`` went through a
     method wrapper and an argument tuple per field: a 17-field ``TurnResult`` made in
     0.31 us instead of 0.88 (its ``__init__``: 1.11). ``None`` when a store on the twin
-    would not reach the slot itself (a field shadowed by another attribute of the class)."""
+    would not reach the slot itself (a field shadowed by another attribute of the class), and
+    when making a subclass runs code of the class: its metaclass's, or an
+    ``__init_subclass__`` of a base other than ``object`` and ``typing.Generic`` (a registry
+    of kinds would count the twin). (The twin is in ``cl.__subclasses__()``: nothing of lash
+    walks them.)"""
+    if type(cl) is not type or any(
+        "__init_subclass__" in k.__dict__ for k in cl.__mro__ if k not in (object, Generic)
+    ):
+        return None
     for name, slot in slots.items():
         found = next(k.__dict__[name] for k in cl.__mro__ if name in k.__dict__)
         if found is not slot:
@@ -138,10 +146,11 @@ def _twin(cl: type, slots: dict[str, Any]) -> type | None:
 
 def plain_slots(cl: type, *, converters: bool = False) -> dict[str, Any] | None:
     """The slot descriptors of an attrs class whose ``__init__`` only stores its arguments,
-    by field name; ``None`` if it may do more (its own ``__init__``, a validator, a converter,
-    a default for a field not in ``__init__``, pre/post-init hooks, a hidden slot). With
-    ``converters``, a field may have a converter that is a plain callable of the value (what
-    :func:`maker` calls as ``__init__`` does; an ``attrs.Converter`` may take the instance)."""
+    by field name; ``None`` if it may do more (its own ``__init__`` or ``__new__``, a
+    validator, a converter, a default for a field not in ``__init__``, pre/post-init hooks, a
+    hidden slot). With ``converters``, a field may have a converter that is a plain callable
+    of the value (what :func:`maker` calls as ``__init__`` does; an ``attrs.Converter`` may
+    take the instance)."""
     init = cl.__dict__.get("__init__")
     code = getattr(init, "__code__", None)
     # How attrs names the code it generates; should that change, builders call __init__.
@@ -155,6 +164,8 @@ def plain_slots(cl: type, *, converters: bool = False) -> dict[str, Any] | None:
     ):
         return None
     if hasattr(cl, "__attrs_pre_init__") or hasattr(cl, "__attrs_post_init__"):
+        return None
+    if cast(Any, cl).__new__ is not object.__new__:  # (the class runs its own; stores do not)
         return None
     slots: dict[str, Any] = {}
     for klass in cl.__mro__[:-1]:  # object last

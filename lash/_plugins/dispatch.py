@@ -517,7 +517,7 @@ class HookDispatcher:
         """Call ``plan``'s implementations in order; what happens to each result depends on
         ``mode``. ``kwargs`` is this dispatch's own dict (chains and folds change it).
         ``calls`` and ``results``: what is left to call, and what was collected, after the fast
-        path (:meth:`_fast`).
+        path (:class:`_FastPath`: its ``run``).
 
         Results are checked against the hook's contract before anything uses them; an
         implementation's failure (a wrong result included) is raised attributed to its plugin
