@@ -323,3 +323,14 @@ async def test_command_args_must_be_named_json_values(
             await session.enqueue_command("reset", key="k2", args=args)
         queued = await core.enqueue_command("s", "reset", key="k3", args={"why": "test"})
         assert queued.args == {"why": "test"}
+
+
+async def test_queued_items_given_as_a_generator_are_all_queued(store_url: str) -> None:
+    """Items are an iterable of values: a generator's items are queued, in order (before, the
+    check for images used it up and the input was queued with no items)."""
+    async with make_core(store_url, Recorder([])) as core:
+        queued = await core.enqueue("s", "hi", items=(item for item in [{"a": 1}, "b"]))
+        assert queued.items == ({"a": 1}, "b")
+        [stored] = await core.inputs("s")
+        assert stored.items == ({"a": 1}, "b")
+

@@ -372,8 +372,9 @@ class LashCore:
                 f"session {session_id!r}: cannot queue this input: {problem}",
                 session_id=session_id,
             )
-        # Images are queued as references, their bytes put in the store first.
-        items, images = stage_items(session_id, items)
+        # Images are queued as references, their bytes put in the store first. (Read once into
+        # a tuple: staging looks at the items twice, and would use a generator up looking.)
+        items, images = stage_items(session_id, tuple(items))
         draft = checked_input(session_id, input, items=items, key=key, ingress=ingress)
         await put_blobs(self.store, images)
         pending = await self.store.enqueue_input(session_id, attrs.evolve(draft, source=source))
