@@ -334,3 +334,40 @@ async def test_queued_items_given_as_a_generator_are_all_queued(store_url: str) 
         [stored] = await core.inputs("s")
         assert stored.items == ({"a": 1}, "b")
 
+
+QUEUED_NOT_JSON = [
+    ([{"ok": 1}, object()], "Object of type object is not JSON serializable"),
+    ([{1, 2}], "Object of type set is not JSON serializable"),
+    ([{"x": float("nan")}], "Out of range float values are not JSON compliant"),
+    ([float("inf")], "Out of range float values are not JSON compliant"),
+]
+
+
+@pytest.mark.parametrize(("items", "problem"), QUEUED_NOT_JSON)
+async def test_queued_items_that_are_not_json_are_refused_on_every_store(
+    store_url: str, items: Any, problem: str
+) -> None:
+    """Items that are not JSON data are a SessionError, as the docs say, and nothing is queued
+    (before, an object failed with a bare TypeError, and NaN failed SQLite's insert with
+    "malformed JSON" but was queued on memory:// and Postgres)."""
+    async with make_core(store_url, Recorder([])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            await core.enqueue("s", "hi", items=items)
+        assert str(info.value) == (
+            f"session 's': cannot queue this input: its items cannot be stored as JSON: {problem}"
+        )
+        assert await core.inputs("s") == []
+
+
+async def test_command_args_that_are_not_json_numbers_are_refused_on_every_store(
+    store_url: str,
+) -> None:
+    """NaN is not JSON (before, it was queued as it was)."""
+    async with make_core(store_url, Recorder([])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            await core.enqueue_command("s", "reset", key="k", args={"x": float("nan")})
+        assert str(info.value) == (
+            "session 's': the args of command 'reset': they cannot be stored as JSON: "
+            "Out of range float values are not JSON compliant"
+        )
+        assert await core.store.list_commands("s", settled=True) == []

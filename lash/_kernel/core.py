@@ -658,7 +658,7 @@ def _command_args(session_id: str, name: str, args: Any) -> dict[str, Any]:
     else:
         data = to_data(dict(args))
         try:
-            json.dumps(data)
+            json.dumps(data, allow_nan=False)  # (NaN is not JSON: stores differ on it)
         except (TypeError, ValueError) as exc:
             problem = f"they cannot be stored as JSON: {exc}"
         else:

@@ -48,13 +48,14 @@ def checked_input(
         raise refuse(problem)
     try:
         data = to_data(list(items))
+        # to_data passes what it does not know through: json.dumps is the check. NaN and the
+        # infinities are not JSON either (SQLite's insert refused them, other stores kept them).
+        encoded = json.dumps(data, allow_nan=False) if data else ""
     except Exception as exc:
         raise refuse(f"its items cannot be stored as JSON: {exc}") from None
     if not text.strip() and not data:
         raise refuse("it is empty (no text, no items)")
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if data:
-        size += len(json.dumps(data).encode())
+    size = len(text.encode("utf-8", "surrogatepass")) + len(encoded)  # (encoded is ASCII)
     if size > MAX_INPUT_BYTES:
         raise refuse(f"it is {size:,} bytes, more than the {MAX_INPUT_BYTES:,} an input may hold")
     return InputDraft(text, tuple(data), key, ingress)
