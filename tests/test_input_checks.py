@@ -371,3 +371,39 @@ async def test_command_args_that_are_not_json_numbers_are_refused_on_every_store
             "Out of range float values are not JSON compliant"
         )
         assert await core.store.list_commands("s", settled=True) == []
+
+
+BAD_SOURCE_CALLS = [
+    (
+        lambda core: core.enqueue("s", "hi", source=5),
+        "enqueue() got source=5; it must be a string (who queued it)",
+    ),
+    (
+        lambda core: core.enqueue_command("s", "reset", key="k", source=b"cli"),
+        "enqueue_command() got source=b'cli'; it must be a string (who queued it)",
+    ),
+    (
+        lambda core: core.approve("s", "c1", source=["cli"]),
+        "approve() got source=['cli']; it must be a string (who queued it)",
+    ),
+    (
+        lambda core: core.cancel_inputs("s", "in-1", 5),
+        "cancel_inputs() got target 5 (int); a target is an input's id or key (a string)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "problem"), BAD_SOURCE_CALLS)
+async def test_mailbox_calls_refuse_a_source_or_target_that_is_not_text(
+    store_url: str, call: Any, problem: str
+) -> None:
+    """Before, memory:// queued a source of 5 as it was (and answered a target of 5
+    ``unknown``), while SQLite and Postgres failed with a bare AttributeError."""
+    async with make_core(store_url, Recorder([])) as core:
+        await core.enqueue("s", "first", key="in-1")
+        with pytest.raises(lash.SessionError) as info:
+            await call(core)
+        assert str(info.value) == f"session 's': {problem}"
+        assert info.value.session_id == "s"
+        assert [i.text for i in await core.inputs("s")] == ["first"]
+        assert await core.store.list_commands("s", settled=True) == []

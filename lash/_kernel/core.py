@@ -20,7 +20,7 @@ from lash._kernel import approvals as _approvals
 from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
 from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
-from lash._kernel.mailbox import checked_input, items_problem
+from lash._kernel.mailbox import check_source, checked_input, items_problem
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.observation import (
     EventHub,
@@ -363,9 +363,11 @@ class LashCore:
         content returns the input already queued; with other content it is an
         :class:`lash.InputConflict`.
 
-        :raises SessionError: an empty input, one larger than 1 MiB (of
-            UTF-8), an unknown ingress, or an invalid session id.
+        :raises SessionError: an empty input, one larger than 1 MiB (of UTF-8), items that
+            are not a list of JSON values and images, an unknown ingress, a ``source`` that is
+            not a string, or an invalid session id.
         """
+        check_source(session_id, "enqueue()", source)
         problem = items_problem(items)  # (before staging, which would take a str apart)
         if problem is not None:
             raise SessionError(
@@ -397,6 +399,14 @@ class LashCore:
                 f"input to cancel), got {len(targets)}",
                 session_id=session_id,
             )
+        for target in targets:
+            if not isinstance(target, str):
+                # (memory:// answered it unknown, SQLite and Postgres failed on it, bare)
+                raise SessionError(
+                    f"session {session_id!r}: cancel_inputs() got target "
+                    f"{describe_value(target)}; a target is an input's id or key (a string)",
+                    session_id=session_id,
+                )
         outcomes = await self.store.cancel_inputs(session_id, targets, suffix=suffix)
         self.notify(session_id)
         return outcomes
@@ -418,6 +428,7 @@ class LashCore:
             mapping of names to JSON data.
         :raises InputConflict: the key was used with another command or other args.
         """
+        check_source(session_id, "enqueue_command()", source)
         draft = self.command_draft(session_id, name, key=key, args=args, source=source)
         command = await self.store.enqueue_command(session_id, draft)
         self.notify(session_id)
@@ -468,6 +479,7 @@ class LashCore:
 
         :raises SessionError: an invalid session id, call id, decision, reason or key.
         """
+        check_source(session_id, "approve()", source)
         answer = await _approvals.answer(
             self.store,
             session_id,

@@ -61,6 +61,20 @@ def checked_input(
     return InputDraft(text, tuple(data), key, ingress)
 
 
+def check_source(session_id: str, call: str, source: Any) -> None:
+    """``source`` of what ``call`` queues (who queued it: ``"host"``, ``"cli"``...), a string
+    (or None, as the records allow). Before, memory:// kept another value as it was and SQLite
+    and Postgres failed on it with a bare ``AttributeError``.
+
+    :raises SessionError: naming the session and the call."""
+    if source is not None and not isinstance(source, str):
+        raise SessionError(
+            f"session {session_id!r}: {call} got source={source!r}; it must be a string (who "
+            "queued it)",
+            session_id=session_id,
+        )
+
+
 def items_problem(items: Any) -> str | None:
     """Why ``items`` (an input's structured items) is not a list of values, or None. A string,
     bytes or a mapping is refused rather than taken apart: ``items="abc"`` was three items,
