@@ -119,6 +119,41 @@ async def test_a_child_session_config_of_the_wrong_shape_is_refused_naming_the_c
         assert await core.store.load("kid") is None
 
 
+BAD_CHILD_CONFIGS = [
+    (
+        {"model_options": {"temperature": "hot"}},
+        [
+            "session 'kid': a child session's config got invalid model_options:",
+            "  - model_options.temperature: expected float | None, got 'hot' (str)",
+        ],
+    ),
+    (
+        ["model"],
+        [
+            "session 'kid': a child session's config must be a mapping of configure() fields, "
+            "got ['model'] (list)"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "lines"), BAD_CHILD_CONFIGS)
+async def test_a_child_config_is_checked_as_a_configure_patch_is(
+    config: Any, lines: list[str]
+) -> None:
+    """Its model_options too, and its shape (before: a bare ValidationError naming no session,
+    an AttributeError for model_options=5, a ValueError for a list)."""
+    core = make_core(Recorder([{"text": "p"}]))
+    async with core:
+        parent = await core.session("p").open()
+        await parent.turn("hi").run()
+        with pytest.raises(lash.SessionError) as info:
+            await core.child_session("p", id="kid", config=config).open()
+        assert str(info.value).splitlines() == lines
+        assert info.value.session_id == "kid"
+        assert await core.store.load("kid") is None
+
+
 class Amend:
     """mutate_session_config: replaces the proposed prompt layers with ``layers``."""
 

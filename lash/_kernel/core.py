@@ -289,9 +289,10 @@ class LashCore:
         :class:`lash.SessionView` method), which also passes on the parent's in-memory
         configuration and per-handle options.
 
-        :raises SessionError: an invalid id, a bad allowlist; at open, a parent that was never
-            committed, an id that exists as another session's child or as a root session, or
-            an allowlist naming unknown tools (each names the session).
+        :raises SessionError: an invalid id, a bad allowlist, ``options`` or ``config`` that
+            are not mappings; at open, a ``config`` field of the wrong shape, a parent that
+            was never committed, an id that exists as another session's child or as a root
+            session, or an allowlist naming unknown tools (each names the session).
         """
         from lash._kernel.session import Session
 
@@ -300,6 +301,13 @@ class LashCore:
         check_session_id(session_id)
         allowlist = check_tools(session_id, tools)
         _check_options(session_id, "child_session()", options)
+        if config is not None and not isinstance(config, Mapping):
+            # (dict() below would take a list apart, failing with a bare ValueError)
+            raise SessionError(
+                f"session {session_id!r}: a child session's config must be a mapping of "
+                f"configure() fields, got {describe_value(config)}",
+                session_id=session_id,
+            )
         overrides: dict[str, dict[str, Any]] = {}
         if parent is not None and inherit:
             overrides = {k: dict(v) for k, v in parent.overrides.items()}
