@@ -201,3 +201,37 @@ async def test_layers_a_plugin_returns_as_a_list_are_kept_as_a_tuple() -> None:
         await session.turn("b").run()
         assert [r.messages[0].content for r in rec.requests] == ["Be brief.", "Be brief."]
         assert session.config.prompt_layers == ("Be brief.",)
+
+
+class AmendModelOptions:
+    """mutate_session_config: replaces the proposed model options with ``value``."""
+
+    lash_plugin = lash.PluginMeta(name="amend")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    @lash.hookimpl
+    def mutate_session_config(self, proposed: lash.SessionConfig) -> lash.SessionConfig:
+        return attrs.evolve(proposed, model_options=self.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [({"temperature": 0.5}, "{'temperature': 0.5} (dict)"), (None, "None (NoneType)")],
+)
+async def test_a_plugin_config_whose_model_options_are_not_model_options_is_refused(
+    value: Any, shown: str
+) -> None:
+    """Before, configure() failed with a bare AttributeError naming no plugin."""
+    core = make_core(Recorder([]), AmendModelOptions(value))
+    async with core:
+        session = await core.session("s").open()
+        config, revision = session.config, session.revision
+        with pytest.raises(lash.PluginError) as info:
+            await session.configure(model="m2")
+        assert (info.value.plugin, info.value.hook) == ("amend", "mutate_session_config")
+        assert str(info.value).splitlines()[1:] == [
+            f"  - model_options: expected a lash.ModelOptions, got {shown}"
+        ]
+        assert session.config == config and session.revision == revision
