@@ -407,3 +407,64 @@ async def test_mailbox_calls_refuse_a_source_or_target_that_is_not_text(
         assert info.value.session_id == "s"
         assert [i.text for i in await core.inputs("s")] == ["first"]
         assert await core.store.list_commands("s", settled=True) == []
+
+
+class Kinds:
+    """A process kind run by a worker, and one its owner completes."""
+
+    lash_plugin = lash.PluginMeta(name="kinds")
+
+    @lash.hookimpl
+    def register_process_kinds(self, register: lash.RegisterProcessKind) -> None:
+        async def noop(context: lash.ProcessContext, payload: Any) -> Any:
+            return payload
+
+        register("noop", noop)
+        register("owned", noop, recovery=lash.RecoveryDisposition.EXTERNALLY_OWNED)
+
+
+BAD_PROCESS_CALLS = [
+    (
+        lambda p, ids: p.start("noop", 1, source=5),
+        "processes.start() got source=5; it must be a string",
+    ),
+    (lambda p, ids: p.get(5), "processes.get() got process_id=5; it must be a string"),
+    (lambda p, ids: p.wait(5), "processes.wait() got process_id=5; it must be a string"),
+    (lambda p, ids: p.list(kind=5), "processes.list() got kind=5; it must be a string or None"),
+    (
+        lambda p, ids: p.list(status=["pending"]),
+        "processes.list() got status=['pending']; it must be a string or None",
+    ),
+    (lambda p, ids: p.list(limit="5"), "processes.list() got limit='5'; it must be an int"),
+    (
+        lambda p, ids: p.cancel(ids["noop"], reason=5),
+        "processes.cancel() got reason=5; it must be a string",
+    ),
+    (
+        lambda p, ids: p.complete(ids["owned"], error=5),
+        "processes.complete() got error=5; it must be a string or None",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "problem"), BAD_PROCESS_CALLS)
+async def test_process_calls_refuse_arguments_that_are_not_text(
+    store_url: str, call: Any, problem: str
+) -> None:
+    """A ProcessError naming the call and the argument, and nothing written, on every store
+    (before: memory:// kept or looked up an int as it was, while SQLite and Postgres failed
+    with a bare AttributeError, TypeError or a DataError, or stored it)."""
+    core = lash.LashCore(
+        plugins=[standard, stores, Recorder([]), Kinds()], builtins=(), store=store_url
+    )
+    async with core:
+        processes = core.processes
+        ids = {kind: (await processes.start(kind, 1)).id for kind in ("noop", "owned")}
+        with pytest.raises(lash.ProcessError) as info:
+            await call(processes, ids)
+        assert str(info.value) == problem
+        found = await processes.list()
+        assert [(p.kind, p.status, p.error) for p in found] == [
+            ("noop", "pending", None),
+            ("owned", "pending", None),
+        ]
