@@ -42,6 +42,10 @@ BAD_ITEMS = [
         "items[1] cannot be stored as JSON: Object of type object is not JSON serializable",
     ),
     ([{1, 2}], "items[0] cannot be stored as JSON: Object of type set is not JSON serializable"),
+    (
+        ["ok", {"x": float("nan")}],
+        "items[1] cannot be stored as JSON: Out of range float values are not JSON compliant",
+    ),
 ]
 
 

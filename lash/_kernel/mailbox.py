@@ -114,7 +114,7 @@ def checked_turn_input(session_id: str, text: Any, items: Any) -> tuple[Any, ...
         if isinstance(item, Image):
             continue
         try:
-            json.dumps(to_data(item))
+            json.dumps(to_data(item), allow_nan=False)  # (NaN: as checked_input)
         except Exception as exc:
             raise refuse(f"items[{index}] cannot be stored as JSON: {exc}") from None
     return checked
