@@ -472,3 +472,54 @@ async def test_process_calls_refuse_arguments_that_are_not_text(
             ("noop", "pending", None),
             ("owned", "pending", None),
         ]
+
+
+class Queuer:
+    """after_turn: queues ``messages`` for a later turn (``lash.EnqueueMessages``)."""
+
+    lash_plugin = lash.PluginMeta(name="queuer")
+
+    def __init__(self, messages: Any) -> None:
+        self.messages = messages
+
+    @lash.hookimpl
+    def after_turn(self) -> lash.EnqueueMessages:
+        return lash.EnqueueMessages(self.messages)
+
+
+BAD_DIRECTIVE_MESSAGES = [
+    ("hey", "messages must be a list of str, got 'hey' (str) (one message is [text])"),
+    (["a", 5], "messages[1] must be a str, got 5 (int)"),
+    (
+        ["a", " "],
+        "messages[1] cannot be queued: session 's': cannot queue this input: it is empty (no "
+        "text, no items)",
+    ),
+    (
+        ["x" * (1 << 20 | 1)],
+        "messages[0] cannot be queued: session 's': cannot queue this input: it is 1,048,577 "
+        "bytes, more than the 1,048,576 an input may hold",
+    ),
+]
+
+
+@pytest.mark.parametrize(("messages", "problem"), BAD_DIRECTIVE_MESSAGES)
+async def test_messages_a_plugin_queues_are_checked_as_queued_input_is(
+    store_url: str, messages: Any, problem: str
+) -> None:
+    """The turn fails naming the plugin, is committed, and nothing is queued (before: a string
+    was queued one input per character, a 5 failed the commit with a bare error after the
+    model call, and an empty or oversized input passed the mailbox's limits)."""
+    core = lash.LashCore(
+        plugins=[standard, stores, Recorder([{"text": "answer"}]), Queuer(messages)],
+        builtins=(),
+        store=store_url,
+        provider="recorder",
+    )
+    async with core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        assert (result.outcome, result.error_plugin) == ("failed", "queuer")
+        assert result.error == f"plugin 'queuer' returned lash.EnqueueMessages whose {problem}"
+        assert session.revision == 1
+        assert await core.inputs("s") == []
