@@ -119,6 +119,41 @@ async def test_a_child_session_config_of_the_wrong_shape_is_refused_naming_the_c
         assert await core.store.load("kid") is None
 
 
+BAD_CHILD_CONFIGS = [
+    (
+        {"model_options": {"temperature": "hot"}},
+        [
+            "session 'kid': a child session's config got invalid model_options:",
+            "  - model_options.temperature: expected float | None, got 'hot' (str)",
+        ],
+    ),
+    (
+        ["model"],
+        [
+            "session 'kid': a child session's config must be a mapping of configure() fields, "
+            "got ['model'] (list)"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "lines"), BAD_CHILD_CONFIGS)
+async def test_a_child_config_is_checked_as_a_configure_patch_is(
+    config: Any, lines: list[str]
+) -> None:
+    """Its model_options too, and its shape (before: a bare ValidationError naming no session,
+    an AttributeError for model_options=5, a ValueError for a list)."""
+    core = make_core(Recorder([{"text": "p"}]))
+    async with core:
+        parent = await core.session("p").open()
+        await parent.turn("hi").run()
+        with pytest.raises(lash.SessionError) as info:
+            await core.child_session("p", id="kid", config=config).open()
+        assert str(info.value).splitlines() == lines
+        assert info.value.session_id == "kid"
+        assert await core.store.load("kid") is None
+
+
 class Amend:
     """mutate_session_config: replaces the proposed prompt layers with ``layers``."""
 
@@ -166,3 +201,37 @@ async def test_layers_a_plugin_returns_as_a_list_are_kept_as_a_tuple() -> None:
         await session.turn("b").run()
         assert [r.messages[0].content for r in rec.requests] == ["Be brief.", "Be brief."]
         assert session.config.prompt_layers == ("Be brief.",)
+
+
+class AmendModelOptions:
+    """mutate_session_config: replaces the proposed model options with ``value``."""
+
+    lash_plugin = lash.PluginMeta(name="amend")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    @lash.hookimpl
+    def mutate_session_config(self, proposed: lash.SessionConfig) -> lash.SessionConfig:
+        return attrs.evolve(proposed, model_options=self.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [({"temperature": 0.5}, "{'temperature': 0.5} (dict)"), (None, "None (NoneType)")],
+)
+async def test_a_plugin_config_whose_model_options_are_not_model_options_is_refused(
+    value: Any, shown: str
+) -> None:
+    """Before, configure() failed with a bare AttributeError naming no plugin."""
+    core = make_core(Recorder([]), AmendModelOptions(value))
+    async with core:
+        session = await core.session("s").open()
+        config, revision = session.config, session.revision
+        with pytest.raises(lash.PluginError) as info:
+            await session.configure(model="m2")
+        assert (info.value.plugin, info.value.hook) == ("amend", "mutate_session_config")
+        assert str(info.value).splitlines()[1:] == [
+            f"  - model_options: expected a lash.ModelOptions, got {shown}"
+        ]
+        assert session.config == config and session.revision == revision

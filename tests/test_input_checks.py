@@ -42,6 +42,10 @@ BAD_ITEMS = [
         "items[1] cannot be stored as JSON: Object of type object is not JSON serializable",
     ),
     ([{1, 2}], "items[0] cannot be stored as JSON: Object of type set is not JSON serializable"),
+    (
+        ["ok", {"x": float("nan")}],
+        "items[1] cannot be stored as JSON: Out of range float values are not JSON compliant",
+    ),
 ]
 
 
@@ -323,3 +327,199 @@ async def test_command_args_must_be_named_json_values(
             await session.enqueue_command("reset", key="k2", args=args)
         queued = await core.enqueue_command("s", "reset", key="k3", args={"why": "test"})
         assert queued.args == {"why": "test"}
+
+
+async def test_queued_items_given_as_a_generator_are_all_queued(store_url: str) -> None:
+    """Items are an iterable of values: a generator's items are queued, in order (before, the
+    check for images used it up and the input was queued with no items)."""
+    async with make_core(store_url, Recorder([])) as core:
+        queued = await core.enqueue("s", "hi", items=(item for item in [{"a": 1}, "b"]))
+        assert queued.items == ({"a": 1}, "b")
+        [stored] = await core.inputs("s")
+        assert stored.items == ({"a": 1}, "b")
+
+
+QUEUED_NOT_JSON = [
+    ([{"ok": 1}, object()], "Object of type object is not JSON serializable"),
+    ([{1, 2}], "Object of type set is not JSON serializable"),
+    ([{"x": float("nan")}], "Out of range float values are not JSON compliant"),
+    ([float("inf")], "Out of range float values are not JSON compliant"),
+]
+
+
+@pytest.mark.parametrize(("items", "problem"), QUEUED_NOT_JSON)
+async def test_queued_items_that_are_not_json_are_refused_on_every_store(
+    store_url: str, items: Any, problem: str
+) -> None:
+    """Items that are not JSON data are a SessionError, as the docs say, and nothing is queued
+    (before, an object failed with a bare TypeError, and NaN failed SQLite's insert with
+    "malformed JSON" but was queued on memory:// and Postgres)."""
+    async with make_core(store_url, Recorder([])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            await core.enqueue("s", "hi", items=items)
+        assert str(info.value) == (
+            f"session 's': cannot queue this input: its items cannot be stored as JSON: {problem}"
+        )
+        assert await core.inputs("s") == []
+
+
+async def test_command_args_that_are_not_json_numbers_are_refused_on_every_store(
+    store_url: str,
+) -> None:
+    """NaN is not JSON (before, it was queued as it was)."""
+    async with make_core(store_url, Recorder([])) as core:
+        with pytest.raises(lash.SessionError) as info:
+            await core.enqueue_command("s", "reset", key="k", args={"x": float("nan")})
+        assert str(info.value) == (
+            "session 's': the args of command 'reset': they cannot be stored as JSON: "
+            "Out of range float values are not JSON compliant"
+        )
+        assert await core.store.list_commands("s", settled=True) == []
+
+
+BAD_SOURCE_CALLS = [
+    (
+        lambda core: core.enqueue("s", "hi", source=5),
+        "enqueue() got source=5; it must be a string (who queued it)",
+    ),
+    (
+        lambda core: core.enqueue_command("s", "reset", key="k", source=b"cli"),
+        "enqueue_command() got source=b'cli'; it must be a string (who queued it)",
+    ),
+    (
+        lambda core: core.approve("s", "c1", source=["cli"]),
+        "approve() got source=['cli']; it must be a string (who queued it)",
+    ),
+    (
+        lambda core: core.cancel_inputs("s", "in-1", 5),
+        "cancel_inputs() got target 5 (int); a target is an input's id or key (a string)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "problem"), BAD_SOURCE_CALLS)
+async def test_mailbox_calls_refuse_a_source_or_target_that_is_not_text(
+    store_url: str, call: Any, problem: str
+) -> None:
+    """Before, memory:// queued a source of 5 as it was (and answered a target of 5
+    ``unknown``), while SQLite and Postgres failed with a bare AttributeError."""
+    async with make_core(store_url, Recorder([])) as core:
+        await core.enqueue("s", "first", key="in-1")
+        with pytest.raises(lash.SessionError) as info:
+            await call(core)
+        assert str(info.value) == f"session 's': {problem}"
+        assert info.value.session_id == "s"
+        assert [i.text for i in await core.inputs("s")] == ["first"]
+        assert await core.store.list_commands("s", settled=True) == []
+
+
+class Kinds:
+    """A process kind run by a worker, and one its owner completes."""
+
+    lash_plugin = lash.PluginMeta(name="kinds")
+
+    @lash.hookimpl
+    def register_process_kinds(self, register: lash.RegisterProcessKind) -> None:
+        async def noop(context: lash.ProcessContext, payload: Any) -> Any:
+            return payload
+
+        register("noop", noop)
+        register("owned", noop, recovery=lash.RecoveryDisposition.EXTERNALLY_OWNED)
+
+
+BAD_PROCESS_CALLS = [
+    (
+        lambda p, ids: p.start("noop", 1, source=5),
+        "processes.start() got source=5; it must be a string",
+    ),
+    (lambda p, ids: p.get(5), "processes.get() got process_id=5; it must be a string"),
+    (lambda p, ids: p.wait(5), "processes.wait() got process_id=5; it must be a string"),
+    (lambda p, ids: p.list(kind=5), "processes.list() got kind=5; it must be a string or None"),
+    (
+        lambda p, ids: p.list(status=["pending"]),
+        "processes.list() got status=['pending']; it must be a string or None",
+    ),
+    (lambda p, ids: p.list(limit="5"), "processes.list() got limit='5'; it must be an int"),
+    (
+        lambda p, ids: p.cancel(ids["noop"], reason=5),
+        "processes.cancel() got reason=5; it must be a string",
+    ),
+    (
+        lambda p, ids: p.complete(ids["owned"], error=5),
+        "processes.complete() got error=5; it must be a string or None",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "problem"), BAD_PROCESS_CALLS)
+async def test_process_calls_refuse_arguments_that_are_not_text(
+    store_url: str, call: Any, problem: str
+) -> None:
+    """A ProcessError naming the call and the argument, and nothing written, on every store
+    (before: memory:// kept or looked up an int as it was, while SQLite and Postgres failed
+    with a bare AttributeError, TypeError or a DataError, or stored it)."""
+    core = lash.LashCore(
+        plugins=[standard, stores, Recorder([]), Kinds()], builtins=(), store=store_url
+    )
+    async with core:
+        processes = core.processes
+        ids = {kind: (await processes.start(kind, 1)).id for kind in ("noop", "owned")}
+        with pytest.raises(lash.ProcessError) as info:
+            await call(processes, ids)
+        assert str(info.value) == problem
+        found = await processes.list()
+        assert [(p.kind, p.status, p.error) for p in found] == [
+            ("noop", "pending", None),
+            ("owned", "pending", None),
+        ]
+
+
+class Queuer:
+    """after_turn: queues ``messages`` for a later turn (``lash.EnqueueMessages``)."""
+
+    lash_plugin = lash.PluginMeta(name="queuer")
+
+    def __init__(self, messages: Any) -> None:
+        self.messages = messages
+
+    @lash.hookimpl
+    def after_turn(self) -> lash.EnqueueMessages:
+        return lash.EnqueueMessages(self.messages)
+
+
+BAD_DIRECTIVE_MESSAGES = [
+    ("hey", "messages must be a list of str, got 'hey' (str) (one message is [text])"),
+    (["a", 5], "messages[1] must be a str, got 5 (int)"),
+    (
+        ["a", " "],
+        "messages[1] cannot be queued: session 's': cannot queue this input: it is empty (no "
+        "text, no items)",
+    ),
+    (
+        ["x" * (1 << 20 | 1)],
+        "messages[0] cannot be queued: session 's': cannot queue this input: it is 1,048,577 "
+        "bytes, more than the 1,048,576 an input may hold",
+    ),
+]
+
+
+@pytest.mark.parametrize(("messages", "problem"), BAD_DIRECTIVE_MESSAGES)
+async def test_messages_a_plugin_queues_are_checked_as_queued_input_is(
+    store_url: str, messages: Any, problem: str
+) -> None:
+    """The turn fails naming the plugin, is committed, and nothing is queued (before: a string
+    was queued one input per character, a 5 failed the commit with a bare error after the
+    model call, and an empty or oversized input passed the mailbox's limits)."""
+    core = lash.LashCore(
+        plugins=[standard, stores, Recorder([{"text": "answer"}]), Queuer(messages)],
+        builtins=(),
+        store=store_url,
+        provider="recorder",
+    )
+    async with core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        assert (result.outcome, result.error_plugin) == ("failed", "queuer")
+        assert result.error == f"plugin 'queuer' returned lash.EnqueueMessages whose {problem}"
+        assert session.revision == 1
+        assert await core.inputs("s") == []

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lash._contract.config_check import config_problems
 from lash._contract.turn_types import SessionConfig
 from lash._contract.types import Usage
-from lash._kernel.configpatch import CONFIG_FIELDS, apply_patch
+from lash._kernel.configpatch import CONFIG_FIELDS, apply_patch, check_fields
 from lash._store.ids import MAX_SESSION_ID_LENGTH
 from lash.errors import SessionError
 
@@ -111,13 +110,8 @@ def initial_config(
             f"known: {', '.join(CONFIG_FIELDS)}",
             session_id=session_id,
         )
-    problems = config_problems(spec.config)
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise SessionError(
-            f"session {session_id!r}: a child session's config got invalid field(s):\n{lines}",
-            session_id=session_id,
-        )
+    # (model_options too: before, a bad one failed naming no session, or with a bare error)
+    check_fields(session_id, spec.config, "a child session's config")
     base = parent_config if spec.inherit and parent_config is not None else default
     return apply_patch(base, spec.config)
 

@@ -13,7 +13,7 @@ from lash._contract.modeloptions_check import model_options, patched
 from lash._contract.turn_types import SessionConfig
 from lash.errors import SessionError, ValidationError
 
-__all__ = ["CONFIG_FIELDS", "apply_patch", "check_patch"]
+__all__ = ["CONFIG_FIELDS", "apply_patch", "check_fields", "check_patch"]
 
 #: The fields ``configure()`` accepts.
 CONFIG_FIELDS = ("provider", "model", "prompt_layers", "plugin_options", "model_options")
@@ -26,11 +26,17 @@ def check_patch(session_id: str, patch: Mapping[str, Any]) -> None:
             f"configure() got unknown field(s) {unknown}; known: {', '.join(CONFIG_FIELDS)}",
             session_id=session_id,
         )
+    check_fields(session_id, patch, "configure()")
+
+
+def check_fields(session_id: str, patch: Mapping[str, Any], what: str) -> None:
+    """The shapes of a patch's fields (``model_options`` field by field), refused naming each
+    bad one and ``what`` was patched (``configure()``, a child session's config)."""
     problems = config_problems(patch)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise SessionError(
-            f"session {session_id!r}: configure() got invalid field(s):\n{lines}",
+            f"session {session_id!r}: {what} got invalid field(s):\n{lines}",
             session_id=session_id,
         )
     if "model_options" in patch:
@@ -39,7 +45,7 @@ def check_patch(session_id: str, patch: Mapping[str, Any]) -> None:
         except ValidationError as exc:
             lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
             raise SessionError(
-                f"session {session_id!r}: configure() got invalid model_options:\n{lines}",
+                f"session {session_id!r}: {what} got invalid model_options:\n{lines}",
                 session_id=session_id,
             ) from None
 

@@ -20,7 +20,7 @@ from lash._kernel import approvals as _approvals
 from lash._kernel.approvals import ApprovalAnswer, Decision, PendingApproval
 from lash._kernel.children import ChildSpec, check_tools, child_id
 from lash._kernel.liveness import owner_id
-from lash._kernel.mailbox import checked_input, items_problem
+from lash._kernel.mailbox import check_source, checked_input, items_problem
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.observation import (
     EventHub,
@@ -289,9 +289,10 @@ class LashCore:
         :class:`lash.SessionView` method), which also passes on the parent's in-memory
         configuration and per-handle options.
 
-        :raises SessionError: an invalid id, a bad allowlist; at open, a parent that was never
-            committed, an id that exists as another session's child or as a root session, or
-            an allowlist naming unknown tools (each names the session).
+        :raises SessionError: an invalid id, a bad allowlist, ``options`` or ``config`` that
+            are not mappings; at open, a ``config`` field of the wrong shape, a parent that
+            was never committed, an id that exists as another session's child or as a root
+            session, or an allowlist naming unknown tools (each names the session).
         """
         from lash._kernel.session import Session
 
@@ -300,6 +301,13 @@ class LashCore:
         check_session_id(session_id)
         allowlist = check_tools(session_id, tools)
         _check_options(session_id, "child_session()", options)
+        if config is not None and not isinstance(config, Mapping):
+            # (dict() below would take a list apart, failing with a bare ValueError)
+            raise SessionError(
+                f"session {session_id!r}: a child session's config must be a mapping of "
+                f"configure() fields, got {describe_value(config)}",
+                session_id=session_id,
+            )
         overrides: dict[str, dict[str, Any]] = {}
         if parent is not None and inherit:
             overrides = {k: dict(v) for k, v in parent.overrides.items()}
@@ -363,17 +371,20 @@ class LashCore:
         content returns the input already queued; with other content it is an
         :class:`lash.InputConflict`.
 
-        :raises SessionError: an empty input, one larger than 1 MiB (of
-            UTF-8), an unknown ingress, or an invalid session id.
+        :raises SessionError: an empty input, one larger than 1 MiB (of UTF-8), items that
+            are not a list of JSON values and images, an unknown ingress, a ``source`` that is
+            not a string, or an invalid session id.
         """
+        check_source(session_id, "enqueue()", source)
         problem = items_problem(items)  # (before staging, which would take a str apart)
         if problem is not None:
             raise SessionError(
                 f"session {session_id!r}: cannot queue this input: {problem}",
                 session_id=session_id,
             )
-        # Images are queued as references, their bytes put in the store first.
-        items, images = stage_items(session_id, items)
+        # Images are queued as references, their bytes put in the store first. (Read once into
+        # a tuple: staging looks at the items twice, and would use a generator up looking.)
+        items, images = stage_items(session_id, tuple(items))
         draft = checked_input(session_id, input, items=items, key=key, ingress=ingress)
         await put_blobs(self.store, images)
         pending = await self.store.enqueue_input(session_id, attrs.evolve(draft, source=source))
@@ -396,6 +407,14 @@ class LashCore:
                 f"input to cancel), got {len(targets)}",
                 session_id=session_id,
             )
+        for target in targets:
+            if not isinstance(target, str):
+                # (memory:// answered it unknown, SQLite and Postgres failed on it, bare)
+                raise SessionError(
+                    f"session {session_id!r}: cancel_inputs() got target "
+                    f"{describe_value(target)}; a target is an input's id or key (a string)",
+                    session_id=session_id,
+                )
         outcomes = await self.store.cancel_inputs(session_id, targets, suffix=suffix)
         self.notify(session_id)
         return outcomes
@@ -417,6 +436,7 @@ class LashCore:
             mapping of names to JSON data.
         :raises InputConflict: the key was used with another command or other args.
         """
+        check_source(session_id, "enqueue_command()", source)
         draft = self.command_draft(session_id, name, key=key, args=args, source=source)
         command = await self.store.enqueue_command(session_id, draft)
         self.notify(session_id)
@@ -467,6 +487,7 @@ class LashCore:
 
         :raises SessionError: an invalid session id, call id, decision, reason or key.
         """
+        check_source(session_id, "approve()", source)
         answer = await _approvals.answer(
             self.store,
             session_id,
@@ -657,7 +678,7 @@ def _command_args(session_id: str, name: str, args: Any) -> dict[str, Any]:
     else:
         data = to_data(dict(args))
         try:
-            json.dumps(data)
+            json.dumps(data, allow_nan=False)  # (NaN is not JSON: stores differ on it)
         except (TypeError, ValueError) as exc:
             problem = f"they cannot be stored as JSON: {exc}"
         else:

@@ -48,16 +48,31 @@ def checked_input(
         raise refuse(problem)
     try:
         data = to_data(list(items))
+        # to_data passes what it does not know through: json.dumps is the check. NaN and the
+        # infinities are not JSON either (SQLite's insert refused them, other stores kept them).
+        encoded = json.dumps(data, allow_nan=False) if data else ""
     except Exception as exc:
         raise refuse(f"its items cannot be stored as JSON: {exc}") from None
     if not text.strip() and not data:
         raise refuse("it is empty (no text, no items)")
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if data:
-        size += len(json.dumps(data).encode())
+    size = len(text.encode("utf-8", "surrogatepass")) + len(encoded)  # (encoded is ASCII)
     if size > MAX_INPUT_BYTES:
         raise refuse(f"it is {size:,} bytes, more than the {MAX_INPUT_BYTES:,} an input may hold")
     return InputDraft(text, tuple(data), key, ingress)
+
+
+def check_source(session_id: str, call: str, source: Any) -> None:
+    """``source`` of what ``call`` queues (who queued it: ``"host"``, ``"cli"``...), a string
+    (or None, as the records allow). Before, memory:// kept another value as it was and SQLite
+    and Postgres failed on it with a bare ``AttributeError``.
+
+    :raises SessionError: naming the session and the call."""
+    if source is not None and not isinstance(source, str):
+        raise SessionError(
+            f"session {session_id!r}: {call} got source={source!r}; it must be a string (who "
+            "queued it)",
+            session_id=session_id,
+        )
 
 
 def items_problem(items: Any) -> str | None:
@@ -99,7 +114,7 @@ def checked_turn_input(session_id: str, text: Any, items: Any) -> tuple[Any, ...
         if isinstance(item, Image):
             continue
         try:
-            json.dumps(to_data(item))
+            json.dumps(to_data(item), allow_nan=False)  # (NaN: as checked_input)
         except Exception as exc:
             raise refuse(f"items[{index}] cannot be stored as JSON: {exc}") from None
     return checked

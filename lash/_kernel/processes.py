@@ -77,6 +77,18 @@ class ProcessCore(Protocol):
     ) -> Any: ...
 
 
+def _check_args(call: str, *, optional: bool = False, **values: Any) -> None:
+    """The text arguments of ``processes.<call>`` (``optional``: ``None`` allowed too), refused
+    before the store is reached: memory:// kept or looked up another value as it was, while
+    SQLite and Postgres failed on it with a bare error (or stored it).
+
+    :raises ProcessError: naming the call and the argument."""
+    for name, value in values.items():
+        if not isinstance(value, str) and not (optional and value is None):
+            kind = "a string or None" if optional else "a string"
+            raise ProcessError(f"processes.{call} got {name}={value!r}; it must be {kind}")
+
+
 def process_id_for(key: str | None) -> str:
     """A new process id; for a keyed start, the key's own id (the same key names the same
     process, so a start that joins a turn's commit can return the right id at once)."""
@@ -156,6 +168,7 @@ class Processes:
 
         :raises ProcessError: an unknown kind, or a payload that does not fit it.
         """
+        _check_args("start()", source=source)
         found = self.kind(kind)
         if key is not None and (not isinstance(key, str) or not key):
             raise ProcessError(f"a process key must be a non-empty string, got {key!r}", kind=kind)
@@ -215,6 +228,7 @@ class Processes:
 
     async def get(self, process_id: str) -> ProcessRecord | None:
         """The process ``process_id`` (``None``: no such process)."""
+        _check_args("get()", process_id=process_id)
         return await self._core.store.get_process(process_id)
 
     async def list(
@@ -226,6 +240,9 @@ class Processes:
         limit: int = 1000,
     ) -> list[ProcessRecord]:
         """Processes, oldest first, filtered by session, kind and status (``None``: any)."""
+        _check_args("list()", optional=True, kind=kind, status=status)
+        if type(limit) is not int:
+            raise ProcessError(f"processes.list() got limit={limit!r}; it must be an int")
         return await self._core.store.list_processes(
             session_id=session_id, kind=kind, status=status, limit=limit
         )
@@ -238,6 +255,7 @@ class Processes:
         :raises UnknownProcess: no such process.
         :raises TimeoutError: it is not finished after ``timeout`` seconds.
         """
+        _check_args("wait()", process_id=process_id)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         delay = 0.01
@@ -277,6 +295,7 @@ class Processes:
 
         :raises UnknownProcess: no such process.
         """
+        _check_args("cancel()", process_id=process_id, reason=reason)
         store = self._core.store
         before = await store.get_process(process_id)
         if before is None:
@@ -309,6 +328,8 @@ class Processes:
         :raises UnknownProcess: no such process.
         :raises ProcessError: the process is not externally owned (its worker finishes it).
         """
+        _check_args("complete()", process_id=process_id)
+        _check_args("complete()", optional=True, error=error)
         store = self._core.store
         record = await store.get_process(process_id)
         if record is None:

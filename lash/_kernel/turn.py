@@ -69,7 +69,7 @@ from lash._contract.providers import (
     ToolCallReady,
     usage_counts,
 )
-from lash._contract.serialization import from_data, to_data
+from lash._contract.serialization import describe_value, from_data, to_data
 from lash._contract.services import ToolContext, TurnDriver, TurnStopped, TurnView
 from lash._contract.slots import evolver, maker
 from lash._contract.turn_types import AbortTurn, Compact, EmitEvent, EnqueueMessages, StartProcess
@@ -82,12 +82,13 @@ from lash._kernel.event_json import (
     tool_call_started_data,
     turn_end_data,
 )
+from lash._kernel.mailbox import checked_input
 from lash._kernel.media import put_blobs, stage_items
 from lash._kernel.output import NOT_CALLED, Output, answer_text, feedback
 from lash._kernel.prompt import plain_prompt_view, prompt_view
 from lash._kernel.state import AwaitingTurn
 from lash._kernel.tool_calls import Hold, project, run_approved, run_tool_call
-from lash._store.records import EventDraft, InputDraft, PendingInput, TurnRecord
+from lash._store.records import EventDraft, PendingInput, TurnRecord
 from lash._tools.arguments import admit_tool_call
 from lash.errors import (
     LashError,
@@ -658,13 +659,13 @@ class Turn:
             return directive.reason
         if isinstance(directive, EnqueueMessages):
             if directive.target == "current_turn" and current == "current_turn":
-                for text in directive.messages:
+                for text in self._messages_of(plugin, directive, queued=False):
                     self._append(self._new_node(UserMessage, text=text))
             else:
-                for text in directive.messages:
-                    self._runtime.pending_enqueue.append(
-                        InputDraft(text, source=f"plugin:{plugin}")
-                    )
+                self._runtime.pending_enqueue.extend(
+                    attrs.evolve(draft, source=f"plugin:{plugin}")
+                    for draft in self._messages_of(plugin, directive, queued=True)
+                )
         elif isinstance(directive, Compact):
             self._compact = self._compact or directive
         elif isinstance(directive, EmitEvent):
@@ -688,6 +689,38 @@ class Turn:
             if all(p.id != draft.id for p in runtime.pending_processes):
                 runtime.pending_processes.append(draft)  # written in the turn's commit
         return None
+
+    def _messages_of(self, plugin: str, directive: EnqueueMessages, *, queued: bool) -> list[Any]:
+        """The messages of ``directive``: their texts, or (``queued``) their drafts, checked as
+        ``core.enqueue`` checks input. Before, a string was queued one input per character, a
+        text that is not a str failed the commit after the model call with a bare error, and
+        an empty or oversized one passed the mailbox's limits.
+
+        :raises PluginError: naming the plugin and the message."""
+
+        def refuse(problem: str) -> PluginError:
+            return PluginError(
+                f"plugin {plugin!r} returned lash.EnqueueMessages whose {problem}",
+                plugin=plugin,
+                hook=None,
+            )
+
+        messages = directive.messages
+        if isinstance(messages, str) or not isinstance(messages, list | tuple):
+            hint = " (one message is [text])" if isinstance(messages, str) else ""
+            raise refuse(f"messages must be a list of str, got {describe_value(messages)}{hint}")
+        found: list[Any] = []
+        for index, text in enumerate(messages):
+            if not isinstance(text, str):
+                raise refuse(f"messages[{index}] must be a str, got {describe_value(text)}")
+            if not queued:
+                found.append(text)
+                continue
+            try:
+                found.append(checked_input(self._runtime.id, text))
+            except SessionError as exc:
+                raise refuse(f"messages[{index}] cannot be queued: {exc}") from None
+        return found
 
     def _result_of(
         self, reason: StopReason | None, detail: str | None, failure: Exception | None

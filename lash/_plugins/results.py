@@ -95,6 +95,8 @@ def _config(hook: str, expected: str) -> Callable[[str, Any], Any]:
     import attrs
 
     from lash._contract.config_check import config_problems
+    from lash._contract.modeloptions import ModelOptions
+    from lash._contract.serialization import describe_value
     from lash._contract.turn_types import SessionConfig
 
     def slow(plugin: str, value: Any) -> Any:
@@ -108,6 +110,12 @@ def _config(hook: str, expected: str) -> Callable[[str, Any], Any]:
                 "plugin_options": value.plugin_options,
             }
         )
+        if not isinstance(value.model_options, ModelOptions):
+            # (configure() read its fields next: a bare AttributeError naming no plugin)
+            problems.append(
+                "model_options: expected a lash.ModelOptions, got "
+                f"{describe_value(value.model_options)}"
+            )
         if problems:
             lines = "\n".join(f"  - {p}" for p in problems)
             raise PluginError(
