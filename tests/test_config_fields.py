@@ -62,6 +62,7 @@ BAD_PATCHES = [
 async def test_configure_refuses_a_field_of_the_wrong_shape_naming_it(
     tmp_path: Any, patch: dict[str, Any], problem: str
 ) -> None:
+    """A patch field of the wrong shape is a SessionError naming it; nothing changes."""
     rec = Recorder([{"text": "hi"}])
     core = make_core(rec, store=f"sqlite:///{tmp_path / 'db.sqlite'}")
     async with core:
@@ -80,6 +81,7 @@ async def test_configure_refuses_a_field_of_the_wrong_shape_naming_it(
 
 
 async def test_every_bad_field_of_a_patch_is_named_at_once() -> None:
+    """Every bad field of one patch is named in one error, a line each."""
     core = make_core(Recorder([]))
     async with core:
         session = await core.session("s").open()
@@ -94,6 +96,7 @@ async def test_every_bad_field_of_a_patch_is_named_at_once() -> None:
 
 
 async def test_a_tuple_or_a_list_of_layers_is_taken_and_none_unsets_model() -> None:
+    """Layers as a tuple are taken (joined into the system prompt), and model=None is allowed."""
     rec = Recorder([{"text": "ok"}])
     core = make_core(rec)
     async with core:
@@ -105,6 +108,7 @@ async def test_a_tuple_or_a_list_of_layers_is_taken_and_none_unsets_model() -> N
 
 
 async def test_a_child_session_config_of_the_wrong_shape_is_refused_naming_the_child() -> None:
+    """A child's config is checked as a patch is, naming the child; the child is not created."""
     core = make_core(Recorder([{"text": "p"}]))
     async with core:
         parent = await core.session("p").open()
@@ -168,6 +172,7 @@ class Amend:
 
 
 async def test_a_plugin_config_of_the_wrong_shape_is_a_plugin_error_naming_it() -> None:
+    """A hook's config with a bad field is a PluginError naming plugin, hook and field."""
     core = make_core(Recorder([]), Amend("Be brief."))
     async with core:
         session = await core.session("s").open()

@@ -70,6 +70,7 @@ async def refused_turn(store_url: str, problem: str, text: Any, **kw: Any) -> No
 async def test_a_turn_whose_input_is_not_text_is_refused_before_the_model_call(
     store_url: str, text: Any, problem: str
 ) -> None:
+    """turn() with text that is not a str: refused, no model call, no commit."""
     await refused_turn(store_url, problem, text)
 
 
@@ -77,10 +78,12 @@ async def test_a_turn_whose_input_is_not_text_is_refused_before_the_model_call(
 async def test_a_turn_whose_items_are_not_a_list_of_json_values_is_refused(
     store_url: str, items: Any, problem: str
 ) -> None:
+    """turn() with items that are not a list of JSON values: refused, no model call, no commit."""
     await refused_turn(store_url, problem, "hi", items=items)
 
 
 async def test_a_turn_takes_a_tuple_or_a_list_of_json_items(store_url: str) -> None:
+    """Items as a list or a tuple of JSON values are kept, and read back after reopening."""
     rec = Recorder([{"text": "one"}, {"text": "two"}])
     async with make_core(store_url, rec) as core:
         session = await core.session("s").open()
@@ -93,6 +96,7 @@ async def test_a_turn_takes_a_tuple_or_a_list_of_json_items(store_url: str) -> N
 
 
 async def test_queued_input_whose_items_are_a_string_is_refused(store_url: str) -> None:
+    """enqueue() with items given as a string is refused (not three one-letter items)."""
     async with make_core(store_url, Recorder([])) as core:
         with pytest.raises(lash.SessionError) as info:
             await core.enqueue("s", "hi", items="abc")  # type: ignore[arg-type]
@@ -128,6 +132,7 @@ BAD_TURN_CALLS = [
 async def test_calls_about_a_turn_refuse_ids_that_are_not_text(
     store_url: str, call: str, kwargs: dict[str, Any], problem: str
 ) -> None:
+    """turn_record and cancel_turn refuse a turn id, origin or reason that is not text."""
     async with make_core(store_url, Recorder([{"text": "ok"}])) as core:
         session = await core.session("s").open()
         await session.turn("hi", id="t").run()
@@ -174,6 +179,7 @@ BAD_MEMBERSHIP = [
 async def test_membership_changes_must_map_tool_names_to_booleans(
     store_url: str, changes: Any, problem: str
 ) -> None:
+    """set_tool_membership takes tool names to True or False only; nothing changes otherwise."""
     rec = Recorder([{"text": "ok"}])
     core = lash.LashCore(
         plugins=[standard, stores, rec, Echo()], builtins=(), store=store_url, provider="recorder"
@@ -190,6 +196,7 @@ async def test_membership_changes_must_map_tool_names_to_booleans(
 
 
 async def test_membership_changes_through_a_view_are_checked_too() -> None:
+    """A hook's membership change through its view is checked too, before any model call."""
     rec = Recorder([{"text": "never"}])
     core = lash.LashCore(
         plugins=[standard, stores, rec, Echo(), Member({"echo": "no"})],
@@ -206,6 +213,7 @@ async def test_membership_changes_through_a_view_are_checked_too() -> None:
 
 
 async def test_compaction_instructions_must_be_text(store_url: str) -> None:
+    """compact() with instructions that are not text is refused and commits nothing."""
     async with make_core(store_url, Recorder([{"text": "ok"}])) as core:
         session = await core.session("s").open()
         await session.turn("hi").run()
@@ -232,6 +240,7 @@ BAD_OPTIONS = [
 async def test_handle_options_of_the_wrong_shape_are_refused_naming_them(
     options: Any, problem: str
 ) -> None:
+    """session() and child_session() refuse options of the wrong shape, naming each bad entry."""
     async with make_core("memory://", Recorder([{"text": "p"}])) as core:
         with pytest.raises(lash.SessionError) as info:
             core.session("s", options=options)
