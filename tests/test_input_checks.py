@@ -21,9 +21,12 @@ from lash_plugins_builtin import standard, stores
 pytestmark = pytest.mark.anyio
 
 
-def make_core(store_url: str, rec: Recorder) -> lash.LashCore:
+def make_core(store_url: str, rec: Recorder, *plugins: object) -> lash.LashCore:
     return lash.LashCore(
-        plugins=[standard, stores, rec], builtins=(), store=store_url, provider="recorder"
+        plugins=[standard, stores, rec, *plugins],
+        builtins=(),
+        store=store_url,
+        provider="recorder",
     )
 
 
@@ -181,9 +184,7 @@ async def test_membership_changes_must_map_tool_names_to_booleans(
 ) -> None:
     """set_tool_membership takes tool names to True or False only; nothing changes otherwise."""
     rec = Recorder([{"text": "ok"}])
-    core = lash.LashCore(
-        plugins=[standard, stores, rec, Echo()], builtins=(), store=store_url, provider="recorder"
-    )
+    core = make_core(store_url, rec, Echo())
     async with core:
         session = await core.session("s").open()
         await session.set_tool_membership({"echo": False})
@@ -198,12 +199,7 @@ async def test_membership_changes_must_map_tool_names_to_booleans(
 async def test_membership_changes_through_a_view_are_checked_too() -> None:
     """A hook's membership change through its view is checked too, before any model call."""
     rec = Recorder([{"text": "never"}])
-    core = lash.LashCore(
-        plugins=[standard, stores, rec, Echo(), Member({"echo": "no"})],
-        builtins=(),
-        store="memory://",
-        provider="recorder",
-    )
+    core = make_core("memory://", rec, Echo(), Member({"echo": "no"}))
     async with core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()
@@ -295,12 +291,7 @@ async def test_a_direct_completion_checks_its_arguments_before_the_provider(
     """Before, a string went to the provider as its messages, and a source that is not a name
     was the usage's source (failing the commit on SQLite and Postgres, after the turn)."""
     rec = Recorder([{"text": "never"}])
-    core = lash.LashCore(
-        plugins=[standard, stores, rec, Asker(messages, **kwargs)],
-        builtins=(),
-        store=store_url,
-        provider="recorder",
-    )
+    core = make_core(store_url, rec, Asker(messages, **kwargs))
     async with core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()
@@ -519,12 +510,7 @@ async def test_messages_a_plugin_queues_are_checked_as_queued_input_is(
     """The turn fails naming the plugin, is committed, and nothing is queued (before: a string
     was queued one input per character, a 5 failed the commit with a bare error after the
     model call, and an empty or oversized input passed the mailbox's limits)."""
-    core = lash.LashCore(
-        plugins=[standard, stores, Recorder([{"text": "answer"}]), Queuer(messages)],
-        builtins=(),
-        store=store_url,
-        provider="recorder",
-    )
+    core = make_core(store_url, Recorder([{"text": "answer"}]), Queuer(messages))
     async with core:
         session = await core.session("s").open()
         result = await session.turn("hi").run()

@@ -102,14 +102,7 @@ def _config(hook: str, expected: str) -> Callable[[str, Any], Any]:
     def slow(plugin: str, value: Any) -> Any:
         if not isinstance(value, SessionConfig):
             raise wrong_result(hook, plugin, value, expected)
-        problems = config_problems(
-            {
-                "provider": value.provider,
-                "model": value.model,
-                "prompt_layers": value.prompt_layers,
-                "plugin_options": value.plugin_options,
-            }
-        )
+        problems = config_problems(attrs.asdict(value, recurse=False))
         if not isinstance(value.model_options, ModelOptions):
             # (configure() read its fields next: a bare AttributeError naming no plugin)
             problems.append(
