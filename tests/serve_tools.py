@@ -1,5 +1,6 @@
 """The plugin the ``lash serve`` tests load in real ``lash serve`` and ``lash worker`` processes
 (``servetools``): a tool that waits (so a turn is still running when a test acts on it), one
+that is slow to stop when cancelled (so a server is still stopping when a test acts), one
 that answers at once, one that starts a background process (kind ``note``) under the
 session, and one that always needs approval."""
 
@@ -18,6 +19,17 @@ async def pause(seconds: float) -> str:
     """Waits ``seconds``, then says so."""
     await asyncio.sleep(seconds)
     return f"paused {seconds}s"
+
+
+async def linger(seconds: float) -> str:
+    """Waits until cancelled, then takes ``seconds`` more to stop (a tool slow to clean up,
+    so a server that stops is still stopping for that long)."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(seconds)
+        raise
+    return "never"
 
 
 def shout(text: str) -> str:
@@ -54,6 +66,7 @@ def register_process_kinds(register: lash.RegisterProcessKind) -> None:
 @lash.hookimpl
 def register_tools(register: lash.RegisterTool) -> None:
     register(pause)
+    register(linger)
     register(shout)
     register(start_note)
     register(lash.tool(delete_file, approval="always"))

@@ -9,8 +9,11 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -776,4 +779,44 @@ def test_stopping_answers_its_turns_before_the_streams_end(serve: Any) -> None:
     assert answer.status_code == 200, answer.text
     turn = answer.json()["turn"]
     assert (turn["turn_id"], turn["outcome"], turn["reason"]) == ("long", "stopped", "cancelled")
+    assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_a_stopping_server_refuses_to_start_turns_and_still_answers_reads(serve: Any) -> None:
+    """SIGTERM while a turn is slow to stop: the server takes no new connection, but a client
+    on a kept-alive one can still send requests. A turn asked for then (``?wait=true``) is
+    refused at once, ``503 stopping`` with ``Retry-After``: started, nothing would cancel it,
+    and its client would wait out the shutdown's grace for a broken response. A read still
+    answers; the log has no error."""
+    linger = {"tool_calls": [{"name": "linger", "arguments": {"seconds": 8}}]}
+    pause = {"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}
+    server = serve([linger, pause])
+    port = int(server.url.rsplit(":", 1)[1])
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as watcher,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        with watcher.stream("GET", "/sessions/a/events") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            assert watcher.post("/sessions/a/turns", json={"text": "go"}).status_code == 202
+            for _, data in sse_events(lines):
+                if data["type"] == "tool_call_started":
+                    break
+            assert client.get("/sessions").status_code == 200  # (the connection stays open)
+            server.proc.send_signal(signal.SIGTERM)
+            while True:  # until the server takes no new connection: it is stopping
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                except ConnectionRefusedError:
+                    break
+                time.sleep(0.02)
+            assert client.get("/sessions").status_code == 200
+            refused = client.post("/sessions/b/turns?wait=true", json={"text": "go", "id": "b1"})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "stopping"
+            assert "b1" in refused.json()["error"]["message"]
+            assert int(refused.headers["retry-after"]) > 0
+            assert client.get("/sessions/b/turns/b1").json()["error"]["code"] == "unknown_turn"
+            assert server.stop(timeout=30) == 0, server.stderr()
     assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()

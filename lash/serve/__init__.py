@@ -21,7 +21,9 @@ Routes (JSON in and out; times are epoch seconds; every error is ``{"error": {"c
     POST   /sessions/{id}/turns[?wait=true]       {"text", "id"?} -> 202 {"session_id",
                                                   "turn_id", "cursor"} (observe after cursor),
                                                   or with wait (or an id the session
-                                                  committed already): 200 {"turn": TurnEnd}
+                                                  committed already): 200 {"turn": TurnEnd};
+                                                  503 stopping (Retry-After) once the server
+                                                  stops
     GET    /sessions/{id}/turns/{turn_id}         {"turn": TurnEnd}; 404 not_found
     POST   /sessions/{id}/turns/{turn_id}/cancel  {"reason"?} (body optional) -> {"status":
                                                   requested | already_requested |

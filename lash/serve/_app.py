@@ -53,6 +53,10 @@ MAX_BODY = 4 * 1024 * 1024
 #: Turn ids the API accepts (the kernel makes ``turn-`` + 16 hex digits).
 _TURN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
+#: Seconds a client refused with ``503 stopping`` is told to wait (``Retry-After``) before it
+#: sends the request again: about what a server takes to start again.
+RETRY_AFTER_STOPPING = 2
+
 #: The web page's files (served at ``/`` and ``/static/``).
 STATIC = Path(__file__).parent / "static"
 
@@ -200,6 +204,8 @@ class _Api:
         #: (session id, turn id) of the turns this app runs now
         self.running: set[tuple[str, str]] = set()
         self.feeds = Feeds(core)
+        #: set as the app starts to stop: it starts no more turns (503 stopping)
+        self.stopping = False
 
     async def _require(self, session_id: str) -> None:
         if not await session_exists(self.core.store, session_id):
@@ -303,6 +309,18 @@ class _Api:
         if record is not None:
             return JsonResponse(
                 {"turn": turn_end_data(turn_id, record.index, dict(record.result), [])}
+            )
+        if self.stopping:
+            # A server that stops still serves the connections it has until they close (uvicorn
+            # waits for them): a turn started now would not be among those stop() cancels, and
+            # a client waiting for it would wait out the server's grace for a broken response.
+            # (Checked with no await before the task is tracked: stop() cancels every turn
+            # started before this point.)
+            raise ApiError(
+                "stopping",
+                f"session {session_id!r}: turn {turn_id!r} was not started: this server is "
+                "stopping; send it again (to another server, or to this one once it is back)",
+                headers={"Retry-After": str(RETRY_AFTER_STOPPING)},
             )
         task = asyncio.ensure_future(self._run_turn(session_id, text, turn_id))
         self._track(task, (session_id, turn_id), awaited=wait)
@@ -440,7 +458,9 @@ class _Api:
 
     async def stop(self) -> None:
         """Stop serving: cancel the running turns (each commits as cancelled), then end the
-        event streams, once each has sent those commits."""
+        event streams, once each has sent those commits. From now on, a request for a turn is
+        refused (``503 stopping``); the others still answer."""
+        self.stopping = True
         await self.stop_turns()
         self.feeds.end()
 

@@ -35,18 +35,21 @@ ERROR_CODES: dict[str, int] = {
     "input_conflict": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
+    "stopping": 503,
     "lash_error": 500,
     "internal_error": 500,
 }
 
 
 class ApiError(Exception):
-    """An error response: ``code`` (one of :data:`ERROR_CODES`) and a message for the client."""
+    """An error response: ``code`` (one of :data:`ERROR_CODES`), a message for the client, and
+    the response's extra ``headers`` (``Retry-After``...)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.headers = headers
 
     @property
     def status(self) -> int:
@@ -84,7 +87,7 @@ def api_error_of(exc: Exception) -> ApiError:
 
 async def on_exception(request: Request, exc: Exception) -> Response:
     error = api_error_of(exc)
-    return error_response(error.code, error.message)
+    return error_response(error.code, error.message, headers=error.headers)
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}

@@ -182,7 +182,7 @@ _PATHS: dict[str, Any] = {
                     },
                     "(wait=false) the turn started",
                 ),
-                **_errors(400, 401, 404, 409, 413, 415),
+                **_errors(400, 401, 404, 409, 413, 415, 503),
             },
         },
     },
