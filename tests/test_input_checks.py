@@ -518,3 +518,55 @@ async def test_messages_a_plugin_queues_are_checked_as_queued_input_is(
         assert result.error == f"plugin 'queuer' returned lash.EnqueueMessages whose {problem}"
         assert session.revision == 1
         assert await core.inputs("s") == []
+
+
+class Nanny:
+    """before_turn: records or emits ``data`` through the session view, keeping the error."""
+
+    lash_plugin = lash.PluginMeta(name="nanny")
+
+    def __init__(self, call: str, data: Any) -> None:
+        self.call = call
+        self.data = data
+        self.errors: list[BaseException] = []
+
+    @lash.hookimpl
+    async def before_turn(self, turn: lash.TurnView) -> None:
+        try:
+            if self.call == "record":
+                await turn.session.record("reading", self.data)
+            else:
+                await turn.session.emit("reading", self.data)
+        except lash.SessionError as exc:
+            self.errors.append(exc)
+
+
+@pytest.mark.parametrize(
+    ("call", "did", "data"),
+    [
+        ("record", "recorded", {"x": float("nan")}),
+        ("record", "recorded", [float("inf")]),
+        ("emit", "emitted", {"x": float("-inf")}),
+        ("emit", "emitted", float("nan")),
+    ],
+)
+async def test_plugin_data_that_is_nan_or_infinite_is_refused_on_every_store(
+    store_url: str, call: str, did: str, data: Any
+) -> None:
+    """A plugin's record() or emit() of NaN or an infinity is a SessionError naming the session
+    and the plugin, as a set is, and nothing of it is committed (before: every store kept it as
+    Python writes it, ``NaN``, which is not JSON: lash serve sent it to clients whose JSON
+    parser refuses it, and its event stream broke at that event)."""
+    nanny = Nanny(call, data)
+    async with make_core(store_url, Recorder([{"text": "answer"}]), nanny) as core:
+        session = await core.session("s").open()
+        result = await session.turn("hi").run()
+        assert result.outcome == "completed"
+        [error] = nanny.errors
+        assert str(error) == (
+            f"session 's': plugin 'nanny' {did} data that cannot be stored as JSON: "
+            "Out of range float values are not JSON compliant"
+        )
+        assert [n for n in session.nodes if isinstance(n, lash.PluginNode)] == []
+        page = await core.store.read_events("s", after=0, limit=100)
+        assert [e.type for e in page.events] == ["turn_started", "turn_committed"]

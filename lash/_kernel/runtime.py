@@ -685,8 +685,10 @@ class SessionRuntime:
     def _storable(self, plugin: str, what: str, data: Any) -> None:
         try:
             # Refused now, not at the commit: unstorable data would fail the whole commit.
-            # to_data alone passes unknown objects through; JSON is what stores keep.
-            json.dumps(to_data(data))
+            # to_data alone passes unknown objects through; JSON is what stores keep. NaN and
+            # the infinities are not JSON: the stores kept them as Python writes them, and
+            # every JSON reader of the session (lash serve's clients) then refused it.
+            json.dumps(to_data(data), allow_nan=False)
         except Exception as exc:
             raise SessionError(
                 f"session {self.id!r}: plugin {plugin!r} {what} data that cannot be stored as "
