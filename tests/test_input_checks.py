@@ -570,3 +570,85 @@ async def test_plugin_data_that_is_nan_or_infinite_is_refused_on_every_store(
         assert [n for n in session.nodes if isinstance(n, lash.PluginNode)] == []
         page = await core.store.read_events("s", after=0, limit=100)
         assert [e.type for e in page.events] == ["turn_started", "turn_committed"]
+
+
+class Measures:
+    """Process kinds whose run gives back NaN or an infinity: as its result, or as progress
+    (``progress``: what emit() raised is its result)."""
+
+    lash_plugin = lash.PluginMeta(name="measures")
+
+    @lash.hookimpl
+    def register_process_kinds(self, register: lash.RegisterProcessKind) -> None:
+        async def infinite(context: lash.ProcessContext, payload: Any) -> Any:
+            return {"ratio": float("inf")}
+
+        async def progress(context: lash.ProcessContext, payload: Any) -> Any:
+            try:
+                await context.emit({"done": float("nan")})
+            except lash.ProcessError as exc:
+                return {"refused": str(exc)}
+            return {"refused": None}
+
+        async def handed_over(context: lash.ProcessContext, payload: Any) -> None:
+            return None
+
+        register("infinite", infinite)
+        register("progress", progress)
+        register("owned", handed_over, recovery=lash.RecoveryDisposition.EXTERNALLY_OWNED)
+
+
+def measures_core(store_url: str) -> lash.LashCore:
+    return lash.LashCore(
+        plugins=[standard, stores, Recorder([]), Measures()], builtins=(), store=store_url
+    )
+
+
+NOT_JSON = "Out of range float values are not JSON compliant"
+
+
+async def test_a_process_payload_of_nan_is_refused_on_every_store(store_url: str) -> None:
+    """processes.start() with NaN in the payload: a ProcessError naming the kind, and nothing
+    written (before: every store kept it, as text that is not JSON)."""
+    async with measures_core(store_url) as core:
+        with pytest.raises(lash.ProcessError) as info:
+            await core.processes.start("infinite", {"x": float("nan")})
+        assert str(info.value) == (
+            f"the payload of process kind 'infinite' cannot be stored as JSON: {NOT_JSON}"
+        )
+        assert await core.processes.list() == []
+
+
+async def test_a_process_result_or_progress_of_nan_is_refused_on_every_store(
+    store_url: str,
+) -> None:
+    """A run that returns an infinity fails, saying why; emit() of NaN is a ProcessError naming
+    the process and its kind, which the run may catch, and no progress is stored; complete()
+    of an owned process with NaN is refused, and the process stays running (before: every
+    store kept them all)."""
+    async with measures_core(store_url) as core:
+        infinite = await core.processes.start("infinite")
+        progress = await core.processes.start("progress")
+        owned = await core.processes.start("owned")
+        await core.run_worker(once=True, sessions=False)
+
+        failed = await core.processes.get(infinite.id)
+        assert failed is not None
+        assert (failed.status, failed.result) == ("failed", None)
+        assert failed.error == f"its result cannot be stored as JSON: {NOT_JSON}"
+
+        reported = await core.processes.get(progress.id)
+        assert reported is not None
+        assert (reported.status, reported.progress) == ("succeeded", None)
+        assert reported.result == {
+            "refused": f"process {progress.id!r} (progress): its progress cannot be stored as "
+            f"JSON: {NOT_JSON}"
+        }
+
+        with pytest.raises(lash.ProcessError) as info:
+            await core.processes.complete(owned.id, result={"x": float("nan")})
+        assert str(info.value) == (
+            f"process {owned.id!r} (owned): its result cannot be stored as JSON: {NOT_JSON}"
+        )
+        still = await core.processes.get(owned.id)
+        assert still is not None and (still.status, still.result) == ("running", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -185,6 +186,28 @@ def test_parameters_with_defaults_are_optional_and_show_their_default() -> None:
             "limit": {"type": "integer", "default": 10},
             "mode": {"type": "string", "enum": ["red", "green"], "default": "green"},
             "since": {},
+        },
+        "required": ["query"],
+        "additionalProperties": False,
+    }
+
+
+def test_a_default_of_nan_or_infinity_is_not_shown() -> None:
+    """A float default JSON cannot hold (``math.inf``) is left out of the schema, as any default
+    that is not JSON is (before: ``"default": inf`` went into every model request, and the
+    HTTP providers' JSON encoder refused the request: no turn could call the model)."""
+
+    @tool
+    def search(query: str, limit: float = math.inf, floor: float = -math.inf) -> str:
+        """Search."""
+        return query
+
+    assert search.parameters == {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string"},
+            "limit": {"type": "number"},
+            "floor": {"type": "number"},
         },
         "required": ["query"],
         "additionalProperties": False,

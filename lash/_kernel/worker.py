@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lash._contract.processes import ProcessContext
 from lash._contract.turn_types import ProcessRecord
 from lash._contract.types import RecoveryDisposition
-from lash._plugins.process_kinds import ProcessKind
-from lash.errors import LashError, LeaseLost, SessionBusy
+from lash._plugins.process_kinds import ProcessKind, json_data
+from lash.errors import LashError, LeaseLost, ProcessError, SessionBusy
 
 if TYPE_CHECKING:
     from lash._kernel.observation import SessionSnapshot
@@ -411,8 +411,19 @@ class _Worker:
         token = record.token
         lost = False
 
-        async def emit(data: Any) -> None:
+        async def emit(progress: Any) -> None:
             nonlocal lost
+            try:
+                # (checked here, as the payload and result are: stores differ on what is not
+                # JSON, and NaN they all kept, as text no other JSON reader takes)
+                data = json_data(progress)
+            except (TypeError, ValueError) as exc:
+                raise ProcessError(
+                    f"process {record.id!r} ({record.kind}): its progress cannot be stored as "
+                    f"JSON: {exc}",
+                    process_id=record.id,
+                    kind=record.kind,
+                ) from None
             try:
                 seen = await store.heartbeat_process(record.id, token, ttl=self.ttl, progress=data)
             except LeaseLost:

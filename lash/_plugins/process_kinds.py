@@ -23,7 +23,7 @@ from lash._contract.types import RecoveryDisposition
 from lash._tools.tool import json_schema
 from lash.errors import ProcessError, ValidationError
 
-__all__ = ["ProcessKind", "build_process_kind"]
+__all__ = ["ProcessKind", "build_process_kind", "json_data"]
 
 _NONE = type(None)
 
@@ -64,15 +64,13 @@ class ProcessKind:
                 payload = from_data(payload, tp, what=f"payload of process kind {self.name!r}")
             except ValidationError as exc:
                 raise ProcessError(str(exc), kind=self.name) from None
-        data = to_data(payload)
         try:
-            json.dumps(data)
+            return json_data(payload)
         except (TypeError, ValueError) as exc:
             raise ProcessError(
                 f"the payload of process kind {self.name!r} cannot be stored as JSON: {exc}",
                 kind=self.name,
             ) from None
-        return data
 
     def structured_payload(self, data: Any) -> Any:
         """The stored payload ``data`` as ``run`` takes it (an instance of the payload type)."""
@@ -81,10 +79,22 @@ class ProcessKind:
         return from_data(data, self.payload_type, what=f"payload of process kind {self.name!r}")
 
     def result_data(self, value: Any) -> Any:
-        """What ``run`` returned, in JSON form. :raises TypeError: not storable as JSON."""
-        data = to_data(value)
-        json.dumps(data)
-        return data
+        """What ``run`` returned, in JSON form. :raises TypeError, ValueError: not storable as
+        JSON."""
+        return json_data(value)
+
+
+def json_data(value: Any) -> Any:
+    """``value`` as plain data (:func:`to_data`), checked to be JSON: a process's payload,
+    result or progress.
+
+    NaN and the infinities are not JSON: every store kept them as Python writes them
+    (``NaN``), text that no other JSON reader takes (lash serve's clients, a browser).
+
+    :raises TypeError, ValueError: for what is not JSON data (as :func:`json.dumps`)."""
+    data = to_data(value)
+    json.dumps(data, allow_nan=False)
+    return data
 
 
 def _types_of(name: str, run: Callable[..., Any]) -> tuple[Any, Any]:

@@ -139,7 +139,9 @@ def _optional_member(tp: Any) -> Any:
 def _default(value: Any) -> tuple[bool, Any]:
     """``(True, json_value)`` when a default can be shown in the schema, else ``(False, None)``."""
     try:
-        return True, json.loads(json.dumps(converter().unstructure(value)))
+        # (NaN and the infinities are not JSON: the providers' HTTP client refuses a request
+        # that holds one, so shown, such a default would fail every model call)
+        return True, json.loads(json.dumps(converter().unstructure(value), allow_nan=False))
     except Exception:  # a default that is not JSON data is just not shown to the model
         return False, None
 
