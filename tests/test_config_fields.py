@@ -55,6 +55,16 @@ BAD_PATCHES = [
         {"plugin_options": {"p": {2: "x"}}},
         "plugin_options['p']: an option name must be a str, got 2 (int)",
     ),
+    # (lash 0.1's protocol_options, deprecated: before, a bare TypeError or ValueError)
+    (
+        {"protocol_options": 5},
+        "protocol_options: expected a mapping of option names to values, got 5 (int)",
+    ),
+    (
+        {"protocol_options": "ab"},
+        "protocol_options: expected a mapping of option names to values, got 'ab' (str)",
+    ),
+    ({"protocol_options": {1: 2}}, "protocol_options: an option name must be a str, got 1 (int)"),
 ]
 
 
@@ -78,6 +88,48 @@ async def test_configure_refuses_a_field_of_the_wrong_shape_naming_it(
         assert info.value.session_id == "s"
         assert session.config == config and session.revision == revision
         assert await store_revision(core, "s") == revision
+
+
+MODEL_OPTIONS_OF_THE_WRONG_SHAPE = [
+    (5, "model_options: expected lash.ModelOptions or a mapping of its fields, got 5"),
+    ("x", "model_options: expected lash.ModelOptions or a mapping of its fields, got 'x'"),
+    (
+        {1: 0.5},
+        "model_options[1]: unknown key (known: extra, max_tokens, parallel_tool_calls, seed, "
+        "stop, temperature, tool_choice, top_p)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "problem"), MODEL_OPTIONS_OF_THE_WRONG_SHAPE)
+async def test_model_options_of_the_wrong_shape_are_named_as_the_field(
+    value: Any, problem: str
+) -> None:
+    """configure(), turn() and a child's config name model_options itself when the whole value
+    is wrong, and a key by its index (before: ``model_options.expected lash.ModelOptions...``
+    and ``model_options.[1]``, the path glued to the message)."""
+    core = make_core(Recorder([{"text": "p"}]))
+    async with core:
+        session = await core.session("s").open()
+        with pytest.raises(lash.SessionError) as info:
+            await session.configure(model_options=value)
+        assert str(info.value).splitlines() == [
+            "session 's': configure() got invalid model_options:",
+            f"  - {problem}",
+        ]
+        with pytest.raises(lash.SessionError) as info:
+            session.turn("hi", model_options=value)
+        assert str(info.value).splitlines() == [
+            "session 's': turn() got invalid model_options:",
+            f"  - {problem}",
+        ]
+        await session.turn("hi").run()
+        with pytest.raises(lash.SessionError) as info:
+            await core.child_session("s", id="kid", config={"model_options": value}).open()
+        assert str(info.value).splitlines() == [
+            "session 'kid': a child session's config got invalid model_options:",
+            f"  - {problem}",
+        ]
 
 
 async def test_every_bad_field_of_a_patch_is_named_at_once() -> None:

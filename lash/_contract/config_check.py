@@ -18,8 +18,10 @@ __all__ = ["config_problems", "options_problems"]
 def config_problems(fields: Mapping[str, Any]) -> list[str]:
     """One readable line per field of ``fields`` (a patch, or a config's fields) whose value
     has the wrong shape: ``provider`` and ``model`` a str or None, ``prompt_layers`` a list or
-    tuple of str, ``plugin_options`` a mapping of plugin names to mappings of option names.
-    (``model_options`` has its own, finer check; other keys are not looked at here.)"""
+    tuple of str, ``plugin_options`` a mapping of plugin names to mappings of option names,
+    ``protocol_options`` (``configure()``'s deprecated form of the protocol plugin's options) a
+    mapping of option names. (``model_options`` has its own, finer check; other keys are not
+    looked at here.)"""
     problems = []
     for name in ("provider", "model"):
         value = fields.get(name)
@@ -40,6 +42,9 @@ def config_problems(fields: Mapping[str, Any]) -> list[str]:
             ]
     if "plugin_options" in fields:
         problems += options_problems(fields["plugin_options"], "plugin_options")
+    if "protocol_options" in fields:
+        # (before: merged as it was, a bare TypeError or ValueError naming no session or field)
+        problems += _names_problems(fields["protocol_options"], "protocol_options")
     return problems
 
 
@@ -56,15 +61,19 @@ def options_problems(options: Any, name: str) -> list[str]:
     for plugin, values in options.items():
         if not isinstance(plugin, str):
             problems.append(f"{name}: a plugin name must be a str, got {describe_value(plugin)}")
-        elif not isinstance(values, Mapping):
-            problems.append(
-                f"{name}[{plugin!r}]: expected a mapping of option names to values, got "
-                f"{describe_value(values)}"
-            )
         else:
-            problems += [
-                f"{name}[{plugin!r}]: an option name must be a str, got {describe_value(key)}"
-                for key in values
-                if not isinstance(key, str)
-            ]
+            problems += _names_problems(values, f"{name}[{plugin!r}]")
     return problems
+
+
+def _names_problems(values: Any, name: str) -> list[str]:
+    """One line per problem of ``values``, one plugin's options: a mapping of option names."""
+    if not isinstance(values, Mapping):
+        return [
+            f"{name}: expected a mapping of option names to values, got {describe_value(values)}"
+        ]
+    return [
+        f"{name}: an option name must be a str, got {describe_value(key)}"
+        for key in values
+        if not isinstance(key, str)
+    ]

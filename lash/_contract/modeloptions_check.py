@@ -13,11 +13,17 @@ from lash.errors import ValidationError
 __all__ = ["model_options", "patched"]
 
 
-def model_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOptions:
+def model_options(
+    value: ModelOptions | Mapping[str, Any] | None, *, name: str = "model_options"
+) -> ModelOptions:
     """Validate ``value`` (a :class:`ModelOptions`, a mapping of its fields, or ``None``).
 
-    :raises lash.ValidationError: one line per bad field (``temperature: must be between 0 and
-        2, got 3.5``, ``seed: expected int, got 'x' (str)``, ``colour: unknown key``).
+    :raises lash.ValidationError: one line per bad field, its path starting with ``name``
+        (``model_options.temperature: must be between 0 and 2, got 3.5``, ``model_options[1]:
+        unknown key``, and for the whole value ``model_options: expected lash.ModelOptions...``);
+        with ``name=""``, paths within the options (``temperature: ...``, ``[1]: ...``). (Each
+        caller once glued ``model_options.`` to the lines, which made ``model_options.expected
+        lash.ModelOptions...`` and ``model_options.[1]`` of the others.)
     """
     if value is None:
         return EMPTY
@@ -28,7 +34,10 @@ def model_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOption
     if not isinstance(value, Mapping):
         raise ValidationError(
             "model_options",
-            [f"expected lash.ModelOptions or a mapping of its fields, got {value!r}"],
+            [
+                f"{name}: " * bool(name)
+                + f"expected lash.ModelOptions or a mapping of its fields, got {value!r}"
+            ],
         )
     data = {k: v for k, v in value.items() if v is not None}
     if not data:  # nothing set: no structuring code to build (every `lash` command reads a config)
@@ -37,7 +46,8 @@ def model_options(value: ModelOptions | Mapping[str, Any] | None) -> ModelOption
         return structure(data, ModelOptions)
     except Exception as exc:
         raise ValidationError(
-            "model_options", validation_problems(exc, data) or [str(exc)]
+            "model_options",
+            validation_problems(exc, data, name) or [f"{name}: " * bool(name) + str(exc)],
         ) from None
 
 

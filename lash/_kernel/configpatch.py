@@ -43,7 +43,7 @@ def check_fields(session_id: str, patch: Mapping[str, Any], what: str) -> None:
         try:
             model_options(patch["model_options"])  # each field checks alone: check the patch
         except ValidationError as exc:
-            lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
+            lines = "\n".join(f"  - {p}" for p in exc.problems)
             raise SessionError(
                 f"session {session_id!r}: {what} got invalid model_options:\n{lines}",
                 session_id=session_id,

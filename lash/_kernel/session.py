@@ -357,7 +357,7 @@ class Session:
         try:
             options = checked_model_options(model_options)
         except ValidationError as exc:
-            lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
+            lines = "\n".join(f"  - {p}" for p in exc.problems)
             raise SessionError(
                 f"session {self.id!r}: turn() got invalid model_options:\n{lines}",
                 session_id=self.id,

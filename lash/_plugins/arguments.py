@@ -134,7 +134,7 @@ def _builtins(value: Any) -> str | None:
 
 def _model_options(value: Any) -> str | None:
     try:
-        model_options(value)
+        model_options(value, name="")  # (the rule's line names the argument)
     except ValidationError as exc:
         return "; ".join(exc.problems)
     return None

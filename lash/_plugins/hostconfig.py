@@ -295,7 +295,7 @@ def from_mapping(
             path=path,
         )
     except ValidationError as exc:
-        lines = "\n".join(f"  - model_options.{p}" for p in exc.problems)
+        lines = "\n".join(f"  - {p}" for p in exc.problems)
         raise ConfigError(f"invalid [model_options]:\n{lines}", path=path) from None
     except ConfigError as exc:
         raise ConfigError(str(exc), path=path) from None
