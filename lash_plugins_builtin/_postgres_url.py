@@ -5,6 +5,7 @@ The URL forms and options are documented in :mod:`lash_plugins_builtin.postgres`
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 
@@ -42,6 +43,8 @@ _OWN = (
     "pool_size",
     "statement_timeout",
 )
+#: libpq's (and asyncpg's) environment variable for ``target_session_attrs``.
+_TARGET_ENV = "PGTARGETSESSIONATTRS"
 _BOOLEANS = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
@@ -113,6 +116,14 @@ def parse_url(url: str) -> PostgresSettings:
     durable_leases = _boolean(own, "durable_leases", False, bad=bad)
     if not any(key == "application_name" for key, _ in passed):
         passed.append(("application_name", "lash"))  # what pg_stat_activity shows
+    given = {key for key, _ in passed}
+    several = len(hosts) > 1 or any(key == "host" and "," in value for key, value in passed)
+    if several and "target_session_attrs" not in given and not os.environ.get(_TARGET_ENV):
+        # Several hosts are a primary and its standbys: asyncpg, as libpq, takes the first that
+        # answers (``any``), which after a failover may be a standby, where every write fails.
+        # lash writes: the first that takes writes. (Set in the URL or the environment, the
+        # user's choice stands.)
+        passed.append(("target_session_attrs", "read-write"))
     # asyncpg reads the rest; it knows postgresql:// only.
     dsn = urllib.parse.urlunsplit(
         ("postgresql", parts.netloc, parts.path, urllib.parse.urlencode(passed), "")
@@ -139,8 +150,9 @@ def _hosts(hostlist: str, bad: Callable[[str], lash.ConfigError]) -> list[str]:
     messages; a port that is not a number is refused.
 
     libpq's URLs may list several hosts, ``HOST:PORT,HOST:PORT`` (a primary and its standbys,
-    tried in order; ``target_session_attrs=read-write`` picks the writable one), which asyncpg
-    reads as libpq does: the URL goes to it as written. An IPv6 address is in brackets."""
+    tried in order; ``target_session_attrs=read-write``, lash's default then, picks the
+    writable one), which asyncpg reads as libpq does: the URL goes to it as written. An IPv6
+    address is in brackets."""
     hosts = []
     for item in hostlist.split(",") if hostlist else []:
         if item.startswith("["):

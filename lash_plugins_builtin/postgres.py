@@ -1,9 +1,14 @@
 """``postgresql://``: sessions in a Postgres database, shared by every process that uses it.
 
-URL (libpq's form; ``postgres://`` is accepted too; several hosts, ``HOST:PORT,HOST:PORT``,
-are tried in order, as libpq does)::
+URL (libpq's form; ``postgres://`` is accepted too)::
 
     postgresql://USER:PASSWORD@HOST:PORT/DATABASE?pool_size=10
+
+Several hosts, ``HOST:PORT,HOST:PORT`` (a primary and its standbys), are tried in order, as
+libpq does; lash connects to the first that takes writes: without a ``target_session_attrs``
+in the URL (or ``PGTARGETSESSIONATTRS`` in the environment), it asks for ``read-write``, where
+libpq and asyncpg would take the first host that answers (``any``), a standby after a failover,
+on which every write fails. Set it to choose otherwise (``primary``...).
 
 Query parameters lash reads itself:
 
@@ -295,6 +300,11 @@ class PostgresStore:
                 "the user may not create lash's tables: grant it CREATE on the schema "
                 "(GRANT CREATE ON SCHEMA public TO USER), or point it at a schema it owns "
                 "with ?search_path=NAME"
+            )
+        elif isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+            hint = (
+                "the server takes no writes (a standby?): list the primary's host in the store "
+                "URL, or several hosts with target_session_attrs=read-write"
             )
         elif isinstance(exc, TimeoutError):
             hint = (

@@ -336,6 +336,43 @@ async def test_a_url_listing_several_hosts_connects_to_the_one_that_answers(
     assert "hunter22" not in str(error.value)
 
 
+async def test_a_url_listing_several_hosts_writes_to_the_one_that_takes_writes(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several hosts and no ``target_session_attrs``: the store connects to the first host that
+    takes writes (``read-write``), not to the first that answers (asyncpg's default, ``any``),
+    which after a failover may be a standby, where every write fails. Here the first host
+    answers but its database is read-only (as a standby's is); the second is the test server.
+    A ``target_session_attrs`` in the URL (or ``PGTARGETSESSIONATTRS``) is kept as it is."""
+    monkeypatch.delenv("PGTARGETSESSIONATTRS", raising=False)
+    database = database_of(postgres_url)
+    standby = PostgresServer().start()
+    try:
+        standby.psql(f'CREATE DATABASE "{database}"')
+        standby.psql(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+        hosts = f"127.0.0.1:{standby.port},127.0.0.1:{postgres_server.port}"
+        url = f"postgresql://postgres@{hosts}/{database}"
+        async with opened(url) as store:
+            lease = await leased(store, "s")
+            delta = lash.store.CommitDelta()
+            await store.commit("s", lease=lease, expected_revision=0, delta=delta)
+        primary = await asyncpg.connect(postgres_url)
+        try:
+            assert await primary.fetchval("SELECT revision FROM lash_sessions") == 1
+        finally:
+            await primary.close()
+        # Asked for: any host that answers, the read-only one first; opening it fails there.
+        with pytest.raises(lash.ConfigError, match="read-only transaction"):
+            async with opened(f"{url}?target_session_attrs=any") as store:
+                await store.load("s")
+    finally:
+        standby.stop()
+    assert "target_session_attrs=read-write" in parse_url(url).dsn
+    assert "target_session_attrs" not in parse_url(postgres_url).dsn  # one host: nothing to pick
+    monkeypatch.setenv("PGTARGETSESSIONATTRS", "prefer-standby")
+    assert "target_session_attrs" not in parse_url(url).dsn
+
+
 PASSWORD = "Pa:ss@w/rd-5ecret#7"
 QUOTED = "Pa%3Ass%40w%2Frd-5ecret%237"
 
