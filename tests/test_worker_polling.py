@@ -4,6 +4,7 @@ with a lease short against its poll, and busy with processes while it also serve
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -121,3 +122,57 @@ async def test_a_worker_busy_with_processes_looks_for_sessions_once_a_poll(
                 await worker
     assert len(claims) + len(polls) >= 40
     assert 1 <= len(looked) <= 2 + elapsed / 0.5, (len(looked), elapsed)
+
+
+async def test_a_session_whose_drain_fails_is_tried_again_after_a_poll_then_less_often(
+    tmp_path: Path,
+) -> None:
+    """A drain that fails (a store hiccup: here loading the session fails three times in a
+    row) leaves the session alone for a poll, then twice as long after each further failure
+    (1, 2, 4 polls... at most 30 s), and its input is answered once the store is back: a
+    fixed 30 s after every failure (before) kept a session's input waiting half a minute
+    for a failover's dropped connection. The waits are lower bounds (load only lengthens
+    them); the input must be answered long before the first 30 s would have passed."""
+    poll = 0.1
+    db = tmp_path / "lash.db"
+    script = {"responses": [{"text": "answered"}]}
+    (tmp_path / "script.json").write_text(json.dumps(script), encoding="utf-8")
+    options = {"scripted": {"script": str(tmp_path / "script.json")}}
+
+    def core() -> lash.LashCore:
+        return lash.LashCore(
+            plugins=["standard", "stores", "scripted"],
+            builtins=(),
+            store=f"sqlite:///{db}",
+            provider="scripted",
+            options=options,
+        )
+
+    async with core() as host, core() as workers:
+        store: Any = workers.store
+        load = store.load
+        tries: list[float] = []
+
+        async def failing_load(session_id: str, *args: Any, **kwargs: Any) -> Any:
+            if session_id == "s":
+                tries.append(time.monotonic())
+                if len(tries) <= 3:
+                    raise ConnectionResetError("the store went away for a moment")
+            return await load(session_id, *args, **kwargs)
+
+        store.load = failing_load
+        await host.enqueue("s", "hello")
+        worker = asyncio.create_task(workers.run_worker(poll=poll, sessions=True))
+        try:
+            deadline = time.monotonic() + 20
+            while await host.inputs("s") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+        assert await host.inputs("s") == [], f"not answered; tried at {tries}"
+        assert len(tries) >= 4
+        gaps = [later - earlier for earlier, later in itertools.pairwise(tries[:4])]
+        for n, gap in enumerate(gaps):
+            assert gap >= poll * 2**n * 0.99, (n, gaps)

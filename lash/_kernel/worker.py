@@ -46,8 +46,13 @@ log = logging.getLogger("lash.worker")
 
 _workers = itertools.count(1)
 
-#: Seconds a session whose drain failed is left alone before a worker tries it again.
-DRAIN_BACKOFF = 30.0
+#: The longest a session whose drain failed is left alone (seconds) before the worker tries it
+#: again. The first failure leaves it alone for a poll, each further one in a row twice as long
+#: (1, 2, 4, 8, 16 polls, then this): most failures are a store's hiccup (a connection a
+#: failover dropped), over at the next try, when a fixed 30 s kept the session's input waiting
+#: half a minute; one that keeps failing (a session its plugins cannot open) is still tried
+#: only twice a minute, each try logged.
+DRAIN_BACKOFF_MAX = 30.0
 #: Idle rounds (polls) at least between two sweeps of the notification outbox.
 SWEEP_POLLS = 10
 
@@ -195,7 +200,10 @@ class _Worker:
         self.owner = f"{core.owner_id}/worker-{next(_workers)}"
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining: set[str] = set()
+        #: session id -> until when it is left alone (monotonic), its drain having failed
         self.backoff: dict[str, float] = {}
+        #: session id -> (failed drains in a row, until when left alone after the last)
+        self.failures: dict[str, tuple[int, float]] = {}
         self.wake = _Wake()
         self.looked = -math.inf  # when runnable_sessions was last queried (monotonic)
         self.last_sweep = 0.0
@@ -322,6 +330,10 @@ class _Worker:
 
     def forget_backoffs(self, now: float) -> None:
         self.backoff = {sid: until for sid, until in self.backoff.items() if until > now}
+        # (a session not tried again for long was drained elsewhere, or deleted: start afresh)
+        if self.failures:
+            oldest = now - DRAIN_BACKOFF_MAX
+            self.failures = {s: f for s, f in self.failures.items() if f[1] > oldest}
 
     async def start_drains(self, runnable: Sequence[str], everything: bool = False) -> bool:
         """Start draining ``runnable`` sessions while slots are free (the limit asked of the
@@ -368,10 +380,22 @@ class _Worker:
         except SessionBusy:
             pass
         except Exception as exc:
+            failed = self.failures.get(session_id, (0, 0.0))[0] + 1
+            wait = min(DRAIN_BACKOFF_MAX, self.poll * 2 ** min(failed - 1, 30))
             log.error(
-                "lash: worker %s: draining session %r failed: %s", self.owner, session_id, exc
+                "lash: worker %s: draining session %r failed (%d in a row; trying again in "
+                "%.3g s): %s",
+                self.owner,
+                session_id,
+                failed,
+                wait,
+                exc,
             )
-            self.backoff[session_id] = time.monotonic() + DRAIN_BACKOFF
+            until = time.monotonic() + wait
+            self.backoff[session_id] = until
+            self.failures[session_id] = (failed, until)
+        else:
+            self.failures.pop(session_id, None)
         finally:
             self.draining.discard(session_id)
             with contextlib.suppress(Exception):
