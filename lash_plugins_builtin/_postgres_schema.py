@@ -1557,8 +1557,10 @@ _LISTED = """($1::text IS NULL OR session_id = $1) AND ($2::text IS NULL OR kind
 LIST_SESSION_PROCESSES = f"{_SELECT_PROCESS} WHERE session_id = $1 AND {_LISTED}"
 LIST_KIND_PROCESSES = f"{_SELECT_PROCESS} WHERE kind = $2 AND {_LISTED}"
 LIST_PROCESSES = f"{_SELECT_PROCESS} WHERE {_LISTED}"
+#: Finished, unnotified processes that finished over ``$1`` seconds ago by the database's clock
+#: (which stamped their ``finished_at``), oldest first.
 UNNOTIFIED_PROCESSES = f"""{_SELECT_PROCESS} WHERE NOT notified AND finished_at IS NOT NULL
-    AND finished_at < $1 ORDER BY seq"""
+    AND finished_at < lash_now() - $1 ORDER BY seq"""
 MARK_PROCESS_NOTIFIED = f"UPDATE {PROCESS_TABLE} SET notified = true WHERE id = $1"
 #: SQL: store a blob unless its digest is there already; read one.
 PUT_BLOB = (

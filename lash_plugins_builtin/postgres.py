@@ -1238,7 +1238,7 @@ class PostgresStore:
                 else []
             )
             unnotified = (
-                await conn.fetch(schema.UNNOTIFIED_PROCESSES, float(finished_before))
+                await conn.fetch(schema.UNNOTIFIED_PROCESSES, _age(finished_before))
                 if finished_before is not None
                 else []
             )
@@ -1316,7 +1316,7 @@ class PostgresStore:
 
     async def unnotified_processes(self, *, finished_before: float) -> list[lash.ProcessRecord]:
         rows = await self._fetch(
-            "reading the processes to notify", schema.UNNOTIFIED_PROCESSES, float(finished_before)
+            "reading the processes to notify", schema.UNNOTIFIED_PROCESSES, _age(finished_before)
         )
         return [_process(row) for row in rows]
 
@@ -1706,6 +1706,15 @@ def _process_args(record: lash.ProcessRecord) -> list[Any]:
             value = (_key if column in _INDEXED_PROCESS_COLUMNS else _text)(sid, what, value)
         args.append(value)
     return args
+
+
+def _age(finished_before: float) -> float:
+    """``finished_before`` (the caller's epoch seconds, ``time.time() - ttl``) as how long ago
+    that is, which the database subtracts from its own clock: its clock stamped
+    ``finished_at``, and this host's may differ from it by more than a lease TTL (one clock
+    ahead took a process finished a moment ago, its finisher maybe still notifying it: two
+    ``process_finished``; one behind left a dead finisher's process unnotified as long)."""
+    return max(0.0, time.time() - float(finished_before))
 
 
 def _process(row: asyncpg.Record) -> lash.ProcessRecord:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any
 
 import asyncpg
@@ -371,3 +372,38 @@ async def test_two_workers_settling_and_claiming_in_two_sessions_do_not_deadlock
             await conn.close()
         for each in (store, first, second):
             await each.close()
+
+
+@pytest.mark.parametrize("skew", [3600.0, -3600.0], ids=["host-ahead", "host-behind"])
+async def test_the_notification_sweep_counts_time_by_the_database_clock(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    """A worker's sweep asks for the processes that finished, unnotified, over a lease TTL ago
+    (``finished_before``: its ``time.time()`` less the TTL), and Postgres stamps
+    ``finished_at`` by the database's clock. Compared as they were, a host whose clock ran an
+    hour ahead took a process that finished a moment ago (its finisher may still be notifying
+    it: ``process_finished`` twice), and one an hour behind left a dead finisher's process
+    unnotified for that hour. The store reads ``finished_before`` as an age on its own clock.
+    (The waits are lower bounds: load cannot make them pass.)"""
+    store = PostgresStore(postgres_url)
+    try:
+        await store.start_process(draft(1))
+        claimed = await store.claim_process("w", ttl=30)
+        assert claimed is not None
+        await store.finish_process(claimed.id, claimed.token, status="succeeded")
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + skew)
+
+        recent = time.time() - 30  # finished over 30 s ago: not this one
+        assert await store.unnotified_processes(finished_before=recent) == []
+        polled = await store.poll_work("w", ttl=30, claim=False, finished_before=recent)
+        assert polled.unnotified == ()
+
+        await asyncio.sleep(0.3)
+        earlier = time.time() - 0.2  # finished over 0.2 s ago: this one
+        found = await store.unnotified_processes(finished_before=earlier)
+        assert [p.id for p in found] == [claimed.id]
+        polled = await store.poll_work("w", ttl=30, claim=False, finished_before=earlier)
+        assert [p.id for p in polled.unnotified] == [claimed.id]
+    finally:
+        await store.close()

@@ -266,7 +266,10 @@ class Store(Protocol):
 
     async def unnotified_processes(self, *, finished_before: float) -> list[ProcessRecord]:
         """Finished processes not yet ``notified`` that finished before ``finished_before``
-        (epoch seconds), oldest first: those whose finisher died before notifying."""
+        (epoch seconds, by the caller's clock: ``time.time()`` less a lease TTL), oldest first:
+        those whose finisher died before notifying. A store whose times come from another
+        clock (a database server's) reads it as an age, ``time.time() - finished_before``
+        seconds before its own now: the two clocks may differ by more than a TTL."""
 
     async def mark_process_notified(self, process_id: str) -> None:
         """Record that ``process_finished`` ran (and the session was woken) for the process."""
