@@ -1026,34 +1026,53 @@ async def test_a_checkpoint_queueing_for_the_next_turn_does_not_prolong_this_one
 
 
 class SlowSummary:
-    """compact_context that takes a while (a slow summarizing model call)."""
+    """compact_context that takes a while (a slow summarizing model call): until ``release``
+    is set."""
 
     lash_plugin = lash.PluginMeta(name="slow_summary")
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
+        self.release = asyncio.Event()
 
     @lash.hookimpl
     async def compact_context(self) -> lash.Compaction:
         self.started.set()
-        await asyncio.sleep(1.0)
+        await self.release.wait()
         return lash.Compaction(summary="short", keep_recent_turns=0)
 
 
 async def test_a_long_operation_renews_its_lease_so_nobody_takes_the_session() -> None:
     """A compaction that outlasts the lease TTL renews the lease as it runs: another core's
-    turn finds the session busy, and the compaction commits."""
+    turn finds the session busy, and the compaction commits once let go.
+
+    Under load this once failed: the compaction slept 1 s, and the test had 0.4 s after its
+    two TTLs to build the other core and start its turn, which a loaded machine could take,
+    finding the compaction committed and the session free. The compaction now runs until the
+    test lets it go; the waits left are lower bounds, and the TTL (0.6 s, renewed every
+    0.2 s) lets the event loop stall 0.4 s before the lease truly runs out."""
     shared = lash.store.MemoryStore()
+    renew = shared.renew_lease
+    renewals: list[float] = []
+
+    async def renewing(lease: lash.store.Lease, *, ttl: float) -> lash.store.Lease:
+        renewed = await renew(lease, ttl=ttl)
+        renewals.append(renewed.expires_at)
+        return renewed
+
+    shared.renew_lease = renewing  # type: ignore[method-assign]  # (a wrapper that counts)
     slow = SlowSummary()
-    compacting = make_core(Model(answer("one")), slow, store=shared, lease_ttl=0.3)
+    compacting = make_core(Model(answer("one")), slow, store=shared, lease_ttl=0.6)
     session = await compacting.session("s").open()
     await session.turn("one").run()
     task = asyncio.create_task(session.compact())
     await slow.started.wait()
-    await asyncio.sleep(0.6)  # two TTLs: without renewal the lease would have run out
+    await asyncio.sleep(1.2)  # two TTLs: without renewal the lease would have run out
     other = await make_core(Model(answer("never")), store=shared).session("s").open(wait=0)
     with pytest.raises(lash.SessionBusy):
         await other.turn("sneak in").run()
+    assert len(renewals) >= 2, renewals
+    slow.release.set()
     frame = await task
     assert frame is not None and session.revision == 2
 
