@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import _pkgs
+import asyncpg
 import pytest
 import worker_jobs
 from _postgres import PostgresServer
@@ -310,8 +311,9 @@ async def test_eight_racers_for_one_session_lose_no_update_and_interleave_no_tur
 
 # -- takeover ---------------------------------------------------------------------------------
 
-#: Allowance for the turn the new holder runs (model call, tool, commit) on a busy machine.
-ONE_TURN = 0.5
+#: Allowance for the worker to see an expired lease and take it (a poll's query, its wake-up)
+#: on a busy machine.
+SLACK = 0.5
 
 
 @pytest.mark.slow
@@ -320,8 +322,18 @@ async def test_a_killed_holders_session_is_taken_over_within_ttl_poll_and_one_tu
 ) -> None:
     """A process holds a session's lease in the middle of a turn (renewing it) while input
     waits: a worker leaves the session alone. SIGKILLed, the holder's lease runs out and the
-    worker runs the input as a turn, committed within lease TTL + poll + one turn of the kill.
-    The killed turn left nothing."""
+    worker takes the session within a poll of the lease's expiry, and runs the input as a
+    turn. The killed turn left nothing.
+
+    Both moments are the database's: the dead holder's ``lease_expires_at`` and the worker's
+    ``turn_started`` (logged as it takes the lease). This once asserted the whole time from the
+    kill to the commit, within TTL + poll + 0.5 s: under load it came to 1.53 s of 1.55, as
+    it held what is not the takeover's: the lease's time left at the kill (two thirds of a
+    TTL to a whole one, as the kill fell between renewals), the worker's first session open
+    (warm-up a process does once: up to 1 s after the expiry under load, 0.3 s warmed) and
+    the turn itself. The worker now runs a first turn before, and the bound is on the gap
+    from expiry to takeover: a poll and the work of taking it (0.2-0.35 s seen under load).
+    A worker that waited for a second lease period, or backed off, still fails it."""
     holder = Child(
         "hold", "--db", postgres_url, "--session", "t", "--name", "held turn", "--ttl", str(TTL),
         stderr=tmp_path / "holder.err",
@@ -330,22 +342,44 @@ async def test_a_killed_holders_session_is_taken_over_within_ttl_poll_and_one_tu
         holder.expect("in_tool", timeout=120)
         pool.start().expect("ready", timeout=120)
         async with parent_core(postgres_url) as core:
+            # A first turn warms the worker up (its first session open builds what a process
+            # builds once): that is not the takeover's time.
+            warm = await core.enqueue("w", "warm up")
+
+            async def warmed() -> bool:
+                settled = await core.store.list_inputs("w", settled=True)
+                return [(i.id, i.state) for i in settled] == [(warm.id, "completed")]
+
+            await until(warmed, 60, "the worker's first turn", pool)
             queued = await core.enqueue("t", "after the kill")
             await asyncio.sleep(3 * TTL)  # the worker finds the lease held (and renewed)
             found = await core.store.list_inputs("t")
             assert [i.state for i in found] == ["pending"], found
             holder.kill()
             assert holder.proc.returncode == -signal.SIGKILL
+            conn = await asyncpg.connect(postgres_url)
+            try:
+                expires = await conn.fetchval(
+                    "SELECT lease_expires_at FROM lash_sessions WHERE session_id = 't'"
+                )
+            finally:
+                await conn.close()
 
             async def completed() -> bool:
                 settled = await core.store.list_inputs("t", settled=True)
                 return [(i.id, i.state) for i in settled] == [(queued.id, "completed")]
 
             took = await until(completed, 30, "the input run by the worker", pool)
+            events = (await core.store.read_events("t", after=0, limit=1000)).events
     finally:
         holder.kill()
-    print(f"\ntaken over and committed {took:.2f} s after the kill (lease TTL {TTL} s)")
-    assert took <= TTL + POLL + ONE_TURN, f"took {took:.2f} s"
+    [taken] = [e for e in events if e.type == "turn_started" and e.data["turn_id"] != "held turn"]
+    late = taken.at - expires
+    print(
+        f"\ntaken over {late:.2f} s after the lease expired, committed {took:.2f} s after the "
+        f"kill (lease TTL {TTL} s)"
+    )
+    assert expires > 0 and late <= POLL + SLACK, f"taken {late:.2f} s after the lease expired"
     record = await load(postgres_url, "t")
     assert verify_history(record) == ["after the kill"]
     assert "held turn" not in repr(record.nodes)
