@@ -70,7 +70,8 @@ class Pool:
         self.tmp_path = tmp_path
         self.url = url
         self.children: list[Child] = []
-        self.started: dict[int, float] = {}
+        #: pid -> when the worker was first seen at work (a turn's tool call, a process run)
+        self.busy: dict[int, float] = {}
         self.kills = 0
         self.rng = random.Random(os.environ.get("LASH_TEST_SEED", "14"))
 
@@ -80,11 +81,29 @@ class Pool:
         args += ["--commits", str(concurrency), "--seed", str(n)]
         child = Child("worker", *args, stderr=self.tmp_path / f"worker{n}.err")
         self.children.append(child)
-        self.started[child.proc.pid] = time.monotonic()
         return child
 
     def alive(self) -> list[Child]:
         return [c for c in self.children if c.proc.poll() is None]
+
+    async def working(self, rng: random.Random, at_least: float, timeout: float = 120) -> Child:
+        """A live worker, chosen by ``rng``, first seen at work (its pid in ``tools.log`` or
+        ``effects.log``) at least ``at_least`` seconds ago; waits for one. (Up since it was
+        started is not enough: under load a start-up alone takes longer than the kills leave
+        it, and the kills land in start-ups, not in work.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            pids = {json.loads(line)[0] for line in log_lines(self.tmp_path, "tools.log")}
+            pids |= {int(line.split()[0]) for line in log_lines(self.tmp_path, "effects.log")}
+            for pid in pids - set(self.busy):
+                self.busy[pid] = now
+            up = [c for c in self.alive() if now - self.busy.get(c.proc.pid, now) >= at_least]
+            if up:
+                return rng.choice(up)
+            if now > deadline:
+                raise AssertionError(f"no worker at work within {timeout} s:\n{self.stderr()}")
+            await asyncio.sleep(0.02)
 
     def kill(self, child: Child) -> None:
         child.kill()
@@ -163,13 +182,14 @@ async def test_workers_killed_at_random_lose_and_repeat_nothing(
                 job = worker_jobs.Job(kill, 0.8)
                 started = await core.processes.start("rerun", job, session_id=sid)
                 processes[started.id] = sid
-            # Kill a worker that has been up a random while (so most kills land in its work,
-            # not its start-up), and replace it at once. Each of the 4 lives ~1.4 s on average:
-            # a kill every 0.2-0.8 s took 52 s of sleep; every 0.05-0.35 s, none was up 0.6 s
-            # at a load of 8 and the kills landed in start-ups (7 turns cut off).
+            # Kill a worker that has been working a random while (so the kills land in its
+            # work, not its start-up), and replace it at once. Each of the 4 lives ~1.4 s on
+            # average: a kill every 0.2-0.8 s took 52 s of sleep; every 0.05-0.35 s, none was
+            # up 0.6 s at a load of 8 and the kills landed in start-ups (7 turns cut off).
+            # Up is counted from the worker's first work, not its start: a loaded machine
+            # takes longer than 0.6 s to start one, and the kills then hit start-ups again.
             await asyncio.sleep(rng.uniform(0.15, 0.55))
-            up = [c for c in pool.alive() if time.monotonic() - pool.started[c.proc.pid] > 0.6]
-            pool.kill(rng.choice(up or pool.alive()))
+            pool.kill(await pool.working(rng, 0.6))
             pool.start()
 
         async def all_done() -> bool:
@@ -182,7 +202,11 @@ async def test_workers_killed_at_random_lose_and_repeat_nothing(
             return True
 
         # The survivors finish what the killed ones left: claims expire, leases are taken over.
-        await until(all_done, 90, "every input completed and every process settled", pool)
+        # (Not a measure of speed: the bound is only there so that a test that cannot finish
+        # fails rather than hangs.)
+        settling = await until(
+            all_done, 300, "every input completed and every process settled", pool
+        )
         pool.stop_all()
         loaded = {sid: await core.store.load(sid, full=True) for sid in SESSIONS}
         inputs = {sid: await core.store.list_inputs(sid, settled=True) for sid in SESSIONS}
@@ -235,7 +259,8 @@ async def test_workers_killed_at_random_lose_and_repeat_nothing(
     print(
         f"\n{pool.kills} kills: {total} turns ({cut} cut off mid-turn and run again), "
         f"{len(records)} processes ({reruns} runs again), "
-        f"{min(len(w) for w in writers.values())}+ workers committed to each session"
+        f"{min(len(w) for w in writers.values())}+ workers committed to each session; "
+        f"settled {settling:.1f} s after the last kill"
     )
     assert cut >= 3 and reruns >= 3
     assert all(len(w) >= 2 for w in writers.values())
