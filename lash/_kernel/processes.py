@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lash._contract.processes import SessionProcesses
 from lash._contract.turn_types import ProcessRecord
 from lash._contract.types import RecoveryDisposition
-from lash._plugins.process_kinds import ProcessKind, json_data
+from lash._plugins.process_kinds import ProcessKind, process_data
 from lash._store.process_rules import new_process, same_process
 from lash._store.records import ProcessDraft
 from lash.errors import InputConflict, LashError, ProcessError, UnknownProcess
@@ -342,15 +342,7 @@ class Processes:
                 process_id=process_id,
                 kind=record.kind,
             )
-        try:
-            data = json_data(result)
-        except (TypeError, ValueError) as exc:
-            raise ProcessError(
-                f"process {process_id!r} ({record.kind}): its result cannot be stored as JSON: "
-                f"{exc}",
-                process_id=process_id,
-                kind=record.kind,
-            ) from None
+        data = process_data(process_id, record.kind, "result", result)
         status = "failed" if error is not None else "succeeded"
         settled = await store.finish_process(
             process_id, None, status=status, result=data, error=error

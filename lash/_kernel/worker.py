@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lash._contract.processes import ProcessContext
 from lash._contract.turn_types import ProcessRecord
 from lash._contract.types import RecoveryDisposition
-from lash._plugins.process_kinds import ProcessKind, json_data
-from lash.errors import LashError, LeaseLost, ProcessError, SessionBusy
+from lash._plugins.process_kinds import ProcessKind, process_data
+from lash.errors import LashError, LeaseLost, SessionBusy
 
 if TYPE_CHECKING:
     from lash._kernel.observation import SessionSnapshot
@@ -437,17 +437,9 @@ class _Worker:
 
         async def emit(progress: Any) -> None:
             nonlocal lost
-            try:
-                # (checked here, as the payload and result are: stores differ on what is not
-                # JSON, and NaN they all kept, as text no other JSON reader takes)
-                data = json_data(progress)
-            except (TypeError, ValueError) as exc:
-                raise ProcessError(
-                    f"process {record.id!r} ({record.kind}): its progress cannot be stored as "
-                    f"JSON: {exc}",
-                    process_id=record.id,
-                    kind=record.kind,
-                ) from None
+            # (checked here, as the payload and result are: stores differ on what is not JSON,
+            # and NaN they all kept, as text no other JSON reader takes)
+            data = process_data(record.id, record.kind, "progress", progress)
             try:
                 seen = await store.heartbeat_process(record.id, token, ttl=self.ttl, progress=data)
             except LeaseLost:

@@ -23,7 +23,7 @@ from lash._contract.types import RecoveryDisposition
 from lash._tools.tool import json_schema
 from lash.errors import ProcessError, ValidationError
 
-__all__ = ["ProcessKind", "build_process_kind", "json_data"]
+__all__ = ["ProcessKind", "build_process_kind", "json_data", "process_data"]
 
 _NONE = type(None)
 
@@ -95,6 +95,20 @@ def json_data(value: Any) -> Any:
     data = to_data(value)
     json.dumps(data, allow_nan=False)
     return data
+
+
+def process_data(process_id: str, kind: str, what: str, value: Any) -> Any:
+    """:func:`json_data` of ``value``, the ``what`` (``result``, ``progress``) of a process.
+
+    :raises ProcessError: naming the process and its kind, for what is not JSON data."""
+    try:
+        return json_data(value)
+    except (TypeError, ValueError) as exc:
+        raise ProcessError(
+            f"process {process_id!r} ({kind}): its {what} cannot be stored as JSON: {exc}",
+            process_id=process_id,
+            kind=kind,
+        ) from None
 
 
 def _types_of(name: str, run: Callable[..., Any]) -> tuple[Any, Any]:
