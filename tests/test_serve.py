@@ -820,3 +820,38 @@ def test_a_stopping_server_refuses_to_start_turns_and_still_answers_reads(serve:
             assert client.get("/sessions/b/turns/b1").json()["error"]["code"] == "unknown_turn"
             assert server.stop(timeout=30) == 0, server.stderr()
     assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_a_turn_the_stop_cancels_before_it_started_is_refused_as_stopping(serve: Any) -> None:
+    """SIGTERM while a ``?wait=true`` turn waits for its session (another turn of this server
+    holds it): the stop cancels it before it started, so nothing was committed. Its client is
+    told what a turn asked for after the stop began is told, ``503 stopping`` with
+    ``Retry-After`` (send it again), not ``404 unknown_turn``, which says there is nothing to
+    send again."""
+    pause = {"tool_calls": [{"name": "pause", "arguments": {"seconds": 60}}]}
+    server = serve([pause])
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        httpx.Client(base_url=server.url, timeout=30) as waiter,
+    ):
+        with client.stream("GET", "/sessions/q/events") as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            assert client.post("/sessions/q/turns", json={"text": "go"}).status_code == 202
+            for _, data in sse_events(lines):
+                if data["type"] == "tool_call_started":
+                    break
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(
+                    waiter.post, "/sessions/q/turns?wait=true", json={"text": "next", "id": "q2"}
+                )
+                while "it is running" not in client.get("/sessions/q/turns/q2").text:
+                    assert not waiting.done(), waiting.result().text
+                    time.sleep(0.02)  # until the server runs it (waiting for the session)
+                assert server.stop(timeout=30) == 0, server.stderr()
+                refused = waiting.result()
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "stopping"
+    assert "q2" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) > 0
+    assert "ERROR" not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()

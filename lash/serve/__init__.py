@@ -23,7 +23,8 @@ Routes (JSON in and out; times are epoch seconds; every error is ``{"error": {"c
                                                   or with wait (or an id the session
                                                   committed already): 200 {"turn": TurnEnd};
                                                   503 stopping (Retry-After) once the server
-                                                  stops
+                                                  stops (or a wait its stop cancelled before
+                                                  the turn started)
     GET    /sessions/{id}/turns/{turn_id}         {"turn": TurnEnd}; 404 not_found
     POST   /sessions/{id}/turns/{turn_id}/cancel  {"reason"?} (body optional) -> {"status":
                                                   requested | already_requested |

@@ -194,6 +194,17 @@ def _flag(request: Request, name: str) -> bool:
     return value in ("true", "1")
 
 
+def _stopping(session_id: str, turn_id: str, what: str) -> ApiError:
+    """``503 stopping`` with ``Retry-After``: turn ``turn_id`` ``what`` (did not start, was
+    cancelled before it started) as this server stops; its client sends it again."""
+    return ApiError(
+        "stopping",
+        f"session {session_id!r}: turn {turn_id!r} {what}: this server is stopping; send it "
+        "again (to another server, or to this one once it is back)",
+        headers={"Retry-After": str(RETRY_AFTER_STOPPING)},
+    )
+
+
 class _Api:
     """The handlers, over one core; tracks the turns it runs so shutdown can stop them."""
 
@@ -316,12 +327,7 @@ class _Api:
             # a client waiting for it would wait out the server's grace for a broken response.
             # (Checked with no await before the task is tracked: stop() cancels every turn
             # started before this point.)
-            raise ApiError(
-                "stopping",
-                f"session {session_id!r}: turn {turn_id!r} was not started: this server is "
-                "stopping; send it again (to another server, or to this one once it is back)",
-                headers={"Retry-After": str(RETRY_AFTER_STOPPING)},
-            )
+            raise _stopping(session_id, turn_id, "was not started")
         task = asyncio.ensure_future(self._run_turn(session_id, text, turn_id))
         self._track(task, (session_id, turn_id), awaited=wait)
         if not wait:
@@ -333,13 +339,12 @@ class _Api:
             if not task.cancelled():
                 raise  # this request is cancelled (the client went away): the turn goes on
             # The turn was cancelled (the server stops): it committed so, unless it was still
-            # waiting for the session then.
+            # waiting for the session then. Then nothing was committed, as for a turn asked
+            # for after the stop began, and its client is told the same: send it again.
             record = await self.core.turn_record(session_id, turn_id)
             if record is None:
-                raise ApiError(
-                    "unknown_turn",
-                    f"session {session_id!r}: turn {turn_id!r} was cancelled before it started "
-                    "(the server is stopping): nothing was committed",
+                raise _stopping(
+                    session_id, turn_id, "was cancelled before it started: nothing was committed"
                 ) from None
             return JsonResponse(
                 {"turn": turn_end_data(turn_id, record.index, dict(record.result), [])}
