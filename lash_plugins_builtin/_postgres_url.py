@@ -117,7 +117,11 @@ def parse_url(url: str) -> PostgresSettings:
     if not any(key == "application_name" for key, _ in passed):
         passed.append(("application_name", "lash"))  # what pg_stat_activity shows
     given = {key for key, _ in passed}
-    several = len(hosts) > 1 or any(key == "host" and "," in value for key, value in passed)
+    # The hosts asyncpg (as libpq) connects to: the URL's host part, else its host= parameter,
+    # else the environment's PGHOST.
+    named = next((value for key, value in passed if key == "host" and value), "")
+    elsewhere = named or ("" if hosts else os.environ.get("PGHOST", ""))
+    several = len(hosts) > 1 or "," in elsewhere
     if several and "target_session_attrs" not in given and not os.environ.get(_TARGET_ENV):
         # Several hosts are a primary and its standbys: asyncpg, as libpq, takes the first that
         # answers (``any``), which after a failover may be a standby, where every write fails.

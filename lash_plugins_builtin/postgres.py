@@ -4,11 +4,12 @@ URL (libpq's form; ``postgres://`` is accepted too)::
 
     postgresql://USER:PASSWORD@HOST:PORT/DATABASE?pool_size=10
 
-Several hosts, ``HOST:PORT,HOST:PORT`` (a primary and its standbys), are tried in order, as
-libpq does; lash connects to the first that takes writes: without a ``target_session_attrs``
-in the URL (or ``PGTARGETSESSIONATTRS`` in the environment), it asks for ``read-write``, where
-libpq and asyncpg would take the first host that answers (``any``), a standby after a failover,
-on which every write fails. Set it to choose otherwise (``primary``...).
+Several hosts, ``HOST:PORT,HOST:PORT`` (a primary and its standbys; in a ``host=`` parameter, or
+in ``PGHOST`` for a URL without a host, too), are tried in order, as libpq does; lash connects
+to the first that takes writes: without a ``target_session_attrs`` in the URL (or
+``PGTARGETSESSIONATTRS`` in the environment), it asks for ``read-write``, where libpq and
+asyncpg would take the first host that answers (``any``), a standby after a failover, on which
+every write fails. Set it to choose otherwise (``primary``...).
 
 Query parameters lash reads itself:
 

@@ -380,6 +380,21 @@ async def test_a_url_listing_several_hosts_writes_to_the_one_that_takes_writes(
         with pytest.raises(lash.ConfigError, match="read-only transaction"):
             async with opened(f"{url}?target_session_attrs=any") as store:
                 await store.load("s")
+        # The hosts in the environment (PGHOST, which asyncpg reads for a URL without a host,
+        # as libpq does) are the same primary and standby.
+        monkeypatch.setenv("PGHOST", hosts)
+        async with opened(f"postgresql://postgres@/{database}") as store:
+            lease = await leased(store, "p")
+            await store.commit("p", lease=lease, expected_revision=0, delta=delta)
+        monkeypatch.delenv("PGHOST")
+        primary = await asyncpg.connect(postgres_url)
+        try:
+            assert (
+                await primary.fetchval("SELECT revision FROM lash_sessions WHERE session_id = 'p'")
+                == 1
+            )
+        finally:
+            await primary.close()
     finally:
         standby.stop()
     assert "target_session_attrs=read-write" in parse_url(url).dsn
