@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -122,8 +123,23 @@ class _PartialCall:
     arguments: list[str] = attrs.field(factory=list)
 
 
+def _not_json(name: str) -> float:
+    """``json.loads`` reads ``NaN`` and ``Infinity``; JSON has no such values: refused."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused beyond a double (``1e999``, read as infinity)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond what a double holds")
+    return value
+
+
 def _tool_call(call_id: Any, name: Any, raw: str) -> lash.ToolCall:
-    """A finished tool call; arguments that are not a JSON object are kept as raw text.
+    """A finished tool call; arguments that are not a JSON object are kept as raw text (so are
+    arguments holding NaN, an infinity or a number beyond a double, which are not JSON: kept as
+    floats, they made the session's node text that other JSON readers refuse).
 
     Servers that say less than the API documents get what lash can store: a missing or null id
     one of ours, a number its text; a name that is not a string no name (the turn answers the
@@ -138,7 +154,7 @@ def _tool_call(call_id: Any, name: Any, raw: str) -> lash.ToolCall:
         # Tools without parameters: servers send "" (or nothing) for the arguments.
         return lash.ToolCall(id=ident, name=name, arguments={})
     try:
-        parsed = json.loads(raw)
+        parsed = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         parsed = None
     if not isinstance(parsed, dict):

@@ -308,6 +308,34 @@ async def test_invalid_json_tool_arguments(server: WireServer, provider: OpenAIP
 
 
 @pytest.mark.anyio
+async def test_tool_arguments_holding_nan_or_infinity_are_invalid(
+    server: WireServer, provider: OpenAIProvider
+) -> None:
+    """Arguments whose text holds ``NaN``, ``Infinity`` or a number beyond a double (Python's
+    json reads them, JSON has no such values) become invalid_arguments with the raw text, as
+    other text that is not JSON does: kept as floats, they went into the session as text no
+    other JSON reader takes (lash serve's responses and events, a provider's request). A
+    large integer is JSON, and stays as it is."""
+    server.push(
+        Reply(
+            tool_calls=[
+                WireToolCall("call_nan", "get_weather", ['{"days": NaN}']),
+                WireToolCall("call_inf", "get_weather", ['{"days": -Infinity}']),
+                WireToolCall("call_big", "get_weather", ['{"days": 1e999}']),
+                WireToolCall("call_int", "get_weather", ['{"days": 1' + "0" * 400 + "}"]),
+            ]
+        )
+    )
+    response = await collect_response(provider.stream(ask()))
+    assert response.tool_calls == (
+        lash.ToolCall("call_nan", "get_weather", {}, invalid_arguments='{"days": NaN}'),
+        lash.ToolCall("call_inf", "get_weather", {}, invalid_arguments='{"days": -Infinity}'),
+        lash.ToolCall("call_big", "get_weather", {}, invalid_arguments='{"days": 1e999}'),
+        lash.ToolCall("call_int", "get_weather", {"days": 10**400}),
+    )
+
+
+@pytest.mark.anyio
 async def test_invalid_arguments_are_replayed_verbatim(
     server: WireServer, provider: OpenAIProvider
 ) -> None:
