@@ -320,6 +320,7 @@ class LashCore:
             config=dict(config or {}),
             parent_config=parent.image.config if parent is not None else None,
             parent_lineage=parent.lineage if parent is not None else None,
+            parent_incarnation=parent.incarnation if parent is not None else None,
         )
         session = Session(self, session_id, options=overrides, child=spec)
         self._sessions.add(session)
