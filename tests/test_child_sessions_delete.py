@@ -1,12 +1,12 @@
-"""A child session whose parent is deleted: its usage goes on rolling up into no one, neither
-the deleted parent nor a session created again under the parent's id (docs: subagents.rst,
-"Usage roll-up"; persistence.rst, "Deleting"). On every builtin store, through the public API.
+"""A child session whose parent is deleted lives on, and its usage rolls up into no one from
+then on: neither the deleted parent nor a session created again under the parent's id (docs:
+subagents.rst, "After the parent is deleted"; persistence.rst, "Deleting"). On every builtin
+store (conftest's ``store_url``), through the public API.
 
 Expected values are the usage the scripted model reports for each session's own turns."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,14 +22,9 @@ def usage(tokens_in: int, tokens_out: int) -> dict[str, int]:
     return {"input_tokens": tokens_in, "output_tokens": tokens_out}
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/lash.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+def replies(*answers: tuple[str, int, int]) -> Recorder:
+    """A model that answers each turn with ``text``, having used ``(input, output)`` tokens."""
+    return Recorder([{"text": t, "usage": usage(i, o)} for t, i, o in answers])
 
 
 def make_core(store_url: str, rec: Recorder) -> lash.LashCore:
@@ -64,14 +59,7 @@ async def test_a_child_reopened_after_its_parent_is_created_again_rolls_up_into_
 ) -> None:
     """Parent, child, delete the parent, create it again, the child (reopened) commits again:
     the new parent's usage is its own only, in its open handle and in the store."""
-    rec = Recorder(
-        [
-            {"text": "p", "usage": usage(10, 1)},
-            {"text": "c1", "usage": usage(7, 3)},
-            {"text": "new p", "usage": usage(2, 2)},
-            {"text": "c2", "usage": usage(5, 5)},
-        ]
-    )
+    rec = replies(("p", 10, 1), ("c1", 7, 3), ("new p", 2, 2), ("c2", 5, 5))
     async with make_core(store_url, rec) as core:
         async with await core.session("p").open() as parent:
             await parent.turn("hello").run()
@@ -98,15 +86,8 @@ async def test_a_child_open_across_its_parents_delete_rolls_up_into_no_one(
     """A child whose handle stays open while its parent is deleted commits into the deleted
     parent's tombstone nothing, and nothing into the session created again under its id
     (read from the store), nor into its grandparent."""
-    rec = Recorder(
-        [
-            {"text": "g", "usage": usage(100, 0)},
-            {"text": "p", "usage": usage(10, 1)},
-            {"text": "c1", "usage": usage(7, 3)},
-            {"text": "c2", "usage": usage(5, 5)},
-            {"text": "new p", "usage": usage(2, 2)},
-            {"text": "c3", "usage": usage(1, 1)},
-        ]
+    rec = replies(
+        ("g", 100, 0), ("p", 10, 1), ("c1", 7, 3), ("c2", 5, 5), ("new p", 2, 2), ("c3", 1, 1)
     )
     async with make_core(store_url, rec) as core:
         async with await core.session("g").open() as grand:
@@ -186,15 +167,7 @@ async def test_an_orphaned_child_reopens_and_its_old_id_under_a_new_parent_rolls
     """A child whose parent was deleted still opens by id, still a child of its parent's id,
     and commits into no one; opened again from the handle of a session created again under
     the parent's id (same child id), it is not that session's child either."""
-    rec = Recorder(
-        [
-            {"text": "p", "usage": usage(10, 1)},
-            {"text": "c1", "usage": usage(7, 3)},
-            {"text": "c2", "usage": usage(5, 5)},
-            {"text": "new p", "usage": usage(2, 2)},
-            {"text": "c3", "usage": usage(1, 1)},
-        ]
-    )
+    rec = replies(("p", 10, 1), ("c1", 7, 3), ("c2", 5, 5), ("new p", 2, 2), ("c3", 1, 1))
     async with make_core(store_url, rec) as core:
         async with await core.session("p").open() as parent:
             await parent.turn("hello").run()
