@@ -114,6 +114,26 @@ async def test_a_child_open_across_its_parents_delete_rolls_up_into_no_one(
         assert await stored_usage(core, "g/p/kid") == {"turn": (13, 9)}
 
 
+async def test_a_handle_on_the_new_parent_counts_nothing_of_a_child_open_across_the_delete(
+    store_url: str,
+) -> None:
+    """A child handle open while its parent is deleted (in the same core), then a handle on
+    the session created again under the parent's id: the child's next commit shows in neither
+    that handle's usage nor the store's."""
+    rec = replies(("p", 10, 1), ("c1", 7, 3), ("new p", 2, 2), ("c2", 5, 5))
+    async with make_core(store_url, rec) as core:
+        async with await core.session("p").open() as parent:
+            await parent.turn("hello").run()
+        async with await core.child_session("p", id="p/kid").open() as child:
+            await child.turn("help").run()
+            await core.delete_session("p")
+            async with await core.session("p").open() as again:
+                await again.turn("hello again").run()
+                await child.turn("more").run()
+                assert by_source(again.usage_report()) == {"turn": (2, 2)}
+        assert await stored_usage(core, "p") == {"turn": (2, 2)}
+
+
 async def test_a_child_made_in_its_new_parents_first_turn_rolls_up_into_it(
     store_url: str,
 ) -> None:
