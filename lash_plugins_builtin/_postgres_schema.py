@@ -1370,7 +1370,9 @@ _COMMIT_6 = _replaced(
 
 #: Migration 7: a delete raises the id's incarnation (the tombstone keeps it); a child's link
 #: keeps its parent's incarnation, taken from the parent's head when the link is first stored
-#: (the kernel cannot know it for a parent still in its first turn: not committed yet); and a
+#: (the kernel cannot know it for a parent still in its first turn: not committed yet; a
+#: tombstone, deleted once at least with no commit and no first turn running, gives the
+#: deleted one's, below it: a child made from a handle on the deleted session); and a
 #: roll-up reaches only the sessions on the committing session's chain of links, as far as
 #: each names its parent's current incarnation. The walk locks each ancestor's head ``FOR KEY
 #: SHARE``: a delete (``FOR UPDATE``) waits for the commit, or the commit for the delete, and
@@ -1388,7 +1390,10 @@ _COMMIT_7 = _replaced(
         parent_id = COALESCE(p_parent, s.parent_id),
         parent_incarnation = CASE
             WHEN p_parent IS NOT NULL AND p_parent IS DISTINCT FROM s.parent_id THEN COALESCE(
-                (SELECT p.incarnation FROM lash_sessions AS p WHERE p.session_id = p_parent), 0)
+                (SELECT CASE WHEN p.revision = 0 AND p.incarnation > 0
+                        AND p.lease_expires_at <= v_now
+                    THEN p.incarnation - 1 ELSE p.incarnation END
+                FROM lash_sessions AS p WHERE p.session_id = p_parent), 0)
             ELSE s.parent_incarnation END
 """,
         "    -- A child's usage added to its ancestors' totals (not their ledgers, which keep one"

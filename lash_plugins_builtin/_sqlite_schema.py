@@ -542,13 +542,18 @@ def _turn_usage(index: int) -> str:
             WHERE {_item(0)} = '{TURN_SOURCE}')"""
 
 
-def _link_incarnation(parent: str) -> str:
-    """SQL (in a head's ``UPDATE``): the head's ``parent_incarnation`` once ``parent`` (NULL:
-    unchanged) is its parent: a new link names the parent's incarnation as the store has it
-    now (the kernel cannot know it for a parent still in its first turn, not committed yet;
-    its lease keeps it from being deleted meanwhile); an unchanged link keeps its own."""
+def _link_incarnation(parent: str, now: str) -> str:
+    """SQL (in a head's ``UPDATE``, at time ``now``): the head's ``parent_incarnation`` once
+    ``parent`` (NULL: unchanged) is its parent: a new link names the parent's incarnation as
+    the store has it now (the kernel cannot know it for a parent still in its first turn, not
+    committed yet; its lease keeps it from being deleted meanwhile), or, for a parent's
+    tombstone (deleted once at least, no commit, no first turn running: a child made from a
+    handle on the deleted session), the deleted one's, below it; an unchanged link keeps its
+    own."""
     return f"""CASE WHEN {parent} IS NOT NULL AND {parent} IS NOT parent_id THEN COALESCE(
-        (SELECT p.incarnation FROM sessions AS p WHERE p.session_id = {parent}), 0)
+        (SELECT CASE WHEN p.revision = 0 AND p.incarnation > 0 AND p.lease_expires_at <= {now}
+            THEN p.incarnation - 1 ELSE p.incarnation END
+            FROM sessions AS p WHERE p.session_id = {parent}), 0)
         ELSE parent_incarnation END"""
 
 
@@ -649,7 +654,7 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         config_hash = NEW.config_hash, status = NEW.status,
         {_add_turn_usage("NEW.replace", _turn_usage)},
         parent_id = COALESCE(NEW.parent_id, parent_id),
-        parent_incarnation = {_link_incarnation("NEW.parent_id")},
+        parent_incarnation = {_link_incarnation("NEW.parent_id", "NEW.updated_at")},
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
         running_turn = CASE WHEN NEW.release THEN NULL ELSE running_turn END
@@ -1252,7 +1257,9 @@ def _plain_head(columns: tuple[str, ...]) -> str:
     },
     {_add_turn_usage("0", lambda i: f"?{_AFTER_HEAD + 4 + i}")},
     parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
-    parent_incarnation = {_link_incarnation(f"?{_AFTER_HEAD + 1}")},
+    parent_incarnation = {
+        _link_incarnation(f"?{_AFTER_HEAD + 1}", f"?{HEAD_COLUMNS.index('updated_at') + 1}")
+    },
     event_seq = event_seq + ?{_AFTER_HEAD + 2},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
     running_turn = CASE WHEN ?{_AFTER_HEAD + 3} THEN NULL ELSE running_turn END

@@ -204,3 +204,26 @@ async def test_an_orphaned_child_reopens_and_its_old_id_under_a_new_parent_rolls
                 assert by_source(child.usage_report()) == {"turn": (13, 9)}
             assert by_source(again.usage_report()) == {"turn": (2, 2)}
         assert await stored_usage(core, "p") == {"turn": (2, 2)}
+
+
+async def test_a_child_made_from_a_handle_on_a_deleted_parent_rolls_up_into_no_one(
+    store_url: str,
+) -> None:
+    """A host keeps a parent's handle; the session is deleted; a child made from that handle
+    is the deleted session's child: its usage goes neither into the deleted parent's tombstone
+    nor into the session created again under the id."""
+    rec = replies(("p", 10, 1), ("c1", 7, 3), ("new p", 2, 2), ("c2", 5, 5))
+    async with make_core(store_url, rec) as core:
+        parent = await core.session("p").open()
+        await parent.turn("hello").run()
+        await core.delete_session("p")
+        async with await parent.child(id="p/kid").open() as child:
+            await child.turn("help").run()
+        await parent.close()
+        async with await core.session("p").open() as again:
+            await again.turn("hello again").run()
+        async with await core.session("p/kid").open() as child:
+            assert (child.is_root, child.parent_id) == (False, "p")
+            await child.turn("more").run()
+        assert await stored_usage(core, "p") == {"turn": (2, 2)}
+        assert await listed_total(core, "p") == 2

@@ -322,10 +322,14 @@ class KVStore:
         if delta.parent_id is not None and delta.parent_id != head.get("parent_id"):
             # A child session (a sub-agent) of that one: the link names the parent's
             # incarnation as it is now (the kernel cannot know it for a parent in its first
-            # turn, not committed yet).
-            parent = batch.get(key("head", delta.parent_id))
+            # turn, not committed yet), or the deleted one's for a parent's tombstone.
+            parent = batch.get(key("head", delta.parent_id)) or empty_head()
+            incarnation = parent.get("incarnation", 0)
+            running = parent["lease"] is not None and parent["lease"][2] > now
+            if parent["revision"] == 0 and incarnation > 0 and not running:
+                incarnation -= 1  # deleted, not created again: the deleted session's child
             head["parent_id"] = delta.parent_id
-            head["parent_incarnation"] = parent.get("incarnation", 0) if parent else 0
+            head["parent_incarnation"] = incarnation
         for other_id in self._ancestors(batch, head) if delta.rollup else ():
             # A child's usage rolls up into its ancestors' heads, in the same batch; their
             # revision and lease are not touched.

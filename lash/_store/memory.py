@@ -334,10 +334,19 @@ class MemoryStore:
         s.turns += delta.turns
         if delta.parent_id is not None and delta.parent_id != s.parent_id:
             # The link names the parent's incarnation as the store has it now: the kernel
-            # cannot know it for a parent still in its first turn (not committed yet).
+            # cannot know it for a parent still in its first turn (not committed yet). A
+            # parent deleted and not created again (its tombstone: deleted once at least, no
+            # commit, no first turn running) is the deleted one, whose incarnation is below.
             parent = self._sessions.get(delta.parent_id)
             s.parent_id = delta.parent_id
-            s.parent_incarnation = parent.incarnation if parent is not None else 0
+            s.parent_incarnation = 0
+            if parent is not None:
+                tombstone = (
+                    parent.revision == 0
+                    and parent.incarnation > 0
+                    and (parent.lease is None or parent.lease.expires_at <= now)
+                )
+                s.parent_incarnation = parent.incarnation - 1 if tombstone else parent.incarnation
         if delta.rollup:
             for other_id in self._ancestors(s).intersection(delta.rollup):
                 other = self._sessions[other_id]

@@ -661,15 +661,32 @@ async def check_rollup_skips_deleted_ancestor(store: Store) -> None:
     )
     expect_equal(dict(record.usage), {"turn": Usage(1110, 0, 0)}, "the orphaned child's usage")
 
-    # Deleted again: the next session under the id is the second incarnation.
+    # Deleted again: the next session under the id is the second incarnation. A child first
+    # linked to the id meanwhile (made from a handle on the deleted session) is the deleted
+    # one's child: the tombstone gets nothing, nor the session created again under the id.
     await store.release_lease(again)
     await store.delete(pid)
+    late = await new_lease(store, "rollup-late-child")
+    late_own = {pid: {f"child:{late.session_id}": Usage(20, 0, 0)}}
+    await commit_at(store, late, 0, usage={"turn": Usage(20, 0, 0)}, parent_id=pid, rollup=late_own)
+    expect_equal(
+        (await load_record(store, late.session_id)).parent_incarnation,
+        1,
+        "the link incarnation of a child first linked to a deleted parent (the deleted one's)",
+    )
     third = await store.acquire_lease(pid, "owner-c", ttl=LONG_TTL)
     await commit_at(store, third, 0, turns=1)
     expect_equal(
         (await load_record(store, pid)).incarnation,
         2,
         "the incarnation of a session created after two deletes",
+    )
+    await commit_at(store, late, 1, usage={"turn": Usage(20, 0, 0)}, rollup=late_own)
+    expect_equal(
+        dict((await load_record(store, pid)).usage),
+        {},
+        "the usage of a session created again, after commits of a child linked to its deleted "
+        "predecessor",
     )
 
 
