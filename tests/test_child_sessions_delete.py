@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _delegating import Delegating
 from _recorder import Recorder
 
 import lash
@@ -139,21 +140,6 @@ async def test_a_child_made_in_its_new_parents_first_turn_rolls_up_into_it(
 ) -> None:
     """After a delete, a session created again under the id runs a child in its first turn
     (before its own first commit): the child's usage rolls up into it, once."""
-    calls = 0
-
-    async def delegate(task: str, context: lash.ToolContext) -> str:
-        """Delegates a task to a sub-agent."""
-        nonlocal calls
-        calls += 1
-        async with await context.session.child(id=f"p/sub{calls}").open() as child:
-            return (await child.turn(task).run()).text
-
-    class Delegating:
-        lash_plugin = lash.PluginMeta(name="delegating")
-
-        @lash.hookimpl
-        def register_tools(self, register: lash.RegisterTool) -> None:
-            register(delegate)
 
     def parent_turn() -> list[dict[str, Any]]:
         call = {"name": "delegate", "arguments": {"task": "look"}}

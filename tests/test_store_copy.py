@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from _delegating import Delegating
 from _recorder import Recorder
 from click.testing import CliRunner
 
@@ -285,18 +286,6 @@ def test_a_forced_copy_keeps_a_child_made_in_its_parents_first_turn_its_child(
     destination: its next turn rolls up into the parent (docs: subagents.rst, "Usage
     roll-up"), not into a deleted copy of it."""
 
-    async def delegate(task: str, context: lash.ToolContext) -> str:
-        """Delegates a task to a sub-agent."""
-        async with await context.session.child(id="p/sub").open() as child:
-            return (await child.turn(task).run()).text
-
-    class Delegating:
-        lash_plugin = lash.PluginMeta(name="delegating")
-
-        @lash.hookimpl
-        def register_tools(self, register: lash.RegisterTool) -> None:
-            register(delegate)
-
     def core(url: str, rec: Recorder) -> lash.LashCore:
         plugins = [standard, stores, rec, Delegating()]
         return lash.LashCore(plugins=plugins, builtins=(), store=url, provider="recorder")
@@ -321,7 +310,7 @@ def test_a_forced_copy_keeps_a_child_made_in_its_parents_first_turn_its_child(
     async def child_turn_then_parent_usage() -> dict[str, int]:
         rec = Recorder([{"text": "more", "usage": tokens(5)}])
         async with core(dst, rec) as host:
-            async with await host.session("p/sub").open() as child:
+            async with await host.session("p/sub1").open() as child:
                 assert child.parent_id == "p"
                 await child.turn("more").run()
             async with await host.session("p").open() as parent:
@@ -332,4 +321,4 @@ def test_a_forced_copy_keeps_a_child_made_in_its_parents_first_turn_its_child(
     assert copy(src, dst).exit_code == 0
     forced = copy(src, dst, "--force")
     assert forced.exit_code == 0, forced.output
-    assert asyncio.run(child_turn_then_parent_usage()) == {"turn": 11, "child:p/sub": 12}
+    assert asyncio.run(child_turn_then_parent_usage()) == {"turn": 11, "child:p/sub1": 12}
