@@ -1368,6 +1368,89 @@ _COMMIT_6 = _replaced(
 )
 
 
+#: Migration 7: a delete raises the id's incarnation (the tombstone keeps it); a child's link
+#: keeps its parent's incarnation, taken from the parent's head when the link is first stored
+#: (the kernel cannot know it for a parent still in its first turn: not committed yet; a
+#: tombstone, deleted once at least with no commit and no first turn running, gives the
+#: deleted one's, below it: a child made from a handle on the deleted session); and a
+#: roll-up reaches only the sessions on the committing session's chain of links, as far as
+#: each names its parent's current incarnation. The walk locks each ancestor's head ``FOR KEY
+#: SHARE``: a delete (``FOR UPDATE``) waits for the commit, or the commit for the delete, and
+#: then sees its raised incarnation; the ancestors' own commits (which change no key) do not
+#: wait. One primary-key lookup per ancestor, and nothing at all for a root session's commit.
+_COMMIT_7 = _replaced(
+    _COMMIT_6,
+    {
+        "    v_datas text[];\n": """    v_datas text[];
+    v_ancestors text[];
+    v_parent text;
+    v_incarnation bigint;
+""",
+        "        parent_id = COALESCE(p_parent, s.parent_id)\n": """\
+        parent_id = COALESCE(p_parent, s.parent_id),
+        parent_incarnation = CASE
+            WHEN p_parent IS NOT NULL AND p_parent IS DISTINCT FROM s.parent_id THEN COALESCE(
+                (SELECT CASE WHEN p.revision = 0 AND p.incarnation > 0
+                        AND p.lease_expires_at <= v_now
+                    THEN p.incarnation - 1 ELSE p.incarnation END
+                FROM lash_sessions AS p WHERE p.session_id = p_parent), 0)
+            ELSE s.parent_incarnation END
+""",
+        "    -- A child's usage added to its ancestors' totals (not their ledgers, which keep one"
+        " row\n    -- per commit of their own), without their lease; an ancestor with no head gets"
+        " nothing.\n    IF cardinality(p_rollup_sessions) > 0 THEN\n": """\
+    -- A child's usage added to its ancestors' totals (not their ledgers, which keep one row
+    -- per commit of their own), without their lease, along its chain of links only.
+    IF cardinality(p_rollup_sessions) > 0 THEN
+        v_ancestors := ARRAY[]::text[];
+        SELECT s.parent_id, s.parent_incarnation INTO v_parent, v_incarnation
+        FROM lash_sessions AS s WHERE s.session_id = p_session;
+        WHILE v_parent IS NOT NULL AND NOT v_parent = ANY (v_ancestors) LOOP
+            v_ancestors := v_ancestors || v_parent;
+            SELECT a.parent_id, a.parent_incarnation INTO v_parent, v_incarnation
+            FROM lash_sessions AS a WHERE a.session_id = v_parent
+                AND a.incarnation = v_incarnation FOR KEY SHARE;
+            IF NOT FOUND THEN
+                v_ancestors := v_ancestors[1:cardinality(v_ancestors) - 1];
+                EXIT;
+            END IF;
+        END LOOP;
+""",
+        "        WHERE EXISTS (SELECT 1 FROM lash_sessions AS a"
+        " WHERE a.session_id = u.session_id)\n": "        WHERE u.session_id = ANY (v_ancestors)\n",
+    },
+)
+
+_DELETE_SESSION_7 = _replaced(
+    _DELETE_SESSION_AND_PROCESSES,
+    {
+        "        running_turn = NULL, parent_id = NULL\n": (
+            "        running_turn = NULL, parent_id = NULL, parent_incarnation = 0,\n"
+            "        incarnation = incarnation + 1\n"
+        ),
+    },
+)
+
+_INCARNATIONS = (
+    # How many times the id was deleted before this session was created, and a child's
+    # parent's when its link was stored.
+    "ALTER TABLE lash_sessions ADD COLUMN incarnation bigint NOT NULL DEFAULT 0",
+    "ALTER TABLE lash_sessions ADD COLUMN parent_incarnation bigint NOT NULL DEFAULT 0",
+    # A head at revision 0 that some child links to and whose lease is not live (no first
+    # turn runs) is a tombstone deleted under its children: raised, so they stop rolling up
+    # into it and into a session created under its id later, and what they rolled up into it
+    # since the delete goes. (A session deleted and created again before this step cannot be
+    # told from its first one.)
+    """UPDATE lash_sessions SET incarnation = 1 WHERE revision = 0
+        AND lease_expires_at < lash_now()
+        AND session_id IN (SELECT parent_id FROM lash_sessions WHERE parent_id IS NOT NULL)""",
+    """DELETE FROM lash_usage_totals WHERE session_id IN
+        (SELECT session_id FROM lash_sessions WHERE incarnation = 1)""",
+    _COMMIT_7,
+    _DELETE_SESSION_7,
+)
+
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one
 #: (the schema was not released before the mailbox: its tables are in the initial step).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -1416,6 +1499,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (_WATCHERS, _WATCH, _LOG_WATCHED, _ACQUIRE_LEASE_INLINE, _COMMIT_INLINE),
     ),
     Migration(6, "fewer statements per turn", (_ACQUIRE_LEASE_6, _COMMIT_6)),
+    Migration(7, "session incarnations", _INCARNATIONS),
 )
 
 #: The newest migration id this lash knows.
@@ -1444,7 +1528,7 @@ REQUEST_CANCEL = _call("lash_request_cancel", 4)
 #: the nodes (of the active frame, from ``frame_start``, unless ``$2``), the plugin states and
 #: the usage totals, as arrays.
 LOAD = """SELECT s.revision, s.created_at, s.updated_at, s.turns, s.config, s.event_seq,
-    s.parent_id,
+    s.parent_id, s.incarnation, s.parent_incarnation,
     ARRAY(SELECT n.data FROM lash_nodes AS n WHERE n.session_id = s.session_id
         AND n.seq >= CASE WHEN $2 THEN 0 ELSE s.frame_start END ORDER BY n.seq),
     ARRAY(SELECT p.plugin FROM lash_plugin_states AS p

@@ -542,6 +542,34 @@ def _turn_usage(index: int) -> str:
             WHERE {_item(0)} = '{TURN_SOURCE}')"""
 
 
+def _link_incarnation(parent: str, now: str) -> str:
+    """SQL (in a head's ``UPDATE``, at time ``now``): the head's ``parent_incarnation`` once
+    ``parent`` (NULL: unchanged) is its parent: a new link names the parent's incarnation as
+    the store has it now (the kernel cannot know it for a parent still in its first turn, not
+    committed yet; its lease keeps it from being deleted meanwhile), or, for a parent's
+    tombstone (deleted once at least, no commit, no first turn running: a child made from a
+    handle on the deleted session), the deleted one's, below it; an unchanged link keeps its
+    own."""
+    return f"""CASE WHEN {parent} IS NOT NULL AND {parent} IS NOT parent_id THEN COALESCE(
+        (SELECT CASE WHEN p.revision = 0 AND p.incarnation > 0 AND p.lease_expires_at <= {now}
+            THEN p.incarnation - 1 ELSE p.incarnation END
+            FROM sessions AS p WHERE p.session_id = {parent}), 0)
+        ELSE parent_incarnation END"""
+
+
+def _ancestors(session: str) -> str:
+    """SQL: the ids a commit of ``session`` rolls usage up into: its stored chain of parent
+    links, as far as each link names its parent's current incarnation (a deleted ancestor,
+    or a session created again under its id, ends it). One primary-key lookup per ancestor;
+    ``UNION`` ends a loop too."""
+    return f"""WITH RECURSIVE chain (session_id, incarnation) AS (
+            SELECT parent_id, parent_incarnation FROM sessions WHERE session_id = {session}
+            UNION SELECT a.parent_id, a.parent_incarnation FROM chain JOIN sessions AS a
+                ON a.session_id = chain.session_id AND a.incarnation = chain.incarnation)
+        SELECT a.session_id FROM chain JOIN sessions AS a
+            ON a.session_id = chain.session_id AND a.incarnation = chain.incarnation"""
+
+
 def _add_turn_usage(replace: str, added: Callable[[int], str]) -> str:
     """SQL: the ``SET`` of the head's :data:`TURN_USAGE_COLUMNS` for a commit that adds
     ``added(i)`` to each (NULL: nothing; a column NULL before takes it as it is), or, when
@@ -606,15 +634,6 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
             input_tokens = input_tokens + excluded.input_tokens,
             output_tokens = output_tokens + excluded.output_tokens,
             cached_tokens = cached_tokens + excluded.cached_tokens""",
-    # A child's usage added to its ancestors' totals (not their ledgers: those keep one row
-    # per commit of their own session); an ancestor without a head row gets nothing.
-    "rollup": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
-        cached_tokens) SELECT {_items(5)} FROM json_each(NEW.rollup) WHERE NEW.rollup IS NOT NULL
-        AND EXISTS (SELECT 1 FROM sessions AS a WHERE a.session_id = {_item(0)})
-        ON CONFLICT (session_id, source) DO UPDATE SET
-            input_tokens = input_tokens + excluded.input_tokens,
-            output_tokens = output_tokens + excluded.output_tokens,
-            cached_tokens = cached_tokens + excluded.cached_tokens""",
     "settle": """UPDATE inputs SET state = 'completed', settled_at = NEW.updated_at,
         turn_id = NEW.turn_id, claim_token = NULL
         WHERE NEW.claimed IS NOT NULL AND session_id = NEW.session_id
@@ -635,10 +654,21 @@ COMMIT_TRIGGER_STATEMENTS: dict[str, str] = {
         config_hash = NEW.config_hash, status = NEW.status,
         {_add_turn_usage("NEW.replace", _turn_usage)},
         parent_id = COALESCE(NEW.parent_id, parent_id),
+        parent_incarnation = {_link_incarnation("NEW.parent_id", "NEW.updated_at")},
         event_seq = event_seq + {_EVENT_COUNT}, events_at = NEW.updated_at,
         lease_expires_at = CASE WHEN NEW.release THEN 0 ELSE lease_expires_at END,
         running_turn = CASE WHEN NEW.release THEN NULL ELSE running_turn END
         WHERE session_id = NEW.session_id""",
+    # After the head (which stores a new child's link): a child's usage added to its
+    # ancestors' totals (not their ledgers: those keep one row per commit of their own
+    # session), along its stored chain of links only (see ANCESTORS).
+    "rollup": f"""INSERT INTO usage_totals (session_id, source, input_tokens, output_tokens,
+        cached_tokens) SELECT {_items(5)} FROM json_each(NEW.rollup) WHERE NEW.rollup IS NOT NULL
+        AND {_item(0)} IN ({_ancestors("NEW.session_id")})
+        ON CONFLICT (session_id, source) DO UPDATE SET
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cached_tokens = cached_tokens + excluded.cached_tokens""",
     # Last: after the head and the states point at their new blobs.
     "release": f"""DELETE FROM blobs WHERE hash IN (SELECT value FROM json_each(NEW.released))
         AND {_unreferenced("blobs.hash")}""",
@@ -895,6 +925,30 @@ _TURN_USAGE_IN_RECORD = (
     *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
 )
 
+# -- migration 12: session incarnations -----------------------------------------------------
+
+_INCARNATIONS = (
+    # The commit statement's trigger writes the new columns: made again, first dropped (as in
+    # migration 8).
+    "DROP TRIGGER apply_commit_request",
+    "DROP VIEW commit_requests",
+    # How many times the id was deleted before this session was created (the tombstone keeps
+    # and raises it), and a child's parent's when its link was stored.
+    "ALTER TABLE sessions ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD COLUMN parent_incarnation INTEGER NOT NULL DEFAULT 0",
+    # A head at revision 0 that some child links to and whose lease is not live (no first
+    # turn runs) is a tombstone deleted under its children: raised, so they stop rolling up
+    # into it and into a session created under its id later, and what they rolled up into it
+    # since the delete goes. (A session deleted and created again before this step cannot be
+    # told from its first one.)
+    """UPDATE sessions SET incarnation = 1 WHERE revision = 0
+        AND lease_expires_at < (julianday('now') - 2440587.5) * 86400.0
+        AND session_id IN (SELECT parent_id FROM sessions WHERE parent_id IS NOT NULL)""",
+    """DELETE FROM usage_totals WHERE session_id IN
+        (SELECT session_id FROM sessions WHERE incarnation = 1)""",
+    *_view("commit_requests", COMMIT_COLUMNS, COMMIT_TRIGGER_STATEMENTS),
+)
+
 #: Every migration this lash knows, in order. Append new steps; never edit or renumber one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _INITIAL),
@@ -922,6 +976,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     # ``usage_ledger`` becomes a view of both. A lash without this step would not see them in
     # its ledger: it refuses the file instead.
     Migration(11, "turn usage in the turn record", _TURN_USAGE_IN_RECORD),
+    # A delete raises the id's incarnation; a child's link keeps its parent's, and a roll-up
+    # follows the links that still name their parent's. A lash without this step would roll
+    # a child's usage up into a deleted parent's tombstone and into the session created again
+    # under its id: it refuses the file instead.
+    Migration(12, "session incarnations", _INCARNATIONS),
 )
 
 #: The newest migration id this lash knows.
@@ -1039,7 +1098,8 @@ TAKE_LEASE = """UPDATE sessions SET
 #: The head row as ``load`` needs it, with the JSON of its config blob (NULL for a hash whose
 #: blob is missing, which ``load`` reports).
 LOAD_HEAD = f"""SELECT s.revision, s.created_at, s.updated_at, s.turns, s.event_seq,
-    s.config_hash, c.data, s.parent_id, {", ".join(f"s.{c}" for c in TURN_USAGE_COLUMNS)}
+    s.config_hash, c.data, s.parent_id, s.incarnation, s.parent_incarnation,
+    {", ".join(f"s.{c}" for c in TURN_USAGE_COLUMNS)}
     FROM sessions AS s LEFT JOIN blobs AS c ON c.hash = s.config_hash
     WHERE s.session_id = ?"""
 
@@ -1197,6 +1257,9 @@ def _plain_head(columns: tuple[str, ...]) -> str:
     },
     {_add_turn_usage("0", lambda i: f"?{_AFTER_HEAD + 4 + i}")},
     parent_id = COALESCE(?{_AFTER_HEAD + 1}, parent_id),
+    parent_incarnation = {
+        _link_incarnation(f"?{_AFTER_HEAD + 1}", f"?{HEAD_COLUMNS.index('updated_at') + 1}")
+    },
     event_seq = event_seq + ?{_AFTER_HEAD + 2},
     lease_expires_at = CASE WHEN ?{_AFTER_HEAD + 3} THEN 0 ELSE lease_expires_at END,
     running_turn = CASE WHEN ?{_AFTER_HEAD + 3} THEN NULL ELSE running_turn END
@@ -1359,7 +1422,8 @@ DROP_SESSION_ROWS = tuple(
 TOMBSTONE = """UPDATE sessions SET revision = 0, created_at = 0, updated_at = 0, turns = 0,
     next_seq = 0, frame_start = 0, last_user_message = NULL, config_hash = NULL,
     protocol_options_hash = NULL, pending_hash = NULL, status = NULL, running_turn = NULL,
-    events_at = 0, parent_id = NULL, turn_input = NULL, turn_output = NULL, turn_cached = NULL
+    events_at = 0, parent_id = NULL, turn_input = NULL, turn_output = NULL, turn_cached = NULL,
+    parent_incarnation = 0, incarnation = incarnation + 1
     WHERE session_id = ?"""
 
 #: Whether a session has anything in its mailbox (one with no commit exists by it).

@@ -526,7 +526,7 @@ class PostgresStore:
         if row is None or row[0] == 0:
             return None
         revision, created_at, updated_at, turns, config, event_seq, parent = row[:7]
-        nodes, plugins, states, sources, usage = row[7:]
+        incarnation, parent_incarnation, nodes, plugins, states, sources, usage = row[7:]
         return lash.store.SessionRecord(
             session_id=session_id,
             revision=revision,
@@ -552,6 +552,8 @@ class PostgresStore:
             turns=turns,
             event_seq=event_seq,
             parent_id=parent,
+            incarnation=incarnation,
+            parent_incarnation=parent_incarnation,
         )
 
     async def commit(

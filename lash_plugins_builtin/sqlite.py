@@ -692,6 +692,7 @@ class SQLiteStore:
         revision, created_at, updated_at, turns, event_seq, config_hash, config_data, parent = head[
             :8
         ]
+        incarnation, parent_incarnation = head[8:10]
         config = _blob(config_hash, config_data)
         return lash.store.SessionRecord(
             session_id=session_id,
@@ -705,10 +706,12 @@ class SQLiteStore:
                 else lash.from_data(config, lash.SessionConfig, what="stored session config")
             ),
             plugin_states={str(plugin): json.loads(data) for plugin, data in state_rows},
-            usage=_usage_of(usage_rows, head[8:]),
+            usage=_usage_of(usage_rows, head[10:]),
             turns=turns,
             event_seq=event_seq,
             parent_id=parent,
+            incarnation=incarnation,
+            parent_incarnation=parent_incarnation,
         )
 
     async def commit(

@@ -63,6 +63,7 @@ async def test_a_database_from_before_processes_is_migrated(
             (4, "media blobs"),
             (5, "watchers"),
             (6, "fewer statements per turn"),
+            (7, "session incarnations"),
         ]
         record = await store.load("old")
         assert record is not None and record.revision == 1

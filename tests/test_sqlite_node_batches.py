@@ -130,7 +130,7 @@ async def test_a_migration_7_file_is_upgraded_and_its_mixed_rows_load_as_the_mem
         assert tuple(full.nodes) == old_nodes
         assert tuple(active.nodes) == old_nodes[14:]  # from the boundary opening F1
         assert query(db, "SELECT * FROM nodes ORDER BY seq") == [(*r, 1) for r in before]
-        assert query(db, "SELECT max(id) FROM lash_migrations") == [(11,)]
+        assert query(db, "SELECT max(id) FROM lash_migrations") == [(12,)]
         revision = await commit_all(store, "old", NEW[:1], full.revision)
         # Turn 4's row as a lash of migration 8 wrote it: its bodies by keys, joined.
         bodies = "\n".join(lash.store.node_body_json(n) for n in NEW[0])
@@ -171,7 +171,7 @@ async def test_a_fresh_file_and_an_upgraded_one_have_the_same_schema(tmp_path: P
         async with opened(path) as store:
             await store.open()
     assert schema_of(fresh) == schema_of(upgraded)
-    assert query(fresh, "PRAGMA user_version") == query(upgraded, "PRAGMA user_version") == [(11,)]
+    assert query(fresh, "PRAGMA user_version") == query(upgraded, "PRAGMA user_version") == [(12,)]
     (trigger,) = [
         sql
         for kind, name, _, sql in schema_of(fresh)

@@ -190,14 +190,14 @@ async def test_a_file_from_before_processes_is_migrated(
         await store.close()
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT max(id) FROM lash_migrations").fetchone() == (11,)
+        assert conn.execute("SELECT max(id) FROM lash_migrations").fetchone() == (12,)
         assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'processes'").fetchall()
     finally:
         conn.close()
     store = SQLiteStore(f"sqlite:///{db}")
     try:
         info = await store.info()
-        assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         assert info["migrations"][3]["name"] == "processes"
         record = await store.load("old")
         assert record is not None and record.revision == 1
@@ -221,7 +221,7 @@ async def test_a_file_from_before_processes_is_migrated(
         await store.close()
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (11,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (12,)
     finally:
         conn.close()
 
@@ -248,6 +248,7 @@ async def test_a_lash_01_file_is_migrated_to_processes(tmp_path: Path) -> None:
             9,
             10,
             11,
+            12,
         ]
         assert (await store.load("old-1")) is not None
     finally:

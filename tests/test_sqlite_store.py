@@ -307,7 +307,8 @@ async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
 
     The commit trigger's statements are checked taken out of the trigger: ``NEW.x`` becomes the
     parameter ``:x`` and ``RAISE(...)``, which only a trigger may call, a constant. What they
-    may scan is the commit's own JSON arrays (``json_each``), never a table.
+    may scan is the commit's own JSON arrays (``json_each``) and the chain of a child's
+    ancestors its roll-up walks (``chain``, one row per ancestor), never a table.
     """
     db = tmp_path / "lash.db"
     async with opened(db) as store:
@@ -325,7 +326,10 @@ async def test_hot_statements_never_scan_a_table(tmp_path: Path) -> None:
             scans = [
                 s
                 for s in steps
-                if s.startswith("SCAN") and "json_each" not in s and "CONSTANT" not in s
+                if s.startswith("SCAN")
+                and "json_each" not in s
+                and "CONSTANT" not in s
+                and s != "SCAN chain"
             ]
             assert not scans, (name, steps)
             assert "USE TEMP B-TREE" not in " ".join(steps), (name, steps)
@@ -1085,6 +1089,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
             9,
             10,
             11,
+            12,
         ]
         assert legacy_rows(db) == rows
         active = await store.load("old-1")
@@ -1094,7 +1099,7 @@ async def test_a_database_of_the_first_schema_is_migrated_and_kept(tmp_path: Pat
         delta = turn_delta("F3", 3, 3)
         assert await store.commit("old-1", lease=lease, expected_revision=4, delta=delta) == 5
         after = await store.load("old-1", full=True)
-    assert query(db, "PRAGMA user_version") == [(11,)]
+    assert query(db, "PRAGMA user_version") == [(12,)]
     # What the file says: 14 nodes, the active frame from seq 6, 2 turns, usage of two sources.
     assert before is not None and active is not None and after is not None
     assert (len(before.nodes), len(active.nodes), before.turns, before.revision) == (14, 8, 2, 4)
@@ -1429,7 +1434,7 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         info = await store.info()
         assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert query(db, "PRAGMA application_id") == [(LASH_APPLICATION_ID,)]
-    assert query(db, "PRAGMA user_version") == [(11,)]
+    assert query(db, "PRAGMA user_version") == [(12,)]
     steps = query(db, "SELECT id, name, applied_at, lash_version FROM lash_migrations ORDER BY id")
     assert [(mid, name) for mid, name, _, _ in steps] == [
         (1, "initial schema"),
@@ -1443,17 +1448,18 @@ async def test_new_file_gets_marker_migrations_and_wal(tmp_path: Path) -> None:
         (9, "node bodies positional"),
         (10, "turn usage in the head"),
         (11, "turn usage in the turn record"),
+        (12, "session incarnations"),
     ]
     assert all(
         before <= applied_at <= time.time() and version for _, _, applied_at, version in steps
     )
     assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
     assert info["busy_timeout"] == 5000 and info["application_id"] == LASH_APPLICATION_ID
-    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert [m["id"] for m in info["migrations"]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     # Reopening applies nothing twice.
     async with opened(db) as store:
         await store.open()
-    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(11,)]
+    assert query(db, "SELECT COUNT(*) FROM lash_migrations") == [(12,)]
 
 
 async def test_url_parameters_set_synchronous_and_busy_timeout(tmp_path: Path) -> None:
@@ -1501,11 +1507,12 @@ async def test_database_of_a_newer_lash_is_refused_untouched(tmp_path: Path) -> 
         (9,),
         (10,),
         (11,),
+        (12,),
         (99,),
     ]
 
 
-@pytest.mark.parametrize("known", [6, 7, 8, 9, 10])
+@pytest.mark.parametrize("known", [6, 7, 8, 9, 10, 11])
 async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: int
 ) -> None:
@@ -1515,7 +1522,8 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
     marker) by a lash that reads bodies by keys only (up to 8), nor the totals of the source
     "turn" in the head row (migration 10) by a lash that reads them from usage_totals only (up
     to 9), nor a turn's usage in its turn record (migration 11) by a lash that reads the
-    ledger's table only (up to 10): such a lash
+    ledger's table only (up to 10), nor a child's link to its parent's incarnation (migration
+    12) by a lash that rolls a child's usage up into a deleted parent (up to 11): such a lash
     refuses the file as a newer lash's, naming its newest step (as ``inspect`` reads
     ``lash_migrations``), instead of reading its rows wrong."""
     db = tmp_path / "lash.db"
@@ -1533,13 +1541,13 @@ async def test_a_lash_before_lean_node_rows_refuses_a_file_that_has_them(
         with pytest.raises(lash.ConfigError) as refused:
             await store.load("s")
     message = str(refused.value)
-    assert "newer lash" in message and "migration 11" in message
-    assert "'turn usage in the turn record'" in message
+    assert "newer lash" in message and "migration 12" in message
+    assert "'session incarnations'" in message
     assert f"knows migrations up to {known}" in message
     # The file's migrations were applied by this very version (added between releases): the
     # message asks for a newer build of it, not for "0.1.0 or later", which this lash is.
     version = _sqlite_schema.lash_version()
-    assert f"upgrade lash to a newer build of {version}, one that knows migration 11" in message
+    assert f"upgrade lash to a newer build of {version}, one that knows migration 12" in message
     assert "or later" not in message
     assert db.read_bytes() == before
 
@@ -1719,6 +1727,7 @@ async def test_ro_reads_writes_nothing_and_leaves_no_files(tmp_path: Path) -> No
             9,
             10,
             11,
+            12,
         ]
         assert (await reader.list_inputs("s"), (await reader.read_events("s")).last) == ([], 0)
         assert await reader.turn_record("s", "t") is None
@@ -1793,6 +1802,7 @@ async def test_ro_refuses_an_empty_file_and_an_older_schema_untouched(tmp_path: 
         (9,),
         (10,),
         (11,),
+        (12,),
     ]
 
 

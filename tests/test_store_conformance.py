@@ -108,6 +108,15 @@ class ForgetfulDeleteStore(lash.store.MemoryStore):
         del self._sessions[session_id]
 
 
+class EveryNamedRollupStore(lash.store.MemoryStore):
+    """Rolls usage up into every session the commit names that has a head (a tombstone, a
+    session created again under a deleted ancestor's id), as the stores did before
+    incarnations."""
+
+    def _ancestors(self, s: Any) -> set[str]:
+        return set(self._sessions)
+
+
 class LateConflictStore(lash.store.MemoryStore):
     """Checks a commit's enqueue keys only after applying the rest of the commit."""
 
@@ -205,7 +214,12 @@ class KeyErrorDeleteStore(lash.store.MemoryStore):
         (AllNodesStore, {"load_active_frame", "large_history"}),
         # A session with only queued input is deleted too (load() says None for it).
         (KeyErrorDeleteStore, {"delete", "delete_keeps_fencing_and_event_numbers"}),
-        (ForgetfulDeleteStore, {"delete_keeps_fencing_and_event_numbers"}),
+        # ... and the id's incarnation: the session created again under it is its children's.
+        (
+            ForgetfulDeleteStore,
+            {"delete_keeps_fencing_and_event_numbers", "rollup_skips_deleted_ancestor"},
+        ),
+        (EveryNamedRollupStore, {"rollup_skips_deleted_ancestor"}),
         (LateConflictStore, {"commit_enqueue_conflict_writes_nothing"}),
         (EarlyProcessStore, {"process_start_in_commit"}),
         (
@@ -222,6 +236,7 @@ class KeyErrorDeleteStore(lash.store.MemoryStore):
         "all-nodes",
         "keyerror-delete",
         "forgetful-delete",
+        "every-named-rollup",
         "late-conflict",
         "early-process",
         "unfenced-finish",

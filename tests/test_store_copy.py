@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from _delegating import Delegating
 from _recorder import Recorder
 from click.testing import CliRunner
 
@@ -275,3 +276,49 @@ def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path) -> N
     missing = copy(f"sqlite:///{tmp_path}/nothing.db", src)
     assert missing.exit_code == 1
     assert "source store" in missing.stderr and "nothing.db" in missing.stderr
+
+
+def test_a_forced_copy_keeps_a_child_made_in_its_parents_first_turn_its_child(
+    tmp_path: Path,
+) -> None:
+    """A sub-agent made in its parent's first turn commits before its parent (it is the
+    older session); copied again with --force, it is still its parent's child at the
+    destination: its next turn rolls up into the parent (docs: subagents.rst, "Usage
+    roll-up"), not into a deleted copy of it."""
+
+    def core(url: str, rec: Recorder) -> lash.LashCore:
+        plugins = [standard, stores, rec, Delegating()]
+        return lash.LashCore(plugins=plugins, builtins=(), store=url, provider="recorder")
+
+    def tokens(n: int) -> dict[str, int]:
+        return {"input_tokens": n, "output_tokens": 0}
+
+    src, dst = f"sqlite:///{tmp_path}/src.db", f"sqlite:///{tmp_path}/dst.db"
+
+    async def first_turn() -> None:
+        call = {"name": "delegate", "arguments": {"task": "look"}}
+        rec = Recorder(
+            [
+                {"tool_calls": [call], "usage": tokens(10)},
+                {"text": "sub", "usage": tokens(7)},
+                {"text": "done", "usage": tokens(1)},
+            ]
+        )
+        async with core(src, rec) as host, await host.session("p").open() as parent:
+            await parent.turn("go").run()
+
+    async def child_turn_then_parent_usage() -> dict[str, int]:
+        rec = Recorder([{"text": "more", "usage": tokens(5)}])
+        async with core(dst, rec) as host:
+            async with await host.session("p/sub1").open() as child:
+                assert child.parent_id == "p"
+                await child.turn("more").run()
+            async with await host.session("p").open() as parent:
+                report = parent.usage_report()["by_source"]
+                return {source: row["input_tokens"] for source, row in report.items()}
+
+    asyncio.run(first_turn())
+    assert copy(src, dst).exit_code == 0
+    forced = copy(src, dst, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert asyncio.run(child_turn_then_parent_usage()) == {"turn": 11, "child:p/sub1": 12}

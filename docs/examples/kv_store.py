@@ -250,6 +250,8 @@ class KVStore:
             turns=head["turns"],
             event_seq=head["last_event"],
             parent_id=head.get("parent_id"),
+            incarnation=head.get("incarnation", 0),
+            parent_incarnation=head.get("parent_incarnation", 0),
         )
 
     async def commit(
@@ -317,17 +319,25 @@ class KVStore:
         head["turns"] += delta.turns
         head["revision"] += 1
         head["updated_at"] = now
-        if delta.parent_id is not None:
-            head["parent_id"] = delta.parent_id  # a child session (a sub-agent) of that one
-        for other_id, usages in delta.rollup.items():
+        if delta.parent_id is not None and delta.parent_id != head.get("parent_id"):
+            # A child session (a sub-agent) of that one: the link names the parent's
+            # incarnation as it is now (the kernel cannot know it for a parent in its first
+            # turn, not committed yet), or the deleted one's for a parent's tombstone.
+            parent = batch.get(key("head", delta.parent_id)) or empty_head()
+            incarnation = parent.get("incarnation", 0)
+            running = parent["lease"] is not None and parent["lease"][2] > now
+            if parent["revision"] == 0 and incarnation > 0 and not running:
+                incarnation -= 1  # deleted, not created again: the deleted session's child
+            head["parent_id"] = delta.parent_id
+            head["parent_incarnation"] = incarnation
+        for other_id in self._ancestors(batch, head) if delta.rollup else ():
             # A child's usage rolls up into its ancestors' heads, in the same batch; their
-            # revision and lease are not touched. An ancestor with no head gets nothing.
+            # revision and lease are not touched.
             other = batch.get(key("head", other_id))
-            if other is not None:
-                for source, usage in usages.items():
-                    total = lash.from_data(other["usage"].get(source, {}), lash.Usage) + usage
-                    other["usage"][source] = lash.to_data(total)
-                batch.put(key("head", other_id), other)
+            for source, usage in delta.rollup.get(other_id, {}).items():
+                total = lash.from_data(other["usage"].get(source, {}), lash.Usage) + usage
+                other["usage"][source] = lash.to_data(total)
+            batch.put(key("head", other_id), other)
 
         # The mailbox: settle what the turn consumed and applied, queue what it queued.
         turn_id = turn.turn_id if turn is not None else None
@@ -356,6 +366,20 @@ class KVStore:
         self._apply(batch, heads, index)
         return int(head["revision"])
 
+    def _ancestors(self, batch: Batch, head: dict[str, Any]) -> list[str]:
+        """The sessions a commit of ``head``'s session rolls usage up into: its chain of parent
+        links, as far as each names its parent's current incarnation (a deleted ancestor, or a
+        session created again under its id, ends it). One read per ancestor."""
+        found: list[str] = []
+        parent_id, incarnation = head.get("parent_id"), head.get("parent_incarnation", 0)
+        while parent_id is not None and parent_id not in found:
+            parent = batch.get(key("head", parent_id))
+            if parent is None or parent.get("incarnation", 0) != incarnation:
+                break
+            found.append(parent_id)
+            parent_id, incarnation = parent.get("parent_id"), parent.get("parent_incarnation", 0)
+        return found
+
     async def delete(self, session_id: str) -> None:
         lash.store.check_session_id(session_id)
         head = self._head(session_id)
@@ -376,6 +400,9 @@ class KVStore:
         # lease from before the delete never commits to a session made again under this id, and
         # so does the event counter: event numbers (observers' cursors) go on rising.
         tombstone = {**empty_head(), "lease": head["lease"], "last_event": head["last_event"]}
+        # And the id's incarnation, raised: the children of the deleted session roll up into
+        # neither the tombstone nor a session created again under the id.
+        tombstone["incarnation"] = head.get("incarnation", 0) + 1
         tombstone["first_event"] = head["last_event"] + 1
         # Its processes go too (their keys may start new ones).
         index = self._process_index(batch)

@@ -7,7 +7,9 @@ from its parent's configuration unless told otherwise, may be restricted to an a
 tools (kept in the kernel state, so it holds for every later open), and every commit of a child
 adds the usage it commits to each of its ancestors' usage totals, in the same transaction,
 under ``child:<id>`` (the id of the ancestor's own child on the way down): a parent's usage
-report counts what its sub-agents spent, however deep.
+report counts what its sub-agents spent, however deep. A deleted ancestor, and a session
+created again under its id, are not ancestors any more: the store follows the child's stored
+links, each naming its parent's incarnation, and the lineage read here stops where they do.
 
 This module holds what does not need a session runtime: the spec a creator gives, the checks,
 the lineage read from the store and the roll-up of one commit. The runtime applies them.
@@ -54,6 +56,9 @@ class ChildSpec:
     #: tool or hook of the parent, or an open host handle); ``None``: read from the store.
     parent_config: SessionConfig | None = None
     parent_lineage: tuple[str, ...] | None = None
+    #: The parent's incarnation as that handle loaded it (``None``: not known, or not
+    #: committed yet).
+    parent_incarnation: int | None = None
 
 
 def child_id(parent_id: str) -> str:
@@ -95,6 +100,17 @@ def check_link(session_id: str, record: SessionRecord | None, spec: ChildSpec) -
         )
 
 
+def older_link(record: SessionRecord | None, spec: ChildSpec | None) -> bool:
+    """Whether a stored child opened from a parent handle links to an earlier incarnation of
+    that parent: one deleted since, whose id the handle's session took again."""
+    return (
+        record is not None
+        and spec is not None
+        and spec.parent_incarnation is not None
+        and record.parent_incarnation != spec.parent_incarnation
+    )
+
+
 def initial_config(
     session_id: str,
     spec: ChildSpec,
@@ -116,10 +132,18 @@ def initial_config(
     return apply_patch(base, spec.config)
 
 
-async def lineage(store: Store, session_id: str, parent_id: str) -> tuple[tuple[str, ...], Any]:
+async def lineage(
+    store: Store, session_id: str, parent_id: str, incarnation: int | None = None
+) -> tuple[tuple[str, ...], Any]:
     """The ancestors of ``session_id`` (root first, ``parent_id`` last) read from the store, and
-    the parent's record. :raises SessionError: naming the child, when the parent was never
-    committed or the lineage loops."""
+    the record of the session ``parent_id`` names (``None``: none committed). ``incarnation``
+    is the one the child's stored link names (``None``: a new child, linked to the parent as
+    it is now). A link that names another incarnation than its parent's (the parent was
+    deleted and a session created again under its id) ends the lineage there, as a deleted
+    ancestor does: the store would not roll up into it either.
+
+    :raises SessionError: naming the child, when a new child's parent was never committed, or
+        the lineage loops."""
     chain: list[str] = []
     current: str | None = parent_id
     parent_record: SessionRecord | None = None
@@ -132,7 +156,7 @@ async def lineage(store: Store, session_id: str, parent_id: str) -> tuple[tuple[
             )
         record = await store.load(current)
         if record is None:
-            if current == parent_id:
+            if current == parent_id and incarnation is None:
                 raise SessionError(
                     f"session {session_id!r}: its parent session {parent_id!r} does not exist "
                     "(commit a turn there first, or create the child from the parent's view)",
@@ -141,8 +165,10 @@ async def lineage(store: Store, session_id: str, parent_id: str) -> tuple[tuple[
             break  # an ancestor was deleted: the lineage ends there
         if parent_record is None:
             parent_record = record
+        if incarnation is not None and record.incarnation != incarnation:
+            break  # deleted, and another session created under its id since: not an ancestor
         chain.append(current)
-        current = record.parent_id
+        current, incarnation = record.parent_id, record.parent_incarnation
     return tuple(reversed(chain)), parent_record
 
 

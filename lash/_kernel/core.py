@@ -320,6 +320,7 @@ class LashCore:
             config=dict(config or {}),
             parent_config=parent.image.config if parent is not None else None,
             parent_lineage=parent.lineage if parent is not None else None,
+            parent_incarnation=parent.incarnation if parent is not None else None,
         )
         session = Session(self, session_id, options=overrides, child=spec)
         self._sessions.add(session)
@@ -348,6 +349,13 @@ class LashCore:
         :raises SessionBusy: while an execution holds it (here or in another process).
         """
         await self.store.delete(session_id)
+        # Its children open here roll up into it no more, nor into its ancestors (the store
+        # would not add it; a handle here on a session created again under the id must not
+        # count it either).
+        for session in list(self._sessions):
+            lineage = session._runtime.lineage
+            if session_id in lineage:
+                session._runtime.lineage = lineage[lineage.index(session_id) + 1 :]
 
     # -- the mailbox: any process, no lease -------------------------------------------------------
 

@@ -348,6 +348,7 @@ class SessionRuntime:
         "held_until",
         "id",
         "image",
+        "incarnation",
         "input_hint",
         "last_catalog",
         "lease",
@@ -385,6 +386,8 @@ class SessionRuntime:
         self.parent_id: str | None = child.parent_id if child is not None else None
         #: The ancestors of a child session, root first (whose usage totals its commits add to).
         self.lineage: tuple[str, ...] = ()
+        #: The stored session's incarnation (``None`` before its first commit, as loaded).
+        self.incarnation: int | None = None
         self.overrides = {k: dict(v) for k, v in (options or {}).items()}
         self.image = SessionImage(session_id)
         # One execution at a time: `lock`, made when an execution first needs it (`unlock`).
@@ -953,6 +956,7 @@ class SessionRuntime:
             # in its mailbox).
             if not (await store.list_inputs(self.id) or await store.list_commands(self.id)):
                 raise UnknownSession(self.id)
+        self.incarnation = record.incarnation if record is not None else None
         initial = await self._link(record)
         self._clear_pending()
         self.image.load(record, self.composition, self.overrides, fresh=fresh, initial=initial)
@@ -985,11 +989,28 @@ class SessionRuntime:
             self.lineage = ()
             return None
         parent_config: SessionConfig | None = None
-        if spec is not None and spec.parent_lineage is not None:
-            self.lineage = (*spec.parent_lineage, self.parent_id)
+        handed = spec.parent_lineage if spec is not None else None
+        if children.older_link(record, spec):
+            # A child of a deleted session, opened from the handle of the one created again
+            # under its id: no ancestor of it (nor, then, of the handle's ancestors).
+            self.lineage = ()
+        elif (
+            spec is not None
+            and handed is not None
+            and (record is None or spec.parent_incarnation is not None)
+        ):
+            self.lineage = (*handed, self.parent_id)
             parent_config = spec.parent_config
         else:
-            self.lineage, parent = await children.lineage(self.core.store, self.id, self.parent_id)
+            # A stored child whose parent handle does not know its incarnation (a session new
+            # when the handle opened it) is checked link by link in the store; if the parent
+            # is not committed yet (its first turn runs), the handle's lineage is the one.
+            link = record.parent_incarnation if record is not None else None
+            self.lineage, parent = await children.lineage(
+                self.core.store, self.id, self.parent_id, link
+            )
+            if parent is None and handed is not None:
+                self.lineage = (*handed, self.parent_id)
             parent_config = parent.config if parent is not None else None
         if record is not None or spec is None:
             return None

@@ -46,6 +46,7 @@ from lash._store.records import (
     PendingInput,
     ProcessDraft,
     QueuedCommand,
+    SessionSummary,
     TurnRecord,
 )
 from lash.errors import LashError, SessionBusy, UnknownSession
@@ -99,8 +100,7 @@ async def copy_store(
     copied again). Processes whose id ``dst`` holds are skipped in every mode. ``progress``
     gets one line per session copied or skipped.
     """
-    sessions = sorted(await src.list_sessions(), key=lambda s: (s.created_at, s.session_id))
-    ids = [s.session_id for s in sessions]
+    ids = _parents_first(await src.list_sessions())
     held = {s.session_id for s in await dst.list_sessions()}
     held_processes = {p.id for p in await dst.list_processes(limit=_ALL)}
     if mode == "refuse" and (held or held_processes):
@@ -149,6 +149,26 @@ async def copy_store(
         processes=tuple(started),
         processes_skipped=tuple(passed),
     )
+
+
+def _parents_first(sessions: list[SessionSummary]) -> list[str]:
+    """The ids of ``sessions`` in the order they are copied: oldest first, but each child
+    session right after its parent when it is the older (a sub-agent made in its parent's
+    first turn commits before its parent). A destination stores a child's link with the
+    incarnation its parent has there when the child is written: a parent replaced (deleted,
+    by ``force`` or a redone partial copy) after its child was written would leave the child
+    linked to the deleted copy, its usage rolling up into no one."""
+    oldest_first = sorted(sessions, key=lambda s: (s.created_at, s.session_id))
+    parents = {s.session_id: s.parent_id for s in oldest_first}
+    ordered: dict[str, None] = {}
+    for summary in oldest_first:
+        line = [summary.session_id]  # the session, then its listed ancestors not placed yet
+        parent = summary.parent_id
+        while parent in parents and parent not in ordered and parent not in line:
+            line.append(parent)
+            parent = parents[parent]
+        ordered.update(dict.fromkeys(reversed(line)))
+    return list(ordered)
 
 
 async def _state(dst: Store, session_id: str) -> Literal["absent", "copied", "partial", "other"]:

@@ -103,6 +103,11 @@ class _MemorySession:
     events: list[StoredEvent] = attrs.field(factory=list)
     event_seq: int = 0
     parent_id: str | None = None
+    #: Raised by each delete and kept by the tombstone: a session created again under the id
+    #: is another incarnation, which its predecessor's children do not roll up into.
+    incarnation: int = 0
+    #: The parent's incarnation when the link was stored (see ``commit``).
+    parent_incarnation: int = 0
 
 
 # Records rebuilt on every turn's path (lease taken, turn recorded, lease released), by
@@ -244,6 +249,8 @@ class MemoryStore:
             turns=s.turns,
             event_seq=s.event_seq,
             parent_id=s.parent_id,
+            incarnation=s.incarnation,
+            parent_incarnation=s.parent_incarnation,
         )
 
     async def commit(
@@ -303,6 +310,8 @@ class MemoryStore:
                 events=keep.events,
                 event_seq=keep.event_seq,
                 parent_id=keep.parent_id,
+                incarnation=keep.incarnation,
+                parent_incarnation=keep.parent_incarnation,
             )
             self._sessions[session_id] = s
         elif s.revision == 0:
@@ -323,12 +332,25 @@ class MemoryStore:
         for source, usage in delta.usage.items():
             s.usage[source] = s.usage.get(source, NO_USAGE) + usage
         s.turns += delta.turns
-        if delta.parent_id is not None:
+        if delta.parent_id is not None and delta.parent_id != s.parent_id:
+            # The link names the parent's incarnation as the store has it now: the kernel
+            # cannot know it for a parent still in its first turn (not committed yet). A
+            # parent deleted and not created again (its tombstone: deleted once at least, no
+            # commit, no first turn running) is the deleted one, whose incarnation is below.
+            parent = self._sessions.get(delta.parent_id)
             s.parent_id = delta.parent_id
-        for other_id, usages in delta.rollup.items():
-            other = self._sessions.get(other_id)
-            if other is not None:  # an ancestor deleted meanwhile gets nothing
-                for source, usage in usages.items():
+            s.parent_incarnation = 0
+            if parent is not None:
+                tombstone = (
+                    parent.revision == 0
+                    and parent.incarnation > 0
+                    and (parent.lease is None or parent.lease.expires_at <= now)
+                )
+                s.parent_incarnation = parent.incarnation - 1 if tombstone else parent.incarnation
+        if delta.rollup:
+            for other_id in self._ancestors(s).intersection(delta.rollup):
+                other = self._sessions[other_id]
+                for source, usage in delta.rollup[other_id].items():
                     other.usage[source] = other.usage.get(source, NO_USAGE) + usage
         s.revision = expected_revision + 1
         s.updated_at = now
@@ -371,12 +393,30 @@ class MemoryStore:
         # A tombstone stays: its lease token and event numbers go on rising, so a lease or a
         # cursor from before the delete never applies to a session created again under the id.
         self._sessions[session_id] = _MemorySession(
-            lease=s.lease, event_seq=s.event_seq, input_seq=s.input_seq, command_seq=s.command_seq
+            lease=s.lease,
+            event_seq=s.event_seq,
+            input_seq=s.input_seq,
+            command_seq=s.command_seq,
+            incarnation=s.incarnation + 1,
         )
         for process in [p for p in self._processes.values() if p.session_id == session_id]:
             del self._processes[process.id]
             if process.key is not None:
                 self._process_keys.pop(process.key, None)
+
+    def _ancestors(self, s: _MemorySession) -> set[str]:
+        """The ids a commit of ``s`` may roll usage up into: its stored chain of parent links,
+        as far as each link names its parent's current incarnation (a deleted ancestor, or
+        a session created again under its id, ends the chain). O(depth)."""
+        found: set[str] = set()
+        parent_id, incarnation = s.parent_id, s.parent_incarnation
+        while parent_id is not None and parent_id not in found:  # (a loop ends too)
+            parent = self._sessions.get(parent_id)
+            if parent is None or parent.incarnation != incarnation:
+                break
+            found.add(parent_id)
+            parent_id, incarnation = parent.parent_id, parent.parent_incarnation
+        return found
 
     async def list_sessions(self) -> list[SessionSummary]:
         rows = []

@@ -90,6 +90,11 @@ class SessionRecord:
     is the state observers see up to that event. ``parent_id`` is the session a child session
     (a sub-agent) was created from (``None``: a root session).
 
+    ``incarnation`` counts the deletes of the session id before this session was created (a
+    deleted session's tombstone keeps it, raised); ``parent_incarnation`` is the parent's when
+    the link was stored. A link whose incarnation is not its parent's any more names a session
+    created again under a deleted parent's id: not this child's parent.
+
     ``nodes`` is a tuple, or a :class:`StoredNodes` (which reads as the tuple of the same
     nodes and builds each when first read: the SQLite store's, so that resuming a long session
     builds only the nodes it needs).
@@ -106,6 +111,8 @@ class SessionRecord:
     turns: int = 0
     event_seq: int = 0
     parent_id: str | None = None
+    incarnation: int = 0
+    parent_incarnation: int = 0
 
     __module__ = "lash.store"
 
@@ -331,11 +338,14 @@ class CommitDelta:
       :class:`lash.InputConflict` that refuses the whole commit), so a turn that does not
       commit starts nothing.
     - ``parent_id``: the session's parent (a child session's commits carry it; ``None`` leaves
-      the head's link as it is).
+      the head's link as it is). The store keeps the parent's current incarnation with the
+      link when it first stores it.
     - ``rollup``: usage added to *other* sessions' usage totals, by session id then source, in
       the same transaction, without their lease and without moving their revision (how a
-      child session's usage rolls up into its ancestors, under ``child:<id>``); a session
-      with no head is skipped.
+      child session's usage rolls up into its ancestors, under ``child:<id>``). Only the
+      sessions on the committing session's stored chain of parent links get theirs, as far as
+      each link names its parent's current incarnation: a deleted ancestor, and a session
+      created again under its id, get nothing (nor does a session id with no head).
     - ``release``: release the lease in the same transaction.
     """
 

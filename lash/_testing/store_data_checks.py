@@ -587,6 +587,149 @@ async def check_child_link_and_rollup(store: Store) -> None:
     )
 
 
+async def check_rollup_skips_deleted_ancestor(store: Store) -> None:
+    """A child's roll-up reaches its ancestors along its stored chain of parent links only:
+    once its parent is deleted, neither the parent's tombstone, nor a session created again
+    under the parent's id, nor the ancestors above get anything, and the child keeps its link
+    (``incarnation`` counts the deletes of an id, ``parent_incarnation`` is the parent's when
+    the link was stored)."""
+    grand = await new_lease(store, "rollup-grand")
+    await commit_at(store, grand, 0, usage={"turn": Usage(1, 0, 0)})
+    parent = await new_lease(store, "rollup-parent")
+    pid, gid = parent.session_id, grand.session_id
+    await commit_at(store, parent, 0, usage={"turn": Usage(2, 0, 0)}, parent_id=gid)
+    child = await new_lease(store, "rollup-child")
+    via_parent = f"child:{parent.session_id}"
+    own = f"child:{child.session_id}"
+
+    def up(amount: Usage) -> dict[str, dict[str, Usage]]:
+        """What the kernel rolls up for one commit of the child: to its parent and grandparent."""
+        return {gid: {via_parent: amount}, pid: {own: amount}}
+
+    await commit_at(
+        store, child, 0, usage={"turn": Usage(10, 0, 0)}, parent_id=pid, rollup=up(Usage(10, 0, 0))
+    )
+    record = await load_record(store, child.session_id)
+    expect_equal(
+        (record.parent_incarnation, record.incarnation),
+        (0, 0),
+        "the child's link incarnation and its own, before any delete",
+    )
+    expect_equal(
+        dict((await load_record(store, pid)).usage),
+        {"turn": Usage(2, 0, 0), own: Usage(10, 0, 0)},
+        "the parent's usage with its child's rolled up",
+    )
+
+    await store.release_lease(parent)
+    await store.delete(pid)
+    await commit_at(store, child, 1, usage={"turn": Usage(100, 0, 0)}, rollup=up(Usage(100, 0, 0)))
+    expect_equal(
+        dict((await load_record(store, gid)).usage),
+        {"turn": Usage(1, 0, 0), via_parent: Usage(10, 0, 0)},
+        "the grandparent's usage after a commit of the child of its deleted child",
+    )
+
+    # The id is used again (a root session now): it starts with its own usage only.
+    again = await store.acquire_lease(pid, "owner-b", ttl=LONG_TTL)
+    await commit_at(store, again, 0, usage={"turn": Usage(3, 0, 0)})
+    recreated = await load_record(store, pid)
+    expect_equal(
+        dict(recreated.usage),
+        {"turn": Usage(3, 0, 0)},
+        "the usage of a session created again under a deleted parent's id",
+    )
+    expect_equal(recreated.incarnation, 1, "the incarnation of a session created after one delete")
+    await commit_at(
+        store, child, 2, usage={"turn": Usage(1000, 0, 0)}, rollup=up(Usage(1000, 0, 0))
+    )
+    expect_equal(
+        dict((await load_record(store, pid)).usage),
+        {"turn": Usage(3, 0, 0)},
+        "the usage of the session created again, after a commit of the old one's child",
+    )
+    expect_equal(
+        dict((await load_record(store, gid)).usage),
+        {"turn": Usage(1, 0, 0), via_parent: Usage(10, 0, 0)},
+        "the grandparent's usage after the orphaned child's next commit",
+    )
+    record = await load_record(store, child.session_id)
+    expect_equal(
+        (record.parent_id, record.parent_incarnation),
+        (pid, 0),
+        "the orphaned child's link (kept as it was stored)",
+    )
+    expect_equal(dict(record.usage), {"turn": Usage(1110, 0, 0)}, "the orphaned child's usage")
+
+    # Deleted again: the next session under the id is the second incarnation. A child first
+    # linked to the id meanwhile (made from a handle on the deleted session) is the deleted
+    # one's child: the tombstone gets nothing, nor the session created again under the id.
+    await store.release_lease(again)
+    await store.delete(pid)
+    late = await new_lease(store, "rollup-late-child")
+    late_own = {pid: {f"child:{late.session_id}": Usage(20, 0, 0)}}
+    await commit_at(store, late, 0, usage={"turn": Usage(20, 0, 0)}, parent_id=pid, rollup=late_own)
+    expect_equal(
+        (await load_record(store, late.session_id)).parent_incarnation,
+        1,
+        "the link incarnation of a child first linked to a deleted parent (the deleted one's)",
+    )
+    third = await store.acquire_lease(pid, "owner-c", ttl=LONG_TTL)
+    await commit_at(store, third, 0, turns=1)
+    expect_equal(
+        (await load_record(store, pid)).incarnation,
+        2,
+        "the incarnation of a session created after two deletes",
+    )
+    await commit_at(store, late, 1, usage={"turn": Usage(20, 0, 0)}, rollup=late_own)
+    expect_equal(
+        dict((await load_record(store, pid)).usage),
+        {},
+        "the usage of a session created again, after commits of a child linked to its deleted "
+        "predecessor",
+    )
+
+
+async def check_rollup_into_first_turn(store: Store) -> None:
+    """A child created in its parent's first turn commits before its parent does: its link is
+    to the incarnation the parent's lease holds (after a delete too), and its roll-up lands in
+    the parent's totals, which the parent's first commit keeps."""
+    for deleted in (False, True):
+        parent = await new_lease(store, "first-turn-parent")
+        pid = parent.session_id
+        if deleted:
+            await commit_at(store, parent, 0, usage={"turn": Usage(7, 7, 7)})
+            await store.release_lease(parent)
+            await store.delete(pid)
+            parent = await store.acquire_lease(pid, "owner-b", ttl=LONG_TTL)
+        child = await new_lease(store, "first-turn-child")
+        own = f"child:{child.session_id}"
+        await commit_at(
+            store,
+            child,
+            0,
+            usage={"turn": Usage(4, 1, 0)},
+            parent_id=pid,
+            rollup={pid: {own: Usage(4, 1, 0)}},
+        )
+        await commit_at(store, parent, 0, usage={"turn": Usage(1, 0, 0)})
+        await commit_at(
+            store, child, 1, usage={"turn": Usage(1, 1, 0)}, rollup={pid: {own: Usage(1, 1, 0)}}
+        )
+        record = await load_record(store, pid)
+        expect_equal(
+            dict(record.usage),
+            {"turn": Usage(1, 0, 0), own: Usage(5, 2, 0)},
+            f"the parent's usage ({'after a delete' if deleted else 'a new id'})",
+        )
+        linked = await load_record(store, child.session_id)
+        expect_equal(
+            linked.parent_incarnation,
+            record.incarnation,
+            f"the child's link incarnation ({'after a delete' if deleted else 'a new id'})",
+        )
+
+
 #: The checks of this module, in the order they run.
 CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_load_missing,
@@ -604,4 +747,6 @@ CHECKS: tuple[Callable[[Store], Awaitable[None]], ...] = (
     check_sessions_independent,
     check_large_history,
     check_child_link_and_rollup,
+    check_rollup_skips_deleted_ancestor,
+    check_rollup_into_first_turn,
 )
