@@ -952,20 +952,23 @@ def test_a_bad_positional_body_is_a_validation_error_naming_the_session(
         assert all(p.endswith("(node 'n1')") for p in invalid.value.problems)
 
 
-#: Values of a free-form field: flat dicts of every scalar (NaN and infinities too), of str and
-#: int subclasses (keys and values), an IntEnum, and nested JSON data.
+#: Values of a free-form field: flat dicts of every scalar (NaN and infinities too, lone
+#: surrogates, which st.text leaves out), of str and int subclasses (keys and values), an
+#: IntEnum, and nested JSON data.
+_surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2)
 _scalars = (
     st.none()
     | st.booleans()
     | st.integers()
     | st.floats()
     | texts
+    | _surrogates
     | texts.map(Text)
     | st.integers(-5, 5).map(Count)
     | st.just(Turn.FIRST)
 )
 free_values = (
-    st.dictionaries(texts, _scalars, max_size=4)
+    st.dictionaries(texts | _surrogates, _scalars, max_size=4)
     | st.dictionaries(texts | texts.map(Text), _scalars, max_size=3)
     | json_values
 )

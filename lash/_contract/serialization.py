@@ -530,7 +530,8 @@ class _Builders:
 
 #: What :func:`node_json` writes: compact, non-ASCII kept (a store decides what to do with
 #: text its column type cannot hold), keys in field order.
-_encode_general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_GENERAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode_general = _GENERAL.encode
 
 #: The types of the values :func:`_free_json` writes at once (``unstructure`` keeps them as they
 #: are: exact types only, a subclass may have a hook of its own).
@@ -538,16 +539,29 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _flat_encoder() -> Callable[[Any, int], Any] | None:
-    """:data:`_encode_general`'s C encoder made once, for :func:`_free_json`'s flat mappings:
-    without the circular-reference check (a mapping of scalars holds no reference), so one
-    encoder serves every call (``json.JSONEncoder.encode`` makes one on each). None on an
-    interpreter without the C accelerator."""
+    """:data:`_GENERAL`'s C encoder made once, for :func:`_free_json`'s flat mappings: the one
+    ``json.JSONEncoder.iterencode`` makes on each call, from the same settings (so the two
+    cannot drift apart), but without the circular-reference check (``markers``: a mapping of
+    scalars holds no reference), so one encoder serves every call. None on an interpreter
+    without the C accelerator."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - an interpreter without the C accelerator
         return None
-    general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    g = _GENERAL
+    strings = (
+        json.encoder.encode_basestring_ascii if g.ensure_ascii else json.encoder.encode_basestring
+    )
+    # By position only, in the order json.JSONEncoder.iterencode passes them.
     return make(  # type: ignore[no-any-return]
-        None, general.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+        None,
+        g.default,
+        strings,
+        g.indent,
+        g.key_separator,
+        g.item_separator,
+        g.sort_keys,
+        g.skipkeys,
+        g.allow_nan,
     )
 
 
