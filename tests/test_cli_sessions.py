@@ -983,10 +983,10 @@ def test_watch_resumes_after_a_cursor_and_ends_on_sigterm(tmp_path: Path) -> Non
     started, committed = out.splitlines()
     time_part = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
     assert re.fullmatch(
-        rf"{time_part}  e3  turn_started: turn-[0-9a-f]{{16}}: \"Book the flight.\"", started
+        rf"{time_part}  e3  turn_started: turn-[0-9a-f]{{28}}: \"Book the flight.\"", started
     )
     assert re.fullmatch(
-        rf"{time_part}  e4  turn_committed: turn 1 completed, revision 1 \[turn-[0-9a-f]{{16}}\]: "
+        rf"{time_part}  e4  turn_committed: turn 1 completed, revision 1 \[turn-[0-9a-f]{{28}}\]: "
         r"\"Flight booked.\"",
         committed,
     )

@@ -930,7 +930,7 @@ _VARYING = (
     (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"), "<time>"),
     (re.compile(r"agent frame [0-9a-f]{8}"), "agent frame <id>"),
     (re.compile(r"(conformance-[a-z-]+)-[0-9a-f]{12}"), r"\1-<id>"),
-    (re.compile(r"turn-[0-9a-f]{16}"), "turn-<id>"),
+    (re.compile(r"turn-[0-9a-f]{28}"), "turn-<id>"),
     (re.compile(r"in-[0-9a-f]{16}"), "in-<id>"),
 )
 _LASH_MAIN = "import sys; from lash.cli import main; sys.exit(main())"
@@ -1073,9 +1073,9 @@ def test_lash_sessions_mailbox_transcript(tmp_path: Path) -> None:
     # The turn ids the inputs were settled by are the ones the turns were committed under.
     settled = printed.split("$ lash sessions inputs trip --all\n")[1].split("$")[0]
     events = printed.split("$ lash sessions watch")[1]
-    turns = re.findall(r"turn-[0-9a-f]{16}", settled)
+    turns = re.findall(r"turn-[0-9a-f]{28}", settled)
     assert len(turns) == 2
-    assert re.findall(r"turn_committed: .*\[(turn-[0-9a-f]{16})\]", events) == turns
+    assert re.findall(r"turn_committed: .*\[(turn-[0-9a-f]{28})\]", events) == turns
 
 
 SESSIONS_DB = "sqlite:///.lash/sessions.db"  # the store of docs/examples/persistence/lash.toml

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -514,6 +516,24 @@ async def test_a_turn_id_submitted_again_returns_the_committed_result_without_ru
     assert len(model.requests) == 1 and session.revision == 1
     record = await core.turn_record("s", "order-7")
     assert record is not None and record.outcome == "completed"
+
+
+async def test_generated_turn_ids_hold_the_time_and_sort_in_the_order_the_turns_ran() -> None:
+    """Without an id, a turn's is turn- and 28 hex digits: the time it was made in milliseconds
+    (12), then 16 random ones; so a session's ids sort in the order its turns ran."""
+    core = make_core(Model(*(answer(f"a{i}") for i in range(4))))
+    session = await core.session("s").open()
+    ids = []
+    for i in range(4):
+        before = time.time_ns() // 1_000_000
+        result = await session.turn(f"q{i}").run()
+        after = time.time_ns() // 1_000_000
+        match = re.fullmatch(r"turn-([0-9a-f]{12})[0-9a-f]{16}", result.turn_id)
+        assert match is not None, result.turn_id
+        assert before <= int(match[1], 16) <= after
+        ids.append(result.turn_id)
+        await asyncio.sleep(0.002)  # the next turn made in a later millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
 async def test_a_turn_id_resubmitted_from_another_core_is_not_run_again() -> None:

@@ -950,3 +950,43 @@ def test_a_bad_positional_body_is_a_validation_error_naming_the_session(
         assert problem in "\n".join(invalid.value.problems)
         # Each problem names the node, whichever path found it.
         assert all(p.endswith("(node 'n1')") for p in invalid.value.problems)
+
+
+#: Values of a free-form field: flat dicts of every scalar (NaN and infinities too, lone
+#: surrogates, which st.text leaves out), of str and int subclasses (keys and values), an
+#: IntEnum, and nested JSON data.
+_surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | texts
+    | _surrogates
+    | texts.map(Text)
+    | st.integers(-5, 5).map(Count)
+    | st.just(Turn.FIRST)
+)
+free_values = (
+    st.dictionaries(texts | _surrogates, _scalars, max_size=4)
+    | st.dictionaries(texts | texts.map(Text), _scalars, max_size=3)
+    | json_values
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=free_values)
+def test_a_free_form_value_is_written_as_the_general_path_writes_it(value: Any) -> None:
+    """A free-form field's text (a tool call's arguments, typed Mapping[str, Any], and a field
+    typed Any), flat dicts written at once included, is json.dumps of what the converter
+    unstructures it to."""
+    conv = data_converter()
+    for hook in (conv.unstructure, conv.get_unstructure_hook(collections.abc.Mapping[str, Any])):
+        if hook is not conv.unstructure and not isinstance(value, dict):
+            continue
+        assert serialization._free_json(value, hook) == dumps(hook(value))
+    if isinstance(value, dict):  # in a node: the spec's positional body, by its writer
+        call = lash.ToolCall("c1", "echo", value)
+        node = lash.ToolCallNode(id="n", parent_id=None, frame_id="f", turn=1, call=call)
+        text = serialization._node_row_writers()[lash.ToolCallNode](node)
+        assert text == dumps(positional_body_of(node))

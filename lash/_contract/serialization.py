@@ -530,7 +530,59 @@ class _Builders:
 
 #: What :func:`node_json` writes: compact, non-ASCII kept (a store decides what to do with
 #: text its column type cannot hold), keys in field order.
-_encode_general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_GENERAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode_general = _GENERAL.encode
+
+#: The types of the values :func:`_free_json` writes at once (``unstructure`` keeps them as they
+#: are: exact types only, a subclass may have a hook of its own).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_encoder() -> Callable[[Any, int], Any] | None:
+    """:data:`_GENERAL`'s C encoder made once, for :func:`_free_json`'s flat mappings: the one
+    ``json.JSONEncoder.iterencode`` makes on each call, from the same settings (so the two
+    cannot drift apart), but without the circular-reference check (``markers``: a mapping of
+    scalars holds no reference), so one encoder serves every call. None on an interpreter
+    without the C accelerator."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - an interpreter without the C accelerator
+        return None
+    g = _GENERAL
+    strings = (
+        json.encoder.encode_basestring_ascii if g.ensure_ascii else json.encoder.encode_basestring
+    )
+    # By position only, in the order json.JSONEncoder.iterencode passes them.
+    return make(  # type: ignore[no-any-return]
+        None,
+        g.default,
+        strings,
+        g.indent,
+        g.key_separator,
+        g.item_separator,
+        g.sort_keys,
+        g.skipkeys,
+        g.allow_nan,
+    )
+
+
+_encode_flat = _flat_encoder()
+
+
+def _free_json(value: Any, unstructure: Callable[[Any], Any]) -> str:
+    """The JSON text of a free-form value (a field typed ``Any``, or a mapping of ``str`` to
+    ``Any``: a tool call's arguments) that ``unstructure`` (the field's hook) unstructures:
+    ``_encode_general(unstructure(value))``. A dict of ``str`` keys and scalar values (``str``,
+    ``int``, ``float``, ``bool``, ``None``), which is what tool-call arguments mostly are, is
+    written at once: unstructuring it only copies it (its text is the same; 0.8 µs instead of
+    1.9 for one key). The property tests check the two ways give one text."""
+    if type(value) is dict and _encode_flat is not None:
+        scalars = _SCALARS
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in scalars:
+                break
+        else:
+            return "".join(_encode_flat(value, 0))
+    return _encode_general(unstructure(value))
 
 
 #: The fields of a node a store's row holds in columns of its own, in the order
@@ -1052,6 +1104,7 @@ class _Writers:
             "_s": json.encoder.encode_basestring,  # the general encoder's, for non-ASCII kept
             "_i": int.__repr__,  # how json writes an int (an int subclass's repr may differ)
             "_g": _encode_general,
+            "_f": _free_json,
         }
         self.built: dict[
             tuple[type, tuple[str, str] | None, tuple[str, ...]], Callable[[Any], str] | None
@@ -1207,8 +1260,11 @@ class _Writers:
             return [fail.strip()], "''"  # its array cannot be written: the caller's general way
         if tp is Any:
             # As cattrs unstructures a field typed Any: by the value's own class.
-            return [], f"_g({self._name(self.conv.unstructure)}({var}))"
+            return [], f"_f({var}, {self._name(self.conv.unstructure)})"
         hook = self.conv.get_unstructure_hook(tp)
+        if origin in (dict, collections.abc.Mapping) and args == (str, Any):
+            # Free-form (a tool call's arguments): a flat dict is written at once.
+            return [], f"_f({var}, {self._name(hook)})"
         return [], f"_g({self._name(hook)}({var}))"
 
 

@@ -138,7 +138,20 @@ def _check_call(provider: str, call: ToolCall) -> None:
 
 
 def new_turn_id() -> str:
-    return f"turn-{new_node_id()}"  # 64 random bits, as node ids (uuid4 costs 8x as much)
+    """``turn-``, the time in milliseconds (12 hex digits), then 64 random bits (16, as a node
+    id: uuid4 costs 8x as much). The time first makes a session's turn ids mostly sort in the
+    order they were made, so a store keyed by ``(session, turn id)`` appends a turn's record next
+    to the session's latest one, a page it just wrote, instead of into a random page of all the
+    session's records: those leave the page cache as the session grows, and a commit then
+    reads one back (``sqlite://``, 8,000 turns: the record's ``INSERT`` ~21 µs against ~9).
+    Only mostly: ids made in the same millisecond, or after the wall clock was set back, sort
+    at random, which costs a store a page now and then, never a collision. The random part
+    alone keeps ids apart, as before."""
+    return f"turn-{time.time_ns() // 1_000_000 & _MS_MASK:012x}{new_node_id()}"
+
+
+#: The 48 bits of milliseconds a turn id holds (they run out in the year 10889).
+_MS_MASK = (1 << 48) - 1
 
 
 class Turn:

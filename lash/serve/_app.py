@@ -50,7 +50,7 @@ log = logging.getLogger("lash.serve")
 #: JSON escaping can make larger.
 MAX_BODY = 4 * 1024 * 1024
 
-#: Turn ids the API accepts (the kernel makes ``turn-`` + 16 hex digits).
+#: Turn ids the API accepts (the kernel makes ``turn-`` + 28 hex digits).
 _TURN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 #: Seconds a client refused with ``503 stopping`` is told to wait (``Retry-After``) before it
