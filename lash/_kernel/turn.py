@@ -137,6 +137,10 @@ def _check_call(provider: str, call: ToolCall) -> None:
             )
 
 
+#: The 48 bits of milliseconds a turn id holds (they run out in the year 10889).
+_MS_MASK = (1 << 48) - 1
+
+
 def new_turn_id() -> str:
     """``turn-``, the time in milliseconds (12 hex digits), then 64 random bits (16, as a node
     id: uuid4 costs 8x as much). The time first makes a session's turn ids mostly sort in the
@@ -147,11 +151,7 @@ def new_turn_id() -> str:
     Only mostly: ids made in the same millisecond, or after the wall clock was set back, sort
     at random, which costs a store a page now and then, never a collision. The random part
     alone keeps ids apart, as before."""
-    return f"turn-{time.time_ns() // 1_000_000 & _MS_MASK:012x}{new_node_id()}"
-
-
-#: The 48 bits of milliseconds a turn id holds (they run out in the year 10889).
-_MS_MASK = (1 << 48) - 1
+    return f"turn-{(time.time_ns() // 1_000_000) & _MS_MASK:012x}{new_node_id()}"
 
 
 class Turn:
