@@ -576,3 +576,25 @@ def test_the_tutorial_shows_what_the_flow_does(hello: Flow) -> None:
     passed = re.search(r"\b\d+ passed\b", hello.tests.stdout)
     assert passed is not None
     assert passed[0] in lines
+
+
+def test_the_readme_configuration_runs_a_session_with_the_tool(hello: Flow) -> None:
+    """The generated README's `lash.toml` (what a plugin's users copy) makes a working host:
+    `lash run` with it, and a scripted model, calls the plugin's tool with its options."""
+    readme = (hello.project / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"```toml\n(.*?)```", readme, re.DOTALL)
+    assert found is not None, readme
+    host = hello.work / "readme-host"
+    host.mkdir()
+    (host / "lash.toml").write_text(
+        'provider = "scripted"\n'
+        + found[1]
+        + "\n[[options.scripted.responses]]\n"
+        + 'tool_calls = [{ name = "say_hello", arguments = { name = "Ada" } }]\n'
+        + '[[options.scripted.responses]]\ntext = "Greeted."\n',
+        encoding="utf-8",
+    )
+    proc = run(LASH, "run", "Greet Ada.", cwd=host, env=clean_env(hello.work, path=[hello.site]))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Greeted.\n"
+    assert "-> Welcome, Ada! (greeted so far: 1)" in proc.stderr
