@@ -426,6 +426,26 @@ def test_contract_violations_fail_the_plugin(plugin: object, fragment: str) -> N
         LashCore([plugin, healthy], strict=True)
 
 
+class MisspelledArgument:
+    lash_plugin = PluginMeta(name="misspelled_arg")
+
+    @lash.hookimpl
+    def turn_persisted(self, turn: object, revison: int) -> None:
+        pass
+
+
+def test_a_misspelled_hook_argument_is_one_line_with_a_suggestion() -> None:
+    """A host loading a hook implementation with an argument the hook lacks reports it as
+    check_plugin does: one line naming the plugin, the hook and the argument, the hook's
+    arguments and the likely one (not pluggy's three-line message)."""
+    core = LashCore([MisspelledArgument], autoload=False, builtins=())
+    (failed,) = [i for i in core.plugins if i.status == "failed"]
+    assert failed.error == (
+        "plugin 'misspelled_arg', hook 'turn_persisted': 'revison' is not an argument of the "
+        "hook (its arguments: turn, revision); did you mean 'revision'?"
+    )
+
+
 @pytest.mark.parametrize(
     "hook",
     [

@@ -6,6 +6,7 @@ import functools
 import heapq
 import inspect
 import logging
+import re
 import traceback
 import types
 import warnings
@@ -22,6 +23,7 @@ from lash._plugins import entry_points
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.markers import PROJECT_NAME
 from lash._plugins.options import build_options, check_options_class
+from lash._plugins.signatures import signature_problems
 from lash.errors import (
     ConfigError,
     OptionsError,
@@ -454,7 +456,7 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
     try:
         pm.register(obj, name=cand.name)
     except Exception as exc:  # pluggy.PluginValidationError: bad signature, duplicate object...
-        raise fail(f"plugin {cand.name!r} is invalid: {exc}") from exc
+        raise fail(_refusal(pm, obj, cand.name, exc)) from exc
     try:
         hooks = _validate_hooks(pm, obj, cand)
     except PluginLoadError:
@@ -462,6 +464,26 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
         raise
     info = _info_of(cand, "loaded", hooks=hooks, meta=meta)
     return LoadedPlugin(name=cand.name, obj=obj, info=info)
+
+
+def _refusal(pm: pluggy.PluginManager, obj: object, name: str, exc: Exception) -> str:
+    """Why pluggy refused to register plugin ``name``: for an implementation whose arguments
+    the hook lacks, what is wrong with its signature, in one line as ``check_plugin`` says it
+    (pluggy's message takes three and suggests nothing); otherwise pluggy's message."""
+    found = re.search(r"for hook '(\w+)'", str(exc))
+    if isinstance(exc, pluggy.PluginValidationError) and found and found[1] in hookspecs.SHAPES:
+        hook = found[1]
+        for attr in dir(obj):
+            try:
+                opts = pm.parse_hookimpl_opts(obj, attr)
+                function = getattr(obj, attr)
+            except Exception:  # an attribute that fails on access is no hook implementation
+                continue
+            if opts is not None and (opts.get("specname") or attr) == hook:
+                where = f"plugin {name!r}, hook {hook!r}"
+                if problems := signature_problems(function, hook, where):
+                    return "; ".join(problems)
+    return f"plugin {name!r} is invalid: {exc}"
 
 
 def _validate_hooks(pm: pluggy.PluginManager, obj: object, cand: _Candidate) -> tuple[str, ...]:
