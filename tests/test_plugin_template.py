@@ -551,6 +551,20 @@ def test_new_plugin_prompts_for_the_inputs(tmp_path: Path) -> None:
     assert pyproject["project"]["description"] == "The weather plugin for lash."
 
 
+@pytest.mark.parametrize("answers", ["", "weather\n"])
+def test_new_plugin_without_answers_on_stdin_says_what_to_do(tmp_path: Path, answers: str) -> None:
+    """Without a terminal, input that ends before every question is answered (none at all, as
+    from /dev/null in CI, or too few lines) is one error naming --no-input, not click's bare
+    "Aborted!"; nothing is generated."""
+    proc = run(LASH, "new-plugin", cwd=tmp_path, env=clean_env(tmp_path), stdin=answers)
+    assert proc.returncode == 1
+    assert "Aborted" not in proc.stderr
+    assert proc.stderr.startswith("Error: the answers on stdin ended before every input")
+    assert "--no-input" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert files_under(tmp_path) == ["cookiecutter.yaml"]
+
+
 def test_the_template_ships_with_lash() -> None:
     """`lash new-plugin` renders this checkout's plugin_template/."""
     assert template_dir().resolve() == TEMPLATE.resolve()
