@@ -277,6 +277,22 @@ def test_configuration_errors_exit_2_on_stderr(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_an_empty_model_or_provider_is_a_usage_error_and_changes_nothing(tmp_path: Path) -> None:
+    """`--model ""` (a script's unset `--model "$MODEL"`) and `--provider ""` are refused with
+    exit 2 before anything runs; before, an empty model was committed to the session and kept
+    by its later runs, so every turn then asked the server for model ""."""
+    write_config(tmp_path, PLAN_CONFIG)
+    assert lash("run", "--model", "m1", "make a plan", cwd=tmp_path).returncode == 0
+    for option in ("--model", "--provider"):
+        for empty in ("", "  "):
+            proc = lash("run", option, empty, "make a plan", cwd=tmp_path)
+            assert proc.returncode == 2, proc.stderr
+            assert f"Invalid value for '{option}': empty" in proc.stderr
+            assert "Traceback" not in proc.stderr
+    stored = show(tmp_path / "lash.toml")["session"]
+    assert (stored["turns"], stored["config"]["model"]) == (1, "m1")
+
+
 # -- colour and completion ---------------------------------------------------------------------
 
 
