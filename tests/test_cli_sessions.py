@@ -1019,6 +1019,22 @@ def test_watch_refuses_bad_cursors_and_unknown_sessions(tmp_path: Path) -> None:
     assert err.startswith("Error: no session 'nope' in store ")
 
 
+def test_show_of_a_session_with_only_queued_input_says_so(tmp_path: Path) -> None:
+    """A session that `lash sessions enqueue` made (input, no turn yet) is no "no session"
+    for show and export: the one-line error says it has no turn yet, how much input waits and
+    what runs it."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.")
+    enqueue(tmp_path, "trip", "And a hotel.")
+    for command in ("show", "export"):
+        err = fails(lash_cli("sessions", command, "trip", cwd=tmp_path))
+        assert err == (
+            "Error: session 'trip' has no turn committed yet: 2 inputs are queued for it "
+            "(`lash sessions inputs trip` lists them; `lash sessions drain trip` or a "
+            "`lash worker` runs them)\n"
+        )
+
+
 def test_watch_from_a_cursor_out_of_the_window_prints_the_gap_first(tmp_path: Path) -> None:
     """With a replay window of 2 events, a watch after e1 first prints a gap with the session
     as it is now and a fresh cursor, then follows the events after that cursor."""
