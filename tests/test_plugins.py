@@ -325,6 +325,20 @@ def test_entry_point_naming_missing_module(site: Site) -> None:
     assert "ModuleNotFoundError" in (info.error or "")
 
 
+def test_an_entry_point_naming_a_missing_module_says_to_check_the_entry_point(
+    site: Site,
+) -> None:
+    """A typo in the entry point's module (a plugin author's pyproject.toml) is reported as
+    such, naming the module and the distribution, without a location inside importlib."""
+    site.dist("lashtest-ghost", ghost="lashtest_ghost.plugin:Plugin")
+    error = info_of(LashCore(), "ghost").error
+    assert error == (
+        "plugin 'ghost' could not be imported: its entry point names module "
+        "'lashtest_ghost.plugin', which is not installed (ModuleNotFoundError: No module named "
+        "'lashtest_ghost'); check the 'lash.plugins' entry point of lashtest-ghost"
+    )
+
+
 def test_unknown_hook_names_hook_and_suggests(site: Site) -> None:
     """A hookimpl naming no known hook fails the plugin, naming the hook and the closest one."""
     site.plugin(

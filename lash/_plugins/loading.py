@@ -259,6 +259,25 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}{where}"
 
 
+def _import_failure(cand: _Candidate, exc: BaseException) -> str:
+    """Why ``cand`` could not be imported. When the module its entry point names is itself
+    missing (a typo in the plugin's pyproject.toml, a package not installed), no line of the
+    plugin ran: the entry point is what to check, and importlib's location would say nothing."""
+    module, missing = cand.module, getattr(exc, "name", None)
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and module
+        and missing
+        and (module == missing or module.startswith(f"{missing}."))
+    ):
+        of = f" of {cand.distribution}" if cand.distribution else ""
+        return (
+            f"its entry point names module {module!r}, which is not installed "
+            f"({type(exc).__name__}: {exc}); check the {ENTRY_POINT_GROUP!r} entry point{of}"
+        )
+    return _describe_exception(exc)
+
+
 def _builtin_policy(
     builtins: Builtins, allow: object, known: Mapping[str, _Candidate]
 ) -> tuple[bool, set[str], list[PluginLoadError]]:
@@ -440,7 +459,7 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
             obj = obj()
     except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import is a failure too
         raise fail(
-            f"plugin {cand.name!r} could not be imported: {_describe_exception(exc)}"
+            f"plugin {cand.name!r} could not be imported: {_import_failure(cand, exc)}"
         ) from exc
     meta = getattr(obj, "lash_plugin", None)
     if meta is None:
