@@ -230,3 +230,27 @@ def test_a_second_signal_stops_the_worker_at_once(tmp_path: Path) -> None:
         ("first", "completed", "stopped", ""),
         ("second", "pending", None, None),
     ]
+
+
+@pytest.mark.parametrize("once", [False, True])
+def test_a_worker_whose_store_cannot_be_opened_exits_at_once(tmp_path: Path, once: bool) -> None:
+    """``lash worker`` on a store it cannot open (here a SQLite file in a directory that does not
+    exist) exits 1 with one line naming the problem; before, it logged the same warning every
+    poll and never exited (and --once said it twice)."""
+    url = f"sqlite:///{tmp_path / 'missing' / 'lash.db'}"
+    (tmp_path / "lash.toml").write_text('plugins = ["stores"]\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    config = str(tmp_path / "lash.toml")
+    args = ["--once"] if once else ["--poll", "0.05"]
+    worker = subprocess.run(
+        [str(_pkgs.LASH), "--config", config, "worker", "--store", url, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert worker.returncode == 1
+    assert worker.stderr.startswith("Error: ")
+    assert f"the directory {tmp_path / 'missing'} does not exist" in worker.stderr
+    assert worker.stderr.count("\n") == 1, worker.stderr
+    assert not (tmp_path / "missing").exists()

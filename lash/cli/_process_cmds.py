@@ -214,6 +214,10 @@ def worker_command(
     async def go() -> None:
         core = LashCore(config=config)
         async with core:
+            # Opened now: a store that cannot be opened at start (a wrong URL, a missing
+            # directory, no server) is an error, where the worker would log it every poll and
+            # never exit. Once running, a store that goes away is retried each poll.
+            await core.store.runnable_sessions(limit=1)
             stop = asyncio.Event()
             task = asyncio.ensure_future(
                 core.run_worker(
