@@ -293,6 +293,19 @@ def test_an_empty_model_or_provider_is_a_usage_error_and_changes_nothing(tmp_pat
     assert (stored["turns"], stored["config"]["model"]) == (1, "m1")
 
 
+def test_a_misspelled_options_table_is_a_warning_on_stderr(tmp_path: Path) -> None:
+    """`[options.plann]` (meant: plan) configures nothing: `lash run` says so on stderr, with the
+    likely name, and runs the turn; before, only `lash doctor` showed it."""
+    write_config(tmp_path, PLAN_CONFIG + "\n[options.plann]\nmax_steps = 3\n")
+    proc = lash("run", "make a plan", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == PLAN_ANSWER
+    assert (
+        "lash: warning: [options.plann] is set but no plugin named 'plann' is enabled "
+        "(did you mean 'plan'?)\n"
+    ) in proc.stderr
+
+
 # -- colour and completion ---------------------------------------------------------------------
 
 

@@ -792,6 +792,10 @@ def load_plugins(
 
     for failure in failures:
         log.warning("lash: plugin skipped: %s", failure)
+    for warning in warnings:
+        # Logged like a skipped plugin: a misspelled [options.NAME] table configures nothing,
+        # and a host (lash run, a worker) would otherwise say nothing about it.
+        log.warning("lash: warning: %s", warning)
     all_infos = [p.info for p in final]
     all_infos += [failed_info[c.name] for c in enabled if c.name in failed_info]
     # Listed-but-missing plugins (and name clashes) have no candidate of their own: record them
