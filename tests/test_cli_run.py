@@ -306,6 +306,23 @@ def test_a_misspelled_options_table_is_a_warning_on_stderr(tmp_path: Path) -> No
     ) in proc.stderr
 
 
+def test_options_of_a_plugin_disabled_or_reported_missing_are_no_warning(tmp_path: Path) -> None:
+    """A table for a plugin the config disables (absent from this install) is deliberate, not a
+    misspelling: no warning on every command. A table for a plugin listed in ``plugins`` but not
+    installed is reported once, by the skipped-plugin line, not again as a warning."""
+    config = PLAN_CONFIG.replace('disable = ["openai"]', 'disable = ["openai", "pager"]')
+    config = config.replace(
+        'provider = "scripted"',
+        'provider = "scripted"\nplugins = ["standard", "stores", "scripted", "plan", "nosuch"]',
+    )
+    write_config(tmp_path, config + "\n[options.pager]\nlines = 3\n[options.nosuch]\nx = 1\n")
+    proc = lash("run", "make a plan", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == PLAN_ANSWER
+    assert "lash: plugin skipped: plugin 'nosuch' is listed in `plugins`" in proc.stderr
+    assert "lash: warning:" not in proc.stderr, proc.stderr
+
+
 # -- colour and completion ---------------------------------------------------------------------
 
 

@@ -776,6 +776,9 @@ def load_plugins(
         drop(by_name[order_failure.plugin or ""], order_failure)
 
     known = {p.name for p in final} | set(failed_info) | {i.name for i in infos}
+    # Not misspellings either: a plugin the config disables (it may be absent from this install
+    # on purpose), and one already reported as a failure (listed in `plugins`, not installed).
+    known |= set(config.disable) | {f.plugin for f in failures if f.plugin}
     for name in config.options:
         if name not in known:
             warnings.append(
