@@ -460,6 +460,26 @@ def test_a_misspelled_hook_argument_is_one_line_with_a_suggestion() -> None:
     )
 
 
+
+class WrapperNotAGenerator:
+    lash_plugin = PluginMeta(name="flat_wrapper")
+
+    @lash.hookimpl(wrapper=True)
+    def turn_persisted(self, turn: object, revision: int = 0) -> None:
+        pass
+
+
+def test_a_refused_plugin_is_told_pluggys_reason_not_a_lint_of_its_signature() -> None:
+    """pluggy refuses a wrapper that is not a generator; the argument with a default is no
+    reason to refuse anything (pluggy accepts it: it just never passes it). The failure must
+    name the real reason, or the author fixes the wrong thing and the plugin still fails."""
+    core = LashCore([WrapperNotAGenerator], autoload=False, builtins=())
+    (failed,) = [i for i in core.plugins if i.status == "failed"]
+    assert failed.error is not None
+    assert "not a generator function" in failed.error
+    assert "has a default" not in failed.error
+
+
 @pytest.mark.parametrize(
     "hook",
     [

@@ -488,9 +488,17 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
 def _refusal(pm: pluggy.PluginManager, obj: object, name: str, exc: Exception) -> str:
     """Why pluggy refused to register plugin ``name``: for an implementation whose arguments
     the hook lacks, what is wrong with its signature, in one line as ``check_plugin`` says it
-    (pluggy's message takes three and suggests nothing); otherwise pluggy's message."""
+    (pluggy's message takes three and suggests nothing); otherwise pluggy's message. (Only
+    then: a signature's other flaws, an argument with a default, are no reason for pluggy to
+    refuse, and would hide the real one, a wrapper that is not a generator say.)"""
     found = re.search(r"for hook '(\w+)'", str(exc))
-    if isinstance(exc, pluggy.PluginValidationError) and found and found[1] in hookspecs.SHAPES:
+    unknown_arguments = "can not be found in the hookspec" in str(exc)  # pluggy's wording
+    if (
+        isinstance(exc, pluggy.PluginValidationError)
+        and unknown_arguments
+        and found
+        and found[1] in hookspecs.SHAPES
+    ):
         hook = found[1]
         for attr in dir(obj):
             try:
