@@ -407,7 +407,10 @@ class _Worker:
         try:
             # A session another worker drains is left to it (no wait for its lease).
             await session.open(wait=0)
-            await session.drain(on_result=self.after_turn)
+            # A stop that came while the drain started (a store query, the open) leaves its
+            # first turn to the next worker, as after_turn leaves the others.
+            if not self.stopping():
+                await session.drain(on_result=self.after_turn)
         except (SessionBusy, _StopDraining):
             pass
         except Exception as exc:
