@@ -1031,8 +1031,25 @@ def test_show_of_a_session_with_only_queued_input_says_so(tmp_path: Path) -> Non
         assert err == (
             "Error: session 'trip' has no turn committed yet: 2 inputs are queued for it "
             "(`lash sessions inputs trip` lists them; `lash sessions drain trip` or a "
-            "`lash worker` runs them)\n"
+            "`lash worker` runs them, `lash sessions cancel-input trip ID` cancels them)\n"
         )
+
+
+def test_delete_of_a_session_with_only_queued_input_says_so(tmp_path: Path) -> None:
+    """`lash sessions delete` of a session that has input and no turn yet said "no session",
+    and that `lash sessions list` shows the sessions (it leaves this one out, cli.rst): its
+    input stayed queued for the next worker. The error says what show says, and how to cancel
+    the input instead; nothing is deleted or cancelled."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.")
+    err = fails(lash_cli("sessions", "delete", "trip", "--yes", cwd=tmp_path))
+    assert err == (
+        "Error: session 'trip' has no turn committed yet: 1 input is queued for it "
+        "(`lash sessions inputs trip` lists it; `lash sessions drain trip` or a "
+        "`lash worker` runs it, `lash sessions cancel-input trip ID` cancels it)\n"
+    )
+    listed = lash_cli("sessions", "inputs", "trip", cwd=tmp_path)
+    assert " pending " in listed.stdout
 
 
 def test_watch_from_a_cursor_out_of_the_window_prints_the_gap_first(tmp_path: Path) -> None:
