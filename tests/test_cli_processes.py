@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -129,3 +130,127 @@ def test_lash_worker_refuses_an_unknown_kind(
     result = invoke(tmp_path, "worker", "--once", "--kind", "nope")
     assert result.exit_code == 1
     assert "unknown process kind 'nope' (registered kinds: " in result.output
+
+
+#: A host whose scripted model answers each input after a pause (the turn is still running when
+#: the test signals the worker), then once more without one.
+SLOW_HOST = """
+plugins = ["standard", "stores", "scripted"]
+provider = "scripted"
+store = "sqlite:///{db}"
+
+[[options.scripted.responses]]
+text = "first answer"
+delay = {delay}
+
+[[options.scripted.responses]]
+text = "second answer"
+"""
+
+
+def _start_worker_on_a_running_turn(tmp_path: Path, delay: float) -> subprocess.Popen[str]:
+    """Queue two inputs for session s1, start a real ``lash worker`` and return it once its
+    turn of the first input is running (the input is claimed)."""
+    db = tmp_path / "lash.db"
+    (tmp_path / "lash.toml").write_text(SLOW_HOST.format(db=db, delay=delay), encoding="utf-8")
+
+    async def queue() -> None:
+        async with lash.LashCore.from_config(tmp_path / "lash.toml") as core:
+            await core.enqueue("s1", "first", key="k1")
+            await core.enqueue("s1", "second", key="k2")
+
+    asyncio.run(queue())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LASH_", "OPENAI_"))}
+    worker = subprocess.Popen(
+        [str(_pkgs.LASH), "--config", str(tmp_path / "lash.toml"), "worker", "--poll", "0.05"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    async def claimed() -> None:
+        async with lash.LashCore.from_config(tmp_path / "lash.toml") as reader:
+            while [i.state for i in await reader.store.list_inputs("s1")][:1] != ["claimed"]:
+                assert worker.poll() is None, worker.communicate()
+                await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(claimed(), 60))
+    return worker
+
+
+def _inputs(tmp_path: Path) -> list[tuple[str, str, str | None, str | None]]:
+    """The inputs of s1, oldest first: text, state, and the outcome and answer of the turn
+    that consumed it (None while it is queued)."""
+
+    async def read() -> list[tuple[str, str, str | None, str | None]]:
+        async with lash.LashCore.from_config(tmp_path / "lash.toml") as core:
+            rows = []
+            for queued in await core.store.list_inputs("s1", settled=True):
+                turn = None
+                if queued.turn_id is not None:
+                    turn = await core.store.turn_record("s1", queued.turn_id)
+                outcome = turn.outcome if turn is not None else None
+                text = turn.result.get("text") if turn is not None else None
+                rows.append((queued.text, queued.state, outcome, text))
+            return rows
+
+    return asyncio.run(read())
+
+
+def test_sigterm_lets_the_running_turn_finish_then_the_worker_exits(tmp_path: Path) -> None:
+    """SIGTERM (a deploy, systemd, Kubernetes) stops ``lash worker`` gracefully: the turn it is
+    running finishes and commits its answer, the input queued behind it stays queued for the
+    next worker, and the worker says so and exits 0. Before, the turn was cancelled and
+    committed as stopped: the input was consumed and never answered."""
+    worker = _start_worker_on_a_running_turn(tmp_path, delay=2)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert _inputs(tmp_path) == [
+        ("first", "completed", "completed", "first answer"),
+        ("second", "pending", None, None),
+    ]
+    assert "lash worker: stopping: the running turns finish first" in err
+    assert "Traceback" not in err
+
+
+def test_a_second_signal_stops_the_worker_at_once(tmp_path: Path) -> None:
+    """A second SIGTERM (or Ctrl-C) while the running turns finish cancels them: the turn
+    commits as stopped (cancelled) and the worker exits 0 without waiting for the model."""
+    worker = _start_worker_on_a_running_turn(tmp_path, delay=600)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.stderr is not None
+    assert "lash worker: stopping" in worker.stderr.readline()
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "Traceback" not in err
+    assert _inputs(tmp_path) == [
+        ("first", "completed", "stopped", ""),
+        ("second", "pending", None, None),
+    ]
+
+
+@pytest.mark.parametrize("once", [False, True])
+def test_a_worker_whose_store_cannot_be_opened_exits_at_once(tmp_path: Path, once: bool) -> None:
+    """``lash worker`` on a store it cannot open (here a SQLite file in a directory that does not
+    exist) exits 1 with one line naming the problem; before, it logged the same warning every
+    poll and never exited (and --once said it twice)."""
+    url = f"sqlite:///{tmp_path / 'missing' / 'lash.db'}"
+    (tmp_path / "lash.toml").write_text('plugins = ["stores"]\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LASH_")}
+    config = str(tmp_path / "lash.toml")
+    args = ["--once"] if once else ["--poll", "0.05"]
+    worker = subprocess.run(
+        [str(_pkgs.LASH), "--config", config, "worker", "--store", url, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert worker.returncode == 1
+    assert worker.stderr.startswith("Error: ")
+    assert f"the directory {tmp_path / 'missing'} does not exist" in worker.stderr
+    assert worker.stderr.count("\n") == 1, worker.stderr
+    assert not (tmp_path / "missing").exists()

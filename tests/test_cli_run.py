@@ -277,6 +277,52 @@ def test_configuration_errors_exit_2_on_stderr(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_an_empty_model_or_provider_is_a_usage_error_and_changes_nothing(tmp_path: Path) -> None:
+    """`--model ""` (a script's unset `--model "$MODEL"`) and `--provider ""` are refused with
+    exit 2 before anything runs; before, an empty model was committed to the session and kept
+    by its later runs, so every turn then asked the server for model ""."""
+    write_config(tmp_path, PLAN_CONFIG)
+    assert lash("run", "--model", "m1", "make a plan", cwd=tmp_path).returncode == 0
+    for option in ("--model", "--provider"):
+        for empty in ("", "  "):
+            proc = lash("run", option, empty, "make a plan", cwd=tmp_path)
+            assert proc.returncode == 2, proc.stderr
+            assert f"Invalid value for '{option}': empty" in proc.stderr
+            assert "Traceback" not in proc.stderr
+    stored = show(tmp_path / "lash.toml")["session"]
+    assert (stored["turns"], stored["config"]["model"]) == (1, "m1")
+
+
+def test_a_misspelled_options_table_is_a_warning_on_stderr(tmp_path: Path) -> None:
+    """`[options.plann]` (meant: plan) configures nothing: `lash run` says so on stderr, with the
+    likely name, and runs the turn; before, only `lash doctor` showed it."""
+    write_config(tmp_path, PLAN_CONFIG + "\n[options.plann]\nmax_steps = 3\n")
+    proc = lash("run", "make a plan", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == PLAN_ANSWER
+    assert (
+        "lash: warning: [options.plann] is set but no plugin named 'plann' is enabled "
+        "(did you mean 'plan'?)\n"
+    ) in proc.stderr
+
+
+def test_options_of_a_plugin_disabled_or_reported_missing_are_no_warning(tmp_path: Path) -> None:
+    """A table for a plugin the config disables (absent from this install) is deliberate, not a
+    misspelling: no warning on every command. A table for a plugin listed in ``plugins`` but not
+    installed is reported once, by the skipped-plugin line, not again as a warning."""
+    config = PLAN_CONFIG.replace('disable = ["openai"]', 'disable = ["openai", "pager"]')
+    config = config.replace(
+        'provider = "scripted"',
+        'provider = "scripted"\nplugins = ["standard", "stores", "scripted", "plan", "nosuch"]',
+    )
+    write_config(tmp_path, config + "\n[options.pager]\nlines = 3\n[options.nosuch]\nx = 1\n")
+    proc = lash("run", "make a plan", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == PLAN_ANSWER
+    assert "lash: plugin skipped: plugin 'nosuch' is listed in `plugins`" in proc.stderr
+    assert "lash: warning:" not in proc.stderr, proc.stderr
+
+
 # -- colour and completion ---------------------------------------------------------------------
 
 

@@ -1019,6 +1019,39 @@ def test_watch_refuses_bad_cursors_and_unknown_sessions(tmp_path: Path) -> None:
     assert err.startswith("Error: no session 'nope' in store ")
 
 
+def test_show_of_a_session_with_only_queued_input_says_so(tmp_path: Path) -> None:
+    """A session that `lash sessions enqueue` made (input, no turn yet) is no "no session"
+    for show and export: the one-line error says it has no turn yet, how much input waits and
+    what runs it."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.")
+    enqueue(tmp_path, "trip", "And a hotel.")
+    for command in ("show", "export"):
+        err = fails(lash_cli("sessions", command, "trip", cwd=tmp_path))
+        assert err == (
+            "Error: session 'trip' has no turn committed yet: 2 inputs are queued for it "
+            "(`lash sessions inputs trip` lists them; `lash sessions drain trip` or a "
+            "`lash worker` runs them, `lash sessions cancel-input trip ID` cancels them)\n"
+        )
+
+
+def test_delete_of_a_session_with_only_queued_input_says_so(tmp_path: Path) -> None:
+    """`lash sessions delete` of a session that has input and no turn yet said "no session",
+    and that `lash sessions list` shows the sessions (it leaves this one out, cli.rst): its
+    input stayed queued for the next worker. The error says what show says, and how to cancel
+    the input instead; nothing is deleted or cancelled."""
+    mailbox_setup(tmp_path)
+    enqueue(tmp_path, "trip", "Book the flight.")
+    err = fails(lash_cli("sessions", "delete", "trip", "--yes", cwd=tmp_path))
+    assert err == (
+        "Error: session 'trip' has no turn committed yet: 1 input is queued for it "
+        "(`lash sessions inputs trip` lists it; `lash sessions drain trip` or a "
+        "`lash worker` runs it, `lash sessions cancel-input trip ID` cancels it)\n"
+    )
+    listed = lash_cli("sessions", "inputs", "trip", cwd=tmp_path)
+    assert " pending " in listed.stdout
+
+
 def test_watch_from_a_cursor_out_of_the_window_prints_the_gap_first(tmp_path: Path) -> None:
     """With a replay window of 2 events, a watch after e1 first prints a gap with the session
     as it is now and a fresh cursor, then follows the events after that cursor."""

@@ -141,3 +141,18 @@ def test_sessions_and_processes_commands_on_postgres_by_store_option(
         (pid, "succeeded", {"n": n}) for n, pid in enumerate(ids)
     ]
     assert not (tmp_path / "x.db").exists()  # the configured store was never opened
+
+
+def test_a_missing_store_names_where_its_url_came_from(configured: Path, tmp_path: Path) -> None:
+    """A store URL from --store or $LASH_STORE that points at no database: the error says to
+    check --store or $LASH_STORE, not the config file, which did not name that store."""
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    given = invoke(configured, "sessions", "list", "--store", missing)
+    assert given.exit_code == 1
+    assert "check the store URL given with --store," in given.output
+    assert str(configured) not in given.output
+    from_env = invoke(configured, "sessions", "list", env={"LASH_STORE": missing})
+    assert from_env.exit_code == 1
+    assert "check the store URL in $LASH_STORE," in from_env.output
+    assert str(configured) not in from_env.output
+    assert not (tmp_path / "missing.db").exists()

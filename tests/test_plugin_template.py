@@ -551,6 +551,20 @@ def test_new_plugin_prompts_for_the_inputs(tmp_path: Path) -> None:
     assert pyproject["project"]["description"] == "The weather plugin for lash."
 
 
+@pytest.mark.parametrize("answers", ["", "weather\n"])
+def test_new_plugin_without_answers_on_stdin_says_what_to_do(tmp_path: Path, answers: str) -> None:
+    """Without a terminal, input that ends before every question is answered (none at all, as
+    from /dev/null in CI, or too few lines) is one error naming --no-input, not click's bare
+    "Aborted!"; nothing is generated."""
+    proc = run(LASH, "new-plugin", cwd=tmp_path, env=clean_env(tmp_path), stdin=answers)
+    assert proc.returncode == 1
+    assert "Aborted" not in proc.stderr
+    assert proc.stderr.startswith("Error: the answers on stdin ended before every input")
+    assert "--no-input" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert files_under(tmp_path) == ["cookiecutter.yaml"]
+
+
 def test_the_template_ships_with_lash() -> None:
     """`lash new-plugin` renders this checkout's plugin_template/."""
     assert template_dir().resolve() == TEMPLATE.resolve()
@@ -576,3 +590,25 @@ def test_the_tutorial_shows_what_the_flow_does(hello: Flow) -> None:
     passed = re.search(r"\b\d+ passed\b", hello.tests.stdout)
     assert passed is not None
     assert passed[0] in lines
+
+
+def test_the_readme_configuration_runs_a_session_with_the_tool(hello: Flow) -> None:
+    """The generated README's `lash.toml` (what a plugin's users copy) makes a working host:
+    `lash run` with it, and a scripted model, calls the plugin's tool with its options."""
+    readme = (hello.project / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"```toml\n(.*?)```", readme, re.DOTALL)
+    assert found is not None, readme
+    host = hello.work / "readme-host"
+    host.mkdir()
+    (host / "lash.toml").write_text(
+        'provider = "scripted"\n'
+        + found[1]
+        + "\n[[options.scripted.responses]]\n"
+        + 'tool_calls = [{ name = "say_hello", arguments = { name = "Ada" } }]\n'
+        + '[[options.scripted.responses]]\ntext = "Greeted."\n',
+        encoding="utf-8",
+    )
+    proc = run(LASH, "run", "Greet Ada.", cwd=host, env=clean_env(hello.work, path=[hello.site]))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Greeted.\n"
+    assert "-> Welcome, Ada! (greeted so far: 1)" in proc.stderr

@@ -325,6 +325,20 @@ def test_entry_point_naming_missing_module(site: Site) -> None:
     assert "ModuleNotFoundError" in (info.error or "")
 
 
+def test_an_entry_point_naming_a_missing_module_says_to_check_the_entry_point(
+    site: Site,
+) -> None:
+    """A typo in the entry point's module (a plugin author's pyproject.toml) is reported as
+    such, naming the module and the distribution, without a location inside importlib."""
+    site.dist("lashtest-ghost", ghost="lashtest_ghost.plugin:Plugin")
+    error = info_of(LashCore(), "ghost").error
+    assert error == (
+        "plugin 'ghost' could not be imported: its entry point names module "
+        "'lashtest_ghost.plugin', which is not installed (ModuleNotFoundError: No module named "
+        "'lashtest_ghost'); check the 'lash.plugins' entry point of lashtest-ghost"
+    )
+
+
 def test_unknown_hook_names_hook_and_suggests(site: Site) -> None:
     """A hookimpl naming no known hook fails the plugin, naming the hook and the closest one."""
     site.plugin(
@@ -424,6 +438,45 @@ def test_contract_violations_fail_the_plugin(plugin: object, fragment: str) -> N
     assert fragment in (failed.error or "")
     with pytest.raises(PluginLoadError, match=fragment):
         LashCore([plugin, healthy], strict=True)
+
+
+class MisspelledArgument:
+    lash_plugin = PluginMeta(name="misspelled_arg")
+
+    @lash.hookimpl
+    def turn_persisted(self, turn: object, revison: int) -> None:
+        pass
+
+
+def test_a_misspelled_hook_argument_is_one_line_with_a_suggestion() -> None:
+    """A host loading a hook implementation with an argument the hook lacks reports it as
+    check_plugin does: one line naming the plugin, the hook and the argument, the hook's
+    arguments and the likely one (not pluggy's three-line message)."""
+    core = LashCore([MisspelledArgument], autoload=False, builtins=())
+    (failed,) = [i for i in core.plugins if i.status == "failed"]
+    assert failed.error == (
+        "plugin 'misspelled_arg', hook 'turn_persisted': 'revison' is not an argument of the "
+        "hook (its arguments: turn, revision); did you mean 'revision'?"
+    )
+
+
+class WrapperNotAGenerator:
+    lash_plugin = PluginMeta(name="flat_wrapper")
+
+    @lash.hookimpl(wrapper=True)
+    def turn_persisted(self, turn: object, revision: int = 0) -> None:
+        pass
+
+
+def test_a_refused_plugin_is_told_pluggys_reason_not_a_lint_of_its_signature() -> None:
+    """pluggy refuses a wrapper that is not a generator; the argument with a default is no
+    reason to refuse anything (pluggy accepts it: it just never passes it). The failure must
+    name the real reason, or the author fixes the wrong thing and the plugin still fails."""
+    core = LashCore([WrapperNotAGenerator], autoload=False, builtins=())
+    (failed,) = [i for i in core.plugins if i.status == "failed"]
+    assert failed.error is not None
+    assert "not a generator function" in failed.error
+    assert "has a default" not in failed.error
 
 
 @pytest.mark.parametrize(

@@ -132,3 +132,12 @@ def test_readme_store_url_without_create_dirs_creates_nothing(tmp_path: Path) ->
     assert proc.returncode != 0
     assert "create_dirs=1" in proc.stderr
     assert not (tmp_path / ".lash").exists()
+
+
+def test_the_hook_count_is_the_contracts() -> None:
+    """The README counts the hooks of lash/hookspecs.py (deprecated aliases aside)."""
+    from lash import hookspecs
+
+    found = re.search(r"\| hooks \| (\d+) hooks,", README.read_text(encoding="utf-8"))
+    assert found is not None
+    assert int(found[1]) == len(hookspecs.SHAPES)

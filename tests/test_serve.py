@@ -451,6 +451,25 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert "LASH_SERVE_TOKEN" in proc.stderr()
 
 
+def test_a_port_in_use_is_an_error_without_a_traceback(tmp_path: Path) -> None:
+    """``lash serve --port P`` with P taken exits 1 saying the address is in use and how to
+    pick another port; before, uvicorn's startup failure escaped as a traceback (exit 3)."""
+    site = write_config(tmp_path, [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = Process(tmp_path, site, ["serve", "--port", str(port)])
+        assert proc.proc.wait(timeout=30) == 1
+    err = proc.stderr()
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert "address already in use" in err
+    assert err.endswith(
+        f"Error: lash serve could not listen on 127.0.0.1:{port} (the error above); "
+        "choose another --port, or --port 0 for any free one\n"
+    ), err
+
+
 JSON_TYPE = {"content-type": "application/json"}
 
 ERRORS = [

@@ -52,6 +52,8 @@ from lash._store.records import (
 from lash.errors import LashError, SessionError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from lash._kernel.processes import Processes
     from lash._kernel.runtime import SessionRuntime
     from lash._kernel.session import ParkedSession, Session
@@ -612,10 +614,20 @@ class LashCore:
         kinds: Sequence[str] | None = None,
         poll: float = 1.0,
         grace: float = 5.0,
+        stop: asyncio.Event | None = None,
     ) -> None:
         """Run background processes (and, with ``sessions``, drain sessions with queued
         input) until cancelled; with ``once``, run what is runnable now and return. What
-        ``lash worker`` runs; see :func:`lash._kernel.worker.run_worker` for the details."""
+        ``lash worker`` runs; see :func:`lash._kernel.worker.run_worker` for the details.
+
+        Setting ``stop`` stops the worker gracefully: it takes no more work, the turns it is
+        running finish and commit (the input queued behind them stays queued), its process
+        runs are cancelled (their claims expire), and it returns. Cancelling the worker stops
+        it at once: a running turn then commits as ``stopped(cancelled)``, consuming its input.
+
+        .. versionchanged:: 0.2
+           ``stop``.
+        """
         from lash._kernel.worker import run_worker
 
         await run_worker(
@@ -627,6 +639,7 @@ class LashCore:
             kinds=kinds,
             poll=poll,
             grace=grace,
+            stop=stop,
         )
 
     async def aclose(self) -> None:

@@ -25,7 +25,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lash._contract.processes import ProcessContext
@@ -102,8 +102,10 @@ async def run_worker(
     kinds: Sequence[str] | None = None,
     poll: float = 1.0,
     grace: float = 5.0,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run background processes until cancelled (``once``: until nothing is runnable).
+    """Run background processes until cancelled or ``stop`` is set (``once``: until nothing
+    is runnable).
 
     :param concurrency: processes (and session drains) run at once.
     :param lease_ttl: seconds a claim lasts; heartbeats renew it every third of that. A worker
@@ -115,6 +117,13 @@ async def run_worker(
     :param poll: seconds between two store queries while idle.
     :param grace: seconds a cancelled (or timed-out) run has to stop before it is recorded
         ``cancelled`` (``failed``) anyway.
+    :param stop: set it to stop gracefully: no more work is taken, each running drain ends
+        after the turn it runs commits (its session's other input stays queued), the process
+        runs are cancelled as when the worker is (their claims expire; with ``once``, the runs
+        it started finish), and the worker returns.
+        Cancelling the worker instead cancels its turns too: each commits as
+        ``stopped(cancelled)``, consuming its input, which a deploy must not do to a user's
+        request.
     :raises ProcessError: an unknown kind in ``kinds``.
     """
     _check("concurrency", concurrency, minimum=1, integer=True)
@@ -128,7 +137,17 @@ async def run_worker(
     worker = _Worker(
         core, {n: registered[n] for n in names}, concurrency, lease_ttl, sessions, poll, grace
     )
-    await (worker.once() if once else worker.forever())
+    watch = None
+    if stop is not None:
+        worker.stop_asked = stop
+        # The worker waits on its wake-up: setting `stop` must wake it too.
+        watch = asyncio.ensure_future(stop.wait())
+        watch.add_done_callback(lambda _: worker.wake.freed())
+    try:
+        await (worker.once() if once else worker.forever())
+    finally:
+        if watch is not None:
+            watch.cancel()
 
 
 async def _waited(event: asyncio.Event, seconds: float) -> bool:
@@ -177,6 +196,10 @@ async def _run(kind: ProcessKind, context: ProcessContext, payload: Any) -> Any:
     return await kind.run(context, payload)
 
 
+class _StopDraining(Exception):
+    """Raised after a committed turn of a drain once the worker is asked to stop."""
+
+
 class _Worker:
     def __init__(
         self,
@@ -200,6 +223,8 @@ class _Worker:
         self.owner = f"{core.owner_id}/worker-{next(_workers)}"
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining: set[str] = set()
+        self.drains: set[asyncio.Task[None]] = set()  # the tasks of self.draining
+        self.stop_asked: asyncio.Event | None = None
         #: session id -> until when it is left alone (monotonic), its drain having failed
         self.backoff: dict[str, float] = {}
         #: session id -> (failed drains in a row, until when left alone after the last)
@@ -216,7 +241,7 @@ class _Worker:
     async def forever(self) -> None:
         self.processes.add_waker(self.wake)
         try:
-            while True:
+            while not self.stopping():
                 self.wake.clear()
                 busy = False
                 try:
@@ -228,6 +253,7 @@ class _Worker:
                     if self.free():
                         continue
                 await _waited(self.wake, self.poll)
+            await self.wind_down()
         finally:
             self.processes.remove_waker(self.wake)
             await self.stop()
@@ -266,24 +292,39 @@ class _Worker:
 
     async def once(self) -> None:
         try:
-            while True:
+            while not self.stopping():
                 await self.sweep()
                 progressed = False
-                while True:
+                while not self.stopping():
                     if not self.free():
                         await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     if not await self.claim_more():
                         break
                     progressed = True
-                if self.sessions:
+                if self.sessions and not self.stopping():
                     progressed |= await self.drain_runnable(everything=True)
                 if self.tasks:
                     await asyncio.wait(set(self.tasks))
                 if not progressed:
                     return
+            await self.wind_down()
         finally:
             await self.stop()
+
+    def stopping(self) -> bool:
+        """Whether the worker was asked to stop gracefully (``run_worker(stop=...)``)."""
+        return self.stop_asked is not None and self.stop_asked.is_set()
+
+    async def wind_down(self) -> None:
+        """Stop gracefully: cancel the process runs (their claims expire, as when the worker is
+        cancelled), and wait for the drains, each of which ends once its running turn has
+        committed. A turn is the user's request: finished, it is answered; cancelled, it would
+        be committed as stopped and its input consumed unanswered."""
+        for task in self.tasks - self.drains:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
 
     async def stop(self) -> None:
         """Cancel what still runs (a cancelled worker): its claims expire, and another worker
@@ -296,15 +337,17 @@ class _Worker:
     def free(self) -> int:
         return self.slots - len(self.tasks)
 
-    def spawn(self, coroutine: Any) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
             self.tasks.discard(task)
+            self.drains.discard(task)
             self.wake.freed()
 
         task.add_done_callback(done)
+        return task
 
     # -- one query each --------------------------------------------------------------------------
 
@@ -348,7 +391,7 @@ class _Worker:
                     break
                 await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
             self.draining.add(session_id)
-            self.spawn(self.drain(session_id))
+            self.drains.add(self.spawn(self.drain(session_id)))
             started = True
         return started
 
@@ -376,8 +419,11 @@ class _Worker:
         try:
             # A session another worker drains is left to it (no wait for its lease).
             await session.open(wait=0)
-            await session.drain()
-        except SessionBusy:
+            # A stop that came while the drain started (a store query, the open) leaves its
+            # first turn to the next worker, as after_turn leaves the others.
+            if not self.stopping():
+                await session.drain(on_result=self.after_turn)
+        except (SessionBusy, _StopDraining):
             pass
         except Exception as exc:
             failed = self.failures.get(session_id, (0, 0.0))[0] + 1
@@ -400,6 +446,11 @@ class _Worker:
             self.draining.discard(session_id)
             with contextlib.suppress(Exception):
                 await session.close()
+
+    def after_turn(self, result: object) -> None:
+        """After each committed turn of a drain: end the drain when the worker is stopping."""
+        if self.stopping():
+            raise _StopDraining
 
     # -- a process ---------------------------------------------------------------------------------
 

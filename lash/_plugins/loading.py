@@ -6,6 +6,7 @@ import functools
 import heapq
 import inspect
 import logging
+import re
 import traceback
 import types
 import warnings
@@ -22,6 +23,7 @@ from lash._plugins import entry_points
 from lash._plugins.hostconfig import HostConfig
 from lash._plugins.markers import PROJECT_NAME
 from lash._plugins.options import build_options, check_options_class
+from lash._plugins.signatures import signature_problems
 from lash.errors import (
     ConfigError,
     OptionsError,
@@ -257,6 +259,25 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}{where}"
 
 
+def _import_failure(cand: _Candidate, exc: BaseException) -> str:
+    """Why ``cand`` could not be imported. When the module its entry point names is itself
+    missing (a typo in the plugin's pyproject.toml, a package not installed), no line of the
+    plugin ran: the entry point is what to check, and importlib's location would say nothing."""
+    module, missing = cand.module, getattr(exc, "name", None)
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and module
+        and missing
+        and (module == missing or module.startswith(f"{missing}."))
+    ):
+        of = f" of {cand.distribution}" if cand.distribution else ""
+        return (
+            f"its entry point names module {module!r}, which is not installed "
+            f"({type(exc).__name__}: {exc}); check the {ENTRY_POINT_GROUP!r} entry point{of}"
+        )
+    return _describe_exception(exc)
+
+
 def _builtin_policy(
     builtins: Builtins, allow: object, known: Mapping[str, _Candidate]
 ) -> tuple[bool, set[str], list[PluginLoadError]]:
@@ -438,7 +459,7 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
             obj = obj()
     except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import is a failure too
         raise fail(
-            f"plugin {cand.name!r} could not be imported: {_describe_exception(exc)}"
+            f"plugin {cand.name!r} could not be imported: {_import_failure(cand, exc)}"
         ) from exc
     meta = getattr(obj, "lash_plugin", None)
     if meta is None:
@@ -454,7 +475,7 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
     try:
         pm.register(obj, name=cand.name)
     except Exception as exc:  # pluggy.PluginValidationError: bad signature, duplicate object...
-        raise fail(f"plugin {cand.name!r} is invalid: {exc}") from exc
+        raise fail(_refusal(pm, obj, cand.name, exc)) from exc
     try:
         hooks = _validate_hooks(pm, obj, cand)
     except PluginLoadError:
@@ -462,6 +483,34 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> LoadedPlugin:
         raise
     info = _info_of(cand, "loaded", hooks=hooks, meta=meta)
     return LoadedPlugin(name=cand.name, obj=obj, info=info)
+
+
+def _refusal(pm: pluggy.PluginManager, obj: object, name: str, exc: Exception) -> str:
+    """Why pluggy refused to register plugin ``name``: for an implementation whose arguments
+    the hook lacks, what is wrong with its signature, in one line as ``check_plugin`` says it
+    (pluggy's message takes three and suggests nothing); otherwise pluggy's message. (Only
+    then: a signature's other flaws, an argument with a default, are no reason for pluggy to
+    refuse, and would hide the real one, a wrapper that is not a generator say.)"""
+    found = re.search(r"for hook '(\w+)'", str(exc))
+    unknown_arguments = "can not be found in the hookspec" in str(exc)  # pluggy's wording
+    if (
+        isinstance(exc, pluggy.PluginValidationError)
+        and unknown_arguments
+        and found
+        and found[1] in hookspecs.SHAPES
+    ):
+        hook = found[1]
+        for attr in dir(obj):
+            try:
+                opts = pm.parse_hookimpl_opts(obj, attr)
+                function = getattr(obj, attr)
+            except Exception:  # an attribute that fails on access is no hook implementation
+                continue
+            if opts is not None and (opts.get("specname") or attr) == hook:
+                where = f"plugin {name!r}, hook {hook!r}"
+                if problems := signature_problems(function, hook, where):
+                    return "; ".join(problems)
+    return f"plugin {name!r} is invalid: {exc}"
 
 
 def _validate_hooks(pm: pluggy.PluginManager, obj: object, cand: _Candidate) -> tuple[str, ...]:
@@ -735,6 +784,9 @@ def load_plugins(
         drop(by_name[order_failure.plugin or ""], order_failure)
 
     known = {p.name for p in final} | set(failed_info) | {i.name for i in infos}
+    # Not misspellings either: a plugin the config disables (it may be absent from this install
+    # on purpose), and one already reported as a failure (listed in `plugins`, not installed).
+    known |= set(config.disable) | {f.plugin for f in failures if f.plugin}
     for name in config.options:
         if name not in known:
             warnings.append(
@@ -751,6 +803,10 @@ def load_plugins(
 
     for failure in failures:
         log.warning("lash: plugin skipped: %s", failure)
+    for warning in warnings:
+        # Logged like a skipped plugin: a misspelled [options.NAME] table configures nothing,
+        # and a host (lash run, a worker) would otherwise say nothing about it.
+        log.warning("lash: warning: %s", warning)
     all_infos = [p.info for p in final]
     all_infos += [failed_info[c.name] for c in enabled if c.name in failed_info]
     # Listed-but-missing plugins (and name clashes) have no candidate of their own: record them

@@ -34,6 +34,7 @@ from lash._plugins.loading import (
     object_name,
 )
 from lash._plugins.options import build_options, check_options_class
+from lash._plugins.signatures import signature_problems
 from lash._testing.cores import builtin_plugin_names
 from lash.errors import OptionsError, PluginOrderError
 
@@ -301,42 +302,7 @@ def _hook_problems(obj: object, name: str) -> list[str]:
             )
         elif inspect.isasyncgenfunction(function):
             problems.append(f"{where}: an async generator cannot be awaited; return a value")
-        problems += _signature_problems(function, hook, where)
-    return problems
-
-
-def _signature_problems(function: Any, hook: str, where: str) -> list[str]:
-    accepted = list(inspect.signature(getattr(hookspecs, hook)).parameters)
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (a builtin): loading judges it
-        return []
-    problems: list[str] = []
-    listing = ", ".join(accepted)
-    for param in parameters:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
-            problems.append(
-                f"{where}: {stars}{param.name} receives nothing (hook arguments are passed by "
-                f"name); name the ones you need: {listing}"
-            )
-        elif param.name not in accepted:
-            close = difflib.get_close_matches(param.name, accepted, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(
-                f"{where}: {param.name!r} is not an argument of the hook (its arguments: "
-                f"{listing}){hint}"
-            )
-        elif param.kind is param.KEYWORD_ONLY:
-            problems.append(
-                f"{where}: argument {param.name!r} is keyword-only, so it is never passed; "
-                "make it an ordinary argument"
-            )
-        elif param.default is not param.empty:
-            problems.append(
-                f"{where}: argument {param.name!r} has a default, so it is never passed (pluggy "
-                "passes only arguments without defaults); drop the default"
-            )
+        problems += signature_problems(function, hook, where)
     return problems
 
 

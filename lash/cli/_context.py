@@ -162,6 +162,14 @@ def load_config(ctx: click.Context) -> HostConfig:
     return config
 
 
+def store_origin(ctx: click.Context) -> str | None:
+    """Where this invocation's store URL came from, when not from the config: ``"--store"`` or
+    ``"$LASH_STORE"`` (so that an error about the store says what to check)."""
+    if ctx.find_root().meta.get(_STORE_KEY):
+        return "--store"
+    return f"${ENV_STORE}" if os.environ.get(ENV_STORE) else None
+
+
 def config_or_exit(ctx: click.Context) -> HostConfig:
     """Like :func:`load_config`, but a config error ends the command with a clear message."""
     try:

@@ -122,6 +122,14 @@ def new_plugin_command(
                     output_dir=str(output_dir),
                 )
             )
+    except EOFError:
+        # A prompt read the end of stdin (no terminal: /dev/null in CI, or too few lines piped);
+        # click would only say "Aborted!". Nothing is written before the last answer.
+        raise click.ClickException(
+            "the answers on stdin ended before every input was answered (one line each: "
+            f"{', '.join(template_inputs(template))}); nothing was generated. Without a "
+            "terminal, pass --no-input and the inputs as KEY=VALUE"
+        ) from None
     except FailedHookException:
         # The template's check printed which input is invalid and what is allowed; nothing was
         # generated.

@@ -202,13 +202,23 @@ def worker_command(
 
     Runs the process kinds the config's plugins register, under claims with heartbeats: if this
     worker dies, another one takes its processes over once their claims expire (a rerunnable
-    one runs again, an owner-bound one is marked abandoned). Stop it with Ctrl-C or SIGTERM.
+    one runs again, an owner-bound one is marked abandoned).
+
+    Stop it with Ctrl-C or SIGTERM: it takes no more work, lets the turns it is running finish
+    (their sessions' other input stays queued for the next worker), cancels its process runs
+    (their claims expire) and exits. Ctrl-C or SIGTERM again cancels the running turns too:
+    each is committed as stopped (cancelled).
     """
     config = config_or_exit(ctx)
 
     async def go() -> None:
         core = LashCore(config=config)
         async with core:
+            # Opened now: a store that cannot be opened at start (a wrong URL, a missing
+            # directory, no server) is an error, where the worker would log it every poll and
+            # never exit. Once running, a store that goes away is retried each poll.
+            await core.store.runnable_sessions(limit=1)
+            stop = asyncio.Event()
             task = asyncio.ensure_future(
                 core.run_worker(
                     concurrency=concurrency,
@@ -217,12 +227,27 @@ def worker_command(
                     once=once,
                     kinds=kinds or None,
                     poll=poll,
+                    stop=stop,
                 )
             )
+
+            def interrupted() -> None:
+                # The first signal stops gracefully (a deploy must not cancel a user's turn,
+                # which would consume the input unanswered); the next one cancels.
+                if stop.is_set():
+                    task.cancel()
+                    return
+                stop.set()
+                click.echo(
+                    "lash worker: stopping: the running turns finish first (Ctrl-C or SIGTERM "
+                    "again to cancel them)",
+                    err=True,
+                )
+
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, task.cancel)
+                    loop.add_signal_handler(sig, interrupted)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -293,6 +293,16 @@ class RunOptions:
     wait: float = 30.0
 
 
+def _not_blank(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an empty ``--model``/``--provider`` (a script's unset ``--model "$MODEL"``): it
+    would be committed to the session, and kept by its later runs."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            "empty: give a name, or leave the option out to keep the session's"
+        )
+    return value
+
+
 @click.command("run")
 @store_option
 @click.argument("prompt", required=False)
@@ -300,11 +310,13 @@ class RunOptions:
 @click.option(
     "--provider",
     default=None,
+    callback=_not_blank,
     help="Provider of the session (overrides config; committed to an existing session).",
 )
 @click.option(
     "--model",
     default=None,
+    callback=_not_blank,
     help="Model of the session (overrides config; committed to an existing session).",
 )
 @click.option(

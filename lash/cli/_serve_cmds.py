@@ -139,7 +139,20 @@ def serve_command(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-            serving = asyncio.ensure_future(server.serve())
+
+            async def serve() -> None:
+                try:
+                    await server.serve()
+                except SystemExit:
+                    # uvicorn exits when it cannot start (it logged why: the port is taken, the
+                    # address is not this machine's...). Raised in a task, SystemExit would
+                    # escape the event loop as a traceback.
+                    raise click.ClickException(
+                        f"lash serve could not listen on {host}:{port} (the error above); "
+                        "choose another --port, or --port 0 for any free one"
+                    ) from None
+
+            serving = asyncio.ensure_future(serve())
             working: asyncio.Future[Any] | None = None
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)

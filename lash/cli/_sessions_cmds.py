@@ -58,14 +58,31 @@ EXPORT_FORMAT = 1
 
 
 async def _load(store: Store, session_id: str, *, full: bool) -> SessionRecord:
+    """The session, for show, export and delete.
+
+    :raises click.ClickException: for a session that has input queued but no commit yet
+        (``lash sessions enqueue`` made it): it has no history, and is no unknown one.
+    :raises UnknownSession: for a session the store holds nothing of.
+    """
     record = await store.load(session_id, full=full)
-    if record is None:
-        raise UnknownSession(session_id)
-    return record
+    if record is not None:
+        return record
+    queued = len(await store.list_inputs(session_id))
+    if queued:
+        inputs = "1 input is" if queued == 1 else f"{queued} inputs are"
+        them = "it" if queued == 1 else "them"
+        raise click.ClickException(
+            f"session {session_id!r} has no turn committed yet: {inputs} queued for it "
+            f"(`lash sessions inputs {session_id}` lists {them}; `lash sessions drain "
+            f"{session_id}` or a `lash worker` runs {them}, `lash sessions cancel-input "
+            f"{session_id} ID` cancels {them})"
+        )
+    raise UnknownSession(session_id)
 
 
 async def _load_with_inputs(store: Store, session_id: str) -> tuple[SessionRecord, int]:
-    """The whole session, and how many inputs are queued for it (pending or claimed)."""
+    """The whole session (as :func:`_load`), and how many inputs are queued for it (pending or
+    claimed)."""
     record = await _load(store, session_id, full=True)
     return record, len(await store.list_inputs(session_id))
 

@@ -20,7 +20,7 @@ import click
 
 from lash._kernel.core import LashCore, store_url
 from lash._store.protocol import Store
-from lash.cli._context import config_or_exit, warn
+from lash.cli._context import config_or_exit, store_origin, warn
 from lash.errors import ConfigError, LashError, UnknownSession
 
 T = TypeVar("T")
@@ -138,7 +138,11 @@ def run_on_core(
             raise click.ClickException(str(exc)) from None
         # The store refused to open a database that is not there (mode ro or rw).
         if config.store is not None:
-            where = f" in {config.path}" if config.path else ""
+            origin = store_origin(ctx)
+            if origin is not None:
+                where = f" {'given with' if origin == '--store' else 'in'} {origin}"
+            else:
+                where = f" in {config.path}" if config.path else ""
             raise click.ClickException(
                 f"the configured store {url!r} points at {exc.path}, which does not exist; "
                 f"`lash sessions` never creates a store: check the store URL{where}, or run a "
