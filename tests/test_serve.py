@@ -631,6 +631,25 @@ def test_the_openapi_document_describes_the_routes(serve: Any) -> None:
         assert client.get("/sessions/nobody/processes").json() == {"processes": []}
 
 
+def test_the_openapi_document_gives_the_stopping_refusal_its_retry_after_header(
+    serve: Any,
+) -> None:
+    """POST /turns's 503 (a stopping server, docs/serving.rst) is documented with the
+    Retry-After header a client is to wait by; the other 503s of the API are plain errors."""
+    server = serve([])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        document = client.get("/openapi.json").json()
+    refusal = document["paths"]["/sessions/{session_id}/turns"]["post"]["responses"]["503"]
+    if "$ref" in refusal:  # a named response of the document's components
+        name = refusal["$ref"].rsplit("/", 1)[-1]
+        refusal = document["components"]["responses"][name]
+    header = refusal["headers"]["Retry-After"]
+    assert header["schema"]["type"] == "integer"
+    assert "stopping" in refusal["description"]
+    error = refusal["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/Error"}
+
+
 def test_the_processes_under_a_session(serve: Any) -> None:
     """GET processes: the background process a turn's tool started under the session (and none
     of another session's)."""

@@ -182,7 +182,8 @@ _PATHS: dict[str, Any] = {
                     },
                     "(wait=false) the turn started",
                 ),
-                **_errors(400, 401, 404, 409, 413, 415, 503),
+                **_errors(400, 401, 404, 409, 413, 415),
+                "503": {"$ref": "#/components/responses/Stopping"},
             },
         },
     },
@@ -444,7 +445,23 @@ def openapi() -> dict[str, Any]:
         "paths": _PATHS,
         "components": {
             "schemas": _SCHEMAS,
-            "responses": {"Error": _json(_ref("Error"), "An error (see the codes)")},
+            "responses": {
+                "Error": _json(_ref("Error"), "An error (see the codes)"),
+                "Stopping": {
+                    **_json(
+                        _ref("Error"),
+                        "stopping: the server is stopping and starts no more turns; send the "
+                        "turn again (same turn id) after Retry-After seconds, to this server "
+                        "once it is back or to another",
+                    ),
+                    "headers": {
+                        "Retry-After": {
+                            "description": "seconds to wait before sending the turn again",
+                            "schema": {"type": "integer"},
+                        }
+                    },
+                },
+            },
             "securitySchemes": {
                 "token": {"type": "http", "scheme": "bearer"},
                 "token_query": {"type": "apiKey", "in": "query", "name": "token"},
