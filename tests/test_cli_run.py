@@ -410,6 +410,45 @@ def test_sigint_cancels_the_turn_which_commits_and_exits_130(tmp_path: Path) -> 
     assert "never sent" not in stored.stdout
 
 
+def test_sigterm_cancels_the_turn_which_commits_and_exits_143(tmp_path: Path) -> None:
+    """SIGTERM mid-turn (systemd, `docker stop`, `kill`) ends `lash run` as Ctrl-C does, after
+    committing the turn as stopped(cancelled), with exit 143 (128 + SIGTERM, what a shell
+    reports for a command ended by SIGTERM) rather than dying with the turn uncommitted."""
+    write_config(
+        tmp_path,
+        PLAN_CONFIG.replace('text = "Done planning."', 'text = "never sent"\ndelay = 60'),
+    )
+    proc = subprocess.Popen(
+        [LASH, "run", "--json", "make a plan"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:  # the tool ran: the turn now waits on the second model call
+        seen.append(line)
+        if "-> plan updated" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, "".join(seen) + err
+    assert "lash: terminated (SIGTERM): cancelling the turn" in err
+    assert "[turn 1 stopped (cancelled)" in err
+    data = json.loads(out)
+    assert (data["outcome"], data["reason"], data["revision"]) == ("stopped", "cancelled", 1)
+
+    stored = lash("sessions", "show", "default", "--json", cwd=tmp_path)
+    assert stored.returncode == 0, stored.stderr
+    record = json.loads(stored.stdout)
+    assert (record["session"]["turns"], record["session"]["revision"]) == (1, 1)
+    outcome = [node for node in record["nodes"] if node["type"] == "outcome"][-1]
+    assert (outcome["outcome"], outcome["reason"]) == ("stopped", "cancelled"), outcome
+    assert "never sent" not in stored.stdout
+
+
 def _in_terminal(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
     """Run ``lash ARGS`` with stdin and stdout on a pseudo-terminal; return the exit status,
     what the terminal showed and stderr (a pipe)."""

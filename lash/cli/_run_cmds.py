@@ -41,12 +41,16 @@ from lash.errors import (
 )
 
 #: How ``lash run`` exits: completed, failed, usage or configuration error, stopped (the tool
-#: round limit, a plugin's abort), interrupted (SIGINT, the turn committed as cancelled).
+#: round limit, a plugin's abort), interrupted (SIGINT) or terminated (SIGTERM), the turn
+#: committed as cancelled.
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells report for a command ended by SIGTERM
+#: The cancel reason a turn cancelled by SIGTERM records (Ctrl-C's records none).
+SIGTERM_REASON = "SIGTERM"
 
 #: Errors that say the host's configuration or plugin composition cannot work: retrying the same
 #: command cannot help, so they exit like a usage error.
@@ -67,7 +71,9 @@ def exit_code(result: TurnResult) -> int:
         return EXIT_COMPLETED
     if result.outcome == "failed":
         return EXIT_FAILED
-    return EXIT_INTERRUPTED if result.reason == "cancelled" else EXIT_STOPPED
+    if result.reason != "cancelled":
+        return EXIT_STOPPED
+    return EXIT_TERMINATED if result.cancel_reason == SIGTERM_REASON else EXIT_INTERRUPTED
 
 
 def _preview(text: str, limit: int = _PREVIEW) -> str:
@@ -179,18 +185,33 @@ def result_data(result: TurnResult) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def cancel_on_interrupt(turn: Turn) -> Iterator[None]:
-    """While the block runs, the first SIGINT (Ctrl-C) cancels ``turn``, which then commits as
-    ``stopped(cancelled)`` and ends its stream normally; a second one interrupts at once."""
+    """While the block runs, the first SIGINT (Ctrl-C) or SIGTERM (a service manager, ``kill``)
+    cancels ``turn``, which then commits as ``stopped(cancelled)`` (by SIGTERM: with
+    :data:`SIGTERM_REASON` as its cancel reason) and ends its stream normally; a second signal
+    ends the process at once."""
     loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
 
-    def interrupted() -> None:
-        # From now on SIGINT raises KeyboardInterrupt again (asyncio restores the default).
-        loop.remove_signal_handler(signal.SIGINT)
-        click.echo("lash: interrupted: cancelling the turn (Ctrl-C again to quit now)", err=True)
-        turn.cancel()
+    def interrupted(received: signal.Signals) -> None:
+        # From now on SIGINT raises KeyboardInterrupt and SIGTERM terminates again (asyncio
+        # restores the defaults).
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        if received == signal.SIGINT:
+            click.echo(
+                "lash: interrupted: cancelling the turn (Ctrl-C again to quit now)", err=True
+            )
+            turn.cancel()
+        else:
+            click.echo(
+                "lash: terminated (SIGTERM): cancelling the turn (a second signal quits now)",
+                err=True,
+            )
+            turn.cancel(reason=SIGTERM_REASON)
 
     try:
-        loop.add_signal_handler(signal.SIGINT, interrupted)
+        for sig in signals:
+            loop.add_signal_handler(sig, interrupted, sig)
     except (NotImplementedError, RuntimeError):
         # No signal handlers on this loop (Windows): Ctrl-C cancels the task running the turn,
         # whose stream still commits the turn as cancelled before KeyboardInterrupt surfaces.
@@ -199,7 +220,8 @@ def cancel_on_interrupt(turn: Turn) -> Iterator[None]:
     try:
         yield
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def _read_text(stream: Any) -> str:
@@ -365,6 +387,7 @@ def run_command(
       3    stopped (max_tool_rounds, plugin_abort)
       130  interrupted (Ctrl-C): the turn is committed as stopped (cancelled);
            a second Ctrl-C quits at once
+      143  terminated (SIGTERM): the same, its cancel reason "SIGTERM"
     """
     options = RunOptions(prompt, session_id, provider, model, system, as_json, wait)
     try:
