@@ -371,9 +371,10 @@ def test_a_real_process_reads_a_piped_prompt(tmp_path: Path) -> None:
     assert "[turn 1 completed | 7 in / 3 out tokens | revision 1]" in proc.stderr
 
 
-def test_sigint_cancels_the_turn_which_commits_and_exits_130(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT) mid-turn ends `lash run` with exit 130 after committing the turn as
-    stopped(cancelled): the store holds it, with what it did before the interrupt."""
+def _signalled_mid_turn(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, str]:
+    """Run `lash run --json` on PLAN_CONFIG with its second model call hanging, send ``sig`` once
+    the tool ran (the turn then waits on that call), and return the exit status, stdout and
+    stderr (all of it, the lines read before the signal included)."""
     write_config(
         tmp_path,
         PLAN_CONFIG.replace(
@@ -393,60 +394,44 @@ def test_sigint_cancels_the_turn_which_commits_and_exits_130(tmp_path: Path) -> 
     for line in proc.stderr:  # the tool ran: the turn now waits on the second model call
         seen.append(line)
         if "-> plan updated" in line:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, "".join(seen) + err
+    return proc.returncode, out, "".join(seen) + err
+
+
+def test_sigint_cancels_the_turn_which_commits_and_exits_130(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) mid-turn ends `lash run` with exit 130 after committing the turn as
+    stopped(cancelled): the store holds it, with what it did before the interrupt."""
+    status, out, err = _signalled_mid_turn(tmp_path, signal.SIGINT)
+    assert status == 130, err
     assert "[turn 1 stopped (cancelled)" in err
     data = json.loads(out)
     assert (data["outcome"], data["reason"], data["revision"]) == ("stopped", "cancelled", 1)
 
-    stored = lash("sessions", "show", "default", "--json", cwd=tmp_path)
-    assert stored.returncode == 0, stored.stderr
-    record = json.loads(stored.stdout)
+    record = show(tmp_path / "lash.toml")
     assert (record["session"]["turns"], record["session"]["revision"]) == (1, 1)
     kinds = [node["type"] for node in record["nodes"] if node["type"] != "frame"]
     assert kinds == ["user", "assistant", "tool_call", "tool_result", "outcome"]
-    assert "never sent" not in stored.stdout
+    assert "never sent" not in json.dumps(record)
 
 
 def test_sigterm_cancels_the_turn_which_commits_and_exits_143(tmp_path: Path) -> None:
     """SIGTERM mid-turn (systemd, `docker stop`, `kill`) ends `lash run` as Ctrl-C does, after
     committing the turn as stopped(cancelled), with exit 143 (128 + SIGTERM, what a shell
     reports for a command ended by SIGTERM) rather than dying with the turn uncommitted."""
-    write_config(
-        tmp_path,
-        PLAN_CONFIG.replace('text = "Done planning."', 'text = "never sent"\ndelay = 60'),
-    )
-    proc = subprocess.Popen(
-        [LASH, "run", "--json", "make a plan"],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:  # the tool ran: the turn now waits on the second model call
-        seen.append(line)
-        if "-> plan updated" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, "".join(seen) + err
+    status, out, err = _signalled_mid_turn(tmp_path, signal.SIGTERM)
+    assert status == 143, err
     assert "lash: terminated (SIGTERM): cancelling the turn" in err
     assert "[turn 1 stopped (cancelled)" in err
     data = json.loads(out)
     assert (data["outcome"], data["reason"], data["revision"]) == ("stopped", "cancelled", 1)
 
-    stored = lash("sessions", "show", "default", "--json", cwd=tmp_path)
-    assert stored.returncode == 0, stored.stderr
-    record = json.loads(stored.stdout)
+    record = show(tmp_path / "lash.toml")
     assert (record["session"]["turns"], record["session"]["revision"]) == (1, 1)
     outcome = [node for node in record["nodes"] if node["type"] == "outcome"][-1]
     assert (outcome["outcome"], outcome["reason"]) == ("stopped", "cancelled"), outcome
-    assert "never sent" not in stored.stdout
+    assert "never sent" not in json.dumps(record)
 
 
 def _in_terminal(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:

@@ -222,14 +222,19 @@ async def test_a_client_gone_before_its_feed_is_ready_leaves_nothing_running(
         assert len(feeds) == 0 and not core.observed("s")
 
 
-async def test_a_turns_live_events_never_come_after_its_commit(tmp_path: Path) -> None:
-    """A turn runs and commits while the observer is reading the log (a quick turn, a slow
-    read): the observer yields the turn's live events before its commit, as they happened (not
-    after: a client drew them as a turn still running, an AG-UI run that never ends)."""
+async def _turn_during_a_slow_read(
+    tmp_path: Path, *plugins: object
+) -> tuple[lash.TurnResult, list[lash.ObservedEvent]]:
+    """Observe session "s" of a core (the scripted answer "Live answer" in chunks of 4, and
+    ``plugins``), hold the observer's next read of the log, run and commit turn t1 meanwhile,
+    then let the read go on: the turn's result and every item the observer yielded."""
     script = lash.testing.Script([{"text": "Live answer", "chunk_size": 4}])
     store = f"sqlite:///{tmp_path}/lash.db"
     async with lash.LashCore(
-        plugins=["standard", "stores", script], autoload=False, store=store, provider="script"
+        plugins=["standard", "stores", script, *plugins],
+        autoload=False,
+        store=store,
+        provider="script",
     ) as core:
         original = core.store.read_events
         reading = asyncio.Event()
@@ -269,6 +274,14 @@ async def test_a_turns_live_events_never_come_after_its_commit(tmp_path: Path) -
         await asyncio.sleep(0.1)
         observing.cancel()
         await asyncio.wait((observing,))
+    return result, seen
+
+
+async def test_a_turns_live_events_never_come_after_its_commit(tmp_path: Path) -> None:
+    """A turn runs and commits while the observer is reading the log (a quick turn, a slow
+    read): the observer yields the turn's live events before its commit, as they happened (not
+    after: a client drew them as a turn still running, an AG-UI run that never ends)."""
+    result, seen = await _turn_during_a_slow_read(tmp_path)
     assert result.text == "Live answer"
     types = [e.type for e in seen]
     committed = types.index("turn_committed")
@@ -298,51 +311,7 @@ async def test_live_events_of_a_turn_committed_during_a_read_keep_their_order(
     observer reads the log: its live events all come before its turn_committed, in the order
     they happened (the live plugin event first), not the text first and the plugin event after
     the commit, shown live for a turn that is over."""
-    script = lash.testing.Script([{"text": "Live answer", "chunk_size": 4}])
-    store = f"sqlite:///{tmp_path}/lash.db"
-    async with lash.LashCore(
-        plugins=["standard", "stores", script, Announcer()],
-        autoload=False,
-        store=store,
-        provider="script",
-    ) as core:
-        original = core.store.read_events
-        reading = asyncio.Event()
-        release = asyncio.Event()
-        hold = {"on": False}
-
-        async def slow(*args: Any, **kwargs: Any) -> Any:
-            if hold["on"] and kwargs.get("limit") != 0:
-                hold["on"] = False
-                reading.set()
-                await release.wait()  # the turn runs and commits meanwhile
-            return await original(*args, **kwargs)
-
-        core.store.read_events = slow  # type: ignore[method-assign]
-        seen: list[lash.ObservedEvent] = []
-
-        async def observe() -> None:
-            async with contextlib.aclosing(core.observe("s")) as stream:
-                async for item in stream:
-                    assert isinstance(item, lash.ObservedEvent)
-                    seen.append(item)
-
-        observing = asyncio.ensure_future(observe())
-        while not core.observed("s"):
-            await asyncio.sleep(0)
-        hold["on"] = True
-        core.notify("s")  # wakes it: it reads the log (slowly)
-        await reading.wait()
-        session = await core.session("s").open()
-        await session.turn("go", id="t1").run()
-        await session.close()
-        release.set()
-        while not any(e.type == "turn_committed" for e in seen):
-            await asyncio.sleep(0.01)
-        core.notify("s")  # anything still queued comes out now
-        await asyncio.sleep(0.1)
-        observing.cancel()
-        await asyncio.wait((observing,))
+    _, seen = await _turn_during_a_slow_read(tmp_path, Announcer())
     end = [e.type for e in seen].index("turn_committed")
     live = [(e.type, e.data.get("text")) for e in seen[:end] if e.live]
     assert live == [
