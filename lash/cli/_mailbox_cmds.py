@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, cast
 
 import click
@@ -39,6 +39,7 @@ from lash.cli._sessions_common import (
     dumps,
     iso,
     local,
+    on_signals,
     one_line,
     require_session,
     run_on_core,
@@ -322,24 +323,6 @@ def _print_item(item: ObservedEvent | ObservationGap, after: str | None, as_json
         click.echo(f"{local(item.at)}  {item.cursor}  {item.type}{live}: {event_summary(item)}")
 
 
-@contextlib.contextmanager
-def _on_signals(handler: Any, *signals: signal.Signals) -> Iterator[None]:
-    """While the block runs, ``handler()`` runs on each of ``signals`` (where the loop can)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in signals:
-        try:
-            loop.add_signal_handler(sig, handler)
-        except (NotImplementedError, RuntimeError):  # no signal handlers on this loop (Windows)
-            continue
-        installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
 @click.command("watch", short_help="Follow a session's events as they happen (from any process).")
 @click.argument("session_id")
 @click.option(
@@ -396,7 +379,7 @@ def watch_command(
                         return
 
         stop = asyncio.Event()
-        with _on_signals(stop.set, signal.SIGINT, signal.SIGTERM):
+        with on_signals(stop.set, signal.SIGINT, signal.SIGTERM):
             following = asyncio.ensure_future(follow())
             stopped = asyncio.ensure_future(stop.wait())
             try:
@@ -459,7 +442,7 @@ def drain_command(ctx: click.Context, session_id: str, wait: float, as_json: boo
                 )
                 draining.cancel()
 
-            with _on_signals(interrupted, signal.SIGINT):
+            with on_signals(interrupted, signal.SIGINT):
                 await asyncio.wait((draining,))
             if draining.cancelled():
                 return True

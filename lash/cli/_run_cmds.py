@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -31,6 +32,7 @@ from lash._kernel.core import LashCore
 from lash._kernel.session import Session
 from lash._kernel.turn import Turn
 from lash.cli._context import load_config, store_option
+from lash.cli._sessions_common import on_signals
 from lash.errors import (
     ConfigError,
     ExclusiveHookConflict,
@@ -209,19 +211,13 @@ def cancel_on_interrupt(turn: Turn) -> Iterator[None]:
             )
             turn.cancel(reason=SIGTERM_REASON)
 
-    try:
-        for sig in signals:
-            loop.add_signal_handler(sig, interrupted, sig)
-    except (NotImplementedError, RuntimeError):
-        # No signal handlers on this loop (Windows): Ctrl-C cancels the task running the turn,
-        # whose stream still commits the turn as cancelled before KeyboardInterrupt surfaces.
+    # Where the loop has no signal handlers (Windows), Ctrl-C cancels the task running the turn,
+    # whose stream still commits the turn as cancelled before KeyboardInterrupt surfaces.
+    with (
+        on_signals(functools.partial(interrupted, signal.SIGINT), signal.SIGINT),
+        on_signals(functools.partial(interrupted, signal.SIGTERM), signal.SIGTERM),
+    ):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
 
 
 def _read_text(stream: Any) -> str:

@@ -10,9 +10,10 @@ import contextlib
 import datetime
 import json
 import os
+import signal
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -153,6 +154,25 @@ def run_on_core(
         raise click.ClickException(NO_SESSIONS_YET.format(path=exc.path)) from None
     except LashError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def on_signals(handler: Any, *signals: signal.Signals) -> Iterator[None]:
+    """While the block runs, ``handler()`` runs on each of ``signals`` (where the running loop
+    can: none on Windows's)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, handler)
+        except (NotImplementedError, RuntimeError):  # no signal handlers on this loop (Windows)
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def run_on_store(
